@@ -177,3 +177,23 @@ def test_a_ctrl_c_while_a_held_block_puts_its_handlers_back_leaves_none_of_its_o
         monkeypatch.undo()
         assert kills and signal.getsignal(signal.SIGTERM) is term
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_second_ctrl_c_in_a_stop_with_no_step_to_checkpoint_names_the_stop_record_alone(tmp_path, monkeypatch, capsys):
+    """Stopped in its first step: no checkpoint is written, and the line said one was being saved."""
+    cfg = load_config("ufldl-sae", SAE)
+    run = RunDir.create(tmp_path / "r", cfg)
+    _stopped_at_step(monkeypatch, 1, [])
+    real = loop.record_stopped
+
+    def ctrl_c_then_record(*args):
+        os.kill(os.getpid(), signal.SIGINT)
+        real(*args)
+
+    monkeypatch.setattr(loop, "record_stopped", ctrl_c_then_record)
+    with pytest.raises(KeyboardInterrupt):
+        run_local(cfg, run)
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert err.count("saving the run's stop record first") == 1 and "checkpoint and stop record" not in err
+    assert not run.checkpoints.exists() or not list(run.checkpoints.iterdir())     # (none written: none to name)

@@ -148,10 +148,12 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
             _save_checkpoint(run, model, opt, total, skipped, elapsed, rng, at)
             saved = True
     except BaseException as err:   # Ctrl-C or a failure: keep the steps done so far, then let it propagate
-        with stop_record():            # (a second Ctrl-C waits for it: until 2026-12-06 it cut the checkpoint)
+        # a second Ctrl-C waits for what is written (until 2026-12-06 it cut the checkpoint), its line naming just that
+        checkpoint = done > start and not saved
+        with stop_record("the run's checkpoint and stop record" if checkpoint else "the run's stop record"):
             died = close_stream(batches)   # first: torch's handler raises again while a dead loader process is known
             stop = loader_died(died, cfg.data, err) if died else err
-            if done > start and not saved:
+            if checkpoint:
                 _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean)
                 log.warning("stopped after step %d; checkpoint saved, continue with --resume %s", done, pasted(run.path))
             # and what the data did so far (the files skipped): the stream's live report, its reads ahead included
