@@ -51,5 +51,5 @@ def cmd_study(args: argparse.Namespace) -> int:
     print(result["verdict"])
     if data := data_sentence(result.get("data")):
         print(f"\ndownpour: {data}")
-    print(f"downpour: study written to {folder / 'study.html'}")
+    print(f"downpour: study written to {folder / 'study.html'} (and study.md beside it)")
     return 0

@@ -30,10 +30,26 @@ def check_written(folder, result, name, seeds=2):
             assert len(triple) == 3, (row["condition"], figure)
     assert (folder / "study.html").is_file()
     assert result["figures"] and all((folder / f).is_file() for f in result["figures"])
+    check_markdown(folder, result)
     # first, before any reading (it came after the conclusions it qualifies: read last, if at all, in a terminal)
     assert result["verdict"].startswith("This is the quick setting (")
     assert f", {seeds} seeds): a smoke test of the machinery, not an answer.\n\n" in result["verdict"]
     assert result["verdict"].count("This is the quick setting") == 1    # (the runner's alone, not the study's too)
+
+
+def check_markdown(folder, result):
+    """study.md: the verdict word for word (each paragraph quoted), one table line per condition with as many cells as
+    its heading, every figure linked by its path in the folder."""
+    page = (folder / "study.md").read_text()
+    for paragraph in result["verdict"].split("\n\n"):
+        assert f"> {paragraph}" in page
+    lines = page.splitlines()
+    head = lines.index(next(line for line in lines if line.startswith("| condition |")))
+    width = lines[head].count(" | ")
+    rows = lines[head + 2:head + 2 + len(result["cells"])]
+    assert [r.split(" | ")[0] for r in rows] == [f"| {c['condition']}" for c in result["cells"]]
+    assert all(r.replace("\\|", "").count(" | ") == width for r in rows)
+    assert all(f"]({f})" in page for f in result["figures"])
 
 
 def check_owed(folder, result):

@@ -1554,3 +1554,19 @@ def test_a_study_stopped_by_ctrl_c_says_what_it_kept_and_how_to_resume(planted, 
     CALLS.clear()
     run_study("planted", tmp_path / "s", quick=True, jobs=1)
     assert sorted(CALLS) == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
+
+
+def test_study_md_has_study_htmls_cells_in_markdown(tmp_path):
+    """study.md (2026-12-06): the conditions table's cells are study.html's, a "|" in a name escaped so the row keeps
+    its columns, a study's own HTML cell (staleness's 4 × 0.125) as text, asides in plain brackets."""
+    from downpour.studies.markdown import write_markdown
+
+    rows = [{"condition": "a|b", "params": {"lr": 0.5}, "n": 3, "figures": {"probe": [0.9, 0.8, 1.0],
+             "d_probe": [0.0, -math.inf, math.inf]}, "missing": {"probe": 1}, "tests": {}}]
+    result = {"study": "x", "question": "Q?", "quick": False, "seeds": [0, 1, 2], "seconds": 1.0, "cells_run": 3,
+              "jobs": 1, "command": "downpour study x --out D", "verdict": "One.\n\nTwo.", "cells": rows,
+              "figures": ["figures/f.png"]}
+    page = write_markdown(result, tmp_path / "study.md", lambda row, key: "0.5 (4 &times; 0.125)" if key == "lr"
+                          else None).read_text()
+    assert "| a\\|b | 0.5 (4 × 0.125) | 3 | 0.9 [0.8, 1] (1 of 3 seeds left out) | 0 (no seed differed: " in page
+    assert "> One.\n>\n> Two." in page and "![f](figures/f.png)" in page and "<small>" not in page

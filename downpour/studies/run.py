@@ -38,6 +38,7 @@ from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.compare import VERSIONS_APART, FigureMissing, versions_apart
 from downpour.studies.data_note import data_note
 from downpour.studies.html import write_html
+from downpour.studies.markdown import write_markdown
 from downpour.studies.machine import platforms_note
 from downpour.studies.stats import (DIVERGED, diverged_paragraph, family_paragraph, holm, nothing_trained,
                                     within_range)
@@ -135,6 +136,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     }
     (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
     write_html(result, folder / "study.html", study.shown, study.headings)
+    write_markdown(result, folder / "study.md", study.shown, study.headings)
     return folder
 
 

@@ -1,0 +1,52 @@
+"""``study.md``: study.html's page as markdown, for notes, papers and docs that quote a study's tables rather than
+copy them by hand: the question, the command, the generated verdict, the conditions and comparisons tables (the same
+cells as study.html's, :mod:`~downpour.studies.table`) and the figures, linked relative to the folder."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from downpour.studies import table
+from downpour.studies.bounds import bound_caption
+from downpour.studies.table import Shown
+
+
+def md_table(head: list[str], body: list[list[str]], text: int) -> str:
+    """A markdown table, its first ``text`` columns left-aligned and the rest (numbers) right-aligned."""
+    rule = ["---" if i < text else "---:" for i in range(len(head))]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in [head, rule, *body])
+
+
+def write_markdown(result: dict[str, Any], path: Path, shown: Shown | None = None,
+                   headings: dict[str, str] | None = None) -> Path:
+    """The markdown page of ``result`` (study.json's content); ``shown``, ``headings``: the study's own, as for
+    study.html."""
+    md = table.MARKDOWN
+    rows = result["cells"]
+    setting = "quick setting (a smoke test: too few seeds to answer anything)" if result["quick"] else "full setting"
+    head, body, text = table.conditions(rows, shown, headings, md)
+    compared, tests = table.comparisons(rows, md)
+    parts = [
+        f"# Study: {result['study']}",
+        f"**Question.** {md.escape(result['question'])}",
+        f"{len(result['seeds'])} paired seeds per condition, {setting}; {table.cost(result)}. "
+        f"Reproduce with `{result['command']}`.",
+        *(f"**{name}.** {md.escape(note)}" for name, note in table.page_notes(result)),
+        "## Verdict",
+        "\n>\n".join(f"> {md.escape(p)}" for p in result["verdict"].split("\n\n")),
+        "## Conditions",
+        md_table(head, body, text),
+        table.intervals_note(rows),
+        "## Comparisons",
+        md_table(compared, tests, 3) if tests else "none",
+        "## Figures",
+        "\n\n".join(_figure(f, rows) for f in result["figures"]) or "none",
+    ]
+    path.write_text("\n\n".join(parts) + "\n")
+    return path
+
+
+def _figure(name: str, rows: list[dict[str, Any]]) -> str:
+    """A figure, with study.html's caption where it draws means that are only lower bounds."""
+    caption = bound_caption(rows, Path(name).stem)
+    return f"![{Path(name).stem}]({name})" + (f"\n\n*{table.MARKDOWN.escape(caption)}*" if caption else "")

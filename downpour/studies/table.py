@@ -1,0 +1,167 @@
+"""A study's tables as cells, one set of rules for study.html and study.md: each condition's parameters and figures
+(value [low, high], with what its interval left out or only bounds), and each comparison the verdict reads with its
+p-values. A :class:`Markup` says how text is escaped and how an aside after a figure is set (HTML's ``<small>``,
+plain text in markdown); the pages assemble the cells into their own tables."""
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from downpour._names import plural
+from downpour.studies.data_note import data_sentence
+from downpour.studies.words import no_spread, unbounded
+
+Shown = Callable[[dict[str, Any], str], "str | None"]   # a study's own HTML for a row's param or extra cell, or None
+
+
+@dataclass(frozen=True)
+class Markup:
+    escape: Callable[[str], str]      # text as the page shows it
+    small: Callable[[str], str]       # an aside after a figure, "(3 of 8 seeds left out)", with its leading space
+    shown: Callable[[str], str]       # a study's own cell (HTML, :meth:`~downpour.studies.base.Study.shown`) here
+
+
+def _unhtml(text: str) -> str:
+    return html.unescape(text.replace("<small>", "").replace("</small>", ""))
+
+
+HTML = Markup(html.escape, lambda s: f" <small>{s}</small>", lambda s: s)
+MARKDOWN = Markup(lambda s: s.replace("|", "\\|").replace("\n", " "), lambda s: f" {s}",
+                  lambda s: _unhtml(s).replace("|", "\\|"))
+
+
+def fmt(value: Any, markup: Markup = HTML) -> str:
+    """A number for a table: 3 significant digits; ints as they are; nan as '–'."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return markup.escape(str(value))
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return "–" if math.isnan(value) else ("∞" if value > 0 else "−∞")
+    return f"{value:.3g}"
+
+
+def interval(triple: list[float] | tuple[float, float, float], difference: bool = False, markup: Markup = HTML) -> str:
+    """'0.42 [0.38, 0.46]'; an interval with an end not finite in the verdicts' words (:func:`~downpour.studies.words.
+    unbounded`; a paired ``difference`` 0 in every seed of too few: "0 (no seed differed: too few seeds to tell)"),
+    not "0 [−∞, ∞]" as until 2026-12-06."""
+    value, low, high = triple
+    if math.isfinite(value) and not (math.isfinite(low) and math.isfinite(high)):
+        return fmt(value, markup) + markup.small(f"({markup.escape(unbounded(triple, difference))})")
+    return fmt(value, markup) + markup.small(f"[{fmt(low, markup)}, {fmt(high, markup)}]")
+
+
+def figure(row: dict[str, Any], key: str, markup: Markup = HTML) -> str:
+    """One figure's cell: value [low, high], and the seeds its interval left out, if any."""
+    if key not in row["figures"]:
+        return ""
+    left_out = row.get("missing", {}).get(key)
+    value, low, high = row["figures"][key]
+    if no_spread((value, low, high)) and row["n"] > 1:
+        # (up to rounding: 0.8999999999999999 [0.8999999999999989, 0.9000000000000009] was shown as 0.9 [0.9, 0.9])
+        # no spread: Student's t gives zero width however few the seeds (a probe's 27 of 30 right in both of 2
+        # seeds read 0.900 [0.900, 0.900], as certain as a thousand seeds); say what it is instead
+        shown = fmt(value, markup) + markup.small(f"(the same in every seed{' measured' if left_out else ''})")
+    else:
+        shown = interval(row["figures"][key], key.startswith(("d_", "delta_")), markup)
+    ended = row.get("censored", {}).get(key)     # (since 2026-12-05: a range at the sweep's end is a lower bound)
+    if ended and not key.startswith("d_"):
+        shown += markup.small(f"({ended} of {row['n']} seeds at the sweep's end: at least this)")
+    why = f", {ended} with both at the sweep's end" if ended and key.startswith("d_") else ""
+    b = row.get("bounded", {}).get(key)      # (since 2026-12-05: one range at the sweep's end gives only a bound)
+    if b:
+        shown += markup.small(f"({b['at_least'] + b['at_most']} of the {b['kept']} seeds kept only a bound)")
+    return shown + (markup.small(f"({left_out} of {row['n']} seeds left out{why})") if left_out else "")
+
+
+def plain(value: Any, markup: Markup = HTML) -> str:
+    if isinstance(value, dict):       # (staleness's diverged_vs: seeds, delta, reading; was shown as a Python repr)
+        return "; ".join(f"{markup.escape(str(k))} {plain(v, markup)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt(v, markup) for v in value)
+    return fmt(value, markup)
+
+
+def conditions(rows: list[dict[str, Any]], shown: Shown | None = None, headings: dict[str, str] | None = None,
+               markup: Markup = HTML) -> tuple[list[str], list[list[str]], int]:
+    """The conditions table: its headings, one list of cells per condition, and how many columns from the left are
+    text (the condition and its parameters; the rest are numbers). ``shown(row, key)``: the study's own HTML for a
+    parameter's or an extra's cell (None: as stored); ``headings``: a column's heading by key."""
+    own = shown or (lambda row, key: None)
+    heading = (headings or {}).get
+    params = list(dict.fromkeys(k for r in rows for k in r["params"]))
+    figures = list(dict.fromkeys(k for r in rows for k in r["figures"]))
+    extra = list(dict.fromkeys(k for r in rows for k in r.get("extra", {})))
+    # an extra named as a figure (the mechanisms study's readings of its paired differences) is that figure's reading:
+    # its column said "d_probe_digits" twice, once the interval and once "lower"
+    named = [f"{k} reading" if k in figures else k for k in extra]
+    head = [markup.escape(heading(k, k)) for k in ["condition", *params]] + ["n"]
+    head += [markup.escape(heading(k, k)) for k in [*figures, *named]]
+
+    def mine(row: dict[str, Any], key: str, stored: str) -> str:
+        cell = own(row, key)
+        return stored if cell is None else markup.shown(cell)
+
+    body = [[markup.escape(r["condition"]), *(mine(r, k, fmt(r["params"].get(k, ""), markup)) for k in params),
+             str(r["n"]), *(figure(r, k, markup) for k in figures),
+             *(mine(r, k, plain(r.get("extra", {}).get(k, ""), markup)) for k in extra)] for r in rows]
+    return head, body, 1 + len(params)
+
+
+def comparisons(rows: list[dict[str, Any]], markup: Markup = HTML) -> tuple[list[str], list[list[str]]]:
+    """One line per comparison the verdict reads (``row["tests"]``): its reading, p and Holm's p."""
+    head = ["condition", "comparison", "reading", "p", "Holm p", "under Holm"]
+    body = [[markup.escape(r["condition"]), markup.escape(name), markup.escape(t["reading"]), fmt(t["p"], markup),
+             fmt(t["p_holm"], markup), _holds(t)] for r in rows for name, t in r.get("tests", {}).items()]
+    return head, body
+
+
+def _holds(test: dict[str, Any]) -> str:
+    if test["reading"] not in ("higher", "lower"):
+        return ""
+    return "holds" if test["p_holm"] < 0.05 else "a lead"
+
+
+def chance(rows: list[dict[str, Any]]) -> str:
+    """How often this study's comparisons leave 0 out by chance alone (it said 35, whatever the study read)."""
+    n = sum(len(r.get("tests", {})) for r in rows)
+    return (f"with no effect anywhere, its {plural(n, 'comparison')} at 95% would leave 0 out about {0.05 * n:.2g} times (at "
+            f"least once in {100 * (1 - 0.95 ** n):.0f}% of studies, were they independent)")
+
+
+def intervals_note(rows: list[dict[str, Any]]) -> str:
+    """What the intervals are, under the conditions table (plain text)."""
+    return (
+        "Intervals are 95%: Wilson for proportions, Bonett & Price's adjusted Wald for paired differences of "
+        "proportions, Student's t for means and paired differences of means (the sign test's for a paired difference "
+        "with no spread). An interval's ends are cut at what its figure can be (an accuracy or a share in [0, 1], a "
+        "time at 0), which changes no reading. A seed whose figure is not finite is left out of its interval, and said "
+        f"so. Each interval is for its own comparison, not adjusted for the many a verdict reads: {chance(rows)}. The "
+        "comparisons table gives each comparison's p-value (the test its interval inverts: paired t or the sign test; "
+        "for a paired proportion McNemar's exact test, which a \"higher\" or \"lower\" needs beside an interval that "
+        "leaves out 0) and Holm's adjusted p over all of them: a \"higher\" or \"lower\" whose Holm p is 0.05 or more "
+        "is a lead to recheck with more seeds, not a finding.")
+
+
+def cost(result: dict[str, Any]) -> str:
+    """What the study cost: its cells over every run of the folder, and this run's own time (a resumed study's
+    last run may have run no cell: it read "0.4 s" for cells that took 32.6)."""
+    spent = result.get("cells_cost", {})
+    jobs = result.get("jobs", "?")
+    where = "in this process" if jobs == 1 else "" if jobs == 0 else f"in {jobs} worker processes"
+    this = f"this run {result['seconds']} s, {result.get('cells_run', 0)} cells {where}".rstrip()
+    if "seconds" not in spent:
+        return this
+    return (f"its cells took {spent['seconds']} s ({spent.get('cpu_seconds', 0)} CPU-s) over every run of the folder; "
+            f"{this}")
+
+
+def page_notes(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """The page's notes above its verdict, (heading, plain text): that the study's cells ran on several platforms
+    (study.json's ``platforms_note``), and what they did with data of the user's own (study.json's ``data``:
+    :func:`~downpour.studies.data_note.data_sentence`); none where neither applies."""
+    note = result.get("platforms_note", "")
+    data = data_sentence(result.get("data"))
+    return [*([("Machines", note[0].upper() + note[1:] + ".")] if note else []), *([("Data", data)] if data else [])]
