@@ -340,7 +340,10 @@ GCS_SETTINGS = b"\x00\x00\x18\x04\x00\x00\x00\x00\x00\x00\x04\x00@\x00\x00\x00\x
     (b"\x15\x03\x03\x00\x02\x02\x46", 6379, None),                      # a TLS alert: a head with Ray's TLS on
     (b"", 6379, None),                                                   # silence, or dropped: Ray's to judge
     (b"HTTP/1.1 400 Bad Request\r\n", 6379, "the Ray dashboard, port 8265 by default"),
-    (b"SSH-2.0-OpenSSH_9.6\r\n", 8265, "the Ray dashboard, port 8265 by default"),
+    (b"SSH-2.0-OpenSSH_9.6\r\n", 8265, "this answered 'SSH-2.0-OpenSSH_9.6', at the Ray dashboard's port 8265"),
+    (GCS_SETTINGS[:4], 6379, None),                                     # a frame header cut short: Ray's to judge
+    (b"\x15", 6379, None),                                              # a TLS record's first byte alone
+    (b"HTTP", 6379, "this answered 'HTTP'"),                             # cut short, but no frame header begins so
     (b"SSH-2.0-OpenSSH_9.6\r\n", 22, "this answered 'SSH-2.0-OpenSSH_9.6'"),
     (b"-ERR unknown command\r\n", 6379, "this answered '-ERR unknown command'")])   # a Redis (Ray before 2.0)
 def test_what_answers_at_a_head_address_tells_a_ray_head_from_another_listener(answer, port, problem):
@@ -350,6 +353,43 @@ def test_what_answers_at_a_head_address_tells_a_ray_head_from_another_listener(a
 
     said = not_a_head(answer, port)
     assert said is None if problem is None else problem in said and "not a Ray head" in said
+    if said and "web server" in said:   # (only where it answered as one: an SSH banner at 8265 was said to)
+        assert answer.startswith(b"HTTP/")
+
+
+def test_a_head_whose_settings_frame_comes_in_two_pieces_is_not_refused():
+    """A gRPC head whose first bytes arrive cut short (a proxy's or a loaded link's segments), the rest after the
+    probe gave up waiting, was refused as "not a Ray head" on the bytes it had."""
+    import socket
+    import threading
+
+    pytest.importorskip("ray")
+    from downpour.ps.connect_on_ray import _reachable
+
+    server, done = socket.create_server(("127.0.0.1", 0)), threading.Event()
+
+    def answer():
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(GCS_SETTINGS[:4])
+            done.wait(10.0)
+    threading.Thread(target=answer, daemon=True).start()
+    with server:
+        try:
+            _reachable(f"127.0.0.1:{server.getsockname()[1]}", 0.5)
+        finally:
+            done.set()
+
+
+def test_a_ray_client_address_where_the_dashboard_answers_names_the_client_servers_port(web_server):
+    """`ray://HOST:8265`: the refusal asked for "the head's port, usually 6379", which ray:// does not join."""
+    pytest.importorskip("ray")
+    from downpour.errors import RunError
+    from downpour.ps.connect_on_ray import _reachable
+
+    with pytest.raises(RunError, match="the Ray Client server that ray:// joins speaks gRPC") as err:
+        _reachable(f"ray://{web_server}", 5.0)
+    assert "Ray Client server port, 10001" in str(err.value) and "6379" not in str(err.value)
 
 
 def test_a_refused_join_with_auth_disabled_says_how_to_present_a_token(monkeypatch):

@@ -46,10 +46,10 @@ def _reachable(address: str, timeout: float) -> None:
         return                   # forms Ray resolves itself
     if problem := address_problem(address):   # Ray's own parser printed a traceback
         raise RunError(problem)
-    host, port = parts[1:]
+    scheme, host, port = parts
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-            problem = not_a_head(first_answer(sock, timeout), int(port))
+            problem = not_a_head(first_answer(sock, timeout), int(port), client=scheme == "ray")
     except socket.gaierror as err:
         # no such host (the docs' HEAD:6379, copied as it is) is not a head that is down; a lookup that failed for now
         # (no name server answered) is said as such

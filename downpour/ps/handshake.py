@@ -37,21 +37,28 @@ def first_answer(sock: socket.socket, timeout: float) -> bytes:
     return answer
 
 
-def not_a_head(answer: bytes, port: int) -> str | None:
+def not_a_head(answer: bytes, port: int, client: bool = False) -> str | None:
     """Why a listener that answered ``answer`` (:func:`first_answer`) at ``port`` is no Ray head, or None: an HTTP/2
     frame (a gRPC server), a TLS record (a head with Ray's TLS on), and silence or a dropped connection are left to
-    Ray to judge."""
+    Ray to judge; so is an answer cut short (fewer bytes than a frame header, a slow link's or a proxy's) that begins
+    as either does. ``client``: the address is ``ray://`` (the head's Ray Client server, not its GCS)."""
     if not answer:
         return None
-    http2 = len(answer) >= _FRAME_HEADER and answer[3] < 10 and not answer[5] & 0x7F and answer[6:9] == b"\0\0\0"
-    tls = len(answer) >= 2 and answer[0] in (0x15, 0x16) and answer[1] == 0x03
+    head = answer[:_FRAME_HEADER]   # (judged on the bytes there are: a frame's type, stream 0)
+    http2 = (len(head) < 4 or head[3] < 10) and (len(head) < 6 or not head[5] & 0x7F) and not head[6:9].strip(b"\0")
+    tls = answer[0] in (0x15, 0x16) and answer[1:2] in (b"", b"\x03")
     if http2 or tls:
         return None
-    said = "something answers there, but it is not a Ray head (a head's GCS speaks gRPC"
-    if answer.startswith(b"HTTP/") or answer.lstrip().startswith(b"<") or port == DASHBOARD_PORT:
+    server = "the Ray Client server that ray:// joins" if client else "a head's GCS"
+    said = f"something answers there, but it is not a Ray head ({server} speaks gRPC"
+    where = ("give the head's Ray Client server port, 10001 unless `ray start --head --ray-client-server-port` set "
+             "another" if client else
+             "give the head's port, usually 6379, as `ray start --head` printed it (`ray start --address='IP:PORT'`)")
+    if answer.startswith(b"HTTP/") or answer.lstrip().startswith(b"<"):
         return (f"{said}; this answered as a web server does, such as the Ray dashboard, port {DASHBOARD_PORT} by "
-                "default): give the head's port, usually 6379, as `ray start --head` printed it "
-                "(`ray start --address='IP:PORT'`)")
+                f"default): {where}")
+    if port == DASHBOARD_PORT:
+        return f"{said}; this answered {_shown(answer)}, at the Ray dashboard's port {DASHBOARD_PORT}): {where}"
     return f"{said}; this answered {_shown(answer)}): is the port the one `ray start --head` printed?"
 
 
