@@ -55,3 +55,17 @@ def test_rays_errors_and_its_other_warnings_still_print(heard):
                                                 "AuthenticationError: the token was refused",
                                                 "A worker died or was killed while executing a task"]
     assert len(logging.getLogger("ray._private.worker").filters) == 1
+
+
+def test_a_record_of_rays_whose_arguments_do_not_fit_its_text_does_not_raise_out_of_rays_call():
+    """The filter formatted each record to read it: a Ray log call with one argument too few raised TypeError out of
+    Ray's own code (ray.init's, a worker's), where logging says "Logging error" and goes on."""
+    from downpour.ps.ray_chatter import quiet_start
+
+    quiet_start()
+    worker = logging.getLogger("ray._private.worker")
+    unfit = worker.makeRecord(worker.name, logging.WARNING, __file__, 1, "raylet %s died: %s", ("node-1",), None)
+    assert worker.filter(unfit)   # kept (its handler then says "Logging error"), not raised out of Ray's call
+    started = worker.makeRecord(worker.name, logging.INFO, __file__, 1, "Started a local Ray instance. View the "
+                                "dashboard at %s%s%s %s%s", ("http://", "127.0.0.1:8265", "", "", ""), None)
+    assert not worker.filter(started)

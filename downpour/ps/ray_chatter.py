@@ -26,14 +26,16 @@ CHATTER = {   # logger -> how a record of it that says nothing about the run beg
 
 
 class _Unsaid(logging.Filter):
-    """Drops a record whose message begins with ``start``."""
+    """Drops a record whose message begins with ``start``: its text as logged, before any arguments are put in (a
+    record whose arguments do not fit its text raised out of Ray's own logging call, where logging prints a "Logging
+    error" and goes on)."""
 
     def __init__(self, start: str) -> None:
         super().__init__()
         self.start = start
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(self.start)
+        return not str(record.msg).startswith(self.start)
 
 
 def quiet_start() -> None:
