@@ -407,3 +407,29 @@ def test_a_refused_join_with_auth_disabled_says_how_to_present_a_token(monkeypat
             connect_on_ray.connect(address)
         assert "RAY_AUTH_MODE=disabled is set here, so this driver presents no token" in str(err.value)
         assert "run with RAY_AUTH_MODE=token" in str(err.value)
+
+
+def test_a_head_with_rays_tls_on_is_sent_nothing_in_the_clear(monkeypatch):
+    """RAY_USE_TLS=1: a head's GCS answered the HTTP/2 preface sent in the clear with "Handshake failed with fatal
+    error SSL_ERROR_SSL ... WRONG_VERSION_NUMBER" in its gcs_server.err, which Ray shows on every driver joined to the
+    cluster (a local Ray 2.60 with TLS on, 2026-12-06): such a head is reached, not asked."""
+    import socket
+    import threading
+
+    pytest.importorskip("ray")
+    from downpour.ps.connect_on_ray import _reachable
+
+    monkeypatch.setenv("RAY_USE_TLS", "1")
+    server, heard = socket.create_server(("127.0.0.1", 0)), []
+
+    def listen():
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(5.0)
+            heard.append(conn.recv(64))
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    with server:
+        _reachable(f"127.0.0.1:{server.getsockname()[1]}", 1.0)
+        listener.join(10.0)
+    assert heard == [b""]

@@ -4,19 +4,28 @@ servers: HTTP/2, whose server opens with a SETTINGS frame (TLS where Ray's TLS i
 (the dashboard's port 8265 copied for the head's 6379), ``ray.init`` waited over 2 minutes printing Ray's "Timed
 out while waiting for GCS" warnings (until 2026-12-06).
 
-    with socket.create_connection((host, port), 10.0) as sock:
+    with socket.create_connection((host, port), 10.0) as sock:   # (not asked where ray_tls(): Ray's TLS on)
         problem = not_a_head(first_answer(sock, 10.0), port)   # None: a Ray head, or an answer that cannot tell
 """
 from __future__ import annotations
 
+import os
 import socket
 
-__all__ = ["DASHBOARD_PORT", "first_answer", "not_a_head"]
+__all__ = ["DASHBOARD_PORT", "first_answer", "not_a_head", "ray_tls"]
 
 DASHBOARD_PORT = 8265
 # HTTP/2's client preface, then the client's (empty) SETTINGS frame: a gRPC server answers with its own SETTINGS
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 _FRAME_HEADER = 9
+
+
+def ray_tls() -> bool:
+    """Whether Ray's TLS is on in this environment (``RAY_USE_TLS``, read as Ray reads it; a driver joins a head with
+    TLS on only with it set). Such a head is not asked: its GCS drops HTTP/2's preface sent in the clear and logs
+    "Handshake failed with fatal error SSL_ERROR_SSL ... WRONG_VERSION_NUMBER" in its gcs_server.err, which Ray shows
+    on every driver joined to the cluster (measured 2026-12-06 on a local Ray 2.60 with RAY_USE_TLS=1)."""
+    return os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
 
 
 def first_answer(sock: socket.socket, timeout: float) -> bytes:
