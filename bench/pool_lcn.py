@@ -31,7 +31,6 @@ Prints one JSON line per shape.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -42,7 +41,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from _protocol import emit, load_1min, reps_and_threads, thread_settings  # noqa: E402
 from downpour.layers import L2Pool2d, LocalContrastNorm2d  # noqa: E402
-from downpour.plan.calibrate import layer_step, pool_lcn_step  # noqa: E402
+from downpour.plan.calibrate import best_seconds, layer_step, pool_lcn_step  # noqa: E402
 
 # name: (batch, maps, side, pool kernel, pool stride, LCN window) of a stage's codes
 SHAPES = {"main stage 1": (32, 8, 25, 3, 2, 5), "main stage 2": (32, 8, 8, 3, 1, 5),
@@ -57,18 +56,9 @@ def fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Call
 
 
 def best_ms(fns: dict[str, Callable[[], None]], reps: int) -> dict[str, float]:
-    """Best of ``reps`` rounds per function (each round at least 20 ms of calls), the functions interleaved."""
-    best = {name: float("inf") for name in fns}
-    for fn in fns.values():
-        fn()                                  # warm-up
-    for _ in range(reps):
-        for name, fn in fns.items():
-            n, start = 0, time.perf_counter()
-            while time.perf_counter() - start < 0.02:
-                fn()
-                n += 1
-            best[name] = min(best[name], (time.perf_counter() - start) / n * 1e3)
-    return best
+    """Best of ``reps`` rounds per function (each round at least 20 ms of calls), the functions interleaved (the way
+    ``downpour plan --calibrate`` times the layer and pooling + LCN: ``best_seconds``), in ms."""
+    return {name: s * 1e3 for name, s in best_seconds(fns, reps).items()}
 
 
 def step_ms(reps: int) -> float:

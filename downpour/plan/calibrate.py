@@ -3,11 +3,13 @@
 - ``flops_per_core``: one forward and backward (input and weight gradients: three contractions of
   2·B·P·M·Q FLOPs) of :class:`~downpour.layers.LocallyConnected2d` at a stage-2 shape of the
   paper's network scaled down (8 input maps, 18x18 fields, 8 maps, 23x23 output positions, batch
-  16: 1.05 GFLOP, 11 M weights), one torch thread, best of the repeats.
+  16: 1.05 GFLOP, 11 M weights), one torch thread, best of the repeats, taking turns with pooling + LCN
+  (``best_seconds``).
 - ``pool_lcn_flops_per_core``: the main job's stage 1 as a training step runs it, :class:`~downpour.layers.L2Pool2d`
   forward and backward then :class:`~downpour.layers.LocalContrastNorm2d` forward (batch 32 of 8 maps of 25x25 codes
   pooled 3x3 with step 2, LCN 5x5), their FLOPs as the plan counts them
-  (:func:`~downpour.plan.cat_formulas.pool_lcn_flops`), one torch thread, best of the repeats. This element-wise work
+  (:func:`~downpour.plan.cat_formulas.pool_lcn_flops`), one torch thread, best of the repeats, taking turns with the
+  layer. This element-wise work
   runs at half the layer's rate or less (0.12-0.52 of it at the main job's and the paper's shapes, bench/pool_lcn.py):
   until 2026-12-06 the plan timed it at ``flops_per_core``.
 - ``apply_bytes_per_core``: gradient bytes per second one :class:`~downpour.ps.shard.Shard`
@@ -35,7 +37,8 @@ from downpour.plan.cat_formulas import pool_lcn_flops
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
 
-__all__ = ["Rates", "DEFAULT_RATES", "calibrate", "layer_rate", "layer_step", "pool_lcn_rate", "pool_lcn_step"]
+__all__ = ["Rates", "DEFAULT_RATES", "calibrate", "best_seconds", "filter_rates", "layer_rate", "layer_step",
+           "pool_lcn_rate", "pool_lcn_step"]
 
 # pooling + LCN's FLOP rate over the layer's, measured side by side at the main job's stage 1 (bench/pool_lcn.py's
 # pool_lcn_vs_lc, the median of 0.25-0.52 in four runs on the 2-core AMD EPYC VM under load 15-20, 2026-12-06)
@@ -80,6 +83,25 @@ def _times(fn: Callable[[], None], repeats: int) -> list[float]:
     return out
 
 
+def best_seconds(steps: dict[str, Callable[[], None]], repeats: int, round_s: float = 0.02) -> dict[str, float]:
+    """Seconds per call of each of ``steps``, best of ``repeats`` rounds, the steps taking turns and each round at
+    least ``round_s`` of calls (a call that takes longer: one), each step warmed once first. Taking turns, a load that
+    comes and goes reaches them alike: until 2026-12-06 ``--calibrate`` timed 5 single calls of the layer, then 5 of
+    pooling + LCN, and the short calls' best found quiet moments that the layer's 0.1-0.3 s calls did not (their
+    ratio read 0.58-0.85 beside bench/pool_lcn.py's 0.29-0.37 in the same minutes under a load of 10)."""
+    best = dict.fromkeys(steps, math.inf)
+    for step in steps.values():
+        step()
+    for _ in range(repeats):
+        for name, step in steps.items():
+            calls, start = 0, time.perf_counter()
+            while calls == 0 or time.perf_counter() - start < round_s:
+                step()
+                calls += 1
+            best[name] = min(best[name], (time.perf_counter() - start) / calls)
+    return best
+
+
 def layer_step(batch: int = 16, channels: int = 8, size: int = 40, kernel: int = 18,
                maps: int = 8) -> tuple[Callable[[], None], float]:
     """One LocallyConnected2d forward + backward (input and weight gradients), and its FLOPs."""
@@ -99,7 +121,7 @@ def layer_step(batch: int = 16, channels: int = 8, size: int = 40, kernel: int =
 def layer_rate(repeats: int = 5, **shape: int) -> float:
     """FLOP/s of :func:`layer_step` (``shape``: its keywords) on the current threads, best of ``repeats``."""
     step, flops = layer_step(**shape)
-    return flops / min(_times(step, repeats))
+    return flops / best_seconds({"layer": step}, repeats)["layer"]
 
 
 def pool_lcn_step(batch: int = 32, maps: int = 8, side: int = 25, pool: int = 3, stride: int = 2,
@@ -124,7 +146,16 @@ def pool_lcn_step(batch: int = 32, maps: int = 8, side: int = 25, pool: int = 3,
 def pool_lcn_rate(repeats: int = 5, **shape: int) -> float:
     """FLOP/s of :func:`pool_lcn_step` (``shape``: its keywords) on the current threads, best of ``repeats``."""
     step, flops = pool_lcn_step(**shape)
-    return flops / min(_times(step, repeats))
+    return flops / best_seconds({"pool_lcn": step}, repeats)["pool_lcn"]
+
+
+def filter_rates(repeats: int = 5) -> tuple[float, float]:
+    """(the layer's, pooling + LCN's) FLOP/s of :func:`layer_step` and :func:`pool_lcn_step` at their defaults, on
+    the current threads, timed taking turns (:func:`best_seconds`): their ratio is what the plan's split of a step
+    rests on."""
+    (layer, layer_flops), (pool, pool_flops) = layer_step(), pool_lcn_step()
+    best = best_seconds({"layer": layer, "pool_lcn": pool}, repeats)
+    return layer_flops / best["layer"], pool_flops / best["pool_lcn"]
 
 
 def apply_rate(repeats: int = 9, numel: int = 1 << 22, rule: str = "adagrad") -> float:
@@ -142,7 +173,8 @@ def calibrate(rule: str = "adagrad") -> Rates:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return Rates(layer_rate(), apply_rate(rule=rule), "measured on this machine (--calibrate, 1 thread: the layer, "
-                     "pooling + LCN at the main job's stage 1, the apply)", rule, pool_lcn_rate())
+        layer, pool_lcn = filter_rates()
+        return Rates(layer, apply_rate(rule=rule), "measured on this machine (--calibrate, 1 thread: the layer and "
+                     "pooling + LCN at the main job's stage 1 taking turns, the apply)", rule, pool_lcn)
     finally:
         torch.set_num_threads(threads)
