@@ -43,13 +43,13 @@ def test_ratio_of_medians_differs_from_the_median_of_paired_ratios():
     assert out["of_medians"] == 12 / 5 and out["paired"]["median"] == 2.0 and out["paired"]["range"] == [1.5, 3.0]
 
 
-
 def test_a_ratio_under_a_thousandth_keeps_its_digits():
     """The ratio of the medians was rounded to 3 decimals: 0.0 under 0.0005 (parameter_server's memcpy against a round
     trip of a small model), 0.018 beside a paired 0.0182, until 2026-12-06."""
     out = P.ratio(_reps([(0.0000123, 0.0421)]), "x", "fast", "slow")
     assert out["of_medians"] == out["paired"]["median"] == 0.000292
     assert P.ratio(_reps([(0.00182, 0.1)]), "x", "fast", "slow")["of_medians"] == 0.0182
+
 
 def test_child_cpu_counts_a_busy_child_by_name_and_window():
     with P.ChildCPU(every=0.05) as children:

@@ -501,10 +501,61 @@ def test_a_study_on_your_folder_counts_the_files_its_cells_skipped(tmp_path):
     result = {"study": "first-layer", "question": "q", "command": "c", "quick": True, "seeds": [0, 1], "verdict": "v",
               "cells": [], "seconds": 1.0, "figures": [], "data": note}
     page = write_html(result, tmp_path / "study.html").read_text()
-    assert f"The cells trained on 4 images of {tmp_path}; 1 file skipped, unreadable or too small, by every cell " \
+    assert f"The cells read 4 images of {tmp_path}; 1 file skipped, unreadable or too small, by every cell " \
            f"(first: {tmp_path / 'bad.jpg'}: UnidentifiedImageError" in page
     assert data_note(study_class("first-layer")(quick=True, sets=[]).cell_config(target.conditions()[0], 0)) is None
     assert data_sentence(None) == ""
+
+
+def _folder(path, tiny=0, bad=0):
+    """4 readable grey photos in ``path``, ``tiny`` of 5x5 (smaller than a 32x32 patch) and ``bad`` corrupt files."""
+    from PIL import Image
+
+    path.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (40 + 8 * i, 48), dtype=np.uint8)).save(path / f"{i}.png")
+    for i in range(tiny):
+        Image.fromarray(rng.integers(0, 256, (5, 5), dtype=np.uint8)).save(path / f"tiny{i}.png")
+    for i in range(bad):
+        (path / f"bad{i:02}.jpg").write_bytes(b"not a jpeg")
+    return path
+
+
+def test_a_study_note_names_every_skipped_file_and_says_read_not_trained_on(tmp_path):
+    """study.json named the first 3 of 25 bad files, the log the first 20 of a cell and the cells' data.json were gone,
+    yet the line said 'the log each'; and in patch mode a 5x5 image counted among the images 'trained on'."""
+    from downpour.studies.data_note import data_note, data_sentence
+
+    folder = _folder(tmp_path / "d", tiny=1, bad=25)
+    target = study_class("first-layer")(quick=True, sets=[_pair("data.source=folder"), _pair(f"data.path={folder}"),
+                                                           _pair("data.mode=patches")])
+    note = data_note(target.cell_config(target.conditions()[0], 0))
+    assert (note["n_images"], note["n_skipped"], len(note["skipped"])) == (5, 26, 26)
+    said = data_sentence(note)
+    assert said.startswith(f"The cells read 5 images of {folder}; 26 files skipped") and "trained on" not in said
+    assert said.endswith("study.json's data names every one.") and "the log each" not in said
+
+
+def test_a_cached_study_on_your_folder_keeps_its_note_and_does_not_load_the_folder_again(planted, tmp_path,
+                                                                                          monkeypatch):
+    """Every run of a study loaded the first cell's data again, all cells cached too (up to 1 GiB decoded for a
+    re-render), and said what the folder holds now, not what the cached cells read."""
+    from downpour.studies import data_note as module
+
+    folder = _folder(tmp_path / "d", bad=1)
+    sets = ["data.source=folder", f"data.path={folder}"]
+    run_study("planted", tmp_path / "s", quick=True, jobs=1, sets=sets)
+    first = json.loads((tmp_path / "s" / "study.json").read_text())["data"]
+    assert first["n_skipped"] == 1
+    (folder / "bad00.jpg").unlink()                     # the folder changed after the cells ran
+
+    def refuse(*_):
+        raise AssertionError("the folder was loaded again, every cell cached")
+
+    monkeypatch.setattr(module, "open_data", refuse)
+    run_study("planted", tmp_path / "s", quick=True, jobs=1, sets=sets)
+    assert json.loads((tmp_path / "s" / "study.json").read_text())["data"] == first
 
 
 def test_a_term_set_off_by_its_weight_keeps_it_when_a_key_inside_it_is_set():

@@ -36,7 +36,7 @@ from downpour.studies import STUDIES, study_class
 from downpour.studies.base import Cells
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.compare import VERSIONS_APART, FigureMissing, versions_apart
-from downpour.studies.data_note import data_note
+from downpour.studies.data_note import study_data
 from downpour.studies.html import write_html
 from downpour.studies.markdown import write_markdown
 from downpour.studies.machine import platforms_note
@@ -107,7 +107,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         raise
     cells = {key: cache.cells[key] for key in ((c, s) for c in names for s in seed_list)}
     # (the cells' runs, and their data.json, are gone: where the data are the user's, what they skipped is said once)
-    data = data_note(study.cell_config(conditions[0], 0)) if any(k.startswith("data.") for k, _ in study.sets) else None
+    data = study_data(study, conditions[0], folder, header["sets"], ran=bool(todo))
     platforms, mixed = platforms_note(cache.costs, cells)
     if mixed:
         print(f"downpour study {name}: {str(cache.path)!r}: {mixed}", file=sys.stderr, flush=True)
