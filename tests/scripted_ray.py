@@ -171,6 +171,7 @@ class Worker:
     dead: bool = False
     killed: bool = False
     hung: bool = False
+    broken: bool = False      # a cycle of it failed (``fails``) and no new partition was handed it since
     busy_until: float = 0.0
     computed: list[tuple[int, int]] = field(default_factory=list)   # (first, steps) of each cycle it trained
     replaced: list[int] = field(default_factory=list)
@@ -183,7 +184,12 @@ class Worker:
         self.data_report = _Method(lambda: self._answer({"worker": self.w}))
         self.profile = _Method(lambda: self._answer({}))
         self.buffers = _Method(lambda: self._answer({}))
-        self.replace_partition = _Method(lambda p, actor: self.replaced.append(p) or self._answer(None))
+        self.replace_partition = _Method(self._replace_partition)
+
+    def _replace_partition(self, p: int, actor: Any) -> Ref:
+        self.replaced.append(p)
+        self.broken = False
+        return self._answer(self.seq)       # (the seq of the push dropped: the next one's)
 
     def _answer(self, value: Any, when: Callable[[], bool] | None = None, at: int = 0) -> Ref:
         return self._died() if self.dead or self.killed else Ref(value, when=when, at=at)
@@ -197,7 +203,9 @@ class Worker:
         self.hung = self.hung or (not self.dead and self.hangs(self.cycles, first, k))
         seconds = self.takes(self.cycles, first, k)
         self.cycles += 1
-        if self.dead or self.killed or self.fails(self.cycles - 1, first, k):
+        # a failed cycle's partition is dead: its cycles queued behind fail too, until the driver hands it a new one
+        self.broken = self.broken or (not self.dead and self.fails(self.cycles - 1, first, k))
+        if self.dead or self.killed or self.broken:
             return [self._died() for _ in range(self.shards + 1)]
         if self.hung:
             return [Ref(error=ActorDiedError(), when=lambda: self.killed) for _ in range(self.shards + 1)]
@@ -224,6 +232,8 @@ class Shard:
         self.close = _Method(lambda: Ref(None))
         self.node = _Method(lambda: Ref(error=ActorDiedError()) if self.dead else Ref(node, when=up))
         self.profile = _Method(lambda: Ref({}))
+        self.dropped: list[tuple[int, int]] = []     # (worker, seq) of each push it was told to drop from its inbox
+        self.drop_inbox = _Method(lambda w, seq: self.dropped.append((w, seq)) or Ref(True))
 
     def _note(self, ws: list[int]) -> Ref:
         self.told.append(list(ws))

@@ -10,6 +10,7 @@ import pytest
 import scripted_ray
 from scripted_ray import ScriptedCluster, coordinator, scripted_runtime, stubbed_spawns
 
+from downpour.ps import partition_restarts_on_ray
 from downpour.ps.on_ray import RESTART_SECONDS
 
 STEPS = 120
@@ -692,3 +693,56 @@ def test_a_partition_that_cannot_be_restarted_restarts_its_replica_and_says_why(
     assert events[0]["reason"] == f"its new actor not up within {PARTITION_SECONDS:.0f} s (no node with room)"
     assert coord.done == STEPS and len(cluster.lives) == 3
 
+
+
+def test_a_partition_restart_has_the_shards_drop_what_the_failed_push_staged(monkeypatch):
+    """The failed cycle may have staged some of its slices in the shards' inboxes (the partitions that lived staged
+    theirs before the dead one failed it): every shard is told to drop worker 0's push of that seq, the one its next
+    push takes again, after the worker took the new partition. Until 2026-12-06 nothing dropped them, and an inbox is
+    never overwritten: the next push's stage waited on the stale slice, which no ring takes, and failed after
+    INBOX_WAIT_SECONDS (tests/test_ps_doorbell.py shows the inbox)."""
+    rt = scripted_runtime(monkeypatch)
+    coord = coordinator(2, STEPS)
+    cluster = ScriptedCluster(rt, coord, restarts=1, partitions=2, shards=2)
+    cluster.replaced_at, failed_seq = {}, []
+    cluster._partition_actor = lambda w, p, name, options, step: scripted_ray.Shard(None, "node-a")
+    dies = _partition_dies(cluster, 0, 1, 20)
+    cluster.lives[0].fails = lambda n, first, k: dies(n, first, k) and not failed_seq.append(cluster.lives[0].seq)
+    cluster.run_scripted()
+    assert [e["event"] for e in coord.events if e["event"] != "joined"] == ["partition-restarted"]
+    assert len(failed_seq) == 1 and all(s.dropped == [(0, failed_seq[0])] for s in cluster.shard_actors)
+    assert coord.done == STEPS and cluster.trained() == list(range(STEPS))
+
+
+def test_with_no_restart_left_a_lost_partition_asks_nothing_before_its_replica_is_lost(monkeypatch):
+    """cluster.restarts = 0: a cycle failed by a dead partition loses its replica at once, as before partitions were
+    restarted alone: no actor is asked whether it lives (each question may wait ASK_SECONDS, the driver held up)."""
+    asked = []
+    monkeypatch.setattr(partition_restarts_on_ray, "_answers", lambda actor: asked.append(actor) or True)
+    cluster, coord = _losing_partition_1(monkeypatch, restarts=0)
+    cluster.run_scripted()
+    assert [(e["event"], e["worker"]) for e in coord.events if e["event"] != "joined"] == \
+        [("worker-lost", 0), ("not-restarted", 0)]
+    assert asked == []
+
+
+def test_a_stop_while_the_worker_takes_its_new_partition_is_let_through(monkeypatch):
+    """A Ctrl-C while the driver waits (up to PARTITION_SECONDS, every survivor held up) for the worker to take its
+    new partition stops the run there, not once the restart is done: nothing is recorded as restarted, and the new
+    partition's actor, not the run's yet, is killed. Until 2026-12-06 that wait held the stop."""
+    import signal
+
+    cluster, coord = _losing_partition_1(monkeypatch)
+    worker = cluster.lives[0]
+
+    def interrupted() -> bool:
+        signal.raise_signal(signal.SIGINT)
+        return True
+    worker.replace_partition = scripted_ray._Method(lambda p, actor: scripted_ray.Ref(worker.seq, when=interrupted))
+    new = []
+    made = cluster._partition_actor
+    cluster._partition_actor = lambda *args: new.append(made(*args)) or new[-1]
+    with pytest.raises(KeyboardInterrupt):
+        cluster.run_scripted()
+    assert [e["event"] for e in coord.events if e["event"] != "joined"] == []
+    assert len(new) == 1 and new[0].killed

@@ -265,11 +265,13 @@ class WorkerActor:
         self.laps.count("params_as_views", params_as_views(self.worker.model, layout.names, layout.offsets, self.fetched))
         self.worker.params = _TimedParams(self.worker.params, self.laps)
 
-    def replace_partition(self, p: int, actor: Any) -> None:
+    def replace_partition(self, p: int, actor: Any) -> int:
         """Partition ``p`` died and ``actor`` replaces it (``ps.partition_restarts_on_ray``): the failed cycle's push
-        is dropped, and the next step fetches, which fills the new partition's filters from its shards."""
+        is dropped, and the next step fetches, which fills the new partition's filters from its shards. Returns the
+        dropped push's seq (the next push's), whose slices staged already the shards drop (``drop_inbox``)."""
         self.remote.replace(self.worker.model, p, actor)
         self.worker.drop_push()
+        return self.worker.seq
 
     def _stage_of(self, step: int) -> int | None:
         """The greedy stage the run's step ``step`` trains (None: every stage), as the simulator's driver asks."""

@@ -50,10 +50,12 @@ class PartitionRestarts:
         partition died, its replica's actor dead too, ``cluster.restarts`` spent: the replica lost as before; the new
         partition not had: the replica restarted whole, a ``partition-restart-failed`` event saying why)."""
         parts = self.partition_actors.get(w)
-        if not parts or not _answers(self.worker_actors[w]):   # the replica's actor dead too: lost as before
+        if not parts or self.restarts < 1:   # none may be restarted: lost at once, nothing asked (each ask: ASK_SECONDS)
+            return False
+        if not _answers(self.worker_actors[w]):   # the replica's actor dead too: lost as before
             return False
         dead = [p for p, a in enumerate(parts) if not _answers(a)]
-        if not dead or self.restarts < len(dead):   # none died; none may be restarted: lost (not restarted) as before
+        if not dead or self.restarts < len(dead):   # none died; not all may be restarted: lost as before
             return False
         step, why = self.coord.done, None
         dropped = self._drop_cycles(w)
@@ -67,11 +69,7 @@ class PartitionRestarts:
                 else:
                     new[p] = got
         if why is None:
-            try:
-                ray.get([self.worker_actors[w].replace_partition.remote(p, a) for p, a in new.items()],
-                        timeout=PARTITION_SECONDS)
-            except (RayError, GetTimeoutError) as e:
-                why = f"its worker did not take the new partition ({type(e).__name__})"
+            why = self._hand_over(w, new)
         if why is not None:
             for a in new.values():
                 kill(a)
@@ -92,6 +90,25 @@ class PartitionRestarts:
         for _ in range(self.coord.depth):
             self._dispatch(w)
         return True
+
+    def _hand_over(self, w: int, new: dict[int, Any]) -> str | None:
+        """Worker ``w`` takes its ``new`` partitions and drops its failed push, and the shards drop what of that push
+        was staged in their inboxes already (the partitions that lived may have staged their slices before the dead
+        one failed the cycle: no ring ever takes them, and the next push, with the same seq, waited on them for
+        INBOX_WAIT_SECONDS until 2026-12-06); None, or why not. A stop may cut the wait (the new actors killed)."""
+        try:
+            with signals_let_through():
+                seqs = ray.get([self.worker_actors[w].replace_partition.remote(p, a) for p, a in new.items()],
+                               timeout=PARTITION_SECONDS)
+                # (after the worker's answer: every partition that lived has finished staging, its drop queued behind)
+                ray.get([a.drop_inbox.remote(w, seqs[-1]) for a in self.shard_actors], timeout=PARTITION_SECONDS)
+        except (RayError, GetTimeoutError) as e:
+            return f"its worker did not take the new partition, or a shard did not drop its push ({type(e).__name__})"
+        except BaseException:
+            for a in new.values():
+                kill(a)     # (not the run's yet: close would not find them)
+            raise
+        return None
 
     def _drop_cycles(self, w: int) -> int:
         """Worker ``w``'s cycles in flight, dropped: their futures read once they fail (behind the failed one on the

@@ -101,6 +101,20 @@ class ShardServer:
             self.laps.count("pushes")
             return result.as_dict()
 
+    def drop_inbox(self, worker: int, seq: int) -> bool:
+        """Push ``seq`` of ``worker`` will never be rung (its cycle failed after some of its slices were staged: a
+        model-parallel replica whose partition died, ``ps.partition_restarts_on_ray``): what it left in the inbox goes,
+        so the replica's next push, with the same seq, finds the inbox free (an inbox is never overwritten: its
+        ``put`` waited for the shard to take the stale slice, which no ring would ever ask, for INBOX_WAIT_SECONDS,
+        and failed). Anything else waiting (an earlier push not applied yet) stays. Returns whether one went."""
+        with self._lock:
+            inbox = self.inboxes.get(worker)
+            item = inbox.take() if inbox is not None else None
+            if item is None or item[1] != seq:
+                return False
+            inbox.release()
+            return True
+
     def new_inbox(self, worker: int, incarnation: int) -> dict[str, Any] | None:
         """A restarted worker gets a fresh inbox (and reply pipe): its predecessor, killed but
         possibly still running for a moment, may yet write into the old one. Returns the lanes."""
