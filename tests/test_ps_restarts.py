@@ -726,10 +726,12 @@ def test_with_no_restart_left_a_lost_partition_asks_nothing_before_its_replica_i
     assert asked == []
 
 
-def test_a_stop_while_the_worker_takes_its_new_partition_is_let_through(monkeypatch):
-    """A Ctrl-C while the driver waits (up to PARTITION_SECONDS, every survivor held up) for the worker to take its
-    new partition stops the run there, not once the restart is done: nothing is recorded as restarted, and the new
-    partition's actor, not the run's yet, is killed. Until 2026-12-06 that wait held the stop."""
+@pytest.mark.parametrize("wait", ["its first answer", "the hand-over"])
+def test_a_stop_while_a_new_partition_comes_up_is_let_through(monkeypatch, wait):
+    """A Ctrl-C while the driver waits (up to PARTITION_SECONDS each, every survivor held up) for the new partition's
+    first answer, or for the worker to take it, stops the run there, not once the restart is done: nothing is recorded
+    as restarted, and the new partition's actor, not the run's yet, is killed. Until the 2026-12-06 review the
+    hand-over's wait held the stop, and a stop in the first wait left the new actor running."""
     import signal
 
     cluster, coord = _losing_partition_1(monkeypatch)
@@ -738,10 +740,11 @@ def test_a_stop_while_the_worker_takes_its_new_partition_is_let_through(monkeypa
     def interrupted() -> bool:
         signal.raise_signal(signal.SIGINT)
         return True
-    worker.replace_partition = scripted_ray._Method(lambda p, actor: scripted_ray.Ref(worker.seq, when=interrupted))
+    if wait == "the hand-over":
+        worker.replace_partition = scripted_ray._Method(lambda p, actor: scripted_ray.Ref(worker.seq, when=interrupted))
     new = []
-    made = cluster._partition_actor
-    cluster._partition_actor = lambda *args: new.append(made(*args)) or new[-1]
+    cluster._partition_actor = lambda *args: new.append(
+        scripted_ray.Shard(interrupted if wait == "its first answer" else None, "node-a")) or new[-1]
     with pytest.raises(KeyboardInterrupt):
         cluster.run_scripted()
     assert [e["event"] for e in coord.events if e["event"] != "joined"] == []

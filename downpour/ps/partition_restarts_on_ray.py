@@ -137,6 +137,9 @@ class PartitionRestarts:
                 kill(actor)
                 why = f"its new actor died coming up ({type(e).__name__})"
                 continue
+            except BaseException:
+                kill(actor)     # a stop cut the wait: not the run's yet, close would not find it
+                raise
             self.placement["partitions"][w * k + p] = node
             return actor
         return why
