@@ -129,7 +129,7 @@ def test_a_push_dropped_after_staging_leaves_the_inbox_free_for_its_seq_again(tm
     """A model-parallel replica's cycle failed after a partition staged its slice (another partition died): the push
     is never rung, and its seq is the next push's. An inbox is never overwritten (the next put waits for the shard to
     take the stale slice, which nothing asks): ``drop_inbox`` of that seq frees it, and the next push of the same seq
-    is applied, once; one of another seq (an earlier push not rung yet) is kept."""
+    is applied, once (one of an earlier seq goes too, one of a later seq stays)."""
     shard = Shard(0, torch.zeros(N), make_rule("sgd", 1.0), workers=[0])
     srv = ShardServer(shard, f"/dev/shm/downpour-test-{tmp_path.name}", workers=1)
     try:
@@ -137,7 +137,9 @@ def test_a_push_dropped_after_staging_leaves_the_inbox_free_for_its_seq_again(tm
         c.inbox.put(np.full(N, 5.0, dtype=np.float32), 3, 0)          # push 3's slice, staged; its cycle then failed
         with pytest.raises(TimeoutError):
             c.inbox.put(np.ones(N, dtype=np.float32), 3, 0, timeout=0.0)   # (not overwritten)
-        assert not srv.drop_inbox(0, 2) and c.inbox.take() is not None     # another seq's: kept
+        assert not srv.drop_inbox(0, 2) and c.inbox.take() is not None     # a later seq's: kept
+        assert srv.drop_inbox(0, 3) and c.inbox.take() is None
+        c.inbox.put(np.full(N, 5.0, dtype=np.float32), 2, 0, timeout=0.0)  # a dropped cycle's before it: dropped too
         assert srv.drop_inbox(0, 3) and c.inbox.take() is None
         c.inbox.put(np.ones(N, dtype=np.float32), 3, 0, timeout=0.0)       # the same seq, trained again
         assert c.ring(seq=3, base=0)["accepted"]

@@ -106,11 +106,13 @@ class ShardServer:
         model-parallel replica whose partition died, ``ps.partition_restarts_on_ray``): what it left in the inbox goes,
         so the replica's next push, with the same seq, finds the inbox free (an inbox is never overwritten: its
         ``put`` waited for the shard to take the stale slice, which no ring would ever ask, for INBOX_WAIT_SECONDS,
-        and failed). Anything else waiting (an earlier push not applied yet) stays. Returns whether one went."""
+        and failed). One of an earlier seq goes too: asked once the driver had every push it took rung or its
+        ``push_inbox`` sent before this call, what still waits is a dropped cycle's (one queued behind the failed one
+        that did push, its partition slow, not dead). A later seq stays. Returns whether one went."""
         with self._lock:
             inbox = self.inboxes.get(worker)
             item = inbox.take() if inbox is not None else None
-            if item is None or item[1] != seq:
+            if item is None or item[1] > seq:
                 return False
             inbox.release()
             return True
