@@ -9,7 +9,8 @@ Partition p of replica w died (its actor killed, its node gone) and the replica'
 actor is started in its place (placed as the lost one was, off its node where that is gone, free of its siblings'
 nodes: ``Placing._partition_place``), its RNG seeded by :func:`~downpour.ps.setup.partition_seed` from the step it
 starts at. The replica's cycles in flight are dropped, unpushed (a push half made by the partitions that lived would
-train a model none of its steps computed): their steps are handed out again (``Coordinator.drop_cycles``), and the
+train a model none of its steps computed; what of it the partitions that lived staged already, the shards drop:
+``ShardServer.drop_inbox``): their steps are handed out again (``Coordinator.drop_cycles``), and the
 replica's next step fetches, which fills the new partition's filters from its shards. A ``partition-restarted`` event
 (staleness.json, and cluster.json's ``partition_restarts``) says "partition p of replica w restarted at step N" with
 the steps dropped. It spends one of ``cluster.restarts``, as a replica's restart does. Where the new partition cannot
