@@ -66,7 +66,7 @@ def test_a_difference_near_zero_is_kept_off_zero_as_the_run_reports_are():
     """A Δ of 0.0002 read "0.000 [+0.000, +0.001]" until 2026-12-06 (the run report's paired differences, by
     auc_words.off_zero, kept it off zero): the studies' words take up to 2 more decimals the same way."""
     assert words.signed([0.0002, 0.0001, 0.0009]) == "+0.0002 [+0.0001, +0.001]"
-    assert words.points([0.0003, -0.01, 0.02], 1, " points") == "+0.03 points [-1.0, +2.0]"
+    assert words.points([0.0003, -0.01, 0.02], 1, " points") == "0.0 points [-1.0, +2.0]"    # (0 inside: sign is noise)
     assert words.signed([0.031, -0.01, 0.07]) == "+0.031 [-0.010, +0.070]"      # (not near zero: as it was)
 
 
@@ -81,3 +81,15 @@ def test_study_html_says_an_unbounded_interval_in_the_verdicts_words():
     assert "∞" not in table
     assert "0 <small>(no seed differed: too few seeds to tell)</small>" in table
     assert "0.3 <small>(no interval)</small>" in table
+
+
+def test_a_difference_whose_interval_holds_zero_keeps_its_figures_decimals():
+    """The costs verdict's probe read "Δ -0.03 points [-0.8, +0.8]" on 2026-12-06 (it had read "0.0 points", as
+    docs/studies.md quotes it): a sign and two decimals its interval does not support. Only a difference whose interval is
+    on one side of 0 is kept off zero, in the studies' words and the run report's paired differences alike."""
+    from downpour.analysis.auc_words import paired_words
+
+    assert words.points([-0.0003, -0.008, 0.008], 1, " points") == "0.0 points [-0.8, +0.8]"
+    assert words.signed([0.0004, 0.0001, 0.0009]) == "+0.0004 [+0.0001, +0.001]"
+    said = paired_words({"twin": {"delta": 0.003, "ci": [-0.05, 0.06]}}, ("twin",))
+    assert "twin's +0.00 [-0.05, +0.06]" in said, said

@@ -1079,13 +1079,16 @@ def test_verdict_words():
 def test_a_difference_that_rounds_to_zero_is_said_unsigned_but_an_interval_end_below_zero_keeps_its_sign():
     """The costs verdict printed "probe 93.2% (Δ -0.0 points [-0.8, +0.8], ...)" and templates' "-0.000 [-0.010,
     +0.010]": a sign the rounding had emptied. An end that rounds to 0 keeps its side: "[-2.1, -0.0], lower". Since
-    2026-12-06 a number near zero first takes up to 2 more decimals (as the run report's, auc_words.off_zero): only one
-    that still rounds to 0 is said so, unsigned for a value, signed for an end."""
+    2026-12-06 an end near zero first takes up to 2 more decimals (as the run report's, auc_words.off_zero), and so does
+    the difference where its interval is on one side of 0: only one that still rounds to 0 is said so, unsigned for a
+    value, signed for an end."""
     from downpour.studies import words
-    assert words.points([-0.0001, -0.008, 0.008], 1, " points") == "-0.01 points [-0.8, +0.8]"
-    assert words.signed([-0.0001, -0.01, 0.01]) == "-0.0001 [-0.010, +0.010]"
-    assert words.signed([-1e-7, -0.01, 0.01]) == "0.000 [-0.010, +0.010]"          # 0 to 5 decimals: unsigned
-    assert words.signed([0.0002, -0.01, 0.01], ".3f") == "+0.0002 [-0.010, +0.010]"
+    # (the difference itself takes more decimals only where its interval is on one side of 0: else its sign is noise,
+    # and the costs verdict's probe read "-0.03 points [-0.8, +0.8]" for a while on 2026-12-06)
+    assert words.points([-0.0003, -0.008, 0.008], 1, " points") == "0.0 points [-0.8, +0.8]"
+    assert words.signed([-0.0001, -0.01, 0.01]) == "0.000 [-0.010, +0.010]"
+    assert words.signed([0.0002, -0.01, 0.01], ".3f") == "0.000 [-0.010, +0.010]"
+    assert words.signed([-0.0002, -0.01, -0.0001]) == "-0.0002 [-0.010, -0.0001]"   # one side of 0: off zero
     assert words.points([0.0, 0.0, 0.0]) == "0.0 [0.0, 0.0]"                       # nothing moved in any seed
     assert words.points([-0.011, -0.021, -0.0004]) == "-1.1 [-2.1, -0.04]"
     assert words.points([-0.011, -0.021, -1e-7]) == "-1.1 [-2.1, -0.0]"            # 0 to 3 decimals: keeps its side

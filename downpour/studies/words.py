@@ -11,18 +11,19 @@
 An interval that is not finite (one seed, or a difference with no spread from fewer seeds than the
 sign test needs) is said as "(no interval)" rather than printed as nan or inf, or, for a difference that was 0 in
 every seed, as "0.000 (no seed differed: too few seeds to tell)"; a difference that is itself not finite (no seed
-had both figures) reads "not measured". A number near zero takes up to 2 more decimals, as the run report's
-("-0.01 points [-0.8, +0.8]", "[-2.1, -0.04]"; since 2026-12-06, :func:`difference`); one that still rounds to zero is
-said unsigned ("0.000"; until 2026-12-04 "-0.000", a direction the rounding had taken away), and an interval's end
-keeps its sign unless it is 0 ("[-2.1, -0.0], lower": it ends below 0, which the reading says).
+had both figures) reads "not measured". An interval's end near zero takes up to 2 more decimals, as the run report's
+("[-2.1, -0.04]"; since 2026-12-06, :func:`difference`), and so does the difference where its interval is on one side
+of 0 ("+0.0002 [+0.0001, +0.001]"); a difference that rounds to zero is said unsigned ("0.0 points [-0.8, +0.8]"; until
+2026-12-04 "-0.0", a direction the rounding had taken away), and an end keeps its sign unless it is 0 ("[-2.1, -0.0],
+lower": it ends below 0, which the reading says).
 """
 from __future__ import annotations
 
 import math
 import re
-from typing import Callable, Sequence
+from typing import Sequence
 
-from downpour.analysis.auc_words import off_zero
+from downpour.analysis.auc_words import off_zero, point_off_zero
 
 
 def percent(x: float) -> str:
@@ -72,25 +73,27 @@ def unbounded(triple: Sequence[float], difference: bool = True) -> str:
 
 def difference(triple: Sequence[float], fmt: str = "{:+.3f}", unit: str = "") -> str:
     """A signed difference and its interval, ``fmt`` for each number (``unit`` after the value). A signed fixed-point
-    ``fmt`` ("{:+.3f}") keeps a number that is not 0 off zero with up to 2 more decimals, as the run report's paired
-    differences do (:func:`~downpour.analysis.auc_words.off_zero`; until 2026-12-06 a Δ of 0.0002 read "0.000 [+0.000,
-    +0.001]")."""
+    ``fmt`` ("{:+.3f}") keeps an interval's end that is not 0 off zero with up to 2 more decimals, and the difference
+    too where its interval is on one side of 0, as the run report's paired differences do (:func:`~downpour.analysis.
+    auc_words.point_off_zero`; until 2026-12-06 a Δ of 0.0002 read "0.000 [+0.000, +0.001]"; that day, for a while,
+    "-0.03 points [-0.8, +0.8]" too)."""
     d, lo, hi = triple
     if not math.isfinite(d):
         return "not measured"
-    number = _number(fmt)
-    value = _unsigned_if_zero(number(d))
+    places = _decimals(fmt)
+    number = fmt.format if places is None else (lambda x: off_zero(x, places))
+    # (the value itself off zero only where its interval is on one side of 0: its sign is noise otherwise)
+    value = _unsigned_if_zero(fmt.format(d) if places is None else point_off_zero(d, lo, hi, places))
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return f"{value}{unit} ({unbounded(triple)})"
     ends = (_unsigned_if_zero(number(e)) if e == 0 else number(e) for e in (lo, hi))
     return f"{value}{unit} [{', '.join(ends)}]"
 
 
-def _number(fmt: str) -> Callable[[float], str]:
-    """How :func:`difference` writes each number in ``fmt``: a signed fixed-point one ("{:+.3f}") by
-    :func:`~downpour.analysis.auc_words.off_zero` at its decimals, any other as it says."""
+def _decimals(fmt: str) -> int | None:
+    """A signed fixed-point ``fmt``'s decimals ("{:+.3f}": 3), whose numbers :func:`difference` keeps off zero; else None."""
     fixed = re.fullmatch(r"\{:\+\.(\d+)f\}", fmt)
-    return (lambda x: off_zero(x, int(fixed.group(1)))) if fixed else fmt.format
+    return int(fixed.group(1)) if fixed else None
 
 
 def _unsigned_if_zero(text: str) -> str:
