@@ -139,6 +139,25 @@ def test_a_log_axis_within_a_decade_has_a_label_at_or_below_its_lowest_point(tmp
              if t.get_text() and lo * (1 - 1e-9) <= t.get_position()[1] <= hi * (1 + 1e-9)]
     assert shown and min(shown) <= min(values) and max(shown) >= max(values), (shown, lo, hi)
 
+@pytest.mark.parametrize("low, high", [(0.9, 8.8), (10.5, 100.0), (1.01, 9.9), (104.0, 342.0), (11.8, 31.2)])
+def test_a_log_axis_near_a_decade_has_labels_that_do_not_overlap(tmp_path, monkeypatch, low, high):
+    """Round values a linear step apart bunch at the top of a log axis: a loss from 8.8 down to 0.9 was labelled 1, 2,
+    ..., 9, and 7, 8 and 9 overlapped (until 2026-12-06). No two labels of the panel overlap, the ends still labelled."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    values = list(np.geomspace(high, low, 30))
+    figures.loss_curves([{"step": s, "loss": v} for s, v in enumerate(values)], tmp_path / "l.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    canvas = FigureCanvasAgg(saved[0])
+    canvas.draw()
+    ax, renderer = saved[0].axes[0], canvas.get_renderer()
+    lo, hi = ax.get_ylim()
+    shown = sorted((t.get_window_extent(renderer) for t in ax.get_yticklabels()
+                    if t.get_text() and lo * (1 - 1e-9) <= t.get_position()[1] <= hi * (1 + 1e-9)), key=lambda b: b.y0)
+    assert len(shown) >= 4
+    assert all(below.y1 <= above.y0 for below, above in zip(shown, shown[1:])), [(b.y0, b.y1) for b in shown]
+
+
 def test_the_stimulus_panel_says_a_suppressing_stimulus_so(tmp_path, monkeypatch):
     """A unit the concept lowers is drawn beside its most suppressing stimulus, whose panel read "optimal stimulus"."""
     from downpour.analysis.report_notes import pictured_names

@@ -36,6 +36,20 @@ class _PlainLogFormatter(LogFormatter):
         return self.fix_minus(f"{x:.{digits}g}")
 
 
+def _spaced(ticks: list[float], bottom: float, top: float) -> list[float]:
+    """The round ``ticks`` of a log axis from ``bottom`` to ``top`` (both kept), each at least an 11th of the axis above
+    the one below: near a decade the linear steps bunch at the top (0.9 to 8.8 ticked 1, 2, ..., 9, whose 7, 8 and 9
+    overlapped, until 2026-12-06)."""
+    if top <= bottom:
+        return [bottom]
+    least = math.log10(top / bottom) / 11      # (a label is about a 12th of a 2.6-inch panel high)
+    kept = [bottom]
+    for t in ticks:
+        if bottom < t < top and math.log10(t / kept[-1]) >= least and math.log10(top / t) >= least:
+            kept.append(t)
+    return kept + [top]
+
+
 def _few_ticks(ax: Any, low: float, high: float) -> None:
     """A log axis whose curve (from ``low`` to ``high``) spans less than a decade, ticked as a linear one (round values,
     each labelled): the log locator's 100, 200, 300 left cat-demo's total loss, 108 to 346, with two labels, 200 and 300
@@ -49,8 +63,9 @@ def _few_ticks(ax: Any, low: float, high: float) -> None:
     if not any(t <= low for t in ticks):     # (the round values' step is above ``low``: 9 to 49 ticked 0, 10, ...)
         ticks.insert(0, max(n * 10.0 ** math.floor(math.log10(low)) for n in (1, 2, 2.5, 5)
                             if n * 10.0 ** math.floor(math.log10(low)) <= low))
-    ax.set_ylim(max(t for t in ticks if t <= low), min((t for t in ticks if t >= high), default=high))
-    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    bottom, top = max(t for t in ticks if t <= low), min((t for t in ticks if t >= high), default=high)
+    ax.set_ylim(bottom, top)
+    ax.yaxis.set_major_locator(FixedLocator(_spaced(ticks, bottom, top)))
     ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(math.inf, math.inf)))
     ax.yaxis.set_minor_locator(NullLocator())
 
