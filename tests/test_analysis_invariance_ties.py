@@ -246,7 +246,8 @@ def test_the_pictured_units_words_say_what_the_invariance_section_gives_of_its_t
     """The section gives the tied set's widths (mean ± std, min-max), not every unit's range: the words said it gave
     "all of theirs"."""
     from downpour.analysis.report import _pictured_words
-    a = {"face_neuron": {"pictured": {"unit": 7, "chosen_by": "the face test (its learned unit)", "tied": 3}}}
+    a = {"face_neuron": {"pictured": {"unit": 7, "chosen_by": "the face test (its learned unit)", "tied": 3}},
+         "optimal_stimulus": {"unit": 7, "sign": 1}}     # (its sign names the pictures since 2026-12-06)
     words = _pictured_words(a)
     assert "all of theirs" not in words
     assert "among 3 units tied at the top of its choice (the invariance section gives the spread of their ranges" in words

@@ -740,6 +740,8 @@ def test_the_stimulus_heading_and_label_say_what_a_lowered_unit_is_shown_with(ru
     assert '<h2 id="stimulus">Most suppressing stimulus and images it answers least</h2>' in said
     assert 'alt="most suppressing stimulus and images it answers least"' in said
     assert "top images" not in said.split('<h2 id="stimulus">')[1].split("<h2")[0]
+    # (the pictured-unit sentence's list: "its images it answers least" until 2026-12-06)
+    assert ", the images it answers least and its invariance below." in said, said.split('<h2 id="stimulus">')[1][:600]
 
 def _jpeg_classes(root: Path) -> Path:
     """Classes a/ and b/ of four 128x128 grey JPEGs each (quality 90), with structure down to 16 px."""

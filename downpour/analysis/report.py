@@ -93,9 +93,11 @@ def _pictured_words(a: dict[str, Any]) -> str:
     n = pictured.get("tied", 1)
     among = (f" among {n} units tied at the top of its choice (the invariance section gives the spread of their ranges, "
              "analysis.json's invariance.tied each one's)" if n > 1 else "")
-    stimulus, images = pictured_names(a["optimal_stimulus"]["sign"])
+    sign = a["optimal_stimulus"]["sign"]
+    stimulus, images = pictured_names(sign)
+    # ("the images it answers least": "its images it answers least" read as a clause of the list, until 2026-12-06)
     return (f"Unit {esc(pictured['unit'])}, chosen by {esc(pictured['chosen_by'])}{among}: its responses to the labelled "
-            f"images with its threshold, its {stimulus}, its {images} and its invariance below.")
+            f"images with its threshold, its {stimulus}, {'its' if sign > 0 else 'the'} {images} and its invariance below.")
 
 
 def _samples(run: RunDir) -> Any:
