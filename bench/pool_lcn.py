@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/pool_lcn.py                   # the shapes below, best of 15 rounds
     .venv/bin/python bench/pool_lcn.py --reps 30 --threads 2
+    .venv/bin/python bench/pool_lcn.py --unread-lcn --reps 40   # only: a step without its unread LCN, against before
 
 Every cat stage ends with ``L2Pool2d`` then ``LocalContrastNorm2d`` (``downpour/layers``), on every
 training step. Each is timed forward + backward (a squared-sum loss) against a baseline computed in
@@ -27,6 +28,12 @@ with step 2 to 12x12, stage 2's 8 of 8x8 pooled 3x3 to 6x6; LCN 5x5 on both), th
 banded products lose and "auto" takes the direct form. ``share_of_step`` gives pooling + LCN's part of one whole training step of the
 main job's model (forward, cost, backward), where that step is measured (the main rows).
 Prints one JSON line per shape.
+
+``unread_lcn`` rows (first, and alone with ``--unread-lcn``): a greedy step of the main job's stage 1 and stage 2
+(``CatNet.forward_train``, which since 2026-12-06 skips the LCN of the last stage a step runs: nothing reads it)
+against the step as before (every stage normalised), checked equal first (loss and every gradient, torch.equal),
+then interleaved: ``new_vs_old`` (best of each) and ``new_vs_old_paired_median`` (the rounds' ratios, each pair run
+back to back).
 """
 from __future__ import annotations
 
@@ -61,8 +68,26 @@ def best_ms(fns: dict[str, Callable[[], None]], reps: int) -> dict[str, float]:
     return {name: s * 1e3 for name, s in best_seconds(fns, reps).items()}
 
 
-def step_ms(reps: int) -> float:
-    """One training step of the main job's model on a batch of 32 (as bench/step_check.py's plain step)."""
+def rounds_ms(fns: dict[str, Callable[[], None]], reps: int) -> dict[str, list[float]]:
+    """ms per call of each function in each of ``reps`` rounds (each at least 20 ms of calls), the functions
+    interleaved within a round (the first one first in even rounds, last in odd ones)."""
+    rounds: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()                                  # warm-up
+    for r in range(reps):
+        for name, fn in (list(fns.items()) if r % 2 == 0 else list(fns.items())[::-1]):
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < 0.02:
+                fn()
+                n += 1
+            rounds[name].append((time.perf_counter() - start) / n * 1e3)
+    return rounds
+
+
+def main_step(stage: int | None = None, as_before: bool = False) -> Callable[[], tuple]:
+    """One training step of the main job's model on a batch of 32 (as bench/step_check.py's plain step), training
+    ``stage`` (None: all, joint; greedy stage 2 reads stage 1 from the frozen cache, as in a run); it returns the
+    loss and the gradients. ``as_before``: every stage normalises, read or not (until 2026-12-06)."""
     from downpour.batch import Batch
     from downpour.config import load_config
     from downpour.data.build import sample_shape
@@ -70,13 +95,38 @@ def step_ms(reps: int) -> float:
 
     cfg = load_config("main")
     shape = sample_shape(cfg.data)
+    torch.manual_seed(0)
     model, objective = build(cfg, shape)
+    model.set_stage(stage)
     batch = Batch(torch.randn(cfg.train.batch_size, *shape))
+    for s in model.stages if as_before else ():
+        s.forward = lambda x, weight=None, normalise=True, s=s: type(s).forward(s, x, weight)
 
-    def step() -> None:
+    def step() -> tuple:
         model.zero_grad(set_to_none=True)
-        objective(model.forward_train(batch))[0].backward()
-    return best_ms({"step": step}, reps)["step"]
+        total = objective(model.forward_train(batch))[0]
+        total.backward()
+        return total, [p.grad for p in model.parameters()]
+    return step
+
+
+def step_ms(reps: int) -> float:
+    return best_ms({"step": main_step()}, reps)["step"]
+
+
+def unread_lcn(stage: int, reps: int) -> dict:
+    """A greedy training step of the main job's ``stage``, its unread LCN skipped (since 2026-12-06) against the step
+    as before (the trained stage normalised its pooled codes for no reader), interleaved; checked equal first."""
+    new, old = main_step(stage), main_step(stage, as_before=True)
+    (a, ga), (b, gb) = new(), old()
+    if not (torch.equal(a, b) and all((x is None and y is None) or torch.equal(x, y) for x, y in zip(ga, gb))):
+        raise SystemExit(f"pool_lcn: stage {stage}: the step without its unread LCN differs from the step before")
+    ms = rounds_ms({"new": new, "old": old}, reps)
+    paired = sorted(n / o for n, o in zip(ms["new"], ms["old"]))
+    return {"bench": "pool_lcn", "row": "unread_lcn", "stage": stage, "step_ms_new": round(min(ms["new"]), 3),
+            "step_ms_old": round(min(ms["old"]), 3), "new_vs_old": round(min(ms["new"]) / min(ms["old"]), 3),
+            "new_vs_old_paired_median": round(paired[len(paired) // 2], 3),
+            "paired_range": [round(paired[0], 3), round(paired[-1], 3)], "equal": True}
 
 
 def check_lcn(maps: int, side: int, window: int) -> float:
@@ -117,11 +167,16 @@ def measure(name: str, reps: int, step: float | None) -> dict:
 def main(argv: list[str] | None = None) -> list[dict]:
     p = reps_and_threads(__doc__.split("\n")[0], reps=15)
     p.add_argument("--shape", choices=sorted(SHAPES), action="append", help="one shape (default: all)")
+    p.add_argument("--unread-lcn", action="store_true", help="only the unread_lcn rows (a step without its unread LCN)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     load = load_1min()
-    step = step_ms(args.reps)
     rows = []
+    for stage in (1, 2) if args.unread_lcn or not args.shape else ():
+        emit({**unread_lcn(stage, args.reps), "threads": thread_settings(), "load_1min": [load, load_1min()]}, rows)
+    if args.unread_lcn:
+        return rows
+    step = step_ms(args.reps)
     for name in args.shape or SHAPES:
         row = measure(name, args.reps, step if name.startswith("main") else None)
         row.update(threads=thread_settings(), load_1min=[load, load_1min()])

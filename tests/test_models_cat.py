@@ -1,4 +1,5 @@
 """The cat network's training cost, checked by hand: tied filters at a fixed norm, interior reconstruction, TICA."""
+import copy
 import math
 
 import pytest
@@ -265,3 +266,62 @@ def test_param_stages_names_exactly_the_parameters_each_greedy_stage_gives_a_gra
         named = dict(model.named_parameters())
         assert {n for n in names if named[n].grad is not None} == {n for n in names if of[n] == stage}
     assert len(set(of.values())) == model.n_stages
+
+
+# --- a stage's LCN runs only where its output is read (since 2026-12-06) -----------------------------------
+
+def _lcn_calls(model):
+    """Per stage, how many times its LCN ran (forward hooks, kept on the model)."""
+    calls = [0] * len(model.stages)
+    for i, stage in enumerate(model.stages):
+        stage.lcn.register_forward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
+    return calls
+
+
+def _as_before(model):
+    """``model`` with every stage normalising on every call, as each did until 2026-12-06 (the old way)."""
+    for stage in model.stages:
+        stage.forward = lambda x, weight=None, normalise=True, stage=stage: type(stage).forward(stage, x, weight)
+    return model
+
+
+@pytest.mark.parametrize("top, steps", [(None, {1: [], 2: [0], None: [0]}),
+                                        ("gru", {2: [0], 3: [0, 1], None: [0, 1]})])
+def test_a_training_step_skips_the_lcn_nothing_reads_and_trains_bit_for_bit_as_before(top, steps):
+    """``steps``: the stage trained (None: all, joint) -> the stages whose LCN a step runs (a GRU top reads the last)."""
+    torch.manual_seed(0)
+    fast = create_model("cat-demo", (1, 32, 32), **({"top": "gru", "top_hidden": 16, "top_code": 12} if top else {}))
+    fast.frozen_cache = None                 # every step runs the frozen stages below: their LCN is read
+    old = _as_before(copy.deepcopy(fast))
+    calls = _lcn_calls(fast)
+    objective = Objective.from_config({"reconstruction": 1.0, "pooled_l2": {"weight": 0.1, "eps": 1e-2}})
+    x = torch.randn(4, 1, 32, 32)
+    for stage, normalised in steps.items():
+        calls[:] = [0] * len(calls)
+        got = []
+        for model in (fast, old):
+            model.zero_grad(set_to_none=True)
+            model.set_stage(stage)
+            total, parts = objective(model.forward_train(Batch(x)))
+            total.backward()
+            got.append((total, parts, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+        (total, parts, grads), (total_old, parts_old, grads_old) = got
+        assert [i for i, n in enumerate(calls) if n] == normalised, stage      # an LCN that fed nothing: not run
+        assert torch.equal(total, total_old) and parts.keys() == parts_old.keys()
+        assert all(torch.equal(parts[k], parts_old[k]) for k in parts)
+        assert grads.keys() == grads_old.keys() and all(torch.equal(grads[n], grads_old[n]) for n in grads)
+
+
+def test_features_of_codes_or_pooled_skip_their_stages_lcn_and_equal_the_old_way():
+    torch.manual_seed(0)
+    fast = create_model("cat-demo", (1, 32, 32)).eval()
+    old = _as_before(copy.deepcopy(fast))
+    calls = _lcn_calls(fast)
+    x = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(fast.features(x, "stage2/codes"), old.features(x, "stage2/codes"))
+        assert calls == [1, 0]
+        layers = ["stage2/pooled", "stage1/codes", "stage1"]
+        got, want = fast.features_at(x, layers), old.features_at(x, layers)
+        assert calls == [2, 0] and all(torch.equal(got[k], want[k]) for k in layers)
+        assert torch.equal(fast.features_at(x, ["stage2"])["stage2"], old.features(x, "stage2")) and calls == [3, 1]

@@ -185,12 +185,15 @@ class CatStage(nn.Module):
             return None
         return self.recon_mask * (self.recon_mask.numel() / self.recon_mask.sum())   # (counts: exact in float32)
 
-    def forward(self, x: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, weight: Tensor | None = None,
+                normalise: bool = True) -> tuple[Tensor, Tensor, Tensor | None]:
         """(B, C, H, W) -> codes (B, maps, Ho, Wo), pooled (B, maps, Hp, Wp), normalised output (same as pooled).
-        ``weight``: the filter layer's ``effective_weight()``, when the caller computed it already."""
+        ``weight``: the filter layer's ``effective_weight()``, when the caller computed it already. ``normalise``
+        False: None for the normalised output, LCN not run (a caller that reads only codes or pooled: its output
+        the same bit for bit, as LCN draws no random numbers)."""
         codes = self.filter(x, weight)
         pooled = self.pool(codes)
-        return codes, pooled, self.lcn(pooled)
+        return codes, pooled, self.lcn(pooled) if normalise else None
 
     @property
     def decoder_weights(self) -> tuple[Tensor, ...]:
@@ -268,6 +271,10 @@ class CatNet(FeatureModel):
         outputs: dict[str, Outputs] = {}
         x, done = batch.x, 0
         below = min((self.active_stage or 1) - 1, len(self.stages))   # the frozen stages under the trained one
+        # the last stage a step runs normalises only for the recurrent top: its LCN output fed nothing (a step of the
+        # main job ran it with autograd for no reader, 4-10% of the step: bench/pool_lcn.py --unread-lcn)
+        feeds_top = self.top is not None and self.active_stage in (None, self.n_stages)
+        last = min(self.active_stage or len(self.stages), len(self.stages))
         if below and self.frozen_cache is not None and self.training:
             x, done = self.frozen_cache(self._frozen_weights(below), x, lambda x: self._frozen(x, below)), below
         for i, stage in enumerate(self.stages[done:], start=done + 1):
@@ -279,7 +286,7 @@ class CatNet(FeatureModel):
                 # once per step: normalising the filters costs as much as an untied layer's forward
                 # (bench/filter_norm.py), and the encoder and the tied decoder share them
                 w = stage.filter.effective_weight()
-                codes, pooled, normalised = stage(x, w)
+                codes, pooled, normalised = stage(x, w, normalise=feeds_top or i < last)
                 if train_this:
                     # filters used at a fixed norm have no size to decay (only their direction V's free length,
                     # which the network never sees): the penalty reads the decoder's weights alone then
@@ -325,7 +332,7 @@ class CatNet(FeatureModel):
         if self.top is not None and name == f"stage{self.n_stages}":
             return self(x)
         for i, stage in enumerate(self.stages, start=1):
-            codes, pooled, x = stage(x)
+            codes, pooled, x = stage(x, normalise=name != f"stage{i}" or part == "")     # (the layer's own LCN: read?)
             if name == f"stage{i}":
                 return {"codes": codes, "pooled": pooled, "": x}[part]
         raise AssertionError("unreachable")
@@ -339,9 +346,10 @@ class CatNet(FeatureModel):
             raise KeyError(f"unknown layer {unknown[0]!r}; this model has {self.feature_layers()}")
         split = {layer: layer.partition("/") for layer in layers}      # "stage2/codes" -> ("stage2", "/", "codes")
         last = max((int(name[len("stage"):]) for name, _, _ in split.values()), default=0)
+        read = {name for name, _, part in split.values() if part == ""}      # stages whose normalised output is asked
         out: dict[str, Tensor] = {}
         for i, stage in enumerate(self.stages[:last], start=1):
-            codes, pooled, x = stage(x)
+            codes, pooled, x = stage(x, normalise=i < last or f"stage{i}" in read)
             parts = {"codes": codes, "pooled": pooled, "": x}
             out.update({layer: parts[part] for layer, (name, _, part) in split.items() if name == f"stage{i}"})
         if self.top is not None and last == self.n_stages:            # the recurrent top stage's code

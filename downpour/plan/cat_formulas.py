@@ -101,7 +101,8 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
     decoder (untied W2, or the tied adjoint W1ᵀ) forward F; backward: the decoder's weight gradient
     F and its gradient into the codes F, the encoder's weight gradient F, and no input gradient (a
     stage's input is detached). So 5F, plus pooling forward and backward and the LCN forward (its
-    output only feeds the next stage). A frozen first layer drops its two encoder-side backward Fs
+    output only feeds the next stage: since 2026-12-06 a step skips the LCN of its last stage, which the plan still
+    counts, 0.4% of cat-demo's stage 1 step, tests/test_plan.py). A frozen first layer drops its two encoder-side backward Fs
     (and, with a tied decoder, the decoder's weight gradient too). torch's FLOP counter agrees
     (tests/test_plan.py: its bmm count of a cat-demo training step is exactly 5F per example).
     The cost terms themselves (a few FLOPs per pixel) are left out; normalising the filters (``model.filter_norm``
