@@ -33,7 +33,7 @@ Prints one JSON line per shape.
 (``CatNet.forward_train``, which since 2026-12-06 skips the LCN of the last stage a step runs: nothing reads it)
 against the step as before (every stage normalised), checked equal first (loss and every gradient, torch.equal),
 then interleaved: ``new_vs_old`` (best of each) and ``new_vs_old_paired_median`` (the rounds' ratios, each pair run
-back to back).
+back to back), in wall time and (``cpu_``) in this process's CPU time, which other jobs on the machine disturb less.
 """
 from __future__ import annotations
 
@@ -68,19 +68,21 @@ def best_ms(fns: dict[str, Callable[[], None]], reps: int) -> dict[str, float]:
     return {name: s * 1e3 for name, s in best_seconds(fns, reps).items()}
 
 
-def rounds_ms(fns: dict[str, Callable[[], None]], reps: int) -> dict[str, list[float]]:
-    """ms per call of each function in each of ``reps`` rounds (each at least 20 ms of calls), the functions
-    interleaved within a round (the first one first in even rounds, last in odd ones)."""
+def rounds_ms(fns: dict[str, Callable[[], None]], reps: int,
+              clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """ms per call of each function in each of ``reps`` rounds (each at least 20 ms of calls by ``clock``: wall, or
+    ``time.process_time``, this process's CPU in all its threads), the functions interleaved within a round (the first
+    one first in even rounds, last in odd ones)."""
     rounds: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():
         fn()                                  # warm-up
     for r in range(reps):
         for name, fn in (list(fns.items()) if r % 2 == 0 else list(fns.items())[::-1]):
-            n, start = 0, time.perf_counter()
-            while time.perf_counter() - start < 0.02:
+            n, start = 0, clock()
+            while clock() - start < 0.02:
                 fn()
                 n += 1
-            rounds[name].append((time.perf_counter() - start) / n * 1e3)
+            rounds[name].append((clock() - start) / n * 1e3)
     return rounds
 
 
@@ -121,12 +123,15 @@ def unread_lcn(stage: int, reps: int) -> dict:
     (a, ga), (b, gb) = new(), old()
     if not (torch.equal(a, b) and all((x is None and y is None) or torch.equal(x, y) for x, y in zip(ga, gb))):
         raise SystemExit(f"pool_lcn: stage {stage}: the step without its unread LCN differs from the step before")
-    ms = rounds_ms({"new": new, "old": old}, reps)
-    paired = sorted(n / o for n, o in zip(ms["new"], ms["old"]))
-    return {"bench": "pool_lcn", "row": "unread_lcn", "stage": stage, "step_ms_new": round(min(ms["new"]), 3),
-            "step_ms_old": round(min(ms["old"]), 3), "new_vs_old": round(min(ms["new"]) / min(ms["old"]), 3),
-            "new_vs_old_paired_median": round(paired[len(paired) // 2], 3),
-            "paired_range": [round(paired[0], 3), round(paired[-1], 3)], "equal": True}
+    row = {"bench": "pool_lcn", "row": "unread_lcn", "stage": stage, "equal": True}
+    for clock, key in ((time.perf_counter, ""), (time.process_time, "cpu_")):     # CPU: what a loaded machine's
+        ms = rounds_ms({"new": new, "old": old}, reps, clock)                     # other jobs leave unchanged
+        paired = sorted(n / o for n, o in zip(ms["new"], ms["old"]))
+        row |= {f"{key}step_ms_new": round(min(ms["new"]), 3), f"{key}step_ms_old": round(min(ms["old"]), 3),
+                f"{key}new_vs_old": round(min(ms["new"]) / min(ms["old"]), 3),
+                f"{key}new_vs_old_paired_median": round(paired[len(paired) // 2], 3),
+                f"{key}paired_range": [round(paired[0], 3), round(paired[-1], 3)]}
+    return row
 
 
 def check_lcn(maps: int, side: int, window: int) -> float:

@@ -97,3 +97,13 @@ def test_pool_lcn_prints_every_row_the_docs_read(capsys):
         assert r["pool_lcn_gflops"] > 0 and r["lc_gflops"] > 0
         assert r["pool_lcn_vs_lc"] == pytest.approx(r["pool_lcn_gflops"] / r["lc_gflops"], rel=1e-2, abs=2e-3)
     assert 0 < rows["main stage 2"]["share_of_step"] < 1 and "share_of_step" not in rows["one map of 804x804"]
+
+
+def test_pool_lcn_times_a_step_without_its_unread_lcn_against_the_step_before_once_both_are_equal(capsys):
+    rows = pool_lcn.main(["--reps", "2", "--unread-lcn"])
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == rows
+    assert [(r["row"], r["stage"], r["equal"]) for r in rows] == [("unread_lcn", 1, True), ("unread_lcn", 2, True)]
+    for r in rows:
+        for key in ("", "cpu_"):                                          # wall, then CPU time
+            assert r[f"{key}new_vs_old"] == pytest.approx(r[f"{key}step_ms_new"] / r[f"{key}step_ms_old"], abs=2e-3)
+            assert r[f"{key}paired_range"][0] <= r[f"{key}new_vs_old_paired_median"] <= r[f"{key}paired_range"][1]
