@@ -5,7 +5,7 @@
     .venv/bin/python bench/pool_lcn.py --unread-lcn --reps 40   # only: a step without its unread LCN, against before
 
 Every cat stage ends with ``L2Pool2d`` then ``LocalContrastNorm2d`` (``downpour/layers``), on every
-training step. Each is timed forward + backward (a squared-sum loss) against a baseline computed in
+training step (LCN where a stage above reads it: ``unread_lcn`` below). Each is timed forward + backward (a squared-sum loss) against a baseline computed in
 the same run, interleaved, on the same input:
 
 - pooling against torch's own ``F.lp_pool2d(x, 2, k, stride)`` (the same sqrt of a window's sum of
