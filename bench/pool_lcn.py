@@ -38,6 +38,7 @@ back to back), in wall time and (``cpu_``) in this process's CPU time, which oth
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
