@@ -9,7 +9,8 @@ import argparse
 import dataclasses
 from collections.abc import Sequence
 
-from downpour.config import AnalysisConfig, ClusterConfig, ConfigError, Override, RunConfig, TrainConfig, parse_override
+from downpour.config import (CLUSTER_RUNNERS, AnalysisConfig, ClusterConfig, ConfigError, Override, RunConfig, TrainConfig,
+                             is_cluster_runner, parse_override)
 from downpour.config.merge import merged_tables
 from downpour.config_diff import STREAM_KEYS
 from downpour.config_files import read_toml
@@ -29,7 +30,7 @@ READ_ONLY_WITH = {
     "train.momentum": ("train.optimizer", lambda c: c.train.optimizer == "sgd", "= 'sgd'"),
     # a Downpour cluster run whose cluster.lr is set learns at it on the server; train.lr then moves only a replica
     # between fetches (cluster.n_fetch > 1): `--set train.lr` on cnn-digits' simulated run used to change nothing
-    "train.lr": ("cluster.lr", lambda c: c.cluster.runner == "local" or c.cluster.algorithm != "downpour"
+    "train.lr": ("cluster.lr", lambda c: not is_cluster_runner(c.cluster.runner) or c.cluster.algorithm != "downpour"
                  or c.cluster.lr == 0 or c.cluster.n_fetch > 1,
                  "= 0 (the server's rate, else train.lr) or cluster.n_fetch > 1 (a replica's steps between fetches)",
                  ("cluster.n_fetch",)),
@@ -47,7 +48,7 @@ READ_ONLY_WITH = {
     "data.labels": ("data.split", lambda c: c.data.split == "by-label" or _supervised(c.model.name),
                     "= 'by-label' (or a supervised model.name)", ("model.name",)),
     # which rows go to which worker: one worker (the local runner's, or Sandblaster's whole-set evaluation) has all
-    "data.split": ("cluster.runner", lambda c: c.cluster.runner != "local" and c.cluster.workers > 1
+    "data.split": ("cluster.runner", lambda c: is_cluster_runner(c.cluster.runner) and c.cluster.workers > 1
                    and c.cluster.algorithm == "downpour", "= 'simulated' or 'ray', with cluster.workers > 1 (Downpour)",
                    ("cluster.workers", "cluster.algorithm")),
     "cluster.worker_gpus": ("train.device", lambda c: c.train.device != "cpu", "= 'cuda' or 'auto'"),
@@ -111,11 +112,17 @@ SANDBLASTER_INSTEAD = {
 }
 
 
-# what sets how often each runner saves a checkpoint (a run stopped before its first is trained again)
-CHECKPOINT_KEYS = {"local": "train.checkpoint_every sets", "simulated": "cluster.checkpoint_every sets",
+# what sets how often each cluster runner saves a checkpoint (a run stopped before its first is trained again); a
+# one-process runner's is train.checkpoint_every (a runner outside this table was a KeyError until 2026-12-06)
+CHECKPOINT_KEYS = {"simulated": "cluster.checkpoint_every sets",
                    "ray": "cluster.checkpoint_every and cluster.checkpoint_seconds set"}
 SET_EXAMPLE = {"analyze": "analysis.splits=10", "models": "model.maps=[16,16]"}   # commands that take one section
 PATHS = {"config": "--config", "out": "--out", "resume": "--resume", "check_run": "--check-run", "run": "RUN"}
+
+
+def checkpoint_keys(runner: str) -> str:
+    """What sets how often ``runner`` saves a checkpoint, as the words before "how often one is saved"."""
+    return CHECKPOINT_KEYS[runner] if is_cluster_runner(runner) else "train.checkpoint_every sets"
 
 
 def check_as_typed(args: argparse.Namespace) -> None:
@@ -156,15 +163,16 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None =
     given = [flag for flag in CLUSTER_ONLY if getattr(args, flag) is not None]
     runner = cfg.cluster.runner
     # a resumed run keeps its runner (another would make it another run)
-    other = "; a resumed run keeps its runner" if getattr(args, "resume", None) else "; add --runner simulated or --runner ray"
+    other = ("; a resumed run keeps its runner" if getattr(args, "resume", None) else
+             "; add " + " or ".join(f"--runner {name}" for name in CLUSTER_RUNNERS))
     other = f"; {args.runner_fixed}" if getattr(args, "runner_fixed", None) else other
-    if runner == "local" and given:
+    if not is_cluster_runner(runner) and given:
         flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
         # (--delay is the simulator's alone: "--runner ray" was suggested, which then refused it)
-        runners = [ONLY_ON[f] for f in given if f in ONLY_ON] or ["simulated", "ray"]
+        runners = [ONLY_ON[f] for f in given if f in ONLY_ON] or list(CLUSTER_RUNNERS)
         other = other if len(runners) > 1 or getattr(args, "resume", None) else f"; add --runner {runners[0]}"
         raise ConfigError(f"{flags} only {'applies' if len(given) == 1 else 'apply'} to the {' and '.join(runners)} "
-                          f"{'runners' if len(runners) > 1 else 'runner'}, and this run's runner is 'local'{other}")
+                          f"{'runners' if len(runners) > 1 else 'runner'}, and this run's runner is {runner!r}{other}")
     typed = set_keys(args)
     blaster_on_ray = runner == "ray" and cfg.cluster.algorithm == "sandblaster"
     for flag, only in ONLY_ON.items():
@@ -177,10 +185,10 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None =
         if f"cluster.{flag}" in typed:
             raise ConfigError(f"--set cluster.{flag}: only the {only} runner{also} reads it, and this run's runner is "
                               f"{runner!r}")
-    if runner == "local":
+    if not is_cluster_runner(runner):
         cluster = [key for key in typed if key.startswith("cluster.") and key != "cluster.runner"]
         if cluster:
-            raise ConfigError(f"--set {', '.join(cluster)}: the local runner reads no [cluster] setting but the "
+            raise ConfigError(f"--set {', '.join(cluster)}: the {runner} runner reads no [cluster] setting but the "
                               f"runner{other}")
     else:
         local = [key for key in typed if key in LOCAL_ONLY]
@@ -353,7 +361,7 @@ def update_rule_words(cfg: RunConfig) -> str:
     where set. cnn-digits on the simulator trained with Adagrad where the preset says Adam, unsaid (final loss 0.154
     against the local 0.021)."""
     c = cfg.cluster
-    if c.runner == "local" or c.algorithm != "downpour" or (c.rule == cfg.train.optimizer and not c.lr):
+    if not is_cluster_runner(c.runner) or c.algorithm != "downpour" or (c.rule == cfg.train.optimizer and not c.lr):
         return ""
     rate = f"cluster.lr = {c.lr:g}" if c.lr else f"train.lr = {cfg.train.lr:g}"
     return (f" (the server's update rule cluster.rule = {c.rule!r} at {rate}; train.optimizer = "

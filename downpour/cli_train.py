@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from downpour._names import pasted
 from downpour.config import (ConfigError, FlagValue, Override, RunConfig, as_typed, config_to_toml, load_config,
                              parse_override, with_origin)
-from downpour.cli_flags import CHECKPOINT_KEYS, check_flags, set_keys, update_rule_words
+from downpour.cli_flags import check_flags, checkpoint_keys, set_keys, update_rule_words
 from downpour.cli_analyze import analyze_and_report
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def _new_run(folder: Path, cfg: RunConfig, old: RunDir | None) -> RunDir:
     from downpour.train.rundir import RunDir
 
     if old is not None:
-        print(f"downpour: {old.path} stopped before its first checkpoint ({CHECKPOINT_KEYS[cfg.cluster.runner]} how "
+        print(f"downpour: {old.path} stopped before its first checkpoint ({checkpoint_keys(cfg.cluster.runner)} how "
               "often one is saved): training it again from step 0", file=sys.stderr)
         old.discard_training()
     return RunDir.create(folder, cfg)

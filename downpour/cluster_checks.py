@@ -3,7 +3,7 @@ calls): what its runner and algorithm cannot run, refused before its folder is m
 preflight.py, at its 400 lines."""
 from __future__ import annotations
 
-from downpour.config import ConfigError, RunConfig
+from downpour.config import CLUSTER_RUNNERS, ConfigError, RunConfig, is_cluster_runner
 from downpour.objectives import Objective
 from downpour.ps.address import address_problem
 from downpour.ps.delays import make_delays
@@ -11,18 +11,18 @@ from downpour.sandblaster.checks import check_sandblaster
 
 
 def check_cluster(cfg: RunConfig) -> None:
-    """ConfigError for what ``cfg``'s runner and algorithm cannot run: a cluster key on the local runner, a malformed
-    address, a delay model, a warm start past the run's end, Sandblaster's own checks, partitions on a GPU or on Ray,
-    more Ray processes than this machine's memory holds."""
+    """ConfigError for what ``cfg``'s runner and algorithm cannot run: a cluster key on a one-process runner (local), a
+    malformed address, a delay model, a warm start past the run's end, Sandblaster's own checks, partitions on a GPU
+    or on Ray, more Ray processes than this machine's memory holds."""
     runner = cfg.cluster.runner
     if runner != "ray" and cfg.cluster.queue_depth > 1:
         raise ConfigError(f"cluster.queue_depth = {cfg.cluster.queue_depth} needs the ray runner: the simulator's "
                           "workers wait for their parameters, and a push's travel is cluster.delay")
-    if runner == "local":
+    if not is_cluster_runner(runner):
         for key, default in (("algorithm", "downpour"), ("partitions", 1)):
             if getattr(cfg.cluster, key) != default:
                 raise ConfigError(f"cluster.{key} = {getattr(cfg.cluster, key)!r} needs a cluster runner: "
-                                  "set cluster.runner to simulated or ray")
+                                  f"set cluster.runner to {' or '.join(CLUSTER_RUNNERS)}")
         return
     # (found at Ray's start until 2026-12-05, the run's folder made: a dry run passed it)
     if runner == "ray" and cfg.cluster.address and (problem := address_problem(cfg.cluster.address)):

@@ -22,7 +22,7 @@ import torch
 from downpour.analysis.options import absolute_paths, analysis_options, check_image_input
 from downpour._names import nearest, pasted
 from downpour.batch import Batch
-from downpour.config import ConfigError, Override, RunConfig, as_typed, load_config
+from downpour.config import ConfigError, Override, RunConfig, as_typed, is_cluster_runner, load_config
 from downpour.cluster_checks import check_cluster
 from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
@@ -57,7 +57,7 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     check_data(cfg.data)
     check_files(cfg.data)
     cfg = dataclasses.replace(cfg, data=resolve_data(cfg.data, stream_ok=cfg.cluster.algorithm == "downpour",
-                                                     workers=cfg.cluster.workers if cfg.cluster.runner != "local" else 1))
+                                                     workers=cfg.cluster.workers if is_cluster_runner(cfg.cluster.runner) else 1))
     cfg = dataclasses.replace(cfg, analysis=absolute_paths(cfg.analysis))   # (as data.path: read from any folder)
     # 'cuda' where this process sees no GPU: refused, naming the key. On Ray the workers' nodes have the GPUs,
     # not necessarily this driver: the cluster's GPUs are counted when it starts (ps.setup.worker_gpus).
@@ -81,7 +81,7 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
             model, objective = build_replica(cfg, shape)
             if cfg.cluster.partitions > 1:
                 partition_bounds(partition_ranges(model), cfg.cluster.shards)
-            elif cfg.cluster.runner != "local":   # (found by the runner once the run folder existed)
+            elif is_cluster_runner(cfg.cluster.runner):   # (found by the runner once the run folder existed)
                 shard_bounds(ParamLayout(model).numel, cfg.cluster.shards)
             labelled = gives_labels(cfg.data)
             if model.supervised and not labelled:

@@ -10,25 +10,27 @@ check, config and preprocessing saved, metrics truncated), trains, saves the mod
 ``final_loss``, ``seconds`` and ``run``. Downpour's two cluster runners share
 :func:`~downpour.ps.cluster.run_cluster` and differ only in their driver
 (:class:`~downpour.ps.recorder.Driver`). A new runner is one entry in :data:`RUNNERS` and one choice
-in ``cluster.runner`` (docs/architecture.md, "Adding things", for the checks that ask ``runner == "local"``); a new
-cluster algorithm (Sandblaster L-BFGS) one entry in :data:`ALGORITHMS`
-and one choice in ``cluster.algorithm`` (the field table test checks that each pair agrees).
+in ``cluster.runner``; a new cluster runner one name in :data:`~downpour.config.CLUSTER_RUNNERS` (which every check
+asks, through :func:`~downpour.config.is_cluster_runner`) and a driver; a new cluster algorithm (Sandblaster L-BFGS)
+one entry in :data:`ALGORITHMS` and one choice in ``cluster.algorithm`` (the field table test checks that each pair
+agrees).
 """
 from __future__ import annotations
 
 import importlib
 from typing import Any, Callable
 
-from downpour.config import RunConfig
+from downpour.config import RunConfig, is_cluster_runner
 from downpour.models.registry import resolve
 from downpour.train.rundir import RunDir, check_is_config
 
 Runner = Callable[[RunConfig, RunDir, bool], dict[str, Any]]
 
-# cluster.runner -> "module:function", imported on use (Ray only when it is asked for); None: a cluster runner,
-# which runs cluster.algorithm's entry of ALGORITHMS (run_cluster picks the runner's driver)
-RUNNERS: dict[str, str | None] = {"local": "downpour.train.loop:run_local", "simulated": None, "ray": None}
-# cluster.algorithm on the cluster runners (simulated, ray): each runs on either
+# cluster.runner -> "module:function", imported on use, for the runners that train in this process; a cluster runner
+# (downpour.config.CLUSTER_RUNNERS) has no entry: it runs cluster.algorithm's entry of ALGORITHMS (run_cluster picks
+# the runner's driver)
+RUNNERS: dict[str, str] = {"local": "downpour.train.loop:run_local"}
+# cluster.algorithm on the cluster runners (simulated, ray): each runs on either (Ray only when it is asked for)
 ALGORITHMS = {"downpour": "downpour.ps.cluster:run_cluster",
               "sandblaster": "downpour.sandblaster.run:run_sandblaster"}
 
@@ -42,7 +44,8 @@ def runner(cfg: RunConfig) -> Runner:
     """The runner of ``cfg``: its entry in :data:`RUNNERS` (the local loop), or for a cluster runner (simulated, Ray)
     the cluster algorithm's. Until 2026-12-06 every runner but ``local`` ran the cluster algorithm: a new runner's
     entry was never called."""
-    return _load(RUNNERS[cfg.cluster.runner] or ALGORITHMS[cfg.cluster.algorithm])
+    name = cfg.cluster.runner
+    return _load(ALGORITHMS[cfg.cluster.algorithm] if is_cluster_runner(name) else RUNNERS[name])
 
 
 def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:

@@ -125,6 +125,7 @@ def test_every_declared_choice_has_an_implementation():
     from downpour.data.normalize import normalize
     from downpour.ps.compensation import COMPENSATIONS
     from downpour.ps.rules import RULES
+    from downpour.config import CLUSTER_RUNNERS
     from downpour.runners import ALGORITHMS, RUNNERS
     from downpour.train.setup import OPTIMIZERS
     from downpour.models.autoencoder import _ACTIVATIONS, AutoencoderConfig
@@ -133,7 +134,9 @@ def test_every_declared_choice_has_an_implementation():
     assert set(OPTIMIZERS) == set(choices_of(TrainConfig, "optimizer"))
     assert set(RULES) == set(choices_of(ClusterConfig, "rule"))
     assert set(COMPENSATIONS) == set(choices_of(ClusterConfig, "compensation"))
-    assert set(RUNNERS) == set(choices_of(ClusterConfig, "runner"))
+    # a runner trains in this process (its RUNNERS entry) or is a cluster runner (ALGORITHMS'), never both
+    assert set(RUNNERS) | set(CLUSTER_RUNNERS) == set(choices_of(ClusterConfig, "runner"))
+    assert not set(RUNNERS) & set(CLUSTER_RUNNERS)
     assert set(ALGORITHMS) == set(choices_of(ClusterConfig, "algorithm"))
     assert set(_ACTIVATIONS) == set(choices_of(AutoencoderConfig, "activation"))
     assert {"none", *WHITENERS} == set(choices_of(DataConfig, "whiten"))

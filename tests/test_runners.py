@@ -45,3 +45,41 @@ def test_a_runner_is_its_entry_in_runners_and_a_cluster_runner_its_algorithms(mo
     for runner in ("simulated", "ray"):
         assert runners.runner(cfg(runner)).__name__ == "run_cluster"
         assert runners.runner(cfg(runner, "sandblaster")).__name__ == "run_sandblaster"
+
+
+@pytest.fixture
+def mine(monkeypatch):
+    """A throwaway runner that trains in this process: its RUNNERS entry and its name among cluster.runner's choices."""
+    from dataclasses import fields
+    from types import MappingProxyType
+
+    from downpour import runners
+    from downpour.config import ClusterConfig
+
+    monkeypatch.setitem(runners.RUNNERS, "mine", "json:dumps")
+    field = next(f for f in fields(ClusterConfig) if f.name == "runner")
+    monkeypatch.setattr(field, "metadata", MappingProxyType({**field.metadata, "choices": (*field.metadata["choices"], "mine")}))
+    return "mine"
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--workers", "3"], "--workers only applies to the simulated and ray runners, and this run's runner is 'mine'"),
+    (["--set", "cluster.shards=3"], "--set cluster.shards: the mine runner reads no [cluster] setting but the runner"),
+])
+def test_a_new_in_process_runner_is_refused_cluster_flags_as_local_is(mine, capsys, argv, named):
+    # docs/architecture.md, "Adding things": until 2026-12-06 every check read "not 'local'" as a cluster, so a new
+    # runner of RUNNERS took --workers 3 and a [cluster] key without a word
+    from downpour.cli import main
+
+    assert main(["train", "--dry-run", "--config", "ufldl-sae", "--runner", mine, *argv]) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_a_new_in_process_runner_gets_the_local_runners_checks_not_a_clusters(mine):
+    from downpour.cluster_checks import check_cluster
+    from downpour.config import ConfigError
+
+    with pytest.raises(ConfigError, match="cluster.algorithm = 'sandblaster' needs a cluster runner: set cluster.runner "
+                                          "to simulated or ray"):
+        check_cluster(load_config("ufldl-sae", [("cluster.runner", mine), ("cluster.algorithm", "sandblaster")]))
+    check_cluster(load_config("ufldl-sae", [("cluster.runner", mine), ("train.checkpoint_every", 5)]))   # its key

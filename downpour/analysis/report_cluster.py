@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from downpour.analysis.report_parts import esc
+from downpour.config import is_cluster_runner
 from downpour.train.rundir import NotARunError, RunDir
 
 
@@ -93,7 +94,7 @@ def _workers(started: Any) -> str:
 def no_staleness(run: RunDir) -> str:
     """Why a run's report has no staleness histogram."""
     cluster = run.config.cluster
-    if cluster.runner == "local":
+    if not is_cluster_runner(cluster.runner):
         return "Not a cluster run: no staleness histogram."
     if cluster.algorithm == "sandblaster":
         return ("Sandblaster L-BFGS: every work unit is computed on the parameters of its iteration, so there is no "

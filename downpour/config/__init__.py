@@ -21,16 +21,16 @@ import tomli_w
 
 from downpour.config.merge import (FlagValue, Override, as_typed, merge_table, merge_term, merged_tables, origin_of,
                                    parse_override, with_origin)
-from downpour.config.sections import (CONSISTENCY_FORMS, CROSSFIT_CONTROLS, DELAY_FORMS, FACE_SOURCES, FILE_SOURCES,
-                                      LFW_HELDOUT_FORMS, SECTIONS, AnalysisConfig, ClusterConfig, DataConfig, ModelSpec,
-                                      RunConfig, SandblasterConfig, TrainConfig)
+from downpour.config.sections import (CLUSTER_RUNNERS, CONSISTENCY_FORMS, CROSSFIT_CONTROLS, DELAY_FORMS, FACE_SOURCES,
+                                      FILE_SOURCES, LFW_HELDOUT_FORMS, SECTIONS, AnalysisConfig, ClusterConfig, DataConfig,
+                                      ModelSpec, RunConfig, SandblasterConfig, TrainConfig, is_cluster_runner)
 from downpour.config_files import list_presets, preset_summary
 from downpour.errors import ConfigError
 
 __all__ = ["ConfigError", "FlagValue", "Override", "as_typed", "RunConfig", "DataConfig", "TrainConfig", "ClusterConfig", "SandblasterConfig", "AnalysisConfig",
            "ModelSpec", "load_config", "merge_term", "origin_of", "with_origin", "save_config", "config_to_dict", "config_from_dict", "config_to_toml",
            "list_presets", "preset_table", "parse_override", "SECTIONS", "CONSISTENCY_FORMS", "CROSSFIT_CONTROLS", "DELAY_FORMS", "FACE_SOURCES",
-           "FILE_SOURCES", "LFW_HELDOUT_FORMS"]
+           "FILE_SOURCES", "LFW_HELDOUT_FORMS", "CLUSTER_RUNNERS", "is_cluster_runner"]
 
 
 def _build(table: dict[str, Any], origins: dict[str, str]) -> RunConfig:

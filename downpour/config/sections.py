@@ -30,6 +30,17 @@ LFW_HELDOUT_FORMS = {"fixed": (), "fold": (("I", int, "[0, inf)"), ("K", int, "[
 CROSSFIT_CONTROLS = ("none", "no-faces")   # downpour crossfit --control: beside each fold, none or the recipe without lfw's faces
 FACE_SOURCES = ("faces", "natural+faces")     # the data sources that hold lfw's training faces
 FILE_SOURCES = ("folder", "video", "array")   # the data sources that read data.path (and can stream)
+# The cluster.runner choices that run cluster.algorithm's entry of downpour.runners.ALGORITHMS on workers and shards;
+# every other choice trains in this process, its own entry of downpour.runners.RUNNERS, and reads no [cluster] key
+# but the runner. The one place a runner's kind is decided (is_cluster_runner): until 2026-12-06 a dozen checks
+# read "not 'local'" as a cluster, so a new in-process runner took `--workers 3` and the cluster checks unsaid.
+CLUSTER_RUNNERS = ("simulated", "ray")
+
+
+def is_cluster_runner(runner: str) -> bool:
+    """Whether ``cluster.runner`` = ``runner`` runs a cluster (workers and shards, :data:`CLUSTER_RUNNERS`) rather than
+    one process (local, or a new runner of :data:`downpour.runners.RUNNERS`)."""
+    return runner in CLUSTER_RUNNERS
 
 
 @dataclass(frozen=True)
@@ -147,7 +158,7 @@ class TrainConfig(Section):
 @dataclass(frozen=True)
 class ClusterConfig(Section):
     section: ClassVar[str] = "cluster"
-    runner: str = setting("local", choices=("local", "simulated", "ray"))
+    runner: str = setting("local", choices=("local", *CLUSTER_RUNNERS))
     # downpour: asynchronous SGD through the parameter server | sandblaster: batch L-BFGS ([sandblaster])
     algorithm: str = setting("downpour", choices=("downpour", "sandblaster"))
     partitions: int = setting(1, within=AT_LEAST_1)           # model parallelism: each replica's locally connected stages split into this many spatial blocks

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import torch
 
 from downpour._names import plural
-from downpour.config import ConfigError, RunConfig
+from downpour.config import ConfigError, RunConfig, is_cluster_runner
 from downpour.config.sections import FILE_SOURCES
 from downpour.data.pipeline import KEEPS_WORKERS, open_data
 from downpour.data.dataset import Dataset, shard_range
@@ -118,7 +118,7 @@ def check_param_stages(cfg: RunConfig, model: FeatureModel) -> None:
     stage 1, their bias correction spent before they trained (40 steps, greedy: step count 40 after 20 pushes
     that trained them; accepted until 2026-12-04)."""
     c, n = cfg.cluster, model.n_stages
-    if (cfg.train.schedule != "greedy" or n <= 1 or c.runner == "local" or c.algorithm != "downpour"
+    if (cfg.train.schedule != "greedy" or n <= 1 or not is_cluster_runner(c.runner) or c.algorithm != "downpour"
             or not RULES[c.rule].holds):
         return
     of, names = model.param_stages(), dict(model.named_parameters())

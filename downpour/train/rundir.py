@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from downpour._names import closest, pasted
-from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
+from downpour.config import ConfigError, Override, RunConfig, config_to_toml, is_cluster_runner, load_config
 from downpour.data.pipeline import decode_began
 from downpour.errors import NotARunError
 from downpour.models.registry import resolve
@@ -145,7 +145,7 @@ class RunDir(RunBegin, RunModel):
         out-of-memory kill lands), and until 2026-12-05 that was refused as checkpoints deleted."""
         cfg = self.config
         every = cfg.train.checkpoint_every
-        if self.has_checkpoint() or cfg.cluster.runner != "local" or not every:   # (no row says one was written)
+        if self.has_checkpoint() or is_cluster_runner(cfg.cluster.runner) or not every:   # (no row says one was written)
             return None
         try:
             last = max((row["step"] for row in self.metrics() if isinstance(row.get("step"), int)), default=0)
