@@ -457,10 +457,13 @@ def test_a_key_a_study_keeps_as_designed_is_refused_with_its_reason(key):
 TAKE_YOUR_DATA = "the studies that train on data of your own .--set data.source, data.path.: "
 
 
-@pytest.mark.parametrize("study, key", [("staleness", "data.source=folder"), ("costs", "data.path=/tmp/photos")])
+@pytest.mark.parametrize("study, key", [("staleness", "data.source=folder"), ("costs", "data.path=/tmp/photos"),
+                                        ("staleness", "data.path=/tmp/photos")])
 def test_a_refused_data_key_names_the_studies_that_take_your_data(study, key, tmp_path):
     """`downpour study costs --set data.source=folder --set data.path=DIR` was refused with its reason alone: a
-    user with a folder of their own photos was not told which study would train on it. Each study named takes one."""
+    user with a folder of their own photos was not told which study would train on it. Each study named takes one.
+    (`study staleness --set data.path=DIR` was told by a cell's config to set data.source too, which the study then
+    refused as its own: until 2026-12-06.)"""
     from PIL import Image
 
     target = study_class(study)(quick=True, sets=[_pair(key)])
@@ -520,6 +523,27 @@ def _folder(path, tiny=0, bad=0):
     for i in range(bad):
         (path / f"bad{i:02}.jpg").write_bytes(b"not a jpeg")
     return path
+
+
+def test_a_study_notes_load_does_not_log_the_cells_warnings_again(tmp_path, caplog):
+    """The note loads the first cell's data once more after the cells ran and logged its skipped and enlarged files:
+    until 2026-12-06 the log said each of them again (the note itself names the skipped ones)."""
+    import logging
+
+    from downpour.data.pipeline import open_data
+    from downpour.studies.data_note import data_note
+
+    folder = _folder(tmp_path / "d", tiny=1, bad=2)
+    target = study_class("first-layer")(quick=True, sets=[_pair("data.source=folder"), _pair(f"data.path={folder}")])
+    cfg = target.cell_config(target.conditions()[0], 0)
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        note = data_note(cfg)
+    assert note["n_skipped"] == 2
+    assert not [r.getMessage() for r in caplog.records if "skipped" in r.getMessage() or "enlarged" in r.getMessage()]
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):   # a cell's load says both
+        open_data(cfg.data, cfg.seed)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("skipped ") for m in said) and any(m.startswith("crops mode enlarged") for m in said)
 
 
 def test_a_study_note_names_every_skipped_file_and_says_read_not_trained_on(tmp_path):

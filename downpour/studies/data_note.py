@@ -7,18 +7,29 @@ file it skipped in study.json's ``data`` (study.html's Data sentence: every cell
 reads the files and ``data.size`` alone, which no study that takes your data varies); a re-run whose cells are all
 cached keeps the note study.json holds for the same settings (it described the data those cells read, and the
 folder is not loaded again). A folder, video folder or array that streams (more than ``data.pipeline``'s 1 GiB
-decoded) is not loaded here: its cells' workers meet its bad files as they read, and the log names them.
+decoded) is not loaded here: its cells' workers meet its bad files as they read, and the log names them. The load
+here says nothing of the files it skipped or enlarged (the cells' logs said it, and the note names every one): until
+2026-12-06 the log repeated each warning after the cells'.
 """
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from downpour._names import plural
 from downpour.config import RunConfig
 from downpour.config.sections import FILE_SOURCES
+from downpour.data.images import skip
+from downpour.data.patches import say_enlarged
 from downpour.data.pipeline import choose_pipeline, open_data
+
+_SAID_BY_THE_CELLS = {skip.__name__, say_enlarged.__name__}   # the warnings the note's load keeps to itself
+
+
+def _not_said_again(record: logging.LogRecord) -> bool:
+    return record.funcName not in _SAID_BY_THE_CELLS
 
 
 def data_note(cfg: RunConfig) -> dict[str, Any] | None:
@@ -27,7 +38,12 @@ def data_note(cfg: RunConfig) -> dict[str, Any] | None:
     data where it reads files of the user's and is held in memory; None where it is built in or streams."""
     if cfg.data.source not in FILE_SOURCES or choose_pipeline(cfg.data)[0] != "memory":
         return None
-    info = open_data(cfg.data, cfg.seed).info
+    log = logging.getLogger("downpour.data")
+    log.addFilter(_not_said_again)
+    try:
+        info = open_data(cfg.data, cfg.seed).info
+    finally:
+        log.removeFilter(_not_said_again)
     return {"path": str(cfg.data.path), "n_images": int(info.get("n_images", 0)),
             "n_skipped": int(info.get("n_skipped", 0)), "skipped": list(info.get("skipped", []))}
 

@@ -271,13 +271,15 @@ def _studies_taking_data(keys: Any) -> str:
     neither varied nor kept by them), so a user with images of their own is told which to run instead."""
     if not any(key.startswith("data.") for key in keys):
         return ""
-    takers = []
-    for name in STUDIES:
-        study = study_class(name)(quick=True, sets=[])
-        if not any(key == "data.source" or "data.source".startswith(key + ".") for key in
-                   (*study.fixed, *_varied(study, study.conditions()))):
-            takers.append(name)
+    takers = [name for name in STUDIES if not _picks_its_data(study := study_class(name)(quick=True, sets=[]),
+                                                               study.conditions())]
     return f"; the studies that train on data of your own (--set data.source, data.path): {', '.join(takers)}"
+
+
+def _picks_its_data(study: Any, conditions: list[Any]) -> bool:
+    """Whether a study sets its cells' data.source itself (keeps it or varies it): none of them reads a data.path."""
+    return any(key == "data.source" or "data.source".startswith(key + ".")
+               for key in (*study.fixed, *_varied(study, conditions)))
 
 
 def _check_sets(study: Any, conditions: list[Any]) -> None:
@@ -300,6 +302,11 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
     if clash:
         raise ConfigError(f"--set {', '.join(clash)}: study {study.name!r} varies {'it' if len(clash) == 1 else 'them'} "
                           f"itself (its conditions set {', '.join(sorted(varied))}){_studies_taking_data(clash)}")
+    # building a cell refused it with "set data.source too", which this check then refused as the study's own (until
+    # 2026-12-06): the study's refusal, and the studies that would train on the path
+    if any(key == "data.path" for key, _ in study.sets) and _picks_its_data(study, conditions):
+        raise ConfigError(f"--set data.path: study {study.name!r} sets its cells' data.source itself, so none of them "
+                          f"reads data.path{_studies_taking_data(['data.path'])}")
     blaster = sorted(key for key, _ in study.sets if key.startswith("sandblaster."))
     # a cost term's own key (objective.kl_sparsity.rho) where no cell gives that term a weight: read by nothing
     unweighted = {key.split(".")[1]: key for key, _ in study.sets
