@@ -173,6 +173,19 @@ def test_staleness_histogram(tmp_path):
     assert figures.staleness_histogram(hist, tmp_path / "s.png").stat().st_size > 1000
 
 
+def test_the_staleness_bars_say_each_series_mean_and_max_on_whole_number_ticks(tmp_path, monkeypatch):
+    """A paper's paragraph quotes the mean: the legend named the series alone, and the ticks fell between the bars
+    (-0.5, 0.5, 1.5, ...) of a whole-number quantity."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    figures.staleness_histogram({"overall": {0: 2, 2: 600, 3: 198}, "worker 1": {1: 2, 3: 48}}, tmp_path / "s.png")
+    ax = saved[0].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["overall: mean 2.24, max 3",
+                                                                   "worker 1: mean 2.92, max 3"]
+    saved[0].canvas.draw()
+    assert all(float(t) == int(t) for t in ax.get_xticks())
+
+
 def test_a_grey_pyramids_three_levels_are_drawn_as_grey_tiles_not_as_colours(tmp_path):
     from downpour.models.registry import create_model
 

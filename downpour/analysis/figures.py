@@ -196,13 +196,20 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
 
 
 def staleness_histogram(histograms: dict[str, dict[int, int]], path: Path) -> Path:
-    """Bars of push counts per staleness value, one series per label (``overall``, ``worker 0``, ...)."""
+    """Bars of push counts per staleness value, one series per label (``overall``, ``worker 0``, ...), each labelled
+    with its mean and max (staleness.json's, from its histogram), on whole-number ticks. Until 2026-12-06 the legend
+    named the series alone (the figure said no mean: staleness.json had to be opened for one) and the ticks fell
+    between the bars (-0.5, 0.5, ...: a staleness is a whole number of updates)."""
     fig = Figure(figsize=(6, 3.2))
     ax = fig.subplots()
     width = 0.8 / max(len(histograms), 1)
     for i, (label, hist) in enumerate(histograms.items()):
         keys = sorted(hist)
-        ax.bar(np.asarray(keys) + (i - (len(histograms) - 1) / 2) * width, [hist[k] for k in keys], width=width, label=label)
+        counts = [hist[k] for k in keys]
+        mean = float(np.dot(keys, counts)) / max(sum(counts), 1)
+        ax.bar(np.asarray(keys) + (i - (len(histograms) - 1) / 2) * width, counts, width=width,
+               label=f"{label}: mean {mean:.3g}, max {keys[-1]}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("staleness (server updates the gradient did not see)")
     ax.set_ylabel("shard updates (a push: one per shard)")   # staleness.json counts each shard's application
     ax.legend(fontsize=7)
