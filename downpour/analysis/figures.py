@@ -208,7 +208,7 @@ def staleness_histogram(histograms: dict[str, dict[int, int]], path: Path) -> Pa
         counts = [hist[k] for k in keys]
         mean = float(np.dot(keys, counts)) / max(sum(counts), 1)
         ax.bar(np.asarray(keys) + (i - (len(histograms) - 1) / 2) * width, counts, width=width,
-               label=f"{label}: mean {mean:.3g}, max {keys[-1]}")
+               label=f"{label}: mean {mean:.2f}, max {keys[-1]}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("staleness (server updates the gradient did not see)")
     ax.set_ylabel("shard updates (a push: one per shard)")   # staleness.json counts each shard's application
