@@ -186,6 +186,23 @@ def test_the_staleness_bars_say_each_series_mean_and_max_on_whole_number_ticks(t
     assert all(float(t) == int(t) for t in ax.get_xticks())
 
 
+def test_sixteen_workers_staleness_bars_have_colours_of_their_own_and_a_legend_beside_them(tmp_path, monkeypatch):
+    """Past ten series matplotlib's colour cycle came round (worker 9 drawn in overall's colour), and the legend of 17
+    entries stood over the bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    hist = {"overall": {15: 100, 16: 60}, **{f"worker {w}": {15 + w % 2: 10} for w in range(16)}}
+    figures.staleness_histogram(hist, tmp_path / "s.png")
+    ax = saved[0].axes[0]
+    assert len({tuple(c.patches[0].get_facecolor()) for c in ax.containers}) == 17
+    canvas = FigureCanvasAgg(saved[0])
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    assert ax.get_legend().get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+
+
 def test_a_grey_pyramids_three_levels_are_drawn_as_grey_tiles_not_as_colours(tmp_path):
     from downpour.models.registry import create_model
 

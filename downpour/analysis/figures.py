@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, LogFormatter, MaxNLocator, NullLocator
 
@@ -199,20 +200,24 @@ def staleness_histogram(histograms: dict[str, dict[int, int]], path: Path) -> Pa
     """Bars of push counts per staleness value, one series per label (``overall``, ``worker 0``, ...), each labelled
     with its mean and max (staleness.json's, from its histogram), on whole-number ticks. Until 2026-12-06 the legend
     named the series alone (the figure said no mean: staleness.json had to be opened for one) and the ticks fell
-    between the bars (-0.5, 0.5, ...: a staleness is a whole number of updates)."""
-    fig = Figure(figsize=(6, 3.2))
+    between the bars (-0.5, 0.5, ...: a staleness is a whole number of updates). The legend stands right of the bars
+    and past ten series their colours come from a colour map: with 16 workers it covered the bars, and the default
+    cycle of ten colours gave worker 9 the colour of ``overall`` (since 2026-12-06)."""
+    fig = Figure(figsize=(7.5, 3.2))     # (the legend beside the bars)
     ax = fig.subplots()
-    width = 0.8 / max(len(histograms), 1)
+    n = len(histograms)
+    width = 0.8 / max(n, 1)
+    colours = [f"C{i}" for i in range(n)] if n <= 10 else list(colormaps["viridis"](np.linspace(0, 0.95, n)))
     for i, (label, hist) in enumerate(histograms.items()):
         keys = sorted(hist)
         counts = [hist[k] for k in keys]
         mean = float(np.dot(keys, counts)) / max(sum(counts), 1)
-        ax.bar(np.asarray(keys) + (i - (len(histograms) - 1) / 2) * width, counts, width=width,
+        ax.bar(np.asarray(keys) + (i - (n - 1) / 2) * width, counts, width=width, color=colours[i],
                label=f"{label}: mean {mean:.2f}, max {keys[-1]}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("staleness (server updates the gradient did not see)")
     ax.set_ylabel("shard updates (a push: one per shard)")   # staleness.json counts each shard's application
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + (n - 1) // 20)
     fig.tight_layout()
     return _save(fig, path)
 
