@@ -387,3 +387,10 @@ def test_a_report_without_probes_says_why(run):
     """"No probes were run." left a reader to guess whether they failed (analysis.probes = [] runs none)."""
     write_report(run)
     assert "No probes were run: analysis.probes is empty." in (run / "report.html").read_text()
+
+
+def test_the_staleness_figure_takes_the_workers_in_their_order(tmp_path):
+    """staleness.json's keys are strings: with 11 workers the legend read worker 0, 1, 10, 2, ..."""
+    workers = {str(w): {"histogram": {"3": 1}} for w in range(11)}
+    (tmp_path / "staleness.json").write_text(json.dumps({"per_worker": workers}))
+    assert list(_staleness_histograms(RunDir(tmp_path), [])) == [f"worker {w}" for w in range(11)]

@@ -144,7 +144,8 @@ def _staleness_histograms(run: RunDir, metrics: list[dict[str, Any]]) -> dict[st
             report = {}
         report = report if isinstance(report, dict) else {}
         workers = report.get("per_worker") if isinstance(report.get("per_worker"), dict) else {}
-        blocks = [("overall", report.get("overall")), *((f"worker {w}", v) for w, v in sorted(workers.items()))]
+        ordered = sorted(workers.items(), key=lambda kv: (len(kv[0]), kv[0]))   # "10" after "9" (before 2026-12-06: "2")
+        blocks = [("overall", report.get("overall")), *((f"worker {w}", v) for w, v in ordered)]
         for label, block in blocks:
             hist = block.get("histogram") if isinstance(block, dict) else None
             try:
