@@ -21,6 +21,7 @@ from downpour.analysis.crossfit import crossfit_record
 from downpour.analysis.report_cluster import cluster_faults as _cluster_faults, no_staleness as _no_staleness
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
 from downpour.analysis.report_parts import auc, esc, image, num, page, pct, table
+from downpour.analysis.report_staleness import staleness_paragraph
 from downpour.errors import DownpourError
 from downpour.train.json_digest import digest_problem
 from downpour.train.rundir import NotARunError, RunDir
@@ -282,6 +283,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 <h2 id="training">Training curves</h2>
 {image(run, figs.get('loss'), 'loss curves per cost part')}
 {image(run, figs.get('staleness'), 'staleness histogram') if figs.get('staleness') else f'<p class="note">{_no_staleness(run)}</p>'}
+{staleness_paragraph(run)}
 {_cluster_faults(run)}
 {data_note(_read(run, 'data.json'))}
 

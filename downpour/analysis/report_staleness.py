@@ -1,0 +1,118 @@
+"""The report's "Staleness" paragraph: a cluster run's settings that make staleness, in words, and what staleness.json
+measured (mean and max, the per-worker means' range, the pushes counted, the clock gap a bounded run kept). Until
+2026-12-06 the report showed the histogram alone: a mean, a bound or the delay had to be read from staleness.json and
+config.toml. staleness.json holds histograms, not staleness by step, so nothing is said of its trend over the run."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from downpour.analysis.report_parts import esc
+from downpour.config import is_cluster_runner
+from downpour.train.rundir import NotARunError, RunDir
+
+_RUNNERS = {"simulated": "simulated cluster", "ray": "Ray cluster"}
+
+
+def staleness_paragraph(run: RunDir) -> str:
+    """The paragraph (HTML), or "" for a run without staleness: a local or Sandblaster run, or no staleness.json."""
+    c = run.config.cluster
+    if not is_cluster_runner(c.runner) or c.algorithm != "downpour":
+        return ""
+    try:
+        report = run.read_json("staleness.json")
+    except NotARunError:
+        return ""
+    overall = report.get("overall") if isinstance(report, dict) else None
+    if not isinstance(overall, dict) or not overall.get("pushes"):
+        measured = "no push was applied: no staleness measured"
+    else:
+        measured = "; ".join(filter(None, (_overall(report, overall, c.shards), _per_worker(report.get("per_worker")),
+                                           _clock_gap(report, c.consistency), _rejected(report.get("rejected")),
+                                           _by_hand(run, report))))
+    return f'<p><b>Staleness</b> ({esc(settings_words(run))}): {esc(measured)}.</p>'
+
+
+def settings_words(run: RunDir) -> str:
+    """The settings that make a cluster run's staleness, as the paragraph says them: "simulated cluster, 4 workers,
+    2 shards, async, delay constant:1.5 (virtual time), n_fetch 1, n_push 1, no compensation"."""
+    c = run.config.cluster
+    words = [_RUNNERS.get(c.runner, f"{c.runner} cluster"), _count(c.workers, "worker"), _count(c.shards, "shard")]
+    if c.partitions > 1:
+        words.append(f"{c.partitions} partitions per replica")
+    words.append(c.consistency)
+    if c.runner == "simulated":
+        words.append(f"delay {c.delay} (virtual time)")
+    elif c.consistency == "async":      # (bounded:K and sync hold it at 1)
+        depth = c.queue_depth or 2
+        words.append(f"{_count(depth, 'queued push cycle')} per worker (queue_depth {c.queue_depth})")
+    words += [f"n_fetch {c.n_fetch}", f"n_push {c.n_push}"]
+    words.append({"none": "no compensation", "dc-asgd": f"compensation dc-asgd (lambda {c.dc_lambda:g})"}.get(
+        c.compensation, f"compensation {c.compensation}"))
+    if c.warm_start:
+        words.append(f"worker 0 alone for the first {c.warm_start} steps")
+    return ", ".join(words)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "es" if what.endswith("sh") else "s")
+
+
+def _overall(report: dict[str, Any], overall: dict[str, Any], shards: int) -> str:
+    """Mean and max over every shard update, and how many were counted (a push counts once per shard applying it)."""
+    n = overall["pushes"]
+    per_shard = {s.get("pushes") for s in (report.get("per_shard") or {}).values() if isinstance(s, dict)}
+    if len(per_shard) == 1 and shards > 1:
+        each = per_shard.pop()
+        counted = f"{n} shard updates ({each} pushes, each applied by all {shards} shards)"
+    else:
+        counted = _count(n, "shard update")
+    return f"mean {overall.get('mean', 0.0):.2f}, max {overall.get('max')}, over {counted}"
+
+
+def _per_worker(per_worker: Any) -> str:
+    """The lowest and highest of the workers' means, naming the workers (a straggler's own staleness shows here)."""
+    if not isinstance(per_worker, dict):
+        return ""
+    means = sorted(((float(v["mean"]), int(w)) for w, v in per_worker.items()
+                    if isinstance(v, dict) and v.get("pushes")), key=lambda m: (m[0], m[1]))
+    if len(means) < 2:
+        return ""
+    (low, w_low), (high, w_high) = means[0], means[-1]
+    if f"{low:.2f}" == f"{high:.2f}":
+        return f"every worker's mean {low:.2f}"
+    return f"per-worker means from {low:.2f} (worker {w_low}) to {high:.2f} (worker {w_high})"
+
+
+def _clock_gap(report: dict[str, Any], consistency: str) -> str:
+    """bounded:K's bound beside the largest clock gap the run kept (it bounds the gap, not the staleness)."""
+    if not consistency.startswith("bounded:") or "max_clock_gap" not in report:
+        return ""
+    return f"max clock gap {report['max_clock_gap']} (bound {consistency.split(':', 1)[1]})"
+
+
+def _rejected(rejected: Any) -> str:
+    """The shard pushes refused (not in the histogram: staleness is of the applied ones)."""
+    if not isinstance(rejected, dict) or not sum(rejected.values()):
+        return ""
+    why = ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items()))
+    return f"{_count(sum(rejected.values()), 'shard push')} refused and not counted ({why})"
+
+
+def _by_hand(run: RunDir, report: dict[str, Any]) -> str:
+    """docs/parameter-server.md's staleness by hand where it is exact once the run is going (after the first rounds):
+    simulated, async, n_fetch = n_push = 1, a constant delay, no warm start, every worker there to the end. Otherwise
+    "" (a random delay's N·(1 + mean) − 1 is an average with a long tail, not a value to check against)."""
+    c = run.config.cluster
+    kind, args = c.spec("delay")
+    lost = any(isinstance(e, dict) and e.get("event") == "worker-lost" for e in report.get("events") or [])
+    if (c.runner != "simulated" or c.consistency != "async" or (c.n_fetch, c.n_push) != (1, 1) or kind != "constant"
+            or c.warm_start or c.workers < 2 or lost):
+        return ""
+    n, t = c.workers, float(args[0])
+    if t in (0.0, 1.0):
+        value, rule = (n - 1, "N − 1") if t == 0 else (2 * n - 1, "2N − 1")
+        return f"by hand (docs/parameter-server.md) {value} for every push after the first rounds ({rule})"
+    low = n * math.ceil(t)
+    return (f"by hand (docs/parameter-server.md) {low} to {low + n - 1} for workers 0 to {n - 1} after the first rounds "
+            f"(N·⌈T⌉ + w)")

@@ -1,0 +1,71 @@
+"""The report's "Staleness" paragraph (analysis/report_staleness.py): until 2026-12-06 a cluster run's report showed
+the staleness histogram with no mean, no bound, no setting that made it."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from downpour.analysis.report_staleness import staleness_paragraph
+from downpour.config import load_config
+from downpour.train.rundir import RunDir
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # (the run trains in this process)
+
+
+@pytest.fixture(scope="module")
+def sim_run(tmp_path_factory) -> Path:
+    """ufldl-sae, 24 steps on a simulated cluster of 4 workers and 2 shards, delay constant:1.5."""
+    from downpour.ps.cluster import run_cluster
+
+    path = tmp_path_factory.mktemp("staleness") / "run"
+    cfg = load_config("ufldl-sae", ["train.steps=24", "train.tensorboard=false", "data.samples=800", 'cluster.runner="simulated"',
+                                    "cluster.workers=4", "cluster.shards=2", 'cluster.delay="constant:1.5"'])
+    run_cluster(cfg, RunDir.create(path, cfg))
+    return path
+
+
+def test_the_paragraph_gives_staleness_jsons_numbers_and_the_settings_in_words(sim_run):
+    said = staleness_paragraph(RunDir.open(sim_run))
+    report = json.loads((sim_run / "staleness.json").read_text())
+    overall, shards = report["overall"], report["per_shard"]
+    means = {int(w): v["mean"] for w, v in report["per_worker"].items()}
+    low, high = min(means, key=lambda w: (means[w], w)), max(means, key=lambda w: (means[w], -w))
+    assert said.startswith("<p><b>Staleness</b> (simulated cluster, 4 workers, 2 shards, async, delay constant:1.5 "
+                           "(virtual time), n_fetch 1, n_push 1, no compensation): ")
+    assert f"mean {overall['mean']:.2f}, max {overall['max']}, over {overall['pushes']} shard updates " \
+           f"({shards['0']['pushes']} pushes, each applied by all 2 shards)" in said
+    assert f"per-worker means from {means[low]:.2f} (worker {low}) to {means[high]:.2f} (worker {high})" in said
+    # the hand value (docs/parameter-server.md: N·⌈T⌉ + w) is each worker's commonest staleness, once running
+    commonest = [max(v["histogram"].items(), key=lambda kv: kv[1])[0] for _, v in sorted(report["per_worker"].items())]
+    assert commonest == ["8", "9", "10", "11"] and "by hand (docs/parameter-server.md) 8 to 11 for workers 0 to 3" in said
+    assert "clock gap" not in said                                       # async: no bound to say
+
+
+def test_a_bounded_ray_run_says_its_bound_queue_and_refused_pushes(sim_run, tmp_path):
+    cfg = load_config("ufldl-sae", ['cluster.runner="ray"', "cluster.workers=4", 'cluster.consistency="bounded:1"',
+                                    "cluster.n_push=4", 'cluster.compensation="dc-asgd"'])
+    run = RunDir.create(tmp_path / "r", cfg)
+    report = {**json.loads((sim_run / "staleness.json").read_text()), "max_clock_gap": 1, "rejected": {"nan": 3}}
+    run.write_json("staleness.json", report)
+    said = staleness_paragraph(run)
+    assert "(Ray cluster, 4 workers, 2 shards, bounded:1, n_fetch 1, n_push 4, compensation dc-asgd (lambda 0.04))" in said
+    assert "max clock gap 1 (bound 1)" in said and "3 shard pushes refused and not counted (nan: 3)" in said
+    assert "by hand" not in said and "delay" not in said
+    run = RunDir.create(tmp_path / "a", load_config("ufldl-sae", ['cluster.runner="ray"', "cluster.queue_depth=1"]))
+    run.write_json("staleness.json", report)
+    assert ", async, 1 queued push cycle per worker (queue_depth 1), n_fetch 1," in staleness_paragraph(run)
+
+
+@pytest.mark.parametrize("sets", [[], ['cluster.runner="simulated"', 'cluster.algorithm="sandblaster"']])
+def test_a_local_or_sandblaster_run_has_no_staleness_paragraph(sim_run, tmp_path, sets):
+    run = RunDir.create(tmp_path / "r", load_config("ufldl-sae", sets))
+    shutil.copy(sim_run / "staleness.json", run.path / "staleness.json")    # (even with a staleness.json beside it)
+    assert staleness_paragraph(run) == ""
+    simulated = RunDir.create(tmp_path / "s", load_config("ufldl-sae", ['cluster.runner="simulated"']))
+    assert staleness_paragraph(simulated) == ""                          # no staleness.json: nothing to say
+    shutil.copy(sim_run / "staleness.json", simulated.path / "staleness.json")
+    assert re.search(r"<b>Staleness</b> .*: mean \d+\.\d\d, max \d+", staleness_paragraph(simulated))
