@@ -37,7 +37,7 @@ def test_the_paragraph_gives_staleness_jsons_numbers_and_the_settings_in_words(s
     assert said.startswith("<p><b>Staleness</b> (simulated cluster, 4 workers, 2 shards, async, delay constant:1.5 "
                            "(virtual time), n_fetch 1, n_push 1, no compensation): ")
     assert f"mean {overall['mean']:.2f}, max {overall['max']}, over {overall['pushes']} shard updates " \
-           f"({shards['0']['pushes']} pushes, each applied by all 2 shards)" in said
+           f"({shards['0']['pushes']} pushes, each applied by both shards)" in said
     assert f"per-worker means from {means[low]:.2f} (worker {low}) to {means[high]:.2f} (worker {high})" in said
     # the hand value (docs/parameter-server.md: N·⌈T⌉ + w) is each worker's commonest staleness, once running
     commonest = [max(v["histogram"].items(), key=lambda kv: kv[1])[0] for _, v in sorted(report["per_worker"].items())]

@@ -64,7 +64,8 @@ def _overall(report: dict[str, Any], overall: dict[str, Any], shards: int) -> st
     per_shard = {s.get("pushes") for s in (report.get("per_shard") or {}).values() if isinstance(s, dict)}
     if len(per_shard) == 1 and shards > 1:
         each = per_shard.pop()
-        counted = f"{n} shard updates ({each} pushes, each applied by all {shards} shards)"
+        by = "both shards" if shards == 2 else f"all {shards} shards"
+        counted = f"{n} shard updates ({each} pushes, each applied by {by})"
     else:
         counted = _count(n, "shard update")
     return f"mean {overall.get('mean', 0.0):.2f}, max {overall.get('max')}, over {counted}"
