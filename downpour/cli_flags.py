@@ -196,8 +196,8 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None =
             raise ConfigError(f"--set {', '.join(local)}: only the local runner reads "
                               f"{'it' if len(local) == 1 else 'them'}, and this run's runner is {runner!r} "
                               f"(its counterpart: {', '.join(LOCAL_ONLY[k] for k in local)})")
-    if runner == "simulated":
-        ray = [key for key in typed if key in RAY_ONLY]
+    if runner == "simulated":   # (the simulator restarts the shards cluster.faults loses: shard_restarts says how often)
+        ray = [key for key in typed if key in RAY_ONLY and not (key == "cluster.shard_restarts" and _loses_shards(cfg))]
         if ray:
             raise ConfigError(f"--set {', '.join(ray)}: only the ray runner reads {'it' if len(ray) == 1 else 'them'}, "
                               "and this run's runner is 'simulated'")
@@ -215,6 +215,11 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None =
     _check_streamed(typed, cfg, pipeline or cfg.data.pipeline)
     _check_algorithm(args, typed, cfg)
     _check_schedule(typed, cfg)
+
+
+def _loses_shards(cfg: RunConfig) -> bool:
+    """Whether ``cfg``'s cluster.faults loses a shard (a form it does not parse is refused by preflight)."""
+    return any(item.split()[:1] == ["shard"] for item in cfg.cluster.faults)
 
 
 def _check_one_worker_bound(args: argparse.Namespace, typed: list[str], cfg: RunConfig) -> None:

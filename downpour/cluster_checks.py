@@ -7,14 +7,16 @@ from downpour.config import CLUSTER_RUNNERS, ConfigError, RunConfig, is_cluster_
 from downpour.objectives import Objective
 from downpour.ps.address import address_problem
 from downpour.ps.delays import make_delays
+from downpour.ps.faults import check_faults
 from downpour.sandblaster.checks import check_sandblaster
 
 
 def check_cluster(cfg: RunConfig) -> None:
     """ConfigError for what ``cfg``'s runner and algorithm cannot run: a cluster key on a one-process runner (local), a
-    malformed address, a delay model, a warm start past the run's end, Sandblaster's own checks, partitions on a GPU
+    malformed address, cluster.faults off the simulator or out of range, a delay model, a warm start past the run's end, Sandblaster's own checks, partitions on a GPU
     or on Ray, more Ray processes than this machine's memory holds."""
     runner = cfg.cluster.runner
+    check_faults(cfg)      # the simulator's alone, and each item in range
     if runner != "ray" and cfg.cluster.queue_depth > 1:
         raise ConfigError(f"cluster.queue_depth = {cfg.cluster.queue_depth} needs the ray runner: the simulator's "
                           "workers wait for their parameters, and a push's travel is cluster.delay")

@@ -187,6 +187,8 @@ class ClusterConfig(Section):
     checkpoint_seconds: float = setting(30.0, within=AT_LEAST_0)   # wall-clock seconds between server checkpoints (a lost shard or driver loses at most this); 0 = off
     shard_restarts: int = setting(3, within=AT_LEAST_0)       # ray: times the shards are restarted from the last checkpoint after a shard is lost
     restarts: int = setting(0, within=AT_LEAST_0)             # ray: lost workers restarted (fresh actor, same data shard); 0 = go on without them
+    # simulated: losses to reproduce, "worker W at N" / "shard S at N" (at the push that brings the run to step N); [] = none
+    faults: list[str] = setting(factory=list)
     # ray: a worker holding a cycle that reports nothing this long is lost (its actor killed, restarted as cluster.restarts
     # says); 0 = follow the run: 20x the longest silence seen, 2x the longest first cycle, at least 300 s (600 s for an
     # actor's first cycle; ps/silence.py); the run's start waits the larger of it and 600 s for its actors, then fails

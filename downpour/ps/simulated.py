@@ -19,6 +19,8 @@ from downpour.data.pipeline import batch_position, close_stream, data_report, lo
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.delays import delay_rngs
+from downpour.ps.faults import parse_faults
+from downpour.ps.recorder import ShardLost
 from downpour.ps.setup import LOCAL_FIRST, ClusterSetup, make_worker, seeds_local_first
 from downpour.ps.shard import Shard
 from downpour.ps.sim_rng import WorkerRngs
@@ -68,6 +70,8 @@ class SimulatedCluster:
         self._wake_after: set[int] | None = None   # inside on_push: the workers the push wakes next (see state)
         self._resume_wake: set[int] | None = None  # an exact resume: the workers the saved push was about to wake
         self._between = True        # between two events (not inside one): the state is whole
+        self.faults = parse_faults(cfg)   # cluster.faults: the losses this run is told to have
+        self.dead_shard: int | None = None  # a shard lost by one of them: gone, no checkpoint can be taken from it
         if sim:
             self._restore(sim, saved.get("tensors", {}), streams)
 
@@ -121,6 +125,19 @@ class SimulatedCluster:
         else:
             self._wake_after |= self.coord.live - before
 
+    def _fault(self, kind: str) -> None:
+        """The ``kind`` faults of ``cluster.faults`` the run's step has reached and that have not been taken (a
+        restart's or a resume's go: its events hold them), taken now: a worker lost, a shard lost (ShardLost)."""
+        for fault in self.faults:
+            if fault.kind != kind or fault.step > self.coord.done or fault.fired(self.coord.events):
+                continue
+            if kind == "worker":
+                self.lose(fault.index, fault.reason)
+            else:
+                self.dead_shard = fault.index
+                raise ShardLost(f"shard {fault.index} lost at step {self.coord.done} ({fault.reason})",
+                                step=self.coord.done)
+
     def _arrive(self, w: int, push: Push, t: float, on_push: OnPush) -> None:
         results = [s.push(push.worker, g, b, push.seq, push.stages).as_dict()
                    for s, g, b in zip(self.shards, push.grads, push.base)]
@@ -133,7 +150,9 @@ class SimulatedCluster:
         # the push may open the gate for others (bounded, sync), or for w itself, or end a warm start
         wake = self._wake_after = set(joined) | {w}
         try:
+            self._fault("worker")               # as a killed worker is noticed: before its push is recorded
             on_push(push, record)               # (a checkpoint taken here saves the whole state)
+            self._fault("shard")                # after: the shard dies with the push recorded (and checkpointed)
         finally:
             self._wake_after = None
         self._wake(wake, t)
@@ -193,7 +212,9 @@ class SimulatedCluster:
 
     def snapshot(self) -> list[ShardState]:
         """The shards' states now (after :meth:`run`: final, a partial sync round applied; before it, an
-        open round is saved as it is)."""
+        open round is saved as it is). A shard ``cluster.faults`` lost is gone, as on Ray: none."""
+        if self.dead_shard is not None:
+            raise ShardLost(f"shard {self.dead_shard} is lost", step=self.coord.done)
         return [s.state_dict() for s in self.shards]
 
     def settle(self, on_push: OnPush) -> None:

@@ -189,9 +189,10 @@ def cells_header(study: Any, conditions: list[Any], sets: list[tuple[str, Any]])
 # 2026-12-04 17:05) was hashed from its start: folders begun before it (templates, first-layer, flat-skipping,
 # architectures) were refused, those begun since (staleness, mechanisms) hold it; no study reads JPEG files, and a
 # folder's hash is accepted with or without each added key (:func:`digests`). cluster.silent_seconds (2026-12-05, 0 = the
-# limit that follows the run) is read by the Ray driver alone: a lost worker's limit, no training.
+# limit that follows the run) is read by the Ray driver alone: a lost worker's limit, no training. cluster.faults
+# (2026-12-06, [] = no fault) is the simulator's losses to reproduce: none trains as before.
 ADDED_KEYS = {("cluster", "lr"): 0.0, ("analysis", "invariance_fill"): "mean", ("data", "jpeg_decode"): 2,
-              ("cluster", "silent_seconds"): 0.0}
+              ("cluster", "silent_seconds"): 0.0, ("cluster", "faults"): []}
 
 
 def _digest(cfg: RunConfig, left_out: Any = ADDED_KEYS) -> str:

@@ -97,7 +97,7 @@ class StalenessStudy(StalenessDesign, Study):
                          *RAY_ONLY)}
     fixed.update({key: "the in-memory simulator writes nothing (no log, checkpoint or TensorBoard file) and loses no "
                        "worker or shard" for key in ("train.log_every", "train.tensorboard", "cluster.checkpoint_every",
-                                                     "cluster.shard_restarts")})
+                                                     "cluster.shard_restarts", "cluster.faults")})
     # the server learns at cluster.lr where it is set (cluster.lr = 0.05: every cell learned at 0.05, its train.lr
     # axis, the SAE arms' 0.02 and the momentum control's matched rate read by nothing; accepted until 2026-12-04)
     fixed["cluster.lr"] = ("the study varies the server's learning rate itself, as train.lr (its rate axis, the "

@@ -1,0 +1,132 @@
+"""cluster.faults: the simulator loses a worker or a shard at a step, as the config says, through the paths a real
+loss takes (until 2026-12-06 only a test could lose one: SimulatedCluster.lose, a ShardLost raised by hand)."""
+import html
+import json
+
+import pytest
+from test_cluster_resume_edges import _losing_shard_1
+from test_cluster_resume_edges import _run as _sync_run
+from test_ps_simulated import _run, _same_run
+
+import downpour.ps.recorder as recorder_module
+from downpour.analysis.report_cluster import cluster_faults
+from downpour.cli import main
+from downpour.errors import RunError
+from downpour.train.rundir import RunDir
+
+SETS = ['cluster.delay="uniform:0:3"', "cluster.n_push=2", "cluster.checkpoint_every=3"]
+SHARD = ["cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.workers=2"]
+
+
+def _events(path):
+    return json.loads((path / "staleness.json").read_text())["events"]
+
+
+def test_a_worker_lost_by_cluster_faults_is_the_run_that_lose_gave(tmp_path, monkeypatch):
+    """'worker 1 at 12': the run (model, metrics, staleness) that SimulatedCluster.lose(1) at step 12 gave, but
+    the reason, which names the item."""
+    on_push = recorder_module.Recorder.on_push
+
+    def losing(self, push, record):                 # (test_ps_simulated's loss: worker 1 dies as step 12 lands)
+        if self.coord.done >= 12 and 1 in self.coord.live:
+            self.driver.lose(1, "cluster.faults 'worker 1 at 12'")
+        on_push(self, push, record)
+
+    monkeypatch.setattr(recorder_module.Recorder, "on_push", losing)
+    _run(tmp_path / "by-hand", *SETS)
+    monkeypatch.undo()
+    summary, _ = _run(tmp_path / "by-key", *SETS, "cluster.faults=['worker 1 at 12']")
+    assert summary["lost_workers"] == [1] and summary["steps"] == 48
+    lost = [e for e in _events(tmp_path / "by-key") if e["event"] == "worker-lost"]
+    assert lost == [{"event": "worker-lost", "worker": 1, "step": 12, "reason": "cluster.faults 'worker 1 at 12'"}]
+    a, b = RunDir(tmp_path / "by-hand"), RunDir(tmp_path / "by-key")
+    assert a.read_json("staleness.json") == b.read_json("staleness.json")
+    assert [(r["step"], r["loss"]) for r in a.metrics()] == [(r["step"], r["loss"]) for r in b.metrics()]
+
+
+def test_a_shard_lost_by_cluster_faults_restarts_every_shard_from_the_checkpoint(tmp_path, monkeypatch):
+    """'shard 1 at 20' with a checkpoint every 8 pushes: the shards restart from step 16 and the run finishes, as
+    test_cluster_resume_edges' ShardLost raised by hand did; the report's Faults line names the item."""
+    _losing_shard_1(monkeypatch, [20])
+    _sync_run(tmp_path / "by-hand", *SHARD)
+    monkeypatch.undo()
+    assert _sync_run(tmp_path / "by-key", *SHARD, "cluster.faults=['shard 1 at 20']")["steps"] == 31
+    events = _events(tmp_path / "by-key")
+    assert [(e["event"], e["step"]) for e in events] == [(e["event"], e["step"]) for e in _events(tmp_path / "by-hand")] \
+        == [("shards-restarted", 16), ("resumed", 16)]
+    assert events[0]["reason"] == "shard 1 lost at step 20 (cluster.faults 'shard 1 at 20')"
+    assert html.unescape(cluster_faults(RunDir.open(tmp_path / "by-key"))) == (
+        '<p class="note">Faults: the shards restarted from the checkpoint of step 16 (shard 1 lost at step 20 '
+        "(cluster.faults 'shard 1 at 20')), its 2 workers started again.</p>")
+
+
+def test_a_fault_run_stopped_by_its_shard_loss_resumes_without_losing_it_again(tmp_path):
+    """cluster.shard_restarts = 0: the shard's loss stops the run (its shards-lost event); --resume goes on from the
+    checkpoint of step 16 to the end, the loss taken once."""
+    with pytest.raises(RunError, match="shard 1 lost at step 20 .*already restarted 0 time"):
+        _sync_run(tmp_path / "r", *SHARD, "cluster.shard_restarts=0", "cluster.faults=['shard 1 at 20']")
+    assert _sync_run(tmp_path / "r", resume=True)["steps"] == 31
+    assert [(e["event"], e["step"]) for e in _events(tmp_path / "r")] == [("shards-lost", 20), ("resumed", 16)]
+
+
+def test_a_worker_fault_run_resumes_as_the_uninterrupted_run(tmp_path, monkeypatch):
+    """Stopped after its 4th checkpoint (worker 1 lost at step 12 by then), --resume goes on to the uninterrupted
+    fault run bit for bit, the worker lost once."""
+    class Killed(Exception):
+        pass
+
+    faults = "cluster.faults=['worker 1 at 12']"
+    _run(tmp_path / "a", *SETS, faults)
+    checkpoint = recorder_module.Recorder.checkpoint
+
+    def killed_after_the_fourth(self, states=None):
+        checkpoint(self, states)
+        if self.checkpoints == 4:
+            assert self.coord.lost == [1]
+            raise Killed
+
+    monkeypatch.setattr(recorder_module.Recorder, "checkpoint", killed_after_the_fourth)
+    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", lambda self: None)
+    with pytest.raises(Killed):
+        _run(tmp_path / "b", *SETS, faults)
+    monkeypatch.undo()
+    summary, _ = _run(tmp_path / "b", *SETS, faults, resume=True)
+    assert summary["lost_workers"] == [1]
+    _same_run(tmp_path / "a", tmp_path / "b")
+
+
+@pytest.mark.parametrize("value, said", [
+    ("worker 1 at 100, disk 0 at 50", "'disk 0 at 50': unknown kind 'disk'"),
+    ("worker 1 after 100", "'worker 1 after 100' is not a fault"),
+    ("worker 3 at 100", "'worker 3 at 100': the run has 3 workers"),
+    ("shard 2 at 100", "'shard 2 at 100': the run has 2 shards"),
+    ("shard 0 at 200", "'shard 0 at 200': step 200 is outside the run's steps 1 to 199"),
+    ("shard 0 at 0", "'shard 0 at 0': step 0 is outside"),
+    ("worker x at 10", "'worker x at 10': the worker and the step are whole numbers"),
+    ("shard 0 at 50, shard 0 at 50", "'shard 0 at 50' repeats 'shard 0 at 50'"),
+    ("worker 1 at 50, worker 1 at 90", "'worker 1 at 90' repeats 'worker 1 at 50' (a lost worker is not restarted"),
+])
+def test_a_bad_fault_is_refused_naming_the_key_and_the_item(tmp_path, capsys, value, said):
+    argv = ["train", "--dry-run", "--config", "teacher-student", "--runner", "simulated", "--workers", "3", "--shards",
+            "2", "--steps", "200", "--set", f"cluster.faults={value}", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cluster.faults" in err and said in err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("runner, said", [("local", "needs --runner simulated: the local runner has no workers"),
+                                          ("ray", "is the simulator's: on Ray faults are real")])
+def test_faults_are_refused_off_the_simulator(tmp_path, capsys, runner, said):
+    toml = tmp_path / "faults.toml"       # (a --set cluster.* on the local runner is refused before, by cli_flags)
+    toml.write_text('base = "teacher-student"\n[cluster]\nfaults = ["worker 1 at 10"]\n')
+    assert main(["train", "--dry-run", "--config", str(toml), "--runner", runner]) == 2
+    err = capsys.readouterr().err
+    assert f"cluster.faults = ['worker 1 at 10'] {said}" in err
+
+
+def test_shard_restarts_may_be_set_on_the_simulator_with_a_shard_fault(capsys):
+    """cluster.shard_restarts is Ray's on the command line, but a shard cluster.faults loses restarts by it."""
+    base = ["train", "--dry-run", "--config", "teacher-student", "--runner", "simulated", "--set",
+            "cluster.shard_restarts=0"]
+    assert main(base) == 2 and "only the ray runner reads it" in capsys.readouterr().err
+    assert main([*base, "--set", "cluster.faults=shard 0 at 10"]) == 0
