@@ -126,8 +126,9 @@ def layer_rate(repeats: int = 5, **shape: int) -> float:
 
 def pool_lcn_step(batch: int = 32, maps: int = 8, side: int = 25, pool: int = 3, stride: int = 2,
                   window: int = 5) -> tuple[Callable[[], None], float]:
-    """L2 pooling forward and backward then LCN forward, a trained cat stage's as a step runs them (the LCN output
-    feeds only the next stage, detached), on ``batch`` x ``maps`` codes of ``side`` x ``side``; and its FLOPs as the
+    """L2 pooling forward and backward then LCN forward, a trained cat stage's as the plan counts them (the LCN output
+    feeds only the next stage, detached; since 2026-12-06 a step skips the LCN of the last stage it runs, which the
+    plan still counts: docs/plan.md), on ``batch`` x ``maps`` codes of ``side`` x ``side``; and its FLOPs as the
     plan counts them."""
     l2, lcn = L2Pool2d(pool, stride=stride), LocalContrastNorm2d(maps, kernel_size=window)
     x = torch.randn(batch, maps, side, side, generator=torch.Generator().manual_seed(0), requires_grad=True)

@@ -102,8 +102,9 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
     F and its gradient into the codes F, the encoder's weight gradient F, and no input gradient (a
     stage's input is detached). So 5F, plus pooling forward and backward and the LCN forward (its
     output only feeds the next stage: since 2026-12-06 a step skips the LCN of its last stage, which the plan still
-    counts, 0.4% of cat-demo's stage 1 step, tests/test_plan.py). A frozen first layer drops its two encoder-side backward Fs
-    (and, with a tied decoder, the decoder's weight gradient too). torch's FLOP counter agrees
+    counts, 3.6% of cat-demo's stage 1 training FLOPs here and 10% of its predicted time, docs/plan.md; torch's counter,
+    which sees LCN's banded products alone, 0.4%, tests/test_plan.py). A frozen first layer drops its two encoder-side
+    backward Fs (and, with a tied decoder, the decoder's weight gradient too). torch's FLOP counter agrees
     (tests/test_plan.py: its bmm count of a cat-demo training step is exactly 5F per example).
     The cost terms themselves (a few FLOPs per pixel) are left out; normalising the filters (``model.filter_norm``
     > 0) is counted once a step, on ``batch`` examples (:func:`normalising_flops`). What a step holds for its backward
