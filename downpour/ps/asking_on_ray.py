@@ -13,6 +13,8 @@ from ray.exceptions import RayError
 
 from downpour.ps.restarts_on_ray import WAITED
 
+DROP_ANY = 1 << 62   # a push number past any: drop_inbox drops whatever waits
+
 
 class Asking:
     """``RayCluster``'s half that asks every worker at once: the run's end, a stop."""
@@ -54,6 +56,21 @@ class Asking:
                 "profile": {"driver": self.laps.report(), "workers": [profiles[w] for w in sorted(profiles)],
                             "shards": ray.get([a.profile.remote() for a in self.shard_actors], timeout=60)}}
 
+    def _unblock_staging(self) -> None:
+        """On a piped stop: a worker whose cycle granted ahead stages its push while its last one waits in a shard's
+        inbox, which no ring will take now, so its ``put`` waited 60 s and its serve task never ended within the 5 s
+        (until 2026-12-06: Ctrl-C of a streamed one-node Ray run, data.json had no worker's report, its ``skipped``
+        none). The shards drop what waits (the stop's checkpoint is saved: nothing of it is lost), a round for each
+        cycle a worker may have queued, until every serve task has ended."""
+        live = sorted(self.coord.live)
+        for _ in range(self.coord.depth + 1):
+            serving = [ref for ref, (w, _) in self._serving.items() if w in live]
+            if not serving:
+                return
+            ray.get([a.drop_inbox.remote(w, DROP_ANY) for a in self.shard_actors for w in live], timeout=5)
+            done, _ = ray.wait(serving, num_returns=len(serving), timeout=1)
+            self._read_served(set(done))
+
     def _ask(self, calls: dict[int, list[Any]], timeout: float, also: list[Any] = ()) -> dict[int, list[Any] | Exception]:
         """Each worker's answers to its ``calls`` (actor methods, no arguments), all asked at once and waited for
         ``timeout`` s in all: ``{worker: [answers]}``, or the error of one that failed (``GetTimeoutError``: no answer).
@@ -81,6 +98,8 @@ class Asking:
         for w in sorted(self.coord.live) + self.coord.waiting if self.piped else ():
             if w in self._channels:
                 self._channels[w].stop()
+        if self.piped:
+            self._unblock_staging()
         serving = [ref for ref, (w, _) in self._serving.items() if w in self.coord.live]
         answers = self._ask({w: [self.worker_actors[w].data_report] for w in sorted(self.coord.live)}, timeout=5,
                             also=serving)
