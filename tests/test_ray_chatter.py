@@ -69,3 +69,16 @@ def test_a_record_of_rays_whose_arguments_do_not_fit_its_text_does_not_raise_out
     started = worker.makeRecord(worker.name, logging.INFO, __file__, 1, "Started a local Ray instance. View the "
                                 "dashboard at %s%s%s %s%s", ("http://", "127.0.0.1:8265", "", "", ""), None)
     assert not worker.filter(started)
+
+
+@pytest.mark.parametrize("given, folds", [(None, False), ("1", True)])
+def test_rays_driver_prints_every_workers_line_unless_the_user_asks_it_to_fold_them(given, folds):
+    """Ray's driver folds worker lines that differ only in words holding a digit into one "[repeated Nx across
+    cluster]": a stream's skipped files f0010.jpg, f0500.jpg and f0900.jpg, truncated alike, printed as one line naming
+    one file (until 2026-12-06). Importing the runner's Ray modules turns that off, unless RAY_DEDUP_LOGS is set."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_DEDUP_LOGS"} | ({"RAY_DEDUP_LOGS": given} if given else {})
+    code = ("import downpour.ps.connect_on_ray\nfrom ray._private import ray_logging\n"
+            "print(ray_logging.RAY_DEDUP_LOGS)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == str(folds)
