@@ -644,6 +644,18 @@ def test_an_empty_a_sound_only_and_an_indexless_mp4_are_skipped_each_with_its_ow
     assert "cut short before its index, the 'moov' atom" in reasons["cut.mp4"]
 
 
+def test_an_mp4_cut_inside_its_first_media_box_says_it_was_cut_short(tmp_path):
+    """Cut early (100 bytes: its 'ftyp' box and the start of 'mdat'), an .mp4 does not open at all: until 2026-12-06
+    its skip read FFmpeg's "Invalid data found when processing input" alone, where one cut later said it was most
+    likely cut short before its index. A file of other bytes keeps FFmpeg's words."""
+    _write_video(tmp_path / "ok.mp4")
+    (tmp_path / "cut.mp4").write_bytes((tmp_path / "ok.mp4").read_bytes()[:100])
+    (tmp_path / "junk.mp4").write_bytes(bytes(range(256)) * 2)
+    reasons = {e["file"].rsplit("/", 1)[1]: e["reason"] for e in load_videos(tmp_path, 3).skipped}
+    assert "its boxes hold no 'moov'" in reasons["cut.mp4"] and "cut short before its index" in reasons["cut.mp4"]
+    assert "moov" not in reasons["junk.mp4"]
+
+
 def test_a_video_rewritten_whole_at_its_old_size_and_mtime_is_counted_anew(tmp_path):
     """A download that allocates the file's full size first (zeros past what has come), read while cut, then
     complete, its mtime set back as ``cp -p``, ``rsync -t`` or ``tar x`` leave it: until 2026-12-04 the counts kept

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import struct
 import threading
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,41 @@ def frame_indices(total: int, k: int) -> list[int]:
     return sorted({int((j + 0.5) * total / k) for j in range(k)})
 
 
+_CUT = ("was most likely cut short before its index, the 'moov' atom written last (a recording or a copy that stopped); "
+        "it cannot be decoded")
+
+
+def _open(path: Path | str) -> av.container.InputContainer:
+    """``av.open``; an .mp4 or .mov cut inside its first media box opens not at all ("Invalid data found when
+    processing input"): where its top-level boxes begin with 'ftyp' and hold no 'moov', it says it was most likely cut
+    short, as one cut later does (:func:`video_stream`; since 2026-12-06: the first 500 bytes of a 12-frame .mp4 read
+    as FFmpeg's words alone)."""
+    try:
+        return av.open(str(path))
+    except av.InvalidDataError as err:
+        kinds = _boxes(path)
+        if kinds[:1] == [b"ftyp"] and b"moov" not in kinds:
+            raise ValueError(f"{err.strerror}: its boxes hold no 'moov': an .mp4 or .mov that reads so {_CUT}") from None
+        raise
+
+
+def _boxes(path: Path | str) -> list[bytes]:
+    """The kinds of an ISO media file's top-level boxes, in order, as far as their sizes hold within the file."""
+    kinds, pos = [], 0
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        while pos + 8 <= size:
+            f.seek(pos)
+            head = f.read(16)
+            n, kind = struct.unpack(">I4s", head[:8])
+            n = struct.unpack(">Q", head[8:16])[0] if n == 1 and len(head) == 16 else (size - pos if n == 0 else n)
+            if n < 8:
+                break
+            kinds.append(kind)
+            pos += n
+    return kinds
+
+
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
     """The video stream a player shows: FFmpeg's best one (``av_find_best_stream``, as ffmpeg and ffplay choose:
     not a cover picture, the one with the most frames probed). Until 2026-12-04 the first was read: a .mkv whose
@@ -52,8 +89,7 @@ def video_stream(container: av.container.InputContainer) -> av.video.stream.Vide
         kinds = sorted({s.type for s in container.streams})
         if "mov" in container.format.name.split(",") and "audio" not in kinds:
             raise ValueError(f"no video stream (streams: {', '.join(kinds) or 'none'}): an .mp4 or .mov that reads "
-                             "so was most likely cut short before its index, the 'moov' atom written last (a recording "
-                             "or a copy that stopped); it cannot be decoded")
+                             f"so {_CUT}")
         raise ValueError(f"no video stream (streams: {', '.join(kinds) or 'none'})")
     return container.streams.best("video")
 
@@ -125,7 +161,7 @@ def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int, s
     kept: dict[int, np.ndarray] = {}
     last = max(wanted) if wanted else None
     count, broke = 0, ""
-    with av.open(str(path)) as container:
+    with _open(path) as container:
         stream = video_stream(container)
         try:
             for count, frame in enumerate(container.decode(stream), start=1):
@@ -165,7 +201,7 @@ def _key(path: Path) -> tuple[str, int, int, int, int]:
 def _counted(resolved: str, *changed: int) -> int:
     """:func:`_frame_count` of the file at ``resolved`` (``changed``, the rest of :func:`_key`, keys the cache: a
     rewritten file counts anew; one that cannot be opened raises each time, as lru_cache keeps no exception)."""
-    with av.open(resolved) as container:
+    with _open(resolved) as container:
         return _count(container, video_stream(container))
 
 
@@ -215,7 +251,7 @@ def decoded_pixels(path: Path, k: int) -> int:
     memory by: until 2026-12-04 it counted k frames a video, so k = 100 on 40 12-frame 640x480 videos was
     estimated at 4,688 MB (streamed, over the 1 GiB threshold) where memory held 563 MB."""
     frames = _frame_count(path)                  # (counted once with the reads that follow in this process)
-    with av.open(str(path)) as container:
+    with _open(path) as container:
         stream = video_stream(container)
         return stream.codec_context.width * stream.codec_context.height * (min(frames, k) if frames > 0 else k)
 
