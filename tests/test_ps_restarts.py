@@ -778,3 +778,25 @@ def test_a_piped_stop_frees_the_inboxes_a_worker_staging_ahead_waits_on(runtime,
             lambda w=w: scripted_ray.Ref({"worker": w}, when=lambda w=w: served(w)))
     assert c.data_reports() == [{"worker": 0}, {"worker": 1}]
     assert not c._serving and {w for w, _ in shard.dropped} == {0, 1}
+
+
+def test_a_piped_stop_with_a_shard_lost_still_asks_the_workers_their_data_reports(runtime, monkeypatch):
+    """The inboxes' drop on a stop (above) is asked of every shard: one lost (a lost shard stops the run) answers
+    ActorDiedError, and the reports are asked all the same, not the whole data.json lost to that error."""
+    from types import SimpleNamespace
+
+    from downpour.ps import asking_on_ray, cluster_on_ray, piped_on_ray
+
+    monkeypatch.setattr(piped_on_ray, "ray", cluster_on_ray.ray)
+    monkeypatch.setattr(asking_on_ray, "ray", cluster_on_ray.ray)
+    c = ScriptedCluster(runtime, coordinator(2, STEPS), restarts=0)
+    stopped = set()
+    c.piped = True
+    c._channels = {w: SimpleNamespace(stop=lambda w=w: stopped.add(w)) for w in (0, 1)}
+    c.shard_actors[0].drop_inbox = type(c.shard_actors[0].flush)(
+        lambda w, seq: scripted_ray.Ref(error=cluster_on_ray.ray.exceptions.ActorDiedError()))
+    c._serving = {scripted_ray.Ref(0, when=lambda w=w: w in stopped): (w, c.worker_actors[w]) for w in (0, 1)}
+    for w in (0, 1):
+        c.worker_actors[w].data_report = type(c.worker_actors[w].cycle)(
+            lambda w=w: scripted_ray.Ref({"worker": w}, when=lambda w=w: w in stopped))
+    assert c.data_reports() == [{"worker": 0}, {"worker": 1}]

@@ -67,7 +67,10 @@ class Asking:
             serving = [ref for ref, (w, _) in self._serving.items() if w in live]
             if not serving:
                 return
-            ray.get([a.drop_inbox.remote(w, DROP_ANY) for a in self.shard_actors for w in live], timeout=5)
+            try:
+                ray.get([a.drop_inbox.remote(w, DROP_ANY) for a in self.shard_actors for w in live], timeout=5)
+            except (RayError, ray.exceptions.GetTimeoutError):   # a shard lost (the stop's cause?): ask all the same
+                return
             done, _ = ray.wait(serving, num_returns=len(serving), timeout=1)
             self._read_served(set(done))
 
