@@ -1,8 +1,8 @@
 """Downpour: the sharded asynchronous parameter server, its simulated cluster and its Ray runner.
 
 Run one with :func:`downpour.ps.cluster.run_cluster` (what ``downpour train --runner simulated|ray``
-calls); see docs/parameter-server.md. The pieces below are plain torch and usable alone; only
-:mod:`downpour.ps.on_ray` imports Ray.
+calls); see docs/parameter-server.md. The pieces below are plain torch and usable alone; only the ``*_on_ray``
+modules import Ray.
 """
 import os
 
