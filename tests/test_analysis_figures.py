@@ -216,3 +216,37 @@ def test_a_grey_pyramids_three_levels_are_drawn_as_grey_tiles_not_as_colours(tmp
     with Image.open(figures.filter_grid(bank, tmp_path / "rgb.png")) as im:   # the default: RGB, as before
         rgb = np.asarray(im.convert("RGB")).astype(int)
     assert np.abs(rgb[..., 0] - rgb[..., 1]).max() > 30
+
+
+def _invariance_result() -> dict:
+    values = {"scale": [1 / 32, 1 / 4, 1.0, 4.0], "translation_x": [-8.0, 0.0, 8.0], "rotation": [-90.0, 0.0, 90.0]}
+    curves = [{"transform": t, "values": v, "response": [0.5] * len(v), "sem": [0.1] * len(v), "auc": [0.7] * len(v),
+               "auc_faces_only": [0.6] * len(v)} for t, v in values.items()]
+    return {"curves": curves, "normalised_to": "untransformed response", "unit": 3, "layer": "stage2", "images": 30}
+
+
+@pytest.mark.parametrize("draw", [
+    lambda d: figures.loss_curves([{"step": s, "loss": 300.0 / s, "stage1/reconstruction": 2.0 / s,
+                                    "stage1/pooled_l2": 150.0 + s} for s in range(1, 40)], d / "loss.png"),
+    lambda d: figures.invariance_plot(_invariance_result(), d / "invariance.png"),
+    lambda d: figures.staleness_histogram({"overall": {0: 3, 1: 9}, **{f"worker {w}": {w % 2: 6} for w in range(12)}},
+                                          d / "staleness.png"),
+    lambda d: figures.response_histogram([1.0, 2.0, 2.5], [0.0, 0.5], 1.2, d / "responses.png"),
+], ids=["loss", "invariance", "staleness", "responses"])
+def test_a_figure_of_panels_is_drawn_once_at_its_size_with_every_label_inside_it(tmp_path, monkeypatch, draw):
+    """tight_layout measured every label, then savefig(bbox_inches="tight") drew the figure twice (once to crop it),
+    each with a fresh renderer (until 2026-12-06: the figures were 8% of the main job). Laid out once, a figure is
+    drawn once, at its size, and no label is cut off."""
+    from matplotlib.figure import Figure
+
+    drawn = []
+    real = Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda fig, renderer: drawn.append((fig, renderer)) or real(fig, renderer))
+    path = draw(tmp_path)
+    assert len(drawn) == 1
+    fig, renderer = drawn[0]
+    with Image.open(path) as im:
+        width, height = im.size
+    assert (width, height) == tuple(round(x * 110) for x in fig.get_size_inches())
+    drew = fig.get_tightbbox(renderer)          # (inches) what the figure drew: every label, title and legend
+    assert drew.x0 >= 0 and drew.y0 >= 0 and drew.x1 <= width / 110 and drew.y1 <= height / 110, drew

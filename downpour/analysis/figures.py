@@ -3,6 +3,12 @@
 Drawn with matplotlib's object API (``Figure`` + Agg canvas, never ``pyplot``), so nothing depends on
 a display or on global backend state. Every function takes plain arrays and an output path and
 returns the path it wrote.
+
+Each figure is drawn once (since 2026-12-06, :func:`_figure`): a figure of panels lays itself out (matplotlib's tight
+layout engine) as it is drawn at the PNG's resolution on its own Agg canvas, and is saved at its size; until then
+``tight_layout`` drew its labels once to place the panels, and ``savefig(bbox_inches="tight")`` twice more (once to
+crop), each time with a fresh renderer measuring every label anew. Only a figure of pictures, which an aspect ratio
+keeps from filling its size, is still cropped to what it drew.
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, LogFormatter, MaxNLocator, NullLocator
 
@@ -71,10 +78,26 @@ def _few_ticks(ax: Any, low: float, high: float) -> None:
     ax.yaxis.set_minor_locator(NullLocator())
 
 
+DPI = 110       # the PNGs' resolution
+
+
+def _figure(width: float, height: float, laid_out: bool = True) -> Figure:
+    """A ``width`` x ``height`` inch figure at the PNG's resolution, on an Agg canvas of its own, so that laying it
+    out and saving it share one renderer and its cache of label sizes. ``laid_out``: its panels placed by the tight
+    layout engine when it is drawn (a figure of panels); else :func:`_save` crops it to what it drew (pictures)."""
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="tight" if laid_out else None)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    engine = fig.get_layout_engine()
+    if engine is not None:          # laid out once, here; then no engine, so savefig draws the figure once, as laid out
+        engine.execute(fig)
+        fig.set_layout_engine(None)
+    fig.savefig(path, dpi=DPI, bbox_inches=None if engine is not None else "tight")
     return path
 
 
@@ -127,7 +150,7 @@ def filter_grid(filters: np.ndarray, path: Path, title: str = "first-layer filte
     for i in range(n):
         r, q = divmod(i, cols)
         mosaic[1 + r * (kh + 1):1 + r * (kh + 1) + kh, 1 + q * (kw + 1):1 + q * (kw + 1) + kw] = np.moveaxis(tiles[i], 0, -1)
-    fig = Figure(figsize=(min(0.45 * cols, 9) + 0.5, min(0.45 * rows, 9) + 0.6))
+    fig = _figure(min(0.45 * cols, 9) + 0.5, min(0.45 * rows, 9) + 0.6, laid_out=False)
     ax = fig.subplots()
     if c == 1:
         ax.imshow(mosaic[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -167,7 +190,7 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
         raise ValueError("metrics.jsonl has no numeric cost fields to plot")
     cols = min(3, len(parts))
     rows = math.ceil(len(parts) / cols)
-    fig = Figure(figsize=(4 * cols, 2.6 * rows))
+    fig = _figure(4 * cols, 2.6 * rows)
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax, name in zip(axes.flat, parts):
         by_step: dict[float, list[float]] = {}
@@ -192,7 +215,6 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(parts):]:
         ax.axis("off")
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -203,7 +225,7 @@ def staleness_histogram(histograms: dict[str, dict[int, int]], path: Path) -> Pa
     between the bars (-0.5, 0.5, ...: a staleness is a whole number of updates). The legend stands right of the bars
     and past ten series their colours come from a colour map: with 16 workers it covered the bars, and the default
     cycle of ten colours gave worker 9 the colour of ``overall`` (since 2026-12-06)."""
-    fig = Figure(figsize=(7.5, 3.2))     # (the legend beside the bars)
+    fig = _figure(7.5, 3.2)     # (the legend beside the bars)
     ax = fig.subplots()
     n = len(histograms)
     width = 0.8 / max(n, 1)
@@ -218,7 +240,6 @@ def staleness_histogram(histograms: dict[str, dict[int, int]], path: Path) -> Pa
     ax.set_xlabel("staleness (server updates the gradient did not see)")
     ax.set_ylabel("shard updates (a push: one per shard)")   # staleness.json counts each shard's application
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + (n - 1) // 20)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -229,7 +250,7 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
     k = len(top)
     cols = min(k, 8)
     rows = math.ceil(k / cols) if k else 1
-    fig = Figure(figsize=(1.2 * (cols + 2), 1.3 * rows + 0.5))
+    fig = _figure(1.2 * (cols + 2), 1.3 * rows + 0.5, laid_out=False)
     grid = fig.add_gridspec(rows, cols + 2)
     _show(fig.add_subplot(grid[:, :2]), stimulus, stimulus_label)
     for i in range(k):
@@ -251,7 +272,7 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
               "translation_y": "vertical shift (pixels)", "rotation": "in-plane rotation (degrees)",
               "out_of_plane_rotation": "out-of-plane rotation (degrees)"}
     rows = 2 if any("auc" in c for c in curves) else 1
-    fig = Figure(figsize=(3.2 * len(curves), 2.8 * rows))
+    fig = _figure(3.2 * len(curves), 2.8 * rows)
     grid = fig.subplots(rows, len(curves), squeeze=False)
     for k, c in enumerate(curves):
         ax = grid[0][k]
@@ -279,7 +300,6 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
         grid[1][0].set_ylabel(f"AUC, {against[0]} vs {against[1]}", fontsize=8)
         grid[1][0].legend(fontsize=6)
     fig.suptitle(f"unit {result['unit']} of {result['layer']} over {result['images']} images", fontsize=9)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -294,7 +314,7 @@ def _scale_axes(curve: dict[str, Any], column: Any) -> None:
 def response_histogram(positive: list[float], negative: list[float], threshold: float, path: Path,
                        labels: tuple[str, str] = ("face", "non-face")) -> Path:
     """The chosen unit's responses to the two classes, with its threshold."""
-    fig = Figure(figsize=(5, 2.8))
+    fig = _figure(5, 2.8)
     ax = fig.subplots()
     both = np.concatenate([positive, negative]) if len(positive) + len(negative) else np.zeros(1)
     bins = np.linspace(both.min(), both.max() + 1e-9, 25)
@@ -303,5 +323,4 @@ def response_histogram(positive: list[float], negative: list[float], threshold: 
     ax.axvline(threshold, color="k", lw=1, ls="--", label="threshold")
     ax.set_xlabel("unit response")
     ax.legend(fontsize=7)
-    fig.tight_layout()
     return _save(fig, path)

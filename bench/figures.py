@@ -1,0 +1,117 @@
+"""The report's figures of a recorded run, drawn the new way (each laid out and drawn once) and the old way, in turn.
+
+    .venv/bin/python bench/figures.py --run RUN              # RUN: an analysed run (`downpour analyze RUN`)
+    .venv/bin/python bench/figures.py --run RUN --reps 1     # a quick check that it runs
+
+Until 2026-12-06 each figure of panels called ``tight_layout`` (its labels measured once to place the panels), then
+``savefig(bbox_inches="tight")``, which drew it twice more (once to crop it), each pass with a fresh renderer, so
+every label was measured anew; since then :func:`downpour.analysis.figures._figure` lays it out once at the PNG's
+resolution on an Agg canvas of its own and the save draws it once, uncropped (the layout already fills it). The old
+way is put back here (``figures._figure`` and ``figures._save``), as it was.
+
+The six figures ``analyze`` draws, from the run's own inputs where it keeps them: the loss curves (metrics.jsonl),
+the invariance plot (analysis.json), the first-layer filters (the model), the optimal stimulus (analysis.json) beside
+random pictures of its shape as the top images, and the staleness bars (analysis.json's, or two workers' made up
+where the run had no parameter server), the response histogram of random responses. Both ways' PNGs are checked to
+be within 5% of each other in each side first (the layout's margin, 1.08 font sizes, against the crop's 0.1 inch). One row: ``cpu_ratio`` (this process's CPU, ``time.process_time``:
+the machine's load moves it least) and ``ratio`` (wall), new / old, < 1 faster. Prints one JSON line.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import weakref
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from _protocol import emit, interleave, ratio, reps_and_threads, summary  # noqa: E402
+from downpour.analysis import figures  # noqa: E402
+from downpour.analysis.options import open_run  # noqa: E402
+
+NEW = figures._figure, figures._save
+_LAID_OUT: weakref.WeakSet = weakref.WeakSet()      # the old way's figures that called tight_layout before saving
+
+
+def old_figure(width: float, height: float, laid_out: bool = True) -> Figure:
+    fig = Figure(figsize=(width, height))
+    if laid_out:
+        _LAID_OUT.add(fig)
+    return fig
+
+
+def old_save(fig: Figure, path: Path) -> Path:
+    if fig in _LAID_OUT:
+        fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def drawings(run_path: Path) -> dict[str, Callable[[Path], Path]]:
+    """Each figure of the run, as a function of the folder it is drawn into."""
+    run, model = open_run(run_path)
+    analysis = run.read_json("analysis.json")
+    metrics = run.metrics()
+    rng = np.random.default_rng(0)
+    stimulus = np.asarray(analysis["optimal_stimulus"]["image"], dtype=np.float64)
+    top = analysis["top_images"]["responses"]
+    filters = model.first_layer_filters()
+    staleness = analysis.get("staleness") or {"overall": {0: 40, 1: 90, 2: 50, 4: 9},
+                                              **{f"worker {w}": {0: 20, 1: 45 + w, 2: 25, 4: 4} for w in range(2)}}
+    out = {
+        "loss": lambda d: figures.loss_curves(metrics, d / "loss.png"),
+        "invariance": lambda d: figures.invariance_plot(analysis["invariance"], d / "invariance.png"),
+        "stimulus": lambda d: figures.stimulus_and_top_images(stimulus, rng.random((len(top), *stimulus.shape)),
+                                                              d / "optimal_stimulus.png", "unit 0: top images", top),
+        "staleness": lambda d: figures.staleness_histogram(staleness, d / "staleness.png"),
+        "responses": lambda d: figures.response_histogram(rng.normal(1, 1, 300).tolist(), rng.normal(0, 1, 300).tolist(),
+                                                          0.5, d / "face_neuron_responses.png"),
+    }
+    if filters is not None:
+        out["filters"] = lambda d: figures.filter_grid(filters.numpy(), d / "filters.png")
+    return out
+
+
+def draw_all(draw: dict[str, Callable[[Path], Path]], folder: Path, new: bool) -> dict[str, tuple[int, int]]:
+    """Every figure drawn into ``folder``, the new or the old way; their sizes in pixels."""
+    figures._figure, figures._save = NEW if new else (old_figure, old_save)
+    try:
+        sizes = {}
+        for name, f in draw.items():
+            with Image.open(f(folder)) as im:
+                sizes[name] = im.size
+        return sizes
+    finally:
+        figures._figure, figures._save = NEW
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = reps_and_threads(__doc__.split("\n")[0], threads=None)
+    p.add_argument("--run", type=Path, required=True, help="an analysed run (its analysis.json read)")
+    args = p.parse_args(argv)
+    if not (args.run / "analysis.json").is_file():
+        raise SystemExit(f"{args.run}: no analysis.json (run `downpour analyze {args.run}` first)")
+    draw = drawings(args.run)
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = {way: Path(tmp) / way for way in ("new", "old")}
+        sizes = {way: draw_all(draw, folder, way == "new") for way, folder in folders.items()}
+        for name, size in sizes["new"].items():
+            if any(abs(a - b) > 0.05 * b for a, b in zip(size, sizes["old"][name])):
+                raise SystemExit(f"{name}: {size} pixels the new way, {sizes['old'][name]} the old way")
+        reps = interleave({way: (lambda r, way=way: {"figures": len(draw_all(draw, folders[way], way == "new"))})
+                           for way in ("new", "old")}, reps=args.reps)
+    row = {"bench": "figures", "run": str(args.run), "figures": sorted(draw), "sizes": sizes,
+           **summary(reps, "wall_s"), "ratio": ratio(reps, "wall_s", "new", "old"),
+           "cpu_ratio": ratio(reps, "driver_cpu_s", "new", "old")}
+    return [emit(row, [])]
+
+
+if __name__ == "__main__":
+    main()
