@@ -28,10 +28,11 @@ train: setup          ## the main job: the cat network on the parameter server, 
 test: setup           ## the whole test suite (what CI runs)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest $(ARGS)
 
-# rank_interval is skipped: a simulation over a costs study's cells.jsonl (its required argument), no speed figure
+# rank_interval is skipped: a simulation over a costs study's cells.jsonl (its required argument), no speed figure;
+# report_figures too: it draws an analysed run's figures (--run RUN, required)
 bench: setup          ## every benchmark, one JSON line per row
 	for b in bench/[!_]*.py; do \
-	  case $$b in bench/sandblaster.py) args=backups ;; bench/rank_interval.py) continue ;; *) args= ;; esac; \
+	  case $$b in bench/sandblaster.py) args=backups ;; bench/rank_interval.py) continue ;; bench/report_figures.py) continue ;; *) args= ;; esac; \
 	  $(BIN)/python $$b $$args || exit 1; \
 	done
 

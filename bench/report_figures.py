@@ -1,7 +1,7 @@
 """The report's figures of a recorded run, drawn the new way (each laid out and drawn once) and the old way, in turn.
 
-    .venv/bin/python bench/figures.py --run RUN              # RUN: an analysed run (`downpour analyze RUN`)
-    .venv/bin/python bench/figures.py --run RUN --reps 1     # a quick check that it runs
+    .venv/bin/python bench/report_figures.py --run RUN              # RUN: an analysed run (`downpour analyze RUN`)
+    .venv/bin/python bench/report_figures.py --run RUN --reps 1     # a quick check that it runs
 
 Until 2026-12-06 each figure of panels called ``tight_layout`` (its labels measured once to place the panels), then
 ``savefig(bbox_inches="tight")``, which drew it twice more (once to crop it), each pass with a fresh renderer, so
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 raise SystemExit(f"{name}: {size} pixels the new way, {sizes['old'][name]} the old way")
         reps = interleave({way: (lambda r, way=way: {"figures": len(draw_all(draw, folders[way], way == "new"))})
                            for way in ("new", "old")}, reps=args.reps)
-    row = {"bench": "figures", "run": str(args.run), "figures": sorted(draw), "sizes": sizes,
+    row = {"bench": "report_figures", "run": str(args.run), "figures": sorted(draw), "sizes": sizes,
            **summary(reps, "wall_s"), "ratio": ratio(reps, "wall_s", "new", "old"),
            "cpu_ratio": ratio(reps, "driver_cpu_s", "new", "old")}
     return [emit(row, [])]
