@@ -130,3 +130,17 @@ def test_shard_restarts_may_be_set_on_the_simulator_with_a_shard_fault(capsys):
             "cluster.shard_restarts=0"]
     assert main(base) == 2 and "only the ray runner reads it" in capsys.readouterr().err
     assert main([*base, "--set", "cluster.faults=shard 0 at 10"]) == 0
+
+
+def test_a_run_whose_faults_lose_every_worker_stops_saying_what_can_go_on(tmp_path):
+    """Every worker lost by cluster.faults: the run stops, its losses recorded, and the error says what can train on.
+    Until 2026-12-06 it said "resume with --resume, or set cluster.restarts": on the simulator the resume stopped
+    again at once (its workers still lost) and cluster.restarts is Ray's."""
+    faults = "cluster.faults=['worker 0 at 8', 'worker 1 at 12', 'worker 2 at 16', 'worker 3 at 16']"
+    with pytest.raises(RunError, match="every worker was lost") as stopped:
+        _run(tmp_path / "r", *SETS, faults)
+    assert "cluster.restarts" not in str(stopped.value) and "fewer worker losses in cluster.faults" in str(stopped.value)
+    assert [(e["worker"], e["step"]) for e in _events(tmp_path / "r") if e["event"] == "worker-lost"] == [
+        (0, 8), (1, 12), (2, 16), (3, 16)]
+    with pytest.raises(RunError, match="every worker was lost"):      # (the resume cannot bring them back)
+        _run(tmp_path / "r", *SETS, faults, resume=True)

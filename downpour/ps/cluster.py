@@ -305,7 +305,7 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     summary.pop("profile", None)             # per-phase timers: cluster.json only, not the printed summary
     if coord.done < coord.total and not coord.live:
         raise RunError(f"every worker was lost ({', '.join(_loss_reasons(coord))}) after {coord.done} of {coord.total} steps; "
-                       f"what was done is saved in {str(run.path)!r} (resume with --resume, or set cluster.restarts)")
+                       f"what was done is saved in {str(run.path)!r} ({_no_worker_left(cfg)})")
     refused = recorder.pushes - recorder.finite_pushes
     lr_key = "cluster.lr" if cfg.cluster.lr else "train.lr"     # the server's rate (a preset may set cluster.lr)
     if recorder.finite_pushes and refused * 2 > recorder.pushes:   # diverged: its metrics stop where it last trained
@@ -321,6 +321,16 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
                        f"(shard rejections: {rejected}); lower {lr_key} or check the data; "
                        f"the run is saved in {str(run.path)!r}")
     return summary
+
+
+def _no_worker_left(cfg: RunConfig) -> str:
+    """What a run every worker was lost from can do. The simulator restarts no worker and its --resume goes on with
+    them lost (its cluster.faults lost them, and a resume keeps its config): until 2026-12-06 it was told to resume
+    or set cluster.restarts too, and either stopped again at once."""
+    if cfg.cluster.runner == "simulated":
+        return ("the simulator restarts no worker and a --resume goes on without them: to train past this step, start "
+                "a new run with fewer worker losses in cluster.faults")
+    return "resume with --resume, or set cluster.restarts"
 
 
 def _loss_reasons(coord: Coordinator) -> list[str]:
