@@ -69,3 +69,13 @@ def test_a_local_or_sandblaster_run_has_no_staleness_paragraph(sim_run, tmp_path
     assert staleness_paragraph(simulated) == ""                          # no staleness.json: nothing to say
     shutil.copy(sim_run / "staleness.json", simulated.path / "staleness.json")
     assert re.search(r"<b>Staleness</b> .*: mean \d+\.\d\d, max \d+", staleness_paragraph(simulated))
+
+
+def test_no_hand_value_where_a_push_was_refused(sim_run, tmp_path):
+    """A refused push makes no version, so the rule's value is not exact after it: the paragraph gives none (until
+    2026-12-06 it gave it beside the refused pushes)."""
+    shutil.copytree(sim_run, tmp_path / "r")
+    run = RunDir.open(tmp_path / "r")
+    run.write_json("staleness.json", {**run.read_json("staleness.json"), "rejected": {"non-finite": 3}})
+    said = staleness_paragraph(run)
+    assert "3 shard pushes refused and not counted (non-finite: 3)" in said and "by hand" not in said

@@ -102,13 +102,16 @@ def _rejected(rejected: Any) -> str:
 
 def _by_hand(run: RunDir, report: dict[str, Any]) -> str:
     """docs/parameter-server.md's staleness by hand where it is exact once the run is going (after the first rounds):
-    simulated, async, n_fetch = n_push = 1, a constant delay, no warm start, every worker there to the end. Otherwise
-    "" (a random delay's N·(1 + mean) − 1 is an average with a long tail, not a value to check against)."""
+    simulated, async, n_fetch = n_push = 1, a constant delay, no warm start, every worker there to the end, every push
+    applied. Otherwise "" (a random delay's N·(1 + mean) − 1 is an average with a long tail, not a value to check
+    against; a refused push makes no version, and the pushes after it land staler or fresher than the rule: a diverging
+    teacher-student run, 4 workers, constant:0.25, 65 refused, gave worker 2 a push at 5 and worker 3 one at 6 between
+    their first and the rule's 6 and 7)."""
     c = run.config.cluster
     kind, args = c.spec("delay")
     lost = any(isinstance(e, dict) and e.get("event") == "worker-lost" for e in report.get("events") or [])
     if (c.runner != "simulated" or c.consistency != "async" or (c.n_fetch, c.n_push) != (1, 1) or kind != "constant"
-            or c.warm_start or c.workers < 2 or lost):
+            or c.warm_start or c.workers < 2 or lost or _rejected(report.get("rejected"))):
         return ""
     n, t = c.workers, float(args[0])
     if t in (0.0, 1.0):
