@@ -1,6 +1,6 @@
 """The faults a simulated run is told to have (``cluster.faults``): ``"worker W at N"`` loses worker W, ``"shard S at
-N"`` shard S, at the first push that brings the run to step N, through the paths a real loss takes (a worker:
-:meth:`~downpour.ps.simulated.SimulatedCluster.lose`, the run goes on without it; a shard: :class:`~downpour.ps.recorder.ShardLost`, every
+N"`` shard S, at the first push that brings the run to step N (or past it: n_push > 1), through the paths
+a real loss takes (a worker: :meth:`~downpour.ps.simulated.SimulatedCluster.lose`, the run goes on without it; a shard: :class:`~downpour.ps.recorder.ShardLost`, every
 shard restarted from the last server checkpoint up to ``cluster.shard_restarts`` times). A run is a pure function of
 its config, so a fault run repeats, and the fault's event names the item (its ``reason``), which keeps it from firing
 again in a restart's or a resume's go.
