@@ -114,6 +114,13 @@ def test_a_bad_fault_is_refused_naming_the_key_and_the_item(tmp_path, capsys, va
     assert "cluster.faults" in err and said in err and not (tmp_path / "r").exists()
 
 
+def test_a_fault_past_a_single_shard_says_the_run_has_one(tmp_path, capsys):
+    argv = ["train", "--dry-run", "--config", "teacher-student", "--runner", "simulated", "--shards", "1", "--set",
+            "cluster.faults=shard 1 at 20"]
+    assert main(argv) == 2
+    assert "'shard 1 at 20': the run has 1 shard (cluster.shards = 1), numbered 0 to 0" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("runner, said", [("local", "needs --runner simulated: the local runner has no workers"),
                                           ("ray", "is the simulator's: on Ray faults are real")])
 def test_faults_are_refused_off_the_simulator(tmp_path, capsys, runner, said):
