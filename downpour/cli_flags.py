@@ -20,6 +20,8 @@ ONLY_ON = {"delay": "simulated", "address": "ray"}   # flags that mean something
 # --set keys only the Ray runner reads (the simulator's workers and shards live in one process, its time is virtual)
 RAY_ONLY = ("cluster.restarts", "cluster.checkpoint_seconds", "cluster.worker_gpus", "cluster.queue_depth",
             "cluster.shard_restarts", "cluster.silent_seconds")
+# ... but for the simulator's run whose cluster.faults loses such a thing (since 2026-12-06 a worker too)
+LOSES = {"cluster.shard_restarts": "shard", "cluster.restarts": "worker"}
 # What the cluster runners never read (their workers' update is the server's cluster.rule): set by hand on one, refused
 # (train.checkpoint_every on a cluster run: preflight refuses it, set anywhere)
 LOCAL_ONLY = {"train.optimizer": "cluster.rule", "train.momentum": "cluster.momentum"}
@@ -196,8 +198,9 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None =
             raise ConfigError(f"--set {', '.join(local)}: only the local runner reads "
                               f"{'it' if len(local) == 1 else 'them'}, and this run's runner is {runner!r} "
                               f"(its counterpart: {', '.join(LOCAL_ONLY[k] for k in local)})")
-    if runner == "simulated":   # (the simulator restarts the shards cluster.faults loses: shard_restarts says how often)
-        ray = [key for key in typed if key in RAY_ONLY and not (key == "cluster.shard_restarts" and _loses_shards(cfg))]
+    if runner == "simulated":   # (the simulator restarts the shards and workers cluster.faults loses, as its
+        # shard_restarts and restarts say: read there)
+        ray = [key for key in typed if key in RAY_ONLY and not (key in LOSES and _loses(cfg, LOSES[key]))]
         if ray:
             raise ConfigError(f"--set {', '.join(ray)}: only the ray runner reads {'it' if len(ray) == 1 else 'them'}, "
                               "and this run's runner is 'simulated'")
@@ -217,9 +220,10 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None =
     _check_schedule(typed, cfg)
 
 
-def _loses_shards(cfg: RunConfig) -> bool:
-    """Whether ``cfg``'s cluster.faults loses a shard (a form it does not parse is refused by preflight)."""
-    return any(item.split()[:1] == ["shard"] for item in cfg.cluster.faults)
+def _loses(cfg: RunConfig, kind: str) -> bool:
+    """Whether ``cfg``'s cluster.faults loses a ``kind`` (shard, worker; a form it does not parse is refused by
+    preflight)."""
+    return any(item.split()[:1] == [kind] for item in cfg.cluster.faults)
 
 
 def _check_one_worker_bound(args: argparse.Namespace, typed: list[str], cfg: RunConfig) -> None:

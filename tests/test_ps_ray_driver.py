@@ -14,7 +14,7 @@ import downpour.ps.asking_on_ray as asking_module
 import downpour.ps.cluster_on_ray as driver_module
 import downpour.ps.restarts_on_ray as restarts_module
 from downpour.ps.cluster_on_ray import RayCluster
-from downpour.ps.restarts_on_ray import restarts_left
+from downpour.ps.coordinator import restarts_left
 from downpour.ps.consistency import make_consistency
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.rules import make_rule

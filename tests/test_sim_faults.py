@@ -4,9 +4,11 @@ import html
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from test_cluster_resume_edges import _losing_shard_1
 from test_cluster_resume_edges import _run as _sync_run
-from test_ps_simulated import _run, _same_run
+from test_ps_simulated import _run, _same_run, _without_wall_clock
 
 import downpour.ps.recorder as recorder_module
 from downpour.analysis.report_cluster import cluster_faults
@@ -104,7 +106,7 @@ def test_a_worker_fault_run_resumes_as_the_uninterrupted_run(tmp_path, monkeypat
     ("shard 0 at 0", "'shard 0 at 0': step 0 is outside"),
     ("worker x at 10", "'worker x at 10': the worker and the step are whole numbers"),
     ("shard 0 at 50, shard 0 at 50", "'shard 0 at 50' repeats 'shard 0 at 50'"),
-    ("worker 1 at 50, worker 1 at 90", "'worker 1 at 90' repeats 'worker 1 at 50' (a lost worker is not restarted"),
+    ("worker 1 at 50, worker 1 at 90", "'worker 1 at 90' repeats 'worker 1 at 50' (a worker is lost once"),
 ])
 def test_a_bad_fault_is_refused_naming_the_key_and_the_item(tmp_path, capsys, value, said):
     argv = ["train", "--dry-run", "--config", "teacher-student", "--runner", "simulated", "--workers", "3", "--shards",
@@ -146,8 +148,92 @@ def test_a_run_whose_faults_lose_every_worker_stops_saying_what_can_go_on(tmp_pa
     faults = "cluster.faults=['worker 0 at 8', 'worker 1 at 12', 'worker 2 at 16', 'worker 3 at 16']"
     with pytest.raises(RunError, match="every worker was lost") as stopped:
         _run(tmp_path / "r", *SETS, faults)
-    assert "cluster.restarts" not in str(stopped.value) and "fewer worker losses in cluster.faults" in str(stopped.value)
+    assert "--resume goes on without them" in str(stopped.value) and "fewer worker losses in cluster.faults" in str(
+        stopped.value)
     assert [(e["worker"], e["step"]) for e in _events(tmp_path / "r") if e["event"] == "worker-lost"] == [
         (0, 8), (1, 12), (2, 16), (3, 16)]
     with pytest.raises(RunError, match="every worker was lost"):      # (the resume cannot bring them back)
         _run(tmp_path / "r", *SETS, faults, resume=True)
+
+
+RESTART = [*SETS, "cluster.faults=['worker 1 at 12']", "cluster.restarts=1"]
+
+
+def _without(events, kind):
+    return [e for e in events if e["event"] != kind]
+
+
+def test_a_worker_lost_with_cluster_restarts_is_restarted_as_on_ray(tmp_path):
+    """cluster.restarts = 1: worker 1, lost at step 12, is restarted (its replacement seeded from step 12, rejoining
+    once the pushes it sent have landed), with the events Ray's driver records (test_ps_restarts: a worker-restarted
+    with worker, step and seed_step); the report's Faults line reads as on Ray; the run repeats bit for bit and is
+    not the run without the restart (until 2026-12-06 the simulator refused cluster.restarts)."""
+    summary, run = _run(tmp_path / "a", *RESTART)
+    assert summary["lost_workers"] == [] and summary["steps"] == 48
+    lost, restarted = _events(tmp_path / "a")
+    assert lost == {"event": "worker-lost", "worker": 1, "step": 12, "reason": "cluster.faults 'worker 1 at 12'"}
+    assert set(restarted) == {"event", "worker", "step", "seed_step"}    # Ray's fields, test_ps_restarts
+    assert restarted["event"] == "worker-restarted" and restarted["worker"] == 1 and restarted["seed_step"] == 12
+    assert restarted["step"] >= 12
+    assert html.unescape(cluster_faults(run)) == (
+        f"<p class=\"note\">Faults: worker 1 lost at step 12 (cluster.faults 'worker 1 at 12'), restarted at step "
+        f"{restarted['step']}.</p>")
+    _run(tmp_path / "b", *RESTART)
+    _same_run_but_resumes(tmp_path / "a", tmp_path / "b")
+    _run(tmp_path / "gone", *SETS, "cluster.faults=['worker 1 at 12']")
+    assert (tmp_path / "gone/model.safetensors").read_bytes() != (tmp_path / "a/model.safetensors").read_bytes()
+
+
+def test_a_second_loss_with_the_restarts_spent_is_not_restarted(tmp_path):
+    """cluster.restarts = 1 and two workers lost: the first restarted, the second not (a not-restarted event naming
+    why, as Ray's driver records it)."""
+    summary, _ = _run(tmp_path / "r", *SETS, "cluster.faults=['worker 1 at 12', 'worker 2 at 20']", "cluster.restarts=1")
+    assert summary["lost_workers"] == [2] and summary["steps"] == 48
+    events = _events(tmp_path / "r")      # (worker 1's replacement, started at its loss, rejoins at step 22)
+    assert [(e["event"], e["worker"]) for e in events] == [
+        ("worker-lost", 1), ("worker-lost", 2), ("not-restarted", 2), ("worker-restarted", 1)]
+    assert events[2] == {"event": "not-restarted", "worker": 2, "step": 20, "reason": "cluster.restarts spent"}
+
+
+@pytest.mark.parametrize("when", ["starting", "rejoined"])
+def test_a_restart_fault_run_resumes_as_the_uninterrupted_run(tmp_path, monkeypatch, when):
+    """Stopped at a checkpoint while worker 1's replacement waits for its pushes to land (``starting``), or once it
+    has rejoined: --resume goes on to the uninterrupted run bit for bit, the worker lost and restarted once."""
+    class Killed(Exception):
+        pass
+
+    _run(tmp_path / "a", *RESTART)
+    checkpoint = recorder_module.Recorder.checkpoint
+
+    def killed(self, states=None):
+        checkpoint(self, states)
+        restarted = any(e["event"] == "worker-restarted" for e in self.coord.events)
+        if (1 in self.driver._starting) if when == "starting" else restarted:
+            raise Killed
+
+    monkeypatch.setattr(recorder_module.Recorder, "checkpoint", killed)
+    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", lambda self: None)
+    with pytest.raises(Killed):
+        _run(tmp_path / "b", *RESTART)
+    monkeypatch.undo()
+    summary, _ = _run(tmp_path / "b", *RESTART, resume=True)
+    assert summary["lost_workers"] == []
+    _same_run_but_resumes(tmp_path / "a", tmp_path / "b")
+
+
+def _same_run_but_resumes(a, b):
+    """Model, metrics (but the wall clock) and staleness.json alike, bit for bit, but ``b``'s resumed events."""
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert _without_wall_clock(RunDir(a).metrics()) == _without_wall_clock(RunDir(b).metrics())
+    sa, sb = RunDir(a).read_json("staleness.json"), RunDir(b).read_json("staleness.json")
+    sb["events"] = _without(sb["events"], "resumed")
+    assert sa == sb
+
+
+def test_restarts_may_be_set_on_the_simulator_with_a_worker_fault(capsys):
+    """cluster.restarts is Ray's on the command line, but a worker cluster.faults loses restarts by it."""
+    base = ["train", "--dry-run", "--config", "teacher-student", "--runner", "simulated", "--set", "cluster.restarts=1"]
+    assert main(base) == 2 and "only the ray runner reads it" in capsys.readouterr().err
+    assert main([*base, "--set", "cluster.faults=shard 0 at 10"]) == 2
+    assert main([*base, "--set", "cluster.faults=worker 0 at 10"]) == 0

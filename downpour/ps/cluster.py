@@ -324,12 +324,12 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
 
 
 def _no_worker_left(cfg: RunConfig) -> str:
-    """What a run every worker was lost from can do. The simulator restarts no worker and its --resume goes on with
-    them lost (its cluster.faults lost them, and a resume keeps its config): until 2026-12-06 it was told to resume
-    or set cluster.restarts too, and either stopped again at once."""
+    """What a run every worker was lost from can do. On the simulator its --resume goes on with them lost (its
+    cluster.faults lost them, and a resume keeps its config, cluster.restarts too): until 2026-12-06 it was told to
+    resume, and stopped again at once."""
     if cfg.cluster.runner == "simulated":
-        return ("the simulator restarts no worker and a --resume goes on without them: to train past this step, start "
-                "a new run with fewer worker losses in cluster.faults")
+        return ("a --resume goes on without them: to train past this step, start a new run with fewer worker losses in "
+                "cluster.faults, or cluster.restarts to restart them")
     return "resume with --resume, or set cluster.restarts"
 
 

@@ -21,14 +21,14 @@ from downpour.ps import channel
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.asking_on_ray import Asking
 from downpour.ps.connect_on_ray import connect, gathered, head_answers, pinned, placer, spot
-from downpour.ps.coordinator import Coordinator
+from downpour.ps.coordinator import Coordinator, restarts_left
 from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
 from downpour.ps.partition_restarts_on_ray import PartitionRestarts
 from downpour.ps.piped_on_ray import PipedRun
 from downpour.ps.placing_on_ray import Placing
 from downpour.ps.recorder import ShardLost
-from downpour.ps.restarts_on_ray import Restarts, kill, restarts_left
+from downpour.ps.restarts_on_ray import Restarts, kill
 from downpour.ps.setup import ClusterSetup, worker_gpus, worker_rng
 from downpour.ps.tasks_on_ray import TaskRun
 from downpour.ps.shard import Shard

@@ -231,3 +231,10 @@ class Coordinator:
 
     def clocks(self) -> dict[int, int]:
         return dict(self.gate.clocks)
+
+
+def restarts_left(restarts: int, events: list[dict[str, Any]]) -> int:
+    """``cluster.restarts`` less the restarts the run already used (a shard restart builds a new driver, a resume a
+    new one, Ray's or the simulator's): a partition restarted alone (``partition_restarts_on_ray``) spends one too."""
+    return restarts - sum(1 for e in events if e["event"] in ("worker-restarted", "restart-failed",
+                                                              "partition-restarted"))

@@ -1,6 +1,7 @@
 """The faults a simulated run is told to have (``cluster.faults``): ``"worker W at N"`` loses worker W, ``"shard S at
-N"`` shard S, at the first push that brings the run to step N (or past it: n_push > 1), through the paths
-a real loss takes (a worker: :meth:`~downpour.ps.simulated.SimulatedCluster.lose`, the run goes on without it; a shard: :class:`~downpour.ps.recorder.ShardLost`, every
+N"`` shard S, at the first push that brings the run to step N (or past it: n_push > 1), through the paths a
+real loss takes (a worker: :meth:`~downpour.ps.simulated.SimulatedCluster.lose`, restarted up to ``cluster.restarts``
+times as on Ray, else the run goes on without it; a shard: :class:`~downpour.ps.recorder.ShardLost`, every
 shard restarted from the last server checkpoint up to ``cluster.shard_restarts`` times). A run is a pure function of
 its config, so a fault run repeats, and the fault's event names the item (its ``reason``), which keeps it from firing
 again in a restart's or a resume's go.
@@ -62,7 +63,7 @@ def parse_faults(cfg: RunConfig) -> list[Fault]:
         twin = next((f for f in faults if f.kind == kind and f.index == fault.index
                      and (kind == "worker" or f.step == fault.step)), None)
         if twin is not None:
-            why = "a lost worker is not restarted on the simulator" if kind == "worker" else "the same loss twice"
+            why = "a worker is lost once in a simulated run" if kind == "worker" else "the same loss twice"
             raise ConfigError(f"{KEY}: {item!r} repeats {twin.item!r} ({why})", key=KEY)
         faults.append(fault)
     return sorted(faults, key=lambda f: f.step)

@@ -318,9 +318,3 @@ def drain(refs: list[Any]) -> None:
         except RayError:
             pass
 
-
-def restarts_left(restarts: int, events: list[dict[str, Any]]) -> int:
-    """``cluster.restarts`` less the restarts the run already used (a shard restart builds a new driver): a partition
-    restarted alone (``partition_restarts_on_ray``) spends one too."""
-    return restarts - sum(1 for e in events if e["event"] in ("worker-restarted", "restart-failed",
-                                                              "partition-restarted"))

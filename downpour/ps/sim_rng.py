@@ -16,7 +16,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from downpour.ps.setup import seed_rng, worker_rng
+from downpour.ps.setup import seed_rng, worker_rng, worker_seed
 
 State = tuple[Tensor, Tensor | None]   # torch's CPU state, and the current GPU's (None: no GPU in use)
 
@@ -30,13 +30,18 @@ def seeded(start: int | Tensor, seed: int, gpu: bool) -> State:
 
 class WorkerRngs:
     """The torch RNG states of ``n`` workers started at ``start_step`` (a resume's step: each worker re-seeded as a
-    Ray resume's is; :meth:`restore` then puts back a whole-state checkpoint's). The simulator loses workers but
-    restarts none, so a re-seed within a run never happens here. ``gpu``: the replicas draw on a GPU too (CUDA is
+    Ray resume's is; :meth:`restore` then puts back a whole-state checkpoint's; :meth:`restart` re-seeds a lost worker's
+    replacement as Ray seeds one). ``gpu``: the replicas draw on a GPU too (CUDA is
     initialised once they are built there), whose state each worker keeps beside the CPU's."""
 
     def __init__(self, run_rng: Tensor, seed: int, n: int, start_step: int, gpu: bool):
         self.gpu = gpu
         self.states = [seeded(worker_rng(run_rng, seed, w, start_step), seed, gpu) for w in range(n)]
+
+    def restart(self, w: int, seed: int, seed_step: int) -> None:
+        """Worker ``w``'s replacement (``cluster.restarts``), seeded from ``seed_step`` as Ray seeds a replacement's
+        process (its ``worker-restarted`` event's ``seed_step``; a step past 0: never the run's own state)."""
+        self.states[w] = seeded(worker_seed(seed, w, seed_step), seed, self.gpu)
 
     @contextmanager
     def drawing(self, w: int) -> Iterator[None]:

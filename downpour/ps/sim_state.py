@@ -159,6 +159,8 @@ def whole_state(sim: Any) -> State:
              "blocked": sorted(sim._blocked), "wake": sorted(sim._wake_after or ()), "heap": heap,
              "rngs": [g.bit_generator.state for g in sim.rngs], "coordinator": coordinator_state(sim.coord),
              "workers": workers, "copies": copies}
+    if sim._starting:       # lost workers whose replacements rejoin once their pushes land: {worker: seed step}
+        state["starting"] = {str(w): k for w, k in sim._starting.items()}
     return state, tensors
 
 
@@ -173,6 +175,8 @@ def restore_whole_state(sim: Any, state: dict[str, Any], tensors: dict[str, Tens
     heapq.heapify(sim._heap)
     sim._order, sim._left, sim._blocked = state["order"], list(state["left"]), set(state["blocked"])
     sim._resume_wake = set(state["wake"])
+    sim._starting = {int(w): k for w, k in state.get("starting", {}).items()}
+    sim.restarts -= len(sim._starting)          # (spent, not yet in the events as a worker-restarted)
     for g, saved in zip(sim.rngs, state["rngs"]):
         g.bit_generator.state = saved
     # (a checkpoint from before 2026-12-02 has no step_index: the index it would have gone on with)

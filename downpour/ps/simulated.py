@@ -17,7 +17,7 @@ from torch import Tensor
 
 from downpour.data.pipeline import batch_position, close_stream, data_report, loader_died
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
-from downpour.ps.coordinator import Coordinator
+from downpour.ps.coordinator import Coordinator, restarts_left
 from downpour.ps.delays import delay_rngs
 from downpour.ps.faults import parse_faults
 from downpour.ps.recorder import ShardLost
@@ -47,7 +47,7 @@ class SimulatedCluster:
         self._seed_steps = [s["seed_step"] if s else start_step for s in streams]
         if sim:
             self._seed_steps = list(sim["seed_steps"])
-        frozen = frozen_params(setup.model)
+        frozen = self._frozen = frozen_params(setup.model)
         self._local_first = seeds_local_first(saved)   # recorded seed steps go on with the seeds they began with
         self.workers: list[Worker] = [make_worker(cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated,
                                                   self._seed_steps[w], seqs.get(w, 0), stream=streams[w], frozen=frozen,
@@ -72,6 +72,8 @@ class SimulatedCluster:
         self._between = True        # between two events (not inside one): the state is whole
         self.faults = parse_faults(cfg)   # cluster.faults: the losses this run is told to have
         self.dead_shard: int | None = None  # a shard lost by one of them: gone, no checkpoint can be taken from it
+        self.restarts = restarts_left(cfg.cluster.restarts, coord.events)   # lost workers restarted, as on Ray
+        self._starting: dict[int, int] = {}   # lost worker -> its replacement's seed step, until it rejoins
         if sim:
             self._restore(sim, saved.get("tensors", {}), streams)
 
@@ -110,7 +112,9 @@ class SimulatedCluster:
         """Worker ``w`` dies now (between two events, or in ``on_push``: the simulator's stand-in for a Ray
         actor killed): the cycle it was computing is lost, its steps handed out again to the others
         (:meth:`Coordinator.lose`), the pushes it sent still land, and whom it held back (a gate, a warm
-        start it ran alone) goes on."""
+        start it ran alone) goes on; restarted if ``cluster.restarts`` allows (:meth:`_respawn`)."""
+        if w in self.coord.lost:
+            return                              # (lost already: nothing more to lose)
         self._heap = [e for e in self._heap if not (e[2] == STEP and e[3] == w)]
         heapq.heapify(self._heap)
         before = set(self.coord.live)
@@ -120,10 +124,43 @@ class SimulatedCluster:
         self._blocked.discard(w)
         for s in self.shards:
             s.set_workers(self.coord.members())
+        self._respawn(w)
+        woken = (self.coord.live - before) | ({w} & self.coord.live)
         if self._wake_after is None:           # (inside on_push the push's own wake-up follows)
-            self._wake(self.coord.live - before, self.now)
+            self._wake(woken, self.now)
         else:
-            self._wake_after |= self.coord.live - before
+            self._wake_after |= woken
+
+    def _respawn(self, w: int) -> None:
+        """Lost worker ``w`` restarted if ``cluster.restarts`` allows and steps are left, as Ray's driver restarts one
+        (``restarts_on_ray``): its replacement is seeded from the step it starts at (``seed_step``) and rejoins once
+        the pushes ``w`` sent have landed (:meth:`_rejoin`: at once where none travels; on Ray a sent push is at the
+        shards already), which stands in for the new actor coming up. A loss not restarted where restarts were asked
+        for: a ``not-restarted`` event, as Ray's (with ``cluster.restarts = 0`` none, as before 2026-12-06)."""
+        if self.restarts <= 0 or self.coord.handed_out:
+            if self.setup.cfg.cluster.restarts:
+                why = "cluster.restarts spent" if self.restarts <= 0 else "no steps left for it"
+                self.coord.events.append({"event": "not-restarted", "worker": w, "step": self.coord.done, "reason": why})
+            return
+        self.restarts -= 1
+        self._starting[w] = self.coord.done
+        self._rejoin(w)
+
+    def _rejoin(self, w: int) -> None:
+        """Worker ``w``'s replacement rejoins if it is starting and none of the lost worker's pushes travels: a fresh
+        replica (filled by its first fetch), the push numbers going on, its batch order and torch RNG seeded from its
+        seed step (``ps.setup.batch_seed``, ``worker_seed``: Ray's), and a ``worker-restarted`` event with it."""
+        if w not in self._starting or self.coord._unapplied.get(w):
+            return
+        seed_step, cfg, n = self._starting.pop(w), self.setup.cfg, len(self.workers)
+        close_stream(self.workers[w].batches)
+        self.workers[w] = make_worker(cfg, w, self.setup.data.shard(w, n), self.setup.bounds, self.setup.gate.gated,
+                                      seed_step, self.workers[w].seq, frozen=self._frozen, local_first=self._local_first)
+        self._seed_steps[w], self._drawn_offset[w] = seed_step, 0
+        self.torch_rngs.restart(w, cfg.seed, seed_step)
+        self.coord.rejoin(w, seed_step=seed_step)
+        for s in self.shards:
+            s.set_workers(self.coord.members())
 
     def _fault(self, kind: str) -> None:
         """The ``kind`` faults of ``cluster.faults`` the run's step has reached and that have not been taken (a
@@ -146,6 +183,7 @@ class SimulatedCluster:
         if joined or w not in self.coord.live:    # (a lost worker's last push landed: the shards forget it)
             for s in self.shards:
                 s.set_workers(self.coord.members())
+            self._rejoin(w)                         # (and its replacement, if one is starting, rejoins)
         record["vtime"] = round(t, 6)
         # the push may open the gate for others (bounded, sync), or for w itself, or end a warm start
         wake = self._wake_after = set(joined) | {w}
