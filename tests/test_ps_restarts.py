@@ -800,3 +800,25 @@ def test_a_piped_stop_with_a_shard_lost_still_asks_the_workers_their_data_report
         c.worker_actors[w].data_report = type(c.worker_actors[w].cycle)(
             lambda w=w: scripted_ray.Ref({"worker": w}, when=lambda w=w: w in stopped))
     assert c.data_reports() == [{"worker": 0}, {"worker": 1}]
+
+
+def test_a_stop_on_ray_tasks_frees_the_inboxes_a_worker_staging_ahead_waits_on(runtime, monkeypatch):
+    """The same stop on Ray's task path (a run over more than one node, or cluster.partitions > 1: no channels): a
+    worker on a shard's node stages in its inbox, its next queued cycle (queue depth 2) waits for the shard to take
+    the last push, which no ring will now, and its data report, queued behind that cycle on the actor, did not come
+    within the 5 s (until 2026-12-06 only the piped path dropped what waits). Now the shards drop it here too."""
+    from downpour.ps import asking_on_ray, cluster_on_ray
+
+    monkeypatch.setattr(asking_on_ray, "ray", cluster_on_ray.ray)
+    c = ScriptedCluster(runtime, coordinator(2, STEPS), restarts=0)
+    shard = c.shard_actors[0]
+
+    def staged(w: int) -> bool:   # its blocked cycle's staging let through
+        return any(d[0] == w for d in shard.dropped)
+
+    c._pending = {scripted_ray.Ref({}, when=lambda w=w: staged(w)): ("cycle", w) for w in (0, 1)}
+    for w in (0, 1):
+        c.worker_actors[w].data_report = type(c.worker_actors[w].cycle)(
+            lambda w=w: scripted_ray.Ref({"worker": w}, when=lambda w=w: staged(w)))
+    assert c.data_reports() == [{"worker": 0}, {"worker": 1}]
+    assert {w for w, _ in shard.dropped} == {0, 1}

@@ -2,7 +2,7 @@
 placement, each worker's data report and profile) and on a stop (:meth:`Asking.data_reports`), every worker asked at
 once in one bounded wait, so a node gone silent costs that wait once. A mixin of
 :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it reads (``coord``, ``worker_actors``,
-``shard_actors``, ``placement``, ``devices``, ``laps``, ``piped``, ``_serving``, ``_channels``) and the calls it makes (``not_restarted``,
+``shard_actors``, ``placement``, ``devices``, ``laps``, ``piped``, ``_serving``, ``_pending``, ``_channels``) and the calls it makes (``not_restarted``,
 ``_read_served``)."""
 from __future__ import annotations
 
@@ -57,22 +57,32 @@ class Asking:
                             "shards": ray.get([a.profile.remote() for a in self.shard_actors], timeout=60)}}
 
     def _unblock_staging(self) -> None:
-        """On a piped stop: a worker whose cycle granted ahead stages its push while its last one waits in a shard's
-        inbox, which no ring will take now, so its ``put`` waited 60 s and its serve task never ended within the 5 s
-        (until 2026-12-06: Ctrl-C of a streamed one-node Ray run, data.json had no worker's report, its ``skipped``
-        none). The shards drop what waits (the stop's checkpoint is saved: nothing of it is lost), a round for each
-        cycle a worker may have queued, until every serve task has ended."""
+        """On a stop: a worker whose cycle granted ahead stages its push while its last one waits in a shard's inbox,
+        which no ring will take now, so its ``put`` waited (60 s and more) and its serve task, or on the task path its
+        queued cycle and the data report behind it, never ended within the 5 s (until 2026-12-06: Ctrl-C of a
+        streamed one-node Ray run, data.json had no worker's report, its ``skipped`` none; the task path, over
+        several nodes or ``cluster.partitions``, until later that day). The shards drop what waits (the stop's
+        checkpoint is saved: nothing of it is lost), a round for each cycle a worker may have queued, until every
+        worker's serve task or cycle has ended. A shard without inboxes (on another node) has nothing to drop."""
         live = sorted(self.coord.live)
         for _ in range(self.coord.depth + 1):
-            serving = [ref for ref, (w, _) in self._serving.items() if w in live]
-            if not serving:
+            busy = self._busy(live)
+            if not busy:
                 return
             try:
                 ray.get([a.drop_inbox.remote(w, DROP_ANY) for a in self.shard_actors for w in live], timeout=5)
             except (RayError, ray.exceptions.GetTimeoutError):   # a shard lost (the stop's cause?): ask all the same
                 return
-            done, _ = ray.wait(serving, num_returns=len(serving), timeout=1)
+            done, _ = ray.wait(busy, num_returns=len(busy), timeout=1)
             self._read_served(set(done))
+
+    def _busy(self, live: list[int]) -> list[Any]:
+        """The ``live`` workers' serve tasks (piped) or cycles (the task path: a stop leaves them in ``_pending``)
+        that have not ended."""
+        refs = ([ref for ref, (w, _) in self._serving.items() if w in live] if self.piped else
+                [ref for ref, (kind, w) in self._pending.items() if kind == "cycle" and w in live])
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
+        return [ref for ref in refs if ref not in done]
 
     def _ask(self, calls: dict[int, list[Any]], timeout: float, also: list[Any] = ()) -> dict[int, list[Any] | Exception]:
         """Each worker's answers to its ``calls`` (actor methods, no arguments), all asked at once and waited for
@@ -101,8 +111,7 @@ class Asking:
         for w in sorted(self.coord.live) + self.coord.waiting if self.piped else ():
             if w in self._channels:
                 self._channels[w].stop()
-        if self.piped:
-            self._unblock_staging()
+        self._unblock_staging()
         serving = [ref for ref, (w, _) in self._serving.items() if w in self.coord.live]
         answers = self._ask({w: [self.worker_actors[w].data_report] for w in sorted(self.coord.live)}, timeout=5,
                             also=serving)
