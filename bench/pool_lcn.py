@@ -16,7 +16,8 @@ the same run, interleaved, on the same input:
   convolution); the banded form takes the channels' mean and multiplies it by a banded matrix on each
   side (``window_matrix``). ``lcn_vs_direct`` = auto / direct and ``banded_vs_direct`` (below 1: faster).
   Before timing, the two forms are checked to agree in float64 to 1e-12.
-- the FLOP rate of pooling + LCN as a training step runs them (pooling forward and backward, LCN forward:
+- the FLOP rate of pooling + LCN as greedy steps run them (a trained stage pools forward and backward, a frozen one
+  below a step pools and normalises forward:
   ``downpour.plan.calibrate.pool_lcn_step``, the FLOPs as the plan counts them) against the locally connected
   layer's, the plan's filter rate (``layer_step``, the shape ``downpour plan --calibrate`` times): ``pool_lcn_gflops``,
   ``lc_gflops`` and ``pool_lcn_vs_lc`` (their ratio: the plan's default pooling + LCN rate is its default layer rate

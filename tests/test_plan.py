@@ -20,7 +20,9 @@ from downpour.plan import (Cluster, Rates, cat_footprint, check_simulated, netwo
                            predict_staleness)
 from downpour.parallel import partition_model
 from downpour.parallel.partition import block_banks, partition_bounds, partition_ranges
+from downpour.plan import cat_formulas
 from downpour.plan.check import compare_run
+from downpour.plan.counted import step_flops
 from downpour.plan.partition import grid, partition_stage
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -71,7 +73,7 @@ def test_training_flops_are_five_filter_passes_as_torch_counts_them(decoder):
     lcn = sum(by_op.get(torch.ops.aten.bmm, 0) for name, by_op in counts.items() if name.endswith(".lcn"))
     lcn_mm = sum(by_op.get(torch.ops.aten.mm, 0) for name, by_op in counts.items() if name.endswith(".lcn"))
     # two window means per stage, each a (P x P) product on each side of the P x P map: 4·P²·2P per example; stage 1's
-    # only: a step skips the LCN of its last stage, which feeds nothing (since 2026-12-06; the plan still counts it)
+    # only: a step skips the LCN of its last stage, which feeds nothing (since 2026-12-06; the plan since that day too)
     assert lcn + lcn_mm == batch * sum(4 * p * p * 2 * p for p in (12,))
     bmm = counts["Global"][torch.ops.aten.bmm] - lcn
     filter_fwd = [25 * 25 * 8 * 2 * 64, 8 * 8 * 8 * 2 * 8 * 25]        # positions * maps * 2 * C*k*k
@@ -104,7 +106,7 @@ def test_a_greedy_preset_is_planned_one_stage_per_step_as_torch_counts_it(capsys
     lcn1 = 4 * 12 * 12 * 2 * 12                                       # LCN's banded window products (P x P maps)
     by_stage = [_torch_step_flops(cfg, shape, 1), _torch_step_flops(cfg, shape, 2)]
     # stage 2's steps run stage 1 forward only; neither runs its trained stage's LCN, which feeds nothing (since
-    # 2026-12-06: the plan still counts it, lcn1 / 5·f1 = 0.4% of stage 1's step)
+    # 2026-12-06, and the plan counts none since that day: test_the_plans_steps_run_each_lcn_a_step_runs_...)
     assert by_stage == [5 * f1, f1 + lcn1 + 5 * f2]
     assert main(["plan", "--config", "cat-demo", "--machines", "4", "--cores", "2", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
@@ -137,6 +139,36 @@ def _torch_products_outside_lcn(cfg, shape, stage, batch=3):
     return (counter.get_total_flops() - lcn) / batch
 
 
+def _torchs_way(maps, codes, pool, stride, lcn):
+    """(L2 pooling, LCN) FLOPs as torch's counter counts them: none of pooling's element-wise work, LCN's banded window
+    products alone (two window means over the maps' sum, each a product on each side of the P_h x P_w map)."""
+    ph, pw = (codes[0] - pool) // stride + 1, (codes[1] - pool) // stride + 1
+    return 0, 4 * ph * pw * (ph + pw)
+
+
+@pytest.mark.parametrize("config, sets, shape", [
+    ("cat-demo", [], None), ("cat-demo", ["train.schedule=joint"], None),
+    ("main", [], None), ("main", ["train.schedule=joint"], None),
+    # the paper's network (untied, 18x18 fields, pooling 5 with step 1, LCN 5, joint) on a 64x64 crop, small enough
+    # to build: its third stage's maps are 1x1
+    (None, [], (3, 64, 64)), (None, ["train.schedule=greedy"], (3, 64, 64))])
+def test_the_plans_steps_run_each_lcn_a_step_runs_as_torch_counts_them(monkeypatch, config, sets, shape):
+    """A step skips the LCN of the last stage it runs (since 2026-12-06): a greedy step its trained stage's, a joint
+    step its top stage's; the stages below a greedy step's run forward, LCN included. Counting element-wise work as
+    torch's counter does, the plan's step is torch's count of a real training step (plan/counted.py), each greedy
+    stage's and the joint one. Until 2026-12-06 the plan counted every trained stage's LCN: cat-demo's stage 1 step
+    read 13,824 FLOPs per example of LCN products over torch's 3.2 M (the plan's own count: 122,112 of 3,358,108)."""
+    cfg, planned_shape = plan_config("paper" if config is None else None, sets, config)
+    shape = shape or planned_shape
+    monkeypatch.setattr(cat_formulas, "pool_lcn_flops", _torchs_way)
+    monkeypatch.setattr(cat_formulas, "normalising_flops", lambda weights, per_filter: (0, 0))    # element-wise
+    net = network_of(cfg, shape)
+    fwd, train = [s.flops_fwd for s in net.stages], [s.flops_fwd_bwd for s in net.stages]
+    steps = ([sum(fwd[:i]) + t for i, t in enumerate(train)] if cfg.train.schedule == "greedy" else [sum(train)])
+    assert steps == pytest.approx(step_flops(cfg, shape), rel=1e-12)
+    assert net.flops_train == pytest.approx(sum(steps) / len(steps), rel=1e-12)
+
+
 def test_the_plans_flops_say_what_they_count_the_cat_formulas_products_apart(capsys):
     """The cat formulas count element-wise work (pooling, LCN, normalising the filters) that torch's counter, which
     counts every other model's step, does not: cat-demo read 2.60 MFLOP, 6.3% over torch's 2.45 M of its built step,
@@ -146,7 +178,8 @@ def test_the_plans_flops_say_what_they_count_the_cat_formulas_products_apart(cap
     assert main(["plan", "--config", "cat-demo", "--json"]) == 0
     n = json.loads(capsys.readouterr().out)["network"]
     assert n["products_train"] == sum(products) / 2                          # greedy: the mean of the stages' steps
-    assert n["flops_train"] - n["products_train"] > 0.05 * n["products_train"]   # the element-wise work (6.9%)
+    # the element-wise work: 3.8% (6.9% until 2026-12-06, with the LCN a step skips)
+    assert n["flops_train"] - n["products_train"] > 0.03 * n["products_train"]
     assert main(["plan", "--config", "cat-demo"]) == 0
     assert "FLOPs counted on paper: 2.43M of the filters' matrix products" in capsys.readouterr().out
     assert main(["plan", "--config", "tica-8x8", "--json"]) == 0
@@ -530,20 +563,21 @@ def test_a_split_replicas_own_process_computes_its_pooling_lcn_and_banks_norm_in
     tiled banks' normalising itself, between its partitions' calls (they compute while it waits, and it while they
     do), on the whole replica's maps. Stage 1 (codes 8x25x25 pooled 3/2 to 8x12x12, LCN 5): pooling 5,000 + 1,152·11
     = 17,672, LCN 2·(2·8·25)·144 + 6·1,152 = 122,112, the banks' norm 196 forward, 652 trained; stage 2 (8x8x8 to
-    8x6x6): 3,680, 30,528, 604 and 2,012. Greedy steps: stage 1's 2·17,672 + 122,112 + 652 = 158,108; stage 2's
-    17,672 + 122,112 + 196 below it and 2·3,680 + 30,528 + 2,012: their mean 168,994 per example. The largest
+    8x6x6): 3,680, 30,528, 604 and 2,012. Greedy steps, each skipping its trained stage's LCN (its output feeds
+    nothing; the plan counted it until 2026-12-06: 168,994 per example, replica's process 61.8 µs): stage 1's
+    2·17,672 + 652 = 35,996; stage 2's 17,672 + 122,112 + 196 below it and 2·3,680 + 2,012: their mean 92,674. The largest
     partition runs its block's products alone (stage 1 13/25 of 3.2 M, stage 2 half of 1.024 M, stage 1 forward 13/25
     of 640 k below it). Until 2026-12-05 the step counted the largest partition's share of every stage's FLOPs,
     pooling and LCN included, and nothing of the replica's process (compute 157.9 µs; then 147.6 + 19.9 µs). Of the
-    168,994, all but the banks' norm ((652 + 196 + 2,012) / 2 = 1,430) is pooling and LCN, at their own rate since
-    2026-12-06 (until then the layer's: 19.9 µs; now 61.8 µs at the defaults)."""
+    92,674, all but the banks' norm ((652 + 196 + 2,012) / 2 = 1,430) is pooling and LCN, at their own rate since
+    2026-12-06 (until then the layer's: 19.9 µs; now 33.7 µs at the defaults)."""
     plan = plan_for(None, (), Cluster(machines=8, partitions=2), config="main")
     part, t = plan["partition"], plan["times_s"]
-    assert part["replica_flops"] == (158_108 + 17_672 + 122_112 + 196 + 2 * 3_680 + 30_528 + 2_012) / 2 == 168_994
+    assert part["replica_flops"] == (35_996 + 17_672 + 122_112 + 196 + 2 * 3_680 + 2_012) / 2 == 92_674
     assert part["flops_train"] == pytest.approx((13 / 25 * 3_200_000 + 13 / 25 * 640_000 + 1_024_000 / 2) / 2)
     rate, pool_rate = 16 * plan["rates"]["flops_per_core"], 16 * plan["rates"]["pool_lcn_flops_per_core"]
-    assert part["pool_lcn_replica_flops"] == 168_994 - 1_430
-    assert t["replica_compute"] == pytest.approx(32 * (1_430 / rate + (168_994 - 1_430) / pool_rate))
+    assert part["pool_lcn_replica_flops"] == 92_674 - 1_430
+    assert t["replica_compute"] == pytest.approx(32 * (1_430 / rate + (92_674 - 1_430) / pool_rate))
     assert t["step"] == pytest.approx(t["compute"] + t["replica_compute"] + t["windows"] + t["lend"] + t["fetch"])
     assert sum(t["step_by_stage"]) / 2 == pytest.approx(t["step"])      # each greedy stage's step has its own
     # untied filters are normalised by the partitions that own them, not by the replica's process
@@ -554,9 +588,9 @@ def test_a_split_replicas_own_process_computes_its_pooling_lcn_and_banks_norm_in
         net.flops_train - net.products_train - (one.norm_train + one.norm_fwd + two.norm_train) / 2)
     # one partition is the replica: its step is the whole network's, no process beside it
     whole = plan_for(None, (), Cluster(machines=8, partitions=1), config="main")
-    assert whole["times_s"]["replica_compute"] == 0 and whole["partition"]["flops_train"] == 2_600_994
+    assert whole["times_s"]["replica_compute"] == 0 and whole["partition"]["flops_train"] == 2_524_674
     assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8"]) == 0
-    assert "step (batch 32): compute 147.6 µs + replica's process 61.8 µs + windows 13.1 ms + " in capsys.readouterr().out
+    assert "step (batch 32): compute 147.6 µs + replica's process 33.7 µs + windows 13.1 ms + " in capsys.readouterr().out
 
 
 def test_a_split_partition_counts_its_fetch_vector_and_push_beside_its_filters_and_their_gradient(capsys):

@@ -5,8 +5,9 @@
   paper's network scaled down (8 input maps, 18x18 fields, 8 maps, 23x23 output positions, batch
   16: 1.05 GFLOP, 11 M weights), one torch thread, best of the repeats, taking turns with pooling + LCN
   (``best_seconds``).
-- ``pool_lcn_flops_per_core``: the main job's stage 1 as a training step runs it, :class:`~downpour.layers.L2Pool2d`
-  forward and backward then :class:`~downpour.layers.LocalContrastNorm2d` forward (batch 32 of 8 maps of 25x25 codes
+- ``pool_lcn_flops_per_core``: the main job's stage 1 as its two greedy steps run it (:func:`pool_lcn_step`: stage 1's
+  :class:`~downpour.layers.L2Pool2d` forward and backward, its LCN skipped; stage 2's pass through stage 1, pooling and
+  :class:`~downpour.layers.LocalContrastNorm2d` forward without autograd; batch 32 of 8 maps of 25x25 codes
   pooled 3x3 with step 2, LCN 5x5), their FLOPs as the plan counts them
   (:func:`~downpour.plan.cat_formulas.pool_lcn_flops`), one torch thread, best of the repeats, taking turns with the
   layer. This element-wise work
@@ -41,7 +42,8 @@ __all__ = ["Rates", "DEFAULT_RATES", "calibrate", "best_seconds", "filter_rates"
            "pool_lcn_rate", "pool_lcn_step"]
 
 # pooling + LCN's FLOP rate over the layer's, measured side by side at the main job's stage 1 (bench/pool_lcn.py's
-# pool_lcn_vs_lc, the median of 0.25-0.52 in four runs on the 2-core AMD EPYC VM under load 15-20, 2026-12-06)
+# pool_lcn_vs_lc, the median of 0.25-0.52 in four runs on the 2-core AMD EPYC VM under load 15-20, 2026-12-06; timed
+# as pool_lcn_step was until later that day: pooling forward and backward then LCN forward, not yet a frozen pass's)
 POOL_LCN_RATIO = 0.32
 
 
@@ -126,10 +128,12 @@ def layer_rate(repeats: int = 5, **shape: int) -> float:
 
 def pool_lcn_step(batch: int = 32, maps: int = 8, side: int = 25, pool: int = 3, stride: int = 2,
                   window: int = 5) -> tuple[Callable[[], None], float]:
-    """L2 pooling forward and backward then LCN forward, a trained cat stage's as the plan counts them (the LCN output
-    feeds only the next stage, detached; since 2026-12-06 a step skips the LCN of the last stage it runs, which the
-    plan still counts: docs/plan.md), on ``batch`` x ``maps`` codes of ``side`` x ``side``; and its FLOPs as the
-    plan counts them."""
+    """A cat stage's pooling and LCN as a greedy schedule's steps run them, on ``batch`` x ``maps`` codes of ``side`` x
+    ``side``: the step that trains it, L2 pooling forward and backward (its LCN, whose output feeds nothing, skipped:
+    ``CatNet.forward_train``), and a step above it, pooling and LCN forward without autograd (a frozen stage); and
+    their FLOPs as the plan counts them (3 poolings and an LCN). Until 2026-12-06 it timed pooling forward and backward
+    then LCN forward (2 poolings and an LCN), what the plan counted for a trained stage, LCN included, before it
+    dropped the LCN a step skips; ``POOL_LCN_RATIO`` was measured that way."""
     l2, lcn = L2Pool2d(pool, stride=stride), LocalContrastNorm2d(maps, kernel_size=window)
     x = torch.randn(batch, maps, side, side, generator=torch.Generator().manual_seed(0), requires_grad=True)
     grad = torch.ones(l2(x).shape)
@@ -137,11 +141,11 @@ def pool_lcn_step(batch: int = 32, maps: int = 8, side: int = 25, pool: int = 3,
 
     def step() -> None:
         x.grad = None
-        pooled = l2(x)
-        lcn(pooled.detach())
-        pooled.backward(grad)
+        l2(x).backward(grad)                # the trained stage's
+        with torch.no_grad():               # the frozen stage's, below a step's trained one
+            lcn(l2(x))
 
-    return step, batch * (2 * pool_f + lcn_f)
+    return step, batch * (3 * pool_f + lcn_f)
 
 
 def pool_lcn_rate(repeats: int = 5, **shape: int) -> float:

@@ -93,17 +93,19 @@ def normalising_flops(weights: int, per_filter: int) -> tuple[int, int]:
 
 
 def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
-               pooled_maps: int = 2) -> list[Stage]:
+               pooled_maps: int = 2, schedule: str = "joint") -> list[Stage]:
     """Per-stage plan rows of a cat network, each stage as ``CatNet.forward_train`` trains it (a network's step over
     the joint or greedy schedule: :func:`over_schedule`).
 
     Training FLOPs per example and stage, with F the filter's forward FLOPs: encoder forward F,
     decoder (untied W2, or the tied adjoint W1ᵀ) forward F; backward: the decoder's weight gradient
     F and its gradient into the codes F, the encoder's weight gradient F, and no input gradient (a
-    stage's input is detached). So 5F, plus pooling forward and backward and the LCN forward (its
-    output only feeds the next stage: since 2026-12-06 a step skips the LCN of its last stage, which the plan still
-    counts, 3.6% of cat-demo's stage 1 training FLOPs here and 10% of its predicted time, docs/plan.md; torch's counter,
-    which sees LCN's banded products alone, 0.4%, tests/test_plan.py). A frozen first layer drops its two encoder-side
+    stage's input is detached). So 5F, plus pooling forward and backward, and the LCN forward where the step reads it:
+    its output only feeds the next stage, so a step skips the LCN of the last stage it runs (``CatNet.forward_train``,
+    since 2026-12-06): ``schedule`` "greedy", every trained stage's (the stages below run forward, LCN included: their
+    ``flops_fwd``); "joint", the top stage's alone. Until 2026-12-06 the plan counted it all the same: 122,112 FLOPs per
+    example, 3.6% of cat-demo's stage 1 training FLOPs and 10% of the compute time it predicted for the step
+    (tests/test_plan.py counts each step as torch does). A frozen first layer drops its two encoder-side
     backward Fs (and, with a tied decoder, the decoder's weight gradient too). torch's FLOP counter agrees
     (tests/test_plan.py: its bmm count of a cat-demo training step is exactly 5F per example).
     The cost terms themselves (a few FLOPs per pixel) are left out; normalising the filters (``model.filter_norm``
@@ -113,7 +115,11 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
     buffers (``state_floats``: its mask and LCN taps, as the built stage registers them) are model state.
     """
     stages = []
-    for st in _cat_layers(config, input_shape):
+    layers = _cat_layers(config, input_shape)
+    for st in layers:
+        # the stage's LCN, in a step that trains it: run where a stage above it runs in the same step (joint, not the top)
+        read = schedule == "joint" and st["i"] < len(layers) - 1
+        lcn_read = st["lcn_flops"] * read
         trained = not (st["i"] == 0 and config.first_layer in FROZEN_KINDS)
         untied_dec = config.decoder == "untied"
         f = st["filter"]
@@ -131,7 +137,7 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
         stages.append(Stage(
             f"stage{st['i'] + 1}", st["pooled"], oh * ow, oh * ow * m * c * st["kernel"] ** 2,   # edges, shared or not
             st["weights"] * (int(trained) + int(untied_dec)), f + st["pool_flops"] + st["lcn_flops"] + norm_fwd,
-            2 * f + st["pool_flops"] + st["lcn_flops"] + backward + norm_fwd + norm_bwd, acts,
+            2 * f + st["pool_flops"] + lcn_read + backward + norm_fwd + norm_bwd, acts,
             in_shape=st["in"], maps=m, kernel=st["kernel"], stride=st["stride"], pool=st["pool"],
             pool_stride=st["pool_stride"], lcn=st["lcn"],
             tied_banks=None if st["banks"] == (oh, ow) else st["banks"], frozen=0 if trained else st["weights"],
@@ -139,5 +145,5 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
             copy_floats=copies, state_floats=state, products_fwd=f, products_train=products,
             norm_fwd=norm_fwd, norm_train=norm_fwd + norm_bwd,
             pool_lcn_fwd=st["pool_flops"] + st["lcn_flops"],
-            pool_lcn_train=st["pool_flops"] * (1 + trained) + st["lcn_flops"]))
+            pool_lcn_train=st["pool_flops"] * (1 + trained) + lcn_read, lcn_trained=read))
     return stages

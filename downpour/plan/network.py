@@ -285,7 +285,8 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
         pooled = cfg.objective.get("pooled_l2")            # (a weight, or the term's fields; weight 0 drops it)
         spec = pooled if isinstance(pooled, dict) else {"weight": pooled}
         pooled_maps = 0 if pooled is None or spec.get("weight", 1.0) == 0 else 1 + (spec.get("eps", 1e-4) > 0)
-        stages = cat_stages(config, input_shape, batch=cfg.train.batch_size, pooled_maps=pooled_maps)
+        stages = cat_stages(config, input_shape, batch=cfg.train.batch_size, pooled_maps=pooled_maps,
+                            schedule=cfg.train.schedule)
         # the runner's own refusal (the paper plan is the paper's pipeline, whose partitions own tiles and W2 too)
         uncut = "" if paper else cut_refusal(name, cat=True, top=config.top != "none")
         notes = assumptions + ((f"one partition per replica: {uncut}",) if uncut else ())

@@ -64,15 +64,16 @@ def partition_stage(stage: Stage, k: int, runner: bool = False) -> dict[str, flo
     halo_pool = _area((need(qh, stage.pool_stride, stage.pool, oh, gr), need(qw, stage.pool_stride, stage.pool, ow, gc)),
                       (bh, bw), m)
     halo_lcn = _area((need(qh, 1, stage.lcn, ph, gr), need(qw, 1, stage.lcn, pw, gc)), (qh, qw), m)
+    lcn_trained = halo_lcn * stage.lcn_trained      # a step training the stage skips its LCN where nothing reads it
     return {"share": share, "params": stage.params * weight_share, "frozen": stage.frozen * weight_share,
             "flops_fwd_bwd": train * share, "flops_fwd": fwd * share,
-            "act_floats": block_held(stage, k) if runner else stage.act_floats * share + halo_in + halo_pool + halo_lcn,
+            "act_floats": block_held(stage, k) if runner else stage.act_floats * share + halo_in + halo_pool + lcn_trained,
             "copy_floats": block_copies(stage, k) if runner and stage.tied_banks is not None
             else stage.copy_floats * share,       # normalised filters of its block (the runner needs them untied)
             # its block's share of the stage's mask (DistBelief's); the runner's actor holds no buffer: the replica's
             # process runs the cost and LCN (hub.py replica_memory; until 2026-12-05 the main job split in 2 read 2.44 kB)
             "state_floats": 0.0 if runner else stage.state_floats * share,
-            "halo_floats": float(halo_in + 2 * halo_pool + halo_lcn),        # trained: the pooling halo both ways
+            "halo_floats": float(halo_in + 2 * halo_pool + lcn_trained),     # trained: the pooling halo both ways
             "halo_fwd_floats": float(halo_in + halo_pool + halo_lcn)}        # forward only (below a greedy stage)
 
 

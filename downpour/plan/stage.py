@@ -54,10 +54,12 @@ class Stage:
     # the runner's way an untied stage's partitions do it for their blocks, the replica's process for a tiled one's banks
     norm_fwd: float = 0
     norm_train: float = 0
-    # of flops_fwd / flops_fwd_bwd, per example, L2 pooling (forward; trained, backward too) and LCN (forward only):
+    # of flops_fwd / flops_fwd_bwd, per example, L2 pooling (forward; trained, backward too) and LCN (forward, where the
+    # step reads it: flops_fwd_bwd has it only in a joint step below the top stage, plan/cat_formulas.py cat_stages):
     # timed at their own rate, not the filters' (Rates.pool_lcn_flops_per_core, since 2026-12-06); 0 elsewhere
     pool_lcn_fwd: float = 0
     pool_lcn_train: float = 0
+    lcn_trained: bool = True          # a step that trains the stage runs its LCN (a cat stage: joint, below the top)
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class Network:
     def products_train(self) -> float:
         """The part of :attr:`flops_train` that is matrix products, what torch's FLOP counter counts: all of it where
         torch counted the step; on paper (the cat family), the filters' products (torch's count of a built cat-demo
-        step adds LCN's banded window products, 14.7 k of 2.45 M per example), without the element-wise work the
+        step adds LCN's banded window products, 6.9 k of 2.43 M per example, a frozen stage 1's in stage 2's steps), without the element-wise work the
         formulas count too (pooling, LCN, normalising the filters: cat-demo's 2.60 MFLOP is 2.43 M of products)."""
         if self.counted:
             return self.flops_train
