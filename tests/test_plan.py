@@ -23,7 +23,7 @@ from downpour.parallel.partition import block_banks, partition_bounds, partition
 from downpour.plan import cat_formulas
 from downpour.plan.check import compare_run
 from downpour.plan.counted import step_flops
-from downpour.plan.partition import grid, partition_stage
+from downpour.plan.partition import grid, partition, partition_stage
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -1075,3 +1075,14 @@ def test_the_cluster_line_counts_one_of_each_in_the_singular(capsys):
     assert main(["plan", "--config", "tica-8x8", "--machines", "2", "--cores", "1", "--replicas", "1"]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("cluster: "))
     assert "2 machines x 1 core," in line and "; 1 replica x 1 partition (1x1 blocks) + 1 shard = 2 machines" in line
+
+
+def test_a_step_that_skips_a_stages_lcn_receives_no_lcn_halo_for_it():
+    """The paper's pipeline (halos between neighbouring partitions, 4 x 4 at K = 16): a joint step skips its top
+    stage's LCN, so its partitions receive no LCN halo for it: stage 3's pooled 8 x 137 x 137 in blocks of 35 x 35,
+    LCN 5 reading 39 x 39. Until 2026-12-06 the plan counted it: 180.38 kB per example where a step moves 170.91 kB."""
+    cfg, shape = plan_config("paper")
+    net = network_of(cfg, shape, paper=True)
+    as_before = dataclasses.replace(net, stages=tuple(dataclasses.replace(s, lcn_trained=True) for s in net.stages))
+    halo = [partition(n, 16, 100, "adagrad")["halo_bytes"] for n in (as_before, net)]
+    assert halo[0] - halo[1] == 4 * 8 * (39 * 39 - 35 * 35)
