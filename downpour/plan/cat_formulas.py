@@ -117,7 +117,7 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
     stages = []
     layers = _cat_layers(config, input_shape)
     for st in layers:
-        # the stage's LCN, in a step that trains it: run where a stage above it runs in the same step (joint, not the top)
+        # the stage's LCN in a step training it: run where a stage above it runs in that step (joint, not the top)
         read = schedule == "joint" and st["i"] < len(layers) - 1
         lcn_read = st["lcn_flops"] * read
         trained = not (st["i"] == 0 and config.first_layer in FROZEN_KINDS)

@@ -67,7 +67,8 @@ def partition_stage(stage: Stage, k: int, runner: bool = False) -> dict[str, flo
     lcn_trained = halo_lcn * stage.lcn_trained      # a step training the stage skips its LCN where nothing reads it
     return {"share": share, "params": stage.params * weight_share, "frozen": stage.frozen * weight_share,
             "flops_fwd_bwd": train * share, "flops_fwd": fwd * share,
-            "act_floats": block_held(stage, k) if runner else stage.act_floats * share + halo_in + halo_pool + lcn_trained,
+            "act_floats": (block_held(stage, k) if runner
+                           else stage.act_floats * share + halo_in + halo_pool + lcn_trained),
             "copy_floats": block_copies(stage, k) if runner and stage.tied_banks is not None
             else stage.copy_floats * share,       # normalised filters of its block (the runner needs them untied)
             # its block's share of the stage's mask (DistBelief's); the runner's actor holds no buffer: the replica's

@@ -86,8 +86,9 @@ class Network:
     def products_train(self) -> float:
         """The part of :attr:`flops_train` that is matrix products, what torch's FLOP counter counts: all of it where
         torch counted the step; on paper (the cat family), the filters' products (torch's count of a built cat-demo
-        step adds LCN's banded window products, 6.9 k of 2.43 M per example, a frozen stage 1's in stage 2's steps), without the element-wise work the
-        formulas count too (pooling, LCN, normalising the filters: cat-demo's 2.60 MFLOP is 2.43 M of products)."""
+        step adds LCN's banded window products, 6.9 k of 2.43 M per example, a frozen stage 1's in stage 2's steps),
+        without the element-wise work the formulas count too (pooling, LCN, normalising the filters: cat-demo's
+        2.52 MFLOP is 2.43 M of products)."""
         if self.counted:
             return self.flops_train
         return over_schedule(self.schedule, [s.products_train or 0 for s in self.stages],
