@@ -237,3 +237,16 @@ def test_restarts_may_be_set_on_the_simulator_with_a_worker_fault(capsys):
     assert main(base) == 2 and "only the ray runner reads it" in capsys.readouterr().err
     assert main([*base, "--set", "cluster.faults=shard 0 at 10"]) == 2
     assert main([*base, "--set", "cluster.faults=worker 0 at 10"]) == 0
+
+
+@pytest.mark.parametrize("restarts", ["0", "1"])
+def test_a_sync_worker_lost_with_its_push_travelling_holds_its_round_until_it_lands(tmp_path, restarts):
+    """Sync, worker 2 lost at step 10 with its push into round 3 still travelling: no survivor starts round 4 until it
+    lands, and its replacement (cluster.restarts = 1) starts past round 3. Until 2026-12-06 the gate let worker 0
+    start round 4 at once: its push into round 3, still open, was rejected ("round"), its clock a round ahead of the
+    shards' from then on."""
+    summary = _sync_run(tmp_path / "r", "cluster.faults=['worker 2 at 10']", f"cluster.restarts={restarts}")
+    assert summary["steps"] == 31 and summary["lost_workers"] == ([] if restarts == "1" else [2])
+    staleness = RunDir(tmp_path / "r").read_json("staleness.json")
+    assert staleness["rejected"] == {}
+    assert [e["event"] for e in staleness["events"]][1:] == (["worker-restarted"] if restarts == "1" else [])

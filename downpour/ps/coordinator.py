@@ -121,6 +121,10 @@ class Coordinator:
         self._unapplied[w] -= 1
         if w in self.live:   # a lost worker's last push still lands, but it has no clock any more
             self.gate.tick(w)
+        elif w in self._lost_clock:     # (its replacement starts past the round this push went into)
+            self._lost_clock[w] += 1
+            if not self.holds_round(w):
+                self.gate.leave(w)
         joined = []
         if self.done >= self.warm_start:
             for v in range(self.workers):
@@ -148,7 +152,8 @@ class Coordinator:
         self.live.discard(w)
         self.lost.append(w)
         self._lost_clock[w] = self.gate.clocks.get(w, 0)
-        self.gate.leave(w)
+        if not self.holds_round(w):
+            self.gate.leave(w)
         self.events.append({"event": "worker-lost", "worker": w, "step": self.done, "reason": reason})
         if self.live or self.done >= self.total:
             return
@@ -162,6 +167,17 @@ class Coordinator:
             for v in waiting:
                 self._join(v)
             self.events.append({"event": "joined", "workers": waiting, "step": self.done})
+
+    def unapplied(self, w: int) -> int:
+        """Pushes ``w`` sent that are not applied yet (the simulator's travelling ones; a lost worker's still land)."""
+        return self._unapplied.get(w, 0)
+
+    def holds_round(self, w: int) -> bool:
+        """Does lost worker ``w`` keep its clock in a sync gate: a push of its still travels (the simulator's; on Ray a
+        sent push is at the shards already), into the shards' open round, which waits for it. Until it lands no
+        survivor starts the next round: until 2026-12-06 the gate let them, and their pushes into the round still
+        open were rejected ("round"), their clocks a round ahead of the shards' from then on."""
+        return self.gate.name == "sync" and self.unapplied(w) > 0
 
     def drop_cycles(self, w: int) -> int:
         """``w``'s queued cycles will push nothing (lost with it, or dropped where one of its partitions died: Ray's
@@ -218,7 +234,7 @@ class Coordinator:
     def members(self) -> set[int]:
         """Whom a shard takes pushes from: the live workers, and a lost one while a push it sent is on its way
         (the simulator's travel; on Ray a sent push is at the shards already)."""
-        return self.live | {w for w, n in self._unapplied.items() if n}
+        return self.live | {w for w in self._unapplied if self.unapplied(w)}
 
     @property
     def waiting(self) -> list[int]:

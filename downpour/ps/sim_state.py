@@ -103,15 +103,16 @@ def restore_coordinator(coord: Coordinator, meta: dict[str, Any], step_index: li
     first step: the one in flight is its worker's current cycle, ``step_index - (steps - left)``)."""
     for w in set(meta["live"]) - coord.live:     # joined since: a warm start ended while pushes were in flight
         coord._join(w)
+    coord._unapplied = {int(w): n for w, n in meta["unapplied"].items()}
     for w in meta.get("lost", []):               # (before 2026-12-04 the simulator lost no worker)
         coord.live.discard(w)
-        coord.gate.leave(w)
+        if not coord.holds_round(w):
+            coord.gate.leave(w)
         coord.lost.append(w)
     coord._lost_clock = {int(w): c for w, c in meta.get("lost_clock", {}).items()}
     coord.dispatched, coord.returned = meta["dispatched"], [(f, k) for f, k in meta.get("returned", [])]
     coord._inflight = {int(w): [(c[0], c[1], c[2] if len(c) > 2 else step_index[int(w)] - (c[0] - left[int(w)]))
                                 for c in cycles] for w, cycles in meta["inflight"].items()}
-    coord._unapplied = {int(w): n for w, n in meta["unapplied"].items()}
     coord.gaps = {int(w): g for w, g in meta["gaps"].items()}
 
 

@@ -150,7 +150,7 @@ class SimulatedCluster:
         """Worker ``w``'s replacement rejoins if it is starting and none of the lost worker's pushes travels: a fresh
         replica (filled by its first fetch), the push numbers going on, its batch order and torch RNG seeded from its
         seed step (``ps.setup.batch_seed``, ``worker_seed``: Ray's), and a ``worker-restarted`` event with it."""
-        if w not in self._starting or self.coord._unapplied.get(w):
+        if w not in self._starting or self.coord.unapplied(w):
             return
         seed_step, cfg, n = self._starting.pop(w), self.setup.cfg, len(self.workers)
         close_stream(self.workers[w].batches)
