@@ -1,4 +1,5 @@
 """Killing a run's actor at the right moment, for the fault tests on real local Ray."""
+import threading
 import time
 
 import ray
@@ -21,3 +22,18 @@ def kill_when(run, step, suffix, earlier, timeout=120.0, checkpointed=False):
             return victim
         time.sleep(0.05)
     return None
+
+
+def run_killing(cfg, run, step, suffix, timeout):
+    """Run ``cfg`` into ``run`` in a thread, kill its actor named ``...suffix`` once ``step`` is logged
+    (:func:`kill_when`), and return the run's summary once it ended within ``timeout`` seconds."""
+    from downpour.ps.cluster import run_cluster
+
+    out = {}
+    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}  # earlier runs' actors
+    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)), daemon=True)
+    thread.start()
+    victim = kill_when(run, step, suffix, earlier)
+    thread.join(timeout=timeout)
+    assert victim is not None and not thread.is_alive(), "the run hung"
+    return out

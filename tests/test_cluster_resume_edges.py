@@ -520,16 +520,7 @@ def test_a_driver_whose_close_fails_still_closes_the_recorder(tmp_path, monkeypa
 def test_a_second_ctrl_c_while_the_lost_shards_stop_is_recorded_waits_for_the_record(tmp_path, monkeypatch, capsys):
     """The stop of a go a lost shard ended, recorded (cluster.json, staleness.json) while an impatient user presses
     Ctrl-C again: until 2026-12-06 it cut the record, and nothing said the shard was lost."""
-    import downpour.ps.lost_shards as lost_shards
-
-    kept_step = lost_shards._kept_step
-
-    def kept_then_ctrl_c(run):
-        found = kept_step(run)
-        os.kill(os.getpid(), signal.SIGINT)
-        return found
-
-    monkeypatch.setattr(lost_shards, "_kept_step", kept_then_ctrl_c)
+    _ctrl_c_in_the_lost_shards_record(monkeypatch)
     _closed_then_stopped(monkeypatch, times=1)
     _stopped_losing_shard_1(tmp_path / "r", monkeypatch, restarts=3)
     monkeypatch.undo()

@@ -213,23 +213,14 @@ def test_a_killed_partition_actor_is_restarted_alone_its_replica_kept(local_ray,
     partition 0 kept, and the cycle in flight dropped, its steps trained again: the run finishes every step with no
     worker lost or restarted, and staleness.json and cluster.json say "partition 1 of replica 0 restarted at step N".
     Until 2026-12-06 the replica was lost and restarted whole (worker-lost, worker-restarted)."""
-    import threading
-
-    from ray_kill import kill_when
+    from ray_kill import run_killing
 
     from downpour.analysis.report import _cluster_faults
-    from downpour.ps.cluster import run_cluster
 
     cfg = load_config("cat-untied", [*TINY_CAT, "cluster.runner=ray", "cluster.workers=1", "cluster.shards=2",
                                      "cluster.partitions=2", "cluster.restarts=1", "train.steps=400"])
     run = RunDir.create(tmp_path / "part", cfg)
-    out = {}
-    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
-    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)), daemon=True)
-    thread.start()
-    victim = kill_when(run, 10, "-part1", earlier)
-    thread.join(timeout=300)
-    assert victim is not None and not thread.is_alive(), "the run hung"
+    out = run_killing(cfg, run, 10, "-part1", 300)
     assert out["steps"] == 400 and out["lost_workers"] == []
     events = run.read_json("staleness.json")["events"]
     assert [(e["event"], e["worker"], e.get("partition")) for e in events] == [("partition-restarted", 0, 1)]

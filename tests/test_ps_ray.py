@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from ray_kill import kill_when
+from ray_kill import kill_when, run_killing
 
 from downpour.config import load_config
 from downpour.ps.checkpoint import load_server
@@ -83,15 +83,7 @@ def test_a_replicas_parameters_become_views_of_the_fetch_buffer_only_on_its_devi
 def _killing_worker1(cfg, path, timeout):
     """Run ``cfg`` into ``path`` in a thread, kill its worker 1 once step 40 is logged (training under way),
     and return the run's summary once it ended (within ``timeout`` seconds)."""
-    run = RunDir.create(path, cfg)
-    out = {}
-    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}  # earlier runs' actors
-    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)))
-    thread.start()
-    victim = kill_when(run, 40, "-worker1", earlier)
-    thread.join(timeout=timeout)
-    assert victim is not None and not thread.is_alive()
-    return out
+    return run_killing(cfg, RunDir.create(path, cfg), 40, "-worker1", timeout)
 
 
 def _survivors_wait_for_restarts(monkeypatch):
@@ -228,13 +220,7 @@ def test_a_worker_that_dies_waiting_for_the_warm_start_is_lost_when_it_dies(tmp_
     # than 80 steps to end the killed actor's serve task, so the death was seen after the join: a flaky 'joined' event)
     cfg = _cfg("train.steps=600", "cluster.shards=1", "cluster.warm_start=500")
     run = RunDir.create(tmp_path / "w", cfg)
-    out = {}
-    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
-    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)), daemon=True)
-    thread.start()
-    victim = kill_when(run, 20, "-worker1", earlier)      # worker 0 alone until step 500
-    thread.join(timeout=120)
-    assert victim is not None and not thread.is_alive(), "the run hung"
+    out = run_killing(cfg, run, 20, "-worker1", 120)      # worker 0 alone until step 500
     assert out["steps"] == 600 and out["lost_workers"] == [1]
     events = run.read_json("staleness.json")["events"]
     assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), ("not-restarted", 1)]
@@ -249,13 +235,7 @@ def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(
     # (600 steps, not 200: the death must be seen before the run's end; see the test above for the race)
     cfg = _cfg("train.steps=600", "cluster.shards=1", "cluster.workers=3", "cluster.warm_start=900")
     run = RunDir.create(tmp_path / "never", cfg)
-    out = {}
-    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
-    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)), daemon=True)
-    thread.start()
-    victim = kill_when(run, 20, "-worker1", earlier)
-    thread.join(timeout=120)
-    assert victim is not None and not thread.is_alive()
+    out = run_killing(cfg, run, 20, "-worker1", 120)
     assert out["steps"] == 600 and out["lost_workers"] == [1] == run.read_json("cluster.json")["lost_workers"]
     events = run.read_json("staleness.json")["events"]
     assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), ("not-restarted", 1)]
