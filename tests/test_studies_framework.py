@@ -1390,7 +1390,7 @@ def test_a_lost_figure_names_only_the_cells_whose_condition_measures_it(planted,
 
 
 def test_a_table_cell_holding_a_record_reads_as_words_not_a_python_dict():
-    from downpour.studies.html import _plain
+    from downpour.studies.table import plain as _plain
 
     shown = _plain({"seeds": [0, 1, 4], "delta": [0.0, -0.4619679414498926, 0.1], "reading": "inconclusive"})
     assert shown == "seeds 0, 1, 4; delta 0, -0.462, 0.1; reading inconclusive"

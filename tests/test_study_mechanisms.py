@@ -212,7 +212,7 @@ def test_a_difference_of_two_ranges_at_the_sweeps_end_is_not_read_as_measured():
     sweep's end is left out of the paired interval, and the row, its html cell and the verdict say how many."""
     from downpour.studies.base import Condition
     from downpour.studies.compare import compare_rows, difference_sentence
-    from downpour.studies.html import _figure
+    from downpour.studies.table import figure as _figure
     conds = [Condition("plain", {"vs": ""}, (), "baseline"), Condition("pyramid3", {"vs": "plain"}, (), "pyramid")]
     plain = [2.0, 2.0, 2.0, 1.5, 1.6, 1.4]
     pyramid = [2.0, 2.0, 2.0, 1.8, 1.9, 1.7]
@@ -263,7 +263,7 @@ def test_a_difference_whose_one_side_ran_to_the_sweeps_end_is_a_bound_and_not_re
     glimpse width is only a lower bound and the truth may be wider than the plain's.)"""
     from downpour.studies.base import Condition
     from downpour.studies.compare import compare_rows, difference_sentence
-    from downpour.studies.html import _figure
+    from downpour.studies.table import figure as _figure
     conds = [Condition("plain", {"vs": ""}, (), "baseline"), Condition("glimpse", {"vs": "plain"}, (), "glimpse")]
     plain = [2.0, 2.1, 1.9, 2.0, 2.05, 1.95, 2.0, 2.1]
     glimpse = [1.5, 1.65, 1.4, 1.5, 1.6, 1.45, 1.55, 1.5]

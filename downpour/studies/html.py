@@ -43,14 +43,6 @@ def _html_table(head: list[str], body: list[list[str]], text: int, holds: bool =
     return f"<table><tr>{row}</tr>{rows}</table>"
 
 
-def _figure(row: dict[str, Any], key: str) -> str:
-    return table.figure(row, key, table.HTML)
-
-
-def _plain(value: Any) -> str:
-    return table.plain(value, table.HTML)
-
-
 def _figure_block(name: str, rows: list[dict[str, Any]]) -> str:
     """A figure, captioned where it draws means that are only lower bounds (:func:`~downpour.studies.bounds.
     bound_caption`; since 2026-12-05, when the figure alone drew them like measured ones)."""
