@@ -13,8 +13,9 @@ from downpour.sandblaster.checks import check_sandblaster
 
 def check_cluster(cfg: RunConfig) -> None:
     """ConfigError for what ``cfg``'s runner and algorithm cannot run: a cluster key on a one-process runner (local), a
-    malformed address, cluster.faults off the simulator or out of range, a delay model, a warm start past the run's end, Sandblaster's own checks, partitions on a GPU
-    or on Ray, more Ray processes than this machine's memory holds."""
+    malformed address, cluster.faults off the simulator or out of range, a delay model, a warm start past the run's
+    end, Sandblaster's own checks, partitions on a GPU or on Ray, more Ray processes than this machine's memory
+    holds."""
     runner = cfg.cluster.runner
     check_faults(cfg)      # the simulator's alone, and each item in range
     if runner != "ray" and cfg.cluster.queue_depth > 1:

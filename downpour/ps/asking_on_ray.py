@@ -2,8 +2,8 @@
 placement, each worker's data report and profile) and on a stop (:meth:`Asking.data_reports`), every worker asked at
 once in one bounded wait, so a node gone silent costs that wait once. A mixin of
 :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it reads (``coord``, ``worker_actors``,
-``shard_actors``, ``placement``, ``devices``, ``laps``, ``piped``, ``_serving``, ``_pending``, ``_channels``) and the calls it makes (``not_restarted``,
-``_read_served``)."""
+``shard_actors``, ``placement``, ``devices``, ``laps``, ``piped``, ``_serving``, ``_pending``, ``_channels``) and the
+calls it makes (``not_restarted``, ``_read_served``)."""
 from __future__ import annotations
 
 from typing import Any
@@ -71,7 +71,7 @@ class Asking:
                 return
             try:
                 ray.get([a.drop_inbox.remote(w, DROP_ANY) for a in self.shard_actors for w in live], timeout=5)
-            except (RayError, ray.exceptions.GetTimeoutError):   # a shard lost (the stop's cause?): ask all the same
+            except RayError:   # (GetTimeoutError too) a shard lost (the stop's cause?): reports asked all the same
                 return
             done, _ = ray.wait(busy, num_returns=len(busy), timeout=1)
             self._read_served(set(done))

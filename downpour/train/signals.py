@@ -60,8 +60,9 @@ def stop_record(saving: str = "the run's checkpoint and stop record") -> Iterato
     the line names it): a stop that comes meanwhile (an impatient second Ctrl-C) waits for the block's end, said in one
     line (:data:`WAITING`; until 2026-12-06 it named a checkpoint and a stop record in every runner, where a lost
     shard's stop wrote no checkpoint and Sandblaster's no stop record), and acts then; one more acts at once, so a
-    write that hangs (a stalled file system) never keeps the user in (SIGKILL always ends it too). Every file written there is replaced whole (a temporary file renamed), so a cut one keeps
-    the one before. Until 2026-12-06 the second Ctrl-C cut the record: the stop's checkpoint and data.json lost."""
+    write that hangs (a stalled file system) never keeps the user in (SIGKILL always ends it too). Every file written
+    there is replaced whole (a temporary file renamed), so a cut one keeps the one before. Until 2026-12-06 the second
+    Ctrl-C cut the record: the stop's checkpoint and data.json lost."""
     with signals_held(waiting=WAITING.format(saving=saving)):
         yield
 
