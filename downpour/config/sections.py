@@ -185,7 +185,7 @@ class ClusterConfig(Section):
     warm_start: int = setting(0, within=AT_LEAST_0)           # steps worker 0 trains alone before the others join
     checkpoint_every: int = setting(0, within=AT_LEAST_0)     # server updates (pushes) between server checkpoints; 0 = by time only
     checkpoint_seconds: float = setting(30.0, within=AT_LEAST_0)   # wall-clock seconds between server checkpoints (a lost shard or driver loses at most this); 0 = off
-    shard_restarts: int = setting(3, within=AT_LEAST_0)       # ray: times the shards are restarted from the last checkpoint after a shard is lost
+    shard_restarts: int = setting(3, within=AT_LEAST_0)       # times the shards are restarted from the last checkpoint after a shard is lost (ray; simulated: faults' ones)
     restarts: int = setting(0, within=AT_LEAST_0)             # lost workers restarted (ray: fresh actor, same data shard; simulated: faults' ones); 0 = go on without them
     # simulated: losses to reproduce, "worker W at N" / "shard S at N" (at the push that brings the run to step N); [] = none
     faults: list[str] = setting(factory=list)
