@@ -128,8 +128,8 @@ def _init(address: str) -> None:
                     "docs/parameter-server.md#faults)")
         if not hint and os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled":   # (no hint until 2026-12-06)
             hint = (" (RAY_AUTH_MODE=disabled is set here, so this driver presents no token; a cluster started "
-                    "with token authentication refuses such a driver: run with RAY_AUTH_MODE=token and the cluster's token "
-                    "(RAY_AUTH_TOKEN, or ~/.ray/auth_token); docs/parameter-server.md#faults)")
+                    "with token authentication refuses such a driver: run with RAY_AUTH_MODE=token and the cluster's "
+                    "token (RAY_AUTH_TOKEN, or ~/.ray/auth_token); docs/parameter-server.md#faults)")
         raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first}{hint}") from None
 
 

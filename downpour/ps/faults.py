@@ -55,8 +55,8 @@ def parse_faults(cfg: RunConfig) -> list[Fault]:
             raise ConfigError(f"{KEY}: {item!r}: the {kind} and the step are whole numbers; write {USAGE}", key=KEY)
         count = c.workers if kind == "worker" else c.shards
         if int(index) >= count:
-            raise ConfigError(f"{KEY}: {item!r}: the run has {plural(count, kind)} (cluster.{kind}s = {count}), numbered "
-                              f"0 to {count - 1}", key=KEY)
+            raise ConfigError(f"{KEY}: {item!r}: the run has {plural(count, kind)} (cluster.{kind}s = {count}), "
+                              f"numbered 0 to {count - 1}", key=KEY)
         if not 0 < int(step) < cfg.train.steps:
             raise ConfigError(f"{KEY}: {item!r}: step {step} is outside the run's steps 1 to {cfg.train.steps - 1} "
                               f"(train.steps = {cfg.train.steps})", key=KEY)
