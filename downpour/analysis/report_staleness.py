@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from downpour._names import plural
 from downpour.analysis.report_parts import esc
 from downpour.config import is_cluster_runner
 from downpour.train.rundir import NotARunError, RunDir
@@ -37,7 +38,7 @@ def settings_words(run: RunDir) -> str:
     """The settings that make a cluster run's staleness, as the paragraph says them: "simulated cluster, 4 workers,
     2 shards, async, delay constant:1.5 (virtual time), n_fetch 1, n_push 1, no compensation"."""
     c = run.config.cluster
-    words = [_RUNNERS.get(c.runner, f"{c.runner} cluster"), _count(c.workers, "worker"), _count(c.shards, "shard")]
+    words = [_RUNNERS.get(c.runner, f"{c.runner} cluster"), plural(c.workers, "worker"), plural(c.shards, "shard")]
     if c.partitions > 1:
         words.append(f"{c.partitions} partitions per replica")
     words.append(c.consistency)
@@ -45,17 +46,13 @@ def settings_words(run: RunDir) -> str:
         words.append(f"delay {c.delay} (virtual time)")
     elif c.consistency == "async":      # (bounded:K and sync hold it at 1)
         depth = c.queue_depth or 2
-        words.append(f"{_count(depth, 'queued push cycle')} per worker (queue_depth {c.queue_depth})")
+        words.append(f"{plural(depth, 'queued push cycle')} per worker (queue_depth {c.queue_depth})")
     words += [f"n_fetch {c.n_fetch}", f"n_push {c.n_push}"]
     words.append({"none": "no compensation", "dc-asgd": f"compensation dc-asgd (lambda {c.dc_lambda:g})"}.get(
         c.compensation, f"compensation {c.compensation}"))
     if c.warm_start:
         words.append(f"worker 0 alone for the first {c.warm_start} steps")
     return ", ".join(words)
-
-
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}" + ("" if n == 1 else "es" if what.endswith("sh") else "s")
 
 
 def _overall(report: dict[str, Any], overall: dict[str, Any], shards: int) -> str:
@@ -67,7 +64,7 @@ def _overall(report: dict[str, Any], overall: dict[str, Any], shards: int) -> st
         by = "both shards" if shards == 2 else f"all {shards} shards"
         counted = f"{n} shard updates ({each} pushes, each applied by {by})"
     else:
-        counted = _count(n, "shard update")
+        counted = plural(n, "shard update")
     return f"mean {overall.get('mean', 0.0):.2f}, max {overall.get('max')}, over {counted}"
 
 
@@ -97,7 +94,7 @@ def _rejected(rejected: Any) -> str:
     if not isinstance(rejected, dict) or not sum(rejected.values()):
         return ""
     why = ", ".join(f"{k}: {v}" for k, v in sorted(rejected.items()))
-    return f"{_count(sum(rejected.values()), 'shard push')} refused and not counted ({why})"
+    return f"{plural(sum(rejected.values()), 'shard push', 'shard pushes')} refused and not counted ({why})"
 
 
 def _by_hand(run: RunDir, report: dict[str, Any]) -> str:
