@@ -3,8 +3,9 @@
 Each cell trains in a temporary run folder, removed when it ends, so its ``data.json`` (the files it skipped,
 unreadable or too small) goes with it, and the log names the first ``data.images.LOGGED`` bad files once per cell.
 :func:`study_data` loads the first cell's data once more after cells ran, in memory as they do, and keeps every
-file it skipped in study.json's ``data`` (study.html's Data sentence: every cell skipped the same files, as skipping
-reads the files and ``data.size`` alone, which no study that takes your data varies); a re-run whose cells are all
+file it skipped in study.json's ``data`` (the Data sentence of study.html, study.md and ``downpour study``'s output:
+every cell skipped the same files, as skipping reads the files and ``data.size`` alone, which no study that takes
+your data varies); a re-run whose cells are all
 cached keeps the note study.json holds for the same settings (it described the data those cells read, and the
 folder is not loaded again). A folder, video folder or array that streams (more than ``data.pipeline``'s 1 GiB
 decoded) is not loaded here: its cells' workers meet its bad files as they read, and the log names them. The load
@@ -65,7 +66,8 @@ def study_data(study: Any, condition: Any, folder: Path, sets: Any, ran: bool) -
 
 
 def data_sentence(note: dict[str, Any] | None) -> str:
-    """study.html's sentence for :func:`data_note`'s ``note`` ("" where there is none)."""
+    """The sentence for :func:`data_note`'s ``note`` that study.html, study.md and ``downpour study``'s output print
+    ("" where there is none)."""
     if not note:
         return ""
     said = f"The cells read {plural(note['n_images'], 'image')} of {note['path']}"

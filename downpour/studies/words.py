@@ -14,8 +14,8 @@ every seed, as "0.000 (no seed differed: too few seeds to tell)"; a difference t
 had both figures) reads "not measured". An interval's end near zero takes up to 2 more decimals, as the run report's
 ("[-2.1, -0.04]"; since 2026-12-06, :func:`difference`), and so does the difference where its interval is on one side
 of 0 ("+0.0002 [+0.0001, +0.001]"); a difference that rounds to zero is said unsigned ("0.0 points [-0.8, +0.8]"; until
-2026-12-04 "-0.0", a direction the rounding had taken away), and an end keeps its sign unless it is 0 ("[-2.1, -0.0],
-lower": it ends below 0, which the reading says).
+2026-12-04 "-0.0", a direction the rounding had taken away), and an end keeps its sign unless it is 0, even where 2 more
+decimals still round it to 0 ("[-2.1, -0.0], lower" for an end of -0.0003: it ends below 0, which the reading says).
 """
 from __future__ import annotations
 
