@@ -1648,3 +1648,18 @@ def test_study_md_has_study_htmls_cells_in_markdown(tmp_path):
                           else None).read_text()
     assert "| a\\|b | 0.5 (4 × 0.125) | 3 | 0.9 [0.8, 1] (1 of 3 seeds left out) | 0 (no seed differed: " in page
     assert "> One.\n>\n> Two." in page and "![f](figures/f.png)" in page and "<small>" not in page
+
+
+def test_study_md_comparisons_align_as_study_htmls(tmp_path):
+    """study.md's comparisons table sets its text columns left as study.html does: "under Holm" ("holds", "a lead") is
+    text (right-aligned as a number in study.md until 2026-12-06)."""
+    from downpour.studies.html import tests_table
+    from downpour.studies.markdown import write_markdown
+
+    rows = [{"condition": "a", "params": {}, "n": 3, "figures": {}, "tests": {"probe": {"reading": "higher", "p": 0.01,
+                                                                                       "p_holm": 0.02}}}]
+    result = {"study": "x", "question": "Q?", "quick": False, "seeds": [0, 1, 2], "seconds": 1.0, "cells_run": 3,
+              "jobs": 1, "command": "downpour study x", "verdict": "One.", "cells": rows, "figures": []}
+    page = write_markdown(result, tmp_path / "study.md").read_text()
+    assert "| condition | comparison | reading | p | Holm p | under Holm |\n| --- | --- | --- | ---: | ---: | --- |" in page
+    assert tests_table(rows).endswith("<td>0.01</td><td>0.02</td><td class=l>holds</td></tr></table>")

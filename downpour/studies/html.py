@@ -37,7 +37,7 @@ def tests_table(rows: list[dict[str, Any]]) -> str:
 def _html_table(head: list[str], body: list[list[str]], text: int, holds: bool = False) -> str:
     """``text`` columns from the left (and the last, ``holds``) left-aligned, the rest numbers."""
     def cls(i: int, n: int) -> str:
-        return " class=l" if i < text or (holds and i == n - 1) else ""
+        return " class=l" if table.is_text(i, n, text, holds) else ""
     row = "".join(f"<th{cls(i, len(head))}>{h}</th>" for i, h in enumerate(head))
     rows = "".join("<tr>" + "".join(f"<td{cls(i, len(r))}>{c}</td>" for i, c in enumerate(r)) + "</tr>" for r in body)
     return f"<table><tr>{row}</tr>{rows}</table>"

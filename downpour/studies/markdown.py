@@ -11,9 +11,10 @@ from downpour.studies.bounds import bound_caption
 from downpour.studies.table import Shown
 
 
-def md_table(head: list[str], body: list[list[str]], text: int) -> str:
-    """A markdown table, its first ``text`` columns left-aligned and the rest (numbers) right-aligned."""
-    rule = ["---" if i < text else "---:" for i in range(len(head))]
+def md_table(head: list[str], body: list[list[str]], text: int, holds: bool = False) -> str:
+    """A markdown table, its text columns left-aligned (:func:`~downpour.studies.table.is_text`: the first ``text``,
+    and the last where ``holds``) and the rest (numbers) right-aligned, as study.html sets them."""
+    rule = ["---" if table.is_text(i, len(head), text, holds) else "---:" for i in range(len(head))]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in [head, rule, *body])
 
 
@@ -38,7 +39,7 @@ def write_markdown(result: dict[str, Any], path: Path, shown: Shown | None = Non
         md_table(head, body, text),
         table.intervals_note(rows),
         "## Comparisons",
-        md_table(compared, tests, 3) if tests else "none",
+        md_table(compared, tests, 3, holds=True) if tests else "none",
         "## Figures",
         "\n\n".join(_figure(f, rows) for f in result["figures"]) or "none",
     ]

@@ -118,6 +118,12 @@ def comparisons(rows: list[dict[str, Any]], markup: Markup = HTML) -> tuple[list
     return head, body
 
 
+def is_text(i: int, n: int, text: int, holds: bool = False) -> bool:
+    """Whether column ``i`` of ``n`` is set left as text: the first ``text`` (:func:`conditions`' count, or 3 for
+    :func:`comparisons`), and the last where ``holds`` (the comparisons' "under Holm"); the rest are numbers."""
+    return i < text or (holds and i == n - 1)
+
+
 def _holds(test: dict[str, Any]) -> str:
     if test["reading"] not in ("higher", "lower"):
         return ""
