@@ -10,8 +10,8 @@ from downpour.studies import QUESTIONS, STUDIES, design_class
 
 # name -> (its heading's number in docs/studies.md, Q1-Q7: MISSION.md's six questions, Q2 two studies; the full
 # setting's wall time on the project's 2-core VM at the default seeds, from the re-runs docs/studies.md records,
-# 2026-12-02 to 2026-12-05, and in brackets what a longer re-run took (beside other jobs, or at mechanisms' --seeds 16): its
-# section's **Time** line, which test_studies_framework holds equal to this one)
+# 2026-12-02 to 2026-12-05, and in brackets what a longer re-run took (beside other jobs, or at mechanisms'
+# --seeds 16): its section's **Time** line, which test_studies_framework holds equal to this one)
 ABOUT = {
     "staleness": (1, "about 40-50 min"),
     "templates": (2, "about 6 min (17 min beside other jobs)"),
