@@ -50,7 +50,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from _protocol import emit, load_1min, reps_and_threads, thread_settings  # noqa: E402
 from downpour.layers import L2Pool2d, LocalContrastNorm2d  # noqa: E402
-from downpour.plan.calibrate import best_seconds, layer_step, pool_lcn_step  # noqa: E402
+from downpour.plan.calibrate import best_seconds, layer_step, pool_lcn_step, round_seconds  # noqa: E402
 
 # name: (batch, maps, side, pool kernel, pool stride, LCN window) of a stage's codes
 SHAPES = {"main stage 1": (32, 8, 25, 3, 2, 5), "main stage 2": (32, 8, 8, 3, 1, 5),
@@ -72,20 +72,9 @@ def best_ms(fns: dict[str, Callable[[], None]], reps: int) -> dict[str, float]:
 
 def rounds_ms(fns: dict[str, Callable[[], None]], reps: int,
               clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
-    """ms per call of each function in each of ``reps`` rounds (each at least 20 ms of calls by ``clock``: wall, or
-    ``time.process_time``, this process's CPU in all its threads), the functions interleaved within a round (the first
-    one first in even rounds, last in odd ones)."""
-    rounds: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()                                  # warm-up
-    for r in range(reps):
-        for name, fn in (list(fns.items()) if r % 2 == 0 else list(fns.items())[::-1]):
-            n, start = 0, clock()
-            while clock() - start < 0.02:
-                fn()
-                n += 1
-            rounds[name].append((clock() - start) / n * 1e3)
-    return rounds
+    """ms per call of each function in each of ``reps`` rounds (:func:`~downpour.plan.calibrate.round_seconds`, by
+    ``clock``: wall, or ``time.process_time``, this process's CPU in all its threads)."""
+    return {name: [t * 1e3 for t in ts] for name, ts in round_seconds(fns, reps, clock=clock).items()}
 
 
 def main_step(stage: int | None = None, as_before: bool = False) -> Callable[[], tuple]:

@@ -38,8 +38,8 @@ from downpour.plan.cat_formulas import pool_lcn_flops
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
 
-__all__ = ["Rates", "DEFAULT_RATES", "calibrate", "best_seconds", "filter_rates", "layer_rate", "layer_step",
-           "pool_lcn_rate", "pool_lcn_step"]
+__all__ = ["Rates", "DEFAULT_RATES", "calibrate", "best_seconds", "round_seconds", "filter_rates", "layer_rate",
+           "layer_step", "pool_lcn_rate", "pool_lcn_step"]
 
 # pooling + LCN's FLOP rate over the layer's, measured side by side at the main job's stage 1 (bench/pool_lcn.py's
 # pool_lcn_vs_lc, the median of 0.25-0.52 in four runs on the 2-core AMD EPYC VM under load 15-20, 2026-12-06; timed
@@ -85,23 +85,29 @@ def _times(fn: Callable[[], None], repeats: int) -> list[float]:
     return out
 
 
-def best_seconds(steps: dict[str, Callable[[], None]], repeats: int, round_s: float = 0.02) -> dict[str, float]:
-    """Seconds per call of each of ``steps``, best of ``repeats`` rounds, the steps taking turns and each round at
-    least ``round_s`` of calls (a call that takes longer: one), each step warmed once first. Taking turns, a load that
-    comes and goes reaches them alike: until 2026-12-06 ``--calibrate`` timed 5 single calls of the layer, then 5 of
-    pooling + LCN, and the short calls' best found quiet moments that the layer's 0.1-0.3 s calls did not (their
-    ratio read 0.58-0.85 beside bench/pool_lcn.py's 0.29-0.37 in the same minutes under a load of 10)."""
-    best = dict.fromkeys(steps, math.inf)
+def round_seconds(steps: dict[str, Callable[[], None]], repeats: int, round_s: float = 0.02,
+                  clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Seconds per call of each of ``steps`` in each of ``repeats`` rounds, the steps taking turns (the first first in
+    even rounds, last in odd ones) and each round at least ``round_s`` of calls by ``clock`` (a call that takes
+    longer: one), each step warmed once first. Taking turns, a load that comes and goes reaches them alike."""
+    rounds: dict[str, list[float]] = {name: [] for name in steps}
     for step in steps.values():
         step()
-    for _ in range(repeats):
-        for name, step in steps.items():
-            calls, start = 0, time.perf_counter()
-            while calls == 0 or time.perf_counter() - start < round_s:
+    for r in range(repeats):
+        for name, step in (list(steps.items()) if r % 2 == 0 else list(steps.items())[::-1]):
+            calls, start = 0, clock()
+            while calls == 0 or clock() - start < round_s:
                 step()
                 calls += 1
-            best[name] = min(best[name], (time.perf_counter() - start) / calls)
-    return best
+            rounds[name].append((clock() - start) / calls)
+    return rounds
+
+
+def best_seconds(steps: dict[str, Callable[[], None]], repeats: int, round_s: float = 0.02) -> dict[str, float]:
+    """The best of :func:`round_seconds`' rounds per step: until 2026-12-06 ``--calibrate`` timed 5 single calls of
+    the layer, then 5 of pooling + LCN, and the short calls' best found quiet moments that the layer's 0.1-0.3 s calls
+    did not (their ratio read 0.58-0.85 beside bench/pool_lcn.py's 0.29-0.37 in the same minutes under a load of 10)."""
+    return {name: min(s) for name, s in round_seconds(steps, repeats, round_s).items()}
 
 
 def layer_step(batch: int = 16, channels: int = 8, size: int = 40, kernel: int = 18,
