@@ -34,6 +34,22 @@ def one_thread():
 
 
 @pytest.fixture
+def web_server():
+    """A plain HTTP server on a free port of this machine (as `python -m http.server PORT` is): its address."""
+    import threading
+    from http.server import HTTPServer, SimpleHTTPRequestHandler
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    server = HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
 def actors_in_process(monkeypatch):
     """Ray actors (their classes under Ray's decorator, ``Actor.__ray_metadata__.modified_class``) run in this process:
     ``ray.get`` hands back what the calls returned, an actor's thread count is left be, and whatever they seed of

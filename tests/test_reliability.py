@@ -300,22 +300,6 @@ def test_a_host_lookup_that_failed_for_now_is_not_said_to_be_no_such_host(monkey
     assert "no host named" not in str(err.value)
 
 
-@pytest.fixture
-def web_server():
-    """A plain HTTP server on a free port of this machine (as `python -m http.server PORT` is): its address."""
-    import threading
-    from http.server import HTTPServer, SimpleHTTPRequestHandler
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-    server = HTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.mark.timeout(90)
 def test_an_address_where_a_web_server_answers_is_refused_in_one_line(tmp_path, capsys, web_server):
     """`--address HOST:8265` (the dashboard's port copied for the head's 6379) passed the TCP check, and ray.init
@@ -412,7 +396,8 @@ def test_a_refused_join_with_auth_disabled_says_how_to_present_a_token(monkeypat
 def test_a_head_with_rays_tls_on_is_sent_nothing_in_the_clear(monkeypatch):
     """RAY_USE_TLS=1: a head's GCS answered the HTTP/2 preface sent in the clear with "Handshake failed with fatal
     error SSL_ERROR_SSL ... WRONG_VERSION_NUMBER" in its gcs_server.err, which Ray shows on every driver joined to the
-    cluster (a local Ray 2.60 with TLS on, 2026-12-06): such a head is reached, not asked."""
+    cluster (a local Ray 2.60 with TLS on, 2026-12-06): such a head is asked only with TLS, and only with Ray's
+    certificate to present (tests/test_head_tls.py); without one, as here, it is reached, not asked."""
     import socket
     import threading
 
@@ -420,6 +405,8 @@ def test_a_head_with_rays_tls_on_is_sent_nothing_in_the_clear(monkeypatch):
     from downpour.ps.connect_on_ray import _reachable
 
     monkeypatch.setenv("RAY_USE_TLS", "1")
+    for name in ("RAY_TLS_SERVER_CERT", "RAY_TLS_SERVER_KEY"):
+        monkeypatch.delenv(name, raising=False)
     server, heard = socket.create_server(("127.0.0.1", 0)), []
 
     def listen():

@@ -24,7 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.errors import RunError
 from downpour.ps.address import address_problem, host_port
-from downpour.ps.handshake import first_answer, not_a_head, ray_tls
+from downpour.ps.handshake import head_problem
 from downpour.ps.ray_chatter import quiet_start
 from downpour.ps.silence import start_limit
 from downpour.train.signals import deliver
@@ -39,9 +39,9 @@ log = logging.getLogger(__name__)
 def _reachable(address: str, timeout: float) -> None:
     """Raise RunError for an address that is no Ray address (Ray's parser printed a traceback), unless
     ``host:port`` (``ray://host:port`` too) accepts a TCP connection within ``timeout``, and where what answers there
-    is no Ray head (:func:`downpour.ps.handshake.not_a_head`, up to ``timeout`` more; not asked with Ray's TLS on,
-    :func:`~downpour.ps.handshake.ray_tls`): ``ray.init`` itself waits
-    minutes on an address nobody answers, and on one where the dashboard does (since 2026-12-06)."""
+    is no Ray head (:func:`downpour.ps.handshake.head_problem`, up to ``timeout`` more; asked with TLS where Ray's TLS
+    is on): ``ray.init`` itself waits minutes on an address nobody answers, and on one where the dashboard does
+    (since 2026-12-06)."""
     parts = host_port(address)
     if parts is None:
         return                   # forms Ray resolves itself
@@ -50,7 +50,7 @@ def _reachable(address: str, timeout: float) -> None:
     scheme, host, port = parts
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-            problem = None if ray_tls() else not_a_head(first_answer(sock, timeout), int(port), client=scheme == "ray")
+            problem = head_problem(sock, int(port), timeout, client=scheme == "ray")
     except socket.gaierror as err:
         # no such host (the docs' HEAD:6379, copied as it is) is not a head that is down; a lookup that failed for now
         # (no name server answered) is said as such
