@@ -14,6 +14,7 @@ from downpour.analysis.report import write_report
 from downpour.analysis.run import analyze_run
 from downpour.config import ConfigError, load_config, save_config
 from downpour.train.rundir import NotARunError, RunDir
+from sim_run import simulated_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # (its trainings and analyses run in this process)
 
@@ -36,12 +37,8 @@ NEGATIVES = ["lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled",
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """ufldl-sae trained 40 steps on a simulated 3-worker cluster (so it has staleness.json), then analysed."""
-    from downpour.ps.cluster import run_cluster
-
-    path = tmp_path_factory.mktemp("analysis") / "run"
-    cfg = load_config("ufldl-sae", ["train.steps=40", "train.tensorboard=false", "data.samples=2000", "train.log_every=5",
-                                    'cluster.runner="simulated"', "cluster.workers=3", 'cluster.delay="uniform:0:3"'])
-    run_cluster(cfg, RunDir.create(path, cfg))
+    path = simulated_run(tmp_path_factory.mktemp("analysis") / "run", "ufldl-sae", [
+        "train.steps=40", "data.samples=2000", "train.log_every=5", "cluster.workers=3", 'cluster.delay="uniform:0:3"'])
     analyze_run(path, **FAST)
     return path
 

@@ -12,6 +12,7 @@ import pytest
 from downpour.analysis.report_staleness import staleness_paragraph
 from downpour.config import load_config
 from downpour.train.rundir import RunDir
+from sim_run import simulated_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # (the run trains in this process)
 
@@ -19,13 +20,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")   # (the run trains in this p
 @pytest.fixture(scope="module")
 def sim_run(tmp_path_factory) -> Path:
     """ufldl-sae, 24 steps on a simulated cluster of 4 workers and 2 shards, delay constant:1.5."""
-    from downpour.ps.cluster import run_cluster
-
-    path = tmp_path_factory.mktemp("staleness") / "run"
-    cfg = load_config("ufldl-sae", ["train.steps=24", "train.tensorboard=false", "data.samples=800", 'cluster.runner="simulated"',
-                                    "cluster.workers=4", "cluster.shards=2", 'cluster.delay="constant:1.5"'])
-    run_cluster(cfg, RunDir.create(path, cfg))
-    return path
+    return simulated_run(tmp_path_factory.mktemp("staleness") / "run", "ufldl-sae", [
+        "train.steps=24", "data.samples=800", "cluster.workers=4", "cluster.shards=2", 'cluster.delay="constant:1.5"'])
 
 
 def test_the_paragraph_gives_staleness_jsons_numbers_and_the_settings_in_words(sim_run):
