@@ -37,8 +37,16 @@ import torch  # noqa: E402
 from _protocol import at_least_1, interleave, ratio, reps_and_threads, summary, thread_settings  # noqa: E402
 
 from downpour.ps.on_ray import ShardActor, ShardLink, ShardPush  # noqa: E402
+from downpour.ps.ray_chatter import quiet_start  # noqa: E402
 from downpour.ps.rules import make_rule  # noqa: E402
 from downpour.ps.shard import Shard, shard_bounds  # noqa: E402
+
+
+def start_ray() -> None:
+    """A local Ray of our own (not a running one), 2 CPUs, without Ray's start-up lines (a run's filter: a token
+    warning and "Started a local Ray instance" between the command and its JSON lines, until 2026-12-06)."""
+    quiet_start()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
 
 
 def median_ms(fn: Callable[[], None], repeats: int) -> float:
@@ -161,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shards", type=at_least_1, default=2)
     parser.add_argument("--repeats", type=at_least_1, default=20, help="round trips per measurement (their median)")
     args = parser.parse_args(argv)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)   # ours, not a running one
+    start_ray()
     benches: dict[float, Bench] = {}
     try:
         for size in args.sizes:

@@ -175,9 +175,9 @@ def copy_ms(params: int, reps: int) -> float:
 
 def ps_points(sizes: tuple[float, ...], repeats: int) -> Iterator[dict[str, Any]]:
     import ray
-    from parameter_server import Ours, median_ms     # bench/parameter_server.py: the round trip as it measures it
+    from parameter_server import Ours, median_ms, start_ray  # bench/parameter_server.py: its round trip, its Ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)   # ours, not a running one
+    start_ray()
     try:
         for size in sizes:
             n = int(size * 2**20) // 4

@@ -82,3 +82,22 @@ def test_rays_driver_prints_every_workers_line_unless_the_user_asks_it_to_fold_t
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == str(folds)
+
+
+def test_the_benches_that_start_a_local_ray_keep_its_start_up_chatter_off(monkeypatch):
+    """bench/parameter_server.py, and bench/scaling.py's ps_round_trip curve through its start_ray, started Ray
+    without the run's filter: Ray's two start-up lines came before their JSON lines (until 2026-12-06)."""
+    from pathlib import Path
+
+    import ray
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))
+    import parameter_server
+
+    worker = logging.getLogger("ray._private.worker")
+    monkeypatch.setattr(worker, "filters", [])   # (as in a fresh process: another test may have filtered it)
+    asked: list[dict] = []
+    monkeypatch.setattr(ray, "init", lambda **kwargs: asked.append(kwargs))
+    parameter_server.start_ray()
+    started = worker.makeRecord(worker.name, logging.INFO, __file__, 1, "Started a local Ray instance.", (), None)
+    assert asked and asked[0]["address"] == "local" and not worker.filter(started)
