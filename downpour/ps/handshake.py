@@ -40,7 +40,7 @@ def head_problem(sock: socket.socket, port: int, timeout: float, client: bool = 
     answer, chosen = tls_answer(sock, timeout)
     if problem := not_a_head(answer, port, client):   # another protocol's answer to the ClientHello (a web page)
         return problem
-    if chosen is None or chosen == "h2":
+    if chosen in (None, "h2"):
         return None
     said = _said(client, "with Ray's TLS on, HTTP/2 over TLS, which gRPC chooses as 'h2' in the TLS handshake")
     dashboard = f", at the Ray dashboard's port {DASHBOARD_PORT}" if port == DASHBOARD_PORT else ""
@@ -102,10 +102,8 @@ def tls_answer(sock: socket.socket, timeout: float) -> tuple[bytes, str | None]:
         except ssl.SSLError:
             pass
         sock.sendall(outgoing.read())
-    except ssl.SSLError:               # TLS spoken, the handshake refused (a certificate, a version): Ray's to judge
-        return answer, None
-    except OSError:                    # (socket.timeout too)
-        return answer, None
+    except OSError:   # ssl.SSLError (TLS spoken, the handshake refused: a certificate, a version), socket.timeout
+        return answer, None   # (Ray's to judge)
     return answer, chosen
 
 
