@@ -822,3 +822,26 @@ def test_a_stop_on_ray_tasks_frees_the_inboxes_a_worker_staging_ahead_waits_on(r
             lambda w=w: scripted_ray.Ref({"worker": w}, when=lambda w=w: staged(w)))
     assert c.data_reports() == [{"worker": 0}, {"worker": 1}]
     assert {w for w, _ in shard.dropped} == {0, 1}
+
+
+def test_a_stop_with_a_shard_lost_goes_on_freeing_the_live_shards_inboxes_for_every_queued_cycle(runtime, monkeypatch):
+    """Shard 0 is lost (its drop answers ActorDiedError; a worker waiting on its inbox sees it gone itself:
+    tests/test_ps_shm.py), shard 1 lives, and each worker has a second cycle queued (queue depth 2) that waits on
+    shard 1's inbox once the first is let through. Until 2026-12-06 the lost shard's error ended the drops after the
+    first round, the second cycle stayed blocked, and its worker's data report, queued behind it, was lost to the
+    stop's 5 s wait (data.json: no worker's report). Now the lost shard is asked no more and the rounds go on."""
+    from downpour.ps import asking_on_ray, cluster_on_ray
+
+    monkeypatch.setattr(asking_on_ray, "ray", cluster_on_ray.ray)
+    c = ScriptedCluster(runtime, coordinator(2, STEPS), restarts=0, shards=2)
+    lost, live = c.shard_actors
+    lost.drop_inbox = type(lost.flush)(lambda w, seq: scripted_ray.Ref(error=cluster_on_ray.ray.exceptions.ActorDiedError()))
+
+    def staged(w: int) -> bool:   # both its cycles' stagings on shard 1 let through
+        return sum(d[0] == w for d in live.dropped) >= 2
+
+    c._pending = {scripted_ray.Ref({}, when=lambda w=w: staged(w)): ("cycle", w) for w in (0, 1)}
+    for w in (0, 1):
+        c.worker_actors[w].data_report = type(c.worker_actors[w].cycle)(
+            lambda w=w: scripted_ray.Ref({"worker": w}, when=lambda w=w: staged(w)))
+    assert c.data_reports() == [{"worker": 0}, {"worker": 1}]

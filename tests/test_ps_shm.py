@@ -1,4 +1,6 @@
 """Shared-memory lanes: seqlocked parameter reads and the one-gradient inbox handshake."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -50,6 +52,38 @@ def test_inbox_holds_one_gradient_until_taken(prefix):
     worker_side.put(np.zeros(3, dtype=np.float32), seq=8, base=3, stages=(3, 1))
     assert shard_side.take()[1:] == (8, 3, (1, 3))             # the greedy stages the push trained
     shard_side.close()
+
+
+def test_a_put_waiting_on_a_dead_shards_inbox_fails_at_once_not_at_its_timeout(prefix):
+    """The shard's process created the inbox, a gradient waits in it, and the process ended (killed, as a lost shard
+    is): nothing will take that gradient. Until 2026-12-06 the worker's next put waited its whole timeout (on Ray
+    RESTART_SECONDS + 60 s), its actor answering nothing meanwhile: a stop's 5 s wait for its data report missed it.
+    Now the put sees the shard gone and says so."""
+    import subprocess
+    import sys
+
+    path = f"{prefix}-gone"
+    shard = ("import os, sys, numpy as np; from downpour.ps import shm; s = shm.Segment(sys.argv[1], 3, create=True); "
+             "shm.Segment(sys.argv[1], 3).put(np.ones(3, dtype=np.float32), seq=4, base=0); os._exit(0)")
+    subprocess.run([sys.executable, "-c", shard, path], check=True)     # (os._exit: the file stays, as a kill leaves it)
+    worker_side = shm.Segment(path, 3)
+    try:
+        assert worker_side.header[0] == 1                                # push 4 waits, never to be taken
+        with pytest.raises(shm.ShardGone, match="no longer runs: push 4 waiting there will never be taken"):
+            worker_side.put(np.zeros(3, dtype=np.float32), seq=5, base=1, timeout=30)
+    finally:
+        worker_side.close()
+        Path(path).unlink(missing_ok=True)
+
+
+def test_a_process_that_runs_is_told_from_one_that_ended():
+    import os
+    import subprocess
+    import sys
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert shm.runs(os.getpid()) and shm.runs(0)                          # (0: a segment that names none)
+    assert not shm.runs(int(ended.stdout))
 
 
 def test_stage_bits_round_trip_and_refuse_what_a_word_cannot_hold():

@@ -16,6 +16,18 @@ from downpour.ps.restarts_on_ray import WAITED
 DROP_ANY = 1 << 62   # a push number past any: drop_inbox drops whatever waits
 
 
+def _answered(refs: list[Any], ready: set[Any]) -> bool:
+    """Whether a shard answered each of its ``refs`` (all in ``ready``) without an error (a lost shard's:
+    ActorDiedError)."""
+    if not all(ref in ready for ref in refs):
+        return False
+    try:
+        ray.get(refs)
+    except RayError:
+        return False
+    return True
+
+
 class Asking:
     """``RayCluster``'s half that asks every worker at once: the run's end, a stop."""
 
@@ -63,16 +75,19 @@ class Asking:
         streamed one-node Ray run, data.json had no worker's report, its ``skipped`` none; the task path, over
         several nodes or ``cluster.partitions``, until later that day). The shards drop what waits (the stop's
         checkpoint is saved: nothing of it is lost), a round for each cycle a worker may have queued, until every
-        worker's serve task or cycle has ended. A shard without inboxes (on another node) has nothing to drop."""
-        live = sorted(self.coord.live)
+        worker's serve task or cycle has ended. A shard without inboxes (on another node) has nothing to drop. A
+        shard lost (the stop's cause?) or silent is asked no more, the others' rounds go on (until 2026-12-06 its
+        error ended them all after the first, so a worker with a second cycle queued behind a live shard's inbox
+        missed the reports' wait); a worker waiting on a lost shard's inbox sees it gone itself (``shm.ShardGone``)."""
+        live, shards = sorted(self.coord.live), list(self.shard_actors)
         for _ in range(self.coord.depth + 1):
             busy = self._busy(live)
-            if not busy:
+            if not busy or not shards:
                 return
-            try:
-                ray.get([a.drop_inbox.remote(w, DROP_ANY) for a in self.shard_actors for w in live], timeout=5)
-            except RayError:   # (GetTimeoutError too) a shard lost (the stop's cause?): reports asked all the same
-                return
+            asked = {a: [a.drop_inbox.remote(w, DROP_ANY) for w in live] for a in shards}
+            every = [ref for refs in asked.values() for ref in refs]
+            ready, _ = ray.wait(every, num_returns=len(every), timeout=5)
+            shards = [a for a, refs in asked.items() if _answered(refs, set(ready))]
             done, _ = ray.wait(busy, num_returns=len(busy), timeout=1)
             self._read_served(set(done))
 

@@ -10,6 +10,8 @@ Layout of a segment: 8 int64 header words, then (n,) float32 data.
 - parameters: header[0] seqlock counter (odd while the shard writes), header[1] version.
 - inbox:      header[0] state (0 free, 1 full), header[1] seq, header[2] base version, header[3] the greedy
               stages the push trained, bit k for stage k (-1: every stage; :func:`stage_bits`).
+- both:       header[4] the pid of the process that created it (the shard's), so a worker waiting on it can tell a
+              shard gone (0: unknown, taken as alive).
 
 :func:`sweep_stale_segments` removes what a driver killed by SIGKILL left behind.
 
@@ -28,6 +30,8 @@ from typing import Iterator
 import numpy as np
 
 HEADER = 8          # int64 words
+_OWNER = 4          # header word: the creator's pid
+OWNER_LOOK_SECONDS = 0.5    # how often a waiting put asks whether the inbox's shard still runs
 MAX_STAGE = 62      # the last greedy stage an inbox's stages word carries (bit k for stage k; bit 63 is the sign)
 SHM_DIR = Path("/dev/shm")
 
@@ -51,6 +55,8 @@ class Segment:
         self.header = np.frombuffer(self._map, dtype=np.int64, count=HEADER)
         self.data = np.frombuffer(self._map, dtype=np.float32, count=n, offset=8 * HEADER)
         self.owner = create
+        if create:
+            self.header[_OWNER] = os.getpid()
 
     def close(self) -> None:
         del self.header, self.data
@@ -96,11 +102,21 @@ class Segment:
     def put(self, grad: np.ndarray, seq: int, base: int, timeout: float = 60.0,
             stages: tuple[int, ...] | None = None) -> None:
         """Worker side: wait until the shard took the previous gradient, then leave this one (which trained
-        greedy ``stages``; None: every stage)."""
-        deadline = time.monotonic() + timeout
+        greedy ``stages``; None: every stage). Raises :class:`ShardGone` once the shard that created the inbox no
+        longer runs: nothing will take what waits there. Until 2026-12-06 the put waited its ``timeout`` (the Ray
+        runner's: RESTART_SECONDS + 60 s) on a dead shard's inbox, the worker held that long: on a stop its data
+        report, asked for 5 s, was lost."""
+        now = time.monotonic()
+        deadline, look = now + timeout, now + OWNER_LOOK_SECONDS
         while self.header[0] != 0:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise TimeoutError(f"shard never took push {int(self.header[1])} from inbox {self.path}")
+            if now > look:
+                look = now + OWNER_LOOK_SECONDS
+                if not runs(int(self.header[_OWNER])):
+                    raise ShardGone(f"the shard of inbox {self.path} (pid {int(self.header[_OWNER])}) no longer runs: "
+                                    f"push {int(self.header[1])} waiting there will never be taken")
             time.sleep(0.0002)
         np.copyto(self.data, grad)
         self.header[1], self.header[2], self.header[3] = seq, base, stage_bits(stages)
@@ -115,6 +131,30 @@ class Segment:
 
     def release(self) -> None:
         self.header[0] = 0
+
+
+class ShardGone(RuntimeError):
+    """The process that created an inbox (its shard) ended: a gradient waiting there is never taken."""
+
+
+def runs(pid: int) -> bool:
+    """Whether process ``pid`` still runs (0: unknown, taken as running). A zombie (ended, not yet reaped by its
+    parent, Ray's raylet) does not; where /proc is missing (macOS) ``kill(pid, 0)`` alone answers."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:      # another user's: it exists
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:    # ended since, or no /proc at all
+        return not Path("/proc/self").exists()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
 
 
 def stage_bits(stages: tuple[int, ...] | None) -> int:
