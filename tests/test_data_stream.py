@@ -571,3 +571,26 @@ def test_a_worker_whose_report_is_missing_is_named_in_the_run_data(tmp_path):
     reports = [s.report() for s in streams]
     assert run_data_info(data.info, [reports[0]])["workers_unreported"] == [1]
     assert "workers_unreported" not in run_data_info(data.info, reports)
+
+
+def test_a_stopped_stream_none_of_whose_workers_reported_names_them_all_as_unreported(tmp_path):
+    """A stop whose every worker missed the report's wait (on Ray: lost, or blocked past the 5 s). Until 2026-12-06
+    data.json then had neither ``workers`` nor ``workers_unreported``: only the source's info, as if no worker had
+    read a file, where the partial case named the missing ones. Now both are there, the sums holding only what the
+    driver's fitting sample read and skipped; a run in memory (no reports to miss) is left as it was."""
+    import json
+
+    from downpour.data.pipeline import record_stopped
+
+    root = _folder(tmp_path / "data", n=10, bad=["bad1.png"])
+    data = open_data(_cfg(root, fit_sample=20, normalize="patch"), seed=0)
+    written = {}
+    record_stopped(lambda name, obj: written.update({name: json.loads(json.dumps(obj))}), data.cfg, data.info,
+                   lambda: [], 3, 10, KeyboardInterrupt(), 2)
+    got = written["data.json"]
+    assert got["workers"] == [] and got["workers_unreported"] == [0, 1]
+    assert (got["reads"], got["samples"], got["items_read"]) == (0, 0, 0)
+    assert [e["file"] for e in got["skipped"]] == [str(root / "bad1.png")] and got["n_skipped"] == 1
+    assert got["stopped"]["step"] == 3
+    memory = open_data(_cfg(root, pipeline="memory"), seed=0)
+    assert "workers_unreported" not in run_data_info(memory.info, [None, None], 2)

@@ -322,14 +322,15 @@ def record_data(write_json: Callable[[str, Any], Any], cfg: DataConfig, info: di
 
 
 def record_stopped(write_json: Callable[[str, Any], Any], cfg: DataConfig, info: dict[str, Any],
-                   reports: Callable[[], list[dict[str, Any] | None]], step: int, steps: int, err: BaseException) -> None:
+                   reports: Callable[[], list[dict[str, Any] | None]], step: int, steps: int, err: BaseException,
+                   workers: int | None = None) -> None:
     """On a run's stop (Ctrl-C, a DataError, every worker lost), best effort: its data telemetry so far as data.json
     (``reports``: each worker's, asked for now), with ``stopped`` saying at which ``step`` of ``steps`` and why, so the
     files it skipped are named before any resume (whose end rewrites the file whole, its stream's report going on
     from the checkpoint's). Until 2026-12-04 a stopped run had no data.json until it was resumed. Never raises:
-    the stop's own error is the one the user must see."""
+    the stop's own error is the one the user must see. ``workers``: the run's (:func:`run_data_info`)."""
     try:
-        data_info = run_data_info(info, reports())
+        data_info = run_data_info(info, reports(), workers)
         why = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         record_data(write_json, cfg, {**data_info, "stopped": {"step": step, "steps": steps, "by": why}})
     except Exception as failure:  # noqa: BLE001 -- a report lost with its process, a full disk: said, not raised
@@ -342,13 +343,16 @@ def has_data_record(cfg: DataConfig, info: dict[str, Any]) -> bool:
     return "workers" in info or cfg.source in STREAMED
 
 
-def run_data_info(info: dict[str, Any], reports: list[dict[str, Any] | None]) -> dict[str, Any]:
+def run_data_info(info: dict[str, Any], reports: list[dict[str, Any] | None],
+                  workers: int | None = None) -> dict[str, Any]:
     """The run's data telemetry: the source's ``info`` plus, for a stream, each worker's report and
     the sums; a file skipped by the driver's fitting sample and by its worker is named once, and so is a video
     cut short (``truncated``: {file, frames, reason}, as the in-memory path records it) and one whose crops were
-    enlarged (``upscaled``: {file, size}, counted in ``n_upscaled``)."""
+    enlarged (``upscaled``: {file, size}, counted in ``n_upscaled``). ``workers``: the run's count (a cluster's), so
+    a stream none of whose reports came still says whose are missing (``workers_unreported``)."""
     reports = [r for r in reports if r is not None]
-    if not reports:
+    of = reports[0].get("of", 1) if reports else workers
+    if not reports and not (of and info.get("pipeline") == "stream"):
         return info
     seen: dict[str, dict[str, str]] = {}
     read = {name for r in reports for name in r.get("recovered", [])}     # skipped once, then read
@@ -359,8 +363,9 @@ def run_data_info(info: dict[str, Any], reports: list[dict[str, Any] | None]) ->
     totals = {key: sum(r[key] for r in reports) for key in ("reads", "samples", "items_read")}
     # a worker whose report is not here (on Ray: lost, not restarted, or silent on a stop) read and skipped files the
     # sums leave out; until 2026-12-06 nothing said so (2 workers, 1 killed: n_items 3003, items_read 1501, its 5 bad
-    # files dropped from n_skipped and skipped, without a word)
-    missing = sorted(set(range(reports[0].get("of", 1))) - {r.get("worker", 0) for r in reports})
+    # files dropped from n_skipped and skipped, without a word), and until later that day a stream none of whose reports
+    # came (a stop whose workers all missed its wait) had neither ``workers`` nor this, as if no worker had run
+    missing = sorted(set(range(of)) - {r.get("worker", 0) for r in reports})
     return {**info, "workers": reports, **totals, "n_skipped": len(seen), "skipped": list(seen.values()),
             **({"workers_unreported": missing} if missing else {}),
             **({"truncated": cut} if cut else {}), **({"recovered": sorted(read)} if read else {}),

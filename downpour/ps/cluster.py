@@ -211,7 +211,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
     except BaseException as err:
         with stop_record():              # (a second Ctrl-C waits for it: until 2026-12-06 it cut the checkpoint)
             recorder.save_on_failure()   # while the driver's shards are still up
-            record_stopped(run.write_json, cfg.data, setup.data.info, driver.data_reports, coord.done, coord.total, err)
+            record_stopped(run.write_json, cfg.data, setup.data.info, driver.data_reports, coord.done, coord.total, err,
+                           cfg.cluster.workers)
         raise
     finally:
         try:
@@ -234,7 +235,7 @@ def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coo
     cfg, n = setup.cfg, setup.cfg.cluster.workers
     data_info = run_data_info(setup.data.info, [
         report_at(setup.data.shard(w, n), cfg.train.batch_size, batch_seed(cfg.seed, w, s["seed_step"], local_first), s["position"])
-        for w, s in enumerate(streams or [])])
+        for w, s in enumerate(streams or [])], n)
     record_data(run.write_json, cfg.data, data_info)
     report = _save_model(setup, run, states, coord, start, data_info, saved_buffers(meta))
     summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
@@ -286,11 +287,12 @@ def _idle_compensation(cfg: RunConfig, max_staleness: int, pushes: int) -> str |
 def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: Coordinator, recorder: Recorder,
             start: int, info: dict[str, Any]) -> dict[str, Any]:
     cfg = setup.cfg
-    data_info = run_data_info(setup.data.info, info.pop("data_workers", []))
+    data_info = run_data_info(setup.data.info, info.pop("data_workers", []), cfg.cluster.workers)
     stopped = {"stopped": {"step": coord.done, "steps": coord.total, "by": "every worker was lost"}} \
         if coord.done < coord.total and not coord.live else {}     # (the error below says so; the file too)
     if record_data(run.write_json, cfg.data, {**data_info, **stopped}):   # files: each worker's reads (streamed), the skipped ones
-        info["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped") if k in data_info}
+        info["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped", "workers_unreported")
+                        if k in data_info}
     report = _save_model(setup, run, states, coord, coord.done, data_info, info.pop("model_buffers", {}))
     for e in coord.events if coord.live else ():     # (with none left, the error below names every loss)
         if e["event"] == "worker-lost" and e["worker"] in coord.lost:   # (not restarted)
