@@ -406,3 +406,31 @@ def test_a_new_run_with_jpeg_decode_0_is_refused_naming_the_key_before_anything_
     said = capsys.readouterr().err
     assert "data.jpeg_decode = 0" in said and "give 1 or 2" in said and "predate its record" not in said
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("pipeline", ["memory", "stream"])
+def test_a_photo_over_pillows_warning_size_and_within_its_limit_is_read_without_the_bomb_warning(tmp_path,
+                                                                                                 monkeypatch, pipeline):
+    """Pillow warns (DecompressionBombWarning) of an image over Image.MAX_IMAGE_PIXELS (~89.5 MP) and refuses one over
+    twice that. A 120 MP photo is read all the same; until 2026-12-06 each process printed the warning once for the
+    first such file, naming none and calling it a possible DOS attack. Now it is read quietly, and one over the limit
+    is still skipped and named. The limit is lowered so 64x64 files play the part."""
+    import warnings
+
+    from PIL import Image
+
+    _photo(tmp_path / "large.jpg", 64, 64)                 # 4096 pixels: over 3000, within 6000
+    Image.fromarray(np.zeros((100, 100), np.uint8)).save(tmp_path / "huge.png")       # 10000: over the limit
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
+    cfg = DataConfig(source="folder", path=str(tmp_path), mode="crops", size=16, pipeline=pipeline,
+                     normalize="none", whiten="none", loader_workers=0, fit_sample=2)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        data = open_data(cfg, seed=0)
+        if pipeline == "stream":
+            batches = data.batches(2, torch.Generator().manual_seed(0))
+            next(batches)
+            data = batches.report()
+    assert not [w for w in said if issubclass(w.category, Image.DecompressionBombWarning)]
+    skipped = data.info["skipped"] if pipeline == "memory" else data["skipped"]
+    assert [e["file"] for e in skipped] == [str(tmp_path / "huge.png")] and "DecompressionBombError" in skipped[0]["reason"]

@@ -10,6 +10,7 @@ refused as Pillow refuses it, skipped and named by the caller.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -25,9 +26,17 @@ def opened(path: Path, reducible: bool = False) -> Image.Image:
     (crops, data.jpeg_draft): a JPEG over Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS, ~179 MP) is
     opened all the same, for :func:`within_bomb_limit` to judge at the reduction it decodes at (since 2026-12-05:
     a 200 MP panorama cropped to 32 px was skipped as a bomb, though its 1/8 decode holds 3 MP). Any other file over
-    it is refused saying what would let it be read (:func:`_advice`)."""
+    it is refused saying what would let it be read (:func:`_advice`).
+
+    An image over Image.MAX_IMAGE_PIXELS and within the limit (~89.5 MP to ~179 MP: a 108 or 120 MP phone or camera
+    photo) is read, as Pillow reads it, without Pillow's DecompressionBombWarning: until 2026-12-06
+    each process printed it once for the first such file, naming no file, calling a photo it went on to read a
+    possible "decompression bomb DOS attack" (a streamed run: once per worker and loader process, in the middle of
+    the training log). Such a photo is no attack; the files that are too large are refused and named."""
     try:
-        return Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
     except Image.DecompressionBombError as err:
         if reducible:
             try:
