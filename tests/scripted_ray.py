@@ -234,6 +234,8 @@ class Shard:
         self.profile = _Method(lambda: Ref({}))
         self.dropped: list[tuple[int, int]] = []     # (worker, seq) of each push it was told to drop from its inbox
         self.drop_inbox = _Method(lambda w, seq: self.dropped.append((w, seq)) or Ref(True))
+        self.renewed: list[tuple[int, int]] = []     # (worker, incarnation) of each fresh inbox it was asked for
+        self.new_inbox = _Method(lambda w, n: self.renewed.append((w, n)) or Ref(None))
 
     def _note(self, ws: list[int]) -> Ref:
         self.told.append(list(ws))
@@ -319,8 +321,9 @@ class ScriptedCluster(RayCluster):
                  partitions: int = 0, silent_seconds: float = 0.0):
         self.rt, self.script, self.lives, self.pushes = rt, script or {}, [], []
         self.partitions, self.parts = partitions, []
-        super().__init__(stub_setup(coord.workers, restarts, silent_seconds), [None] * shards, coord,
-                         lambda step: None, coord.done, None, saved)
+        setup = stub_setup(coord.workers, restarts, silent_seconds)
+        setup.shards_of = [[j for j in range(shards) if j % partitions == p] for p in range(partitions)]
+        super().__init__(setup, [None] * shards, coord, lambda step: None, coord.done, None, saved)
 
     def _start(self, shards: list[Any], start_step: int) -> None:
         self.run_id, self.piped, self.lanes = "scripted", False, [None] * len(shards)

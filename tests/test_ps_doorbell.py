@@ -146,3 +146,29 @@ def test_a_push_dropped_after_staging_leaves_the_inbox_free_for_its_seq_again(tm
         assert srv.shard.params.tolist() == pytest.approx([-1.0] * N)      # the new slice, not the dropped one
     finally:
         srv.close()
+
+
+def test_a_late_write_into_a_retired_inbox_is_refused_counted_and_never_waited_on(tmp_path):
+    """A writer judged dead and killed (a partition actor that did not answer within ASK_SECONDS) may still run a
+    moment and stage its slice of push 3 after the driver's ``drop_inbox``. Its successor was given a fresh inbox
+    (``new_inbox``): the late slice lands in the retired one, is never applied and is counted (``fenced``, in what
+    ``state_dict`` saves); the successor stages push 3 at once and its ring applies its own slice. Until 2026-12-06
+    a late write there went unseen (a restarted partition kept the old inbox: the driver test is
+    tests/test_ps_restarts.py's)."""
+    shard = Shard(0, torch.zeros(N), make_rule("sgd", 1.0), workers=[0])
+    srv = ShardServer(shard, f"/dev/shm/downpour-test-{tmp_path.name}", workers=1)
+    try:
+        killed = Client(srv, 0)
+        killed.inbox.put(np.full(N, 5.0, dtype=np.float32), 3, 0)          # staged before it was judged dead
+        srv.new_inbox(0, 1)
+        assert not srv.drop_inbox(0, 3)                                     # (went with the retired inbox, uncounted)
+        killed.inbox.put(np.full(N, 7.0, dtype=np.float32), 3, 0, timeout=0.0)   # the late write, after the drop
+        successor = Client(srv, 0)
+        successor.inbox.put(np.ones(N, dtype=np.float32), 3, 0, timeout=0.0)     # no wait on the late slice
+        assert successor.ring(seq=3, base=0)["accepted"]
+        assert srv.shard.params.tolist() == pytest.approx([-1.0] * N)
+        assert srv.shard.rejected == {"fenced": 1}
+        killed.inbox.put(np.full(N, 7.0, dtype=np.float32), 4, 0, timeout=0.0)   # freed: its writer never waits
+        assert srv.state_dict()[1]["rejected"] == {"fenced": 2}
+    finally:
+        srv.close()

@@ -6,12 +6,17 @@ end-to-end restart is tests/test_ps_ray.py's.)"""
 import html
 import logging
 
+import numpy as np
 import pytest
 import scripted_ray
+import torch
 from scripted_ray import ScriptedCluster, coordinator, scripted_runtime, stubbed_spawns
 
-from downpour.ps import partition_restarts_on_ray
+from downpour.ps import partition_restarts_on_ray, shm
 from downpour.ps.on_ray import RESTART_SECONDS
+from downpour.ps.rules import make_rule
+from downpour.ps.shard import Shard
+from downpour.ps.shard_server import ShardServer
 
 STEPS = 120
 
@@ -712,6 +717,55 @@ def test_a_partition_restart_has_the_shards_drop_what_the_failed_push_staged(mon
     assert [e["event"] for e in coord.events if e["event"] != "joined"] == ["partition-restarted"]
     assert len(failed_seq) == 1 and all(s.dropped == [(0, failed_seq[0])] for s in cluster.shard_actors)
     assert coord.done == STEPS and cluster.trained() == list(range(STEPS))
+
+
+@pytest.mark.skipif(not shm.available(), reason="no writable /dev/shm")
+def test_a_killed_partitions_late_write_is_refused_and_its_successors_push_does_not_wait(monkeypatch, tmp_path):
+    """Worker 0's partition 1 is judged dead and killed, and may still run a moment: here it stages its slice of the
+    failed push in its shard's inbox after the driver's drop_inbox (the run is over by then). The shards behind the
+    stand-ins are real (shared memory): partition 1's shard gave worker 0 a fresh inbox before the new partition
+    started, which maps it, so the late slice lands in the retired one, refused and counted (``fenced``), and the new
+    partition stages the same seq at once, its own slice applied. Until 2026-12-06 the inbox was kept: the late slice
+    sat where the retried push stages, which waited INBOX_WAIT_SECONDS on it and failed (the replica then
+    restarted); shard 0, of partition 0, which lived, keeps its inbox."""
+    rt = scripted_runtime(monkeypatch)
+    coord = coordinator(2, STEPS)
+    cluster = ScriptedCluster(rt, coord, restarts=1, partitions=2, shards=2)
+    servers = [ShardServer(Shard(j, torch.zeros(4), make_rule("sgd", 1.0), workers=[0, 1]),
+                           f"/dev/shm/downpour-test-{tmp_path.name}-{j}", workers=2) for j in (0, 1)]
+    segments = []
+    try:
+        for j, (stand_in, srv) in enumerate(zip(cluster.shard_actors, servers)):
+            stand_in.new_inbox = scripted_ray._Method(lambda w, n, srv=srv: scripted_ray.Ref(srv.new_inbox(w, n)))
+            stand_in.drop_inbox = scripted_ray._Method(lambda w, seq, srv=srv: scripted_ray.Ref(srv.drop_inbox(w, seq)))
+            cluster.lanes[j] = srv.lanes()
+        first = [srv.lanes()["inbox"][0] for srv in servers]
+        killed = shm.Segment(first[1], 4)          # the lost partition 1's mapping of its shard's inbox
+        segments.append(killed)
+        maps = []
+
+        def started(w, p, name, options, step):   # the new partition maps its shards' inboxes as it starts
+            maps.append(cluster.lanes[p]["inbox"][w])
+            return scripted_ray.Shard(None, "node-a")
+        cluster._partition_actor = started
+        cluster.replaced_at, failed_seq = {}, []
+        dies = _partition_dies(cluster, 0, 1, 20)
+        cluster.lives[0].fails = lambda n, first, k: dies(n, first, k) and not failed_seq.append(cluster.lives[0].seq)
+        cluster.run_scripted()
+        assert [e["event"] for e in coord.events if e["event"] != "joined"] == ["partition-restarted"]
+        seq = failed_seq[0]
+        killed.put(np.full(4, 7.0, dtype=np.float32), seq, 0, timeout=0.0)     # the late write, after the drop
+        successor = shm.Segment(maps[0], 4)
+        segments.append(successor)
+        successor.put(np.ones(4, dtype=np.float32), seq, 0, timeout=0.0)       # staged at once: no wait
+        assert servers[1].push_inbox(0, 0, seq)["accepted"]
+        assert servers[1].shard.params.tolist() == [-1.0] * 4 and servers[1].shard.rejected == {"fenced": 1}
+        assert servers[0].lanes()["inbox"][0] == first[0]     # partition 0 lived: its shard's inbox kept
+    finally:
+        for seg in segments:
+            seg.close()
+        for srv in servers:
+            srv.close()
 
 
 def test_with_no_restart_left_a_lost_partition_asks_nothing_before_its_replica_is_lost(monkeypatch):

@@ -75,6 +75,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         self.pusher: ShardPush | None = None
         self.started = False                             # set in _start: this driver started Ray (close shuts it down)
         self._incarnation = [0] * cfg.cluster.workers
+        self._partition_lives: dict[tuple[int, int], int] = {}   # partition_restarts_on_ray: each one's restarts
         self._pending: dict[Any, tuple[str, int]] = {}   # future -> ("cycle" | "push", worker)
         self._grads: dict[Any, list[Any]] = {}           # a cycle's metadata ref -> its gradient refs
         self._owner: dict[Any, Any] = {}                 # a cycle's metadata ref -> the worker actor running it

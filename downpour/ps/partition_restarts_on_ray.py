@@ -40,6 +40,8 @@ class PartitionRestarts:
     """``RayCluster``'s half that restarts a replica's lost partition alone."""
 
     partition_actors: dict[int, list[Any]]
+    lanes: list[dict[str, Any] | None]
+    _partition_lives: dict[tuple[int, int], int]   # (worker, partition) -> its restarts alone so far
     _pending: dict[Any, tuple[str, int]]
     _grads: dict[Any, list[Any]]
     _owner: dict[Any, Any]
@@ -63,6 +65,8 @@ class PartitionRestarts:
         new: dict[int, Any] = {}
         for p in dead:
             kill(parts[p])      # (one that only did not answer in time would hold its filters' memory)
+            if why is None:
+                why = self._fresh_inboxes(w, p)
             if why is None:
                 got = self._restart_partition(w, p, step)
                 if isinstance(got, str):
@@ -119,6 +123,27 @@ class PartitionRestarts:
             self._owner.pop(ref, None)
             self._unread += [ref, *self._grads.pop(ref, [])]
         return self.coord.drop_cycles(w)
+
+    def _fresh_inboxes(self, w: int, p: int) -> str | None:
+        """Partition ``p``'s shards give worker ``w`` a fresh inbox (``ShardServer.new_inbox``), which its new actor
+        maps: the one killed (judged dead after ASK_SECONDS, it may still run a moment: a ``put`` waiting on a full
+        inbox, for one) writes, if at all, into the retired one, where the shard refuses it (``rejected["fenced"]``),
+        never into the inbox its successor stages the same seq in. The fence is the inbox's path, one per
+        incarnation, as a restarted worker's: two writers never share a segment (an incarnation number in the
+        header, checked by the shard, would not do: a late writer's ``put`` can race its successor's on one
+        segment). Until 2026-12-06 the inbox was kept, and such a late write after ``drop_inbox`` made the
+        retried push wait INBOX_WAIT_SECONDS, fail, and cost the replica's restart. None, or why not."""
+        shards = self.setup.shards_of[p]
+        n = self._partition_lives[w, p] = self._partition_lives.get((w, p), 0) + 1
+        try:
+            with signals_let_through():
+                lanes = ray.get([self.shard_actors[j].new_inbox.remote(w, n) for j in shards],
+                                timeout=PARTITION_SECONDS)
+        except (RayError, GetTimeoutError) as e:
+            return f"a shard of it gave it no new inbox ({type(e).__name__})"
+        for j, got in zip(shards, lanes):
+            self.lanes[j] = got     # (the pusher's list too: its ring follows the new reply pipe)
+        return None
 
     def _restart_partition(self, w: int, p: int, step: int) -> Any:
         """A new actor for worker ``w``'s partition ``p``, seeded from ``step``, up and placed; or why not (a str).

@@ -40,6 +40,9 @@ class ShardServer:
         self.bell: Doorbell | None = None
         self.laps = Laps()       # "apply": seconds spent applying pushes (under the lock); the process's CPU
         self._lock = threading.Lock()
+        # worker -> its inboxes given up by new_inbox: a writer of a superseded incarnation (a killed worker or
+        # partition actor still running a moment) may yet write there; what it leaves is refused ("fenced")
+        self._retired: dict[int, list[shm.Segment]] = {}
         if lane_prefix and shm.available() and not shard.compensation.needs_backup:
             n, j = shard.params.numel(), shard.index
             self.seg = shm.Segment(f"{lane_prefix}-s{j}-params", n, create=True)
@@ -89,6 +92,7 @@ class ShardServer:
         """Apply the gradient ``worker`` left in its inbox for push ``seq``, with the stages it trained written
         beside it (also the doorbell's job)."""
         with self._writing():
+            self._fence(worker)
             inbox = self.inboxes.get(worker)
             item = inbox.take() if inbox is not None else None
             if item is None or item[1:3] != (seq, base):
@@ -110,6 +114,7 @@ class ShardServer:
         ``push_inbox`` sent before this call, what still waits is a dropped cycle's (one queued behind the failed one
         that did push, its partition slow, not dead). A later seq stays. Returns whether one went."""
         with self._lock:
+            self._fence(worker)
             inbox = self.inboxes.get(worker)
             item = inbox.take() if inbox is not None else None
             if item is None or item[1] > seq:
@@ -118,16 +123,41 @@ class ShardServer:
             return True
 
     def new_inbox(self, worker: int, incarnation: int) -> dict[str, Any] | None:
-        """A restarted worker gets a fresh inbox (and reply pipe): its predecessor, killed but
-        possibly still running for a moment, may yet write into the old one. Returns the lanes."""
+        """A new incarnation of ``worker``'s writer here (a restarted worker, or a model-parallel replica's partition
+        restarted alone: ``ps.partition_restarts_on_ray``) gets a fresh inbox (and reply pipe), at a new path: its
+        predecessor, killed but possibly still running for a moment (or judged dead for not answering, and still
+        running), may yet write into the old one. What waits in the old one now was staged before the restart: it
+        goes, as ``drop_inbox`` drops it. The old one is kept, unlinked, and what lands in it later is refused
+        (:meth:`_fence`); until 2026-12-06 a partition restarted alone kept its inbox, and a late write of its killed
+        predecessor, after ``drop_inbox``, made the new one's push of the same seq wait INBOX_WAIT_SECONDS and fail.
+        Returns the lanes."""
         with self._lock:
             if worker in self.inboxes:
+                self._fence(worker)
                 old = self.inboxes[worker]
                 old.path.unlink(missing_ok=True)
+                if old.take() is not None:
+                    old.release()           # staged before the restart: its push is dropped (not a late write)
+                self._retired.setdefault(worker, []).append(old)
                 self.inboxes[worker] = shm.Segment(f"{old.path}-r{incarnation}", old.n, create=True)
                 if self.bell is not None:
                     self.bell.reply_to(worker, f"{self.inboxes[worker].path}-bell")
         return self.lanes()
+
+    def _fence(self, worker: int | None = None) -> int:
+        """Refuse what a superseded writer left in ``worker``'s retired inboxes (every worker's: None) since they were
+        retired: never applied, each counted in the shard's ``rejected["fenced"]`` (staleness.json's ``rejected``), and
+        its inbox freed, so that writer, if it still runs, does not wait either. Under the lock; returns how many."""
+        fenced = 0
+        for w, olds in self._retired.items():
+            if worker is None or w == worker:
+                for old in olds:
+                    if old.take() is not None:
+                        old.release()
+                        fenced += 1
+        if fenced:      # (a Counter's += 0 would add the key: every shard's record would say "fenced: 0")
+            self.shard.rejected["fenced"] += fenced
+        return fenced
 
     def profile(self) -> dict[str, Any]:
         """This shard's :class:`~downpour.ps.laps.Laps` report: seconds applying pushes, pushes, CPU seconds."""
@@ -145,6 +175,7 @@ class ShardServer:
 
     def state_dict(self) -> ShardState:
         with self._writing():    # a sync round still open is saved as it is
+            self._fence()        # (a late write since the last push counted in what is saved)
             tensors, meta = self.shard.state_dict()
             return {k: v.clone() for k, v in tensors.items()}, meta
 
@@ -157,3 +188,4 @@ class ShardServer:
             for seg in (self.seg, *self.inboxes.values()):
                 if seg is not None:
                     seg.path.unlink(missing_ok=True)
+            self._retired.clear()   # (unlinked already: their mappings go with them)
