@@ -267,8 +267,9 @@ def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int,
                               "CPU; set cluster.partitions = 1 or train.device = 'cpu'")
         model.to(device)
         batches, params = OnDevice(batches, device), DeviceParams(model, cfg.train.lr, c.n_fetch)
+    # (params given: a model-parallel replica on Ray, whose push a partition restart drops: its batches read again)
     return Worker(wid, model, objective, batches, bounds, c.n_fetch, c.n_push, cfg.train.lr, gated=gated, seq=seq,
-                  params=params)
+                  params=params, reread=params is not None)
 
 
 def replica_device(cfg: RunConfig) -> str:

@@ -103,11 +103,12 @@ class LocalParams:
 
 class Worker:
     """``params``: where the replica's parameters live (default :class:`LocalParams`: in this
-    process; a model-parallel replica's are in its partitions, see ``ps.partitions_on_ray``)."""
+    process; a model-parallel replica's are in its partitions, see ``ps.partitions_on_ray``). ``reread``: keep the
+    batches of the push being built, so a push dropped unsent (:meth:`drop_push`) has its batches trained again."""
 
     def __init__(self, wid: int, model: FeatureModel, objective: Objective, batches: Iterator[Batch],
                  bounds: Sequence[tuple[int, int]], n_fetch: int = 1, n_push: int = 1, local_lr: float = 0.0,
-                 gated: bool = False, seq: int = 0, params: Any = None):
+                 gated: bool = False, seq: int = 0, params: Any = None, reread: bool = False):
         self.wid, self.model, self.objective, self.batches = wid, model, objective, batches
         self.params = params or LocalParams(model, local_lr, n_fetch)
         self.bounds = list(bounds)
@@ -115,6 +116,9 @@ class Worker:
             raise ValueError(f"worker {wid}: shards cover {self.bounds[-1][1]} values, the model has {self.params.numel}")
         self.n_fetch, self.n_push, self.local_lr, self.gated = n_fetch, n_push, local_lr, gated
         self.seq = seq
+        self.reread = reread
+        self._drawn: list[Batch] = []    # (reread) the batches the push being built drew, in order
+        self._again: list[Batch] = []    # (reread) a dropped push's batches, read before the stream's next
         self.steps = 0
         self._since_fetch: int | None = None         # None: never fetched
         self._stage: int | None = None               # the greedy stage of the last step (None: every stage, or none yet)
@@ -159,8 +163,11 @@ class Worker:
         self.steps += 1
         self._stage = stage
         self.model.set_stage(stage)
+        batch = self._again.pop(0) if self._again else next(self.batches)
+        if self.reread:
+            self._drawn.append(batch)
         try:
-            result = train_step(self.model, self.objective, next(self.batches))
+            result = train_step(self.model, self.objective, batch)
         except NonFiniteLoss:
             self._skipped += 1  # the server never sees a poisoned gradient
             # nor does the next step: partitions elsewhere drop what its backward left them (until 2026-12-05 their
@@ -185,13 +192,17 @@ class Worker:
                     self._acc_steps, samples, loss if finite else math.nan,   # 0.0 read as a converged run
                     parts, self._skipped, stages=stages)
         self.seq += 1
-        self._acc_steps, self._skipped, self._trained = 0, 0, set()
+        self._acc_steps, self._skipped, self._trained, self._drawn = 0, 0, set(), []
         return push
 
     def drop_push(self) -> None:
         """Drop the push being built, unsent (its seq is the next push's), and fetch before the next step: a
         model-parallel replica whose partition died mid-cycle (``ps.partition_restarts_on_ray``) goes on with a new
-        partition, whose filters the fetch fills, and none of the dropped cycle's half-made gradient."""
+        partition, whose filters the fetch fills, and none of the dropped cycle's half-made gradient. Its batches
+        (``reread``) are read again, first, by the next steps: its steps are handed out again (``Coordinator.drop_cycles``,
+        to this worker or another), and until 2026-12-06 this worker's stream went on past them, so they were
+        drawn and never trained (n_push batches a drop, more with cycles queued behind it)."""
+        self._again, self._drawn = self._drawn + self._again, []
         self.params.drop()
         self._mean.pop()
         self._acc_steps, self._skipped, self._trained, self._since_fetch = 0, 0, set(), None
