@@ -265,8 +265,9 @@ def _save_model(setup: ClusterSetup, run: RunDir, states: list[ShardState], coor
 def _counts(states: list[ShardState], report: dict[str, Any]) -> dict[str, Any]:
     """The summary's push counts and staleness. Every push goes to every shard, which accepts or rejects it: one
     shard's count is the pushes workers made (the largest, should a push have reached only some shards as its
-    worker was lost)."""
-    return {"pushes": max(m["accepted"] + sum(m["rejected"].values()) for _, m in states),
+    worker was lost). A slice a killed writer staged late (``fenced``: ``ShardServer.new_inbox``) is no push."""
+    return {"pushes": max(m["accepted"] + sum(n for why, n in m["rejected"].items() if why != "fenced")
+                          for _, m in states),
             "versions": [m["version"] for _, m in states], "accepted": [m["accepted"] for _, m in states],
             "applied": [m["applied"] for _, m in states], "rejected": report["rejected"],
             **({"uncorrected": [m["uncorrected"] for _, m in states]} if "uncorrected" in states[0][1] else {}),

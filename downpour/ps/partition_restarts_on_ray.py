@@ -10,8 +10,11 @@ actor is started in its place (placed as the lost one was, off its node where th
 nodes: ``Placing._partition_place``), its RNG seeded by :func:`~downpour.ps.setup.partition_seed` from the step it
 starts at. The replica's cycles in flight are dropped, unpushed (a push half made by the partitions that lived would
 train a model none of its steps computed; what of it the partitions that lived staged already, the shards drop:
-``ShardServer.drop_inbox``): their steps are handed out again (``Coordinator.drop_cycles``), and the
-replica's next step fetches, which fills the new partition's filters from its shards. A ``partition-restarted`` event
+``ShardServer.drop_inbox``): their steps are handed out again (``Coordinator.drop_cycles``), their batches read
+again by the replica's next steps (``Worker.reread``), and the replica's next step fetches, which fills the new
+partition's filters from its shards. The lost partition's shards give the replica a fresh inbox first, which the new
+actor maps: the killed one, perhaps still running a moment, writes late, if at all, where the shard refuses it
+(``ShardServer.new_inbox``, ``rejected["fenced"]``). A ``partition-restarted`` event
 (staleness.json, and cluster.json's ``partition_restarts``) says "partition p of replica w restarted at step N" with
 the steps dropped. It spends one of ``cluster.restarts``, as a replica's restart does. Where the new partition cannot
 be had (not up within :data:`PARTITION_SECONDS`: no node with room; dead coming up twice) a ``partition-restart-failed``
