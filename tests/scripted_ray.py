@@ -314,7 +314,8 @@ class ScriptedCluster(RayCluster):
     (``dies``, ``up``, ``dead_on_arrival``; ``parts_up``: its partition actors' ``up``, else up where the driver's
     own placement, ``_partition_places``, put them on a node alive); ``pushes``: every push the driver had applied, as
     (worker, life, first, steps) in order; ``on_push``: also called with the cluster after each push
-    (a checkpoint's :meth:`state` in the middle of a restart)."""
+    (a checkpoint's :meth:`state` in the middle of a restart). With ``partitions`` K, partition p holds the shards
+    j with j % K == p (``setup.shards_of``: a partition restarted alone renews their inboxes)."""
 
     def __init__(self, rt: Runtime, coord: Coordinator, restarts: int = 1, shards: int = 1,
                  script: dict[tuple[int, int], dict[str, Any]] | None = None, saved: dict[str, Any] | None = None,
