@@ -18,11 +18,15 @@ agrees).
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any, Callable
 
 from downpour.config import RunConfig, is_cluster_runner
 from downpour.models.registry import resolve
+from downpour.train.divergence import diverged_words, runaway
 from downpour.train.rundir import RunDir, check_is_config
+
+log = logging.getLogger(__name__)
 
 Runner = Callable[[RunConfig, RunDir, bool], dict[str, Any]]
 
@@ -57,4 +61,22 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
         raise TypeError(f"train: run must be a RunDir (RunDir.create(path, cfg) for a new run, RunDir.open(path) "
                         f"to resume one), got {str(run)!r} ({type(run).__name__})")
     cfg = resolve(cfg)
-    return runner(cfg)(cfg, run, resume)
+    summary = runner(cfg)(cfg, run, resume)
+    # a loss that ran away with every number finite: no runner's non-finite check sees it (train/divergence.py)
+    if (diverged := runaway(run.metrics())) is not None:
+        summary["diverged"] = diverged
+        log.warning("%s; its model is not a trained one. %s", diverged_words(diverged), _calmer(cfg, summary))
+    return summary
+
+
+def _calmer(cfg: RunConfig, summary: dict[str, Any]) -> str:
+    """What to lower after a run diverged: the rate that trained it and, on a cluster, the staleness."""
+    if is_cluster_runner(cfg.cluster.runner) and cfg.cluster.algorithm != "downpour":
+        return "See its metrics.jsonl."      # (Sandblaster's L-BFGS steps have no rate to lower)
+    if not is_cluster_runner(cfg.cluster.runner):
+        return f"Lower train.lr ({cfg.train.lr:g} here)."
+    key, lr = ("cluster.lr", cfg.cluster.lr) if cfg.cluster.lr else ("train.lr", cfg.train.lr)
+    stale = summary.get("mean_staleness")
+    return (f"Lower {key} (the server's rate, {lr:g} here)"
+            + (f" or the staleness (a mean of {stale:.2f} here: fewer workers, or cluster.compensation): stale "
+               f"gradients lower the stable rate (docs/studies.md, Q1)" if stale else "") + ".")

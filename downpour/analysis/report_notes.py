@@ -13,6 +13,7 @@ from downpour.analysis.choice import TIE_RULE
 from downpour.analysis.edges import ONE_ORIENTATION, ONE_ORIENTATION_MIN
 from downpour.analysis.report_parts import esc, num, pct
 from downpour.errors import DownpourError
+from downpour.train.divergence import diverged_words
 
 # model.first_layer kinds whose filters were not learned from the data (downpour/layers/gabor.py)
 _NOT_LEARNED = {"gabor": "a designed Gabor bank, frozen: not learned",
@@ -30,6 +31,10 @@ def loss_headline(training: dict[str, Any]) -> str:
     Gabor stage 1, 300 steps, read "Loss 5773 → 5392" where stage 2's own cost fell 319 → 117 and stage 1's,
     with nothing to train, wandered between 5051 and 6230); one logged row said as one (``a → a`` read as a
     loss that did not move)."""
+    if training.get("diverged"):     # (its figures below are of a model that ran away: said first, not under them)
+        return (f"<strong>{esc(diverged_words(training['diverged']).capitalize())}</strong>: every figure below is "
+                f"of a model that ran away, not of one that learned. Train it again with a lower learning rate "
+                f"(train.lr, or cluster.lr on a cluster) or, on a cluster, less staleness.")
     count = training.get("logged_rows")
     rows = f"over {esc(count)} logged rows"
     stages = training.get("stages") or []

@@ -4,6 +4,7 @@
     summary["first_loss"], summary["last_loss"]     # the logged ``loss``: every stage's cost summed
     summary["stages"]                               # a greedy run's stages, each its own cost, trained in turn
     summary["joint_stages"]                         # a joint run's stages, each its own share of ``loss``
+    summary.get("diverged")                         # the loss ran away (downpour.train.divergence.runaway)
 
 A stacked model logs each stage's cost parts as ``stageN/<part>`` (``stage1/reconstruction``), so a stage's cost in
 a row is the sum of its parts (diagnostics, ``stageN/metric/...``, left out).
@@ -15,6 +16,7 @@ from typing import Any, Iterable
 from torch import nn
 
 from downpour.objectives import is_metric
+from downpour.train.divergence import runaway
 
 
 def training_summary(metrics: list[dict[str, Any]], frozen: Iterable[str] = ()) -> dict[str, Any]:
@@ -33,7 +35,8 @@ def training_summary(metrics: list[dict[str, Any]], frozen: Iterable[str] = ()) 
             **({"joint_stages": stages} if joint and len(stages) > 1 else {}),
             "diagnostics": {k: [first[k], last[k]] for k in last if is_metric(k) and k in first},   # (RBM: metric/...)
             "free_energy_gap": any(k.rsplit("/", 1)[-1] == "contrastive_divergence" for k in last),
-            "workers": sorted({r["worker"] for r in metrics if "worker" in r}) or None}
+            "workers": sorted({r["worker"] for r in metrics if "worker" in r}) or None,
+            **({"diverged": diverged} if (diverged := runaway(metrics)) else {})}
 
 
 def stage_losses(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:

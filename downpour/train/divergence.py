@@ -1,0 +1,45 @@
+"""Did a finished run's loss run away? The training summary's and the report's word for a run that diverged.
+
+    d = runaway(run.metrics())      # None, or {"first_step", "first_loss", "last_step", "last_loss"}
+    d and diverged_words(d)         # "the run diverged: its loss grew from 2.047 at step 50 to 3.303e+31 at step 300"
+
+Every runner skips a step (or rejects a push) whose cost or gradient is not finite, and a run where every one was
+fails with :class:`~downpour.errors.Diverged`. A run can also diverge with finite numbers: teacher-student with 3
+simulated workers at the preset's rate (0.25 × staleness 2) went 2.047 -> 3.3e+31 in 300 steps, every push finite,
+and until 2026-12-06 finished without a word, its summary a ``final_loss`` of 3.3e+31 beside ``"rejected": {}``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+# the last logged loss this many times the first's (and past this many in size) is a run that diverged: the
+# staleness study's own line for a teacher-student cell is a loss past 1e3 from a start near 2. A falling or
+# wandering cost never grows so far: an RBM's free-energy gap -2.05 -> 0.25, cat-demo's greedy stages 245.8 -> 283.3.
+GROWTH = 1e3
+
+
+def _stages(row: dict[str, Any]) -> frozenset[str]:
+    """The stages a row logged (``stage1/reconstruction`` -> stage1): a greedy run's rows compare within a stage."""
+    return frozenset(k.partition("/")[0] for k in row if k.startswith("stage") and "/" in k)
+
+
+def runaway(rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first and last logged loss when the last is not finite, or is over :data:`GROWTH` times the first's size
+    (and over GROWTH itself); None otherwise. Rows of a greedy run are compared with those of the last row's stages
+    only: its ``loss`` is a different sum in each stage."""
+    rows = [r for r in rows if isinstance(r.get("loss"), (int, float))]
+    if not rows:
+        return None
+    last = rows[-1]
+    first = next(r for r in rows if _stages(r) == _stages(last))
+    a, b = float(first["loss"]), float(last["loss"])
+    if math.isfinite(b) and abs(b) <= GROWTH * max(abs(a), 1.0):
+        return None
+    return {"first_step": first.get("step"), "first_loss": a, "last_step": last.get("step"), "last_loss": b}
+
+
+def diverged_words(d: dict[str, Any]) -> str:
+    """``the run diverged: its loss grew from A at step S to B at step T``."""
+    return (f"the run diverged: its loss grew from {d['first_loss']:.4g} at step {d['first_step']} to "
+            f"{d['last_loss']:.4g} at step {d['last_step']}")

@@ -1,0 +1,61 @@
+"""A run whose loss ran away with every number finite says so: in the training summary and the report's headline.
+
+teacher-student with 3 simulated workers at the preset's rate (0.25, staleness 2) went 2.047 -> 3.3e+31 in 300
+steps, every push finite and accepted, and until 2026-12-06 finished without a word."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from downpour.config import load_config
+from downpour.runners import train
+from downpour.train.divergence import runaway
+from downpour.train.rundir import RunDir
+
+
+def test_a_loss_that_grew_a_thousandfold_or_is_not_finite_is_a_runaway_and_a_falling_or_wandering_one_is_not():
+    assert runaway([{"step": 50, "loss": 2.047}, {"step": 300, "loss": 3.3e31}]) == {
+        "first_step": 50, "first_loss": 2.047, "last_step": 300, "last_loss": 3.3e31}
+    assert runaway([{"step": 50, "loss": 2.0}, {"step": 100, "loss": float("nan")}])["last_step"] == 100
+    assert runaway([{"step": 50, "loss": 2.0}, {"step": 100, "loss": float("inf")}]) is not None
+    assert runaway([{"step": 50, "loss": -2.053}, {"step": 1500, "loss": 0.2474}]) is None     # rbm-digits' CD gap
+    assert runaway([{"step": 20, "loss": 1.57}, {"step": 400, "loss": 0.0214}]) is None        # cnn-digits
+    assert runaway([{"step": 10, "loss": 0.001}, {"step": 20, "loss": 0.5}]) is None           # small, not runaway
+    assert runaway([]) is None and runaway([{"step": 10}]) is None
+    # a greedy run's loss is another stage's sum at the end: each compared with its own stage's rows
+    greedy = [{"step": 10, "loss": 0.05, "stage1/reconstruction": 0.05},
+              {"step": 20, "loss": 300.0, "stage2/reconstruction": 300.0},
+              {"step": 30, "loss": 280.0, "stage2/reconstruction": 280.0}]
+    assert runaway(greedy) is None
+    assert runaway([*greedy, {"step": 40, "loss": 4e6, "stage2/reconstruction": 4e6}])["first_step"] == 20
+
+
+def test_the_reports_headline_says_first_that_the_run_diverged():
+    from downpour.analysis.report import _loss_headline
+    from downpour.analysis.training import training_summary
+
+    gone = training_summary([{"step": 50, "loss": 2.047, "reconstruction": 2.047},
+                             {"step": 300, "loss": 3.303e31, "reconstruction": 3.303e31}])
+    said = _loss_headline(gone)
+    assert said.startswith("<strong>The run diverged: its loss grew from 2.047 at step 50 to 3.303e+31 at step 300")
+    assert "lower learning rate" in said
+    fine = training_summary([{"step": 50, "loss": -2.053}, {"step": 1500, "loss": 0.2474}])
+    assert "diverged" not in fine and _loss_headline(fine).startswith("Loss -2.053 → 0.2474")
+
+
+@pytest.mark.parametrize("workers, diverges", [(3, True), (1, False)])
+def test_teacher_student_on_three_stale_workers_at_the_presets_rate_is_said_to_diverge(tmp_path, caplog, workers,
+                                                                                       diverges):
+    cfg = load_config("teacher-student", ["cluster.runner=simulated", f"cluster.workers={workers}", "train.steps=150",
+                                          "train.threads=1"])
+    with caplog.at_level(logging.WARNING, logger="downpour.runners"):
+        summary = train(cfg, RunDir.create(tmp_path / "run", cfg))
+    assert ("diverged" in summary) is diverges
+    if diverges:
+        assert summary["diverged"]["first_step"] == 50 and summary["diverged"]["last_step"] == 150
+        said = caplog.text
+        assert "the run diverged: its loss grew from" in said and "Lower train.lr (the server's rate, 0.25 here)" in said
+        assert "the staleness (a mean of 1.9" in said
+    else:
+        assert "diverged" not in caplog.text
