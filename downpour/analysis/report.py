@@ -162,6 +162,11 @@ def _filters(f: dict[str, Any], samples: Any = None) -> str:
     if not f.get("available"):
         return '<p class="note">This model has no first-layer filters to draw.</p>'
     shape = "×".join(map(str, f["shape"]))
+    what = f'<p class="note">What they are: {esc(f["what"])}.</p>' if f.get("what") else ""
+    return what + _filter_sentences(f, shape, samples)
+
+
+def _filter_sentences(f: dict[str, Any], shape: str, samples: Any) -> str:
     if "edge_fraction" not in f:          # an analysis.json from before the edge measure (2026-11-29)
         return f"<p>{f['count']} filters of shape {shape} (not measured for edges: `downpour analyze` measures them).</p>"
     if f["edge_fraction"] is None:

@@ -125,7 +125,7 @@ def one_orientation(f: dict[str, Any]) -> str:
     return (f'<p class="note">The {edgy} edge-like filters share one orientation (agreement {agreement:.2f}; 1 is '
             f"one orientation, a bank of edge detectors learned from images scores ~0.1): they are one structure the "
             f"filters share, not a bank of edges. Filters as large as the whole image can pass as edges by an "
-            f"object's outline alone (rbm-digits' 8x8 filters are whole-digit templates, 77% of them edge-like "
+            f"object's outline alone (rbm-digits' 8x8 filters are whole-digit templates, many of them edge-like "
             f"because a digit's tall silhouette is one vertical bar at that scale): look at the filter picture.</p>")
 
 

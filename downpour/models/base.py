@@ -50,6 +50,10 @@ class FeatureModel(nn.Module):
         numbers. A stacked model overrides it to run its stages once for all of them."""
         return {layer: self.features(x, layer) for layer in layers}
 
+    # what first_layer_filters() are, said in the report beside their picture, where "first-layer filters" alone
+    # misleads (an RNN's are its input weights, one image row each); None: a layer's filters, as the words say
+    filters_what: str | None = None
+
     def first_layer_filters(self) -> Tensor | None:
         """First-layer filters as images, (n_filters, C, kh, kw), for filter pictures; None if none."""
         return None

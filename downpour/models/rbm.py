@@ -203,6 +203,9 @@ class RBM(FeatureModel):
         v, h = self.gibbs(h, steps)
         return self.visible_mean(h).reshape(n, *self.input_shape)
 
+    filters_what = ("the RBM's weights, one image per hidden unit: the pattern of visible units (pixels) that turns "
+                    "it on; on images as small as the digits these are whole-object templates, not local filters")
+
     def first_layer_filters(self) -> Tensor | None:
         """The weights as images, (hidden, C, H, W); None when the input is not an image."""
         if len(self.input_shape) != 3:
