@@ -59,3 +59,10 @@ def test_teacher_student_on_three_stale_workers_at_the_presets_rate_is_said_to_d
         assert "the staleness (a mean of 1.9" in said
     else:
         assert "diverged" not in caplog.text
+    # the analysis has no image to show this model, and says where its training is: diverged, said so
+    from downpour.analysis.run import analyze_run
+    from downpour.errors import DataError
+
+    with pytest.raises(DataError, match="nothing to measure here. Its training is in metrics.jsonl and staleness.json") as err:
+        analyze_run(tmp_path / "run")
+    assert ("; the run diverged: its loss grew from 2.047 at step 50 to" in str(err.value)) is diverges

@@ -36,7 +36,7 @@ from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import over_splits, unchosen
 from downpour.analysis.report_notes import pictured_names
 from downpour.analysis.stimulus import Stimulus, optimal_stimulus, top_images
-from downpour.analysis.training import frozen_stages, training_summary
+from downpour.analysis.training import frozen_stages, training_summary, where_training_is
 from downpour.analysis.options import (MIN_SIDE, analysis_options, is_image_input, no_faces_of, no_faces_path, open_run,
                                       run_preprocess)
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
@@ -210,8 +210,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     if not is_image_input(shape):
         raise DataError(f"{str(run.path / 'model.json')!r}: input_shape {list(shape)} (data.source = {cfg.data.source!r}) is "
                         f"not an image of at least {MIN_SIDE}x{MIN_SIDE}; the analysis shows images (lfw, digits) to the "
-                        "network, so it has nothing to measure here. Its training is in metrics.jsonl"
-                        + (" and staleness.json" if (run.path / "staleness.json").is_file() else ""))
+                        f"network, so it has nothing to measure here. {where_training_is(run.path, run.metrics())}")
     seed = cfg.seed
     prepare = run_preprocess(run)
     fold = cfg.data.lfw_fold()              # the lfw images this run held out (data.lfw_heldout)

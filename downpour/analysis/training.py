@@ -11,12 +11,13 @@ a row is the sum of its parts (diagnostics, ``stageN/metric/...``, left out).
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterable
 
 from torch import nn
 
 from downpour.objectives import is_metric
-from downpour.train.divergence import runaway
+from downpour.train.divergence import diverged_words, runaway
 
 
 def training_summary(metrics: list[dict[str, Any]], frozen: Iterable[str] = ()) -> dict[str, Any]:
@@ -37,6 +38,14 @@ def training_summary(metrics: list[dict[str, Any]], frozen: Iterable[str] = ()) 
             "free_energy_gap": any(k.rsplit("/", 1)[-1] == "contrastive_divergence" for k in last),
             "workers": sorted({r["worker"] for r in metrics if "worker" in r}) or None,
             **({"diverged": diverged} if (diverged := runaway(metrics)) else {})}
+
+
+def where_training_is(path: Path, metrics: list[dict[str, Any]]) -> str:
+    """Where a run the analysis cannot measure (no image input: teacher-student) keeps its training, and whether it
+    diverged: until 2026-12-06 a run that ran away 2.047 -> 3.3e+31 was pointed to its metrics without a word."""
+    gone = runaway(metrics)
+    return ("Its training is in metrics.jsonl" + (" and staleness.json" if (path / "staleness.json").is_file() else "")
+            + (f"; {diverged_words(gone)}" if gone else ""))
 
 
 def stage_losses(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
