@@ -86,12 +86,23 @@ def test_training_flops_are_five_filter_passes_as_torch_counts_them(decoder):
         assert 5 * f < s.flops_fwd_bwd < 1.1 * 5 * f
 
 
-def _torch_step_flops(cfg, shape, stage, batch=3):
-    """torch's count of one training step per example (matrix products only), ``stage`` trained (None: all)."""
+def _cached(model, x, cached: bool) -> None:
+    """With ``cached``, run the step's forward on ``x`` until the frozen cache answers it (a miss keeps the rows, the
+    next runs them twice as its shape check, then it hits): the next step on ``x`` reads the frozen stages."""
+    for _ in range(2 if cached else 0):
+        with torch.no_grad():
+            model.forward_train(Batch(x))
+
+
+def _torch_step_flops(cfg, shape, stage, batch=3, cached=False):
+    """torch's count of one training step per example (matrix products only), ``stage`` trained (None: all);
+    ``cached``: a step whose frozen stages come from the cache."""
     model, objective = build(cfg, shape)
     model.set_stage(stage)
+    x = torch.rand(batch, *shape)
+    _cached(model, x, cached)
     with FlopCounterMode(display=False) as counter:
-        total, _ = objective(model.forward_train(Batch(torch.rand(batch, *shape))))
+        total, _ = objective(model.forward_train(Batch(x)))
         total.backward()
     return counter.get_total_flops() / batch
 
@@ -108,8 +119,12 @@ def test_a_greedy_preset_is_planned_one_stage_per_step_as_torch_counts_it(capsys
     # stage 2's steps run stage 1 forward only; neither runs its trained stage's LCN, which feeds nothing (since
     # 2026-12-06, and the plan counts none since that day: test_the_plans_steps_run_each_lcn_a_step_runs_...)
     assert by_stage == [5 * f1, f1 + lcn1 + 5 * f2]
+    # once the frozen cache holds a batch's rows, stage 2's step reads stage 1 (tests/test_plan_cache_hits.py)
+    assert _torch_step_flops(cfg, shape, 2, cached=True) == 5 * f2
     assert main(["plan", "--config", "cat-demo", "--machines", "4", "--cores", "2", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
+    runs = plan["network"]["frozen_runs"][1]                      # stage 1's forwards per stage-2 step
+    by_stage[1] = runs * (f1 + lcn1) + 5 * f2
     mean = sum(by_stage) / 2
     assert plan["network"]["schedule"] == "greedy" and mean < plan["network"]["flops_train"] < 1.1 * mean
     assert plan["partition"]["flops_train"] == plan["network"]["flops_train"]       # (one partition)
@@ -126,13 +141,15 @@ def test_a_greedy_preset_is_planned_one_stage_per_step_as_torch_counts_it(capsys
     assert sum(t["step_by_stage"]) / 2 == pytest.approx(t["step"])
 
 
-def _torch_products_outside_lcn(cfg, shape, stage, batch=3):
+def _torch_products_outside_lcn(cfg, shape, stage, batch=3, cached=False):
     """torch's count of one training step per example, ``stage`` trained, less what it files under the stages' LCN
-    (its banded window products): the filters' products alone."""
+    (its banded window products): the filters' products alone; ``cached``: its frozen stages from the cache."""
     model, objective = build(cfg, shape)
     model.set_stage(stage)
+    x = torch.rand(batch, *shape)
+    _cached(model, x, cached)
     with FlopCounterMode(display=False) as counter:
-        total, _ = objective(model.forward_train(Batch(torch.rand(batch, *shape))))
+        total, _ = objective(model.forward_train(Batch(x)))
         total.backward()
     counts = counter.get_flop_counts()
     lcn = sum(sum(by_op.values()) for name, by_op in counts.items() if name.endswith(".lcn"))
@@ -175,13 +192,17 @@ def test_the_plans_flops_say_what_they_count_the_cat_formulas_products_apart(cap
     beside tica-8x8's products-only 57.3 k, with no word that the two count different things."""
     cfg = load_config("cat-demo")
     products = [_torch_products_outside_lcn(cfg, (1, 32, 32), stage) for stage in (1, 2)]
+    read = _torch_products_outside_lcn(cfg, (1, 32, 32), 2, cached=True)      # stage 2's step, stage 1 from the cache
     assert main(["plan", "--config", "cat-demo", "--json"]) == 0
     n = json.loads(capsys.readouterr().out)["network"]
-    assert n["products_train"] == sum(products) / 2                          # greedy: the mean of the stages' steps
-    # the element-wise work: 3.8% (6.9% until 2026-12-06, with the LCN a step skips)
-    assert n["flops_train"] - n["products_train"] > 0.03 * n["products_train"]
+    runs = n["frozen_runs"][1]                   # stage 1's forwards per stage-2 step (tests/test_plan_cache_hits.py)
+    # greedy: the mean of the stages' steps
+    assert n["products_train"] == pytest.approx((products[0] + runs * products[1] + (1 - runs) * read) / 2, rel=1e-12)
+    # the element-wise work: 1.4% (3.8% with stage 1's pooling and LCN on every stage-2 step, until the frozen cache
+    # was counted, 2026-12-06; 6.9% before that day, with the LCN a step skips)
+    assert n["flops_train"] - n["products_train"] > 0.01 * n["products_train"]
     assert main(["plan", "--config", "cat-demo"]) == 0
-    assert "FLOPs counted on paper: 2.43M of the filters' matrix products" in capsys.readouterr().out
+    assert "FLOPs counted on paper: 2.14M of the filters' matrix products" in capsys.readouterr().out
     assert main(["plan", "--config", "tica-8x8", "--json"]) == 0
     n = json.loads(capsys.readouterr().out)["network"]
     assert n["products_train"] == n["flops_train"]                               # torch's count: products only
@@ -588,7 +609,9 @@ def test_a_split_replicas_own_process_computes_its_pooling_lcn_and_banks_norm_in
         net.flops_train - net.products_train - (one.norm_train + one.norm_fwd + two.norm_train) / 2)
     # one partition is the replica: its step is the whole network's, no process beside it
     whole = plan_for(None, (), Cluster(machines=8, partitions=1), config="main")
-    assert whole["times_s"]["replica_compute"] == 0 and whole["partition"]["flops_train"] == 2_524_674
+    assert whole["times_s"]["replica_compute"] == 0 and whole["partition"]["flops_train"] == whole["network"]["flops_train"]
+    # (less than 2,524,674 by the forwards of stage 1 the frozen cache answers: tests/test_plan_cache_hits.py)
+    assert network_of(*plan_config(None, (), "main")).flops_train == 2_524_674
     assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8"]) == 0
     assert "step (batch 32): compute 147.6 µs + replica's process 33.7 µs + windows 13.1 ms + " in capsys.readouterr().out
 

@@ -114,10 +114,14 @@ def _counted(net: Network, k: int, batch: int, rule: str) -> dict[str, Any]:
     parts = [partition_stage(s, k, hub_runs(net, k)) for s in net.stages]
     params = sum(p["params"] for p in parts)
 
-    def over(trained: str, forward: str) -> float:   # per example, averaged over the schedule's steps
-        return over_schedule(net.schedule, [p[trained] for p in parts], [p[forward] for p in parts])
-
     cat = not net.counted              # (otherwise the stages are one model's layers, and torch counted its steps)
+    # a greedy step's frozen stages come from the cache after each stage's first epoch (plan/cache_hits.py), where one
+    # process holds the replica: K > 1 partitions are remote actors, which drop it (ps/partitions_on_ray.py)
+    runs = list(net.frozen_runs) if cat and k == 1 and net.frozen_runs else [1.0] * len(parts)
+
+    def over(trained: str, forward: str) -> float:   # per example, averaged over the schedule's steps
+        return over_schedule(net.schedule, [p[trained] for p in parts], [p[forward] for p in parts], runs)
+
     # what a step holds for its backward: each trained stage's activations of the batch and its copies of the filters
     # (plan/held.py); a greedy step holds its own stage's alone (the ones below run without a graph)
     held = [(4 * batch * p["act_floats"], 4 * p["copy_floats"]) for p in parts]
@@ -151,8 +155,8 @@ def _counted(net: Network, k: int, batch: int, rule: str) -> dict[str, Any]:
     if net.schedule == "greedy" and len(parts) > 1:   # a step of each stage (the figures above are their mean)
         fwd, halo_fwd = [p["flops_fwd"] for p in parts], [p["halo_fwd_floats"] for p in parts]
         out["flops_by_stage"] = (list(net.counted) if not cat else
-                                 [sum(fwd[:i]) + p["flops_fwd_bwd"] for i, p in enumerate(parts)])
-        out["halo_by_stage"] = [4 * (sum(halo_fwd[:i]) + p["halo_floats"]) if cat and not hub_runs(net, k) else 0.0
+                                 [runs[i] * sum(fwd[:i]) + p["flops_fwd_bwd"] for i, p in enumerate(parts)])
+        out["halo_by_stage"] = [4 * (runs[i] * sum(halo_fwd[:i]) + p["halo_floats"]) if cat and not hub_runs(net, k) else 0.0
                                 for i, p in enumerate(parts)]
         out["window_by_stage"] = [4 * w for w in calls["replica_by_stage"]]
         out["replica_flops_by_stage"] = hub["by_stage"]

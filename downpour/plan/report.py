@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from downpour._names import plural
+from downpour.config import load_config
+from downpour.plan.cache_hits import with_frozen_runs
 from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
 from downpour.plan.hub import hub_runs, lends_banks, stage_calls
@@ -44,6 +47,8 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
     """The whole plan as one JSON-ready dict: network, stages (with the largest partition's share), prediction."""
     pred = predict(net, cluster, rates, batch, n_push, n_fetch, rule)
     k = pred["cluster"]["partitions"]
+    if k > 1:       # split, the partitions' actors drop the frozen cache: every step runs the frozen stages
+        net = replace(net, frozen_runs=())
     stages = []
     for s in net.stages:
         part = partition_stage(s, k, hub_runs(net, k))
@@ -69,7 +74,7 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
     out = {"network": {"name": net.name, "input_shape": list(net.input_shape), "connections": net.connections,
                        "params": net.params, "flops_train": net.flops_train, "products_train": net.products_train,
                        "schedule": net.schedule,
-                       "on_paper": not net.counted,
+                       "on_paper": not net.counted, "frozen_runs": list(net.frozen_runs),
                        "assumptions": [*net.assumptions, _timing_assumption(net, k)]},
            "stages": stages, **pred}
     if paper:
@@ -86,6 +91,8 @@ def plan_for(model: str | None = "paper", sets: list[str] | tuple[str, ...] = ()
     cfg, shape = plan_config(model, sets, config)
     paper = model in ("paper", None) and config is None
     net = network_of(cfg, shape, paper=paper)
+    if config is not None:       # the data it trains on: how often a greedy step's frozen stages come from the cache
+        net = with_frozen_runs(net, load_config(config), cfg.train.batch_size)
     c = cfg.cluster
     rates = calibrate(c.rule) if measure else DEFAULT_RATES
     plan = make_plan(net, cluster, rates, cfg.train.batch_size, c.n_push, c.n_fetch, c.rule, paper=paper)

@@ -7,6 +7,7 @@ model from its built layers and torch's count of its training step, :mod:`downpo
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 __all__ = ["Stage", "Network", "over_schedule"]
 
@@ -74,13 +75,17 @@ class Network:
     uncut: str = ""                  # why the model-parallel runner refuses K > 1 (cut_refusal; the paper's pipeline: "")
     banks_shared: bool = True        # K partitions share a tiled stage's banks, as the runner's do (their own shards);
                                      # the paper's pipeline: each partition owns its tiles
+    # a greedy cat run's frozen forward passes per step of each stage, the frozen cache answering the rest (plan/cache_hits.py;
+    # () : every step runs them, as on data that never recurs); only where one process holds the replica (K = 1)
+    frozen_runs: tuple[float, ...] = ()
 
     @property
     def flops_train(self) -> float:
         """FLOPs of one training example, averaged over the schedule's steps."""
         if self.counted:
             return sum(self.counted) / len(self.counted)
-        return over_schedule(self.schedule, [s.flops_fwd_bwd for s in self.stages], [s.flops_fwd for s in self.stages])
+        return over_schedule(self.schedule, [s.flops_fwd_bwd for s in self.stages], [s.flops_fwd for s in self.stages],
+                             self.frozen_runs)
 
     @property
     def products_train(self) -> float:
@@ -92,7 +97,7 @@ class Network:
         if self.counted:
             return self.flops_train
         return over_schedule(self.schedule, [s.products_train or 0 for s in self.stages],
-                             [s.products_fwd or 0 for s in self.stages])
+                             [s.products_fwd or 0 for s in self.stages], self.frozen_runs)
 
     @property
     def params(self) -> int:
@@ -110,12 +115,15 @@ class Network:
 
 
 
-def over_schedule(schedule: str, train: list[float], forward: list[float]) -> float:
+def over_schedule(schedule: str, train: list[float], forward: list[float], runs: Sequence[float] = ()) -> float:
     """Per example, what a training step of stages costing ``train`` (trained) and ``forward`` (forward only) costs,
     averaged over the schedule's steps: joint, every stage trains on its own cost (the sum of ``train``); greedy,
     stage i trains for 1/n of the steps while the stages below it run forward only and the ones above it do not run
     (``CatNet.forward_train``). Until 2026-12-04 every plan was joint: cat-demo (greedy) read 4.42 MFLOP per
-    example, 1.7x the 2.60 M its steps take on average (torch counts 3.21 M at stage 1, 1.68 M at stage 2)."""
+    example, 1.7x the 2.60 M its steps take on average (torch counts 3.21 M at stage 1, 1.68 M at stage 2).
+    ``runs[i]``: greedy, the forward passes of the stages below i per step of stage i (the frozen cache answers the
+    rest: :mod:`downpour.plan.cache_hits`); () : one a step."""
     if schedule != "greedy" or len(train) < 2:
         return sum(train)
-    return sum(sum(forward[:i]) + train[i] for i in range(len(train))) / len(train)
+    runs = runs or [1.0] * len(train)
+    return sum(runs[i] * sum(forward[:i]) + train[i] for i in range(len(train))) / len(train)

@@ -1,0 +1,122 @@
+"""How often a greedy cat step runs its frozen stages, once ``CatNet.frozen_cache`` answers from held rows.
+
+In a greedy run stage i > 1 trains on the output of the frozen stages below it. ``downpour/models/frozen.py`` keeps
+each input row's frozen output and hands a batch back from it, with no forward pass, when every row of the batch is
+held; the cache is emptied at each stage switch (the frozen weights it checks change), so each stage fills it anew.
+On in-memory data without augmentation, visited in a fresh order each epoch (``Dataset.batches``), a stage's steps
+therefore run the frozen stages like this, per replica (each keeps its own cache over its own shard of the rows):
+
+- the stage's batches miss until every row has been seen in it (:func:`fill_batches`: the rest of the epoch the
+  stage starts in, then the next epoch's batches that hold a row not seen yet): the frozen stages run, rows are kept;
+- the first batch whose rows are all held is run, compared and run again rolled by a row (the shape check): two
+  frozen forwards;
+- every later batch is a hit: a read of B held rows (keys and outputs), no frozen forward.
+
+So the frozen forwards per step of stage i are ``(F + 2) / S`` (S the stage's steps per replica, F the fill; 1 where
+S <= F), and 1 where rows never recur (augmented or file data, which the plan does not read), where the shard's rows
+do not fit the cache (``CACHE_BYTES``: rows past it are not kept, so a batch is almost never all held), or where
+the replica is cut into partitions (their filters live in remote actors, which drop the cache). An expectation (the
+rows' order is random), checked against the runner in :func:`fill_batches`. Until 2026-12-06 the plan ran them on
+every step.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import replace
+from typing import Sequence
+
+from downpour.config import DataConfig, RunConfig
+from downpour.models.frozen import CACHE_BYTES
+from downpour.plan.stage import Network
+
+__all__ = ["frozen_runs", "fill_batches", "stage_steps", "data_rows", "with_frozen_runs", "BUILT_IN"]
+
+BUILT_IN = ("natural", "faces", "natural+faces", "digits", "gaussian")    # always built in memory (data/pipeline.py)
+
+
+def stage_steps(total: int, n_stages: int) -> list[int]:
+    """The steps of each greedy stage of a run of ``total`` steps: stage s starts at ⌈(s − 1)·total/n⌉
+    (``ps/cluster.py`` ``stages_of``, ``plan.staleness.greedy_switches``)."""
+    starts = [math.ceil(s * total / n_stages) for s in range(n_stages)] + [total]
+    return [b - a for a, b in zip(starts, starts[1:])]
+
+
+def frozen_runs(rows: int, batch: int, total: int, row_bytes: Sequence[float], replicas: int = 1,
+                limit: int = CACHE_BYTES, distinct: int | None = None) -> tuple[float, ...]:
+    """Per greedy stage, the frozen stages' forward passes per step (1: every step, as without the cache; stage 1,
+    which has none below it, 1) for a run of ``total`` steps over ``rows`` in-memory rows, batch ``batch``, on
+    ``replicas`` (each its own cache over its ``rows / replicas``); ``row_bytes[i]``: what the cache keeps for a row
+    in stage i's steps (its key, the input, and the frozen stages' output); ``distinct``: of the rows, how many
+    differ in their bytes (None: all). The expected count: see :func:`fill_batches`."""
+    if rows < 1 or batch < 1 or replicas < 1:
+        raise ValueError(f"frozen_runs: rows, batch and replicas must be >= 1, got {rows}, {batch}, {replicas}")
+    mine = math.ceil(rows / replicas)
+    lengths = stage_steps(total, len(row_bytes))
+    out = [1.0]
+    for i, size in enumerate(row_bytes[1:], start=1):
+        per = lengths[i] / replicas
+        if per <= 0 or mine * size > limit:
+            out.append(1.0)
+            continue
+        fill = fill_batches(mine, batch, round(sum(lengths[:i]) / replicas) * batch % mine,
+                            (distinct or rows) / rows)
+        out.append((fill + 2) / per if per > fill else 1.0)
+    return tuple(out)
+
+
+def fill_batches(rows: int, batch: int, offset: int, unique: float = 1.0) -> float:
+    """The batches a stage runs its frozen stages on before every row is held (expected), the stage starting
+    ``offset`` rows into an epoch of ``rows``: the rest of that epoch, ⌈(rows − offset)/batch⌉ batches, and then, in
+    the next epoch, each batch holding one of the ``offset`` rows not seen yet, of ``rows/batch``: with the rows in a
+    random order, ``rows/batch · (1 − (1 − u/rows)^batch)`` where u = ``offset · unique`` (``unique``: the share of
+    the rows whose bytes differ; a repeated row, the built-in faces drawn 2-10 times each, is held once any of its
+    copies was seen). cat-demo's stage 2 at 200 of 400 steps starts 170 rows into an epoch of 1,246 (1,012 distinct):
+    34 + 38.0 batches, + the check's 2 forwards: 74.0 predicted, where the local runner ran the frozen stage 74 times
+    (measured 2026-12-06; one epoch, ⌈rows/batch⌉ + 2, would say 41). The main job's bench/frozen_cache.py greedy row
+    (stage 2 starting 20 rows into an epoch of 2,180, 1,012 distinct): 68 + 8.7 + 2 = 78.7 against 672 of 750
+    batches from the cache, 79 forwards (docs/benchmarks.md, frozen_cache)."""
+    if offset == 0:
+        return math.ceil(rows / batch)
+    return math.ceil((rows - offset) / batch) + rows / batch * (1 - (1 - offset * unique / rows) ** batch)
+
+
+def data_rows(cfg: RunConfig) -> tuple[int, int] | None:
+    """The rows ``cfg``'s data set holds in memory, and how many of them differ, where they recur unchanged (a
+    built-in source, no augmentation), else None (the plan then counts the frozen stages on every step, as on data that never recurs). Builds the data
+    set: 1-3 s for the presets' built-in images."""
+    d = cfg.data
+    if d.source not in BUILT_IN or d.shift or d.scale or d.flip:
+        return None
+    return _rows(d, cfg.seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _rows(data: DataConfig, seed: int) -> tuple[int, int]:
+    from downpour.data.build import build_dataset    # (the plan of a config builds its data only here)
+    x = build_dataset(data, seed).x
+    return len(x), len({row.numpy().tobytes() for row in x})
+
+
+def with_frozen_runs(net: Network, cfg: RunConfig, batch: int) -> Network:
+    """``net`` (a cat network counted on paper, planned from ``cfg``, a preset or file, at ``batch``) with the frozen
+    forward passes per step of its greedy stages (:func:`frozen_runs`, on the data ``cfg`` trains on, its
+    ``train.steps``, one replica) and an assumption line saying so; ``net`` itself where nothing is frozen or the
+    rows do not recur."""
+    if net.counted or net.schedule != "greedy" or len(net.stages) < 2:
+        return net
+    counted = data_rows(cfg)
+    if counted is None:
+        return replace(net, assumptions=(*net.assumptions, (
+            "a greedy step runs the frozen stages below it on every step: the data's rows do not recur unchanged "
+            f"(data.source {cfg.data.source!r}" + (", augmented" if cfg.data.shift or cfg.data.scale or cfg.data.flip
+                                                   else ": files, which the plan does not read") + ")")))
+    key = 4 * math.prod(net.input_shape)
+    sizes = [0.0] + [key + 4 * math.prod(s.out_shape) for s in net.stages[:-1]]
+    rows, distinct = counted
+    runs = frozen_runs(rows, batch, cfg.train.steps, sizes, distinct=distinct)
+    said = (", ".join(str(i) for i in range(2, len(runs) + 1)) + ": " + ", ".join(f"{r:.3g}" for r in runs[1:]))
+    return replace(net, frozen_runs=runs, assumptions=(*net.assumptions, (
+        f"a greedy step's frozen stages come from the frozen cache once a stage has seen its {rows:,} rows ({distinct:,} distinct; one "
+        f"replica, {cfg.train.steps:,} steps of {batch}): forward passes of them per step of stage {said} "
+        "(1: every step; split into partitions, every step: their actors drop the cache)")))

@@ -1,0 +1,99 @@
+"""A greedy cat step's frozen stages come from the frozen cache once a stage has seen its rows (models/frozen.py):
+the plan counts what the runner runs, a forward pass only on a miss (docs/plan.md, "The frozen stages' cache")."""
+import json
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from downpour.cli import main
+from downpour.config import load_config
+from downpour.data import Dataset, build_dataset
+from downpour.models.frozen import FrozenCache
+from downpour.plan import network_of, plan_config
+from downpour.plan.cache_hits import fill_batches, frozen_runs, with_frozen_runs
+from downpour.plan.partition import partition
+
+
+def _plan(capsys, *argv: str) -> dict:
+    assert main(["plan", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_stage_2_step_reads_stage_1_from_the_cache_once_it_has_seen_every_row_counted_by_hand(capsys):
+    """cat-demo: 1,500 steps of 32, stage 2 the last 750, starting 750 x 32 rows into the batch stream; its rows
+    counted here from the data it trains on. Stage 2 runs stage 1 forward on the rest of the epoch it starts in and
+    on the next epoch's batches that hold a row it has not seen (a repeated row's bytes seen once are held), the first
+    batch whose rows are all held twice (the cache's shape check), and reads the rest: the plan counted stage 1's
+    forward on all 750."""
+    cfg = load_config("cat-demo")
+    x = build_dataset(cfg.data, cfg.seed).x
+    rows, distinct = len(x), len({r.numpy().tobytes() for r in x})
+    offset = 750 * 32 % rows                                   # into an epoch when stage 2 starts
+    unseen = offset * distinct / rows                          # of them, not held through a copy seen since
+    fill = math.ceil((rows - offset) / 32) + rows / 32 * (1 - (1 - unseen / rows) ** 32)
+    runs = (fill + 2) / 750
+    plan = _plan(capsys, "--config", "cat-demo", "--machines", "4", "--cores", "2")
+    assert plan["cluster"]["partitions"] == 1
+    assert plan["network"]["frozen_runs"] == pytest.approx([1.0, runs], rel=1e-12)
+    one, two = plan["stages"]
+    by_stage = plan["partition"]["flops_by_stage"]
+    assert by_stage == pytest.approx([one["flops_fwd_bwd"], runs * one["flops_fwd"] + two["flops_fwd_bwd"]], rel=1e-12)
+    assert plan["network"]["flops_train"] == pytest.approx(sum(by_stage) / 2, rel=1e-12)
+    # stage 2's step is timed from those FLOPs: shorter than one that runs stage 1 on every step by its forward
+    t, rate = plan["times_s"], 2 * plan["rates"]["flops_per_core"] / 32       # --cores 2, batch 32
+    pool_rate = 2 * plan["rates"]["pool_lcn_flops_per_core"] / 32
+    pool = plan["partition"]["pool_lcn_flops_by_stage"]
+    step2 = (by_stage[1] - pool[1]) / rate + pool[1] / pool_rate + t["fetch"]
+    assert t["step_by_stage"][1] == pytest.approx(step2, rel=1e-9)
+    assert f"forward passes of them per step of stage 2: {runs:.3g} (1: every step;" in " ".join(
+        plan["network"]["assumptions"])
+
+
+def test_split_or_joint_or_augmented_every_step_runs_the_frozen_stages(capsys):
+    """The cache is dropped where the replica is cut into partitions (remote actors), nothing is frozen in a joint
+    run, and augmented rows never recur: each step runs the stages below its own."""
+    base = load_config("cat-demo")
+    cfg, shape = plan_config(None, ["model.tile=0"], "cat-demo")
+    net = with_frozen_runs(network_of(cfg, shape), base, 32)
+    assert 0 < net.frozen_runs[1] < 1
+    every = replace(net, frozen_runs=())
+    for k, same in ((1, False), (2, True)):
+        a, b = (partition(n, k, 32, "adam") for n in (net, every))
+        assert (a["flops_by_stage"] == b["flops_by_stage"]) is same and (a["flops_train"] == b["flops_train"]) is same
+    assert partition(net, 1, 32, "adam")["flops_by_stage"][1] < partition(every, 1, 32, "adam")["flops_by_stage"][1]
+    split = _plan(capsys, "--config", "cat-demo", "--machines", "8", "--partitions", "2")
+    assert split["cluster"]["partitions"] == 2 and split["network"]["frozen_runs"] == []
+    joint = _plan(capsys, "--config", "cat-demo", "--machines", "4", "--set", "train.schedule=joint")
+    assert joint["network"]["frozen_runs"] == []
+    shifted = replace(base, data=replace(base.data, shift=2))
+    assert with_frozen_runs(network_of(cfg, shape), shifted, 32).frozen_runs == ()
+
+
+@pytest.mark.parametrize("before", [0, 13, 40])
+def test_the_plans_frozen_forwards_are_the_caches_own_on_a_batch_stream(before):
+    """Independent of the formula: the real cache on the real batch stream (Dataset.batches), a stage of 100 steps
+    starting ``before`` batches of 8 into it (an earlier stage's), over 200 rows of which 150 distinct, counting every
+    call of the frozen stack; at an epoch's start the count is exact, else an expectation (within 10%)."""
+    rows, batch, steps = 200, 8, 100
+    x = torch.randn(150, 1, 4, 4)
+    data = Dataset(torch.cat([x, x[:50]]))
+    cache, calls = FrozenCache(), []
+
+    def frozen(x: torch.Tensor) -> torch.Tensor:
+        calls.append(len(x))
+        return 2 * x
+
+    stream = data.batches(batch, torch.Generator().manual_seed(0))
+    for _ in range(before):
+        next(stream)
+    for _ in range(steps):
+        cache([torch.ones(1)], next(stream).x, frozen)
+    row = 4 * 16 * 2
+    if before == 0:
+        assert len(calls) == frozen_runs(rows, batch, 2 * steps, [0, row], distinct=150)[1] * steps == 25 + 2
+    else:
+        assert len(calls) == pytest.approx(fill_batches(rows, batch, before * batch % rows, 150 / rows) + 2, rel=0.1)
+    # rows past the cache's bound are not kept: every batch misses, and the plan says so
+    assert frozen_runs(rows, batch, 2 * steps, [0, row], limit=row * rows - 1)[1] == 1.0
