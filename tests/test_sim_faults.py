@@ -2,6 +2,8 @@
 loss takes (until 2026-12-06 only a test could lose one: SimulatedCluster.lose, a ShardLost raised by hand)."""
 import html
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from test_cluster_resume_edges import _run as _sync_run
 from test_ps_simulated import _run, _same_run, _without_wall_clock
 
 import downpour.ps.recorder as recorder_module
+import downpour.ps.simulated as simulated_module
 from downpour.analysis.report_cluster import cluster_faults
 from downpour.cli import main
 from downpour.errors import RunError
@@ -106,7 +109,9 @@ def test_a_worker_fault_run_resumes_as_the_uninterrupted_run(tmp_path, monkeypat
     ("shard 0 at 0", "'shard 0 at 0': step 0 is outside"),
     ("worker x at 10", "'worker x at 10': the worker and the step are whole numbers"),
     ("shard 0 at 50, shard 0 at 50", "'shard 0 at 50' repeats 'shard 0 at 50'"),
-    ("worker 1 at 50, worker 1 at 90", "'worker 1 at 90' repeats 'worker 1 at 50' (a worker is lost once"),
+    ("worker 1 at 50, worker 1 at 50", "'worker 1 at 50' repeats 'worker 1 at 50' (the same loss twice)"),
+    ("worker 1 at 50, worker 1 at 90", "'worker 1 at 90' loses worker 1 again, but its loss by 'worker 1 at 50' is "
+                                       "not restarted: cluster.restarts = 0 restarts the first 0 worker losses"),
 ])
 def test_a_bad_fault_is_refused_naming_the_key_and_the_item(tmp_path, capsys, value, said):
     argv = ["train", "--dry-run", "--config", "teacher-student", "--runner", "simulated", "--workers", "3", "--shards",
@@ -221,13 +226,13 @@ def test_a_restart_fault_run_resumes_as_the_uninterrupted_run(tmp_path, monkeypa
     _same_run_but_resumes(tmp_path / "a", tmp_path / "b")
 
 
-def _same_run_but_resumes(a, b):
-    """Model, metrics (but the wall clock) and staleness.json alike, bit for bit, but ``b``'s resumed events."""
+def _same_run_but_resumes(a, b, but="resumed"):
+    """Model, metrics (but the wall clock) and staleness.json alike, bit for bit, but ``b``'s ``but`` events."""
     wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert _without_wall_clock(RunDir(a).metrics()) == _without_wall_clock(RunDir(b).metrics())
     sa, sb = RunDir(a).read_json("staleness.json"), RunDir(b).read_json("staleness.json")
-    sb["events"] = _without(sb["events"], "resumed")
+    sb["events"] = _without(sb["events"], but)
     assert sa == sb
 
 
@@ -250,3 +255,95 @@ def test_a_sync_worker_lost_with_its_push_travelling_holds_its_round_until_it_la
     staleness = RunDir(tmp_path / "r").read_json("staleness.json")
     assert staleness["rejected"] == {}
     assert [e["event"] for e in staleness["events"]][1:] == (["worker-restarted"] if restarts == "1" else [])
+
+
+AGAIN = [*SETS, "cluster.faults=['worker 1 at 12', 'worker 1 at 30']", "cluster.restarts=2"]
+
+
+def test_a_worker_lost_again_loses_its_replacement_once_it_has_rejoined(tmp_path):
+    """'worker 1 at 12, worker 1 at 30' with cluster.restarts = 2: worker 1's replacement (rejoined at step 22) is lost
+    at step 30 and restarted in turn, each loss's reason naming its item; the report's Faults line says both; the run
+    repeats bit for bit and is not the run that lost worker 1 once (until 2026-12-06 the second item was refused)."""
+    summary, run = _run(tmp_path / "a", *AGAIN)
+    assert summary["lost_workers"] == [] and summary["steps"] == 48
+    events = _events(tmp_path / "a")
+    assert [(e["event"], e["worker"], e["step"], e.get("reason", e.get("seed_step"))) for e in events] == [
+        ("worker-lost", 1, 12, "cluster.faults 'worker 1 at 12'"), ("worker-restarted", 1, 22, 12),
+        ("worker-lost", 1, 30, "cluster.faults 'worker 1 at 30'"), ("worker-restarted", 1, 30, 30)]
+    assert html.unescape(cluster_faults(run)) == (
+        "<p class=\"note\">Faults: worker 1 lost at step 12 (cluster.faults 'worker 1 at 12'), restarted at step 22; "
+        "worker 1 lost at step 30 (cluster.faults 'worker 1 at 30'), restarted at step 30.</p>")
+    _run(tmp_path / "b", *AGAIN)
+    _same_run_but_resumes(tmp_path / "a", tmp_path / "b")
+    _run(tmp_path / "once", *RESTART)
+    assert (tmp_path / "once/model.safetensors").read_bytes() != (tmp_path / "a/model.safetensors").read_bytes()
+
+
+def test_a_loss_before_the_replacement_rejoined_finds_no_worker_and_is_said_once(tmp_path):
+    """'worker 1 at 13': worker 1 lost at step 12, its replacement waiting for its pushes to land until step 22: the
+    item loses nothing, a fault-missed event naming it says so (once), and the run is the one without the item but
+    that event."""
+    _run(tmp_path / "r", *SETS, "cluster.faults=['worker 1 at 12', 'worker 1 at 13']", "cluster.restarts=2")
+    events = _events(tmp_path / "r")
+    assert [(e["event"], e["step"]) for e in events] == [("worker-lost", 12), ("fault-missed", 14),
+                                                         ("worker-restarted", 22)]
+    assert events[1]["reason"] == ("cluster.faults 'worker 1 at 13': worker 1 is lost already, its replacement has "
+                                   "not rejoined yet")
+    _run(tmp_path / "once", *RESTART, "cluster.restarts=2")
+    _same_run_but_resumes(tmp_path / "once", tmp_path / "r", but="fault-missed")
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("at", ["between", "after"])
+def test_a_worker_lost_twice_resumes_as_the_uninterrupted_run(tmp_path, monkeypatch, at):
+    """Stopped at a checkpoint between worker 1's two losses (its first replacement rejoined) or after the second
+    (its second replacement rejoined at once: none of its pushes travelled): --resume goes on to the uninterrupted run bit for bit, each loss taken once."""
+    _run(tmp_path / "a", *AGAIN)
+    checkpoint = recorder_module.Recorder.checkpoint
+
+    def killed(self, states=None):
+        checkpoint(self, states)
+        kinds = [e["event"] for e in self.coord.events]
+        if kinds.count("worker-lost") == kinds.count("worker-restarted") == (1 if at == "between" else 2):
+            raise _Killed
+
+    monkeypatch.setattr(recorder_module.Recorder, "checkpoint", killed)
+    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", lambda self: None)
+    with pytest.raises(_Killed):
+        _run(tmp_path / "b", *AGAIN)
+    monkeypatch.undo()
+    _run(tmp_path / "b", *AGAIN, resume=True)
+    _same_run_but_resumes(tmp_path / "a", tmp_path / "b")
+
+
+def test_a_ctrl_c_while_the_replacement_waits_resumes_as_the_uninterrupted_run(tmp_path, monkeypatch):
+    """A SIGINT between two events while worker 1's replacement waits for the lost worker's pushes to land, past the
+    last periodic checkpoint: the failure checkpoint (the whole state, the replacement still starting) and --resume
+    go on to the uninterrupted run bit for bit, the worker restarted once."""
+    _run(tmp_path / "a", *RESTART)
+    event = simulated_module.SimulatedCluster._event
+
+    def interrupted(self, on_push):
+        event(self, on_push)
+        if 1 in self._starting and self.coord.done >= 16 and not getattr(self, "_sent", False):
+            self._sent = True
+            os.kill(os.getpid(), signal.SIGINT)     # (held until the event ends, as a real Ctrl-C is)
+
+    save_on_failure, unsaved = recorder_module.Recorder.save_on_failure, []
+
+    def saving(self):
+        unsaved.append(self._since_ckpt)        # pushes since the last periodic checkpoint: saved again
+        save_on_failure(self)
+
+    monkeypatch.setattr(simulated_module.SimulatedCluster, "_event", interrupted)
+    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", saving)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", *RESTART)
+    monkeypatch.undo()
+    assert len(unsaved) == 1 and unsaved[0] > 0
+    assert json.loads((tmp_path / "b/checkpoints/server.json").read_text())["sim"]["starting"] == {"1": 12}
+    assert _run(tmp_path / "b", *RESTART, resume=True)[0]["lost_workers"] == []
+    _same_run_but_resumes(tmp_path / "a", tmp_path / "b")

@@ -4,7 +4,8 @@ real loss takes (a worker: :meth:`~downpour.ps.simulated.SimulatedCluster.lose`,
 times as on Ray, else the run goes on without it; a shard: :class:`~downpour.ps.recorder.ShardLost`, every
 shard restarted from the last server checkpoint up to ``cluster.shard_restarts`` times). A run is a pure function of
 its config, so a fault run repeats, and the fault's event names the item (its ``reason``), which keeps it from firing
-again in a restart's or a resume's go.
+again in a restart's or a resume's go. A worker may be lost again (its replacement) where its earlier loss is
+restarted; an item that finds it lost still (its replacement not rejoined) loses nothing: a ``fault-missed`` event.
 
     faults = parse_faults(cfg)           # ConfigError naming cluster.faults and the item
 """
@@ -61,13 +62,28 @@ def parse_faults(cfg: RunConfig) -> list[Fault]:
             raise ConfigError(f"{KEY}: {item!r}: step {step} is outside the run's steps 1 to {cfg.train.steps - 1} "
                               f"(train.steps = {cfg.train.steps})", key=KEY)
         fault = Fault(kind, int(index), int(step), item.strip())
-        twin = next((f for f in faults if f.kind == kind and f.index == fault.index
-                     and (kind == "worker" or f.step == fault.step)), None)
+        twin = next((f for f in faults if f.kind == kind and f.index == fault.index and f.step == fault.step), None)
         if twin is not None:
-            why = "a worker is lost once in a simulated run" if kind == "worker" else "the same loss twice"
-            raise ConfigError(f"{KEY}: {item!r} repeats {twin.item!r} ({why})", key=KEY)
+            raise ConfigError(f"{KEY}: {item!r} repeats {twin.item!r} (the same loss twice)", key=KEY)
         faults.append(fault)
-    return sorted(faults, key=lambda f: f.step)
+    faults.sort(key=lambda f: f.step)
+    _check_lost_again(faults, c.restarts)
+    return faults
+
+
+def _check_lost_again(faults: list[Fault], restarts: int) -> None:
+    """A worker lost again needs its earlier loss restarted: the worker losses take ``cluster.restarts`` in step
+    order, so one past them is refused here (ConfigError naming the item). Whether its replacement has rejoined by the
+    later step is the run's to say (:meth:`~downpour.ps.simulated.SimulatedCluster._fault`: a ``fault-missed`` event
+    where not). Until 2026-12-06 every second item for a worker was refused."""
+    losses = [f for f in faults if f.kind == "worker"]
+    for i, fault in enumerate(losses):
+        again = next((f for f in losses[i + 1:] if f.index == fault.index), None)
+        if again is not None and i >= restarts:
+            raise ConfigError(f"{KEY}: {again.item!r} loses worker {fault.index} again, but its loss by {fault.item!r} "
+                              f"is not restarted: cluster.restarts = {restarts} restarts the first "
+                              f"{plural(restarts, 'worker loss', 'worker losses')} in step order, and {fault.item!r} "
+                              f"is loss {i + 1}; set cluster.restarts = {i + 1} or more", key=KEY)
 
 
 def check_faults(cfg: RunConfig) -> None:

@@ -19,7 +19,7 @@ from downpour.data.pipeline import batch_position, close_stream, data_report, lo
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.coordinator import Coordinator, restarts_left
 from downpour.ps.delays import delay_rngs
-from downpour.ps.faults import parse_faults
+from downpour.ps.faults import Fault, parse_faults
 from downpour.ps.recorder import ShardLost
 from downpour.ps.setup import LOCAL_FIRST, ClusterSetup, make_worker, seeds_local_first
 from downpour.ps.shard import Shard
@@ -168,12 +168,23 @@ class SimulatedCluster:
         for fault in self.faults:
             if fault.kind != kind or fault.step > self.coord.done or fault.fired(self.coord.events):
                 continue
-            if kind == "worker":
+            if kind == "worker" and fault.index in self.coord.lost:     # (lost again before its replacement rejoined)
+                self._missed(fault)
+            elif kind == "worker":
                 self.lose(fault.index, fault.reason)
             else:
                 self.dead_shard = fault.index
                 raise ShardLost(f"shard {fault.index} lost at step {self.coord.done} ({fault.reason})",
                                 step=self.coord.done)
+
+    def _missed(self, fault: Fault) -> None:
+        """``fault`` found its worker lost still (its replacement waiting for the lost worker's pushes to land, or none
+        started: the restarts spent or no steps left): nothing to lose, said by a ``fault-missed`` event whose reason
+        names the item (so it is taken once, in a resume's go too)."""
+        w = fault.index
+        why = "its replacement has not rejoined yet" if w in self._starting else "it was not restarted"
+        self.coord.events.append({"event": "fault-missed", "worker": w, "step": self.coord.done,
+                                  "reason": f"{fault.reason}: worker {w} is lost already, {why}"})
 
     def _arrive(self, w: int, push: Push, t: float, on_push: OnPush) -> None:
         results = [s.push(push.worker, g, b, push.seq, push.stages).as_dict()
