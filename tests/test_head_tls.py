@@ -52,14 +52,16 @@ def _made_with_cryptography(cert: Path, key: Path) -> None:
                                           serialization.NoEncryption()))
 
 
-def _tls_server(cert: Path, key: Path, alpn: list[str], heard: queue.Queue) -> socket.socket:
+def _tls_server(cert: Path, key: Path, alpn: list[str], heard: queue.Queue, route=None) -> socket.socket:
     """A TLS server (Python's) that requires a client certificate from its CA, choosing among ``alpn``; ``heard``
-    gets, for its one connection, the protocol chosen (None: none) or the handshake's error."""
+    gets, for its one connection, the protocol chosen (None: none) or the handshake's error. ``route``: its
+    ``sni_callback`` (called with the host name the client asked for, None where it named none)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     context.load_verify_locations(cert)
     context.verify_mode = ssl.CERT_REQUIRED
     context.set_alpn_protocols(alpn)
+    context.sni_callback = route
     server = socket.create_server(("127.0.0.1", 0))
 
     def serve():
@@ -121,3 +123,32 @@ def test_with_rays_tls_on_a_head_is_asked_with_rays_certificate_and_left_to_ray(
     finally:
         server.stop(None)
     assert "andshake failed" not in capfd.readouterr().err
+
+
+
+def test_with_rays_tls_on_a_head_behind_a_proxy_that_routes_by_name_is_asked_by_that_name(tls_env):
+    """A head reached by name through a TLS proxy that routes by the name the client asks for (SNI: an ingress with
+    TLS passthrough, as a `ray://` head on Kubernetes often is) and answers a ClientHello naming no host from its own
+    default server, an HTTPS one. Ray's gRPC client names the address's host, so it reaches the head; until
+    2026-12-06 the probe named none, met the default server (no HTTP/2) and refused a real head."""
+    pytest.importorskip("ray")
+    from downpour.ps.connect_on_ray import _reachable
+
+    cert, key = tls_env
+    head = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    head.load_cert_chain(cert, key)
+    head.load_verify_locations(cert)
+    head.verify_mode = ssl.CERT_REQUIRED
+    head.set_alpn_protocols(["h2"])
+    named: list[str | None] = []
+
+    def route(tls: ssl.SSLObject, name: str | None, _default: ssl.SSLContext) -> None:
+        named.append(name)
+        if name == "localhost":
+            tls.context = head
+
+    heard: queue.Queue = queue.Queue()
+    with _tls_server(cert, key, ["http/1.1"], heard, route) as proxy:
+        _reachable(f"localhost:{proxy.getsockname()[1]}", 5.0)
+        assert heard.get(timeout=10.0) == "h2"
+    assert named == ["localhost"]

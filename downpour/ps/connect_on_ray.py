@@ -50,7 +50,7 @@ def _reachable(address: str, timeout: float) -> None:
     scheme, host, port = parts
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-            problem = head_problem(sock, int(port), timeout, client=scheme == "ray")
+            problem = head_problem(sock, int(port), timeout, client=scheme == "ray", host=host)
     except socket.gaierror as err:
         # no such host (the docs' HEAD:6379, copied as it is) is not a head that is down; a lookup that failed for now
         # (no name server answered) is said as such

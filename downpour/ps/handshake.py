@@ -6,7 +6,7 @@ head's 6379), ``ray.init`` waited over 2 minutes printing Ray's "Timed out while
 2026-12-06; with Ray's TLS on, until later that day).
 
     with socket.create_connection((host, port), 10.0) as sock:
-        problem = head_problem(sock, port, 10.0)   # None: a Ray head, or an answer that cannot tell
+        problem = head_problem(sock, port, 10.0, host=host)   # None: a Ray head, or an answer that cannot tell
 """
 from __future__ import annotations
 
@@ -32,12 +32,14 @@ def ray_tls() -> bool:
     return os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
 
 
-def head_problem(sock: socket.socket, port: int, timeout: float, client: bool = False) -> str | None:
+def head_problem(sock: socket.socket, port: int, timeout: float, client: bool = False,
+                 host: str | None = None) -> str | None:
     """Why the listener on ``sock`` (connected to ``port``) is no Ray head, or None: asked with TLS where
-    :func:`ray_tls`, else in the clear; up to ``timeout`` for its answer. ``client``: as :func:`not_a_head`'s."""
+    :func:`ray_tls`, else in the clear; up to ``timeout`` for its answer. ``client``: as :func:`not_a_head`'s.
+    ``host``: the address's host, named in the ClientHello as Ray's gRPC client names it (:func:`tls_answer`)."""
     if not ray_tls():
         return not_a_head(first_answer(sock, timeout), port, client)
-    answer, chosen = tls_answer(sock, timeout)
+    answer, chosen = tls_answer(sock, timeout, host)
     if problem := not_a_head(answer, port, client):   # another protocol's answer to the ClientHello (a web page)
         return problem
     if chosen in (None, "h2"):
@@ -66,7 +68,7 @@ def first_answer(sock: socket.socket, timeout: float) -> bytes:
     return answer
 
 
-def tls_answer(sock: socket.socket, timeout: float) -> tuple[bytes, str | None]:
+def tls_answer(sock: socket.socket, timeout: float, host: str | None = None) -> tuple[bytes, str | None]:
     """What the listener on ``sock`` answers a TLS ClientHello offering HTTP/2 (ALPN "h2") with: the bytes it first
     sent (a TLS record, or another protocol's answer, such as a web server's page: what :func:`not_a_head` judges;
     empty where it said nothing within ``timeout`` or dropped the connection), and, where the handshake completed,
@@ -74,11 +76,17 @@ def tls_answer(sock: socket.socket, timeout: float) -> tuple[bytes, str | None]:
     certificate and key (``RAY_TLS_SERVER_CERT``, ``RAY_TLS_SERVER_KEY``: Ray's TLS is mutual, a head refuses a
     driver without them; where they are not there to present, nothing is sent) and does not check the listener's
     certificate (Ray does, with ``RAY_TLS_CA_CERT``): it asks what is spoken there, not who speaks. Its bytes go
-    through memory buffers, so an answer that is not TLS is seen as it came."""
+    through memory buffers, so an answer that is not TLS is seen as it came. ``host`` (a name; not an IP address) is
+    named in the ClientHello (SNI), as Ray's gRPC client names it: a proxy that routes by it (an ingress's TLS
+    passthrough) answers one that names none from its own default server, and until 2026-12-06 that refused a head."""
     if (context := _tls_context()) is None:
         return b"", None               # not asked: see _tls_context
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls, answer = context.wrap_bio(incoming, outgoing), b""
+    try:
+        tls = context.wrap_bio(incoming, outgoing, server_hostname=host or None)
+    except ValueError:                 # a name no ClientHello can carry (an empty or 64-letter label): none
+        tls = context.wrap_bio(incoming, outgoing)
+    answer = b""
     deadline = time.monotonic() + timeout
     try:
         while True:
