@@ -152,3 +152,49 @@ def test_with_rays_tls_on_a_head_behind_a_proxy_that_routes_by_name_is_asked_by_
         _reachable(f"localhost:{proxy.getsockname()[1]}", 5.0)
         assert heard.get(timeout=10.0) == "h2"
     assert named == ["localhost"]
+
+
+def test_with_rays_tls_on_a_key_that_asks_for_a_pass_phrase_is_not_asked_for_one_at_the_terminal(tmp_path):
+    """RAY_TLS_SERVER_KEY names an encrypted key (Ray's gRPC takes no pass phrase). Until 2026-12-06 the probe
+    loaded it with OpenSSL's own prompt, so `downpour train --address ...` run at a terminal stopped at "Enter PEM pass
+    phrase:" before Ray was asked; now the key is taken as one that does not load (the head left to Ray). Run at a
+    terminal of its own (a pty), where OpenSSL prompts."""
+    import sys
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    if shutil.which("openssl"):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-passout", "pass:secret", "-keyout",
+                        str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost"], check=True,
+                       capture_output=True)
+    else:
+        _made_with_cryptography(cert, key)
+        from cryptography.hazmat.primitives import serialization
+
+        private = serialization.load_pem_private_key(key.read_bytes(), None)
+        key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.BestAvailableEncryption(b"secret")))
+    assert b"ENCRYPTED" in key.read_bytes()
+    at_a_terminal = f"""
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ.update(RAY_USE_TLS="1", RAY_TLS_SERVER_CERT={str(cert)!r}, RAY_TLS_SERVER_KEY={str(key)!r})
+    sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+    from downpour.ps import handshake
+    print("context:", handshake._tls_context(), flush=True)
+    os._exit(0)
+said, end = b"", time.monotonic() + 60
+while b"phrase" not in said and time.monotonic() < end:   # until it prompts, or ends (its terminal closed: EIO)
+    if select.select([fd], [], [], 0.5)[0]:
+        try:
+            more = os.read(fd, 1024)
+        except OSError:
+            break
+        if not more:
+            break
+        said += more
+os.kill(pid, 9)
+print(said.decode(errors="replace"))
+"""
+    done = subprocess.run([sys.executable, "-c", at_a_terminal], capture_output=True, text=True, timeout=120)
+    assert "pass phrase" not in done.stdout and "context: None" in done.stdout, done.stdout + done.stderr

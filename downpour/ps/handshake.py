@@ -117,16 +117,16 @@ def tls_answer(sock: socket.socket, timeout: float, host: str | None = None) -> 
 
 def _tls_context() -> ssl.SSLContext | None:
     """A client context for :func:`tls_answer`: ALPN "h2", Ray's certificate and key; None where Ray's environment
-    does not name them or they do not load (Ray names what is wrong with them, and a head logs a handshake without
-    a client certificate as failed: "PEER_DID_NOT_RETURN_A_CERTIFICATE", grpcio 1.85)."""
+    does not name them or they do not load, an encrypted key too (Ray names what is wrong with them, and a head logs
+    a handshake without a client certificate as failed: "PEER_DID_NOT_RETURN_A_CERTIFICATE", grpcio 1.85)."""
     cert, key = os.environ.get("RAY_TLS_SERVER_CERT"), os.environ.get("RAY_TLS_SERVER_KEY")
     if not (cert and key):
         return None
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     context.set_alpn_protocols(["h2"])
-    try:
-        context.load_cert_chain(cert, key)
+    try:   # (no pass phrase: OpenSSL's own prompt stopped a run at a terminal on an encrypted key until 2026-12-06)
+        context.load_cert_chain(cert, key, password=b"")
     except (OSError, ssl.SSLError):
         return None
     return context
