@@ -434,3 +434,27 @@ def test_a_photo_over_pillows_warning_size_and_within_its_limit_is_read_without_
     assert not [w for w in said if issubclass(w.category, Image.DecompressionBombWarning)]
     skipped = data.info["skipped"] if pipeline == "memory" else data["skipped"]
     assert [e["file"] for e in skipped] == [str(tmp_path / "huge.png")] and "DecompressionBombError" in skipped[0]["reason"]
+
+
+def _said_here() -> None:
+    import warnings
+
+    warnings.warn("a warning shown once where it is raised", UserWarning)
+
+
+def test_reading_images_leaves_a_warning_shown_once_shown_once(tmp_path):
+    """Python shows a warning once where it is raised (the default action) until its filters change, and a change
+    made them show it again. Until 2026-12-06 every file opened went through a change of the filters (the bomb
+    warning's ``catch_warnings``), so a warning raised once per file at one place (Pillow's, a loader's) was shown
+    once per file instead of once per process."""
+    import warnings
+
+    from downpour.data.bomb_limit import opened
+
+    _photo(tmp_path / "a.jpg", 16, 16)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("default")
+        for _ in range(3):
+            _said_here()
+            opened(tmp_path / "a.jpg").close()
+    assert [str(w.message) for w in said] == ["a warning shown once where it is raised"]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
@@ -34,8 +36,7 @@ def opened(path: Path, reducible: bool = False) -> Image.Image:
     possible "decompression bomb DOS attack" (a streamed run: once per worker and loader process, in the middle of
     the training log). Such a photo is no attack; the files that are too large are refused and named."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _bomb_warning_dropped():
             return Image.open(path)
     except Image.DecompressionBombError as err:
         if reducible:
@@ -48,6 +49,25 @@ def opened(path: Path, reducible: bool = False) -> Image.Image:
         if os.path.getsize(path) == 0:
             raise ValueError("empty file (0 bytes)") from None
         raise
+
+
+@contextmanager
+def _bomb_warning_dropped() -> Iterator[None]:
+    """Pillow's DecompressionBombWarning is not shown meanwhile; every other warning is, as it would be. Not by
+    ``warnings.catch_warnings``: any change of the filters makes Python show again every warning it showed once where
+    it was raised (until 2026-12-06 each file opened did that: a warning raised once per file at one place was shown
+    for every file). What shows a warning is replaced instead, which the filters do not see."""
+    shown = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):   # (warnings.showwarning's arguments)
+        if not issubclass(category, Image.DecompressionBombWarning):
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def within_bomb_limit(img: Image.Image, s: int) -> None:
