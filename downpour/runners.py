@@ -63,7 +63,9 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
     cfg = resolve(cfg)
     summary = runner(cfg)(cfg, run, resume)
     # a loss that ran away with every number finite: no runner's non-finite check sees it (train/divergence.py)
-    if (diverged := runaway(run.metrics())) is not None:
+    # (steps skipped: rows that stop before the run's end are a run that went past finite numbers and skipped the rest)
+    skipped = summary.get("skipped_steps") or (summary.get("rejected") or {}).get("non-finite")
+    if (diverged := runaway(run.metrics(), summary.get("steps") if skipped else None)) is not None:
         summary["diverged"] = diverged
         log.warning("%s; its model is not a trained one. %s", diverged_words(diverged), _calmer(cfg, summary))
     return summary

@@ -10,7 +10,7 @@ import pytest
 
 from downpour.config import load_config
 from downpour.runners import train
-from downpour.train.divergence import runaway
+from downpour.train.divergence import diverged_words, runaway
 from downpour.train.rundir import RunDir
 
 
@@ -66,3 +66,51 @@ def test_teacher_student_on_three_stale_workers_at_the_presets_rate_is_said_to_d
     with pytest.raises(DataError, match="nothing to measure here. Its training is in metrics.jsonl and staleness.json") as err:
         analyze_run(tmp_path / "run")
     assert ("; the run diverged: its loss grew from 2.047 at step 50 to" in str(err.value)) is diverges
+
+
+def test_rows_that_stop_before_the_runs_end_with_its_steps_skipped_are_a_runaway():
+    """A run that went past finite numbers skips every step after (NonFiniteLoss, a non-finite push) and logs no
+    row after its last finite one: teacher-student at train.lr = 20 logged one row, 1.6e+33 at step 50, and skipped
+    the other 290 steps; until 2026-12-06 its first and last row were that one row, and it was not said to diverge."""
+    one = [{"step": 50, "loss": 1.58e33}]
+    assert runaway(one) is None                                         # (no steps given: no skipped steps known)
+    gone = runaway(one, steps=300)
+    assert gone == {"first_step": 50, "first_loss": 1.58e33, "last_step": 50, "last_loss": 1.58e33, "steps": 300}
+    assert diverged_words(gone).startswith("the run diverged: every step after step 50, to step 300, had a non-finite")
+    assert runaway([{"step": 50, "loss": 2.0}, {"step": 100, "loss": 1.5}], steps=150)["first_loss"] == 2.0
+    assert runaway([{"step": 50, "loss": 2.0}, {"step": 300, "loss": 1.5}], steps=300) is None   # rows to its end
+
+
+@pytest.mark.parametrize("runner", ["local", "simulated"])
+def test_a_run_that_blew_up_and_skipped_the_rest_is_said_to_diverge(tmp_path, caplog, runner):
+    cfg = load_config("teacher-student", [f"cluster.runner={runner}", "train.optimizer=sgd", "train.lr=20",
+                                          "train.steps=60", "train.log_every=10", "train.threads=1"])
+    with caplog.at_level(logging.WARNING, logger="downpour.runners"):
+        summary = train(cfg, RunDir.create(tmp_path / "run", cfg))
+    assert summary.get("skipped_steps") or summary["rejected"]["non-finite"]
+    assert summary["diverged"]["steps"] == 60 and summary["diverged"]["last_step"] < 60
+    assert "the run diverged: every step after step" in caplog.text and "20 here)" in caplog.text
+    # the analysis reads the same from the run's files: its summary (model.json's skipped steps) and the words
+    from downpour.analysis.run import analyze_run
+    from downpour.analysis.training import skipped_to, training_summary
+    from downpour.errors import DataError
+
+    run = RunDir.open(tmp_path / "run")
+    assert skipped_to(run.path) == 60 and training_summary(run.metrics(), (), 60)["diverged"]["steps"] == 60
+    with pytest.raises(DataError, match="; the run diverged: every step after step"):
+        analyze_run(run.path)
+
+
+def test_a_cluster_runs_skipped_steps_are_read_from_its_rejected_pushes(tmp_path):
+    """A cluster run's model.json has no skipped_steps: a push whose every step was skipped is a non-finite push its
+    shards rejected (staleness.json), as the simulated teacher-student at train.lr = 20 logged 1 row for 300 steps."""
+    import json
+
+    from downpour.analysis.training import skipped_to
+
+    (tmp_path / "model.json").write_text(json.dumps({"step": 300, "runner": "simulated"}))
+    assert skipped_to(tmp_path) is None
+    (tmp_path / "staleness.json").write_text(json.dumps({"rejected": {"non-finite": 290}}))
+    assert skipped_to(tmp_path) == 300
+    (tmp_path / "staleness.json").write_text(json.dumps({"rejected": {"duplicate": 2}}))
+    assert skipped_to(tmp_path) is None

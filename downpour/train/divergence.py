@@ -2,6 +2,7 @@
 
     d = runaway(run.metrics())      # None, or {"first_step", "first_loss", "last_step", "last_loss"}
     d and diverged_words(d)         # "the run diverged: its loss grew from 2.047 at step 50 to 3.303e+31 at step 300"
+    runaway(rows, steps=300)        # also a run whose rows stop before its step 300: every step after them skipped
 
 Every runner skips a step (or rejects a push) whose cost or gradient is not finite, and a run where every one was
 fails with :class:`~downpour.errors.Diverged`. A run can also diverge with finite numbers: teacher-student with 3
@@ -24,22 +25,36 @@ def _stages(row: dict[str, Any]) -> frozenset[str]:
     return frozenset(k.partition("/")[0] for k in row if k.startswith("stage") and "/" in k)
 
 
-def runaway(rows: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None) -> dict[str, Any] | None:
     """The first and last logged loss when the last is not finite, or is over :data:`GROWTH` times the first's size
     (and over GROWTH itself); None otherwise. Rows of a greedy run are compared with those of the last row's stages
-    only: its ``loss`` is a different sum in each stage."""
+    only: its ``loss`` is a different sum in each stage.
+
+    ``steps``: the run's last step, given where the run skipped steps (a non-finite cost or gradient). A run logs a
+    row at its last step unless every step since its last row was skipped: rows that stop before ``steps`` are a
+    run that blew past finite numbers and skipped the rest (then also ``"steps"``). teacher-student at train.lr = 20,
+    300 steps: one row, 1.6e+33 at step 50, 290 steps skipped, and until 2026-12-06 no word (its first and last row
+    were that one row)."""
     rows = [r for r in rows if isinstance(r.get("loss"), (int, float))]
     if not rows:
         return None
     last = rows[-1]
     first = next(r for r in rows if _stages(r) == _stages(last))
     a, b = float(first["loss"]), float(last["loss"])
-    if math.isfinite(b) and abs(b) <= GROWTH * max(abs(a), 1.0):
+    stopped = steps is not None and isinstance(last.get("step"), int) and last["step"] < steps
+    if not stopped and math.isfinite(b) and abs(b) <= GROWTH * max(abs(a), 1.0):
         return None
-    return {"first_step": first.get("step"), "first_loss": a, "last_step": last.get("step"), "last_loss": b}
+    return {"first_step": first.get("step"), "first_loss": a, "last_step": last.get("step"), "last_loss": b,
+            **({"steps": steps} if stopped else {})}
 
 
 def diverged_words(d: dict[str, Any]) -> str:
-    """``the run diverged: its loss grew from A at step S to B at step T``."""
+    """``the run diverged: its loss grew from A at step S to B at step T``; where its rows stopped (``steps``),
+    ``the run diverged: every step after step T, to step N, had a non-finite cost or gradient and was skipped ...``."""
+    if "steps" in d:
+        was = (f"from {d['first_loss']:.4g} at step {d['first_step']} to {d['last_loss']:.4g}"
+               if d["first_step"] != d["last_step"] else f"{d['last_loss']:.4g}")
+        return (f"the run diverged: every step after step {d['last_step']}, to step {d['steps']}, had a non-finite "
+                f"cost or gradient and was skipped (its logged loss {was} at step {d['last_step']})")
     return (f"the run diverged: its loss grew from {d['first_loss']:.4g} at step {d['first_step']} to "
             f"{d['last_loss']:.4g} at step {d['last_step']}")
