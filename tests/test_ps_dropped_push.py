@@ -100,3 +100,20 @@ def test_only_a_model_parallel_replica_keeps_its_pushs_batches():
     whole = make_worker(cfg, 0, setup.data, setup.bounds, gated=False)
     parts = make_worker(cfg, 0, setup.data, setup.bounds, gated=False, params=whole.params)
     assert parts.reread and not whole.reread
+
+
+def test_a_whole_replica_on_a_gpu_keeps_no_batch_either(monkeypatch):
+    """A GPU replica's parameters are a DeviceParams make_worker builds itself: it is a whole replica, whose push is
+    never dropped, and holds no batch (on the GPU) past its step. Until 2026-12-06 reread was read after the GPU
+    branch had set ``params``, and every GPU replica kept its push's batches. (The device here is "meta": the branch
+    taken without a GPU.)"""
+    from downpour.config import load_config
+    from downpour.models.registry import resolve
+    from downpour.ps import setup
+
+    cfg = resolve(load_config("cat-demo", ["data.size=20", "model.kernels=[5,3]", "model.maps=[4,4]", "data.samples=40",
+                                           "train.batch_size=8", "train.threads=1", "cluster.runner=simulated"]))
+    got = setup.set_up_cluster(cfg)
+    monkeypatch.setattr(setup, "resolve_device", lambda name: torch.device("meta"))
+    gpu = setup.make_worker(cfg, 0, got.data, got.bounds, gated=False)
+    assert isinstance(gpu.params, setup.DeviceParams) and not gpu.reread
