@@ -29,6 +29,12 @@ def test_a_loss_that_grew_a_thousandfold_or_is_not_finite_is_a_runaway_and_a_fal
               {"step": 30, "loss": 280.0, "stage2/reconstruction": 280.0}]
     assert runaway(greedy) is None
     assert runaway([*greedy, {"step": 40, "loss": 4e6, "stage2/reconstruction": 4e6}])["first_step"] == 20
+    # a stage 1 that ran away (finite) hands stage 2 an input whose cost is huge from its first row, and stays so
+    gone = [{"step": 10, "loss": 0.05, "stage1/reconstruction": 0.05},
+            {"step": 20, "loss": 1e9, "stage1/reconstruction": 1e9},
+            {"step": 30, "loss": 5e12, "stage2/reconstruction": 5e12},
+            {"step": 40, "loss": 4e12, "stage2/reconstruction": 4e12}]
+    assert runaway(gone) == {"first_step": 10, "first_loss": 0.05, "last_step": 20, "last_loss": 1e9}
 
 
 def test_the_reports_headline_says_first_that_the_run_diverged():

@@ -27,8 +27,10 @@ def _stages(row: dict[str, Any]) -> frozenset[str]:
 
 def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None) -> dict[str, Any] | None:
     """The first and last logged loss when the last is not finite, or is over :data:`GROWTH` times the first's size
-    (and over GROWTH itself); None otherwise. Rows of a greedy run are compared with those of the last row's stages
-    only: its ``loss`` is a different sum in each stage.
+    (and over GROWTH itself); None otherwise. Rows of a greedy run are compared within each stage's rows (those that
+    logged the same stages), the first stage that ran away said: its ``loss`` is a different sum in each stage, and a
+    stage 1 that ran away (0.05 -> 1e+9, finite) hands stage 2 an input whose cost is huge from its first row (until
+    2026-12-06 only the last row's stage was compared: such a run was not said to diverge).
 
     ``steps``: the run's last step, given where the run skipped steps (a non-finite cost or gradient). A run logs a
     row at its last step unless every step since its last row was skipped: rows that stop before ``steps`` are a
@@ -39,13 +41,17 @@ def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None) -> dict[st
     if not rows:
         return None
     last = rows[-1]
-    first = next(r for r in rows if _stages(r) == _stages(last))
-    a, b = float(first["loss"]), float(last["loss"])
     stopped = steps is not None and isinstance(last.get("step"), int) and last["step"] < steps
-    if not stopped and math.isfinite(b) and abs(b) <= GROWTH * max(abs(a), 1.0):
-        return None
-    return {"first_step": first.get("step"), "first_loss": a, "last_step": last.get("step"), "last_loss": b,
-            **({"steps": steps} if stopped else {})}
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(_stages(r), []).append(r)
+    for group in groups.values():
+        first, end = group[0], group[-1]
+        a, b = float(first["loss"]), float(end["loss"])
+        if (stopped and end is last) or not math.isfinite(b) or abs(b) > GROWTH * max(abs(a), 1.0):
+            return {"first_step": first.get("step"), "first_loss": a, "last_step": end.get("step"), "last_loss": b,
+                    **({"steps": steps} if stopped and end is last else {})}
+    return None
 
 
 def diverged_words(d: dict[str, Any]) -> str:
