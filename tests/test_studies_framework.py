@@ -525,6 +525,47 @@ def _folder(path, tiny=0, bad=0):
     return path
 
 
+class SizesVaried(Planted):
+    """A study whose conditions read the user's folder at two patch sizes, and a third only whitening differs in."""
+
+    name = "sizes-varied"
+
+    def conditions(self):
+        return [Condition("p32", {"k": 1}, (("data.mode", "patches"), ("data.size", 32))),
+                Condition("p8", {"k": 2}, (("data.mode", "patches"), ("data.size", 8))),
+                Condition("p8z", {"k": 3}, (("data.mode", "patches"), ("data.size", 8), ("data.whiten", "zca")))]
+
+
+def test_a_study_note_says_which_cells_skipped_which_files_where_its_conditions_vary_the_data(tmp_path, monkeypatch):
+    """The note loaded the first condition's data alone and said "by every cell": a study whose conditions vary
+    data.size in patch mode skips a 20x20 image at 32 and reads it at 8, and the note said 2 skipped by every cell."""
+    from PIL import Image
+
+    from downpour.studies.data_note import data_sentence
+
+    monkeypatch.setitem(studies.STUDIES, "sizes-varied", f"{__name__}:SizesVaried")
+    folder = _folder(tmp_path / "d", bad=1)
+    Image.fromarray(np.full((20, 20), 128, dtype=np.uint8)).save(folder / "small.png")
+    sets = ["data.source=folder", f"data.path={folder}"]
+    run_study("sizes-varied", tmp_path / "s", quick=True, jobs=1, sets=sets)
+    note = json.loads((tmp_path / "s" / "study.json").read_text())["data"]
+    by = {tuple(s["conditions"]): s for s in note["settings"]}
+    assert sorted(by) == [("p32",), ("p8", "p8z")]          # whitening alone reads the same files: one load
+    assert {k: (s["n_skipped"], s["differs"]) for k, s in by.items()} == {("p32",): (2, {"size": 32}),
+                                                                         ("p8", "p8z"): (1, {"size": 8})}
+    assert [e["file"] for e in by["p8", "p8z"]["skipped"]] == [str(folder / "bad00.jpg")]
+    assert note["n_skipped"] == 2 and {e["file"] for e in note["skipped"]} == {str(folder / "bad00.jpg"),
+                                                                                 str(folder / "small.png")}
+    said = data_sentence(note)
+    assert "by every cell" not in said and said.startswith(f"The cells' data settings skipped different files of {folder}")
+    assert "p32 (data.size = 32) read 5 images, 2 files skipped" in said
+    assert "p8, p8z (data.size = 8) read 5 images, 1 file skipped" in said
+    (folder / "small.png").unlink()                          # the same files skipped at both sizes: "by every cell"
+    run_study("sizes-varied", tmp_path / "t", quick=True, jobs=1, sets=sets)
+    note = json.loads((tmp_path / "t" / "study.json").read_text())["data"]
+    assert "settings" not in note and "1 file skipped, unreadable or too small, by every cell" in data_sentence(note)
+
+
 def test_a_study_notes_load_does_not_log_the_cells_warnings_again(tmp_path, caplog):
     """The note loads the first cell's data once more after the cells ran and logged its skipped and enlarged files:
     until 2026-12-06 the log said each of them again (the note itself names the skipped ones)."""

@@ -107,7 +107,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         raise
     cells = {key: cache.cells[key] for key in ((c, s) for c in names for s in seed_list)}
     # (the cells' runs, and their data.json, are gone: where the data are the user's, what they skipped is said once)
-    data = study_data(study, conditions[0], folder, header["sets"], ran=bool(todo))
+    data = study_data(study, conditions, folder, header["sets"], ran=bool(todo))
     platforms, mixed = platforms_note(cache.costs, cells)
     if mixed:
         print(f"downpour study {name}: {str(cache.path)!r}: {mixed}", file=sys.stderr, flush=True)
