@@ -86,6 +86,20 @@ def test_the_verdict_names_what_a_code_size_control_sets_besides_its_units(quick
             assert key in ("model.hidden", "model.code") or f"{name}'s {key} = {v}" in first
 
 
+def test_the_full_setting_runs_the_16_seeds_the_sparse_autoencoder_needs_and_an_8_seed_folder_resumes():
+    """On 8 seeds (the default until 2026-12-06) the sae arm's readings changed their words with the machine's
+    arithmetic; 16 settled them. The seed count is not in a folder's header, so a folder run at 8 is resumed (seeds
+    8-15 run), not refused."""
+    from downpour.studies.about import describe
+    from downpour.studies.run import cells_header
+
+    cls = study_class("architectures")
+    assert cls.seeds_full == 16
+    assert "seeds: 16 per condition by default" in describe("architectures")
+    study, before = cls(quick=False, sets=[]), type("Eight", (cls,), {"seeds_full": 8})(quick=False, sets=[])
+    assert cells_header(before, before.conditions(), []) == cells_header(study, study.conditions(), [])
+
+
 def test_a_swapped_model_leaves_the_cat_networks_options_behind():
     """cat-demo's [model] tile = 2 and its pooled_l2 weight belong to the cat network: an arm that swaps
     the model gets its own variant's defaults, not a merge."""

@@ -19,7 +19,7 @@ ABOUT = {
     "mechanisms": (4, "about 15 min (32-57 min at --seeds 16, the longer beside other jobs)"),
     "first-layer": (5, "about 10 min (32 min beside other jobs)"),
     "costs": (6, "7-20 min"),
-    "architectures": (7, "6-20 min (17 min beside other jobs)"),
+    "architectures": (7, "13-28 min (35-48 min beside other jobs)"),
 }
 
 
