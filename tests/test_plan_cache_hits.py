@@ -97,3 +97,29 @@ def test_the_plans_frozen_forwards_are_the_caches_own_on_a_batch_stream(before):
         assert len(calls) == pytest.approx(fill_batches(rows, batch, before * batch % rows, 150 / rows) + 2, rel=0.1)
     # rows past the cache's bound are not kept: every batch misses, and the plan says so
     assert frozen_runs(rows, batch, 2 * steps, [0, row], limit=row * rows - 1)[1] == 1.0
+
+
+def _frozen_calls(rows: int, distinct: int, batch: int, steps: int, limit: int) -> int:
+    """The frozen stack's calls through the real cache (bound ``limit`` bytes) on ``steps`` batches of the real stream
+    over ``rows`` rows of 1x4x4, the first ``distinct`` of them distinct, the rest repeats."""
+    x = torch.randn(distinct, 1, 4, 4)
+    data = Dataset(torch.cat([x, x[:rows - distinct]]))
+    cache, calls = FrozenCache(limit), []
+
+    def frozen(x: torch.Tensor) -> torch.Tensor:
+        calls.append(len(x))
+        return 2 * x
+
+    stream = data.batches(batch, torch.Generator().manual_seed(0))
+    for _ in range(steps):
+        cache([torch.ones(1)], next(stream).x, frozen)
+    return len(calls)
+
+
+def test_a_cache_bound_that_holds_the_distinct_rows_but_not_every_row_still_answers_as_the_plan_counts():
+    """A repeated row shares its entry: 200 rows of which 150 distinct fit a bound of 160 rows' bytes, and the cache
+    answers after its fill. Until 2026-12-06 the plan weighed all 200 rows against the bound and counted every step."""
+    row = 4 * 16 * 2                                        # key (the input row) + output, float32
+    calls = _frozen_calls(200, 150, 8, 100, limit=160 * row)
+    assert calls == 25 + 2 < 100                            # the real cache: one epoch's fill + the shape check
+    assert frozen_runs(200, 8, 200, [0, row], limit=160 * row, distinct=150)[1] * 100 == calls
