@@ -123,3 +123,22 @@ def test_a_cache_bound_that_holds_the_distinct_rows_but_not_every_row_still_answ
     calls = _frozen_calls(200, 150, 8, 100, limit=160 * row)
     assert calls == 25 + 2 < 100                            # the real cache: one epoch's fill + the shape check
     assert frozen_runs(200, 8, 200, [0, row], limit=160 * row, distinct=150)[1] * 100 == calls
+
+
+def test_patches_past_the_caches_bound_are_not_built_to_be_counted(monkeypatch):
+    """data.samples random patches whose bytes pass the cache's bound: every step runs the frozen stages, said without
+    building the data (a plan of 10**6 patches of 32x32 built 4 GB for minutes until 2026-12-06); a few are counted."""
+    base = load_config("cat-demo")
+    cfg, shape = plan_config(None, [], "cat-demo")
+    net = network_of(cfg, shape)
+    many = replace(base, data=replace(base.data, source="natural", mode="patches", samples=10**6))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("built the data")
+
+    monkeypatch.setattr("downpour.data.build.build_dataset", refuse)
+    planned = with_frozen_runs(net, many, 32)
+    assert planned.frozen_runs == () and "data.samples = 1,000,000 rows of" in planned.assumptions[-1]
+    monkeypatch.undo()
+    few = replace(many, data=replace(many.data, samples=500))
+    assert 0 < with_frozen_runs(net, few, 32).frozen_runs[1] < 0.2           # 500 rows, 750 steps of stage 2

@@ -108,14 +108,22 @@ def with_frozen_runs(net: Network, cfg: RunConfig, batch: int) -> Network:
     rows do not recur."""
     if net.counted or net.schedule != "greedy" or len(net.stages) < 2:
         return net
+    key = 4 * math.prod(net.input_shape)
+    sizes = [0.0] + [key + 4 * math.prod(s.out_shape) for s in net.stages[:-1]]
+    d = cfg.data
+    if (d.mode == "patches" or d.source == "gaussian") and d.samples * min(sizes[1:]) > CACHE_BYTES:
+        # data.samples rows, random patches nearly all distinct, past what the cache keeps: not built, the plan reading
+        # 1 either way (100,000 patches of 32x32 took 48 s to build on the loaded 2-core VM, 2026-12-06; 10**6, 4 GB)
+        return replace(net, assumptions=(*net.assumptions, (
+            f"a greedy step runs the frozen stages below it on every step: data.samples = {d.samples:,} rows of "
+            f"{_bytes(min(sizes[1:]))} each, {_bytes(d.samples * min(sizes[1:]))}, are past the frozen cache's "
+            f"{_bytes(CACHE_BYTES)} (rows past it are not kept; the data were not built to count the distinct ones)")))
     counted = data_rows(cfg)
     if counted is None:
         return replace(net, assumptions=(*net.assumptions, (
             "a greedy step runs the frozen stages below it on every step: the data's rows do not recur unchanged "
             f"(data.source {cfg.data.source!r}" + (", augmented" if cfg.data.shift or cfg.data.scale or cfg.data.flip
                                                    else ": files, which the plan does not read") + ")")))
-    key = 4 * math.prod(net.input_shape)
-    sizes = [0.0] + [key + 4 * math.prod(s.out_shape) for s in net.stages[:-1]]
     rows, distinct = counted
     runs = frozen_runs(rows, batch, cfg.train.steps, sizes, distinct=distinct)
     said = (", ".join(str(i) for i in range(2, len(runs) + 1)) + ": " + ", ".join(f"{r:.3g}" for r in runs[1:]))
@@ -123,3 +131,7 @@ def with_frozen_runs(net: Network, cfg: RunConfig, batch: int) -> Network:
         f"a greedy step's frozen stages come from the frozen cache once a stage has seen its {rows:,} rows ({distinct:,} distinct; one "
         f"replica, {cfg.train.steps:,} steps of {batch}): forward passes of them per step of stage {said} "
         "(1: every step; split into partitions, every step: their actors drop the cache)")))
+
+
+def _bytes(n: float) -> str:
+    return f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n / 2**10:.3g} KiB"
