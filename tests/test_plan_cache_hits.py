@@ -34,8 +34,8 @@ def test_a_stage_2_step_reads_stage_1_from_the_cache_once_it_has_seen_every_row_
     unseen = offset * distinct / rows                          # of them, not held through a copy seen since
     fill = math.ceil((rows - offset) / 32) + rows / 32 * (1 - (1 - unseen / rows) ** 32)
     runs = (fill + 2) / 750
-    plan = _plan(capsys, "--config", "cat-demo", "--machines", "4", "--cores", "2")
-    assert plan["cluster"]["partitions"] == 1
+    plan = _plan(capsys, "--config", "cat-demo", "--machines", "4", "--cores", "2", "--replicas", "1")
+    assert plan["cluster"]["partitions"] == 1 and plan["cluster"]["replicas"] == 1     # (R: the last test)
     assert plan["network"]["frozen_runs"] == pytest.approx([1.0, runs], rel=1e-12)
     one, two = plan["stages"]
     by_stage = plan["partition"]["flops_by_stage"]
@@ -142,3 +142,19 @@ def test_patches_past_the_caches_bound_are_not_built_to_be_counted(monkeypatch):
     monkeypatch.undo()
     few = replace(many, data=replace(many.data, samples=500))
     assert 0 < with_frozen_runs(net, few, 32).frozen_runs[1] < 0.2           # 500 rows, 750 steps of stage 2
+
+
+def test_many_replicas_each_fill_their_own_cache_in_their_share_of_the_steps(capsys):
+    """The plan lays out R replicas; each keeps its own cache over rows/R rows in S/R steps (the local and simulated
+    runners' shards). cat-demo on 64 machines (40 replicas) ran stage 1 0.093 times a stage-2 step by one replica's
+    count until 2026-12-06; on 1,000 (630 replicas of 1.19 stage-2 steps) 2.52, where a step runs it at most 1.5
+    times (a miss, then the check's 2 on the next): the real cache on a shard of 2 rows, batches of 32."""
+    rows, distinct = 1246, 1012
+    plan = _plan(capsys, "--config", "cat-demo", "--machines", "64")
+    r, row = plan["cluster"]["replicas"], 4 * 32 * 32 + 4 * math.prod(plan["stages"][0]["out_shape"])
+    assert r > 1 and plan["cluster"]["partitions"] == 1
+    assert plan["network"]["frozen_runs"][1] == pytest.approx(
+        frozen_runs(rows, 32, 1500, [0, row], r, distinct=distinct)[1], rel=1e-12)
+    assert plan["network"]["frozen_runs"][1] > 1.5 * frozen_runs(rows, 32, 1500, [0, row], distinct=distinct)[1]
+    assert _frozen_calls(2, 2, 32, 2, limit=1 << 20) / 2 == 1.5 == frozen_runs(2, 32, 4, [0, row])[1]
+    assert 1 < frozen_runs(rows, 32, 1500, [0, row], 630, distinct=distinct)[1] < 1.5
