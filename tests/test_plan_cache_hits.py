@@ -158,3 +158,20 @@ def test_many_replicas_each_fill_their_own_cache_in_their_share_of_the_steps(cap
     assert plan["network"]["frozen_runs"][1] > 1.5 * frozen_runs(rows, 32, 1500, [0, row], distinct=distinct)[1]
     assert _frozen_calls(2, 2, 32, 2, limit=1 << 20) / 2 == 1.5 == frozen_runs(2, 32, 4, [0, row])[1]
     assert 1 < frozen_runs(rows, 32, 1500, [0, row], 630, distinct=distinct)[1] < 1.5
+
+
+def test_a_cuda_run_has_no_frozen_cache_so_its_plan_runs_the_frozen_stages_every_step():
+    """models/frozen.py keys CPU rows: a batch on the GPU runs the frozen stages (FrozenCache passes it through).
+    Until 2026-12-06 a train.device = 'cuda' config was planned with the CPU's cache hits."""
+    base = load_config("cat-demo")
+    cfg, shape = plan_config(None, [], "cat-demo")
+    net = network_of(cfg, shape)
+    cuda = replace(base, train=replace(base.train, device="cuda"))
+    planned = with_frozen_runs(net, cuda, 32)
+    assert planned.frozen_runs == () and "train.device = 'cuda'" in planned.assumptions[-1]
+    assert with_frozen_runs(net, base, 32).frozen_runs[1] < 1                        # the same on the CPU: counted
+    cache, calls = FrozenCache(), []
+    x = torch.rand(4, 1, 4, 4).to("meta")               # (any device but the CPU: the cache lets it through)
+    for _ in range(3):
+        cache([torch.ones(1)], x, lambda x: calls.append(1) or x)
+    assert len(calls) == 3

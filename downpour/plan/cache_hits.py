@@ -115,6 +115,10 @@ def with_frozen_runs(net: Network, cfg: RunConfig, batch: int, replicas: int = 1
     key = 4 * math.prod(net.input_shape)
     sizes = [0.0] + [key + 4 * math.prod(s.out_shape) for s in net.stages[:-1]]
     d = cfg.data
+    if cfg.train.device == "cuda":    # (the cache keys CPU rows: a GPU batch runs the frozen stages, models/frozen.py)
+        return replace(net, assumptions=(*net.assumptions, (
+            "a greedy step runs the frozen stages below it on every step: train.device = 'cuda', where the frozen "
+            "cache is off (it keys CPU rows)")))
     if (d.mode == "patches" or d.source == "gaussian") and d.samples * min(sizes[1:]) > CACHE_BYTES:
         # data.samples rows, random patches nearly all distinct, past what the cache keeps: not built, the plan reading
         # 1 either way (100,000 patches of 32x32 took 48 s to build on the loaded 2-core VM, 2026-12-06; 10**6, 4 GB)
