@@ -420,6 +420,8 @@ def test_backups_keep_a_10x_straggler_from_setting_the_pace(tmp_path):
     ("data.flip=true", "augmentation"),
     ("sandblaster.units=400", "sandblaster.units"),
     ("objective.contractive=0.1", "contractive.probes = 0"),     # a bare weight: the default probes = 1 (was let through)
+    # the value asked for, and the way out (until 2026-12-06 it named neither the 4 nor Downpour)
+    ("cluster.partitions=4", r"cluster.partitions = 4 splits .*or train with cluster.algorithm = 'downpour'"),
 ])
 def test_what_lbfgs_cannot_run_is_refused_before_the_run_starts(override, named):
     with pytest.raises(ConfigError, match=named):
