@@ -3,6 +3,7 @@
     .venv/bin/python bench/sandblaster.py backups [--workers 4] [--units 12] [--factor 10]
     .venv/bin/python bench/sandblaster.py figure --out runs/fig4 [--runner simulated|ray] [--downpour-steps 6000] [--sandblaster-steps 60]
     .venv/bin/python bench/sandblaster.py curves RUN_DOWNPOUR RUN_SANDBLASTER [--png fig.png]
+    .venv/bin/python bench/sandblaster.py machines --out runs/machines [--workers 1 2 4 8] [--samples 2000] [--target COST ...]
 
 ``backups``: simulated runs of one model with every worker normal, then with the last worker
 FACTOR times slower, with backups (``sandblaster.backup_after`` swept) and without (1); one JSON
@@ -13,6 +14,12 @@ dropped.
 ``figure``: trains the same model and data (RICA, 64 codes, on 10,000 whitened 8x8 patches: the
 kind of model Le et al. trained with L-BFGS) once with Downpour (Adagrad on the shards) and once
 with Sandblaster, on the same number of workers and shards, then ``curves`` on the two runs.
+
+``machines``: ``figure`` on the simulator at each worker count (the same shards, data, steps and
+iterations, so each method computes the same examples at every count), then one JSON line per count:
+the virtual time and examples each method took to reach each ``--target`` cost (default: 1.05 and
+1.25 times the lowest cost any run reached; null where a run never reached it), and its final cost;
+``machines.png`` draws the time to each target against the workers (after Dean et al.'s Figure 5, time to a fixed cost against machines).
 
 ``curves``: one JSON line per metrics row of each run (``method``, ``cost``, ``time`` in wall
 seconds, ``vtime`` when simulated, ``examples`` computed so far), then a summary line: for a few
@@ -76,6 +83,46 @@ def figure(args: argparse.Namespace) -> None:
     curves(argparse.Namespace(runs=[str(out / "downpour"), str(out / "sandblaster")], png=str(out / "figure4.png")))
 
 
+def machines(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    data = [f"data.samples={args.samples}", "cluster.runner=simulated", f"cluster.shards={args.shards}", "train.threads=1"]
+    runs = {}
+    for w in args.workers:
+        cluster = [*data, f"cluster.workers={w}"]
+        _train(out / f"w{w}-downpour", [*cluster, "cluster.rule=adagrad", f"train.lr={args.lr}",
+                                        f"train.steps={args.downpour_steps}", "train.batch_size=100", "train.log_every=25"])
+        _train(out / f"w{w}-sandblaster", [*cluster, "cluster.algorithm=sandblaster", f"sandblaster.units={args.units}",
+                                           f"train.steps={args.sandblaster_steps}", "train.batch_size=100"])
+        runs[w] = {m: _curve(str(out / f"w{w}-{m}"))[1] for m in ("downpour", "sandblaster")}
+    best = min(r["cost"] for by in runs.values() for rows in by.values() for r in rows)
+    targets = args.target or [round(1.05 * best, 4), round(1.25 * best, 4)]   # near the best, and a looser one
+    table = []
+    for w, by in runs.items():
+        line: dict[str, Any] = {"workers": w}
+        for m, rows in by.items():   # reached: null where the run never got to that cost
+            line[m] = {"reached": {str(t): _reach(rows, t) for t in targets}, "final_cost": round(rows[-1]["cost"], 5),
+                       "final_vtime": rows[-1]["vtime"], "examples": rows[-1]["examples"]}
+        table.append(line)
+        print(json.dumps(line), flush=True)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for m, color in (("downpour", "C0"), ("sandblaster", "C1")):   # a colour per method, a line style per target
+        for t, style in zip(targets, ("o-", "s--", "^:", "v-.")):
+            pts = [(x["workers"], x[m]["reached"][str(t)]["vtime"]) for x in table if x[m]["reached"][str(t)]]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color=color, label=f"{m}, cost {t:g}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("workers")
+    ax.set_ylabel("virtual time to reach the cost (steps)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "machines.png", dpi=100)
+    print(f"wrote {out / 'machines.png'}", file=sys.stderr)
+
+
 def _curve(path: str) -> tuple[str, list[dict[str, Any]]]:
     run = RunDir.open(path)
     cfg = run.config
@@ -126,7 +173,7 @@ def curves(args: argparse.Namespace) -> None:
         print(f"wrote {args.png}", file=sys.stderr)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("backups")
@@ -147,11 +194,22 @@ def main() -> None:
     f.add_argument("--downpour-steps", type=at_least_1, default=6000)
     f.add_argument("--sandblaster-steps", type=at_least_1, default=60)
     f.set_defaults(func=figure)
+    m = sub.add_parser("machines")
+    m.add_argument("--out", default=f"runs/machines-{time.strftime('%Y%m%d-%H%M%S')}")
+    m.add_argument("--workers", type=at_least_1, nargs="+", default=[1, 2, 4, 8])
+    m.add_argument("--shards", type=at_least_1, default=2)
+    m.add_argument("--samples", type=at_least_1, default=2000)
+    m.add_argument("--units", type=at_least_1, default=32)
+    m.add_argument("--lr", type=float, default=0.03)
+    m.add_argument("--downpour-steps", type=at_least_1, default=1500)
+    m.add_argument("--sandblaster-steps", type=at_least_1, default=60)   # about the examples of 1,500 steps of 100
+    m.add_argument("--target", type=float, nargs="+", default=[])   # default: 1.05 and 1.25 x the lowest cost of any run
+    m.set_defaults(func=machines)
     c = sub.add_parser("curves")
     c.add_argument("runs", nargs=2)
     c.add_argument("--png", default="")
     c.set_defaults(func=curves)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.func(args)
 
 
