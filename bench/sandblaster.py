@@ -73,11 +73,18 @@ def backups(args: argparse.Namespace) -> None:
                           "duplicates": s["duplicates_dropped"], "final_loss": round(s["final_loss"], 5)}), flush=True)
 
 
+def _downpour(args: argparse.Namespace) -> list[str]:
+    """Downpour's settings in ``figure`` and ``machines``: Adagrad on the shards at ``--lr``. The server's rate is
+    cluster.lr, which tica-8x8 sets (0.05) for its cluster runs: until 2026-12-06 this set train.lr, which the
+    server does not read then, so ``--lr`` changed nothing (since 2026-12-04) and Downpour learned at 0.05."""
+    return ["cluster.rule=adagrad", f"cluster.lr={args.lr}", f"train.steps={args.downpour_steps}",
+            "train.batch_size=100", "train.log_every=25"]
+
+
 def figure(args: argparse.Namespace) -> None:
     out = Path(args.out)
     cluster = [f"cluster.runner={args.runner}", f"cluster.workers={args.workers}", f"cluster.shards={args.shards}"]
-    _train(out / "downpour", [*cluster, "cluster.rule=adagrad", f"train.lr={args.lr}", f"train.steps={args.downpour_steps}",
-                              "train.batch_size=100", "train.log_every=25"])
+    _train(out / "downpour", [*cluster, *_downpour(args)])
     _train(out / "sandblaster", [*cluster, "cluster.algorithm=sandblaster", f"sandblaster.units={args.units}",
                                  f"train.steps={args.sandblaster_steps}", "train.batch_size=100"])
     curves(argparse.Namespace(runs=[str(out / "downpour"), str(out / "sandblaster")], png=str(out / "figure4.png")))
@@ -89,8 +96,7 @@ def machines(args: argparse.Namespace) -> None:
     runs = {}
     for w in args.workers:
         cluster = [*data, f"cluster.workers={w}"]
-        _train(out / f"w{w}-downpour", [*cluster, "cluster.rule=adagrad", f"train.lr={args.lr}",
-                                        f"train.steps={args.downpour_steps}", "train.batch_size=100", "train.log_every=25"])
+        _train(out / f"w{w}-downpour", [*cluster, *_downpour(args)])
         _train(out / f"w{w}-sandblaster", [*cluster, "cluster.algorithm=sandblaster", f"sandblaster.units={args.units}",
                                            f"train.steps={args.sandblaster_steps}", "train.batch_size=100"])
         runs[w] = {m: _curve(str(out / f"w{w}-{m}"))[1] for m in ("downpour", "sandblaster")}

@@ -9,12 +9,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import sandblaster  # noqa: E402
 
+from downpour.train.rundir import RunDir  # noqa: E402
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_machines_runs_both_methods_at_each_count_on_one_budget(tmp_path, capsys):
     sandblaster.main(["machines", "--out", str(tmp_path), "--workers", "1", "2", "--samples", "200", "--units", "4",
-                      "--downpour-steps", "50", "--sandblaster-steps", "3", "--target", "1e9", "1e-9"])
+                      "--downpour-steps", "50", "--sandblaster-steps", "3", "--target", "1e9", "1e-9", "--lr", "0.02"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["workers"] for r in rows] == [1, 2]
     for m in ("downpour", "sandblaster"):
@@ -25,4 +27,6 @@ def test_machines_runs_both_methods_at_each_count_on_one_budget(tmp_path, capsys
     # 4 units of 50 examples, each 0.5 steps + the constant 1-step latency, so 6 -> 3 steps per evaluation
     one, two = (r["sandblaster"]["reached"]["1000000000.0"]["vtime"] for r in rows)
     assert two == pytest.approx(one / 2)
+    # --lr reaches Downpour's server (it set train.lr, which tica-8x8's cluster.lr = 0.05 overrides on a cluster)
+    assert RunDir.open(tmp_path / "w1-downpour").config.server_lr() == 0.02
     assert (tmp_path / "machines.png").exists() and (tmp_path / "w2-sandblaster" / "sandblaster.json").exists()
