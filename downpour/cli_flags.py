@@ -99,6 +99,9 @@ def _supervised(model_name: str) -> bool:
 # What Sandblaster L-BFGS reads of [cluster] (docs/sandblaster.md); the rest is Downpour's, and so is train.lr
 SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "cluster.shards", "cluster.address",
                      "cluster.checkpoint_every", "cluster.delay", "cluster.partitions")
+# as a refusal lists them: cluster.partitions is read only to refuse any but 1 (sandblaster/checks.py; until 2026-12-06
+# the list said "partitions" bare, as if Sandblaster split replicas)
+READS_SAID = ", ".join(k.split(".")[1] + (" (= 1)" if k == "cluster.partitions" else "") for k in SANDBLASTER_READS)
 DOWNPOUR_TRAIN = ("train.lr", "train.optimizer", "train.log_every")   # and of [train]: it finds its own step, logs each
 # each of them refused, said with its value and what Sandblaster reads in its place (until 2026-12-05 one generic
 # "(and finds its own step by line search, not train.lr or train.optimizer, ...)", naming neither)
@@ -300,7 +303,7 @@ def _check_algorithm(args: argparse.Namespace, typed: list[str], cfg: RunConfig)
     if named:
         instead = "".join(f"; {words(cfg)}" for key, words in SANDBLASTER_INSTEAD.items() if key in said)
         raise ConfigError(f"{named}: Downpour's, and this run trains with Sandblaster L-BFGS, which reads of [cluster] "
-                          f"only {', '.join(k.split('.')[1] for k in SANDBLASTER_READS)}{instead}{drop}")
+                          f"only {READS_SAID}{instead}{drop}")
 
 
 def _downpour(key: str) -> bool:

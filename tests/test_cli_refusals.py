@@ -626,8 +626,10 @@ def test_a_sandblaster_runs_train_keys_are_refused_naming_their_value_and_what_i
     sandblaster = ["train", "--config", "ufldl-sae", "--dry-run", "--runner", "simulated",
                    "--set", "cluster.algorithm=sandblaster"]
     assert main([*sandblaster, "--set", "train.lr=0.1"]) == 2
+    err = capsys.readouterr().err
     assert ("train.lr = 0.1 is a fixed step size, and Sandblaster finds each iteration's step by a line search: its key "
-            "is sandblaster.line_search = 10, the most evaluations one search may take") in capsys.readouterr().err
+            "is sandblaster.line_search = 10, the most evaluations one search may take") in err
+    assert "delay, partitions (= 1);" in err   # what it reads of partitions: 1 alone (it said "partitions", bare)
     assert main([*sandblaster, "--set", "sandblaster.line_search=4", "--set", "train.log_every=5"]) == 2
     err = capsys.readouterr().err
     assert "train.log_every = 5 spaces Downpour's metrics rows, and Sandblaster writes one every L-BFGS iteration" in err
