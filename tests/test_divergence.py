@@ -120,3 +120,23 @@ def test_a_cluster_runs_skipped_steps_are_read_from_its_rejected_pushes(tmp_path
     assert skipped_to(tmp_path) == 300
     (tmp_path / "staleness.json").write_text(json.dumps({"rejected": {"duplicate": 2}}))
     assert skipped_to(tmp_path) is None
+
+
+def test_a_few_skipped_steps_at_the_end_of_a_run_whose_loss_was_fine_are_not_a_divergence():
+    """train.log_every = 1 logs a row every step: one bad batch at the last step left the rows one step short, and
+    until 2026-12-06 that read as a run that diverged. Ten or more skipped in a row are batches each non-finite on the
+    same parameters: still said."""
+    rows = [{"step": s, "loss": 2.0 - s / 1000} for s in range(1, 300)]
+    assert runaway(rows, steps=300) is None                                  # step 300 alone skipped
+    assert runaway(rows[:-8], steps=300) is None                             # 9 steps skipped
+    assert runaway(rows[:-9], steps=300)["steps"] == 300                     # 10 in a row
+    assert runaway([{"step": 10, "loss": 2.0}, {"step": 20, "loss": 1e9}], steps=21)["last_loss"] == 1e9  # ran away
+
+
+def test_a_loss_that_fell_far_below_zero_is_said_to_have_fallen_not_grown():
+    fell = runaway([{"step": 50, "loss": -2.0}, {"step": 300, "loss": -5000.0}])
+    assert diverged_words(fell) == "the run diverged: its loss fell from -2 at step 50 to -5000 at step 300"
+    grew = runaway([{"step": 50, "loss": 2.0}, {"step": 300, "loss": float("inf")}])
+    assert "its loss grew from 2 at step 50 to inf" in diverged_words(grew)
+    nan = runaway([{"step": 50, "loss": 2.0}, {"step": 300, "loss": float("nan")}])
+    assert "its loss went from 2 at step 50 to nan" in diverged_words(nan)

@@ -18,6 +18,11 @@ from typing import Any, Iterable
 # staleness study's own line for a teacher-student cell is a loss past 1e3 from a start near 2. A falling or
 # wandering cost never grows so far: an RBM's free-energy gap -2.05 -> 0.25, cat-demo's greedy stages 245.8 -> 283.3.
 GROWTH = 1e3
+# rows that stop this many steps or more before the run's end are a run that went past finite numbers: a skipped step
+# leaves the parameters as they were, so 10 skipped in a row are 10 batches each non-finite on the same parameters (an
+# update that blew them up), not a bad batch. Fewer are not said to diverge (the summary's skipped_steps counts them):
+# train.log_every = 1 logs a row every step, and one bad batch at the last step read "diverged" until 2026-12-06.
+TAIL = 10
 
 
 def _stages(row: dict[str, Any]) -> frozenset[str]:
@@ -36,12 +41,12 @@ def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None) -> dict[st
     row at its last step unless every step since its last row was skipped: rows that stop before ``steps`` are a
     run that blew past finite numbers and skipped the rest (then also ``"steps"``). teacher-student at train.lr = 20,
     300 steps: one row, 1.6e+33 at step 50, 290 steps skipped, and until 2026-12-06 no word (its first and last row
-    were that one row)."""
+    were that one row). A tail of fewer than :data:`TAIL` skipped steps is not, unless its loss ran away as above."""
     rows = [r for r in rows if isinstance(r.get("loss"), (int, float))]
     if not rows:
         return None
     last = rows[-1]
-    stopped = steps is not None and isinstance(last.get("step"), int) and last["step"] < steps
+    stopped = steps is not None and isinstance(last.get("step"), int) and steps - last["step"] >= TAIL
     groups: dict[frozenset[str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(_stages(r), []).append(r)
@@ -56,11 +61,19 @@ def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None) -> dict[st
 
 def diverged_words(d: dict[str, Any]) -> str:
     """``the run diverged: its loss grew from A at step S to B at step T``; where its rows stopped (``steps``),
-    ``the run diverged: every step after step T, to step N, had a non-finite cost or gradient and was skipped ...``."""
+    ``the run diverged: every step after step T, to step N, had a non-finite cost or gradient and was skipped ...``.
+    A loss that fell far below zero (-2 -> -5000) ``fell``; a NaN one ``went``."""
     if "steps" in d:
         was = (f"from {d['first_loss']:.4g} at step {d['first_step']} to {d['last_loss']:.4g}"
                if d["first_step"] != d["last_step"] else f"{d['last_loss']:.4g}")
         return (f"the run diverged: every step after step {d['last_step']}, to step {d['steps']}, had a non-finite "
                 f"cost or gradient and was skipped (its logged loss {was} at step {d['last_step']})")
-    return (f"the run diverged: its loss grew from {d['first_loss']:.4g} at step {d['first_step']} to "
-            f"{d['last_loss']:.4g} at step {d['last_step']}")
+    return (f"the run diverged: its loss {_moved(d['first_loss'], d['last_loss'])} from {d['first_loss']:.4g} at step "
+            f"{d['first_step']} to {d['last_loss']:.4g} at step {d['last_step']}")
+
+
+def _moved(a: float, b: float) -> str:
+    """Which way the loss ran away: a cost that falls without bound (-2 -> -5000) did not grow."""
+    if math.isnan(b):
+        return "went"
+    return "fell" if b < a else "grew"
