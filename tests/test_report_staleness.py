@@ -75,3 +75,16 @@ def test_no_hand_value_where_a_push_was_refused(sim_run, tmp_path):
     run.write_json("staleness.json", {**run.read_json("staleness.json"), "rejected": {"non-finite": 3}})
     said = staleness_paragraph(run)
     assert "3 shard pushes refused and not counted (non-finite: 3)" in said and "by hand" not in said
+
+
+def test_a_replaced_partitions_late_writes_are_not_called_shard_pushes(sim_run, tmp_path):
+    """A fenced slice is a write a killed partition staged into its retired inbox, not a push: until 2026-12-06 the
+    paragraph read "2 shard pushes refused and not counted (fenced: 2)"."""
+    shutil.copytree(sim_run, tmp_path / "r")
+    run = RunDir.open(tmp_path / "r")
+    run.write_json("staleness.json", {**run.read_json("staleness.json"), "rejected": {"fenced": 2}})
+    said = staleness_paragraph(run)
+    assert "late writes of a replaced partition refused: 2" in said and "shard push" not in said
+    run.write_json("staleness.json", {**run.read_json("staleness.json"), "rejected": {"fenced": 2, "non-finite": 3}})
+    said = staleness_paragraph(run)
+    assert "3 shard pushes refused and not counted (non-finite: 3); late writes of a replaced partition refused: 2" in said
