@@ -112,3 +112,14 @@ def test_the_report_says_what_a_models_first_layer_filters_are_where_the_words_a
         assert "what" not in stats and "What they are" not in said
     else:
         assert words in stats["what"] and said.startswith(f'<p class="note">What they are: {words}')
+
+
+def test_an_rbms_filters_are_not_called_whole_object_templates_on_image_patches():
+    """An RBM's unit spans its whole input: on the 8x8 digits a whole digit, on grbm-patches' natural-image patches a
+    patch filter. Until 2026-12-06 every RBM's report said "whole-object templates, not local filters"."""
+    from downpour.analysis.run import _filter_stats
+    from downpour.models.registry import create_model
+
+    model = create_model("grbm-patches")
+    what = _filter_stats(model, model.first_layer_filters().numpy(), 0)["what"]
+    assert "whole-object templates" not in what and "patch filters" in what and "whole-digit templates when" in what
