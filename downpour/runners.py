@@ -65,9 +65,18 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
     # a loss that ran away with every number finite: no runner's non-finite check sees it (train/divergence.py)
     # (steps skipped: rows that stop before the run's end are a run that went past finite numbers and skipped the rest)
     skipped = summary.get("skipped_steps") or (summary.get("rejected") or {}).get("non-finite")
-    if (diverged := runaway(run.metrics(), summary.get("steps") if skipped else None)) is not None:
+    rows = run.metrics()
+    # a cluster run most of whose pushes no shard accepted (ps/cluster.py): said here, in the one warning
+    refused = summary.get("refused_pushes")
+    pushes = (f"{refused['refused']} of the {refused['of']} pushes of this run carried no finite gradient a shard "
+              f"accepted" if refused else "")
+    if (diverged := runaway(rows, summary.get("steps") if skipped else None)) is not None:
         summary["diverged"] = diverged
-        log.warning("%s; its model is not a trained one. %s", diverged_words(diverged), _calmer(cfg, summary))
+        log.warning("%s%s; its model is not a trained one. %s", diverged_words(diverged), f" ({pushes})" if pushes else "",
+                    _calmer(cfg, summary))
+    elif pushes:
+        log.warning("%s: it diverged; its metrics stop at step %s, where the final loss is from. %s", pushes,
+                    rows[-1]["step"] if rows else None, _calmer(cfg, summary))
     return summary
 
 

@@ -140,3 +140,23 @@ def test_a_loss_that_fell_far_below_zero_is_said_to_have_fallen_not_grown():
     assert "its loss grew from 2 at step 50 to inf" in diverged_words(grew)
     nan = runaway([{"step": 50, "loss": 2.0}, {"step": 300, "loss": float("nan")}])
     assert "its loss went from 2 at step 50 to nan" in diverged_words(nan)
+
+
+def test_a_cluster_run_mostly_refused_whose_loss_did_not_run_away_is_said_once_with_its_refused_count(tmp_path, caplog,
+                                                                                                     monkeypatch):
+    """ps.cluster leaves the words to runners.train (until 2026-12-06 both warned of the same run): with no runaway
+    in the rows, the refused pushes are the warning."""
+    import json
+
+    import downpour.runners as runners
+
+    cfg = load_config("teacher-student", ["cluster.runner=simulated", "train.steps=300"])
+    run = RunDir.create(tmp_path / "run", cfg)
+    (run.path / RunDir.METRICS).write_text("".join(json.dumps({"step": s, "loss": 2.0}) + "\n" for s in (150, 300)))
+    monkeypatch.setattr(runners, "runner", lambda cfg: lambda cfg, run, resume: {
+        "steps": 300, "rejected": {"duplicate": 200}, "refused_pushes": {"refused": 200, "of": 300}})
+    with caplog.at_level(logging.WARNING, logger="downpour.runners"):
+        summary = train(cfg, run)
+    assert "diverged" not in summary and len(caplog.records) == 1
+    assert caplog.records[0].getMessage().startswith("200 of the 300 pushes of this run carried no finite gradient a "
+                                                     "shard accepted: it diverged; its metrics stop at step 300")

@@ -312,11 +312,8 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     refused = recorder.pushes - recorder.finite_pushes
     lr_key = "cluster.lr" if cfg.cluster.lr else "train.lr"     # the server's rate (a preset may set cluster.lr)
     if recorder.finite_pushes and refused * 2 > recorder.pushes:   # diverged: its metrics stop where it last trained
-        rows = run.metrics()
-        last = rows[-1]["step"] if rows else None
-        log.warning("%d of the %d pushes of this run carried no finite gradient a shard accepted: it diverged (lower "
-                    "%s, or use a compensation); its metrics stop at step %s, where the final loss is from",
-                    refused, recorder.pushes, lr_key, last)
+        # said by runners.train, once, beside its divergence words (until 2026-12-06 both warned of the same run)
+        summary["refused_pushes"] = {"refused": refused, "of": recorder.pushes}
     if recorder.pushes and not recorder.finite_pushes:
         rejected = ", ".join(f"{n} {reason}" for reason, n in report["rejected"].items()) or "none"
         raise Diverged(f"none of the {recorder.pushes} pushes of this run carried a finite gradient a shard accepted: "
