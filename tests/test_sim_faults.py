@@ -347,3 +347,16 @@ def test_a_ctrl_c_while_the_replacement_waits_resumes_as_the_uninterrupted_run(t
     assert json.loads((tmp_path / "b/checkpoints/server.json").read_text())["sim"]["starting"] == {"1": 12}
     assert _run(tmp_path / "b", *RESTART, resume=True)[0]["lost_workers"] == []
     _same_run_but_resumes(tmp_path / "a", tmp_path / "b")
+
+
+def test_a_worker_lost_again_for_good_is_said_once_not_its_restarted_loss(tmp_path, caplog):
+    """cluster.restarts = 1, worker 1 lost at step 12 (restarted) and again at step 30 (not): the warning that the run
+    went on without it names step 30 alone, and where every worker is lost the error names each one's last loss.
+    Until 2026-12-06 each loss of the worker was said, the restarted one too."""
+    _run(tmp_path / "a", *SETS, "cluster.faults=['worker 1 at 12', 'worker 1 at 30']", "cluster.restarts=1")
+    went_on = [r.getMessage() for r in caplog.records if "went on without it" in r.getMessage()]
+    assert went_on == ["worker 1 was lost at step 30 (cluster.faults 'worker 1 at 30'); the run went on without it"]
+    with pytest.raises(RunError, match=r"every worker was lost \(worker 1 at step 30: cluster.faults 'worker 1 at 30', "
+                                       r"worker 0 at step 40: cluster.faults 'worker 0 at 40'\) after 40 of 48 steps"):
+        _run(tmp_path / "b", *SETS, "cluster.workers=2", "cluster.restarts=1",
+             "cluster.faults=['worker 1 at 8', 'worker 1 at 30', 'worker 0 at 40']")
