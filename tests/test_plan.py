@@ -194,7 +194,7 @@ def test_the_plans_flops_say_what_they_count_the_cat_formulas_products_apart(cap
     products = [_torch_products_outside_lcn(cfg, (1, 32, 32), stage) for stage in (1, 2)]
     read = _torch_products_outside_lcn(cfg, (1, 32, 32), 2, cached=True)      # stage 2's step, stage 1 from the cache
     # one replica: R replicas each fill their cache in 1/R of the steps (tests/test_plan_cache_hits.py), and the
-    # default 1,000 machines lay out 630 of them for cat-demo's 1,500 steps (2.48 M of products)
+    # default 1,000 machines lay out 656 of them for cat-demo's 1,500 steps (630 until 2026-12-06)
     assert main(["plan", "--config", "cat-demo", "--replicas", "1", "--json"]) == 0
     n = json.loads(capsys.readouterr().out)["network"]
     runs = n["frozen_runs"][1]                   # stage 1's forwards per stage-2 step (tests/test_plan_cache_hits.py)

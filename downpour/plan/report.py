@@ -1,9 +1,10 @@
 """What ``downpour plan`` prints: the per-stage table, the cluster's prediction, the assumptions; or JSON."""
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 from downpour._names import plural
 from downpour.config import load_config
@@ -43,12 +44,16 @@ def _seconds(t: float) -> str:
 
 
 def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: int = 1, n_fetch: int = 1,
-              rule: str = "adagrad", paper: bool = False) -> dict[str, Any]:
-    """The whole plan as one JSON-ready dict: network, stages (with the largest partition's share), prediction."""
-    pred = predict(net, cluster, rates, batch, n_push, n_fetch, rule)
+              rule: str = "adagrad", paper: bool = False,
+              on_replicas: Callable[[int], Network] | None = None) -> dict[str, Any]:
+    """The whole plan as one JSON-ready dict: network, stages (with the largest partition's share), prediction;
+    ``on_replicas``: ``net`` as R unsplit replicas run it (:func:`~downpour.plan.predict.predict`)."""
+    pred = predict(net, cluster, rates, batch, n_push, n_fetch, rule, on_replicas)
     k = pred["cluster"]["partitions"]
     if k > 1:       # split, the partitions' actors drop the frozen cache: every step runs the frozen stages
         net = replace(net, frozen_runs=())
+    elif on_replicas is not None:     # the laid-out replicas' frozen count, which predict timed the layout with
+        net = on_replicas(pred["cluster"]["replicas"])
     stages = []
     for s in net.stages:
         part = partition_stage(s, k, hub_runs(net, k))
@@ -91,18 +96,19 @@ def plan_for(model: str | None = "paper", sets: list[str] | tuple[str, ...] = ()
     cfg, shape = plan_config(model, sets, config)
     paper = model in ("paper", None) and config is None
     net = bare = network_of(cfg, shape, paper=paper)
+    on_replicas = None
     if config is not None:       # the data it trains on: how often a greedy step's frozen stages come from the cache
-        net = with_frozen_runs(bare, load_config(config), cfg.train.batch_size)
+        full = load_config(config)
+        net = with_frozen_runs(bare, full, cfg.train.batch_size)
+        if net.frozen_runs:
+            # R replicas each fill their own cache over their shard, in their share of the steps: each layout judged on
+            # its own R's count (until 2026-12-06 one replica's count: cat-demo on 64 machines, 40 replicas, 0.093 a
+            # stage-2 step for 0.16; and until later that day the layout was chosen on one replica's, then re-timed)
+            on_replicas = functools.partial(with_frozen_runs, bare, full, cfg.train.batch_size)
     c = cfg.cluster
     rates = calibrate(c.rule) if measure else DEFAULT_RATES
-    plan = make_plan(net, cluster, rates, cfg.train.batch_size, c.n_push, c.n_fetch, c.rule, paper=paper)
-    laid = plan["cluster"]
-    if net.frozen_runs and laid["partitions"] == 1 and laid["replicas"] > 1 and not plan["memory_fallback"]:
-        # R replicas each fill their own cache over their shard, in their share of the steps: the layout re-timed so
-        # (until 2026-12-06 one replica's count: cat-demo on 64 machines, 40 replicas, 0.093 a stage-2 step for 0.16)
-        net = with_frozen_runs(bare, load_config(config), cfg.train.batch_size, laid["replicas"])    # type: ignore[arg-type]
-        on = replace(cluster, replicas=laid["replicas"], partitions=1, shards=laid["shards"])
-        plan = make_plan(net, on, rates, cfg.train.batch_size, c.n_push, c.n_fetch, c.rule, paper=paper)
+    plan = make_plan(net, cluster, rates, cfg.train.batch_size, c.n_push, c.n_fetch, c.rule, paper=paper,
+                     on_replicas=on_replicas)
     plan["defaults"] = DEFAULT_RATES.as_dict()
     if config is not None:            # what the preset trains, not the registry's defaults of its model
         plan["network"]["name"] = f"{config} (model {cfg.model.name}, batch {cfg.train.batch_size})"
