@@ -111,7 +111,8 @@ def test_a_worker_fault_run_resumes_as_the_uninterrupted_run(tmp_path, monkeypat
     ("shard 0 at 50, shard 0 at 50", "'shard 0 at 50' repeats 'shard 0 at 50'"),
     ("worker 1 at 50, worker 1 at 50", "'worker 1 at 50' repeats 'worker 1 at 50' (the same loss twice)"),
     ("worker 1 at 50, worker 1 at 90", "'worker 1 at 90' loses worker 1 again, but its loss by 'worker 1 at 50' is "
-                                       "not restarted: cluster.restarts = 0 restarts the first 0 worker losses"),
+                                       "not restarted: cluster.restarts = 0 restarts no worker loss, and 'worker 1 at 50' "
+                                       "is loss 1; set cluster.restarts = 1 or more"),
 ])
 def test_a_bad_fault_is_refused_naming_the_key_and_the_item(tmp_path, capsys, value, said):
     argv = ["train", "--dry-run", "--config", "teacher-student", "--runner", "simulated", "--workers", "3", "--shards",
@@ -119,6 +120,17 @@ def test_a_bad_fault_is_refused_naming_the_key_and_the_item(tmp_path, capsys, va
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "cluster.faults" in err and said in err and not (tmp_path / "r").exists()
+
+
+def test_a_loss_past_one_restart_is_refused_saying_the_first_worker_loss(tmp_path, capsys):
+    """cluster.restarts = 1: "restarts the first worker loss in step order" (it read "the first 1 worker loss" until
+    2026-12-06; at 0, "the first 0 worker losses", above)."""
+    argv = ["train", "--dry-run", "--config", "teacher-student", "--runner", "simulated", "--workers", "3", "--shards",
+            "2", "--steps", "200", "--set", "cluster.faults=worker 0 at 20, worker 1 at 50, worker 1 at 90",
+            "--set", "cluster.restarts=1", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    assert ("cluster.restarts = 1 restarts the first worker loss in step order, and 'worker 1 at 50' is loss 2; "
+            "set cluster.restarts = 2 or more") in capsys.readouterr().err
 
 
 def test_a_fault_past_a_single_shard_says_the_run_has_one(tmp_path, capsys):
