@@ -7,14 +7,17 @@ Until 2026-12-06 each figure of panels called ``tight_layout`` (its labels measu
 ``savefig(bbox_inches="tight")``, which drew it twice more (once to crop it), each pass with a fresh renderer, so
 every label was measured anew; since then :func:`downpour.analysis.figures._figure` lays it out once at the PNG's
 resolution on an Agg canvas of its own and the save draws it once, uncropped (the layout already fills it). The old
-way is put back here (``figures._figure`` and ``figures._save``), as it was.
+way is put back here (``figures._figure`` and ``figures._save``), as it was; so is the first way of 2026-12-06
+(``prev``: ``layout="tight"``, whose engine measured every panel twice, the spines included), whose PNGs the new
+way's must equal byte for byte (``pngs_same_as_prev``: the layout found more cheaply, not changed).
 
 The six figures ``analyze`` draws, from the run's own inputs where it keeps them: the loss curves (metrics.jsonl),
 the invariance plot (analysis.json), the first-layer filters (the model), the optimal stimulus (analysis.json) beside
 random pictures of its shape as the top images, and the staleness bars (analysis.json's, or two workers' made up
 where the run had no parameter server), the response histogram of random responses. Both ways' PNGs are checked to
-be within 5% of each other in each side first (the layout's margin, 1.08 font sizes, against the crop's 0.1 inch). One row: ``cpu_ratio`` (this process's CPU, ``time.process_time``:
-the machine's load moves it least) and ``ratio`` (wall), new / old, < 1 faster. Prints one JSON line.
+be within 5% of each other in each side first (the layout's margin, 1.08 font sizes, against the crop's 0.1 inch). One row: ``cpu_ratio`` (this process's CPU,
+``time.process_time``: the machine's load moves it least) and ``ratio`` (wall), new / old, < 1 faster, and the same
+new / prev (``cpu_ratio_vs_prev``, ``ratio_vs_prev``). Prints one JSON line.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -36,6 +40,7 @@ from downpour.analysis import figures  # noqa: E402
 from downpour.analysis.options import open_run  # noqa: E402
 
 NEW = figures._figure, figures._save
+WAYS = ("new", "prev", "old")
 _LAID_OUT: weakref.WeakSet = weakref.WeakSet()      # the old way's figures that called tight_layout before saving
 
 
@@ -54,6 +59,24 @@ def old_save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def prev_figure(width: float, height: float, laid_out: bool = True) -> Figure:
+    """The first 2026-12-06 way: the tight layout engine as ``layout="tight"`` makes it, whose ``rect=(0, 0, 1, 1)``
+    measures every panel twice (the second pass places nothing the first did not), the spines measured too."""
+    fig = Figure(figsize=(width, height), dpi=figures.DPI, layout="tight" if laid_out else None)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def prev_save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+        fig.set_layout_engine(None)
+    fig.savefig(path, dpi=figures.DPI, bbox_inches=None if engine is not None else "tight")
+    return path
+
+
 def drawings(run_path: Path) -> dict[str, Callable[[Path], Path]]:
     """Each figure of the run, as a function of the folder it is drawn into."""
     run, model = open_run(run_path)
@@ -63,25 +86,27 @@ def drawings(run_path: Path) -> dict[str, Callable[[Path], Path]]:
     stimulus = np.asarray(analysis["optimal_stimulus"]["image"], dtype=np.float64)
     top = analysis["top_images"]["responses"]
     filters = model.first_layer_filters()
+    # drawn once, so that every way draws the same pictures (the PNGs are compared)
+    pictures = rng.random((len(top), *stimulus.shape))
+    responses = rng.normal(1, 1, 300).tolist(), rng.normal(0, 1, 300).tolist()
     staleness = analysis.get("staleness") or {"overall": {0: 40, 1: 90, 2: 50, 4: 9},
                                               **{f"worker {w}": {0: 20, 1: 45 + w, 2: 25, 4: 4} for w in range(2)}}
     out = {
         "loss": lambda d: figures.loss_curves(metrics, d / "loss.png"),
         "invariance": lambda d: figures.invariance_plot(analysis["invariance"], d / "invariance.png"),
-        "stimulus": lambda d: figures.stimulus_and_top_images(stimulus, rng.random((len(top), *stimulus.shape)),
+        "stimulus": lambda d: figures.stimulus_and_top_images(stimulus, pictures,
                                                               d / "optimal_stimulus.png", "unit 0: top images", top),
         "staleness": lambda d: figures.staleness_histogram(staleness, d / "staleness.png"),
-        "responses": lambda d: figures.response_histogram(rng.normal(1, 1, 300).tolist(), rng.normal(0, 1, 300).tolist(),
-                                                          0.5, d / "face_neuron_responses.png"),
+        "responses": lambda d: figures.response_histogram(*responses, 0.5, d / "face_neuron_responses.png"),
     }
     if filters is not None:
         out["filters"] = lambda d: figures.filter_grid(filters.numpy(), d / "filters.png")
     return out
 
 
-def draw_all(draw: dict[str, Callable[[Path], Path]], folder: Path, new: bool) -> dict[str, tuple[int, int]]:
-    """Every figure drawn into ``folder``, the new or the old way; their sizes in pixels."""
-    figures._figure, figures._save = NEW if new else (old_figure, old_save)
+def draw_all(draw: dict[str, Callable[[Path], Path]], folder: Path, way: str) -> dict[str, tuple[int, int]]:
+    """Every figure drawn into ``folder``, the ``way`` of :data:`WAYS`; their sizes in pixels."""
+    figures._figure, figures._save = {"new": NEW, "prev": (prev_figure, prev_save), "old": (old_figure, old_save)}[way]
     try:
         sizes = {}
         for name, f in draw.items():
@@ -100,16 +125,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise SystemExit(f"{args.run}: no analysis.json (run `downpour analyze {args.run}` first)")
     draw = drawings(args.run)
     with tempfile.TemporaryDirectory() as tmp:
-        folders = {way: Path(tmp) / way for way in ("new", "old")}
-        sizes = {way: draw_all(draw, folder, way == "new") for way, folder in folders.items()}
+        folders = {way: Path(tmp) / way for way in WAYS}
+        sizes = {way: draw_all(draw, folder, way) for way, folder in folders.items()}
         for name, size in sizes["new"].items():
             if any(abs(a - b) > 0.05 * b for a, b in zip(size, sizes["old"][name])):
                 raise SystemExit(f"{name}: {size} pixels the new way, {sizes['old'][name]} the old way")
-        reps = interleave({way: (lambda r, way=way: {"figures": len(draw_all(draw, folders[way], way == "new"))})
-                           for way in ("new", "old")}, reps=args.reps)
+        # the new way's PNGs against the first 2026-12-06 way's, byte for byte (the same layout, measured once)
+        same_as_prev = {f.name: f.read_bytes() == (folders["prev"] / f.name).read_bytes()
+                        for f in sorted(folders["new"].iterdir())}
+        reps = interleave({way: (lambda r, way=way: {"figures": len(draw_all(draw, folders[way], way))})
+                           for way in WAYS}, reps=args.reps)
     row = {"bench": "report_figures", "run": str(args.run), "figures": sorted(draw), "sizes": sizes,
            **summary(reps, "wall_s"), "ratio": ratio(reps, "wall_s", "new", "old"),
-           "cpu_ratio": ratio(reps, "driver_cpu_s", "new", "old")}
+           "cpu_ratio": ratio(reps, "driver_cpu_s", "new", "old"),
+           "ratio_vs_prev": ratio(reps, "wall_s", "new", "prev"), "cpu_ratio_vs_prev": ratio(reps, "driver_cpu_s", "new", "prev"),
+           "pngs_same_as_prev": same_as_prev}
     return [emit(row, [])]
 
 
