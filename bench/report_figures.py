@@ -9,15 +9,16 @@ every label was measured anew; since then :func:`downpour.analysis.figures._figu
 resolution on an Agg canvas of its own and the save draws it once, uncropped (the layout already fills it). The old
 way is put back here (``figures._figure`` and ``figures._save``), as it was; so is the first way of 2026-12-06
 (``prev``: ``layout="tight"``, whose engine measured every panel twice, the spines included), whose PNGs the new
-way's must equal byte for byte (``pngs_same_as_prev``: the layout found more cheaply, not changed).
+way's are compared with byte for byte (``pngs_same_as_prev``: the layout found more cheaply, not changed).
 
 The six figures ``analyze`` draws, from the run's own inputs where it keeps them: the loss curves (metrics.jsonl),
 the invariance plot (analysis.json), the first-layer filters (the model), the optimal stimulus (analysis.json) beside
 random pictures of its shape as the top images, and the staleness bars (analysis.json's, or two workers' made up
 where the run had no parameter server), the response histogram of random responses. Both ways' PNGs are checked to
-be within 5% of each other in each side first (the layout's margin, 1.08 font sizes, against the crop's 0.1 inch). One row: ``cpu_ratio`` (this process's CPU,
-``time.process_time``: the machine's load moves it least) and ``ratio`` (wall), new / old, < 1 faster, and the same
-new / prev (``cpu_ratio_vs_prev``, ``ratio_vs_prev``). Prints one JSON line.
+be within 5% of each other in each side first (the layout's margin, 1.08 font sizes, against the crop's 0.1 inch).
+One row: ``cpu_ratio`` (this process's CPU, ``time.process_time``: the machine's load moves it least) and ``ratio``
+(wall), new / old, < 1 faster, and the same new / prev (``cpu_ratio_vs_prev``, ``ratio_vs_prev``). Prints one JSON
+line.
 """
 from __future__ import annotations
 
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     row = {"bench": "report_figures", "run": str(args.run), "figures": sorted(draw), "sizes": sizes,
            **summary(reps, "wall_s"), "ratio": ratio(reps, "wall_s", "new", "old"),
            "cpu_ratio": ratio(reps, "driver_cpu_s", "new", "old"),
-           "ratio_vs_prev": ratio(reps, "wall_s", "new", "prev"), "cpu_ratio_vs_prev": ratio(reps, "driver_cpu_s", "new", "prev"),
+           "ratio_vs_prev": ratio(reps, "wall_s", "new", "prev"),
+           "cpu_ratio_vs_prev": ratio(reps, "driver_cpu_s", "new", "prev"),
            "pngs_same_as_prev": same_as_prev}
     return [emit(row, [])]
 

@@ -86,8 +86,8 @@ def _figure(width: float, height: float, laid_out: bool = True) -> Figure:
     """A ``width`` x ``height`` inch figure at the PNG's resolution, on an Agg canvas of its own, so that laying it
     out and saving it share one renderer and its cache of label sizes. ``laid_out``: its panels placed by the tight
     layout engine when it is drawn (a figure of panels); else :func:`_save` crops it to what it drew (pictures)."""
-    # rect=None: the engine ``layout="tight"`` makes has rect=(0, 0, 1, 1), which measures every panel twice (the second
-    # pass keeps the first's margins and finds the same gaps: the PNGs came out byte for byte the same); as tight_layout()
+    # rect=None, as tight_layout() passes: the engine layout="tight" makes has rect=(0, 0, 1, 1), which measures every
+    # panel twice (the second pass keeps the first's margins and finds the same gaps: the same PNGs, byte for byte)
     fig = Figure(figsize=(width, height), dpi=DPI, layout=TightLayoutEngine(rect=None) if laid_out else None)
     FigureCanvasAgg(fig)
     return fig
@@ -100,7 +100,8 @@ def _save(fig: Figure, path: Path) -> Path:
     if engine is not None:          # laid out once, here; then no engine, so savefig draws the figure once, as laid out
         # The spines left out of the layout: each spine's extent works out its axis's ticks again (4 per panel), to add
         # the axes' edge and the ticks (3.5 points out), which the tick labels beyond them already cover: the same
-        # layout (the PNGs byte for byte), in 0.61 of layout="tight"'s CPU with rect=None (docs/benchmarks.md).
+        # layout (the report's PNGs byte for byte; at most a frame line a pixel over, where a spine's extent passed the
+        # axes' edge by 1e-13 pixels), in 0.61 of layout="tight"'s CPU with rect=None (docs/benchmarks.md).
         spines = [s for ax in fig.axes for s in ax.spines.values() if s.get_in_layout()]
         for s in spines:
             s.set_in_layout(False)
