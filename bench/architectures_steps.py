@@ -1,86 +1,123 @@
-"""Q7's own cell for one arm at its Q7 budget and at a multiple of it, paired by seed (2026-12-06).
+"""Q7's own cell of one arm at two step counts (its Q7 budget and a larger one), paired by seed, and the table.
 
-Each cell is ``ArchitecturesStudy.cell_config(arm, seed)`` at the arm's Q7 steps (the study's own FLOP budget,
-``study.prepare()["steps"]``: rbm 700, sae 2,867, rnn 28, cat 300) and at ``--times`` that many, trained and
-measured by ``train_and_measure(cfg, study.measures(), seed)``: the face test and the no-faces twin of Q7, so
-``face_owed_controls`` is Q7's "what the faces gave". One torch thread, one process; one JSON line per cell is
-appended to ``--out``. ``--summary`` reads such a file and prints the paired means (``downpour.studies.stats``).
+    .venv/bin/python bench/architectures_steps.py run --arm cat --out cells.jsonl 0 1 2 ... 15    # 300 and 1,500
+    .venv/bin/python bench/architectures_steps.py run --arm rbm --steps 700,3500 --out cells.jsonl 0 1 ... 15
+    .venv/bin/python bench/architectures_steps.py summary cells.jsonl                          # every arm in it
 
-    .venv/bin/python bench/architectures_steps.py --arm rbm --times 5 --seeds 0 1 2 3 --out cells.jsonl
-    .venv/bin/python bench/architectures_steps.py --summary cells.jsonl
+``run`` trains the arm's cell as the study does (:meth:`ArchitecturesStudy.cell_config`: one torch thread, the
+study's measures, its no-faces twin, so ``face_owed_controls`` is Q7's "what the faces gave") at each of
+``--steps`` for every seed given, one after the other in this process, and appends one JSON line per cell (arm,
+seed, steps, wall_s, cpu_s and the cell's figures). ``--steps`` defaults to the arm's Q7 steps (the study's FLOP
+budget, ``study.prepare()["steps"]``) and ``--times`` that many. ``summary`` prints, per arm, each figure's mean and
+Student's t 95% interval at both step counts, their paired difference with its p (:mod:`downpour.studies.stats`,
+as the studies compute them) and Holm's adjusted p over the figures in ``FIGURES``. The pages
+docs/studies/architectures-cat-1500-steps-2026-12-06.md (cat, about 50 min on 16 seeds on a shared 2-core VM) and
+docs/studies/architectures-5x-steps-2026-12-06.md (rbm, rnn) are ``run`` and ``summary`` of their cells.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+FIGURES = ("face_owed_controls", "face_auc_controls", "face_auc_controls_no_faces", "face_owed_lfw", "face_auc_lfw",
+           "edge_fraction", "probe_digits", "probe_lfw")   # Holm's family (the cat page's table)
+EXTRA = ("final_loss",)                                    # printed, not in Holm's family
 
-FIGURES = ("face_owed_controls", "face_auc_controls", "face_auc_controls_no_faces", "face_owed_lfw",
-           "face_auc_lfw", "probe_digits", "probe_lfw", "final_loss")
 
-
-def run(arm: str, times: int, seeds: list[int], out: str, base: int | None) -> None:
+def run(arm: str, out: str, seeds: list[int], steps: list[int] | None, times: int) -> None:
+    import torch
     from downpour.studies import study_class
     from downpour.studies.measure import train_and_measure, with_steps
+
     torch.set_num_threads(1)
     study = study_class("architectures")()
-    condition = next(c for c in study.conditions() if c.name == arm)
-    steps = base if base is not None else study.prepare()["steps"][arm]
+    condition = next((c for c in study.conditions() if c.name == arm), None)
+    if condition is None:
+        sys.exit(f"architectures_steps.py: --arm {arm!r} is no Q7 condition: "
+                 + ", ".join(c.name for c in study.conditions()))
+    if steps is None:
+        base = study.prepare()["steps"][arm]
+        steps = [base, base * times]
     for seed in seeds:
-        for n in (steps, steps * times):
+        for n in steps:
             cfg = with_steps(study.cell_config(condition, seed), n)
             w0, c0 = time.time(), time.process_time()
             f = train_and_measure(cfg, study.measures(), seed)
-            row = {"arm": arm, "seed": seed, "steps": n, "wall_s": time.time() - w0,
-                   "cpu_s": time.process_time() - c0, **f}
+            row = {"arm": arm, "seed": seed, "wall_s": round(time.time() - w0, 1),
+                   "cpu_s": round(time.process_time() - c0, 1), **f, "steps": n}   # (f has its own "steps")
             with open(out, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
-            print(arm, seed, n, f"{row['face_owed_controls']:+.3f}", f"{row['wall_s']:.0f}s", flush=True)
+            print(arm, seed, n, {k: round(row[k], 4) for k in FIGURES if k in row}, flush=True)
+
+
+def holm_adjusted(ps: list[float]) -> list[float]:
+    """Holm's step-down adjusted p of each of ``ps`` (one family)."""
+    adjusted, worst = [0.0] * len(ps), 0.0
+    for rank, i in enumerate(sorted(range(len(ps)), key=lambda i: ps[i])):
+        worst = max(worst, min(1.0, (len(ps) - rank) * ps[i]))
+        adjusted[i] = worst
+    return adjusted
 
 
 def summary(path: str) -> None:
-    from downpour.studies.stats import mean_ci, paired_difference
-    by: dict[tuple[str, int], dict[int, dict]] = {}
+    from downpour.studies.stats import is_discrete, mean_ci, paired_difference, paired_p
+
+    by: dict[str, dict[int, dict[int, dict]]] = {}
     for line in open(path):
         r = json.loads(line)
-        by.setdefault((r["arm"], r["seed"]), {})[r["steps"]] = r
-    for arm in sorted({a for a, _ in by}):
-        cells = {s: d for (a, s), d in by.items() if a == arm and len(d) == 2}
-        seeds = sorted(cells)
-        if not seeds:
-            continue
-        lo, hi = sorted(cells[seeds[0]])
-        print(f"{arm}: {len(seeds)} seeds {seeds}, {lo} vs {hi} steps")
-        for s in seeds:
-            print(" ", s, *(f"{cells[s][n][k]:+.3f}" for n in (lo, hi)
-                            for k in ("face_owed_controls", "face_auc_controls", "face_auc_controls_no_faces")))
-        for k in FIGURES:
-            a, b = [cells[s][lo].get(k, float("nan")) for s in seeds], [cells[s][hi].get(k, float("nan")) for s in seeds]
-            print(f"  {k}: {lo}: {mean_ci(a)}  {hi}: {mean_ci(b)}  diff: {paired_difference(a, b)}")
+        by.setdefault(r.get("arm", "cat"), {}).setdefault(int(r["seed"]), {})[int(r["steps"])] = r
+    fmt = lambda t: f"{t[0]:+.3f} [{t[1]:+.3f}, {t[2]:+.3f}]"
+    for arm, cells in sorted(by.items()):
+        counts = sorted({n for d in cells.values() for n in d})
+        if len(counts) != 2:
+            sys.exit(f"architectures_steps.py summary: {path}'s {arm} cells are at {counts} steps, not two counts")
+        lo, hi = counts
+        seeds = sorted(s for s, d in cells.items() if lo in d and hi in d)
+        if len(seeds) < 2:
+            sys.exit(f"architectures_steps.py summary: {path} has {len(seeds)} {arm} seed(s) at both {lo} and {hi}")
+        rows = []
+        for f in FIGURES + EXTRA:
+            if not all(f in cells[s][n] and cells[s][n][f] == cells[s][n][f] for s in seeds for n in (lo, hi)):
+                continue                             # a figure the arm lacks (the GRU's edge_fraction: NaN)
+            a, b = [cells[s][lo][f] for s in seeds], [cells[s][hi][f] for s in seeds]
+            rows.append((f, mean_ci(a), mean_ci(b), paired_difference(a, b, is_discrete(f)),
+                         paired_p(a, b, is_discrete(f))))
+        family = [i for i, r in enumerate(rows) if r[0] in FIGURES]
+        adjusted = dict(zip(family, holm_adjusted([rows[i][4] for i in family])))
         wall = sum(cells[s][n]["wall_s"] for s in seeds for n in (lo, hi))
         cpu = sum(cells[s][n]["cpu_s"] for s in seeds for n in (lo, hi))
-        print(f"  wall {wall:.0f} s, CPU {cpu:.0f} s")
+        print(f"{arm}: {len(seeds)} paired seeds ({seeds[0]}-{seeds[-1]}), wall {wall:.0f} s, CPU {cpu:.0f} s; "
+              f"figure, {lo} steps, {hi} steps, {hi} - {lo} (paired), p, Holm p")
+        for s in seeds:                              # the per-seed rows: what the faces gave, and both AUCs
+            print(f"  seed {s}:", *(f"{cells[s][n][k]:+.3f}" for n in (lo, hi) for k in FIGURES[:3]))
+        for i, (f, m0, m1, d, p) in enumerate(rows):
+            holm = f"  Holm {adjusted[i]:.2g}" if i in adjusted else ""
+            print(f"  {f}: {fmt(m0)}  {fmt(m1)}  {fmt(d)}  p {p:.2g}{holm}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--arm", default="rbm", help="a Q7 condition: cat, conv-ae, rbm, rnn, sae, rbm-288, ...")
-    p.add_argument("--times", type=int, default=5, help="the larger setting, in multiples of the arm's steps")
-    p.add_argument("--seeds", type=int, nargs="*", default=[0])
-    p.add_argument("--base-steps", type=int, default=None, help="the arm's 1x steps (default: Q7's FLOP budget)")
-    p.add_argument("--out", default="cells.jsonl", help="JSON lines, appended to")
-    p.add_argument("--summary", metavar="CELLS", help="print the paired summary of CELLS and measure nothing")
-    a = p.parse_args(argv)
-    if a.summary:
-        summary(a.summary)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train and measure the cells, appending to --out")
+    r.add_argument("seeds", nargs="+", type=int)
+    r.add_argument("--arm", default="cat", help="a Q7 condition: cat, rbm, rnn, sae, conv-ae, ...")
+    r.add_argument("--steps", default=None, help="two step counts, e.g. 700,3500 (default: the arm's Q7 steps "
+                   "and --times that many)")
+    r.add_argument("--times", type=int, default=5, help="the larger setting, in multiples of the arm's Q7 steps")
+    r.add_argument("--out", default=os.environ.get("OUT", "cells.jsonl"))
+    s = sub.add_parser("summary", help="the paired table of a cells file, per arm")
+    s.add_argument("cells")
+    a = ap.parse_args(argv)
+    if a.cmd == "run":
+        run(a.arm, a.out, a.seeds, [int(x) for x in a.steps.split(",")] if a.steps else None, a.times)
     else:
-        run(a.arm, a.times, a.seeds, a.out, a.base_steps)
+        summary(a.cells)
 
 
 if __name__ == "__main__":
