@@ -101,6 +101,18 @@ def summary(path: str) -> None:
             print(f"  {f}: {fmt(m0)}  {fmt(m1)}  {fmt(d)}  p {p:.2g}{holm}")
 
 
+def _two_counts(text: str) -> list[int]:
+    """``--steps A,B``: two step counts, 0 < A < B (one count alone would leave ``summary`` nothing to pair)."""
+    try:
+        counts = [int(x) for x in text.split(",")]
+    except ValueError:
+        counts = []
+    if len(counts) != 2 or not 0 < counts[0] < counts[1]:
+        sys.exit(f"architectures_steps.py run: --steps {text!r} is not two step counts A,B with 0 < A < B "
+                 "(e.g. 700,3500)")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -115,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("cells")
     a = ap.parse_args(argv)
     if a.cmd == "run":
-        run(a.arm, a.out, a.seeds, [int(x) for x in a.steps.split(",")] if a.steps else None, a.times)
+        run(a.arm, a.out, a.seeds, _two_counts(a.steps) if a.steps else None, a.times)
     else:
         summary(a.cells)
 

@@ -44,3 +44,9 @@ def test_a_cells_file_at_three_step_counts_is_refused_naming_the_counts(tmp_path
     _cells(cells, "cat", (300, 900), "probe_lfw")
     with pytest.raises(SystemExit, match=r"cat cells are at \[300, 900, 1500\] steps, not two counts"):
         steps.main(["summary", str(cells)])
+
+
+@pytest.mark.parametrize("text", ["700", "700,3500,7000", "3500,700", "0,300", "a,b"])
+def test_run_refuses_steps_that_are_not_two_increasing_counts(text):
+    with pytest.raises(SystemExit, match=r"--steps .* is not two step counts A,B with 0 < A < B"):
+        steps.main(["run", "--steps", text, "--out", "/dev/null", "0"])
