@@ -1,4 +1,5 @@
-"""The report's figures of a recorded run, drawn the new way (each laid out and drawn once) and the old way, in turn.
+"""The report's figures of a recorded run, drawn the new way (each laid out once), the first 2026-12-06 way and the
+old way, in turn.
 
     .venv/bin/python bench/report_figures.py --run RUN              # RUN: an analysed run (`downpour analyze RUN`)
     .venv/bin/python bench/report_figures.py --run RUN --reps 1     # a quick check that it runs
@@ -119,7 +120,7 @@ def draw_all(draw: dict[str, Callable[[Path], Path]], folder: Path, way: str) ->
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    p = reps_and_threads(__doc__.split("\n")[0], threads=None)
+    p = reps_and_threads(__doc__.split("\n\n")[0], threads=None)
     p.add_argument("--run", type=Path, required=True, help="an analysed run (its analysis.json read)")
     args = p.parse_args(argv)
     if not (args.run / "analysis.json").is_file():
