@@ -3,7 +3,8 @@
     .venv/bin/python bench/sandblaster.py backups [--workers 4] [--units 12] [--factor 10]
     .venv/bin/python bench/sandblaster.py figure --out runs/fig4 [--runner simulated|ray] [--downpour-steps 6000] [--sandblaster-steps 60]
     .venv/bin/python bench/sandblaster.py curves RUN_DOWNPOUR RUN_SANDBLASTER [--png fig.png]
-    .venv/bin/python bench/sandblaster.py machines --out runs/machines [--workers 1 2 4 8] [--samples 2000] [--target COST ...]
+    .venv/bin/python bench/sandblaster.py machines --out runs/machines [--workers 1 2 4 8] [--samples 2000] \
+        [--target COST ...]
 
 ``backups``: simulated runs of one model with every worker normal, then with the last worker
 FACTOR times slower, with backups (``sandblaster.backup_after`` swept) and without (1); one JSON
@@ -19,7 +20,8 @@ with Sandblaster, on the same number of workers and shards, then ``curves`` on t
 iterations, so each method computes the same examples at every count), then one JSON line per count:
 the virtual time and examples each method took to reach each ``--target`` cost (default: 1.05 and
 1.25 times the lowest cost any run reached; null where a run never reached it), and its final cost;
-``machines.png`` draws the time to each target against the workers (after Dean et al.'s Figure 5, time to a fixed cost against machines).
+``machines.png`` draws the time to each target against the workers (after Dean et al.'s Figure 5, time
+to a fixed cost against machines).
 
 ``curves``: one JSON line per metrics row of each run (``method``, ``cost``, ``time`` in wall
 seconds, ``vtime`` when simulated, ``examples`` computed so far), then a summary line: for a few
@@ -92,7 +94,8 @@ def figure(args: argparse.Namespace) -> None:
 
 def machines(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    data = [f"data.samples={args.samples}", "cluster.runner=simulated", f"cluster.shards={args.shards}", "train.threads=1"]
+    data = [f"data.samples={args.samples}", "cluster.runner=simulated", f"cluster.shards={args.shards}",
+            "train.threads=1"]
     runs = {}
     for w in args.workers:
         cluster = [*data, f"cluster.workers={w}"]
@@ -209,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--lr", type=float, default=0.03)
     m.add_argument("--downpour-steps", type=at_least_1, default=1500)
     m.add_argument("--sandblaster-steps", type=at_least_1, default=60)   # about the examples of 1,500 steps of 100
-    m.add_argument("--target", type=float, nargs="+", default=[])   # default: 1.05 and 1.25 x the lowest cost of any run
+    m.add_argument("--target", type=float, nargs="+", default=[])   # none: 1.05 and 1.25 x the lowest cost of any run
     m.set_defaults(func=machines)
     c = sub.add_parser("curves")
     c.add_argument("runs", nargs=2)

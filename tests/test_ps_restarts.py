@@ -889,7 +889,8 @@ def test_a_stop_with_a_shard_lost_goes_on_freeing_the_live_shards_inboxes_for_ev
     monkeypatch.setattr(asking_on_ray, "ray", cluster_on_ray.ray)
     c = ScriptedCluster(runtime, coordinator(2, STEPS), restarts=0, shards=2)
     lost, live = c.shard_actors
-    lost.drop_inbox = type(lost.flush)(lambda w, seq: scripted_ray.Ref(error=cluster_on_ray.ray.exceptions.ActorDiedError()))
+    died = cluster_on_ray.ray.exceptions.ActorDiedError
+    lost.drop_inbox = type(lost.flush)(lambda w, seq: scripted_ray.Ref(error=died()))
 
     def staged(w: int) -> bool:   # both its cycles' stagings on shard 1 let through
         return sum(d[0] == w for d in live.dropped) >= 2

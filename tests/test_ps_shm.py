@@ -65,7 +65,7 @@ def test_a_put_waiting_on_a_dead_shards_inbox_fails_at_once_not_at_its_timeout(p
     path = f"{prefix}-gone"
     shard = ("import os, sys, numpy as np; from downpour.ps import shm; s = shm.Segment(sys.argv[1], 3, create=True); "
              "shm.Segment(sys.argv[1], 3).put(np.ones(3, dtype=np.float32), seq=4, base=0); os._exit(0)")
-    subprocess.run([sys.executable, "-c", shard, path], check=True)     # (os._exit: the file stays, as a kill leaves it)
+    subprocess.run([sys.executable, "-c", shard, path], check=True)   # (os._exit: the file stays, as a kill leaves it)
     worker_side = shm.Segment(path, 3)
     try:
         assert worker_side.header[0] == 1                                # push 4 waits, never to be taken

@@ -111,8 +111,8 @@ def test_a_worker_fault_run_resumes_as_the_uninterrupted_run(tmp_path, monkeypat
     ("shard 0 at 50, shard 0 at 50", "'shard 0 at 50' repeats 'shard 0 at 50'"),
     ("worker 1 at 50, worker 1 at 50", "'worker 1 at 50' repeats 'worker 1 at 50' (the same loss twice)"),
     ("worker 1 at 50, worker 1 at 90", "'worker 1 at 90' loses worker 1 again, but its loss by 'worker 1 at 50' is "
-                                       "not restarted: cluster.restarts = 0 restarts no worker loss, and 'worker 1 at 50' "
-                                       "is loss 1; set cluster.restarts = 1 or more"),
+                                       "not restarted: cluster.restarts = 0 restarts no worker loss, and "
+                                       "'worker 1 at 50' is loss 1; set cluster.restarts = 1 or more"),
 ])
 def test_a_bad_fault_is_refused_naming_the_key_and_the_item(tmp_path, capsys, value, said):
     argv = ["train", "--dry-run", "--config", "teacher-student", "--runner", "simulated", "--workers", "3", "--shards",
@@ -312,7 +312,8 @@ class _Killed(Exception):
 @pytest.mark.parametrize("at", ["between", "after"])
 def test_a_worker_lost_twice_resumes_as_the_uninterrupted_run(tmp_path, monkeypatch, at):
     """Stopped at a checkpoint between worker 1's two losses (its first replacement rejoined) or after the second
-    (its second replacement rejoined at once: none of its pushes travelled): --resume goes on to the uninterrupted run bit for bit, each loss taken once."""
+    (its second replacement rejoined at once: none of its pushes travelled): --resume goes on to the uninterrupted run
+    bit for bit, each loss taken once."""
     _run(tmp_path / "a", *AGAIN)
     checkpoint = recorder_module.Recorder.checkpoint
 

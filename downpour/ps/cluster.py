@@ -296,7 +296,8 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
                         if k in data_info}
     report = _save_model(setup, run, states, coord, coord.done, data_info, info.pop("model_buffers", {}))
     for e in _final_losses(coord) if coord.live else ():     # (with none left, the error below names every loss)
-        log.warning("worker %d was lost at step %d (%s); the run went on without it", e["worker"], e["step"], e["reason"])
+        log.warning("worker %d was lost at step %d (%s); the run went on without it", e["worker"], e["step"],
+                    e["reason"])
     counts = _counts(states, report)
     idle = _idle_compensation(cfg, report["overall"]["max"], counts["pushes"])
     summary = {"steps": coord.done, "resumed_from": start, "runner": cfg.cluster.runner,
@@ -333,11 +334,12 @@ def _no_worker_left(cfg: RunConfig) -> str:
 
 
 def _final_losses(coord: Coordinator) -> list[dict[str, Any]]:
-    """The ``worker-lost`` event of each worker lost for good (in ``coord.lost``): its last, a worker lost again having
-    had its earlier losses restarted. Until 2026-12-06 each of its losses was said: "worker 1 was lost at step 12 (...);
+    """The last ``worker-lost`` event of each worker lost for good (in ``coord.lost``): a worker lost again has
+    earlier ones, each restarted. Until 2026-12-06 each of its losses was said: "worker 1 was lost at step 12 (...);
     the run went on without it" of one restarted at step 22 and lost again at step 30 (cluster.faults)."""
     last = {e["worker"]: e for e in coord.events if e["event"] == "worker-lost"}
-    return [e for e in coord.events if e["event"] == "worker-lost" and last[e["worker"]] is e and e["worker"] in coord.lost]
+    return [e for e in coord.events if e["event"] == "worker-lost" and last[e["worker"]] is e
+            and e["worker"] in coord.lost]   # (in step order)
 
 
 def _loss_reasons(coord: Coordinator) -> list[str]:

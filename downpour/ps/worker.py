@@ -199,9 +199,9 @@ class Worker:
         """Drop the push being built, unsent (its seq is the next push's), and fetch before the next step: a
         model-parallel replica whose partition died mid-cycle (``ps.partition_restarts_on_ray``) goes on with a new
         partition, whose filters the fetch fills, and none of the dropped cycle's half-made gradient. Its batches
-        (``reread``) are read again, first, by the next steps: its steps are handed out again (``Coordinator.drop_cycles``,
-        to this worker or another), and until 2026-12-06 this worker's stream went on past them, so they were
-        drawn and never trained (n_push batches a drop, more with cycles queued behind it)."""
+        (``reread``) are read again, first, by the next steps: its steps are handed out again
+        (``Coordinator.drop_cycles``, to this worker or another), and until 2026-12-06 this worker's stream went on
+        past them, so they were drawn and never trained (n_push batches a drop, more with cycles queued behind it)."""
         self._again, self._drawn = self._drawn + self._again, []
         self.params.drop()
         self._mean.pop()

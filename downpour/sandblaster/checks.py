@@ -44,9 +44,10 @@ def check_sandblaster(cfg: RunConfig) -> None:
         raise ConfigError("cluster.algorithm = 'sandblaster' computes on CPU: train.device = 'cuda' is not used by it; "
                           "set train.device = 'cpu' (or 'auto'), or train with cluster.algorithm = 'downpour'")
     if cfg.cluster.partitions != 1:
-        raise ConfigError(f"cluster.partitions = {cfg.cluster.partitions} splits Downpour's replicas across processes; "
-                          "cluster.algorithm = 'sandblaster' runs whole replicas (model parallelism with Sandblaster is "
-                          "not built): set cluster.partitions = 1, or train with cluster.algorithm = 'downpour'")
+        raise ConfigError(f"cluster.partitions = {cfg.cluster.partitions} splits Downpour's replicas across "
+                          "processes; cluster.algorithm = 'sandblaster' runs whole replicas (model parallelism with "
+                          "Sandblaster is not built): set cluster.partitions = 1, or train with "
+                          "cluster.algorithm = 'downpour'")
     s = cfg.sandblaster
     if s.batch and s.units > s.batch:
         raise ConfigError(f"sandblaster.units = {s.units} is more than the {s.batch} examples of a batch "
