@@ -24,6 +24,31 @@ def _run(path, *overrides, resume=False):
     return run_cluster(cfg, run, resume=resume), run
 
 
+class _Killed(Exception):
+    pass
+
+
+def _stopped_and_resumed(tmp_path, monkeypatch, sets, stop):
+    """``sets`` run whole into ``a``, then into ``b`` killed after the first checkpoint at which ``stop(recorder)``
+    holds (no failure checkpoint: the resume starts from that one), then ``b`` resumed: its summary."""
+    import downpour.ps.recorder as recorder
+
+    _run(tmp_path / "a", *sets)
+    checkpoint = recorder.Recorder.checkpoint
+
+    def killed(self, states=None):
+        checkpoint(self, states)
+        if stop(self):
+            raise _Killed
+
+    monkeypatch.setattr(recorder.Recorder, "checkpoint", killed)
+    monkeypatch.setattr(recorder.Recorder, "save_on_failure", lambda self: None)
+    with pytest.raises(_Killed):
+        _run(tmp_path / "b", *sets)
+    monkeypatch.undo()
+    return _run(tmp_path / "b", *sets, resume=True)[0]
+
+
 def _without_wall_clock(rows):
     return [{k: v for k, v in r.items() if k not in ("time", "samples_per_s", "updates_per_s")} for r in rows]
 
@@ -221,27 +246,9 @@ def test_ctrl_c_waits_for_its_event_and_the_resume_is_the_uninterrupted_run(tmp_
 def test_a_run_killed_after_a_periodic_checkpoint_resumes_as_the_uninterrupted_run(tmp_path, monkeypatch):
     """A checkpoint written as a push is recorded (cluster.checkpoint_every), the process then gone without
     another word: a sync round half full, two-step pushes, flipped batches drawn from each worker's stream."""
-    import downpour.ps.recorder as recorder
-
-    class Killed(Exception):
-        pass
-
     sets = ["cluster.consistency=sync", "cluster.n_push=2", "cluster.checkpoint_every=5", "data.source=natural",
             "data.mode=patches", "data.size=8", "data.flip=true", "train.steps=40"]
-    _run(tmp_path / "a", *sets)
-    checkpoint = recorder.Recorder.checkpoint
-
-    def killed_after_the_second(self, states=None):
-        checkpoint(self, states)
-        if self.checkpoints == 2:
-            raise Killed
-
-    monkeypatch.setattr(recorder.Recorder, "checkpoint", killed_after_the_second)
-    monkeypatch.setattr(recorder.Recorder, "save_on_failure", lambda self: None)
-    with pytest.raises(Killed):
-        _run(tmp_path / "b", *sets)
-    monkeypatch.undo()
-    _run(tmp_path / "b", *sets, resume=True)
+    _stopped_and_resumed(tmp_path, monkeypatch, sets, lambda recorder: recorder.checkpoints == 2)
     _same_run(tmp_path / "a", tmp_path / "b")
 
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from test_cluster_resume_edges import _losing_shard_1
 from test_cluster_resume_edges import _run as _sync_run
-from test_ps_simulated import _run, _same_run, _without_wall_clock
+from test_ps_simulated import _run, _same_run, _stopped_and_resumed, _without_wall_clock
 
 import downpour.ps.recorder as recorder_module
 import downpour.ps.simulated as simulated_module
@@ -77,25 +77,11 @@ def test_a_fault_run_stopped_by_its_shard_loss_resumes_without_losing_it_again(t
 def test_a_worker_fault_run_resumes_as_the_uninterrupted_run(tmp_path, monkeypatch):
     """Stopped after its 4th checkpoint (worker 1 lost at step 12 by then), --resume goes on to the uninterrupted
     fault run bit for bit, the worker lost once."""
-    class Killed(Exception):
-        pass
+    def the_fourth(recorder):
+        assert recorder.checkpoints < 4 or recorder.coord.lost == [1]
+        return recorder.checkpoints == 4
 
-    faults = "cluster.faults=['worker 1 at 12']"
-    _run(tmp_path / "a", *SETS, faults)
-    checkpoint = recorder_module.Recorder.checkpoint
-
-    def killed_after_the_fourth(self, states=None):
-        checkpoint(self, states)
-        if self.checkpoints == 4:
-            assert self.coord.lost == [1]
-            raise Killed
-
-    monkeypatch.setattr(recorder_module.Recorder, "checkpoint", killed_after_the_fourth)
-    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", lambda self: None)
-    with pytest.raises(Killed):
-        _run(tmp_path / "b", *SETS, faults)
-    monkeypatch.undo()
-    summary, _ = _run(tmp_path / "b", *SETS, faults, resume=True)
+    summary = _stopped_and_resumed(tmp_path, monkeypatch, [*SETS, "cluster.faults=['worker 1 at 12']"], the_fourth)
     assert summary["lost_workers"] == [1]
     _same_run(tmp_path / "a", tmp_path / "b")
 
@@ -216,25 +202,12 @@ def test_a_second_loss_with_the_restarts_spent_is_not_restarted(tmp_path):
 def test_a_restart_fault_run_resumes_as_the_uninterrupted_run(tmp_path, monkeypatch, when):
     """Stopped at a checkpoint while worker 1's replacement waits for its pushes to land (``starting``), or once it
     has rejoined: --resume goes on to the uninterrupted run bit for bit, the worker lost and restarted once."""
-    class Killed(Exception):
-        pass
+    def stop(recorder):
+        if when == "starting":
+            return 1 in recorder.driver._starting
+        return any(e["event"] == "worker-restarted" for e in recorder.coord.events)
 
-    _run(tmp_path / "a", *RESTART)
-    checkpoint = recorder_module.Recorder.checkpoint
-
-    def killed(self, states=None):
-        checkpoint(self, states)
-        restarted = any(e["event"] == "worker-restarted" for e in self.coord.events)
-        if (1 in self.driver._starting) if when == "starting" else restarted:
-            raise Killed
-
-    monkeypatch.setattr(recorder_module.Recorder, "checkpoint", killed)
-    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", lambda self: None)
-    with pytest.raises(Killed):
-        _run(tmp_path / "b", *RESTART)
-    monkeypatch.undo()
-    summary, _ = _run(tmp_path / "b", *RESTART, resume=True)
-    assert summary["lost_workers"] == []
+    assert _stopped_and_resumed(tmp_path, monkeypatch, RESTART, stop)["lost_workers"] == []
     _same_run_but_resumes(tmp_path / "a", tmp_path / "b")
 
 
@@ -305,30 +278,16 @@ def test_a_loss_before_the_replacement_rejoined_finds_no_worker_and_is_said_once
     _same_run_but_resumes(tmp_path / "once", tmp_path / "r", but="fault-missed")
 
 
-class _Killed(Exception):
-    pass
-
-
 @pytest.mark.parametrize("at", ["between", "after"])
 def test_a_worker_lost_twice_resumes_as_the_uninterrupted_run(tmp_path, monkeypatch, at):
     """Stopped at a checkpoint between worker 1's two losses (its first replacement rejoined) or after the second
     (its second replacement rejoined at once: none of its pushes travelled): --resume goes on to the uninterrupted run
     bit for bit, each loss taken once."""
-    _run(tmp_path / "a", *AGAIN)
-    checkpoint = recorder_module.Recorder.checkpoint
+    def stop(recorder):
+        kinds = [e["event"] for e in recorder.coord.events]
+        return kinds.count("worker-lost") == kinds.count("worker-restarted") == (1 if at == "between" else 2)
 
-    def killed(self, states=None):
-        checkpoint(self, states)
-        kinds = [e["event"] for e in self.coord.events]
-        if kinds.count("worker-lost") == kinds.count("worker-restarted") == (1 if at == "between" else 2):
-            raise _Killed
-
-    monkeypatch.setattr(recorder_module.Recorder, "checkpoint", killed)
-    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", lambda self: None)
-    with pytest.raises(_Killed):
-        _run(tmp_path / "b", *AGAIN)
-    monkeypatch.undo()
-    _run(tmp_path / "b", *AGAIN, resume=True)
+    _stopped_and_resumed(tmp_path, monkeypatch, AGAIN, stop)
     _same_run_but_resumes(tmp_path / "a", tmp_path / "b")
 
 
