@@ -87,16 +87,23 @@ def test_a_dropped_push_leaves_dc_asgd_no_copy_for_good_and_the_retried_push_cor
     assert list(shard._backup[0]) == [2]
 
 
-def test_only_a_model_parallel_replica_keeps_its_pushs_batches():
-    """``make_worker`` gives a replica whose parameters live elsewhere (its partition actors: the only push ever
-    dropped) ``reread``; a whole replica, which never drops one, holds no batch past its step."""
+def _small_cat_cluster():
+    """A small cat network's resolved config on the simulated cluster, and its ``ClusterSetup``."""
     from downpour.config import load_config
     from downpour.models.registry import resolve
-    from downpour.ps.setup import make_worker, set_up_cluster
+    from downpour.ps.setup import set_up_cluster
 
     cfg = resolve(load_config("cat-demo", ["data.size=20", "model.kernels=[5,3]", "model.maps=[4,4]", "data.samples=40",
                                            "train.batch_size=8", "train.threads=1", "cluster.runner=simulated"]))
-    setup = set_up_cluster(cfg)
+    return cfg, set_up_cluster(cfg)
+
+
+def test_only_a_model_parallel_replica_keeps_its_pushs_batches():
+    """``make_worker`` gives a replica whose parameters live elsewhere (its partition actors: the only push ever
+    dropped) ``reread``; a whole replica, which never drops one, holds no batch past its step."""
+    from downpour.ps.setup import make_worker
+
+    cfg, setup = _small_cat_cluster()
     whole = make_worker(cfg, 0, setup.data, setup.bounds, gated=False)
     parts = make_worker(cfg, 0, setup.data, setup.bounds, gated=False, params=whole.params)
     assert parts.reread and not whole.reread
@@ -107,13 +114,9 @@ def test_a_whole_replica_on_a_gpu_keeps_no_batch_either(monkeypatch):
     never dropped, and holds no batch (on the GPU) past its step. Until 2026-12-06 reread was read after the GPU
     branch had set ``params``, and every GPU replica kept its push's batches. (The device here is "meta": the branch
     taken without a GPU.)"""
-    from downpour.config import load_config
-    from downpour.models.registry import resolve
     from downpour.ps import setup
 
-    cfg = resolve(load_config("cat-demo", ["data.size=20", "model.kernels=[5,3]", "model.maps=[4,4]", "data.samples=40",
-                                           "train.batch_size=8", "train.threads=1", "cluster.runner=simulated"]))
-    got = setup.set_up_cluster(cfg)
+    cfg, got = _small_cat_cluster()
     monkeypatch.setattr(setup, "resolve_device", lambda name: torch.device("meta"))
     gpu = setup.make_worker(cfg, 0, got.data, got.bounds, gated=False)
     assert isinstance(gpu.params, setup.DeviceParams) and not gpu.reread
