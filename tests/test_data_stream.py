@@ -576,8 +576,8 @@ def test_a_worker_whose_report_is_missing_is_named_in_the_run_data(tmp_path):
 def test_a_stopped_stream_none_of_whose_workers_reported_names_them_all_as_unreported(tmp_path):
     """A stop whose every worker missed the report's wait (on Ray: lost, or blocked past the 5 s). Until 2026-12-06
     data.json then had neither ``workers`` nor ``workers_unreported``: only the source's info, as if no worker had
-    read a file, where the partial case named the missing ones. Now both are there, the sums holding only what the
-    driver's fitting sample read and skipped; a run in memory (no reports to miss) is left as it was."""
+    read a file, where the partial case named the missing ones. Now both are there, the sums 0 and ``skipped`` only
+    what the driver's fitting sample skipped; a run in memory (no reports to miss) is left as it was."""
     import json
 
     from downpour.data.pipeline import record_stopped
