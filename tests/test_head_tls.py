@@ -52,15 +52,22 @@ def _made_with_cryptography(cert: Path, key: Path) -> None:
                                           serialization.NoEncryption()))
 
 
-def _tls_server(cert: Path, key: Path, alpn: list[str], heard: queue.Queue, route=None) -> socket.socket:
-    """A TLS server (Python's) that requires a client certificate from its CA, choosing among ``alpn``; ``heard``
-    gets, for its one connection, the protocol chosen (None: none) or the handshake's error. ``route``: its
-    ``sni_callback`` (called with the host name the client asked for, None where it named none)."""
+def _server_context(cert: Path, key: Path, alpn: list[str]) -> ssl.SSLContext:
+    """A TLS server's context that requires a client certificate from its CA (``cert``: self-signed) and chooses
+    among ``alpn``."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     context.load_verify_locations(cert)
     context.verify_mode = ssl.CERT_REQUIRED
     context.set_alpn_protocols(alpn)
+    return context
+
+
+def _tls_server(cert: Path, key: Path, alpn: list[str], heard: queue.Queue, route=None) -> socket.socket:
+    """A TLS server (Python's, :func:`_server_context`) for one connection; ``heard`` gets the protocol chosen (None:
+    none) or the handshake's error. ``route``: its ``sni_callback`` (called with the host name the client asked for,
+    None where it named none)."""
+    context = _server_context(cert, key, alpn)
     context.sni_callback = route
     server = socket.create_server(("127.0.0.1", 0))
 
@@ -102,8 +109,9 @@ def test_with_rays_tls_on_a_head_is_asked_with_rays_certificate_and_left_to_ray(
     dependency: the C core a head's GCS runs) with TLS and client certificates required, as a head with Ray's TLS on
     is, and it logs no failed handshake (a head's log lines reach every driver joined to it)."""
     pytest.importorskip("ray")
-    import grpc
     from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
 
     from downpour.ps.connect_on_ray import _reachable
 
@@ -125,7 +133,6 @@ def test_with_rays_tls_on_a_head_is_asked_with_rays_certificate_and_left_to_ray(
     assert "andshake failed" not in capfd.readouterr().err
 
 
-
 def test_with_rays_tls_on_a_head_behind_a_proxy_that_routes_by_name_is_asked_by_that_name(tls_env):
     """A head reached by name through a TLS proxy that routes by the name the client asks for (SNI: an ingress with
     TLS passthrough, as a `ray://` head on Kubernetes often is) and answers a ClientHello naming no host from its own
@@ -135,11 +142,7 @@ def test_with_rays_tls_on_a_head_behind_a_proxy_that_routes_by_name_is_asked_by_
     from downpour.ps.connect_on_ray import _reachable
 
     cert, key = tls_env
-    head = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    head.load_cert_chain(cert, key)
-    head.load_verify_locations(cert)
-    head.verify_mode = ssl.CERT_REQUIRED
-    head.set_alpn_protocols(["h2"])
+    head = _server_context(cert, key, ["h2"])
     named: list[str | None] = []
 
     def route(tls: ssl.SSLObject, name: str | None, _default: ssl.SSLContext) -> None:
