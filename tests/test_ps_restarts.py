@@ -699,7 +699,6 @@ def test_a_partition_that_cannot_be_restarted_restarts_its_replica_and_says_why(
     assert coord.done == STEPS and len(cluster.lives) == 3
 
 
-
 def test_a_partition_restart_has_the_shards_drop_what_the_failed_push_staged(monkeypatch):
     """The failed cycle may have staged some of its slices in the shards' inboxes (the partitions that lived staged
     theirs before the dead one failed it): every shard is told to drop worker 0's push of that seq, the one its next
