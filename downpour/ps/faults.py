@@ -37,7 +37,8 @@ class Fault:
         return f"{KEY} {self.item!r}"
 
     def fired(self, events: list[dict[str, Any]]) -> bool:
-        """Whether the run's ``events`` hold this fault's loss (a restart's or a resume's go: not again)."""
+        """Whether the run's ``events`` hold this fault's loss, or its ``fault-missed`` (a restart's or a resume's go:
+        not again)."""
         return any(self.reason in str(e.get("reason", "")) for e in events)
 
 
