@@ -77,8 +77,8 @@ def backups(args: argparse.Namespace) -> None:
 
 def _downpour(args: argparse.Namespace) -> list[str]:
     """Downpour's settings in ``figure`` and ``machines``: Adagrad on the shards at ``--lr``. The server's rate is
-    cluster.lr, which tica-8x8 sets (0.05) for its cluster runs: until 2026-12-06 this set train.lr, which the
-    server does not read then, so ``--lr`` changed nothing (since 2026-12-04) and Downpour learned at 0.05."""
+    cluster.lr where it is set, and tica-8x8 sets it (0.05) for its cluster runs. Until 2026-12-06 this set train.lr,
+    which the server then does not read: from 2026-12-04 ``--lr`` changed nothing and Downpour learned at 0.05."""
     return ["cluster.rule=adagrad", f"cluster.lr={args.lr}", f"train.steps={args.downpour_steps}",
             "train.batch_size=100", "train.log_every=25"]
 
