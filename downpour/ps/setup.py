@@ -260,7 +260,9 @@ def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int,
     c = cfg.cluster
     batches = (data.batches(cfg.train.batch_size, generator, position=stream["position"]) if stream
                else data.batches(cfg.train.batch_size, generator))
-    reread = params is not None    # a model-parallel replica on Ray (read before a GPU replica's DeviceParams below)
+    # a model-parallel replica on Ray, whose push a partition restart drops: its batches are read again. Decided before
+    # the GPU branch sets ``params`` (until 2026-12-06 it was decided after: a whole GPU replica kept its push's batches)
+    reread = params is not None
     device = resolve_device(replica_device(cfg))    # 'cuda' where this process sees no GPU: ConfigError naming the key
     if device.type != "cpu":
         if params is not None:
@@ -268,8 +270,6 @@ def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int,
                               "CPU; set cluster.partitions = 1 or train.device = 'cpu'")
         model.to(device)
         batches, params = OnDevice(batches, device), DeviceParams(model, cfg.train.lr, c.n_fetch)
-    # (reread: a model-parallel replica, whose push a partition restart drops, its batches read again; until
-    # 2026-12-06 ``params is not None`` here, after the GPU branch set it: a whole GPU replica kept its push's batches)
     return Worker(wid, model, objective, batches, bounds, c.n_fetch, c.n_push, cfg.train.lr, gated=gated, seq=seq,
                   params=params, reread=reread)
 
