@@ -13,12 +13,12 @@ therefore run the frozen stages like this, per replica (each keeps its own cache
 - every later batch is a hit: a read of B held rows (keys and outputs), no frozen forward.
 
 So the frozen forwards per step of stage i are ``(F + 2) / S`` (S the stage's steps per replica, F the fill; 1 where
-S <= F), and 1 where rows never recur (augmented or file data, which the plan does not read), where the shard's distinct
-rows do not fit the cache (``CACHE_BYTES``: rows past it are not kept, so a batch of many rows is seldom all held; 1
-is an upper bound there: 100 batches of 8 over 150 distinct rows, 140 held, ran 48 forwards, not 100), or where
-the replica is cut into partitions (their filters live in remote actors, which drop the cache). An expectation (the
-rows' order is random), checked against the runner in :func:`fill_batches`. Until 2026-12-06 the plan ran them on
-every step.
+S <= F; ``(F + 2(S − F)) / S`` where S is less than a step past F), and 1 where rows never recur (augmented or file
+data, which the plan does not read), where the shard's distinct rows do not fit the cache (``CACHE_BYTES``: rows past
+it are not kept, so a batch of many rows is seldom all held; 1 is an upper bound there: 100 batches of 8 over 150
+distinct rows, 140 held, ran 48 forwards, not 100), or where the replica is cut into partitions (their filters live
+in remote actors, which drop the cache). An expectation (the rows' order is random), checked against the runner in
+:func:`fill_batches`. Until 2026-12-06 the plan ran them on every step.
 """
 from __future__ import annotations
 
@@ -65,24 +65,25 @@ def frozen_runs(rows: int, batch: int, total: int, row_bytes: Sequence[float], r
             continue
         fill = fill_batches(mine, batch, round(sum(lengths[:i]) / replicas) * batch % mine,
                             (distinct or rows) / rows)
-        # the check's 2 forwards on the batch after the fill, where a replica runs one; a replica's share of the steps is
-        # a mean (R replicas of S/R steps), taken between the fill's end and one step past it. Until 2026-12-06 (F + 2)/S
-        # past the fill: 2.52 a step for cat-demo's 630 replicas of 1.19 stage-2 steps, where a step runs at most 1.5
+        # the check's 2 forwards on the batch after the fill, where a replica runs one; a replica's share of the
+        # steps is a mean (R replicas of S/R steps), taken between the fill's end and one step past it. Until
+        # 2026-12-06 (F + 2)/S past the fill: 2.52 a step for cat-demo's 630 replicas of 1.19 stage-2 steps, where a
+        # step runs at most 1.5
         out.append((fill + min(2.0, 2 * (per - fill))) / per if per > fill else 1.0)
     return tuple(out)
 
 
 def fill_batches(rows: int, batch: int, offset: int, unique: float = 1.0) -> float:
     """The batches a stage runs its frozen stages on before every row is held (expected), the stage starting
-    ``offset`` rows into an epoch of ``rows``: the rest of that epoch, ⌈(rows − offset)/batch⌉ batches, and then, in
-    the next epoch, each batch holding one of the ``offset`` rows not seen yet, of ``rows/batch``: with the rows in a
-    random order, ``rows/batch · (1 − (1 − u/rows)^batch)`` where u = ``offset · unique`` (``unique``: the share of
-    the rows whose bytes differ; a repeated row, the built-in faces drawn 2-10 times each, is held once any of its
-    copies was seen). cat-demo's stage 2 at 200 of 400 steps starts 170 rows into an epoch of 1,246 (1,012 distinct):
-    34 + 38.0 batches, + the check's 2 forwards: 74.0 predicted, where the local runner ran the frozen stage 74 times
-    (measured 2026-12-06; one epoch, ⌈rows/batch⌉ + 2, would say 41). The main job's bench/frozen_cache.py greedy row
-    (stage 2 starting 20 rows into an epoch of 2,180, 1,012 distinct): 68 + 8.7 + 2 = 78.7 against 672 of 750
-    batches from the cache, 79 forwards (docs/benchmarks.md, frozen_cache)."""
+    ``offset`` rows into an epoch of ``rows``: the rest of that epoch, ⌈(rows − offset)/batch⌉ batches, and then,
+    in the next epoch, each batch holding one of the ``offset`` rows not seen yet, of ``rows/batch``: with the rows
+    in a random order, ``rows/batch · (1 − (1 − u/rows)^batch)`` where u = ``offset · unique`` (``unique``: the
+    share of the rows whose bytes differ; a repeated row, the built-in faces drawn 2-10 times each, is held once any
+    of its copies was seen). cat-demo's stage 2 at 200 of 400 steps starts 170 rows into an epoch of 1,246 (1,012
+    distinct): 34 + 38.0 batches, + the check's 2 forwards: 74.0 predicted, where the local runner ran the frozen
+    stage 74 times (measured 2026-12-06; one epoch, ⌈rows/batch⌉ + 2, would say 41). The main job's
+    bench/frozen_cache.py greedy row (stage 2 starting 20 rows into an epoch of 2,180, 1,012 distinct): 68 + 8.7 + 2
+    = 78.7 against 672 of 750 batches from the cache, 79 forwards (docs/benchmarks.md, frozen_cache)."""
     if offset == 0:
         return math.ceil(rows / batch)
     return math.ceil((rows - offset) / batch) + rows / batch * (1 - (1 - offset * unique / rows) ** batch)
@@ -90,12 +91,16 @@ def fill_batches(rows: int, batch: int, offset: int, unique: float = 1.0) -> flo
 
 def data_rows(cfg: RunConfig) -> tuple[int, int] | None:
     """The rows ``cfg``'s data set holds in memory, and how many of them differ, where they recur unchanged (a
-    built-in source, no augmentation), else None (the plan then counts the frozen stages on every step, as on data that never recurs). Builds the data
-    set: 1-3 s for the presets' built-in images."""
-    d = cfg.data
-    if d.source not in BUILT_IN or d.shift or d.scale or d.flip:
+    built-in source, no augmentation), else None (the plan then counts the frozen stages on every step, as on data
+    that never recurs). Builds the data set: 1-3 s for the presets' built-in images."""
+    if cfg.data.source not in BUILT_IN or _augmented(cfg.data):
         return None
-    return _rows(d, cfg.seed)
+    return _rows(cfg.data, cfg.seed)
+
+
+def _augmented(d: DataConfig) -> bool:
+    """Whether each epoch draws its rows anew (shifted, scaled or flipped): no row recurs for the cache."""
+    return bool(d.shift or d.scale or d.flip)
 
 
 @functools.lru_cache(maxsize=8)
@@ -108,8 +113,8 @@ def _rows(data: DataConfig, seed: int) -> tuple[int, int]:
 def with_frozen_runs(net: Network, cfg: RunConfig, batch: int, replicas: int = 1) -> Network:
     """``net`` (a cat network counted on paper, planned from ``cfg``, a preset or file, at ``batch``) with the frozen
     forward passes per step of its greedy stages (:func:`frozen_runs`, on the data ``cfg`` trains on, its
-    ``train.steps``, shared by ``replicas``, each over its shard) and an assumption line saying so; ``net`` itself where nothing is frozen or the
-    rows do not recur."""
+    ``train.steps``, shared by ``replicas``, each over its shard) and an assumption line saying so; ``net`` itself
+    where nothing is frozen, and ``net`` with an assumption line saying why where the cache does not answer."""
     if net.counted or net.schedule != "greedy" or len(net.stages) < 2:
         return net
     key = 4 * math.prod(net.input_shape)
@@ -130,14 +135,15 @@ def with_frozen_runs(net: Network, cfg: RunConfig, batch: int, replicas: int = 1
     if counted is None:
         return replace(net, assumptions=(*net.assumptions, (
             "a greedy step runs the frozen stages below it on every step: the data's rows do not recur unchanged "
-            f"(data.source {cfg.data.source!r}" + (", augmented" if cfg.data.shift or cfg.data.scale or cfg.data.flip
-                                                   else ": files, which the plan does not read") + ")")))
+            f"(data.source {d.source!r}" + (", augmented" if _augmented(d) else ": files, which the plan does not read")
+            + ")")))
     rows, distinct = counted
     runs = frozen_runs(rows, batch, cfg.train.steps, sizes, replicas, distinct=distinct)
     said = (", ".join(str(i) for i in range(2, len(runs) + 1)) + ": " + ", ".join(f"{r:.3g}" for r in runs[1:]))
     return replace(net, frozen_runs=runs, assumptions=(*net.assumptions, (
-        f"a greedy step's frozen stages come from the frozen cache once a stage has seen its {rows:,} rows ({distinct:,} distinct; "
-        f"{cfg.train.steps:,} steps of {batch}, {plural(replicas, 'replica')}, each its own cache over its shard): forward passes of them per step of stage {said} "
+        f"a greedy step's frozen stages come from the frozen cache once a stage has seen its {rows:,} rows "
+        f"({distinct:,} distinct; {cfg.train.steps:,} steps of {batch}, {plural(replicas, 'replica')}, each its own "
+        f"cache over its shard): forward passes of them per step of stage {said} "
         "(1: every step; split into partitions, every step: their actors drop the cache)")))
 
 
