@@ -72,8 +72,8 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
               f"accepted" if refused else "")
     if (diverged := runaway(rows, summary.get("steps") if skipped else None)) is not None:
         summary["diverged"] = diverged
-        log.warning("%s%s; its model is not a trained one. %s", diverged_words(diverged), f" ({pushes})" if pushes else "",
-                    _calmer(cfg, summary))
+        log.warning("%s%s; its model is not a trained one. %s", diverged_words(diverged),
+                    f" ({pushes})" if pushes else "", _calmer(cfg, summary))
     elif pushes:
         log.warning("%s: it diverged; its metrics stop at step %s, where the final loss is from. %s", pushes,
                     rows[-1]["step"] if rows else None, _calmer(cfg, summary))

@@ -97,7 +97,8 @@ def _rejected(rejected: Any) -> str:
         return ""
     pushes = {k: v for k, v in rejected.items() if k != "fenced" and v}
     why = ", ".join(f"{k}: {v}" for k, v in sorted(pushes.items()))
-    said = [f"{plural(sum(pushes.values()), 'shard push', 'shard pushes')} refused and not counted ({why})"] if pushes else []
+    said = ([f"{plural(sum(pushes.values()), 'shard push', 'shard pushes')} refused and not counted ({why})"]
+            if pushes else [])
     if rejected.get("fenced"):
         said.append(f"late writes of a replaced partition refused: {rejected['fenced']}")
     return "; ".join(said)

@@ -389,7 +389,8 @@ def _filter_stats(model: FeatureModel, filters: np.ndarray | None, seed: int) ->
     how the first locally connected layer shares its filters."""
     if filters is None:
         return {"available": False}
-    out = {"available": True, **edge_summary(filters, seed), **({"what": w} if (w := getattr(model, "filters_what", None)) else {}),
+    what = getattr(model, "filters_what", None)     # (None: no key, as in an analysis.json of before 2026-12-06)
+    out = {"available": True, **edge_summary(filters, seed), **({"what": what} if what else {}),
            "first_layer": getattr(getattr(model, "config", None), "first_layer", "learned")}   # gabor, random: not learned
     layer = next((m for m in model.modules() if isinstance(m, LocallyConnected2d)), None)
     if layer is not None:

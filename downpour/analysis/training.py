@@ -52,8 +52,8 @@ def where_training_is(path: Path, metrics: list[dict[str, Any]]) -> str:
 
 def skipped_to(path: Path) -> int | None:
     """A finished run's last step where it skipped steps (model.json's ``skipped_steps``, a local run's;
-    staleness.json's ``rejected["non-finite"]``, a cluster run's): :func:`~downpour.train.divergence.runaway`'s ``steps``, as
-    ``runners.train`` gives it; None where it skipped none (or says nothing of it)."""
+    staleness.json's ``rejected["non-finite"]``, a cluster run's): :func:`~downpour.train.divergence.runaway`'s
+    ``steps``, as ``runners.train`` gives it; None where it skipped none (or says nothing of it)."""
     def read(name: str) -> dict[str, Any]:
         try:
             got = json.loads((path / name).read_text())

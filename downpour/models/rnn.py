@@ -43,8 +43,9 @@ class RNNAutoencoder(FeatureModel):
 
     config_class = RNNConfig
     filters_what = ("an RNN has no image filters: these are its encoder GRU's input weights into the candidate "
-                    "(\"new\") gate, one per hidden unit: the weights it reads one step of the sequence with (of an image read "
-                    "row by row, one row, the same for every row in turn; of a clip, one frame), drawn as that step")
+                    "(\"new\") gate, one per hidden unit: the weights it reads one step of the sequence with (of an "
+                    "image read row by row, one row, the same for every row in turn; of a clip, one frame), drawn as "
+                    "that step")
 
     def __init__(self, config: RNNConfig, input_shape: tuple[int, ...]):
         super().__init__()

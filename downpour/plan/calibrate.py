@@ -44,7 +44,8 @@ __all__ = ["Rates", "DEFAULT_RATES", "calibrate", "best_seconds", "round_seconds
 # pooling + LCN's FLOP rate over the layer's, measured side by side at the main job's stage 1 (bench/pool_lcn.py's
 # pool_lcn_vs_lc, the median of 0.25-0.52 in four runs on the 2-core AMD EPYC VM under load 15-20, 2026-12-06; timed
 # as pool_lcn_step was until later that day: pooling forward and backward then LCN forward, not yet a frozen pass's;
-# re-checked the new way that day at load 10-28, 0.23-0.52 in four runs, and kept: docs/plan.md, "Pooling and LCN's own rate")
+# re-checked the new way that day at load 10-28, 0.23-0.52 in four runs, and kept: docs/plan.md, "Pooling and LCN's
+# own rate")
 POOL_LCN_RATIO = 0.32
 
 

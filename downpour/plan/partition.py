@@ -156,7 +156,8 @@ def _counted(net: Network, k: int, batch: int, rule: str) -> dict[str, Any]:
         fwd, halo_fwd = [p["flops_fwd"] for p in parts], [p["halo_fwd_floats"] for p in parts]
         out["flops_by_stage"] = (list(net.counted) if not cat else
                                  [runs[i] * sum(fwd[:i]) + p["flops_fwd_bwd"] for i, p in enumerate(parts)])
-        out["halo_by_stage"] = [4 * (runs[i] * sum(halo_fwd[:i]) + p["halo_floats"]) if cat and not hub_runs(net, k) else 0.0
+        halo = cat and not hub_runs(net, k)
+        out["halo_by_stage"] = [4 * (runs[i] * sum(halo_fwd[:i]) + p["halo_floats"]) if halo else 0.0
                                 for i, p in enumerate(parts)]
         out["window_by_stage"] = [4 * w for w in calls["replica_by_stage"]]
         out["replica_flops_by_stage"] = hub["by_stage"]

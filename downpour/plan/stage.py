@@ -75,8 +75,9 @@ class Network:
     uncut: str = ""                  # why the model-parallel runner refuses K > 1 (cut_refusal; the paper's pipeline: "")
     banks_shared: bool = True        # K partitions share a tiled stage's banks, as the runner's do (their own shards);
                                      # the paper's pipeline: each partition owns its tiles
-    # a greedy cat run's frozen forward passes per step of each stage, the frozen cache answering the rest (plan/cache_hits.py;
-    # () : every step runs them, as on data that never recurs); only where one process holds the replica (K = 1)
+    # a greedy cat run's frozen forward passes per step of each stage, the frozen cache answering the rest
+    # (plan/cache_hits.py; (): every step runs them, as on data that never recurs); only where one process holds the
+    # replica (K = 1)
     frozen_runs: tuple[float, ...] = ()
 
     @property
