@@ -4,11 +4,17 @@ teacher-student with 3 simulated workers at the preset's rate (0.25, staleness 2
 steps, every push finite and accepted, and until 2026-12-06 finished without a word."""
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
 
+import downpour.runners as runners
+from downpour.analysis.report import _loss_headline
+from downpour.analysis.run import analyze_run
+from downpour.analysis.training import skipped_to, training_summary
 from downpour.config import load_config
+from downpour.errors import DataError
 from downpour.runners import train
 from downpour.train.divergence import diverged_words, runaway
 from downpour.train.rundir import RunDir
@@ -38,9 +44,6 @@ def test_a_loss_that_grew_a_thousandfold_or_is_not_finite_is_a_runaway_and_a_fal
 
 
 def test_the_reports_headline_says_first_that_the_run_diverged():
-    from downpour.analysis.report import _loss_headline
-    from downpour.analysis.training import training_summary
-
     gone = training_summary([{"step": 50, "loss": 2.047, "reconstruction": 2.047},
                              {"step": 300, "loss": 3.303e31, "reconstruction": 3.303e31}])
     said = _loss_headline(gone)
@@ -61,15 +64,14 @@ def test_teacher_student_on_three_stale_workers_at_the_presets_rate_is_said_to_d
     if diverges:
         assert summary["diverged"]["first_step"] == 50 and summary["diverged"]["last_step"] == 150
         said = caplog.text
-        assert "the run diverged: its loss grew from" in said and "Lower train.lr (the server's rate, 0.25 here)" in said
+        assert "the run diverged: its loss grew from" in said
+        assert "Lower train.lr (the server's rate, 0.25 here)" in said
         assert "the staleness (a mean of 1.9" in said
     else:
         assert "diverged" not in caplog.text
     # the analysis has no image to show this model, and says where its training is: diverged, said so
-    from downpour.analysis.run import analyze_run
-    from downpour.errors import DataError
-
-    with pytest.raises(DataError, match="nothing to measure here. Its training is in metrics.jsonl and staleness.json") as err:
+    with pytest.raises(DataError,
+                       match="nothing to measure here. Its training is in metrics.jsonl and staleness.json") as err:
         analyze_run(tmp_path / "run")
     assert ("; the run diverged: its loss grew from 2.047 at step 50 to" in str(err.value)) is diverges
 
@@ -97,10 +99,6 @@ def test_a_run_that_blew_up_and_skipped_the_rest_is_said_to_diverge(tmp_path, ca
     assert summary["diverged"]["steps"] == 60 and summary["diverged"]["last_step"] < 60
     assert "the run diverged: every step after step" in caplog.text and "20 here)" in caplog.text
     # the analysis reads the same from the run's files: its summary (model.json's skipped steps) and the words
-    from downpour.analysis.run import analyze_run
-    from downpour.analysis.training import skipped_to, training_summary
-    from downpour.errors import DataError
-
     run = RunDir.open(tmp_path / "run")
     assert skipped_to(run.path) == 60 and training_summary(run.metrics(), (), 60)["diverged"]["steps"] == 60
     with pytest.raises(DataError, match="; the run diverged: every step after step"):
@@ -110,10 +108,6 @@ def test_a_run_that_blew_up_and_skipped_the_rest_is_said_to_diverge(tmp_path, ca
 def test_a_cluster_runs_skipped_steps_are_read_from_its_rejected_pushes(tmp_path):
     """A cluster run's model.json has no skipped_steps: a push whose every step was skipped is a non-finite push its
     shards rejected (staleness.json), as the simulated teacher-student at train.lr = 20 logged 1 row for 300 steps."""
-    import json
-
-    from downpour.analysis.training import skipped_to
-
     (tmp_path / "model.json").write_text(json.dumps({"step": 300, "runner": "simulated"}))
     assert skipped_to(tmp_path) is None
     (tmp_path / "staleness.json").write_text(json.dumps({"rejected": {"non-finite": 290}}))
@@ -146,10 +140,6 @@ def test_a_cluster_run_mostly_refused_whose_loss_did_not_run_away_is_said_once_w
                                                                                                      monkeypatch):
     """ps.cluster leaves the words to runners.train (until 2026-12-06 both warned of the same run): with no runaway
     in the rows, the refused pushes are the warning."""
-    import json
-
-    import downpour.runners as runners
-
     cfg = load_config("teacher-student", ["cluster.runner=simulated", "train.steps=300"])
     run = RunDir.create(tmp_path / "run", cfg)
     (run.path / RunDir.METRICS).write_text("".join(json.dumps({"step": s, "loss": 2.0}) + "\n" for s in (150, 300)))
