@@ -92,8 +92,8 @@ def test_a_resolved_config_records_the_reset_so_its_resume_reads_the_same(capsys
     assert model["persistent"] is False and model["chains"] == 64
 
 
-@pytest.mark.parametrize("name, words", [("rnn-rows", "an RNN has no image filters"), ("rbm-digits", "the RBM's weights"),
-                                         ("cnn-digits", None)])
+@pytest.mark.parametrize("name, words", [("rnn-rows", "an RNN has no image filters"),
+                                         ("rbm-digits", "the RBM's weights"), ("cnn-digits", None)])
 def test_the_report_says_what_a_models_first_layer_filters_are_where_the_words_alone_mislead(name, words):
     """rnn-rows' report read "First-layer filters: 64 filters of shape 1×1×8" under a picture of 64 strips, nothing
     saying they are its GRU's input weights, one image row each (2026-12-06)."""

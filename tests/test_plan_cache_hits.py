@@ -11,9 +11,10 @@ from downpour.cli import main
 from downpour.config import load_config
 from downpour.data import Dataset, build_dataset
 from downpour.models.frozen import FrozenCache
-from downpour.plan import network_of, plan_config
+from downpour.plan import network_of, plan_config, plan_for
 from downpour.plan.cache_hits import fill_batches, frozen_runs, with_frozen_runs
 from downpour.plan.partition import partition
+from downpour.plan.predict import Cluster
 
 
 def _plan(capsys, *argv: str) -> dict:
@@ -182,8 +183,6 @@ def test_the_layout_is_chosen_on_each_replica_counts_own_frozen_forwards():
     own R replicas' frozen count (the reference: every count given by --replicas, which plans it on its own count).
     Until 2026-12-06 every layout was judged on one replica's count and only the chosen one re-timed on its R: main on
     64 machines laid out 40 replicas (2.355 M examples/s), below 5% of the best, 41 to 63 (2.486 M at the most)."""
-    from downpour.plan import plan_for
-    from downpour.plan.predict import Cluster
     chosen = plan_for(None, (), Cluster(machines=64), config="main")
     rates = {r: plan_for(None, (), Cluster(machines=64, replicas=r), config="main")["examples_per_s"]
              for r in range(1, 64)}

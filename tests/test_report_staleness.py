@@ -87,4 +87,5 @@ def test_a_replaced_partitions_late_writes_are_not_called_shard_pushes(sim_run, 
     assert "late writes of a replaced partition refused: 2" in said and "shard push" not in said
     run.write_json("staleness.json", {**run.read_json("staleness.json"), "rejected": {"fenced": 2, "non-finite": 3}})
     said = staleness_paragraph(run)
-    assert "3 shard pushes refused and not counted (non-finite: 3); late writes of a replaced partition refused: 2" in said
+    assert ("3 shard pushes refused and not counted (non-finite: 3); late writes of a replaced partition refused: 2"
+            in said)
