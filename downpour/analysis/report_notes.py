@@ -32,7 +32,8 @@ def loss_headline(training: dict[str, Any]) -> str:
     with nothing to train, wandered between 5051 and 6230); one logged row said as one (``a → a`` read as a
     loss that did not move)."""
     if training.get("diverged"):     # (its figures below are of a model that ran away: said first, not under them)
-        return (f"<strong>{esc(diverged_words(training['diverged']).capitalize())}</strong>: every figure below is "
+        words = diverged_words(training["diverged"])      # (not str.capitalize: it lowers every later letter)
+        return (f"<strong>{esc(words[:1].upper() + words[1:])}</strong>: every figure below is "
                 f"of a model that ran away, not of one that learned. Train it again with a lower learning rate "
                 f"(train.lr, or cluster.lr on a cluster) or, on a cluster, less staleness.")
     count = training.get("logged_rows")

@@ -385,8 +385,8 @@ def _pictured(table: dict[str, Any], rows: list[dict[str, Any]], ties: dict[str,
 
 def _filter_stats(model: FeatureModel, filters: np.ndarray | None, seed: int) -> dict[str, Any]:
     """How edge-like the first-layer filters are (:func:`~downpour.analysis.edges.edge_summary`: the
-    fraction that pass a test spikes, checkerboards and noise cannot, beside Gaussian noise's), and
-    how the first locally connected layer shares its filters."""
+    fraction that pass a test spikes, checkerboards and noise cannot, beside Gaussian noise's), how the first
+    locally connected layer shares its filters, and ``what`` they are where the model says (``filters_what``)."""
     if filters is None:
         return {"available": False}
     what = getattr(model, "filters_what", None)     # (None: no key, as in an analysis.json of before 2026-12-06)
