@@ -54,7 +54,8 @@ def runner(cfg: RunConfig) -> Runner:
 
 def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
     """Train ``cfg`` (resolved here, so the run directory's config.toml reproduces the run) with the
-    runner ``cfg.cluster.runner`` and ``cfg.cluster.algorithm`` name; returns its summary."""
+    runner ``cfg.cluster.runner`` and ``cfg.cluster.algorithm`` name; returns its summary, with ``diverged`` where
+    the loss ran away (:func:`_say_diverged`)."""
     # from Python a name or a path is the likely slip: say how to make what is wanted, before any work
     check_is_config(cfg, "train")
     if not isinstance(run, RunDir):
@@ -62,6 +63,12 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
                         f"to resume one), got {str(run)!r} ({type(run).__name__})")
     cfg = resolve(cfg)
     summary = runner(cfg)(cfg, run, resume)
+    _say_diverged(cfg, run, summary)
+    return summary
+
+
+def _say_diverged(cfg: RunConfig, run: RunDir, summary: dict[str, Any]) -> None:
+    """One warning for a finished run that diverged, and ``summary["diverged"]`` where its loss ran away."""
     # a loss that ran away with every number finite: no runner's non-finite check sees it (train/divergence.py)
     # (steps skipped: rows that stop before the run's end are a run that went past finite numbers and skipped the rest)
     skipped = summary.get("skipped_steps") or (summary.get("rejected") or {}).get("non-finite")
@@ -77,7 +84,6 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
     elif pushes:
         log.warning("%s: it diverged; its metrics stop at step %s, where the final loss is from. %s", pushes,
                     rows[-1]["step"] if rows else None, _calmer(cfg, summary))
-    return summary
 
 
 def _calmer(cfg: RunConfig, summary: dict[str, Any]) -> str:
