@@ -94,8 +94,8 @@ def settings_note(configs: dict[str, RunConfig]) -> dict[str, Any] | None:
     notes = [data_note(configs[names[0]]) for names in groups.values()]
     if all(n is None for n in notes):
         return None
-    if len(groups) == 1 or all(n is not None and (n["n_images"], n["skipped"]) == (notes[0]["n_images"],
-                                                                                 notes[0]["skipped"]) for n in notes):
+    read = [None if n is None else (n["n_images"], n["skipped"]) for n in notes]
+    if len(groups) == 1 or (read[0] is not None and read.count(read[0]) == len(read)):
         return notes[0]
     keys = [dict(k) for k in groups]
     differs = sorted(k for k in keys[0] if len({repr(d.get(k)) for d in keys}) > 1)
