@@ -23,12 +23,11 @@ line.
 """
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
