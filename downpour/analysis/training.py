@@ -25,7 +25,8 @@ def training_summary(metrics: list[dict[str, Any]], frozen: Iterable[str] = (), 
                      ) -> dict[str, Any]:
     """First and last logged loss, each stage's cost (``stages`` for a greedy run, ``joint_stages`` for a joint
     one; a stage named in ``frozen`` has ``"frozen": True``), the diagnostics' first and last values, and the
-    cluster's workers. ``steps``: :func:`skipped_to`'s (:func:`~downpour.train.divergence.runaway`'s)."""
+    cluster's workers, and ``diverged`` where the loss ran away (:func:`~downpour.train.divergence.runaway`);
+    ``steps``: the run's last step where it skipped steps (:func:`skipped_to`), None where it skipped none."""
     if not metrics:
         return {"logged_rows": 0}
     first, last = metrics[0], metrics[-1]
