@@ -24,8 +24,8 @@ from downpour.train.divergence import diverged_words, runaway
 def training_summary(metrics: list[dict[str, Any]], frozen: Iterable[str] = (), steps: int | None = None
                      ) -> dict[str, Any]:
     """First and last logged loss, each stage's cost (``stages`` for a greedy run, ``joint_stages`` for a joint
-    one; a stage named in ``frozen`` has ``"frozen": True``), the diagnostics' first and last values, and the
-    cluster's workers, and ``diverged`` where the loss ran away (:func:`~downpour.train.divergence.runaway`);
+    one; a stage named in ``frozen`` has ``"frozen": True``), the diagnostics' first and last values, the
+    cluster's workers and ``diverged`` where the loss ran away (:func:`~downpour.train.divergence.runaway`);
     ``steps``: the run's last step where it skipped steps (:func:`skipped_to`), None where it skipped none."""
     if not metrics:
         return {"logged_rows": 0}
