@@ -17,6 +17,7 @@ import downpour.ps.recorder as recorder_module
 import downpour.ps.shard as shard_module
 from downpour.config import ConfigError, load_config
 from downpour.ps.cluster import run_cluster
+from downpour.runners import train
 from downpour.train.rundir import RunDir
 
 SYNC = ["cluster.runner=simulated", "cluster.workers=3", "cluster.shards=2", "cluster.consistency=sync",
@@ -74,8 +75,6 @@ def test_a_run_whose_pushes_were_mostly_refused_says_it_diverged(tmp_path, caplo
     cfg = load_config("teacher-student", ["cluster.runner=simulated", "cluster.workers=3", "cluster.shards=2",
                                           "cluster.delay=exponential:2", "cluster.compensation=dc-asgd",
                                           "train.steps=300", "train.tensorboard=false"])
-    from downpour.runners import train
-
     with caplog.at_level(logging.WARNING):
         summary = train(cfg, RunDir.create(tmp_path / "r", cfg))
     # one warning (until 2026-12-06 ps.cluster's and the divergence one both said it), the refused count in it
