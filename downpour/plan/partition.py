@@ -115,8 +115,8 @@ def _counted(net: Network, k: int, batch: int, rule: str) -> dict[str, Any]:
     params = sum(p["params"] for p in parts)
 
     cat = not net.counted              # (otherwise the stages are one model's layers, and torch counted its steps)
-    # a greedy step's frozen stages come from the cache after each stage's first epoch (plan/cache_hits.py), where one
-    # process holds the replica: K > 1 partitions are remote actors, which drop it (ps/partitions_on_ray.py)
+    # a greedy step's frozen stages come from the cache once each stage has seen its rows (plan/cache_hits.py), where
+    # one process holds the replica: K > 1 partitions are remote actors, which drop it (ps/partitions_on_ray.py)
     runs = list(net.frozen_runs) if cat and k == 1 and net.frozen_runs else [1.0] * len(parts)
 
     def over(trained: str, forward: str) -> float:   # per example, averaged over the schedule's steps
