@@ -57,12 +57,12 @@ def run(arm: str, out: str, seeds: list[int], steps: list[int] | None, times: in
 
 
 def holm_adjusted(ps: list[float]) -> list[float]:
-    """Holm's step-down adjusted p of each of ``ps`` (one family)."""
-    adjusted, worst = [0.0] * len(ps), 0.0
-    for rank, i in enumerate(sorted(range(len(ps)), key=lambda i: ps[i])):
-        worst = max(worst, min(1.0, (len(ps) - rank) * ps[i]))
-        adjusted[i] = worst
-    return adjusted
+    """Holm's step-down adjusted p of each of ``ps`` (one family), by the studies' own :func:`stats.holm`."""
+    from downpour.studies.stats import holm
+
+    tests = [{"p": p} for p in ps]
+    holm([{"tests": dict(enumerate(tests))}])
+    return [t["p_holm"] for t in tests]
 
 
 def summary(path: str) -> None:
