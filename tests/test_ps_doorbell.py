@@ -32,7 +32,7 @@ class Client:
     def __init__(self, server, worker):
         lanes = server.lanes()
         self.worker = worker
-        self.inbox = shm.Segment(lanes["inbox"][worker], N)
+        self.inbox = shm.Segment(lanes["inbox"][worker], N, writer=True)
         self.bell = Bell(lanes["bell"], lanes["reply"][worker])
 
     def push(self, grad, seq, base):
@@ -183,3 +183,53 @@ def test_a_fenced_slice_is_refused_but_not_counted_among_the_runs_pushes():
     states = [({}, {**meta, "rejected": {"fenced": 1}}), ({}, {**meta, "rejected": {}})]
     summary = _counts(states, {"rejected": {"fenced": 1}, "overall": {"mean": 0.0, "max": 0}})
     assert summary["pushes"] == 3 and summary["rejected"] == {"fenced": 1}
+
+
+def _mapped(prefix):
+    """How many mappings of files under ``prefix`` this process holds (retired inboxes are unlinked: '(deleted)')."""
+    with open("/proc/self/maps") as f:
+        return sum(prefix in line for line in f)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="no /proc")
+def test_retired_inboxes_are_let_go_once_their_writers_ended_their_late_writes_counted_first(tmp_path):
+    """A long run restarts worker 0's partition again and again: each restart retires an inbox, a push's size of
+    shared memory. Until 2026-12-06 every one stayed mapped until the shard closed. Here each killed writer (a forked
+    process) attached before its restart, writes late into its retired inbox and ends: the shard counts that write
+    (``fenced``) and lets the inbox go at the next restart (or checkpoint). The last writer still runs: its inbox is
+    kept, since a late write may yet come."""
+    prefix = f"/dev/shm/downpour-test-{tmp_path.name}"
+    srv = ShardServer(Shard(0, torch.zeros(N), make_rule("sgd", 1.0), workers=[0]), prefix, workers=1)
+    try:
+        assert _mapped(prefix) == 2                                         # the parameters, the inbox
+        for life in range(1, 4):
+            go, ready = os.pipe(), os.pipe()
+            pid = os.fork()
+            if pid == 0:        # the writer of this incarnation: attaches, waits to be killed, writes late, ends
+                code = 1
+                try:
+                    inbox = shm.Segment(srv.lanes()["inbox"][0], N, writer=True)
+                    os.write(ready[1], b"x")
+                    os.read(go[0], 1)
+                    inbox.put(np.full(N, 7.0, dtype=np.float32), 3, 0, timeout=5.0)
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(ready[1])
+            os.close(go[0])
+            assert os.read(ready[0], 1) == b"x"
+            srv.new_inbox(0, life)          # the writer judged dead, its successor's inbox made: its own retired
+            os.write(go[1], b"x")
+            assert os.waitpid(pid, 0)[1] == 0
+            os.close(ready[0])
+            os.close(go[1])
+            assert _mapped(prefix) == 3                                     # the one retired now, whose writer ended
+        live = Client(srv, 0)                  # the last incarnation's writer, still running when it is retired
+        srv.new_inbox(0, 4)
+        live.inbox.put(np.full(N, 7.0, dtype=np.float32), 3, 0, timeout=0.0)
+        assert srv.shard.rejected == {"fenced": 3}                          # each late write refused before its inbox went
+        assert srv.state_dict()[1]["rejected"] == {"fenced": 4}
+        assert _mapped(prefix) == 3 + 1                                     # (the test's own mapping of the kept one)
+        assert srv.shard.params.tolist() == [0.0] * N                       # no late write applied
+    finally:
+        srv.close()

@@ -739,7 +739,7 @@ def test_a_killed_partitions_late_write_is_refused_and_its_successors_push_does_
             stand_in.drop_inbox = scripted_ray._Method(lambda w, seq, srv=srv: scripted_ray.Ref(srv.drop_inbox(w, seq)))
             cluster.lanes[j] = srv.lanes()
         first = [srv.lanes()["inbox"][0] for srv in servers]
-        killed = shm.Segment(first[1], 4)          # the lost partition 1's mapping of its shard's inbox
+        killed = shm.Segment(first[1], 4, writer=True)   # the lost partition 1's mapping of its shard's inbox
         segments.append(killed)
         maps = []
 

@@ -91,3 +91,40 @@ def test_stage_bits_round_trip_and_refuse_what_a_word_cannot_hold():
         assert shm.bits_stages(shm.stage_bits(stages)) == stages
     with pytest.raises(ValueError, match="stages 0..62"):
         shm.stage_bits((63,))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="no /proc")
+def test_a_put_waiting_on_an_inbox_whose_shards_pid_went_to_another_process_fails_too(prefix):
+    """A shard ended and its pid went to another process (pids are reused): until 2026-12-06 the owner check asked the
+    pid alone, took the shard for running, and the put waited its whole timeout. The header keeps the shard's start
+    time beside its pid; one that differs (as a reused pid's does) says the shard is gone within the look's 0.5 s."""
+    import os
+
+    shard_side = shm.Segment(f"{prefix}-reused", 3, create=True)
+    worker_side = shm.Segment(f"{prefix}-reused", 3)
+    try:
+        worker_side.put(np.ones(3, dtype=np.float32), seq=4, base=0)     # waits, never to be taken
+        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])   # field 22
+        assert worker_side.header[4] == os.getpid() and worker_side.header[5] == started
+        worker_side.header[5] = started + 1        # this process's pid, another process's start: the pid reused
+        with pytest.raises(shm.ShardGone, match="no longer runs: push 4 waiting there"):
+            worker_side.put(np.zeros(3, dtype=np.float32), seq=5, base=1, timeout=20)
+    finally:
+        worker_side.close()
+        shard_side.close()
+
+
+def test_a_process_is_told_by_its_pid_and_start_time_and_by_its_pid_alone_without_proc(monkeypatch, tmp_path):
+    """With /proc a pid and a start time that differs from the process's are another process; without /proc (macOS)
+    the start time is unknown (0) and the pid alone answers: an ended one still reads as ended."""
+    import os
+    import subprocess
+    import sys
+
+    me, started = os.getpid(), shm.start_time(os.getpid())
+    assert shm.runs(me, started) and not shm.runs(me, started + 1) and shm.runs(me)
+    ended = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                               capture_output=True, text=True).stdout)
+    monkeypatch.setattr(shm, "PROC", tmp_path / "no-proc")
+    assert shm.start_time(me) == 0
+    assert shm.runs(me, started + 1) and not shm.runs(ended, started)

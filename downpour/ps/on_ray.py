@@ -89,7 +89,7 @@ class ShardLink:
         self.actor, self.n, self.wid = actor, n, wid
         local = lanes is not None and lanes["node"] == _node()
         self.params = shm.Segment(lanes["params"], n) if local else None
-        self.inbox = shm.Segment(lanes["inbox"][wid], n) if local else None
+        self.inbox = shm.Segment(lanes["inbox"][wid], n, writer=True) if local else None
 
     def pull_into(self, out: np.ndarray) -> Any:
         """Copy the parameters into ``out`` (n,) and return the version, or return an object ref to

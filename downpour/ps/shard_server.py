@@ -41,7 +41,8 @@ class ShardServer:
         self.laps = Laps()       # "apply": seconds spent applying pushes (under the lock); the process's CPU
         self._lock = threading.Lock()
         # worker -> its inboxes given up by new_inbox: a writer of a superseded incarnation (a killed worker or
-        # partition actor still running a moment) may yet write there; what it leaves is refused ("fenced")
+        # partition actor still running a moment) may yet write there; what it leaves is refused ("fenced"). One
+        # is let go once its writer is gone (_let_go)
         self._retired: dict[int, list[shm.Segment]] = {}
         if lane_prefix and shm.available() and not shard.compensation.needs_backup:
             n, j = shard.params.numel(), shard.index
@@ -130,7 +131,7 @@ class ShardServer:
         goes, as ``drop_inbox`` drops it. The old one is kept, unlinked, and what lands in it later is refused
         (:meth:`_fence`); until 2026-12-06 a partition restarted alone kept its inbox, and a late write of its killed
         predecessor, after ``drop_inbox``, made the new one's push of the same seq wait INBOX_WAIT_SECONDS and fail.
-        Returns the lanes."""
+        Retired inboxes whose writer is gone are let go here (:meth:`_let_go`). Returns the lanes."""
         with self._lock:
             if worker in self.inboxes:
                 self._fence(worker)
@@ -142,22 +143,41 @@ class ShardServer:
                 self.inboxes[worker] = shm.Segment(f"{old.path}-r{incarnation}", old.n, create=True)
                 if self.bell is not None:
                     self.bell.reply_to(worker, f"{self.inboxes[worker].path}-bell")
+            self._let_go()
         return self.lanes()
+
+    def _let_go(self) -> int:
+        """Close the retired inboxes whose writer is gone (``shm.Segment.writer_gone``), what it left there refused
+        first (:meth:`_fence`): nothing more can land in one (unlinked, no process attaches to it again), so its
+        memory, a push's size, goes back. Until 2026-12-06 each stayed mapped until the shard closed: one per shard
+        of a partition per restart, for the whole run. The writer is asked before the fence: asked after, a slice it
+        staged in between and then died would be lost uncounted. One whose writer still runs is kept (a late write
+        may yet come, to be counted); keeping only the K newest instead would let a live writer's late write go
+        uncounted, and that writer wait its put's timeout on a slot nobody frees. Under the lock; returns how many."""
+        gone = 0
+        for w, olds in self._retired.items():
+            done = [old for old in olds if old.writer_gone()]
+            for old in done:
+                self._refuse(old)
+                old.close()
+            olds[:] = [old for old in olds if old not in done]
+            gone += len(done)
+        return gone
 
     def _fence(self, worker: int | None = None) -> int:
         """Refuse what a superseded writer left in ``worker``'s retired inboxes (every worker's: None) since they were
         retired: never applied, each counted in the shard's ``rejected["fenced"]`` (staleness.json's ``rejected``), and
         its inbox freed, so that writer, if it still runs, does not wait either. Under the lock; returns how many."""
-        fenced = 0
-        for w, olds in self._retired.items():
-            if worker is None or w == worker:
-                for old in olds:
-                    if old.take() is not None:
-                        old.release()
-                        fenced += 1
-        if fenced:      # (a Counter's += 0 would add the key: every shard's record would say "fenced: 0")
-            self.shard.rejected["fenced"] += fenced
-        return fenced
+        return sum(self._refuse(old) for w, olds in self._retired.items() if worker is None or w == worker
+                   for old in olds)
+
+    def _refuse(self, old: shm.Segment) -> bool:
+        """What waits in retired inbox ``old``, refused and counted (:meth:`_fence`); whether one was."""
+        if old.take() is None:
+            return False
+        old.release()
+        self.shard.rejected["fenced"] += 1   # (only here: a Counter's += 0 would add the key, "fenced: 0" everywhere)
+        return True
 
     def profile(self) -> dict[str, Any]:
         """This shard's :class:`~downpour.ps.laps.Laps` report: seconds applying pushes, pushes, CPU seconds."""
@@ -176,6 +196,7 @@ class ShardServer:
     def state_dict(self) -> ShardState:
         with self._writing():    # a sync round still open is saved as it is
             self._fence()        # (a late write since the last push counted in what is saved)
+            self._let_go()
             tensors, meta = self.shard.state_dict()
             return {k: v.clone() for k, v in tensors.items()}, meta
 

@@ -10,8 +10,12 @@ Layout of a segment: 8 int64 header words, then (n,) float32 data.
 - parameters: header[0] seqlock counter (odd while the shard writes), header[1] version.
 - inbox:      header[0] state (0 free, 1 full), header[1] seq, header[2] base version, header[3] the greedy
               stages the push trained, bit k for stage k (-1: every stage; :func:`stage_bits`).
-- both:       header[4] the pid of the process that created it (the shard's), so a worker waiting on it can tell a
-              shard gone (0: unknown, taken as alive).
+- both:       header[4] the pid of the process that created it (the shard's), header[5] that process's start time
+              (:func:`start_time`), so a worker waiting on it can tell a shard gone, even once its pid is reused
+              (0: unknown, taken as alive; a start time of 0: unknown, the pid alone answers).
+- inbox:      header[6] the pid of its writer (a process that attached with ``writer=True``: 0, none has), header[7]
+              that process's start time: the shard frees a retired inbox once its writer is gone
+              (``ShardServer.new_inbox``).
 
 :func:`sweep_stale_segments` removes what a driver killed by SIGKILL left behind.
 
@@ -30,10 +34,12 @@ from typing import Iterator
 import numpy as np
 
 HEADER = 8          # int64 words
-_OWNER = 4          # header word: the creator's pid
+_OWNER = 4          # header words: the creator's pid, then its start time
+_WRITER = 6         # header words: the writer's pid, then its start time
 OWNER_LOOK_SECONDS = 0.5    # how often a waiting put asks whether the inbox's shard still runs
 MAX_STAGE = 62      # the last greedy stage an inbox's stages word carries (bit k for stage k; bit 63 is the sign)
 SHM_DIR = Path("/dev/shm")
+PROC = Path("/proc")     # (missing on macOS)
 
 
 def available() -> bool:
@@ -41,9 +47,10 @@ def available() -> bool:
 
 
 class Segment:
-    """``n`` float32 values plus a header, in a shared file ``path`` (created or attached)."""
+    """``n`` float32 values plus a header, in a shared file ``path`` (created or attached). An inbox's writer
+    attaches with ``writer=True``: its identity goes into the header (:meth:`writer_gone`)."""
 
-    def __init__(self, path: str | Path, n: int, create: bool = False):
+    def __init__(self, path: str | Path, n: int, create: bool = False, writer: bool = False):
         self.path, self.n = Path(path), n
         size = 8 * HEADER + 4 * n
         if create:   # readable by this user only: the parameters and gradients of a run are its own
@@ -52,11 +59,19 @@ class Segment:
                 f.truncate(size)
         with open(self.path, "r+b") as f:
             self._map = mmap.mmap(f.fileno(), size)
-        self.header = np.frombuffer(self._map, dtype=np.int64, count=HEADER)
-        self.data = np.frombuffer(self._map, dtype=np.float32, count=n, offset=8 * HEADER)
-        self.owner = create
-        if create:
-            self.header[_OWNER] = os.getpid()
+            self.header = np.frombuffer(self._map, dtype=np.int64, count=HEADER)
+            self.data = np.frombuffer(self._map, dtype=np.float32, count=n, offset=8 * HEADER)
+            self.owner = create
+            if create:
+                _stamp(self.header, _OWNER)
+            if writer:
+                _stamp(self.header, _WRITER)
+                # unlinked before the claim could be seen (a retired inbox; the shard may have judged it writerless
+                # and let it go): this writer was superseded, and never writes there
+                if os.fstat(f.fileno()).st_nlink == 0:
+                    del self.header, self.data
+                    self._map.close()
+                    raise FileNotFoundError(f"inbox {self.path} was retired while its writer attached")
 
     def close(self) -> None:
         del self.header, self.data
@@ -114,7 +129,7 @@ class Segment:
                 raise TimeoutError(f"shard never took push {int(self.header[1])} from inbox {self.path}")
             if now > look:
                 look = now + OWNER_LOOK_SECONDS
-                if not runs(int(self.header[_OWNER])):
+                if not runs(int(self.header[_OWNER]), int(self.header[_OWNER + 1])):
                     raise ShardGone(f"the shard of inbox {self.path} (pid {int(self.header[_OWNER])}) no longer runs: "
                                     f"push {int(self.header[1])} waiting there will never be taken")
             time.sleep(0.0002)
@@ -132,29 +147,62 @@ class Segment:
     def release(self) -> None:
         self.header[0] = 0
 
+    def writer_gone(self) -> bool:
+        """Whether the process that attached as this inbox's writer no longer runs (True where none has). Once the
+        file is unlinked no other can attach (one that opened it just before and claims after sees the unlink and
+        refuses it, ``__init__``): the answer True is then final, nothing more will land here."""
+        pid = int(self.header[_WRITER])
+        return pid == 0 or not runs(pid, int(self.header[_WRITER + 1]))
+
 
 class ShardGone(RuntimeError):
     """The process that created an inbox (its shard) ended: a gradient waiting there is never taken."""
 
 
-def runs(pid: int) -> bool:
-    """Whether process ``pid`` still runs (0: unknown, taken as running). A zombie (ended, not yet reaped by its
-    parent, Ray's raylet) does not; where /proc is missing (macOS) ``kill(pid, 0)`` alone answers."""
+def runs(pid: int, start: int = 0) -> bool:
+    """Whether process ``pid``, started at ``start`` (:func:`start_time`; 0: unknown), still runs (pid 0: unknown,
+    taken as running). A zombie (ended, not yet reaped by its parent, Ray's raylet) does not, nor a process that
+    reuses the pid of one that ended (its start time differs: until 2026-12-06 the pid alone was asked, and a dead
+    shard whose pid went to another process was taken as running for good). Where /proc is missing (macOS)
+    ``kill(pid, 0)`` alone answers, and a reused pid still reads as running: a waiting put then waits its timeout,
+    as it did before the owner was checked at all."""
     if pid <= 0:
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:      # another user's: it exists
-        return True
+    except PermissionError:      # another user's: it exists (its start time is still read below)
+        pass
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = _stat(pid)
     except FileNotFoundError:    # ended since, or no /proc at all
-        return not Path("/proc/self").exists()
-    except OSError:
+        return not (PROC / "self").exists()
+    except (OSError, IndexError, ValueError):
         return True
-    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+    return fields[0] != "Z" and (start == 0 or int(fields[19]) == start)
+
+
+def start_time(pid: int) -> int:
+    """When process ``pid`` started, in clock ticks after boot (/proc/PID/stat field 22): with the pid, a process's
+    identity, as a pid alone is not once it is reused. 0 where unknown (no /proc: macOS)."""
+    try:
+        return int(_stat(pid)[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields from the third (the state) on: the command name before them may hold spaces."""
+    return (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[-1].split()
+
+
+def _stamp(header: np.ndarray, word: int) -> None:
+    """This process's identity into ``header[word]`` (pid) and ``header[word + 1]`` (start time), the start time
+    first: a reader that sees the pid sees its start time too."""
+    pid = os.getpid()
+    header[word + 1] = start_time(pid)
+    header[word] = pid
 
 
 def stage_bits(stages: tuple[int, ...] | None) -> int:
