@@ -227,7 +227,7 @@ def test_retired_inboxes_are_let_go_once_their_writers_ended_their_late_writes_c
         live = Client(srv, 0)                  # the last incarnation's writer, still running when it is retired
         srv.new_inbox(0, 4)
         live.inbox.put(np.full(N, 7.0, dtype=np.float32), 3, 0, timeout=0.0)
-        assert srv.shard.rejected == {"fenced": 3}                          # each late write refused before its inbox went
+        assert srv.shard.rejected == {"fenced": 3}                          # each refused before its inbox went
         assert srv.state_dict()[1]["rejected"] == {"fenced": 4}
         assert _mapped(prefix) == 3 + 1                                     # (the test's own mapping of the kept one)
         assert srv.shard.params.tolist() == [0.0] * N                       # no late write applied

@@ -128,10 +128,10 @@ class ShardServer:
         restarted alone: ``ps.partition_restarts_on_ray``) gets a fresh inbox (and reply pipe), at a new path: its
         predecessor, killed but possibly still running for a moment (or judged dead for not answering, and still
         running), may yet write into the old one. What waits in the old one now was staged before the restart: it
-        goes, as ``drop_inbox`` drops it. The old one is kept, unlinked, and what lands in it later is refused
-        (:meth:`_fence`); until 2026-12-06 a partition restarted alone kept its inbox, and a late write of its killed
-        predecessor, after ``drop_inbox``, made the new one's push of the same seq wait INBOX_WAIT_SECONDS and fail.
-        Retired inboxes whose writer is gone are let go here (:meth:`_let_go`). Returns the lanes."""
+        goes, as ``drop_inbox`` drops it. The old one is kept, unlinked, while its writer runs, and what lands in it
+        is refused (:meth:`_fence`); until 2026-12-06 a partition restarted alone kept its inbox, and a late write of
+        its killed predecessor, after ``drop_inbox``, made the new one's push of the same seq wait INBOX_WAIT_SECONDS
+        and fail. Retired inboxes whose writer is gone are let go here (:meth:`_let_go`). Returns the lanes."""
         with self._lock:
             if worker in self.inboxes:
                 self._fence(worker)
@@ -155,7 +155,7 @@ class ShardServer:
         may yet come, to be counted); keeping only the K newest instead would let a live writer's late write go
         uncounted, and that writer wait its put's timeout on a slot nobody frees. Under the lock; returns how many."""
         gone = 0
-        for w, olds in self._retired.items():
+        for olds in self._retired.values():
             done = [old for old in olds if old.writer_gone()]
             for old in done:
                 self._refuse(old)
