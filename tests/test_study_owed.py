@@ -42,9 +42,9 @@ def test_the_twin_is_the_cells_config_without_the_faces(monkeypatch):
     trained_configs = []
     real = trained.trained_run
 
-    def spy(cfg):
+    def spy(cfg, *args):
         trained_configs.append(cfg)
-        return real(cfg)
+        return real(cfg, *args)
 
     monkeypatch.setattr(trained, "trained_run", spy)
     cfg = sae_config(seed=3)
@@ -130,7 +130,7 @@ def test_a_cell_that_diverged_or_has_no_face_unit_is_counted_out_not_the_end_of_
     from downpour.errors import Diverged
 
     @contextlib.contextmanager
-    def diverges(cfg):
+    def diverges(cfg, **kwargs):
         raise Diverged("every one of the 3 steps 1..3 had a non-finite cost")
         yield
 
@@ -148,6 +148,50 @@ def test_a_cell_that_diverged_or_has_no_face_unit_is_counted_out_not_the_end_of_
     assert math.isfinite(figures["edge_fraction"]) and math.isfinite(figures["final_loss"])
     # they need no training: a diverged run has them, as a finished one's
     assert diverged == {"diverged": 1.0, **{k: figures[k] for k in measure.DESIGN_FIGURES}} and figures["params"] > 0
+
+
+# the SAE cell at Adam's rate 1000, a row a step: 570.1 at step 1 -> 5.1e+10 at step 6, every number finite
+RUNAWAY = {"lr": 1000.0, "steps": 6, "log_every": 1}
+
+
+def ran_away(cfg):
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **RUNAWAY))
+
+
+def test_a_cell_whose_loss_ran_away_with_finite_numbers_is_counted_out_and_named(caplog):
+    """runners.train says such a run diverged (summary["diverged"]), but a measured cell counted one out only when
+    every step was non-finite: this one was measured as trained, its AUCs and probes in the intervals."""
+    from downpour.data.build import sample_shape
+    from downpour.studies.base import Condition
+    from downpour.studies.compare import compare_rows
+    from downpour.studies.stats import diverged_paragraph
+
+    cfg = ran_away(sae_config())
+    got = train_and_measure(cfg, SMALL, seed=0)
+    assert got == {"diverged": 1.0, **measure.design_figures(cfg, sample_shape(cfg.data))}
+    assert "seed 0 diverged: its loss grew from 570.1 at step 1 to" in caplog.text
+    conditions = [Condition("ref", {"vs": ""}), Condition("arm", {"vs": "ref"})]
+    cells = {(c.name, s): {"face_auc_lfw": 0.6 + 0.01 * s, "params": got["params"]} for c in conditions for s in range(4)}
+    cells[("arm", 0)] = got
+    rows = compare_rows(conditions, cells, list(range(4)), {"face_auc_lfw": 0.02})
+    assert rows[1]["diverged"] == 1 and "arm (1 of 4 seeds)" in diverged_paragraph(rows)
+
+
+def test_a_twin_whose_loss_ran_away_is_counted_out_and_the_run_measured(monkeypatch):
+    """The no-faces twin's run that ran away with finite numbers was the twin its unit's AUCs were scored beside."""
+    real = trained.no_faces_config
+    monkeypatch.setattr(trained, "no_faces_config", lambda cfg: ran_away(real(cfg)))
+    seen = []
+    real_aucs = measure.face_aucs
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("no_faces"))
+        return real_aucs(*args, **kwargs)
+
+    monkeypatch.setattr(measure, "face_aucs", spy)
+    figures = train_and_measure(sae_config(), SMALL, seed=0)
+    assert seen == [None] and all(math.isnan(figures[k]) for k in OWED)
+    assert math.isfinite(figures["face_auc_lfw"]) and "diverged" not in figures
 
 
 def test_a_gain_the_same_in_every_seed_has_the_sign_tests_interval_not_a_zero_width_one():
@@ -196,8 +240,8 @@ def test_diverged_seeds_are_counted_and_said_not_read_as_a_figure(monkeypatch):
     note_missing(rows, cells, seeds)
     assert "diverged" not in rows[1]["figures"] and rows[1]["diverged"] == 1 and "diverged" not in rows[0]
     assert rows[1]["missing"]["probe"] == 1
-    assert diverged_paragraph(rows) == ("Diverged (every step non-finite: left out of every trained figure's interval above): "
-                                        "arm (1 of 6 seeds).")
+    assert diverged_paragraph(rows) == ("Diverged (every step non-finite, or the loss ran away: left out of every "
+                                        "trained figure's interval above): arm (1 of 6 seeds).")
     monkeypatch.setattr(architectures, "train_and_measure", lambda cfg, measures, seed: {"diverged": 1.0})
     study = architectures.ArchitecturesStudy(quick=True)
     cat = study.conditions()[0]

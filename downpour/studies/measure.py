@@ -154,12 +154,14 @@ def flops_per_step(cfg: RunConfig, x: torch.Tensor) -> float:
 
 def train_and_measure(cfg: RunConfig, measures: Measures, seed: int) -> dict[str, float]:
     """Train ``cfg`` (resolved) with its runner into a temporary run directory and measure it (and, with
-    ``measures.no_faces``, its no-faces twin's face unit beside it). A run whose every step was non-finite
-    is ``{"diverged": 1.0}`` with its design's figures alone (:func:`design_figures`: they need no training),
-    every trained figure missing (the study counts the seed out and says so); a twin that diverged leaves
-    only what the faces gave unmeasured."""
+    ``measures.no_faces``, its no-faces twin's face unit beside it). A run that diverged, every step non-finite or
+    its loss run away with finite numbers (``runners.train``'s ``summary["diverged"]``; since 2026-12-06: until then
+    such a run was measured, teacher-student's 2.047 -> 3.3e+31 as trained), is ``{"diverged": 1.0}`` with its
+    design's figures alone (:func:`design_figures`: they need no training), every trained figure missing (the study
+    counts the seed out and says so); a twin that diverged either way leaves only what the faces gave unmeasured."""
     try:
-        with trained_run(cfg) as (run, model, summary), _twin_unless_diverged(cfg, measures.no_faces) as twin:
+        with (trained_run(cfg, runaway_raises=True) as (run, model, summary),
+              _twin_unless_diverged(cfg, measures.no_faces) as twin):
             figures = measure_run(run, model, measures, seed, twin)
     except Diverged as err:
         log.warning("seed %d diverged: %s", seed, err)
@@ -176,7 +178,7 @@ def _twin_unless_diverged(cfg: RunConfig, wanted: bool) -> Iterator[tuple[RunDir
         twin = None
         if wanted:
             try:
-                twin = stack.enter_context(no_faces_twin(cfg))
+                twin = stack.enter_context(no_faces_twin(cfg, runaway_raises=True))
             except Diverged as err:
                 log.warning("the no-faces twin diverged: %s", err)
         yield twin

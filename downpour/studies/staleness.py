@@ -56,6 +56,8 @@ from downpour.studies.stats import (LEAD, flips, lead, lead_mark, leads_of, mean
 
 SUCCESS = 1e-3          # population loss below this: the global optimum
 DIVERGED = 1e3          # population loss above this (or not finite, or a gradient a shard refused): diverged
+# (not train/divergence.py's 1,000 times the first logged loss: simulate logs none; from a start near 2 this is the
+# stricter line, and one refused push counts where a run's summary needs most refused; docs/studies.md, Q1)
 CALIBRATION_SEEDS = (10_001, 10_002, 10_003, 10_004)   # disjoint from the study's seeds
 RESOLUTION = 0.10       # a difference interval within ±10 points that holds 0 reads "no detectable effect"
 

@@ -307,9 +307,11 @@ DIVERGED = "diverged"     # a measured cell whose run diverged: {"diverged": 1.0
 
 
 def diverged_paragraph(rows: Sequence[dict[str, Any]]) -> str:
-    """Which conditions had seeds whose run diverged (``row["diverged"]``, left out of every interval)."""
+    """Which conditions had seeds whose run diverged (``row["diverged"]``, left out of every interval): every step
+    non-finite, or (since 2026-12-06) the loss run away with finite numbers (``runners.train``'s summary)."""
     said = [f"{r['condition']} ({r['diverged']} of {r['n']} seeds)" for r in rows if r.get("diverged")]
-    return ("Diverged (every step non-finite: left out of every trained figure's interval above): " + "; ".join(said) + ".") if said else ""
+    return ("Diverged (every step non-finite, or the loss ran away: left out of every trained figure's interval "
+            "above): " + "; ".join(said) + ".") if said else ""
 
 
 def nothing_trained(rows: Sequence[dict[str, Any]], lr_settable: bool = True) -> str:
@@ -320,7 +322,7 @@ def nothing_trained(rows: Sequence[dict[str, Any]], lr_settable: bool = True) ->
     rerun = ("with a smaller learning rate (--set train.lr=...) or without the --set overrides that made the runs "
              "diverge" if lr_settable else "without the --set overrides that made the runs diverge (its conditions "
              "set their own learning rates)")
-    return (f"Every one of the {cells} cells diverged (every step non-finite), so no condition trained and this "
+    return (f"Every one of the {cells} cells diverged (every step non-finite, or the loss ran away), so no condition trained and this "
             "study concludes nothing about them: its table gives only what needs no training (parameters, FLOPs, "
             f"activation memory). Rerun it {rerun}, in a fresh --out.")
 

@@ -39,9 +39,11 @@ from downpour.analysis.choice import NoCandidate
 from downpour.analysis.controls import tied_set
 from downpour.analysis.units import check_layer, randomized_copy
 from downpour.config import RunConfig
+from downpour.errors import Diverged
 from downpour.models.base import FeatureModel
 from downpour.objectives import is_metric
 from downpour.runners import train
+from downpour.train.divergence import diverged_words
 from downpour.train.rundir import RunDir
 from downpour.twins import no_faces_config
 
@@ -70,25 +72,32 @@ def face_draws(quick: bool) -> int:
 
 
 @contextmanager
-def trained_run(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel, dict[str, Any]]]:
-    """Train ``cfg`` with its runner into a temporary run directory; yield (run, trained model, summary)."""
+def trained_run(cfg: RunConfig, runaway_raises: bool = False) -> Iterator[tuple[RunDir, FeatureModel, dict[str, Any]]]:
+    """Train ``cfg`` with its runner into a temporary run directory; yield (run, trained model, summary).
+    ``runaway_raises``: a run whose summary says it diverged with finite numbers (``summary["diverged"]``: its loss
+    ran away, :mod:`downpour.train.divergence`) raises :class:`~downpour.errors.Diverged` too, as one whose every step
+    was non-finite does (the measured studies count both out, :func:`~downpour.studies.measure.train_and_measure`;
+    until 2026-12-06 such a run was measured, its probes and AUCs of weights near 1e+31 in the intervals)."""
     with tempfile.TemporaryDirectory(prefix="downpour-cell-") as tmp:
         run_path = f"{tmp}/run"
         summary = train(cfg, RunDir.create(run_path, cfg))
+        if runaway_raises and summary.get("diverged"):
+            raise Diverged(diverged_words(summary["diverged"]).removeprefix("the run diverged: "))
         run, model = open_run(run_path)
         with threadpool_limits(limits=1, user_api="blas"):
             yield run, model, summary
 
 
 @contextmanager
-def no_faces_twin(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel] | None]:
+def no_faces_twin(cfg: RunConfig, runaway_raises: bool = False) -> Iterator[tuple[RunDir, FeatureModel] | None]:
     """``cfg``'s no-faces twin (the same recipe and seed with ``data.train_faces = 0``,
     :func:`~downpour.twins.no_faces_config`) trained into a temporary run directory: (run, model); None
-    where ``cfg``'s data show the network no lfw face, so there is nothing to take away."""
+    where ``cfg``'s data show the network no lfw face, so there is nothing to take away. ``runaway_raises``: as
+    :func:`trained_run`'s."""
     if not cfg.data.trains_on_faces():
         yield None
         return
-    with trained_run(no_faces_config(cfg)) as (run, model, _):
+    with trained_run(no_faces_config(cfg), runaway_raises) as (run, model, _):
         model.eval()
         yield run, model
 
