@@ -44,6 +44,25 @@ def test_a_stop_after_the_last_push_keeps_the_run(tmp_path, monkeypatch):
     assert summary["resumed_from"] == 31 and (tmp_path / "r/cluster.json").is_file()
 
 
+def test_a_resume_that_finds_every_push_made_keeps_the_runs_refused_pushes(tmp_path, monkeypatch):
+    """A run most of whose pushes were refused (lr 500), stopped after its last push: its resume saved the model with a
+    summary that had no refused_pushes (and so no word of the divergence), and cluster.json never held them."""
+    def stopped(self):
+        raise KeyboardInterrupt
+
+    mostly_refused = ("train.lr=500", "train.steps=120")
+    whole = _run(tmp_path / "whole", *mostly_refused)
+    monkeypatch.setattr(recorder_module.Recorder, "close", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "r", *mostly_refused)
+    monkeypatch.undo()
+    resumed = _run(tmp_path / "r", resume=True)
+    refused = whole["refused_pushes"]
+    assert refused["of"] == 120 and refused["refused"] * 2 > 120 and resumed["refused_pushes"] == refused
+    for name in ("whole", "r"):
+        assert json.loads((tmp_path / name / "cluster.json").read_text())["refused_pushes"] == refused, name
+
+
 def test_a_sync_run_stopped_with_its_last_round_open_resumes_to_the_uninterrupted_model(tmp_path, monkeypatch):
     """31 pushes of 3 workers: the last round holds one push, applied at the end (Shard.flush). Stopped there,
     the resume saved the checkpoint's parameters: versions [10, 10] against [11, 11]."""

@@ -238,8 +238,10 @@ def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coo
         for w, s in enumerate(streams or [])], n)
     record_data(run.write_json, cfg.data, data_info)
     report = _save_model(setup, run, states, coord, start, data_info, saved_buffers(meta))
+    saved = meta.get("recorder") or {}       # the run's push counts at its checkpoint, its last push's
     summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
-               **_counts(states, report), "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
+               **_counts(states, report), **_refused(saved.get("pushes", 0), saved.get("finite_pushes", 0)),
+               "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
     run.write_json("cluster.json", summary)
     return summary
 
@@ -274,6 +276,15 @@ def _counts(states: list[ShardState], report: dict[str, Any]) -> dict[str, Any]:
             "mean_staleness": report["overall"]["mean"], "max_staleness": report["overall"]["max"]}
 
 
+def _refused(pushes: int, finite: int) -> dict[str, Any]:
+    """``{"refused_pushes": {"refused": N, "of": M}}`` where most of a run's ``pushes`` carried no finite gradient a
+    shard accepted (it diverged: its metrics stop where it last trained; ``runners.train`` says so, once, beside its
+    divergence words), else nothing. In cluster.json and the summary alike since 2026-12-06: until then it was in the
+    printed summary alone, and not in a resume's that found the run's pushes all made (``_save_at_end``)."""
+    refused = pushes - finite
+    return {"refused_pushes": {"refused": refused, "of": pushes}} if refused * 2 > pushes else {}
+
+
 def _idle_compensation(cfg: RunConfig, max_staleness: int, pushes: int) -> str | None:
     """Why cluster.compensation changed none of the run's ``pushes`` (warned, and kept in cluster.json), or None.
     Known only once the run is over: its staleness comes of the delays and the workers' speeds."""
@@ -303,17 +314,14 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     summary = {"steps": coord.done, "resumed_from": start, "runner": cfg.cluster.runner,
             "final_loss": run.last_loss(), **counts, "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path),
             "checkpoints": recorder.checkpoints, "checkpoint_seconds": round(recorder.checkpoint_seconds, 3),
-            **({"compensation_idle": idle} if idle else {}), **info}
+            **({"compensation_idle": idle} if idle else {}), **_refused(recorder.pushes, recorder.finite_pushes),
+            **info}
     run.write_json("cluster.json", summary)  # placement, counts, lost workers: what happened to the cluster
     summary.pop("profile", None)             # per-phase timers: cluster.json only, not the printed summary
     if coord.done < coord.total and not coord.live:
         raise RunError(f"every worker was lost ({', '.join(_loss_reasons(coord))}) after {coord.done} of {coord.total} steps; "
                        f"what was done is saved in {str(run.path)!r} ({_no_worker_left(cfg)})")
-    refused = recorder.pushes - recorder.finite_pushes
     lr_key = "cluster.lr" if cfg.cluster.lr else "train.lr"     # the server's rate (a preset may set cluster.lr)
-    if recorder.finite_pushes and refused * 2 > recorder.pushes:   # diverged: its metrics stop where it last trained
-        # said by runners.train, once, beside its divergence words (until 2026-12-06 both warned of the same run)
-        summary["refused_pushes"] = {"refused": refused, "of": recorder.pushes}
     if recorder.pushes and not recorder.finite_pushes:
         rejected = ", ".join(f"{n} {reason}" for reason, n in report["rejected"].items()) or "none"
         raise Diverged(f"none of the {recorder.pushes} pushes of this run carried a finite gradient a shard accepted: "
