@@ -84,7 +84,8 @@ def test_a_cell_with_its_twin_measures_the_learned_unit_as_one_without():
     assert with_twin["face_owed_controls"] != 0.0                   # a different network, a different unit
 
 
-def test_measure_run_reads_the_twin_it_is_given(monkeypatch):
+def twins_scored(monkeypatch):
+    """The twin each face test of a cell is given (None: none), appended as the cell measures."""
     seen = []
     real = measure.face_aucs
 
@@ -93,6 +94,11 @@ def test_measure_run_reads_the_twin_it_is_given(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(measure, "face_aucs", spy)
+    return seen
+
+
+def test_measure_run_reads_the_twin_it_is_given(monkeypatch):
+    seen = twins_scored(monkeypatch)
     figures = train_and_measure(sae_config(extra=[("data.train_faces", 0)]), SMALL, seed=0)
     assert seen == [None] and all(math.isnan(figures[k]) for k in OWED)     # nothing to take away: not measured
 
@@ -181,14 +187,7 @@ def test_a_twin_whose_loss_ran_away_is_counted_out_and_the_run_measured(monkeypa
     """The no-faces twin's run that ran away with finite numbers was the twin its unit's AUCs were scored beside."""
     real = trained.no_faces_config
     monkeypatch.setattr(trained, "no_faces_config", lambda cfg: ran_away(real(cfg)))
-    seen = []
-    real_aucs = measure.face_aucs
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("no_faces"))
-        return real_aucs(*args, **kwargs)
-
-    monkeypatch.setattr(measure, "face_aucs", spy)
+    seen = twins_scored(monkeypatch)
     figures = train_and_measure(sae_config(), SMALL, seed=0)
     assert seen == [None] and all(math.isnan(figures[k]) for k in OWED)
     assert math.isfinite(figures["face_auc_lfw"]) and "diverged" not in figures
