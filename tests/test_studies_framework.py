@@ -263,6 +263,8 @@ def test_a_cell_whose_figure_was_renamed_is_named_and_an_empty_cache_is_a_new_on
 class PlantedWithADivergedOutcome(Planted):
     """Planted whose cells record whether their run diverged as an outcome, every figure beside it (staleness's do)."""
 
+    counts_out_diverged = False     # (as staleness: its diverged cells are not counted out, studies/diverged.py)
+
     def run_cell(self, condition, seed, context):
         return {**super().run_cell(condition, seed, context), "diverged": float(seed == 0)}
 

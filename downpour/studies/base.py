@@ -50,6 +50,10 @@ class Study(Design):
     measured_by: ClassVar[str] = ""                # what its cells' figures depend on beyond the config (a measure's
                                                    # version, e.g. trained.FACE_TEST): in the cache's header when set
     headings: ClassVar[dict[str, str]] = {}        # study.html's table: a column's heading where its key says too little
+    # a cell whose run diverged (errors.Diverged: every step non-finite, or its loss ran away) is {"diverged": 1.0},
+    # counted out of the summary (studies/diverged.py); False: a study whose cells record diverging as an outcome
+    # beside every figure (staleness)
+    counts_out_diverged: ClassVar[bool] = True
 
     def shown(self, row: dict[str, Any], key: str) -> str | None:
         """study.html's table: a row's parameter or extra ``key`` in the study's own words (HTML), None as stored."""

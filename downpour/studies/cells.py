@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from downpour.config import ConfigError
-from downpour.errors import DownpourError
+from downpour.errors import Diverged, DownpourError
 from downpour.studies.base import Cells, Condition, Study
+from downpour.studies.diverged import counted_out
 from downpour.studies.machine import platform
 from downpour.train.rundir import study_command
 
@@ -204,12 +205,14 @@ def _run(task: tuple[str, int]) -> Result:
     assert _STUDY is not None
     name, seed = task
     wall, cpu = time.perf_counter(), time.process_time()
+    where = f"study {_STUDY.name}: cell {name!r}, seed {seed}"
     try:
         figures = _STUDY.run_cell(_BY_NAME[name], seed, _CONTEXT)
+    except Diverged as err:        # counted out, in every study (until 2026-12-06 the measured studies' alone)
+        figures = counted_out(where, err)
     except StopIteration as err:   # escaping into map/imap it reads as "no more results": every cell after it lost, unsaid
         raise RuntimeError(f"study {_STUDY.name}: cell {name!r}, seed {seed}: StopIteration {err}".rstrip()) from err
     except Exception as err:       # which cell: the CLI's one line for the user's errors, a note under a bug's traceback
-        where = f"study {_STUDY.name}: cell {name!r}, seed {seed}"
         if isinstance(err, DownpourError) and err.args and isinstance(err.args[0], str):
             err.args = (f"{where}: {err.args[0]}", *err.args[1:])
         else:

@@ -41,7 +41,7 @@ from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.designs.first_layer import KINDS, FirstLayerDesign
 from downpour.studies.compare import figure_ci, owed_figure, owed_paragraph, owed_test
 from downpour.studies.figures import interval_bars
-from downpour.studies.stats import lead_mark, mean_ci, note_left_out, paired_test, wilson
+from downpour.studies.stats import DIVERGED, lead_mark, mean_ci, note_left_out, paired_test, wilson
 from downpour.studies.plots import curves
 from downpour.studies.trained import (FACE_TEST_WITH_TWIN, OWED, cost_curve, edge_fraction, face_aucs, face_draws,
                                       face_pair, no_faces_twin, owed_figures, probe_accuracies, trained_run)
@@ -122,7 +122,9 @@ class FirstLayerStudy(FirstLayerDesign, Study):
             owed_test(row, got)
             for p in PROBE_SETS:
                 row["extra"][f"probe_{p}_raw_pixels"] = float(np.mean([g[f"probe_{p}_raw"] for g in got]))
-            reach = [self._to_target(cells, c.name, s) for s in seeds]
+            # (a seed counted out, its run or the baseline's diverged: not one that never reached the cost)
+            reach = [self._to_target(cells, c.name, s) for s in seeds
+                     if not (cells[(c.name, s)].get(DIVERGED) or cells[(BASELINE, s)].get(DIVERGED))]
             row["figures"]["reached_cost"] = list(wilson(sum(math.isfinite(r[0]) for r in reach), len(reach)))
             row["figures"]["steps_to_cost"] = list(mean_ci([r[0] for r in reach]))
             row["figures"]["seconds_to_cost"] = list(mean_ci([r[1] for r in reach]))

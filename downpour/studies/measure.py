@@ -57,10 +57,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -79,14 +78,13 @@ from downpour.errors import Diverged
 from downpour.models.base import FeatureModel
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import build, resolve
-from downpour.studies.stats import CENSORED, DIVERGED
+from downpour.studies.diverged import counted_out
+from downpour.studies.stats import CENSORED
 from downpour.studies.trained import (edge_fraction, face_aucs, face_draws, face_pair, no_faces_twin, owed_figures,
                                       probe_accuracies, trained_run)
 from downpour.train.checkpoint import read_tensors
 from downpour.train.rundir import RunDir
 from downpour.train.step import train_step
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -158,30 +156,18 @@ def train_and_measure(cfg: RunConfig, measures: Measures, seed: int) -> dict[str
     its loss run away with finite numbers (``runners.train``'s ``summary["diverged"]``; since 2026-12-06: until then
     such a run was measured, teacher-student's 2.047 -> 3.3e+31 as trained), is ``{"diverged": 1.0}`` with its
     design's figures alone (:func:`design_figures`: they need no training), every trained figure missing (the study
-    counts the seed out and says so); a twin that diverged either way leaves only what the faces gave unmeasured."""
+    counts the seed out and says so: :mod:`~downpour.studies.diverged`, as every study's cell); a twin that diverged
+    either way leaves only what the faces gave unmeasured (:func:`~downpour.studies.trained.no_faces_twin`)."""
     try:
-        with (trained_run(cfg, runaway_raises=True) as (run, model, summary),
-              _twin_unless_diverged(cfg, measures.no_faces) as twin):
+        with (trained_run(cfg) as (run, model, summary),
+              no_faces_twin(cfg) if measures.no_faces else contextlib.nullcontext() as twin):
             figures = measure_run(run, model, measures, seed, twin)
-    except Diverged as err:
-        log.warning("seed %d diverged: %s", seed, err)
-        return {DIVERGED: 1.0, **design_figures(cfg, sample_shape(cfg.data))}
+    except Diverged as err:     # (here, not in the framework: the design's figures need the cell's config)
+        return counted_out(f"seed {seed}", err, design_figures(cfg, sample_shape(cfg.data)))
     figures["seconds_per_step"] = summary["seconds"] / max(1, summary["steps"])
     figures["final_loss"] = float(summary["final_loss"])
     figures["steps"] = float(summary["steps"])
     return figures
-
-
-@contextlib.contextmanager
-def _twin_unless_diverged(cfg: RunConfig, wanted: bool) -> Iterator[tuple[RunDir, FeatureModel] | None]:
-    with contextlib.ExitStack() as stack:
-        twin = None
-        if wanted:
-            try:
-                twin = stack.enter_context(no_faces_twin(cfg, runaway_raises=True))
-            except Diverged as err:
-                log.warning("the no-faces twin diverged: %s", err)
-        yield twin
 
 
 def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int,

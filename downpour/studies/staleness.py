@@ -85,6 +85,7 @@ def _against(row: dict[str, Any], by: dict[str, dict[str, Any]], name: str = "")
 
 class StalenessStudy(StalenessDesign, Study):
     base = "teacher-student"
+    counts_out_diverged = False     # P(diverged) is its outcome: every cell records it beside every figure (DIVERGED)
     # the momentum control's server rule holds only a tensor pushed without a gradient since 2026-12-04 (it held every
     # exactly-zero element: a dead ReLU unit's weights kept their velocity): cells cached before are refused, not mixed
     # and worker 0 draws the local loop's batch order since 2026-12-05 (ps.setup.batch_seed; it drew its own): every

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -72,16 +72,17 @@ def face_draws(quick: bool) -> int:
 
 
 @contextmanager
-def trained_run(cfg: RunConfig, runaway_raises: bool = False) -> Iterator[tuple[RunDir, FeatureModel, dict[str, Any]]]:
+def trained_run(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel, dict[str, Any]]]:
     """Train ``cfg`` with its runner into a temporary run directory; yield (run, trained model, summary).
-    ``runaway_raises``: a run whose summary says it diverged with finite numbers (``summary["diverged"]``: its loss
-    ran away, :mod:`downpour.train.divergence`) raises :class:`~downpour.errors.Diverged` too, as one whose every step
-    was non-finite does (the measured studies count both out, :func:`~downpour.studies.measure.train_and_measure`;
-    until 2026-12-06 such a run was measured, its probes and AUCs of weights near 1e+31 in the intervals)."""
+    A run whose summary says it diverged with finite numbers (``summary["diverged"]``: its loss ran away,
+    :mod:`downpour.train.divergence`) raises :class:`~downpour.errors.Diverged` too, as one whose every step was
+    non-finite does: every study counts both out (:mod:`downpour.studies.diverged`; until 2026-12-06 only the measured
+    studies did, asking for it, and the others measured such a run, its probes and AUCs of weights near 1e+31 in the
+    intervals)."""
     with tempfile.TemporaryDirectory(prefix="downpour-cell-") as tmp:
         run_path = f"{tmp}/run"
         summary = train(cfg, RunDir.create(run_path, cfg))
-        if runaway_raises and summary.get("diverged"):
+        if summary.get("diverged"):
             raise Diverged(diverged_words(summary["diverged"]).removeprefix("the run diverged: "))
         run, model = open_run(run_path)
         with threadpool_limits(limits=1, user_api="blas"):
@@ -89,17 +90,25 @@ def trained_run(cfg: RunConfig, runaway_raises: bool = False) -> Iterator[tuple[
 
 
 @contextmanager
-def no_faces_twin(cfg: RunConfig, runaway_raises: bool = False) -> Iterator[tuple[RunDir, FeatureModel] | None]:
+def no_faces_twin(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel] | None]:
     """``cfg``'s no-faces twin (the same recipe and seed with ``data.train_faces = 0``,
     :func:`~downpour.twins.no_faces_config`) trained into a temporary run directory: (run, model); None
-    where ``cfg``'s data show the network no lfw face, so there is nothing to take away. ``runaway_raises``: as
-    :func:`trained_run`'s."""
+    where ``cfg``'s data show the network no lfw face, so there is nothing to take away, and where the twin diverged
+    (:func:`trained_run`'s rule, said as a warning): only what the faces gave is then not measured, the cell's run
+    measured (every study's twin so, since 2026-12-06: the first-layer study's ended the study, or was scored)."""
     if not cfg.data.trains_on_faces():
         yield None
         return
-    with trained_run(no_faces_config(cfg), runaway_raises) as (run, model, _):
-        model.eval()
-        yield run, model
+    with ExitStack() as stack:
+        try:
+            run, model, _ = stack.enter_context(trained_run(no_faces_config(cfg)))
+        except Diverged as err:
+            log.warning("the no-faces twin diverged: %s", err)
+            twin = None
+        else:
+            model.eval()
+            twin = run, model
+        yield twin
 
 
 def face_pair(faces: dict[str, float]) -> tuple[float, float]:
