@@ -30,8 +30,8 @@ class RunError(DownpourError, RuntimeError):
 
 class Diverged(RunError):
     """Every step (every push) of a run had a non-finite cost or gradient: nothing was applied. A study
-    counts such a cell as diverged instead of ending; a measured study's cell raises it too for a run whose
-    loss ran away with finite numbers (``studies.trained.trained_run``)."""
+    counts such a cell as diverged instead of ending (``studies.diverged``); a study's cell raises it too for a run
+    whose loss ran away with finite numbers (``studies.trained.trained_run``)."""
 
 
 class DataError(DownpourError):

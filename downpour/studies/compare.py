@@ -31,7 +31,7 @@ from downpour.studies.stats import (CENSORED, DIVERGED, effect_words, lead_mark,
 
 OWED_FIGURE = "face_owed_controls"   # what owed_paragraph and owed_figure read
 # why a condition whose own unit was chosen has no such figure: its cells train no twin (nothing to take away),
-# or every seed's twin was counted out (measure.py: a twin that diverged; trained.py: one with no unit to choose)
+# or every seed's twin was counted out (trained.py: a twin that diverged, no_faces_twin, or one with no unit to choose)
 NO_TWIN = "no no-faces twin was measured: its data show it no lfw face, or every seed's twin diverged or had no unit"
 OWED_RESOLUTION = 0.05     # AUC: a smaller gain from the faces is not worth reporting
 
