@@ -127,6 +127,18 @@ def test_a_few_skipped_steps_at_the_end_of_a_run_whose_loss_was_fine_are_not_a_d
     assert runaway([{"step": 10, "loss": 2.0}, {"step": 20, "loss": 1e9}], steps=21)["last_loss"] == 1e9  # ran away
 
 
+def test_a_short_run_whose_last_half_was_skipped_is_a_runaway_and_one_bad_last_batch_is_not():
+    """A study cell of 6 steps whose steps 2-6 were skipped (non-finite) ended with its first step's loss as its
+    final loss: 5 skipped, under TAIL, and until 2026-12-06 it was measured as trained."""
+    first = [{"step": 1, "loss": 0.8998}]
+    assert runaway(first, steps=6)["steps"] == 6                             # steps 2-6 skipped
+    assert runaway([*first, {"step": 2, "loss": 0.8}, {"step": 3, "loss": 0.7}], steps=6)["steps"] == 6   # 3 of 6
+    assert runaway([{"step": s, "loss": 1.0} for s in range(1, 5)], steps=6) is None     # 2 of 6: under half
+    assert runaway([{"step": s, "loss": 1.0} for s in range(1, 4)], steps=4) is None     # one bad last batch
+    assert runaway([{"step": 1, "loss": 1.0}], steps=2) is None                           # (the same, 2 steps)
+    assert runaway([{"step": 1, "loss": 1.0}], steps=3)["steps"] == 3                     # 2 of 3
+
+
 def test_a_loss_that_fell_far_below_zero_is_said_to_have_fallen_not_grown():
     fell = runaway([{"step": 50, "loss": -2.0}, {"step": 300, "loss": -5000.0}])
     assert diverged_words(fell) == "the run diverged: its loss fell from -2 at step 50 to -5000 at step 300"

@@ -22,7 +22,15 @@ GROWTH = 1e3
 # leaves the parameters as they were, so 10 skipped in a row are 10 batches each non-finite on the same parameters (an
 # update that blew them up), not a bad batch. Fewer are not said to diverge (the summary's skipped_steps counts them):
 # train.log_every = 1 logs a row every step, and one bad batch at the last step read "diverged" until 2026-12-06.
+# A run too short for TAIL is said to diverge when its last half (at least 2 steps) was skipped (tail_limit).
 TAIL = 10
+
+
+def tail_limit(steps: int) -> int:
+    """How many steps skipped at a run of ``steps``' end say it diverged: :data:`TAIL`, or in a run shorter than
+    2 x TAIL its last half (at least 2: one bad last batch is not). A 6-step cell whose steps 2-6 were skipped,
+    its summary the first step's loss, was measured as trained until 2026-12-06 (5 skipped, under TAIL)."""
+    return min(TAIL, max(2, steps // 2))
 
 
 def _stages(row: dict[str, Any]) -> frozenset[str]:
@@ -41,12 +49,12 @@ def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None) -> dict[st
     row at its last step unless every step since its last row was skipped: rows that stop before ``steps`` are a
     run that blew past finite numbers and skipped the rest (then also ``"steps"``). teacher-student at train.lr = 20,
     300 steps: one row, 1.6e+33 at step 50, 290 steps skipped, and until 2026-12-06 no word (its first and last row
-    were that one row). A tail of fewer than :data:`TAIL` skipped steps is not, unless its loss ran away as above."""
+    were that one row). A shorter tail of skipped steps (:func:`tail_limit`) is not, unless its loss ran away as above."""
     rows = [r for r in rows if isinstance(r.get("loss"), (int, float))]
     if not rows:
         return None
     last = rows[-1]
-    stopped = steps is not None and isinstance(last.get("step"), int) and steps - last["step"] >= TAIL
+    stopped = steps is not None and isinstance(last.get("step"), int) and steps - last["step"] >= tail_limit(steps)
     groups: dict[frozenset[str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(_stages(r), []).append(r)
