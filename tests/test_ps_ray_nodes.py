@@ -15,7 +15,17 @@ node alive: the partition is restarted alone (since 2026-12-06; until then the r
 worker and its other partition kept, the partition placed off the gone node, free of its sibling (since 2026-12-05;
 the layout's change had left it untested).
 (The placement decisions alone, over stand-ins of ``ray.nodes()``, are tests/test_ps_restarts.py's; its scripted
-cluster never starts a real actor.)"""
+cluster never starts a real actor.)
+
+Since 2026-12-06 the module's head checks its nodes' health every second and has one dead after 3 failures
+(:data:`FAST_DEATH`; Ray's defaults: 3 s, 5), and a crash not seen within :data:`SEEN_WITHIN_S` stops the pacing and
+fails the test, saying so. The slow runs (once past pytest's 600 s in CI, once 9 minutes alone) were the driver's:
+its ``ray.wait(num_returns=1)`` answered with the survivor's answers before the lost worker's failed cycles (ready
+2-3 s after the crash); it now takes the oldest ready (``restarts_on_ray.first_ready``,
+tests/test_ray_wait_order.py). Measured 2026-12-06 (load 6-13 on 2 cores) with a copy of this module printing when
+the driver first had the loss: 101 and 121 s after the crash before the fix (the first test, Ray's health checks;
+ray.nodes() had the node dead at 14.5 s); 3.1, 4.5 and 14.7 s after it (the three tests, Ray's health checks);
+2.5, 2.5 and 5.6 s with FAST_DEATH too (the partition's alone waits for Ray to have its node dead)."""
 import html
 import logging
 import time
@@ -31,21 +41,32 @@ cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 STEPS, LOST_AT, RESTART_S = 200, 20, 40     # RESTART_S: a replacement never up is given up, not waited on for good
 # the survivor's pace (a cycle granted) between the crash and the driver seeing it: 180 cycles left at 0.2 s outlast
-# Ray's ~14 s to have the node dead (its actors with it) on a loaded machine; at 0.05 s (until 2026-12-05) 9 s did not
-# (the survivor could finish, and the replacement have no step left to train)
+# Ray's time to have the node dead (its actors with it): ~14 s on a loaded machine with Ray's own health checks, 3-5 s
+# with this module's (FAST_DEATH); at 0.05 s (until 2026-12-05) 9 s did not (the survivor could finish, and the
+# replacement have no step left to train)
 PACE_S = 0.2
 # in the run's second half the survivor slows to LATE_PACE_S a cycle: Ray once took 110 s to have the node dead (a
-# fresh-clone CI, 2026-12-06: the loss seen at step 196 of 200, the replacement left no step to train); 100 cycles at
-# 2 s give it over 3 minutes more, and cost nothing where the crash shows in the first half (the usual ~11-14 s)
+# fresh-clone CI, 2026-12-06, Ray's own health checks: the loss seen at step 196 of 200, the replacement left no step to
+# train); 100 cycles at 2 s give it over 3 minutes more, and cost nothing where the crash shows in the first half
 LATE_PACE_S = 2.0
+# the crash not seen this long after it: the pacing stops (the run ends in seconds) and the test fails saying so. Until
+# 2026-12-06 the survivor crawled on, two sleeps a push (its own dispatch and the lost worker's, blocked), past
+# pytest's 600 s timeout once in CI and to 9 minutes once alone
+SEEN_WITHIN_S = 120
+# the GCS's health checks of the nodes (Ray 2.60's keys; its defaults: every 3 s, dead after 5 failures, each check
+# given 10 s): a node crashed is dead in ray.nodes(), its actors with it, in 3-5 s rather than ~15 s (and 110 s once
+# on a loaded CI), measured 2026-12-06 (3 crashes each way, the driver's pending call failing in ~2 s either way).
+# The 10 s a check is given is kept: a live raylet slow to answer on a loaded machine is not taken for dead
+FAST_DEATH = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
 PART_STEPS = 120    # the partitioned run's: 100 cycles left at PACE_S outlast Ray's ~14 s too (each step ~25 ms after)
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """One cluster for the module (its start costs some 20 s): a head with no CPU; :func:`three_nodes` adds nodes."""
+    """One cluster for the module (its start costs some 20 s): a head with no CPU, whose GCS has a crashed node dead
+    in seconds (:data:`FAST_DEATH`); :func:`three_nodes` adds nodes."""
     cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "include_dashboard": False, "object_store_memory": 100 * 2 ** 20})
+        "num_cpus": 0, "include_dashboard": False, "object_store_memory": 100 * 2 ** 20, "_system_config": FAST_DEATH})
     yield cluster
     if ray.is_initialized():
         ray.shutdown()
@@ -77,10 +98,11 @@ def four_nodes(cluster):
     yield from _nodes(cluster, 4)
 
 
-def _losing_a_node(monkeypatch, cluster, nodes, lost, pin=(1, None)):
+def _losing_a_node(monkeypatch, cluster, nodes, lost, crash, pin=(1, None)):
     """The driver removes the node of actor ``pin`` (of ``RayCluster.pins``: worker 1's own, or one of its partitions)
-    once ``LOST_AT`` steps are done (``lost``: its id), and grants no cycle while a replacement is coming up (at most
-    RESTART_S): the survivor would finish the run first on a fast machine."""
+    once ``LOST_AT`` steps are done (``lost``: its id; ``crash["at"]``: when), paces the survivor until the loss shows
+    (at most ``SEEN_WITHIN_S``: ``crash["unseen"]`` set past it), and grants no cycle while a replacement is coming up
+    (at most RESTART_S): the survivor would finish the run first on a fast machine."""
     from downpour.ps import restarts_on_ray
     from downpour.ps.cluster_on_ray import RayCluster
 
@@ -90,10 +112,14 @@ def _losing_a_node(monkeypatch, cluster, nodes, lost, pin=(1, None)):
     def dispatch(self, w):
         if not lost and self.coord.done >= LOST_AT:
             lost.append(self.pins[pin])
+            crash["at"] = time.monotonic()
             cluster.remove_node(nodes[lost[0]], allow_graceful=False)     # a crash: its processes killed
         if lost and not any(e["event"] in ("worker-lost", "partition-restarted") for e in self.coord.events):
             # until the crash shows (seconds: ActorUnavailableError), or the survivor finishes
-            time.sleep(PACE_S if self.coord.done < self.coord.total // 2 else LATE_PACE_S)
+            if time.monotonic() - crash["at"] < SEEN_WITHIN_S:
+                time.sleep(PACE_S if self.coord.done < self.coord.total // 2 else LATE_PACE_S)
+            else:
+                crash.setdefault("unseen", self.coord.done)   # the step the pacing stopped at
         if self._starting:
             ray.wait(self.restart_refs(), num_returns=len(self._starting), timeout=RESTART_S)
         real_dispatch(self, w)
@@ -105,12 +131,17 @@ def _run_losing_a_node(tmp_path, monkeypatch, caplog, cluster_nodes, cfg, pin):
     """``cfg`` run on the module's cluster (``cluster_nodes``: a fixture's), the node of actor ``pin`` crashing
     (:func:`_losing_a_node`): the run's summary, its folder, its staleness.json events, and the node lost."""
     cluster, nodes = cluster_nodes
-    lost = []
-    _losing_a_node(monkeypatch, cluster, nodes, lost, pin)
+    lost, crash = [], {}
+    _losing_a_node(monkeypatch, cluster, nodes, lost, crash, pin)
     caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
     summary = run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
     run = RunDir.open(tmp_path / "r")
-    return summary, run, run.read_json("staleness.json")["events"], lost
+    events = run.read_json("staleness.json")["events"]
+    if "unseen" in crash:
+        pytest.fail(f"node {lost[0][:8]}'s crash at step {LOST_AT} was not seen in {SEEN_WITHIN_S} s (no worker-lost "
+                    f"or partition-restarted event by then): the pacing stopped at step {crash['unseen']} of "
+                    f"{cfg.train.steps}; the run's events: {[e['event'] for e in events]}")
+    return summary, run, events, lost
 
 
 def _split_in_2(cluster, workers):

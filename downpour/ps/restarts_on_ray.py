@@ -309,6 +309,22 @@ def silent_workers(silence: Silence, pending: dict[Any, Any], worker_of: Callabl
         yield w, Silent(w, silent, limit), refs
 
 
+def first_ready(refs: list[Any], timeout: float | None) -> list[Any]:
+    """The first of ``refs`` (in the order given) that is ready, as a list of one; none (``[]``) if none is within
+    ``timeout`` seconds (None: no limit). Not ``ray.wait(refs, num_returns=1)`` alone: that answers with a ready
+    object held in the driver's memory before an earlier one held in the object store (a large return, or an error
+    for a call the driver had waited on while it ran: a dead actor's cycle), so a lost worker's failed cycle could
+    go unread as long as another worker's answers kept coming (measured on Ray 2.60, 2026-12-06: a crashed node's
+    worker seen lost 100-120 s after its cycles had failed, once the paced survivor let up;
+    tests/test_ray_wait_order.py). One look at them all first (``timeout=0``), the wait only where none is ready."""
+    if not refs:
+        return []
+    ready = ray.wait(refs, num_returns=len(refs), timeout=0)[0]     # the ready ones, in the order given
+    if not ready:
+        ready = ray.wait(refs, num_returns=1, timeout=timeout)[0]
+    return ready[:1]
+
+
 def drain(refs: list[Any]) -> None:
     """Get each of ``refs`` and drop it, an error too: Ray prints an actor task's error never got as an "Unhandled
     error" traceback when its ref is dropped (a killed actor's ActorDiedError it does not: measured on Ray 2.60)."""

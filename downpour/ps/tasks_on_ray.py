@@ -14,7 +14,7 @@ from ray.exceptions import RayError
 
 from downpour.ps.on_ray import ShardPush
 from downpour.ps.recorder import ShardLost
-from downpour.ps.restarts_on_ray import drain, silent_workers
+from downpour.ps.restarts_on_ray import drain, first_ready, silent_workers
 from downpour.ps.worker import OnPush
 from downpour.train.signals import signals_held
 
@@ -36,10 +36,10 @@ class TaskRun:
         while self._pending or self._starting:
             t = time.perf_counter()
             limits = [s for s in (self.restart_timeout(), self.silence.timeout()) if s is not None]
-            # restarts first: ray.wait gives the ready ones in the order asked (pushes first: a busy driver saw them last)
+            # restarts first, then the oldest future ready (first_ready: a plain ray.wait could leave a dead worker's
+            # failed cycle unread while the others' answers kept coming, until 2026-12-06)
             with self.silence.listening():   # (a long turn since the last wait was a stall: no worker's silence)
-                ready, _ = ray.wait([*self.restart_refs(), *self._pending], num_returns=1,
-                                    timeout=min(limits) if limits else None)
+                ready = first_ready([*self.restart_refs(), *self._pending], min(limits) if limits else None)
             self.laps.add("wait", t)
             if not ready or ready[0] not in self._pending:    # a restarted worker answered, or ran out of time
                 self.poll_restarts()

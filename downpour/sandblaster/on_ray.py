@@ -31,7 +31,7 @@ from torch import Tensor
 from downpour.config import RunConfig
 from downpour.errors import RunError
 from downpour.ps.connect_on_ray import connect, gathered, pinned, placer
-from downpour.ps.restarts_on_ray import kill, silent_workers
+from downpour.ps.restarts_on_ray import first_ready, kill, silent_workers
 from downpour.ps.setup import ClusterSetup
 from downpour.ps.silence import Silence, start_limit
 from downpour.sandblaster.history import HistoryShard, Op
@@ -192,7 +192,9 @@ class RayPool:
             limits = [s for s in (None if due is None else max(0.0, due - time.perf_counter()),
                                   self.silence.timeout()) if s is not None]
             with self.silence.listening():   # (a long turn since the last wait was a stall: no worker's silence)
-                ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=min(limits) if limits else None)
+                # the oldest unit ready (first_ready: a plain ray.wait could leave a dead worker's failed unit unread
+                # while the others' kept coming, until 2026-12-06)
+                ready = first_ready(list(self._pending), min(limits) if limits else None)
             if not ready:            # a unit turned late before anything finished: back it up
                 self._lose_silent(sched)
                 dispatch_free()
