@@ -45,17 +45,18 @@ STEPS, LOST_AT, RESTART_S = 200, 20, 40     # RESTART_S: a replacement never up 
 # with this module's (FAST_DEATH); at 0.05 s (until 2026-12-05) 9 s did not (the survivor could finish, and the
 # replacement have no step left to train)
 PACE_S = 0.2
-# in the run's second half the survivor slows to LATE_PACE_S a cycle: Ray once took 110 s to have the node dead (a
-# fresh-clone CI, 2026-12-06, Ray's own health checks: the loss seen at step 196 of 200, the replacement left no step to
-# train); 100 cycles at 2 s give it over 3 minutes more, and cost nothing where the crash shows in the first half
+# in the run's second half the survivor slows to LATE_PACE_S a cycle: the loss was once seen 110 s after the crash (a
+# fresh-clone CI, 2026-12-06: at step 196 of 200, the replacement left no step to train; put down to Ray then, the
+# driver's wait since: see the module's docstring); 100 cycles at 2 s give it over 3 minutes more, and cost nothing
+# where the crash shows in the first half
 LATE_PACE_S = 2.0
 # the crash not seen this long after it: the pacing stops (the run ends in seconds) and the test fails saying so. Until
 # 2026-12-06 the survivor crawled on, two sleeps a push (its own dispatch and the lost worker's, blocked), past
 # pytest's 600 s timeout once in CI and to 9 minutes once alone
 SEEN_WITHIN_S = 120
 # the GCS's health checks of the nodes (Ray 2.60's keys; its defaults: every 3 s, dead after 5 failures, each check
-# given 10 s): a node crashed is dead in ray.nodes(), its actors with it, in 3-5 s rather than ~15 s (and 110 s once
-# on a loaded CI), measured 2026-12-06 (3 crashes each way, the driver's pending call failing in ~2 s either way).
+# given 10 s): a node crashed is dead in ray.nodes(), its actors with it, in 3-5 s rather than ~15 s, measured
+# 2026-12-06 (3 crashes each way, load 2-7; a pending call of its actor failed in ~2 s either way).
 # The 10 s a check is given is kept: a live raylet slow to answer on a loaded machine is not taken for dead
 FAST_DEATH = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
 PART_STEPS = 120    # the partitioned run's: 100 cycles left at PACE_S outlast Ray's ~14 s too (each step ~25 ms after)

@@ -311,12 +311,12 @@ def silent_workers(silence: Silence, pending: dict[Any, Any], worker_of: Callabl
 
 def first_ready(refs: list[Any], timeout: float | None) -> list[Any]:
     """The first of ``refs`` (in the order given) that is ready, as a list of one; none (``[]``) if none is within
-    ``timeout`` seconds (None: no limit). Not ``ray.wait(refs, num_returns=1)`` alone: that answers with a ready
-    object held in the driver's memory before an earlier one held in the object store (a large return, or an error
-    for a call the driver had waited on while it ran: a dead actor's cycle), so a lost worker's failed cycle could
-    go unread as long as another worker's answers kept coming (measured on Ray 2.60, 2026-12-06: a crashed node's
-    worker seen lost 100-120 s after its cycles had failed, once the paced survivor let up;
-    tests/test_ray_wait_order.py). One look at them all first (``timeout=0``), the wait only where none is ready."""
+    ``timeout`` seconds (None: no limit). Not ``ray.wait(refs, num_returns=1)`` alone, which answers with some ready
+    one, not the first: a dead actor's failed call the driver had waited on while it ran, first in the list with three
+    answers ready after it, came first in 4 of 12 tries (Ray 2.60, 2026-12-06; tests/test_ray_wait_order.py), and on
+    a real multi-node Ray a crashed node's worker was seen lost 101-121 s after its cycles had failed, the survivor's
+    answers read first each turn (tests/test_ps_ray_nodes.py). One look at them all (``timeout=0``: the ready ones in
+    the order given), the wait only where none is ready."""
     if not refs:
         return []
     ready = ray.wait(refs, num_returns=len(refs), timeout=0)[0]     # the ready ones, in the order given
