@@ -253,6 +253,17 @@ def test_a_shard_of_only_bad_files_is_an_error_not_an_endless_loop(tmp_path):
         next(data.shard(only_bad, 2).batches(2, torch.Generator().manual_seed(0)))
 
 
+def test_a_shard_of_only_bad_files_says_what_to_do_as_a_resume_keeps_its_workers(tmp_path):
+    """The error said nothing of what to do, after "--resume RUN goes on from it", and a resume met it again (its
+    workers kept): a by-label split of more files than data.fit_sample puts a class of unreadable files there."""
+    root = _folder(tmp_path, n=1, bad=["x.png", "y.png", "z.png"])
+    data = open_data(_cfg(root), seed=0)
+    only_bad = next(w for w in range(2) if str(root / "im000.png") not in data.shard(w, 2).items)
+    with pytest.raises(DataError, match="a resumed run keeps its workers: remove the unreadable files from data.path "
+                                        r"\(data.json names them\) .* or start a new run with fewer workers$"):
+        next(data.shard(only_bad, 2).batches(2, torch.Generator().manual_seed(0)))
+
+
 @pytest.mark.parametrize("outage", ["folder moved", "files deleted"])
 def test_a_folder_gone_mid_run_is_named_as_gone_not_as_one_bad_file(tmp_path, outage):
     """After an outage the error named only the first file and its FileNotFoundError: it read as one bad image."""

@@ -88,11 +88,12 @@ def skip(skipped: list[dict[str, str]], file: str, reason: str, said: bool = Fal
         log.warning("%d files skipped so far; any more are not logged one by one (data.json names every one)", LOGGED)
 
 
-def none_read(root: str, skipped: list[dict[str, str]]) -> str:
+def none_read(root: str, skipped: list[dict[str, str]], fix: str = "") -> str:
     """Why no file under ``root`` gave an image, from its skip records, for "none of the N ... can be read"
     (``root`` "": an array's rows): the folder gone (unmounted, moved), its files gone from it, or files that are
     there and cannot be decoded, each named by its first. Until 2026-12-04 files gone beside one bad file that
-    stayed read as that file's fault: "(first: bad.png: UnidentifiedImageError ...)"."""
+    stayed read as that file's fault: "(first: bad.png: UnidentifiedImageError ...)". ``fix``: what to do about
+    files that are there and cannot be read (a cluster worker's share), said after them."""
     def first(entries: list[dict[str, str]]) -> str:
         return f"(first: {entries[0]['file']}: {entries[0]['reason']})"
 
@@ -103,7 +104,7 @@ def none_read(root: str, skipped: list[dict[str, str]]) -> str:
     gone = [e for e in skipped if not Path(e["file"]).exists()]
     bad = [e for e in skipped if e not in gone]
     if not gone:
-        return f" {first(bad)}"
+        return f" {first(bad)}{fix}"
     if not bad:
         return f": their files are gone from data.path {root!r}; resume the run once they are back {first(gone)}"
     there = f"1 more is there and cannot be read ({bad[0]['file']}: {bad[0]['reason']})" if len(bad) == 1 else \

@@ -59,6 +59,13 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng(np.random.SeedSequence([seed, _ORDER, epoch])).permutation(n)
 
 
+
+# A worker's share of only unreadable files fails at its first pass whatever is resumed: a resume keeps the workers,
+# so the share stays (until 2026-12-06 the error said nothing of what to do, beside "--resume RUN goes on from it").
+SHARE_FIX = ("; each worker streams a share of its own, and a resumed run keeps its workers: remove the unreadable "
+             "files from data.path (data.json names them) and resume while as many files as workers remain, or start "
+             "a new run with fewer workers")
+
 class _Order(Sampler):
     """Endless item keys ``(epoch, position, item)`` from ``(epoch, position)`` on."""
 
@@ -209,7 +216,7 @@ class StreamBatches:
                 whose = f"worker {shard['index']}'s shard ({shard['of']} workers)" if shard else "this stream"
                 root = "" if self._reader.source == "array" else self.data.cfg.path
                 raise DataError(f"none of the {len(self.data)} items of {whose} can be read"
-                                f"{none_read(root, self.skipped)}")
+                                f"{none_read(root, self.skipped, SHARE_FIX if shard else '')}")
             self._next = (epoch + 1, 0) if p + 1 == len(self.data) else (epoch, p + 1)
             if p + 1 == len(self.data) or (p + 1) % self._mix == 0:
                 self._close_block()
