@@ -604,3 +604,26 @@ def test_a_streamed_workers_share_of_only_unreadable_files_is_refused_before_the
     most = int(re.search(r"--workers (\d)", str(err.value)).group(1))
     assert 1 <= most < 4
     set_up_cluster(load_config("cat-demo", [*sets, f"cluster.workers={most}"]))     # that many start
+
+
+def test_a_refused_cluster_names_every_unreadable_file_in_the_log_as_it_writes_no_data_json(tmp_path, caplog):
+    """22 unreadable files, all one streaming worker's share: the refusal said "the log names them", the log named 20
+    and said data.json named every one, and the refused run wrote no data.json: 2 files the user had to remove were
+    named nowhere."""
+    import logging
+
+    from PIL import Image
+
+    from downpour.ps.setup import set_up_cluster
+
+    Image.new("L", (40, 40), 60).save(tmp_path / "0.png")
+    for i in range(22):
+        (tmp_path / f"bad{i:02d}.png").write_bytes(b"not a png")
+    bad = {str(tmp_path / f"bad{i:02d}.png") for i in range(22)}
+    cfg = load_config("cat-demo", ["cluster.runner=simulated", "cluster.workers=2", "data.source=folder",
+                                   f"data.path={str(tmp_path)!r}", "data.pipeline=stream", "data.whiten=none",
+                                   "data.loader_workers=0"])
+    with caplog.at_level(logging.WARNING, logger="downpour.data"), pytest.raises(ConfigError, match="the log names them"):
+        set_up_cluster(cfg)
+    named = {m.split(": ")[0].removeprefix("skipped ") for m in caplog.messages if m.startswith("skipped ")}
+    assert named == bad

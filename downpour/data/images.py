@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from downpour._names import plural
+
 log = logging.getLogger("downpour.data")
 
 # ITU-R BT.709 luma weights, the ones skimage.color.rgb2gray uses; one formula for every source so
@@ -86,6 +88,18 @@ def skip(skipped: list[dict[str, str]], file: str, reason: str, said: bool = Fal
         log.warning("skipped %s: %s", file, reason)
     if len(skipped) == LOGGED:
         log.warning("%d files skipped so far; any more are not logged one by one (data.json names every one)", LOGGED)
+
+
+def say_unlogged(skipped: list[dict[str, str]]) -> None:
+    """Log the skipped files past the first :data:`LOGGED`, for a run refused before it writes data.json: its
+    refusal says the log names them, and the user must remove them (until 2026-12-06 the log named 20 of 22 and
+    said data.json named every one, and no data.json was written)."""
+    if len(skipped) <= LOGGED:
+        return
+    log.warning("this run stops before writing data.json, so the other %s are named here",
+                plural(len(skipped) - LOGGED, "skipped file"))
+    for entry in skipped[LOGGED:]:
+        log.warning("skipped %s: %s", entry["file"], entry["reason"])
 
 
 def none_read(root: str, skipped: list[dict[str, str]], fix: str = "") -> str:

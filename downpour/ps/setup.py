@@ -15,6 +15,7 @@ from downpour.config import ConfigError, RunConfig, is_cluster_runner
 from downpour.config.sections import FILE_SOURCES
 from downpour.data.pipeline import KEEPS_WORKERS, open_data
 from downpour.data.dataset import Dataset, shard_range
+from downpour.data.images import say_unlogged
 from downpour.models.base import FeatureModel
 from downpour.models.registry import build
 from downpour.objectives import Objective
@@ -50,8 +51,10 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
     set_up_torch(cfg)   # the seed, and train.threads for the simulator (Ray workers set their own)
     data = open_data(cfg.data, cfg.seed, stream_ok=c.algorithm == "downpour")   # Sandblaster indexes one tensor
     if len(data) < c.workers:
+        say_unlogged(data.info.get("skipped", []))
         raise ConfigError(too_few_for_workers(cfg, data), key="cluster.workers")
     if (barren := unreadable_share(cfg, data)) is not None:
+        say_unlogged(data.info["fit_sample"]["skipped"])
         raise ConfigError(barren, key="cluster.workers")
     model = build_replica(cfg, data.input_shape)[0]
     rng = torch.get_rng_state()     # what worker 0 draws on from, on Ray and on the simulator (worker_rng)
