@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -185,12 +186,23 @@ def resume_config(path: str, overrides: list[Override],
                            f"Start it again with `downpour train --config {pasted(Path(path) / 'config.toml')} --out {pasted(path)}`, which takes "
                            "the folder over")
     check_unedited(run)
-    cfg = run.config_with(overrides)
+    cfg = same_data_path(run.config, run.config_with(overrides))
     if flags is not None:
         flags(cfg)
     check_resume(run.config, cfg, run_path=run.path, overrides=overrides)
     check_checkpoints_kept(run, cfg)
     return run, cfg
+
+
+def same_data_path(saved: RunConfig, cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the run's own ``data.path`` where a resume's ``--set data.path`` names that folder in other words
+    (relative, a trailing slash): config.toml records it absolute. Until 2026-12-06 the command that began the run,
+    given again with ``--resume``, was refused: "cannot resume with data.path = 'imgs': the run was trained with
+    '/home/me/imgs'"."""
+    was, now = saved.data.path, cfg.data.path
+    if now == was or not now or not was or os.path.abspath(now) != os.path.abspath(was):
+        return cfg
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, path=was))
 
 
 def check_checkpoints_kept(run: RunDir, cfg: RunConfig) -> None:

@@ -87,3 +87,18 @@ def test_the_classes_of_a_preprocess_json_edited_by_hand_are_not_read_and_the_dr
     assert main(["train", "--resume", str(run.path), "--steps", "8", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "preprocess.json" in err and "json_sha256" in err and "classes under data.path" not in err
+
+
+def test_a_resume_given_its_folder_in_other_words_goes_on_and_another_folder_is_refused(tmp_path, monkeypatch):
+    """The command that began a run, given again with --resume, was refused: "cannot resume with data.path = 'images':
+    the run was trained with '/.../images'" (config.toml records it absolute); a trailing slash alike."""
+    from downpour.config import ConfigError
+    from downpour.preflight import resume_config
+
+    folder, run = _start(tmp_path, "local", "stream")
+    monkeypatch.chdir(tmp_path)
+    for given in ("images", "./images/", f"{folder}/"):
+        assert resume_config(str(run.path), [f"data.path={given}", "train.steps=8"])[1].data.path == str(folder)
+    _class(tmp_path / "other", "cat", 50)
+    with pytest.raises(ConfigError, match="cannot resume with data.path = 'other': the run was trained with"):
+        resume_config(str(run.path), ["data.path=other"])
