@@ -365,7 +365,7 @@ def test_a_video_linked_under_two_names_is_read_once(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="downpour.data"):
         images = load_videos(tmp_path, frames_per_video=3)
     assert len(images) == 6 and images.info["n_videos"] == 2
-    assert "2 file(s) name a file listed already" in caplog.text
+    assert "2 files name a file listed already" in caplog.text
     assert images.info["aliases"] == [{"file": str(tmp_path / "a_again.mp4"), "is": str(tmp_path / "a.mp4")},
                                       {"file": str(tmp_path / "sub" / "b.mp4"), "is": str(tmp_path / "b.mp4")}]
     cfg = DataConfig(source="video", path=str(tmp_path), pipeline="stream")

@@ -294,8 +294,9 @@ def say_left_out(root: str | Path, info: dict[str, Any]) -> None:
         log.warning("folder %s: cannot list %s (%s): its files are left out", root, entry["folder"], entry["reason"])
     aliases = info.get("aliases", [])
     if aliases:
-        log.warning("folder %s: %d file(s) name a file listed already (e.g. %s is %s); each file is read "
-                    "once", root, len(aliases), aliases[0]["file"], aliases[0]["is"])
+        log.warning("folder %s: %s %s a file listed already (e.g. %s is %s); each file is read once", root,
+                    plural(len(aliases), "file"), "names" if len(aliases) == 1 else "name", aliases[0]["file"],
+                    aliases[0]["is"])
 
 
 def class_labels(root: str | Path, files: list[Path]) -> tuple[list[str], list[int]]:
