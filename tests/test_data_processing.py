@@ -166,3 +166,16 @@ def test_sample_shape_follows_grey_for_every_source_and_zca_size_is_checked_befo
         check_config(DataConfig(size=80, whiten="zca"))
     with pytest.raises(ConfigError, match="does not exist"):
         check_config(DataConfig(source="folder", path=str(tmp_path / "missing")))
+
+
+def test_a_data_path_under_an_unexpanded_tilde_says_the_path_it_meant(tmp_path, monkeypatch):
+    """`--set data.path=~/images` reaches downpour as typed (no shell expands a ~ after `data.path=`), and was told
+    only "data.path '~/images' does not exist", of a folder that is there."""
+    from downpour.data.build import check_config
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "images").mkdir()
+    with pytest.raises(ConfigError, match=f"a ~ is not expanded here: data.path = '{tmp_path}/images'$"):
+        check_config(DataConfig(source="folder", path="~/images"))
+    with pytest.raises(ConfigError, match="'~/other' does not exist \\(data.source = 'folder' reads it\\)$"):
+        check_config(DataConfig(source="folder", path="~/other"))       # (not there either: nothing to point to)

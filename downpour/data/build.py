@@ -79,7 +79,9 @@ def check_config(cfg: DataConfig) -> None:
     if cfg.source in FILE_SOURCES and not cfg.path:
         raise ConfigError(f"data.source = {cfg.source!r} needs data.path")
     if cfg.source in FILE_SOURCES and not Path(cfg.path).exists():
-        raise ConfigError(f"data.path {cfg.path!r} does not exist (data.source = {cfg.source!r} reads it)",
+        home = Path(cfg.path).expanduser()     # (a shell leaves --set data.path=~/x as typed: data.path is no variable)
+        tilde = f"; a ~ is not expanded here: data.path = {str(home)!r}" if home.exists() else ""
+        raise ConfigError(f"data.path {cfg.path!r} does not exist (data.source = {cfg.source!r} reads it){tilde}",
                           key="data.path")   # (keyless, a resume's was said to be a default of a base-less config.toml)
     if cfg.path and cfg.source not in FILE_SOURCES:   # it trained on the built-in set, silently
         raise ConfigError(f"data.path = {cfg.path!r} is read only by data.source = 'folder', 'video' or 'array'; "
