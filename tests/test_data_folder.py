@@ -155,6 +155,9 @@ def test_symbolic_links_to_folders_are_followed_once_and_a_dangling_one_is_named
     images = load_folder(root)
     assert images.names == ["linked/r0.png", "linked/r1.png", "linked/r2.png", "own/a.png"]
     assert [s["file"] for s in images.skipped] == [str(root / "own" / "dangling.png")]
+    # (it said "No such file or directory: '.../dangling.png'" of a name `ls` lists, until 2026-12-06)
+    gone = str(tmp_path / "gone.png")
+    assert images.skipped[0]["reason"] == f"FileNotFoundError: a symbolic link to {gone!r}, which is not there"
 
 
 def test_thirty_two_bit_integer_images_are_scaled_into_0_1(tmp_path):

@@ -45,6 +45,10 @@ def opened(path: Path, reducible: bool = False) -> Image.Image:
             except Exception:                             # noqa: BLE001 - not a JPEG: no reduction, the bomb it is
                 pass
         raise Image.DecompressionBombError(f"{str(err).rstrip('.')} ({_advice(path, reducible)})") from None
+    except FileNotFoundError:
+        if os.path.islink(path):       # (it said "No such file or directory" of a name `ls` lists)
+            raise FileNotFoundError(f"a symbolic link to {os.readlink(path)!r}, which is not there") from None
+        raise
     except UnidentifiedImageError:
         if os.path.getsize(path) == 0:
             raise ValueError("empty file (0 bytes)") from None
