@@ -264,6 +264,15 @@ def test_a_shard_of_only_bad_files_says_what_to_do_as_a_resume_keeps_its_workers
         next(data.shard(only_bad, 2).batches(2, torch.Generator().manual_seed(0)))
 
 
+def test_a_stream_whose_images_are_all_smaller_than_the_patch_names_data_size_not_a_bad_file(tmp_path):
+    """A folder of 24x20 images and one corrupt file under data.size = 32 was told of the corrupt file alone ("first
+    bad: a.png: UnidentifiedImageError"), as if it were the cause; in memory it says no patch can be cut."""
+    root = _folder(tmp_path, n=3, bad=["a.png"])       # sorts first: the sample's first skip
+    with pytest.raises(DataError, match=r"\(first bad: .*im00\d.png: DataError: 24x20 image is smaller than the 32x32 "
+                                        r'patch\); lower data.size or use mode = "crops"$'):
+        open_data(_cfg(root, mode="patches", size=32, normalize="patch"), seed=0)
+
+
 @pytest.mark.parametrize("outage", ["folder moved", "files deleted"])
 def test_a_folder_gone_mid_run_is_named_as_gone_not_as_one_bad_file(tmp_path, outage):
     """After an outage the error named only the first file and its FileNotFoundError: it read as one bad image."""

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from downpour._names import plural
 from downpour.config import FILE_SOURCES, DataConfig
 from downpour.data.augment import Augment
 from downpour.data.dataset import shard_range
@@ -157,10 +158,15 @@ def _fit(cfg: DataConfig, listing: Listing, cut: Cut, seed: int) -> tuple[Prepro
         if not skipped and len(pick) == n:     # every item was sampled and read: the data are too few
             raise too_few_to_fit(repr(cfg.path), n, item_name(cfg.source), len(x), cfg.whiten)
         if not skipped:       # every sampled item was read: the sample is too small, not the data bad
-            raise DataError(f"data.fit_sample = {cfg.fit_sample}: its {len(pick)} item(s) gave {len(x)} sample(s), and "
-                            f"fitting {fitted(cfg.whiten)} needs at least {fit_needs(cfg.whiten)}; raise data.fit_sample")
+            raise DataError(f"data.fit_sample = {cfg.fit_sample}: its {plural(len(pick), 'item')} gave "
+                            f"{plural(len(x), 'sample')}, and fitting {fitted(cfg.whiten)} needs at least "
+                            f"{fit_needs(cfg.whiten)}; raise data.fit_sample")
+        # an image smaller than the patch is named first: the cause is then data.size (until 2026-12-06 a folder of
+        # 48x64 images under data.size = 100 was told of its one corrupt file, as the in-memory load is not)
+        small = [e for e in skipped if e["reason"].endswith(f" image is smaller than the {cut.size}x{cut.size} patch")]
+        first, fix = (small[0], '; lower data.size or use mode = "crops"') if small else (skipped[0], "")
         raise DataError(f"{cfg.path!r}: only {len(x)} of the {len(pick)} sampled items gave a sample to fit "
-                        f"data.normalize / data.whiten on (first bad: {skipped[0]['file']}: {skipped[0]['reason']})")
+                        f"data.normalize / data.whiten on (first bad: {first['file']}: {first['reason']}){fix}")
     preprocess, xt, info = Preprocess.fit(x, cfg.normalize, cfg.whiten, cfg.zca_eps, cfg.spectral_strength)
     info["fit_sample"] = {"items": len(pick), "samples": len(x), "n_skipped": len(skipped), "skipped": skipped,
                           **({"truncated": truncated} if truncated else {}),
