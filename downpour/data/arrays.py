@@ -139,6 +139,9 @@ def check_array_path(path: str | Path) -> None:
     p = Path(path)
     if not str(path):
         raise DataError("data.path is empty: the array source needs a .npy or .npz file")
+    if p.is_dir():      # (it said "must end in .npy or .npz" of a folder of images, until 2026-12-06)
+        raise DataError(f"data.path {str(p)!r} is a folder, and data.source = 'array' reads one .npy or .npz file "
+                        "(a folder of images: data.source = 'folder'; of videos: 'video')")
     if p.suffix not in (".npy", ".npz"):
         raise DataError(f"array file {str(p)!r} must end in .npy or .npz")
     if not p.is_file():
