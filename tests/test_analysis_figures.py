@@ -250,3 +250,42 @@ def test_a_figure_of_panels_is_drawn_once_at_its_size_with_every_label_inside_it
     assert (width, height) == tuple(round(x * 110) for x in fig.get_size_inches())
     drew = fig.get_tightbbox(renderer)          # (inches) what the figure drew: every label, title and legend
     assert drew.x0 >= 0 and drew.y0 >= 0 and drew.x1 <= width / 110 and drew.y1 <= height / 110, drew
+
+
+def _labels_overlap_or_squeeze(fig) -> list:
+    """Pairs of a panel's tick labels (major and minor, inside its view) whose boxes overlap, and labels wider than half
+    their panel, as drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer, bad = canvas.get_renderer(), []
+    for ax in fig.axes:
+        lo, hi = ax.get_ylim()
+        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in [*ax.get_yticklabels(), *ax.get_yticklabels(minor=True)]
+                 if t.get_text() and lo * (1 - 1e-9) <= t.get_position()[1] <= hi * (1 + 1e-9)]
+        bad += [(a, b) for i, (a, box) in enumerate(boxes) for b, other in boxes[i + 1:] if box.overlaps(other)]
+        bad += [text for text, box in boxes if box.width > ax.bbox.width / 2]
+    return bad
+
+
+@pytest.mark.parametrize("low, high", [(3.0, 303.0), (0.9, 30.9), (1.1, 999.0), (1e-7, 1e-5), (0.27, 3.2)])
+def test_a_log_axis_over_one_to_three_decades_labels_no_two_ticks_on_each_other(tmp_path, monkeypatch, low, high):
+    """LogFormatter labels 2, 3, 4 and 6 of every decade on an axis with up to two powers of 10 in view: a loss from 303
+    down to 3 read 3, 4, 6, 10, 20, 30, 40, 60, ..., 3 on 4 and 30 on 40 (until 2026-12-06)."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    figures.loss_curves([{"step": s, "loss": low + (high - low) * np.exp(-s / 10)} for s in range(100)], tmp_path / "l.png")
+    assert not _labels_overlap_or_squeeze(saved[0])
+    between = sum(1 for t in saved[0].axes[0].get_yticklabels(minor=True) if t.get_text())
+    assert between >= 1 or high / low >= 100, between      # (still some between the powers of 10, below 2 decades)
+
+
+def test_a_diverged_loss_is_labelled_in_powers_of_ten_not_in_thirty_digits(tmp_path, monkeypatch):
+    """teacher-student on 3 simulated workers ran away to 3e31: its labels were whole numbers with thousands separators,
+    1,000,000,000,000,000,019,884,624,838,656 among them, which squeezed the panel to a sliver."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    figures.loss_curves([{"step": s, "loss": 2.0 * 10 ** (s / 3)} for s in range(1, 100)], tmp_path / "l.png")
+    assert not _labels_overlap_or_squeeze(saved[0])
+    assert {"1e6", "1e12"} <= {t.get_text() for t in saved[0].axes[0].get_yticklabels()}

@@ -13,6 +13,7 @@ keeps from filling its size, is still cropped to what it drew.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +27,47 @@ from matplotlib.ticker import FixedLocator, LogFormatter, MaxNLocator, NullLocat
 from downpour.objectives import TERMS, is_metric
 
 
+LABELS_PER_AXIS = 11     # a tick label is about a 12th of a 2.6-inch panel high: at most 11 fit, a label's height apart
+
+# The coefficients a log axis labels between its powers of 10, densest first: LogFormatter labels 2, 3, 4 and 6 of every
+# decade on an axis with up to two powers of 10 in view, which overlapped from about 1.4 decades up (3 and 4; a loss
+# from 300 down to 3 read 3, 4, 6, 10, 20, 30, 40, ..., with 3 on 4 and 30 on 40, until 2026-12-06).
+_BETWEEN_DECADES = ((2, 3, 4, 6), (2, 3), (3,), ())
+
+
+def _coefficients(decades: float) -> tuple[int, ...]:
+    """The densest of :data:`_BETWEEN_DECADES` whose labels stand a label's height apart on an axis of ``decades``."""
+    for coeffs in _BETWEEN_DECADES:
+        steps = np.diff(np.log10([1, *coeffs, 10]))
+        if steps.min() >= decades / LABELS_PER_AXIS:
+            return coeffs
+    return ()
+
+
 class _PlainLogFormatter(LogFormatter):
     """LogFormatter's choice of which ticks to label, each with the digits that tell it from its neighbours:
     LogFormatter writes a value below 1 or above 10,000 with one (every tick of a curve from 0.451 to 0.467
     read "5e-01"), and one axis mixed "1e4" with "1e+05"; from 1,000 up the labels are whole numbers with
-    thousands separators (100,000)."""
+    thousands separators (100,000), on an axis that stays below 10 million; on one that reaches it, powers of ten
+    (1e9): a run that diverged to 3e31 wrote 1,000,000,000,000,000,019,884,624,838,656, a label that squeezed its
+    panel to a sliver (until 2026-12-06). Between the powers of ten, only the coefficients that do not overlap
+    (:func:`_coefficients`)."""
 
     def __call__(self, x: float, pos: int | None = None) -> str:
         if x <= 0:      # (a linear locator's tick below a log axis's view, :func:`_few_ticks`: no value there)
             return ""
         text = super().__call__(x, pos)
+        lo, hi = self.axis.get_view_interval()
+        coeff = round(x / 10.0 ** math.floor(math.log10(x) + 1e-9))
+        if text and coeff != 1 and not math.isinf(self.minor_thresholds[0]) and lo > 0 \
+                and coeff not in _coefficients(math.log10(hi / lo)):
+            return ""
         if not text or 1 <= x < 1000:
             return text
-        lo, hi = self.axis.get_view_interval()
         digits = 2 + max(0, math.ceil(math.log10(x / max(abs(hi - lo), x * 1e-6))))
-        if x >= 1000:
+        if x >= 1000 and hi < 1e7:
             return f"{float(f'{x:.{digits}g}'):,.0f}"
-        return self.fix_minus(f"{x:.{digits}g}")
+        return self.fix_minus(re.sub(r"e\+0*(?=\d)", "e", f"{x:.{digits}g}"))
 
 
 def _spaced(ticks: list[float], bottom: float, top: float) -> list[float]:
@@ -51,7 +76,7 @@ def _spaced(ticks: list[float], bottom: float, top: float) -> list[float]:
     overlapped, until 2026-12-06)."""
     if top <= bottom:
         return [bottom]
-    least = math.log10(top / bottom) / 11      # (a label is about a 12th of a 2.6-inch panel high)
+    least = math.log10(top / bottom) / LABELS_PER_AXIS
     kept = [bottom]
     for t in ticks:
         if bottom < t < top and math.log10(t / kept[-1]) >= least and math.log10(top / t) >= least:
