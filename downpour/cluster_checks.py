@@ -3,6 +3,7 @@ calls): what its runner and algorithm cannot run, refused before its folder is m
 preflight.py, at its 400 lines."""
 from __future__ import annotations
 
+from downpour._names import plural
 from downpour.config import CLUSTER_RUNNERS, ConfigError, RunConfig, is_cluster_runner
 from downpour.objectives import Objective
 from downpour.ps.address import address_problem
@@ -34,7 +35,7 @@ def check_cluster(cfg: RunConfig) -> None:
     c = cfg.cluster
     if c.algorithm == "downpour" and c.workers > 1 and c.warm_start >= cfg.train.steps:
         raise ConfigError(f"cluster.warm_start = {c.warm_start}: worker 0 trains alone for that many steps, and the run "
-                          f"has {cfg.train.steps} (train.steps): the other {c.workers - 1} worker(s) would never start and "
+                          f"has {cfg.train.steps} (train.steps): the other {plural(c.workers - 1, 'worker')} would never start and "
                           "worker 0 reads only its own shard of the data; set it below train.steps", key="cluster.warm_start")
     if cfg.cluster.algorithm == "sandblaster":
         check_sandblaster(cfg)    # a cost L-BFGS can compare between evaluations; no partitions

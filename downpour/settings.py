@@ -19,7 +19,7 @@ import math
 from functools import cache
 from typing import Any, ClassVar, NamedTuple, get_args, get_origin, get_type_hints
 
-from downpour._names import nearest
+from downpour._names import nearest, plural
 from downpour.errors import ConfigError, UnreadOption
 
 Form = tuple[tuple[str, type, str], ...]   # a spec kind's arguments: (name, int | float, interval)
@@ -161,7 +161,7 @@ def parse_spec(text: str, forms: dict[str, Form], key: str) -> Spec:
         raise ConfigError(f"{key} {text!r}: unknown {kind!r}{nearest(kind, forms)}; use {_usage(forms)}", key=key)
     form = forms[kind]
     if len(raw) != len(form):
-        raise ConfigError(f"{key} {text!r}: {kind!r} takes {len(form)} argument(s): {_usage({kind: form})}", key=key)
+        raise ConfigError(f"{key} {text!r}: {kind!r} takes {plural(len(form), 'argument')}: {_usage({kind: form})}", key=key)
     args = []
     for part, (name, kind_type, within) in zip(raw, form):
         try:

@@ -33,6 +33,7 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
+from downpour._names import plural
 from downpour.analysis.choice import choice, tie_verdict, tied_figures
 
 # A method's responses: (M, K) fixed; one (M, K) per split (cross-fitting: each split's own network);
@@ -300,7 +301,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             k, sign, threshold, sel_auc = picked[:4]
             bad = int((~np.isfinite(scores[np.isin(source, test), k])).sum())
             if bad:   # a NaN compares as neither higher nor tied: it would be scored as a miss, unsaid
-                raise ValueError(f"{m}: unit {k}, chosen on split {s}, responds non-finite to {bad} test image(s)")
+                raise ValueError(f"{m}: unit {k}, chosen on split {s}, responds non-finite to {plural(bad, 'test image')}")
             chosen[m].append((k, sign, sel_auc, scores.shape[1], threshold, picked.ties()))
             rules.append((sign * scores[:, k], sign * threshold, scores, picked))
         in_test = np.isin(source, test)

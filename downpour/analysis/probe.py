@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from downpour._names import plural
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import unit_responses
 from downpour.errors import DataError
@@ -60,7 +61,7 @@ def probe_table(model: FeatureModel, data: LabelledSet, *, layers: list[str] | N
         classes = np.unique(data.y)
         rarest = min(int((y == c).sum()) for c in classes)
         if rarest < 2:
-            raise DataError(f"linear probe on {data.name!r}: analysis.probe_samples = {max_samples} keeps {rarest} image(s) "
+            raise DataError(f"linear probe on {data.name!r}: analysis.probe_samples = {max_samples} keeps {plural(rarest, 'image')} "
                             f"of its rarest class (of {len(classes)}); a probe needs at least 2 of each: raise it")
     layers = list(layers) if layers else model.feature_layers()
     rows = [{"features": INPUT, **cv_probe(x.reshape(len(y), -1).numpy(), y, folds=folds, seed=seed, C=C)}]

@@ -103,15 +103,15 @@ def distinct(f: dict[str, Any]) -> str:
         kind = f.get("first_layer", "learned")
         if kind == "gabor":
             text += (f'<p class="note">The copies are by construction: model.first_layer = "gabor" '
-                     f"puts the same bank at every one of the layer's filter banks ({n} distinct filter(s)), "
+                     f"puts the same bank at every one of the layer's filter banks ({plural(n, 'distinct filter')}), "
                      f"not a collapse in training.</p>")
         elif kind == "gabor-init":
             text += (f'<p class="note">Many are still copies: model.first_layer = "gabor-init" starts every one of the '
-                     f"layer's filter banks from the same Gabor bank, and training has not moved them apart ({n} "
-                     f"distinct filter(s)).</p>")
+                     f"layer's filter banks from the same Gabor bank, and training has not moved them apart "
+                     f"({plural(n, 'distinct filter')}).</p>")
         elif kind not in _NOT_LEARNED:   # (frozen random filters, a different one at every position: never trained)
             text += (f'<p class="note">Most edge-like filters here are copies of a few: the layer has collapsed onto '
-                     f"{n} distinct filter(s), which the edge-like share alone does not show.</p>")
+                     f"{plural(n, 'distinct filter')}, which the edge-like share alone does not show.</p>")
     return text
 
 

@@ -117,7 +117,7 @@ def read_scaled(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0,
             x = np.asarray(img, dtype=np.float32)
             bad = int(x.size - np.isfinite(x).sum())
             if bad:   # one NaN would make every batch's cost and the fitted statistics NaN
-                raise ValueError(f"float image holds {bad} NaN or Inf pixel(s) of {x.size}")
+                raise ValueError(f"float image holds {plural(bad, 'NaN or Inf pixel')} of {x.size}")
             return to_chw(x, grey), s
         if img.mode not in ("L", "RGB"):
             img = img.convert("RGB")     # palette, CMYK, LA, RGBA, 1-bit ... -> RGB (alpha dropped)

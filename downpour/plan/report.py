@@ -204,7 +204,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"{_seconds(t['fetch'])}/{plan['n_fetch']} = {_seconds(t['step'])}; push {_seconds(t['push'])}, "
         f"one shard's apply {_seconds(t['apply_one'])}"
         + ("; by greedy stage: " + ", ".join(_seconds(x) for x in t["step_by_stage"]) if "step_by_stage" in t else ""),
-        f"cycle of {plan['n_push']} step(s): {_seconds(plan['cycle_s'])}, bound by {plan['bottleneck']} ("
+        f"cycle of {plural(plan['n_push'], 'step')}: {_seconds(plan['cycle_s'])}, bound by {plan['bottleneck']} ("
         + ", ".join(f"{k} {_seconds(v)}" for k, v in bounds.items()) + ")",
         f"predicted: {_human(plan['examples_per_s'])} examples/s; push delay {plan['delay_steps']:.2f} steps; "
         f"mean staleness {plan['staleness']:.1f} (R·(p + d + ā)/p − 1, steady state)",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from downpour._names import pasted
+from downpour._names import pasted, plural
 from downpour.config import RunConfig
 from downpour.errors import CheckpointError, NotARunError
 from downpour.ps.checkpoint import SERVER, load_server
@@ -100,5 +100,5 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
               else f"it has no server checkpoint: --resume {pasted(run.path)} trains it again from step 0")
     why = (f"restarting the shards failed ({failed})" if failed is not None else
            f"the shards' restart was {how}" if how else
-           f"the shards were already restarted {restarts} time(s) (cluster.shard_restarts)")
+           f"the shards were already restarted {plural(restarts, 'time')} (cluster.shard_restarts)")
     return f"{err}, and {why}: the run stopped; {resume} (its cluster.json and staleness.json say what happened)"

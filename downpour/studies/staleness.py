@@ -151,7 +151,7 @@ class StalenessStudy(StalenessDesign, Study):
             finite = [e for e in errors if math.isfinite(e[1])]
             if not finite:   # its cells were recorded as diverged runs: "noise hurt", of a control never run
                 raise ConfigError(f"the noise-matched control's calibration: the stale-gradient error of {cond.name} "
-                                  f"is not finite in any of its {len(seeds)} calibration seed(s) (every replay diverged), "
+                                  f"is not finite in any of its {plural(len(seeds), 'calibration seed')} (every replay diverged), "
                                   "so there is no noise to match; the study cannot run its control at these settings "
                                   "(a --set that makes async4 diverge at this rate?)")
             context[f"lr{lr:g}"] = {"matched": cond.name, "mean_staleness": round(s, 4),

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor
 
+from downpour._names import plural
 from downpour.data.positions import position_problem
 from downpour.errors import CheckpointError
 from downpour.settings import is_count
@@ -31,7 +32,7 @@ def check_finite(tensors: dict[str, Tensor], path: str | Path) -> None:
     for key, value in tensors.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
-            raise CheckpointError(f"{str(path)!r}: tensor {key!r} holds {bad} non-finite value(s) of {value.numel()}; "
+            raise CheckpointError(f"{str(path)!r}: tensor {key!r} holds {plural(bad, 'non-finite value')} of {value.numel()}; "
                                   "nothing can be trained or analysed from it (resume from another copy of the run)")
 
 
