@@ -289,3 +289,16 @@ def test_a_diverged_loss_is_labelled_in_powers_of_ten_not_in_thirty_digits(tmp_p
     figures.loss_curves([{"step": s, "loss": 2.0 * 10 ** (s / 3)} for s in range(1, 100)], tmp_path / "l.png")
     assert not _labels_overlap_or_squeeze(saved[0])
     assert {"1e6", "1e12"} <= {t.get_text() for t in saved[0].axes[0].get_yticklabels()}
+
+
+def test_a_log_axis_within_a_decade_labels_each_round_tick_with_its_value(tmp_path, monkeypatch):
+    """cat-demo on 3 simulated workers at train.lr = 0.5, its stage2/reconstruction from 2,250 down to 297: ticked every
+    250, the ticks at 1,250 and 1,750 read "1,200" and "1,800" (two digits: until 2026-12-06)."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    values = [1774.0, 2243.0, 703.0, 356.0, 297.0]
+    figures.loss_curves([{"step": 60 + 10 * i, "loss": v} for i, v in enumerate(values)], tmp_path / "l.png")
+    fig = saved[0]
+    fig.canvas.draw()
+    shown = [(t.get_position()[1], t.get_text()) for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    assert len(shown) >= 4 and all(float(text.replace(",", "")) == y for y, text in shown), shown

@@ -65,6 +65,8 @@ class _PlainLogFormatter(LogFormatter):
         if not text or 1 <= x < 1000:
             return text
         digits = 2 + max(0, math.ceil(math.log10(x / max(abs(hi - lo), x * 1e-6))))
+        while digits < 15 and abs(float(f"{x:.{digits}g}") - x) > 1e-9 * x:   # (a round tick of _few_ticks: 1750
+            digits += 1                                                         # read "1,800" until 2026-12-06)
         if x >= 1000 and hi < 1e7:
             return f"{float(f'{x:.{digits}g}'):,.0f}"
         return self.fix_minus(re.sub(r"e\+0*(?=\d)", "e", f"{x:.{digits}g}"))
