@@ -302,3 +302,11 @@ def test_a_log_axis_within_a_decade_labels_each_round_tick_with_its_value(tmp_pa
     fig.canvas.draw()
     shown = [(t.get_position()[1], t.get_text()) for t in fig.axes[0].get_yticklabels() if t.get_text()]
     assert len(shown) >= 4 and all(float(text.replace(",", "")) == y for y, text in shown), shown
+
+
+def test_the_response_histogram_says_what_it_counts(tmp_path, monkeypatch):
+    """Its y-axis, the number of images in each bin, had no label."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    figures.response_histogram([1.0, 2.0, 2.5], [0.0, 0.5], 1.2, tmp_path / "r.png")
+    assert saved[0].axes[0].get_ylabel() == "images"

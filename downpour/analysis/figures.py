@@ -361,5 +361,6 @@ def response_histogram(positive: list[float], negative: list[float], threshold: 
     ax.hist(negative, bins=bins, alpha=0.6, label=labels[1])
     ax.axvline(threshold, color="k", lw=1, ls="--", label="threshold")
     ax.set_xlabel("unit response")
+    ax.set_ylabel("images")      # (a count: the axis had no label until 2026-12-06)
     ax.legend(fontsize=7)
     return _save(fig, path)
