@@ -39,6 +39,11 @@ class DataError(DownpourError):
     images, images too few or too small for the settings); the message names the path or setting."""
 
 
+class DeadLayer(DataError):
+    """An analysed layer none of whose units can be chosen (every response non-finite or the same to every image): most
+    often a run that diverged (:func:`downpour.analysis.training.with_its_training` says so)."""
+
+
 class CheckpointError(DownpourError):
     """A checkpoint or model file is unreadable, incomplete or does not fit; the message names the file."""
 

@@ -186,6 +186,18 @@ def test_a_dead_layer_is_a_data_error_naming_it_not_a_traceback(run):
         analyze_run(run, **FAST)
 
 
+def test_a_dead_layer_of_a_run_that_diverged_says_it_diverged(run):
+    """cnn-digits on 3 simulated workers at cluster.lr = 5 ran away to 5e19: its analysis said only that no unit of 'fc'
+    could be chosen and to set analysis.layer to another layer, not where its training was nor that it had diverged."""
+    _set_weights(run, lambda t: t["stages.1.filter.weight"].zero_())
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    with (run / "metrics.jsonl").open("a") as f:       # (the same stages as the last row: one stage's loss ran away)
+        f.write(json.dumps({**last, "step": 5, "loss": 5.1e19}) + "\n")
+    with pytest.raises(DataError, match=r"another layer\)\. Its training is in metrics\.jsonl; the run diverged: its "
+                                        r"loss grew from .* to 5\.1e\+19 at step 5"):
+        analyze_run(run, **FAST)
+
+
 def test_too_few_probe_samples_names_the_key(run):
     with pytest.raises(DataError, match=r"linear probe on 'lfw': analysis.probe_samples = 3 keeps \d image"):
         analyze_run(run, **{**FAST, "probes": ["lfw"], "probe_samples": 3})

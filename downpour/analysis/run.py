@@ -36,13 +36,13 @@ from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import over_splits, unchosen
 from downpour.analysis.report_notes import pictured_names
 from downpour.analysis.stimulus import Stimulus, optimal_stimulus, top_images
-from downpour.analysis.training import frozen_stages, skipped_to, training_summary, where_training_is
+from downpour.analysis.training import frozen_stages, skipped_to, training_summary, where_training_is, with_its_training
 from downpour.analysis.options import (MIN_SIDE, analysis_options, is_image_input, no_faces_of, no_faces_path, open_run,
                                       run_preprocess)
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
 from downpour.config import AnalysisConfig, ConfigError, RunConfig
 from downpour.data.preprocess import Preprocess
-from downpour.errors import DataError
+from downpour.errors import DataError, DeadLayer
 from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
 from downpour.train.folders import check_writable
@@ -100,7 +100,7 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
     except ConfigError:
         raise
     except ValueError as err:        # no unit of the layer can be chosen (a dead layer): the user's to change
-        raise DataError(f"{err} (set analysis.layer to another layer)") from None
+        raise DeadLayer(f"{err} (set analysis.layer to another layer)") from None
     return {"controls": test["rows"], "controls_ties": test["ties"], "controls_verdict": test["verdict"],
             "controls_by_layer": test["by_layer"],
             "controls_setup": {k: test[k] for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection", "choice",
@@ -239,9 +239,9 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
                           fig_dir, kept)
         result["seconds"] = round(time.time() - started, 2)
         _publish(run, fig_dir, result, kept)     # (a move that fails leaves no figures.partial/ either)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(fig_dir, ignore_errors=True)
-        raise
+        raise with_its_training(err, run.path, run.metrics)
     return result
 
 

@@ -32,7 +32,7 @@ from downpour.analysis.choice import NoCandidate, auc_scores, choice, threshold_
 from downpour.analysis.controls import TIE_REPLICATES, bootstrap_weights, ranked_aucs
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import check_layer, randomized_copy, unit_responses
-from downpour.errors import ConfigError, DataError
+from downpour.errors import ConfigError, DataError, DeadLayer
 from downpour.models.base import FeatureModel
 
 
@@ -217,7 +217,7 @@ def _unit_of(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nda
     try:
         return best_unit(scores, y, select, test)
     except NoCandidate as err:
-        raise DataError(f"the best single neuron of {where}: {err} (set analysis.layer to another layer)") from None
+        raise DeadLayer(f"the best single neuron of {where}: {err} (set analysis.layer to another layer)") from None
 
 
 def _probe_figures(probe: Any, features: np.ndarray, y: np.ndarray) -> tuple[float, float]:

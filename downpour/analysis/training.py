@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from torch import nn
 
+from downpour.errors import DataError, DeadLayer
 from downpour.objectives import is_metric
 from downpour.train.divergence import diverged_words, runaway
 
@@ -49,6 +50,14 @@ def where_training_is(path: Path, metrics: list[dict[str, Any]]) -> str:
     gone = runaway(metrics, skipped_to(path))
     return ("Its training is in metrics.jsonl" + (" and staleness.json" if (path / "staleness.json").is_file() else "")
             + (f"; {diverged_words(gone)}" if gone else ""))
+
+
+def with_its_training(err: BaseException, path: Path, metrics: Callable[[], list[dict[str, Any]]]) -> BaseException:
+    """A :class:`~downpour.errors.DeadLayer` with where the run keeps its training and whether it diverged (``metrics``:
+    its metrics.jsonl's rows); any other error as it is. cnn-digits on 3 simulated workers at cluster.lr = 5 ran away to
+    5e19 and skipped its last 220 steps: its analysis said only that no unit of 'fc' could be chosen and to set
+    analysis.layer to another layer (until 2026-12-06)."""
+    return DataError(f"{err}. {where_training_is(path, metrics())}") if isinstance(err, DeadLayer) else err
 
 
 def skipped_to(path: Path) -> int | None:
