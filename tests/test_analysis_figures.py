@@ -310,3 +310,16 @@ def test_the_response_histogram_says_what_it_counts(tmp_path, monkeypatch):
     monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     figures.response_histogram([1.0, 2.0, 2.5], [0.0, 0.5], 1.2, tmp_path / "r.png")
     assert saved[0].axes[0].get_ylabel() == "images"
+
+
+def test_the_invariance_legend_stands_above_the_auc_panel_not_on_its_curves(tmp_path, monkeypatch):
+    """Placed "best", the legend covered the ends of tica-8x8's AUC curves on its scale panel."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    figures.invariance_plot(_invariance_result(), tmp_path / "invariance.png")
+    canvas = FigureCanvasAgg(saved[0])
+    canvas.draw()
+    ax = [a for a in saved[0].axes if a.get_legend()][0]
+    assert ax.get_legend().get_window_extent(canvas.get_renderer()).y0 >= ax.get_window_extent().y1 - 0.5
