@@ -323,3 +323,19 @@ def test_the_invariance_legend_stands_above_the_auc_panel_not_on_its_curves(tmp_
     canvas.draw()
     ax = [a for a in saved[0].axes if a.get_legend()][0]
     assert ax.get_legend().get_window_extent(canvas.get_renderer()).y0 >= ax.get_window_extent().y1 - 0.5
+
+
+@pytest.mark.parametrize("last, expected", [(1_000_000, {"0", "0.2M", "1M"}), (60_000, {"0", "20k", "60k"}),
+                                            (2_000, {"0", "500", "2000"})])
+def test_a_step_axis_labels_steps_not_a_fraction_under_an_offset(tmp_path, monkeypatch, last, expected):
+    """A run of a million steps read 0.0, 0.2, ..., 1.0 under an offset of "1e6": its steps are labelled 0.2M ... 1M."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    figures.loss_curves([{"step": s, "loss": 3.0 - s / last} for s in range(0, last + 1, last // 50)], tmp_path / "l.png")
+    fig = saved[0]
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    shown = {t.get_text() for t in ax.get_xticklabels() if t.get_text() and lo <= t.get_position()[0] <= hi}
+    assert expected <= shown and not ax.xaxis.get_offset_text().get_text(), shown
+    assert not _labels_overlap_or_squeeze(fig)

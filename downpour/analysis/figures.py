@@ -22,7 +22,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import TightLayoutEngine
-from matplotlib.ticker import FixedLocator, LogFormatter, MaxNLocator, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, MaxNLocator, NullLocator
 
 from downpour.objectives import TERMS, is_metric
 
@@ -249,12 +249,21 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
             else:
                 ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
                 ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+        ax.xaxis.set_major_formatter(_step_labels(max(steps, default=0)))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(parts):]:
         ax.axis("off")
     return _save(fig, path)
+
+
+def _step_labels(last: float) -> FuncFormatter:
+    """A step axis's labels, in thousands (20k) from 10,000 steps up and in millions (0.2M, 1.5M) from a million, one unit on
+    the axis: a run of a million steps read 0.0 to 1.0 under an offset of 1e6, a step count a reader took for 1 (until
+    2026-12-06)."""
+    size, unit = (1e6, "M") if last >= 1e6 else (1e3, "k") if last >= 1e4 else (1.0, "")
+    return FuncFormatter(lambda x, pos=None: f"{x / size:g}{unit}" if x else "0")
 
 
 def staleness_histogram(histograms: dict[str, dict[int, int]], path: Path) -> Path:
