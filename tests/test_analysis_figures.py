@@ -339,3 +339,19 @@ def test_a_step_axis_labels_steps_not_a_fraction_under_an_offset(tmp_path, monke
     shown = {t.get_text() for t in ax.get_xticklabels() if t.get_text() and lo <= t.get_position()[0] <= hi}
     assert expected <= shown and not ax.xaxis.get_offset_text().get_text(), shown
     assert not _labels_overlap_or_squeeze(fig)
+
+
+@pytest.mark.parametrize("k", [9, 10, 17, 7, 3])
+def test_the_top_images_fill_rows_of_even_length(tmp_path, monkeypatch, k):
+    """The default 9 top images were drawn 8 in a row and 1 alone below them: they fill about a square, 3 by 3, no image alone in a row, under a title wrapped to their width."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    title = "unit 181 of stage2 (the concept lowers it): most suppressing stimulus and the 9 of 60 images it answers least"
+    figures.stimulus_and_top_images(np.zeros((1, 4, 4)), np.zeros((k, 1, 4, 4)), tmp_path / "s.png", title, [1.0] * k)
+    saved[0].canvas.draw()
+    assert max(t.get_window_extent().width for t in saved[0].texts) <= saved[0].bbox.width   # (the title, wrapped)
+    rows = [a.get_subplotspec().rowspan.start for a in saved[0].axes[1:]]
+    lengths = [rows.count(r) for r in sorted(set(rows))]
+    assert sum(lengths) == k and set(lengths[:-1]) <= {max(lengths)} and len(lengths) <= max(lengths), lengths
+    assert lengths[-1] >= 2, lengths                   # (no image alone in its row)
+    assert k != 9 or lengths == [3, 3, 3]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -296,8 +297,8 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
     """The optimal stimulus (C, H, W) beside the top-k images (k, C, H, W), like the paper's figure 3; ``stimulus_label``
     its panel's (:func:`~downpour.analysis.report_notes.pictured_names`)."""
     k = len(top)
-    cols = min(k, 8)
-    rows = math.ceil(k / cols) if k else 1
+    rows = max(1, math.isqrt(k))            # about a square: the default 9 were 8 in a row and 1 alone (until 2026-12-06)
+    cols = math.ceil(k / rows)
     fig = _figure(1.2 * (cols + 2), 1.3 * rows + 0.5, laid_out=False)
     grid = fig.add_gridspec(rows, cols + 2)
     _show(fig.add_subplot(grid[:, :2]), stimulus, stimulus_label)
@@ -305,7 +306,7 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
         ax = fig.add_subplot(grid[i // cols, 2 + i % cols])
         label = f"{top_responses[i]:.3g}" if top_responses is not None else None
         _show(ax, top[i], label, symmetric=False)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(textwrap.fill(title, round(1.2 * (cols + 2) * 13)), fontsize=9)   # (about 13 characters an inch)
     return _save(fig, path)
 
 
