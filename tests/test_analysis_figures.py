@@ -355,3 +355,18 @@ def test_the_top_images_fill_rows_of_even_length(tmp_path, monkeypatch, k):
     assert sum(lengths) == k and set(lengths[:-1]) <= {max(lengths)} and len(lengths) <= max(lengths), lengths
     assert lengths[-1] >= 2, lengths                   # (no image alone in its row)
     assert k != 9 or lengths == [3, 3, 3]
+
+
+def test_a_greedy_runs_loss_panel_marks_where_the_next_stage_starts(tmp_path, monkeypatch):
+    """cat-demo, 100 greedy steps: its loss went 167 -> 425 at step 60, stage 1's cost then stage 2's, drawn as one
+    curve with nothing to say the jump was a new stage, not a divergence."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    rows = [{"step": s, "loss": 200.0 - s, "stage1/reconstruction": 200.0 - s} for s in (10, 20, 30)]
+    rows += [{"step": s, "loss": 500.0 - s, "stage2/reconstruction": 500.0 - s} for s in (40, 50, 60)]
+    figures.loss_curves(rows, tmp_path / "l.png")
+    ax = saved[0].axes[0]
+    assert [line.get_xdata()[0] for line in ax.get_lines()[1:]] == [30]
+    assert [t.get_text() for t in ax.texts] == ["stage2 \u2192 "]
+    figures.loss_curves([{"step": s, "loss": 9.0 - s} for s in (1, 2)], tmp_path / "one.png")   # (one stage: none)
+    assert len(saved[1].axes[0].get_lines()) == 1 and not saved[1].axes[0].texts

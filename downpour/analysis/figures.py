@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.layout_engine import TightLayoutEngine
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogFormatter, MaxNLocator, NullLocator
 
+from downpour.analysis.training import stage_losses
 from downpour.objectives import TERMS, is_metric
 
 
@@ -254,6 +255,12 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
+    stages = stage_losses(metrics)              # a greedy run's loss jumps to another sum: said where (until 2026-12-06
+    for before, stage in zip(stages, stages[1:]):     # the jump from stage 1's cost to stage 2's read as a divergence)
+        ax = axes.flat[0]                             # (after the last row of the stage before: where the rows change)
+        ax.axvline(before["last_step"], color="grey", lw=0.8, ls="--")
+        ax.text(before["last_step"], 0.97, f"{stage['stage']} \u2192 ", transform=ax.get_xaxis_transform(), fontsize=7,
+                va="top", ha="right", color="grey")
     for ax in list(axes.flat)[len(parts):]:
         ax.axis("off")
     return _save(fig, path)
