@@ -44,7 +44,7 @@ def too_few_to_fit(where: str, items: int, item: str, samples: int, whiten: str)
     fit on one sample, and the in-memory path refused only ZCA's, as 'ZCA needs at least 2 samples, got 1')."""
     need, fit = fit_needs(whiten), fitted(whiten)
     other = ", or data.whiten = 'spectral' (defined on one image)" if whiten == "zca" else ""
-    return DataError(f"{where}: its {items} {item}(s) give {plural(samples, 'sample')}, and fitting {fit} needs at least "
+    return DataError(f"{where}: its {plural(items, item)} gave {plural(samples, 'sample')}, and fitting {fit} needs at least "
                      f"{need}; add images, or cut several samples from each (data.mode = 'patches', or data.tile){other}")
 
 
