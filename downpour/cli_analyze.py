@@ -22,9 +22,13 @@ def analyze_and_report(path: Path, analysed: bool = False) -> int:
     ``downpour train --resume RUN/no-faces`` from another terminal could train the twin on as this analysis scored
     it). ``analysed``: a finished run kept with its analysis, only reported (analysed again first where it is stale,
     :func:`~downpour.analysis.report.write_report`: until 2026-12-05 with nothing held; one not stale holds nothing)."""
+    from downpour.analysis.report_training import shows_no_image
     from downpour.analysis.run import analyze_run
+    from downpour.train.rundir import RunDir
 
     again = f"downpour analyze {pasted(path)} --report"
+    if shows_no_image(RunDir.open(path)):      # (teacher-student: nothing to analyse, its training reported)
+        return report_only(path)
     with _no_faces_held(path, again) if not analysed or _report_analyses(path) else nullcontext():
         if not analysed:
             try:

@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from downpour.analysis.report import write_report
-from downpour.analysis.run import _staleness_histograms, analyze_run
+from downpour.analysis.report_training import staleness_histograms
+from downpour.analysis.run import analyze_run
 from downpour.analysis.selectivity import split
 from downpour.config import ConfigError, load_config
 from downpour.crossfit import fold_config
@@ -105,7 +106,7 @@ def test_an_analysis_from_before_the_edge_measure_is_not_called_too_thin(run):
 ])
 def test_a_malformed_staleness_json_is_skipped_not_fatal(tmp_path, text, found):
     (tmp_path / "staleness.json").write_bytes(text.encode("latin-1"))
-    assert _staleness_histograms(RunDir(tmp_path), []) == found
+    assert staleness_histograms(RunDir(tmp_path), []) == found
 
 
 def test_a_figures_file_is_named_before_the_measurements_and_a_stale_staging_file_goes(run, monkeypatch):
@@ -405,4 +406,4 @@ def test_the_staleness_figure_takes_the_workers_in_their_order(tmp_path):
     """staleness.json's keys are strings: with 11 workers the legend read worker 0, 1, 10, 2, ..."""
     workers = {str(w): {"histogram": {"3": 1}} for w in range(11)}
     (tmp_path / "staleness.json").write_text(json.dumps({"per_worker": workers}))
-    assert list(_staleness_histograms(RunDir(tmp_path), [])) == [f"worker {w}" for w in range(11)]
+    assert list(staleness_histograms(RunDir(tmp_path), [])) == [f"worker {w}" for w in range(11)]

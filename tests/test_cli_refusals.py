@@ -1132,14 +1132,6 @@ def test_an_output_folder_that_cannot_be_made_is_named_not_a_traceback(tmp_path,
     assert list(ro.iterdir()) == []
 
 
-def test_a_report_asked_of_a_model_whose_input_is_not_an_image_is_refused_before_training(tmp_path, capsys):
-    """teacher-student --report trained, then refused its analysis (1x1x8 inputs)."""
-    out = tmp_path / "run"
-    assert main(["train", "--config", "teacher-student", "--report", "--steps", "5", "--out", str(out)]) == 2
-    assert "--report: the model's input 1x1x8 is not an image" in capsys.readouterr().err
-    assert not out.exists()
-
-
 def test_a_thread_count_torch_cannot_take_is_refused_before_the_run_folder(tmp_path, capsys):
     """train.threads had no upper bound: 1e20 passed --dry-run, then overflowed in torch.set_num_threads
     after config.toml was written."""

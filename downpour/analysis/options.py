@@ -35,14 +35,6 @@ def is_image_input(shape: tuple[int, ...]) -> bool:
     return len(shape) == 3 and min(shape[1:]) >= MIN_SIDE
 
 
-def check_image_input(shape: tuple[int, ...]) -> None:
-    """ConfigError unless :func:`is_image_input`: the analysis asked for before training has nothing to measure."""
-    if not is_image_input(shape):
-        raise ConfigError(f"the model's input {'x'.join(map(str, shape))} is not an image of at least {MIN_SIDE}x{MIN_SIDE}: "
-                          "the analysis shows images (lfw, digits) to the network, so it has nothing to measure here; "
-                          "leave analysis.report off", key="analysis.report")
-
-
 def absolute_paths(a: AnalysisConfig) -> AnalysisConfig:
     """``a`` with the folders it names (``dataset``, ``poses``, a probe's, ``no_faces_run``) made absolute, for a run's
     config.toml as its ``data.path`` is: an analysis from another folder (``downpour analyze RUN``, a resume's) reads

@@ -18,21 +18,13 @@ from downpour.analysis.report_notes import chosen_among, loss_headline as _loss_
 from downpour.analysis.report_notes import pictured_names, several_optima, top_words
 from downpour.analysis.report_notes import untied_note
 from downpour.analysis.crossfit import crossfit_record
-from downpour.analysis.report_cluster import cluster_faults as _cluster_faults, no_staleness as _no_staleness
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
 from downpour.analysis.report_parts import auc, esc, image, num, page, pct, table
-from downpour.analysis.report_staleness import staleness_paragraph
+from downpour.analysis.report_training import (config_section, run_json, shows_no_image, training_section,
+                                               write_page, write_training_report)
 from downpour.errors import DownpourError
 from downpour.train.json_digest import digest_problem
 from downpour.train.rundir import NotARunError, RunDir
-
-def _read(run: RunDir, name: str) -> Any:
-    """A JSON file of the run, or None where it has none or it cannot be read (a note then says nothing)."""
-    try:
-        return run.read_json(name)
-    except NotARunError:
-        return None
-
 
 def _face_neuron(a: dict[str, Any]) -> str:
     fn = a["face_neuron"]
@@ -104,7 +96,7 @@ def _pictured_words(a: dict[str, Any]) -> str:
 def _samples(run: RunDir) -> Any:
     """The run's training samples as model.json counts them (None where it has no such count, or the file does not
     match the SHA-256 it records of itself: edited since, its count is not the run's)."""
-    meta = _read(run, "model.json")
+    meta = run_json(run, "model.json")
     data = meta.get("data") if isinstance(meta, dict) and digest_problem(meta, run.path / "model.safetensors") is None else None
     return data.get("n_samples") if isinstance(data, dict) else None
 
@@ -242,6 +234,8 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
     """
     run = RunDir.open(run_path)
     run.check_analysed_model()   # (model.json edited, or its weights changed on disk, since: refused, analysis kept)
+    if shows_no_image(run):      # (teacher-student: no analysis.json, its training alone; refused until 2026-12-06)
+        return write_training_report(run)
     if run.analysis_stale():     # (a run shared without whole weights: its analysis is all there is)
         run.drop_analysis(f"they describe the model at step {run.analysed_step()}, and the model saved is at step "
                           f"{run.model_step()}")
@@ -263,12 +257,11 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
         raise NotARunError(f"{str(run.path / 'analysis.json')!r} lacks a field the report reads, or holds it in another "
                            f"shape ({type(err).__name__}: {err}): edited, cut short or written by another version of "
                            f"downpour; `downpour analyze {pasted(run.path)} --report` writes it again") from None
-    out = run.path / "report.html"
-    try:
-        out.write_text(page(f"downpour report: {run.path.name}", body), encoding="utf-8")
-    except OSError as err:            # a read-only run folder: named, not a traceback
-        raise NotARunError(f"cannot write {str(out)!r} ({err.strerror or err}); report a copy of the run") from None
-    return out
+    return write_page(run, body)
+
+
+_ASKED = (" Its <code>[analysis]</code> table is what <code>downpour train</code> asked for; the options this "
+          "report's analysis used (after any <code>downpour analyze --set</code>) are below it.")
 
 
 def _body(run: RunDir, a: dict[str, Any]) -> str:
@@ -276,7 +269,6 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
     if not isinstance(a, dict):
         raise TypeError(f"it holds a {type(a).__name__}, not an object")
     figs = a["figures"]
-    config_text = (run.path / "config.toml").read_text()
     stim = a["optimal_stimulus"]
     top = a["top_images"]
     training = a["training"]
@@ -284,14 +276,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 <h1>downpour run report: {esc(run.path.name)}</h1>
 <p>Model <b>{esc(a['model'])}</b>, trained {esc(a.get('trained_steps'))} steps; analysed layer <code>{esc(a['layer'])}</code>.
 {_loss_headline(training)}</p>
-
-<h2 id="training">Training curves</h2>
-{image(run, figs.get('loss'), 'loss curves per cost part')}
-{image(run, figs.get('staleness'), 'staleness histogram') if figs.get('staleness') else f'<p class="note">{_no_staleness(run)}</p>'}
-{staleness_paragraph(run)}
-{_cluster_faults(run)}
-{data_note(_read(run, 'data.json'))}
-
+{training_section(run, figs)}
 <h2 id="filters">First-layer filters</h2>
 {_filters(a['filters'], _samples(run))}
 {image(run, figs.get('filters'), 'first-layer filters')}
@@ -316,10 +301,5 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 
 <h2 id="probes">Linear probes</h2>
 {_probes(a)}
-
-<h2 id="config">Configuration (config.toml)</h2>
-<p>How the run trained. Its <code>[analysis]</code> table is what <code>downpour train</code> asked for; the options
-this report's analysis used (after any <code>downpour analyze --set</code>) are below it.</p>
-<pre>{esc(config_text)}</pre>
-<details><summary>the options this analysis used (analysis.json)</summary><pre>{esc(json.dumps(a['options'], indent=1))}</pre></details>
+{config_section(run, _ASKED)}<details><summary>the options this analysis used (analysis.json)</summary><pre>{esc(json.dumps(a['options'], indent=1))}</pre></details>
 """

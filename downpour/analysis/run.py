@@ -8,8 +8,6 @@ no live runner. Options default to the run's ``[analysis]`` section; keyword arg
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 import os
 import shutil
 import time
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from downpour._names import pasted
 from downpour.analysis import figures
 from downpour.analysis.concept_controls import concept_part, concept_subject
 from downpour.analysis.controls import tied_set
@@ -35,6 +34,7 @@ from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import over_splits, unchosen
 from downpour.analysis.report_notes import pictured_names
+from downpour.analysis.report_training import training_figures
 from downpour.analysis.stimulus import Stimulus, optimal_stimulus, top_images
 from downpour.analysis.training import frozen_stages, skipped_to, training_summary, where_training_is, with_its_training
 from downpour.analysis.options import (MIN_SIDE, analysis_options, is_image_input, no_faces_of, no_faces_path, open_run,
@@ -47,8 +47,6 @@ from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
 from downpour.train.folders import check_writable
 from downpour.train.rundir import NotARunError, RunDir
-
-log = logging.getLogger(__name__)
 
 
 def default_probe_layers(model: FeatureModel, layer: str) -> list[str]:
@@ -129,38 +127,6 @@ def _in_pixels(prepare: Preprocess, image: torch.Tensor) -> torch.Tensor:
     return inverse(image[None])[0] if inverse is not None else image
 
 
-def _staleness_histograms(run: RunDir, metrics: list[dict[str, Any]]) -> dict[str, dict[int, int]]:
-    """staleness.json's ``overall`` and ``per_worker`` histograms; else a histogram of metrics' ``staleness``.
-
-    Read defensively: a field that is missing or not shaped as expected is skipped, not fatal.
-    """
-    out: dict[str, dict[int, int]] = {}
-    path = run.path / "staleness.json"
-    if path.is_file():
-        try:
-            report = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            log.warning("skipping %s: not JSON (%s)", path, err)
-            report = {}
-        report = report if isinstance(report, dict) else {}
-        workers = report.get("per_worker") if isinstance(report.get("per_worker"), dict) else {}
-        ordered = sorted(workers.items(), key=lambda kv: (len(kv[0]), kv[0]))   # "10" after "9" (before 2026-12-06: "2")
-        blocks = [("overall", report.get("overall")), *((f"worker {w}", v) for w, v in ordered)]
-        for label, block in blocks:
-            hist = block.get("histogram") if isinstance(block, dict) else None
-            try:
-                if isinstance(hist, dict) and hist:
-                    out[label] = {int(k): int(v) for k, v in hist.items()}
-            except (TypeError, ValueError):
-                log.warning("skipping %s's %s histogram: its counts are not whole numbers", path, label)
-    if not out:
-        values = [int(r["staleness"]) for r in metrics if isinstance(r.get("staleness"), (int, float))]
-        if values:
-            counts = np.bincount(values)
-            out["metrics.jsonl"] = {i: int(c) for i, c in enumerate(counts) if c}
-    return out
-
-
 def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
     """Analyse a finished run; writes ``analysis.json`` and ``figures/*.png`` into it and returns the dict.
 
@@ -210,7 +176,8 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     if not is_image_input(shape):
         raise DataError(f"{str(run.path / 'model.json')!r}: input_shape {list(shape)} (data.source = {cfg.data.source!r}) is "
                         f"not an image of at least {MIN_SIDE}x{MIN_SIDE}; the analysis shows images (lfw, digits) to the "
-                        f"network, so it has nothing to measure here. {where_training_is(run.path, run.metrics())}")
+                        f"network, so it has nothing to measure here. {where_training_is(run.path, run.metrics())}. `downpour report "
+                        f"{pasted(run.path)}` writes its report: the training alone")
     seed = cfg.seed
     prepare = run_preprocess(run)
     fold = cfg.data.lfw_fold()              # the lfw images this run held out (data.lfw_heldout)
@@ -329,11 +296,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
         paths["filters"] = figures.filter_grid(filters.numpy(), fig_dir / "filters.png", colour=colour).name
     filter_stats = _filter_stats(model, None if filters is None else filters.numpy(), seed)
     metrics = run.metrics()
-    if figures.cost_parts(metrics):
-        paths["loss"] = figures.loss_curves(metrics, fig_dir / "loss.png").name
-    staleness = _staleness_histograms(run, metrics)
-    if staleness:
-        paths["staleness"] = figures.staleness_histogram(staleness, fig_dir / "staleness.png").name
+    drawn, staleness = training_figures(run, metrics, fig_dir)
+    paths.update(drawn)
 
     meta = run.read_json("model.json")
     result = {

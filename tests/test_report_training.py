@@ -1,0 +1,55 @@
+"""The report of a run whose input is not an image (analysis/report_training.py): teacher-student's, the staleness
+study's model. Until 2026-12-06 it got no report at all (`downpour train --report` refused it before training,
+`downpour report` and `analyze` with the analysis), so a run studied for its stale updates showed no loss curve, no
+staleness histogram and no "diverged"."""
+from __future__ import annotations
+
+import pytest
+
+from downpour.analysis.report import write_report
+from downpour.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # (the run trains in this process)
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    """teacher-student on 2 simulated workers, 20 steps, as a user trains it: the preset's own analysis.report."""
+    run = tmp_path_factory.mktemp("ts") / "run"
+    assert main(["train", "--config", "teacher-student", "--runner", "simulated", "--workers", "2", "--steps", "20",
+                 "--set", "train.log_every=5", "--set", "train.threads=1", "--out", str(run)]) == 0
+    return run
+
+
+def test_a_teacher_student_run_ends_with_a_report_of_its_training_and_says_why_nothing_else(reported):
+    html = (reported / "report.html").read_text()
+    assert '<h2 id="training">Training curves</h2>' in html and 'alt="loss curves per cost part"' in html
+    assert 'alt="staleness histogram"' in html and "<b>Staleness</b> (simulated cluster, 2 workers" in html
+    assert "Loss " in html and " over 4 logged rows" in html
+    assert ("This run's input is not an image: each sample is 1x1x8 (data.source = gaussian)" in html
+            and "no first-layer filter picture" in html)
+    assert 'id="filters"' not in html and 'id="face-neuron"' not in html and 'id="probes"' not in html   # no empty panels
+    assert "How the run trained, seed 0: <code>downpour train --config " in html
+    assert sorted(p.name for p in (reported / "figures").iterdir()) == ["loss.png", "staleness.png"]
+    assert not (reported / "analysis.json").exists()      # nothing measured: nothing for a study to misread
+
+
+def test_report_draws_it_again_and_analyze_points_to_it(reported, capsys):
+    (reported / "report.html").unlink()
+    assert main(["report", str(reported)]) == 0
+    assert "downpour: report written to" in capsys.readouterr().out and (reported / "report.html").is_file()
+    assert main(["analyze", str(reported)]) == 2
+    err = capsys.readouterr().err
+    assert "is not an image of at least 4x4" in err and f"`downpour report {reported}` writes its report" in err
+    assert not (reported / "analysis.json").exists()
+
+
+def test_a_diverged_runs_report_says_so_first(tmp_path):
+    """teacher-student on 3 simulated workers at the preset's rate (staleness 2) runs away: its headline says so."""
+    run = tmp_path / "run"
+    assert main(["train", "--config", "teacher-student", "--runner", "simulated", "--workers", "3", "--steps", "150",
+                 "--set", "train.threads=1", "--out", str(run)]) == 0
+    html = write_report(run).read_text()
+    headline = html[html.index("<h1>"):html.index('<h2 id="training">')]
+    assert "<strong>The run diverged: its loss grew from 2.047 at step 50 to " in headline
+    assert "every figure below is of a model that ran away" in headline
