@@ -368,7 +368,7 @@ def test_a_split_that_cannot_hold_every_class_is_named_and_probes_report_the_fol
     (["cluster.runner=simulated"], "No staleness.json in this run"),
 ])
 def test_the_report_says_why_a_run_has_no_staleness_histogram(tmp_path, sets, said):
-    from downpour.analysis.report import _no_staleness
+    from downpour.analysis.report_cluster import no_staleness as _no_staleness
 
     run = RunDir.create(tmp_path / "r", load_config("tica-8x8", sets))
     assert said in _no_staleness(run)
@@ -379,7 +379,7 @@ def test_the_report_names_a_cluster_runs_lost_and_restarted_workers(tmp_path):
     smaller, and nothing said it was lost, when, or whether it came back."""
     import json
 
-    from downpour.analysis.report import _cluster_faults
+    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
 
     run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
     assert _cluster_faults(run) == ""                                    # no staleness.json: nothing said
@@ -408,7 +408,7 @@ def test_the_faults_line_says_a_replacement_placed_again_in_its_losss_entry(tmp_
     2026-12-05): its ``restart-placed-again`` is said in the loss's entry, which stays open for what came of it."""
     import json
 
-    from downpour.analysis.report import _cluster_faults
+    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
 
     run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
     events = [{"event": "worker-lost", "worker": 1, "step": 20, "reason": "ActorUnavailableError"},
@@ -427,7 +427,7 @@ def test_the_faults_line_says_a_shard_restart_and_its_resume_in_one_entry(tmp_pa
     started one worker (the other still lost) says "1 worker" (it said "its 1 workers")."""
     import json
 
-    from downpour.analysis.report import _cluster_faults
+    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
 
     run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
     events = [{"event": "worker-lost", "worker": 1, "step": 21, "reason": "ActorDiedError"},
@@ -447,7 +447,7 @@ def test_a_resume_that_started_no_worker_says_none_not_its_0_workers(tmp_path):
     started"; an event without the list (written by no runner now) does not claim a count."""
     import json
 
-    from downpour.analysis.report import _cluster_faults
+    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
 
     run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
     events = [{"event": "resumed", "step": 40, "workers": []}, {"event": "resumed", "step": 50}]

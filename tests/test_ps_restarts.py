@@ -116,7 +116,7 @@ def test_a_replacement_given_up_is_an_event_naming_why_and_when_and_the_report_s
     """restarts=1: worker 1's replacement dies coming up (restart-failed, the restart spent), so none follows. Until
     2026-12-04 staleness.json then held its worker-lost and restart-failed and nothing after: read the same as a
     replacement still coming up at a checkpoint. Now a restart-given-up event says why, at which step."""
-    from downpour.analysis.report import _cluster_faults
+    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
     from downpour.config import load_config
     from downpour.train.rundir import RunDir
 
@@ -496,7 +496,7 @@ def test_the_run_end_asks_every_worker_still_waiting_at_once(runtime):
 
 def _faults(coord, tmp_path):
     """The report's Faults line for ``coord``'s events, unescaped."""
-    from downpour.analysis.report import _cluster_faults
+    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
     from downpour.config import load_config
     from downpour.train.rundir import RunDir
 

@@ -50,7 +50,7 @@ def test_a_silent_loss_reads_plainly_in_the_reports_faults_line(runtime, tmp_pat
     them ("worker 1 lost at step 118 (silent for 300 s (limit 300 s)), not restarted (cluster.restarts = 0)")."""
     import html
 
-    from downpour.analysis.report import _cluster_faults
+    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
     from downpour.config import load_config
     from downpour.train.rundir import RunDir
 

@@ -14,9 +14,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")   # (the run trains in this p
 
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory):
-    """teacher-student on 2 simulated workers, 20 steps, as a user trains it: the preset's own analysis.report."""
+    """teacher-student on 2 simulated workers, 20 steps, --report (refused before training until 2026-12-06)."""
     run = tmp_path_factory.mktemp("ts") / "run"
-    assert main(["train", "--config", "teacher-student", "--runner", "simulated", "--workers", "2", "--steps", "20",
+    assert main(["train", "--config", "teacher-student", "--report", "--runner", "simulated", "--workers", "2", "--steps", "20",
                  "--set", "train.log_every=5", "--set", "train.threads=1", "--out", str(run)]) == 0
     return run
 
