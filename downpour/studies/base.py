@@ -94,3 +94,10 @@ class Study(Design):
         n = max((r["n"] for r in rows), default=0)
         return (f"This is the quick setting ({self.quick_what}, {plural(n, 'seed')}): a smoke test of the machinery, "
                 "not an answer.")
+
+    def diverged_paragraph(self, rows: list[dict[str, Any]]) -> str:
+        """The verdict's paragraph naming the conditions whose seeds were counted out (a run that diverged,
+        :func:`~downpour.studies.stats.diverged_paragraph`); a study whose rows split a condition names each once."""
+        from downpour.studies.stats import diverged_paragraph
+
+        return diverged_paragraph(rows)

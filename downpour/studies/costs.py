@@ -102,7 +102,7 @@ class CostsStudy(CostsDesign, Study):
                                    "figures": {k: list(mean_ci([g[k] for g in got])) for k in
                                                ("train_recon", "heldout_recon", "gap", "hoyer", "active", "mean_code",
                                                 "probe_digits")},
-                                   "extra": {"probe_digits_raw_pixels": float(np.mean([g["probe_digits_raw"] for g in got])),
+                                   "extra": {"probe_digits_raw_pixels": mean_ci([g["probe_digits_raw"] for g in got])[0],
                                              "readings": {}}}
             vs = c.params["vs"]
             if vs:

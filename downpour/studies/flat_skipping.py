@@ -48,7 +48,7 @@ from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.designs.flat_skipping import BLOCK, FlatSkippingDesign
 from downpour.studies.plots import curves, scatter_intervals
-from downpour.studies.stats import lead_mark, mean_ci, note_left_out, paired_test
+from downpour.studies.stats import diverged_paragraph, lead_mark, mean_ci, note_left_out, paired_test
 from downpour.studies.trained import FACE_TEST, face_aucs, face_draws, face_pair, trained_run
 
 SETS = ("lfw", "padded", "digits")
@@ -169,7 +169,7 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
                     row: dict[str, Any] = {"condition": f"{c.name}/{key}/{name}", "group": c.name,
                                            "params": {**c.params, "threshold": t, "images": name}, "n": len(seeds),
                                            "figures": {}, "extra": {"readings": {},
-                                                                    "raw_flat": float(np.mean([g[f"raw_flat/{name}"] for g in got]))}}
+                                                                    "raw_flat": mean_ci([g[f"raw_flat/{name}"] for g in got])[0]}}
                     figs = ("probe",) if t == "off" else MEASURED
                     for f in figs:
                         row["figures"][f] = list(mean_ci([g[f"{key}/{name}/{f}"] for g in got]))
@@ -220,6 +220,11 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
                          f"paired with the same network ungated): " + "; ".join(lines) + ".")
             paras.append(f"In short, on the {cond} network: " + "; ".join(self._free(by, cond, n) for n in SETS) + ".")
         return "\n\n".join(p for p in paras if p)
+
+    def diverged_paragraph(self, rows: list[dict[str, Any]]) -> str:
+        """Each network named once (its rows, a threshold and an image set each, share its seeds)."""
+        return diverged_paragraph([{**r, "condition": r["group"]} for r in rows
+                                   if r["condition"] in (r.get("group"), f"{r.get('group')}/off/{SETS[0]}")])
 
     def _free(self, by: dict[str, dict[str, Any]], cond: str, images: str) -> str:
         """What the largest threshold judged free on ``images`` skips and saves: its probe change reads "no detectable

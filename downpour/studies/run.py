@@ -41,7 +41,7 @@ from downpour.studies.data_note import study_data
 from downpour.studies.html import write_html
 from downpour.studies.markdown import write_markdown
 from downpour.studies.machine import platforms_note
-from downpour.studies.stats import (DIVERGED, diverged_paragraph, family_paragraph, holm, nothing_trained,
+from downpour.studies.stats import (DIVERGED, family_paragraph, holm, nothing_trained,
                                     within_range)
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.model_file import replace_text
@@ -153,7 +153,7 @@ def verdict_text(study: Any, rows: list[dict[str, Any]], trained: bool, lr_fixed
     correction. (A quick study whose every cell diverged had no warning until 2026-12-05: its verdict, printed alone by
     ``downpour study``, did not say it was the quick setting's few steps and seeds.)"""
     reading = study.verdict(rows) if trained else nothing_trained(rows, lr_fixed)
-    return "\n\n".join(p for p in (study.quick_paragraph(rows), reading, diverged_paragraph(rows),
+    return "\n\n".join(p for p in (study.quick_paragraph(rows), reading, study.diverged_paragraph(rows),
                                     family_paragraph(rows)) if p)
 
 
