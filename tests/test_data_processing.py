@@ -179,3 +179,5 @@ def test_a_data_path_under_an_unexpanded_tilde_says_the_path_it_meant(tmp_path, 
         check_config(DataConfig(source="folder", path="~/images"))
     with pytest.raises(ConfigError, match="'~/other' does not exist \\(data.source = 'folder' reads it\\)$"):
         check_config(DataConfig(source="folder", path="~/other"))       # (not there either: nothing to point to)
+    with pytest.raises(ConfigError, match="'~nosuchuser-x/images' does not exist \\(data.source = 'folder' reads it\\)$"):
+        check_config(DataConfig(source="folder", path="~nosuchuser-x/images"))   # (pathlib: RuntimeError, no home)

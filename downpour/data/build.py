@@ -17,6 +17,7 @@ Every random choice comes from ``seed`` through separate NumPy streams: same see
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,9 @@ def check_config(cfg: DataConfig) -> None:
     if cfg.source in FILE_SOURCES and not cfg.path:
         raise ConfigError(f"data.source = {cfg.source!r} needs data.path")
     if cfg.source in FILE_SOURCES and not Path(cfg.path).exists():
-        home = Path(cfg.path).expanduser()     # (a shell leaves --set data.path=~/x as typed: data.path is no variable)
+        # (a shell leaves --set data.path=~/x as typed: data.path is no variable; os.path's, as pathlib's raises
+        # RuntimeError for a ~user that is none)
+        home = Path(os.path.expanduser(cfg.path))
         tilde = f"; a ~ is not expanded here: data.path = {str(home)!r}" if home.exists() else ""
         raise ConfigError(f"data.path {cfg.path!r} does not exist (data.source = {cfg.source!r} reads it){tilde}",
                           key="data.path")   # (keyless, a resume's was said to be a default of a base-less config.toml)
