@@ -59,12 +59,12 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng(np.random.SeedSequence([seed, _ORDER, epoch])).permutation(n)
 
 
-
 # A worker's share of only unreadable files fails at its first pass whatever is resumed: a resume keeps the workers,
 # so the share stays (until 2026-12-06 the error said nothing of what to do, beside "--resume RUN goes on from it").
 SHARE_FIX = ("; each worker streams a share of its own, and a resumed run keeps its workers: remove the unreadable "
              "files from data.path (data.json names them) and resume while as many files as workers remain, or start "
              "a new run with fewer workers")
+
 
 class _Order(Sampler):
     """Endless item keys ``(epoch, position, item)`` from ``(epoch, position)`` on."""
