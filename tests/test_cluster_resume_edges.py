@@ -602,3 +602,29 @@ def test_a_ctrl_c_while_a_failed_shard_restart_is_recorded_waits_for_the_record(
     events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
     assert [(e["event"], e["step"]) for e in events] == [("shards-lost", 20)]
     assert events[0]["restart_failed"] == "train.device='cuda' but no GPU is visible"
+
+
+def test_a_resume_that_finds_every_push_made_of_a_run_none_of_whose_pushes_was_finite_fails_as_the_run_did(
+        tmp_path, monkeypatch):
+    """Its uninterrupted run fails with Diverged; stopped after its last push, its resume saved the model and
+    returned a summary, as if the run had trained."""
+    import downpour.ps.worker as ps_worker
+    from downpour.errors import Diverged
+    from downpour.train.step import NonFiniteLoss
+
+    def fail(model, objective, batch):
+        raise NonFiniteLoss("non-finite cost nan")
+
+    def stopped(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ps_worker, "train_step", fail)
+    with pytest.raises(Diverged, match="none of the 31 pushes of this run carried a finite gradient"):
+        _run(tmp_path / "whole")
+    monkeypatch.setattr(recorder_module.Recorder, "close", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "r")
+    monkeypatch.undo()
+    with pytest.raises(Diverged, match="none of the 31 pushes of this run carried a finite gradient"):
+        _run(tmp_path / "r", resume=True)
+    assert json.loads((tmp_path / "r/cluster.json").read_text())["refused_pushes"] == {"refused": 31, "of": 31}

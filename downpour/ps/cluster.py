@@ -243,6 +243,9 @@ def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coo
                **_counts(states, report), **_refused(saved.get("pushes", 0), saved.get("finite_pushes", 0)),
                "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
     run.write_json("cluster.json", summary)
+    # (a run none of whose pushes was finite fails here as its uninterrupted end does: until 2026-12-06 it was saved)
+    _none_finite(setup.cfg, run, saved.get("pushes", 0), saved.get("finite_pushes", 0), saved.get("skipped", 0),
+                 saved.get("steps", 0), report)
     return summary
 
 
@@ -262,6 +265,20 @@ def _save_model(setup: ClusterSetup, run: RunDir, states: list[ShardState], coor
     run.save_model(merge_model(setup.model), step, {"runner": setup.cfg.cluster.runner, "data": data_info,
                                                     "versions": [m["version"] for _, m in states]})
     return report
+
+
+def _none_finite(cfg: RunConfig, run: RunDir, pushes: int, finite: int, skipped: int, steps: int,
+                 report: dict[str, Any]) -> None:
+    """:class:`~downpour.errors.Diverged` where some of a run's ``pushes`` were made and none carried a finite
+    gradient a shard accepted (``skipped`` of their ``steps`` worker steps non-finite; ``report``: staleness.json's)."""
+    if not pushes or finite:
+        return
+    lr_key = "cluster.lr" if cfg.cluster.lr else "train.lr"     # the server's rate (a preset may set cluster.lr)
+    rejected = ", ".join(f"{n} {reason}" for reason, n in report["rejected"].items()) or "none"
+    raise Diverged(f"none of the {pushes} pushes of this run carried a finite gradient a shard accepted: "
+                   f"{skipped} of their {steps} worker steps had a non-finite cost or gradient "
+                   f"(shard rejections: {rejected}); lower {lr_key} or check the data; "
+                   f"the run is saved in {str(run.path)!r}")
 
 
 def _counts(states: list[ShardState], report: dict[str, Any]) -> dict[str, Any]:
@@ -321,13 +338,7 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     if coord.done < coord.total and not coord.live:
         raise RunError(f"every worker was lost ({', '.join(_loss_reasons(coord))}) after {coord.done} of {coord.total} steps; "
                        f"what was done is saved in {str(run.path)!r} ({_no_worker_left(cfg)})")
-    lr_key = "cluster.lr" if cfg.cluster.lr else "train.lr"     # the server's rate (a preset may set cluster.lr)
-    if recorder.pushes and not recorder.finite_pushes:
-        rejected = ", ".join(f"{n} {reason}" for reason, n in report["rejected"].items()) or "none"
-        raise Diverged(f"none of the {recorder.pushes} pushes of this run carried a finite gradient a shard accepted: "
-                       f"{recorder.skipped} of their {recorder.steps} worker steps had a non-finite cost or gradient "
-                       f"(shard rejections: {rejected}); lower {lr_key} or check the data; "
-                       f"the run is saved in {str(run.path)!r}")
+    _none_finite(cfg, run, recorder.pushes, recorder.finite_pushes, recorder.skipped, recorder.steps, report)
     return summary
 
 
