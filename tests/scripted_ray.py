@@ -58,6 +58,12 @@ class Ref:
         return self.when is not None and not self.when()
 
 
+def last_ready(ready: list[Any], n: int) -> list[Any]:
+    """The last ``n`` of ``ready``, as a stand-in's wait answers: Ray's may answer with any ready ones, and these make
+    a loop relying on the first fail (tests/test_ray_wait_order.py)."""
+    return ready[len(ready) - n:] if len(ready) > n else ready
+
+
 class Runtime:
     """``ray`` (wait, get, kill) and ``time`` (monotonic) as the driver sees them. ``waits`` counts the driver's
     waits: the moments it looks."""
@@ -85,15 +91,17 @@ class Runtime:
         return self.waits + waits
 
     def wait(self, refs: list[Ref], num_returns: int = 1, timeout: float | None = None) -> tuple[list[Ref], list[Ref]]:
-        """The ready ones, in the order given (as Ray's). None ready: a death not told yet comes first (unless
-        this is only a look, ``timeout=0``), then the timeout passes (a restart's deadline comes at once)."""
+        """``num_returns`` of the ready ones, in the order given, the LAST ones where more are ready: Ray answers
+        with any ready ones (tests/test_ray_wait_order.py), so a loop that needs the first must ask for them all
+        (``restarts_on_ray.first_ready``). None ready: a death not told yet comes first (unless this is only a look,
+        ``timeout=0``), then the timeout passes (a restart's deadline comes at once)."""
         self.waits += 1
         self.now += self.tick
-        ready = [r for r in refs if self.ready(r)][:num_returns]
+        ready = last_ready([r for r in refs if self.ready(r)], num_returns)
         coming = [r.at for r in refs if r.at > self.waits and not r.held()]
         while len(ready) < num_returns and coming and timeout != 0:    # the next one told, until enough are
             self.waits = min(coming)
-            ready = [r for r in refs if self.ready(r)][:num_returns]
+            ready = last_ready([r for r in refs if self.ready(r)], num_returns)
             coming = [r.at for r in refs if r.at > self.waits and not r.held()]
         dues = [r.due for r in refs if r.due is not None and r.held()]
         if len(ready) < num_returns and dues and timeout != 0 and (timeout is None or min(dues) <= self.now + timeout):

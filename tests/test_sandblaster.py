@@ -767,7 +767,9 @@ class _FakeRay:
         self.now, self.killed = 0.0, []
 
     def wait(self, refs, num_returns=1, timeout=None):
-        ready = [r for r in refs if not r.hangs][:num_returns]
+        from scripted_ray import last_ready     # (ray's modules: imported only by the tests on a stand-in of it)
+
+        ready = last_ready([r for r in refs if not r.hangs], num_returns)    # Ray's: any ready ones
         if not ready:
             if timeout is None:
                 raise _Hang(f"ray.wait on {len(refs)} futures with no timeout, {self.now:.0f} s in")
@@ -828,8 +830,10 @@ class _TimedRay(_FakeRay):
     """``_FakeRay`` whose clock runs on to the next ref's time, or the wait's timeout if that comes first."""
 
     def wait(self, refs, num_returns=1, timeout=None):
+        from scripted_ray import last_ready
+
         def ready():
-            return [r for r in refs if r.at is not None and r.at <= self.now][:num_returns]
+            return last_ready([r for r in refs if r.at is not None and r.at <= self.now], num_returns)
 
         if not ready():
             ends = [r.at for r in refs if r.at is not None] + ([self.now + timeout] if timeout is not None else [])
@@ -915,3 +919,24 @@ def test_a_sandblaster_driver_stall_does_not_raise_the_silence_limit(monkeypatch
     lost = f"silent for {FLOOR:.0f} s, limit {FLOOR:.0f} s"
     with pytest.raises(RunError, match=rf"every worker was lost \(worker 0: {lost}, worker 1: {lost}\)"):
         pool.evaluate(1, torch.arange(8), 1.0, None)
+
+
+def test_a_dead_workers_failed_unit_is_read_before_the_answers_that_came_after_it(monkeypatch):
+    """Worker 0's actor died (its unit failed, ready at once) while worker 1's answers keep coming, each ready before
+    the driver looks again. Ray's wait answers with any ready unit (the stand-in: the last), and until 2026-12-06 the
+    pool took that one: the failed unit was read once worker 1 had nothing else to do, and handed out again at the end.
+    Now the oldest ready is read first (``restarts_on_ray.first_ready``): worker 0 is lost before worker 1's second
+    unit is handed out."""
+    from ray.exceptions import RayActorError
+
+    asked, pools = [], []
+
+    def unit(fake, w, index):
+        asked.append((w, index, sorted(pools[0].lost)))
+        if w == 0:
+            return [_TimedRef(at=fake.now, error=RayActorError()) for _ in range(2)]
+        return [_TimedRef({"loss": 1.0, "parts": {}}, fake.now), _TimedRef(torch.zeros(1), fake.now)]
+
+    pools.append(_timed_pool(monkeypatch, 2, 4, unit)[1])
+    pools[0].evaluate(1, torch.arange(8), 1.0, None)
+    assert [lost for *_, lost in asked] == [[], [], [0], [0], [0]]    # (its unit handed out again, to worker 1)
