@@ -77,7 +77,7 @@ def _say_diverged(cfg: RunConfig, run: RunDir, summary: dict[str, Any]) -> None:
     refused = summary.get("refused_pushes")
     pushes = (f"{refused['refused']} of the {refused['of']} pushes of this run carried no finite gradient a shard "
               f"accepted" if refused else "")
-    if (diverged := runaway(rows, summary.get("steps") if skipped else None)) is not None:
+    if (diverged := runaway(rows, summary.get("steps") if skipped else None, summary.get("skipped_steps") or 0)):
         summary["diverged"] = diverged
         log.warning("%s%s; its model is not a trained one. %s", diverged_words(diverged),
                     f" ({pushes})" if pushes else "", _calmer(cfg, summary))

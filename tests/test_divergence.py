@@ -12,7 +12,7 @@ import pytest
 import downpour.runners as runners
 from downpour.analysis.report import _loss_headline
 from downpour.analysis.run import analyze_run
-from downpour.analysis.training import skipped_to, training_summary
+from downpour.analysis.training import skips, training_summary
 from downpour.config import load_config
 from downpour.errors import DataError
 from downpour.runners import train
@@ -100,7 +100,7 @@ def test_a_run_that_blew_up_and_skipped_the_rest_is_said_to_diverge(tmp_path, ca
     assert "the run diverged: every step after step" in caplog.text and "20 here)" in caplog.text
     # the analysis reads the same from the run's files: its summary (model.json's skipped steps) and the words
     run = RunDir.open(tmp_path / "run")
-    assert skipped_to(run.path) == 60 and training_summary(run.metrics(), (), 60)["diverged"]["steps"] == 60
+    assert skips(run.path)[0] == 60 and training_summary(run.metrics(), (), 60)["diverged"]["steps"] == 60
     with pytest.raises(DataError, match="; the run diverged: every step after step"):
         analyze_run(run.path)
 
@@ -109,11 +109,11 @@ def test_a_cluster_runs_skipped_steps_are_read_from_its_rejected_pushes(tmp_path
     """A cluster run's model.json has no skipped_steps: a push whose every step was skipped is a non-finite push its
     shards rejected (staleness.json), as the simulated teacher-student at train.lr = 20 logged 1 row for 300 steps."""
     (tmp_path / "model.json").write_text(json.dumps({"step": 300, "runner": "simulated"}))
-    assert skipped_to(tmp_path) is None
+    assert skips(tmp_path)[0] is None
     (tmp_path / "staleness.json").write_text(json.dumps({"rejected": {"non-finite": 290}}))
-    assert skipped_to(tmp_path) == 300
+    assert skips(tmp_path) == (300, 0)
     (tmp_path / "staleness.json").write_text(json.dumps({"rejected": {"duplicate": 2}}))
-    assert skipped_to(tmp_path) is None
+    assert skips(tmp_path)[0] is None
 
 
 def test_a_few_skipped_steps_at_the_end_of_a_run_whose_loss_was_fine_are_not_a_divergence():
@@ -162,3 +162,21 @@ def test_a_cluster_run_mostly_refused_whose_loss_did_not_run_away_is_said_once_w
     assert "diverged" not in summary and len(caplog.records) == 1
     assert caplog.records[0].getMessage().startswith("200 of the 300 pushes of this run carried no finite gradient a "
                                                      "shard accepted: it diverged; its metrics stop at step 300")
+
+
+def test_a_run_most_of_whose_steps_were_skipped_is_said_to_diverge_though_a_row_logged_its_end(tmp_path, caplog):
+    """ufldl-sae at train.lr = 1e30 for 6 steps: steps 2-6 non-finite (weight_l2 inf) and skipped, yet train.log_every
+    = 50 (the studies' rate) logged one row, at step 6, finite: its rows do not stop early, and until 2026-12-06 the
+    run was not said to diverge (a study measured it as trained). More than half skipped is; half or fewer are not."""
+    cfg = load_config("ufldl-sae", ["train.lr=1e30", "train.steps=6", "train.log_every=50", "train.threads=1",
+                                    "train.tensorboard=false"])
+    with caplog.at_level(logging.WARNING, logger="downpour.runners"):
+        summary = train(cfg, RunDir.create(tmp_path / "run", cfg))
+    assert summary["skipped_steps"] == 5 and [r["step"] for r in RunDir.open(tmp_path / "run").metrics()] == [6]
+    assert summary["diverged"]["skipped"] == 5
+    assert "the run diverged: 5 of its 6 steps had a non-finite cost or gradient and were skipped" in caplog.text
+    # the analysis reads the same from the run's files
+    assert skips(tmp_path / "run") == (6, 5)
+    assert training_summary(RunDir.open(tmp_path / "run").metrics(), (), 6, 5)["diverged"]["skipped"] == 5
+    rows = [{"step": 6, "loss": 1.0}]
+    assert runaway(rows, 6, 3) is None and runaway(rows, 6, 4)["skipped"] == 4

@@ -3,6 +3,7 @@
     d = runaway(run.metrics())      # None, or {"first_step", "first_loss", "last_step", "last_loss"}
     d and diverged_words(d)         # "the run diverged: its loss grew from 2.047 at step 50 to 3.303e+31 at step 300"
     runaway(rows, steps=300)        # also a run whose rows stop before its step 300: every step after them skipped
+    runaway(rows, steps=6, skipped=5)   # and one most of whose steps were skipped, wherever they fell
 
 Every runner skips a step (or rejects a push) whose cost or gradient is not finite, and a run where every one was
 fails with :class:`~downpour.errors.Diverged`. A run can also diverge with finite numbers: teacher-student with 3
@@ -38,7 +39,7 @@ def _stages(row: dict[str, Any]) -> frozenset[str]:
     return frozenset(k.partition("/")[0] for k in row if k.startswith("stage") and "/" in k)
 
 
-def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None) -> dict[str, Any] | None:
+def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None, skipped: int = 0) -> dict[str, Any] | None:
     """The first and last logged loss when the last is not finite, or is over :data:`GROWTH` times the first's size
     (and over GROWTH itself); None otherwise. Rows of a greedy run are compared within each stage's rows (those that
     logged the same stages), the first stage that ran away said: its ``loss`` is a different sum in each stage, and a
@@ -49,7 +50,14 @@ def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None) -> dict[st
     row at its last step unless every step since its last row was skipped: rows that stop before ``steps`` are a
     run that blew past finite numbers and skipped the rest (then also ``"steps"``). teacher-student at train.lr = 20,
     300 steps: one row, 1.6e+33 at step 50, 290 steps skipped, and until 2026-12-06 no word (its first and last row
-    were that one row). A shorter tail of skipped steps (:func:`tail_limit`) is not, unless its loss ran away as above."""
+    were that one row). A shorter tail of skipped steps (:func:`tail_limit`) is not, unless its loss ran away as above.
+
+    ``skipped``: how many of its ``steps`` a local run skipped (model.json's ``skipped_steps``): more than half is a
+    run that diverged wherever they fell (then also ``"skipped"``). Skipped steps that share a row with finite ones
+    leave no trace in the rows: ufldl-sae, 6 steps, steps 2-6 non-finite, logged one row at step 1 with
+    train.log_every = 1 (said, its rows stop) but a row at step 6 with 50 (the studies' rate), and until 2026-12-06
+    that one was measured as trained. (A cluster run most of whose pushes were refused is said by its
+    ``refused_pushes``: a push is not a step.)"""
     rows = [r for r in rows if isinstance(r.get("loss"), (int, float))]
     if not rows:
         return None
@@ -64,6 +72,9 @@ def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None) -> dict[st
         if (stopped and end is last) or not math.isfinite(b) or abs(b) > GROWTH * max(abs(a), 1.0):
             return {"first_step": first.get("step"), "first_loss": a, "last_step": end.get("step"), "last_loss": b,
                     **({"steps": steps} if stopped and end is last else {})}
+    if steps and 2 * skipped > steps:
+        return {"first_step": rows[0].get("step"), "first_loss": float(rows[0]["loss"]), "last_step": last.get("step"),
+                "last_loss": float(last["loss"]), "steps": steps, "skipped": skipped}
     return None
 
 
@@ -74,6 +85,9 @@ def diverged_words(d: dict[str, Any]) -> str:
     if "steps" in d:
         was = (f"from {d['first_loss']:.4g} at step {d['first_step']} to {d['last_loss']:.4g}"
                if d["first_step"] != d["last_step"] else f"{d['last_loss']:.4g}")
+        if "skipped" in d:
+            return (f"the run diverged: {d['skipped']} of its {d['steps']} steps had a non-finite cost or gradient "
+                    f"and were skipped (its logged loss {was} at step {d['last_step']})")
         return (f"the run diverged: every step after step {d['last_step']}, to step {d['steps']}, had a non-finite "
                 f"cost or gradient and was skipped (its logged loss {was} at step {d['last_step']})")
     return (f"the run diverged: its loss {_moved(d['first_loss'], d['last_loss'])} from {d['first_loss']:.4g} at step "
