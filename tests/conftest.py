@@ -1,5 +1,6 @@
 """Fixtures shared across test modules."""
 import gc
+import signal
 import time
 
 import pytest
@@ -73,6 +74,13 @@ def _on_shared_ray(item: pytest.Item) -> bool:
 
 
 def pytest_configure(config):
+    # SIGINT handled, as in a terminal, even where the suite was started with it ignored (`pytest ... &` from a script
+    # or any shell without job control ignores it, and Python keeps an inherited "ignore"): there the tests' Ctrl-Cs
+    # (os.kill(os.getpid(), signal.SIGINT)) never came, and a run a test stopped at step 3 trained on to its end and
+    # returned 0 where 130 was asked (tests/test_analysis_bad_runs.py, 2026-12-06); and a command a test starts
+    # inherited the "ignore" too (a cross-fit's fold processes; test_crossfit.py's fixture did this for its test alone)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line("markers", "own_ray: the module's local_ray is a Ray of its own, started after the "
                                        "module's fixtures (what they put in os.environ reaches Ray's workers)")
 

@@ -466,23 +466,8 @@ def test_twins_added_to_finished_folds_are_scored_and_folds_without_faces_get_no
     assert "is a cross-fit's folder, not a run, stopped before its report" in capsys.readouterr().err
 
 
-@pytest.fixture
-def sigint_handled():
-    """SIGINT handled in this process while a test runs, so that a command it starts takes SIGINT as Ctrl-C:
-    pytest started as a background job of a script (`cmd &`) ignores SIGINT, and a child would inherit that
-    (a handled signal is the default again in the child)."""
-    import signal
-
-    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    if ignored:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    if ignored:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT", "SIGKILL", "group SIGINT"])
-def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpoints(tmp_path, stop, sigint_handled):
+def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpoints(tmp_path, stop):
     """SIGTERM reached only the parent: it said "terminated" and then waited while both fold processes
     trained on to their end (and a rerun meanwhile would have written into their folders). A SIGINT sent to
     the parent alone (`kill -INT`, not a terminal's Ctrl-C) did the same, then killed them after 120 s with
