@@ -182,9 +182,23 @@ def test_a_model_with_non_finite_weights_is_refused_with_its_parameter(run):
 
 def test_a_dead_layer_is_a_data_error_naming_it_not_a_traceback(run):
     _set_weights(run, lambda t: t["stages.1.filter.weight"].zero_())
-    with pytest.raises(DataError, match="the best single neuron of layer 'stage2': no candidate of .*set analysis.layer to "
-                                        "another layer"):
+    with pytest.raises(DataError, match=r"the best single neuron of layer 'stage2': no candidate of .*\(set analysis\.layer to "
+                                        r"another of CatNet's feature layers: 'stage1/codes', 'stage1/pooled', "
+                                        r"'stage1', 'stage2/codes', 'stage2/pooled'\)"):
         analyze_run(run, **FAST)
+
+
+def test_a_dead_layer_of_a_one_layer_model_says_it_has_no_other(tmp_path):
+    """ufldl-sae at train.lr = 200 (its codes all saturated) was told to "set analysis.layer to another layer": its
+    model has one feature layer, 'codes'."""
+    cfg = load_config("ufldl-sae", ["train.steps=2", "train.tensorboard=false", "data.samples=500", "train.threads=1"])
+    path = tmp_path / "sae"
+    run_local(cfg, RunDir.create(path, cfg))
+    _set_weights(path, lambda t: t["weight"].zero_())      # every code the same to every image
+    with pytest.raises(DataError) as err:
+        analyze_run(path, **FAST)
+    assert "('codes' is Autoencoder's only feature layer: analysis.layer has no other to name)" in str(err.value)
+    assert "another" not in str(err.value)
 
 
 def test_a_dead_layer_of_a_run_that_diverged_says_it_diverged(run):
@@ -194,7 +208,7 @@ def test_a_dead_layer_of_a_run_that_diverged_says_it_diverged(run):
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     with (run / "metrics.jsonl").open("a") as f:       # (the same stages as the last row: one stage's loss ran away)
         f.write(json.dumps({**last, "step": 5, "loss": 5.1e19}) + "\n")
-    with pytest.raises(DataError, match=r"another layer\)\. Its training is in metrics\.jsonl; the run diverged: its "
+    with pytest.raises(DataError, match=r"'stage2/pooled'\)\. Its training is in metrics\.jsonl; the run diverged: its "
                                         r"loss grew from .* to 5\.1e\+19 at step 5"):
         analyze_run(run, **FAST)
 

@@ -39,7 +39,7 @@ from downpour.analysis.stimulus import Stimulus, optimal_stimulus, top_images
 from downpour.analysis.training import frozen_stages, skips, training_summary, where_training_is, with_its_training
 from downpour.analysis.options import (MIN_SIDE, analysis_options, is_image_input, no_faces_of, no_faces_path, open_run,
                                       run_preprocess)
-from downpour.analysis.units import check_layer, describe_unit, unit_responses
+from downpour.analysis.units import check_layer, describe_unit, other_layers, unit_responses
 from downpour.config import AnalysisConfig, ConfigError, RunConfig
 from downpour.data.preprocess import Preprocess
 from downpour.errors import DataError, DeadLayer
@@ -98,7 +98,7 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
     except ConfigError:
         raise
     except ValueError as err:        # no unit of the layer can be chosen (a dead layer): the user's to change
-        raise DeadLayer(f"{err} (set analysis.layer to another layer)") from None
+        raise DeadLayer(f"{err} ({other_layers(model, layer)})") from None
     return {"controls": test["rows"], "controls_ties": test["ties"], "controls_verdict": test["verdict"],
             "controls_by_layer": test["by_layer"],
             "controls_setup": {k: test[k] for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection", "choice",

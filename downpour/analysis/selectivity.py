@@ -31,7 +31,7 @@ from downpour.analysis import baselines
 from downpour.analysis.choice import NoCandidate, auc_scores, choice, threshold_scan, tie_verdict, tied_figures
 from downpour.analysis.controls import TIE_REPLICATES, bootstrap_weights, ranked_aucs
 from downpour.analysis.labelled import LabelledSet
-from downpour.analysis.units import check_layer, randomized_copy, unit_responses
+from downpour.analysis.units import check_layer, other_layers, randomized_copy, unit_responses
 from downpour.errors import ConfigError, DataError, DeadLayer
 from downpour.models.base import FeatureModel
 
@@ -175,7 +175,8 @@ def face_neuron_tables(model: FeatureModel, data: LabelledSet, seeds: list[int],
     everything = np.arange(len(y))
     paper = {"method": "learned unit, paper style (unit and threshold chosen by accuracy on the same images it is scored on)",
              "layer": layer, **best_unit(scores["learned"], y, everything, everything, by="accuracy")}
-    return [_table(scores, pixels, y, data, positive, test_fraction, seed, layer, how, paper) for seed in seeds]
+    hint = other_layers(model, layer)
+    return [_table(scores, pixels, y, data, positive, test_fraction, seed, layer, how, paper, hint) for seed in seeds]
 
 
 def over_splits(model: FeatureModel, data: LabelledSet, seeds: list[int], **table: Any) -> dict[str, Any]:
@@ -211,13 +212,15 @@ def _check_sizes(data: LabelledSet, positive: int, y: np.ndarray) -> None:
         raise DataError(f"labelled set {data.name!r} has no examples of both classes (positive = {positive})")
 
 
-def _unit_of(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.ndarray, where: str) -> dict[str, Any]:
+def _unit_of(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.ndarray, where: str,
+             hint: str) -> dict[str, Any]:
     """:func:`best_unit` of a layer's units, a layer none of whose units can be chosen (a dead one) a DataError naming
-    it (the accuracy rule, until 2026-12-04, took its unit 0 and left the refusal to the face test)."""
+    it and ending with ``hint`` (:func:`~downpour.analysis.units.other_layers`); the accuracy rule, until 2026-12-04,
+    took its unit 0 and left the refusal to the face test."""
     try:
         return best_unit(scores, y, select, test)
     except NoCandidate as err:
-        raise DeadLayer(f"the best single neuron of {where}: {err} (set analysis.layer to another layer)") from None
+        raise DeadLayer(f"the best single neuron of {where}: {err} ({hint})") from None
 
 
 def _probe_figures(probe: Any, features: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -231,16 +234,17 @@ def _probe_figures(probe: Any, features: np.ndarray, y: np.ndarray) -> tuple[flo
 
 
 def _table(scores: dict[str, np.ndarray], pixels: np.ndarray, y: np.ndarray, data: LabelledSet, positive: int,
-           test_fraction: float, seed: int, layer: str, how: str, paper: dict[str, Any]) -> dict[str, Any]:
-    """One split's table from precomputed responses: {"learned", "random", "pixel", "filters"} -> (N, K)."""
+           test_fraction: float, seed: int, layer: str, how: str, paper: dict[str, Any], hint: str) -> dict[str, Any]:
+    """One split's table from precomputed responses: {"learned", "random", "pixel", "filters"} -> (N, K); ``hint``: what
+    a dead layer is told to try."""
     select, test = split(y, test_fraction, seed)
-    learned = {"method": "learned unit", "layer": layer, **_unit_of(scores["learned"], y, select, test, f"layer {layer!r}")}
+    learned = {"method": "learned unit", "layer": layer, **_unit_of(scores["learned"], y, select, test, f"layer {layer!r}", hint)}
 
     majority = int(np.bincount(y[select], minlength=2).argmax())
     chance = {"method": "chance (majority class)", "predicts": majority, "test_accuracy": float((y[test] == majority).mean()),
               "selection_accuracy": float((y[select] == majority).mean()), "selection_auc": 0.5, "test_auc": 0.5}   # (one answer for all)
     random_net = {"method": "random weights, same architecture", "layer": layer, "weights": how,
-                  **_unit_of(scores["random"], y, select, test, f"layer {layer!r} with random weights")}
+                  **_unit_of(scores["random"], y, select, test, f"layer {layer!r} with random weights", hint)}
     pixel = {"method": "best single pixel", **best_unit(scores["pixel"], y, select, test)}
     random_filters = {"method": f"best of {scores['filters'].shape[1]} random linear filters",
                       **best_unit(scores["filters"], y, select, test)}

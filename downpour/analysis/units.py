@@ -30,6 +30,16 @@ def check_layer(model: FeatureModel, layer: str | None, key: str = "") -> str:
     return layer
 
 
+def other_layers(model: FeatureModel, layer: str) -> str:
+    """What a dead ``layer`` (no unit can be chosen) is told to try: the model's other feature layers by name, or, for a
+    model of one (ufldl-sae's ``codes``), that it has none. Until 2026-12-06 every model was told to "set analysis.layer
+    to another layer", one that had no other too."""
+    others = [name for name in model.feature_layers() if name != layer]
+    if not others:
+        return f"{layer!r} is {type(model).__name__}'s only feature layer: analysis.layer has no other to name"
+    return f"set analysis.layer to another of {type(model).__name__}'s feature layers: {', '.join(map(repr, others))}"
+
+
 def model_input_shape(model: FeatureModel, fallback: tuple[int, ...] | None = None) -> tuple[int, ...]:
     """The (C, H, W) a model was built for: its ``input_shape`` attribute, else ``fallback``."""
     shape = getattr(model, "input_shape", None) or fallback
