@@ -1,11 +1,14 @@
 """A study's quick setting, run once per test module, and what it must have written (issue 10): the
 shared part of the tests/test_study_*.py modules; check_owed only for the face-test studies with twins."""
+import html
 import json
 import math
 import re
 
 import pytest
 
+from downpour.studies import design_class
+from downpour.studies.about import ABOUT
 from downpour.studies.run import run_study
 
 KEYS = ("study", "question", "cells", "seeds", "verdict", "command")
@@ -35,6 +38,10 @@ def check_written(folder, result, name, seeds=2):
     assert result["verdict"].startswith("This is the quick setting (")
     assert f", {seeds} seeds): a smoke test of the machinery, not an answer.\n\n" in result["verdict"]
     assert result["verdict"].count("This is the quick setting") == 1    # (the runner's alone, not the study's too)
+    # both pages say where the answer is: the full setting, its seeds and time (until 2026-12-06 "too few seeds" alone)
+    full = (f"the answer is the full setting's, without --quick: {design_class(name).seeds_full} paired seeds per "
+            f"condition, {ABOUT[name][1]} on 2 cores)")
+    assert full in (folder / "study.md").read_text() and html.escape(full) in (folder / "study.html").read_text()
 
 
 def check_markdown(folder, result):

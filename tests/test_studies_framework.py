@@ -75,7 +75,11 @@ def test_seeds_the_folder_holds_beyond_those_asked_for_are_said_not_silently_lef
     run_study("planted", tmp_path, quick=True, seeds=5, jobs=1)
     capsys.readouterr()
     run_study("planted", tmp_path, quick=True, jobs=1)             # the default 3: study.json now holds 3 of 5
-    assert "also holds seed(s) 3, 4, left out of this summary; --seeds 5 uses them" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "also holds seeds 3, 4, left out of this summary; --seeds 5 uses them" in err   # ("seed(s)" until 2026-12-06)
+    assert "planted: 2 conditions x 3 seeds; 0 cells to run" in err
+    run_study("planted", tmp_path, quick=True, seeds=4, jobs=1)
+    assert "also holds seed 4, left out of this summary; --seeds 5 uses them" in capsys.readouterr().err
     run_study("planted", tmp_path, quick=True, seeds=5, jobs=1)
     assert "also holds" not in capsys.readouterr().err
 
@@ -1515,8 +1519,8 @@ def test_a_folder_of_another_study_or_setting_is_refused_naming_the_study_it_hol
     monkeypatch.setitem(studies.STUDIES, "other", f"{__name__}:Other")
     run_study("planted", tmp_path, quick=True, jobs=1)
     with pytest.raises(ConfigError, match="holds the cells of `downpour study planted --quick`, not of "
-                                          "`downpour study other --quick`"):
-        run_study("other", tmp_path, quick=True, jobs=1)
+                                          "`downpour study other --quick`: another study's folder; use another --out"):
+        run_study("other", tmp_path, quick=True, jobs=1)     # (not its keys, nor "an unnamed earlier measure")
     with pytest.raises(ConfigError, match="holds the cells of `downpour study planted --quick`, not of "
                                           "`downpour study planted`: "):
         run_study("planted", tmp_path, quick=False, seeds=3, jobs=1)
@@ -1576,6 +1580,7 @@ def test_every_studys_heading_and_time_in_the_docs_are_the_ones_its_help_prints(
     import re
     from pathlib import Path
 
+    from downpour.studies import design_class
     from downpour.studies.about import ABOUT
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "studies.md").read_text()
@@ -1583,6 +1588,10 @@ def test_every_studys_heading_and_time_in_the_docs_are_the_ones_its_help_prints(
                           r"(.+) on 2 cores at the default seeds", text, re.M)
     assert all(name == again for _, name, again, _ in sections)
     assert {name: (int(n), wall) for n, name, _, wall in sections} == ABOUT
+    # the table at the top, every study's command, seeds and time in one place (since 2026-12-06), reads the same
+    table = re.findall(r"^\| Q(\d+) \| `downpour study (\S+)` \| [^|]+ \| (\d+) \| (.+) \|$", text, re.M)
+    assert {name: (int(n), wall) for n, name, _, wall in table} == ABOUT
+    assert all(int(seeds) == design_class(name).seeds_full for _, name, seeds, _ in table)
 
 
 def test_holms_paragraph_says_a_count_of_one_or_none_in_english():

@@ -470,3 +470,19 @@ def test_the_table_says_what_diverged_vs_counts_and_what_a_sync4_rate_averages()
     assert "0 of 4 vs 3 of 4; Δ +75 points" in by["het/lr0.125/async4"]
     assert "0.5 (4 × 0.125: a round averages 4 gradients)" in by["het/lr0.125/sync4"]
     assert "(4 ×" not in by["sae/sync4"] and "(4 ×" not in by["lr0.125/async4"]
+
+
+def test_the_figures_say_their_seeds_and_reference_line(tmp_path, monkeypatch):
+    """The phase diagram shows rates without intervals: its title says how many seeds each cell is of (the quick
+    setting's 0.50 against 0.00 from 2 seeds read as a finding); the controls' dashed line is named (sync's rate)."""
+    from downpour.studies import staleness
+    titles = {}
+    monkeypatch.setattr(staleness, "phase_diagram", lambda grid, rows, cols, path, title, label: titles.update(phase=title))
+    monkeypatch.setattr(staleness, "interval_bars", lambda *a, **k: titles.update(controls=a[3]))
+    monkeypatch.setattr(staleness, "distributions", lambda *a, **k: None)
+    study = study_class("staleness")(quick=True)
+    rows = [{"condition": c.name, "n": 3, "figures": {"p_success": [0.5, 0.1, 0.9]}} for c in study.conditions()]
+    cells = {(c.name, s): {"final_cost": 1.0} for c in study.conditions() for s in range(3)}
+    study.figures(rows, cells, tmp_path)
+    assert titles["phase"] == "P(global optimum), teacher-student k=8, 3 seeds per cell"
+    assert titles["controls"].endswith("with 95% intervals\n(dashed: sync's)")

@@ -261,3 +261,13 @@ def test_a_gain_from_the_faces_that_holms_correction_does_not_keep_is_called_a_l
     assert "a +0.100 [+0.040, +0.160], higher (without a face" in text
     assert "b +0.100 [+0.040, +0.160], higher (a lead: not after Holm's correction) (without a face" in text
     assert text.endswith("The face unit owes something to the faces in: a, b (a lead).")
+
+
+def test_the_owed_figure_title_names_no_condition(tmp_path, monkeypatch):
+    """Its bars are every condition's gain from the faces; "learned minus no-faces twin" (until 2026-12-06) read, in the
+    first-layer study, whose reference condition is "learned", as that condition's alone."""
+    from downpour.studies import compare
+    got = {}
+    monkeypatch.setattr(compare, "interval_bars", lambda names, triples, path, title, *a, **k: got.update(title=title))
+    compare.owed_figure([{"condition": "learned", "figures": {}}, {"condition": "gabor", "figures": {}}], tmp_path / "f.png")
+    assert got["title"] == "face AUC on the controls: trained with faces minus its no-faces twin (95% intervals)"

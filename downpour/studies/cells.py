@@ -121,8 +121,13 @@ class CellCache:
                 if "measured_by" in differs:    # the measure changed under the same configs: say from what to what
                     why += (f"; its cells were measured by {(old or {}).get('measured_by', 'an unnamed earlier measure')!r}, "
                             f"this version measures {header.get('measured_by', 'without naming one')!r}, and the two are not mixed")
-                raise ConfigError(f"{str(path.parent)!r} holds {_whose(old or {}, header)}a study run with other settings "
-                                  f"({', '.join(differs)} differ{why}); use another --out, or delete that folder to start again")
+                # (another study's folder: every key of its header differs, the measure too, which said "its cells were
+                # measured by 'an unnamed earlier measure'" of a study that names none, until 2026-12-06)
+                other = (old or {}).get("study") != header.get("study")
+                raise ConfigError(f"{str(path.parent)!r} holds {_whose(old or {}, header)}"
+                                  + ("another study's folder" if other else
+                                     f"a study run with other settings ({', '.join(differs)} differ{why})")
+                                  + "; use another --out, or delete that folder to start again")
             damaged = 0
             for line in lines[1:]:
                 row = _row(line)

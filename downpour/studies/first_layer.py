@@ -217,8 +217,8 @@ class FirstLayerStudy(FirstLayerDesign, Study):
                                  "accuracy"))
         labels = [f"{n} {w}" for w in ("lfw", "controls") for n in names]
         out.append(interval_bars(labels, [by[n]["figures"][f"face_auc_{w}"] for w in ("lfw", "controls") for n in names],
-                                 folder / "face_auc.png", "face test: learned unit's AUC (95% intervals)", "AUC",
-                                 reference=0.5))
+                                 folder / "face_auc.png", "face test: the face unit's AUC (95% intervals)\n"
+                                 "against lfw's non-faces and against the matched controls", "AUC", reference=0.5))
         out.append(owed_figure(rows, folder / "face_owed_controls.png"))
         seeds = sorted({s for (_, s) in cells})
         series = {}

@@ -56,12 +56,11 @@ def write_html(result: dict[str, Any], path: Path, shown: Shown | None = None,
     """The page of ``result`` (study.json's content); ``shown``, ``headings``: the study's own, for its table."""
     figures = "".join(_figure_block(f, result["cells"]) for f in result["figures"])
     verdict = "".join(f"<p>{html.escape(p)}</p>" for p in result["verdict"].split("\n\n"))
-    setting = "quick setting (a smoke test: too few seeds to answer anything)" if result["quick"] else "full setting"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>downpour study {html.escape(result['study'])}</title>
 <style>{STYLE}</style></head><body>
 <h1>Study: {html.escape(result['study'])}</h1>
 <p><b>Question.</b> {html.escape(result['question'])}</p>
-<p>{len(result['seeds'])} paired seeds per condition, {setting}; {table.cost(result)}.
+<p>{len(result['seeds'])} paired seeds per condition, {html.escape(table.setting(result))}; {table.cost(result)}.
 Reproduce with <code>{html.escape(result['command'])}</code>.</p>
 {_platforms(result)}<h2>Verdict</h2><div class="verdict">{verdict}</div>
 <h2>Conditions</h2>{rows_table(result['cells'], shown, headings)}

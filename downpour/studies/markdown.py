@@ -24,13 +24,12 @@ def write_markdown(result: dict[str, Any], path: Path, shown: Shown | None = Non
     study.html."""
     md = table.MARKDOWN
     rows = result["cells"]
-    setting = "quick setting (a smoke test: too few seeds to answer anything)" if result["quick"] else "full setting"
     head, body, text = table.conditions(rows, shown, headings, md)
     compared, tests = table.comparisons(rows, md)
     parts = [
         f"# Study: {result['study']}",
         f"**Question.** {md.escape(result['question'])}",
-        f"{len(result['seeds'])} paired seeds per condition, {setting}; {table.cost(result)}. "
+        f"{len(result['seeds'])} paired seeds per condition, {table.setting(result)}; {table.cost(result)}. "
         f"Reproduce with `{result['command']}`.",
         *(f"**{name}.** {md.escape(note)}" for name, note in table.page_notes(result)),
         "## Verdict",

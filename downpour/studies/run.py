@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from downpour._names import plural
 from downpour.cli_flags import check_sets
 from downpour.config import ConfigError, FlagValue, Override, RunConfig, config_to_dict, parse_override
 from downpour.objectives import make_term
@@ -91,12 +92,13 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     finally:
         torch.set_num_threads(threads)
     todo = [(c.name, s) for s in seed_list for c in conditions if (c.name, s) not in cache.cells]
-    print(f"downpour study {name}: {len(conditions)} conditions x {n} seeds; {len(todo)} cells to run (cells whose "
-          f"conditions make the same run share one), {len(conditions) * n - len(todo)} cached in {folder}",
+    print(f"downpour study {name}: {plural(len(conditions), 'condition')} x {plural(n, 'seed')}; "
+          f"{plural(len(todo), 'cell')} to run (cells whose conditions make the same run share one), "
+          f"{len(conditions) * n - len(todo)} cached in {folder}",
           file=sys.stderr, flush=True)
     unused = sorted({s for (c, s) in cache.cells if s >= n and c in names})
     if unused:                  # (a re-run without --seeds: the summary and study.json would quietly hold fewer)
-        print(f"downpour study {name}: {str(folder)!r} also holds seed(s) {', '.join(map(str, unused))}, left out of "
+        print(f"downpour study {name}: {str(folder)!r} also holds {'seed' if len(unused) == 1 else 'seeds'} {', '.join(map(str, unused))}, left out of "
               f"this summary; --seeds {unused[-1] + 1} uses them", file=sys.stderr, flush=True)
     try:
         workers = run_cells(study, todo, context, cache, jobs or default_jobs())

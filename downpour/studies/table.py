@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from downpour._names import plural
+from downpour.studies import STUDIES, design_class
+from downpour.studies.about import ABOUT
 from downpour.studies.data_note import data_sentence
 from downpour.studies.words import no_spread, unbounded
 
@@ -151,13 +153,27 @@ def intervals_note(rows: list[dict[str, Any]]) -> str:
         "is a lead to recheck with more seeds, not a finding.")
 
 
+def setting(result: dict[str, Any]) -> str:
+    """The page's words for its setting. The quick one says what answers the question instead: the full setting,
+    its seeds and roughly how long it takes (``downpour study NAME --help``'s time; until 2026-12-06 the page said
+    only "too few seeds to answer anything", and where the answer was, the help and docs/studies.md alone)."""
+    if not result["quick"]:
+        return "full setting"
+    name = result["study"]
+    full = ""
+    if name in STUDIES:
+        took = f", {ABOUT[name][1]} on 2 cores" if name in ABOUT else ""
+        full = f"; the answer is the full setting's, without --quick: {design_class(name).seeds_full} paired seeds per condition{took}"
+    return f"quick setting (a smoke test: too few seeds to answer anything{full})"
+
+
 def cost(result: dict[str, Any]) -> str:
     """What the study cost: its cells over every run of the folder, and this run's own time (a resumed study's
     last run may have run no cell: it read "0.4 s" for cells that took 32.6)."""
     spent = result.get("cells_cost", {})
     jobs = result.get("jobs", "?")
     where = "in this process" if jobs == 1 else "" if jobs == 0 else f"in {jobs} worker processes"
-    this = f"this run {result['seconds']} s, {result.get('cells_run', 0)} cells {where}".rstrip()
+    this = f"this run {result['seconds']} s, {plural(result.get('cells_run', 0), 'cell')} {where}".rstrip()
     if "seconds" not in spent:
         return this
     return (f"its cells took {spent['seconds']} s ({spent.get('cpu_seconds', 0)} CPU-s) over every run of the folder; "
