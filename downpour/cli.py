@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 
+from downpour._names import nearest
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, RunConfig, preset_table, parse_override
 from downpour.cli_flags import check_as_typed, check_plan_flags, check_sets, named_by_set
 from downpour.cli_analyze import cmd_analyze, cmd_report
@@ -231,8 +232,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments; a flag the command does not take is refused by that command, with its usage and the nearest flag
+    it does take (until 2026-12-06 `downpour study costs --quik` printed the top level's usage and
+    "unrecognized arguments: --quik" alone)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+        flags = [flag for action in command._actions for flag in action.option_strings]
+        hint = nearest(extra[0].split("=")[0], flags) if extra[0].startswith("--") else ""
+        command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     with sigterm_as_interrupt() as terms:

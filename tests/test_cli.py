@@ -357,3 +357,16 @@ def test_the_headline_names_a_folder_concepts_controls_not_a_face_test(tmp_path)
     assert headline(tmp_path) == f"downpour: controls for cat: {said}\n"
     (tmp_path / "analysis.json").write_text(json.dumps({"options": {"dataset": "lfw"}, "face_neuron": verdict}))
     assert headline(tmp_path) == f"downpour: face test: {said}\n"
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["study", "costs", "--quik"], "downpour study: error: unrecognized arguments: --quik (did you mean '--quick'?)"),
+    (["train", "--stepz", "3"], "downpour train: error: unrecognized arguments: --stepz 3 (did you mean '--steps'?)"),
+    (["study", "costs", "--jobz=2"], "downpour study: error: unrecognized arguments: --jobz=2 (did you mean '--jobs'?)"),
+])
+def test_a_flag_the_command_does_not_take_is_refused_by_it_naming_the_nearest(argv, said, capsys):
+    """It was the top level's refusal, under `downpour [-h] [-v] [--version] {train,...}`: no command, no hint."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.rstrip().endswith(said) and f"usage: downpour {argv[0]}" in err
