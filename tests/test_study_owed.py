@@ -270,4 +270,4 @@ def test_the_owed_figure_title_names_no_condition(tmp_path, monkeypatch):
     got = {}
     monkeypatch.setattr(compare, "interval_bars", lambda names, triples, path, title, *a, **k: got.update(title=title))
     compare.owed_figure([{"condition": "learned", "figures": {}}, {"condition": "gabor", "figures": {}}], tmp_path / "f.png")
-    assert got["title"] == "face AUC on the controls: trained with faces minus its no-faces twin (95% intervals)"
+    assert got["title"] == "face AUC on the controls (95% intervals):\ntrained with faces minus its no-faces twin"

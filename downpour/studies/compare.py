@@ -288,5 +288,5 @@ def owed_paragraph(rows: Sequence[dict[str, Any]], unit: str = "face unit") -> s
 def owed_figure(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """Each condition's ``face_owed_controls`` with its interval over seeds, against 0."""
     return interval_bars([r["condition"] for r in rows], [r["figures"].get(OWED_FIGURE, [math.nan] * 3) for r in rows],
-                         path, "face AUC on the controls: trained with faces minus its no-faces twin (95% intervals)",
+                         path, "face AUC on the controls (95% intervals):\ntrained with faces minus its no-faces twin",
                          "AUC owed to the faces", reference=0.0)
