@@ -1144,7 +1144,7 @@ def test_verdict_words():
     assert words.signed([0.7449, 0.6031, 0.886], ".3g") == "+0.745 [+0.603, +0.886]"
     # a difference no seed measured, and one with no interval: said, not printed as nan or inf
     assert words.signed([math.nan, math.nan, math.nan]) == "not measured"
-    assert words.points([0.05, -math.inf, math.inf], 1, " points") == "+5.0 points (no interval)"
+    assert words.points([0.05, -math.inf, math.inf], 1, " points") == "+5.0 points (no interval: too few seeds to tell)"
     assert words.value_ci([0.4529, 0.45, 0.46]) == "0.4529 [0.45, 0.46]"
 
 
@@ -1165,7 +1165,7 @@ def test_a_difference_that_rounds_to_zero_is_said_unsigned_but_an_interval_end_b
     assert words.points([-0.011, -0.021, -0.0004]) == "-1.1 [-2.1, -0.04]"
     assert words.points([-0.011, -0.021, -1e-7]) == "-1.1 [-2.1, -0.0]"            # 0 to 3 decimals: keeps its side
     assert words.difference([-1e-9, -0.1, 0.2], "{:+.3g}") == "-1e-09 [-0.1, +0.2]"    # not zero to .3g
-    assert words.signed([-1e-7, -math.inf, math.inf]) == "0.000 (no interval)"
+    assert words.signed([-1e-7, -math.inf, math.inf]) == "0.000 (no interval: too few seeds to tell)"
 
 
 def test_seeds_a_paired_difference_leaves_out_for_its_baseline_are_said():

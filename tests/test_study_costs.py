@@ -156,7 +156,7 @@ def test_without_an_interval_the_verdict_cannot_tell_and_a_negative_gap_is_not_c
              for w in QUICK_PENALTIES[term]]
     text = study.verdict(rows)
     assert "over-fits -0.0006" not in text and "over-fitting gap (held-out minus training error) is -0.0006" in text
-    assert "(no interval) (over the conditions' means: not measured): too few seeds to tell" in text
+    assert "(no interval: too few seeds to tell) (over the conditions' means: not measured): inconclusive" in text
     assert "no monotone relation" not in text
     # the seeds it ran (--quick: 2), not the full setting's 6, which it said whatever --seeds was
     assert "no interval over 2 seeds is honest for it" in text

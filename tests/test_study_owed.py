@@ -201,7 +201,7 @@ def test_a_gain_the_same_in_every_seed_has_the_sign_tests_interval_not_a_zero_wi
     assert figure_ci("face_owed_controls", [0.06, 0.06, 0.06]) == (pytest.approx(0.06), -math.inf, math.inf)
     assert figure_ci("face_auc_controls", [0.06, 0.06, 0.06])[1:] == (pytest.approx(0.06), pytest.approx(0.06))
     text = owed_paragraph([row("x", list(figure_ci("face_owed_controls", [0.06, 0.06, 0.06])))])
-    assert "x +0.060 (no interval), inconclusive" in text and "owes something to the faces in" not in text
+    assert "x +0.060 (no interval: too few seeds to tell), inconclusive" in text and "owes something to the faces in" not in text
 
 
 def test_a_twin_whose_units_cannot_be_chosen_leaves_the_runs_own_face_figures(monkeypatch):

@@ -163,7 +163,7 @@ class CostsStudy(CostsDesign, Study):
             rho, lo, hi = extra["hoyer_gap_rank_correlation"]
             # (every seed's ρ 0 on too few: its number already says "no seed differed: too few seeds to tell", as any
             # paired difference's does, and the reading is theirs; until 2026-12-06 "...: too few seeds to tell" again)
-            word = (("inconclusive" if words.unbounded((rho, lo, hi)) == words.NO_SEED_DIFFERED
+            word = (("inconclusive" if words.unbounded((rho, lo, hi)) in (words.NO_SEED_DIFFERED, words.TOO_FEW)
                      else "too few seeds to tell") if not (math.isfinite(lo) and math.isfinite(hi)) else
                     "sparser codes went with more over-fitting" if lo > 0 else
                     "sparser codes went with less over-fitting" if hi < 0 else "no monotone relation shows")

@@ -9,8 +9,9 @@
     percent_ci([0.0, 0.0, 0.0])          -> "0% (the same in every seed)"   (a mean with no spread, as study.html)
 
 An interval that is not finite (one seed, or a difference with no spread from fewer seeds than the
-sign test needs) is said as "(no interval)" rather than printed as nan or inf, or, for a difference that was 0 in
-every seed, as "0.000 (no seed differed: too few seeds to tell)"; a difference that is itself not finite (no seed
+sign test needs) is said as "(no interval)" rather than printed as nan or inf, a difference's as "(no interval: too
+few seeds to tell)" (since 2026-12-06), or, for a difference that was 0 in every seed, as "0.000 (no seed differed:
+too few seeds to tell)"; a difference that is itself not finite (no seed
 had both figures) reads "not measured". An interval's end near zero takes up to 2 more decimals, as the run report's
 ("[-2.1, -0.04]"; since 2026-12-06, :func:`difference`), and so does the difference where its interval is on one side
 of 0 ("+0.0002 [+0.0001, +0.001]"); a difference that rounds to zero is said unsigned ("0.0 points [-0.8, +0.8]"; until
@@ -61,14 +62,21 @@ def against(rate: float, reference: str, reference_rate: float) -> str:
 # (:func:`~downpour.studies.stats.paired_difference`; it read "0.000 [0.000, 0.000], no detectable effect" on the quick
 # setting's 2 seeds until 2026-12-05)
 NO_SEED_DIFFERED = "no seed differed: too few seeds to tell"
+# any other difference unbounded both ways: one seed, or seeds that moved in lock-step, fewer than the sign test needs
+# (the quick flat-skipping study's padded probe, -1.7 points in both seeds, read "(no interval)" on 2 seeds until
+# 2026-12-06: as if one seed had been measured)
+TOO_FEW = "no interval: too few seeds to tell"
 
 
 def unbounded(triple: Sequence[float], difference: bool = True) -> str:
     """Why a figure with an end not finite has no interval: a ``difference`` 0 unbounded both ways, every seed's 0 on
-    too few seeds (:data:`NO_SEED_DIFFERED`), else "no interval" (one seed; the verdicts' words and study.html's table
+    too few seeds (:data:`NO_SEED_DIFFERED`), another unbounded both ways :data:`TOO_FEW`, else "no interval" (a mean
+    of one seed, or ends not a number; the verdicts' words and study.html's table
     alike: the table printed "0 [−∞, ∞]" until 2026-12-06)."""
     d, lo, hi = triple
-    return NO_SEED_DIFFERED if difference and d == 0 and lo == -math.inf and hi == math.inf else "no interval"
+    if difference and lo == -math.inf and hi == math.inf:
+        return NO_SEED_DIFFERED if d == 0 else TOO_FEW
+    return "no interval"
 
 
 def difference(triple: Sequence[float], fmt: str = "{:+.3f}", unit: str = "") -> str:
