@@ -92,9 +92,9 @@ class Runtime:
 
     def wait(self, refs: list[Ref], num_returns: int = 1, timeout: float | None = None) -> tuple[list[Ref], list[Ref]]:
         """``num_returns`` of the ready ones, in the order given, the LAST ones where more are ready: Ray answers
-        with any ready ones (tests/test_ray_wait_order.py), so a loop that needs the first must ask for them all
-        (``restarts_on_ray.first_ready``). None ready: a death not told yet comes first (unless this is only a look,
-        ``timeout=0``), then the timeout passes (a restart's deadline comes at once)."""
+        with any ready ones (tests/test_ray_wait_order.py), so a loop that needs the first must look at those
+        before the one it got (``restarts_on_ray.first_ready``). None ready: a death not told yet comes first (unless
+        this is only a look, ``timeout=0``), then the timeout passes (a restart's deadline comes at once)."""
         self.waits += 1
         self.now += self.tick
         ready = last_ready([r for r in refs if self.ready(r)], num_returns)

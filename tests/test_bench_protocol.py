@@ -97,7 +97,7 @@ FLAGGED = {"analysis_repeats": (5, 1), "checkpoint_save": (7, 1), "data_pipeline
            "optimiser_start_up": (5, None), "parameter_server": (5, None), "partitions_ray": (3, 1),
            "pool_lcn": (15, 1), "report_figures": (5, None), "scaling": (None, 1), "server_rules": (7, 1), "sim_rng": (5, 1),
            "split_threads": (3, 2), "start_up": (5, 2), "step_check": (9, 1), "tie_null": (7, None), "tiled": (5, 1),
-           "training_throughput": (5, 1), "variance_gate": (5, 1)}
+           "training_throughput": (5, 1), "variance_gate": (5, 1), "wait_order": (5, None)}
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 

@@ -6,7 +6,7 @@ Left at their --help (tests/test_bench_protocol.py), each costing well over the 
 start_up (the main job's data built 4 times and more, no smaller size in its tile mode: 107 s on 2 loaded cores),
 split_threads (4 fresh ``downpour train`` processes: 76 s at --steps 2 --reps 1), and the Ray benches:
 parameter_server (a Ray of its own: 46 s at --sizes 0.01 --repeats 1 --reps 1; its start is checked below),
-training_throughput and partitions_ray (2-3 Ray runs a repetition; their processes are stood in for in
+wait_order (a Ray of its own too, its start checked below), training_throughput and partitions_ray (2-3 Ray runs a repetition; their processes are stood in for in
 tests/test_bench_throughput.py and tests/test_bench_partitions_ray.py)."""
 import json
 import logging
@@ -37,6 +37,7 @@ import step_check  # noqa: E402
 import step_peak  # noqa: E402
 import tie_calibration  # noqa: E402
 import tie_null  # noqa: E402
+import wait_order  # noqa: E402
 
 
 def _rows(capsys):
@@ -191,7 +192,8 @@ class _Started(Exception):
 
 
 @pytest.mark.parametrize("start", [lambda: parameter_server.main(["--sizes", "0.01"]),
-                                   lambda: next(scaling.ps_points((0.01,), 1))], ids=["parameter_server", "scaling"])
+                                   lambda: next(scaling.ps_points((0.01,), 1)), lambda: wait_order.main([])],
+                         ids=["parameter_server", "scaling", "wait_order"])
 def test_the_ray_benches_start_a_ray_of_their_own(start, monkeypatch):
     """Their ``ray.init(num_cpus=2)`` joined a Ray another process on the machine had started (`ray start`, another
     session's run) and failed there ("num_cpus ... must not be provided") until 2026-12-06."""
