@@ -238,12 +238,24 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     "unrecognized arguments: --quik" alone)."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:
-        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
-        flags = [flag for action in command._actions for flag in action.option_strings]
-        hint = nearest(extra[0].split("=")[0], flags) if extra[0].startswith("--") else ""
-        command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
-    return args
+    if not extra:
+        return args
+    command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+    words = sys.argv[1:] if argv is None else argv
+    after = command.parse_known_args(words[words.index(args.command) + 1:])[1]
+    before = extra[:len(extra) - len(after)]     # the top level's (its flags take no value: the command is the first word)
+    if before:   # `downpour --quick study costs` was study's "--quick (did you mean '--quick'?)" until 2026-12-06
+        flag = before[0].split("=")[0]
+        hint = (f" ({flag} is {args.command}'s: give it after `downpour {args.command}`)" if flag in _flags(command)
+                else nearest(flag, _flags(parser)) if flag.startswith("--") else "")
+        parser.error(f"unrecognized arguments: {' '.join(before)}{hint}")
+    hint = nearest(after[0].split("=")[0], _flags(command)) if after[0].startswith("--") else ""
+    command.error(f"unrecognized arguments: {' '.join(after)}{hint}")
+
+
+def _flags(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string ``parser`` takes (argparse has no public list: tests/test_cli.py's refusals guard it)."""
+    return [flag for action in parser._actions for flag in action.option_strings]
 
 
 def main(argv: list[str] | None = None) -> int:

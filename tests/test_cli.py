@@ -363,10 +363,23 @@ def test_the_headline_names_a_folder_concepts_controls_not_a_face_test(tmp_path)
     (["study", "costs", "--quik"], "downpour study: error: unrecognized arguments: --quik (did you mean '--quick'?)"),
     (["train", "--stepz", "3"], "downpour train: error: unrecognized arguments: --stepz 3 (did you mean '--steps'?)"),
     (["study", "costs", "--jobz=2"], "downpour study: error: unrecognized arguments: --jobz=2 (did you mean '--jobs'?)"),
+    (["-v", "train", "-v"], "downpour train: error: unrecognized arguments: -v"),
 ])
 def test_a_flag_the_command_does_not_take_is_refused_by_it_naming_the_nearest(argv, said, capsys):
     """It was the top level's refusal, under `downpour [-h] [-v] [--version] {train,...}`: no command, no hint."""
     with pytest.raises(SystemExit) as stop:
         main(argv)
     err = capsys.readouterr().err
-    assert stop.value.code == 2 and err.rstrip().endswith(said) and f"usage: downpour {argv[0]}" in err
+    assert stop.value.code == 2 and err.rstrip().endswith(said) and f"usage: downpour {said.split()[1][:-1]} " in err
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--quick", "study", "costs"], "unrecognized arguments: --quick (--quick is study's: give it after `downpour study`)"),
+    (["--verbse", "train", "--stepz=3"], "unrecognized arguments: --verbse (did you mean '--verbose'?)"),
+])
+def test_a_flag_before_the_command_is_refused_by_the_top_level(argv, said, capsys):
+    """They were the command's: `--quick study costs` read "--quick (did you mean '--quick'?)" under study's usage."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.rstrip().endswith(f"downpour: error: {said}") and "usage: downpour [-h]" in err
