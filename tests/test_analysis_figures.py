@@ -291,6 +291,16 @@ def test_a_diverged_loss_is_labelled_in_powers_of_ten_not_in_thirty_digits(tmp_p
     assert {"1e6", "1e12"} <= {t.get_text() for t in saved[0].axes[0].get_yticklabels()}
 
 
+def test_a_loss_falling_below_1e_minus_4_is_labelled_in_the_style_of_one_above_1e7(tmp_path, monkeypatch):
+    """A loss from 1 down to 1e-6 read "1e\u221206" beside "0.0001": the exponent's 0, which "1e6" drops, kept."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    figures.loss_curves([{"step": s, "loss": 10.0 ** -s} for s in range(7)], tmp_path / "l.png")
+    saved[0].canvas.draw()
+    labels = {t.get_text().replace("\u2212", "-") for t in saved[0].axes[0].get_yticklabels()}
+    assert "1e-6" in labels and not any("e-0" in t for t in labels), labels
+
+
 def test_a_log_axis_within_a_decade_labels_each_round_tick_with_its_value(tmp_path, monkeypatch):
     """cat-demo on 3 simulated workers at train.lr = 0.5, its stage2/reconstruction from 2,250 down to 297: ticked every
     250, the ticks at 1,250 and 1,750 read "1,200" and "1,800" (two digits: until 2026-12-06)."""

@@ -71,7 +71,7 @@ class _PlainLogFormatter(LogFormatter):
             digits += 1                                                         # read "1,800" until 2026-12-06)
         if x >= 1000 and hi < 1e7:
             return f"{float(f'{x:.{digits}g}'):,.0f}"
-        return self.fix_minus(re.sub(r"e\+0*(?=\d)", "e", f"{x:.{digits}g}"))
+        return self.fix_minus(re.sub(r"e\+?(-?)0*(?=\d)", r"e\1", f"{x:.{digits}g}"))   # (1e-06 read so until 2026-12-06)
 
 
 def _spaced(ticks: list[float], bottom: float, top: float) -> list[float]:
