@@ -301,6 +301,20 @@ def test_a_loss_falling_below_1e_minus_4_is_labelled_in_the_style_of_one_above_1
     assert "1e-6" in labels and not any("e-0" in t for t in labels), labels
 
 
+@pytest.mark.parametrize("values, scale, labelled", [([float("nan"), 300.0, 30.0, 3.0], "log", "100"),
+                                                      ([300.0, 250.0, float("inf"), 200.0], "log", "240")])
+def test_a_non_finite_row_changes_neither_a_loss_axis_scale_nor_its_ticks(tmp_path, monkeypatch, values, scale, labelled):
+    """A NaN row first made a loss from 300 to 3 a linear axis (min() of a list starting with NaN is NaN); an inf row
+    ticked a loss from 300 to 200 as one spanning decades, with no label between 200 and 300."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    figures.loss_curves([{"step": 10 * (i + 1), "loss": v} for i, v in enumerate(values)], tmp_path / "l.png")
+    ax = saved[0].axes[0]
+    saved[0].canvas.draw()
+    assert ax.get_yscale() == scale
+    assert labelled in {t.get_text() for t in [*ax.get_yticklabels(), *ax.get_yticklabels(minor=True)]}
+
+
 def test_a_log_axis_within_a_decade_labels_each_round_tick_with_its_value(tmp_path, monkeypatch):
     """cat-demo on 3 simulated workers at train.lr = 0.5, its stage2/reconstruction from 2,250 down to 297: ticked every
     250, the ticks at 1,250 and 1,750 read "1,200" and "1,800" (two digits: until 2026-12-06)."""

@@ -242,12 +242,13 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
         values = [float(np.mean(by_step[s])) for s in steps]
         # a line needs two points: with one logged row (a run shorter than train.log_every) it drew nothing
         ax.plot(steps, values, lw=1.2, marker="o" if len(steps) < 10 else None, ms=3)
-        if values and min(values) > 0:
+        finite = [v for v in values if math.isfinite(v)]   # (a NaN row first made a 2-decade loss linear, one later
+        if finite and min(finite) > 0:                   # not; an inf one ticked a loss within a decade as a log axis)
             ax.set_yscale("log")
             # plain tick labels (300, 1.5): the default's "3 x 10^2" is mathtext, whose parsing took half the figure's
             # 1.3-1.5 s, paid by every analysis
-            if max(values) < 10 * min(values):
-                _few_ticks(ax, min(values), max(values))
+            if max(finite) < 10 * min(finite):
+                _few_ticks(ax, min(finite), max(finite))
             else:
                 ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
                 ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
