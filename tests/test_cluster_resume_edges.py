@@ -212,7 +212,7 @@ def test_a_shard_restart_is_one_entry_in_the_reports_faults_line_with_the_worker
     restarted from the checkpoint of step 16 (...); the run resumed at step 16 with its 2 workers started"."""
     import html
 
-    from downpour.analysis.report import _cluster_faults
+    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
 
     _losing_shard_1(monkeypatch, [20])
     assert _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.workers=2",

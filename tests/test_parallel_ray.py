@@ -215,7 +215,7 @@ def test_a_killed_partition_actor_is_restarted_alone_its_replica_kept(local_ray,
     Until 2026-12-06 the replica was lost and restarted whole (worker-lost, worker-restarted)."""
     from ray_kill import run_killing
 
-    from downpour.analysis.report import _cluster_faults
+    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
 
     cfg = load_config("cat-untied", [*TINY_CAT, "cluster.runner=ray", "cluster.workers=1", "cluster.shards=2",
                                      "cluster.partitions=2", "cluster.restarts=1", "train.steps=400"])

@@ -191,7 +191,7 @@ def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node
     (round-robin alone, index 2 over the two alive, would have stacked it on the first, beside partition 1). The run
     finishes, worker 1 training on, and staleness.json and cluster.json say so. (Until 2026-12-05 the workers sat on
     the first and second, and the worker was kept on the second.)"""
-    from downpour.analysis.report import _cluster_faults
+    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
 
     first, second, third = sorted(three_nodes[1])
     summary, run, events, lost = _run_losing_a_node(tmp_path, monkeypatch, caplog, three_nodes,
@@ -228,7 +228,7 @@ def test_a_node_holding_a_partition_alone_lost_restarts_that_partition_alone_pla
     there while Ray has it alive, then placed again), free of its sibling: on the fourth (round-robin alone, index 1
     over the three alive, would put it on the third). The run finishes every step with a readable server checkpoint of
     the last, and staleness.json, the Faults line and cluster.json say so."""
-    from downpour.analysis.report import _cluster_faults
+    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
     from downpour.ps.checkpoint import load_server
 
     first, second, third, fourth = sorted(four_nodes[1])

@@ -41,7 +41,7 @@ def test_ctrl_c_is_one_line(monkeypatch, capsys):
 
     args = cli.build_parser().parse_args(["presets"])
     args.func = interrupted          # as if Ctrl-C came in the middle of a command
-    monkeypatch.setattr(cli.argparse.ArgumentParser, "parse_args", lambda self, argv=None: args)
+    monkeypatch.setattr(cli, "_parse", lambda argv: args)     # (main parses with _parse: parse_known_args)
     assert main(["presets"]) == 130
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == "downpour: interrupted" and "Traceback" not in err
