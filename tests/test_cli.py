@@ -367,10 +367,16 @@ def test_the_headline_names_a_folder_concepts_controls_not_a_face_test(tmp_path)
 ])
 def test_a_flag_the_command_does_not_take_is_refused_by_it_naming_the_nearest(argv, said, capsys):
     """It was the top level's refusal, under `downpour [-h] [-v] [--version] {train,...}`: no command, no hint."""
+    err = _refused(argv, capsys)
+    assert err.rstrip().endswith(said) and f"usage: downpour {said.split()[1][:-1]} " in err
+
+
+def _refused(argv: list[str], capsys) -> str:
+    """What ``downpour ARGV`` printed on stderr, refused by argparse (exit status 2)."""
     with pytest.raises(SystemExit) as stop:
         main(argv)
-    err = capsys.readouterr().err
-    assert stop.value.code == 2 and err.rstrip().endswith(said) and f"usage: downpour {said.split()[1][:-1]} " in err
+    assert stop.value.code == 2
+    return capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, said", [
@@ -379,7 +385,5 @@ def test_a_flag_the_command_does_not_take_is_refused_by_it_naming_the_nearest(ar
 ])
 def test_a_flag_before_the_command_is_refused_by_the_top_level(argv, said, capsys):
     """They were the command's: `--quick study costs` read "--quick (did you mean '--quick'?)" under study's usage."""
-    with pytest.raises(SystemExit) as stop:
-        main(argv)
-    err = capsys.readouterr().err
-    assert stop.value.code == 2 and err.rstrip().endswith(f"downpour: error: {said}") and "usage: downpour [-h]" in err
+    err = _refused(argv, capsys)
+    assert err.rstrip().endswith(f"downpour: error: {said}") and "usage: downpour [-h]" in err
