@@ -146,23 +146,23 @@ class ShardServer:
             self._let_go()
         return self.lanes()
 
-    def _let_go(self) -> int:
+    def _let_go(self) -> None:
         """Close the retired inboxes whose writer is gone (``shm.Segment.writer_gone``), what it left there refused
         first (:meth:`_fence`): nothing more can land in one (unlinked, no process attaches to it again), so its
         memory, a push's size, goes back. Until 2026-12-06 each stayed mapped until the shard closed: one per shard
         of a partition per restart, for the whole run. The writer is asked before the fence: asked after, a slice it
         staged in between and then died would be lost uncounted. One whose writer still runs is kept (a late write
         may yet come, to be counted); keeping only the K newest instead would let a live writer's late write go
-        uncounted, and that writer wait its put's timeout on a slot nobody frees. Under the lock; returns how many."""
-        gone = 0
+        uncounted, and that writer wait its put's timeout on a slot nobody frees. Under the lock."""
         for olds in self._retired.values():
-            done = [old for old in olds if old.writer_gone()]
-            for old in done:
-                self._refuse(old)
-                old.close()
-            olds[:] = [old for old in olds if old not in done]
-            gone += len(done)
-        return gone
+            kept = []
+            for old in olds:
+                if old.writer_gone():
+                    self._refuse(old)
+                    old.close()
+                else:
+                    kept.append(old)
+            olds[:] = kept
 
     def _fence(self, worker: int | None = None) -> int:
         """Refuse what a superseded writer left in ``worker``'s retired inboxes (every worker's: None) since they were

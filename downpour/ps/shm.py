@@ -69,8 +69,7 @@ class Segment:
                 # unlinked before the claim could be seen (a retired inbox; the shard may have judged it writerless
                 # and let it go): this writer was superseded, and never writes there
                 if os.fstat(f.fileno()).st_nlink == 0:
-                    del self.header, self.data
-                    self._map.close()
+                    self.close()
                     raise FileNotFoundError(f"inbox {self.path} was retired while its writer attached")
 
     def close(self) -> None:
