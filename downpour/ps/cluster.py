@@ -238,14 +238,13 @@ def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coo
         for w, s in enumerate(streams or [])], n)
     record_data(run.write_json, cfg.data, data_info)
     report = _save_model(setup, run, states, coord, start, data_info, saved_buffers(meta))
-    saved = meta.get("recorder") or {}       # the run's push counts at its checkpoint, its last push's
+    tally = meta.get("recorder") or {}       # the run's push counts at its checkpoint, its last push's
     summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
-               **_counts(states, report), **_refused(saved.get("pushes", 0), saved.get("finite_pushes", 0)),
+               **_counts(states, report), **_refused(tally),
                "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
     run.write_json("cluster.json", summary)
     # (a run none of whose pushes was finite fails here as its uninterrupted end does: until 2026-12-06 it was saved)
-    _none_finite(setup.cfg, run, saved.get("pushes", 0), saved.get("finite_pushes", 0), saved.get("skipped", 0),
-                 saved.get("steps", 0), report)
+    _none_finite(setup.cfg, run, tally, report)
     return summary
 
 
@@ -267,11 +266,12 @@ def _save_model(setup: ClusterSetup, run: RunDir, states: list[ShardState], coor
     return report
 
 
-def _none_finite(cfg: RunConfig, run: RunDir, pushes: int, finite: int, skipped: int, steps: int,
-                 report: dict[str, Any]) -> None:
-    """:class:`~downpour.errors.Diverged` where some of a run's ``pushes`` were made and none carried a finite
-    gradient a shard accepted (``skipped`` of their ``steps`` worker steps non-finite; ``report``: staleness.json's)."""
-    if not pushes or finite:
+def _none_finite(cfg: RunConfig, run: RunDir, tally: dict[str, int], report: dict[str, Any]) -> None:
+    """:class:`~downpour.errors.Diverged` where some of a run's pushes were made and none carried a finite gradient a
+    shard accepted (``tally``: :meth:`~downpour.ps.recorder.Recorder.tally`'s counts, a missing one 0; ``report``:
+    staleness.json's)."""
+    pushes, skipped, steps = (tally.get(k, 0) for k in ("pushes", "skipped", "steps"))
+    if not pushes or tally.get("finite_pushes", 0):
         return
     lr_key = "cluster.lr" if cfg.cluster.lr else "train.lr"     # the server's rate (a preset may set cluster.lr)
     rejected = ", ".join(f"{n} {reason}" for reason, n in report["rejected"].items()) or "none"
@@ -293,12 +293,13 @@ def _counts(states: list[ShardState], report: dict[str, Any]) -> dict[str, Any]:
             "mean_staleness": report["overall"]["mean"], "max_staleness": report["overall"]["max"]}
 
 
-def _refused(pushes: int, finite: int) -> dict[str, Any]:
-    """``{"refused_pushes": {"refused": N, "of": M}}`` where most of a run's ``pushes`` carried no finite gradient a
-    shard accepted (it diverged: its metrics stop where it last trained; ``runners.train`` says so, once, beside its
-    divergence words), else nothing. In cluster.json and the summary alike since 2026-12-06: until then it was in the
+def _refused(tally: dict[str, int]) -> dict[str, Any]:
+    """``{"refused_pushes": {"refused": N, "of": M}}`` where most of a run's pushes (``tally``: as :func:`_none_finite`)
+    carried no finite gradient a shard accepted (it diverged: its metrics stop where it last trained; ``runners.train``
+    says so, once, beside its divergence words), else nothing. In cluster.json and the summary alike since 2026-12-06: until then it was in the
     printed summary alone, and not in a resume's that found the run's pushes all made (``_save_at_end``)."""
-    refused = pushes - finite
+    pushes = tally.get("pushes", 0)
+    refused = pushes - tally.get("finite_pushes", 0)
     return {"refused_pushes": {"refused": refused, "of": pushes}} if refused * 2 > pushes else {}
 
 
@@ -328,17 +329,18 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
                     e["reason"])
     counts = _counts(states, report)
     idle = _idle_compensation(cfg, report["overall"]["max"], counts["pushes"])
+    tally = recorder.tally()
     summary = {"steps": coord.done, "resumed_from": start, "runner": cfg.cluster.runner,
             "final_loss": run.last_loss(), **counts, "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path),
             "checkpoints": recorder.checkpoints, "checkpoint_seconds": round(recorder.checkpoint_seconds, 3),
-            **({"compensation_idle": idle} if idle else {}), **_refused(recorder.pushes, recorder.finite_pushes),
+            **({"compensation_idle": idle} if idle else {}), **_refused(tally),
             **info}
     run.write_json("cluster.json", summary)  # placement, counts, lost workers: what happened to the cluster
     summary.pop("profile", None)             # per-phase timers: cluster.json only, not the printed summary
     if coord.done < coord.total and not coord.live:
         raise RunError(f"every worker was lost ({', '.join(_loss_reasons(coord))}) after {coord.done} of {coord.total} steps; "
                        f"what was done is saved in {str(run.path)!r} ({_no_worker_left(cfg)})")
-    _none_finite(cfg, run, recorder.pushes, recorder.finite_pushes, recorder.skipped, recorder.steps, report)
+    _none_finite(cfg, run, tally, report)
     return summary
 
 

@@ -167,13 +167,18 @@ class Recorder:
         self.checkpoints += 1
         self.checkpoint_seconds += now - t0
 
+    def tally(self) -> dict[str, int]:
+        """The run's push counts (a resumed run's from its start), as its checkpoint's ``recorder`` keeps them: its
+        pushes, those that carried a finite gradient some shard accepted, their worker steps and the non-finite ones."""
+        return {"pushes": self.pushes, "finite_pushes": self.finite_pushes, "steps": self.steps,
+                "skipped": self.skipped}
+
     def _write_checkpoint(self, states: list[ShardState]) -> None:
         driver, tensors = self.driver.state() if self.driver else ({}, {})
         meta = {"step": self.coord.done, "clocks": {str(w): c for w, c in self.coord.clocks().items()},
                 "max_clock_gap": self.coord.max_gap,
                 "elapsed": round(self.elapsed(), 3), "events": self.coord.events,
-                "recorder": {"pushes": self.pushes, "finite_pushes": self.finite_pushes, "steps": self.steps,
-                             "skipped": self.skipped, "stale_sum": self._stale_sum, "stale_n": self._stale_n,
+                "recorder": {**self.tally(), "stale_sum": self._stale_sum, "stale_n": self._stale_n,
                              "row": self._mean.state(), "last_step": self._last_step,
                              "checkpoints": self.checkpoints + 1, "checkpoint_seconds": self.checkpoint_seconds},
                 **({"patches_per_image": self.patches} if self.patches else {}), **driver}
