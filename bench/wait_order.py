@@ -23,7 +23,6 @@ each variant's median and range of microseconds per call and its ratio to ``plai
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import statistics
 import sys
 import time
@@ -33,7 +32,7 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ray  # noqa: E402
-from _protocol import at_least_1, interleave, ratio, reps_and_threads, summary  # noqa: E402
+from _protocol import at_least_1, emit, interleave, ratio, reps_and_threads, summary  # noqa: E402
 from parameter_server import start_ray  # noqa: E402
 
 from downpour.ps.restarts_on_ray import first_ready  # noqa: E402
@@ -135,14 +134,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         reps = interleave(runs, args.reps)
         for name in table:
             mine = [{v: rep[f"{v}|{name}"] for v in VARIANTS} for rep in reps]
-            row = {"bench": "wait_order", "case": name, "calls": args.calls, **summary(mine, "us"),
-                   "vs_plain": {v: ratio(mine, "us", v, "plain") for v in VARIANTS if v != "plain"}}
-            out.append(row)
-            print(json.dumps(row), flush=True)
-        make = {"bench": "wait_order", "futures_make_us": round(statistics.median(
-            futures_make_us(args.calls) for _ in range(args.reps)), 1)}
-        out.append(make)
-        print(json.dumps(make), flush=True)
+            emit({"bench": "wait_order", "case": name, "calls": args.calls, **summary(mine, "us"),
+                  "vs_plain": {v: ratio(mine, "us", v, "plain") for v in VARIANTS if v != "plain"}}, out)
+        emit({"bench": "wait_order", "futures_make_us": round(statistics.median(
+            futures_make_us(args.calls) for _ in range(args.reps)), 1)}, out)
         ray.kill(actor)
     finally:
         ray.shutdown()
