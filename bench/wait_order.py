@@ -70,7 +70,10 @@ class Futures:
         self.of: dict[Any, concurrent.futures.Future] = {}
 
     def __call__(self, refs: list, timeout: float | None) -> list:
-        futures = [self.of[r] if r in self.of else self.of.setdefault(r, r.future()) for r in refs]
+        for r in refs:
+            if r not in self.of:
+                self.of[r] = r.future()
+        futures = [self.of[r] for r in refs]
         if len(self.of) > 2 * len(refs):                            # drop the refs no longer asked about
             keep = set(refs)
             self.of = {r: f for r, f in self.of.items() if r in keep}
