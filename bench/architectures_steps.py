@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -83,7 +84,7 @@ def summary(path: str) -> None:
             sys.exit(f"architectures_steps.py summary: {path} has {len(seeds)} {arm} seed(s) at both {lo} and {hi}")
         rows = []
         for f in FIGURES + EXTRA:
-            if not all(f in cells[s][n] and cells[s][n][f] == cells[s][n][f] for s in seeds for n in (lo, hi)):
+            if not all(f in cells[s][n] and not math.isnan(cells[s][n][f]) for s in seeds for n in (lo, hi)):
                 continue                             # a figure the arm lacks (the GRU's edge_fraction: NaN)
             a, b = [cells[s][lo][f] for s in seeds], [cells[s][hi][f] for s in seeds]
             rows.append((f, mean_ci(a), mean_ci(b), paired_difference(a, b, is_discrete(f)),
