@@ -98,13 +98,13 @@ def plan_for(model: str | None = "paper", sets: list[str] | tuple[str, ...] = ()
     net = bare = network_of(cfg, shape, paper=paper)
     on_replicas = None
     if config is not None:       # the data it trains on: how often a greedy step's frozen stages come from the cache
-        full = load_config(config)
-        net = with_frozen_runs(bare, full, cfg.train.batch_size)
+        of_replicas = functools.partial(with_frozen_runs, bare, load_config(config), cfg.train.batch_size)
+        net = of_replicas(1)
         if net.frozen_runs:
             # R replicas each fill their own cache over their shard, in their share of the steps: each layout judged on
             # its own R's count (until 2026-12-06 one replica's count: cat-demo on 64 machines, 40 replicas, 0.093 a
             # stage-2 step for 0.16; and until later that day the layout was chosen on one replica's, then re-timed)
-            on_replicas = functools.partial(with_frozen_runs, bare, full, cfg.train.batch_size)
+            on_replicas = of_replicas
     c = cfg.cluster
     rates = calibrate(c.rule) if measure else DEFAULT_RATES
     plan = make_plan(net, cluster, rates, cfg.train.batch_size, c.n_push, c.n_fetch, c.rule, paper=paper,
