@@ -6,8 +6,9 @@ Left at their --help (tests/test_bench_protocol.py), each costing well over the 
 start_up (the main job's data built 4 times and more, no smaller size in its tile mode: 107 s on 2 loaded cores),
 split_threads (4 fresh ``downpour train`` processes: 76 s at --steps 2 --reps 1), and the Ray benches:
 parameter_server (a Ray of its own: 46 s at --sizes 0.01 --repeats 1 --reps 1; its start is checked below),
-wait_order (a Ray of its own too, its start checked below), training_throughput and partitions_ray (2-3 Ray runs a repetition; their processes are stood in for in
-tests/test_bench_throughput.py and tests/test_bench_partitions_ray.py)."""
+wait_order (a Ray of its own too, its start checked below), training_throughput and partitions_ray (2-3 Ray runs
+a repetition; their processes are stood in for in tests/test_bench_throughput.py and
+tests/test_bench_partitions_ray.py)."""
 import json
 import logging
 import math
