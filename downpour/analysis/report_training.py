@@ -122,10 +122,7 @@ def write_training_report(run: RunDir) -> Path:
     its training curves, staleness and faults, why nothing else is shown, and its config."""
     meta = run.read_json("model.json")
     metrics = run.metrics()
-    folder = run.path / "figures"
-    if folder.exists() and not folder.is_dir():
-        raise NotARunError(f"{str(folder)!r} is a file: the report draws its pictures into a folder of that name; "
-                           "move the file away")
+    folder = figures_folder(run, "the report draws")
     folder.mkdir(exist_ok=True)
     drawn, _ = training_figures(run, metrics, folder)
     training = training_summary(metrics, frozen_stages(run.load_model()), *skips(run.path))
@@ -141,6 +138,15 @@ def write_training_report(run: RunDir) -> Path:
               "probes for this run, and no analysis.json: the training above is all there is to report.</p>"
             + config_section(run))
     return write_page(run, body)
+
+
+def figures_folder(run: RunDir, who: str) -> Path:
+    """``run``'s figures/ (not made here); NotARunError where a file has its name, saying that ``who`` (``"the analysis
+    writes"``) its pictures into a folder of that name."""
+    folder = run.path / "figures"
+    if folder.exists() and not folder.is_dir():
+        raise NotARunError(f"{str(folder)!r} is a file: {who} its pictures into a folder of that name; move the file away")
+    return folder
 
 
 def write_page(run: RunDir, body: str) -> Path:

@@ -34,7 +34,7 @@ from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import over_splits, unchosen
 from downpour.analysis.report_notes import pictured_names
-from downpour.analysis.report_training import training_figures
+from downpour.analysis.report_training import figures_folder, training_figures
 from downpour.analysis.stimulus import Stimulus, optimal_stimulus, top_images
 from downpour.analysis.training import frozen_stages, skips, training_summary, where_training_is, with_its_training
 from downpour.analysis.options import (MIN_SIDE, analysis_options, is_image_input, no_faces_of, no_faces_path, open_run,
@@ -46,7 +46,7 @@ from downpour.errors import DataError, DeadLayer
 from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
 from downpour.train.folders import check_writable
-from downpour.train.rundir import NotARunError, RunDir
+from downpour.train.rundir import RunDir
 
 
 def default_probe_layers(model: FeatureModel, layer: str) -> list[str]:
@@ -188,10 +188,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     no_faces = no_faces_of(run, opts, layer) if opts.runs_face_test() else None   # (only the face test scores it)
     if opts.runs_concept_controls():        # a grid block_shuffled cannot cut, refused before the measurements
         concept_subject(data, opts.positive, tuple(opts.concept_controls))
-    pictures = run.path / "figures"
-    if pictures.exists() and not pictures.is_dir():    # found now, not after the measurements, when they move there
-        raise NotARunError(f"{str(pictures)!r} is a file: the analysis writes its pictures into a folder of that name; "
-                           "move the file away")
+    pictures = figures_folder(run, "the analysis writes")   # a file there found now, not after the measurements
     for folder in (run.path, pictures):     # found before it measures (was: a traceback after)
         check_writable(folder, "the analysis writes analysis.json, figures/ and report.html there; analyse a copy")
     fig_dir = run.path / STAGING
