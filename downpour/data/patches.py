@@ -29,6 +29,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("downpour.data")
 
 
+def too_small(side: str, size: int) -> str:
+    """Why an image of ``side`` (W x H) gives no ``size`` x ``size`` patch: a skip's reason, or the reader's refusal,
+    which :func:`is_too_small` knows again in a skip record."""
+    return f"{side} image is smaller than the {size}x{size} patch"
+
+
+def is_too_small(reason: str, size: int) -> bool:
+    """Whether a skip record's ``reason`` is :func:`too_small`'s (after any error type before it)."""
+    return reason.endswith(too_small("", size))
+
+
 def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
     """-> (patches (n, C, size, size) float32, source image index (n,), skipped images)."""
     if size < 1 or n < 1:
@@ -43,7 +54,7 @@ def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator
     usable = [i for i, file in enumerate(files) if file not in small]
     skipped: list[dict[str, str]] = []
     for file, side in small.items():
-        skip(skipped, file, f"{side} image is smaller than the {size}x{size} patch")
+        skip(skipped, file, too_small(side, size))
     if not usable:
         raise DataError(f"no image is at least {size}x{size}, so no {size}x{size} patch can be cut; "
                         f"lower data.size or use mode = \"crops\"")

@@ -27,7 +27,7 @@ from downpour.config.sections import JPEG_DECODE
 from downpour.data.arrays import _as_float
 from downpour.data.folder import read_scaled
 from downpour.data.images import UNREADABLE, ImageSet, match_channels, to_chw
-from downpour.data.patches import crop_images, enlarged, sample_patches
+from downpour.data.patches import crop_images, enlarged, sample_patches, too_small
 from downpour.data.video import sample_frames
 from downpour.errors import DataError
 
@@ -102,7 +102,7 @@ class ItemReader(TorchDataset):
             return crop_images(images, c.size, c.tile)[0]
         small = [im for im in images.images if min(im.shape[1:]) < c.size]
         if small:
-            raise DataError(f"{small[0].shape[2]}x{small[0].shape[1]} image is smaller than the {c.size}x{c.size} patch")
+            raise DataError(too_small(f"{small[0].shape[2]}x{small[0].shape[1]}", c.size))
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, _PATCHES, epoch, k]))
         return sample_patches(images, c.size, c.patches * len(images), rng)[0]
 

@@ -34,7 +34,7 @@ from downpour.data.folder import class_labels, image_files, left_out, say_left_o
 from downpour.data.images import skip
 from downpour.data.loader import StreamBatches
 from downpour.data.preprocess import Preprocess, fit_needs, fitted, too_few_to_fit
-from downpour.data.patches import decode_record, decode_rule
+from downpour.data.patches import decode_record, decode_rule, is_too_small
 from downpour.data.reader import Cut, ItemReader
 from downpour.data.video import frames_taken, video_files
 from downpour.errors import DataError
@@ -163,7 +163,7 @@ def _fit(cfg: DataConfig, listing: Listing, cut: Cut, seed: int) -> tuple[Prepro
                             f"{fit_needs(cfg.whiten)}; raise data.fit_sample")
         # an image smaller than the patch is named first: the cause is then data.size (until 2026-12-06 a folder of
         # 48x64 images under data.size = 100 was told of its one corrupt file, as the in-memory load is not)
-        small = [e for e in skipped if e["reason"].endswith(f" image is smaller than the {cut.size}x{cut.size} patch")]
+        small = [e for e in skipped if is_too_small(e["reason"], cut.size)]
         first, fix = (small[0], '; lower data.size or use mode = "crops"') if small else (skipped[0], "")
         raise DataError(f"{cfg.path!r}: only {len(x)} of the {len(pick)} sampled items gave a sample to fit "
                         f"data.normalize / data.whiten on (first bad: {first['file']}: {first['reason']}){fix}")
