@@ -8,6 +8,14 @@ from PIL import Image
 from downpour.analysis import figures
 
 
+@pytest.fixture
+def saved(monkeypatch) -> list:
+    """The figures a test draws, in order, kept as they are laid out instead of saved (figures._save)."""
+    kept: list = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: kept.append(fig) or path)
+    return kept
+
+
 @pytest.mark.parametrize("shape", [(30, 1, 8, 8), (5000, 1, 8, 8), (10, 2, 6, 6), (12, 3, 5, 5), (16, 1, 1, 8)])
 def test_filter_grid_draws_any_bank(tmp_path, shape):
     path = figures.filter_grid(np.random.default_rng(0).standard_normal(shape), tmp_path / "f.png")
@@ -28,22 +36,18 @@ def test_loss_curves_average_workers_and_need_a_cost(tmp_path):
         figures.loss_curves([{"step": 1, "time": 0.0}], tmp_path / "none.png")
 
 
-def test_loss_curves_show_a_run_with_one_logged_row(tmp_path, monkeypatch):
+def test_loss_curves_show_a_run_with_one_logged_row(tmp_path, saved):
     """A run shorter than train.log_every logs one row; a line through one point draws nothing, so the
     panels were empty: few points are drawn as markers."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     figures.loss_curves([{"step": 30, "loss": -2.9, "contrastive_divergence": -2.9}], tmp_path / "loss.png")
     for ax in saved[0].axes[:2]:
         (line,) = ax.get_lines()
         assert line.get_marker() not in (None, "None", "", " ")
 
 
-def test_loss_curves_label_a_log_axis_in_plain_numbers(tmp_path, monkeypatch):
+def test_loss_curves_label_a_log_axis_in_plain_numbers(tmp_path, saved):
     """The log axes' default labels ("3 x 10^2") are mathtext, whose parsing took half of the figure's time in
     every analysis: the labels are plain numbers (300)."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     rows = [{"step": s, "loss": 1000.0 / s, "reconstruction": 150.0 + 1.0 / s} for s in range(1, 50)]
     figures.loss_curves(rows, tmp_path / "loss.png")
     fig = saved[0]
@@ -55,11 +59,9 @@ def test_loss_curves_label_a_log_axis_in_plain_numbers(tmp_path, monkeypatch):
     assert {"10", "100"} <= {t.get_text() for t in fig.axes[0].get_yticklabels()}
 
 
-def test_a_log_axis_below_1_labels_each_tick_with_its_own_value(tmp_path, monkeypatch):
+def test_a_log_axis_below_1_labels_each_tick_with_its_own_value(tmp_path, saved):
     """LogFormatter writes a value below 1 with one digit: on a cost part from 0.451 to 0.467 (ufldl-sae's
     reconstruction) every tick read "5e-01", and a weight decay from 0.00454 to 0.00483 "5e-03"."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     rows = [{"step": s, "reconstruction": 0.467 - 0.016 * s / 10, "weight_l2": 0.00454 + 0.0003 * s / 10}
             for s in range(1, 11)]
     figures.loss_curves(rows, tmp_path / "loss.png")
@@ -75,11 +77,9 @@ def test_a_log_axis_below_1_labels_each_tick_with_its_own_value(tmp_path, monkey
         assert all(abs(float(text) - y) <= 0.01 * y for y, text in inside), inside
 
 
-def test_a_log_axis_above_1000_labels_whole_numbers_in_one_style(tmp_path, monkeypatch):
+def test_a_log_axis_above_1000_labels_whole_numbers_in_one_style(tmp_path, saved):
     """LogFormatter's labels on a cost part from 12,000 to 2e6 read "1e4", "1e+05", "1e+06": two styles on
     one axis, neither a number as the log prints it."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     figures.loss_curves([{"step": s, "reconstruction": 12000.0 * 1.7 ** s} for s in range(11)], tmp_path / "l.png")
     fig = saved[0]
     fig.canvas.draw()
@@ -91,12 +91,10 @@ def test_a_log_axis_above_1000_labels_whole_numbers_in_one_style(tmp_path, monke
     assert all(float(text.replace(",", "")) == y for y, text in shown), shown
 
 
-def test_a_log_axis_within_a_decade_has_enough_labelled_ticks(tmp_path, monkeypatch):
+def test_a_log_axis_within_a_decade_has_enough_labelled_ticks(tmp_path, saved):
     """cat-demo's total loss (stage 1 from 205 down to 110, stage 2 from 346 down to 108) read two labels, 200 and 300
     (the log locator's 100, 200, 300): a curve within a decade is ticked at round values, at least four labelled
     inside the panel, each its own value."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     loss = [205.0 - 0.19 * s for s in range(0, 500, 10)] + [346.0 - 0.238 * s for s in range(0, 1000, 10)]
     figures.loss_curves([{"step": s, "loss": v} for s, v in enumerate(loss)], tmp_path / "l.png")
     fig = saved[0]
@@ -111,11 +109,9 @@ def test_a_log_axis_within_a_decade_has_enough_labelled_ticks(tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("lo, hi", [(0.5, 4.0), (0.02, 0.15), (1.0, 1.0)])
-def test_a_log_axis_within_a_decade_near_zero_draws_and_labels_only_positive_ticks(tmp_path, monkeypatch, lo, hi):
+def test_a_log_axis_within_a_decade_near_zero_draws_and_labels_only_positive_ticks(tmp_path, saved, lo, hi):
     """The round-value ticks of a curve within a decade reach 0 and below the axis's view, where the log labels' digits
     took log10 of 0 (a math domain error that stopped the analysis of a short run)."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     figures.loss_curves([{"step": s, "loss": lo + (hi - lo) * s / 9} for s in range(10)], tmp_path / "l.png")
     fig = saved[0]
     fig.canvas.draw()
@@ -124,12 +120,10 @@ def test_a_log_axis_within_a_decade_near_zero_draws_and_labels_only_positive_tic
 
 
 @pytest.mark.parametrize("values", [[233.0, 205.0, 165.0, 180.0, 525.0, 460.0, 386.0], [133.8], [49.0, 36.0, 24.0, 9.0], [0.5, 4.0]])
-def test_a_log_axis_within_a_decade_has_a_label_at_or_below_its_lowest_point(tmp_path, monkeypatch, values):
+def test_a_log_axis_within_a_decade_has_a_label_at_or_below_its_lowest_point(tmp_path, saved, values):
     """cat-demo, 20 steps logged each (2026-12-06): its total loss dipped to 165 below the lowest label, 200, and a
     cost part logged once (133.8) sat under a lowest label of 200 on an axis running to about 70: a reader took the point
     for a value the labels bracket. The axis runs from a labelled tick at or below the curve to one at or above it."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     figures.loss_curves([{"step": s, "loss": v} for s, v in enumerate(values)], tmp_path / "l.png")
     fig = saved[0]
     fig.canvas.draw()
@@ -140,11 +134,9 @@ def test_a_log_axis_within_a_decade_has_a_label_at_or_below_its_lowest_point(tmp
     assert shown and min(shown) <= min(values) and max(shown) >= max(values), (shown, lo, hi)
 
 @pytest.mark.parametrize("low, high", [(0.9, 8.8), (10.5, 100.0), (1.01, 9.9), (104.0, 342.0), (11.8, 31.2)])
-def test_a_log_axis_near_a_decade_has_labels_that_do_not_overlap(tmp_path, monkeypatch, low, high):
+def test_a_log_axis_near_a_decade_has_labels_that_do_not_overlap(tmp_path, saved, low, high):
     """Round values a linear step apart bunch at the top of a log axis: a loss from 8.8 down to 0.9 was labelled 1, 2,
     ..., 9, and 7, 8 and 9 overlapped (until 2026-12-06). No two labels of the panel overlap, the ends still labelled."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     values = list(np.geomspace(high, low, 30))
     figures.loss_curves([{"step": s, "loss": v} for s, v in enumerate(values)], tmp_path / "l.png")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -158,12 +150,10 @@ def test_a_log_axis_near_a_decade_has_labels_that_do_not_overlap(tmp_path, monke
     assert all(below.y1 <= above.y0 for below, above in zip(shown, shown[1:])), [(b.y0, b.y1) for b in shown]
 
 
-def test_the_stimulus_panel_says_a_suppressing_stimulus_so(tmp_path, monkeypatch):
+def test_the_stimulus_panel_says_a_suppressing_stimulus_so(tmp_path, saved):
     """A unit the concept lowers is drawn beside its most suppressing stimulus, whose panel read "optimal stimulus"."""
     from downpour.analysis.report_notes import pictured_names
 
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     figures.stimulus_and_top_images(np.zeros((1, 4, 4)), np.zeros((2, 1, 4, 4)), tmp_path / "s.png", "t", [1.0, 2.0],
                                     pictured_names(-1)[0])
     assert saved[0].axes[0].get_title() == "most suppressing stimulus"
@@ -173,11 +163,9 @@ def test_staleness_histogram(tmp_path):
     assert figures.staleness_histogram(hist, tmp_path / "s.png").stat().st_size > 1000
 
 
-def test_the_staleness_bars_say_each_series_mean_and_max_on_whole_number_ticks(tmp_path, monkeypatch):
+def test_the_staleness_bars_say_each_series_mean_and_max_on_whole_number_ticks(tmp_path, saved):
     """A paper's paragraph quotes the mean: the legend named the series alone, and the ticks fell between the bars
     (-0.5, 0.5, 1.5, ...) of a whole-number quantity."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     figures.staleness_histogram({"overall": {0: 2, 2: 600, 3: 198}, "worker 1": {1: 2, 3: 48}}, tmp_path / "s.png")
     ax = saved[0].axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["overall: mean 2.24, max 3",
@@ -186,13 +174,11 @@ def test_the_staleness_bars_say_each_series_mean_and_max_on_whole_number_ticks(t
     assert all(float(t) == int(t) for t in ax.get_xticks())
 
 
-def test_sixteen_workers_staleness_bars_have_colours_of_their_own_and_a_legend_beside_them(tmp_path, monkeypatch):
+def test_sixteen_workers_staleness_bars_have_colours_of_their_own_and_a_legend_beside_them(tmp_path, saved):
     """Past ten series matplotlib's colour cycle came round (worker 9 drawn in overall's colour), and the legend of 17
     entries stood over the bars."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     hist = {"overall": {15: 100, 16: 60}, **{f"worker {w}": {15 + w % 2: 10} for w in range(16)}}
     figures.staleness_histogram(hist, tmp_path / "s.png")
     ax = saved[0].axes[0]
@@ -270,31 +256,25 @@ def _labels_overlap_or_squeeze(fig) -> list:
 
 
 @pytest.mark.parametrize("low, high", [(3.0, 303.0), (0.9, 30.9), (1.1, 999.0), (1e-7, 1e-5), (0.27, 3.2)])
-def test_a_log_axis_over_one_to_three_decades_labels_no_two_ticks_on_each_other(tmp_path, monkeypatch, low, high):
+def test_a_log_axis_over_one_to_three_decades_labels_no_two_ticks_on_each_other(tmp_path, saved, low, high):
     """LogFormatter labels 2, 3, 4 and 6 of every decade on an axis with up to two powers of 10 in view: a loss from 303
     down to 3 read 3, 4, 6, 10, 20, 30, 40, 60, ..., 3 on 4 and 30 on 40 (until 2026-12-06)."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     figures.loss_curves([{"step": s, "loss": low + (high - low) * np.exp(-s / 10)} for s in range(100)], tmp_path / "l.png")
     assert not _labels_overlap_or_squeeze(saved[0])
     between = sum(1 for t in saved[0].axes[0].get_yticklabels(minor=True) if t.get_text())
     assert between >= 1 or high / low >= 100, between      # (still some between the powers of 10, below 2 decades)
 
 
-def test_a_diverged_loss_is_labelled_in_powers_of_ten_not_in_thirty_digits(tmp_path, monkeypatch):
+def test_a_diverged_loss_is_labelled_in_powers_of_ten_not_in_thirty_digits(tmp_path, saved):
     """teacher-student on 3 simulated workers ran away to 3e31: its labels were whole numbers with thousands separators,
     1,000,000,000,000,000,019,884,624,838,656 among them, which squeezed the panel to a sliver."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     figures.loss_curves([{"step": s, "loss": 2.0 * 10 ** (s / 3)} for s in range(1, 100)], tmp_path / "l.png")
     assert not _labels_overlap_or_squeeze(saved[0])
     assert {"1e6", "1e12"} <= {t.get_text() for t in saved[0].axes[0].get_yticklabels()}
 
 
-def test_a_loss_falling_below_1e_minus_4_is_labelled_in_the_style_of_one_above_1e7(tmp_path, monkeypatch):
+def test_a_loss_falling_below_1e_minus_4_is_labelled_in_the_style_of_one_above_1e7(tmp_path, saved):
     """A loss from 1 down to 1e-6 read "1e\u221206" beside "0.0001": the exponent's 0, which "1e6" drops, kept."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     figures.loss_curves([{"step": s, "loss": 10.0 ** -s} for s in range(7)], tmp_path / "l.png")
     saved[0].canvas.draw()
     labels = {t.get_text().replace("\u2212", "-") for t in saved[0].axes[0].get_yticklabels()}
@@ -303,11 +283,9 @@ def test_a_loss_falling_below_1e_minus_4_is_labelled_in_the_style_of_one_above_1
 
 @pytest.mark.parametrize("values, scale, labelled", [([float("nan"), 300.0, 30.0, 3.0], "log", "100"),
                                                       ([300.0, 250.0, float("inf"), 200.0], "log", "240")])
-def test_a_non_finite_row_changes_neither_a_loss_axis_scale_nor_its_ticks(tmp_path, monkeypatch, values, scale, labelled):
+def test_a_non_finite_row_changes_neither_a_loss_axis_scale_nor_its_ticks(tmp_path, saved, values, scale, labelled):
     """A NaN row first made a loss from 300 to 3 a linear axis (min() of a list starting with NaN is NaN); an inf row
     ticked a loss from 300 to 200 as one spanning decades, with no label between 200 and 300."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     figures.loss_curves([{"step": 10 * (i + 1), "loss": v} for i, v in enumerate(values)], tmp_path / "l.png")
     ax = saved[0].axes[0]
     saved[0].canvas.draw()
@@ -315,11 +293,9 @@ def test_a_non_finite_row_changes_neither_a_loss_axis_scale_nor_its_ticks(tmp_pa
     assert labelled in {t.get_text() for t in [*ax.get_yticklabels(), *ax.get_yticklabels(minor=True)]}
 
 
-def test_a_log_axis_within_a_decade_labels_each_round_tick_with_its_value(tmp_path, monkeypatch):
+def test_a_log_axis_within_a_decade_labels_each_round_tick_with_its_value(tmp_path, saved):
     """cat-demo on 3 simulated workers at train.lr = 0.5, its stage2/reconstruction from 2,250 down to 297: ticked every
     250, the ticks at 1,250 and 1,750 read "1,200" and "1,800" (two digits: until 2026-12-06)."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     values = [1774.0, 2243.0, 703.0, 356.0, 297.0]
     figures.loss_curves([{"step": 60 + 10 * i, "loss": v} for i, v in enumerate(values)], tmp_path / "l.png")
     fig = saved[0]
@@ -328,20 +304,16 @@ def test_a_log_axis_within_a_decade_labels_each_round_tick_with_its_value(tmp_pa
     assert len(shown) >= 4 and all(float(text.replace(",", "")) == y for y, text in shown), shown
 
 
-def test_the_response_histogram_says_what_it_counts(tmp_path, monkeypatch):
+def test_the_response_histogram_says_what_it_counts(tmp_path, saved):
     """Its y-axis, the number of images in each bin, had no label."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     figures.response_histogram([1.0, 2.0, 2.5], [0.0, 0.5], 1.2, tmp_path / "r.png")
     assert saved[0].axes[0].get_ylabel() == "images"
 
 
-def test_the_invariance_legend_stands_above_the_auc_panel_not_on_its_curves(tmp_path, monkeypatch):
+def test_the_invariance_legend_stands_above_the_auc_panel_not_on_its_curves(tmp_path, saved):
     """Placed "best", the legend covered the ends of tica-8x8's AUC curves on its scale panel."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     figures.invariance_plot(_invariance_result(), tmp_path / "invariance.png")
     canvas = FigureCanvasAgg(saved[0])
     canvas.draw()
@@ -351,10 +323,8 @@ def test_the_invariance_legend_stands_above_the_auc_panel_not_on_its_curves(tmp_
 
 @pytest.mark.parametrize("last, expected", [(1_000_000, {"0", "0.2M", "1M"}), (60_000, {"0", "20k", "60k"}),
                                             (2_000, {"0", "500", "2000"})])
-def test_a_step_axis_labels_steps_not_a_fraction_under_an_offset(tmp_path, monkeypatch, last, expected):
+def test_a_step_axis_labels_steps_not_a_fraction_under_an_offset(tmp_path, saved, last, expected):
     """A run of a million steps read 0.0, 0.2, ..., 1.0 under an offset of "1e6": its steps are labelled 0.2M ... 1M."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     figures.loss_curves([{"step": s, "loss": 3.0 - s / last} for s in range(0, last + 1, last // 50)], tmp_path / "l.png")
     fig = saved[0]
     fig.canvas.draw()
@@ -366,10 +336,8 @@ def test_a_step_axis_labels_steps_not_a_fraction_under_an_offset(tmp_path, monke
 
 
 @pytest.mark.parametrize("k", [9, 10, 17, 7, 3])
-def test_the_top_images_fill_rows_of_even_length(tmp_path, monkeypatch, k):
+def test_the_top_images_fill_rows_of_even_length(tmp_path, saved, k):
     """The default 9 top images were drawn 8 in a row and 1 alone below them: they fill about a square, 3 by 3, no image alone in a row, under a title wrapped to their width."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     title = "unit 181 of stage2 (the concept lowers it): most suppressing stimulus and the 9 of 60 images it answers least"
     figures.stimulus_and_top_images(np.zeros((1, 4, 4)), np.zeros((k, 1, 4, 4)), tmp_path / "s.png", title, [1.0] * k)
     saved[0].canvas.draw()
@@ -381,11 +349,9 @@ def test_the_top_images_fill_rows_of_even_length(tmp_path, monkeypatch, k):
     assert k != 9 or lengths == [3, 3, 3]
 
 
-def test_a_greedy_runs_loss_panel_marks_where_the_next_stage_starts(tmp_path, monkeypatch):
+def test_a_greedy_runs_loss_panel_marks_where_the_next_stage_starts(tmp_path, saved):
     """cat-demo, 100 greedy steps: its loss went 167 -> 425 at step 60, stage 1's cost then stage 2's, drawn as one
     curve with nothing to say the jump was a new stage, not a divergence."""
-    saved = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
     rows = [{"step": s, "loss": 200.0 - s, "stage1/reconstruction": 200.0 - s} for s in (10, 20, 30)]
     rows += [{"step": s, "loss": 500.0 - s, "stage2/reconstruction": 500.0 - s} for s in (40, 50, 60)]
     figures.loss_curves(rows, tmp_path / "l.png")
