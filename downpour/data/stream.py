@@ -29,7 +29,7 @@ from downpour._names import plural
 from downpour.config import FILE_SOURCES, DataConfig
 from downpour.data.augment import Augment
 from downpour.data.dataset import shard_range
-from downpour.data.arrays import array_header, check_magic
+from downpour.data.arrays import array_header
 from downpour.data.folder import class_labels, image_files, left_out, say_left_out
 from downpour.data.images import skip
 from downpour.data.loader import StreamBatches
