@@ -74,6 +74,7 @@ def check_every_condition_may_diverge(folder, name, tmp_path):
     (what a measured cell records then: only ``diverged``), for each condition in turn: the verdicts indexed a
     figure such a row lacked (KeyError 'params', 'flops_fwd', 'train_flops') after every cell had run."""
     from downpour.studies import study_class
+    from downpour.studies.diverged import summarised
     from downpour.studies.run import note_missing
     from downpour.studies.stats import diverged_paragraph, holm
 
@@ -88,7 +89,7 @@ def check_every_condition_may_diverge(folder, name, tmp_path):
         for kept in ((), design):         # a cell cached before diverged cells kept them, and one now
             planted = {**cells, **{(victim, s): {"diverged": 1.0, **{k: v for k, v in cells[(victim, s)].items()
                                                                      if k in kept}} for s in seeds}}
-            rows = study.summarise(study.conditions(), planted, seeds)
+            rows, planted = summarised(study, study.conditions(), planted, seeds)
             note_missing(rows, planted, seeds)
             holm(rows)
             text = study.verdict(rows)
@@ -97,5 +98,5 @@ def check_every_condition_may_diverge(folder, name, tmp_path):
             study.figures(rows, planted, tmp_path / victim / str(len(kept)))
     # every condition at once: what run_study reads to give its nothing-trained verdict in place of the study's
     every = {key: {"diverged": 1.0, **{k: v for k, v in got.items() if k in design}} for key, got in cells.items()}
-    rows = study.summarise(study.conditions(), every, seeds)
+    rows, _ = summarised(study, study.conditions(), every, seeds)
     assert all(r["diverged"] == r["n"] for r in rows) and all(math.isfinite(r["figures"]["params"][0]) for r in rows)

@@ -170,6 +170,7 @@ def test_a_cell_whose_loss_ran_away_with_finite_numbers_is_counted_out_and_named
     from downpour.data.build import sample_shape
     from downpour.studies.base import Condition
     from downpour.studies.compare import compare_rows
+    from downpour.studies.diverged import count_diverged
     from downpour.studies.stats import diverged_paragraph
 
     cfg = ran_away(sae_config())
@@ -180,6 +181,7 @@ def test_a_cell_whose_loss_ran_away_with_finite_numbers_is_counted_out_and_named
     cells = {(c.name, s): {"face_auc_lfw": 0.6 + 0.01 * s, "params": got["params"]} for c in conditions for s in range(4)}
     cells[("arm", 0)] = got
     rows = compare_rows(conditions, cells, list(range(4)), {"face_auc_lfw": 0.02})
+    count_diverged(rows, cells, list(range(4)))
     assert rows[1]["diverged"] == 1 and "arm (1 of 4 seeds)" in diverged_paragraph(rows)
 
 
@@ -228,6 +230,7 @@ def test_diverged_seeds_are_counted_and_said_not_read_as_a_figure(monkeypatch):
     from downpour.studies import architectures
     from downpour.studies.base import Condition
     from downpour.studies.compare import compare_rows
+    from downpour.studies.diverged import count_diverged
     from downpour.studies.run import note_missing
     from downpour.studies.stats import diverged_paragraph
 
@@ -236,6 +239,7 @@ def test_diverged_seeds_are_counted_and_said_not_read_as_a_figure(monkeypatch):
     cells = {(c.name, s): {"probe": 0.5 + 0.01 * s} for c in conditions for s in seeds}
     cells[("arm", 0)] = {"diverged": 1.0}
     rows = compare_rows(conditions, cells, seeds, {"probe": 0.02})
+    count_diverged(rows, cells, seeds)
     note_missing(rows, cells, seeds)
     assert "diverged" not in rows[1]["figures"] and rows[1]["diverged"] == 1 and "diverged" not in rows[0]
     assert rows[1]["missing"]["probe"] == 1

@@ -57,20 +57,18 @@ def owed_test(row: dict[str, Any], got: Sequence[dict[str, float]]) -> None:
 def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
                  resolution: dict[str, float]) -> list[dict[str, Any]]:
     rows = []
-    # a condition diverged in every seed trained nothing: its row gets every figure the others have, NaN where
-    # its cells hold none (a diverged cell holds its design's figures alone: params, FLOPs), so that the verdict
-    # and the figures read it as such (they indexed a figure it lacked: KeyError)
-    every = [k for k in dict.fromkeys(k for g in cells.values() if not g.get(DIVERGED) for k in g)] or \
-        [k for k in dict.fromkeys(k for g in cells.values() for k in g) if k != DIVERGED]    # (every cell diverged)
     for c in conditions:
         got = [cells[(c.name, s)] for s in seeds]
-        keys = [k for k in dict.fromkeys(k for g in got if not g.get(DIVERGED) for k in g)] or every
+        # a condition's figures are its trained cells' (a diverged cell holds its design's figures alone); where every
+        # seed diverged, those :func:`~downpour.studies.diverged.with_counted_out` gave its cells, NaN, so that the
+        # verdict and the figures read it as such (they indexed a figure it lacked: KeyError). Its seeds counted out
+        # are counted there too (:func:`~downpour.studies.diverged.summarised`).
+        trained = [g for g in got if not g.get(DIVERGED)] or got
+        keys = [k for k in dict.fromkeys(k for g in trained for k in g) if k != DIVERGED]
         _refuse_lacking(c.name, seeds, got, keys)
         row: dict[str, Any] = {"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
                                "figures": {k: list(figure_ci(k, [g.get(k, math.nan) for g in got])) for k in keys},
                                "extra": {}}
-        if any(g.get(DIVERGED) for g in got):
-            row[DIVERGED] = sum(1 for g in got if g.get(DIVERGED))
         owed_test(row, got)
         for key in row["figures"]:          # a width at the sweep's end in k seeds: its mean is a lower bound
             ended = sum(1 for g in got if _ended(g, key))

@@ -2,6 +2,7 @@
 
     figures = counted_out("study costs: cell 'less/l1=0.01', seed 3", err)   # {"diverged": 1.0}, and a warning
     readable = with_counted_out(cells)        # each such cell NaN for the figures its condition's trained cells hold
+    rows, readable = summarised(study, conditions, cells, seeds)   # the two above, the summary, each row's ``diverged``
 
 A run diverges when every step was non-finite (:class:`~downpour.errors.Diverged` from ``runners.train``) or its
 loss ran away with finite numbers (its summary's ``diverged``: :func:`~downpour.studies.trained.trained_run` raises
@@ -56,26 +57,39 @@ def all_counted_out(cells: Cells) -> bool:
     return bool(cells) and len(_counted_out(cells)) == len(cells)
 
 
+def summarised(study: Any, conditions: Sequence[Condition], cells: Cells,
+               seeds: Sequence[int]) -> tuple[list[dict[str, Any]], Cells]:
+    """``study``'s rows of ``cells`` and the cells its figures read: where it counts a diverged cell out
+    (``Study.counts_out_diverged``), each read as not measured (:func:`with_counted_out`), the rows
+    :func:`untrained_rows` where every cell was, and each row's ``diverged`` counted (:func:`count_diverged`): here
+    alone, for every study (the measured studies' ``compare_rows`` counted them again until 2026-12-06)."""
+    if not study.counts_out_diverged:
+        return study.summarise(conditions, cells, seeds), cells
+    cells = with_counted_out(cells)
+    rows = untrained_rows(conditions, cells, seeds) if all_counted_out(cells) else study.summarise(conditions, cells, seeds)
+    count_diverged(rows, cells, seeds)
+    return rows, cells
+
+
 def untrained_rows(conditions: Sequence[Condition], cells: Cells, seeds: Sequence[int]) -> list[dict[str, Any]]:
     """One row per condition of a study whose every cell was counted out: its design's figures (none where the study
-    gives none) and ``diverged``, every seed."""
+    gives none); :func:`count_diverged` gives it ``diverged``, every seed."""
     rows = []
     for c in conditions:
         got = [cells[(c.name, s)] for s in seeds]
         keys = [k for k in dict.fromkeys(k for g in got for k in g) if k != DIVERGED]
         rows.append({"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
-                     "figures": {k: list(mean_ci([g.get(k, math.nan) for g in got])) for k in keys}, "extra": {},
-                     DIVERGED: len(seeds)})
+                     "figures": {k: list(mean_ci([g.get(k, math.nan) for g in got])) for k in keys}, "extra": {}})
     return rows
 
 
 def count_diverged(rows: list[dict[str, Any]], cells: Cells, seeds: Sequence[int]) -> None:
-    """Each row's ``diverged``, its seeds counted out, where the study's summary did not count them itself. A row
+    """Each row's ``diverged``, its seeds counted out (no study's summary counts them itself). A row
     that is not a condition's, one of several a condition's cells give (flat-skipping's threshold and image set),
     counts its ``group``'s (until 2026-12-06 none: its counted-out seeds went unnamed in the verdict)."""
     out = set(_counted_out(cells))
     for row in rows:
         name = row["condition"] if any((row["condition"], s) in cells for s in seeds) else row.get("group")
         n = sum((name, s) in out for s in seeds)
-        if n and DIVERGED not in row:
+        if n:
             row[DIVERGED] = n

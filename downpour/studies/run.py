@@ -36,7 +36,7 @@ from downpour.preflight import check_run_config
 from downpour.studies import STUDIES, study_class
 from downpour.studies.base import Cells
 from downpour.studies.cells import CellCache, default_jobs, run_cells
-from downpour.studies.diverged import all_counted_out, count_diverged, untrained_rows, with_counted_out
+from downpour.studies.diverged import summarised
 from downpour.studies.compare import VERSIONS_APART, FigureMissing, versions_apart
 from downpour.studies.data_note import study_data
 from downpour.studies.html import write_html
@@ -114,11 +114,8 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     platforms, mixed = platforms_note(cache.costs, cells)
     if mixed:
         print(f"downpour study {name}: {str(cache.path)!r}: {mixed}", file=sys.stderr, flush=True)
-    if study.counts_out_diverged:     # a diverged cell read as not measured (studies/diverged.py)
-        cells = with_counted_out(cells)
-    try:
-        rows = (untrained_rows(conditions, cells, seed_list) if study.counts_out_diverged and all_counted_out(cells)
-                else study.summarise(conditions, cells, seed_list))
+    try:                # (a diverged cell read as not measured, counted out: studies/diverged.py)
+        rows, cells = summarised(study, conditions, cells, seed_list)
     except KeyError as err:           # a cached line whose figure was renamed or lost (an edit, a damaged byte), or
         # one measured before the figure was recorded (compare.FigureMissing; until 2026-12-05 read as a seed left out)
         refused = (_lacking(err.args[0], cells, cache.path, spare_diverged=isinstance(err, FigureMissing))
@@ -126,8 +123,6 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         if refused is None:
             raise
         raise refused from None
-    if study.counts_out_diverged:
-        count_diverged(rows, cells, seed_list)
     within_range(rows)          # (before the verdict, the figures and study.json read them)
     note_missing(rows, cells, seed_list)
     holm(rows)
