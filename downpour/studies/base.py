@@ -29,6 +29,7 @@ from downpour._names import plural
 from downpour.config import RunConfig, load_config
 from downpour.models.registry import resolve
 from downpour.studies.designs import Condition, Design
+from downpour.studies.stats import diverged_paragraph
 
 Cells = dict[tuple[str, int], dict[str, float]]    # (condition name, seed) -> the cell's figures
 
@@ -98,6 +99,4 @@ class Study(Design):
     def diverged_paragraph(self, rows: list[dict[str, Any]]) -> str:
         """The verdict's paragraph naming the conditions whose seeds were counted out (a run that diverged,
         :func:`~downpour.studies.stats.diverged_paragraph`); a study whose rows split a condition names each once."""
-        from downpour.studies.stats import diverged_paragraph
-
         return diverged_paragraph(rows)
