@@ -44,11 +44,21 @@ def test_report_draws_it_again_and_analyze_points_to_it(reported, capsys):
     assert not (reported / "analysis.json").exists()
 
 
+def test_a_teacher_student_run_writes_its_report_by_default(tmp_path):
+    """The preset's analysis.report is on since 2026-12-06, as every other main job's (it was off so as not to move
+    the staleness study's cell hashes, which no longer hold it: studies/run.py, HASHED_AS)."""
+    run = tmp_path / "run"
+    assert main(["train", "--config", "teacher-student", "--runner", "simulated", "--workers", "2", "--steps", "60",
+                 "--set", "train.threads=1", "--out", str(run)]) == 0
+    assert '<h2 id="training">Training curves</h2>' in (run / "report.html").read_text()
+
+
 def test_a_diverged_runs_report_says_so_first(tmp_path):
     """teacher-student on 3 simulated workers at the preset's rate (staleness 2) runs away: its headline says so."""
     run = tmp_path / "run"
     assert main(["train", "--config", "teacher-student", "--runner", "simulated", "--workers", "3", "--steps", "150",
-                 "--set", "train.threads=1", "--out", str(run)]) == 0
+                 "--set", "train.threads=1", "--no-report", "--out", str(run)]) == 0
+    assert not (run / "report.html").exists()
     html = write_report(run).read_text()
     headline = html[html.index("<h1>"):html.index('<h2 id="training">')]
     assert "<strong>The run diverged: its loss grew from 2.047 at step 50 to " in headline

@@ -1,5 +1,7 @@
 """The staleness study's instruments: the teacher-student task, the in-memory simulator, the
 momentum rule and gradient noise of its controls, the matching, and the quick study end to end."""
+import dataclasses
+import hashlib
 import json
 import re
 import math
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from downpour.config import ConfigError, load_config
+from downpour.config import ConfigError, config_to_dict, load_config
 from downpour.data import build_dataset
 from downpour.models.registry import create_model, resolve
 from downpour.ps.in_memory import simulate
@@ -17,7 +19,8 @@ from downpour.ps.shard import Shard
 from downpour.runners import train
 from downpour.studies.matching import implicit_momentum, stale_error
 from downpour.studies import study_class
-from downpour.studies.run import run_study
+from downpour.studies.cells import CellCache
+from downpour.studies.run import ADDED_KEYS, _context, _digest, cells_header, digests, run_study
 from downpour.analysis.options import open_run
 from downpour.train.rundir import RunDir
 
@@ -354,6 +357,50 @@ def test_the_teacher_students_model_keys_stay_out_of_the_autoencoder_arms():
     assert study.cell_config(by_group["sae"], 0).model.name == "ufldl-sae"
     student = study.cell_config(next(c for c in study.conditions() if c.group != "sae"), 0)
     assert student.model.options["teacher_width"] == 4
+
+
+def test_a_cells_hash_is_the_same_with_the_report_on_or_off():
+    """analysis.report is read by `downpour train` after its training alone, never by a cell: turning the
+    teacher-student preset's on (2026-12-06) would have changed every staleness cell's hash, and the study refused
+    every folder begun before, its cells unchanged."""
+    study = study_class("staleness")(quick=True)
+    for condition in study.conditions():
+        cfg = study.cell_config(condition, 0)
+        on, off = (dataclasses.replace(cfg, analysis=dataclasses.replace(cfg.analysis, report=r)) for r in (True, False))
+        assert _digest(on) == _digest(off), condition.name
+    assert _digest(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=0.5))) != _digest(cfg)   # one that trains
+
+
+def _hashed_before(cfg):
+    """A cell's hash as the study wrote it before 2026-12-06, independently of run._digest: the sha256 of its config's
+    table but the seed and the added keys at their old values, with analysis.report off, as the preset had it."""
+    table = {k: v for k, v in config_to_dict(cfg).items() if k != "seed"}
+    table["analysis"] = {**table["analysis"], "report": False}
+    for (section, key), value in ADDED_KEYS.items():
+        if table[section].get(key) == value:
+            table[section] = {k: v for k, v in table[section].items() if k != key}
+    return hashlib.sha256(json.dumps(table, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def test_a_folder_whose_cells_were_hashed_with_the_report_off_is_resumed_with_its_calibration(tmp_path, monkeypatch):
+    """A staleness folder begun before the preset's report was on: its cells are kept, its header stays as it was, and
+    so does its context.json's settings digest, so its calibration is not computed again (a hash that left the key
+    out would have accepted the folder but rewritten its header, and recalibrated it)."""
+    study = study_class("staleness")(quick=True)
+    conditions = study.conditions()
+    assert all(study.cell_config(c, 0).analysis.report for c in conditions)   # the preset's since 2026-12-06
+    old = {**cells_header(study, conditions, []),
+           "resolved": {c.name: _hashed_before(study.cell_config(c, 0)) for c in conditions}}
+    cell = {"condition": conditions[0].name, "seed": 0, "figures": {"success": 1.0, "diverged": 0.0}, "cost": {}}
+    (tmp_path / "cells.jsonl").write_text(json.dumps(old) + "\n" + json.dumps(cell) + "\n")
+    settings = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]   # as the study wrote it
+    (tmp_path / "context.json").write_text(json.dumps({"lr0.125": {"grad_noise": 0.5}, "settings_digest": settings}))
+    header = cells_header(study, conditions, [])
+    cache = CellCache(tmp_path / "cells.jsonl", header, digests(study, conditions))
+    assert cache.cells == {(conditions[0].name, 0): cell["figures"]}
+    assert json.loads((tmp_path / "cells.jsonl").read_text().splitlines()[0]) == old
+    monkeypatch.setattr(type(study), "prepare", lambda self: pytest.fail("the calibration was computed again"))
+    assert _context(study, tmp_path, header, vouched=True) == {"lr0.125": {"grad_noise": 0.5}}
 
 
 @pytest.mark.parametrize("n_seeds, caused", [(2, False), (8, True)])
