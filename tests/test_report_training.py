@@ -45,8 +45,8 @@ def test_report_draws_it_again_and_analyze_points_to_it(reported, capsys):
 
 
 def test_a_teacher_student_run_writes_its_report_by_default(tmp_path):
-    """The preset's analysis.report is on since 2026-12-06, as every other main job's (it was off so as not to move
-    the staleness study's cell hashes, which no longer hold it: studies/run.py, HASHED_AS)."""
+    """The preset's analysis.report is on since 2026-12-06, as the main preset's (it was off so as not to move the
+    staleness study's cell hashes, which now hash it as off whatever it is: studies/run.py, HASHED_AS)."""
     run = tmp_path / "run"
     assert main(["train", "--config", "teacher-student", "--runner", "simulated", "--workers", "2", "--steps", "60",
                  "--set", "train.threads=1", "--out", str(run)]) == 0
