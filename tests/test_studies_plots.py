@@ -1,6 +1,8 @@
 """The studies' scatter of one figure against another (downpour/studies/plots.py)."""
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from downpour.studies.plots import curves_figure, scatter_figure
 
@@ -57,8 +59,42 @@ def test_labels_of_points_at_the_same_place_do_not_overlap():
                                     ("pooled_l2=0.03", (0.9, 0.8, 1.0), (0.3, 0.2, 0.4))]}
     fig = scatter_figure(points, "gap against sparsity", "Hoyer", "gap")
     FigureCanvasAgg(fig).draw()
-    boxes = [t.get_window_extent() for t in fig.axes[0].texts]
-    assert len(boxes) == 5
-    assert [(i, j) for i in range(5) for j in range(i) if boxes[i].overlaps(boxes[j])] == []
+    boxes = [Text.get_window_extent(t) for t in fig.axes[0].texts]       # the text's own box, not its leader line's
+    assert len(boxes) == 4                              # "none" is one point of both series: labelled once
+    assert [(i, j) for i in range(4) for j in range(i) if boxes[i].overlaps(boxes[j])] == []
     alone = fig.axes[0].texts[-1]                       # a label nothing else holds the place of stays at its point
-    assert alone.get_text() == "pooled_l2=0.03" and alone.xyann == (3, 3)
+    assert alone.get_text() == "pooled_l2=0.03" and alone.xyann == (4, 4) and alone.arrow_patch is None
+
+
+def test_each_label_of_the_quick_costs_scatter_is_beside_its_own_point_and_overlaps_nothing():
+    """The quick costs study's figures (2 seeds, 2026-12-06: `downpour study costs --quick --seeds 2 --jobs 1`) piled
+    their labels in a column above the crowded points near Hoyer 0.1: "weight_l2=0.001, none, none, weight_l2=0.001,
+    none, none", each "none" twice (one point in two series), none beside its point and no line back to it."""
+    rows = {"less/none": ((0.087, 0.0, 0.483), (0.0039, -0.1769, 0.1847)),
+            "less/l1=0.01": ((0.51, 0.0, 1.0), (-0.043, -0.4919, 0.406)),
+            "less/weight_l2=0.001": ((0.017, 0.0, 0.043), (-0.0071, -0.2353, 0.221)),
+            "more/none": ((0.112, 0.0, 0.446), (-0.0006, -0.0329, 0.0316)),
+            "more/l1=0.01": ((0.228, 0.0, 1.0), (-0.0133, -0.0817, 0.0552)),
+            "more/weight_l2=0.001": ((0.018, 0.001, 0.034), (-0.0019, -0.0434, 0.0397))}
+    points = {f"{term}, {size} data": [(n.split("/")[1], *rows[n]) for n in (f"{size}/none", f"{size}/{term}")]
+              for size in ("less", "more") for term in ("l1=0.01", "weight_l2=0.001")}
+    fig = scatter_figure(points, "gap against sparsity", "Hoyer", "gap")
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    texts = ax.texts
+    assert sorted(t.get_text() for t in texts) == sorted(n.split("/")[1] for n in rows)     # one label a point
+    boxes = [Text.get_window_extent(t) for t in texts]
+    assert [(a.get_text(), b.get_text()) for i, (a, p) in enumerate(zip(texts, boxes))
+            for b, q in zip(texts[:i], boxes) if p.overlaps(q)] == []
+    at = [ax.transData.transform((x[0], y[0])) for x, y in rows.values()]
+    radius = 2 * fig.dpi / 72                                                  # a marker of ms=4 points
+    marks = [Bbox.from_extents(x - radius, y - radius, x + radius, y + radius) for x, y in at]
+    assert [t.get_text() for t, b in zip(texts, boxes) if any(b.overlaps(m) for m in marks)] == []
+
+    def gap(box, p):
+        return np.hypot(max(box.x0 - p[0], 0, p[0] - box.x1), max(box.y0 - p[1], 0, p[1] - box.y1))
+
+    # a label with no line back to its point is nearer its point than any other point
+    stray = [t.get_text() for t, b in zip(texts, boxes) if t.arrow_patch is None
+             and min(gap(b, p) for p in at) < gap(b, ax.transData.transform(t.xy))]
+    assert stray == []

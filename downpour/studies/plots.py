@@ -9,6 +9,7 @@ import numpy as np
 from downpour.studies.figures import bar_lengths, figure, finite_limits, save
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.text import Annotation
     from matplotlib.transforms import Bbox
@@ -54,13 +55,13 @@ def scatter_figure(points: dict[str, list[tuple[str, Sequence[float], Sequence[f
     every = [p for items in points.values() for p in items]
     xs, ys = (np.array([p[k] for p in every], dtype=float).reshape(-1, 3) for k in (1, 2))   # (n, 3): value, low, high
     xlim, ylim = finite_limits(xs), finite_limits(ys)
-    labels: list[Annotation] = []
-    for group, items in points.items():
+    named: dict[tuple[str, float, float], int] = {}        # one label per point: a condition in two series is one point
+    for i, (group, items) in enumerate(points.items()):
         x, y = (np.array([p[k] for p in items], dtype=float).reshape(-1, 3) for k in (1, 2))
         ax.errorbar(x[:, 0], y[:, 0], xerr=bar_lengths(*x.T, xlim), yerr=bar_lengths(*y.T, ylim), fmt="o-", capsize=3,
                     lw=1, ms=4, label=group)
-        labels += [ax.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
-                   for label, xi, yi in zip((p[0] for p in items), x[:, 0], y[:, 0])]
+        for label, xi, yi in zip((p[0] for p in items), x[:, 0], y[:, 0]):
+            named[(label, float(xi), float(yi))] = i     # (in its last series' colour: the marker drawn on top)
     if np.isinf(xs).any():          # an unbounded interval's bar runs off the axes
         ax.set_xlim(*xlim)
     if np.isinf(ys).any():
@@ -72,25 +73,78 @@ def scatter_figure(points: dict[str, list[tuple[str, Sequence[float], Sequence[f
     # (upper right) hid less/pooled_l2=0.003, at Hoyer 0.63 and gap 0.043, and its label (2026-12-04)
     ax.legend(fontsize=7, **BESIDE)
     # (until 2026-12-05 each label sat at its point: the quick costs study's none and l1=0.01, near the same
-    # sparsity and gap, printed one over the other in sparsity_vs_overfitting.png)
-    spread_labels(labels)
+    # sparsity and gap, printed one over the other in sparsity_vs_overfitting.png; until 2026-12-06 they were moved
+    # up in a column, "weight_l2=0.001, none, none, weight_l2=0.001, none, none", no label beside its point)
+    place_labels(ax, [(label, (x, y), f"C{i % 10}") for (label, x, y), i in named.items()])
     return fig
 
 
-def spread_labels(labels: list[Annotation], pad: float = 1.0) -> None:
-    """Move point labels (annotations offset in points) up, in the order given, until none overlaps one placed
-    before it: each label stays at its point unless an earlier one holds the place, then sits ``pad`` points above
-    the highest it meets. Call it once the axes' limits are set; a label of a point not drawn (NaN) is left."""
-    if labels:
-        labels[0].figure.draw_without_rendering()   # (autoscaled limits are computed lazily, at the draw)
+# where a label may sit, in points from its point, nearest first: its four corners, then above, below and the
+# sides; each further ring is LEADER points out and draws a line back to the point
+_AROUND = ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (0, -1), (1, 0), (-1, 0))
+_NEAR, LEADER, _RINGS = 4.0, 9.0, 8
+_HA, _VA = {1: "left", -1: "right", 0: "center"}, {1: "bottom", -1: "top", 0: "center"}   # text away from its point
+_MARK = 2.5                                                 # points around a marker (ms=4) a label keeps clear of
+
+
+def place_labels(ax: Axes, labels: list[tuple[str, tuple[float, float], str]], fontsize: float = 6) -> list[Annotation]:
+    """Label points (``labels``: (text, (x, y) in data, colour)), each where it overlaps no label placed before it,
+    no point's marker and stays on the axes: at a corner of its point if one is free, else further out along one
+    of eight directions with a thin line back to its point (so a moved label is never read as a nearer point's).
+    Where nothing is free, the place that overlaps fewest. Call it once the axes' limits are set; a point not
+    drawn (NaN) gets no label."""
+    from matplotlib.transforms import Bbox
+
+    if not labels:
+        return []
+    fig = ax.figure
+    fig.draw_without_rendering()                            # (autoscaled limits are computed lazily, at the draw)
+    to_px = fig.dpi / 72
+    at = {i: ax.transData.transform(xy) for i, (_, xy, _) in enumerate(labels)}
+    at = {i: p for i, p in at.items() if np.isfinite(p).all()}
+    r = _MARK * to_px
+    marks = [Bbox.from_extents(px - r, py - r, px + r, py + r) for px, py in at.values()]
+    frame = ax.get_window_extent()
     placed: list[Bbox] = []
-    for label in labels:
-        box = label.get_window_extent()
-        if not np.isfinite(box.get_points()).all():
-            continue
-        while met := [b for b in placed if box.overlaps(b)]:
-            up = (max(b.y1 for b in met) - box.y0) * 72 / label.figure.dpi + pad     # pixels to points
-            x, y = label.xyann
-            label.xyann = (x, y + up)
-            box = label.get_window_extent()
+    out = []
+    # on a pale ground above the lines: an error bar through a label hid it (the costs study's 0.001 weights)
+    look = {"fontsize": fontsize, "zorder": 5, "bbox": {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none",
+                                                         "alpha": 0.75}}
+    for i, (px, py) in at.items():
+        text, xy, colour = labels[i]
+        best = None
+        for ring in range(_RINGS):
+            for dx, dy in _AROUND:
+                d = _NEAR + ring * LEADER
+                note = ax.annotate(text, xy, xytext=(dx * d, dy * d), textcoords="offset points", color=colour,
+                                   ha=_HA[dx], va=_VA[dy], **look)
+                box = note.get_window_extent()
+                bad = (sum(box.overlaps(b) for b in placed) * 4 + sum(box.overlaps(m) for m in marks)
+                       + 2 * (not frame.contains(box.x0, box.y0) or not frame.contains(box.x1, box.y1))
+                       # beside its point with no line back, it must be nearer its own point than any other
+                       + (not ring and any(_gap(box, q) < _gap(box, (px, py)) for j, q in at.items() if j != i)))
+                if best is None or bad < best[0]:
+                    if best is not None:
+                        best[1].remove()
+                    best = (bad, note, box, ring)
+                else:
+                    note.remove()
+                if bad == 0:
+                    break
+            if best[0] == 0:
+                break
+        _, note, box, ring = best
+        if ring:                                            # away from its point: a line back to it
+            note.remove()
+            note = ax.annotate(text, xy, xytext=note.xyann, textcoords="offset points", color=colour,
+                               ha=note.get_ha(), va=note.get_va(), **look,
+                               arrowprops={"arrowstyle": "-", "lw": 0.5, "color": colour, "shrinkA": 1, "shrinkB": 2})
         placed.append(box)
+        out.append(note)
+    return out
+
+
+def _gap(box: Bbox, point: tuple[float, float]) -> float:
+    """Pixels from ``box`` to ``point`` (0 inside it)."""
+    x, y = point
+    return float(np.hypot(max(box.x0 - x, 0.0, x - box.x1), max(box.y0 - y, 0.0, y - box.y1)))
