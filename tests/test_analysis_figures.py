@@ -1,6 +1,8 @@
 """Figures: every kind of filter bank draws, loss curves plot cost parts only, staleness bars draw."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -279,6 +281,21 @@ def test_a_loss_falling_below_1e_minus_4_is_labelled_in_the_style_of_one_above_1
     saved[0].canvas.draw()
     labels = {t.get_text().replace("\u2212", "-") for t in saved[0].axes[0].get_yticklabels()}
     assert "1e-6" in labels and not any("e-0" in t for t in labels), labels
+
+
+@pytest.mark.parametrize("low, high", [(5.0, 2e7), (0.5, 3e7), (1e-3, 1e8), (1e-7, 0.1), (3.0, 4e9)])
+def test_a_log_axis_reaching_1e7_or_below_1e_minus_4_labels_every_tick_as_a_power_of_ten(tmp_path, saved, low, high):
+    """One style per axis: a loss from 5 up to 2e7 read "10", "1e3", "1e5", "1e7", and one from 1e-7 to 0.1 read
+    "1e-7", "1e-5", "0.001", "0.1" (until 2026-12-06)."""
+    figures.loss_curves([{"step": s, "loss": low * (high / low) ** (s / 50)} for s in range(51)], tmp_path / "l.png")
+    saved[0].canvas.draw()
+    ax = saved[0].axes[0]
+    lo, hi = ax.get_ylim()
+    shown = [(t.get_position()[1], t.get_text().replace("\u2212", "-"))
+             for t in [*ax.get_yticklabels(), *ax.get_yticklabels(minor=True)] if t.get_text() and lo <= t.get_position()[1] <= hi]
+    assert len(shown) >= 3, shown
+    assert all(re.fullmatch(r"[1-9](\.\d+)?e-?[1-9]?\d", text) for _, text in shown), shown
+    assert all(abs(float(text) - y) <= 1e-6 * y for y, text in shown), shown
 
 
 @pytest.mark.parametrize("values, scale, labelled", [([float("nan"), 300.0, 30.0, 3.0], "log", "100"),

@@ -13,7 +13,6 @@ keeps from filling its size, is still cropped to what it drew.
 from __future__ import annotations
 
 import math
-import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,8 @@ class _PlainLogFormatter(LogFormatter):
     """LogFormatter's choice of which ticks to label, each with the digits that tell it from its neighbours:
     LogFormatter writes a value below 1 or above 10,000 with one (every tick of a curve from 0.451 to 0.467
     read "5e-01"), and one axis mixed "1e4" with "1e+05"; from 1,000 up the labels are whole numbers with
-    thousands separators (100,000), on an axis that stays below 10 million; on one that reaches it, powers of ten
-    (1e9): a run that diverged to 3e31 wrote 1,000,000,000,000,000,019,884,624,838,656, a label that squeezed its
+    thousands separators (100,000), on an axis that stays below 10 million; on one that reaches it (or falls below
+    1e-4), every label a power of ten (1e9, 1e1): a run that diverged to 3e31 wrote 1,000,000,000,000,000,019,884,624,838,656, a label that squeezed its
     panel to a sliver (until 2026-12-06). Between the powers of ten, only the coefficients that do not overlap
     (:func:`_coefficients`)."""
 
@@ -64,14 +63,22 @@ class _PlainLogFormatter(LogFormatter):
         if text and coeff != 1 and not math.isinf(self.minor_thresholds[0]) and lo > 0 \
                 and coeff not in _coefficients(math.log10(hi / lo)):
             return ""
-        if not text or 1 <= x < 1000:
+        # one style per axis: powers of ten for every label of an axis that reaches 10 million or falls below 1e-4,
+        # where plain numbers grow too long (until 2026-12-06 one reaching 2e7 read "10", "1e3", "1e5", "1e7", and one
+        # from 1e-7 to 0.1 "1e-7", "1e-5", "0.001", "0.1"); plain numbers on any other
+        powers = hi >= 1e7 or min(lo, hi) < 1e-4
+        if not text or (1 <= x < 1000 and not powers):
             return text
         digits = 2 + max(0, math.ceil(math.log10(x / max(abs(hi - lo), x * 1e-6))))
         while digits < 15 and abs(float(f"{x:.{digits}g}") - x) > 1e-9 * x:   # (a round tick of _few_ticks: 1750
             digits += 1                                                         # read "1,800" until 2026-12-06)
-        if x >= 1000 and hi < 1e7:
+        if powers:                                     # (the mantissa's digits as "g" keeps them: 1e6, 2.5e-5)
+            mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
+            mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+            return self.fix_minus(f"{mantissa}e{int(exponent)}")     # (1e-06 read so until 2026-12-06)
+        if x >= 1000:
             return f"{float(f'{x:.{digits}g}'):,.0f}"
-        return self.fix_minus(re.sub(r"e\+?(-?)0*(?=\d)", r"e\1", f"{x:.{digits}g}"))   # (1e-06 read so until 2026-12-06)
+        return self.fix_minus(f"{x:.{digits}g}")
 
 
 def _spaced(ticks: list[float], bottom: float, top: float) -> list[float]:
