@@ -1688,6 +1688,30 @@ def test_a_study_stopped_by_ctrl_c_says_what_it_kept_and_how_to_resume(planted, 
     assert sorted(CALLS) == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
 
 
+def test_a_study_stopped_while_writing_its_pages_says_its_cells_are_kept_and_the_command_that_writes_them(
+        planted, tmp_path, monkeypatch, capsys):
+    """A Ctrl-C after the last cell, while the figures and pages were written, said "downpour: interrupted" alone,
+    though every cell was in cells.jsonl and the same command writes the pages without running one again."""
+    from downpour.studies import run as study_run
+
+    write_html = study_run.write_html
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study_run, "write_html", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_study("planted", tmp_path / "s", quick=True, jobs=1)
+    err = capsys.readouterr().err
+    assert (f"downpour study planted: stopped while writing its pages; all 6 cells are kept in {str(tmp_path / 's')!r} "
+            f"(cells.jsonl): `downpour study planted --quick --seeds 3 --out {tmp_path / 's'}` writes the pages, running "
+            "no cell again") in err
+    monkeypatch.setattr(study_run, "write_html", write_html)
+    CALLS.clear()
+    run_study("planted", tmp_path / "s", quick=True, jobs=1)
+    assert CALLS == [] and (tmp_path / "s" / "study.html").is_file() and (tmp_path / "s" / "study.md").is_file()
+
+
 def test_study_md_has_study_htmls_cells_in_markdown(tmp_path):
     """study.md (2026-12-06): the conditions table's cells are study.html's, a "|" in a name escaped so the row keeps
     its columns, a study's own HTML cell (staleness's 4 × 0.125) as text, asides in plain brackets."""

@@ -108,38 +108,44 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
               f"(cells.jsonl): `{command_line(name, quick, n, sets, str(out))}` resumes it, running only the others",
               file=sys.stderr, flush=True)
         raise
-    cells = {key: cache.cells[key] for key in ((c, s) for c in names for s in seed_list)}
-    # (the cells' runs, and their data.json, are gone: where the data are the user's, what they skipped is said once)
-    data = study_data(study, conditions, folder, header["sets"], ran=bool(todo))
-    platforms, mixed = platforms_note(cache.costs, cells)
-    if mixed:
-        print(f"downpour study {name}: {str(cache.path)!r}: {mixed}", file=sys.stderr, flush=True)
-    try:                # (a diverged cell read as not measured, counted out: studies/diverged.py)
-        rows, cells = summarised(study, conditions, cells, seed_list)
-    except KeyError as err:           # a cached line whose figure was renamed or lost (an edit, a damaged byte), or
-        # one measured before the figure was recorded (compare.FigureMissing; until 2026-12-05 read as a seed left out)
-        refused = (_lacking(err.args[0], cells, cache.path, spare_diverged=isinstance(err, FigureMissing))
-                   if err.args else None)
-        if refused is None:
-            raise
-        raise refused from None
-    within_range(rows)          # (before the verdict, the figures and study.json read them)
-    note_missing(rows, cells, seed_list)
-    holm(rows)
-    trained = not rows or not all(r.get(DIVERGED) == r["n"] for r in rows)
-    figures = study.figures(rows, cells, folder / "figures") if trained else []
-    result: dict[str, Any] = {
-        "study": name, "question": cls.question, "command": command_line(name, quick, n, sets, str(out)),
-        "quick": quick, "seeds": seed_list, "sets": header["sets"], "context": context,
-        "cells": rows,
-        "verdict": verdict_text(study, rows, trained, "train.lr" not in _varied(study, conditions)),
-        "figures": [str(p.relative_to(folder)) for p in figures],
-        "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo), "jobs": workers,
-        "cells_cost": cache.total_cost(cells), "platforms": platforms, "platforms_note": mixed, "data": data,
-    }
-    (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
-    write_html(result, folder / "study.html", study.shown, study.headings)
-    write_markdown(result, folder / "study.md", study.shown, study.headings)
+    try:                        # (every cell is in cells.jsonl now: a stop from here on loses none)
+        cells = {key: cache.cells[key] for key in ((c, s) for c in names for s in seed_list)}
+        # (the cells' runs, and their data.json, are gone: where the data are the user's, what they skipped is said once)
+        data = study_data(study, conditions, folder, header["sets"], ran=bool(todo))
+        platforms, mixed = platforms_note(cache.costs, cells)
+        if mixed:
+            print(f"downpour study {name}: {str(cache.path)!r}: {mixed}", file=sys.stderr, flush=True)
+        try:                # (a diverged cell read as not measured, counted out: studies/diverged.py)
+            rows, cells = summarised(study, conditions, cells, seed_list)
+        except KeyError as err:           # a cached line whose figure was renamed or lost (an edit, a damaged byte), or
+            # one measured before the figure was recorded (compare.FigureMissing; until 2026-12-05 read as a seed left out)
+            refused = (_lacking(err.args[0], cells, cache.path, spare_diverged=isinstance(err, FigureMissing))
+                       if err.args else None)
+            if refused is None:
+                raise
+            raise refused from None
+        within_range(rows)          # (before the verdict, the figures and study.json read them)
+        note_missing(rows, cells, seed_list)
+        holm(rows)
+        trained = not rows or not all(r.get(DIVERGED) == r["n"] for r in rows)
+        figures = study.figures(rows, cells, folder / "figures") if trained else []
+        result: dict[str, Any] = {
+            "study": name, "question": cls.question, "command": command_line(name, quick, n, sets, str(out)),
+            "quick": quick, "seeds": seed_list, "sets": header["sets"], "context": context,
+            "cells": rows,
+            "verdict": verdict_text(study, rows, trained, "train.lr" not in _varied(study, conditions)),
+            "figures": [str(p.relative_to(folder)) for p in figures],
+            "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo), "jobs": workers,
+            "cells_cost": cache.total_cost(cells), "platforms": platforms, "platforms_note": mixed, "data": data,
+        }
+        (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
+        write_html(result, folder / "study.html", study.shown, study.headings)
+        write_markdown(result, folder / "study.md", study.shown, study.headings)
+    except KeyboardInterrupt:   # (until 2026-12-06 a Ctrl-C while the pages were written said "interrupted" alone)
+        print(f"downpour study {name}: stopped while writing its pages; all {plural(len(names) * n, 'cell')} are kept in "
+              f"{str(folder)!r} (cells.jsonl): `{command_line(name, quick, n, sets, str(out))}` writes the pages, running "
+              "no cell again", file=sys.stderr, flush=True)
+        raise
     return folder
 
 
