@@ -1582,7 +1582,7 @@ def test_every_studys_heading_and_time_in_the_docs_are_the_ones_its_help_prints(
     from pathlib import Path
 
     from downpour.studies import design_class
-    from downpour.studies.about import ABOUT
+    from downpour.studies.about import ABOUT, QUICK, describe
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "studies.md").read_text()
     sections = re.findall(r"^## Q(\d+) — (\S+):.*\n\n\*\*Time\*\* \(what `downpour study (\S+) --help` prints\): "
@@ -1590,9 +1590,13 @@ def test_every_studys_heading_and_time_in_the_docs_are_the_ones_its_help_prints(
     assert all(name == again for _, name, again, _ in sections)
     assert {name: (int(n), wall) for n, name, _, wall in sections} == ABOUT
     # the table at the top, every study's command, seeds and time in one place (since 2026-12-06), reads the same
-    table = re.findall(r"^\| Q(\d+) \| `downpour study (\S+)` \| [^|]+ \| (\d+) \| (.+) \|$", text, re.M)
-    assert {name: (int(n), wall) for n, name, _, wall in table} == ABOUT
-    assert all(int(seeds) == design_class(name).seeds_full for _, name, seeds, _ in table)
+    table = re.findall(r"^\| Q(\d+) \| `downpour study (\S+)` \| [^|]+ \| (\d+) \| ([^|]+) \| ([^|]+) \|$", text, re.M)
+    assert {name: (int(n), wall) for n, name, _, wall, _ in table} == ABOUT
+    assert all(int(seeds) == design_class(name).seeds_full for _, name, seeds, _, _ in table)
+    # and the quick setting's, measured per study (until 2026-12-06 --help said "<= 2 min" of every one; staleness's
+    # took 2 min 12 s beside other jobs)
+    assert {name: quick for _, name, _, _, quick in table} == QUICK
+    assert all(f"--quick: {QUICK[name]} (measured beside other jobs)" in describe(name) for name in QUICK)
 
 
 def test_holms_paragraph_says_a_count_of_one_or_none_in_english():

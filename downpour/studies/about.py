@@ -22,6 +22,21 @@ ABOUT = {
     "architectures": (7, "13-28 min (35-48 min beside other jobs)"),
 }
 
+# name -> the quick setting's wall time (`downpour study NAME --quick`, its default seeds, --jobs 2), measured on
+# 2026-12-06 on the project's 2 cores beside other jobs (a load of 14-27): a few minutes, not the "<= 2 min" --help
+# printed for every study until then (staleness took 2 min 12 s at --seeds 2 --jobs 1, 404 s at its 4). The first
+# figure, where there are two, was measured under a lighter load at --jobs 1. The table at the top of docs/studies.md says the same
+# (test_studies_framework).
+QUICK = {
+    "staleness": "about 7 min",
+    "templates": "about 3 min",
+    "flat-skipping": "about 3 min",
+    "mechanisms": "about 4 min",
+    "first-layer": "1.5-5 min",
+    "costs": "17 s-1 min",
+    "architectures": "about 4.5 min",
+}
+
 
 def listing() -> str:
     """One line per study: its name, question number and topic (the question's words before its colon)."""
@@ -46,6 +61,7 @@ def describe(name: str) -> str:
         f"conditions: {len(full)} ({len(quick)} with --quick), each run on the same paired seeds:",
         names,
         f"seeds: {cls.seeds_full} per condition by default, {cls.seeds_quick} with --quick (--seeds N to change it)",
-        f"time: {wall} on 2 cores at the default seeds (--jobs 2); --quick: <= 2 min",
+        f"time: {wall} on 2 cores at the default seeds (--jobs 2); --quick: {QUICK.get(name, 'not measured')} "
+        "(measured beside other jobs)",
         f"results: docs/studies.md, section \"{_number(name)}— {name}\"; a run's own: studies/{name}/study.html (or --out)",
     ])

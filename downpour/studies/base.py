@@ -1,7 +1,7 @@
 """What a study is: conditions × paired seeds, one cell per pair, rows with intervals, a verdict.
 
 A study subclasses its design (:mod:`downpour.studies.designs`: its name, question, seeds and
-``conditions()``, the :class:`Condition` list; ``self.quick``: the ≤ 2-minute setting the tests use) and
+``conditions()``, the :class:`Condition` list; ``self.quick``: the few-minute setting the tests use) and
 :class:`Study`, and says
 - ``run_cell(condition, seed, context)``: one cell, a run of the real machinery, returning its
   figures as a flat dict of numbers (the same keys for every cell of a condition);

@@ -21,7 +21,7 @@ class Condition:
 
 @dataclass
 class Design:
-    """A study's conditions × paired seeds, in its full setting or its quick one (``quick``: the ≤ 2-minute
+    """A study's conditions × paired seeds, in its full setting or its quick one (``quick``: the few-minute
     setting the tests use); ``sets``: the user's --set overrides, on every cell."""
 
     name: ClassVar[str]
