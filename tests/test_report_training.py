@@ -63,22 +63,3 @@ def test_a_diverged_runs_report_says_so_first(tmp_path):
     headline = html[html.index("<h1>"):html.index('<h2 id="training">')]
     assert "<strong>The run diverged: its loss grew from 2.047 at step 50 to " in headline
     assert "every figure below is of a model that ran away" in headline
-
-
-def test_a_clip_runs_report_says_it_reads_frames_and_shows_its_filters_as_frames(tmp_path, capsys):
-    """An RNN over clips (T, C, H, W) = (4, 1, 8, 8): its report said "This run's input is not an image: each sample is
-    4x1x8x8" and "no first-layer filter picture", of a network whose input is 4 images and whose filters are frames."""
-    from downpour.models.registry import create_model
-    from downpour.train.model_file import write_model
-
-    run = tmp_path / "run"
-    assert main(["train", "--config", "rnn-rows", "--runner", "local", "--steps", "3", "--set", "train.threads=1",
-                 "--set", "train.log_every=1", "--set", "train.tensorboard=false", "--out", str(run)]) == 0
-    write_model(run, create_model("rnn-rows", (4, 1, 8, 8)), "rnn-rows")     # no data source gives clips yet
-    html = write_report(run).read_text()
-    assert "not an image" not in html and "no first-layer filter picture" not in html
-    assert "This run's input is a clip of 4 frames of 1x8x8 each (TxCxHxW = 4x1x8x8" in html
-    assert '<h2 id="filters">First-layer filters</h2><p>64 filters, one frame of 1x8x8 each (an RNN has' in html
-    assert 'alt="first-layer filters"' in html and (run / "figures" / "filters.png").is_file()
-    assert main(["analyze", str(run)]) == 2
-    assert "is a clip of 4 frames, not one image; the analysis shows images" in capsys.readouterr().err

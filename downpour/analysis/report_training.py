@@ -119,57 +119,25 @@ def shows_no_image(run: RunDir) -> bool:
 def write_training_report(run: RunDir) -> Path:
     """``report.html`` of a run whose input is not an image, its figures (``figures/loss.png``,
     ``figures/staleness.png``) drawn anew from metrics.jsonl and staleness.json: its headline (diverged, said first),
-    its training curves, staleness and faults (and of a network that reads clips of frames, its first-layer filters,
-    ``figures/filters.png``, each a frame), why nothing else is shown, and its config."""
+    its training curves, staleness and faults, why nothing else is shown, and its config."""
     meta = run.read_json("model.json")
     metrics = run.metrics()
     folder = figures_folder(run, "the report draws")
     folder.mkdir(exist_ok=True)
     drawn, _ = training_figures(run, metrics, folder)
-    model = run.load_model()
-    training = training_summary(metrics, frozen_stages(model), *skips(run.path))
+    training = training_summary(metrics, frozen_stages(run.load_model()), *skips(run.path))
     shape, cfg = "x".join(map(str, meta["input_shape"])), run.config
     body = (f"<h1>downpour run report: {esc(run.path.name)}</h1>"
             f"<p>Model <b>{esc(meta['model'])}</b>, trained {esc(meta.get('step'))} steps on {esc(shape)} inputs "
             f"(data.source = {esc(cfg.data.source)}).\n{loss_headline(training)}</p>"
             + training_section(run, {k: f"figures/{v}" for k, v in drawn.items()})
-            + _clip_filters(run, model, tuple(meta["input_shape"]), folder)
-            + f'<h2 id="not-measured">What this report does not show</h2><p class="note">{_why_not_measured(run, meta)}</p>'
+            + f'<h2 id="not-measured">What this report does not show</h2><p class="note">This run\'s input is not an '
+              f"image: each sample is {esc(shape)} (data.source = {esc(cfg.data.source)}), and the analysis shows the "
+              f"network images of at least {MIN_SIDE}x{MIN_SIDE} (lfw, digits, a folder). So there is no first-layer "
+              "filter picture, no best single neuron or face test, no optimal stimulus, no invariance and no linear "
+              "probes for this run, and no analysis.json: the training above is all there is to report.</p>"
             + config_section(run))
     return write_page(run, body)
-
-
-def _why_not_measured(run: RunDir, meta: dict[str, Any]) -> str:
-    """Why the analysis measured nothing: the input is no image, or (T, C, H, W) a clip of frames. Until 2026-12-06 a
-    clip's report said "This run's input is not an image: each sample is 4x1x8x8" and "no first-layer filter picture",
-    of a network whose every input is 4 images and whose filters are each a frame."""
-    shape, source = tuple(meta["input_shape"]), esc(run.config.data.source)
-    measured = ("no best single neuron or face test, no optimal stimulus, no invariance and no linear probes for this "
-                "run, and no analysis.json")
-    if len(shape) == 4:
-        frame = "x".join(map(str, shape[1:]))
-        return (f"This run's input is a clip of {shape[0]} frames of {esc(frame)} each (TxCxHxW = "
-                f"{esc('x'.join(map(str, shape)))}, data.source = {source}), not one image: the analysis shows the "
-                f"network single images (lfw, digits, a folder), and this network reads {shape[0]} frames at once. So "
-                f"there is {measured}: the training and its first-layer filters above are all there is to report.")
-    return (f"This run's input is not an image: each sample is {esc('x'.join(map(str, shape)))} (data.source = "
-            f"{source}), and the analysis shows the network images of at least {MIN_SIDE}x{MIN_SIDE} (lfw, digits, a "
-            f"folder). So there is no first-layer filter picture, {measured}: the training above is all there is to "
-            "report.")
-
-
-def _clip_filters(run: RunDir, model: Any, shape: tuple[int, ...], folder: Path) -> str:
-    """The first-layer filters of a network that reads clips (T, C, H, W), each a frame (``figures/filters.png``), as
-    the analysis draws an image model's; "" for any other input, or a model whose filters are not frames."""
-    filters = model.first_layer_filters() if len(shape) == 4 else None
-    if filters is None or tuple(filters.shape[1:]) != shape[1:]:
-        return ""
-    filters = filters.detach().cpu().numpy()
-    figures.filter_grid(filters, folder / "filters.png", colour=figures.colour_filters(filters.shape, shape))
-    what = getattr(model, "filters_what", None)
-    return ('<h2 id="filters">First-layer filters</h2>'
-            f"<p>{len(filters)} filters, one frame of {esc('x'.join(map(str, shape[1:])))} each"
-            + (f" ({esc(what)})" if what else "") + ".</p>" + image(run, "figures/filters.png", "first-layer filters"))
 
 
 def figures_folder(run: RunDir, who: str) -> Path:

@@ -174,10 +174,8 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
                     or default_probe_layers(model, layer))                                          # not after the face test
     shape = tuple(run.read_json("model.json")["input_shape"])
     if not is_image_input(shape):
-        what = (f"a clip of {shape[0]} frames, not one image" if len(shape) == 4 else    # (said "not an image" of frames
-                f"not an image of at least {MIN_SIDE}x{MIN_SIDE}")                       # until 2026-12-06)
         raise DataError(f"{str(run.path / 'model.json')!r}: input_shape {list(shape)} (data.source = {cfg.data.source!r}) is "
-                        f"{what}; the analysis shows images (lfw, digits) to the "
+                        f"not an image of at least {MIN_SIDE}x{MIN_SIDE}; the analysis shows images (lfw, digits) to the "
                         f"network, so it has nothing to measure here. {where_training_is(run.path, run.metrics())}. `downpour report "
                         f"{pasted(run.path)}` writes its report: the training alone")
     seed = cfg.seed
