@@ -50,9 +50,9 @@ class _PlainLogFormatter(LogFormatter):
     LogFormatter writes a value below 1 or above 10,000 with one (every tick of a curve from 0.451 to 0.467
     read "5e-01"), and one axis mixed "1e4" with "1e+05"; from 1,000 up the labels are whole numbers with
     thousands separators (100,000), on an axis that stays below 10 million; on one that reaches it (or falls below
-    1e-4), every label a power of ten (1e9, 1e1): a run that diverged to 3e31 wrote 1,000,000,000,000,000,019,884,624,838,656, a label that squeezed its
-    panel to a sliver (until 2026-12-06). Between the powers of ten, only the coefficients that do not overlap
-    (:func:`_coefficients`)."""
+    1e-4), every label a power of ten (1e9, 1e1): a run that diverged to 3e31 wrote
+    1,000,000,000,000,000,019,884,624,838,656, a label that squeezed its panel to a sliver (until 2026-12-06).
+    Between the powers of ten, only the coefficients that do not overlap (:func:`_coefficients`)."""
 
     def __call__(self, x: float, pos: int | None = None) -> str:
         if x <= 0:      # (a linear locator's tick below a log axis's view, :func:`_few_ticks`: no value there)
@@ -66,7 +66,7 @@ class _PlainLogFormatter(LogFormatter):
         # one style per axis: powers of ten for every label of an axis that reaches 10 million or falls below 1e-4,
         # where plain numbers grow too long (until 2026-12-06 one reaching 2e7 read "10", "1e3", "1e5", "1e7", and one
         # from 1e-7 to 0.1 "1e-7", "1e-5", "0.001", "0.1"); plain numbers on any other
-        powers = hi >= 1e7 or min(lo, hi) < 1e-4
+        powers = max(lo, hi) >= 1e7 or min(lo, hi) < 1e-4        # (an inverted axis has lo > hi)
         if not text or (1 <= x < 1000 and not powers):
             return text
         digits = 2 + max(0, math.ceil(math.log10(x / max(abs(hi - lo), x * 1e-6))))
@@ -74,7 +74,7 @@ class _PlainLogFormatter(LogFormatter):
             digits += 1                                                         # read "1,800" until 2026-12-06)
         if powers:                                     # (the mantissa's digits as "g" keeps them: 1e6, 2.5e-5)
             mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
-            mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+            mantissa = mantissa.rstrip("0").rstrip(".")                # ("1.50" -> "1.5", "1.0" -> "1"; "1" stays)
             return self.fix_minus(f"{mantissa}e{int(exponent)}")     # (1e-06 read so until 2026-12-06)
         if x >= 1000:
             return f"{float(f'{x:.{digits}g}'):,.0f}"
