@@ -1594,9 +1594,9 @@ def test_every_studys_heading_and_time_in_the_docs_are_the_ones_its_help_prints(
     assert {name: (int(n), wall) for n, name, _, wall, _ in table} == ABOUT
     assert all(int(seeds) == design_class(name).seeds_full for _, name, seeds, _, _ in table)
     # and the quick setting's, measured per study (until 2026-12-06 --help said "<= 2 min" of every one; staleness's
-    # took 2 min 12 s beside other jobs)
+    # took 3-7 min)
     assert {name: quick for _, name, _, _, quick in table} == QUICK
-    assert all(f"--quick: {QUICK[name]} (measured beside other jobs)" in describe(name) for name in QUICK)
+    assert all(f"--quick: {QUICK[name]} (the longer beside other jobs)" in describe(name) for name in QUICK)
 
 
 def test_holms_paragraph_says_a_count_of_one_or_none_in_english():

@@ -22,19 +22,18 @@ ABOUT = {
     "architectures": (7, "13-28 min (35-48 min beside other jobs)"),
 }
 
-# name -> the quick setting's wall time (`downpour study NAME --quick`, its default seeds, --jobs 2), measured on
-# 2026-12-06 on the project's 2 cores beside other jobs (a load of 14-27): a few minutes, not the "<= 2 min" --help
-# printed for every study until then (staleness took 2 min 12 s at --seeds 2 --jobs 1, 404 s at its 4). The first
-# figure, where there are two, was measured under a lighter load at --jobs 1. The table at the top of docs/studies.md says the same
-# (test_studies_framework).
+# name -> the quick setting's wall time on the project's 2 cores at its default seeds, measured on 2026-12-06
+# (`time downpour study NAME --quick --out DIR`): the first figure beside fewer other jobs at --jobs 1 (staleness at
+# --jobs 2; staleness, mechanisms and architectures at a load of 7-15), the second beside many at --jobs 2 (a load of
+# 14-27). The table at the top of docs/studies.md says the same (test_studies_framework).
 QUICK = {
-    "staleness": "about 7 min",
-    "templates": "about 3 min",
-    "flat-skipping": "about 3 min",
-    "mechanisms": "about 4 min",
+    "staleness": "3-7 min",
+    "templates": "1-3 min",
+    "flat-skipping": "35 s-3 min",
+    "mechanisms": "2.5-4 min",
     "first-layer": "1.5-5 min",
     "costs": "17 s-1 min",
-    "architectures": "about 4.5 min",
+    "architectures": "1-4.5 min",
 }
 
 
@@ -61,7 +60,7 @@ def describe(name: str) -> str:
         f"conditions: {len(full)} ({len(quick)} with --quick), each run on the same paired seeds:",
         names,
         f"seeds: {cls.seeds_full} per condition by default, {cls.seeds_quick} with --quick (--seeds N to change it)",
-        f"time: {wall} on 2 cores at the default seeds (--jobs 2); --quick: {QUICK.get(name, 'not measured')} "
-        "(measured beside other jobs)",
+        f"time: {wall} on 2 cores at the default seeds (--jobs 2); --quick: "
+        + (f"{QUICK[name]} (the longer beside other jobs)" if name in QUICK else "not measured"),
         f"results: docs/studies.md, section \"{_number(name)}— {name}\"; a run's own: studies/{name}/study.html (or --out)",
     ])
