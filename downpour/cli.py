@@ -195,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("-h", "--help", action=StudyHelp, help="show this help and the studies; after NAME: that study's "
                                                               "question, conditions, seeds and time")
     study.add_argument("name", help="a study name, or 'list'")
-    study.add_argument("--quick", action="store_true", help="the small setting (a smoke test: a few minutes on 2 cores, `downpour study NAME --help` says how many)")
+    study.add_argument("--quick", action="store_true",
+                       help="the small setting (a smoke test: a few minutes on 2 cores; `downpour study NAME --help` "
+                            "says how many)")
     study.add_argument("--seeds", type=int, help="paired seeds per condition (default: the study's)")
     study.add_argument("--out", help="study folder (default: studies/NAME, studies/NAME-quick with --quick); run again to resume")
     study.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",

@@ -80,9 +80,9 @@ def scatter_figure(points: dict[str, list[tuple[str, Sequence[float], Sequence[f
 
 
 # where a label may sit, in points from its point, nearest first: its four corners, then above, below and the
-# sides; each further ring is LEADER points out and draws a line back to the point
+# sides; each further ring is _LEADER points out and draws a line back to the point
 _AROUND = ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (0, -1), (1, 0), (-1, 0))
-_NEAR, LEADER, _RINGS = 4.0, 9.0, 8
+_NEAR, _LEADER, _RINGS = 4.0, 9.0, 8
 _HA, _VA = {1: "left", -1: "right", 0: "center"}, {1: "bottom", -1: "top", 0: "center"}   # text away from its point
 _MARK = 2.5                                                 # points around a marker (ms=4) a label keeps clear of
 
@@ -115,7 +115,7 @@ def place_labels(ax: Axes, labels: list[tuple[str, tuple[float, float], str]], f
         best = None
         for ring in range(_RINGS):
             for dx, dy in _AROUND:
-                d = _NEAR + ring * LEADER
+                d = _NEAR + ring * _LEADER
                 note = ax.annotate(text, xy, xytext=(dx * d, dy * d), textcoords="offset points", color=colour,
                                    ha=_HA[dx], va=_VA[dy], **look)
                 box = note.get_window_extent()
