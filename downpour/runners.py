@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from downpour.config import RunConfig, is_cluster_runner
 from downpour.models.registry import resolve
-from downpour.train.divergence import diverged_words, runaway
+from downpour.train.divergence import diverged_words, recorded, runaway
 from downpour.train.rundir import RunDir, check_is_config
 
 log = logging.getLogger(__name__)
@@ -68,22 +68,14 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
 
 
 def _say_diverged(cfg: RunConfig, run: RunDir, summary: dict[str, Any]) -> None:
-    """One warning for a finished run that diverged, and ``summary["diverged"]`` where its loss ran away."""
-    # a loss that ran away with every number finite: no runner's non-finite check sees it (train/divergence.py)
-    # (steps skipped: rows that stop before the run's end are a run that went past finite numbers and skipped the rest)
-    skipped = summary.get("skipped_steps") or (summary.get("rejected") or {}).get("non-finite")
-    rows = run.metrics()
-    # a cluster run most of whose pushes no shard accepted (ps/cluster.py): said here, in the one warning
-    refused = summary.get("refused_pushes")
-    pushes = (f"{refused['refused']} of the {refused['of']} pushes of this run carried no finite gradient a shard "
-              f"accepted" if refused else "")
-    if (diverged := runaway(rows, summary.get("steps") if skipped else None, summary.get("skipped_steps") or 0)):
+    """One warning for a finished run that diverged, and ``summary["diverged"]``: its loss ran away with every number
+    finite (no runner's non-finite check sees it), its rows stop before its end (it went past finite numbers and
+    skipped the rest), most of its steps were skipped, or most of a cluster run's pushes were refused
+    (train/divergence.py), read from its files (its first trained step too: a run shorter than train.log_every logs
+    one row) as the analysis reads them."""
+    if (diverged := runaway(run.metrics(), *recorded(run.path))):
         summary["diverged"] = diverged
-        log.warning("%s%s; its model is not a trained one. %s", diverged_words(diverged),
-                    f" ({pushes})" if pushes else "", _calmer(cfg, summary))
-    elif pushes:
-        log.warning("%s: it diverged; its metrics stop at step %s, where the final loss is from. %s", pushes,
-                    rows[-1]["step"] if rows else None, _calmer(cfg, summary))
+        log.warning("%s; its model is not a trained one. %s", diverged_words(diverged), _calmer(cfg, summary))
 
 
 def _calmer(cfg: RunConfig, summary: dict[str, Any]) -> str:

@@ -12,11 +12,11 @@ import pytest
 import downpour.runners as runners
 from downpour.analysis.report import _loss_headline
 from downpour.analysis.run import analyze_run
-from downpour.analysis.training import skips, training_summary
+from downpour.analysis.training import training_summary
 from downpour.config import load_config
 from downpour.errors import DataError
 from downpour.runners import train
-from downpour.train.divergence import diverged_words, runaway
+from downpour.train.divergence import diverged_words, recorded, runaway
 from downpour.train.rundir import RunDir
 
 
@@ -62,7 +62,8 @@ def test_teacher_student_on_three_stale_workers_at_the_presets_rate_is_said_to_d
         summary = train(cfg, RunDir.create(tmp_path / "run", cfg))
     assert ("diverged" in summary) is diverges
     if diverges:
-        assert summary["diverged"]["first_step"] == 50 and summary["diverged"]["last_step"] == 150
+        # (its first trained push, model.json's first_trained, before its first row: 1.25 at step 1, 2.047 at 50)
+        assert summary["diverged"]["first_step"] == 1 and summary["diverged"]["last_step"] == 150
         said = caplog.text
         assert "the run diverged: its loss grew from" in said
         assert "Lower train.lr (the server's rate, 0.25 here)" in said
@@ -73,7 +74,7 @@ def test_teacher_student_on_three_stale_workers_at_the_presets_rate_is_said_to_d
     with pytest.raises(DataError,
                        match="nothing to measure here. Its training is in metrics.jsonl and staleness.json") as err:
         analyze_run(tmp_path / "run")
-    assert ("; the run diverged: its loss grew from 2.047 at step 50 to" in str(err.value)) is diverges
+    assert ("; the run diverged: its loss grew from 1.25 at step 1 to" in str(err.value)) is diverges
 
 
 def test_rows_that_stop_before_the_runs_end_with_its_steps_skipped_are_a_runaway():
@@ -100,7 +101,7 @@ def test_a_run_that_blew_up_and_skipped_the_rest_is_said_to_diverge(tmp_path, ca
     assert "the run diverged: every step after step" in caplog.text and "20 here)" in caplog.text
     # the analysis reads the same from the run's files: its summary (model.json's skipped steps) and the words
     run = RunDir.open(tmp_path / "run")
-    assert skips(run.path)[0] == 60 and training_summary(run.metrics(), (), 60)["diverged"]["steps"] == 60
+    assert recorded(run.path)[0] == 60 and training_summary(run.metrics(), (), 60)["diverged"]["steps"] == 60
     with pytest.raises(DataError, match="; the run diverged: every step after step"):
         analyze_run(run.path)
 
@@ -109,11 +110,11 @@ def test_a_cluster_runs_skipped_steps_are_read_from_its_rejected_pushes(tmp_path
     """A cluster run's model.json has no skipped_steps: a push whose every step was skipped is a non-finite push its
     shards rejected (staleness.json), as the simulated teacher-student at train.lr = 20 logged 1 row for 300 steps."""
     (tmp_path / "model.json").write_text(json.dumps({"step": 300, "runner": "simulated"}))
-    assert skips(tmp_path)[0] is None
+    assert recorded(tmp_path)[0] is None
     (tmp_path / "staleness.json").write_text(json.dumps({"rejected": {"non-finite": 290}}))
-    assert skips(tmp_path) == (300, 0)
+    assert recorded(tmp_path) == (300, 0, None, None)
     (tmp_path / "staleness.json").write_text(json.dumps({"rejected": {"duplicate": 2}}))
-    assert skips(tmp_path)[0] is None
+    assert recorded(tmp_path)[0] is None
 
 
 def test_a_few_skipped_steps_at_the_end_of_a_run_whose_loss_was_fine_are_not_a_divergence():
@@ -151,17 +152,24 @@ def test_a_loss_that_fell_far_below_zero_is_said_to_have_fallen_not_grown():
 def test_a_cluster_run_mostly_refused_whose_loss_did_not_run_away_is_said_once_with_its_refused_count(tmp_path, caplog,
                                                                                                      monkeypatch):
     """ps.cluster leaves the words to runners.train (until 2026-12-06 both warned of the same run): with no runaway
-    in the rows, the refused pushes are the warning."""
+    in the rows, the refused pushes (cluster.json's, as the cluster runners write it) are the warning, and since
+    2026-12-06 the summary's ``diverged`` (a study read such a run as trained)."""
     cfg = load_config("teacher-student", ["cluster.runner=simulated", "train.steps=300"])
     run = RunDir.create(tmp_path / "run", cfg)
     (run.path / RunDir.METRICS).write_text("".join(json.dumps({"step": s, "loss": 2.0}) + "\n" for s in (150, 300)))
-    monkeypatch.setattr(runners, "runner", lambda cfg: lambda cfg, run, resume: {
-        "steps": 300, "rejected": {"duplicate": 200}, "refused_pushes": {"refused": 200, "of": 300}})
+
+    def fake(cfg, run, resume):
+        summary = {"steps": 300, "rejected": {"duplicate": 200}, "refused_pushes": {"refused": 200, "of": 300}}
+        run.write_json("cluster.json", summary)
+        return summary
+    monkeypatch.setattr(runners, "runner", lambda cfg: fake)
     with caplog.at_level(logging.WARNING, logger="downpour.runners"):
         summary = train(cfg, run)
-    assert "diverged" not in summary and len(caplog.records) == 1
-    assert caplog.records[0].getMessage().startswith("200 of the 300 pushes of this run carried no finite gradient a "
-                                                     "shard accepted: it diverged; its metrics stop at step 300")
+    assert summary["diverged"] == {"first_step": 150, "first_loss": 2.0, "last_step": 300, "last_loss": 2.0,
+                                   "refused": 200, "pushes": 300} and len(caplog.records) == 1
+    assert caplog.records[0].getMessage().startswith(
+        "the run diverged: 200 of its 300 pushes carried no finite gradient a shard accepted (its logged loss, 2 at "
+        "step 300, averages only the pushes whose cost was finite); its model is not a trained one.")
 
 
 def test_a_run_most_of_whose_steps_were_skipped_is_said_to_diverge_though_a_row_logged_its_end(tmp_path, caplog):
@@ -176,7 +184,63 @@ def test_a_run_most_of_whose_steps_were_skipped_is_said_to_diverge_though_a_row_
     assert summary["diverged"]["skipped"] == 5
     assert "the run diverged: 5 of its 6 steps had a non-finite cost or gradient and were skipped" in caplog.text
     # the analysis reads the same from the run's files
-    assert skips(tmp_path / "run") == (6, 5)
+    assert recorded(tmp_path / "run")[:2] == (6, 5)
     assert training_summary(RunDir.open(tmp_path / "run").metrics(), (), 6, 5)["diverged"]["skipped"] == 5
     rows = [{"step": 6, "loss": 1.0}]
     assert runaway(rows, 6, 3) is None and runaway(rows, 6, 4)["skipped"] == 4
+
+
+@pytest.mark.parametrize("runner, rate", [("local", ["train.optimizer=adam", "train.lr=1000"]),
+                                          ("simulated", ["cluster.rule=adam", "cluster.lr=1000"])])
+def test_a_run_shorter_than_log_every_whose_loss_ran_away_is_said_to_diverge_from_its_first_step(tmp_path, caplog,
+                                                                                                   runner, rate):
+    """ufldl-sae at Adam's rate 1000 for 6 steps, train.log_every = 50 (the studies' rate): one row, at step 6, the
+    mean of the 6 steps (2.1e+05), every number finite; its step 1 logged 49.65. Growth needs two rows, and until
+    2026-12-06 the run was not said to diverge (a study cell of 16-30 steps that ran away so was measured as
+    trained): model.json's first_trained is its first trained step, alone."""
+    cfg = load_config("ufldl-sae", [f"cluster.runner={runner}", *rate, "train.steps=6", "train.log_every=50",
+                                    "train.threads=1", "train.tensorboard=false"])
+    with caplog.at_level(logging.WARNING, logger="downpour.runners"):
+        summary = train(cfg, RunDir.create(tmp_path / "run", cfg))
+    run = RunDir.open(tmp_path / "run")
+    assert [r["step"] for r in run.metrics()] == [6] and not summary.get("skipped_steps")
+    gone = summary["diverged"]
+    assert gone["first_step"] == 1 and 10 < gone["first_loss"] < 100 and gone["last_step"] == 6
+    assert gone["last_loss"] > 1e3 * gone["first_loss"]
+    assert f"the run diverged: its loss grew from {gone['first_loss']:.4g} at step 1 to" in caplog.text
+    # the analysis reads the same from the run's files
+    assert training_summary(run.metrics(), (), *recorded(run.path))["diverged"] == gone
+
+
+def test_a_resumed_run_keeps_its_first_trained_step(tmp_path):
+    """The first trained step travels in the local checkpoint: a run resumed past it still compares its rows with it
+    (a resume would otherwise record its own first step, step 4 here)."""
+    sets = ["train.optimizer=adam", "train.lr=1000", "train.log_every=50", "train.threads=1", "train.tensorboard=false"]
+    cfg = load_config("ufldl-sae", [*sets, "train.steps=3"])
+    first = train(cfg, RunDir.create(tmp_path / "run", cfg))["diverged"]
+    longer = load_config("ufldl-sae", [*sets, "train.steps=6"])
+    again = train(longer, RunDir.open(tmp_path / "run"), resume=True)
+    assert again["resumed_from"] == 3 and again["diverged"]["first_step"] == 1
+    assert again["diverged"]["first_loss"] == first["first_loss"]
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["first_trained"]["step"] == 1
+
+
+def test_a_simulated_run_whose_pushes_were_nearly_all_refused_is_said_to_diverge_in_pushes(tmp_path, caplog):
+    """ufldl-sae on 2 simulated workers at train.lr = 1e30, 30 steps: 26 of its 30 pushes refused (non-finite), its
+    one row (step 30) the mean of the 4 that were not, 49.78, its first push's loss: no runaway in the rows. Until
+    2026-12-06 the warning said its "metrics stop at step 30", where they did not, and the summary had no
+    ``diverged`` (a study measured such a cell as trained), nor its analysis a word of it."""
+    cfg = load_config("ufldl-sae", ["cluster.runner=simulated", "cluster.workers=2", "train.lr=1e30", "train.steps=30",
+                                    "train.log_every=50", "train.threads=1", "train.tensorboard=false"])
+    with caplog.at_level(logging.WARNING, logger="downpour.runners"):
+        summary = train(cfg, RunDir.create(tmp_path / "run", cfg))
+    refused = summary["refused_pushes"]
+    assert refused["of"] == 30 and refused["refused"] > 20
+    assert summary["diverged"]["refused"] == refused["refused"] and summary["diverged"]["pushes"] == 30
+    said = caplog.records[-1].getMessage()
+    assert said.startswith(f"the run diverged: {refused['refused']} of its 30 pushes carried no finite gradient a "
+                           f"shard accepted (its logged loss, ")
+    assert "averages only the pushes whose cost was finite); its model is not a trained one. Lower train.lr" in said
+    assert "metrics stop" not in said
+    run = RunDir.open(tmp_path / "run")
+    assert training_summary(run.metrics(), (), *recorded(run.path))["diverged"] == summary["diverged"]

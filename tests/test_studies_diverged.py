@@ -27,17 +27,28 @@ class CostsWithARunaway(CostsStudy):
     10,000 patches at Adam's rate 10,000: its loss 0.8998 at step 1 -> 1.805e+08 at step 6, every number finite
     (runners.train's summary says it diverged; the study measured it as trained until 2026-12-06)."""
 
+    log_every: int | None = 1
+
     def cell_config(self, condition, seed):
         cfg = super().cell_config(condition, seed)
-        train = {"steps": 6, "log_every": 1, **({"lr": 1e4} if (condition.name, seed) == RUNAWAY_CELL else {})}
+        train = {"steps": 6, **({"log_every": self.log_every} if self.log_every else {}),
+                 **({"lr": 1e4} if (condition.name, seed) == RUNAWAY_CELL else {})}
         return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train))
 
 
+class CostsWithARunawayAtItsRate(CostsWithARunaway):
+    """The same at the study's own train.log_every (50): one row, at step 6, the mean of the 6 steps, which until
+    2026-12-06 had nothing to compare with (its first step's loss is model.json's first_trained since)."""
+
+    log_every = None
+
+
+@pytest.mark.parametrize("study", ["CostsWithARunaway", "CostsWithARunawayAtItsRate"])
 def test_a_costs_cell_whose_loss_ran_away_is_counted_out_and_named_and_the_study_finishes(monkeypatch, tmp_path,
-                                                                                          caplog):
+                                                                                          caplog, study):
     for module in (costs, costs_design):
         monkeypatch.setattr(module, "QUICK_PENALTIES", {"weight_l2": (1e-3,)})
-    monkeypatch.setitem(studies.STUDIES, "costs", f"{__name__}:CostsWithARunaway")
+    monkeypatch.setitem(studies.STUDIES, "costs", f"{__name__}:{study}")
     run_study("costs", tmp_path, quick=True, jobs=1)
     result = json.loads((tmp_path / "study.json").read_text())
     row = next(r for r in result["cells"] if r["condition"] == RUNAWAY_CELL[0])
@@ -48,7 +59,7 @@ def test_a_costs_cell_whose_loss_ran_away_is_counted_out_and_named_and_the_study
     assert row["extra"]["probe_digits_raw_pixels"] > 0      # seed 1's (the raw pixels' probe was NaN for the row)
     cells = [json.loads(line) for line in (tmp_path / "cells.jsonl").read_text().splitlines()[1:]]
     assert [c["figures"] for c in cells if (c["condition"], c["seed"]) == RUNAWAY_CELL] == [{"diverged": 1.0}]
-    assert "study costs: cell 'more/weight_l2=0.001', seed 0 diverged: its loss grew from" in caplog.text
+    assert "study costs: cell 'more/weight_l2=0.001', seed 0 diverged: its loss grew from 0.8998 at step 1" in caplog.text
 
 
 class DivergesInSeed0(Planted):

@@ -21,7 +21,8 @@ from downpour.analysis.report_cluster import cluster_faults, no_staleness
 from downpour.analysis.report_notes import data_note, loss_headline
 from downpour.analysis.report_parts import esc, image, page
 from downpour.analysis.report_staleness import staleness_paragraph
-from downpour.analysis.training import frozen_stages, skips, training_summary
+from downpour.analysis.training import frozen_stages, training_summary
+from downpour.train.divergence import recorded
 from downpour.train.rundir import NotARunError, RunDir
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def write_training_report(run: RunDir) -> Path:
     folder = figures_folder(run, "the report draws")
     folder.mkdir(exist_ok=True)
     drawn, _ = training_figures(run, metrics, folder)
-    training = training_summary(metrics, frozen_stages(run.load_model()), *skips(run.path))
+    training = training_summary(metrics, frozen_stages(run.load_model()), *recorded(run.path))
     shape, cfg = "x".join(map(str, meta["input_shape"])), run.config
     body = (f"<h1>downpour run report: {esc(run.path.name)}</h1>"
             f"<p>Model <b>{esc(meta['model'])}</b>, trained {esc(meta.get('step'))} steps on {esc(shape)} inputs "

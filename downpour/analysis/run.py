@@ -36,7 +36,7 @@ from downpour.analysis.selectivity import over_splits, unchosen
 from downpour.analysis.report_notes import pictured_names
 from downpour.analysis.report_training import figures_folder, training_figures
 from downpour.analysis.stimulus import Stimulus, optimal_stimulus, top_images
-from downpour.analysis.training import frozen_stages, skips, training_summary, where_training_is, with_its_training
+from downpour.analysis.training import frozen_stages, training_summary, where_training_is, with_its_training
 from downpour.analysis.options import (MIN_SIDE, analysis_options, is_image_input, no_faces_of, no_faces_path, open_run,
                                       run_preprocess)
 from downpour.analysis.units import check_layer, describe_unit, other_layers, unit_responses
@@ -45,6 +45,7 @@ from downpour.data.preprocess import Preprocess
 from downpour.errors import DataError, DeadLayer
 from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
+from downpour.train.divergence import recorded
 from downpour.train.folders import check_writable
 from downpour.train.rundir import RunDir
 
@@ -319,7 +320,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
                        "rotation_disc_auc": disc_auc(inv),
                        "selectivity_faces_only": selectivity_summary(inv, "auc_faces_only")},
         "probes": probes,
-        "training": training_summary(metrics, frozen_stages(model), *skips(run.path)),
+        "training": training_summary(metrics, frozen_stages(model), *recorded(run.path)),
         "filters": filter_stats,
         "staleness": {k: {str(s): c for s, c in v.items()} for k, v in staleness.items()},
         "figures": {k: f"figures/{v}" for k, v in paths.items()},

@@ -11,7 +11,6 @@ a row is the sum of its parts (diagnostics, ``stageN/metric/...``, left out).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -19,16 +18,18 @@ from torch import nn
 
 from downpour.errors import DataError, DeadLayer
 from downpour.objectives import is_metric
-from downpour.train.divergence import diverged_words, runaway
+from downpour.train.divergence import diverged_words, recorded, runaway
 
 
 def training_summary(metrics: list[dict[str, Any]], frozen: Iterable[str] = (), steps: int | None = None,
-                     skipped: int = 0) -> dict[str, Any]:
+                     skipped: int = 0, first_trained: dict[str, Any] | None = None,
+                     refused: dict[str, int] | None = None) -> dict[str, Any]:
     """First and last logged loss, each stage's cost (``stages`` for a greedy run, ``joint_stages`` for a joint
     one; a stage named in ``frozen`` has ``"frozen": True``), the diagnostics' first and last values, the
     cluster's workers and ``diverged`` where the loss ran away (:func:`~downpour.train.divergence.runaway`);
-    ``steps``, ``skipped``: the run's last step where it skipped steps, None where it skipped none, and how many a
-    local run skipped (:func:`skips`)."""
+    ``steps``, ``skipped``, ``first_trained``, ``refused``: the run's last step where it skipped steps, None where it skipped
+    none, how many a local run skipped, its first trained step and a cluster run's pushes mostly refused
+    (:func:`~downpour.train.divergence.recorded`)."""
     if not metrics:
         return {"logged_rows": 0}
     first, last = metrics[0], metrics[-1]
@@ -42,13 +43,13 @@ def training_summary(metrics: list[dict[str, Any]], frozen: Iterable[str] = (), 
             "diagnostics": {k: [first[k], last[k]] for k in last if is_metric(k) and k in first},   # (RBM: metric/...)
             "free_energy_gap": any(k.rsplit("/", 1)[-1] == "contrastive_divergence" for k in last),
             "workers": sorted({r["worker"] for r in metrics if "worker" in r}) or None,
-            **({"diverged": diverged} if (diverged := runaway(metrics, steps, skipped)) else {})}
+            **({"diverged": diverged} if (diverged := runaway(metrics, steps, skipped, first_trained, refused)) else {})}
 
 
 def where_training_is(path: Path, metrics: list[dict[str, Any]]) -> str:
     """Where a run the analysis cannot measure (no image input: teacher-student) keeps its training, and whether it
     diverged: until 2026-12-06 a run that ran away 2.047 -> 3.3e+31 was pointed to its metrics without a word."""
-    gone = runaway(metrics, *skips(path))
+    gone = runaway(metrics, *recorded(path))
     return ("Its training is in metrics.jsonl" + (" and staleness.json" if (path / "staleness.json").is_file() else "")
             + (f"; {diverged_words(gone)}" if gone else ""))
 
@@ -59,23 +60,6 @@ def with_its_training(err: BaseException, path: Path, metrics: Callable[[], list
     5e19 and skipped its last 220 steps: its analysis said only that no unit of 'fc' could be chosen and to set
     analysis.layer to another layer (until 2026-12-06)."""
     return DataError(f"{err}. {where_training_is(path, metrics())}") if isinstance(err, DeadLayer) else err
-
-
-def skips(path: Path) -> tuple[int | None, int]:
-    """A finished run's last step where it skipped steps (model.json's ``skipped_steps``, a local run's;
-    staleness.json's ``rejected["non-finite"]``, a cluster run's), None where it skipped none (or says nothing of it),
-    and how many steps a local run skipped (0 for a cluster run's): :func:`~downpour.train.divergence.runaway`'s
-    ``steps`` and ``skipped``, as ``runners.train`` gives them."""
-    def read(name: str) -> dict[str, Any]:
-        try:
-            got = json.loads((path / name).read_text())
-        except (OSError, ValueError):
-            return {}
-        return got if isinstance(got, dict) else {}
-    meta = read("model.json")
-    skipped = meta.get("skipped_steps") or (read("staleness.json").get("rejected") or {}).get("non-finite")
-    local = meta.get("skipped_steps") if isinstance(meta.get("skipped_steps"), int) else 0
-    return (meta.get("step") if skipped and isinstance(meta.get("step"), int) else None), local
 
 
 def stage_losses(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -237,8 +237,8 @@ def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coo
         report_at(setup.data.shard(w, n), cfg.train.batch_size, batch_seed(cfg.seed, w, s["seed_step"], local_first), s["position"])
         for w, s in enumerate(streams or [])], n)
     record_data(run.write_json, cfg.data, data_info)
-    report = _save_model(setup, run, states, coord, start, data_info, saved_buffers(meta))
     tally = meta.get("recorder") or {}       # the run's push counts at its checkpoint, its last push's
+    report = _save_model(setup, run, states, coord, start, data_info, saved_buffers(meta), tally.get("first_trained"))
     summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
                **_counts(states, report), **_refused(tally),
                "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
@@ -249,11 +249,13 @@ def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coo
 
 
 def _save_model(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: Coordinator, step: int,
-                data_info: dict[str, Any], buffers: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+                data_info: dict[str, Any], buffers: dict[str, torch.Tensor] | None = None,
+                first: dict[str, Any] | None = None) -> dict[str, Any]:
     """The model the shards' ``states`` hold, saved at ``step``, and staleness.json; returns the staleness report.
     ``buffers``: a worker's replica's (the driver's ``info()["model_buffers"]``: an RBM's persistent chains), saved
     in the driver's copy's stead (a run saved from its checkpoint: the simulator's whole state's, ``saved_buffers``);
-    none (no live worker, a checkpoint that keeps no worker's: Ray's) leaves the driver's."""
+    none (no live worker, a checkpoint that keeps no worker's: Ray's) leaves the driver's. ``first``: the run's first
+    accepted push alone (:attr:`~downpour.ps.recorder.Recorder.first`), model.json's ``first_trained``."""
     setup.layout.vector_to_params(torch.cat([t["params"] for t, _ in states]), setup.model)
     with torch.no_grad():
         for name, b in setup.model.named_buffers():
@@ -262,7 +264,8 @@ def _save_model(setup: ClusterSetup, run: RunDir, states: list[ShardState], coor
     setup.model.set_stage(None)
     report = write_staleness(run, setup.cfg, states, coord)
     run.save_model(merge_model(setup.model), step, {"runner": setup.cfg.cluster.runner, "data": data_info,
-                                                    "versions": [m["version"] for _, m in states]})
+                                                    "versions": [m["version"] for _, m in states],
+                                                    **({"first_trained": first} if first else {})})
     return report
 
 
@@ -323,7 +326,7 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     if record_data(run.write_json, cfg.data, {**data_info, **stopped}):   # files: each worker's reads (streamed), the skipped ones
         info["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped", "workers_unreported")
                         if k in data_info}
-    report = _save_model(setup, run, states, coord, coord.done, data_info, info.pop("model_buffers", {}))
+    report = _save_model(setup, run, states, coord, coord.done, data_info, info.pop("model_buffers", {}), recorder.first)
     for e in _final_losses(coord) if coord.live else ():     # (with none left, the error below names every loss)
         log.warning("worker %d was lost at step %d (%s); the run went on without it", e["worker"], e["step"],
                     e["reason"])

@@ -17,6 +17,7 @@ from downpour.ps.coordinator import Coordinator
 from downpour.ps.staleness import StalenessLog, staleness_report
 from downpour.ps.worker import OnPush, Push
 from downpour.train.checkpoint import CheckpointError
+from downpour.train.divergence import first_trained
 from downpour.train.rundir import RunDir
 from downpour.train.telemetry import PartsMean, Telemetry
 
@@ -98,11 +99,13 @@ class Recorder:
         self.checkpoint_seconds = 0.0
         self._stale_sum, self._stale_n = 0.0, 0   # over the pushes a shard applied, as staleness.json counts
         self._mean = PartsMean()     # the pushes' parts and samples since the last log line
+        self.first: dict[str, Any] | None = None   # the first push a shard accepted, alone: model.json's first_trained
         if saved:                    # the whole run's counts and running mean, the row in progress
             self.pushes, self.finite_pushes = saved["pushes"], saved["finite_pushes"]
             self.steps, self.skipped, self._stale_sum = saved["steps"], saved["skipped"], saved["stale_sum"]
             self._stale_n = saved.get("stale_n", self.pushes)     # (a checkpoint from before 2026-12-02)
             self._mean = PartsMean.from_state(saved["row"])
+            self.first = saved.get("first_trained")      # (a checkpoint from before 2026-12-06 has none)
             self.checkpoints, self.checkpoint_seconds = saved["checkpoints"], saved["checkpoint_seconds"]
         self._carried = self._mean.samples   # samples of a resumed row taken before: not this process's rate
         # the step of the last row written: behind the checkpoint's step when a log mark was crossed by pushes
@@ -130,6 +133,8 @@ class Recorder:
         if push.skipped < push.steps:     # a push whose every step was skipped has no parts to average
             if record["accepted"]:
                 self.finite_pushes += 1
+                # its own row for the divergence check: a run shorter than log_every logs one (train/divergence.py)
+                self.first = self.first or first_trained(self.coord.done, push.loss, push.parts)
             self._mean.add(push.parts, loss=push.loss)   # its steps' mean total: a push across a greedy
                                                           # switch summed two stages' part means (788 for ~345)
         self._mean.samples += push.samples
@@ -180,6 +185,7 @@ class Recorder:
                 "elapsed": round(self.elapsed(), 3), "events": self.coord.events,
                 "recorder": {**self.tally(), "stale_sum": self._stale_sum, "stale_n": self._stale_n,
                              "row": self._mean.state(), "last_step": self._last_step,
+                             **({"first_trained": self.first} if self.first else {}),
                              "checkpoints": self.checkpoints + 1, "checkpoint_seconds": self.checkpoint_seconds},
                 **({"patches_per_image": self.patches} if self.patches else {}), **driver}
         save_server(self.run.checkpoints / SERVER, states, self.run.stamped(meta), tensors)

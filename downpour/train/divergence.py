@@ -4,6 +4,7 @@
     d and diverged_words(d)         # "the run diverged: its loss grew from 2.047 at step 50 to 3.303e+31 at step 300"
     runaway(rows, steps=300)        # also a run whose rows stop before its step 300: every step after them skipped
     runaway(rows, steps=6, skipped=5)   # and one most of whose steps were skipped, wherever they fell
+    runaway(rows, *recorded(run.path))  # those two and its first trained step (model.json), as runners.train reads them
 
 Every runner skips a step (or rejects a push) whose cost or gradient is not finite, and a run where every one was
 fails with :class:`~downpour.errors.Diverged`. A run can also diverge with finite numbers: teacher-student with 3
@@ -12,7 +13,9 @@ and until 2026-12-06 finished without a word, its summary a ``final_loss`` of 3.
 """
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any, Iterable
 
 # the last logged loss this many times the first's (and past this many in size) is a run that diverged: the
@@ -39,7 +42,8 @@ def _stages(row: dict[str, Any]) -> frozenset[str]:
     return frozenset(k.partition("/")[0] for k in row if k.startswith("stage") and "/" in k)
 
 
-def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None, skipped: int = 0) -> dict[str, Any] | None:
+def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None, skipped: int = 0,
+            first: dict[str, Any] | None = None, refused: dict[str, int] | None = None) -> dict[str, Any] | None:
     """The first and last logged loss when the last is not finite, or is over :data:`GROWTH` times the first's size
     (and over GROWTH itself); None otherwise. Rows of a greedy run are compared within each stage's rows (those that
     logged the same stages), the first stage that ran away said: its ``loss`` is a different sum in each stage, and a
@@ -56,21 +60,43 @@ def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None, skipped: i
     run that diverged wherever they fell (then also ``"skipped"``). Skipped steps that share a row with finite ones
     leave no trace in the rows: ufldl-sae, 6 steps, steps 2-6 non-finite, logged one row at step 1 with
     train.log_every = 1 (said, its rows stop) but a row at step 6 with 50 (the studies' rate), and until 2026-12-06
-    that one was measured as trained. (A cluster run most of whose pushes were refused is said by its
-    ``refused_pushes``: a push is not a step.)"""
+    that one was measured as trained. (A cluster run most of whose pushes were refused is said by ``refused``: a
+    push is not a step.)
+
+    ``first``: the run's first trained step alone (model.json's ``first_trained``: step, loss and cost parts), read
+    as its first row where it comes before them: a row is the mean of its ``log_every`` steps, and a run shorter than
+    that logs one. ufldl-sae at train.lr = 1000 with Adam, 6 steps, logged 2.1e+05 at step 6 alone (its step 1:
+    49.65), and until 2026-12-06 a study cell (log_every 50, 16-30 steps) that ran away so was measured as trained.
+
+    ``refused``: a cluster run's ``{"refused": N, "of": M}``, where most of its M pushes carried no finite gradient a
+    shard accepted (cluster.json's ``refused_pushes``): a run that diverged (then also ``"refused"`` and ``"pushes"``).
+    Its rows are the means of the pushes whose cost was finite: ufldl-sae on 2 simulated workers at train.lr = 1e30,
+    30 steps, logged 49.78 at step 30 alone, its model's weights past 1e30 (26 of 30 pushes refused), and until
+    2026-12-06 its summary had no ``diverged`` (a study measured it as trained) and its report no word of it."""
     rows = [r for r in rows if isinstance(r.get("loss"), (int, float))]
+    if rows and first and isinstance(first.get("loss"), (int, float)) and _before(first, rows[0]):
+        rows.insert(0, first)
     if not rows:
         return None
+    found = _ran_away(rows, steps, skipped)
+    if refused:
+        found = found or {"first_step": rows[0].get("step"), "first_loss": float(rows[0]["loss"]),
+                          "last_step": rows[-1].get("step"), "last_loss": float(rows[-1]["loss"])}
+        found.update(refused=refused["refused"], pushes=refused["of"])
+    return found
+
+
+def _ran_away(rows: list[dict[str, Any]], steps: int | None, skipped: int) -> dict[str, Any] | None:
     last = rows[-1]
     stopped = steps is not None and isinstance(last.get("step"), int) and steps - last["step"] >= tail_limit(steps)
     groups: dict[frozenset[str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(_stages(r), []).append(r)
     for group in groups.values():
-        first, end = group[0], group[-1]
-        a, b = float(first["loss"]), float(end["loss"])
-        if (stopped and end is last) or not math.isfinite(b) or abs(b) > GROWTH * max(abs(a), 1.0):
-            return {"first_step": first.get("step"), "first_loss": a, "last_step": end.get("step"), "last_loss": b,
+        start, end = group[0], group[-1]
+        a, b = float(start["loss"]), float(end["loss"])
+        if (stopped and end is last) or _grew(a, b):
+            return {"first_step": start.get("step"), "first_loss": a, "last_step": end.get("step"), "last_loss": b,
                     **({"steps": steps} if stopped and end is last else {})}
     if steps and 2 * skipped > steps:
         return {"first_step": rows[0].get("step"), "first_loss": float(rows[0]["loss"]), "last_step": last.get("step"),
@@ -78,10 +104,60 @@ def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None, skipped: i
     return None
 
 
+def _grew(a: float, b: float) -> bool:
+    """A last loss ``b`` that ran away from a first ``a``: not finite, or over GROWTH times its size and over GROWTH."""
+    return not math.isfinite(b) or abs(b) > GROWTH * max(abs(a), 1.0)
+
+
+def _before(first: dict[str, Any], row: dict[str, Any]) -> bool:
+    return isinstance(first.get("step"), int) and isinstance(row.get("step"), int) and first["step"] < row["step"]
+
+
+def first_trained(step: int, loss: float, parts: dict[str, float]) -> dict[str, Any]:
+    """A run's first trained step as a row of its own (:func:`runaway`'s ``first``): its ``step``, ``loss`` and the
+    cost parts that name a stage (a greedy run's rows compare within a stage: ``stage1/reconstruction``)."""
+    return {"step": step, "loss": float(loss), **{k: float(v) for k, v in parts.items() if k.startswith("stage")}}
+
+
+def recorded(path: Path) -> tuple[int | None, int, dict[str, Any] | None, dict[str, int] | None]:
+    """:func:`runaway`'s ``steps``, ``skipped``, ``first`` and ``refused`` from a finished run's files: its last step where it
+    skipped steps (model.json's ``skipped_steps``, a local run's; staleness.json's ``rejected["non-finite"]``, a
+    cluster run's), None where it skipped none (or says nothing of it); how many steps a local run skipped (0 for a
+    cluster run's); its first trained step (model.json's ``first_trained``; None in one saved before 2026-12-06); and
+    a cluster run's pushes most of which were refused (cluster.json's ``refused_pushes``, else None).
+    ``runners.train`` and the analysis both read them here."""
+    def read(name: str) -> dict[str, Any]:
+        try:
+            got = json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            return {}
+        return got if isinstance(got, dict) else {}
+    meta = read("model.json")
+    skipped = meta.get("skipped_steps") or (read("staleness.json").get("rejected") or {}).get("non-finite")
+    local = meta.get("skipped_steps") if isinstance(meta.get("skipped_steps"), int) else 0
+    first = meta.get("first_trained") if isinstance(meta.get("first_trained"), dict) else None
+    refused = read("cluster.json").get("refused_pushes")
+    refused = refused if isinstance(refused, dict) and {"refused", "of"} <= refused.keys() else None
+    return (meta.get("step") if skipped and isinstance(meta.get("step"), int) else None), local, first, refused
+
+
 def diverged_words(d: dict[str, Any]) -> str:
     """``the run diverged: its loss grew from A at step S to B at step T``; where its rows stopped (``steps``),
     ``the run diverged: every step after step T, to step N, had a non-finite cost or gradient and was skipped ...``.
-    A loss that fell far below zero (-2 -> -5000) ``fell``; a NaN one ``went``."""
+    A loss that fell far below zero (-2 -> -5000) ``fell``; a NaN one ``went``. A cluster run most of whose pushes
+    were refused (``refused``): ``the run diverged: N of its M pushes carried no finite gradient a shard accepted ...``,
+    or those words in brackets after the others where its loss ran away too."""
+    if "refused" not in d:
+        return _words(d)
+    pushes = f"{d['refused']} of its {d['pushes']} pushes carried no finite gradient a shard accepted"
+    if "steps" in d or _grew(d["first_loss"], d["last_loss"]):
+        return f"{_words(d)} ({pushes})"
+    # (its rows average the pushes whose cost was finite: not its model's loss, which a refused push did not lower)
+    return (f"the run diverged: {pushes} (its logged loss, {d['last_loss']:.4g} at step {d['last_step']}, averages "
+            f"only the pushes whose cost was finite)")
+
+
+def _words(d: dict[str, Any]) -> str:
     if "steps" in d:
         was = (f"from {d['first_loss']:.4g} at step {d['first_step']} to {d['last_loss']:.4g}"
                if d["first_step"] != d["last_step"] else f"{d['last_loss']:.4g}")

@@ -19,6 +19,7 @@ from downpour.errors import Diverged
 from downpour.models.registry import build
 from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
 from downpour.train.checkpoint_checks import check_counts, check_dtypes, check_finite, check_streams
+from downpour.train.divergence import first_trained
 from downpour.train.rundir import RunDir
 from downpour.train.setup import make_optimizer, resolve_device, set_up_torch, stage_for_step
 from downpour.train.signals import signals_held, stop_record
@@ -38,21 +39,25 @@ def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
 
 
 def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: float, rng: dict[str, torch.Tensor],
-                     data: dict[str, int] | None = None, row: PartsMean | None = None) -> None:
+                     data: dict[str, int] | None = None, row: PartsMean | None = None,
+                     first: dict[str, Any] | None = None) -> None:
     """``checkpoints/local``: model, optimiser and RNG state after ``step`` steps (``rng``: :func:`_rng_state`
     right after it; ``data``: where a streamed batch iterator stands; ``row``: the metrics row being
-    gathered, so a resumed run's next row is the uninterrupted one's)."""
+    gathered, so a resumed run's next row is the uninterrupted one's; ``first``: the run's first trained step,
+    model.json's ``first_trained``)."""
     tensors, meta = optimizer_state(opt)
     tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
     tensors.update(rng)
-    extra = ({} if data is None else {"data": data}) | ({} if row is None else {"row": row.state()})
+    extra = ({} if data is None else {"data": data}) | ({} if row is None else {"row": row.state()}) | \
+        ({} if first is None else {"first_trained": first})
     save_state(run.checkpoints / "local", tensors,
                run.stamped({**meta, "step": step, "skipped": skipped, "elapsed": elapsed, **extra}))
 
 
-def _restore(run: RunDir, model, opt, device: torch.device) -> tuple[int, int, float, dict[str, int] | None, PartsMean]:
+def _restore(run: RunDir, model, opt, device: torch.device) -> tuple[int, int, float, dict[str, int] | None, PartsMean,
+                                                                     dict[str, Any] | None]:
     """Load ``checkpoints/local`` into ``model``, ``opt`` and torch's RNG; returns (step, skipped, elapsed,
-    the streamed data's position or None, the metrics row it was gathering)."""
+    the streamed data's position or None, the metrics row it was gathering, the run's first trained step or None)."""
     stem = run.checkpoints / "local"
     tensors, meta = load_state(stem, meta_keys=("step", "skipped", "elapsed", "param_groups"), tensor_keys=("rng.torch",))
     check_counts(meta, ("step", "skipped"), stem)
@@ -73,7 +78,8 @@ def _restore(run: RunDir, model, opt, device: torch.device) -> tuple[int, int, f
     except (KeyError, TypeError, ValueError, AttributeError) as err:   # a hand-edited file
         raise CheckpointError(f"checkpoint file {str(stem) + '.json'!r}: its row or elapsed time cannot be read "
                               f"({type(err).__name__}: {err})") from None
-    return meta["step"], meta["skipped"], elapsed, meta.get("data"), row
+    first = meta.get("first_trained")      # (a checkpoint from before 2026-12-06 has none)
+    return meta["step"], meta["skipped"], elapsed, meta.get("data"), row, first if isinstance(first, dict) else None
 
 
 def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
@@ -89,9 +95,9 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     model, objective = build(cfg, data.input_shape)
     model.to(device)
     opt = make_optimizer(cfg.train, model.parameters())
-    start, skipped, elapsed, position, mean = 0, 0, 0.0, None, PartsMean()
+    start, skipped, elapsed, position, mean, first = 0, 0, 0.0, None, PartsMean(), None
     if resume:
-        start, skipped, elapsed, position, mean = _restore(run, model, opt, device)
+        start, skipped, elapsed, position, mean, first = _restore(run, model, opt, device)
         if run.config.data.pipeline == "auto":   # recorded before the choice was (config.toml, not yet rewritten)
             check_resumed_on(data, position is not None, run.path / "config.toml")
         data = keep_cut(data, [position], cfg.data, cfg.seed, run.path, run.checkpoints / "local.json")
@@ -101,7 +107,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         model.set_stage(None)
         data_info = run_data_info(data.info, [report_at(data, cfg.train.batch_size, cfg.seed + 1, position)])
         record_data(run.write_json, cfg.data, data_info)
-        run.save_model(model, start, {"skipped_steps": skipped, "data": data_info})
+        run.save_model(model, start, {"skipped_steps": skipped, "data": data_info, **_first(first)})
         return _summary(run, start, start, skipped, elapsed, run.last_loss())
     run.begin(cfg, data.preprocess, start, resume, data.info.get("classes"))
 
@@ -136,16 +142,18 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
                 if result is not None:
                     opt.step()
                     mean.add(result.parts, result.samples, result.loss)
+                    # its own row for the divergence check: a run shorter than log_every logs one (divergence.py)
+                    first = first or first_trained(step + 1, result.loss, result.parts)
                 done, rng, at = step + 1, _rng_state(device), batch_position(batches)
                 if (done % cfg.train.log_every == 0 or done == total) and mean.steps:
                     parts, samples, loss = mean.pop()
                     last_row, carried = telemetry.log(done, parts, samples - carried, loss), 0
             if cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0 and done < total:
-                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean)
+                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean, first)
         with signals_held():   # the last step's checkpoint, before anything else (a signal in close() lost the run)
             elapsed += time.perf_counter() - t0
             model.set_stage(None)
-            _save_checkpoint(run, model, opt, total, skipped, elapsed, rng, at)
+            _save_checkpoint(run, model, opt, total, skipped, elapsed, rng, at, first=first)
             saved = True
     except BaseException as err:   # Ctrl-C or a failure: keep the steps done so far, then let it propagate
         # a second Ctrl-C waits for what is written (until 2026-12-06 it cut the checkpoint), its line naming just that
@@ -154,7 +162,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
             died = close_stream(batches)   # first: torch's handler raises again while a dead loader process is known
             stop = loader_died(died, cfg.data, err) if died else err
             if checkpoint:
-                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean)
+                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean, first)
                 log.warning("stopped after step %d; checkpoint saved, continue with --resume %s", done, pasted(run.path))
             # and what the data did so far (the files skipped): the stream's live report, its reads ahead included
             record_stopped(run.write_json, cfg.data, data.info, lambda: [data_report(batches)], done, total, stop)
@@ -166,7 +174,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         batches.close()                         # streamed: stops the loader's processes (a generator: nothing)
     data_info = run_data_info(data.info, [data_report(batches)])
     recorded = record_data(run.write_json, cfg.data, data_info)
-    run.save_model(model, total, {"skipped_steps": skipped, "data": data_info})
+    run.save_model(model, total, {"skipped_steps": skipped, "data": data_info, **_first(first)})
     if skipped >= total:   # no step of the run had a finite cost (a resume's own steps alone: the run trained)
         raise Diverged(f"every one of the {total} steps 1..{total} had a non-finite cost or gradient and was skipped "
                        f"(last, {last_skip}); nothing was applied. Lower train.lr or check the data; the run is saved "
@@ -176,6 +184,11 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     if recorded:    # files read: their sums, the files skipped among them, as the cluster runners print them
         summary["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped") if k in data_info}
     return summary
+
+
+def _first(first: dict[str, Any] | None) -> dict[str, Any]:
+    """model.json's ``first_trained``: the run's first trained step alone (none where no step trained)."""
+    return {} if first is None else {"first_trained": first}
 
 
 def _summary(run: RunDir, total: int, start: int, skipped: int, elapsed: float, loss: float | None) -> dict[str, Any]:
