@@ -14,6 +14,7 @@ from pathlib import Path
 from downpour._names import pasted
 from downpour.cli_flags import named_by_set
 from downpour.config import AnalysisConfig, ConfigError, as_typed, parse_override
+from downpour.errors import DownpourError
 
 
 def analyze_and_report(path: Path, analysed: bool = False) -> int:
@@ -95,12 +96,14 @@ def _analysis_held(path: str | Path, command: str, sets: Sequence[str] = (), ana
     from downpour.crossfit_folds import analysis_words
     from downpour.train.lock import FolderBusy, analysing
 
-    again = f"{command} {pasted(path)}"
+    shown = _has_analysis(path)     # (teacher-student's has none: `downpour report` shows its training)
+    again = f"{command if shown else 'downpour report'} {pasted(path)}"
     with ExitStack() as holding:
         try:
             holding.enter_context(analysing(
-                path, then=f"its files are still being written; let it finish (`downpour train` analyzes its run at "
-                           f"its end when analysis.report is on), then `{again}`",
+                path, then=f"its files are still being written; let it finish (`downpour train` "
+                           f"{'analyzes' if shown else 'reports'} its run at its end when analysis.report is on), "
+                           f"then `{again}`",
                 then_analysed=f"its analysis.json and figures are being written; let it finish, then `{again}`"))
         except FolderBusy as err:   # (a live cross-fit's fold its pooled test reads is held as an analysis holds it)
             raise analysis_words(err, again) from None
@@ -169,6 +172,19 @@ def _same_folder(one: str | Path, other: str | Path) -> bool:
         return os.path.samefile(one, other)
     except OSError:
         return False
+
+
+def _has_analysis(path: str | Path) -> bool:
+    """Whether the run in ``path`` can be analysed (:func:`~downpour.analysis.options.has_analysis`); True where its
+    config cannot be read (the command says what is wrong with it). Until 2026-12-06 `downpour analyze` of a
+    teacher-student run being trained was told to wait and then analyse it, which it cannot be."""
+    from downpour.analysis.options import has_analysis
+    from downpour.train.rundir import RunDir
+
+    try:
+        return has_analysis(RunDir.open(path).config)
+    except DownpourError:
+        return True
 
 
 def _report_analyses(path: str | Path) -> bool:

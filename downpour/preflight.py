@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import torch
 
-from downpour.analysis.options import absolute_paths, analysis_options
+from downpour.analysis.options import absolute_paths, analysis_options, has_analysis, next_step
 from downpour._names import nearest, pasted
 from downpour.batch import Batch
 from downpour.config import ConfigError, Override, RunConfig, as_typed, is_cluster_runner, load_config
@@ -228,16 +228,17 @@ def check_checkpoints_kept(run: RunDir, cfg: RunConfig) -> None:
                 if cfg.train.schedule == "greedy" else
                 f"`downpour train --resume {pasted(run.path)} --steps M` (M above {cfg.train.steps}) would train it on, from "
                 f"its checkpoint: {gone}; put it back first")
-        raise NotARunError(f"{str(run.path)!r} is finished ({how}): there is nothing to resume. `downpour analyze "
-                           f"{pasted(run.path)}` analyses it and `downpour report {pasted(run.path)}` shows its report; {more}. "
+        shows = (f"`downpour analyze {pasted(run.path)}` analyses it and `downpour report {pasted(run.path)}` shows "
+                 f"its report" if has_analysis(cfg) else next_step(run))   # (teacher-student: its training's report)
+        raise NotARunError(f"{str(run.path)!r} is finished ({how}): there is nothing to resume. {shows}; {more}. "
                            f"{again}")
-    left = (f"its model.safetensors (step {step}) is there: `downpour analyze {pasted(run.path)}` analyses it, but training "
+    left = (f"its model.safetensors (step {step}) is there: {next_step(run)}, but training "
             "cannot go on from the weights alone (the optimiser's state and the data's position are in the checkpoint)"
             if step is not None else
             "its model.safetensors is missing too: nothing of its training is left to go on from"
             if not (run.path / "model.safetensors").is_file() else   # (there, failing its check: it said "missing")
-            f"its model is not whole either ({why}): copy a whole one back to analyse it; training cannot go on "
-            "from it")
+            f"its model is not whole either ({why}): copy a whole one back to "
+            f"{'analyse' if has_analysis(cfg) else 'report'} it; training cannot go on from it")
     raise NotARunError(f"cannot resume {str(run.path)!r}: {gone}; put it back to resume. {left[0].upper()}{left[1:]}. "
                        f"{again}")
 

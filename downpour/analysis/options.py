@@ -19,6 +19,7 @@ from downpour.analysis.labelled import BUILT_IN, class_names
 from downpour.analysis.units import check_layer
 from downpour.config import AnalysisConfig, ConfigError, RunConfig
 from downpour.config_diff import RESUMABLE, config_differences
+from downpour.data.build import sample_shape
 from downpour.data.preprocess import Preprocess
 from downpour.errors import DataError
 from downpour.models.base import FeatureModel
@@ -33,6 +34,22 @@ def is_image_input(shape: tuple[int, ...]) -> bool:
     """Whether a model's input ``shape`` is an image of at least MIN_SIDE square, what every analysis shows
     the network (lfw at 1x1 is one grey value per face: a test of nothing)."""
     return len(shape) == 3 and min(shape[1:]) >= MIN_SIDE
+
+
+def has_analysis(cfg: RunConfig) -> bool:
+    """Whether a run of ``cfg`` can be analysed, known before its model.json records its ``input_shape``: its samples
+    (:func:`~downpour.data.build.sample_shape`) are images (:func:`is_image_input`). teacher-student's N(0, I) vectors
+    are not: ``downpour report RUN`` reports its training alone."""
+    return is_image_input(sample_shape(cfg.data))
+
+
+def next_step(run: RunDir) -> str:
+    """What a user runs on ``run`` once it is trained, and what it does: `downpour analyze RUN` analyses it, or, for
+    a run with no analysis (:func:`has_analysis`), `downpour report RUN` reports its training (until 2026-12-06 such a
+    run stopped midway was told to be analysed then, which it cannot be)."""
+    if has_analysis(run.config):
+        return f"`downpour analyze {pasted(run.path)}` analyses it"
+    return f"`downpour report {pasted(run.path)}` reports its training (it has no image input to analyse)"
 
 
 def absolute_paths(a: AnalysisConfig) -> AnalysisConfig:
@@ -179,7 +196,7 @@ def unfinished(run: RunDir) -> str:
                 f"`downpour train --resume {pasted(run.path)}` writes it")
     if reached is not None:
         return (f"its checkpoint is at step {reached} of {steps}: it is still training, or it was stopped, and "
-                f"`downpour train --resume {pasted(run.path)}` trains it to its end; analyse it then")
+                f"`downpour train --resume {pasted(run.path)}` trains it to its end, after which {next_step(run)}")
     if run.never_started():
         return (f"it was stopped before its first metrics row and checkpoint (nothing of it was kept); "
                 f"`downpour train --config {pasted(run.path / 'config.toml')} --out {pasted(run.path)}` starts it again")

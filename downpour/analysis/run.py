@@ -169,16 +169,18 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     started = time.time()
     run, model = open_run(run_path)
     cfg = run.config
-    opts = analysis_options(cfg, options)
-    layer = check_layer(model, opts.layer, "analysis.layer")
-    probe_layers = ([check_layer(model, name, "analysis.probe_layers") for name in opts.probe_layers]   # named now,
-                    or default_probe_layers(model, layer))                                          # not after the face test
     shape = tuple(run.read_json("model.json")["input_shape"])
+    # before the analysis settings: a teacher-student run told to set analysis.layer (a typo in --set) has no analysis
+    # to set it for (until 2026-12-06 that came first)
     if not is_image_input(shape):
         raise DataError(f"{str(run.path / 'model.json')!r}: input_shape {list(shape)} (data.source = {cfg.data.source!r}) is "
                         f"not an image of at least {MIN_SIDE}x{MIN_SIDE}; the analysis shows images (lfw, digits) to the "
                         f"network, so it has nothing to measure here. {where_training_is(run.path, run.metrics())}. `downpour report "
                         f"{pasted(run.path)}` writes its report: the training alone")
+    opts = analysis_options(cfg, options)
+    layer = check_layer(model, opts.layer, "analysis.layer")
+    probe_layers = ([check_layer(model, name, "analysis.probe_layers") for name in opts.probe_layers]   # named now,
+                    or default_probe_layers(model, layer))                                          # not after the face test
     seed = cfg.seed
     prepare = run_preprocess(run)
     fold = cfg.data.lfw_fold()              # the lfw images this run held out (data.lfw_heldout)

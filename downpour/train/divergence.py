@@ -120,10 +120,10 @@ def first_trained(step: int, loss: float, parts: dict[str, float]) -> dict[str, 
 
 
 def recorded(path: Path) -> tuple[int | None, int, dict[str, Any] | None, dict[str, int] | None]:
-    """:func:`runaway`'s ``steps``, ``skipped``, ``first`` and ``refused`` from a finished run's files: its last step where it
-    skipped steps (model.json's ``skipped_steps``, a local run's; staleness.json's ``rejected["non-finite"]``, a
-    cluster run's), None where it skipped none (or says nothing of it); how many steps a local run skipped (0 for a
-    cluster run's); its first trained step (model.json's ``first_trained``; None in one saved before 2026-12-06); and
+    """:func:`runaway`'s ``steps``, ``skipped``, ``first`` and ``refused`` from a finished run's files: its last step
+    where it skipped steps (model.json's ``skipped_steps``, a local run's; staleness.json's
+    ``rejected["non-finite"]``, a cluster run's), None where it skipped none (or says nothing of it); how many steps
+    a local run skipped (0 for a cluster run's); its first trained step (model.json's ``first_trained``; None in one saved before 2026-12-06); and
     a cluster run's pushes most of which were refused (cluster.json's ``refused_pushes``, else None).
     ``runners.train`` and the analysis both read them here."""
     def read(name: str) -> dict[str, Any]:
