@@ -61,5 +61,5 @@ def test_a_diverged_runs_report_says_so_first(tmp_path):
     assert not (run / "report.html").exists()
     html = write_report(run).read_text()
     headline = html[html.index("<h1>"):html.index('<h2 id="training">')]
-    assert "<strong>The run diverged: its loss grew from 2.047 at step 50 to " in headline
+    assert "<strong>The run diverged: its loss grew from 1.25 at step 1 to " in headline   # (its first push alone)
     assert "every figure below is of a model that ran away" in headline

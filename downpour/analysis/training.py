@@ -27,8 +27,8 @@ def training_summary(metrics: list[dict[str, Any]], frozen: Iterable[str] = (), 
     """First and last logged loss, each stage's cost (``stages`` for a greedy run, ``joint_stages`` for a joint
     one; a stage named in ``frozen`` has ``"frozen": True``), the diagnostics' first and last values, the
     cluster's workers and ``diverged`` where the loss ran away (:func:`~downpour.train.divergence.runaway`);
-    ``steps``, ``skipped``, ``first_trained``, ``refused``: the run's last step where it skipped steps, None where it skipped
-    none, how many a local run skipped, its first trained step and a cluster run's pushes mostly refused
+    ``steps``, ``skipped``, ``first_trained``, ``refused``: the run's last step where it skipped steps, None where it
+    skipped none, how many a local run skipped, its first trained step and a cluster run's pushes mostly refused
     (:func:`~downpour.train.divergence.recorded`)."""
     if not metrics:
         return {"logged_rows": 0}
@@ -43,7 +43,7 @@ def training_summary(metrics: list[dict[str, Any]], frozen: Iterable[str] = (), 
             "diagnostics": {k: [first[k], last[k]] for k in last if is_metric(k) and k in first},   # (RBM: metric/...)
             "free_energy_gap": any(k.rsplit("/", 1)[-1] == "contrastive_divergence" for k in last),
             "workers": sorted({r["worker"] for r in metrics if "worker" in r}) or None,
-            **({"diverged": diverged} if (diverged := runaway(metrics, steps, skipped, first_trained, refused)) else {})}
+            **({"diverged": gone} if (gone := runaway(metrics, steps, skipped, first_trained, refused)) else {})}
 
 
 def where_training_is(path: Path, metrics: list[dict[str, Any]]) -> str:

@@ -326,7 +326,8 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     if record_data(run.write_json, cfg.data, {**data_info, **stopped}):   # files: each worker's reads (streamed), the skipped ones
         info["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped", "workers_unreported")
                         if k in data_info}
-    report = _save_model(setup, run, states, coord, coord.done, data_info, info.pop("model_buffers", {}), recorder.first)
+    report = _save_model(setup, run, states, coord, coord.done, data_info, info.pop("model_buffers", {}),
+                         recorder.first)
     for e in _final_losses(coord) if coord.live else ():     # (with none left, the error below names every loss)
         log.warning("worker %d was lost at step %d (%s); the run went on without it", e["worker"], e["step"],
                     e["reason"])

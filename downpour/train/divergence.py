@@ -4,7 +4,7 @@
     d and diverged_words(d)         # "the run diverged: its loss grew from 2.047 at step 50 to 3.303e+31 at step 300"
     runaway(rows, steps=300)        # also a run whose rows stop before its step 300: every step after them skipped
     runaway(rows, steps=6, skipped=5)   # and one most of whose steps were skipped, wherever they fell
-    runaway(rows, *recorded(run.path))  # those two and its first trained step (model.json), as runners.train reads them
+    runaway(rows, *recorded(run.path))  # those, its first trained step and refused pushes: runners.train's reading
 
 Every runner skips a step (or rejects a push) whose cost or gradient is not finite, and a run where every one was
 fails with :class:`~downpour.errors.Diverged`. A run can also diverge with finite numbers: teacher-student with 3
@@ -123,8 +123,9 @@ def recorded(path: Path) -> tuple[int | None, int, dict[str, Any] | None, dict[s
     """:func:`runaway`'s ``steps``, ``skipped``, ``first`` and ``refused`` from a finished run's files: its last step
     where it skipped steps (model.json's ``skipped_steps``, a local run's; staleness.json's
     ``rejected["non-finite"]``, a cluster run's), None where it skipped none (or says nothing of it); how many steps
-    a local run skipped (0 for a cluster run's); its first trained step (model.json's ``first_trained``; None in one saved before 2026-12-06); and
-    a cluster run's pushes most of which were refused (cluster.json's ``refused_pushes``, else None).
+    a local run skipped (0 for a cluster run's); its first trained step (model.json's ``first_trained``; None in one
+    saved before 2026-12-06); and a cluster run's pushes most of which were refused (cluster.json's
+    ``refused_pushes``, else None).
     ``runners.train`` and the analysis both read them here."""
     def read(name: str) -> dict[str, Any]:
         try:
@@ -152,7 +153,7 @@ def diverged_words(d: dict[str, Any]) -> str:
     pushes = f"{d['refused']} of its {d['pushes']} pushes carried no finite gradient a shard accepted"
     if "steps" in d or _grew(d["first_loss"], d["last_loss"]):
         return f"{_words(d)} ({pushes})"
-    # (its rows average the pushes whose cost was finite: not its model's loss, which a refused push did not lower)
+    # (its rows average the pushes whose cost was finite: not the loss of its model, which the refused ones were of)
     return (f"the run diverged: {pushes} (its logged loss, {d['last_loss']:.4g} at step {d['last_step']}, averages "
             f"only the pushes whose cost was finite)")
 

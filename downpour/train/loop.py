@@ -149,7 +149,8 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
                     parts, samples, loss = mean.pop()
                     last_row, carried = telemetry.log(done, parts, samples - carried, loss), 0
             if cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0 and done < total:
-                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean, first)
+                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean,
+                                 first)
         with signals_held():   # the last step's checkpoint, before anything else (a signal in close() lost the run)
             elapsed += time.perf_counter() - t0
             model.set_stage(None)
@@ -162,7 +163,8 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
             died = close_stream(batches)   # first: torch's handler raises again while a dead loader process is known
             stop = loader_died(died, cfg.data, err) if died else err
             if checkpoint:
-                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean, first)
+                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean,
+                                 first)
                 log.warning("stopped after step %d; checkpoint saved, continue with --resume %s", done, pasted(run.path))
             # and what the data did so far (the files skipped): the stream's live report, its reads ahead included
             record_stopped(run.write_json, cfg.data, data.info, lambda: [data_report(batches)], done, total, stop)
