@@ -43,6 +43,18 @@ def test_a_loss_that_grew_a_thousandfold_or_is_not_finite_is_a_runaway_and_a_fal
     assert runaway(gone) == {"first_step": 10, "first_loss": 0.05, "last_step": 20, "last_loss": 1e9}
 
 
+def test_the_first_trained_step_is_read_only_before_the_first_row_and_within_its_own_stage():
+    """model.json's first_trained stands in front of the rows only where it comes before them: one a resume from an
+    older checkpoint recorded (its step after the first row) is no first; a greedy run's compares within its stage."""
+    rows = [{"step": 50, "loss": 2000.0}, {"step": 100, "loss": 1500.0}]
+    assert runaway(rows, first={"step": 1, "loss": 1.0})["first_step"] == 1
+    assert runaway(rows, first={"step": 51, "loss": 1.0}) is None       # (a resume's own first step)
+    assert runaway(rows, first={"step": 50, "loss": 1.0}) is None       # (log_every 1: the row is that step)
+    greedy = [{"step": 10, "loss": 3000.0, "stage2/reconstruction": 3000.0},
+              {"step": 20, "loss": 2800.0, "stage2/reconstruction": 2800.0}]
+    assert runaway(greedy, first={"step": 1, "loss": 0.05, "stage1/reconstruction": 0.05}) is None
+
+
 def test_the_reports_headline_says_first_that_the_run_diverged():
     gone = training_summary([{"step": 50, "loss": 2.047, "reconstruction": 2.047},
                              {"step": 300, "loss": 3.303e31, "reconstruction": 3.303e31}])
@@ -212,15 +224,18 @@ def test_a_run_shorter_than_log_every_whose_loss_ran_away_is_said_to_diverge_fro
     assert training_summary(run.metrics(), (), *recorded(run.path))["diverged"] == gone
 
 
-def test_a_resumed_run_keeps_its_first_trained_step(tmp_path):
-    """The first trained step travels in the local checkpoint: a run resumed past it still compares its rows with it
-    (a resume would otherwise record its own first step, step 4 here)."""
-    sets = ["train.optimizer=adam", "train.lr=1000", "train.log_every=50", "train.threads=1", "train.tensorboard=false"]
-    cfg = load_config("ufldl-sae", [*sets, "train.steps=3"])
+@pytest.mark.parametrize("runner, rate", [("local", ["train.optimizer=adam", "train.lr=1000"]),
+                                          ("simulated", ["cluster.rule=adam", "cluster.lr=1000"])])
+def test_a_resumed_run_keeps_its_first_trained_step(tmp_path, runner, rate):
+    """The first trained step travels in the checkpoint (the local one, the server's): a run resumed past it still
+    compares its rows with it (a resume would otherwise record its own first step, step 7 here). 6 steps: a simulated
+    run's first pushes carry the loss of the weights its workers fetched at the start (3 steps logged 49.78)."""
+    sets = [f"cluster.runner={runner}", *rate, "train.log_every=50", "train.threads=1", "train.tensorboard=false"]
+    cfg = load_config("ufldl-sae", [*sets, "train.steps=6"])
     first = train(cfg, RunDir.create(tmp_path / "run", cfg))["diverged"]
-    longer = load_config("ufldl-sae", [*sets, "train.steps=6"])
+    longer = load_config("ufldl-sae", [*sets, "train.steps=12"])
     again = train(longer, RunDir.open(tmp_path / "run"), resume=True)
-    assert again["resumed_from"] == 3 and again["diverged"]["first_step"] == 1
+    assert again["resumed_from"] == 6 and again["diverged"]["first_step"] == 1
     assert again["diverged"]["first_loss"] == first["first_loss"]
     assert json.loads((tmp_path / "run" / "model.json").read_text())["first_trained"]["step"] == 1
 
