@@ -15,7 +15,8 @@ from downpour.config import ConfigError, load_config
 from downpour.studies.base import Condition, Study
 from downpour.studies import study_class
 from downpour.studies.machine import cpu_fields, platform_id
-from downpour.studies.run import ADDED_KEYS, _check_sets, _pair, run_study
+from downpour.studies.cell_hash import ADDED_KEYS
+from downpour.studies.run import _check_sets, _pair, run_study
 from downpour.studies.stats import (effect_words, family_paragraph, flips, holm, mean_ci, paired_difference,
                                     paired_p, paired_proportions, paired_test, proportion_words, record_test, wilson)
 
@@ -355,16 +356,16 @@ def test_a_folder_begun_before_a_key_was_added_at_the_value_that_trains_as_befor
     run_study("planted", tmp_path, quick=True, jobs=1, seeds=3)      # its 4 cells kept, the third seed's run
     assert sorted(CALLS) == [("a", 2), ("b", 2)]
     # the key at another value is another cell
-    from downpour.studies.run import _digest
+    from downpour.studies.cell_hash import digest
     other = {"lr": 0.1, "invariance_fill": "border", "jpeg_decode": 1}[key]
-    at = [_digest(resolve(load_config("teacher-student", [(f"{section}.{key}", v)])))
+    at = [digest(resolve(load_config("teacher-student", [(f"{section}.{key}", v)])))
           for v in (ADDED_KEYS[section, key], other)]
     assert at[0] != at[1]
 
 
 def _hash_as_before(path, left_out):
     """Rewrite the header of ``path`` (a planted study's cells.jsonl) as an older version of the code hashed each
-    condition's config, independently of :func:`~downpour.studies.run._digest`: the sha256 of its table but the seed,
+    condition's config, independently of :func:`~downpour.studies.cell_hash.digest`: the sha256 of its table but the seed,
     without the keys ``left_out`` ((section, key) pairs). Returns the header written."""
     import hashlib
 

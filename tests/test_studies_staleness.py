@@ -20,7 +20,8 @@ from downpour.runners import train
 from downpour.studies.matching import implicit_momentum, stale_error
 from downpour.studies import study_class
 from downpour.studies.cells import CellCache
-from downpour.studies.run import ADDED_KEYS, _context, _digest, cells_header, digests, run_study
+from downpour.studies.cell_hash import ADDED_KEYS, digest, digests
+from downpour.studies.run import _context, cells_header, run_study
 from downpour.analysis.options import open_run
 from downpour.train.rundir import RunDir
 
@@ -367,12 +368,12 @@ def test_a_cells_hash_is_the_same_with_the_report_on_or_off():
     for condition in study.conditions():
         cfg = study.cell_config(condition, 0)
         on, off = (dataclasses.replace(cfg, analysis=dataclasses.replace(cfg.analysis, report=r)) for r in (True, False))
-        assert _digest(on) == _digest(off), condition.name
-    assert _digest(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=0.5))) != _digest(cfg)   # one that trains
+        assert digest(on) == digest(off), condition.name
+    assert digest(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=0.5))) != digest(cfg)   # one that trains
 
 
 def _hashed_before(cfg):
-    """A cell's hash as the study wrote it before 2026-12-06, independently of run._digest: the sha256 of its config's
+    """A cell's hash as the study wrote it before 2026-12-06, independently of cell_hash.digest: the sha256 of its config's
     table but the seed and the added keys at their old values, with analysis.report off, as the preset had it."""
     table = {k: v for k, v in config_to_dict(cfg).items() if k != "seed"}
     table["analysis"] = {**table["analysis"], "report": False}
