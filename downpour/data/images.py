@@ -8,6 +8,7 @@ patch / crop samplers only ever see this one shape of data.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,29 +103,69 @@ def say_unlogged(skipped: list[dict[str, str]]) -> None:
         log.warning("skipped %s: %s", entry["file"], entry["reason"])
 
 
-def none_read(root: str, skipped: list[dict[str, str]], fix: str = "") -> str:
-    """Why no file under ``root`` gave an image, from its skip records, for "none of the N ... can be read"
-    (``root`` "": an array's rows): the folder gone (unmounted, moved), its files gone from it, or files that are
-    there and cannot be decoded, each named by its first. Until 2026-12-04 files gone beside one bad file that
-    stayed read as that file's fault: "(first: bad.png: UnidentifiedImageError ...)". ``fix``: what to do about
-    files that are there and cannot be read (a cluster worker's share), said after them."""
+def too_small(side: str, size: int) -> str:
+    """Why an image of ``side`` (W x H) gives no ``size`` x ``size`` patch: a skip's reason, or the reader's refusal,
+    which :func:`is_too_small` knows again in a skip record."""
+    return f"{side} image is smaller than the {size}x{size} patch"
+
+
+def is_too_small(reason: str, size: int) -> bool:
+    """Whether a skip record's ``reason`` is :func:`too_small`'s (after any error type before it)."""
+    return reason.endswith(too_small("", size))
+
+
+def dangling(file: str) -> bool:
+    """Whether ``file`` is a symbolic link to nothing: the link is there, what it points to is not (its skip reason
+    names where it points: :mod:`~downpour.data.bomb_limit`)."""
+    return os.path.islink(file) and not os.path.exists(file)
+
+
+def nothing_read(whose: str, root: str, skipped: list[dict[str, str]], size: int = 0, shard: bool = False) -> str:
+    """Why none of ``whose`` items ("the 4 items of this stream") gave a sample, from its skip records (``root`` "":
+    an array's rows): the folder gone (unmounted, moved), its files gone from it, links to files that are not there,
+    images smaller than the ``size`` x ``size`` patch, or files that are there and cannot be decoded, each named by
+    its first. Until 2026-12-04 files gone beside one bad file that stayed read as that file's fault: "(first:
+    bad.png: UnidentifiedImageError ...)"; until 2026-12-06 images too small for the patch were "unreadable", and
+    links to nothing were files "gone", "resume the run once they are back", where the links stay. ``shard``: the
+    items are a cluster worker's share, which a resume keeps (and data.size): what to do says so."""
     def first(entries: list[dict[str, str]]) -> str:
         return f"(first: {entries[0]['file']}: {entries[0]['reason']})"
 
+    none = f"none of {whose} can be read"
     if not root or not skipped:
-        return f" {first(skipped)}" if skipped else ""
+        return none + (f" {first(skipped)}" if skipped else "")
     if not Path(root).exists():
-        return f": data.path {root!r} no longer exists (unmounted or moved?); resume the run once it is back {first(skipped)}"
-    gone = [e for e in skipped if not Path(e["file"]).exists()]
+        return f"{none}: data.path {root!r} no longer exists (unmounted or moved?); resume the run once it is back {first(skipped)}"
+    gone = [e for e in skipped if not os.path.lexists(e["file"])]
+    links = [e for e in skipped if e not in gone and dangling(e["file"])]
     bad = [e for e in skipped if e not in gone]
+    if size and all(is_too_small(e["reason"], size) for e in bad) and not gone:
+        return (f"none of {whose} gives a sample: they are images smaller than the {size}x{size} patch "
+                f"(data.size = {size}) {first(bad)}; " + (SMALL_SHARE_FIX if shard else SMALL_FIX))
+    if links and len(links) == len(bad) and not gone:
+        fix = ", or remove the links from data.path (data.json names them) and " + SHARE_ENDS if shard else " and resume"
+        return (f"{none}: they are symbolic links to files that are not there {first(links)}; put back what they point "
+                f"to (a resume stops here alike until then){fix}")
     if not gone:
-        return f" {first(bad)}{fix}"
+        return f"{none} {first(bad)}" + (f"; {SHARE_FIX}" if shard else "")
     if not bad:
-        return f": their files are gone from data.path {root!r}; resume the run once they are back {first(gone)}"
+        return f"{none}: their files are gone from data.path {root!r}; resume the run once they are back {first(gone)}"
     there = f"1 more is there and cannot be read ({bad[0]['file']}: {bad[0]['reason']})" if len(bad) == 1 else \
         f"{len(bad)} more are there and cannot be read {first(bad)}"
-    return (f": {len(gone)} of their files are gone from data.path {root!r} (first: {gone[0]['file']}); resume the run "
-            f"once they are back; {there}")
+    return (f"{none}: {len(gone)} of their files are gone from data.path {root!r} (first: {gone[0]['file']}); resume "
+            f"the run once they are back; {there}")
+
+
+# A worker's share that gives nothing fails at its first pass whatever is resumed: a resume keeps the workers, so
+# the share stays (until 2026-12-06 the error said nothing of what to do, beside "--resume RUN goes on from it").
+SHARE_ENDS = "resume while as many files as workers remain, or start a new run with fewer workers"
+SHARE_FIX = ("each worker streams a share of its own, and a resumed run keeps its workers: remove the unreadable "
+             f"files from data.path (data.json names them) and {SHARE_ENDS}")
+SMALL_SHARE_FIX = ("each worker streams a share of its own, and a resumed run keeps its workers and data.size: remove "
+                   "the images smaller than the patch from data.path (data.json names them) and resume while as many "
+                   "files as workers remain, or start a new run with a lower data.size, data.mode = 'crops' or fewer "
+                   "workers")
+SMALL_FIX = "a resumed run keeps data.size: start a new run with a lower data.size or data.mode = 'crops'"
 
 
 def to_chw(array: np.ndarray, grey: bool) -> np.ndarray:

@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from downpour.batch import Batch
-from downpour.data.images import none_read, skip
+from downpour.data.images import nothing_read, skip
 from downpour.data.reader import ItemReader
 from downpour.data.patches import say_enlarged
 from downpour.data.video import say_truncated
@@ -57,13 +57,6 @@ _ORDER, _AUGMENT, _MIX = 12, 13, 14   # NumPy streams: the epoch orders, the per
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The permutation (n,) of the items that ``epoch`` visits."""
     return np.random.default_rng(np.random.SeedSequence([seed, _ORDER, epoch])).permutation(n)
-
-
-# A worker's share of only unreadable files fails at its first pass whatever is resumed: a resume keeps the workers,
-# so the share stays (until 2026-12-06 the error said nothing of what to do, beside "--resume RUN goes on from it").
-SHARE_FIX = ("; each worker streams a share of its own, and a resumed run keeps its workers: remove the unreadable "
-             "files from data.path (data.json names them) and resume while as many files as workers remain, or start "
-             "a new run with fewer workers")
 
 
 class _Order(Sampler):
@@ -215,8 +208,8 @@ class StreamBatches:
                 shard = self.data.info.get("shard")
                 whose = f"worker {shard['index']}'s shard ({shard['of']} workers)" if shard else "this stream"
                 root = "" if self._reader.source == "array" else self.data.cfg.path
-                raise DataError(f"none of the {len(self.data)} items of {whose} can be read"
-                                f"{none_read(root, self.skipped, SHARE_FIX if shard else '')}")
+                raise DataError(nothing_read(f"the {len(self.data)} items of {whose}", root, self.skipped,
+                                             self.data.cut.size, shard=bool(shard)))
             self._next = (epoch + 1, 0) if p + 1 == len(self.data) else (epoch, p + 1)
             if p + 1 == len(self.data) or (p + 1) % self._mix == 0:
                 self._close_block()

@@ -19,7 +19,7 @@ import numpy as np
 
 import downpour.config.sections as sections
 from downpour.config.sections import JPEG_DECODE
-from downpour.data.images import ImageSet, resize, skip
+from downpour.data.images import ImageSet, resize, skip, too_small
 from downpour._names import plural
 from downpour.errors import ConfigError, DataError
 
@@ -27,17 +27,6 @@ if TYPE_CHECKING:
     from downpour.config import DataConfig
 
 log = logging.getLogger("downpour.data")
-
-
-def too_small(side: str, size: int) -> str:
-    """Why an image of ``side`` (W x H) gives no ``size`` x ``size`` patch: a skip's reason, or the reader's refusal,
-    which :func:`is_too_small` knows again in a skip record."""
-    return f"{side} image is smaller than the {size}x{size} patch"
-
-
-def is_too_small(reason: str, size: int) -> bool:
-    """Whether a skip record's ``reason`` is :func:`too_small`'s (after any error type before it)."""
-    return reason.endswith(too_small("", size))
 
 
 def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:

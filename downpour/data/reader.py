@@ -26,8 +26,8 @@ from torch.utils.data import Dataset as TorchDataset
 from downpour.config.sections import JPEG_DECODE
 from downpour.data.arrays import _as_float
 from downpour.data.folder import read_scaled
-from downpour.data.images import UNREADABLE, ImageSet, match_channels, to_chw
-from downpour.data.patches import crop_images, enlarged, sample_patches, too_small
+from downpour.data.images import UNREADABLE, ImageSet, match_channels, to_chw, too_small
+from downpour.data.patches import crop_images, enlarged, sample_patches
 from downpour.data.video import sample_frames
 from downpour.errors import DataError
 

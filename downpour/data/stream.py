@@ -31,10 +31,10 @@ from downpour.data.augment import Augment
 from downpour.data.dataset import shard_range
 from downpour.data.arrays import array_header
 from downpour.data.folder import class_labels, image_files, left_out, say_left_out
-from downpour.data.images import skip
+from downpour.data.images import is_too_small, skip
 from downpour.data.loader import StreamBatches
 from downpour.data.preprocess import Preprocess, fit_needs, fitted, too_few_to_fit
-from downpour.data.patches import decode_record, decode_rule, is_too_small
+from downpour.data.patches import decode_record, decode_rule
 from downpour.data.reader import Cut, ItemReader
 from downpour.data.video import frames_taken, video_files
 from downpour.errors import DataError

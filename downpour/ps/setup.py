@@ -15,7 +15,7 @@ from downpour.config import ConfigError, RunConfig, is_cluster_runner
 from downpour.config.sections import FILE_SOURCES
 from downpour.data.pipeline import KEEPS_WORKERS, open_data
 from downpour.data.dataset import Dataset, shard_range
-from downpour.data.images import say_unlogged
+from downpour.data.images import dangling, is_too_small, say_unlogged
 from downpour.models.base import FeatureModel
 from downpour.models.registry import build
 from downpour.objectives import Objective
@@ -104,11 +104,28 @@ def unreadable_share(cfg: RunConfig, data: Any) -> str | None:
         return None
     a, b = shard_range(w, n, len(data))
     most = next((m for m in range(n - 1, 0, -1) if barren(m) is None), 0)
-    fewer = f", or use at most {most} (--workers {most}); {KEEPS_WORKERS}" if most else ""   # (a resume: no --workers)
+    size = data.cut.size
+    small = [f for f, why in reasons.items() if is_too_small(why, size)]
+    links = [f for f in reasons if f not in small and dangling(f)]
+    share = data.items[a:b]
+    holds = (f"images smaller than the {size}x{size} patch (data.size = {size})" if all(f in small for f in share)
+             else "symbolic links to files that are not there" if all(f in links for f in share)
+             else f"files too small for the patch (data.size = {size}) or that cannot be read" if set(share) & set(small)
+             else "files that cannot be read")
+    # what to remove, by kind (until 2026-12-06 an image too small for the patch was "unreadable", said nothing of
+    # data.size, and a link to nothing was a file to remove, not one whose target could be put back)
+    kinds = [(len(small), "image", "images", " smaller than the patch"),
+             (len(links), "link", "links", " to a file that is not there"),
+             (len(reasons) - len(small) - len(links), "unreadable file", None, "")]
+    remove = " and ".join(plural(k, one, many) + tail for k, one, many, tail in kinds if k)
+    ways = (["lower data.size", "use data.mode = 'crops'"] if small else []) + (
+        ["put back what the links point to"] if links else []) + [f"remove the {remove} from data.path (the log names them)"]
+    if most:                                  # (a resume is refused --workers)
+        ways.append(f"use at most {most} (--workers {most})")
+    todo = ", ".join(ways[:-1]) + f", or {ways[-1]}" if len(ways) > 1 else ways[0]
     return (f"cluster.workers = {n}, but worker {w}'s share of data.path {cfg.data.path!r} ({plural(b - a, 'file')}) "
-            f"holds only files that cannot be read (first: {data.items[a]}: {reasons[data.items[a]]}), and each worker "
-            f"streams a share of its own; remove the {plural(len(reasons), 'unreadable file')} from data.path (the log "
-            f"names them){fewer}")
+            f"holds only {holds} (first: {data.items[a]}: {reasons[data.items[a]]}), and each worker streams a share "
+            f"of its own; {todo}" + (f"; {KEEPS_WORKERS}" if most else ""))
 
 
 def check_param_stages(cfg: RunConfig, model: FeatureModel) -> None:
