@@ -3,6 +3,8 @@ depend on how many processes decode or how far ahead, an exact resume position, 
 memory-mapped arrays and videos, and the choice between the two paths."""
 import logging
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -262,6 +264,53 @@ def test_a_shard_of_only_bad_files_says_what_to_do_as_a_resume_keeps_its_workers
     with pytest.raises(DataError, match="a resumed run keeps its workers: remove the unreadable files from data.path "
                                         r"\(data.json names them\) .* or start a new run with fewer workers$"):
         next(data.shard(only_bad, 2).batches(2, torch.Generator().manual_seed(0)))
+
+
+def _share_without(data, good, workers=2):
+    """The worker of ``workers`` whose share holds none of the files ``good``, and its share's first batch."""
+    w = next(w for w in range(workers) if not set(map(str, good)) & set(data.shard(w, workers).items))
+    return w, lambda: next(data.shard(w, workers).batches(2, torch.Generator().manual_seed(0)))
+
+
+def test_a_shard_of_only_images_smaller_than_the_patch_names_data_size_not_unreadable_files(tmp_path):
+    """A worker's share of 4x4 images under data.size = 8 (patches) was "none of the 2 items ... can be read", and
+    told to remove "the unreadable files": they read, and are too small for the patch, which data.size sets."""
+    _folder(tmp_path, n=1, size=(40, 40))
+    for name in ("s1.png", "s2.png", "s3.png"):
+        Image.new("L", (4, 4), 90).save(tmp_path / name)
+    data = open_data(_cfg(tmp_path, mode="patches", samples=8), seed=0)
+    w, first_batch = _share_without(data, [tmp_path / "im000.png"])
+    with pytest.raises(DataError) as err:
+        first_batch()
+    said = str(err.value)
+    assert said.startswith(f"none of the 2 items of worker {w}'s shard (2 workers) gives a sample: they are images "
+                           f"smaller than the 8x8 patch (data.size = 8) (first: {tmp_path}{os.sep}s")
+    assert ": DataError: 4x4 image is smaller than the 8x8 patch); " in said and "unreadable" not in said
+    assert said.endswith("a resumed run keeps its workers and data.size: remove the images smaller than the patch from "
+                         "data.path (data.json names them) and resume while as many files as workers remain, or start "
+                         "a new run with a lower data.size, data.mode = 'crops' or fewer workers")
+
+
+def test_a_shard_of_links_to_nothing_names_where_they_point_and_promises_no_resume_as_is(tmp_path):
+    """A worker's share of symbolic links whose targets are missing was "their files are gone from data.path ...;
+    resume the run once they are back": the links are there, only what they point to is not, and a resume with
+    nothing changed stops alike."""
+    _folder(tmp_path, n=1)
+    for name in ("l1.png", "l2.png", "l3.png"):
+        os.symlink(tmp_path / "unplugged" / name, tmp_path / name)
+    data = open_data(_cfg(tmp_path), seed=0)
+    w, first_batch = _share_without(data, [tmp_path / "im000.png"])
+    with pytest.raises(DataError) as err:
+        first_batch()
+    said = str(err.value)
+    assert "gone" not in said and "once they are back" not in said
+    first = re.search(r"\(first: (\S+): FileNotFoundError: a symbolic link to '(\S+)', which is not there\)", said)
+    assert first and first.group(2) == str(tmp_path / "unplugged" / Path(first.group(1)).name)
+    assert said.startswith(f"none of the 2 items of worker {w}'s shard (2 workers) can be read: they are symbolic links "
+                           "to files that are not there (first: ")
+    assert said.endswith("; put back what they point to (a resume stops here alike until then), or remove the links "
+                         "from data.path (data.json names them) and resume while as many files as workers remain, or "
+                         "start a new run with fewer workers")
 
 
 def test_a_stream_whose_images_are_all_smaller_than_the_patch_names_data_size_not_a_bad_file(tmp_path):

@@ -606,6 +606,43 @@ def test_a_streamed_workers_share_of_only_unreadable_files_is_refused_before_the
     set_up_cluster(load_config("cat-demo", [*sets, f"cluster.workers={most}"]))     # that many start
 
 
+@pytest.mark.parametrize("kind", ["small", "link"])
+def test_a_streamed_workers_share_of_images_too_small_or_links_to_nothing_is_refused_for_what_they_are(tmp_path, kind):
+    """A share of only 4x4 images under data.size = 8 (patches) was refused as "files that cannot be read", told to
+    "remove the 1 unreadable file", with no word of data.size; a share of only a link to nothing was told to remove
+    it, not that putting back what it points to would do."""
+    import os
+    import re
+
+    from PIL import Image
+
+    from downpour.ps.setup import set_up_cluster
+
+    for i in range(3):
+        Image.new("L", (40, 40), 60 * i).save(tmp_path / f"{i}.png")
+    odd = tmp_path / "odd.png"
+    if kind == "small":
+        Image.new("L", (4, 4), 200).save(odd)
+    else:
+        os.symlink(tmp_path / "unplugged.png", odd)
+    sets = ["cluster.runner=simulated", "data.source=folder", f"data.path={str(tmp_path)!r}", "data.pipeline=stream",
+            "data.whiten=none", "data.loader_workers=0", "data.mode=patches", "data.size=8", "cluster.workers=4"]
+    with pytest.raises(ConfigError) as err:
+        set_up_cluster(load_config("ufldl-sae", sets))
+    holds, why, todo = {
+        "small": ("images smaller than the 8x8 patch (data.size = 8)", "DataError: 4x4 image is smaller than the 8x8 patch",
+                  "lower data.size, use data.mode = 'crops', remove the 1 image smaller than the patch from data.path"),
+        "link": ("symbolic links to files that are not there",
+                 f"FileNotFoundError: a symbolic link to {str(tmp_path / 'unplugged.png')!r}, which is not there",
+                 "put back what the links point to, remove the 1 link to a file that is not there from data.path"),
+    }[kind]
+    assert re.fullmatch(rf"cluster.workers = 4, but worker \d's share of data.path {re.escape(repr(str(tmp_path)))} "
+                        rf"\(1 file\) holds only {re.escape(holds)} \(first: {re.escape(f'{odd}: {why}')}\), and each "
+                        rf"worker streams a share of its own; {re.escape(todo)} \(the log names them\), or use at most "
+                        r"\d \(--workers \d\); a resumed run keeps its workers: restore the files it began with",
+                        str(err.value)), str(err.value)
+
+
 def test_a_refused_cluster_names_every_unreadable_file_in_the_log_as_it_writes_no_data_json(tmp_path, caplog):
     """22 unreadable files, all one streaming worker's share: the refusal said "the log names them", the log named 20
     and said data.json named every one, and the refused run wrote no data.json: 2 files the user had to remove were
