@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--report", action=argparse.BooleanOptionalAction, default=None,
                        help="analyse and write report.html at the end (default: the preset's analysis.report)")
     train.add_argument("--dry-run", action="store_true",
-                       help="check the config (building the model once) and print it resolved; train nothing, write nothing")
+                       help="check the config (building the model once, reading a file source's data as the run would) and print it "
+                            "resolved; train nothing, write nothing")
     _run_flags(train)
     train.set_defaults(func=cmd_train)
 

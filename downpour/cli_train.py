@@ -70,7 +70,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from downpour.crossfit_folds import check_busy, check_not_crossfits
-    from downpour.preflight import check_folder, check_resumable, check_run_config, new_run_config, resume_config
+    from downpour.preflight import (check_data_read, check_folder, check_resumable, check_run_config, new_run_config,
+                                    resume_config)
     from downpour.train.folders import fresh_folder
     from downpour.train.lock import training_in
     from downpour.twins import failed, search_failures, train_with_twin, twin_config
@@ -99,7 +100,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.dry_run:
         check_busy(run.path if args.resume else args.out, twin is not None)   # what the lock would refuse, not taken
         check_folder(args.out, run if resume else None, cfg, twin is not None)   # refused as the run would be
+        read = check_data_read(cfg)       # the run's own refusal of its files, its folder not made
         print(config_to_toml(cfg), end="")
+        if read:
+            print(f"downpour: {read}", file=sys.stderr)
         print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "
               "nothing was written", file=sys.stderr)
         return 0

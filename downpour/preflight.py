@@ -21,22 +21,22 @@ from typing import Any, Callable
 import torch
 
 from downpour.analysis.options import absolute_paths, analysis_options, has_analysis, next_step
-from downpour._names import nearest, pasted
+from downpour._names import nearest, pasted, plural
 from downpour.batch import Batch
-from downpour.config import ConfigError, Override, RunConfig, as_typed, is_cluster_runner, load_config
+from downpour.config import FILE_SOURCES, ConfigError, Override, RunConfig, as_typed, is_cluster_runner, load_config
 from downpour.cluster_checks import check_cluster
 from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
 from downpour.data.build import gives_labels, label_count, off_unit_interval, sample_shape, why_unlabelled
-from downpour.data.pipeline import resolve_data
+from downpour.data.pipeline import open_data, resolve_data
 from downpour.data.stream import list_items
 from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.base import FeatureModel
 from downpour.models.cost_fit import check_cost_fits
 from downpour.models.registry import resolve
 from downpour.parallel.partition import partition_bounds, partition_ranges
-from downpour.ps.setup import build_replica, check_param_stages, check_stage_count
+from downpour.ps.setup import build_replica, check_cluster_data, check_param_stages, check_stage_count
 from downpour.ps.shard import shard_bounds
 from downpour.train.flat import ParamLayout
 from downpour.train.lock import check_not_training
@@ -69,6 +69,32 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     shape = sample_shape(cfg.data)
     _dry_run(cfg, shape)
     return cfg
+
+
+def check_data_read(cfg: RunConfig) -> str:
+    """For ``downpour train --dry-run`` of resolved ``cfg``: read a file source's data as the run reads them before
+    its first step (in memory every file; streamed the fitting sample, data.fit_sample items), refusing with the run's
+    own error (no file gives an image; more workers than samples; a streamed share of only files that give none),
+    each skipped file logged as the run logs it; -> what it read and would skip, for the dry run to say. Until
+    2026-12-06 a dry run read no image: a folder of only corrupt files passed it ("config checked"), and the run
+    then refused, its folder made. ("" for a built-in source: nothing on disk to go wrong.)"""
+    d = cfg.data
+    if d.source not in FILE_SOURCES:
+        return ""
+    data = open_data(d, cfg.seed, stream_ok=cfg.cluster.algorithm == "downpour")
+    if is_cluster_runner(cfg.cluster.runner):
+        check_cluster_data(cfg, data)
+    fit, info = data.info.get("fit_sample"), data.info
+    if info.get("pipeline") == "stream" and fit is not None:
+        n, read, bad = info["n_items"], fit["items"], fit["n_skipped"]
+        share = f"every one of its {plural(n, info['item'])}" if read == n else f"{read} of its {plural(n, info['item'])}"
+        what = f"before it trains: its fitting sample (data.fit_sample), {share}"
+        later = "" if read == n else "; the others are read once it trains"
+    else:
+        bad, later = info.get("n_skipped", 0), ""
+        what = "every file, into memory"
+    skipped = f"{plural(bad, info.get('item', 'file'))} would be skipped, named above" if bad else "none would be skipped"
+    return f"data.path {d.path!r} read as the run reads it ({what}): {skipped}{later}"
 
 
 def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:

@@ -50,12 +50,7 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
     c = cfg.cluster
     set_up_torch(cfg)   # the seed, and train.threads for the simulator (Ray workers set their own)
     data = open_data(cfg.data, cfg.seed, stream_ok=c.algorithm == "downpour")   # Sandblaster indexes one tensor
-    if len(data) < c.workers:
-        say_unlogged(data.info.get("skipped", []))
-        raise ConfigError(too_few_for_workers(cfg, data), key="cluster.workers")
-    if (barren := unreadable_share(cfg, data)) is not None:
-        say_unlogged(data.info["fit_sample"]["skipped"])
-        raise ConfigError(barren, key="cluster.workers")
+    check_cluster_data(cfg, data)
     model = build_replica(cfg, data.input_shape)[0]
     rng = torch.get_rng_state()     # what worker 0 draws on from, on Ray and on the simulator (worker_rng)
     layout = ParamLayout(model)
@@ -70,6 +65,18 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
     check_stage_count(cfg, model)
     return ClusterSetup(cfg, data, model, layout, bounds, make_consistency(c.spec("consistency")),
                         make_delays(c.spec("delay"), c.workers), shards_of, stage_ranges(model, layout), rng)
+
+
+def check_cluster_data(cfg: RunConfig, data: Dataset) -> None:
+    """ConfigError where the workers cannot each train on a share of ``data`` of their own: fewer samples (or a
+    stream's items) than workers, or a streamed share of only files that give no sample. Said by the run before
+    it starts, and by its --dry-run (:func:`~downpour.preflight.check_data_read`)."""
+    if len(data) < cfg.cluster.workers:
+        say_unlogged(data.info.get("skipped", []))
+        raise ConfigError(too_few_for_workers(cfg, data), key="cluster.workers")
+    if (barren := unreadable_share(cfg, data)) is not None:
+        say_unlogged(data.info["fit_sample"]["skipped"])
+        raise ConfigError(barren, key="cluster.workers")
 
 
 def too_few_for_workers(cfg: RunConfig, data: Dataset) -> str:
