@@ -85,6 +85,9 @@ def check_data_read(cfg: RunConfig) -> str:
     if is_cluster_runner(cfg.cluster.runner):
         check_cluster_data(cfg, data)
     fit, info = data.info.get("fit_sample"), data.info
+    if info.get("pipeline") == "stream" and fit is not None and not fit["items"]:     # (nothing to fit on)
+        return (f"data.path {d.path!r}: the run reads its files only once it trains, none before (data.normalize and "
+                "data.whiten are 'none': nothing is fitted), so none was read here")
     if info.get("pipeline") == "stream" and fit is not None:
         n, read, bad = info["n_items"], fit["items"], fit["n_skipped"]
         share = f"every one of its {plural(n, info['item'])}" if read == n else f"{read} of its {plural(n, info['item'])}"

@@ -82,3 +82,14 @@ def test_a_dry_run_over_a_sample_of_a_streamed_folder_says_the_rest_is_read_once
     assert main(argv) == 0
     assert (f"read as the run reads it (before it trains: its fitting sample (data.fit_sample), 2 of its 5 image files): "
             "none would be skipped; the others are read once it trains\n") in capsys.readouterr().err
+
+
+def test_a_dry_run_of_a_stream_with_nothing_to_fit_says_it_read_no_file(tmp_path, capsys):
+    """With data.normalize and data.whiten 'none' a streamed run reads its files only as it trains: its dry run, which
+    trains nothing, says it read none rather than that none would be skipped."""
+    root = _folder(tmp_path / "imgs", corrupt=["a.png"])
+    argv = ["train", "--config", "ufldl-sae", "--runner", "local", *SETS, "--set", f"data.path={root}", *STREAM,
+            "--set", "data.normalize=none", "--dry-run"]
+    assert main(argv) == 0
+    assert (f"downpour: data.path {str(root)!r}: the run reads its files only once it trains, none before "
+            "(data.normalize and data.whiten are 'none': nothing is fitted), so none was read here\n") in capsys.readouterr().err
