@@ -81,6 +81,9 @@ def check_data_read(cfg: RunConfig) -> str:
     d = cfg.data
     if d.source not in FILE_SOURCES:
         return ""
+    # said first: in memory this is the run's whole load (up to 1 GiB decoded where 'auto' chose it), a wait to explain
+    log.info("reading data.path %r as the run does before its first step (%s)", d.path,
+             "every file, into memory" if d.pipeline == "memory" else f"at most data.fit_sample = {d.fit_sample} items")
     data = open_data(d, cfg.seed, stream_ok=cfg.cluster.algorithm == "downpour")
     if is_cluster_runner(cfg.cluster.runner):
         check_cluster_data(cfg, data)

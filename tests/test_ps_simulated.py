@@ -598,9 +598,10 @@ def test_a_streamed_workers_share_of_only_unreadable_files_is_refused_before_the
     bad = str(tmp_path / "bad.png")
     assert re.fullmatch(rf"cluster.workers = 4, but worker \d's share of data.path {re.escape(repr(str(tmp_path)))} "
                         rf"\(1 file\) holds only files that cannot be read \(first: {re.escape(bad)}: "
-                        r"UnidentifiedImageError: .*\), and each worker streams a share of its own; remove the 1 "
-                        r"unreadable file from data.path \(the log names them\), or use at most (\d) \(--workers \1\); "
-                        r"a resumed run keeps its workers: restore the files it began with", str(err.value))
+                        r"UnidentifiedImageError: .*\), and each worker streams a share of its own; do one of "
+                        r"these: remove the 1 unreadable file from data.path \(the log names it\); or use at most (\d) "
+                        r"workers? \(--workers \1; a resumed run keeps its workers: restore the files it began with\)",
+                        str(err.value))
     most = int(re.search(r"--workers (\d)", str(err.value)).group(1))
     assert 1 <= most < 4
     set_up_cluster(load_config("cat-demo", [*sets, f"cluster.workers={most}"]))     # that many start
@@ -631,16 +632,16 @@ def test_a_streamed_workers_share_of_images_too_small_or_links_to_nothing_is_ref
         set_up_cluster(load_config("ufldl-sae", sets))
     holds, why, todo = {
         "small": ("images smaller than the 8x8 patch (data.size = 8)", "DataError: 4x4 image is smaller than the 8x8 patch",
-                  "lower data.size, use data.mode = 'crops', remove the 1 image smaller than the patch from data.path"),
+                  "lower data.size or use data.mode = 'crops'; remove the 1 image smaller than the patch from data.path"),
         "link": ("symbolic links to files that are not there",
                  f"FileNotFoundError: a symbolic link to {str(tmp_path / 'unplugged.png')!r}, which is not there",
-                 "put back what the links point to, remove the 1 link to a file that is not there from data.path"),
+                 "put back what the links point to; remove the 1 link to a file that is not there from data.path"),
     }[kind]
     assert re.fullmatch(rf"cluster.workers = 4, but worker \d's share of data.path {re.escape(repr(str(tmp_path)))} "
                         rf"\(1 file\) holds only {re.escape(holds)} \(first: {re.escape(f'{odd}: {why}')}\), and each "
-                        rf"worker streams a share of its own; {re.escape(todo)} \(the log names them\), or use at most "
-                        r"\d \(--workers \d\); a resumed run keeps its workers: restore the files it began with",
-                        str(err.value)), str(err.value)
+                        rf"worker streams a share of its own; do one of these: {re.escape(todo)} \(the log names it\); "
+                        r"or use at most (\d) workers? \(--workers \1; a resumed run keeps its workers: restore the files "
+                        r"it began with\)", str(err.value)), str(err.value)
 
 
 def test_a_refused_cluster_names_every_unreadable_file_in_the_log_as_it_writes_no_data_json(tmp_path, caplog):

@@ -125,14 +125,16 @@ def unreadable_share(cfg: RunConfig, data: Any) -> str | None:
              (len(links), "link", "links", " to a file that is not there"),
              (len(reasons) - len(small) - len(links), "unreadable file", None, "")]
     remove = " and ".join(plural(k, one, many) + tail for k, one, many, tail in kinds if k)
-    ways = (["lower data.size", "use data.mode = 'crops'"] if small else []) + (
-        ["put back what the links point to"] if links else []) + [f"remove the {remove} from data.path (the log names them)"]
+    # one remedy a clause, so that three or four stay apart in the one line an error is
+    ways = (["lower data.size or use data.mode = 'crops'"] if small else []) + (
+        ["put back what the links point to"] if links else []) + [
+        f"remove the {remove} from data.path (the log names {'it' if len(reasons) == 1 else 'them'})"]
     if most:                                  # (a resume is refused --workers)
-        ways.append(f"use at most {most} (--workers {most})")
-    todo = ", ".join(ways[:-1]) + f", or {ways[-1]}" if len(ways) > 1 else ways[0]
+        ways.append(f"use at most {plural(most, 'worker')} (--workers {most}; {KEEPS_WORKERS})")
+    todo = "do one of these: " + "; ".join(ways[:-1]) + f"; or {ways[-1]}" if len(ways) > 1 else ways[0]
     return (f"cluster.workers = {n}, but worker {w}'s share of data.path {cfg.data.path!r} ({plural(b - a, 'file')}) "
             f"holds only {holds} (first: {data.items[a]}: {reasons[data.items[a]]}), and each worker streams a share "
-            f"of its own; {todo}" + (f"; {KEEPS_WORKERS}" if most else ""))
+            f"of its own; {todo}")
 
 
 def check_param_stages(cfg: RunConfig, model: FeatureModel) -> None:
