@@ -313,6 +313,20 @@ def test_a_shard_of_links_to_nothing_names_where_they_point_and_promises_no_resu
                          "start a new run with fewer workers")
 
 
+def test_a_local_stream_of_only_images_smaller_than_the_patch_says_so_when_it_trains(tmp_path):
+    """With nothing to fit (data.normalize and data.whiten 'none') no image is read before training: its first pass
+    found only 4x4 images under data.size = 8, and said "none of the 3 items of this stream can be read"."""
+    for name in ("s1.png", "s2.png", "s3.png"):
+        Image.new("L", (4, 4), 90).save(tmp_path / name)
+    data = open_data(_cfg(tmp_path, mode="patches", samples=8, whiten="none", normalize="none"), seed=0)
+    with pytest.raises(DataError) as err:
+        next(data.batches(2, torch.Generator().manual_seed(0)))
+    said = str(err.value)
+    assert said.startswith("none of the 3 items of this stream gives a sample: they are images smaller than the 8x8 "
+                           f"patch (data.size = 8) (first: {tmp_path}{os.sep}s")
+    assert said.endswith("a resumed run keeps data.size: start a new run with a lower data.size or data.mode = 'crops'")
+
+
 def test_a_stream_whose_images_are_all_smaller_than_the_patch_names_data_size_not_a_bad_file(tmp_path):
     """A folder of 24x20 images and one corrupt file under data.size = 32 was told of the corrupt file alone ("first
     bad: a.png: UnidentifiedImageError"), as if it were the cause; in memory it says no patch can be cut."""
