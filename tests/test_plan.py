@@ -1011,6 +1011,21 @@ def test_a_configs_layout_the_plan_does_not_read_is_said(tmp_path, capsys, caplo
     assert "not read" not in caplog.text
 
 
+def test_a_base_less_files_default_the_network_refuses_is_said_as_train_says_it(tmp_path, capsys):
+    """A file with no base = "PRESET" plans cat-demo on 8x8 data, whose pool the model refuses: train said why (the
+    defaults) and what to add; the plan only said "stage 1's pool 3 is larger than its filter output" (2026-12-06)."""
+    path = tmp_path / "bare.toml"
+    path.write_text("[train]\nbatch_size = 64\n")
+    assert main(["plan", "--config", str(path), "--machines", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "stage 1's pool 3 is larger than its filter output 1x1" in err
+    assert f"(model.pools is a default: {path} has no base = \"PRESET\"" in err and 'base = \"cat-demo\"' in err
+    path.write_text('base = "cat-demo"\n[model]\npools = [30, 3]\n')     # a key the file sets: no hint, no repeat
+    assert main(["plan", "--config", str(path), "--machines", "8"]) == 2
+    err = capsys.readouterr().err
+    assert f"downpour plan --config {path}: model.pools: stage 1's pool 30" in err and "is a default" not in err
+
+
 def test_the_paper_plans_assumptions_say_what_a_set_changed(capsys):
     """Its fixed lines ("18x18 untied fields, 8 maps per position", "filter stride 1", "mini-batch of 100") and the
     header "paper (Le et al. 2012)" were printed whatever --set changed, in --json too."""

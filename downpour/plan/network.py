@@ -28,6 +28,7 @@ import logging
 from typing import Any, Callable
 
 from downpour.config import ClusterConfig, RunConfig, config_from_dict, load_config, merge_term, parse_override
+from downpour.config.merge import origin_of, with_origin
 from downpour._names import pasted
 from downpour.data.build import sample_shape
 from downpour.errors import ConfigError
@@ -210,6 +211,8 @@ def plan_config(model: str | None = "paper", sets: list[str] | tuple[str, ...] =
         if issubclass(model_entry(cfg.model.name).family, CatNet):
             _cat_config(cfg, shape)     # network_of's refusals, here where what was typed is known (they named no flag)
     except ConfigError as err:
+        if config is not None and err.key and origin_of(err.key, config, sets) is None:
+            err = with_origin(err, config, sets)   # a base-less file's default (cat-demo on 8x8 data), as train says
         # the registry names the model it checks: for --model paper, cat-3stage, which the user did not type
         said = (str(err).replace(f"model {PAPER['name']!r}: ", "the paper's network: " if named else "")
                 if model == "paper" else str(err))    # (untyped, the head already said which network)
