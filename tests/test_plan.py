@@ -2,6 +2,7 @@
 torch's FLOP counter, the staleness prediction against simulated runs, the cluster model, the CLI."""
 import dataclasses
 import json
+import re
 import sys
 
 import pytest
@@ -1024,6 +1025,37 @@ def test_a_base_less_files_default_the_network_refuses_is_said_as_train_says_it(
     assert main(["plan", "--config", str(path), "--machines", "8"]) == 2
     err = capsys.readouterr().err
     assert f"downpour plan --config {path}: model.pools: stage 1's pool 30" in err and "is a default" not in err
+
+
+def _connections_by_hand(strides, pool_strides):
+    """The paper's encoder weights counted from the geometry alone: 200x200x3 in, 18x18 fields, 8 maps, 5x5 pools."""
+    side, maps_in, total = 200, 3, 0
+    for stride, step in zip(strides, pool_strides):
+        out = (side - 18) // stride + 1
+        total += out * out * 8 * maps_in * 18 * 18
+        side, maps_in = (out - 5) // step + 1, 8
+    return total
+
+
+def test_the_paper_plans_bound_on_a_larger_step_holds_for_every_single_larger_step():
+    """The assumption line said "any larger step gives < 0.8 billion weights"; filter stride 2 at stage 3 alone gives
+    0.909 billion, and the top stage's pooling step moves no weight at all. Its bound now holds, checked by hand."""
+    line = next(a for a in network_of(*plan_config(None), paper=True).assumptions if "filter stride" in a)
+    bound = float(re.search(r"([0-9.]+) billion", line).group(1)) * 1e9
+    paper = _connections_by_hand((1, 1, 1), (1, 1, 1))
+    counts = {}
+    for key in ("strides", "pool_strides"):
+        for stage in range(3):
+            steps = [1, 1, 1]
+            steps[stage] = 2
+            cfg, shape = plan_config(None, [f"model.{key}={steps}".replace(" ", "")])
+            counted = sum(s.connections for s in network_of(cfg, shape, paper=True).stages)
+            by_hand = _connections_by_hand(steps if key == "strides" else (1, 1, 1),
+                                           steps if key == "pool_strides" else (1, 1, 1))
+            assert counted == by_hand
+            counts[key, stage] = by_hand
+    assert counts.pop(("pool_strides", 2)) == paper and "top stage's pooling step aside" in line
+    assert max(counts.values()) == counts["strides", 2] > 0.9e9 and max(counts.values()) <= bound < paper
 
 
 def test_the_paper_plans_assumptions_say_what_a_set_changed(capsys):
