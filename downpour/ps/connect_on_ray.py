@@ -326,10 +326,12 @@ def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | 
             raise RunError(f"Ray could not start {len(pending)} of {len(refs)} {what} within {waited:.0f} s: "
                            f"{room}. Free room on the cluster (another job's actors, a node gone){fewer}, or, for a "
                            f"cluster still adding nodes, {later}")
-        # an actor that asks nothing (a shard, a partition) is not waiting for room: until 2026-12-06 the line said
-        # "each asks no CPU; the cluster has CPU 0 of 2 free): it has no room for them yet" of Sandblaster's shards
-        # on a loaded 2-core machine, whose processes were only slow to start
-        why = ("it has no room for them yet" if any(v > 0 for v in (asks or {}).values()) else
+        # an actor that asks nothing (a shard, a partition) is not waiting for room, and Ray holds the room of one it
+        # placed while its process starts: until 2026-12-06 the line said "it has no room for them yet" of 4 shards
+        # (no CPU asked, "CPU 2 of 2 free") and of 2 one-CPU workers ("CPU 0 of 2 free", their own) on a loaded
+        # 2-core machine, whose processes were only slow to start
+        why = ("it has no room for them yet, or holds it for them while their processes start (slow on a loaded "
+               "machine)" if any(v > 0 for v in (asks or {}).values()) else
                "they ask for no room, so their processes are still starting (slow on a loaded machine)")
         log.warning("still waiting for Ray to start %d of %d %s after %.0f s (%s): %s",
                     len(pending), len(refs), what, waited, room, why)
