@@ -13,7 +13,7 @@ from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
 from downpour.plan.hub import hub_runs, lends_banks, stage_calls
 from downpour.plan.network import Network, network_of, plan_config
-from downpour.plan.partition import partition_stage
+from downpour.plan.partition import RULE_STATE, partition_stage
 from downpour.plan.predict import Cluster, predict
 
 __all__ = ["plan_for", "make_plan", "format_plan", "format_check"]
@@ -246,7 +246,9 @@ def _memory(plan: dict[str, Any]) -> list[str]:
            if part["frozen_cache_bytes"] else "")
         + ")"
         + ("" if plan["fits"]["partition"] else "  ** does not fit **")
-        + f"; per shard {_human(plan['shard_bytes'], 'B')} (parameters + {plan['rule']} state)"
+        # (sgd keeps none: until 2026-12-06 it read "parameters + sgd state")
+        + f"; per shard {_human(plan['shard_bytes'], 'B')} "
+        + (f"(parameters + {plan['rule']} state)" if RULE_STATE[plan["rule"]] else f"(parameters; {plan['rule']} keeps no state)")
         + ("" if plan["fits"]["shard"] else "  ** does not fit **"),
         *_replica_memory(plan),
         *([f"no partition count that can be laid out fits a machine's {c['memory_gb']:g} GB: planned "
