@@ -74,7 +74,8 @@ def test_the_main_jobs_queue_depth_the_plan_does_not_model_is_said(capsys, caplo
 
 @pytest.mark.parametrize("rule, state", [("sgd", 0), ("adagrad", 1), ("adam", 2)])
 def test_a_shards_memory_says_what_its_rule_keeps_beside_the_parameters(capsys, rule, state):
-    """`--set cluster.rule=sgd` read "per shard 16.90kB (parameters + sgd state)" (`--config cat-demo --machines 4`): SGD keeps none, as the bytes say."""
+    """`--set cluster.rule=sgd` read "per shard 16.90kB (parameters + sgd state)" (`--config cat-demo --machines 4`):
+    SGD keeps none, as the bytes say."""
     text, plan = _plan(capsys, ["plan", "--config", "cat-demo", "--machines", "4", "--set", f"cluster.rule={rule}"])
     shards, params = plan["cluster"]["shards"], plan["network"]["params"]
     assert plan["shard_bytes"] * shards == pytest.approx(params * 4 * (1 + state))

@@ -248,7 +248,8 @@ def _memory(plan: dict[str, Any]) -> list[str]:
         + ("" if plan["fits"]["partition"] else "  ** does not fit **")
         # (sgd keeps none: until 2026-12-06 it read "parameters + sgd state")
         + f"; per shard {_human(plan['shard_bytes'], 'B')} "
-        + (f"(parameters + {plan['rule']} state)" if RULE_STATE[plan["rule"]] else f"(parameters; {plan['rule']} keeps no state)")
+        + (f"(parameters + {plan['rule']} state)" if RULE_STATE[plan["rule"]]
+           else f"(parameters; {plan['rule']} keeps no state)")
         + ("" if plan["fits"]["shard"] else "  ** does not fit **"),
         *_replica_memory(plan),
         *([f"no partition count that can be laid out fits a machine's {c['memory_gb']:g} GB: planned "
