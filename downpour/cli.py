@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from downpour._names import nearest
+from downpour._names import closest
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, RunConfig, preset_table, parse_override
 from downpour.cli_flags import check_as_typed, check_plan_flags, check_sets, named_by_set
 from downpour.cli_analyze import cmd_analyze, cmd_report
@@ -250,10 +250,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if before:   # `downpour --quick study costs` was study's "--quick (did you mean '--quick'?)" until 2026-12-06
         flag = before[0].split("=")[0]
         hint = (f" ({flag} is {args.command}'s: give it after `downpour {args.command}`)" if flag in _flags(command)
-                else nearest(flag, _flags(parser)) if flag.startswith("--") else "")
+                else _nearest_flag(flag, _flags(parser)))
         parser.error(f"unrecognized arguments: {' '.join(before)}{hint}")
-    hint = nearest(after[0].split("=")[0], _flags(command)) if after[0].startswith("--") else ""
+    hint = _nearest_flag(after[0].split("=")[0], _flags(command))
     command.error(f"unrecognized arguments: {' '.join(after)}{hint}")
+
+
+def _nearest_flag(flag: str, flags: list[str]) -> str:
+    """' (did you mean '--x'?)' for the long flag nearest ``flag``, or ''; matched without the dashes, which every
+    long flag shares (until 2026-12-06 they made `downpour plan --frobnicate` "did you mean '--replicas'?")."""
+    if not flag.startswith("--"):
+        return ""
+    match = closest(flag[2:], [f[2:] for f in flags if f.startswith("--")])
+    return f" (did you mean {'--' + match!r}?)" if match else ""
 
 
 def _flags(parser: argparse.ArgumentParser) -> list[str]:

@@ -364,6 +364,9 @@ def test_the_headline_names_a_folder_concepts_controls_not_a_face_test(tmp_path)
     (["train", "--stepz", "3"], "downpour train: error: unrecognized arguments: --stepz 3 (did you mean '--steps'?)"),
     (["study", "costs", "--jobz=2"], "downpour study: error: unrecognized arguments: --jobz=2 (did you mean '--jobs'?)"),
     (["-v", "train", "-v"], "downpour train: error: unrecognized arguments: -v"),
+    # matched with the "--" every flag shares: "did you mean '--replicas'?" until 2026-12-06
+    (["plan", "--frobnicate"], "downpour plan: error: unrecognized arguments: --frobnicate"),
+    (["plan", "--bandwith", "3"], "downpour plan: error: unrecognized arguments: --bandwith 3 (did you mean '--bandwidth'?)"),
 ])
 def test_a_flag_the_command_does_not_take_is_refused_by_it_naming_the_nearest(argv, said, capsys):
     """It was the top level's refusal, under `downpour [-h] [-v] [--version] {train,...}`: no command, no hint."""
