@@ -228,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="train --config on the simulated cluster and compare its mean staleness with the prediction")
     plan.add_argument("--check-run", metavar="RUN", help="compare a simulated run's staleness with the prediction (a "
                       "finished run, or one stopped: over the steps it did)")
-    plan.add_argument("--config", help="a preset or TOML file: plan what it trains; with --check-simulated: the one to run")
+    plan.add_argument("--config", help="a preset or TOML file: plan what it trains; with --check-simulated: the one to "
+                      "run (default ufldl-sae, at batch 10)")
     plan.add_argument("--steps", type=int, help="with --check-simulated: train.steps (default 10000)")
     plan.add_argument("--out", help="with --check-simulated: keep the run in this directory")
     plan.set_defaults(func=cmd_plan)

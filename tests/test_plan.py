@@ -296,6 +296,19 @@ def test_the_plans_help_names_every_key_a_plan_reads(capsys):
     assert [key for key in sorted(PLAN_READS) if key not in said] == []
 
 
+def test_the_plans_help_names_what_the_simulated_check_trains_by_default(capsys):
+    """--help named the check's default workers, shards and steps, not the preset it trains (2026-12-06)."""
+    import inspect
+
+    from downpour.plan.check import CHECK_RECIPE
+
+    with pytest.raises(SystemExit):
+        main(["plan", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    preset = inspect.signature(check_simulated).parameters["config"].default
+    assert f"(default {preset}, at batch {dict(CHECK_RECIPE)['train.batch_size']})" in said
+
+
 def test_partitions_split_the_untied_weights_and_pay_a_halo():
     cfg, shape = plan_config("paper")
     stage = network_of(cfg, shape).stages[0]             # 183x183 codes
