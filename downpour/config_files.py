@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from downpour._names import nearest
+from downpour._names import nearest, pasted
 from downpour.errors import ConfigError
 
 PRESET_PACKAGE = "downpour.presets"
@@ -48,8 +48,9 @@ def read_toml(name_or_path: str, preset_only: bool = False, named: str | None = 
     elif path.is_file():
         text, where, file = _text(path, said), str(path), path
     elif path.is_dir():
-        hint = " (a run folder: --resume it, or start from its config with --config RUN/config.toml)" \
-            if (path / "config.toml").is_file() else ""
+        # the same for every command that reads --config: `downpour plan` has no --resume, and it said "--resume it"
+        hint = (f" (a run folder: its config is --config {pasted(path / 'config.toml')}; `downpour train --resume "
+                f"{pasted(path)}` goes on training it)" if (path / "config.toml").is_file() else "")
         raise ConfigError(f"{named}: a folder, not a TOML file or a preset{hint}")
     elif path.suffix == ".toml" or "/" in name_or_path:
         # as given: Path("./main") prints as "main", the preset's name, which does exist

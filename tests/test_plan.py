@@ -1071,6 +1071,19 @@ def test_the_paper_plans_bound_on_a_larger_step_holds_for_every_single_larger_st
     assert max(counts.values()) == counts["strides", 2] > 0.9e9 and max(counts.values()) <= bound < paper
 
 
+def test_a_run_folder_given_as_the_plans_config_names_its_config_as_a_line_that_runs(tmp_path, capsys):
+    """`downpour plan --config RUN` said "(a run folder: --resume it, or start from its config with --config
+    RUN/config.toml)": plan has no --resume, and RUN was not the folder typed (2026-12-06)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.toml").write_text('base = "cat-demo"\n')
+    assert main(["plan", "--config", str(run), "--machines", "4"]) == 2
+    err = capsys.readouterr().err
+    assert f"a folder, not a TOML file or a preset (a run folder: its config is --config {run}/config.toml;" in err
+    assert "--resume it" not in err and f"`downpour train --resume {run}`" in err
+    assert main(["plan", "--config", f"{run}/config.toml", "--machines", "4"]) == 0     # the line it names runs
+
+
 def test_the_paper_plans_assumptions_say_what_a_set_changed(capsys):
     """Its fixed lines ("18x18 untied fields, 8 maps per position", "filter stride 1", "mini-batch of 100") and the
     header "paper (Le et al. 2012)" were printed whatever --set changed, in --json too."""
