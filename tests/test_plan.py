@@ -945,7 +945,8 @@ def test_the_staleness_check_names_the_key_that_takes_it_off_downpour_on_the_sim
 
 @pytest.mark.parametrize("argv, named", [
     # the --set came after the flags and won: 5 workers and 100 steps ran, --replicas 50 and --steps 200 unread
-    (["--replicas", "50", "--set", "cluster.workers=5"], "--set cluster.workers: the check sets it from --replicas"),
+    (["--replicas", "50", "--set", "cluster.workers=5"],
+     "--set cluster.workers: the check sets it from --replicas; give --replicas 5 instead"),   # it read "(N)"
     (["--steps", "200", "--set", "train.steps=100"], "--set train.steps: the check sets it from --steps"),
     (["--set", "cluster.shards=3"], "--set cluster.shards: the check sets it from --shards"),
     (["--steps", "-3"], "--steps -3: train.steps must be >= 1"),            # was "the command line: train.steps ..."
