@@ -81,3 +81,13 @@ def test_a_shards_memory_says_what_its_rule_keeps_beside_the_parameters(capsys, 
     assert plan["shard_bytes"] * shards == pytest.approx(params * 4 * (1 + state))
     said = "(parameters; sgd keeps no state)" if rule == "sgd" else f"(parameters + {rule} state)"
     assert said in text and ("sgd state" not in text)
+
+
+@pytest.mark.parametrize("partitions, halo", [("1", False), ("16", True)])
+def test_one_partition_says_no_halo_in_its_step(capsys, partitions, halo):
+    """One partition a replica exchanges no halo: its step read "compute 4.61 s + halo 0.0 µs + fetch ..." and its
+    bytes "halo 0B per example" (`downpour plan --partitions 1`, 2026-12-06); DistBelief's split says its own."""
+    text, plan = _plan(capsys, ["plan", "--partitions", partitions])
+    step = next(line for line in text.splitlines() if line.startswith("step (batch"))
+    pushed = next(line for line in text.splitlines() if line.startswith("bytes per push"))
+    assert ("+ halo " in step) == ("; halo " in pushed) == halo == (plan["partition"]["halo_bytes"] > 0)

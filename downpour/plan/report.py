@@ -195,11 +195,13 @@ def format_plan(plan: dict[str, Any]) -> str:
         + (f"; through the replica's process, per example: input windows, code blocks and their gradients "
            f"{_human(part['window_bytes_replica'], 'B')} ({_human(part['window_bytes'], 'B')} the largest partition's), "
            "no halo between partitions" if part["window_bytes_replica"] else
-           f"; halo {_human(part['halo_bytes'], 'B')} per example"),
+           f"; halo {_human(part['halo_bytes'], 'B')} per example" if part["halo_bytes"] else ""),   # (one partition)
         f"step (batch {b}): compute {_seconds(t['compute'])} + "
         # the replica's process's own work, pooling, LCN and the tiled banks' norm (hub.py; since 2026-12-05)
         + (f"replica's process {_seconds(t['replica_compute'])} + " if t["replica_compute"] else "")
-        + (f"windows {_seconds(t['windows'])} + " if t["windows"] else f"halo {_seconds(t['halo'])} + ")
+        # one partition exchanges no halo (it read "halo 0.0 µs" until 2026-12-06)
+        + (f"windows {_seconds(t['windows'])} + " if t["windows"] else f"halo {_seconds(t['halo'])} + " if t["halo"]
+           else "")
         + (f"lent banks {_seconds(t['lend'])} + " if t["lend"] else "") + "fetch "
         f"{_seconds(t['fetch'])}/{plan['n_fetch']} = {_seconds(t['step'])}; push {_seconds(t['push'])}, "
         f"one shard's apply {_seconds(t['apply_one'])}"
