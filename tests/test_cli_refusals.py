@@ -44,7 +44,7 @@ def test_a_folder_named_like_a_preset_does_not_hide_the_preset(tmp_path, monkeyp
     assert load_config("ufldl-sae").model.name == "ufldl-sae"
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.toml").write_text("")
-    with pytest.raises(ConfigError, match=r"'run': a folder.*--resume it"):
+    with pytest.raises(ConfigError, match=r"'run': a folder.*--config run/config.toml; `downpour train --resume run`"):
         load_config("run")
 
 

@@ -28,8 +28,8 @@ import functools
 import logging
 from typing import Any, Callable
 
-from downpour.config import ClusterConfig, RunConfig, config_from_dict, load_config, merge_term, parse_override
-from downpour.config.merge import origin_of, with_origin
+from downpour.config import (ClusterConfig, RunConfig, config_from_dict, load_config, merge_term, origin_of,
+                             parse_override, with_origin)
 from downpour._names import pasted
 from downpour.data.build import sample_shape
 from downpour.errors import ConfigError
