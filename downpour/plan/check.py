@@ -101,12 +101,11 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
     then :func:`compare_run`; adds the wall time of the whole run and of its event loop. ``check``: the
     config's check (the CLI's refuses what ``downpour train`` refuses); resolves it."""
     owned = {"cluster.workers": "--replicas", "cluster.shards": "--shards", "train.steps": "--steps"}
-    clash = [(key, value) for key, value in ((".".join(path), value) for path, value in map(parse_override, sets))
-             if key in owned]
-    if clash:      # the --set came last and won: --replicas 50 with --set cluster.workers=5 ran 5 workers
-        # (the flag with the value set: until 2026-12-06 "--replicas (N); give that instead")
-        raise ConfigError(f"--set {clash[0][0]}: the check sets it from {owned[clash[0][0]]}; give "
-                          f"{owned[clash[0][0]]} {clash[0][1]} instead")
+    for path, value in map(parse_override, sets):
+        key = ".".join(path)
+        if key in owned:   # the --set came last and won: --replicas 50 with --set cluster.workers=5 ran 5 workers
+            # (the flag with the value set: until 2026-12-06 "--replicas (N); give that instead")
+            raise ConfigError(f"--set {key}: the check sets it from {owned[key]}; give {owned[key]} {value} instead")
     overrides = [*CHECK_RECIPE, FlagValue("cluster.workers", workers, f"--replicas {workers}"),
                  FlagValue("cluster.shards", shards, f"--shards {shards}"), FlagValue("train.steps", steps, f"--steps {steps}"),
                  *sets]
