@@ -454,6 +454,7 @@ def test_actors_that_ask_no_resource_are_not_told_to_ask_for_less(monkeypatch):
     with pytest.raises(RunError, match=r"could not start 1 of 1 shard actors within 1 s: each asks no CPU") as err:
         connect_on_ray.gathered(["s0"], "shard actors", 1.0, pins=[A_NODE])
     assert "ask for less" not in str(err.value), err.value
+    assert "so their processes did not start" in str(err.value) and "Free room" not in str(err.value)  # (2026-12-06)
     with pytest.raises(RunError, match=r"ask for less \(cluster\.workers\)"):
         connect_on_ray.gathered(["w0"], "worker actors", 1.0, {"CPU": 1.0}, pins=[A_NODE])
 

@@ -323,9 +323,11 @@ def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | 
             fewer = f", ask for less ({keys})" if asked else ""   # (fewer shards or partitions, 0 CPUs, make no room)
             later = (f"set {longer} over {limit:.0f} (the start waits the larger of it and {start_limit(0.0):.0f} s)"
                      if longer else f"start the run once it has them (the start waits {limit:.0f} s)")
+            # (actors that ask nothing were told to "free room" until 2026-12-06: none is missing for them)
+            free = ("Free room on the cluster (another job's actors, a node gone)" if asked else
+                    "They ask for no room, so their processes did not start (a loaded machine, a node gone)")
             raise RunError(f"Ray could not start {len(pending)} of {len(refs)} {what} within {waited:.0f} s: "
-                           f"{room}. Free room on the cluster (another job's actors, a node gone){fewer}, or, for a "
-                           f"cluster still adding nodes, {later}")
+                           f"{room}. {free}{fewer}, or, for a cluster still adding nodes, {later}")
         # an actor that asks nothing (a shard, a partition) is not waiting for room, and Ray holds the room of one it
         # placed while its process starts: until 2026-12-06 the line said "it has no room for them yet" of 4 shards
         # (no CPU asked, "CPU 2 of 2 free") and of 2 one-CPU workers ("CPU 0 of 2 free", their own) on a loaded
