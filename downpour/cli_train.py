@@ -121,7 +121,14 @@ def _train(args: argparse.Namespace) -> int:
         then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
         print(f"downpour: {_what_trains(args, source, resume)} (model {cfg.model.name!r}) with the {cfg.cluster.runner} "
               f"runner{update_rule_words(cfg)} -> {run.path}{then}", file=sys.stderr)
-        summary = train_with_twin(cfg, run, twin, resume=resume)
+        try:
+            summary = train_with_twin(cfg, run, twin, resume=resume)
+        except KeyboardInterrupt:   # (and SIGTERM) in the start (data, Ray): no runner has said what to do, and
+            if run.never_started():   # `--resume` refuses a run without a step; until 2026-12-06 "interrupted" alone
+                print(f"downpour: stopped before the run's first step, nothing trained: `downpour train --config "
+                      f"{pasted(run.path / 'config.toml')} --out {pasted(run.path)}` starts it again in that folder",
+                      file=sys.stderr)
+            raise
         print(json.dumps(summary))
         if cfg.analysis.report:            # nothing trained (a finished run and its twin): its analysis stays
             analyze_and_report(run.path, analysed=bool(summary.get("kept")) and (run.path / "analysis.json").is_file())

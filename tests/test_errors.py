@@ -75,3 +75,25 @@ def test_a_resume_without_a_checkpoint_is_said_in_one_line(tmp_path, capsys):
     (cluster.path / "metrics.jsonl").write_text('{"step": 2, "loss": 1.0}\n')
     assert main(["train", "--resume", str(cluster.path), "--no-report"]) == 0
     assert "stopped before its first checkpoint (cluster.checkpoint_every sets how often" in capsys.readouterr().err
+
+
+def test_a_run_stopped_before_its_first_step_says_how_to_start_it_again(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the main job loads its data or starts Ray (a minute on a busy 2-core machine) said only
+    "downpour: interrupted"; `--resume`, what the README says a stopped run takes, is refused for a run with no step."""
+    import re
+    import shlex
+
+    import downpour.runners
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+    out = tmp_path / "run"
+    args = ["train", "--config", "ufldl-sae", "--runner", "local", "--steps", "5", "--no-report", "--out", str(out),
+            "--set", "data.samples=200"]
+    with monkeypatch.context() as patched:
+        patched.setattr(downpour.runners, "train", stopped)
+        assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "stopped before the run's first step, nothing trained" in err
+    advice = re.search(r"`downpour (train --config .*)` starts it again", err).group(1)
+    assert main(shlex.split(advice)) == 0 and RunDir(out).finished(5)     # the advice works as given
