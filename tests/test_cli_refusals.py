@@ -200,7 +200,7 @@ def test_plan_names_what_the_user_typed_and_every_cost_key_it_reads(capsys):
     (["--model", "paper", "--set", "model.kernels=[500,18,18]"], "downpour plan --model paper --set 'model.kernels=[500,18,18]': ",
      "model.kernels: stage 1's filter side 500"),
     (["--model", "cat-demo", "--set", "model.pools=[100,3,3]"], "downpour plan --model cat-demo --set 'model.pools=[100,3,3]': ",
-     "model.maps has 2 stages"),
+     "model.maps = [8, 8] gives 2 stages but model.pools = [100, 3, 3] does not"),
     (["--config", "cat-demo", "--set", "model.top=gru"], "downpour plan --config cat-demo --set model.top=gru: ", "model.top"),
     # with no --model typed, errors said "--model paper"
     (["--set", "model.foo=1"], "downpour plan --set model.foo=1 (no --model: the default, the paper's network): ",
@@ -225,7 +225,7 @@ def test_every_plan_refusal_is_one_line_naming_what_was_typed(capsys, argv, head
 
 @pytest.mark.parametrize("sets, message", [
     (["model.kernels=[18,18,190]"], "model.kernels: stage 3's filter side 190"),   # printed +163% of the paper
-    (["model.maps=[8,8]"], "model.maps has 2 stages"),                             # dropped stage 3 silently
+    (["model.maps=[8,8]"], r"model.maps = \[8, 8\] gives 2 stages"),            # dropped stage 3 silently
     (["model.lcn=4"], "model.lcn .* must be odd"),
 ])
 def test_plan_refuses_a_network_the_model_would_refuse(sets, message):

@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import Tensor, nn
 
+from downpour._names import plural
 from downpour.batch import Batch, Outputs
 from downpour.errors import ConfigError
 from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
@@ -97,11 +98,12 @@ class CatConfig(Section):
         if n == 0:
             raise ConfigError("model.maps is empty: the cat network needs at least one stage", key="model.maps")
         self.check_read()
-        lengths = {k: len(getattr(self, k)) for k in ("kernels", "strides", "pools", "pool_strides")}
-        if len(self.filter_norm) != 1:
-            lengths["filter_norm"] = len(self.filter_norm)
-        if any(v != n for v in lengths.values()):
-            raise ConfigError(f"model.maps has {n} stages but the per-stage lists have lengths {lengths}", key="model.maps")
+        lists = ("kernels", "strides", "pools", "pool_strides", *(("filter_norm",) if len(self.filter_norm) != 1 else ()))
+        # (it said "model.maps has 1 stages but the per-stage lists have lengths {'kernels': 2, ...}" until 2026-12-06)
+        if wrong := [f"model.{k} = {list(getattr(self, k))}" for k in lists if len(getattr(self, k)) != n]:
+            raise ConfigError(f"model.maps = {list(self.maps)} gives {plural(n, 'stage')} but {', '.join(wrong)} "
+                              f"{'does' if len(wrong) == 1 else 'do'} not: give every per-stage list {plural(n, 'entry', 'entries')} "
+                              "(model.filter_norm may be one value for every stage)", key="model.maps")
         if self.lcn % 2 == 0:
             raise ConfigError(f"model.lcn (the LCN window side) must be odd, got {self.lcn!r}", key="model.lcn")
         h, w = input_shape[1:]
