@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     crossfit.set_defaults(func=cmd_crossfit, report=None)
 
     analyze = sub.add_parser("analyze", help="what did a run learn: writes analysis.json and figures/")
-    analyze.add_argument("run")
+    analyze.add_argument("run", help="a run directory: the --out of `downpour train` (RUN/no-faces for its no-faces twin)")
     analyze.add_argument("--set", action="append", default=[], metavar="analysis.KEY=VALUE",
                          help="override one [analysis] value for this analysis (e.g. analysis.splits=10)")
     analyze.add_argument("--report", action="store_true",
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.set_defaults(func=cmd_analyze)
 
     report = sub.add_parser("report", help="write report.html for a run (analysing it first if needed)")
-    report.add_argument("run")
+    report.add_argument("run", help="a run directory: the --out of `downpour train` (RUN/no-faces for its no-faces twin)")
     report.set_defaults(func=cmd_report)
 
     models = sub.add_parser("models", help="list the registered models")

@@ -175,6 +175,17 @@ def test_help_is_plain_text(command, capsys):
     assert "usage: downpour" in out and "``" not in out and not re.search(r":[a-z]+:`", out)
 
 
+def test_every_argument_of_every_command_has_its_help():
+    """`downpour analyze --help` and `downpour report --help` listed their one argument, `run`, with no word of what
+    it is (until 2026-12-06)."""
+    import argparse
+
+    from downpour.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert [(name, a.dest) for name, command in commands.items() for a in command._actions if not a.help] == []
+
+
 def test_version_says_the_installed_packages_version(capsys):
     """`downpour --version` was refused ("the following arguments are required: command"): it says the version a
     bug report needs, as pip has it installed."""
