@@ -97,7 +97,11 @@ def test_train_then_resume_from_the_command_line(tmp_path, capsys):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows][-2:] == [25, 30]
     assert main(["train", *TINY, "--out", str(out)]) == 2          # an existing run is never overwritten
-    assert "already holds a run" in capsys.readouterr().err
+    err = capsys.readouterr().err                                    # (a finished one was told "resume it with --resume")
+    assert "already holds a run; it is finished: `downpour report" in err and "--resume" not in err
+    (out / "model.json").unlink()                                    # (as if stopped before its end)
+    assert main(["train", *TINY, "--out", str(out)]) == 2
+    assert "already holds a run; resume it with --resume or pick another --out" in capsys.readouterr().err
 
 
 def test_analyze_overrides_are_typed_and_limited_to_analysis(tmp_path):

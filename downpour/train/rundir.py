@@ -10,7 +10,7 @@ from typing import Any
 from downpour._names import closest, pasted
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, is_cluster_runner, load_config
 from downpour.data.pipeline import decode_began
-from downpour.errors import NotARunError
+from downpour.errors import DownpourError, NotARunError
 from downpour.models.registry import resolve
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.metrics_file import has_row, read_rows, truncate_rows
@@ -57,7 +57,7 @@ class RunDir(RunBegin, RunModel):
         run = cls(path)
         taken_over = (run.path / "config.toml").exists()      # a run that never started: create takes it over
         if taken_over and not run.never_started():
-            raise RunExistsError(f"{str(run.path)!r} already holds a run; resume it with --resume or pick another --out")
+            raise RunExistsError(f"{str(run.path)!r} already holds a run; {run._next_words()} or pick another --out")
         if run.path.exists():
             ours = (*cls.NEVER_STARTED, cls.TWIN, *((cls.METRICS, cls.STOPPED_DATA) if taken_over else ()))   # (they go)
             others = sorted(p.name for p in run.path.iterdir() if p.name not in ours) if run.path.is_dir() else []
@@ -84,6 +84,16 @@ class RunDir(RunBegin, RunModel):
     # a run of its own inside this one (analysis.no_faces_twin): it may be there before this run trains
     # (crossfit trains folds and twins side by side), and a run trained again keeps it (same recipe)
     TWIN = "no-faces"
+
+    def _next_words(self) -> str:
+        """What to do with this run instead of starting another over it: a finished one's `--resume` is refused (until
+        2026-12-06 a new run into its folder was told "resume it with --resume" all the same)."""
+        try:
+            done = self.finished(self.config.train.steps)
+        except DownpourError:     # (a damaged record: what --resume says of it is the user's next step)
+            done = False
+        return (f"it is finished: `downpour report {pasted(self.path)}` shows what it learned," if done else
+                "resume it with --resume")
 
     def never_started(self) -> bool:
         """True while nothing of this run's training exists yet: no checkpoint, no model, no metrics row.
