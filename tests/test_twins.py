@@ -98,6 +98,18 @@ def test_a_resume_of_a_finished_run_and_twin_keeps_their_analysis(reported, tmp_
     assert (out / "analysis.json").read_text() == analysis and "report written" in capsys.readouterr().out
 
 
+def test_a_new_run_into_a_finished_run_is_told_of_its_report_and_one_whose_twin_is_left_of_resume(reported, tmp_path,
+                                                                                                    capsys):
+    """A finished run was told "resume it with --resume", which refuses a finished run."""
+    out = _copy(reported, tmp_path)
+    argv = ["train", *TINY_CAT, *TWIN, "--dry-run", "--out", str(out)]
+    assert main(argv) == 2
+    assert f"already holds a run; it is finished: `downpour report {out}` shows" in capsys.readouterr().err
+    (out / "no-faces" / "model.json").unlink()                 # its twin stopped before its end: --resume trains it
+    assert main(argv) == 2
+    assert "already holds a run; resume it with --resume" in capsys.readouterr().err
+
+
 def test_a_resume_that_changes_the_analysis_settings_does_not_keep_the_old_analysis(reported, tmp_path):
     """config.toml was saved with the new analysis.splits while analysis.json, kept, was made with the old."""
     out = _copy(reported, tmp_path)
