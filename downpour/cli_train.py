@@ -74,6 +74,7 @@ def _train(args: argparse.Namespace) -> int:
                                     resume_config)
     from downpour.train.folders import fresh_folder
     from downpour.train.lock import training_in
+    from downpour.train.rundir import RunDir
     from downpour.twins import failed, search_failures, train_with_twin, twin_config
 
     resume = bool(args.resume)
@@ -119,8 +120,13 @@ def _train(args: argparse.Namespace) -> int:
         if resume:      # refused before the lines below say it resumes (as its --dry-run refuses it)
             check_resumable(run, cfg, twin is not None)
         then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
-        print(f"downpour: {_what_trains(args, source, resume)} (model {cfg.model.name!r}) with the {cfg.cluster.runner} "
-              f"runner{update_rule_words(cfg)} -> {run.path}{then}", file=sys.stderr)
+        if resume and twin and run.finished(cfg.train.steps) and RunDir(run.no_faces_twin).finished(twin.train.steps):
+            # (kept, as a resume of a finished run without a twin is refused: until 2026-12-06 it said "resuming")
+            print(f"downpour: {run.path} and its no-faces twin are already finished: nothing to train, both kept",
+                  file=sys.stderr)
+        else:
+            print(f"downpour: {_what_trains(args, source, resume)} (model {cfg.model.name!r}) with the "
+                  f"{cfg.cluster.runner} runner{update_rule_words(cfg)} -> {run.path}{then}", file=sys.stderr)
         try:
             summary = train_with_twin(cfg, run, twin, resume=resume)
         except KeyboardInterrupt:   # (and SIGTERM) in the start (data, Ray): no runner has said what to do, and

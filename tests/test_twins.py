@@ -93,7 +93,9 @@ def test_a_resume_of_a_finished_run_and_twin_keeps_their_analysis(reported, tmp_
     analysis = (out / "analysis.json").read_text()
     assert main(["train", "--resume", str(out), "--no-report"]) == 0
     assert (out / "analysis.json").read_text() == analysis and (out / "report.html").is_file()
-    capsys.readouterr()
+    err = capsys.readouterr().err     # (it said "resuming RUN ..., then its no-faces twin", and trained nothing)
+    assert f"{out} and its no-faces twin are already finished: nothing to train, both kept" in err
+    assert "resuming" not in err
     assert main(["train", "--resume", str(out), "--report"]) == 0     # the report asked for: written, not analysed again
     assert (out / "analysis.json").read_text() == analysis and "report written" in capsys.readouterr().out
 
