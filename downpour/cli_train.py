@@ -80,6 +80,7 @@ def _train(args: argparse.Namespace) -> int:
     resume = bool(args.resume)
     if args.resume:
         if args.out or args.config:
+            RunDir.open(args.resume)    # (not a run: said so first; its config.toml was offered to start a new run from)
             flag = "--out" if args.out else "--config"
             raise ConfigError(f"{flag} with --resume: the run goes on in {args.resume!r} with its own config; drop "
                               f"{flag} (or start a new run: downpour train --config {pasted(Path(args.resume) / 'config.toml')} "

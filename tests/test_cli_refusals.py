@@ -1274,10 +1274,22 @@ def test_a_refused_resume_suggests_a_new_run_with_the_flags_the_user_typed(tmp_p
     assert config["model"]["maps"] == [4, 4] and config["train"]["steps"] == 8
 
 
+@pytest.mark.parametrize("flag", [["--config", "main"], ["--out", "new"]])
+def test_a_resume_of_a_folder_that_is_no_run_says_so_before_the_flag_it_refuses_with_resume(tmp_path, capsys, flag):
+    """`--resume NOTES --config main` was told "the run goes on in NOTES with its own config ... start a new run:
+    downpour train --config NOTES/config.toml", a file that is not there."""
+    (tmp_path / "notes").mkdir()
+    assert main(["train", "--resume", str(tmp_path / "notes"), *flag]) == 2
+    err = capsys.readouterr().err
+    assert "is not a downpour run directory (no config.toml)" in err and "config.toml --" not in err
+
+
 def test_an_out_with_resume_suggests_the_new_run_with_the_flags_the_user_typed(tmp_path, capsys):
     """`--resume RUN --out NEW --set ...` (a new run from a run's config, asked the wrong way) was told to start one
     with `--set ...`, literally, and no --out: it gives the flags and the --out typed, shell-quoted."""
     run, new = tmp_path / "my run", tmp_path / "new run"
+    run.mkdir()
+    (run / "config.toml").write_text('base = "ufldl-sae"\n')
     assert main(["train", "--resume", str(run), "--out", str(new), "--set", "model.maps=[4, 4]", "--steps", "8"]) == 2
     err = capsys.readouterr().err
     assert "--out with --resume" in err and "--set ..." not in err
