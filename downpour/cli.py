@@ -253,7 +253,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         hint = (f" ({flag} is {args.command}'s: give it after `downpour {args.command}`)" if flag in _flags(command)
                 else _nearest_flag(flag, _flags(parser)))
         parser.error(f"unrecognized arguments: {' '.join(before)}{hint}")
-    hint = _nearest_flag(after[0].split("=")[0], _flags(command))
+    hint = (_nearest_flag(after[0].split("=")[0], _flags(command)) if after[0].startswith("--")
+            else _split_set(words, after))
     command.error(f"unrecognized arguments: {' '.join(after)}{hint}")
 
 
@@ -264,6 +265,17 @@ def _nearest_flag(flag: str, flags: list[str]) -> str:
         return ""
     match = closest(flag[2:], [f[2:] for f in flags if f.startswith("--")])
     return f" (did you mean {'--' + match!r}?)" if match else ""
+
+
+def _split_set(words: list[str], after: list[str]) -> str:
+    """' (...)' where ``after`` begins with the rest of a --set value the shell split at a space (`--set
+    model.maps=[4, 4]` unquoted: until 2026-12-06 "unrecognized arguments: 4]" alone), else ''."""
+    at = next((i for i in range(2, len(words)) if words[i] == after[0] and words[i - 2] == "--set"), None)
+    value = words[at - 1] if at is not None else ""
+    if value.count("[") + value.count("{") <= value.count("]") + value.count("}") and value.count('"') % 2 == 0:
+        return ""
+    rest = after[:next((i for i, word in enumerate(after) if word.startswith("-")), len(after))]
+    return f" (the shell split a --set value at a space: quote it whole, --set '{' '.join([value, *rest])}')"
 
 
 def _flags(parser: argparse.ArgumentParser) -> list[str]:

@@ -190,6 +190,18 @@ def test_every_argument_of_every_command_has_its_help():
     assert [(name, a.dest) for name, command in commands.items() for a in command._actions if not a.help] == []
 
 
+@pytest.mark.parametrize("argv, whole", [
+    (["train", "--dry-run", "--set", "model.maps=[4,", "4]"], "--set 'model.maps=[4, 4]'"),
+    (["train", "--set", "model.maps=[4,", "4,", "4]", "--steps", "3"], "--set 'model.maps=[4, 4, 4]'"),
+    (["analyze", "RUN", "--set", 'analysis.probes=["my', 'faces"]'], """--set 'analysis.probes=["my faces"]'"""),
+])
+def test_a_set_value_the_shell_split_at_a_space_is_said_so(capsys, argv, whole):
+    """`--set model.maps=[4, 4]` unquoted was refused as "unrecognized arguments: 4]" alone."""
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert f"(the shell split a --set value at a space: quote it whole, {whole})" in capsys.readouterr().err
+
+
 def test_version_says_the_installed_packages_version(capsys):
     """`downpour --version` was refused ("the following arguments are required: command"): it says the version a
     bug report needs, as pip has it installed."""
