@@ -131,6 +131,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if hint in (int, float, str, bool) and type(value) is not hint:
         quote = (f"; a name that reads as a number or date is quoted: --set '{key}=\"{value}\"'"
                  if hint is str and not isinstance(value, (list, dict)) else "")   # (a folder called 2024)
+        quote += "; write true or false (TOML's, in lower case)" if hint is bool else ""   # (True, yes, 1: said bare)
         raise ConfigError(f"{key} must be {hint.__name__}, got {value!r} ({type(value).__name__}){quote}", key=key)
     return value
 

@@ -22,6 +22,9 @@ def test_overrides_are_typed():
     ("train.steps", "section.key=value"),
     ("steps=3", "did you mean 'train.steps'"),   # a key given without its section: it suggested 'cluster'
     ("workers=3", "did you mean 'cluster.workers'"),
+    # Python's True, and yes, were refused as "must be bool, got 'True' (str)", not said how to write one
+    ("train.tensorboard=True", r"train.tensorboard must be bool, got 'True' \(str\); write true or false"),
+    ("analysis.report=yes", "write true or false"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
