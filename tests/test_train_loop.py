@@ -147,6 +147,19 @@ def test_a_part_is_averaged_over_the_steps_that_reported_it():
     assert mean.pop() == ({}, 0, 0.0) and mean.steps == 0
 
 
+def test_a_row_gathered_over_a_checkpoint_keeps_its_parts_order():
+    """A checkpoint's JSON sorts its keys: the first row after a resume printed (and logged) stage1/pooled_l2 before
+    stage1/reconstruction, unlike every other row of the run."""
+    from downpour.train.telemetry import PartsMean
+
+    mean = PartsMean()
+    mean.add({"stage1/reconstruction": 1.0, "stage1/pooled_l2": 2.0}, samples=8)
+    saved = json.loads(json.dumps(mean.state(), sort_keys=True))      # as checkpoint.py writes it
+    assert list(PartsMean.from_state(saved).pop()[0]) == ["stage1/reconstruction", "stage1/pooled_l2"]
+    del saved["parts"]                                                 # a checkpoint from before: read as saved
+    assert PartsMean.from_state(saved).pop()[0] == {"stage1/reconstruction": 1.0, "stage1/pooled_l2": 2.0}
+
+
 @pytest.mark.parametrize("at", [7, 10])     # 10: a step that logs its row (log_every 5)
 def test_ctrl_c_during_an_update_checkpoints_after_it_and_resumes_bit_for_bit(tmp_path, monkeypatch, at):
     # a signal landing between opt.step() and the step count saved step k+1's weights labelled k:

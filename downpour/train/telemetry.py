@@ -48,13 +48,18 @@ class PartsMean:
 
     def state(self) -> dict[str, Any]:
         """The row gathered so far, as JSON (a checkpoint taken between two rows keeps it)."""
-        return {"sums": self.sums, "counts": self.counts, "steps": self.steps, "samples": self.samples, "loss": self.loss}
+        return {"sums": self.sums, "counts": self.counts, "steps": self.steps, "samples": self.samples, "loss": self.loss,
+                "parts": list(self.sums)}    # (their order: a checkpoint's JSON sorts its keys)
 
     @classmethod
     def from_state(cls, state: dict[str, Any] | None) -> "PartsMean":
         mean = cls()
         if state:
+            # in the order the model gave them (sorted, the first row after a resume printed stage1/pooled_l2 before
+            # stage1/reconstruction, unlike every other row, until 2026-12-06); a checkpoint from before: as saved
             mean.sums, mean.counts = dict(state["sums"]), dict(state["counts"])
+            if isinstance(order := state.get("parts"), list) and sorted(map(str, order)) == sorted(mean.sums):
+                mean.sums = {k: mean.sums[k] for k in order}
             mean.steps, mean.samples, mean.loss = state["steps"], state["samples"], state["loss"]
             counts = [mean.steps, mean.samples, *mean.counts.values()]
             if (mean.sums.keys() != mean.counts.keys() or not all(is_count(v) for v in counts)
