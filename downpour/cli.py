@@ -270,12 +270,21 @@ def _nearest_flag(flag: str, flags: list[str]) -> str:
 def _split_set(words: list[str], after: list[str]) -> str:
     """' (...)' where ``after`` begins with the rest of a --set value the shell split at a space (`--set
     model.maps=[4, 4]` unquoted: until 2026-12-06 "unrecognized arguments: 4]" alone), else ''."""
-    at = next((i for i in range(2, len(words)) if words[i] == after[0] and words[i - 2] == "--set"), None)
-    value = words[at - 1] if at is not None else ""
-    if value.count("[") + value.count("{") <= value.count("]") + value.count("}") and value.count('"') % 2 == 0:
+    at = next((i for i in range(1, len(words)) if words[i] == after[0]
+               and (words[i - 1].startswith("--set=") or i > 1 and words[i - 2] == "--set")), None)
+    if at is None:
         return ""
-    rest = after[:next((i for i, word in enumerate(after) if word.startswith("-")), len(after))]
-    return f" (the shell split a --set value at a space: quote it whole, --set '{' '.join([value, *rest])}')"
+    value = [words[at - 1].removeprefix("--set=")]
+    for word in words[at:]:        # the words up to the one that closes its brackets or quotes (a stray word after
+        if _closed(" ".join(value)) or word.startswith("--"):      # it is another leftover)
+            break
+        value.append(word)
+    return "" if len(value) == 1 else f" (the shell split a --set value at a space: quote it whole, --set '{' '.join(value)}')"
+
+
+def _closed(value: str) -> bool:
+    """Whether every bracket and double quote ``value`` opens it also closes (as counted, not parsed)."""
+    return value.count("[") + value.count("{") <= value.count("]") + value.count("}") and value.count('"') % 2 == 0
 
 
 def _flags(parser: argparse.ArgumentParser) -> list[str]:

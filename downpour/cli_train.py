@@ -71,11 +71,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from downpour.crossfit_folds import check_busy, check_not_crossfits
     from downpour.preflight import (check_data_read, check_folder, check_resumable, check_run_config, new_run_config,
-                                    resume_config)
+                                    resume_config, start_again)
     from downpour.train.folders import fresh_folder
     from downpour.train.lock import training_in
     from downpour.train.rundir import RunDir
-    from downpour.twins import failed, search_failures, train_with_twin, twin_config
+    from downpour.twins import failed, finished_with_twin, search_failures, train_with_twin, twin_config
 
     resume = bool(args.resume)
     if args.resume:
@@ -121,7 +121,7 @@ def _train(args: argparse.Namespace) -> int:
         if resume:      # refused before the lines below say it resumes (as its --dry-run refuses it)
             check_resumable(run, cfg, twin is not None)
         then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
-        if resume and twin and run.finished(cfg.train.steps) and RunDir(run.no_faces_twin).finished(twin.train.steps):
+        if all(finished_with_twin(cfg, run, twin, resume)):
             # (kept, as a resume of a finished run without a twin is refused: until 2026-12-06 it said "resuming")
             print(f"downpour: {run.path} and its no-faces twin are already finished: nothing to train, both kept",
                   file=sys.stderr)
@@ -132,9 +132,8 @@ def _train(args: argparse.Namespace) -> int:
             summary = train_with_twin(cfg, run, twin, resume=resume)
         except KeyboardInterrupt:   # (and SIGTERM) in the start (data, Ray): no runner has said what to do, and
             if run.never_started():   # `--resume` refuses a run without a step; until 2026-12-06 "interrupted" alone
-                print(f"downpour: stopped before the run's first step, nothing trained: `downpour train --config "
-                      f"{pasted(run.path / 'config.toml')} --out {pasted(run.path)}` starts it again in that folder",
-                      file=sys.stderr)
+                print(f"downpour: stopped before the run kept anything (a step's row or checkpoint): `{start_again(run.path)}` "
+                      "starts it again in that folder", file=sys.stderr)
             raise
         print(json.dumps(summary))
         if cfg.analysis.report:            # nothing trained (a finished run and its twin): its analysis stays

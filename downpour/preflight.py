@@ -202,6 +202,11 @@ def new_run_config(source: str, overrides: list[Override]) -> RunConfig:
     return cfg
 
 
+def start_again(path: str | Path) -> str:
+    """The command that trains the run in ``path``, one that never started (``--resume`` refuses it), in its folder."""
+    return f"downpour train --config {pasted(Path(path) / 'config.toml')} --out {pasted(path)}"
+
+
 def resume_config(path: str, overrides: list[Override],
                   flags: Callable[[RunConfig], None] | None = None) -> tuple[RunDir, RunConfig]:
     """The run in ``path`` and its config with ``overrides``, as ``--resume`` takes them: NotARunError
@@ -213,8 +218,7 @@ def resume_config(path: str, overrides: list[Override],
     if run.never_started():   # e.g. its data failed, or its output's reader left before the first step
         raise NotARunError(f"{path!r} holds no checkpoint, model or metrics row: it never started training, or was "
                            "stopped before its first row and checkpoint (nothing of it was kept); nothing to resume. "
-                           f"Start it again with `downpour train --config {pasted(Path(path) / 'config.toml')} --out {pasted(path)}`, which takes "
-                           "the folder over")
+                           f"Start it again with `{start_again(path)}`, which takes the folder over")
     check_unedited(run)
     cfg = same_data_path(run.config, run.config_with(overrides))
     if flags is not None:

@@ -68,14 +68,20 @@ def twin_config(cfg: RunConfig, asked: bool) -> tuple[RunConfig, RunConfig | Non
     return cfg, no_faces_config(cfg)
 
 
+def finished_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume: bool) -> tuple[bool, bool]:
+    """(whether a resume of ``run`` finds it finished with a ``twin`` to train, whether that twin is finished too:
+    nothing trains); RunExistsError for a twin of another recipe in its folder."""
+    finished = resume and twin is not None and run.finished(cfg.train.steps)
+    done = check_same_run(twin, run.no_faces_twin) if finished else None   # (a twin of another recipe there: named)
+    return finished, done is not None and done.finished(twin.train.steps)
+
+
 def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume: bool = False) -> dict[str, Any]:
     """``runners.train``, then, given its checked config (:func:`no_faces_config`), the twin (its
     summary under ``no_faces_twin``). A resume of a run that finished trains only what its twin has left."""
     from downpour.runners import train
 
-    finished = resume and twin is not None and run.finished(cfg.train.steps)
-    done = check_same_run(twin, run.no_faces_twin) if finished else None   # (a twin of another recipe there: named)
-    twin_done = done is not None and done.finished(twin.train.steps)
+    finished, twin_done = finished_with_twin(cfg, run, twin, resume)
     # (both finished, nothing trains: until 2026-12-05 a Ray run started Ray for them all the same, and the log said
     # "training the no-faces twin" before "finished, kept")
     with shared_ray(cfg, runs=0 if twin_done else 1 if twin is None else 2):

@@ -194,12 +194,25 @@ def test_every_argument_of_every_command_has_its_help():
     (["train", "--dry-run", "--set", "model.maps=[4,", "4]"], "--set 'model.maps=[4, 4]'"),
     (["train", "--set", "model.maps=[4,", "4,", "4]", "--steps", "3"], "--set 'model.maps=[4, 4, 4]'"),
     (["analyze", "RUN", "--set", 'analysis.probes=["my', 'faces"]'], """--set 'analysis.probes=["my faces"]'"""),
+    (["train", "--set=model.maps=[4,", "4]"], "--set 'model.maps=[4, 4]'"),
+    # a stray word after it is not the value's: it said --set 'model.maps=[4, 4] junk'
+    (["train", "--set", "model.maps=[4,", "4]", "--set", "train.lr=0.1", "junk"], "--set 'model.maps=[4, 4]')"),
 ])
 def test_a_set_value_the_shell_split_at_a_space_is_said_so(capsys, argv, whole):
     """`--set model.maps=[4, 4]` unquoted was refused as "unrecognized arguments: 4]" alone."""
     with pytest.raises(SystemExit):
         main(argv)
-    assert f"(the shell split a --set value at a space: quote it whole, {whole})" in capsys.readouterr().err
+    assert f"(the shell split a --set value at a space: quote it whole, {whole}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["train", "--set", "model.maps=[4,4]", "stray"],
+                                  ["train", "--set", "model.maps=[4,4]", "--set", "train.lr=0.1", "stray"],
+                                  ["train", "--set", "data.path=my", "folder"]])
+def test_a_stray_word_after_a_whole_set_value_is_not_said_split(capsys, argv):
+    with pytest.raises(SystemExit):
+        main(argv)
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: " in err and "the shell split" not in err
 
 
 def test_version_says_the_installed_packages_version(capsys):

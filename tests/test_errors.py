@@ -94,6 +94,6 @@ def test_a_run_stopped_before_its_first_step_says_how_to_start_it_again(tmp_path
         patched.setattr(downpour.runners, "train", stopped)
         assert main(args) == 130
     err = capsys.readouterr().err
-    assert "stopped before the run's first step, nothing trained" in err
+    assert "stopped before the run kept anything" in err
     advice = re.search(r"`downpour (train --config .*)` starts it again", err).group(1)
     assert main(shlex.split(advice)) == 0 and RunDir(out).finished(5)     # the advice works as given

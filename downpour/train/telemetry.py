@@ -58,7 +58,7 @@ class PartsMean:
             # in the order the model gave them (sorted, the first row after a resume printed stage1/pooled_l2 before
             # stage1/reconstruction, unlike every other row, until 2026-12-06); a checkpoint from before: as saved
             mean.sums, mean.counts = dict(state["sums"]), dict(state["counts"])
-            if isinstance(order := state.get("parts"), list) and sorted(map(str, order)) == sorted(mean.sums):
+            if isinstance(order := state.get("parts"), list) and sorted(order, key=str) == sorted(mean.sums):
                 mean.sums = {k: mean.sums[k] for k in order}
             mean.steps, mean.samples, mean.loss = state["steps"], state["samples"], state["loss"]
             counts = [mean.steps, mean.samples, *mean.counts.values()]
