@@ -85,15 +85,28 @@ def pytest_configure(config):
                                        "module's fixtures (what they put in os.environ reaches Ray's workers)")
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """The modules on the shared local Ray run one after another, where the first of them was: one start for all
-    (docs/benchmarks.md#ray_test_modules); the rest keep their order."""
+    (docs/benchmarks.md#ray_test_modules); the rest keep their order. Under pytest-xdist (`make test` runs two
+    processes) they are one group, first, on one process, while the other takes the rest a module at a time: a
+    module's fixtures are built once and no two processes start the shared Ray."""
     modules = _shared["modules"] = {getattr(item, "module", None) for item in items if _on_shared_ray(item)}
     sharing = [item for item in items if getattr(item, "module", None) in modules]
-    if sharing:
+    rest = [item for item in items if getattr(item, "module", None) not in modules]
+    if sharing and _distributed(config):
+        items[:] = sharing + rest
+    elif sharing:
         first = items.index(sharing[0])
-        rest = [item for item in items if getattr(item, "module", None) not in modules]
         items[:] = rest[:first] + sharing + rest[first:]
+    if _distributed(config):
+        for item in items:
+            group = "shared-ray" if getattr(item, "module", None) in modules else item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _distributed(config) -> bool:
+    """Whether this process is one of pytest-xdist's workers (``-n N``)."""
+    return hasattr(config, "workerinput")
 
 
 @pytest.hookimpl(tryfirst=True)

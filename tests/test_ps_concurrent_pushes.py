@@ -10,6 +10,7 @@ every element. N is large enough (64 KB) that an update takes long enough for a 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 
 import numpy as np
 import pytest
@@ -55,7 +56,7 @@ def _read(path, stop, out):
 
 def test_ten_thousand_pushes_from_four_processes_are_each_applied_once_exactly(tmp_path):
     shard = Shard(0, torch.zeros(N), make_rule("sgd", 1.0), workers=range(WORKERS))
-    server = ShardServer(shard, f"/dev/shm/downpour-test-{tmp_path.name}", workers=WORKERS)
+    server = ShardServer(shard, f"/dev/shm/downpour-test-{os.getpid()}-{tmp_path.name}", workers=WORKERS)
     ctx = mp.get_context("fork")      # the children use NumPy and pipes only, no torch threads
     out, stop = ctx.Queue(), ctx.Event()
     try:

@@ -21,7 +21,7 @@ N = 6
 @pytest.fixture
 def server(tmp_path):
     shard = Shard(0, torch.zeros(N), make_rule("sgd", 1.0), workers=[0, 1])
-    srv = ShardServer(shard, f"/dev/shm/downpour-test-{tmp_path.name}", workers=2)
+    srv = ShardServer(shard, f"/dev/shm/downpour-test-{os.getpid()}-{tmp_path.name}", workers=2)
     yield srv
     srv.close()
 
@@ -110,7 +110,7 @@ def test_a_push_says_in_the_inbox_which_greedy_stages_it_trained(tmp_path, by):
     never read off its values (stage 1's half here is all 0 yet trained)."""
     shard = Shard(0, torch.zeros(N), make_rule("momentum", 1.0), workers=[0], stage_pieces={1: [(0, 3)], 2: [(3, N)]})
     shard.state["velocity"] += 1.0
-    srv = ShardServer(shard, f"/dev/shm/downpour-test-{tmp_path.name}", workers=1)
+    srv = ShardServer(shard, f"/dev/shm/downpour-test-{os.getpid()}-{tmp_path.name}", workers=1)
     try:
         grad = np.zeros(N, dtype=np.float32)
         if by == "doorbell":
@@ -131,7 +131,7 @@ def test_a_push_dropped_after_staging_leaves_the_inbox_free_for_its_seq_again(tm
     take the stale slice, which nothing asks): ``drop_inbox`` of that seq frees it, and the next push of the same seq
     is applied, once (one of an earlier seq goes too, one of a later seq stays)."""
     shard = Shard(0, torch.zeros(N), make_rule("sgd", 1.0), workers=[0])
-    srv = ShardServer(shard, f"/dev/shm/downpour-test-{tmp_path.name}", workers=1)
+    srv = ShardServer(shard, f"/dev/shm/downpour-test-{os.getpid()}-{tmp_path.name}", workers=1)
     try:
         c = Client(srv, 0)
         c.inbox.put(np.full(N, 5.0, dtype=np.float32), 3, 0)          # push 3's slice, staged; its cycle then failed
@@ -156,7 +156,7 @@ def test_a_late_write_into_a_retired_inbox_is_refused_counted_and_never_waited_o
     a late write there went unseen (a restarted partition kept the old inbox: the driver test is
     tests/test_ps_restarts.py's)."""
     shard = Shard(0, torch.zeros(N), make_rule("sgd", 1.0), workers=[0])
-    srv = ShardServer(shard, f"/dev/shm/downpour-test-{tmp_path.name}", workers=1)
+    srv = ShardServer(shard, f"/dev/shm/downpour-test-{os.getpid()}-{tmp_path.name}", workers=1)
     try:
         killed = Client(srv, 0)
         killed.inbox.put(np.full(N, 5.0, dtype=np.float32), 3, 0)          # staged before it was judged dead
@@ -198,7 +198,7 @@ def test_retired_inboxes_are_let_go_once_their_writers_ended_their_late_writes_c
     process) attached before its restart, writes late into its retired inbox and ends: the shard counts that write
     (``fenced``) and lets the inbox go at the next restart (or checkpoint). The last writer still runs: its inbox is
     kept, since a late write may yet come."""
-    prefix = f"/dev/shm/downpour-test-{tmp_path.name}"
+    prefix = f"/dev/shm/downpour-test-{os.getpid()}-{tmp_path.name}"
     srv = ShardServer(Shard(0, torch.zeros(N), make_rule("sgd", 1.0), workers=[0]), prefix, workers=1)
     try:
         assert _mapped(prefix) == 2                                         # the parameters, the inbox

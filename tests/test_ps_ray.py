@@ -280,7 +280,7 @@ def test_the_driver_rings_co_located_shards_and_a_dead_shard_is_an_error(tmp_pat
 
     if not shm.available():
         pytest.skip("no writable /dev/shm")
-    prefix = f"/dev/shm/downpour-test-{tmp_path.name}"
+    prefix = f"/dev/shm/downpour-test-{os.getpid()}-{tmp_path.name}"
     actor = ShardActor.remote(Shard(0, torch.zeros(4), make_rule("sgd", 1.0), workers=[0]), prefix, 1)
     lanes = ray.get(actor.lanes.remote())
     link, pusher = ShardLink(actor, lanes, 0, 4), ShardPush([actor], [lanes])

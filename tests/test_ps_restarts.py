@@ -5,6 +5,7 @@ are asserted exactly. (On a real Ray the same scenarios have as many outcomes as
 end-to-end restart is tests/test_ps_ray.py's.)"""
 import html
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -734,7 +735,7 @@ def test_a_killed_partitions_late_write_is_refused_and_its_successors_push_does_
     coord = coordinator(2, STEPS)
     cluster = ScriptedCluster(rt, coord, restarts=1, partitions=2, shards=2)
     servers = [ShardServer(Shard(j, torch.zeros(4), make_rule("sgd", 1.0), workers=[0, 1]),
-                           f"/dev/shm/downpour-test-{tmp_path.name}-{j}", workers=2) for j in (0, 1)]
+                           f"/dev/shm/downpour-test-{os.getpid()}-{tmp_path.name}-{j}", workers=2) for j in (0, 1)]
     segments = []
     try:
         for j, (stand_in, srv) in enumerate(zip(cluster.shard_actors, servers)):

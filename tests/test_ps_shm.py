@@ -1,4 +1,5 @@
 """Shared-memory lanes: seqlocked parameter reads and the one-gradient inbox handshake."""
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ pytestmark = pytest.mark.skipif(not shm.available(), reason="no writable /dev/sh
 
 @pytest.fixture
 def prefix(tmp_path):
-    return f"/dev/shm/downpour-test-{tmp_path.name}"
+    return f"/dev/shm/downpour-test-{os.getpid()}-{tmp_path.name}"
 
 
 def test_reader_sees_the_writers_values_and_version(prefix):
