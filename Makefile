@@ -25,11 +25,11 @@ train: setup          ## the main job: the cat network on the parameter server, 
 # PYTHONDONTWRITEBYTECODE emptied: where it is set, every process the suite starts (each Ray actor, fold and CLI
 # subprocess: hundreds) compiled downpour's sources again; their cached bytecode took ~5% off a process-heavy file
 # (tests/test_faults.py 33.7 s -> 31.0-32.2 s, 2026-12-05, 2 cores)
-# TEST_JOBS processes (pytest-xdist): the modules on the shared Ray are one group, on one process, the rest go a module
-# at a time to whichever process is free (tests/conftest.py); TEST_JOBS=0 runs the suite in this one process
+# TEST_JOBS processes (pytest-xdist): a module at a time to whichever process is free, the modules on the shared Ray
+# together and first (tests/conftest.py); TEST_JOBS=0 runs the suite in this one process
 TEST_JOBS ?= 2
 test: setup           ## the whole test suite (what CI runs)
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup --no-loadscope-reorder $(ARGS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(TEST_JOBS) --no-loadscope-reorder $(ARGS)
 
 # rank_interval is skipped: a simulation over a costs study's cells.jsonl (its required argument), no speed figure;
 # report_figures too: it draws an analysed run's figures (--run RUN, required)

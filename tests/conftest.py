@@ -2,6 +2,7 @@
 import gc
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -87,26 +88,34 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     """The modules on the shared local Ray run one after another, where the first of them was: one start for all
-    (docs/benchmarks.md#ray_test_modules); the rest keep their order. Under pytest-xdist (`make test` runs two
-    processes) they are one group, first, on one process, while the other takes the rest a module at a time: a
-    module's fixtures are built once and no two processes start the shared Ray."""
+    (docs/benchmarks.md#ray_test_modules); the rest keep their order. On pytest-xdist's processes (`make test`) they
+    come first: :func:`pytest_xdist_make_scheduler` gives them to one process, while the other starts on the rest."""
     modules = _shared["modules"] = {getattr(item, "module", None) for item in items if _on_shared_ray(item)}
     sharing = [item for item in items if getattr(item, "module", None) in modules]
-    rest = [item for item in items if getattr(item, "module", None) not in modules]
-    if sharing and _distributed(config):
-        items[:] = sharing + rest
-    elif sharing:
-        first = items.index(sharing[0])
+    if sharing:
+        first = 0 if hasattr(config, "workerinput") else items.index(sharing[0])
+        rest = [item for item in items if getattr(item, "module", None) not in modules]
         items[:] = rest[:first] + sharing + rest[first:]
-    if _distributed(config):
-        for item in items:
-            group = "shared-ray" if getattr(item, "module", None) in modules else item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
-def _distributed(config) -> bool:
-    """Whether this process is one of pytest-xdist's workers (``-n N``)."""
-    return hasattr(config, "workerinput")
+def pytest_xdist_make_scheduler(config, log):
+    """With ``-n N`` (pytest-xdist; `make test` runs two processes), a test module goes whole to one process (its
+    module fixtures, a quick study's run among them, are built once), and the modules on the shared local Ray go
+    together, to one process: one Ray start, and never two shared Rays at once. (xdist's own ``--dist loadgroup``
+    would do the latter from marks, but xdist 3.8 writes them into ``item._nodeid``, which pytest 9 no longer reads.)
+    The modules on the shared Ray are told here, before any process collected, by their text: those naming the
+    ``local_ray`` fixture but not ``own_ray``."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    shared = {f"tests/{path.name}" for path in Path(__file__).parent.glob("test_*.py")
+              if "local_ray" in (text := path.read_text()) and "own_ray" not in text}
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "the shared Ray's modules" if module in shared else module
+
+    return ByModule(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)
