@@ -17,7 +17,7 @@ from downpour.cli_study import StudyHelp, cmd_study
 from downpour.cli_train import SHORTHANDS, cmd_crossfit, cmd_train
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
-from downpour.train.signals import sigterm_as_interrupt
+from downpour.train.signals import quit_at_next_stop, sigterm_as_interrupt
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -297,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     with sigterm_as_interrupt() as terms:
-        return _run(args, terms)
+        code = _run(args, terms)
+    if argv is None and code in (130, 128 + signal.SIGTERM):   # the process's own command: only its exit is left
+        quit_at_next_stop(code)
+    return code
 
 
 def _run(args: argparse.Namespace, terms: list[int]) -> int:

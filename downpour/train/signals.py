@@ -5,12 +5,14 @@
     with signals_held():     # the optimiser's in-place update and the step count; a simulator's event
         ...
     with stop_record():      # a stopped run's checkpoint and records: a second Ctrl-C waits, a third leaves
+    quit_at_next_stop(130)   # the CLI, its "interrupted" said: what is left is the process's exit
         ...
         with signals_let_through():   # inside it, a wait a stop may cut (a question to a host that may not answer)
             ...
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -52,6 +54,28 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
         yield received
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def quit_at_next_stop(code: int) -> None:
+    """The process's exit once a stopped command said so (``downpour: interrupted``): what it had to save is saved
+    (:func:`stop_record`), and the rest (threads joined, the ``atexit`` hooks: Ray's shutdown, torch's) may take a
+    while; a Ctrl-C or SIGTERM then ends the process at once with ``code``, said in one line. Until 2026-12-06 it raised
+    into whichever hook ran ("Exception ignored in atexit callback ... KeyboardInterrupt" and its traceback). A no-op
+    off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def leave(signum: int, frame: object) -> None:
+        _say("downpour: quit at once, its exit cut short (what was saved stays)")
+        try:
+            sys.stdout.flush()
+        except (RuntimeError, OSError, ValueError):
+            pass
+        os._exit(code)
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(s) != signal.SIG_IGN:
+            signal.signal(s, leave)
 
 
 @contextmanager

@@ -1,0 +1,53 @@
+"""What a stopped `downpour` prints on its way out: a second Ctrl-C in its exit."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from downpour.cli import main
+
+TINY = ["--config", "ufldl-sae", "--set", "data.samples=500", "--set", "train.tensorboard=false", "--set",
+        "train.log_every=5", "--runner", "local", "--no-report", "--set", "analysis.no_faces_twin=false"]
+
+# the command as a process runs it (main() reading sys.argv), with one atexit hook that says it runs and then waits:
+# a stand-in for a slow exit (Ray's shutdown, torch's hooks, a thread joined), where the second Ctrl-C lands
+SLOW_EXIT = ("import atexit, sys, time\n"
+             "from downpour.cli import main\n"
+             "atexit.register(lambda: (print('exiting', file=sys.stderr, flush=True), time.sleep(60)))\n"
+             "sys.exit(main())\n")
+
+
+def _line_with(proc, marker: str, seen: list[str]) -> None:
+    """Read ``proc``'s stderr up to the first line holding ``marker`` (each line kept in ``seen``)."""
+    for line in proc.stderr:
+        seen.append(line)
+        if marker in line:
+            return
+    raise AssertionError(f"no line with {marker!r}: {''.join(seen)}")
+
+
+def test_a_second_ctrl_c_in_the_exit_of_a_stopped_run_quits_at_once_in_one_line(tmp_path):
+    """A Ctrl-C stops the run (its checkpoint saved), "downpour: interrupted" is said, and a second Ctrl-C comes while
+    the process exits: it raised into the atexit hook that ran ("Exception ignored in atexit callback ...
+    KeyboardInterrupt" and a traceback), and the hook went on. Now it quits at once with one line, the checkpoint kept."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_EXIT, "train", *TINY, "--steps", "1000000", "--out", str(out)],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    seen: list[str] = []
+    try:
+        _line_with(proc, "step ", seen)             # training: the first progress line
+        proc.send_signal(signal.SIGINT)
+        _line_with(proc, "exiting", seen)           # "downpour: interrupted" said, the exit's hook running
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    err = "".join(seen) + rest
+    assert proc.returncode == 130, err
+    assert "downpour: interrupted" in err and "Traceback" not in err and "Exception ignored" not in err, err
+    assert rest == "downpour: quit at once, its exit cut short (what was saved stays)\n", err
+    assert json.loads((out / "checkpoints" / "local.json").read_text())["step"] >= 5      # resumable
+
