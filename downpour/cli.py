@@ -298,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     with sigterm_as_interrupt() as terms:
         code = _run(args, terms)
+    # torch logs its FakeTensor cache stats at exit (an atexit hook) at INFO, ours: a stop that cut torch's imports
+    # short, before they set its loggers' levels, printed them after "downpour: interrupted" (until 2026-12-06)
+    logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.WARNING)
     if argv is None and code in (130, 128 + signal.SIGTERM):   # the process's own command: only its exit is left
         quit_at_next_stop(code)
     return code

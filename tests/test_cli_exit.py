@@ -1,5 +1,6 @@
-"""What a stopped `downpour` prints on its way out: a second Ctrl-C in its exit."""
+"""What a stopped `downpour` prints on its way out: a second Ctrl-C in its exit, torch's exit-time log lines."""
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -51,3 +52,26 @@ def test_a_second_ctrl_c_in_the_exit_of_a_stopped_run_quits_at_once_in_one_line(
     assert rest == "downpour: quit at once, its exit cut short (what was saved stays)\n", err
     assert json.loads((out / "checkpoints" / "local.json").read_text())["step"] >= 5      # resumable
 
+
+def test_torchs_fake_tensor_cache_stats_are_not_logged_at_the_exit_of_a_stopped_command(monkeypatch, caplog):
+    """A Ctrl-C in the pre-run checks cut torch's imports short after torch._subclasses.fake_tensor registered its
+    atexit hook (which logs "FakeTensor cache stats" at INFO) and before torch set its loggers' levels: the CLI's INFO
+    printed three lines after "downpour: interrupted". The levels torch had not set yet are unset here."""
+    from torch._subclasses import fake_tensor
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("downpour.cli.check_as_typed", interrupted)
+    loggers = [logging.getLogger(name) for name in ("torch", "torch._subclasses", "torch._subclasses.fake_tensor")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.NOTSET)
+        assert main(["models"]) == 130
+        with caplog.at_level(logging.INFO):
+            fake_tensor.dump_cache_stats()              # what the hook does at exit
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+    assert "FakeTensor cache stats" not in caplog.text
