@@ -296,18 +296,20 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    own = argv is None     # the process's own command (not a caller's): after a stop only its exit is left
     with sigterm_as_interrupt() as terms:
-        code = _run(args, terms)
+        code = _run(args, terms, own)
     # torch logs its FakeTensor cache stats at exit (an atexit hook) at INFO, ours: a stop that cut torch's imports
     # short, before they set its loggers' levels, printed them after "downpour: interrupted" (until 2026-12-06)
     logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.WARNING)
-    if argv is None and code in (130, 128 + signal.SIGTERM):   # the process's own command: only its exit is left
+    if own and code in (130, 128 + signal.SIGTERM):   # (again: the block's end put SIGTERM's handler back)
         quit_at_next_stop(code)
     return code
 
 
-def _run(args: argparse.Namespace, terms: list[int]) -> int:
-    """``args.func(args)``, its errors and interrupts turned into one line and an exit status."""
+def _run(args: argparse.Namespace, terms: list[int], own: bool = False) -> int:
+    """``args.func(args)``, its errors and interrupts turned into one line and an exit status; ``own``: the process's
+    own command, whose exit a further stop after an interrupt cuts short (:func:`quit_at_next_stop`)."""
     try:
         check_as_typed(args)
         return args.func(args)
@@ -318,8 +320,11 @@ def _run(args: argparse.Namespace, terms: list[int]) -> int:
         return 2
     except KeyboardInterrupt:   # Ctrl-C or SIGTERM: the runner has saved what it could and said how to resume
         terminated = bool(terms)   # (Ray re-raises a bare KeyboardInterrupt): the status a process killed by SIGTERM has
+        code = 128 + signal.SIGTERM if terminated else 130
+        if own:     # before the line: a Ctrl-C that follows it lands in the exit (until 2026-12-06 a traceback)
+            quit_at_next_stop(code)
         print(f"downpour: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
-        return 128 + signal.SIGTERM if terminated else 130
+        return code
     except BrokenPipeError:     # the reader left (`downpour models | head`): say nothing more, anywhere
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
