@@ -5,10 +5,10 @@
     with signals_held():     # the optimiser's in-place update and the step count; a simulator's event
         ...
     with stop_record():      # a stopped run's checkpoint and records: a second Ctrl-C waits, a third leaves
-    quit_at_next_stop(130)   # the CLI, its "interrupted" said: what is left is the process's exit
         ...
         with signals_let_through():   # inside it, a wait a stop may cut (a question to a host that may not answer)
             ...
+    quit_at_next_stop(130)   # the CLI, all saved and about to say "interrupted": a further stop ends the process
 """
 from __future__ import annotations
 
