@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    own = argv is None     # the process's own command (not a caller's): after a stop only its exit is left
+    own = argv is None     # the process's own command: after a stop only its exit is left (a caller's keeps its handlers)
     with sigterm_as_interrupt() as terms:
         code = _run(args, terms, own)
     # torch logs its FakeTensor cache stats at exit (an atexit hook) at INFO, ours: a stop that cut torch's imports
