@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from downpour.analysis.stimulus import optimal_stimulus, top_images
+from downpour.analysis.stimulus import optimal_stimulus, stimulus_rank, top_images
 from test_analysis_planted import PlantedModel
 
 
@@ -133,3 +133,20 @@ def test_starts_that_end_on_different_inputs_are_called_one_of_several_not_the_o
     assert "one of several inputs the unit answers about as strongly, not a unique optimum" in _starts(vars(flat))
     peaked = optimal_stimulus(LinearUnits((1, 8, 8)), 3, norm=2.5, steps=150, restarts=3, seed=1)
     assert peaked.agreement > 0.99 and "several" not in _starts(vars(peaked))
+
+
+def test_the_stimulus_is_ranked_among_the_images_responses_and_the_report_says_where():
+    """The report gave the stimulus's response alone (since 2026-12-06 also where it stands among the images')."""
+    from downpour.analysis.report import _among_pool
+
+    responses = np.arange(100.0)                          # images answering 0 … 99
+    assert stimulus_rank(95.5, responses) == {"percentile": 96.0, "best_image": 99.0}
+    assert stimulus_rank(95.0, responses)["percentile"] == 95.5          # its tie with image 95 counts half
+    assert stimulus_rank(200.0, responses)["percentile"] == 100.0
+    lowered = stimulus_rank(-0.5, responses, sign=-1)     # a unit the concept lowers: "beyond" is below
+    assert lowered == {"percentile": 100.0, "best_image": 0.0}
+    assert stimulus_rank(50.0, responses, sign=-1)["percentile"] == pytest.approx(49.5)
+    said = _among_pool({"sign": 1, "among_pool": stimulus_rank(95.5, responses)}, {"pool": 100})
+    assert said == " (higher than the responses to 96% of the 100 images the top ones are drawn from; the best image's 99)"
+    assert "lower than" in _among_pool({"sign": -1, "among_pool": lowered}, {"pool": 100})
+    assert _among_pool({"sign": 1}, {"pool": 100}) == ""           # an analysis.json from before: nothing to say

@@ -25,6 +25,7 @@ import checkpoint_save  # noqa: E402
 import filter_norm  # noqa: E402
 import frozen_cache  # noqa: E402
 import help_start_up  # noqa: E402
+import invariance_ci  # noqa: E402
 import invariance_sweep  # noqa: E402
 import layer_responses  # noqa: E402
 import locally_connected  # noqa: E402
@@ -138,6 +139,12 @@ def test_invariance_sweep_times_the_new_sweep_against_the_old(capsys):
     (row,) = invariance_sweep.main(["--reps", "1"])
     assert _rows(capsys) == [row] and row["warps"] == {"new": 83, "old": 47}
     _timed_against_its_baseline(row, "wall_s", "new", "old")
+
+
+def test_invariance_ci_times_the_bootstrap_against_the_sweep_it_reads(capsys):
+    (row,) = invariance_ci.main(["--reps", "1"])
+    assert _rows(capsys) == [row] and row["replicates"] == 500 and 0 <= row["with_interval"] <= 4
+    _timed_against_its_baseline(row, "wall_s", "bootstrap", "sweep")
 
 
 def test_frozen_cache_runs_a_short_schedule_against_the_uncached_one(capsys):

@@ -329,6 +329,11 @@ def range_width(transform: str, r: list[float] | None) -> float:
     return math.log2(r[1] / r[0]) if transform == "scale" else float(r[1] - r[0])
 
 
+def width_units(transform: str) -> str:
+    """What :func:`range_width` of ``transform`` is in: octaves, degrees or pixels."""
+    return "octaves" if transform == "scale" else "degrees" if "rotation" in transform else "pixels"
+
+
 def responsive(result: dict[str, Any]) -> bool:
     """Whether a :func:`sweep` result's unit is stronger on the untransformed images than its baseline (its curves
     ``normalised_to`` :data:`RELATIVE`): one that is not has no response for a transform to keep, so no range."""
@@ -363,7 +368,7 @@ def _tied_widths(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     for name in ranges[0]:
         w = [range_width(name, r[name]) for r in ranges]
         widths[name] = {**_stats(w), "censored": sum(bool(s["censored"][name]) for s in summaries),
-                        "units": "octaves" if name == "scale" else "degrees" if "rotation" in name else "pixels"}
+                        "units": width_units(name)}
     if "scale" in ranges[0]:     # the upper end alone (:func:`upper_scale`, since 2026-12-05)
         ups = [s["scale_up"] for s in summaries]
         widths["scale_up"] = {**_stats([math.nan if u["octaves"] is None else u["octaves"] for u in ups]),

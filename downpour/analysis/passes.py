@@ -56,5 +56,16 @@ class Passes:
             self.made += 1
             if self.reuse:
                 self._codes[key] = codes
+        return self._signed(codes, units, signs)
+
+    def read(self, key: Hashable, units: Tensor, signs: Tensor) -> Tensor:
+        """(N, T) float64 as :meth:`signed` gives them, from the pass ``key`` made before (no model is run); a KeyError
+        naming the key if none was kept (``reuse=False``, or no sweep made it). The per-image responses behind a
+        sweep's mean curves, for their bootstrap (:mod:`~downpour.analysis.invariance_ci`)."""
+        if key not in self._codes:
+            raise KeyError(f"Passes: no pass {key!r} was kept (reuse={self.reuse}); sweep first, with reuse")
+        return self._signed(self._codes[key], units, signs)
+
+    def _signed(self, codes: Tensor, units: Tensor, signs: Tensor) -> Tensor:
         at = torch.as_tensor([self.units.index(int(u)) for u in units], dtype=torch.long)
         return codes[:, at].double() * signs

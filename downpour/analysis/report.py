@@ -12,8 +12,8 @@ from typing import Any
 
 from downpour._names import pasted
 from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, one_orientation
-from downpour.analysis.report_invariance import (fill_words, invariance_rows, invariance_words, selectivity_rows,
-                                                tied_invariance, tied_unresponsive, warped_against)
+from downpour.analysis.report_invariance import (fill_words, invariance_rows, invariance_words, range_ci_cells,
+                                                selectivity_rows, tied_invariance, tied_unresponsive, warped_against)
 from downpour.analysis.report_notes import chosen_among, loss_headline as _loss_headline
 from downpour.analysis.report_notes import pictured_names, several_optima, top_words
 from downpour.analysis.report_notes import untied_note
@@ -78,6 +78,18 @@ def _starts(stim: dict[str, Any]) -> str:
     return f"best of {n} starts (mean cosine similarity between starts' solutions {stim['agreement']:.2f}{mirror}{several_optima(stim)}"
 
 
+def _among_pool(stim: dict[str, Any], top: dict[str, Any]) -> str:
+    """Where the stimulus's response stands among the pool's images' (analysis.json's ``optimal_stimulus.among_pool``,
+    since 2026-12-06; "" for a file before it): " (higher than the responses to 97% of the 60 images the top ones are
+    drawn from; the best image's 2.1)", "lower than" for a unit the concept lowers."""
+    rank = stim.get("among_pool")
+    if not rank:
+        return ""
+    way = "higher" if stim.get("sign", 1) > 0 else "lower"
+    return (f" ({way} than the responses to {rank['percentile']:.0f}% of the {top.get('pool', '?')} images the top "
+            f"ones are drawn from; the best image's {rank['best_image']:.4g})")
+
+
 def _pictured_words(a: dict[str, Any]) -> str:
     """Which unit the pictures below show, and why (analysis.json files written before ``pictured`` have none)."""
     pictured = a["face_neuron"].get("pictured")
@@ -123,6 +135,10 @@ def _invariance(a: dict[str, Any]) -> str:
     floor = inv.get("summary", {}).get("floor", 0.5)
     rows = invariance_rows(inv)
     header = ["transform", f"unbroken range around the identity with response ≥ {floor:g}"]
+    cis = range_ci_cells(inv)
+    if cis:     # the range's interval over the test images (since 2026-12-06)
+        rows = [r + [c] for r, c in zip(rows, cis)]
+        header.append(f"its width, 95% bootstrap interval over the {esc(inv['images'])} images; its ends' intervals")
     if inv.get("selectivity"):      # the unit's AUC against the other class, both warped (since 2026-12-05)
         rows = [r + [w] for r, w in zip(rows, selectivity_rows(inv))]
         header.append(f"range with AUC ({warped_against(a)[1]} warped alike) ≥ halfway from 0.5 to the untransformed AUC")
@@ -291,7 +307,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 <p>{_pictured_words(a)}</p>
 {image(run, figs.get('responses'), 'responses of the pictured unit')}
 <p>{'An' if several_optima(stim) else 'The'} input of L2 norm {stim['norm']:.3g} (the data's median) that {'excites' if stim['sign'] > 0 else 'suppresses'} unit
-{stim['unit']} most: response {stim['activation']:.4g}, {_starts(stim)}; the unit depends on
+{stim['unit']} most: response {stim['activation']:.4g}{_among_pool(stim, top)}, {_starts(stim)}; the unit depends on
 {stim.get('receptive_field_pixels', '?')} of the input's values). Beside it, {top_words(top, stim['sign'])}.</p>
 {image(run, figs.get('stimulus'), ' and '.join(pictured_names(stim['sign'])))}
 

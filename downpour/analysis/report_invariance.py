@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from downpour.analysis.circle import went_round
-from downpour.analysis.invariance import RELATIVE, identity_index, whole_turn
+from downpour.analysis.invariance import RELATIVE, identity_index, range_width, whole_turn, width_units
 from downpour.analysis.report_parts import esc
 
 _UNITS = {"scale": "× {:g} … × {:g}", "translation_x": "{:g} … {:g} pixels", "translation_y": "{:g} … {:g} pixels",
@@ -86,6 +86,36 @@ def _end_words(name: str, r: list[float], ended: bool, values: list[float]) -> s
         return ""
     whole = r[0] <= min(values) and r[1] >= max(values)
     return " (the whole sweep: at least this)" if whole else " (to the sweep's end: at least this far)"
+
+
+def range_ci_cells(inv: dict[str, Any]) -> list[str] | None:
+    """Per row of :func:`invariance_rows`, its range's width with the 95% bootstrap interval over the test images
+    (analysis.json's ``invariance.summary.range_ci``, since 2026-12-06: "2.5 octaves [1.5, 3]; ends × [0.177, 0.25]
+    and × [1.75, 2.828]"), "–" for a transform without one (a pose curve); None for a file without intervals."""
+    summary = inv.get("summary", {})
+    cis = summary.get("range_ci")
+    if not cis:
+        return None
+    out = []
+    for name, r in summary.get("ranges", {}).items():
+        ci = cis.get(name)
+        if ci is None or r is None:
+            out.append("–")
+            continue
+        b = ci["replicates"]
+        if ci["width"] is None:
+            out.append(f"none: no resampled set of the images has a range ({b} resamples)")
+            continue
+        mark = "× " if name == "scale" else ""
+        (w0, w1), (l0, l1), (h0, h1) = ci["width"], ci["low"], ci["high"]
+        text = (f"{range_width(name, r):.3g} {width_units(name)} [{w0:.3g}, {w1:.3g}]; ends {mark}[{l0:g}, {l1:g}] "
+                f"and {mark}[{h0:g}, {h1:g}]")
+        if ci["censored"]:
+            text += f"; {ci['censored']} of {b} resamples to the sweep's end (their width a lower bound)"
+        if ci["without_range"]:
+            text += f"; {ci['without_range']} of {b} without a range, left out"
+        out.append(text)
+    return out
 
 
 def selectivity_rows(inv: dict[str, Any]) -> list[str]:

@@ -26,6 +26,7 @@ from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.face_verdict import said_faceless
 from downpour.analysis.invariance import (disc_auc, invariance_curves, invariance_summary, selectivity_summary, sweep,
                                          tied_summary)
+from downpour.analysis.invariance_ci import range_intervals
 from downpour.analysis.partial import Kept, inputs_key, resolved_options
 from downpour.analysis.poses import load_poses
 from downpour.analysis.passes import Passes
@@ -35,7 +36,7 @@ from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import over_splits, unchosen
 from downpour.analysis.report_notes import pictured_names
 from downpour.analysis.report_training import figures_folder, training_figures
-from downpour.analysis.stimulus import Stimulus, optimal_stimulus, top_images
+from downpour.analysis.stimulus import Stimulus, optimal_stimulus, stimulus_rank, top_images
 from downpour.analysis.training import frozen_stages, training_summary, where_training_is, with_its_training
 from downpour.analysis.options import (MIN_SIDE, analysis_options, is_image_input, no_faces_of, no_faces_path, open_run,
                                       run_preprocess)
@@ -273,6 +274,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
     def invariance() -> dict[str, Any]:
         inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses,
                                 prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes)
+        inv["range_ci"] = range_intervals(inv, passes, seed=seed)     # its ranges' intervals (since 2026-12-06)
         inv["tied"] = tied_summary(sweep(model, concept, tied, pictured["tied_signs"],
                                          every[~is_positive & unseen][:, tied].mean(axis=0).tolist(), layer=layer,
                                          prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes))
@@ -300,6 +302,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
     paths.update(drawn)
 
     meta = run.read_json("model.json")
+    range_ci = inv.pop("range_ci", None)      # stored beside the ranges, in the summary
     result = {
         "run": str(run.path), "model": meta["model"], "trained_steps": meta.get("step"), "layer": layer,
         "options": dataclasses.asdict(opts), "labelled_set": {"name": data.name, "counts": data.counts(), **data.info},
@@ -314,11 +317,14 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
                              "silent_starts": stim.silent_starts,
                              "trace": stim.trace,
                              "receptive_field_pixels": stim.field_pixels,
-                             "image": stim.image.tolist()},
+                             "image": stim.image.tolist(),
+                             # its response among those of the images the top ones are drawn from (since 2026-12-06)
+                             "among_pool": stimulus_rank(stim.activation, responses[pool], sign)},
         "top_images": {"indices": top.tolist(), "responses": [float(responses[i]) for i in top],
                        "labels": data.y[top].tolist(), "positive_in_top": positive_in_top, "drawn_from": drawn_from,
                        "pool": int(len(pool)), "positive_in_pool": int(is_positive[pool].sum())},
-        "invariance": {**inv, "summary": invariance_summary(inv), "selectivity": selectivity_summary(inv),
+        "invariance": {**inv, "summary": {**invariance_summary(inv), "range_ci": range_ci},
+                       "selectivity": selectivity_summary(inv),
                        "rotation_disc_auc": disc_auc(inv),
                        "selectivity_faces_only": selectivity_summary(inv, "auc_faces_only")},
         "probes": probes,
