@@ -56,7 +56,13 @@ def test_analysis_json_has_every_number(run_dir):
     assert a["labelled_set"]["whitened"] is True        # the run used ZCA, so the test images were whitened too
     assert len(a["optimal_stimulus"]["image"]) == 1 and len(a["top_images"]["indices"]) == 6
     assert {c["transform"] for c in a["invariance"]["curves"]} == {"scale", "translation_x", "translation_y", "rotation"}
-    assert [p["dataset"] for p in a["probes"]] == ["lfw", "digits"]
+    # each range beside its interval, and the stimulus among the pool's images (since 2026-12-06)
+    summary = a["invariance"]["summary"]
+    assert set(summary["range_ci"]) == set(summary["ranges"]) and "range_ci" not in a["invariance"]
+    for name, r in summary["ranges"].items():
+        ci = summary["range_ci"][name]
+        assert r is None or ci is None or ci["width"] is None or (ci["replicates"] == 500 and ci["low"][0] <= ci["low"][1])
+    assert 0.0 <= a["optimal_stimulus"]["among_pool"]["percentile"] <= 100.0
     assert [r["features"] for r in a["probes"][1]["rows"]] == ["input pixels", "codes"]
     assert a["staleness"]["overall"] and a["training"]["workers"] == [0, 1, 2]
     assert a["filters"]["count"] == 25 and 0.0 <= a["filters"]["coherence_mean"] <= 1.0
