@@ -28,3 +28,17 @@ def main_model(threads: int) -> tuple[Any, Any]:
     cfg = load_config("main")
     torch.manual_seed(0)
     return cfg, build(cfg, sample_shape(cfg.data))[0].eval()
+
+
+def lfw_sweep(description: str, argv: list[str] | None) -> tuple[Any, Any, dict[str, Any]]:
+    """The invariance benches' setup: their parsed flags, the main job's model, and the sweep's inputs as the
+    analysis makes them (``layer``, ``fill``, lfw's held-out ``faces`` and ``others`` at the model's
+    input size, ``prepare``: one function, as :class:`~downpour.analysis.passes.Passes` binds to it)."""
+    from downpour.analysis.labelled import load_labelled, prepare_images
+    args = reps_and_threads(description).parse_args(argv)
+    cfg, model = main_model(args.threads)
+    shape = model.input_shape
+    data = load_labelled("lfw", shape)
+    faces, others = (data.pixels[torch.from_numpy(data.y == k)] for k in (1, 0))
+    return args, model, {"layer": cfg.analysis.layer, "fill": cfg.analysis.invariance_fill,
+                         "faces": faces, "others": others, "prepare": lambda t: prepare_images(t, shape, None)}

@@ -16,29 +16,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-
-from _main_job import main_model  # noqa: E402
-from _protocol import emit, interleave, ratio, reps_and_threads, summary, thread_settings  # noqa: E402
+from _main_job import lfw_sweep  # noqa: E402
+from _protocol import emit, interleave, ratio, summary, thread_settings  # noqa: E402
 from downpour.analysis.invariance import invariance_curves  # noqa: E402
 from downpour.analysis.invariance_ci import RANGE_REPLICATES, range_intervals  # noqa: E402
-from downpour.analysis.labelled import load_labelled, prepare_images  # noqa: E402
 from downpour.analysis.passes import Passes  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    args = reps_and_threads(__doc__.split("\n")[0]).parse_args(argv)
-    cfg, model = main_model(args.threads)
-    shape, layer, fill = model.input_shape, cfg.analysis.layer, cfg.analysis.invariance_fill
-    data = load_labelled("lfw", shape)
-    faces, others = (data.pixels[torch.from_numpy(data.y == k)] for k in (1, 0))
-    see = lambda t: prepare_images(t, shape, None)      # noqa: E731  (one function: Passes binds to it)
+    args, model, s = lfw_sweep(__doc__.split("\n")[0], argv)
+    faces = s["faces"]
     made: dict = {}
 
     def sweep() -> dict:
         made["passes"] = Passes([0])
-        made["inv"] = invariance_curves(model, faces, 0, layer=layer, prepare=see, negatives=others, fill=fill,
-                                        passes=made["passes"])
+        made["inv"] = invariance_curves(model, faces, 0, layer=s["layer"], prepare=s["prepare"], negatives=s["others"],
+                                        fill=s["fill"], passes=made["passes"])
         return {}
 
     def bootstrap() -> dict:

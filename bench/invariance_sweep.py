@@ -17,12 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-
-from _main_job import main_model  # noqa: E402
-from _protocol import emit, interleave, ratio, reps_and_threads, summary, thread_settings  # noqa: E402
+from _main_job import lfw_sweep  # noqa: E402
+from _protocol import emit, interleave, ratio, summary, thread_settings  # noqa: E402
 from downpour.analysis.invariance import DEFAULT_ANGLES, DEFAULT_SCALES, DEFAULT_SHIFTS, sweep  # noqa: E402
-from downpour.analysis.labelled import load_labelled, prepare_images  # noqa: E402
 
 OLD = {"scales": (0.25, 0.3536, 0.5, 0.625, 0.75, 0.875, 1.0, 1.125, 1.25, 1.5, 1.75, 2.0, 2.828, 4.0),
        "angles": (-90.0, -67.5, -45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0, 67.5, 90.0),
@@ -36,15 +33,12 @@ def warps(values: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    args = reps_and_threads(__doc__.split("\n")[0]).parse_args(argv)
-    cfg, model = main_model(args.threads)
-    shape, layer, fill = model.input_shape, cfg.analysis.layer, cfg.analysis.invariance_fill
-    data = load_labelled("lfw", shape)
-    faces, others = (data.pixels[torch.from_numpy(data.y == k)] for k in (1, 0))
+    args, model, s = lfw_sweep(__doc__.split("\n")[0], argv)
+    faces, others = s["faces"], s["others"]
 
     def run(values: dict) -> dict:
-        sweep(model, faces, [0], [1], [0.0], layer=layer, prepare=lambda t: prepare_images(t, shape, None),
-              negatives=others, fill=fill, **values)
+        sweep(model, faces, [0], [1], [0.0], layer=s["layer"], prepare=s["prepare"], negatives=others, fill=s["fill"],
+              **values)
         return {"warps": warps(values)}
 
     reps = interleave({"new": lambda r: run(NEW), "old": lambda r: run(OLD)}, reps=args.reps)
