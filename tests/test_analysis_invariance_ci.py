@@ -35,6 +35,11 @@ def test_the_interval_covers_a_planted_range(seed):
     assert ci["width"][1] - ci["width"][0] > 0          # not a single number: 200 images leave the ends uncertain
 
 
+def test_the_percentiles_are_taken_outward_to_values_seen():
+    """A range's end is a swept value, so its interval's ends are too: never a point interpolated between two."""
+    assert invariance_ci._interval(np.array([0.0, 0.25, 0.25, 1.0])) == [0.0, 1.0]
+
+
 def test_the_interval_narrows_with_more_images():
     spans = []
     for n in (25, 100, 800):

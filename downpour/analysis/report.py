@@ -138,7 +138,8 @@ def _invariance(a: dict[str, Any]) -> str:
     cis = range_ci_cells(inv)
     if cis:     # the range's interval over the test images (since 2026-12-06)
         rows = [r + [c] for r, c in zip(rows, cis)]
-        header.append(f"its width, 95% bootstrap interval over the {esc(inv['images'])} images; its ends' intervals")
+        header.append(f"its width, 95% bootstrap interval over the {esc(inv['images'])} images (the other class's mean "
+                      "held fixed); its ends' intervals")
     if inv.get("selectivity"):      # the unit's AUC against the other class, both warped (since 2026-12-05)
         rows = [r + [w] for r, w in zip(rows, selectivity_rows(inv))]
         header.append(f"range with AUC ({warped_against(a)[1]} warped alike) ≥ halfway from 0.5 to the untransformed AUC")

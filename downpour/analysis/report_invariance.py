@@ -111,7 +111,7 @@ def range_ci_cells(inv: dict[str, Any]) -> list[str] | None:
         text = (f"{range_width(name, r):.3g} {width_units(name)} [{w0:.3g}, {w1:.3g}]; ends {mark}[{l0:g}, {l1:g}] "
                 f"and {mark}[{h0:g}, {h1:g}]")
         if ci["censored"]:
-            text += f"; {ci['censored']} of {b} resamples to the sweep's end (their width a lower bound)"
+            text += f"; {ci['censored']} of {b} resamples to the sweep's end"
         if ci["without_range"]:
             text += f"; {ci['without_range']} of {b} without a range, left out"
         out.append(text)
