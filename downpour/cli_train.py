@@ -15,6 +15,7 @@ from downpour.config import (ConfigError, FlagValue, Override, RunConfig, as_typ
                              parse_override, with_origin)
 from downpour.cli_flags import check_flags, checkpoint_keys, set_keys, update_rule_words
 from downpour.cli_analyze import analyze_and_report
+from downpour.errors import DownpourError
 
 if TYPE_CHECKING:
     from downpour.train.rundir import RunDir
@@ -117,6 +118,7 @@ def _train(args: argparse.Namespace) -> int:
     # its metrics.jsonl removed), while it trains (a --resume from another terminal is refused), and while it is
     # analyzed (until 2026-12-05 let go before: the same command again took a finished run over as its analysis.json
     # was being written)
+    made = not folder.exists()
     with training_in(folder, lambda: old if resume else _new_run(folder, cfg, old)) as run:
         if resume:      # refused before the lines below say it resumes (as its --dry-run refuses it)
             check_resumable(run, cfg, twin is not None)
@@ -134,6 +136,10 @@ def _train(args: argparse.Namespace) -> int:
             if run.never_started():   # `--resume` refuses a run without a step; until 2026-12-06 "interrupted" alone
                 print(f"downpour: stopped before the run kept anything (a step's row or checkpoint): `{start_again(run.path)}` "
                       "starts it again in that folder", file=sys.stderr)
+            raise
+        except DownpourError:
+            if not old:
+                _drop_refused(run.path, made)
             raise
         print(json.dumps(summary))
         if cfg.analysis.report:            # nothing trained (a finished run and its twin): its analysis stays
@@ -161,6 +167,23 @@ def _new_run(folder: Path, cfg: RunConfig, old: RunDir | None) -> RunDir:
               "often one is saved): training it again from step 0", file=sys.stderr)
         old.discard_training()
     return RunDir.create(folder, cfg)
+
+
+def _drop_refused(folder: Path, made: bool) -> None:
+    """Undo what a new run wrote where it was refused before it wrote anything but its config.toml (its data: no
+    file readable, more workers than samples): its config.toml, and its folder where this command ``made`` it, so the
+    refusal leaves nothing behind, as its --dry-run's does (the lock still held: no command beside it takes the folder
+    meanwhile). Until 2026-12-06 the folder stayed, holding only config.toml: the same command took it over once the
+    data were fixed, its --resume was refused ("never started training"), and one without --out left a new
+    runs/NAME-TIME folder at each try. A refusal that wrote more (a stream's data.json naming its skipped files) keeps
+    it all: the error points there."""
+    if [p.name for p in folder.iterdir()] != ["config.toml"]:
+        return
+    (folder / "config.toml").unlink()
+    if made:
+        folder.rmdir()
+    print(f"downpour: {'removed ' + str(folder) if made else 'removed ' + str(folder / 'config.toml')}: the run was "
+          "refused before it trained", file=sys.stderr)
 
 
 def cmd_crossfit(args: argparse.Namespace) -> int:

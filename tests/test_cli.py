@@ -132,7 +132,10 @@ def test_resume_refuses_changes_that_make_another_run_and_keeps_the_config(tmp_p
     assert (out / "report.html").is_file()
 
 
-def test_a_run_that_never_started_can_be_run_again_in_place(tmp_path, capsys):
+def test_a_run_refused_for_its_data_leaves_no_folder_and_runs_again_in_place(tmp_path, capsys):
+    """No readable image is found once the data is read, after the run folder is made: until 2026-12-06 the folder
+    stayed, holding only config.toml (its --resume refused: "never started training"); now the refusal removes what
+    it made. A folder given empty stays (the user made it), emptied again."""
     import numpy as np
     from PIL import Image
 
@@ -142,7 +145,10 @@ def test_a_run_that_never_started_can_be_run_again_in_place(tmp_path, capsys):
     args = ["train", "--config", "ufldl-sae", "--runner", "local", "--steps", "5", "--no-report", "--out", str(out),
             "--set", 'data.source="folder"', "--set", f'data.path="{images}"', "--set", "data.samples=200"]
     assert main(args) == 2                         # no readable image: found only once the data is read
-    assert "images" in capsys.readouterr().err and (out / "config.toml").is_file()
+    err = capsys.readouterr().err
+    assert "images" in err and f"removed {out}" in err and not out.exists()
+    out.mkdir()
+    assert main(args) == 2 and out.is_dir() and not any(out.iterdir())
     rng = np.random.default_rng(0)
     for i in range(3):
         Image.fromarray((rng.random((40, 40)) * 255).astype(np.uint8)).save(images / f"{i}.png")
