@@ -261,7 +261,7 @@ def test_a_shard_of_only_bad_files_says_what_to_do_as_a_resume_keeps_its_workers
     root = _folder(tmp_path, n=1, bad=["x.png", "y.png", "z.png"])
     data = open_data(_cfg(root), seed=0)
     only_bad = next(w for w in range(2) if str(root / "im000.png") not in data.shard(w, 2).items)
-    with pytest.raises(DataError, match="a resumed run keeps its workers: remove the unreadable files from data.path "
+    with pytest.raises(DataError, match="a resumed run keeps its workers: remove the 2 unreadable files from data.path "
                                         r"\(data.json names them\) .* or start a new run with fewer workers$"):
         next(data.shard(only_bad, 2).batches(2, torch.Generator().manual_seed(0)))
 
@@ -286,9 +286,32 @@ def test_a_shard_of_only_images_smaller_than_the_patch_names_data_size_not_unrea
     assert said.startswith(f"none of the 2 items of worker {w}'s shard (2 workers) gives a sample: they are images "
                            f"smaller than the 8x8 patch (data.size = 8) (first: {tmp_path}{os.sep}s")
     assert ": DataError: 4x4 image is smaller than the 8x8 patch); " in said and "unreadable" not in said
-    assert said.endswith("a resumed run keeps its workers and data.size: remove the images smaller than the patch from "
+    assert said.endswith("a resumed run keeps its workers and data.size: remove the 2 images smaller than the patch from "
                          "data.path (data.json names them) and resume while as many files as workers remain, or start "
                          "a new run with a lower data.size, data.mode = 'crops' or fewer workers")
+
+
+def test_a_shard_mixing_images_smaller_than_the_patch_with_corrupt_files_counts_each_kind(tmp_path):
+    """A worker's share of one 4x4 image under data.size = 8 and one corrupt file was "none of the 2 items ... can be
+    read", told to remove "the unreadable files", and nothing of data.size: now by kind, in the words of the
+    before-run refusal (ps.setup.unreadable_share)."""
+    _folder(tmp_path, n=2, size=(40, 40), bad=["x.png"])
+    Image.new("L", (4, 4), 90).save(tmp_path / "s1.png")
+    good = {str(tmp_path / "im000.png"), str(tmp_path / "im001.png")}
+    for seed in range(20):        # a seed whose shuffle puts both good files in one share of two
+        data = open_data(_cfg(tmp_path, mode="patches", samples=8), seed=seed)
+        if (w := next((w for w in range(2) if not good & set(data.shard(w, 2).items)), None)) is not None:
+            break
+    assert sorted(data.shard(w, 2).items) == [str(tmp_path / "s1.png"), str(tmp_path / "x.png")]
+    with pytest.raises(DataError) as err:
+        next(data.shard(w, 2).batches(2, torch.Generator().manual_seed(0)))
+    said = str(err.value)
+    assert said.startswith(f"none of the 2 items of worker {w}'s shard (2 workers) gives a sample: they are images "
+                           "smaller than the 8x8 patch (data.size = 8) or files that cannot be read (first: ")
+    assert said.endswith("a resumed run keeps its workers and data.size: remove the 1 image smaller than the patch and "
+                         "1 unreadable file from data.path (data.json names them) and resume while as many files as "
+                         "workers remain, or start a new run with a lower data.size, data.mode = 'crops' or fewer "
+                         "workers")
 
 
 def test_a_shard_of_links_to_nothing_names_where_they_point_and_promises_no_resume_as_is(tmp_path):

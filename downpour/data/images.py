@@ -120,6 +120,19 @@ def dangling(file: str) -> bool:
     return os.path.islink(file) and not os.path.exists(file)
 
 
+def by_kind(reasons: dict[str, str], size: int) -> tuple[list[str], list[str], str]:
+    """The files of ``reasons`` (file -> its skip reason) that are images smaller than the ``size`` x ``size`` patch,
+    those that are symbolic links to nothing, and what to remove said by kind ("the 1 image smaller than the patch
+    and 2 unreadable files"): said alike by a cluster share's refusal before the run
+    (:func:`~downpour.ps.setup.unreadable_share`) and by a worker's at its first pass (:func:`nothing_read`)."""
+    small = [f for f, why in reasons.items() if is_too_small(why, size)]
+    links = [f for f in reasons if f not in small and dangling(f)]
+    kinds = [(len(small), "image", "images", " smaller than the patch"),
+             (len(links), "link", "links", " to a file that is not there"),
+             (len(reasons) - len(small) - len(links), "unreadable file", None, "")]
+    return small, links, "the " + " and ".join(plural(k, one, many) + tail for k, one, many, tail in kinds if k)
+
+
 def nothing_read(whose: str, root: str, skipped: list[dict[str, str]], size: int = 0, shard: bool = False) -> str:
     """Why none of ``whose`` items ("the 4 items of this stream") gave a sample, from its skip records (``root`` "":
     an array's rows): the folder gone (unmounted, moved), its files gone from it, links to files that are not there,
@@ -139,15 +152,18 @@ def nothing_read(whose: str, root: str, skipped: list[dict[str, str]], size: int
     gone = [e for e in skipped if not os.path.lexists(e["file"])]
     links = [e for e in skipped if e not in gone and dangling(e["file"])]
     bad = [e for e in skipped if e not in gone]
-    if size and all(is_too_small(e["reason"], size) for e in bad) and not gone:
-        return (f"none of {whose} gives a sample: they are images smaller than the {size}x{size} patch "
-                f"(data.size = {size}) {first(bad)}; " + (SMALL_SHARE_FIX if shard else SMALL_FIX))
+    small, _, remove = by_kind({e["file"]: e["reason"] for e in bad}, size)   # (the before-run refusal's words)
+    if small and not gone:      # all smaller than the patch, or some, beside files that cannot be read
+        they = f"images smaller than the {size}x{size} patch (data.size = {size})" + (
+            "" if len(small) == len(bad) else " or files that cannot be read")
+        fix = SMALL_SHARE_FIX.format(remove=remove) if shard else SMALL_FIX
+        return f"none of {whose} gives a sample: they are {they} {first(bad)}; {fix}"
     if links and len(links) == len(bad) and not gone:
         fix = ", or remove the links from data.path (data.json names them) and " + SHARE_ENDS if shard else " and resume"
         return (f"{none}: they are symbolic links to files that are not there {first(links)}; put back what they point "
                 f"to (a resume stops here alike until then){fix}")
     if not gone:
-        return f"{none} {first(bad)}" + (f"; {SHARE_FIX}" if shard else "")
+        return f"{none} {first(bad)}" + (f"; {SHARE_FIX.format(remove=remove)}" if shard else "")
     if not bad:
         return f"{none}: their files are gone from data.path {root!r}; resume the run once they are back {first(gone)}"
     there = f"1 more is there and cannot be read ({bad[0]['file']}: {bad[0]['reason']})" if len(bad) == 1 else \
@@ -159,12 +175,13 @@ def nothing_read(whose: str, root: str, skipped: list[dict[str, str]], size: int
 # A worker's share that gives nothing fails at its first pass whatever is resumed: a resume keeps the workers, so
 # the share stays (until 2026-12-06 the error said nothing of what to do, beside "--resume RUN goes on from it").
 SHARE_ENDS = "resume while as many files as workers remain, or start a new run with fewer workers"
-SHARE_FIX = ("each worker streams a share of its own, and a resumed run keeps its workers: remove the unreadable "
-             f"files from data.path (data.json names them) and {SHARE_ENDS}")
+# ({remove}: by_kind's words, "the 2 unreadable files"; until 2026-12-06 "the unreadable files" of any, and of a share
+# mixing images smaller than the patch with files that cannot be read, said nothing of data.size)
+SHARE_FIX = ("each worker streams a share of its own, and a resumed run keeps its workers: remove {remove} from "
+             f"data.path (data.json names them) and {SHARE_ENDS}")
 SMALL_SHARE_FIX = ("each worker streams a share of its own, and a resumed run keeps its workers and data.size: remove "
-                   "the images smaller than the patch from data.path (data.json names them) and resume while as many "
-                   "files as workers remain, or start a new run with a lower data.size, data.mode = 'crops' or fewer "
-                   "workers")
+                   "{remove} from data.path (data.json names them) and resume while as many files as workers remain, "
+                   "or start a new run with a lower data.size, data.mode = 'crops' or fewer workers")
 SMALL_FIX = "a resumed run keeps data.size: start a new run with a lower data.size or data.mode = 'crops'"
 
 

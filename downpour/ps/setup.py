@@ -15,7 +15,7 @@ from downpour.config import ConfigError, RunConfig, is_cluster_runner
 from downpour.config.sections import FILE_SOURCES
 from downpour.data.pipeline import KEEPS_WORKERS, open_data
 from downpour.data.dataset import Dataset, shard_range
-from downpour.data.images import dangling, is_too_small, say_unlogged
+from downpour.data.images import by_kind, say_unlogged
 from downpour.models.base import FeatureModel
 from downpour.models.registry import build
 from downpour.objectives import Objective
@@ -112,23 +112,18 @@ def unreadable_share(cfg: RunConfig, data: Any) -> str | None:
     a, b = shard_range(w, n, len(data))
     most = next((m for m in range(n - 1, 0, -1) if barren(m) is None), 0)
     size = data.cut.size
-    small = [f for f, why in reasons.items() if is_too_small(why, size)]
-    links = [f for f in reasons if f not in small and dangling(f)]
+    small, links, remove = by_kind(reasons, size)    # what to remove, by kind (as a worker's first pass says it)
     share = data.items[a:b]
     holds = (f"images smaller than the {size}x{size} patch (data.size = {size})" if all(f in small for f in share)
              else "symbolic links to files that are not there" if all(f in links for f in share)
              else f"files too small for the patch (data.size = {size}) or that cannot be read" if set(share) & set(small)
              else "files that cannot be read")
-    # what to remove, by kind (until 2026-12-06 an image too small for the patch was "unreadable", said nothing of
-    # data.size, and a link to nothing was a file to remove, not one whose target could be put back)
-    kinds = [(len(small), "image", "images", " smaller than the patch"),
-             (len(links), "link", "links", " to a file that is not there"),
-             (len(reasons) - len(small) - len(links), "unreadable file", None, "")]
-    remove = " and ".join(plural(k, one, many) + tail for k, one, many, tail in kinds if k)
+    # (until 2026-12-06 an image too small for the patch was "unreadable", said nothing of data.size, and a link to
+    # nothing was a file to remove, not one whose target could be put back)
     # one remedy a clause, so that three or four stay apart in the one line an error is
     ways = (["lower data.size or use data.mode = 'crops'"] if small else []) + (
         ["put back what the links point to"] if links else []) + [
-        f"remove the {remove} from data.path (the log names {'it' if len(reasons) == 1 else 'them'})"]
+        f"remove {remove} from data.path (the log names {'it' if len(reasons) == 1 else 'them'})"]
     if most:                                  # (a resume is refused --workers)
         ways.append(f"use at most {plural(most, 'worker')} (--workers {most}; {KEEPS_WORKERS})")
     todo = "do one of these: " + "; ".join(ways[:-1]) + f"; or {ways[-1]}" if len(ways) > 1 else ways[0]
