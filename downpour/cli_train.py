@@ -103,7 +103,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.dry_run:
         check_busy(run.path if args.resume else args.out, twin is not None)   # what the lock would refuse, not taken
         check_folder(args.out, run if resume else None, cfg, twin is not None)   # refused as the run would be
-        read = check_data_read(cfg)       # the run's own refusal of its files, its folder not made
+        read = check_data_read(cfg, bool(args.resume))   # the run's own refusal of its files, its folder not made
         print(config_to_toml(cfg), end="")
         if read:
             print(f"downpour: {read}", file=sys.stderr)

@@ -71,7 +71,7 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def check_data_read(cfg: RunConfig) -> str:
+def check_data_read(cfg: RunConfig, resume: bool = False) -> str:
     """For ``downpour train --dry-run`` of resolved ``cfg``: read a file source's data as the run reads them before
     its first step (in memory every file; streamed the fitting sample, data.fit_sample items), refusing with the run's
     own error (no file gives an image; more workers than samples; a streamed share of only files that give none),
@@ -86,7 +86,7 @@ def check_data_read(cfg: RunConfig) -> str:
              "every file, into memory" if d.pipeline == "memory" else f"at most data.fit_sample = {d.fit_sample} items")
     data = open_data(d, cfg.seed, stream_ok=cfg.cluster.algorithm == "downpour")
     if is_cluster_runner(cfg.cluster.runner):
-        check_cluster_data(cfg, data)
+        check_cluster_data(cfg, data, resume)    # (a resume's: it keeps its workers and data.size)
     fit, info = data.info.get("fit_sample"), data.info
     if info.get("pipeline") == "stream" and fit is not None and not fit["items"]:     # (nothing to fit on)
         return (f"data.path {d.path!r}: the run reads its files only once it trains, none before (data.normalize and "

@@ -45,12 +45,13 @@ class ClusterSetup:
     rng: torch.Tensor              # torch's RNG state once the initial model is drawn: the local loop's at its step 0
 
 
-def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
-    """Seeded data and initial model, the shard layout and the cluster's policies, for resolved ``cfg``."""
+def set_up_cluster(cfg: RunConfig, resume: bool = False) -> ClusterSetup:
+    """Seeded data and initial model, the shard layout and the cluster's policies, for resolved ``cfg`` (``resume``: a
+    resumed run's, whose refusal of its data offers what a resume can do)."""
     c = cfg.cluster
     set_up_torch(cfg)   # the seed, and train.threads for the simulator (Ray workers set their own)
     data = open_data(cfg.data, cfg.seed, stream_ok=c.algorithm == "downpour")   # Sandblaster indexes one tensor
-    check_cluster_data(cfg, data)
+    check_cluster_data(cfg, data, resume)
     model = build_replica(cfg, data.input_shape)[0]
     rng = torch.get_rng_state()     # what worker 0 draws on from, on Ray and on the simulator (worker_rng)
     layout = ParamLayout(model)
@@ -67,37 +68,42 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
                         make_delays(c.spec("delay"), c.workers), shards_of, stage_ranges(model, layout), rng)
 
 
-def check_cluster_data(cfg: RunConfig, data: Dataset) -> None:
+def check_cluster_data(cfg: RunConfig, data: Dataset, resume: bool = False) -> None:
     """ConfigError where the workers cannot each train on a share of ``data`` of their own: fewer samples (or a
     stream's items) than workers, or a streamed share of only files that give no sample. Said by the run before
-    it starts, and by its --dry-run (:func:`~downpour.preflight.check_data_read`)."""
+    it starts, and by its --dry-run (:func:`~downpour.preflight.check_data_read`); ``resume``: a resumed run's, which
+    keeps its workers and data.size, so that what only a new run can do is said as that."""
     if len(data) < cfg.cluster.workers:
         say_unlogged(data.info.get("skipped", []))
-        raise ConfigError(too_few_for_workers(cfg, data), key="cluster.workers")
-    if (barren := unreadable_share(cfg, data)) is not None:
+        raise ConfigError(too_few_for_workers(cfg, data, resume), key="cluster.workers")
+    if (barren := unreadable_share(cfg, data, resume)) is not None:
         say_unlogged(data.info["fit_sample"]["skipped"])
         raise ConfigError(barren, key="cluster.workers")
 
 
-def too_few_for_workers(cfg: RunConfig, data: Dataset) -> str:
+def too_few_for_workers(cfg: RunConfig, data: Dataset, resume: bool = False) -> str:
     """Why a cluster of more workers than the data's samples (or a stream's items) cannot start, naming the data and
     the most workers it takes (until 2026-12-05: "cluster.workers=30 but the data has only 23 samples", naming
-    neither the folder, its skipped files, nor what to do)."""
+    neither the folder, its skipped files, nor what to do). A ``resume`` keeps its workers: fewer is a new run's (until
+    2026-12-06 offered first, "use at most 23 (--workers 23)", which the resume refused)."""
     n, d = len(data), cfg.data
     item = data.info.get("item", "sample")   # a stream's are files or rows, each worker's its own
     where = f"data.path {d.path!r}" if d.source in FILE_SOURCES else f"data.source = {d.source!r}"
     skipped = data.info.get("n_skipped", 0) if item == "sample" else 0   # (a stream's items count its bad files)
     return (f"cluster.workers = {cfg.cluster.workers}, but {where} gives only {plural(n, item)}"
             + (f" ({skipped} of its files could not be read: the log names them)" if skipped else "")
-            + f", and each worker trains on a share of its own; use at most {n} (--workers {n})"
-            + (f"; {KEEPS_WORKERS}" if d.source in FILE_SOURCES else ""))   # (a resume is refused --workers)
+            + ", and each worker trains on a share of its own; "
+            + (f"{KEEPS_WORKERS} (a new run can use at most {n}: --workers {n})" if resume and d.source in FILE_SOURCES
+               else f"use at most {n} (--workers {n})" + (f"; {KEEPS_WORKERS}" if d.source in FILE_SOURCES else "")))
 
 
-def unreadable_share(cfg: RunConfig, data: Any) -> str | None:
+def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False) -> str | None:
     """Why a stream's worker would stop at its first pass, said before the run starts: the driver's fitting sample read
     every file (data.fit_sample >= their count), and one worker's share holds only files it could not read. Until
     2026-12-05 the run failed at step 0 ("none of the 1 items of worker 0's shard (12 workers) can be read"), leaving
-    a checkpoint its resume failed on alike, with no word of what to do (12 files, one corrupt, 12 workers)."""
+    a checkpoint its resume failed on alike, with no word of what to do (12 files, one corrupt, 12 workers). A
+    ``resume`` keeps its workers and data.size: what changes them is said as a new run's (until 2026-12-06 offered
+    first, as to a new run)."""
     fit, n = data.info.get("fit_sample") or {}, cfg.cluster.workers
     if data.info.get("pipeline") != "stream" or cfg.data.source == "array" or fit.get("items") != len(data):
         return None
@@ -120,13 +126,17 @@ def unreadable_share(cfg: RunConfig, data: Any) -> str | None:
              else "files that cannot be read")
     # (until 2026-12-06 an image too small for the patch was "unreadable", said nothing of data.size, and a link to
     # nothing was a file to remove, not one whose target could be put back)
-    # one remedy a clause, so that three or four stay apart in the one line an error is
-    ways = (["lower data.size or use data.mode = 'crops'"] if small else []) + (
-        ["put back what the links point to"] if links else []) + [
+    # one remedy a clause, so that three or four stay apart in the one line an error is; data.size and the workers are
+    # a new run's to change (a resume is refused both)
+    size = ["lower data.size or use data.mode = 'crops'"] if small else []
+    fewer = [f"use at most {plural(most, 'worker')} (--workers {most}{'' if resume else '; ' + KEEPS_WORKERS})"] if most else []
+    ways = (["put back what the links point to"] if links else []) + [
         f"remove {remove} from data.path (the log names {'it' if len(reasons) == 1 else 'them'})"]
-    if most:                                  # (a resume is refused --workers)
-        ways.append(f"use at most {plural(most, 'worker')} (--workers {most}; {KEEPS_WORKERS})")
+    ways = ways if resume else size + ways + fewer
     todo = "do one of these: " + "; ".join(ways[:-1]) + f"; or {ways[-1]}" if len(ways) > 1 else ways[0]
+    if resume and (size or fewer):
+        todo += (f" (a resumed run keeps its workers{' and data.size' if small else ''}; a new run can also "
+                 f"{', or '.join(size + fewer)})")
     return (f"cluster.workers = {n}, but worker {w}'s share of data.path {cfg.data.path!r} ({plural(b - a, 'file')}) "
             f"holds only {holds} (first: {data.items[a]}: {reasons[data.items[a]]}), and each worker streams a share "
             f"of its own; {todo}")

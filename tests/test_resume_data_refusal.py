@@ -1,0 +1,57 @@
+"""A resume refused before it starts for its data (a streamed worker's share of only images smaller than the patch,
+more workers than the data give) offers only what a resume can do: it keeps data.size and its workers. Until
+2026-12-06 it offered "lower data.size or use data.mode = 'crops'" and "use at most N workers (--workers N)" first,
+which the resume then refused ("cannot resume with data.size = 4")."""
+import re
+
+import pytest
+from PIL import Image
+
+from downpour.cli import main
+
+SETS = ["--config", "ufldl-sae", "--runner", "simulated", "--workers", "2", "--steps", "2", "--no-report",
+        "--set", "data.pipeline=stream", "--set", "data.mode=patches", "--set", "data.size=8",
+        "--set", "data.whiten=none", "--set", "train.tensorboard=false"]
+
+
+def _trained(tmp_path, pipeline="stream"):
+    images, out = tmp_path / "images", tmp_path / "run"
+    images.mkdir()
+    for i in range(4):
+        Image.new("L", (40, 40), 50 * i).save(images / f"{i}.png")
+    mode = (["--set", "data.loader_workers=0"] if pipeline == "stream" else
+            ["--set", "data.pipeline=memory", "--set", "data.mode=crops"])
+    args = [*SETS, *mode, "--set", "data.source=folder", "--set", f"data.path={images}", "--out", str(out)]
+    assert main(["train", *args]) == 0
+    return images, out
+
+
+def test_a_resume_refused_for_a_share_of_images_too_small_offers_only_what_a_resume_can_do(tmp_path, capsys):
+    images, out = _trained(tmp_path)
+    for i in range(1, 4):                     # three of the four now 4x4: one worker's share holds only such images
+        Image.new("L", (4, 4), 90).save(images / f"{i}.png")
+    capsys.readouterr()
+    for dry in ([], ["--dry-run"]):
+        assert main(["train", "--resume", str(out), "--steps", "4", *dry]) == 2
+        err = capsys.readouterr().err
+        todo = err.split("do one of these: ")[-1] if "do one of these" in err else err.split("of its own; ")[-1]
+        assert todo.startswith("remove the 3 images smaller than the patch from data.path (the log names them) (a "
+                               "resumed run keeps its workers and data.size; a new run can also lower data.size or use "
+                               "data.mode = 'crops'"), err
+        assert not re.search(r"--workers \d+;", err), err
+
+
+@pytest.mark.parametrize("pipeline", ["stream", "memory"])
+def test_a_resume_refused_for_unreadable_files_offers_fewer_workers_to_a_new_run_only(tmp_path, capsys, pipeline):
+    """Streamed: a share of only corrupt files; in memory (one crop an image): one sample left for two workers."""
+    images, out = _trained(tmp_path, pipeline)
+    for i in range(1, 4):
+        (images / f"{i}.png").write_bytes(b"not a png")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--steps", "4"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    end = {"stream": "of its own; remove the 3 unreadable files from data.path (the log "
+                     "names them) (a resumed run keeps its workers; a new run can also use at most 1 worker (--workers 1))",
+           "memory": "a resumed run keeps its workers: restore the files it began with (a new run can use at most 1: "
+                     "--workers 1)"}[pipeline]
+    assert err.endswith(end), err
