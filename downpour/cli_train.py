@@ -177,7 +177,7 @@ def _drop_refused(folder: Path, made: bool) -> None:
     data were fixed, its --resume was refused ("never started training"), and one without --out left a new
     runs/NAME-TIME folder at each try. A refusal that wrote more (a stream's data.json naming its skipped files) keeps
     it all: the error points there."""
-    if [p.name for p in folder.iterdir()] != ["config.toml"]:
+    if not folder.is_dir() or [p.name for p in folder.iterdir()] != ["config.toml"]:
         return
     (folder / "config.toml").unlink()
     if made:
