@@ -50,15 +50,17 @@ from downpour.train.setup import resolve_device
 log = logging.getLogger(__name__)
 
 
-def check_run_config(cfg: RunConfig) -> RunConfig:
+def check_run_config(cfg: RunConfig, resume: bool = False) -> RunConfig:
     """``cfg`` resolved (see :func:`~downpour.models.registry.resolve`), or ConfigError naming the
     first thing in it that does not fit together: the data files, the model on the data's shape,
-    the device for the runner, the cluster's delay model, the analysis sets."""
+    the device for the runner, the cluster's delay model, the analysis sets (``resume``: a resumed run's, which keeps
+    its workers: a refusal for too few files says so)."""
     cfg = resolve(cfg)
     check_data(cfg.data)
     check_files(cfg.data)
     cfg = dataclasses.replace(cfg, data=resolve_data(cfg.data, stream_ok=cfg.cluster.algorithm == "downpour",
-                                                     workers=cfg.cluster.workers if is_cluster_runner(cfg.cluster.runner) else 1))
+                                                     workers=cfg.cluster.workers if is_cluster_runner(cfg.cluster.runner) else 1,
+                                                     resume=resume))
     cfg = dataclasses.replace(cfg, analysis=absolute_paths(cfg.analysis))   # (as data.path: read from any folder)
     # 'cuda' where this process sees no GPU: refused, naming the key. On Ray the workers' nodes have the GPUs,
     # not necessarily this driver: the cluster's GPUs are counted when it starts (ps.setup.worker_gpus).

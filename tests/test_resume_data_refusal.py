@@ -55,3 +55,20 @@ def test_a_resume_refused_for_unreadable_files_offers_fewer_workers_to_a_new_run
            "memory": "a resumed run keeps its workers: restore the files it began with (a new run can use at most 1: "
                      "--workers 1)"}[pipeline]
     assert err.endswith(end), err
+
+
+@pytest.mark.parametrize("pipeline", ["stream", "memory"])
+def test_a_resume_whose_folder_lost_files_below_its_workers_offers_fewer_workers_to_a_new_run_only(tmp_path, capsys,
+                                                                                                    pipeline):
+    """Found from the listing, before the data are read (data.pipeline's resolution): it began "use at most 1
+    (--workers 1)", which the resume refuses."""
+    images, out = _trained(tmp_path, pipeline)
+    for i in range(1, 4):
+        (images / f"{i}.png").unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--steps", "4", "--dry-run"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.endswith("holds only 1 image file" + (", and each streaming worker reads items of its own; " if
+                        pipeline == "stream" else ", one crop each, and each worker trains on a share of its own; ")
+                        + "a resumed run keeps its workers: restore the files it began with (a new run can use at "
+                        "most 1: --workers 1)"), err

@@ -86,12 +86,13 @@ def choose_pipeline(cfg: DataConfig, stream_ok: bool = True) -> tuple[str, dict[
     return ("stream" if estimate > STREAM_ABOVE else "memory"), why, listing
 
 
-def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1) -> DataConfig:
+def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1, resume: bool = False) -> DataConfig:
     """``cfg`` with what it reads fixed once, for the run's config.toml: a file source's ``data.path``
     made absolute (a resume from another folder, or a Ray worker, reads the same files), and
     ``data.pipeline = 'auto'`` replaced by its choice, so a resume takes the path the run began on
     whatever the data's size is by then. ``workers`` > 1 each stream items of their own: a stream
-    with fewer items than workers is a ConfigError (``check_config`` first)."""
+    with fewer items than workers is a ConfigError (``check_config`` first; ``resume``: a resumed run's, which keeps
+    its workers: :func:`most_workers`)."""
     if cfg.source not in FILE_SOURCES:
         _check_memory_workers(cfg, None, workers)
         return cfg                          # built in: always in memory, whatever 'auto' says
@@ -108,17 +109,25 @@ def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1) -> D
         if n < workers:
             raise ConfigError(f"cluster.workers = {workers}, but data.path {cfg.path!r} holds only "
                               f"{plural(n, item_name(cfg.source))}, and each streaming worker reads items of "
-                              f"its own; use at most {n} (--workers {n}); {KEEPS_WORKERS}",
+                              f"its own; {most_workers(n, resume, '; ' + KEEPS_WORKERS)}",
                               key="cluster.workers")
     if pipeline == "memory":
-        _check_memory_workers(resolved, listing, workers)
+        _check_memory_workers(resolved, listing, workers, resume)
     return resolved
 
 
 KEEPS_WORKERS = "a resumed run keeps its workers: restore the files it began with"
 
 
-def _check_memory_workers(cfg: DataConfig, listing: Listing | None, workers: int) -> None:
+def most_workers(n: int, resume: bool, then: str = "") -> str:
+    """What to do where the data give only ``n`` items (or samples) for more workers, each training on a share of its
+    own: use at most ``n``, ``then`` (a new run); a resume keeps its workers: restore the files it began with, fewer
+    workers being a new run's (until 2026-12-06 a resume was offered "use at most n (--workers n)" first, refused)."""
+    return f"{KEEPS_WORKERS} (a new run can use at most {n}: --workers {n})" if resume else \
+        f"use at most {n} (--workers {n}){then}"
+
+
+def _check_memory_workers(cfg: DataConfig, listing: Listing | None, workers: int, resume: bool = False) -> None:
     """ConfigError where in-memory data give fewer samples than ``workers``, known without loading it: patches mode's
     ``data.samples``, or a folder's image files cut into one crop each (``tile = 0``; a listing, no image read).
     Until 2026-12-05 it was found once the data were loaded, after config.toml was written into the run folder
@@ -130,12 +139,13 @@ def _check_memory_workers(cfg: DataConfig, listing: Listing | None, workers: int
             " or raise data.samples"
     elif cfg.source == "folder" and cfg.tile == 0:
         n = len((listing or list_items(cfg)).items)
-        what, fix = f"data.path {cfg.path!r} holds only {plural(n, 'image file')}, one crop each", f"; {KEEPS_WORKERS}"
+        what, fix = f"data.path {cfg.path!r} holds only {plural(n, 'image file')}, one crop each", None
     else:
         return
     if n < workers:      # (a folder's resume, refused --workers, is told what the stream's is, since 2026-12-05)
+        todo = f"use at most {n} (--workers {n}){fix}" if fix else most_workers(n, resume, f"; {KEEPS_WORKERS}")
         raise ConfigError(f"cluster.workers = {workers}, but {what}, and each worker trains on a share of its own; "
-                          f"use at most {n} (--workers {n}){fix}", key="cluster.workers")
+                          f"{todo}", key="cluster.workers")
 
 
 def check_resumed_on(data: Dataset | StreamingData, streamed: bool, config: Path) -> None:

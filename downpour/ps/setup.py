@@ -13,7 +13,7 @@ import torch
 from downpour._names import plural
 from downpour.config import ConfigError, RunConfig, is_cluster_runner
 from downpour.config.sections import FILE_SOURCES
-from downpour.data.pipeline import KEEPS_WORKERS, open_data
+from downpour.data.pipeline import KEEPS_WORKERS, most_workers, open_data
 from downpour.data.dataset import Dataset, shard_range
 from downpour.data.images import by_kind, say_unlogged
 from downpour.models.base import FeatureModel
@@ -93,8 +93,7 @@ def too_few_for_workers(cfg: RunConfig, data: Dataset, resume: bool = False) -> 
     return (f"cluster.workers = {cfg.cluster.workers}, but {where} gives only {plural(n, item)}"
             + (f" ({skipped} of its files could not be read: the log names them)" if skipped else "")
             + ", and each worker trains on a share of its own; "
-            + (f"{KEEPS_WORKERS} (a new run can use at most {n}: --workers {n})" if resume and d.source in FILE_SOURCES
-               else f"use at most {n} (--workers {n})" + (f"; {KEEPS_WORKERS}" if d.source in FILE_SOURCES else "")))
+            + (most_workers(n, resume, f"; {KEEPS_WORKERS}") if d.source in FILE_SOURCES else f"use at most {n} (--workers {n})"))
 
 
 def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False) -> str | None:
