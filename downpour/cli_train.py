@@ -4,7 +4,9 @@ at its 400 lines."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -111,6 +113,9 @@ def _train(args: argparse.Namespace) -> int:
               "nothing was written", file=sys.stderr)
         return 0
     old = run if args.resume else None
+    # this command makes the folder (fresh_folder's, or an --out not there, a symbolic link counting as there): a new
+    # run refused before it trains removes it (_drop_refused), one that was there it empties of its config.toml alone
+    made = not old and not (args.out and os.path.lexists(args.out))
     folder = old.path if old else Path(args.out or fresh_folder(f"runs/{Path(args.config or 'main').stem}-"
                                                                 f"{time.strftime('%Y%m%d-%H%M%S')}"))
     check_not_crossfits(folder)   # a live cross-fit's fold, one it trains now or not
@@ -118,7 +123,6 @@ def _train(args: argparse.Namespace) -> int:
     # its metrics.jsonl removed), while it trains (a --resume from another terminal is refused), and while it is
     # analyzed (until 2026-12-05 let go before: the same command again took a finished run over as its analysis.json
     # was being written)
-    made = not folder.exists()
     with training_in(folder, lambda: old if resume else _new_run(folder, cfg, old)) as run:
         if resume:      # refused before the lines below say it resumes (as its --dry-run refuses it)
             check_resumable(run, cfg, twin is not None)
@@ -181,8 +185,9 @@ def _drop_refused(folder: Path, made: bool) -> None:
         return
     (folder / "config.toml").unlink()
     if made:
-        folder.rmdir()
-    print(f"downpour: {'removed ' + str(folder) if made else 'removed ' + str(folder / 'config.toml')}: the run was "
+        with contextlib.suppress(OSError):    # (rmdir removes only an empty folder; the refusal is what is said)
+            folder.rmdir()
+    print(f"downpour: removed {folder if made and not folder.exists() else folder / 'config.toml'}: the run was "
           "refused before it trained", file=sys.stderr)
 
 

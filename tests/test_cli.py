@@ -132,10 +132,11 @@ def test_resume_refuses_changes_that_make_another_run_and_keeps_the_config(tmp_p
     assert (out / "report.html").is_file()
 
 
-def test_a_run_refused_for_its_data_leaves_no_folder_and_runs_again_in_place(tmp_path, capsys):
+def test_a_run_refused_for_its_data_leaves_no_folder_and_runs_again_in_place(tmp_path, capsys, monkeypatch):
     """No readable image is found once the data is read, after the run folder is made: until 2026-12-06 the folder
     stayed, holding only config.toml (its --resume refused: "never started training"); now the refusal removes what
-    it made. A folder given empty stays (the user made it), emptied again."""
+    it made, the runs/NAME-TIME folder of a run without --out too. A folder given empty stays (the user made it),
+    emptied again."""
     import numpy as np
     from PIL import Image
 
@@ -149,6 +150,9 @@ def test_a_run_refused_for_its_data_leaves_no_folder_and_runs_again_in_place(tmp
     assert "images" in err and f"removed {out}" in err and not out.exists()
     out.mkdir()
     assert main(args) == 2 and out.is_dir() and not any(out.iterdir())
+    monkeypatch.chdir(tmp_path)
+    assert main(args[:args.index("--out")] + args[args.index("--out") + 2:]) == 2
+    assert list((tmp_path / "runs").iterdir()) == []     # (the runs/NAME-TIME folder made for it removed)
     rng = np.random.default_rng(0)
     for i in range(3):
         Image.fromarray((rng.random((40, 40)) * 255).astype(np.uint8)).save(images / f"{i}.png")
