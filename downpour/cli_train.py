@@ -96,7 +96,8 @@ def _train(args: argparse.Namespace) -> int:
         cfg = new_run_config(source, _overrides(args))
     pipeline = cfg.data.pipeline      # ('auto' resolves to its choice: the refusals say both)
     try:
-        cfg = check_run_config(cfg, bool(args.resume))   # resolved; before the run directory exists: a typo leaves nothing behind
+        # resolved; before the run directory exists: a typo leaves nothing behind (a resume's refusals say what it keeps)
+        cfg = check_run_config(cfg, bool(args.resume))
     except ConfigError as err:        # the model's and the cost terms' own checks: name what set the value
         raise with_origin(err, source, _overrides(args)) from None
     check_flags(args, cfg, pipeline)  # resolved: what data.pipeline = 'auto' chose is known

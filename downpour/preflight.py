@@ -58,9 +58,9 @@ def check_run_config(cfg: RunConfig, resume: bool = False) -> RunConfig:
     cfg = resolve(cfg)
     check_data(cfg.data)
     check_files(cfg.data)
+    workers = cfg.cluster.workers if is_cluster_runner(cfg.cluster.runner) else 1
     cfg = dataclasses.replace(cfg, data=resolve_data(cfg.data, stream_ok=cfg.cluster.algorithm == "downpour",
-                                                     workers=cfg.cluster.workers if is_cluster_runner(cfg.cluster.runner) else 1,
-                                                     resume=resume))
+                                                     workers=workers, resume=resume))
     cfg = dataclasses.replace(cfg, analysis=absolute_paths(cfg.analysis))   # (as data.path: read from any folder)
     # 'cuda' where this process sees no GPU: refused, naming the key. On Ray the workers' nodes have the GPUs,
     # not necessarily this driver: the cluster's GPUs are counted when it starts (ps.setup.worker_gpus).

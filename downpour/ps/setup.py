@@ -93,7 +93,8 @@ def too_few_for_workers(cfg: RunConfig, data: Dataset, resume: bool = False) -> 
     return (f"cluster.workers = {cfg.cluster.workers}, but {where} gives only {plural(n, item)}"
             + (f" ({skipped} of its files could not be read: the log names them)" if skipped else "")
             + ", and each worker trains on a share of its own; "
-            + (most_workers(n, resume, f"; {KEEPS_WORKERS}") if d.source in FILE_SOURCES else f"use at most {n} (--workers {n})"))
+            + (most_workers(n, resume, f"; {KEEPS_WORKERS}") if d.source in FILE_SOURCES
+               else f"use at most {n} (--workers {n})"))
 
 
 def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False) -> str | None:
@@ -127,15 +128,16 @@ def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False) -> str | N
     # nothing was a file to remove, not one whose target could be put back)
     # one remedy a clause, so that three or four stay apart in the one line an error is; data.size and the workers are
     # a new run's to change (a resume is refused both)
-    size = ["lower data.size or use data.mode = 'crops'"] if small else []
-    fewer = [f"use at most {plural(most, 'worker')} (--workers {most}{'' if resume else '; ' + KEEPS_WORKERS})"] if most else []
+    smaller = ["lower data.size or use data.mode = 'crops'"] if small else []
+    keeps = "" if resume else f"; {KEEPS_WORKERS}"     # (said after the fewer workers, below, to a resume)
+    fewer = [f"use at most {plural(most, 'worker')} (--workers {most}{keeps})"] if most else []
     ways = (["put back what the links point to"] if links else []) + [
         f"remove {remove} from data.path (the log names {'it' if len(reasons) == 1 else 'them'})"]
-    ways = ways if resume else size + ways + fewer
+    ways = ways if resume else smaller + ways + fewer
     todo = "do one of these: " + "; ".join(ways[:-1]) + f"; or {ways[-1]}" if len(ways) > 1 else ways[0]
-    if resume and (size or fewer):
+    if resume and (smaller or fewer):
         todo += (f" (a resumed run keeps its workers{' and data.size' if small else ''}; a new run can also "
-                 f"{', or '.join(size + fewer)})")
+                 f"{', or '.join(smaller + fewer)})")
     return (f"cluster.workers = {n}, but worker {w}'s share of data.path {cfg.data.path!r} ({plural(b - a, 'file')}) "
             f"holds only {holds} (first: {data.items[a]}: {reasons[data.items[a]]}), and each worker streams a share "
             f"of its own; {todo}")
