@@ -98,24 +98,38 @@ def pytest_collection_modifyitems(config, items):
         items[:] = rest[:first] + sharing + rest[first:]
 
 
+@pytest.hookimpl(optionalhook=True)     # pytest-xdist's hook: a plain pytest without it runs the suite as before
 def pytest_xdist_make_scheduler(config, log):
     """With ``-n N`` (pytest-xdist; `make test` runs two processes), a test module goes whole to one process (its
     module fixtures, a quick study's run among them, are built once), and the modules on the shared local Ray go
-    together, to one process: one Ray start, and never two shared Rays at once. (xdist's own ``--dist loadgroup``
-    would do the latter from marks, but xdist 3.8 writes them into ``item._nodeid``, which pytest 9 no longer reads.)
-    The modules on the shared Ray are told here, before any process collected, by their text: those naming the
-    ``local_ray`` fixture but not ``own_ray``."""
+    together, to one process: one Ray start, and never two shared Rays at once (:func:`scope`). (xdist's own
+    ``--dist loadgroup`` would do the latter from marks, but xdist 3.8 writes them into ``item._nodeid``, which
+    pytest 9 no longer reads: both processes started the shared Ray.)"""
     from xdist.scheduler import LoadScopeScheduling
 
-    shared = {f"tests/{path.name}" for path in Path(__file__).parent.glob("test_*.py")
-              if "local_ray" in (text := path.read_text()) and "own_ray" not in text}
+    shared = shared_ray_modules(Path(__file__).parent)
 
     class ByModule(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return "the shared Ray's modules" if module in shared else module
+            return scope(nodeid, shared)
 
     return ByModule(config, log)
+
+
+SHARED_RAY = "the shared Ray's modules"
+
+
+def shared_ray_modules(folder: Path) -> set[str]:
+    """The test modules on the shared local Ray, told before any process collected (xdist's scheduler sees test ids
+    only), by their text: those naming the ``local_ray`` fixture but not ``own_ray``."""
+    return {f"tests/{path.name}" for path in folder.glob("test_*.py")
+            if "local_ray" in (text := path.read_text()) and "own_ray" not in text}
+
+
+def scope(nodeid: str, shared: set[str]) -> str:
+    """The work a test goes to a process with: its module, or the shared Ray's modules all together."""
+    module = nodeid.split("::", 1)[0]
+    return SHARED_RAY if module in shared else module
 
 
 @pytest.hookimpl(tryfirst=True)
