@@ -92,7 +92,8 @@ def test_model_options_are_checked():
         create_model("ufldl-sae", hidden="many")
     with pytest.raises(ConfigError, match="did you mean 'cat-demo'"):
         create_model("cat-dem")
-    with pytest.raises(ValueError, match="per-stage lists"):
+    with pytest.raises(ValueError, match=r"model.maps = \[8, 8, 8\] gives 3 stages but model.kernels = \[8, 5\].* "
+                                         "give every per-stage list 3 entries"):
         create_model("cat-demo", maps=[8, 8, 8])
     # a dense autoencoder has no receptive field: its local keys were ignored, a TICA group clamped
     for key, value in (("kernel_size", 3), ("stride", 2), ("tile", 7)):
