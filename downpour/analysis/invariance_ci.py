@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from downpour.analysis.controls import bootstrap_weights
-from downpour.analysis.invariance import RELATIVE, invariance_summary, range_width
+from downpour.analysis.invariance import invariance_summary, range_width, responsive
 from downpour.analysis.passes import Passes
 
 RANGE_REPLICATES = 500     # ~0.1 s of per-image arithmetic for the four in-plane curves (docs/analysis.md)
@@ -77,15 +77,16 @@ def range_intervals(result: dict[str, Any], passes: Passes, *, seed: int, replic
     :func:`curve_interval` of its range, from the per-image responses kept in ``passes`` (the sweep's own); None for a
     unit with no range to keep (its curves not relative to its untransformed response) and for the pose curve (its
     images are not in ``passes``). The rotation's 1 is the unturned images in the disc where the sweep used it."""
+    out: dict[str, dict[str, Any] | None] = {c["transform"]: None for c in result["curves"]}
+    if not responsive(result):
+        return out
     unit, sign = torch.tensor([result["unit"]]), torch.tensor([float(result["sign"])], dtype=torch.float64)
     base = result["sign"] * result["baseline"]
-    out: dict[str, dict[str, Any] | None] = {}
     originals = passes.read(("x", None), unit, sign)[:, 0].numpy()          # (N,)
     weights = range_weights(len(originals), replicates, seed)
     for c in result["curves"]:
         name = c["transform"]
-        if result.get("normalised_to", RELATIVE) != RELATIVE or name == "out_of_plane_rotation":
-            out[name] = None
+        if name == "out_of_plane_rotation":
             continue
         per_image = np.stack([passes.read(("x", name, v), unit, sign)[:, 0].numpy() for v in c["values"]])  # (V, N)
         reference = originals
