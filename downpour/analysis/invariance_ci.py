@@ -82,16 +82,20 @@ def range_intervals(result: dict[str, Any], passes: Passes, *, seed: int, replic
         return out
     unit, sign = torch.tensor([result["unit"]]), torch.tensor([float(result["sign"])], dtype=torch.float64)
     base = result["sign"] * result["baseline"]
-    originals = passes.read(("x", None), unit, sign)[:, 0].numpy()          # (N,)
+
+    def read(key: tuple) -> np.ndarray:     # (N,): the unit's signed response to each image of the pass ``key``
+        return passes.read(key, unit, sign)[:, 0].numpy()
+
+    originals = read(("x", None))
     weights = range_weights(len(originals), replicates, seed)
     for c in result["curves"]:
         name = c["transform"]
         if name == "out_of_plane_rotation":
             continue
-        per_image = np.stack([passes.read(("x", name, v), unit, sign)[:, 0].numpy() for v in c["values"]])  # (V, N)
+        per_image = np.stack([read(("x", name, v)) for v in c["values"]])     # (V, N)
         reference = originals
         if name == "rotation" and result.get("rotation_aperture") == "disc":
-            disc = passes.read(("x", "rotation", 0.0), unit, sign)[:, 0].numpy()
+            disc = read(("x", "rotation", 0.0))
             reference = disc if disc.mean() - base > 1e-12 else originals     # (as the sweep falls back)
         out[name] = curve_interval(name, c["values"], per_image, reference, base, weights, floor)
     return out
