@@ -80,8 +80,7 @@ def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None, skipped: i
         return None
     found = _ran_away(rows, steps, skipped)
     if refused:
-        found = found or {"first_step": rows[0].get("step"), "first_loss": float(rows[0]["loss"]),
-                          "last_step": rows[-1].get("step"), "last_loss": float(rows[-1]["loss"])}
+        found = found or _span(rows[0], rows[-1])
         found.update(refused=refused["refused"], pushes=refused["of"])
     return found
 
@@ -96,12 +95,16 @@ def _ran_away(rows: list[dict[str, Any]], steps: int | None, skipped: int) -> di
         start, end = group[0], group[-1]
         a, b = float(start["loss"]), float(end["loss"])
         if (stopped and end is last) or _grew(a, b):
-            return {"first_step": start.get("step"), "first_loss": a, "last_step": end.get("step"), "last_loss": b,
-                    **({"steps": steps} if stopped and end is last else {})}
+            return {**_span(start, end), **({"steps": steps} if stopped and end is last else {})}
     if steps and 2 * skipped > steps:
-        return {"first_step": rows[0].get("step"), "first_loss": float(rows[0]["loss"]), "last_step": last.get("step"),
-                "last_loss": float(last["loss"]), "steps": steps, "skipped": skipped}
+        return {**_span(rows[0], last), "steps": steps, "skipped": skipped}
     return None
+
+
+def _span(start: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
+    """The first and last row's step and loss, as :func:`runaway` returns them."""
+    return {"first_step": start.get("step"), "first_loss": float(start["loss"]), "last_step": end.get("step"),
+            "last_loss": float(end["loss"])}
 
 
 def _grew(a: float, b: float) -> bool:
