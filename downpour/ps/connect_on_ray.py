@@ -310,6 +310,7 @@ def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | 
     read "CPU 4 of 8 free" for a worker pinned to a full node (since 2026-12-05). The warning every ``every``
     seconds names the same room (until 2026-12-05 the cluster's CPUs, summed over its nodes)."""
     pending, waited = list(refs), 0.0
+    asked = [k for k, v in (asks or {}).items() if v > 0]     # (none: shards, partitions, 0-CPU workers)
     while pending:
         wait = min(every, limit - waited)
         _, pending = ray.wait(pending, num_returns=len(pending), timeout=wait)
@@ -318,7 +319,6 @@ def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | 
         waited += wait
         room = _room(asks or {}, _pins_of(pending, refs, pins))
         if waited >= limit:
-            asked = [k for k, v in (asks or {}).items() if v > 0]
             keys = "cluster.workers, cluster.worker_gpus" if "GPU" in asked else "cluster.workers"
             fewer = f", ask for less ({keys})" if asked else ""   # (fewer shards or partitions, 0 CPUs, make no room)
             later = (f"set {longer} over {limit:.0f} (the start waits the larger of it and {start_limit(0.0):.0f} s)"
@@ -333,7 +333,7 @@ def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | 
         # (no CPU asked, "CPU 2 of 2 free") and of 2 one-CPU workers ("CPU 0 of 2 free", their own) on a loaded
         # 2-core machine, whose processes were only slow to start
         why = ("it has no room for them yet, or holds it for them while their processes start (slow on a loaded "
-               "machine)" if any(v > 0 for v in (asks or {}).values()) else
+               "machine)" if asked else
                "they ask for no room, so their processes are still starting (slow on a loaded machine)")
         log.warning("still waiting for Ray to start %d of %d %s after %.0f s (%s): %s",
                     len(pending), len(refs), what, waited, room, why)
