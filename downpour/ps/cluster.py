@@ -298,9 +298,10 @@ def _counts(states: list[ShardState], report: dict[str, Any]) -> dict[str, Any]:
 
 def _refused(tally: dict[str, int]) -> dict[str, Any]:
     """``{"refused_pushes": {"refused": N, "of": M}}`` where most of a run's pushes (``tally``: as :func:`_none_finite`)
-    carried no finite gradient a shard accepted (it diverged: its metrics stop where it last trained; ``runners.train``
-    says so, once, beside its divergence words), else nothing. In cluster.json and the summary alike since 2026-12-06: until then it was in the
-    printed summary alone, and not in a resume's that found the run's pushes all made (``_save_at_end``)."""
+    carried no finite gradient a shard accepted (it diverged: ``runners.train``'s one warning says so, read from
+    cluster.json by :func:`~downpour.train.divergence.recorded`), else nothing. In cluster.json and the summary alike
+    since 2026-12-06: until then it was in the printed summary alone, and not in a resume's that found the run's
+    pushes all made (``_save_at_end``)."""
     pushes = tally.get("pushes", 0)
     refused = pushes - tally.get("finite_pushes", 0)
     return {"refused_pushes": {"refused": refused, "of": pushes}} if refused * 2 > pushes else {}
