@@ -1,8 +1,9 @@
 """Two more study figures, beside :mod:`downpour.studies.figures`: curves, and one figure against another."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -100,8 +101,7 @@ def place_labels(ax: Axes, labels: list[tuple[str, tuple[float, float], str]], f
     fig = ax.figure
     fig.draw_without_rendering()                            # (autoscaled limits are computed lazily, at the draw)
     to_px = fig.dpi / 72
-    at = {i: ax.transData.transform(xy) for i, (_, xy, _) in enumerate(labels)}
-    at = {i: p for i, p in at.items() if np.isfinite(p).all()}
+    at = {i: p for i, (_, xy, _) in enumerate(labels) if np.isfinite(p := ax.transData.transform(xy)).all()}
     r = _MARK * to_px
     marks = [Bbox.from_extents(px - r, py - r, px + r, py + r) for px, py in at.values()]
     frame = ax.get_window_extent()
@@ -111,37 +111,34 @@ def place_labels(ax: Axes, labels: list[tuple[str, tuple[float, float], str]], f
     look = {"fontsize": fontsize, "zorder": 5, "bbox": {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none",
                                                          "alpha": 0.75}}
     for i, (px, py) in at.items():
-        text, xy, colour = labels[i]
-        best = None
-        for ring in range(_RINGS):
-            for dx, dy in _AROUND:
-                d = _NEAR + ring * _LEADER
-                note = ax.annotate(text, xy, xytext=(dx * d, dy * d), textcoords="offset points", color=colour,
-                                   ha=_HA[dx], va=_VA[dy], **look)
-                box = note.get_window_extent()
-                bad = (sum(box.overlaps(b) for b in placed) * 4 + sum(box.overlaps(m) for m in marks)
-                       + 2 * (not frame.contains(box.x0, box.y0) or not frame.contains(box.x1, box.y1))
-                       # beside its point with no line back, it must be nearer its own point than any other
-                       + (not ring and any(_gap(box, q) < _gap(box, (px, py)) for j, q in at.items() if j != i)))
-                if best is None or bad < best[0]:
-                    if best is not None:
-                        best[1].remove()
-                    best = (bad, note, box, ring)
-                else:
-                    note.remove()
-                if bad == 0:
-                    break
-            if best[0] == 0:
-                break
-        _, note, box, ring = best
-        if ring:                                            # away from its point: a line back to it
+        best = None                                         # (overlaps, ring, direction, the text's box)
+        for ring, (dx, dy) in itertools.product(range(_RINGS), _AROUND):
+            note = _annotate(ax, labels[i], ring, dx, dy, look)
+            box = note.get_window_extent()
             note.remove()
-            note = ax.annotate(text, xy, xytext=note.xyann, textcoords="offset points", color=colour,
-                               ha=note.get_ha(), va=note.get_va(), **look,
-                               arrowprops={"arrowstyle": "-", "lw": 0.5, "color": colour, "shrinkA": 1, "shrinkB": 2})
+            bad = (sum(box.overlaps(b) for b in placed) * 4 + sum(box.overlaps(m) for m in marks)
+                   + 2 * (not frame.contains(box.x0, box.y0) or not frame.contains(box.x1, box.y1))
+                   # beside its point with no line back, it must be nearer its own point than any other
+                   + (not ring and any(_gap(box, q) < _gap(box, (px, py)) for j, q in at.items() if j != i)))
+            if best is None or bad < best[0]:
+                best = (bad, ring, dx, dy, box)
+            if not bad:
+                break
+        _, ring, dx, dy, box = best
+        out.append(_annotate(ax, labels[i], ring, dx, dy, look, leader=bool(ring)))   # away from it: a line back
         placed.append(box)
-        out.append(note)
     return out
+
+
+def _annotate(ax: Axes, label: tuple[str, tuple[float, float], str], ring: int, dx: int, dy: int,
+              look: dict[str, Any], leader: bool = False) -> Annotation:
+    """``label`` (text, point, colour) at ring ``ring`` of its point in direction (``dx``, ``dy``) (:data:`_AROUND`);
+    ``leader``: with a thin line back to its point (measured without it: the text's own box)."""
+    text, xy, colour = label
+    d = _NEAR + ring * _LEADER
+    line = {"arrowprops": {"arrowstyle": "-", "lw": 0.5, "color": colour, "shrinkA": 1, "shrinkB": 2}} if leader else {}
+    return ax.annotate(text, xy, xytext=(dx * d, dy * d), textcoords="offset points", color=colour, ha=_HA[dx],
+                       va=_VA[dy], **look, **line)
 
 
 def _gap(box: Bbox, point: tuple[float, float]) -> float:
