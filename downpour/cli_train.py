@@ -139,8 +139,8 @@ def _train(args: argparse.Namespace) -> int:
             summary = train_with_twin(cfg, run, twin, resume=resume)
         except KeyboardInterrupt:   # (and SIGTERM) in the start (data, Ray): no runner has said what to do, and
             if run.never_started():   # `--resume` refuses a run without a step; until 2026-12-06 "interrupted" alone
-                print(f"downpour: stopped before the run kept anything (a step's row or checkpoint): `{start_again(run.path)}` "
-                      "starts it again in that folder", file=sys.stderr)
+                print("downpour: stopped before the run kept anything (a step's row or checkpoint): "
+                      f"`{start_again(run.path)}` starts it again in that folder", file=sys.stderr)
             raise
         except DownpourError:
             if not old:
