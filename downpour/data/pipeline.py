@@ -135,15 +135,16 @@ def _check_memory_workers(cfg: DataConfig, listing: Listing | None, workers: int
     if workers <= 1:
         return
     if cfg.mode == "patches":
-        n, what, fix = cfg.samples, f"data.samples = {cfg.samples} gives only {plural(cfg.samples, 'patch', 'patches')}", \
-            " or raise data.samples"
+        n = cfg.samples
+        what = f"data.samples = {n} gives only {plural(n, 'patch', 'patches')}"
+        todo = f"use at most {n} (--workers {n}) or raise data.samples"
     elif cfg.source == "folder" and cfg.tile == 0:
         n = len((listing or list_items(cfg)).items)
-        what, fix = f"data.path {cfg.path!r} holds only {plural(n, 'image file')}, one crop each", None
+        what = f"data.path {cfg.path!r} holds only {plural(n, 'image file')}, one crop each"
+        todo = most_workers(n, resume, f"; {KEEPS_WORKERS}")   # (a folder's resume, refused --workers, is told so)
     else:
         return
-    if n < workers:      # (a folder's resume, refused --workers, is told what the stream's is, since 2026-12-05)
-        todo = f"use at most {n} (--workers {n}){fix}" if fix else most_workers(n, resume, f"; {KEEPS_WORKERS}")
+    if n < workers:
         raise ConfigError(f"cluster.workers = {workers}, but {what}, and each worker trains on a share of its own; "
                           f"{todo}", key="cluster.workers")
 
