@@ -150,9 +150,9 @@ def nothing_read(whose: str, root: str, skipped: list[dict[str, str]], size: int
     if not Path(root).exists():
         return f"{none}: data.path {root!r} no longer exists (unmounted or moved?); resume the run once it is back {first(skipped)}"
     gone = [e for e in skipped if not os.path.lexists(e["file"])]
-    links = [e for e in skipped if e not in gone and dangling(e["file"])]
     bad = [e for e in skipped if e not in gone]
-    small, _, remove = by_kind({e["file"]: e["reason"] for e in bad}, size)   # (the before-run refusal's words)
+    small, dangle, remove = by_kind({e["file"]: e["reason"] for e in bad}, size)   # (the before-run refusal's words)
+    links = [e for e in bad if e["file"] in dangle]
     if small and not gone:      # all smaller than the patch, or some, beside files that cannot be read
         they = f"images smaller than the {size}x{size} patch (data.size = {size})" + (
             "" if len(small) == len(bad) else " or files that cannot be read")
