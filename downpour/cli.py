@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--report", action=argparse.BooleanOptionalAction, default=None,
                        help="analyse and write report.html at the end (default: the preset's analysis.report)")
     train.add_argument("--dry-run", action="store_true",
-                       help="check the config (building the model once, reading a file source's data as the run would) and print it "
-                            "resolved; train nothing, write nothing")
+                       help="check the config (building the model once, reading a file source's data as the run "
+                            "would) and print it resolved; train nothing, write nothing")
     _run_flags(train)
     train.set_defaults(func=cmd_train)
 
@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     crossfit.set_defaults(func=cmd_crossfit, report=None)
 
     analyze = sub.add_parser("analyze", help="what did a run learn: writes analysis.json and figures/")
-    analyze.add_argument("run", help="a run directory: the --out of `downpour train` (RUN/no-faces for its no-faces twin)")
+    run_help = "a run directory: the --out of `downpour train` (RUN/no-faces for its no-faces twin)"
+    analyze.add_argument("run", help=run_help)
     analyze.add_argument("--set", action="append", default=[], metavar="analysis.KEY=VALUE",
                          help="override one [analysis] value for this analysis (e.g. analysis.splits=10)")
     analyze.add_argument("--report", action="store_true",
@@ -178,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.set_defaults(func=cmd_analyze)
 
     report = sub.add_parser("report", help="write report.html for a run (analysing it first if needed)")
-    report.add_argument("run", help="a run directory: the --out of `downpour train` (RUN/no-faces for its no-faces twin)")
+    report.add_argument("run", help=run_help)
     report.set_defaults(func=cmd_report)
 
     models = sub.add_parser("models", help="list the registered models")
@@ -247,7 +248,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
     words = sys.argv[1:] if argv is None else argv
     after = command.parse_known_args(words[words.index(args.command) + 1:])[1]
-    before = extra[:len(extra) - len(after)]     # the top level's (its flags take no value: the command is the first word)
+    # the top level's (its flags take no value: the command is the first word)
+    before = extra[:len(extra) - len(after)]
     if before:   # `downpour --quick study costs` was study's "--quick (did you mean '--quick'?)" until 2026-12-06
         flag = before[0].split("=")[0]
         hint = (f" ({flag} is {args.command}'s: give it after `downpour {args.command}`)" if flag in _flags(command)
@@ -279,7 +281,9 @@ def _split_set(words: list[str], after: list[str]) -> str:
         if _closed(" ".join(value)) or word.startswith("--"):      # it is another leftover)
             break
         value.append(word)
-    return "" if len(value) == 1 else f" (the shell split a --set value at a space: quote it whole, --set '{' '.join(value)}')"
+    if len(value) == 1:
+        return ""
+    return f" (the shell split a --set value at a space: quote it whole, --set '{' '.join(value)}')"
 
 
 def _closed(value: str) -> bool:
@@ -296,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    own = argv is None     # the process's own command: after a stop only its exit is left (a caller's keeps its handlers)
+    # the process's own command: after a stop only its exit is left (a caller's keeps its handlers)
+    own = argv is None
     with sigterm_as_interrupt() as terms:
         code = _run(args, terms, own)
     # torch logs its FakeTensor cache stats at exit (an atexit hook) at INFO, ours: a stop that cut torch's imports

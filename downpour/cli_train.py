@@ -83,7 +83,8 @@ def _train(args: argparse.Namespace) -> int:
     resume = bool(args.resume)
     if args.resume:
         if args.out or args.config:
-            RunDir.open(args.resume)    # (not a run: said so first; its config.toml was offered to start a new run from)
+            # (not a run: said so first; its config.toml was offered to start a new run from)
+            RunDir.open(args.resume)
             flag = "--out" if args.out else "--config"
             raise ConfigError(f"{flag} with --resume: the run goes on in {args.resume!r} with its own config; drop "
                               f"{flag} (or start a new run: downpour train --config {pasted(Path(args.resume) / 'config.toml')} "
@@ -96,7 +97,8 @@ def _train(args: argparse.Namespace) -> int:
         cfg = new_run_config(source, _overrides(args))
     pipeline = cfg.data.pipeline      # ('auto' resolves to its choice: the refusals say both)
     try:
-        # resolved; before the run directory exists: a typo leaves nothing behind (a resume's refusals say what it keeps)
+        # resolved; before the run directory exists: a typo leaves nothing behind (a resume's refusals say what it
+        # keeps)
         cfg = check_run_config(cfg, bool(args.resume))
     except ConfigError as err:        # the model's and the cost terms' own checks: name what set the value
         raise with_origin(err, source, _overrides(args)) from None

@@ -95,13 +95,14 @@ def check_data_read(cfg: RunConfig, resume: bool = False) -> str:
                 "data.whiten are 'none': nothing is fitted), so none was read here")
     if info.get("pipeline") == "stream" and fit is not None:
         n, read, bad = info["n_items"], fit["items"], fit["n_skipped"]
-        share = f"every one of its {plural(n, info['item'])}" if read == n else f"{read} of its {plural(n, info['item'])}"
+        share = f"{'every one' if read == n else read} of its {plural(n, info['item'])}"
         what = f"before it trains: its fitting sample (data.fit_sample), {share}"
         later = "" if read == n else "; the others are read once it trains"
     else:
         bad, later = info.get("n_skipped", 0), ""
         what = "every file, into memory"
-    skipped = f"{plural(bad, info.get('item', 'file'))} would be skipped, named above" if bad else "none would be skipped"
+    skipped = (f"{plural(bad, info.get('item', 'file'))} would be skipped, named above" if bad
+               else "none would be skipped")
     return f"data.path {d.path!r} read as the run reads it ({what}): {skipped}{later}"
 
 

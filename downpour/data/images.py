@@ -148,7 +148,8 @@ def nothing_read(whose: str, root: str, skipped: list[dict[str, str]], size: int
     if not root or not skipped:
         return none + (f" {first(skipped)}" if skipped else "")
     if not Path(root).exists():
-        return f"{none}: data.path {root!r} no longer exists (unmounted or moved?); resume the run once it is back {first(skipped)}"
+        return (f"{none}: data.path {root!r} no longer exists (unmounted or moved?); resume the run once it is back "
+                f"{first(skipped)}")
     gone = [e for e in skipped if not os.path.lexists(e["file"])]
     bad = [e for e in skipped if e not in gone]
     small, dangle, remove = by_kind({e["file"]: e["reason"] for e in bad}, size)   # (the before-run refusal's words)
@@ -159,7 +160,8 @@ def nothing_read(whose: str, root: str, skipped: list[dict[str, str]], size: int
         fix = SMALL_SHARE_FIX.format(remove=remove) if shard else SMALL_FIX
         return f"none of {whose} gives a sample: they are {they} {first(bad)}; {fix}"
     if links and len(links) == len(bad) and not gone:
-        fix = ", or remove the links from data.path (data.json names them) and " + SHARE_ENDS if shard else " and resume"
+        fix = (", or remove the links from data.path (data.json names them) and " + SHARE_ENDS if shard
+               else " and resume")
         return (f"{none}: they are symbolic links to files that are not there {first(links)}; put back what they point "
                 f"to (a resume stops here alike until then){fix}")
     if not gone:

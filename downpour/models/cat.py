@@ -98,11 +98,13 @@ class CatConfig(Section):
         if n == 0:
             raise ConfigError("model.maps is empty: the cat network needs at least one stage", key="model.maps")
         self.check_read()
-        lists = ("kernels", "strides", "pools", "pool_strides", *(("filter_norm",) if len(self.filter_norm) != 1 else ()))
+        lists = ["kernels", "strides", "pools", "pool_strides"]
+        lists += ["filter_norm"] if len(self.filter_norm) != 1 else []   # (one value: every stage's)
         # (it said "model.maps has 1 stages but the per-stage lists have lengths {'kernels': 2, ...}" until 2026-12-06)
         if wrong := [f"model.{k} = {list(getattr(self, k))}" for k in lists if len(getattr(self, k)) != n]:
             raise ConfigError(f"model.maps = {list(self.maps)} gives {plural(n, 'stage')} but {', '.join(wrong)} "
-                              f"{'does' if len(wrong) == 1 else 'do'} not: give every per-stage list {plural(n, 'entry', 'entries')} "
+                              f"{'does' if len(wrong) == 1 else 'do'} not: give every per-stage list "
+                              f"{plural(n, 'entry', 'entries')} "
                               "(model.filter_norm may be one value for every stage)", key="model.maps")
         if self.lcn % 2 == 0:
             raise ConfigError(f"model.lcn (the LCN window side) must be odd, got {self.lcn!r}", key="model.lcn")

@@ -122,7 +122,8 @@ def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False) -> str | N
     share = data.items[a:b]
     holds = (f"images smaller than the {size}x{size} patch (data.size = {size})" if all(f in small for f in share)
              else "symbolic links to files that are not there" if all(f in links for f in share)
-             else f"files too small for the patch (data.size = {size}) or that cannot be read" if set(share) & set(small)
+             else f"files too small for the patch (data.size = {size}) or that cannot be read"
+             if set(share) & set(small)
              else "files that cannot be read")
     # (until 2026-12-06 an image too small for the patch was "unreadable", said nothing of data.size, and a link to
     # nothing was a file to remove, not one whose target could be put back)

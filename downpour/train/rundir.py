@@ -90,7 +90,8 @@ class RunDir(RunBegin, RunModel):
         2026-12-06 a new run into its folder was told "resume it with --resume" all the same)."""
         try:
             steps = self.config.train.steps          # (a twin left to train: its --resume trains it)
-            done = self.finished(steps) and (not self.config.trains_twin() or RunDir(self.no_faces_twin).finished(steps))
+            done = self.finished(steps) and (not self.config.trains_twin()
+                                             or RunDir(self.no_faces_twin).finished(steps))
         except DownpourError:     # (a damaged record: what --resume says of it is the user's next step)
             done = False
         return (f"it is finished: `downpour report {pasted(self.path)}` shows what it learned," if done else
