@@ -4,6 +4,7 @@ and one worker draws the local loop's random numbers. Until 2026-12-05 no worker
 began at a random seed, and two sync runs of rbm-digits, seed 0, 40 steps, ended 0.094 apart in their weights."""
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -22,6 +23,7 @@ TINY = ["data.samples=64", "train.batch_size=8", "train.steps=6", "train.log_eve
 RAY_SYNC = ["cluster.runner=ray", "cluster.consistency=\"sync\"", "cluster.shards=1", "cluster.rule=sgd",
             "cluster.n_fetch=1", "cluster.n_push=1"]
 TRAINED = ("weight", "visible_bias", "hidden_bias")
+TWO_WORKERS = [*RAY_SYNC, "cluster.workers=2", "train.log_every=2"]
 
 
 def _run(path, *sets):
@@ -31,11 +33,19 @@ def _run(path, *sets):
     return load_file(str(path / "model.safetensors")), [(r["step"], r["loss"]) for r in rows]
 
 
-def test_a_sync_ray_run_of_a_model_drawing_random_numbers_repeats(tmp_path):
+@pytest.fixture(scope="module")
+def two_ray_workers(tmp_path_factory):
+    """The Ray run of :data:`TWO_WORKERS`, made once for the module by the first test that calls it (under that
+    test's ``one_thread``): the two tests below each compare another run with it (a Ray run's actors cost seconds
+    to start, some 10 s of the suite's 2-core run)."""
+    return functools.cache(lambda: _run(tmp_path_factory.mktemp("two_ray_workers"), *TWO_WORKERS))
+
+
+def test_a_sync_ray_run_of_a_model_drawing_random_numbers_repeats(tmp_path, two_ray_workers):
     """Two workers in sync rounds: a round's mean of two pushes is the same sum whichever arrives first, so with
     every worker's draws seeded the whole run repeats; a logged row is a round's two pushes, in arrival order."""
-    a, losses_a = _run(tmp_path / "a", *RAY_SYNC, "cluster.workers=2", "train.log_every=2")
-    b, losses_b = _run(tmp_path / "b", *RAY_SYNC, "cluster.workers=2", "train.log_every=2")
+    a, losses_a = two_ray_workers()
+    b, losses_b = _run(tmp_path / "b", *TWO_WORKERS)
     assert all(torch.equal(a[k], b[k]) for k in TRAINED)
     assert [s for s, _ in losses_a] == [s for s, _ in losses_b]
     assert [x for _, x in losses_a] == pytest.approx([x for _, x in losses_b], rel=1e-6)
@@ -50,13 +60,12 @@ def test_one_ray_worker_draws_the_local_loops_random_numbers(tmp_path):
     assert local.keys() == ray_run.keys() and all(torch.equal(local[k], ray_run[k]) for k in local)   # chains_h too
 
 
-def test_two_simulated_workers_draw_what_two_ray_workers_draw(tmp_path):
+def test_two_simulated_workers_draw_what_two_ray_workers_draw(tmp_path, two_ray_workers):
     """The simulator's workers each draw from their own RNG, seeded as the Ray workers' processes are: the same sync
     run on both runners is bit for bit the same model, the first worker's persistent chains included (until
     2026-12-05 the simulator's workers drew on from one shared RNG, and the model files kept the driver's zeros)."""
-    sets = [*RAY_SYNC, "cluster.workers=2", "train.log_every=2"]
-    ray_run, ray_losses = _run(tmp_path / "ray", *sets)
-    sim, sim_losses = _run(tmp_path / "sim", *sets, "cluster.runner=simulated")
+    ray_run, ray_losses = two_ray_workers()
+    sim, sim_losses = _run(tmp_path / "sim", *TWO_WORKERS, "cluster.runner=simulated")
     assert sim.keys() == ray_run.keys() and all(torch.equal(sim[k], ray_run[k]) for k in sim)
     assert [s for s, _ in sim_losses] == [s for s, _ in ray_losses]
     assert [x for _, x in sim_losses] == pytest.approx([x for _, x in ray_losses], rel=1e-6)
