@@ -24,16 +24,38 @@ def kill_when(run, step, suffix, earlier, timeout=120.0, checkpointed=False):
     return None
 
 
-def run_killing(cfg, run, step, suffix, timeout):
+def run_killing(cfg, run, step, suffix, timeout, monkeypatch=None):
     """Run ``cfg`` into ``run`` in a thread, kill its actor named ``...suffix`` once ``step`` is logged
-    (:func:`kill_when`), and return the run's summary once it ended within ``timeout`` seconds."""
+    (:func:`kill_when`), and return the run's summary once it ended within ``timeout`` seconds. With ``monkeypatch``
+    the driver holds still once it logged ``step`` until the kill (:func:`held_until`): the kill lands mid-run however
+    fast the machine, so a run need not be long to outlast the moments the kill takes."""
     from downpour.ps.cluster import run_cluster
 
-    out = {}
+    out, killed = {}, threading.Event()
+    if monkeypatch is not None:
+        held_until(monkeypatch, killed, lambda rec: rec._last_step >= step)
     earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}  # earlier runs' actors
     thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)), daemon=True)
     thread.start()
-    victim = kill_when(run, step, suffix, earlier)
+    try:
+        victim = kill_when(run, step, suffix, earlier)
+    finally:
+        killed.set()
     thread.join(timeout=timeout)
     assert victim is not None and not thread.is_alive(), "the run hung"
     return out
+
+
+def held_until(monkeypatch, event, when):
+    """The driver (its ``Recorder.on_push``) holds still after a push that leaves ``when(recorder)`` true, until
+    ``event`` is set (at most 120 s)."""
+    from downpour.ps.recorder import Recorder
+
+    real = Recorder.on_push
+
+    def on_push(self, push, record):
+        real(self, push, record)
+        if not event.is_set() and when(self):
+            event.wait(120)
+
+    monkeypatch.setattr(Recorder, "on_push", on_push)

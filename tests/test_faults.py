@@ -6,7 +6,7 @@ import time
 
 import pytest
 import ray
-from ray_kill import kill_when
+from ray_kill import held_until, kill_when
 
 from downpour.config import load_config
 from downpour.ps.checkpoint import load_server
@@ -25,17 +25,8 @@ def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tm
     # push 100 whatever the clock says, and the driver holds still 30 pushes past its last checkpoint (rows logged
     # past it, to be truncated and logged once again) until the shard is killed: the kill lands mid-run however
     # fast the machine. (One worker: the shards are the point, and two actors fewer start, twice.)
-    from downpour.ps.recorder import Recorder
-
     steps, killed = 300, threading.Event()
-    real = Recorder.on_push
-
-    def on_push(self, push, record):
-        real(self, push, record)
-        if not killed.is_set() and self.coord.done >= 100 and self.checkpoints and self._since_ckpt >= 30:
-            killed.wait(120)
-
-    monkeypatch.setattr(Recorder, "on_push", on_push)
+    held_until(monkeypatch, killed, lambda rec: rec.coord.done >= 100 and rec.checkpoints and rec._since_ckpt >= 30)
     cfg = load_config("ufldl-sae", [*BASE, f"train.steps={steps}", "cluster.workers=1", "cluster.shards=2",
                                     "cluster.checkpoint_seconds=0.5", "cluster.checkpoint_every=100"])
     run = RunDir.create(tmp_path / "s", cfg)
