@@ -147,6 +147,9 @@ def _train(args: argparse.Namespace) -> int:
         except DownpourError:
             if not old:
                 _drop_refused(run.path, made)
+            elif run.never_started():    # trained again from step 0, refused: its rows are gone, `--resume` refuses it
+                print(f"downpour: {run.path} kept nothing (its rows were discarded to train it again): once fixed, "
+                      f"`{start_again(run.path)}` starts it again in that folder", file=sys.stderr)
             raise
         print(json.dumps(summary))
         if cfg.analysis.report:            # nothing trained (a finished run and its twin): its analysis stays
@@ -173,7 +176,9 @@ def _new_run(folder: Path, cfg: RunConfig, old: RunDir | None) -> RunDir:
         print(f"downpour: {old.path} stopped before its first checkpoint ({checkpoint_keys(cfg.cluster.runner)} how "
               "often one is saved): training it again from step 0", file=sys.stderr)
         old.discard_training()
-    return RunDir.create(folder, cfg)
+    run = RunDir.create(folder, cfg)
+    run.again = old is not None
+    return run
 
 
 def _drop_refused(folder: Path, made: bool) -> None:

@@ -3,6 +3,7 @@ more workers than the data give) offers only what a resume can do: it keeps data
 2026-12-06 it offered "lower data.size or use data.mode = 'crops'" and "use at most N workers (--workers N)" first,
 which the resume then refused ("cannot resume with data.size = 4")."""
 import re
+import shutil
 
 import pytest
 from PIL import Image
@@ -72,3 +73,24 @@ def test_a_resume_whose_folder_lost_files_below_its_workers_offers_fewer_workers
                         pipeline == "stream" else ", one crop each, and each worker trains on a share of its own; ")
                         + "a resumed run keeps its workers: restore the files it began with (a new run can use at "
                         "most 1: --workers 1)"), err
+
+
+@pytest.mark.parametrize("pipeline", ["stream", "memory"])
+def test_a_resume_of_a_run_stopped_before_its_first_checkpoint_refused_for_its_data_is_told_as_a_resume(tmp_path,
+                                                                                                       capsys, pipeline):
+    """Trained again from step 0, the runner's set-up refused its data as a new run's ("use at most 1 worker
+    (--workers 1)" first, which the resume refuses), where its --dry-run said a resume's; the folder then holds nothing
+    to resume, and the command that starts it again is named."""
+    images, out = _trained(tmp_path, pipeline)
+    for name in ("model.json", "model.safetensors", "checkpoints"):     # as a kill before the first checkpoint
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for i in range(1, 4):
+        (images / f"{i}.png").write_bytes(b"not a png")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    last = err.splitlines()[-1]
+    assert "stopped before its first checkpoint" in err and not re.search(r"--workers 1\)?;", last), err
+    assert "a resumed run keeps its workers" in last and "a new run can" in last, err
+    assert f"`downpour train --config {out / 'config.toml'} --out {out}` starts it again" in err, err

@@ -144,7 +144,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
     ``resumed_from`` is the user's); ``up``: appended to once the go's driver has started (an error before it: the go
     could not start)."""
     go_log, began = go_log if go_log is not None else [], began if began is not None else []
-    setup = set_up_cluster(cfg, resume)
+    setup = set_up_cluster(cfg, resume or run.again)   # (a run trained again at a --resume keeps its workers)
     init = setup.layout.params_to_vector(setup.model)
     c = cfg.cluster
     restored, meta = None, {"step": 0, "clocks": {}, "elapsed": 0.0, "events": []}

@@ -135,7 +135,7 @@ def _restore(run: RunDir, shards: list[HistoryShard]) -> tuple[dict[str, Any], d
 def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
     """Train ``cfg`` with Sandblaster L-BFGS on the simulated cluster or on Ray; returns the summary."""
     check_sandblaster(cfg)
-    setup = set_up_cluster(cfg, resume)
+    setup = set_up_cluster(cfg, resume or run.again)   # (a run trained again at a --resume keeps its workers)
     n = len(setup.data)
     check_examples(cfg, n)
     shards = make_shards(setup)

@@ -32,6 +32,9 @@ class RunDir(RunBegin, RunModel):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.trained_with: dict[str, Any] | None = None   # the config begin() saved: what checkpoints record
+        # trained again from step 0 by a `--resume` (stopped before its first checkpoint): the runners' refusal of its
+        # data is said as a resume's, which keeps its workers and data.size (until 2026-12-06 as a new run's)
+        self.again = False
 
     @classmethod
     def create(cls, path: str | Path, cfg: RunConfig) -> "RunDir":
