@@ -259,3 +259,31 @@ def test_a_simulated_run_whose_pushes_were_nearly_all_refused_is_said_to_diverge
     assert "metrics stop" not in said
     run = RunDir.open(tmp_path / "run")
     assert training_summary(run.metrics(), (), *recorded(run.path))["diverged"] == summary["diverged"]
+
+
+def test_a_sandblaster_run_records_the_cost_its_first_iteration_started_from_and_keeps_it_on_resume(tmp_path):
+    """A Sandblaster row is the cost where an L-BFGS iteration ended: the initial model's cost was in no file, and
+    model.json had no first_trained (the other runners' since 2026-12-06) for the divergence check to compare with.
+    Its reference: the initial model's cost on the whole batch, computed here by the shared step."""
+    import torch
+
+    from downpour.batch import Batch
+    from downpour.models.registry import build
+    from downpour.ps.setup import set_up_cluster
+    from downpour.train.step import train_step
+
+    sets = ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "model.name=rica-8x8", "model.hidden=16",
+            "data.samples=300", "train.tensorboard=false", "train.threads=1"]
+    cfg = load_config("tica-8x8", [*sets, "train.steps=2"])
+    train(cfg, RunDir.create(tmp_path / "run", cfg))
+    setup = set_up_cluster(runners.resolve(cfg))
+    model, objective = build(runners.resolve(cfg), setup.data.input_shape)
+    model.load_state_dict(setup.model.state_dict())
+    with torch.random.fork_rng(devices=[]):
+        initial = train_step(model, objective, Batch(setup.data.x)).loss
+    first = json.loads((tmp_path / "run" / "model.json").read_text())["first_trained"]
+    assert first["step"] == 0 and first["loss"] == pytest.approx(initial, rel=1e-5)
+    assert RunDir.open(tmp_path / "run").metrics()[0]["loss"] < first["loss"]     # (a row: where iteration 1 ended)
+    train(load_config("tica-8x8", [*sets, "train.steps=4"]), RunDir.open(tmp_path / "run"), resume=True)
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["first_trained"] == first
+    assert recorded(tmp_path / "run")[2] == first

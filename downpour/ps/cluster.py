@@ -29,6 +29,7 @@ from downpour.ps.recorder import Driver, Recorder, ShardLost, write_staleness
 from downpour.ps.setup import ClusterSetup, batch_seed, make_shards, seeds_local_first, set_up_cluster
 from downpour.ps.sim_state import saved_buffers
 from downpour.train.checkpoint import CheckpointError
+from downpour.train.divergence import first_entry
 from downpour.train.rundir import RunDir
 from downpour.train.setup import stages_of
 from downpour.train.signals import Terminated, signals_held, stop_record
@@ -265,7 +266,7 @@ def _save_model(setup: ClusterSetup, run: RunDir, states: list[ShardState], coor
     report = write_staleness(run, setup.cfg, states, coord)
     run.save_model(merge_model(setup.model), step, {"runner": setup.cfg.cluster.runner, "data": data_info,
                                                     "versions": [m["version"] for _, m in states],
-                                                    **({"first_trained": first} if first else {})})
+                                                    **first_entry(first)})
     return report
 
 

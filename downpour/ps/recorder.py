@@ -17,7 +17,7 @@ from downpour.ps.coordinator import Coordinator
 from downpour.ps.staleness import StalenessLog, staleness_report
 from downpour.ps.worker import OnPush, Push
 from downpour.train.checkpoint import CheckpointError
-from downpour.train.divergence import first_trained
+from downpour.train.divergence import first_entry, first_trained
 from downpour.train.rundir import RunDir
 from downpour.train.telemetry import PartsMean, Telemetry
 
@@ -185,7 +185,7 @@ class Recorder:
                 "elapsed": round(self.elapsed(), 3), "events": self.coord.events,
                 "recorder": {**self.tally(), "stale_sum": self._stale_sum, "stale_n": self._stale_n,
                              "row": self._mean.state(), "last_step": self._last_step,
-                             **({"first_trained": self.first} if self.first else {}),
+                             **first_entry(self.first),
                              "checkpoints": self.checkpoints + 1, "checkpoint_seconds": self.checkpoint_seconds},
                 **({"patches_per_image": self.patches} if self.patches else {}), **driver}
         save_server(self.run.checkpoints / SERVER, states, self.run.stamped(meta), tensors)

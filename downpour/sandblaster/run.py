@@ -31,6 +31,7 @@ from downpour.sandblaster.worker import DTYPES
 from downpour.train.checkpoint import CheckpointError, load_state, save_state, verified_meta
 from downpour.train.checkpoint_checks import check_finite
 from downpour.train.config_record import splits_steps
+from downpour.train.divergence import first_entry, first_trained
 from downpour.train.rundir import RunDir, ends_at_stop
 from downpour.train.run_begin import saving_words
 from downpour.train.setup import stage_for_step
@@ -81,6 +82,9 @@ class _Progress:
         self.counts.per_worker.update({int(w): n for w, n in meta.get("per_worker", {}).items()})
         self.counts.won.update({int(w): n for w, n in meta.get("won", {}).items()})
         self.batches: list[dict[str, Any]] = list(meta.get("batches", []))
+        # the cost at the point the first iteration started from (model.json's first_trained, step 0): a row is the
+        # cost where an iteration ended (a checkpoint from before 2026-12-06 has none)
+        self.first: dict[str, Any] | None = meta.get("first_trained")
 
     @property
     def converged(self) -> bool:
@@ -91,7 +95,8 @@ class _Progress:
         return {"iteration": self.iteration, "stage": self.stage, "vtime": self.vtime, "elapsed": self.elapsed,
                 "converged": self.converged, "stop": self.stop, "stops": self.stops, "counts": self.counts.as_dict(),
                 "per_worker": {str(w): n for w, n in self.counts.per_worker.items()},
-                "won": {str(w): n for w, n in self.counts.won.items()}, "batches": self.batches}
+                "won": {str(w): n for w, n in self.counts.won.items()}, "batches": self.batches,
+                **first_entry(self.first)}
 
 
 def _boundary(pool: Any, coord: Coordinator) -> dict[str, Any]:
@@ -181,6 +186,8 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
             new_stage = progress.stage != -1 and stage != progress.stage
             step = coord.search(it, batch_rows(n, s.batch, cfg.seed, it), stage, new_batch, new_stage)
             with signals_held():      # the step, the bookkeeping and the boundary: a stop saves all or none
+                # (before commit: coord.f is still the cost where this iteration began, at step 0 the initial model's)
+                progress.first = progress.first or first_trained(it, coord.f, coord.parts)
                 coord.commit(step)
                 progress.iteration, progress.stage = it + 1, stage
                 progress.counts.add(step.counts)
@@ -276,7 +283,7 @@ def _finish(setup: ClusterSetup, run: RunDir, params: list[torch.Tensor], progre
     setup.layout.vector_to_params(torch.cat(params).to(torch.float32), setup.model)
     setup.model.set_stage(None)
     run.save_model(setup.model, progress.iteration, {"runner": cfg.cluster.runner, "algorithm": "sandblaster",
-                                                     "data": setup.data.info})
+                                                     "data": setup.data.info, **first_entry(progress.first)})
     c, batches = progress.counts, progress.batches
     final = last["loss"] if last else run.last_loss()
     # train_steps: the train.steps it ran to, what a resume past a stop must ask more than (RunDir.stopped_for_good)

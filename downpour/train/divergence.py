@@ -122,6 +122,12 @@ def first_trained(step: int, loss: float, parts: dict[str, float]) -> dict[str, 
     return {"step": step, "loss": float(loss), **{k: float(v) for k, v in parts.items() if k.startswith("stage")}}
 
 
+def first_entry(first: dict[str, Any] | None) -> dict[str, Any]:
+    """model.json's (and a checkpoint's) ``first_trained`` entry for :func:`first_trained`'s ``first``: none where no
+    step trained (every runner's, so that :func:`recorded` reads them alike)."""
+    return {} if first is None else {"first_trained": first}
+
+
 def recorded(path: Path) -> tuple[int | None, int, dict[str, Any] | None, dict[str, int] | None]:
     """:func:`runaway`'s ``steps``, ``skipped``, ``first`` and ``refused`` from a finished run's files: its last step
     where it skipped steps (model.json's ``skipped_steps``, a local run's; staleness.json's

@@ -19,7 +19,7 @@ from downpour.errors import Diverged
 from downpour.models.registry import build
 from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
 from downpour.train.checkpoint_checks import check_counts, check_dtypes, check_finite, check_streams
-from downpour.train.divergence import first_trained
+from downpour.train.divergence import first_entry, first_trained
 from downpour.train.rundir import RunDir
 from downpour.train.setup import make_optimizer, resolve_device, set_up_torch, stage_for_step
 from downpour.train.signals import signals_held, stop_record
@@ -48,7 +48,7 @@ def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: 
     tensors, meta = optimizer_state(opt)
     tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
     tensors.update(rng)
-    extra = ({} if data is None else {"data": data}) | ({} if row is None else {"row": row.state()}) | _first(first)
+    extra = ({} if data is None else {"data": data}) | ({} if row is None else {"row": row.state()}) | first_entry(first)
     save_state(run.checkpoints / "local", tensors,
                run.stamped({**meta, "step": step, "skipped": skipped, "elapsed": elapsed, **extra}))
 
@@ -106,7 +106,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         model.set_stage(None)
         data_info = run_data_info(data.info, [report_at(data, cfg.train.batch_size, cfg.seed + 1, position)])
         record_data(run.write_json, cfg.data, data_info)
-        run.save_model(model, start, {"skipped_steps": skipped, "data": data_info, **_first(first)})
+        run.save_model(model, start, {"skipped_steps": skipped, "data": data_info, **first_entry(first)})
         return _summary(run, start, start, skipped, elapsed, run.last_loss())
     run.begin(cfg, data.preprocess, start, resume, data.info.get("classes"))
 
@@ -175,7 +175,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         batches.close()                         # streamed: stops the loader's processes (a generator: nothing)
     data_info = run_data_info(data.info, [data_report(batches)])
     recorded = record_data(run.write_json, cfg.data, data_info)
-    run.save_model(model, total, {"skipped_steps": skipped, "data": data_info, **_first(first)})
+    run.save_model(model, total, {"skipped_steps": skipped, "data": data_info, **first_entry(first)})
     if skipped >= total:   # no step of the run had a finite cost (a resume's own steps alone: the run trained)
         raise Diverged(f"every one of the {total} steps 1..{total} had a non-finite cost or gradient and was skipped "
                        f"(last, {last_skip}); nothing was applied. Lower train.lr or check the data; the run is saved "
@@ -185,11 +185,6 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     if recorded:    # files read: their sums, the files skipped among them, as the cluster runners print them
         summary["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped") if k in data_info}
     return summary
-
-
-def _first(first: dict[str, Any] | None) -> dict[str, Any]:
-    """model.json's ``first_trained``: the run's first trained step alone (none where no step trained)."""
-    return {} if first is None else {"first_trained": first}
 
 
 def _summary(run: RunDir, total: int, start: int, skipped: int, elapsed: float, loss: float | None) -> dict[str, Any]:
