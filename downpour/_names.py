@@ -1,4 +1,5 @@
-"""Helpful errors: the nearest valid name to a wrong one, and a path as a command to paste takes it."""
+"""Helpful errors: the nearest valid name to a wrong one, a path as a command to paste takes it, and a flag's whole
+number."""
 from __future__ import annotations
 
 import difflib
@@ -28,3 +29,14 @@ def pasted(path: str | Path) -> str:
 def plural(n: int, noun: str, many: str | None = None) -> str:
     """'1 image', '2 images' ('1 replica', '3 replicas'); ``many`` where adding an s does not make it ('1 child')."""
     return f"{n} {noun if n == 1 else many or noun + 's'}"
+
+
+def whole_flag(flag: str, value: object) -> str:
+    """``flag`` with ``value``, a ``--set`` key's, for a flag that takes a whole number: ``--replicas 1000`` for
+    ``--set cluster.workers=1e3`` (TOML reads it as the float 1000.0, and until 2026-12-06 the advice said
+    "--replicas 1000.0", which the flag refuses); ``--shards N (a whole number; 2.5 is not one)``."""
+    if isinstance(value, float) and value.is_integer():
+        return f"{flag} {int(value)}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{flag} {value}"
+    return f"{flag} N (a whole number; {value!r} is not one)"

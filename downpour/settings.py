@@ -120,7 +120,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         kind = get_args(hint)[0]
         if not isinstance(value, (list, tuple)) or not all(type(v) is kind or (kind is float and type(v) is int)
                                                            for v in value):
-            raise ConfigError(f"{key} must be a list of {kind.__name__}, got {value!r}", key=key)
+            whole = (kind is int and isinstance(value, (list, tuple)) and value
+                     and all(type(v) in (int, float) and float(v).is_integer() for v in value))   # [8.0, 8]
+            write = f"; write [{', '.join(str(int(v)) for v in value)}]" if whole else ""
+            raise ConfigError(f"{key} must be a list of {kind.__name__}, got {value!r}{write}", key=key)
         return tuple(kind(v) for v in value)
     if hint == list[str]:
         if isinstance(value, str):        # `--set analysis.probes=lfw,digits`
@@ -132,6 +135,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         quote = (f"; a name that reads as a number or date is quoted: --set '{key}=\"{value}\"'"
                  if hint is str and not isinstance(value, (list, dict)) else "")   # (a folder called 2024)
         quote += "; write true or false (TOML's, in lower case)" if hint is bool else ""   # (True, yes, 1: said bare)
+        # (1e3 and 1000.0 are TOML's floats: the whole number is what was meant)
+        quote += f"; write {int(value)}" if hint is int and isinstance(value, float) and value.is_integer() else ""
         raise ConfigError(f"{key} must be {hint.__name__}, got {value!r} ({type(value).__name__}){quote}", key=key)
     return value
 

@@ -25,10 +25,21 @@ def test_overrides_are_typed():
     # Python's True, and yes, were refused as "must be bool, got 'True' (str)", not said how to write one
     ("train.tensorboard=True", r"train.tensorboard must be bool, got 'True' \(str\); write true or false"),
     ("analysis.report=yes", "write true or false"),
+    # TOML reads 1e3 and 8.0 as floats: the whole number meant is said (until 2026-12-06 only "got 1000.0 (float)")
+    ("cluster.workers=1e3", r"cluster.workers must be int, got 1000.0 \(float\); write 1000$"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("cat-demo", [override])
+
+
+@pytest.mark.parametrize("maps, message", [("[8.0, 8]", r"got \[8.0, 8\]; write \[8, 8\]$"),   # TOML's floats
+                                           ("[true, 8]", r"got \[True, 8\]$")])              # (not a number)
+def test_a_models_list_of_whole_numbers_given_as_floats_is_told_the_list_meant(maps, message):
+    from downpour.models.registry import resolve
+
+    with pytest.raises(ConfigError, match=f"model.maps must be a list of int, {message}"):
+        resolve(load_config("cat-demo", [f"model.maps={maps}"]))
 
 
 def test_unknown_preset_and_file(tmp_path):

@@ -949,11 +949,22 @@ def test_the_staleness_check_names_the_key_that_takes_it_off_downpour_on_the_sim
      "--set cluster.workers: the check sets it from --replicas; give --replicas 5 instead"),   # it read "(N)"
     (["--steps", "200", "--set", "train.steps=100"], "--set train.steps: the check sets it from --steps"),
     (["--set", "cluster.shards=3"], "--set cluster.shards: the check sets it from --shards"),
+    # TOML's floats: the flag takes the whole number ("give --replicas 1000.0 instead" until 2026-12-06, refused)
+    (["--set", "cluster.workers=1e3"], "give --replicas 1000 instead"),
+    (["--set", "cluster.shards=2.5"], "give --shards N (a whole number; 2.5 is not one) instead"),
     (["--steps", "-3"], "--steps -3: train.steps must be >= 1"),            # was "the command line: train.steps ..."
 ])
 def test_the_simulated_check_takes_its_workers_shards_and_steps_from_its_flags(tmp_path, capsys, argv, named):
     assert main(["plan", "--check-simulated", *argv, "--out", str(tmp_path / "run")]) == 2
     assert named in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("setting, flag", [("cluster.workers=1e3", "--replicas 1000"), ("cluster.shards=4.0", "--shards 4"),
+                                           ("cluster.partitions=1.5", "--partitions N (a whole number; 1.5 is not one)")])
+def test_a_plan_given_its_layout_by_set_names_the_flag_with_a_whole_number(capsys, setting, flag):
+    """TOML reads 1e3 as 1000.0: the advice was "give --replicas 1000.0 instead", which the flag refuses."""
+    assert main(["plan", "--set", setting]) == 2
+    assert f"the plan lays out the cluster from its flags: give {flag} instead" in capsys.readouterr().err
 
 
 def test_a_preset_is_planned_as_it_trains_not_at_its_models_registry_defaults(capsys):

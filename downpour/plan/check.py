@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from downpour.config import ConfigError, FlagValue, Override, RunConfig, load_config, parse_override
-from downpour._names import pasted
+from downpour._names import pasted, whole_flag
 from downpour.data.build import sample_shape
 from downpour.models.registry import create_model, resolve
 from downpour.plan.staleness import greedy_switches, predict_staleness
@@ -105,7 +105,7 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
         key = ".".join(path)
         if key in owned:   # the --set came last and won: --replicas 50 with --set cluster.workers=5 ran 5 workers
             # (the flag with the value set: until 2026-12-06 "--replicas (N); give that instead")
-            raise ConfigError(f"--set {key}: the check sets it from {owned[key]}; give {owned[key]} {value} instead")
+            raise ConfigError(f"--set {key}: the check sets it from {owned[key]}; give {whole_flag(owned[key], value)} instead")
     overrides = [*CHECK_RECIPE, FlagValue("cluster.workers", workers, f"--replicas {workers}"),
                  FlagValue("cluster.shards", shards, f"--shards {shards}"), FlagValue("train.steps", steps, f"--steps {steps}"),
                  *sets]

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from downpour.config import (ClusterConfig, RunConfig, config_from_dict, load_config, merge_term, origin_of,
                              parse_override, with_origin)
-from downpour._names import pasted
+from downpour._names import pasted, whole_flag
 from downpour.data.build import sample_shape
 from downpour.errors import ConfigError
 from downpour.models.cat import CatConfig, CatNet
@@ -202,7 +202,7 @@ def plan_config(model: str | None = "paper", sets: list[str] | tuple[str, ...] =
         if path[0] != "model" and ".".join(path) not in PLAN_READS:
             flag = LAYOUT_FLAGS.get(path[-1]) if path[0] == "cluster" else None   # (listed alone until 2026-12-05)
             raise ConfigError(f"{typed([item])}: " + (f"the plan lays out the cluster from its flags: give "
-                              f"{flag} {value} instead" if flag else
+                              f"{whole_flag(flag, value)} instead" if flag else
                               f"a plan reads only model.KEY, objective.TERM, objective.TERM.KEY, "
                               f"{', '.join(sorted(PLAN_READS))}"))
         node = table
