@@ -959,8 +959,9 @@ def test_the_simulated_check_takes_its_workers_shards_and_steps_from_its_flags(t
     assert named in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("setting, flag", [("cluster.workers=1e3", "--replicas 1000"), ("cluster.shards=4.0", "--shards 4"),
-                                           ("cluster.partitions=1.5", "--partitions N (a whole number; 1.5 is not one)")])
+@pytest.mark.parametrize("setting, flag", [
+    ("cluster.workers=1e3", "--replicas 1000"), ("cluster.shards=4.0", "--shards 4"),
+    ("cluster.partitions=1.5", "--partitions N (a whole number; 1.5 is not one)")])
 def test_a_plan_given_its_layout_by_set_names_the_flag_with_a_whole_number(capsys, setting, flag):
     """TOML reads 1e3 as 1000.0: the advice was "give --replicas 1000.0 instead", which the flag refuses."""
     assert main(["plan", "--set", setting]) == 2

@@ -76,8 +76,8 @@ def test_a_resume_whose_folder_lost_files_below_its_workers_offers_fewer_workers
 
 
 @pytest.mark.parametrize("pipeline", ["stream", "memory"])
-def test_a_resume_of_a_run_stopped_before_its_first_checkpoint_refused_for_its_data_is_told_as_a_resume(tmp_path,
-                                                                                                       capsys, pipeline):
+def test_a_resume_of_a_run_stopped_before_its_first_checkpoint_refused_for_its_data_is_told_as_a_resume(
+        tmp_path, capsys, pipeline):
     """Trained again from step 0, the runner's set-up refused its data as a new run's ("use at most 1 worker
     (--workers 1)" first, which the resume refuses), where its --dry-run said a resume's; the folder then holds nothing
     to resume, and the command that starts it again is named."""

@@ -105,7 +105,8 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
         key = ".".join(path)
         if key in owned:   # the --set came last and won: --replicas 50 with --set cluster.workers=5 ran 5 workers
             # (the flag with the value set: until 2026-12-06 "--replicas (N); give that instead")
-            raise ConfigError(f"--set {key}: the check sets it from {owned[key]}; give {whole_flag(owned[key], value)} instead")
+            raise ConfigError(f"--set {key}: the check sets it from {owned[key]}; give "
+                              f"{whole_flag(owned[key], value)} instead")
     overrides = [*CHECK_RECIPE, FlagValue("cluster.workers", workers, f"--replicas {workers}"),
                  FlagValue("cluster.shards", shards, f"--shards {shards}"), FlagValue("train.steps", steps, f"--steps {steps}"),
                  *sets]

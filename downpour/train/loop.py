@@ -48,7 +48,8 @@ def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: 
     tensors, meta = optimizer_state(opt)
     tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
     tensors.update(rng)
-    extra = ({} if data is None else {"data": data}) | ({} if row is None else {"row": row.state()}) | first_entry(first)
+    extra = (({} if data is None else {"data": data}) | ({} if row is None else {"row": row.state()})
+             | first_entry(first))
     save_state(run.checkpoints / "local", tensors,
                run.stamped({**meta, "step": step, "skipped": skipped, "elapsed": elapsed, **extra}))
 
