@@ -15,14 +15,14 @@ SETS = ["--config", "ufldl-sae", "--runner", "simulated", "--workers", "2", "--s
         "--set", "data.whiten=none", "--set", "train.tensorboard=false"]
 
 
-def _trained(tmp_path, pipeline="stream"):
+def _trained(tmp_path, pipeline="stream", sets=()):
     images, out = tmp_path / "images", tmp_path / "run"
     images.mkdir()
     for i in range(4):
         Image.new("L", (40, 40), 50 * i).save(images / f"{i}.png")
     mode = (["--set", "data.loader_workers=0"] if pipeline == "stream" else
             ["--set", "data.pipeline=memory", "--set", "data.mode=crops"])
-    args = [*SETS, *mode, "--set", "data.source=folder", "--set", f"data.path={images}", "--out", str(out)]
+    args = [*SETS, *mode, *sets, "--set", "data.source=folder", "--set", f"data.path={images}", "--out", str(out)]
     assert main(["train", *args]) == 0
     return images, out
 
@@ -75,16 +75,17 @@ def test_a_resume_whose_folder_lost_files_below_its_workers_offers_fewer_workers
                         "most 1: --workers 1)"), err
 
 
-@pytest.mark.parametrize("pipeline", ["stream", "memory"])
+@pytest.mark.parametrize("pipeline, sets", [("stream", []), ("memory", []), (
+    "memory", ["--set", "cluster.algorithm=sandblaster", "--set", "sandblaster.units=2"])])   # (its own set-up call)
 def test_a_resume_of_a_run_stopped_before_its_first_checkpoint_refused_for_its_data_is_told_as_a_resume(
-        tmp_path, capsys, pipeline):
+        tmp_path, capsys, pipeline, sets):
     """Trained again from step 0, the runner's set-up refused its data as a new run's ("use at most 1 worker
     (--workers 1)" first, which the resume refuses), where its --dry-run said a resume's; the folder then holds nothing
     to resume, and the command that starts it again is named."""
-    images, out = _trained(tmp_path, pipeline)
-    for name in ("model.json", "model.safetensors", "checkpoints"):     # as a kill before the first checkpoint
-        path = out / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    images, out = _trained(tmp_path, pipeline, sets)
+    for name in ("model.json", "model.safetensors", "checkpoints", "sandblaster.json"):   # as a kill before the first
+        path = out / name                                                                 # checkpoint leaves it
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     for i in range(1, 4):
         (images / f"{i}.png").write_bytes(b"not a png")
     capsys.readouterr()
