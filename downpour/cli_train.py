@@ -148,8 +148,9 @@ def _train(args: argparse.Namespace) -> int:
             if not old:
                 _drop_refused(run.path, made)
             elif run.never_started():    # trained again from step 0, refused: its rows are gone, `--resume` refuses it
-                print(f"downpour: {run.path} kept nothing (its rows were discarded to train it again): once fixed, "
-                      f"`{start_again(run.path)}` starts it again in that folder", file=sys.stderr)
+                print(f"downpour: {run.path} kept nothing (its rows were discarded to train it again): once the "
+                      f"refusal below is fixed, `{start_again(run.path)}` starts it again in that folder",
+                      file=sys.stderr)
             raise
         print(json.dumps(summary))
         if cfg.analysis.report:            # nothing trained (a finished run and its twin): its analysis stays
