@@ -1,9 +1,11 @@
 """A study's quick setting, run once per test module, and what it must have written (issue 10): the
 shared part of the tests/test_study_*.py modules; check_owed only for the face-test studies with twins."""
+import contextlib
 import html
 import json
 import math
 import re
+import unittest.mock
 
 import pytest
 
@@ -69,6 +71,18 @@ def check_owed(folder, result):
         assert f["face_owed_controls"][0] == pytest.approx(f["face_auc_controls"][0] - f["face_auc_controls_no_faces"][0])
 
 
+@contextlib.contextmanager
+def drawn_not_saved():
+    """Every figure drawn by Agg, each artist as ``savefig`` draws it, but not laid out tight and written: the drawing
+    is where a figure fails; the layout and the PNG were 60% of mechanisms' 6 sets of figures (24 of 30 s of CPU
+    in savefig, 2026-12-06). The study's own figures are saved and checked in each module's quick test."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with unittest.mock.patch.object(Figure, "savefig", lambda fig, *args, **kwargs: FigureCanvasAgg(fig).draw()):
+        yield
+
+
 def check_every_condition_may_diverge(folder, name, tmp_path):
     """The study's rows, verdict and figures from its own quick cells with one condition diverged in every seed
     (what a measured cell records then: only ``diverged``), for each condition in turn: the verdicts indexed a
@@ -95,7 +109,8 @@ def check_every_condition_may_diverge(folder, name, tmp_path):
             text = study.verdict(rows)
             assert text and f"{victim} ({len(seeds)} of {len(seeds)} seeds)" in diverged_paragraph(rows)
             assert not kept or not re.search(r"\bnan\b", text), text     # its parameters and FLOPs are said
-            study.figures(rows, planted, tmp_path / victim / str(len(kept)))
+            with drawn_not_saved():
+                study.figures(rows, planted, tmp_path / victim / str(len(kept)))
     # every condition at once: what run_study reads to give its nothing-trained verdict in place of the study's
     every = {key: {"diverged": 1.0, **{k: v for k, v in got.items() if k in design}} for key, got in cells.items()}
     rows, _ = summarised(study, study.conditions(), every, seeds)
