@@ -31,6 +31,22 @@ SHORTHANDS = {
 }
 
 
+def _head_dry(cfg: RunConfig) -> str:
+    """For ``--dry-run`` of a run that joins a Ray cluster: RunError where nobody answers at ``cluster.address`` or
+    what answers is no Ray head, as the run's join refuses it (:func:`downpour.ps.reach.reachable`, up to 10 s, then
+    10 s for its answer); -> what the dry run says of it ("" with no address, or a form Ray resolves itself: auto,
+    ray://HOST). Only reached: a missing token or another Ray version shows when the run joins."""
+    from downpour.ps.address import host_port
+    from downpour.ps.reach import CONNECT_TIMEOUT_S, reachable
+
+    address = cfg.cluster.address
+    if cfg.cluster.runner != "ray" or not address or host_port(address) is None:
+        return ""
+    reachable(address, CONNECT_TIMEOUT_S)
+    return (f"a Ray head answers at cluster.address={address!r} (reached, not joined: a token it wants or another "
+            "Ray version shows when the run joins)")
+
+
 def _overrides(args: argparse.Namespace) -> list[Override]:
     """The typed flags as (key, value) pairs, then ``--set`` strings (later ones win; one that disagrees with a flag: refused)."""
     values = {flag: getattr(args, flag) for flag in SHORTHANDS}
@@ -109,9 +125,11 @@ def _train(args: argparse.Namespace) -> int:
         check_busy(run.path if args.resume else args.out, twin is not None)   # what the lock would refuse, not taken
         check_folder(args.out, run if resume else None, cfg, twin is not None)   # refused as the run would be
         read = check_data_read(cfg, bool(args.resume))   # the run's own refusal of its files, its folder not made
+        head = _head_dry(cfg)     # a head nobody answers for: refused as the run's join refuses it
         print(config_to_toml(cfg), end="")
-        if read:
-            print(f"downpour: {read}", file=sys.stderr)
+        for said in (read, head):
+            if said:
+                print(f"downpour: {said}", file=sys.stderr)
         print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "
               "nothing was written", file=sys.stderr)
         return 0

@@ -1,0 +1,50 @@
+"""Whether a Ray head answers at ``cluster.address``, asked before Ray is (Ray-free: sockets only), so that the run's
+join and ``downpour train --dry-run`` refuse the same addresses in the same one line. Until 2026-12-06 a dry run
+never asked: ``--address 127.0.0.1:PORT`` where nobody listens passed it ("config checked"), and the run then
+refused it.
+
+    reachable("head:6379", CONNECT_TIMEOUT_S)   # RunError: "cannot reach the Ray cluster at cluster.address=..."
+"""
+from __future__ import annotations
+
+import socket
+
+from downpour.errors import RunError
+from downpour.ps.address import address_problem, host_port
+from downpour.ps.handshake import head_problem
+
+__all__ = ["CONNECT_TIMEOUT_S", "reachable"]
+
+CONNECT_TIMEOUT_S = 10.0
+_NO_SUCH_HOST = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
+
+
+def reachable(address: str, timeout: float) -> None:
+    """Raise RunError for an address that is no Ray address (Ray's parser printed a traceback), unless
+    ``host:port`` (``ray://host:port`` too) accepts a TCP connection within ``timeout``, and where what answers there
+    is no Ray head (:func:`downpour.ps.handshake.head_problem`, up to ``timeout`` more; asked with TLS where Ray's TLS
+    is on): ``ray.init`` itself waits minutes on an address nobody answers, and on one where the dashboard does
+    (since 2026-12-06)."""
+    parts = host_port(address)
+    if parts is None:
+        return                   # forms Ray resolves itself
+    if problem := address_problem(address):   # Ray's own parser printed a traceback
+        raise RunError(problem)
+    scheme, host, port = parts
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            problem = head_problem(sock, int(port), timeout, client=scheme == "ray", host=host)
+    except socket.gaierror as err:
+        # no such host (the docs' HEAD:6379, copied as it is) is not a head that is down; a lookup that failed for now
+        # (no name server answered) is said as such
+        if err.errno not in _NO_SUCH_HOST:
+            raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r}: looking up the host "
+                           f"{host!r} failed ({err.strerror}); is this machine's name service reachable?") from None
+        raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r}: no host named {host!r} is known "
+                       f"here ({err.strerror}); give the head node's name or IP address, as `ray start --head` "
+                       "printed it (`ray start --address='IP:PORT'`)") from None
+    except OSError as err:
+        raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r} within {timeout:g} s "
+                       f"({type(err).__name__}: {err}); is its head node running (`ray start --head`)?") from None
+    if problem:
+        raise RunError(f"cannot join the Ray cluster at cluster.address={address!r}: {problem}")

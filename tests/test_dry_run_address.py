@@ -1,0 +1,56 @@
+"""`downpour train --address HOST:PORT --dry-run` asks whether a Ray head answers there, as the run's join does
+before Ray is asked, and refuses what the run would refuse in the same line. Until 2026-12-06 it only read the
+address's form: `--address 127.0.0.1:PORT` where nobody listens passed it ("config checked"), and the run then
+refused it."""
+import socket
+import threading
+
+import pytest
+
+from downpour.cli import main
+
+# a Ray 2.60 head's GCS answers HTTP/2's client preface with its SETTINGS frame (as in test_reliability.py)
+GCS_SETTINGS = b"\x00\x00\x18\x04\x00\x00\x00\x00\x00\x00\x04\x00@\x00\x00\x00\x05\x00@\x00"
+TINY = ["train", "--config", "ufldl-sae", "--steps", "4", "--set", "train.tensorboard=false", "--dry-run"]
+
+
+def _closed_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        return server.getsockname()[1]
+
+
+@pytest.fixture
+def gcs_like():
+    """HOST:PORT of a listener that answers as a head's GCS does (its SETTINGS frame), once."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(GCS_SETTINGS)
+    threading.Thread(target=answer, daemon=True).start()
+    with server:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+
+
+def test_a_dry_run_refuses_an_address_where_nobody_answers(tmp_path, capsys):
+    address = f"127.0.0.1:{_closed_port()}"
+    assert main([*TINY, "--address", address, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach the Ray cluster at cluster.address={address!r}" in err and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_dry_run_refuses_an_address_where_a_web_server_answers(capsys, web_server):
+    assert main([*TINY, "--address", web_server]) == 2
+    assert (f"cannot join the Ray cluster at cluster.address={web_server!r}: something answers there, but it is not "
+            "a Ray head") in capsys.readouterr().err
+
+
+def test_a_dry_run_says_a_head_answers_and_not_that_it_joined(capsys, gcs_like):
+    assert main([*TINY, "--address", gcs_like]) == 0
+    err = capsys.readouterr().err
+    assert f"a Ray head answers at cluster.address={gcs_like!r} (reached, not joined" in err
+    assert "config checked" in err
+
