@@ -94,7 +94,7 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
              "n_fetch": "a worker fetches the parameters every N steps",
              "n_push": "a worker pushes its summed gradient every N steps",
              "compensation": " | ".join(choices_of(ClusterConfig, "compensation")),
-             "address": "join an existing Ray cluster (HOST:PORT)",
+             "address": "join an existing Ray cluster (HOST:PORT; auto: the one RAY_ADDRESS names, else this machine's)",
              "delay": "simulated delays: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR",
              "steps": "training steps", "seed": "the run's seed"}
     types = {"workers": int, "shards": int, "n_fetch": int, "n_push": int, "steps": int, "seed": int}

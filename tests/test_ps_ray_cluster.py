@@ -30,6 +30,9 @@ def test_train_with_address_uses_both_nodes(tmp_path, two_nodes):
     assert summary["nodes"] == 2 and summary["steps"] == 24
     assert sorted(summary["placement"]["shards"]) == [0, 1] and sorted(summary["placement"]["workers"]) == [0, 1]
     assert summary["applied"] == summary["accepted"] == [24, 24]
+    # which cluster the run joined: the address as given and the head Ray resolved it to (until 2026-12-06 only
+    # config.toml's cluster.address said, as typed: `auto` or a host name named no cluster)
+    assert summary["ray"] == {"address": two_nodes.address, "head": two_nodes.address, "version": ray.__version__}
 
 
 def test_model_parallel_partitions_spread_over_both_nodes(tmp_path, two_nodes):

@@ -60,7 +60,8 @@ class Asking:
         if first is not None and first != live[0]:
             got = self._ask({first: [self.worker_actors[first].buffers]}, timeout=60)[first]
             buffers = {} if isinstance(got, Exception) else got[0]
-        return {"nodes": len(nodes), "queue_depth": self.coord.depth,
+        return {"nodes": len(nodes), **({"ray": self.ray_info} if getattr(self, "ray_info", None) else {}),
+                "queue_depth": self.coord.depth,
                 "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
                 "worker_devices": self.devices, "data_workers": [reports[w] for w in sorted(reports)],
                 **({"model_buffers": buffers} if buffers else {}),

@@ -20,7 +20,7 @@ from downpour.data.stream import StreamingData
 from downpour.ps import channel
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.asking_on_ray import Asking
-from downpour.ps.connect_on_ray import connect, gathered, head_answers, pinned, placer, spot
+from downpour.ps.connect_on_ray import connect, gathered, head_answers, joined, pinned, placer, spot
 from downpour.ps.coordinator import Coordinator, restarts_left
 from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
@@ -112,6 +112,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         Ray and actors are started here and in :meth:`_spawn` only: tests/scripted_ray.py overrides both (no Ray)."""
         cfg, n = self.setup.cfg, self.setup.cfg.cluster.workers
         self.started = connect(cfg.cluster.address)
+        self.ray_info = joined(cfg.cluster.address)   # cluster.json's record of which Ray
         sweep_stale_segments()
         self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"   # the driver's pid: what the sweep checks
         self.per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)  # 8 workers still fit on 2 cores

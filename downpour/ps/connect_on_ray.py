@@ -23,48 +23,15 @@ from ray.util.client import ray as client_ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.errors import RunError
-from downpour.ps.address import address_problem, host_port
-from downpour.ps.handshake import head_problem
+from downpour.ps.reach import CONNECT_TIMEOUT_S
+from downpour.ps.reach import reachable as _reachable   # (the tests patch it here)
 from downpour.ps.ray_chatter import quiet_start
 from downpour.ps.silence import start_limit
 from downpour.train.signals import deliver
 
-__all__ = ["CONNECT_TIMEOUT_S", "connect", "gathered", "head_answers", "held", "pinned", "placer", "spot"]
+__all__ = ["CONNECT_TIMEOUT_S", "connect", "gathered", "head_answers", "held", "joined", "pinned", "placer", "spot"]
 
-CONNECT_TIMEOUT_S = 10.0
-_NO_SUCH_HOST = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
 log = logging.getLogger(__name__)
-
-
-def _reachable(address: str, timeout: float) -> None:
-    """Raise RunError for an address that is no Ray address (Ray's parser printed a traceback), unless
-    ``host:port`` (``ray://host:port`` too) accepts a TCP connection within ``timeout``, and where what answers there
-    is no Ray head (:func:`downpour.ps.handshake.head_problem`, up to ``timeout`` more; asked with TLS where Ray's TLS
-    is on): ``ray.init`` itself waits minutes on an address nobody answers, and on one where the dashboard does
-    (since 2026-12-06)."""
-    parts = host_port(address)
-    if parts is None:
-        return                   # forms Ray resolves itself
-    if problem := address_problem(address):   # Ray's own parser printed a traceback
-        raise RunError(problem)
-    scheme, host, port = parts
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-            problem = head_problem(sock, int(port), timeout, client=scheme == "ray", host=host)
-    except socket.gaierror as err:
-        # no such host (the docs' HEAD:6379, copied as it is) is not a head that is down; a lookup that failed for now
-        # (no name server answered) is said as such
-        if err.errno not in _NO_SUCH_HOST:
-            raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r}: looking up the host "
-                           f"{host!r} failed ({err.strerror}); is this machine's name service reachable?") from None
-        raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r}: no host named {host!r} is known "
-                       f"here ({err.strerror}); give the head node's name or IP address, as `ray start --head` "
-                       "printed it (`ray start --address='IP:PORT'`)") from None
-    except OSError as err:
-        raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r} within {timeout:g} s "
-                       f"({type(err).__name__}: {err}); is its head node running (`ray start --head`)?") from None
-    if problem:
-        raise RunError(f"cannot join the Ray cluster at cluster.address={address!r}: {problem}")
 
 
 def connect(address: str) -> bool:
@@ -72,7 +39,9 @@ def connect(address: str) -> bool:
 
     A plain run always starts its own local Ray (``address="local"``), so a stale
     /tmp/ray/ray_current_cluster left by a killed head, or a RAY_ADDRESS in the environment, does
-    not redirect it. Joining fails in one line, within :data:`CONNECT_TIMEOUT_S`, when nobody answers.
+    not redirect it; a RAY_ADDRESS set is warned of (since 2026-12-06: `ray job submit` sets it for its entrypoint,
+    and `downpour train --runner ray` there started a second, local Ray in the job's process, unsaid).
+    Joining fails in one line, within :data:`CONNECT_TIMEOUT_S`, when nobody answers.
     A stop during the start (:func:`_own_stops`) ends it with Ray shut down again. Ray already up (runs that share
     one, :func:`held`) whose head no longer answers (:func:`head_answers`: a joined cluster's head stopped) is a
     RunError (since 2026-12-05; the run's first question to it waited until Ray ended the process)."""
@@ -105,6 +74,10 @@ def _head_gone(address: str) -> str:
 def _init(address: str) -> None:
     quiet_start()   # Ray's lines that say nothing about the run (a local Ray's token, "Started a local Ray instance")
     if not address:
+        if env := os.environ.get("RAY_ADDRESS", "").strip():   # (Ray's own default, and what `ray job submit` sets)
+            log.warning("RAY_ADDRESS=%r is set here, but a run joins a Ray cluster only where cluster.address says: "
+                        "this one starts a local Ray of this machine's cores; --address auto joins the cluster "
+                        "RAY_ADDRESS names", env)
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
         return
     _reachable(address, CONNECT_TIMEOUT_S)
@@ -153,6 +126,18 @@ def head_answers(timeout: float = 2.0) -> bool:
     except OSError:
         return False
     return True
+
+
+def joined(address: str) -> dict[str, Any]:
+    """Which Ray the run ran on, for its cluster.json (``ray``): ``address`` as the config gave it (empty: a local
+    Ray), ``head`` the address of the head's GCS as Ray resolved it (the one its nodes join: for ``auto``, a host
+    name, a ``ray://`` client, the cluster actually used; None where Ray cannot say) and Ray's ``version``. Until
+    2026-12-06 a run folder said only what was typed (config.toml's ``cluster.address``)."""
+    try:
+        head = ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001   (an answer lost with the head: the run goes on to its own end)
+        head = None
+    return {"address": address, "head": head, "version": ray.__version__}
 
 
 def _token_here() -> bool:

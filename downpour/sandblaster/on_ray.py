@@ -30,7 +30,7 @@ from torch import Tensor
 
 from downpour.config import RunConfig
 from downpour.errors import RunError
-from downpour.ps.connect_on_ray import connect, gathered, pinned, placer
+from downpour.ps.connect_on_ray import connect, gathered, joined, pinned, placer
 from downpour.ps.restarts_on_ray import first_ready, kill, silent_workers
 from downpour.ps.setup import ClusterSetup
 from downpour.ps.silence import Silence, start_limit
@@ -112,6 +112,7 @@ class RayPool:
         self.shard_actors: list[Any] = []
         self.worker_actors: list[Any] = []
         self.started = connect(cfg.cluster.address)
+        self.ray_info = joined(cfg.cluster.address)   # cluster.json's record of which Ray
         self._pending: dict[Any, tuple[int, int, Unit, list[Any]]] = {}   # meta ref -> (worker, evaluation, unit, grad refs)
         self.busy: set[int] = set()
         self.lost: dict[int, str] = {}
@@ -241,7 +242,8 @@ class RayPool:
 
     def info(self) -> dict[str, Any]:
         nodes = sorted(set(self.placement["shards"]) | set(self.placement["workers"]))
-        return {"nodes": len(nodes), "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
+        return {"nodes": len(nodes), "ray": self.ray_info,
+                "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
                 "lost_workers": {str(w): r for w, r in self.lost.items()}}
 
     def close(self) -> None:
