@@ -31,5 +31,7 @@ def address_problem(address: str) -> str | None:
     if scheme not in ("", "ray") or not host or not port.isdigit() or not 0 < int(port) < 65536:   # (head:70000 passed)
         web = (" (http is the dashboard's or job submission's; a driver joins the head's port, 6379)"
                if scheme.startswith("http") else "")
+        if not web and host and port.isdigit():   # (a port past 65535 read as a form error alone until 2026-12-06)
+            web = f" (its port, {int(port)}, is outside 1-65535)"
         return f"cluster.address={address!r} is not a Ray address: HOST:PORT, ray://HOST:PORT or auto (empty: a local Ray){web}"
     return None
