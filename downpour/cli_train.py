@@ -34,8 +34,9 @@ SHORTHANDS = {
 def _head_dry(cfg: RunConfig) -> str:
     """For ``--dry-run`` of a run that joins a Ray cluster: RunError where nobody answers at ``cluster.address`` or
     what answers is no Ray head, as the run's join refuses it (:func:`downpour.ps.reach.reachable`, up to 10 s, then
-    10 s for its answer); -> what the dry run says of it ("" with no address, or a form Ray resolves itself: auto,
-    ray://HOST). Only reached: a missing token or another Ray version shows when the run joins."""
+    10 s for its answer, and 10 s for whether it wants a token this driver will not present); -> what the dry run says
+    of it ("" with no address, or a form Ray resolves itself: auto, ray://HOST). Only reached: a wrong token or another
+    Ray version shows when the run joins."""
     from downpour.ps.address import host_port
     from downpour.ps.reach import CONNECT_TIMEOUT_S, reachable
 
@@ -43,8 +44,8 @@ def _head_dry(cfg: RunConfig) -> str:
     if cfg.cluster.runner != "ray" or not address or host_port(address) is None:
         return ""
     reachable(address, CONNECT_TIMEOUT_S)
-    return (f"a Ray head answers at cluster.address={address!r} (reached, not joined: a token it wants or another "
-            "Ray version shows when the run joins)")
+    return (f"a Ray head answers at cluster.address={address!r} (reached, not joined: whether it takes this "
+            "driver's token, and its Ray version, show when the run joins)")
 
 
 def _overrides(args: argparse.Namespace) -> list[Override]:

@@ -21,14 +21,19 @@ def _closed_port() -> int:
 
 @pytest.fixture
 def gcs_like():
-    """HOST:PORT of a listener that answers as a head's GCS does (its SETTINGS frame), once."""
+    """HOST:PORT of a listener that answers as a head's GCS opens (its SETTINGS frame), then hangs up: the probe's
+    handshake takes it for a head, and the token question gets no answer (left to Ray)."""
     server = socket.create_server(("127.0.0.1", 0))
 
     def answer():
-        conn, _ = server.accept()
-        with conn:
-            conn.recv(64)
-            conn.sendall(GCS_SETTINGS)
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:          # (closed: the test is over)
+                return
+            with conn:
+                conn.recv(64)
+                conn.sendall(GCS_SETTINGS)
     threading.Thread(target=answer, daemon=True).start()
     with server:
         yield f"127.0.0.1:{server.getsockname()[1]}"

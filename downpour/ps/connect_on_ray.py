@@ -23,6 +23,7 @@ from ray.util.client import ray as client_ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.errors import RunError
+from downpour.ps.head_token import token_hint
 from downpour.ps.reach import CONNECT_TIMEOUT_S
 from downpour.ps.reach import reachable as _reachable   # (the tests patch it here)
 from downpour.ps.ray_chatter import quiet_start
@@ -91,18 +92,8 @@ def _init(address: str) -> None:
             hint = (" (ray:// joins through the head's Ray Client server, port 10001 unless `ray start --head "
                     "--ray-client-server-port` set another, not the port `ray start --head --port` set: HOST:PORT "
                     "without ray:// joins at that one)")
-        if not hint and address != "auto" and "RAY_AUTH_MODE" not in os.environ and _token_here():   # (auto presents it)
-            # Ray's ConnectionError does not say why; `ray start --head` turns token auth on by itself when
-            # ~/.ray/auth_token exists (any local ray.init, e.g. a plain `--runner ray` run, writes it), and
-            # a driver given an explicit address never presents it unless RAY_AUTH_MODE=token
-            hint = (" (a token is set up on this machine, so the cluster may require token authentication, "
-                    "which `ray start --head` turns on by itself where ~/.ray/auth_token exists: run with "
-                    "RAY_AUTH_MODE=token, or start the head with RAY_AUTH_MODE=disabled; "
-                    "docs/parameter-server.md#faults)")
-        if not hint and os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled":   # (no hint until 2026-12-06)
-            hint = (" (RAY_AUTH_MODE=disabled is set here, so this driver presents no token; a cluster started "
-                    "with token authentication refuses such a driver: run with RAY_AUTH_MODE=token and the cluster's "
-                    "token (RAY_AUTH_TOKEN, or ~/.ray/auth_token); docs/parameter-server.md#faults)")
+        if not hint:
+            hint = token_hint(auto=address == "auto")   # Ray's ConnectionError does not say why
         raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first}{hint}") from None
 
 
@@ -138,12 +129,6 @@ def joined(address: str) -> dict[str, Any]:
     except Exception:  # noqa: BLE001   (an answer lost with the head: the run goes on to its own end)
         head = None
     return {"address": address, "head": head, "version": ray.__version__}
-
-
-def _token_here() -> bool:
-    """Whether Ray would find an authentication token here (its env variables, or the default file)."""
-    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
-                or os.path.isfile(os.path.expanduser("~/.ray/auth_token")))
 
 
 @contextmanager

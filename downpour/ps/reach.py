@@ -12,6 +12,7 @@ import socket
 from downpour.errors import RunError
 from downpour.ps.address import address_problem, host_port
 from downpour.ps.handshake import head_problem
+from downpour.ps.head_token import token_problem
 
 __all__ = ["CONNECT_TIMEOUT_S", "reachable"]
 
@@ -24,7 +25,9 @@ def reachable(address: str, timeout: float) -> None:
     ``host:port`` (``ray://host:port`` too) accepts a TCP connection within ``timeout``, and where what answers there
     is no Ray head (:func:`downpour.ps.handshake.head_problem`, up to ``timeout`` more; asked with TLS where Ray's TLS
     is on): ``ray.init`` itself waits minutes on an address nobody answers, and on one where the dashboard does
-    (since 2026-12-06)."""
+    (since 2026-12-06). A head that wants a token this driver will not present is refused too
+    (:func:`downpour.ps.head_token.token_problem`, up to ``timeout`` more; Ray's join said so after 20 s of warnings,
+    and not why, until 2026-12-06)."""
     parts = host_port(address)
     if parts is None:
         return                   # forms Ray resolves itself
@@ -46,5 +49,7 @@ def reachable(address: str, timeout: float) -> None:
     except OSError as err:
         raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r} within {timeout:g} s "
                        f"({type(err).__name__}: {err}); is its head node running (`ray start --head`)?") from None
+    if not problem and scheme != "ray":   # (a Ray Client server asks no token of its own)
+        problem = token_problem(host, int(port), timeout)
     if problem:
         raise RunError(f"cannot join the Ray cluster at cluster.address={address!r}: {problem}")
