@@ -44,7 +44,8 @@ def token_problem(host: str, port: int, timeout: float) -> str | None:
             channel.unary_unary(_CLUSTER_ID)(b"", timeout=timeout)
         except grpc.RpcError as err:
             if err.code() == grpc.StatusCode.UNAUTHENTICATED:
-                return f"the head requires token authentication, and this driver presents no token{token_hint() or _ASK}"
+                said = "the head requires token authentication, and this driver presents no token"
+                return f"{said}{token_hint() or _ASK}"
     return None
 
 
@@ -55,17 +56,17 @@ def _token_here() -> bool:
 
 
 def token_hint(auto: bool = False) -> str:
-    """What to do about a refused join where a token is the likely cause, as this environment stands: a token set up
-    here and ``RAY_AUTH_MODE`` unset (not where ``auto``, the address joined, presents it), or
-    ``RAY_AUTH_MODE=disabled`` ("" otherwise)."""
+    """What to do about a refused join where a token is the likely cause (or, from :func:`token_problem`, the known
+    one), as this environment stands: a token set up here and ``RAY_AUTH_MODE`` unset (not where ``auto``, the
+    address joined, presents it), or ``RAY_AUTH_MODE=disabled`` ("" otherwise)."""
     if not auto and "RAY_AUTH_MODE" not in os.environ and _token_here():
         # `ray start --head` turns token auth on by itself when ~/.ray/auth_token exists (any local ray.init, e.g. a
         # plain `--runner ray` run, writes it), and a driver given an explicit address never presents it unless
         # RAY_AUTH_MODE=token
-        return (" (a token is set up on this machine, so the cluster may require token authentication, "
-                "which `ray start --head` turns on by itself where ~/.ray/auth_token exists: run with "
-                "RAY_AUTH_MODE=token, or start the head with RAY_AUTH_MODE=disabled; "
-                "docs/parameter-server.md#faults)")
+        return (" (a token is set up on this machine, which a driver given an address presents only with "
+                "RAY_AUTH_MODE=token, and `ray start --head` turns token authentication on by itself where "
+                "~/.ray/auth_token exists: run with RAY_AUTH_MODE=token, or start the head with "
+                "RAY_AUTH_MODE=disabled; docs/parameter-server.md#faults)")
     if _mode() == "disabled":   # (no hint until 2026-12-06)
         return (" (RAY_AUTH_MODE=disabled is set here, so this driver presents no token; a cluster started "
                 "with token authentication refuses such a driver: run with RAY_AUTH_MODE=token and the cluster's "
