@@ -1,6 +1,6 @@
 """``python -m downpour ...``: the ``downpour`` command."""
 import sys
 
-from downpour.cli import main
+from downpour.cli import command
 
-sys.exit(main())
+sys.exit(command())

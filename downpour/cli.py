@@ -297,18 +297,32 @@ def _flags(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``downpour`` command with ``argv`` (None: ``sys.argv[1:]``) called from Python (a notebook, a script, a
+    test): its exit status returned and the process's signal handlers left as they were, so a Ctrl-C after an
+    interrupted command interrupts the caller, as it would have. Until 2026-12-06 ``main()`` with no argv took itself
+    for the process's own command and, after an interrupt, set Ctrl-C to end the process: a notebook's kernel died at
+    its next Ctrl-C."""
+    return _main(argv, own=False)
+
+
+def command() -> int:
+    """The process's own ``downpour`` command (the installed script, ``python -m downpour``): :func:`main` of
+    ``sys.argv[1:]``, after which the process exits, so a stop after an interrupted command ends it at once
+    (:func:`quit_at_next_stop`)."""
+    return _main(None, own=True)
+
+
+def _main(argv: list[str] | None, own: bool) -> int:
     args = _parse(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    # the process's own command: after a stop only its exit is left (a caller's keeps its handlers)
-    own = argv is None
+    # own: the process's own command, after a stop only its exit is left (the handler _run sets then outlives the
+    # block: sigterm_as_interrupt leaves it in place)
     with sigterm_as_interrupt() as terms:
         code = _run(args, terms, own)
     # torch logs its FakeTensor cache stats at exit (an atexit hook) at INFO, ours: a stop that cut torch's imports
     # short, before they set its loggers' levels, printed them after "downpour: interrupted" (until 2026-12-06)
     logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.WARNING)
-    if own and code in (130, 128 + signal.SIGTERM):   # (again: the block's end put SIGTERM's handler back)
-        quit_at_next_stop(code)
     return code
 
 
@@ -340,4 +354,4 @@ def _run(args: argparse.Namespace, terms: list[int], own: bool = False) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

@@ -11,12 +11,30 @@ from downpour.cli import main
 TINY = ["--config", "ufldl-sae", "--set", "data.samples=500", "--set", "train.tensorboard=false", "--set",
         "train.log_every=5", "--runner", "local", "--no-report", "--set", "analysis.no_faces_twin=false"]
 
-# the command as a process runs it (main() reading sys.argv), with one atexit hook that waits: a stand-in for a slow
-# exit (Ray's shutdown, torch's hooks, a thread joined), so the second Ctrl-C lands in the exit, wherever in it
+# the command as a process runs it (command() reading sys.argv), with one atexit hook that waits: a stand-in for a
+# slow exit (Ray's shutdown, torch's hooks, a thread joined), so the second Ctrl-C lands in the exit, wherever in it
 SLOW_EXIT = ("import atexit, sys, time\n"
-             "from downpour.cli import main\n"
+             "from downpour.cli import command\n"
              "atexit.register(lambda: time.sleep(60))\n"
-             "sys.exit(main())\n")
+             "sys.exit(command())\n")
+
+# the process's own command interrupted before it does anything, and a SIGTERM sent the moment the CLI's own
+# `with sigterm_as_interrupt()` block has ended (where until 2026-12-06 SIGTERM's handler was SIG_DFL again, until the
+# CLI set the exit's once more)
+TERM_AFTER_BLOCK = ("import contextlib, os, signal, sys, time\n"
+                    "import downpour.cli as cli\n"
+                    "from downpour.train.signals import sigterm_as_interrupt\n"
+                    "def interrupted(args):\n"
+                    "    raise KeyboardInterrupt\n"
+                    "@contextlib.contextmanager\n"
+                    "def then_sigterm():\n"
+                    "    with sigterm_as_interrupt() as terms:\n"
+                    "        yield terms\n"
+                    "    os.kill(os.getpid(), signal.SIGTERM)\n"
+                    "    time.sleep(0.5)\n"
+                    "cli.check_as_typed = interrupted\n"
+                    "cli.sigterm_as_interrupt = then_sigterm\n"
+                    "sys.exit(cli.command())\n")
 
 
 def _line_with(proc, marker: str, seen: list[str]) -> None:
@@ -52,6 +70,35 @@ def test_a_second_ctrl_c_in_the_exit_of_a_stopped_run_quits_at_once_in_one_line(
     assert "downpour: interrupted" in err and "Traceback" not in err and "Exception ignored" not in err, err
     assert rest == "downpour: quit at once, its exit cut short (what was saved stays)\n", err
     assert json.loads((out / "checkpoints" / "local.json").read_text())["step"] >= 5      # resumable
+
+
+def test_a_sigterm_just_after_the_clis_own_block_quits_in_one_line_not_unsaid():
+    """An interrupted command's exit is armed inside the CLI's `with sigterm_as_interrupt()` block; the block's end put
+    SIGTERM's handler back to SIG_DFL and the CLI armed it again after, so a SIGTERM in between ended the process by
+    the signal, with no line (status -15). Now the exit's handler outlives the block."""
+    done = subprocess.run([sys.executable, "-c", TERM_AFTER_BLOCK, "models"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.endswith("downpour: interrupted\ndownpour: quit at once, its exit cut short (what was saved "
+                                "stays)\n"), done.stderr
+
+
+def test_main_without_argv_in_a_long_lived_process_leaves_its_signal_handlers_as_they_were(monkeypatch):
+    """`main()` with no argv called from a notebook, interrupted: until 2026-12-06 it took itself for the process's
+    own command and set Ctrl-C and SIGTERM to end the process (os._exit), so the notebook's next Ctrl-C killed its
+    kernel. A caller's main() leaves the handlers it found; only command() (the script) arms the exit."""
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("downpour.cli.check_as_typed", interrupted)
+    monkeypatch.setattr(sys, "argv", ["downpour", "models"])
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert main() == 130
+        assert {s: signal.getsignal(s) for s in before} == before
+    finally:
+        for s, handler in before.items():      # (a failure here must not leave pytest ended by its next Ctrl-C)
+            signal.signal(s, handler)
 
 
 def test_torchs_fake_tensor_cache_stats_are_not_logged_at_the_exit_of_a_stopped_command(monkeypatch, caplog):

@@ -38,7 +38,8 @@ class Terminated(KeyboardInterrupt):
 def sigterm_as_interrupt() -> Iterator[list[int]]:
     """SIGTERM raised as :class:`Terminated` in the block; yields the SIGTERMs received, which tell the
     caller's ``except KeyboardInterrupt`` a stop from a Ctrl-C even where Ray re-raised the interrupt as
-    a bare KeyboardInterrupt (a SIGTERM while the driver waited for its actors to start). A no-op off the
+    a bare KeyboardInterrupt (a SIGTERM while the driver waited for its actors to start). At its end the handler
+    before it is put back, unless the block set another (:func:`quit_at_next_stop`: that one stays). A no-op off the
     main thread, where Python cannot set handlers."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
@@ -53,7 +54,10 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
     try:
         yield received
     finally:
-        signal.signal(signal.SIGTERM, before)
+        # a handler set in the block stays: the command's exit (:func:`quit_at_next_stop`), which until 2026-12-06 this
+        # put back to SIG_DFL until the CLI set it again, a SIGTERM in between ending the process unsaid
+        if signal.getsignal(signal.SIGTERM) is terminate:
+            signal.signal(signal.SIGTERM, before)
 
 
 def quit_at_next_stop(code: int) -> None:
