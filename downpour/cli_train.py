@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from downpour._names import pasted
+from downpour._names import pasted, plural
 from downpour.config import (ConfigError, FlagValue, Override, RunConfig, as_typed, config_to_toml, load_config,
                              parse_override, with_origin)
 from downpour.cli_flags import check_flags, checkpoint_keys, set_keys, update_rule_words
@@ -92,7 +92,7 @@ def _train(args: argparse.Namespace) -> int:
     from downpour.crossfit_folds import check_busy, check_not_crossfits
     from downpour.preflight import (check_data_read, check_folder, check_resumable, check_run_config, new_run_config,
                                     resume_config, start_again)
-    from downpour.train.folders import fresh_folder
+    from downpour.train.folders import fresh_folder, missing
     from downpour.train.lock import training_in
     from downpour.train.rundir import RunDir
     from downpour.twins import failed, finished_with_twin, search_failures, train_with_twin, twin_config
@@ -135,11 +135,19 @@ def _train(args: argparse.Namespace) -> int:
               "nothing was written", file=sys.stderr)
         return 0
     old = run if args.resume else None
-    # this command makes the folder (fresh_folder's, or an --out not there, a symbolic link counting as there): a new
-    # run refused before it trains removes it (_drop_refused), one that was there it empties of its config.toml alone
-    made = not old and not (args.out and os.path.lexists(args.out))
-    folder = old.path if old else Path(args.out or fresh_folder(f"runs/{Path(args.config or 'main').stem}-"
-                                                                f"{time.strftime('%Y%m%d-%H%M%S')}"))
+    # the folders this command makes (the run's and those on the way to it, fresh_folder's runs/NAME-TIME or an --out
+    # not there, a symbolic link counting as there), deepest first: a new run refused before it trains removes them
+    # (_drop_refused), one that was there it empties of its config.toml alone
+    if old:
+        folder, made = old.path, []
+    elif args.out:
+        folder = Path(args.out)
+        made = missing(folder)
+    else:
+        name = Path(f"runs/{Path(args.config or 'main').stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+        made = missing(name.parent)
+        folder = fresh_folder(str(name))
+        made.insert(0, folder)
     check_not_crossfits(folder)   # a live cross-fit's fold, one it trains now or not
     # locked before a folder there is taken over (a run of this config started by another terminal, no row yet, had
     # its metrics.jsonl removed), while it trains (a --resume from another terminal is refused), and while it is
@@ -201,22 +209,29 @@ def _new_run(folder: Path, cfg: RunConfig, old: RunDir | None) -> RunDir:
     return run
 
 
-def _drop_refused(folder: Path, made: bool) -> None:
+def _drop_refused(folder: Path, made: list[Path]) -> None:
     """Undo what a new run wrote where it was refused before it wrote anything but its config.toml (its data: no
-    file readable, more workers than samples): its config.toml, and its folder where this command ``made`` it, so the
-    refusal leaves nothing behind, as its --dry-run's does (the lock still held: no command beside it takes the folder
-    meanwhile). Until 2026-12-06 the folder stayed, holding only config.toml: the same command took it over once the
-    data were fixed, its --resume was refused ("never started training"), and one without --out left a new
-    runs/NAME-TIME folder at each try. A refusal that wrote more (a stream's data.json naming its skipped files) keeps
-    it all: the error points there."""
+    file readable, more workers than samples): its config.toml, and the folders this command ``made`` for it (the
+    run's and its parents, deepest first), each while it is empty, so the refusal leaves nothing behind, as its
+    --dry-run's does (the lock still held: no command beside it takes the folder meanwhile); a folder that was there
+    stays. Until 2026-12-06 the folder stayed, holding only config.toml: the same command took it over once the data
+    were fixed, its --resume was refused ("never started training"), and one without --out left a new
+    runs/NAME-TIME folder at each try; and until 2026-12-06 too an --out a/b/c that made a and b removed c alone. A
+    refusal that wrote more (a stream's data.json naming its skipped files) keeps it all: the error points there."""
     if not folder.is_dir() or [p.name for p in folder.iterdir()] != ["config.toml"]:
         return
     (folder / "config.toml").unlink()
-    if made:
-        with contextlib.suppress(OSError):    # (rmdir removes only an empty folder; the refusal is what is said)
-            folder.rmdir()
-    print(f"downpour: removed {folder if made and not folder.exists() else folder / 'config.toml'}: the run was "
-          "refused before it trained", file=sys.stderr)
+    removed = []
+    for path in made:
+        try:
+            path.rmdir()       # (only an empty one: something put beside it meanwhile keeps it and those above)
+        except OSError:
+            break
+        removed.append(path)
+    above = [str(p) for p in removed[1:]]
+    also = f" and {plural(len(above), 'folder')} made for it ({', '.join(above)})" if above else ""
+    print(f"downpour: removed {removed[0] if removed else folder / 'config.toml'}{also}: the run was refused before it "
+          "trained", file=sys.stderr)
 
 
 def cmd_crossfit(args: argparse.Namespace) -> int:

@@ -152,12 +152,31 @@ def test_a_run_refused_for_its_data_leaves_no_folder_and_runs_again_in_place(tmp
     assert main(args) == 2 and out.is_dir() and not any(out.iterdir())
     monkeypatch.chdir(tmp_path)
     assert main(args[:args.index("--out")] + args[args.index("--out") + 2:]) == 2
-    assert list((tmp_path / "runs").iterdir()) == []     # (the runs/NAME-TIME folder made for it removed)
+    assert not (tmp_path / "runs").exists()     # (the runs/NAME-TIME folder made for it removed, and runs/ it made)
     rng = np.random.default_rng(0)
     for i in range(3):
         Image.fromarray((rng.random((40, 40)) * 255).astype(np.uint8)).save(images / f"{i}.png")
     assert main(args) == 0                         # same command, same --out, once the cause is fixed
     assert main(args) == 2 and "already holds a run" in capsys.readouterr().err
+
+
+def test_a_run_refused_for_its_data_removes_the_parent_folders_its_out_made_and_none_that_were_there(tmp_path, capsys):
+    """--out a/b/c where a and b were not there: until 2026-12-06 the refusal removed c alone, a/b left behind. Now
+    every folder the command made goes, deepest first; a parent that was there before (empty or not) stays."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "broken.png").write_text("not an image")
+    args = ["train", "--config", "ufldl-sae", "--runner", "local", "--steps", "5", "--no-report",
+            "--set", 'data.source="folder"', "--set", f'data.path="{images}"', "--set", "data.samples=200"]
+    new = tmp_path / "a" / "b" / "c"
+    assert main([*args, "--out", str(new)]) == 2
+    assert not (tmp_path / "a").exists()
+    said = capsys.readouterr().err
+    assert f"removed {new} and 2 folders made for it ({new.parent}, {new.parent.parent})" in said, said
+    there = tmp_path / "there"
+    there.mkdir()
+    assert main([*args, "--out", str(there / "b" / "c")]) == 2
+    assert there.is_dir() and list(there.iterdir()) == []
 
 
 def test_dry_run_checks_and_prints_the_resolved_config_and_writes_nothing(tmp_path, capsys, monkeypatch):

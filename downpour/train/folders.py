@@ -38,6 +38,12 @@ def make_folder(path: Path, what: str) -> Path:
     return path
 
 
+def missing(path: Path) -> list[Path]:
+    """``path`` and those of its parents not there (a symbolic link, one to nothing too, counts as there), deepest
+    first: the folders that making ``path`` makes."""
+    return [p for p in (path, *path.parents) if not os.path.lexists(p)]
+
+
 def fresh_folder(name: str) -> Path:
     """A new folder ``name`` (or ``name-2``, ``-3``, ...), made here: two runs started in the same second
     took one default folder and wrote into it together."""
