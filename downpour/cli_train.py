@@ -91,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from downpour.crossfit_folds import check_busy, check_not_crossfits
     from downpour.preflight import (check_data_read, check_folder, check_resumable, check_run_config, new_run_config,
-                                    resume_config, start_again)
+                                    read_checked, resume_config, start_again)
     from downpour.train.folders import fresh_folder, missing
     from downpour.train.lock import training_in
     from downpour.train.rundir import RunDir
@@ -135,6 +135,14 @@ def _train(args: argparse.Namespace) -> int:
               "nothing was written", file=sys.stderr)
         return 0
     old = run if args.resume else None
+    opened = None
+    if not args.resume:
+        # a new run's data read (and refused) before its folder is made, which a refusal then never makes; its runner
+        # takes them, not reading them twice (until 2026-12-06 read only there, the folder made and then removed); a
+        # busy or taken --out said first, without the wait
+        check_busy(args.out, twin is not None)
+        check_folder(args.out, None, cfg, twin is not None)
+        opened = read_checked(cfg)
     # the folders this command makes (the run's and those on the way to it, fresh_folder's runs/NAME-TIME or an --out
     # not there, a symbolic link counting as there), deepest first: a new run refused before it trains removes them
     # (_drop_refused), one that was there it empties of its config.toml alone
@@ -165,7 +173,7 @@ def _train(args: argparse.Namespace) -> int:
             print(f"downpour: {_what_trains(args, source, resume)} (model {cfg.model.name!r}) with the "
                   f"{cfg.cluster.runner} runner{update_rule_words(cfg)} -> {run.path}{then}", file=sys.stderr)
         try:
-            summary = train_with_twin(cfg, run, twin, resume=resume)
+            summary = train_with_twin(cfg, run, twin, resume=resume, opened=opened)
         except KeyboardInterrupt:   # (and SIGTERM) in the start (data, Ray): no runner has said what to do, and
             if run.never_started():   # `--resume` refuses a run without a step; until 2026-12-06 "interrupted" alone
                 print("downpour: stopped before the run kept anything (a step's row or checkpoint): "

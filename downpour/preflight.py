@@ -29,7 +29,8 @@ from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
 from downpour.data.build import gives_labels, label_count, off_unit_interval, sample_shape, why_unlabelled
-from downpour.data.pipeline import open_data, resolve_data
+from downpour.data.opened import Opened
+from downpour.data.pipeline import resolve_data
 from downpour.data.stream import list_items
 from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.base import FeatureModel
@@ -45,7 +46,7 @@ from downpour.train.json_digest import digest_problem
 from downpour.train.refit import check_classes, saved_fit
 from downpour.train.run_begin import last_step, saving_words
 from downpour.train.rundir import CONFIG_KEY, NotARunError, RunDir
-from downpour.train.setup import resolve_device
+from downpour.train.setup import resolve_device, set_up_torch
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,7 @@ def check_data_read(cfg: RunConfig, resume: bool = False) -> str:
     # said first: in memory this is the run's whole load (up to 1 GiB decoded where 'auto' chose it), a wait to explain
     log.info("reading data.path %r as the run does before its first step (%s)", d.path,
              "every file, into memory" if d.pipeline == "memory" else f"at most data.fit_sample = {d.fit_sample} items")
-    data = open_data(d, cfg.seed, stream_ok=cfg.cluster.algorithm == "downpour")
-    if is_cluster_runner(cfg.cluster.runner):
-        check_cluster_data(cfg, data, resume)    # (a resume's: it keeps its workers and data.size)
+    data = read_checked(cfg, resume).data
     fit, info = data.info.get("fit_sample"), data.info
     if info.get("pipeline") == "stream" and fit is not None and not fit["items"]:     # (nothing to fit on)
         return (f"data.path {d.path!r}: the run reads its files only once it trains, none before (data.normalize and "
@@ -104,6 +103,21 @@ def check_data_read(cfg: RunConfig, resume: bool = False) -> str:
     skipped = (f"{plural(bad, info.get('item', 'file'))} would be skipped, named above" if bad
                else "none would be skipped")
     return f"data.path {d.path!r} read as the run reads it ({what}): {skipped}{later}"
+
+
+def read_checked(cfg: RunConfig, resume: bool = False) -> Opened | None:
+    """A file source's data read as the run reads them before its first step, or the run's own refusal of them (no
+    file gives an image; more workers than samples; a streamed share of only files that give none), each skipped file
+    logged as the run logs it: ``downpour train`` reads a new run's here, before its folder is made, and hands them to
+    its runner (:mod:`~downpour.data.opened`); its --dry-run says what was read (:func:`check_data_read`). None for a
+    built-in source (nothing on disk to refuse: the runner reads it). ``resume``: a resumed run's refusal."""
+    if cfg.data.source not in FILE_SOURCES:
+        return None
+    set_up_torch(cfg)     # the runner's seed and train.threads (its whitening's sums), as it reads them (set again there)
+    opened = Opened.read(cfg.data, cfg.seed, stream_ok=cfg.cluster.algorithm == "downpour")
+    if is_cluster_runner(cfg.cluster.runner):
+        check_cluster_data(cfg, opened.data, resume)    # (a resume's: it keeps its workers and data.size)
+    return opened
 
 
 def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:

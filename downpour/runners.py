@@ -3,8 +3,8 @@
     summary = train(cfg, RunDir.create(out, cfg))               # cfg.cluster.runner: local | simulated | ray
     summary = train(cfg, RunDir.open(out), resume=True)         # go on to cfg.train.steps
 
-A runner is a function ``(cfg, run, resume) -> summary``. It builds what it needs from the resolved,
-frozen ``cfg``, restores its state on a resume, calls :meth:`RunDir.begin` (the shared start: step
+A runner is a function ``(cfg, run, resume, opened=None) -> summary``. It builds what it needs from the resolved,
+frozen ``cfg`` (its data taken from ``opened`` where they were read already: :mod:`downpour.data.opened`), restores its state on a resume, calls :meth:`RunDir.begin` (the shared start: step
 check, config and preprocessing saved, metrics truncated), trains, saves the model with
 :meth:`RunDir.save_model`, and returns a summary dict with at least ``steps``, ``resumed_from``,
 ``final_loss``, ``seconds`` and ``run``. Downpour's two cluster runners share
@@ -22,13 +22,14 @@ import logging
 from typing import Any, Callable
 
 from downpour.config import RunConfig, is_cluster_runner
+from downpour.data.opened import Opened
 from downpour.models.registry import resolve
 from downpour.train.divergence import diverged_words, recorded, runaway
 from downpour.train.rundir import RunDir, check_is_config
 
 log = logging.getLogger(__name__)
 
-Runner = Callable[[RunConfig, RunDir, bool], dict[str, Any]]
+Runner = Callable[..., dict[str, Any]]     # (cfg, run, resume, opened=None)
 
 # cluster.runner -> "module:function", imported on use, for the runners that train in this process; a cluster runner
 # (downpour.config.CLUSTER_RUNNERS) has no entry: it runs cluster.algorithm's entry of ALGORITHMS (run_cluster picks
@@ -52,17 +53,18 @@ def runner(cfg: RunConfig) -> Runner:
     return _load(ALGORITHMS[cfg.cluster.algorithm] if is_cluster_runner(name) else RUNNERS[name])
 
 
-def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
+def train(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened | None = None) -> dict[str, Any]:
     """Train ``cfg`` (resolved here, so the run directory's config.toml reproduces the run) with the
     runner ``cfg.cluster.runner`` and ``cfg.cluster.algorithm`` name; returns its summary, with ``diverged`` where
-    the loss ran away (:func:`_say_diverged`)."""
+    the loss ran away (:func:`_say_diverged`). ``opened``: its data read already (``downpour train`` reads a new
+    run's before its folder is made), taken instead of read again."""
     # from Python a name or a path is the likely slip: say how to make what is wanted, before any work
     check_is_config(cfg, "train")
     if not isinstance(run, RunDir):
         raise TypeError(f"train: run must be a RunDir (RunDir.create(path, cfg) for a new run, RunDir.open(path) "
                         f"to resume one), got {str(run)!r} ({type(run).__name__})")
     cfg = resolve(cfg)
-    summary = runner(cfg)(cfg, run, resume)
+    summary = runner(cfg)(cfg, run, resume, opened=opened)
     _say_diverged(cfg, run, summary)
     return summary
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from downpour._names import pasted
 from downpour.config import ConfigError, RunConfig
+from downpour.data.opened import Opened
 from downpour.train.lock import training
 from downpour.train.rundir import RunDir, RunExistsError
 
@@ -76,9 +77,11 @@ def finished_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resu
     return finished, done is not None and done.finished(twin.train.steps)
 
 
-def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume: bool = False) -> dict[str, Any]:
+def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume: bool = False,
+                    opened: Opened | None = None) -> dict[str, Any]:
     """``runners.train``, then, given its checked config (:func:`no_faces_config`), the twin (its
-    summary under ``no_faces_twin``). A resume of a run that finished trains only what its twin has left."""
+    summary under ``no_faces_twin``). A resume of a run that finished trains only what its twin has left.
+    ``opened``: the run's data read already (the twin reads its own)."""
     from downpour.runners import train
 
     finished, twin_done = finished_with_twin(cfg, run, twin, resume)
@@ -91,7 +94,7 @@ def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume:
                 log.info("%s: finished at step %d; only its no-faces twin is left", run.path, cfg.train.steps)
                 run.drop_analysis("they have no row for the no-faces twin trained now")   # it will score the twin
         else:
-            summary = train(cfg, run, resume=resume)
+            summary = train(cfg, run, resume=resume, opened=opened)
         if twin is not None:
             if not twin_done:
                 log.info("%s: training the no-faces twin (data.train_faces = 0) -> %s", run.path, run.no_faces_twin)

@@ -133,10 +133,9 @@ def test_resume_refuses_changes_that_make_another_run_and_keeps_the_config(tmp_p
 
 
 def test_a_run_refused_for_its_data_leaves_no_folder_and_runs_again_in_place(tmp_path, capsys, monkeypatch):
-    """No readable image is found once the data is read, after the run folder is made: until 2026-12-06 the folder
-    stayed, holding only config.toml (its --resume refused: "never started training"); now the refusal removes what
-    it made, the runs/NAME-TIME folder of a run without --out too. A folder given empty stays (the user made it),
-    emptied again."""
+    """No readable image is found once the data is read: until 2026-12-06 after the run folder was made, which stayed,
+    holding only config.toml (its --resume refused: "never started training"); now before it is made (and the runs/
+    NAME-TIME folder of a run without --out). A folder given empty stays (the user made it), empty."""
     import numpy as np
     from PIL import Image
 
@@ -145,9 +144,9 @@ def test_a_run_refused_for_its_data_leaves_no_folder_and_runs_again_in_place(tmp
     (images / "broken.png").write_text("not an image")
     args = ["train", "--config", "ufldl-sae", "--runner", "local", "--steps", "5", "--no-report", "--out", str(out),
             "--set", 'data.source="folder"', "--set", f'data.path="{images}"', "--set", "data.samples=200"]
-    assert main(args) == 2                         # no readable image: found only once the data is read
+    assert main(args) == 2                         # no readable image: found once the data is read
     err = capsys.readouterr().err
-    assert "images" in err and f"removed {out}" in err and not out.exists()
+    assert "images" in err and "removed" not in err and not out.exists()     # (read before the folder is made)
     out.mkdir()
     assert main(args) == 2 and out.is_dir() and not any(out.iterdir())
     monkeypatch.chdir(tmp_path)
@@ -160,9 +159,13 @@ def test_a_run_refused_for_its_data_leaves_no_folder_and_runs_again_in_place(tmp
     assert main(args) == 2 and "already holds a run" in capsys.readouterr().err
 
 
-def test_a_run_refused_for_its_data_removes_the_parent_folders_its_out_made_and_none_that_were_there(tmp_path, capsys):
-    """--out a/b/c where a and b were not there: until 2026-12-06 the refusal removed c alone, a/b left behind. Now
-    every folder the command made goes, deepest first; a parent that was there before (empty or not) stays."""
+def test_a_run_refused_in_its_runner_removes_the_parent_folders_its_out_made_and_none_that_were_there(
+        tmp_path, capsys, monkeypatch):
+    """A new run refused by its runner, after its folder is made, with --out a/b/c where a and b were not there: until
+    2026-12-06 the refusal removed c alone, a/b left behind. Now every folder the command made goes, deepest first; a
+    parent that was there before stays. (The data are refused before the folder is made: that read left out here, the
+    runner's own read refuses them.)"""
+    monkeypatch.setattr("downpour.preflight.read_checked", lambda cfg: None)
     images = tmp_path / "images"
     images.mkdir()
     (images / "broken.png").write_text("not an image")

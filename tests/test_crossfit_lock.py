@@ -22,7 +22,7 @@ def _trains(monkeypatch) -> list[str]:
 
     asked = []
 
-    def train(cfg, run, resume=False):
+    def train(cfg, run, resume=False, opened=None):
         asked.append(run.path.name)
         raise DataError("stopped by the test")
 

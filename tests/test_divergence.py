@@ -170,7 +170,7 @@ def test_a_cluster_run_mostly_refused_whose_loss_did_not_run_away_is_said_once_w
     run = RunDir.create(tmp_path / "run", cfg)
     (run.path / RunDir.METRICS).write_text("".join(json.dumps({"step": s, "loss": 2.0}) + "\n" for s in (150, 300)))
 
-    def fake(cfg, run, resume):
+    def fake(cfg, run, resume, opened=None):
         summary = {"steps": 300, "rejected": {"duplicate": 200}, "refused_pushes": {"refused": 200, "of": 300}}
         run.write_json("cluster.json", summary)
         return summary

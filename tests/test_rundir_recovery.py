@@ -465,7 +465,7 @@ def test_a_twin_or_a_fold_trained_into_its_folder_holds_its_lock(tmp_path, monke
         RunDir.create(path, cfg)
     refused = []
 
-    def train(cfg, run, resume=False):        # while it trains, another process's resume looks
+    def train(cfg, run, resume=False, opened=None):        # while it trains, another process's resume looks
         with pytest.raises(NotARunError, match="being trained now") as err:
             check_not_training(run.path)
         refused.append(err.value)

@@ -24,7 +24,7 @@ def test_downpour_train_holds_its_lock_through_its_analysis_and_report(tmp_path,
     another terminal took the folder over while analysis.json and the figures were being written."""
     path, held = tmp_path / "run", []
 
-    def train(cfg, run, resume=False):
+    def train(cfg, run, resume=False, opened=None):
         return {"run": str(run.path)}
 
     def analyze_run(run, **overrides):           # another terminal looks while the analysis writes
@@ -178,7 +178,8 @@ def test_downpour_train_into_a_fold_the_live_crossfit_does_not_train_now_says_it
     out, trained = tmp_path / "cf", []
     (out / "fold-0").mkdir(parents=True)           # (the cross-fit's folder holds its folds)
     target = {"a fold not reached yet": out / "fold-1", "its twin": out / "fold-0" / "no-faces"}[where]
-    monkeypatch.setattr("downpour.runners.train", lambda cfg, run, resume=False: trained.append(run.path) or {})
+    monkeypatch.setattr("downpour.runners.train",
+                        lambda cfg, run, resume=False, opened=None: trained.append(run.path) or {})
     with lock.training(out):                        # the cross-fit, running
         assert main(["train", *SAE, "--no-report", "--out", str(target)]) == 2
     assert f"{str(target)!r} is a fold of the cross-fit {str(out)!r}, being run now" in capsys.readouterr().err
@@ -268,7 +269,7 @@ def test_downpour_train_holds_its_twin_through_its_analysis(tmp_path, monkeypatc
                 pass
         seen.append("refused")
 
-    monkeypatch.setattr("downpour.runners.train", lambda cfg, run, resume=False: {"run": str(run.path)})
+    monkeypatch.setattr("downpour.runners.train", lambda cfg, run, resume=False, opened=None: {"run": str(run.path)})
     monkeypatch.setattr("downpour.analysis.run.analyze_run", analyze_run)
     monkeypatch.setattr("downpour.analysis.report.write_report", lambda run: os.path.join(run, "report.html"))
     assert main(["train", *SAE, "--set", "data.source=natural+faces", "--set", "analysis.no_faces_twin=true",
@@ -298,7 +299,7 @@ def test_downpour_train_of_a_finished_run_holds_its_twin_while_its_stale_analysi
     terminal trained it on as that analysis scored it (until 2026-12-05)."""
     path, seen = tmp_path / "run", []
 
-    def train_with_twin(cfg, run, twin, resume=False):     # both finished before: kept, with an analysis
+    def train_with_twin(cfg, run, twin, resume=False, opened=None):     # both finished before: kept, with an analysis
         RunDir(run.path).no_faces_twin.mkdir()
         (run.path / "analysis.json").write_text('{"trained_steps": 1}')
         return {"run": str(run.path), "kept": True}
@@ -412,7 +413,7 @@ def test_a_run_folder_that_cannot_be_opened_to_lock_is_refused_naming_it(tmp_pat
         return opened(file, flags, *args, **kwargs)
 
     monkeypatch.setattr(lock.os, "open", refused)
-    monkeypatch.setattr("downpour.runners.train", lambda cfg, run, resume=False: trained.append(run) or {})
+    monkeypatch.setattr("downpour.runners.train", lambda cfg, run, resume=False, opened=None: trained.append(run) or {})
     monkeypatch.setattr("downpour.analysis.run.analyze_run", lambda run, **overrides: trained.append(run))
     assert main([*argv, str(path)]) == 2
     err = capsys.readouterr().err

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
+from downpour.data.opened import Opened
 from downpour.data.pipeline import (check_resumed_on, cut_patches, keep_cut, record_data, record_stopped, report_at,
                                     run_data_info)
 from downpour.errors import Diverged, DownpourError, RunError
@@ -50,7 +51,7 @@ def _driver(runner: str) -> type:
     return RayCluster
 
 
-def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
+def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened | None = None) -> dict[str, Any]:
     """Train ``cfg`` on the simulated cluster or on Ray; returns a summary dict.
 
     A lost shard (:class:`ShardLost`) does not end the run: every shard is restarted from the last
@@ -67,7 +68,7 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
             up.clear()
             if lost is not None:   # (in the try: a stop or an error while it is prepared is the restart's, below)
                 resume, restarted = _restart_from(run, events, lost)
-            return _run_once(cfg, run, resume, events, began, up)
+            return _run_once(cfg, run, resume, events, began, up, opened)
         except ShardLost as err:
             lost, restarted = err, None
             if attempt == cfg.cluster.shard_restarts:
@@ -138,14 +139,15 @@ def _loss_under(stop: BaseException) -> ShardLost | None:
 
 
 def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, Any]] | None = None,
-              began: list[int] | None = None, up: list[bool] | None = None) -> dict[str, Any]:
+              began: list[int] | None = None, up: list[bool] | None = None,
+              opened: Opened | None = None) -> dict[str, Any]:
     """One go at the run; ``go_log``: the run's go events before it (:mod:`downpour.ps.lost_shards`: restarts, a
     stop, resumes; the checkpoint it resumes from may predate them), its own ``resumed`` appended; ``began``: the
     first go's start step, noted by it (a restart resumes from a checkpoint itself, and the summary's
     ``resumed_from`` is the user's); ``up``: appended to once the go's driver has started (an error before it: the go
-    could not start)."""
+    could not start); ``opened``: the run's data read already (the first go takes it)."""
     go_log, began = go_log if go_log is not None else [], began if began is not None else []
-    setup = set_up_cluster(cfg, resume or run.again)   # (a run trained again at a --resume keeps its workers)
+    setup = set_up_cluster(cfg, resume or run.again, opened)   # (a run trained again at a --resume keeps its workers)
     init = setup.layout.params_to_vector(setup.model)
     c = cfg.cluster
     restored, meta = None, {"step": 0, "clocks": {}, "elapsed": 0.0, "events": []}

@@ -13,7 +13,8 @@ import torch
 from downpour._names import plural
 from downpour.config import ConfigError, RunConfig, is_cluster_runner
 from downpour.config.sections import FILE_SOURCES
-from downpour.data.pipeline import KEEPS_WORKERS, most_workers, open_data
+from downpour.data.opened import Opened, open_data_once
+from downpour.data.pipeline import KEEPS_WORKERS, most_workers
 from downpour.data.dataset import Dataset, shard_range
 from downpour.data.images import by_kind, say_unlogged
 from downpour.models.base import FeatureModel
@@ -45,12 +46,12 @@ class ClusterSetup:
     rng: torch.Tensor              # torch's RNG state once the initial model is drawn: the local loop's at its step 0
 
 
-def set_up_cluster(cfg: RunConfig, resume: bool = False) -> ClusterSetup:
+def set_up_cluster(cfg: RunConfig, resume: bool = False, opened: Opened | None = None) -> ClusterSetup:
     """Seeded data and initial model, the shard layout and the cluster's policies, for resolved ``cfg`` (``resume``: a
-    resumed run's, whose refusal of its data offers what a resume can do)."""
+    resumed run's, whose refusal of its data offers what a resume can do; ``opened``: its data read already, taken)."""
     c = cfg.cluster
     set_up_torch(cfg)   # the seed, and train.threads for the simulator (Ray workers set their own)
-    data = open_data(cfg.data, cfg.seed, stream_ok=c.algorithm == "downpour")   # Sandblaster indexes one tensor
+    data = open_data_once(cfg.data, cfg.seed, c.algorithm == "downpour", opened)   # Sandblaster indexes one tensor
     check_cluster_data(cfg, data, resume)
     model = build_replica(cfg, data.input_shape)[0]
     rng = torch.get_rng_state()     # what worker 0 draws on from, on Ray and on the simulator (worker_rng)

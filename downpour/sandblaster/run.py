@@ -22,6 +22,7 @@ import torch
 
 from downpour._names import pasted
 from downpour.config import ConfigError, RunConfig
+from downpour.data.opened import Opened
 from downpour.ps.setup import ClusterSetup, set_up_cluster
 from downpour.sandblaster.checks import check_examples, check_sandblaster
 from downpour.sandblaster.history import HistoryShard
@@ -137,10 +138,10 @@ def _restore(run: RunDir, shards: list[HistoryShard]) -> tuple[dict[str, Any], d
     return meta, meta["coordinator"]
 
 
-def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
+def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened | None = None) -> dict[str, Any]:
     """Train ``cfg`` with Sandblaster L-BFGS on the simulated cluster or on Ray; returns the summary."""
     check_sandblaster(cfg)
-    setup = set_up_cluster(cfg, resume or run.again)   # (a run trained again at a --resume keeps its workers)
+    setup = set_up_cluster(cfg, resume or run.again, opened)   # (a run trained again at a --resume keeps its workers)
     n = len(setup.data)
     check_examples(cfg, n)
     shards = make_shards(setup)

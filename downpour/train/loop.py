@@ -13,8 +13,9 @@ import torch
 
 from downpour._names import pasted
 from downpour.config import RunConfig
+from downpour.data.opened import Opened, open_data_once
 from downpour.data.pipeline import (batch_position, check_resumed_on, close_stream, data_report, keep_cut, loader_died,
-                                    open_data, record_data, record_stopped, report_at, run_data_info)
+                                    record_data, record_stopped, report_at, run_data_info)
 from downpour.errors import Diverged
 from downpour.models.registry import build
 from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
@@ -82,7 +83,7 @@ def _restore(run: RunDir, model, opt, device: torch.device) -> tuple[int, int, f
     return meta["step"], meta["skipped"], elapsed, meta.get("data"), row, first if isinstance(first, dict) else None
 
 
-def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
+def run_local(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened | None = None) -> dict[str, Any]:
     """Train ``cfg`` in this process; writes metrics, TensorBoard events, checkpoints and the model.
 
     On an exception or Ctrl-C in the loop the last completed step is checkpointed before it propagates,
@@ -90,7 +91,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     had a non-finite cost (what there is is saved first).
     """
     set_up_torch(cfg)
-    data = open_data(cfg.data, cfg.seed)
+    data = open_data_once(cfg.data, cfg.seed, opened=opened)     # (read before its folder was made: taken)
     device = resolve_device(cfg.train.device)
     model, objective = build(cfg, data.input_shape)
     model.to(device)
