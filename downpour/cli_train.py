@@ -4,9 +4,7 @@ at its 400 lines."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -218,14 +216,15 @@ def _new_run(folder: Path, cfg: RunConfig, old: RunDir | None) -> RunDir:
 
 
 def _drop_refused(folder: Path, made: list[Path]) -> None:
-    """Undo what a new run wrote where it was refused before it wrote anything but its config.toml (its data: no
-    file readable, more workers than samples): its config.toml, and the folders this command ``made`` for it (the
-    run's and its parents, deepest first), each while it is empty, so the refusal leaves nothing behind, as its
-    --dry-run's does (the lock still held: no command beside it takes the folder meanwhile); a folder that was there
-    stays. Until 2026-12-06 the folder stayed, holding only config.toml: the same command took it over once the data
-    were fixed, its --resume was refused ("never started training"), and one without --out left a new
-    runs/NAME-TIME folder at each try; and until 2026-12-06 too an --out a/b/c that made a and b removed c alone. A
-    refusal that wrote more (a stream's data.json naming its skipped files) keeps it all: the error points there."""
+    """Undo what a new run wrote where its runner refused it before it wrote anything but its config.toml (an
+    --address no Ray answers at; its data, where not read before the folder was made): its config.toml, and the
+    folders this command ``made`` for it (the run's and its parents, deepest first), each while it is empty, so the
+    refusal leaves nothing behind, as its --dry-run's does (the lock still held: no command beside it takes the
+    folder meanwhile); a folder that was there stays. Until 2026-12-06 the folder stayed, holding only config.toml:
+    the same command took it over once the data were fixed, its --resume was refused ("never started training"), and
+    one without --out left a new runs/NAME-TIME folder at each try; and until 2026-12-06 too an --out a/b/c that made
+    a and b removed c alone. A refusal that wrote more (a stream's data.json naming its skipped files) keeps it all:
+    the error points there."""
     if not folder.is_dir() or [p.name for p in folder.iterdir()] != ["config.toml"]:
         return
     (folder / "config.toml").unlink()
