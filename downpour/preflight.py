@@ -84,9 +84,6 @@ def check_data_read(cfg: RunConfig, resume: bool = False) -> str:
     d = cfg.data
     if d.source not in FILE_SOURCES:
         return ""
-    # said first: in memory this is the run's whole load (up to 1 GiB decoded where 'auto' chose it), a wait to explain
-    log.info("reading data.path %r as the run does before its first step (%s)", d.path,
-             "every file, into memory" if d.pipeline == "memory" else f"at most data.fit_sample = {d.fit_sample} items")
     data = read_checked(cfg, resume).data
     fit, info = data.info.get("fit_sample"), data.info
     if info.get("pipeline") == "stream" and fit is not None and not fit["items"]:     # (nothing to fit on)
@@ -111,9 +108,14 @@ def read_checked(cfg: RunConfig, resume: bool = False) -> Opened | None:
     logged as the run logs it: ``downpour train`` reads a new run's here, before its folder is made, and hands them to
     its runner (:mod:`~downpour.data.opened`); its --dry-run says what was read (:func:`check_data_read`). None for a
     built-in source (nothing on disk to refuse: the runner reads it). ``resume``: a resumed run's refusal."""
-    if cfg.data.source not in FILE_SOURCES:
+    d = cfg.data
+    if d.source not in FILE_SOURCES:
         return None
-    set_up_torch(cfg)     # the runner's seed and train.threads (its whitening's sums), as it reads them (set again there)
+    # said first: in memory this is the run's whole load (up to 1 GiB decoded where 'auto' chose it), a wait to explain
+    # (a new run's too: since 2026-12-06 it reads them before its "downpour: training ..." line)
+    log.info("reading data.path %r as the run does before its first step (%s)", d.path,
+             "every file, into memory" if d.pipeline == "memory" else f"at most data.fit_sample = {d.fit_sample} items")
+    set_up_torch(cfg)     # the runner's seed and train.threads (its whitening's sums), as it reads them (set again)
     opened = Opened.read(cfg.data, cfg.seed, stream_ok=cfg.cluster.algorithm == "downpour")
     if is_cluster_runner(cfg.cluster.runner):
         check_cluster_data(cfg, opened.data, resume)    # (a resume's: it keeps its workers and data.size)

@@ -4,7 +4,8 @@
     summary = train(cfg, RunDir.open(out), resume=True)         # go on to cfg.train.steps
 
 A runner is a function ``(cfg, run, resume, opened=None) -> summary``. It builds what it needs from the resolved,
-frozen ``cfg`` (its data taken from ``opened`` where they were read already: :mod:`downpour.data.opened`), restores its state on a resume, calls :meth:`RunDir.begin` (the shared start: step
+frozen ``cfg`` (its data taken from ``opened`` where they were read already: :mod:`downpour.data.opened`), restores
+its state on a resume, calls :meth:`RunDir.begin` (the shared start: step
 check, config and preprocessing saved, metrics truncated), trains, saves the model with
 :meth:`RunDir.save_model`, and returns a summary dict with at least ``steps``, ``resumed_from``,
 ``final_loss``, ``seconds`` and ``run``. Downpour's two cluster runners share
