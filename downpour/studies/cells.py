@@ -28,6 +28,7 @@ from downpour.config import ConfigError
 from downpour.errors import Diverged, DownpourError
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.diverged import counted_out
+from downpour.studies.code_commit import code_commit
 from downpour.studies.machine import platform
 from downpour.train.rundir import study_command
 
@@ -224,7 +225,8 @@ def _run(task: tuple[str, int]) -> Result:
             err.add_note(where)
         raise
     return name, seed, figures, {"seconds": round(time.perf_counter() - wall, 4),
-                                 "cpu_seconds": round(time.process_time() - cpu, 4), "platform": platform()}
+                                 "cpu_seconds": round(time.process_time() - cpu, 4), "platform": platform(),
+                                 "commit": code_commit()}
 
 
 def _distinct(study: Study, tasks: list[tuple[str, int]], cache: CellCache) -> dict[tuple[str, int], list[str]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from downpour.studies import table
 from downpour.studies.bounds import bound_caption
+from downpour.studies.code_commit import commits_sentence
 from downpour.studies.table import Shown
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -61,7 +62,7 @@ def write_html(result: dict[str, Any], path: Path, shown: Shown | None = None,
 <h1>Study: {html.escape(result['study'])}</h1>
 <p><b>Question.</b> {html.escape(result['question'])}</p>
 <p>{len(result['seeds'])} paired seeds per condition, {html.escape(table.setting(result))}; {table.cost(result)}.
-Reproduce with <code>{html.escape(result['command'])}</code>.</p>
+Reproduce with <code>{html.escape(result['command'])}</code>. {html.escape(commits_sentence(result))}</p>
 {_platforms(result)}<h2>Verdict</h2><div class="verdict">{verdict}</div>
 <h2>Conditions</h2>{rows_table(result['cells'], shown, headings)}
 <p><small>{html.escape(table.intervals_note(result['cells']))}</small></p>

@@ -8,6 +8,7 @@ from typing import Any
 
 from downpour.studies import table
 from downpour.studies.bounds import bound_caption
+from downpour.studies.code_commit import commits_sentence
 from downpour.studies.table import Shown
 
 
@@ -30,7 +31,7 @@ def write_markdown(result: dict[str, Any], path: Path, shown: Shown | None = Non
         f"# Study: {result['study']}",
         f"**Question.** {md.escape(result['question'])}",
         f"{len(result['seeds'])} paired seeds per condition, {table.setting(result)}; {table.cost(result)}. "
-        f"Reproduce with `{result['command']}`.",
+        f"Reproduce with `{result['command']}`. {commits_sentence(result)}".rstrip(),
         *(f"**{name}.** {md.escape(note)}" for name, note in table.page_notes(result)),
         "## Verdict",
         "\n>\n".join(f"> {md.escape(p)}" for p in result["verdict"].split("\n\n")),

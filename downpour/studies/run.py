@@ -35,6 +35,7 @@ from downpour.objectives import make_term
 from downpour.preflight import check_run_config
 from downpour.studies import STUDIES, study_class
 from downpour.studies.base import Cells
+from downpour.studies.code_commit import commits
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.cell_hash import digest, digests
 from downpour.studies.diverged import summarised
@@ -138,6 +139,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
             "figures": [str(p.relative_to(folder)) for p in figures],
             "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo), "jobs": workers,
             "cells_cost": cache.total_cost(cells), "platforms": platforms, "platforms_note": mixed, "data": data,
+            "commits": commits(cache.costs, cells),
         }
         (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
         write_html(result, folder / "study.html", study.shown, study.headings)

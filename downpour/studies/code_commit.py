@@ -1,0 +1,74 @@
+"""The commit of downpour's code a study's cell ran (its ``commit``, in the cell's ``cost`` in ``cells.jsonl``), and what
+a study's page says of it beside the command that reproduces it.
+
+A cell is bit for bit reproducible from its commit, seed and config on one platform (docs/studies.md), but until
+2026-12-06 a study folder recorded the seeds, the config and the platform and not the commit: a verdict cited from a
+folder could not be traced to the code that made it, and a folder resumed after a pull mixed cells of two commits
+unsaid (the docs' "cells at 4bb55163 and bc9970f8" were written by hand). The commit is git's, of the checkout that
+holds the ``downpour`` package, with ``+changes`` where its files differ from that commit (a cell of uncommitted code is
+not reproducible from the commit alone); an install outside a git checkout records none, said as unknown.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any, Iterable
+
+from downpour._names import plural
+
+_COMMIT: str | None = None
+_PACKAGE = Path(__file__).resolve().parent.parent      # the downpour package's folder
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(_PACKAGE), *args], capture_output=True, text=True, timeout=20,
+                          check=True).stdout.strip()
+
+
+def code_commit() -> str:
+    """The short commit of the checkout holding the package (``+changes`` where the package's files differ from it), or
+    "" outside a git checkout or without git (once a process)."""
+    global _COMMIT
+    if _COMMIT is None:
+        try:
+            head = _git("rev-parse", "--short=8", "HEAD")
+            changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".")
+            _COMMIT = head + ("+changes" if changed else "")
+        except (OSError, subprocess.SubprocessError):
+            _COMMIT = ""
+    return _COMMIT
+
+
+def commits(costs: dict[tuple[str, int], dict[str, Any]], keys: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
+    """The commits the cells ``keys`` ran at (``costs``: each cell's ``cost``), each with its number of cells, most cells
+    first, and last, where there are any, ``{"commit": "unknown", "cells": n}`` for the cells that recorded none
+    (cached before 2026-12-06, or run outside a git checkout); a ``same_as`` copy is its original's cell and counted
+    there."""
+    counts: dict[str, int] = {}
+    for key in set(keys):
+        cost = costs.get(key, {})
+        if "same_as" in cost:
+            continue
+        commit = cost.get("commit") or "unknown"
+        counts[commit] = counts.get(commit, 0) + 1
+    known = sorted((c for c in counts if c != "unknown"), key=lambda c: (-counts[c], c))
+    return [{"commit": c, "cells": counts[c]} for c in known + (["unknown"] if "unknown" in counts else [])]
+
+
+def commits_sentence(result: dict[str, Any]) -> str:
+    """What the page says after "Reproduce with `...`": the commit its cells ran at, or each with its cells; empty for a
+    study.json written before ``commits`` was."""
+    found = result.get("commits")
+    if not found:
+        return ""
+    changes = any(c["commit"].endswith("+changes") for c in found)
+    caveat = (" (+changes: the package's files differed from that commit, so the commit alone does not reproduce "
+              "those cells)" if changes else "")
+    if len(found) == 1:
+        one = found[0]["commit"]
+        return ("Its cells recorded no commit of downpour's code (run outside a git checkout, or cached before "
+                "2026-12-06)." if one == "unknown" else f"Its cells ran at commit {one} of downpour's code{caveat}.")
+    each = ", ".join(f"{c['commit'] if c['commit'] != 'unknown' else 'no recorded commit'} ({plural(c['cells'], 'cell')})"
+                     for c in found)
+    return (f"Its cells ran at {len(found)} commits of downpour's code: {each}{caveat}; each cell is reproducible from "
+            "its own commit, seed and config.")

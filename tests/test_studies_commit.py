@@ -1,0 +1,56 @@
+"""A study folder says which commit of downpour's code its cells ran: a verdict cited from it can be traced to its code."""
+import html
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from downpour import studies
+from downpour.studies.run import run_study
+
+from test_studies_framework import Planted  # noqa: F401 (the planted study, by name below)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _git(*args):
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def here():
+    """The commit the test's checkout is at, as git says it (``+changes`` where the package differs from it)."""
+    try:
+        head = _git("rev-parse", "HEAD")[:8]
+        changed = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--", "downpour"]).returncode
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    return head + ("+changes" if changed else "")
+
+
+def test_each_cell_records_its_commit_and_the_page_says_it_beside_the_command(monkeypatch, tmp_path, here):
+    """Until 2026-12-06 a folder recorded the command, seeds and platform of its cells but not the code they ran:
+    docs/studies.md's "cells at 4bb55163 and bc9970f8" were written by hand, and a folder resumed after a pull mixed
+    two commits unsaid."""
+    monkeypatch.setitem(studies.STUDIES, "planted", "test_studies_framework:Planted")
+    run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)
+    path = tmp_path / "cells.jsonl"
+    header, *lines = path.read_text().splitlines()
+    cells = [json.loads(line) for line in lines]
+    assert [c["cost"]["commit"] for c in cells] == [here] * 4
+    result = json.loads((tmp_path / "study.json").read_text())
+    assert result["commits"] == [{"commit": here, "cells": 4}]
+    said = f"Its cells ran at commit {here} of downpour's code"
+    assert said in (tmp_path / "study.md").read_text() and html.escape(said) in (tmp_path / "study.html").read_text()
+
+    cells[0]["cost"]["commit"] = cells[1]["cost"]["commit"] = "0123abcd"   # resumed after a pull: two commits
+    del cells[2]["cost"]["commit"]                                          # and a cell cached before it was recorded
+    path.write_text("\n".join([header, *map(json.dumps, cells)]) + "\n")
+    run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)
+    result = json.loads((tmp_path / "study.json").read_text())
+    assert result["commits"] == [{"commit": "0123abcd", "cells": 2}, {"commit": here, "cells": 1},
+                                 {"commit": "unknown", "cells": 1}]
+    said = (f"Its cells ran at 3 commits of downpour's code: 0123abcd (2 cells), {here} (1 cell), "
+            "no recorded commit (1 cell)")
+    assert said in (tmp_path / "study.md").read_text()
