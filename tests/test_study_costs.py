@@ -343,3 +343,19 @@ def test_a_rank_correlation_of_0_in_every_seed_reads_as_a_paired_difference_that
     assert "ρ within a seed = 0.00 (no seed differed: too few seeds to tell) (over the conditions' means: 0.00): " \
            "inconclusive" in said
     assert said.count("too few seeds to tell") == 2, said       # (once a data size)
+
+
+def test_the_tables_within_seed_rho_reads_as_an_interval_not_a_bare_list():
+    """Until 2026-12-06 study.md and study.html showed the within-seed ρ, [mean, low, high], as "0.38, 0.13, 0.64"
+    (three numbers a reader could take for three seeds' ρ) and, on the quick setting's 2 seeds, "-0.5, −∞, ∞"."""
+    from downpour.studies import table
+    study = CostsStudy(quick=True)
+    rows = [{"condition": c, "params": {}, "n": n, "figures": {},
+             "extra": {"hoyer_gap_rank_correlation": rho, "hoyer_gap_rank_correlation_of_means": 0.18}}
+            for c, n, rho in (("less/none", 6, [0.38, 0.13, 0.64]), ("more/none", 2, [-0.5, -math.inf, math.inf]))]
+    for markup in (table.MARKDOWN, table.HTML):
+        head, body, _ = table.conditions(rows, study.shown, study.headings, markup)
+        assert head[-2:] == ["Hoyer-gap rank ρ within a seed [95% t interval]",
+                             markup.escape("Hoyer-gap rank ρ over the conditions' means")]
+        assert [r[-2:] for r in body] == [["+0.38 [+0.13, +0.64]", "0.18"],
+                                          ["-0.50 (no interval: too few seeds to tell)", "0.18"]]

@@ -25,6 +25,7 @@ data size: within each seed, averaged with a t interval over the seeds, and over
 """
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ HELD_OUT = {False: 5000, True: 1000}
 _HELD_STREAM = 99                                           # numpy stream of the held-out windows (build.py uses 1-4)
 COMPARED = ("hoyer", "active", "gap", "heldout_recon", "probe_digits")
 RESOLUTION = {"hoyer": 0.02, "active": 0.02, "probe_digits": 0.02}   # absolute; gap and held-out error: 10% of the baseline's
+CORRELATION = "hoyer_gap_rank_correlation"     # the test the verdict's "How the two are related" reads, per data size
 
 
 class CostsStudy(CostsDesign, Study):
@@ -77,6 +79,15 @@ class CostsStudy(CostsDesign, Study):
              # (the quick setting varies two penalties: a --set of another put it in every cell, "none" included)
              **{f"objective.{term}": "its baseline is reconstruction alone, and its conditions give each penalty "
                                      "its weights" for term in PENALTIES}}
+    # (until 2026-12-06 the table showed the within-seed ρ as a bare list, "0.38, 0.13, 0.64" or "-0.5, −∞, ∞")
+    headings = {CORRELATION: "Hoyer-gap rank ρ within a seed [95% t interval]",
+                f"{CORRELATION}_of_means": "Hoyer-gap rank ρ over the conditions' means"}
+
+    def shown(self, row: dict[str, Any], key: str) -> str | None:
+        """The within-seed ρ as the verdict gives it, "+0.38 [+0.13, +0.64]" or "-0.50 (no interval: too few seeds
+        to tell)"""
+        value = row.get("extra", {}).get(key)
+        return html.escape(words.difference(value, "{:+.2f}")) if key == CORRELATION and value is not None else None
 
     # --- one cell ----------------------------------------------------------------------------------
     def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
@@ -219,9 +230,6 @@ def reconstruction_error(model: FeatureModel, x: torch.Tensor) -> float:
     """The objective's own reconstruction term (½‖x̂ − x‖² per sample, averaged) on ``x``."""
     model.eval()
     return float(_RECONSTRUCTION(model.forward_train(Batch(x)))[0])
-
-
-CORRELATION = "hoyer_gap_rank_correlation"     # the test the verdict's "How the two are related" reads, per data size
 
 
 def seed_rhos(cells: Cells, names: list[str], seeds: list[int], x: str, y: str) -> tuple[float, list[float]]:
