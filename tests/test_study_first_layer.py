@@ -105,3 +105,38 @@ def test_in_short_calls_a_reading_holms_correction_does_not_keep_a_lead():
     assert "gabor: better than the learned layer on the digits probe on the top stage; worse on none" in answer
     assert ("random: better than the learned layer on the digits probe on the top stage (a lead); worse on the lfw "
             "probe on the top stage (a lead)") in answer
+
+
+class StageOneCostPlanted(FirstLayerStudy):
+    """The quick first-layer study's figures planted, no training: each kind's final stage-1 cost is known per seed
+    (gabor's 2.0 or 2.02 above the learned layer's in every seed, random's and gabor-init's equal to it)."""
+
+    def run_cell(self, condition, seed, context):
+        from downpour.studies.first_layer import LAYERS, PROBE_SETS
+        from downpour.studies.trained import OWED
+
+        end = 1.0 + 0.1 * seed + (2.0 + 0.02 * (seed % 2) if condition.name == "gabor" else 0.0)
+        figures = {"edge_fraction": 0.5, "train_seconds": 1.0, "face_auc_lfw": 0.6, "face_auc_controls": 0.55,
+                   **{f: 0.01 * seed for f in OWED}, "stage1_cost": end,
+                   **{f"probe_{p}_{layer}": 0.5 + 0.01 * seed for p in PROBE_SETS for layer in (*LAYERS, "raw")}}
+        for step in (8, self.steps()):
+            figures[f"stage1_cost@{step}"] = end
+            figures[f"stage1_seconds@{step}"] = 0.1 * step
+        return figures
+
+
+def test_the_verdict_gives_the_stage1_cost_difference_that_holms_paragraph_reads(monkeypatch, tmp_path):
+    """Holm's paragraph of the quick run (2026-12-06) said "gabor: delta_stage1_cost higher" holds, and no sentence of
+    the verdict gave that difference or its interval: only each kind's final cost, unpaired."""
+    from scipy import stats
+
+    from downpour import studies
+    from downpour.studies.run import run_study
+
+    monkeypatch.setitem(studies.STUDIES, "first-layer", f"{__name__}:StageOneCostPlanted")
+    run_study("first-layer", tmp_path, quick=True, seeds=4, jobs=1)
+    verdict = json.loads((tmp_path / "study.json").read_text())["verdict"]
+    half = stats.t.ppf(0.975, 3) * stats.tstd([2.0, 2.02, 2.0, 2.02]) / 2       # paired t over the 4 seeds
+    assert f"Δ +2.01 [{2.01 - half:+.4g}, {2.01 + half:+.4g}] against learned: higher;" in verdict
+    assert "gabor: delta_stage1_cost higher" in verdict.split("\n\n")[-1]
+    assert "Δ 0 (no seed differed: too few seeds to tell) against learned: inconclusive" in verdict    # random

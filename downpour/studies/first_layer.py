@@ -175,8 +175,13 @@ class FirstLayerStudy(FirstLayerDesign, Study):
                 continue
             when = ("" if not reach[0] else f" at step {steps[0]:.0f} on average" if k in ("gabor", "random")
                     else f" after {steps[0]:.0f} steps ({secs[0]:.1f} s) on average")
+            # the paired difference Holm's paragraph reads (until 2026-12-06 named there, "gabor: delta_stage1_cost
+            # higher", with no number or interval anywhere in the verdict)
+            vs = ("" if k == BASELINE else f"; Δ {words.difference(fig(k, 'delta_stage1_cost'), '{:+.4g}')} against "
+                  f"learned: {by[k]['extra']['readings']['stage1_cost']}{lead_mark(by[k], 'delta_stage1_cost')}")
             said.append(f"{k} in {round(reach[0] * m)} of {m} seeds{' measured' if m < n else ''}{when} (final stage-1 "
-                        f"cost {words.value_ci(fig(k, 'stage1_cost'))}, whole training {fig(k, 'train_seconds')[0]:.1f} s)")
+                        f"cost {words.value_ci(fig(k, 'stage1_cost'))}{vs}; whole training "
+                        f"{fig(k, 'train_seconds')[0]:.1f} s)")
         paras.append(f"Time to a given cost (stage 1's own cost within {TARGET - 1:.0%} of what the learned layer reaches "
                      f"in {s} steps, on the same batches): " + "; ".join(said) + ".")
         paras.insert(1, self._answer(by))
