@@ -126,3 +126,36 @@ def test_the_padded_faces_are_flatter_than_the_faces(study):
         f = cell["figures"]
         assert f["raw_flat/padded"] >= 1 - (17 / 25) ** 2 - 1e-9
         assert f["raw_flat/padded"] > f["raw_flat/lfw"]
+
+
+class FaceAucPlanted(FlatSkippingStudy):
+    """The quick flat-skipping study's figures planted, no training: gating lowers the face AUC against lfw's non-faces
+    by 0.10 or 0.12 (seeds alternating) at every threshold, and leaves everything else as it was."""
+
+    def run_cell(self, condition, seed, context):
+        from downpour.studies.flat_skipping import MEASURED
+
+        out = {"layer_flops_share": 0.3}
+        for key in ("off", *(f"{t:g}" for t in self.thresholds())):
+            drop = 0.0 if key == "off" else 0.10 + 0.02 * (seed % 2)
+            out.update({f"{key}/face_auc_lfw": 0.8 + 0.01 * seed - drop, f"{key}/face_auc_controls": 0.55 + 0.01 * seed})
+            for name in SETS:
+                out.update({f"raw_flat/{name}": 0.25, f"{key}/{name}/probe": 0.5 + 0.01 * seed,
+                            **{f"{key}/{name}/{f}": 0.5 for f in MEASURED if key != "off" and f != "probe"}})
+        return out
+
+
+def test_the_verdict_gives_the_face_auc_difference_it_calls_lower(monkeypatch, tmp_path):
+    """The quick run of 2026-12-06 said "— lower: lfw face AUC vs non-faces (a lead)" at threshold 0.03 and gave no
+    number for it (-0.167 [-0.294, -0.040], in the table alone)."""
+    from scipy import stats
+
+    from downpour import studies
+    from downpour.studies.run import run_study
+
+    monkeypatch.setitem(studies.STUDIES, "flat-skipping", f"{__name__}:FaceAucPlanted")
+    run_study("flat-skipping", tmp_path, quick=True, seeds=4, jobs=1)
+    verdict = json.loads((tmp_path / "study.json").read_text())["verdict"]
+    half = stats.t.ppf(0.975, 3) * stats.tstd([0.10, 0.12, 0.10, 0.12]) / 2      # paired t over the 4 seeds
+    said = f"vs non-faces Δ -0.110 [{-0.11 - half:+.3f}, {-0.11 + half:+.3f}] (lower"
+    assert verdict.count(said) == 2 and verdict.count("— lower: lfw face AUC vs non-faces") == 2   # both thresholds

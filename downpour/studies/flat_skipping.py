@@ -215,6 +215,9 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
                                                f"({r['extra']['readings']['probe']}{lead_mark(r, 'delta_probe')})" for r in rs)
                     + f"; face AUC on the controls Δ {words.signed(rs[0]['figures']['delta_face_auc_controls'])} "
                       f"({rs[0]['extra']['readings']['face_auc_controls']}{lead_mark(rs[0], 'delta_face_auc_controls')})"
+                    # (until 2026-12-06 this Δ was tested, and named below when lower, but its number was not given)
+                    + f", vs non-faces Δ {words.signed(rs[0]['figures']['delta_face_auc_lfw'])} "
+                      f"({rs[0]['extra']['readings']['face_auc_lfw']}{lead_mark(rs[0], 'delta_face_auc_lfw')})"
                     + (f" — lower: {', '.join(harmful)}" if harmful else ""))
             paras.append(f"On the {cond} network (ratios are gated / ungated, listed for {', '.join(SETS)}; every Δ is "
                          f"paired with the same network ungated): " + "; ".join(lines) + ".")
