@@ -1,4 +1,5 @@
-"""A study folder says which commit of downpour's code its cells ran: a verdict cited from it can be traced to its code."""
+"""A study folder says which commit of downpour's code its cells ran: a verdict cited from it can be traced to its
+code."""
 import html
 import json
 import subprocess
@@ -54,3 +55,23 @@ def test_each_cell_records_its_commit_and_the_page_says_it_beside_the_command(mo
     said = (f"Its cells ran at 3 commits of downpour's code: 0123abcd (2 cells), {here} (1 cell), "
             "no recorded commit (1 cell)")
     assert said in (tmp_path / "study.md").read_text()
+
+
+def test_a_package_another_repository_does_not_track_records_no_commit(monkeypatch, tmp_path, here):
+    """An install in a venv inside the user's own repository would have recorded that repository's commit."""
+    from downpour.studies import code_commit
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "README").write_text("theirs\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "README"], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "theirs"],
+                   check=True)
+    package = tmp_path / "venv" / "downpour"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    monkeypatch.setattr(code_commit, "_PACKAGE", package)
+    monkeypatch.setattr(code_commit, "_COMMIT", None)
+    assert code_commit.code_commit() == ""
+    monkeypatch.setattr(code_commit, "_PACKAGE", ROOT / "downpour")
+    monkeypatch.setattr(code_commit, "_COMMIT", None)
+    assert code_commit.code_commit() == here

@@ -138,7 +138,8 @@ class FaceAucPlanted(FlatSkippingStudy):
         out = {"layer_flops_share": 0.3}
         for key in ("off", *(f"{t:g}" for t in self.thresholds())):
             drop = 0.0 if key == "off" else 0.10 + 0.02 * (seed % 2)
-            out.update({f"{key}/face_auc_lfw": 0.8 + 0.01 * seed - drop, f"{key}/face_auc_controls": 0.55 + 0.01 * seed})
+            out.update({f"{key}/face_auc_lfw": 0.8 + 0.01 * seed - drop,
+                        f"{key}/face_auc_controls": 0.55 + 0.01 * seed})
             for name in SETS:
                 out.update({f"raw_flat/{name}": 0.25, f"{key}/{name}/probe": 0.5 + 0.01 * seed,
                             **{f"{key}/{name}/{f}": 0.5 for f in MEASURED if key != "off" and f != "probe"}})

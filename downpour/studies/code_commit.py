@@ -1,12 +1,13 @@
-"""The commit of downpour's code a study's cell ran (its ``commit``, in the cell's ``cost`` in ``cells.jsonl``), and what
-a study's page says of it beside the command that reproduces it.
+"""The commit of downpour's code a study's cell ran (its ``commit``, in the cell's ``cost`` in ``cells.jsonl``), and
+what a study's page says of it beside the command that reproduces it.
 
 A cell is bit for bit reproducible from its commit, seed and config on one platform (docs/studies.md), but until
 2026-12-06 a study folder recorded the seeds, the config and the platform and not the commit: a verdict cited from a
 folder could not be traced to the code that made it, and a folder resumed after a pull mixed cells of two commits
 unsaid (the docs' "cells at 4bb55163 and bc9970f8" were written by hand). The commit is git's, of the checkout that
 holds the ``downpour`` package, with ``+changes`` where its files differ from that commit (a cell of uncommitted code is
-not reproducible from the commit alone); an install outside a git checkout records none, said as unknown.
+not reproducible from the commit alone); an install outside a git checkout (or in one that does not track it) records
+none, said as unknown.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def code_commit() -> str:
     "" outside a git checkout or without git (once a process)."""
     global _COMMIT
     if _COMMIT is None:
-        try:
+        try:            # (the package tracked by the checkout: a venv inside some other repository is not downpour's)
+            _git("ls-files", "--error-unmatch", "__init__.py")
             head = _git("rev-parse", "--short=8", "HEAD")
             changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".")
             _COMMIT = head + ("+changes" if changed else "")
@@ -40,8 +42,8 @@ def code_commit() -> str:
 
 
 def commits(costs: dict[tuple[str, int], dict[str, Any]], keys: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
-    """The commits the cells ``keys`` ran at (``costs``: each cell's ``cost``), each with its number of cells, most cells
-    first, and last, where there are any, ``{"commit": "unknown", "cells": n}`` for the cells that recorded none
+    """The commits the cells ``keys`` ran at (``costs``: each cell's ``cost``), each with its number of cells, most
+    cells first, and last, where there are any, ``{"commit": "unknown", "cells": n}`` for the cells that recorded none
     (cached before 2026-12-06, or run outside a git checkout); a ``same_as`` copy is its original's cell and counted
     there."""
     counts: dict[str, int] = {}
@@ -68,7 +70,7 @@ def commits_sentence(result: dict[str, Any]) -> str:
         one = found[0]["commit"]
         return ("Its cells recorded no commit of downpour's code (run outside a git checkout, or cached before "
                 "2026-12-06)." if one == "unknown" else f"Its cells ran at commit {one} of downpour's code{caveat}.")
-    each = ", ".join(f"{c['commit'] if c['commit'] != 'unknown' else 'no recorded commit'} ({plural(c['cells'], 'cell')})"
-                     for c in found)
+    named = {"unknown": "no recorded commit"}
+    each = ", ".join(f"{named.get(c['commit'], c['commit'])} ({plural(c['cells'], 'cell')})" for c in found)
     return (f"Its cells ran at {len(found)} commits of downpour's code: {each}{caveat}; each cell is reproducible from "
             "its own commit, seed and config.")
