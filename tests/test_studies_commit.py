@@ -75,3 +75,23 @@ def test_a_package_another_repository_does_not_track_records_no_commit(monkeypat
     monkeypatch.setattr(code_commit, "_PACKAGE", ROOT / "downpour")
     monkeypatch.setattr(code_commit, "_COMMIT", None)
     assert code_commit.code_commit() == here
+
+
+def test_git_is_asked_of_the_package_not_of_a_repository_the_environment_names(monkeypatch, tmp_path):
+    """Inside a git hook (GIT_DIR and GIT_INDEX_FILE set) git read the user's repository, whatever folder it was given:
+    a package outside any checkout recorded the user's commit where their repository tracks an __init__.py."""
+    from downpour.studies import code_commit
+
+    theirs = tmp_path / "theirs"
+    subprocess.run(["git", "init", "-q", str(theirs)], check=True)
+    (theirs / "__init__.py").write_text("")
+    subprocess.run(["git", "-C", str(theirs), "add", "__init__.py"], check=True)
+    subprocess.run(["git", "-C", str(theirs), "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "theirs"],
+                   check=True)
+    package = tmp_path / "site-packages" / "downpour"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    monkeypatch.setenv("GIT_DIR", str(theirs / ".git"))
+    monkeypatch.setattr(code_commit, "_PACKAGE", package)
+    monkeypatch.setattr(code_commit, "_COMMIT", None)
+    assert code_commit.code_commit() == ""

@@ -11,6 +11,7 @@ none, said as unknown.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,9 +22,15 @@ _COMMIT: str | None = None
 _PACKAGE = Path(__file__).resolve().parent.parent      # the downpour package's folder
 
 
+# the variables that point git at a repository (set in a git hook, say): with them git would read the user's own
+_LOCATING = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY",
+             "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES")
+
+
 def _git(*args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in _LOCATING}
     return subprocess.run(["git", "-C", str(_PACKAGE), *args], capture_output=True, text=True, timeout=20,
-                          check=True).stdout.strip()
+                          check=True, env=env).stdout.strip()
 
 
 def code_commit() -> str:
