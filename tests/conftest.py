@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
+
+from downpour.analysis.blas import one_blas_thread
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -30,7 +31,7 @@ def one_thread():
     1300 digits 16 s instead of 0.5 s, 2026-12-05). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():   # scipy's own BLAS too
         yield
     torch.set_num_threads(n)
 

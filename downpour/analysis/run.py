@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
 from downpour._names import pasted
 from downpour.analysis import figures
+from downpour.analysis.blas import one_blas_thread
 from downpour.analysis.concept_controls import concept_part, concept_subject
 from downpour.analysis.controls import tied_set
 from downpour.analysis.face_controls import LEARNED, face_controls
@@ -145,7 +145,7 @@ def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
     try:
         if threads:
             torch.set_num_threads(threads)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():     # scipy's own OpenBLAS too (analysis/blas.py)
             return _analyze(run_path, options)
     finally:
         torch.set_num_threads(before)

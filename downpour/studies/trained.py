@@ -28,8 +28,8 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from downpour.analysis.blas import one_blas_thread
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.face_controls import LEARNED, LOW_LEVEL, NO_FACES, face_controls
 from downpour.analysis.labelled import load_labelled
@@ -85,7 +85,7 @@ def trained_run(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel, dict[str
         if summary.get("diverged"):
             raise Diverged(diverged_words(summary["diverged"]).removeprefix("the run diverged: "))
         run, model = open_run(run_path)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             yield run, model, summary
 
 
