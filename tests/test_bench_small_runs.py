@@ -4,6 +4,7 @@ asserted on), and the checks the bench makes on the way hold.
 
 Left at their --help (tests/test_bench_protocol.py), each costing well over the ~8 s a test here may take on 2 cores:
 start_up (the main job's data built 4 times and more, no smaller size in its tile mode: 107 s on 2 loaded cores),
+spectral_fit (the same builds, for the same reason),
 split_threads (4 fresh ``downpour train`` processes: 76 s at --steps 2 --reps 1), and the Ray benches:
 parameter_server (a Ray of its own: 46 s at --sizes 0.01 --repeats 1 --reps 1; its start is checked below),
 wait_order (a Ray of its own too, its start checked below), training_throughput and partitions_ray (2-3 Ray runs
@@ -32,6 +33,7 @@ import locally_connected  # noqa: E402
 import model_parallel  # noqa: E402
 import optimiser_start_up  # noqa: E402
 import parameter_server  # noqa: E402
+import probe_blas  # noqa: E402
 import rank_interval  # noqa: E402
 import sandblaster  # noqa: E402
 import scaling  # noqa: E402
@@ -133,6 +135,12 @@ def test_step_peak_measures_a_step_above_what_it_saves(monkeypatch, capsys):
     (row,) = _rows(capsys)
     assert row["step"] == "config tica-8x8" and row["planned"] > 0 and row["saved"] > 0
     assert row["peak"] >= row["peak_forward"] > 0 and row["gap"] == round(row["peak"] - row["planned"])
+
+
+def test_probe_blas_times_the_probes_on_one_blas_thread_against_scipys_default_with_the_same_scores(capsys):
+    (row,) = probe_blas.main(["--reps", "1"])
+    assert _rows(capsys) == [row] and row["same_scores"] is True and set(row["dims"]) == {"input", "stage2/codes"}
+    _timed_against_its_baseline(row, "wall_s", "before", "after", ratio="speedup")
 
 
 def test_invariance_sweep_times_the_new_sweep_against_the_old(capsys):

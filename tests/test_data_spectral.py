@@ -171,7 +171,8 @@ def test_preprocess_whitens_the_training_set_once(monkeypatch):
     """Preprocess.fit (build_dataset's) takes the fit's whitened chunks instead of whitening the set a second time."""
     calls = []
     whitened = SpectralWhitener._whitened
-    monkeypatch.setattr(SpectralWhitener, "_whitened", staticmethod(lambda x, gain: calls.append(len(x)) or whitened(x, gain)))
+    monkeypatch.setattr(SpectralWhitener, "_whitened",
+                        staticmethod(lambda x, gain, spectrum=None: calls.append(len(x)) or whitened(x, gain, spectrum)))
     x = _coloured(spectral._CHUNK + 10, 16, seed=4).numpy()
     _, xt, _ = Preprocess.fit(x, "patch", "spectral", 0.01, 0.75)
     assert calls == [spectral._CHUNK, 10]                   # the fit's std pass only; the transform took its chunks
@@ -185,3 +186,19 @@ def test_fit_transform_keeps_at_most_keep_bytes(monkeypatch):
     monkeypatch.setattr(spectral, "KEEP_BYTES", 2 * spectral._CHUNK * x[0].numel() * 8)
     kept = SpectralWhitener(0.75)._fit(x, spectral.KEEP_BYTES)
     assert len(kept) == 2 and sum(k.untyped_storage().nbytes() for k in kept) <= spectral.KEEP_BYTES
+
+
+def test_the_fit_takes_each_chunks_spectrum_once_with_the_bits_of_taking_it_twice(monkeypatch):
+    """The std pass whitens the spectra the power pass took (up to KEEP_BYTES of them); until 2026-12-06 it padded
+    and transformed every chunk again (a quarter of the main job's whitening: bench/start_up.py)."""
+    x = _coloured(2 * spectral._CHUNK + 40, 16, seed=6)
+    taken, spectrum = [], spectral._padded_spectrum
+    monkeypatch.setattr(spectral, "_padded_spectrum", lambda t: taken.append(len(t)) or spectrum(t))
+    fast = SpectralWhitener(0.75)
+    out = fast.fit_transform(x)
+    assert taken == [spectral._CHUNK, spectral._CHUNK, 40]
+    monkeypatch.setattr(spectral, "KEEP_BYTES", 0)          # nothing kept: every pass takes its spectra again
+    taken.clear()
+    slow = SpectralWhitener(0.75)
+    assert torch.equal(out, slow.fit_transform(x)) and len(taken) == 9
+    assert fast.scale_ == slow.scale_ and torch.equal(fast.power_, slow.power_)

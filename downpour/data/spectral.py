@@ -100,15 +100,22 @@ class SpectralWhitener:
         self.input_shape = tuple(x.shape[1:])
         check_contrast(x)
         power = torch.zeros(())
+        spectra: list = []    # the first chunks' spectra while they take at most KEEP_BYTES, for the std pass
+        held = 0
         for start in range(0, x.shape[0], _CHUNK):           # bounded memory for large sets
-            spectrum, _ = _padded_spectrum(x[start:start + _CHUNK])
+            spectrum, pad = _padded_spectrum(x[start:start + _CHUNK])
             power = power + (spectrum.abs() ** 2).sum(dim=0)
+            held += spectrum.numel() * spectrum.element_size()
+            if len(spectra) == start // _CHUNK and held <= KEEP_BYTES:
+                spectra.append((spectrum, pad))
         self.power_ = power / (x.shape[0] * x.shape[1])
         self.scale_ = 1.0
         total, squares, gain = 0.0, 0.0, self.gain()         # the whitened set's std, a chunk at a time
         kept: list[Tensor] = []
-        for start in range(0, x.shape[0], _CHUNK):
-            part = self._whitened(x[start:start + _CHUNK], gain)
+        for i, start in enumerate(range(0, x.shape[0], _CHUNK)):
+            part = self._whitened(x[start:start + _CHUNK], gain, spectra[i] if i < len(spectra) else None)
+            if i < len(spectra):
+                spectra[i] = None                             # (used: its memory back)
             total, squares = total + float(part.sum()), squares + float(part.square().sum())
             held = sum(k.numel() * k.element_size() for k in kept) + part.numel() * part.element_size()
             if len(kept) == start // _CHUNK and held <= keep:   # the first chunks, none skipped; a copy, as the
@@ -142,10 +149,11 @@ class SpectralWhitener:
         return out
 
     @staticmethod
-    def _whitened(x: Tensor, gain: Tensor) -> Tensor:
-        """(n, C, H, W) times ``gain`` in the padded frequency domain, cropped back: float64 (n, C, H, W)."""
+    def _whitened(x: Tensor, gain: Tensor, spectrum: tuple[Tensor, tuple[int, int]] | None = None) -> Tensor:
+        """(n, C, H, W) times ``gain`` in the padded frequency domain, cropped back: float64 (n, C, H, W).
+        ``spectrum``: x's :func:`_padded_spectrum`, where the caller has it already."""
         n, c, h, w = x.shape
-        spectrum, (ph, pw) = _padded_spectrum(x)
+        spectrum, (ph, pw) = _padded_spectrum(x) if spectrum is None else spectrum
         return torch.fft.irfft2(spectrum * gain, s=(h + 2 * ph, w + 2 * pw))[:, ph:ph + h, pw:pw + w].reshape(n, c, h, w)
 
     def inverse(self, x: Tensor) -> Tensor:
