@@ -35,10 +35,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     cfg, model = main_model(args.threads)
     data = load_labelled("lfw", model.input_shape)
     x, y = data.x, data.y
-    features = {"input": x.reshape(len(y), -1).numpy(), cfg.analysis.layer: unit_responses(model, x, cfg.analysis.layer)}
+    layer = cfg.analysis.layer
+    features = {"input": x.reshape(len(y), -1).numpy(), layer: unit_responses(model, x, layer)}
     import scipy.linalg  # noqa: F401  (its OpenBLAS loaded, at its default count)
-    scipy_blas = ThreadpoolController().select(user_api="blas")
-    scipy_blas = scipy_blas.select(filepath=[lib.filepath for lib in scipy_blas.lib_controllers if "scipy.libs" in lib.filepath])
+    blas = ThreadpoolController().select(user_api="blas")
+    scipy_blas = blas.select(filepath=[lib.filepath for lib in blas.lib_controllers if "scipy.libs" in lib.filepath])
     default = max(lib.num_threads for lib in scipy_blas.lib_controllers)
     scores: dict[str, list] = {}
 

@@ -171,8 +171,8 @@ def test_preprocess_whitens_the_training_set_once(monkeypatch):
     """Preprocess.fit (build_dataset's) takes the fit's whitened chunks instead of whitening the set a second time."""
     calls = []
     whitened = SpectralWhitener._whitened
-    monkeypatch.setattr(SpectralWhitener, "_whitened",
-                        staticmethod(lambda x, gain, spectrum=None: calls.append(len(x)) or whitened(x, gain, spectrum)))
+    counted = staticmethod(lambda x, gain, spectrum=None: calls.append(len(x)) or whitened(x, gain, spectrum))
+    monkeypatch.setattr(SpectralWhitener, "_whitened", counted)
     x = _coloured(spectral._CHUNK + 10, 16, seed=4).numpy()
     _, xt, _ = Preprocess.fit(x, "patch", "spectral", 0.01, 0.75)
     assert calls == [spectral._CHUNK, 10]                   # the fit's std pass only; the transform took its chunks
