@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import scipy.linalg  # noqa: F401  (its OpenBLAS loaded, at its default count)
     blas = ThreadpoolController().select(user_api="blas")
     scipy_blas = blas.select(filepath=[lib.filepath for lib in blas.lib_controllers if "scipy.libs" in lib.filepath])
+    if not scipy_blas.lib_controllers:
+        raise SystemExit(f"bench/probe_blas.py: scipy here has no BLAS of its own (none under scipy.libs: "
+                         f"{[lib.filepath for lib in blas.lib_controllers]}), so there is no 'before' to time")
     default = max(lib.num_threads for lib in scipy_blas.lib_controllers)
     scores: dict[str, list] = {}
 

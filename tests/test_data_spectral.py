@@ -202,3 +202,15 @@ def test_the_fit_takes_each_chunks_spectrum_once_with_the_bits_of_taking_it_twic
     slow = SpectralWhitener(0.75)
     assert torch.equal(out, slow.fit_transform(x)) and len(taken) == 9
     assert fast.scale_ == slow.scale_ and torch.equal(fast.power_, slow.power_)
+
+
+def test_the_fit_takes_again_the_spectra_past_keep_bytes_with_the_same_bits(monkeypatch):
+    """Above KEEP_BYTES the std pass takes the later chunks' spectra again (memory bounded for a large set)."""
+    x = _coloured(2 * spectral._CHUNK + 40, 16, seed=7)
+    out = SpectralWhitener(0.75).fit_transform(x)
+    taken, spectrum = [], spectral._padded_spectrum
+    monkeypatch.setattr(spectral, "_padded_spectrum", lambda t: taken.append(len(t)) or spectrum(t))
+    one, _ = spectrum(x[:spectral._CHUNK])
+    monkeypatch.setattr(spectral, "KEEP_BYTES", one.numel() * one.element_size())     # the first chunk's only
+    assert torch.equal(out, SpectralWhitener(0.75).fit_transform(x))
+    assert taken == [spectral._CHUNK, spectral._CHUNK, 40, spectral._CHUNK, 40]   # its whitened chunks all kept

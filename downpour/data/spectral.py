@@ -39,6 +39,8 @@ POWER_FLOOR = 1e-7
 _CHUNK = 256          # images per FFT: their float64 spectra are ~40x the images' bytes
 # fit_transform keeps the fit's whitened chunks (float64: 2x a float32 set) up to this many bytes, and whitens
 # the rest again: an in-memory set may reach 1 GiB (pipeline.STREAM_ABOVE), and must not take 2 more at its fit.
+# The fit's power pass keeps the first chunks' spectra (~4x a chunk's whitened bytes) up to this many bytes too,
+# for its std pass, which frees each as it whitens it: the two never hold more than this together (plus a chunk).
 KEEP_BYTES = 256 << 20
 
 
@@ -100,13 +102,13 @@ class SpectralWhitener:
         self.input_shape = tuple(x.shape[1:])
         check_contrast(x)
         power = torch.zeros(())
-        spectra: list = []    # the first chunks' spectra while they take at most KEEP_BYTES, for the std pass
-        held = 0
+        spectra: list[tuple[Tensor, tuple[int, int]] | None] = []   # the first chunks' spectra, for the std pass,
+        spectra_bytes = 0                                               # while they take at most KEEP_BYTES
         for start in range(0, x.shape[0], _CHUNK):           # bounded memory for large sets
             spectrum, pad = _padded_spectrum(x[start:start + _CHUNK])
             power = power + (spectrum.abs() ** 2).sum(dim=0)
-            held += spectrum.numel() * spectrum.element_size()
-            if len(spectra) == start // _CHUNK and held <= KEEP_BYTES:
+            spectra_bytes += spectrum.numel() * spectrum.element_size()
+            if len(spectra) == start // _CHUNK and spectra_bytes <= KEEP_BYTES:
                 spectra.append((spectrum, pad))
         self.power_ = power / (x.shape[0] * x.shape[1])
         self.scale_ = 1.0
