@@ -26,6 +26,25 @@ def test_every_natural_image_loads_offline_without_pooch(monkeypatch):
         _skimage_image.cache_clear()
 
 
+def test_the_photographs_and_lfw_read_without_skimage_io_are_skimages_pixels_bit_for_bit():
+    # builtin reads the wheel's files with PIL and numpy (skimage.io costs every training process 1.3-1.7 s):
+    # each image must be what skimage.data gives, dtype, shape and every pixel.
+    import skimage.data
+
+    from downpour.data.builtin import _lfw
+
+    _skimage_image.cache_clear()
+    try:
+        for name in NATURAL:
+            mine, theirs = _skimage_image(name), getattr(skimage.data, name)()
+            theirs = theirs[0] if name == "stereo_motorcycle" else theirs    # (left, right, disparity)
+            assert mine.dtype == theirs.dtype and mine.shape == theirs.shape, name
+            assert np.array_equal(mine, theirs), name
+    finally:
+        _skimage_image.cache_clear()
+    assert np.array_equal(_lfw(), np.asarray(skimage.data.lfw_subset(), dtype=np.float32))
+
+
 def test_lfw_split_is_fixed_disjoint_and_labelled():
     split = lfw_split()
     train, held = split["train"], split["heldout"]

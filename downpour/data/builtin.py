@@ -15,8 +15,11 @@ or, with ``fold=(i, k)`` (``data.lfw_heldout = "fold:I:K"``, for cross-fitting),
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
 
 import numpy as np
+import PIL.Image
 import torch
 
 from downpour.data.dataset import Dataset
@@ -33,13 +36,36 @@ LFW_FACES = 100            # lfw_subset: images 0..99 are faces, 100..199 non-fa
 LFW_TRAIN_PER_CLASS = 70   # the first 70 of each class train; the last 30 of each are held out
 
 
+# Each photograph's file in scikit-image's wheel (skimage/data/). Read with PIL, not ``skimage.data``: its loader
+# imports ``skimage.io``, which imports scipy, tifffile and imageio: 0.29-0.33 s of CPU after torch, 1.3-1.7 s of wall
+# on the loaded 2-core VM, in every training process until 2026-12-06. The pixels are the same, bit for bit
+# (tests/test_data_builtin.py checks every one).
+_FILES = {"camera": "camera.png", "astronaut": "astronaut.png", "brick": "brick.png", "grass": "grass.png",
+          "gravel": "gravel.png", "text": "text.png", "coins": "coins.png", "moon": "moon.png", "page": "page.png",
+          "clock": "clock_motion.png", "chelsea": "chelsea.png", "coffee": "coffee.png",
+          "hubble_deep_field": "hubble_deep_field.jpg", "rocket": "rocket.jpg",
+          "stereo_motorcycle": "motorcycle_left.png"}    # (its left photo: skimage gives left, right, disparity)
+
+
+def _skimage_file(name: str) -> str | None:
+    """The path of ``name``'s file (``NATURAL``'s, or 'lfw_subset.npy') inside the installed scikit-image, found
+    without importing it; None when that version keeps it elsewhere (then ``skimage.data`` reads it)."""
+    spec = importlib.util.find_spec("skimage")
+    path = os.path.join(spec.submodule_search_locations[0], "data", name) if spec else ""
+    return path if os.path.isfile(path) else None
+
+
 @functools.lru_cache(maxsize=None)
 def _skimage_image(name: str) -> np.ndarray:
-    import skimage.data
+    path = _skimage_file(_FILES.get(name, ""))
+    if path:
+        with PIL.Image.open(path) as photo:
+            image = np.asarray(photo)
+    else:
+        import skimage.data
 
-    image = getattr(skimage.data, name)()
-    if name == "stereo_motorcycle":   # a (left, right, disparity) triple; the left photo is enough
-        image = image[0]
+        image = getattr(skimage.data, name)()
+        image = image[0] if name == "stereo_motorcycle" else image   # (left, right, disparity): the left photo
     image = np.asarray(image)
     image.setflags(write=False)       # cached and shared: nobody may change it in place
     return image
@@ -53,9 +79,14 @@ def natural_images(grey: bool = True, names: tuple[str, ...] = NATURAL) -> Image
 
 @functools.lru_cache(maxsize=None)
 def _lfw() -> np.ndarray:
-    import skimage.data
+    path = _skimage_file("lfw_subset.npy")
+    if path:
+        faces = np.load(path)         # (as skimage.data.lfw_subset() reads it, without importing skimage.data)
+    else:
+        import skimage.data
 
-    faces = np.asarray(skimage.data.lfw_subset(), dtype=np.float32)   # (200, 25, 25) in [0, 1]
+        faces = skimage.data.lfw_subset()
+    faces = np.asarray(faces, dtype=np.float32)   # (200, 25, 25) in [0, 1]
     if faces.shape != (2 * LFW_FACES, 25, 25):
         raise RuntimeError(f"skimage.data.lfw_subset() has shape {faces.shape}, expected (200, 25, 25)")
     faces.setflags(write=False)

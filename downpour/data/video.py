@@ -15,22 +15,33 @@ import os
 import struct
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import av
 import numpy as np
-from av.sidedata.sidedata import Type as _SideData
 
 from downpour._names import plural
 from downpour.data.folder import hidden, image_extensions, left_out, once_each, say_left_out, walk_files
 from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
 from downpour.errors import DataError
 
+if TYPE_CHECKING:
+    import av
+
 # (.mts and .m2ts: camcorders' MPEG-TS; .vob: DVDs; .f4v, .divx, .asf, .mxf, .y4m: each decoded here, added on
 # 2026-12-04; until then a camcorder's .MTS files were left out of a folder without a word)
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp", ".ts",
                     ".mts", ".m2ts", ".vob", ".f4v", ".divx", ".asf", ".mxf", ".y4m"}
-_DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, RuntimeError, EOFError)
+
+
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    """What a file PyAV cannot read raises. PyAV is imported where a video is read, not with this module: every
+    training process and Ray actor imports this module (data.build, pipeline, stream) and until 2026-12-06 paid for
+    PyAV: 0.05-0.08 s of CPU after torch, 0.7-1.0 s of wall on the loaded 2-core VM."""
+    import av
+
+    return av.FFmpegError, OSError, ValueError, RuntimeError, EOFError
+
+
 # Each thread's maker of :func:`_display_matrix`'s 2x2 copies, keeping its converter from frame to frame of one
 # size (the frame's own converter makes the RGB copy: when both took turns in it, each was made anew, 4 ms a frame)
 _SMALL = threading.local()
@@ -52,6 +63,8 @@ def _open(path: Path | str) -> av.container.InputContainer:
     processing input"): where its top-level boxes begin with 'ftyp' and hold no 'moov', it says it was most likely cut
     short, as one cut later does (:func:`video_stream`; since 2026-12-06: the first 500 bytes of a 12-frame .mp4 read
     as FFmpeg's words alone)."""
+    import av
+
     try:
         return av.open(str(path))
     except av.InvalidDataError as err:
@@ -144,10 +157,13 @@ def _display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
     """``frame``'s display matrix (9 int32) or None, read from a 2x2 grey copy of it (point-sampled: 8 us for a
     1080p frame; the copy keeps its side data), so that the frame is in no reference cycle; the copy's cycle
     holds a few hundred bytes until the collector runs."""
+    from av.sidedata.sidedata import Type
+    from av.video.reformatter import VideoReformatter
+
     if not hasattr(_SMALL, "maker"):
-        _SMALL.maker = av.video.reformatter.VideoReformatter()
+        _SMALL.maker = VideoReformatter()
     copy = _SMALL.maker.reformat(frame, width=2, height=2, format="gray", interpolation="POINT", threads=1)
-    side = copy.side_data.get(_SideData.DISPLAYMATRIX)
+    side = copy.side_data.get(Type.DISPLAYMATRIX)
     return None if side is None else np.frombuffer(bytes(side), np.int32)
 
 
@@ -169,7 +185,7 @@ def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int, s
                     kept[count - 1] = _rgb(frame)
                 if last is not None and count - 1 >= last:
                     break
-        except _DECODE_ERRORS as err:
+        except _decode_errors() as err:
             if count == 0:
                 raise
             broke = str(err)
@@ -240,7 +256,7 @@ def _count(container: av.container.InputContainer, stream: av.video.stream.Video
     try:
         for packet in container.demux(stream):
             count += packet.size > 0                    # (the flush packet at the end is empty)
-    except _DECODE_ERRORS:
+    except _decode_errors():
         pass                                            # (decoding finds where it really ends: sample_frames)
     return count
 
@@ -265,7 +281,7 @@ def frames_taken(paths: list[Path], k: int) -> float | None:
     for path in paths:
         try:
             declared = _frame_count(Path(path))
-        except _DECODE_ERRORS:
+        except _decode_errors():
             continue                   # (skipped when read, and named then)
         if declared > 0:
             counts.append(min(declared, k))
