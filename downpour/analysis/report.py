@@ -81,13 +81,14 @@ def _starts(stim: dict[str, Any]) -> str:
 def _among_pool(stim: dict[str, Any], top: dict[str, Any]) -> str:
     """Where the stimulus's response stands among the pool's images' (analysis.json's ``optimal_stimulus.among_pool``,
     since 2026-12-06; "" for a file before it): " (higher than the responses to 97% of the 60 images the top ones are
-    drawn from; the best image's 2.1)", "lower than" for a unit the concept lowers."""
+    drawn from; the best image's 2.1)"; for a unit the concept lowers, " (lower than ...; the image that lowers it
+    most: -1.8)" (until 2026-12-06 "the best image's", which read as the image that excites it most)."""
     rank = stim.get("among_pool")
     if not rank:
         return ""
-    way = "higher" if stim.get("sign", 1) > 0 else "lower"
+    way, best = ("higher", "the best image's") if stim.get("sign", 1) > 0 else ("lower", "the image that lowers it most:")
     return (f" ({way} than the responses to {rank['percentile']:.0f}% of the {top.get('pool', '?')} images the top "
-            f"ones are drawn from; the best image's {rank['best_image']:.4g})")
+            f"ones are drawn from; {best} {rank['best_image']:.4g})")
 
 
 def _pictured_words(a: dict[str, Any]) -> str:
