@@ -2,6 +2,8 @@
 the sweep's own per-image responses, and the report shows them."""
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pytest
 import torch
@@ -101,3 +103,87 @@ def test_the_intervals_are_seeded_and_the_report_shows_them():
     assert f"pixels [{w[0]:.3g}, {w[1]:.3g}]" in said
     without = _invariance({"invariance": {**inv, "summary": invariance_summary(inv)}})   # a file from before: no column
     assert "bootstrap interval" not in without
+
+
+def _with_others(n: int = 8):
+    """_BlobUnits, the blobs and 8 other images (faint noise, a dimmer blob in half), swept with them as negatives."""
+    torch.manual_seed(1)
+    others = 0.3 * torch.rand(8, 1, 16, 16)
+    others[:4, 0, 7:10, 7:10] += 0.5
+    return _BlobUnits(), _blobs(n), others
+
+
+@pytest.mark.parametrize("unit,sign", [(1, 1), (2, -1)])
+def test_one_resample_of_every_image_once_gives_the_auc_ranges_of_the_sweep_itself(monkeypatch, unit, sign):
+    """The AUC ranges had no interval (until 2026-12-06); with every image of both classes drawn once the bootstrap
+    must read the sweep's own AUC ranges and untransformed AUCs, from its kept passes."""
+    from downpour.analysis.invariance import selectivity_summary
+
+    model, images, others = _with_others()
+    passes = Passes([unit])
+    inv = invariance_curves(model, images, unit, sign=sign, baseline=0.0, negatives=others, passes=passes)
+    made = passes.made
+    monkeypatch.setattr(invariance_ci, "range_weights", lambda n, b, seed: np.ones((1, n)))
+    monkeypatch.setattr(invariance_ci, "negative_weights", lambda m, b, seed: np.ones((1, m)))
+    ci = invariance_ci.selectivity_intervals(inv, passes, seed=0)
+    assert passes.made == made
+    sel = selectivity_summary(inv)
+    assert set(ci) == set(sel["ranges"]) == {"scale", "translation_x", "translation_y", "rotation"}
+    for name, r in sel["ranges"].items():
+        assert ci[name]["auc"] == [pytest.approx(sel["auc"][name])] * 2, name
+        assert (ci[name]["low"], ci[name]["high"]) == ((None, None) if r is None else ([r[0]] * 2, [r[1]] * 2)), name
+
+
+def test_the_untransformed_aucs_interval_covers_a_planted_auc():
+    """Concept images answer N(1, 1) untransformed, the others N(0, 1): the AUC is Phi(1 / sqrt 2) = 0.760. A shift
+    takes the concept's lead away linearly: 0.5 + (lead) x (1 - |v| / 8), both classes warped alike."""
+    rng = np.random.default_rng(0)
+    n, m = 150, 150
+    lead = 1.0 - np.abs(np.array(VALUES)) / 8.0                            # (V,)
+    pos = np.clip(lead, 0, None)[:, None] + rng.standard_normal((1, n))    # (V, n): each image's noise kept
+    neg = rng.standard_normal((1, m)).repeat(len(VALUES), axis=0)
+    ci = invariance_ci.auc_interval("translation_x", VALUES, pos, neg, range_weights(n, 500, 0),
+                                    invariance_ci.negative_weights(m, 500, 0))
+    assert ci["auc"][0] <= 0.760 <= ci["auc"][1] and ci["auc"][1] - ci["auc"][0] < 0.2
+    # halfway to chance: the lead falls to about 0.5 where |v| is near 4.5 (the AUC is not linear in the lead)
+    assert ci["width"][0] <= 9.0 <= ci["width"][1] and ci["width"][0] < ci["width"][1]
+
+
+def test_the_tied_units_mean_widths_get_an_interval_that_one_resample_of_every_image_pins_to_the_mean(monkeypatch):
+    """The tied units' widths were given as mean ± std over the units (until 2026-12-06), with nothing to say how far
+    another set of test images moves the mean; one resample of every image once must give that mean itself."""
+    from downpour.analysis.invariance import sweep, tied_summary
+
+    model, images, others = _with_others()
+    passes = Passes([1, 2])
+    results = sweep(model, images, [1, 2], [1, -1], [0.0, 0.0], negatives=others, passes=passes)
+    summary = tied_summary(results)
+    monkeypatch.setattr(invariance_ci, "range_weights", lambda n, b, seed: np.ones((1, n)))
+    monkeypatch.setattr(invariance_ci, "negative_weights", lambda m, b, seed: np.ones((1, m)))
+    ci = invariance_ci.tied_intervals(results, passes, seed=0)
+    for key, got in (("widths", summary["widths"]), ("selectivity", summary["selectivity"]["widths"])):
+        for name in ("scale", "translation_x", "translation_y", "rotation"):
+            mean = got[name]["mean"]
+            assert ci[key][name] == (None if mean is None else [pytest.approx(mean)] * 2), (key, name)
+
+
+def test_the_report_gives_the_auc_ranges_and_the_tied_means_intervals():
+    from downpour.analysis.invariance import selectivity_summary, sweep, tied_summary
+    from downpour.analysis.report import _invariance
+
+    model, images, others = _with_others()
+    passes = Passes([1, 0])
+    inv = invariance_curves(model, images, 1, baseline=0.0, negatives=others, passes=passes)
+    results = sweep(model, images, [1, 0], [1, 1], [0.0, 0.0], negatives=others, passes=passes)
+    sel = {**selectivity_summary(inv), "range_ci": invariance_ci.selectivity_intervals(inv, passes, seed=2)}
+    tied = {**tied_summary(results), "mean_ci": invariance_ci.tied_intervals(results, passes, seed=2)}
+    inv = {**inv, "summary": invariance_summary(inv), "selectivity": sel, "tied": tied}
+    said = html.unescape(_invariance({"invariance": inv}))
+    assert "95% bootstrap interval (each class resampled within itself)" in said
+    at = sel["range_ci"]["translation_x"]["auc"]
+    assert f"untransformed AUC [{at[0]:.3f}, {at[1]:.3f}]" in said
+    m = tied["mean_ci"]["widths"]["translation_x"]
+    assert f"(the mean's 95% interval over the resampled images: [{m[0]:.3g}, {m[1]:.3g}])" in said
+    old = {**inv, "selectivity": selectivity_summary(inv), "tied": tied_summary(results)}    # a file from before
+    assert "each class resampled" not in _invariance({"invariance": old})
+    assert "the mean's 95% interval" not in _invariance({"invariance": old})

@@ -62,6 +62,13 @@ def test_analysis_json_has_every_number(run_dir):
     for name, r in summary["ranges"].items():
         ci = summary["range_ci"][name]
         assert r is None or ci is None or ci["width"] is None or (ci["replicates"] == 500 and ci["low"][0] <= ci["low"][1])
+    # the AUC ranges' intervals beside them, and the tied units' mean widths' where the tie has several
+    sel = a["invariance"]["selectivity"]
+    assert set(sel["range_ci"]) == set(sel["ranges"]) and "selectivity_ci" not in a["invariance"]
+    assert all(ci["replicates"] == 500 and ci["auc"][0] <= sel["auc"][name] <= ci["auc"][1]
+               for name, ci in sel["range_ci"].items())
+    tied = a["invariance"]["tied"]
+    assert ("mean_ci" in tied) == (tied["size"] > 1)
     assert 0.0 <= a["optimal_stimulus"]["among_pool"]["percentile"] <= 100.0
     assert [r["features"] for r in a["probes"][1]["rows"]] == ["input pixels", "codes"]
     assert a["staleness"]["overall"] and a["training"]["workers"] == [0, 1, 2]

@@ -10,31 +10,42 @@ already made (:meth:`~downpour.analysis.passes.Passes.read`: no forward pass) an
 Each point is the replicate's (mean response - baseline) / (mean untransformed response - baseline) of the *same*
 resampled images, so the normalisation is resampled too. The baseline (the unit's mean on the other class) is held
 fixed: the interval covers which concept images were tested, not which others, nor training (another run learns
-other units). Percentile interval, 2.5% and 97.5%; a range's ends are swept values, so its interval's are too (the
-lower quantile taken downward, the upper upward). Since 2026-12-06: the ranges were single numbers, while every
+other units). The AUC ranges' intervals (:func:`selectivity_intervals`) resample the other class too, each class within
+itself, and recompute each AUC curve by ranks (:func:`~downpour.analysis.controls.ranked_aucs`); the tied units' mean
+widths' (:func:`tied_intervals`) average each replicate's widths over the units, every unit read on the same draw.
+Percentile interval, 2.5% and 97.5%; a range's ends are swept values, so its interval's are too (the lower quantile
+taken downward, the upper upward). Since 2026-12-06: the ranges were single numbers, while every
 AUC in the report carried an interval.
 
     N   test images of the concept;  V   values swept of one transform;  B   replicates
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
-from downpour.analysis.controls import bootstrap_weights
-from downpour.analysis.invariance import invariance_summary, range_width, responsive
+from downpour.analysis.controls import bootstrap_weights, ranked_aucs
+from downpour.analysis.invariance import (SELECTIVE_KEY, invariance_summary, range_width, responsive,
+                                          selectivity_summary)
 from downpour.analysis.passes import Passes
 
 RANGE_REPLICATES = 500     # ~0.1 s of per-image arithmetic for the four in-plane curves (docs/analysis.md)
 RANGE_STREAM = 3           # the seed's spawn key: the face test draws streams 0-2 of the same seed (face_controls)
+NEGATIVE_STREAM = 4        # the other class's images, for the AUC ranges' intervals
 
 
 def range_weights(n: int, replicates: int, seed: int) -> np.ndarray:
     """(B, n) multinomial counts of ``n`` images, from the run's ``seed`` (its own stream of it)."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(RANGE_STREAM,)))
     return bootstrap_weights(np.ones(n, dtype=bool), replicates, rng)
+
+
+def negative_weights(m: int, replicates: int, seed: int) -> np.ndarray:
+    """(B, m) multinomial counts of the other class's ``m`` images, from the seed's next stream."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(NEGATIVE_STREAM,)))
+    return bootstrap_weights(np.ones(m, dtype=bool), replicates, rng)
 
 
 def curve_interval(transform: str, values: list[float], per_image: np.ndarray, reference: np.ndarray, base: float,
@@ -45,24 +56,63 @@ def curve_interval(transform: str, values: list[float], per_image: np.ndarray, r
     :func:`~downpour.analysis.invariance.range_width`; ``censored``: how many replicates ran to an end of the sweep
     (their width is a lower bound); ``without_range``: how many had none (the resampled images no stronger than the
     baseline untransformed, or below the floor there), left out of the percentiles."""
+    ranges, censored = replicate_ranges(transform, values, per_image, reference, base, weights, floor)
+    return {**_of_ranges(transform, ranges, censored), "floor": floor}
+
+
+def replicate_ranges(transform: str, values: list[float], per_image: np.ndarray, reference: np.ndarray, base: float,
+                     weights: np.ndarray, floor: float = 0.5) -> tuple[list[list[float] | None], int]:
+    """:func:`curve_interval`'s (B,) replicates' ranges (None where one has none), and how many ran to the sweep's
+    end."""
     total = weights.sum(axis=1)                                              # (B,): n each
     top = weights @ per_image.T / total[:, None] - base                      # (B, V)
     bottom = weights @ reference / total - base                              # (B,)
     ranges, censored = [], 0
     for b in range(len(weights)):
         if not bottom[b] > 1e-12:       # no response above the baseline to keep: no range (as the sweep reads it)
+            ranges.append(None)
             continue
         got = invariance_summary({"curves": [{"transform": transform, "values": values,
                                               "response": (top[b] / bottom[b]).tolist()}]}, floor)
-        if got["ranges"][transform] is not None:
-            ranges.append(got["ranges"][transform])
-            censored += bool(got["censored"][transform])
-    out = {"replicates": int(len(weights)), "without_range": int(len(weights) - len(ranges)), "censored": censored,
-           "floor": floor}
-    if not ranges:
+        ranges.append(got["ranges"][transform])
+        censored += bool(got["censored"][transform])
+    return ranges, censored
+
+
+def auc_interval(transform: str, values: list[float], pos: np.ndarray, neg: np.ndarray, w_pos: np.ndarray,
+                 w_neg: np.ndarray, keep: float = 0.5) -> dict[str, Any]:
+    """The interval of one AUC range (:func:`~downpour.analysis.invariance.selectivity_summary`): pos (V, N) the concept
+    images' signed responses at each value swept, neg (V, M) the other class's warped alike; w_pos (B, N), w_neg (B, M)
+    each class's resampling (:func:`range_weights`, :func:`negative_weights`). As :func:`curve_interval`, with ``auc``:
+    the untransformed AUC's interval (None without an identity point)."""
+    ranges, censored, at = auc_replicate_ranges(transform, values, pos, neg, w_pos, w_neg, keep)
+    seen = at[np.isfinite(at)]
+    return {**_of_ranges(transform, ranges, censored), "keep": keep, "auc": _interval(seen) if seen.size else None}
+
+
+def auc_replicate_ranges(transform: str, values: list[float], pos: np.ndarray, neg: np.ndarray, w_pos: np.ndarray,
+                         w_neg: np.ndarray, keep: float = 0.5) -> tuple[list[list[float] | None], int, np.ndarray]:
+    """:func:`auc_interval`'s (B,) replicates' AUC ranges, how many ran to the sweep's end and (B,) their untransformed
+    AUCs (NaN without an identity point)."""
+    aucs = ranked_aucs(pos, neg, w_pos, w_neg)                               # (V, B)
+    ranges, censored, at = [], 0, np.full(aucs.shape[1], np.nan)
+    for b in range(aucs.shape[1]):
+        got = selectivity_summary({"curves": [{"transform": transform, "values": values, "auc": aucs[:, b].tolist()}]},
+                                  keep=keep)
+        ranges.append(got["ranges"][transform])
+        censored += bool(got["censored"][transform])
+        at[b] = np.nan if got["auc"][transform] is None else got["auc"][transform]
+    return ranges, censored, at
+
+
+def _of_ranges(transform: str, ranges: list[list[float] | None], censored: int) -> dict[str, Any]:
+    """The percentile intervals of replicates' ``ranges`` (None: none, left out): ``low``, ``high``, ``width``."""
+    kept = [r for r in ranges if r is not None]
+    out = {"replicates": len(ranges), "without_range": len(ranges) - len(kept), "censored": censored}
+    if not kept:
         return {**out, "low": None, "high": None, "width": None}
-    ends = np.array(ranges)                                                  # (B', 2)
-    widths = np.array([range_width(transform, r) for r in ranges])
+    ends = np.array(kept)                                                    # (B', 2)
+    widths = np.array([range_width(transform, r) for r in kept])
     return {**out, "low": _interval(ends[:, 0]), "high": _interval(ends[:, 1]), "width": _interval(widths)}
 
 
@@ -80,14 +130,84 @@ def range_intervals(result: dict[str, Any], passes: Passes, *, seed: int, replic
     out: dict[str, dict[str, Any] | None] = {c["transform"]: None for c in result["curves"]}
     if not responsive(result):
         return out
+    read = _reader(result, passes)
+    weights = range_weights(len(read(("x", None))), replicates, seed)
+    for name, values, per_image, reference in _response_curves(result, read):
+        out[name] = curve_interval(name, values, per_image, reference, result["sign"] * result["baseline"], weights,
+                                   floor)
+    return out
+
+
+def selectivity_intervals(result: dict[str, Any], passes: Passes, *, seed: int, replicates: int = RANGE_REPLICATES,
+                          keep: float = 0.5) -> dict[str, dict[str, Any]]:
+    """Per in-plane transform with an AUC curve (a sweep given the other class's images), the :func:`auc_interval` of
+    its AUC range: the concept's images resampled as :func:`range_intervals` draws them (the same draws), the other
+    class's within itself (its own stream of the seed), both read back from ``passes``. Since 2026-12-06: the AUC
+    ranges were single numbers beside intervals."""
+    read = _reader(result, passes)
+    w_pos, w_neg = _both_weights(read, replicates, seed)
+    return {name: auc_interval(name, values, pos, neg, w_pos, w_neg, keep)
+            for name, values, pos, neg in _auc_curves(result, read)}
+
+
+def tied_intervals(results: list[dict[str, Any]], passes: Passes, *, seed: int, replicates: int = RANGE_REPLICATES,
+                   floor: float = 0.5, keep: float = 0.5) -> dict[str, dict[str, list[float] | None]]:
+    """The 95% intervals of the tied units' mean widths (:func:`~downpour.analysis.invariance.tied_summary`'s
+    ``widths[name]["mean"]``, its ``selectivity`` one's under ``"selectivity"``) over the same resamples of the images:
+    each replicate redraws the images once for every unit, reads each unit's range from them and averages the widths
+    of the units with a range (none: the replicate is left out). None where no replicate has one. Since 2026-12-06:
+    the tied units' mean ± std had no interval, and a std over the units says nothing of the images."""
+    read = _reader(results[0], passes)
+    w_pos, w_neg = _both_weights(read, replicates, seed)
+    response: dict[str, list[list[float]]] = {}
+    auc: dict[str, list[list[float]]] = {}
+    for result in results:
+        unit = _reader(result, passes)
+        if responsive(result):
+            for name, values, per_image, reference in _response_curves(result, unit):
+                got, _ = replicate_ranges(name, values, per_image, reference, result["sign"] * result["baseline"],
+                                          w_pos, floor)
+                response.setdefault(name, []).append([range_width(name, r) for r in got])
+        if w_neg is not None:
+            for name, values, pos, neg in _auc_curves(result, unit):
+                got, _, _ = auc_replicate_ranges(name, values, pos, neg, w_pos, w_neg, keep)
+                auc.setdefault(name, []).append([range_width(name, r) for r in got])
+    return {"widths": _mean_intervals(response), "selectivity": _mean_intervals(auc)}
+
+
+def _mean_intervals(widths: dict[str, list[list[float]]]) -> dict[str, list[float] | None]:
+    """Per transform, the interval of each replicate's mean width over the units with a range (units x B widths,
+    NaN for none)."""
+    out: dict[str, list[float] | None] = {}
+    for name, w in widths.items():
+        w = np.array(w, dtype=float)                                         # (units, B)
+        had = np.isfinite(w).any(axis=0)                                     # (B,): a replicate with any range
+        out[name] = _interval(np.nanmean(w[:, had], axis=0)) if had.any() else None
+    return out
+
+
+def _reader(result: dict[str, Any], passes: Passes) -> Callable[[tuple], np.ndarray]:
+    """(N,) the signed responses of ``result``'s unit to each image of a pass (a key of ``passes``)."""
     unit, sign = torch.tensor([result["unit"]]), torch.tensor([float(result["sign"])], dtype=torch.float64)
-    base = result["sign"] * result["baseline"]
+    return lambda key: passes.read(key, unit, sign)[:, 0].numpy()
 
-    def read(key: tuple) -> np.ndarray:     # (N,): the unit's signed response to each image of the pass ``key``
-        return passes.read(key, unit, sign)[:, 0].numpy()
 
+def _both_weights(read: Callable[[tuple], np.ndarray], replicates: int,
+                  seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(B, N) resamples of the concept's images (:func:`range_weights`) and (B, M) of the other class's (None where the
+    sweep had none)."""
+    w_pos = range_weights(len(read(("x", None))), replicates, seed)
+    try:
+        m = len(read(("negatives", None)))
+    except KeyError:        # (a sweep without the other class: no AUC curves)
+        return w_pos, None
+    return w_pos, negative_weights(m, replicates, seed)
+
+
+def _response_curves(result: dict[str, Any], read: Callable[[tuple], np.ndarray]) -> Iterator[tuple]:
+    """(transform, values, (V, N) per-image responses, (N,) the untransformed ones) of each in-plane curve: the
+    rotation's relative to the unturned images in the disc where the sweep used it (as the sweep falls back)."""
     originals = read(("x", None))
-    weights = range_weights(len(originals), replicates, seed)
     for c in result["curves"]:
         name = c["transform"]
         if name == "out_of_plane_rotation":
@@ -96,6 +216,15 @@ def range_intervals(result: dict[str, Any], passes: Passes, *, seed: int, replic
         reference = originals
         if name == "rotation" and result.get("rotation_aperture") == "disc":
             disc = read(("x", "rotation", 0.0))
-            reference = disc if disc.mean() - base > 1e-12 else originals     # (as the sweep falls back)
-        out[name] = curve_interval(name, c["values"], per_image, reference, base, weights, floor)
-    return out
+            reference = disc if disc.mean() - result["sign"] * result["baseline"] > 1e-12 else originals
+        yield name, c["values"], per_image, reference
+
+
+def _auc_curves(result: dict[str, Any], read: Callable[[tuple], np.ndarray]) -> Iterator[tuple]:
+    """(transform, values, (V, N) concept images' responses, (V, M) the other class's warped alike) of each curve with
+    an AUC (:func:`~downpour.analysis.invariance.sweep` given ``negatives``)."""
+    for c in result["curves"]:
+        if SELECTIVE_KEY in c:
+            name, values = c["transform"], c["values"]
+            yield (name, values, np.stack([read(("x", name, v)) for v in values]),
+                   np.stack([read(("negatives", name, v)) for v in values]))

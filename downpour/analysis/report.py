@@ -13,7 +13,8 @@ from typing import Any
 from downpour._names import pasted
 from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, one_orientation
 from downpour.analysis.report_invariance import (fill_words, invariance_rows, invariance_words, range_ci_cells,
-                                                selectivity_rows, tied_invariance, tied_unresponsive, warped_against)
+                                                selectivity_ci_cells, selectivity_rows, tied_invariance,
+                                                tied_unresponsive, warped_against)
 from downpour.analysis.report_notes import chosen_among, loss_headline as _loss_headline
 from downpour.analysis.report_notes import pictured_names, several_optima, top_words
 from downpour.analysis.report_notes import untied_note
@@ -144,6 +145,11 @@ def _invariance(a: dict[str, Any]) -> str:
     if inv.get("selectivity"):      # the unit's AUC against the other class, both warped (since 2026-12-05)
         rows = [r + [w] for r, w in zip(rows, selectivity_rows(inv))]
         header.append(f"range with AUC ({warped_against(a)[1]} warped alike) ≥ halfway from 0.5 to the untransformed AUC")
+        sel_cis = selectivity_ci_cells(inv)
+        if sel_cis:     # its interval, both classes resampled (since 2026-12-06)
+            rows = [r + [c] for r, c in zip(rows, sel_cis)]
+            header.append("its width, 95% bootstrap interval (each class resampled within itself); its ends' "
+                          "intervals; the untransformed AUC's")
     tied = inv.get("tied") or {}
     note = ""
     if tied.get("size", 1) > 1:      # equally good units: one's range depends on the tie-break, their mean does not

@@ -93,12 +93,34 @@ def range_ci_cells(inv: dict[str, Any]) -> list[str] | None:
     (analysis.json's ``invariance.summary.range_ci``, since 2026-12-06: "2.5 octaves [1.5, 3]; ends × [0.177, 0.25]
     and × [1.75, 2.828]"), "–" for a transform without one (a pose curve); None for a file without intervals."""
     summary = inv.get("summary", {})
-    cis = summary.get("range_ci")
+    return _ci_cells(summary.get("ranges", {}), summary.get("range_ci"), summary.get("ranges", {}))
+
+
+def selectivity_ci_cells(inv: dict[str, Any]) -> list[str] | None:
+    """Per row of :func:`invariance_rows`, the AUC range's width with its 95% bootstrap interval, both classes
+    resampled (``invariance.selectivity.range_ci``, since 2026-12-06), and the untransformed AUC's: as
+    :func:`range_ci_cells`, "; untransformed AUC [0.61, 0.83]" after it."""
+    sel = inv.get("selectivity") or {}
+    cis = sel.get("range_ci")
+    cells = _ci_cells(sel.get("ranges", {}), cis, inv.get("summary", {}).get("ranges", {}))
+    if cells is None:
+        return None
+    for i, name in enumerate(inv.get("summary", {}).get("ranges", {})):
+        at = (cis.get(name) or {}).get("auc")
+        if at is not None:
+            said = f"untransformed AUC [{at[0]:.3f}, {at[1]:.3f}]"
+            cells[i] = said if cells[i] == "–" else f"{cells[i]}; {said}"
+    return cells
+
+
+def _ci_cells(ranges: dict[str, Any], cis: dict[str, Any] | None, rows: Any) -> list[str] | None:
+    """The cells of :func:`range_ci_cells` and :func:`selectivity_ci_cells`: per name of ``rows``, its range in
+    ``ranges`` and its interval in ``cis``."""
     if not cis:
         return None
     out = []
-    for name, r in summary.get("ranges", {}).items():
-        ci = cis.get(name)
+    for name in rows:
+        ci, r = cis.get(name), ranges.get(name)
         if ci is None or r is None:
             out.append("–")
             continue
@@ -169,7 +191,9 @@ def tied_invariance(inv: dict[str, Any], selectivity: bool = False) -> list[str]
     (:func:`tied_unresponsive`); a median beside the mean since 2026-12-05 (files before it have none).
     ``selectivity``: the widths of the AUC ranges (``invariance.tied.selectivity``, :func:`selectivity_rows`' ranges)
     instead, in the same words; a unit at or below chance untransformed has none. Since 2026-12-05: analysis.json had
-    them and the report showed the response widths alone."""
+    them and the report showed the response widths alone. Since 2026-12-06 the mean's 95% interval over resamples of
+    the images (``invariance.tied.mean_ci``, :func:`~downpour.analysis.invariance_ci.tied_intervals`) follows the ±:
+    the std is the units' spread, not how far another set of images would move the mean."""
     tied = inv.get("tied") or {}
     src = (tied.get("selectivity") or {}) if selectivity else tied
     widths = src.get("widths", {})
@@ -189,7 +213,10 @@ def tied_invariance(inv: dict[str, Any], selectivity: bool = False) -> list[str]
             at_end += f", {turns} of them at every angle (the whole turn)" if turns else ""
             median = f", median {w['median']:.3g}" if w.get("median") is not None else ""
             up = _upper_end(widths["scale_up"]) if name == "scale" and "scale_up" in widths else ""
-            out.append(f"{w['mean']:.3g} ± {w['std']:.2g} {w['units']}{median} ({w['min']:.3g}–{w['max']:.3g}), over "
+            ci = ((tied.get("mean_ci") or {}).get("selectivity" if selectivity else "widths") or {}).get(name)
+            ci = f" (the mean's 95% interval over the resampled images: [{ci[0]:.3g}, {ci[1]:.3g}])" if ci else ""
+            spread = f"{w['mean']:.3g} ± {w['std']:.2g} {w['units']}{ci}{median} ({w['min']:.3g}–{w['max']:.3g})"
+            out.append(f"{spread}, over "
                        + (f"the {w['measured']} of {tied['size']} with a range" if w["measured"] < tied["size"]
                           else f"all {tied['size']}") + at_end + up)
     return out

@@ -26,7 +26,7 @@ from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.face_verdict import said_faceless
 from downpour.analysis.invariance import (disc_auc, invariance_curves, invariance_summary, selectivity_summary, sweep,
                                          tied_summary)
-from downpour.analysis.invariance_ci import range_intervals
+from downpour.analysis.invariance_ci import range_intervals, selectivity_intervals, tied_intervals
 from downpour.analysis.partial import Kept, inputs_key, resolved_options
 from downpour.analysis.poses import load_poses
 from downpour.analysis.passes import Passes
@@ -275,9 +275,12 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
         inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses,
                                 prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes)
         inv["range_ci"] = range_intervals(inv, passes, seed=seed)     # its ranges' intervals (since 2026-12-06)
-        inv["tied"] = tied_summary(sweep(model, concept, tied, pictured["tied_signs"],
-                                         every[~is_positive & unseen][:, tied].mean(axis=0).tolist(), layer=layer,
-                                         prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes))
+        inv["selectivity_ci"] = selectivity_intervals(inv, passes, seed=seed)     # its AUC ranges' (the same day)
+        swept = sweep(model, concept, tied, pictured["tied_signs"], every[~is_positive & unseen][:, tied].mean(axis=0)
+                      .tolist(), layer=layer, prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes)
+        inv["tied"] = tied_summary(swept)
+        if len(tied) > 1:       # the mean widths' intervals over the images (since 2026-12-06)
+            inv["tied"]["mean_ci"] = tied_intervals(swept, passes, seed=seed)
         return inv
     inv = kept.part("invariance sweeps", invariance)
     against = ("faces", "non-faces") if opts.runs_face_test() else (labels[0], "the other classes")
@@ -303,6 +306,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
 
     meta = run.read_json("model.json")
     range_ci = inv.pop("range_ci", None)      # stored beside the ranges, in the summary
+    selectivity_ci = inv.pop("selectivity_ci", None)       # ... and the AUC ranges' beside them
     result = {
         "run": str(run.path), "model": meta["model"], "trained_steps": meta.get("step"), "layer": layer,
         "options": dataclasses.asdict(opts), "labelled_set": {"name": data.name, "counts": data.counts(), **data.info},
@@ -324,7 +328,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
                        "labels": data.y[top].tolist(), "positive_in_top": positive_in_top, "drawn_from": drawn_from,
                        "pool": int(len(pool)), "positive_in_pool": int(is_positive[pool].sum())},
         "invariance": {**inv, "summary": {**invariance_summary(inv), "range_ci": range_ci},
-                       "selectivity": selectivity_summary(inv),
+                       "selectivity": {**selectivity_summary(inv), "range_ci": selectivity_ci},
                        "rotation_disc_auc": disc_auc(inv),
                        "selectivity_faces_only": selectivity_summary(inv, "auc_faces_only")},
         "probes": probes,
