@@ -228,21 +228,24 @@ def _analyze(args: argparse.Namespace) -> int:
     return report_only(Path(args.run)) if report else 0
 
 
-def report_only(path: Path) -> int:
+def report_only(path: Path, said: bool = False) -> int:
+    """Write the report (analysing the run first where it has no analysis.json, or a stale one) and print its path;
+    ``said``: print the analysis's :func:`headline` before it, as `downpour analyze --report` and `downpour train` do
+    (until 2026-12-06 `downpour report` printed it after the path, so its last line was not the file to open)."""
     from downpour.analysis.report import write_report
 
-    print(f"downpour: report written to {write_report(path)}")
+    written = write_report(path)
+    print(headline(path) if said else "", end="")
+    print(f"downpour: report written to {written}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     path = Path(args.run)
-    analysed = (path / "analysis.json").is_file()
+    analyses = _report_analyses(path)      # no analysis.json, or a stale one: the report analyses it first
     with _analysis_held(path, "downpour report", analyses=False):
         try:
-            code = report_only(path)     # analyses the run first when it has no analysis.json yet
-            print("" if analysed else headline(path), end="")    # ... and then says it as `downpour analyze` does
-            return code
+            return report_only(path, said=analyses)     # ... and says it as `downpour analyze` does
         except KeyboardInterrupt:        # (and SIGTERM) in that analysis: it said only "interrupted" until 2026-12-05
             if not (path / "analysis.json").is_file():
                 stopped_analysis(path, f"downpour report {pasted(path)}")

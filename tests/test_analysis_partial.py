@@ -56,8 +56,11 @@ def test_downpour_report_stopped_in_its_analysis_says_what_finishes_it(trained, 
     assert not (run / "analysis.json").exists() and not (run / NAME).exists()
 
 
-def test_downpour_report_that_analyses_first_ends_with_the_headline(trained, tmp_path, monkeypatch, capsys):
-    """`downpour report RUN` of a run without analysis.json analyses it, and said only where the report went."""
+def test_downpour_report_that_analyses_first_says_the_headline_then_the_reports_path(trained, tmp_path, monkeypatch,
+                                                                                       capsys):
+    """`downpour report RUN` of a run without analysis.json analyses it, and said only where the report went; then
+    (until 2026-12-06) it said the headline after the path, while `downpour analyze --report` and `downpour train`
+    end on the path: the last line is the file to open."""
     import downpour.analysis.report as report
 
     run, whole = trained
@@ -69,7 +72,8 @@ def test_downpour_report_that_analyses_first_ends_with_the_headline(trained, tmp
     monkeypatch.setattr(report, "write_report", analysed_and_written)
     assert main(["report", str(copy)]) == 0
     summary = whole["face_neuron"]["controls_verdict"]["sentences"][0]
-    assert f"downpour: face test: {summary}\n" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.endswith(f"downpour: face test: {summary}\ndownpour: report written to {copy / 'report.html'}\n")
     assert main(["report", str(copy)]) == 0                  # a report of an analysis already there: no headline
     assert "face test:" not in capsys.readouterr().out
 
