@@ -839,3 +839,19 @@ def test_the_top_images_words_say_what_the_number_above_each_image_is():
 
     top = {"indices": [1, 2, 3], "positive_in_top": 2, "pool": 60, "positive_in_pool": 30, "drawn_from": "60 held-out images"}
     assert "the number above each is the unit's response to it" in top_words(top, sign=-1)
+
+
+def test_the_top_images_count_says_how_often_chance_draws_as_many():
+    """"6 of them from the concept's class, against 4.5 expected by chance" stood alone (until 2026-12-06): a reader
+    could not tell 6 of 9 from a finding. A random 9 of 60 images, 30 of the concept, hold 6 or more with probability
+    sum_x C(30, x) C(30, 9 - x) / C(60, 9) over x >= 6."""
+    from math import comb
+
+    from downpour.analysis.report_notes import top_words
+
+    top = {"indices": list(range(9)), "positive_in_top": 6, "pool": 60, "positive_in_pool": 30, "drawn_from": "them"}
+    p = sum(comb(30, x) * comb(30, 9 - x) for x in range(6, 10)) / comb(60, 9)
+    assert f"(the class is 50.0% of those images: a random 9 of them hold 6 or more in {100 * p:.1f}% of draws;" in (
+        top_words(top, sign=-1))
+    none = {**top, "positive_in_top": 0}            # 0 or more: every draw
+    assert "hold 0 or more in 100.0% of draws" in top_words(none)
