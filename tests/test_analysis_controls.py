@@ -270,6 +270,27 @@ def test_the_verdict_follows_the_intervals():
 
 
 
+def test_a_beaten_baseline_below_chance_is_said_to_be_no_sign_of_faces():
+    """The main job (20 steps) read "beats gradient energy (0.015 [0.001, 0.037])" of a unit at 0.424 [0.311, 0.529]
+    against block-shuffled faces: gradient energy ranks those images above the faces, so being above it is no finding."""
+    def row(method, auc, ci, paired=None):
+        return {"negatives": "block_shuffled", "level": "low-level matched", "method": method, "auc": auc,
+                "auc_ci": list(ci), **({"paired": paired} if paired else {})}
+
+    rows = [row(LEARNED, 0.424, (0.311, 0.529), {GRADIENT: {"delta": 0.41, "ci": [0.29, 0.52]},
+                                                  "contrast (std)": {"delta": 0.2, "ci": [0.05, 0.3]}}),
+            row(GRADIENT, 0.015, (0.001, 0.037)), row("contrast (std)", 0.3, (0.2, 0.52))]
+    (per,) = controls_verdict(rows)["per_negatives"]
+    assert per["beats"] == [GRADIENT, "contrast (std)"]
+    assert ("(gradient energy is below chance here, ranking these images above the faces: to be above it is no sign "
+            "of faces)") in per["sentence"]
+    assert "contrast (std) is below" not in per["sentence"]         # its interval reaches 0.52: not below chance
+    rows[1] = row(GRADIENT, 0.3, (0.2, 0.45))
+    rows[2] = row("contrast (std)", 0.3, (0.2, 0.49))
+    assert "(gradient energy and contrast (std) are below chance here" in controls_verdict(rows)["per_negatives"][0][
+        "sentence"]
+
+
 def test_beats_reads_the_paired_difference_not_the_baselines_interval_alone():
     """A unit at chance, 0.508 [0.486, 0.546], "beat" mean intensity fixed at 0.500 [0.500, 0.500] on
     upside-down faces (rbm-digits), in the sentence that then gave the paired difference +0.01 [-0.01, +0.05]."""
