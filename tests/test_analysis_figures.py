@@ -327,6 +327,15 @@ def test_the_response_histogram_says_what_it_counts(tmp_path, saved):
     assert saved[0].axes[0].get_ylabel() == "images"
 
 
+def test_the_response_histogram_gives_each_class_its_n_and_whole_counts(tmp_path, saved):
+    """The legend read "face" and "other" with no count, and the axis ticked 0.5, 1.5, 2.5 images (until 2026-12-06)."""
+    figures.response_histogram([1.0, 2.0, 2.5], [0.0, 0.5], 1.2, tmp_path / "r.png", ("face", "other"))
+    ax = saved[0].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["face (n = 3)", "other (n = 2)"]
+    saved[0].canvas.draw()
+    assert all(float(t) == int(t) for t in ax.get_yticks())
+
+
 def test_the_invariance_legend_stands_above_the_auc_panel_not_on_its_curves(tmp_path, saved):
     """Placed "best", the legend covered the ends of tica-8x8's AUC curves on its scale panel."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
