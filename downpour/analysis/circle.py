@@ -60,3 +60,25 @@ def angle_at(values: Sequence[float], p: int) -> float:
 def went_round(transform: str, r: list[float] | None) -> bool:
     """Whether ``r``, a range of ``transform``, went round past +-180 degrees (:func:`walk`): an end beyond it."""
     return transform == "rotation" and r is not None and (r[0] < -TURN / 2 - 1e-9 or r[1] > TURN / 2 + 1e-9)
+
+
+def walks(ys: np.ndarray, at: int, levels: np.ndarray, round_: bool) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`walk` of B curves at once: ys (B, V), levels (B,) (NaN: a walk that holds nowhere); (B,) lo and hi,
+    position for position what :func:`walk` gives each row (its ``ys[at]`` is the caller's to check). Since
+    2026-12-06: the bootstrap intervals of a tie's mean widths walked 500 resamples x 8 curves x every tied unit one by
+    one, about 0.6 s of CPU a unit (20 s for a tie of 34)."""
+    ys, levels = np.asarray(ys, dtype=float), np.asarray(levels, dtype=float)
+    last = ys.shape[1] - 1
+    if round_:
+        ys = ys.copy()
+        ys[:, 0] = ys[:, last] = np.minimum(ys[:, 0], ys[:, last])
+    high = ys >= levels[:, None]
+
+    def run(order: np.ndarray) -> np.ndarray:     # (B,): how many of ``high`` at the positions ``order`` hold in a row
+        return np.cumprod(high[:, order], axis=1).sum(axis=1) if len(order) else np.zeros(len(ys), dtype=int)
+
+    if not round_:
+        return at - run(np.arange(at - 1, -1, -1)), at + run(np.arange(at + 1, last + 1))
+    up = run((at + 1 + np.arange(last)) % last)                      # at most the whole turn
+    down = np.minimum(run((at - 1 - np.arange(last)) % last), last - up)
+    return at - down, at + up

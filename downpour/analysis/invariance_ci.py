@@ -26,9 +26,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from downpour.analysis.circle import angle_at, covers_turn, walks
 from downpour.analysis.controls import bootstrap_weights, ranked_aucs
-from downpour.analysis.invariance import (SELECTIVE_KEY, invariance_summary, range_width, responsive,
-                                          selectivity_summary)
+from downpour.analysis.invariance import SELECTIVE_KEY, identity_index, range_width, responsive
 from downpour.analysis.passes import Passes
 
 RANGE_REPLICATES = 500     # ~0.1 s of per-image arithmetic for the four in-plane curves (docs/analysis.md)
@@ -67,16 +67,9 @@ def replicate_ranges(transform: str, values: list[float], per_image: np.ndarray,
     total = weights.sum(axis=1)                                              # (B,): n each
     top = weights @ per_image.T / total[:, None] - base                      # (B, V)
     bottom = weights @ reference / total - base                              # (B,)
-    ranges, censored = [], 0
-    for b in range(len(weights)):
-        if not bottom[b] > 1e-12:       # no response above the baseline to keep: no range (as the sweep reads it)
-            ranges.append(None)
-            continue
-        got = invariance_summary({"curves": [{"transform": transform, "values": values,
-                                              "response": (top[b] / bottom[b]).tolist()}]}, floor)
-        ranges.append(got["ranges"][transform])
-        censored += bool(got["censored"][transform])
-    return ranges, censored
+    kept = bottom > 1e-12       # no response above the baseline to keep: no range (as the sweep reads it)
+    ratio = top / np.where(kept, bottom, 1.0)[:, None]
+    return _spans(transform, values, ratio, np.where(kept, floor, np.nan))
 
 
 def auc_interval(transform: str, values: list[float], pos: np.ndarray, neg: np.ndarray, w_pos: np.ndarray,
@@ -94,15 +87,37 @@ def auc_replicate_ranges(transform: str, values: list[float], pos: np.ndarray, n
                          w_neg: np.ndarray, keep: float = 0.5) -> tuple[list[list[float] | None], int, np.ndarray]:
     """:func:`auc_interval`'s (B,) replicates' AUC ranges, how many ran to the sweep's end and (B,) their untransformed
     AUCs (NaN without an identity point)."""
-    aucs = ranked_aucs(pos, neg, w_pos, w_neg)                               # (V, B)
-    ranges, censored, at = [], 0, np.full(aucs.shape[1], np.nan)
-    for b in range(aucs.shape[1]):
-        got = selectivity_summary({"curves": [{"transform": transform, "values": values, "auc": aucs[:, b].tolist()}]},
-                                  keep=keep)
-        ranges.append(got["ranges"][transform])
-        censored += bool(got["censored"][transform])
-        at[b] = np.nan if got["auc"][transform] is None else got["auc"][transform]
-    return ranges, censored, at
+    aucs = ranked_aucs(pos, neg, w_pos, w_neg).T                             # (B, V)
+    at = identity_index({"transform": transform, "values": values})
+    if at is None:
+        return [None] * len(aucs), 0, np.full(len(aucs), np.nan)
+    lead = aucs[:, at]          # halfway from chance to it; at or below chance: none (selectivity_summary's rule)
+    ranges, censored = _spans(transform, values, aucs, np.where(lead > 0.5, 0.5 + keep * (lead - 0.5), np.nan))
+    return ranges, censored, lead
+
+
+def _spans(transform: str, values: list[float], ys: np.ndarray,
+           levels: np.ndarray) -> tuple[list[list[float] | None], int]:
+    """(B,) curves ``ys`` (B, V)'s ranges around the identity where each stays >= its ``levels`` (NaN: none), and how
+    many ran to the sweep's end: :func:`~downpour.analysis.invariance.invariance_summary`'s ``_span`` rule, walked
+    for all B at once (:func:`~downpour.analysis.circle.walks`)."""
+    at = identity_index({"transform": transform, "values": values})
+    if at is None:
+        return [None] * len(ys), 0
+    round_ = covers_turn(transform, values)
+    lo, hi = walks(ys, at, levels, round_)
+    last = len(values) - 1
+    ranges, censored = [], 0
+    for b in range(len(ys)):
+        if not ys[b, at] >= levels[b]:      # (NaN: no level)
+            ranges.append(None)
+        elif round_ and hi[b] - lo[b] >= last:      # it met itself: every angle
+            ranges.append([float(values[0]), float(values[-1])])
+            censored += 1
+        else:
+            ranges.append([angle_at(values, int(lo[b])), angle_at(values, int(hi[b]))])
+            censored += bool(not round_ and (lo[b] == 0 or hi[b] == last))
+    return ranges, censored
 
 
 def _of_ranges(transform: str, ranges: list[list[float] | None], censored: int) -> dict[str, Any]:
