@@ -207,3 +207,19 @@ def test_the_resamples_walked_at_once_read_the_ranges_the_summary_reads_one_by_o
             if lv == lv else None for y, lv in zip(ys, levels)]
     assert got == [w and w["ranges"][transform] for w in want]
     assert censored == sum(bool(w and w["censored"][transform]) for w in want)
+
+
+def test_rotation_interval_ends_past_180_are_written_as_the_angles_they_are():
+    """A resample's rotation range can go round past +-180 (walked as -225 … 40): its ends' intervals read
+    "[-225, -45]" (until 2026-12-06), an angle no sweep has, beside a range written in angles within ±180."""
+    from downpour.analysis.report_invariance import range_ci_cells
+
+    ci = {"replicates": 500, "without_range": 0, "censored": 0, "width": [120.0, 265.0],
+          "low": [-225.0, -45.0], "high": [20.0, 40.0]}
+    inv = {"summary": {"ranges": {"rotation": [-150.0, 30.0]}, "range_ci": {"rotation": ci}}}
+    (cell,) = range_ci_cells(inv)
+    assert cell == "180 degrees [120, 265]; ends [135, -45] (round ±180) and [20, 40]"
+    ci.update(low=[-200.0, -190.0], high=[170.0, 225.0])
+    assert range_ci_cells(inv)[0].endswith("ends [160, 170] and [170, -135] (round ±180)")
+    ci.update(low=[-60.0, -45.0])
+    assert range_ci_cells(inv)[0].endswith("ends [-60, -45] and [170, -135] (round ±180)")

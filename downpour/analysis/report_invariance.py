@@ -129,15 +129,26 @@ def _ci_cells(ranges: dict[str, Any], cis: dict[str, Any] | None, rows: Any) -> 
             out.append(f"none: no resampled set of the images has a range ({b} resamples)")
             continue
         mark = "× " if name == "scale" else ""
-        (w0, w1), (l0, l1), (h0, h1) = ci["width"], ci["low"], ci["high"]
-        text = (f"{range_width(name, r):.3g} {width_units(name)} [{w0:.3g}, {w1:.3g}]; ends {mark}[{l0:g}, {l1:g}] "
-                f"and {mark}[{h0:g}, {h1:g}]")
+        (w0, w1), low, high = ci["width"], _ends(name, ci["low"]), _ends(name, ci["high"])
+        text = f"{range_width(name, r):.3g} {width_units(name)} [{w0:.3g}, {w1:.3g}]; ends {mark}{low} and {mark}{high}"
         if ci["censored"]:
             text += f"; {ci['censored']} of {b} resamples to the sweep's end"
         if ci["without_range"]:
             text += f"; {ci['without_range']} of {b} without a range, left out"
         out.append(text)
     return out
+
+
+def _ends(name: str, interval: list[float]) -> str:
+    """One end's interval in :func:`_ci_cells`: "[a, b]"; for rotation, angles past +-180 (a resample's walk round the
+    turn, :mod:`~downpour.analysis.circle`) as the angles they are, as :func:`_range_text` writes a range, and "(round
+    ±180)" where the interval itself crosses it. Until 2026-12-06 they were in the walk's own coordinates: "[-225, -45]",
+    an angle no sweep has."""
+    if name != "rotation":
+        return f"[{interval[0]:g}, {interval[1]:g}]"
+    a, b = (v - 360 if v > 180 else v + 360 if v < -180 else v for v in interval)
+    crossed = (a != interval[0]) != (b != interval[1])
+    return f"[{a:g}, {b:g}]" + (" (round ±180)" if crossed else "")
 
 
 def selectivity_rows(inv: dict[str, Any]) -> list[str]:
