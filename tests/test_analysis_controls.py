@@ -282,8 +282,8 @@ def test_a_beaten_baseline_below_chance_is_said_to_be_no_sign_of_faces():
             row(GRADIENT, 0.015, (0.001, 0.037)), row("contrast (std)", 0.3, (0.2, 0.52))]
     (per,) = controls_verdict(rows)["per_negatives"]
     assert per["beats"] == [GRADIENT, "contrast (std)"]
-    assert ("(gradient energy is below chance here, ranking these images above the concept's: to be above it is no "
-            "sign of the concept)") in per["sentence"]
+    assert ("(gradient energy is below chance here, ranking these images above the concept's: beating it alone does "
+            "not show the unit tells the two apart)") in per["sentence"]
     assert "contrast (std) is below" not in per["sentence"]         # its interval reaches 0.52: not below chance
     rows[1] = row(GRADIENT, 0.3, (0.2, 0.45))
     rows[2] = row("contrast (std)", 0.3, (0.2, 0.49))

@@ -168,7 +168,8 @@ def _criterion_missed(unit: dict[str, Any], group: dict[str, dict[str, Any]], tw
 
 def _below_chance(beaten: list[str], group: dict[str, dict[str, Any]]) -> str:
     """The words after the baselines the unit beats where some sit below chance, their whole interval under 0.5: they
-    rank this set above the concept's images (faces, or a folder's class), so to be above them says nothing of it. Until 2026-12-06 the sentence read
+    rank this set above the concept's images (faces, or a folder's class), so beating them alone does not show the unit
+    tells the two apart (its own interval above 0.5 does: the criterion's last part). Until 2026-12-06 the sentence read
     "beats gradient energy (0.015 [0.001, 0.037])" of a unit at 0.424 [0.311, 0.529] against block-shuffled faces (the
     main job, 20 steps), as if it were a finding."""
     under = [m for m in beaten if group[m]["auc_ci"][1] < 0.5]
@@ -176,7 +177,7 @@ def _below_chance(beaten: list[str], group: dict[str, dict[str, Any]]) -> str:
         return ""
     one = len(under) == 1
     return (f" ({' and '.join(under)} {'is' if one else 'are'} below chance here, ranking these images above the "
-            f"concept's: to be above {'it' if one else 'them'} is no sign of the concept)")
+            f"concept's: beating {'it' if one else 'them'} alone does not show the unit tells the two apart)")
 
 
 def _separated(unit: dict[str, Any], r: dict[str, Any], method: str) -> int:
