@@ -187,7 +187,7 @@ def _by_chance(top: dict[str, Any]) -> str:
     from scipy.stats import hypergeom
 
     k, hits, pool, positives = len(top["indices"]), top["positive_in_top"], top["pool"], top["positive_in_pool"]
-    if not k or k > pool:
+    if not k or k > pool or not hits:     # (none of the concept's: "0 or more in 100% of draws" says nothing)
         return ""
     p = float(hypergeom.sf(hits - 1, pool, positives, k))
     return f": a random {k} of them hold {hits} or more in {pct(p)} of draws"
