@@ -93,3 +93,20 @@ def test_a_difference_whose_interval_holds_zero_keeps_its_figures_decimals():
     assert words.signed([0.0004, 0.0001, 0.0009]) == "+0.0004 [+0.0001, +0.001]"
     said = paired_words({"twin": {"delta": 0.003, "ci": [-0.05, 0.06]}}, ("twin",))
     assert "twin's +0.00 [-0.05, +0.06]" in said, said
+
+
+def test_a_ratio_takes_its_interval_on_logs_and_reads_against_x1():
+    """Gated / ungated times per seed: their plain mean with Student's t ran below 0 and was cut there ("x8.93
+    [0, 98.3]"), and x2 and x0.5 averaged to x1.25. On logs: the geometric mean, an interval a ratio's own."""
+    from downpour.studies.stats import paired_ratio, ratio_words
+
+    m, low, high = paired_ratio([2.0, 0.5])
+    assert m == pytest.approx(1.0) and 0 < low < 1 < high < math.inf          # (plain mean 1.25, [-8.3, 10.8])
+    assert ratio_words((m, low, high), 0.1) == "inconclusive"
+    assert ratio_words(paired_ratio([1.0, 1.005]), 0.1) == "no detectable effect"    # within x0.9-x1.1
+    faster = paired_ratio([0.5, 0.52, 0.48, 0.51, 0.49, 0.5])
+    assert faster[2] < 1 and ratio_words(faster, 0.1) == "lower"
+    assert paired_ratio([3.0, 3.0]) == (pytest.approx(3.0), 0.0, math.inf)   # no spread, 2 seeds: unbounded
+    assert words.ratio(paired_ratio([3.0, 3.0])) == "x3.00 (no interval: too few seeds to tell)"
+    assert words.ratio([2.21, 1.95, 2.5]) == "x2.21 [1.95, 2.5]"
+    assert paired_ratio([2.0, 0.0, math.nan, 8.0])[0] == pytest.approx(4.0)  # a ratio not above 0 is left out

@@ -72,7 +72,8 @@ def _judged(readings):
     by = {}
     for t, reading in readings.items():
         by[f"whitened/{t:g}/digits"] = {"figures": {"skipped": [t, t, t], "net_flops_ratio": [0.9] * 3,
-                                                    "net_time_ratio": [1.0] * 3, "delta_probe": [-0.1, -0.2, 0.0]},
+                                                    "net_time_ratio": [1.0, 0.95, 1.05],
+                                                    "delta_probe": [-0.1, -0.2, 0.0]},
                                         "extra": {"readings": {"probe": reading}}}
     return by
 
@@ -87,15 +88,17 @@ def test_the_free_threshold_is_judged_in_order_and_the_first_that_is_not_stops_i
     by = _judged({0.003: free, 0.01: free, 0.03: unsure, 0.1: free, 0.3: free, 1.0: unsure})
     assert study._free(by, "whitened", "digits") == (
         "on digits the gate skips up to 1% of stage-1 positions (threshold 0.01) with no detectable probe change "
-        "(within ±2 points), for network FLOPs x0.90 and network time x1.00 (thresholds judged from the smallest up, "
+        "(within ±2 points), for network FLOPs x0.90 and network time x1.00 [0.95, 1.05] (no detectable effect) "
+        "(thresholds judged from the smallest up, "
         "stopping at the first not free, 0.03; 0.1, 0.3 read free after it, not claimed)")
     by = _judged({0.003: unsure, 0.01: free, 0.03: free, 0.1: free, 0.3: free, 1.0: free})
     assert study._free(by, "whitened", "digits").startswith(
         "on digits no threshold's probe change is confirmed within ±2 points (thresholds judged from the smallest up, "
         "stopping at the first not free, 0.003; 0.01, 0.03, 0.1, 0.3, 1 read free after it, not claimed)")
     by = _judged({t: free for t in study.thresholds()})                # every one free: the largest, as before
-    assert study._free(by, "whitened", "digits").endswith("(threshold 1) with no detectable probe change (within ±2 "
-                                                          "points), for network FLOPs x0.90 and network time x1.00")
+    assert study._free(by, "whitened", "digits").endswith(
+        "(threshold 1) with no detectable probe change (within ±2 points), for network FLOPs x0.90 and network time "
+        "x1.00 [0.95, 1.05] (no detectable effect)")
 
 
 def test_the_gated_network_is_the_network_where_nothing_is_flat_and_zero_where_all_is():
@@ -160,3 +163,25 @@ def test_the_verdict_gives_the_face_auc_difference_it_calls_lower(monkeypatch, t
     half = stats.t.ppf(0.975, 3) * stats.tstd([0.10, 0.12, 0.10, 0.12]) / 2      # paired t over the 4 seeds
     said = f"vs non-faces Δ -0.110 [{-0.11 - half:+.3f}, {-0.11 + half:+.3f}] (lower"
     assert verdict.count(said) == 2 and verdict.count("— lower: lfw face AUC vs non-faces") == 2   # both thresholds
+
+
+def test_a_time_ratio_is_a_geometric_mean_with_its_interval_and_the_verdict_says_both(study):
+    """The verdict said "network time x2.19/1.43/8.93" where digits' x8.93 had the interval [0, 98.3] on 2 seeds:
+    a bare ratio read as a slowdown that the seeds could not tell from none."""
+    from downpour.studies import words
+
+    _, _, cells = study
+    s = FlatSkippingStudy(quick=True)
+    by = {(c["condition"], c["seed"]): dict(c["figures"]) for c in cells}
+    seeds = sorted({c["seed"] for c in cells})
+    for (_, seed), figures in by.items():
+        figures["0.03/digits/net_time_ratio"] = (2.0, 8.0)[seed]
+        figures["0.03/padded/net_time_ratio"] = (1.0, 1.005)[seed]
+    rows = s.summarise(s.conditions(), by, seeds)
+    digits = next(r for r in rows if r["condition"] == "whitened/0.03/digits")["figures"]["net_time_ratio"]
+    padded = next(r for r in rows if r["condition"] == "whitened/0.03/padded")["figures"]["net_time_ratio"]
+    assert digits[0] == pytest.approx(4.0) and digits[1] < 1 < digits[2]     # (the plain mean: 5)
+    verdict = s.verdict(rows)
+    assert f"digits {words.ratio(digits)} (inconclusive)" in verdict
+    assert f"padded {words.ratio(padded)} (no detectable effect)" in verdict
+    assert "network time x" not in verdict                      # no ratio without its interval and reading

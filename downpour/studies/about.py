@@ -62,5 +62,6 @@ def describe(name: str) -> str:
         f"seeds: {cls.seeds_full} per condition by default, {cls.seeds_quick} with --quick (--seeds N to change it)",
         f"time: {wall} on 2 cores at the default seeds (--jobs 2); --quick: "
         + (f"{QUICK[name]} (the longer beside other jobs)" if name in QUICK else "not measured"),
-        f"results: docs/studies/history.md, section \"{_number(name)}— {name}\"; a run's own: studies/{name}/study.html (or --out)",
+        f"results: docs/studies/history.md, section \"{_number(name)}— {name}\"; "
+        f"a run's own: studies/{name}/study.html (or --out)",
     ])

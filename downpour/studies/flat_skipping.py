@@ -48,7 +48,8 @@ from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.designs.flat_skipping import BLOCK, FlatSkippingDesign
 from downpour.studies.plots import curves, scatter_intervals
-from downpour.studies.stats import diverged_paragraph, lead_mark, mean_ci, note_left_out, paired_test
+from downpour.studies.stats import (diverged_paragraph, lead_mark, mean_ci, note_left_out, paired_ratio, paired_test,
+                                    ratio_words)
 from downpour.studies.trained import FACE_TEST, face_aucs, face_draws, face_pair, trained_run
 
 SETS = ("lfw", "padded", "digits")
@@ -56,7 +57,8 @@ RAW_FLAT = 1e-4                             # raw [0, 1] pixels: an 8x8 field un
 TOP = "stage2"
 READ_AS = {"probe": "probe", "face_auc_lfw": "face AUC vs non-faces",   # a paired figure, in the verdict's words
            "face_auc_controls": "face AUC on the controls"}
-RESOLUTION = {"probe": 0.02, "face_auc": 0.05}
+RESOLUTION = {"probe": 0.02, "face_auc": 0.05, "time": 0.1}     # time: a ratio within x0.9-x1.1 of ungated
+TIMES = ("layer_time_ratio", "net_time_ratio")   # paired ratios over seeds (geometric mean, interval on logs)
 MEASURED = ("skipped", "flops_ratio", "net_flops_ratio", "layer_time_ratio", "net_time_ratio", "probe")
 
 
@@ -172,7 +174,8 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
                                                                     "raw_flat": mean_ci([g[f"raw_flat/{name}"] for g in got])[0]}}
                     figs = ("probe",) if t == "off" else MEASURED
                     for f in figs:
-                        row["figures"][f] = list(mean_ci([g[f"{key}/{name}/{f}"] for g in got]))
+                        row["figures"][f] = list((paired_ratio if f in TIMES else mean_ci)(
+                            [g[f"{key}/{name}/{f}"] for g in got]))
                         note_left_out(row, f, [g[f"{key}/{name}/{f}"] for g in got])
                     if name == "lfw":
                         for f in ("face_auc_lfw", "face_auc_controls"):
@@ -209,8 +212,8 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
                     f"threshold {t:g}: skipped " + ", ".join(f"{r['params']['images']} {words.percent_ci(r['figures']['skipped'])}"
                                                            for r in rs)
                     + "; network FLOPs x" + "/".join(f"{r['figures']['net_flops_ratio'][0]:.2f}" for r in rs)
-                    + ", layer time x" + "/".join(f"{r['figures']['layer_time_ratio'][0]:.2f}" for r in rs)
-                    + ", network time x" + "/".join(f"{r['figures']['net_time_ratio'][0]:.2f}" for r in rs)
+                    + "".join(f", {what} " + ", ".join(f"{r['params']['images']} {_time(r, f)}" for r in rs)
+                              for what, f in (("layer time", "layer_time_ratio"), ("network time", "net_time_ratio")))
                     + "; probe Δ " + ", ".join(f"{r['params']['images']} {words.points(r['figures']['delta_probe'])} "
                                                f"({r['extra']['readings']['probe']}{lead_mark(r, 'delta_probe')})" for r in rs)
                     + f"; face AUC on the controls Δ {words.signed(rs[0]['figures']['delta_face_auc_controls'])} "
@@ -220,7 +223,9 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
                       f"({rs[0]['extra']['readings']['face_auc_lfw']}{lead_mark(rs[0], 'delta_face_auc_lfw')})"
                     + (f" — lower: {', '.join(harmful)}" if harmful else ""))
             paras.append(f"On the {cond} network (ratios are gated / ungated, listed for {', '.join(SETS)}; every Δ is "
-                         f"paired with the same network ungated): " + "; ".join(lines) + ".")
+                         f"paired with the same network ungated; a time ratio is the geometric mean over seeds "
+                         f"[95% interval], read against x1 within "
+                         f"±{100 * RESOLUTION['time']:.0f}%): " + "; ".join(lines) + ".")
             paras.append(f"In short, on the {cond} network: " + "; ".join(self._free(by, cond, n) for n in SETS) + ".")
         return "\n\n".join(p for p in paras if p)
 
@@ -252,10 +257,11 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
                     for t, r in rows.items() if r["extra"]["readings"]["probe"] == "lower"]
             return (f"on {images} no threshold's probe change is confirmed within ±{100 * RESOLUTION['probe']:.0f} "
                     f"points" + (f", and the probe fell at threshold {', '.join(fell)}" if fell else "") + unclaimed)
-        r = by[f"{cond}/{free[-1]:g}/{images}"]["figures"]
+        row = by[f"{cond}/{free[-1]:g}/{images}"]
+        r = row["figures"]
         return (f"on {images} the gate skips up to {100 * r['skipped'][0]:.0f}% of stage-1 positions (threshold "
                 f"{free[-1]:g}) with no detectable probe change (within ±{100 * RESOLUTION['probe']:.0f} points), for "
-                f"network FLOPs x{r['net_flops_ratio'][0]:.2f} and network time x{r['net_time_ratio'][0]:.2f}"
+                f"network FLOPs x{r['net_flops_ratio'][0]:.2f} and network time {_time(row, 'net_time_ratio')}"
                 + unclaimed)
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
@@ -266,15 +272,27 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
         for fig, label, file in (("skipped", "share of stage-1 positions skipped", "skipped.png"),
                                  ("net_flops_ratio", "network FLOPs, gated / ungated", "net_flops.png"),
                                  ("net_time_ratio", "network time, gated / ungated", "net_time.png")):
-            series = {f"{c} {n}": (list(ts), [by[f"{c}/{t:g}/{n}"]["figures"][fig][0] for t in ts])
-                      for c in forms for n in SETS}
-            out.append(curves(series, folder / file, f"{label} (mean over seeds)", "variance threshold", label, logx=True))
+            got = {f"{c} {n}": [by[f"{c}/{t:g}/{n}"]["figures"][fig] for t in ts] for c in forms for n in SETS}
+            series = {name: (list(ts), [v[0] for v in vals]) for name, vals in got.items()}
+            # a time ratio: its geometric mean and 95% interval over seeds, shaded, on a log axis (x2, x0.5 alike)
+            bands = {name: ([v[1] for v in vals], [v[2] for v in vals]) for name, vals in got.items()}
+            times = fig in TIMES
+            out.append(curves(series, folder / file, f"{label} ({'geometric mean, 95% interval' if times else 'mean'} "
+                              "over seeds)", "variance threshold", label, logx=True, bands=bands if times else None,
+                              logy=times))
         points = {f"{c} {n}": [(f"{t:g}", by[f"{c}/{t:g}/{n}"]["figures"]["skipped"],
                                 by[f"{c}/{t:g}/{n}"]["figures"]["delta_probe"]) for t in ts]
                   for c in forms for n in SETS}
         out.append(scatter_intervals(points, folder / "probe_cost.png", "probe accuracy change against work skipped",
                                      "share of stage-1 positions skipped", "probe accuracy, gated − ungated"))
         return out
+
+
+def _time(row: dict[str, Any], figure: str) -> str:
+    """A time ratio as the verdict says it: "x2.21 [1.95, 2.5] (higher)"; one whose interval holds x1 never reads as
+    a change (a bare "network time x8.93" on 2 quick seeds had the interval [0, 98.3], until 2026-12-06)."""
+    triple = row["figures"][figure]
+    return f"{words.ratio(triple)} ({ratio_words(triple, RESOLUTION['time'])})"
 
 
 def _subset(data: LabelledSet, n: int, seed: int) -> LabelledSet:

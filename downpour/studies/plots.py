@@ -15,22 +15,46 @@ if TYPE_CHECKING:
     from matplotlib.text import Annotation
     from matplotlib.transforms import Bbox
 
+def _band_limits(series: dict[str, tuple[Sequence[float], Sequence[float]]],
+                 bands: dict[str, tuple[Sequence[float], Sequence[float]]], logy: bool) -> tuple[float, float]:
+    """y limits around every finite value of the curves and their bands (above 0 on a log axis)."""
+    vals = np.concatenate([np.asarray(v, dtype=float).ravel() for v in
+                           [y for _, y in series.values()] + [e for pair in bands.values() for e in pair]])
+    vals = vals[np.isfinite(vals) & (vals > 0 if logy else True)]
+    if logy and len(vals):
+        return float(vals.min()) / 1.2, float(vals.max()) * 1.2
+    return finite_limits(vals)
+
+
 BESIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}   # a legend right of its axes
 
 
 def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path, title: str, xlabel: str,
-           ylabel: str, logx: bool = False) -> Path:
-    """One line per name: ``series[name] = (x, y)``."""
-    return save(curves_figure(series, title, xlabel, ylabel, logx), path)
+           ylabel: str, logx: bool = False, bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+           logy: bool = False) -> Path:
+    """One line per name: ``series[name] = (x, y)``; ``bands[name] = (low, high)``, its 95% interval, shaded."""
+    return save(curves_figure(series, title, xlabel, ylabel, logx, bands, logy), path)
 
 
 def curves_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, xlabel: str, ylabel: str,
-                  logx: bool = False) -> Figure:
-    """:func:`curves`' figure, unsaved."""
+                  logx: bool = False, bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+                  logy: bool = False) -> Figure:
+    """:func:`curves`' figure, unsaved. An unbounded band end (too few seeds; 0 on a log axis) runs off the axes."""
     fig = figure(5.5, 3.6)
     ax = fig.subplots()
+    limits = _band_limits(series, bands, logy) if bands else None
     for name, (x, y) in series.items():
-        ax.plot(x, y, marker="." if len(x) < 40 else None, label=name)
+        line, = ax.plot(x, y, marker="." if len(x) < 40 else None, label=name)
+        if limits and name in bands:
+            # (fill_between leaves a gap at a non-finite end: drawn past the axes' limits instead)
+            far = (limits[0] / 10, limits[1] * 10) if logy else (limits[0] - 1e6, limits[1] + 1e6)
+            low, high = (np.clip(np.nan_to_num(np.asarray(v, dtype=float), nan=far[0], posinf=far[1], neginf=far[0]),
+                                 *far) for v in bands[name])
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+    if limits:
+        ax.set_ylim(*limits)
+    if logy:
+        ax.set_yscale("log")
     if logx:
         ax.set_xscale("symlog", linthresh=min((v for x, _ in series.values() for v in x if v > 0), default=1.0))
     ax.set_xlabel(xlabel)

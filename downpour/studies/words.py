@@ -6,6 +6,7 @@
     points([0.031, -0.01, 0.07])         -> "+3.1 [-1.0, +7.0]"           (a difference of proportions)
     signed([0.031, -0.01, 0.07])         -> "+0.031 [-0.010, +0.070]"
     value_ci([0.4529, 0.45, 0.46])       -> "0.4529 [0.45, 0.46]"
+    ratio([2.21, 1.95, 2.5])             -> "x2.21 [1.95, 2.5]"              (a paired ratio, gated / ungated)
     percent_ci([0.0, 0.0, 0.0])          -> "0% (the same in every seed)"   (a mean with no spread, as study.html)
 
 An interval that is not finite (one seed, or a difference with no spread from fewer seeds than the
@@ -127,3 +128,16 @@ def value_ci(triple: Sequence[float], spec: str = ".4g") -> str:
     if no_spread(triple):
         return f"{v:{spec}} {SAME}"
     return f"{v:{spec}} [{lo:{spec}}, {hi:{spec}}]" if math.isfinite(lo) else f"{v:{spec}}"
+
+
+def ratio(triple: Sequence[float], spec: str = ".2f") -> str:
+    """A paired ratio (:func:`~downpour.studies.stats.paired_ratio`) and its interval, its ends to 3 significant
+    digits; one unbounded (too few seeds) says why, as :func:`difference` does."""
+    v, lo, hi = triple
+    if not math.isfinite(v):
+        return "not measured"
+    if not (lo > 0 and math.isfinite(hi)):
+        return f"x{v:{spec}} ({unbounded([v - 1, -math.inf, math.inf])})"
+    if no_spread(triple):
+        return f"x{v:{spec}} {SAME}"
+    return f"x{v:{spec}} [{lo:.3g}, {hi:.3g}]"
