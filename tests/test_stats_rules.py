@@ -104,6 +104,8 @@ def test_a_ratio_takes_its_interval_on_logs_and_reads_against_x1():
     assert m == pytest.approx(1.0) and 0 < low < 1 < high < math.inf          # (plain mean 1.25, [-8.3, 10.8])
     assert ratio_words((m, low, high), 0.1) == "inconclusive"
     assert ratio_words(paired_ratio([1.0, 1.005]), 0.1) == "no detectable effect"    # within x0.9-x1.1
+    assert ratio_words((1.0, 0.905, 1.05), 0.1) == "no detectable effect"   # x0.9 is the low end, not x1/1.1
+    assert ratio_words((1.0, 0.85, 1.05), 0.1) == ratio_words((1.5, 0.0, math.inf), 0.1) == "inconclusive"
     faster = paired_ratio([0.5, 0.52, 0.48, 0.51, 0.49, 0.5])
     assert faster[2] < 1 and ratio_words(faster, 0.1) == "lower"
     assert paired_ratio([3.0, 3.0]) == (pytest.approx(3.0), 0.0, math.inf)   # no spread, 2 seeds: unbounded

@@ -99,10 +99,12 @@ def paired_ratio(ratios: Sequence[float]) -> tuple[float, float, float]:
 
 
 def ratio_words(triple: Sequence[float], resolution: float) -> str:
-    """How a :func:`paired_ratio` reads (:func:`effect_words` on its logs): 'higher' / 'lower' when its interval
-    leaves out x1; 'no detectable effect' when it holds x1 within x(1 ± ``resolution``); else 'inconclusive'."""
-    m, low, high = (math.log(v) if v > 0 else (-math.inf if v == 0 else math.nan) for v in triple)
-    return effect_words(m, low, high, math.log1p(resolution))
+    """How a :func:`paired_ratio` reads (:func:`effect_words` on its distance from x1): 'higher' / 'lower' when its
+    interval leaves out x1; 'no detectable effect' when it lies within x(1 ± ``resolution``), x0.9-x1.1 at 0.1 as the
+    verdict says it; else 'inconclusive'. (Read on logs at first, its low end was x1/1.1 = x0.909: [0.905, 1.05] read
+    'inconclusive', until 2026-12-06.) An unbounded end (0 or inf, too few seeds) reads 'inconclusive'."""
+    m, low, high = triple
+    return effect_words(m - 1, low - 1, high - 1, resolution)
 
 
 # Figures that are a fraction of a small count (filters, seeds): their differences move in steps of one of it, so they
