@@ -98,3 +98,16 @@ def test_each_label_of_the_quick_costs_scatter_is_beside_its_own_point_and_overl
     stray = [t.get_text() for t, b in zip(texts, boxes) if t.arrow_patch is None
              and min(gap(b, p) for p in at) < gap(b, ax.transData.transform(t.xy))]
     assert stray == []
+
+
+def test_curves_with_bands_keep_a_log_x_axis_on_the_thresholds_and_say_ratios_plainly():
+    """net_time.png's shaded intervals ran its symlog x axis out to -0.01 (fill_between's margins, the scale set after
+    them), and its log y axis read "4 x 10^0"."""
+    ts = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
+    fig = curves_figure({"a": (ts, [2.0, 1.8, 1.5, 1.2, 0.8, 0.7])}, "t", "x", "y", logx=True, logy=True,
+                        bands={"a": ([1.5, 1.2, 0.0, 0.9, 0.3, 0.6], [3.0, 2.5, np.inf, 1.6, 2.0, 0.9])})
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    assert 0 < ax.get_xlim()[0] < 0.003 and ax.get_xlim()[1] > 1.0
+    said = {t.get_text() for minor in (False, True) for t in ax.get_yticklabels(minor=minor)}
+    assert said >= {"1", "2"} and not any("times" in t or "^" in t for t in said), said

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from matplotlib.text import Annotation
     from matplotlib.transforms import Bbox
 
+
 def _band_limits(series: dict[str, tuple[Sequence[float], Sequence[float]]],
                  bands: dict[str, tuple[Sequence[float], Sequence[float]]], logy: bool) -> tuple[float, float]:
     """y limits around every finite value of the curves and their bands (above 0 on a log axis)."""
@@ -43,6 +44,8 @@ def curves_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], ti
     fig = figure(5.5, 3.6)
     ax = fig.subplots()
     limits = _band_limits(series, bands, logy) if bands else None
+    if logx:    # before the bands: set after them, fill_between's margins ran the x axis out to -0.01 (net_time.png)
+        ax.set_xscale("symlog", linthresh=min((v for x, _ in series.values() for v in x if v > 0), default=1.0))
     for name, (x, y) in series.items():
         line, = ax.plot(x, y, marker="." if len(x) < 40 else None, label=name)
         if limits and name in bands:
@@ -54,9 +57,11 @@ def curves_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], ti
     if limits:
         ax.set_ylim(*limits)
     if logy:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_yscale("log")
-    if logx:
-        ax.set_xscale("symlog", linthresh=min((v for x, _ in series.values() for v in x if v > 0), default=1.0))
+        for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):     # 0.5, 2: not "5 x 10^-1"
+            axis(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
