@@ -61,7 +61,7 @@ def curves_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], ti
 
         ax.set_yscale("log")
         for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):     # 0.5, 2: not "5 x 10^-1"
-            axis(FuncFormatter(lambda v, _: f"{v:g}"))
+            axis(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "1235" else ""))   # (0.8, 0.9, 1 crowd)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
