@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,17 @@ def main_model(threads: int) -> tuple[Any, Any]:
     cfg = load_config("main")
     torch.manual_seed(0)
     return cfg, build(cfg, sample_shape(cfg.data))[0].eval()
+
+
+def main_data(threads: int) -> tuple[Any, int, list[Any], torch.Tensor]:
+    """The data benches' setup, with torch on ``threads`` threads: the main preset's data config, its seed, the
+    configs of the run and of its no-faces twin, and the run's mixed set in the order the run shuffles it."""
+    from downpour.data.build import _ORDER, _mixed, _rng
+
+    torch.set_num_threads(threads)
+    d, seed = (cfg := load_config("main")).data, cfg.seed
+    x, *_ = _mixed(d, seed)
+    return d, seed, [d, dataclasses.replace(d, train_faces=0)], x[_rng(seed, _ORDER).permutation(len(x))]
 
 
 def lfw_sweep(description: str, argv: list[str] | None) -> tuple[Any, Any, dict[str, Any]]:

@@ -15,7 +15,6 @@ first checked equal bit for bit:
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from contextlib import contextmanager
@@ -26,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from _main_job import main_data  # noqa: E402
 from _protocol import interleave, ratio, reps_and_threads, summary, thread_settings  # noqa: E402
-from downpour.config import load_config  # noqa: E402
-from downpour.data.build import _ORDER, _mixed, _rng, build_dataset  # noqa: E402
+from downpour.data.build import build_dataset  # noqa: E402
 from downpour.data.preprocess import Preprocess  # noqa: E402
 from downpour.data.spectral import SpectralWhitener  # noqa: E402
 
@@ -48,12 +47,7 @@ def spectra(reused: bool) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> None:
     args = reps_and_threads(__doc__.split("\n")[0], threads=2).parse_args(argv)
-    torch.set_num_threads(args.threads)
-    cfg = load_config("main")
-    d, seed = cfg.data, cfg.seed
-    cfgs = [d, dataclasses.replace(d, train_faces=0)]
-    x, *_ = _mixed(d, seed)
-    x = x[_rng(seed, _ORDER).permutation(len(x))]
+    d, seed, cfgs, x = main_data(args.threads)
 
     def fit(reused: bool) -> list[torch.Tensor]:
         with spectra(reused):

@@ -24,7 +24,6 @@ instead, which skip it (bench/optimiser_start_up.py times the two). One JSON lin
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -36,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from _main_job import main_data  # noqa: E402
 from _protocol import interleave, ratio, reps_and_threads, summary, thread_settings  # noqa: E402
-from downpour.config import load_config  # noqa: E402
-from downpour.data.build import _ORDER, _mixed, _rng, build_dataset  # noqa: E402
+from downpour.data.build import build_dataset  # noqa: E402
 from downpour.data.preprocess import Preprocess  # noqa: E402
 from downpour.data.spectral import SpectralWhitener  # noqa: E402
 
@@ -78,12 +77,7 @@ def in_fresh_python(code: str) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     args = reps_and_threads(__doc__.split("\n")[0], threads=2).parse_args(argv)
-    torch.set_num_threads(args.threads)
-    cfg = load_config("main")
-    d, seed = cfg.data, cfg.seed
-    cfgs = [d, dataclasses.replace(d, train_faces=0)]
-    x, *_ = _mixed(d, seed)
-    x = x[_rng(seed, _ORDER).permutation(len(x))]
+    d, seed, cfgs, x = main_data(args.threads)
     assert torch.equal(fit_with(FAST, x, d), fit_with(twice, x, d)), "fit_transform changed the whitened set"
     assert all(torch.equal(a, b) for a, b in zip(build_with(FAST, cfgs, seed), build_with(twice, cfgs, seed))), \
         "the run's or its twin's data changed"

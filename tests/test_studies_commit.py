@@ -57,15 +57,20 @@ def test_each_cell_records_its_commit_and_the_page_says_it_beside_the_command(mo
     assert said in (tmp_path / "study.md").read_text()
 
 
+def their_repository(folder, name):
+    """A user's own git repository at ``folder`` with one commit tracking the file ``name``."""
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    (folder / name).write_text("")
+    subprocess.run(["git", "-C", str(folder), "add", name], check=True)
+    subprocess.run(["git", "-C", str(folder), "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "theirs"],
+                   check=True)
+
+
 def test_a_package_another_repository_does_not_track_records_no_commit(monkeypatch, tmp_path, here):
     """An install in a venv inside the user's own repository would have recorded that repository's commit."""
     from downpour.studies import code_commit
 
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    (tmp_path / "README").write_text("theirs\n")
-    subprocess.run(["git", "-C", str(tmp_path), "add", "README"], check=True)
-    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "theirs"],
-                   check=True)
+    their_repository(tmp_path, "README")
     package = tmp_path / "venv" / "downpour"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
@@ -83,11 +88,7 @@ def test_git_is_asked_of_the_package_not_of_a_repository_the_environment_names(m
     from downpour.studies import code_commit
 
     theirs = tmp_path / "theirs"
-    subprocess.run(["git", "init", "-q", str(theirs)], check=True)
-    (theirs / "__init__.py").write_text("")
-    subprocess.run(["git", "-C", str(theirs), "add", "__init__.py"], check=True)
-    subprocess.run(["git", "-C", str(theirs), "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-qm", "theirs"],
-                   check=True)
+    their_repository(theirs, "__init__.py")
     package = tmp_path / "site-packages" / "downpour"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
