@@ -108,7 +108,8 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
 
     # -- actors -----------------------------------------------------------------------------------
     def _start(self, shards: list[Shard], start_step: int) -> None:
-        """Ray (started or joined), shard actors, then worker actors (which learn the shards' shared-memory lanes).
+        """Ray (started or joined), then every actor at once: shards, workers and their partitions (which wait
+        themselves for the shards' shared-memory lanes), their first answers awaited shards first.
         Ray and actors are started here and in :meth:`_spawn` only: tests/scripted_ray.py overrides both (no Ray)."""
         cfg, n = self.setup.cfg, self.setup.cfg.cluster.workers
         self.started = connect(cfg.cluster.address)
@@ -124,14 +125,18 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
             self.shard_actors.append(ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0,
                                                         **options[j])
                                      .remote(s, f"/dev/shm/downpour-{self.run_id}", n))
+        # every actor starts now, the workers and their partitions beside the shards (each a fresh process importing
+        # torch: ~5.6 s of ~8 at load 12, 2026-12-06); until 2026-12-06 the workers were started only once every shard
+        # had answered. They are handed the shards' answers to come (object refs) and wait for them themselves before
+        # they link to the shards (on_ray.lanes_of): none fetches before the shards hold the weights, as before
+        self.lanes = [a.lanes.remote() for a in self.shard_actors]
+        for w in range(n):
+            self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
         limit = start_limit(cfg.cluster.silent_seconds)
-        self.lanes = gathered([a.lanes.remote() for a in self.shard_actors], "shard actors", limit,
-                              pins=[pinned(o) for o in options])
+        self.lanes = gathered(self.lanes, "shard actors", limit, pins=[pinned(o) for o in options])
         here = ray.get_runtime_context().get_node_id()
         self.piped = (len([nd for nd in ray.nodes() if nd["Alive"]]) == 1 and cfg.cluster.partitions == 1
                       and all(ln is not None and ln["node"] == here for ln in self.lanes))
-        for w in range(n):
-            self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
         self.pusher = ShardPush(self.shard_actors, self.lanes)
         self.placement = {"shards": ray.get([a.node.remote() for a in self.shard_actors]),
                           "workers": gathered([a.node.remote() for a in self.worker_actors],

@@ -107,6 +107,17 @@ class ShardLink:
         return None
 
 
+def lanes_of(lanes: Sequence[Any]) -> list[dict[str, Any] | None]:
+    """Per shard its lanes, as :meth:`ShardActor.lanes` returns them: ``lanes`` itself, or, where the driver handed
+    an actor it started beside the shards their answers to come (object refs: ``cluster_on_ray``'s start), those
+    answers, waited for here. A shard answers once it is built, holding the weights, so an actor that links to
+    the shards through this fetches nothing before they hold them (the start's order kept by this wait, not by the
+    driver's starting the shards first)."""
+    refs = [x for x in lanes if isinstance(x, ray.ObjectRef)]
+    got = iter(ray.get(refs) if refs else ())
+    return [next(got) if isinstance(x, ray.ObjectRef) else x for x in lanes]
+
+
 class ShardPush:
     """How the driver (or a benchmark client) has the shards apply a staged push: a doorbell ring
     where the gradient is in the inbox of a shard on this node, a ``push_inbox`` actor call where
@@ -241,7 +252,7 @@ class WorkerActor:
     (:func:`~downpour.ps.setup.worker_rng`)."""
 
     def __init__(self, cfg: RunConfig, wid: int, data: Any, bounds: list[tuple[int, int]], gated: bool, start_step: int,
-                 seq: int, shards: list[Any], lanes: list[dict[str, Any] | None], threads: int,
+                 seq: int, shards: list[Any], lanes: list[Any], threads: int,
                  partitions: list[Any] | None = None, shards_of: list[list[int]] | None = None,
                  frozen: dict[str, Tensor] | None = None, rng: int | Tensor = 0):
         _quiet_readonly()
@@ -256,10 +267,11 @@ class WorkerActor:
             self.remote = PartitionParams(partitions, shards_of, bounds[-1][1])
             self.worker = make_worker(cfg, wid, data, bounds, gated, start_step, seq, params=self.remote, frozen=frozen)
             remote_replica(self.worker.model, partitions)
-            self.remote.link_shared(self.worker.model, wid, shards, lanes, bounds, cfg.train.lr, cfg.cluster.n_fetch)
+            self.remote.link_shared(self.worker.model, wid, shards, lanes_of(lanes), bounds, cfg.train.lr,
+                                    cfg.cluster.n_fetch)
             return
         self.worker = make_worker(cfg, wid, data, bounds, gated, start_step, seq, frozen=frozen)
-        self.links = [ShardLink(actor, ln, wid, b - a) for actor, ln, (a, b) in zip(shards, lanes, bounds)]
+        self.links = [ShardLink(actor, ln, wid, b - a) for actor, ln, (a, b) in zip(shards, lanes_of(lanes), bounds)]
         self.fetched = torch.zeros(bounds[-1][1])   # (numel,) the parameters, gathered shard by shard
         layout = self.worker.params.layout
         self.laps.count("params_as_views", params_as_views(self.worker.model, layout.names, layout.offsets, self.fetched))

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from downpour.layers._lc_kernels import new_banks, untied_adjoint, untied_apply
 from downpour.layers.locally_connected import _expand_tiles, normalised
 from downpour.parallel.partition import BlockDecoder, Partition, PartitionedFilter, block_banks, stitch, sum_windows
-from downpour.ps.on_ray import ShardLink, _quiet_readonly, fetch_into
+from downpour.ps.on_ray import ShardLink, _quiet_readonly, fetch_into, lanes_of
 from downpour.ps.worker import LocalParams
 from downpour.train.finite import applicable
 from downpour.train.step import NonFiniteLoss
@@ -64,8 +64,7 @@ class PartitionActor:
     ``backward`` leave the RNG as they found it: ``tests/test_partition_actor.py``)."""
 
     def __init__(self, wid: int, p: int, specs: list[dict[str, Any]], shards: list[Any],
-                 lanes: list[dict[str, Any] | None], bounds: list[tuple[int, int]], local_lr: float, n_fetch: int,
-                 seed: int):
+                 lanes: list[Any], bounds: list[tuple[int, int]], local_lr: float, n_fetch: int, seed: int):
         _quiet_readonly()
         torch.set_num_threads(1)
         torch.manual_seed(seed)      # (until 2026-12-05 never: a draw added here would not have repeated with --seed)
@@ -92,7 +91,7 @@ class PartitionActor:
         self.params = LocalParams(self.part, local_lr, n_fetch)
         start = bounds[0][0] if bounds else 0
         self.bounds = [(a - start, b - start) for a, b in bounds]    # this partition's shards, in its own vector
-        self.links = [ShardLink(actor, ln, wid, b - a) for actor, ln, (a, b) in zip(shards, lanes, bounds)]
+        self.links = [ShardLink(actor, ln, wid, b - a) for actor, ln, (a, b) in zip(shards, lanes_of(lanes), bounds)]
         self.flat = torch.zeros(self.params.numel)     # (the shards' float32)
         self._graphs: dict[int, tuple[Tensor, Tensor | None, list[Tensor]]] = {}
 
