@@ -321,14 +321,17 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         for end in self._channels.values():
             end.close()
         self._channels = {}
+        # the workers and partitions killed before the shards remove their segments: a start that failed can leave one
+        # linking to them still (they start beside the shards since 2026-12-06), whose traceback followed the error
+        for a in (*self.worker_actors, *(a for actors in self.partition_actors.values() for a in actors)):
+            kill(a)
         unclosed = False
         if self.shard_actors:
             try:
                 ray.get([a.close.remote() for a in self.shard_actors], timeout=30)
             except Exception:  # noqa: BLE001
                 unclosed = True     # (a lost shard: its segments on this node are removed below)
-        parts = [a for actors in self.partition_actors.values() for a in actors]
-        for a in (*self.worker_actors, *parts, *self.shard_actors):
+        for a in self.shard_actors:
             kill(a)
         self.shard_actors, self.worker_actors, self.partition_actors, self.pusher = [], [], {}, None
         for path in SHM_DIR.glob(f"downpour-{getattr(self, 'run_id', '-')}-*"):   # what a dead shard left here
