@@ -120,9 +120,10 @@ def _train(args: argparse.Namespace) -> int:
     check_flags(args, cfg, pipeline)  # resolved: what data.pipeline = 'auto' chose is known
     # checked too; the preset's twin is off for data without lfw faces, one asked for is refused then
     cfg, twin = twin_config(cfg, asked="analysis.no_faces_twin" in set_keys(args))
-    if args.dry_run:
+    if args.dry_run or not args.resume:   # (a new run's said first: before the wait for its data, nothing made)
         check_busy(run.path if args.resume else args.out, twin is not None)   # what the lock would refuse, not taken
         check_folder(args.out, run if resume else None, cfg, twin is not None)   # refused as the run would be
+    if args.dry_run:
         read = check_data_read(cfg, bool(args.resume))   # the run's own refusal of its files, its folder not made
         head = _head_dry(cfg)     # a head nobody answers for: refused as the run's join refuses it
         print(config_to_toml(cfg), end="")
@@ -133,14 +134,9 @@ def _train(args: argparse.Namespace) -> int:
               "nothing was written", file=sys.stderr)
         return 0
     old = run if args.resume else None
-    opened = None
-    if not args.resume:
-        # a new run's data read (and refused) before its folder is made, which a refusal then never makes; its runner
-        # takes them, not reading them twice (until 2026-12-06 read only there, the folder made and then removed); a
-        # busy or taken --out said first, without the wait
-        check_busy(args.out, twin is not None)
-        check_folder(args.out, None, cfg, twin is not None)
-        opened = read_checked(cfg)
+    # a new run's data read (and refused) before its folder is made, which a refusal then never makes; its runner takes
+    # them, not reading them twice (until 2026-12-06 read only there, the folder made and then removed)
+    opened = None if args.resume else read_checked(cfg)
     # the folders this command makes (the run's and those on the way to it, fresh_folder's runs/NAME-TIME or an --out
     # not there, a symbolic link counting as there), deepest first: a new run refused before it trains removes them
     # (_drop_refused), one that was there it empties of its config.toml alone
