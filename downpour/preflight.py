@@ -81,10 +81,10 @@ def check_data_read(cfg: RunConfig, resume: bool = False) -> str:
     each skipped file logged as the run logs it; -> what it read and would skip, for the dry run to say. Until
     2026-12-06 a dry run read no image: a folder of only corrupt files passed it ("config checked"), and the run
     then refused, its folder made. ("" for a built-in source: nothing on disk to go wrong.)"""
-    d = cfg.data
-    if d.source not in FILE_SOURCES:
+    opened = read_checked(cfg, resume)
+    if opened is None:
         return ""
-    data = read_checked(cfg, resume).data
+    d, data = cfg.data, opened.data
     fit, info = data.info.get("fit_sample"), data.info
     if info.get("pipeline") == "stream" and fit is not None and not fit["items"]:     # (nothing to fit on)
         return (f"data.path {d.path!r}: the run reads its files only once it trains, none before (data.normalize and "
