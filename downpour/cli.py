@@ -326,7 +326,7 @@ def _main(argv: list[str] | None, own: bool) -> int:
     return code
 
 
-def _run(args: argparse.Namespace, terms: list[int], own: bool = False) -> int:
+def _run(args: argparse.Namespace, terms: list[int], own: bool) -> int:
     """``args.func(args)``, its errors and interrupts turned into one line and an exit status; ``own``: the process's
     own command, whose exit a further stop after an interrupt cuts short (:func:`quit_at_next_stop`)."""
     try:
