@@ -102,22 +102,20 @@ class SpectralWhitener:
         self.input_shape = tuple(x.shape[1:])
         check_contrast(x)
         power = torch.zeros(())
-        spectra: list[tuple[Tensor, tuple[int, int]] | None] = []   # the first chunks' spectra, for the std pass,
-        spectra_bytes = 0                                               # while they take at most KEEP_BYTES
+        spectra: dict[int, tuple[Tensor, tuple[int, int]]] = {}   # start -> the first chunks' spectra, for the std
+        spectra_bytes = 0                                             # pass, while they take at most KEEP_BYTES
         for start in range(0, x.shape[0], _CHUNK):           # bounded memory for large sets
             spectrum, pad = _padded_spectrum(x[start:start + _CHUNK])
             power = power + (spectrum.abs() ** 2).sum(dim=0)
-            spectra_bytes += spectrum.numel() * spectrum.element_size()
-            if len(spectra) == start // _CHUNK and spectra_bytes <= KEEP_BYTES:
-                spectra.append((spectrum, pad))
+            spectra_bytes += spectrum.numel() * spectrum.element_size()    # (every chunk's: once over, none after)
+            if spectra_bytes <= KEEP_BYTES:
+                spectra[start] = (spectrum, pad)
         self.power_ = power / (x.shape[0] * x.shape[1])
         self.scale_ = 1.0
         total, squares, gain = 0.0, 0.0, self.gain()         # the whitened set's std, a chunk at a time
         kept: list[Tensor] = []
-        for i, start in enumerate(range(0, x.shape[0], _CHUNK)):
-            part = self._whitened(x[start:start + _CHUNK], gain, spectra[i] if i < len(spectra) else None)
-            if i < len(spectra):
-                spectra[i] = None                             # (used: its memory back)
+        for start in range(0, x.shape[0], _CHUNK):           # (a kept spectrum popped: its memory back once used)
+            part = self._whitened(x[start:start + _CHUNK], gain, spectra.pop(start, None))
             total, squares = total + float(part.sum()), squares + float(part.square().sum())
             held = sum(k.numel() * k.element_size() for k in kept) + part.numel() * part.element_size()
             if len(kept) == start // _CHUNK and held <= keep:   # the first chunks, none skipped; a copy, as the
