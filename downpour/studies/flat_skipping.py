@@ -174,9 +174,9 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
                                                                     "raw_flat": mean_ci([g[f"raw_flat/{name}"] for g in got])[0]}}
                     figs = ("probe",) if t == "off" else MEASURED
                     for f in figs:
-                        row["figures"][f] = list((paired_ratio if f in TIMES else mean_ci)(
-                            [g[f"{key}/{name}/{f}"] for g in got]))
-                        note_left_out(row, f, [g[f"{key}/{name}/{f}"] for g in got])
+                        values = [g[f"{key}/{name}/{f}"] for g in got]
+                        row["figures"][f] = list((paired_ratio if f in TIMES else mean_ci)(values))
+                        note_left_out(row, f, values)
                     if name == "lfw":
                         for f in ("face_auc_lfw", "face_auc_controls"):
                             row["figures"][f] = list(mean_ci([g[f"{key}/{f}"] for g in got]))
@@ -275,11 +275,11 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
             got = {f"{c} {n}": [by[f"{c}/{t:g}/{n}"]["figures"][fig] for t in ts] for c in forms for n in SETS}
             series = {name: (list(ts), [v[0] for v in vals]) for name, vals in got.items()}
             # a time ratio: its geometric mean and 95% interval over seeds, shaded, on a log axis (x2, x0.5 alike)
-            bands = {name: ([v[1] for v in vals], [v[2] for v in vals]) for name, vals in got.items()}
             times = fig in TIMES
+            bands = ({name: ([v[1] for v in vals], [v[2] for v in vals]) for name, vals in got.items()}
+                     if times else None)
             out.append(curves(series, folder / file, f"{label} ({'geometric mean, 95% interval' if times else 'mean'} "
-                              "over seeds)", "variance threshold", label, logx=True, bands=bands if times else None,
-                              logy=times))
+                              "over seeds)", "variance threshold", label, logx=True, bands=bands, logy=times))
         points = {f"{c} {n}": [(f"{t:g}", by[f"{c}/{t:g}/{n}"]["figures"]["skipped"],
                                 by[f"{c}/{t:g}/{n}"]["figures"]["delta_probe"]) for t in ts]
                   for c in forms for n in SETS}
