@@ -44,13 +44,13 @@ def curves_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], ti
     fig = figure(5.5, 3.6)
     ax = fig.subplots()
     limits = _band_limits(series, bands, logy) if bands else None
+    if limits:  # (fill_between leaves a gap at a non-finite end: drawn past the axes' limits instead)
+        far = (limits[0] / 10, limits[1] * 10) if logy else (limits[0] - 1e6, limits[1] + 1e6)
     if logx:    # before the bands: set after them, fill_between's margins ran the x axis out to -0.01 (net_time.png)
         ax.set_xscale("symlog", linthresh=min((v for x, _ in series.values() for v in x if v > 0), default=1.0))
     for name, (x, y) in series.items():
         line, = ax.plot(x, y, marker="." if len(x) < 40 else None, label=name)
         if limits and name in bands:
-            # (fill_between leaves a gap at a non-finite end: drawn past the axes' limits instead)
-            far = (limits[0] / 10, limits[1] * 10) if logy else (limits[0] - 1e6, limits[1] + 1e6)
             low, high = (np.clip(np.nan_to_num(np.asarray(v, dtype=float), nan=far[0], posinf=far[1], neginf=far[0]),
                                  *far) for v in bands[name])
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
