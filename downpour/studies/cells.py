@@ -27,8 +27,8 @@ from typing import Any, Iterable
 from downpour.config import ConfigError
 from downpour.errors import Diverged, DownpourError
 from downpour.studies.base import Cells, Condition, Study
-from downpour.studies.diverged import counted_out
 from downpour.studies.code_commit import code_commit
+from downpour.studies.diverged import counted_out
 from downpour.studies.machine import platform
 from downpour.train.rundir import study_command
 

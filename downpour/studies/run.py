@@ -35,9 +35,9 @@ from downpour.objectives import make_term
 from downpour.preflight import check_run_config
 from downpour.studies import STUDIES, study_class
 from downpour.studies.base import Cells
-from downpour.studies.code_commit import commits
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.cell_hash import digest, digests
+from downpour.studies.code_commit import commits
 from downpour.studies.diverged import summarised
 from downpour.studies.compare import VERSIONS_APART, FigureMissing, versions_apart
 from downpour.studies.data_note import study_data
