@@ -38,14 +38,17 @@ NEGATIVE_STREAM = 4        # the other class's images, for the AUC ranges' inter
 
 def range_weights(n: int, replicates: int, seed: int) -> np.ndarray:
     """(B, n) multinomial counts of ``n`` images, from the run's ``seed`` (its own stream of it)."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(RANGE_STREAM,)))
-    return bootstrap_weights(np.ones(n, dtype=bool), replicates, rng)
+    return _stream_weights(n, replicates, seed, RANGE_STREAM)
 
 
 def negative_weights(m: int, replicates: int, seed: int) -> np.ndarray:
     """(B, m) multinomial counts of the other class's ``m`` images, from the seed's next stream."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(NEGATIVE_STREAM,)))
-    return bootstrap_weights(np.ones(m, dtype=bool), replicates, rng)
+    return _stream_weights(m, replicates, seed, NEGATIVE_STREAM)
+
+
+def _stream_weights(n: int, replicates: int, seed: int, stream: int) -> np.ndarray:
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream,)))
+    return bootstrap_weights(np.ones(n, dtype=bool), replicates, rng)
 
 
 def curve_interval(transform: str, values: list[float], per_image: np.ndarray, reference: np.ndarray, base: float,
