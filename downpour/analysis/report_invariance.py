@@ -93,7 +93,8 @@ def range_ci_cells(inv: dict[str, Any]) -> list[str] | None:
     (analysis.json's ``invariance.summary.range_ci``, since 2026-12-06: "2.5 octaves [1.5, 3]; ends × [0.177, 0.25]
     and × [1.75, 2.828]"), "–" for a transform without one (a pose curve); None for a file without intervals."""
     summary = inv.get("summary", {})
-    return _ci_cells(summary.get("ranges", {}), summary.get("range_ci"), summary.get("ranges", {}))
+    ranges = summary.get("ranges", {})
+    return _ci_cells(ranges, summary.get("range_ci"), ranges)
 
 
 def selectivity_ci_cells(inv: dict[str, Any]) -> list[str] | None:
@@ -101,11 +102,11 @@ def selectivity_ci_cells(inv: dict[str, Any]) -> list[str] | None:
     resampled (``invariance.selectivity.range_ci``, since 2026-12-06), and the untransformed AUC's: as
     :func:`range_ci_cells`, "; untransformed AUC [0.61, 0.83]" after it."""
     sel = inv.get("selectivity") or {}
-    cis = sel.get("range_ci")
-    cells = _ci_cells(sel.get("ranges", {}), cis, inv.get("summary", {}).get("ranges", {}))
+    cis, rows = sel.get("range_ci"), inv.get("summary", {}).get("ranges", {})
+    cells = _ci_cells(sel.get("ranges", {}), cis, rows)
     if cells is None:
         return None
-    for i, name in enumerate(inv.get("summary", {}).get("ranges", {})):
+    for i, name in enumerate(rows):
         at = (cis.get(name) or {}).get("auc")
         if at is not None:
             said = f"untransformed AUC [{at[0]:.3f}, {at[1]:.3f}]"
@@ -208,6 +209,7 @@ def tied_invariance(inv: dict[str, Any], selectivity: bool = False) -> list[str]
     tied = inv.get("tied") or {}
     src = (tied.get("selectivity") or {}) if selectivity else tied
     widths = src.get("widths", {})
+    mean_cis = (tied.get("mean_ci") or {}).get("selectivity" if selectivity else "widths") or {}
     out = []
     for name in inv.get("summary", {}).get("ranges", {}):
         w = widths.get(name)
@@ -224,7 +226,7 @@ def tied_invariance(inv: dict[str, Any], selectivity: bool = False) -> list[str]
             at_end += f", {turns} of them at every angle (the whole turn)" if turns else ""
             median = f", median {w['median']:.3g}" if w.get("median") is not None else ""
             up = _upper_end(widths["scale_up"]) if name == "scale" and "scale_up" in widths else ""
-            ci = ((tied.get("mean_ci") or {}).get("selectivity" if selectivity else "widths") or {}).get(name)
+            ci = mean_cis.get(name)
             ci = f" (the mean's 95% interval over the resampled images: [{ci[0]:.3g}, {ci[1]:.3g}])" if ci else ""
             spread = f"{w['mean']:.3g} ± {w['std']:.2g} {w['units']}{ci}{median} ({w['min']:.3g}–{w['max']:.3g})"
             out.append(f"{spread}, over "
