@@ -31,6 +31,8 @@ def _answered(refs: list[Any], ready: set[Any]) -> bool:
 class Asking:
     """``RayCluster``'s half that asks every worker at once: the run's end, a stop."""
 
+    ray_info: dict[str, Any] | None = None   # which Ray (:func:`~downpour.ps.connect_on_ray.joined`), set on start
+
     def info(self) -> dict[str, Any]:
         """Nodes and placement, each live worker's data report (a lost worker's is lost with it), and the first live
         worker's replica's buffers (``model_buffers``: an RBM's persistent chains, as the simulator's first live worker
@@ -60,7 +62,7 @@ class Asking:
         if first is not None and first != live[0]:
             got = self._ask({first: [self.worker_actors[first].buffers]}, timeout=60)[first]
             buffers = {} if isinstance(got, Exception) else got[0]
-        return {"nodes": len(nodes), **({"ray": self.ray_info} if getattr(self, "ray_info", None) else {}),
+        return {"nodes": len(nodes), **({"ray": self.ray_info} if self.ray_info else {}),
                 "queue_depth": self.coord.depth,
                 "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
                 "worker_devices": self.devices, "data_workers": [reports[w] for w in sorted(reports)],
