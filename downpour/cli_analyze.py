@@ -235,17 +235,17 @@ def report_only(path: Path, said: bool = False) -> int:
     from downpour.analysis.report import write_report
 
     written = write_report(path)
-    print(headline(path) if said else "", end="")
+    if said:
+        print(headline(path), end="")
     print(f"downpour: report written to {written}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     path = Path(args.run)
-    analyses = _report_analyses(path)      # no analysis.json, or a stale one: the report analyses it first
     with _analysis_held(path, "downpour report", analyses=False):
-        try:
-            return report_only(path, said=analyses)     # ... and says it as `downpour analyze` does
+        try:   # no analysis.json, or a stale one (read once held): the report analyses it first, and says so
+            return report_only(path, said=_report_analyses(path))     # ... as `downpour analyze` does
         except KeyboardInterrupt:        # (and SIGTERM) in that analysis: it said only "interrupted" until 2026-12-05
             if not (path / "analysis.json").is_file():
                 stopped_analysis(path, f"downpour report {pasted(path)}")
