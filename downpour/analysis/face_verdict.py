@@ -82,9 +82,9 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
         label = labels.get(name, name)
         # (each clause only where it names a baseline: until 2026-12-06 one that beat none opened "beats no baseline;
         # is not separated from ...", and one with no baseline row said only "beats no baseline")
-        said = "; ".join(f"{verb} {listing(ms, group)}" + (_below_chance(ms, group) if verb == "beats" else "")
-                         for verb, ms in (("beats", beats), ("is not separated from", unseparated), ("loses to", loses))
-                         if ms)
+        said = "; ".join(f"{verb} {listing(ms, group)}{after}" for verb, ms, after in
+                         (("beats", beats, _below_chance(beats, group)), ("is not separated from", unseparated, ""),
+                          ("loses to", loses, "")) if ms)
         sentence = (f"Against {label}, the learned unit (AUC {auc_ci(unit)}) "
                     + (said or "has no baseline row to compare with")
                     + (". Criterion met." if passes else f". Criterion not met: {'; '.join(missed)}.")
