@@ -276,8 +276,9 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
                                 prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes)
         inv["range_ci"] = range_intervals(inv, passes, seed=seed)     # its ranges' intervals (since 2026-12-06)
         inv["selectivity_ci"] = selectivity_intervals(inv, passes, seed=seed)     # its AUC ranges' (the same day)
-        swept = sweep(model, concept, tied, pictured["tied_signs"], every[~is_positive & unseen][:, tied].mean(axis=0)
-                      .tolist(), layer=layer, prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes)
+        baselines = every[~is_positive & unseen][:, tied].mean(axis=0).tolist()
+        swept = sweep(model, concept, tied, pictured["tied_signs"], baselines, layer=layer, prepare=see,
+                      negatives=others, fill=opts.invariance_fill, passes=passes)
         inv["tied"] = tied_summary(swept)
         if len(tied) > 1:       # the mean widths' intervals over the images (since 2026-12-06)
             inv["tied"]["mean_ci"] = tied_intervals(swept, passes, seed=seed)
