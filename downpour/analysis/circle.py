@@ -57,6 +57,15 @@ def angle_at(values: Sequence[float], p: int) -> float:
     return float(values[p % last]) + TURN * (p // last)
 
 
+def walked_range(values: Sequence[float], lo: int, hi: int, round_: bool) -> tuple[list[float], bool]:
+    """The range of ``values`` that :func:`walk`'s positions ``lo`` and ``hi`` span, and whether it ran to an end of
+    the sweep (round the turn: it met itself, every angle, -180 … 180)."""
+    last = len(values) - 1
+    if round_ and hi - lo >= last:       # it met itself: every angle
+        return [float(values[0]), float(values[-1])], True
+    return [angle_at(values, lo), angle_at(values, hi)], bool(not round_ and (lo == 0 or hi == last))
+
+
 def went_round(transform: str, r: list[float] | None) -> bool:
     """Whether ``r``, a range of ``transform``, went round past +-180 degrees (:func:`walk`): an end beyond it."""
     return transform == "rotation" and r is not None and (r[0] < -TURN / 2 - 1e-9 or r[1] > TURN / 2 + 1e-9)

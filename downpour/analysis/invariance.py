@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from downpour.analysis.choice import auc_scores
-from downpour.analysis.circle import TURN, angle_at, covers_turn, walk
+from downpour.analysis.circle import TURN, covers_turn, walk, walked_range
 from downpour.analysis.passes import Passes
 from downpour.analysis.units import check_layer, unit_response
 from downpour.analysis.warp import FILLS, ROTATION_APERTURE, transform
@@ -259,9 +259,7 @@ def _span(curve: dict[str, Any], key: str, floor: Callable[[float], float | None
         return None, None
     round_ = covers_turn(curve["transform"], values)
     lo, hi = walk(ys, at, level, round_)
-    if round_ and hi - lo >= len(ys) - 1:       # it met itself: every angle
-        return [float(values[0]), float(values[-1])], True
-    return [angle_at(values, lo), angle_at(values, hi)], bool(not round_ and (lo == 0 or hi == len(ys) - 1))
+    return walked_range(values, lo, hi, round_)
 
 
 def _identity(transform: str) -> float:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from downpour.analysis.circle import angle_at, covers_turn, walks
+from downpour.analysis.circle import covers_turn, walked_range, walks
 from downpour.analysis.controls import bootstrap_weights, ranked_aucs
 from downpour.analysis.invariance import SELECTIVE_KEY, identity_index, range_width, responsive
 from downpour.analysis.passes import Passes
@@ -109,17 +109,14 @@ def _spans(transform: str, values: list[float], ys: np.ndarray,
         return [None] * len(ys), 0
     round_ = covers_turn(transform, values)
     lo, hi = walks(ys, at, levels, round_)
-    last = len(values) - 1
     ranges, censored = [], 0
     for b in range(len(ys)):
         if not ys[b, at] >= levels[b]:      # (NaN: no level)
             ranges.append(None)
-        elif round_ and hi[b] - lo[b] >= last:      # it met itself: every angle
-            ranges.append([float(values[0]), float(values[-1])])
-            censored += 1
-        else:
-            ranges.append([angle_at(values, int(lo[b])), angle_at(values, int(hi[b]))])
-            censored += bool(not round_ and (lo[b] == 0 or hi[b] == last))
+            continue
+        r, ended = walked_range(values, int(lo[b]), int(hi[b]), round_)
+        ranges.append(r)
+        censored += ended
     return ranges, censored
 
 
