@@ -223,3 +223,21 @@ def test_rotation_interval_ends_past_180_are_written_as_the_angles_they_are():
     assert range_ci_cells(inv)[0].endswith("ends [160, 170] and [170, -135] (round ±180)")
     ci.update(low=[-60.0, -45.0])
     assert range_ci_cells(inv)[0].endswith("ends [-60, -45] and [170, -135] (round ±180)")
+
+
+def test_the_report_says_where_an_interval_is_wider_than_its_width():
+    """A cat-demo run's scale range "0.17 octaves [0, 5.17]" on 30 faces stood in the table with no word that one
+    run's width says little there; a narrow interval gets no such sentence."""
+    from downpour.analysis.report_invariance import wide_intervals
+
+    def inv(width):
+        ci = {"replicates": 500, "without_range": 0, "censored": 0, "width": width, "low": [0.5, 0.9], "high": [1, 1.5]}
+        return {"images": 30, "summary": {"ranges": {"scale": [0.9, 1.0]}, "range_ci": {"scale": ci}}}
+
+    assert wide_intervals(inv([0.0, 5.17])) == (
+        " On 30 images the interval is wider than the width itself for scale: one run's width there says little; "
+        "compare seeds (a study) before reading a difference between two runs' widths.")
+    assert wide_intervals(inv([0.1, 0.2])) == ""
+    assert wide_intervals({"summary": {"ranges": {"scale": [0.9, 1.0]}}}) == ""      # a file from before: no intervals
+    assert wide_intervals({"summary": {"ranges": {"out_of_plane_rotation": [-45, 45]},
+                                       "range_ci": {"out_of_plane_rotation": None}}}) == ""   # a pose curve: none

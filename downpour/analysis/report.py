@@ -14,7 +14,7 @@ from downpour._names import pasted
 from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, one_orientation
 from downpour.analysis.report_invariance import (fill_words, invariance_rows, invariance_words, range_ci_cells,
                                                 selectivity_ci_cells, selectivity_rows, tied_invariance,
-                                                tied_unresponsive, warped_against)
+                                                tied_unresponsive, warped_against, wide_intervals)
 from downpour.analysis.report_notes import chosen_among, loss_headline as _loss_headline
 from downpour.analysis.report_notes import pictured_names, several_optima, top_words
 from downpour.analysis.report_notes import untied_note
@@ -167,7 +167,7 @@ def _invariance(a: dict[str, Any]) -> str:
                 f"depend on that tie-break.{esc(tied_unresponsive(inv))}</p>")
     oop = inv.get("out_of_plane_rotation", {})
     return (f"<p>{invariance_words(inv)}; shaded: ± one standard error of the mean (analysis.json also has the spread across images). "
-            f"{fill_words(inv)}</p>"
+            f"{fill_words(inv)}{esc(wide_intervals(inv))}</p>"
             + table(rows, header, "invariance-table") + note
             + (f'<p class="note">Out-of-plane rotation: not measured ({esc(oop.get("reason", ""))}).</p>'
                if not oop.get("available", False) else ""))

@@ -140,6 +140,21 @@ def _ci_cells(ranges: dict[str, Any], cis: dict[str, Any] | None, rows: Any) -> 
     return out
 
 
+def wide_intervals(inv: dict[str, Any]) -> str:
+    """A sentence naming the transforms whose width's interval (``invariance.summary.range_ci``) is wider than the width
+    itself, "" where none is: on lfw's 30 held-out faces a cat-demo run's scale range read "0.17 octaves [0, 5.17]"
+    (2026-12-06), and a reader comparing two runs' widths had no word that one run's width says little."""
+    summary = inv.get("summary", {})
+    ranges, cis = summary.get("ranges", {}), summary.get("range_ci") or {}
+    wide = [name for name, ci in cis.items() if ci and ci.get("width") is not None and ranges.get(name) is not None
+            and ci["width"][1] - ci["width"][0] > range_width(name, ranges[name])]
+    if not wide:
+        return ""
+    return (f" On {inv.get('images', 'these')} images the interval is wider than the width itself for "
+            f"{', '.join(wide)}: one run's width there says little; compare seeds (a study) before reading a "
+            "difference between two runs' widths.")
+
+
 def _ends(name: str, interval: list[float]) -> str:
     """One end's interval in :func:`_ci_cells`: "[a, b]"; for rotation, angles past +-180 (a resample's walk round the
     turn, :mod:`~downpour.analysis.circle`) as the angles they are, as :func:`_range_text` writes a range, and "(round
