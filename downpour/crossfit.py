@@ -50,9 +50,11 @@ def fold_summary(summary: dict[str, Any]) -> dict[str, Any]:
     training (Sandblaster; :func:`~downpour.twins.search_failures`): the command's exit status reads them (until
     2026-12-05 they were dropped here, and a cross-fit whose folds failed exited 0 where `downpour train` exits 1).
     A kept fold's are those its sandblaster.json records (:func:`~downpour.twins.recorded_failures`; none for a
-    Downpour fold). Every fold's record has the key."""
+    Downpour fold). Every fold's record has the key. ``kept`` is true or false (until 2026-12-06 a fold this command
+    trained had ``"kept": null``, which read as unknown)."""
     failures = recorded_failures(summary["run"]) if summary.get("kept") else search_failures(summary)
-    return {**{k: summary.get(k) for k in ("run", "kept", "seconds", "final_loss")}, "line_search_failures": failures}
+    return {"run": summary.get("run"), "kept": bool(summary.get("kept")),
+            **{k: summary.get(k) for k in ("seconds", "final_loss")}, "line_search_failures": failures}
 
 
 def line_search_failures(record: dict[str, Any], kept: bool = False) -> list[str]:

@@ -230,4 +230,8 @@ def _train_kept(cfg: RunConfig, path: Path) -> dict[str, Any]:
             return train(cfg, run, resume=True)
         log.warning("%s: stopped before its first checkpoint; training it again", path)
         run.discard_training()
-    return train(cfg, RunDir.create(path, cfg))
+    fresh = RunDir.create(path, cfg)
+    # trained again from step 0 keeps its workers and data.size, as a `--resume` does (RunDir.again): its runner's
+    # refusal of its data is said as a resume's (until 2026-12-06 a cross-fit's fold was told it as a new run's)
+    fresh.again = run is not None
+    return train(cfg, fresh)

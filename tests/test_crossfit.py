@@ -229,7 +229,7 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys,
     shutil.rmtree(out / "fold-1" / "checkpoints")
     assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 0
     again = json.loads((out / "crossfit.json").read_text())
-    assert [r["kept"] for r in again["runs"]] == [True, None] and again["rows"] == record["rows"]
+    assert [r["kept"] for r in again["runs"]] == [True, False] and again["rows"] == record["rows"]
     # the same folds re-pooled with the localizer choice: kept, the test's choice recorded and shown
     assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out), "--set", "analysis.face_choice=localizer"]) == 0
     localized = json.loads((out / "crossfit.json").read_text())

@@ -264,3 +264,26 @@ def test_a_run_stopped_in_its_twin_says_the_resume_of_the_run_finishes_it(tmp_pa
     assert f"stopped in its no-faces twin; `downpour train --resume {out}` finishes the twin" in caplog.text
     monkeypatch.setattr(PartsMean, "add", add)
     assert main(["train", "--resume", str(out)]) == 0 and RunDir(out / "no-faces").finished(4)
+
+
+def test_a_run_train_kept_trains_again_from_step_0_reaches_its_runner_as_one_trained_again(tmp_path, monkeypatch):
+    """A cross-fit's fold (or a twin) stopped before its first checkpoint keeps its workers and data.size when the
+    same command trains it again, as a `--resume` does: its runner is told so (RunDir.again, which says a refusal of
+    its data as a resume's). Until 2026-12-06 train_kept made it as a new run, and a new run's remedies were offered."""
+    from downpour.config import load_config
+    from downpour.twins import train_kept
+
+    sets = [v for flag, v in zip(TINY_CAT, TINY_CAT[1:]) if flag == "--set"]
+    cfg = load_config("cat-demo", [*sets, ("cluster.runner", "local"), ("train.steps", 4)])
+    out = tmp_path / "fold-0"
+    train_kept(cfg, out)
+    (out / "model.json").unlink()                 # as a kill before the first checkpoint leaves it
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    told = []
+    monkeypatch.setattr("downpour.runners.train", lambda cfg, run, resume=False, opened=None: told.append(
+        (resume, run.again)) or {"run": str(run.path)})
+    train_kept(cfg, out)
+    assert told == [(False, True)]
+    shutil.rmtree(out)                           # a folder holding nothing: a new run, not one trained again
+    train_kept(cfg, out)
+    assert told[1:] == [(False, False)]
