@@ -343,11 +343,12 @@ def test_a_greedy_cycle_across_the_stage_switch_switches_with_it_as_on_the_simul
     15 (stage 2 from step 9) trained stage 1 on all three. Each step now trains its own stage, as the
     simulator's do: one sync worker takes the simulator's steps, cost for cost. With momentum the shards
     hold still the stage a push did not train: the push's stages reach them through the inbox as on the
-    simulator (a push taken as training every stage coasts stage 1 on its velocity through stage 2)."""
+    simulator (a push taken as training every stage coasts stage 1 on its velocity through stage 2). (One shard,
+    holding both stages' tensors, shows both: an actor fewer to start than two, 2026-12-06.)"""
     rows = {}
     for runner in ("ray", "simulated"):
         cfg = load_config("cat-demo", ["data.samples=128", "train.batch_size=8", "train.steps=15", "train.log_every=1",
-                                       "train.tensorboard=false", "cluster.workers=1", "cluster.shards=2",
+                                       "train.tensorboard=false", "cluster.workers=1", "cluster.shards=1",
                                        "cluster.n_push=3", "cluster.consistency=sync", "train.threads=1",
                                        f"cluster.rule={rule}", f"cluster.runner={runner}"])
         run_cluster(cfg, RunDir.create(tmp_path / runner, cfg))
@@ -427,13 +428,14 @@ def test_a_short_greedy_run_logs_each_stage_in_its_own_rows_as_on_the_simulator(
     """cat-demo, 3 async workers, 20 steps: a cycle of stage 2 was handed out while stage 1's pushes were
     still coming back, so they landed out of order: both rows averaged pushes of both stages, and the
     analysis's per-stage costs (``training.stages``) came out []. Stage 2's first cycle now waits for stage
-    1's pushes on both runners: the rows hold one stage each."""
+    1's pushes on both runners: the rows hold one stage each. (One shard: the race is the workers', and without the
+    wait the Ray run's rows still mixed both stages, 2026-12-06; an actor fewer to start than two.)"""
     from downpour.analysis.training import stage_losses
 
     stages = {}
     for runner in ("ray", "simulated"):
         cfg = load_config("cat-demo", ["data.samples=128", "train.batch_size=8", "train.steps=20", "train.log_every=10",
-                                       "train.tensorboard=false", "cluster.workers=3", "cluster.shards=2",
+                                       "train.tensorboard=false", "cluster.workers=3", "cluster.shards=1",
                                        "train.threads=1", f"cluster.runner={runner}"])
         run_cluster(cfg, RunDir.create(tmp_path / runner, cfg))
         rows = RunDir.open(tmp_path / runner).metrics()
