@@ -88,7 +88,9 @@ def test_a_driver_killed_by_sigkill_leaves_a_run_that_resume_finishes(tmp_path, 
                                "--set", "train.batch_size=16", "--set", "train.tensorboard=false",
                                "--set", "cluster.checkpoint_seconds=0.5",
                                "--set", f"cluster.address={ray.get_runtime_context().gcs_address}",
-                               "--set", "cluster.workers=1"],   # (one worker: two actors fewer to start)
+                               "--set", "cluster.workers=1", "--set", "cluster.shards=1"],
+                              # (one worker and one shard: 2 actors a run, not 4; one shard's segments are swept all
+                              # the same, and the resume is from its checkpoint, 2026-12-06)
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         t0 = time.monotonic()
