@@ -31,8 +31,8 @@ SHORTHANDS = {
 
 def _head_dry(cfg: RunConfig) -> str:
     """For ``--dry-run`` of a run that joins a Ray cluster: RunError where nobody answers at ``cluster.address`` or
-    what answers is no Ray head, as the run's join refuses it (:func:`downpour.ps.reach.reachable`, up to 10 s, then
-    10 s for its answer, and 10 s for whether it wants a token this driver will not present); -> what the dry run says
+    what answers is no Ray head, as the run's join refuses it (:func:`downpour.ps.reach.reachable`: a connection, its
+    answer, whether it wants a token this driver will not present, 10 s in all); -> what the dry run says
     of it ("" with no address, or a form Ray resolves itself: auto, ray://HOST). Only reached: a wrong token or another
     Ray version shows when the run joins."""
     from downpour.ps.address import host_port

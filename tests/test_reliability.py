@@ -120,6 +120,7 @@ def test_an_ipv6_head_address_is_reached(tmp_path):
     """`--address [::1]:PORT` kept the brackets in the host and failed the name lookup ("cannot reach")
     though the head was listening."""
     import socket
+    import threading
 
     pytest.importorskip("ray")
     from downpour.ps.connect_on_ray import _reachable
@@ -128,8 +129,14 @@ def test_an_ipv6_head_address_is_reached(tmp_path):
         server = socket.create_server(("::1", 0), family=socket.AF_INET6)
     except OSError:
         pytest.skip("no IPv6 loopback here")
+    def answer():   # as a head's GCS opens (a silent listener is refused since 2026-12-06: test_reach_bound.py)
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(GCS_SETTINGS)
+    threading.Thread(target=answer, daemon=True).start()
     with server:
-        _reachable(f"[::1]:{server.getsockname()[1]}", 1.0)   # (a silent listener: the handshake waits it out)
+        _reachable(f"[::1]:{server.getsockname()[1]}", 1.0)
 
 
 def test_joining_ray_keeps_the_processs_sigterm_handler(monkeypatch):

@@ -36,10 +36,16 @@ def head_problem(sock: socket.socket, port: int, timeout: float, client: bool = 
                  host: str | None = None) -> str | None:
     """Why the listener on ``sock`` (connected to ``port``) is no Ray head, or None: asked with TLS where
     :func:`ray_tls`, else in the clear; up to ``timeout`` for its answer. ``client``: as :func:`not_a_head`'s.
-    ``host``: the address's host, named in the ClientHello as Ray's gRPC client names it (:func:`tls_answer`)."""
+    ``host``: the address's host, named in the ClientHello as Ray's gRPC client names it (:func:`tls_answer`).
+    A listener that says nothing at all within ``timeout`` is refused too (since 2026-12-06; it was left to Ray, whose
+    join then printed "Failed to connect to GCS ... within 5 seconds" warnings for minutes): a head's gRPC server
+    answers at once (its SETTINGS frame, or its TLS ServerHello)."""
     if not ray_tls():
-        return not_a_head(first_answer(sock, timeout), port, client)
+        answer = first_answer(sock, timeout)
+        return _silent(client, timeout) if answer is None else not_a_head(answer, port, client)
     answer, chosen = tls_answer(sock, timeout, host)
+    if answer is None:
+        return _silent(client, timeout)
     if problem := not_a_head(answer, port, client):   # another protocol's answer to the ClientHello (a web page)
         return problem
     if chosen in (None, "h2"):
@@ -50,10 +56,10 @@ def head_problem(sock: socket.socket, port: int, timeout: float, client: bool = 
     return f"{said}; this speaks TLS but chose {chose}{dashboard}): {_where(client)}"
 
 
-def first_answer(sock: socket.socket, timeout: float) -> bytes:
+def first_answer(sock: socket.socket, timeout: float) -> bytes | None:
     """The first bytes (an HTTP/2 frame header's worth, or fewer where the other end stops) the listener on
-    ``sock`` answers HTTP/2's client preface with; empty where it says nothing within ``timeout`` or drops the
-    connection."""
+    ``sock`` answers HTTP/2's client preface with; empty where it drops the connection, None where it says nothing
+    within ``timeout``."""
     answer = b""
     try:
         sock.settimeout(timeout)
@@ -63,15 +69,17 @@ def first_answer(sock: socket.socket, timeout: float) -> bytes:
             if not more:
                 break
             answer += more
-    except OSError:   # (socket.timeout too)
+    except TimeoutError:   # (socket.timeout) an answer cut short is judged on what came
+        return answer or None
+    except OSError:
         pass
     return answer
 
 
-def tls_answer(sock: socket.socket, timeout: float, host: str | None = None) -> tuple[bytes, str | None]:
+def tls_answer(sock: socket.socket, timeout: float, host: str | None = None) -> tuple[bytes | None, str | None]:
     """What the listener on ``sock`` answers a TLS ClientHello offering HTTP/2 (ALPN "h2") with: the bytes it first
     sent (a TLS record, or another protocol's answer, such as a web server's page: what :func:`not_a_head` judges;
-    empty where it said nothing within ``timeout`` or dropped the connection), and, where the handshake completed,
+    empty where it dropped the connection, None where it said nothing within ``timeout``), and, where the handshake completed,
     the protocol it chose ("h2": HTTP/2; "" where it chose none), else None. The handshake presents Ray's own
     certificate and key (``RAY_TLS_SERVER_CERT``, ``RAY_TLS_SERVER_KEY``: Ray's TLS is mutual, a head refuses a
     driver without them; where they are not there to present, nothing is sent) and does not check the listener's
@@ -110,7 +118,9 @@ def tls_answer(sock: socket.socket, timeout: float, host: str | None = None) -> 
         except ssl.SSLError:
             pass
         sock.sendall(outgoing.read())
-    except OSError:   # ssl.SSLError (TLS spoken, the handshake refused: a certificate, a version), socket.timeout
+    except TimeoutError:
+        return answer or None, None
+    except OSError:   # ssl.SSLError (TLS spoken, the handshake refused: a certificate, a version)
         return answer, None   # (Ray's to judge)
     return answer, chosen
 
@@ -150,6 +160,15 @@ def not_a_head(answer: bytes, port: int, client: bool = False) -> str | None:
     if port == DASHBOARD_PORT:
         return f"{said}; this answered {_shown(answer)}, at the Ray dashboard's port {DASHBOARD_PORT}): {where}"
     return f"{said}; this answered {_shown(answer)}): is the port the one `ray start --head` printed?"
+
+
+def _silent(client: bool, timeout: float) -> str:
+    """The refusal of a listener that said nothing within ``timeout`` (a head's gRPC server answers at once)."""
+    server, port = (("the Ray Client server that ray:// joins", "its port (10001 unless `ray start --head "
+                     "--ray-client-server-port` set another)") if client else
+                    ("a head's GCS", "the port `ray start --head` printed (usually 6379)"))
+    return (f"something accepts connections there, but it said nothing within {round(timeout, 1):g} s of being asked as "
+            f"{server} is (it answers at once): is this {port}, and is that node up and not overloaded?")
 
 
 def _tls_record(answer: bytes) -> bool:

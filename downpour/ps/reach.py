@@ -8,6 +8,7 @@ refused it.
 from __future__ import annotations
 
 import socket
+import time
 
 from downpour.errors import RunError
 from downpour.ps.address import address_problem, host_port
@@ -22,21 +23,26 @@ _NO_SUCH_HOST = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") 
 
 def reachable(address: str, timeout: float) -> None:
     """Raise RunError for an address that is no Ray address (Ray's parser printed a traceback), unless
-    ``host:port`` (``ray://host:port`` too) accepts a TCP connection within ``timeout``, and where what answers there
-    is no Ray head (:func:`downpour.ps.handshake.head_problem`, up to ``timeout`` more; asked with TLS where Ray's TLS
-    is on): ``ray.init`` itself waits minutes on an address nobody answers, and on one where the dashboard does
-    (since 2026-12-06). A head that wants a token this driver will not present is refused too
-    (:func:`downpour.ps.head_token.token_problem`, up to ``timeout`` more; Ray's join said so after 20 s of warnings,
-    and not why, until 2026-12-06)."""
+    ``host:port`` (``ray://host:port`` too) accepts a TCP connection, and where what answers there is no Ray head or
+    says nothing (:func:`downpour.ps.handshake.head_problem`; asked with TLS where Ray's TLS is on): ``ray.init``
+    itself waits minutes on an address nobody answers, and on one where the dashboard does (since 2026-12-06). A head
+    that wants a token this driver will not present is refused too (:func:`downpour.ps.head_token.token_problem`;
+    Ray's join said so after 20 s of warnings, and not why, until 2026-12-06). The three questions share the one
+    ``timeout``: until 2026-12-06 each had its own, and a listener that accepted and said nothing cost the
+    handshake's 10 s and the token question's 10 s, then Ray's own wait."""
     parts = host_port(address)
     if parts is None:
         return                   # forms Ray resolves itself
     if problem := address_problem(address):   # Ray's own parser printed a traceback
         raise RunError(problem)
     scheme, host, port = parts
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        return max(deadline - time.monotonic(), 1e-3)
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-            problem = head_problem(sock, int(port), timeout, client=scheme == "ray", host=host)
+            problem = head_problem(sock, int(port), left(), client=scheme == "ray", host=host)
     except socket.gaierror as err:
         # no such host (the docs' HEAD:6379, copied as it is) is not a head that is down; a lookup that failed for now
         # (no name server answered) is said as such
@@ -50,6 +56,6 @@ def reachable(address: str, timeout: float) -> None:
         raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r} within {timeout:g} s "
                        f"({type(err).__name__}: {err}); is its head node running (`ray start --head`)?") from None
     if not problem and scheme != "ray":   # (a Ray Client server asks no token of its own)
-        problem = token_problem(host, int(port), timeout)
+        problem = token_problem(host, int(port), left())
     if problem:
         raise RunError(f"cannot join the Ray cluster at cluster.address={address!r}: {problem}")
