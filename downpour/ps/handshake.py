@@ -79,8 +79,8 @@ def first_answer(sock: socket.socket, timeout: float) -> bytes | None:
 def tls_answer(sock: socket.socket, timeout: float, host: str | None = None) -> tuple[bytes | None, str | None]:
     """What the listener on ``sock`` answers a TLS ClientHello offering HTTP/2 (ALPN "h2") with: the bytes it first
     sent (a TLS record, or another protocol's answer, such as a web server's page: what :func:`not_a_head` judges;
-    empty where it dropped the connection, None where it said nothing within ``timeout``), and, where the handshake completed,
-    the protocol it chose ("h2": HTTP/2; "" where it chose none), else None. The handshake presents Ray's own
+    empty where it dropped the connection, None where it said nothing within ``timeout``), and, where the handshake
+    completed, the protocol it chose ("h2": HTTP/2; "" where it chose none), else None. The handshake presents Ray's own
     certificate and key (``RAY_TLS_SERVER_CERT``, ``RAY_TLS_SERVER_KEY``: Ray's TLS is mutual, a head refuses a
     driver without them; where they are not there to present, nothing is sent) and does not check the listener's
     certificate (Ray does, with ``RAY_TLS_CA_CERT``): it asks what is spoken there, not who speaks. Its bytes go
@@ -167,8 +167,8 @@ def _silent(client: bool, timeout: float) -> str:
     server, port = (("the Ray Client server that ray:// joins", "its port (10001 unless `ray start --head "
                      "--ray-client-server-port` set another)") if client else
                     ("a head's GCS", "the port `ray start --head` printed (usually 6379)"))
-    return (f"something accepts connections there, but it said nothing within {round(timeout, 1):g} s of being asked as "
-            f"{server} is (it answers at once): is this {port}, and is that node up and not overloaded?")
+    return (f"something accepts connections there, but it said nothing within {round(timeout, 1):g} s of being asked "
+            f"as {server} is (it answers at once): is this {port}, and is that node up and not overloaded?")
 
 
 def _tls_record(answer: bytes) -> bool:
