@@ -9,7 +9,10 @@ and its first step (until 2026-12-06):
     ... INFO worker.py:2038 -- Started a local Ray instance.
 
 The first says that the Ray this process started for itself (or found here, ``--address auto``) takes a token, which
-Ray's start set up on its own; the second what the run's first line said. Only records that begin with those words
+Ray's start set up on its own; the second what the run's first line said. A ``ray://`` join printed a third (until
+2026-12-06), whatever the run passes: ``... INFO client_builder.py:262 -- Passing the following kwargs to ray.init()
+on the server: log_to_driver`` (Ray 2.60's ``ray.init`` sets ``log_to_driver``, default None, to True before it
+hands the Ray Client server every argument that differs from the default). Only records that begin with those words
 are dropped, on the logger that writes them: Ray's errors and its other warnings (a worker that died, a token
 missing or refused, "Token authentication is disabled for this Ray cluster") still print.
 """
@@ -22,6 +25,9 @@ __all__ = ["CHATTER", "quiet_start"]
 CHATTER = {   # logger -> how a record of it that says nothing about the run begins
     "ray._private.authentication.authentication_token_setup": "Token authentication is enabled for this Ray cluster",
     "ray._private.worker": "Started a local Ray instance",
+    # every ray:// join: Ray's ray.init turns its own default (log_to_driver None) into True, then hands the server
+    # each argument that differs from the default, and says so
+    "ray.client_builder": "Passing the following kwargs to ray.init() on the server: log_to_driver",
 }
 
 

@@ -1,0 +1,41 @@
+"""Joining over ``ray://`` says nothing of Ray's own plumbing: Ray 2.60's ``ray.init`` turns its default log_to_driver
+(None) into True, hands every argument that differs from the default to the Ray Client server's ``ray.init``, and
+logs "Passing the following kwargs to ray.init() on the server: log_to_driver", which every `downpour train --address
+ray://HOST:10001` printed until 2026-12-06. Ray's own ``ray.init`` runs here up to the client's connection."""
+import logging
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+
+def test_a_ray_client_join_does_not_print_rays_note_of_the_arguments_it_hands_the_server(monkeypatch):
+    from ray import client_builder
+
+    from downpour.errors import RunError
+    from downpour.ps import connect_on_ray
+
+    def connect(self):   # where the client would dial the server
+        raise ConnectionError("stand-in: no Ray Client server")
+
+    monkeypatch.setattr(connect_on_ray, "_reachable", lambda address, timeout: None)
+    monkeypatch.setattr(client_builder.ClientBuilder, "connect", connect)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    said = _Heard()
+    logger = logging.getLogger("ray.client_builder")   # (heard where Ray's own handler would print it)
+    logger.addHandler(said)
+    try:
+        with pytest.raises(RunError, match="stand-in"):
+            connect_on_ray.connect("ray://127.0.0.1:10001")
+    finally:
+        logger.removeHandler(said)
+    assert not [m for m in said.messages if "Passing the following kwargs" in m]
+
+
+class _Heard(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
