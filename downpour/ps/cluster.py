@@ -62,10 +62,15 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opene
     began: list[int] = []                      # the step the user's own run or resume began at (the first go's)
     lost: ShardLost | None = None              # the loss a restart is for
     restarted: dict[str, Any] | None = None    # its shards-restarted event, once appended
-    up: list[bool] = []                        # the go's driver started (_run_once)
+    up: list[dict[str, Any]] = []              # each go whose driver started: which Ray it ran on (_run_once)
+
+    def recorded(err: ShardLost, restarts: int, **how: Any) -> str:
+        """The loss's stop (record_stop), on the last started go's Ray (a failed restart's: the go before it)."""
+        return record_stop(run, cfg, events, err, restarts, began[0] if began else 0, up[-1] if up else None, **how)
+
     for attempt in range(cfg.cluster.shard_restarts + 1):
+        tried = len(up)                        # (more after _run_once: this go's driver started)
         try:
-            up.clear()
             if lost is not None:   # (in the try: a stop or an error while it is prepared is the restart's, below)
                 resume, restarted = _restart_from(run, events, lost)
             return _run_once(cfg, run, resume, events, began, up, opened)
@@ -73,7 +78,7 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opene
             lost, restarted = err, None
             if attempt == cfg.cluster.shard_restarts:
                 with stop_record(LOST_RECORD):    # (a Ctrl-C meanwhile waits: until 2026-12-06 it cut the record)
-                    why = record_stop(run, cfg, events, err, attempt, began[0] if began else 0)
+                    why = recorded(err, attempt)
                 raise RunError(why) from None
         except DownpourError as err:
             # a restart that cannot start (the head of a joined cluster gone: it cannot rejoin; a ConfigError: a GPU
@@ -81,26 +86,24 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opene
             # recorded, the restart that never started neither among its events nor counted (until 2026-12-05 such
             # an error ended the run unrecorded, a ConfigError, DataError or CheckpointError until 2026-12-06). A
             # started go's own error (every worker lost, Diverged) is itself.
-            if lost is None or up:
+            if lost is None or len(up) > tried:
                 raise
             with stop_record(LOST_RECORD):
                 _unstarted(events, restarted)
-                why = record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0,
-                                  str(err) or type(err).__name__)
+                why = recorded(lost, attempt - 1, failed=str(err) or type(err).__name__)
             raise RunError(why) from None
-        except KeyboardInterrupt as stop:
+        except KeyboardInterrupt as interrupt:
             # (and SIGTERM) a stop while the shards restart (their go not started), or while the go a lost shard
             # ended winds up, is recorded as a failed restart is (until 2026-12-06 the loss went unrecorded); the
             # interrupt itself goes on (the CLI's exit status, 130 or 143, as for any stop)
             with stop_record(LOST_RECORD):
-                if not up and lost is not None:
+                if len(up) == tried and lost is not None:
                     _unstarted(events, restarted)
-                    log.warning("%s", record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0,
-                                                  how=_how(stop)))
-                elif up and (gone := _loss_under(stop)) is not None:
+                    log.warning("%s", recorded(lost, attempt - 1, how=_how(interrupt)))
+                elif len(up) > tried and (gone := _loss_under(interrupt)) is not None:
                     # the go a lost shard ended, winding up: its restart interrupted (none left: the stop the loss was)
-                    how = None if attempt == cfg.cluster.shard_restarts else _how(stop)
-                    log.warning("%s", record_stop(run, cfg, events, gone, attempt, began[0] if began else 0, how=how))
+                    how = None if attempt == cfg.cluster.shard_restarts else _how(interrupt)
+                    log.warning("%s", recorded(gone, attempt, how=how))
             raise
     raise AssertionError("unreachable")
 
@@ -139,13 +142,13 @@ def _loss_under(stop: BaseException) -> ShardLost | None:
 
 
 def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, Any]] | None = None,
-              began: list[int] | None = None, up: list[bool] | None = None,
+              began: list[int] | None = None, up: list[dict[str, Any]] | None = None,
               opened: Opened | None = None) -> dict[str, Any]:
     """One go at the run; ``go_log``: the run's go events before it (:mod:`downpour.ps.lost_shards`: restarts, a
     stop, resumes; the checkpoint it resumes from may predate them), its own ``resumed`` appended; ``began``: the
     first go's start step, noted by it (a restart resumes from a checkpoint itself, and the summary's
     ``resumed_from`` is the user's); ``up``: appended to once the go's driver has started (an error before it: the go
-    could not start); ``opened``: the run's data read already (the first go takes it)."""
+    could not start), with which Ray it ran on (its ``ray_info``, cluster.json's ``ray``; {} off Ray); ``opened``: the run's data read already (the first go takes it)."""
     go_log, began = go_log if go_log is not None else [], began if began is not None else []
     setup = set_up_cluster(cfg, resume or run.again, opened)   # (a run trained again at a --resume keeps its workers)
     init = setup.layout.params_to_vector(setup.model)
@@ -158,7 +161,6 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
             raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
         if len(restored) != c.shards:
             raise ConfigError(f"cannot resume {str(run.path)!r} with cluster.shards={c.shards}: it was run with {len(restored)}")
-        log.info("resuming %s at step %d", run.path, meta["step"])
         if c.runner == "simulated" and run.config.data.pipeline == "auto":   # recorded before the choice was
             check_resumed_on(setup.data, bool(meta.get("streams")), run.path / "config.toml")
         saved = [{"patches": meta["patches_per_image"]}] if "patches_per_image" in meta else []   # (Ray: all there is)
@@ -192,9 +194,11 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
     except CheckpointError as err:      # the simulator's own part of the checkpoint, damaged
         raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
     if up is not None:
-        up.append(True)
+        up.append(getattr(driver, "ray_info", None) or {})
     if resume:      # said by every cluster runner alike (the simulator said nothing until 2026-12-05); kept with the
-        # go events, so a go a lost shard stops before its next checkpoint keeps it (it lost it until 2026-12-05)
+        # go events, so a go a lost shard stops before its next checkpoint keeps it (it lost it until 2026-12-05);
+        # said once its driver is up: a shard restart whose driver failed said "resuming" too (until 2026-12-06)
+        log.info("resuming %s at step %d", run.path, start)
         go_log.append(coord.resumed(n=numbered(go_log, ("resumed",))))
     try:
         run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))

@@ -71,11 +71,14 @@ def _kept_step(run: RunDir) -> tuple[int | None, str | None]:
 
 
 def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: ShardLost, restarts: int,
-                began: int, failed: str | None = None, how: str | None = None) -> str:
+                began: int, ray: dict[str, Any] | None = None, failed: str | None = None,
+                how: str | None = None) -> str:
     """A lost shard stopped the run at ``err.step``, ``cluster.shard_restarts`` spent (``restarts`` of them, by this
     command) or its restart failed or interrupted: a ``shards-lost`` event after the run's go events (``events``,
     appended to) in staleness.json, and cluster.json saying where and why it stopped and what a resume goes on from
-    (``began``: the step this command began at); returns the stop's message. ``failed``: why the next restart could
+    (``began``: the step this command began at), and on which Ray (``ray``: the last go's, as a whole run's
+    cluster.json has it; none off Ray; until 2026-12-06 a stop's had none, a lost head's included); returns the stop's
+    message. ``failed``: why the next restart could
     not start (its event's ``restart_failed``); ``how``: the stop (Ctrl-C, SIGTERM) that interrupted it, before its go
     started or while the lost go wound up (its event's ``restart_interrupted``). (The shards are gone: neither file
     can be written from them; staleness.json is the last checkpoint's, which may predate the restarts since.) Until
@@ -88,7 +91,8 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
     had = report.get("events") if isinstance(report.get("events"), list) else []
     report["events"] = [*had, *(e for e in events if e not in had)]
     run.write_json("staleness.json", report)
-    run.write_json("cluster.json", {"runner": cfg.cluster.runner, "resumed_from": began,
+    run.write_json("cluster.json", {"runner": cfg.cluster.runner, **({"ray": ray} if ray else {}),
+                                    "resumed_from": began,
                                     "stopped": {"step": step, "steps": cfg.train.steps, "by": str(err)},
                                     "checkpoint": kept, "shard_restarts": restarts,
                                     "shard_events": [e for e in events if e["event"] in SHARD_EVENTS],
