@@ -33,3 +33,20 @@ def test_a_ray_address_in_the_environment_is_said_and_the_run_starts_its_own_ray
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "RAY_ADDRESS='192.0.2.7:6390' is set here" in said[0]
     assert "starts a local Ray" in said[0] and "--address auto joins the cluster RAY_ADDRESS names" in said[0]
+
+
+def test_a_dashboard_address_in_ray_address_is_not_offered_to_address_auto(monkeypatch, caplog, init_asked):
+    """RAY_ADDRESS=http://HEAD:8265, as Ray's job docs have users export it for `ray job submit`: the note said
+    "--address auto joins the cluster RAY_ADDRESS names", and `--address auto` hands it to Ray, which refuses it
+    ("Invalid Ray address: 'http://127.0.0.1:8265' ... set RAY_ADDRESS to the GCS address", Ray 2.60, 2026-12-06)."""
+    import os
+
+    from downpour.ps.connect_on_ray import connect
+
+    monkeypatch.setenv("RAY_ADDRESS", "http://192.0.2.7:8265")
+    with caplog.at_level(logging.WARNING, logger="downpour.ps.connect_on_ray"):
+        assert connect("") is True
+    said = [r.getMessage() for r in caplog.records]
+    assert [kw["address"] for kw in init_asked] == ["local"] and len(said) == 1
+    assert f"starts a local Ray of this machine's {os.cpu_count()} cores" in said[0]
+    assert "--address auto" not in said[0] and "give --address HEAD:PORT, the head's port (usually 6379)" in said[0]

@@ -3,10 +3,11 @@
 failed at Ray's start, leaving a run folder behind).
 
     problem = address_problem("foo")      # "cluster.address='foo' is not a Ray address: ..." (None: a form Ray takes)
+    said = env_address_note("10.0.0.5:6379", 8)   # what a run without --address says of a RAY_ADDRESS set
 """
 from __future__ import annotations
 
-__all__ = ["address_problem", "host_port"]
+__all__ = ["address_problem", "env_address_note", "host_port"]
 
 
 def host_port(address: str) -> tuple[str, str, str] | None:
@@ -35,3 +36,19 @@ def address_problem(address: str) -> str | None:
             web = f" (its port, {int(port)}, is outside 1-65535)"
         return f"cluster.address={address!r} is not a Ray address: HOST:PORT, ray://HOST:PORT or auto (empty: a local Ray){web}"
     return None
+
+
+def env_address_note(env: str, cores: int) -> str:
+    """What a run without ``cluster.address`` says of a ``RAY_ADDRESS`` set to ``env`` (Ray's own default address;
+    `ray job submit` sets it to the cluster's head for its entrypoint), which it does not follow: it starts a local
+    Ray of this machine's ``cores``. An http(s) address (the dashboard's, which the `ray job` commands read, and which
+    Ray's job docs have users export) is no driver's: ``--address auto`` hands it to Ray, which refuses it ("Invalid
+    Ray address ... set RAY_ADDRESS to the GCS address"); until 2026-12-06 the note offered ``--address auto`` for it
+    too."""
+    start = (f"RAY_ADDRESS={env!r} is set here, but a run joins a Ray cluster only where --address (cluster.address) "
+             f"says: this one starts a local Ray of this machine's {cores} cores")
+    if env.lower().startswith(("http://", "https://")):
+        return (f"{start}; RAY_ADDRESS names a dashboard (what `ray job` commands read), where no driver joins: to run "
+                "on that cluster, give --address HEAD:PORT, the head's port (usually 6379) as `ray start --head` "
+                "printed it")
+    return f"{start}; --address auto joins the cluster RAY_ADDRESS names"

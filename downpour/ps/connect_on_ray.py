@@ -23,6 +23,7 @@ from ray.util.client import ray as client_ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.errors import RunError
+from downpour.ps.address import env_address_note
 from downpour.ps.head_token import token_hint
 from downpour.ps.reach import CONNECT_TIMEOUT_S
 from downpour.ps.reach import reachable as _reachable   # (the tests patch it here)
@@ -76,9 +77,7 @@ def _init(address: str) -> None:
     quiet_start()   # Ray's lines that say nothing about the run (a local Ray's token, "Started a local Ray instance")
     if not address:
         if env := os.environ.get("RAY_ADDRESS", "").strip():   # (Ray's own default, and what `ray job submit` sets)
-            log.warning("RAY_ADDRESS=%r is set here, but a run joins a Ray cluster only where cluster.address says: "
-                        "this one starts a local Ray of this machine's cores; --address auto joins the cluster "
-                        "RAY_ADDRESS names", env)
+            log.warning("%s", env_address_note(env, os.cpu_count() or 1))
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
         return
     _reachable(address, CONNECT_TIMEOUT_S)
