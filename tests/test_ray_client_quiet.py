@@ -39,3 +39,16 @@ class _Heard(logging.Handler):
 
     def emit(self, record):
         self.messages.append(record.getMessage())
+
+
+def test_rays_note_of_more_arguments_than_its_own_default_still_prints():
+    """Only Ray's note of the one argument it hands on by itself is dropped, word for word: one that names more (an
+    argument a run passes on purpose) is not hidden by it."""
+    from downpour.ps.ray_chatter import quiet_start
+
+    quiet_start()
+    builder = logging.getLogger("ray.client_builder")
+    said = "Passing the following kwargs to ray.init() on the server: "
+    notes = [builder.makeRecord(builder.name, logging.INFO, __file__, 1, said + kwargs, (), None)
+             for kwargs in ("log_to_driver", "log_to_driver, runtime_env", "namespace")]
+    assert [builder.filter(n) for n in notes] == [False, True, True]

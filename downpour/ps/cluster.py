@@ -148,7 +148,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
     stop, resumes; the checkpoint it resumes from may predate them), its own ``resumed`` appended; ``began``: the
     first go's start step, noted by it (a restart resumes from a checkpoint itself, and the summary's
     ``resumed_from`` is the user's); ``up``: appended to once the go's driver has started (an error before it: the go
-    could not start), with which Ray it ran on (its ``ray_info``, cluster.json's ``ray``; {} off Ray); ``opened``: the run's data read already (the first go takes it)."""
+    could not start), with which Ray it ran on (its ``ray_info``, cluster.json's ``ray``; {} off Ray); ``opened``:
+    the run's data read already (the first go takes it)."""
     go_log, began = go_log if go_log is not None else [], began if began is not None else []
     setup = set_up_cluster(cfg, resume or run.again, opened)   # (a run trained again at a --resume keeps its workers)
     init = setup.layout.params_to_vector(setup.model)

@@ -78,11 +78,11 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
     appended to) in staleness.json, and cluster.json saying where and why it stopped and what a resume goes on from
     (``began``: the step this command began at), and on which Ray (``ray``: the last go's, as a whole run's
     cluster.json has it; none off Ray; until 2026-12-06 a stop's had none, a lost head's included); returns the stop's
-    message. ``failed``: why the next restart could
-    not start (its event's ``restart_failed``); ``how``: the stop (Ctrl-C, SIGTERM) that interrupted it, before its go
-    started or while the lost go wound up (its event's ``restart_interrupted``). (The shards are gone: neither file
-    can be written from them; staleness.json is the last checkpoint's, which may predate the restarts since.) Until
-    2026-12-04 only the log said so; then staleness.json did, and the run had no cluster.json."""
+    message. ``failed``: why the next restart could not start (its event's ``restart_failed``); ``how``: the stop
+    (Ctrl-C, SIGTERM) that interrupted it, before its go started or while the lost go wound up (its event's
+    ``restart_interrupted``). (The shards are gone: neither file can be written from them; staleness.json is the last
+    checkpoint's, which may predate the restarts since.) Until 2026-12-04 only the log said so; then staleness.json
+    did, and the run had no cluster.json."""
     step, (kept, unreadable) = err.step, _kept_step(run)
     more = ({"restart_failed": failed} if failed is not None else {"restart_interrupted": how} if how else {}) | (
         {"checkpoint_unreadable": unreadable} if unreadable else {})

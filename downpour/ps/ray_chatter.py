@@ -13,14 +13,15 @@ Ray's start set up on its own; the second what the run's first line said. A ``ra
 2026-12-06), whatever the run passes: ``... INFO client_builder.py:262 -- Passing the following kwargs to ray.init()
 on the server: log_to_driver`` (Ray 2.60's ``ray.init`` sets ``log_to_driver``, default None, to True before it
 hands the Ray Client server every argument that differs from the default). Only records that begin with those words
-are dropped, on the logger that writes them: Ray's errors and its other warnings (a worker that died, a token
-missing or refused, "Token authentication is disabled for this Ray cluster") still print.
+(the third: that say just those words, so a join that hands the server more arguments still says which) are
+dropped, on the logger that writes them: Ray's errors and its other warnings (a worker that died, a token missing or
+refused, "Token authentication is disabled for this Ray cluster") still print.
 """
 from __future__ import annotations
 
 import logging
 
-__all__ = ["CHATTER", "quiet_start"]
+__all__ = ["CHATTER", "WHOLE", "quiet_start"]
 
 CHATTER = {   # logger -> how a record of it that says nothing about the run begins
     "ray._private.authentication.authentication_token_setup": "Token authentication is enabled for this Ray cluster",
@@ -29,19 +30,21 @@ CHATTER = {   # logger -> how a record of it that says nothing about the run beg
     # each argument that differs from the default, and says so
     "ray.client_builder": "Passing the following kwargs to ray.init() on the server: log_to_driver",
 }
+WHOLE = {"ray.client_builder"}   # loggers whose CHATTER line is dropped only word for word, not as a beginning
 
 
 class _Unsaid(logging.Filter):
-    """Drops a record whose message begins with ``start``: its text as logged, before any arguments are put in (a
-    record whose arguments do not fit its text raised out of Ray's own logging call, where logging prints a "Logging
-    error" and goes on)."""
+    """Drops a record whose message begins with ``start`` (is ``start``, where ``whole``): its text as logged, before
+    any arguments are put in (a record whose arguments do not fit its text raised out of Ray's own logging call, where
+    logging prints a "Logging error" and goes on)."""
 
-    def __init__(self, start: str) -> None:
+    def __init__(self, start: str, whole: bool = False) -> None:
         super().__init__()
-        self.start = start
+        self.start, self.whole = start, whole
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.start)
+        said = str(record.msg)
+        return not (said == self.start if self.whole else said.startswith(self.start))
 
 
 def quiet_start() -> None:
@@ -49,4 +52,4 @@ def quiet_start() -> None:
     for name, start in CHATTER.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Unsaid) and f.start == start for f in logger.filters):
-            logger.addFilter(_Unsaid(start))
+            logger.addFilter(_Unsaid(start, name in WHOLE))
