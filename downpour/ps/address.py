@@ -7,6 +7,8 @@ failed at Ray's start, leaving a run folder behind).
 """
 from __future__ import annotations
 
+from downpour._names import plural
+
 __all__ = ["address_problem", "env_address_note", "host_port"]
 
 
@@ -46,7 +48,7 @@ def env_address_note(env: str, cores: int) -> str:
     Ray address ... set RAY_ADDRESS to the GCS address"); until 2026-12-06 the note offered ``--address auto`` for it
     too."""
     start = (f"RAY_ADDRESS={env!r} is set here, but a run joins a Ray cluster only where --address (cluster.address) "
-             f"says: this one starts a local Ray of this machine's {cores} cores")
+             f"says: this one starts a local Ray of this machine's {plural(cores, 'core')}")
     if env.lower().startswith(("http://", "https://")):
         return (f"{start}; RAY_ADDRESS names a dashboard (what `ray job` commands read), where no driver joins: to run "
                 "on that cluster, give --address HEAD:PORT, the head's port (usually 6379) as `ray start --head` "
