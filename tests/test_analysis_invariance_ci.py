@@ -241,3 +241,43 @@ def test_the_report_says_where_an_interval_is_wider_than_its_width():
     assert wide_intervals({"summary": {"ranges": {"scale": [0.9, 1.0]}}}) == ""      # a file from before: no intervals
     assert wide_intervals({"summary": {"ranges": {"out_of_plane_rotation": [-45, 45]},
                                        "range_ci": {"out_of_plane_rotation": None}}}) == ""   # a pose curve: none
+
+
+def test_each_swept_values_auc_interval_holds_the_samples_auc_as_wide_as_hanley_mcneil_says_and_one_draw_pins_it():
+    """The figure's AUC curves had no band though the ranges had intervals (until 2026-12-06): each point's interval
+    comes from the same replicates, holds the sample's own AUC, is as wide as Hanley & McNeil's normal interval (within
+    a quarter) and is pinned to that AUC by one draw of every image."""
+    rng = np.random.default_rng(0)
+    n = m = 150
+    lead = np.clip(1.0 - np.abs(np.array(VALUES)) / 8.0, 0, None)               # (V,)
+    pos, neg = lead[:, None] + rng.standard_normal((1, n)), rng.standard_normal((1, m)).repeat(len(VALUES), axis=0)
+    ci = invariance_ci.auc_interval("translation_x", VALUES, pos, neg, range_weights(n, 500, 0),
+                                    invariance_ci.negative_weights(m, 500, 0))
+    exact = np.array([np.mean(p[:, None] > neg[0][None, :]) for p in pos])   # no ties in continuous noise
+    low, high = np.array(ci["points"]).T
+    assert len(exact) == len(low) and np.all((low <= exact) & (exact <= high))
+    q1, q2 = exact / (2 - exact), 2 * exact ** 2 / (1 + exact)               # Hanley & McNeil (1982)
+    se = np.sqrt((exact * (1 - exact) + (n - 1) * (q1 - exact ** 2) + (m - 1) * (q2 - exact ** 2)) / (n * m))
+    assert np.all(np.abs((high - low) / (2 * 1.96 * se) - 1) < 0.25)
+    once = invariance_ci.auc_interval("translation_x", VALUES, pos, neg, np.ones((1, n)), np.ones((1, m)))
+    assert once["points"] == [[pytest.approx(a), pytest.approx(a)] for a in exact]
+
+
+def test_the_figure_draws_each_auc_curves_band_from_the_run_or_from_analysis_json(monkeypatch, tmp_path):
+    from downpour.analysis import figures
+
+    model, images, others = _with_others()
+    passes = Passes([1])
+    inv = invariance_curves(model, images, 1, sign=1, baseline=0.0, negatives=others, passes=passes)
+    ci = invariance_ci.selectivity_intervals(inv, passes, seed=0)
+    for result in ({**inv, "selectivity_ci": ci}, {**inv, "selectivity": {"range_ci": ci}}):
+        drawn = []
+        monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or path)
+        figures.invariance_plot(result, tmp_path / "inv.png")
+        k = [c["transform"] for c in inv["curves"]].index("translation_x")
+        ax = drawn[0].axes[len(inv["curves"]) + k]                          # its AUC panel
+        bands = [p for p in ax.collections if p.get_paths()]
+        assert len(bands) == 1
+        ys = bands[0].get_paths()[0].vertices[:, 1]
+        low, high = np.array(ci["translation_x"]["points"]).T
+        assert ys.min() == pytest.approx(low.min()) and ys.max() == pytest.approx(high.max())

@@ -328,7 +328,8 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
 def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str] = ("faces", "non-faces")) -> Path:
     """The invariance curves (mean over images ± its standard error), normalised to the untransformed response, and
     below them (since 2026-12-05, where the sweep had the non-faces) the unit's AUC at each transform, the faces and
-    non-faces warped alike: its selectivity, which a unit that answers any blob loses as the faces shrink.
+    non-faces warped alike, in its 95% band (``selectivity_ci``'s ``points``): its selectivity, which a unit that
+    answers any blob loses as the faces shrink.
     ``against``: the concept and what its AUC is against, as the panels name them (a folder's class and the other
     classes; since 2026-12-05, they said faces and non-faces of every concept)."""
     curves = result["curves"]
@@ -336,6 +337,7 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
               "translation_y": "vertical shift (pixels)", "rotation": "in-plane rotation (degrees)",
               "out_of_plane_rotation": "out-of-plane rotation (degrees)"}
     rows = 2 if any("auc" in c for c in curves) else 1
+    bands = result.get("selectivity_ci") or result.get("selectivity", {}).get("range_ci") or {}   # (run's | analysis.json's)
     fig = _figure(3.2 * len(curves), 2.8 * rows)
     grid = fig.subplots(rows, len(curves), squeeze=False)
     for k, c in enumerate(curves):
@@ -352,6 +354,9 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
             ax = grid[1][k]
             if "auc" in c:
                 ax.plot(v, c["auc"], marker="o", ms=3, color="C2", label=f"{against[1]} warped too")
+                band = [p or [np.nan] * 2 for p in (bands.get(c["transform"]) or {}).get("points", [])]
+                if len(band) == len(v):     # its 95% bootstrap band, both classes' images resampled (2026-12-06)
+                    ax.fill_between(v, *np.asarray(band, dtype=float).T, color="C2", alpha=0.2, lw=0)
                 ax.plot(v, c["auc_faces_only"], marker=".", ms=2, lw=0.8, color="C1", label=f"{against[0]} alone")
             ax.axhline(0.5, color="grey", lw=0.6, ls=":")
             ax.set_ylim(0.0, 1.0)

@@ -80,23 +80,36 @@ def auc_interval(transform: str, values: list[float], pos: np.ndarray, neg: np.n
     """The interval of one AUC range (:func:`~downpour.analysis.invariance.selectivity_summary`): pos (V, N) the concept
     images' signed responses at each value swept, neg (V, M) the other class's warped alike; w_pos (B, N), w_neg (B, M)
     each class's resampling (:func:`range_weights`, :func:`negative_weights`). As :func:`curve_interval`, with ``auc``:
-    the untransformed AUC's interval (None without an identity point)."""
-    ranges, censored, at = auc_replicate_ranges(transform, values, pos, neg, w_pos, w_neg, keep)
+    the untransformed AUC's interval (None without an identity point), and ``points``: each swept value's AUC interval
+    (V, 2), from the same replicates (the figure's band round the AUC curve, since 2026-12-06)."""
+    ranges, censored, at, aucs = auc_replicate_ranges(transform, values, pos, neg, w_pos, w_neg, keep)
     seen = at[np.isfinite(at)]
-    return {**_of_ranges(transform, ranges, censored), "keep": keep, "auc": _interval(seen) if seen.size else None}
+    return {**_of_ranges(transform, ranges, censored), "keep": keep, "auc": _interval(seen) if seen.size else None,
+            "points": point_intervals(aucs)}
+
+
+def point_intervals(ys: np.ndarray) -> list[list[float] | None]:
+    """(V,) the 2.5% and 97.5% points of each column of replicates' curves ``ys`` (B, V), NaN left out (a replicate
+    whose draw held no image of a class: None where none is left). Not taken outward: an AUC is no grid value."""
+    out: list[list[float] | None] = []
+    for column in ys.T:
+        seen = column[np.isfinite(column)]
+        out.append([float(q) for q in np.percentile(seen, [2.5, 97.5])] if seen.size else None)
+    return out
 
 
 def auc_replicate_ranges(transform: str, values: list[float], pos: np.ndarray, neg: np.ndarray, w_pos: np.ndarray,
-                         w_neg: np.ndarray, keep: float = 0.5) -> tuple[list[list[float] | None], int, np.ndarray]:
-    """:func:`auc_interval`'s (B,) replicates' AUC ranges, how many ran to the sweep's end and (B,) their untransformed
-    AUCs (NaN without an identity point)."""
+                         w_neg: np.ndarray, keep: float = 0.5
+                         ) -> tuple[list[list[float] | None], int, np.ndarray, np.ndarray]:
+    """:func:`auc_interval`'s (B,) replicates' AUC ranges, how many ran to the sweep's end, (B,) their untransformed
+    AUCs (NaN without an identity point) and (B, V) their AUC curves."""
     aucs = ranked_aucs(pos, neg, w_pos, w_neg).T                             # (B, V)
     at = identity_index({"transform": transform, "values": values})
     if at is None:
-        return [None] * len(aucs), 0, np.full(len(aucs), np.nan)
+        return [None] * len(aucs), 0, np.full(len(aucs), np.nan), aucs
     lead = aucs[:, at]          # halfway from chance to it; at or below chance: none (selectivity_summary's rule)
     ranges, censored = _spans(transform, values, aucs, np.where(lead > 0.5, 0.5 + keep * (lead - 0.5), np.nan))
-    return ranges, censored, lead
+    return ranges, censored, lead, aucs
 
 
 def _spans(transform: str, values: list[float], ys: np.ndarray,
@@ -185,7 +198,7 @@ def tied_intervals(results: list[dict[str, Any]], passes: Passes, *, seed: int, 
                 response.setdefault(name, []).append([range_width(name, r) for r in got])
         if w_neg is not None:
             for name, values, pos, neg in _auc_curves(result, unit):
-                got, _, _ = auc_replicate_ranges(name, values, pos, neg, w_pos, w_neg, keep)
+                got, _, _, _ = auc_replicate_ranges(name, values, pos, neg, w_pos, w_neg, keep)
                 auc.setdefault(name, []).append([range_width(name, r) for r in got])
     return {"widths": _mean_intervals(response), "selectivity": _mean_intervals(auc)}
 
