@@ -3,6 +3,13 @@
 For each feature layer (and the input pixels, the network's own prepared input: the baseline every
 layer must beat to claim it added linear separability to what it was given), fit standardisation + logistic regression under stratified k-fold cross-validation
 and report the mean ± std of the fold accuracies. The folds are seeded and shared by every row.
+
+The fold accuracies are not independent draws (every two folds' probes share most of their training images), so their
+mean ± std is how much a fold moves the figure, not an interval of it: Student's t over 5 folds would claim more than
+it knows (Bengio & Grandvalet 2004: no unbiased estimate of that variance exists). Each row also gives ``accuracy``,
+every image predicted once by the probe fit on the other folds, with ``ci``: Wilson's 95% interval over the images
+(:func:`~downpour.analysis.intervals.wilson`). It covers which images were tested, given the fitted probes, not how another
+fit would have come out. Since 2026-12-06.
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from downpour._names import plural
+from downpour.analysis.intervals import wilson
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import unit_responses
 from downpour.errors import DataError
@@ -24,7 +32,8 @@ INPUT = "input pixels"   # the probe's baseline row: the run's prepared input (w
 def cv_probe(features: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0, C: float = 1.0) -> dict[str, Any]:
     """Cross-validated logistic-regression accuracy on ``features`` (N, D) for labels ``y`` (N,).
 
-    Returns ``{"mean", "std", "folds": [...], "dims"}``. ``folds`` is capped by the rarest class.
+    Returns ``{"mean", "std", "folds": [...], "dims", "accuracy", "ci"}``: ``accuracy`` over every image held out
+    once, ``ci`` its Wilson 95% interval over the images (module docstring). ``folds`` is capped by the rarest class.
     """
     features = np.asarray(features, dtype=np.float64).reshape(len(y), -1)
     smallest = int(np.bincount(np.unique(y, return_inverse=True)[1]).min())
@@ -33,15 +42,18 @@ def cv_probe(features: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int =
     k = min(folds, smallest)
     # (scikit-learn, and scipy.stats with it, on the first probe: `downpour study NAME --help` imports this module)
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     classifier = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
-    scores = cross_val_score(classifier, features, y, cv=splitter)
+    # the same fits as cross_val_score's, each image's prediction kept: the fold accuracies from them, and the pooled one
+    hits = cross_val_predict(classifier, features, y, cv=splitter) == y                 # (N,)
+    scores = np.array([hits[test].mean() for _, test in splitter.split(features, y)])
+    accuracy, low, high = wilson(int(hits.sum()), len(hits))
     return {"mean": float(scores.mean()), "std": float(scores.std()), "folds": [float(s) for s in scores],
-            "dims": int(features.shape[1])}
+            "dims": int(features.shape[1]), "accuracy": accuracy, "ci": [low, high]}
 
 
 def probe_table(model: FeatureModel, data: LabelledSet, *, layers: list[str] | None = None, folds: int = 5,

@@ -121,13 +121,23 @@ TRAINED_ON = {   # a probe on the very images the network trained on (analysis.j
     "images": "The network's features were learned on these images (not their labels)."}
 
 
+PROBE_WORDS = ('<p class="note">Accuracy: each of the {n} images predicted once, by the probe fit on the other folds, '
+               "with Wilson's 95% interval over the images (it covers which images were tested, not another fit of the "
+               "probes). The folds share their training images, so mean ± std over them is how much a fold moves the "
+               "accuracy, not an interval of it.</p>")
+
+
 def _probes(a: dict[str, Any]) -> str:
     parts = []
     for p in a["probes"]:
-        rows = [[r["features"], r["dims"], f"{pct(r['mean'])} ± {pct(r['std'])}"] for r in p["rows"]]
+        pooled = all("ci" in r for r in p["rows"])      # (an analysis.json before 2026-12-06 has the folds' alone)
+        rows = [[r["features"], r["dims"], *([f"{pct(r['accuracy'])} [{pct(r['ci'][0])}, {pct(r['ci'][1])}]"] if pooled else []),
+                 f"{pct(r['mean'])} ± {pct(r['std'])}"] for r in p["rows"]]
         parts.append(f"<h3>{esc(p['dataset'])}: {p['samples']} images, {p['classes']} classes, "
                      f"{p['folds']}-fold CV (majority class {pct(p['majority_class_rate'])})</h3>"
-                     + table(rows, ["features", "dimensions", "accuracy (mean ± std)"], f"probe-table-{p['dataset']}")
+                     + (PROBE_WORDS.format(n=p["samples"]) if pooled else "")
+                     + table(rows, ["features", "dimensions", *(["accuracy [95% interval over images]"] if pooled else []),
+                                    "accuracy over folds (mean ± std)"], f"probe-table-{p['dataset']}")
                      + (f'<p class="note">{TRAINED_ON[p["trained_on"]]}</p>' if p.get("trained_on") in TRAINED_ON else ""))
     return "".join(parts) or '<p class="note">No probes were run: analysis.probes is empty.</p>'
 

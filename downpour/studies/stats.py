@@ -22,35 +22,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from downpour._names import plural
+from downpour.analysis.intervals import Z95, mean_ci, wilson   # (below the studies, shared with the analysis)
 from downpour.analysis.invariance import DEFAULT_ANGLES, DEFAULT_SCALES, DEFAULT_SHIFTS
 
-Z95 = 1.959963984540054
 SIGN_TEST_N = 6    # the fewest paired seeds whose common sign a two-sided 95% sign test can tell
-
-
-def wilson(successes: int, n: int) -> tuple[float, float, float]:
-    """(p, low, high): the proportion and its Wilson 95% interval; (nan, 0, 1) for n = 0."""
-    if n == 0:
-        return float("nan"), 0.0, 1.0
-    p = successes / n
-    denom = 1 + Z95 ** 2 / n
-    centre = (p + Z95 ** 2 / (2 * n)) / denom
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95 ** 2 / (4 * n * n)) / denom
-    return p, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
-
-
-def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
-    """(mean, low, high): Student's t 95% interval of the mean of the finite values (nan if none)."""
-    v = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    m = float(v.mean())
-    if len(v) == 1:
-        return m, float("-inf"), float("inf")
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return m, m - half, m + half
 
 
 def paired_difference(baseline: Sequence[float], other: Sequence[float],
