@@ -48,3 +48,57 @@ def test_the_report_gives_the_probes_interval_over_images_and_says_what_the_fold
     assert "not an interval of it" in said and "accuracy over folds (mean ± std)" in said
     old = {**table, "rows": [{k: v for k, v in row.items() if k not in ("accuracy", "ci")}]}   # a file from before
     assert "interval over images" not in _probes({"probes": [old]})
+
+
+def _squares(n: int = 120):
+    """A LabelledSet of (n, 1, 4, 4) noise images, the concept those whose corner is bright (a noisy one)."""
+    import torch
+
+    from downpour.analysis.labelled import LabelledSet
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 1, 4, 4, generator=g)
+    y = (x[:, 0, 0, 0] + 0.3 * torch.rand(n, generator=g) > 0.65).numpy().astype(np.int64)
+    return LabelledSet("squares", x, y, ["other", "bright corner"])
+
+
+def test_the_first_splits_rows_get_intervals_over_its_test_images_that_hold_their_figures():
+    """The table's single-split accuracy and AUC stood bare (until 2026-12-06): each row now has Wilson's interval of
+    its test accuracy (scipy's, from its own hits) and a bootstrap one of its test AUC, as wide as Hanley & McNeil's
+    within a third; the other splits' tables have none (only the first is shown)."""
+    from downpour.analysis import selectivity
+    from test_analysis_probe_figures import _Pixels
+
+    data = _squares()
+    out = selectivity.over_splits(_Pixels(), data, [0, 1], random_model=_Pixels(), n_random_filters=10)
+    table = out["first"]
+    n, positives = table["split"]["test"], table["split"]["positives_in_test"]
+    for row in table["rows"]:
+        assert row["test_accuracy_ci"] == pytest.approx(_wilson(round(row["test_accuracy"] * n), n)), row["method"]
+        low, high = row["test_auc_ci"]
+        assert low <= row["test_auc"] <= high, row["method"]
+        a, m = row["test_auc"], n - positives
+        if a < 0.99 and row["method"] != "chance (majority class)":
+            q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+            se = np.sqrt((a * (1 - a) + (positives - 1) * (q1 - a * a) + (m - 1) * (q2 - a * a)) / (positives * m))
+            assert abs((high - low) / (2 * 1.96 * se) - 1) < 1 / 3, row["method"]
+    assert table["rows"][1]["test_auc_ci"] == [0.5, 0.5]                   # chance: one answer for every image
+    again = selectivity.face_neuron_tables(_Pixels(), data, [0, 1], random_model=_Pixels(), n_random_filters=10,
+                                           intervals=True)
+    assert "test_auc_ci" in again[0]["rows"][0] and "test_auc_ci" not in again[1]["rows"][0]
+
+
+def test_the_report_brackets_the_test_figures_and_says_the_splits_spread_is_no_interval():
+    from downpour.analysis import selectivity
+    from downpour.analysis.report import _face_neuron
+    from test_analysis_probe_figures import _Pixels
+
+    out = selectivity.over_splits(_Pixels(), _squares(), [0, 1], random_model=_Pixels(), n_random_filters=10)
+    fn = {**out["first"], "over_splits": out["summary"], "split_seeds": out["seeds"]}
+    said = _face_neuron({"face_neuron": fn, "layer": "codes"})
+    row = fn["rows"][0]
+    low, high = row["test_auc_ci"]
+    assert f"{row['test_auc']:.3f} [{low:.3f}, {high:.3f}]" in said
+    assert "95% interval over this split's test images" in said and "not an interval" in said
+    bare = {**fn, "rows": [{k: v for k, v in r.items() if not k.endswith("_ci")} for r in fn["rows"]]}
+    assert "95% interval over" not in _face_neuron({"face_neuron": bare, "layer": "codes"})   # a file from before

@@ -34,8 +34,9 @@ def _face_neuron(a: dict[str, Any]) -> str:
     for row in fn["rows"]:      # (an analysis.json from before 2026-12-04 has no test AUC: "–")
         s = summary.get(row["method"])
         chosen = f"{auc(row['selection_auc'])} / " if "selection_auc" in row else ""   # (none before 2026-12-04)
-        rows.append([row["method"], f"{row.get('unit', '–')}{chosen_among(row)}", chosen + pct(row.get("selection_accuracy")), pct(row["test_accuracy"]),
-                     f"{pct(s['mean'])} ± {pct(s['std'])}" if s else "–", auc(row.get("test_auc")),
+        rows.append([row["method"], f"{row.get('unit', '–')}{chosen_among(row)}", chosen + pct(row.get("selection_accuracy")),
+                     pct(row["test_accuracy"]) + _ends(row.get("test_accuracy_ci"), pct),
+                     f"{pct(s['mean'])} ± {pct(s['std'])}" if s else "–", auc(row.get("test_auc")) + _ends(row.get("test_auc_ci"), auc),
                      f"{auc(s['auc_mean'])} ± {auc(s['auc_std'])}" if s and "auc_mean" in s else "–"])
         classes.append("learned" if row["method"] == "learned unit" else "")
     paper = fn["paper_style"]
@@ -48,8 +49,10 @@ def _face_neuron(a: dict[str, Any]) -> str:
             f"and scored on a disjoint test split of {split['test']} (seed {split['seed']}); every baseline uses the same split. "
             + ("The unit is the one whose selection AUC is furthest from 0.5, as in the face test (ties to the larger "
                "Cohen's d); its threshold the most accurate one on the same images. " if "choice" in fn else "")
+            + (SPLIT_WORDS if "test_auc_ci" in fn["rows"][0] else "")
             + f"The fifth and last columns give the test accuracy and test AUC over {n_splits} seeded splits, mean ± std "
-            "across the splits (since 2026-12-05; the ± was not said); the test AUC (0.5: chance, 1: every "
+            "across the splits (since 2026-12-05; the ± was not said): how far the split moves them, not an interval "
+            "(the splits are drawn from the same images); the test AUC (0.5: chance, 1: every "
             f"image of {esc(fn['positive_class'])} above every other) is not moved by the classes' sizes, as accuracy is "
             f"({split['positives_in_test']} of the {split['test']} test images are {esc(fn['positive_class'])}).</p>"
             + table(rows, ["method", "unit", "selection AUC / acc." if "choice" in fn else "selection acc.", "test acc.",
@@ -57,6 +60,16 @@ def _face_neuron(a: dict[str, Any]) -> str:
                      "face-neuron-table", classes)
             + (f'<p class="note">{TRAINED_ON[fn["trained_on"]]}</p>' if fn.get("trained_on") in TRAINED_ON else "")
             + data_note(a.get("labelled_set"), f"The labelled set {fn['dataset']}", "analysis.json's labelled_set"))
+
+
+SPLIT_WORDS = ("In brackets, the 95% interval over this split's test images, the row's unit, threshold or probe held as "
+               "chosen: Wilson's for the accuracy, a bootstrap resampling each class within itself for the AUC "
+               "(since 2026-12-06). ")
+
+
+def _ends(ci: list[float] | None, fmt: Any) -> str:
+    """' [low, high]' of an interval in ``fmt`` (pct, auc); '' for none (an analysis.json before 2026-12-06)."""
+    return f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else ""
 
 
 def _starts(stim: dict[str, Any]) -> str:

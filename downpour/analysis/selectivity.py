@@ -31,6 +31,7 @@ from downpour.analysis import baselines
 from downpour.analysis.choice import NoCandidate, auc_scores, choice, threshold_scan, tie_verdict, tied_figures
 from downpour.analysis.controls import TIE_REPLICATES, bootstrap_weights, ranked_aucs
 from downpour.analysis.labelled import LabelledSet
+from downpour.analysis.split_ci import row_intervals
 from downpour.analysis.units import check_layer, other_layers, randomized_copy, unit_responses
 from downpour.errors import ConfigError, DataError, DeadLayer
 from downpour.models.base import FeatureModel
@@ -157,10 +158,12 @@ def face_neuron_table(model: FeatureModel, data: LabelledSet, *, layer: str | No
 
 def face_neuron_tables(model: FeatureModel, data: LabelledSet, seeds: list[int], *, layer: str | None = None,
                        positive: int = 1, test_fraction: float = 0.5, n_random_filters: int = 2000,
-                       random_model: FeatureModel | None = None) -> list[dict[str, Any]]:
+                       random_model: FeatureModel | None = None, intervals: bool = False) -> list[dict[str, Any]]:
     """:func:`face_neuron_table` for every split seed in ``seeds``, computing every response once.
 
-    The random linear filters are drawn once, from ``seeds[0]``, and shared by all splits.
+    The random linear filters are drawn once, from ``seeds[0]``, and shared by all splits. ``intervals``: the first
+    split's rows also get their test figures' 95% intervals over its test images
+    (:func:`~downpour.analysis.split_ci.row_intervals`; the probe's decision asked once more, that split only).
     """
     layer = check_layer(model, layer)
     y = (data.y == positive).astype(np.int64)
@@ -176,13 +179,16 @@ def face_neuron_tables(model: FeatureModel, data: LabelledSet, seeds: list[int],
     paper = {"method": "learned unit, paper style (unit and threshold chosen by accuracy on the same images it is scored on)",
              "layer": layer, **best_unit(scores["learned"], y, everything, everything, by="accuracy")}
     hint = other_layers(model, layer)
-    return [_table(scores, pixels, y, data, positive, test_fraction, seed, layer, how, paper, hint) for seed in seeds]
+    return [_table(scores, pixels, y, data, positive, test_fraction, seed, layer, how, paper, hint, intervals and k == 0)
+            for k, seed in enumerate(seeds)]
 
 
 def over_splits(model: FeatureModel, data: LabelledSet, seeds: list[int], **table: Any) -> dict[str, Any]:
     """:func:`face_neuron_tables` over ``seeds`` (``table``: its keyword arguments): the first split's table
-    (``first``) and every method's mean ± std test accuracy and test AUC over the splits (``summary``)."""
-    tables = face_neuron_tables(model, data, seeds, **table)
+    (``first``, with its rows' intervals over its test images) and every method's mean ± std test accuracy and test AUC
+    over the splits (``summary``: a spread, not an interval; the splits share their images, :mod:`~downpour.analysis.
+    split_ci`)."""
+    tables = face_neuron_tables(model, data, seeds, intervals=True, **table)
     per_method: dict[str, list[tuple[float, float]]] = {}
     for t in tables:
         for row in t["rows"]:
@@ -234,9 +240,10 @@ def _probe_figures(probe: Any, features: np.ndarray, y: np.ndarray) -> tuple[flo
 
 
 def _table(scores: dict[str, np.ndarray], pixels: np.ndarray, y: np.ndarray, data: LabelledSet, positive: int,
-           test_fraction: float, seed: int, layer: str, how: str, paper: dict[str, Any], hint: str) -> dict[str, Any]:
+           test_fraction: float, seed: int, layer: str, how: str, paper: dict[str, Any], hint: str,
+           intervals: bool = False) -> dict[str, Any]:
     """One split's table from precomputed responses: {"learned", "random", "pixel", "filters"} -> (N, K); ``hint``: what
-    a dead layer is told to try."""
+    a dead layer is told to try; ``intervals``: its rows' (:func:`~downpour.analysis.split_ci.row_intervals`)."""
     select, test = split(y, test_fraction, seed)
     learned = {"method": "learned unit", "layer": layer, **_unit_of(scores["learned"], y, select, test, f"layer {layer!r}", hint)}
 
@@ -253,13 +260,16 @@ def _table(scores: dict[str, np.ndarray], pixels: np.ndarray, y: np.ndarray, dat
     for part, rows in (("selection", select), ("test", test)):
         accuracy, auc = _probe_figures(probe, pixels[rows], y[rows])
         linear.update({f"{part}_accuracy": accuracy, f"{part}_auc": auc})
+    rows = [learned, chance, random_net, pixel, random_filters, linear]
+    if intervals:
+        row_intervals(rows, scores, probe.decision_function(pixels[test]), y, test, seed)
     return {
         "dataset": data.name, "positive_class": data.classes[positive] if positive < len(data.classes) else str(positive),
         "representation": {"baselines": f"raw images {list(data.raw.shape[1:])}, as loaded (no run-specific steps)",
                            "units": f"the run's prepared input {list(data.x.shape[1:])}"},
         "split": {"seed": seed, "test_fraction": test_fraction, "selection": int(len(select)), "test": int(len(test)),
                   "positives_in_test": int(y[test].sum())},
-        "choice": CHOICE, "rows": [learned, chance, random_net, pixel, random_filters, linear],
+        "choice": CHOICE, "rows": rows,
         "paper_style": paper,
         "responses": {"positive": scores["learned"][y == 1, learned["unit"]].tolist(),
                       "negative": scores["learned"][y == 0, learned["unit"]].tolist()},

@@ -1,0 +1,53 @@
+"""The best-single-neuron table's 95% intervals: each row's test accuracy and test AUC over its split's test images.
+
+A row's rule (its unit, sign and threshold, or the fitted probe) is chosen on the selection images and held fixed; the
+intervals cover which images it was tested on, not which unit another selection split would pick. The accuracy's is
+Wilson's over the test images (:func:`~downpour.analysis.intervals.wilson`: each image right or wrong on its own, given
+the rule); the AUC's a percentile bootstrap with each class resampled within itself
+(:func:`~downpour.analysis.controls.bootstrap_weights`, :func:`~downpour.analysis.controls.ranked_aucs`), as the face
+test's. The table's "over N splits" columns are no interval: the splits are drawn from the same images, so their
+spread is how far a split moves a figure, and Student's t over them would shrink with N without bound. Since
+2026-12-06 (before, the single split's figures stood bare).
+
+    n   test images;  B   bootstrap replicates
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from downpour.analysis.controls import bootstrap_weights, ranked_aucs
+from downpour.analysis.intervals import wilson
+
+SPLIT_REPLICATES = 1000     # 6 rows x 1,000 replicates of ~100 test images, by ranks: milliseconds
+SPLIT_STREAM = 5            # the split seed's spawn key for the draws (the invariance's are 3 and 4 of the run's seed)
+
+
+def test_intervals(score: np.ndarray, hits: np.ndarray, y: np.ndarray, seed: int,
+                   replicates: int = SPLIT_REPLICATES) -> dict[str, list[float]]:
+    """``test_accuracy_ci`` and ``test_auc_ci`` of one row: score (n,) its answers to the test images oriented as chosen
+    (higher: the concept), hits (n,) whether its rule was right on each, y (n,) 1 for the concept; ``seed`` the split's."""
+    y = np.asarray(y) == 1
+    _, low, high = wilson(int(np.sum(hits)), len(hits))
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SPLIT_STREAM,)))
+    w = bootstrap_weights(y, replicates, rng)                                # (B, n)
+    aucs = ranked_aucs(score[y][None], score[~y][None], w[:, y], w[:, ~y], tie=0.0)[0]   # (B,)
+    return {"test_accuracy_ci": [low, high], "test_auc_ci": [float(q) for q in np.percentile(aucs, [2.5, 97.5])]}
+
+
+def row_intervals(rows: list[dict[str, Any]], scores: dict[str, np.ndarray], probe_decision: np.ndarray,
+                  y: np.ndarray, test: np.ndarray, seed: int) -> None:
+    """Add :func:`test_intervals` to each of the table's ``rows`` (learned unit, chance, random weights, pixel, random
+    filters, probe: :func:`~downpour.analysis.selectivity._table`'s order): the unit-like rows' from their unit in
+    ``scores`` (N, K) ("learned", "random", "pixel", "filters"), the probe's from its (n,) decision on the test images."""
+    yt = np.asarray(y)[test]
+    for row, key in zip(rows, ("learned", None, "random", "pixel", "filters", "probe")):
+        if key == "probe":
+            score, hits = probe_decision, (probe_decision > 0) == (yt == 1)
+        elif key is None:       # chance: one answer for every image
+            score, hits = np.zeros(len(yt)), yt == row["predicts"]
+        else:
+            s = scores[key][test, row["unit"]]
+            score, hits = row["sign"] * s, (row["sign"] * (s - row["threshold"]) > 0) == (yt == 1)
+        row.update(test_intervals(score, hits, yt, seed))
