@@ -102,3 +102,47 @@ def test_the_report_brackets_the_test_figures_and_says_the_splits_spread_is_no_i
     assert "95% interval over this split's test images" in said and "not an interval" in said
     bare = {**fn, "rows": [{k: v for k, v in r.items() if not k.endswith("_ci")} for r in fn["rows"]]}
     assert "95% interval over" not in _face_neuron({"face_neuron": bare, "layer": "codes"})   # a file from before
+
+
+def _tied_bank(edge_maps: int, banks: int = 4, maps: int = 8) -> np.ndarray:
+    """(banks * maps, 8, 8) filters laid out as a tiled layer flattens them (bank-major): map m is an edge in every bank
+    for m < ``edge_maps`` (a step edge, a different one per bank), Gaussian noise in every bank otherwise."""
+    from test_analysis_edges import step_edges
+
+    rng = np.random.default_rng(0)
+    f = rng.standard_normal((banks, maps, 8, 8))
+    f[:, :edge_maps] = step_edges(rng, banks * edge_maps).reshape(banks, edge_maps, 8, 8)
+    return f.reshape(banks * maps, 8, 8)
+
+
+def test_the_edge_like_shares_interval_counts_a_tied_layers_maps_not_its_filters():
+    """The edge-like share had no interval (until 2026-12-06); a tied layer's 32 filters are 8 maps pooled across its 4
+    banks, so the interval is Wilson's over the 8 maps (scipy's), wider than the 32 filters' would claim."""
+    from downpour.analysis.edges import edge_summary
+
+    f = _tied_bank(edge_maps=4)
+    maps = np.arange(32) % 8
+    got = edge_summary(f, 0, groups=maps)
+    assert got["edge_fraction"] == 0.5 and got["edge_fraction_units"] == 8
+    assert got["edge_fraction_ci"] == pytest.approx(_wilson(4, 8))
+    alone = edge_summary(f, 0)
+    assert alone["edge_fraction_units"] == 32 and alone["edge_fraction_ci"] == pytest.approx(_wilson(16, 32))
+    assert got["edge_fraction_ci"][1] - got["edge_fraction_ci"][0] > alone["edge_fraction_ci"][1] - alone["edge_fraction_ci"][0]
+
+
+@pytest.mark.parametrize("config, over, units", [("main", "maps", 8), ("ufldl-sae", "filters", None)])
+def test_the_analysis_groups_a_tiled_layers_filters_by_map_and_the_report_says_over_what(config, over, units):
+    from downpour.analysis.report import _filter_sentences
+    from downpour.analysis.run import _filter_stats
+    from downpour.config import load_config
+    from downpour.models.registry import create_model
+
+    cfg = load_config(config)
+    model = create_model(cfg.model.name, None, **cfg.model.options)
+    filters = model.first_layer_filters().numpy()
+    stats = _filter_stats(model, filters, 0)
+    assert stats["edge_fraction_over"] == over and stats["edge_fraction_units"] == (units or len(filters))
+    low, high = stats["edge_fraction_ci"]
+    said = _filter_sentences(stats, "1×8×8", None)
+    assert f"95% interval {100 * low:.1f}%–{100 * high:.1f}% over its {units or len(filters)} {over}" in said
+    assert ("summed by one L2 pool" in said) == (over == "maps")

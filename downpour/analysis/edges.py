@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from downpour.analysis.intervals import wilson
 from downpour.analysis.orientation import coherence
 
 # Effective pixel count (Σe)²/Σe²: corner spikes reach 3.3, the smallest Gabor (σ 1.2) 4.5. In pixels, not as a
@@ -179,7 +180,7 @@ def edge_like(filters: Tensor | np.ndarray) -> np.ndarray:
     return _decide(edge_scores(f), f.shape[2] * f.shape[3])
 
 
-def edge_summary(filters: Tensor | np.ndarray, seed: int = 0) -> dict[str, Any]:
+def edge_summary(filters: Tensor | np.ndarray, seed: int = 0, groups: np.ndarray | None = None) -> dict[str, Any]:
     """JSON-able summary: what fraction of the filters are edge-like, beside Gaussian noise filters of the same shape.
 
     Parameters
@@ -187,6 +188,9 @@ def edge_summary(filters: Tensor | np.ndarray, seed: int = 0) -> dict[str, Any]:
     filters : array or Tensor, shape (n, H, W) or (n, C, H, W)
     seed : int
         Seed of ``numpy.random.default_rng`` for the noise filters.
+    groups : array of int, shape (n,), optional
+        Which filters are not independent of each other (one label per filter: a tied layer's map, whose filters in
+        every bank one L2 pool sums); default: each filter its own.
 
     Returns
     -------
@@ -196,11 +200,16 @@ def edge_summary(filters: Tensor | np.ndarray, seed: int = 0) -> dict[str, Any]:
         ``edge_distinct_fraction`` and ``edge_mean_abs_cosine``, and ``edge_orientation_agreement`` (|mean of
         exp(2i·orientation)| over the edge-like filters: 1 when all share one orientation; None without any). Filters thinner than 3 pixels (a row of weights has
         no 2-D structure to be oriented) and an empty set get None for the four measures.
+        ``edge_fraction_ci``: its 95% interval, Wilson's over the ``edge_fraction_units`` groups, each group's share of
+        edge-like filters counted as one unit's (as if a group's filters were copies of each other: the widest its
+        groups' shares can spread, so it holds however alike they are); over the filters where each is its own.
+        Since 2026-12-06. It covers which filters (maps) the layer learned, not another training run's.
     """
     f = _as_filters(filters)
     summary: dict[str, Any] = {"count": int(f.shape[0]), "shape": [int(s) for s in f.shape[1:]],
                                "edge_fraction": None, "edge_fraction_noise": None, "coherence_mean": None,
-                               "coherence_noise": None, "edge_orientation_agreement": None, "criteria": dict(CRITERIA)}
+                               "coherence_noise": None, "edge_orientation_agreement": None, "criteria": dict(CRITERIA),
+                               "edge_fraction_ci": None, "edge_fraction_units": None}
     if f.shape[0] == 0 or _too_thin(f):
         return summary
     noise = np.random.default_rng(seed).standard_normal(f.shape)
@@ -211,8 +220,16 @@ def edge_summary(filters: Tensor | np.ndarray, seed: int = 0) -> dict[str, Any]:
                    edge_fraction_noise=float(_decide(theirs, pixels).mean()),
                    coherence_mean=float(ours["coherence"].mean()), coherence_noise=float(theirs["coherence"].mean()),
                    edge_orientation_agreement=orientation_agreement(ours["orientation"][edgy]),
-                   **distinct_edges(f[edgy], seed))
+                   **distinct_edges(f[edgy], seed), **_fraction_interval(edgy, groups))
     return summary
+
+
+def _fraction_interval(edgy: np.ndarray, groups: np.ndarray | None) -> dict[str, Any]:
+    """``edge_fraction_ci`` and ``edge_fraction_units`` of (n,) yes/no ``edgy`` (:func:`edge_summary`)."""
+    labels = np.arange(len(edgy)) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    shares = np.bincount(labels, weights=edgy) / np.bincount(labels)         # (G,) each group's edge-like share
+    _, low, high = wilson(float(shares.sum()), len(shares))
+    return {"edge_fraction_ci": [low, high], "edge_fraction_units": int(len(shares))}
 
 
 def orientation_agreement(degrees: np.ndarray) -> float | None:

@@ -11,7 +11,8 @@ from typing import Any
 
 
 from downpour._names import pasted
-from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, one_orientation
+from downpour.analysis.report_notes import (data_note, distinct as _distinct, edge_interval, faces_seen, first_layer_note,
+                                           one_orientation)
 from downpour.analysis.report_invariance import (fill_words, invariance_rows, invariance_words, range_ci_cells,
                                                 selectivity_ci_cells, selectivity_rows, tied_invariance,
                                                 tied_unresponsive, warped_against, wide_intervals)
@@ -211,7 +212,7 @@ def _filter_sentences(f: dict[str, Any], shape: str, samples: Any) -> str:
     if f["edge_fraction"] is None:
         return f"<p>{f['count']} filters of shape {shape} (too thin for an orientation measure).</p>"
     c = f.get("criteria", {})
-    text = (f"<p>{f['count']} filters of shape {shape}: <b>{pct(f['edge_fraction'])} are edge-like</b> "
+    text = (f"<p>{f['count']} filters of shape {shape}: <b>{pct(f['edge_fraction'])} are edge-like</b>{edge_interval(f)} "
             f"(Gaussian noise filters of the same shape: {pct(f['edge_fraction_noise'])}). Edge-like means: energy "
             f"spread over at least {c.get('spread_min_pixels', '?')} pixels, at least {pct(c.get('concentration_min'))} of "
             f"the spectral power near one peak (one orientation and frequency band), that peak below "

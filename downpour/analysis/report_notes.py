@@ -88,6 +88,22 @@ def first_layer_note(f: dict[str, Any]) -> str:
             f"their edge-like share says what the layer was given, not what training found.</p>")
 
 
+def edge_interval(f: dict[str, Any]) -> str:
+    """' (95% interval 31%-72% over its 8 maps: ...)' after the edge-like share (analysis.json's
+    ``filters.edge_fraction_ci``, since 2026-12-06; "" for a file before it)."""
+    ci, units = f.get("edge_fraction_ci"), f.get("edge_fraction_units")
+    if not ci:
+        return ""
+    if f.get("edge_fraction_over") == "maps":
+        banks = (f.get("sharing") or {}).get("banks")
+        why = (f"a map's filters in the {banks} banks are summed by one L2 pool, so each map counts once, as if its "
+               "filters were copies" if banks else "each map counts once")
+        over = f"its {plural(units, 'map')}: {why}"
+    else:
+        over = f"its {plural(units, 'filter')}, taken as independent"
+    return f" (95% interval {pct(ci[0])}–{pct(ci[1])} over {over}; another training run can differ more)"
+
+
 def distinct(f: dict[str, Any]) -> str:
     """How many edge-like filters are copies of one another (analysis.json before 2026-12-02: nothing).
     A designed layer repeats one bank at every tiled position by construction: said so, not called a collapse;

@@ -360,16 +360,21 @@ def _pictured(table: dict[str, Any], rows: list[dict[str, Any]], ties: dict[str,
 
 def _filter_stats(model: FeatureModel, filters: np.ndarray | None, seed: int) -> dict[str, Any]:
     """How edge-like the first-layer filters are (:func:`~downpour.analysis.edges.edge_summary`: the
-    fraction that pass a test spikes, checkerboards and noise cannot, beside Gaussian noise's), how the first
-    locally connected layer shares its filters, and ``what`` they are where the model says (``filters_what``)."""
+    fraction that pass a test spikes, checkerboards and noise cannot, beside Gaussian noise's; its interval over the
+    maps of a tiled or untied layer, ``edge_fraction_over``), how the first locally connected layer shares its filters,
+    and ``what`` they are where the model says (``filters_what``)."""
     if filters is None:
         return {"available": False}
     what = getattr(model, "filters_what", None)     # (None: no key, as in an analysis.json of before 2026-12-06)
-    out = {"available": True, **edge_summary(filters, seed), **({"what": what} if what else {}),
-           "first_layer": getattr(getattr(model, "config", None), "first_layer", "learned")}   # gabor, random: not learned
     layer = next((m for m in model.modules() if isinstance(m, LocallyConnected2d)), None)
+    banks = None if layer is None else layer.tile_shape[0] * layer.tile_shape[1]
+    # a tiled or untied layer's filters (banks, maps) flattened: one map's filters in every bank are summed by its L2
+    # pool (neighbouring positions lie in different banks), so the edge-like share's interval counts maps, not filters
+    maps = layer.maps if banks and banks > 1 and len(filters) == banks * layer.maps else None
+    out = {"available": True, **edge_summary(filters, seed, None if maps is None else np.arange(len(filters)) % maps),
+           "edge_fraction_over": "maps" if maps else "filters", **({"what": what} if what else {}),
+           "first_layer": getattr(getattr(model, "config", None), "first_layer", "learned")}   # gabor, random: not learned
     if layer is not None:
-        banks = layer.tile_shape[0] * layer.tile_shape[1]
         kind = "untied" if layer.untied else "convolution" if banks == 1 else "tiled"
         out["sharing"] = {"kind": kind, "banks": banks, "positions": layer.out_size[0] * layer.out_size[1]}
     return out
