@@ -292,7 +292,8 @@ def test_shuffling_a_gabors_pixels_makes_it_fail():
 def test_edge_summary_reports_fractions_beside_noise_and_its_criteria():
     s = edge_summary(gabors(np.random.default_rng(10), 300), seed=0)
     assert set(s) == {"count", "shape", "edge_fraction", "edge_fraction_noise", "coherence_mean", "coherence_noise",
-                      "criteria", "edge_distinct_fraction", "edge_mean_abs_cosine", "edge_orientation_agreement"}
+                      "criteria", "edge_distinct_fraction", "edge_mean_abs_cosine", "edge_orientation_agreement",
+                      "edge_fraction_ci", "edge_fraction_units"}
     assert s["count"] == 300 and s["shape"] == [1, 8, 8]
     assert s["edge_fraction"] >= 0.95 and s["edge_fraction_noise"] <= 0.1
     assert s["coherence_mean"] > s["coherence_noise"]
