@@ -100,6 +100,7 @@ def test_the_report_brackets_the_test_figures_and_says_the_splits_spread_is_no_i
     low, high = row["test_auc_ci"]
     assert f"{row['test_auc']:.3f} [{low:.3f}, {high:.3f}]" in said
     assert "95% interval over this split's test images" in said and "not an interval" in said
+    assert "They leave out the choice itself: another selection split can pick another unit" in said
     bare = {**fn, "rows": [{k: v for k, v in r.items() if not k.endswith("_ci")} for r in fn["rows"]]}
     assert "95% interval over" not in _face_neuron({"face_neuron": bare, "layer": "codes"})   # a file from before
 
@@ -127,10 +128,13 @@ def test_the_edge_like_shares_interval_counts_a_tied_layers_maps_not_its_filters
     assert got["edge_fraction_ci"] == pytest.approx(_wilson(4, 8))
     alone = edge_summary(f, 0)
     assert alone["edge_fraction_units"] == 32 and alone["edge_fraction_ci"] == pytest.approx(_wilson(16, 32))
-    assert got["edge_fraction_ci"][1] - got["edge_fraction_ci"][0] > alone["edge_fraction_ci"][1] - alone["edge_fraction_ci"][0]
+    assert np.diff(got["edge_fraction_ci"]) > np.diff(alone["edge_fraction_ci"])
+    with pytest.raises(ValueError, match="groups must be the same size, got sizes"):   # (their shares' mean: no share)
+        edge_summary(f, 0, groups=np.r_[np.zeros(31, int), 1])
 
 
-@pytest.mark.parametrize("config, over, units", [("main", "maps", 8), ("ufldl-sae", "filters", None)])
+@pytest.mark.parametrize("config, over, units", [("main", "maps", 8), ("cat-demo", "maps", 8),
+                                                  ("ufldl-sae", "filters", None)])
 def test_the_analysis_groups_a_tiled_layers_filters_by_map_and_the_report_says_over_what(config, over, units):
     from downpour.analysis.report import _filter_sentences
     from downpour.analysis.run import _filter_stats
@@ -145,4 +149,4 @@ def test_the_analysis_groups_a_tiled_layers_filters_by_map_and_the_report_says_o
     low, high = stats["edge_fraction_ci"]
     said = _filter_sentences(stats, "1×8×8", None)
     assert f"95% interval {100 * low:.1f}%–{100 * high:.1f}% over its {units or len(filters)} {over}" in said
-    assert ("summed by one L2 pool" in said) == (over == "maps")
+    assert ("the L2 pools sum each map's neighbouring positions" in said) == (over == "maps")

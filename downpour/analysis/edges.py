@@ -189,8 +189,8 @@ def edge_summary(filters: Tensor | np.ndarray, seed: int = 0, groups: np.ndarray
     seed : int
         Seed of ``numpy.random.default_rng`` for the noise filters.
     groups : array of int, shape (n,), optional
-        Which filters are not independent of each other (one label per filter: a tied layer's map, whose filters in
-        every bank one L2 pool sums); default: each filter its own.
+        Which filters are not independent of each other (one label per filter, every group the same size: a tiled or
+        untied layer's map, whose filters in neighbouring banks the L2 pools sum); default: each filter its own.
 
     Returns
     -------
@@ -227,7 +227,10 @@ def edge_summary(filters: Tensor | np.ndarray, seed: int = 0, groups: np.ndarray
 def _fraction_interval(edgy: np.ndarray, groups: np.ndarray | None) -> dict[str, Any]:
     """``edge_fraction_ci`` and ``edge_fraction_units`` of (n,) yes/no ``edgy`` (:func:`edge_summary`)."""
     labels = np.arange(len(edgy)) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
-    shares = np.bincount(labels, weights=edgy) / np.bincount(labels)         # (G,) each group's edge-like share
+    sizes = np.bincount(labels)
+    if sizes.min() != sizes.max():      # (the shares' mean would not be edge_fraction, nor inside its interval)
+        raise ValueError(f"edge_summary: groups must be the same size, got sizes {sorted(set(sizes.tolist()))}")
+    shares = np.bincount(labels, weights=edgy) / sizes                       # (G,) each group's edge-like share
     _, low, high = wilson(float(shares.sum()), len(shares))
     return {"edge_fraction_ci": [low, high], "edge_fraction_units": int(len(shares))}
 

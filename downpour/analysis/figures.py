@@ -251,7 +251,8 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
               "translation_y": "vertical shift (pixels)", "rotation": "in-plane rotation (degrees)",
               "out_of_plane_rotation": "out-of-plane rotation (degrees)"}
     rows = 2 if any("auc" in c for c in curves) else 1
-    bands = result.get("selectivity_ci") or result.get("selectivity", {}).get("range_ci") or {}   # (run's | analysis.json's)
+    # the AUC curves' bands: the run's own (selectivity_ci) or analysis.json's (selectivity.range_ci)
+    bands = result.get("selectivity_ci") or result.get("selectivity", {}).get("range_ci") or {}
     fig = _figure(3.2 * len(curves), 2.8 * rows)
     grid = fig.subplots(rows, len(curves), squeeze=False)
     for k, c in enumerate(curves):

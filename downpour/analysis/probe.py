@@ -8,8 +8,8 @@ The fold accuracies are not independent draws (every two folds' probes share mos
 mean ± std is how much a fold moves the figure, not an interval of it: Student's t over 5 folds would claim more than
 it knows (Bengio & Grandvalet 2004: no unbiased estimate of that variance exists). Each row also gives ``accuracy``,
 every image predicted once by the probe fit on the other folds, with ``ci``: Wilson's 95% interval over the images
-(:func:`~downpour.analysis.intervals.wilson`). It covers which images were tested, given the fitted probes, not how another
-fit would have come out. Since 2026-12-06.
+(:func:`~downpour.analysis.intervals.wilson`). It covers which images were tested, given the fitted probes, not how
+another fit would have come out. Since 2026-12-06.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def cv_probe(features: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int =
 
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     classifier = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
-    # the same fits as cross_val_score's, each image's prediction kept: the fold accuracies from them, and the pooled one
+    # the same fits as cross_val_score's, each image's prediction kept: the folds' accuracies from them, and the pooled
     hits = cross_val_predict(classifier, features, y, cv=splitter) == y                 # (N,)
     scores = np.array([hits[test].mean() for _, test in splitter.split(features, y)])
     accuracy, low, high = wilson(int(hits.sum()), len(hits))

@@ -11,8 +11,8 @@ from typing import Any
 
 
 from downpour._names import pasted
-from downpour.analysis.report_notes import (data_note, distinct as _distinct, edge_interval, faces_seen, first_layer_note,
-                                           one_orientation)
+from downpour.analysis.report_notes import (data_note, distinct as _distinct, edge_interval, faces_seen,
+                                           first_layer_note, one_orientation)
 from downpour.analysis.report_invariance import (fill_words, invariance_rows, invariance_words, range_ci_cells,
                                                 selectivity_ci_cells, selectivity_rows, tied_invariance,
                                                 tied_unresponsive, warped_against, wide_intervals)
@@ -65,7 +65,8 @@ def _face_neuron(a: dict[str, Any]) -> str:
 
 SPLIT_WORDS = ("In brackets, the 95% interval over this split's test images, the row's unit, threshold or probe held as "
                "chosen: Wilson's for the accuracy, a bootstrap resampling each class within itself for the AUC "
-               "(since 2026-12-06). ")
+               "(since 2026-12-06). They leave out the choice itself: another selection split can pick another unit "
+               "(the columns over splits show how far that moves the figures). ")
 
 
 def _ends(ci: list[float] | None, fmt: Any) -> str:

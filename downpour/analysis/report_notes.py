@@ -95,10 +95,9 @@ def edge_interval(f: dict[str, Any]) -> str:
     if not ci:
         return ""
     if f.get("edge_fraction_over") == "maps":
-        banks = (f.get("sharing") or {}).get("banks")
-        why = (f"a map's filters in the {banks} banks are summed by one L2 pool, so each map counts once, as if its "
-               "filters were copies" if banks else "each map counts once")
-        over = f"its {plural(units, 'map')}: {why}"
+        over = (f"its {plural(units, 'map')}: the L2 pools sum each map's neighbouring positions, which lie in "
+                "different banks, so a map's filters are not independent and each map counts once, as if its filters "
+                "were copies")
     else:
         over = f"its {plural(units, 'filter')}, taken as independent"
     return f" (95% interval {pct(ci[0])}–{pct(ci[1])} over {over}; another training run can differ more)"

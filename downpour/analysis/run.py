@@ -368,8 +368,9 @@ def _filter_stats(model: FeatureModel, filters: np.ndarray | None, seed: int) ->
     what = getattr(model, "filters_what", None)     # (None: no key, as in an analysis.json of before 2026-12-06)
     layer = next((m for m in model.modules() if isinstance(m, LocallyConnected2d)), None)
     banks = None if layer is None else layer.tile_shape[0] * layer.tile_shape[1]
-    # a tiled or untied layer's filters (banks, maps) flattened: one map's filters in every bank are summed by its L2
-    # pool (neighbouring positions lie in different banks), so the edge-like share's interval counts maps, not filters
+    # a tiled or untied layer's filters (banks, maps) flattened: the L2 pools sum a map's neighbouring positions, which
+    # lie in different banks (all 4 of the main job's in one 3x3 pool; chained by overlapping pools beyond), so the
+    # edge-like share's interval counts maps, not filters
     maps = layer.maps if banks and banks > 1 and len(filters) == banks * layer.maps else None
     out = {"available": True, **edge_summary(filters, seed, None if maps is None else np.arange(len(filters)) % maps),
            "edge_fraction_over": "maps" if maps else "filters", **({"what": what} if what else {}),

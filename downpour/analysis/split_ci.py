@@ -24,12 +24,13 @@ SPLIT_REPLICATES = 1000     # 6 rows x 1,000 replicates of ~100 test images, by 
 SPLIT_STREAM = 5            # the split seed's spawn key for the draws (the invariance's are 3 and 4 of the run's seed)
 
 
-def test_intervals(score: np.ndarray, hits: np.ndarray, y: np.ndarray, seed: int,
+def test_intervals(score: np.ndarray, right: int, y: np.ndarray, seed: int,
                    replicates: int = SPLIT_REPLICATES) -> dict[str, list[float]]:
     """``test_accuracy_ci`` and ``test_auc_ci`` of one row: score (n,) its answers to the test images oriented as chosen
-    (higher: the concept), hits (n,) whether its rule was right on each, y (n,) 1 for the concept; ``seed`` the split's."""
+    (higher: the concept), ``right`` how many of them its rule got right, y (n,) 1 for the concept; ``seed`` the
+    split's."""
     y = np.asarray(y) == 1
-    _, low, high = wilson(int(np.sum(hits)), len(hits))
+    _, low, high = wilson(right, len(y))
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(SPLIT_STREAM,)))
     w = bootstrap_weights(y, replicates, rng)                                # (B, n)
     aucs = ranked_aucs(score[y][None], score[~y][None], w[:, y], w[:, ~y], tie=0.0)[0]   # (B,)
@@ -39,15 +40,15 @@ def test_intervals(score: np.ndarray, hits: np.ndarray, y: np.ndarray, seed: int
 def row_intervals(rows: list[dict[str, Any]], scores: dict[str, np.ndarray], probe_decision: np.ndarray,
                   y: np.ndarray, test: np.ndarray, seed: int) -> None:
     """Add :func:`test_intervals` to each of the table's ``rows`` (learned unit, chance, random weights, pixel, random
-    filters, probe: :func:`~downpour.analysis.selectivity._table`'s order): the unit-like rows' from their unit in
-    ``scores`` (N, K) ("learned", "random", "pixel", "filters"), the probe's from its (n,) decision on the test images."""
+    filters, probe: :func:`~downpour.analysis.selectivity._table`'s order): the unit-like rows' scores from their
+    unit in ``scores`` (N, K) ("learned", "random", "pixel", "filters"), the probe's its (n,) decision on the test
+    images; how many each got right from its own ``test_accuracy`` (the rule is not applied a second time here)."""
     yt = np.asarray(y)[test]
     for row, key in zip(rows, ("learned", None, "random", "pixel", "filters", "probe")):
         if key == "probe":
-            score, hits = probe_decision, (probe_decision > 0) == (yt == 1)
+            score = probe_decision
         elif key is None:       # chance: one answer for every image
-            score, hits = np.zeros(len(yt)), yt == row["predicts"]
+            score = np.zeros(len(yt))
         else:
-            s = scores[key][test, row["unit"]]
-            score, hits = row["sign"] * s, (row["sign"] * (s - row["threshold"]) > 0) == (yt == 1)
-        row.update(test_intervals(score, hits, yt, seed))
+            score = row["sign"] * scores[key][test, row["unit"]]
+        row.update(test_intervals(score, round(row["test_accuracy"] * len(yt)), yt, seed))
