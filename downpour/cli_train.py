@@ -135,8 +135,11 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     old = run if args.resume else None
     # a new run's data read (and refused) before its folder is made, which a refusal then never makes; its runner takes
-    # them, not reading them twice (until 2026-12-06 read only there, the folder made and then removed)
-    opened = None if args.resume else read_checked(cfg)
+    # them, not reading them twice (until 2026-12-06 read only there, the folder made and then removed). A resume of a
+    # run stopped before its first checkpoint trains as a new one: its data are read (refused in a resume's words)
+    # before its rows are discarded, which a refusal then keeps (until 2026-12-06 discarded first: `--resume` then
+    # refused the folder, "never started training")
+    opened = None if resume else read_checked(cfg, bool(args.resume))
     # the folders this command makes (the run's and those on the way to it, fresh_folder's runs/NAME-TIME or an --out
     # not there, a symbolic link counting as there), deepest first: a new run refused before it trains removes them
     # (_drop_refused), one that was there it empties of its config.toml alone

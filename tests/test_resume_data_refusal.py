@@ -77,21 +77,28 @@ def test_a_resume_whose_folder_lost_files_below_its_workers_offers_fewer_workers
 
 @pytest.mark.parametrize("pipeline, sets", [("stream", []), ("memory", []), (
     "memory", ["--set", "cluster.algorithm=sandblaster", "--set", "sandblaster.units=2"])])   # (its own set-up call)
-def test_a_resume_of_a_run_stopped_before_its_first_checkpoint_refused_for_its_data_is_told_as_a_resume(
+def test_a_resume_of_a_run_stopped_before_its_first_checkpoint_refused_for_its_data_keeps_its_rows(
         tmp_path, capsys, pipeline, sets):
-    """Trained again from step 0, the runner's set-up refused its data as a new run's ("use at most 1 worker
-    (--workers 1)" first, which the resume refuses), where its --dry-run said a resume's; the folder then holds nothing
-    to resume, and the command that starts it again is named."""
+    """Trained again from step 0, its data are checked before its rows are discarded, and refused in a resume's words
+    (it keeps its workers); the same --resume trains it once the files are back. Until 2026-12-06 the rows went first:
+    the folder then held nothing to resume, and `--resume` refused it ("never started training")."""
     images, out = _trained(tmp_path, pipeline, sets)
     for name in ("model.json", "model.safetensors", "checkpoints", "sandblaster.json"):   # as a kill before the first
         path = out / name                                                                 # checkpoint leaves it
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    rows = (out / "metrics.jsonl").read_text()
+    saved = {i: (images / f"{i}.png").read_bytes() for i in range(1, 4)}
     for i in range(1, 4):
         (images / f"{i}.png").write_bytes(b"not a png")
     capsys.readouterr()
     assert main(["train", "--resume", str(out)]) == 2
     err = capsys.readouterr().err
     last = err.splitlines()[-1]
-    assert "stopped before its first checkpoint" in err and not re.search(r"--workers 1\)?;", last), err
     assert "a resumed run keeps its workers" in last and "a new run can" in last, err
-    assert f"`downpour train --config {out / 'config.toml'} --out {out}` starts it again" in err, err
+    assert not re.search(r"--workers 1\)?;", last) and "training it again from step 0" not in err, err
+    assert (out / "metrics.jsonl").read_text() == rows
+    for i, data in saved.items():
+        (images / f"{i}.png").write_bytes(data)
+    assert main(["train", "--resume", str(out)]) == 0
+    assert "training it again from step 0" in capsys.readouterr().err
+    assert (out / "model.safetensors").is_file()
