@@ -77,13 +77,18 @@ class RunDir(RunBegin, RunModel):
     # what training writes (and, after it, the analysis and the report)
     METRICS = "metrics.jsonl"
     STOPPED_DATA = "data.json"   # written too by a run that stopped before its first step (the files it skipped)
-    TRAINED = ("model.json", "model.safetensors", "checkpoints", METRICS, "staleness.json")
+    # (sandblaster.json is written with the model: since 2026-12-06 here, a Sandblaster run trained again from step 0
+    # carried its old one, which its folder's new run then refused as a file downpour did not make)
+    TRAINED = ("model.json", "model.safetensors", "checkpoints", METRICS, "staleness.json", "sandblaster.json")
     PARTIAL = "analysis.partial.json"   # a stopped analysis's finished parts (downpour.analysis.partial)
     STAGING = "figures.partial"         # a running analysis's figures, moved into figures/ with its analysis.json
     # of the model as it is: stale once it trains on (the partial file's temp file too: a kill mid-write left it; and
     # figures.partial/ a kill left, since 2026-12-05: a run trained again from step 0 kept it)
     ANALYSIS = ("figures", "analysis.json", PARTIAL, temp_of(Path(PARTIAL)).name, STAGING, "report.html")
     AFTER = ("cluster.json", *ANALYSIS)
+    # everything training wrote, and what was made of its model after it: removed for the run to start over (its
+    # TensorBoard events too: they would show twice)
+    WRITTEN = (*TRAINED, STOPPED_DATA, "tb", *AFTER)
     # a run of its own inside this one (analysis.no_faces_twin): it may be there before this run trains
     # (crossfit trains folds and twins side by side), and a run trained again keeps it (same recipe)
     TWIN = "no-faces"
@@ -181,7 +186,7 @@ class RunDir(RunBegin, RunModel):
     def discard_training(self) -> None:
         """Remove what training, the analysis and the report wrote, keeping the config: the run can
         then start over (:meth:`create` takes it over). Files downpour did not write stay."""
-        self._remove(self.TRAINED + self.AFTER + ("tb",))   # (its TensorBoard events too: they would show twice)
+        self._remove(self.WRITTEN)
 
     def _remove(self, names: tuple[str, ...]) -> list[str]:
         """Remove the files and folders ``names`` of this run that exist; returns those."""
