@@ -31,12 +31,23 @@ def plural(n: int, noun: str, many: str | None = None) -> str:
     return f"{n} {noun if n == 1 else many or noun + 's'}"
 
 
+def whole_number(value: object) -> int | None:
+    """The whole number ``value`` means where a whole number is asked for: an int itself, a float that is one (1e3 and
+    1000.0 are TOML's floats, and "2.0" a spec's part read as one: 1000 and 2 were meant); None otherwise (2.5, a bool,
+    a word)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def whole_flag(flag: str, value: object) -> str:
     """``flag`` with ``value``, a ``--set`` key's, for a flag that takes a whole number: ``--replicas 1000`` for
     ``--set cluster.workers=1e3`` (TOML reads it as the float 1000.0, and until 2026-12-06 the advice said
     "--replicas 1000.0", which the flag refuses); ``--shards N (a whole number; 2.5 is not one)``."""
-    if isinstance(value, float) and value.is_integer():
-        return f"{flag} {int(value)}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{flag} {value}"
-    return f"{flag} N (a whole number; {value!r} is not one)"
+    meant = None if isinstance(value, str) else whole_number(value)   # (a --set value; a word is not a number)
+    return f"{flag} N (a whole number; {value!r} is not one)" if meant is None else f"{flag} {meant}"

@@ -19,7 +19,7 @@ import math
 from functools import cache
 from typing import Any, ClassVar, NamedTuple, get_args, get_origin, get_type_hints
 
-from downpour._names import nearest, plural
+from downpour._names import nearest, plural, whole_number
 from downpour.errors import ConfigError, UnreadOption
 
 Form = tuple[tuple[str, type, str], ...]   # a spec kind's arguments: (name, int | float, interval)
@@ -136,7 +136,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                  if hint is str and not isinstance(value, (list, dict)) else "")   # (a folder called 2024)
         quote += "; write true or false (TOML's, in lower case)" if hint is bool else ""   # (True, yes, 1: said bare)
         # (1e3 and 1000.0 are TOML's floats: the whole number is what was meant)
-        quote += f"; write {int(value)}" if hint is int and isinstance(value, float) and value.is_integer() else ""
+        meant = whole_number(value) if hint is int and isinstance(value, float) else None
+        quote += f"; write {meant}" if meant is not None else ""
         raise ConfigError(f"{key} must be {hint.__name__}, got {value!r} ({type(value).__name__}){quote}", key=key)
     return value
 
@@ -173,8 +174,13 @@ def parse_spec(text: str, forms: dict[str, Form], key: str) -> Spec:
         try:
             value = kind_type(part)
         except ValueError:
+            # ('bounded:2.0' meant 2, as --set cluster.workers=1e3 meant 1000: until 2026-12-06 said without the spec to
+            # write) each whole part written as one
+            meant = [kind, *(str(whole_number(p)) if t is int and whole_number(p) is not None else p
+                             for p, (_, t, _) in zip(raw, form))]
+            write = f"; write {':'.join(meant)}" if kind_type is int and whole_number(part) is not None else ""
             raise ConfigError(f"{key} {text!r}: {name} must be {'a whole number' if kind_type is int else 'a number'}, "
-                              f"got {part!r}", key=key) from None
+                              f"got {part!r}{write}", key=key) from None
         bounds = Interval.parse(within)
         if (isinstance(value, float) and not math.isfinite(value)) or value not in bounds:
             raise ConfigError(f"{key} {text!r}: {name} must be {'finite and ' if kind_type is float else ''}"
