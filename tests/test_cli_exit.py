@@ -36,6 +36,21 @@ TERM_AFTER_BLOCK = ("import contextlib, os, signal, sys, time\n"
                     "cli.sigterm_as_interrupt = then_sigterm\n"
                     "sys.exit(cli.command())\n")
 
+# the process's own command interrupted, and a SIGTERM that lands in the CLI's `except KeyboardInterrupt` before it
+# arms the exit (sent from the arming itself, before it sets a handler)
+TERM_BEFORE_EXIT = ("import os, signal, sys, time\n"
+                    "import downpour.cli as cli\n"
+                    "def interrupted(args):\n"
+                    "    raise KeyboardInterrupt\n"
+                    "arm = cli.quit_at_next_stop\n"
+                    "def term_then_arm(code):\n"
+                    "    os.kill(os.getpid(), signal.SIGTERM)\n"
+                    "    time.sleep(0.5)\n"
+                    "    arm(code)\n"
+                    "cli.check_as_typed = interrupted\n"
+                    "cli.quit_at_next_stop = term_then_arm\n"
+                    "sys.exit(cli.command())\n")
+
 
 def _line_with(proc, marker: str, seen: list[str]) -> None:
     """Read ``proc``'s stderr up to the first line holding ``marker`` (each line kept in ``seen``)."""
@@ -79,6 +94,17 @@ def test_a_sigterm_just_after_the_clis_own_block_quits_in_one_line_not_unsaid():
     done = subprocess.run([sys.executable, "-c", TERM_AFTER_BLOCK, "models"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 130, done.stderr
+    assert done.stderr.endswith("downpour: interrupted\ndownpour: quit at once, its exit cut short (what was saved "
+                                "stays)\n"), done.stderr
+
+
+def test_a_sigterm_while_the_cli_says_it_was_interrupted_quits_in_one_line_not_a_traceback():
+    """A SIGTERM in the CLI's `except KeyboardInterrupt`, before it arms the exit, raised there: a traceback
+    ("During handling of the above exception ..."), until 2026-12-06. It waits for the CLI's block to end, which
+    has said "interrupted", and acts then: the exit's one line."""
+    done = subprocess.run([sys.executable, "-c", TERM_BEFORE_EXIT, "models"], capture_output=True, text=True,
+                          timeout=120)
+    assert "Traceback" not in done.stderr and done.returncode == 130, done.stderr
     assert done.stderr.endswith("downpour: interrupted\ndownpour: quit at once, its exit cut short (what was saved "
                                 "stays)\n"), done.stderr
 

@@ -39,15 +39,23 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
     """SIGTERM raised as :class:`Terminated` in the block; yields the SIGTERMs received, which tell the
     caller's ``except KeyboardInterrupt`` a stop from a Ctrl-C even where Ray re-raised the interrupt as
     a bare KeyboardInterrupt (a SIGTERM while the driver waited for its actors to start). At its end the handler
-    before it is put back, unless the block set another (:func:`quit_at_next_stop`: that one stays). A no-op off the
-    main thread, where Python cannot set handlers."""
+    before it is put back, unless the block set another (:func:`quit_at_next_stop`: that one stays). A SIGTERM that
+    comes while the code that opened the block handles a stop (the CLI's ``except KeyboardInterrupt``, its exit not
+    armed yet) waits for the block's end and acts then, through the handler in place (the exit's): until 2026-12-06
+    it raised there, a traceback (one more acts at once). A no-op off the main thread, where Python cannot set
+    handlers."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
         return
+    opener = sys._getframe(2)     # the frame whose `with` opened the block (1: contextlib's __enter__)
+    late: list[int] = []
 
     def terminate(signum: int, frame: object) -> None:
         received.append(signum)
+        if frame is not None and not late and _stop_handled_by(opener):   # (frame None: one deliver() hands on)
+            late.append(signum)
+            return
         raise Terminated(f"signal {signum}")
 
     before = signal.signal(signal.SIGTERM, terminate)
@@ -58,6 +66,17 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
         # put back to SIG_DFL until the CLI set it again, a SIGTERM in between ending the process unsaid
         if signal.getsignal(signal.SIGTERM) is terminate:
             signal.signal(signal.SIGTERM, before)
+        if late:
+            deliver(late[0], signal.getsignal(signal.SIGTERM))
+
+
+def _stop_handled_by(opener: Any) -> bool:
+    """Whether the stop being handled (a KeyboardInterrupt in an ``except`` or ``finally``) has reached ``opener`` or a
+    function it called directly (the CLI's ``_run``): the head of its traceback is the frame handling it. A stop
+    handled deeper (a runner saving its checkpoint) is not: a further SIGTERM there acts at once, as before."""
+    stop = sys.exc_info()[1]
+    where = stop.__traceback__.tb_frame if isinstance(stop, KeyboardInterrupt) and stop.__traceback__ else None
+    return where is not None and opener in (where, where.f_back)
 
 
 def quit_at_next_stop(code: int) -> None:
