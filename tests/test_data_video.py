@@ -1,6 +1,7 @@
 """Video sources: frames sampled evenly with PyAV; corrupt files skipped and counted like images."""
 import logging
 import os
+import sys
 
 import av
 import numpy as np
@@ -77,6 +78,22 @@ def test_single_video_file_and_no_decodable_video_error(tmp_path):
     with pytest.raises(DataError, match="holds no video files") as err:
         load_videos(tmp_path / "empty")
     assert "image file" not in str(err.value)
+
+
+@pytest.mark.parametrize("pipeline", ["memory", "stream"])
+@pytest.mark.parametrize("one_file", [False, True])
+def test_a_video_source_without_pyav_names_the_file_and_how_to_install_it(tmp_path, monkeypatch, pipeline, one_file):
+    """Without PyAV every file was skipped as "ModuleNotFoundError: No module named 'av'" (in memory), or the stream's
+    listing raised that bare (a traceback), until 2026-12-06."""
+    from downpour.data.stream import list_items
+
+    _write_video(tmp_path / "b.mp4")
+    _write_video(tmp_path / "a.mp4")
+    monkeypatch.setitem(sys.modules, "av", None)      # (`import av` raises ModuleNotFoundError, as when not installed)
+    cfg = DataConfig(source="video", path=str(tmp_path / "a.mp4" if one_file else tmp_path), pipeline=pipeline)
+    with pytest.raises(DataError, match=rf"^'{tmp_path / 'a.mp4'}': data.source = 'video' decodes it with PyAV, which "
+                                        r"cannot be imported \(.*\); install it: pip install av$"):
+        build_dataset(cfg, seed=0) if pipeline == "memory" else list_items(cfg)
 
 
 def test_a_folder_of_images_read_as_videos_names_the_source_that_reads_them(tmp_path):

@@ -331,7 +331,7 @@ def video_files(path: Path, unlisted: list[dict[str, str]] | None = None,
     sub-folders that cannot be listed (:func:`~downpour.data.folder.walk_files`), ``aliases`` with the second
     names of files listed already (the load logs both)."""
     if path.is_file():
-        return [path], 0
+        return [_with_pyav(path)], 0
     if not path.is_dir():
         raise DataError(f"video path {str(path)!r} does not exist")
     unlisted = [] if unlisted is None else unlisted
@@ -350,7 +350,20 @@ def video_files(path: Path, unlisted: list[dict[str, str]] | None = None,
                         f"{', '.join(sorted(VIDEO_EXTENSIONS))})"
                         + (f"; it holds {plural(len(images), 'image file')} (e.g. "
                            f"{images[0].name!r}): data.source = 'folder' reads images" if images else ""))
+    _with_pyav(files[0])
     return files, len(every) - len(files)
+
+
+def _with_pyav(path: Path) -> Path:
+    """``path``, a file the video source reads, once PyAV, which decodes it, imports; else DataError naming it and how
+    to install PyAV. Until 2026-12-06 every file was skipped as "ModuleNotFoundError: No module named 'av'", and a
+    streamed run's listing raised that bare, a traceback."""
+    try:
+        import av  # noqa: F401
+    except ImportError as err:
+        raise DataError(f"{str(path)!r}: data.source = 'video' decodes it with PyAV, which cannot be imported ({err}); "
+                        "install it: pip install av") from None
+    return path
 
 
 def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) -> ImageSet:
