@@ -32,4 +32,5 @@ def test_a_sandblaster_run_stopped_before_its_first_checkpoint_trains_again_with
     capsys.readouterr()
     assert main(["train", "--resume", str(out), "--steps", "3"]) == 0, capsys.readouterr().err
     assert "training it again from step 0" in capsys.readouterr().err
-    assert RunDir.open(out).read_json("sandblaster.json")["steps"] == 3 and (out / "sandblaster.json").read_text() != old
+    assert RunDir.open(out).read_json("sandblaster.json")["steps"] == 3
+    assert (out / "sandblaster.json").read_text() != old
