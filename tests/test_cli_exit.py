@@ -1,10 +1,13 @@
 """What a stopped `downpour` prints on its way out: a second Ctrl-C in its exit, torch's exit-time log lines."""
+import contextlib
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+
+import pytest
 
 from downpour.cli import main
 
@@ -107,6 +110,38 @@ def test_a_sigterm_while_the_cli_says_it_was_interrupted_quits_in_one_line_not_a
     assert "Traceback" not in done.stderr and done.returncode == 130, done.stderr
     assert done.stderr.endswith("downpour: interrupted\ndownpour: quit at once, its exit cut short (what was saved "
                                 "stays)\n"), done.stderr
+
+
+@pytest.mark.parametrize("stack", [False, True])
+def test_a_sigterm_waits_only_while_the_opener_or_its_callee_handles_the_stop(stack):
+    """Held back where the block's opener (or a function it called, the CLI's _run) handles the stop, the block
+    opened by `with` or by an ExitStack (contextlib's frames skipped, not a fixed depth), and handed on at the
+    block's end; a stop handled deeper (a runner's own `except`) acts at once, as before."""
+    from downpour.train.signals import Terminated, sigterm_as_interrupt
+
+    seen: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+
+    def handled(depth: int) -> str:
+        if depth:
+            return handled(depth - 1)
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            signal.raise_signal(signal.SIGTERM)
+            return "said"
+
+    try:
+        with contextlib.ExitStack() as opened:
+            terms = opened.enter_context(sigterm_as_interrupt()) if stack else None
+            with contextlib.nullcontext() if stack else sigterm_as_interrupt() as received:
+                terms = terms if stack else received
+                assert handled(0) == "said" and seen == []
+                with pytest.raises(Terminated):
+                    handled(1)
+        assert terms == [signal.SIGTERM] * 2 and seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def test_main_without_argv_in_a_long_lived_process_leaves_its_signal_handlers_as_they_were(monkeypatch):

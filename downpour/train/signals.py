@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -48,7 +49,7 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
     if threading.current_thread() is not threading.main_thread():
         yield received
         return
-    opener = sys._getframe(2)     # the frame whose `with` opened the block (1: contextlib's __enter__)
+    opener = _opener()
     late: list[int] = []
 
     def terminate(signum: int, frame: object) -> None:
@@ -68,6 +69,16 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
             signal.signal(signal.SIGTERM, before)
         if late:
             deliver(late[0], signal.getsignal(signal.SIGTERM))
+
+
+def _opener() -> Any:
+    """The frame whose ``with`` opened the :func:`sigterm_as_interrupt` block calling this: the first outside it and
+    contextlib (its ``__enter__``, an ``ExitStack``'s ``enter_context``). A tracer (coverage, a debugger) adds no frame.
+    """
+    frame = sys._getframe(2)      # (1: sigterm_as_interrupt's generator)
+    while frame is not None and frame.f_code.co_filename == contextlib.__file__:
+        frame = frame.f_back
+    return frame
 
 
 def _stop_handled_by(opener: Any) -> bool:
