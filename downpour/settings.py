@@ -174,11 +174,7 @@ def parse_spec(text: str, forms: dict[str, Form], key: str) -> Spec:
         try:
             value = kind_type(part)
         except ValueError:
-            # ('bounded:2.0' meant 2, as --set cluster.workers=1e3 meant 1000: until 2026-12-06 said without the spec to
-            # write) each whole part written as one
-            meant = [kind, *(str(whole_number(p)) if t is int and whole_number(p) is not None else p
-                             for p, (_, t, _) in zip(raw, form))]
-            write = f"; write {':'.join(meant)}" if kind_type is int and whole_number(part) is not None else ""
+            write = _whole_spec(kind, raw, form) if kind_type is int else ""
             raise ConfigError(f"{key} {text!r}: {name} must be {'a whole number' if kind_type is int else 'a number'}, "
                               f"got {part!r}{write}", key=key) from None
         bounds = Interval.parse(within)
@@ -187,3 +183,14 @@ def parse_spec(text: str, forms: dict[str, Form], key: str) -> Spec:
                               f"{bounds.describe()}, got {part}", key=key)
         args.append(value)
     return Spec(kind, tuple(args))
+
+
+def _whole_spec(kind: str, raw: list[str], form: Form) -> str:
+    """'; write bounded:2' for 'bounded:2.0', as ``--set cluster.workers=1e3`` is told 1000 (until 2026-12-06 said
+    without the spec to write): each whole-number argument written as one; "" where one is no whole number in its
+    interval ('bounded:2.5', 'bounded:-2.0': what they meant is not known)."""
+    meant = [whole_number(part) if kind_type is int else part for part, (_, kind_type, _) in zip(raw, form)]
+    if any(m is None or (kind_type is int and m not in Interval.parse(within))
+           for m, (_, kind_type, within) in zip(meant, form)):
+        return ""
+    return f"; write {':'.join([kind, *map(str, meant)])}"

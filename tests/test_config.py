@@ -30,6 +30,8 @@ def test_overrides_are_typed():
     # and a spec's whole part (until 2026-12-06 said without the spec to write)
     ("cluster.consistency=bounded:2.0", r"'bounded:2.0': K must be a whole number, got '2.0'; write bounded:2$"),
     ("cluster.consistency=bounded:2.5", r"K must be a whole number, got '2.5'$"),
+    ("cluster.consistency=bounded:-2.0", r"K must be a whole number, got '-2.0'$"),   # (-2 is refused too)
+    ("data.lfw_heldout=fold:1.0:5.0", r"I must be a whole number, got '1.0'; write fold:1:5$"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
