@@ -13,13 +13,15 @@ SANDBLASTER = ["--config", "tica-8x8", "--runner", "simulated", "--workers", "2"
                  for arg in ("--set", o)]]
 
 
-def test_discarding_a_runs_training_leaves_only_what_a_run_that_never_started_holds(tmp_path):
+def test_discarding_a_runs_training_leaves_its_config_and_what_downpour_did_not_train(tmp_path):
     run = RunDir(tmp_path)
     (tmp_path / "config.toml").write_text("")
     for name in RunDir.WRITTEN:
         (tmp_path / name).write_text("{}")
+    (tmp_path / "notes.txt").write_text("mine")          # the user's own: downpour did not write it
+    (tmp_path / RunDir.TWIN).mkdir()                     # a twin run of its own, kept when this one trains again
     run.discard_training()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["config.toml", "notes.txt", RunDir.TWIN])
     assert "sandblaster.json" in RunDir.WRITTEN and "data.json" in RunDir.WRITTEN
 
 
