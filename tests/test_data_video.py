@@ -199,7 +199,7 @@ def test_a_video_sub_folder_that_cannot_be_listed_is_logged(tmp_path, monkeypatc
     """os.walk drops a folder it cannot list without a word (no read permission: chmod 000 does not stop root,
     so os.scandir refuses it here)."""
     import os
-    from downpour.data.video import video_files
+    from downpour.data.video_list import video_files
 
     _write_video(tmp_path / "a.mp4")
     (tmp_path / "locked").mkdir()

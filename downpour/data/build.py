@@ -35,7 +35,8 @@ from downpour.data.images import ImageSet
 from downpour.data.patches import (DATA_JSON, crop_images, decode_record, decode_rule, enlarged, sample_patches,
                                    say_enlarged)
 from downpour.data.preprocess import Preprocess, fit_needs, too_few_to_fit
-from downpour.data.video import VIDEO_EXTENSIONS, load_videos, video_files
+from downpour.data.video import load_videos
+from downpour.data.video_list import VIDEO_EXTENSIONS, video_files
 from downpour.data.whitening import MAX_DIM
 
 # Independent random streams, so changing e.g. the mix does not change the natural patches' draw.

@@ -36,7 +36,8 @@ from downpour.data.loader import StreamBatches
 from downpour.data.preprocess import Preprocess, fit_needs, fitted, too_few_to_fit
 from downpour.data.patches import decode_record, decode_rule
 from downpour.data.reader import Cut, ItemReader
-from downpour.data.video import frames_taken, video_files
+from downpour.data.video import frames_taken
+from downpour.data.video_list import video_files
 from downpour.errors import DataError
 
 STREAMED = FILE_SOURCES    # the sources that can stream; the built-in ones are in memory

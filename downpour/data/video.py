@@ -19,18 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from downpour._names import plural
-from downpour.data.folder import hidden, image_extensions, left_out, once_each, say_left_out, walk_files
+from downpour.data.folder import left_out, say_left_out
 from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
+from downpour.data.video_list import video_files
 from downpour.errors import DataError
 
 if TYPE_CHECKING:
     import av
-
-# (.mts and .m2ts: camcorders' MPEG-TS; .vob: DVDs; .f4v, .divx, .asf, .mxf, .y4m: each decoded here, added on
-# 2026-12-04; until then a camcorder's .MTS files were left out of a folder without a word)
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp", ".ts",
-                    ".mts", ".m2ts", ".vob", ".f4v", ".divx", ".asf", ".mxf", ".y4m"}
 
 
 def _decode_errors() -> tuple[type[BaseException], ...]:
@@ -322,48 +317,6 @@ def say_truncated(entry: dict[str, Any]) -> None:
     streamed steps on one file), then once a process: a second run in one Python said nothing of it."""
     log.warning("%s: decoding stopped after frame %d (%s); the frames before it are used", entry["file"],
                 entry["frames"], entry["reason"])
-
-
-def video_files(path: Path, unlisted: list[dict[str, str]] | None = None,
-                aliases: list[dict[str, str]] | None = None) -> tuple[list[Path], int]:
-    """(``path`` itself if it is a file, else the video files under it, recursive, sorted; how many other files
-    were ignored: hidden, not a video's extension, a second name of one listed). ``unlisted``: filled with the
-    sub-folders that cannot be listed (:func:`~downpour.data.folder.walk_files`), ``aliases`` with the second
-    names of files listed already (the load logs both)."""
-    if path.is_file():
-        return [_with_pyav(path)], 0
-    if not path.is_dir():
-        raise DataError(f"video path {str(path)!r} does not exist")
-    unlisted = [] if unlisted is None else unlisted
-    links: set[str] = set()
-    every = list(walk_files(path, unlisted, links))
-    if unlisted and unlisted[0]["folder"] == str(path):
-        raise DataError(f"video folder {str(path)!r} cannot be listed: {unlisted[0]['reason']}")
-    found = [p for p in every if p.suffix.lower() in VIDEO_EXTENSIONS and not hidden(p, path)]
-    # each real file once, as in an image folder: a video linked under two names trained twice until 2026-12-04
-    files = once_each(sorted(found), aliases, links)
-    if not files:
-        # its images named, where it holds some (until 2026-12-05 a folder of images said only "holds no video files")
-        known = image_extensions()
-        images = sorted(p for p in every if p.suffix.lower() in known and not hidden(p, path))
-        raise DataError(f"video folder {str(path)!r} holds no video files ({plural(len(every), 'other file')}; extensions "
-                        f"{', '.join(sorted(VIDEO_EXTENSIONS))})"
-                        + (f"; it holds {plural(len(images), 'image file')} (e.g. "
-                           f"{images[0].name!r}): data.source = 'folder' reads images" if images else ""))
-    _with_pyav(files[0])
-    return files, len(every) - len(files)
-
-
-def _with_pyav(path: Path) -> Path:
-    """``path``, a file the video source reads, once PyAV, which decodes it, imports; else DataError naming it and how
-    to install PyAV. Until 2026-12-06 every file was skipped as "ModuleNotFoundError: No module named 'av'", and a
-    streamed run's listing raised that bare, a traceback."""
-    try:
-        import av  # noqa: F401
-    except ImportError as err:
-        raise DataError(f"{str(path)!r}: data.source = 'video' decodes it with PyAV, which cannot be imported ({err}); "
-                        "install it: pip install av") from None
-    return path
 
 
 def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) -> ImageSet:
