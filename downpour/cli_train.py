@@ -209,9 +209,7 @@ def _new_run(folder: Path, cfg: RunConfig, old: RunDir | None) -> RunDir:
         print(f"downpour: {old.path} stopped before its first checkpoint ({checkpoint_keys(cfg.cluster.runner)} how "
               "often one is saved): training it again from step 0", file=sys.stderr)
         old.discard_training()
-    run = RunDir.create(folder, cfg)
-    run.again = old is not None
-    return run
+    return RunDir.create(folder, cfg, again=old is not None)
 
 
 def _drop_refused(folder: Path, made: list[Path]) -> None:

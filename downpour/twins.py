@@ -230,8 +230,7 @@ def _train_kept(cfg: RunConfig, path: Path) -> dict[str, Any]:
             return train(cfg, run, resume=True)
         log.warning("%s: stopped before its first checkpoint; training it again", path)
         run.discard_training()
-    fresh = RunDir.create(path, cfg)
     # trained again from step 0 keeps its workers and data.size, as a `--resume` does (RunDir.again): its runner's
-    # refusal of its data is said as a resume's (until 2026-12-06 a cross-fit's fold was told it as a new run's)
-    fresh.again = run is not None
-    return train(cfg, fresh)
+    # refusal of its data is said as a resume's (until 2026-12-06 a cross-fit's fold was told it as a new run's), and
+    # its folder, its own, is taken with the user's files in it
+    return train(cfg, RunDir.create(path, cfg, again=run is not None))

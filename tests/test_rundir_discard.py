@@ -25,14 +25,16 @@ def test_discarding_a_runs_training_leaves_its_config_and_what_downpour_did_not_
     assert "sandblaster.json" in RunDir.WRITTEN and "data.json" in RunDir.WRITTEN
 
 
-def test_a_sandblaster_run_stopped_before_its_first_checkpoint_trains_again_without_its_old_record(tmp_path, capsys):
+def test_a_sandblaster_run_stopped_unsaved_trains_again_without_its_old_record_beside_user_files(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *SANDBLASTER, "--out", str(out)]) == 0
     for name in ("model.json", "model.safetensors", "checkpoints"):   # as a kill before the first checkpoint leaves it
         shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
     old = (out / "sandblaster.json").read_text()
-    capsys.readouterr()
+    (out / "notes.txt").write_text("mine")   # the user's, put there since: it stays (until 2026-12-06 the folder was
+    capsys.readouterr()                      # refused as "not an empty folder (notes.txt)", its rows discarded)
     assert main(["train", "--resume", str(out), "--steps", "3"]) == 0, capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
     assert "training it again from step 0" in capsys.readouterr().err
     assert RunDir.open(out).read_json("sandblaster.json")["steps"] == 3
     assert (out / "sandblaster.json").read_text() != old

@@ -37,21 +37,24 @@ class RunDir(RunBegin, RunModel):
         self.again = False
 
     @classmethod
-    def create(cls, path: str | Path, cfg: RunConfig) -> "RunDir":
+    def create(cls, path: str | Path, cfg: RunConfig, again: bool = False) -> "RunDir":
         """A new run directory holding the fully resolved ``config.toml``; refuses to overwrite a run,
         or to write into a folder that holds anything downpour did not put there.
 
         A directory whose run never got going (a config.toml and nothing trained: no checkpoint, no
         model, no metrics row, e.g. the data failed to load) is taken over, so fixing the cause and
-        running the same command again works.
-        """
+        running the same command again works. ``again``: the run's own folder, its training discarded
+        (:meth:`discard_training`) to train it again from step 0: files the user put there since stay, as a resume
+        keeps them (until 2026-12-06 refused as "not an empty folder", its rows already discarded); its runner's refusals
+        are then said as a resume's (:attr:`again`)."""
         check_is_config(cfg, "RunDir.create")   # before the folder is made (a name made it, then failed inside)
-        run = cls.check_new(path)
+        run = cls(path) if again else cls.check_new(path)
         if (run.path / "config.toml").exists():
             (run.path / cls.METRICS).unlink(missing_ok=True)   # opened before the first step: no row in it
             (run.path / cls.STOPPED_DATA).unlink(missing_ok=True)   # what the failed start's data did (the fixed run's own follows)
         make_folder(run.path, "the run folder")
         run.save_config(cfg)
+        run.again = again
         return run
 
     @classmethod
