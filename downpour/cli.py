@@ -89,7 +89,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _run_flags(parser: argparse.ArgumentParser) -> None:
     """The shorthand flags (:data:`SHORTHANDS`) that train and crossfit share, each help naming the key it sets
     (--workers, --steps and five others had none until 2026-12-05)."""
-    helps = {"workers": "Downpour workers (model replicas)", "shards": "parameter-server shards",
+    helps = {"workers": "Downpour workers (model replicas)",
+             "partitions": "model parallelism: partitions per replica (the cat network's locally connected stages "
+                           "split into blocks; `downpour plan --partitions`)",
+             "shards": "parameter-server shards",
              "consistency": "async | bounded:K | sync",
              "n_fetch": "a worker fetches the parameters every N steps",
              "n_push": "a worker pushes its summed gradient every N steps",
@@ -97,7 +100,7 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
              "address": "join an existing Ray cluster (HOST:PORT; auto: the one RAY_ADDRESS names, else this machine's)",
              "delay": "simulated delays: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR",
              "steps": "training steps", "seed": "the run's seed"}
-    types = {"workers": int, "shards": int, "n_fetch": int, "n_push": int, "steps": int, "seed": int}
+    types = {"workers": int, "partitions": int, "shards": int, "n_fetch": int, "n_push": int, "steps": int, "seed": int}
     choices = {"runner": choices_of(ClusterConfig, "runner")}      # (--runner's usage lists them: no words)
     for flag, key in SHORTHANDS.items():
         words = f"{helps[flag]}; " if flag in helps else ""
@@ -260,11 +263,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     command.error(f"unrecognized arguments: {' '.join(after)}{hint}")
 
 
+# one layout, two commands' words: `downpour plan` lays out replicas, `downpour train` starts that many workers
+SAME_AS = {"--replicas": "--workers", "--workers": "--replicas"}
+
+
 def _nearest_flag(flag: str, flags: list[str]) -> str:
     """' (did you mean '--x'?)' for the long flag nearest ``flag``, or ''; matched without the dashes, which every
     long flag shares (until 2026-12-06 they made `downpour plan --frobnicate` "did you mean '--replicas'?")."""
     if not flag.startswith("--"):
         return ""
+    if SAME_AS.get(flag) in flags:   # (train's --replicas was unknown bare; plan's --workers "did you mean '--cores'?")
+        return f" (this command calls them {SAME_AS[flag]})"
     match = closest(flag[2:], [f[2:] for f in flags if f.startswith("--")])
     return f" (did you mean {'--' + match!r}?)" if match else ""
 

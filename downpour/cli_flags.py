@@ -15,7 +15,7 @@ from downpour.config.merge import merged_tables
 from downpour.config_diff import STREAM_KEYS
 from downpour.config_files import read_toml
 
-CLUSTER_ONLY = ("workers", "shards", "consistency", "n_fetch", "n_push", "compensation", "delay")
+CLUSTER_ONLY = ("workers", "partitions", "shards", "consistency", "n_fetch", "n_push", "compensation", "delay")
 ONLY_ON = {"delay": "simulated", "address": "ray"}   # flags that mean something to one runner only
 # --set keys only the Ray runner reads (the simulator's workers and shards live in one process, its time is virtual)
 RAY_ONLY = ("cluster.restarts", "cluster.checkpoint_seconds", "cluster.worker_gpus", "cluster.queue_depth",

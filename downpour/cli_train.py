@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 # Flags that are shorthands for `--set cluster.<key>=...` / `--set train.<key>=...`, passed on typed.
 SHORTHANDS = {
-    "runner": "cluster.runner", "workers": "cluster.workers", "shards": "cluster.shards",
+    "runner": "cluster.runner", "workers": "cluster.workers", "partitions": "cluster.partitions",
+    "shards": "cluster.shards",
     "consistency": "cluster.consistency", "n_fetch": "cluster.n_fetch", "n_push": "cluster.n_push",
     "compensation": "cluster.compensation", "address": "cluster.address", "delay": "cluster.delay",
     "steps": "train.steps", "seed": "seed",

@@ -77,6 +77,14 @@ def test_flags_pass_typed_and_a_string_flag_is_never_reparsed():
     assert load_config("main", _overrides(build_parser().parse_args(["train", "--address", "1e5"]))).cluster.address == "1e5"
 
 
+def test_train_takes_the_plans_partitions_flag():
+    """`downpour plan --partitions 2` laid out a split replica; `downpour train --partitions 2`, the same layout
+    trained, was "unrecognized arguments: --partitions 2 (did you mean '--compensation'?)" until 2026-12-06."""
+    args = build_parser().parse_args(["train", "--config", "cat-untied", "--runner", "simulated", "--partitions", "2"])
+    assert ("cluster.partitions", 2) in _overrides(args)
+    assert load_config("cat-untied", _overrides(args)).cluster.partitions == 2
+
+
 @pytest.mark.parametrize("flag", [["--workers", "3"], ["--delay", "constant:2"], ["--compensation", "dc-asgd"],
                                   ["--consistency", "sync"], ["--n-push", "2"]])
 def test_a_cluster_flag_on_a_local_run_is_refused_not_ignored(tmp_path, capsys, flag):
@@ -439,6 +447,11 @@ def test_the_headline_names_a_folder_concepts_controls_not_a_face_test(tmp_path)
     # matched with the "--" every flag shares: "did you mean '--replicas'?" until 2026-12-06
     (["plan", "--frobnicate"], "downpour plan: error: unrecognized arguments: --frobnicate"),
     (["plan", "--bandwith", "3"], "downpour plan: error: unrecognized arguments: --bandwith 3 (did you mean '--bandwidth'?)"),
+    # the plan's replicas are train's workers: bare, and "did you mean '--cores'?", until 2026-12-06
+    (["train", "--replicas", "3"], "downpour train: error: unrecognized arguments: --replicas 3 (this command calls them "
+                                   "--workers)"),
+    (["plan", "--workers", "3"], "downpour plan: error: unrecognized arguments: --workers 3 (this command calls them "
+                                 "--replicas)"),
 ])
 def test_a_flag_the_command_does_not_take_is_refused_by_it_naming_the_nearest(argv, said, capsys):
     """It was the top level's refusal, under `downpour [-h] [-v] [--version] {train,...}`: no command, no hint."""
