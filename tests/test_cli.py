@@ -448,8 +448,8 @@ def test_the_headline_names_a_folder_concepts_controls_not_a_face_test(tmp_path)
     (["plan", "--frobnicate"], "downpour plan: error: unrecognized arguments: --frobnicate"),
     (["plan", "--bandwith", "3"], "downpour plan: error: unrecognized arguments: --bandwith 3 (did you mean '--bandwidth'?)"),
     # the plan's replicas are train's workers: bare, and "did you mean '--cores'?", until 2026-12-06
-    (["train", "--replicas", "3"], "downpour train: error: unrecognized arguments: --replicas 3 (this command calls them "
-                                   "--workers)"),
+    (["train", "--replicas", "3"],
+     "downpour train: error: unrecognized arguments: --replicas 3 (this command calls them --workers)"),
     (["plan", "--workers", "3"], "downpour plan: error: unrecognized arguments: --workers 3 (this command calls them "
                                  "--replicas)"),
 ])

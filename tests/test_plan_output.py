@@ -91,3 +91,26 @@ def test_one_partition_says_no_halo_in_its_step(capsys, partitions, halo):
     step = next(line for line in text.splitlines() if line.startswith("step (batch"))
     pushed = next(line for line in text.splitlines() if line.startswith("bytes per push"))
     assert ("+ halo " in step) == ("; halo " in pushed) == halo == (plan["partition"]["halo_bytes"] > 0)
+
+
+def test_the_paper_line_quotes_the_papers_two_figures_and_the_plans_own_against_each(capsys):
+    """It read "the paper: 1.15G connections; this count is +5.8% of it": the paper's abstract says 1 billion
+    connections, and its 1.15 billion are parameters, 2.12x fewer than the 2.43 G the plan's first line counts."""
+    text, plan = _plan(capsys, ["plan"])
+    net = plan["network"]
+    assert (net["paper_connections"], net["paper_params"]) == (1e9, 1.15e9)
+    assert net["params"] / 1.15e9 == pytest.approx(2.12, abs=0.005)        # 2,433,716,928 (W1 + W2) / 1.15e9
+    said = next(line for line in text.splitlines() if line.startswith("  the paper: "))
+    assert "1 billion connections (its abstract) and 1.15 billion parameters" in said
+    assert "+5.8% of 1.15 billion" in said and "parameters 2.12x it" in said and "1.15G connections" not in said
+
+
+def test_the_papers_network_says_what_a_pass_over_its_images_and_its_three_days_take(capsys):
+    """A pass over the paper's 10 million images went unsaid; docs/plan.md did the sum by hand for one layout."""
+    text, plan = _plan(capsys, ["plan"])
+    rate = plan["examples_per_s"]                                  # 606.07 examples/s (2026-12-06)
+    said = next(line for line in text.splitlines() if line.startswith("the paper's 10 million images"))
+    assert f"one pass in {1e7 / rate / 3600:.3g} h" in said and f"are {3 * 86400 * rate / 1e7:.3g} passes" in said
+    assert plan["network"]["paper_pass_s"] == pytest.approx(1e7 / rate)
+    other, _ = _plan(capsys, ["plan", "--model", "cat-demo", "--machines", "4"])
+    assert "the paper's 10 million" not in other and "the paper:" not in other

@@ -18,7 +18,10 @@ from downpour.plan.predict import Cluster, predict
 
 __all__ = ["plan_for", "make_plan", "format_plan", "format_check"]
 
-PAPER_CONNECTIONS = 1.15e9      # Le et al. 2012's own figure
+# Le et al. 2012's figures: its abstract's "1 billion connections" and the 1.15 billion parameters the count is checked
+# against (docs/plan.md; until 2026-12-06 the plan called the 1.15 billion "connections", and its own 2.43 G
+# parameters went unsaid beside it); its data, 10 million images, and its 3 days on 1,000 machines (16,000 cores)
+PAPER_CONNECTIONS, PAPER_PARAMS, PAPER_IMAGES, PAPER_DAYS = 1e9, 1.15e9, 10_000_000, 3
 # where the measured peaks are, not the figures themselves (they change as the bench is rerun); until 2026-12-04 the
 # note read "measured from 23% under to 38% over acts + gradient", where the bench compares acts + copies + gradient
 # with a lower bound of the peak
@@ -41,6 +44,16 @@ def _seconds(t: float) -> str:
     if t >= 1e6:                  # (--bandwidth 1e-300's step printed 300 digits until 2026-12-05)
         return f"{t:.3g} s"
     return f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s"
+
+
+def _span(t: float) -> str:
+    """A long time in the unit a reader plans by: "21.7 min", "4.58 h", "95.4 days", "1,146 days"."""
+    if t < 3600:
+        return f"{t / 60:.3g} min"
+    if t < 48 * 3600:
+        return f"{t / 3600:.3g} h"
+    days = t / 86400
+    return f"{days:.3g} days" if days < 1000 else f"{days:,.0f} days"
 
 
 def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: int = 1, n_fetch: int = 1,
@@ -83,8 +96,12 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
                        "assumptions": [*net.assumptions, _timing_assumption(net, k)]},
            "stages": stages, **pred}
     if paper:
-        out["network"]["paper_connections"] = PAPER_CONNECTIONS
-        out["network"]["vs_paper"] = round(net.connections / PAPER_CONNECTIONS - 1, 4)
+        out["network"].update(paper_connections=PAPER_CONNECTIONS, paper_params=PAPER_PARAMS,
+                              vs_paper=round(net.connections / PAPER_PARAMS - 1, 4),
+                              params_vs_paper=round(net.params / PAPER_PARAMS - 1, 4),
+                              # one pass over the paper's images at the predicted rate, and its 3 days' passes
+                              paper_pass_s=PAPER_IMAGES / pred["examples_per_s"],
+                              paper_passes=PAPER_DAYS * 86400 * pred["examples_per_s"] / PAPER_IMAGES)
     return out
 
 
@@ -145,7 +162,11 @@ def format_plan(plan: dict[str, Any]) -> str:
                  "  FLOPs as torch's counter counts a training step: matrix products and convolutions only, no "
                  "element-wise work")
     if "paper_connections" in n:
-        lines.append(f"  the paper: {_human(n['paper_connections'])} connections; this count is {n['vs_paper']:+.1%} of it")
+        lines.append(f"  the paper: {n['paper_connections'] / 1e9:g} billion connections (its abstract) and "
+                     f"{n['paper_params'] / 1e9:g} billion parameters; here the encoder W1 (the connections) is "
+                     f"{n['vs_paper']:+.1%} of {n['paper_params'] / 1e9:g} billion, the trainable parameters "
+                     f"{n['params_vs_paper'] + 1:.2f}x it (docs/plan.md: why the plan reads the paper's figure as "
+                     "the encoder's)")
     lines.append("")
     # a built model's rows are its inference path's layers (tica-8x8: 16.38k a row), the first line its training step's
     # (57.34k: the decoder and the cost too), so the column says which it is (until 2026-12-05 both read "FLOPs/ex")
@@ -211,6 +232,12 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"predicted: {_human(plan['examples_per_s'])} examples/s; push delay {plan['delay_steps']:.2f} steps; "
         f"mean staleness {plan['staleness']:.1f} (R·(p + d + ā)/p − 1, steady state)",
     ]
+    if "paper_pass_s" in n:
+        lines.append(f"the paper's {PAPER_IMAGES / 1e6:g} million images: one pass in {_span(n['paper_pass_s'])} "
+                     "at the predicted rate; "
+                     f"{PAPER_DAYS} days of it (the paper's training time, on 1,000 machines x 16 cores) are "
+                     f"{n['paper_passes']:.3g} passes (the paper gives no pass count; its 2012 machines' speeds are "
+                     "not this plan's rates)")
     lines += ["", "assumptions:"] + [f"  - {a}" for a in n["assumptions"]]
     return "\n".join(lines)
 
