@@ -114,3 +114,17 @@ def test_the_papers_network_says_what_a_pass_over_its_images_and_its_three_days_
     assert plan["network"]["paper_pass_s"] == pytest.approx(1e7 / rate)
     other, _ = _plan(capsys, ["plan", "--model", "cat-demo", "--machines", "4"])
     assert "the paper's 10 million" not in other and "the paper:" not in other
+
+
+def test_a_split_replicas_assumptions_say_its_frozen_stages_run_every_step_as_its_figures_do(capsys):
+    """`--config cat-untied --replicas 2 --partitions 2` timed every step running stage 1 (network.frozen_runs []), and
+    its assumption line said the cache answered all but 0.0932 of them, for "1 replica"."""
+    argv = ["plan", "--config", "cat-untied", "--replicas", "2", "--partitions", "2", "--shards", "2", "--machines", "8"]
+    text, plan = _plan(capsys, argv)
+    assert plan["network"]["frozen_runs"] == [] and "frozen cache once" not in text
+    said = [a for a in plan["network"]["assumptions"] if "frozen" in a]
+    assert said == ["a greedy step runs the frozen stages below it on every step: the replica is split into partitions, "
+                    "whose actors drop the frozen cache"] and f"  - {said[0]}" in text
+    _, unsplit = _plan(capsys, [*argv[:6], "1", *argv[7:]])       # --partitions 1: the two replicas' own caches
+    assert unsplit["network"]["frozen_runs"][1] < 1 and any("2 replicas, each its own cache" in a
+                                                            for a in unsplit["network"]["assumptions"])

@@ -32,7 +32,7 @@ from downpour.config import DataConfig, RunConfig
 from downpour.models.frozen import CACHE_BYTES
 from downpour.plan.stage import Network
 
-__all__ = ["frozen_runs", "fill_batches", "stage_steps", "data_rows", "with_frozen_runs", "BUILT_IN"]
+__all__ = ["frozen_runs", "fill_batches", "stage_steps", "data_rows", "with_frozen_runs", "without_cache", "BUILT_IN"]
 
 BUILT_IN = ("natural", "faces", "natural+faces", "digits", "gaussian")    # always built in memory (data/pipeline.py)
 
@@ -110,6 +110,24 @@ def _rows(data: DataConfig, seed: int) -> tuple[int, int]:
     return len(x), len({row.numpy().tobytes() for row in x})
 
 
+FROM_CACHE = "a greedy step's frozen stages come from the frozen cache"
+# what a split replica's step runs instead (models/frozen.py's cache lives in the replica; its partitions' actors
+# compute the frozen stages' blocks afresh)
+SPLIT_RUNS = ("a greedy step runs the frozen stages below it on every step: the replica is split into partitions, "
+              "whose actors drop the frozen cache")
+
+
+def without_cache(net: Network) -> Network:
+    """``net`` as a replica split into partitions runs it: no frozen forward answered by the cache, and its assumption
+    line saying so (until 2026-12-06 the line of one unsplit replica's cache stayed, "1 replica ... 0.0932 forward
+    passes per step of stage 2", under `--config cat-untied --replicas 2 --partitions 2`, whose figures ran every
+    step)."""
+    if not net.frozen_runs:
+        return net
+    said = tuple(SPLIT_RUNS if line.startswith(FROM_CACHE) else line for line in net.assumptions)
+    return replace(net, frozen_runs=(), assumptions=said)
+
+
 def with_frozen_runs(net: Network, cfg: RunConfig, batch: int, replicas: int = 1) -> Network:
     """``net`` (a cat network counted on paper, planned from ``cfg``, a preset or file, at ``batch``) with the frozen
     forward passes per step of its greedy stages (:func:`frozen_runs`, on the data ``cfg`` trains on, its
@@ -141,7 +159,7 @@ def with_frozen_runs(net: Network, cfg: RunConfig, batch: int, replicas: int = 1
     runs = frozen_runs(rows, batch, cfg.train.steps, sizes, replicas, distinct=distinct)
     said = (", ".join(str(i) for i in range(2, len(runs) + 1)) + ": " + ", ".join(f"{r:.3g}" for r in runs[1:]))
     return replace(net, frozen_runs=runs, assumptions=(*net.assumptions, (
-        f"a greedy step's frozen stages come from the frozen cache once a stage has seen its {rows:,} rows "
+        f"{FROM_CACHE} once a stage has seen its {rows:,} rows "
         f"({distinct:,} distinct; {cfg.train.steps:,} steps of {batch}, {plural(replicas, 'replica')}, each its own "
         f"cache over its shard): forward passes of them per step of stage {said} "
         "(1: every step; split into partitions, every step: their actors drop the cache)")))

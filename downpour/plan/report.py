@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from downpour._names import plural
 from downpour.config import load_config
-from downpour.plan.cache_hits import with_frozen_runs
+from downpour.plan.cache_hits import with_frozen_runs, without_cache
 from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
 from downpour.plan.hub import hub_runs, lends_banks, stage_calls
@@ -64,7 +64,7 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
     pred = predict(net, cluster, rates, batch, n_push, n_fetch, rule, on_replicas)
     k = pred["cluster"]["partitions"]
     if k > 1:       # split, the partitions' actors drop the frozen cache: every step runs the frozen stages
-        net = replace(net, frozen_runs=())
+        net = without_cache(net)
     elif on_replicas is not None:     # the laid-out replicas' frozen count, which predict timed the layout with
         net = on_replicas(pred["cluster"]["replicas"])
     stages = []
