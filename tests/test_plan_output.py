@@ -128,3 +128,11 @@ def test_a_split_replicas_assumptions_say_its_frozen_stages_run_every_step_as_it
     _, unsplit = _plan(capsys, [*argv[:6], "1", *argv[7:]])       # --partitions 1: the two replicas' own caches
     assert unsplit["network"]["frozen_runs"][1] < 1 and any("2 replicas, each its own cache" in a
                                                             for a in unsplit["network"]["assumptions"])
+
+
+def test_a_checks_partitions_flag_names_the_key_that_splits_the_simulated_run(capsys):
+    """`plan --check-simulated --partitions 2` was told "drop it" alone, where `--set cluster.partitions=2` splits the
+    simulated run's replicas (its staleness checked as any other's)."""
+    assert main(["plan", "--check-simulated", "--partitions", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--partitions: not read by plan --check-simulated" in err and "--set cluster.partitions=2" in err
