@@ -136,3 +136,28 @@ def test_a_checks_partitions_flag_names_the_key_that_splits_the_simulated_run(ca
     assert main(["plan", "--check-simulated", "--partitions", "2"]) == 2
     err = capsys.readouterr().err
     assert "--partitions: not read by plan --check-simulated" in err and "--set cluster.partitions=2" in err
+
+
+def test_a_config_plan_gives_the_train_command_of_its_layout_and_train_reads_it_so(capsys):
+    """The plan said "2 replicas x 2 partitions + ... + 2 shards" and left the flags to the reader, where train's are
+    named otherwise (--replicas is its --workers; --partitions it did not take until 2026-12-06)."""
+    import shlex
+
+    from downpour.cli import build_parser
+    from downpour.cli_train import _overrides
+    from downpour.config import load_config
+
+    argv = ["plan", "--config", "cat-untied", "--replicas", "2", "--partitions", "2", "--shards", "2", "--machines", "8",
+            "--set", "cluster.n_push=2", "--set", "model.maps=[4,4]"]
+    text, plan = _plan(capsys, argv)
+    command = plan["train_command"]
+    assert f"to train this layout on a Ray cluster of 8 nodes, an actor a node: {command}" in text
+    words = shlex.split(command)
+    assert words[:2] == ["downpour", "train"] and "'model.maps=[4,4]'" in command     # pasted whole into a shell
+    cfg = load_config("cat-untied", _overrides(build_parser().parse_args(words[1:])))
+    lay = plan["cluster"]
+    assert (cfg.cluster.workers, cfg.cluster.partitions, cfg.cluster.shards) == (lay["replicas"], lay["partitions"],
+                                                                                 lay["shards"]) == (2, 2, 2)
+    assert cfg.cluster.runner == "ray" and cfg.cluster.n_push == 2 and cfg.model.options["maps"] == [4, 4]
+    paper, _ = _plan(capsys, ["plan"])            # no preset trains the paper's network at full size
+    assert "to train this layout" not in paper

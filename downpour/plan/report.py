@@ -6,7 +6,7 @@ import math
 from dataclasses import replace
 from typing import Any, Callable
 
-from downpour._names import plural
+from downpour._names import pasted, plural
 from downpour.config import load_config
 from downpour.plan.cache_hits import with_frozen_runs, without_cache
 from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
@@ -129,7 +129,18 @@ def plan_for(model: str | None = "paper", sets: list[str] | tuple[str, ...] = ()
     plan["defaults"] = DEFAULT_RATES.as_dict()
     if config is not None:            # what the preset trains, not the registry's defaults of its model
         plan["network"]["name"] = f"{config} (model {cfg.model.name}, batch {cfg.train.batch_size})"
+        plan["train_command"] = _train_command(config, sets, plan["cluster"])
     return plan
+
+
+def _train_command(config: str, sets: list[str] | tuple[str, ...], lay: dict[str, Any]) -> str:
+    """The ``downpour train`` that runs the planned layout on a Ray cluster (its head at HEAD:6379), with the plan's
+    ``--set`` strings (each a key train reads): until 2026-12-06 the plan said the layout and left the flags, some
+    named otherwise (--replicas is train's --workers), to the reader."""
+    words = ["downpour", "train", "--config", pasted(config), "--address", "HEAD:6379", "--workers", str(lay["replicas"])]
+    words += ["--partitions", str(lay["partitions"])] if lay["partitions"] > 1 else []
+    words += ["--shards", str(lay["shards"]), *(w for item in sets for w in ("--set", pasted(item)))]
+    return " ".join(words)
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
@@ -232,6 +243,9 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"predicted: {_human(plan['examples_per_s'])} examples/s; push delay {plan['delay_steps']:.2f} steps; "
         f"mean staleness {plan['staleness']:.1f} (R·(p + d + ā)/p − 1, steady state)",
     ]
+    if "train_command" in plan:
+        lines.append(f"to train this layout on a Ray cluster of {plural(plan['cluster']['machines_used'], 'node')}, an "
+                     f"actor a node: {plan['train_command']}")
     if "paper_pass_s" in n:
         lines.append(f"the paper's {PAPER_IMAGES / 1e6:g} million images: one pass in {_span(n['paper_pass_s'])} "
                      "at the predicted rate; "
