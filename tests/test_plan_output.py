@@ -161,3 +161,10 @@ def test_a_config_plan_gives_the_train_command_of_its_layout_and_train_reads_it_
     assert cfg.cluster.runner == "ray" and cfg.cluster.n_push == 2 and cfg.model.options["maps"] == [4, 4]
     paper, _ = _plan(capsys, ["plan"])            # no preset trains the paper's network at full size
     assert "to train this layout" not in paper
+
+
+def test_the_staleness_formula_says_what_its_letters_are(capsys):
+    """"mean staleness 62.3 (R·(p + d + ā)/p − 1, steady state)": R, p, d and ā were said in docs/plan.md alone."""
+    text, plan = _plan(capsys, ["plan", "--set", "cluster.n_push=10", "--set", "cluster.n_fetch=10"])
+    predicted = next(line for line in text.splitlines() if line.startswith("predicted: "))
+    assert "R replicas, p = n_push = 10, d the push delay, ā the mean steps from a cycle's fetch" in predicted

@@ -241,7 +241,9 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"cycle of {plural(plan['n_push'], 'step')}: {_seconds(plan['cycle_s'])}, bound by {plan['bottleneck']} ("
         + ", ".join(f"{k} {_seconds(v)}" for k, v in bounds.items()) + ")",
         f"predicted: {_human(plan['examples_per_s'])} examples/s; push delay {plan['delay_steps']:.2f} steps; "
-        f"mean staleness {plan['staleness']:.1f} (R·(p + d + ā)/p − 1, steady state)",
+        # its letters said (until 2026-12-06 the formula stood bare: docs/plan.md alone said what p, d and ā are)
+        f"mean staleness {plan['staleness']:.1f} (R·(p + d + ā)/p − 1, steady state: R replicas, p = n_push = "
+        f"{plan['n_push']}, d the push delay, ā the mean steps from a cycle's fetch to its start)",
     ]
     if "train_command" in plan:
         lines.append(f"to train this layout on a Ray cluster of {plural(plan['cluster']['machines_used'], 'node')}, an "
