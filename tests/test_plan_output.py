@@ -101,7 +101,7 @@ def test_the_paper_line_quotes_the_papers_two_figures_and_the_plans_own_against_
     assert (net["paper_connections"], net["paper_params"]) == (1e9, 1.15e9)
     assert net["params"] / 1.15e9 == pytest.approx(2.12, abs=0.005)        # 2,433,716,928 (W1 + W2) / 1.15e9
     said = next(line for line in text.splitlines() if line.startswith("  the paper: "))
-    assert "1 billion connections (its abstract) and 1.15 billion parameters" in said
+    assert "1 billion connections (its abstract) and 1.15 billion parameters (Le's 2012 talk abstracts)" in said
     assert "+5.8% of 1.15 billion" in said and "parameters 2.12x it" in said and "1.15G connections" not in said
 
 
@@ -168,3 +168,17 @@ def test_the_staleness_formula_says_what_its_letters_are(capsys):
     text, plan = _plan(capsys, ["plan", "--set", "cluster.n_push=10", "--set", "cluster.n_fetch=10"])
     predicted = next(line for line in text.splitlines() if line.startswith("predicted: "))
     assert "R replicas, p = n_push = 10, d the push delay, ā the mean steps from a cycle's fetch" in predicted
+
+
+@pytest.mark.parametrize("partitions, warned", [(16, False), (17, True), (81, True)])
+def test_a_replica_split_past_16_partitions_is_told_its_speed_up_is_a_bound_beside_the_papers(capsys, partitions,
+                                                                                             warned):
+    """At K = 81 the plan's step is ~73x its K = 1 step, where Dean et al. measured about 12x on 81 machines (Denil
+    et al. 2013 quote it): the printed plan said nothing of it until 2026-12-06."""
+    text, plan = _plan(capsys, ["plan", "--replicas", "1", "--partitions", str(partitions), "--machines", "2000"])
+    notes = [line for line in text.splitlines() if line.startswith("note: ")]
+    bound = [a for a in plan["network"]["assumptions"] if "upper bound" in a]
+    assert len(notes) == len(bound) == warned and "upper bound" not in text.split("assumptions:")[1]
+    if warned:
+        assert notes[0] == f"note: {bound[0]}" and bound[0].startswith(f"{partitions} partitions per replica")
+        assert "about 12x on 81 machines, 14x on 128" in bound[0] and "splits the fetch evenly" in bound[0]
