@@ -11,7 +11,8 @@ import sys
 
 from downpour._names import closest
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, RunConfig, preset_table, parse_override
-from downpour.cli_flags import check_as_typed, check_plan_flags, check_sets, named_by_set
+from downpour.cli_flags import check_as_typed, check_sets, named_by_set
+from downpour.cli_plan_flags import check_plan_flags
 from downpour.cli_analyze import cmd_analyze, cmd_report
 from downpour.cli_study import StudyHelp, cmd_study
 from downpour.cli_train import SHORTHANDS, cmd_crossfit, cmd_train

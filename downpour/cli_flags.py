@@ -161,23 +161,36 @@ def check_sets(sets: list[Override], cfg: RunConfig, runner_fixed: str | None = 
                                    **{flag: None for flag in (*CLUSTER_ONLY, *ONLY_ON)}), cfg)
 
 
+def _runner_advice(args: argparse.Namespace) -> str:
+    """A refusal's advice: another runner, unless the run's is fixed (a resumed run's: another would be another run)."""
+    if getattr(args, "runner_fixed", None):
+        return f"; {args.runner_fixed}"
+    return ("; a resumed run keeps its runner" if getattr(args, "resume", None) else
+            "; add " + " or ".join(f"--runner {name}" for name in CLUSTER_RUNNERS))
+
+
+def check_cluster_flags(args: argparse.Namespace, runner: str) -> None:
+    """ConfigError naming the flags of :data:`CLUSTER_ONLY` that a one-process ``runner`` never reads (before the
+    config's checks too: they said "cluster.partitions = 2" for `--partitions 2`, its flag since 2026-12-06)."""
+    given = [flag for flag in CLUSTER_ONLY if getattr(args, flag) is not None]
+    if is_cluster_runner(runner) or not given:
+        return
+    other = _runner_advice(args)
+    flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
+    # (--delay is the simulator's alone: "--runner ray" was suggested, which then refused it)
+    runners = [ONLY_ON[f] for f in given if f in ONLY_ON] or list(CLUSTER_RUNNERS)
+    other = other if len(runners) > 1 or getattr(args, "resume", None) else f"; add --runner {runners[0]}"
+    raise ConfigError(f"{flags} only {'applies' if len(given) == 1 else 'apply'} to the {' and '.join(runners)} "
+                      f"{'runners' if len(runners) > 1 else 'runner'}, and this run's runner is {runner!r}{other}")
+
+
 def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None = None) -> None:
     """ConfigError naming the first flag or ``--set`` key of ``args`` that ``cfg``'s runner and algorithm never read
     (``pipeline``: data.pipeline as given, where ``cfg`` is resolved and 'auto' made its choice: the refusals say both;
     None: ``cfg``'s)."""
+    check_cluster_flags(args, cfg.cluster.runner)
+    runner, other = cfg.cluster.runner, _runner_advice(args)
     given = [flag for flag in CLUSTER_ONLY if getattr(args, flag) is not None]
-    runner = cfg.cluster.runner
-    # a resumed run keeps its runner (another would make it another run)
-    other = ("; a resumed run keeps its runner" if getattr(args, "resume", None) else
-             "; add " + " or ".join(f"--runner {name}" for name in CLUSTER_RUNNERS))
-    other = f"; {args.runner_fixed}" if getattr(args, "runner_fixed", None) else other
-    if not is_cluster_runner(runner) and given:
-        flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
-        # (--delay is the simulator's alone: "--runner ray" was suggested, which then refused it)
-        runners = [ONLY_ON[f] for f in given if f in ONLY_ON] or list(CLUSTER_RUNNERS)
-        other = other if len(runners) > 1 or getattr(args, "resume", None) else f"; add --runner {runners[0]}"
-        raise ConfigError(f"{flags} only {'applies' if len(given) == 1 else 'apply'} to the {' and '.join(runners)} "
-                          f"{'runners' if len(runners) > 1 else 'runner'}, and this run's runner is {runner!r}{other}")
     typed = set_keys(args)
     blaster_on_ray = runner == "ray" and cfg.cluster.algorithm == "sandblaster"
     for flag, only in ONLY_ON.items():
@@ -336,39 +349,6 @@ def _downpour_in_file(args: argparse.Namespace) -> dict[str, list[str]]:
         if table[section][name] != defaults[key]:
             sets.setdefault(where, []).append(f"{key} = {table[section][name]!r}")
     return sets
-
-
-# ``downpour plan``'s three modes and the flags each reads (beyond --json): a flag another mode reads is refused
-PLAN_READS_FLAGS = {
-    "plan": ("model", "config", "set", "machines", "cores", "memory", "bandwidth", "replicas", "partitions", "shards",
-             "calibrate"),
-    "--check-simulated": ("config", "set", "replicas", "shards", "steps", "out"),
-    "--check-run": (),
-}
-
-
-def check_plan_flags(args: argparse.Namespace) -> str:
-    """The mode of ``downpour plan`` (a key of :data:`PLAN_READS_FLAGS`); ConfigError naming a flag it never reads."""
-    if args.check_simulated and args.check_run:
-        raise ConfigError("--check-simulated and --check-run: one at a time (a new simulated run, or a finished one)")
-    mode = "--check-simulated" if args.check_simulated else "--check-run" if args.check_run else "plan"
-    if mode == "plan" and args.model and args.config:
-        raise ConfigError("--model and --config: one names the network to plan (a registered model at its defaults, or "
-                          "what a preset or file trains); give one")
-    every = {flag for flags in PLAN_READS_FLAGS.values() for flag in flags}
-    given = sorted(flag for flag in every - set(PLAN_READS_FLAGS[mode])     # (--steps 0 is given: 0 == False)
-                   if (value := getattr(args, flag)) is not None and value is not False and value != [])
-    if given:
-        named = ", ".join("--" + flag for flag in given)
-        what = "the plan itself" if mode == "plan" else f"plan {mode}"
-        one = len(given) == 1
-        # the simulated run splits its replicas by the key (until 2026-12-06 --partitions 2 was told "drop it" alone)
-        split = (f"; to split the simulated run's replicas: --set cluster.partitions={args.partitions}"
-                 if mode == "--check-simulated" and "partitions" in given else "")
-        raise ConfigError(f"{named}: not read by {what}; drop {'it' if one else 'them'}"
-                          + (f" ({'it belongs' if one else 'they belong'} to --check-simulated)" if mode == "plan" else "")
-                          + split)
-    return mode
 
 
 def update_rule_words(cfg: RunConfig) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from downpour._names import pasted, plural
 from downpour.config import (ConfigError, FlagValue, Override, RunConfig, as_typed, config_to_toml, load_config,
                              parse_override, with_origin)
-from downpour.cli_flags import check_flags, checkpoint_keys, set_keys, update_rule_words
+from downpour.cli_flags import check_cluster_flags, check_flags, checkpoint_keys, set_keys, update_rule_words
 from downpour.cli_analyze import analyze_and_report
 from downpour.errors import DownpourError
 
@@ -111,6 +111,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         source = args.config or "main"
         cfg = new_run_config(source, _overrides(args))
+        check_cluster_flags(args, cfg.cluster.runner)   # before the config's checks: they name the key, not the flag
     pipeline = cfg.data.pipeline      # ('auto' resolves to its choice: the refusals say both)
     try:
         # resolved; before the run directory exists: a typo leaves nothing behind (a resume's refusals say what it

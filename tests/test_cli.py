@@ -86,7 +86,7 @@ def test_train_takes_the_plans_partitions_flag():
 
 
 @pytest.mark.parametrize("flag", [["--workers", "3"], ["--delay", "constant:2"], ["--compensation", "dc-asgd"],
-                                  ["--consistency", "sync"], ["--n-push", "2"]])
+                                  ["--consistency", "sync"], ["--n-push", "2"], ["--partitions", "2"]])
 def test_a_cluster_flag_on_a_local_run_is_refused_not_ignored(tmp_path, capsys, flag):
     assert main(["train", "--config", "cat-demo", "--out", str(tmp_path / "r"), *flag]) == 2
     err = capsys.readouterr().err
