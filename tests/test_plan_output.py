@@ -182,3 +182,22 @@ def test_a_replica_split_past_16_partitions_is_told_its_speed_up_is_a_bound_besi
     if warned:
         assert notes[0] == f"note: {bound[0]}" and bound[0].startswith(f"{partitions} partitions per replica")
         assert "about 12x on 81 machines, 14x on 128" in bound[0] and "splits the fetch evenly" in bound[0]
+
+
+@pytest.mark.parametrize("given, chosen", [([], ["replicas", "partitions", "shards"]), (["--shards", "2"],
+                                                                                      ["replicas", "partitions"]),
+                                           (["--replicas", "1", "--partitions", "1"], ["shards"]),
+                                           (["--replicas", "1", "--partitions", "1", "--shards", "2"], [])])
+def test_the_layout_line_says_which_counts_the_plan_chose(capsys, given, chosen):
+    """`downpour plan` printed "33 replicas x 16 partitions + 472 shards" for the paper's network as if given, or the
+    paper's: the search chose all three."""
+    text, plan = _plan(capsys, ["plan", "--model", "cat-demo", "--machines", "4", *given])
+    lines = text.splitlines()
+    under = lines[next(i for i, line in enumerate(lines) if line.startswith("cluster: ")) + 1]
+    assert plan["chosen"] == chosen
+    assert under.startswith(f"  {', '.join(chosen)} chosen by the plan, not given: ") == bool(chosen)
+    if chosen:
+        assert under.endswith(", ".join("--" + name for name in chosen) + ")") and "from the paper" not in under
+        assert ("shards on the machines left" in under) == ("shards" in chosen)
+    paper, _ = _plan(capsys, ["plan"])
+    assert "replicas, partitions, shards chosen by the plan, not given" in paper and "not a layout from the paper" in paper

@@ -95,7 +95,9 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
                        "on_paper": not net.counted, "frozen_runs": list(net.frozen_runs),
                        "assumptions": [*net.assumptions, _timing_assumption(net, k),
                                        *([_split_bound(k)] if k > BOUND_PAST else [])]},
-           "stages": stages, **pred}
+           "stages": stages, **pred,
+           # the counts the search chose (not given), which the layout line says: the default layout is no one's
+           "chosen": [name for name in ("replicas", "partitions", "shards") if getattr(cluster, name) is None]}
     if paper:
         out["network"].update(paper_connections=PAPER_CONNECTIONS, paper_params=PAPER_PARAMS,
                               vs_paper=round(net.connections / PAPER_PARAMS - 1, 4),
@@ -142,6 +144,16 @@ def _train_command(config: str, sets: list[str] | tuple[str, ...], lay: dict[str
     words += ["--partitions", str(lay["partitions"])] if lay["partitions"] > 1 else []
     words += ["--shards", str(lay["shards"]), *(w for item in sets for w in ("--set", pasted(item)))]
     return " ".join(words)
+
+
+def _chosen_line(chosen: list[str], paper: bool) -> str:
+    """Which of the layout's counts the plan chose (until 2026-12-06 a default layout read as if given, the paper's
+    network's 33 x 16 + 472 as if the paper's)."""
+    how = ("the layout within 5% of the most examples/s with the fewest replicas" if chosen != ["shards"] else "")
+    how += ("; " if how else "") + "shards on the machines left" if "shards" in chosen else ""
+    return (f"  {', '.join(chosen)} chosen by the plan, not given: {how}" + ("; not a layout from the paper" if paper
+            else "") + f" (docs/plan.md, 'The formulas'; set {'it' if len(chosen) == 1 else 'them'} with "
+            + ", ".join("--" + name for name in chosen) + ")")
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
@@ -213,6 +225,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         + (f"{plural(c['replica_machines'], 'replica machine')} (each replica's own process: pooling, LCN, cost, "
            "shared banks) + " if c["replica_machines"] else "")
         + f"{plural(c['shards'], 'shard')} = {plural(c['machines_used'], 'machine')}" + ("" if plan["fits"]["machines"] else "  ** more than the cluster has **"),
+        *([_chosen_line(plan["chosen"], "paper_params" in n)] if plan["chosen"] else []),
         *([f"note: {_split_bound(c['partitions'])}"] if c["partitions"] > BOUND_PAST else []),
         f"rates: {_human(plan['rates']['flops_per_core'])}FLOP/s per core (locally connected layer: the filters), "
         f"{_human(plan['rates']['pool_lcn_flops_per_core'])}FLOP/s per core (L2 pooling + LCN), "
