@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import mannwhitneyu
 from sklearn.metrics import roc_auc_score
 
 from downpour.analysis.headroom import headroom
@@ -13,7 +14,11 @@ from downpour.analysis.selectivity import best_unit
 
 
 def _auc_reference(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.array([roc_auc_score(y, scores[:, k]) for k in range(scores.shape[1])])
+    """Each column's AUC as scipy's Mann-Whitney U of the concept images over the others, / (n1 n0): scikit-learn's
+    roc_auc_score (a tie counts half) to its last bit of rounding, and exactly rounded (equal AUCs are equal floats).
+    roc_auc_score a column at a time took 1 s of CPU for 300 columns, 2-3 s a test (2026-12-06)."""
+    positive = y == 1
+    return mannwhitneyu(scores[positive], scores[~positive], axis=0).statistic / (positive.sum() * (~positive).sum())
 
 
 @pytest.mark.parametrize("seed", range(5))
