@@ -855,3 +855,20 @@ def test_the_top_images_count_says_how_often_chance_draws_as_many():
         top_words(top, sign=-1))
     none = {**top, "positive_in_top": 0}            # 0 or more: every draw, not worth a clause
     assert "of draws" not in top_words(none) and "(the class is 50.0% of those images; the number" in top_words(none)
+
+
+def test_the_report_opens_on_its_findings_links_its_sections_and_says_what_each_method_is(run_dir):
+    """A student opening report.html met the loss first, the verdict half-way down, no list of the sections, and the
+    tables' baselines as bare labels (until 2026-12-06); every in-page link must land on an id of the page."""
+    html = write_report(run_dir).read_text()
+    a = json.loads((run_dir / "analysis.json").read_text())
+    top = html.split('<h2 id="training">')[0]
+    assert a["face_neuron"]["controls_verdict"]["sentences"][0].replace("'", "&#x27;") in top
+    ids = set(re.findall(r'id="([^"]+)"', html))
+    links = re.findall(r'href="#([^"]+)"', html)
+    assert {"training", "filters", "face-neuron", "face-test", "stimulus", "invariance", "probes", "config"} <= set(links)
+    assert [i for i in links if i not in ids] == []
+    said = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", html))
+    fn = a["face_neuron"]
+    methods = {r["method"] for r in [*fn["rows"], fn["paper_style"], *fn["controls"]]}
+    assert {m.replace("'", "&#x27;") for m in methods} - set(said) == set()

@@ -21,6 +21,7 @@ from downpour.analysis.report_notes import pictured_names, several_optima, top_w
 from downpour.analysis.report_notes import untied_note
 from downpour.analysis.crossfit import crossfit_record
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
+from downpour.analysis.report_guide import contents, in_short, methods_glossary
 from downpour.analysis.report_parts import auc, esc, image, num, page, pct, table
 from downpour.analysis.report_training import (config_section, run_json, shows_no_image, training_section,
                                                write_page, write_training_report)
@@ -317,14 +318,21 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
     """The report's HTML body from analysis.json's dict ``a``."""
     if not isinstance(a, dict):
         raise TypeError(f"it holds a {type(a).__name__}, not an object")
-    figs = a["figures"]
-    stim = a["optimal_stimulus"]
-    top = a["top_images"]
     training = a["training"]
+    sections = _sections(run, a)
     return f"""
 <h1>downpour run report: {esc(run.path.name)}</h1>
 <p>Model <b>{esc(a['model'])}</b>, trained {esc(a.get('trained_steps'))} steps; analysed layer <code>{esc(a['layer'])}</code>.
 {_loss_headline(training)}</p>
+{in_short(a, _controls_heading(a))}{contents(sections)}{sections}"""
+
+
+def _sections(run: RunDir, a: dict[str, Any]) -> str:
+    """The report's sections, from the training curves to the config."""
+    figs = a["figures"]
+    stim = a["optimal_stimulus"]
+    top = a["top_images"]
+    return f"""
 {training_section(run, figs)}
 <h2 id="filters">First-layer filters</h2>
 {_filters(a['filters'], _samples(run))}
@@ -332,6 +340,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 
 <h2 id="face-neuron">The best single neuron</h2>
 {_face_neuron(a)}
+{methods_glossary(a)}
 
 <h2 id="face-test">{esc(_controls_heading(a))}</h2>
 {_controls(a, faces_seen(run))}

@@ -1,0 +1,85 @@
+"""What a reader new to downpour needs around the report's numbers (since 2026-12-06): the findings first, a list of
+the sections, where each number is defined, and what each method in the two face tables is.
+
+Until then a student opening report.html met the loss first, the face test's verdict half-way down, baselines named
+only by label ("random weights, same architecture", "gradient energy": what are they?) and no pointer to the docs.
+The pointers are text, not links: the page is sent on its own (every picture inlined), so a relative link to the
+source's docs/ would break once the file is moved; the in-page links always resolve."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from downpour.analysis.report_parts import esc
+
+DOCS = "docs/analysis.md"
+READING = ("Reading the report", "reading-the-report")        # (heading, its anchor on GitHub)
+FACE_TEST = ("The face test: low-level-matched negatives, one choice, intervals",
+             "the-face-test-low-level-matched-negatives-one-choice-intervals")
+
+# One line per method the best-neuron and face-test tables name (face_verdict's and selectivity's labels); "best of N
+# random linear filters" is matched by its start, its N being analysis.random_filters.
+METHODS = {
+    "learned unit": "one unit of this trained network's analysed layer, the one the choice picks (the paper's "
+                    "&ldquo;face neuron&rdquo; is such a unit)",
+    "learned unit, paper style": "the same unit scored as the 2012 paper scored it: unit and threshold chosen by "
+                                 "accuracy on the very images it is scored on, so higher than a held-out score",
+    "chance (majority class)": "always answers the selection images' more common class",
+    "random weights, same architecture": "the random twin: this network with fresh random weights (the registry's "
+                                         "initialisation, seed + 1), never trained, its best unit chosen the same way; "
+                                         "what the architecture gives without learning",
+    "the no-faces network": "the same recipe and seed trained with no face at all (data.train_faces = 0, the run's "
+                            "no-faces/ folder); what the training faces add",
+    "best single pixel": "one raw grey pixel, chosen the same way",
+    "best of": "random weighted sums of the raw pixels, the best one chosen the same way: what one untrained linear "
+               "feature gets",
+    "mean intensity": "the image's mean grey level (in lfw the faces are brighter than the non-faces)",
+    "contrast (std)": "the standard deviation of the image's grey levels",
+    "gradient energy": "the mean squared difference between neighbouring pixels of the image scaled to zero mean and "
+                       "unit std: how much fine texture it has",
+    "logistic regression on raw pixels": "a classifier trained with the labels on all the raw pixels at once: a "
+                                         "ceiling for a linear read-out, not one unit",
+}
+METHODS["linear probe on raw pixels (logistic regression)"] = METHODS["logistic regression on raw pixels"]
+
+
+def _meaning(method: str) -> str | None:
+    if method in METHODS:
+        return METHODS[method]
+    if method.startswith("learned unit, paper style"):      # (its label goes on to say how it is chosen)
+        return METHODS["learned unit, paper style"]
+    return METHODS["best of"] if re.fullmatch(r"best of \d+ random linear filters", method) else None
+
+
+def methods_glossary(a: dict[str, Any]) -> str:
+    """What each method of the best-neuron and face-test tables is, in the order the tables name them (a method this
+    module has no line for is left out, not guessed)."""
+    fn = a.get("face_neuron") or {}
+    names = [r.get("method") for r in [*fn.get("rows", []), fn.get("paper_style") or {}, *(fn.get("controls") or [])]]
+    lines = {name: _meaning(name) for name in dict.fromkeys(n for n in names if isinstance(n, str))}
+    items = "".join(f"<dt>{esc(name)}</dt><dd>{meaning}</dd>" for name, meaning in lines.items() if meaning)
+    if not items:
+        return ""
+    return ('<details id="methods" open><summary>What each method in these tables is</summary>'
+            "<p>Every method but the two networks sees the raw grey pixels, the same for every run, not the run's "
+            f"prepared input. Their full definitions: <code>{DOCS}</code>, &ldquo;{esc(FACE_TEST[0])}&rdquo;, in the "
+            f"downpour source.</p><dl>{items}</dl></details>")
+
+
+def in_short(a: dict[str, Any], face_test: str) -> str:
+    """The findings `downpour analyze` prints, first on the page: the edge-like share and the face test's summary
+    sentence, each with a link to its section (``face_test``: that section's title)."""
+    edges = (a.get("filters") or {}).get("edge_fraction")
+    sentences = ((a.get("face_neuron") or {}).get("controls_verdict") or {}).get("sentences") or []
+    items = ([f'<li><a href="#filters">First-layer filters</a>: {100 * edges:.0f}% edge-like.</li>']
+             if isinstance(edges, (int, float)) else [])
+    if sentences:
+        items.append(f'<li><a href="#face-test">{esc(face_test)}</a>: {esc(sentences[0])}</li>')
+    return f"<p>In short:</p><ul>{''.join(items)}</ul>" if items else ""
+
+
+def contents(body: str) -> str:
+    """A list of links to ``body``'s sections (each ``<h2 id=...>``), and where each number is defined."""
+    links = " · ".join(f'<a href="#{i}">{title}</a>' for i, title in re.findall(r'<h2 id="([^"]+)">(.*?)</h2>', body))
+    return (f'<nav><p class="note">Sections: {links}. What each number means, one line each: <code>{DOCS}</code>, '
+            f"&ldquo;{READING[0]}&rdquo;, in the downpour source.</p></nav>")

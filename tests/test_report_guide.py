@@ -1,0 +1,57 @@
+"""report_guide: what a reader new to downpour gets around the report's numbers (since 2026-12-06) — a line for each
+method the face tables name, the findings first with links to their sections, and pointers to docs that exist."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from downpour.analysis import baselines
+from downpour.analysis.face_verdict import GRADIENT, LEARNED, NO_FACES, PIXEL, PROBE, TWIN
+from downpour.analysis.report_guide import DOCS, FACE_TEST, READING, contents, in_short, methods_glossary
+from test_docs_links import ROOT, _anchors
+
+# the best-neuron table's own labels (selectivity.py), beside the face test's (face_verdict.py, baselines.py)
+BEST_NEURON = ["chance (majority class)", "linear probe on raw pixels (logistic regression)",
+               "best of 2000 random linear filters"]
+PAPER = "learned unit, paper style (unit and threshold chosen by accuracy on the same images it is scored on)"
+
+
+def _glossary(names: list[str], paper: str = PAPER) -> dict[str, str]:
+    html = methods_glossary({"face_neuron": {"rows": [{"method": n} for n in names], "paper_style": {"method": paper}}})
+    return dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", html))
+
+
+def test_every_method_the_face_tables_can_name_is_said_what_it_is():
+    """A student met "random weights, same architecture" and "gradient energy" as bare labels (until 2026-12-06)."""
+    statistics = list(baselines.statistics(np.random.default_rng(0).random((4, 1, 25, 25))))
+    names = [LEARNED, TWIN, NO_FACES, PIXEL, GRADIENT, PROBE, *statistics, *BEST_NEURON]
+    said = _glossary(names)
+    assert [n for n in [*names, PAPER] if not said.get(n)] == []
+    assert "never trained" in said[TWIN] and "data.train_faces = 0" in said[NO_FACES]
+    assert "same images" not in said[LEARNED] and "very images it is scored on" in said[PAPER]
+
+
+def test_a_method_without_a_line_is_left_out_not_guessed():
+    assert _glossary(["some new baseline"], paper="another") == {}
+    assert methods_glossary({}) == ""
+
+
+def test_the_findings_come_first_with_links_to_their_sections():
+    a = {"filters": {"edge_fraction": 0.531},
+         "face_neuron": {"controls_verdict": {"sentences": ["On 1 of 4 controls <it> meets the criterion.", "more"]}}}
+    html = in_short(a, "Controls for cats & dogs")
+    assert '<a href="#filters">First-layer filters</a>: 53% edge-like.' in html
+    assert ('<a href="#face-test">Controls for cats &amp; dogs</a>: On 1 of 4 controls &lt;it&gt; meets the '
+            "criterion.</li>") in html and "more" not in html
+    assert in_short({"filters": {"edge_fraction": None}}, "x") == ""
+
+
+def test_the_contents_link_every_section_and_name_doc_headings_that_exist():
+    body = '<h2 id="training">Training curves</h2><p>..</p><h2 id="face-test">The face test</h2>'
+    nav = contents(body)
+    assert re.findall(r'href="#([^"]+)"', nav) == ["training", "face-test"]
+    anchors = _anchors(ROOT / DOCS)
+    assert READING[1] in anchors and FACE_TEST[1] in anchors
+    text = (ROOT / DOCS).read_text()
+    assert f"## {READING[0]}\n" in text and f"## {FACE_TEST[0]}\n" in text
