@@ -386,3 +386,21 @@ def test_a_greedy_runs_loss_panel_marks_where_the_next_stage_starts(tmp_path, sa
     assert [t.get_text() for t in ax.texts] == ["stage2 \u2192 "]
     figures.loss_curves([{"step": s, "loss": 9.0 - s} for s in (1, 2)], tmp_path / "one.png")   # (one stage: none)
     assert len(saved[1].axes[0].get_lines()) == 1 and not saved[1].axes[0].texts
+
+
+def test_the_invariance_panels_draw_the_levels_the_reports_ranges_are_read_at(tmp_path, saved):
+    """The table gave "-90 ... 157.5 degrees" with response >= 0.5 and "AUC >= 0.647", and the panels drew lines at 1,
+    0 and 0.5 (chance) but not those levels (until 2026-12-06): a reader could not find the ranges' ends on the curves.
+    An AUC at chance untransformed keeps no level, so none is drawn (scale here)."""
+    result = {**_invariance_result(), "summary": {"floor": 0.5},
+              "selectivity": {"keep": 0.5, "auc": {"scale": 0.5, "translation_x": 0.8, "rotation": 0.9}}}
+    figures.invariance_plot(result, tmp_path / "invariance.png")
+
+    def levels(ax) -> set[float]:
+        return {round(line.get_ydata()[0], 6) for line in ax.get_lines() if line.get_linestyle() == "-."}
+
+    top, bottom = saved[0].axes[:3], saved[0].axes[3:]
+    assert [levels(ax) for ax in top] == [{0.5}] * 3
+    assert [levels(ax) for ax in bottom] == [set(), {0.65}, {0.7}]
+    figures.invariance_plot(_invariance_result(), tmp_path / "old.png")      # an analysis without them: none drawn
+    assert all(levels(ax) == set() for ax in saved[1].axes)

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.layout_engine import TightLayoutEngine
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from downpour.analysis.invariance import kept_auc
 from downpour.analysis.log_ticks import PlainLogFormatter, few_ticks
 from downpour.analysis.training import stage_losses
 from downpour.objectives import TERMS, is_metric
@@ -253,6 +254,7 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
     rows = 2 if any("auc" in c for c in curves) else 1
     # the AUC curves' bands: the run's own (selectivity_ci) or analysis.json's (selectivity.range_ci)
     bands = result.get("selectivity_ci") or result.get("selectivity", {}).get("range_ci") or {}
+    floor, selective = (result.get("summary") or {}).get("floor"), result.get("selectivity") or {}   # table levels
     fig = _figure(3.2 * len(curves), 2.8 * rows)
     grid = fig.subplots(rows, len(curves), squeeze=False)
     for k, c in enumerate(curves):
@@ -263,6 +265,8 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
         ax.fill_between(v, r - s, r + s, alpha=0.2)
         ax.axhline(1.0, color="grey", lw=0.6, ls="--")
         ax.axhline(0.0, color="grey", lw=0.6, ls=":")
+        if floor is not None:     # (not drawn until 2026-12-06: where did the table's "-90 ... 157.5 degrees" end?)
+            ax.axhline(floor, color="C3", lw=0.8, ls="-.")
         ax.set_xlabel(labels.get(c["transform"], c["transform"]), fontsize=8)
         ax.grid(alpha=0.3)
         if rows == 2:
@@ -273,6 +277,8 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
                 if len(band) == len(v):     # its 95% bootstrap band, both classes' images resampled (2026-12-06)
                     ax.fill_between(v, *np.asarray(band, dtype=float).T, color="C2", alpha=0.2, lw=0)
                 ax.plot(v, c["auc_faces_only"], marker=".", ms=2, lw=0.8, color="C1", label=f"{against[0]} alone")
+            if (level := kept_auc((selective.get("auc") or {}).get(c["transform"]), selective.get("keep", 0.5))):
+                ax.axhline(level, color="C3", lw=0.8, ls="-.")
             ax.axhline(0.5, color="grey", lw=0.6, ls=":")
             ax.set_ylim(0.0, 1.0)
             ax.set_xlabel(labels.get(c["transform"], c["transform"]), fontsize=8)
@@ -283,7 +289,7 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
     if rows == 2:
         grid[1][0].set_ylabel(f"AUC, {against[0]} vs {against[1]}", fontsize=8)
         # above the panel, not over it: "best" put it on the curves' ends (tica-8x8's scale panel, until 2026-12-06)
-        grid[1][0].legend(fontsize=6, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False, borderaxespad=0.2)
+        grid[1][0].legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False, borderaxespad=0.2)
     fig.suptitle(f"unit {result['unit']} of {result['layer']} over {result['images']} images", fontsize=9)
     return _save(fig, path)
 

@@ -277,6 +277,12 @@ def identity_index(curve: dict[str, Any]) -> int | None:
 SELECTIVE_KEY = "auc"       # the selectivity curve the summaries read: the non-faces warped as the faces are (see docs)
 
 
+def kept_auc(auc: Any, keep: float = 0.5) -> float | None:
+    """The AUC a selectivity range keeps, ``keep`` of the way from 0.5 to the untransformed ``auc``; None where there
+    is none to keep (no untransformed AUC, or one at or below chance)."""
+    return 0.5 + keep * (auc - 0.5) if isinstance(auc, (int, float)) and auc > 0.5 else None
+
+
 def selectivity_summary(result: dict[str, Any], key: str = SELECTIVE_KEY, keep: float = 0.5) -> dict[str, Any]:
     """Like :func:`invariance_summary`, of the AUC curves (:func:`sweep` given ``negatives``): for each transform the
     range around the identity where the AUC stays >= 0.5 + ``keep`` x (its untransformed AUC - 0.5), halfway to chance
@@ -292,7 +298,7 @@ def selectivity_summary(result: dict[str, Any], key: str = SELECTIVE_KEY, keep: 
     for c in result["curves"]:
         if key not in c:
             continue
-        out[c["transform"]], censored[c["transform"]] = _span(c, key, lambda a: 0.5 + keep * (a - 0.5) if a > 0.5 else None)
+        out[c["transform"]], censored[c["transform"]] = _span(c, key, lambda a: kept_auc(a, keep))
         i = identity_index(c)
         at[c["transform"]] = None if i is None else c[key][i]
     curves = [c for c in result["curves"] if key in c]

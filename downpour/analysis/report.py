@@ -192,7 +192,9 @@ def _invariance(a: dict[str, Any]) -> str:
                 f"choice's criterion (its tie goes to the larger Cohen's d); {last} how much its ranges "
                 f"depend on that tie-break.{esc(tied_unresponsive(inv))}</p>")
     oop = inv.get("out_of_plane_rotation", {})
-    return (f"<p>{invariance_words(inv)}; shaded: ± one standard error of the mean (analysis.json also has the spread across images). "
+    return (f"<p>{invariance_words(inv)}; shaded: ± one standard error of the mean (analysis.json also has the spread across images); "
+            f"dash-dot red (figures drawn since 2026-12-06): the level the table's ranges are read at, {floor:g} of the "
+            f"response{', and under it the AUC each AUC range keeps' if inv.get('selectivity') else ''}. "
             f"{fill_words(inv)}{esc(wide_intervals(inv))}</p>"
             + table(rows, header, "invariance-table") + note
             + (f'<p class="note">Out-of-plane rotation: not measured ({esc(oop.get("reason", ""))}).</p>'

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from downpour.analysis.circle import went_round
-from downpour.analysis.invariance import RELATIVE, identity_index, range_width, whole_turn, width_units
+from downpour.analysis.invariance import RELATIVE, identity_index, kept_auc, range_width, whole_turn, width_units
 from downpour.analysis.report_parts import esc
 
 _UNITS = {"scale": "× {:g} … × {:g}", "translation_x": "{:g} … {:g} pixels", "translation_y": "{:g} … {:g} pixels",
@@ -185,7 +185,7 @@ def selectivity_rows(inv: dict[str, Any]) -> list[str]:
         if r is None:
             out.append(f"none: AUC {auc:.3f} untransformed, no lead over chance to keep")
             continue
-        text = _range_text(name, r) + f" (AUC ≥ {0.5 + sel['keep'] * (auc - 0.5):.3f})"
+        text = _range_text(name, r) + f" (AUC ≥ {kept_auc(auc, sel['keep']):.3f})"
         out.append(text + _end_words(name, r, sel["censored"].get(name), swept.get(name, {}).get("values") or r))
     return out
 
