@@ -8,7 +8,8 @@ import numpy as np
 
 from downpour.analysis import baselines
 from downpour.analysis.face_verdict import GRADIENT, LEARNED, NO_FACES, PIXEL, PROBE, TWIN
-from downpour.analysis.report_guide import DOCS, FACE_TEST, READING, contents, in_short, methods_glossary
+from downpour.analysis.report_guide import (DOCS, FACE_TEST, READING, contents, in_short, methods_glossary,
+                                            two_learned_units)
 from test_docs_links import ROOT, _anchors
 
 # the best-neuron table's own labels (selectivity.py), beside the face test's (face_verdict.py, baselines.py)
@@ -55,3 +56,16 @@ def test_the_contents_link_every_section_and_name_doc_headings_that_exist():
     assert READING[1] in anchors and FACE_TEST[1] in anchors
     text = (ROOT / DOCS).read_text()
     assert f"## {READING[0]}\n" in text and f"## {FACE_TEST[0]}\n" in text
+
+
+def test_two_different_learned_units_are_said_to_be_chosen_on_different_images():
+    """The main job's best-neuron table named unit 482 and the face test and pictures unit 452, with no word why."""
+    fn = {"rows": [{"method": "learned unit", "unit": 482}], "split": {"selection": 30},
+          "pictured": {"unit": 452, "chosen_by": "the face test (its learned unit)"},
+          "controls_setup": {"selection": "the 140 images of lfw's training part (70 faces), once"}}
+    note = two_learned_units({"face_neuron": fn})
+    assert "learned unit (482) is not the face test's below (452" in note
+    assert "selection split of 30 images, the face test on the 140 images of lfw&#x27;s training part (70 faces):" in note
+    same = {**fn, "pictured": {**fn["pictured"], "unit": 482}}
+    by_table = {**fn, "pictured": {"unit": 452, "chosen_by": "the best single neuron of the first split"}}
+    assert two_learned_units({"face_neuron": same}) == two_learned_units({"face_neuron": by_table}) == ""

@@ -21,7 +21,7 @@ from downpour.analysis.report_notes import pictured_names, several_optima, top_w
 from downpour.analysis.report_notes import untied_note
 from downpour.analysis.crossfit import crossfit_record
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
-from downpour.analysis.report_guide import contents, in_short, methods_glossary
+from downpour.analysis.report_guide import contents, in_short, methods_glossary, two_learned_units
 from downpour.analysis.report_parts import auc, esc, image, num, page, pct, table
 from downpour.analysis.report_training import (config_section, run_json, shows_no_image, training_section,
                                                write_page, write_training_report)
@@ -342,7 +342,7 @@ def _sections(run: RunDir, a: dict[str, Any]) -> str:
 
 <h2 id="face-neuron">The best single neuron</h2>
 {_face_neuron(a)}
-{methods_glossary(a)}
+{two_learned_units(a)}{methods_glossary(a)}
 
 <h2 id="face-test">{esc(_controls_heading(a))}</h2>
 {_controls(a, faces_seen(run))}

@@ -28,8 +28,8 @@ METHODS = {
     "random weights, same architecture": "the random twin: this network with fresh random weights (the registry's "
                                          "initialisation, seed + 1), never trained, its best unit chosen the same way; "
                                          "what the architecture gives without learning",
-    "the no-faces network": "the same recipe and seed trained with no face at all (data.train_faces = 0, the run's "
-                            "no-faces/ folder); what the training faces add",
+    "the no-faces network": "the same recipe and seed trained with no face at all (data.train_faces = 0: the main "
+                            "job's no-faces/ folder, or analysis.no_faces_run); what the training faces add",
     "best single pixel": "one raw grey pixel, chosen the same way",
     "best of": "random weighted sums of the raw pixels, the best one chosen the same way: what one untrained linear "
                "feature gets",
@@ -83,3 +83,19 @@ def contents(body: str) -> str:
     links = " · ".join(f'<a href="#{i}">{title}</a>' for i, title in re.findall(r'<h2 id="([^"]+)">(.*?)</h2>', body))
     return (f'<nav><p class="note">Sections: {links}. What each number means, one line each: <code>{DOCS}</code>, '
             f"&ldquo;{READING[0]}&rdquo;, in the downpour source.</p></nav>")
+
+
+def two_learned_units(a: dict[str, Any]) -> str:
+    """A note where the best-neuron table's learned unit is not the unit the face test chose and the pictures show (the
+    main job: 482 in the table, 452 below it, unexplained until 2026-12-06): each is chosen on its own images."""
+    fn = a.get("face_neuron") or {}
+    table = next((r for r in fn.get("rows", []) if r.get("method") == "learned unit"), {}).get("unit")
+    pictured = fn.get("pictured") or {}
+    if table is None or pictured.get("unit") in (None, table) or not pictured.get("chosen_by", "").startswith("the face"):
+        return ""
+    split = fn.get("split") or {}
+    chosen_on = str((fn.get("controls_setup") or {}).get("selection", "other images")).removesuffix(", once")
+    return (f'<p class="note">This table\'s learned unit ({esc(table)}) is not the face test\'s below ('
+            f"{esc(pictured['unit'])}, the unit the later pictures show): this table chooses on its selection split "
+            f"of {esc(split.get('selection', '?'))} images, the face test on {esc(chosen_on)}: on other images "
+            "another of the layer's units can come out on top.</p>")
