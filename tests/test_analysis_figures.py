@@ -404,3 +404,11 @@ def test_the_invariance_panels_draw_the_levels_the_reports_ranges_are_read_at(tm
     assert [levels(ax) for ax in bottom] == [set(), {0.65}, {0.7}]
     figures.invariance_plot(_invariance_result(), tmp_path / "old.png")      # an analysis without them: none drawn
     assert all(levels(ax) == set() for ax in saved[1].axes)
+
+
+def test_a_loss_panel_on_a_log_axis_says_so_in_its_title(tmp_path, saved):
+    """cat-demo's stage-2 reconstruction fell from 300 to 10 on a log axis that nothing named (until 2026-12-06): read
+    as linear, a 30-fold drop looks like a third."""
+    figures.loss_curves([{"step": s, "loss": 300.0 / s, "contrastive_divergence": 1.0 - s / 10} for s in range(1, 20)],
+                        tmp_path / "loss.png")
+    assert [ax.get_title() for ax in saved[0].axes[:2]] == ["loss (log axis)", "contrastive_divergence"]
