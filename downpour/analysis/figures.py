@@ -175,7 +175,7 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
                 ax.yaxis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
                 ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
         ax.xaxis.set_major_formatter(_step_labels(max(steps, default=0)))
-        ax.set_title(name + (" (log axis)" if ax.get_yscale() == "log" else ""), fontsize=9)   # (unsaid until 2026-12-06)
+        ax.set_title(name + (" (log axis)" if ax.get_yscale() == "log" else ""), fontsize=9)  # (said since 2026-12-06)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
     stages = stage_losses(metrics)              # a greedy run's loss jumps to another sum: said where (until 2026-12-06
