@@ -39,7 +39,7 @@ def test_a_method_without_a_line_is_left_out_not_guessed():
 
 
 def test_the_findings_come_first_with_links_to_their_sections():
-    a = {"filters": {"edge_fraction": 0.531},
+    a = {"filters": {"edge_fraction": 0.531, "count": 32},
          "face_neuron": {"controls_verdict": {"sentences": ["On 1 of 4 controls <it> meets the criterion.", "more"]}}}
     html = in_short(a, "Controls for cats & dogs")
     assert '<a href="#filters">First-layer filters</a>: 53% edge-like.' in html
@@ -69,3 +69,26 @@ def test_two_different_learned_units_are_said_to_be_chosen_on_different_images()
     same = {**fn, "pictured": {**fn["pictured"], "unit": 482}}
     by_table = {**fn, "pictured": {"unit": 452, "chosen_by": "the best single neuron of the first split"}}
     assert two_learned_units({"face_neuron": same}) == two_learned_units({"face_neuron": by_table}) == ""
+
+
+def test_the_edge_share_first_on_the_page_carries_the_filter_sections_warnings():
+    """rbm-digits after 30 steps: "100% edge-like" opened the page, while the filters section said they were copies
+    of one filter, all of one orientation (until 2026-12-06 the opening line had no such clause)."""
+    rbm = {"count": 100, "edge_fraction": 1.0, "edge_distinct_fraction": 0.01, "edge_mean_abs_cosine": 0.92,
+           "edge_orientation_agreement": 1.0}
+    said = in_short({"filters": rbm}, "x")
+    assert "100% edge-like (but most of them copies of a few and all of one orientation: not a bank of edge" in said
+    bank = {**rbm, "edge_fraction": 0.53, "edge_distinct_fraction": 1.0, "edge_orientation_agreement": 0.1}
+    assert ": 53% edge-like.</li>" in in_short({"filters": bank}, "x")
+
+
+def test_analyzes_headline_says_the_same_caveat(tmp_path):
+    import json
+
+    from downpour.cli_analyze import headline
+
+    rbm = {"count": 100, "edge_fraction": 1.0, "edge_distinct_fraction": 0.01, "edge_mean_abs_cosine": 0.92,
+           "edge_orientation_agreement": 1.0}
+    (tmp_path / "analysis.json").write_text(json.dumps({"filters": rbm}))
+    assert headline(tmp_path) == ("downpour: first-layer filters edge-like: 100% (but most of them copies of a few and all "
+                                  "of one orientation: not a bank of edge detectors) (analysis.json filters.edge_fraction)\n")
