@@ -92,3 +92,11 @@ def test_analyzes_headline_says_the_same_caveat(tmp_path):
     (tmp_path / "analysis.json").write_text(json.dumps({"filters": rbm}))
     assert headline(tmp_path) == ("downpour: first-layer filters edge-like: 100% (but most of them copies of a few and all "
                                   "of one orientation: not a bank of edge detectors) (analysis.json filters.edge_fraction)\n")
+
+
+def test_a_tables_id_holds_no_whitespace():
+    """A probe on a folder with a space in its name made id="probe-table-/data/my cats" (until 2026-12-06)."""
+    from downpour.analysis.report_parts import table
+
+    assert table([[1]], ["a"], "probe-table-/data/my cats & dogs").startswith(
+        '<table id="probe-table-/data/my-cats-&amp;-dogs">')
