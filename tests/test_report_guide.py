@@ -8,7 +8,7 @@ import numpy as np
 
 from downpour.analysis import baselines
 from downpour.analysis.face_verdict import GRADIENT, LEARNED, NO_FACES, PIXEL, PROBE, TWIN
-from downpour.analysis.report_guide import (DOCS, FACE_TEST, READING, contents, in_short, methods_glossary,
+from downpour.analysis.report_guide import (CONCEPT, DOCS, FACE_TEST, READING, contents, in_short, methods_glossary,
                                             two_learned_units)
 from test_docs_links import ROOT, _anchors
 
@@ -53,9 +53,9 @@ def test_the_contents_link_every_section_and_name_doc_headings_that_exist():
     nav = contents(body)
     assert re.findall(r'href="#([^"]+)"', nav) == ["training", "face-test"]
     anchors = _anchors(ROOT / DOCS)
-    assert READING[1] in anchors and FACE_TEST[1] in anchors
+    assert READING[1] in anchors and FACE_TEST[1] in anchors and CONCEPT[1] in anchors
     text = (ROOT / DOCS).read_text()
-    assert f"## {READING[0]}\n" in text and f"## {FACE_TEST[0]}\n" in text
+    assert all(f"## {heading}\n" in text for heading, _ in (READING, FACE_TEST, CONCEPT))
 
 
 def test_two_different_learned_units_are_said_to_be_chosen_on_different_images():

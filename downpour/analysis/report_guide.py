@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from downpour.analysis.report_controls import tested_concept
 from downpour.analysis.report_notes import distinct, one_orientation
 from downpour.analysis.report_parts import esc
 
@@ -17,6 +18,8 @@ DOCS = "docs/analysis.md"
 READING = ("Reading the report", "reading-the-report")        # (heading, its anchor on GitHub)
 FACE_TEST = ("The face test: low-level-matched negatives, one choice, intervals",
              "the-face-test-low-level-matched-negatives-one-choice-intervals")
+CONCEPT = ("Your concept against low-level-matched controls (since 2026-12-04)",      # (a folder's: no face named)
+           "your-concept-against-low-level-matched-controls-since-2026-12-04")
 
 # One line per method the best-neuron and face-test tables name (face_verdict's and selectivity's labels); "best of N
 # random linear filters" is matched by its start, its N being analysis.random_filters.
@@ -34,7 +37,7 @@ METHODS = {
     "best single pixel": "one raw grey pixel, chosen the same way",
     "best of": "random weighted sums of the raw pixels, the best one chosen the same way: what one untrained linear "
                "feature gets",
-    "mean intensity": "the image's mean grey level (in lfw the faces are brighter than the non-faces)",
+    "mean intensity": "the image's mean grey level",
     "contrast (std)": "the standard deviation of the image's grey levels",
     "gradient energy": "the mean squared difference between neighbouring pixels of the image scaled to zero mean and "
                        "unit std: how much fine texture it has",
@@ -61,9 +64,10 @@ def methods_glossary(a: dict[str, Any]) -> str:
     items = "".join(f"<dt>{esc(name)}</dt><dd>{meaning}</dd>" for name, meaning in lines.items() if meaning)
     if not items:
         return ""
+    heading = CONCEPT[0] if tested_concept(a) else FACE_TEST[0]
     return ('<details id="methods" open><summary>What each method in these tables is</summary>'
-            "<p>Every method but the two networks sees the raw grey pixels, the same for every run, not the run's "
-            f"prepared input. Their full definitions: <code>{DOCS}</code>, &ldquo;{esc(FACE_TEST[0])}&rdquo;, in the "
+            "<p>Every method but the networks sees the raw grey pixels, the same for every run, not the run's "
+            f"prepared input. Their full definitions: <code>{DOCS}</code>, &ldquo;{esc(heading)}&rdquo;, in the "
             f"downpour source.</p><dl>{items}</dl></details>")
 
 
