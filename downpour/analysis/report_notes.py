@@ -113,8 +113,7 @@ def distinct(f: dict[str, Any]) -> str:
     edgy = round(f["edge_fraction"] * f["count"])
     text = (f"<p>Of the edge-like filters, {pct(share)} are distinct: no two with |cosine| of 0.9 or more (mean "
             f"|cosine| between them {f['edge_mean_abs_cosine']:.2f}).</p>") if edgy > 1 else ""
-    if edgy > 1 and share < 0.5:
-        n = max(1, round(share * edgy))
+    if (n := copies(f)) is not None:
         kind = f.get("first_layer", "learned")
         if kind == "gabor":
             text += (f'<p class="note">The copies are by construction: model.first_layer = "gabor" '
@@ -124,10 +123,23 @@ def distinct(f: dict[str, Any]) -> str:
             text += (f'<p class="note">Many are still copies: model.first_layer = "gabor-init" starts every one of the '
                      f"layer's filter banks from the same Gabor bank, and training has not moved them apart "
                      f"({plural(n, 'distinct filter')}).</p>")
-        elif kind not in _NOT_LEARNED:   # (frozen random filters, a different one at every position: never trained)
+        elif collapsed(f):   # (not frozen random filters, a different one at every position: never trained)
             text += (f'<p class="note">Most edge-like filters here are copies of a few: the layer has collapsed onto '
                      f"{plural(n, 'distinct filter')}, which the edge-like share alone does not show.</p>")
     return text
+
+
+def copies(f: dict[str, Any]) -> int | None:
+    """How many distinct filters the edge-like ones come down to where fewer than half of them are distinct
+    (``edge_distinct_fraction`` < 0.5, more than one edge-like filter), else None."""
+    share = f.get("edge_distinct_fraction")
+    edgy = round((f.get("edge_fraction") or 0) * f.get("count", 0))
+    return max(1, round(share * edgy)) if share is not None and edgy > 1 and share < 0.5 else None
+
+
+def collapsed(f: dict[str, Any]) -> bool:
+    """The copies are a learned layer's collapse (not a designed bank's repeats, nor a Gabor start's leftovers)."""
+    return copies(f) is not None and f.get("first_layer", "learned") not in ("gabor", "gabor-init", *_NOT_LEARNED)
 
 
 def one_orientation(f: dict[str, Any]) -> str:
