@@ -8,8 +8,8 @@ import numpy as np
 
 from downpour.analysis import baselines
 from downpour.analysis.face_verdict import GRADIENT, LEARNED, NO_FACES, PIXEL, PROBE, TWIN
-from downpour.analysis.report_guide import (CONCEPT, DOCS, FACE_TEST, READING, contents, in_short, methods_glossary,
-                                            two_learned_units)
+from downpour.analysis.report_guide import (CONCEPT, DOCS, FACE_TEST, READING, contents, edge_caveat, in_short,
+                                            methods_glossary, two_learned_units)
 from test_docs_links import ROOT, _anchors
 
 # the best-neuron table's own labels (selectivity.py), beside the face test's (face_verdict.py, baselines.py)
@@ -100,3 +100,41 @@ def test_a_tables_id_holds_no_whitespace():
 
     assert table([[1]], ["a"], "probe-table-/data/my cats & dogs").startswith(
         '<table id="probe-table-/data/my-cats-&amp;-dogs">')
+
+
+def _verdict(passes: list[bool]) -> dict:
+    per = [{"negatives": f"set{i}", "level": "low-level matched", "passes": p} for i, p in enumerate(passes)]
+    return {"per_negatives": [{"negatives": "lfw non-faces", "level": "natural", "passes": True}, *per],
+            "passes_low_level": bool(per) and all(passes), "sentences": ["On 1 of 4 low-level-matched controls ..."]}
+
+
+def test_the_opening_says_plainly_whether_the_face_test_passed():
+    """The main job's unit meets the criterion on 1 of 4 controls, and the opening read "On 1 of 4 low-level-matched
+    controls the learned unit meets the criterion (upside-down faces), which compares point AUCs; ..." with no word
+    that this is a fail (until 2026-12-06)."""
+    failed = in_short({"face_neuron": {"controls_verdict": _verdict([False, True, False, False])}}, "The face test")
+    assert ('The face test</a>: Not passed (passing needs the criterion met on every low-level-matched control). '
+            "On 1 of 4 low-level-matched controls ...</li>") in failed
+    passed = in_short({"face_neuron": {"controls_verdict": _verdict([True] * 4)}}, "The face test")
+    assert "</a>: Passed (the criterion is met on every low-level-matched control). On 1" in passed
+    unrun = {"sentences": ["No controls: the face test needs analysis.dataset = lfw"], "passes_low_level": None}
+    assert "</a>: No controls:" in in_short({"face_neuron": {"controls_verdict": unrun}}, "The face test")
+
+
+def test_analyzes_headline_says_whether_the_face_test_passed(tmp_path):
+    import json
+
+    from downpour.cli_analyze import headline
+
+    (tmp_path / "analysis.json").write_text(json.dumps({"face_neuron": {"controls_verdict": _verdict([False, True])}}))
+    assert headline(tmp_path) == ("downpour: face test: Not passed (passing needs the criterion met on every "
+                                  "low-level-matched control). On 1 of 4 low-level-matched controls ...\n")
+
+
+def test_a_designed_banks_copies_are_not_called_a_collapse_in_the_opening():
+    """The copies caveat reads the same measured rule as the filters section's collapse note (fewer than half the
+    edge-like filters distinct, in a learned layer): a frozen Gabor bank repeated at every position is no collapse."""
+    copied = {"count": 100, "edge_fraction": 1.0, "edge_distinct_fraction": 0.3, "edge_mean_abs_cosine": 0.5,
+              "edge_orientation_agreement": 0.1}
+    assert edge_caveat(copied) == " (but most of them copies of a few: not a bank of edge detectors)"
+    assert edge_caveat({**copied, "first_layer": "gabor"}) == edge_caveat({**copied, "edge_distinct_fraction": 0.5}) == ""

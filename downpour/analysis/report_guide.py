@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from downpour.analysis.face_verdict import LOW_LEVEL
 from downpour.analysis.report_controls import tested_concept
-from downpour.analysis.report_notes import distinct, one_orientation
+from downpour.analysis.report_notes import collapsed, one_orientation
 from downpour.analysis.report_parts import esc
 
 DOCS = "docs/analysis.md"
@@ -29,8 +30,9 @@ METHODS = {
     "learned unit, paper style": "the same unit scored as the 2012 paper scored it: unit and threshold chosen by "
                                  "accuracy on the very images it is scored on, so higher than a held-out score",
     "chance (majority class)": "always answers the selection images' more common class",
-    "random weights, same architecture": "the random twin: this network with fresh random weights (the registry's "
-                                         "initialisation, seed + 1), never trained, its best unit chosen the same way; "
+    "random weights, same architecture": "the random twin: this network as the registry builds it with the torch "
+                                         "seed set to the config's seed + 1 (its own seed would give the weights it "
+                                         "started training from), never trained, its best unit chosen the same way; "
                                          "what the architecture gives without learning",
     "the no-faces network": "the same recipe and seed trained with no face at all (data.train_faces = 0: the main "
                             "job's no-faces/ folder, or analysis.no_faces_run); what the training faces add",
@@ -75,19 +77,31 @@ def in_short(a: dict[str, Any], face_test: str) -> str:
     """The findings `downpour analyze` prints, first on the page: the edge-like share and the face test's summary
     sentence, each with a link to its section (``face_test``: that section's title)."""
     edges = (a.get("filters") or {}).get("edge_fraction")
-    sentences = ((a.get("face_neuron") or {}).get("controls_verdict") or {}).get("sentences") or []
+    verdict = (a.get("face_neuron") or {}).get("controls_verdict") or {}
+    sentences = verdict.get("sentences") or []
     items = ([f'<li><a href="#filters">First-layer filters</a>: {100 * edges:.0f}% edge-like'
               f'{edge_caveat(a["filters"])}.</li>'] if isinstance(edges, (int, float)) else [])
     if sentences:
-        items.append(f'<li><a href="#face-test">{esc(face_test)}</a>: {esc(sentences[0])}</li>')
+        items.append(f'<li><a href="#face-test">{esc(face_test)}</a>: {esc(passed_words(verdict) + sentences[0])}</li>')
     return f"<p>In short:</p><ul>{''.join(items)}</ul>" if items else ""
+
+
+def passed_words(verdict: dict[str, Any]) -> str:
+    """The test's outcome before its summary sentence (the report's and `downpour analyze`'s), from ``passes_low_level`` (the criterion met on every
+    low-level-matched control): the main job's "On 1 of 4 ... meets the criterion (upside-down faces), which ..."
+    opened the page without saying that one of four is a fail (until 2026-12-06). Nothing where it was not run."""
+    low = [p for p in verdict.get("per_negatives") or [] if p.get("level") == LOW_LEVEL]
+    if not low:
+        return ""
+    return ("Passed (the criterion is met on every low-level-matched control). " if verdict.get("passes_low_level")
+            else "Not passed (passing needs the criterion met on every low-level-matched control). ")
 
 
 def edge_caveat(f: dict[str, Any]) -> str:
     """What the filters section says against its edge-like share, in a clause: rbm-digits after 30 steps read "100%
     edge-like" first on the page (and in `downpour analyze`'s headline) while its section said they were one filter
     copied, of one orientation."""
-    said = [words for words, note in (("most of them copies of a few", "collapsed onto" in distinct(f)),
+    said = [words for words, note in (("most of them copies of a few", collapsed(f)),
                                       ("all of one orientation", bool(one_orientation(f)))) if note]
     return f" (but {' and '.join(said)}: not a bank of edge detectors)" if said else ""
 
