@@ -29,7 +29,9 @@ def test_a_teacher_student_run_ends_with_a_report_of_its_training_and_says_why_n
     assert ("This run's input is not an image: each sample is 1x1x8 (data.source = gaussian)" in html
             and "no first-layer filter picture" in html)
     assert 'id="filters"' not in html and 'id="face-neuron"' not in html and 'id="probes"' not in html   # no empty panels
-    assert "How the run trained, seed 0: <code>downpour train --config " in html
+    # the command from the folder holding the run, relative: an absolute path broke once the run was moved (2026-12-06)
+    assert ("How the run trained, seed 0: from the folder that holds <code>run/</code>,\n<code>downpour train --config "
+            "run/config.toml --out NEW_FOLDER</code>") in html and str(reported) not in html
     assert sorted(p.name for p in (reported / "figures").iterdir()) == ["loss.png", "staleness.png"]
     assert not (reported / "analysis.json").exists()      # nothing measured: nothing for a study to misread
 
