@@ -11,6 +11,7 @@ import pytest
 
 import downpour.analysis.run as analysis_run
 from downpour.analysis.partial import NAME
+from downpour.analysis.report_guide import edge_caveat, passed_words
 from downpour.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # (its trainings and analyses run in this process)
@@ -32,6 +33,12 @@ def trained(tmp_path_factory):
     (run / "analysis.json").unlink()
     shutil.rmtree(run / "figures")
     return run, whole
+
+
+def _summary(whole: dict) -> str:
+    """The face test's line as the headline says it: passed or not, then the summary sentence."""
+    verdict = whole["face_neuron"]["controls_verdict"]
+    return passed_words(verdict) + verdict["sentences"][0]
 
 
 def _stop_in(monkeypatch, name):
@@ -71,7 +78,7 @@ def test_downpour_report_that_analyses_first_says_the_headline_then_the_reports_
         return Path(path) / "report.html"
     monkeypatch.setattr(report, "write_report", analysed_and_written)
     assert main(["report", str(copy)]) == 0
-    summary = whole["face_neuron"]["controls_verdict"]["sentences"][0]
+    summary = _summary(whole)
     out = capsys.readouterr().out
     assert out.endswith(f"downpour: face test: {summary}\ndownpour: report written to {copy / 'report.html'}\n")
     assert main(["report", str(copy)]) == 0                  # a report of an analysis already there: no headline
@@ -407,8 +414,9 @@ def test_an_analysis_ends_by_saying_its_edge_share_and_face_test_summary(trained
     assert main(["analyze", str(copy), *FAST]) == 0
     out = capsys.readouterr().out
     edges = whole["filters"]["edge_fraction"]
-    assert f"downpour: first-layer filters edge-like: {edges:.0%} (analysis.json filters.edge_fraction)\n" in out
-    summary = whole["face_neuron"]["controls_verdict"]["sentences"][0]
+    assert (f"downpour: first-layer filters edge-like: {edges:.0%}{edge_caveat(whole['filters'])} (analysis.json "
+            "filters.edge_fraction)\n") in out
+    summary = _summary(whole)
     assert f"downpour: face test: {summary}\n" in out
 
 
