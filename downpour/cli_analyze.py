@@ -55,9 +55,9 @@ def headline(path: Path) -> str:
     sentences = verdict.get("sentences") or []
     concept = tested_concept(found) if sentences else None
     caveat = edge_caveat(found["filters"]) if edges is not None else ""
+    test = f"controls for {concept}" if concept else "face test"
     said = ([f"first-layer filters edge-like: {edges:.0%}{caveat} (analysis.json filters.edge_fraction)"] if edges is not None
-            else []) + ([f"{f'controls for {concept}' if concept else 'face test'}: {passed_words(verdict)}{sentences[0]}"]
-                        if sentences else [])
+            else []) + ([f"{test}: {passed_words(verdict)}{sentences[0]}"] if sentences else [])
     return "".join(f"downpour: {line}\n" for line in said)
 
 

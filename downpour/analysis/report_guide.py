@@ -87,9 +87,10 @@ def in_short(a: dict[str, Any], face_test: str) -> str:
 
 
 def passed_words(verdict: dict[str, Any]) -> str:
-    """The test's outcome before its summary sentence (the report's and `downpour analyze`'s), from ``passes_low_level`` (the criterion met on every
-    low-level-matched control): the main job's "On 1 of 4 ... meets the criterion (upside-down faces), which ..."
-    opened the page without saying that one of four is a fail (until 2026-12-06). Nothing where it was not run."""
+    """The test's outcome before its summary sentence (the report's and `downpour analyze`'s), from
+    ``passes_low_level`` (the criterion met on every low-level-matched control): the main job's "On 1 of 4 ... meets
+    the criterion (upside-down faces), which ..." opened the page without saying that one of four is a fail (until
+    2026-12-06). Nothing where it was not run."""
     low = [p for p in verdict.get("per_negatives") or [] if p.get("level") == LOW_LEVEL]
     if not low:
         return ""
@@ -119,7 +120,8 @@ def two_learned_units(a: dict[str, Any]) -> str:
     fn = a.get("face_neuron") or {}
     table = next((r for r in fn.get("rows", []) if r.get("method") == "learned unit"), {}).get("unit")
     pictured = fn.get("pictured") or {}
-    if table is None or pictured.get("unit") in (None, table) or not pictured.get("chosen_by", "").startswith("the face"):
+    by_face_test = str(pictured.get("chosen_by", "")).startswith("the face")
+    if table is None or pictured.get("unit") in (None, table) or not by_face_test:
         return ""
     split = fn.get("split") or {}
     chosen_on = str((fn.get("controls_setup") or {}).get("selection", "other images")).removesuffix(", once")
