@@ -219,11 +219,13 @@ def hidden(path: Path, root: Path) -> bool:
 
 
 def image_files(path: str | Path, labels: bool = False, unlisted: list[dict[str, str]] | None = None,
-                aliases: list[dict[str, str]] | None = None) -> tuple[list[Path], int]:
+                aliases: list[dict[str, str]] | None = None,
+                others: list[Path] | None = None) -> tuple[list[Path], int]:
     """(the image files under ``path``, sorted by relative path; how many other files were ignored).
     Raises DataError for a missing, unlistable or empty folder, or (``labels``) images outside the class
     sub-folders. ``unlisted``: filled with the sub-folders that cannot be listed (:func:`walk_files`);
-    ``aliases``: with the names of files listed already (:func:`once_each`). Logs nothing: see :func:`say_left_out`."""
+    ``aliases``: with the names of files listed already (:func:`once_each`); ``others``: with the files left out
+    for their extension (not hidden ones). Logs nothing: see :func:`say_left_out`."""
     root = Path(path)
     if not str(path):
         raise DataError("data.path is empty: the folder source needs the folder to read")
@@ -240,6 +242,8 @@ def image_files(path: str | Path, labels: bool = False, unlisted: list[dict[str,
         raise DataError(f"image folder {str(root)!r} cannot be listed: {unlisted[0]['reason']}")
     files = sorted(p for p in every if not hidden(p, root))
     candidates = once_each([p for p in files if p.suffix.lower() in known], aliases, links)
+    if others is not None:
+        others.extend(p for p in files if p.suffix.lower() not in known)
     if not candidates:
         raise DataError(f"image folder {str(root)!r} holds no image files ({plural(len(files), 'other file')}); "
                         f"expected extensions like .png, .jpg")
@@ -279,10 +283,17 @@ def _real(p: Path, folders: dict[str, str], links: set[str] | None = None) -> st
     return os.path.join(folders[folder], p.name)
 
 
-def left_out(unlisted: list[dict[str, str]], aliases: list[dict[str, str]]) -> dict[str, Any]:
-    """What a listing records in a run's data.json (``info``) beside ``n_ignored``: the folders it could not list
-    and the names of files it read under another name; only those that happened."""
-    return {**({"unlisted": unlisted} if unlisted else {}), **({"aliases": aliases} if aliases else {})}
+def left_out(unlisted: list[dict[str, str]], aliases: list[dict[str, str]],
+             others: list[Path] | None = None) -> dict[str, Any]:
+    """What a listing records in a run's data.json (``info``) beside ``n_ignored``: the folders it could not list,
+    the names of files it read under another name, and how many files of each extension it left out as no image
+    (``ignored_extensions``, "" for none; ``ignored_first``: the first, sorted); only those that happened."""
+    kinds: dict[str, int] = {}
+    for p in others or []:
+        kinds[p.suffix.lower()] = kinds.get(p.suffix.lower(), 0) + 1
+    ignored = {"ignored_extensions": dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
+               "ignored_first": str(others[0])} if others else {}
+    return {**({"unlisted": unlisted} if unlisted else {}), **({"aliases": aliases} if aliases else {}), **ignored}
 
 
 def say_left_out(root: str | Path, info: dict[str, Any]) -> None:
@@ -297,6 +308,13 @@ def say_left_out(root: str | Path, info: dict[str, Any]) -> None:
         log.warning("folder %s: %s %s a file listed already (e.g. %s is %s); each file is read once", root,
                     plural(len(aliases), "file"), "names" if len(aliases) == 1 else "name", aliases[0]["file"],
                     aliases[0]["is"])
+    kinds = info.get("ignored_extensions", {})
+    if kinds:   # (until 2026-12-06 only data.json's n_ignored counted them: a folder's .heic photos left out unsaid)
+        n = sum(kinds.values())
+        each = ", ".join(f"{k} {ext or 'with no extension'}" for ext, k in kinds.items())
+        log.info("folder %s: %s not read, %s no image Pillow decodes here (%s; e.g. %s); data.json counts them "
+                 "(n_ignored, ignored_extensions)", root, plural(n, "file"), "its extension names" if n == 1 else
+                 "their extensions name", each, info["ignored_first"])
 
 
 def class_labels(root: str | Path, files: list[Path]) -> tuple[list[str], list[int]]:
@@ -315,8 +333,9 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False, shrin
     root = Path(path)
     unlisted: list[dict[str, str]] = []
     aliases: list[dict[str, str]] = []
-    candidates, n_ignored = image_files(path, labels, unlisted, aliases)
-    info = {"path": str(root), "n_ignored": n_ignored, **left_out(unlisted, aliases)}   # hidden, non-image, aliases
+    others: list[Path] = []
+    candidates, n_ignored = image_files(path, labels, unlisted, aliases, others)
+    info = {"path": str(root), "n_ignored": n_ignored, **left_out(unlisted, aliases, others)}   # hidden, non-image, aliases
     say_left_out(root, info)
     classes, class_of = class_labels(root, candidates) if labels else ([], [0] * len(candidates))
     images, names, y, skipped, scales = [], [], [], [], []

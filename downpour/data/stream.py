@@ -67,8 +67,9 @@ def list_items(cfg: DataConfig) -> Listing:
     if cfg.source == "folder":
         unlisted: list[dict[str, str]] = []
         aliases: list[dict[str, str]] = []
-        files, ignored = image_files(cfg.path, cfg.labels, unlisted, aliases)
-        info: dict[str, Any] = {"n_ignored": ignored, **left_out(unlisted, aliases)}
+        others: list[Path] = []
+        files, ignored = image_files(cfg.path, cfg.labels, unlisted, aliases, others)
+        info: dict[str, Any] = {"n_ignored": ignored, **left_out(unlisted, aliases, others)}
         labels = None
         if cfg.labels:     # numbered as the in-memory path numbers them: every class folder, read or not
             classes, class_of = class_labels(cfg.path, files)

@@ -20,6 +20,7 @@ from downpour.config import ConfigError, RunConfig
 from downpour.data.opened import Opened
 from downpour.data.pipeline import (check_resumed_on, cut_patches, keep_cut, record_data, record_stopped, report_at,
                                     run_data_info)
+from downpour.data.summary import summary_data
 from downpour.errors import Diverged, DownpourError, RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
@@ -333,8 +334,7 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     stopped = {"stopped": {"step": coord.done, "steps": coord.total, "by": "every worker was lost"}} \
         if coord.done < coord.total and not coord.live else {}     # (the error below says so; the file too)
     if record_data(run.write_json, cfg.data, {**data_info, **stopped}):   # files: each worker's reads (streamed), the skipped ones
-        info["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped", "workers_unreported")
-                        if k in data_info}
+        info["data"] = summary_data(data_info)
     report = _save_model(setup, run, states, coord, coord.done, data_info, info.pop("model_buffers", {}),
                          recorder.first)
     for e in _final_losses(coord) if coord.live else ():     # (with none left, the error below names every loss)

@@ -16,6 +16,7 @@ from downpour.config import RunConfig
 from downpour.data.opened import Opened, open_data_once
 from downpour.data.pipeline import (batch_position, check_resumed_on, close_stream, data_report, keep_cut, loader_died,
                                     record_data, record_stopped, report_at, run_data_info)
+from downpour.data.summary import summary_data
 from downpour.errors import Diverged
 from downpour.models.registry import build
 from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
@@ -185,7 +186,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened 
     # final_loss is the last logged row's: the mean over its log_every steps, as the cluster runner reports
     summary = _summary(run, total, start, skipped, elapsed, last_row["loss"] if last_row else run.last_loss())
     if recorded:    # files read: their sums, the files skipped among them, as the cluster runners print them
-        summary["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped") if k in data_info}
+        summary["data"] = summary_data(data_info)
     return summary
 
 
