@@ -36,9 +36,11 @@ def _face_neuron(a: dict[str, Any]) -> str:
     for row in fn["rows"]:      # (an analysis.json from before 2026-12-04 has no test AUC: "–")
         s = summary.get(row["method"])
         chosen = f"{auc(row['selection_auc'])} / " if "selection_auc" in row else ""   # (none before 2026-12-04)
-        rows.append([row["method"], f"{row.get('unit', '–')}{chosen_among(row)}", chosen + pct(row.get("selection_accuracy")),
+        rows.append([row["method"], f"{row.get('unit', '–')}{chosen_among(row)}",
+                     chosen + pct(row.get("selection_accuracy")),
                      pct(row["test_accuracy"]) + _ends(row.get("test_accuracy_ci"), pct),
-                     f"{pct(s['mean'])} ± {pct(s['std'])}" if s else "–", auc(row.get("test_auc")) + _ends(row.get("test_auc_ci"), auc),
+                     f"{pct(s['mean'])} ± {pct(s['std'])}" if s else "–",
+                     auc(row.get("test_auc")) + _ends(row.get("test_auc_ci"), auc),
                      f"{auc(s['auc_mean'])} ± {auc(s['auc_std'])}" if s and "auc_mean" in s else "–"])
         classes.append("learned" if row["method"] == "learned unit" else "")
     paper = fn["paper_style"]
@@ -64,8 +66,8 @@ def _face_neuron(a: dict[str, Any]) -> str:
             + data_note(a.get("labelled_set"), f"The labelled set {fn['dataset']}", "analysis.json's labelled_set"))
 
 
-SPLIT_WORDS = ("In brackets, the 95% interval over this split's test images, the row's unit, threshold or probe held as "
-               "chosen: Wilson's for the accuracy, a bootstrap resampling each class within itself for the AUC "
+SPLIT_WORDS = ("In brackets, the 95% interval over this split's test images, the row's unit, threshold or probe held "
+               "as chosen: Wilson's for the accuracy, a bootstrap resampling each class within itself for the AUC "
                "(since 2026-12-06). They leave out the choice itself: another selection split can pick another unit "
                "(the columns over splits show how far that moves the figures). ")
 
@@ -147,13 +149,14 @@ def _probes(a: dict[str, Any]) -> str:
     parts = []
     for p in a["probes"]:
         pooled = all("ci" in r for r in p["rows"])      # (an analysis.json before 2026-12-06 has the folds' alone)
-        rows = [[r["features"], r["dims"], *([f"{pct(r['accuracy'])} [{pct(r['ci'][0])}, {pct(r['ci'][1])}]"] if pooled else []),
+        rows = [[r["features"], r["dims"], *([pct(r["accuracy"]) + _ends(r["ci"], pct)] if pooled else []),
                  f"{pct(r['mean'])} ± {pct(r['std'])}"] for r in p["rows"]]
+        header = ["features", "dimensions", *(["accuracy [95% interval over images]"] if pooled else []),
+                  "accuracy over folds (mean ± std)"]
         parts.append(f"<h3>{esc(p['dataset'])}: {p['samples']} images, {p['classes']} classes, "
                      f"{p['folds']}-fold CV (majority class {pct(p['majority_class_rate'])})</h3>"
                      + (PROBE_WORDS.format(n=p["samples"]) if pooled else "")
-                     + table(rows, ["features", "dimensions", *(["accuracy [95% interval over images]"] if pooled else []),
-                                    "accuracy over folds (mean ± std)"], f"probe-table-{p['dataset']}")
+                     + table(rows, header, f"probe-table-{p['dataset']}")
                      + (f'<p class="note">{TRAINED_ON[p["trained_on"]]}</p>' if p.get("trained_on") in TRAINED_ON else ""))
     return "".join(parts) or '<p class="note">No probes were run: analysis.probes is empty.</p>'
 
@@ -218,7 +221,8 @@ def _filter_sentences(f: dict[str, Any], shape: str, samples: Any) -> str:
     if f["edge_fraction"] is None:
         return f"<p>{f['count']} filters of shape {shape} (too thin for an orientation measure).</p>"
     c = f.get("criteria", {})
-    text = (f"<p>{f['count']} filters of shape {shape}: <b>{pct(f['edge_fraction'])} are edge-like</b>{edge_interval(f)} "
+    text = (f"<p>{f['count']} filters of shape {shape}: <b>{pct(f['edge_fraction'])} are edge-like</b>"
+            f"{edge_interval(f)} "
             f"(Gaussian noise filters of the same shape: {pct(f['edge_fraction_noise'])}). Edge-like means: energy "
             f"spread over at least {c.get('spread_min_pixels', '?')} pixels, at least {pct(c.get('concentration_min'))} of "
             f"the spectral power near one peak (one orientation and frequency band), that peak below "
