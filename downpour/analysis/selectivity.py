@@ -179,8 +179,8 @@ def face_neuron_tables(model: FeatureModel, data: LabelledSet, seeds: list[int],
     paper = {"method": "learned unit, paper style (unit and threshold chosen by accuracy on the same images it is scored on)",
              "layer": layer, **best_unit(scores["learned"], y, everything, everything, by="accuracy")}
     hint = other_layers(model, layer)
-    return [_table(scores, pixels, y, data, positive, test_fraction, seed, layer, how, paper, hint, intervals and k == 0)
-            for k, seed in enumerate(seeds)]
+    return [_table(scores, pixels, y, data, positive, test_fraction, seed, layer, how, paper, hint,
+                   intervals and k == 0) for k, seed in enumerate(seeds)]
 
 
 def over_splits(model: FeatureModel, data: LabelledSet, seeds: list[int], **table: Any) -> dict[str, Any]:
