@@ -367,14 +367,15 @@ def _filter_stats(model: FeatureModel, filters: np.ndarray | None, seed: int) ->
         return {"available": False}
     what = getattr(model, "filters_what", None)     # (None: no key, as in an analysis.json of before 2026-12-06)
     layer = next((m for m in model.modules() if isinstance(m, LocallyConnected2d)), None)
-    banks = None if layer is None else layer.tile_shape[0] * layer.tile_shape[1]
+    banks = 1 if layer is None else layer.tile_shape[0] * layer.tile_shape[1]
     # a tiled or untied layer's filters (banks, maps) flattened: the L2 pools sum a map's neighbouring positions, which
     # lie in different banks (all 4 of the main job's in one 3x3 pool; chained by overlapping pools beyond), so the
     # edge-like share's interval counts maps, not filters
-    maps = layer.maps if banks and banks > 1 and len(filters) == banks * layer.maps else None
-    out = {"available": True, **edge_summary(filters, seed, None if maps is None else np.arange(len(filters)) % maps),
-           "edge_fraction_over": "maps" if maps else "filters", **({"what": what} if what else {}),
-           "first_layer": getattr(getattr(model, "config", None), "first_layer", "learned")}   # gabor, random: not learned
+    by_map = banks > 1 and len(filters) == banks * layer.maps
+    out = {"available": True, **edge_summary(filters, seed, np.arange(len(filters)) % layer.maps if by_map else None),
+           "edge_fraction_over": "maps" if by_map else "filters", **({"what": what} if what else {}),
+           # gabor, random: not learned
+           "first_layer": getattr(getattr(model, "config", None), "first_layer", "learned")}
     if layer is not None:
         kind = "untied" if layer.untied else "convolution" if banks == 1 else "tiled"
         out["sharing"] = {"kind": kind, "banks": banks, "positions": layer.out_size[0] * layer.out_size[1]}
