@@ -24,7 +24,7 @@ SPLIT_REPLICATES = 1000     # 6 rows x 1,000 replicates of ~100 test images, by 
 SPLIT_STREAM = 5            # the split seed's spawn key for the draws (the invariance's are 3 and 4 of the run's seed)
 
 
-def test_intervals(score: np.ndarray, right: int, y: np.ndarray, seed: int,
+def one_row_intervals(score: np.ndarray, right: int, y: np.ndarray, seed: int,
                    replicates: int = SPLIT_REPLICATES) -> dict[str, list[float]]:
     """``test_accuracy_ci`` and ``test_auc_ci`` of one row: score (n,) its answers to the test images oriented as chosen
     (higher: the concept), ``right`` how many of them its rule got right, y (n,) 1 for the concept; ``seed`` the
@@ -39,8 +39,8 @@ def test_intervals(score: np.ndarray, right: int, y: np.ndarray, seed: int,
 
 def row_intervals(rows: list[dict[str, Any]], scores: dict[str, np.ndarray], probe_decision: np.ndarray,
                   y: np.ndarray, test: np.ndarray, seed: int) -> None:
-    """Add :func:`test_intervals` to each of the table's ``rows`` (learned unit, chance, random weights, pixel, random
-    filters, probe: :func:`~downpour.analysis.selectivity._table`'s order): the unit-like rows' scores from their
+    """Add :func:`one_row_intervals` to each of the table's ``rows`` (learned unit, chance, random weights, pixel,
+    random filters, probe: :func:`~downpour.analysis.selectivity._table`'s order): the unit-like rows' scores from their
     unit in ``scores`` (N, K) ("learned", "random", "pixel", "filters"), the probe's its (n,) decision on the test
     images; how many each got right from its own ``test_accuracy`` (the rule is not applied a second time here)."""
     yt = np.asarray(y)[test]
@@ -51,4 +51,4 @@ def row_intervals(rows: list[dict[str, Any]], scores: dict[str, np.ndarray], pro
             score = np.zeros(len(yt))
         else:
             score = row["sign"] * scores[key][test, row["unit"]]
-        row.update(test_intervals(score, round(row["test_accuracy"] * len(yt)), yt, seed))
+        row.update(one_row_intervals(score, round(row["test_accuracy"] * len(yt)), yt, seed))
