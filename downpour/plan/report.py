@@ -19,8 +19,8 @@ from downpour.plan.predict import Cluster, predict
 __all__ = ["plan_for", "make_plan", "format_plan", "format_check"]
 
 # Le et al. 2012's figures: its abstract's "1 billion connections" and the 1.15 billion parameters the count is checked
-# against (the abstracts of Le's 2012-13 talks on the network, "This network has 1.15 billion parameters": docs/plan.md; until 2026-12-06 the plan called the 1.15 billion "connections", and its own 2.43 G
-# parameters went unsaid beside it); its data, 10 million images, and its 3 days on 1,000 machines (16,000 cores)
+# against (the abstracts of Le's 2012-13 talks on the network, "This network has 1.15 billion parameters": docs/plan.md;
+# until 2026-12-06 the plan called the 1.15 billion "connections", and its own 2.43 G parameters went unsaid beside it); its data, 10 million images, and its 3 days on 1,000 machines (16,000 cores)
 PAPER_CONNECTIONS, PAPER_PARAMS, PAPER_IMAGES, PAPER_DAYS = 1e9, 1.15e9, 10_000_000, 3
 # where the measured peaks are, not the figures themselves (they change as the bench is rerun); until 2026-12-04 the
 # note read "measured from 23% under to 38% over acts + gradient", where the bench compares acts + copies + gradient
@@ -140,7 +140,8 @@ def _train_command(config: str, sets: list[str] | tuple[str, ...], lay: dict[str
     """The ``downpour train`` that runs the planned layout on a Ray cluster (its head at HEAD:6379), with the plan's
     ``--set`` strings (each a key train reads): until 2026-12-06 the plan said the layout and left the flags, some
     named otherwise (--replicas is train's --workers), to the reader."""
-    words = ["downpour", "train", "--config", pasted(config), "--address", "HEAD:6379", "--workers", str(lay["replicas"])]
+    words = ["downpour", "train", "--config", pasted(config), "--address", "HEAD:6379",
+             "--workers", str(lay["replicas"])]
     words += ["--partitions", str(lay["partitions"])] if lay["partitions"] > 1 else []
     words += ["--shards", str(lay["shards"]), *(w for item in sets for w in ("--set", pasted(item)))]
     return " ".join(words)
@@ -149,11 +150,11 @@ def _train_command(config: str, sets: list[str] | tuple[str, ...], lay: dict[str
 def _chosen_line(chosen: list[str], paper: bool) -> str:
     """Which of the layout's counts the plan chose (until 2026-12-06 a default layout read as if given, the paper's
     network's 33 x 16 + 472 as if the paper's)."""
-    how = ("the layout within 5% of the most examples/s with the fewest replicas" if chosen != ["shards"] else "")
-    how += ("; " if how else "") + "shards on the machines left" if "shards" in chosen else ""
-    return (f"  {', '.join(chosen)} chosen by the plan, not given: {how}" + ("; not a layout from the paper" if paper
-            else "") + f" (docs/plan.md, 'The formulas'; set {'it' if len(chosen) == 1 else 'them'} with "
-            + ", ".join("--" + name for name in chosen) + ")")
+    how = [] if chosen == ["shards"] else ["the layout within 5% of the most examples/s with the fewest replicas"]
+    how += ["shards on the machines left"] if "shards" in chosen else []
+    how += ["not a layout from the paper"] if paper else []
+    return (f"  {', '.join(chosen)} chosen by the plan, not given: {'; '.join(how)} (docs/plan.md, 'The formulas'; "
+            f"set {'it' if len(chosen) == 1 else 'them'} with {', '.join('--' + name for name in chosen)})")
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
@@ -187,7 +188,8 @@ def format_plan(plan: dict[str, Any]) -> str:
                  "element-wise work")
     if "paper_connections" in n:
         lines.append(f"  the paper: {n['paper_connections'] / 1e9:g} billion connections (its abstract) and "
-                     f"{n['paper_params'] / 1e9:g} billion parameters (Le's 2012 talk abstracts); here the encoder W1 (the connections) is "
+                     f"{n['paper_params'] / 1e9:g} billion parameters (Le's 2012 talk abstracts); here the encoder W1 "
+                     "(the connections) is "
                      f"{n['vs_paper']:+.1%} of {n['paper_params'] / 1e9:g} billion, the trainable parameters "
                      f"{n['params_vs_paper'] + 1:.2f}x it (docs/plan.md: why the plan reads the paper's figure as "
                      "the encoder's)")
@@ -208,6 +210,7 @@ def format_plan(plan: dict[str, Any]) -> str:
              _human(s["partition"]["push_bytes"], "B")) for s in plan["stages"]]
     lines += _table(header, rows)
     part, t, bounds = plan["partition"], plan["times_s"], plan["cycle_bounds_s"]
+    bound = _split_bound(c["partitions"]) if c["partitions"] > BOUND_PAST else None
     lines += [
         ("(FLOPs/ex: forward + backward of one training example" if n.get("on_paper", True) else "(inference FLOPs/ex: "
          "forward + backward of one example through the layer on the inference path, not the training step's count")
@@ -226,7 +229,7 @@ def format_plan(plan: dict[str, Any]) -> str:
            "shared banks) + " if c["replica_machines"] else "")
         + f"{plural(c['shards'], 'shard')} = {plural(c['machines_used'], 'machine')}" + ("" if plan["fits"]["machines"] else "  ** more than the cluster has **"),
         *([_chosen_line(plan["chosen"], "paper_params" in n)] if plan["chosen"] else []),
-        *([f"note: {_split_bound(c['partitions'])}"] if c["partitions"] > BOUND_PAST else []),
+        *([f"note: {bound}"] if bound else []),
         f"rates: {_human(plan['rates']['flops_per_core'])}FLOP/s per core (locally connected layer: the filters), "
         f"{_human(plan['rates']['pool_lcn_flops_per_core'])}FLOP/s per core (L2 pooling + LCN), "
         f"{_human(plan['rates']['apply_bytes_per_core'], 'B')}/s per core (shard apply, {_apply_rule(plan)}): "
@@ -270,7 +273,7 @@ def format_plan(plan: dict[str, Any]) -> str:
                      f"{n['paper_passes']:.3g} passes (the paper gives no pass count; its 2012 machines' speeds are "
                      "not this plan's rates)")
     # (a split past BOUND_PAST: its note stands under the layout line, not again here)
-    lines += ["", "assumptions:"] + [f"  - {a}" for a in n["assumptions"] if a != _split_bound(c["partitions"])]
+    lines += ["", "assumptions:"] + [f"  - {a}" for a in n["assumptions"] if a != bound]
     return "\n".join(lines)
 
 
