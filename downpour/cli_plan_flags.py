@@ -33,7 +33,6 @@ def check_plan_flags(args: argparse.Namespace) -> str:
         # the simulated run splits its replicas by the key (until 2026-12-06 --partitions 2 was told "drop it" alone)
         split = (f"; to split the simulated run's replicas: --set cluster.partitions={args.partitions}"
                  if mode == "--check-simulated" and "partitions" in given else "")
-        raise ConfigError(f"{named}: not read by {what}; drop {'it' if one else 'them'}"
-                          + (f" ({'it belongs' if one else 'they belong'} to --check-simulated)" if mode == "plan" else "")
-                          + split)
+        belongs = f" ({'it belongs' if one else 'they belong'} to --check-simulated)" if mode == "plan" else ""
+        raise ConfigError(f"{named}: not read by {what}; drop {'it' if one else 'them'}{belongs}{split}")
     return mode

@@ -10,8 +10,8 @@ from downpour.errors import DataError
 
 # (.mts and .m2ts: camcorders' MPEG-TS; .vob: DVDs; .f4v, .divx, .asf, .mxf, .y4m: each decoded here, added on
 # 2026-12-04; until then a camcorder's .MTS files were left out of a folder without a word)
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp", ".ts",
-                    ".mts", ".m2ts", ".vob", ".f4v", ".divx", ".asf", ".mxf", ".y4m"}
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp",
+                    ".ts", ".mts", ".m2ts", ".vob", ".f4v", ".divx", ".asf", ".mxf", ".y4m"}
 
 
 def video_files(path: Path, unlisted: list[dict[str, str]] | None = None,
@@ -36,8 +36,8 @@ def video_files(path: Path, unlisted: list[dict[str, str]] | None = None,
         # its images named, where it holds some (until 2026-12-05 a folder of images said only "holds no video files")
         known = image_extensions()
         images = sorted(p for p in every if p.suffix.lower() in known and not hidden(p, path))
-        raise DataError(f"video folder {str(path)!r} holds no video files ({plural(len(every), 'other file')}; extensions "
-                        f"{', '.join(sorted(VIDEO_EXTENSIONS))})"
+        raise DataError(f"video folder {str(path)!r} holds no video files ({plural(len(every), 'other file')}; "
+                        f"extensions {', '.join(sorted(VIDEO_EXTENSIONS))})"
                         + (f"; it holds {plural(len(images), 'image file')} (e.g. "
                            f"{images[0].name!r}): data.source = 'folder' reads images" if images else ""))
     _with_pyav(files[0])

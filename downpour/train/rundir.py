@@ -45,8 +45,8 @@ class RunDir(RunBegin, RunModel):
         model, no metrics row, e.g. the data failed to load) is taken over, so fixing the cause and
         running the same command again works. ``again``: the run's own folder, its training discarded
         (:meth:`discard_training`) to train it again from step 0: files the user put there since stay, as a resume
-        keeps them (until 2026-12-06 refused as "not an empty folder", its rows already discarded); its runner's refusals
-        are then said as a resume's (:attr:`again`)."""
+        keeps them (until 2026-12-06 refused as "not an empty folder", its rows already discarded); its runner's
+        refusals are then said as a resume's (:attr:`again`)."""
         check_is_config(cfg, "RunDir.create")   # before the folder is made (a name made it, then failed inside)
         run = cls(path) if again else cls.check_new(path)
         if (run.path / "config.toml").exists():
