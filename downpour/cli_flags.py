@@ -175,11 +175,11 @@ def check_cluster_flags(args: argparse.Namespace, runner: str) -> None:
     given = [flag for flag in CLUSTER_ONLY if getattr(args, flag) is not None]
     if is_cluster_runner(runner) or not given:
         return
-    other = _runner_advice(args)
     flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
     # (--delay is the simulator's alone: "--runner ray" was suggested, which then refused it)
     runners = [ONLY_ON[f] for f in given if f in ONLY_ON] or list(CLUSTER_RUNNERS)
-    other = other if len(runners) > 1 or getattr(args, "resume", None) else f"; add --runner {runners[0]}"
+    one = len(runners) == 1 and not getattr(args, "resume", None)
+    other = f"; add --runner {runners[0]}" if one else _runner_advice(args)
     raise ConfigError(f"{flags} only {'applies' if len(given) == 1 else 'apply'} to the {' and '.join(runners)} "
                       f"{'runners' if len(runners) > 1 else 'runner'}, and this run's runner is {runner!r}{other}")
 
@@ -189,7 +189,7 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None =
     (``pipeline``: data.pipeline as given, where ``cfg`` is resolved and 'auto' made its choice: the refusals say both;
     None: ``cfg``'s)."""
     check_cluster_flags(args, cfg.cluster.runner)
-    runner, other = cfg.cluster.runner, _runner_advice(args)
+    runner = cfg.cluster.runner
     given = [flag for flag in CLUSTER_ONLY if getattr(args, flag) is not None]
     typed = set_keys(args)
     blaster_on_ray = runner == "ray" and cfg.cluster.algorithm == "sandblaster"
@@ -207,7 +207,7 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None =
         cluster = [key for key in typed if key.startswith("cluster.") and key != "cluster.runner"]
         if cluster:
             raise ConfigError(f"--set {', '.join(cluster)}: the {runner} runner reads no [cluster] setting but the "
-                              f"runner{other}")
+                              f"runner{_runner_advice(args)}")
     else:
         local = [key for key in typed if key in LOCAL_ONLY]
         if local:
