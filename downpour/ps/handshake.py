@@ -40,13 +40,11 @@ def head_problem(sock: socket.socket, port: int, timeout: float, client: bool = 
     A listener that says nothing at all within ``timeout`` is refused too (since 2026-12-06; it was left to Ray, whose
     join then printed "Failed to connect to GCS ... within 5 seconds" warnings for minutes): a head's gRPC server
     answers at once (its SETTINGS frame, or its TLS ServerHello)."""
-    if not ray_tls():
-        answer = first_answer(sock, timeout)
-        return _silent(client, timeout) if answer is None else not_a_head(answer, port, client)
-    answer, chosen = tls_answer(sock, timeout, host)
+    # (in the clear, the answer to HTTP/2's preface is all there is to judge: as if TLS had chosen "h2")
+    answer, chosen = tls_answer(sock, timeout, host) if ray_tls() else (first_answer(sock, timeout), "h2")
     if answer is None:
         return _silent(client, timeout)
-    if problem := not_a_head(answer, port, client):   # another protocol's answer to the ClientHello (a web page)
+    if problem := not_a_head(answer, port, client):   # another protocol's answer (to the ClientHello: a web page)
         return problem
     if chosen in (None, "h2"):
         return None
