@@ -5,8 +5,9 @@ A cell is bit for bit reproducible from its commit, seed and config on one platf
 2026-12-06 a study folder recorded the seeds, the config and the platform and not the commit: a verdict cited from a
 folder could not be traced to the code that made it, and a folder resumed after a pull mixed cells of two commits
 unsaid (the docs' "cells at 4bb55163 and bc9970f8" were written by hand). The commit is git's, of the checkout that
-holds the ``downpour`` package, with ``+changes`` where its files differ from that commit (a cell of uncommitted code is
-not reproducible from the commit alone); an install outside a git checkout (or in one that does not track it) records
+holds the ``downpour`` package, with ``+changes`` where its files differ from that commit or a file of it is new, not yet
+tracked and not ignored (a cell of uncommitted code, a new module's too, is not reproducible from the commit alone); an
+install outside a git checkout (or in one that does not track it) records
 none, said as unknown.
 """
 from __future__ import annotations
@@ -34,14 +35,15 @@ def _git(*args: str) -> str:
 
 
 def code_commit() -> str:
-    """The short commit of the checkout holding the package (``+changes`` where the package's files differ from it), or
-    "" outside a git checkout or without git (once a process)."""
+    """The short commit of the checkout holding the package (``+changes`` where the package's files differ from it, or
+    one is untracked and not ignored: a new module changes the code that ran), or "" outside a git checkout or without
+    git (git asked once a process)."""
     global _COMMIT
     if _COMMIT is None:
         try:            # (the package tracked by the checkout: a venv inside some other repository is not downpour's)
             _git("ls-files", "--error-unmatch", "__init__.py")
             head = _git("rev-parse", "--short=8", "HEAD")
-            changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".")
+            changed = _git("status", "--porcelain", "--untracked-files=normal", "--", ".")
             _COMMIT = head + ("+changes" if changed else "")
         except (OSError, subprocess.SubprocessError):
             _COMMIT = ""
