@@ -116,3 +116,20 @@ def test_a_new_untracked_module_in_the_package_says_changes_and_git_is_asked_onc
     assert code_commit.code_commit() == head + "+changes"
     calls = len(asked)
     assert code_commit.code_commit() == head + "+changes" and len(asked) == calls    # once a process
+
+
+def test_a_same_as_cell_counts_once_at_its_originals_commit_or_unknown_when_it_is_gone():
+    """A ``same_as`` cell was skipped as "counted at its original": where the original was not among the cells
+    summarised, or gone (its line dropped as damaged, whose re-run then copied the copy: each names the other), the
+    run was counted under no commit at all, and study.json's ``commits`` summed to fewer cells than ran."""
+    from downpour.studies.code_commit import commits
+    from downpour.studies.machine import platforms_note
+
+    costs = {("a", 0): {"commit": "1111aaaa", "platform": {"cpu": "x"}}, ("b", 0): {"same_as": "a"},
+             ("b", 1): {"same_as": "a"},                                   # its original (a, 1) is gone
+             ("c", 2): {"same_as": "d"}, ("d", 2): {"same_as": "c"}}       # a loop: the original's line was dropped
+    assert commits(costs, [("a", 0), ("b", 0)]) == [{"commit": "1111aaaa", "cells": 1}]    # one run, as before
+    assert commits(costs, [("b", 0)]) == [{"commit": "1111aaaa", "cells": 1}]              # its original not summarised
+    assert commits(costs, [("b", 1)]) == [{"commit": "unknown", "cells": 1}]
+    assert commits(costs, [("c", 2), ("d", 2)]) == [{"commit": "unknown", "cells": 1}]
+    assert platforms_note(costs, [("b", 1), ("c", 2), ("d", 2)])[0] == [{"id": "unknown", "cells": 2}]

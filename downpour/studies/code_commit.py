@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from downpour._names import plural
+from downpour.studies.same_as import runs
 
 _COMMIT: str | None = None
 _PACKAGE = Path(__file__).resolve().parent.parent      # the downpour package's folder
@@ -53,13 +54,10 @@ def code_commit() -> str:
 def commits(costs: dict[tuple[str, int], dict[str, Any]], keys: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
     """The commits the cells ``keys`` ran at (``costs``: each cell's ``cost``), each with its number of cells, most
     cells first, and last, where there are any, ``{"commit": "unknown", "cells": n}`` for the cells that recorded none
-    (cached before 2026-12-06, or run outside a git checkout); a ``same_as`` copy is its original's cell and counted
-    there."""
+    (cached before 2026-12-06, or run outside a git checkout); a ``same_as`` copy is its original's run, counted once
+    at its commit (:func:`~downpour.studies.same_as.runs`), and unknown where the original is gone."""
     counts: dict[str, int] = {}
-    for key in set(keys):
-        cost = costs.get(key, {})
-        if "same_as" in cost:
-            continue
+    for cost in runs(costs, keys):
         commit = cost.get("commit") or "unknown"
         counts[commit] = counts.get(commit, 0) + 1
     known = sorted((c for c in counts if c != "unknown"), key=lambda c: (-counts[c], c))

@@ -16,6 +16,8 @@ import json
 import os
 from typing import Any, Iterable
 
+from downpour.studies.same_as import runs
+
 # the instruction sets a CPU's float arithmetic can take another path by (MKL's and oneDNN's kernels, torch's own):
 # the VM of 2026-12-04 had AVX-512, the one of 2026-12-05 AVX2 only, and both named themselves "AMD EPYC"
 SIMD = ("fma", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
@@ -83,15 +85,15 @@ def platforms_note(costs: dict[tuple[str, int], dict[str, Any]],
                    keys: Iterable[tuple[str, int]]) -> tuple[list[dict[str, Any]], str]:
     """The platforms the cells ``keys`` ran on (``costs``: each cell's ``cost``), each with its ``id`` and number of
     cells, and last, where there are any, ``{"id": "unknown", "cells": n}`` for the cells that recorded none (cached
-    before 2026-12-05; a ``same_as`` copy is its original's cell and counted there); and, where the known ones are
+    before 2026-12-05; a ``same_as`` copy is its original's run, counted once on its platform, unknown where the
+    original is gone: :func:`~downpour.studies.same_as.runs`); and, where the known ones are
     several, one sentence naming them and what differs between them (empty otherwise)."""
     seen: list[dict[str, Any]] = []
     unknown = 0
-    for key in sorted(set(keys)):
-        cost = costs.get(key, {})
+    for cost in runs(costs, keys):
         record = cost.get("platform")
         if not isinstance(record, dict):
-            unknown += "same_as" not in cost
+            unknown += 1
             continue
         match = next((p for p in seen if _same(p["platform"], record)), None)
         if match is None:
