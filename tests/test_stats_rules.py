@@ -112,3 +112,18 @@ def test_a_ratio_takes_its_interval_on_logs_and_reads_against_x1():
     assert words.ratio(paired_ratio([3.0, 3.0])) == "x3.00 (no interval: too few seeds to tell)"
     assert words.ratio([2.21, 1.95, 2.5]) == "x2.21 [1.95, 2.5]"
     assert paired_ratio([2.0, 0.0, math.nan, 8.0])[0] == pytest.approx(4.0)  # a ratio not above 0 is left out
+
+
+def test_the_interval_note_says_how_a_time_ratios_interval_is_made_in_the_page_and_the_docs_alike():
+    """Every study page's "Intervals are 95%: ..." note named Wilson, Bonett & Price and Student's t, never the time
+    ratios' (the flat-skipping study's: Student's t on the seeds' log ratios, stats.paired_ratio), and docs/studies.md
+    said it in words of its own. One text, table.INTERVAL_KINDS: the page opens its note with it, the docs quote it."""
+    from pathlib import Path
+
+    from downpour.studies.table import INTERVAL_KINDS, intervals_note
+
+    assert "ratio" in INTERVAL_KINDS and "logs" in INTERVAL_KINDS
+    assert intervals_note([]).startswith(INTERVAL_KINDS + " ")
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "studies.md").read_text()
+    bullet = docs.split("- **Intervals.**", 1)[1].split("\n- **", 1)[0]
+    assert f'"{INTERVAL_KINDS}"' in " ".join(bullet.split())

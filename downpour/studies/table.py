@@ -139,12 +139,19 @@ def chance(rows: list[dict[str, Any]]) -> str:
             f"least once in {100 * (1 - 0.95 ** n):.0f}% of studies, were they independent)")
 
 
+# How each kind of interval is made: the page's note opens with it, and docs/studies.md ("Intervals") quotes it as it
+# stands here (tests/test_stats_rules.py holds the two to one text). Until 2026-12-06 it left out the time ratios'.
+INTERVAL_KINDS = (
+    "Intervals are 95%: Wilson for proportions, Bonett & Price's adjusted Wald for paired differences of proportions, "
+    "Student's t for means and paired differences of means (the sign test's for a paired difference with no spread), "
+    "and for a ratio measured per seed against its reference (a time ratio) the geometric mean of the seeds' ratios "
+    "with Student's t on their logs, taken back out of logs (x2 and x0.5 lie as far from x1).")
+
+
 def intervals_note(rows: list[dict[str, Any]]) -> str:
     """What the intervals are, under the conditions table (plain text)."""
     return (
-        "Intervals are 95%: Wilson for proportions, Bonett & Price's adjusted Wald for paired differences of "
-        "proportions, Student's t for means and paired differences of means (the sign test's for a paired difference "
-        "with no spread). An interval's ends are cut at what its figure can be (an accuracy or a share in [0, 1], a "
+        f"{INTERVAL_KINDS} An interval's ends are cut at what its figure can be (an accuracy or a share in [0, 1], a "
         "time at 0), which changes no reading. A seed whose figure is not finite is left out of its interval, and said "
         f"so. Each interval is for its own comparison, not adjusted for the many a verdict reads: {chance(rows)}. The "
         "comparisons table gives each comparison's p-value (the test its interval inverts: paired t or the sign test; "
