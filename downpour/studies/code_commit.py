@@ -5,9 +5,9 @@ A cell is bit for bit reproducible from its commit, seed and config on one platf
 2026-12-06 a study folder recorded the seeds, the config and the platform and not the commit: a verdict cited from a
 folder could not be traced to the code that made it, and a folder resumed after a pull mixed cells of two commits
 unsaid (the docs' "cells at 4bb55163 and bc9970f8" were written by hand). The commit is git's, of the checkout that
-holds the ``downpour`` package, with ``+changes`` where its files differ from that commit or a file of it is new, not yet
-tracked and not ignored (a cell of uncommitted code, a new module's too, is not reproducible from the commit alone); an
-install outside a git checkout (or in one that does not track it) records
+holds the ``downpour`` package, with ``+changes`` where its files differ from that commit or a file of it is new, not
+yet tracked and not ignored (a cell of uncommitted code, a new module's too, is not reproducible from the commit alone);
+an install outside a git checkout (or in one that does not track it) records
 none, said as unknown.
 """
 from __future__ import annotations

@@ -11,8 +11,8 @@ Key = tuple[str, int]
 
 
 def _origin(costs: dict[Key, dict[str, Any]], key: Key) -> Key:
-    """The cell whose run ``key`` is: itself, or the end of its ``same_as`` chain (the first missing cell, or the least of
-    a loop, when the chain ends in none that ran)."""
+    """The cell whose run ``key`` is: itself, or the end of its ``same_as`` chain (the first missing cell, or the least
+    of a loop, when the chain ends in none that ran)."""
     seen: list[Key] = []
     while key in costs and "same_as" in costs[key] and key not in seen:
         seen.append(key)
