@@ -71,12 +71,13 @@ def commits_sentence(result: dict[str, Any]) -> str:
     if not found:
         return ""
     changes = any(c["commit"].endswith("+changes") for c in found)
-    caveat = (" (+changes: the package's files differed from that commit, so the commit alone does not reproduce "
-              "those cells)" if changes else "")
+    caveat = (" (+changes: the package's files differed from that commit, or it held a file git did not track, so the "
+              "commit alone does not reproduce those cells)" if changes else "")
     if len(found) == 1:
         one = found[0]["commit"]
-        return ("Its cells recorded no commit of downpour's code (run outside a git checkout, or cached before "
-                "2026-12-06)." if one == "unknown" else f"Its cells ran at commit {one} of downpour's code{caveat}.")
+        return ("Its cells recorded no commit of downpour's code (run outside a git checkout, cached before "
+                "2026-12-06, or copies of a cell whose line is gone)." if one == "unknown"
+                else f"Its cells ran at commit {one} of downpour's code{caveat}.")
     named = {"unknown": "no recorded commit"}
     each = ", ".join(f"{named.get(c['commit'], c['commit'])} ({plural(c['cells'], 'cell')})" for c in found)
     return (f"Its cells ran at {len(found)} commits of downpour's code: {each}{caveat}; each cell is reproducible from "
