@@ -53,6 +53,31 @@ def web_server():
 
 
 @pytest.fixture
+def gcs_like():
+    """HOST:PORT of a listener that answers as a head's GCS opens (a Ray 2.60 head's SETTINGS frame, the answer to
+    HTTP/2's client preface), then hangs up: the handshake takes it for a head, and the token question gets no answer
+    (left to Ray)."""
+    import socket
+    import threading
+
+    settings = b"\x00\x00\x18\x04\x00\x00\x00\x00\x00\x00\x04\x00@\x00\x00\x00\x05\x00@\x00"
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def answer():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:          # (closed: the test is over)
+                return
+            with conn:
+                conn.recv(64)
+                conn.sendall(settings)
+    threading.Thread(target=answer, daemon=True).start()
+    with server:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+
+
+@pytest.fixture
 def actors_in_process(monkeypatch):
     """Ray actors (their classes under Ray's decorator, ``Actor.__ray_metadata__.modified_class``) run in this process:
     ``ray.get`` hands back what the calls returned, an actor's thread count is left be, and whatever they seed of

@@ -3,40 +3,17 @@ before Ray is asked, and refuses what the run would refuse in the same line. Unt
 address's form: `--address 127.0.0.1:PORT` where nobody listens passed it ("config checked"), and the run then
 refused it."""
 import socket
-import threading
 
 import pytest
 
 from downpour.cli import main
 
-# a Ray 2.60 head's GCS answers HTTP/2's client preface with its SETTINGS frame (as in test_reliability.py)
-GCS_SETTINGS = b"\x00\x00\x18\x04\x00\x00\x00\x00\x00\x00\x04\x00@\x00\x00\x00\x05\x00@\x00"
 TINY = ["train", "--config", "ufldl-sae", "--steps", "4", "--set", "train.tensorboard=false", "--dry-run"]
 
 
 def _closed_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as server:
         return server.getsockname()[1]
-
-
-@pytest.fixture
-def gcs_like():
-    """HOST:PORT of a listener that answers as a head's GCS opens (its SETTINGS frame), then hangs up: the probe's
-    handshake takes it for a head, and the token question gets no answer (left to Ray)."""
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def answer():
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:          # (closed: the test is over)
-                return
-            with conn:
-                conn.recv(64)
-                conn.sendall(GCS_SETTINGS)
-    threading.Thread(target=answer, daemon=True).start()
-    with server:
-        yield f"127.0.0.1:{server.getsockname()[1]}"
 
 
 def test_a_dry_run_refuses_an_address_where_nobody_answers(tmp_path, capsys):

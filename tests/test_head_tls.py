@@ -201,3 +201,27 @@ print(said.decode(errors="replace"))
 """
     done = subprocess.run([sys.executable, "-c", at_a_terminal], capture_output=True, text=True, timeout=120)
     assert "pass phrase" not in done.stdout and "context: None" in done.stdout, done.stdout + done.stderr
+
+
+def test_with_rays_tls_on_a_joined_head_is_asked_with_tls_as_a_join_asks(tls_env, monkeypatch):
+    """The check of a joined head while a run goes on (connect_on_ray.head_answers) asks what a join asks: with Ray's
+    TLS on, a ClientHello with Ray's certificate. A TLS head that chooses "h2" answers; one that accepts connections
+    and says nothing (its gcs_server sent SIGTERM, the port not yet closed) is gone (until 2026-12-06 a connection
+    alone read it as alive, and Ray ended the run after 60 s)."""
+    ray = pytest.importorskip("ray")
+    from types import SimpleNamespace
+
+    from downpour.ps import connect_on_ray
+
+    def joined_to(port: int) -> None:
+        monkeypatch.setattr(ray, "is_initialized", lambda: True)
+        monkeypatch.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(gcs_address=f"127.0.0.1:{port}"))
+
+    heard: queue.Queue = queue.Queue()
+    with _tls_server(*tls_env, ["h2"], heard) as head:
+        joined_to(head.getsockname()[1])
+        assert connect_on_ray.head_answers(5.0)
+        assert heard.get(timeout=10.0) == "h2"
+    with socket.create_server(("127.0.0.1", 0)) as silent:    # listening, never answering
+        joined_to(silent.getsockname()[1])
+        assert connect_on_ray.head_answers(0.5) is False

@@ -32,14 +32,33 @@ def test_a_head_that_is_gone_is_not_asked_for_its_nodes(monkeypatch):
     assert asked == []
 
 
-def test_a_head_that_answers_is_asked(monkeypatch):
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
+def test_a_head_that_answers_is_asked(monkeypatch, gcs_like):
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    _context(monkeypatch, gcs_like)
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": True}, {"Alive": False}])
+    assert connect_on_ray.head_answers()
+    assert cluster_on_ray._other_nodes() is True
+
+
+def test_a_head_that_accepts_connections_but_says_nothing_is_gone(monkeypatch):
+    """A head whose gcs_server got SIGTERM while its port still accepted connections, answering nothing: a connection
+    alone read it as alive (until 2026-12-06), the run went on to ask it, and Ray ended the run after 60 s (exit 1, no
+    shards-lost record, no cluster.json). It is asked as a join asks (the handshake), within the check's bound."""
+    import time
+
+    from downpour.errors import RunError
+
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    with socket.create_server(("127.0.0.1", 0)) as server:   # listening, never answering: accepted by the kernel
         _context(monkeypatch, f"127.0.0.1:{server.getsockname()[1]}")
-        monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": True}, {"Alive": False}])
-        assert connect_on_ray.head_answers()
-        assert cluster_on_ray._other_nodes() is True
+        monkeypatch.setattr(ray, "nodes", lambda: pytest.fail("the silent head was asked for its nodes"))
+        began = time.monotonic()
+        assert connect_on_ray.head_answers(0.5) is False
+        assert time.monotonic() - began < 2.0
+        assert cluster_on_ray._other_nodes() is False
+        monkeypatch.setattr(connect_on_ray, "CONNECT_TIMEOUT_S", 0.5)
+        with pytest.raises(RunError, match="the head of the cluster this process joined no longer answers"):
+            connect_on_ray.connect("HEAD:6379")
 
 
 def test_where_the_heads_address_cannot_be_read_ray_is_asked_as_before(monkeypatch):
@@ -66,12 +85,10 @@ def test_ray_already_up_whose_head_is_gone_is_not_joined_again(monkeypatch):
         connect_on_ray.connect("HEAD:6379")
 
 
-def test_ray_already_up_whose_head_answers_is_used(monkeypatch):
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        _context(monkeypatch, f"127.0.0.1:{server.getsockname()[1]}")
-        assert connect_on_ray.connect("HEAD:6379") is False
+def test_ray_already_up_whose_head_answers_is_used(monkeypatch, gcs_like):
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    _context(monkeypatch, gcs_like)
+    assert connect_on_ray.connect("HEAD:6379") is False
 
 
 def test_a_ray_client_connection_is_not_judged_by_the_clusters_own_gcs_address(monkeypatch):

@@ -498,6 +498,32 @@ def test_a_worker_lost_with_the_clusters_head_gone_stops_as_a_shard_loss_not_a_r
         d._pinned_to_gone_node(0)         # (a replacement that died coming up: where was it pinned?)
 
 
+def test_a_worker_lost_with_a_head_that_accepts_but_says_nothing_stops_as_a_shard_loss(fake_ray, monkeypatch):
+    """The head's gcs_server got SIGTERM, its port still accepting connections and answering nothing: the restart's
+    check (a connection alone) read it as alive, asked it for its nodes, and Ray ended the run after 60 s (exit 1, no
+    shards-lost record, no cluster.json; until 2026-12-06). Asked as a join asks, it is gone: the shards' loss."""
+    import socket
+
+    from downpour.ps import connect_on_ray
+    from downpour.ps.recorder import ShardLost
+
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=100)
+    d = _driver(coord, [FakeActor(set_workers=lambda live: None)], [FakeActor(), FakeActor()], restarts=1)
+    spawned = []
+    monkeypatch.setattr(d, "_spawn", lambda w, seq, step: spawned.append(w) or FakeActor(node=lambda: "n"))
+    monkeypatch.setattr(d, "_dispatch", lambda w: None)
+    monkeypatch.setattr(restarts_module, "CONNECT_TIMEOUT_S", 0.5)
+    with socket.create_server(("127.0.0.1", 0)) as head:       # listening, never answering
+        monkeypatch.setattr(connect_on_ray.ray, "is_initialized", lambda: True)
+        monkeypatch.setattr(connect_on_ray.ray, "get_runtime_context",
+                            lambda: SimpleNamespace(gcs_address=f"127.0.0.1:{head.getsockname()[1]}"))
+        coord.begin_cycle(1)
+        with pytest.raises(ShardLost, match=r"^the Ray cluster's head no longer answers \(worker 1 lost at step 0\)"):
+            d._lost(1, RuntimeError("ActorDiedError"))
+    assert spawned == [] and d.restarts == 1
+
+
 def test_a_stop_during_a_restarts_head_check_in_a_held_block_is_not_held_for_it(fake_ray, monkeypatch):
     """The task loop handles a failed cycle in a held block (popped and counted together); the lost worker's restart
     asks the head first, up to 10 s where the host drops connections unanswered. A Ctrl-C then waited for the answer

@@ -300,7 +300,7 @@ def test_a_host_lookup_that_failed_for_now_is_not_said_to_be_no_such_host(monkey
 
     def lookup_failed(*args, **kwargs):
         raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-    monkeypatch.setattr(connect_on_ray.socket, "create_connection", lookup_failed)
+    monkeypatch.setattr(socket, "create_connection", lookup_failed)
     with pytest.raises(RunError, match=r"cluster.address='head.example:6379': looking up the host 'head.example' "
                                        r"failed \(Temporary failure in name resolution\)") as err:
         connect_on_ray._reachable("head.example:6379", 5.0)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -25,7 +25,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from downpour.errors import RunError
 from downpour.ps.address import env_address_note
 from downpour.ps.head_token import token_hint
-from downpour.ps.reach import CONNECT_TIMEOUT_S
+from downpour.ps.reach import CONNECT_TIMEOUT_S, head_question
 from downpour.ps.reach import reachable as _reachable   # (the tests patch it here)
 from downpour.ps.ray_chatter import quiet_start
 from downpour.ps.silence import start_limit
@@ -97,8 +97,11 @@ def _init(address: str) -> None:
 
 
 def head_answers(timeout: float = 2.0) -> bool:
-    """Whether the head of the Ray cluster this process joined (its GCS) accepts a TCP connection within ``timeout``.
-    A question to Ray's GCS (``ray.nodes()``) once the head is gone blocks until Ray ends the process (its core
+    """Whether the head of the Ray cluster this process joined (its GCS) answers as a head's GCS does within
+    ``timeout``: the question a join asks first (:func:`downpour.ps.reach.head_question`: a connection, then HTTP/2's
+    preface, or TLS's ClientHello where Ray's TLS is on; a live head answers at once). Until 2026-12-06 a connection
+    alone: a head whose gcs_server got SIGTERM but whose port still accepted, answering nothing, read as alive. A
+    question to Ray's GCS (``ray.nodes()``) once the head is gone blocks until Ray ends the process (its core
     worker gives the GCS 60 s, then exits 1): a run whose head was stopped sat 60 s after saying where its resume goes
     on and never wrote cluster.json (until 2026-12-05). True where the address cannot be read, and on a Ray Client
     connection (ray://): its address is the one the cluster's own nodes use (a private IP, a port the client does not
@@ -112,10 +115,9 @@ def head_answers(timeout: float = 2.0) -> bool:
     except Exception:  # noqa: BLE001
         return True
     try:
-        socket.create_connection(where, timeout=timeout).close()
+        return head_question(*where, time.monotonic() + timeout) is None
     except OSError:
         return False
-    return True
 
 
 def joined(address: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from downpour.ps.address import address_problem, host_port
 from downpour.ps.handshake import head_problem
 from downpour.ps.head_token import token_problem
 
-__all__ = ["CONNECT_TIMEOUT_S", "reachable"]
+__all__ = ["CONNECT_TIMEOUT_S", "head_question", "reachable"]
 
 CONNECT_TIMEOUT_S = 10.0
 _NO_SUCH_HOST = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
@@ -37,12 +37,8 @@ def reachable(address: str, timeout: float) -> None:
         raise RunError(problem)
     scheme, host, port = parts
     deadline = time.monotonic() + timeout
-
-    def left() -> float:
-        return max(deadline - time.monotonic(), 1e-3)
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-            problem = head_problem(sock, int(port), left(), client=scheme == "ray", host=host)
+        problem = head_question(host, int(port), deadline, client=scheme == "ray")
     except socket.gaierror as err:
         # no such host (the docs' HEAD:6379, copied as it is) is not a head that is down; a lookup that failed for now
         # (no name server answered) is said as such
@@ -56,6 +52,19 @@ def reachable(address: str, timeout: float) -> None:
         raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r} within {timeout:g} s "
                        f"({type(err).__name__}: {err}); is its head node running (`ray start --head`)?") from None
     if not problem and scheme != "ray":   # (a Ray Client server asks no token of its own)
-        problem = token_problem(host, int(port), left())
+        problem = token_problem(host, int(port), _left(deadline))
     if problem:
         raise RunError(f"cannot join the Ray cluster at cluster.address={address!r}: {problem}")
+
+
+def head_question(host: str, port: int, deadline: float, client: bool = False) -> str | None:
+    """Why what listens at ``host:port`` is no Ray head (:func:`downpour.ps.handshake.head_problem`: one that says
+    nothing too; asked with TLS where Ray's TLS is on), or None: the connection and its answer both by ``deadline``
+    (``time.monotonic()``'s). OSError where no connection opens. ``client``: the address is ``ray://``. Asked before a
+    join (:func:`reachable`) and of a joined head (``connect_on_ray.head_answers``)."""
+    with socket.create_connection((host, port), timeout=_left(deadline)) as sock:
+        return head_problem(sock, port, _left(deadline), client=client, host=host)
+
+
+def _left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 1e-3)
