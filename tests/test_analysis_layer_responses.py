@@ -81,3 +81,25 @@ def test_the_one_pass_holds_each_layer_once_not_its_batches_and_their_concatenat
     size = sum(a.nbytes for a in got.values())
     assert all(np.array_equal(got[n], expect[n]) for n in layers)
     assert peak < 1.3 * size, (peak, size)
+
+
+def test_the_probe_table_reads_the_network_once_and_probes_what_a_read_per_layer_probes(monkeypatch):
+    """Until 2026-12-06 ``probe_table`` read each probed layer with a pass of its own (the main job's three: stage 1
+    three times per labelled set)."""
+    from downpour.analysis import probe as pr
+    from downpour.analysis.labelled import LabelledSet
+
+    model = _cat()
+    calls = []
+    model.stages[0].register_forward_hook(lambda *_: calls.append(1))
+    x = torch.randn(40, 1, 32, 32)
+    y = np.arange(40) % 2
+    data = LabelledSet(name="planted", x=x, y=y, classes=["a", "b"])
+    layers = ["stage1", "stage2/codes", "stage2"]
+    fast = pr.probe_table(model, data, layers=layers, folds=2, seed=0)
+    assert len(calls) == 1          # one batch of 40, one pass for the three layers (a pass per layer: 3)
+    monkeypatch.setattr(pr, "layer_responses", per_layer)
+    slow = pr.probe_table(model, data, layers=layers, folds=2, seed=0)
+    assert len(calls) == 1 + 3
+    assert [r["features"] for r in fast["rows"]] == [pr.INPUT, *layers]
+    assert json.dumps(fast, sort_keys=True) == json.dumps(slow, sort_keys=True)

@@ -96,7 +96,8 @@ FLAGGED = {"analysis_repeats": (5, 1), "checkpoint_save": (7, 1), "data_pipeline
            "invariance_sweep": (5, 1),
            "jpeg_draft": (5, None), "layer_responses": (5, 1), "locally_connected": (9, 1), "model_parallel": (7, 1),
            "optimiser_start_up": (5, None), "parameter_server": (5, None), "partitions_ray": (3, 1),
-           "pool_lcn": (15, 1), "probe_blas": (5, 1), "ray_start": (3, 1), "report_figures": (5, None),
+           "pool_lcn": (15, 1), "probe_blas": (5, 1),
+           "probe_layers": (5, 1), "ray_start": (3, 1), "report_figures": (5, None),
            "scaling": (None, 1), "server_rules": (7, 1), "sim_rng": (5, 1), "spectral_fit": (5, 2),
            "split_threads": (3, 2), "start_up": (5, 2), "step_check": (9, 1), "tie_null": (7, None), "tiled": (5, 1),
            "training_throughput": (5, 1), "variance_gate": (5, 1), "wait_order": (5, None)}

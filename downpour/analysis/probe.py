@@ -20,7 +20,7 @@ import numpy as np
 from downpour._names import plural
 from downpour.analysis.intervals import wilson
 from downpour.analysis.labelled import LabelledSet
-from downpour.analysis.units import unit_responses
+from downpour.analysis.units import layer_responses
 from downpour.errors import DataError
 from downpour.models.base import FeatureModel
 
@@ -77,8 +77,11 @@ def probe_table(model: FeatureModel, data: LabelledSet, *, layers: list[str] | N
                             f"of its rarest class (of {len(classes)}); a probe needs at least 2 of each: raise it")
     layers = list(layers) if layers else model.feature_layers()
     rows = [{"features": INPUT, **cv_probe(x.reshape(len(y), -1).numpy(), y, folds=folds, seed=seed, C=C)}]
+    # every probed layer from one pass of the network (the same numbers as a pass per layer, bit for bit): until
+    # 2026-12-06 the main job's three probed layers ran stage 1 three times and stage 2 twice, per labelled set
+    codes = layer_responses(model, x, layers)
     for layer in layers:
-        rows.append({"features": layer, **cv_probe(unit_responses(model, x, layer), y, folds=folds, seed=seed, C=C)})
+        rows.append({"features": layer, **cv_probe(codes[layer], y, folds=folds, seed=seed, C=C)})
     majority = float(np.bincount(y).max() / len(y))
     used = len(rows[0]["folds"])
     return {"dataset": data.name, "samples": int(len(y)), "classes": len(np.unique(y)), "folds": used,
