@@ -35,9 +35,8 @@ import json
 import shutil
 import sys
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,29 +44,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from _main_job import flags, main_model  # noqa: E402
+from _reads import per_layer, reading  # noqa: E402
 from _protocol import at_least_1, emit, interleave, ratio, summary, thread_settings  # noqa: E402
 from downpour.analysis import face_controls as fc  # noqa: E402
 from downpour.analysis.labelled import prepare_images  # noqa: E402
 from downpour.analysis.negatives import build_controls  # noqa: E402
 from downpour.analysis.run import analyze_run  # noqa: E402
-from downpour.analysis.units import layer_responses, randomized_copy, unit_responses  # noqa: E402
+from downpour.analysis.units import layer_responses, randomized_copy  # noqa: E402
 from downpour.data import lfw_split  # noqa: E402
-
-
-def per_layer(model: Any, x: torch.Tensor, layers: Sequence[str], batch_size: int = 256,
-              dtype: type = np.float64) -> dict[str, np.ndarray]:
-    """The old way, with ``layer_responses``' signature: one pass of the network per layer."""
-    return {layer: unit_responses(model, x, layer, batch_size).astype(dtype) for layer in layers}
-
-
-@contextmanager
-def reading(way: Any) -> Iterator[None]:
-    """The face test reads its layers with ``way`` inside (``layer_responses``, the one pass, put back after)."""
-    fc.layer_responses = way
-    try:
-        yield
-    finally:
-        fc.layer_responses = layer_responses
 
 
 def face_images(draws: int) -> np.ndarray:
@@ -103,7 +87,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return {"values": sum(r.size for net in (model, twin) for r in way(net, x, layers).values())}
 
     def test(way: Any) -> dict[str, Any]:
-        with reading(way):
+        with reading(fc, way):
             return fc.face_controls(model, twin, layer=a.layer, input_shape=model.input_shape, prepare=None, seeds=[0],
                                     n_random_filters=a.random_filters, replicates=a.bootstrap,
                                     other_layers=tuple(n for n in layers if n != a.layer),
@@ -111,7 +95,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                     choice=a.face_choice)
 
     def analyze(way: Any) -> dict[str, Any]:
-        with reading(way), tempfile.TemporaryDirectory() as tmp:
+        with reading(fc, way), tempfile.TemporaryDirectory() as tmp:
             result = analyze_run(shutil.copytree(args.run, Path(tmp) / "run"))
             return {"result": {k: v for k, v in result.items() if k not in ("seconds", "run")}}
 

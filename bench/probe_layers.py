@@ -21,38 +21,21 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from _main_job import flags, main_model  # noqa: E402
+from _reads import per_layer, reading  # noqa: E402
 from _protocol import emit, interleave, ratio, summary, thread_settings  # noqa: E402
 from downpour.analysis import probe as pr  # noqa: E402
 from downpour.analysis.blas import one_blas_thread  # noqa: E402
 from downpour.analysis.labelled import load_labelled  # noqa: E402
 from downpour.analysis.run import default_probe_layers  # noqa: E402
-from downpour.analysis.units import layer_responses, unit_responses  # noqa: E402
-
-
-def per_layer(model: Any, x: torch.Tensor, layers: Sequence[str], batch_size: int = 256,
-              dtype: type = np.float64) -> dict[str, np.ndarray]:
-    """The old way, with ``layer_responses``' signature: one pass of the network per layer."""
-    return {layer: unit_responses(model, x, layer, batch_size).astype(dtype) for layer in layers}
-
-
-@contextmanager
-def reading(way: Any) -> Iterator[None]:
-    """The probe table reads its layers with ``way`` inside (``layer_responses``, the one pass, put back after)."""
-    pr.layer_responses = way
-    try:
-        yield
-    finally:
-        pr.layer_responses = layer_responses
+from downpour.analysis.units import layer_responses  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -66,7 +49,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         x = data.x[:a.probe_samples]        # (as many images as the table reads)
 
         def table(way: Any) -> dict[str, Any]:
-            with reading(way):
+            with reading(pr, way):
                 return pr.probe_table(model, data, layers=layers, folds=a.probe_folds, seed=cfg.seed,
                                       max_samples=a.probe_samples)
 
