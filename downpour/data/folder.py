@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -288,12 +289,20 @@ def left_out(unlisted: list[dict[str, str]], aliases: list[dict[str, str]],
     """What a listing records in a run's data.json (``info``) beside ``n_ignored``: the folders it could not list,
     the names of files it read under another name, and how many files of each extension it left out as no image
     (``ignored_extensions``, "" for none; ``ignored_first``: the first, sorted); only those that happened."""
-    kinds: dict[str, int] = {}
-    for p in others or []:
-        kinds[p.suffix.lower()] = kinds.get(p.suffix.lower(), 0) + 1
+    kinds = Counter(p.suffix.lower() for p in others or [])
     ignored = {"ignored_extensions": dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
                "ignored_first": str(others[0])} if others else {}
     return {**({"unlisted": unlisted} if unlisted else {}), **({"aliases": aliases} if aliases else {}), **ignored}
+
+
+def image_listing(path: str | Path, labels: bool = False) -> tuple[list[Path], dict[str, Any]]:
+    """(:func:`image_files`' files; what data.json records of the listing: ``n_ignored`` and :func:`left_out`'s keys).
+    Logs nothing: see :func:`say_left_out`."""
+    unlisted: list[dict[str, str]] = []
+    aliases: list[dict[str, str]] = []
+    others: list[Path] = []
+    files, n_ignored = image_files(path, labels, unlisted, aliases, others)
+    return files, {"n_ignored": n_ignored, **left_out(unlisted, aliases, others)}   # hidden, non-image, aliases
 
 
 def say_left_out(root: str | Path, info: dict[str, Any]) -> None:
@@ -331,11 +340,8 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False, shrin
     """All readable images under ``path`` (sorted by relative path, so the order is reproducible);
     ``shrink_to``, ``tile``, ``rule``: JPEGs decoded reduced for crops of that side (:func:`read_image`)."""
     root = Path(path)
-    unlisted: list[dict[str, str]] = []
-    aliases: list[dict[str, str]] = []
-    others: list[Path] = []
-    candidates, n_ignored = image_files(path, labels, unlisted, aliases, others)
-    info = {"path": str(root), "n_ignored": n_ignored, **left_out(unlisted, aliases, others)}   # hidden, non-image, aliases
+    candidates, listing = image_listing(path, labels)
+    info = {"path": str(root), **listing}
     say_left_out(root, info)
     classes, class_of = class_labels(root, candidates) if labels else ([], [0] * len(candidates))
     images, names, y, skipped, scales = [], [], [], [], []

@@ -30,7 +30,7 @@ from downpour.config import FILE_SOURCES, DataConfig
 from downpour.data.augment import Augment
 from downpour.data.dataset import shard_range
 from downpour.data.arrays import array_header
-from downpour.data.folder import class_labels, image_files, left_out, say_left_out
+from downpour.data.folder import class_labels, image_listing, left_out, say_left_out
 from downpour.data.images import is_too_small, skip
 from downpour.data.loader import StreamBatches
 from downpour.data.preprocess import Preprocess, fit_needs, fitted, too_few_to_fit
@@ -65,11 +65,7 @@ def item_name(source: str) -> str:
 def list_items(cfg: DataConfig) -> Listing:
     """The items of ``cfg``'s source (folder, video or ``.npy``); errors name the path."""
     if cfg.source == "folder":
-        unlisted: list[dict[str, str]] = []
-        aliases: list[dict[str, str]] = []
-        others: list[Path] = []
-        files, ignored = image_files(cfg.path, cfg.labels, unlisted, aliases, others)
-        info: dict[str, Any] = {"n_ignored": ignored, **left_out(unlisted, aliases, others)}
+        files, info = image_listing(cfg.path, cfg.labels)
         labels = None
         if cfg.labels:     # numbered as the in-memory path numbers them: every class folder, read or not
             classes, class_of = class_labels(cfg.path, files)
