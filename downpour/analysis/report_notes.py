@@ -139,7 +139,7 @@ def copies(f: dict[str, Any]) -> int | None:
 
 def collapsed(f: dict[str, Any]) -> bool:
     """The copies are a learned layer's collapse (not a designed bank's repeats, nor a Gabor start's leftovers)."""
-    return copies(f) is not None and f.get("first_layer", "learned") not in ("gabor", "gabor-init", *_NOT_LEARNED)
+    return copies(f) is not None and f.get("first_layer", "learned") not in ("gabor-init", *_NOT_LEARNED)
 
 
 def one_orientation(f: dict[str, Any]) -> str:
