@@ -196,10 +196,11 @@ def _invariance(a: dict[str, Any]) -> str:
                 f"depend on that tie-break.{esc(tied_unresponsive(inv))}</p>")
     oop = inv.get("out_of_plane_rotation", {})
     banded = any((c or {}).get("points") for c in ((inv.get("selectivity") or {}).get("range_ci") or {}).values())
-    return (f"<p>{invariance_words(inv)}; shaded: ± one standard error of the mean on the response panels (analysis.json "
-            f"also has the spread across images){', each AUC’s 95% bootstrap interval on the AUC panels' * banded}; "
-            f"dash-dot red (figures drawn since 2026-12-06): the level the table's ranges are read at, {floor:g} of the "
-            f"response{', and under it the AUC each AUC range keeps' if inv.get('selectivity') else ''}. "
+    return (f"<p>{invariance_words(inv)}; shaded: ± one standard error of the mean on the response panels "
+            f"(analysis.json also has the spread across images)"
+            f"{', each AUC’s 95% bootstrap interval on the AUC panels' if banded else ''}; "
+            f"dash-dot red (figures drawn since 2026-12-06): the level the table's ranges are read at, {floor:g} of "
+            f"the response{', and under it the AUC each AUC range keeps' if inv.get('selectivity') else ''}. "
             f"{fill_words(inv)}{esc(wide_intervals(inv))}</p>"
             + table(rows, header, "invariance-table") + note
             + (f'<p class="note">Out-of-plane rotation: not measured ({esc(oop.get("reason", ""))}).</p>'
