@@ -15,12 +15,13 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.layout_engine import TightLayoutEngine
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -44,9 +45,11 @@ def _figure(width: float, height: float, laid_out: bool = True) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _save(fig: Figure, path: Path | BinaryIO) -> Path | BinaryIO:
+    """``fig`` as a PNG at ``path``, or into a binary file object (the report's figures drawn as it writes the page)."""
+    if isinstance(path, (str, Path)):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
     engine = fig.get_layout_engine()
     if engine is not None:          # laid out once, here; then no engine, so savefig draws the figure once, as laid out
         # The spines left out of the layout: each spine's extent works out its axis's ticks again (4 per panel), to add
@@ -222,10 +225,16 @@ def staleness_histogram(histograms: dict[str, dict[int, int]], path: Path) -> Pa
     return _save(fig, path)
 
 
+CONCEPT_FRAME, OTHER_FRAME = "C1", "0.75"     # the top images' frames: the concept's (orange), any other (light grey)
+
+
 def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, title: str,
-                            top_responses: list[float] | None = None, stimulus_label: str = "optimal stimulus") -> Path:
+                            top_responses: list[float] | None = None, stimulus_label: str = "optimal stimulus",
+                            in_concept: list[bool] | None = None, concept: str = "concept") -> Path:
     """The optimal stimulus (C, H, W) beside the top-k images (k, C, H, W), like the paper's figure 3; ``stimulus_label``
-    its panel's (:func:`~downpour.analysis.report_notes.pictured_names`)."""
+    its panel's (:func:`~downpour.analysis.report_notes.pictured_names`). ``in_concept``: per top image, whether it is
+    one of ``concept``'s: framed in orange (the others in grey) with a legend of both counts (since 2026-12-06; the
+    title's count alone did not say which)."""
     k = len(top)
     rows = max(1, math.isqrt(k))            # about a square: the default 9 were 8 in a row and 1 alone (until 2026-12-06)
     cols = math.ceil(k / rows)
@@ -236,6 +245,15 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
         ax = fig.add_subplot(grid[i // cols, 2 + i % cols])
         label = f"{top_responses[i]:.3g}" if top_responses is not None else None
         _show(ax, top[i], label, symmetric=False)
+        if in_concept is not None:
+            for spine in ax.spines.values():
+                spine.set(color=CONCEPT_FRAME if in_concept[i] else OTHER_FRAME, linewidth=3 if in_concept[i] else 1.5)
+    if in_concept is not None:
+        n = sum(map(bool, in_concept))
+        frames = [Patch(facecolor="none", edgecolor=CONCEPT_FRAME, lw=3, label=f"{concept} ({n})"),
+                  Patch(facecolor="none", edgecolor=OTHER_FRAME, lw=1.5, label=f"other ({len(in_concept) - n})")]
+        fig.legend(handles=frames,
+                   loc="upper center", bbox_to_anchor=(0.5, fig.subplotpars.bottom), ncol=2, fontsize=8, frameon=False)
     fig.suptitle(textwrap.fill(title, round(1.2 * (cols + 2) * 13)), fontsize=9)   # (about 13 characters an inch)
     return _save(fig, path)
 

@@ -9,7 +9,8 @@ from downpour.analysis.auc_words import auc_ci
 from downpour.analysis.face_verdict import LEARNED, NO_FACES, TWIN
 from downpour.analysis.labelled import BUILT_IN
 from downpour.analysis.report_notes import chosen_among, owed_note, tie_limit_words
-from downpour.analysis.report_parts import esc, pct, table
+from downpour.analysis.report_parts import esc, inline_png, pct, table
+from downpour.analysis.verdict_figure import verdict_caption, verdict_png
 
 
 def tested_concept(a: dict[str, Any]) -> str | None:
@@ -103,6 +104,7 @@ def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
             + table(cells, ["negatives", "method", "unit", "AUC [95% CI]", column],
                      "face-controls-table", classes)
             + f"<p>{esc(verdict.get('rule', ''))}. Criterion: {esc(verdict.get('criterion', ''))}.</p><ul>{sentences}</ul>"
+            + verdict_picture(rows, setup)
             + ('<p class="note">One run, tested on the faces it held out. <code>downpour crossfit</code> trains one '
                "run per fold of lfw_subset and tests every one of its 100 faces with the run that never saw it: "
                "narrower intervals, and the spread from training to training.</p>"
@@ -110,6 +112,15 @@ def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
             + undecided_note(rows, setup)
             + ("" if concept or any(r["method"] == NO_FACES for r in rows) else owed_note(seen_faces))
             + controls_by_layer(fn.get("controls_by_layer") or [], setup))
+
+
+def verdict_picture(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
+    """The table's intervals as a figure beside the verdict, and its caption from the same numbers (since 2026-12-06:
+    the verdict's intervals were in the table alone), drawn from the rows as the page is written."""
+    labels = {k: v.get("label", k) for k, v in setup.get("negatives", {}).items()}
+    picture = inline_png(verdict_png(rows, labels), "each method's AUC with its 95% interval, per negative set")
+    return (f'<figure id="face-verdict">{picture}'
+            f'<figcaption class="note">{esc(verdict_caption(rows, labels))}</figcaption></figure>')
 
 
 def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:

@@ -44,8 +44,13 @@ def image(run: RunDir, rel: str | None, alt: str) -> str:
     path = run.path / rel
     if not path.is_file():
         raise NotARunError(f"{str(path)!r} is listed in analysis.json but missing; rerun `downpour analyze {run.path}`")
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}" title="{esc(rel)}">'
+    return inline_png(path.read_bytes(), alt, rel)
+
+
+def inline_png(png: bytes, alt: str, title: str = "") -> str:
+    """An <img> of a PNG's bytes, inlined as a base64 data URI."""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}"' + (f' title="{esc(title)}">' if title else ">")
 
 
 def table(rows: list[list[Any]], header: list[str], table_id: str, row_classes: list[str] | None = None) -> str:

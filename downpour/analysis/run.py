@@ -258,7 +258,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
         (f"unit {unit} of {layer}: optimal stimulus and top {len(top)} of {len(pool)} images " if sign > 0 else
          f"unit {unit} of {layer} (the concept lowers it): most suppressing stimulus and the {len(top)} of {len(pool)} "
          "images it answers least ") + f"({positive_in_top} are {labels[0]})", [float(responses[i]) for i in top],
-        pictured_names(sign)[0]).name
+        pictured_names(sign)[0], (data.y[top] == opts.positive).tolist(), labels[0]).name
 
     # 3. invariance on the concept's images the unit was not chosen on (as its top images; every image until
     # 2026-12-04), warped in pixels, then prepared as the run's training data was
