@@ -252,7 +252,7 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
     out = args.out or f"runs/crossfit-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs, control=args.control)
-    except KeyboardInterrupt:    # (and SIGTERM) a fold's own log says `--resume` it; the cross-fit goes on as a whole
+    except KeyboardInterrupt:    # (and SIGTERM) a fold's own stop warning names this command too (train.go_on)
         print(f"downpour: cross-fit stopped; each fold keeps what it trained: the same command goes on (--out {pasted(out)})",
               file=sys.stderr)
         raise

@@ -38,6 +38,7 @@ from downpour.config import (CROSSFIT_CONTROLS, FACE_SOURCES, ConfigError, Overr
 from downpour.crossfit_folds import check_crossfit_folder, crossfitting, fold_config, testing
 from downpour.errors import RunError
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
+from downpour.train.go_on import crossfit_fold
 from downpour.train.rundir import RunDir
 from downpour.train.signals import sigterm_as_interrupt
 from downpour.twins import check_same_run, no_faces_config, recorded_failures, search_failures, shared_ray, train_kept
@@ -55,6 +56,14 @@ def fold_summary(summary: dict[str, Any]) -> dict[str, Any]:
     failures = recorded_failures(summary["run"]) if summary.get("kept") else search_failures(summary)
     return {"run": summary.get("run"), "kept": bool(summary.get("kept")),
             **{k: summary.get(k) for k in ("seconds", "final_loss")}, "line_search_failures": failures}
+
+
+def train_fold(cfg: RunConfig, path: Path) -> dict[str, Any]:
+    """:func:`~downpour.twins.train_kept` of a fold (``OUT/fold-I``) or its twin (``OUT/fold-I/no-faces``), its
+    :func:`fold_summary`; stopped, its runner's warning names the cross-fit's command (:mod:`downpour.train.go_on`),
+    not ``--resume`` of the fold, which finishes that fold alone."""
+    with crossfit_fold(path.parent.parent if path.name == RunDir.TWIN else path.parent):
+        return fold_summary(train_kept(cfg, path))
 
 
 def line_search_failures(record: dict[str, Any], kept: bool = False) -> list[str]:
@@ -86,12 +95,12 @@ def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection, pa
     with open(log_path, "a", encoding="utf-8") as out, redirect_stdout(out), redirect_stderr(out), sigterm_as_interrupt():
         logging.basicConfig(stream=out, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
         try:
-            _answer(conn, (True, fold_summary(train_kept(cfg, path))))
+            _answer(conn, (True, train_fold(cfg, path)))
         except KeyboardInterrupt:
             _answer(conn, (False, "stopped (its checkpoint is kept: run the same command again to go on)"))
         except Exception as err:   # reported by the parent, naming the fold; the other folds go on
             traceback.print_exc(file=out)
-            _answer(conn, (False, f"{type(err).__name__}: {err}"))
+            _answer(conn, (False, fold_error(err)))
         finally:
             conn.close()
 
@@ -132,7 +141,7 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
     pending, running, done, failed = list(range(len(configs))), {}, {}, {}
     for i in list(pending):     # a finished fold is kept here: a process to say so cost 2-3 s (it imports torch)
         if _finished(configs[i], paths[i]):
-            done[i] = fold_summary(train_kept(configs[i], paths[i]))
+            done[i] = train_fold(configs[i], paths[i])
             pending.remove(i)
     try:
         while pending or running:
@@ -172,12 +181,24 @@ def train_in_turn(configs: list[RunConfig], paths: list[Path]) -> list[dict[str,
         for i, (cfg, path) in enumerate(zip(configs, paths)):
             log.info("crossfit: run %d of %d -> %s", i + 1, len(configs), path)
             try:
-                done.append(fold_summary(train_kept(cfg, path)))
+                done.append(train_fold(cfg, path))
             except Exception as err:   # (not KeyboardInterrupt: a stop stops every fold)
-                failed[i] = f"{type(err).__name__}: {err}"
+                failed[i] = fold_error(err)
                 log.error("crossfit: %s failed: %s", path, failed[i])
     raise_failed(failed, paths, logs=False)
     return done
+
+
+# said after a fold refused for its settings (a ConfigError), whose advice (`--workers N`, `--set K=V`) is a new run's
+REFUSED = ("the folds trained keep their settings, and the same command in this --out refuses a fold of other ones "
+           "(its cluster.workers, its --set): run a changed cross-fit in a new --out, or keep the settings")
+
+
+def fold_error(err: Exception) -> str:
+    """A fold's failure as :func:`raise_failed` names it; a refusal of its settings (until 2026-12-06 "use at most 19
+    (--workers 19)", and a cross-fit run again so was refused by every fold trained, their cluster.workers differing)
+    with :data:`REFUSED`."""
+    return f"{type(err).__name__}: {err}" + (f" [{REFUSED}]" if isinstance(err, ConfigError) else "")
 
 
 def raise_failed(failed: dict[int, str], paths: list[Path], logs: bool) -> None:
@@ -186,8 +207,10 @@ def raise_failed(failed: dict[int, str], paths: list[Path], logs: bool) -> None:
         return
     lines = "; ".join(f"{paths[i]}: {what}" + (f" (see {output_log(paths[i])})" if logs else "")
                       for i, what in sorted(failed.items()))
-    raise RunError(f"{len(failed)} of {len(paths)} fold runs failed, the others are kept ({lines}); "
-                   "run the same command again to train only those")
+    refused = any(REFUSED in what for what in failed.values())
+    raise RunError(f"{len(failed)} of {len(paths)} fold runs failed, the others are kept ({lines}); run the same "
+                   "command again to train only those" + (" (a fold refused its settings: see the note after it)"
+                                                          if refused else ""))
 
 
 def _finished(cfg: RunConfig, path: Path) -> bool:

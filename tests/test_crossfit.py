@@ -13,6 +13,7 @@ from torch import Tensor
 from downpour.analysis.controls import score_controls
 from downpour.analysis.crossfit import crossfit_controls
 from downpour.analysis.face_controls import LEARNED, NO_FACES, View, face_controls, face_test
+from downpour.analysis.face_verdict import PER_NETWORK
 from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import LabelledSet, load_labelled
 from downpour.cli import main
@@ -110,6 +111,13 @@ def test_each_fold_is_scored_by_its_own_run_and_a_memorised_unit_scores_chance()
         row = _learned(result, negatives)
         assert row["splits"] == k and row["selection_auc"] == 1.0 and row["split_unit"] == [0] * k
         assert row["auc_ci"][0] < 0.5 < row["auc_ci"][1], negatives
+    # each fold is its own network: no one unit index for the learned unit or the twin (until 2026-12-06 the
+    # index most folds chose, with its share), while a pixel is the same pixel in every fold
+    for r in result["rows"]:
+        if r["method"] in PER_NETWORK:
+            assert r["unit"] is None and r["unit_share"] is None and len(r["split_unit"]) == k, r["method"]
+        else:
+            assert isinstance(r["unit"], int) and r["unit_share"] > 0, r["method"]
     leaked = crossfit_controls(views[1:] + views[:1], layer=None, seed=0, **FAST)   # fold i scored by run i+1
     assert _learned(leaked, "lfw_nonfaces")["auc"] > 0.95
 
@@ -122,7 +130,7 @@ def test_all_100_faces_narrow_the_interval_of_a_face_template():
     pooled = crossfit_controls(_views([model] * 5), layer=None, seed=0, **FAST)
     assert pooled["faces"] == 100 and fixed["faces"] == 30
     a, b = _learned(fixed, "upside_down"), _learned(pooled, "upside_down")      # the one not near AUC 1
-    assert a["unit"] == b["unit"] == 3 and a["auc"] < 0.97
+    assert a["unit"] == 3 and b["split_unit"] == [3] * 5 and a["auc"] < 0.97
     assert b["auc_ci"][1] - b["auc_ci"][0] < 0.8 * (a["auc_ci"][1] - a["auc_ci"][0])
     assert len(b["split_auc"]) == 5 and b["auc"] == pytest.approx(np.mean(b["split_auc"]))
     for fold in pooled["per_fold"]:     # the template is the planted network's best unit, and chosen first
@@ -348,6 +356,47 @@ def test_a_failed_fold_one_after_another_does_not_stop_the_later_folds_and_is_na
     assert trained == ["fold-0", "fold-2", "fold-3"]
     assert f"1 of 4 fold runs failed, the others are kept ({out / 'fold-1'}: DataError: row 3 is NaN)" in err
     assert not (out / "crossfit.json").exists()
+
+
+def test_a_fold_refused_its_settings_is_told_they_change_in_a_new_out(tmp_path, capsys, monkeypatch):
+    """A fold refused for its data's size was told "use at most 19 (--workers 19)", and the same cross-fit with
+    --workers 19 refused every fold trained (their cluster.workers differ): the advice names a new --out."""
+    from downpour.errors import ConfigError
+
+    def train_kept(cfg, path):       # the bookkeeping only: no fold is trained
+        if path.name == "fold-1":
+            raise ConfigError("cluster.workers = 20, but data.source = 'faces' gives only 19 samples, and each worker "
+                              "trains on a share of its own; use at most 19 (--workers 19)", key="cluster.workers")
+        return {"run": str(path), "kept": None, "seconds": 0.0, "final_loss": 1.0}
+
+    monkeypatch.setattr("downpour.crossfit.train_kept", train_kept)
+    assert main(["crossfit", *TINY, "--folds", "2", "--out", str(tmp_path / "cf")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "(--workers 19) [the folds trained keep their settings" in err and "in a new --out, or keep the settings" in err
+    assert "(a fold refused its settings: see the note after it)" in err
+
+
+def test_a_stopped_fold_names_the_cross_fits_command_not_its_own_resume(tmp_path, capsys, caplog, monkeypatch):
+    """With --jobs 1 a Ctrl-C said the fold's "continue with --resume OUT/fold-0" (which finishes that fold alone),
+    then the cross-fit's "the same command goes on": the fold's warning names the cross-fit's command too."""
+    import os
+    import signal
+
+    from downpour.train.telemetry import PartsMean
+
+    add = PartsMean.add
+
+    def add_then_ctrl_c(self, parts, samples=0, loss=None):
+        add(self, parts, samples, loss)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(PartsMean, "add", add_then_ctrl_c)
+    out = tmp_path / "cf"
+    with caplog.at_level("WARNING"):
+        assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 130
+    assert f"checkpoint saved: the same `downpour crossfit --out {out}` command (it resumes every fold) goes on" \
+        in caplog.text and "--resume" not in caplog.text
+    assert "the same command goes on" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flags,message", [(["--jobs", "0"], "--jobs must be at least 1"),

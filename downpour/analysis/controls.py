@@ -235,7 +235,8 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                    splits: list[tuple[np.ndarray, np.ndarray]], *, replicates: int = 2000,
                    seed: int | np.random.SeedSequence = 0,
                    levels: dict[str, str] | None = None, paired: str | None = None,
-                   per_split: bool = False, localizer: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+                   per_split: bool = False, localizer: tuple[str, ...] = (),
+                   networks: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """One row per (negative set, method): the rule chosen on the selection split, scored on each test set.
 
     methods: name -> (M, K) responses, a list of them (one per split), or a function of the selection
@@ -255,6 +256,10 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     other method {"delta": its AUC minus the other's, "ci": [low, high]}: the same images and the same
     replicates for both, so the interval of the difference is far narrower than two separate ones.
     ``per_split``: rows also get ``split_auc`` (each split's AUC) and ``split_unit`` (its choice).
+    ``networks``: methods whose candidates are another network's units in each split (a cross-fit's folds): over
+    several splits, a unit index shared by them names no one unit, so their rows' ``unit`` and ``unit_share`` are
+    None (each split's unit: ``split_unit``) and ``sign``, ``threshold`` and the tie are the first split's (until
+    2026-12-06 the index chosen most often, e.g. unit 181 of 2 in 4 folds).
     ``localizer``: negative sets that join the choice: every method is then chosen by its worst
     selection AUC over the selection non-faces and, for each set named, its images built from a
     *selection* source (:func:`~downpour.analysis.choice.ranking`); the test still scores only those built from test sources.
@@ -335,16 +340,19 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     out = []
     for g, name in enumerate(sets):
         for j, m in enumerate(names):
-            units = Counter(c[0] for c in chosen[m])
-            unit, count = units.most_common(1)[0]
+            unit, count = Counter(c[0] for c in chosen[m]).most_common(1)[0]
             sign = int(Counter(c[1] for c in chosen[m] if c[0] == unit).most_common(1)[0][0])
             at = next(i for i, c in enumerate(chosen[m]) if c[:2] == (unit, sign))   # the split whose rule the row gives
+            own = m in networks and len(splits) > 1      # each split its own network: no one unit to name
+            if own:
+                at, sign = 0, int(chosen[m][0][1])
             first, ties = chosen[m][at], tied_test[(name, m)]
             out.append({"negatives": name, "level": (levels or {}).get(name, ""), "method": m,
                         "auc": float(auc[:, g, j].mean()), "auc_ci": [float(low[g, j]), float(high[g, j])],
                         "accuracy_mean": float(acc[:, g, j].mean()), "accuracy_std": float(acc[:, g, j].std()),
                         "accuracy_ci": [float(acc_low[g, j]), float(acc_high[g, j])],
-                        "splits": len(splits), "unit": int(unit), "unit_share": count / len(splits),
+                        "splits": len(splits), "unit": None if own else int(unit),
+                        "unit_share": None if own else count / len(splits),
                         "sign": sign, "threshold": first[4], **first[5],
                         "tie_share": first[5]["tied"] / int(first[3]),
                         # its tied units' test AUCs spread wider than chance spreads them on that split's replicates

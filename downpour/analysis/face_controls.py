@@ -25,8 +25,8 @@ from torch import Tensor
 
 from downpour.analysis import baselines
 from downpour.analysis.controls import Responses, score_controls, ties_once
-from downpour.analysis.face_verdict import (FACES, GRADIENT, LEARNED, LOW_LEVEL, NO_FACES, PIXEL, PROBE, TWIN, Subject,
-                                           controls_verdict)
+from downpour.analysis.face_verdict import (FACES, GRADIENT, LEARNED, LOW_LEVEL, NO_FACES, PER_NETWORK, PIXEL, PROBE,
+                                           TWIN, Subject, controls_verdict)
 from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import prepare_images
 from downpour.analysis.negatives import build_controls, joined
@@ -193,7 +193,8 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
     localizer = tuple(c.name for c in controls) if choice == "localizer" else ()
     try:
         rows = score_controls(methods, y, negatives, source, splits, replicates=replicates, seed=draw_bootstrap,
-                              levels=levels, paired=LEARNED, per_split=len(views) > 1, localizer=localizer)
+                              levels=levels, paired=LEARNED, per_split=len(views) > 1, localizer=localizer,
+                              networks=PER_NETWORK)
     except ValueError as err:           # (a unit with non-finite responses: name the layer it is in)
         raise (NoCandidate if isinstance(err, NoCandidate) else ValueError)(
             f"the face test on layer {layer!r}: {err}") from None

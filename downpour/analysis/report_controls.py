@@ -6,7 +6,7 @@ from typing import Any
 
 from downpour._names import plural
 from downpour.analysis.auc_words import auc_ci
-from downpour.analysis.face_verdict import LEARNED, NO_FACES, TWIN
+from downpour.analysis.face_verdict import LEARNED, NO_FACES, PER_NETWORK
 from downpour.analysis.labelled import BUILT_IN
 from downpour.analysis.report_notes import chosen_among, owed_note, tie_limit_words
 from downpour.analysis.report_parts import esc, inline_png, pct, table
@@ -33,9 +33,6 @@ def _faces_each(row: dict[str, Any]) -> str:
     """Faces per fold: "20", or "33-34" when the folds differ (100 faces in 3 folds)."""
     low, high = row.get("test_positives_range", [row["test_positives"]] * 2)
     return str(high) if low == high else f"{low}-{high}"
-
-
-PER_NETWORK = (LEARNED, TWIN, NO_FACES)   # methods whose candidates are a network's units
 
 
 def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:

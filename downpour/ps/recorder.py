@@ -9,7 +9,6 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
-from downpour._names import pasted
 from downpour.config import RunConfig
 from downpour.errors import RunError
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, save_server
@@ -18,6 +17,7 @@ from downpour.ps.staleness import StalenessLog, staleness_report
 from downpour.ps.worker import OnPush, Push
 from downpour.train.checkpoint import CheckpointError
 from downpour.train.divergence import first_entry, first_trained
+from downpour.train.go_on import go_on
 from downpour.train.rundir import RunDir
 from downpour.train.telemetry import PartsMean, Telemetry
 
@@ -202,21 +202,21 @@ class Recorder:
             # no push recorded since a checkpoint of the whole state (the simulator's, cluster.checkpoint_every):
             # it stands. Saved again mid-event (an error inside a push: some shards may have applied it) it lost
             # the workers' state and the resume went on from a restart, off the uninterrupted run
-            log.warning("stopped at step %d; the server checkpoint of that step stands: --resume %s goes on from it",
-                        self.coord.done, pasted(self.run.path))
+            log.warning("stopped at step %d; the server checkpoint of that step stands: %s goes on from it",
+                        self.coord.done, go_on(self.run.path))
             return
         try:
             self.driver.settle(self.on_push)
             self.checkpoint()
-            log.warning("stopped at step %d; the server checkpoint was saved: --resume %s goes on from it",
-                        self.coord.done, pasted(self.run.path))
+            log.warning("stopped at step %d; the server checkpoint was saved: %s goes on from it",
+                        self.coord.done, go_on(self.run.path))
         except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
             # one line: Ray's ActorDiedError runs to 5 lines of its own. And where the last checkpoint is, which
             # the resume goes on from: "could not checkpoint" alone read as if nothing was kept
             why = (str(err).strip().splitlines() or [""])[0]
             try:
                 step = load_server(self.run.checkpoints / SERVER, meta_keys=("step",))[1]["step"]
-                kept = f"--resume {pasted(self.run.path)} goes on from the last checkpoint, at step {step}"
+                kept = f"{go_on(self.run.path)} goes on from the last checkpoint, at step {step}"
             except (CheckpointError, OSError):
                 kept = "there is no server checkpoint to resume from"
             log.warning("stopped at step %d; could not checkpoint the server (%s: %s); %s", self.coord.done,

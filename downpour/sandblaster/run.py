@@ -33,6 +33,7 @@ from downpour.train.checkpoint import CheckpointError, load_state, save_state, v
 from downpour.train.checkpoint_checks import check_finite
 from downpour.train.config_record import splits_steps
 from downpour.train.divergence import first_entry, first_trained
+from downpour.train.go_on import go_on
 from downpour.train.rundir import RunDir, ends_at_stop
 from downpour.train.run_begin import saving_words
 from downpour.train.setup import stage_for_step
@@ -227,8 +228,8 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
         try:   # keep the iterations done (the shards still hold the last accepted point); a second Ctrl-C waits
             with stop_record("the run's checkpoint"):
                 _save(run, pool, coord, progress, boundary)
-                log.warning("stopped after L-BFGS iteration %d; checkpoint saved: --resume %s goes on", progress.iteration,
-                            pasted(run.path))
+                log.warning("stopped after L-BFGS iteration %d; checkpoint saved: %s goes on", progress.iteration,
+                            go_on(run.path))
         except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
             log.warning("could not checkpoint the shards (%s: %s)", type(err).__name__, err)
         raise

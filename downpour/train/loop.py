@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 
-from downpour._names import pasted
 from downpour.config import RunConfig
 from downpour.data.opened import Opened, open_data_once
 from downpour.data.pipeline import (batch_position, check_resumed_on, close_stream, data_report, keep_cut, loader_died,
@@ -22,6 +21,7 @@ from downpour.models.registry import build
 from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
 from downpour.train.checkpoint_checks import check_counts, check_dtypes, check_finite, check_streams
 from downpour.train.divergence import first_entry, first_trained
+from downpour.train.go_on import go_on
 from downpour.train.rundir import RunDir
 from downpour.train.setup import make_optimizer, resolve_device, set_up_torch, stage_for_step
 from downpour.train.signals import signals_held, stop_record
@@ -167,7 +167,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened 
             if checkpoint:
                 _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean,
                                  first)
-                log.warning("stopped after step %d; checkpoint saved, continue with --resume %s", done, pasted(run.path))
+                log.warning("stopped after step %d; checkpoint saved: %s goes on", done, go_on(run.path))
             # and what the data did so far (the files skipped): the stream's live report, its reads ahead included
             record_stopped(run.write_json, cfg.data, data.info, lambda: [data_report(batches)], done, total, stop)
         if stop is not err:
