@@ -372,7 +372,8 @@ def test_a_fold_refused_its_settings_is_told_they_change_in_a_new_out(tmp_path, 
     monkeypatch.setattr("downpour.crossfit.train_kept", train_kept)
     assert main(["crossfit", *TINY, "--folds", "2", "--out", str(tmp_path / "cf")]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "(--workers 19) [the folds trained keep their settings" in err and "in a new --out, or keep the settings" in err
+    assert "(--workers 19) [the folds trained keep their settings" in err
+    assert "in a new --out, or keep the settings" in err
     assert "(a fold refused its settings: see the note after it)" in err
 
 

@@ -259,7 +259,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     ``networks``: methods whose candidates are another network's units in each split (a cross-fit's folds): over
     several splits, a unit index shared by them names no one unit, so their rows' ``unit`` and ``unit_share`` are
     None (each split's unit: ``split_unit``) and ``sign``, ``threshold`` and the tie are the first split's (until
-    2026-12-06 the index chosen most often, e.g. unit 181 of 2 in 4 folds).
+    2026-12-06 the index chosen most often: unit 181, unit_share 0.5, as 2 of 4 folds chose their own 181st units).
     ``localizer``: negative sets that join the choice: every method is then chosen by its worst
     selection AUC over the selection non-faces and, for each set named, its images built from a
     *selection* source (:func:`~downpour.analysis.choice.ranking`); the test still scores only those built from test sources.

@@ -14,7 +14,7 @@ from downpour.config import AnalysisConfig, DataConfig
 
 LEARNED, TWIN = "learned unit", "random weights, same architecture"
 NO_FACES = "the no-faces network"   # the same recipe with data.train_faces = 0: is the unit learned from the faces?
-PER_NETWORK = (LEARNED, TWIN, NO_FACES)   # methods whose candidates are a network's units (a cross-fit: each fold's own)
+PER_NETWORK = (LEARNED, TWIN, NO_FACES)   # methods whose candidates are a network's units (a cross-fit: a fold's own)
 PIXEL, GRADIENT, PROBE = "best single pixel", "gradient energy", "logistic regression on raw pixels"
 LFW = "lfw_nonfaces"
 LOW_LEVEL = "low-level matched"
