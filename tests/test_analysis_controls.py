@@ -484,6 +484,8 @@ def test_chosen_per_held_out_split_the_test_has_half_the_faces_and_every_split()
     assert result["select"] == "heldout" and result["split_seeds"] == FAST["seeds"]
     row = _rows(result["rows"], "upside_down")[LEARNED]
     assert row["splits"] == len(FAST["seeds"]) and row["test_positives"] == 15
+    # one network, several splits: its unit index names one unit (a cross-fit's folds' rows have none)
+    assert isinstance(row["unit"], int) and row["unit_share"] > 0
     with pytest.raises(ValueError, match="select"):
         face_controls(PlantedModel((1, 25, 25)), PlantedModel((1, 25, 25)), layer=None, input_shape=(1, 25, 25),
                       prepare=None, select="everything", **FAST)

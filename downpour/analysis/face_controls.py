@@ -194,7 +194,7 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
     try:
         rows = score_controls(methods, y, negatives, source, splits, replicates=replicates, seed=draw_bootstrap,
                               levels=levels, paired=LEARNED, per_split=len(views) > 1, localizer=localizer,
-                              networks=PER_NETWORK)
+                              networks=PER_NETWORK if len(views) > 1 else ())   # (heldout: 1 network, k splits)
     except ValueError as err:           # (a unit with non-finite responses: name the layer it is in)
         raise (NoCandidate if isinstance(err, NoCandidate) else ValueError)(
             f"the face test on layer {layer!r}: {err}") from None
