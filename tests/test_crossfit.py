@@ -372,9 +372,8 @@ def test_a_fold_refused_its_settings_is_told_they_change_in_a_new_out(tmp_path, 
     monkeypatch.setattr("downpour.crossfit.train_kept", train_kept)
     assert main(["crossfit", *TINY, "--folds", "2", "--out", str(tmp_path / "cf")]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "(--workers 19) [the folds trained keep their settings" in err
-    assert "in a new --out, or keep the settings" in err
-    assert "(a fold refused its settings: see the note after it)" in err
+    assert "(--workers 19) [in a new --out: the folds trained in this one keep their settings and refuse others]" in err
+    assert "refuses them again: a cross-fit with changed ones goes in a new --out" in err
 
 
 def test_a_stopped_fold_names_the_cross_fits_command_not_its_own_resume(tmp_path, capsys, caplog, monkeypatch):
@@ -395,9 +394,11 @@ def test_a_stopped_fold_names_the_cross_fits_command_not_its_own_resume(tmp_path
     out = tmp_path / "cf"
     with caplog.at_level("WARNING"):
         assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 130
-    assert f"checkpoint saved: the same `downpour crossfit --out {out}` command (it resumes every fold) goes on" \
+    assert f"checkpoint saved, continue with the same `downpour crossfit --out {out}` command (it resumes every fold)" \
         in caplog.text and "--resume" not in caplog.text
     assert "the same command goes on" in capsys.readouterr().err
+    from downpour.train.go_on import go_on      # the stop left no cross-fit behind: a run trained next, in the same
+    assert go_on(tmp_path / "run") == f"--resume {tmp_path / 'run'}"   # process (a notebook), names its own --resume
 
 
 @pytest.mark.parametrize("flags,message", [(["--jobs", "0"], "--jobs must be at least 1"),

@@ -215,7 +215,7 @@ def test_a_stopped_runs_warning_gives_its_folder_as_a_shell_takes_it(tmp_path, m
     run = RunDir.create(tmp_path / "my run", cfg)
     with caplog.at_level("WARNING"), pytest.raises(KeyboardInterrupt):
         run_local(cfg, run)
-    assert f"checkpoint saved: --resume '{run.path}' goes on" in caplog.text
+    assert f"checkpoint saved, continue with --resume '{run.path}'" in caplog.text
 
 
 def test_a_signal_another_thread_takes_still_waits_for_the_held_block():

@@ -3,7 +3,7 @@ no-faces twin) that ``downpour crossfit`` trains, that cross-fit's own command, 
 
     with crossfit_fold(out):          # downpour.crossfit, around each fold it trains
         train_kept(cfg, out / "fold-0")
-    log.warning("stopped after step %d; checkpoint saved: %s goes on", step, go_on(run.path))
+    log.warning("stopped after step %d; checkpoint saved, continue with %s", step, go_on(run.path))
 
 Every runner's stop warning says it through :func:`go_on` (the local loop, the parameter server's recorder,
 Sandblaster): until 2026-12-06 a cross-fit stopped with ``--jobs 1`` printed the fold's "continue with --resume

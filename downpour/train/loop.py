@@ -167,7 +167,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened 
             if checkpoint:
                 _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean,
                                  first)
-                log.warning("stopped after step %d; checkpoint saved: %s goes on", done, go_on(run.path))
+                log.warning("stopped after step %d; checkpoint saved, continue with %s", done, go_on(run.path))
             # and what the data did so far (the files skipped): the stream's live report, its reads ahead included
             record_stopped(run.write_json, cfg.data, data.info, lambda: [data_report(batches)], done, total, stop)
         if stop is not err:
