@@ -190,8 +190,7 @@ def train_in_turn(configs: list[RunConfig], paths: list[Path]) -> list[dict[str,
 
 
 # said after a fold refused for its settings (a ConfigError), whose advice (`--workers N`, `--set K=V`) is a new run's
-REFUSED = ("the folds trained keep their settings, and the same command in this --out refuses a fold of other ones "
-           "(its cluster.workers, its --set): run a changed cross-fit in a new --out, or keep the settings")
+REFUSED = "in a new --out: the folds trained in this one keep their settings and refuse others"
 
 
 def fold_error(err: Exception) -> str:
@@ -209,7 +208,8 @@ def raise_failed(failed: dict[int, str], paths: list[Path], logs: bool) -> None:
                       for i, what in sorted(failed.items()))
     refused = any(REFUSED in what for what in failed.values())
     raise RunError(f"{len(failed)} of {len(paths)} fold runs failed, the others are kept ({lines}); run the same "
-                   "command again to train only those" + (" (a fold refused its settings: see the note after it)"
+                   "command again to train only those" + (", but a fold that refused its settings refuses them again: "
+                                                          "a cross-fit with changed ones goes in a new --out"
                                                           if refused else ""))
 
 

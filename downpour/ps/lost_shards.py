@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from downpour._names import pasted, plural
+from downpour._names import plural
 from downpour.config import RunConfig
 from downpour.errors import CheckpointError, NotARunError
 from downpour.ps.checkpoint import SERVER, load_server
 from downpour.ps.recorder import ShardLost
+from downpour.train.go_on import go_on
 from downpour.train.rundir import RunDir
 
 SHARD_EVENTS = ("shards-restarted", "shards-lost")
@@ -98,10 +99,10 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
                                     "shard_events": [e for e in events if e["event"] in SHARD_EVENTS],
                                     "run": str(run.path)})
     said = "" if unreadable == failed else f" ({unreadable})"      # (the restart's own error: said once)
-    resume = (f"its server checkpoint is unreadable{said}: --resume {pasted(run.path)} cannot go on from it"
+    resume = (f"its server checkpoint is unreadable{said}: {go_on(run.path)} cannot go on from it"
               if unreadable else
-              f"--resume {pasted(run.path)} goes on from its last server checkpoint, at step {kept}" if kept is not None
-              else f"it has no server checkpoint: --resume {pasted(run.path)} trains it again from step 0")
+              f"{go_on(run.path)} goes on from its last server checkpoint, at step {kept}" if kept is not None
+              else f"it has no server checkpoint: {go_on(run.path)} trains it again from step 0")
     why = (f"restarting the shards failed ({failed})" if failed is not None else
            f"the shards' restart was {how}" if how else
            f"the shards were already restarted {plural(restarts, 'time')} (cluster.shard_restarts)")
