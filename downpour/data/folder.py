@@ -19,7 +19,7 @@ import os
 import stat
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageFile
@@ -336,9 +336,12 @@ def class_labels(root: str | Path, files: list[Path]) -> tuple[list[str], list[i
 
 
 def load_folder(path: str | Path, grey: bool = True, labels: bool = False, shrink_to: int = 0,
-                tile: int = 0, rule: int = JPEG_DECODE) -> ImageSet:
+                tile: int = 0, rule: int = JPEG_DECODE,
+                keep: Callable[[np.ndarray, int], np.ndarray] | None = None) -> ImageSet:
     """All readable images under ``path`` (sorted by relative path, so the order is reproducible);
-    ``shrink_to``, ``tile``, ``rule``: JPEGs decoded reduced for crops of that side (:func:`read_image`)."""
+    ``shrink_to``, ``tile``, ``rule``: JPEGs decoded reduced for crops of that side (:func:`read_image`); ``keep``:
+    called on each image as read (with its scale), what it returns is held in its place (crops mode cuts an image
+    there and holds its size alone: :func:`~downpour.data.build.build_dataset`)."""
     root = Path(path)
     candidates, listing = image_listing(path, labels)
     info = {"path": str(root), **listing}
@@ -352,7 +355,7 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False, shrin
         except UNREADABLE as err:
             skip(skipped, str(p), f"{type(err).__name__}: {err}")
             continue
-        images.append(image)
+        images.append(image if keep is None else keep(image, scale))
         scales.append(scale)
         names.append(rel)
         y.append(label)
