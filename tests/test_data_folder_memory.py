@@ -39,3 +39,47 @@ def test_crops_of_a_folder_hold_no_decoded_image_and_are_the_crops_cut_from_all(
     assert data.info["upscaled"] == [{"file": str(root / "tiny.png"), "size": "7x5"}]
     again = build_dataset(cfg, seed=0)
     assert np.array_equal(np.asarray(data.x), np.asarray(again.x))
+
+
+def _all_at_once(root, cfg, seed):
+    """The patches as cut before 2026-12-06: every image loaded, then drawn and cut."""
+    from downpour.data.build import _NATURAL, _rng
+    from downpour.data.patches import sample_patches
+    return sample_patches(load_folder(root, grey=True), cfg.size, cfg.samples, _rng(seed, _NATURAL))
+
+
+def _rows(x):
+    return sorted(np.asarray(row).tobytes() for row in x)
+
+
+def _patches_cfg(root):
+    return DataConfig(source="folder", path=str(root), mode="patches", size=8, samples=300, grey=True, whiten="none",
+                      normalize="none", pipeline="memory")
+
+
+def test_patches_of_a_folder_hold_no_decoded_image_and_are_the_patches_drawn_from_all(tmp_path):
+    root = _folder(tmp_path)
+    cfg = _patches_cfg(root)
+    tracemalloc.start()
+    try:
+        data = build_dataset(cfg, seed=3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    decoded = sum(im.nbytes for im in load_folder(root, grey=True).images)
+    assert peak < decoded / 3, (peak, decoded)
+    x, owner, skipped = _all_at_once(root, cfg, 3)
+    assert data.info["skipped"] == skipped and len(skipped) == 1        # tiny.png: smaller than 8x8
+    assert data.x.shape == (300, 1, 8, 8) and _rows(data.x) == _rows(x)   # (build_dataset shuffles them)
+
+
+def test_patches_of_a_file_whose_header_misled_are_drawn_from_the_sizes_read(tmp_path):
+    """A PNG whose header reads but whose pixels do not (cut short): the draws from the headers' sizes counted it, so
+    they are made again from the images read, as all at once."""
+    root = _folder(tmp_path, n=4, side=100)
+    whole = (root / "im0.png").read_bytes()
+    (root / "cut.png").write_bytes(whole[:len(whole) // 2])
+    data = build_dataset(_patches_cfg(root), seed=1)
+    x, _, skipped = _all_at_once(root, _patches_cfg(root), 1)
+    assert str(root / "cut.png") in [s["file"] for s in data.info["skipped"]]
+    assert data.info["skipped"][-len(skipped):] == skipped and _rows(data.x) == _rows(x)

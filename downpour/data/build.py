@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +29,8 @@ from downpour.data.arrays import array_header, check_array_path, load_array, npz
 from downpour.data.augment import Augment
 from downpour.data.builtin import digit_images, lfw_images, lfw_train_faces, natural_images
 from downpour.data.dataset import Dataset
-from downpour.data.folder import class_labels, hidden, image_extensions, image_files, load_folder, walk_files
+from downpour.data.cut_as_read import folder_views
+from downpour.data.folder import class_labels, hidden, image_extensions, image_files, walk_files
 from downpour.data.gaussian import gaussian_samples
 from downpour.data.images import ImageSet
 from downpour.data.patches import (DATA_JSON, crop_images, decode_record, decode_rule, enlarged, sample_patches,
@@ -178,31 +179,16 @@ def sample_shape(cfg: DataConfig) -> tuple[int, int, int]:
     return (1 if cfg.grey else 3, cfg.size, cfg.size)
 
 
-def _load(cfg: DataConfig, cuts: list[np.ndarray] | None = None) -> ImageSet:
-    """``cuts``: a folder's crops, cut as each file is read (:func:`_cut_as_read`)."""
+def _load(cfg: DataConfig) -> ImageSet:
     if cfg.source == "natural":
         return natural_images(cfg.grey)
     if cfg.source == "faces":
         return lfw_images(25, cfg.grey, cfg.lfw_fold(), cfg.train_faces)
     if cfg.source == "digits":
         return digit_images() if cfg.grey else _to_rgb(digit_images())
-    if cfg.source == "folder":
-        return load_folder(cfg.path, cfg.grey, cfg.labels, cfg.jpeg_shrink(), cfg.tile, decode_rule(cfg),
-                           None if cuts is None else _cut_as_read(cfg, cuts))
     if cfg.source == "video":
         return load_videos(cfg.path, cfg.frames_per_video, cfg.grey)
     return load_array(cfg.path, cfg.grey)
-
-
-def _cut_as_read(cfg: DataConfig, cuts: list[np.ndarray]) -> Callable[[np.ndarray, int], np.ndarray]:
-    """What a folder in crops mode holds of each image read: its crops go to ``cuts`` (:func:`crop_images`, one image at
-    a time: the same crops), and its size stays (a read-only view of one zero: :func:`enlarged` reads its shape). Until
-    2026-12-06 every decoded image was held until all were cropped: 3,010 files of mixed sizes peaked at 622 MB RSS for
-    ~12 MB of 32x32 crops (374 MB streamed)."""
-    def keep(image: np.ndarray, scale: int) -> np.ndarray:
-        cuts.append(crop_images(ImageSet([image], [""], scales=[scale]), cfg.size, cfg.tile)[0])
-        return np.broadcast_to(np.zeros((), image.dtype), image.shape)
-    return keep
 
 
 def _to_rgb(images: ImageSet) -> ImageSet:
@@ -294,13 +280,12 @@ def build_dataset(cfg: DataConfig, seed: int, counted_in: str = DATA_JSON) -> Da
         x, y = gaussian_samples(cfg.samples, cfg.size, _rng(seed, _NATURAL))
         skipped, file_skips, n_images = [], [], cfg.samples
     else:
-        cuts: list[np.ndarray] | None = [] if cfg.source == "folder" and cfg.mode == "crops" else None
-        images = _load(cfg, cuts)
-        tile = natural_tile(cfg) if cfg.source == "natural" else None
-        if cuts is None:
-            x, owner, skipped = _views(images, cfg, cfg.samples, _rng(seed, _NATURAL), tile)
+        if cfg.source == "folder":    # cut as each file is read: no decoded image held
+            images, (x, owner, skipped) = folder_views(cfg, lambda: _rng(seed, _NATURAL))
         else:
-            x, owner, skipped = np.concatenate(cuts), np.repeat(np.arange(len(cuts)), [len(c) for c in cuts]), []
+            images = _load(cfg)
+            tile = natural_tile(cfg) if cfg.source == "natural" else None
+            x, owner, skipped = _views(images, cfg, cfg.samples, _rng(seed, _NATURAL), tile)
         y = _labels(images, owner)
         file_skips, n_images = images.skipped, len(images)
         info.update(images.info)

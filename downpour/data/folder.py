@@ -134,6 +134,18 @@ def decoded_size(path: Path, shrink_to: int = 0, tile: int = 0, rule: int = JPEG
         return img.width // s, img.height // s
 
 
+def upright_size(path: Path, shrink_to: int = 0, tile: int = 0, rule: int = JPEG_DECODE) -> tuple[int, int]:
+    """(height, width) of :func:`read_scaled`'s image of ``path``, from its header (:func:`decoded_size`, turned
+    upright by its EXIF orientation); raises as opening it would. A PNG's EXIF block after its pixels is taken as none:
+    Pillow decodes the pixels to find it (2 of the 3.5 s 300 files' sizes took), so the size may be wrong (the cut
+    checks it: :mod:`~downpour.data.cut_as_read`)."""
+    with opened(path, reducible=shrink_to > 0) as img:
+        s = _decode_scale(img, shrink_to, tile, rule)
+        h, w = img.height // s, img.width // s
+        turned = not (img.format == "PNG" and "exif" not in img.info) and _orientation(img) in (5, 6, 7, 8)
+        return (w, h) if turned else (h, w)
+
+
 def _decode_scale(img: Image.Image, shrink_to: int, tile: int, rule: int) -> int:
     """The reduction :func:`read_scaled` decodes the opened, not yet loaded ``img`` at (1: in full): a JPEG's
     :func:`~downpour.data.patches.decode_reduction` where ``shrink_to`` > 0; what the decoded image holds. An image
@@ -337,11 +349,11 @@ def class_labels(root: str | Path, files: list[Path]) -> tuple[list[str], list[i
 
 def load_folder(path: str | Path, grey: bool = True, labels: bool = False, shrink_to: int = 0,
                 tile: int = 0, rule: int = JPEG_DECODE,
-                keep: Callable[[np.ndarray, int], np.ndarray] | None = None) -> ImageSet:
+                keep: Callable[[np.ndarray, int, str], np.ndarray] | None = None) -> ImageSet:
     """All readable images under ``path`` (sorted by relative path, so the order is reproducible);
     ``shrink_to``, ``tile``, ``rule``: JPEGs decoded reduced for crops of that side (:func:`read_image`); ``keep``:
-    called on each image as read (with its scale), what it returns is held in its place (crops mode cuts an image
-    there and holds its size alone: :func:`~downpour.data.build.build_dataset`)."""
+    called on each image as read (with its scale and name), what it returns is held in its place (crops and patches cut
+    an image there and hold its size alone: :mod:`downpour.data.cut_as_read`)."""
     root = Path(path)
     candidates, listing = image_listing(path, labels)
     info = {"path": str(root), **listing}
@@ -355,7 +367,7 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False, shrin
         except UNREADABLE as err:
             skip(skipped, str(p), f"{type(err).__name__}: {err}")
             continue
-        images.append(image if keep is None else keep(image, scale))
+        images.append(image if keep is None else keep(image, scale, rel))
         scales.append(scale)
         names.append(rel)
         y.append(label)

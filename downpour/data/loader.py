@@ -190,7 +190,9 @@ class StreamBatches:
                 say_truncated(cut)
             if small is not None and small["file"] not in self.upscaled:
                 if not self.upscaled:       # said once a stream: data.json counts them all
-                    say_enlarged([small], self.data.cut.size, self.data.cut.tile)
+                    shard = self.data.info.get("shard")
+                    say_enlarged([small], self.data.cut.size, self.data.cut.tile, whose=f"worker {shard['index']} of "
+                                 f"{shard['of']}" if shard else "this stream")
                 self.upscaled[small["file"]] = small
             if bad is not None and k not in self._bad:
                 self._bad[k] = bad

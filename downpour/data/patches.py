@@ -31,6 +31,17 @@ log = logging.getLogger("downpour.data")
 
 def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
     """-> (patches (n, C, size, size) float32, source image index (n,), skipped images)."""
+    owner, draws, skipped = patch_draws(images, size, n, rng)
+    out = np.empty((n, images.channels, size, size), dtype=np.float32)
+    for i, (rows, top, left) in draws.items():
+        out[rows] = cut_patches(images.images[i], size, top, left)
+    return out, owner, skipped
+
+
+def patch_draws(images: ImageSet, size: int, n: int, rng: np.random.Generator
+                ) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], list[dict[str, str]]]:
+    """(:func:`sample_patches`'s source image index (n,), {image: (its rows, their tops, their lefts)}, skipped
+    images): from the images' shapes alone, so a folder's may be drawn before its pixels are read."""
     if size < 1 or n < 1:
         raise ValueError(f"patches need size >= 1 and samples >= 1, got size={size}, samples={n}")
     # by file, as a stream skips its items: a video whose frames are too small is one file skipped, its frames unused
@@ -48,16 +59,20 @@ def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator
         raise DataError(f"no image is at least {size}x{size}, so no {size}x{size} patch can be cut; "
                         f"lower data.size or use mode = \"crops\"")
     owner = np.asarray(usable)[rng.integers(0, len(usable), size=n)]
-    out = np.empty((n, images.channels, size, size), dtype=np.float32)
     # One draw of positions per image, in image order, so the result depends only on the seed.
+    draws = {}
     for i in np.unique(owner):
         rows = np.flatnonzero(owner == i)
-        im = images.images[i]
-        top = rng.integers(0, im.shape[1] - size + 1, size=len(rows))
-        left = rng.integers(0, im.shape[2] - size + 1, size=len(rows))
-        windows = np.lib.stride_tricks.sliding_window_view(im, (size, size), axis=(1, 2))  # (C, H', W', s, s)
-        out[rows] = windows[:, top, left].transpose(1, 0, 2, 3)
-    return out, owner, skipped
+        shape = images.images[i].shape
+        draws[int(i)] = (rows, rng.integers(0, shape[1] - size + 1, size=len(rows)),
+                         rng.integers(0, shape[2] - size + 1, size=len(rows)))
+    return owner, draws, skipped
+
+
+def cut_patches(image: np.ndarray, size: int, top: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """(k, C, size, size): the windows of ``image`` (C, H, W) at (top, left)."""
+    windows = np.lib.stride_tricks.sliding_window_view(image, (size, size), axis=(1, 2))  # (C, H', W', s, s)
+    return windows[:, top, left].transpose(1, 0, 2, 3)
 
 
 # The rules of :func:`decode_reduction` (data.jpeg_decode), and TILE_MARGIN with its measurements, are declared beside
@@ -161,9 +176,10 @@ DATA_JSON = "data.json"      # where a training run counts the files crops mode 
 
 
 def say_enlarged(entries: list[dict[str, str]], size: int, tile: int, total: int | None = None,
-                 counted_in: str = DATA_JSON) -> None:
-    """Warn once of the files crops mode enlarged to ``size`` x ``size``: ``total`` of them (in memory), or the first a
-    stream met (``total`` None: data.json's ``n_upscaled`` counts them at the run's end). ``counted_in``: the record
+                 counted_in: str = DATA_JSON, whose: str = "this stream") -> None:
+    """Warn once of the files crops mode enlarged to ``size`` x ``size``: ``total`` of them (in memory, and a stream's
+    run at its end: :func:`~downpour.data.pipeline.record_data`), or the first a stream met (``total`` None, ``whose``:
+    the stream, a worker's by its number; until 2026-12-06 each worker said it alike, and no line said how many). ``counted_in``: the record
     that counts them, another than a run's data.json for an analysis's labelled folder, whose size is the model's input
     (until 2026-12-05 its warning named a data.json no analysis writes and said to lower data.size)."""
     first, many = entries[0], plural(total, "file") if total is not None else "a file"
@@ -174,4 +190,4 @@ def say_enlarged(entries: list[dict[str, str]], size: int, tile: int, total: int
            if counted_in == DATA_JSON else f"the model takes {size}x{size}: leave such files out")
     log.warning("crops mode enlarged %s to %dx%d (bilinear: a blur), e.g. %s (%s)%s; %s counts them (n_upscaled) "
                 "and names them (upscaled); %s", what, size, size, first["file"], first["size"],
-                "" if total is not None else ", the first this stream met", counted_in, fix)
+                "" if total is not None else f", the first {whose} met (the run's end says how many)", counted_in, fix)

@@ -30,7 +30,7 @@ from downpour.config.sections import JPEG_DECODE
 from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
 from downpour.data.folder import decoded_size
-from downpour.data.patches import decode_rule
+from downpour.data.patches import decode_rule, say_enlarged
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
 from downpour.data.video import decoded_pixels
 from downpour.errors import CheckpointError, DownpourError, RunError
@@ -328,6 +328,8 @@ def record_data(write_json: Callable[[str, Any], Any], cfg: DataConfig, info: di
     account for (:func:`has_data_record`); returns whether it did."""
     if not has_data_record(cfg, info):
         return False
+    if "workers" in info and info.get("n_upscaled"):    # a stream's workers each said their first: here, how many
+        say_enlarged(info["upscaled"], cfg.size, cfg.tile, info["n_upscaled"])
     write_json("data.json", info)
     return True
 
