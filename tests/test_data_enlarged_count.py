@@ -21,7 +21,8 @@ def test_a_streamed_runs_end_says_how_many_files_its_crops_enlarged(tmp_path, ca
     for name in ("tiny.png", "wee.png"):
         Image.fromarray(np.full((4, 4, 3), 128, np.uint8)).save(root / name)
     argv = ["train", "--config", "ufldl-sae", "--runner", "local", "--steps", "4", "--no-report", "--out",
-            str(tmp_path / "run"), "--set", "data.source=folder", "--set", f"data.path={root}", "--set", "data.mode=crops",
+            str(tmp_path / "run"), "--set", "data.source=folder", "--set", f"data.path={root}",
+            "--set", "data.mode=crops",
             "--set", "data.whiten=none", "--set", "data.pipeline=stream", "--set", "data.loader_workers=0",
             "--set", "train.tensorboard=false"]
     with caplog.at_level(logging.WARNING, logger="downpour.data"):

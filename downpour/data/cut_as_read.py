@@ -101,7 +101,8 @@ def _reread(cfg: DataConfig, images: ImageSet, i: int, draw: tuple[np.ndarray, n
     try:
         image = read_scaled(path, cfg.grey, cfg.jpeg_shrink(), cfg.tile, decode_rule(cfg))[0]
     except UNREADABLE as err:
-        raise DataError(f"{path}: read, then unreadable while its patches were cut ({type(err).__name__}: {err})") from err
+        raise DataError(f"{path}: read, then unreadable while its patches were cut "
+                        f"({type(err).__name__}: {err})") from err
     if image.shape != images.images[i].shape:
         raise DataError(f"{path}: changed while the folder was read ({images.images[i].shape[2]}x"
                         f"{images.images[i].shape[1]}, then {image.shape[2]}x{image.shape[1]})")
