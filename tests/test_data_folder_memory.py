@@ -83,3 +83,14 @@ def test_patches_of_a_file_whose_header_misled_are_drawn_from_the_sizes_read(tmp
     x, _, skipped = _all_at_once(root, _patches_cfg(root), 1)
     assert str(root / "cut.png") in [s["file"] for s in data.info["skipped"]]
     assert data.info["skipped"][-len(skipped):] == skipped and _rows(data.x) == _rows(x)
+
+
+def test_a_redrawn_folder_says_each_small_file_once(tmp_path, caplog):
+    """The draw from the headers is quiet: a folder drawn again (a file cut short) said its small files twice."""
+    root = _folder(tmp_path, n=4, side=100)
+    whole = (root / "im0.png").read_bytes()
+    (root / "cut.png").write_bytes(whole[:len(whole) // 2])
+    with caplog.at_level("WARNING", logger="downpour.data"):
+        build_dataset(_patches_cfg(root), seed=1)
+    said = [r.getMessage() for r in caplog.records if "tiny.png" in r.getMessage()]
+    assert len(said) == 1 and "smaller than the 8x8 patch" in said[0], said

@@ -69,8 +69,8 @@ def _headers(cfg: DataConfig) -> ImageSet:
 
 def _patches(cfg: DataConfig, rng: Callable[[], np.random.Generator]) -> tuple[ImageSet, Views]:
     told = _headers(cfg)
-    try:
-        owner, draws, skipped = patch_draws(told, cfg.size, cfg.samples, rng())
+    try:        # said below, once, after the files' own skips (until 2026-12-06 a redraw said the small ones twice)
+        draws = patch_draws(told, cfg.size, cfg.samples, rng(), said=True)[1]
     except DataError:         # no size told fits a patch: the sizes read say it (or the load what it could not read)
         told, draws = ImageSet([], []), {}
     index = {name: i for i, name in enumerate(told.names)}
@@ -86,8 +86,9 @@ def _patches(cfg: DataConfig, rng: Callable[[], np.random.Generator]) -> tuple[I
         return _size_of(image)
 
     images = _load(cfg, keep)
-    if misled or images.names != told.names:
-        owner, draws, skipped = patch_draws(images, cfg.size, cfg.samples, rng())
+    redraw = bool(misled) or images.names != told.names
+    owner, draws, skipped = patch_draws(images, cfg.size, cfg.samples, rng())   # as from the headers unless redraw
+    if redraw:
         pieces = {i: _reread(cfg, images, i, draws[i]) for i in draws}
     out = np.empty((cfg.samples, images.channels, cfg.size, cfg.size), dtype=np.float32)
     for i, (rows, _, _) in draws.items():

@@ -38,10 +38,11 @@ def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator
     return out, owner, skipped
 
 
-def patch_draws(images: ImageSet, size: int, n: int, rng: np.random.Generator
+def patch_draws(images: ImageSet, size: int, n: int, rng: np.random.Generator, said: bool = False
                 ) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], list[dict[str, str]]]:
     """(:func:`sample_patches`'s source image index (n,), {image: (its rows, their tops, their lefts)}, skipped
-    images): from the images' shapes alone, so a folder's may be drawn before its pixels are read."""
+    images): from the images' shapes alone, so a folder's may be drawn before its pixels are read. ``said``: the
+    skips recorded, not logged (a draw from a folder's headers, said once when its files were read)."""
     if size < 1 or n < 1:
         raise ValueError(f"patches need size >= 1 and samples >= 1, got size={size}, samples={n}")
     # by file, as a stream skips its items: a video whose frames are too small is one file skipped, its frames unused
@@ -54,7 +55,7 @@ def patch_draws(images: ImageSet, size: int, n: int, rng: np.random.Generator
     usable = [i for i, file in enumerate(files) if file not in small]
     skipped: list[dict[str, str]] = []
     for file, side in small.items():
-        skip(skipped, file, too_small(side, size))
+        skip(skipped, file, too_small(side, size), said)
     if not usable:
         raise DataError(f"no image is at least {size}x{size}, so no {size}x{size} patch can be cut; "
                         f"lower data.size or use mode = \"crops\"")
