@@ -51,7 +51,7 @@ def _edit_json(path: Path, edit) -> None:
 
 @pytest.mark.parametrize("edit, named", [
     (lambda a: {k: v for k, v in a.items() if k != "optimal_stimulus"}, "KeyError: 'optimal_stimulus'"),
-    (lambda a: {}, "KeyError: 'figures'"),        # (the first field the report reads)
+    (lambda a: {}, "KeyError: 'training'"),       # (the first field the report reads: the loss headline's)
     (lambda a: [a], "it holds a list"),
     (lambda a: {k: v for k, v in a.items() if k != "invariance"}, "KeyError: 'invariance'"),
     (lambda a: {**a, "optimal_stimulus": {**a["optimal_stimulus"], "norm": "big"}}, "ValueError"),
