@@ -56,8 +56,8 @@ def headline(path: Path) -> str:
     concept = tested_concept(found) if sentences else None
     caveat = edge_caveat(found["filters"]) if edges is not None else ""
     test = f"controls for {concept}" if concept else "face test"
-    said = ([f"first-layer filters edge-like: {edges:.0%}{caveat} (analysis.json filters.edge_fraction)"] if edges is not None
-            else []) + ([f"{test}: {passed_words(verdict)}{sentences[0]}"] if sentences else [])
+    said = ([f"first-layer filters edge-like: {edges:.0%}{caveat} (analysis.json filters.edge_fraction)"]
+            if edges is not None else []) + ([f"{test}: {passed_words(verdict)}{sentences[0]}"] if sentences else [])
     return "".join(f"downpour: {line}\n" for line in said)
 
 

@@ -307,7 +307,8 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
     if rows == 2:
         grid[1][0].set_ylabel(f"AUC, {against[0]} vs {against[1]}", fontsize=8)
         # above the panel, not over it: "best" put it on the curves' ends (tica-8x8's scale panel, until 2026-12-06)
-        grid[1][0].legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False, borderaxespad=0.2)
+        grid[1][0].legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False,
+                          borderaxespad=0.2)
     fig.suptitle(f"unit {result['unit']} of {result['layer']} over {result['images']} images", fontsize=9)
     return _save(fig, path)
 

@@ -59,7 +59,8 @@ def table(rows: list[list[Any]], header: list[str], table_id: str, row_classes: 
     for i, row in enumerate(rows):
         cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
-    table_id = re.sub(r"\s+", "-", table_id)    # (no whitespace in an id: a probe on "my cats" had one until 2026-12-06)
+    # (no whitespace in an id: a probe on "my cats" had one until 2026-12-06)
+    table_id = re.sub(r"\s+", "-", table_id)
     return f'<table id="{esc(table_id)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 

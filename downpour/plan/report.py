@@ -20,7 +20,8 @@ __all__ = ["plan_for", "make_plan", "format_plan", "format_check"]
 
 # Le et al. 2012's figures: its abstract's "1 billion connections" and the 1.15 billion parameters the count is checked
 # against (the abstracts of Le's 2012-13 talks on the network, "This network has 1.15 billion parameters": docs/plan.md;
-# until 2026-12-06 the plan called the 1.15 billion "connections", and its own 2.43 G parameters went unsaid beside it); its data, 10 million images, and its 3 days on 1,000 machines (16,000 cores)
+# until 2026-12-06 the plan called the 1.15 billion "connections", and its own 2.43 G parameters went unsaid beside
+# it); its data, 10 million images, and its 3 days on 1,000 machines (16,000 cores)
 PAPER_CONNECTIONS, PAPER_PARAMS, PAPER_IMAGES, PAPER_DAYS = 1e9, 1.15e9, 10_000_000, 3
 # where the measured peaks are, not the figures themselves (they change as the bench is rerun); until 2026-12-04 the
 # note read "measured from 23% under to 38% over acts + gradient", where the bench compares acts + copies + gradient
