@@ -21,16 +21,21 @@ def _folder(tmp_path, n=24, side=400):
     return tmp_path
 
 
+def _built_with_peak(cfg, seed):
+    """build_dataset's dataset and the peak of Python's traced allocations while it was built."""
+    tracemalloc.start()
+    try:
+        data = build_dataset(cfg, seed=seed)
+        return data, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_crops_of_a_folder_hold_no_decoded_image_and_are_the_crops_cut_from_all(tmp_path):
     root = _folder(tmp_path)
     cfg = DataConfig(source="folder", path=str(root), mode="crops", size=16, tile=200, grey=True, whiten="none",
                      pipeline="memory")
-    tracemalloc.start()
-    try:
-        data = build_dataset(cfg, seed=0)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    data, peak = _built_with_peak(cfg, seed=0)
     full = load_folder(root, grey=True)
     decoded = sum(im.nbytes for im in full.images)                    # 24 images of ~400x400 float32: ~15 MB
     assert peak < decoded / 3, (peak, decoded)                        # was more than all of them
@@ -60,12 +65,7 @@ def _patches_cfg(root):
 def test_patches_of_a_folder_hold_no_decoded_image_and_are_the_patches_drawn_from_all(tmp_path):
     root = _folder(tmp_path)
     cfg = _patches_cfg(root)
-    tracemalloc.start()
-    try:
-        data = build_dataset(cfg, seed=3)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    data, peak = _built_with_peak(cfg, seed=3)
     decoded = sum(im.nbytes for im in load_folder(root, grey=True).images)
     assert peak < decoded / 3, (peak, decoded)
     x, owner, skipped = _all_at_once(root, cfg, 3)
