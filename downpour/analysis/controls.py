@@ -338,21 +338,17 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
         diff = boot[:, p:p + 1] - boot                                            # (sets, methods, B)
         d_low, d_high = np.nanpercentile(diff, [2.5, 97.5], axis=-1)
     out = []
+    # each method's row rule, the same for every negative set (a split its own network: no one unit to name)
+    row_rules = {m: _row_rule(chosen[m], m in networks and len(splits) > 1) for m in names}
     for g, name in enumerate(sets):
         for j, m in enumerate(names):
-            unit, count = Counter(c[0] for c in chosen[m]).most_common(1)[0]
-            sign = int(Counter(c[1] for c in chosen[m] if c[0] == unit).most_common(1)[0][0])
-            at = next(i for i, c in enumerate(chosen[m]) if c[:2] == (unit, sign))   # the split whose rule the row gives
-            own = m in networks and len(splits) > 1      # each split its own network: no one unit to name
-            if own:
-                at, sign = 0, int(chosen[m][0][1])
+            unit, share, at, sign = row_rules[m]
             first, ties = chosen[m][at], tied_test[(name, m)]
             out.append({"negatives": name, "level": (levels or {}).get(name, ""), "method": m,
                         "auc": float(auc[:, g, j].mean()), "auc_ci": [float(low[g, j]), float(high[g, j])],
                         "accuracy_mean": float(acc[:, g, j].mean()), "accuracy_std": float(acc[:, g, j].std()),
                         "accuracy_ci": [float(acc_low[g, j]), float(acc_high[g, j])],
-                        "splits": len(splits), "unit": None if own else int(unit),
-                        "unit_share": None if own else count / len(splits),
+                        "splits": len(splits), "unit": unit, "unit_share": share,
                         "sign": sign, "threshold": first[4], **first[5],
                         "tie_share": first[5]["tied"] / int(first[3]),
                         # its tied units' test AUCs spread wider than chance spreads them on that split's replicates
@@ -372,3 +368,13 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                                          "ci": [float(d_low[g, k]), float(d_high[g, k])]}
                                      for k, o in enumerate(names) if o != m}
     return out
+
+
+def _row_rule(chosen: list[tuple], own: bool) -> tuple[int | None, float | None, int, int]:
+    """(unit, its share of the splits, the split whose rule a row gives, sign): the unit chosen most often, with its
+    commoner sign; ``own`` (each split its own network's units): no unit, no share, the first split's rule."""
+    if own:
+        return None, None, 0, int(chosen[0][1])
+    unit, count = Counter(c[0] for c in chosen).most_common(1)[0]
+    sign = int(Counter(c[1] for c in chosen if c[0] == unit).most_common(1)[0][0])
+    return int(unit), count / len(chosen), next(i for i, c in enumerate(chosen) if c[:2] == (unit, sign)), sign
