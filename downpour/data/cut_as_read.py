@@ -29,11 +29,21 @@ Views = tuple[np.ndarray, np.ndarray, list[dict[str, str]]]   # (samples, source
 
 
 def _size_of(image: np.ndarray) -> np.ndarray:
-    return np.broadcast_to(np.zeros((), image.dtype), image.shape)
+    return _sized(image.shape, image.dtype)
+
+
+def _sized(shape: tuple[int, ...], dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """A read-only view of one zero with ``shape``: an image's size, not its pixels."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+def _decoding(cfg: DataConfig) -> tuple[int, int, int]:
+    """(JPEG shrink, tile, decode rule): how the folder's files are read, by the load, the headers and a reread."""
+    return cfg.jpeg_shrink(), cfg.tile, decode_rule(cfg)
 
 
 def _load(cfg: DataConfig, keep: Callable[[np.ndarray, int, str], np.ndarray]) -> ImageSet:
-    return load_folder(cfg.path, cfg.grey, cfg.labels, cfg.jpeg_shrink(), cfg.tile, decode_rule(cfg), keep)
+    return load_folder(cfg.path, cfg.grey, cfg.labels, *_decoding(cfg), keep)
 
 
 def folder_views(cfg: DataConfig, rng: Callable[[], np.random.Generator]) -> tuple[ImageSet, Views]:
@@ -55,15 +65,15 @@ def _crops(cfg: DataConfig) -> tuple[ImageSet, Views]:
 
 def _headers(cfg: DataConfig) -> ImageSet:
     """The folder's images as their headers size them (a file whose header cannot be read left out, as it will be)."""
-    root, channels = Path(cfg.path), 1 if cfg.grey else 3
+    root, channels, decoding = Path(cfg.path), 1 if cfg.grey else 3, _decoding(cfg)
     names, sizes = [], []
     for p in image_files(cfg.path, cfg.labels)[0]:
         try:
-            h, w = upright_size(p, cfg.jpeg_shrink(), cfg.tile, decode_rule(cfg))
+            h, w = upright_size(p, *decoding)
         except UNREADABLE:
             continue
         names.append(p.relative_to(root).as_posix())
-        sizes.append(np.broadcast_to(np.zeros((), np.float32), (channels, h, w)))
+        sizes.append(_sized((channels, h, w)))
     return ImageSet(sizes, names, root=str(root))
 
 
@@ -100,7 +110,7 @@ def _reread(cfg: DataConfig, images: ImageSet, i: int, draw: tuple[np.ndarray, n
     """Image ``i``'s patches at ``draw``, from its file read again."""
     path = Path(images.file(images.names[i]))
     try:
-        image = read_scaled(path, cfg.grey, cfg.jpeg_shrink(), cfg.tile, decode_rule(cfg))[0]
+        image = read_scaled(path, cfg.grey, *_decoding(cfg))[0]
     except UNREADABLE as err:
         raise DataError(f"{path}: read, then unreadable while its patches were cut "
                         f"({type(err).__name__}: {err})") from err
