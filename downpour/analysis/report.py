@@ -22,7 +22,7 @@ from downpour.analysis.report_notes import untied_note
 from downpour.analysis.crossfit import crossfit_record
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
 from downpour.analysis.report_guide import contents, in_short, methods_glossary, two_learned_units
-from downpour.analysis.report_parts import auc, esc, image, num, page, pct, table
+from downpour.analysis.report_parts import auc, ends, esc, image, num, page, pct, table
 from downpour.analysis.report_training import (config_section, run_json, shows_no_image, training_section,
                                                write_page, write_training_report)
 from downpour.errors import DownpourError
@@ -38,9 +38,9 @@ def _face_neuron(a: dict[str, Any]) -> str:
         chosen = f"{auc(row['selection_auc'])} / " if "selection_auc" in row else ""   # (none before 2026-12-04)
         rows.append([row["method"], f"{row.get('unit', '–')}{chosen_among(row)}",
                      chosen + pct(row.get("selection_accuracy")),
-                     pct(row["test_accuracy"]) + _ends(row.get("test_accuracy_ci"), pct),
+                     pct(row["test_accuracy"]) + ends(row.get("test_accuracy_ci"), pct),
                      f"{pct(s['mean'])} ± {pct(s['std'])}" if s else "–",
-                     auc(row.get("test_auc")) + _ends(row.get("test_auc_ci"), auc),
+                     auc(row.get("test_auc")) + ends(row.get("test_auc_ci"), auc),
                      f"{auc(s['auc_mean'])} ± {auc(s['auc_std'])}" if s and "auc_mean" in s else "–"])
         classes.append("learned" if row["method"] == "learned unit" else "")
     paper = fn["paper_style"]
@@ -70,11 +70,6 @@ SPLIT_WORDS = ("In brackets, the 95% interval over this split's test images, the
                "as chosen: Wilson's for the accuracy, a bootstrap resampling each class within itself for the AUC "
                "(since 2026-12-06). They leave out the choice itself: another selection split can pick another unit "
                "(the columns over splits show how far that moves the figures). ")
-
-
-def _ends(ci: list[float] | None, fmt: Any) -> str:
-    """' [low, high]' of an interval in ``fmt`` (pct, auc); '' for none (an analysis.json before 2026-12-06)."""
-    return f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else ""
 
 
 def _starts(stim: dict[str, Any]) -> str:
@@ -149,7 +144,7 @@ def _probes(a: dict[str, Any]) -> str:
     parts = []
     for p in a["probes"]:
         pooled = all("ci" in r for r in p["rows"])      # (an analysis.json before 2026-12-06 has the folds' alone)
-        rows = [[r["features"], r["dims"], *([pct(r["accuracy"]) + _ends(r["ci"], pct)] if pooled else []),
+        rows = [[r["features"], r["dims"], *([pct(r["accuracy"]) + ends(r["ci"], pct)] if pooled else []),
                  f"{pct(r['mean'])} ± {pct(r['std'])}"] for r in p["rows"]]
         header = ["features", "dimensions", *(["accuracy [95% interval over images]"] if pooled else []),
                   "accuracy over folds (mean ± std)"]

@@ -9,7 +9,7 @@ from downpour.analysis.auc_words import auc_ci
 from downpour.analysis.face_verdict import LEARNED, NO_FACES, PER_NETWORK
 from downpour.analysis.labelled import BUILT_IN
 from downpour.analysis.report_notes import chosen_among, owed_note, tie_limit_words
-from downpour.analysis.report_parts import esc, inline_png, pct, table
+from downpour.analysis.report_parts import ends, esc, inline_png, pct, table
 from downpour.analysis.verdict_figure import verdict_caption, verdict_png
 
 
@@ -52,7 +52,7 @@ def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
     for r in rows:
         label = setup.get("negatives", {}).get(r["negatives"], {}).get("label", r["negatives"])
         ci = r.get("accuracy_ci")
-        accuracy = (f"{pct(r['accuracy_mean'])} [{pct(ci[0])}, {pct(ci[1])}]" if once and ci
+        accuracy = (pct(r['accuracy_mean']) + ends(ci, pct) if once and ci
                     else f"{pct(r['accuracy_mean'])} ± {pct(r['accuracy_std'])}")
         cells.append(["" if r["negatives"] == previous else label, r["method"],
                       "–" if r["candidates"] == 1 else f"{r['unit']}{chosen_among(r, localizer)}" if once and n == 1

@@ -37,6 +37,11 @@ def auc(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
 
 
+def ends(ci: list[float] | None, fmt: Any) -> str:
+    """' [low, high]' of an interval in ``fmt`` (pct, auc); '' for none (an analysis.json before 2026-12-06)."""
+    return f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else ""
+
+
 def image(run: RunDir, rel: str | None, alt: str) -> str:
     """An <img> with the PNG inlined, or a note if the analysis made no such figure."""
     if not rel:
