@@ -35,6 +35,11 @@ def _faces_each(row: dict[str, Any]) -> str:
     return str(high) if low == high else f"{low}-{high}"
 
 
+def set_labels(setup: dict[str, Any]) -> dict[str, str]:
+    """Each negative set's name as the page says it (``controls_setup.negatives``' labels), by its key."""
+    return {k: v.get("label", k) for k, v in setup.get("negatives", {}).items()}
+
+
 def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
     """The face test (or a folder concept's controls: ``controls_setup.concept``): AUC [95% CI] and accuracy per
     negative set and method, then the verdict in words; ``seen_faces``: :func:`faces_seen`'s answer for the run."""
@@ -45,12 +50,13 @@ def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
     if not rows:
         return f'<ul class="note">{sentences}</ul>' if sentences else '<p class="note">No face test in this analysis.</p>'
     setup = fn["controls_setup"]
+    labels = set_labels(setup)
     cells, previous = [], None
     n = rows[0]["splits"]
     once = setup.get("select") in ("train", "crossfit")   # chosen once (per fold), else per held-out split
     localizer = setup.get("choice") == "localizer"        # (then a tie is on the worst AUC over its sets)
     for r in rows:
-        label = setup.get("negatives", {}).get(r["negatives"], {}).get("label", r["negatives"])
+        label = labels.get(r["negatives"], r["negatives"])
         ci = r.get("accuracy_ci")
         accuracy = (pct(r['accuracy_mean']) + ends(ci, pct) if once and ci
                     else f"{pct(r['accuracy_mean'])} ± {pct(r['accuracy_std'])}")
@@ -83,7 +89,6 @@ def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
               f"({n} folds, {_faces_each(rows[0])} faces each; AUC: mean over the folds)"
               if setup.get("select") == "crossfit" else f"Held-out lfw faces ({rows[0]['test_positives']} per test)")
     if concept:     # a folder's concept: its own words, and only the controls it asked for
-        labels = {k: v.get("label", k) for k, v in setup.get("negatives", {}).items()}   # (analysis.json sorts its keys)
         made = [labels.get(k, k) for k in dict.fromkeys(r["negatives"] for r in rows) if k != rows[0]["negatives"]]
         tested = f"Held-out {esc(concept)} images ({rows[0]['test_positives']} per test)"
         sets = (f"the folder's other classes, and controls built from the same held-out images that keep their "
@@ -114,7 +119,7 @@ def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
 def verdict_picture(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
     """The table's intervals as a figure beside the verdict, and its caption from the same numbers (since 2026-12-06:
     the verdict's intervals were in the table alone), drawn from the rows as the page is written."""
-    labels = {k: v.get("label", k) for k, v in setup.get("negatives", {}).items()}
+    labels = set_labels(setup)
     picture = inline_png(verdict_png(rows, labels), "each method's AUC with its 95% interval, per negative set")
     return (f'<figure id="face-verdict">{picture}'
             f'<figcaption class="note">{esc(verdict_caption(rows, labels))}</figcaption></figure>')
@@ -131,11 +136,11 @@ def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
     if not learned:
         return ""
     r0 = learned[0]
-    labels = setup.get("negatives", {})
+    labels = set_labels(setup)
     fold = "fold" if setup.get("select") == "crossfit" else "split"
     counts = sorted({undecided_in(r) for r in learned})   # (each negative set's; until 2026-12-05 the first's alone)
     span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
-    each = "; ".join(f"{labels.get(r['negatives'], {}).get('label', r['negatives'])} {r['tied_auc']['mean']:.3f} "
+    each = "; ".join(f"{labels.get(r['negatives'], r['negatives'])} {r['tied_auc']['mean']:.3f} "
                      f"(median {r['tied_auc']['median']:.3f}; this unit {r['auc']:.3f}"
                      + (f"; undecided on {plural(undecided_in(r), fold)})" if len(counts) > 1 else ")")
                      for r in learned)
@@ -168,7 +173,8 @@ def controls_by_layer(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
     """The learned unit's AUC [CI] on each negative set, for every feature layer (✓ = criterion met)."""
     if not rows:
         return ""
-    labels = [setup.get("negatives", {}).get(c["negatives"], {}).get("label", c["negatives"]) for c in rows[0]["negatives"]]
+    names = set_labels(setup)
+    labels = [names.get(c["negatives"], c["negatives"]) for c in rows[0]["negatives"]]
     body = [[r["layer"]] + ([auc_ci(c) + (" ✓" if c["passes"] else "")
                              for c in r["negatives"]] if r["negatives"] else
                             [f"not measured: {r.get('not_measured', '')}"] + [""] * (len(labels) - 1))   # (table() escapes)
