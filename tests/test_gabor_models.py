@@ -86,3 +86,15 @@ def test_a_model_that_learns_only_its_first_layer_is_refused_a_frozen_one(name):
 
     with pytest.raises(ConfigError, match="nothing left to train with model.first_layer = 'random'"):
         check_run_config(load_config("tica-8x8", [("model.name", name), ("model.first_layer", "random")]))
+
+
+@pytest.mark.parametrize("kind", ["gabor", "random", "gabor-init"])
+def test_weight_decay_reads_only_the_weights_that_train(kind):
+    """ufldl-sae's weight_l2 is ½ΣW² of its trained matrices: with a frozen first layer, the decoder's alone.
+    It used to add the frozen encoder's ½ΣW², a constant (0.00125 of the 0.0030 logged at the start with gabor)."""
+    torch.manual_seed(0)
+    model = create_model("ufldl-sae", first_layer=kind)
+    objective = Objective.from_config({"reconstruction": 1.0, "weight_l2": 1.0})
+    _, parts = objective(model.forward_train(Batch(torch.rand(4, 1, 8, 8))))
+    trained = [model.decoder_weight] + ([model.weight] if kind == "gabor-init" else [])
+    assert float(parts["weight_l2"].detach()) == pytest.approx(0.5 * sum(float((w.detach() ** 2).sum()) for w in trained))
