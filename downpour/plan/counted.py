@@ -14,6 +14,8 @@ graph itself, what :mod:`downpour.plan.held` counts on paper for the cat network
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -166,6 +168,31 @@ def _count(model: FeatureModel, objective: Objective, input_shape: tuple[int, ..
     return float(counter.get_total_flops())
 
 
+def _count_on_meta(model: FeatureModel, objective: Objective, input_shape: tuple[int, ...], batch: int) -> float:
+    """:func:`_count` on a copy of ``model`` on torch's meta device (shapes, no arithmetic): the same forward, cost
+    and backward as :func:`train_step`, without its checks of the values (a meta tensor has none). The paper's
+    network on a 64x64 crop: 1.4 s of CPU for its three greedy stages where the built step took 14.6 (2026-12-06)."""
+    data = Batch(torch.empty((batch, *input_shape), device="meta"), torch.zeros(batch, dtype=torch.long, device="meta"))
+    model.train()
+    model.zero_grad(set_to_none=True)
+    with FlopCounterMode(display=False) as counter:
+        total, _ = objective(model.forward_train(data))
+        total.backward()
+    return float(counter.get_total_flops())
+
+
+def _counts(model: FeatureModel, objective: Objective, input_shape: tuple[int, ...],
+            batches: tuple[int, ...]) -> list[float]:
+    """:func:`_count` at each of ``batches``, on a copy of ``model`` (its stage set) on the meta device where its step
+    runs there (the counts are the built step's: tests/test_plan_meta.py); a step that reads a value (an ``.item()``,
+    a data-dependent branch) or uses an op meta lacks raises there, and is counted on the built model."""
+    try:
+        meta = copy.deepcopy(model).to("meta")
+        return [_count_on_meta(meta, objective, input_shape, b) for b in batches]
+    except (RuntimeError, NotImplementedError, TypeError):
+        return [_count(model, objective, input_shape, b) for b in batches]
+
+
 def step_flops(cfg: RunConfig, input_shape: tuple[int, ...],
                built: tuple[FeatureModel, Objective] | None = None) -> tuple[float, ...]:
     """Per-example FLOPs of one training step of ``cfg``'s model and objective on ``input_shape`` at its
@@ -185,10 +212,10 @@ def step_flops(cfg: RunConfig, input_shape: tuple[int, ...],
     out = []
     for stage in range(1, model.n_stages + 1) if greedy else (None,):
         model.set_stage(stage)
-        one, two, three = (_count(model, objective, input_shape, b) for b in (1, 2, 3))
+        one, two, three = _counts(model, objective, input_shape, (1, 2, 3))
         fixed, each = 2 * one - two, two - one
         if three != fixed + 3 * each:      # (a cost that pairs the batch's examples: no line to read)
-            out.append(_count(model, objective, input_shape, batch) / batch)
+            out.append(_counts(model, objective, input_shape, (batch,))[0] / batch)
         else:
             out.append(fixed / batch + each)
     return tuple(out)
