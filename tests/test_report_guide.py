@@ -9,7 +9,7 @@ import numpy as np
 from downpour.analysis import baselines
 from downpour.analysis.face_verdict import GRADIENT, LEARNED, NO_FACES, PIXEL, PROBE, TWIN
 from downpour.analysis.report_guide import (CONCEPT, DOCS, FACE_TEST, READING, contents, edge_caveat, in_short,
-                                            methods_glossary, two_learned_units)
+                                            method_name, methods_glossary, two_learned_units)
 from test_docs_links import ROOT, _anchors
 
 # the best-neuron table's own labels (selectivity.py), beside the face test's (face_verdict.py, baselines.py)
@@ -28,9 +28,24 @@ def test_every_method_the_face_tables_can_name_is_said_what_it_is():
     statistics = list(baselines.statistics(np.random.default_rng(0).random((4, 1, 25, 25))))
     names = [LEARNED, TWIN, NO_FACES, PIXEL, GRADIENT, PROBE, *statistics, *BEST_NEURON]
     said = _glossary(names)
-    assert [n for n in [*names, PAPER] if not said.get(n)] == []
+    assert [n for n in [*names, PAPER] if not said.get(method_name(n))] == []
     assert "never trained" in said[TWIN] and "data.train_faces = 0" in said[NO_FACES]
     assert "same images" not in said[LEARNED] and "very images it is scored on" in said[PAPER]
+
+
+def test_logistic_regression_is_named_one_way_in_both_tables_and_the_glossary():
+    """The accuracy table said "linear probe on raw pixels (logistic regression)", the face test "logistic regression
+    on raw pixels" (until 2026-12-06); analysis.json keeps the row's own name, which over_splits is keyed by."""
+    from downpour.analysis.report import _face_neuron
+
+    old = BEST_NEURON[1]
+    fn = {"rows": [{"method": old, "test_accuracy": 0.9}], "over_splits": [{"method": old, "mean": 0.8, "std": 0.01}],
+          "paper_style": {"method": PAPER, "unit": 1, "test_accuracy": 0.5}, "positive_class": "face",
+          "dataset": "lfw", "split": {"selection": 10, "test": 10, "seed": 0, "positives_in_test": 5}}
+    html = _face_neuron({"layer": "l1", "face_neuron": fn})
+    assert f"<td>{PROBE}</td>" in html and old not in html
+    assert "80.0% ± 1.0%" in html                   # its over-splits summary still found by the stored name
+    assert list(_glossary([old, PROBE])) == [PROBE, PAPER]
 
 
 def test_a_method_without_a_line_is_left_out_not_guessed():

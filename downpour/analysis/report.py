@@ -21,7 +21,7 @@ from downpour.analysis.report_notes import pictured_names, several_optima, top_w
 from downpour.analysis.report_notes import untied_note
 from downpour.analysis.crossfit import crossfit_record
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
-from downpour.analysis.report_guide import contents, in_short, methods_glossary, two_learned_units
+from downpour.analysis.report_guide import contents, in_short, method_name, methods_glossary, two_learned_units
 from downpour.analysis.report_parts import auc, ends, esc, image, num, page, pct, table
 from downpour.analysis.report_training import (config_section, run_json, shows_no_image, training_section,
                                                write_page, write_training_report)
@@ -36,7 +36,7 @@ def _face_neuron(a: dict[str, Any]) -> str:
     for row in fn["rows"]:      # (an analysis.json from before 2026-12-04 has no test AUC: "–")
         s = summary.get(row["method"])
         chosen = f"{auc(row['selection_auc'])} / " if "selection_auc" in row else ""   # (none before 2026-12-04)
-        rows.append([row["method"], f"{row.get('unit', '–')}{chosen_among(row)}",
+        rows.append([method_name(row["method"]), f"{row.get('unit', '–')}{chosen_among(row)}",
                      chosen + pct(row.get("selection_accuracy")),
                      pct(row["test_accuracy"]) + ends(row.get("test_accuracy_ci"), pct),
                      f"{pct(s['mean'])} ± {pct(s['std'])}" if s else "–",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from downpour.analysis.face_verdict import LOW_LEVEL
+from downpour.analysis.face_verdict import LOW_LEVEL, PROBE
 from downpour.analysis.report_controls import tested_concept
 from downpour.analysis.report_notes import collapsed, one_orientation
 from downpour.analysis.report_parts import esc
@@ -46,7 +46,14 @@ METHODS = {
     "logistic regression on raw pixels": "a classifier trained with the labels on all the raw pixels at once: a "
                                          "ceiling for a linear read-out, not one unit",
 }
-METHODS["linear probe on raw pixels (logistic regression)"] = METHODS["logistic regression on raw pixels"]
+# The accuracy table's rows (selectivity.py) name the face test's PROBE otherwise; analysis.json keeps each name (its
+# rows and over_splits are looked up by it), the page shows one: until 2026-12-06 the two tables named it two ways.
+SHOWN_AS = {"linear probe on raw pixels (logistic regression)": PROBE}
+
+
+def method_name(method: str) -> str:
+    """A method as the report names it: one name per method in every table (:data:`SHOWN_AS`)."""
+    return SHOWN_AS.get(method, method)
 
 
 def _meaning(method: str) -> str | None:
@@ -62,7 +69,7 @@ def methods_glossary(a: dict[str, Any]) -> str:
     module has no line for is left out, not guessed)."""
     fn = a.get("face_neuron") or {}
     names = [r.get("method") for r in [*fn.get("rows", []), fn.get("paper_style") or {}, *(fn.get("controls") or [])]]
-    lines = {name: _meaning(name) for name in dict.fromkeys(n for n in names if isinstance(n, str))}
+    lines = {name: _meaning(name) for name in dict.fromkeys(method_name(n) for n in names if isinstance(n, str))}
     items = "".join(f"<dt>{esc(name)}</dt><dd>{meaning}</dd>" for name, meaning in lines.items() if meaning)
     if not items:
         return ""
