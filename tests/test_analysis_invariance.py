@@ -302,8 +302,8 @@ def test_a_rotation_range_goes_round_past_180_and_is_measured():
     sel = selectivity_summary({"curves": [curve]})          # the AUC's range goes round alike
     assert sel["ranges"]["rotation"] == [-15.0, 270.0] and sel["censored"]["rotation"] is False
     inv = {"curves": [curve], "summary": summary, "selectivity": sel}
-    assert invariance_rows(inv) == [["rotation", "-180 … -90 and -15 … 180 degrees (285 wide round ±180: all but between -90 and -15)"]]
-    assert selectivity_rows(inv)[0].startswith("-180 … -90 and -15 … 180 degrees (285 wide round ±180: all but")
+    assert invariance_rows(inv) == [["rotation", "from -15 round through 180 to -90 degrees (285 wide: every angle but those between -90 and -15)"]]
+    assert selectivity_rows(inv)[0].startswith("from -15 round through 180 to -90 degrees (285 wide: every angle but")
     # every angle high: the walk meets itself, the whole turn as before (flagged, read "every angle")
     whole = invariance_summary({"curves": [_turn(set())]})
     assert whole["ranges"]["rotation"] == [-180.0, 180.0] and whole["censored"]["rotation"] is True
@@ -335,7 +335,7 @@ def test_a_rotation_range_goes_round_past_minus_180_and_a_dip_at_180_bounds_both
     down = invariance_summary({"curves": [_turn({45.0, 67.5})]})
     assert down["ranges"]["rotation"] == [-270.0, 30.0] and down["censored"]["rotation"] is False
     assert invariance_rows({"curves": [_turn({45.0, 67.5})], "summary": down})[0][1] == \
-        "-180 … 30 and 90 … 180 degrees (300 wide round ±180: all but between 30 and 90)"
+        "from 90 round through 180 to 30 degrees (300 wide: every angle but those between 30 and 90)"
     across = invariance_summary({"curves": [_turn({157.5, 180.0, -180.0, -157.5})]})
     assert across["ranges"]["rotation"] == [-135.0, 135.0] and across["censored"]["rotation"] is False
 

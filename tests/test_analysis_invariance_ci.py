@@ -218,11 +218,11 @@ def test_rotation_interval_ends_past_180_are_written_as_the_angles_they_are():
           "low": [-225.0, -45.0], "high": [20.0, 40.0]}
     inv = {"summary": {"ranges": {"rotation": [-150.0, 30.0]}, "range_ci": {"rotation": ci}}}
     (cell,) = range_ci_cells(inv)
-    assert cell == "180 degrees [120, 265]; ends [135, -45] (round ±180) and [20, 40]"
+    assert cell == "180 degrees [120, 265]; ends [from 135 round through 180 to -45] and [20, 40]"
     ci.update(low=[-200.0, -190.0], high=[170.0, 225.0])
-    assert range_ci_cells(inv)[0].endswith("ends [160, 170] and [170, -135] (round ±180)")
+    assert range_ci_cells(inv)[0].endswith("ends [160, 170] and [from 170 round through 180 to -135]")
     ci.update(low=[-60.0, -45.0])
-    assert range_ci_cells(inv)[0].endswith("ends [-60, -45] and [170, -135] (round ±180)")
+    assert range_ci_cells(inv)[0].endswith("ends [-60, -45] and [from 170 round through 180 to -135]")
 
 
 def test_the_report_says_where_an_interval_is_wider_than_its_width():

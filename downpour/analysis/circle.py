@@ -71,6 +71,13 @@ def went_round(transform: str, r: list[float] | None) -> bool:
     return transform == "rotation" and r is not None and (r[0] < -TURN / 2 - 1e-9 or r[1] > TURN / 2 + 1e-9)
 
 
+def round_through(a: float, b: float) -> str:
+    """An arc of angles that crosses +-180, from ``a`` up through 180 to ``b`` (both within +-180), in words: the
+    report read "[157.5, -135] (round ±180)" and "-180 … -90 and -15 … 180 degrees (... round ±180 ...)" until
+    2026-12-06, brackets a student read as an interval from 157.5 down to -135."""
+    return f"from {a:g} round through 180 to {b:g}"
+
+
 def walks(ys: np.ndarray, at: int, levels: np.ndarray, round_: bool) -> tuple[np.ndarray, np.ndarray]:
     """:func:`walk` of B curves at once: ys (B, V), levels (B,) (NaN: a walk that holds nowhere); (B,) lo and hi,
     position for position what :func:`walk` gives each row (its ``ys[at]`` is the caller's to check). Since

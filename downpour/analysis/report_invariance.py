@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from downpour.analysis.circle import went_round
+from downpour.analysis.circle import round_through, went_round
 from downpour.analysis.invariance import RELATIVE, identity_index, kept_auc, range_width, whole_turn, width_units
 from downpour.analysis.report_parts import esc
 
@@ -51,12 +51,13 @@ def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
 def _range_text(name: str, r: list[float]) -> str:
     """``name``'s range ``r`` in its units; a rotation range that went round past +-180 (walked as -15 … 270,
     :mod:`~downpour.analysis.circle`) as the two signed arcs it covers, its width and the angles it leaves out. Until
-    2026-12-05 it read "-15 … 270 degrees (round the turn past ±180: 270 is the angle -90)"."""
+    2026-12-05 it read "-15 … 270 degrees (round the turn past ±180: 270 is the angle -90)", until 2026-12-06
+    "-180 … -90 and -15 … 180 degrees (285 wide round ±180: ...)"; now "from -15 round through 180 to -90 degrees"."""
     if not went_round(name, r) or whole_turn(name, r):
         return _UNITS.get(name, "{:g} … {:g}").format(*r)
     lo, hi = r
-    (a, b), (c, d) = ((-180, hi - 360), (lo, 180)) if hi > 180 else ((-180, hi), (lo + 360, 180))
-    return f"{a:g} … {b:g} and {c:g} … {d:g} degrees ({hi - lo:g} wide round ±180: all but between {b:g} and {c:g})"
+    a, b = (lo, hi - 360) if hi > 180 else (lo + 360, hi)
+    return f"{round_through(a, b)} degrees ({hi - lo:g} wide: every angle but those between {b:g} and {a:g})"
 
 
 def _no_identity(name: str) -> str:
@@ -157,14 +158,14 @@ def wide_intervals(inv: dict[str, Any]) -> str:
 
 def _ends(name: str, interval: list[float]) -> str:
     """One end's interval in :func:`_ci_cells`: "[a, b]"; for rotation, angles past +-180 (a resample's walk round the
-    turn, :mod:`~downpour.analysis.circle`) as the angles they are, as :func:`_range_text` writes a range, and "(round
-    ±180)" where the interval itself crosses it. Until 2026-12-06 they were in the walk's own coordinates: "[-225, -45]",
-    an angle no sweep has."""
+    turn, :mod:`~downpour.analysis.circle`) as the angles they are, and an interval that crosses it in words, as
+    :func:`_range_text` writes a range: "[from 135 round through 180 to -45]". Until 2026-12-06 they were in the walk's
+    own coordinates ("[-225, -45]", an angle no sweep has), then "[135, -45] (round ±180)"."""
     if name != "rotation":
         return f"[{interval[0]:g}, {interval[1]:g}]"
     a, b = (v - 360 if v > 180 else v + 360 if v < -180 else v for v in interval)
     crossed = (a != interval[0]) != (b != interval[1])
-    return f"[{a:g}, {b:g}]" + (" (round ±180)" if crossed else "")
+    return f"[{round_through(a, b)}]" if crossed else f"[{a:g}, {b:g}]"
 
 
 def selectivity_rows(inv: dict[str, Any]) -> list[str]:
