@@ -46,7 +46,7 @@ def headline(path: Path) -> str:
     face test's summary sentence (until 2026-12-05 `downpour train` ended on a JSON line and a report's path), or a
     folder concept's, named as the report's section is ("controls for cat": until 2026-12-05 it said "face test")."""
     from downpour.analysis.report_controls import tested_concept
-    from downpour.analysis.report_guide import edge_caveat, passed_words
+    from downpour.analysis.report_guide import edge_caveat, edge_ci, passed_words
 
     file = Path(path) / "analysis.json"
     found = json.loads(file.read_text()) if file.is_file() else {}
@@ -54,9 +54,10 @@ def headline(path: Path) -> str:
     verdict = (found.get("face_neuron") or {}).get("controls_verdict") or {}
     sentences = verdict.get("sentences") or []
     concept = tested_concept(found) if sentences else None
-    caveat = edge_caveat(found["filters"]) if edges is not None else ""
+    caveat = edge_ci(found["filters"]) + edge_caveat(found["filters"]) if edges is not None else ""
     test = f"controls for {concept}" if concept else "face test"
-    said = ([f"first-layer filters edge-like: {edges:.0%}{caveat} (analysis.json filters.edge_fraction)"]
+    keys = "filters.edge_fraction" + (" and edge_fraction_ci" if caveat.startswith(", 95%") else "")
+    said = ([f"first-layer filters edge-like: {edges:.0%}{caveat} (analysis.json {keys})"]
             if edges is not None else []) + ([f"{test}: {passed_words(verdict)}{sentences[0]}"] if sentences else [])
     return "".join(f"downpour: {line}\n" for line in said)
 

@@ -414,8 +414,9 @@ def test_an_analysis_ends_by_saying_its_edge_share_and_face_test_summary(trained
     assert main(["analyze", str(copy), *FAST]) == 0
     out = capsys.readouterr().out
     edges = whole["filters"]["edge_fraction"]
-    assert (f"downpour: first-layer filters edge-like: {edges:.0%}{edge_caveat(whole['filters'])} (analysis.json "
-            "filters.edge_fraction)\n") in out
+    ci = whole["filters"]["edge_fraction_ci"]
+    assert (f"downpour: first-layer filters edge-like: {edges:.0%}, 95% interval {ci[0]:.0%}–{ci[1]:.0%}"
+            f"{edge_caveat(whole['filters'])} (analysis.json filters.edge_fraction and edge_fraction_ci)\n") in out
     summary = _summary(whole)
     assert f"downpour: face test: {summary}\n" in out
 

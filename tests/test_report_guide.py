@@ -107,6 +107,12 @@ def test_analyzes_headline_says_the_same_caveat(tmp_path):
     (tmp_path / "analysis.json").write_text(json.dumps({"filters": rbm}))
     assert headline(tmp_path) == ("downpour: first-layer filters edge-like: 100% (but most of them copies of a few and all "
                                   "of one orientation: not a bank of edge detectors) (analysis.json filters.edge_fraction)\n")
+    # its interval, as the report's filters section says it (filters.edge_fraction_ci, since 2026-12-06)
+    (tmp_path / "analysis.json").write_text(json.dumps({"filters": {**rbm, "edge_fraction_ci": [0.93, 1.0]}}))
+    assert headline(tmp_path).startswith("downpour: first-layer filters edge-like: 100%, 95% interval 93%–100% (but ")
+    assert headline(tmp_path).endswith(" (analysis.json filters.edge_fraction and edge_fraction_ci)\n")
+    bank = {"count": 8, "edge_fraction": 0.53, "edge_fraction_ci": [0.31, 0.72]}
+    assert ": 53% edge-like, 95% interval 31%–72%.</li>" in in_short({"filters": bank}, "x")
 
 
 def test_a_tables_id_holds_no_whitespace():

@@ -87,7 +87,7 @@ def in_short(a: dict[str, Any], face_test: str) -> str:
     verdict = (a.get("face_neuron") or {}).get("controls_verdict") or {}
     sentences = verdict.get("sentences") or []
     items = ([f'<li><a href="#filters">First-layer filters</a>: {100 * edges:.0f}% edge-like'
-              f'{edge_caveat(a["filters"])}.</li>'] if isinstance(edges, (int, float)) else [])
+              f'{edge_ci(a["filters"])}{edge_caveat(a["filters"])}.</li>'] if isinstance(edges, (int, float)) else [])
     if sentences:
         items.append(f'<li><a href="#face-test">{esc(face_test)}</a>: {esc(passed_words(verdict) + sentences[0])}</li>')
     return f"<p>In short:</p><ul>{''.join(items)}</ul>" if items else ""
@@ -103,6 +103,14 @@ def passed_words(verdict: dict[str, Any]) -> str:
         return ""
     return ("Passed (the criterion is met on every low-level-matched control). " if verdict.get("passes_low_level")
             else "Not passed (passing needs the criterion met on every low-level-matched control). ")
+
+
+def edge_ci(f: dict[str, Any]) -> str:
+    """", 95% interval 31%–72%" after the edge-like share where it was first said (the page's findings, `downpour
+    analyze`'s headline): only the filters section said it until 2026-12-06 (``filters.edge_fraction_ci``; "" for a
+    file before it)."""
+    ci = f.get("edge_fraction_ci")
+    return f", 95% interval {ci[0]:.0%}–{ci[1]:.0%}" if ci else ""
 
 
 def edge_caveat(f: dict[str, Any]) -> str:
