@@ -150,3 +150,22 @@ def test_the_analysis_groups_a_tiled_layers_filters_by_map_and_the_report_says_o
     said = _filter_sentences(stats, "1×8×8", None)
     assert f"95% interval {100 * low:.1f}%–{100 * high:.1f}% over its {units or len(filters)} {over}" in said
     assert ("the L2 pools sum each map's neighbouring positions" in said) == (over == "maps")
+
+
+def test_each_rows_interval_is_from_its_own_scores_whatever_order_the_rows_come_in():
+    """row_intervals paired the rows with their score sources by position (until 2026-12-06): a row added or moved in
+    the table took its neighbour's scores. Given in reverse, each row still gets the interval of its own unit."""
+    from downpour.analysis.split_ci import one_row_intervals, row_intervals
+
+    rng = np.random.default_rng(0)
+    y, test = (rng.random(60) > 0.5).astype(int), np.arange(20, 60)
+    scores = {k: rng.standard_normal((60, 3)) + s * y[:, None] for k, s in (("learned", 2.0), ("pixel", 0.3))}
+    rows = {"probe": {"test_accuracy": 0.6}, "pixel": {"sign": -1, "unit": 2, "test_accuracy": 0.55},
+            "chance": {"test_accuracy": 0.5}, "learned": {"sign": 1, "unit": 0, "test_accuracy": 0.8}}
+    decision = rng.standard_normal(40)
+    row_intervals(rows, scores, decision, y, test, seed=3)
+    yt = y[test]
+    want = {"learned": scores["learned"][test, 0], "pixel": -scores["pixel"][test, 2], "probe": decision,
+            "chance": np.zeros(40)}
+    for key, row in rows.items():
+        assert row["test_auc_ci"] == one_row_intervals(want[key], round(row["test_accuracy"] * 40), yt, 3)["test_auc_ci"]

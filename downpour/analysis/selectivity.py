@@ -260,9 +260,11 @@ def _table(scores: dict[str, np.ndarray], pixels: np.ndarray, y: np.ndarray, dat
     for part, rows in (("selection", select), ("test", test)):
         accuracy, auc = _probe_figures(probe, pixels[rows], y[rows])
         linear.update({f"{part}_accuracy": accuracy, f"{part}_auc": auc})
-    rows = [learned, chance, random_net, pixel, random_filters, linear]
+    by_source = {"learned": learned, "chance": chance, "random": random_net, "pixel": pixel, "filters": random_filters,
+                 "probe": linear}          # (the table's order; the intervals read each row's scores by its key)
+    rows = list(by_source.values())
     if intervals:
-        row_intervals(rows, scores, probe.decision_function(pixels[test]), y, test, seed)
+        row_intervals(by_source, scores, probe.decision_function(pixels[test]), y, test, seed)
     return {
         "dataset": data.name, "positive_class": data.classes[positive] if positive < len(data.classes) else str(positive),
         "representation": {"baselines": f"raw images {list(data.raw.shape[1:])}, as loaded (no run-specific steps)",

@@ -37,17 +37,18 @@ def one_row_intervals(score: np.ndarray, right: int, y: np.ndarray, seed: int,
     return {"test_accuracy_ci": [low, high], "test_auc_ci": [float(q) for q in np.percentile(aucs, [2.5, 97.5])]}
 
 
-def row_intervals(rows: list[dict[str, Any]], scores: dict[str, np.ndarray], probe_decision: np.ndarray,
+def row_intervals(rows: dict[str, dict[str, Any]], scores: dict[str, np.ndarray], probe_decision: np.ndarray,
                   y: np.ndarray, test: np.ndarray, seed: int) -> None:
-    """Add :func:`one_row_intervals` to each of the table's ``rows`` (learned unit, chance, random weights, pixel,
-    random filters, probe: :func:`~downpour.analysis.selectivity._table`'s order): the unit-like rows' scores from their
-    unit in ``scores`` (N, K) ("learned", "random", "pixel", "filters"), the probe's its (n,) decision on the test
-    images; how many each got right from its own ``test_accuracy`` (the rule is not applied a second time here)."""
+    """Add :func:`one_row_intervals` to each of the table's ``rows``, keyed by where its scores come from: "learned",
+    "random", "pixel", "filters" (its unit of ``scores[key]`` (N, K)), "probe" (its (n,) ``probe_decision`` on the test
+    images) and "chance" (one answer for every image); how many each got right from its own ``test_accuracy`` (the
+    rule is not applied a second time here). Until 2026-12-06 rows came as a list paired with the keys by position:
+    a row added or moved in :func:`~downpour.analysis.selectivity._table` took its neighbour's scores, silently."""
     yt = np.asarray(y)[test]
-    for row, key in zip(rows, ("learned", None, "random", "pixel", "filters", "probe")):
+    for key, row in rows.items():
         if key == "probe":
             score = probe_decision
-        elif key is None:       # chance: one answer for every image
+        elif key == "chance":
             score = np.zeros(len(yt))
         else:
             score = row["sign"] * scores[key][test, row["unit"]]
