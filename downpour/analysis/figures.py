@@ -32,6 +32,11 @@ from downpour.objectives import TERMS, is_metric
 
 
 DPI = 110       # the PNGs' resolution
+# The report's column (report_parts.STYLE: body max-width 1100 px less 2 x 1em = 32 px of padding) is 1068 CSS pixels, 9.7
+# inches at DPI. A PNG up to it is shown a PNG pixel to a CSS pixel, so a 7-point label reads 7 x 110/72 = 10.7 px, 8
+# points; a wider one is shrunk to fit, and so is its text: the invariance (1408 px) and loss (1320 px) figures read 5-6
+# points on a laptop until 2026-12-06. Every figure of panels is drawn at most this wide, its text at least 7 points.
+SHOWN_WIDTH = 9.6
 
 
 def _figure(width: float, height: float, laid_out: bool = True) -> Figure:
@@ -156,7 +161,7 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
         raise ValueError("metrics.jsonl has no numeric cost fields to plot")
     cols = min(3, len(parts))
     rows = math.ceil(len(parts) / cols)
-    fig = _figure(4 * cols, 2.6 * rows)
+    fig = _figure(min(4 * cols, SHOWN_WIDTH), 2.6 * rows)    # (3 panels were 12 inches until 2026-12-06: 1320 px)
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax, name in zip(axes.flat, parts):
         by_step: dict[float, list[float]] = {}
@@ -180,6 +185,7 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
         ax.xaxis.set_major_formatter(_step_labels(max(steps, default=0)))
         ax.set_title(name + (" (log axis)" if ax.get_yscale() == "log" else ""), fontsize=9)  # (said since 2026-12-06)
         ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel(_loss_label(name, ax.get_yscale() == "log"), fontsize=7)
         ax.grid(alpha=0.3)
     stages = stage_losses(metrics)              # a greedy run's loss jumps to another sum: said where (until 2026-12-06
     for before, stage in zip(stages, stages[1:]):     # the jump from stage 1's cost to stage 2's read as a divergence)
@@ -190,6 +196,15 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
     for ax in list(axes.flat)[len(parts):]:
         ax.axis("off")
     return _save(fig, path)
+
+
+def _loss_label(name: str, log: bool) -> str:
+    """A loss panel's y label: what metrics.jsonl logged as ``name`` (objectives.py: each cost is a per-sample sum,
+    averaged over the batch, and a part is weighted as the total adds it) and its axis's scale. The panels had none
+    until 2026-12-06: a student could not tell a per-sample cost from a batch's sum, or log from linear."""
+    what = ("logged value, not a cost" if is_metric(name) else "total cost per sample" if name == "loss"
+            else "weighted cost per sample")
+    return f"{what}\n(batch mean, {'log' if log else 'linear'} scale)"
 
 
 def _step_labels(last: float) -> FuncFormatter:
@@ -273,8 +288,17 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
     # the AUC curves' bands: the run's own (selectivity_ci) or analysis.json's (selectivity.range_ci)
     bands = result.get("selectivity_ci") or result.get("selectivity", {}).get("range_ci") or {}
     floor, selective = (result.get("summary") or {}).get("floor"), result.get("selectivity") or {}   # table levels
-    fig = _figure(3.2 * len(curves), 2.8 * rows)
-    grid = fig.subplots(rows, len(curves), squeeze=False)
+    # at most 4 transforms side by side, the rest in a block below (the panels' text as large as shown, SHOWN_WIDTH);
+    # until 2026-12-06 one row of 3.2 inches a transform, 1408 px for 4, shrunk by 3/4 on the page
+    per = math.ceil(len(curves) / math.ceil(len(curves) / 4))
+    blocks = math.ceil(len(curves) / per)
+    fig = _figure(min(3.2 * per, SHOWN_WIDTH), 2.5 * rows * blocks)
+    panels = fig.subplots(rows * blocks, per, squeeze=False)
+    grid = np.empty((rows, len(curves)), dtype=object)        # (response row, AUC row) x transform
+    for k in range(len(curves)):
+        grid[:, k] = panels[rows * (k // per):rows * (k // per + 1), k % per]
+    for ax in set(panels.flat) - set(grid.flat):               # the last block's empty places
+        ax.axis("off")
     for k, c in enumerate(curves):
         ax = grid[0][k]
         v, r, s = (np.asarray(c[key]) for key in ("values", "response", "sem"))
@@ -303,9 +327,13 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
             ax.grid(alpha=0.3)
     ylabel = ("response (1 = untransformed, 0 = baseline)" if result["normalised_to"] == "untransformed response"
               else f"response / {result['normalised_to']}")
-    grid[0][0].set_ylabel(ylabel, fontsize=8)
+    for ax in grid.flat:
+        ax.tick_params(which="both", labelsize=8)
+    for k in range(0, len(curves), per):        # each block's first column
+        grid[0][k].set_ylabel(ylabel, fontsize=7)
+        if rows == 2:
+            grid[1][k].set_ylabel(f"AUC, {against[0]} vs {against[1]}", fontsize=7)
     if rows == 2:
-        grid[1][0].set_ylabel(f"AUC, {against[0]} vs {against[1]}", fontsize=8)
         # above the panel, not over it: "best" put it on the curves' ends (tica-8x8's scale panel, until 2026-12-06)
         grid[1][0].legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False,
                           borderaxespad=0.2)
