@@ -37,11 +37,11 @@ def saved(monkeypatch) -> list:
 def _drawn(ax) -> dict[str, tuple[float, float, float]]:
     """Each method drawn on a panel (by its tick label): (its dot's AUC, its bar's two ends)."""
     names = {round(t.get_position()[1]): t.get_text() for t in ax.figure.axes[0].get_yticklabels()}
+    bars, _, dots = ax.collections      # (verdict_figure.marks: the bars, their caps, the dots; 2026-12-06)
     out = {}
-    for bar in ax.containers:      # one errorbar each: its dot (a line of one point) and its bar (one segment)
-        dot, _, (segments,) = bar.lines
-        (low, _), (high, _) = segments.get_segments()[0]
-        out[names[round(dot.get_ydata()[0])]] = (float(dot.get_xdata()[0]), float(low), float(high))
+    for ((low, y), (high, _)), (auc, y_dot) in zip(bars.get_segments(), dots.get_offsets()):
+        assert y == y_dot
+        out[names[round(y)]] = (float(auc), float(low), float(high))
     return out
 
 
