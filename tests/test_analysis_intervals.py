@@ -168,4 +168,5 @@ def test_each_rows_interval_is_from_its_own_scores_whatever_order_the_rows_come_
     want = {"learned": scores["learned"][test, 0], "pixel": -scores["pixel"][test, 2], "probe": decision,
             "chance": np.zeros(40)}
     for key, row in rows.items():
-        assert row["test_auc_ci"] == one_row_intervals(want[key], round(row["test_accuracy"] * 40), yt, 3)["test_auc_ci"]
+        right = round(row["test_accuracy"] * 40)
+        assert row["test_auc_ci"] == one_row_intervals(want[key], right, yt, 3)["test_auc_ci"]

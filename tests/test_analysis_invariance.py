@@ -302,7 +302,8 @@ def test_a_rotation_range_goes_round_past_180_and_is_measured():
     sel = selectivity_summary({"curves": [curve]})          # the AUC's range goes round alike
     assert sel["ranges"]["rotation"] == [-15.0, 270.0] and sel["censored"]["rotation"] is False
     inv = {"curves": [curve], "summary": summary, "selectivity": sel}
-    assert invariance_rows(inv) == [["rotation", "from -15 round through 180 to -90 degrees (285 wide: every angle but those between -90 and -15)"]]
+    assert invariance_rows(inv) == [["rotation", "from -15 round through 180 to -90 degrees (285 wide: every angle but "
+                                                  "those between -90 and -15)"]]
     assert selectivity_rows(inv)[0].startswith("from -15 round through 180 to -90 degrees (285 wide: every angle but")
     # every angle high: the walk meets itself, the whole turn as before (flagged, read "every angle")
     whole = invariance_summary({"curves": [_turn(set())]})

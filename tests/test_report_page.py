@@ -68,7 +68,8 @@ def _draw_all(tmp_path) -> None:
 def test_every_figure_the_report_embeds_is_shown_at_its_own_size_with_text_of_8_points_or_more(tmp_path, saved):
     """The invariance (1408 px) and loss (1320 px) figures, and the verdict's with 5 negative sets (1232 px), were
     wider than the report's 1068-pixel column, shrunk to fit: their labels read 5-7 points on a laptop (until
-    2026-12-06). A PNG pixel shown as a CSS pixel (3/4 of a point), each label's points at DPI are what a reader sees."""
+    2026-12-06). A PNG pixel shown as a CSS pixel (3/4 of a point), each label's points at DPI are what a reader
+    sees."""
     _draw_all(tmp_path)
     column = _column_px()
     assert len(saved) == 8

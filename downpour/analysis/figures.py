@@ -32,10 +32,11 @@ from downpour.objectives import TERMS, is_metric
 
 
 DPI = 110       # the PNGs' resolution
-# The report's column (report_parts.STYLE: body max-width 1100 px less 2 x 1em = 32 px of padding) is 1068 CSS pixels, 9.7
-# inches at DPI. A PNG up to it is shown a PNG pixel to a CSS pixel, so a 7-point label reads 7 x 110/72 = 10.7 px, 8
-# points; a wider one is shrunk to fit, and so is its text: the invariance (1408 px) and loss (1320 px) figures read 5-6
-# points on a laptop until 2026-12-06. Every figure of panels is drawn at most this wide, its text at least 7 points.
+# The report's column (report_parts.STYLE: body max-width 1100 px less 2 x 1em = 32 px of padding) is 1068 CSS
+# pixels, 9.7 inches at DPI. A PNG up to it is shown a PNG pixel to a CSS pixel, so a 7-point label reads
+# 7 x 110/72 = 10.7 px, 8 points; a wider one is shrunk to fit, and so is its text: the invariance (1408 px) and loss
+# (1320 px) figures read 5-6 points on a laptop until 2026-12-06. Every figure of panels is drawn at most this wide,
+# its text at least 7 points.
 SHOWN_WIDTH = 9.6
 
 

@@ -71,7 +71,8 @@ def table(rows: list[list[Any]], header: list[str], table_id: str, row_classes: 
 
 def page(title: str, body: str) -> str:
     """A whole self-contained page: ``title`` (escaped here) and ``body`` (HTML). The viewport line lays it out at the
-    device's width: without it (until 2026-12-06) a phone or tablet drew it as a 980-pixel desktop page, shrunk to fit."""
+    device's width: without it (until 2026-12-06) a phone or tablet drew it as a 980-pixel desktop page, shrunk to
+    fit."""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<title>{esc(title)}</title>'

@@ -48,8 +48,8 @@ def verdict_figure(rows: list[dict[str, Any]], path: Path | BinaryIO,
         raise ValueError("no face test rows to draw (analysis.json's face_neuron.controls is empty)")
     labels = labels or {}
     methods = [m for m in SHOWN if any(m in group for group in sets.values())]
-    # no wider than the report's column (figures.SHOWN_WIDTH): 5 sets were 11.2 inches, 1232 px shrunk to 1068 (its 7-point
-    # labels read 7 points) until 2026-12-06; a narrower panel wraps its title
+    # no wider than the report's column (figures.SHOWN_WIDTH): 5 sets were 11.2 inches, 1232 px shrunk to 1068 (its
+    # 7-point labels read 7 points) until 2026-12-06; a narrower panel wraps its title
     width = min(1.7 + 1.9 * len(sets), figures.SHOWN_WIDTH)
     fig = figures._figure(width, 1.1 + 0.32 * len(methods))
     axes = fig.subplots(1, len(sets), sharey=True, squeeze=False)[0]
@@ -58,8 +58,8 @@ def verdict_figure(rows: list[dict[str, Any]], path: Path | BinaryIO,
         ax.axvline(0.5, color="grey", lw=0.8, ls=":")
         ax.set_xlim(-0.03, 1.03)       # (a dot at 0 or 1 drawn whole, not cut by the frame)
         ax.set_xticks([0.0, 0.5, 1.0])
-        ax.set_title(textwrap.fill(labels.get(name, name), round((width - 1.7) / len(sets) * 13), break_long_words=False),
-                     fontsize=8)
+        chars = round((width - 1.7) / len(sets) * 13)       # (about 13 characters an inch, as figures' titles)
+        ax.set_title(textwrap.fill(labels.get(name, name), chars, break_long_words=False), fontsize=8)
         ax.set_xlabel("AUC (0.5: chance)", fontsize=7)
         ax.tick_params(labelsize=7)
         ax.grid(axis="x", alpha=0.3)
