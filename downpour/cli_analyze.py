@@ -56,7 +56,7 @@ def headline(path: Path) -> str:
     concept = tested_concept(found) if sentences else None
     caveat = edge_ci(found["filters"]) + edge_caveat(found["filters"]) if edges is not None else ""
     test = f"controls for {concept}" if concept else "face test"
-    keys = "filters.edge_fraction" + (" and edge_fraction_ci" if caveat.startswith(", 95%") else "")
+    keys = "filters.edge_fraction" + (" and edge_fraction_ci" if edge_ci(found.get("filters") or {}) else "")
     said = ([f"first-layer filters edge-like: {edges:.0%}{caveat} (analysis.json {keys})"]
             if edges is not None else []) + ([f"{test}: {passed_words(verdict)}{sentences[0]}"] if sentences else [])
     return "".join(f"downpour: {line}\n" for line in said)

@@ -223,6 +223,9 @@ def test_rotation_interval_ends_past_180_are_written_as_the_angles_they_are():
     assert range_ci_cells(inv)[0].endswith("ends [160, 170] and [from 170 round through 180 to -135]")
     ci.update(low=[-60.0, -45.0])
     assert range_ci_cells(inv)[0].endswith("ends [-60, -45] and [from 170 round through 180 to -135]")
+    # an end at ±180 itself is one angle, not an arc round it: not "from 180 round through 180 to -135" (2026-12-06)
+    ci.update(low=[-225.0, -180.0], high=[180.0, 225.0])
+    assert range_ci_cells(inv)[0].endswith("ends [135, 180] and [-180, -135]")
 
 
 def test_the_report_says_where_an_interval_is_wider_than_its_width():

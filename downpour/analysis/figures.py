@@ -289,7 +289,7 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
     # the AUC curves' bands: the run's own (selectivity_ci) or analysis.json's (selectivity.range_ci)
     bands = result.get("selectivity_ci") or result.get("selectivity", {}).get("range_ci") or {}
     floor, selective = (result.get("summary") or {}).get("floor"), result.get("selectivity") or {}   # table levels
-    # at most 4 transforms side by side, the rest in a block below (the panels' text as large as shown, SHOWN_WIDTH);
+    # at most 4 transforms side by side, more in even blocks one under another (5: 3 and 2; text as shown, SHOWN_WIDTH);
     # until 2026-12-06 one row of 3.2 inches a transform, 1408 px for 4, shrunk by 3/4 on the page
     per = math.ceil(len(curves) / math.ceil(len(curves) / 4))
     blocks = math.ceil(len(curves) / per)

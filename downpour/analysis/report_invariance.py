@@ -165,6 +165,8 @@ def _ends(name: str, interval: list[float]) -> str:
         return f"[{interval[0]:g}, {interval[1]:g}]"
     a, b = (v - 360 if v > 180 else v + 360 if v < -180 else v for v in interval)
     crossed = (a != interval[0]) != (b != interval[1])
+    if crossed and (a == 180 or b == -180):     # an end at ±180, one angle: [180, 225] is -180 … -135, not an arc
+        a, b, crossed = (-180 if a == 180 else a), (180 if b == -180 else b), False    # "from 180 round through 180"
     return f"[{round_through(a, b)}]" if crossed else f"[{a:g}, {b:g}]"
 
 
