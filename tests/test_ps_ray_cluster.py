@@ -30,6 +30,11 @@ def test_train_with_address_uses_both_nodes(tmp_path, two_nodes):
     assert summary["nodes"] == 2 and summary["steps"] == 24
     assert sorted(summary["placement"]["shards"]) == [0, 1] and sorted(summary["placement"]["workers"]) == [0, 1]
     assert summary["applied"] == summary["accepted"] == [24, 24]
+    # which machine each placement number is: node i is the i-th of the nodes used, by Ray's id (until 2026-12-06
+    # cluster.json held the numbers alone, and nothing said which node held worker 1)
+    nodes = sorted(two_nodes.list_all_nodes(), key=lambda node: node.node_id)
+    assert summary["node_ids"] == [node.node_id for node in nodes]
+    assert summary["node_addresses"] == [node.node_ip_address for node in nodes]
     # which cluster the run joined: the address as given and the head Ray resolved it to (until 2026-12-06 only
     # config.toml's cluster.address said, as typed: `auto` or a host name named no cluster)
     assert summary["ray"] == {"address": two_nodes.address, "head": two_nodes.address, "version": ray.__version__}

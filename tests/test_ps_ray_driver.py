@@ -17,17 +17,22 @@ from downpour.ps.cluster_on_ray import RayCluster
 from downpour.ps.coordinator import restarts_left
 from downpour.ps.consistency import make_consistency
 from downpour.ps.coordinator import Coordinator
+from downpour.ps.recorder import ShardLost
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
 
 
 class FakeRay:
-    """What the driver calls of ``ray``: ``get`` (values pass through; an exception is raised), ``kill``."""
+    """What the driver calls of ``ray``: ``get`` (values pass through; an exception is raised), ``kill``, ``nodes``."""
 
     exceptions = ray.exceptions
 
     def __init__(self) -> None:
         self.killed: list[Any] = []
+        self.node_list: list[dict[str, Any]] = []   # what ``nodes`` answers
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self.node_list
 
     def get(self, refs: Any, timeout: float | None = None) -> Any:
         values = [r.value if isinstance(r, Ref) else r for r in (refs if isinstance(refs, list) else [refs])]
@@ -226,6 +231,25 @@ def test_the_model_file_keeps_the_buffers_of_the_first_worker_alive_at_the_end(f
     alive = FakeActor(data_report=lambda: {"samples": 5}, profile=lambda: {}, buffers=lambda: {"chains_h": torch.ones(2)})
     info = _driver(coord, [FakeActor(profile=lambda: {"shard": 0})], [dead, alive]).info()
     assert coord.lost == [0] and torch.equal(info["model_buffers"]["chains_h"], torch.ones(2))
+
+
+def test_the_summary_and_a_lost_shard_name_each_node_by_its_id_and_address(fake_ray):
+    """cluster.json's placement numbers index node_ids and node_addresses, and a lost shard's message names the node
+    it ran on (until 2026-12-06 neither: over two machines nothing said which held worker 1, or the lost shard)."""
+    a, b = "a" * 56, "b" * 56
+    fake_ray.node_list = [{"NodeID": b, "NodeManagerAddress": "10.0.0.2"},
+                          {"NodeID": a, "NodeManagerAddress": "10.0.0.1"}]
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=10)
+    lost = FakeActor(node=lambda: ray.exceptions.RayError("gone"), profile=lambda: {})
+    d = _driver(coord, [FakeActor(node=lambda: a, profile=lambda: {}), lost],
+                [FakeActor(data_report=lambda: {}, profile=lambda: {}) for _ in range(2)])
+    d.placement = {"shards": [a, b], "workers": [b, a]}
+    info = d.info()
+    assert info["placement"] == {"shards": [0, 1], "workers": [1, 0]}
+    assert info["node_ids"] == [a, b] and info["node_addresses"] == ["10.0.0.1", "10.0.0.2"]
+    d.addresses = {a: "10.0.0.1", b: "10.0.0.2"}     # (read at the start, when every actor was up)
+    with pytest.raises(ShardLost, match=r"^shard 1 lost at step 0 \(RuntimeError\), on node bbbbbbbb at 10\.0\.0\.2$"):
+        d._shard_lost(RuntimeError("its node is gone"))
 
 
 def test_a_checkpoint_counts_the_pushes_the_shards_applied_before_the_driver_read_their_answers():

@@ -28,10 +28,31 @@ def _answered(refs: list[Any], ready: set[Any]) -> bool:
     return True
 
 
+def node_addresses() -> dict[str, str]:
+    """Each node Ray knows, alive or not: its id -> its IP address."""
+    return {nd["NodeID"]: nd.get("NodeManagerAddress", "") for nd in ray.nodes()}
+
+
+def node_named(node: str, addresses: dict[str, str]) -> str:
+    """``node abcd1234 at 10.0.0.5``: a node as a log line names it (its id's first 8 characters, as the placement
+    lines do), with its IP address where ``addresses`` knows it."""
+    return f"node {node[:8]}" + (f" at {addresses[node]}" if addresses.get(node) else "")
+
+
+def node_key(nodes: list[str]) -> dict[str, list[str]]:
+    """What cluster.json's placement numbers stand for: node i of ``placement`` is ``node_ids[i]`` (Ray's node id, as
+    `ray status` and `ray list nodes` show it) at ``node_addresses[i]`` (its IP address; "" where Ray no longer knows
+    the node). Until 2026-12-06 the numbers alone were written (indices into the sorted ids of the nodes used), and
+    a run over two machines did not say which of them held worker 1."""
+    known = node_addresses()
+    return {"node_ids": nodes, "node_addresses": [known.get(node, "") for node in nodes]}
+
+
 class Asking:
     """``RayCluster``'s half that asks every worker at once: the run's end, a stop."""
 
     ray_info: dict[str, Any] | None = None   # which Ray (:func:`~downpour.ps.connect_on_ray.joined`), set on start
+    addresses: dict[str, str] = {}           # node id -> IP address, read once every actor is up (node_addresses)
 
     def info(self) -> dict[str, Any]:
         """Nodes and placement, each live worker's data report (a lost worker's is lost with it), and the first live
@@ -64,7 +85,7 @@ class Asking:
             buffers = {} if isinstance(got, Exception) else got[0]
         return {"nodes": len(nodes), **({"ray": self.ray_info} if self.ray_info else {}),
                 "queue_depth": self.coord.depth,
-                "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
+                "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()}, **node_key(nodes),
                 "worker_devices": self.devices, "data_workers": [reports[w] for w in sorted(reports)],
                 **({"model_buffers": buffers} if buffers else {}),
                 **({"partition_restarts": parts} if (parts := self.partition_restarts()) else {}),

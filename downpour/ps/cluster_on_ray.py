@@ -19,7 +19,7 @@ from downpour.data.loader import listing_digest
 from downpour.data.stream import StreamingData
 from downpour.ps import channel
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
-from downpour.ps.asking_on_ray import Asking
+from downpour.ps.asking_on_ray import Asking, node_addresses, node_named
 from downpour.ps.connect_on_ray import connect, gathered, head_answers, joined, pinned, placer, spot
 from downpour.ps.coordinator import Coordinator, restarts_left
 from downpour.ps.laps import Laps
@@ -143,6 +143,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
                                               "worker actors", limit,
                                               {"CPU": self.per_worker, "GPU": self.gpus},
                                               pins=[self.pins[w, None] for w in range(n)])}
+        self.addresses = node_addresses()   # read now: a lost shard's node is named where the head may not answer
         self.devices = ray.get([a.device.remote() for a in self.worker_actors])
         if self.partition_actors:   # worker w's partitions, in order: w*K .. w*K + K-1 (a worker's start does not
             #                         wait for them: until 2026-12-05 a plain ray.get waited here for good)
@@ -193,8 +194,11 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         """Raise :class:`ShardLost` if a shard died (``err`` the failure that showed it); else return."""
         dead = self._dead_shards()
         if dead:
+            # where they ran (until 2026-12-06 unsaid: a stopped run's cluster.json has no placement)
+            nodes = sorted({self.placement["shards"][j] for j in dead})
             raise ShardLost(f"shard {', '.join(map(str, dead))} lost at step {self.coord.done} "
-                            f"({type(err).__name__})", step=self.coord.done) from err
+                            f"({type(err).__name__}), on {', '.join(node_named(x, self.addresses) for x in nodes)}",
+                            step=self.coord.done) from err
 
     # -- the driving loop ---------------------------------------------------------------------------
     def _dispatch(self, w: int) -> None:
