@@ -12,6 +12,7 @@ accepted/applied/rejected pushes, lost workers, on Ray the node of every actor).
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import torch
@@ -190,6 +191,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
     # the driver first: if Ray cannot start or join, nothing is written: a new run's folder stays one that never
     # started (the same command, fixed, takes it over), a resumed one as it was (its config, metrics and analysis;
     # begin() wrote them first, and an unreachable --address went into its config.toml)
+    asked = time.perf_counter()     # the start's cost: joining Ray, every actor up (the run's seconds count after)
     try:
         driver: Driver = _driver(c.runner)(setup, shards, coord, stage_of, start,
                                            next_seqs(restored) if restored else {}, meta if resume else None)
@@ -216,6 +218,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
         driver.run(recorder.on_push)
         with signals_held():      # the last push's checkpoint first: a stop in the wrap-up after it lost the run
             states, info = driver.snapshot(), driver.info()
+            info["start_seconds"] = round(recorder.t0 - asked, 2)   # (until 2026-12-06 not recorded)
             recorder.checkpoint(states)
     except BaseException as err:
         with stop_record():              # (a second Ctrl-C waits for it: until 2026-12-06 it cut the checkpoint)
