@@ -106,3 +106,18 @@ def test_a_replacement_whose_node_is_gone_goes_round_robin_by_its_index_in_the_l
     made.clear()
     RayCluster._spawn(cluster, 1, 0, 20)
     assert made == [c, d, d]
+
+
+def test_workers_sharing_the_clusters_cpus_is_said_and_a_cpu_each_is_not(caplog):
+    """4 workers on a cluster of 1 CPU ask 0.25 each and the log says so (until 2026-12-06 nothing did); 2 on 2 ask
+    1 each, unsaid."""
+    import logging
+
+    from downpour.ps.setup import worker_cpus
+
+    with caplog.at_level(logging.INFO, logger="downpour.ps.setup"):
+        assert worker_cpus(2, 2.0) == 1.0
+        assert not caplog.messages
+        assert worker_cpus(4, 1.0) == 0.25
+    assert caplog.messages == ["the Ray cluster has 1 CPU for the run's 4 workers: each worker actor asks 0.25 CPU, "
+                               "and they share the cores (one CPU each needs 4)"]

@@ -29,7 +29,7 @@ from downpour.ps.piped_on_ray import PipedRun
 from downpour.ps.placing_on_ray import Placing
 from downpour.ps.recorder import ShardLost
 from downpour.ps.restarts_on_ray import Restarts, kill
-from downpour.ps.setup import ClusterSetup, worker_gpus, worker_rng
+from downpour.ps.setup import ClusterSetup, worker_cpus, worker_gpus, worker_rng
 from downpour.ps.tasks_on_ray import TaskRun
 from downpour.ps.shard import Shard
 from downpour.ps.shm import SHM_DIR, sweep_stale_segments
@@ -116,7 +116,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         self.ray_info = joined(cfg.cluster.address)   # cluster.json's record of which Ray
         sweep_stale_segments()
         self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"   # the driver's pid: what the sweep checks
-        self.per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)  # 8 workers still fit on 2 cores
+        self.per_worker = worker_cpus(n, float(ray.cluster_resources().get("CPU", 1.0)))
         self.gpus = worker_gpus(cfg, float(ray.cluster_resources().get("GPU", 0.0)))   # ConfigError: too few for cuda
         self.threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
         self.place = placer(ray.nodes())     # each actor by its index in the plan's layout (connect_on_ray.spot)

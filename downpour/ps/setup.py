@@ -5,6 +5,7 @@ parsed here, once per run.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -30,6 +31,8 @@ from downpour.ps.shard import Shard, shard_bounds, tensor_pieces
 from downpour.ps.worker import LocalParams, Worker
 from downpour.train.flat import ParamLayout, load_frozen
 from downpour.train.setup import resolve_device, set_up_torch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -315,6 +318,18 @@ def replica_device(cfg: RunConfig) -> str:
     """``train.device`` as a worker's replica takes it: ``auto`` with model-parallel partitions is the CPU they
     compute on (on every runner); ``cuda`` with them is refused by preflight."""
     return "cpu" if cfg.train.device == "auto" and cfg.cluster.partitions > 1 else cfg.train.device
+
+
+def worker_cpus(workers: int, available: float) -> float:
+    """CPUs each Ray worker actor asks for, given the cluster's ``available`` CPUs: one, or an even share where the
+    cluster has fewer CPUs than workers (8 workers still start on 2 cores), which is said: until 2026-12-06 nothing
+    did (4 workers joined to a 1-CPU cluster took 0.25 CPU each, and the run looked like one of 4 machines)."""
+    each = min(1.0, available / workers)
+    if each < 1.0:
+        cpus = plural(int(available), "CPU") if available == int(available) else f"{available:g} CPUs"
+        log.info("the Ray cluster has %s for the run's %s: each worker actor asks %.2g CPU, and they share the "
+                 "cores (one CPU each needs %d)", cpus, plural(workers, "worker"), each, workers)
+    return each
 
 
 def worker_gpus(cfg: RunConfig, available: float) -> float:
