@@ -108,16 +108,19 @@ def test_a_replacement_whose_node_is_gone_goes_round_robin_by_its_index_in_the_l
     assert made == [c, d, d]
 
 
-def test_workers_sharing_the_clusters_cpus_is_said_and_a_cpu_each_is_not(caplog):
-    """4 workers on a cluster of 1 CPU ask 0.25 each and the log says so (until 2026-12-06 nothing did); 2 on 2 ask
-    1 each, unsaid."""
+def test_workers_sharing_the_clusters_cpus_ask_a_share_that_fits_node_by_node_and_it_is_said(caplog):
+    """4 workers on nodes of 1 and 2 CPUs ask 2/3 CPU each (1 fits on the first, 3 on the second), said in the log;
+    until 2026-12-06 they asked 3/4 (the total over the workers): 3 fitted and the start waited 600 s for the 4th.
+    2 workers on 2 CPUs ask 1 each, unsaid."""
     import logging
 
     from downpour.ps.setup import worker_cpus
 
     with caplog.at_level(logging.INFO, logger="downpour.ps.setup"):
-        assert worker_cpus(2, 2.0) == 1.0
+        assert worker_cpus(2, [2.0]) == 1.0 and worker_cpus(2, [1.0, 1.0]) == 1.0
         assert not caplog.messages
-        assert worker_cpus(4, 1.0) == 0.25
-    assert caplog.messages == ["the Ray cluster has 1 CPU for the run's 4 workers: each worker actor asks 0.25 CPU, "
-                               "and they share the cores (one CPU each needs 4)"]
+        assert worker_cpus(4, [1.0]) == 0.25
+        each = worker_cpus(4, [1.0, 2.0])
+    assert 0.66 < each <= 2 / 3 and int(1.0 / each) + int(2.0 / each) == 4
+    assert caplog.messages[0] == ("the Ray cluster has 1 CPU on 1 node for the run's 4 workers: each worker actor asks "
+                                  "0.25 CPU, and they share the cores (one CPU each needs 4)")

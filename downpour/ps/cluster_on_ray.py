@@ -116,7 +116,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         self.ray_info = joined(cfg.cluster.address)   # cluster.json's record of which Ray
         sweep_stale_segments()
         self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"   # the driver's pid: what the sweep checks
-        self.per_worker = worker_cpus(n, float(ray.cluster_resources().get("CPU", 1.0)))
+        self.per_worker = worker_cpus(n, [float(nd["Resources"].get("CPU", 0.0)) for nd in ray.nodes() if nd["Alive"]])
         self.gpus = worker_gpus(cfg, float(ray.cluster_resources().get("GPU", 0.0)))   # ConfigError: too few for cuda
         self.threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
         self.place = placer(ray.nodes())     # each actor by its index in the plan's layout (connect_on_ray.spot)

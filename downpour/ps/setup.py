@@ -6,6 +6,7 @@ parsed here, once per run.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -320,16 +321,25 @@ def replica_device(cfg: RunConfig) -> str:
     return "cpu" if cfg.train.device == "auto" and cfg.cluster.partitions > 1 else cfg.train.device
 
 
-def worker_cpus(workers: int, available: float) -> float:
-    """CPUs each Ray worker actor asks for, given the cluster's ``available`` CPUs: one, or an even share where the
-    cluster has fewer CPUs than workers (8 workers still start on 2 cores), which is said: until 2026-12-06 nothing
-    did (4 workers joined to a 1-CPU cluster took 0.25 CPU each, and the run looked like one of 4 machines)."""
-    each = min(1.0, available / workers)
-    if each < 1.0:
-        cpus = plural(int(available), "CPU") if available == int(available) else f"{available:g} CPUs"
-        log.info("the Ray cluster has %s for the run's %s: each worker actor asks %.2g CPU, and they share the "
-                 "cores (one CPU each needs %d)", cpus, plural(workers, "worker"), each, workers)
+def worker_cpus(workers: int, nodes: list[float]) -> float:
+    """CPUs each Ray worker actor asks for, given each live node's CPUs (``nodes``): one, or where the cluster has
+    fewer CPUs than workers the largest share whose actors still fit node by node (an actor needs what it asks on
+    one node), which is said. Until 2026-12-06 the share was the cluster's total over the workers, unsaid: 4 workers
+    on nodes of 1 and 2 CPUs asked 0.75 each, 3 fitted (1 + 2), and the start waited 600 s for the 4th and failed."""
+    if sum(nodes) >= workers:
+        return 1.0
+    fits = [share for share in sorted({math.floor(c / k * 1e4) / 1e4 for c in nodes for k in range(1, workers + 1)},
+                                      reverse=True)   # (Ray counts CPUs in 1/10000ths: rounded down, a share fits)
+            if share > 0 and sum(math.floor(c / share + 1e-9) for c in nodes) >= workers]
+    each = fits[0] if fits else 1.0    # (no share fits: a node of no CPU alone; the start names the room it waits for)
+    log.info("the Ray cluster has %s on %s for the run's %s: each worker actor asks %.4g CPU, and they share the "
+             "cores (one CPU each needs %d)", _cpus(sum(nodes)), plural(len(nodes), "node"), plural(workers, "worker"),
+             each, workers)
     return each
+
+
+def _cpus(n: float) -> str:
+    return plural(int(n), "CPU") if n == int(n) else f"{n:g} CPUs"
 
 
 def worker_gpus(cfg: RunConfig, available: float) -> float:
