@@ -105,5 +105,6 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
               else f"it has no server checkpoint: {go_on(run.path)} trains it again from step 0")
     why = (f"restarting the shards failed ({failed})" if failed is not None else
            f"the shards' restart was {how}" if how else
+           "shard restarts are off (cluster.shard_restarts = 0)" if cfg.cluster.shard_restarts == 0 else
            f"the shards were already restarted {plural(restarts, 'time')} (cluster.shard_restarts)")
     return f"{err}, and {why}: the run stopped; {resume} (its cluster.json and staleness.json say what happened)"
