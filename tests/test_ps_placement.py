@@ -119,8 +119,10 @@ def test_workers_sharing_the_clusters_cpus_ask_a_share_that_fits_node_by_node_an
     with caplog.at_level(logging.INFO, logger="downpour.ps.setup"):
         assert worker_cpus(2, [2.0]) == 1.0 and worker_cpus(2, [1.0, 1.0]) == 1.0
         assert not caplog.messages
-        assert worker_cpus(4, [1.0]) == 0.25
+        assert worker_cpus(4, [0.0]) == 1.0 and not caplog.messages   # (no CPU: the start says what it waits for)
+        assert worker_cpus(4, [1.0]) == 0.25 and worker_cpus(2, [1.0]) == 0.5     # (a local Ray: as before, total / n)
+        assert worker_cpus(3, [1.0, 1.0]) == 0.5     # (total / n, 0.6667, fitted one a node: 2 of 3)
         each = worker_cpus(4, [1.0, 2.0])
     assert 0.66 < each <= 2 / 3 and int(1.0 / each) + int(2.0 / each) == 4
     assert caplog.messages[0] == ("the Ray cluster has 1 CPU on 1 node for the run's 4 workers: each worker actor asks "
-                                  "0.25 CPU, and they share the cores (one CPU each needs 4)")
+                                  "0.25 CPU, and they share the cores (1 CPU each would need 4 CPUs)")

@@ -248,7 +248,7 @@ def test_the_summary_and_a_lost_shard_name_each_node_by_its_id_and_address(fake_
     assert info["placement"] == {"shards": [0, 1], "workers": [1, 0]}
     assert info["node_ids"] == [a, b] and info["node_addresses"] == ["10.0.0.1", "10.0.0.2"]
     d.addresses = {a: "10.0.0.1", b: "10.0.0.2"}     # (read at the start, when every actor was up)
-    with pytest.raises(ShardLost, match=r"^shard 1 lost at step 0 \(RuntimeError\), on node bbbbbbbb at 10\.0\.0\.2$"):
+    with pytest.raises(ShardLost, match=r"^shard 1 lost at step 0 on node bbbbbbbb at 10\.0\.0\.2 \(RuntimeError\)$"):
         d._shard_lost(RuntimeError("its node is gone"))
 
 

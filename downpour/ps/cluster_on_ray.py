@@ -20,7 +20,7 @@ from downpour.data.stream import StreamingData
 from downpour.ps import channel
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.asking_on_ray import Asking, node_addresses, node_named
-from downpour.ps.connect_on_ray import connect, gathered, head_answers, joined, pinned, placer, spot
+from downpour.ps.connect_on_ray import connect, gathered, head_answers, joined, live_cpus, pinned, placer, spot
 from downpour.ps.coordinator import Coordinator, restarts_left
 from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
@@ -116,7 +116,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         self.ray_info = joined(cfg.cluster.address)   # cluster.json's record of which Ray
         sweep_stale_segments()
         self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"   # the driver's pid: what the sweep checks
-        self.per_worker = worker_cpus(n, [float(nd["Resources"].get("CPU", 0.0)) for nd in ray.nodes() if nd["Alive"]])
+        self.per_worker = worker_cpus(n, list(live_cpus(ray.nodes()).values()))   # (until 2026-12-06 total / n)
         self.gpus = worker_gpus(cfg, float(ray.cluster_resources().get("GPU", 0.0)))   # ConfigError: too few for cuda
         self.threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
         self.place = placer(ray.nodes())     # each actor by its index in the plan's layout (connect_on_ray.spot)
@@ -196,8 +196,8 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         if dead:
             # where they ran (until 2026-12-06 unsaid: a stopped run's cluster.json has no placement)
             nodes = sorted({self.placement["shards"][j] for j in dead})
-            raise ShardLost(f"shard {', '.join(map(str, dead))} lost at step {self.coord.done} "
-                            f"({type(err).__name__}), on {', '.join(node_named(x, self.addresses) for x in nodes)}",
+            raise ShardLost(f"shard {', '.join(map(str, dead))} lost at step {self.coord.done} on "
+                            f"{', '.join(node_named(x, self.addresses) for x in nodes)} ({type(err).__name__})",
                             step=self.coord.done) from err
 
     # -- the driving loop ---------------------------------------------------------------------------

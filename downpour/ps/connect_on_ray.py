@@ -207,10 +207,16 @@ def spot(kind: str, i: int, workers: int, partitions: int) -> int:
     return start[kind] + i
 
 
+def live_cpus(nodes_info: list[dict[str, Any]]) -> dict[str, float]:
+    """Each live node's CPUs, by its id, from ``ray.nodes()``: what :func:`placer` pins by and what the worker actors'
+    share is fitted to (:func:`downpour.ps.setup.worker_cpus`)."""
+    return {nd["NodeID"]: float(nd["Resources"].get("CPU", 0.0)) for nd in nodes_info if nd["Alive"]}
+
+
 def placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str, Any]]:
     """Round-robin over the nodes, by the running index of :func:`spot`. Pinned (hard affinity: Ray's soft affinity
     ignores the node for actors that need no CPU) only where the node has room; otherwise Ray chooses."""
-    node_cpus = {nd["NodeID"]: nd["Resources"].get("CPU", 0) for nd in nodes_info if nd["Alive"]}
+    node_cpus = live_cpus(nodes_info)
     nodes = sorted(k for k, c in node_cpus.items() if c > 0)
     load: dict[str, float] = {}
 

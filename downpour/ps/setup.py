@@ -331,11 +331,12 @@ def worker_cpus(workers: int, nodes: list[float]) -> float:
     fits = [share for share in sorted({math.floor(c / k * 1e4) / 1e4 for c in nodes for k in range(1, workers + 1)},
                                       reverse=True)   # (Ray counts CPUs in 1/10000ths: rounded down, a share fits)
             if share > 0 and sum(math.floor(c / share + 1e-9) for c in nodes) >= workers]
-    each = fits[0] if fits else 1.0    # (no share fits: a node of no CPU alone; the start names the room it waits for)
+    if not fits:      # (nodes of no CPU alone: 1 each, and the start names the room it waits for)
+        return 1.0
     log.info("the Ray cluster has %s on %s for the run's %s: each worker actor asks %.4g CPU, and they share the "
-             "cores (one CPU each needs %d)", _cpus(sum(nodes)), plural(len(nodes), "node"), plural(workers, "worker"),
-             each, workers)
-    return each
+             "cores (1 CPU each would need %s)", _cpus(sum(nodes)), plural(len(nodes), "node"),
+             plural(workers, "worker"), fits[0], plural(workers, "CPU"))
+    return fits[0]
 
 
 def _cpus(n: float) -> str:

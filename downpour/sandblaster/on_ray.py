@@ -30,9 +30,9 @@ from torch import Tensor
 
 from downpour.config import RunConfig
 from downpour.errors import RunError
-from downpour.ps.connect_on_ray import connect, gathered, joined, pinned, placer
+from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pinned, placer
 from downpour.ps.restarts_on_ray import first_ready, kill, silent_workers
-from downpour.ps.setup import ClusterSetup
+from downpour.ps.setup import ClusterSetup, worker_cpus
 from downpour.ps.silence import Silence, start_limit
 from downpour.sandblaster.history import HistoryShard, Op
 from downpour.sandblaster.lbfgs import Evaluation
@@ -129,7 +129,7 @@ class RayPool:
     def _start(self, setup: ClusterSetup, shards: list[HistoryShard]) -> None:
         cfg, n = self.cfg, self.cfg.cluster.workers
         place = placer(ray.nodes())
-        per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)
+        per_worker = worker_cpus(n, list(live_cpus(ray.nodes()).values()))   # (until 2026-12-06 total / n)
         threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
         shard_options = [place(j, 0.0) for j in range(len(shards))]
         self.shard_actors = [ShardActor.options(**o).remote(s) for o, s in zip(shard_options, shards)]
