@@ -2,6 +2,7 @@
 number."""
 from __future__ import annotations
 
+import argparse
 import difflib
 import shlex
 from pathlib import Path
@@ -51,3 +52,13 @@ def whole_flag(flag: str, value: object) -> str:
     "--replicas 1000.0", which the flag refuses); ``--shards N (a whole number; 2.5 is not one)``."""
     meant = None if isinstance(value, str) else whole_number(value)   # (a --set value; a word is not a number)
     return f"{flag} N (a whole number; {value!r} is not one)" if meant is None else f"{flag} {meant}"
+
+
+def whole(value: str) -> int:
+    """argparse's type for a flag that takes a whole number: ``1e3`` and ``2.0`` read as 1000 and 2 (as ``--set``
+    reads them); anything else is refused with what the flag takes, after argparse's "argument --cores:" (until
+    2026-12-06 ``--cores 1.5`` got argparse's bare "invalid int value: '1.5'")."""
+    meant = whole_number(value)
+    if meant is None:
+        raise argparse.ArgumentTypeError(f"takes a whole number; {value!r} is not one")
+    return meant

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from downpour._names import closest
+from downpour._names import closest, whole
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, RunConfig, preset_table, parse_override
 from downpour.cli_flags import check_as_typed, check_sets, named_by_set
 from downpour.cli_plan_flags import check_plan_flags
@@ -84,7 +84,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 0 if passed(result) else 1
     plan = plan_for(args.model, args.set, cluster, args.calibrate, args.config)
     print(json.dumps(plan) if args.json else format_plan(plan))
-    return 0
+    # 1 where the plan cannot run as laid out (a process past a machine's memory, more machines than given), as
+    # --check-simulated's 1 for a failed check; refusals are 2 (docs/plan.md, "Exit status"; until 2026-12-06 always 0)
+    return 0 if all(plan["fits"].values()) else 1
 
 
 def _run_flags(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +103,7 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
              "address": "join an existing Ray cluster (HOST:PORT; auto: the one RAY_ADDRESS names, else this machine's)",
              "delay": "simulated delays: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR",
              "steps": "training steps", "seed": "the run's seed"}
-    types = {"workers": int, "partitions": int, "shards": int, "n_fetch": int, "n_push": int, "steps": int, "seed": int}
+    types = {flag: whole for flag in ("workers", "partitions", "shards", "n_fetch", "n_push", "steps", "seed")}
     choices = {"runner": choices_of(ClusterConfig, "runner")}      # (--runner's usage lists them: no words)
     for flag, key in SHORTHANDS.items():
         words = f"{helps[flag]}; " if flag in helps else ""
@@ -159,10 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     crossfit.add_argument("--config", default="main", help="a preset name or a TOML file (as for train) that trains on "
                           "lfw (data.source = faces or natural+faces); one that does not (ufldl-sae, tica-8x8) is refused")
     crossfit.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
-    crossfit.add_argument("--folds", type=int, default=5, help="folds of lfw_subset (default 5: 20 faces each)")
+    crossfit.add_argument("--folds", type=whole, default=5, help="folds of lfw_subset (default 5: 20 faces each)")
     crossfit.add_argument("--out", help="folder for the fold runs, crossfit.json and .html (default: runs/crossfit-<config>-<time>); "
                                         "run again to resume")
-    crossfit.add_argument("--jobs", type=int, default=1,
+    crossfit.add_argument("--jobs", type=whole, default=1,
                           help="folds trained at once, each in its own process with an equal share of the cores "
                                "(default 1; not with the Ray runner); each writes OUT/fold-I.log")
     crossfit.add_argument("--control", default=None, choices=CROSSFIT_CONTROLS,
@@ -204,27 +206,30 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--quick", action="store_true",
                        help="the small setting (a smoke test: a few minutes on 2 cores; `downpour study NAME --help` "
                             "says how many)")
-    study.add_argument("--seeds", type=int, help="paired seeds per condition (default: the study's)")
+    study.add_argument("--seeds", type=whole, help="paired seeds per condition (default: the study's)")
     study.add_argument("--out", help="study folder (default: studies/NAME, studies/NAME-quick with --quick); run again to resume")
     study.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override one config value in every cell")
-    study.add_argument("--jobs", type=int, help="worker processes (default: the cores available, at most 8)")
+    study.add_argument("--jobs", type=whole, help="worker processes (default: the cores available, at most 8)")
     study.set_defaults(func=cmd_study)
 
     plan = sub.add_parser("plan", help="what a network costs on a cluster: parameters, memory, FLOPs, step time, "
-                                       "staleness (default: the paper's network on 1,000 machines)")
+                                       "staleness (default: the paper's network on 1,000 machines)",
+                          epilog="exit status: 0 the plan fits; 1 it is printed but does not fit (a process past a "
+                                 "machine's memory, or more machines than given); 2 refused")
     plan.add_argument("--model", help="'paper' (Le et al. 2012, the default) or a registered model")
     plan.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                       help="model.KEY, objective.TERM (a cat network: pooled_l2 only), train.batch_size, train.schedule, "
                            "cluster.n_push, cluster.n_fetch, cluster.rule; with --check-simulated: "
                            "any override of the simulated run (e.g. cluster.delay=exponential:2)")
-    plan.add_argument("--machines", type=int, help="machines in the cluster (default 1000)")
-    plan.add_argument("--cores", type=int, help="cores per machine (default 16)")
+    plan.add_argument("--machines", type=whole, help="machines in the cluster (default 1000; 1: every process on one "
+                      "machine, as a local Ray runs them)")
+    plan.add_argument("--cores", type=whole, help="cores per machine (default 16)")
     plan.add_argument("--memory", type=float, help="GB per machine (default 64)")
     plan.add_argument("--bandwidth", type=float, help="Gbit/s per machine (default 1)")
-    plan.add_argument("--replicas", type=int, help="model replicas (default: chosen; --check-simulated: workers, 1000)")
-    plan.add_argument("--partitions", type=int, help="partitions per replica (default: chosen)")
-    plan.add_argument("--shards", type=int, help="parameter-server shards (default: chosen; --check-simulated: 100)")
+    plan.add_argument("--replicas", type=whole, help="model replicas (default: chosen; --check-simulated: workers, 1000)")
+    plan.add_argument("--partitions", type=whole, help="partitions per replica (default: chosen)")
+    plan.add_argument("--shards", type=whole, help="parameter-server shards (default: chosen; --check-simulated: 100)")
     plan.add_argument("--calibrate", action="store_true",
                       help="measure this machine's layer FLOP/s, pooling + LCN FLOP/s and shard apply bytes/s first "
                            "(a few seconds)")
@@ -235,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "finished run, or one stopped: over the steps it did)")
     plan.add_argument("--config", help="a preset or TOML file: plan what it trains; with --check-simulated: the one to "
                       "run (default ufldl-sae, at batch 10)")
-    plan.add_argument("--steps", type=int, help="with --check-simulated: train.steps (default 10000)")
+    plan.add_argument("--steps", type=whole, help="with --check-simulated: train.steps (default 10000)")
     plan.add_argument("--out", help="with --check-simulated: keep the run in this directory")
     plan.set_defaults(func=cmd_plan)
     return parser

@@ -365,7 +365,7 @@ def test_a_faster_network_and_more_replicas_move_the_prediction_the_right_way():
     slow = plan_for("paper", cluster=Cluster(bandwidth_gbit=1, replicas=10, partitions=16, shards=200))
     fast = plan_for("paper", cluster=Cluster(bandwidth_gbit=10, replicas=10, partitions=16, shards=200))
     many = plan_for("paper", cluster=Cluster(bandwidth_gbit=10, replicas=40, partitions=16, shards=200))
-    assert fast["examples_per_s"] > slow["examples_per_s"] and fast["times_s"]["push"] == slow["times_s"]["push"] / 10
+    assert fast["samples_per_s"] > slow["samples_per_s"] and fast["times_s"]["push"] == slow["times_s"]["push"] / 10
     assert many["staleness"] > 3 * fast["staleness"]
     assert fast["push_bytes_replica"] == 4 * 2 * 1_216_858_464
 
@@ -1123,11 +1123,11 @@ def test_the_paper_plans_assumptions_say_what_a_set_changed(capsys):
 
 def test_with_only_shards_or_replicas_given_the_other_counts_are_chosen():
     """--shards 10 filled the machines with replicas (110 x 9 + 10, staleness 110) though the 10 shards' links bound
-    the rate, so 2 replicas gave the same examples/s (staleness 2): the fewest replicas within 5% are chosen."""
+    the rate, so 2 replicas gave the same samples/s (staleness 2): the fewest replicas within 5% are chosen."""
     chosen = plan_for("paper", cluster=Cluster(shards=10))
     crowded = plan_for("paper", cluster=Cluster(shards=10, replicas=110, partitions=9))
     assert chosen["cluster"]["shards"] == 10 and chosen["cluster"]["replicas"] <= 2
-    assert chosen["examples_per_s"] >= 0.95 * crowded["examples_per_s"] and chosen["staleness"] < 5
+    assert chosen["samples_per_s"] >= 0.95 * crowded["samples_per_s"] and chosen["staleness"] < 5
     given = plan_for("paper", cluster=Cluster(replicas=2))      # its partitions chosen, its shards the machines left
     assert given["cluster"]["replicas"] == 2 and given["cluster"]["machines_used"] == 1000
     assert given["cluster"]["partitions"] > 1

@@ -179,16 +179,16 @@ def test_a_cuda_run_has_no_frozen_cache_so_its_plan_runs_the_frozen_stages_every
 
 
 def test_the_layout_is_chosen_on_each_replica_counts_own_frozen_forwards():
-    """The plan keeps the fewest replicas within 5% of the most examples/s; each replica count's examples/s is its
+    """The plan keeps the fewest replicas within 5% of the most samples/s; each replica count's samples/s is its
     own R replicas' frozen count (the reference: every count given by --replicas, which plans it on its own count).
     Until 2026-12-06 every layout was judged on one replica's count and only the chosen one re-timed on its R: main on
-    64 machines laid out 40 replicas (2.355 M examples/s), below 5% of the best, 41 to 63 (2.486 M at the most)."""
+    64 machines laid out 40 replicas (2.355 M samples/s), below 5% of the best, 41 to 63 (2.486 M at the most)."""
     chosen = plan_for(None, (), Cluster(machines=64), config="main")
-    rates = {r: plan_for(None, (), Cluster(machines=64, replicas=r), config="main")["examples_per_s"]
+    rates = {r: plan_for(None, (), Cluster(machines=64, replicas=r), config="main")["samples_per_s"]
              for r in range(1, 64)}
     best = max(rates.values())
     r = chosen["cluster"]["replicas"]
-    assert chosen["cluster"]["partitions"] == 1 and chosen["examples_per_s"] == pytest.approx(rates[r], rel=1e-12)
+    assert chosen["cluster"]["partitions"] == 1 and chosen["samples_per_s"] == pytest.approx(rates[r], rel=1e-12)
     assert r == min(n for n, rate in rates.items() if rate >= 0.95 * best)
     assert chosen["network"]["frozen_runs"] == list(plan_for(None, (), Cluster(machines=64, replicas=r),
                                                              config="main")["network"]["frozen_runs"])

@@ -57,11 +57,11 @@ def test_a_set_of_the_layout_points_at_the_flag_that_sets_it(capsys, key, flag):
 
 def test_a_cluster_too_slow_to_finish_a_step_says_its_figures_in_a_few_digits(capsys):
     """--bandwidth 1e-300 printed its step as a 300-digit number of seconds ("cycle of 1 step(s): 344306900129...")
-    and its throughput as "0.00 examples/s"."""
+    and its throughput as "0.00 samples/s"."""
     text, plan = _plan(capsys, ["plan", "--bandwidth", "1e-300"])
     assert max(len(line) for line in text.splitlines() if line.startswith(("step ", "cycle "))) < 400
     predicted = next(line for line in text.splitlines() if line.startswith("predicted: "))
-    assert plan["examples_per_s"] > 0 and not predicted.startswith("predicted: 0.00 ")
+    assert plan["samples_per_s"] > 0 and not predicted.startswith("predicted: 0.00 ")
 
 
 def test_the_main_jobs_queue_depth_the_plan_does_not_model_is_said(capsys, caplog):
@@ -108,7 +108,7 @@ def test_the_paper_line_quotes_the_papers_two_figures_and_the_plans_own_against_
 def test_the_papers_network_says_what_a_pass_over_its_images_and_its_three_days_take(capsys):
     """A pass over the paper's 10 million images went unsaid; docs/plan.md did the sum by hand for one layout."""
     text, plan = _plan(capsys, ["plan"])
-    rate = plan["examples_per_s"]                                  # 606.07 examples/s (2026-12-06)
+    rate = plan["samples_per_s"]                                  # 606.07 samples/s (2026-12-06)
     said = next(line for line in text.splitlines() if line.startswith("the paper's 10 million images"))
     assert f"one pass in {1e7 / rate / 3600:.3g} h" in said and f"are {3 * 86400 * rate / 1e7:.3g} passes" in said
     assert plan["network"]["paper_pass_s"] == pytest.approx(1e7 / rate)

@@ -42,7 +42,7 @@ def grid_shape(k: int, size: tuple[int, int] | None = None) -> tuple[int, int]:
     fits = [(r, c) for r, c in pairs if r <= ho and c <= wo]
     if not fits:
         raise ValueError(f"cannot split a {ho}x{wo} output grid into {k} blocks of at least one position "
-                         f"(cluster.partitions = {k}; as rows x columns: "
+                         f"(as rows x columns: "
                          f"{', '.join(f'{r}x{c}' for r, c in pairs)}); use fewer partitions")
     return min(fits, key=lambda rc: ((rc[0] - 1) * wo + (rc[1] - 1) * ho,
                                      math.ceil(ho / rc[0]) * math.ceil(wo / rc[1]), rc[1] > rc[0]))

@@ -31,6 +31,7 @@ from downpour._names import plural
 from downpour.config import DataConfig, RunConfig
 from downpour.models.frozen import CACHE_BYTES
 from downpour.plan.stage import Network
+from downpour.plan.units import size
 
 __all__ = ["frozen_runs", "fill_batches", "stage_steps", "data_rows", "with_frozen_runs", "without_cache", "BUILT_IN"]
 
@@ -147,8 +148,8 @@ def with_frozen_runs(net: Network, cfg: RunConfig, batch: int, replicas: int = 1
         # 1 either way (100,000 patches of 32x32 took 48 s to build on the loaded 2-core VM, 2026-12-06; 10**6, 4 GB)
         return replace(net, assumptions=(*net.assumptions, (
             f"a greedy step runs the frozen stages below it on every step: data.samples = {d.samples:,} rows of "
-            f"{_bytes(min(sizes[1:]))} each, {_bytes(d.samples * min(sizes[1:]))}, are past the frozen cache's "
-            f"{_bytes(CACHE_BYTES)} (rows past it are not kept; the data were not built to count the distinct ones)")))
+            f"{size(min(sizes[1:]))} each, {size(d.samples * min(sizes[1:]))}, are past the frozen cache's "
+            f"{size(CACHE_BYTES)} (rows past it are not kept; the data were not built to count the distinct ones)")))
     counted = data_rows(cfg)
     if counted is None:
         return replace(net, assumptions=(*net.assumptions, (
@@ -163,7 +164,3 @@ def with_frozen_runs(net: Network, cfg: RunConfig, batch: int, replicas: int = 1
         f"({distinct:,} distinct; {cfg.train.steps:,} steps of {batch}, {plural(replicas, 'replica')}, each its own "
         f"cache over its shard): forward passes of them per step of stage {said} "
         "(1: every step; split into partitions, every step: their actors drop the cache)")))
-
-
-def _bytes(n: float) -> str:
-    return f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n / 2**10:.3g} KiB"

@@ -1,4 +1,4 @@
-"""A network on a cluster: memory per partition, bytes per push, step time, examples/s, staleness.
+"""A network on a cluster: memory per partition, bytes per push, step time, samples/s, staleness.
 
 The layout is DistBelief's: R model replicas of K partitions each, one machine per partition, plus S parameter-server
 shard machines; and, split the Ray runner's way (every network but the paper's pipeline), one machine per replica for
@@ -45,6 +45,7 @@ from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
 from downpour.plan.hub import hub_runs, lends_banks, machines_of, replica_machines
 from downpour.plan.network import Network
+from downpour.plan.one_machine import COPY_BYTES_PER_S, cores_each, on_one_machine, processes
 from downpour.plan.partition import RULE_STATE, grid, partition, uncuttable
 from downpour.plan.staleness import steady_staleness
 
@@ -91,19 +92,22 @@ class Cluster:
 
 def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s: int, batch: int,
             n_push: int, n_fetch: int, rates: Rates) -> dict[str, Any]:
-    bw, p, f = cl.bandwidth, n_push, n_fetch
+    p, f, one = n_push, n_fetch, on_one_machine(cl.machines)
+    # one machine: copies through shared memory, and its cores split among the workers (one_machine.py)
+    bw = COPY_BYTES_PER_S if one else cl.bandwidth
+    cores = cores_each(cl.cores, r * k + replica_machines(net, r, k)) if one else cl.cores
     full = 4 * net.params                                     # bytes of one replica's push (and fetch)
     # the partitions' fetches (pushes) and the replica's of the shared banks travel at once, on their own links
     moved = max(part["server_bytes"], part["shared_bytes"]) / bw
 
     def secs(flops: float, pool_lcn: float) -> float:     # per step: pooling and LCN at their rate, the rest the layer's
-        return batch * ((flops - pool_lcn) / rates.flops_per_core + pool_lcn / rates.pool_lcn_flops_per_core) / cl.cores
+        return batch * ((flops - pool_lcn) / rates.flops_per_core + pool_lcn / rates.pool_lcn_flops_per_core) / cores
 
     t = {"compute": secs(part["flops_train"], part["pool_lcn_flops_train"]),
          "replica_compute": secs(part["replica_flops"], part["pool_lcn_replica_flops"]),
          "halo": batch * part["halo_bytes"] / bw, "windows": batch * part["window_bytes_replica"] / bw,
          "lend": part["lend_bytes_replica"] / bw, "fetch": moved, "push": moved,
-         "apply_one": full / s / (cl.cores * rates.apply_bytes_per_core)}
+         "apply_one": full / s / ((1 if one else cl.cores) * rates.apply_bytes_per_core)}   # (a shard: 1 thread)
     t["step"] = t["compute"] + t["replica_compute"] + t["halo"] + t["windows"] + t["lend"] + t["fetch"] / f
     if "flops_by_stage" in part:     # greedy: stage i's steps run the stages below it forward only (their mean is t)
         t["step_by_stage"] = [secs(fl, pfl) + secs(hub, phub) + batch * (h + w) / bw + t["lend"] + t["fetch"] / f
@@ -115,14 +119,19 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
                                  + p * (batch * (part["halo_bytes"] + part["window_bytes"]) + part["lend_bytes"])) / bw,
               "shard link": r * full / s * max(1.0, p / f) / bw,
               "shard apply": r * t["apply_one"]}
-    if hub_runs(net, k):      # the replica's own process: every partition's calls, the lent banks, the shared banks
+    if one:     # no links: every process's core-seconds of a cycle on the machine's cores (one_machine.py)
+        del bounds["partition link"], bounds["shard link"]
+        copies = r * k * (p / f * t["fetch"] + p * t["push"]) + r * p * (t["windows"] + k * t["halo"] + t["lend"])
+        worked = r * p * (k * t["compute"] + t["replica_compute"]) * cores + r * s * t["apply_one"] + copies
+        bounds["machine's cores"] = worked / cl.cores
+    elif hub_runs(net, k):    # the replica's own process: every partition's calls, the lent banks, the shared banks
         bounds["replica link"] = (max(part["shared_bytes"], p / f * part["shared_bytes"])
                                   + p * (batch * part["window_bytes_replica"] + part["lend_bytes_replica"])) / bw
     bottleneck = max(bounds, key=bounds.get)
     cycle = bounds[bottleneck]
     delay = (t["push"] + t["apply_one"]) / (cycle / p) if cycle > 0 else 0.0
     return {"times_s": t, "cycle_bounds_s": bounds, "bottleneck": bottleneck, "cycle_s": cycle,
-            "examples_per_s": r * p * batch / cycle if cycle > 0 else math.inf, "delay_steps": delay,
+            "samples_per_s": r * p * batch / cycle if cycle > 0 else math.inf, "delay_steps": delay,
             "staleness": steady_staleness(r, p, f, delay)}
 
 
@@ -133,8 +142,11 @@ def _splits(net: Network, cl: Cluster, k: int) -> list[tuple[int, int]]:
     """(replicas, shards) pairs for ``k`` partitions: a count given is kept; unset replicas run from 1 to as many
     as the machines allow, unset shards are the machines left (more shards never slow a plan: a shard's link and
     apply take 1/S of a push). With only --shards given, replicas were once the machines left too: --shards 10
-    planned 110 replicas (staleness 110) where 2 gave the same examples/s (staleness 2)."""
+    planned 110 replicas (staleness 110) where 2 gave the same samples/s (staleness 2)."""
     per = k + replica_machines(net, 1, k)    # a replica's machines: its partitions, and its own process (hub.py)
+    if on_one_machine(cl.machines):          # all on it: up to a worker a core (more take turns), the fewest shards
+        shards = cl.shards or least_shards(net, k)
+        return [(r, shards) for r in ([cl.replicas] if cl.replicas else range(1, cl.cores + 1))]
     if cl.replicas:
         return [(cl.replicas, cl.shards or max(1, cl.machines - cl.replicas * per))]
     most = max(1, (cl.machines - (cl.shards or 1)) // per)
@@ -193,6 +205,18 @@ def _too_few_machines(net: Network, cl: Cluster, k: int | None = None, fits: boo
             f"machines; give --machines {need} or more" + (f", or fewer {' or '.join(fewer)}" if fewer else ""))
 
 
+def _placeable(net: Network, cl: Cluster, r: int, k: int, s: int) -> bool:
+    """Whether the layout's processes have the machines they need: a machine each, or all on one (one_machine.py)."""
+    return on_one_machine(cl.machines) or machines_of(net, r, k, s) <= cl.machines
+
+
+def _together(net: Network, part: dict[str, float], r: int, k: int, s: int, rule: str) -> float:
+    """Bytes every process of the layout needs together (on one machine, one memory): R·K partitions (each counted
+    as the largest), the R replicas' own processes where they run, and S shards of 1/S of the parameters and state."""
+    return (r * k * part["memory_bytes"] + replica_machines(net, r, k) * part["replica_memory_bytes"]
+            + 4 * net.params * (1 + RULE_STATE[rule]))
+
+
 def _need(part: dict[str, float]) -> float:
     """Bytes of a machine's memory the layout's largest process needs: a partition, or its replica's own process."""
     return max(part["memory_bytes"], part["replica_memory_bytes"])
@@ -208,7 +232,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     """The plan of ``net`` on ``cl`` (module docstring); defaults of ``cl`` resolved and reported.
 
     Whatever of partitions, replicas and shards is unset is chosen: of the layouts whose partitions
-    fit in a machine's memory, those within 5% of the most examples/s, and of these the one with the
+    fit in a machine's memory, those within 5% of the most samples/s, and of these the one with the
     fewest replicas (the least staleness). Where no partition count fits, the count that the machines given lay out
     whose largest process needs the least memory (``memory_fallback``). ``on_replicas``: ``net`` as R replicas of one
     partition each run it (a greedy cat step's frozen forwards depend on R: :mod:`downpour.plan.cache_hits`), so each
@@ -250,8 +274,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     # 4", for 2 partitions that fit no better, where 1 partition lays out on 3)
     fitting = [k for k in laid_out if _fits(parts[k], cl)]
     fallback = not fitting and not cl.partitions and bool(laid_out)
-    placed = [k for k in laid_out if any(s >= least[k] and (cl.replicas and cl.shards or machines_of(net, r, k, s)
-                                                            <= cl.machines) for r, s in _splits(net, cl, k))]
+    placed = [k for k in laid_out if any(s >= least[k] and (cl.replicas and cl.shards or _placeable(net, cl, r, k, s))
+                                         for r, s in _splits(net, cl, k))]
     # (none placed: the smallest layout's count, the refusal's sum; until 2026-12-05 the one needing the least, whose
     # "give --machines 8" for the paper on 4 of 0.1 MB with --shards 4 hid that 5 plan 1 partition)
     fitting = fitting or sorted(placed, key=lambda k: _need(parts[k]))[:1] or sorted(
@@ -259,22 +283,29 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     layouts = [(k, r, s) for k in fitting for r, s in _splits(net, cl, k) if s >= least[k]]
     if not layouts:
         raise ConfigError(_too_few_machines(net, cl, least=least.get(cl.partitions)))
+    if on_one_machine(cl.machines):    # the replicas whose processes together fit its memory (where any do)
+        layouts = [(k, r, s) for k, r, s in layouts if _together(net, parts[k], r, k, s, rule) <= cl.memory_gb * GB
+                   ] or layouts
     if not (cl.replicas and cl.shards):      # a chosen layout uses the machines there are (one given by hand may not)
-        layouts = [(k, r, s) for k, r, s in layouts if machines_of(net, r, k, s) <= cl.machines]
+        layouts = [(k, r, s) for k, r, s in layouts if _placeable(net, cl, r, k, s)]
         if not layouts:       # (the fewest partitions that fit make the smallest layout)
             k = min(fitting)
             raise ConfigError(_too_few_machines(net, cl, k, _fits(parts[k], cl), least[k]))
     # (until 2026-12-06 every layout on one replica's frozen count, the chosen one re-timed on its own: main on 64
-    # machines laid out 40 replicas, 2.355 M examples/s, where 41 give 2.416 M; cat-demo on 1,000, 630 for 656's more)
-    rate = {lay: _timing(net, judged(*lay[:2]), cl, lay[1], lay[0], lay[2], *args)["examples_per_s"] for lay in layouts}
+    # machines laid out 40 replicas, 2.355 M samples/s, where 41 give 2.416 M; cat-demo on 1,000, 630 for 656's more)
+    rate = {lay: _timing(net, judged(*lay[:2]), cl, lay[1], lay[0], lay[2], *args)["samples_per_s"] for lay in layouts}
     top = max(rate.values())
     k, r, s = min((lay for lay in layouts if rate[lay] >= 0.95 * top), key=lambda lay: (lay[1], -rate[lay]))
     part = judged(k, r)
     timing = _timing(net, part, cl, r, k, s, batch, n_push, n_fetch, rates)
     shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
+    one, together = on_one_machine(cl.machines), _together(net, part, r, k, s, rule)
     cut = next((stage for stage in net.stages if stage.in_shape), None)      # (the first cut stage's layout)
     resolved = {**asdict(cl), "replicas": r, "partitions": k, "shards": s, "grid": list(grid(k, cut)),
-                "replica_machines": replica_machines(net, r, k), "machines_used": machines_of(net, r, k, s)}
+                "replica_machines": replica_machines(net, r, k), "machines_used": 1 if one else machines_of(net, r, k, s),
+                # one machine: its processes, and their memory together (one_machine.py)
+                "one_machine": one, "processes": processes(r * k, replica_machines(net, r, k), s),
+                "memory_together_bytes": together}
     return {"cluster": resolved, "batch": batch, "n_push": n_push, "n_fetch": n_fetch, "rule": rule,
             "rates": rates.as_dict(), "partition": part, "shard_bytes": shard_bytes,
             "push_bytes_replica": 4 * net.params, "push_bytes_partition": part["server_bytes"],
@@ -283,5 +314,6 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
             "fits": {"partition": part["memory_bytes"] <= cl.memory_gb * GB,
                      "replica": part["replica_memory_bytes"] <= cl.memory_gb * GB,
                      "shard": shard_bytes <= cl.memory_gb * GB,
-                     "machines": machines_of(net, r, k, s) <= cl.machines},
+                     "machines": _placeable(net, cl, r, k, s),
+                     **({"together": together <= cl.memory_gb * GB} if one else {})},
             **timing}

@@ -15,6 +15,7 @@ from downpour.plan.hub import hub_runs, lends_banks, stage_calls
 from downpour.plan.network import Network, network_of, plan_config
 from downpour.plan.partition import RULE_STATE, partition_stage
 from downpour.plan.predict import Cluster, predict
+from downpour.plan.units import SIZES, human as _human, seconds as _seconds, span as _span
 
 __all__ = ["plan_for", "make_plan", "format_plan", "format_check"]
 
@@ -28,33 +29,6 @@ PAPER_CONNECTIONS, PAPER_PARAMS, PAPER_IMAGES, PAPER_DAYS = 1e9, 1.15e9, 10_000_
 # with a lower bound of the peak
 PEAK_DOC = ("docs/plan.md, 'What this excludes', has bench/step_peak.py's lower bound of it against acts + copies + "
             "gradient, per preset")
-
-
-def _human(n: float, unit: str = "") -> str:
-    for suffix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{suffix}{unit}"
-    if 0 < abs(n) < 0.005:         # (a throughput of 1e-290 read "0.00" until 2026-12-05)
-        return f"{n:.3g}{unit}"
-    return f"{n:.0f}{unit}" if n == int(n) else f"{n:.2f}{unit}"
-
-
-def _seconds(t: float) -> str:
-    if t < 1e-3:
-        return f"{t * 1e6:.1f} µs"
-    if t >= 1e6:                  # (--bandwidth 1e-300's step printed 300 digits until 2026-12-05)
-        return f"{t:.3g} s"
-    return f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s"
-
-
-def _span(t: float) -> str:
-    """A long time in the unit a reader plans by: "21.7 min", "4.58 h", "95.4 days", "1,146 days"."""
-    if t < 3600:
-        return f"{t / 60:.3g} min"
-    if t < 48 * 3600:
-        return f"{t / 3600:.3g} h"
-    days = t / 86400
-    return f"{days:.3g} days" if days < 1000 else f"{days:,.0f} days"
 
 
 def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: int = 1, n_fetch: int = 1,
@@ -104,8 +78,8 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
                               vs_paper=round(net.connections / PAPER_PARAMS - 1, 4),
                               params_vs_paper=round(net.params / PAPER_PARAMS - 1, 4),
                               # one pass over the paper's images at the predicted rate, and its 3 days' passes
-                              paper_pass_s=PAPER_IMAGES / pred["examples_per_s"],
-                              paper_passes=PAPER_DAYS * 86400 * pred["examples_per_s"] / PAPER_IMAGES)
+                              paper_pass_s=PAPER_IMAGES / pred["samples_per_s"],
+                              paper_passes=PAPER_DAYS * 86400 * pred["samples_per_s"] / PAPER_IMAGES)
     return out
 
 
@@ -141,21 +115,32 @@ def _train_command(config: str, sets: list[str] | tuple[str, ...], lay: dict[str
     """The ``downpour train`` that runs the planned layout on a Ray cluster (its head at HEAD:6379), with the plan's
     ``--set`` strings (each a key train reads): until 2026-12-06 the plan said the layout and left the flags, some
     named otherwise (--replicas is train's --workers), to the reader."""
-    words = ["downpour", "train", "--config", pasted(config), "--address", "HEAD:6379",
-             "--workers", str(lay["replicas"])]
+    # (one machine: a local Ray, started by the run itself)
+    where = ["--runner", "ray"] if lay["one_machine"] else ["--address", "HEAD:6379"]
+    words = ["downpour", "train", "--config", pasted(config), *where, "--workers", str(lay["replicas"])]
     words += ["--partitions", str(lay["partitions"])] if lay["partitions"] > 1 else []
     words += ["--shards", str(lay["shards"]), *(w for item in sets for w in ("--set", pasted(item)))]
     return " ".join(words)
 
 
-def _chosen_line(chosen: list[str], paper: bool) -> str:
+def _chosen_line(chosen: list[str], paper: bool, one: bool = False) -> str:
     """Which of the layout's counts the plan chose (until 2026-12-06 a default layout read as if given, the paper's
     network's 33 x 16 + 472 as if the paper's)."""
-    how = [] if chosen == ["shards"] else ["the layout within 5% of the most examples/s with the fewest replicas"]
-    how += ["shards on the machines left"] if "shards" in chosen else []
+    how = [] if chosen == ["shards"] else ["the layout within 5% of the most samples/s with the fewest replicas"]
+    how += [("the fewest shards the runner takes (on one machine more add processes, not cores)" if one
+             else "shards on the machines left")] if "shards" in chosen else []
     how += ["not a layout from the paper"] if paper else []
     return (f"  {', '.join(chosen)} chosen by the plan, not given: {'; '.join(how)} (docs/plan.md, 'The formulas'; "
             f"set {'it' if len(chosen) == 1 else 'them'} with {', '.join('--' + name for name in chosen)})")
+
+
+def _one_machine(plan: dict[str, Any]) -> str:
+    """The layout's processes on the one machine (``--machines 1``, :mod:`downpour.plan.one_machine`)."""
+    c = plan["cluster"]
+    return (f"{plural(c['processes'], 'process', 'processes')} on the one machine, sharing its {plural(c['cores'], 'core')} "
+            f"and {c['memory_gb']:g} GB ({_human(c['memory_together_bytes'], 'B')} together"
+            + ("" if plan["fits"]["together"] else "  ** does not fit **")
+            + "); no network between them: pushes and fetches are copies through shared memory, --bandwidth not read")
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
@@ -176,8 +161,8 @@ def _apply_rule(plan: dict[str, Any]) -> str:
 def format_plan(plan: dict[str, Any]) -> str:
     n, c, b = plan["network"], plan["cluster"], plan["batch"]
     lines = [f"{n['name']}: input {'x'.join(map(str, n['input_shape']))}, {_human(n['connections'])} connections, "
-             f"{_human(n['params'])} trainable parameters, {_human(n['flops_train'])}"
-             + ("FLOP per training example" if n.get("on_paper", True) else " training step FLOPs/ex")
+             f"{_human(n['params'])} trainable parameters, {_human(n['flops_train'], 'FLOP' if n.get('on_paper', True) else '')}"
+             + (" per training example" if n.get("on_paper", True) else " training step FLOPs/ex")
              + (" (greedy: one stage trained per step, the mean over the stages' steps)"
                 if n["schedule"] == "greedy" and len(plan["stages"]) > 1 else "")]
     # what the figure counts: torch's counter (a built model's) counts products only, the cat formulas element-wise
@@ -221,19 +206,22 @@ def format_plan(plan: dict[str, Any]) -> str:
         + ("calls/ex: a trained call's input window, codes, reconstruction and their gradients, to and from the "
            "partition per example; " if calls else "")
         + "the step's transient peak is another figure, not counted: "
-        f"{PEAK_DOC})",
+        f"{PEAK_DOC}; {SIZES})",
         "",
-        f"cluster: {plural(c['machines'], 'machine')} x {plural(c['cores'], 'core')}, {c['memory_gb']:g} GB, {c['bandwidth_gbit']:g} Gbit/s; "
-        f"{plural(c['replicas'], 'replica')} x {plural(c['partitions'], 'partition')} ({c['grid'][0]}x{c['grid'][1]} blocks) + "
+        f"cluster: {plural(c['machines'], 'machine')} x {plural(c['cores'], 'core')}, {c['memory_gb']:g} GB"
+        + ("; " if c["one_machine"] else f", {c['bandwidth_gbit']:g} Gbit/s; ")
+        + f"{plural(c['replicas'], 'replica')} x {plural(c['partitions'], 'partition')} ({c['grid'][0]}x{c['grid'][1]} blocks) + "
         # each replica's own process, a machine of its own where K >= 2 (the Ray runner's worker actor: hub.py)
         + (f"{plural(c['replica_machines'], 'replica machine')} (each replica's own process: pooling, LCN, cost, "
            "shared banks) + " if c["replica_machines"] else "")
-        + f"{plural(c['shards'], 'shard')} = {plural(c['machines_used'], 'machine')}" + ("" if plan["fits"]["machines"] else "  ** more than the cluster has **"),
-        *([_chosen_line(plan["chosen"], "paper_params" in n)] if plan["chosen"] else []),
+        + f"{plural(c['shards'], 'shard')} = " + (_one_machine(plan) if c["one_machine"] else
+                                                  plural(c["machines_used"], "machine"))
+        + ("" if plan["fits"]["machines"] else "  ** more than the cluster has **"),
+        *([_chosen_line(plan["chosen"], "paper_params" in n, c["one_machine"])] if plan["chosen"] else []),
         *([f"note: {bound}"] if bound else []),
-        f"rates: {_human(plan['rates']['flops_per_core'])}FLOP/s per core (locally connected layer: the filters), "
-        f"{_human(plan['rates']['pool_lcn_flops_per_core'])}FLOP/s per core (L2 pooling + LCN), "
-        f"{_human(plan['rates']['apply_bytes_per_core'], 'B')}/s per core (shard apply, {_apply_rule(plan)}): "
+        f"rates: {_human(plan['rates']['flops_per_core'], 'FLOP/s')} per core (locally connected layer: the filters), "
+        f"{_human(plan['rates']['pool_lcn_flops_per_core'], 'FLOP/s')} per core (L2 pooling + LCN), "
+        f"{_human(plan['rates']['apply_bytes_per_core'], 'B/s')} per core (shard apply, {_apply_rule(plan)}): "
         f"{plan['rates']['source']}",
         *_memory(plan),
         f"bytes per push (= per fetch): {_human(plan['push_bytes_replica'], 'B')} per replica, "
@@ -259,12 +247,14 @@ def format_plan(plan: dict[str, Any]) -> str:
         + ("; by greedy stage: " + ", ".join(_seconds(x) for x in t["step_by_stage"]) if "step_by_stage" in t else ""),
         f"cycle of {plural(plan['n_push'], 'step')}: {_seconds(plan['cycle_s'])}, bound by {plan['bottleneck']} ("
         + ", ".join(f"{k} {_seconds(v)}" for k, v in bounds.items()) + ")",
-        f"predicted: {_human(plan['examples_per_s'])} examples/s; push delay {plan['delay_steps']:.2f} steps; "
+        f"predicted: {_human(plan['samples_per_s'])} samples/s; push delay {plan['delay_steps']:.2f} steps; "
         # its letters said (until 2026-12-06 the formula stood bare: docs/plan.md alone said what p, d and ā are)
         f"mean staleness {plan['staleness']:.1f} (R·(p + d + ā)/p − 1, steady state: R replicas, p = n_push = "
         f"{plan['n_push']}, d the push delay, ā the mean steps from a cycle's fetch to its start)",
     ]
-    if "train_command" in plan:
+    if "train_command" in plan and c["one_machine"]:
+        lines.append(f"to train this layout on this machine (a local Ray): {plan['train_command']}")
+    elif "train_command" in plan:
         lines.append(f"to train this layout on a Ray cluster of {plural(plan['cluster']['machines_used'], 'node')}, an "
                      f"actor a node: {plan['train_command']}")
     if "paper_pass_s" in n:

@@ -208,8 +208,8 @@ def build_replica(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[Feature
     if cfg.cluster.partitions > 1:
         try:
             partition_model(model, cfg.cluster.partitions)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        except ValueError as err:     # (keyed: the command names what set it, --partitions 1000 or its --set)
+            raise ConfigError(str(err), key="cluster.partitions") from None
     return model, objective
 
 

@@ -1,0 +1,39 @@
+"""One machine running every process of a layout (``--machines 1``: one box, a local Ray): its R·K workers, the
+replicas' own processes and the S shards share the machine's cores and memory, and no network lies between them.
+
+What changes from a cluster of a machine per process (:mod:`downpour.plan.predict`):
+
+    cores      each worker process gets cores / (its R·K + replica processes) of them (the Ray runner's threads:
+               cpu_count // workers, at least 1, cluster_on_ray.py), and a bound is added, the machine's cores:
+               every process's core-seconds of a cycle (the workers' steps, the shards' apply of R pushes at one
+               thread each, the copies of the pushes and fetches) / cores
+    transfers  pushes, fetches, windows and halos are copies through shared memory (the runner's lanes, ps/shm.py)
+               at :data:`COPY_BYTES_PER_S`, one core each, not --bandwidth
+    memory     every process's memory together against the one machine's
+
+Until 2026-12-06 ``--machines 1`` was refused ("1 replica x 1 partition = 1 worker machine, plus 1 shard = 2
+machines"): every process had a machine of its own, so the commonest case, one box, could not be planned.
+"""
+from __future__ import annotations
+
+__all__ = ["COPY_BYTES_PER_S", "on_one_machine", "processes", "cores_each"]
+
+# a shared-memory copy, one thread: torch's copy_ of cat-demo's 1.69 MB gradient on the project's 2-core VM, under a
+# load of 17 (2026-12-06): 2.05 GB/s
+COPY_BYTES_PER_S = 2.0e9
+
+
+def on_one_machine(machines: int) -> bool:
+    """Whether the layout's processes share one machine (``--machines 1``)."""
+    return machines == 1
+
+
+def processes(workers: int, replica_processes: int, shards: int) -> int:
+    """The layout's processes on the one machine: the R·K workers, the replicas' own processes and the shards."""
+    return workers + replica_processes + shards
+
+
+def cores_each(cores: int, workers: int) -> float:
+    """The cores one worker process computes on: the machine's split among the workers (a fraction where there are
+    more workers than cores: they take turns)."""
+    return cores / max(1, workers)
