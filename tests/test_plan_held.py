@@ -196,7 +196,7 @@ def test_a_cost_terms_weight_is_held_by_the_cost_and_said_with_the_activations(c
     assert stages["(model)"]["partition"]["act_bytes_batch"] == 100 * 3 * 64 * 4
     assert main(["plan", "--config", "tica-8x8"]) == 0
     out = capsys.readouterr().out
-    assert "held whatever the batch" not in out and "model state (buffers) 16.38kB" in out
+    assert "held whatever the batch" not in out and "model state (buffers) 16.38 kB" in out
 
 
 def test_a_torch_without_the_private_node_numbers_still_plans_putting_the_weights_outside_the_cost(monkeypatch, capsys):
@@ -210,4 +210,4 @@ def test_a_torch_without_the_private_node_numbers_still_plans_putting_the_weight
     stages = {s["stage"]: s for s in json.loads(capsys.readouterr().out)["stages"]}
     assert stages["(held by the cost)"]["partition"]["act_bytes_batch"] == 100 * 2 * 64 * 4
     assert main(["plan", "--config", "tica-8x8"]) == 0
-    assert "(16B of them whatever the batch)" in capsys.readouterr().out
+    assert "(16 B of them whatever the batch)" in capsys.readouterr().out

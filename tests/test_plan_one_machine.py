@@ -1,0 +1,50 @@
+"""``downpour plan --machines 1``: every process of a layout on one machine (one box, a local Ray), sharing its cores
+and memory with no network between them (downpour/plan/one_machine.py). Until 2026-12-06 it was refused: every process
+had a machine of its own, so 1 replica and 1 shard needed 2."""
+import json
+
+import pytest
+
+from downpour.cli import main
+from downpour.plan import Cluster, plan_for
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LOCAL = ["plan", "--config", "cat-demo", "--machines", "1", "--cores", "2", "--replicas", "2", "--shards", "2"]
+
+
+def test_one_machine_plans_its_processes_on_it_and_the_layout_line_says_so(capsys):
+    assert main(LOCAL) == 0
+    text = capsys.readouterr().out
+    layout = next(line for line in text.splitlines() if line.startswith("cluster: "))
+    assert "2 replicas x 1 partition (1x1 blocks) + 2 shards = 4 processes on the one machine, sharing its 2 cores" in layout
+    assert "Gbit/s" not in layout and "--bandwidth not read" in layout
+    # the run it plans is a local Ray's: no head to join
+    assert ("to train this layout on this machine (a local Ray): downpour train --config cat-demo --runner ray "
+            "--workers 2 --shards 2") in text
+    assert main([*LOCAL, "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["cluster"]["one_machine"] and plan["cluster"]["processes"] == 4 and plan["cluster"]["machines_used"] == 1
+    # no links between its processes: the machine's cores bound the cycle instead
+    assert set(plan["cycle_bounds_s"]) == {"worker step", "shard apply", "machine's cores"}
+
+
+def test_workers_on_one_machine_split_its_cores_as_on_machines_of_their_share():
+    """2 replicas on one machine of 2 cores compute as 2 replicas on machines of 1 core each (the Ray runner gives a
+    worker cpu_count // workers threads); only the transfers differ (copies, not the network)."""
+    one = plan_for(None, (), Cluster(machines=1, cores=2, replicas=2, shards=2), config="cat-demo")
+    apart = plan_for(None, (), Cluster(machines=4, cores=1, replicas=2, shards=2), config="cat-demo")
+    assert one["times_s"]["compute"] == pytest.approx(apart["times_s"]["compute"], rel=1e-12)
+    assert one["times_s"]["push"] < apart["times_s"]["push"]      # 2 GB/s copies, not 1 Gbit/s
+
+
+def test_one_machines_memory_is_every_process_together(capsys):
+    """A partition of cat-demo needs 71.58 MB (its frozen cache at most 67.11 MB): 2 replicas on one machine need
+    twice that and the shards, where each process fitted a machine of its own."""
+    plan = plan_for(None, (), Cluster(machines=1, replicas=2, shards=1, memory_gb=0.1), config="cat-demo")
+    part = plan["partition"]["memory_bytes"]
+    assert part < 0.1e9 < 2 * part and plan["cluster"]["memory_together_bytes"] > 2 * part
+    assert plan["fits"]["partition"] and not plan["fits"]["together"]
+    assert main(["plan", "--config", "cat-demo", "--machines", "1", "--replicas", "2", "--shards", "1",
+                 "--memory", "0.1"]) == 1      # printed, and its status says it does not fit
+    assert "together  ** does not fit **" in capsys.readouterr().out
