@@ -227,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--cores", type=whole, help="cores per machine (default 16)")
     plan.add_argument("--memory", type=float, help="GB per machine (default 64)")
     plan.add_argument("--bandwidth", type=float, help="Gbit/s per machine (default 1)")
-    plan.add_argument("--replicas", type=whole, help="model replicas (default: chosen; --check-simulated: workers, 1000)")
+    plan.add_argument("--replicas", type=whole,
+                      help="model replicas (default: chosen; --check-simulated: workers, 1000)")
     plan.add_argument("--partitions", type=whole, help="partitions per replica (default: chosen)")
     plan.add_argument("--shards", type=whole, help="parameter-server shards (default: chosen; --check-simulated: 100)")
     plan.add_argument("--calibrate", action="store_true",

@@ -661,7 +661,7 @@ def test_where_no_partition_count_fits_the_plan_takes_the_one_whose_largest_proc
     assert plan["partition"]["replica_memory_bytes"] == 3_605_096 and not plan["fits"]["replica"]
     assert not plan_for(None, (), Cluster(machines=40, memory_gb=0.004), config="main")["memory_fallback"]
     assert not plan_for(None, (), Cluster(machines=40, partitions=36, memory_gb=0.003), config="main")["memory_fallback"]
-    assert main(["plan", "--config", "main", "--machines", "40", "--memory", "0.003"]) == 1    # printed, past the memory
+    assert main(["plan", "--config", "main", "--machines", "40", "--memory", "0.003"]) == 1    # printed: no fit
     assert ("no partition count that can be laid out fits a machine's 0.003 GB: planned 2 partitions, whose largest "
             "process (a partition, or each replica's own) needs the least") in capsys.readouterr().out
 
@@ -754,7 +754,8 @@ def test_each_split_replicas_own_process_is_a_machine_of_the_layout(capsys):
                      "--machines", str(used), "--json"]) == 0
         cluster = json.loads(capsys.readouterr().out)["cluster"]
         assert (cluster["machines_used"], cluster["replica_machines"]) == (used, 3 if k > 1 else 0)
-    assert main(["plan", "--config", "main", "--replicas", "3", "--partitions", "2", "--shards", "2", "--machines", "10"]) == 1
+    assert main(["plan", "--config", "main", "--replicas", "3", "--partitions", "2", "--shards", "2",
+                 "--machines", "10"]) == 1
     assert ("3 replicas x 2 partitions (2x1 blocks) + 3 replica machines (each replica's own process: pooling, LCN, cost, "
             "shared banks) + 2 shards = 11 machines  ** more than the cluster has **") in capsys.readouterr().out
     assert main(["plan", "--config", "main", "--partitions", "2", "--shards", "2", "--machines", "4"]) == 2

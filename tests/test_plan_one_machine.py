@@ -17,14 +17,16 @@ def test_one_machine_plans_its_processes_on_it_and_the_layout_line_says_so(capsy
     assert main(LOCAL) == 0
     text = capsys.readouterr().out
     layout = next(line for line in text.splitlines() if line.startswith("cluster: "))
-    assert "2 replicas x 1 partition (1x1 blocks) + 2 shards = 4 processes on the one machine, sharing its 2 cores" in layout
+    assert ("2 replicas x 1 partition (1x1 blocks) + 2 shards = 4 processes on the one machine, sharing its 2 cores"
+            in layout)
     assert "Gbit/s" not in layout and "--bandwidth not read" in layout
     # the run it plans is a local Ray's: no head to join
     assert ("to train this layout on this machine (a local Ray): downpour train --config cat-demo --runner ray "
             "--workers 2 --shards 2") in text
     assert main([*LOCAL, "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    assert plan["cluster"]["one_machine"] and plan["cluster"]["processes"] == 4 and plan["cluster"]["machines_used"] == 1
+    assert plan["cluster"]["one_machine"] and plan["cluster"]["processes"] == 4
+    assert plan["cluster"]["machines_used"] == 1
     # no links between its processes: the machine's cores bound the cycle instead
     assert set(plan["cycle_bounds_s"]) == {"worker step", "shard apply", "machine's cores"}
 

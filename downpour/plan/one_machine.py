@@ -9,14 +9,21 @@ What changes from a cluster of a machine per process (:mod:`downpour.plan.predic
                thread each, the copies of the pushes and fetches) / cores
     transfers  pushes, fetches, windows and halos are copies through shared memory (the runner's lanes, ps/shm.py)
                at :data:`COPY_BYTES_PER_S`, one core each, not --bandwidth
-    memory     every process's memory together against the one machine's
+    memory     every process's memory together against the one machine's, each process's own ~250 MB too (the
+               local Ray run's own check, cluster_checks.py)
 
 Until 2026-12-06 ``--machines 1`` was refused ("1 replica x 1 partition = 1 worker machine, plus 1 shard = 2
 machines"): every process had a machine of its own, so the commonest case, one box, could not be planned.
 """
 from __future__ import annotations
 
-__all__ = ["COPY_BYTES_PER_S", "on_one_machine", "processes", "cores_each"]
+from downpour.cluster_checks import PROCESS_MB
+
+__all__ = ["COPY_BYTES_PER_S", "PROCESS_BYTES", "on_one_machine", "processes", "cores_each"]
+
+# a process's own memory (Python, torch, Ray's worker), beside what it holds of the model: what a local Ray run's
+# check refuses past the machine's available memory by (cluster_checks.py, ~250 MB a process)
+PROCESS_BYTES = PROCESS_MB * 2**20
 
 # a shared-memory copy, one thread: torch's copy_ of cat-demo's 1.69 MB gradient on the project's 2-core VM, under a
 # load of 17 (2026-12-06): 2.05 GB/s

@@ -45,7 +45,7 @@ from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
 from downpour.plan.hub import hub_runs, lends_banks, machines_of, replica_machines
 from downpour.plan.network import Network
-from downpour.plan.one_machine import COPY_BYTES_PER_S, cores_each, on_one_machine, processes
+from downpour.plan.one_machine import COPY_BYTES_PER_S, PROCESS_BYTES, cores_each, on_one_machine, processes
 from downpour.plan.partition import RULE_STATE, grid, partition, uncuttable
 from downpour.plan.staleness import steady_staleness
 
@@ -212,9 +212,11 @@ def _placeable(net: Network, cl: Cluster, r: int, k: int, s: int) -> bool:
 
 def _together(net: Network, part: dict[str, float], r: int, k: int, s: int, rule: str) -> float:
     """Bytes every process of the layout needs together (on one machine, one memory): R·K partitions (each counted
-    as the largest), the R replicas' own processes where they run, and S shards of 1/S of the parameters and state."""
+    as the largest), the R replicas' own processes where they run, S shards of 1/S of the parameters and state, and
+    each process's own (:data:`~downpour.plan.one_machine.PROCESS_BYTES`, as the Ray runner's check counts it)."""
     return (r * k * part["memory_bytes"] + replica_machines(net, r, k) * part["replica_memory_bytes"]
-            + 4 * net.params * (1 + RULE_STATE[rule]))
+            + 4 * net.params * (1 + RULE_STATE[rule])
+            + processes(r * k, replica_machines(net, r, k), s) * PROCESS_BYTES)
 
 
 def _need(part: dict[str, float]) -> float:
@@ -302,7 +304,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     one, together = on_one_machine(cl.machines), _together(net, part, r, k, s, rule)
     cut = next((stage for stage in net.stages if stage.in_shape), None)      # (the first cut stage's layout)
     resolved = {**asdict(cl), "replicas": r, "partitions": k, "shards": s, "grid": list(grid(k, cut)),
-                "replica_machines": replica_machines(net, r, k), "machines_used": 1 if one else machines_of(net, r, k, s),
+                "replica_machines": replica_machines(net, r, k),
+                "machines_used": 1 if one else machines_of(net, r, k, s),
                 # one machine: its processes, and their memory together (one_machine.py)
                 "one_machine": one, "processes": processes(r * k, replica_machines(net, r, k), s),
                 "memory_together_bytes": together}

@@ -137,7 +137,8 @@ def _chosen_line(chosen: list[str], paper: bool, one: bool = False) -> str:
 def _one_machine(plan: dict[str, Any]) -> str:
     """The layout's processes on the one machine (``--machines 1``, :mod:`downpour.plan.one_machine`)."""
     c = plan["cluster"]
-    return (f"{plural(c['processes'], 'process', 'processes')} on the one machine, sharing its {plural(c['cores'], 'core')} "
+    return (f"{plural(c['processes'], 'process', 'processes')} on the one machine, sharing its "
+            f"{plural(c['cores'], 'core')} "
             f"and {c['memory_gb']:g} GB ({_human(c['memory_together_bytes'], 'B')} together"
             + ("" if plan["fits"]["together"] else "  ** does not fit **")
             + "); no network between them: pushes and fetches are copies through shared memory, --bandwidth not read")
@@ -161,7 +162,8 @@ def _apply_rule(plan: dict[str, Any]) -> str:
 def format_plan(plan: dict[str, Any]) -> str:
     n, c, b = plan["network"], plan["cluster"], plan["batch"]
     lines = [f"{n['name']}: input {'x'.join(map(str, n['input_shape']))}, {_human(n['connections'])} connections, "
-             f"{_human(n['params'])} trainable parameters, {_human(n['flops_train'], 'FLOP' if n.get('on_paper', True) else '')}"
+             f"{_human(n['params'])} trainable parameters, "
+             f"{_human(n['flops_train'], 'FLOP' if n.get('on_paper', True) else '')}"
              + (" per training example" if n.get("on_paper", True) else " training step FLOPs/ex")
              + (" (greedy: one stage trained per step, the mean over the stages' steps)"
                 if n["schedule"] == "greedy" and len(plan["stages"]) > 1 else "")]
@@ -210,7 +212,8 @@ def format_plan(plan: dict[str, Any]) -> str:
         "",
         f"cluster: {plural(c['machines'], 'machine')} x {plural(c['cores'], 'core')}, {c['memory_gb']:g} GB"
         + ("; " if c["one_machine"] else f", {c['bandwidth_gbit']:g} Gbit/s; ")
-        + f"{plural(c['replicas'], 'replica')} x {plural(c['partitions'], 'partition')} ({c['grid'][0]}x{c['grid'][1]} blocks) + "
+        + f"{plural(c['replicas'], 'replica')} x {plural(c['partitions'], 'partition')} "
+        f"({c['grid'][0]}x{c['grid'][1]} blocks) + "
         # each replica's own process, a machine of its own where K >= 2 (the Ray runner's worker actor: hub.py)
         + (f"{plural(c['replica_machines'], 'replica machine')} (each replica's own process: pooling, LCN, cost, "
            "shared banks) + " if c["replica_machines"] else "")
