@@ -120,8 +120,9 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
               "shard link": r * full / s * max(1.0, p / f) / bw,
               "shard apply": r * t["apply_one"]}
     if one:     # no links: every process's core-seconds of a cycle on the machine's cores (one_machine.py)
+        # (a cycle is p steps: p/f fetches and one push a partition; the steps' windows, halos and lent banks)
         del bounds["partition link"], bounds["shard link"]
-        copies = r * k * (p / f * t["fetch"] + p * t["push"]) + r * p * (t["windows"] + k * t["halo"] + t["lend"])
+        copies = r * k * (p / f * t["fetch"] + t["push"]) + r * p * (t["windows"] + k * t["halo"] + t["lend"])
         worked = r * p * (k * t["compute"] + t["replica_compute"]) * cores + r * s * t["apply_one"] + copies
         bounds["machine's cores"] = worked / cl.cores
     elif hub_runs(net, k):    # the replica's own process: every partition's calls, the lent banks, the shared banks
