@@ -10,6 +10,12 @@ from downpour.plan import Cluster, plan_for
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+
+def _layout(capsys, more):
+    main(["plan", "--config", "cat-demo", "--machines", "1", "--cores", "2", *more])
+    return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("cluster: "))
+
+
 LOCAL = ["plan", "--config", "cat-demo", "--machines", "1", "--cores", "2", "--replicas", "2", "--shards", "2"]
 
 
@@ -20,6 +26,11 @@ def test_one_machine_plans_its_processes_on_it_and_the_layout_line_says_so(capsy
     assert ("2 replicas x 1 partition (1x1 blocks) + 2 shards = 4 processes on the one machine, sharing its 2 cores"
             in layout)
     assert "Gbit/s" not in layout and "--bandwidth not read" in layout
+    # what it assumes, said (until 2026-12-06 a worker's cores and the copies' rate went unsaid)
+    assert "(each of its 2 workers computes on 1 of them)" in layout and "shared memory at 2.00 GB/s a core" in layout
+    assert "computes on 0.667 of them, taking turns" in _layout(capsys, ["--replicas", "3"])
+    split = _layout(capsys, ["--replicas", "2", "--partitions", "2"])    # (each replica's own process: no machine)
+    assert "+ 2 replica processes (each replica's own process" in split and "replica machine" not in split
     # the run it plans is a local Ray's: no head to join
     assert ("to train this layout on this machine (a local Ray): downpour train --config cat-demo --runner ray "
             "--workers 2 --shards 2") in text
@@ -49,4 +60,16 @@ def test_one_machines_memory_is_every_process_together(capsys):
     assert plan["fits"]["partition"] and not plan["fits"]["together"]
     assert main(["plan", "--config", "cat-demo", "--machines", "1", "--replicas", "2", "--shards", "1",
                  "--memory", "0.1"]) == 1      # printed, and its status says it does not fit
-    assert "together  ** does not fit **" in capsys.readouterr().out
+    assert "MB counted)  ** does not fit **; no network" in capsys.readouterr().out
+
+
+def test_one_machines_cores_count_one_push_a_cycle_of_n_push_steps():
+    """A cycle of p = n_push steps copies p/f fetches and one push a worker (the runner pushes every n_push steps),
+    counted by hand; the machine's bound counted p pushes a cycle until 2026-12-06 (the builder's first draft)."""
+    sets = ("cluster.n_push=4", "cluster.n_fetch=2")
+    plan = plan_for(None, sets, Cluster(machines=1, cores=2, replicas=2, shards=2), config="cat-demo")
+    t, r, s, p, f = plan["times_s"], 2, 2, 4, 2
+    assert plan["n_push"] == p and plan["n_fetch"] == f and plan["cluster"]["partitions"] == 1
+    worked = (r * p * (t["compute"] + t["replica_compute"]) * 1.0 + r * s * t["apply_one"]
+              + r * (p / f * t["fetch"] + t["push"]) + r * p * (t["windows"] + t["halo"] + t["lend"]))
+    assert plan["cycle_bounds_s"]["machine's cores"] == pytest.approx(worked / 2, rel=1e-12)

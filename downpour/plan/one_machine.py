@@ -9,7 +9,7 @@ What changes from a cluster of a machine per process (:mod:`downpour.plan.predic
                thread each, the copies of the pushes and fetches) / cores
     transfers  pushes, fetches, windows and halos are copies through shared memory (the runner's lanes, ps/shm.py)
                at :data:`COPY_BYTES_PER_S`, one core each, not --bandwidth
-    memory     every process's memory together against the one machine's, each process's own ~250 MB too (the
+    memory     every process's memory together against the one machine's, each process's own ~250 MiB too (the
                local Ray run's own check, cluster_checks.py)
 
 Until 2026-12-06 ``--machines 1`` was refused ("1 replica x 1 partition = 1 worker machine, plus 1 shard = 2
@@ -17,12 +17,16 @@ machines"): every process had a machine of its own, so the commonest case, one b
 """
 from __future__ import annotations
 
-from downpour.cluster_checks import PROCESS_MB
+from typing import Any
 
-__all__ = ["COPY_BYTES_PER_S", "PROCESS_BYTES", "on_one_machine", "processes", "cores_each"]
+from downpour._names import plural
+from downpour.cluster_checks import PROCESS_MB
+from downpour.plan.units import human
+
+__all__ = ["COPY_BYTES_PER_S", "PROCESS_BYTES", "on_one_machine", "processes", "cores_each", "one_machine_words"]
 
 # a process's own memory (Python, torch, Ray's worker), beside what it holds of the model: what a local Ray run's
-# check refuses past the machine's available memory by (cluster_checks.py, ~250 MB a process)
+# check refuses past the machine's available memory by (cluster_checks.py, ~250 MiB a process)
 PROCESS_BYTES = PROCESS_MB * 2**20
 
 # a shared-memory copy, one thread: torch's copy_ of cat-demo's 1.69 MB gradient on the project's 2-core VM, under a
@@ -44,3 +48,21 @@ def cores_each(cores: int, workers: int) -> float:
     """The cores one worker process computes on: the machine's split among the workers (a fraction where there are
     more workers than cores: they take turns)."""
     return cores / max(1, workers)
+
+
+def one_machine_words(plan: dict[str, Any]) -> str:
+    """The layout line's end on one machine: its processes, what each worker computes on, their memory together and
+    the copies' rate, what the plan assumes of one box (until 2026-12-06 the cores a worker gets and the copies' rate
+    went unsaid: "sharing its 2 cores and 64 GB")."""
+    c = plan["cluster"]
+    workers, hubs = c["replicas"] * c["partitions"], c["replica_machines"]
+    each = cores_each(c["cores"], workers + hubs)
+    who = (("its worker" if workers == 1 else f"each of its {workers} workers") if not hubs
+           else f"each of its {workers} workers and {plural(hubs, 'replica process', 'replica processes')}")
+    return (f"{plural(c['processes'], 'process', 'processes')} on the one machine, sharing its "
+            f"{plural(c['cores'], 'core')} ({who} computes on {each:.3g} of them"
+            f"{', taking turns' if each < 1 else ''}) "
+            f"and {c['memory_gb']:g} GB ({human(c['memory_together_bytes'], 'B')} together, each process's own "
+            f"~{human(PROCESS_BYTES, 'B')} counted)" + ("" if plan["fits"]["together"] else "  ** does not fit **")
+            + f"; no network between them: pushes and fetches are copies through shared memory at "
+            f"{human(COPY_BYTES_PER_S, 'B/s')} a core, --bandwidth not read")

@@ -13,6 +13,7 @@ from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
 from downpour.plan.hub import hub_runs, lends_banks, stage_calls
 from downpour.plan.network import Network, network_of, plan_config
+from downpour.plan.one_machine import one_machine_words
 from downpour.plan.partition import RULE_STATE, partition_stage
 from downpour.plan.predict import Cluster, predict
 from downpour.plan.units import SIZES, human as _human, seconds as _seconds, span as _span
@@ -134,16 +135,6 @@ def _chosen_line(chosen: list[str], paper: bool, one: bool = False) -> str:
             f"set {'it' if len(chosen) == 1 else 'them'} with {', '.join('--' + name for name in chosen)})")
 
 
-def _one_machine(plan: dict[str, Any]) -> str:
-    """The layout's processes on the one machine (``--machines 1``, :mod:`downpour.plan.one_machine`)."""
-    c = plan["cluster"]
-    return (f"{plural(c['processes'], 'process', 'processes')} on the one machine, sharing its "
-            f"{plural(c['cores'], 'core')} "
-            f"and {c['memory_gb']:g} GB ({_human(c['memory_together_bytes'], 'B')} together"
-            + ("" if plan["fits"]["together"] else "  ** does not fit **")
-            + "); no network between them: pushes and fetches are copies through shared memory, --bandwidth not read")
-
-
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     return ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
@@ -161,6 +152,7 @@ def _apply_rule(plan: dict[str, Any]) -> str:
 
 def format_plan(plan: dict[str, Any]) -> str:
     n, c, b = plan["network"], plan["cluster"], plan["batch"]
+    hub = ("replica process", "replica processes") if c["one_machine"] else ("replica machine",)   # (one box: no machine)
     lines = [f"{n['name']}: input {'x'.join(map(str, n['input_shape']))}, {_human(n['connections'])} connections, "
              f"{_human(n['params'])} trainable parameters, "
              f"{_human(n['flops_train'], 'FLOP' if n.get('on_paper', True) else '')}"
@@ -215,9 +207,9 @@ def format_plan(plan: dict[str, Any]) -> str:
         + f"{plural(c['replicas'], 'replica')} x {plural(c['partitions'], 'partition')} "
         f"({c['grid'][0]}x{c['grid'][1]} blocks) + "
         # each replica's own process, a machine of its own where K >= 2 (the Ray runner's worker actor: hub.py)
-        + (f"{plural(c['replica_machines'], 'replica machine')} (each replica's own process: pooling, LCN, cost, "
+        + (f"{plural(c['replica_machines'], *hub)} (each replica's own process: pooling, LCN, cost, "
            "shared banks) + " if c["replica_machines"] else "")
-        + f"{plural(c['shards'], 'shard')} = " + (_one_machine(plan) if c["one_machine"] else
+        + f"{plural(c['shards'], 'shard')} = " + (one_machine_words(plan) if c["one_machine"] else
                                                   plural(c["machines_used"], "machine"))
         + ("" if plan["fits"]["machines"] else "  ** more than the cluster has **"),
         *([_chosen_line(plan["chosen"], "paper_params" in n, c["one_machine"])] if plan["chosen"] else []),
