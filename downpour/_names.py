@@ -58,7 +58,10 @@ def whole(value: str) -> int:
     """argparse's type for a flag that takes a whole number: ``1e3`` and ``2.0`` read as 1000 and 2 (as ``--set``
     reads them); anything else is refused with what the flag takes, after argparse's "argument --cores:" (until
     2026-12-06 ``--cores 1.5`` got argparse's bare "invalid int value: '1.5'")."""
-    meant = whole_number(value)
+    try:
+        return int(value)       # (exact: a float's reading of 9007199254740993 is ...992)
+    except ValueError:
+        meant = whole_number(value)
     if meant is None:
         raise argparse.ArgumentTypeError(f"takes a whole number; {value!r} is not one")
     return meant
