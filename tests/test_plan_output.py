@@ -57,7 +57,7 @@ def test_a_set_of_the_layout_points_at_the_flag_that_sets_it(capsys, key, flag):
 
 def test_a_cluster_too_slow_to_finish_a_step_says_its_figures_in_a_few_digits(capsys):
     """--bandwidth 1e-300 printed its step as a 300-digit number of seconds ("cycle of 1 step(s): 344306900129...")
-    and its throughput as "0.00 samples/s"."""
+    and its throughput as "0.00 examples/s"."""
     text, plan = _plan(capsys, ["plan", "--bandwidth", "1e-300"])
     assert max(len(line) for line in text.splitlines() if line.startswith(("step ", "cycle "))) < 400
     predicted = next(line for line in text.splitlines() if line.startswith("predicted: "))
