@@ -111,3 +111,39 @@ def test_curves_with_bands_keep_a_log_x_axis_on_the_thresholds_and_say_ratios_pl
     assert 0 < ax.get_xlim()[0] < 0.003 and ax.get_xlim()[1] > 1.0
     said = {t.get_text() for minor in (False, True) for t in ax.get_yticklabels(minor=minor)}
     assert said >= {"1", "2"} and not any("times" in t or "^" in t for t in said), said
+
+
+def test_a_tradeoffs_labels_are_all_there_in_their_points_colours_and_overlap_none():
+    """architectures' flops_vs_probe.png (8 seeds, 2026-12-05) printed rbm's and conv-ae's labels as "rbmconv-ae"
+    and sae-288's over cat's point: each label sat 5 points up and right of its point, in black."""
+    from downpour.studies.compare import tradeoff_figure
+
+    at = {"cat": (1.02e6, 0.917), "conv-ae": (1.73e5, 0.954), "rbm": (1.31e5, 0.954), "rnn": (3.95e6, 0.815),
+          "sae": (5.1e4, 0.563), "rbm-288": (5.9e5, 0.971), "rnn-288": (1.79e7, 0.847), "sae-288": (5.9e5, 0.919)}
+    rows = [{"condition": c, "figures": {"flops_fwd": [x, x, x], "probe_digits": [y, y - 0.01, y + 0.01]}}
+            for c, (x, y) in at.items()]
+    fig = tradeoff_figure(rows, "flops_fwd", "probe_digits", "FLOPs vs probe", "FLOPs", "accuracy")
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    texts = ax.texts
+    assert sorted(t.get_text() for t in texts) == sorted(at)
+    boxes = [Text.get_window_extent(t) for t in texts]
+    assert [(a.get_text(), b.get_text()) for i, (a, p) in enumerate(zip(texts, boxes))
+            for b, q in zip(texts[:i], boxes) if p.overlaps(q)] == []
+    points = {tuple(np.round(line.get_xydata()[0], 6)): line.get_color()
+              for line in ax.lines if line.get_marker() == "o"}
+    assert {t.get_text(): t.get_color() for t in texts} == {c: points[tuple(np.round(xy, 6))] for c, xy in at.items()}
+    assert min(t.get_fontsize() for t in texts) >= 8
+
+
+def test_a_tradeoffs_unbounded_interval_runs_off_the_axes():
+    """An interval of too few seeds (high end inf) drew a bar np.nan_to_num made 1.8e308 long, and the y axis ran out
+    to it: every other point sat on one line at the bottom."""
+    from downpour.studies.compare import tradeoff_figure
+
+    rows = [{"condition": "a", "figures": {"p": [10.0] * 3, "y": [0.5, 0.4, np.inf]}},
+            {"condition": "b", "figures": {"p": [100.0] * 3, "y": [0.6, 0.55, 0.65]}}]
+    fig = tradeoff_figure(rows, "p", "y", "t", "x", "y")
+    bar = [c for c in fig.axes[0].collections if len(c.get_segments())][0].get_segments()[0]   # a's, drawn first
+    top = fig.axes[0].get_ylim()[1]
+    assert 0.65 < top < 1 and max(bar[:, 1]) > top

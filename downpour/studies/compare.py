@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from downpour.analysis.invariance import whole_turn
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition
-from downpour.studies.figures import figure, interval_bars, save
+from downpour.studies.figures import bar_lengths, figure, finite_limits, interval_bars, save
 from downpour.studies.stats import (CENSORED, DIVERGED, effect_words, lead_mark, mean_ci, note_left_out, paired_difference, paired_p,
                                     paired_test, record_test)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 OWED_FIGURE = "face_owed_controls"   # what owed_paragraph and owed_figure read
 # why a condition whose own unit was chosen has no such figure: its cells train no twin (nothing to take away),
@@ -233,21 +236,49 @@ def tally(rows: list[dict[str, Any]], key: str) -> dict[str, list[str]]:
 def tradeoff(rows: Sequence[dict[str, Any]], x: str, y: str, path: Path, title: str, xlabel: str,
              ylabel: str, log_x: bool = True) -> Path:
     """One point per condition: figure ``x`` (e.g. parameters) against figure ``y`` with its interval."""
+    return save(tradeoff_figure(rows, x, y, title, xlabel, ylabel, log_x), path)
+
+
+def tradeoff_figure(rows: Sequence[dict[str, Any]], x: str, y: str, title: str, xlabel: str, ylabel: str,
+                    log_x: bool = True) -> Figure:
+    """:func:`tradeoff`'s figure, unsaved: each point and its label in the condition's own colour, the label placed
+    clear of the others (:func:`~downpour.studies.plots.place_labels`); an unbounded interval end runs off the axes."""
+    from downpour.studies.plots import place_labels
+
     fig = figure(6.0, 4.0)
     ax = fig.subplots()
-    for r in rows:
-        xv = r["figures"][x][0]
-        v, lo, hi = r["figures"][y]
-        if not (math.isfinite(xv) and math.isfinite(v)):
-            continue
-        ax.errorbar([xv], [v], yerr=[[np.nan_to_num(v - lo)], [np.nan_to_num(hi - v)]], fmt="o", capsize=4)
-        ax.annotate(r["condition"], (xv, v), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    shown = [(r["condition"], r["figures"][x][0], np.asarray(r["figures"][y], dtype=float)) for r in rows]
+    shown = [(name, xv, t) for name, xv, t in shown if math.isfinite(xv) and math.isfinite(t[0])]
+    limits = finite_limits(*(t for _, _, t in shown))
+    labels = []
+    for i, (name, xv, (v, lo, hi)) in enumerate(shown):
+        colour = f"C{i % 10}"
+        ax.errorbar([xv], [v], yerr=bar_lengths(np.array([v]), np.array([lo]), np.array([hi]), limits), fmt="o",
+                    capsize=4, color=colour)
+        labels.append((name, (xv, v), colour))
+    if any(np.isinf(t[1:]).any() for _, _, t in shown):
+        ax.set_ylim(*limits)
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(f"{title} (95% intervals)")     # (the bars were unexplained, as the studies' other figures say)
-    return save(fig, path)
+    # (until 2026-12-06 each label sat 5 points up and right of its point: architectures' rbm and conv-ae printed
+    # as "rbmconv-ae", sae-288's label lay on cat's point, templates' tile2 on its own bar under conv32's)
+    place_labels(ax, labels, fontsize=8)
+    return fig
+
+
+def bar_reference(rows: Sequence[dict[str, Any]], key: str) -> tuple[float | None, str]:
+    """The dashed line a figure ``key`` of the rows is drawn against, and the words its title says it in: a face AUC
+    against chance (0.5), a probe's accuracy against the same probe on the input pixels (``KEY_pixels``, the first
+    row's: the reference the verdict quotes); (None, "") for any other figure."""
+    if key.startswith("face_auc"):
+        return 0.5, "\n(dashed: chance)"
+    pixels = rows[0]["figures"].get(f"{key}_pixels", [math.nan]) if rows and key.startswith("probe_") else [math.nan]
+    if not math.isfinite(pixels[0]):
+        return None, ""
+    return pixels[0], f"\n(dashed: the same probe on the input pixels, {pixels[0]:.3f})"
 
 
 def owed_paragraph(rows: Sequence[dict[str, Any]], unit: str = "face unit") -> str:

@@ -29,7 +29,8 @@ from typing import Any
 from downpour.config import RunConfig
 from downpour.studies.base import Cells, Condition
 from downpour.studies.designs.mechanisms import MechanismsDesign
-from downpour.studies.compare import difference_sentence, owed_figure, owed_paragraph, tally, value
+from downpour.studies.compare import (bar_reference, difference_sentence, owed_figure, owed_paragraph, tally,
+                                      value)
 from downpour.studies.bounds import BESIDE, lower_bound_marks
 from downpour.studies.figures import interval_bars
 from downpour.studies.measured import MeasuredStudy
@@ -168,8 +169,10 @@ class MechanismsStudy(MechanismsDesign, MeasuredStudy):
             auc = [r["figures"].get(key + "_auc") for r in rows] if key.startswith("inv_") else [None]
             beside = None if any(a is None for a in auc) else ("response", "AUC, non-faces warped alike", auc)
             bounds = [lower_bound_marks(rows, key + s) for s in BESIDE[:1 if beside is None else 2]]   # (since 2026-12-05)
+            reference, said = bar_reference(rows, key)
             out.append(interval_bars(names, [r["figures"][key] for r in rows], folder / f"{key}.png",
-                                     f"{label}, 95% intervals over seeds", label, beside=beside, bounds=bounds))
+                                     f"{label}, 95% intervals over seeds{said}", label, reference=reference,
+                                     beside=beside, bounds=bounds))
         out.append(owed_figure(rows, folder / "face_owed_controls.png"))
         return out
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from downpour.studies.base import Cells
 from downpour.studies.designs.templates import TemplatesDesign
-from downpour.studies.compare import difference_sentence, owed_figure, owed_paragraph, tradeoff, value
+from downpour.studies.compare import bar_reference, difference_sentence, owed_figure, owed_paragraph, tradeoff, value
 from downpour.studies.figures import interval_bars
 from downpour.studies.measured import MeasuredStudy
 
@@ -87,9 +87,9 @@ class TemplatesStudy(TemplatesDesign, MeasuredStudy):
                         "parameters vs wall time per step", "trainable parameters", "seconds per step")]
         for key, label in (("probe_digits", "probe accuracy (digits)"), ("face_auc_controls", "face AUC, matched controls"),
                            ("edge_fraction", "edge-like fraction")):
+            reference, said = bar_reference(rows, key)
             out.append(interval_bars(names, [r["figures"][key] for r in rows], folder / f"{key}.png",
-                                     f"{label}, 95% intervals over seeds", label,
-                                     reference=0.5 if key.startswith("face") else None))
+                                     f"{label}, 95% intervals over seeds{said}", label, reference=reference))
         out.append(owed_figure(rows, folder / "face_owed_controls.png"))
         return out
 
