@@ -147,3 +147,15 @@ def test_a_tradeoffs_unbounded_interval_runs_off_the_axes():
     bar = [c for c in fig.axes[0].collections if len(c.get_segments())][0].get_segments()[0]   # a's, drawn first
     top = fig.axes[0].get_ylim()[1]
     assert 0.65 < top < 1 and max(bar[:, 1]) > top
+
+
+def test_a_phase_diagrams_blank_cell_says_not_run(monkeypatch, tmp_path):
+    """The staleness study's phase.png left lr 0.5's delay4, delay8 and random4 white, with nothing to say the
+    design does not run them (every other cell prints its rate)."""
+    from downpour.studies import figures
+
+    drawn = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig) or path)
+    figures.phase_diagram(np.array([[0.83, 0.0], [0.8, np.nan]]), ["lr 0.125", "lr 0.5"], ["sync", "delay4"],
+                          tmp_path / "phase.png", "P(global optimum)", "P(global optimum)")
+    assert [t.get_text() for t in drawn[0].axes[0].texts] == ["0.83", "0.00", "0.80", "not run"]

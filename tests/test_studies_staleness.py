@@ -525,8 +525,9 @@ def test_the_figures_say_their_seeds_and_reference_line(tmp_path, monkeypatch):
     setting's 0.50 against 0.00 from 2 seeds read as a finding); the controls' dashed line is named (sync's rate)."""
     from downpour.studies import staleness
     titles = {}
-    monkeypatch.setattr(staleness, "phase_diagram", lambda grid, rows, cols, path, title, label: titles.update(phase=title))
-    monkeypatch.setattr(staleness, "interval_bars", lambda *a, **k: titles.update(controls=a[3]))
+    monkeypatch.setattr(staleness, "phase_diagram",
+                        lambda grid, rows, cols, path, title, label: titles.update(phase=title, phase_bar=label))
+    monkeypatch.setattr(staleness, "interval_bars", lambda *a, **k: titles.update(controls=a[3], controls_axis=a[4]))
     monkeypatch.setattr(staleness, "distributions", lambda *a, **k: None)
     study = study_class("staleness")(quick=True)
     rows = [{"condition": c.name, "n": 3, "figures": {"p_success": [0.5, 0.1, 0.9]}} for c in study.conditions()]
@@ -534,3 +535,6 @@ def test_the_figures_say_their_seeds_and_reference_line(tmp_path, monkeypatch):
     study.figures(rows, cells, tmp_path)
     assert titles["phase"] == "P(global optimum), teacher-student k=8, 3 seeds per cell"
     assert titles["controls"].endswith("with 95% intervals\n(dashed: sync's)")
+    # one name for one figure: the phase diagram's colour bar and the controls' axis said P(success) until 2026-12-06
+    assert titles["phase_bar"] == titles["controls_axis"] == "P(global optimum)"
+    assert titles["controls"].startswith("P(global optimum) at lr 0.125")

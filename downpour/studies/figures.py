@@ -26,7 +26,8 @@ def save(fig: Figure, path: Path) -> Path:
 
 def phase_diagram(values: np.ndarray, rows: Sequence[str], cols: Sequence[str], path: Path, title: str,
                   label: str) -> Path:
-    """A heat map of ``values`` (len(rows), len(cols)) in [0, 1], each cell printed; NaN cells blank."""
+    """A heat map of ``values`` (len(rows), len(cols)) in [0, 1], each cell printed; a NaN cell (a condition the
+    design does not run) blank, marked "not run"."""
     fig = figure(1.2 + 1.1 * len(cols), 1.0 + 0.6 * len(rows))
     ax = fig.subplots()
     im = ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, cmap="viridis", aspect="auto")
@@ -35,6 +36,8 @@ def phase_diagram(values: np.ndarray, rows: Sequence[str], cols: Sequence[str], 
             if np.isfinite(values[i, j]):
                 ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center",
                         color="white" if values[i, j] < 0.6 else "black", fontsize=9)
+            else:       # (until 2026-12-06 a bare white cell: staleness' lr 0.5 row, delay4 to random4, read as lost)
+                ax.text(j, i, "not run", ha="center", va="center", color="grey", fontsize=8)
     ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
     ax.set_yticks(range(len(rows)), rows)
     ax.set_title(title)

@@ -315,12 +315,14 @@ class StalenessStudy(StalenessDesign, Study):
         n = max((by[f"lr{lr:g}/{k}"]["n"] for lr in lrs for k in kinds if f"lr{lr:g}/{k}" in by), default=0)
         # (its cells are rates without their intervals: the title says how few seeds each is of, on --quick 2)
         out = [phase_diagram(grid, [f"lr {lr:g}" for lr in lrs], kinds, folder / "phase.png",
-                             f"P(global optimum), teacher-student k=8, {plural(n, 'seed')} per cell", "P(success)")]
+                             f"P(global optimum), teacher-student k=8, {plural(n, 'seed')} per cell",
+                             "P(global optimum)")]
         mid = f"lr{self._middle():g}/"
         names = [mid + k for k in kinds + ["noise", "momentum"]]
         out.append(interval_bars([n.split("/")[-1] for n in names], [by[n]["figures"]["p_success"] for n in names],
-                                 folder / "controls.png", f"P(success) at lr {self._middle():g}, with 95% intervals\n(dashed: sync's)",
-                                 "P(success)", reference=by[mid + "sync"]["figures"]["p_success"][0]))
+                                 folder / "controls.png",   # (named as the phase diagram and the table name it)
+                                 f"P(global optimum) at lr {self._middle():g}, with 95% intervals\n(dashed: sync's)",
+                                 "P(global optimum)", reference=by[mid + "sync"]["figures"]["p_success"][0]))
         seeds = sorted({s for (_, s) in cells})
         out.append(distributions({c: [cells[(c, s)]["final_cost"] for s in seeds]
                                   for c in ("sae/serial", "sae/async4", "sae/sync4")},
