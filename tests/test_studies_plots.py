@@ -159,3 +159,12 @@ def test_a_phase_diagrams_blank_cell_says_not_run(monkeypatch, tmp_path):
     figures.phase_diagram(np.array([[0.83, 0.0], [0.8, np.nan]]), ["lr 0.125", "lr 0.5"], ["sync", "delay4"],
                           tmp_path / "phase.png", "P(global optimum)", "P(global optimum)")
     assert [t.get_text() for t in drawn[0].axes[0].texts] == ["0.83", "0.00", "0.80", "not run"]
+
+
+def test_curves_on_a_log_x_axis_tick_each_threshold():
+    """The quick flat-skipping study's skipped.png, net_flops.png and net_time.png drew thresholds 0.03 and 0.3 either
+    side of a lone "10^-1" tick: which point was which threshold was left to the reader."""
+    fig = curves_figure({"lfw": ([0.03, 0.3], [0.2, 0.5]), "digits": ([0.03, 0.3], [0.1, 0.8])}, "t", "threshold", "y",
+                        logx=True)
+    FigureCanvasAgg(fig).draw()
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.03", "0.3"]

@@ -27,6 +27,7 @@ def _band_limits(series: dict[str, tuple[Sequence[float], Sequence[float]]],
     return finite_limits(vals)
 
 
+_TICKED = 8        # a log x axis with at most this many x values (a study's thresholds) is ticked at each of them
 BESIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}   # a legend right of its axes
 
 
@@ -62,6 +63,10 @@ def curves_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], ti
         ax.set_yscale("log")
         for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):     # 0.5, 2: not "5 x 10^-1"
             axis(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "1235" else ""))   # (0.8, 0.9, 1 crowd)
+    given = sorted({float(v) for x, _ in series.values() for v in x if np.isfinite(v)})
+    if logx and len(given) <= _TICKED:   # each x ticked and said (the flat-skipping study's 0.03 and 0.3 were drawn
+        ax.set_xticks(given, [f"{v:g}" for v in given])     # either side of a lone "10^-1", until 2026-12-06)
+        ax.set_xticks([], minor=True)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
