@@ -78,3 +78,11 @@ def test_a_points_planned_flops_are_those_of_its_batch():
     once_a_step = 2 * (flops[1] - flops[2])                  # n, from b = 1 and 2
     assert once_a_step > 0
     assert flops[4] == pytest.approx(flops[1] - once_a_step * 3 / 4, abs=2e-4)     # (rounded to 0.1 MFLOP)
+
+
+def test_the_plot_fits_a_docs_page_at_its_own_size(tmp_path):
+    """docs/scaling.png was 1760 px wide (four panels in a row): a page shows it at half that, its legends at 4 pt."""
+    from PIL import Image
+
+    scaling.plot("docs/scaling.jsonl", str(tmp_path / "scaling.png"))
+    assert Image.open(tmp_path / "scaling.png").size[0] <= 1000
