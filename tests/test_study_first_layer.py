@@ -1,4 +1,5 @@
 """`downpour study first-layer --quick` end to end: keys, files, and figures whose values are known."""
+import collections
 import json
 
 import pytest
@@ -140,3 +141,20 @@ def test_the_verdict_gives_the_stage1_cost_difference_that_holms_paragraph_reads
     assert f"Δ +2.01 [{2.01 - half:+.4g}, {2.01 + half:+.4g}] against learned: higher;" in verdict
     assert "gabor: delta_stage1_cost higher" in verdict.split("\n\n")[-1]
     assert "Δ 0 (no seed differed: too few seeds to tell) against learned: inconclusive" in verdict    # random
+
+
+def test_the_stage1_cost_figure_has_a_log_axis(monkeypatch, tmp_path):
+    """The quick run's stage1_cost.png (2026-12-06): the Gabor banks' cost near 5,000 on a linear axis pressed the
+    learned and random banks' 170-230 into one line at the bottom."""
+    from downpour.studies import first_layer, study_class
+
+    drawn = {}
+    monkeypatch.setattr(first_layer, "interval_bars", lambda *a, **k: None)
+    monkeypatch.setattr(first_layer, "owed_figure", lambda *a, **k: None)
+    monkeypatch.setattr(first_layer, "curves", lambda series, path, *a, **k: drawn.update(k))
+    study = study_class("first-layer")(quick=True)
+    names = [c.name for c in study.conditions()]
+    rows = [{"condition": n, "figures": collections.defaultdict(lambda: [0.5] * 3)} for n in names]
+    cells = {(n, 0): {"stage1_cost@8": 200.0, "stage1_cost@16": 5000.0} for n in names}
+    study.figures(rows, cells, tmp_path)
+    assert drawn.get("logy") is True

@@ -230,8 +230,9 @@ class FirstLayerStudy(FirstLayerDesign, Study):
         for n in names:
             steps = sorted(int(k.split("@")[1]) for k in cells[(n, seeds[0])] if k.startswith("stage1_cost@"))
             series[n] = (steps, [mean_ci([cells[(n, s)][f"stage1_cost@{k}"] for s in seeds])[0] for k in steps])
+        # log y: the Gabor banks' 5,000 pressed the learned and random banks' 200 into one line (until 2026-12-06)
         out.append(curves(series, folder / "stage1_cost.png", "stage-1 cost during its training (mean over seeds)",
-                          "step", "stage-1 cost (reconstruction + pooled L2)"))
+                          "step", "stage-1 cost (reconstruction + pooled L2)", logy=True))
         return out
 
 
