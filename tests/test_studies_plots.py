@@ -168,3 +168,13 @@ def test_curves_on_a_log_x_axis_tick_each_threshold():
                         logx=True)
     FigureCanvasAgg(fig).draw()
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["0.03", "0.3"]
+
+
+def test_a_scatters_labels_and_legend_are_at_least_8_points():
+    """The costs study's sparsity_vs_overfitting.png labelled its points at 6 points and its legend at 7 (2026-12-06):
+    below what a page shows legibly at the figure's own width."""
+    points = {"L1, less data": [("none", (0.1, 0.0, 0.2), (0.0, -0.1, 0.1)),
+                                ("l1=0.01", (0.5, 0.0, 1.0), (0.0, -0.4, 0.4))]}
+    fig = scatter_figure(points, "gap against sparsity", "Hoyer", "gap")
+    ax = fig.axes[0]
+    assert min(t.get_fontsize() for t in ax.texts + ax.get_legend().get_texts()) >= 8

@@ -106,7 +106,7 @@ def scatter_figure(points: dict[str, list[tuple[str, Sequence[float], Sequence[f
     ax.set_title(title)
     # beside the axes, not on them: the costs study's 8 series cover the plot, and matplotlib's "best" place
     # (upper right) hid less/pooled_l2=0.003, at Hoyer 0.63 and gap 0.043, and its label (2026-12-04)
-    ax.legend(fontsize=7, **BESIDE)
+    ax.legend(fontsize=8, **BESIDE)
     # (until 2026-12-05 each label sat at its point: the quick costs study's none and l1=0.01, near the same
     # sparsity and gap, printed one over the other in sparsity_vs_overfitting.png; until 2026-12-06 they were moved
     # up in a column, "weight_l2=0.001, none, none, weight_l2=0.001, none, none", no label beside its point)
@@ -122,7 +122,7 @@ _HA, _VA = {1: "left", -1: "right", 0: "center"}, {1: "bottom", -1: "top", 0: "c
 _MARK = 2.5                                                 # points around a marker (ms=4) a label keeps clear of
 
 
-def place_labels(ax: Axes, labels: list[tuple[str, tuple[float, float], str]], fontsize: float = 6) -> list[Annotation]:
+def place_labels(ax: Axes, labels: list[tuple[str, tuple[float, float], str]], fontsize: float = 8) -> list[Annotation]:
     """Label points (``labels``: (text, (x, y) in data, colour)), each where it overlaps no label placed before it,
     no point's marker and stays on the axes: at a corner of its point if one is free, else further out along one
     of eight directions with a thin line back to its point (so a moved label is never read as a nearer point's).
