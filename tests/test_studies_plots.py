@@ -134,6 +134,10 @@ def test_a_tradeoffs_labels_are_all_there_in_their_points_colours_and_overlap_no
               for line in ax.lines if line.get_marker() == "o"}
     assert {t.get_text(): t.get_color() for t in texts} == {c: points[tuple(np.round(xy, 6))] for c, xy in at.items()}
     assert min(t.get_fontsize() for t in texts) >= 8
+    rows[0]["figures"]["probe_digits_pixels"] = [0.958, 0.951, 0.965]     # the verdict's reference, drawn as the bars'
+    fig = tradeoff_figure(rows, "flops_fwd", "probe_digits", "FLOPs vs probe", "FLOPs", "accuracy")
+    assert fig.axes[0].get_title().endswith("(dashed: the same probe on the input pixels, 0.958)")
+    assert [tuple(line.get_ydata()) for line in fig.axes[0].lines if line.get_linestyle() == "--"] == [(0.958, 0.958)]
 
 
 def test_a_tradeoffs_unbounded_interval_runs_off_the_axes():

@@ -258,11 +258,14 @@ def tradeoff_figure(rows: Sequence[dict[str, Any]], x: str, y: str, title: str, 
         labels.append((name, (xv, v), colour))
     if any(np.isinf(t[1:]).any() for _, _, t in shown):
         ax.set_ylim(*limits)
+    reference, said = bar_reference(rows, y)         # a probe's: the same probe on the input pixels, as the bars'
+    if reference is not None:
+        ax.axhline(reference, color="grey", lw=0.8, ls="--")
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{title} (95% intervals)")     # (the bars were unexplained, as the studies' other figures say)
+    ax.set_title(f"{title} (95% intervals){said}")     # (the bars were unexplained, as the studies' other figures say)
     # (until 2026-12-06 each label sat 5 points up and right of its point: architectures' rbm and conv-ae printed
     # as "rbmconv-ae", sae-288's label lay on cat's point, templates' tile2 on its own bar under conv32's)
     place_labels(ax, labels, fontsize=8)
