@@ -36,6 +36,7 @@ OWED_FIGURE = "face_owed_controls"   # what owed_paragraph and owed_figure read
 # why a condition whose own unit was chosen has no such figure: its cells train no twin (nothing to take away),
 # or every seed's twin was counted out (trained.py: a twin that diverged, no_faces_twin, or one with no unit to choose)
 NO_TWIN = "no no-faces twin was measured: its data show it no lfw face, or every seed's twin diverged or had no unit"
+_TIE_STEP = 1.08           # a tradeoff figure's points at the same x, drawn this factor apart on its log axis
 OWED_RESOLUTION = 0.05     # AUC: a smaller gain from the faces is not worth reporting
 
 
@@ -251,8 +252,12 @@ def tradeoff_figure(rows: Sequence[dict[str, Any]], x: str, y: str, title: str, 
     shown = [(name, xv, t) for name, xv, t in shown if math.isfinite(xv) and math.isfinite(t[0])]
     limits = finite_limits(*(t for _, _, t in shown))
     labels = []
+    tied = {xv: [n for n, x2, _ in shown if x2 == xv] for _, xv, _ in shown}
     for i, (name, xv, (v, lo, hi)) in enumerate(shown):
         colour = f"C{i % 10}"
+        # points at one x (templates' tile2 and conv32, 8,448 parameters each) drawn apart: one's bar hid the other's
+        k, n = tied[xv].index(name), len(tied[xv])
+        xv = xv * _TIE_STEP ** (k - (n - 1) / 2) if log_x else xv
         ax.errorbar([xv], [v], yerr=bar_lengths(np.array([v]), np.array([lo]), np.array([hi]), limits), fmt="o",
                     capsize=4, color=colour)
         labels.append((name, (xv, v), colour))
