@@ -4,6 +4,7 @@ resume, and a Ray run."""
 import copy
 import dataclasses
 import json
+import logging
 import math
 
 import pytest
@@ -17,7 +18,7 @@ from downpour.models.registry import build
 from downpour.preflight import check_run_config
 from downpour.ps.setup import set_up_cluster
 from downpour.runners import train
-from downpour.sandblaster.checks import check_sandblaster
+from downpour.sandblaster.checks import check_examples, check_sandblaster
 from downpour.sandblaster.history import HistoryShard
 from downpour.sandblaster.lbfgs import Coordinator, Evaluation, LocalShards, Stop
 from downpour.sandblaster.run import make_shards
@@ -941,3 +942,22 @@ def test_a_dead_workers_failed_unit_is_read_before_the_answers_that_came_after_i
     pools.append(_timed_pool(monkeypatch, 2, 4, unit)[1])
     pools[0].evaluate(1, torch.arange(8), 1.0, None)
     assert [lost for *_, lost in asked] == [[], [], [0], [0], [0]]    # (its unit handed out again, to worker 1)
+
+
+def test_a_batch_larger_than_the_patches_drawn_is_refused_not_run_as_the_whole_set():
+    """sandblaster.batch = 400 of 300 patches was run as the whole set every iteration (deterministic, no sampling),
+    with no word; it is refused before the run directory exists, naming both ways to say what was meant."""
+    with pytest.raises(ConfigError, match=r"sandblaster.batch = 400 is more than the 300 examples data.samples draws: "
+                                          r"set sandblaster.batch = 0 for all 300 in every iteration, or below 300"):
+        check_run_config(_cfg("sandblaster.batch=400", "sandblaster.units=4"))
+    check_run_config(_cfg("sandblaster.batch=300", "sandblaster.units=4"))   # all of them: the whole set, as asked
+
+
+def test_a_batch_larger_than_the_data_known_once_built_is_said_and_run_whole(caplog):
+    cfg = _cfg("sandblaster.batch=250", "sandblaster.units=4")
+    with caplog.at_level(logging.WARNING, logger="downpour.sandblaster.checks"):
+        check_examples(cfg, 200)          # a fold of 200, say, of the 300 patches
+    assert "sandblaster.batch = 250 is more than the 200 examples of the data: every iteration uses all" in caplog.text
+    caplog.clear()
+    check_examples(cfg, 250)
+    assert not caplog.text

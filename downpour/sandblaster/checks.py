@@ -8,6 +8,8 @@ run directory exists, and by the runner itself (a config built in Python skips p
 """
 from __future__ import annotations
 
+import logging
+
 from downpour.config import ConfigError, RunConfig
 from downpour.objectives import Contractive, make_term
 
@@ -16,6 +18,7 @@ RANDOM_TERMS = {
     "contrastive_divergence": "its gradient comes from Gibbs samples, not from a cost a line search can compare",
     "denoising": "it corrupts the input with fresh noise at every evaluation",
 }
+log = logging.getLogger(__name__)
 
 
 def check_sandblaster(cfg: RunConfig) -> None:
@@ -55,6 +58,9 @@ def check_sandblaster(cfg: RunConfig) -> None:
     if d.mode == "patches" and s.units > d.samples:   # patches: at most data.samples examples, known now
         raise ConfigError(f"sandblaster.units = {s.units} is more than the {d.samples} examples data.samples draws: "
                           "every unit needs at least one")
+    if d.mode == "patches" and s.batch > d.samples:   # (it was taken as the whole set, unsaid, until 2026-12-06)
+        raise ConfigError(f"sandblaster.batch = {s.batch} is more than the {d.samples} examples data.samples draws: "
+                          + _whole_or_sample(d.samples))
 
 
 def check_examples(cfg: RunConfig, n: int) -> None:
@@ -64,3 +70,11 @@ def check_examples(cfg: RunConfig, n: int) -> None:
     if s.units > batch:
         raise ConfigError(f"sandblaster.units = {s.units} is more than the {batch} examples of a batch "
                           f"(the data has {n}): every unit needs at least one")
+    if s.batch > n:     # a set known only once built (a folder's crops, a cross-fit's fold): said, and run whole
+        log.warning("sandblaster.batch = %d is more than the %d examples of the data: every iteration uses all of "
+                    "them, as sandblaster.batch = 0 does; %s", s.batch, n, _whole_or_sample(n))
+
+
+def _whole_or_sample(n: int) -> str:
+    return (f"set sandblaster.batch = 0 for all {n} in every iteration, or below {n} for a fresh sample of that many "
+            "in each")
