@@ -92,7 +92,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _run_flags(parser: argparse.ArgumentParser) -> None:
     """The shorthand flags (:data:`SHORTHANDS`) that train and crossfit share, each help naming the key it sets
     (--workers, --steps and five others had none until 2026-12-05)."""
-    helps = {"workers": "Downpour workers (model replicas)",
+    helps = {"workers": "workers (model replicas: Downpour's, or Sandblaster's that compute its work units)",
              "partitions": "model parallelism: partitions per replica (the cat network's locally connected stages "
                            "split into blocks; `downpour plan --partitions`)",
              "shards": "parameter-server shards",
@@ -101,8 +101,10 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
              "n_push": "a worker pushes its summed gradient every N steps",
              "compensation": " | ".join(choices_of(ClusterConfig, "compensation")),
              "address": "join an existing Ray cluster (HOST:PORT; auto: the one RAY_ADDRESS names, else this machine's)",
-             "delay": "simulated delays: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR",
-             "steps": "training steps", "seed": "the run's seed"}
+             "delay": "simulated delays: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR (the last "
+                      "worker FACTOR times slower)",
+             "steps": "training steps (L-BFGS iterations with cluster.algorithm = sandblaster)",
+             "seed": "the run's seed"}
     types = {flag: whole for flag in ("workers", "partitions", "shards", "n_fetch", "n_push", "steps", "seed")}
     choices = {"runner": choices_of(ClusterConfig, "runner")}      # (--runner's usage lists them: no words)
     for flag, key in SHORTHANDS.items():

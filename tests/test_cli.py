@@ -286,6 +286,17 @@ def test_every_shorthand_flag_s_help_names_the_key_it_sets(command):
         assert f"sets {key} (default: the config's)" in helps[flag], flag
 
 
+
+def test_train_help_says_what_steps_and_workers_mean_for_sandblaster():
+    """--steps said "training steps" and --workers "Downpour workers" on a command that also trains Sandblaster
+    L-BFGS, whose steps are L-BFGS iterations (docs/sandblaster.md): a user setting --steps 1500 to match Downpour's
+    budget asked for 1,500 line searches over the whole set."""
+    sub = next(a for a in build_parser()._actions if a.choices and "train" in a.choices).choices["train"]
+    helps = {a.dest: a.help or "" for a in sub._actions}
+    assert "L-BFGS iterations with cluster.algorithm = sandblaster" in helps["steps"]
+    assert "Sandblaster" in helps["workers"] and "FACTOR times slower" in helps["delay"]
+
+
 @pytest.mark.parametrize("runner", ["local", "simulated"])
 def test_a_hand_edited_config_toml_is_refused_on_resume_naming_the_key_and_the_checkpoint(tmp_path, capsys, runner):
     out = tmp_path / "run"
