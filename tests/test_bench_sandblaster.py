@@ -9,7 +9,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import sandblaster  # noqa: E402
 
+from downpour.batch import Batch  # noqa: E402
+from downpour.models.registry import build  # noqa: E402
+from downpour.ps.setup import set_up_cluster  # noqa: E402
 from downpour.train.rundir import RunDir  # noqa: E402
+from downpour.train.step import train_step  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,3 +34,20 @@ def test_machines_runs_both_methods_at_each_count_on_one_budget(tmp_path, capsys
     # --lr reaches Downpour's server (it set train.lr, which tica-8x8's cluster.lr = 0.05 overrides on a cluster)
     assert RunDir.open(tmp_path / "w1-downpour").config.server_lr() == 0.02
     assert (tmp_path / "machines.png").exists() and (tmp_path / "w2-sandblaster" / "sandblaster.json").exists()
+
+
+def test_machines_final_cost_is_each_saved_models_cost_on_the_whole_training_set(tmp_path, capsys):
+    # Downpour's rows log a mean over mini-batches at the workers' fetched copies, not its model's cost: the
+    # final costs of the two methods are compared on one footing, the saved model on every training example
+    sandblaster.main(["machines", "--out", str(tmp_path), "--workers", "2", "--samples", "200", "--units", "4",
+                      "--downpour-steps", "30", "--sandblaster-steps", "3", "--target", "1e9", "--lr", "0.02"])
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    for m in ("downpour", "sandblaster"):
+        run = RunDir.open(tmp_path / f"w2-{m}")
+        x = set_up_cluster(run.config).data.x          # (200, 1, 8, 8): every training example
+        step = train_step(run.load_model(), build(run.config, tuple(x.shape[1:]))[1], Batch(x, None))
+        assert row[m]["final_cost"] == pytest.approx(step.loss, rel=1e-5)
+        assert row[m]["final_logged"] == pytest.approx(list(run.metrics())[-1]["loss"], rel=1e-5)
+    # Sandblaster's last row is the whole set's cost already (its units sum to it); Downpour's is not its model's
+    assert row["sandblaster"]["final_cost"] == pytest.approx(row["sandblaster"]["final_logged"], rel=1e-5)
+    assert row["downpour"]["final_cost"] != pytest.approx(row["downpour"]["final_logged"], rel=1e-3)
