@@ -601,6 +601,10 @@ def test_a_preset_may_carry_another_runners_settings():
     (["--runner", "ray", "--set", "cluster.delay=exponential:2"], "--set cluster.delay: only the simulated runner"),
     (["--runner", "simulated", "--set", "cluster.address=1.2.3.4:6379"], "--set cluster.address: only the ray runner"),
     (["--runner", "ray", *SANDBLASTER, "--delay", "exponential:2"], "(and Sandblaster on Ray, its straggler:T:FACTOR form)"),
+    # Ray's straggler sleeps FACTOR - 1 times its compute: a T, or a FACTOR below 1, was taken and did nothing
+    (["--runner", "ray", *SANDBLASTER, "--delay", "straggler:5:10"], "T, the simulator's latency, is not read there: "
+                                                                     "write straggler:0:10"),
+    (["--runner", "ray", *SANDBLASTER, "--set", "cluster.delay=straggler:0:0.5"], "only sleeps FACTOR - 1 times"),
 ])
 def test_the_set_form_of_a_one_runner_flag_is_refused_like_the_flag(capsys, argv, named):
     assert main(["train", "--config", "ufldl-sae", "--dry-run", *argv]) == 2
