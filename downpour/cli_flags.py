@@ -190,7 +190,8 @@ def _ray_straggler(latency: float, factor: float) -> None:
     if latency != 0 or factor < 1:
         raise ConfigError(f"cluster.delay = 'straggler:{latency:g}:{factor:g}': on Ray, Sandblaster's last worker "
                           "only sleeps FACTOR - 1 times its compute after each unit (FACTOR >= 1); T, the simulator's "
-                          f"latency, is not read there: write straggler:0:{max(factor, 1):g}, or use --runner simulated")
+                          f"latency, is not read there: write straggler:0:{max(factor, 1):g}, "
+                          "or use --runner simulated")
 
 
 def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None = None) -> None:
