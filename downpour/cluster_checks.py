@@ -12,11 +12,11 @@ from downpour.ps.faults import check_faults
 from downpour.sandblaster.checks import check_sandblaster
 
 
-def check_cluster(cfg: RunConfig) -> None:
+def check_cluster(cfg: RunConfig, resume: bool = False) -> None:
     """ConfigError for what ``cfg``'s runner and algorithm cannot run: a cluster key on a one-process runner (local), a
     malformed address, cluster.faults off the simulator or out of range, a delay model, a warm start past the run's
     end, Sandblaster's own checks, partitions on a GPU or on Ray, more Ray processes than this machine's memory
-    holds."""
+    holds (``resume``: a resumed run's)."""
     runner = cfg.cluster.runner
     check_faults(cfg)      # the simulator's alone, and each item in range
     if runner != "ray" and cfg.cluster.queue_depth > 1:
@@ -38,7 +38,7 @@ def check_cluster(cfg: RunConfig) -> None:
                           f"has {cfg.train.steps} (train.steps): the other {plural(c.workers - 1, 'worker')} would never start and "
                           "worker 0 reads only its own shard of the data; set it below train.steps", key="cluster.warm_start")
     if cfg.cluster.algorithm == "sandblaster":
-        check_sandblaster(cfg)    # a cost L-BFGS can compare between evaluations; no partitions
+        check_sandblaster(cfg, resume)    # a cost L-BFGS can compare between evaluations; no partitions
     if cfg.train.device == "cuda" and cfg.cluster.partitions > 1:   # (auto: the CPU, ps.setup.replica_device)
         raise ConfigError(f"train.device={cfg.train.device!r}: a model-parallel replica's partitions compute on CPU; "
                           "set cluster.partitions = 1 or train.device = 'cpu'")

@@ -67,7 +67,7 @@ def check_run_config(cfg: RunConfig, resume: bool = False) -> RunConfig:
     # not necessarily this driver: the cluster's GPUs are counted when it starts (ps.setup.worker_gpus).
     if cfg.cluster.runner != "ray":
         resolve_device(cfg.train.device)
-    check_cluster(cfg)
+    check_cluster(cfg, resume)
     analysis_options(cfg, {})
     shape = sample_shape(cfg.data)
     _dry_run(cfg, shape)

@@ -961,3 +961,17 @@ def test_a_batch_larger_than_the_data_known_once_built_is_said_and_run_whole(cap
     caplog.clear()
     check_examples(cfg, 250)
     assert not caplog.text
+
+
+def test_an_older_run_with_a_batch_above_its_patches_resumes_with_a_warning(tmp_path, caplog, monkeypatch):
+    """Refused as a new run's, it would lose an older run: its resume can neither keep sandblaster.batch = 400 nor
+    change it (a resume keeps the key). It ran whole, and goes on whole, said."""
+    run = RunDir.create(tmp_path / "old", _cfg("sandblaster.batch=400", "sandblaster.units=4", "train.steps=1"))
+    with monkeypatch.context() as m:        # started before 2026-12-06, when it was taken
+        m.setattr("downpour.sandblaster.run.check_sandblaster", lambda cfg, resume=False: None)
+        train(run.config, run)
+    more = check_run_config(load_config(str(run.path / "config.toml"), ["train.steps=2"]), resume=True)
+    with caplog.at_level(logging.WARNING, logger="downpour.sandblaster.checks"):
+        assert train(more, RunDir.open(run.path), resume=True)["steps"] == 2
+    assert "sandblaster.batch = 400 is more than the 300 examples of the data" in caplog.text
+    assert "a resume keeps it, as the run started" in caplog.text

@@ -21,8 +21,10 @@ RANDOM_TERMS = {
 log = logging.getLogger(__name__)
 
 
-def check_sandblaster(cfg: RunConfig) -> None:
-    """ConfigError naming the first thing in ``cfg`` (resolved) that Sandblaster L-BFGS cannot run."""
+def check_sandblaster(cfg: RunConfig, resume: bool = False) -> None:
+    """ConfigError naming the first thing in ``cfg`` (resolved) that Sandblaster L-BFGS cannot run (``resume``: a
+    resumed run's, whose sandblaster.batch above its patches is said by :func:`check_examples`, not refused: a resume
+    keeps it, and the run was started with it before 2026-12-06)."""
     for name, spec in cfg.objective.items():
         term = make_term(name, spec)               # (checked when the config was resolved)
         if term.weight == 0:
@@ -58,12 +60,12 @@ def check_sandblaster(cfg: RunConfig) -> None:
     if d.mode == "patches" and s.units > d.samples:   # patches: at most data.samples examples, known now
         raise ConfigError(f"sandblaster.units = {s.units} is more than the {d.samples} examples data.samples draws: "
                           "every unit needs at least one")
-    if d.mode == "patches" and s.batch > d.samples:   # (it was taken as the whole set, unsaid, until 2026-12-06)
+    if d.mode == "patches" and s.batch > d.samples and not resume:   # (run whole, unsaid, until 2026-12-06)
         raise ConfigError(f"sandblaster.batch = {s.batch} is more than the {d.samples} examples data.samples draws: "
                           + _whole_or_sample(d.samples))
 
 
-def check_examples(cfg: RunConfig, n: int) -> None:
+def check_examples(cfg: RunConfig, n: int, resume: bool = False) -> None:
     """Once the data is built (``n`` examples): the batch and its units fit in it."""
     s = cfg.sandblaster
     batch = min(s.batch, n) if s.batch else n
@@ -72,7 +74,8 @@ def check_examples(cfg: RunConfig, n: int) -> None:
                           f"(the data has {n}): every unit needs at least one")
     if s.batch > n:     # a set known only once built (a folder's crops, a cross-fit's fold): said, and run whole
         log.warning("sandblaster.batch = %d is more than the %d examples of the data: every iteration uses all of "
-                    "them, as sandblaster.batch = 0 does; %s", s.batch, n, _whole_or_sample(n))
+                    "them, as sandblaster.batch = 0 does; %s", s.batch, n,
+                    "a resume keeps it, as the run started" if resume else _whole_or_sample(n))
 
 
 def _whole_or_sample(n: int) -> str:

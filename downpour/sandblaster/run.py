@@ -141,10 +141,10 @@ def _restore(run: RunDir, shards: list[HistoryShard]) -> tuple[dict[str, Any], d
 
 def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened | None = None) -> dict[str, Any]:
     """Train ``cfg`` with Sandblaster L-BFGS on the simulated cluster or on Ray; returns the summary."""
-    check_sandblaster(cfg)
+    check_sandblaster(cfg, resume)
     setup = set_up_cluster(cfg, resume or run.again, opened)   # (a run trained again at a --resume keeps its workers)
     n = len(setup.data)
-    check_examples(cfg, n)
+    check_examples(cfg, n, resume)
     shards = make_shards(setup)
     progress, coord_meta, pool_meta = _Progress(), None, {}
     if resume:
