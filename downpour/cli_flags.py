@@ -184,16 +184,6 @@ def check_cluster_flags(args: argparse.Namespace, runner: str) -> None:
                       f"{'runners' if len(runners) > 1 else 'runner'}, and this run's runner is {runner!r}{other}")
 
 
-def _ray_straggler(latency: float, factor: float) -> None:
-    """Sandblaster's straggler on Ray sleeps (FACTOR - 1) times its compute after each unit, and nothing else: a T or
-    a FACTOR below 1 it would not read is refused (until 2026-12-06 both were taken and changed nothing)."""
-    if latency != 0 or factor < 1:
-        raise ConfigError(f"cluster.delay = 'straggler:{latency:g}:{factor:g}': on Ray, Sandblaster's last worker "
-                          "only sleeps FACTOR - 1 times its compute after each unit (FACTOR >= 1); T, the simulator's "
-                          f"latency, is not read there: write straggler:0:{max(factor, 1):g}, "
-                          "or use --runner simulated")
-
-
 def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None = None) -> None:
     """ConfigError naming the first flag or ``--set`` key of ``args`` that ``cfg``'s runner and algorithm never read
     (``pipeline``: data.pipeline as given, where ``cfg`` is resolved and 'auto' made its choice: the refusals say both;
@@ -206,7 +196,9 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None =
     for flag, only in ONLY_ON.items():
         if runner == only or (flag == "delay" and blaster_on_ray and cfg.cluster.spec("delay")[0] == "straggler"):
             if flag == "delay" and runner != only and (args.delay or "cluster.delay" in typed):
-                _ray_straggler(*cfg.cluster.spec("delay")[1])
+                from downpour.sandblaster.checks import ray_straggler_problem   # (torch: a Sandblaster run's)
+                if problem := ray_straggler_problem(cfg):     # (taken, and without effect, until 2026-12-06)
+                    raise ConfigError(problem)
             continue    # Sandblaster's last worker on Ray sleeps as a straggler (docs/sandblaster.md)
         also = " (and Sandblaster on Ray, its straggler:T:FACTOR form)" if flag == "delay" and blaster_on_ray else ""
         if getattr(args, flag):

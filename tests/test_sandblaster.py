@@ -518,6 +518,18 @@ def test_a_ray_run_trains_takes_the_reference_steps_and_backs_up_the_straggler(t
     assert summary["per_worker"]["1"] == {"units": 0, "used": 0}
 
 
+def test_a_ray_straggler_s_unread_t_from_a_config_file_is_said(tmp_path, local_ray, caplog):
+    """--delay straggler:5:10 is refused on the command line (tests/test_cli_refusals.py); from a config file, or a run
+    started so before 2026-12-06 and resumed, T was taken and did nothing, unsaid: a WARNING says it, and it runs."""
+    cfg = _cfg("cluster.runner=ray", "cluster.workers=2", "cluster.shards=1", "sandblaster.units=4",
+               "cluster.delay=straggler:5:2", "train.steps=1")
+    with caplog.at_level(logging.WARNING, logger="downpour.sandblaster.on_ray"):
+        assert train(cfg, RunDir.create(tmp_path / "r", cfg))["steps"] == 1
+    assert ("cluster.delay = 'straggler:5:2': on Ray, Sandblaster's last worker only sleeps FACTOR - 1 times its "
+            "compute after each unit (FACTOR >= 1); T, the simulator's latency, is not read there: write "
+            "straggler:0:2, or use --runner simulated; it runs as straggler:0:2") in caplog.text
+
+
 def test_a_ray_start_with_no_room_fails_naming_no_setting_sandblaster_refuses(tmp_path, local_ray, monkeypatch):
     """Every CPU held by another job's actor: the start fails after its limit (Downpour's, tests/test_ps_ray_driver.py),
     and its line told a Sandblaster run to set cluster.silent_seconds or cluster.worker_gpus, each of which the run

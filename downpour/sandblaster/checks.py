@@ -81,3 +81,16 @@ def check_examples(cfg: RunConfig, n: int, resume: bool = False) -> None:
 def _whole_or_sample(n: int) -> str:
     return (f"set sandblaster.batch = 0 for all {n} in every iteration, or below {n} for a fresh sample of that many "
             "in each")
+
+
+def ray_straggler_problem(cfg: RunConfig) -> str | None:
+    """What of ``cfg``'s ``straggler:T:FACTOR`` Sandblaster's workers on Ray would not read: they sleep (FACTOR - 1)
+    times their compute after each unit, the last worker alone, and nothing else (None: nothing, or not that form).
+    Refused on the command line (cli_flags), said as a WARNING where a config file or a resumed run holds it."""
+    kind, args = cfg.cluster.spec("delay")
+    latency, factor = (float(a) for a in args) if kind == "straggler" else (0.0, 1.0)
+    if latency == 0 and factor >= 1:
+        return None
+    return (f"cluster.delay = 'straggler:{latency:g}:{factor:g}': on Ray, Sandblaster's last worker only sleeps "
+            "FACTOR - 1 times its compute after each unit (FACTOR >= 1); T, the simulator's latency, is not read "
+            f"there: write straggler:0:{max(factor, 1):g}, or use --runner simulated")
