@@ -102,7 +102,8 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
              "compensation": " | ".join(choices_of(ClusterConfig, "compensation")),
              "address": "join an existing Ray cluster (HOST:PORT; auto: the one RAY_ADDRESS names, else this machine's)",
              "delay": "simulated delays: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR (the last "
-                      "worker FACTOR times slower)",
+                      "worker's delay T*FACTOR; Sandblaster's also computes FACTOR times slower, and on Ray takes "
+                      "straggler:0:FACTOR)",
              "steps": "training steps (L-BFGS iterations with cluster.algorithm = sandblaster)",
              "seed": "the run's seed"}
     types = {flag: whole for flag in ("workers", "partitions", "shards", "n_fetch", "n_push", "steps", "seed")}
