@@ -585,7 +585,7 @@ def test_a_ray_start_on_several_nodes_names_the_room_on_the_node_each_worker_was
     monkeypatch.setattr(on_ray, "speed_factors", lambda spec, n: [1.0] * n)
     monkeypatch.setattr(on_ray, "frozen_params", lambda model: None)
     pool = on_ray.RayPool.__new__(on_ray.RayPool)
-    pool.cfg = SimpleNamespace(cluster=SimpleNamespace(workers=2, spec=lambda key: None),
+    pool.cfg = SimpleNamespace(cluster=SimpleNamespace(workers=2, spec=lambda key: ("constant", [0.0])),
                                train=SimpleNamespace(threads=1))
     setup = SimpleNamespace(data=SimpleNamespace(x=None, y=None), model=None, bounds=[])
     with pytest.raises(RunError, match=r"could not start 1 of 2 worker actors within \d+ s: each asks CPU 1; 1 pinned "
