@@ -53,12 +53,12 @@ def verdict_figure(rows: list[dict[str, Any]], path: Path | BinaryIO,
     width = min(1.7 + 1.9 * len(sets), figures.SHOWN_WIDTH)
     fig = figures._figure(width, 1.1 + 0.32 * len(methods))
     axes = fig.subplots(1, len(sets), sharey=True, squeeze=False)[0]
+    chars = round((width - 1.7) / len(sets) * 13)     # a panel title's line: about 13 characters an inch, as figures'
     for ax, (name, group) in zip(axes, sets.items()):
         marks(ax, [(y, m, group[m]) for y, m in enumerate(methods) if m in group])
         ax.axvline(0.5, color="grey", lw=0.8, ls=":")
         ax.set_xlim(-0.03, 1.03)       # (a dot at 0 or 1 drawn whole, not cut by the frame)
         ax.set_xticks([0.0, 0.5, 1.0])
-        chars = round((width - 1.7) / len(sets) * 13)       # (about 13 characters an inch, as figures' titles)
         ax.set_title(textwrap.fill(labels.get(name, name), chars, break_long_words=False), fontsize=8)
         ax.set_xlabel("AUC (0.5: chance)", fontsize=7)
         ax.tick_params(labelsize=7)
