@@ -288,8 +288,8 @@ def _check_streamed(typed: list[str], cfg: RunConfig, given: str) -> None:
         return
     it = "it" if len(keys) == 1 else "them"
     if d.can_stream():
-        held = ("data.pipeline = 'auto' chose 'memory': the decoded images fit in 1 GiB" if given == "auto"
-                else "data.pipeline = 'memory'; 'auto' chooses it where the decoded images fit in 1 GiB")
+        held = ("data.pipeline = 'auto' chose 'memory': the data it holds fit in 1 GiB" if given == "auto"
+                else "data.pipeline = 'memory'; 'auto' chooses it where the data held fit in 1 GiB")
         why = f"this run holds its data in memory ({held}): set data.pipeline = 'stream' to stream them, or drop {it}"
     else:
         why = f"this run's data.source is {d.source!r}{f' ({d.path})' if d.path else ''}, held in memory"

@@ -312,7 +312,7 @@ def test_a_stream_key_on_files_that_may_stream_is_taken(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--set data.prefetch: only streamed data read it" in err
     # what was given and what it resolved to (it said "data.pipeline = 'memory'" where 'auto' was given)
-    assert "(data.pipeline = 'auto' chose 'memory': the decoded images fit in 1 GiB)" in err, err
+    assert "(data.pipeline = 'auto' chose 'memory': the data it holds fit in 1 GiB)" in err, err
     assert main([*argv, "--set", "data.pipeline=memory"]) == 2
     assert "(data.pipeline = 'memory'; 'auto' chooses it where" in capsys.readouterr().err
 

@@ -459,17 +459,18 @@ def test_a_truncated_video_is_recorded_in_data_json_in_memory_streamed_and_resum
 def test_auto_estimates_a_videos_memory_by_the_frames_it_has_not_frames_per_video(tmp_path, monkeypatch):
     """frames_per_video = 100 on 12-frame videos was estimated at 100 frames each: 8x what memory held, streamed."""
     from downpour.data import pipeline
+    from downpour.data.estimate import estimate_bytes
     from downpour.data.stream import list_items
 
     for i, ext in enumerate([".mp4", ".mkv", ".avi"]):       # declared counts; Matroska: duration x rate
         _write_video(tmp_path / f"{i}{ext}", n_frames=12, size=16)
     cfg = DataConfig(source="video", path=str(tmp_path), frames_per_video=100, mode="patches", size=8)
     held = sum(im.nbytes for im in load_videos(tmp_path, frames_per_video=100).images)     # decoded: 36 frames
-    assert pipeline.estimate_bytes(cfg, list_items(cfg)) == held == 3 * 12 * 16 * 16 * 4
+    assert estimate_bytes(cfg, list_items(cfg)) == held == 3 * 12 * 16 * 16 * 4
     monkeypatch.setattr(pipeline, "STREAM_ABOVE", 2 * held)
     assert pipeline.choose_pipeline(cfg)[0] == "memory"
     few = DataConfig(source="video", path=str(tmp_path), frames_per_video=2, mode="patches", size=8)
-    assert pipeline.estimate_bytes(few, list_items(few)) == 3 * 2 * 16 * 16 * 4          # k < T: k
+    assert estimate_bytes(few, list_items(few)) == 3 * 2 * 16 * 16 * 4          # k < T: k
 
 
 _STREAM_AFTER_DECODING = """

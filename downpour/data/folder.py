@@ -1,23 +1,21 @@
 """An image folder, read recursively with Pillow; labels optionally from sub-folder names.
 
-Every file whose extension Pillow knows (PNG, JPEG, GIF, BMP, TIFF, WebP, ...) is read; other files
-(notes, CSVs) are ignored and counted. A file with an image extension that Pillow cannot decode is
-skipped, named in ``skipped`` and logged once: one bad JPEG in a thousand must not stop a run.
-With ``labels``, an image's class is the name of the top-level sub-folder it lives under
-(``root/cat/a.png`` and ``root/cat/x/b.png`` are both "cat"); classes are the sub-folders holding
-image files, numbered in sorted order whether or not their files can be read (:func:`class_labels`), so
-the in-memory and the streamed paths number them alike and fixing a bad file does not renumber them.
-A float image (TIFF mode "F") with a NaN or Inf pixel is skipped like a corrupt file. Symbolic links
-are followed to files and to folders outside the folder read (each real folder once); a link to a
-folder inside it is not (its files are read where they lie); a link to nothing is an image file that
-cannot be read: skipped and named.
+Every file whose extension Pillow knows (PNG, JPEG, GIF, BMP, TIFF, WebP, ...) is read; other files (notes, CSVs)
+are ignored and counted. A file with an image extension that Pillow cannot decode (or a float image holding NaN or
+Inf) is skipped, named in ``skipped`` and logged once: one bad JPEG in a thousand must not stop a run. With
+``labels``, an image's class is the name of the top-level sub-folder it lives under (``root/cat/a.png`` and
+``root/cat/x/b.png`` are both "cat"); classes are the sub-folders holding image files, numbered in sorted order
+whether or not their files can be read (:func:`class_labels`), so the in-memory and the streamed paths number them
+alike and fixing a bad file does not renumber them. Symbolic links are followed to files and to folders outside the
+folder read (each real folder once); a link to a folder inside it is not (its files are read where they lie), nor
+one to a folder holding it (a loop: named, data.json's ``loops``); a link to nothing is an image file that cannot
+be read: skipped and named.
 """
 from __future__ import annotations
 
 import errno
 import os
 import stat
-from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -29,6 +27,7 @@ from downpour._names import plural
 from downpour.config.sections import JPEG_DECODE
 from downpour.data.bomb_limit import opened, within_bomb_limit
 from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
+from downpour.data.left_out import left_out, say_left_out
 from downpour.data.patches import decode_reduction
 from downpour.errors import DataError
 
@@ -125,13 +124,13 @@ def read_scaled(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0,
         return to_chw(np.asarray(img), grey), s
 
 
-def decoded_size(path: Path, shrink_to: int = 0, tile: int = 0, rule: int = JPEG_DECODE) -> tuple[int, int]:
-    """(width, height) :func:`read_scaled` decodes ``path`` to, from its header; raises as it would on a file over
-    the bomb limit (data.pipeline's estimate: until 2026-12-05 a JPEG over it that read_scaled reads reduced counted
-    as 0 pixels, so a folder of them estimated at 0 bytes was held in memory by 'auto')."""
+def decoded_size(path: Path, shrink_to: int = 0, tile: int = 0, rule: int = JPEG_DECODE) -> tuple[int, int, int]:
+    """(width, height, reduction) :func:`read_scaled` decodes ``path`` to, from its header; raises as it would on a
+    file over the bomb limit (data.pipeline's estimate: until 2026-12-05 a JPEG over it that read_scaled reads reduced
+    counted as 0 pixels, so a folder of them estimated at 0 bytes was held in memory by 'auto')."""
     with opened(path, reducible=shrink_to > 0) as img:
         s = _decode_scale(img, shrink_to, tile, rule)
-        return img.width // s, img.height // s
+        return img.width // s, img.height // s, s
 
 
 def upright_size(path: Path, shrink_to: int = 0, tile: int = 0, rule: int = JPEG_DECODE) -> tuple[int, int]:
@@ -159,14 +158,14 @@ def _decode_scale(img: Image.Image, shrink_to: int, tile: int, rule: int) -> int
 
 
 def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None, links: set[str] | None = None) -> Iterator[Path]:
-    """Every file under ``root``, hidden ones too, in a fixed order, through symbolic links to folders
-    outside ``root`` (each real folder once: two links to one folder give its files once, under the
-    first link in sorted order); a link to a folder inside ``root`` is not followed (its files are read
-    where they lie, and a link to a parent would loop); a link to nothing counts as a file (reading it
-    fails, naming it), one to a named pipe, socket or device does not. ``unlisted``: where a folder that cannot be listed (no permission) is recorded as
-    {"folder", "reason"}, not logged: a run walks its folder two or three times (the checks, pipeline "auto"'s
-    count, the load), and the load says what it left out (:func:`say_left_out`); os.walk drops it without a word
-    (until 2026-12-04 its images did). ``links``: where the files that are symbolic links are added (for
+    """Every file under ``root``, hidden ones too, in a fixed order, through symbolic links to folders outside ``root``
+    (each real folder once: two links to one folder give its files once, under the first link in sorted order); a
+    link to a folder inside ``root`` is not followed (its files are read where they lie), nor one to a folder that
+    holds it (a loop: :func:`_followed`); a link to nothing counts as a file (reading it fails, naming it), one to a
+    named pipe, socket or device does not. ``unlisted``: where a folder that cannot be listed (no permission) is
+    recorded as {"folder", "reason"}, not logged: a run walks its folder two or three times (the checks, pipeline
+    "auto"'s count, the load), and the load says what it left out (:func:`say_left_out`); os.walk drops it without a
+    word (until 2026-12-04 its images did). ``links``: where the files that are symbolic links are added (for
     :func:`once_each`, which then looks at no file again)."""
     links = set() if links is None else links
 
@@ -182,8 +181,7 @@ def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None, links: 
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not (os.path.islink(os.path.join(top, d)) and
-                                                 _within(os.path.realpath(os.path.join(top, d)), inside)))
+        dirs[:] = sorted(d for d in dirs if _followed(os.path.join(top, d), real, inside, unlisted))
         try:
             kept = [p for p in (Path(top) / name for name in sorted(names)) if _listed(p, links)]
         except OSError as err:
@@ -194,6 +192,18 @@ def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None, links: 
             dirs[:] = []
             continue
         yield from kept
+
+
+def _followed(folder: str, real: str, inside: str, unlisted: list[dict[str, str]] | None) -> bool:
+    """Whether the walk enters ``folder``, in the one whose real path is ``real``: a folder, or a link to one outside
+    the folder read (``inside``). A link to a folder holding it is a loop, put in ``unlisted`` as {"folder": the link,
+    "loop": its target} (data.json's ``loops``: :func:`left_out`); until 2026-12-06 it was left out unsaid, or where
+    it led above data.path followed: ``data/up -> ../..`` read every image beside and above ``data``."""
+    target = os.path.realpath(folder) if os.path.islink(folder) else None
+    loop = target is not None and _within(real, target)
+    if loop and unlisted is not None:
+        unlisted.append({"folder": folder, "loop": target})
+    return target is None or not (loop or _within(target, inside))
 
 
 def _listed(p: Path, links: set[str]) -> bool:
@@ -296,17 +306,6 @@ def _real(p: Path, folders: dict[str, str], links: set[str] | None = None) -> st
     return os.path.join(folders[folder], p.name)
 
 
-def left_out(unlisted: list[dict[str, str]], aliases: list[dict[str, str]],
-             others: list[Path] | None = None) -> dict[str, Any]:
-    """What a listing records in a run's data.json (``info``) beside ``n_ignored``: the folders it could not list,
-    the names of files it read under another name, and how many files of each extension it left out as no image
-    (``ignored_extensions``, "" for none; ``ignored_first``: the first, sorted); only those that happened."""
-    kinds = Counter(p.suffix.lower() for p in others or [])
-    ignored = {"ignored_extensions": dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
-               "ignored_first": str(others[0])} if others else {}
-    return {**({"unlisted": unlisted} if unlisted else {}), **({"aliases": aliases} if aliases else {}), **ignored}
-
-
 def image_listing(path: str | Path, labels: bool = False) -> tuple[list[Path], dict[str, Any]]:
     """(:func:`image_files`' files; what data.json records of the listing: ``n_ignored`` and :func:`left_out`'s keys).
     Logs nothing: see :func:`say_left_out`."""
@@ -315,27 +314,6 @@ def image_listing(path: str | Path, labels: bool = False) -> tuple[list[Path], d
     others: list[Path] = []
     files, n_ignored = image_files(path, labels, unlisted, aliases, others)
     return files, {"n_ignored": n_ignored, **left_out(unlisted, aliases, others)}   # hidden, non-image, aliases
-
-
-def say_left_out(root: str | Path, info: dict[str, Any]) -> None:
-    """Log what :func:`left_out` recorded in ``info``: called by the data's load (in memory, or the stream's
-    driver), once per listing a run trains on. The listings' own walks log nothing: until 2026-12-04 they warned
-    once per process, so a second run in one Python (a study's next cell, a second ``main([...])``) left an
-    unlisted folder, or an image under two names, unsaid while its data.json recorded them."""
-    for entry in info.get("unlisted", []):
-        log.warning("folder %s: cannot list %s (%s): its files are left out", root, entry["folder"], entry["reason"])
-    aliases = info.get("aliases", [])
-    if aliases:
-        log.warning("folder %s: %s %s a file listed already (e.g. %s is %s); each file is read once", root,
-                    plural(len(aliases), "file"), "names" if len(aliases) == 1 else "name", aliases[0]["file"],
-                    aliases[0]["is"])
-    kinds = info.get("ignored_extensions", {})
-    if kinds:   # (until 2026-12-06 only data.json's n_ignored counted them: a folder's .heic photos left out unsaid)
-        n = sum(kinds.values())
-        each = ", ".join(f"{k} {ext or 'with no extension'}" for ext, k in kinds.items())
-        log.info("folder %s: %s not read, %s no image Pillow decodes here (%s; e.g. %s); data.json counts them "
-                 "(n_ignored, ignored_extensions)", root, plural(n, "file"), "its extension names" if n == 1 else
-                 "their extensions name", each, info["ignored_first"])
 
 
 def class_labels(root: str | Path, files: list[Path]) -> tuple[list[str], list[int]]:

@@ -129,6 +129,12 @@ def _one_square(h: int, w: int, tile: int) -> bool:
     return tile <= 0 or min(h, w) < tile
 
 
+def crop_count(h: int, w: int, tile: int, scale: int = 1) -> int:
+    """How many squares :func:`_square_boxes` cuts an h x w image (decoded at 1/``scale``) into, none laid."""
+    h, w = h * scale, w * scale
+    return 1 if _one_square(h, w, tile) else (h // tile) * (w // tile)
+
+
 def _square_boxes(h: int, w: int, tile: int, scale: int = 1) -> list[tuple[int, int, int]]:
     """(top, left, side) of the squares one image is cut into; ``scale``: the image was decoded at 1/scale of
     h*scale x w*scale native pixels, where the squares are laid (whole blocks: :func:`decode_reduction`)."""

@@ -6,9 +6,9 @@
 - ``stream``: :func:`~downpour.data.stream.open_stream`: the driver lists files and fits the
   preprocessing on a sample; each worker decodes only its own files, ahead of use, holding
   O(``data.prefetch``) images. For folders, videos and ``.npy`` files of any size.
-- ``auto`` (the default): ``stream`` for a folder, video or ``.npy`` source whose decoded images
-  would take more than :data:`STREAM_ABOVE` bytes in memory (estimated from the file count and a
-  few headers: nothing is decoded), else ``memory``. The choice and the estimate are in ``info``.
+- ``auto`` (the default): ``stream`` for a folder, video or ``.npy`` source that would take more than
+  :data:`STREAM_ABOVE` bytes in memory (:mod:`~downpour.data.estimate`: from the file count and a few
+  headers, nothing is decoded), else ``memory``. The choice and the estimate are in ``info``.
 
     data = open_data(cfg.data, seed)      # Dataset or StreamingData: shard(i, n), batches(...), info, preprocess
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -29,49 +28,18 @@ from downpour.config import FILE_SOURCES, ConfigError, DataConfig
 from downpour.config.sections import JPEG_DECODE
 from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
-from downpour.data.folder import decoded_size
+from downpour.data.estimate import held_bytes
 from downpour.data.patches import decode_rule, say_enlarged
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
-from downpour.data.video import decoded_pixels
 from downpour.errors import CheckpointError, DownpourError, RunError
 from downpour.settings import is_count
 
 log = logging.getLogger(__name__)
 
-# Above this many bytes of decoded float32 images, ``auto`` streams. A Ray run holds the in-memory
+# Above this many bytes held (float32 samples, and a folder's one image decoded), ``auto`` streams. A Ray run holds the in-memory
 # set in the driver, once more in the object store and a worker's slice in each worker: 1 GiB is
 # ~5 GiB of a laptop's memory at 2 workers, before the model.
 STREAM_ABOVE = 1 << 30
-_PROBES = 16       # headers read to estimate an image folder's decoded size
-
-
-def estimate_bytes(cfg: DataConfig, listing: Listing) -> int:
-    """Bytes the in-memory path would hold as decoded float32 images (what ``build_dataset`` keeps
-    before cropping: a JPEG at its data.jpeg_draft reduction, a video's frames), from the item count and up to 16
-    evenly spaced files' headers."""
-    n, channels = len(listing.items), 1 if cfg.grey else 3
-    if cfg.source == "array":
-        return n * math.prod(listing.row_shape[-2:]) * channels * 4
-    probes = sorted({int(k) for k in np.linspace(0, n - 1, min(n, _PROBES))}) if n else []
-    pixels = [p for p in (_pixels(cfg, listing.items[k]) for k in probes) if p]
-    per_item = sum(pixels) / len(pixels) if pixels else 0
-    return int(n * per_item * channels * 4)
-
-
-def _pixels(cfg: DataConfig, path: str) -> int:
-    """Pixels one file decodes to, from its header: width x height, a video's times the frames it gives (an
-    unreadable file counts as 0)."""
-    try:
-        if cfg.source == "folder":
-            # the header only, reduced as read_image decodes it: a 4032x3024 JPEG cropped to 32 px holds 1/64 of its
-            # pixels (until 2026-12-04 counted in full, so 'auto' streamed folders 64x smaller than its threshold)
-            w, h = decoded_size(Path(path), cfg.jpeg_shrink(), cfg.tile, decode_rule(cfg))
-            return w * h
-        return decoded_pixels(Path(path), cfg.frames_per_video)
-    except Exception:  # noqa: BLE001 -- an estimate: the reader names bad files later
-        return 0
-
-
 def choose_pipeline(cfg: DataConfig, stream_ok: bool = True) -> tuple[str, dict[str, Any], Listing | None]:
     """("memory" | "stream", why, the items when they were listed) for ``cfg`` (checked by ``check_config``)."""
     if cfg.pipeline == "memory" or not cfg.can_stream():
@@ -81,9 +49,15 @@ def choose_pipeline(cfg: DataConfig, stream_ok: bool = True) -> tuple[str, dict[
     if not stream_ok:
         return "memory", {"pipeline": "auto", "why": "this algorithm needs the whole set in memory"}, None
     listing = list_items(cfg)
-    estimate = estimate_bytes(cfg, listing)
-    why = {"pipeline": "auto", "estimate_mb": round(estimate / 2**20, 1), "stream_above_mb": STREAM_ABOVE // 2**20}
-    return ("stream" if estimate > STREAM_ABOVE else "memory"), why, listing
+    held = held_bytes(cfg, listing)
+    why = {"pipeline": "auto", "estimate_mb": _mb(held.total), "stream_above_mb": STREAM_ABOVE // 2**20}
+    if cfg.source == "folder":      # what it counts: the samples kept, and the one image decoded at a time
+        why.update(samples_mb=_mb(held.kept), decoding_mb=_mb(held.decoding))
+    return ("stream" if held.total > STREAM_ABOVE else "memory"), why, listing
+
+
+def _mb(n: int) -> float:
+    return round(n / 2**20, 1)
 
 
 def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1, resume: bool = False) -> DataConfig:
@@ -101,7 +75,7 @@ def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1, resu
     if pipeline == "auto" and cfg.can_stream():
         pipeline, why, listing = choose_pipeline(cfg, stream_ok)
         if "estimate_mb" in why:
-            log.info("data.pipeline = 'auto': %s (%s MB of decoded images; it streams above %s MB)", pipeline,
+            log.info("data.pipeline = 'auto': %s (%s MB held in memory; it streams above %s MB)", pipeline,
                      why["estimate_mb"], why["stream_above_mb"])
     resolved = dataclasses.replace(cfg, path=path, pipeline=pipeline)
     if pipeline == "stream" and workers > 1:

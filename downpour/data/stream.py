@@ -30,7 +30,8 @@ from downpour.config import FILE_SOURCES, DataConfig
 from downpour.data.augment import Augment
 from downpour.data.dataset import shard_range
 from downpour.data.arrays import array_header
-from downpour.data.folder import class_labels, image_listing, left_out, say_left_out
+from downpour.data.folder import class_labels, image_listing
+from downpour.data.left_out import left_out, say_left_out
 from downpour.data.images import is_too_small, skip
 from downpour.data.loader import StreamBatches
 from downpour.data.preprocess import Preprocess, fit_needs, fitted, too_few_to_fit

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from downpour.data.folder import left_out, say_left_out
+from downpour.data.left_out import left_out, say_left_out
 from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
 from downpour.data.video_list import video_files
 from downpour.errors import DataError
