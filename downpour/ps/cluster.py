@@ -20,7 +20,7 @@ import torch
 from downpour.config import ConfigError, RunConfig
 from downpour.data.opened import Opened
 from downpour.data.pipeline import (check_resumed_on, cut_patches, keep_cut, record_data, record_stopped, report_at,
-                                    run_data_info)
+                                    run_data_info, say_resumed_at)
 from downpour.data.summary import summary_data
 from downpour.errors import Diverged, DownpourError, RunError
 from downpour.parallel.partition import merge_model
@@ -167,8 +167,10 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
         if c.runner == "simulated" and run.config.data.pipeline == "auto":   # recorded before the choice was
             check_resumed_on(setup.data, bool(meta.get("streams")), run.path / "config.toml")
         saved = [{"patches": meta["patches_per_image"]}] if "patches_per_image" in meta else []   # (Ray: all there is)
-        positions = [s and s["position"] for s in meta.get("streams") or []] + saved
-        setup.data = keep_cut(setup.data, positions, cfg.data, cfg.seed, run.path, run.checkpoints / f"{SERVER}.json")
+        streams = [s and s["position"] for s in meta.get("streams") or []]
+        setup.data = keep_cut(setup.data, streams + saved, cfg.data, cfg.seed, run.path,
+                              run.checkpoints / f"{SERVER}.json")
+        say_resumed_at(setup.data, streams, meta["step"])
     start = meta["step"]
     began[:] = began or [start]
     stage_of = stages_of(cfg, setup.model.n_stages)

@@ -14,7 +14,7 @@ import torch
 from downpour.config import RunConfig
 from downpour.data.opened import Opened, open_data_once
 from downpour.data.pipeline import (batch_position, check_resumed_on, close_stream, data_report, keep_cut, loader_died,
-                                    record_data, record_stopped, report_at, run_data_info)
+                                    record_data, record_stopped, report_at, run_data_info, say_resumed_at)
 from downpour.data.summary import summary_data
 from downpour.errors import Diverged
 from downpour.models.registry import build
@@ -103,6 +103,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened 
         if run.config.data.pipeline == "auto":   # recorded before the choice was (config.toml, not yet rewritten)
             check_resumed_on(data, position is not None, run.path / "config.toml")
         data = keep_cut(data, [position], cfg.data, cfg.seed, run.path, run.checkpoints / "local.json")
+        say_resumed_at(data, [position], start)
         log.info("resuming %s at step %d", run.path, start)
     total = cfg.train.steps
     if run.unsaved_at_end(cfg, start, resume):   # its data record too: the stream's, from the checkpoint
