@@ -4,9 +4,9 @@
 - folder: the load cuts each file as it reads it (:mod:`~downpour.data.cut_as_read`) and keeps the samples, float32
   (C, data.size, data.size): crops mode each image's squares (one, or its data.tile grid: :func:`crop_count`),
   patches mode data.samples; plus the largest image it decodes, one at a time (a JPEG at its data.jpeg_draft
-  reduction). Until 2026-12-06 it counted every decoded image, as the load held them until 2026-12-06: 300 JPEGs of
-  1600x1200 in patches mode were 2,197 MB and streamed, where the load holds 2.4 MB of patches and decodes 22 MB at
-  a time (docs/data.md).
+  reduction). Until 2026-12-06 it counted every decoded image, as the load held them before: 300 grey 1600x1200
+  JPEGs in patches mode were 2,197 MB and streamed, where the load holds 2.4 MB of patches and decodes 7.3 MB at a
+  time, 9.8 MB now, held in memory (docs/data.md).
 - video: every frame it gives, decoded (the load holds them all before cutting): min(T, data.frames_per_video) a
   video, T its headers' count.
 - .npy: its rows.
