@@ -20,7 +20,6 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
 import torch
 
 from downpour._names import plural
