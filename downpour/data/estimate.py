@@ -51,7 +51,7 @@ def held_bytes(cfg: DataConfig, listing: Listing) -> Held:
     probes = sorted({int(k) for k in np.linspace(0, n - 1, min(n, PROBES))}) if n else []
     read = [size for size in (_probe(cfg, listing.items[k]) for k in probes) if size[0]]
     if cfg.source != "folder":
-        return Held(int(n * sum(p for p, _ in read) / len(read)) * channels * 4 if read else 0)
+        return Held(int(n * sum(p for p, _ in read) / len(read) * channels * 4) if read else 0)
     sample = channels * cfg.size * cfg.size * 4
     crops = int(n * sum(c for _, c in read) / len(read)) if read else 0
     kept = (crops if cfg.mode == "crops" else cfg.samples) * sample
