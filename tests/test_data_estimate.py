@@ -43,3 +43,16 @@ def test_a_folder_that_fits_once_cut_is_held_in_memory_and_data_json_says_why(tm
     choice, why, _ = pipeline.choose_pipeline(cfg)
     assert choice == "memory", why
     assert why["samples_mb"] == round(12 * 3 * 8 * 8 * 4 / 2**20, 1) and why["decoding_mb"] == 0.2, why
+
+
+def test_the_log_line_says_the_estimate_and_its_parts(tmp_path, caplog):
+    """The CLI settles 'auto' before the run records data.chosen: its log line is where a user reads the parts."""
+    import logging
+
+    root = _folder(tmp_path / "imgs", [(160, 120)] * 12)
+    cfg = DataConfig(source="folder", path=str(root), mode="crops", size=8, grey=False, jpeg_draft=False)
+    with caplog.at_level(logging.INFO, logger="downpour.data.pipeline"):
+        pipeline.resolve_data(cfg)
+    said = [r.getMessage() for r in caplog.records if "data.pipeline = 'auto'" in r.getMessage()]
+    assert said == ["data.pipeline = 'auto': memory (0.2 MB held in memory: 0.0 MB of samples, 0.2 MB for one image "
+                    "decoded; it streams above 1024 MB)"], said

@@ -32,3 +32,16 @@ def test_a_link_loop_is_not_followed_and_data_json_and_the_log_name_it(tmp_path,
                                   {"link": str(root / "sub" / "up"), "to": str(root.resolve())}]
     said = [r.getMessage() for r in caplog.records if "symbolic link" in r.getMessage()]
     assert len(said) == 1 and "2 symbolic links not followed" in said[0] and str(root / "up2") in said[0], said
+
+
+def test_a_link_to_a_sibling_folder_is_followed_and_is_no_loop(tmp_path):
+    """Only a link to a folder holding it is a loop: ``data/sub/side -> ../../side`` (beside data.path, holding
+    neither) is read as before, ``data/sub/up -> ..`` is not."""
+    root = tmp_path / "data"
+    _png(root / "sub" / "a.png", 0)
+    _png(tmp_path / "side" / "s.png", 1)
+    (root / "sub" / "side").symlink_to("../../side", target_is_directory=True)
+    (root / "sub" / "up").symlink_to("..", target_is_directory=True)
+    data = open_data(DataConfig(source="folder", path=str(root), mode="crops", size=8, pipeline="memory"), seed=0)
+    assert data.info["n_images"] == 2
+    assert data.info["loops"] == [{"link": str(root / "sub" / "up"), "to": str(root.resolve())}]

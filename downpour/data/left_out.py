@@ -25,7 +25,6 @@ def left_out(unlisted: list[dict[str, str]], aliases: list[dict[str, str]],
             **({"aliases": aliases} if aliases else {}), **ignored}
 
 
-
 def say_left_out(root: str | Path, info: dict[str, Any]) -> None:
     """Log what :func:`left_out` recorded in ``info``: called by the data's load (in memory, or the stream's
     driver), once per listing a run trains on. The listings' own walks log nothing: until 2026-12-04 they warned
@@ -35,9 +34,10 @@ def say_left_out(root: str | Path, info: dict[str, Any]) -> None:
         log.warning("folder %s: cannot list %s (%s): its files are left out", root, entry["folder"], entry["reason"])
     loops = info.get("loops", [])
     if loops:
-        log.warning("folder %s: %s not followed, each to a folder that holds it, which would be read again (e.g. %s -> "
-                    "%s); data.json names them (loops)", root, plural(len(loops), "symbolic link"), loops[0]["link"],
-                    loops[0]["to"])
+        each = "to a folder that holds it" if len(loops) == 1 else "each to a folder that holds it"
+        log.warning("folder %s: %s not followed, %s, which would be read again (e.g. %s -> %s); data.json names %s "
+                    "(loops)", root, plural(len(loops), "symbolic link"), each, loops[0]["link"], loops[0]["to"],
+                    "it" if len(loops) == 1 else "them")
     aliases = info.get("aliases", [])
     if aliases:
         log.warning("folder %s: %s %s a file listed already (e.g. %s is %s); each file is read once", root,

@@ -35,8 +35,8 @@ from downpour.settings import is_count
 
 log = logging.getLogger(__name__)
 
-# Above this many bytes held (float32 samples, and a folder's one image decoded), ``auto`` streams. A Ray run holds the in-memory
-# set in the driver, once more in the object store and a worker's slice in each worker: 1 GiB is
+# Above this many bytes held (float32 samples, and a folder's one image decoded), ``auto`` streams. A Ray run holds
+# the in-memory set in the driver, once more in the object store and a worker's slice in each worker: 1 GiB is
 # ~5 GiB of a laptop's memory at 2 workers, before the model.
 STREAM_ABOVE = 1 << 30
 def choose_pipeline(cfg: DataConfig, stream_ok: bool = True) -> tuple[str, dict[str, Any], Listing | None]:
@@ -74,8 +74,10 @@ def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1, resu
     if pipeline == "auto" and cfg.can_stream():
         pipeline, why, listing = choose_pipeline(cfg, stream_ok)
         if "estimate_mb" in why:
-            log.info("data.pipeline = 'auto': %s (%s MB held in memory; it streams above %s MB)", pipeline,
-                     why["estimate_mb"], why["stream_above_mb"])
+            parts = (f": {why['samples_mb']} MB of samples, {why['decoding_mb']} MB for one image decoded"
+                     if "samples_mb" in why else "")
+            log.info("data.pipeline = 'auto': %s (%s MB held in memory%s; it streams above %s MB)", pipeline,
+                     why["estimate_mb"], parts, why["stream_above_mb"])
     resolved = dataclasses.replace(cfg, path=path, pipeline=pipeline)
     if pipeline == "stream" and workers > 1:
         n = len((listing or list_items(resolved)).items)
@@ -202,9 +204,9 @@ def say_resumed_at(data: Dataset | StreamingData, positions: list[dict[str, Any]
     if not isinstance(data, StreamingData):
         return
     n, item = len(positions), data.info["item"]
-    if not any(positions):
-        log.info("resuming the stream at step %d: its checkpoint keeps no stream position, so each worker starts a "
-                 "fresh pass over its own %ss", step, item)
+    if not any(positions):     # [None]: a local run's checkpoint without one; []: a Ray run's
+        who = "it starts a fresh pass over its" if n == 1 else "each worker starts a fresh pass over its own"
+        log.info("resuming the stream at step %d: its checkpoint keeps no stream position, so %s %ss", step, who, item)
         return
     at = []
     for w, p in enumerate(positions):
