@@ -193,12 +193,12 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None =
     given = [flag for flag in CLUSTER_ONLY if getattr(args, flag) is not None]
     typed = set_keys(args)
     blaster_on_ray = runner == "ray" and cfg.cluster.algorithm == "sandblaster"
+    if blaster_on_ray and (args.delay or "cluster.delay" in typed):
+        from downpour.sandblaster.checks import ray_straggler_problem   # (torch: a Sandblaster run's)
+        if problem := ray_straggler_problem(cfg):     # (taken, and without effect, until 2026-12-06)
+            raise ConfigError(problem)
     for flag, only in ONLY_ON.items():
         if runner == only or (flag == "delay" and blaster_on_ray and cfg.cluster.spec("delay")[0] == "straggler"):
-            if flag == "delay" and runner != only and (args.delay or "cluster.delay" in typed):
-                from downpour.sandblaster.checks import ray_straggler_problem   # (torch: a Sandblaster run's)
-                if problem := ray_straggler_problem(cfg):     # (taken, and without effect, until 2026-12-06)
-                    raise ConfigError(problem)
             continue    # Sandblaster's last worker on Ray sleeps as a straggler (docs/sandblaster.md)
         also = " (and Sandblaster on Ray, its straggler:T:FACTOR form)" if flag == "delay" and blaster_on_ray else ""
         if getattr(args, flag):

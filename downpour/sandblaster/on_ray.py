@@ -129,8 +129,9 @@ class RayPool:
 
     def _start(self, setup: ClusterSetup, shards: list[HistoryShard]) -> None:
         cfg, n = self.cfg, self.cfg.cluster.workers
-        place = placer(ray.nodes())
-        per_worker = worker_cpus(n, list(live_cpus(ray.nodes()).values()))   # (until 2026-12-06 total / n)
+        nodes = ray.nodes()
+        place = placer(nodes)
+        per_worker = worker_cpus(n, list(live_cpus(nodes).values()))   # (until 2026-12-06 total / n)
         threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
         shard_options = [place(j, 0.0) for j in range(len(shards))]
         self.shard_actors = [ShardActor.options(**o).remote(s) for o, s in zip(shard_options, shards)]
