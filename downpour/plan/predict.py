@@ -302,13 +302,12 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     part = judged(k, r)
     timing = _timing(net, part, cl, r, k, s, batch, n_push, n_fetch, rates)
     shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
-    one, together = on_one_machine(cl.machines), _together(net, part, r, k, s, rule)
+    one, together, hubs = on_one_machine(cl.machines), _together(net, part, r, k, s, rule), replica_machines(net, r, k)
     cut = next((stage for stage in net.stages if stage.in_shape), None)      # (the first cut stage's layout)
     resolved = {**asdict(cl), "replicas": r, "partitions": k, "shards": s, "grid": list(grid(k, cut)),
-                "replica_machines": replica_machines(net, r, k),
-                "machines_used": 1 if one else machines_of(net, r, k, s),
+                "replica_machines": hubs, "machines_used": 1 if one else machines_of(net, r, k, s),
                 # one machine: its processes, and their memory together (one_machine.py)
-                "one_machine": one, "processes": processes(r * k, replica_machines(net, r, k), s),
+                "one_machine": one, "processes": processes(r * k, hubs, s),
                 "memory_together_bytes": together}
     return {"cluster": resolved, "batch": batch, "n_push": n_push, "n_fetch": n_fetch, "rule": rule,
             "rates": rates.as_dict(), "partition": part, "shard_bytes": shard_bytes,
