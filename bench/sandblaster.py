@@ -51,9 +51,9 @@ from _protocol import at_least_1  # noqa: E402
 
 from downpour.batch import Batch  # noqa: E402
 from downpour.config import load_config  # noqa: E402
+from downpour.data.pipeline import open_data  # noqa: E402
 from downpour.models.registry import build  # noqa: E402
 from downpour.preflight import check_run_config  # noqa: E402
-from downpour.ps.setup import set_up_cluster  # noqa: E402
 from downpour.runners import train  # noqa: E402
 from downpour.train.rundir import RunDir  # noqa: E402
 
@@ -147,7 +147,7 @@ def full_cost(path: str) -> float:
     """The cost of the run's saved model on its whole training set, in one batch: what Sandblaster's rows log (with
     sandblaster.batch = 0), and not what Downpour's do (a mean over mini-batches, each at a worker's fetched copy)."""
     run = RunDir.open(path)
-    data = set_up_cluster(run.config).data        # the run's own data, seeded as it was
+    data = open_data(run.config.data, run.config.seed)        # the run's own data, seeded as it was
     model = run.load_model()
     objective = build(run.config, tuple(data.x.shape[1:]))[1]
     model.train()                                 # the training forward, as the step computes the cost
