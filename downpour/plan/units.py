@@ -14,9 +14,12 @@ def human(n: float, unit: str = "") -> str:
     keeps its prefix on ("422.40k"). Until 2026-12-06 units were pasted on ("9.73GB") beside "5.44 s" (SIZES)."""
     prefix, value = next(((p, n / scale) for p, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3))
                           if abs(n) >= scale), ("", n))
-    # (a throughput of 1e-290 read "0.00" until 2026-12-05)
-    digits = (f"{value:.3g}" if not prefix and 0 < abs(n) < 0.005 else f"{value:.0f}" if not prefix and n == int(n)
-              else f"{value:.2f}")
+    if not prefix and 0 < abs(n) < 0.005:      # (a throughput of 1e-290 read "0.00" until 2026-12-05)
+        digits = f"{value:.3g}"
+    elif not prefix and n == int(n):
+        digits = f"{value:.0f}"
+    else:
+        digits = f"{value:.2f}"
     return f"{digits} {prefix}{unit}" if unit else f"{digits}{prefix}"
 
 
