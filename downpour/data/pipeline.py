@@ -210,7 +210,7 @@ def say_resumed_at(data: Dataset | StreamingData, positions: list[dict[str, Any]
         return
     at = []
     for w, p in enumerate(positions):
-        start, stop = shard_range(w, n, len(data)) if n > 1 else (0, len(data))
+        start, stop = shard_range(w, n, len(data))      # (0, len) for one worker
         said = f"pass {p['epoch'] + 1}, {item} {p['index'] + 1} of {stop - start}" if p else "a fresh pass"
         at.append(f"worker {w}: {said}" if n > 1 else said)
     log.info("resuming the stream at step %d where its checkpoint left it: %s%s", step, "; ".join(at),
