@@ -199,11 +199,14 @@ def _followed(folder: str, real: str, inside: str, unlisted: list[dict[str, str]
     the folder read (``inside``). A link to a folder holding it is a loop, put in ``unlisted`` as {"folder": the link,
     "loop": its target} (data.json's ``loops``: :func:`left_out`); until 2026-12-06 it was left out unsaid, or where
     it led above data.path followed: ``data/up -> ../..`` read every image beside and above ``data``."""
-    target = os.path.realpath(folder) if os.path.islink(folder) else None
-    loop = target is not None and _within(real, target)
-    if loop and unlisted is not None:
-        unlisted.append({"folder": folder, "loop": target})
-    return target is None or not (loop or _within(target, inside))
+    if not os.path.islink(folder):
+        return True
+    target = os.path.realpath(folder)
+    if _within(real, target):       # a loop
+        if unlisted is not None:
+            unlisted.append({"folder": folder, "loop": target})
+        return False
+    return not _within(target, inside)
 
 
 def _listed(p: Path, links: set[str]) -> bool:
