@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from downpour._names import plural
 from downpour.config import CLUSTER_RUNNERS, ConfigError, RunConfig, is_cluster_runner
+from downpour.errors import ValuesError
 from downpour.objectives import Objective
 from downpour.ps.address import address_problem
 from downpour.ps.delays import make_delays
@@ -92,8 +93,8 @@ def _check_room(cfg: RunConfig) -> None:
     processes = c.shards + c.workers * (1 + (c.partitions if c.partitions > 1 else 0))
     available = _available_mb()
     if available is not None and processes * PROCESS_MB > 0.9 * available:
-        raise ConfigError(f"cluster.shards={c.shards}, cluster.workers={c.workers}"
-                          f"{f' and cluster.partitions={c.partitions}' if c.partitions > 1 else ''} start {processes} "
-                          f"Ray processes of ~{PROCESS_MB} MB each ({processes * PROCESS_MB / 1024:.1f} GB), more than the "
-                          f"{available / 1024:.1f} GB this machine has available; use fewer (on one machine, a shard "
-                          "or two per core is plenty)")
+        keys = ("shards", "workers", *(("partitions",) if c.partitions > 1 else ()))
+        raise ValuesError({f"cluster.{key}": getattr(c, key) for key in keys},
+                          f"start {processes} Ray processes of ~{PROCESS_MB} MB each ({processes * PROCESS_MB / 1024:.1f} "
+                          f"GB), more than the {available / 1024:.1f} GB this machine has available; use fewer (on one "
+                          "machine, a shard or two per core is plenty)")

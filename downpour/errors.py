@@ -51,3 +51,15 @@ class CheckpointError(DownpourError):
 class NotARunError(DownpourError):
     """The directory is not a downpour run, or not a finished one: no config.toml, no model yet, or one of
     its files missing or unreadable; the message names the file."""
+
+
+class ValuesError(ConfigError):
+    """A refusal of several keys' values together: ``values`` ({``section.key``: value}) named first, then ``rest``
+    ("start 2004 Ray processes ..."). ``names``: how to name some of them instead of ``key=value``; the CLI gives the
+    flag or ``--set`` that typed each (``config.merge.with_origin``), as a one-key refusal is prefixed with its."""
+
+    def __init__(self, values: dict[str, object], rest: str, names: dict[str, str] | None = None):
+        shown = [(names or {}).get(key) or f"{key}={value}" for key, value in values.items()]
+        both = f"{', '.join(shown[:-1])} and {shown[-1]}" if len(shown) > 1 else shown[0]
+        super().__init__(f"{both} {rest}")
+        self.values, self.rest, self.names = dict(values), rest, dict(names or {})

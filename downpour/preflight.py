@@ -28,6 +28,7 @@ from downpour.cluster_checks import check_cluster
 from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
+from downpour.data_fit import warn_data_fit
 from downpour.data.build import gives_labels, label_count, off_unit_interval, sample_shape, why_unlabelled
 from downpour.data.opened import Opened
 from downpour.data.pipeline import resolve_data
@@ -148,6 +149,7 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
             if model.supervised:
                 _check_classes(cfg, outputs)
             check_cost_fits(cfg.model.name, model, objective, shape)
+            warn_data_fit(cfg, model, shape)      # (run, but said: grbm-patches on unstandardised digits)
             _check_stages_train(cfg, model)
             check_param_stages(cfg, model)
             check_stage_count(cfg, model)

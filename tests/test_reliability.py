@@ -87,7 +87,10 @@ def test_more_ray_processes_than_memory_holds_is_refused_before_any_starts(monke
     monkeypatch.setattr(cluster_checks, "_available_mb", lambda: 2000.0)     # a 2 GB machine
     assert main(["train", *TINY, "--runner", "ray", "--shards", "8", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
-    assert "cluster.shards=8, cluster.workers=2 start 10 Ray processes" in err and not (tmp_path / "r").exists()
+    # each value named as typed (until 2026-12-06 "cluster.shards=8, cluster.workers=2" for `--shards 8`)
+    assert "--shards 8 and cluster.workers=2 start 10 Ray processes" in err and not (tmp_path / "r").exists()
+    assert main(["train", *TINY, "--runner", "ray", "--set", "cluster.workers=9", "--dry-run"]) == 2
+    assert "cluster.shards=2 and --set cluster.workers=9 start 11 Ray processes" in capsys.readouterr().err
     assert main(["train", *TINY, "--runner", "ray", "--shards", "2", "--dry-run"]) == 0   # 4 processes fit
 
 

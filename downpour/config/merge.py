@@ -12,7 +12,7 @@ from typing import Any
 from downpour._names import nearest, pasted
 from downpour.config.sections import SECTIONS, ModelSpec
 from downpour.config_files import base_of, read_toml
-from downpour.errors import ConfigError
+from downpour.errors import ConfigError, ValuesError
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,10 @@ def origin_of(key: str, name_or_path: str = "main", overrides: list[Override] | 
 def with_origin(err: ConfigError, name_or_path: str, overrides: list[Override] | tuple[Override, ...]) -> ConfigError:
     """``err`` (an error of the model's or the cost terms' own checks, found after loading) prefixed with where its
     key was set (:func:`origin_of`), unless that is unknown or already said."""
+    if isinstance(err, ValuesError):   # several keys: each named as typed (`--partitions 1000`), where one was
+        named = {key: where for key in err.values     # (a flag or a --set; a file's or preset's keeps key=value)
+                 if (where := origin_of(key, name_or_path, overrides) or "").startswith("-")}
+        return ValuesError(err.values, err.rest, {**err.names, **named})
     where = origin_of(err.key, name_or_path, overrides) if err.key else None
     # (a base-less file: cat-demo on 8x8 data). Only a keyed value set nowhere is a default: until 2026-12-05 every
     # keyless refusal (a resume's too, over its own config.toml) was said to be "the value is a default ... add base"

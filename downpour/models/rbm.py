@@ -88,6 +88,11 @@ class RBM(FeatureModel):
         """Bernoulli visibles take only data in [0, 1] (preflight refuses a data config that leaves it)."""
         return self.config.visible == "bernoulli"
 
+    @property
+    def expects_standardised(self) -> bool:
+        """Gaussian visibles of a fixed sigma fit data of that std (``downpour.data_fit`` warns where it is not)."""
+        return self.config.visible == "gaussian"
+
     # --- the conditionals -------------------------------------------------------------------
     def _scaled(self, v: Tensor) -> Tensor:
         return v / self.config.sigma if self.config.visible == "gaussian" else v
