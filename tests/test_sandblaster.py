@@ -987,3 +987,17 @@ def test_an_older_run_with_a_batch_above_its_patches_resumes_with_a_warning(tmp_
         assert train(more, RunDir.open(run.path), resume=True)["steps"] == 2
     assert "sandblaster.batch = 400 is more than the 300 examples of the data" in caplog.text
     assert "a resume keeps it, as the run started" in caplog.text
+
+
+def test_the_summary_says_a_copy_still_computing_at_the_end_was_not_counted():
+    """On Ray (a stand-in: the scheduler as the Ray pool drives it) a backup won while its original still ran at the
+    end: per_worker added up to 49 against units_dispatched 50, unsaid, until 2026-12-06."""
+    sched = UnitScheduler(split_units(torch.arange(4), 2), backup_after=0.5)
+    sched.next_for(0, 0.0), sched.next_for(1, 0.0)            # worker 1 is slow
+    assert sched.finish(0, 0, 1.0) and sched.next_for(0, 1.5) == (sched.units[1], True)
+    assert sched.finish(1, 0, 2.0) and sched.complete           # the backup won; worker 1's copy still computes
+    said = sched.counts.per_worker_summary(2)
+    assert said["per_worker"] == {"0": {"units": 2, "used": 2}, "1": {"units": 0, "used": 0}}
+    assert sched.counts.dispatched == 3 and said["uncounted_copies"] == 1
+    assert said["uncounted_why"].startswith("1 unit copy of units_dispatched = 3 never finished here (still computing")
+    assert not sched.finish(1, 1, 9.0) and "uncounted_copies" not in sched.counts.per_worker_summary(2)   # it came in

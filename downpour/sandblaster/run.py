@@ -296,7 +296,7 @@ def _finish(setup: ClusterSetup, run: RunDir, params: list[torch.Tensor], progre
                "stops": progress.stops, "samples_batches": 0 < cfg.sandblaster.batch < len(setup.data),
                "evaluations": len(batches), "units_dispatched": c.dispatched, "backups": c.backups,
                "backups_won": c.backups_won, "duplicates_dropped": c.duplicates, "examples": c.examples,
-               "per_worker": {str(w): {"units": c.per_worker[w], "used": c.won[w]} for w in range(cfg.cluster.workers)},
+               **c.per_worker_summary(cfg.cluster.workers),
                "batch_time_mean": _mean(b["span"] for b in batches), "batch_wall_mean": _mean(b["wall"] for b in batches),
                "time_unit": "steps (virtual)" if cfg.cluster.runner == "simulated" else "seconds",
                "seconds": round(progress.elapsed, 2), "run": str(run.path), **info}
