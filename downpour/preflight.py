@@ -28,7 +28,7 @@ from downpour.cluster_checks import check_cluster
 from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
-from downpour.data_fit import warn_data_fit
+from downpour.models.data_fit import warn_data_fit
 from downpour.data.build import gives_labels, label_count, off_unit_interval, sample_shape, why_unlabelled
 from downpour.data.opened import Opened
 from downpour.data.pipeline import resolve_data

@@ -1,4 +1,4 @@
-"""downpour.data_fit: a model trained on data it does not expect is said at the preflight, once, naming both."""
+"""downpour.models.data_fit: a model trained on data it does not expect is said at the preflight, once, naming both."""
 import logging
 
 from downpour.config import load_config
@@ -7,9 +7,9 @@ from downpour.preflight import check_run_config
 
 def _warnings(caplog, preset, *overrides):
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="downpour.data_fit"):
+    with caplog.at_level(logging.WARNING, logger="downpour.models.data_fit"):
         check_run_config(load_config(preset, list(overrides)))
-    return [r.getMessage() for r in caplog.records if r.name == "downpour.data_fit"]
+    return [r.getMessage() for r in caplog.records if r.name == "downpour.models.data_fit"]
 
 
 def test_gaussian_visibles_on_unstandardised_digits_are_said(caplog):

@@ -90,7 +90,7 @@ class RBM(FeatureModel):
 
     @property
     def expects_standardised(self) -> bool:
-        """Gaussian visibles of a fixed sigma fit data of that std (``downpour.data_fit`` warns where it is not)."""
+        """Gaussian visibles of a fixed sigma fit data of that std (``models.data_fit`` warns where it is not)."""
         return self.config.visible == "gaussian"
 
     # --- the conditionals -------------------------------------------------------------------

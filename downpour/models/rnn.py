@@ -46,7 +46,7 @@ class RNNAutoencoder(FeatureModel):
     """GRU encoder -> code (B, code) -> GRU decoder; ``forward`` returns the code."""
 
     config_class = RNNConfig
-    sized_for_input = True   # a variant's hidden and code are sized for its samples (downpour.data_fit warns elsewhere)
+    sized_for_input = True   # a variant's hidden and code are sized for its samples (models.data_fit warns elsewhere)
     filters_what = ("an RNN has no image filters: these are its encoder GRU's input weights into the candidate "
                     "(\"new\") gate, one per hidden unit: the weights it reads one step of the sequence with (of an "
                     "image read row by row, one row, the same for every row in turn; of a clip, one frame), drawn as "
