@@ -7,6 +7,7 @@ Not told: what an array source holds (``data.source = 'array'``: known only once
 from __future__ import annotations
 
 import logging
+import math
 
 from downpour.config import RunConfig
 from downpour.data.build import off_unit_interval
@@ -30,10 +31,13 @@ def data_fit_warnings(cfg: RunConfig, model: FeatureModel, shape: tuple[int, ...
                    f"standardised data (zero mean, unit std: data.normalize = 'patch', or data.whiten = 'zca'); "
                    f"data.source = {d.source!r} with data.normalize = {d.normalize!r} and data.whiten = {d.whiten!r} "
                    f"is not standardised (its values are in [0, 1])")
-    designed = model_entry(name).input_shape
-    if getattr(model, "sized_for_input", False) and tuple(shape) != tuple(designed):
+    designed, code, size = model_entry(name).input_shape, getattr(model, "code_size", None), math.prod(shape)
+    if code is not None and code >= size and tuple(shape) != tuple(designed):
+        # (only then: a GRU reads rows of any length, and a variant run on larger samples, as the architectures
+        # study runs rnn-rows-faces on its crops, is a design choice; a code as large as the sample can copy it)
         out.append(f"model {name!r} is sized for samples of {_shape(designed)} ({model_entry(name).description}); "
-                   f"data.source = {d.source!r} at data.size = {d.size} gives samples of {_shape(shape)}")
+                   f"data.source = {d.source!r} at data.size = {d.size} gives samples of {_shape(shape)}, no "
+                   f"larger than its code of {code}: it can pass the sample through unchanged")
     return out
 
 

@@ -46,7 +46,6 @@ class RNNAutoencoder(FeatureModel):
     """GRU encoder -> code (B, code) -> GRU decoder; ``forward`` returns the code."""
 
     config_class = RNNConfig
-    sized_for_input = True   # a variant's hidden and code are sized for its samples (models.data_fit warns elsewhere)
     filters_what = ("an RNN has no image filters: these are its encoder GRU's input weights into the candidate "
                     "(\"new\") gate, one per hidden unit: the weights it reads one step of the sequence with (of an "
                     "image read row by row, one row, the same for every row in turn; of a clip, one frame), drawn as "
@@ -71,6 +70,11 @@ class RNNAutoencoder(FeatureModel):
         self.from_code = nn.Linear(config.code, config.hidden * config.layers)
         self.decoder = nn.GRU(config.code, config.hidden, num_layers=config.layers, batch_first=True)
         self.readout = nn.Linear(config.hidden, feats)
+
+    @property
+    def code_size(self) -> int:
+        """The code's width (models.data_fit warns where a variant's is no smaller than the samples it is given)."""
+        return self.config.code
 
     # --- layout: model input <-> (B, T, F) sequence ------------------------------------------
     def to_sequence(self, x: Tensor) -> Tensor:
