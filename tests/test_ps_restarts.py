@@ -591,7 +591,7 @@ def test_the_piped_loops_end_and_the_run_end_share_one_wait_for_a_stuck_serve_ta
         return waited
 
     fake = SimpleNamespace(wait=noted("wait", runtime.wait), get=noted("get", runtime.get), kill=runtime.kill,
-                           exceptions=cluster_on_ray.ray.exceptions)
+                           nodes=runtime.nodes, exceptions=cluster_on_ray.ray.exceptions)
     for module in (cluster_on_ray, asking_on_ray, piped_on_ray):
         monkeypatch.setattr(module, "ray", fake)
     c._run_piped(lambda *a: None)      # (nothing granted: straight to the loop's end)
