@@ -6,6 +6,8 @@ once in one bounded wait, so a node gone silent costs that wait once. A mixin of
 calls it makes (``not_restarted``, ``_read_served``)."""
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import ray
@@ -14,6 +16,9 @@ from ray.exceptions import RayError
 from downpour.ps.restarts_on_ray import WAITED
 
 DROP_ANY = 1 << 62   # a push number past any: drop_inbox drops whatever waits
+DROP_ROUND_SECONDS = 0.05   # on a stop, the shards drop their inboxes again this often while a worker's cycle runs
+
+log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger
 
 
 def _answered(refs: list[Any], ready: set[Any]) -> bool:
@@ -98,21 +103,23 @@ class Asking:
         queued cycle and the data report behind it, never ended within the 5 s (until 2026-12-06: Ctrl-C of a
         streamed one-node Ray run, data.json had no worker's report, its ``skipped`` none; the task path, over
         several nodes or ``cluster.partitions``, until later that day). The shards drop what waits (the stop's
-        checkpoint is saved: nothing of it is lost), a round for each cycle a worker may have queued, until every
-        worker's serve task or cycle has ended. A shard without inboxes (on another node) has nothing to drop. A
-        shard lost (the stop's cause?) or silent is asked no more, the others' rounds go on (until 2026-12-06 its
-        error ended them all after the first, so a worker with a second cycle queued behind a live shard's inbox
-        missed the reports' wait); a worker waiting on a lost shard's inbox sees it gone itself (``shm.ShardGone``)."""
+        checkpoint is saved: nothing of it is lost), again every ``DROP_ROUND_SECONDS`` for up to 1 s a cycle a
+        worker may have queued, until every worker's serve task or cycle has ended. A shard without inboxes (on
+        another node) has nothing to drop. A shard lost (the stop's cause?) or silent is asked no more, the others'
+        rounds go on (until 2026-12-06 its error ended them all after the first, so a worker with a second cycle
+        queued behind a live shard's inbox missed the reports' wait); a worker waiting on a lost shard's inbox sees it
+        gone itself (``shm.ShardGone``)."""
         live, shards = sorted(self.coord.live), list(self.shard_actors)
-        for _ in range(self.coord.depth + 1):
-            busy = self._busy(live)
-            if not busy or not shards:
-                return
+        # rounds of DROP_ROUND_SECONDS until the bound of 1 s a cycle a worker may have queued: until 2026-12-06 a
+        # round waited 1 s, so a worker blocked again by its next queued cycle cost the whole second (scripted: Ctrl-C
+        # of a 2-worker, 2-shard, queue_depth=2 run, its cycles ended 1.01-1.02 s after the stop began)
+        ends = time.monotonic() + self.coord.depth + 1
+        while (busy := self._busy(live)) and shards and time.monotonic() < ends:
             asked = {a: [a.drop_inbox.remote(w, DROP_ANY) for w in live] for a in shards}
             every = [ref for refs in asked.values() for ref in refs]
             ready, _ = ray.wait(every, num_returns=len(every), timeout=5)
             shards = [a for a, refs in asked.items() if _answered(refs, set(ready))]
-            done, _ = ray.wait(busy, num_returns=len(busy), timeout=1)
+            done, _ = ray.wait(busy, num_returns=len(busy), timeout=DROP_ROUND_SECONDS)
             self._read_served(set(done))
 
     def _busy(self, live: list[int]) -> list[Any]:
@@ -150,8 +157,13 @@ class Asking:
         for w in sorted(self.coord.live) + self.coord.waiting if self.piped else ():
             if w in self._channels:
                 self._channels[w].stop()
+        t = time.perf_counter()
         self._unblock_staging()
+        unblocked = time.perf_counter() - t
         serving = [ref for ref, (w, _) in self._serving.items() if w in self.coord.live]
         answers = self._ask({w: [self.worker_actors[w].data_report] for w in sorted(self.coord.live)}, timeout=5,
                             also=serving)
-        return [got[0] for got in answers.values() if not isinstance(got, Exception)]
+        reports = [got[0] for got in answers.values() if not isinstance(got, Exception)]
+        log.debug("stop: the workers' cycles ended %.3f s after it began, their data reports (%d of %d) %.3f s after",
+                  unblocked, len(reports), len(answers), time.perf_counter() - t)
+        return reports
