@@ -380,7 +380,7 @@ def scripted_runtime(monkeypatch: Any, tick: float = 0.0, nodes: list[str] | Non
     for module in (cluster_on_ray, asking_on_ray, partition_restarts_on_ray, restarts_on_ray, tasks_on_ray):
         monkeypatch.setattr(module, "ray", SimpleNamespace(wait=rt.wait, get=rt.get, kill=rt.kill, nodes=rt.nodes,
                                                            exceptions=module.ray.exceptions))
-    for module in (restarts_on_ray, silence):
+    for module in (restarts_on_ray, silence, asking_on_ray):
         monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=rt.monotonic))
     return rt
 

@@ -157,13 +157,13 @@ class Asking:
         for w in sorted(self.coord.live) + self.coord.waiting if self.piped else ():
             if w in self._channels:
                 self._channels[w].stop()
-        t = time.perf_counter()
+        t = time.monotonic()
         self._unblock_staging()
-        unblocked = time.perf_counter() - t
+        unblocked = time.monotonic() - t
         serving = [ref for ref, (w, _) in self._serving.items() if w in self.coord.live]
         answers = self._ask({w: [self.worker_actors[w].data_report] for w in sorted(self.coord.live)}, timeout=5,
                             also=serving)
         reports = [got[0] for got in answers.values() if not isinstance(got, Exception)]
         log.debug("stop: the workers' cycles ended %.3f s after it began, their data reports (%d of %d) %.3f s after",
-                  unblocked, len(reports), len(answers), time.perf_counter() - t)
+                  unblocked, len(reports), len(answers), time.monotonic() - t)
         return reports
