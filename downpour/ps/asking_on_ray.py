@@ -113,8 +113,10 @@ class Asking:
         # rounds of DROP_ROUND_SECONDS until the bound of 1 s a cycle a worker may have queued: until 2026-12-06 a
         # round waited 1 s, so a worker blocked again by its next queued cycle cost the whole second (scripted: Ctrl-C
         # of a 2-worker, 2-shard, queue_depth=2 run, its cycles ended 1.01-1.02 s after the stop began)
-        ends = time.monotonic() + self.coord.depth + 1
-        while (busy := self._busy(live)) and shards and time.monotonic() < ends:
+        # (and never fewer rounds than before, depth + 1, however long a loaded box takes to answer a drop)
+        ends, rounds = time.monotonic() + self.coord.depth + 1, 0
+        while (busy := self._busy(live)) and shards and (rounds <= self.coord.depth or time.monotonic() < ends):
+            rounds += 1
             asked = {a: [a.drop_inbox.remote(w, DROP_ANY) for w in live] for a in shards}
             every = [ref for refs in asked.values() for ref in refs]
             ready, _ = ray.wait(every, num_returns=len(every), timeout=5)
