@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from downpour.analysis.report import write_report
+from downpour.analysis.report_guide import method_name
 from downpour.analysis.run import analyze_run
 from downpour.config import ConfigError, load_config, save_config
 from downpour.train.rundir import NotARunError, RunDir
@@ -871,5 +872,5 @@ def test_the_report_opens_on_its_findings_links_its_sections_and_says_what_each_
     assert [i for i in links if i not in ids] == []
     said = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", html))
     fn = a["face_neuron"]
-    methods = {r["method"] for r in [*fn["rows"], fn["paper_style"], *fn["controls"]]}
+    methods = {method_name(r["method"]) for r in [*fn["rows"], fn["paper_style"], *fn["controls"]]}   # as shown
     assert {m.replace("'", "&#x27;") for m in methods} - set(said) == set()
