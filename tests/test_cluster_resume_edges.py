@@ -159,9 +159,10 @@ def test_a_resume_from_a_mark_crossed_by_non_finite_steps_writes_the_same_rows(t
     assert 8 in [s for s, _ in rows["a"]] and rows["b"] == rows["a"]
 
 
-def _losing_shard_1(monkeypatch, losses):
+def _losing_shard_1(monkeypatch, losses, placed=None):
     """The driver loses shard 1 once the run reaches each step of ``losses`` (a list the test may add to), the
-    shards' checkpoint on the way out failing as it does on Ray (the shard is gone)."""
+    shards' checkpoint on the way out failing as it does on Ray (the shard is gone); ``placed``: the loss's, as
+    Ray's driver gives it."""
     from downpour.ps.recorder import ShardLost
 
     real = recorder_module.Recorder.on_push
@@ -170,7 +171,8 @@ def _losing_shard_1(monkeypatch, losses):
         real(self, push, record)
         if losses and self.coord.done >= losses[0]:
             losses.pop(0)
-            raise ShardLost(f"shard 1 lost at step {self.coord.done} (ConnectionError)", step=self.coord.done)
+            raise ShardLost(f"shard 1 lost at step {self.coord.done} (ConnectionError)", step=self.coord.done,
+                            placed=placed)
 
     monkeypatch.setattr(recorder_module.Recorder, "on_push", on_push)
     monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", lambda self: None)
@@ -205,6 +207,19 @@ def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays
     assert [e["event"] for e in kept] == ["shards-restarted", "resumed", "shards-lost", "resumed"]   # (the resume's own)
     assert [e["n"] for e in kept] == [1, 1, 2, 2]     # (shard events and resumes, each numbered among its own)
     assert "stopped" not in json.loads((tmp_path / "r/cluster.json").read_text())   # the finished run's summary
+
+
+def test_a_restarted_runs_cluster_json_keeps_where_the_lost_go_had_placed_its_actors(tmp_path, monkeypatch):
+    """Until 2026-12-06 a run whose shards restarted kept the last go's placement alone in cluster.json (``nodes: 1``
+    after a node was lost): the lost node was named only in the reason. Each shard event keeps its go's."""
+    placed = {"nodes": 2, "placement": {"shards": [0, 1], "workers": [0, 1]}, "node_ids": ["a" * 56, "b" * 56],
+              "node_addresses": ["10.0.0.1", "10.0.0.2"], "lost_shards": [1]}
+    _losing_shard_1(monkeypatch, [20], placed)
+    _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.workers=2",
+         "cluster.shard_restarts=1")
+    kept = json.loads((tmp_path / "r/cluster.json").read_text())["shard_events"]
+    assert [(e["event"], e["step"]) for e in kept] == [("shards-restarted", 16)]
+    assert {k: kept[0][k] for k in placed} == placed
 
 
 def test_a_shard_restart_is_one_entry_in_the_reports_faults_line_with_the_workers_it_started(tmp_path, monkeypatch):

@@ -248,8 +248,29 @@ def test_the_summary_and_a_lost_shard_name_each_node_by_its_id_and_address(fake_
     assert info["placement"] == {"shards": [0, 1], "workers": [1, 0]}
     assert info["node_ids"] == [a, b] and info["node_addresses"] == ["10.0.0.1", "10.0.0.2"]
     d.addresses = {a: "10.0.0.1", b: "10.0.0.2"}     # (read at the start, when every actor was up)
-    with pytest.raises(ShardLost, match=r"^shard 1 lost at step 0 on node bbbbbbbb at 10\.0\.0\.2 \(RuntimeError\)$"):
+    fake_ray.node_list = []                          # (Ray knows neither now: the loss reads the start's)
+    with pytest.raises(ShardLost, match=r"^shard 1 lost at step 0 on node bbbbbbbb at 10\.0\.0\.2 \(RuntimeError\)$") \
+            as lost:
         d._shard_lost(RuntimeError("its node is gone"))
+    # where the lost go's actors were (its shard event keeps it: cluster.json's shard_events)
+    assert lost.value.placed == {"nodes": 2, "placement": {"shards": [0, 1], "workers": [1, 0]}, "node_ids": [a, b],
+                                 "node_addresses": ["10.0.0.1", "10.0.0.2"], "lost_shards": [1]}
+
+
+def test_a_lost_workers_event_log_line_and_stop_name_its_node_as_a_lost_shards_message_does(fake_ray, caplog):
+    """Until 2026-12-06 a lost worker's words named no node ("worker 1 was lost at step 0 (RuntimeError); the run
+    went on without it") where a lost shard's named its own."""
+    from downpour.ps.cluster import _loss_reasons
+
+    a, b = "a" * 56, "b" * 56
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=10)
+    d = _driver(coord, [FakeActor()], [FakeActor(), FakeActor()])
+    d.placement, d.addresses = {"shards": [a], "workers": [a, b]}, {a: "10.0.0.1", b: "10.0.0.2"}
+    with caplog.at_level("WARNING"):
+        d._lost(1, RuntimeError("its node is gone"))
+    assert coord.events[0]["where"] == "node bbbbbbbb at 10.0.0.2"
+    assert "worker 1 lost at step 0 on node bbbbbbbb at 10.0.0.2: RuntimeError" in caplog.text
+    assert _loss_reasons(coord) == ["worker 1 at step 0 on node bbbbbbbb at 10.0.0.2: RuntimeError"]
 
 
 def test_a_checkpoint_counts_the_pushes_the_shards_applied_before_the_driver_read_their_answers():

@@ -101,3 +101,27 @@ def test_the_benches_that_start_a_local_ray_keep_its_start_up_chatter_off(monkey
     parameter_server.start_ray()
     started = worker.makeRecord(worker.name, logging.INFO, __file__, 1, "Started a local Ray instance.", (), None)
     assert asked and asked[0]["address"] == "local" and not worker.filter(started)
+
+
+def test_a_raylets_state_dump_is_one_line_and_every_other_line_prints_as_before():
+    """Ray's own dispatcher, its printing handler stood in for: the raylet's [state-dump] lines (42 of the driver's 78
+    in a 2-node run that lost a node, until 2026-12-06) are one line naming where they are kept; the raylet's other
+    lines and a worker's own (the run's) all print, in order."""
+    from ray._private.ray_logging import WorkerStandardStreamDispatcher
+
+    from downpour.ps.ray_chatter import quiet_dumps
+
+    printed: list[list[str]] = []
+    dispatcher = WorkerStandardStreamDispatcher()
+    dispatcher.add_handler("ray_print_logs", lambda batch: printed.append(batch["lines"]))
+    quiet_dumps(dispatcher)
+    quiet_dumps(dispatcher)    # (twice: wrapped once)
+    dump = [f"[2026-12-06 20:00:0{i} I 77 77] node_manager.cc:1 [state-dump] line {i}" for i in range(5)]
+    dispatcher.emit({"pid": "raylet", "ip": "10.0.0.2", "is_err": True,
+                     "lines": ["The node with node id bbbb has been marked dead", *dump]})
+    dispatcher.emit({"pid": 1234, "ip": "10.0.0.1", "is_err": True, "actor_name": "WorkerActor",
+                     "lines": ["a worker's line that says [state-dump]", "another"]})
+    assert printed[0][0] == "The node with node id bbbb has been marked dead" and len(printed[0]) == 2
+    assert printed[0][1].startswith("[downpour] 5 [state-dump] lines of the raylet on 10.0.0.2 left out here")
+    assert "raylet.err" in printed[0][1]
+    assert printed[1] == ["a worker's line that says [state-dump]", "another"]

@@ -10,7 +10,7 @@ from downpour.config import is_cluster_runner
 from downpour.train.rundir import NotARunError, RunDir
 
 
-_FAULT_WORDS = {"worker-lost": "worker {worker} lost at step {step}{reason}",
+_FAULT_WORDS = {"worker-lost": "worker {worker} lost at step {step}{where}{reason}",
                 "worker-restarted": "worker {worker} restarted at step {step}",
                 "restart-failed": "worker {worker}'s restart failed at step {step}{reason}",
                 "restart-given-up": "worker {worker}'s restart given up at step {step}{reason}",
@@ -55,7 +55,8 @@ def cluster_faults(run: RunDir) -> str:
         if kind == "restart-given-up" and reason == "cluster.restarts = 0":   # (written 2026-12-05: none was tried)
             kind = "not-restarted"
         w, fill = e.get("worker", "?"), {"step": e.get("step", "?"), "reason": f" ({reason})" if reason else "",
-                                         "partition": e.get("partition", "?")}
+                                         "partition": e.get("partition", "?"),
+                                         "where": f" on {e['where']}" if e.get("where") else ""}   # (Ray's)
         if kind == "resumed":
             started = e.get("workers") if isinstance(e.get("workers"), list) else []
             back = sorted(gone & set(started), key=str)

@@ -44,12 +44,13 @@ def node_named(node: str, addresses: dict[str, str]) -> str:
     return f"node {node[:8]}" + (f" at {addresses[node]}" if addresses.get(node) else "")
 
 
-def node_key(nodes: list[str]) -> dict[str, list[str]]:
+def node_key(nodes: list[str], known: dict[str, str] | None = None) -> dict[str, list[str]]:
     """What cluster.json's placement numbers stand for: node i of ``placement`` is ``node_ids[i]`` (Ray's node id, as
     `ray status` and `ray list nodes` show it) at ``node_addresses[i]`` (its IP address; "" where Ray no longer knows
-    the node). Until 2026-12-06 the numbers alone were written (indices into the sorted ids of the nodes used), and
-    a run over two machines did not say which of them held worker 1."""
-    known = node_addresses()
+    the node; ``known``: the addresses read already, else Ray is asked now). Until 2026-12-06 the numbers alone were
+    written (indices into the sorted ids of the nodes used), and a run over two machines did not say which of them held
+    worker 1."""
+    known = node_addresses() if known is None else known
     return {"node_ids": nodes, "node_addresses": [known.get(node, "") for node in nodes]}
 
 
@@ -63,7 +64,6 @@ class Asking:
         """Nodes and placement, each live worker's data report (a lost worker's is lost with it), and the first live
         worker's replica's buffers (``model_buffers``: an RBM's persistent chains, as the simulator's first live worker
         gives them: asked again of the next live one where that worker was found dead here; none where none answers)."""
-        nodes = sorted(set().union(*self.placement.values()))   # (a partition may sit on a node of its own)
         # every worker asked at once, live and waiting, one wait of 60 s for them all: one at a time, a node gone
         # silent cost 60 s a worker (until 2026-12-04: scripted, two silent waiting workers, 120 s), and until
         # 2026-12-05 the waiting ones had a 60 s of their own after the live ones' (one silent of each: 120 s). A
@@ -79,7 +79,8 @@ class Asking:
         reports, profiles, buffers = {}, {}, {}
         for w, got in answers.items():    # a worker that died after its last push is a loss, restarted no more
             if isinstance(got, Exception):
-                self.coord.lose(w, type(got).__name__ + (WAITED if w in waiting else " after its last push"))
+                self.coord.lose(w, type(got).__name__ + (WAITED if w in waiting else " after its last push"),
+                                self.where("workers", [w]))
                 self.not_restarted(w, "no steps left for it")
             elif w not in waiting:
                 reports[w], profiles[w], *more = got
@@ -88,14 +89,19 @@ class Asking:
         if first is not None and first != live[0]:
             got = self._ask({first: [self.worker_actors[first].buffers]}, timeout=60)[first]
             buffers = {} if isinstance(got, Exception) else got[0]
-        return {"nodes": len(nodes), **({"ray": self.ray_info} if self.ray_info else {}),
-                "queue_depth": self.coord.depth,
-                "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()}, **node_key(nodes),
+        return {**self.placed(), **({"ray": self.ray_info} if self.ray_info else {}), "queue_depth": self.coord.depth,
                 "worker_devices": self.devices, "data_workers": [reports[w] for w in sorted(reports)],
                 **({"model_buffers": buffers} if buffers else {}),
                 **({"partition_restarts": parts} if (parts := self.partition_restarts()) else {}),
                 "profile": {"driver": self.laps.report(), "workers": [profiles[w] for w in sorted(profiles)],
                             "shards": ray.get([a.profile.remote() for a in self.shard_actors], timeout=60)}}
+
+    def placed(self, known: dict[str, str] | None = None) -> dict[str, Any]:
+        """cluster.json's ``nodes``, ``placement`` (each actor's node: an index into ``node_ids``), ``node_ids`` and
+        ``node_addresses`` (``known``: the addresses read already, else Ray is asked now: :func:`node_key`)."""
+        nodes = sorted(set().union(*self.placement.values()))   # (a partition may sit on a node of its own)
+        return {"nodes": len(nodes), "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
+                **node_key(nodes, known)}
 
     def _unblock_staging(self) -> None:
         """On a stop: a worker whose cycle granted ahead stages its push while its last one waits in a shard's inbox,

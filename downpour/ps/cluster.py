@@ -27,7 +27,7 @@ from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
 from downpour.ps.compensation import make_compensation
 from downpour.ps.coordinator import Coordinator
-from downpour.ps.lost_shards import checkpoint_step, go_events, numbered, record_stop, shard_event
+from downpour.ps.lost_shards import checkpoint_step, go_events, numbered, record_stop, shard_event, shard_events
 from downpour.ps.recorder import Driver, Recorder, ShardLost, write_staleness
 from downpour.ps.setup import ClusterSetup, batch_seed, make_shards, seeds_local_first, set_up_cluster
 from downpour.ps.sim_state import saved_buffers
@@ -119,7 +119,7 @@ def _restart_from(run: RunDir, events: list[dict[str, Any]], lost: ShardLost) ->
     step = checkpoint_step(run) or 0
     log.warning("%s; restarting every shard from %s", lost,
                 f"the checkpoint at step {step}" if resume else "the start (no checkpoint yet)")
-    events.append(restarted := shard_event(events, "shards-restarted", step, str(lost)))
+    events.append(restarted := shard_event(events, "shards-restarted", step, str(lost), **lost.placed))
     return resume, restarted
 
 
@@ -343,15 +343,15 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     report = _save_model(setup, run, states, coord, coord.done, data_info, info.pop("model_buffers", {}),
                          recorder.first)
     for e in _final_losses(coord) if coord.live else ():     # (with none left, the error below names every loss)
-        log.warning("worker %d was lost at step %d (%s); the run went on without it", e["worker"], e["step"],
-                    e["reason"])
+        log.warning("worker %d was lost at step %d%s (%s); the run went on without it", e["worker"], e["step"],
+                    _on(e), e["reason"])
     counts = _counts(states, report)
     idle = _idle_compensation(cfg, report["overall"]["max"], counts["pushes"])
     tally = recorder.tally()
     summary = {"steps": coord.done, "resumed_from": start, "runner": cfg.cluster.runner,
             "final_loss": run.last_loss(), **counts, "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path),
             "checkpoints": recorder.checkpoints, "checkpoint_seconds": round(recorder.checkpoint_seconds, 3),
-            **({"compensation_idle": idle} if idle else {}), **_refused(tally),
+            **({"compensation_idle": idle} if idle else {}), **_refused(tally), **shard_events(coord.events),
             **info}
     run.write_json("cluster.json", summary)  # placement, counts, lost workers: what happened to the cluster
     summary.pop("profile", None)             # per-phase timers: cluster.json only, not the printed summary
@@ -382,4 +382,9 @@ def _final_losses(coord: Coordinator) -> list[dict[str, Any]]:
 
 
 def _loss_reasons(coord: Coordinator) -> list[str]:
-    return [f"worker {e['worker']} at step {e['step']}: {e['reason']}" for e in _final_losses(coord)]
+    return [f"worker {e['worker']} at step {e['step']}{_on(e)}: {e['reason']}" for e in _final_losses(coord)]
+
+
+def _on(lost: dict[str, Any]) -> str:
+    """Where a ``worker-lost`` event's worker ran, " on node abcd1234 at 10.0.0.5" (Ray's; "" on the simulator)."""
+    return f" on {lost['where']}" if lost.get("where") else ""

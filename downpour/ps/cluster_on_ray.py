@@ -195,10 +195,15 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         dead = self._dead_shards()
         if dead:
             # where they ran (until 2026-12-06 unsaid: a stopped run's cluster.json has no placement)
-            nodes = sorted({self.placement["shards"][j] for j in dead})
             raise ShardLost(f"shard {', '.join(map(str, dead))} lost at step {self.coord.done} on "
-                            f"{', '.join(node_named(x, self.addresses) for x in nodes)} ({type(err).__name__})",
-                            step=self.coord.done) from err
+                            f"{self.where('shards', dead)} ({type(err).__name__})", step=self.coord.done,
+                            placed={**self.placed(self.addresses), "lost_shards": dead}) from err
+
+    def where(self, kind: str, indices: list[int]) -> str:
+        """The nodes the actors ``indices`` of ``kind`` (a key of ``placement``: "shards", "workers") ran on, as a
+        loss names them: "node abcd1234 at 10.0.0.5" (:func:`~downpour.ps.asking_on_ray.node_named`)."""
+        nodes = sorted({self.placement[kind][i] for i in indices})
+        return ", ".join(node_named(x, self.addresses) for x in nodes)
 
     # -- the driving loop ---------------------------------------------------------------------------
     def _dispatch(self, w: int) -> None:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import ray
+from ray._private import ray_logging
 from ray.util.client import ray as client_ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -27,7 +28,7 @@ from downpour.ps.address import env_address_note
 from downpour.ps.head_token import token_hint
 from downpour.ps.reach import CONNECT_TIMEOUT_S, head_question
 from downpour.ps.reach import reachable as _reachable   # (the tests patch it here)
-from downpour.ps.ray_chatter import quiet_start
+from downpour.ps.ray_chatter import quiet_dumps, quiet_start
 from downpour.ps.silence import start_limit
 from downpour.train.signals import deliver
 
@@ -79,10 +80,12 @@ def _init(address: str) -> None:
         if env := os.environ.get("RAY_ADDRESS", "").strip():   # (Ray's own default, and what `ray job submit` sets)
             log.warning("%s", env_address_note(env, os.cpu_count() or 1))
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+        quiet_dumps(ray_logging.global_worker_stdstream_dispatcher)   # a raylet's [state-dump] lines, one line each
         return
     _reachable(address, CONNECT_TIMEOUT_S)
     try:
         ray.init(address=address, log_to_driver=True)
+        quiet_dumps(ray_logging.global_worker_stdstream_dispatcher)
     except (ConnectionError, RuntimeError, ValueError) as err:   # e.g. a token-protected cluster without the token
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hint = (" (a cluster started with authentication needs its token in this environment: see "

@@ -135,8 +135,9 @@ class Coordinator:
             self.events.append({"event": "joined", "workers": joined, "step": self.done})
         return joined
 
-    def lose(self, w: int, reason: str) -> None:
-        """``w`` died: the step ranges of its uncomputed cycles are handed out again (:attr:`returned`), and it
+    def lose(self, w: int, reason: str, where: str = "") -> None:
+        """``w`` died (``where``: the node it ran on, as Ray's driver names it; kept in its event): the step
+        ranges of its uncomputed cycles are handed out again (:attr:`returned`), and it
         no longer holds anyone back.
 
         (Pushes it already sent are not the worker's any more: they are applied, and counted, as usual.)
@@ -154,7 +155,8 @@ class Coordinator:
         self._lost_clock[w] = self.gate.clocks.get(w, 0)
         if not self.holds_round(w):
             self.gate.leave(w)
-        self.events.append({"event": "worker-lost", "worker": w, "step": self.done, "reason": reason})
+        self.events.append({"event": "worker-lost", "worker": w, "step": self.done, "reason": reason,
+                            **({"where": where} if where else {})})
         if self.live or self.done >= self.total:
             return
         # the warm start's only worker died: the others start now (not once every step is done: the run's end asks

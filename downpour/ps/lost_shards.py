@@ -54,6 +54,16 @@ def shard_event(events: list[dict[str, Any]], event: str, step: int | None, reas
     return {"event": event, "step": step, "reason": reason, "n": numbered(events, SHARD_EVENTS), **more}
 
 
+def shard_events(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """cluster.json's ``shard_events``: the run's shard restarts and its stop, each with where the go it ended had
+    placed its actors, in the words cluster.json's own ``nodes``, ``placement``, ``node_ids`` and ``node_addresses``
+    say the last go's, and which shards were lost (``lost_shards``): on Ray, since 2026-12-06 (until then a restarted
+    run's cluster.json held the last go's placement alone, the lost node named only in the reason). {} where there
+    are none (a whole run's list is written only then; a stop's always has its own event)."""
+    kept = [e for e in events if e.get("event") in SHARD_EVENTS]
+    return {"shard_events": kept} if kept else {}
+
+
 def checkpoint_step(run: RunDir) -> int | None:
     """The step of the run's server checkpoint (None: it has none)."""
     if not (run.checkpoints / f"{SERVER}.json").is_file():
@@ -87,7 +97,8 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
     step, (kept, unreadable) = err.step, _kept_step(run)
     more = ({"restart_failed": failed} if failed is not None else {"restart_interrupted": how} if how else {}) | (
         {"checkpoint_unreadable": unreadable} if unreadable else {})
-    events.append(shard_event(events, "shards-lost", step, str(err), restarts=restarts, checkpoint=kept, **more))
+    events.append(shard_event(events, "shards-lost", step, str(err), restarts=restarts, checkpoint=kept, **more,
+                              **err.placed))
     report = staleness(run)
     had = report.get("events") if isinstance(report.get("events"), list) else []
     report["events"] = [*had, *(e for e in events if e not in had)]
@@ -96,7 +107,7 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
                                     "resumed_from": began,
                                     "stopped": {"step": step, "steps": cfg.train.steps, "by": str(err)},
                                     "checkpoint": kept, "shard_restarts": restarts,
-                                    "shard_events": [e for e in events if e["event"] in SHARD_EVENTS],
+                                    **shard_events(events),
                                     "run": str(run.path)})
     said = "" if unreadable == failed else f" ({unreadable})"      # (the restart's own error: said once)
     resume = (f"its server checkpoint is unreadable{said}: {go_on(run.path)} cannot go on from it"

@@ -16,12 +16,22 @@ hands the Ray Client server every argument that differs from the default). Only 
 (the third: that say just those words, so a join that hands the server more arguments still says which) are
 dropped, on the logger that writes them: Ray's errors and its other warnings (a worker that died, a token missing or
 refused, "Token authentication is disabled for this Ray cluster") still print.
+
+    quiet_dumps(dispatcher)   # after ray.init: the raylet's state dumps it forwards are said in one line each
+
+Ray forwards what its processes print to the driver (``log_to_driver``): a worker's own lines (``(WorkerActor
+pid=...)``, the run's), and each node's raylet's stderr, ``raylet.err`` (``(raylet)``, ``(raylet, ip=...)``). When a
+node dies the raylets dump their state there, ``[state-dump]`` line after line: 42 of the driver's 78 lines in a run
+over 2 nodes that lost one (until 2026-12-06). A batch of the raylet's loses its ``[state-dump]`` lines alone and
+says how many in one line of its own, naming where they are kept (that node's ``raylet.err``); its other lines, and
+every line of any other process, print as before.
 """
 from __future__ import annotations
 
 import logging
+from typing import Any, Callable
 
-__all__ = ["CHATTER", "WHOLE", "quiet_start"]
+__all__ = ["CHATTER", "DUMP", "WHOLE", "quiet_dumps", "quiet_start", "undumped"]
 
 CHATTER = {   # logger -> how a record of it that says nothing about the run begins
     "ray._private.authentication.authentication_token_setup": "Token authentication is enabled for this Ray cluster",
@@ -31,6 +41,8 @@ CHATTER = {   # logger -> how a record of it that says nothing about the run beg
     "ray.client_builder": "Passing the following kwargs to ray.init() on the server: log_to_driver",
 }
 WHOLE = {"ray.client_builder"}   # loggers whose CHATTER line is dropped only word for word, not as a beginning
+DUMP = "[state-dump]"            # what each line of a raylet's state dump holds
+PRINTER = "ray_print_logs"       # the name Ray's ray.init gives the dispatcher's handler that prints the lines
 
 
 class _Unsaid(logging.Filter):
@@ -53,3 +65,31 @@ def quiet_start() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _Unsaid) and f.start == start for f in logger.filters):
             logger.addFilter(_Unsaid(start, name in WHOLE))
+
+
+def undumped(batch: dict[str, Any]) -> dict[str, Any]:
+    """``batch`` (what Ray's log monitor forwards: ``pid``, ``ip``, ``lines``, ...) without its ``[state-dump]``
+    lines where it is the raylet's, one line in their place saying how many and where they are kept; any other
+    batch as it is."""
+    lines = batch.get("lines") or []
+    dumped = sum(DUMP in line for line in lines) if batch.get("pid") == "raylet" else 0
+    if not dumped:
+        return batch
+    at = f" on {batch['ip']}" if batch.get("ip") else ""
+    said = (f"[downpour] {dumped} {DUMP} lines of the raylet{at} left out here: they are in raylet.err in that "
+            "node's Ray log folder (/tmp/ray/session_latest/logs)")
+    return {**batch, "lines": [line for line in lines if DUMP not in line] + [said]}
+
+
+def quiet_dumps(dispatcher: Any) -> None:
+    """Have Ray's ``dispatcher`` (``ray._private.ray_logging.global_worker_stdstream_dispatcher``, after ray.init)
+    print each batch :func:`undumped` (once: calling again wraps nothing; a ray:// join, which has no such handler,
+    is left as it is)."""
+    def wrapped(handle: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+        def handler(batch: dict[str, Any]) -> None:
+            handle(undumped(batch))
+        handler.undumps = True    # type: ignore[attr-defined]
+        return handler
+
+    dispatcher.handlers = [(name, wrapped(handle) if name == PRINTER and not getattr(handle, "undumps", False)
+                            else handle) for name, handle in dispatcher.handlers]

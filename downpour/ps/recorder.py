@@ -26,11 +26,13 @@ log = logging.getLogger(__name__)
 
 class ShardLost(RunError):
     """A server shard died at ``step``: the run can go on from the last server checkpoint (``run_cluster``
-    restarts every shard from it, up to ``cluster.shard_restarts`` times)."""
+    restarts every shard from it, up to ``cluster.shard_restarts`` times). ``placed``: where the lost go's actors
+    ran, in cluster.json's words (Ray's ``nodes``, ``placement``, ``node_ids``, ``node_addresses``, ``lost_shards``),
+    kept in its shard event; {} where unknown (the simulator, a head gone)."""
 
-    def __init__(self, message: str, step: int | None = None):
+    def __init__(self, message: str, step: int | None = None, placed: dict[str, Any] | None = None):
         super().__init__(message)
-        self.step = step
+        self.step, self.placed = step, placed or {}
 
 
 class Driver(Protocol):

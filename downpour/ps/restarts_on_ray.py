@@ -56,10 +56,11 @@ class Restarts:
             raise cause
         before, why = set(self.coord.live), WAITED if w in self.coord.waiting else ""
         name = err.reason if isinstance(err, Silent) else type(err).__name__    # "silent for 312 s, limit 300 s"
-        self.coord.lose(w, name + why)
+        where = self.where("workers", [w])     # named as a lost shard's node is (until 2026-12-06 unsaid)
+        self.coord.lose(w, name + why, where)
         self.silence.forget(w)
         joined = self.coord.live - before    # the warm start's only worker died: the others start now
-        log.warning("worker %d lost at step %d: %s%s%s", w, self.coord.done, name, why,
+        log.warning("worker %d lost at step %d on %s: %s%s%s", w, self.coord.done, where, name, why,
                     f" ({type(cause).__name__}: {cause})" if cause is not None else "")
         self._set_live()          # now: a sync round it owed closes on the others before it rejoins
         self._kill_worker(w)
