@@ -1,5 +1,5 @@
 """Helpful errors: the nearest valid name to a wrong one, a path as a command to paste takes it, and a flag's whole
-number."""
+number, a Ray node as a log line names it."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,12 @@ def nearest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean X?)' for the closest valid choice, or ''."""
     match = closest(word, choices)
     return f" (did you mean {match!r}?)" if match else ""
+
+
+def node_named(node: str, addresses: dict[str, str]) -> str:
+    """``node abcd1234 at 10.0.0.5``: a Ray node as a log line names it (its id's first 8 characters, as the placement
+    lines do), with its IP address where ``addresses`` knows it; the report names them so too."""
+    return f"node {node[:8]}" + (f" at {addresses[node]}" if addresses.get(node) else "")
 
 
 def pasted(path: str | Path) -> str:

@@ -89,3 +89,29 @@ def test_a_replaced_partitions_late_writes_are_not_called_shard_pushes(sim_run, 
     said = staleness_paragraph(run)
     assert ("3 shard pushes refused and not counted (non-finite: 3); late writes of a replaced partition refused: 2"
             in said)
+
+
+def test_a_ray_runs_report_names_its_nodes_what_each_held_and_the_start_beside_the_training(sim_run, tmp_path):
+    """From cluster.json's node_ids, node_addresses, placement and start_seconds (until 2026-12-06 the report said only
+    "Ray cluster, 2 workers, 2 shards"); a run whose cluster.json has none of them (older, simulated) gets no note."""
+    import html
+
+    from downpour.analysis.report_placement import placement_note
+    from downpour.analysis.report_training import training_section
+
+    assert placement_note(RunDir.open(sim_run)) == ""
+    run = tmp_path / "run"
+    shutil.copytree(sim_run, run)
+    summary = json.loads((run / "cluster.json").read_text())
+    a, b = "a" * 56, "b" * 56
+    summary.update(nodes=2, node_ids=[a, b], node_addresses=["10.0.0.1", ""], start_seconds=8.34, seconds=42.1,
+                   placement={"shards": [0, 1], "workers": [1, 0, 1, 1]})
+    (run / "cluster.json").write_text(json.dumps(summary))
+    said = html.unescape(placement_note(RunDir.open(run)))
+    assert said == ('<p class="note">Placement (cluster.json): 2 nodes; node aaaaaaaa at 10.0.0.1: shard 0, worker 1; '
+                    "node bbbbbbbb: shard 1, worker 0, worker 2, worker 3; start 8.3 s (joining Ray, every actor up), "
+                    "training 42.1 s.</p>")
+    assert "Placement (cluster.json): 2 nodes" in training_section(RunDir.open(run), {})
+    summary["placement"]["workers"][0] = 2            # an index past node_ids: nothing said rather than a wrong node
+    (run / "cluster.json").write_text(json.dumps(summary))
+    assert placement_note(RunDir.open(run)) == ""

@@ -20,6 +20,7 @@ from downpour.analysis.options import MIN_SIDE, is_image_input
 from downpour.analysis.report_cluster import cluster_faults, no_staleness
 from downpour.analysis.report_notes import data_note, loss_headline
 from downpour.analysis.report_parts import esc, image, page
+from downpour.analysis.report_placement import placement_note
 from downpour.analysis.report_staleness import staleness_paragraph
 from downpour.analysis.training import frozen_stages, training_summary
 from downpour.train.divergence import recorded
@@ -81,6 +82,7 @@ def training_section(run: RunDir, figs: dict[str, str]) -> str:
 {image(run, figs.get('staleness'), 'staleness histogram') if figs.get('staleness') else f'<p class="note">{no_staleness(run)}</p>'}
 {staleness_paragraph(run)}
 {cluster_faults(run)}
+{placement_note(run)}
 {data_note(run_json(run, 'data.json'))}
 """
 

@@ -38,12 +38,6 @@ def node_addresses() -> dict[str, str]:
     return {nd["NodeID"]: nd.get("NodeManagerAddress", "") for nd in ray.nodes()}
 
 
-def node_named(node: str, addresses: dict[str, str]) -> str:
-    """``node abcd1234 at 10.0.0.5``: a node as a log line names it (its id's first 8 characters, as the placement
-    lines do), with its IP address where ``addresses`` knows it."""
-    return f"node {node[:8]}" + (f" at {addresses[node]}" if addresses.get(node) else "")
-
-
 def node_key(nodes: list[str], known: dict[str, str] | None = None) -> dict[str, list[str]]:
     """What cluster.json's placement numbers stand for: node i of ``placement`` is ``node_ids[i]`` (Ray's node id, as
     `ray status` and `ray list nodes` show it) at ``node_addresses[i]`` (its IP address; "" where Ray no longer knows

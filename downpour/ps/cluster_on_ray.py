@@ -15,11 +15,12 @@ from typing import Any, Callable
 import ray
 from ray.exceptions import RayError
 
+from downpour._names import node_named
 from downpour.data.loader import listing_digest
 from downpour.data.stream import StreamingData
 from downpour.ps import channel
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
-from downpour.ps.asking_on_ray import Asking, node_addresses, node_named
+from downpour.ps.asking_on_ray import Asking, node_addresses
 from downpour.ps.connect_on_ray import connect, gathered, head_answers, joined, live_cpus, pinned, placer, spot
 from downpour.ps.coordinator import Coordinator, restarts_left
 from downpour.ps.laps import Laps
@@ -201,7 +202,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
 
     def where(self, kind: str, indices: list[int]) -> str:
         """The nodes the actors ``indices`` of ``kind`` (a key of ``placement``: "shards", "workers") ran on, as a
-        loss names them: "node abcd1234 at 10.0.0.5" (:func:`~downpour.ps.asking_on_ray.node_named`)."""
+        loss names them: "node abcd1234 at 10.0.0.5" (:func:`~downpour._names.node_named`)."""
         nodes = sorted({self.placement[kind][i] for i in indices})
         return ", ".join(node_named(x, self.addresses) for x in nodes)
 

@@ -1,0 +1,51 @@
+"""The report's note on where a Ray run ran, from its cluster.json: its nodes, which actor was on which node (by id and
+address, as the run's log lines name them), and the start (joining Ray, every actor up) beside the training's
+seconds. Until 2026-12-06 the report said only "Ray cluster, 2 workers, 2 shards". A run whose cluster.json has no
+``node_ids`` (older, simulated, local) gets no note.
+
+    placement_note(run)   # '<p class="note">Placement (cluster.json): 2 nodes; node aaaaaaaa at 10.0.0.1: shard 0,
+                          #  worker 1; node bbbbbbbb at 10.0.0.2: shard 1, worker 0; start 8.3 s, training 42.1 s.</p>'
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from downpour._names import node_named, plural
+from downpour.analysis.report_parts import esc
+from downpour.train.rundir import NotARunError, RunDir
+
+_KINDS = {"shards": "shard", "workers": "worker", "partitions": "partition"}   # placement's keys, as said
+
+
+def placement_note(run: RunDir) -> str:
+    """The note (HTML), or "" where cluster.json says nothing of nodes."""
+    try:
+        summary = run.read_json("cluster.json")
+    except NotARunError:
+        return ""
+    held = held_by_node(summary) if isinstance(summary, dict) else {}
+    if not held:
+        return ""
+    said = [plural(len(held), "node")] + [f"{node}: {', '.join(actors)}" for node, actors in held.items()]
+    if isinstance(summary.get("start_seconds"), (int, float)) and isinstance(summary.get("seconds"), (int, float)):
+        said.append(f"start {summary['start_seconds']:.1f} s (joining Ray, every actor up), training "
+                    f"{summary['seconds']:.1f} s")
+    return f'<p class="note">Placement (cluster.json): {esc("; ".join(said))}.</p>'
+
+
+def held_by_node(summary: dict[str, Any]) -> dict[str, list[str]]:
+    """Each node as the log names it ("node aaaaaaaa at 10.0.0.1") -> the actors cluster.json's ``placement`` put
+    there ("shard 0", "worker 1", "partition 2"), in node order; {} where ``placement`` or ``node_ids`` is missing or
+    does not fit (an index past ``node_ids``)."""
+    ids, addresses, placement = summary.get("node_ids"), summary.get("node_addresses"), summary.get("placement")
+    if not isinstance(ids, list) or not isinstance(placement, dict):
+        return {}
+    known = dict(zip(ids, addresses)) if isinstance(addresses, list) else {}
+    held: dict[str, list[str]] = {node_named(str(x), known): [] for x in ids}
+    names = list(held)
+    for kind, nodes in placement.items():
+        for i, at in enumerate(nodes if isinstance(nodes, list) else []):
+            if not isinstance(at, int) or not 0 <= at < len(names):
+                return {}
+            held[names[at]].append(f"{_KINDS.get(kind, kind)} {i}")
+    return {node: actors for node, actors in held.items() if actors}
