@@ -412,6 +412,10 @@ def test_the_report_names_a_cluster_runs_lost_and_restarted_workers(tmp_path):
     (run.path / "staleness.json").write_text(json.dumps({"events": [lost]}))
     assert _cluster_faults(run) == ('<p class="note">Faults: the run stopped at step 63, a shard lost with '
                                     'cluster.shard_restarts spent (shard 1 lost at step 63 (ConnectionError)).</p>')
+    on = {**events[1], "where": "node bbbbbbbb at 10.0.0.2"}    # Ray's (since 2026-12-06): the node it ran on
+    (run.path / "staleness.json").write_text(json.dumps({"events": [on]}))
+    assert "worker 0 lost at step 167 on node bbbbbbbb at 10.0.0.2 (ActorDiedError: the actor died)" in \
+        _cluster_faults(run)
     (run.path / "staleness.json").write_text(json.dumps({"events": events[1:2] * 300}))
     assert _cluster_faults(run).count("lost at step 167") == 10 and "; and 290 more (staleness.json" in _cluster_faults(run)
     (run.path / "staleness.json").write_text(json.dumps({"events": []}))
