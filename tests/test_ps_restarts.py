@@ -548,7 +548,7 @@ def test_a_resume_records_the_workers_it_started_again_and_the_report_says_which
     assert {w for w, *_ in second.pushes} == {0, 1}                     # worker 1 trained again
     assert _events(again) == [("worker-lost", 1, 21), ("not-restarted", 1, 21), ("resumed", [0, 1], saved["step"])]
     said = _faults(again, tmp_path)
-    assert (f"worker 1 lost at step 21 (ActorDiedError), not restarted (cluster.restarts = 0); the run resumed at step "
+    assert (f"worker 1 lost at step 21 on node node-a (ActorDiedError), not restarted (cluster.restarts = 0); the run resumed at step "
             f"{saved['step']} with its 2 workers started (worker 1 back after its loss)") in said
 
 
