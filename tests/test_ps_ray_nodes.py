@@ -208,7 +208,8 @@ def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node
     again = (f", its replacement placed again at step {events[1]['step']} (its node {third[:8]} gone ("
              if placed_again else ", restarted at step")
     faults = html.unescape(_cluster_faults(run))
-    assert faults.startswith(f'<p class="note">Faults: worker 1 lost at step {events[0]["step"]} (') and again in faults
+    assert faults.startswith(f'<p class="note">Faults: worker 1 lost at step {events[0]["step"]} on node ') \
+        and again in faults   # (the node it ran on, since 2026-12-06)
     assert faults.endswith(f"restarted at step {events[-1]['step']}.</p>")
     assert summary["steps"] == PART_STEPS and summary["lost_workers"] == []
     assert f"worker 1's partition 0's node {third[:8]} is gone: its replacement is pinned to node {second[:8]}" \

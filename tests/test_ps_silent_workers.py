@@ -59,9 +59,9 @@ def test_a_silent_loss_reads_plainly_in_the_reports_faults_line(runtime, tmp_pat
     run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
     run.write_json("staleness.json", {"events": coord.events})
     step = coord.events[0]["step"]
-    assert html.unescape(_cluster_faults(run)) == (f'<p class="note">Faults: worker 1 lost at step {step} (silent for '
-                                                   f'{FLOOR:.0f} s, limit {FLOOR:.0f} s), not restarted '
-                                                   '(cluster.restarts = 0).</p>')
+    assert html.unescape(_cluster_faults(run)) == (f'<p class="note">Faults: worker 1 lost at step {step} on node '
+                                                   f'node-a (silent for {FLOOR:.0f} s, limit {FLOOR:.0f} s), not '
+                                                   'restarted (cluster.restarts = 0).</p>')
 
 
 def test_a_silent_worker_is_restarted_as_cluster_restarts_says_and_its_replacement_trains(runtime):
