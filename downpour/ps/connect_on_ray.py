@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import ray
-from ray._private import ray_logging
 from ray.util.client import ray as client_ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -31,6 +30,16 @@ from downpour.ps.reach import reachable as _reachable   # (the tests patch it he
 from downpour.ps.ray_chatter import quiet_dumps, quiet_start
 from downpour.ps.silence import start_limit
 from downpour.train.signals import deliver
+
+try:   # Ray's private printer of what its processes print (a Ray without it: the raylets' dumps print as Ray prints)
+    from ray._private import ray_logging as _ray_logging
+except ImportError:
+    _ray_logging = None
+
+
+def _quiet_dumps() -> None:
+    """After ray.init: a raylet's [state-dump] lines said in one line each (ray_chatter.quiet_dumps)."""
+    quiet_dumps(getattr(_ray_logging, "global_worker_stdstream_dispatcher", None))
 
 __all__ = ["CONNECT_TIMEOUT_S", "connect", "gathered", "head_answers", "held", "joined", "pinned", "placer", "spot"]
 
@@ -80,12 +89,12 @@ def _init(address: str) -> None:
         if env := os.environ.get("RAY_ADDRESS", "").strip():   # (Ray's own default, and what `ray job submit` sets)
             log.warning("%s", env_address_note(env, os.cpu_count() or 1))
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
-        quiet_dumps(ray_logging.global_worker_stdstream_dispatcher)   # a raylet's [state-dump] lines, one line each
+        _quiet_dumps()
         return
     _reachable(address, CONNECT_TIMEOUT_S)
     try:
         ray.init(address=address, log_to_driver=True)
-        quiet_dumps(ray_logging.global_worker_stdstream_dispatcher)
+        _quiet_dumps()
     except (ConnectionError, RuntimeError, ValueError) as err:   # e.g. a token-protected cluster without the token
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hint = (" (a cluster started with authentication needs its token in this environment: see "

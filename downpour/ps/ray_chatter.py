@@ -91,5 +91,7 @@ def quiet_dumps(dispatcher: Any) -> None:
         handler.undumps = True    # type: ignore[attr-defined]
         return handler
 
+    if not isinstance(getattr(dispatcher, "handlers", None), list):   # (None, or a Ray whose printer differs)
+        return
     dispatcher.handlers = [(name, wrapped(handle) if name == PRINTER and not getattr(handle, "undumps", False)
                             else handle) for name, handle in dispatcher.handlers]
