@@ -412,3 +412,13 @@ def test_a_loss_panel_on_a_log_axis_says_so_in_its_title(tmp_path, saved):
     figures.loss_curves([{"step": s, "loss": 300.0 / s, "contrastive_divergence": 1.0 - s / 10} for s in range(1, 20)],
                         tmp_path / "loss.png")
     assert [ax.get_title() for ax in saved[0].axes[:2]] == ["loss (log axis)", "contrastive_divergence"]
+
+
+def test_the_top_images_responses_share_one_format(tmp_path, saved):
+    """no-faces-unit.png printed 2.7 beside 2.11 and 1.5 beside 1.48 (``.3g``): one number of decimals over them all."""
+    responses = [2.7, 2.11, 1.5, 1.48, 1.35, 1.1, 1.19, 0.999, 0.829]
+    figures.stimulus_and_top_images(np.zeros((1, 4, 4)), np.zeros((9, 1, 4, 4)), tmp_path / "s.png", "t", responses)
+    assert [a.get_title() for a in saved[0].axes[1:]] == ["2.70", "2.11", "1.50", "1.48", "1.35", "1.10", "1.19",
+                                                          "1.00", "0.83"]
+    assert figures.same_decimals([-3.13, -0.829]) == ["-3.13", "-0.83"]
+    assert figures.same_decimals([123.4, 5.0]) == ["123", "5"]

@@ -257,9 +257,10 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
     fig = _figure(1.2 * (cols + 2), 1.3 * rows + 0.5, laid_out=False)
     grid = fig.add_gridspec(rows, cols + 2)
     _show(fig.add_subplot(grid[:, :2]), stimulus, stimulus_label)
+    labels = same_decimals(top_responses) if top_responses is not None else [None] * k
     for i in range(k):
         ax = fig.add_subplot(grid[i // cols, 2 + i % cols])
-        label = f"{top_responses[i]:.3g}" if top_responses is not None else None
+        label = labels[i]
         _show(ax, top[i], label, symmetric=False)
         if in_concept is not None:
             for spine in ax.spines.values():
@@ -272,6 +273,14 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
                    loc="upper center", bbox_to_anchor=(0.5, fig.subplotpars.bottom), ncol=2, fontsize=8, frameon=False)
     fig.suptitle(textwrap.fill(title, round(1.2 * (cols + 2) * 13)), fontsize=9)   # (about 13 characters an inch)
     return _save(fig, path)
+
+
+def same_decimals(values: list[float], digits: int = 3) -> list[str]:
+    """``values`` to one number of decimals, ``digits`` significant in the largest (2.70 ... 1.35, -3.13 ... -0.83):
+    ``.3g`` printed 1.1 beside 1.19 and 2.7 beside 2.11 over the top images (until 2026-12-06)."""
+    largest = max((abs(v) for v in values if math.isfinite(v)), default=0.0)
+    decimals = max(0, digits - 1 - math.floor(math.log10(largest))) if largest > 0 else digits - 1
+    return [f"{v:.{decimals}f}" for v in values]
 
 
 def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str] = ("faces", "non-faces")) -> Path:
