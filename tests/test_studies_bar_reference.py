@@ -36,3 +36,32 @@ def test_no_pixels_probe_no_line():
 
     assert bar_reference([{"figures": {"probe_digits_pixels": [math.nan] * 3}}], "probe_digits") == (None, "")
     assert bar_reference([{"figures": {}}], "probe_lfw") == (None, "")
+
+
+@pytest.mark.parametrize("name", ["templates", "architectures"])
+def test_a_condition_has_one_colour_in_every_figure_of_its_study(name, monkeypatch, tmp_path):
+    """templates' tile2 was orange in params_vs_probe.png and blue in probe_digits.png, where every condition was blue
+    (until 2026-12-06); and a condition left out of a tradeoff (no finite value) shifted the colours after it."""
+    from matplotlib.colors import to_hex
+
+    from downpour.studies import compare, figures as study_figures
+
+    drawn = {}
+    for module in (compare, study_figures):
+        monkeypatch.setattr(module, "save", lambda fig, path: drawn.update({path.stem: fig}) or path)
+    study = study_class(name)(quick=True)
+    keys = ("probe_digits", "probe_lfw", "face_auc_controls", "edge_fraction", "seconds_per_step", "face_owed_controls")
+    rows = [{"condition": c.name, "n": 2, "extra": {}, "params": {},
+             "figures": {**{k: [0.5 + 0.01 * i, 0.4, 0.9] for k in keys}, "params": [1e3 * (i + 1)] * 3,
+                         "flops_fwd": [1e5 * (i + 1)] * 3}} for i, c in enumerate(study.conditions())]
+    rows[0]["figures"]["probe_digits"] = [math.nan] * 3           # (left out of the tradeoff, drawn nowhere)
+    study.figures(rows, {}, tmp_path)
+    tradeoff = drawn["params_vs_probe" if name == "templates" else "flops_vs_probe"].axes[0]
+    said = {t.get_text(): to_hex(t.get_color()) for t in tradeoff.texts}
+    assert len(said) == len(rows) - 1
+    for stem in ("probe_digits", "face_auc_controls", "face_owed_controls"):
+        ax = drawn[stem].axes[0]
+        names = [t.get_text() for t in ax.get_xticklabels()]
+        bars = {names[round(c.lines[0].get_xdata()[0])]: to_hex(c.lines[0].get_color()) for c in ax.containers}
+        assert {n: bars[n] for n in said} == said, stem
+        assert len(set(bars.values())) == min(len(rows), 10), stem

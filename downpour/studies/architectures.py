@@ -45,7 +45,7 @@ from downpour.data import build_dataset
 from downpour.studies.base import Cells, Condition
 from downpour.studies.designs.architectures import CODE, CODE_ARMS, ArchitecturesDesign
 from downpour.studies.compare import bar_reference, difference_sentence, owed_figure, owed_paragraph, tradeoff, value
-from downpour.studies.figures import interval_bars
+from downpour.studies.figures import condition_colours, interval_bars
 from downpour.studies.measured import MeasuredStudy
 from downpour.studies.measure import config_with_model, flops_per_step, train_and_measure, with_steps
 
@@ -130,6 +130,7 @@ class ArchitecturesStudy(ArchitecturesDesign, MeasuredStudy):
                            ("face_auc_controls", "face AUC, matched controls"), ("edge_fraction", "edge-like fraction")):
             reference, said = bar_reference(rows, key)
             out.append(interval_bars(names, [r["figures"][key] for r in rows], folder / f"{key}.png",
-                                     f"{label}, 95% intervals over seeds{said}", label, reference=reference))
+                                     f"{label}, 95% intervals over seeds{said}", label, reference=reference,
+                                     colours=condition_colours(names)))
         out.append(owed_figure(rows, folder / "face_owed_controls.png"))
         return out

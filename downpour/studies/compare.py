@@ -25,7 +25,7 @@ import numpy as np
 from downpour.analysis.invariance import whole_turn
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition
-from downpour.studies.figures import bar_lengths, figure, finite_limits, interval_bars, save
+from downpour.studies.figures import bar_lengths, condition_colours, figure, finite_limits, interval_bars, save
 from downpour.studies.stats import (CENSORED, DIVERGED, effect_words, lead_mark, mean_ci, note_left_out, paired_difference, paired_p,
                                     paired_test, record_test)
 
@@ -253,8 +253,9 @@ def tradeoff_figure(rows: Sequence[dict[str, Any]], x: str, y: str, title: str, 
     limits = finite_limits(*(t for _, _, t in shown))
     labels = []
     tied = {xv: [n for n, x2, _ in shown if x2 == xv] for _, xv, _ in shown}
-    for i, (name, xv, (v, lo, hi)) in enumerate(shown):
-        colour = f"C{i % 10}"
+    colours = condition_colours([r["condition"] for r in rows])    # (by the shown ones' order until 2026-12-06)
+    for name, xv, (v, lo, hi) in shown:
+        colour = colours[name]
         # points at one x (templates' tile2 and conv32, 8,448 parameters each) drawn apart: one's bar hid the other's
         k, n = tied[xv].index(name), len(tied[xv])
         xv = xv * _TIE_STEP ** (k - (n - 1) / 2) if log_x else xv
@@ -324,6 +325,7 @@ def owed_paragraph(rows: Sequence[dict[str, Any]], unit: str = "face unit") -> s
 
 def owed_figure(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """Each condition's ``face_owed_controls`` with its interval over seeds, against 0."""
-    return interval_bars([r["condition"] for r in rows], [r["figures"].get(OWED_FIGURE, [math.nan] * 3) for r in rows],
+    names = [r["condition"] for r in rows]
+    return interval_bars(names, [r["figures"].get(OWED_FIGURE, [math.nan] * 3) for r in rows],
                          path, "face AUC on the controls (95% intervals):\ntrained with faces minus its no-faces twin",
-                         "AUC owed to the faces", reference=0.0)
+                         "AUC owed to the faces", reference=0.0, colours=condition_colours(names))

@@ -67,22 +67,32 @@ def bar_lengths(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, limits: tuple[flo
     return [np.clip(np.nan_to_num(v - lo, nan=0.0), 0, None), np.clip(np.nan_to_num(hi - v, nan=0.0), 0, None)]
 
 
+def condition_colours(names: Sequence[str]) -> dict[str, str]:
+    """A study's colour for each of its conditions, in its order: every figure of the study draws a condition in it
+    (its tradeoff figures' points and its interval bars alike)."""
+    return {name: f"C{i % 10}" for i, name in enumerate(names)}
+
+
 def interval_bars(labels: Sequence[str], triples: Sequence[Sequence[float]], path: Path, title: str,
                   ylabel: str, reference: float | None = None,
                   beside: tuple[str, str, Sequence[Sequence[float]]] | None = None,
-                  bounds: Sequence[Sequence[str]] | None = None) -> Path:
+                  bounds: Sequence[Sequence[str]] | None = None, colours: dict[str, str] | None = None) -> Path:
     """One point per label with its [low, high] interval; an optional horizontal reference line. ``beside``
     (name of ``triples``, name of the second, its triples): a second figure of the same units beside each label's
     first, told apart by a legend (the mechanisms study's AUC ranges beside its response ranges, since 2026-12-05).
     ``bounds``: per series, per label, "" or the mark of a mean that is only a lower bound ("≥ 8/16",
-    :func:`~downpour.studies.bounds.lower_bound_marks`), drawn open with its mark above it (since 2026-12-05)."""
-    return save(interval_figure(labels, triples, title, ylabel, reference, beside, bounds), path)
+    :func:`~downpour.studies.bounds.lower_bound_marks`), drawn open with its mark above it (since 2026-12-05).
+    ``colours``: label -> colour, each point in its own (one series only; the study's :func:`condition_colours`,
+    as its other figures draw the condition)."""
+    return save(interval_figure(labels, triples, title, ylabel, reference, beside, bounds, colours), path)
 
 
 def interval_figure(labels: Sequence[str], triples: Sequence[Sequence[float]], title: str, ylabel: str,
                     reference: float | None = None, beside: tuple[str, str, Sequence[Sequence[float]]] | None = None,
-                    bounds: Sequence[Sequence[str]] | None = None) -> Figure:
+                    bounds: Sequence[Sequence[str]] | None = None, colours: dict[str, str] | None = None) -> Figure:
     """:func:`interval_bars`' figure, unsaved."""
+    if colours is not None and beside is not None:
+        raise ValueError("interval_figure: colours per label, or two series told apart by colour, not both")
     fig = figure(1.5 + (1.0 if beside else 0.7) * len(labels), 3.6)
     ax = fig.subplots()
     series = [(None, triples)] if beside is None else [(beside[0], triples), (beside[1], beside[2])]
@@ -91,10 +101,16 @@ def interval_figure(labels: Sequence[str], triples: Sequence[Sequence[float]], t
     x = np.arange(len(labels))
     for k, ((name, _), (v, lo, hi)) in enumerate(zip(series, arrays)):
         shift = 0.0 if len(series) == 1 else (k - 0.5) * 0.3
-        color = f"C{k}"         # (the open markers below would take the next series' colour from the cycle)
-        ax.errorbar(x + shift, v, yerr=bar_lengths(v, lo, hi, limits), fmt="o", capsize=4, label=name, color=color)
+        # (named: the open markers below would take the next series' colour from the cycle; until 2026-12-06 every
+        # condition was blue here while the study's tradeoff figures drew each in its own colour)
+        color = [colours.get(label, "C0") for label in labels] if colours is not None else [f"C{k}"] * len(labels)
+        lengths = bar_lengths(v, lo, hi, limits)
         marks = bounds[k] if bounds is not None else [""] * len(labels)
-        _mark_lower_bounds(ax, x + shift, v, np.where(np.isfinite(hi), hi, limits[1]), marks, color)
+        top = np.where(np.isfinite(hi), hi, limits[1])
+        for j in range(len(labels)):
+            ax.errorbar(x[j:j + 1] + shift, v[j:j + 1], yerr=[e[j:j + 1] for e in lengths], fmt="o", capsize=4,
+                        label=name if j == 0 else None, color=color[j])
+            _mark_lower_bounds(ax, x[j:j + 1] + shift, v[j:j + 1], top[j:j + 1], marks[j:j + 1], color[j])
     if any(np.isinf(lo).any() or np.isinf(hi).any() for _, lo, hi in arrays):
         ax.set_ylim(*limits)
     marked = bounds is not None and any(m for b in bounds for m in b)

@@ -29,7 +29,7 @@ from typing import Any
 from downpour.studies.base import Cells
 from downpour.studies.designs.templates import TemplatesDesign
 from downpour.studies.compare import bar_reference, difference_sentence, owed_figure, owed_paragraph, tradeoff, value
-from downpour.studies.figures import interval_bars
+from downpour.studies.figures import condition_colours, interval_bars
 from downpour.studies.measured import MeasuredStudy
 
 # the smallest paired difference worth reporting, per compared figure (in its own units)
@@ -89,7 +89,8 @@ class TemplatesStudy(TemplatesDesign, MeasuredStudy):
                            ("edge_fraction", "edge-like fraction")):
             reference, said = bar_reference(rows, key)
             out.append(interval_bars(names, [r["figures"][key] for r in rows], folder / f"{key}.png",
-                                     f"{label}, 95% intervals over seeds{said}", label, reference=reference))
+                                     f"{label}, 95% intervals over seeds{said}", label, reference=reference,
+                                     colours=condition_colours(names)))
         out.append(owed_figure(rows, folder / "face_owed_controls.png"))
         return out
 
