@@ -76,20 +76,23 @@ def condition_colours(names: Sequence[str]) -> dict[str, str]:
 def interval_bars(labels: Sequence[str], triples: Sequence[Sequence[float]], path: Path, title: str,
                   ylabel: str, reference: float | None = None,
                   beside: tuple[str, str, Sequence[Sequence[float]]] | None = None,
-                  bounds: Sequence[Sequence[str]] | None = None, colours: dict[str, str] | None = None) -> Path:
+                  bounds: Sequence[Sequence[str]] | None = None, colours: dict[str, str] | None = None,
+                  whole: tuple[float, float] | None = None) -> Path:
     """One point per label with its [low, high] interval; an optional horizontal reference line. ``beside``
     (name of ``triples``, name of the second, its triples): a second figure of the same units beside each label's
     first, told apart by a legend (the mechanisms study's AUC ranges beside its response ranges, since 2026-12-05).
     ``bounds``: per series, per label, "" or the mark of a mean that is only a lower bound ("≥ 8/16",
     :func:`~downpour.studies.bounds.lower_bound_marks`), drawn open with its mark above it (since 2026-12-05).
     ``colours``: label -> colour, each point in its own (one series only; the study's :func:`condition_colours`,
-    as its other figures draw the condition)."""
-    return save(interval_figure(labels, triples, title, ylabel, reference, beside, bounds, colours), path)
+    as its other figures draw the condition). ``whole``: the y axis' full range, shown whole (a probability's
+    (0, 1): staleness' controls.png was cut at 0.15-0.95 with no mark of it, until 2026-12-06)."""
+    return save(interval_figure(labels, triples, title, ylabel, reference, beside, bounds, colours, whole), path)
 
 
 def interval_figure(labels: Sequence[str], triples: Sequence[Sequence[float]], title: str, ylabel: str,
                     reference: float | None = None, beside: tuple[str, str, Sequence[Sequence[float]]] | None = None,
-                    bounds: Sequence[Sequence[str]] | None = None, colours: dict[str, str] | None = None) -> Figure:
+                    bounds: Sequence[Sequence[str]] | None = None, colours: dict[str, str] | None = None,
+                    whole: tuple[float, float] | None = None) -> Figure:
     """:func:`interval_bars`' figure, unsaved."""
     if colours is not None and beside is not None:
         raise ValueError("interval_figure: colours per label, or two series told apart by colour, not both")
@@ -113,6 +116,9 @@ def interval_figure(labels: Sequence[str], triples: Sequence[Sequence[float]], t
             _mark_lower_bounds(ax, x[j:j + 1] + shift, v[j:j + 1], top[j:j + 1], marks[j:j + 1], color[j])
     if any(np.isinf(lo).any() or np.isinf(hi).any() for _, lo, hi in arrays):
         ax.set_ylim(*limits)
+    if whole is not None:           # (a little past its ends: a point at 0 or 1 drawn whole)
+        pad = 0.03 * (whole[1] - whole[0])
+        ax.set_ylim(whole[0] - pad, whole[1] + pad)
     marked = bounds is not None and any(m for b in bounds for m in b)
     if marked:                      # room above the top bar for its mark
         low, high = ax.get_ylim()
@@ -141,7 +147,9 @@ def distributions(groups: dict[str, Sequence[float]], path: Path, title: str, yl
     fig = figure(1.5 + 1.2 * len(groups), 3.6)
     ax = fig.subplots()
     data = [np.asarray([v for v in vals if np.isfinite(v)], dtype=float) for vals in groups.values()]
-    ax.boxplot(data, showfliers=False)
+    # medians black: matplotlib's orange (C1) lay on the second group's orange points (staleness' sae_cost.png, async4,
+    # until 2026-12-06)
+    ax.boxplot(data, showfliers=False, medianprops={"color": "black"})
     rng = np.random.default_rng(0)
     for i, d in enumerate(data, start=1):
         ax.plot(i + rng.uniform(-0.12, 0.12, len(d)), d, ".", alpha=0.5)

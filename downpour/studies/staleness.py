@@ -321,8 +321,9 @@ class StalenessStudy(StalenessDesign, Study):
         names = [mid + k for k in kinds + ["noise", "momentum"]]
         out.append(interval_bars([n.split("/")[-1] for n in names], [by[n]["figures"]["p_success"] for n in names],
                                  folder / "controls.png",   # (named as the phase diagram and the table name it)
-                                 f"P(global optimum) at lr {self._middle():g}, with 95% intervals\n(dashed: sync's)",
-                                 "P(global optimum)", reference=by[mid + "sync"]["figures"]["p_success"][0]))
+                                 f"P(global optimum) at lr {self._middle():g}, Wilson 95% intervals over seeds\n"
+                                 "(dashed: sync's)", "P(global optimum)",
+                                 reference=by[mid + "sync"]["figures"]["p_success"][0], whole=(0.0, 1.0)))
         seeds = sorted({s for (_, s) in cells})
         out.append(distributions({c: [cells[(c, s)]["final_cost"] for s in seeds]
                                   for c in ("sae/serial", "sae/async4", "sae/sync4")},
