@@ -11,8 +11,11 @@ from downpour.studies import study_class
 @pytest.fixture
 def drawn(monkeypatch) -> dict:
     """The study figures a test draws, by file stem, unsaved."""
+    from downpour.studies import plots
+
     kept: dict = {}
-    monkeypatch.setattr(study_figures, "save", lambda fig, path: kept.update({path.stem: fig}) or path)
+    for module in (study_figures, plots):
+        monkeypatch.setattr(module, "save", lambda fig, path: kept.update({path.stem: fig}) or path)
     return kept
 
 
@@ -40,3 +43,32 @@ def test_staleness_controls_say_wilson_and_show_the_whole_probability_axis(drawn
     ax = drawn["controls"].axes[0]
     low, high = ax.get_ylim()
     assert "Wilson 95% intervals" in ax.get_title() and low <= 0 and high >= 1 and high - low < 1.1
+
+
+def test_a_scatters_unbounded_interval_is_marked_so():
+    """probe_cost.png drew a probe change it could not bound (one seed) as a bar the axes' full height, no mark: as
+    measured as its neighbours'. An arrow where it leaves the axes, and the word, in its point's colour."""
+    from downpour.studies.plots import scatter_figure
+
+    points = {"a": [("0.1", (0.2, 0.1, 0.3), (0.01, -np.inf, np.inf)), ("0.3", (0.5, 0.4, 0.6), (0.0, -0.01, 0.01))],
+              "b": [("0.1", (0.3, 0.2, 0.4), (-0.02, -0.03, -0.01))]}
+    ax = scatter_figure(points, "t", "x", "y").axes[0]
+    said = [t for t in ax.texts if t.get_text() == "unbounded"]
+    assert len(said) == 2 and {to_hex(t.get_color()) for t in said} == {to_hex("C0")}
+    arrows = [line.get_marker() for line in ax.get_lines() if line.get_marker() in ("^", "v")]
+    assert sorted(arrows) == ["^", "v"]
+
+
+def test_a_time_ratios_curves_draw_the_line_of_no_change(drawn, tmp_path):
+    """net_time.png had no line at x1: a reader could not see which thresholds made the network slower."""
+    study = study_class("flat-skipping")(quick=True)
+    ratio = [1.4, 1.2, 1.6]
+    figures = {"skipped": [0.3, 0.2, 0.4], "net_flops_ratio": [0.8, 0.7, 0.9], "net_time_ratio": ratio,
+               "delta_probe": [0.0, -0.01, 0.01]}
+    rows = [{"condition": f"{c.name}/{t:g}/{n}", "n": 2, "figures": figures}
+            for c in study.conditions() for t in study.thresholds() for n in ("lfw", "padded", "digits")]
+    study.figures(rows, {}, tmp_path)
+    ax = drawn["net_time"].axes[0]
+    ones = [line for line in ax.get_lines() if list(line.get_ydata()) == [1, 1] and line.get_linestyle() == "--"]
+    assert len(ones) == 1 and ax.get_ylim()[0] < 1 and "1 (no change)" in [t.get_text() for t in
+                                                                          ax.get_legend().get_texts()]

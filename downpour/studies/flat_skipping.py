@@ -279,7 +279,8 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
             bands = ({name: ([v[1] for v in vals], [v[2] for v in vals]) for name, vals in got.items()}
                      if times else None)
             out.append(curves(series, folder / file, f"{label} ({'geometric mean, 95% interval' if times else 'mean'} "
-                              "over seeds)", "variance threshold", label, logx=True, bands=bands, logy=times))
+                              "over seeds)", "variance threshold", label, logx=True, bands=bands, logy=times,
+                              reference=1.0 if times else None))
         points = {f"{c} {n}": [(f"{t:g}", by[f"{c}/{t:g}/{n}"]["figures"]["skipped"],
                                 by[f"{c}/{t:g}/{n}"]["figures"]["delta_probe"]) for t in ts]
                   for c in forms for n in SETS}

@@ -33,14 +33,15 @@ BESIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0
 
 def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path, title: str, xlabel: str,
            ylabel: str, logx: bool = False, bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
-           logy: bool = False) -> Path:
-    """One line per name: ``series[name] = (x, y)``; ``bands[name] = (low, high)``, its 95% interval, shaded."""
-    return save(curves_figure(series, title, xlabel, ylabel, logx, bands, logy), path)
+           logy: bool = False, reference: float | None = None) -> Path:
+    """One line per name: ``series[name] = (x, y)``; ``bands[name] = (low, high)``, its 95% interval, shaded;
+    ``reference``: a grey dashed line at that y (a ratio's 1, no change), named in the legend."""
+    return save(curves_figure(series, title, xlabel, ylabel, logx, bands, logy, reference), path)
 
 
 def curves_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, xlabel: str, ylabel: str,
                   logx: bool = False, bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
-                  logy: bool = False) -> Figure:
+                  logy: bool = False, reference: float | None = None) -> Figure:
     """:func:`curves`' figure, unsaved. An unbounded band end (too few seeds; 0 on a log axis) runs off the axes."""
     fig = figure(5.5, 3.6)
     ax = fig.subplots()
@@ -55,6 +56,11 @@ def curves_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], ti
             low, high = (np.clip(np.nan_to_num(np.asarray(v, dtype=float), nan=far[0], posinf=far[1], neginf=far[0]),
                                  *far) for v in bands[name])
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+    if reference is not None:       # (flat-skipping's net_time.png had none at x1 until 2026-12-06)
+        ax.axhline(reference, color="grey", lw=0.8, ls="--", label=f"{reference:g} (no change)")
+    if limits and reference is not None:       # the line in view
+        margin = (reference / 1.2, reference * 1.2) if logy else (reference, reference)
+        limits = (min(limits[0], margin[0]), max(limits[1], margin[1]))
     if limits:
         ax.set_ylim(*limits)
     if logy:
@@ -101,6 +107,8 @@ def scatter_figure(points: dict[str, list[tuple[str, Sequence[float], Sequence[f
         ax.set_xlim(*xlim)
     if np.isinf(ys).any():
         ax.set_ylim(*ylim)
+    words = [w for i, items in enumerate(points.values()) for w in _mark_unbounded(ax, [(p[1], p[2]) for p in items],
+                                                                                   f"C{i % 10}")]
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -110,8 +118,29 @@ def scatter_figure(points: dict[str, list[tuple[str, Sequence[float], Sequence[f
     # (until 2026-12-05 each label sat at its point: the quick costs study's none and l1=0.01, near the same
     # sparsity and gap, printed one over the other in sparsity_vs_overfitting.png; until 2026-12-06 they were moved
     # up in a column, "weight_l2=0.001, none, none, weight_l2=0.001, none, none", no label beside its point)
-    place_labels(ax, [(label, (x, y), f"C{i % 10}") for (label, x, y), i in named.items()])
+    place_labels(ax, [(label, (x, y), f"C{i % 10}") for (label, x, y), i in named.items()], avoid=words)
     return fig
+
+
+def _mark_unbounded(ax: Axes, triples: list[tuple[Sequence[float], Sequence[float]]], colour: str) -> list[Annotation]:
+    """An arrow where each unbounded interval end (too few seeds) leaves the axes, in its point's colour, and the
+    word "unbounded" beside it: its bar alone ran the axes' full height, like a measured one (flat-skipping's
+    probe_cost.png, until 2026-12-06). Returns the words, for the labels to keep clear of."""
+    said = []
+    for (x, xlo, xhi), (y, ylo, yhi) in triples:
+        if not (np.isfinite(x) and np.isfinite(y)):
+            continue
+        for end, marker, side in ((yhi, "^", 1), (ylo, "v", 0)):       # at the edge it leaves by, the word inside
+            if np.isinf(end):
+                ax.plot([x], [side], marker, color=colour, ms=6, clip_on=False, transform=ax.get_xaxis_transform())
+                said.append(ax.annotate("unbounded", (x, side), xycoords=ax.get_xaxis_transform(), xytext=(5, -4 if side else 4),
+                            textcoords="offset points", fontsize=7, color=colour, va="top" if side else "bottom"))
+        for end, marker, side in ((xhi, ">", 1), (xlo, "<", 0)):
+            if np.isinf(end):
+                ax.plot([side], [y], marker, color=colour, ms=6, clip_on=False, transform=ax.get_yaxis_transform())
+                said.append(ax.annotate("unbounded", (side, y), xycoords=ax.get_yaxis_transform(), xytext=(0, 5),
+                            textcoords="offset points", fontsize=7, color=colour, ha="right" if side else "left"))
+    return said
 
 
 # where a label may sit, in points from its point, nearest first: its four corners, then above, below and the
@@ -122,12 +151,13 @@ _HA, _VA = {1: "left", -1: "right", 0: "center"}, {1: "bottom", -1: "top", 0: "c
 _MARK = 2.5                                                 # points around a marker (ms=4) a label keeps clear of
 
 
-def place_labels(ax: Axes, labels: list[tuple[str, tuple[float, float], str]], fontsize: float = 8) -> list[Annotation]:
+def place_labels(ax: Axes, labels: list[tuple[str, tuple[float, float], str]], fontsize: float = 8,
+                 avoid: Sequence[Annotation] = ()) -> list[Annotation]:
     """Label points (``labels``: (text, (x, y) in data, colour)), each where it overlaps no label placed before it,
     no point's marker and stays on the axes: at a corner of its point if one is free, else further out along one
     of eight directions with a thin line back to its point (so a moved label is never read as a nearer point's).
     Where nothing is free, the place that overlaps fewest. Call it once the axes' limits are set; a point not
-    drawn (NaN) gets no label."""
+    drawn (NaN) gets no label; nor over a text in ``avoid`` (a scatter's "unbounded")."""
     from matplotlib.transforms import Bbox
 
     if not labels:
@@ -139,7 +169,7 @@ def place_labels(ax: Axes, labels: list[tuple[str, tuple[float, float], str]], f
     r = _MARK * to_px
     marks = [Bbox.from_extents(px - r, py - r, px + r, py + r) for px, py in at.values()]
     frame = ax.get_window_extent()
-    placed: list[Bbox] = []
+    placed: list[Bbox] = [t.get_window_extent() for t in avoid]
     out = []
     # on a pale ground above the lines: an error bar through a label hid it (the costs study's 0.001 weights)
     look = {"fontsize": fontsize, "zorder": 5, "bbox": {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none",
