@@ -51,3 +51,19 @@ def test_machines_final_cost_is_each_saved_models_cost_on_the_whole_training_set
     # Sandblaster's last row is the whole set's cost already (its units sum to it); Downpour's is not its model's
     assert row["sandblaster"]["final_cost"] == pytest.approx(row["sandblaster"]["final_logged"], rel=1e-5)
     assert row["downpour"]["final_cost"] != pytest.approx(row["downpour"]["final_logged"], rel=1e-3)
+
+
+def test_the_machines_figure_says_its_targets_as_the_text_does_and_marks_those_never_reached():
+    """sandblaster-machines.png's legend printed "cost 4.6345" and "cost 3.893" for the text's 4.63 and 3.89, and a
+    count whose run never reached a cost was left out of its line with nothing to say so."""
+    at = lambda v: {"vtime": v}                                               # noqa: E731
+    table = [{"workers": w, "downpour": {"reached": {"4.6345": at(50) if w < 16 else None, "3.893": at(500) if w < 8
+                                                     else None}},
+              "sandblaster": {"reached": {"4.6345": at(520 / w), "3.893": at(1664 / w)}}} for w in (1, 2, 4, 8, 16)]
+    ax = sandblaster.machines_figure(table, [4.6345, 3.893]).axes[0]
+    said = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert said == ["downpour, cost 4.63", "downpour, cost 4.63: not reached", "downpour, cost 3.89",
+                    "downpour, cost 3.89: not reached", "sandblaster, cost 4.63", "sandblaster, cost 3.89"]
+    missed = {line.get_label(): list(line.get_xdata()) for line in ax.get_lines()
+              if line.get_label().endswith("not reached")}
+    assert missed == {"downpour, cost 4.63: not reached": [16], "downpour, cost 3.89: not reached": [8, 16]}
