@@ -534,7 +534,7 @@ def test_the_figures_say_their_seeds_and_reference_line(tmp_path, monkeypatch):
     cells = {(c.name, s): {"final_cost": 1.0} for c in study.conditions() for s in range(3)}
     study.figures(rows, cells, tmp_path)
     assert titles["phase"] == "P(global optimum), teacher-student k=8, 3 seeds per cell"
-    assert titles["controls"].endswith("with 95% intervals\n(dashed: sync's)")
+    assert titles["controls"].endswith("Wilson 95% intervals over seeds\n(dashed: sync's)")   # (whose: 2026-12-06)
     # one name for one figure: the phase diagram's colour bar and the controls' axis said P(success) until 2026-12-06
     assert titles["phase_bar"] == titles["controls_axis"] == "P(global optimum)"
     assert titles["controls"].startswith("P(global optimum) at lr 0.125")
