@@ -132,7 +132,7 @@ def test_the_first_layer_study_counts_its_seeds_that_reached_the_cost_among_thos
     monkeypatch.setitem(studies.STUDIES, "first-layer", f"{__name__}:FirstLayerPlanted")
     drawn = {}
     real = first_layer.curves
-    monkeypatch.setattr(first_layer, "curves", lambda series, *args: drawn.update(series) or real(series, *args))
+    monkeypatch.setattr(first_layer, "curves", lambda series, *args, **kw: drawn.update(series) or real(series, *args, **kw))
     run_study("first-layer", tmp_path, quick=True, seeds=4, jobs=1)
     result = json.loads((tmp_path / "study.json").read_text())
     by = {r["condition"]: r for r in result["cells"]}
