@@ -117,10 +117,11 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         self.ray_info = joined(cfg.cluster.address)   # cluster.json's record of which Ray
         sweep_stale_segments()
         self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"   # the driver's pid: what the sweep checks
-        self.per_worker = worker_cpus(n, list(live_cpus(ray.nodes()).values()))   # (until 2026-12-06 total / n)
+        nodes = ray.nodes()   # read once: the workers' CPU share and the placer fit the same nodes
+        self.per_worker = worker_cpus(n, list(live_cpus(nodes).values()))   # (until 2026-12-06 total / n)
         self.gpus = worker_gpus(cfg, float(ray.cluster_resources().get("GPU", 0.0)))   # ConfigError: too few for cuda
         self.threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
-        self.place = placer(ray.nodes())     # each actor by its index in the plan's layout (connect_on_ray.spot)
+        self.place = placer(nodes)     # each actor by its index in the plan's layout (connect_on_ray.spot)
         options = [self.place(spot("shard", j, n, cfg.cluster.partitions), 0.0) for j in range(len(shards))]
         for j, s in enumerate(shards):
             self.shard_actors.append(ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0,
