@@ -194,3 +194,13 @@ def test_a_tradeoffs_points_at_one_x_are_drawn_apart():
     fig = tradeoff_figure(rows, "params", "y", "t", "parameters", "y")
     xs = {t.get_text(): t.xy[0] for t in fig.axes[0].texts}
     assert xs["untied"] == 422_400 and xs["tile2"] < 8_448 < xs["conv32"] < 8_448 * 1.1 and xs["tile2"] > 8_448 / 1.1
+
+
+def test_a_tradeoff_with_no_finite_point_draws_empty_axes():
+    """tradeoff_figure with every condition's x unmeasured (NaN): an empty figure, as before 2026-12-06, not a
+    ValueError from finite_limits() of no arrays."""
+    from downpour.studies.compare import tradeoff_figure
+
+    rows = [{"condition": "a", "figures": {"p": [np.nan] * 3, "y": [0.5, 0.4, 0.6]}}]
+    fig = tradeoff_figure(rows, "p", "y", "t", "x", "y")
+    assert not fig.axes[0].lines

@@ -47,7 +47,7 @@ def phase_diagram(values: np.ndarray, rows: Sequence[str], cols: Sequence[str], 
 
 def finite_limits(*arrays: np.ndarray) -> tuple[float, float]:
     """Axis limits around every finite value of ``arrays`` (a little margin; (0, 1) when none is finite)."""
-    vals = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays])
+    vals = np.concatenate([np.empty(0)] + [np.asarray(a, dtype=float).ravel() for a in arrays])   # (none: no values)
     vals = vals[np.isfinite(vals)]
     if not len(vals):
         return 0.0, 1.0
