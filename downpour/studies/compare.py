@@ -26,6 +26,7 @@ from downpour.analysis.invariance import whole_turn
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition
 from downpour.studies.figures import bar_lengths, condition_colours, figure, finite_limits, interval_bars, save
+from downpour.studies.plots import place_labels
 from downpour.studies.stats import (CENSORED, DIVERGED, effect_words, lead_mark, mean_ci, note_left_out, paired_difference, paired_p,
                                     paired_test, record_test)
 
@@ -244,8 +245,6 @@ def tradeoff_figure(rows: Sequence[dict[str, Any]], x: str, y: str, title: str, 
                     log_x: bool = True) -> Figure:
     """:func:`tradeoff`'s figure, unsaved: each point and its label in the condition's own colour, the label placed
     clear of the others (:func:`~downpour.studies.plots.place_labels`); an unbounded interval end runs off the axes."""
-    from downpour.studies.plots import place_labels
-
     fig = figure(6.0, 4.0)
     ax = fig.subplots()
     shown = [(r["condition"], r["figures"][x][0], np.asarray(r["figures"][y], dtype=float)) for r in rows]
