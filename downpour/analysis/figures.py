@@ -260,8 +260,7 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
     labels = same_decimals(top_responses) if top_responses is not None else [None] * k
     for i in range(k):
         ax = fig.add_subplot(grid[i // cols, 2 + i % cols])
-        label = labels[i]
-        _show(ax, top[i], label, symmetric=False)
+        _show(ax, top[i], labels[i], symmetric=False)
         if in_concept is not None:
             for spine in ax.spines.values():
                 spine.set(color=CONCEPT_FRAME if in_concept[i] else OTHER_FRAME, linewidth=3 if in_concept[i] else 1.5)

@@ -31,11 +31,11 @@ def data_fit_warnings(cfg: RunConfig, model: FeatureModel, shape: tuple[int, ...
                    f"standardised data (zero mean, unit std: data.normalize = 'patch', or data.whiten = 'zca'); "
                    f"data.source = {d.source!r} with data.normalize = {d.normalize!r} and data.whiten = {d.whiten!r} "
                    f"is not standardised (its values are in [0, 1])")
-    designed, code, size = model_entry(name).input_shape, getattr(model, "code_size", None), math.prod(shape)
-    if code is not None and code >= size and tuple(shape) != tuple(designed):
+    entry, code, size = model_entry(name), getattr(model, "code_size", None), math.prod(shape)
+    if code is not None and code >= size and tuple(shape) != tuple(entry.input_shape):
         # (only then: a GRU reads rows of any length, and a variant run on larger samples, as the architectures
         # study runs rnn-rows-faces on its crops, is a design choice; a code as large as the sample can copy it)
-        out.append(f"model {name!r} is sized for samples of {_shape(designed)} ({model_entry(name).description}); "
+        out.append(f"model {name!r} is sized for samples of {_shape(entry.input_shape)} ({entry.description}); "
                    f"data.source = {d.source!r} at data.size = {d.size} gives samples of {_shape(shape)}, no "
                    f"larger than its code of {code}: it can pass the sample through unchanged")
     return out
