@@ -130,8 +130,9 @@ def machines(args: argparse.Namespace) -> None:
 
 def machines_figure(table: list[dict[str, Any]], targets: list[float]) -> Any:
     """Virtual time to each target cost against workers, a colour per method and a line style per target; a count
-    whose run never reached a target a cross at the top of the axes (x, + per target), in the legend "not reached" (until 2026-12-06 it
-    was left out, and the legend printed the targets to 4 decimals, "cost 4.6345", where the docs say 4.63)."""
+    whose run never reached a target a cross at the top of the axes (x, + per target), in the legend "not reached"
+    (until 2026-12-06 it was left out, and the legend printed the targets to 4 decimals, "cost 4.6345", where the
+    docs say 4.63)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -150,7 +151,7 @@ def machines_figure(table: list[dict[str, Any]], targets: list[float]) -> Any:
     ax.set_yscale("log")
     ax.set_xlabel("workers")
     ax.set_ylabel("virtual time to reach the cost (steps)")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)   # (below: on the axes it hid points)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)   # (below: it hid points on them)
     fig.tight_layout()
     return fig
 

@@ -133,8 +133,9 @@ def _mark_unbounded(ax: Axes, triples: list[tuple[Sequence[float], Sequence[floa
         for end, marker, side in ((yhi, "^", 1), (ylo, "v", 0)):       # at the edge it leaves by, the word inside
             if np.isinf(end):
                 ax.plot([x], [side], marker, color=colour, ms=6, clip_on=False, transform=ax.get_xaxis_transform())
-                said.append(ax.annotate("unbounded", (x, side), xycoords=ax.get_xaxis_transform(), xytext=(5, -4 if side else 4),
-                            textcoords="offset points", fontsize=7, color=colour, va="top" if side else "bottom"))
+                said.append(ax.annotate("unbounded", (x, side), xycoords=ax.get_xaxis_transform(),
+                                        xytext=(5, -4 if side else 4), textcoords="offset points", fontsize=7,
+                                        color=colour, va="top" if side else "bottom"))
         for end, marker, side in ((xhi, ">", 1), (xlo, "<", 0)):
             if np.isinf(end):
                 ax.plot([side], [y], marker, color=colour, ms=6, clip_on=False, transform=ax.get_yaxis_transform())
