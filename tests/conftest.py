@@ -1,5 +1,6 @@
 """Fixtures shared across test modules."""
 import gc
+import json
 import signal
 import time
 from pathlib import Path
@@ -114,12 +115,20 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(config, items):
     """The modules on the shared local Ray run one after another, where the first of them was: one start for all
-    (docs/benchmarks.md#ray_test_modules); the rest keep their order. On pytest-xdist's processes (`make test`) they
-    come first: :func:`pytest_xdist_make_scheduler` gives them to one process, while the other starts on the rest."""
+    (docs/benchmarks.md#ray_test_modules); the rest keep their order. On pytest-xdist's processes (`make test`) the
+    work units (:func:`scope`) go longest first instead (:func:`longest_first`), the shared Ray's modules together:
+    :func:`pytest_xdist_make_scheduler` hands them out in this order, and gives the shared Ray's to one process."""
     modules = _shared["modules"] = {getattr(item, "module", None) for item in items if _on_shared_ray(item)}
+    if hasattr(config, "workerinput"):   # the same order on every process (xdist checks they collected alike)
+        shared = shared_ray_modules(TESTS)
+        table = json.loads(MODULE_SECONDS.read_text()) if MODULE_SECONDS.exists() else {}
+        order = longest_first(table, list(dict.fromkeys(item.nodeid.split("::", 1)[0] for item in items)), shared)
+        rank = {unit: i for i, unit in enumerate(order)}
+        items.sort(key=lambda item: rank[scope(item.nodeid, shared)])   # stable: a module's tests keep their order
+        return
     sharing = [item for item in items if getattr(item, "module", None) in modules]
     if sharing:
-        first = 0 if hasattr(config, "workerinput") else items.index(sharing[0])
+        first = items.index(sharing[0])
         rest = [item for item in items if getattr(item, "module", None) not in modules]
         items[:] = rest[:first] + sharing + rest[first:]
 
@@ -128,12 +137,14 @@ def pytest_collection_modifyitems(config, items):
 def pytest_xdist_make_scheduler(config, log):
     """With ``-n N`` (pytest-xdist; `make test` runs two processes), a test module goes whole to one process (its
     module fixtures, a quick study's run among them, are built once), and the modules on the shared local Ray go
-    together, to one process: one Ray start, and never two shared Rays at once (:func:`scope`). (xdist's own
+    together, to one process: one Ray start, and never two shared Rays at once (:func:`scope`); each to whichever
+    process is free, in the order the processes collected them, longest first (:func:`pytest_collection_modifyitems`;
+    `make test`'s ``--no-loadscope-reorder`` keeps xdist from ordering them by test count instead). (xdist's own
     ``--dist loadgroup`` would do the latter from marks, but xdist 3.8 writes them into ``item._nodeid``, which
     pytest 9 no longer reads: both processes started the shared Ray.)"""
     from xdist.scheduler import LoadScopeScheduling
 
-    shared = shared_ray_modules(Path(__file__).parent)
+    shared = shared_ray_modules(TESTS)
 
     class ByModule(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
@@ -156,6 +167,26 @@ def scope(nodeid: str, shared: set[str]) -> str:
     """The work a test goes to a process with: its module, or the shared Ray's modules all together."""
     module = nodeid.split("::", 1)[0]
     return SHARED_RAY if module in shared else module
+
+
+TESTS = Path(__file__).parent
+MODULE_SECONDS = TESTS / "module_seconds.json"   # written by tests/module_seconds.py from a --durations=0 output
+DEFAULT_SECONDS = 1.0   # a module the table lacks: added since, or its tests all under --durations' 5 ms
+                        # (the median module: 1.3 s)
+
+
+def longest_first(seconds: dict[str, float], modules: list[str], shared: set[str],
+                  default: float = DEFAULT_SECONDS) -> list[str]:
+    """The work units (:func:`scope`) of ``modules`` (test ids' module parts, in collection order), longest first by
+    ``seconds`` (a module's; ``default`` where it has none), the shared Ray's modules counting as their sum; ties keep
+    collection order. xdist hands each unit to whichever process is free: longest first, the two finish within about
+    the last unit's time of each other, where collection order left test_twins' 52 s alone at the end
+    (docs/benchmarks.md#test_processes)."""
+    total: dict[str, float] = {}
+    for module in modules:
+        unit = scope(module, shared)
+        total[unit] = total.get(unit, 0.0) + seconds.get(module, default)
+    return sorted(total, key=lambda unit: -total[unit])
 
 
 @pytest.hookimpl(tryfirst=True)

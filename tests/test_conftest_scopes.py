@@ -1,7 +1,8 @@
 """How `make test` splits the suite between its processes (tests/conftest.py, pytest-xdist)."""
 from pathlib import Path
 
-from conftest import SHARED_RAY, scope, shared_ray_modules
+from conftest import SHARED_RAY, longest_first, scope, shared_ray_modules
+from module_seconds import finish_times, module_seconds
 
 TESTS = Path(__file__).parent
 
@@ -16,3 +17,27 @@ def test_the_modules_on_the_shared_ray_go_together_and_the_rest_a_module_each():
     assert scope("tests/test_cli.py::test_help", shared) == scope("tests/test_cli.py::test_other[1]", shared)
     assert scope("tests/test_cli.py::test_help", shared) != scope("tests/test_config.py::test_help", shared)
 
+
+
+def test_the_processes_take_the_longest_work_first_the_shared_rays_modules_as_their_sum():
+    shared = {"tests/test_ps_ray.py", "tests/test_ray_seeds.py"}
+    seconds = {"tests/test_ps_ray.py": 30.0, "tests/test_ray_seeds.py": 25.0, "tests/test_twins.py": 52.0,
+               "tests/test_cli.py": 3.0, "tests/test_config.py": 3.0}
+    modules = ["tests/test_cli.py", "tests/test_config.py", "tests/test_new.py", "tests/test_ps_ray.py",
+               "tests/test_ray_seeds.py", "tests/test_twins.py"]
+    assert longest_first(seconds, modules, shared) == [
+        SHARED_RAY, "tests/test_twins.py", "tests/test_cli.py", "tests/test_config.py", "tests/test_new.py"]
+    assert longest_first(seconds, modules, shared, default=60.0)[:2] == ["tests/test_new.py", SHARED_RAY]
+    assert longest_first({}, modules[:3], shared) == modules[:3]    # ties (here all: no table) in collection order
+
+
+def test_the_module_seconds_table_sums_a_durations_outputs_lines_by_module():
+    text = """============================== slowest durations ===============================
+40.27s call     tests/test_ps_ray.py::test_a[x::y]
+2.50s setup    tests/test_ps_ray.py::test_b
+0.01s teardown tests/test_cli.py::test_help
+(12249 durations < 0.005s hidden.  Use -vv to show these durations.)
+= 1 failed, 5060 passed in 814.02s (0:13:34) ="""
+    assert module_seconds(text) == {"tests/test_cli.py": 0.0, "tests/test_ps_ray.py": 42.8}
+    assert finish_times({"tests/test_a.py": 3.0, "tests/test_b.py": 2.0, "tests/test_c.py": 2.0},
+                        ["tests/test_b.py", "tests/test_c.py", "tests/test_a.py"], set()) == [2.0, 5.0]
