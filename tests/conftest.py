@@ -182,11 +182,19 @@ def longest_first(seconds: dict[str, float], modules: list[str], shared: set[str
     collection order. xdist hands each unit to whichever process is free: longest first, the two finish within about
     the last unit's time of each other, where collection order left test_twins' 52 s alone at the end
     (docs/benchmarks.md#test_processes)."""
+    total = unit_seconds(seconds, modules, shared, default)
+    return sorted(total, key=lambda unit: -total[unit])
+
+
+def unit_seconds(seconds: dict[str, float], modules: list[str], shared: set[str],
+                 default: float = DEFAULT_SECONDS) -> dict[str, float]:
+    """Each work unit's (:func:`scope`) seconds: its ``modules``' by ``seconds`` (``default`` where it has none),
+    summed, in collection order."""
     total: dict[str, float] = {}
     for module in modules:
         unit = scope(module, shared)
         total[unit] = total.get(unit, 0.0) + seconds.get(module, default)
-    return sorted(total, key=lambda unit: -total[unit])
+    return total
 
 
 @pytest.hookimpl(tryfirst=True)

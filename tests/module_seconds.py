@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from conftest import SHARED_RAY, longest_first, scope, shared_ray_modules
+from conftest import SHARED_RAY, longest_first, shared_ray_modules, unit_seconds
 from downpour._names import plural
 
 LINE = re.compile(r"\s*(\d+(?:\.\d+)?)s (?:setup|call|teardown)\s+([^:\s]+)::")
@@ -33,12 +33,10 @@ def module_seconds(text: str) -> dict[str, float]:
 
 def finish_times(seconds: dict[str, float], order: list[str], shared: set[str], processes: int = 2) -> list[float]:
     """When each process ends if each takes the next unit of ``order`` (:func:`conftest.scope`) as it comes free."""
-    unit_seconds = {unit: 0.0 for unit in order}
-    for module, s in seconds.items():
-        unit_seconds[scope(module, shared)] = unit_seconds.get(scope(module, shared), 0.0) + s
+    units = unit_seconds(seconds, list(seconds), shared)
     ends = [0.0] * processes
     for unit in order:
-        ends[ends.index(min(ends))] += unit_seconds[unit]
+        ends[ends.index(min(ends))] += units.get(unit, 0.0)
     return sorted(ends)
 
 

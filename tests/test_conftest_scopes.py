@@ -18,7 +18,6 @@ def test_the_modules_on_the_shared_ray_go_together_and_the_rest_a_module_each():
     assert scope("tests/test_cli.py::test_help", shared) != scope("tests/test_config.py::test_help", shared)
 
 
-
 def test_the_processes_take_the_longest_work_first_the_shared_rays_modules_as_their_sum():
     shared = {"tests/test_ps_ray.py", "tests/test_ray_seeds.py"}
     seconds = {"tests/test_ps_ray.py": 30.0, "tests/test_ray_seeds.py": 25.0, "tests/test_twins.py": 52.0,
