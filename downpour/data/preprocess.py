@@ -88,6 +88,11 @@ class Preprocess:
         tensors = {prefix + k: v.contiguous() for k, v in self.whitener.state_dict().items()} if self.whitener else {}
         return tensors, {"normalize": self.normalize, "stats": self.stats, "whiten": self.whiten}
 
+    def layouts(self) -> dict[str, str]:
+        """:meth:`state`'s tensors' meanings in words, for preprocess.safetensors' metadata."""
+        prefix = f"{self.whiten}."
+        return {prefix + k: v for k, v in self.whitener.LAYOUTS.items()} if self.whitener else {}
+
     @classmethod
     def from_state(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> "Preprocess":
         whiten = meta.get("whiten", "none")

@@ -78,6 +78,13 @@ class SpectralWhitener:
     factor; ``input_shape`` (C, H, W).
     """
 
+    # each saved tensor's meaning (preprocess.safetensors' metadata)
+    LAYOUTS = {"power": "(H + 2*ph, (W + 2*pw) // 2 + 1) the training images' mean power on the rfft2 grid of an image "
+                        "reflect-padded by ph = min(H // 2, H - 1) rows and pw = min(W // 2, W - 1) columns a side; "
+                        "gain = max(power, 1e-7 * the largest but the mean's) ** (-strength / 2), 0 at [0, 0]",
+               "scale": "[scale, strength]: whitened = irfft2(rfft2(padded) * gain) cropped back, times scale",
+               "input_shape": "(C, H, W) of the images; each channel whitened alone"}
+
     def __init__(self, strength: float = 1.0) -> None:
         self.strength = strength
 

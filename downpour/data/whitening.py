@@ -27,6 +27,12 @@ class ZCAWhitener:
     (D, D) colouring, ``eigenvalues_`` (D,) descending, ``eps_`` the absolute regulariser.
     """
 
+    # each saved tensor's meaning (preprocess.safetensors' metadata), D = C*H*W, a sample flattened row-major
+    LAYOUTS = {"mean": "(D,) the training samples' mean", "matrix": "(D, D) whitening: (x - mean) @ matrix",
+               "inverse": "(D, D) colouring, whitened @ inverse + mean", "eigenvalues": "(D,) covariance's, descending",
+               "eps": "[zca_eps (relative), the absolute regulariser added to every eigenvalue]",
+               "input_shape": "(C, H, W) of the samples"}
+
     def __init__(self, eps: float = 0.01) -> None:
         self.eps = eps
 

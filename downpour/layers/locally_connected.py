@@ -183,6 +183,18 @@ class LocallyConnected2d(nn.Module):
         return (f"{self.in_channels}, {self.maps}, in_size={self.in_size}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, tile={self.tile}, bias={self.bias is not None}, norm={self.norm}")
 
+    def weight_layout(self) -> str:
+        """``weight``'s axes and use in words, for a reader without downpour (a safetensors file's metadata)."""
+        (th, tw), (ho, wo), k = self.tile_shape, self.out_size, self.kernel_size
+        axes = (f"(tile rows {th}, tile columns {tw}, maps {self.maps}, input channels {self.in_channels}, kernel rows "
+                f"{k}, kernel columns {k}); output position (i, j) of {ho}x{wo}, input rows i*{self.stride}.. and "
+                f"columns j*{self.stride}.. (no padding), uses bank (i mod {th}, j mod {tw}); code = sum over "
+                "channels and kernel of filter * input window")
+        if self.norm is None:
+            return axes + "; the filters as stored"
+        return (axes + f"; each filter's direction only: used at L2 norm {self.norm!r}, "
+                f"as weight * {self.norm!r} / sqrt(sum of weight**2 over its last 3 axes)")
+
     def effective_weight(self, weight: Tensor | None = None) -> Tensor:
         """The filters the layer computes with: ``weight`` (default ``self.weight``) rescaled so every
         filter has L2 norm ``self.norm``; unchanged when ``norm`` is None. Keeps the weight's layout."""

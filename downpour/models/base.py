@@ -30,6 +30,11 @@ class FeatureModel(nn.Module):
     def forward_train(self, batch: Batch) -> dict[str, Outputs]:
         raise NotImplementedError
 
+    def tensor_layouts(self) -> dict[str, str]:
+        """State-dict name -> what the tensor's axes mean and how the model uses it, in words, written into
+        model.safetensors' metadata (``layout.<name>``) for a reader without downpour; {} where a family says none."""
+        return {}
+
     def feature_layers(self) -> list[str]:
         """Names accepted by :meth:`features`, bottom to top."""
         return ["codes"]

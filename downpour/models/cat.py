@@ -266,6 +266,13 @@ class CatNet(FeatureModel):
         return out | {f"{group}.{i}": int(i) + 1 for group in ("shared_banks", "shared_decoders")
                       for i in getattr(self, group, {})}
 
+    def tensor_layouts(self) -> dict[str, str]:
+        """Each stage's filters and untied decoder, in words (model.safetensors' metadata)."""
+        out = {f"stages.{i}.filter.weight": f"stage {i + 1}'s filters: {s.filter.weight_layout()}"
+               for i, s in enumerate(self.stages)}
+        return out | {f"stages.{i}.decoder_weight": f"stage {i + 1}'s untied decoder, the filters' shape, used as "
+                      "stored (the transpose of the filter map)" for i, s in enumerate(self.stages)}
+
     def forward(self, x: Tensor) -> Tensor:
         for stage in self.stages:
             x = stage(x)[2]

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 from torch import Tensor
 
+from downpour.ps.staleness import COLUMNS
 from downpour.train.checkpoint import CheckpointError, load_state, save_state
 from downpour.train.checkpoint_checks import check_counts, check_finite, check_streams
 
@@ -24,7 +25,18 @@ def save_server(stem: str | Path, states: list[ShardState], meta: dict[str, Any]
     """Write ``stem.safetensors`` (tensors ``shard<j>.<name>``, and the driver's own, e.g. the simulator's
     ``sim.*``) and ``stem.json``."""
     tensors = {f"shard{j}.{k}": v for j, (t, _) in enumerate(states) for k, v in t.items()}
-    save_state(stem, {**tensors, **(driver or {})}, {**meta, "shards": [m for _, m in states]})
+    save_state(stem, {**tensors, **(driver or {})}, {**meta, "shards": [m for _, m in states]}, _layouts(states))
+
+
+def _layouts(states: list[ShardState]) -> dict[str, str]:
+    """Each shard's parameters and staleness log in words (the safetensors metadata, for a reader without downpour)."""
+    out = {}
+    for j, (t, m) in enumerate(states):
+        start, end = m["start"], m["start"] + t["params"].numel()
+        out[f"shard{j}.params"] = (f"elements [{start}, {end}) of the model's trainable parameters laid end to end, "
+                                   "in the model's named_parameters order, each flattened row-major")
+        out[f"shard{j}.log"] = f"one row per push applied: ({', '.join(COLUMNS)})"
+    return out
 
 
 def load_server(stem: str | Path, meta_keys: tuple[str, ...] = ()) -> tuple[list[ShardState], dict[str, Any]]:

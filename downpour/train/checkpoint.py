@@ -75,15 +75,20 @@ def _file_mode() -> int:
 FILE_MODE = _file_mode()
 
 
-def write_tensors(tensors: dict[str, Tensor], path: Path) -> None:
+def write_tensors(tensors: dict[str, Tensor], path: Path, layouts: dict[str, str] | None = None) -> None:
     """safetensors' ``save_file``, the file then given the mode any file written here gets: the library writes
     it owner-only (0600), so on a shared file system no other account could read a run's model or checkpoint. Every
-    file written here is the tensors of a pair whose JSON records its own digest, and says so (:data:`MARK`)."""
-    save_file(tensors, str(path), metadata=MARK)
+    file written here is the tensors of a pair whose JSON records its own digest, and says so (:data:`MARK`).
+    ``layouts``: tensor name -> what its axes mean and how it is used, written into the safetensors metadata as
+    ``layout.<name>`` (since 2026-12-06), for a reader without downpour (docs/training.md, "Reading a run without
+    downpour"); metadata only, the tensors' bytes are the same."""
+    said = {f"layout.{name}": text for name, text in (layouts or {}).items() if name in tensors}
+    save_file(tensors, str(path), metadata={**MARK, **said})
     os.chmod(path, FILE_MODE)
 
 
-def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any],
+               layouts: dict[str, str] | None = None) -> None:
     """Write ``stem.safetensors`` and ``stem.json``. The JSON records the tensors file's SHA-256
     (``safetensors_sha256``), so :func:`load_state` can tell a pair that does not belong together (a
     kill between the two renames, a file copied in by hand) from a true one, and its own (``json_sha256``,
@@ -91,13 +96,14 @@ def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any
 
     Both files are written in full under temporary names first, then renamed back to back; the pair
     they replace is kept (hard links ``stem.prev.*``) until both renames are done, so a kill at any
-    moment leaves either the new pair or the previous one whole, and :func:`load_state` reads that."""
+    moment leaves either the new pair or the previous one whole, and :func:`load_state` reads that.
+    ``layouts``: as :func:`write_tensors`'s."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
     tensor_path, meta_path = _pair(stem)
     tmp_t, tmp_m = tensor_path.with_name(tensor_path.name + ".tmp"), meta_path.with_name(meta_path.name + ".tmp")
-    write_tensors(tensors, tmp_t)
+    write_tensors(tensors, tmp_t, layouts)
     tmp_m.write_text(json.dumps(digested({**meta, PAIR_KEY: sha256_of(tmp_t)}), indent=1, sort_keys=True))
     if _replaced_whole(stem):                       # keep the pair being replaced until the new one is in
         for path, prev in zip(_pair(stem), _pair(_prev(stem))):

@@ -53,7 +53,8 @@ def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: 
     extra = (({} if data is None else {"data": data}) | ({} if row is None else {"row": row.state()})
              | first_entry(first))
     save_state(run.checkpoints / "local", tensors,
-               run.stamped({**meta, "step": step, "skipped": skipped, "elapsed": elapsed, **extra}))
+               run.stamped({**meta, "step": step, "skipped": skipped, "elapsed": elapsed, **extra}),
+               {f"model.{k}": v for k, v in model.tensor_layouts().items()})
 
 
 def _restore(run: RunDir, model, opt, device: torch.device) -> tuple[int, int, float, dict[str, int] | None, PartsMean,

@@ -29,7 +29,7 @@ def write_model(folder: Path, model: FeatureModel, name: str, extra: dict[str, A
     state = {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
     weights = folder / "model.safetensors"
     tmp = weights.with_name(weights.name + ".tmp")
-    write_tensors(state, tmp)
+    write_tensors(state, tmp, model.tensor_layouts())
     meta = {"model": name, "options": dataclasses.asdict(model.config), "input_shape": list(model.input_shape),
             **(extra or {}), PAIR_KEY: sha256_of(tmp)}      # a loader tells a pair cut by a kill between the two renames
     os.replace(tmp, weights)

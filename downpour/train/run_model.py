@@ -246,7 +246,8 @@ class RunModel:
         alone. ``refits``: the steps at which a resume fitted it anew on data that had changed."""
         tensors, meta = preprocess.state()
         save_state(self.path / "preprocess", tensors, {**meta, **({"refit_on_resume": refits} if refits else {}),
-                                                       **({"classes": list(classes)} if classes is not None else {})})
+                                                       **({"classes": list(classes)} if classes is not None else {})},
+                   preprocess.layouts())
 
     def load_preprocess(self) -> "Preprocess | None":
         """The run's saved input processing, or None for a run that predates it."""

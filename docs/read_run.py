@@ -1,0 +1,154 @@
+"""Read a downpour run directory without downpour: json, numpy, torch and safetensors only.
+
+    python docs/read_run.py RUN                 # every .safetensors (metadata, dtypes, shapes) and .json in RUN
+    python docs/read_run.py RUN images.npy      # and the cat network's stage-1 features of (N, C, H, W) images
+    python docs/read_run.py RUN images.npy features.safetensors      # and those features written there
+
+What each file holds is in docs/training.md, "Reading a run without downpour". The functions below rebuild,
+for a cat network (cat-demo, the main job), the input processing (preprocess.safetensors + .json) and stage 1
+(filter -> L2 pool -> LCN) from model.safetensors + model.json; tests/test_read_run.py checks them against
+downpour's own forward on a trained run. Images go in as training's samples came out of the data source:
+(N, C, H, W) = model.json's input_shape, float, grey in [0, 1] (docs/data.md).
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+
+def read_pair(stem: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """``stem.safetensors`` (tensors by name) and ``stem.json`` (a dict)."""
+    return load_file(f"{stem}.safetensors"), json.loads(Path(f"{stem}.json").read_text())
+
+
+def describe(run: Path) -> None:
+    """Print every safetensors file's metadata and tensors, and every JSON file's top-level keys."""
+    for path in sorted(run.rglob("*")):
+        name = path.relative_to(run)
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+                print(f"{name}: metadata keys {sorted(meta)}")
+                for key in f.keys():
+                    part = f.get_slice(key)
+                    print(f"  {key:32} {part.get_dtype():4} {part.get_shape()}  {meta.get('layout.' + key, '')}")
+        elif path.suffix == ".json":
+            record = json.loads(path.read_text())
+            print(f"{name}: keys {sorted(record) if isinstance(record, dict) else type(record).__name__}")
+
+
+# --- the input processing: preprocess.json's order, normalize "patch", then the whitening, then "ufldl" -------
+def _normalise(x: torch.Tensor, stats: dict) -> torch.Tensor:
+    """Per-sample normalisation with the training set's statistic (stats["variance_floor"] or stats["clip"])."""
+    flat = x.reshape(len(x), -1).double()
+    centred = flat - flat.mean(dim=1, keepdim=True)
+    if stats["normalize"] == "patch":              # own mean off, divided by sqrt(own variance + set-wide floor)
+        out = centred / (centred.var(dim=1, unbiased=False, keepdim=True) + stats["variance_floor"]).sqrt()
+    elif stats["clip"] == 0:
+        out = torch.full_like(centred, 0.5)
+    else:                                          # "ufldl": clipped at +-clip, then into [0.1, 0.9]
+        out = (centred.clamp(-stats["clip"], stats["clip"]) / stats["clip"] + 1.0) * 0.4 + 0.1
+    return out.float().reshape(x.shape)
+
+
+def _spectral(x: torch.Tensor, t: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each channel reflect-padded by half its side, its rfft2 times power ** (-strength / 2) (0 at the mean, the
+    power floored at 1e-7 of the largest but the mean's), cropped back, times the set-wide scale."""
+    scale, strength = t["spectral.scale"].tolist()                    # [scale, strength]
+    power = t["spectral.power"]                                       # (H + 2 ph, (W + 2 pw) // 2 + 1) float64
+    n, c, h, w = x.shape
+    ph, pw = min(h // 2, h - 1), min(w // 2, w - 1)
+    padded = F.pad(x.reshape(n * c, 1, h, w).double(), (pw, pw, ph, ph), mode="reflect")
+    ac = power.clone()
+    ac[0, 0] = 0.0
+    gain = power.clamp_min(float(ac.max()) * 1e-7) ** (-0.5 * strength)
+    gain[0, 0] = 0.0
+    out = torch.fft.irfft2(torch.fft.rfft2(padded)[:, 0] * gain, s=(h + 2 * ph, w + 2 * pw))
+    return (out[:, ph:ph + h, pw:pw + w].reshape(n, c, h, w) * scale).float()
+
+
+def prepare(run: Path, images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) images as loaded -> the model's input, as training's samples were prepared."""
+    tensors, meta = read_pair(run / "preprocess")
+    x = images.float()
+    if meta["normalize"] == "patch":
+        x = _normalise(x, meta["stats"])
+    if meta["whiten"] == "spectral":
+        x = _spectral(x, tensors)
+    elif meta["whiten"] == "zca":                                     # (x - mean) @ matrix over flattened C*H*W
+        x = ((x.reshape(len(x), -1) - tensors["zca.mean"]) @ tensors["zca.matrix"]).reshape(x.shape)
+    if meta["normalize"] == "ufldl":
+        x = _normalise(x, meta["stats"])
+    return x
+
+
+# --- stage 1 of the cat network: filter -> L2 pool -> LCN -----------------------------------------------------
+def filters(weights: dict[str, torch.Tensor], options: dict, stage: int = 0) -> torch.Tensor:
+    """Stage ``stage``'s filters as used, (tH, tW, M, C, k, k): the stored tensor is each filter's direction;
+    with filter_norm r > 0 every filter is rescaled to L2 norm r * stride * sqrt(C / M)."""
+    w = weights[f"stages.{stage}.filter.weight"]                      # (tile rows, tile cols, maps, C, k, k)
+    norms = options["filter_norm"]
+    r = norms[0] if len(norms) == 1 else norms[stage]
+    if not r:
+        return w
+    radius = r * options["strides"][stage] * math.sqrt(w.shape[3] / w.shape[2])
+    return w * (radius / w.pow(2).sum(dim=(-3, -2, -1), keepdim=True).clamp_min(1e-24).sqrt())
+
+
+def _window_matrix(n: int, taps: torch.Tensor) -> torch.Tensor:
+    """(n, n): row i holds the Gaussian taps centred on i that fall inside 0..n-1, rescaled to sum to 1."""
+    k = len(taps)
+    tap = torch.arange(n)[None, :] - torch.arange(n)[:, None] + k // 2
+    a = torch.where((tap >= 0) & (tap < k), taps[tap.clamp(0, k - 1)], torch.zeros(()))
+    return a / a.sum(dim=1, keepdim=True)
+
+
+def lcn(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Local contrast normalisation: a Gaussian window (side ``side``, std side / 4) over space and channels,
+    border-corrected; subtract the local mean, divide by max(local std, the image's mean local std)."""
+    r = torch.arange(side, dtype=torch.float64) - (side - 1) / 2
+    taps = torch.exp(-0.5 * (r / (side / 4)) ** 2)
+    taps = (taps / taps.sum()).float()
+    rows, cols = _window_matrix(x.shape[2], taps), _window_matrix(x.shape[3], taps)
+    mean = lambda t: rows @ t.mean(dim=1, keepdim=True) @ cols.T      # noqa: E731  (B, 1, H, W)
+    x = x - x[:, :1, :1, :1]
+    v = x - mean(x)
+    sigma = torch.sqrt(mean(v * v) + 1e-4 ** 2)
+    return v / torch.maximum(sigma, sigma.mean(dim=(1, 2, 3), keepdim=True))
+
+
+def stage1(run: Path, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Prepared inputs (N, C, H, W) -> stage 1's "codes" (N, M, Ho, Wo), "pooled" and "normalised" (N, M, Hp, Wp)."""
+    weights, meta = read_pair(run / "model")
+    o = meta["options"]
+    k, s, q, u = o["kernels"][0], o["strides"][0], o["pools"][0], o["pool_strides"][0]
+    w = filters(weights, o)
+    th, tw, m, c = w.shape[:4]
+    n, _, h, width = x.shape
+    ho, wo = (h - k) // s + 1, (width - k) // s + 1
+    full = w[torch.arange(ho) % th][:, torch.arange(wo) % tw]         # position (i, j) uses bank (i mod tH, j mod tW)
+    cols = F.unfold(x, k, stride=s).view(n, c, k, k, ho, wo)
+    codes = torch.einsum("bcuvij,ijmcuv->bmij", cols, full)
+    pooled = torch.sqrt(F.avg_pool2d(codes * codes, q, u) * q * q + 1e-8)
+    side = min(pooled.shape[2:])
+    return {"codes": codes, "pooled": pooled, "normalised": lcn(pooled, min(o["lcn"], side - 1 + side % 2))}
+
+
+if __name__ == "__main__":
+    run = Path(sys.argv[1])
+    describe(run)
+    if len(sys.argv) > 2:
+        images = torch.from_numpy(np.load(sys.argv[2], allow_pickle=False))
+        features = stage1(run, prepare(run, images))
+        for name, value in features.items():
+            print(f"stage1 {name}: shape {list(value.shape)}, mean {float(value.mean()):.6g}, std {float(value.std()):.6g}")
+        if len(sys.argv) > 3:
+            save_file({name: value.contiguous() for name, value in features.items()}, sys.argv[3])
