@@ -149,6 +149,7 @@ if __name__ == "__main__":
         images = torch.from_numpy(np.load(sys.argv[2], allow_pickle=False))
         features = stage1(run, prepare(run, images))
         for name, value in features.items():
-            print(f"stage1 {name}: shape {list(value.shape)}, mean {float(value.mean()):.6g}, std {float(value.std()):.6g}")
+            print(f"stage1 {name}: shape {list(value.shape)}, mean {float(value.mean()):.6g}, "
+                  f"std {float(value.std()):.6g}")
         if len(sys.argv) > 3:
             save_file({name: value.contiguous() for name, value in features.items()}, sys.argv[3])
