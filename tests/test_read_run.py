@@ -67,3 +67,16 @@ def test_every_tensor_of_the_model_and_its_input_processing_says_its_layout(trai
         assert meta["json_sha256"] == "recorded"
     with safe_open(str(trained / "model.safetensors"), "pt") as f:
         assert "stage 1's filters: (tile rows " in f.metadata()["layout.stages.0.filter.weight"]
+
+
+@pytest.mark.parametrize("name,options", [("tica-8x8", {}), ("ufldl-sae", {}),
+                                          ("ufldl-sae", {"encoder": "local", "kernel_size": 4, "decoder": "untied"})])
+def test_the_autoencoders_tensors_say_their_layout_too(tmp_path, name, options):
+    from downpour.models.registry import create_model
+    from downpour.train.model_file import write_model
+
+    model = create_model(name, **options)
+    write_model(tmp_path, model, name)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+        meta, keys = f.metadata(), list(f.keys())
+    assert keys and all(f"layout.{k}" in meta for k in keys), (keys, sorted(meta))
