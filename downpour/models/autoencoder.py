@@ -143,18 +143,20 @@ class Autoencoder(FeatureModel):
         """Each tensor's axes and use in words (model.safetensors' metadata)."""
         act, out = self.config.activation, self.config.output
         plus = " + bias" if self.bias is not None else ""
+        dec = "decoder_weight" if self.decoder_weight is not None else None
         if self.filter is None:
             n_in = self.weight.shape[1]
-            enc = {"weight": f"(hidden {self.config.hidden}, inputs {n_in}: a {list(self.input_shape)} sample flattened "
-                             f"row-major): unit j's encoder filter; code = {act}(x @ weight.T{plus})"}
+            enc = {"weight": f"(hidden {self.config.hidden}, inputs {n_in}: a {list(self.input_shape)} sample "
+                             f"flattened row-major): unit j's encoder filter; code = {act}(x @ weight.T{plus})"}
+            back = f"code @ {dec or 'weight'}"
         else:
             enc = {"filter.weight": f"encoder filters: {self.filter.weight_layout()}; code = {act}(that{plus})"}
-        where = "decoder_weight" if self.decoder_weight is not None else next(iter(enc))
+            back = f"the filter map's transpose with {dec or 'the encoder filters'} applied to the code"
+        pooled = "(hidden, hidden) 0/1: pooled unit j = sqrt(1e-8 + sum over i of groups[j, i] * code_i**2)"
         return enc | {"decoder_weight": "the untied decoder, the encoder's shape",
                       "bias": f"{list(self._code_shape())} added to each code before {act}",
-                      "decoder_bias": f"{list(self.input_shape)} added to the reconstruction, "
-                                      f"reconstruction = {out}(code mapped back through {where}'s transpose + it)",
-                      "groups": "(hidden, hidden) 0/1: pooled unit j = sqrt(1e-8 + sum over i of groups[j, i] * code_i**2)"}
+                      "decoder_bias": f"{list(self.input_shape)}: reconstruction = {out}({back} + decoder_bias)",
+                      "groups": pooled}
 
     # --- the maps -----------------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
