@@ -80,3 +80,13 @@ def test_the_autoencoders_tensors_say_their_layout_too(tmp_path, name, options):
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
         meta, keys = f.metadata(), list(f.keys())
     assert keys and all(f"layout.{k}" in meta for k in keys), (keys, sorted(meta))
+
+
+def test_a_partitioned_cat_network_says_no_layout_for_its_blocks_rather_than_failing():
+    """A model split for model parallelism (its filters block by block) names no stage tensor; merged, it says all."""
+    from downpour.models.registry import create_model
+    from downpour.parallel import merge_model, partition_model
+
+    model = partition_model(create_model("cat-demo"), 2)
+    assert model.tensor_layouts() == {}
+    assert "stage 1's filters: (tile rows " in merge_model(model).tensor_layouts()["stages.0.filter.weight"]

@@ -145,18 +145,19 @@ class Autoencoder(FeatureModel):
         plus = " + bias" if self.bias is not None else ""
         dec = "decoder_weight" if self.decoder_weight is not None else None
         if self.filter is None:
-            n_in = self.weight.shape[1]
-            enc = {"weight": f"(hidden {self.config.hidden}, inputs {n_in}: a {list(self.input_shape)} sample "
-                             f"flattened row-major): unit j's encoder filter; code = {act}(x @ weight.T{plus})"}
-            back = f"code @ {dec or 'weight'}"
+            name, n_in = "weight", self.weight.shape[1]
+            enc = (f"(hidden {self.config.hidden}, inputs {n_in}: a {list(self.input_shape)} sample flattened "
+                   f"row-major): unit j's encoder filter; code = {act}(x @ weight.T{plus})")
+            back = f"code @ {dec or 'weight'}, reshaped to {list(self.input_shape)}"
         else:
-            enc = {"filter.weight": f"encoder filters: {self.filter.weight_layout()}; code = {act}(that{plus})"}
+            name = "filter.weight"
+            enc = f"encoder filters: {self.filter.weight_layout()}; code = {act}(that{plus})"
             back = f"the filter map's transpose with {dec or 'the encoder filters'} applied to the code"
+        recon = f"; reconstruction = {out}({back}{' + decoder_bias' if self.decoder_bias is not None else ''})"
         pooled = "(hidden, hidden) 0/1: pooled unit j = sqrt(1e-8 + sum over i of groups[j, i] * code_i**2)"
-        return enc | {"decoder_weight": "the untied decoder, the encoder's shape",
-                      "bias": f"{list(self._code_shape())} added to each code before {act}",
-                      "decoder_bias": f"{list(self.input_shape)}: reconstruction = {out}({back} + decoder_bias)",
-                      "groups": pooled}
+        return {name: enc + recon, "decoder_weight": "the untied decoder, the encoder's shape",
+                "bias": f"{list(self._code_shape())} added to each code before {act}",
+                "decoder_bias": f"{list(self.input_shape)} added to each reconstruction before {out}", "groups": pooled}
 
     # --- the maps -----------------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:

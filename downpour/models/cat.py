@@ -267,11 +267,12 @@ class CatNet(FeatureModel):
                       for i in getattr(self, group, {})}
 
     def tensor_layouts(self) -> dict[str, str]:
-        """Each stage's filters and untied decoder, in words (model.safetensors' metadata)."""
-        out = {f"stages.{i}.filter.weight": f"stage {i + 1}'s filters: {s.filter.weight_layout()}"
-               for i, s in enumerate(self.stages)}
+        """Each stage's filters and untied decoder, in words (model.safetensors' metadata); none for a partitioned
+        stage (its blocks' tensors have other names; a run saves the merged model, downpour.parallel.merge_model)."""
+        plain = [(i, s) for i, s in enumerate(self.stages) if isinstance(s.filter, LocallyConnected2d)]
+        out = {f"stages.{i}.filter.weight": f"stage {i + 1}'s filters: {s.filter.weight_layout()}" for i, s in plain}
         return out | {f"stages.{i}.decoder_weight": f"stage {i + 1}'s untied decoder, the filters' shape, used as "
-                      "stored (the transpose of the filter map)" for i, s in enumerate(self.stages)}
+                      "stored (the transpose of the filter map)" for i, _ in plain}
 
     def forward(self, x: Tensor) -> Tensor:
         for stage in self.stages:
