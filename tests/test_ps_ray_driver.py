@@ -427,7 +427,7 @@ def test_partition_actors_ray_never_starts_fail_the_start_after_its_limit(local_
     """Model parallelism: the partition actors (0 CPUs, pinned to a node) answer after the worker actors, whose start
     does not wait for them; until 2026-12-05 a plain ray.get waited for their first answers for good. Now the start's
     limit (4 s here) holds for them too. (Stand-in for an actor Ray never starts: one asking a resource no node
-    has. One shard, not two as until 2026-12-06: the partitions' wait is the point, and an actor fewer to start.)"""
+    has.)"""
     from downpour.config import load_config
     from downpour.errors import RunError
     from downpour.ps import partitions_on_ray
@@ -439,7 +439,7 @@ def test_partition_actors_ray_never_starts_fail_the_start_after_its_limit(local_
                         SimpleNamespace(options=lambda **kw: real.options(resources={"nowhere": 1.0}, **kw)))
     workers_start_within(monkeypatch, driver_module, 4.0, "partition actors")
     cfg = load_config("cat-untied", ["cluster.runner=ray", "data.samples=32", "train.batch_size=8", "train.steps=4",
-                                     "cluster.workers=1", "cluster.shards=1", "cluster.partitions=2",
+                                     "cluster.workers=1", "cluster.shards=2", "cluster.partitions=2",
                                      "train.tensorboard=false"])
     with pytest.raises(RunError, match=r"could not start 2 of 2 partition actors within 4 s: each asks no CPU"):
         run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
