@@ -22,13 +22,14 @@ BASE = ["cluster.runner=ray", "data.samples=600", "train.batch_size=16", "train.
 def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tmp_path, local_ray, monkeypatch):
     # 600 steps once finished before the first timed checkpoint (0.5 s) on a fast machine, and the kill found no
     # shard left to kill; 2,000 steps made room for it, most of them trained after it. Now a checkpoint comes by
-    # push 100 whatever the clock says, and the driver holds still 30 pushes past its last checkpoint (rows logged
+    # push 40 whatever the clock says, and the driver holds still 10 pushes past its last checkpoint (2 rows logged
     # past it, to be truncated and logged once again) until the shard is killed: the kill lands mid-run however
-    # fast the machine. (One worker: the shards are the point, and two actors fewer start, twice.)
-    steps, killed = 300, threading.Event()
-    held_until(monkeypatch, killed, lambda rec: rec.coord.done >= 100 and rec.checkpoints and rec._since_ckpt >= 30)
+    # fast the machine, 50 steps or more before the end. (One worker: the shards are the point, and two actors fewer
+    # start, twice. Push 100, 30 pushes and 300 steps until 2026-12-06: the same moments, three times the steps.)
+    steps, killed = 100, threading.Event()
+    held_until(monkeypatch, killed, lambda rec: rec.coord.done >= 40 and rec.checkpoints and rec._since_ckpt >= 10)
     cfg = load_config("ufldl-sae", [*BASE, f"train.steps={steps}", "cluster.workers=1", "cluster.shards=2",
-                                    "cluster.checkpoint_seconds=0.5", "cluster.checkpoint_every=100"])
+                                    "cluster.checkpoint_seconds=0.5", "cluster.checkpoint_every=40"])
     run = RunDir.create(tmp_path / "s", cfg)
     earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
     out = {}
@@ -37,7 +38,7 @@ def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tm
     try:
         # (300 s: at 1 update a second, a 2-core VM also running a study and the suite, step 100 and its checkpoint
         # came after kill_when's default 120 s, counted from before the actors start)
-        victim = kill_when(run, 100, "-shard1", earlier, timeout=300.0, checkpointed=True)
+        victim = kill_when(run, 40, "-shard1", earlier, timeout=300.0, checkpointed=True)
     finally:
         killed.set()
     thread.join(timeout=240)

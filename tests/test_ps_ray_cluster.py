@@ -41,9 +41,14 @@ def test_train_with_address_uses_both_nodes(tmp_path, two_nodes):
 
 
 def test_model_parallel_partitions_spread_over_both_nodes(tmp_path, two_nodes):
+    """A replica split in 2 places its partition actors on both nodes. The tiny cat network (TINY_CAT, as the other
+    partition tests on Ray have it, since 2026-12-06): where the partitions go does not hang on the network's size,
+    and the full-size network's steps cost seconds more."""
+    from test_runner_equivalence import TINY_CAT
+
     code = main(["train", "--config", "cat-untied", "--runner", "ray", "--address", two_nodes.address,
                  "--workers", "1", "--shards", "2", "--steps", "8", "--out", str(tmp_path / "mp"), "--no-report",
-                 "--set", "cluster.partitions=2", "--set", "train.tensorboard=false", "--set", "train.log_every=4"])
+                 *[a for o in [*TINY_CAT, "cluster.partitions=2"] for a in ("--set", o)]])
     assert code == 0
     summary = RunDir.open(tmp_path / "mp").read_json("cluster.json")
     assert summary["nodes"] == 2 and sorted(summary["placement"]["partitions"]) == [0, 1]

@@ -1,7 +1,7 @@
 """A node lost mid-run on a real multi-node Ray: ``ray.cluster_utils.Cluster`` starts a head (no CPU: the placer
-leaves it out), one for the module (its start costs some 20 s), and each test runs with three (or four) 1-CPU nodes
-on this machine (one added in place of the one a test before crashed, some 4 s); a run joins it by address, and a node
-of a worker's crashes (its processes killed, not stopped gracefully) while the run trains.
+leaves it out), one for the module (its start costs some 20 s), and each test runs with four (the first) or three
+1-CPU nodes on this machine (one added in place of the one a test before crashed, some 4 s); a run joins it by
+address, and a node of a worker's crashes (its processes killed, not stopped gracefully) while the run trains.
 
 Worker 1's own node: its replacement must be placed off the gone node, on the one alive node with a CPU free, and the
 run must finish and say so. A crash shows (ActorUnavailableError) seconds before ``ray.nodes()`` has the node dead, so
@@ -80,7 +80,8 @@ def cluster():
 
 def _nodes(cluster, n):
     """The module's cluster with ``n`` 1-CPU nodes alive (a test before crashed one: one is added in its place, some
-    seconds; one more than ``n`` is taken out), and those nodes by id; Ray shut down after the test."""
+    seconds; one more than ``n`` is taken out), and those nodes by id; Ray shut down after the test. (The four-node
+    test comes first: the three its crash leaves are the next test's, 5 nodes started for the module, not 6.)"""
     alive = list(cluster.worker_nodes)     # (remove_node takes a node out)
     for extra in alive[n:]:
         cluster.remove_node(extra)
@@ -159,6 +160,39 @@ def _split_in_2(cluster, workers):
                                       "cluster.restarts=1", f"train.steps={PART_STEPS}"])
 
 
+def test_a_node_holding_a_partition_alone_lost_restarts_that_partition_alone_placed_off_it(tmp_path, four_nodes,
+                                                                                           monkeypatch, caplog):
+    """Model parallelism, a node holding one partition actor and nothing else (the plan's layout left none such on
+    three nodes with partitions, shards >= partitions): 1 replica x 2 partitions on 2 shards, 6 actors over four sorted
+    nodes, partition 0 on the first, partition 1 on the second (alone), the worker on the third, the shards on the
+    fourth and first. The second crashes at step 20: the worker's cycle fails through its partition (its own node
+    alive), and partition 1 alone is restarted (since 2026-12-06; until then the replica was lost and restarted whole),
+    the worker kept on the third and partition 0 on the first, the new partition 1 off the gone node (at first pinned
+    there while Ray has it alive, then placed again), free of its sibling: on the fourth (round-robin alone, index 1
+    over the three alive, would put it on the third). The run finishes every step with a readable server checkpoint of
+    the last, and staleness.json, the Faults line and cluster.json say so."""
+    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
+    from downpour.ps.checkpoint import load_server
+
+    first, second, third, fourth = sorted(four_nodes[1])
+    summary, run, events, lost = _run_losing_a_node(tmp_path, monkeypatch, caplog, four_nodes,
+                                                    _split_in_2(four_nodes[0], workers=1), (0, 1))
+    assert lost == [second]
+    assert [(e["event"], e["worker"], e["partition"]) for e in events] == [("partition-restarted", 0, 1)]
+    faults = html.unescape(_cluster_faults(run))
+    assert faults.startswith(f'<p class="note">Faults: partition 1 of replica 0 restarted at step {events[0]["step"]} (')
+    assert summary["steps"] == PART_STEPS and summary["lost_workers"] == []
+    assert f"worker 0's partition 1's node {second[:8]} is gone: its replacement is pinned to node {fourth[:8]}" \
+        in caplog.text
+    assert "worker 0's node" not in caplog.text and "partition 0's node" not in caplog.text   # both kept
+    placed = run.read_json("cluster.json")
+    assert placed["nodes"] == 3 and placed["placement"] == {"shards": [2, 0], "workers": [1], "partitions": [0, 2]}
+    assert placed["partition_restarts"] == events
+    assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0}    # the replica trains on
+    states, meta = load_server(run.checkpoints / "server")
+    assert meta["step"] == PART_STEPS and len(states) == 2
+
+
 def test_a_worker_whose_node_is_removed_is_replaced_on_the_node_alive_with_a_cpu_free(tmp_path, three_nodes,
                                                                                         monkeypatch, caplog):
     """Worker 0 sits on the first node (sorted ids), worker 1 on the second, shard 0 on the third (the plan's layout:
@@ -220,36 +254,3 @@ def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node
     assert placed["nodes"] == 2 and placed["placement"] == {"shards": [0, 1], "workers": [1, 0],
                                                             "partitions": [0, 1, 1, 0]}   # (first, second)
     assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0, 1}    # the replacement trains
-
-
-def test_a_node_holding_a_partition_alone_lost_restarts_that_partition_alone_placed_off_it(tmp_path, four_nodes,
-                                                                                           monkeypatch, caplog):
-    """Model parallelism, a node holding one partition actor and nothing else (the plan's layout left none such on
-    three nodes with partitions, shards >= partitions): 1 replica x 2 partitions on 2 shards, 6 actors over four sorted
-    nodes, partition 0 on the first, partition 1 on the second (alone), the worker on the third, the shards on the
-    fourth and first. The second crashes at step 20: the worker's cycle fails through its partition (its own node
-    alive), and partition 1 alone is restarted (since 2026-12-06; until then the replica was lost and restarted whole),
-    the worker kept on the third and partition 0 on the first, the new partition 1 off the gone node (at first pinned
-    there while Ray has it alive, then placed again), free of its sibling: on the fourth (round-robin alone, index 1
-    over the three alive, would put it on the third). The run finishes every step with a readable server checkpoint of
-    the last, and staleness.json, the Faults line and cluster.json say so."""
-    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
-    from downpour.ps.checkpoint import load_server
-
-    first, second, third, fourth = sorted(four_nodes[1])
-    summary, run, events, lost = _run_losing_a_node(tmp_path, monkeypatch, caplog, four_nodes,
-                                                    _split_in_2(four_nodes[0], workers=1), (0, 1))
-    assert lost == [second]
-    assert [(e["event"], e["worker"], e["partition"]) for e in events] == [("partition-restarted", 0, 1)]
-    faults = html.unescape(_cluster_faults(run))
-    assert faults.startswith(f'<p class="note">Faults: partition 1 of replica 0 restarted at step {events[0]["step"]} (')
-    assert summary["steps"] == PART_STEPS and summary["lost_workers"] == []
-    assert f"worker 0's partition 1's node {second[:8]} is gone: its replacement is pinned to node {fourth[:8]}" \
-        in caplog.text
-    assert "worker 0's node" not in caplog.text and "partition 0's node" not in caplog.text   # both kept
-    placed = run.read_json("cluster.json")
-    assert placed["nodes"] == 3 and placed["placement"] == {"shards": [2, 0], "workers": [1], "partitions": [0, 2]}
-    assert placed["partition_restarts"] == events
-    assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0}    # the replica trains on
-    states, meta = load_server(run.checkpoints / "server")
-    assert meta["step"] == PART_STEPS and len(states) == 2
