@@ -878,3 +878,20 @@ def test_the_report_opens_on_its_findings_links_its_sections_and_says_what_each_
     fn = a["face_neuron"]
     methods = {method_name(r["method"]) for r in [*fn["rows"], fn["paper_style"], *fn["controls"]]}   # as shown
     assert {m.replace("'", "&#x27;") for m in methods} - set(said) == set()
+
+
+def test_the_invariance_figure_is_drawn_with_the_levels_its_ranges_are_read_at(run_dir, tmp_path, monkeypatch):
+    """The report's caption names dash-dot lines at the levels of its range table, and invariance_plot draws them from
+    the result's summary and selectivity; analyze_run drew the figure before it added those (until 2026-12-06), so no
+    run's invariance.png had the lines (a main job's report, read by a new user, 2026-12-06)."""
+    import downpour.analysis.run as run_module
+    drawn = []
+    plot = run_module.figures.invariance_plot
+    monkeypatch.setattr(run_module.figures, "invariance_plot", lambda result, *a, **k: drawn.append(result) or plot(
+        result, *a, **k))
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    a = analyze_run(copy, **FAST)
+    assert len(drawn) == 1
+    assert drawn[0]["summary"]["floor"] == a["invariance"]["summary"]["floor"] == 0.5
+    assert drawn[0]["selectivity"]["auc"] == a["invariance"]["selectivity"]["auc"]

@@ -285,7 +285,10 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
         return inv
     inv = kept.part("invariance sweeps", invariance)
     against = ("faces", "non-faces") if opts.runs_face_test() else (labels[0], "the other classes")
-    paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png", against).name
+    # the levels the report's ranges are read at, in the result the figure is drawn from: until 2026-12-06 it was
+    # drawn before they were added, so the dash-dot lines the report's caption names were missing from every run's
+    levels = {"summary": invariance_summary(inv), "selectivity": selectivity_summary(inv)}
+    paths["invariance"] = figures.invariance_plot({**inv, **levels}, fig_dir / "invariance.png", against).name
 
     # 4. linear probes
     def probe(name: str) -> dict[str, Any]:
@@ -328,8 +331,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
         "top_images": {"indices": top.tolist(), "responses": [float(responses[i]) for i in top],
                        "labels": data.y[top].tolist(), "positive_in_top": positive_in_top, "drawn_from": drawn_from,
                        "pool": int(len(pool)), "positive_in_pool": int(is_positive[pool].sum())},
-        "invariance": {**inv, "summary": {**invariance_summary(inv), "range_ci": range_ci},
-                       "selectivity": {**selectivity_summary(inv), "range_ci": selectivity_ci},
+        "invariance": {**inv, "summary": {**levels["summary"], "range_ci": range_ci},
+                       "selectivity": {**levels["selectivity"], "range_ci": selectivity_ci},
                        "rotation_disc_auc": disc_auc(inv),
                        "selectivity_faces_only": selectivity_summary(inv, "auc_faces_only")},
         "probes": probes,
