@@ -419,7 +419,14 @@ def test_the_summary_says_on_how_many_passes_the_paired_intervals_also_separate_
         f"{GRADIENT} on 1 of those 2 (phase-scrambled faces); they leave it not separated from {PIXEL} on the others.")
     assert "paired rule" in v["criterion"]
     v = controls_verdict(control("upside_down", [-0.06, 0.19]))
-    assert v["sentences"][0].endswith(f"on 0 of those 1; they leave it not separated from {PIXEL}.")
+    assert v["sentences"][0].endswith(f"which compares point AUCs; the paired intervals do not put it above the "
+                                      f"random-weights twin, {PIXEL} and {GRADIENT} there; they leave it not separated "
+                                      f"from {PIXEL}.")
+    # one pass that the paired rule keeps too: "there", not "on 1 of those 1 (the control named again)" (a main job's
+    # summary, 2026-12-06)
+    v = controls_verdict(control("phase_scrambled", [0.01, 0.13]))
+    assert v["sentences"][0].endswith(f"(phase-scrambled faces), which compares point AUCs; the paired intervals also "
+                                      f"put it above the random-weights twin, {PIXEL} and {GRADIENT} there.")
 
 
 def test_a_control_without_a_bar_of_the_criterion_does_not_pass_it():

@@ -128,10 +128,15 @@ def _clear_words(low: list[dict[str, Any]], twin: str, above_auc: tuple[str, ...
     met, bars = [p for p in low if p["passes"]], (twin, *above_auc)
     clear = [labels.get(p["negatives"], p["negatives"]) for p in met if set(bars) <= set(p["beats"])]
     short = ["the twin" if b == twin else b for b in bars if any(b not in p["beats"] for p in met)]
-    return "." if not met else (
-        f", which compares point AUCs; the paired intervals also put it above the random-weights twin, "
-        f"{' and '.join(above_auc)} on {len(clear)} of those {len(met)}" + (f" ({', '.join(clear)})" if clear else "")
-        + (f"; they leave it not separated from {' or '.join(short)}{' on the others' * bool(clear)}." if short else "."))
+    if not met:
+        return "."
+    bars_words = f"the random-weights twin, {' and '.join(above_auc)}"
+    if len(met) == 1:     # one pass: "there", not "on 1 of those 1 (the same control named again)" (until 2026-12-06)
+        return (f", which compares point AUCs; the paired intervals {'also put' if clear else 'do not put'} it above "
+                f"{bars_words} there" + (f"; they leave it not separated from {' or '.join(short)}." if short else "."))
+    rest = f"; they leave it not separated from {' or '.join(short)}{' on the others' * bool(clear)}." if short else "."
+    return (f", which compares point AUCs; the paired intervals also put it above {bars_words} on {len(clear)} of "
+            f"those {len(met)}" + (f" ({', '.join(clear)})" if clear else "") + rest)
 
 
 def _from_faces_words(low: list[dict[str, Any]], labels: dict[str, str]) -> str:
