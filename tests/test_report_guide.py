@@ -61,6 +61,10 @@ def test_the_findings_come_first_with_links_to_their_sections():
     assert ('<a href="#face-test">Controls for cats &amp; dogs</a>: On 1 of 4 controls &lt;it&gt; meets the '
             "criterion.</li>") in html and "more" not in html
     assert in_short({"filters": {"edge_fraction": None}}, "x") == ""
+    # the summary leans on "the criterion", which the page defined only half-way down (a new user, 2026-12-06)
+    a["face_neuron"]["controls_verdict"]["criterion"] = "AUC above <the twin> interval"
+    assert "<li>The criterion, on each control: the learned unit's AUC above &lt;the twin&gt; interval.</li>" in (
+        in_short(a, "x"))
 
 
 def test_the_contents_link_every_section_and_name_doc_headings_that_exist():

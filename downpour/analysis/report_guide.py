@@ -90,6 +90,8 @@ def in_short(a: dict[str, Any], face_test: str) -> str:
               f'{edge_ci(a["filters"])}{edge_caveat(a["filters"])}.</li>'] if isinstance(edges, (int, float)) else [])
     if sentences:
         items.append(f'<li><a href="#face-test">{esc(face_test)}</a>: {esc(passed_words(verdict) + sentences[0])}</li>')
+    if sentences and verdict.get("criterion"):   # the word the line leans on, defined where it is first read (2026-12-06)
+        items.append(f"<li>The criterion, on each control: the learned unit's {esc(verdict['criterion'])}.</li>")
     return f"<p>In short:</p><ul>{''.join(items)}</ul>" if items else ""
 
 
