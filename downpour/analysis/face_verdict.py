@@ -130,13 +130,11 @@ def _clear_words(low: list[dict[str, Any]], twin: str, above_auc: tuple[str, ...
     short = ["the twin" if b == twin else b for b in bars if any(b not in p["beats"] for p in met)]
     if not met:
         return "."
-    bars_words = f"the random-weights twin, {' and '.join(above_auc)}"
-    if len(met) == 1:     # one pass: "there", not "on 1 of those 1 (the same control named again)" (until 2026-12-06)
-        return (f", which compares point AUCs; the paired intervals {'also put' if clear else 'do not put'} it above "
-                f"{bars_words} there" + (f"; they leave it not separated from {' or '.join(short)}." if short else "."))
+    one = len(met) == 1     # one pass: "there", not "on 1 of those 1 (the control named again)" (until 2026-12-06)
+    where = " there" if one else f" on {len(clear)} of those {len(met)}" + (f" ({', '.join(clear)})" if clear else "")
     rest = f"; they leave it not separated from {' or '.join(short)}{' on the others' * bool(clear)}." if short else "."
-    return (f", which compares point AUCs; the paired intervals also put it above {bars_words} on {len(clear)} of "
-            f"those {len(met)}" + (f" ({', '.join(clear)})" if clear else "") + rest)
+    return (f", which compares point AUCs; the paired intervals {'do not put' if one and not clear else 'also put'} it "
+            f"above the random-weights twin, {' and '.join(above_auc)}{where}{rest}")
 
 
 def _from_faces_words(low: list[dict[str, Any]], labels: dict[str, str]) -> str:

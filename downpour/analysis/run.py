@@ -286,7 +286,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
     inv = kept.part("invariance sweeps", invariance)
     against = ("faces", "non-faces") if opts.runs_face_test() else (labels[0], "the other classes")
     # the levels the report's ranges are read at, in the result the figure is drawn from: until 2026-12-06 it was
-    # drawn before they were added, so the dash-dot lines the report's caption names were missing from every run's
+    # drawn before they were added, so the dash-dot lines the report's caption names were on no run's figure
     levels = {"summary": invariance_summary(inv), "selectivity": selectivity_summary(inv)}
     paths["invariance"] = figures.invariance_plot({**inv, **levels}, fig_dir / "invariance.png", against).name
 
