@@ -1,0 +1,167 @@
+"""Why Q7's cat network owes its face unit so little to the faces: its cell against variants that each remove one
+suspect, paired by seed, "what the faces gave" (``face_owed_controls``) measured as the study measures it.
+
+    .venv/bin/python bench/architectures_why_cat.py run --variants cat,maps-2,no-pool --out cells.jsonl 0 1 ... 7
+    .venv/bin/python bench/architectures_why_cat.py summary cells.jsonl
+
+``cat`` is Q7's own cell of the cat arm, unchanged (:meth:`ArchitecturesStudy.cell_config`, its 300 steps, one torch
+thread, ``train_and_measure``'s steps: the run, its no-faces twin ``data.train_faces = 0``, ``measure_run`` with the
+study's ``measures()``). The read-out variants (``READS``) score the face test again on those same two trained
+networks at a lower layer (the unit chosen the same way, on the same images): nothing retrained, so only the layer
+read differs. The trained variants (``TRAINED``) are the study built with one ``--set`` more
+(``study_class("architectures")(sets=...)``, as ``downpour study architectures --set KEY=VALUE`` would build every
+cell), run as the cat cell is. ``summary`` prints, per variant, each figure's mean and Student's t 95% interval, its
+paired difference with the cat cell (variant - cat) and p (:mod:`downpour.studies.stats`), and Holm's adjusted p over
+the variants' differences in ``face_owed_controls``. The page docs/studies/architectures-why-cat-2026-12-06.md is
+``run`` and ``summary`` of its cells.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+READS = {"read-pooled": "stage2/pooled",    # the top stage before its LCN (L2 pooled codes)
+         "read-codes": "stage2/codes"}      # the top stage's filter outputs: before its L2 pooling and LCN
+TRAINED = {"maps-2": (("model.maps", (8, 2)),),      # stage 2 with 2 maps: a 72-unit code (the RBM's is 64), not 288
+           "no-pool": (("model.pools", (1, 1)),)}    # no L2 pooling in either stage (its cost becomes RICA's L1)
+FIGURES = ("face_owed_controls", "face_auc_controls", "face_auc_controls_no_faces", "face_owed_lfw", "face_auc_lfw")
+EXTRA = ("code_dims", "edge_fraction", "final_loss")
+
+
+def _cat_cell(study, seed: int) -> list[dict]:
+    """The cat arm's cell as ``train_and_measure`` runs it, and the read-out variants on its two trained networks."""
+    from downpour.studies.measure import measure_run
+    from downpour.studies.trained import face_aucs, face_pair, no_faces_twin, owed_figures, trained_run
+
+    cfg = study.cell_config(_condition(study, "cat"), seed)
+    m = study.measures()
+    rows = []
+    w0, c0 = time.time(), time.process_time()
+    with trained_run(cfg) as (run, model, summary), no_faces_twin(cfg) as twin:
+        f = measure_run(run, model, m, seed, twin)
+        f["final_loss"] = float(summary["final_loss"])
+        rows.append({"variant": "cat", "seed": seed, "wall_s": round(time.time() - w0, 1),
+                     "cpu_s": round(time.process_time() - c0, 1), **f})
+        for name, layer in READS.items():
+            w0, c0 = time.time(), time.process_time()
+            faces = face_aucs(run, model, layer, control_draws=m.control_draws, random_filters=m.random_filters,
+                              replicates=m.bootstrap, seed=seed, no_faces=twin)
+            f = dict(zip(("face_auc_lfw", "face_auc_controls"), face_pair(faces)), **owed_figures(faces))
+            f["code_dims"] = float(model.features_at(run_input(model), [layer])[layer].numel())
+            rows.append({"variant": name, "seed": seed, "layer": layer, "wall_s": round(time.time() - w0, 1),
+                         "cpu_s": round(time.process_time() - c0, 1), **f})
+    return rows
+
+
+def run_input(model):
+    import torch
+
+    return torch.zeros((1, *model.input_shape))
+
+
+def _condition(study, name: str):
+    return next(c for c in study.conditions() if c.name == name)
+
+
+def variant_config(name: str, seed: int):
+    """The cat arm's cell config of Q7 built with the trained variant ``name``'s ``--set`` (``TRAINED``)."""
+    from downpour.studies import study_class
+
+    study = study_class("architectures")(sets=list(TRAINED[name]))
+    return study.cell_config(_condition(study, "cat"), seed), study.measures()
+
+
+def _trained_cell(name: str, seed: int) -> dict:
+    from downpour.studies.measure import train_and_measure
+
+    cfg, measures = variant_config(name, seed)
+    w0, c0 = time.time(), time.process_time()
+    f = train_and_measure(cfg, measures, seed)
+    return {"variant": name, "seed": seed, "sets": [list(s) for s in TRAINED[name]],
+            "wall_s": round(time.time() - w0, 1), "cpu_s": round(time.process_time() - c0, 1), **f}
+
+
+def run(variants: list[str], out: str, seeds: list[int]) -> None:
+    import torch
+    from downpour.studies import study_class
+
+    torch.set_num_threads(1)
+    unknown = [v for v in variants if v != "cat" and v not in TRAINED]
+    if unknown:
+        sys.exit(f"architectures_why_cat.py run: --variants {','.join(unknown)}: not cat or one of "
+                 f"{', '.join(TRAINED)} (the read-outs {', '.join(READS)} come with cat)")
+    study = study_class("architectures")()
+    for seed in seeds:
+        rows = _cat_cell(study, seed) if "cat" in variants else []
+        rows += [_trained_cell(v, seed) for v in variants if v != "cat"]
+        with open(out, "a") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+        for r in rows:
+            print(r["variant"], seed, r["cpu_s"], {k: round(r[k], 4) for k in FIGURES if k in r}, flush=True)
+
+
+def summary(path: str) -> None:
+    from architectures_steps import holm_adjusted
+    from downpour.studies.stats import mean_ci, paired_difference, paired_p
+
+    cells: dict[str, dict[int, dict]] = {}
+    for line in open(path):
+        r = json.loads(line)
+        cells.setdefault(r["variant"], {})[int(r["seed"])] = r
+    if "cat" not in cells:
+        sys.exit(f"architectures_why_cat.py summary: {path} has no cat cell to pair the variants with")
+    fmt = lambda t: f"{t[0]:+.3f} [{t[1]:+.3f}, {t[2]:+.3f}]"
+    owed_p, lines = {}, []
+    for name, by_seed in cells.items():
+        seeds = sorted(s for s in by_seed if s in cells["cat"])
+        cpu = sum(by_seed[s]["cpu_s"] for s in seeds)
+        lines.append(f"{name}: {len(seeds)} seeds paired with cat ({', '.join(map(str, seeds))}), CPU {cpu:.0f} s")
+        for f in FIGURES + EXTRA:
+            if not all(f in by_seed[s] and not math.isnan(by_seed[s][f]) for s in seeds):
+                continue
+            a, b = [cells["cat"][s][f] for s in seeds], [by_seed[s][f] for s in seeds]
+            said = f"  {f}: {fmt(mean_ci(b))}"
+            if name != "cat" and len(seeds) >= 2 and f in cells["cat"][seeds[0]]:
+                p = paired_p(a, b)
+                said += f"  minus cat's {fmt(paired_difference(a, b))}  p {p:.2g}"
+                if f == "face_owed_controls":
+                    owed_p[name] = p
+            lines.append(said)
+        if name != "cat":
+            lines.append("  per seed, face_owed_controls (cat, variant): "
+                         + "; ".join(f"{s}: {cells['cat'][s]['face_owed_controls']:+.3f}, "
+                                     f"{by_seed[s]['face_owed_controls']:+.3f}" for s in seeds))
+    print("\n".join(lines))
+    if owed_p:
+        adjusted = holm_adjusted(list(owed_p.values()))
+        print("Holm over the variants' face_owed_controls differences: "
+              + ", ".join(f"{n} {p:.2g}" for n, p in zip(owed_p, adjusted)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train and measure the cells, appending to --out")
+    r.add_argument("seeds", nargs="+", type=int)
+    r.add_argument("--variants", default="cat," + ",".join(TRAINED),
+                   help=f"cat (with the read-outs {', '.join(READS)}) and any of {', '.join(TRAINED)}")
+    r.add_argument("--out", default=os.environ.get("OUT", "cells.jsonl"))
+    s = sub.add_parser("summary", help="the paired table of a cells file")
+    s.add_argument("cells")
+    a = ap.parse_args(argv)
+    if a.cmd == "run":
+        run(a.variants.split(","), a.out, a.seeds)
+    else:
+        summary(a.cells)
+
+
+if __name__ == "__main__":
+    main()

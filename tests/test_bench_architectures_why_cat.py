@@ -1,0 +1,55 @@
+"""bench/architectures_why_cat.py: each variant paired seed by seed with the cat cell, Holm's p over the variants'
+face_owed_controls, a trained variant's --set reaching the cell's network, and an unknown variant refused by name."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import architectures_why_cat as why  # noqa: E402
+
+
+def _cells(path, variant, seeds, owed):
+    with open(path, "a") as fh:
+        for seed in seeds:
+            row = {f: 0.5 for f in why.FIGURES + why.EXTRA}
+            row.update(variant=variant, seed=seed, wall_s=1.0, cpu_s=2.0, face_owed_controls=owed(seed))
+            fh.write(json.dumps(row) + "\n")
+
+
+def test_summary_pairs_each_variant_with_the_cat_cell_of_the_same_seed(tmp_path, capsys):
+    cells = tmp_path / "cells.jsonl"
+    _cells(cells, "cat", range(4), lambda s: 0.01 * s)
+    _cells(cells, "maps-2", [3, 1, 0, 2, 9], lambda s: 0.01 * s + 0.1 + 0.001 * s)   # seed 9: no cat cell to pair
+    why.main(["summary", str(cells)])
+    out = capsys.readouterr().out
+    variant = out.split("maps-2: ")[1]
+    assert variant.startswith("4 seeds paired with cat (0, 1, 2, 3), CPU 8 s")
+    # the paired differences are 0.100, 0.101, 0.102, 0.103 (mean 0.1015); unpaired, the seeds' spread would hide them
+    assert "face_owed_controls: +0.117 [" in variant and "minus cat's +0.102 [+0.099, +0.104]" in variant
+    assert "3: +0.030, +0.133" in variant
+    assert "Holm over the variants' face_owed_controls differences: maps-2 " in out
+
+
+def test_summary_refuses_a_file_without_the_cat_cell(tmp_path):
+    cells = tmp_path / "cells.jsonl"
+    _cells(cells, "no-pool", range(3), lambda s: 0.0)
+    with pytest.raises(SystemExit, match="has no cat cell to pair the variants with"):
+        why.main(["summary", str(cells)])
+
+
+def test_a_trained_variant_builds_the_study_cell_with_its_setting():
+    from downpour.models.registry import build
+
+    shapes = {}
+    for name in why.TRAINED:
+        cfg, _ = why.variant_config(name, 0)
+        assert cfg.train.steps == 300 and cfg.seed == 0          # Q7's cell otherwise
+        shapes[name] = build(cfg, (1, 32, 32))[0].stages[-1].out_shape
+    assert shapes == {"maps-2": (2, 6, 6), "no-pool": (8, 9, 9)}   # the cat cell's is (8, 6, 6): 288 units
+
+
+def test_run_refuses_an_unknown_variant_and_names_the_known_ones():
+    with pytest.raises(SystemExit, match=r"--variants read-codes: not cat or one of maps-2, no-pool"):
+        why.main(["run", "--variants", "cat,read-codes", "--out", "/dev/null", "0"])
