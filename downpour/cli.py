@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     crossfit.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
     crossfit.add_argument("--folds", type=whole, default=5, help="folds of lfw_subset (default 5: 20 faces each)")
     crossfit.add_argument("--out", help="folder for the fold runs, crossfit.json and .html (default: runs/crossfit-<config>-<time>); "
-                                        "run again to resume")
+                                        "run again with the same --out to resume")
     crossfit.add_argument("--jobs", type=whole, default=1,
                           help="folds trained at once, each in its own process with an equal share of the cores "
                                "(default 1; not with the Ray runner); each writes OUT/fold-I.log")

@@ -15,7 +15,7 @@ from downpour.config import (ConfigError, FlagValue, Override, RunConfig, as_typ
                              parse_override, with_origin)
 from downpour.cli_flags import check_cluster_flags, check_flags, checkpoint_keys, set_keys, update_rule_words
 from downpour.cli_analyze import analyze_and_report
-from downpour.errors import DownpourError
+from downpour.errors import DownpourError, RunError
 
 if TYPE_CHECKING:
     from downpour.train.rundir import RunDir
@@ -250,12 +250,19 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, _overrides(args))
     check_flags(args, cfg)
     out = args.out or f"runs/crossfit-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # without --out, "the same command" names a new folder (another time) and trains every fold again
+    again = "the same command" + ("" if args.out else f" with --out {pasted(out)}")
+    unless = "" if args.out else " (without --out it starts a new cross-fit in a new folder, every fold trained again)"
     try:
         result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs, control=args.control)
     except KeyboardInterrupt:    # (and SIGTERM) a fold's own stop warning names this command too (train.go_on)
-        print(f"downpour: cross-fit stopped; each fold keeps what it trained: the same command goes on (--out {pasted(out)})",
+        print(f"downpour: cross-fit stopped; each fold keeps what it trained in {pasted(out)}: {again} goes on{unless}",
               file=sys.stderr)
         raise
+    except RunError as err:      # folds failed: raise_failed's "run the same command again to train only those"
+        if args.out or type(err) is not RunError or "run the same command again" not in str(err):
+            raise
+        raise RunError(str(err).replace("run the same command again", f"run {again} again{unless}", 1)) from None
     print("\n".join(result["verdict"]["sentences"]))
     print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")
     return failed(line_search_failures(result), kept=line_search_failures(result, kept=True))   # 1 as train: a line search failed for real (everything is written)

@@ -1,0 +1,43 @@
+"""`downpour crossfit` without --out trains into runs/crossfit-<config>-<time>: after a stop or a failed fold, "the
+same command" again names a new folder (another time) and trains every fold again. Its words give the --out to go
+on with. The cross-fit itself is replaced here: only the command's words are under test."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import downpour.crossfit
+from downpour.cli import main
+from downpour.errors import RunError
+
+ARGS = ["crossfit", "--config", "cat-demo", "--runner", "local", "--folds", "2"]
+FAILED = ("1 of 2 fold runs failed, the others are kept (runs/x/fold-1: DataError: ...); run the same command again to "
+          "train only those")
+
+
+def _stop(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def _fail(*args, **kwargs):
+    raise RunError(FAILED)
+
+
+@pytest.mark.parametrize("what", [_stop, _fail])
+def test_a_crossfit_without_out_says_which_out_goes_on(tmp_path, monkeypatch, capsys, what):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(downpour.crossfit, "run_crossfit", what)
+    assert main(ARGS) == (130 if what is _stop else 2)
+    err = capsys.readouterr().err
+    folder = re.search(r"--out (runs/crossfit-cat-demo-\d{8}-\d{6})", err)
+    assert folder, err       # it said "the same command goes on (--out ...)": the same command started a new folder
+    assert "without --out it starts a new cross-fit" in err, err
+
+
+@pytest.mark.parametrize("what", [_stop, _fail])
+def test_a_crossfit_with_out_says_the_same_command_goes_on(tmp_path, monkeypatch, capsys, what):
+    monkeypatch.setattr(downpour.crossfit, "run_crossfit", what)
+    assert main([*ARGS, "--out", str(tmp_path / "cf")]) == (130 if what is _stop else 2)
+    err = capsys.readouterr().err
+    assert "the same command" in err and "without --out" not in err, err
