@@ -177,7 +177,9 @@ def train_in_turn(configs: list[RunConfig], paths: list[Path]) -> list[dict[str,
     them all). A fold that fails does not stop the others, as side by side: until 2026-12-04 the first failure
     ended the cross-fit, its later folds untrained, with an error that did not say which fold it was."""
     done, failed = [], {}
-    with shared_ray(configs[0], runs=len(configs)):
+    # only the runs left to train share a Ray: a cross-fit run again over finished folds (to test them again, with
+    # another analysis.face_choice) started one for nothing (a minute on a loaded machine)
+    with shared_ray(configs[0], runs=sum(not _finished(cfg, path) for cfg, path in zip(configs, paths))):
         for i, (cfg, path) in enumerate(zip(configs, paths)):
             log.info("crossfit: run %d of %d -> %s", i + 1, len(configs), path)
             try:

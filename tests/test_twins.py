@@ -219,6 +219,11 @@ def test_on_ray_a_crossfit_shares_one_ray_over_its_folds(tmp_path, ray_starts):
                  "--out", str(out)]) == 0
     assert RunDir(out / "fold-0").finished(4) and RunDir(out / "fold-1").finished(4)
     assert ray_starts == [True, False, False] and not ray.is_initialized()
+    # run again over its finished folds (to test them again): nothing to train, no Ray (it started one for nothing)
+    ray_starts.clear()
+    assert main(["crossfit", *TINY_CAT, *ONE_ACTOR_EACH, "--folds", "2", "--control", "none", *FAST_ANALYSIS,
+                 "--out", str(out)]) == 0
+    assert ray_starts == [] and not ray.is_initialized()
 
 
 def test_no_twin_is_trained_or_asked_for_where_no_face_test_runs(tmp_path, capsys, caplog):
