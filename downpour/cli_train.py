@@ -242,7 +242,7 @@ def _drop_refused(folder: Path, made: list[Path]) -> None:
 
 def cmd_crossfit(args: argparse.Namespace) -> int:
     from downpour.analysis.report import write_crossfit_report
-    from downpour.crossfit import line_search_failures, run_crossfit
+    from downpour.crossfit import AGAIN, line_search_failures, run_crossfit
     from downpour.crossfit_folds import refuse_own_keys
     from downpour.twins import failed
 
@@ -259,10 +259,12 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
         print(f"downpour: cross-fit stopped; each fold keeps what it trained in {pasted(out)}: {again} goes on{unless}",
               file=sys.stderr)
         raise
-    except RunError as err:      # folds failed: raise_failed's "run the same command again to train only those"
-        if args.out or type(err) is not RunError or "run the same command again" not in str(err):
+    except RunError as err:      # folds failed (raise_failed): its AGAIN, and a fold stopped alone's, name --out
+        if args.out or type(err) is not RunError or AGAIN not in str(err):
             raise
-        raise RunError(str(err).replace("run the same command again", f"run {again} again{unless}", 1)) from None
+        # (until 2026-12-06 the first was replaced alone: a fold stopped alone's, the advice at the end left as it was)
+        head, _, tail = str(err).rpartition(AGAIN)
+        raise RunError(f"{head.replace(AGAIN, f'run {again} again')}run {again} again{unless}{tail}") from None
     print("\n".join(result["verdict"]["sentences"]))
     print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")
     return failed(line_search_failures(result), kept=line_search_failures(result, kept=True))   # 1 as train: a line search failed for real (everything is written)

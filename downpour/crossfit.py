@@ -44,6 +44,8 @@ from downpour.train.signals import sigterm_as_interrupt
 from downpour.twins import check_same_run, no_faces_config, recorded_failures, search_failures, shared_ray, train_kept
 
 log = logging.getLogger(__name__)
+# what a failed or stopped fold says to do; `downpour crossfit` without --out names the --out to do it with (cli_train)
+AGAIN = "run the same command again"
 
 
 def fold_summary(summary: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +99,7 @@ def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection, pa
         try:
             _answer(conn, (True, train_fold(cfg, path)))
         except KeyboardInterrupt:
-            _answer(conn, (False, "stopped (its checkpoint is kept: run the same command again to go on)"))
+            _answer(conn, (False, f"stopped (its checkpoint is kept: {AGAIN} to go on)"))
         except Exception as err:   # reported by the parent, naming the fold; the other folds go on
             traceback.print_exc(file=out)
             _answer(conn, (False, fold_error(err)))
@@ -209,8 +211,8 @@ def raise_failed(failed: dict[int, str], paths: list[Path], logs: bool) -> None:
     lines = "; ".join(f"{paths[i]}: {what}" + (f" (see {output_log(paths[i])})" if logs else "")
                       for i, what in sorted(failed.items()))
     refused = any(REFUSED in what for what in failed.values())
-    raise RunError(f"{len(failed)} of {len(paths)} fold runs failed, the others are kept ({lines}); run the same "
-                   "command again to train only those" + (", but a fold that refused its settings refuses them again: "
+    raise RunError(f"{len(failed)} of {len(paths)} fold runs failed, the others are kept ({lines}); {AGAIN} "
+                   "to train only those" + (", but a fold that refused its settings refuses them again: "
                                                           "a cross-fit with changed ones goes in a new --out"
                                                           if refused else ""))
 

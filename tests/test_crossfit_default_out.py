@@ -4,27 +4,31 @@ on with. The cross-fit itself is replaced here: only the command's words are und
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 import downpour.crossfit
 from downpour.cli import main
-from downpour.errors import RunError
+from downpour.crossfit import AGAIN, raise_failed
 
 ARGS = ["crossfit", "--config", "cat-demo", "--runner", "local", "--folds", "2"]
-FAILED = ("1 of 2 fold runs failed, the others are kept (runs/x/fold-1: DataError: ...); run the same command again to "
-          "train only those")
+FOLDS = [Path("runs/x/fold-0"), Path("runs/x/fold-1")]
 
 
 def _stop(*args, **kwargs):
     raise KeyboardInterrupt
 
 
-def _fail(*args, **kwargs):
-    raise RunError(FAILED)
+def _fail(*args, **kwargs):       # raise_failed's own words: a change in them is seen here
+    raise_failed({1: "DataError: ..."}, FOLDS, logs=False)
 
 
-@pytest.mark.parametrize("what", [_stop, _fail])
+def _fail_stopped(*args, **kwargs):    # a fold process stopped alone (SIGTERM to it), as _fold_child answers
+    raise_failed({1: f"stopped (its checkpoint is kept: {AGAIN} to go on)"}, FOLDS, logs=True)
+
+
+@pytest.mark.parametrize("what", [_stop, _fail, _fail_stopped])
 def test_a_crossfit_without_out_says_which_out_goes_on(tmp_path, monkeypatch, capsys, what):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(downpour.crossfit, "run_crossfit", what)
@@ -33,9 +37,12 @@ def test_a_crossfit_without_out_says_which_out_goes_on(tmp_path, monkeypatch, ca
     folder = re.search(r"--out (runs/crossfit-cat-demo-\d{8}-\d{6})", err)
     assert folder, err       # it said "the same command goes on (--out ...)": the same command started a new folder
     assert "without --out it starts a new cross-fit" in err, err
+    # every "run the same command again" names the --out (the first alone did: a fold stopped alone's, not the advice)
+    assert AGAIN not in err and err.count(f"the same command with --out {folder[1]}") == 1 + (what is _fail_stopped), err
+    assert err.count("without --out") == 1, err
 
 
-@pytest.mark.parametrize("what", [_stop, _fail])
+@pytest.mark.parametrize("what", [_stop, _fail, _fail_stopped])
 def test_a_crossfit_with_out_says_the_same_command_goes_on(tmp_path, monkeypatch, capsys, what):
     monkeypatch.setattr(downpour.crossfit, "run_crossfit", what)
     assert main([*ARGS, "--out", str(tmp_path / "cf")]) == (130 if what is _stop else 2)
