@@ -30,6 +30,7 @@ from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.code_commit import code_commit
 from downpour.studies.diverged import counted_out
 from downpour.studies.machine import platform
+from downpour.studies.scratch import scratch_folder
 from downpour.train.rundir import study_command
 
 log = logging.getLogger(__name__)
@@ -252,10 +253,10 @@ def run_cells(study: Study, tasks: list[tuple[str, int]], context: dict[str, Any
     if not runs:
         return 0
     progress, jobs = _Progress(study.name, len(runs)), min(jobs, len(runs))   # (an idle worker imports torch: ~0.3 GB)
-    # every temporary folder of the cells (their runs: studies/trained.py) under one of the study's own, removed as
-    # the cells end however they end: a worker killed mid-cell (Ctrl-C, a stop, another cell's failure: the pool
-    # is terminated) removed nothing, and each left its run, up to 6.6 MB, in the machine's temporary folder
-    scratch = tempfile.mkdtemp(prefix=f"downpour-study-{study.name}-")
+    # every temporary folder of the cells (their runs: studies/trained.py) under one of the study's own, which
+    # is removed as the cells end however they end: a worker killed mid-cell (Ctrl-C, a stop, another cell's failure:
+    # the pool is terminated) removed nothing, and each left its run, up to 6.6 MB; a study SIGKILLed, the next removes
+    scratch = scratch_folder(study.name)
     args = (f"{type(study).__module__}:{type(study).__qualname__}", study.quick, study.sets, context, dict(os.environ),
             scratch)
     try:

@@ -11,6 +11,7 @@ from downpour.studies import table
 from downpour.studies.bounds import bound_caption
 from downpour.studies.code_commit import commits_sentence
 from downpour.studies.table import Shown
+from downpour.train.model_file import replace_text
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
@@ -70,5 +71,5 @@ Reproduce with <code>{html.escape(result['command'])}</code>. {html.escape(commi
 <h2>Figures</h2>{figures or '<p>none</p>'}
 </body></html>
 """
-    path.write_text(page)
+    replace_text(path, page)      # whole or not at all: a stop mid-write left a torn page read as the report
     return path

@@ -10,6 +10,7 @@ from downpour.studies import table
 from downpour.studies.bounds import bound_caption
 from downpour.studies.code_commit import commits_sentence
 from downpour.studies.table import Shown
+from downpour.train.model_file import replace_text
 
 
 def md_table(head: list[str], body: list[list[str]], text: int, holds: bool = False) -> str:
@@ -43,7 +44,7 @@ def write_markdown(result: dict[str, Any], path: Path, shown: Shown | None = Non
         "## Figures",
         "\n\n".join(_figure(f, rows) for f in result["figures"]) or "none",
     ]
-    path.write_text("\n\n".join(parts) + "\n")
+    replace_text(path, "\n\n".join(parts) + "\n")    # whole or not at all, as study.html
     return path
 
 

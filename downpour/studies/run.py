@@ -141,7 +141,8 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
             "cells_cost": cache.total_cost(cells), "platforms": platforms, "platforms_note": mixed, "data": data,
             "commits": commits(cache.costs, cells),
         }
-        (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
+        # whole or not at all (a stop or kill mid-write left a torn study.json, and study.html, until 2026-12-06)
+        replace_text(folder / "study.json", json.dumps(result, indent=1, allow_nan=True) + "\n")
         write_html(result, folder / "study.html", study.shown, study.headings)
         write_markdown(result, folder / "study.md", study.shown, study.headings)
     except KeyboardInterrupt:   # (until 2026-12-06 a Ctrl-C while the pages were written said "interrupted" alone)

@@ -1,0 +1,72 @@
+"""A study stopped or killed at any moment leaves nothing read as finished that is not: its pages are whole or the
+previous ones, and a killed study's temporary runs are removed by the next."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from downpour import studies
+from downpour.studies.run import run_study
+from downpour.studies.scratch import scratch_folder, sweep_left
+
+from test_studies_framework import Planted  # noqa: F401 (the planted study, by name below)
+
+
+@pytest.fixture
+def planted(monkeypatch):
+    monkeypatch.setitem(studies.STUDIES, "planted", "test_studies_framework:Planted")
+
+
+@pytest.mark.parametrize("page", ["study.json", "study.html", "study.md"])
+def test_a_stop_while_a_page_is_written_leaves_the_previous_page_whole(planted, tmp_path, monkeypatch, page):
+    """A Ctrl-C (or a kill) while study.json or a page was written left it torn (until 2026-12-06): a study.json that
+    was no JSON, or a study.html cut short that `downpour report` of the folder called its report."""
+    run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)
+    before = (tmp_path / page).read_text()
+    write = pathlib.Path.write_text
+
+    def torn(self, text, *args, **kwargs):
+        if self.name in (page, page + ".tmp"):        # half of it written, then the stop
+            write(self, text[: len(text) // 2], *args, **kwargs)
+            raise KeyboardInterrupt
+        return write(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", torn)
+    with pytest.raises(KeyboardInterrupt):
+        run_study("planted", tmp_path, quick=True, seeds=3, jobs=1)
+    assert (tmp_path / page).read_text() == before
+    monkeypatch.setattr(pathlib.Path, "write_text", write)
+    run_study("planted", tmp_path, quick=True, seeds=3, jobs=1)     # the same command writes it anew
+    assert json.loads((tmp_path / "study.json").read_text())["seeds"] == [0, 1, 2]
+
+
+def _dead_pid():
+    """The id of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_the_temporary_runs_of_a_killed_study_are_removed_by_the_next(planted, tmp_path, monkeypatch, capsys):
+    """A SIGKILLed study's workers left their unfinished runs in the machine's temporary folder for ever (until
+    2026-12-06); the next study removes the folders of studies whose process is gone, and says so. A running study's
+    folder, and one named before the folders held their process id, are kept."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    os.makedirs(tempfile.tempdir)
+    killed = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-flat-skipping-{_dead_pid()}-"))
+    (killed / "downpour-cell-x" / "run").mkdir(parents=True)
+    running = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-costs-{os.getppid()}-"))
+    older = pathlib.Path(tempfile.mkdtemp(prefix="downpour-study-costs-"))
+    run_study("planted", tmp_path / "study", quick=True, seeds=2, jobs=1)
+    assert not killed.exists() and running.is_dir() and older.is_dir()
+    err = capsys.readouterr().err
+    assert f"downpour study planted: removed 1 temporary folder of a study killed before it could remove it ({killed})" \
+        in err
+    assert sweep_left("planted") == []
+    mine = scratch_folder("planted")
+    assert pathlib.Path(mine).name.startswith(f"downpour-study-planted-{os.getpid()}-")
+    assert sweep_left("planted") == [] and os.path.isdir(mine)         # this process's own: running
