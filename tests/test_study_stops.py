@@ -70,3 +70,16 @@ def test_the_temporary_runs_of_a_killed_study_are_removed_by_the_next(planted, t
     mine = scratch_folder("planted")
     assert pathlib.Path(mine).name.startswith(f"downpour-study-planted-{os.getpid()}-")
     assert sweep_left("planted") == [] and os.path.isdir(mine)         # this process's own: running
+
+
+def test_a_folder_resumed_with_another_set_names_the_sets_it_ran_with_and_those_given(planted, tmp_path):
+    """Resumed the next morning with a --set changed (or left off), the study said only "sets differ" (until
+    2026-12-06): the user was not told which --set their cells ran with."""
+    from downpour.config import ConfigError
+
+    run_study("planted", tmp_path, quick=True, seeds=2, sets=["train.steps=3"], jobs=1)
+    with pytest.raises(ConfigError, match=r"its cells ran with --set train\.steps=3, this command gives --set "
+                                          r"model\.width=5 --set train\.steps=4\)"):
+        run_study("planted", tmp_path, quick=True, seeds=2, sets=["train.steps=4", "model.width=5"], jobs=1)
+    with pytest.raises(ConfigError, match=r"its cells ran with --set train\.steps=3, this command gives no --set\)"):
+        run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)

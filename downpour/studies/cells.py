@@ -88,6 +88,12 @@ def _whose(old: dict[str, Any], header: dict[str, Any]) -> str:
     return f"the cells of {_command(old)}, not of {_command(header)}: "
 
 
+def _sets_said(sets: Any) -> str:
+    """A header's --set overrides as typed, "--set train.lr=0.1 --set model.hidden=64", or "no --set"."""
+    pairs = [p for p in sets or [] if isinstance(p, list) and len(p) == 2]
+    return " ".join(f"--set {k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in pairs) or "no --set"
+
+
 def _command(header: dict[str, Any]) -> str:
     return f"`{study_command(header)}`"
 
@@ -120,6 +126,9 @@ class CellCache:
                 moved = [name for name, digest in header.get("resolved", {}).items() if was.get(name, digest) != digest]
                 why = (f"; the configs of {', '.join(moved)} resolve differently now (a preset's file or a default "
                        "changed since those cells ran)" if moved and differs == ["resolved"] else "")
+                if "sets" in differs:           # which --set changed, not only that "sets" differ (until 2026-12-06)
+                    why += (f"; its cells ran with {_sets_said((old or {}).get('sets'))}, this command gives "
+                            f"{_sets_said(header.get('sets'))}")
                 if "measured_by" in differs:    # the measure changed under the same configs: say from what to what
                     why += (f"; its cells were measured by {(old or {}).get('measured_by', 'an unnamed earlier measure')!r}, "
                             f"this version measures {header.get('measured_by', 'without naming one')!r}, and the two are not mixed")
