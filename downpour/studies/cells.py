@@ -88,10 +88,20 @@ def _whose(old: dict[str, Any], header: dict[str, Any]) -> str:
     return f"the cells of {_command(old)}, not of {_command(header)}: "
 
 
-def _sets_said(sets: Any) -> str:
-    """A header's --set overrides as typed, "--set train.lr=0.1 --set model.hidden=64", or "no --set"."""
-    pairs = [p for p in sets or [] if isinstance(p, list) and len(p) == 2]
-    return " ".join(f"--set {k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in pairs) or "no --set"
+def _sets_differ(old: Any, new: Any) -> str:
+    """The --sets two headers differ in, each after "; ": "--set train.steps=3 in its cells, train.steps=4 in this
+    command", "its cells ran with --set model.width=5, which this command leaves out", or the other way round."""
+    def said(k: str, v: Any) -> str:
+        return f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+
+    was, now = ({p[0]: p[1] for p in sets or [] if isinstance(p, list) and len(p) == 2} for sets in (old, new))
+    parts = [f"--set {said(k, was[k])} in its cells, {said(k, now[k])} in this command"
+             for k in sorted(was.keys() & now.keys()) if was[k] != now[k]]
+    parts += [f"its cells ran with --set {said(k, was[k])}, which this command leaves out"
+              for k in sorted(was.keys() - now.keys())]
+    parts += [f"this command gives --set {said(k, now[k])}, which its cells ran without"
+              for k in sorted(now.keys() - was.keys())]
+    return "".join(f"; {part}" for part in parts)
 
 
 def _command(header: dict[str, Any]) -> str:
@@ -127,8 +137,7 @@ class CellCache:
                 why = (f"; the configs of {', '.join(moved)} resolve differently now (a preset's file or a default "
                        "changed since those cells ran)" if moved and differs == ["resolved"] else "")
                 if "sets" in differs:           # which --set changed, not only that "sets" differ (until 2026-12-06)
-                    why += (f"; its cells ran with {_sets_said((old or {}).get('sets'))}, this command gives "
-                            f"{_sets_said(header.get('sets'))}")
+                    why += _sets_differ((old or {}).get("sets"), header.get("sets"))
                 if "measured_by" in differs:    # the measure changed under the same configs: say from what to what
                     why += (f"; its cells were measured by {(old or {}).get('measured_by', 'an unnamed earlier measure')!r}, "
                             f"this version measures {header.get('measured_by', 'without naming one')!r}, and the two are not mixed")

@@ -18,32 +18,37 @@ import tempfile
 from pathlib import Path
 
 from downpour._names import plural
+from downpour.ps.shm import runs
 
-_LEFT = re.compile(r"downpour-study-.+-(\d+)-[^-]+")      # downpour-study-NAME-PID-RANDOM (NAME may hold a '-')
+_LEFT = re.compile(r"downpour-study-.+-(\d{1,9})-[^-]+")  # downpour-study-NAME-PID-RANDOM (NAME may hold a '-')
 
 
-def _gone(pid: int) -> bool:
-    """Whether no process ``pid`` runs (one of another user's, or a reused id, counts as running: kept)."""
+def _left(path: Path) -> bool:
+    """Whether ``path`` is a folder of this user's that a study whose process is gone left (:func:`runs`: a zombie is
+    gone; a live process that took the id again keeps it, as does one of another user's)."""
+    m = _LEFT.fullmatch(path.name)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError):
+        mine = path.stat().st_uid == os.getuid()
+    except OSError:              # removed since (by a study beside this one)
         return False
-    return False
+    return bool(m) and mine and path.is_dir() and int(m.group(1)) != os.getpid() and not runs(int(m.group(1)))
 
 
 def sweep_left(name: str) -> list[Path]:
-    """Remove the temporary folders of studies whose process is gone, said on stderr for study ``name``; returns them."""
+    """Remove this user's temporary folders of studies whose process is gone, said on stderr for study ``name``;
+    returns those removed."""
     root = Path(tempfile.gettempdir())
-    left = sorted(p for p in root.glob("downpour-study-*") if p.is_dir() and (m := _LEFT.fullmatch(p.name))
-                  and int(m.group(1)) != os.getpid() and _gone(int(m.group(1))))
-    for path in left:
+    left = []
+    for path in sorted(p for p in root.glob("downpour-study-*") if _left(p)):
         shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():    # (one left whole, its files another user's, is not said removed)
+            left.append(path)
     if left:
-        print(f"downpour study {name}: removed {plural(len(left), 'temporary folder')} of a study killed before it "
-              f"could remove {'it' if len(left) == 1 else 'them'} ({', '.join(map(str, left[:3]))}"
-              f"{' ...' if len(left) > 3 else ''}): its cells' unfinished runs", file=sys.stderr, flush=True)
+        one = len(left) == 1
+        print(f"downpour study {name}: removed {plural(len(left), 'temporary folder')} of "
+              f"{'a study' if one else 'studies'} killed before {'it' if one else 'they'} could remove "
+              f"{'it' if one else 'them'} ({', '.join(map(str, left[:3]))}{' ...' if len(left) > 3 else ''}): "
+              f"{'its' if one else 'their'} cells' unfinished runs", file=sys.stderr, flush=True)
     return left
 
 
