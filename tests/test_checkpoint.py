@@ -2,9 +2,11 @@ import hashlib
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from downpour.errors import DownpourError
-from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
+from downpour.train.checkpoint import (CheckpointError, load_optimizer_state, load_state, optimizer_state, read_tensors,
+                                       save_state, write_tensors)
 
 
 def test_optimizer_state_round_trips_through_safetensors(tmp_path):
@@ -156,3 +158,18 @@ def test_a_large_file_is_hashed_once_while_it_stays_the_same_file(tmp_path, monk
     (tmp_path / "other.safetensors").rename(tmp_path / "ck.safetensors")     # a whole file, not the one recorded
     with pytest.raises(CheckpointError, match="do not belong together"):
         load_state(tmp_path / "ck")
+
+
+def test_a_tensors_file_with_layouts_is_the_same_bytes_each_time_it_is_written(tmp_path):
+    """safetensors writes its metadata from a hash map, in an order that changed from one write to the next: two runs
+    of one seed wrote models whose headers differed once the layouts made more than one key."""
+    tensors = {f"t{i}": torch.full((2, 3), float(i)) for i in range(6)}
+    layouts = {name: f"what {name} is" for name in tensors}
+    written = []
+    for i in range(8):
+        write_tensors(tensors, tmp_path / f"{i}.safetensors", layouts)
+        written.append((tmp_path / f"{i}.safetensors").read_bytes())
+    assert all(b == written[0] for b in written)
+    with safe_open(str(tmp_path / "0.safetensors"), "pt") as f:
+        assert f.metadata()["layout.t3"] == "what t3 is"
+    assert all(torch.equal(read_tensors(tmp_path / "0.safetensors")[k], v) for k, v in tensors.items())

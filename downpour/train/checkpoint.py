@@ -84,7 +84,23 @@ def write_tensors(tensors: dict[str, Tensor], path: Path, layouts: dict[str, str
     downpour"); metadata only, the tensors' bytes are the same."""
     said = {f"layout.{name}": text for name, text in (layouts or {}).items() if name in tensors}
     save_file(tensors, str(path), metadata={**MARK, **said})
+    _metadata_in_order(path)
     os.chmod(path, FILE_MODE)
+
+
+def _metadata_in_order(path: Path) -> None:
+    """Rewrite ``path``'s safetensors header with its metadata's keys sorted, in place (the same bytes, reordered):
+    the library writes the metadata from a hash map in an order that differs from one write to the next, so two
+    runs of one seed wrote models that differed in their header once there was more than one key (the layouts)."""
+    with open(path, "r+b") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:      # never: the same keys and values; a header that grew would move the tensors
+            raise CheckpointError(f"{str(path)!r}: its header, reordered, is {len(text)} bytes, not {size}")
+        f.seek(8)
+        f.write(text.ljust(size))
 
 
 def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any],
