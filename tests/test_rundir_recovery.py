@@ -224,8 +224,8 @@ def test_the_run_directorys_own_files_are_written_whole_or_not_at_all(tmp_path, 
     run.save_model(old, 8)
     real_write = model_file.write_tensors             # (safetensors' save_file, then the file's mode)
 
-    def torn(state, path):                        # killed halfway through writing the weights
-        real_write(state, path)
+    def torn(state, path, layouts=None):          # killed halfway through writing the weights
+        real_write(state, path, layouts)
         Path(path).write_bytes(Path(path).read_bytes()[:100])
         raise KeyboardInterrupt
 
@@ -369,10 +369,10 @@ def test_a_kill_during_the_first_save_trains_again_from_step_0_not_told_as_check
     class Killed(BaseException):
         pass
 
-    def killed_in_checkpoints(tensors, path):
+    def killed_in_checkpoints(tensors, path, layouts=None):
         if path.parent.name == "checkpoints":
             raise Killed(path)
-        write(tensors, path)
+        write(tensors, path, layouts)
 
     argv = ["--config", "tica-8x8", "--runner", "local", "--steps", "8", "--no-report", "--set", "train.threads=1",
             "--set", "train.log_every=2", "--set", "data.samples=500"]
