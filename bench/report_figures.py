@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 import weakref
 from pathlib import Path
 from typing import Callable
@@ -40,8 +41,8 @@ from _protocol import emit, interleave, ratio, reps_and_threads, summary  # noqa
 from downpour.analysis import figures  # noqa: E402
 from downpour.analysis.options import open_run  # noqa: E402
 
-NEW = figures._figure, figures._save
-WAYS = ("new", "prev", "old")
+NEW = figures._figure, figures._save, figures._panels
+WAYS = ("new", "grid", "prev", "old")
 _LAID_OUT: weakref.WeakSet = weakref.WeakSet()      # the old way's figures that called tight_layout before saving
 
 
@@ -58,6 +59,15 @@ def old_save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
+
+
+def whole_grid(fig: Figure, rows: int, cols: int, places: list[tuple[int, int]]) -> list:
+    """The panels as made until 2026-12-06 (the ``grid`` way, and the old and prev ones): every place of the grid made,
+    those not in ``places`` turned off."""
+    grid = fig.subplots(rows, cols, squeeze=False)
+    for r, c in set(np.ndindex(rows, cols)) - set(places):
+        grid[r, c].axis("off")
+    return [grid[r, c] for r, c in places]
 
 
 def prev_figure(width: float, height: float, laid_out: bool = True) -> Figure:
@@ -105,17 +115,30 @@ def drawings(run_path: Path) -> dict[str, Callable[[Path], Path]]:
     return out
 
 
-def draw_all(draw: dict[str, Callable[[Path], Path]], folder: Path, way: str) -> dict[str, tuple[int, int]]:
-    """Every figure drawn into ``folder``, the ``way`` of :data:`WAYS`; their sizes in pixels."""
-    figures._figure, figures._save = {"new": NEW, "prev": (prev_figure, prev_save), "old": (old_figure, old_save)}[way]
+def draw_all(draw: dict[str, Callable[[Path], Path]], folder: Path, way: str, cpu: dict | None = None
+             ) -> dict[str, tuple[int, int]]:
+    """Every figure drawn into ``folder``, the ``way`` of :data:`WAYS`; their sizes in pixels. ``cpu``: each figure's
+    CPU seconds (this process's) put in it, as ``cpu_s_NAME``."""
+    figures._figure, figures._save, figures._panels = {
+        "new": NEW, "grid": (*NEW[:2], whole_grid),
+        "prev": (prev_figure, prev_save, whole_grid), "old": (old_figure, old_save, whole_grid)}[way]
     try:
         sizes = {}
         for name, f in draw.items():
+            start = time.process_time()
             with Image.open(f(folder)) as im:
                 sizes[name] = im.size
+            if cpu is not None:
+                cpu[f"cpu_s_{name}"] = time.process_time() - start
         return sizes
     finally:
-        figures._figure, figures._save = NEW
+        figures._figure, figures._save, figures._panels = NEW
+
+
+def timed(draw: dict[str, Callable[[Path], Path]], folder: Path, way: str) -> dict[str, float]:
+    """:func:`draw_all`'s figures: how many, and each one's CPU seconds."""
+    cpu: dict[str, float] = {}
+    return {"figures": len(draw_all(draw, folder, way, cpu)), **cpu}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -134,14 +157,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
         # the new way's PNGs against the first 2026-12-06 way's, byte for byte (the same layout, measured once)
         same_as_prev = {f.name: f.read_bytes() == (folders["prev"] / f.name).read_bytes()
                         for f in sorted(folders["new"].iterdir())}
-        reps = interleave({way: (lambda r, way=way: {"figures": len(draw_all(draw, folders[way], way))})
-                           for way in WAYS}, reps=args.reps)
+        same_as_grid = {f.name: f.read_bytes() == (folders["grid"] / f.name).read_bytes()
+                        for f in sorted(folders["new"].iterdir())}
+        reps = interleave({way: (lambda r, way=way: timed(draw, folders[way], way)) for way in WAYS}, reps=args.reps)
     row = {"bench": "report_figures", "run": str(args.run), "figures": sorted(draw), "sizes": sizes,
            **summary(reps, "wall_s"), "ratio": ratio(reps, "wall_s", "new", "old"),
            "cpu_ratio": ratio(reps, "driver_cpu_s", "new", "old"),
            "ratio_vs_prev": ratio(reps, "wall_s", "new", "prev"),
            "cpu_ratio_vs_prev": ratio(reps, "driver_cpu_s", "new", "prev"),
-           "pngs_same_as_prev": same_as_prev}
+           "pngs_same_as_prev": same_as_prev,
+           # the panels made only where drawn (figures._panels), against the whole grid made (every other part new)
+           "cpu_ratio_vs_grid": ratio(reps, "driver_cpu_s", "new", "grid"),
+           "cpu_s_per_figure": {name: summary(reps, f"cpu_s_{name}")[f"cpu_s_{name}"] for name in draw},
+           "pngs_same_as_grid": same_as_grid}
     return [emit(row, [])]
 
 
