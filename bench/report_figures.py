@@ -17,9 +17,12 @@ the invariance plot (analysis.json), the first-layer filters (the model), the op
 random pictures of its shape as the top images, and the staleness bars (analysis.json's, or two workers' made up
 where the run had no parameter server), the response histogram of random responses. Both ways' PNGs are checked to
 be within 5% of each other in each side first (the layout's margin, 1.08 font sizes, against the crop's 0.1 inch).
-One row: ``cpu_ratio`` (this process's CPU, ``time.process_time``: the machine's load moves it least) and ``ratio``
-(wall), new / old, < 1 faster, and the same new / prev (``cpu_ratio_vs_prev``, ``ratio_vs_prev``). Prints one JSON
-line.
+A fourth way, ``grid`` (since 2026-12-06, later), is the new way with every place of a grid of panels made and the
+unused ones turned off, as until then (``whole_grid``), against :func:`downpour.analysis.figures._panels`, which makes
+only the places drawn: ``cpu_ratio_vs_grid``, and ``pngs_same_as_grid`` byte for byte. ``cpu_s_per_figure``: each
+figure's CPU seconds per way. One row: ``cpu_ratio`` (this process's CPU, ``time.process_time``: the machine's load
+moves it least) and ``ratio`` (wall), new / old, < 1 faster, and the same new / prev (``cpu_ratio_vs_prev``,
+``ratio_vs_prev``). Prints one JSON line.
 """
 from __future__ import annotations
 
