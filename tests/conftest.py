@@ -38,6 +38,16 @@ def one_thread():
 
 
 @pytest.fixture
+def saved(monkeypatch) -> list:
+    """The figures a test draws, in order, kept as they are laid out instead of saved (``figures._save``)."""
+    from downpour.analysis import figures     # (here, not at the top: most tests draw no figure)
+
+    kept: list = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: kept.append(fig) or path)
+    return kept
+
+
+@pytest.fixture
 def web_server():
     """A plain HTTP server on a free port of this machine (as `python -m http.server PORT` is): its address."""
     import threading

@@ -1,17 +1,7 @@
 """Figures of panels make a panel only where they draw one, each in its place (figures._panels)."""
 from __future__ import annotations
 
-import pytest
-
 from downpour.analysis import figures
-
-
-@pytest.fixture
-def saved(monkeypatch) -> list:
-    """The figures a test draws, kept as they are laid out instead of saved (figures._save)."""
-    kept: list = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: kept.append(fig) or path)
-    return kept
 
 
 def _place(ax) -> tuple[int, int]:

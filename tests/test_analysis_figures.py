@@ -10,14 +10,6 @@ from PIL import Image
 from downpour.analysis import figures
 
 
-@pytest.fixture
-def saved(monkeypatch) -> list:
-    """The figures a test draws, in order, kept as they are laid out instead of saved (figures._save)."""
-    kept: list = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: kept.append(fig) or path)
-    return kept
-
-
 @pytest.mark.parametrize("shape", [(30, 1, 8, 8), (5000, 1, 8, 8), (10, 2, 6, 6), (12, 3, 5, 5), (16, 1, 1, 8)])
 def test_filter_grid_draws_any_bank(tmp_path, shape):
     path = figures.filter_grid(np.random.default_rng(0).standard_normal(shape), tmp_path / "f.png")

@@ -27,13 +27,6 @@ def _rows() -> list[dict]:
     return [{"negatives": n, "method": m, "auc": a, "auc_ci": list(ci)} for (n, m), (a, ci) in PLANTED.items()]
 
 
-@pytest.fixture
-def saved(monkeypatch) -> list:
-    kept: list = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: kept.append(fig) or path)
-    return kept
-
-
 def _drawn(ax) -> dict[str, tuple[float, float, float]]:
     """Each method drawn on a panel (by its tick label): (its dot's AUC, its bar's two ends)."""
     names = {round(t.get_position()[1]): t.get_text() for t in ax.figure.axes[0].get_yticklabels()}

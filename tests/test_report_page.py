@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pytest
 
 from downpour.analysis import figures
 from downpour.analysis.face_verdict import GRADIENT, LEARNED, NO_FACES, PIXEL, TWIN
@@ -21,13 +20,6 @@ def test_the_page_is_laid_out_at_a_phones_width_not_shrunk_from_a_desktops():
 # ---- every figure the report embeds, drawn for the width it is shown at (since 2026-12-06) -------------------------
 
 SMALLEST = 8      # points, as a laptop shows the page (a CSS pixel is 3/4 of a point)
-
-
-@pytest.fixture
-def saved(monkeypatch) -> list:
-    kept: list = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: kept.append(fig) or path)
-    return kept
 
 
 def _column_px() -> float:
