@@ -129,7 +129,7 @@ def _train(args: argparse.Namespace) -> int:
         read = check_data_read(cfg, bool(args.resume))   # the run's own refusal of its files, its folder not made
         head = _head_dry(cfg)     # a head nobody answers for: refused as the run's join refuses it
         print(config_to_toml(cfg), end="")
-        for said in (read, head):
+        for said in (read, head, _warned_at_start(cfg)):
             if said:
                 print(f"downpour: {said}", file=sys.stderr)
         print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "
@@ -190,6 +190,16 @@ def _train(args: argparse.Namespace) -> int:
         if cfg.analysis.report:            # nothing trained (a finished run and its twin): its analysis stays
             analyze_and_report(run.path, analysed=bool(summary.get("kept")) and (run.path / "analysis.json").is_file())
     return failed(search_failures(summary))   # 1: an L-BFGS line search failed for real (its model saved all the same)
+
+
+def _warned_at_start(cfg: RunConfig) -> str:
+    """What the run's runner WARNs of as it starts, for its ``--dry-run`` to say: Sandblaster on Ray's straggler:T:FACTOR
+    from a config file or a resumed run, whose T or FACTOR < 1 it does not read (the flags are refused before)."""
+    if cfg.cluster.algorithm != "sandblaster":
+        return ""
+    from downpour.sandblaster.checks import ray_straggler_warning   # (torch: a Sandblaster run's)
+    said = ray_straggler_warning(cfg)
+    return f"the run would warn as it starts: {said}" if said else ""
 
 
 def _what_trains(args: argparse.Namespace, source: str, resume: bool) -> str:

@@ -1393,3 +1393,19 @@ def test_a_sandblaster_runs_resume_refuses_downpours_keys_as_such_not_as_a_chang
         assert named in err and "the run was trained with" not in err
     assert main(["train", "--resume", str(run), "--set", "sandblaster.history=3"]) == 2   # read: a change, as before
     assert "cannot resume with sandblaster.history = 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("delay, named", [("straggler:5:10", "is not read there: write straggler:0:10, or use --runner "
+                                                             "simulated; it runs as straggler:0:10"),
+                                          ("straggler:0:0.5", "only sleeps FACTOR - 1 times")])
+def test_a_dry_run_says_the_ray_straggler_a_config_file_sets_as_the_run_warns_of_it(tmp_path, capsys, delay, named):
+    """The flags are refused; a file's straggler is taken, and the run WARNs at its start that T (or FACTOR < 1) is
+    not read on Ray: its --dry-run said nothing of it."""
+    (tmp_path / "sb.toml").write_text(f'base = "ufldl-sae"\n[cluster]\nrunner = "ray"\nalgorithm = "sandblaster"\n'
+                                      f'workers = 2\ndelay = "{delay}"\n')
+    assert main(["train", "--config", str(tmp_path / "sb.toml"), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert f"downpour: the run would warn as it starts: cluster.delay = '{delay}': on Ray" in err and named in err
+    (tmp_path / "ok.toml").write_text((tmp_path / "sb.toml").read_text().replace(delay, "straggler:0:10"))
+    assert main(["train", "--config", str(tmp_path / "ok.toml"), "--dry-run"]) == 0
+    assert "would warn" not in capsys.readouterr().err

@@ -86,7 +86,8 @@ def _whole_or_sample(n: int) -> str:
 def ray_straggler_problem(cfg: RunConfig) -> str | None:
     """What of ``cfg``'s ``straggler:T:FACTOR`` Sandblaster's workers on Ray would not read: they sleep (FACTOR - 1)
     times their compute after each unit, the last worker alone, and nothing else (None: nothing, or not that form).
-    Refused on the command line (cli_flags), said as a WARNING where a config file or a resumed run holds it."""
+    Refused on the command line (cli_flags), said where a config file or a resumed run holds it
+    (:func:`ray_straggler_warning`)."""
     kind, args = cfg.cluster.spec("delay")
     latency, factor = (float(a) for a in args) if kind == "straggler" else (0.0, 1.0)
     if latency == 0 and factor >= 1:
@@ -94,3 +95,13 @@ def ray_straggler_problem(cfg: RunConfig) -> str | None:
     return (f"cluster.delay = 'straggler:{latency:g}:{factor:g}': on Ray, Sandblaster's last worker only sleeps "
             "FACTOR - 1 times its compute after each unit (FACTOR >= 1); T, the simulator's latency, is not read "
             f"there: write straggler:0:{max(factor, 1):g}, or use --runner simulated")
+
+
+def ray_straggler_warning(cfg: RunConfig) -> str | None:
+    """What a Sandblaster run on Ray says at its start (a WARNING) of a ``straggler:T:FACTOR`` it does not read
+    whole, and what its ``--dry-run`` says too (until 2026-12-06 that said nothing); None for any other run."""
+    if cfg.cluster.runner != "ray" or cfg.cluster.algorithm != "sandblaster":
+        return None
+    problem = ray_straggler_problem(cfg)
+    factor = float(cfg.cluster.spec("delay")[1][-1]) if problem else 1.0    # (only a straggler has a problem)
+    return problem and f"{problem}; it runs as straggler:0:{max(factor, 1):g}"

@@ -34,7 +34,7 @@ from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pin
 from downpour.ps.restarts_on_ray import first_ready, kill, silent_workers
 from downpour.ps.setup import ClusterSetup, worker_cpus
 from downpour.ps.silence import Silence, start_limit
-from downpour.sandblaster.checks import ray_straggler_problem
+from downpour.sandblaster.checks import ray_straggler_warning
 from downpour.sandblaster.history import HistoryShard, Op
 from downpour.sandblaster.lbfgs import Evaluation
 from downpour.sandblaster.simulated import speed_factors
@@ -137,8 +137,8 @@ class RayPool:
         self.shard_actors = [ShardActor.options(**o).remote(s) for o, s in zip(shard_options, shards)]
         x, y = ray.put(setup.data.x), ray.put(setup.data.y)
         speeds = speed_factors(cfg.cluster.spec("delay"), n)
-        if problem := ray_straggler_problem(cfg):     # (from a config file or a resumed run: the flag is refused)
-            log.warning("%s; it runs as straggler:0:%g", problem, max(speeds[-1], 1))
+        if said := ray_straggler_warning(cfg):     # (from a config file or a resumed run: the flag is refused)
+            log.warning("%s", said)
         frozen = frozen_params(setup.model)
         options = [place(w, per_worker) for w in range(n)]
         self.worker_actors = [WorkerActor.options(num_cpus=per_worker, **options[w])
