@@ -997,3 +997,21 @@ def test_the_summary_says_a_copy_still_computing_at_the_end_was_not_counted():
     assert sched.counts.dispatched == 3 and said["uncounted_copies"] == 1
     assert said["uncounted_why"].startswith("1 unit copy of units_dispatched = 3 never finished here (still computing")
     assert not sched.finish(1, 1, 9.0) and "uncounted_copies" not in sched.counts.per_worker_summary(2)   # it came in
+
+
+def test_a_resume_says_it_keeps_its_lbfgs_history_or_that_it_drops_it(tmp_path, caplog, monkeypatch):
+    """The resume said only its iteration: whether it went on with its curvature pairs was unsaid, and where the
+    checkpoint's shards and coordinator disagreed (saved inside a step) the history was dropped without a word."""
+    cfg = _cfg("train.steps=3")
+    train(cfg, RunDir.create(tmp_path / "run", cfg))
+    more = _cfg("train.steps=4")
+    with caplog.at_level(logging.INFO, logger="downpour.sandblaster.run"):
+        train(more, RunDir.open(tmp_path / "run"), resume=True)
+    assert (f"resuming {tmp_path / 'run'} at L-BFGS iteration 3 with its history: 3 of sandblaster.history = "
+            f"{more.sandblaster.history} curvature pairs") in caplog.text
+    load = Coordinator.load_state
+    monkeypatch.setattr(Coordinator, "load_state", lambda self, meta: load(self, {**meta, "rho": meta["rho"][:-1]}))
+    caplog.clear()
+    train(_cfg("train.steps=5"), RunDir.open(tmp_path / "run"), resume=True)
+    assert (f"resuming {tmp_path / 'run'} at L-BFGS iteration 4 without its history: its checkpoint's shards hold 4 "
+            "curvature pairs and its coordinator 3 (saved inside a step)") in caplog.text

@@ -151,7 +151,6 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
         meta, coord_meta = _restore(run, shards)
         pool_meta = meta.get("pool", {})
         progress = _Progress(meta)
-        log.info("resuming %s at L-BFGS iteration %d", run.path, progress.iteration)
     start, total, s = progress.iteration, cfg.train.steps, cfg.sandblaster
     if run.unsaved_at_end(cfg, start, resume):
         return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
@@ -174,8 +173,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
             progress.stop = None        # (and it is gone: a checkpoint saved by a stop before the next iteration's end
                                         # said the run stopped there, its config.toml's steps already the new ones)
         coord.log = progress.batches
-        if pool.group.call("stats")[0]["pairs"] != len(coord.rho):   # stopped between the shards' step and ours
-            coord.forget()
+        _resume_history(run, coord, pool.group.call("stats")[0]["pairs"], progress.iteration, s.history)
     progress.batches = coord.log
     telemetry = Telemetry(run, total, tensorboard=cfg.train.tensorboard, time_offset=progress.elapsed, start_step=start)
     n_stages, t0, elapsed0 = setup.model.n_stages, time.perf_counter(), progress.elapsed
@@ -237,6 +235,20 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
         pool.close()
         telemetry.close()
     return _finish(setup, run, params, progress, start, last, info)
+
+
+def _resume_history(run: RunDir, coord: Coordinator, pairs: int, iteration: int, history: int) -> None:
+    """Say where the resume goes on and with which L-BFGS history (until 2026-12-06 only the iteration: whether the
+    curvature pairs were kept went unsaid); drop it, saying so, where the shards' ``pairs`` and the coordinator's
+    disagree (a checkpoint saved between the shards' step and the coordinator's: its next step is steepest descent)."""
+    if pairs == len(coord.rho):
+        log.info("resuming %s at L-BFGS iteration %d with its history: %d of sandblaster.history = %d curvature "
+                 "pairs", run.path, iteration, pairs, history)
+        return
+    log.warning("resuming %s at L-BFGS iteration %d without its history: its checkpoint's shards hold %d curvature "
+                "pairs and its coordinator %d (saved inside a step), so the history starts again empty, as after a "
+                "failed line search", run.path, iteration, pairs, len(coord.rho))
+    coord.forget()
 
 
 def stopped_at(iteration: int) -> str:
