@@ -55,7 +55,7 @@ def _face_neuron(a: dict[str, Any]) -> str:
                "Cohen's d); its threshold the most accurate one on the same images. " if "choice" in fn else "")
             + (SPLIT_WORDS if "test_auc_ci" in fn["rows"][0] else "")
             + f"The fifth and last columns give the test accuracy and test AUC over {n_splits} seeded splits, mean ± std "
-            "across the splits (since 2026-12-05; the ± was not said): how far the split moves them, not an interval "
+            "across the splits: how far the split moves them, not an interval "
             "(the splits are drawn from the same images); the test AUC (0.5: chance, 1: every "
             f"image of {esc(fn['positive_class'])} above every other) is not moved by the classes' sizes, as accuracy is "
             f"({split['positives_in_test']} of the {split['test']} test images are {esc(fn['positive_class'])}).</p>"
@@ -67,8 +67,8 @@ def _face_neuron(a: dict[str, Any]) -> str:
 
 
 SPLIT_WORDS = ("In brackets, the 95% interval over this split's test images, the row's unit, threshold or probe held "
-               "as chosen: Wilson's for the accuracy, a bootstrap resampling each class within itself for the AUC "
-               "(since 2026-12-06). They leave out the choice itself: another selection split can pick another unit "
+               "as chosen: Wilson's for the accuracy, a bootstrap resampling each class within itself for the AUC. "
+               "They leave out the choice itself: another selection split can pick another unit "
                "(the columns over splits show how far that moves the figures). ")
 
 
@@ -194,7 +194,7 @@ def _invariance(a: dict[str, Any]) -> str:
     return (f"<p>{invariance_words(inv)}; shaded: ± one standard error of the mean on the response panels "
             f"(analysis.json also has the spread across images)"
             f"{', each AUC’s 95% bootstrap interval on the AUC panels' if banded else ''}; "
-            f"dash-dot red (figures drawn since 2026-12-06): the level the table's ranges are read at, {floor:g} of "
+            f"dash-dot red: the level the table's ranges are read at, {floor:g} of "
             f"the response{', and under it the AUC each AUC range keeps' if inv.get('selectivity') else ''}. "
             f"{fill_words(inv)}{esc(wide_intervals(inv))}</p>"
             + table(rows, header, "invariance-table") + note

@@ -19,8 +19,8 @@ DOCS = "docs/analysis.md"
 READING = ("Reading the report", "reading-the-report")        # (heading, its anchor on GitHub)
 FACE_TEST = ("The face test: low-level-matched negatives, one choice, intervals",
              "the-face-test-low-level-matched-negatives-one-choice-intervals")
-CONCEPT = ("Your concept against low-level-matched controls (since 2026-12-04)",      # (a folder's: no face named)
-           "your-concept-against-low-level-matched-controls-since-2026-12-04")
+CONCEPT = ("Your concept against low-level-matched controls",      # (a folder's: no face named)
+           "your-concept-against-low-level-matched-controls")
 
 # One line per method the best-neuron and face-test tables name (face_verdict's and selectivity's labels); "best of N
 # random linear filters" is matched by its start, its N being analysis.random_filters.

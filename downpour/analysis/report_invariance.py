@@ -277,9 +277,10 @@ def fill_words(inv: dict[str, Any]) -> str:
                 "the same at every angle and only the content turns.")
     if fill == "mean":      # (measured on 2026-12-05 before the disc: a turn's corners met the image in a moving edge)
         return ("What a warp uncovers (a shift, a shrink, a turn's corners) is each image's own mean, a plain canvas "
-                '(analysis.invariance_fill = "mean"); the turned images were not in a disc (before 2026-12-05\'s '
-                "rotation aperture), so a turn's flat corners met the image in an edge that moves with the angle.")
-    before = "" if "fill" in inv else ", the only fill before 2026-12-05"
+                '(analysis.invariance_fill = "mean"); the turned images were not in a disc (this analysis.json '
+                "was made before the rotation aperture), so a turn's flat corners met the image in an edge that moves "
+                "with the angle.")
+    before = "" if "fill" in inv else ", the only fill when this analysis.json was made"
     return (f"What a warp uncovers (a shift, a shrink, a turn's corners) is the image's edge pixels repeated "
             f'(analysis.invariance_fill = "{esc(fill)}"{before}): an image shifted far stays a smear of itself, so its '
             "translation ranges may run long.")

@@ -93,8 +93,7 @@ def config_section(run: RunDir, said: str = "") -> str:
 <h2 id="config">Configuration (config.toml)</h2>
 <p>How the run trained, seed {esc(run.config.seed)}: from the folder that holds <code>{esc(run.path.name)}/</code>,
 <code>downpour train --config {esc(pasted(f'{run.path.name}/config.toml'))} --out NEW_FOLDER</code> trains it again
-from its start (a path relative to there, so the command still holds once the run is moved; until 2026-12-06 it gave the
-absolute path the run was written at).{said}</p>
+from its start (a path relative to there, so the command still holds once the run is moved).{said}</p>
 <pre>{esc((run.path / 'config.toml').read_text())}</pre>
 """
 

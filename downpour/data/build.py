@@ -96,7 +96,7 @@ def check_config(cfg: DataConfig) -> None:
         raise ConfigError(f"data.shift = {cfg.shift}, data.scale = {cfg.scale:g}, data.flip = {str(cfg.flip).lower()}: "
                           "data.source = 'gaussian' gives N(0, I) vectors, no image to shift, zoom or flip (and the "
                           "teacher-student's population loss assumes N(0, I) inputs); set them to 0 and false (a run trained with "
-                          "them, before 2026-12-03, cannot go on: start a new one, --config RUN/config.toml --set "
+                          "them, by older code, cannot go on: start a new one, --config RUN/config.toml --set "
                           "data.flip=false ...)",
                           key="data.shift" if cfg.shift else "data.scale" if cfg.scale else "data.flip")
     if cfg.labels and cfg.source != "folder":

@@ -181,7 +181,7 @@ def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | Non
     if not began:
         if recorded and data.info["source"] == "video":
             log.warning("%s: neither its checkpoint nor a data.json records the patches per image it began with; "
-                        "they are cut %d per frame now, from the frames the videos declare (since 2026-12-03), "
+                        "they are cut %d per frame now, from the frames the videos declare, "
                         "which may not be what it trained on", run, data.cut.patches)
         return data
     count = began.pop()                # (one: the checkpoint's counts were checked, and found to agree, as it was read)

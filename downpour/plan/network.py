@@ -119,7 +119,7 @@ def paper_assumptions(cfg: RunConfig) -> tuple[str, tuple[str, ...]]:
         # replica machine here, where every other split network has one, and nothing said why)
         "split (K >= 2) as DistBelief's pipeline: each partition owns its block's filters (W2 too where untied), pooling "
         "and LCN and exchanges halos with its neighbours, and a replica has no process of its own, so no replica machine "
-        "(downpour's Ray runner, which splits an untied decoder too since 2026-12-05, splits through each replica's "
+        "(downpour's Ray runner, which splits an untied decoder too, splits through each replica's "
         "own process, a machine each: docs/plan.md, \"The replica's own process\")",
     ]
     others = [k for k in changed if k not in _SAYS]

@@ -75,7 +75,7 @@ class _Progress:
         # a checkpoint from before 2026-12-04 said only "converged" (its summary said "steps", not converged)
         if self.stop is None and meta.get("converged", False):
             self.stop = {"iteration": self.iteration, "reason": "unrecorded", "converged": True,
-                         "message": "converged, as its checkpoint from before 2026-12-04 says: its gradient fell to 1e-8 "
+                         "message": "converged, as its older checkpoint says: its gradient fell to 1e-8 "
                                     "of its first, or a line search found no step (the two were not told apart then)"}
         self.stops: list[dict[str, Any]] = list(meta.get("stops", []))   # every stage's early end, in order
         self.counts = UnitCounts()

@@ -75,8 +75,8 @@ def commits_sentence(result: dict[str, Any]) -> str:
               "commit alone does not reproduce those cells)" if changes else "")
     if len(found) == 1:
         one = found[0]["commit"]
-        return ("Its cells recorded no commit of downpour's code (run outside a git checkout, cached before "
-                "2026-12-06, or copies of a cell whose line is gone)." if one == "unknown"
+        return ("Its cells recorded no commit of downpour's code (run outside a git checkout, cached by "
+                "older code that did not record it, or copies of a cell whose line is gone)." if one == "unknown"
                 else f"Its cells ran at commit {one} of downpour's code{caveat}.")
     named = {"unknown": "no recorded commit"}
     each = ", ".join(f"{named.get(c['commit'], c['commit'])} ({plural(c['cells'], 'cell')})" for c in found)

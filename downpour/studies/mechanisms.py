@@ -151,9 +151,8 @@ class MechanismsStudy(MechanismsDesign, MeasuredStudy):
                          + "; ".join(f"{said[w]} {', '.join(names)}" for w, names in t.items() if names) + ".")
         paras.append("Invariance ranges are, per run, the mean over the face test's unit (the one whose face AUCs are "
                      "reported, chosen by selection AUC on lfw's training part) and the units tied with it at the top "
-                     "of that choice (the chosen unit's alone until 2026-12-04), measured on lfw's 60 held-out images, "
-                     "which the choice never saw (until 2026-12-04 another unit's: the best single neuron's, chosen on "
-                     "half of those images), and compute counts the filter arithmetic torch's counter sees (the "
+                     "of that choice, measured on lfw's 60 held-out images, "
+                     "which the choice never saw, and compute counts the filter arithmetic torch's counter sees (the "
                      "glimpse front's variance map and crops are not counted).")
         paras.append(disc_paragraph(rows))
         paras.append(owed_paragraph(rows))

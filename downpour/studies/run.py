@@ -347,12 +347,12 @@ def _context(study: Any, folder: Path, header: dict[str, Any], vouched: bool) ->
         if given == made_for:
             return context
         if given is None and vouched:
-            print(f"downpour study: {path} has no {SETTINGS} (written before 2026-12-03, or edited): kept, as the "
+            print(f"downpour study: {path} has no {SETTINGS} (written by older code, or edited): kept, as the "
                   "calibration of the cells cells.jsonl holds for these settings; its digest is written now",
                   file=sys.stderr)
             _keep(path, context, made_for)
             return context
-        why = (f"has no {SETTINGS} (written before 2026-12-03, or edited) and no cell of these settings was run with it"
+        why = (f"has no {SETTINGS} (written by older code, or edited) and no cell of these settings was run with it"
                if given is None else "was computed for other settings")
         print(f"downpour study: {path} {why}: computing it again", file=sys.stderr)
     context = study.prepare()

@@ -138,8 +138,8 @@ class RunModel:
         options = without_unread(self.path / "model.json", meta["model"], options)
         config = self.path / "config.toml"
         for key, was, now in model_differences(meta["model"], options, self.config) if config.is_file() else ():
-            why = ("lacks it, read as its absence meant in runs from before it existed; a run made in Python before "
-                   f"2026-12-04 wrote only the options it set: write {key.split('.', 1)[1]} = {was!r} into its [model]"
+            why = ("lacks it, read as its absence meant in runs from before it existed; a run made in Python by "
+                   f"older code wrote only the options it set: write {key.split('.', 1)[1]} = {was!r} into its [model]"
                    if key in dict(config_fills(config)) else "one of them was edited (a run writes both alike); put it back")
             raise CheckpointError(f"{str(self.path / 'model.json')!r} builds {key} = {was!r}, {str(config)!r} says "
                                   f"{now!r}: {why}")
