@@ -31,9 +31,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 READS = {"read-pooled": "stage2/pooled",    # the top stage before its LCN (L2 pooled codes)
          "read-codes": "stage2/codes"}      # the top stage's filter outputs: before its L2 pooling and LCN
 TRAINED = {"maps-2": (("model.maps", (8, 2)),),      # stage 2 with 2 maps: a 72-unit code (the RBM's is 64), not 288
-           "no-pool": (("model.pools", (1, 1)),)}    # no L2 pooling in either stage (its cost becomes RICA's L1)
+           "no-pool": (("model.pools", (1, 1)),),    # no L2 pooling in either stage (its cost becomes RICA's L1)
+           # stage 2 sees the whole crop: a 12x12 filter on stage 1's 12x12 pooled map, no pooling after it (a 1x1 map,
+           # each unit's field 10 + 11*2 = 32 pixels: the whole 32x32 crop); 8 units, or 64 (the RBM's code size)
+           "whole": (("model.kernels", (8, 12)), ("model.pools", (3, 1))),
+           "whole-64": (("model.maps", (8, 64)), ("model.kernels", (8, 12)), ("model.pools", (3, 1))),
+           "untied": (("model.tile", 0),),     # no tiling, in both stages (model.tile is one value for the network)
+           "tica-0.4": (("objective.pooled_l2.weight", 0.4),)}   # twice the pooled-L2 (TICA) weight, both stages
 FIGURES = ("face_owed_controls", "face_auc_controls", "face_auc_controls_no_faces", "face_owed_lfw", "face_auc_lfw")
 EXTRA = ("code_dims", "edge_fraction", "final_loss")
+
+
+def filter_field(cfg) -> int:
+    """The side in pixels of the crop window that a top-stage pooled unit's filters and pools reach (its linear field;
+    LCN's windows, and its divisor's floor, the mean over the whole map, reach further)."""
+    o = cfg.model.options
+    side, step = 1, 1
+    for k, s, q, u in zip(o["kernels"], o["strides"], o["pools"], o["pool_strides"]):
+        side, step = side + (k - 1) * step, step * s
+        side, step = side + (q - 1) * step, step * u
+    return side
 
 
 def _cat_cell(study, seed: int) -> list[dict]:

@@ -1,5 +1,6 @@
 """bench/architectures_why_cat.py: each variant paired seed by seed with the cat cell, Holm's p over the variants'
-face_owed_controls, a trained variant's --set reaching the cell's network, and an unknown variant refused by name."""
+face_owed_controls, a trained variant's --set reaching the cell's network, the whole-crop variants' field (32 pixels, the cat
+cell's 22), and an unknown variant refused by name."""
 import json
 import sys
 from pathlib import Path
@@ -47,9 +48,19 @@ def test_a_trained_variant_builds_the_study_cell_with_its_setting():
         cfg, _ = why.variant_config(name, 0)
         assert cfg.train.steps == 300 and cfg.seed == 0          # Q7's cell otherwise
         shapes[name] = build(cfg, (1, 32, 32))[0].stages[-1].out_shape
-    assert shapes == {"maps-2": (2, 6, 6), "no-pool": (8, 9, 9)}   # the cat cell's is (8, 6, 6): 288 units
+    assert shapes == {"maps-2": (2, 6, 6), "no-pool": (8, 9, 9), "whole": (8, 1, 1), "whole-64": (64, 1, 1),
+                      "untied": (8, 6, 6), "tica-0.4": (8, 6, 6)}   # the cat cell's is (8, 6, 6): 288 units
+
+
+def test_whole_crop_variants_reach_the_whole_crop_where_the_cat_cell_reaches_22_by_22():
+    from downpour.studies import study_class
+
+    study = study_class("architectures")()
+    assert why.filter_field(study.cell_config(why._condition(study, "cat"), 0)) == 22
+    assert [why.filter_field(why.variant_config(v, 0)[0]) for v in ("whole", "whole-64", "untied")] == [32, 32, 22]
 
 
 def test_run_refuses_an_unknown_variant_and_names_the_known_ones():
-    with pytest.raises(SystemExit, match=r"--variants read-codes: not cat or one of maps-2, no-pool"):
+    known = "maps-2, no-pool, whole, whole-64, untied, tica-0.4"
+    with pytest.raises(SystemExit, match=rf"--variants read-codes: not cat or one of {known}"):
         why.main(["run", "--variants", "cat,read-codes", "--out", "/dev/null", "0"])
