@@ -226,6 +226,9 @@ def test_rotation_interval_ends_past_180_are_written_as_the_angles_they_are():
     # an end at ±180 itself is one angle, not an arc round it: not "from 180 round through 180 to -135" (2026-12-06)
     ci.update(low=[-225.0, -180.0], high=[180.0, 225.0])
     assert range_ci_cells(inv)[0].endswith("ends [135, 180] and [-180, -135]")
+    # an interval a whole turn wide or wider holds every angle: not "[170, -170]", a 20-degree arc (2026-12-06)
+    ci.update(low=[-190.0, 190.0], high=[-180.0, 180.0])
+    assert range_ci_cells(inv)[0].endswith("ends [-180, 180] (every angle) and [-180, 180] (every angle)")
 
 
 def test_the_report_says_where_an_interval_is_wider_than_its_width():
