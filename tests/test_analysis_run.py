@@ -656,6 +656,15 @@ def test_the_report_says_how_many_files_the_run_skipped_and_names_the_first(run_
     assert note in write_report(copy, analyze_if_missing=False).read_text()
 
 
+def test_the_report_says_the_symbolic_links_the_listing_did_not_follow():
+    """data.json's loops (links to a folder holding them, not followed) were said in the log alone (until 2026-12-06)."""
+    from downpour.analysis.report_notes import data_note
+
+    data = {"loops": [{"link": "/d/sub/up", "to": "/d"}, {"link": "/d/b/up", "to": "/d"}]}
+    assert data_note(data) == ('<p class="note">Data: 2 symbolic links to a folder holding them not followed, its '
+                               'files read once (first: /d/sub/up -&gt; /d); data.json names every one.</p>')
+
+
 def test_the_report_names_the_labelled_folders_unreadable_images(run_dir, tmp_path):
     """A concept folder's unreadable images were skipped, counted in analysis.json's labelled_set and said in the log;
     report.html said nothing of them (until 2026-12-05), though it says the training data's."""

@@ -56,3 +56,16 @@ def test_the_log_line_says_the_estimate_and_its_parts(tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records if "data.pipeline = 'auto'" in r.getMessage()]
     assert said == ["data.pipeline = 'auto': memory (0.2 MB held in memory: 0.0 MB of samples, 0.2 MB for one image "
                     "decoded; it streams above 1024 MB)"], said
+
+
+def test_the_one_image_decoded_is_the_largest_file_even_off_the_spread_probes(tmp_path):
+    """The image decoded at a time was the largest of 16 evenly spaced headers: 40 images of 16x16 and one of 320x240
+    at index 1 (off the probes: 0, 2, 5, ...) counted 16x16, 300x too little."""
+    from downpour.data.estimate import PROBES
+
+    sizes = [(16, 16)] * 41
+    sizes[1] = (320, 240)
+    root = _folder(tmp_path / "imgs", sizes)
+    cfg = DataConfig(source="folder", path=str(root), mode="crops", size=8, grey=False, jpeg_draft=False)
+    assert 1 not in {int(k) for k in np.linspace(0, 40, PROBES)}
+    assert held_bytes(cfg, list_items(cfg)).decoding == 320 * 240 * 3 * 4

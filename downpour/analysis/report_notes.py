@@ -158,7 +158,8 @@ def one_orientation(f: dict[str, Any]) -> str:
 
 
 def data_note(data: Any, heading: str = "Data", where: str = "data.json") -> str:
-    """One line on the files a run could not use (data.json's ``skipped`` and ``unlisted``), used only later
+    """One line on the files a run could not use (data.json's ``skipped`` and ``unlisted``), the symbolic links it
+    did not follow (``loops``: each to a folder holding it, its files read once), files used only later
     (``recovered``) or enlarged to ``data.size`` (``upscaled``, crops mode: a blur), or nothing. The report said
     nothing of them: a run whose folder lost a third of its images to bad files read like one that trained on all of
     them, unless one opened data.json. ``heading`` and ``where``: a labelled folder's own line (analysis.json's
@@ -179,6 +180,10 @@ def data_note(data: Any, heading: str = "Data", where: str = "data.json") -> str
     if unlisted:
         parts.append(f"{plural(len(unlisted), 'folder')} that could not be listed left out (first: "
                      f"{unlisted[0].get('folder')}: {unlisted[0].get('reason')})")
+    loops = [e for e in data.get("loops") or [] if isinstance(e, dict)]
+    if loops:         # (since 2026-12-06: the log said them, the report did not)
+        parts.append(f"{plural(len(loops), 'symbolic link')} to a folder holding {'it' if len(loops) == 1 else 'them'}"
+                     f" not followed, its files read once (first: {loops[0].get('link')} -> {loops[0].get('to')})")
     if upscaled:      # (since 2026-12-05: data.json counted them, the report did not say so)
         parts.append(f"{plural(data.get('n_upscaled', len(upscaled)), 'file')} enlarged to data.size in crops mode, "
                      f"a blur (first: {upscaled[0].get('file')}, {upscaled[0].get('size')})")

@@ -4,7 +4,9 @@
 - folder: the load cuts each file as it reads it (:mod:`~downpour.data.cut_as_read`) and keeps the samples, float32
   (C, data.size, data.size): crops mode each image's squares (one, or its data.tile grid: :func:`crop_count`),
   patches mode data.samples; plus the largest image it decodes, one at a time (a JPEG at its data.jpeg_draft
-  reduction). Until 2026-12-06 it counted every decoded image, as the load held them before: 300 grey 1600x1200
+  reduction), from the probed headers and those of the :data:`LARGEST` largest files by bytes (a stat each: until
+  2026-12-06 only the evenly spaced probes, so a folder of small images with one huge one off them counted a small
+  one). Until 2026-12-06 it counted every decoded image, as the load held them before: 300 grey 1600x1200
   JPEGs in patches mode were 2,197 MB and streamed, where the load holds 2.4 MB of patches and decodes 7.3 MB at a
   time, 9.8 MB now, held in memory (docs/data.md).
 - video: every frame it gives, decoded (the load holds them all before cutting): min(T, data.frames_per_video) a
@@ -13,10 +15,12 @@
 """
 from __future__ import annotations
 
+import heapq
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
     from downpour.data.stream import Listing
 
 PROBES = 16       # headers read to estimate a folder's or videos' size
+LARGEST = 4       # and a folder's largest files by bytes, for the one image decoded at a time: a stat each, no header
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,8 @@ class Held:
 
 
 def held_bytes(cfg: DataConfig, listing: Listing) -> Held:
-    """:class:`Held` of ``cfg``'s data in memory, from ``listing`` and up to :data:`PROBES` items' headers."""
+    """:class:`Held` of ``cfg``'s data in memory, from ``listing`` and up to :data:`PROBES` items' headers (a
+    folder's, and its :data:`LARGEST` largest files')."""
     n, channels = len(listing.items), 1 if cfg.grey else 3
     if cfg.source == "array":
         return Held(n * math.prod(listing.row_shape[-2:]) * channels * 4)
@@ -55,7 +61,21 @@ def held_bytes(cfg: DataConfig, listing: Listing) -> Held:
     sample = channels * cfg.size * cfg.size * 4
     crops = int(n * sum(c for _, c in read) / len(read)) if read else 0
     kept = (crops if cfg.mode == "crops" else cfg.samples) * sample
+    # the mean above is the spread probes'; the largest image may be off them: read the largest files' headers too
+    read += [_probe(cfg, listing.items[k]) for k in _largest(listing.items, set(probes))]
     return Held(kept, max((p for p, _ in read), default=0) * channels * 4)
+
+
+def _largest(paths: Sequence[str], probed: set[int]) -> list[int]:
+    """The indices of the :data:`LARGEST` largest of ``paths`` by bytes, those in ``probed`` left out; a file that
+    cannot be stat'ed is left to the reader, which names it."""
+    sizes = []
+    for k, path in enumerate(paths):
+        try:
+            sizes.append((os.stat(path).st_size, k))
+        except OSError:
+            continue
+    return [k for _, k in heapq.nlargest(LARGEST, sizes) if k not in probed]
 
 
 def estimate_bytes(cfg: DataConfig, listing: Listing) -> int:
