@@ -657,7 +657,8 @@ def test_the_report_says_how_many_files_the_run_skipped_and_names_the_first(run_
 
 
 def test_the_report_says_the_symbolic_links_the_listing_did_not_follow():
-    """data.json's loops (links to a folder holding them, not followed) were said in the log alone (until 2026-12-06)."""
+    """data.json's loops (links to a folder holding them, not followed) were said in the log alone (until
+    2026-12-06)."""
     from downpour.analysis.report_notes import data_note
 
     data = {"loops": [{"link": "/d/sub/up", "to": "/d"}, {"link": "/d/b/up", "to": "/d"}]}
