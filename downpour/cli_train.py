@@ -141,7 +141,7 @@ def _train(args: argparse.Namespace) -> int:
     # run stopped before its first checkpoint trains as a new one: its data are read (refused in a resume's words)
     # before its rows are discarded, which a refusal then keeps (until 2026-12-06 discarded first: `--resume` then
     # refused the folder, "never started training")
-    opened = None if resume else read_checked(cfg, bool(args.resume))
+    opened = None if resume else read_checked(cfg, bool(args.resume), given=pipeline)
     # the folders this command makes (the run's and those on the way to it, fresh_folder's runs/NAME-TIME or an --out
     # not there, a symbolic link counting as there), deepest first: a new run refused before it trains removes them
     # (_drop_refused), one that was there it empties of its config.toml alone

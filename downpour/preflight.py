@@ -31,7 +31,7 @@ from downpour.data.build import check_files
 from downpour.models.data_fit import warn_data_fit
 from downpour.data.build import gives_labels, label_count, off_unit_interval, sample_shape, why_unlabelled
 from downpour.data.opened import Opened
-from downpour.data.pipeline import resolve_data
+from downpour.data.pipeline import record_auto, resolve_data
 from downpour.data.stream import list_items
 from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.base import FeatureModel
@@ -103,12 +103,13 @@ def check_data_read(cfg: RunConfig, resume: bool = False) -> str:
     return f"data.path {d.path!r} read as the run reads it ({what}): {skipped}{later}"
 
 
-def read_checked(cfg: RunConfig, resume: bool = False) -> Opened | None:
+def read_checked(cfg: RunConfig, resume: bool = False, given: str = "") -> Opened | None:
     """A file source's data read as the run reads them before its first step, or the run's own refusal of them (no
     file gives an image; more workers than samples; a streamed share of only files that give none), each skipped file
     logged as the run logs it: ``downpour train`` reads a new run's here, before its folder is made, and hands them to
     its runner (:mod:`~downpour.data.opened`); its --dry-run says what was read (:func:`check_data_read`). None for a
-    built-in source (nothing on disk to refuse: the runner reads it). ``resume``: a resumed run's refusal."""
+    built-in source (nothing on disk to refuse: the runner reads it). ``resume``: a resumed run's refusal. ``given``:
+    data.pipeline before :func:`check_run_config` resolved it ('auto': the data record why it chose as it did)."""
     d = cfg.data
     if d.source not in FILE_SOURCES:
         return None
@@ -118,6 +119,8 @@ def read_checked(cfg: RunConfig, resume: bool = False) -> Opened | None:
              "every file, into memory" if d.pipeline == "memory" else f"at most data.fit_sample = {d.fit_sample} items")
     set_up_torch(cfg)     # the runner's seed and train.threads (its whitening's sums), as it reads them (set again)
     opened = Opened.read(cfg.data, cfg.seed, stream_ok=cfg.cluster.algorithm == "downpour")
+    if given == "auto":
+        record_auto(cfg.data, opened.data, stream_ok=cfg.cluster.algorithm == "downpour")
     if is_cluster_runner(cfg.cluster.runner):
         check_cluster_data(cfg, opened.data, resume)    # (a resume's: it keeps its workers and data.size)
     return opened

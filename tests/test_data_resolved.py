@@ -113,11 +113,17 @@ def test_autos_choice_is_recorded_and_kept_by_a_resume_whatever_the_data_size(tm
     monkeypatch.setattr("downpour.data.pipeline.STREAM_ABOVE", 0)          # these images stream
     assert main([*argv, "--steps", "4", "--out", str(tmp_path / "run")]) == 0
     assert _data(tmp_path / "run")["pipeline"] == "stream"
+    # data.json says why, as the log line does (until 2026-12-06 a CLI run's said {"pipeline": "stream"} alone)
+    chosen = json.loads((tmp_path / "run" / "data.json").read_text())["chosen"]
+    assert chosen["pipeline"] == "auto" and chosen["stream_above_mb"] == 0 and chosen["estimate_mb"] >= 0, chosen
+    assert {"samples_mb", "decoding_mb"} <= set(chosen), chosen
     monkeypatch.setattr("downpour.data.pipeline.STREAM_ABOVE", 1 << 30)    # now they would be held in memory
     assert main(["train", "--resume", str(tmp_path / "run"), "--steps", "6"]) == 0
     assert json.loads((tmp_path / "run" / "model.json").read_text())["data"]["pipeline"] == "stream"
     assert main([*argv, "--steps", "4", "--out", str(tmp_path / "small")]) == 0
     assert _data(tmp_path / "small")["pipeline"] == "memory"
+    chosen = json.loads((tmp_path / "small" / "data.json").read_text())["chosen"]
+    assert chosen["pipeline"] == "auto" and chosen["stream_above_mb"] == 1024 and "samples_mb" in chosen, chosen
 
 
 @pytest.mark.parametrize("workers, refused", [(4, True), (3, False)])

@@ -55,6 +55,15 @@ def choose_pipeline(cfg: DataConfig, stream_ok: bool = True) -> tuple[str, dict[
     return ("stream" if held.total > STREAM_ABOVE else "memory"), why, listing
 
 
+def record_auto(cfg: DataConfig, data: Dataset | StreamingData, stream_ok: bool = True) -> None:
+    """``data.info["chosen"]`` of data opened on ``cfg``, whose ``pipeline`` :func:`resolve_data` set to 'auto''s
+    choice: why, estimated again (the listing and its headers: a run's data.json then says the estimate and its parts
+    as its log line does; until 2026-12-06 a CLI run recorded {"pipeline": "memory"} alone), kept where it agrees."""
+    choice, why, _ = choose_pipeline(dataclasses.replace(cfg, pipeline="auto"), stream_ok)
+    if choice == cfg.pipeline:
+        data.info["chosen"] = why
+
+
 def _mb(n: int) -> float:
     return round(n / 2**20, 1)
 
