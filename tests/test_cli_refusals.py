@@ -789,12 +789,16 @@ def test_a_greedy_ray_run_with_more_stages_than_an_inbox_carries_is_refused_befo
     assert main(argv(63, "--set", "train.schedule=joint")) == 0
 
 
-def test_kl_sparsity_on_codes_outside_0_1_is_refused(capsys):
-    """rica-8x8's linear codes: about half the units were clamped out of the term and got no gradient from it."""
-    argv = ["train", "--config", "tica-8x8", "--runner", "local", "--steps", "3", "--dry-run", "--set",
-            "model.name=rica-8x8", "--set", "objective.kl_sparsity=3"]
+@pytest.mark.parametrize("sets", [["--config", "tica-8x8", "--set", "model.name=rica-8x8"],
+                                  ["--config", "ufldl-sae", "--set", "model.activation=relu"],
+                                  ["--config", "cnn-digits"]])
+def test_kl_sparsity_on_codes_outside_0_1_is_refused(capsys, sets):
+    """rica-8x8's linear codes: about half the units were clamped out of the term and got no gradient from it. ReLU
+    codes are refused alike, whatever their size on one batch: until 2026-12-06 a ReLU autoencoder's (up to 3.1) were
+    and cnn-digits' (under 1 on a batch of unit size) were not."""
+    argv = ["train", *sets, "--runner", "local", "--steps", "3", "--dry-run", "--set", "objective.kl_sparsity=3"]
     assert main(argv) == 2
-    assert "objective.kl_sparsity needs codes in (0, 1)" in capsys.readouterr().err
+    assert "objective.kl_sparsity needs codes that stay in [0, 1] for any input" in capsys.readouterr().err
 
 
 def test_kl_sparsity_on_a_bernoulli_rbm_is_checked_on_data_it_takes_and_moves_no_chain(capsys):

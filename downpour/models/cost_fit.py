@@ -23,30 +23,39 @@ def check_cost_fits(name: str, model: FeatureModel, objective: Objective, shape:
     _check_weight_decay(name, model, objective)
 
 
+SCALES = (1.0, 1000.0)     # the probe batches' sizes: a ReLU's codes grow with its input, a sigmoid's stay in (0, 1)
+
+
 def _check_kl_codes(name: str, model: FeatureModel, objective: Objective, shape: tuple[int, ...]) -> None:
-    """KL sparsity reads each code as a firing probability: codes outside (0, 1) are clamped there, and
-    their units get no gradient from it. Refuse it on a model whose codes leave [0, 1] on a random batch it
-    takes (a Bernoulli RBM takes only data in [0, 1]: its codes, sigmoid probabilities, were never looked at)."""
+    """KL sparsity reads each code as a firing probability: codes outside (0, 1) are clamped there, and their units
+    get no gradient from it. Refuse it on a model whose codes leave [0, 1] on a random batch it takes, at
+    :data:`SCALES` times its size: codes must stay in [0, 1] for any input (a sigmoid's), and a ReLU's, unbounded
+    above, pass 1 at some size. Until 2026-12-06 the batch was of size 1 alone, so a ReLU autoencoder's codes (up to
+    3.1) were refused and cnn-digits' ReLU codes, under 1 at that size, were accepted. (A Bernoulli RBM takes only
+    data in [0, 1]: its codes, sigmoid probabilities, are looked at on the uniform batch at size 1.)"""
     if "kl_sparsity" not in objective.terms:
         return
-    # a normal batch (normalised data) and one in [0, 1] (what a Bernoulli RBM takes, and refuses others of),
-    # through a copy: a persistent-CD model's forward moves its chains
+    # normal batches (normalised data) and uniform ones (what a Bernoulli RBM takes, and refuses others of), each at
+    # every scale, through a copy: a persistent-CD model's forward moves its chains
     probe, codes = copy.deepcopy(model), []
-    for x in (torch.randn(8, *shape, generator=torch.Generator().manual_seed(0)),
-              torch.rand(8, *shape, generator=torch.Generator().manual_seed(0))):
-        try:
-            with torch.no_grad():
-                codes += [o.codes for o in probe.forward_train(Batch(x, torch.zeros(8, dtype=torch.int64))).values()]
-        except ValueError:            # data this model does not take (an RBM's range): the other batch tells
-            continue
+    for draw in (torch.randn, torch.rand):
+        for scale in SCALES:
+            x = scale * draw(8, *shape, generator=torch.Generator().manual_seed(0))
+            try:
+                with torch.no_grad():
+                    out = probe.forward_train(Batch(x, torch.zeros(8, dtype=torch.int64)))
+                codes += [o.codes for o in out.values()]
+            except ValueError:            # data this model does not take (an RBM's range): the others tell
+                continue
     if not codes:
         return
     low, high = min(float(c.min()) for c in codes), max(float(c.max()) for c in codes)
     if low < 0 or high > 1:
-        raise ConfigError(f"objective.kl_sparsity needs codes in (0, 1) (a sigmoid hidden layer, as ufldl-sae's), and "
-                          f"the codes of model {name!r} range over [{low:.3g}, {high:.3g}] on a random batch: outside "
-                          "(0, 1) they are clamped and get no gradient from it; use l1 or pooled_l2 instead",
-                          key="objective.kl_sparsity")
+        raise ConfigError(f"objective.kl_sparsity needs codes that stay in [0, 1] for any input (a sigmoid hidden "
+                          f"layer, as ufldl-sae's): it reads each as a firing probability, and one outside is clamped "
+                          f"and gets no gradient from it; the codes of model {name!r} range over [{low:.3g}, "
+                          f"{high:.3g}] on random batches at {' and '.join(f'{s:g}' for s in SCALES)} times unit size "
+                          "(a ReLU's grow with its input); use l1 or pooled_l2 instead", key="objective.kl_sparsity")
 
 
 def _check_weight_decay(name: str, model: FeatureModel, objective: Objective) -> None:
