@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from downpour._names import pasted, plural
 from downpour.config import (ConfigError, FlagValue, Override, RunConfig, as_typed, config_to_toml, load_config,
@@ -113,10 +113,11 @@ def _train(args: argparse.Namespace) -> int:
         cfg = new_run_config(source, _overrides(args))
         check_cluster_flags(args, cfg.cluster.runner)   # before the config's checks: they name the key, not the flag
     pipeline = cfg.data.pipeline      # ('auto' resolves to its choice: the refusals say both)
+    chosen: dict[str, Any] = {}       # why 'auto' chose it (its estimate), for the run's data.json
     try:
         # resolved; before the run directory exists: a typo leaves nothing behind (a resume's refusals say what it
         # keeps)
-        cfg = check_run_config(cfg, bool(args.resume))
+        cfg = check_run_config(cfg, bool(args.resume), chosen)
     except ConfigError as err:        # the model's and the cost terms' own checks: name what set the value
         raise with_origin(err, source, _overrides(args)) from None
     check_flags(args, cfg, pipeline)  # resolved: what data.pipeline = 'auto' chose is known
@@ -141,7 +142,7 @@ def _train(args: argparse.Namespace) -> int:
     # run stopped before its first checkpoint trains as a new one: its data are read (refused in a resume's words)
     # before its rows are discarded, which a refusal then keeps (until 2026-12-06 discarded first: `--resume` then
     # refused the folder, "never started training")
-    opened = None if resume else read_checked(cfg, bool(args.resume), given=pipeline)
+    opened = None if resume else read_checked(cfg, bool(args.resume), chosen)
     # the folders this command makes (the run's and those on the way to it, fresh_folder's runs/NAME-TIME or an --out
     # not there, a symbolic link counting as there), deepest first: a new run refused before it trains removes them
     # (_drop_refused), one that was there it empties of its config.toml alone

@@ -31,7 +31,7 @@ from downpour.data.build import check_files
 from downpour.models.data_fit import warn_data_fit
 from downpour.data.build import gives_labels, label_count, off_unit_interval, sample_shape, why_unlabelled
 from downpour.data.opened import Opened
-from downpour.data.pipeline import record_auto, resolve_data
+from downpour.data.pipeline import resolve_data
 from downpour.data.stream import list_items
 from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.base import FeatureModel
@@ -52,17 +52,18 @@ from downpour.train.setup import resolve_device, set_up_torch
 log = logging.getLogger(__name__)
 
 
-def check_run_config(cfg: RunConfig, resume: bool = False) -> RunConfig:
+def check_run_config(cfg: RunConfig, resume: bool = False, chosen: dict[str, Any] | None = None) -> RunConfig:
     """``cfg`` resolved (see :func:`~downpour.models.registry.resolve`), or ConfigError naming the
     first thing in it that does not fit together: the data files, the model on the data's shape,
     the device for the runner, the cluster's delay model, the analysis sets (``resume``: a resumed run's, which keeps
-    its workers: a refusal for too few files says so)."""
+    its workers: a refusal for too few files says so). ``chosen``: filled with why data.pipeline = 'auto' chose as it
+    did (:func:`~downpour.data.pipeline.resolve_data`), for :func:`read_checked`."""
     cfg = resolve(cfg)
     check_data(cfg.data)
     check_files(cfg.data)
     workers = cfg.cluster.workers if is_cluster_runner(cfg.cluster.runner) else 1
     cfg = dataclasses.replace(cfg, data=resolve_data(cfg.data, stream_ok=cfg.cluster.algorithm == "downpour",
-                                                     workers=workers, resume=resume))
+                                                     workers=workers, resume=resume, chosen=chosen))
     cfg = dataclasses.replace(cfg, analysis=absolute_paths(cfg.analysis))   # (as data.path: read from any folder)
     # 'cuda' where this process sees no GPU: refused, naming the key. On Ray the workers' nodes have the GPUs,
     # not necessarily this driver: the cluster's GPUs are counted when it starts (ps.setup.worker_gpus).
@@ -103,13 +104,15 @@ def check_data_read(cfg: RunConfig, resume: bool = False) -> str:
     return f"data.path {d.path!r} read as the run reads it ({what}): {skipped}{later}"
 
 
-def read_checked(cfg: RunConfig, resume: bool = False, given: str = "") -> Opened | None:
+def read_checked(cfg: RunConfig, resume: bool = False, chosen: dict[str, Any] | None = None) -> Opened | None:
     """A file source's data read as the run reads them before its first step, or the run's own refusal of them (no
     file gives an image; more workers than samples; a streamed share of only files that give none), each skipped file
     logged as the run logs it: ``downpour train`` reads a new run's here, before its folder is made, and hands them to
     its runner (:mod:`~downpour.data.opened`); its --dry-run says what was read (:func:`check_data_read`). None for a
-    built-in source (nothing on disk to refuse: the runner reads it). ``resume``: a resumed run's refusal. ``given``:
-    data.pipeline before :func:`check_run_config` resolved it ('auto': the data record why it chose as it did)."""
+    built-in source (nothing on disk to refuse: the runner reads it). ``resume``: a resumed run's refusal. ``chosen``:
+    why data.pipeline = 'auto' chose as it did, from :func:`check_run_config` (its estimate, not made again: a folder is
+    listed once), recorded in the data's info; until 2026-12-06 a CLI run's data.json said {"pipeline": "memory"}
+    alone."""
     d = cfg.data
     if d.source not in FILE_SOURCES:
         return None
@@ -119,8 +122,8 @@ def read_checked(cfg: RunConfig, resume: bool = False, given: str = "") -> Opene
              "every file, into memory" if d.pipeline == "memory" else f"at most data.fit_sample = {d.fit_sample} items")
     set_up_torch(cfg)     # the runner's seed and train.threads (its whitening's sums), as it reads them (set again)
     opened = Opened.read(cfg.data, cfg.seed, stream_ok=cfg.cluster.algorithm == "downpour")
-    if given == "auto":
-        record_auto(cfg.data, opened.data, stream_ok=cfg.cluster.algorithm == "downpour")
+    if chosen:
+        opened.data.info["chosen"] = chosen
     if is_cluster_runner(cfg.cluster.runner):
         check_cluster_data(cfg, opened.data, resume)    # (a resume's: it keeps its workers and data.size)
     return opened

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from downpour.data.estimate import held_bytes
 from downpour.cli import main
 from downpour.train.json_digest import rewrite_json
 
@@ -111,8 +112,10 @@ def test_autos_choice_is_recorded_and_kept_by_a_resume_whatever_the_data_size(tm
     _images(tmp_path / "imgs", 4)
     argv = ["train", *RUN, "--set", f"data.path={tmp_path / 'imgs'}"]
     monkeypatch.setattr("downpour.data.pipeline.STREAM_ABOVE", 0)          # these images stream
+    estimates = []      # the folder listed and its headers read once: data.json takes the estimate the log line said
+    monkeypatch.setattr("downpour.data.pipeline.held_bytes", lambda *a: estimates.append(a) or held_bytes(*a))
     assert main([*argv, "--steps", "4", "--out", str(tmp_path / "run")]) == 0
-    assert _data(tmp_path / "run")["pipeline"] == "stream"
+    assert _data(tmp_path / "run")["pipeline"] == "stream" and len(estimates) == 1, estimates
     # data.json says why, as the log line does (until 2026-12-06 a CLI run's said {"pipeline": "stream"} alone)
     chosen = json.loads((tmp_path / "run" / "data.json").read_text())["chosen"]
     assert chosen["pipeline"] == "auto" and chosen["stream_above_mb"] == 0 and chosen["estimate_mb"] >= 0, chosen

@@ -55,26 +55,19 @@ def choose_pipeline(cfg: DataConfig, stream_ok: bool = True) -> tuple[str, dict[
     return ("stream" if held.total > STREAM_ABOVE else "memory"), why, listing
 
 
-def record_auto(cfg: DataConfig, data: Dataset | StreamingData, stream_ok: bool = True) -> None:
-    """``data.info["chosen"]`` of data opened on ``cfg``, whose ``pipeline`` :func:`resolve_data` set to 'auto''s
-    choice: why, estimated again (the listing and its headers: a run's data.json then says the estimate and its parts
-    as its log line does; until 2026-12-06 a CLI run recorded {"pipeline": "memory"} alone), kept where it agrees."""
-    choice, why, _ = choose_pipeline(dataclasses.replace(cfg, pipeline="auto"), stream_ok)
-    if choice == cfg.pipeline:
-        data.info["chosen"] = why
-
-
 def _mb(n: int) -> float:
     return round(n / 2**20, 1)
 
 
-def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1, resume: bool = False) -> DataConfig:
+def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1, resume: bool = False,
+                 chosen: dict[str, Any] | None = None) -> DataConfig:
     """``cfg`` with what it reads fixed once, for the run's config.toml: a file source's ``data.path``
     made absolute (a resume from another folder, or a Ray worker, reads the same files), and
     ``data.pipeline = 'auto'`` replaced by its choice, so a resume takes the path the run began on
     whatever the data's size is by then. ``workers`` > 1 each stream items of their own: a stream
     with fewer items than workers is a ConfigError (``check_config`` first; ``resume``: a resumed run's, which keeps
-    its workers: :func:`most_workers`)."""
+    its workers: :func:`most_workers`). ``chosen``: filled with 'auto''s why (its estimate and parts), for the data
+    the run then reads to record (``info["chosen"]``) without listing the folder again."""
     if cfg.source not in FILE_SOURCES:
         _check_memory_workers(cfg, None, workers)
         return cfg                          # built in: always in memory, whatever 'auto' says
@@ -82,6 +75,8 @@ def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1, resu
     pipeline = cfg.pipeline
     if pipeline == "auto" and cfg.can_stream():
         pipeline, why, listing = choose_pipeline(cfg, stream_ok)
+        if chosen is not None:
+            chosen.update(why)
         if "estimate_mb" in why:
             parts = (f": {why['samples_mb']} MB of samples, {why['decoding_mb']} MB for one image decoded"
                      if "samples_mb" in why else "")
