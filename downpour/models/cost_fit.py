@@ -44,18 +44,26 @@ def _check_kl_codes(name: str, model: FeatureModel, objective: Objective, shape:
             try:
                 with torch.no_grad():
                     out = probe.forward_train(Batch(x, torch.zeros(8, dtype=torch.int64)))
-                codes += [o.codes for o in out.values()]
+                codes += [(scale, o.codes) for o in out.values()]
             except ValueError:            # data this model does not take (an RBM's range): the others tell
                 continue
     if not codes:
         return
-    low, high = min(float(c.min()) for c in codes), max(float(c.max()) for c in codes)
+    low, high = _range(codes)
     if low < 0 or high > 1:
+        unit = [(s, c) for s, c in codes if s == 1]
+        grew = " (in [0, 1] at unit size: they grow with the input, as a ReLU's do)" if unit and \
+            0 <= _range(unit)[0] <= _range(unit)[1] <= 1 else ""
         raise ConfigError(f"objective.kl_sparsity needs codes that stay in [0, 1] for any input (a sigmoid hidden "
                           f"layer, as ufldl-sae's): it reads each as a firing probability, and one outside is clamped "
                           f"and gets no gradient from it; the codes of model {name!r} range over [{low:.3g}, "
-                          f"{high:.3g}] on random batches at {' and '.join(f'{s:g}' for s in SCALES)} times unit size "
-                          "(a ReLU's grow with its input); use l1 or pooled_l2 instead", key="objective.kl_sparsity")
+                          f"{high:.3g}] on random batches at {' and '.join(f'{s:g}' for s in SCALES)} times unit size"
+                          f"{grew}; use l1 or pooled_l2 instead", key="objective.kl_sparsity")
+
+
+def _range(codes: list[tuple[float, torch.Tensor]]) -> tuple[float, float]:
+    """The least and greatest of ``codes`` ((scale, codes) pairs, at least one)."""
+    return min(float(c.min()) for _, c in codes), max(float(c.max()) for _, c in codes)
 
 
 def _check_weight_decay(name: str, model: FeatureModel, objective: Objective) -> None:
