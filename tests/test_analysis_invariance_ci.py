@@ -228,7 +228,8 @@ def test_rotation_interval_ends_past_180_are_written_as_the_angles_they_are():
     assert range_ci_cells(inv)[0].endswith("ends [135, 180] and [-180, -135]")
     # an interval a whole turn wide or wider holds every angle: not "[170, -170]", a 20-degree arc (2026-12-06)
     ci.update(low=[-190.0, 190.0], high=[-180.0, 180.0])
-    assert range_ci_cells(inv)[0].endswith("ends [-180, 180] (every angle) and [-180, 180] (every angle)")
+    turn = "[-180, 180] (every angle: the whole turn)"      # as a range of the whole turn reads
+    assert range_ci_cells(inv)[0].endswith(f"ends {turn} and {turn}")
 
 
 def test_the_report_says_where_an_interval_is_wider_than_its_width():

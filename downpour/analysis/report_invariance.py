@@ -162,11 +162,12 @@ def _ends(name: str, interval: list[float]) -> str:
     :func:`_range_text` writes a range: "[from 135 round through 180 to -45]". Until 2026-12-06 they were in the walk's
     own coordinates ("[-225, -45]", an angle no sweep has), then "[135, -45] (round ±180)". An interval a whole turn
     wide or wider (-190 … 190) holds every angle, as :func:`~downpour.analysis.circle.walked_range` reads a walk that
-    met itself: "[-180, 180] (every angle)"; until 2026-12-06 it read "[170, -170]", a 20-degree arc."""
+    met itself, and is written as a range of the whole turn is (:data:`EVERY_ANGLE`): "[-180, 180] (every angle: the
+    whole turn)"; until 2026-12-06 it read "[170, -170]", a 20-degree arc."""
     if name != "rotation":
         return f"[{interval[0]:g}, {interval[1]:g}]"
     if whole_turn(name, interval):
-        return "[-180, 180] (every angle)"
+        return "[-180, 180]" + EVERY_ANGLE        # (a range's words: one turn, whose ends are one angle)
     a, b = (v - 360 if v > 180 else v + 360 if v < -180 else v for v in interval)
     crossed = (a != interval[0]) != (b != interval[1])
     if crossed and (a == 180 or b == -180):     # an end at ±180, one angle: [180, 225] is -180 … -135, not an arc
