@@ -331,6 +331,63 @@ def test_a_resumed_checkpoint_hands_out_again_the_steps_in_flight_at_the_stop_an
     assert (old.dispatched, old.returned, old.begin_cycle(0), old.first_step(0)) == (28, [], 1, 28)
 
 
+def test_a_push_the_stop_cut_before_the_shards_applied_it_is_handed_out_again_and_the_resume_finishes(monkeypatch):
+    """A Ray checkpoint listed as unapplied the ranges given back and those of cycles not pushed yet, but not a push
+    sent (end_compute) that the shards never applied: a Ctrl-C between the two (the driver's window before its held
+    block) lost its steps. The resume ended one push short of train.steps and never counted as finished: each rerun
+    resumed at its last step (cross-fit, 300 steps on Ray, stopped at step 176: dispatched 300, 299 applied). A push
+    the shards did apply, its answers unread (in the snapshot, counted in its step), is not handed out again."""
+    from types import SimpleNamespace
+
+    from downpour.config import load_config
+
+    coord = Coordinator(make_consistency("async"), workers=3, total_steps=12, n_push=2, depth=2)
+    trained: list[int] = []
+
+    def cycle(c: Coordinator, w: int) -> None:
+        first, k = c.first_step(w), c.end_compute(w)
+        trained.extend(range(first, first + k))
+        c.end_cycle(w, k)
+
+    for w in (0, 1, 2):
+        assert coord.begin_cycle(w) == 2                        # steps 0-1, 2-3, 4-5
+    cycle(coord, 0)
+    assert coord.begin_cycle(0) == 2                            # 6-7, still computing at the stop
+    coord.end_compute(1)                                        # 2-3 sent; the stop cuts it before the shards
+    coord.end_compute(2)                                        # 4-5 applied by the shards, their answers unread
+    trained.extend(range(4, 6))
+    d = _driver(coord, [], [FakeActor(), FakeActor(), FakeActor()])
+    d._pending, d._pushes = {"ref": ("push", 2)}, {"ref": ([None], {"steps": 2})}
+    meta, _ = d.state()
+    assert (meta["step"], meta["dispatched"], meta["unapplied"]) == (4, 8, [[2, 2], [6, 2]])
+
+    monkeypatch.setattr(driver_module, "connect", lambda address: False)   # the resumed driver, no Ray
+    monkeypatch.setattr(RayCluster, "_start", lambda self, shards, start_step: None)
+    setup = SimpleNamespace(cfg=load_config("cat-demo", ["cluster.runner=ray"]), data=None)
+    resumed = Coordinator(make_consistency("async"), workers=3, total_steps=12, n_push=2, start_step=meta["step"])
+    RayCluster(setup, [], resumed, lambda step: None, meta["step"], {}, meta)
+    while resumed.begin_cycle(0):
+        cycle(resumed, 0)
+    assert resumed.finished and sorted(trained) == list(range(12))   # each step once, the run done
+
+
+def test_a_checkpoint_that_lost_a_push_before_the_fix_hands_out_the_last_steps_again_and_finishes(caplog):
+    """A checkpoint written by that stop before 2026-12-06 counts the lost push as handed out and keeps no range of
+    it (cross-fit fold-0 of 300 steps: step 299, dispatched 300, unapplied []): every resume trained nothing, the run
+    never finished. Now the count missing is handed out again, the highest indices not in flight, and it finishes."""
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=300, start_step=299)
+    coord.restore_unapplied({"step": 299, "dispatched": 300, "unapplied": []})
+    assert coord.begin_cycle(0) == 1                            # (it was 0: nothing left to hand out)
+    assert (coord.first_step(0), coord.handed_out) == (299, True)
+    coord.end_cycle(0, coord.end_compute(0))
+    assert coord.finished
+    assert "counts 1 step handed out that was neither applied nor kept to hand out again" in caplog.text
+    assert "step index 299 is handed out again in its place" in caplog.text
+    stopped = Coordinator(make_consistency("async"), workers=2, total_steps=300, start_step=172)
+    stopped.restore_unapplied({"dispatched": 176, "unapplied": [[171, 1], [175, 1]]})   # 2 applied, 2 kept, 2 lost
+    assert stopped.returned == [(171, 1), (173, 1), (174, 1), (175, 1)]
+
+
 @pytest.mark.parametrize("damaged", [{"dispatched": 32, "unapplied": [[24]]}, {"dispatched": "32", "unapplied": []},
                                      {"unapplied": [[24, 4]]}, {"dispatched": 28, "unapplied": [[24, 8]]},
                                      {"dispatched": 32, "unapplied": [[24, -4]]}])

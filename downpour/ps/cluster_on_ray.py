@@ -261,9 +261,6 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         """Worker ``w`` finished a cycle (``meta``; ``grads``: per shard None, staged in its inbox, or
         the gradient's object ref): have the shards apply its push, and dispatch its next cycle."""
         t = time.perf_counter()
-        self.coord.end_compute(w)
-        meta["clock_gap"] = self.coord.gaps[w]
-        self.next_seq[w] = meta["seq"] + 1
         # rung shards have applied it when this returns; the others answer with object refs. The next
         # cycle is dispatched once the push is on its way, before the answers are read (async: the
         # worker computes while this push is applied; the coordinator hears of the push, end_cycle,
@@ -271,7 +268,10 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         assert self.pusher is not None
         # a stop between the shards' apply and its record would checkpoint a push the shards hold as not
         # made (a resume trains its steps again): the two finish first, as a simulator's event does
-        with signals_held():
+        with signals_held():   # (and the push sent: until 2026-12-06 a stop just before this block lost its steps)
+            self.coord.end_compute(w)
+            meta["clock_gap"] = self.coord.gaps[w]
+            self.next_seq[w] = meta["seq"] + 1
             answers = self.pusher.apply(w, meta["seq"], meta["base"], grads, meta["inbox"],
                                         meanwhile=lambda: self._dispatch(w), stages=meta.get("stages"))
             self.laps.add("push_apply", t)
@@ -316,13 +316,14 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         shard runs the driver's calls in order, the push before the snapshot) but not yet in the
         coordinator: counted here, or a resume trains its steps again. A resume starts the workers afresh:
         the ranges of their cycles in flight, lost with the actors, are kept to be handed out again first."""
-        step, clocks = self.coord.done, self.coord.clocks()
+        step, clocks, landed = self.coord.done, self.coord.clocks(), {}
         for ref, (kind, w) in self._pending.items():
             if kind == "push":
                 step += self._pushes[ref][1]["steps"]
+                landed[w] = landed.get(w, 0) + 1
                 if w in clocks:
                     clocks[w] += 1
-        return {"step": step, "clocks": {str(w): c for w, c in clocks.items()}, **self.coord.unapplied_state(),
+        return {"step": step, "clocks": {str(w): c for w, c in clocks.items()}, **self.coord.unapplied_state(landed),
                 **({"listing": self.listing} if self.listing else {})}, {}
 
     def close(self) -> None:

@@ -7,9 +7,14 @@ so both runners schedule identically.
 """
 from __future__ import annotations
 
+import logging
+from itertools import islice
 from typing import Any, Callable
 
+from downpour._names import plural
 from downpour.ps.consistency import Consistency
+
+log = logging.getLogger(__name__)
 
 
 class Coordinator:
@@ -40,6 +45,7 @@ class Coordinator:
         self._inflight: dict[int, list[tuple[int, int, int]]] = {}  # per worker, (steps, clock gap, first step) of each queued cycle
         self.max_gap = 0                                          # the largest clock gap any cycle started with
         self._unapplied: dict[int, int] = {}   # pushes a worker sent that are not applied yet
+        self._sent: dict[int, list[tuple[int, int]]] = {}   # their (first, steps), oldest first (see unapplied_state)
         self._clocks = clocks or {}
         self._lost_clock: dict[int, int] = {}  # the clock a lost worker died with (see rejoin)
         self._lost_waiting: set[int] = set()   # lost before the warm start let them join (see rejoin)
@@ -110,15 +116,18 @@ class Coordinator:
     def end_compute(self, w: int) -> int:
         """``w`` finished computing its oldest queued cycle and sent its push; returns the push's step
         count (and sets ``gaps[w]`` to the clock gap that cycle started with)."""
-        k, self.gaps[w], _ = self._inflight[w].pop(0)
+        k, self.gaps[w], first = self._inflight[w].pop(0)
         self.max_gap = max(self.max_gap, self.gaps[w])
         self._unapplied[w] = self._unapplied.get(w, 0) + 1
+        self._sent.setdefault(w, []).append((first, k))
         return k
 
     def end_cycle(self, w: int, steps: int) -> list[int]:
         """``w``'s push of ``steps`` steps was applied; returns workers that join now (warm start over)."""
         self.done += steps
         self._unapplied[w] -= 1
+        if self._sent.get(w):   # (a simulator's resumed travelling push has none: its checkpoint is whole)
+            self._sent[w].pop(0)
         if w in self.live:   # a lost worker's last push still lands, but it has no clock any more
             self.gate.tick(w)
         elif w in self._lost_clock:     # (its replacement starts past the round this push went into)
@@ -213,11 +222,18 @@ class Coordinator:
                             "workers": [w for w in range(self.workers) if w not in self.lost], **more})
         return self.events[-1]
 
-    def unapplied_state(self) -> dict[str, Any]:
+    def unapplied_state(self, landed: dict[int, int] | None = None) -> dict[str, Any]:
         """For a Ray server checkpoint, whose resume starts the workers afresh: ``dispatched`` and the ranges
-        ``(first, steps)`` handed out and not applied, ``unapplied`` (given back by a loss, or in a cycle not pushed
-        yet: lost with the actors). :meth:`restore_unapplied` hands them out again before any new index."""
-        ranges = self.returned + [(first, k) for cycles in self._inflight.values() for k, _, first in cycles]
+        ``(first, steps)`` handed out and not applied, ``unapplied`` (given back by a loss, in a cycle not pushed
+        yet: lost with the actors, or in a push sent (:meth:`end_compute`) that the shards never applied).
+        ``landed``: per worker, how many of its oldest sent pushes the shards applied all the same (their answers
+        not read yet: in the snapshot, counted in its step). :meth:`restore_unapplied` hands them out again before
+        any new index. Until 2026-12-06 a sent push was left out: one the stop cut before the shards applied it
+        (Ray's driver, between :meth:`end_compute` and its held block) was neither applied nor handed out again, and
+        the resumed run ended a step short of ``train.steps``, unfinished for good (each rerun resumed at its last
+        step and trained nothing)."""
+        sent = [r for w, rs in self._sent.items() for r in rs[(landed or {}).get(w, 0):]]
+        ranges = self.returned + sent + [(first, k) for cycles in self._inflight.values() for k, _, first in cycles]
         return {"dispatched": self.dispatched, "unapplied": [list(r) for r in sorted(ranges)]}
 
     def restore_unapplied(self, saved: dict[str, Any]) -> None:
@@ -230,8 +246,28 @@ class Coordinator:
                                                       and r[1] >= 1 and sum(r) <= dispatched for r in ranges):
                 raise ValueError(f"'unapplied' = {saved['unapplied']!r} with 'dispatched' = {dispatched!r}: not "
                                  "(first, steps) ranges of whole steps within the steps handed out")
+            ranges = sorted(ranges + self._untracked(ranges, dispatched))
             self.dispatched = min(dispatched, self.total)
             self.returned = [(f, min(k, self.total - f)) for f, k in ranges if f < self.total]
+
+    def _untracked(self, ranges: list[tuple[int, int]], dispatched: int) -> list[tuple[int, int]]:
+        """The steps a checkpoint counts as handed out (``dispatched``) but neither applied (its step, :attr:`done`)
+        nor in its unapplied ``ranges``: a push a stop cut before the shards applied it, before 2026-12-06
+        (:meth:`unapplied_state`). Which indices they were is not kept: the highest not in ``ranges`` are handed out
+        again in their place, so the run still trains ``train.steps`` and finishes (such a run ended a push short,
+        and every resume after trained nothing and wrote its model again)."""
+        missing = dispatched - self.done - sum(k for _, k in ranges)
+        if missing <= 0:
+            return []
+        covered = {i for f, k in ranges for i in range(f, f + k)}
+        free = sorted(islice((i for i in range(dispatched - 1, -1, -1) if i not in covered), missing))
+        one = missing == 1
+        log.warning("the server checkpoint counts %s handed out that %s neither applied nor kept to hand out again (a "
+                    "stop before 2026-12-06 could lose a push so): step %s %s %s handed out again in %s place",
+                    plural(missing, "step"), "was" if one else "were", "index" if one else "indices",
+                    ", ".join(map(str, free)) if len(free) <= 8 else f"{free[0]} to {free[-1]}",
+                    "is" if one else "are", "its" if one else "their")
+        return [(i, 1) for i in free]
 
     def members(self) -> set[int]:
         """Whom a shard takes pushes from: the live workers, and a lost one while a push it sent is on its way
