@@ -682,3 +682,37 @@ def test_a_stop_while_the_driver_asks_which_shards_died_in_a_held_block_is_not_h
     with pytest.raises(KeyboardInterrupt), signals_held():
         d._shard_lost(RuntimeError("ActorDiedError"))
     assert asked == [0]
+
+
+class _StoppedMidway(dict):
+    """A coordinator's cycles in flight that take a Ctrl-C as a cycle's range enters (``setdefault``: the count handed
+    out already raised) or leaves them (``pop``: not given back yet): the window of a stop between the two."""
+
+    def _stop(self) -> None:
+        import os
+        import signal
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def setdefault(self, *args: Any) -> Any:
+        self._stop()
+        return super().setdefault(*args)
+
+    def pop(self, *args: Any) -> Any:
+        got = super().pop(*args)
+        self._stop()
+        return got
+
+
+def test_a_stop_as_a_restart_or_a_loss_hands_out_or_gives_back_a_cycle_keeps_its_steps(fake_ray):
+    """A restart's or a loss's dispatch, and a loss, run outside the loops' held blocks: a Ctrl-C between the count
+    handed out and the cycle's record in flight (begin_cycle), or between a lost worker's cycles leaving the flight and
+    being given back (lose), lost their steps as the push before the shards did (until 2026-12-06)."""
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=12, n_push=2)
+    d = _driver(coord, [FakeActor(set_workers=lambda live: None)], [FakeActor(), FakeActor()])
+    coord._inflight = _StoppedMidway()
+    with pytest.raises(KeyboardInterrupt):
+        d._dispatch(0)
+    assert coord.unapplied_state() == {"dispatched": 2, "unapplied": [[0, 2]]}
+    with pytest.raises(KeyboardInterrupt):
+        d._lost(0, RuntimeError("ActorDiedError"))
+    assert coord.unapplied_state() == {"dispatched": 2, "unapplied": [[0, 2]]} and coord.returned == [(0, 2)]

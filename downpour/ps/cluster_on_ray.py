@@ -209,7 +209,10 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
 
     # -- the driving loop ---------------------------------------------------------------------------
     def _dispatch(self, w: int) -> None:
-        k = self.coord.begin_cycle(w)
+        # held: the count handed out and the cycle in flight change together (a restart's or a loss's dispatch runs
+        # outside the loops' held blocks, and a stop between the two lost the cycle's steps as end_compute's did)
+        with signals_held():
+            k = self.coord.begin_cycle(w)
         if k == 0:
             self._blocked.add(w)
             return

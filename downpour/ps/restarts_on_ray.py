@@ -29,7 +29,7 @@ from downpour.ps.connect_on_ray import CONNECT_TIMEOUT_S, head_answers
 from downpour.ps.on_ray import RESTART_SECONDS
 from downpour.ps.recorder import ShardLost
 from downpour.ps.silence import Silence, Silent
-from downpour.train.signals import signals_let_through
+from downpour.train.signals import signals_held, signals_let_through
 
 log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
 WATCH_SECONDS = 1.0   # how often a worker waiting for the warm start is asked whether it lives (task loop)
@@ -57,7 +57,8 @@ class Restarts:
         before, why = set(self.coord.live), WAITED if w in self.coord.waiting else ""
         name = err.reason if isinstance(err, Silent) else type(err).__name__    # "silent for 312 s, limit 300 s"
         where = self.where("workers", [w])     # named as a lost shard's node is (until 2026-12-06 unsaid)
-        self.coord.lose(w, name + why, where)
+        with signals_held():   # its cycles' ranges leave the flight and are given back together (not lost between)
+            self.coord.lose(w, name + why, where)
         self.silence.forget(w)
         joined = self.coord.live - before    # the warm start's only worker died: the others start now
         log.warning("worker %d lost at step %d on %s: %s%s%s", w, self.coord.done, where, name, why,
