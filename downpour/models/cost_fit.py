@@ -6,6 +6,7 @@ builds its model without a run config).
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 
@@ -49,11 +50,11 @@ def _check_kl_codes(name: str, model: FeatureModel, objective: Objective, shape:
                 continue
     if not codes:
         return
-    low, high = _range(codes)
+    low, high = _range([c for _, c in codes])
     if low < 0 or high > 1:
-        unit = [(s, c) for s, c in codes if s == 1]
-        grew = " (in [0, 1] at unit size: they grow with the input, as a ReLU's do)" if unit and \
-            0 <= _range(unit)[0] <= _range(unit)[1] <= 1 else ""
+        unit_low, unit_high = _range([c for s, c in codes if s == 1])
+        grew = (" (in [0, 1] at unit size: they grow with the input, as a ReLU's do)"
+                if 0 <= unit_low <= unit_high <= 1 else "")
         raise ConfigError(f"objective.kl_sparsity needs codes that stay in [0, 1] for any input (a sigmoid hidden "
                           f"layer, as ufldl-sae's): it reads each as a firing probability, and one outside is clamped "
                           f"and gets no gradient from it; the codes of model {name!r} range over [{low:.3g}, "
@@ -61,9 +62,10 @@ def _check_kl_codes(name: str, model: FeatureModel, objective: Objective, shape:
                           f"{grew}; use l1 or pooled_l2 instead", key="objective.kl_sparsity")
 
 
-def _range(codes: list[tuple[float, torch.Tensor]]) -> tuple[float, float]:
-    """The least and greatest of ``codes`` ((scale, codes) pairs, at least one)."""
-    return min(float(c.min()) for _, c in codes), max(float(c.max()) for _, c in codes)
+def _range(codes: list[torch.Tensor]) -> tuple[float, float]:
+    """The least and greatest of ``codes``; (inf, -inf) where there are none (no range holds nothing)."""
+    return (min((float(c.min()) for c in codes), default=math.inf),
+            max((float(c.max()) for c in codes), default=-math.inf))
 
 
 def _check_weight_decay(name: str, model: FeatureModel, objective: Objective) -> None:
