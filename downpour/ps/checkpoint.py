@@ -36,9 +36,8 @@ def _layouts(states: list[ShardState]) -> dict[str, str]:
         out[f"shard{j}.params"] = (f"elements [{start}, {end}) of the model's trainable parameters laid end to end, "
                                    "in the model's named_parameters order, each flattened row-major")
         out[f"shard{j}.log"] = f"one row per push applied: ({', '.join(COLUMNS)})"
-        for name in (name for name in t if name.startswith("rule.")):     # (rule.sum_sq, rule.exp_avg, ...)
-            out[f"shard{j}.{name}"] = (f"the server's update rule's ({m['rule']}) {name[len('rule.'):]}, "
-                                       f"a value per element of shard{j}.params")
+        out |= {f"shard{j}.{name}": f"the server's update rule's ({m['rule']}) {name[len('rule.'):]}, a value per "
+                f"element of shard{j}.params" for name in t if name.startswith("rule.")}   # rule.sum_sq, rule.exp_avg..
     return out
 
 
