@@ -662,8 +662,8 @@ def test_the_report_says_the_symbolic_links_the_listing_did_not_follow():
     from downpour.analysis.report_notes import data_note
 
     data = {"loops": [{"link": "/d/sub/up", "to": "/d"}, {"link": "/d/b/up", "to": "/d"}]}
-    assert data_note(data) == ('<p class="note">Data: 2 symbolic links to a folder holding them not followed, its '
-                               'files read once (first: /d/sub/up -&gt; /d); data.json names every one.</p>')
+    assert data_note(data) == ('<p class="note">Data: 2 symbolic links to a folder holding them not followed, the '
+                               'files there read once (first: /d/sub/up -&gt; /d); data.json names every one.</p>')
 
 
 def test_the_report_names_the_labelled_folders_unreadable_images(run_dir, tmp_path):

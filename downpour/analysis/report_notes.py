@@ -183,7 +183,7 @@ def data_note(data: Any, heading: str = "Data", where: str = "data.json") -> str
     loops = [e for e in data.get("loops") or [] if isinstance(e, dict)]
     if loops:         # (since 2026-12-06: the log said them, the report did not)
         parts.append(f"{plural(len(loops), 'symbolic link')} to a folder holding {'it' if len(loops) == 1 else 'them'}"
-                     f" not followed, its files read once (first: {loops[0].get('link')} -> {loops[0].get('to')})")
+                     f" not followed, the files there read once (first: {loops[0].get('link')} -> {loops[0].get('to')})")
     if upscaled:      # (since 2026-12-05: data.json counted them, the report did not say so)
         parts.append(f"{plural(data.get('n_upscaled', len(upscaled)), 'file')} enlarged to data.size in crops mode, "
                      f"a blur (first: {upscaled[0].get('file')}, {upscaled[0].get('size')})")
