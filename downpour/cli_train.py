@@ -196,9 +196,7 @@ def _train(args: argparse.Namespace) -> int:
 def _warned_at_start(cfg: RunConfig) -> str:
     """What the run's runner WARNs of as it starts, for its ``--dry-run`` to say: Sandblaster on Ray's straggler:T:FACTOR
     from a config file or a resumed run, whose T or FACTOR < 1 it does not read (the flags are refused before)."""
-    if cfg.cluster.algorithm != "sandblaster":
-        return ""
-    from downpour.sandblaster.checks import ray_straggler_warning   # (torch: a Sandblaster run's)
+    from downpour.sandblaster.checks import ray_straggler_warning   # (torch: imported by the checks before it)
     said = ray_straggler_warning(cfg)
     return f"the run would warn as it starts: {said}" if said else ""
 

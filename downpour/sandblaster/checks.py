@@ -88,8 +88,7 @@ def ray_straggler_problem(cfg: RunConfig) -> str | None:
     times their compute after each unit, the last worker alone, and nothing else (None: nothing, or not that form).
     Refused on the command line (cli_flags), said where a config file or a resumed run holds it
     (:func:`ray_straggler_warning`)."""
-    kind, args = cfg.cluster.spec("delay")
-    latency, factor = (float(a) for a in args) if kind == "straggler" else (0.0, 1.0)
+    latency, factor = _straggler(cfg)
     if latency == 0 and factor >= 1:
         return None
     return (f"cluster.delay = 'straggler:{latency:g}:{factor:g}': on Ray, Sandblaster's last worker only sleeps "
@@ -103,5 +102,10 @@ def ray_straggler_warning(cfg: RunConfig) -> str | None:
     if cfg.cluster.runner != "ray" or cfg.cluster.algorithm != "sandblaster":
         return None
     problem = ray_straggler_problem(cfg)
-    factor = float(cfg.cluster.spec("delay")[1][-1]) if problem else 1.0    # (only a straggler has a problem)
-    return problem and f"{problem}; it runs as straggler:0:{max(factor, 1):g}"
+    return problem and f"{problem}; it runs as straggler:0:{max(_straggler(cfg)[1], 1):g}"
+
+
+def _straggler(cfg: RunConfig) -> tuple[float, float]:
+    """``cfg``'s ``straggler:T:FACTOR`` as (T, FACTOR); (0, 1) for any other cluster.delay."""
+    kind, args = cfg.cluster.spec("delay")
+    return (float(args[0]), float(args[1])) if kind == "straggler" else (0.0, 1.0)
