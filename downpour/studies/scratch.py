@@ -27,11 +27,14 @@ def _left(path: Path) -> bool:
     """Whether ``path`` is a folder of this user's that a study whose process is gone left (:func:`runs`: a zombie is
     gone; a live process that took the id again keeps it, as does one of another user's)."""
     m = _LEFT.fullmatch(path.name)
+    if not m:
+        return False
+    pid = int(m.group(1))
     try:
         mine = path.stat().st_uid == os.getuid()
     except OSError:              # removed since (by a study beside this one)
         return False
-    return bool(m) and mine and path.is_dir() and int(m.group(1)) != os.getpid() and not runs(int(m.group(1)))
+    return mine and path.is_dir() and pid != os.getpid() and not runs(pid)
 
 
 def sweep_left(name: str) -> list[Path]:
@@ -45,10 +48,10 @@ def sweep_left(name: str) -> list[Path]:
             left.append(path)
     if left:
         one = len(left) == 1
-        print(f"downpour study {name}: removed {plural(len(left), 'temporary folder')} of "
-              f"{'a study' if one else 'studies'} killed before {'it' if one else 'they'} could remove "
-              f"{'it' if one else 'them'} ({', '.join(map(str, left[:3]))}{' ...' if len(left) > 3 else ''}): "
-              f"{'its' if one else 'their'} cells' unfinished runs", file=sys.stderr, flush=True)
+        whose, they, them, their = ("a study", "it", "it", "its") if one else ("studies", "they", "them", "their")
+        print(f"downpour study {name}: removed {plural(len(left), 'temporary folder')} of {whose} killed before "
+              f"{they} could remove {them} ({', '.join(map(str, left[:3]))}{' ...' if len(left) > 3 else ''}): "
+              f"{their} cells' unfinished runs", file=sys.stderr, flush=True)
     return left
 
 
