@@ -55,6 +55,7 @@ def filter_field(cfg) -> int:
 
 def _cat_cell(study, seed: int) -> list[dict]:
     """The cat arm's cell as ``train_and_measure`` runs it, and the read-out variants on its two trained networks."""
+    import torch
     from downpour.studies.measure import measure_run
     from downpour.studies.trained import face_aucs, face_pair, no_faces_twin, owed_figures, trained_run
 
@@ -72,16 +73,10 @@ def _cat_cell(study, seed: int) -> list[dict]:
             faces = face_aucs(run, model, layer, control_draws=m.control_draws, random_filters=m.random_filters,
                               replicates=m.bootstrap, seed=seed, no_faces=twin)
             f = dict(zip(("face_auc_lfw", "face_auc_controls"), face_pair(faces)), **owed_figures(faces))
-            f["code_dims"] = float(model.features_at(run_input(model), [layer])[layer].numel())
+            f["code_dims"] = float(model.features(torch.zeros((1, *model.input_shape)), layer).numel())  # measure_run's
             rows.append({"variant": name, "seed": seed, "layer": layer, "wall_s": round(time.time() - w0, 1),
                          "cpu_s": round(time.process_time() - c0, 1), **f})
     return rows
-
-
-def run_input(model):
-    import torch
-
-    return torch.zeros((1, *model.input_shape))
 
 
 def _condition(study, name: str):
