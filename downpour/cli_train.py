@@ -273,7 +273,8 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
             raise
         # (until 2026-12-06 the first was replaced alone: a fold stopped alone's, the advice at the end left as it was)
         head, _, tail = str(err).rpartition(AGAIN)
-        raise RunError(f"{head.replace(AGAIN, f'run {again} again')}run {again} again{unless}{tail}") from None
+        said = f"run {again} again"
+        raise RunError(f"{head.replace(AGAIN, said)}{said}{unless}{tail}") from None
     print("\n".join(result["verdict"]["sentences"]))
     print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")
     return failed(line_search_failures(result), kept=line_search_failures(result, kept=True))   # 1 as train: a line search failed for real (everything is written)
