@@ -126,3 +126,48 @@ def test_workers_sharing_the_clusters_cpus_ask_a_share_that_fits_node_by_node_an
     assert 0.66 < each <= 2 / 3 and int(1.0 / each) + int(2.0 / each) == 4
     assert caplog.messages[0] == ("the Ray cluster has 1 CPU on 1 node for the run's 4 workers: each worker actor asks "
                                   "0.25 CPU, and they share the cores (1 CPU each would need 4 CPUs)")
+
+
+def test_each_worker_runs_its_nodes_cpus_over_the_workers_placed_there_not_the_drivers_cores():
+    """``train.threads = 0``: a worker pinned to a node runs that node's CPUs (as Ray reports them) over the workers
+    pinned there; until 2026-12-06 every worker ran the driver machine's cores over all the workers (here 4 // 4 = 1
+    thread each on a node of 16 CPUs). Where Ray chooses (a one-node cluster's workers, a GPU worker) the driver's share
+    stays: a one-node run's counts are as before."""
+    from downpour.ps.placing_on_ray import worker_threads
+
+    a, b = "a" * 56, "b" * 56
+    cpus = {a: 16.0, b: 2.0}
+    assert [worker_threads(0, w, [a, b, a, a], cpus, here=4) for w in range(4)] == [5, 2, 5, 5]
+    assert worker_threads(0, 1, [a, None], cpus, here=4) == 2        # Ray chooses: the driver's 4 cores / 2
+    assert worker_threads(0, 0, [a, a, a], {a: 2.0}, here=4) == 1    # at least 1
+    assert worker_threads(3, 0, [a, b], cpus, here=4) == 3           # train.threads as asked
+    assert [worker_threads(0, w, [None] * 3, {a: 16.0}, here=8) for w in range(3)] == [2, 2, 2]   # one node
+
+
+def test_the_drivers_start_and_a_restart_hand_each_worker_its_nodes_share_of_threads(monkeypatch):
+    """4 workers on nodes a, b, c of 4 CPUs (stand-ins): the start places every worker before starting any, so worker
+    0 counts worker 3 beside it on a (2 threads each; b's and c's worker 4). Node c lost, worker 2's replacement goes
+    to a: 4 // 3 = 1 thread, the node table read at the restart."""
+    from downpour.ps import cluster_on_ray, connect_on_ray
+    from downpour.ps.cluster_on_ray import RayCluster
+
+    a, b, c = "a" * 56, "b" * 56, "c" * 56
+    rt, cluster, made = _driver(monkeypatch, [a, b, c], 4, 1)
+    threads: list[int] = []
+
+    class Worker:
+        @staticmethod
+        def options(**options):
+            made.append(pinned(options))
+            return SimpleNamespace(remote=lambda *args: threads.append(args[9]))
+
+    monkeypatch.setattr(cluster_on_ray, "WorkerActor", Worker)
+    cluster.threads, cluster.node_cpus = 0, connect_on_ray.live_cpus(rt.nodes())
+    cluster.placed_first = {w: cluster._placed((w, None), spot("worker", w, 4, 1), 1.0, None) for w in range(4)}
+    for w in range(4):                                # (as RayCluster._start: every worker placed, then started)
+        RayCluster._spawn(cluster, w, 0, 0)
+    assert made == [a, b, c, a] and threads == [2, 4, 4, 2]
+    monkeypatch.setattr(connect_on_ray, "_free_per_node", lambda: {a: {"CPU": 2.0}, b: {"CPU": 3.0}})
+    rt.lose_node(c)
+    RayCluster._spawn(cluster, 2, 0, 20)
+    assert made[-1] == a and threads[-1] == 1

@@ -115,3 +115,36 @@ def test_a_ray_runs_report_names_its_nodes_what_each_held_and_the_start_beside_t
     summary["placement"]["workers"][0] = 2            # an index past node_ids: nothing said rather than a wrong node
     (run / "cluster.json").write_text(json.dumps(summary))
     assert placement_note(RunDir.open(run)) == ""
+
+
+def test_the_placement_note_says_where_the_shards_were_before_each_restart_and_the_stop(sim_run, tmp_path):
+    """cluster.json's ``shard_events`` keep each ended go's placement (a restarted shard's previous node): the note
+    says them in one line, the lost shards marked (until 2026-12-06 it showed the last go's placement alone, and
+    nothing for a stopped run, whose cluster.json has no top-level placement)."""
+    import html
+
+    from downpour.analysis.report_placement import placement_note
+
+    run = tmp_path / "run"
+    shutil.copytree(sim_run, run)
+    a, b = "a" * 56, "b" * 56
+    gone = {"nodes": 2, "node_ids": [a, b], "node_addresses": ["10.0.0.1", "10.0.0.2"],
+            "placement": {"shards": [0, 1], "workers": [1, 0]}}
+    events = [{"event": "shards-restarted", "step": 20, "n": 1, **gone, "lost_shards": [1]},
+              {"event": "shards-lost", "step": 30, "n": 2, "nodes": 1, "node_ids": [a], "node_addresses": ["10.0.0.1"],
+               "placement": {"shards": [0, 0], "workers": [0, 0]}, "lost_shards": [0, 1]},
+              {"event": "shards-restarted", "step": 9, "n": 3}]          # (off Ray: no placement, left out)
+    summary = json.loads((run / "cluster.json").read_text())
+    summary.update(nodes=1, node_ids=[a], node_addresses=["10.0.0.1"], placement={"shards": [0, 0], "workers": [0, 0]},
+                   shard_events=events[:1], start_seconds=None)
+    (run / "cluster.json").write_text(json.dumps(summary))
+    said = html.unescape(placement_note(RunDir.open(run)))
+    assert said == ('<p class="note">Placement (cluster.json): 1 node; node aaaaaaaa at 10.0.0.1: shard 0, shard 1, '
+                    "worker 0, worker 1. Shards before each restart or stop (cluster.json shard_events): restart at "
+                    "step 20: shard 0 on node aaaaaaaa at 10.0.0.1, shard 1 (lost) on node bbbbbbbb at 10.0.0.2.</p>")
+    (run / "cluster.json").write_text(json.dumps({"runner": "ray", "shard_events": events}))     # a stop's
+    said = html.unescape(placement_note(RunDir.open(run)))
+    assert said == ('<p class="note">Shards before each restart or stop (cluster.json shard_events): restart at step '
+                    "20: shard 0 on node aaaaaaaa at 10.0.0.1, shard 1 (lost) on node bbbbbbbb at 10.0.0.2; stop at "
+                    "step 30: shard 0 (lost) on node aaaaaaaa at 10.0.0.1, shard 1 (lost) on node aaaaaaaa at "
+                    "10.0.0.1.</p>")

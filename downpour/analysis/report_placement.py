@@ -15,6 +15,7 @@ from downpour.analysis.report_parts import esc
 from downpour.train.rundir import NotARunError, RunDir
 
 _KINDS = {"shards": "shard", "workers": "worker", "partitions": "partition"}   # placement's keys, as said
+_EVENTS = {"shards-restarted": "restart", "shards-lost": "stop"}     # shard_events' events, as said
 
 
 def placement_note(run: RunDir) -> str:
@@ -23,14 +24,38 @@ def placement_note(run: RunDir) -> str:
         summary = run.read_json("cluster.json")
     except NotARunError:
         return ""
-    held = held_by_node(summary) if isinstance(summary, dict) else {}
-    if not held:
+    if not isinstance(summary, dict):
+        return ""
+    held, earlier = held_by_node(summary), earlier_shards(summary)
+    if not held and not earlier:
         return ""
     said = [plural(len(held), "node")] + [f"{node}: {', '.join(actors)}" for node, actors in held.items()]
     if isinstance(summary.get("start_seconds"), (int, float)) and isinstance(summary.get("seconds"), (int, float)):
         said.append(f"start {summary['start_seconds']:.1f} s (joining Ray, every actor up), training "
                     f"{summary['seconds']:.1f} s")
-    return f'<p class="note">Placement (cluster.json): {esc("; ".join(said))}.</p>'
+    now = f"Placement (cluster.json): {'; '.join(said)}." if held else ""
+    before = f"Shards before each restart or stop (cluster.json shard_events): {'; '.join(earlier)}." if earlier else ""
+    return f'<p class="note">{esc(" ".join(x for x in (now, before) if x))}</p>'
+
+
+def earlier_shards(summary: dict[str, Any]) -> list[str]:
+    """Where each shard event of cluster.json's ``shard_events`` (a shard restart, the stop) found the shards of the go
+    it ended, one entry an event: "restart at step 20: shard 0 on node aaaaaaaa at 10.0.0.1, shard 1 (lost) on node
+    bbbbbbbb" (the lost shards marked, from its ``lost_shards``); events without a placement (off Ray, older files)
+    left out. Until 2026-12-06 the note showed the last go's placement alone: a restarted shard's previous node, and
+    a stopped run's nodes (its cluster.json has no top-level placement), went unsaid."""
+    events = summary.get("shard_events")
+    said = []
+    for e in [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []:
+        placement = e.get("placement")
+        shards = placement.get("shards") if isinstance(placement, dict) else None
+        held = held_by_node({**e, "placement": {"shards": shards}}) if isinstance(shards, list) else {}
+        lost = e.get("lost_shards") if isinstance(e.get("lost_shards"), list) else []
+        where = sorted((int(actor.split()[1]), node) for node, actors in held.items() for actor in actors)
+        if where:
+            shards_at = ", ".join(f"shard {j}{' (lost)' if j in lost else ''} on {node}" for j, node in where)
+            said.append(f"{_EVENTS.get(e.get('event'), 'event')} at step {e.get('step')}: {shards_at}")
+    return said
 
 
 def held_by_node(summary: dict[str, Any]) -> dict[str, list[str]]:

@@ -86,6 +86,8 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         self.silence = Silence(cfg.cluster.silent_seconds, cfg.cluster.workers)   # a busy worker silent this long is lost
         self.piped = False                               # set in _start: cycles over channels, not Ray tasks
         self.gpus, self.devices = 0.0, []                # set in _start: GPUs per worker actor; each one's device
+        self.threads, self.node_cpus = 0, {}             # set in _start: train.threads; each live node's CPUs (Ray's)
+        self.placed_first: dict[int, dict[str, Any]] = {}   # set in _start: each worker's options, until it starts
         self._channels: dict[int, channel.DriverEnd] = {}
         self._credits: dict[int, int] = {}               # piped: cycles granted to each worker, not reported yet
         self._serving: dict[Any, tuple[int, Any]] = {}   # piped: serve task ref -> (worker, its actor)
@@ -120,8 +122,10 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         nodes = ray.nodes()   # read once: the workers' CPU share and the placer fit the same nodes
         self.per_worker = worker_cpus(n, list(live_cpus(nodes).values()))   # (until 2026-12-06 total / n)
         self.gpus = worker_gpus(cfg, float(ray.cluster_resources().get("GPU", 0.0)))   # ConfigError: too few for cuda
-        self.threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
+        self.threads, self.node_cpus = cfg.train.threads, live_cpus(nodes)   # (0: each worker's node's share)
         self.place = placer(nodes)     # each actor by its index in the plan's layout (connect_on_ray.spot)
+        self.placed_first = {w: self._placed((w, None), spot("worker", w, n, cfg.cluster.partitions), self.per_worker,
+                                             None) for w in range(n)}   # every worker first: its threads share its node
         options = [self.place(spot("shard", j, n, cfg.cluster.partitions), 0.0) for j in range(len(shards))]
         for j, s in enumerate(shards):
             self.shard_actors.append(ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0,
@@ -159,7 +163,8 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
     def _spawn(self, w: int, seq: int, step: int) -> Any:
         """Start (or restart: new name, new inboxes, placed as the actor it replaces: :meth:`_placed`) worker ``w``'s
         actor: a GPU worker wherever Ray finds a free GPU, a CPU one by its index in the plan's layout
-        (:func:`~downpour.ps.connect_on_ray.spot`: after every replica's partitions where K >= 2)."""
+        (:func:`~downpour.ps.connect_on_ray.spot`: after every replica's partitions where K >= 2): at the start as
+        ``_start`` placed it already (``placed_first``), else placed here. Its torch threads: :meth:`_threads`."""
         setup = self.setup
         name, nodes = f"downpour-{self.run_id}-worker{w}", None
         if self._incarnation[w]:
@@ -167,11 +172,12 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
             self.lanes[:] = ray.get([a.new_inbox.remote(w, self._incarnation[w]) for a in self.shard_actors])
         self._incarnation[w] += 1
         n = setup.cfg.cluster.workers
-        options = self._placed((w, None), spot("worker", w, n, setup.cfg.cluster.partitions), self.per_worker, nodes)
+        options = (self.placed_first.pop(w) if nodes is None and w in self.placed_first else
+                   self._placed((w, None), spot("worker", w, n, setup.cfg.cluster.partitions), self.per_worker, nodes))
         parts = self._spawn_partitions(w, name, nodes, step) if setup.cfg.cluster.partitions > 1 else None
         actor = (WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options)
                  .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq,
-                         self.shard_actors, self.lanes, self.threads, parts, setup.shards_of,
+                         self.shard_actors, self.lanes, self._threads(w, nodes), parts, setup.shards_of,
                          frozen_params(setup.model), worker_rng(setup.rng, setup.cfg.seed, w, step)))
         return actor
 

@@ -2,14 +2,16 @@
 node, at the start by the plan's layout and, for a replacement, as the actor it replaces, off a node gone since.
 
 A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it reads (``setup``, ``pins``,
-``place``, ``per_worker``, ``gpus``, ``lanes``, ``shard_actors``, ``partition_actors``, ``_starting``).
+``place``, ``per_worker``, ``gpus``, ``threads``, ``node_cpus``, ``lanes``, ``shard_actors``, ``partition_actors``,
+``_starting``).
 """
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
-from downpour.ps.connect_on_ray import pinned, replacing, spot
+from downpour.ps.connect_on_ray import live_cpus, pinned, replacing, spot
 from downpour.ps.setup import partition_seed
 
 log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
@@ -21,6 +23,14 @@ class Placing:
     pins: dict[tuple[int, int | None], str | None]   # actor -> the node its latest incarnation was pinned to
     partition_actors: dict[int, list[Any]]
     _starting: dict[int, tuple[Any, float]]
+
+    def _threads(self, w: int, nodes: list[dict[str, Any]] | None) -> int:
+        """The torch threads of worker ``w``'s actor (:func:`worker_threads`), placed already (:attr:`pins`);
+        ``nodes``: ``ray.nodes()`` read at its restart (None: the start's, ``node_cpus``)."""
+        if nodes is not None:
+            self.node_cpus = live_cpus(nodes)
+        n = self.setup.cfg.cluster.workers
+        return worker_threads(self.threads, w, [self.pins.get((v, None)) for v in range(n)], self.node_cpus)
 
     def _spawn_partitions(self, w: int, name: str, nodes: list[dict[str, Any]] | None, step: int) -> list[Any]:
         """Worker ``w``'s K partition actors (model parallelism), started at ``step`` (their RNGs' seeds:
@@ -88,3 +98,19 @@ class Placing:
                             "left to Ray (one node alive, or none with its CPUs free)")
         self.pins[key] = pinned(options)
         return options
+
+
+def worker_threads(asked: int, w: int, pins: list[str | None], node_cpus: dict[str, float],
+                   here: int | None = None) -> int:
+    """Worker ``w``'s torch threads: ``asked`` (``train.threads``) where set; else, for a worker pinned to a node
+    (``pins``: each worker's node, None where Ray chooses), that node's CPUs as Ray reports them (``node_cpus``) over
+    the workers pinned there, at least 1; else (a one-node cluster, a GPU worker, a node without room at the start)
+    this machine's cores (``here``, else ``os.cpu_count()``) over the workers, at least 1, as every worker had until
+    2026-12-06 (a node of 16 CPUs holding 2 of 4 workers, driven from a laptop of 4 cores, ran 1 thread each, not 8).
+    A one-node run's workers are never pinned (:func:`~downpour.ps.connect_on_ray.placer`): its counts are as before."""
+    if asked:
+        return asked
+    node = pins[w]
+    if node is None or node not in node_cpus:
+        return max(1, int(here or os.cpu_count() or 1) // len(pins))
+    return max(1, int(node_cpus[node]) // sum(1 for p in pins if p == node))
