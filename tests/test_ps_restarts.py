@@ -104,6 +104,23 @@ def test_a_replacement_records_the_step_its_seeds_were_derived_from(runtime):
     assert restarted == [{"event": "worker-restarted", "worker": 1, "step": 22, "seed_step": 21}]
 
 
+def test_a_replacement_that_dies_coming_up_is_named_by_its_own_node_not_its_predecessors(monkeypatch):
+    """Worker 1 on node a lost; its replacement, pinned to node b, dies coming up: the restart-failed event and the log
+    name node b (until 2026-12-06 nothing named it; the worker-lost before names a, the lost actor's own)."""
+
+    class Pinned(ScriptedCluster):
+        def _spawn(self, w, seq, step):
+            actor = super()._spawn(w, seq, step)
+            self.pins[w, None] = "node-a" if self._incarnation[w] == 1 else "node-b"
+            return actor
+
+    coord, runtime = coordinator(2, STEPS), scripted_runtime(monkeypatch, nodes=["node-a", "node-b"])
+    c = Pinned(runtime, coord, restarts=2, script={(1, 0): _dies_at(20), (1, 1): {"dead_on_arrival": True}})
+    c.run_scripted()
+    lost, failed = [e for e in coord.events if e["event"] in ("worker-lost", "restart-failed")]
+    assert lost["where"] == "node node-a" and failed["where"] == "node node-b"
+
+
 def test_a_replacement_that_dies_coming_up_is_restarted_again_from_the_same_budget(runtime):
     coord = coordinator(2, STEPS)
     c = ScriptedCluster(runtime, coord, restarts=2, script={(1, 0): _dies_at(20), (1, 1): {"dead_on_arrival": True}})

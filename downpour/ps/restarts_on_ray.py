@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
+from downpour._names import node_named
 from downpour.errors import DownpourError
 from downpour.ps.connect_on_ray import CONNECT_TIMEOUT_S, head_answers
 from downpour.ps.on_ray import RESTART_SECONDS
@@ -224,8 +225,10 @@ class Restarts:
 
     def _restarted(self, w: int, ref: Any) -> None:
         del self._starting[w]
+        node = self.pins.get((w, None))     # where it was pinned (None: Ray chose), until it answers with its node
         try:
-            self._place(w, ray.get(ref))
+            node = ray.get(ref)
+            self._place(w, node)
         except GetTimeoutError:      # up, but not its partition actors: given up, its restart given back (never up)
             self.restarts += 1
             self._give_up(w, f"its {'partition actors or ' if w in self.partition_actors else ''}device did not "
@@ -246,9 +249,13 @@ class Restarts:
                 self._kill_worker(w)
                 self._start_replacement(w)
                 return
+            # named by its own node where known (answered, or pinned), never its predecessor's: until 2026-12-06
+            # unnamed, and cluster.json's placement kept the predecessor's node where the node answered first
+            where = node_named(node, self.addresses) if node else ""
             self.coord.events.append({"event": "restart-failed", "worker": w, "step": self.coord.done,
-                                      "reason": type(err).__name__})
-            log.warning("worker %d's restart died coming up: %s", w, type(err).__name__)
+                                      "reason": type(err).__name__, **({"where": where} if where else {})})
+            log.warning("worker %d's restart died coming up%s: %s", w, f" on {where}" if where else "",
+                        type(err).__name__)
             self._kill_worker(w)
             if not self._respawn(w):
                 self._give_up(w, self._why_not_respawned())
@@ -270,9 +277,10 @@ class Restarts:
         that holds up every survivor (until 2026-12-05 a plain ``ray.get``, which waited for good on partition actors
         Ray never started: 0 CPUs, pinned to a node)."""
         parts = self.partition_actors.get(w, [])
+        self.placement["workers"][w] = node     # first: a replacement that dies before its device answers is its own
         device, *nodes = ray.get([self.worker_actors[w].device.remote(), *[a.node.remote() for a in parts]],
                                  timeout=RESTART_SECONDS)
-        self.placement["workers"][w], self.devices[w] = node, device
+        self.devices[w] = device
         if parts:
             self.placement["partitions"][w * len(parts):(w + 1) * len(parts)] = nodes
 
