@@ -12,7 +12,7 @@ from downpour.train.rundir import NotARunError, RunDir
 
 _FAULT_WORDS = {"worker-lost": "worker {worker} lost at step {step}{where}{reason}",
                 "worker-restarted": "worker {worker} restarted at step {step}",
-                "restart-failed": "worker {worker}'s restart failed at step {step}{reason}",
+                "restart-failed": "worker {worker}'s restart failed at step {step}{where}{reason}",
                 "restart-given-up": "worker {worker}'s restart given up at step {step}{reason}",
                 "restart-placed-again": "worker {worker}'s replacement placed again at step {step}{reason}",
                 "not-restarted": "worker {worker} not restarted at step {step}{reason}",
@@ -24,7 +24,8 @@ _FAULT_WORDS = {"worker-lost": "worker {worker} lost at step {step}{where}{reaso
                 "partition-restart-failed": "partition {partition} of replica {worker} not restarted alone at step "
                                             "{step}{reason}"}
 # what came of a loss, said in its own entry ("worker 1 lost at step 21 (ActorDiedError), not restarted (...)")
-_OUTCOME_WORDS = {"worker-restarted": "restarted at step {step}", "restart-failed": "its restart failed at step {step}{reason}",
+_OUTCOME_WORDS = {"worker-restarted": "restarted at step {step}",
+                  "restart-failed": "its restart failed at step {step}{where}{reason}",
                   "restart-given-up": "its restart given up at step {step}{reason}",
                   "not-restarted": "not restarted{reason}",
                   "restart-placed-again": "its replacement placed again at step {step}{reason}"}
