@@ -579,6 +579,7 @@ def test_a_ray_start_on_several_nodes_names_the_room_on_the_node_each_worker_was
     monkeypatch.setattr(on_ray, "ShardActor", Actor("shard"))
     monkeypatch.setattr(on_ray, "WorkerActor", Actor("worker"))
     monkeypatch.setattr(on_ray, "speed_factors", lambda spec, n: [1.0] * n)
+    monkeypatch.setattr(on_ray, "ray_straggler_warning", lambda cfg: None)   # (reads keys the stand-in cfg lacks)
     monkeypatch.setattr(on_ray, "frozen_params", lambda model: None)
     pool = on_ray.RayPool.__new__(on_ray.RayPool)
     pool.cfg = SimpleNamespace(cluster=SimpleNamespace(workers=2, spec=lambda key: ("constant", [0.0])),
@@ -587,6 +588,16 @@ def test_a_ray_start_on_several_nodes_names_the_room_on_the_node_each_worker_was
     with pytest.raises(RunError, match=r"could not start 1 of 2 worker actors within \d+ s: each asks CPU 1; 1 pinned "
                                        r"to node aaaaaaaa, which has CPU 0 of 4 free\. "):
         pool._start(setup, [object(), object()])
+    # train.threads = 0: each worker runs its node's 4 CPUs (one worker pinned to each), not the driver's 64 cores / 2
+    # (until 2026-12-06, as Downpour's: tests/test_ps_placement.py)
+    threads: list[int] = []
+    monkeypatch.setattr(on_ray, "WorkerActor", SimpleNamespace(options=lambda **_: SimpleNamespace(
+        remote=lambda *args: threads.append(args[5]) or Actor("worker").remote(*args))))
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    pool.cfg.train.threads = 0
+    with pytest.raises(RunError, match="could not start 1 of 2 worker actors"):
+        pool._start(setup, [object(), object()])
+    assert threads == [4, 4]
 
 
 def test_a_unit_that_raises_in_a_live_worker_ends_the_run_naming_the_cause_not_the_workers():

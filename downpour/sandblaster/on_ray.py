@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from typing import Any, Sequence
 
@@ -31,6 +30,7 @@ from torch import Tensor
 from downpour.config import RunConfig
 from downpour.errors import RunError
 from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pinned, placer
+from downpour.ps.placing_on_ray import worker_threads
 from downpour.ps.restarts_on_ray import first_ready, kill, silent_workers
 from downpour.ps.setup import ClusterSetup, worker_cpus
 from downpour.ps.silence import Silence, start_limit
@@ -132,7 +132,6 @@ class RayPool:
         nodes = ray.nodes()
         place = placer(nodes)
         per_worker = worker_cpus(n, list(live_cpus(nodes).values()))   # (until 2026-12-06 total / n)
-        threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
         shard_options = [place(j, 0.0) for j in range(len(shards))]
         self.shard_actors = [ShardActor.options(**o).remote(s) for o, s in zip(shard_options, shards)]
         x, y = ray.put(setup.data.x), ray.put(setup.data.y)
@@ -141,8 +140,10 @@ class RayPool:
             log.warning("%s", said)
         frozen = frozen_params(setup.model)
         options = [place(w, per_worker) for w in range(n)]
+        pins, cpus = [pinned(o) for o in options], live_cpus(nodes)   # each worker's threads: its node's share
         self.worker_actors = [WorkerActor.options(num_cpus=per_worker, **options[w])
-                              .remote(cfg, w, x, y, setup.bounds, threads, speeds[w], frozen) for w in range(n)]
+                              .remote(cfg, w, x, y, setup.bounds, worker_threads(cfg.train.threads, w, pins, cpus),
+                                      speeds[w], frozen) for w in range(n)]
         self.group = RayShards(self.shard_actors)
         limit = start_limit(0.0)   # (cluster.silent_seconds is Downpour's: the automatic limit, as self.silence)
         # the room on the node each actor was pinned to (until 2026-12-05 the cluster's, summed over its nodes)
