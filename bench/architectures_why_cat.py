@@ -37,7 +37,12 @@ TRAINED = {"maps-2": (("model.maps", (8, 2)),),      # stage 2 with 2 maps: a 72
            "whole": (("model.kernels", (8, 12)), ("model.pools", (3, 1))),
            "whole-64": (("model.maps", (8, 64)), ("model.kernels", (8, 12)), ("model.pools", (3, 1))),
            "untied": (("model.tile", 0),),     # no tiling, in both stages (model.tile is one value for the network)
-           "tica-0.4": (("objective.pooled_l2.weight", 0.4),)}   # twice the pooled-L2 (TICA) weight, both stages
+           "tica-0.4": (("objective.pooled_l2.weight", 0.4),),   # twice the pooled-L2 (TICA) weight, both stages
+           # the paper's three stages: stages 1-2 the cat cell's, a third local, tiled, L2-pooled stage on stage 2's 6x6
+           # map (4x4 filters: a 3x3 map, pooled 3x3 to 1x1; field 22 + 3*2 + 2*2 = 32, the whole crop), 64 maps; 450
+           # greedy steps, 150 a stage as the cat cell's two (so stages 1-2 train as the cat cell's do)
+           "three": (("model.maps", (8, 8, 64)), ("model.kernels", (8, 5, 4)), ("model.strides", (1, 1, 1)),
+                     ("model.pools", (3, 3, 3)), ("model.pool_strides", (2, 1, 1)), ("train.steps", 450))}
 FIGURES = ("face_owed_controls", "face_auc_controls", "face_auc_controls_no_faces", "face_owed_lfw", "face_auc_lfw")
 EXTRA = ("code_dims", "edge_fraction", "final_loss")
 

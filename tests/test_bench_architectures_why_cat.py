@@ -1,6 +1,7 @@
 """bench/architectures_why_cat.py: each variant paired seed by seed with the cat cell, Holm's p over the variants'
-face_owed_controls, a trained variant's --set reaching the cell's network, the whole-crop variants' field (32 pixels, the cat
-cell's 22), and an unknown variant refused by name."""
+face_owed_controls, a trained variant's --set reaching the cell's network, the whole-crop variants' field (32 pixels,
+the cat cell's 22; the three-stage one's too), the three-stage one's greedy steps, and an unknown variant refused by
+name."""
 import json
 import sys
 from pathlib import Path
@@ -46,10 +47,10 @@ def test_a_trained_variant_builds_the_study_cell_with_its_setting():
     shapes = {}
     for name in why.TRAINED:
         cfg, _ = why.variant_config(name, 0)
-        assert cfg.train.steps == 300 and cfg.seed == 0          # Q7's cell otherwise
+        assert cfg.train.steps == (450 if name == "three" else 300) and cfg.seed == 0   # Q7's cell otherwise
         shapes[name] = build(cfg, (1, 32, 32))[0].stages[-1].out_shape
     assert shapes == {"maps-2": (2, 6, 6), "no-pool": (8, 9, 9), "whole": (8, 1, 1), "whole-64": (64, 1, 1),
-                      "untied": (8, 6, 6), "tica-0.4": (8, 6, 6)}   # the cat cell's is (8, 6, 6): 288 units
+                      "untied": (8, 6, 6), "tica-0.4": (8, 6, 6), "three": (64, 1, 1)}   # the cat cell's: (8, 6, 6)
 
 
 def test_whole_crop_variants_reach_the_whole_crop_where_the_cat_cell_reaches_22_by_22():
@@ -58,9 +59,21 @@ def test_whole_crop_variants_reach_the_whole_crop_where_the_cat_cell_reaches_22_
     study = study_class("architectures")()
     assert why.filter_field(study.cell_config(why._condition(study, "cat"), 0)) == 22
     assert [why.filter_field(why.variant_config(v, 0)[0]) for v in ("whole", "whole-64", "untied")] == [32, 32, 22]
+    assert why.filter_field(why.variant_config("three", 0)[0]) == 32   # a third stage, local and pooled
+
+
+def test_the_three_stage_variant_gives_each_greedy_stage_the_cat_cells_150_steps():
+    from downpour.models.registry import build
+    from downpour.train.setup import stages_of
+
+    cfg, _ = why.variant_config("three", 0)
+    model = build(cfg, (1, 32, 32))[0]
+    assert model.n_stages == 3 and cfg.train.schedule == "greedy"
+    stage = stages_of(cfg, model.n_stages)
+    assert [stage(s) for s in (0, 149, 150, 299, 300, 449)] == [1, 1, 2, 2, 3, 3]
 
 
 def test_run_refuses_an_unknown_variant_and_names_the_known_ones():
-    known = "maps-2, no-pool, whole, whole-64, untied, tica-0.4"
+    known = "maps-2, no-pool, whole, whole-64, untied, tica-0.4, three"
     with pytest.raises(SystemExit, match=rf"--variants read-codes: not cat or one of {known}"):
         why.main(["run", "--variants", "cat,read-codes", "--out", "/dev/null", "0"])
