@@ -29,8 +29,8 @@ def _ctrl_c_in_the_stops_write(monkeypatch, times=1):
     set), its temporary file written, not yet renamed: a write cut half way. Returns ``stopping``."""
     write, stopping = checkpoint_module.write_tensors, []
 
-    def write_then_ctrl_c(tensors, path):
-        write(tensors, path)
+    def write_then_ctrl_c(tensors, path, layouts=None):
+        write(tensors, path, layouts)
         if stopping == [True]:
             stopping.append(False)
             for _ in range(times):
