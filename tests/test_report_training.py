@@ -23,6 +23,8 @@ def reported(tmp_path_factory):
 
 def test_a_teacher_student_run_ends_with_a_report_of_its_training_and_says_why_nothing_else(reported):
     html = (reported / "report.html").read_text()
+    # one title, the tab's and the heading's (until 2026-12-06 the tab read "downpour report: run")
+    assert "<title>downpour run report: run</title>" in html and "<h1>downpour run report: run</h1>" in html
     assert '<h2 id="training">Training curves</h2>' in html and 'alt="loss curves per cost part"' in html
     assert 'alt="staleness histogram"' in html and "<b>Staleness</b> (simulated cluster, 2 workers" in html
     assert "Loss " in html and " over 4 logged rows" in html

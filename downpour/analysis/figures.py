@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.layout_engine import TightLayoutEngine
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -97,22 +97,30 @@ def colour_filters(filters_shape: tuple[int, ...], input_shape: tuple[int, ...] 
 
 
 def filter_grid(filters: np.ndarray, path: Path, title: str = "first-layer filters", max_filters: int = 100,
-                colour: bool | None = None) -> Path:
+                colour: bool | None = None, edgy: np.ndarray | None = None) -> Path:
     """A mosaic of filters (n, C, kh, kw), each scaled to its own largest |weight| (grey: 0 is mid-grey).
 
     Untied layers have thousands of filters (maps × positions); an evenly spaced sample of
     ``max_filters`` is shown and the title says so. One image, not one axis per filter: fast.
     ``colour``: whether three channels are RGB (default: yes; :func:`colour_filters` decides for a model).
+    ``edgy``: (n,) bool, the filters to frame in orange, with the count in the title (since 2026-12-06: the run's
+    :func:`~downpour.analysis.edges.edge_like`, the per-filter decision behind analysis.json filters.edge_fraction).
     """
     filters = np.asarray(filters, dtype=np.float64)
+    marks = np.zeros(len(filters), dtype=bool) if edgy is None else np.asarray(edgy, dtype=bool)
+    if edgy is not None:
+        title = f"{title}\nframed: edge-like by the metric ({int(marks.sum())} of {len(marks)})"
     if filters.shape[1] not in (1, 3) or (filters.shape[1] == 3 and colour is False):
         # Neither grey nor RGB (2 channels: a glimpse's two resolutions; 3: a grey pyramid's levels): a grey tile each.
+        marks = np.repeat(marks, filters.shape[1])
         filters = filters.reshape(-1, 1, *filters.shape[2:])
         title = f"{title} (one tile per input channel)"
     total = len(filters)
     if total > max_filters:
-        filters = filters[np.linspace(0, total - 1, max_filters).round().astype(int)]
-        title = f"{title} ({max_filters} of {total}, evenly spaced)"
+        shown = np.linspace(0, total - 1, max_filters).round().astype(int)
+        filters, marks = filters[shown], marks[shown]
+        title = f"{title} ({max_filters} of {total}, evenly spaced" + (f"; {int(marks.sum())} framed)" if
+                                                                       edgy is not None else ")")
     n, c, kh, kw = filters.shape
     scale = np.abs(filters).reshape(n, -1).max(axis=1).clip(min=1e-12)[:, None, None, None]
     tiles = 0.5 + 0.5 * filters / scale                           # each filter into [0, 1], 0 -> 0.5
@@ -128,6 +136,10 @@ def filter_grid(filters: np.ndarray, path: Path, title: str = "first-layer filte
         ax.imshow(mosaic[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     else:
         ax.imshow(mosaic[..., :3], interpolation="nearest")
+    for i in np.flatnonzero(marks):     # on the tile's 1-pixel border, so no weight is hidden
+        r, q = divmod(int(i), cols)
+        ax.add_patch(Rectangle((q * (kw + 1), r * (kh + 1)), kw + 1, kh + 1, fill=False, edgecolor="tab:orange",
+                               linewidth=1.2))
     ax.axis("off")
     ax.set_title(title, fontsize=9)
     return _save(fig, path)

@@ -24,7 +24,7 @@ from downpour.analysis.report_controls import controls as _controls, heading as 
 from downpour.analysis.report_guide import contents, in_short, method_name, methods_glossary, two_learned_units
 from downpour.analysis.report_parts import auc, ends, esc, image, num, page, pct, table
 from downpour.analysis.report_training import (config_section, run_json, shows_no_image, training_section,
-                                               write_page, write_training_report)
+                                               title, write_page, write_training_report)
 from downpour.errors import DownpourError
 from downpour.train.json_digest import digest_problem
 from downpour.train.rundir import NotARunError, RunDir
@@ -325,7 +325,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
     training = a["training"]
     sections = _sections(run, a)
     return f"""
-<h1>downpour run report: {esc(run.path.name)}</h1>
+<h1>{esc(title(run))}</h1>
 <p>Model <b>{esc(a['model'])}</b>, trained {esc(a.get('trained_steps'))} steps; analysed layer <code>{esc(a['layer'])}</code>.
 {_loss_headline(training)}</p>
 {in_short(a, _controls_heading(a))}{contents(sections)}{sections}"""

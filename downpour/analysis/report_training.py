@@ -131,7 +131,7 @@ def write_training_report(run: RunDir) -> Path:
     drawn, _ = training_figures(run, metrics, folder)
     training = training_summary(metrics, frozen_stages(run.load_model()), *recorded(run.path))
     shape, cfg = "x".join(map(str, meta["input_shape"])), run.config
-    body = (f"<h1>downpour run report: {esc(run.path.name)}</h1>"
+    body = (f"<h1>{esc(title(run))}</h1>"
             f"<p>Model <b>{esc(meta['model'])}</b>, trained {esc(meta.get('step'))} steps on {esc(shape)} inputs "
             f"(data.source = {esc(cfg.data.source)}).\n{loss_headline(training)}</p>"
             + training_section(run, {k: f"figures/{v}" for k, v in drawn.items()})
@@ -153,11 +153,17 @@ def figures_folder(run: RunDir, who: str) -> Path:
     return folder
 
 
+def title(run: RunDir) -> str:
+    """The report's title, the page's (a browser's tab) and its heading alike: until 2026-12-06 the tab read
+    "downpour report: RUN" over a heading "downpour run report: RUN"."""
+    return f"downpour run report: {run.path.name}"
+
+
 def write_page(run: RunDir, body: str) -> Path:
     """``report.html`` of ``run`` around ``body``, and its path."""
     out = run.path / "report.html"
     try:
-        out.write_text(page(f"downpour report: {run.path.name}", body), encoding="utf-8")
+        out.write_text(page(title(run), body), encoding="utf-8")
     except OSError as err:            # a read-only run folder: named, not a traceback
         raise NotARunError(f"cannot write {str(out)!r} ({err.strerror or err}); report a copy of the run") from None
     return out

@@ -31,7 +31,7 @@ from downpour.analysis.partial import Kept, inputs_key, resolved_options
 from downpour.analysis.poses import load_poses
 from downpour.analysis.passes import Passes
 from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
-from downpour.analysis.edges import edge_summary
+from downpour.analysis.edges import edge_like, edge_summary
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import over_splits, unchosen
 from downpour.analysis.report_notes import pictured_names
@@ -300,10 +300,12 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
 
     # 5. the training pictures
     filters = model.first_layer_filters()
+    filter_stats = _filter_stats(model, None if filters is None else filters.numpy(), seed)
     if filters is not None:
         colour = figures.colour_filters(tuple(filters.shape), getattr(model, "input_shape", None))
-        paths["filters"] = figures.filter_grid(filters.numpy(), fig_dir / "filters.png", colour=colour).name
-    filter_stats = _filter_stats(model, None if filters is None else filters.numpy(), seed)
+        # framed: edge_summary's own per-filter decision (none framed where it measured none: filters under 3x3)
+        edgy = None if filter_stats.get("edge_fraction") is None else edge_like(filters.numpy())
+        paths["filters"] = figures.filter_grid(filters.numpy(), fig_dir / "filters.png", colour=colour, edgy=edgy).name
     metrics = run.metrics()
     drawn, staleness = training_figures(run, metrics, fig_dir)
     paths.update(drawn)
