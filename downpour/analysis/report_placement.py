@@ -47,11 +47,12 @@ def earlier_shards(summary: dict[str, Any]) -> list[str]:
     events = summary.get("shard_events")
     said = []
     for e in [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []:
-        placement = e.get("placement")
+        placement, names = e.get("placement"), _node_names(e)
         shards = placement.get("shards") if isinstance(placement, dict) else None
-        held = held_by_node({**e, "placement": {"shards": shards}}) if isinstance(shards, list) else {}
+        if not isinstance(shards, list) or names is None or not all(_fits(at, names) for at in shards):
+            continue
         lost = e.get("lost_shards") if isinstance(e.get("lost_shards"), list) else []
-        where = sorted((int(actor.split()[1]), node) for node, actors in held.items() for actor in actors)
+        where = [(j, names[at]) for j, at in enumerate(shards)]
         if where:
             shards_at = ", ".join(f"shard {j}{' (lost)' if j in lost else ''} on {node}" for j, node in where)
             said.append(f"{_EVENTS.get(e.get('event'), 'event')} at step {e.get('step')}: {shards_at}")
@@ -62,15 +63,27 @@ def held_by_node(summary: dict[str, Any]) -> dict[str, list[str]]:
     """Each node as the log names it ("node aaaaaaaa at 10.0.0.1") -> the actors cluster.json's ``placement`` put
     there ("shard 0", "worker 1", "partition 2"), in node order; {} where ``placement`` or ``node_ids`` is missing or
     does not fit (an index past ``node_ids``)."""
-    ids, addresses, placement = summary.get("node_ids"), summary.get("node_addresses"), summary.get("placement")
-    if not isinstance(ids, list) or not isinstance(placement, dict):
+    names, placement = _node_names(summary), summary.get("placement")
+    if names is None or not isinstance(placement, dict):
         return {}
-    known = dict(zip(ids, addresses)) if isinstance(addresses, list) else {}
-    held: dict[str, list[str]] = {node_named(str(x), known): [] for x in ids}
-    names = list(held)
+    held: dict[str, list[str]] = {name: [] for name in names}
     for kind, nodes in placement.items():
         for i, at in enumerate(nodes if isinstance(nodes, list) else []):
-            if not isinstance(at, int) or not 0 <= at < len(names):
+            if not _fits(at, names):
                 return {}
             held[names[at]].append(f"{_KINDS.get(kind, kind)} {i}")
     return {node: actors for node, actors in held.items() if actors}
+
+
+def _node_names(summary: dict[str, Any]) -> list[str] | None:
+    """Each of ``node_ids`` as the log names it ("node aaaaaaaa at 10.0.0.1", by ``node_addresses``); None without."""
+    ids, addresses = summary.get("node_ids"), summary.get("node_addresses")
+    if not isinstance(ids, list):
+        return None
+    known = dict(zip(ids, addresses)) if isinstance(addresses, list) else {}
+    return [node_named(str(x), known) for x in ids]
+
+
+def _fits(at: Any, names: list[str]) -> bool:
+    """Whether a placement's entry ``at`` is an index into ``names``."""
+    return isinstance(at, int) and 0 <= at < len(names)
