@@ -117,6 +117,27 @@ def test_a_ray_runs_report_names_its_nodes_what_each_held_and_the_start_beside_t
     assert placement_note(RunDir.open(run)) == ""
 
 
+def test_the_placement_note_names_each_partition_by_its_replica(sim_run, tmp_path):
+    """cluster.json lists worker w's partition p at w·K + p; the note says "partition p of replica w", as the fault
+    events do (until 2026-12-07 "partition 2", the flat index: which replica's was left to the reader)."""
+    import html
+
+    from downpour.analysis.report_placement import placement_note
+
+    run = tmp_path / "run"
+    shutil.copytree(sim_run, run)
+    a, b = "a" * 56, "b" * 56
+    summary = json.loads((run / "cluster.json").read_text())
+    summary.update(nodes=2, node_ids=[a, b], node_addresses=["10.0.0.1", "10.0.0.2"], start_seconds=None,
+                   placement={"shards": [1, 0], "workers": [0, 1], "partitions": [0, 1, 1, 0, 0, 1]})   # 2 x 3
+    (run / "cluster.json").write_text(json.dumps(summary))
+    said = html.unescape(placement_note(RunDir.open(run)))
+    assert said == ('<p class="note">Placement (cluster.json): 2 nodes; node aaaaaaaa at 10.0.0.1: shard 1, worker 0, '
+                    "partition 0 of replica 0, partition 0 of replica 1, partition 1 of replica 1; node bbbbbbbb at "
+                    "10.0.0.2: shard 0, worker 1, partition 1 of replica 0, partition 2 of replica 0, partition 2 of "
+                    "replica 1.</p>")
+
+
 def test_the_placement_note_says_where_the_shards_were_before_each_restart_and_the_stop(sim_run, tmp_path):
     """cluster.json's ``shard_events`` keep each ended go's placement (a restarted shard's previous node): the note
     says them in one line, the lost shards marked (until 2026-12-06 it showed the last go's placement alone, and

@@ -61,8 +61,8 @@ def earlier_shards(summary: dict[str, Any]) -> list[str]:
 
 def held_by_node(summary: dict[str, Any]) -> dict[str, list[str]]:
     """Each node as the log names it ("node aaaaaaaa at 10.0.0.1") -> the actors cluster.json's ``placement`` put
-    there ("shard 0", "worker 1", "partition 2"), in node order; {} where ``placement`` or ``node_ids`` is missing or
-    does not fit (an index past ``node_ids``)."""
+    there ("shard 0", "worker 1", "partition 0 of replica 1"), in node order; {} where ``placement`` or ``node_ids``
+    is missing or does not fit (an index past ``node_ids``)."""
     names, placement = _node_names(summary), summary.get("placement")
     if names is None or not isinstance(placement, dict):
         return {}
@@ -71,8 +71,21 @@ def held_by_node(summary: dict[str, Any]) -> dict[str, list[str]]:
         for i, at in enumerate(nodes if isinstance(nodes, list) else []):
             if not _fits(at, names):
                 return {}
-            held[names[at]].append(f"{_KINDS.get(kind, kind)} {i}")
+            held[names[at]].append(_actor(kind, i, placement))
     return {node: actors for node, actors in held.items() if actors}
+
+
+def _actor(kind: str, i: int, placement: dict[str, Any]) -> str:
+    """Actor ``i`` of ``kind`` as said: "shard 1", "worker 0"; a partition by its replica, as the fault events say it
+    ("partition 1 of replica 0": cluster.json lists worker w's partition p at w·K + p, K the partitions per replica).
+    Until 2026-12-07 a partition was said by that flat index: 2 replicas x 2 partitions read "partition 0, partition
+    1, partition 2, partition 3", which replica's each was left to the reader."""
+    workers, partitions = placement.get("workers"), placement.get("partitions")
+    if kind == "partitions" and isinstance(workers, list) and isinstance(partitions, list) and workers \
+            and len(partitions) % len(workers) == 0:
+        k = len(partitions) // len(workers)
+        return f"partition {i % k} of replica {i // k}"
+    return f"{_KINDS.get(kind, kind)} {i}"
 
 
 def _node_names(summary: dict[str, Any]) -> list[str] | None:
