@@ -108,9 +108,11 @@ def test_a_ray_runs_report_names_its_nodes_what_each_held_and_the_start_beside_t
                    placement={"shards": [0, 1], "workers": [1, 0, 1, 1]})
     (run / "cluster.json").write_text(json.dumps(summary))
     said = html.unescape(placement_note(RunDir.open(run)))
+    batch = load_config(str(run / "config.toml")).train.batch_size
+    assert summary["steps"] == 24 and batch > 1       # the rate: the 4 replicas' 24 steps of `batch` over 42.1 s
     assert said == ('<p class="note">Placement (cluster.json): 2 nodes; node aaaaaaaa at 10.0.0.1: shard 0, worker 1; '
                     "node bbbbbbbb: shard 1, worker 0, worker 2, worker 3; start 8.3 s (joining Ray, every actor up), "
-                    "training 42.1 s.</p>")
+                    f"training 42.1 s ({24 * batch:,} samples, {24 * batch / 42.1:.0f} samples/s).</p>")
     assert "Placement (cluster.json): 2 nodes" in training_section(RunDir.open(run), {})
     summary["placement"]["workers"][0] = 2            # an index past node_ids: nothing said rather than a wrong node
     (run / "cluster.json").write_text(json.dumps(summary))

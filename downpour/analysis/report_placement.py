@@ -32,10 +32,22 @@ def placement_note(run: RunDir) -> str:
     said = [plural(len(held), "node")] + [f"{node}: {', '.join(actors)}" for node, actors in held.items()]
     if isinstance(summary.get("start_seconds"), (int, float)) and isinstance(summary.get("seconds"), (int, float)):
         said.append(f"start {summary['start_seconds']:.1f} s (joining Ray, every actor up), training "
-                    f"{summary['seconds']:.1f} s")
+                    f"{summary['seconds']:.1f} s{_throughput(run, summary)}")
     now = f"Placement (cluster.json): {'; '.join(said)}." if held else ""
     before = f"Shards before each restart or stop (cluster.json shard_events): {'; '.join(earlier)}." if earlier else ""
     return f'<p class="note">{esc(" ".join(x for x in (now, before) if x))}</p>'
+
+
+def _throughput(run: RunDir, summary: dict[str, Any]) -> str:
+    """Downpour's samples a second over the training's seconds: cluster.json's steps (every replica's together,
+    since the run's start) times train.batch_size, what a split replica's round trips cost shows here (until
+    2026-12-07 the report gave no rate: metrics.jsonl's samples_per_s is each logged interval's). "" for Sandblaster,
+    whose steps are L-BFGS iterations."""
+    steps, seconds = summary.get("steps"), summary["seconds"]
+    if run.config.cluster.algorithm != "downpour" or not isinstance(steps, int) or steps <= 0 or seconds <= 0:
+        return ""
+    samples = steps * run.config.train.batch_size
+    return f" ({samples:,} samples, {samples / seconds:.0f} samples/s)"
 
 
 def earlier_shards(summary: dict[str, Any]) -> list[str]:
