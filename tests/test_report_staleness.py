@@ -171,3 +171,26 @@ def test_the_placement_note_says_where_the_shards_were_before_each_restart_and_t
                     "20: shard 0 on node aaaaaaaa at 10.0.0.1, shard 1 (lost) on node bbbbbbbb at 10.0.0.2; stop at "
                     "step 30: shard 0 (lost) on node aaaaaaaa at 10.0.0.1, shard 1 (lost) on node aaaaaaaa at "
                     "10.0.0.1.</p>")
+
+
+def test_a_split_runs_paragraph_gives_each_partitions_staleness_on_its_own_shards(tmp_path):
+    """cluster.json's ``partition_shards`` (each partition's shards, written by the runner) and staleness.json's
+    per-shard means give each partition's staleness; a split whose filters are all tiled owns no shard and says so
+    (until 2026-12-07 the paragraph said only "2 partitions per replica")."""
+    import html
+
+    tiny = ["data.size=20", "model.kernels=[5,3]", "model.maps=[2,2]", "train.batch_size=8", "train.steps=8",
+            "data.samples=200", "cluster.workers=2", "cluster.shards=4", "cluster.partitions=2", "model.tile=0"]
+    run = simulated_run(tmp_path / "untied", "cat-demo", tiny)
+    summary = json.loads((run / "cluster.json").read_text())
+    assert summary["partition_shards"] == [[0, 1], [2, 3]]      # 2 partitions' untied filters, 2 shards each
+    report = json.loads((run / "staleness.json").read_text())
+    report["per_shard"]["0"]["mean"], report["per_shard"]["1"]["mean"] = 1.0, 2.0     # (a Ray run's: each its own)
+    report["per_shard"]["2"]["mean"], report["per_shard"]["3"]["mean"] = 0.5, 0.5
+    (run / "staleness.json").write_text(json.dumps(report))
+    assert "; per partition, on its own shards: partition 0 (shards 0, 1) 1.50, partition 1 (shards 2, 3) 0.50" \
+           in staleness_paragraph(RunDir.open(run))
+    tiled = simulated_run(tmp_path / "tiled", "cat-demo", [*tiny[:-1], "model.tile=2", "cluster.shards=2"])
+    assert json.loads((tiled / "cluster.json").read_text())["partition_shards"] == [[], []]
+    assert "the partitions own no shard (their stages' filters are the shared banks, pushed by the replica)" \
+           in html.unescape(staleness_paragraph(RunDir.open(tiled)))

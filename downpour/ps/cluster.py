@@ -352,9 +352,10 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
             "final_loss": run.last_loss(), **counts, "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path),
             "checkpoints": recorder.checkpoints, "checkpoint_seconds": round(recorder.checkpoint_seconds, 3),
             **({"compensation_idle": idle} if idle else {}), **_refused(tally), **shard_events(coord.events),
-            **info}
+            **({"partition_shards": setup.shards_of} if cfg.cluster.partitions > 1 else {}), **info}   # (the report's)
     run.write_json("cluster.json", summary)  # placement, counts, lost workers: what happened to the cluster
     summary.pop("profile", None)             # per-phase timers: cluster.json only, not the printed summary
+    summary.pop("partition_shards", None)    # (likewise: the report's per-partition staleness reads it)
     if coord.done < coord.total and not coord.live:
         raise RunError(f"every worker was lost ({', '.join(_loss_reasons(coord))}) after {coord.done} of {coord.total} steps; "
                        f"what was done is saved in {str(run.path)!r} ({_no_worker_left(cfg)})")
