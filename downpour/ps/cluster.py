@@ -256,10 +256,16 @@ def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coo
     summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
                **_counts(states, report), **_refused(tally),
                "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
-    run.write_json("cluster.json", summary)
+    run.write_json("cluster.json", {**summary, **_partition_shards(setup)})
     # (a run none of whose pushes was finite fails here as its uninterrupted end does: until 2026-12-06 it was saved)
     _none_finite(setup.cfg, run, tally, report)
     return summary
+
+
+def _partition_shards(setup: ClusterSetup) -> dict[str, Any]:
+    """cluster.json's ``partition_shards`` for a model-parallel run (each partition's shards, ``setup.shards_of``:
+    the report's per-partition staleness reads it), {} otherwise; cluster.json only, not the printed summary."""
+    return {"partition_shards": setup.shards_of} if setup.cfg.cluster.partitions > 1 else {}
 
 
 def _save_model(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: Coordinator, step: int,
@@ -352,10 +358,9 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
             "final_loss": run.last_loss(), **counts, "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path),
             "checkpoints": recorder.checkpoints, "checkpoint_seconds": round(recorder.checkpoint_seconds, 3),
             **({"compensation_idle": idle} if idle else {}), **_refused(tally), **shard_events(coord.events),
-            **({"partition_shards": setup.shards_of} if cfg.cluster.partitions > 1 else {}), **info}   # (the report's)
-    run.write_json("cluster.json", summary)  # placement, counts, lost workers: what happened to the cluster
+            **info}
+    run.write_json("cluster.json", {**summary, **_partition_shards(setup)})  # placement, counts, lost workers
     summary.pop("profile", None)             # per-phase timers: cluster.json only, not the printed summary
-    summary.pop("partition_shards", None)    # (likewise: the report's per-partition staleness reads it)
     if coord.done < coord.total and not coord.live:
         raise RunError(f"every worker was lost ({', '.join(_loss_reasons(coord))}) after {coord.done} of {coord.total} steps; "
                        f"what was done is saved in {str(run.path)!r} ({_no_worker_left(cfg)})")
