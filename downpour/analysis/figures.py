@@ -12,6 +12,7 @@ keeps from filling its size, is still cropped to what it drew.
 """
 from __future__ import annotations
 
+import io
 import math
 import textwrap
 from pathlib import Path
@@ -29,6 +30,7 @@ from downpour.analysis.invariance import kept_auc
 from downpour.analysis.log_ticks import PlainLogFormatter, few_ticks
 from downpour.analysis.training import stage_losses
 from downpour.objectives import TERMS, is_metric
+from downpour.train.model_file import replace_bytes
 
 
 DPI = 110       # the PNGs' resolution
@@ -69,7 +71,10 @@ def _save(fig: Figure, path: Path | BinaryIO) -> Path | BinaryIO:
         for s in spines:
             s.set_in_layout(True)
         fig.set_layout_engine(None)
-    fig.savefig(path, dpi=DPI, bbox_inches=None if engine is not None else "tight")
+    png = io.BytesIO() if isinstance(path, Path) else path
+    fig.savefig(png, format="png", dpi=DPI, bbox_inches=None if engine is not None else "tight")
+    if isinstance(path, Path):      # whole or not at all: a kill mid-save left a torn PNG in the report
+        replace_bytes(path, png.getvalue())
     return path
 
 

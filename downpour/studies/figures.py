@@ -1,10 +1,13 @@
 """Figures the studies share: a phase diagram, values with interval bars, and distributions."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+
+from downpour.train.model_file import replace_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -19,8 +22,11 @@ def figure(width: float, height: float) -> Figure:
 
 
 def save(fig: Figure, path: Path) -> Path:
+    """``fig`` as a PNG at ``path``, written whole or not at all (:func:`replace_bytes`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110, bbox_inches="tight")
+    replace_bytes(path, png.getvalue())
     return path
 
 

@@ -62,3 +62,11 @@ def replace_text(path: Path, text: str) -> None:
     tmp = temp_of(path)
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def replace_bytes(path: Path, data: bytes) -> None:
+    """:func:`replace_text` for bytes: a figure's PNG, whole or not at all (a kill mid-save left a torn PNG, shown
+    broken in study.html or report.html until the figure was drawn again)."""
+    tmp = temp_of(path)
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
