@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -12,7 +13,7 @@ import pytest
 
 from downpour import studies
 from downpour.studies.run import run_study
-from downpour.studies.scratch import scratch_folder, sweep_left
+from downpour.studies.scratch import host_mark, scratch_folder, sweep_left
 
 from test_studies_framework import Planted  # noqa: F401 (the planted study, by name below)
 
@@ -58,9 +59,9 @@ def test_the_temporary_runs_of_a_killed_study_are_removed_by_the_next(planted, t
     folder, and one named before the folders held their process id, are kept."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     os.makedirs(tempfile.tempdir)
-    killed = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-flat-skipping-{_dead_pid()}-"))
+    killed = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-flat-skipping-{host_mark()}-{_dead_pid()}-"))
     (killed / "downpour-cell-x" / "run").mkdir(parents=True)
-    running = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-costs-{os.getppid()}-"))
+    running = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-costs-{host_mark()}-{os.getppid()}-"))
     older = pathlib.Path(tempfile.mkdtemp(prefix="downpour-study-costs-"))
     run_study("planted", tmp_path / "study", quick=True, seeds=2, jobs=1)
     assert not killed.exists() and running.is_dir() and older.is_dir()
@@ -69,7 +70,7 @@ def test_the_temporary_runs_of_a_killed_study_are_removed_by_the_next(planted, t
             f"({killed})") in err
     assert sweep_left("planted") == []
     mine = scratch_folder("planted")
-    assert pathlib.Path(mine).name.startswith(f"downpour-study-planted-{os.getpid()}-")
+    assert pathlib.Path(mine).name.startswith(f"downpour-study-planted-{host_mark()}-{os.getpid()}-")
     assert sweep_left("planted") == [] and os.path.isdir(mine)         # this process's own: running
 
 
@@ -97,8 +98,8 @@ def test_a_zombie_studys_folder_is_removed_and_one_not_removed_is_not_said(tmp_p
     try:
         while pathlib.Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
             pass                                             # ended, not reaped: a zombie
-        zombie = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-costs-{child.pid}-"))
-        stuck = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-costs-{_dead_pid()}-"))
+        zombie = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-costs-{host_mark()}-{child.pid}-"))
+        stuck = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-costs-{host_mark()}-{_dead_pid()}-"))
         rmtree = shutil.rmtree
         monkeypatch.setattr(shutil, "rmtree", lambda p, **kw: None if p == stuck else rmtree(p, **kw))
         assert sweep_left("costs") == [zombie] and stuck.is_dir()
@@ -111,6 +112,25 @@ def test_a_zombie_studys_folder_is_removed_and_one_not_removed_is_not_said(tmp_p
 def test_another_users_folder_is_kept(tmp_path, monkeypatch):
     """Another user's study folder, its process gone, is theirs to remove (until 2026-12-06 root's study took it)."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    theirs = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-costs-{_dead_pid()}-"))
+    theirs = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-costs-{host_mark()}-{_dead_pid()}-"))
     os.chown(theirs, 54321, 54321)
     assert sweep_left("costs") == [] and theirs.is_dir()
+
+
+def test_a_folder_of_another_host_or_pid_namespace_is_kept_though_its_id_runs_nothing_here(tmp_path, monkeypatch):
+    """Containers sharing the temporary folder, each with a pid namespace of its own: a running study of one read as
+    gone in the other (its id runs nothing there), whose next study removed its folder under it (until 2026-12-07).
+    Folders name their host and pid namespace, and only this one's are swept; one named without them is kept."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    pid = _dead_pid()
+    other = "0" * 8 if host_mark() != "0" * 8 else "1" * 8
+    theirs = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-costs-{other}-{pid}-"))
+    named_before = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-costs-{pid}-"))
+    ours = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-study-costs-{host_mark()}-{pid}-"))
+    assert sweep_left("costs") == [ours] and theirs.is_dir() and named_before.is_dir()
+    monkeypatch.setattr(socket, "gethostname", lambda: "another-container")
+    host_mark.cache_clear()
+    try:
+        assert host_mark() != ours.name.split("-")[-3]     # another host name: another mark
+    finally:
+        host_mark.cache_clear()

@@ -1,5 +1,5 @@
-"""The temporary folder a study's cells train their runs in (``downpour-study-NAME-PID-*`` in the machine's temporary
-folder), and the sweep of those a killed study left.
+"""The temporary folder a study's cells train their runs in (``downpour-study-NAME-HOST-PID-*`` in the machine's
+temporary folder), and the sweep of those a killed study left.
 
 A study removes its folder when its cells end however they end (Ctrl-C, SIGTERM, a cell's failure), but a SIGKILL
 (the OOM killer, ``kill -9``, a machine's scheduler out of patience) removes nothing: each worker's run, up to 6.6 MB,
@@ -7,26 +7,46 @@ stayed for ever (until 2026-12-06: on the project's VM that day, seven folders o
 folder's name holds the process id of the study that made it, so the next study finds those whose process is gone and
 removes them; a folder named before the id was (``downpour-study-NAME-*``) cannot be told from a running study's, and
 is left.
+
+A process id means something only on its machine and in its pid namespace: a container sharing the temporary folder
+with another, each with its own pid namespace, read the other's running study as gone and removed its folder (until
+2026-12-07). ``HOST`` (:func:`host_mark`) names both, and only folders of this one are swept. A folder named before
+it (``downpour-study-NAME-PID-*``) is kept: it may be a running study's of another container, and a folder left is
+disk space, where a folder removed under a running study fails its cells.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
+from functools import cache
 from pathlib import Path
 
 from downpour._names import plural
 from downpour.ps.shm import runs
 
-_LEFT = re.compile(r"downpour-study-.+-(\d{1,9})-[^-]+")  # downpour-study-NAME-PID-RANDOM (NAME may hold a '-')
+
+@cache
+def host_mark() -> str:
+    """This machine and its pid namespace, as 8 hex digits (no '-': the field is told apart from NAME's end): a
+    digest of the host name and ``/proc/self/ns/pid`` (two containers of one host name can have a pid namespace
+    each; where there is no /proc, the host name alone)."""
+    try:
+        pid_ns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pid_ns = ""
+    return hashlib.sha256(f"{socket.gethostname()}\n{pid_ns}".encode()).hexdigest()[:8]
 
 
 def _left(path: Path) -> bool:
-    """Whether ``path`` is a folder of this user's that a study whose process is gone left (:func:`runs`: a zombie is
-    gone; a live process that took the id again keeps it, as does one of another user's)."""
-    m = _LEFT.fullmatch(path.name)
+    """Whether ``path`` is a folder of this user's and this host's (:func:`host_mark`) that a study whose process is
+    gone left (:func:`runs`: a zombie is gone; a live process that took the id again keeps it, as does one of another
+    user's). ``downpour-study-NAME-HOST-PID-RANDOM``: NAME may hold a '-', HOST and RANDOM do not."""
+    m = re.fullmatch(rf"downpour-study-.+-{host_mark()}-(\d{{1,9}})-[^-]+", path.name)
     if not m:
         return False
     pid = int(m.group(1))
@@ -56,6 +76,7 @@ def sweep_left(name: str) -> list[Path]:
 
 
 def scratch_folder(name: str) -> str:
-    """A new temporary folder for study ``name``'s cells, named with this process's id, after :func:`sweep_left`."""
+    """A new temporary folder for study ``name``'s cells, named with this host's mark and this process's id, after
+    :func:`sweep_left`."""
     sweep_left(name)
-    return tempfile.mkdtemp(prefix=f"downpour-study-{name}-{os.getpid()}-")
+    return tempfile.mkdtemp(prefix=f"downpour-study-{name}-{host_mark()}-{os.getpid()}-")
