@@ -332,6 +332,8 @@ class ScriptedCluster(RayCluster):
         self.partitions, self.parts = partitions, []
         setup = stub_setup(coord.workers, restarts, silent_seconds)
         setup.shards_of = [[j for j in range(shards) if j % partitions == p] for p in range(partitions)]
+        if saved:       # what a resume left unapplied, handed out first: restored before the driver, as _run_once does
+            coord.restore_unapplied(saved, "checkpoints/server.json")
         super().__init__(setup, [None] * shards, coord, lambda step: None, coord.done, None, saved)
 
     def _start(self, shards: list[Any], start_step: int) -> None:

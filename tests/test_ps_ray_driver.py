@@ -285,16 +285,13 @@ def test_a_checkpoint_counts_the_pushes_the_shards_applied_before_the_driver_rea
     assert meta == {"step": 5, "clocks": {"0": 1, "1": 2}, "dispatched": 2, "unapplied": []} and tensors == {}
 
 
-def test_a_resumed_checkpoint_hands_out_again_the_steps_in_flight_at_the_stop_and_each_stage_gets_its_share(
-        monkeypatch):
+def test_a_resumed_checkpoint_hands_out_again_the_steps_in_flight_at_the_stop_and_each_stage_gets_its_share():
     """A Ray checkpoint kept only the step count: the resume handed out new indices from it. Greedy, 60 steps
     (stage 2 from index 30), 4 steps a push: the cycle of steps 28-31 (two of each stage) landed before that of
     24-27, and the run stopped there. The resume trained 28-31 again and 24-27 never: stage 1 got 28 steps, stage
     2 got 32. Now the checkpoint keeps the ranges not applied, and the resumed driver hands them out first."""
     from functools import partial
-    from types import SimpleNamespace
 
-    from downpour.config import load_config
     from downpour.train.setup import stage_for_step
 
     stage_of = partial(stage_for_step, total=60, n_stages=2, schedule="greedy")
@@ -314,12 +311,9 @@ def test_a_resumed_checkpoint_hands_out_again_the_steps_in_flight_at_the_stop_an
     meta, _ = _driver(coord, [], [FakeActor(), FakeActor()]).state()
     assert meta["step"] == 28
 
-    monkeypatch.setattr(driver_module, "connect", lambda address: False)   # the resumed driver, no Ray
-    monkeypatch.setattr(RayCluster, "_start", lambda self, shards, start_step: None)
-    setup = SimpleNamespace(cfg=load_config("cat-demo", ["cluster.runner=ray"]), data=None)
     resumed = Coordinator(make_consistency("async"), workers=2, total_steps=60, n_push=4, start_step=28,
                           stage_of=stage_of)
-    RayCluster(setup, [], resumed, stage_of, 28, {}, meta)
+    resumed.restore_unapplied(meta, "checkpoints/server.json")      # as _run_once does, resuming on Ray
     while not resumed.finished:
         assert resumed.begin_cycle(0) == 4
         cycle(resumed, 0)
@@ -327,20 +321,16 @@ def test_a_resumed_checkpoint_hands_out_again_the_steps_in_flight_at_the_stop_an
     assert [stage_of(i) for i in trained].count(1) == 30
 
     old = Coordinator(make_consistency("async"), workers=2, total_steps=60, start_step=28)
-    old.restore_unapplied({"step": 28, "clocks": {}})           # a checkpoint from before 2026-12-04: from its step
+    old.restore_unapplied({"step": 28, "clocks": {}}, "server.json")      # a checkpoint from before 2026-12-04: its step
     assert (old.dispatched, old.returned, old.begin_cycle(0), old.first_step(0)) == (28, [], 1, 28)
 
 
-def test_a_push_the_stop_cut_before_the_shards_applied_it_is_handed_out_again_and_the_resume_finishes(monkeypatch):
+def test_a_push_the_stop_cut_before_the_shards_applied_it_is_handed_out_again_and_the_resume_finishes():
     """A Ray checkpoint listed as unapplied the ranges given back and those of cycles not pushed yet, but not a push
     sent (end_compute) that the shards never applied: a Ctrl-C between the two (the driver's window before its held
     block) lost its steps. The resume ended one push short of train.steps and never counted as finished: each rerun
     resumed at its last step (cross-fit, 300 steps on Ray, stopped at step 176: dispatched 300, 299 applied). A push
     the shards did apply, its answers unread (in the snapshot, counted in its step), is not handed out again."""
-    from types import SimpleNamespace
-
-    from downpour.config import load_config
-
     coord = Coordinator(make_consistency("async"), workers=3, total_steps=12, n_push=2, depth=2)
     trained: list[int] = []
 
@@ -361,52 +351,46 @@ def test_a_push_the_stop_cut_before_the_shards_applied_it_is_handed_out_again_an
     meta, _ = d.state()
     assert (meta["step"], meta["dispatched"], meta["unapplied"]) == (4, 8, [[2, 2], [6, 2]])
 
-    monkeypatch.setattr(driver_module, "connect", lambda address: False)   # the resumed driver, no Ray
-    monkeypatch.setattr(RayCluster, "_start", lambda self, shards, start_step: None)
-    setup = SimpleNamespace(cfg=load_config("cat-demo", ["cluster.runner=ray"]), data=None)
     resumed = Coordinator(make_consistency("async"), workers=3, total_steps=12, n_push=2, start_step=meta["step"])
-    RayCluster(setup, [], resumed, lambda step: None, meta["step"], {}, meta)
+    resumed.restore_unapplied(meta, "checkpoints/server.json")      # as _run_once does, resuming on Ray
     while resumed.begin_cycle(0):
         cycle(resumed, 0)
     assert resumed.finished and sorted(trained) == list(range(12))   # each step once, the run done
 
 
-def test_a_checkpoint_that_lost_a_push_before_the_fix_hands_out_the_last_steps_again_and_finishes(caplog):
+def test_a_checkpoint_that_lost_a_push_before_the_fix_hands_out_the_last_steps_again_and_finishes(caplog, tmp_path):
     """A checkpoint written by that stop before 2026-12-06 counts the lost push as handed out and keeps no range of
     it (cross-fit fold-0 of 300 steps: step 299, dispatched 300, unapplied []): every resume trained nothing, the run
     never finished. Now the count missing is handed out again, the highest indices not in flight, and it finishes."""
     coord = Coordinator(make_consistency("async"), workers=2, total_steps=300, start_step=299)
-    coord.restore_unapplied({"step": 299, "dispatched": 300, "unapplied": []})
+    coord.restore_unapplied({"step": 299, "dispatched": 300, "unapplied": []}, tmp_path / "checkpoints/server.json")
     assert coord.begin_cycle(0) == 1                            # (it was 0: nothing left to hand out)
     assert (coord.first_step(0), coord.handed_out) == (299, True)
     coord.end_cycle(0, coord.end_compute(0))
     assert coord.finished
-    assert "counts 1 step handed out that was neither applied nor kept to hand out again" in caplog.text
+    assert (f"checkpoint file {str(tmp_path / 'checkpoints/server.json')!r} counts 1 step handed out ('dispatched': "
+            "300) that was neither applied ('step': 299) nor kept to hand out again ('unapplied')") in caplog.text
     assert "step index 299 is handed out again in its place" in caplog.text
     stopped = Coordinator(make_consistency("async"), workers=2, total_steps=300, start_step=172)
-    stopped.restore_unapplied({"dispatched": 176, "unapplied": [[171, 1], [175, 1]]})   # 2 applied, 2 kept, 2 lost
+    stopped.restore_unapplied({"dispatched": 176, "unapplied": [[171, 1], [175, 1]]}, "server.json")   # 2 applied, 2 kept, 2 lost
     assert stopped.returned == [(171, 1), (173, 1), (174, 1), (175, 1)]
 
 
 @pytest.mark.parametrize("damaged", [{"dispatched": 32, "unapplied": [[24]]}, {"dispatched": "32", "unapplied": []},
                                      {"unapplied": [[24, 4]]}, {"dispatched": 28, "unapplied": [[24, 8]]},
                                      {"dispatched": 32, "unapplied": [[24, -4]]}])
-def test_a_damaged_unapplied_range_in_a_ray_checkpoint_is_a_checkpoint_error(monkeypatch, damaged):
+def test_a_damaged_unapplied_range_in_a_ray_checkpoint_is_a_checkpoint_error(tmp_path, damaged):
     """A hand-damaged 'unapplied' or 'dispatched' in server.json was a bare ValueError, TypeError or KeyError from
     the resumed driver (`downpour train --resume` printed a traceback), or, a range past the steps handed out or of
     no steps, taken: a range handed out again that was applied trains its steps twice. Now a CheckpointError
     naming the file, as every other damaged key of it is."""
-    from types import SimpleNamespace
-
-    from downpour.config import load_config
     from downpour.errors import CheckpointError
+    from downpour.ps.checkpoint import restoring
 
-    monkeypatch.setattr(driver_module, "connect", lambda address: False)
-    monkeypatch.setattr(RayCluster, "_start", lambda self, shards, start_step: None)
-    setup = SimpleNamespace(cfg=load_config("cat-demo", ["cluster.runner=ray"]), data=None)
     coord = Coordinator(make_consistency("async"), workers=2, total_steps=60, n_push=4, start_step=28)
     with pytest.raises(CheckpointError, match=r"checkpoints/server\.json"):
-        RayCluster(setup, [], coord, lambda i: None, 28, {}, {"step": 28, "clocks": {}, **damaged})
+        with restoring(tmp_path / "checkpoints/server"):        # as _run_once restores it, resuming on Ray
+            coord.restore_unapplied({"step": 28, "clocks": {}, **damaged}, tmp_path / "checkpoints/server.json")
     assert (coord.dispatched, coord.returned) == (28, [])       # nothing taken from it
 
 

@@ -19,7 +19,7 @@ from downpour._names import node_named
 from downpour.data.loader import listing_digest
 from downpour.data.stream import StreamingData
 from downpour.ps import channel
-from downpour.ps.checkpoint import SERVER, ShardState, restoring
+from downpour.ps.checkpoint import ShardState
 from downpour.ps.asking_on_ray import Asking, node_addresses
 from downpour.ps.connect_on_ray import connect, gathered, head_answers, joined, live_cpus, pinned, placer, spot
 from downpour.ps.coordinator import Coordinator, restarts_left
@@ -63,8 +63,6 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
                  saved: dict[str, Any] | None = None):
         cfg = setup.cfg
         self.setup, self.coord = setup, coord   # (stage_of: each worker actor asks its steps' stages itself)
-        with restoring(f"checkpoints/{SERVER}"):   # a damaged range or count: named, not a bare ValueError
-            coord.restore_unapplied(saved or {})    # the steps the stop left unapplied: handed out first
         self.restarts = restarts_left(cfg.cluster.restarts, coord.events)
         self.next_seq = dict(seqs or {})                 # per worker, one past the last push the driver received
         self.shard_actors: list[Any] = []

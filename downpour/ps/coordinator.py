@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from itertools import islice
+from pathlib import Path
 from typing import Any, Callable
 
 from downpour._names import plural
@@ -236,8 +237,9 @@ class Coordinator:
         ranges = self.returned + sent + [(first, k) for cycles in self._inflight.values() for k, _, first in cycles]
         return {"dispatched": self.dispatched, "unapplied": [list(r) for r in sorted(ranges)]}
 
-    def restore_unapplied(self, saved: dict[str, Any]) -> None:
-        """Take back :meth:`unapplied_state` (clipped to the budget: a resume may lower it). A checkpoint from before
+    def restore_unapplied(self, saved: dict[str, Any], where: str | Path) -> None:
+        """Take back :meth:`unapplied_state` (clipped to the budget: a resume may lower it) from ``saved``, the
+        checkpoint file ``where``'s JSON (named by the warning of a repair). A checkpoint from before
         2026-12-04 kept only the step: new indices go on from it, as then (the indices of the cycles in flight at
         the stop that landed out of order were trained twice and those still in flight never)."""
         if "unapplied" in saved:    # (a hand-damaged range could train steps twice: ValueError, named by the caller)
@@ -246,11 +248,11 @@ class Coordinator:
                                                       and r[1] >= 1 and sum(r) <= dispatched for r in ranges):
                 raise ValueError(f"'unapplied' = {saved['unapplied']!r} with 'dispatched' = {dispatched!r}: not "
                                  "(first, steps) ranges of whole steps within the steps handed out")
-            ranges = sorted(ranges + self._untracked(ranges, dispatched))
+            ranges = sorted(ranges + self._untracked(ranges, dispatched, where))
             self.dispatched = min(dispatched, self.total)
             self.returned = [(f, min(k, self.total - f)) for f, k in ranges if f < self.total]
 
-    def _untracked(self, ranges: list[tuple[int, int]], dispatched: int) -> list[tuple[int, int]]:
+    def _untracked(self, ranges: list[tuple[int, int]], dispatched: int, where: str | Path) -> list[tuple[int, int]]:
         """The steps a checkpoint counts as handed out (``dispatched``) but neither applied (its step, :attr:`done`)
         nor in its unapplied ``ranges``: a push a stop cut before the shards applied it, before 2026-12-06
         (:meth:`unapplied_state`). Which indices they were is not kept: the highest not in ``ranges`` are handed out
@@ -262,9 +264,10 @@ class Coordinator:
         covered = {i for f, k in ranges for i in range(f, f + k)}
         free = sorted(islice((i for i in range(dispatched - 1, -1, -1) if i not in covered), missing))
         one = missing == 1
-        log.warning("the server checkpoint counts %s handed out that %s neither applied nor kept to hand out again (a "
-                    "stop before 2026-12-06 could lose a push so): step %s %s %s handed out again in %s place",
-                    plural(missing, "step"), "was" if one else "were", "index" if one else "indices",
+        log.warning("checkpoint file %r counts %s handed out ('dispatched': %d) that %s neither applied ('step': %d) "
+                    "nor kept to hand out again ('unapplied') (a stop before 2026-12-06 could lose a push so): step %s "
+                    "%s %s handed out again in %s place", str(where), plural(missing, "step"), dispatched,
+                    "was" if one else "were", self.done, "index" if one else "indices",
                     ", ".join(map(str, free)) if len(free) <= 8 else f"{free[0]} to {free[-1]}",
                     "is" if one else "are", "its" if one else "their")
         return [(i, 1) for i in free]
