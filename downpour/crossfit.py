@@ -20,7 +20,6 @@ same images: is the face unit learned from the faces? ``control="none"`` trains 
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import multiprocessing
@@ -37,6 +36,7 @@ from downpour.config import (CROSSFIT_CONTROLS, FACE_SOURCES, ConfigError, Overr
                              load_config, parse_override)
 from downpour.crossfit_folds import check_crossfit_folder, crossfitting, fold_config, testing
 from downpour.errors import RunError
+from downpour.parent_death import die_with_parent
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.go_on import crossfit_fold
 from downpour.train.rundir import RunDir
@@ -93,7 +93,7 @@ def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection, pa
     SIGINT sent to the parent only (``kill -INT``, ``timeout -s INT``, a notebook) left the folds training, and
     the parent, waiting on them, killed them after :data:`STOP_SECONDS` with nothing saved."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent)
+    die_with_parent(parent)
     with open(log_path, "a", encoding="utf-8") as out, redirect_stdout(out), redirect_stderr(out), sigterm_as_interrupt():
         logging.basicConfig(stream=out, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
         try:
@@ -105,17 +105,6 @@ def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection, pa
             _answer(conn, (False, fold_error(err)))
         finally:
             conn.close()
-
-
-def _die_with_parent(parent: int) -> None:
-    """Have Linux send this process SIGTERM when its parent dies (a SIGKILLed cross-fit left its folds training
-    as orphans, and the same command run again trained the same fold beside one). Elsewhere, nothing."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:     # the parent died before the request was made (re-parented: to 1, or a subreaper)
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _answer(conn: Connection, what: tuple[bool, Any]) -> None:
@@ -223,7 +212,6 @@ def _finished(cfg: RunConfig, path: Path) -> bool:
     return run is not None and run.finished(cfg.train.steps)
 
 
-PR_SET_PDEATHSIG = 1   # prctl(2)
 STOP_SECONDS = 120   # how long a stopped cross-fit waits for a fold process to save its checkpoint before killing it
 
 

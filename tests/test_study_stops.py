@@ -4,10 +4,12 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -134,3 +136,60 @@ def test_a_folder_of_another_host_or_pid_namespace_is_kept_though_its_id_runs_no
         assert host_mark() != ours.name.split("-")[-3]     # another host name: another mark
     finally:
         host_mark.cache_clear()
+
+
+SLEEPY = '''
+import os, pathlib, time
+from test_studies_framework import Planted
+
+class Sleepy(Planted):
+    def run_cell(self, condition, seed, context):
+        (pathlib.Path(os.environ["SLEEPY_PIDS"]) / str(os.getpid())).write_text(str(os.getppid()))
+        time.sleep(600)
+'''
+STUDY = '''
+from downpour import studies
+from downpour.studies.run import run_study
+studies.STUDIES["sleepy"] = "sleepy:Sleepy"
+run_study("sleepy", {out!r}, quick=True, seeds=2, jobs=2)
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_sigkilled_studys_cell_workers_and_fork_server_end_with_it(tmp_path):
+    """A SIGKILLed study (the OOM killer) left its pool's cell workers running their cells, then waiting on the
+    pool's queue for ever, and the fork server with them (until 2026-12-07; a parent-death signal would have come
+    from the server, which outlives the study as long as its children do). Each worker now watches the study's
+    process and ends with it, and the server, its last child gone, ends too."""
+    from downpour.ps.shm import runs
+
+    (tmp_path / "sleepy.py").write_text(SLEEPY)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    env = {**os.environ, "SLEEPY_PIDS": str(pids), "PYTHONPATH": os.pathsep.join(
+        [str(tmp_path), str(pathlib.Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    study = subprocess.Popen([sys.executable, "-c", STUDY.format(out=str(tmp_path / "out"))], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    server: set[int] = set()
+    try:
+        deadline = time.monotonic() + 300
+        while len(workers) < 2 and study.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            workers = [int(p.name) for p in pids.iterdir()]
+        assert len(workers) == 2, f"the study's two cells did not start (exit status {study.poll()})"
+        server = {int((pids / str(w)).read_text()) for w in workers}
+        assert len(server) == 1 and study.pid not in server        # the fork server's children, not the study's
+        study.kill()
+        study.wait()
+        left = workers + list(server)
+        deadline = time.monotonic() + 60
+        while any(map(runs, left)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [p for p in left if runs(p)] == []
+    finally:
+        study.kill()
+        study.wait()
+        for pid in workers + list(server):  # (a failed check leaves none of its processes behind)
+            if runs(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 
 from downpour.config import ConfigError
 from downpour.errors import Diverged, DownpourError
+from downpour.parent_death import end_with
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.code_commit import code_commit
 from downpour.studies.diverged import counted_out
@@ -221,6 +222,13 @@ def _init(target: str, quick: bool, sets: list[tuple[str, Any]], context: dict[s
         _FAILED = err
 
 
+def _init_worker(study: int, *args: Any) -> None:
+    """A pool worker's :func:`_init`, ended when the study's process ``study`` dies (:func:`end_with`): a SIGKILLed
+    study left its workers for ever (idle ones blocked on the pool's queue, whose writing end they hold too)."""
+    end_with(study)
+    _init(*args)
+
+
 Result = tuple[str, int, dict[str, float], dict[str, float]]    # name, seed, figures, cost
 
 
@@ -310,7 +318,7 @@ def _run_all(runs: dict[tuple[str, int], list[str]], args: tuple[Any, ...], cach
     # and the study again (spawn: 3-6 s of CPU per worker, per study)
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload([*PRELOAD, args[0].split(":")[0]])
-    with ctx.Pool(jobs, initializer=_init, initargs=args) as pool:
+    with ctx.Pool(jobs, initializer=_init_worker, initargs=(os.getpid(), *args)) as pool:
         record(pool.imap_unordered(_run, list(runs), chunksize=max(1, min(16, len(runs) // (8 * jobs)))))
 
 
