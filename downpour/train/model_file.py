@@ -13,7 +13,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from torch import Tensor
 
@@ -59,14 +59,17 @@ def temp_of(path: Path) -> Path:
 def replace_text(path: Path, text: str) -> None:
     """Write ``path`` whole or not at all: a kill mid-write leaves the old file (an empty config.toml
     read as the defaults, a torn model.json as no model), and :func:`temp_of` it."""
-    tmp = temp_of(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    _replace(path, lambda tmp: tmp.write_text(text))
 
 
 def replace_bytes(path: Path, data: bytes) -> None:
     """:func:`replace_text` for bytes: a figure's PNG, whole or not at all (a kill mid-save left a torn PNG, shown
     broken in study.html or report.html until the figure was drawn again)."""
+    _replace(path, lambda tmp: tmp.write_bytes(data))
+
+
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` to :func:`temp_of` ``path``, then the file moved in (one rename: whole or not at all)."""
     tmp = temp_of(path)
-    tmp.write_bytes(data)
+    write(tmp)
     os.replace(tmp, path)
