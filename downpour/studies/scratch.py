@@ -12,7 +12,9 @@ A process id means something only on its machine and in its pid namespace: a con
 with another, each with its own pid namespace, read the other's running study as gone and removed its folder (until
 2026-12-07). ``HOST`` (:func:`host_mark`) names both, and only folders of this one are swept. A folder named before
 it (``downpour-study-NAME-PID-*``) is kept: it may be a running study's of another container, and a folder left is
-disk space, where a folder removed under a running study fails its cells.
+disk space, where a folder removed under a running study fails its cells. A machine's own pid namespace is the
+same after a reboot (its folders are swept as before); a container's is new at each start, and the folders a
+restarted container left before are kept too.
 """
 from __future__ import annotations
 
