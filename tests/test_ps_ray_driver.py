@@ -321,7 +321,7 @@ def test_a_resumed_checkpoint_hands_out_again_the_steps_in_flight_at_the_stop_an
     assert [stage_of(i) for i in trained].count(1) == 30
 
     old = Coordinator(make_consistency("async"), workers=2, total_steps=60, start_step=28)
-    old.restore_unapplied({"step": 28, "clocks": {}}, "server.json")      # a checkpoint from before 2026-12-04: its step
+    old.restore_unapplied({"step": 28, "clocks": {}}, "server.json")     # a checkpoint from before 2026-12-04: its step
     assert (old.dispatched, old.returned, old.begin_cycle(0), old.first_step(0)) == (28, [], 1, 28)
 
 
@@ -372,7 +372,8 @@ def test_a_checkpoint_that_lost_a_push_before_the_fix_hands_out_the_last_steps_a
             "300) that was neither applied ('step': 299) nor kept to hand out again ('unapplied')") in caplog.text
     assert "step index 299 is handed out again in its place" in caplog.text
     stopped = Coordinator(make_consistency("async"), workers=2, total_steps=300, start_step=172)
-    stopped.restore_unapplied({"dispatched": 176, "unapplied": [[171, 1], [175, 1]]}, "server.json")   # 2 applied, 2 kept, 2 lost
+    # 2 applied, 2 kept, 2 lost
+    stopped.restore_unapplied({"dispatched": 176, "unapplied": [[171, 1], [175, 1]]}, "server.json")
     assert stopped.returned == [(171, 1), (173, 1), (174, 1), (175, 1)]
 
 

@@ -179,8 +179,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
                         depth=(c.queue_depth or 2) if c.runner == "ray" else 1, stage_of=stage_of)
     coord.events = list(meta["events"]) + [e for e in go_log if e not in meta["events"]]
     coord.max_gap = meta.get("max_clock_gap", 0)
-    if resume and c.runner == "ray":    # the steps a Ray stop left unapplied: handed out first (the simulator's are in
-        with restoring(run.checkpoints / SERVER):   # its whole state); a damaged range or count: named, not a ValueError
+    if resume and c.runner == "ray":    # the steps a Ray stop left unapplied: handed out first (the simulator's
+        with restoring(run.checkpoints / SERVER):   # are in its whole state); a damaged range or count: named
             coord.restore_unapplied(meta, run.checkpoints / f"{SERVER}.json")
     shards = make_shards(setup, init, coord.live)
     if restored:
