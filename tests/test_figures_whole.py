@@ -10,11 +10,7 @@ from downpour.studies import figures as study_figures
 
 
 def _drawn(save, path):
-    if save is study_figures.save:
-        fig = study_figures.figure(2, 2)
-        fig.subplots().plot([0, 1], [1, 0])
-        return save(fig, path)
-    fig = run_figures._figure(2, 2)
+    fig = (study_figures.figure if save is study_figures.save else run_figures._figure)(2, 2)
     fig.subplots().plot([0, 1], [1, 0])
     return save(fig, path)
 
