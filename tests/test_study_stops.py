@@ -140,22 +140,31 @@ def test_a_folder_of_another_host_or_pid_namespace_is_kept_though_its_id_runs_no
 
 SLEEPY = '''
 import os, pathlib, time
-from test_studies_framework import Planted
+from downpour.studies.base import Condition, Study
 
-class Sleepy(Planted):
+class Sleepy(Study):
+    name, question, base, quick_what = "sleepy", "Do its workers end with it?", "teacher-student", "sleeping cells"
+
+    def conditions(self):
+        return [Condition("a", {}, ())]
+
     def run_cell(self, condition, seed, context):
-        (pathlib.Path(os.environ["SLEEPY_PIDS"]) / str(os.getpid())).write_text(str(os.getppid()))
+        noted = pathlib.Path(os.environ["SLEEPY_PIDS"]) / f"{os.getpid()}.part"
+        noted.write_text(str(os.getppid()))
+        noted.replace(noted.with_suffix(""))      # (whole: the test reads it as soon as its name is there)
         time.sleep(600)
 '''
 STUDY = '''
 from downpour import studies
+from downpour.studies import cells
 from downpour.studies.run import run_study
+cells.PRELOAD[:] = ["torch"]        # (all a sleeping cell needs: the fork server imports less)
 studies.STUDIES["sleepy"] = "sleepy:Sleepy"
 run_study("sleepy", {out!r}, quick=True, seeds=2, jobs=2)
 '''
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="the watch needs pidfd_open (Linux)")
 def test_a_sigkilled_studys_cell_workers_and_fork_server_end_with_it(tmp_path):
     """A SIGKILLed study (the OOM killer) left its pool's cell workers running their cells, then waiting on the
     pool's queue for ever, and the fork server with them (until 2026-12-07; a parent-death signal would have come
@@ -166,8 +175,8 @@ def test_a_sigkilled_studys_cell_workers_and_fork_server_end_with_it(tmp_path):
     (tmp_path / "sleepy.py").write_text(SLEEPY)
     pids = tmp_path / "pids"
     pids.mkdir()
-    env = {**os.environ, "SLEEPY_PIDS": str(pids), "PYTHONPATH": os.pathsep.join(
-        [str(tmp_path), str(pathlib.Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "SLEEPY_PIDS": str(pids), "TMPDIR": str(tmp_path),    # (the killed study's folder)
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     study = subprocess.Popen([sys.executable, "-c", STUDY.format(out=str(tmp_path / "out"))], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers: list[int] = []
@@ -176,7 +185,7 @@ def test_a_sigkilled_studys_cell_workers_and_fork_server_end_with_it(tmp_path):
         deadline = time.monotonic() + 300
         while len(workers) < 2 and study.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
-            workers = [int(p.name) for p in pids.iterdir()]
+            workers = [int(p.name) for p in pids.iterdir() if p.name.isdigit()]
         assert len(workers) == 2, f"the study's two cells did not start (exit status {study.poll()})"
         server = {int((pids / str(w)).read_text()) for w in workers}
         assert len(server) == 1 and study.pid not in server        # the fork server's children, not the study's
