@@ -271,8 +271,11 @@ class CatNet(FeatureModel):
         stage (its blocks' tensors have other names; a run saves the merged model, downpour.parallel.merge_model)."""
         plain = [(i, s) for i, s in enumerate(self.stages) if isinstance(s.filter, LocallyConnected2d)]
         out = {f"stages.{i}.filter.weight": f"stage {i + 1}'s filters: {s.filter.weight_layout()}" for i, s in plain}
-        return out | {f"stages.{i}.decoder_weight": f"stage {i + 1}'s untied decoder, the filters' shape, used as "
-                      "stored (the transpose of the filter map)" for i, _ in plain}
+        out |= {f"stages.{i}.decoder_weight": f"stage {i + 1}'s untied decoder, the filters' shape, used as "
+                "stored (the transpose of the filter map)" for i, _ in plain}
+        top = self.top.tensor_layouts() if self.top is not None else {}
+        return out | {f"top.{name}": f"the recurrent top stage, over the last stage's normalised maps: {text}"
+                      for name, text in top.items()}
 
     def forward(self, x: Tensor) -> Tensor:
         for stage in self.stages:

@@ -76,6 +76,24 @@ class CNN(FeatureModel):
         self.fc = nn.Linear(channels * h * w, config.hidden)
         self.classifier = nn.Linear(config.hidden, config.classes)
 
+    def tensor_layouts(self) -> dict[str, str]:
+        """Each tensor's axes and use in words (model.safetensors' metadata)."""
+        out: dict[str, str] = {}
+        for i, (layer, pool) in enumerate(zip(self.filters, self.config.pools)):
+            then = f"relu, then {pool}x{pool} max pool (stride {pool})" if pool > 1 else "relu"
+            (th, tw), m = layer.tile_shape, layer.maps
+            out[f"filters.{i}.weight"] = f"layer {i + 1}'s filters: {layer.weight_layout()}; + bias, then {then}"
+            out[f"filters.{i}.bias"] = (f"(tile rows {th}, tile columns {tw}, maps {m}): added to map m at output "
+                                        f"position (i, j) from bank (i mod {th}, j mod {tw})")
+        n_in, hidden, classes = self.fc.in_features, self.config.hidden, self.config.classes
+        return out | {"fc.weight": (f"(hidden {hidden}, inputs {n_in}: the last filter layer's (maps, rows, columns) "
+                                    "output flattened row-major): codes = relu(x @ fc.weight.T + fc.bias)"),
+                      "fc.bias": f"(hidden {hidden}): added before the relu of the codes",
+                      "classifier.weight": (f"(classes {classes}, hidden {hidden}): class scores = codes @ "
+                                            f"classifier.weight.T + classifier.bias (dropout {self.config.dropout!r} "
+                                            "on the codes in training only)"),
+                      "classifier.bias": f"(classes {classes}): added to the class scores"}
+
     def _check(self, x: Tensor) -> None:
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"CNN built for inputs {self.input_shape}, got a batch of shape {tuple(x.shape)}")

@@ -93,6 +93,19 @@ class RBM(FeatureModel):
         """Gaussian visibles of a fixed sigma fit data of that std (``models.data_fit`` warns where it is not)."""
         return self.config.visible == "gaussian"
 
+    def tensor_layouts(self) -> dict[str, str]:
+        """Each tensor's axes and use in words (model.safetensors' metadata)."""
+        n_h, n_v, sigma = self.config.hidden, self.n_visible, self.config.sigma
+        v = f"v / {sigma!r}" if self.config.visible == "gaussian" else "v"
+        mean = (f"visible_bias + {sigma!r} * (h @ weight)" if self.config.visible == "gaussian"
+                else "sigmoid(h @ weight + visible_bias)")
+        return {"weight": (f"(hidden {n_h}, visibles {n_v}: a {list(self.input_shape)} sample v flattened row-major): "
+                           f"code = p(h = 1 | v) = sigmoid({v} @ weight.T + hidden_bias)"),
+                "visible_bias": f"(visibles {n_v}): E[v | h] = {mean} ({self.config.visible} visibles)",
+                "hidden_bias": f"(hidden {n_h}): added before the sigmoid of p(h = 1 | v)",
+                "chains_h": (f"(chains {self.config.chains}, hidden {n_h}): the persistent chains' hidden states, "
+                             "training state only (PCD's negative samples start from them)")}
+
     # --- the conditionals -------------------------------------------------------------------
     def _scaled(self, v: Tensor) -> Tensor:
         return v / self.config.sigma if self.config.visible == "gaussian" else v

@@ -92,6 +92,39 @@ class RNNAutoencoder(FeatureModel):
             return seq.reshape(seq.shape[0], h, c, w).permute(0, 2, 1, 3)
         return seq.reshape(seq.shape[0], *self.input_shape)
 
+    def tensor_layouts(self) -> dict[str, str]:
+        """Each tensor's axes and use in words (model.safetensors' metadata): torch.nn.GRU's own tensors, with what a
+        step of the sequence is."""
+        h, code, feats, steps = self.config.hidden, self.config.code, self.feats, self.steps
+        step = {2: f"(T, F) = {list(self.input_shape)}: row t of the sample",
+                3: f"image row t of (C, H, W) = {list(self.input_shape)}: its (C, W) values flattened row-major",
+                4: f"frame t of (T, C, H, W) = {list(self.input_shape)}: its (C, H, W) flattened row-major"}
+        gru = ("torch.nn.GRU (batch_first), rows in blocks reset | update | new of {h} each: r = sigmoid(W_ir x + b_ir "
+               "+ W_hr h + b_hr), z = sigmoid(W_iz x + b_iz + W_hz h + b_hz), n = tanh(W_in x + b_in + r * (W_hn h + "
+               "b_hn)), h' = (1 - z) * n + z * h")
+        out: dict[str, str] = {}
+        for part, n_in, what in (("encoder", feats, f"step t of {steps} = {step[len(self.input_shape)]}"),
+                                 ("decoder", code, "the code, the same at every step")):
+            for k in range(self.config.layers):
+                into = (n_in, what) if k == 0 else (h, f"layer {k}'s states")
+                g = f"the {part} {gru.format(h=h)}"
+                out |= {f"{part}.weight_ih_l{k}": f"(gates x hidden {3 * h}, inputs {into[0]}: {into[1]}): {g}",
+                        f"{part}.weight_hh_l{k}": f"(gates x hidden {3 * h}, hidden {h}): {g}",
+                        f"{part}.bias_ih_l{k}": f"(gates x hidden {3 * h}): b_ir | b_iz | b_in of the {part}, layer {k}",
+                        f"{part}.bias_hh_l{k}": f"(gates x hidden {3 * h}): b_hr | b_hz | b_hn of the {part}, layer {k}"}
+        back = "reversed in time, " if self.config.reverse else ""
+        squash = "sigmoid of " if self.config.output == "sigmoid" else ""
+        return out | {
+            "to_code.weight": f"(code {code}, hidden {h}): code = tanh(the encoder's last layer's final state @ "
+                              "to_code.weight.T + to_code.bias)",
+            "to_code.bias": f"(code {code}): added before the code's tanh",
+            "from_code.weight": f"(layers x hidden {self.config.layers * h}, code {code}): the decoder's first state, "
+                                f"tanh(code @ from_code.weight.T + from_code.bias), reshaped (layers, hidden)",
+            "from_code.bias": f"(layers x hidden {self.config.layers * h}): added before the first state's tanh",
+            "readout.weight": f"(step features {feats}, hidden {h}): reconstruction = {squash}the decoder's states @ "
+                              f"readout.weight.T + readout.bias, {back}each step laid back as it was read",
+            "readout.bias": f"(step features {feats}): added to each step's reconstruction"}
+
     # --- the autoencoder ---------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:
         """(B, *input_shape) -> codes (B, code)."""

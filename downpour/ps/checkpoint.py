@@ -12,32 +12,41 @@ from typing import Any, Iterator
 
 from torch import Tensor
 
+from downpour.ps.sim_state import sim_layouts
 from downpour.ps.staleness import COLUMNS
 from downpour.train.checkpoint import CheckpointError, load_state, save_state
 from downpour.train.checkpoint_checks import check_counts, check_finite, check_streams
+from downpour.train.flat import ParamLayout
 
 ShardState = tuple[dict[str, Tensor], dict[str, Any]]
 SERVER = "server"  # the server checkpoint's stem under a run's checkpoints/
 
 
 def save_server(stem: str | Path, states: list[ShardState], meta: dict[str, Any],
-                driver: dict[str, Tensor] | None = None) -> None:
+                driver: dict[str, Tensor] | None = None, params: ParamLayout | None = None) -> None:
     """Write ``stem.safetensors`` (tensors ``shard<j>.<name>``, and the driver's own, e.g. the simulator's
-    ``sim.*``) and ``stem.json``."""
+    ``sim.*``) and ``stem.json``. ``params``: the trained model's flat layout, whose names and shapes each shard's
+    metadata then lists (without it, the metadata says only the shard's range)."""
     tensors = {f"shard{j}.{k}": v for j, (t, _) in enumerate(states) for k, v in t.items()}
-    save_state(stem, {**tensors, **(driver or {})}, {**meta, "shards": [m for _, m in states]}, _layouts(states))
+    save_state(stem, {**tensors, **(driver or {})}, {**meta, "shards": [m for _, m in states]},
+               _layouts(states, params) | sim_layouts(driver or {}, params))
 
 
-def _layouts(states: list[ShardState]) -> dict[str, str]:
+def _layouts(states: list[ShardState], params: ParamLayout | None = None) -> dict[str, str]:
     """Each shard's parameters and staleness log in words (the safetensors metadata, for a reader without downpour)."""
     out = {}
     for j, (t, m) in enumerate(states):
         start, end = m["start"], m["start"] + t["params"].numel()
-        out[f"shard{j}.params"] = (f"elements [{start}, {end}) of the model's trainable parameters laid end to end, "
-                                   "in the model's named_parameters order, each flattened row-major")
-        out[f"shard{j}.log"] = f"one row per push applied: ({', '.join(COLUMNS)})"
-        out |= {f"shard{j}.{name}": f"the server's update rule's ({m['rule']}) {name[len('rule.'):]}, a value per "
-                f"element of shard{j}.params" for name in t if name.startswith("rule.")}   # rule.sum_sq, rule.exp_avg..
+        held = f": {params.describe(start, end)}" if params is not None else ""
+        out[f"shard{j}.params"] = (f"(elements {end - start}): elements [{start}, {end}) of the model's trainable "
+                                   "parameters laid end to end, in the model's named_parameters order, each flattened "
+                                   f"row-major{held}")
+        if "log" in t:
+            out[f"shard{j}.log"] = (f"(pushes {len(t['log'])}, columns {len(COLUMNS)}): one row per push applied: "
+                                    f"({', '.join(COLUMNS)})")
+        out |= {f"shard{j}.{name}": f"(elements {t[name].numel()}): the server's update rule's ({m['rule']}) "
+                f"{name[len('rule.'):]}, a value per element of shard{j}.params"
+                for name in t if name.startswith("rule.")}   # rule.sum_sq, rule.exp_avg..
     return out
 
 

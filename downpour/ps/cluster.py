@@ -213,7 +213,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
         run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
         with restoring(run.checkpoints / SERVER):
             recorder = Recorder(cfg, run, coord, meta["elapsed"], meta.get("recorder"), cut_patches(setup.data),
-                                whole=resume and "sim" in meta)
+                                whole=resume and "sim" in meta, params=setup.layout)
     except BaseException:
         driver.close()
         raise

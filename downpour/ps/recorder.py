@@ -17,6 +17,7 @@ from downpour.ps.staleness import StalenessLog, staleness_report
 from downpour.ps.worker import OnPush, Push
 from downpour.train.checkpoint import CheckpointError
 from downpour.train.divergence import first_entry, first_trained
+from downpour.train.flat import ParamLayout
 from downpour.train.go_on import go_on
 from downpour.train.rundir import RunDir
 from downpour.train.telemetry import PartsMean, Telemetry
@@ -79,12 +80,14 @@ class Recorder:
     """Turns pushes into metrics lines (every ``train.log_every`` steps) and server checkpoints."""
 
     def __init__(self, cfg: RunConfig, run: RunDir, coord: Coordinator, elapsed: float = 0.0,
-                 saved: dict[str, Any] | None = None, patches: int | None = None, whole: bool = False):
+                 saved: dict[str, Any] | None = None, patches: int | None = None, whole: bool = False,
+                 params: ParamLayout | None = None):
         """``saved``: a resumed run's counters and the metrics row it was gathering (its checkpoint's ``recorder``);
         ``whole``: that checkpoint holds the driver's whole state (the simulator's, taken as a push was recorded);
         ``patches``: the patches per image a streamed patch run cuts, which each checkpoint records (a Ray
-        run's streams start afresh on resume, and the count computed then can differ: ``pipeline.keep_cut``)."""
-        self.cfg, self.run, self.coord, self.patches = cfg, run, coord, patches
+        run's streams start afresh on resume, and the count computed then can differ: ``pipeline.keep_cut``);
+        ``params``: the shards' flat layout, which each checkpoint's metadata lists (names, shapes, order)."""
+        self.cfg, self.run, self.coord, self.patches, self.params = cfg, run, coord, patches, params
         self.telemetry = ClusterTelemetry(run, cfg.train.steps, tensorboard=cfg.train.tensorboard, time_offset=elapsed,
                                           start_step=coord.done)
         self.elapsed0 = elapsed
@@ -190,7 +193,7 @@ class Recorder:
                              **first_entry(self.first),
                              "checkpoints": self.checkpoints + 1, "checkpoint_seconds": self.checkpoint_seconds},
                 **({"patches_per_image": self.patches} if self.patches else {}), **driver}
-        save_server(self.run.checkpoints / SERVER, states, self.run.stamped(meta), tensors)
+        save_server(self.run.checkpoints / SERVER, states, self.run.stamped(meta), tensors, self.params)
         self._whole = "sim" in driver
         write_staleness(self.run, self.cfg, states, self.coord)
 

@@ -8,6 +8,7 @@ Each ``*_state`` function returns ``(meta, tensors)``: JSON, and tensors named u
 from __future__ import annotations
 
 import heapq
+import re
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ from torch import Tensor
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.shard import Shard, stages_with_gradient
 from downpour.ps.worker import Push, Worker
+from downpour.train.flat import ParamLayout
 from downpour.train.telemetry import PartsMean
 
 State = tuple[dict[str, Any], dict[str, Tensor]]
@@ -130,6 +132,30 @@ def restore_copies(shard: Shard, meta: dict[str, Any], tensors: dict[str, Tensor
                      for w, versions in meta["kept"].items()}
     shard._arrived = {int(w): {int(s): b for s, b in a.items()} for w, a in meta["arrived"].items()}
     shard._next = {int(w): n for w, n in meta["next"].items()}
+
+
+def sim_layouts(tensors: dict[str, Tensor], params: ParamLayout | None = None) -> dict[str, str]:
+    """:func:`whole_state`'s tensors' meanings in words, for the server checkpoint's metadata (a reader without
+    downpour); ``params``: the flat layout of a replica's trainable parameters, listed where a tensor is one."""
+    held = f": {params.describe()}" if params is not None else ""
+    flat = f"the model's trainable parameters laid end to end in named_parameters order, each row-major{held}"
+    words = [(re.compile(r"sim\.w(\d+)\.params"), "worker {0}'s replica's parameters, " + flat),
+             (re.compile(r"sim\.w(\d+)\.acc"), "the push worker {0} is building: its gradients summed, one per "
+              "element of sim.w{0}.params"),
+             (re.compile(r"sim\.w(\d+)\.buffer\.(.+)"), "worker {0}'s replica's buffer {1} (the model's state-dict name)"),
+             (re.compile(r"sim\.w(\d+)\.(torch|cuda)_rng"), "worker {0}'s torch {1} RNG state (bytes)"),
+             (re.compile(r"sim\.h(\d+)\.grad(\d+)"), "the push of event {0} in flight (the heap's order): its "
+              "gradient for shard {1}, one per element of shard{1}.params"),
+             (re.compile(r"sim\.dc(\d+)\.(\d+)\.(\d+)"), "DC-ASGD's copy of shard{0}.params as worker {1} fetched "
+              "it at version {2}")]
+    out = {}
+    for name, t in tensors.items():
+        for pattern, text in words:
+            if m := pattern.fullmatch(name):
+                shape = f"(elements {t.numel()})" if t.dim() == 1 else f"(shape {list(t.shape)})"
+                out[name] = f"{shape}: {text.format(*m.groups())}"
+                break
+    return out
 
 
 def whole_state(sim: Any) -> State:

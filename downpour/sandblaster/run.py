@@ -109,16 +109,32 @@ def _boundary(pool: Any, coord: Coordinator) -> dict[str, Any]:
     return {"pool": copy.deepcopy(pool.state()), "coordinator": copy.deepcopy(coord.state()), "log": len(coord.log)}
 
 
+def _layouts(setup: ClusterSetup) -> dict[str, str]:
+    """The checkpoint's shard tensors in words (its safetensors metadata, for a reader without downpour): shard j's
+    slice of the parameters, of their gradient and of L-BFGS's pairs, in ``sandblaster.precision``."""
+    out = {}
+    for j, (a, b) in enumerate(setup.bounds):
+        n, held = b - a, setup.layout.describe(a, b)
+        out[f"shard{j}.w"] = (f"(elements {n}): elements [{a}, {b}) of the model's trainable parameters laid end to "
+                              f"end, in the model's named_parameters order, each flattened row-major: {held}")
+        out[f"shard{j}.g"] = f"(elements {n}): the batch-mean gradient at shard{j}.w, element for element"
+        for i in range(setup.cfg.sandblaster.history):
+            pair = f"L-BFGS's stored pair {i} (oldest first), element for element with shard{j}.w: "
+            out[f"shard{j}.s{i}"] = f"(elements {n}): {pair}s = the step taken in w"
+            out[f"shard{j}.y{i}"] = f"(elements {n}): {pair}y = the change in the gradient over that step"
+    return out
+
+
 def _save(run: RunDir, pool: Any, coord: Coordinator, progress: _Progress,
-          boundary: dict[str, Any] | None = None) -> None:
+          boundary: dict[str, Any] | None = None, layouts: dict[str, str] | None = None) -> None:
     """Checkpoint the shards and the run's progress; ``boundary`` (:func:`_boundary`): for a stop
-    mid-iteration, the pool's and coordinator's state at the last iteration's end."""
+    mid-iteration, the pool's and coordinator's state at the last iteration's end; ``layouts``: :func:`_layouts`."""
     states = pool.group.call("state_dict")
     tensors = {f"shard{j}.{k}": v for j, state in enumerate(states) for k, v in state.items()}
     at = boundary or _boundary(pool, coord)
     meta = {**progress.meta(), "batches": progress.batches[:at["log"]], "coordinator": at["coordinator"],
             "shards": len(states), "pool": at["pool"]}              # the simulator's clock, generators, copies
-    save_state(run.checkpoints / CHECKPOINT, tensors, run.stamped(meta))
+    save_state(run.checkpoints / CHECKPOINT, tensors, run.stamped(meta), layouts)
 
 
 def _restore(run: RunDir, shards: list[HistoryShard]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -177,6 +193,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
     progress.batches = coord.log
     telemetry = Telemetry(run, total, tensorboard=cfg.train.tensorboard, time_offset=progress.elapsed, start_step=start)
     n_stages, t0, elapsed0 = setup.model.n_stages, time.perf_counter(), progress.elapsed
+    layouts = _layouts(setup)
     last = None
     it = start
     boundary = _boundary(pool, coord)        # (updated at the end of every iteration)
@@ -216,16 +233,16 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
                         it = progress.iteration = later
                 boundary = _boundary(pool, coord)
                 if cfg.cluster.checkpoint_every and progress.iteration % cfg.cluster.checkpoint_every == 0:
-                    _save(run, pool, coord, progress, boundary)
+                    _save(run, pool, coord, progress, boundary, layouts)
             if stop:
                 break
-        _save(run, pool, coord, progress, boundary)
+        _save(run, pool, coord, progress, boundary, layouts)
         params = [p.cpu() for p in pool.group.call("params")]
         info = pool.info()
     except BaseException:
         try:   # keep the iterations done (the shards still hold the last accepted point); a second Ctrl-C waits
             with stop_record("the run's checkpoint"):
-                _save(run, pool, coord, progress, boundary)
+                _save(run, pool, coord, progress, boundary, layouts)
                 log.warning("stopped after L-BFGS iteration %d; checkpoint saved: %s goes on", progress.iteration,
                             go_on(run.path))
         except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)

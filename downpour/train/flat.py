@@ -22,6 +22,20 @@ class ParamLayout:
                 n += p.numel()
         self.numel = n
 
+    def describe(self, start: int = 0, end: int | None = None) -> str:
+        """What elements [start, end) of the flat vector hold, in words, for a checkpoint's metadata: each
+        parameter they cover, in order, with its place in the slice, its name and shape, and which of its
+        row-major elements when the slice cuts it (a reader without downpour splits a shard with this)."""
+        end = self.numel if end is None else end
+        parts = []
+        for name, offset, shape in zip(self.names, self.offsets, self.shapes):
+            n = shape.numel()
+            a, b = max(start, offset), min(end, offset + n)
+            if a < b:
+                cut = "" if (a, b) == (offset, offset + n) else f" (its elements [{a - offset}, {b - offset}))"
+                parts.append(f"[{a - start}, {b - start}) {name} {list(shape)}{cut}")
+        return "; ".join(parts)
+
     def params(self, model: nn.Module) -> list[nn.Parameter]:
         """The model's trainable parameters in layout order. A caller that steps the same model many
         times (a worker) keeps this list and passes it to the ``*_list`` methods: looking the

@@ -21,6 +21,7 @@ from downpour.models.registry import build
 from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
 from downpour.train.checkpoint_checks import check_counts, check_dtypes, check_finite, check_streams
 from downpour.train.divergence import first_entry, first_trained
+from downpour.train.opt_layouts import optimizer_layouts
 from downpour.train.go_on import go_on
 from downpour.train.rundir import RunDir
 from downpour.train.setup import make_optimizer, resolve_device, set_up_torch, stage_for_step
@@ -54,7 +55,10 @@ def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: 
              | first_entry(first))
     save_state(run.checkpoints / "local", tensors,
                run.stamped({**meta, "step": step, "skipped": skipped, "elapsed": elapsed, **extra}),
-               {f"model.{k}": v for k, v in model.tensor_layouts().items()})
+               {f"model.{k}": v for k, v in model.tensor_layouts().items()}
+               | optimizer_layouts(opt, {id(p): f"model.{k}" for k, p in model.named_parameters()})
+               | {k: f"(bytes {v.numel()}): torch's {'CPU' if k == 'rng.torch' else 'GPU'} random generator state after "
+                  "the step (torch.set_rng_state)" for k, v in rng.items()})
 
 
 def _restore(run: RunDir, model, opt, device: torch.device) -> tuple[int, int, float, dict[str, int] | None, PartsMean,
