@@ -134,3 +134,24 @@ def test_a_simulated_cluster_checkpoint_says_every_tensors_layout(tmp_path, algo
     for key, p in model.named_parameters():
         if p.requires_grad:
             torch.testing.assert_close(rebuilt[key], p.detach(), rtol=0, atol=0, msg=key)
+
+
+def test_a_model_parallel_servers_shards_say_where_each_block_goes_in_the_merged_model(tmp_path):
+    from downpour.parallel import merge_model, partition_model
+    from downpour.parallel.partition import partition_layouts
+
+    model = partition_model(create_model("cat-demo", tile=0), 2)
+    layout = ParamLayout(model)
+    vec = layout.params_to_vector(model)
+    half = layout.numel // 2
+    states = [({"params": vec[:half].clone()}, {"start": 0}), ({"params": vec[half:].clone()}, {"start": half})]
+    save_server(tmp_path / "server", states, {"step": 0}, params=layout, words=partition_layouts(model))
+    meta, tensors = _read(tmp_path / "server.safetensors")
+    said = [meta[f"layout.shard{j}.params"] for j in range(2)]
+    rebuilt = _rebuild(said, [tensors[f"shard{j}.params"] for j in range(2)])
+    merged = dict(merge_model(model).named_parameters())
+    blocks = re.findall(r"(partitions\.\d+\.weights\.\d+) \[[\d, ]*\][^=]* = .*?output rows \[(\d+), (\d+)\) and "
+                        r"columns \[(\d+), (\d+)\) of the merged model's (\S+?)(?:;|$)", " ".join(said))
+    assert len(blocks) == 2 * 2         # 2 partitions of 2 untied stages
+    for name, r0, r1, c0, c1, target in blocks:
+        assert torch.equal(merged[target][int(r0):int(r1), int(c0):int(c1)], rebuilt[name]), name

@@ -1,6 +1,7 @@
 """docs/read_run.py reads a cat network's run without downpour (json, numpy, torch, safetensors) and gets downpour's
 stage-1 features of new images from the files alone; model.safetensors and preprocess.safetensors say in their
 metadata what each tensor's axes mean (docs/training.md, "Reading a run without downpour")."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,11 +83,25 @@ def test_the_autoencoders_tensors_say_their_layout_too(tmp_path, name, options):
     assert keys and all(f"layout.{k}" in meta for k in keys), (keys, sorted(meta))
 
 
-def test_a_partitioned_cat_network_says_no_layout_for_its_blocks_rather_than_failing():
-    """A model split for model parallelism (its filters block by block) names no stage tensor; merged, it says all."""
+@pytest.mark.parametrize("options", [{}, {"tile": 0, "decoder": "untied"}])
+def test_a_partitioned_cat_network_says_what_its_blocks_and_shared_banks_are(options):
+    """A model split for model parallelism (its filters block by block, the server shards' tensors) says each block's
+    place in the merged model's tensor; merged, it says the stages' own layouts."""
     from downpour.models.registry import create_model
     from downpour.parallel import merge_model, partition_model
+    from downpour.parallel.partition import partition_layouts
 
-    model = partition_model(create_model("cat-demo"), 2)
+    model = partition_model(create_model("cat-demo", **options), 2)
     assert model.tensor_layouts() == {}
-    assert "stage 1's filters: (tile rows " in merge_model(model).tensor_layouts()["stages.0.filter.weight"]
+    said = partition_layouts(model)
+    trainable = [name for name, p in model.named_parameters()]
+    assert trainable and all(name in said for name in trainable), (trainable, sorted(said))
+    merged = merge_model(model)
+    full = dict(merged.named_parameters())
+    for name, p in model.named_parameters():
+        assert str(list(p.shape))[1:-1] == ", ".join(re.findall(r" (\d+)(?=[,)])", said[name].split(":")[0])), name
+        if name.startswith("partitions."):        # the block is where its words put it in the merged tensor
+            rows, cols = [tuple(map(int, r)) for r in re.findall(r"\[(\d+), (\d+)\)", said[name])]
+            target = re.search(r"merged model's (\S+)$", said[name]).group(1)
+            assert torch.equal(full[target][rows[0]:rows[1], cols[0]:cols[1]], p), name
+    assert "stage 1's filters: (tile rows " in merged.tensor_layouts()["stages.0.filter.weight"]

@@ -268,7 +268,8 @@ class CatNet(FeatureModel):
 
     def tensor_layouts(self) -> dict[str, str]:
         """Each stage's filters and untied decoder, in words (model.safetensors' metadata); none for a partitioned
-        stage (its blocks' tensors have other names; a run saves the merged model, downpour.parallel.merge_model)."""
+        stage (a run saves the merged model, downpour.parallel.merge_model; the blocks and shared banks a model-parallel
+        run's server shards hold: downpour.parallel.partition.partition_layouts)."""
         plain = [(i, s) for i, s in enumerate(self.stages) if isinstance(s.filter, LocallyConnected2d)]
         out = {f"stages.{i}.filter.weight": f"stage {i + 1}'s filters: {s.filter.weight_layout()}" for i, s in plain}
         out |= {f"stages.{i}.decoder_weight": f"stage {i + 1}'s untied decoder, the filters' shape, used as "

@@ -244,6 +244,31 @@ def partition_model(model: FeatureModel, k: int) -> FeatureModel:
     return model
 
 
+def partition_layouts(model: FeatureModel) -> dict[str, str]:
+    """A partitioned model's own tensors in words, for a checkpoint's metadata: each partition's blocks of the untied
+    stages' filters and decoders, and the tiled stages' shared banks, as parts of the merged model's tensors
+    (:func:`merge_model`; model.safetensors says what those are); {} for a model that is not partitioned."""
+    stages = getattr(model, "stages", ())
+    out = {}
+    for p, part in enumerate(getattr(model, "partitions", ())):
+        for kind, group, at in (("filters", "weights", part.stages), ("untied decoder", "decoders", part.decoder_stages)):
+            for j, i in enumerate(at):
+                b, (h, w, m, c, k, _) = stages[i].filter.blocks[p], getattr(part, group)[j].shape
+                out[f"partitions.{p}.{group}.{j}"] = (
+                    f"(block rows {h}, block columns {w}, maps {m}, input channels {c}, kernel rows {k}, kernel columns "
+                    f"{k}): partition {p}'s block of stage {i + 1}'s {kind}, output rows [{b.rows.start}, {b.rows.stop}) "
+                    f"and columns [{b.cols.start}, {b.cols.stop}) of the merged model's "
+                    f"stages.{i}.{'filter.weight' if group == 'weights' else 'decoder_weight'}")
+    for group, kind, merged in (("shared_banks", "filters", "filter.weight"),
+                                ("shared_decoders", "untied decoder", "decoder_weight")):
+        for i, banks in getattr(model, group, {}).items():
+            th, tw, m, c, k, _ = banks.shape
+            out[f"{group}.{i}"] = (f"(tile rows {th}, tile columns {tw}, maps {m}, input channels {c}, kernel rows {k}, "
+                                   f"kernel columns {k}): stage {int(i) + 1}'s tiled {kind}, one copy every partition "
+                                   f"uses: the merged model's stages.{i}.{merged}, as stored")
+    return out
+
+
 def merge_model(model: FeatureModel) -> FeatureModel:
     """A copy of a partitioned ``model`` as the plain model (one untied or tiled layer per stage): what is
     saved and analysed. An unpartitioned model is returned as is."""

@@ -23,21 +23,24 @@ SERVER = "server"  # the server checkpoint's stem under a run's checkpoints/
 
 
 def save_server(stem: str | Path, states: list[ShardState], meta: dict[str, Any],
-                driver: dict[str, Tensor] | None = None, params: ParamLayout | None = None) -> None:
+                driver: dict[str, Tensor] | None = None, params: ParamLayout | None = None,
+                words: dict[str, str] | None = None) -> None:
     """Write ``stem.safetensors`` (tensors ``shard<j>.<name>``, and the driver's own, e.g. the simulator's
     ``sim.*``) and ``stem.json``. ``params``: the trained model's flat layout, whose names and shapes each shard's
-    metadata then lists (without it, the metadata says only the shard's range)."""
+    metadata then lists (without it, the metadata says only the shard's range); ``words``: what some of those
+    parameters are (:meth:`~downpour.train.flat.ParamLayout.describe`'s)."""
     tensors = {f"shard{j}.{k}": v for j, (t, _) in enumerate(states) for k, v in t.items()}
     save_state(stem, {**tensors, **(driver or {})}, {**meta, "shards": [m for _, m in states]},
-               _layouts(states, params) | sim_layouts(driver or {}, params))
+               _layouts(states, params, words) | sim_layouts(driver or {}, params, words))
 
 
-def _layouts(states: list[ShardState], params: ParamLayout | None = None) -> dict[str, str]:
+def _layouts(states: list[ShardState], params: ParamLayout | None = None,
+             words: dict[str, str] | None = None) -> dict[str, str]:
     """Each shard's parameters and staleness log in words (the safetensors metadata, for a reader without downpour)."""
     out = {}
     for j, (t, m) in enumerate(states):
         start, end = m["start"], m["start"] + t["params"].numel()
-        held = f": {params.describe(start, end)}" if params is not None else ""
+        held = f": {params.describe(start, end, words)}" if params is not None else ""
         out[f"shard{j}.params"] = (f"(elements {end - start}): elements [{start}, {end}) of the model's trainable "
                                    "parameters laid end to end, in the model's named_parameters order, each flattened "
                                    f"row-major{held}")

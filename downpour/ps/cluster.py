@@ -23,7 +23,7 @@ from downpour.data.pipeline import (check_resumed_on, cut_patches, keep_cut, rec
                                     run_data_info, say_resumed_at)
 from downpour.data.summary import summary_data
 from downpour.errors import Diverged, DownpourError, RunError
-from downpour.parallel.partition import merge_model
+from downpour.parallel.partition import merge_model, partition_layouts
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
 from downpour.ps.compensation import make_compensation
 from downpour.ps.coordinator import Coordinator
@@ -213,7 +213,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
         run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
         with restoring(run.checkpoints / SERVER):
             recorder = Recorder(cfg, run, coord, meta["elapsed"], meta.get("recorder"), cut_patches(setup.data),
-                                whole=resume and "sim" in meta, params=setup.layout)
+                                whole=resume and "sim" in meta, params=setup.layout,
+                                words=partition_layouts(setup.model))
     except BaseException:
         driver.close()
         raise

@@ -81,13 +81,15 @@ class Recorder:
 
     def __init__(self, cfg: RunConfig, run: RunDir, coord: Coordinator, elapsed: float = 0.0,
                  saved: dict[str, Any] | None = None, patches: int | None = None, whole: bool = False,
-                 params: ParamLayout | None = None):
+                 params: ParamLayout | None = None, words: dict[str, str] | None = None):
         """``saved``: a resumed run's counters and the metrics row it was gathering (its checkpoint's ``recorder``);
         ``whole``: that checkpoint holds the driver's whole state (the simulator's, taken as a push was recorded);
         ``patches``: the patches per image a streamed patch run cuts, which each checkpoint records (a Ray
         run's streams start afresh on resume, and the count computed then can differ: ``pipeline.keep_cut``);
-        ``params``: the shards' flat layout, which each checkpoint's metadata lists (names, shapes, order)."""
-        self.cfg, self.run, self.coord, self.patches, self.params = cfg, run, coord, patches, params
+        ``params``: the shards' flat layout, which each checkpoint's metadata lists (names, shapes, order), and
+        ``words``: what some of those parameters are (a partitioned model's blocks)."""
+        self.cfg, self.run, self.coord, self.patches = cfg, run, coord, patches
+        self.params, self.words = params, words
         self.telemetry = ClusterTelemetry(run, cfg.train.steps, tensorboard=cfg.train.tensorboard, time_offset=elapsed,
                                           start_step=coord.done)
         self.elapsed0 = elapsed
@@ -193,7 +195,8 @@ class Recorder:
                              **first_entry(self.first),
                              "checkpoints": self.checkpoints + 1, "checkpoint_seconds": self.checkpoint_seconds},
                 **({"patches_per_image": self.patches} if self.patches else {}), **driver}
-        save_server(self.run.checkpoints / SERVER, states, self.run.stamped(meta), tensors, self.params)
+        save_server(self.run.checkpoints / SERVER, states, self.run.stamped(meta), tensors, self.params,
+                    self.words)
         self._whole = "sim" in driver
         write_staleness(self.run, self.cfg, states, self.coord)
 

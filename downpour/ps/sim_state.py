@@ -134,10 +134,12 @@ def restore_copies(shard: Shard, meta: dict[str, Any], tensors: dict[str, Tensor
     shard._next = {int(w): n for w, n in meta["next"].items()}
 
 
-def sim_layouts(tensors: dict[str, Tensor], params: ParamLayout | None = None) -> dict[str, str]:
+def sim_layouts(tensors: dict[str, Tensor], params: ParamLayout | None = None,
+                words: dict[str, str] | None = None) -> dict[str, str]:
     """:func:`whole_state`'s tensors' meanings in words, for the server checkpoint's metadata (a reader without
-    downpour); ``params``: the flat layout of a replica's trainable parameters, listed where a tensor is one."""
-    held = f": {params.describe()}" if params is not None else ""
+    downpour); ``params``: the flat layout of a replica's trainable parameters, listed where a tensor is one
+    (``words``: :meth:`~downpour.train.flat.ParamLayout.describe`'s)."""
+    held = f": {params.describe(words=words)}" if params is not None else ""
     flat = f"the model's trainable parameters laid end to end in named_parameters order, each row-major{held}"
     words = [(re.compile(r"sim\.w(\d+)\.params"), "worker {0}'s replica's parameters, " + flat),
              (re.compile(r"sim\.w(\d+)\.acc"), "the push worker {0} is building: its gradients summed, one per "

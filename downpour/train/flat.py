@@ -22,10 +22,11 @@ class ParamLayout:
                 n += p.numel()
         self.numel = n
 
-    def describe(self, start: int = 0, end: int | None = None) -> str:
+    def describe(self, start: int = 0, end: int | None = None, words: dict[str, str] | None = None) -> str:
         """What elements [start, end) of the flat vector hold, in words, for a checkpoint's metadata: each
         parameter they cover, in order, with its place in the slice, its name and shape, and which of its
-        row-major elements when the slice cuts it (a reader without downpour splits a shard with this)."""
+        row-major elements when the slice cuts it (a reader without downpour splits a shard with this);
+        ``words``: name -> what a parameter is, said after its name (a partitioned model's blocks)."""
         end = self.numel if end is None else end
         parts = []
         for name, offset, shape in zip(self.names, self.offsets, self.shapes):
@@ -33,7 +34,8 @@ class ParamLayout:
             a, b = max(start, offset), min(end, offset + n)
             if a < b:
                 cut = "" if (a, b) == (offset, offset + n) else f" (its elements [{a - offset}, {b - offset}))"
-                parts.append(f"[{a - start}, {b - start}) {name} {list(shape)}{cut}")
+                said = f" = {words[name]}" if words and name in words else ""
+                parts.append(f"[{a - start}, {b - start}) {name} {list(shape)}{cut}{said}")
         return "; ".join(parts)
 
     def params(self, model: nn.Module) -> list[nn.Parameter]:
