@@ -108,10 +108,11 @@ class RNNAutoencoder(FeatureModel):
             for k in range(self.config.layers):
                 into = (n_in, what) if k == 0 else (h, f"layer {k}'s states")
                 g = f"the {part} {gru.format(h=h)}"
-                out |= {f"{part}.weight_ih_l{k}": f"(gates x hidden {3 * h}, inputs {into[0]}: {into[1]}): {g}",
-                        f"{part}.weight_hh_l{k}": f"(gates x hidden {3 * h}, hidden {h}): {g}",
-                        f"{part}.bias_ih_l{k}": f"(gates x hidden {3 * h}): b_ir | b_iz | b_in of the {part}, layer {k}",
-                        f"{part}.bias_hh_l{k}": f"(gates x hidden {3 * h}): b_hr | b_hz | b_hn of the {part}, layer {k}"}
+                rows = f"(gates x hidden {3 * h}"
+                out |= {f"{part}.weight_ih_l{k}": f"{rows}, inputs {into[0]}: {into[1]}): {g}",
+                        f"{part}.weight_hh_l{k}": f"{rows}, hidden {h}): {g}",
+                        f"{part}.bias_ih_l{k}": f"{rows}): b_ir | b_iz | b_in of the {part}, layer {k}",
+                        f"{part}.bias_hh_l{k}": f"{rows}): b_hr | b_hz | b_hn of the {part}, layer {k}"}
         back = "reversed in time, " if self.config.reverse else ""
         squash = "sigmoid of " if self.config.output == "sigmoid" else ""
         return out | {

@@ -141,18 +141,19 @@ def sim_layouts(tensors: dict[str, Tensor], params: ParamLayout | None = None,
     (``words``: :meth:`~downpour.train.flat.ParamLayout.describe`'s)."""
     held = f": {params.describe(words=words)}" if params is not None else ""
     flat = f"the model's trainable parameters laid end to end in named_parameters order, each row-major{held}"
-    words = [(re.compile(r"sim\.w(\d+)\.params"), "worker {0}'s replica's parameters, " + flat),
-             (re.compile(r"sim\.w(\d+)\.acc"), "the push worker {0} is building: its gradients summed, one per "
-              "element of sim.w{0}.params"),
-             (re.compile(r"sim\.w(\d+)\.buffer\.(.+)"), "worker {0}'s replica's buffer {1} (the model's state-dict name)"),
-             (re.compile(r"sim\.w(\d+)\.(torch|cuda)_rng"), "worker {0}'s torch {1} RNG state (bytes)"),
-             (re.compile(r"sim\.h(\d+)\.grad(\d+)"), "the push of event {0} in flight (the heap's order): its "
-              "gradient for shard {1}, one per element of shard{1}.params"),
-             (re.compile(r"sim\.dc(\d+)\.(\d+)\.(\d+)"), "DC-ASGD's copy of shard{0}.params as worker {1} fetched "
-              "it at version {2}")]
+    patterns = [(re.compile(r"sim\.w(\d+)\.params"), "worker {0}'s replica's parameters, " + flat),
+                (re.compile(r"sim\.w(\d+)\.acc"), "the push worker {0} is building: its gradients summed, one per "
+                 "element of sim.w{0}.params"),
+                (re.compile(r"sim\.w(\d+)\.buffer\.(.+)"), "worker {0}'s replica's buffer {1} (its state-dict name)"),
+                (re.compile(r"sim\.w(\d+)\.(torch|cuda)_rng"),
+                 "worker {0}'s torch random generator state ({1}, bytes)"),
+                (re.compile(r"sim\.h(\d+)\.grad(\d+)"), "the push of event {0} in flight (the heap's order): its "
+                 "gradient for shard {1}, one per element of shard{1}.params"),
+                (re.compile(r"sim\.dc(\d+)\.(\d+)\.(\d+)"), "DC-ASGD's copy of shard{0}.params as worker {1} fetched "
+                 "it at version {2}")]
     out = {}
     for name, t in tensors.items():
-        for pattern, text in words:
+        for pattern, text in patterns:
             if m := pattern.fullmatch(name):
                 shape = f"(elements {t.numel()})" if t.dim() == 1 else f"(shape {list(t.shape)})"
                 out[name] = f"{shape}: {text.format(*m.groups())}"

@@ -57,8 +57,8 @@ def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: 
                run.stamped({**meta, "step": step, "skipped": skipped, "elapsed": elapsed, **extra}),
                {f"model.{k}": v for k, v in model.tensor_layouts().items()}
                | optimizer_layouts(opt, {id(p): f"model.{k}" for k, p in model.named_parameters()})
-               | {k: f"(bytes {v.numel()}): torch's {'CPU' if k == 'rng.torch' else 'GPU'} random generator state after "
-                  "the step (torch.set_rng_state)" for k, v in rng.items()})
+               | {k: f"(bytes {v.numel()}): torch's {'CPU' if k == 'rng.torch' else 'GPU'} random generator state "
+                  "after the step (torch.set_rng_state)" for k, v in rng.items()})
 
 
 def _restore(run: RunDir, model, opt, device: torch.device) -> tuple[int, int, float, dict[str, int] | None, PartsMean,

@@ -16,9 +16,9 @@ _OPT_WORDS = {"step": "the updates this parameter has had (a float)", "sum": "Ad
 
 
 def optimizer_layouts(opt: AnyOptimiser, names: dict[int, str]) -> dict[str, str]:
-    """:func:`~downpour.train.checkpoint.optimizer_state`'s tensors' meanings in words, for the checkpoint's metadata: ``opt.<i>.<key>`` is
-    ``key`` of the parameter numbered ``i`` in param_groups' order, named here as the model's state-dict name
-    (``names``: ``id(parameter)`` -> name, e.g. ``model.`` + named_parameters' names)."""
+    """:func:`~downpour.train.checkpoint.optimizer_state`'s tensors' meanings in words, for the checkpoint's
+    metadata: ``opt.<i>.<key>`` is ``key`` of the parameter numbered ``i`` in param_groups' order, named here as the
+    model's state-dict name (``names``: ``id(parameter)`` -> name, e.g. ``model.`` + named_parameters' names)."""
     params = [p for group in opt.param_groups for p in group["params"]]
     out = {}
     for idx, state in opt.state_dict()["state"].items():
