@@ -16,7 +16,7 @@ from downpour.ps.sim_state import sim_layouts
 from downpour.ps.staleness import COLUMNS
 from downpour.train.checkpoint import CheckpointError, load_state, save_state
 from downpour.train.checkpoint_checks import check_counts, check_finite, check_streams
-from downpour.train.flat import ParamLayout
+from downpour.train.flat import ParamLayout, slice_words
 
 ShardState = tuple[dict[str, Tensor], dict[str, Any]]
 SERVER = "server"  # the server checkpoint's stem under a run's checkpoints/
@@ -40,10 +40,7 @@ def _layouts(states: list[ShardState], params: ParamLayout | None = None,
     out = {}
     for j, (t, m) in enumerate(states):
         start, end = m["start"], m["start"] + t["params"].numel()
-        held = f": {params.describe(start, end, words)}" if params is not None else ""
-        out[f"shard{j}.params"] = (f"(elements {end - start}): elements [{start}, {end}) of the model's trainable "
-                                   "parameters laid end to end, in the model's named_parameters order, each flattened "
-                                   f"row-major{held}")
+        out[f"shard{j}.params"] = slice_words(start, end, params, words)
         if "log" in t:
             out[f"shard{j}.log"] = (f"(pushes {len(t['log'])}, columns {len(COLUMNS)}): one row per push applied: "
                                     f"({', '.join(COLUMNS)})")

@@ -33,6 +33,7 @@ from downpour.train.checkpoint import CheckpointError, load_state, save_state, v
 from downpour.train.checkpoint_checks import check_finite
 from downpour.train.config_record import splits_steps
 from downpour.train.divergence import first_entry, first_trained
+from downpour.train.flat import slice_words
 from downpour.train.go_on import go_on
 from downpour.train.rundir import RunDir, ends_at_stop
 from downpour.train.run_begin import saving_words
@@ -114,9 +115,8 @@ def _layouts(setup: ClusterSetup) -> dict[str, str]:
     slice of the parameters, of their gradient and of L-BFGS's pairs, in ``sandblaster.precision``."""
     out = {}
     for j, (a, b) in enumerate(setup.bounds):
-        n, held = b - a, setup.layout.describe(a, b)
-        out[f"shard{j}.w"] = (f"(elements {n}): elements [{a}, {b}) of the model's trainable parameters laid end to "
-                              f"end, in the model's named_parameters order, each flattened row-major: {held}")
+        n = b - a
+        out[f"shard{j}.w"] = slice_words(a, b, setup.layout)
         out[f"shard{j}.g"] = f"(elements {n}): the batch-mean gradient at shard{j}.w, element for element"
         for i in range(setup.cfg.sandblaster.history):
             pair = f"L-BFGS's stored pair {i} (oldest first), element for element with shard{j}.w: "

@@ -89,3 +89,11 @@ def load_frozen(model: nn.Module, frozen: dict[str, Tensor]) -> None:
     with torch.no_grad():
         for name, value in frozen.items():
             named[name].copy_(value)
+
+
+def slice_words(start: int, end: int, layout: ParamLayout | None = None, words: dict[str, str] | None = None) -> str:
+    """Elements [start, end) of the flat vector in words, for a checkpoint's metadata (a shard's slice): its length
+    (``(elements N)``), its place, and with ``layout``, :meth:`ParamLayout.describe`'s list of what it holds."""
+    held = f": {layout.describe(start, end, words)}" if layout is not None else ""
+    return (f"(elements {end - start}): elements [{start}, {end}) of the model's trainable parameters laid end to end, "
+            f"in the model's named_parameters order, each flattened row-major{held}")
