@@ -42,7 +42,13 @@ TRAINED = {"maps-2": (("model.maps", (8, 2)),),      # stage 2 with 2 maps: a 72
            # map (4x4 filters: a 3x3 map, pooled 3x3 to 1x1; field 22 + 3*2 + 2*2 = 32, the whole crop), 64 maps; 450
            # greedy steps, 150 a stage as the cat cell's two (so stages 1-2 train as the cat cell's do)
            "three": (("model.maps", (8, 8, 64)), ("model.kernels", (8, 5, 4)), ("model.strides", (1, 1, 1)),
-                     ("model.pools", (3, 3, 3)), ("model.pool_strides", (2, 1, 1)), ("train.steps", 450))}
+                     ("model.pools", (3, 3, 3)), ("model.pool_strides", (2, 1, 1)), ("train.steps", 450)),
+           # part 4: a whole-field top that keeps its L2 pooling. A 10x10 filter on stage 1's 12x12 map gives a 3x3 map
+           # (tile 2: 4 banks), pooled 3x3 to 1x1: each filter sees 10 + 9*2 = 28 pixels, each pooled unit 32, the
+           # whole crop, pooled over 9 positions; 64 maps, as whole-64. "whole-pool-2": an 11x11 filter (30 pixels), a
+           # 2x2 map pooled 2x2 (4 positions, at tile 2 each its own weights)
+           "whole-pool": (("model.maps", (8, 64)), ("model.kernels", (8, 10)), ("model.pools", (3, 3))),
+           "whole-pool-2": (("model.maps", (8, 64)), ("model.kernels", (8, 11)), ("model.pools", (3, 2)))}
 FIGURES = ("face_owed_controls", "face_auc_controls", "face_auc_controls_no_faces", "face_owed_lfw", "face_auc_lfw")
 EXTRA = ("code_dims", "edge_fraction", "final_loss")
 
