@@ -3,6 +3,8 @@ suspect, paired by seed, "what the faces gave" (``face_owed_controls``) measured
 
     .venv/bin/python bench/architectures_why_cat.py run --variants cat,maps-2,no-pool --out cells.jsonl 0 1 ... 7
     .venv/bin/python bench/architectures_why_cat.py summary cells.jsonl
+    .venv/bin/python bench/architectures_why_cat.py summary cells.jsonl --primary whole-pool \\
+        --family whole-64,whole-pool-2,whole-pool:whole-64
 
 ``cat`` is Q7's own cell of the cat arm, unchanged (:meth:`ArchitecturesStudy.cell_config`, its 300 steps, one torch
 thread, ``train_and_measure``'s steps: the run, its no-faces twin ``data.train_faces = 0``, ``measure_run`` with the
@@ -12,8 +14,9 @@ read differs. The trained variants (``TRAINED``) are the study built with one ``
 (``study_class("architectures")(sets=...)``, as ``downpour study architectures --set KEY=VALUE`` would build every
 cell), run as the cat cell is. ``summary`` prints, per variant, each figure's mean and Student's t 95% interval, its
 paired difference with the cat cell (variant - cat) and p (:mod:`downpour.studies.stats`), and Holm's adjusted p over
-the variants' differences in ``face_owed_controls``. The page docs/studies/architectures-why-cat-2026-12-06.md is
-``run`` and ``summary`` of its cells.
+the variants' differences in ``face_owed_controls`` (``--primary``: one pre-registered comparison left out of that
+family; ``--family``: the comparisons it adjusts, ``A:B`` pairing two variants). The page
+docs/studies/architectures-why-cat-2026-12-06.md is ``run`` and ``summary`` of its cells.
 """
 from __future__ import annotations
 
@@ -131,9 +134,25 @@ def run(variants: list[str], out: str, seeds: list[int]) -> None:
             print(r["variant"], seed, r["cpu_s"], {k: round(r[k], 4) for k in FIGURES if k in r}, flush=True)
 
 
-def summary(path: str) -> None:
+def _fmt(t: tuple[float, float, float]) -> str:
+    return f"{t[0]:+.3f} [{t[1]:+.3f}, {t[2]:+.3f}]"
+
+
+def _versus(cells: dict[str, dict[int, dict]], name: str, base: str, figure: str) -> tuple[list[int], tuple, float]:
+    """``name`` minus ``base`` in ``figure``, paired by seed: (the seeds both have, mean [95% interval], p)."""
+    from downpour.studies.stats import paired_difference, paired_p
+
+    seeds = sorted(s for s in cells[name] if s in cells[base])
+    a, b = [cells[base][s][figure] for s in seeds], [cells[name][s][figure] for s in seeds]
+    return seeds, paired_difference(a, b), paired_p(a, b)
+
+
+def summary(path: str, primary: str | None = None, family: list[str] | None = None) -> None:
+    """The paired table of a cells file. ``primary``: one pre-registered comparison, its p printed alone, outside
+    Holm's family. ``family``: the comparisons Holm's p adjusts, each a variant (minus cat) or ``A:B`` (A minus B);
+    by default every variant other than ``primary``, minus cat."""
     from architectures_steps import holm_adjusted
-    from downpour.studies.stats import mean_ci, paired_difference, paired_p
+    from downpour.studies.stats import mean_ci
 
     cells: dict[str, dict[int, dict]] = {}
     for line in open(path):
@@ -141,7 +160,11 @@ def summary(path: str) -> None:
         cells.setdefault(r["variant"], {})[int(r["seed"])] = r
     if "cat" not in cells:
         sys.exit(f"architectures_why_cat.py summary: {path} has no cat cell to pair the variants with")
-    fmt = lambda t: f"{t[0]:+.3f} [{t[1]:+.3f}, {t[2]:+.3f}]"
+    compared = [c for c in [primary, *(family or [])] if c]
+    unknown = [c for c in compared if any(v not in cells for v in c.split(":"))]
+    if unknown:
+        sys.exit(f"architectures_why_cat.py summary: {', '.join(unknown)}: no such variant in {path} "
+                 f"(it has {', '.join(cells)})")
     owed_p, lines = {}, []
     for name, by_seed in cells.items():
         seeds = sorted(s for s in by_seed if s in cells["cat"])
@@ -150,11 +173,10 @@ def summary(path: str) -> None:
         for f in FIGURES + EXTRA:
             if not all(f in by_seed[s] and not math.isnan(by_seed[s][f]) for s in seeds):
                 continue
-            a, b = [cells["cat"][s][f] for s in seeds], [by_seed[s][f] for s in seeds]
-            said = f"  {f}: {fmt(mean_ci(b))}"
+            said = f"  {f}: {_fmt(mean_ci([by_seed[s][f] for s in seeds]))}"
             if name != "cat" and len(seeds) >= 2 and f in cells["cat"][seeds[0]]:
-                p = paired_p(a, b)
-                said += f"  minus cat's {fmt(paired_difference(a, b))}  p {p:.2g}"
+                _, difference, p = _versus(cells, name, "cat", f)
+                said += f"  minus cat's {_fmt(difference)}  p {p:.2g}"
                 if f == "face_owed_controls":
                     owed_p[name] = p
             lines.append(said)
@@ -162,11 +184,17 @@ def summary(path: str) -> None:
             lines.append("  per seed, face_owed_controls (cat, variant): "
                          + "; ".join(f"{s}: {cells['cat'][s]['face_owed_controls']:+.3f}, "
                                      f"{by_seed[s]['face_owed_controls']:+.3f}" for s in seeds))
+    for c in compared:
+        name, base = c.split(":") if ":" in c else (c, "cat")
+        seeds, difference, owed_p[c] = _versus(cells, name, base, "face_owed_controls")
+        lines.append(f"{'primary (pre-registered, not adjusted): ' if c == primary else ''}{name} minus {base}: "
+                     f"face_owed_controls {_fmt(difference)}  p {owed_p[c]:.2g}  ({len(seeds)} paired seeds)")
     print("\n".join(lines))
-    if owed_p:
-        adjusted = holm_adjusted(list(owed_p.values()))
+    named = family or [n for n in owed_p if n != primary and ":" not in n]
+    if named:
+        adjusted = holm_adjusted([owed_p[n] for n in named])
         print("Holm over the variants' face_owed_controls differences: "
-              + ", ".join(f"{n} {p:.2g}" for n, p in zip(owed_p, adjusted)))
+              + ", ".join(f"{n} {p:.2g}" for n, p in zip(named, adjusted)))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -179,11 +207,14 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--out", default=os.environ.get("OUT", "cells.jsonl"))
     s = sub.add_parser("summary", help="the paired table of a cells file")
     s.add_argument("cells")
+    s.add_argument("--primary", help="the one pre-registered comparison (a variant, minus cat, or A:B), not adjusted")
+    s.add_argument("--family", help="comma list of the comparisons Holm adjusts (variants minus cat, or A:B); "
+                                    "default every variant but --primary")
     a = ap.parse_args(argv)
     if a.cmd == "run":
         run(a.variants.split(","), a.out, a.seeds)
     else:
-        summary(a.cells)
+        summary(a.cells, a.primary, a.family.split(",") if a.family else None)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """bench/architectures_why_cat.py: each variant paired seed by seed with the cat cell, Holm's p over the variants'
 face_owed_controls, a trained variant's --set reaching the cell's network, the whole-crop variants' field (32 pixels,
-the cat cell's 22; the three-stage one's too), the three-stage one's greedy steps, and an unknown variant refused by
-name."""
+the cat cell's 22; the three-stage and pooled whole-field ones' too), the three-stage one's greedy steps, a
+pre-registered primary comparison kept out of Holm's family, two variants paired with each other, and an unknown
+variant refused by name."""
 import json
 import sys
 from pathlib import Path
@@ -34,6 +35,27 @@ def test_summary_pairs_each_variant_with_the_cat_cell_of_the_same_seed(tmp_path,
     assert "Holm over the variants' face_owed_controls differences: maps-2 " in out
 
 
+def test_summary_leaves_the_primary_out_of_holms_family_and_pairs_two_variants(tmp_path, capsys):
+    cells = tmp_path / "cells.jsonl"
+    _cells(cells, "cat", range(4), lambda s: 0.01 * s)
+    _cells(cells, "whole-64", range(4), lambda s: 0.01 * s + 0.2 + 0.001 * s)
+    _cells(cells, "whole-pool", range(4), lambda s: 0.01 * s + 0.05 + 0.002 * s)
+    why.main(["summary", str(cells), "--primary", "whole-pool", "--family", "whole-64,whole-pool:whole-64"])
+    out = capsys.readouterr().out
+    # whole-pool minus whole-64, seed by seed: -0.150, -0.149, -0.148, -0.147 (not whole-pool minus cat's +0.05...)
+    assert "whole-pool minus whole-64: face_owed_controls -0.149 [-0.151, -0.146]" in out
+    assert "primary (pre-registered, not adjusted): whole-pool minus cat: face_owed_controls +0.053 [" in out
+    holm = out.split("Holm over the variants' face_owed_controls differences: ")[1]
+    assert holm.startswith("whole-64 ") and ", whole-pool:whole-64 " in holm and "whole-pool " not in holm
+
+
+def test_summary_refuses_a_comparison_with_a_variant_the_file_lacks(tmp_path):
+    cells = tmp_path / "cells.jsonl"
+    _cells(cells, "cat", range(3), lambda s: 0.0)
+    with pytest.raises(SystemExit, match="whole-pool:whole-64: no such variant in .* \\(it has cat\\)"):
+        why.main(["summary", str(cells), "--family", "whole-pool:whole-64"])
+
+
 def test_summary_refuses_a_file_without_the_cat_cell(tmp_path):
     cells = tmp_path / "cells.jsonl"
     _cells(cells, "no-pool", range(3), lambda s: 0.0)
@@ -50,7 +72,8 @@ def test_a_trained_variant_builds_the_study_cell_with_its_setting():
         assert cfg.train.steps == (450 if name == "three" else 300) and cfg.seed == 0   # Q7's cell otherwise
         shapes[name] = build(cfg, (1, 32, 32))[0].stages[-1].out_shape
     assert shapes == {"maps-2": (2, 6, 6), "no-pool": (8, 9, 9), "whole": (8, 1, 1), "whole-64": (64, 1, 1),
-                      "untied": (8, 6, 6), "tica-0.4": (8, 6, 6), "three": (64, 1, 1)}   # the cat cell's: (8, 6, 6)
+                      "untied": (8, 6, 6), "tica-0.4": (8, 6, 6), "three": (64, 1, 1),
+                      "whole-pool": (64, 1, 1), "whole-pool-2": (64, 1, 1)}   # the cat cell's: (8, 6, 6)
 
 
 def test_whole_crop_variants_reach_the_whole_crop_where_the_cat_cell_reaches_22_by_22():
@@ -60,6 +83,9 @@ def test_whole_crop_variants_reach_the_whole_crop_where_the_cat_cell_reaches_22_
     assert why.filter_field(study.cell_config(why._condition(study, "cat"), 0)) == 22
     assert [why.filter_field(why.variant_config(v, 0)[0]) for v in ("whole", "whole-64", "untied")] == [32, 32, 22]
     assert why.filter_field(why.variant_config("three", 0)[0]) == 32   # a third stage, local and pooled
+    for name, positions in (("whole-pool", 3), ("whole-pool-2", 2)):   # a whole-crop top that pools a few positions
+        cfg, _ = why.variant_config(name, 0)
+        assert why.filter_field(cfg) == 32 and cfg.model.options["pools"][1] == positions
 
 
 def test_the_three_stage_variant_gives_each_greedy_stage_the_cat_cells_150_steps():
@@ -74,6 +100,6 @@ def test_the_three_stage_variant_gives_each_greedy_stage_the_cat_cells_150_steps
 
 
 def test_run_refuses_an_unknown_variant_and_names_the_known_ones():
-    known = "maps-2, no-pool, whole, whole-64, untied, tica-0.4, three"
+    known = "maps-2, no-pool, whole, whole-64, untied, tica-0.4, three, whole-pool, whole-pool-2"
     with pytest.raises(SystemExit, match=rf"--variants read-codes: not cat or one of {known}"):
         why.main(["run", "--variants", "cat,read-codes", "--out", "/dev/null", "0"])
