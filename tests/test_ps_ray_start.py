@@ -16,7 +16,7 @@ def test_the_workers_are_started_before_the_shards_first_answers_are_awaited(loc
     """The worker actors exist (named, asked of Ray) when the driver first waits, for the shards; the start is then
     stopped there (closed, its actors killed). Ray has no room for the workers (another job holds every CPU), so
     their processes never start: the test costs the shards' start alone. (The failed start's words, with the
-    workers started beside the shards: test_ps_ray_driver's no-room tests.)"""
+    workers started beside the shards: test_ps_ray_driver_room's tests.)"""
     from downpour.config import load_config
     from downpour.ps.cluster import run_cluster
     from downpour.train.rundir import RunDir

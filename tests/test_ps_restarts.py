@@ -2,7 +2,7 @@
 (:class:`~downpour.ps.cluster_on_ray.RayCluster`) on stand-in actors whose deaths are scripted
 (tests/scripted_ray.py), so what a replacement trains, when it is given up and what the run records
 are asserted exactly. (On a real Ray the same scenarios have as many outcomes as Ray's timing: the
-end-to-end restart is tests/test_ps_ray.py's.)"""
+end-to-end restart is tests/test_ps_ray_lost_workers.py's.)"""
 import html
 import logging
 import os
@@ -404,9 +404,9 @@ def test_a_replacement_past_its_deadline_is_given_up_then_while_the_others_keep_
 def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost_at_the_step_it_died(monkeypatch):
     """cluster.warm_start past train.steps: workers 1 and 2 never join, and worker 1's actor dies at step 20. No cycle
     of its failed, so its death went unseen: until 2026-12-04 lost_workers was [] (on a real Ray too, on both loops;
-    the piped one is tests/test_ps_ray.py's), and until 2026-12-05 the run's end found it, and recorded its loss at
-    step 120. Now the driver asks each waiting worker whether it lives every WATCH_SECONDS (here a wait is 0.1 s: 10
-    waits, about 10 steps) and takes its loss then; worker 2, alive, is not lost."""
+    the piped one is tests/test_ps_ray_lost_workers.py's), and until 2026-12-05 the run's end found it, and recorded
+    its loss at step 120. Now the driver asks each waiting worker whether it lives every WATCH_SECONDS (here a wait is
+    0.1 s: 10 waits, about 10 steps) and takes its loss then; worker 2, alive, is not lost."""
     from downpour.ps.restarts_on_ray import WATCH_SECONDS
 
     runtime = scripted_runtime(monkeypatch, tick=0.1)

@@ -527,9 +527,10 @@ def test_a_ray_run_trains_takes_the_reference_steps_and_backs_up_the_straggler(t
 
 
 def test_a_ray_start_with_no_room_fails_naming_no_setting_sandblaster_refuses(tmp_path, local_ray, monkeypatch):
-    """Every CPU held by another job's actor: the start fails after its limit (Downpour's, tests/test_ps_ray_driver.py),
-    and its line told a Sandblaster run to set cluster.silent_seconds or cluster.worker_gpus, each of which the run
-    refuses (cli_flags.SANDBLASTER_READS); nothing lengthens its start's wait."""
+    """Every CPU held by another job's actor: the start fails after its limit (Downpour's,
+    tests/test_ps_ray_driver_room.py), and its line told a Sandblaster run to set cluster.silent_seconds or
+    cluster.worker_gpus, each of which the run refuses (cli_flags.SANDBLASTER_READS); nothing lengthens its start's
+    wait."""
     from ray_room import Hog, workers_start_within
 
     from downpour.sandblaster import on_ray
@@ -554,7 +555,7 @@ def test_a_ray_start_on_several_nodes_names_the_room_on_the_node_each_worker_was
     """Two nodes of 4 CPUs, node a's all held by another job: worker 0, pinned to node a (the placer pins a CPU worker
     round-robin, hard, as Downpour's), cannot start. Its line read "the cluster has CPU 4 of 8 free", summed over the
     nodes: the pool did not say where it had pinned its actors. Now it names node a's room, as Downpour's start does
-    (tests/test_ps_ray_driver.py). (Stand-in two-node Ray and actors.)"""
+    (tests/test_ps_ray_driver_room.py). (Stand-in two-node Ray and actors.)"""
     from types import SimpleNamespace
 
     from ray_room import two_nodes_one_full
