@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import analysis_repeats  # noqa: E402
 import checkpoint_save  # noqa: E402
+import edge_metric  # noqa: E402
 import filter_norm  # noqa: E402
 import frozen_cache  # noqa: E402
 import help_start_up  # noqa: E402
@@ -60,6 +61,13 @@ def test_filter_norm_times_the_plain_and_the_normed_layer():
     row = filter_norm.main(["--reps", "1", "--batch", "1", "--size", "8", "--kernel", "3", "--maps", "1"])
     assert row["shape"] == "1x1x8x8" and row["plain_ms"] > 0 and row["normed_ms"] > 0
     assert row["ratio_paired"] == row["ratio"] == pytest.approx(row["normed_ms"] / row["plain_ms"], rel=0.02)  # (1 rep)
+
+
+def test_edge_metric_times_edge_like_beside_the_four_tests():
+    row = edge_metric.main(["--reps", "1", "--filters", "500"])
+    assert row["filters"] == 500 and row["same_decisions"]
+    assert set(row["wall_s"]) == {"four_tests", "edge_like", "unfiltered"}
+    assert row["edge_like_vs_four_tests"]["of_medians"] > 0 and row["unfiltered_vs_four_tests"]["of_medians"] > 0
 
 
 def test_checkpoint_save_times_each_digest_against_none(monkeypatch, tmp_path, capsys):
