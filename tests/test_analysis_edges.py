@@ -304,7 +304,7 @@ def test_scores_do_not_change_with_sign_scale_or_a_constant_offset_per_channel()
         np.testing.assert_allclose(after[key], base[key], atol=1e-9, err_msg=key)
     gap = (after["orientation"] - base["orientation"]) % 180
     assert np.all(np.minimum(gap, 180 - gap) < 1e-6)
-    np.testing.assert_array_equal(edge_like(-3.7 * f), edge_like(f))
+    np.testing.assert_array_equal(edge_like(-3.7 * f), edge_like(f))   # (not the offset: edge_like reads the mean)
 
 
 def test_a_filter_whose_mean_holds_most_of_its_energy_is_not_an_edge():
