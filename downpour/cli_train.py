@@ -251,7 +251,7 @@ def _drop_refused(folder: Path, made: list[Path]) -> None:
 
 def cmd_crossfit(args: argparse.Namespace) -> int:
     from downpour.analysis.report import write_crossfit_report
-    from downpour.crossfit import AGAIN, line_search_failures, run_crossfit
+    from downpour.crossfit import line_search_failures, run_crossfit
     from downpour.crossfit_folds import refuse_own_keys
     from downpour.twins import failed
 
@@ -262,19 +262,13 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
     # without --out, "the same command" names a new folder (another time) and trains every fold again
     again = "the same command" + ("" if args.out else f" with --out {pasted(out)}")
     unless = "" if args.out else " (without --out it starts a new cross-fit in a new folder, every fold trained again)"
-    try:
-        result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs, control=args.control)
+    try:    # a failed or stopped fold's words (crossfit.raise_failed) name the --out to go on with where none was given
+        result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs,
+                              control=args.control, again=f"run {again} again", note=unless)
     except KeyboardInterrupt:    # (and SIGTERM) a fold's own stop warning names this command too (train.go_on)
         print(f"downpour: cross-fit stopped; each fold keeps what it trained in {pasted(out)}: {again} goes on{unless}",
               file=sys.stderr)
         raise
-    except RunError as err:      # folds failed (raise_failed): its AGAIN, and a fold stopped alone's, name --out
-        if args.out or type(err) is not RunError or AGAIN not in str(err):
-            raise
-        # (until 2026-12-06 the first was replaced alone: a fold stopped alone's, the advice at the end left as it was)
-        head, _, tail = str(err).rpartition(AGAIN)
-        said = f"run {again} again"
-        raise RunError(f"{head.replace(AGAIN, said)}{said}{unless}{tail}") from None
     print("\n".join(result["verdict"]["sentences"]))
     print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")
     return failed(line_search_failures(result), kept=line_search_failures(result, kept=True))   # 1 as train: a line search failed for real (everything is written)

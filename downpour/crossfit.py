@@ -24,13 +24,14 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import time
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from downpour.config import (CROSSFIT_CONTROLS, FACE_SOURCES, ConfigError, Override, RunConfig, config_to_dict,
                              load_config, parse_override)
@@ -44,7 +45,8 @@ from downpour.train.signals import sigterm_as_interrupt
 from downpour.twins import check_same_run, no_faces_config, recorded_failures, search_failures, shared_ray, train_kept
 
 log = logging.getLogger(__name__)
-# what a failed or stopped fold says to do; `downpour crossfit` without --out names the --out to do it with (cli_train)
+# what a failed or stopped fold says to do (run_crossfit's ``again``): `downpour crossfit` without --out names the
+# --out to do it with (cli_train)
 AGAIN = "run the same command again"
 
 
@@ -86,8 +88,9 @@ def parallel_threads(cfg: RunConfig, jobs: int) -> list[Override]:
     return [("train.threads", max(1, (os.cpu_count() or 1) // jobs))]
 
 
-def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection, parent: int) -> None:
-    """One fold in its own process: its output to ``log_path``, ``(ok, summary or error)`` to ``conn``. A
+def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection, parent: int, again: str) -> None:
+    """One fold in its own process: its output to ``log_path``, ``(ok, summary or FoldFailure)`` to ``conn``; stopped
+    alone, it says ``again`` goes on. A
     SIGTERM (the parent's, when it is stopped, or when it dies) checkpoints the fold as Ctrl-C does, and ends the
     process. SIGINT is the parent's alone: a Ctrl-C at the terminal reaches every process of the group, but a
     SIGINT sent to the parent only (``kill -INT``, ``timeout -s INT``, a notebook) left the folds training, and
@@ -99,7 +102,7 @@ def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection, pa
         try:
             _answer(conn, (True, train_fold(cfg, path)))
         except KeyboardInterrupt:
-            _answer(conn, (False, f"stopped (its checkpoint is kept: {AGAIN} to go on)"))
+            _answer(conn, (False, FoldFailure(f"stopped (its checkpoint is kept: {again} to go on)")))
         except Exception as err:   # reported by the parent, naming the fold; the other folds go on
             traceback.print_exc(file=out)
             _answer(conn, (False, fold_error(err)))
@@ -124,12 +127,15 @@ def output_log(path: Path) -> Path:
     return path.with_name(path.name + ".log")
 
 
-def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) -> list[dict[str, Any]]:
+def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int, again: str = AGAIN,
+                      note: str = "") -> list[dict[str, Any]]:
     """Train fold i of ``configs`` into ``paths[i]``, ``jobs`` processes at a time, each writing its
     output to :func:`output_log`. A fold that fails (or whose process dies) does not stop the others; once
-    all have ended, the failures are raised together, and running again resumes them."""
+    all have ended, the failures are raised together (:func:`raise_failed`, with ``again`` and ``note``), and
+    running again resumes them."""
     ctx = multiprocessing.get_context("spawn")     # a fresh interpreter: no forked torch threads or Ray state
     pending, running, done, failed = list(range(len(configs))), {}, {}, {}
+    said: dict[int, tuple[int, str]] = {}   # each running fold's log: the offset read to, the progress said last
     for i in list(pending):     # a finished fold is kept here: a process to say so cost 2-3 s (it imports torch)
         if _finished(configs[i], paths[i]):
             done[i] = train_fold(configs[i], paths[i])
@@ -141,29 +147,63 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
                 receive, send = ctx.Pipe(duplex=False)
                 log_path = output_log(paths[i])
                 make_folder(paths[i].parent, "the cross-fit's folder")
-                process = ctx.Process(target=_fold_child, args=(configs[i], paths[i], log_path, send, os.getpid()))
+                process = ctx.Process(target=_fold_child,
+                                      args=(configs[i], paths[i], log_path, send, os.getpid(), again))
                 running[i] = (process, receive)     # before it starts: a stop during the start still stops it
+                said[i] = (_size(log_path), "")     # (a fold resumed appends to its log: its earlier steps not said)
                 process.start()
                 send.close()
                 log.info("crossfit: run %d of %d -> %s (output: %s)", i + 1, len(configs), paths[i], log_path)
-            wait([process.sentinel for process, _ in running.values()])
+            wait([process.sentinel for process, _ in running.values()], timeout=PROGRESS_SECONDS)
             for i, (process, receive) in list(running.items()):
                 if process.is_alive():
+                    said[i] = _say_progress(paths[i].relative_to(paths[0].parent), output_log(paths[i]), *said[i])
                     continue
                 process.join()
-                ok, what = receive.recv() if receive.poll() else (False, f"its process ended with exit code {process.exitcode}")
+                ended = FoldFailure(f"its process ended with exit code {process.exitcode}")
+                ok, what = receive.recv() if receive.poll() else (False, ended)
                 receive.close()
                 del running[i]
                 (done if ok else failed)[i] = what
-                log.info("crossfit: %s %s", paths[i], "done" if ok else f"failed: {what}")
+                log.info("crossfit: %s %s", paths[i], "done" if ok else f"failed: {what.said()}")
     except KeyboardInterrupt:   # stopped: every fold process stops too, with its checkpoint, before this one ends
         _stop([process for process, _ in running.values()])
         raise
-    raise_failed(failed, paths, logs=True)
+    raise_failed(failed, paths, logs=True, again=again, note=note)
     return [done[i] for i in range(len(configs))]
 
 
-def train_in_turn(configs: list[RunConfig], paths: list[Path]) -> list[dict[str, Any]]:
+PROGRESS_SECONDS = 15   # how often `--jobs N` looks for each running fold's newest step (its output goes to its log)
+STEP_LINE = re.compile(r"step\s+(\d+)/(\d+)\s+loss (\S+).*\beta (\S+)")   # telemetry's progress line
+
+
+def _say_progress(name: Path, log_path: Path, offset: int, last: str) -> tuple[int, str]:
+    """Log the newest progress line the fold ``name`` wrote to ``log_path`` past ``offset``, shortened
+    ("crossfit: fold-1: step 120/1000, loss 0.43, eta 2m10s"), unless it is ``last``, the one said before; the
+    offset read to and the progress said. A line half written is read on the next look."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            text = f.read()
+    except OSError:         # (not created yet)
+        return offset, last
+    end = text.rfind(b"\n") + 1
+    steps = [found for line in text[:end].decode("utf-8", "replace").splitlines() if (found := STEP_LINE.match(line))]
+    now = f"step {steps[-1][1]}/{steps[-1][2]}, loss {steps[-1][3]}, eta {steps[-1][4]}" if steps else last
+    if now != last:
+        log.info("crossfit: %s: %s", name, now)
+    return offset + end, now
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def train_in_turn(configs: list[RunConfig], paths: list[Path], again: str = AGAIN,
+                  note: str = "") -> list[dict[str, Any]]:
     """Train fold i of ``configs`` into ``paths[i]``, one after another in this process (on Ray, one start for
     them all). A fold that fails does not stop the others, as side by side: until 2026-12-04 the first failure
     ended the cross-fit, its later folds untrained, with an error that did not say which fold it was."""
@@ -177,8 +217,8 @@ def train_in_turn(configs: list[RunConfig], paths: list[Path]) -> list[dict[str,
                 done.append(train_fold(cfg, path))
             except Exception as err:   # (not KeyboardInterrupt: a stop stops every fold)
                 failed[i] = fold_error(err)
-                log.error("crossfit: %s failed: %s", path, failed[i])
-    raise_failed(failed, paths, logs=False)
+                log.error("crossfit: %s failed: %s", path, failed[i].said())
+    raise_failed(failed, paths, logs=False, again=again, note=note)
     return done
 
 
@@ -186,24 +226,36 @@ def train_in_turn(configs: list[RunConfig], paths: list[Path]) -> list[dict[str,
 REFUSED = "in a new --out: the folds trained in this one keep their settings and refuse others"
 
 
-def fold_error(err: Exception) -> str:
+class FoldFailure(NamedTuple):
+    """Why a fold failed, in words, and whether it ``refused`` its settings (a ConfigError: the same cross-fit run
+    again is refused the same way, and its advice, ``--workers N`` or ``--set K=V``, is a new run's)."""
+    what: str
+    refused: bool = False
+
+    def said(self) -> str:
+        """``what``, and for a refusal :data:`REFUSED`."""
+        return self.what + (f" [{REFUSED}]" if self.refused else "")
+
+
+def fold_error(err: Exception) -> FoldFailure:
     """A fold's failure as :func:`raise_failed` names it; a refusal of its settings (until 2026-12-06 "use at most 19
     (--workers 19)", and a cross-fit run again so was refused by every fold trained, their cluster.workers differing)
-    with :data:`REFUSED`."""
-    return f"{type(err).__name__}: {err}" + (f" [{REFUSED}]" if isinstance(err, ConfigError) else "")
+    marked ``refused``."""
+    return FoldFailure(f"{type(err).__name__}: {err}", refused=isinstance(err, ConfigError))
 
 
-def raise_failed(failed: dict[int, str], paths: list[Path], logs: bool) -> None:
-    """RunError naming every failed fold run (its folder, its error, and with ``logs`` its output log)."""
+def raise_failed(failed: dict[int, FoldFailure], paths: list[Path], logs: bool, again: str = AGAIN,
+                 note: str = "") -> None:
+    """RunError naming every failed fold run (its folder, its error, and with ``logs`` its output log), then
+    ``again`` (the words to go on) and ``note`` (said once, after it)."""
     if not failed:
         return
-    lines = "; ".join(f"{paths[i]}: {what}" + (f" (see {output_log(paths[i])})" if logs else "")
+    lines = "; ".join(f"{paths[i]}: {what.said()}" + (f" (see {output_log(paths[i])})" if logs else "")
                       for i, what in sorted(failed.items()))
-    refused = any(REFUSED in what for what in failed.values())
-    raise RunError(f"{len(failed)} of {len(paths)} fold runs failed, the others are kept ({lines}); {AGAIN} "
+    refused = any(what.refused for what in failed.values())
+    raise RunError(f"{len(failed)} of {len(paths)} fold runs failed, the others are kept ({lines}); {again}{note} "
                    "to train only those" + (", but a fold that refused its settings refuses them again: "
-                                                          "a cross-fit with changed ones goes in a new --out"
-                                                          if refused else ""))
+                                            "a cross-fit with changed ones goes in a new --out" if refused else ""))
 
 
 def _finished(cfg: RunConfig, path: Path) -> bool:
@@ -229,10 +281,11 @@ def _stop(processes: list[Any]) -> None:
 
 
 def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds: int = 5, jobs: int = 1,
-                 control: str | None = None) -> dict[str, Any]:
+                 control: str | None = None, again: str = AGAIN, note: str = "") -> dict[str, Any]:
     """Train every fold of ``config`` into ``out`` (``jobs`` at a time, each in its own process), and
     with ``control="no-faces"`` (by default where the config sets ``analysis.no_faces_twin``) each
-    fold's no-faces twin into ``out/fold-i/no-faces``; pool the face test, write ``out/crossfit.json``."""
+    fold's no-faces twin into ``out/fold-i/no-faces``; pool the face test, write ``out/crossfit.json``. A failed
+    or stopped fold's error says ``again`` goes on (the command's words), and ``note`` once after the last."""
     from downpour.analysis.crossfit import crossfit_controls
     from downpour.analysis.face_controls import View
     from downpour.analysis.options import no_faces_network, open_run, run_preprocess
@@ -263,8 +316,9 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     # the default pairs each fold with its twin where the config asks for one and the folds see faces
     control = control or ("no-faces" if given.analysis.no_faces_twin and given.data.trains_on_faces() else "none")
     twins = control == "no-faces"
-    overrides = [*overrides, *parallel_threads(given, jobs), ("analysis.no_faces_twin", twins)]
-    configs = [fold_config(config, overrides, i, folds) for i in range(folds)]   # every config checked first
+    # (crossfit.json records the overrides as given: its page says these two in words, from the resolved config)
+    settled = [*overrides, *parallel_threads(given, jobs), ("analysis.no_faces_twin", twins)]
+    configs = [fold_config(config, settled, i, folds) for i in range(folds)]   # every config checked first
     d = configs[0].data     # since 2026-12-05 refused here, before any training: the K folds held out nothing from it,
     # trained the same network K times (bit for bit), and pooled a face test of them as if each were its own
     if not d.trains_on_lfw():   # (the no-faces twin's rule, trains_on_faces, is this and data.train_faces != 0)
@@ -283,7 +337,8 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     log.info("crossfit: %d folds of %r%s -> %s", folds, config, ", each with its no-faces twin" if twins else "", out)
     with crossfitting(out):     # (the same command run again beside it is refused)
         started = time.time()
-        trained = train_in_turn(configs, paths) if jobs == 1 else train_in_parallel(configs, paths, jobs)
+        trained = (train_in_turn(configs, paths, again, note) if jobs == 1
+                   else train_in_parallel(configs, paths, jobs, again, note))
         training_seconds = time.time() - started
         with testing(out, paths):    # the trained folds (and twins), held while the pooled test reads them
             views, layer = [], None

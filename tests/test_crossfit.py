@@ -227,6 +227,8 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys,
     assert "one per fold (its own network)" in page
     # the overrides as --set writes them, not a Python list ("[['train.steps', 10], 'data.samples=300', ...]")
     assert "with train.steps=10, data.samples=300, " in page and "[[" not in page
+    # what the cross-fit set itself is no override typed (it listed analysis.no_faces_twin=false)
+    assert "no_faces_twin=" not in page and record["overrides"][-1] == "data.source=natural+faces"
     assert "The criterion does not ask whether the unit owes anything to the faces" in page
     # again: both folds are kept, not retrained, and the pooled test is the same
     assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 0
@@ -610,3 +612,13 @@ def test_the_crossfit_report_of_a_folder_that_is_no_crossfit_says_what_it_is(tmp
     make(tmp_path / "cf")
     with pytest.raises(NotARunError, match=message):
         write_crossfit_report(tmp_path / "cf")
+
+
+def test_the_pages_opening_lists_each_typed_override_once_and_not_what_it_says_in_words():
+    from downpour.analysis.report import _typed_overrides
+
+    # a crossfit.json of before 2026-12-07 recorded the cross-fit's own settings among them
+    typed = [["train.steps", 10], "seed=3", "data.samples=300", "train.steps=20", ["train.threads", 8],
+             ["analysis.no_faces_twin", True], ["seed", 4]]
+    assert _typed_overrides(typed) == "data.samples=300, train.steps=20"
+    assert _typed_overrides([["seed", 3]]) == ""

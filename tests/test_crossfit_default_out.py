@@ -10,7 +10,7 @@ import pytest
 
 import downpour.crossfit
 from downpour.cli import main
-from downpour.crossfit import AGAIN, raise_failed
+from downpour.crossfit import AGAIN, FoldFailure, raise_failed
 
 ARGS = ["crossfit", "--config", "cat-demo", "--runner", "local", "--folds", "2"]
 FOLDS = [Path("runs/x/fold-0"), Path("runs/x/fold-1")]
@@ -20,12 +20,13 @@ def _stop(*args, **kwargs):
     raise KeyboardInterrupt
 
 
-def _fail(*args, **kwargs):       # raise_failed's own words: a change in them is seen here
-    raise_failed({1: "DataError: ..."}, FOLDS, logs=False)
+def _fail(*args, again=AGAIN, note="", **kwargs):       # raise_failed's own words: a change in them is seen here
+    raise_failed({1: FoldFailure("DataError: ...")}, FOLDS, logs=False, again=again, note=note)
 
 
-def _fail_stopped(*args, **kwargs):    # a fold process stopped alone (SIGTERM to it), as _fold_child answers
-    raise_failed({1: f"stopped (its checkpoint is kept: {AGAIN} to go on)"}, FOLDS, logs=True)
+def _fail_stopped(*args, again=AGAIN, note="", **kwargs):    # a fold process stopped alone, as _fold_child answers
+    raise_failed({1: FoldFailure(f"stopped (its checkpoint is kept: {again} to go on)")}, FOLDS, logs=True, again=again,
+                 note=note)
 
 
 @pytest.mark.parametrize("what", [_stop, _fail, _fail_stopped])

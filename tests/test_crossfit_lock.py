@@ -120,7 +120,7 @@ def test_a_fold_being_analysed_as_the_pooled_test_starts_refuses_the_test_naming
     out, other = tmp_path / "cf", ExitStack()
     fold = out / "fold-0"
 
-    def train_in_turn(configs, paths):               # trained; then another terminal starts analysing fold-0
+    def train_in_turn(configs, paths, *advice):      # trained; then another terminal starts analysing fold-0
         fold.mkdir(parents=True)
         (fold / "config.toml").write_text("")
         other.enter_context(analysing(fold, then="", then_analysed=""))

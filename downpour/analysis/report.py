@@ -247,6 +247,23 @@ def _as_set(override: str | list[Any]) -> str:
     return override if isinstance(override, str) else "=".join(v if isinstance(v, str) else json.dumps(v) for v in override)
 
 
+# what the cross-fit page's opening line says in words from the resolved config, not among the overrides: the seed,
+# the layer, the threads of a fold and its no-faces twin (a crossfit.json written before 2026-12-07 lists the last
+# two among its overrides, as the cross-fit set them, though nobody typed them)
+SAID_IN_WORDS = {"seed", "analysis.layer", "train.threads", "analysis.no_faces_twin"}
+
+
+def _typed_overrides(overrides: list[str | list[Any]]) -> str:
+    """crossfit.json's ``overrides`` as ``--set`` writes them, each key once (its last value: what the folds ran
+    with), less those the page says in words (:data:`SAID_IN_WORDS`); "" where none is left."""
+    last: dict[str, str] = {}
+    for override in overrides:
+        key = (override.split("=", 1)[0] if isinstance(override, str) else override[0]).strip()
+        last.pop(key, None)     # (moved to the end: the order the command line set them in)
+        last[key] = _as_set(override)
+    return ", ".join(said for key, said in last.items() if key not in SAID_IN_WORDS)
+
+
 def write_crossfit_report(folder: str | Path) -> Path:
     """``crossfit.html`` beside ``crossfit.json`` (``downpour crossfit``): the pooled face test and each fold's unit."""
     folder = Path(folder)
@@ -257,9 +274,11 @@ def write_crossfit_report(folder: str | Path) -> Path:
     labels = [setup["negatives"][name]["label"] for name in c["per_fold"][0]["learned_auc"]]
     folds = [[f["fold"], f["test_faces"], f["learned_unit"], *(f"{v:.3f}" for v in f["learned_auc"].values()),
               *_headroom_cells(f.get("headroom"))] for f in c["per_fold"]]
+    typed, threads = _typed_overrides(c["overrides"]), c["resolved"].get("train", {}).get("threads")
     body = (f"<h1>downpour cross-fitted face test: {esc(folder.name)}</h1>"
-            f"<p>Config <b>{esc(c['config'])}</b> with {esc(', '.join(map(_as_set, c['overrides'])) or 'no overrides')}, seed "
-            f"{esc(c['resolved'].get('seed'))}, layer <code>{esc(c['layer'])}</code>: {c['folds']} runs "
+            f"<p>Config <b>{esc(c['config'])}</b>{f' with {esc(typed)}' if typed else ''}, seed "
+            f"{esc(c['resolved'].get('seed'))}, layer <code>{esc(c['layer'])}</code>"
+            f"{f', {threads} threads a fold' if threads else ''}: {c['folds']} runs "
             f"(<code>fold-I/</code>), run I trained without fold I of lfw_subset"
             + (f", and beside each the same run without lfw's training faces (<code>fold-I/no-faces/</code>, "
                f"<code>data.train_faces = 0</code>), scored as &ldquo;the no-faces network&rdquo;"
