@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
-from downpour._names import pasted
+from downpour._names import pasted, plural
 from downpour.analysis.report_notes import (data_note, distinct as _distinct, edge_interval, faces_seen,
                                            first_layer_note, one_orientation)
 from downpour.analysis.report_invariance import (fill_words, invariance_rows, invariance_words, range_ci_cells,
@@ -275,10 +275,11 @@ def write_crossfit_report(folder: str | Path) -> Path:
     folds = [[f["fold"], f["test_faces"], f["learned_unit"], *(f"{v:.3f}" for v in f["learned_auc"].values()),
               *_headroom_cells(f.get("headroom"))] for f in c["per_fold"]]
     typed, threads = _typed_overrides(c["overrides"]), c["resolved"].get("train", {}).get("threads")
+    a_fold = f", {plural(threads, 'thread')} a fold" if threads else ""   # (1 when --jobs takes every core)
     body = (f"<h1>downpour cross-fitted face test: {esc(folder.name)}</h1>"
             f"<p>Config <b>{esc(c['config'])}</b>{f' with {esc(typed)}' if typed else ''}, seed "
             f"{esc(c['resolved'].get('seed'))}, layer <code>{esc(c['layer'])}</code>"
-            f"{f', {threads} threads a fold' if threads else ''}: {c['folds']} runs "
+            f"{a_fold}: {c['folds']} runs "
             f"(<code>fold-I/</code>), run I trained without fold I of lfw_subset"
             + (f", and beside each the same run without lfw's training faces (<code>fold-I/no-faces/</code>, "
                f"<code>data.train_faces = 0</code>), scored as &ldquo;the no-faces network&rdquo;"
