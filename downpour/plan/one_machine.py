@@ -31,11 +31,12 @@ PROCESS_BYTES = PROCESS_MB * 2**20
 
 # a shared-memory copy, one thread. Measured as torch's copy_ of a 1.69 MB gradient: cat-untied's (cat-demo's layers
 # untied, 422,400 values; cat-demo's own is 8,448, 33.8 KB) on the project's 2-core VM under a load of 17 (2026-12-06):
-# 2.05 GB/s of wall time. bench/shm_copy.py, np.copyto into a ps/shm.py Segment as a
-# push is put (load 14, 2026-12-07): that gradient 2.8 GB/s of wall time, 14.1 GB/s of the process's CPU time (a core
-# of its own), as fast as the private-memory copy beside it; cat-demo's 33.8 KB 33 GB/s (in cache). The 2.0 GB/s is a
-# loaded machine's wall rate: the plan counts the copies' core-seconds against the cores, where a core's own rate
-# (~14 GB/s) would be the one it means; kept (every --machines 1 plan and its tests read it): ~7x low
+# 2.05 GB/s of wall time. bench/shm_copy.py (docs/benchmarks.md), np.copyto into a ps/shm.py Segment as a push is
+# put, as fast as the private-memory copy beside it, in the process's CPU time (a core of its own; load 17-24,
+# 2026-12-07): that gradient 12.9 GB/s in cache, 6.0 GB/s from main memory (768 MB of distinct gradients, past the
+# 480 MiB last-level cache); cat-demo's 33.8 KB 28 and 5.1. The 2.0 GB/s is a loaded machine's wall rate: the plan
+# counts the copies' core-seconds against the cores, where a core's own rate would be the one it means; kept (every
+# --machines 1 plan and its tests read it): ~3x low out of cache, ~6x in cache
 COPY_BYTES_PER_S = 2.0e9
 
 
