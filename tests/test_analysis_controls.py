@@ -380,7 +380,8 @@ def test_a_sentence_that_beats_the_twin_paired_but_misses_the_criterion_says_why
     unit = {**row(LEARNED, 0.62, (0.57, 0.67)), "paired": {TWIN: {"delta": 0.03, "ci": [0.01, 0.05]}}}
     (per,) = controls_verdict([unit, row(TWIN, 0.59, (0.54, 0.64))])["per_negatives"]
     assert per["beats"] == [TWIN] and not per["passes"]
-    assert f"Criterion not met: its AUC 0.620 is not above the upper end of {TWIN}'s interval (0.640)" in per["sentence"]
+    assert (f'Criterion not met: its AUC 0.620 is not above the upper end of the interval of "{TWIN}" (0.640)'
+            in per["sentence"])
 
 
 def test_a_unit_that_cannot_tell_the_faces_from_a_control_does_not_pass_however_low_the_baselines():
@@ -394,6 +395,8 @@ def test_a_unit_that_cannot_tell_the_faces_from_a_control_does_not_pass_however_
     v = controls_verdict(rows)
     assert not v["per_negatives"][0]["passes"] and "Criterion not met" in v["per_negatives"][0]["sentence"]
     assert "its own interval above 0.5" in v["criterion"]
+    assert v["criterion"].startswith(f'AUC above the upper end of the interval of "{TWIN}" (the random twin) and above '
+                                     f"the AUCs of {PIXEL} and {GRADIENT}, and its own interval above 0.5")
     rows[0] = row(LEARNED, 0.70, (0.58, 0.81))               # the same bars, a unit that tells them apart: a pass
     assert controls_verdict(rows)["per_negatives"][0]["passes"]
 

@@ -105,9 +105,9 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
     return {"rule": "beats = its AUC minus the baseline's, paired on the same images, with a 95% interval above 0; loses "
                     "to = that interval below 0; otherwise not separated (without a paired figure: its AUC above the "
                     "baseline's interval and its own interval above the baseline's AUC, and the mirror)",
-            "criterion": (f"AUC above the upper end of the {twin} interval and above the AUC of {', '.join(above_auc)}, "
-                          "its own interval above 0.5 (point AUCs: the summary also counts the controls where it beats "
-                          "each of them by the paired rule)"),
+            "criterion": (f"AUC above the upper end of the interval of \"{twin}\" (the random twin) and above the AUCs "
+                          f"of {' and '.join(above_auc)}, and its own interval above 0.5 (point AUCs: the summary also "
+                          "counts the controls where it beats each of them by the paired rule)"),
             "per_negatives": per, "passes_low_level": bool(low) and len(passed) == len(low),
             "sentences": [summary] + sentences}
 
@@ -158,7 +158,7 @@ def _criterion_missed(unit: dict[str, Any], group: dict[str, dict[str, Any]], tw
     if twin not in group:
         missed.append(f"no {twin} row to compare with")
     elif not auc > group[twin]["auc_ci"][1]:
-        missed.append(f"its AUC {auc:.3f} is not above the upper end of {twin}'s interval "
+        missed.append(f"its AUC {auc:.3f} is not above the upper end of the interval of \"{twin}\" "
                       f"({group[twin]['auc_ci'][1]:.3f})")
     # (a bar without its row misses, as the twin's does: until 2026-12-05 it was skipped, and the summary then called
     # the unit "not separated" from a baseline it had no row for)
