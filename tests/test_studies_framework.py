@@ -12,6 +12,7 @@ from scipy import stats
 from downpour import studies
 from downpour.cli import main
 from downpour.config import ConfigError, load_config
+from downpour.studies.about import ABOUT
 from downpour.studies.base import Condition, Study
 from downpour.studies import study_class
 from downpour.studies.machine import cpu_fields, platform_id
@@ -896,9 +897,14 @@ def test_unknown_study_is_named(capsys):
     assert "did you mean 'staleness'" in capsys.readouterr().err
 
 
-def test_study_list(capsys):
+def test_study_list_numbers_each_study_as_the_readme_and_docs_do(capsys):
+    """`study list` printed names and questions without the Q1-Q7 that the README and docs/studies.md use."""
     assert main(["study", "list"]) == 0
-    assert "staleness" in capsys.readouterr().out
+    heading, *lines = capsys.readouterr().out.splitlines()
+    assert "six questions as seven studies" in heading
+    assert [line.split()[:2] for line in lines] == [[name, f"Q{ABOUT[name][0]}"] for name in studies.STUDIES]
+    assert lines[0].startswith("staleness      Q1  Local optima: ")
+    assert lines[2].startswith("flat-skipping  Q3  Flat-skipping: ")
 
 
 def test_study_list_names_a_registered_study_whose_question_is_its_class_own(monkeypatch, capsys):
@@ -906,7 +912,7 @@ def test_study_list_names_a_registered_study_whose_question_is_its_class_own(mon
     (as every study did before QUESTIONS) was left out of the listing without a word, though it runs."""
     monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:Planted")
     assert main(["study", "list"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().out.splitlines()[1:]      # (below the heading)
     assert any(line.split(None, 1) == ["planted", "Does b beat a?"] for line in lines), lines
     assert [line.split()[0] for line in lines] == list(studies.STUDIES)
 

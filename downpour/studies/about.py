@@ -37,15 +37,25 @@ QUICK = {
 }
 
 
+# what `downpour study list` prints above its lines: the Q numbers are ABOUT's, the README's and docs/studies.md's
+LIST_HEADING = ("The mission's six questions as seven studies, Q1-Q7 of the README and docs/studies.md (Q2 and Q3 "
+                "split the second):")
+
+
 def listing() -> str:
     """One line per study: its name, question number and topic (the question's words before its colon)."""
     lines = [f"  {name:<14} {_number(name)}{QUESTIONS.get(name, '').split(':')[0].lower()}" for name in STUDIES]
     return "studies (`downpour study NAME --help`: its question, conditions, seeds and time):\n" + "\n".join(lines)
 
 
+def question_number(name: str) -> str:
+    """"Q1": the study's number in docs/studies.md and the README ("" for a study registered without a line in ABOUT)."""
+    return f"Q{ABOUT[name][0]}" if name in ABOUT else ""
+
+
 def _number(name: str) -> str:
     """"Q1 " (nothing for a study registered without a line in ABOUT)."""
-    return f"Q{ABOUT[name][0]} " if name in ABOUT else ""
+    return f"{question_number(name)} " if name in ABOUT else ""
 
 
 def describe(name: str) -> str:
