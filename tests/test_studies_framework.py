@@ -1061,8 +1061,8 @@ def test_holm_adjusts_the_whole_study_and_says_which_readings_hold():
     # contradicting it: "Over 2 comparisons ..." then "Holm's correction over the 9 paired comparisons")
     assert said.startswith("Holm's correction over all 4 paired comparisons this verdict reads (every figure it "
                            "compares between a condition and its reference, in all its paragraphs): 1 of the 3 readings")
-    assert "hold (family-wise 5%): a: d_probe higher." in said
-    assert "These are leads to recheck with more seeds, not findings: a: d_auc lower; b: d_probe higher." in said
+    assert "hold (family-wise 5%): a: probe accuracy higher." in said      # (the key was printed: "a: d_probe higher")
+    assert "These are leads to recheck with more seeds, not findings: a: auc lower; b: probe accuracy higher." in said
     d, reading = paired_test(rows[1], "d_new", [0.0] * 6, [1.0] * 6, 0.1)
     assert (d, reading) == ([1.0, 1.0, 1.0], "higher") and rows[1]["tests"]["d_new"]["p"] == pytest.approx(0.03125)
     assert family_paragraph([{"condition": "a"}]) == ""
@@ -1083,7 +1083,7 @@ def test_holms_paragraph_says_which_of_its_family_are_correlations_and_reads_the
     assert said.startswith("Holm's correction over all 3 readings this verdict reads (2 figures compared between a "
                            "condition and its reference and 1 rank correlation, each read for its sign, in all its "
                            "paragraphs): 2 of the 2 readings higher or lower hold")
-    assert "less/none: rho positive" in said and "less/l1: d_gap lower" in said
+    assert "less/none: rho positive" in said and "less/l1: over-fitting gap lower" in said
     record_test(rows[0], "rho", "lower", 0.2, correlation=True)
     holm(rows)
     assert family_paragraph(rows).endswith("This is a lead to recheck with more seeds, not a finding: less/none: rho "

@@ -184,6 +184,10 @@ def test_in_short_counts_every_reading_of_every_compared_figure():
     short = next(p for p in study.verdict(rows).split("\n\n") if p.startswith("In short"))
     assert ("L2 weight decay: more active codes at 2 of 2 settings, lower digits probe accuracy at 2 of 2 settings"
             in short) and "L1 on codes: no effect the intervals support" in short
+    # Hoyer said before any of its figures, with what it measures (it went undefined: "sparser codes (Hoyer)")
+    paragraphs = study.verdict(rows).split("\n\n")
+    first = next(i for i, p in enumerate(paragraphs) if "Hoyer" in p)
+    assert paragraphs[first] == short and "Hoyer sparsity is how unevenly an image's codes fire (Hoyer 2004)" in short
 
 
 def test_each_penalty_sentence_gives_the_interval_its_active_and_probe_readings_rest_on():

@@ -64,6 +64,9 @@ HELD_OUT = {False: 5000, True: 1000}
 _HELD_STREAM = 99                                           # numpy stream of the held-out windows (build.py uses 1-4)
 COMPARED = ("hoyer", "active", "gap", "heldout_recon", "probe_digits")
 RESOLUTION = {"hoyer": 0.02, "active": 0.02, "probe_digits": 0.02}   # absolute; gap and held-out error: 10% of the baseline's
+# Hoyer sparsity in words, where the verdict first uses it (downpour.analysis.sparsity has the formula)
+HOYER_DEFINED = ("Hoyer sparsity is how unevenly an image's codes fire (Hoyer 2004), 0 when every unit responds "
+                 "equally and 1 when a single unit does; \"active\" is the share of codes above 0.1")
 CORRELATION = "hoyer_gap_rank_correlation"     # the test the verdict's "How the two are related" reads, per data size
 
 
@@ -166,8 +169,9 @@ class CostsStudy(CostsDesign, Study):
                     for what, k in found.items() if k]
             roles.append(f"{LABELS[term]}: " + (", ".join(said) if said else "no effect the intervals support"))
             paras.append(f"{LABELS[term]} against reconstruction alone, paired on {less['n']} seeds: " + "; ".join(lines) + ".")
+        # (Hoyer's first use in the verdict, so defined here: "sparser codes (Hoyer)", "Hoyer 0.09" went unexplained)
         paras.insert(1, "In short, what each penalty did that the intervals support (counted over its weights and both "
-                        "data sizes, each against reconstruction alone): " + "; ".join(roles) + ".")
+                        f"data sizes, each against reconstruction alone; {HOYER_DEFINED}): " + "; ".join(roles) + ".")
         corr = []
         for size in SIZES:
             extra = by[f"{size}/none"]["extra"]

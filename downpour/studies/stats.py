@@ -24,6 +24,7 @@ import numpy as np
 from downpour._names import plural
 from downpour.analysis.intervals import Z95, mean_ci, wilson   # (below the studies, shared with the analysis)
 from downpour.analysis.invariance import DEFAULT_ANGLES, DEFAULT_SCALES, DEFAULT_SHIFTS
+from downpour.studies.figure_words import figure_words
 
 SIGN_TEST_N = 6    # the fewest paired seeds whose common sign a two-sided 95% sign test can tell
 
@@ -347,7 +348,7 @@ def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = 0.05) -> str
         return f"{said}: none reads higher or lower, so there is nothing for it to take back."
 
     def reading(c: str, name: str, t: dict[str, Any]) -> str:    # a correlation reads positive or negative
-        return f"{c}: {name} " + ({"higher": "positive", "lower": "negative"}[t["reading"]] if t.get("correlation")
+        return f"{c}: {figure_words(name)} " + ({"higher": "positive", "lower": "negative"}[t["reading"]] if t.get("correlation")
                                   else t["reading"])
 
     held = [reading(c, name, t) for c, name, t in read if t["p_holm"] < alpha]

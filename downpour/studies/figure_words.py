@@ -1,0 +1,37 @@
+"""A study figure's name as a verdict says it: ``figure_words("delta_heldout_recon")`` -> "held-out reconstruction
+error". Holm's paragraph lists the readings it keeps by these words, where it printed the stored key
+("more/l1=0.01: delta_heldout_recon higher"). A paired difference ("d_" or "delta_" before the figure) reads as its
+figure: "higher" already says against the condition's reference. A name not in :data:`WORDS` reads with its
+underscores as spaces."""
+from __future__ import annotations
+
+import re
+
+__all__ = ["WORDS", "figure_words"]
+
+# figure name (as the studies store it) -> words; the studies' keys, from costs, staleness, templates, flat-skipping,
+# mechanisms, first-layer and architectures
+WORDS = {
+    "hoyer": "Hoyer sparsity", "active": "fraction of codes active", "mean_code": "mean code",
+    "gap": "over-fitting gap", "heldout_recon": "held-out reconstruction error",
+    "train_recon": "training reconstruction error", "hoyer_gap_rank_correlation": "rank correlation of Hoyer sparsity "
+    "and the gap", "probe": "probe accuracy", "probe_digits": "digits probe accuracy", "probe_lfw": "lfw probe accuracy",
+    "face_auc_lfw": "face AUC vs lfw non-faces", "face_auc_controls": "face AUC on the matched controls",
+    "face_owed_controls": "what the faces gave the face unit", "edge_fraction": "edge-like fraction",
+    "seconds_per_step": "seconds per step", "time": "time", "stage1_cost": "first stage's cost",
+    "vs_cost": "final cost", "vs_success": "success rate", "diverged_vs": "seeds diverged",
+    "inv_scale_octaves": "scale invariance", "inv_scale_up_octaves": "scale-up invariance", "inv_shift": "shift "
+    "invariance", "inv_rotation": "rotation invariance",
+}
+
+
+def figure_words(name: str) -> str:
+    """The words for figure ``name``, its "d_" / "delta_" prefix dropped; "_auc" after an invariance: "(by AUC)"."""
+    base = re.sub(r"^(d|delta)_", "", name)
+    if base in WORDS:
+        return WORDS[base]
+    if base.endswith("_auc") and base.removesuffix("_auc") in WORDS:
+        return f"{WORDS[base.removesuffix('_auc')]} (by AUC)"
+    if probe := re.fullmatch(r"probe_(\w+?)_(\w+)", base):      # first-layer's probe_{set}_{layer}
+        return f"{probe[1]} probe accuracy at {probe[2]}"
+    return base.replace("_", " ")
