@@ -14,6 +14,7 @@ from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, RunCo
 from downpour.cli_flags import check_as_typed, check_sets, named_by_set
 from downpour.cli_plan_flags import check_plan_flags
 from downpour.cli_analyze import cmd_analyze, cmd_report
+from downpour.cli_log import configure_logging
 from downpour.cli_study import StudyHelp, cmd_study
 from downpour.cli_train import SHORTHANDS, cmd_crossfit, cmd_train
 from downpour.settings import choices_of
@@ -333,8 +334,7 @@ def command() -> int:
 
 def _main(argv: list[str] | None, own: bool) -> int:
     args = _parse(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     # own: the process's own command, after a stop only its exit is left (the handler _run sets then outlives the
     # block: sigterm_as_interrupt leaves it in place)
     with sigterm_as_interrupt() as terms:

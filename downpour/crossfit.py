@@ -33,6 +33,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from downpour.cli_log import configure_logging
 from downpour.config import (CROSSFIT_CONTROLS, FACE_SOURCES, ConfigError, Override, RunConfig, config_to_dict,
                              load_config, parse_override)
 from downpour.crossfit_folds import check_crossfit_folder, crossfitting, fold_config, testing
@@ -98,7 +99,7 @@ def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection, pa
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent)
     with open(log_path, "a", encoding="utf-8") as out, redirect_stdout(out), redirect_stderr(out), sigterm_as_interrupt():
-        logging.basicConfig(stream=out, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+        configure_logging(stream=out, force=True)
         try:
             _answer(conn, (True, train_fold(cfg, path)))
         except KeyboardInterrupt:
