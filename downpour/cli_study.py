@@ -33,14 +33,14 @@ class StudyHelp(argparse.Action):
 
 def cmd_study(args: argparse.Namespace) -> int:
     from downpour.studies import QUESTIONS, STUDIES, design_class
-    from downpour.studies.about import LIST_HEADING, question_number
+    from downpour.studies.about import list_heading, question_number
 
     if args.name == "list":
         given = [flag for flag, value in (("--quick", args.quick), ("--seeds", args.seeds is not None),
                                           ("--jobs", args.jobs is not None), ("--out", args.out), ("--set", args.set)) if value]
         if given:
             raise ConfigError(f"{', '.join(given)}: `downpour study list` only lists the studies; give a study's name")
-        print(LIST_HEADING)
+        print(list_heading())
         for name in STUDIES:     # (one without a line in QUESTIONS says its design's own question: imported)
             print(f"{name:<14} {question_number(name):<3} {QUESTIONS.get(name) or design_class(name).question}")
         return 0

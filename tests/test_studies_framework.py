@@ -4,6 +4,7 @@ import html
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from scipy import stats
 from downpour import studies
 from downpour.cli import main
 from downpour.config import ConfigError, load_config
-from downpour.studies.about import ABOUT
+from downpour.studies.about import ABOUT, SECOND
 from downpour.studies.base import Condition, Study
 from downpour.studies import study_class
 from downpour.studies.machine import cpu_fields, platform_id
@@ -905,6 +906,11 @@ def test_study_list_numbers_each_study_as_the_readme_and_docs_do(capsys):
     assert [line.split()[:2] for line in lines] == [[name, f"Q{ABOUT[name][0]}"] for name in studies.STUDIES]
     assert lines[0].startswith("staleness      Q1  Local optima: ")
     assert lines[2].startswith("flat-skipping  Q3  Flat-skipping: ")
+    # the heading's counts and numbers as ABOUT has them, and the README's `study list` line says the same
+    assert len(ABOUT) == 7 and len({ABOUT[name][0] for name in SECOND}) == 2 and len(ABOUT) - 1 == 6
+    assert "Q1-Q7 of the README and docs/studies.md (Q2 and Q3 split the second):" in heading
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "the mission's six questions as seven studies (Q1-Q7; Q2 and Q3 split the second; " in readme
 
 
 def test_study_list_names_a_registered_study_whose_question_is_its_class_own(monkeypatch, capsys):
@@ -1751,4 +1757,6 @@ def test_study_md_comparisons_align_as_study_htmls(tmp_path):
               "jobs": 1, "command": "downpour study x", "verdict": "One.", "cells": rows, "figures": []}
     page = write_markdown(result, tmp_path / "study.md").read_text()
     assert "| condition | comparison | reading | p | Holm p | under Holm |\n| --- | --- | --- | ---: | ---: | --- |" in page
+    assert "| a | probe accuracy | higher |" in page       # the verdict's words for the figure, not its key "probe"
     assert tests_table(rows).endswith("<td>0.01</td><td>0.02</td><td class=l>holds</td></tr></table>")
+    assert "<td class=l>probe accuracy</td>" in tests_table(rows)

@@ -45,6 +45,7 @@ from downpour.data import build_dataset
 from downpour.studies.base import Cells, Condition
 from downpour.studies.designs.architectures import CODE, CODE_ARMS, ArchitecturesDesign
 from downpour.studies.compare import bar_reference, difference_sentence, owed_figure, owed_paragraph, tradeoff, value
+from downpour.studies.figure_words import figure_words
 from downpour.studies.figures import condition_colours, interval_bars
 from downpour.studies.measured import MeasuredStudy
 from downpour.studies.measure import config_with_model, flops_per_step, train_and_measure, with_steps
@@ -52,8 +53,7 @@ from downpour.studies.measure import config_with_model, flops_per_step, train_an
 STEPS_FULL, STEPS_QUICK = 300, 16      # the cat network's steps; they set the FLOP budget of every arm
 RESOLUTION = {"probe_digits": 0.02, "probe_lfw": 0.05, "face_auc_controls": 0.05, "face_owed_controls": 0.05,
               "edge_fraction": 0.05}
-LABELS = {"probe_digits": "digits probe", "probe_lfw": "lfw probe", "face_auc_controls": "face AUC on the matched controls",
-          "face_owed_controls": "what the faces gave the face unit", "edge_fraction": "edge-like fraction"}
+LABELS = {key: figure_words(key) for key in RESOLUTION}      # (one table of words for every study's figures)
 
 
 def own_settings() -> str:

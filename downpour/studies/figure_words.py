@@ -2,7 +2,7 @@
 error". Holm's paragraph lists the readings it keeps by these words, where it printed the stored key
 ("more/l1=0.01: delta_heldout_recon higher"). A paired difference ("d_" or "delta_" before the figure) reads as its
 figure: "higher" already says against the condition's reference. A name not in :data:`WORDS` reads with its
-underscores as spaces."""
+underscores as spaces. The comparisons table of study.html and study.md names each comparison by the same words."""
 from __future__ import annotations
 
 import re
@@ -10,18 +10,20 @@ import re
 __all__ = ["WORDS", "figure_words"]
 
 # figure name (as the studies store it) -> words; the studies' keys, from costs, staleness, templates, flat-skipping,
-# mechanisms, first-layer and architectures
+# mechanisms, first-layer and architectures. Templates' and architectures' difference sentences read these words;
+# mechanisms' LABELS say the same words with each range's unit ("scale range (octaves)"), which its numbers need.
 WORDS = {
     "hoyer": "Hoyer sparsity", "active": "fraction of codes active", "mean_code": "mean code",
     "gap": "over-fitting gap", "heldout_recon": "held-out reconstruction error",
-    "train_recon": "training reconstruction error", "hoyer_gap_rank_correlation": "rank correlation of Hoyer sparsity "
-    "and the gap", "probe": "probe accuracy", "probe_digits": "digits probe accuracy", "probe_lfw": "lfw probe accuracy",
+    "train_recon": "training reconstruction error",
+    "hoyer_gap_rank_correlation": "rank correlation of Hoyer sparsity and the gap",
+    "probe": "probe accuracy", "probe_digits": "digits probe accuracy", "probe_lfw": "lfw probe accuracy",
     "face_auc_lfw": "face AUC vs lfw non-faces", "face_auc_controls": "face AUC on the matched controls",
     "face_owed_controls": "what the faces gave the face unit", "edge_fraction": "edge-like fraction",
     "seconds_per_step": "seconds per step", "time": "time", "stage1_cost": "first stage's cost",
     "vs_cost": "final cost", "vs_success": "success rate", "diverged_vs": "seeds diverged",
-    "inv_scale_octaves": "scale invariance", "inv_scale_up_octaves": "scale-up invariance", "inv_shift": "shift "
-    "invariance", "inv_rotation": "rotation invariance",
+    "inv_scale_octaves": "scale range", "inv_scale_up_octaves": "scale range's upper end",
+    "inv_shift": "translation range", "inv_rotation": "rotation range",
 }
 
 

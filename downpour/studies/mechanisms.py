@@ -40,7 +40,9 @@ RESOLUTION = {"probe_digits": 0.02, "probe_lfw": 0.05, "inv_scale_octaves": 0.25
               "inv_rotation": 15.0, "inv_scale_octaves_auc": 0.25, "inv_shift_auc": 0.05, "inv_rotation_auc": 15.0,
               "inv_scale_up_octaves": 0.25, "inv_scale_up_octaves_auc": 0.25,
               "face_auc_controls": 0.05, "face_owed_controls": 0.05}
-LABELS = {"probe_digits": "digits probe", "probe_lfw": "lfw probe", "inv_scale_octaves": "scale range (octaves)",
+# (figure_words' words with each range's unit: its difference sentences give numbers in them)
+LABELS = {"probe_digits": "digits probe accuracy", "probe_lfw": "lfw probe accuracy",
+          "inv_scale_octaves": "scale range (octaves)",
           "inv_shift": "translation range (fraction of the side)", "inv_rotation": "rotation range (degrees)",
           "inv_scale_octaves_auc": "scale range of the AUC (octaves)",
           "inv_shift_auc": "translation range of the AUC (fraction of the side)",

@@ -348,8 +348,8 @@ def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = 0.05) -> str
         return f"{said}: none reads higher or lower, so there is nothing for it to take back."
 
     def reading(c: str, name: str, t: dict[str, Any]) -> str:    # a correlation reads positive or negative
-        return f"{c}: {figure_words(name)} " + ({"higher": "positive", "lower": "negative"}[t["reading"]] if t.get("correlation")
-                                  else t["reading"])
+        said = {"higher": "positive", "lower": "negative"}[t["reading"]] if t.get("correlation") else t["reading"]
+        return f"{c}: {figure_words(name)} {said}"
 
     held = [reading(c, name, t) for c, name, t in read if t["p_holm"] < alpha]
     leads = [reading(c, name, t) for c, name, t in read if not t["p_holm"] < alpha]

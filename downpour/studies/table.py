@@ -13,6 +13,7 @@ from downpour._names import plural
 from downpour.studies import STUDIES, design_class
 from downpour.studies.about import ABOUT
 from downpour.studies.data_note import data_sentence
+from downpour.studies.figure_words import figure_words
 from downpour.studies.words import no_spread, unbounded
 
 Shown = Callable[[dict[str, Any], str], "str | None"]   # a study's own HTML for a row's param or extra cell, or None
@@ -113,10 +114,11 @@ def conditions(rows: list[dict[str, Any]], shown: Shown | None = None, headings:
 
 
 def comparisons(rows: list[dict[str, Any]], markup: Markup = HTML) -> tuple[list[str], list[list[str]]]:
-    """One line per comparison the verdict reads (``row["tests"]``): its reading, p and Holm's p."""
+    """One line per comparison the verdict reads (``row["tests"]``): its figure in the verdict's words
+    (:func:`~downpour.studies.figure_words.figure_words`), its reading, p and Holm's p."""
     head = ["condition", "comparison", "reading", "p", "Holm p", "under Holm"]
-    body = [[markup.escape(r["condition"]), markup.escape(name), markup.escape(t["reading"]), fmt(t["p"], markup),
-             fmt(t["p_holm"], markup), _holds(t)] for r in rows for name, t in r.get("tests", {}).items()]
+    body = [[markup.escape(r["condition"]), markup.escape(figure_words(name)), markup.escape(t["reading"]),
+             fmt(t["p"], markup), fmt(t["p_holm"], markup), _holds(t)] for r in rows for name, t in r.get("tests", {}).items()]
     return head, body
 
 

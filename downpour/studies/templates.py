@@ -29,16 +29,14 @@ from typing import Any
 from downpour.studies.base import Cells
 from downpour.studies.designs.templates import TemplatesDesign
 from downpour.studies.compare import bar_reference, difference_sentence, owed_figure, owed_paragraph, tradeoff, value
+from downpour.studies.figure_words import figure_words
 from downpour.studies.figures import condition_colours, interval_bars
 from downpour.studies.measured import MeasuredStudy
 
 # the smallest paired difference worth reporting, per compared figure (in its own units)
 RESOLUTION = {"probe_digits": 0.02, "face_auc_controls": 0.05, "face_auc_lfw": 0.05, "face_owed_controls": 0.05,
               "edge_fraction": 0.05, "seconds_per_step": 0.005}
-LABELS = {"probe_digits": "digits probe accuracy", "face_auc_controls": "face AUC on the matched controls",
-          "face_auc_lfw": "face AUC vs lfw non-faces", "face_owed_controls": "what the faces gave the face unit",
-          "edge_fraction": "edge-like fraction",
-          "seconds_per_step": "seconds per step"}
+LABELS = {key: figure_words(key) for key in RESOLUTION}      # (one table of words for every study's figures)
 
 
 class TemplatesStudy(TemplatesDesign, MeasuredStudy):
