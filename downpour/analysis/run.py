@@ -47,6 +47,7 @@ from downpour.errors import DataError, DeadLayer
 from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
 from downpour.train.divergence import recorded
+from downpour.train.environment import warn_if_other
 from downpour.train.folders import check_writable
 from downpour.train.rundir import RunDir
 
@@ -142,6 +143,7 @@ def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
     # torch's own threads as the run trained with (train.threads): the optimal stimulus's sums then come out
     # the same whether `downpour train --report` analyses in its process or `downpour analyze` does later
     threads, before = RunDir.open(run_path).config.train.threads, torch.get_num_threads()
+    warn_if_other(run_path, "the analysis runs")
     try:
         if threads:
             torch.set_num_threads(threads)

@@ -26,14 +26,12 @@ _PLATFORM: dict[str, str] | None = None
 
 def platform() -> dict[str, str]:
     """What a cell's floats depend on besides its code, config and seed: the CPU, torch's kernels and BLAS, and the
-    versions of the libraries the cell's training and measures run on (once a process)."""
+    versions of the libraries the cell's training and measures run on (once a process; a run folder's
+    environment.json holds it too: :mod:`downpour.train.environment`)."""
     global _PLATFORM
     if _PLATFORM is None:
         import platform as host
 
-        import numpy
-        import scipy
-        import sklearn
         import torch
 
         try:
@@ -46,9 +44,25 @@ def platform() -> dict[str, str]:
                      or "OpenBLAS" in line), "")
         _PLATFORM = {**cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "blas": blas,
                      "onednn": str(torch.backends.mkldnn.is_available()),
-                     "MKL_CBWR": os.environ.get("MKL_CBWR", ""), "torch": torch.__version__, "numpy": numpy.__version__,
-                     "scipy": scipy.__version__, "scikit-learn": sklearn.__version__, "python": host.python_version()}
+                     "MKL_CBWR": os.environ.get("MKL_CBWR", ""),
+                     **versions(("torch", "numpy", "scipy", "scikit-learn", "python"))}
     return dict(_PLATFORM)
+
+
+def versions(names: Iterable[str]) -> dict[str, str]:
+    """Each installed distribution's version, by its name on PyPI (``python``: the interpreter's), as pip lists it
+    ("2.13.0+cpu"; the module's ``__version__`` says the same), read from the install's metadata: none is imported,
+    so a training process records scikit-learn's without its 1.5 s import; "not installed" for one that is not."""
+    import platform as host
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in names:
+        try:
+            found[name] = host.python_version() if name == "python" else version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
 
 
 def cpu_fields(cpuinfo: str, fallback: str) -> dict[str, str]:

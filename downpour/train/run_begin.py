@@ -13,6 +13,7 @@ from downpour.errors import NotARunError
 from downpour.train.checkpoint import denied, load_state
 from downpour.train.checkpoint_checks import check_streams
 from downpour.train.config_record import config_record
+from downpour.train.environment import record_environment, warn_if_other
 from downpour.train.refit import check_classes, refits_after, saved_fit
 
 if TYPE_CHECKING:
@@ -88,6 +89,9 @@ class RunBegin:
         if (self.path / "metrics.jsonl").is_dir():
             raise NotARunError(f"{str(self.path / 'metrics.jsonl')!r} is a folder where the run's metrics file goes; "
                                "move it away")
+        if resume:
+            warn_if_other(self.path, "the resume trains")
+        record_environment(self.path, start)
         self.save_config(cfg)
         self.trained_with = config_record(cfg)
         self.save_preprocess(preprocess, refits, classes)

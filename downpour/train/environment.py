@@ -1,0 +1,86 @@
+"""The install and machine a run was trained with: ``environment.json`` in its folder, and the warning of a resume or
+an analysis under other package versions.
+
+A run is bit for bit reproducible from its config and seed on one machine and install, not across installs: the
+reference run (``downpour train --runner local --steps 20 --set train.log_every=5 --no-report``) wrote a
+model.safetensors of md5 6fd43a75... at commit 2b189024 on 2026-12-06 and c0608b13... at that commit and at ce8e367f
+on 2026-12-07, the code the same and the .venv installed afresh (pyproject.toml pins only torch < 2.14), and its
+folder did not say which versions made which. ``environment.json`` says it::
+
+    {"commit": "ce8e367f", "downpour": "0.1.0", "os": "Linux-...", "numpy": "2.4.6", "torch": "2.13.0+cpu", ...,
+     "cpu": "...", "simd": "fma avx2", "blas": "...", "step": 0}
+
+:func:`~downpour.studies.machine.platform` (what a study's cell records) plus :data:`PACKAGES`, downpour's version
+and commit (:func:`~downpour.studies.code_commit.code_commit`) and the OS; ``step``: the step the run started (or was
+resumed) from under it. A resume under another record keeps the old one in ``earlier`` (oldest first). It is a file of
+its own, not a key of model.json: model.json and the safetensors files keep their bytes, so two runs of one seed on one
+install still write the same files, whatever commit string (``+changes``) or OS each records.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import platform as host
+from pathlib import Path
+from typing import Any
+
+from downpour.studies.code_commit import code_commit
+from downpour.studies.machine import platform, versions
+from downpour.train.model_file import replace_text
+
+log = logging.getLogger("downpour.train.environment")
+
+FILE = "environment.json"
+# the packages a run's bytes can depend on: torch's kernels; numpy and scipy (the whitening's FFTs and ZCA, the
+# analysis); scikit-image (lfw_subset.npy and the photographs ship in its wheel); scikit-learn (the probes);
+# safetensors (the files' bytes); pillow (decoding and resizing); ray (the cluster runner)
+PACKAGES = ("python", "torch", "numpy", "scipy", "scikit-image", "scikit-learn", "safetensors", "pillow", "ray")
+
+
+def environment() -> dict[str, Any]:
+    """This process's record: what :func:`record_environment` writes, less ``step``."""
+    return {"downpour": versions(("downpour",))["downpour"], "commit": code_commit() or "unknown",
+            "os": host.platform(), **platform(), **versions(PACKAGES)}
+
+
+def recorded(path: str | Path) -> dict[str, Any] | None:
+    """The record of the run in ``path``, None where it has none (trained before environment.json was written) or
+    one that is not a JSON object."""
+    try:
+        record = json.loads((Path(path) / FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def differences(record: dict[str, Any], now: dict[str, str]) -> list[str]:
+    """``"numpy 2.3.1 (here 2.4.6)"`` for each of :data:`PACKAGES` whose version in ``record`` is not the one ``now``
+    holds; a package the record lacks is not a difference."""
+    return [f"{name} {record[name]} (here {now[name]})" for name in PACKAGES
+            if name in record and name in now and record[name] != now[name]]
+
+
+def warn_if_other(path: str | Path, doing: str) -> None:
+    """One WARNING where the run in ``path`` was trained with other versions of :data:`PACKAGES` than this process's
+    (``doing``: what goes on under them, "the resume trains" or "the analysis runs"); nothing for a run without a
+    record."""
+    record = recorded(path)
+    if record is None:
+        return
+    found = differences(record, versions(PACKAGES))
+    if found:
+        log.warning("%s was trained with other package versions than this install's: %s; %s under these, so its "
+                    "floats need not match the same run on its own install (recorded in %s)",
+                    path, ", ".join(found), doing, Path(path) / FILE)
+
+
+def record_environment(path: str | Path, step: int) -> None:
+    """Write environment.json at a run's start (``step`` 0) or resume (``step``: its checkpoint's): the old record is
+    kept as it is where nothing but ``step`` would change, and moved into ``earlier`` where something would."""
+    now, old = environment(), recorded(path)
+    if old is not None:
+        earlier = old.pop("earlier", [])
+        if {k: v for k, v in old.items() if k != "step"} == now:
+            return
+        now["earlier"] = [*earlier, old] if isinstance(earlier, list) else [old]
+    replace_text(Path(path) / FILE, json.dumps({**now, "step": step}, indent=1, sort_keys=True))
