@@ -68,7 +68,7 @@ def their_repository(folder, name):
 
 def test_a_package_another_repository_does_not_track_records_no_commit(monkeypatch, tmp_path, here):
     """An install in a venv inside the user's own repository would have recorded that repository's commit."""
-    from downpour.studies import code_commit
+    from downpour.train import code_commit
 
     their_repository(tmp_path, "README")
     package = tmp_path / "venv" / "downpour"
@@ -85,7 +85,7 @@ def test_a_package_another_repository_does_not_track_records_no_commit(monkeypat
 def test_git_is_asked_of_the_package_not_of_a_repository_the_environment_names(monkeypatch, tmp_path):
     """Inside a git hook (GIT_DIR and GIT_INDEX_FILE set) git read the user's repository, whatever folder it was given:
     a package outside any checkout recorded the user's commit where their repository tracks an __init__.py."""
-    from downpour.studies import code_commit
+    from downpour.train import code_commit
 
     theirs = tmp_path / "theirs"
     their_repository(theirs, "__init__.py")
@@ -101,7 +101,7 @@ def test_git_is_asked_of_the_package_not_of_a_repository_the_environment_names(m
 def test_a_new_untracked_module_in_the_package_says_changes_and_git_is_asked_once(monkeypatch, tmp_path):
     """Until 2026-12-06 git was asked with --untracked-files=no: a cell run with a new module of the package, not yet
     added, recorded the bare commit, though that commit alone does not hold the code that ran."""
-    from downpour.studies import code_commit
+    from downpour.train import code_commit
 
     their_repository(tmp_path, "__init__.py")         # the package's checkout, clean
     monkeypatch.setattr(code_commit, "_PACKAGE", tmp_path)

@@ -16,7 +16,8 @@ from downpour.config import ConfigError, load_config
 from downpour.studies.about import ABOUT, SECOND
 from downpour.studies.base import Condition, Study
 from downpour.studies import study_class
-from downpour.studies.machine import cpu_fields, platform_id
+from downpour.studies.machine import platform_id
+from downpour.train.machine import cpu_fields
 from downpour.studies.cell_hash import ADDED_KEYS
 from downpour.studies.run import _check_sets, _pair, run_study
 from downpour.studies.stats import (effect_words, family_paragraph, flips, holm, mean_ci, paired_difference,

@@ -28,10 +28,10 @@ from downpour.config import ConfigError
 from downpour.errors import Diverged, DownpourError
 from downpour.parent_death import end_with
 from downpour.studies.base import Cells, Condition, Study
-from downpour.studies.code_commit import code_commit
 from downpour.studies.diverged import counted_out
-from downpour.studies.machine import platform
 from downpour.studies.scratch import scratch_folder
+from downpour.train.code_commit import code_commit
+from downpour.train.machine import platform
 from downpour.train.rundir import study_command
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,8 @@ what a study's page says of it beside the command that reproduces it.
 A cell is bit for bit reproducible from its commit, seed and config on one platform (docs/studies.md), but until
 2026-12-06 a study folder recorded the seeds, the config and the platform and not the commit: a verdict cited from a
 folder could not be traced to the code that made it, and a folder resumed after a pull mixed cells of two commits
-unsaid (the docs' "cells at 4bb55163 and bc9970f8" were written by hand). The commit is git's, of the checkout that
+unsaid (the docs' "cells at 4bb55163 and bc9970f8" were written by hand). The commit
+(:func:`downpour.train.code_commit.code_commit`) is git's, of the checkout that
 holds the ``downpour`` package, with ``+changes`` where its files differ from that commit or a file of it is new, not
 yet tracked and not ignored (a cell of uncommitted code, a new module's too, is not reproducible from the commit alone);
 an install outside a git checkout (or in one that does not track it) records
@@ -12,43 +13,10 @@ none, said as unknown.
 """
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
 from typing import Any, Iterable
 
 from downpour._names import plural
 from downpour.studies.same_as import runs
-
-_COMMIT: str | None = None
-_PACKAGE = Path(__file__).resolve().parent.parent      # the downpour package's folder
-
-
-# the variables that point git at a repository (set in a git hook, say): with them git would read the user's own
-_LOCATING = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY",
-             "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES")
-
-
-def _git(*args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in _LOCATING}
-    return subprocess.run(["git", "-C", str(_PACKAGE), *args], capture_output=True, text=True, timeout=20,
-                          check=True, env=env).stdout.strip()
-
-
-def code_commit() -> str:
-    """The short commit of the checkout holding the package (``+changes`` where the package's files differ from it, or
-    one is untracked and not ignored: a new module changes the code that ran), or "" outside a git checkout or without
-    git (git asked once a process)."""
-    global _COMMIT
-    if _COMMIT is None:
-        try:            # (the package tracked by the checkout: a venv inside some other repository is not downpour's)
-            _git("ls-files", "--error-unmatch", "__init__.py")
-            head = _git("rev-parse", "--short=8", "HEAD")
-            changed = _git("status", "--porcelain", "--untracked-files=normal", "--", ".")
-            _COMMIT = head + ("+changes" if changed else "")
-        except (OSError, subprocess.SubprocessError):
-            _COMMIT = ""
-    return _COMMIT
 
 
 def commits(costs: dict[tuple[str, int], dict[str, Any]], keys: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:

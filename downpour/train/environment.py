@@ -10,8 +10,8 @@ folder did not say which versions made which. ``environment.json`` says it::
     {"commit": "ce8e367f", "downpour": "0.1.0", "os": "Linux-...", "numpy": "2.4.6", "torch": "2.13.0+cpu", ...,
      "cpu": "...", "simd": "fma avx2", "blas": "...", "step": 0}
 
-:func:`~downpour.studies.machine.platform` (what a study's cell records) plus :data:`PACKAGES`, downpour's version
-and commit (:func:`~downpour.studies.code_commit.code_commit`) and the OS; ``step``: the step the run started (or was
+:func:`~downpour.train.machine.platform` (what a study's cell records) plus :data:`PACKAGES`, downpour's version
+and commit (:func:`~downpour.train.code_commit.code_commit`) and the OS; ``step``: the step the run started (or was
 resumed) from under it. A resume under another record keeps the old one in ``earlier`` (oldest first). It is a file of
 its own, not a key of model.json: model.json and the safetensors files keep their bytes, so two runs of one seed on one
 install still write the same files, whatever commit string (``+changes``) or OS each records.
@@ -24,8 +24,8 @@ import platform as host
 from pathlib import Path
 from typing import Any
 
-from downpour.studies.code_commit import code_commit
-from downpour.studies.machine import platform, versions
+from downpour.train.code_commit import code_commit
+from downpour.train.machine import platform, versions
 from downpour.train.model_file import replace_text
 
 log = logging.getLogger("downpour.train.environment")

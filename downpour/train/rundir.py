@@ -12,6 +12,7 @@ from downpour.config import ConfigError, Override, RunConfig, config_to_toml, is
 from downpour.data.pipeline import decode_began
 from downpour.errors import DownpourError, NotARunError
 from downpour.models.registry import resolve
+from downpour.train.environment import FILE as ENVIRONMENT
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.metrics_file import has_row, read_rows, truncate_rows
 from downpour.train.model_file import replace_text, temp_of
@@ -52,6 +53,7 @@ class RunDir(RunBegin, RunModel):
         if (run.path / "config.toml").exists():
             (run.path / cls.METRICS).unlink(missing_ok=True)   # opened before the first step: no row in it
             (run.path / cls.STOPPED_DATA).unlink(missing_ok=True)   # what the failed start's data did (the fixed run's own follows)
+            (run.path / ENVIRONMENT).unlink(missing_ok=True)        # (the failed start's: this start records its own)
         make_folder(run.path, "the run folder")
         run.save_config(cfg)
         run.again = again
@@ -75,7 +77,7 @@ class RunDir(RunBegin, RunModel):
         return run
 
     # what a run that never got going leaves behind (RunDir.begin writes the preprocessing too)
-    NEVER_STARTED = ("config.toml", "preprocess.json", "preprocess.safetensors", "tb")
+    NEVER_STARTED = ("config.toml", "preprocess.json", "preprocess.safetensors", ENVIRONMENT, "tb")
 
     # what training writes (and, after it, the analysis and the report)
     METRICS = "metrics.jsonl"
@@ -91,7 +93,7 @@ class RunDir(RunBegin, RunModel):
     AFTER = ("cluster.json", *ANALYSIS)
     # everything training wrote, and what was made of its model after it: removed for the run to start over (its
     # TensorBoard events too: they would show twice)
-    WRITTEN = (*TRAINED, STOPPED_DATA, "tb", *AFTER)
+    WRITTEN = (*TRAINED, STOPPED_DATA, ENVIRONMENT, "tb", *AFTER)
     # a run of its own inside this one (analysis.no_faces_twin): it may be there before this run trains
     # (crossfit trains folds and twins side by side), and a run trained again keeps it (same recipe)
     TWIN = "no-faces"
