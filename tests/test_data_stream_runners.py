@@ -341,6 +341,29 @@ def test_a_ray_resume_over_a_changed_file_list_is_said_and_recorded(tmp_path, lo
     assert any("file list changed since the checkpoint" in r.getMessage() for r in caplog.records)
 
 
+def test_a_ray_resume_says_its_streams_start_afresh_and_data_json_counts_from_the_resume(tmp_path, local_ray, caplog):
+    """Its checkpoint keeps no stream position: the resume line said "each worker" of one worker, and data.json's
+    sums, the new streams' alone, did not say they began at the resume (5,344 samples recorded of a 300-step run
+    of batch 32 resumed at step 133, where the uninterrupted run's recorded 9,600)."""
+    rng = np.random.default_rng(3)
+    (tmp_path / "imgs").mkdir()
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"im{i}.png")
+    cfg = load_config("ufldl-sae", [*STREAM, f"data.path={tmp_path / 'imgs'}", "cluster.runner=ray", "train.steps=10",
+                                    "data.loader_workers=0", "cluster.workers=1", "cluster.shards=1"])
+    run = RunDir.create(tmp_path / "run", cfg)
+    train(cfg, run)
+    assert "counted_from_step" not in run.read_json("data.json")
+    with caplog.at_level("INFO", logger="downpour.data.pipeline"):
+        summary = train(load_config(str(run.path / "config.toml"), ["train.steps=14"]), run, resume=True)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("resuming the stream")]
+    assert said == ["resuming the stream at step 10: its checkpoint keeps no stream position, so it starts a fresh "
+                    "pass over its image files"]
+    data = run.read_json("data.json")
+    assert data["counted_from_step"] == 10 and data["samples"] == 4 * BATCH
+    assert summary["data"]["counted_from_step"] == 10
+
+
 @pytest.mark.parametrize("runner", ["local", "simulated"])
 def test_a_dry_run_of_a_resume_names_a_damaged_stream_position(tmp_path, folder, runner, capsys):
     """`downpour train --resume RUN --dry-run` checks a damaged checkpoint (docs/training.md), and passed a stream

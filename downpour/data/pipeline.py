@@ -202,12 +202,14 @@ def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | Non
     return reopened
 
 
-def say_resumed_at(data: Dataset | StreamingData, positions: list[dict[str, Any] | None], step: int) -> None:
+def say_resumed_at(data: Dataset | StreamingData, positions: list[dict[str, Any] | None], step: int,
+                   workers: int = 1) -> None:
     """One INFO line: where a resumed stream picks up, from its checkpoint's ``positions`` (one a worker, each in its
-    share of the files; empty: a Ray run's, whose checkpoint keeps none). Until 2026-12-06 nothing said it."""
+    share of the files; empty: a Ray run's, whose checkpoint keeps none). Until 2026-12-06 nothing said it.
+    ``workers``: the run's (a Ray run of one worker said "each worker" of it until 2026-12-07)."""
     if not isinstance(data, StreamingData):
         return
-    n, item = len(positions), data.info["item"]
+    n, item = len(positions) or workers, data.info["item"]
     if not any(positions):     # [None]: a local run's checkpoint without one; []: a Ray run's
         who = "it starts a fresh pass over its" if n == 1 else "each worker starts a fresh pass over its own"
         log.info("resuming the stream at step %d: its checkpoint keeps no stream position, so %s %ss", step, who, item)

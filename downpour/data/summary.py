@@ -7,7 +7,7 @@ from typing import Any
 # the other files left out, then the sums of the reads: until 2026-12-06 only the sums and n_skipped were printed, so
 # no line of a run's console said how many of a folder's 3,010 image files it trained on
 SUMMARY_KEYS = ("n_items", "items_read", "n_images", "n_ignored", "reads", "samples", "n_skipped",
-                "workers_unreported")
+                "workers_unreported", "counted_from_step")
 
 
 def summary_data(data_info: dict[str, Any]) -> dict[str, Any]:

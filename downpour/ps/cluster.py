@@ -170,7 +170,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
         streams = [s and s["position"] for s in meta.get("streams") or []]
         setup.data = keep_cut(setup.data, streams + saved, cfg.data, cfg.seed, run.path,
                               run.checkpoints / f"{SERVER}.json")
-        say_resumed_at(setup.data, streams, meta["step"])
+        say_resumed_at(setup.data, streams, meta["step"], c.workers)
     start = meta["step"]
     began[:] = began or [start]
     stage_of = stages_of(cfg, setup.model.n_stages)
