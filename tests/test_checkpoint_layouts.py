@@ -1,8 +1,9 @@
 """Every tensor a run writes says in its safetensors metadata (``layout.<name>``) what its axes are and how it is
-used, for a reader without downpour (docs/training.md, "Reading a run without downpour"): the RBM's, the CNN's and
-the RNN's models (and the cat network's recurrent top), a local checkpoint's optimiser state, a server checkpoint's
-shards and the simulator's state, and Sandblaster's checkpoint. A layout's shape words, ``(name N, name N, ...)``,
-are read back here and must be the tensor's shape; the shards' parameter order is read back from the words alone."""
+used, for a reader without downpour (docs/training.md, "Reading a run without downpour"): every registered model's
+(the cat network's untied decoders and recurrent top too), a local checkpoint's optimiser state, a server
+checkpoint's shards and the simulator's state, and Sandblaster's checkpoint. A layout's shape words,
+``(name N, name N, ...)``, come before any other parenthesis, are read back here and must be the tensor's shape; the
+shards' parameter order is read back from the words alone."""
 import re
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 from downpour.config import load_config
-from downpour.models.registry import create_model
+from downpour.models.registry import create_model, list_models
 from downpour.ps.checkpoint import save_server
 from downpour.runners import train
 from downpour.train.flat import ParamLayout
@@ -35,10 +36,16 @@ def _read(path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
         return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
 
 
-@pytest.mark.parametrize("name,options", [
-    ("rbm-digits", {}), ("grbm-patches", {}), ("rbm-digits-cd", {}), ("cnn-digits", {}), ("lcn-digits", {}),
-    ("cnn-digits", {"tile": 2, "pools": (2, 1)}), ("rnn-rows", {}), ("rnn-rows", {"layers": 2}),
-    ("rnn-rows", {"input_shape": (5, 7)}), ("cat-demo", {"top": "gru"})])
+# every registered model as registered, then options that add tensors or change their words
+_VARIANTS = [(entry.name, {}) for entry in list_models()] + [
+    ("cnn-digits", {"tile": 2, "pools": (2, 1)}), ("rnn-rows", {"layers": 2}), ("rnn-rows", {"input_shape": (5, 7)}),
+    ("cat-demo", {"top": "gru"}), ("cat-demo", {"decoder": "untied", "filter_norm": 1.0}),
+    ("rica-local", {"bias": True, "decoder": "untied"}), ("rica-8x8", {"bias": True, "decoder": "untied"}),
+    ("pyramid-rica", {"pyramid": "gaussian", "tile": 2}), ("glimpse-rica", {"glimpse_scales": 3}),
+    ("teacher-student", {"width": 5, "teacher_width": 3})]
+
+
+@pytest.mark.parametrize("name,options", _VARIANTS, ids=[f"{n}{o or ''}" for n, o in _VARIANTS])
 def test_each_tensor_of_the_model_says_its_layout_and_its_shape_words_are_its_shape(tmp_path, name, options):
     options = dict(options)
     model = create_model(name, options.pop("input_shape", None), **options)
@@ -46,9 +53,9 @@ def test_each_tensor_of_the_model_says_its_layout_and_its_shape_words_are_its_sh
     meta, tensors = _read(tmp_path / "model.safetensors")
     for key, t in tensors.items():
         assert f"layout.{key}" in meta, (key, sorted(meta))
-        if key.startswith("stages."):      # (the cat network's stages: test_read_run.py)
-            continue
-        assert _shape_words(meta[f"layout.{key}"]) == list(t.shape), (key, meta[f"layout.{key}"])
+        text = meta[f"layout.{key}"]
+        assert _shape_words(text) == list(t.shape), (key, text)
+        assert text.index("(") == _AXES.search(text).start(), f"{key}: words before its shape words: {text!r}"
 
 
 def test_the_rbms_codes_come_from_its_file_and_the_words_alone(tmp_path):

@@ -183,11 +183,16 @@ class LocallyConnected2d(nn.Module):
         return (f"{self.in_channels}, {self.maps}, in_size={self.in_size}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, tile={self.tile}, bias={self.bias is not None}, norm={self.norm}")
 
+    def weight_axes(self) -> str:
+        """``weight``'s shape words, ``(tile rows T, ..., kernel columns K)``: the first words of its layout."""
+        (th, tw), k = self.tile_shape, self.kernel_size
+        return (f"(tile rows {th}, tile columns {tw}, maps {self.maps}, input channels {self.in_channels}, kernel rows "
+                f"{k}, kernel columns {k})")
+
     def weight_layout(self) -> str:
         """``weight``'s axes and use in words, for a reader without downpour (a safetensors file's metadata)."""
-        (th, tw), (ho, wo), k = self.tile_shape, self.out_size, self.kernel_size
-        axes = (f"(tile rows {th}, tile columns {tw}, maps {self.maps}, input channels {self.in_channels}, kernel rows "
-                f"{k}, kernel columns {k}); output position (i, j) of {ho}x{wo}, input rows i*{self.stride}.. and "
+        (th, tw), (ho, wo) = self.tile_shape, self.out_size
+        axes = (f"{self.weight_axes()}; output position (i, j) of {ho}x{wo}, input rows i*{self.stride}.. and "
                 f"columns j*{self.stride}.. (no padding), uses bank (i mod {th}, j mod {tw}); code = sum over "
                 "channels and kernel of filter * input window")
         if self.norm is None:

@@ -140,24 +140,32 @@ class Autoencoder(FeatureModel):
         return None
 
     def tensor_layouts(self) -> dict[str, str]:
-        """Each tensor's axes and use in words (model.safetensors' metadata)."""
+        """Each tensor's axes and use in words (model.safetensors' metadata), its shape words first."""
         act, out = self.config.activation, self.config.output
         plus = " + bias" if self.bias is not None else ""
         dec = "decoder_weight" if self.decoder_weight is not None else None
         if self.filter is None:
             name, n_in = "weight", self.weight.shape[1]
-            enc = (f"(hidden {self.config.hidden}, inputs {n_in}: a {list(self.input_shape)} sample flattened "
-                   f"row-major): unit j's encoder filter; code = {act}(x @ weight.T{plus})")
+            axes = f"(hidden {self.config.hidden}, inputs {n_in}"
+            enc = (f"{axes}: a {list(self.input_shape)} sample flattened row-major): unit j's encoder filter; "
+                   f"code = {act}(x @ weight.T{plus})")
             back = f"code @ {dec or 'weight'}, reshaped to {list(self.input_shape)}"
+            code_axes = f"(hidden {self.config.hidden})"
+            untied = f"{axes}): the untied decoder, the encoder's shape"
         else:
             name = "filter.weight"
             enc = f"encoder filters: {self.filter.weight_layout()}; code = {act}(that{plus})"
             back = f"the filter map's transpose with {dec or 'the encoder filters'} applied to the code"
+            code_axes = "(maps {}, rows {}, columns {})".format(*self._code_shape())
+            untied = f"{self.filter.weight_axes()}: the untied decoder, the encoder filters' shape"
         recon = f"; reconstruction = {out}({back}{' + decoder_bias' if self.decoder_bias is not None else ''})"
-        pooled = "(hidden, hidden) 0/1: pooled unit j = sqrt(1e-8 + sum over i of groups[j, i] * code_i**2)"
-        return {name: enc + recon, "decoder_weight": "the untied decoder, the encoder's shape",
-                "bias": f"{list(self._code_shape())} added to each code before {act}",
-                "decoder_bias": f"{list(self.input_shape)} added to each reconstruction before {out}", "groups": pooled}
+        n = self.config.hidden
+        pooled = (f"(pooled units {n}, units {n}): 1 where pooled unit j pools code unit i (i = j .. j + "
+                  f"{self.config.pool - 1}, wrapping round), else 0; pooled unit j = sqrt(1e-8 + sum over i of "
+                  "groups[j, i] * code_i**2)")
+        image = "(channels {}, rows {}, columns {})".format(*self.input_shape)
+        return {name: enc + recon, "decoder_weight": untied, "bias": f"{code_axes}: added to each code before {act}",
+                "decoder_bias": f"{image}: added to each reconstruction before {out}", "groups": pooled}
 
     # --- the maps -----------------------------------------------------------------------------
     def encode(self, x: Tensor) -> Tensor:

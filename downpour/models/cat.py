@@ -272,8 +272,8 @@ class CatNet(FeatureModel):
         run's server shards hold: downpour.parallel.partition.partition_layouts)."""
         plain = [(i, s) for i, s in enumerate(self.stages) if isinstance(s.filter, LocallyConnected2d)]
         out = {f"stages.{i}.filter.weight": f"stage {i + 1}'s filters: {s.filter.weight_layout()}" for i, s in plain}
-        out |= {f"stages.{i}.decoder_weight": f"stage {i + 1}'s untied decoder, the filters' shape, used as "
-                "stored (the transpose of the filter map)" for i, _ in plain}
+        out |= {f"stages.{i}.decoder_weight": f"{s.filter.weight_axes()}: stage {i + 1}'s untied decoder, the "
+                "filters' shape, used as stored (the transpose of the filter map)" for i, s in plain}
         top = self.top.tensor_layouts() if self.top is not None else {}
         return out | {f"top.{name}": f"the recurrent top stage, over the last stage's normalised maps: {text}"
                       for name, text in top.items()}

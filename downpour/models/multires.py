@@ -114,6 +114,29 @@ class MultiResNet(FeatureModel):
     def first_layer_filters(self) -> Tensor:
         return self.stage.first_layer_filters()
 
+    def tensor_layouts(self) -> dict[str, str]:
+        """The stage's tensors in its own words (shape words first), then what the front made its input."""
+        c, h, w = self.input_shape
+        cfg = self.config
+        if isinstance(self.front, PyramidFront):
+            levels = ("level i = G_i - up(G_i+1) (band-pass), the last the coarsest G" if cfg.pyramid == "laplacian"
+                      else "level i = G_i")
+            seen = (f"channel c is level c // {c} (image channel c mod {c}) of the image's {cfg.levels}-level "
+                    f"{cfg.pyramid} pyramid, {levels}, G_i the image blurred (5-tap binomial 1 4 6 4 1 / 16, "
+                    f"reflected borders) and halved i times, each level resampled bilinearly back to {h}x{w}")
+        elif isinstance(self.front, GlimpseFront):
+            g = cfg.glimpse_size
+            seen = (f"each of {cfg.glimpses} {g}x{g} glimpses of an image, centred on the most contrasted "
+                    f"places (local variance over {g}x{g} windows, picked greedily, each suppressing a {g}-wide "
+                    "square); "
+                    f"channel c is scale c // {c} (image channel c mod {c}), a crop of side {g} * 2**scale "
+                    f"round the centre, zero beyond the image, average-pooled to {g}x{g}; the model's codes are the "
+                    f"glimpses' codes side by side (glimpse k's maps k*{cfg.hidden} ..)")
+        else:
+            seen = f"the {c}x{h}x{w} input as it is"
+        return {f"stage.{name}": f"{text}; the stage's input (what it reconstructs): {seen}"
+                for name, text in self.stage.tensor_layouts().items()}
+
 
 _RICA = {"reconstruction": 1.0, "pooled_l2": {"weight": 0.05, "eps": 1e-4}}
 register_model("pyramid-rica", MultiResNet, input_shape=(1, 32, 32), objective=_RICA,

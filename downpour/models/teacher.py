@@ -64,6 +64,16 @@ class TeacherStudent(FeatureModel):
         self.weight = nn.Parameter(torch.randn(config.width, d) * scale)          # (width, d)
         self.register_buffer("teacher", torch.eye(d)[: config.teacher_width])    # (teacher_width, d)
 
+    def tensor_layouts(self) -> dict[str, str]:
+        """Each tensor's axes and use in words (model.safetensors' metadata), its shape words first."""
+        d, shape = self.weight.shape[1], list(self.input_shape)
+        return {"weight": (f"(student units {self.config.width}, inputs {d}: a {shape} sample x flattened row-major): "
+                           "unit i's input weights; codes = relu(x @ weight.T), the student's output their sum "
+                           "(output weights 1)"),
+                "teacher": (f"(teacher units {self.config.teacher_width}, inputs {d}): the fixed teacher, rows "
+                            "e_0, e_1, ... of the identity; target = sum over units of relu(x @ teacher.T), "
+                            "x ~ N(0, I)")}
+
     def _flat(self, x: Tensor) -> Tensor:
         return x.reshape(x.shape[0], -1)
 
