@@ -108,7 +108,7 @@ def test_the_report_brackets_the_test_figures_and_says_the_splits_spread_is_no_i
 def _tied_bank(edge_maps: int, banks: int = 4, maps: int = 8) -> np.ndarray:
     """(banks * maps, 8, 8) filters laid out as a tiled layer flattens them (bank-major): map m is an edge in every bank
     for m < ``edge_maps`` (a step edge, a different one per bank), Gaussian noise in every bank otherwise."""
-    from test_analysis_edges import step_edges
+    from edge_filters import step_edges
 
     rng = np.random.default_rng(0)
     f = rng.standard_normal((banks, maps, 8, 8))

@@ -32,7 +32,7 @@ Calibration (a script run once, not kept; 4,000 filters per family, 8x8 unless s
     low plaids          0.036 at 0.08-0.35 cycles/px: below ~0.12 under one cycle fits in 8 px, and two
                         orthogonal ramps add up to one diagonal ramp, which is an edge.
 
-With the mean and the pixel-scale bars (2026-12-07; tests/test_analysis_edges.py's families, 4,000 each, seed 21;
+With the mean and the pixel-scale bars (2026-12-07; tests/edge_filters.py's families, 4,000 each, seed 21;
 the four tests alone in brackets): Gabors 0.990 (0.994), even 0.977 (0.986), step edges 0.997 (1.000), one-signed
 bars 1-2 px wide and 4-8 long 0.999, [+1, -1] bars at the pixel scale 6-8 long off the border 1.000 (0.000; 5-8 long
 anywhere 0.77: coherence finds a short box, or one on the border, round), smooth one-signed blobs of aspect 1.6-3
@@ -50,7 +50,7 @@ rbm-digits after 500 steps (77 of 100 edge-like by the four tests, all within 14
 in 20 draws). The report reads an agreement of at least ``ONE_ORIENTATION`` over at least ``ONE_ORIENTATION_MIN``
 edge-like filters as one structure, not a bank of edges (uniform angles: P(R >= 0.9 | n = 8) ~ exp(-8 * 0.81)).
 One-signed templates (the averaged digits: mean share 0.45 or more) fail on their mean; centred ones still need the
-agreement. (Measured 2026-12-04: tests/test_analysis_edges.py's ``averaged_digits(rng, 4000)`` and ``gabors(rng,
+agreement. (Measured 2026-12-04: tests/edge_filters.py's ``averaged_digits(rng, 4000)`` and ``gabors(rng,
 4000)``, seed 0, through ``edge_like``, and the grid of concentration 0.5-0.65 x coherence 0.3-0.4 over every family
 above.)
 
