@@ -95,3 +95,28 @@ def test_a_run_that_never_got_going_is_taken_over_with_its_record_and_one_traine
     run = RunDir.open(_trained(tmp_path / "r"))
     run.discard_training()
     assert not (run.path / FILE).exists()
+
+
+def test_a_package_whose_metadata_is_unreadable_is_said_so(tmp_path, monkeypatch):
+    """A dist-info folder without METADATA (a broken install) gave None, not a version."""
+    (tmp_path / "site" / "no_such_distribution_xyz-1.0.dist-info").mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert versions(("no-such-distribution-xyz",)) == {"no-such-distribution-xyz": "unreadable"}
+
+
+def test_a_folder_holding_only_a_stale_record_is_taken_over_without_it(tmp_path):
+    """A never-started run's folder, its config.toml deleted: the record left is not the new run's ``earlier``."""
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / FILE).write_text(json.dumps({"numpy": "1.0.0", "step": 0}))
+    record = json.loads((_trained(tmp_path / "r") / FILE).read_text())
+    assert "earlier" not in record and record["numpy"] == versions(("numpy",))["numpy"]
+
+
+def test_a_folder_with_a_trained_run_and_its_record_is_still_refused(tmp_path):
+    import pytest
+
+    from downpour.train.folders import RunExistsError
+
+    run = _trained(tmp_path / "r")
+    with pytest.raises(RunExistsError, match="already holds a run"):
+        RunDir.create(run, load_config("ufldl-sae", [*SAE, "train.steps=2"]))

@@ -40,16 +40,20 @@ def platform() -> dict[str, str]:
 def versions(names: Iterable[str]) -> dict[str, str]:
     """Each installed distribution's version, by its name on PyPI (``python``: the interpreter's), as pip lists it
     ("2.13.0+cpu"; the module's ``__version__`` says the same), read from the install's metadata: none is imported,
-    so a training process records scikit-learn's without its 1.5 s import; "not installed" for one that is not."""
+    so a training process records scikit-learn's without its 1.5 s import; "not installed" for one that is not,
+    "unreadable" for one whose metadata has no version or cannot be read (a dist-info folder without METADATA gave
+    None, a broken one can raise: the run trains all the same)."""
     import platform as host
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
     for name in names:
         try:
-            found[name] = host.python_version() if name == "python" else version(name)
+            found[name] = host.python_version() if name == "python" else version(name) or "unreadable"
         except PackageNotFoundError:
             found[name] = "not installed"
+        except (OSError, TypeError, KeyError, ValueError):
+            found[name] = "unreadable"
     return found
 
 

@@ -53,7 +53,9 @@ class RunDir(RunBegin, RunModel):
         if (run.path / "config.toml").exists():
             (run.path / cls.METRICS).unlink(missing_ok=True)   # opened before the first step: no row in it
             (run.path / cls.STOPPED_DATA).unlink(missing_ok=True)   # what the failed start's data did (the fixed run's own follows)
-            (run.path / ENVIRONMENT).unlink(missing_ok=True)        # (the failed start's: this start records its own)
+        # the failed start's record (a folder holding it alone too, its config.toml deleted): this start records its
+        # own, not that one as its ``earlier``
+        (run.path / ENVIRONMENT).unlink(missing_ok=True)
         make_folder(run.path, "the run folder")
         run.save_config(cfg)
         run.again = again
