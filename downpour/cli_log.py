@@ -4,7 +4,7 @@
     downpour: reading data.path '/data/imgs' as the run does before its first step      (INFO, any downpour.* logger)
     downpour: warning: RAY_ADDRESS='HOST:PORT' is set ...                                 (WARNING and above: its level)
     ray.worker: warning: ...                                                            (another library: its logger)
-    downpour.twins: debug: ...                                                          (--verbose: every logger's name)
+    downpour.twins: debug: ...                                        (--verbose: downpour's DEBUG, every logger's name)
 
 The format was ``"%(levelname)s %(name)s: %(message)s"``, which printed "INFO downpour.twins: ..." between the
 command's own "downpour: ..." lines: a module's name is the code's business, not the user's.
@@ -34,8 +34,10 @@ class CliFormatter(logging.Formatter):
 
 def configure_logging(verbose: bool = False, stream: TextIO | None = None, force: bool = False) -> None:
     """The root logger's handler for a command's process (stderr, or ``stream``): INFO and up in :class:`CliFormatter`'s
-    form, DEBUG and logger names with ``verbose``. As :func:`logging.basicConfig`, nothing where the root logger has a
-    handler already, unless ``force``."""
+    form, and with ``verbose`` downpour's own DEBUG records and every logger's name (other libraries stay at INFO: PIL's
+    PngImagePlugin alone wrote a debug line for every chunk of every image read). As :func:`logging.basicConfig`,
+    nothing where the root logger has a handler already, unless ``force``."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(CliFormatter(names=verbose))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=force)
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=force)
+    logging.getLogger("downpour").setLevel(logging.DEBUG if verbose else logging.NOTSET)

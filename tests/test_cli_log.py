@@ -35,3 +35,12 @@ def test_the_commands_process_prints_a_modules_info_line_as_downpour():
             "logging.getLogger('downpour.twins').info('twin kept'); logging.getLogger('downpour.twins').debug('hidden')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stderr == "downpour: twin kept\n"
+
+
+def test_verbose_says_downpours_debug_lines_but_not_other_libraries():
+    """PIL's PngImagePlugin wrote a "debug: STREAM b'IHDR' 16 13" line for every chunk of every image read."""
+    code = ("import logging; from downpour.cli_log import configure_logging; configure_logging(verbose=True); "
+            "logging.getLogger('downpour.twins').debug('kept'); png = logging.getLogger('PIL.PngImagePlugin'); "
+            "png.debug('chunk'); png.info('read')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr == "downpour.twins: debug: kept\nPIL.PngImagePlugin: read\n"
