@@ -30,9 +30,9 @@ def test_verbose_names_every_records_logger():
 
 
 def test_the_commands_process_prints_a_modules_info_line_as_downpour():
-    """Through configure_logging, as `downpour` sets it up (a fresh process: pytest holds the root logger's handlers)."""
+    """Through configure_logging, as `downpour` sets it up (a fresh process: pytest holds the root's handlers)."""
     code = ("import logging; from downpour.cli_log import configure_logging; configure_logging(); "
-            "logging.getLogger('downpour.twins').info('twin kept'); logging.getLogger('downpour.twins').debug('hidden')")
+            "twins = logging.getLogger('downpour.twins'); twins.info('twin kept'); twins.debug('hidden')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stderr == "downpour: twin kept\n"
 

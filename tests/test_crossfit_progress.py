@@ -42,13 +42,13 @@ def test_the_newest_step_past_the_offset_is_said_once_with_its_fold(tmp_path, ca
     start = log_path.stat().st_size
     caplog.set_level(logging.INFO, logger="downpour.crossfit")
     with log_path.open("a") as f:
-        f.write("INFO downpour.train: resuming from step 50\n" + sixty + seventy)
+        f.write("downpour: resuming from step 50\n" + sixty + seventy)     # (cli_log's form of a log line)
     offset, said = _say_progress(Path("fold-1"), log_path, start, "")
     assert said == f"step 70/100, loss 0.42, eta {_eta(seventy)}" and offset == log_path.stat().st_size
     assert caplog.messages == [f"crossfit: fold-1: {said}"]
     # nothing new (a warning, and a progress line half written): nothing said, the half line read next time
     with log_path.open("a") as f:
-        f.write("WARNING something\n" + eighty[:20])
+        f.write("downpour: warning: something\n" + eighty[:20])
     offset, again = _say_progress(Path("fold-1"), log_path, offset, said)
     assert again == said and len(caplog.messages) == 1
     with log_path.open("a") as f:
