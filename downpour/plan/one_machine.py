@@ -29,14 +29,12 @@ __all__ = ["COPY_BYTES_PER_S", "PROCESS_BYTES", "on_one_machine", "processes", "
 # check refuses past the machine's available memory by (cluster_checks.py, ~250 MiB a process)
 PROCESS_BYTES = PROCESS_MB * 2**20
 
-# a shared-memory copy, one thread. Measured as torch's copy_ of a 1.69 MB gradient: cat-untied's (cat-demo's layers
-# untied, 422,400 values; cat-demo's own is 8,448, 33.8 KB) on the project's 2-core VM under a load of 17 (2026-12-06):
-# 2.05 GB/s of wall time. bench/shm_copy.py (docs/benchmarks.md), np.copyto into a ps/shm.py Segment as a push is
-# put, as fast as the private-memory copy beside it, in the process's CPU time (a core of its own; load 17-24,
-# 2026-12-07): that gradient 12.9 GB/s in cache, 6.0 GB/s from main memory (768 MB of distinct gradients, past the
-# 480 MiB last-level cache); cat-demo's 33.8 KB 28 and 5.1. The 2.0 GB/s is a loaded machine's wall rate: the plan
-# counts the copies' core-seconds against the cores, where a core's own rate would be the one it means; kept (every
-# --machines 1 plan and its tests read it): ~3x low out of cache, ~6x in cache
+# a shared-memory copy, one thread: torch's copy_ of cat-untied's 1.69 MB gradient (422,400 values; cat-demo's own is
+# 8,448, 33.8 KB), 2.05 GB/s of wall time on the project's 2-core VM under a load of 17 (2026-12-06). A core's own rate
+# is higher: bench/shm_copy.py (docs/benchmarks.md, `shm_copy`) copies a gradient into a ps/shm.py Segment as
+# Segment.put does, as fast as into private memory, at 12.9 GB/s of the process's CPU time in cache and 6.0 GB/s from
+# main memory (cat-demo's 28 and 5.1; load 17-24, 2026-12-07). The plan counts the copies' core-seconds, so this rate
+# is ~3x low out of cache and ~6x in cache; kept, as every --machines 1 plan and its tests read it
 COPY_BYTES_PER_S = 2.0e9
 
 
