@@ -151,11 +151,16 @@ def _spectral_peak(f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return concentration, py, px
 
 
-def _spread(energy: np.ndarray, flat: np.ndarray) -> np.ndarray:
-    """(n, H, W) pixel energies of centred filters, (n,) flat -> (n,) participation ratio over H·W (0 when flat)."""
+def _centred(f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, C, H, W) -> the filters centred per channel, (n,) their spread (0 when flat, see :func:`edge_scores`),
+    (n,) flat: what :func:`edge_scores` and the cheap tests of :func:`_spread_and_coherence` both start from."""
+    raw = (f ** 2).sum(axis=(1, 2, 3))
+    f = f - f.mean(axis=(2, 3), keepdims=True)
+    energy = (f ** 2).sum(axis=1)                              # (n, H, W)
     total = energy.sum(axis=(1, 2))
-    ratio = total ** 2 / np.maximum((energy ** 2).sum(axis=(1, 2)), 1e-300) / (energy.shape[1] * energy.shape[2])
-    return np.where(flat, 0.0, ratio)
+    flat = total <= _FLAT * raw                                # also true for all-zero filters (0 <= 0)
+    spread = total ** 2 / np.maximum((energy ** 2).sum(axis=(1, 2)), 1e-300) / (f.shape[2] * f.shape[3])
+    return f, np.where(flat, 0.0, spread), flat
 
 
 def edge_scores(filters: Tensor | np.ndarray) -> dict[str, np.ndarray]:
@@ -186,11 +191,7 @@ def edge_scores(filters: Tensor | np.ndarray) -> dict[str, np.ndarray]:
     raw = (f ** 2).sum(axis=(1, 2, 3))
     means = f.mean(axis=(2, 3), keepdims=True)                 # (n, C, 1, 1)
     mean_share = (means ** 2).sum(axis=(1, 2, 3)) * h * w / np.where(raw > 0, raw, 1.0)
-    f = f - means
-    energy = (f ** 2).sum(axis=1)                              # (n, H, W)
-    total = energy.sum(axis=(1, 2))
-    flat = total <= _FLAT * raw                                # also true for all-zero filters (0 <= 0)
-    spread = _spread(energy, flat)
+    f, spread, flat = _centred(f)
     concentration, py, px = np.empty(n), np.empty(n), np.empty(n)
     for start in range(0, n, _BLOCK):
         block = slice(start, start + _BLOCK)
@@ -213,25 +214,22 @@ def _pixel_bars(f: np.ndarray, scores: dict[str, np.ndarray]) -> np.ndarray:
     h, w = f.shape[2:]
     y, x = np.mgrid[0:h, 0:w]
     found = np.zeros(len(f), dtype=bool)
-    near_nyquist = scores["peak_frequency"] > FREQ_MAX                  # (NaN for flat filters: False)
+    near_nyquist = np.flatnonzero(scores["peak_frequency"] > FREQ_MAX)  # (NaN for flat filters: False)
     for carrier, axis in (((-1.0) ** x, 0.0), ((-1.0) ** y, 90.0)):    # stripes along columns, along rows
         # Only the demodulated filters that pass spread and coherence get the FFT, most of the cost: half of all
         # noise filters peak past FREQ_MAX, and scoring them in full made edge_like 1.6x the four tests alone.
-        candidates = np.flatnonzero(near_nyquist)
-        candidates = candidates[_spread_and_coherence(f[candidates] * carrier)]
-        bar = edge_scores(f[candidates] * carrier)
+        demodulated = f[near_nyquist] * carrier
+        cheap = _spread_and_coherence(demodulated)
+        bar = edge_scores(demodulated[cheap])
         gap = np.abs((bar["orientation"] - axis + 90.0) % 180.0 - 90.0)   # on the circle of 180°
-        found[candidates] |= _decide(bar, h * w) & (gap <= NYQUIST_ALIGN_DEGREES)
+        found[near_nyquist[cheap]] |= _decide(bar, h * w) & (gap <= NYQUIST_ALIGN_DEGREES)
     return found
 
 
 def _spread_and_coherence(f: np.ndarray) -> np.ndarray:
     """(n, C, H, W) filters -> (n,) bool: they pass ``_decide``'s spread and coherence tests, computed as
     :func:`edge_scores` does but without its FFT; a filter failing them fails ``_decide``."""
-    raw = (f ** 2).sum(axis=(1, 2, 3))
-    f = f - f.mean(axis=(2, 3), keepdims=True)
-    energy = (f ** 2).sum(axis=1)                              # (n, H, W)
-    spread = _spread(energy, energy.sum(axis=(1, 2)) <= _FLAT * raw)
+    f, spread, _ = _centred(f)
     return (spread * f.shape[2] * f.shape[3] >= SPREAD_MIN_PIXELS) & (coherence(f) >= COHERENCE_MIN)
 
 
