@@ -8,8 +8,8 @@ pixel-scale bars: every filter peaking past ``FREQ_MAX`` (half of all noise filt
 Three configurations, interleaved ``--reps`` times on the same filters: ``four_tests``; ``edge_like``, which sends
 to the FFT only the demodulated filters that pass spread and coherence; ``unfiltered``, the same rule scoring every
 demodulated filter in full (the first version). Prints one JSON line: wall and CPU seconds per configuration,
-the ratios of CPU seconds to ``four_tests`` (a shared machine's load moves wall time more), and whether ``edge_like`` and ``unfiltered`` decide alike (they must: the cheap tests are two of
-the four).
+the ratios of CPU seconds to ``four_tests`` (a shared machine's load moves wall time more), and whether
+``edge_like`` and ``unfiltered`` decide alike (they must: the cheap tests are two of the four).
 """
 from __future__ import annotations
 

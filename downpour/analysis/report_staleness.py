@@ -89,9 +89,10 @@ def _per_partition(run: RunDir, report: dict[str, Any]) -> str:
     (every trained stage tiled: the replica pushes the shared banks). Until 2026-12-07 the report said only "2
     partitions per replica"."""
     try:
-        owned = run.read_json("cluster.json").get("partition_shards")
-    except (NotARunError, AttributeError):
+        cluster = run.read_json("cluster.json")
+    except NotARunError:
         return ""
+    owned = cluster.get("partition_shards") if isinstance(cluster, dict) else None
     per_shard = report.get("per_shard")
     if not isinstance(owned, list) or not isinstance(per_shard, dict):
         return ""
