@@ -447,6 +447,9 @@ def test_a_control_without_a_bar_of_the_criterion_does_not_pass_it():
     assert not v["per_negatives"][0]["passes"]
     assert f"Criterion not met: no {GRADIENT} row to compare with." in v["per_negatives"][0]["sentence"]
     assert v["sentences"][0] == "On 0 of 1 low-level-matched controls the learned unit meets the criterion."
+    # without the twin's row the label is quoted: its comma read "no random weights, same architecture row"
+    v = controls_verdict([row for row in rows if row["method"] != TWIN])
+    assert f'no "{TWIN}" row to compare with' in v["per_negatives"][0]["sentence"]
 
 
 class MemorisingModel(FeatureModel):

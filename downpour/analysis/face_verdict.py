@@ -156,7 +156,7 @@ def _criterion_missed(unit: dict[str, Any], group: dict[str, dict[str, Any]], tw
     *beats* reads the paired interval and the criterion the twin's own: the two can differ."""
     auc, missed = unit["auc"], []
     if twin not in group:
-        missed.append(f"no {twin} row to compare with")
+        missed.append(f"no \"{twin}\" row to compare with")     # (quoted: the label has a comma)
     elif not auc > group[twin]["auc_ci"][1]:
         missed.append(f"its AUC {auc:.3f} is not above the upper end of the interval of \"{twin}\" "
                       f"({group[twin]['auc_ci'][1]:.3f})")
