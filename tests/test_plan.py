@@ -24,9 +24,14 @@ from downpour.parallel.partition import block_banks, partition_bounds, partition
 from downpour.plan import cat_formulas
 from downpour.plan.check import compare_run
 from downpour.plan.counted import step_flops
+from downpour.plan.one_machine import PROCESS_BYTES
 from downpour.plan.partition import grid, partition, partition_stage
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+# a process's own memory in GB (Python, torch, Ray's worker), which every process needs on its machine beside
+# what it holds of the model: the small machines below are that and a few MB
+OWN_GB = PROCESS_BYTES / 1e9
 
 
 def test_the_paper_network_has_the_papers_billion_connections_within_30_percent():
@@ -577,7 +582,7 @@ def test_a_split_replicas_own_process_memory_is_counted_and_checked_by_hand(caps
     partitions (stage 1's step 13,744, stage 2's 6,248 + 5,632 = 11,880 floats per example: the larger), and its
     LocalParams of the banks: the fetch vector and the push's summed gradient (8,448 floats each). It was not
     counted until 2026-12-05: a machine of 2 MB fits the partitions (1.23 MB) but not the replica's 3.61 MB."""
-    plan = plan_for(None, (), Cluster(machines=8, partitions=2, memory_gb=0.002), config="main")
+    plan = plan_for(None, (), Cluster(machines=8, partitions=2, memory_gb=OWN_GB + 0.002), config="main")
     part = plan["partition"]
     assert (part["replica_weight_bytes"], part["replica_grad_bytes"], part["replica_state_bytes"]) == (
         4 * 8448, 4 * 8448, 4 * 1178)
@@ -585,14 +590,16 @@ def test_a_split_replicas_own_process_memory_is_counted_and_checked_by_hand(caps
     assert part["replica_fetch_push_bytes"] == 4 * 2 * 8448
     assert part["replica_memory_bytes"] == 4 * (4 * 8448 + 1178 + 32 * 13328 + 32 * 13744) == 3_605_096
     assert plan["fits"]["partition"] and not plan["fits"]["replica"]
-    assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8", "--memory", "0.002"]) == 1
+    assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8", "--memory", f"{OWN_GB + 0.002:g}"]
+                ) == 1
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("memory of each replica's process"))
     assert line.startswith("memory of each replica's process: 3.61 MB (shared banks 33.79 kB") and \
         line.endswith("** does not fit **")
     # chosen, a count whose replica's process does not fit is not taken: at 3 MB none fits (each replica's holds the
     # whole replica's maps, whatever K), where 2 partitions were taken; at 4 MB 2 are
-    assert not plan_for(None, (), Cluster(machines=40, memory_gb=0.003), config="main")["fits"]["replica"]
-    assert plan_for(None, (), Cluster(machines=40, memory_gb=0.004), config="main")["cluster"]["partitions"] == 2
+    assert not plan_for(None, (), Cluster(machines=40, memory_gb=OWN_GB + 0.003), config="main")["fits"]["replica"]
+    four = plan_for(None, (), Cluster(machines=40, memory_gb=OWN_GB + 0.004), config="main")
+    assert four["cluster"]["partitions"] == 2
     # one partition runs no such process, and the paper's pipeline has none
     whole = plan_for(None, (), Cluster(machines=8, partitions=1), config="main")
     assert whole["partition"]["replica_memory_bytes"] == 0
@@ -652,17 +659,38 @@ def test_a_split_partition_counts_its_fetch_vector_and_push_beside_its_filters_a
     assert "gradient 870.40 kB, fetch vector and push 1.74 MB, " in capsys.readouterr().out
 
 
+def test_each_machines_process_needs_its_own_memory_beside_the_models(capsys):
+    """A partition of cat-demo holds 71.58 MB of the model, but its process holds Python, torch and Ray's worker too:
+    on 2 nodes of a Ray cluster (2026-12-07, 2 workers, 2 shards) the worker actors' RSS peaked at 360 MB and the
+    shards' at 310 MB, where a shard holds 33.79 kB of the model. Until 2026-12-07 a plan of many machines compared the
+    model's share alone with --memory, so machines of 0.1 GB "fit"; the one-machine plan counted each process's own."""
+    argv = ["plan", "--config", "cat-demo", "--machines", "4", "--replicas", "2", "--shards", "2", "--partitions", "1"]
+    small = plan_for(None, (), Cluster(machines=4, replicas=2, shards=2, partitions=1, memory_gb=0.1),
+                     config="cat-demo")
+    assert small["partition"]["memory_bytes"] < 0.1e9 and not small["fits"]["partition"]
+    assert small["shard_bytes"] < 0.1e9 and not small["fits"]["shard"]
+    assert main([*argv, "--memory", "0.1"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("** does not fit **") == 2 and "each process's own ~262.14 MB (Python, torch, Ray's worker)" in out
+    fitting = plan_for(None, (), Cluster(machines=4, replicas=2, shards=2, partitions=1,
+                                         memory_gb=(small["partition"]["memory_bytes"] + PROCESS_BYTES) / 1e9),
+                       config="cat-demo")
+    assert fitting["fits"]["partition"] and fitting["fits"]["shard"]
+    assert main([*argv, "--memory", "0.4"]) == 0
+
+
 def test_where_no_partition_count_fits_the_plan_takes_the_one_whose_largest_process_needs_least(capsys):
     """The main job on 40 machines of 3 MB: no count fits (each replica's process holds the whole replica's maps, and
     its windows and codes grow with K). The plan took the most partitions that can be laid out, 36, whose replica's
     process needs 6.34 MB, where 2 partitions' needs 3.61 MB (a partition's 1.23 MB); it takes 2 now, and says why."""
-    plan = plan_for(None, (), Cluster(machines=40, memory_gb=0.003), config="main")
+    plan = plan_for(None, (), Cluster(machines=40, memory_gb=OWN_GB + 0.003), config="main")
     assert plan["cluster"]["partitions"] == 2 and plan["memory_fallback"]
     assert plan["partition"]["replica_memory_bytes"] == 3_605_096 and not plan["fits"]["replica"]
-    assert not plan_for(None, (), Cluster(machines=40, memory_gb=0.004), config="main")["memory_fallback"]
-    assert not plan_for(None, (), Cluster(machines=40, partitions=36, memory_gb=0.003), config="main")["memory_fallback"]
-    assert main(["plan", "--config", "main", "--machines", "40", "--memory", "0.003"]) == 1    # printed: no fit
-    assert ("no partition count that can be laid out fits a machine's 0.003 GB: planned 2 partitions, whose largest "
+    assert not plan_for(None, (), Cluster(machines=40, memory_gb=OWN_GB + 0.004), config="main")["memory_fallback"]
+    assert not plan_for(None, (), Cluster(machines=40, partitions=36, memory_gb=OWN_GB + 0.003),
+                        config="main")["memory_fallback"]
+    assert main(["plan", "--config", "main", "--machines", "40", "--memory", f"{OWN_GB + 0.003:g}"]) == 1   # no fit
+    assert ("no partition count that can be laid out fits a machine's 0.265144 GB: planned 2 partitions, whose largest "
             "process (a partition, or each replica's own) needs the least") in capsys.readouterr().out
 
 
@@ -676,11 +704,12 @@ def test_where_no_partition_count_fits_the_plan_takes_one_the_machines_lay_out_a
     assert plan["memory_fallback"] and plan["cluster"]["partitions"] == 1 and plan["cluster"]["machines_used"] == 3
     assert main(["plan", "--config", "main", "--machines", "3", "--memory", "0.0001"]) == 1
     assert ("no partition count that can be laid out fits a machine's 0.0001 GB: planned 1 partition, the count whose "
-            "partitions need the least: 71.58 MB a partition, against 0.0001 GB a machine") in capsys.readouterr().out
-    assert main(["plan", "--config", "main", "--machines", "40", "--memory", "0.003"]) == 1
-    assert ("needs the least: each replica's process 3.61 MB, a partition 1.23 MB, against 0.003 GB a machine"
-            in capsys.readouterr().out)
-    assert main(["plan", "--config", "main", "--machines", "3", "--memory", "0.004"]) == 2
+            "partitions need the least: 71.58 MB a partition, each process with its own ~262.14 MB, against 0.0001 GB "
+            "a machine") in capsys.readouterr().out
+    assert main(["plan", "--config", "main", "--machines", "40", "--memory", f"{OWN_GB + 0.003:g}"]) == 1
+    assert ("needs the least: each replica's process 3.61 MB, a partition 1.23 MB, each process with its own "
+            "~262.14 MB, against 0.265144 GB a machine" in capsys.readouterr().out)
+    assert main(["plan", "--config", "main", "--machines", "3", "--memory", f"{OWN_GB + 0.004:g}"]) == 2
     assert "2 partitions (the fewest that fit a machine's memory)" in capsys.readouterr().err
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from downpour.cli import main
 from downpour.plan import Cluster, plan_for
+from downpour.plan.one_machine import PROCESS_BYTES
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -52,14 +53,14 @@ def test_workers_on_one_machine_split_its_cores_as_on_machines_of_their_share():
 
 
 def test_one_machines_memory_is_every_process_together(capsys):
-    """A partition of cat-demo needs 71.58 MB (its frozen cache at most 67.11 MB): 2 replicas on one machine need
-    twice that and the shards, where each process fitted a machine of its own."""
-    plan = plan_for(None, (), Cluster(machines=1, replicas=2, shards=1, memory_gb=0.1), config="cat-demo")
-    part = plan["partition"]["memory_bytes"]
-    assert part < 0.1e9 < 2 * part and plan["cluster"]["memory_together_bytes"] > 2 * part
+    """A partition of cat-demo needs 71.58 MB (its frozen cache at most 67.11 MB) and its process's own ~262.14 MB: 2
+    replicas on one machine need twice that and the shards, where each process fitted a machine of its own."""
+    plan = plan_for(None, (), Cluster(machines=1, replicas=2, shards=1, memory_gb=0.4), config="cat-demo")
+    part = plan["partition"]["memory_bytes"] + PROCESS_BYTES
+    assert part < 0.4e9 < 2 * part and plan["cluster"]["memory_together_bytes"] > 2 * part
     assert plan["fits"]["partition"] and not plan["fits"]["together"]
     assert main(["plan", "--config", "cat-demo", "--machines", "1", "--replicas", "2", "--shards", "1",
-                 "--memory", "0.1"]) == 1      # printed, and its status says it does not fit
+                 "--memory", "0.4"]) == 1      # printed, and its status says it does not fit
     assert "MB counted)  ** does not fit **; no network" in capsys.readouterr().out
 
 

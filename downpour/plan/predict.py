@@ -221,8 +221,10 @@ def _together(net: Network, part: dict[str, float], r: int, k: int, s: int, rule
 
 
 def _need(part: dict[str, float]) -> float:
-    """Bytes of a machine's memory the layout's largest process needs: a partition, or its replica's own process."""
-    return max(part["memory_bytes"], part["replica_memory_bytes"])
+    """Bytes of a machine's memory the layout's largest process needs: a partition, or its replica's own process, with
+    the process's own (Python, torch, Ray's worker: :data:`~downpour.plan.one_machine.PROCESS_BYTES`). Without it a
+    machine of 0.1 GB "fit" cat-demo's 71.58 MB partition, where its Ray worker actor held 360 MB (RSS, 2026-12-07)."""
+    return max(part["memory_bytes"], part["replica_memory_bytes"]) + PROCESS_BYTES
 
 
 def _fits(part: dict[str, float], cl: Cluster) -> bool:
@@ -314,9 +316,10 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
             "push_bytes_replica": 4 * net.params, "push_bytes_partition": part["server_bytes"],
             "push_bytes_shared": part["shared_bytes"], "lend_bytes_partition": part["lend_bytes"],
             "lend_bytes_replica": part["lend_bytes_replica"], "memory_fallback": fallback,
-            "fits": {"partition": part["memory_bytes"] <= cl.memory_gb * GB,
-                     "replica": part["replica_memory_bytes"] <= cl.memory_gb * GB,
-                     "shard": shard_bytes <= cl.memory_gb * GB,
+            # each process on its machine with its own memory beside what it holds of the model (_need)
+            "fits": {"partition": part["memory_bytes"] + PROCESS_BYTES <= cl.memory_gb * GB,
+                     "replica": part["replica_memory_bytes"] + PROCESS_BYTES <= cl.memory_gb * GB,
+                     "shard": shard_bytes + PROCESS_BYTES <= cl.memory_gb * GB,
                      "machines": _placeable(net, cl, r, k, s),
                      **({"together": together <= cl.memory_gb * GB} if one else {})},
             **timing}

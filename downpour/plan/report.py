@@ -13,7 +13,7 @@ from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
 from downpour.plan.hub import hub_runs, lends_banks, stage_calls
 from downpour.plan.network import Network, network_of, plan_config
-from downpour.plan.one_machine import one_machine_words
+from downpour.plan.one_machine import PROCESS_BYTES, one_machine_words
 from downpour.plan.partition import RULE_STATE, partition_stage
 from downpour.plan.predict import Cluster, predict
 from downpour.plan.units import SIZES, human as _human, seconds as _seconds, span as _span
@@ -313,7 +313,10 @@ def _memory(plan: dict[str, Any]) -> list[str]:
         + f"; per shard {_human(plan['shard_bytes'], 'B')} "
         + (f"(parameters + {plan['rule']} state)" if RULE_STATE[plan["rule"]]
            else f"(parameters; {plan['rule']} keeps no state)")
-        + ("" if plan["fits"]["shard"] else "  ** does not fit **"),
+        + ("" if plan["fits"]["shard"] else "  ** does not fit **")
+        # (one machine: its layout line counts them together)
+        + ("" if c["one_machine"] else f"; each process's own ~{_human(PROCESS_BYTES, 'B')} (Python, torch, Ray's "
+           "worker) beside these, on its machine"),
         *_replica_memory(plan),
         *([f"no partition count that can be laid out fits a machine's {c['memory_gb']:g} GB: planned "
            f"{plural(c['partitions'], 'partition')}, "
@@ -322,7 +325,8 @@ def _memory(plan: dict[str, Any]) -> list[str]:
               if c["replica_machines"] else
               f"the count whose partitions need the least: {_human(part['memory_bytes'], 'B')} a partition")
            # what it needs against what a machine has (since 2026-12-05: the line named neither)
-           + f", against {c['memory_gb']:g} GB a machine"] if plan["memory_fallback"] else [])]
+           + f", each process with its own ~{_human(PROCESS_BYTES, 'B')}, against {c['memory_gb']:g} GB a "
+           "machine"] if plan["memory_fallback"] else [])]
 
 
 def _replica_memory(plan: dict[str, Any]) -> list[str]:
