@@ -114,6 +114,9 @@ def test_a_ray_runs_report_names_its_nodes_what_each_held_and_the_start_beside_t
                     "node bbbbbbbb: shard 1, worker 0, worker 2, worker 3; start 8.3 s (joining Ray, every actor up), "
                     f"training 42.1 s ({24 * batch:,} samples, {24 * batch / 42.1:.0f} samples/s).</p>")
     assert "Placement (cluster.json): 2 nodes" in training_section(RunDir.open(run), {})
+    # a rate past 999 is grouped as the samples are (a 2-node cat-demo run read "6,400 samples, 1698 samples/s")
+    (run / "cluster.json").write_text(json.dumps({**summary, "seconds": 24 * batch / 1698}))
+    assert "samples, 1,698 samples/s)." in html.unescape(placement_note(RunDir.open(run)))
     summary["placement"]["workers"][0] = 2            # an index past node_ids: nothing said rather than a wrong node
     (run / "cluster.json").write_text(json.dumps(summary))
     assert placement_note(RunDir.open(run)) == ""

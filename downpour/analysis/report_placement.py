@@ -47,7 +47,7 @@ def _throughput(run: RunDir, summary: dict[str, Any]) -> str:
     if run.config.cluster.algorithm != "downpour" or not isinstance(steps, int) or steps <= 0 or seconds <= 0:
         return ""
     samples = steps * run.config.train.batch_size
-    return f" ({samples:,} samples, {samples / seconds:.0f} samples/s)"
+    return f" ({samples:,} samples, {samples / seconds:,.0f} samples/s)"
 
 
 def earlier_shards(summary: dict[str, Any]) -> list[str]:
