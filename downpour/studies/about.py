@@ -57,7 +57,8 @@ def listing() -> str:
 
 
 def question_number(name: str) -> str:
-    """"Q1": the study's number in docs/studies.md and the README ("" for a study registered without a line in ABOUT)."""
+    """"Q1": the study's number in docs/studies.md and the README ("" for a study registered without a line in
+    ABOUT)."""
     return f"Q{ABOUT[name][0]}" if name in ABOUT else ""
 
 

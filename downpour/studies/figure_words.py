@@ -1,8 +1,9 @@
 """A study figure's name as a verdict says it: ``figure_words("delta_heldout_recon")`` -> "held-out reconstruction
-error". Holm's paragraph lists the readings it keeps by these words, where it printed the stored key
-("more/l1=0.01: delta_heldout_recon higher"). A paired difference ("d_" or "delta_" before the figure) reads as its
-figure: "higher" already says against the condition's reference. A name not in :data:`WORDS` reads with its
-underscores as spaces. The comparisons table of study.html and study.md names each comparison by the same words."""
+error". Holm's paragraph names the readings it keeps in these words, not by the key a cell stores
+("more/l1=0.01: delta_heldout_recon higher" said nothing to a reader). A paired difference ("d_" or "delta_" before
+the figure) reads as its figure: "higher" already says against the condition's reference. A name not in
+:data:`WORDS` reads with its underscores as spaces. The comparisons table of study.html and study.md names each
+comparison by the same words."""
 from __future__ import annotations
 
 import re
@@ -10,8 +11,8 @@ import re
 __all__ = ["WORDS", "figure_words"]
 
 # figure name (as the studies store it) -> words; the studies' keys, from costs, staleness, templates, flat-skipping,
-# mechanisms, first-layer and architectures. Templates' and architectures' difference sentences read these words;
-# mechanisms' LABELS say the same words with each range's unit ("scale range (octaves)"), which its numbers need.
+# mechanisms, first-layer and architectures. Templates', architectures' and mechanisms' difference sentences read
+# these words; mechanisms' LABELS add each range's unit ("scale range (octaves)"), which its numbers need.
 WORDS = {
     "hoyer": "Hoyer sparsity", "active": "fraction of codes active", "mean_code": "mean code",
     "gap": "over-fitting gap", "heldout_recon": "held-out reconstruction error",

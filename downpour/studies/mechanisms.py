@@ -32,6 +32,7 @@ from downpour.studies.designs.mechanisms import MechanismsDesign
 from downpour.studies.compare import (bar_reference, difference_sentence, owed_figure, owed_paragraph, tally,
                                       value)
 from downpour.studies.bounds import BESIDE, lower_bound_marks
+from downpour.studies.figure_words import figure_words
 from downpour.studies.figures import interval_bars
 from downpour.studies.measured import MeasuredStudy
 from downpour.studies.measure import config_with_model
@@ -40,16 +41,15 @@ RESOLUTION = {"probe_digits": 0.02, "probe_lfw": 0.05, "inv_scale_octaves": 0.25
               "inv_rotation": 15.0, "inv_scale_octaves_auc": 0.25, "inv_shift_auc": 0.05, "inv_rotation_auc": 15.0,
               "inv_scale_up_octaves": 0.25, "inv_scale_up_octaves_auc": 0.25,
               "face_auc_controls": 0.05, "face_owed_controls": 0.05}
-# (figure_words' words with each range's unit: its difference sentences give numbers in them)
-LABELS = {"probe_digits": "digits probe accuracy", "probe_lfw": "lfw probe accuracy",
-          "inv_scale_octaves": "scale range (octaves)",
-          "inv_shift": "translation range (fraction of the side)", "inv_rotation": "rotation range (degrees)",
-          "inv_scale_octaves_auc": "scale range of the AUC (octaves)",
-          "inv_shift_auc": "translation range of the AUC (fraction of the side)",
-          "inv_rotation_auc": "rotation range of the AUC (degrees)",
-          "inv_scale_up_octaves": "scale range's upper end (octaves above 1x)",
-          "inv_scale_up_octaves_auc": "scale range of the AUC's upper end (octaves above 1x)",
-          "face_auc_controls": "face AUC on the matched controls", "face_owed_controls": "what the faces gave the face unit"}
+# figure_words' words, each range's with its unit (its difference sentences give numbers in them)
+LABELS = {key: figure_words(key) for key in ("probe_digits", "probe_lfw", "face_auc_controls", "face_owed_controls")}
+LABELS |= {"inv_scale_octaves": "scale range (octaves)",
+           "inv_shift": "translation range (fraction of the side)", "inv_rotation": "rotation range (degrees)",
+           "inv_scale_octaves_auc": "scale range of the AUC (octaves)",
+           "inv_shift_auc": "translation range of the AUC (fraction of the side)",
+           "inv_rotation_auc": "rotation range of the AUC (degrees)",
+           "inv_scale_up_octaves": "scale range's upper end (octaves above 1x)",
+           "inv_scale_up_octaves_auc": "scale range of the AUC's upper end (octaves above 1x)"}
 FORMATS = {"inv_rotation": "{:+.0f}", "inv_scale_octaves": "{:+.2f}", "inv_shift": "{:+.3f}", "inv_scale_up_octaves": "{:+.2f}"}
 FORMATS.update({key + "_auc": f for key, f in FORMATS.items()})
 

@@ -118,7 +118,8 @@ def comparisons(rows: list[dict[str, Any]], markup: Markup = HTML) -> tuple[list
     (:func:`~downpour.studies.figure_words.figure_words`), its reading, p and Holm's p."""
     head = ["condition", "comparison", "reading", "p", "Holm p", "under Holm"]
     body = [[markup.escape(r["condition"]), markup.escape(figure_words(name)), markup.escape(t["reading"]),
-             fmt(t["p"], markup), fmt(t["p_holm"], markup), _holds(t)] for r in rows for name, t in r.get("tests", {}).items()]
+             fmt(t["p"], markup), fmt(t["p_holm"], markup), _holds(t)]
+            for r in rows for name, t in r.get("tests", {}).items()]
     return head, body
 
 
