@@ -161,7 +161,7 @@ def summary(path: str, primary: str | None = None, family: list[str] | None = No
     if "cat" not in cells:
         sys.exit(f"architectures_why_cat.py summary: {path} has no cat cell to pair the variants with")
     compared = [c for c in [primary, *(family or [])] if c]
-    unknown = [c for c in compared if any(v not in cells for v in c.split(":"))]
+    unknown = [c for c in compared if c.count(":") > 1 or any(v not in cells for v in c.split(":"))]
     if unknown:
         sys.exit(f"architectures_why_cat.py summary: {', '.join(unknown)}: no such variant in {path} "
                  f"(it has {', '.join(cells)})")

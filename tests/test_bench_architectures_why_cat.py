@@ -54,6 +54,8 @@ def test_summary_refuses_a_comparison_with_a_variant_the_file_lacks(tmp_path):
     _cells(cells, "cat", range(3), lambda s: 0.0)
     with pytest.raises(SystemExit, match="whole-pool:whole-64: no such variant in .* \\(it has cat\\)"):
         why.main(["summary", str(cells), "--family", "whole-pool:whole-64"])
+    with pytest.raises(SystemExit, match="cat:cat:cat: no such variant"):     # (not a ValueError's traceback)
+        why.main(["summary", str(cells), "--primary", "cat:cat:cat"])
 
 
 def test_summary_refuses_a_file_without_the_cat_cell(tmp_path):
