@@ -40,4 +40,5 @@ def configure_logging(verbose: bool = False, stream: TextIO | None = None, force
     handler = logging.StreamHandler(stream)
     handler.setFormatter(CliFormatter(names=verbose))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=force)
-    logging.getLogger("downpour").setLevel(logging.DEBUG if verbose else logging.NOTSET)
+    if verbose:     # (else downpour's logger is left as it is: a caller's level on it, e.g. pytest's caplog, holds)
+        logging.getLogger("downpour").setLevel(logging.DEBUG)
