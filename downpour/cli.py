@@ -224,8 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--model", help="'paper' (Le et al. 2012, the default) or a registered model")
     plan.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                       help="model.KEY, objective.TERM (a cat network: pooled_l2 only), train.batch_size, train.schedule, "
-                           "cluster.n_push, cluster.n_fetch, cluster.rule; with --check-simulated: "
-                           "any override of the simulated run (e.g. cluster.delay=exponential:2)")
+                           "train.steps (with --config: the frozen cache's count), cluster.n_push, cluster.n_fetch, "
+                           "cluster.rule; with --check-simulated: any override of the simulated run (e.g. "
+                           "cluster.delay=exponential:2)")
     plan.add_argument("--machines", type=whole, help="machines in the cluster (default 1000; 1: every process on one "
                       "machine, as a local Ray runs them)")
     plan.add_argument("--cores", type=whole, help="cores per machine (default 16)")
@@ -245,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "finished run, or one stopped: over the steps it did)")
     plan.add_argument("--config", help="a preset or TOML file: plan what it trains; with --check-simulated: the one to "
                       "run (default ufldl-sae, at batch 10)")
-    plan.add_argument("--steps", type=whole, help="with --check-simulated: train.steps (default 10000)")
+    plan.add_argument("--steps", type=whole, help="with --check-simulated: train.steps (default 10000; "
+                      "the plan itself: --set train.steps=N with --config)")
     plan.add_argument("--out", help="with --check-simulated: keep the run in this directory")
     plan.set_defaults(func=cmd_plan)
     return parser

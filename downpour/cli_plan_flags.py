@@ -34,5 +34,8 @@ def check_plan_flags(args: argparse.Namespace) -> str:
         split = (f"; to split the simulated run's replicas: --set cluster.partitions={args.partitions}"
                  if mode == "--check-simulated" and "partitions" in given else "")
         belongs = f" ({'it belongs' if one else 'they belong'} to --check-simulated)" if mode == "plan" else ""
-        raise ConfigError(f"{named}: not read by {what}; drop {'it' if one else 'them'}{belongs}{split}")
+        # the plan reads the steps from its --config, or a --set of them (--steps is --check-simulated's own run's)
+        steps = (f"; the plan's steps: --set train.steps={args.steps} with --config"
+                 if mode == "plan" and "steps" in given else "")
+        raise ConfigError(f"{named}: not read by {what}; drop {'it' if one else 'them'}{belongs}{split}{steps}")
     return mode

@@ -192,3 +192,25 @@ def test_the_layout_is_chosen_on_each_replica_counts_own_frozen_forwards():
     assert r == min(n for n, rate in rates.items() if rate >= 0.95 * best)
     assert chosen["network"]["frozen_runs"] == list(plan_for(None, (), Cluster(machines=64, replicas=r),
                                                              config="main")["network"]["frozen_runs"])
+
+
+def test_a_set_of_train_steps_plans_the_run_of_that_length_as_a_file_of_it_does(capsys, tmp_path):
+    """Until 2026-12-07 `--set train.steps=N` was refused, though the frozen cache's count reads the steps: a run of
+    another length was planned only from a TOML file. The file is the reference; the --set must match it, and differ
+    from the preset's 1,500 steps. A --model has no data, so nothing reads it there: refused, as is the plan's --steps
+    (--check-simulated's), told the --set."""
+    path = tmp_path / "short.toml"
+    path.write_text('base = "cat-demo"\n[train]\nsteps = 600\n')
+    argv = ("--machines", "4", "--cores", "2", "--replicas", "1")
+    from_file = _plan(capsys, "--config", str(path), *argv)
+    from_set = _plan(capsys, "--config", "cat-demo", "--set", "train.steps=600", *argv)
+    preset = _plan(capsys, "--config", "cat-demo", *argv)
+    assert from_set["network"]["frozen_runs"] == pytest.approx(from_file["network"]["frozen_runs"], rel=1e-12)
+    assert from_set["network"]["frozen_runs"] != pytest.approx(preset["network"]["frozen_runs"], rel=1e-3)
+    assert "600 steps of 32" in " ".join(from_set["network"]["assumptions"])
+    assert "--set train.steps=600" in from_set["train_command"]
+    assert main(["plan", "--model", "cat-demo", "--set", "train.steps=600"]) == 2
+    assert "train.steps=600: the plan reads train.steps only with --config" in capsys.readouterr().err
+    assert main(["plan", "--config", "cat-demo", "--steps", "600"]) == 2
+    assert "--steps: not read by the plan itself; drop it (it belongs to --check-simulated); the plan's steps: --set " \
+        "train.steps=600 with --config" in capsys.readouterr().err

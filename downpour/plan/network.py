@@ -142,7 +142,9 @@ def _paper_config() -> RunConfig:
 
 
 
-PLAN_READS = {"train.batch_size", "train.schedule", "cluster.n_push", "cluster.n_fetch", "cluster.rule"}   # beside model.*
+# beside model.*; train.steps with --config only: the frozen cache's count over the data it trains on (until 2026-12-07
+# refused, so a run of another length was planned only from a TOML file)
+PLAN_READS = {"train.batch_size", "train.schedule", "train.steps", "cluster.n_push", "cluster.n_fetch", "cluster.rule"}
 
 
 
@@ -183,7 +185,8 @@ def plan_config(model: str | None = "paper", sets: list[str] | tuple[str, ...] =
         _refuse_unplanned(config, c.algorithm, c.consistency)
         _say_unread_layout(config, c)
         table = {"model": {"name": base.model.name, **base.model.options}, "objective": copy.deepcopy(base.objective),
-                 "train": {"batch_size": base.train.batch_size, "schedule": base.train.schedule},
+                 "train": {"batch_size": base.train.batch_size, "schedule": base.train.schedule,
+                           "steps": base.train.steps},
                  "cluster": {"n_push": c.n_push, "n_fetch": c.n_fetch, "rule": c.rule}}
         shape = sample_shape(base.data)
         model = base.model.name
@@ -205,6 +208,9 @@ def plan_config(model: str | None = "paper", sets: list[str] | tuple[str, ...] =
                               f"{whole_flag(flag, value)} instead" if flag else
                               f"a plan reads only model.KEY, objective.TERM, objective.TERM.KEY, "
                               f"{', '.join(sorted(PLAN_READS))}"))
+        if ".".join(path) == "train.steps" and config is None:    # (a --model has no data: nothing would read it)
+            raise ConfigError(f"{typed([item])}: the plan reads train.steps only with --config (the greedy stages' "
+                              "frozen cache over the data it trains on); a --model has no data to count it on")
         node = table
         for part in path[:-1]:
             node = node.setdefault(part, {})

@@ -94,7 +94,10 @@ def plan_for(model: str | None = "paper", sets: list[str] | tuple[str, ...] = ()
     net = bare = network_of(cfg, shape, paper=paper)
     on_replicas = None
     if config is not None:       # the data it trains on: how often a greedy step's frozen stages come from the cache
-        of_replicas = functools.partial(with_frozen_runs, bare, load_config(config), cfg.train.batch_size)
+        # the file's data and device, the steps as --set gave them (until 2026-12-07 the file's alone)
+        base = load_config(config)
+        trains = replace(base, train=replace(base.train, steps=cfg.train.steps))
+        of_replicas = functools.partial(with_frozen_runs, bare, trains, cfg.train.batch_size)
         net = of_replicas(1)
         if net.frozen_runs:
             # R replicas each fill their own cache over their shard, in their share of the steps: each layout judged on
