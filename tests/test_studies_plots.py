@@ -204,3 +204,22 @@ def test_a_tradeoff_with_no_finite_point_draws_empty_axes():
     rows = [{"condition": "a", "figures": {"p": [np.nan] * 3, "y": [0.5, 0.4, 0.6]}}]
     fig = tradeoff_figure(rows, "p", "y", "t", "x", "y")
     assert not fig.axes[0].lines
+
+
+def test_a_tradeoffs_labels_keep_off_its_dashed_reference_line():
+    """The label placer avoided the points and the other labels but not the dashed reference: a label at its first
+    corner sat on the line, struck through. Planted: points just under and over the pixels' 0.90, each label's first
+    corner (up or down and right) across it; every label's box must lie wholly above or below the line."""
+    from downpour.studies.compare import tradeoff_figure
+
+    at = {"a": (1e3, 0.895), "b": (1e4, 0.905), "c": (1e5, 0.898), "d": (1e6, 0.902), "e": (1e7, 0.7)}
+    rows = [{"condition": c, "figures": {"p": [x] * 3, "probe_y": [y, y - 0.002, y + 0.002]}} for c, (x, y) in at.items()]
+    rows[0]["figures"]["probe_y_pixels"] = [0.9, 0.89, 0.91]
+    fig = tradeoff_figure(rows, "p", "probe_y", "t", "x", "accuracy")
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    (dashed,) = [line for line in ax.lines if line.get_linestyle() == "--"]
+    y = ax.transData.transform((1.0, dashed.get_ydata()[0]))[1]                # the line's height in pixels
+    boxes = {t.get_text(): Text.get_window_extent(t) for t in ax.texts}
+    assert sorted(boxes) == sorted(at)
+    assert [name for name, box in boxes.items() if box.y0 < y < box.y1] == []

@@ -264,8 +264,7 @@ def tradeoff_figure(rows: Sequence[dict[str, Any]], x: str, y: str, title: str, 
     if any(np.isinf(t[1:]).any() for _, _, t in shown):
         ax.set_ylim(*limits)
     reference, said = bar_reference(rows, y)         # a probe's: the same probe on the input pixels, as the bars'
-    if reference is not None:
-        ax.axhline(reference, color="grey", lw=0.8, ls="--")
+    lines = [] if reference is None else [ax.axhline(reference, color="grey", lw=0.8, ls="--")]
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
@@ -273,7 +272,7 @@ def tradeoff_figure(rows: Sequence[dict[str, Any]], x: str, y: str, title: str, 
     ax.set_title(f"{title} (95% intervals){said}")     # (the bars were unexplained, as the studies' other figures say)
     # (until 2026-12-06 each label sat 5 points up and right of its point: architectures' rbm and conv-ae printed
     # as "rbmconv-ae", sae-288's label lay on cat's point, templates' tile2 on its own bar under conv32's)
-    place_labels(ax, labels, fontsize=8)
+    place_labels(ax, labels, fontsize=8, avoid=lines)     # (and off the dashed line: it struck through them)
     return fig
 
 

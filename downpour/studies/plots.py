@@ -10,6 +10,7 @@ import numpy as np
 from downpour.studies.figures import bar_lengths, figure, finite_limits, save
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
     from matplotlib.text import Annotation
@@ -153,12 +154,13 @@ _MARK = 2.5                                                 # points around a ma
 
 
 def place_labels(ax: Axes, labels: list[tuple[str, tuple[float, float], str]], fontsize: float = 8,
-                 avoid: Sequence[Annotation] = ()) -> list[Annotation]:
+                 avoid: Sequence[Artist] = ()) -> list[Annotation]:
     """Label points (``labels``: (text, (x, y) in data, colour)), each where it overlaps no label placed before it,
     no point's marker and stays on the axes: at a corner of its point if one is free, else further out along one
     of eight directions with a thin line back to its point (so a moved label is never read as a nearer point's).
     Where nothing is free, the place that overlaps fewest. Call it once the axes' limits are set; a point not
-    drawn (NaN) gets no label; nor over a text in ``avoid`` (a scatter's "unbounded")."""
+    drawn (NaN) gets no label; nor over a text or line in ``avoid`` (a scatter's "unbounded", a tradeoff's dashed
+    reference: until 2026-12-07 a label sat on it, the line struck through its text)."""
     from matplotlib.transforms import Bbox
 
     if not labels:
