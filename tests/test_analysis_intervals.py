@@ -144,7 +144,7 @@ def test_the_analysis_groups_a_tiled_layers_filters_by_map_and_the_report_says_o
     cfg = load_config(config)
     model = create_model(cfg.model.name, None, **cfg.model.options)
     filters = model.first_layer_filters().numpy()
-    stats = _filter_stats(model, filters, 0)
+    stats, _ = _filter_stats(model, filters, 0)
     assert stats["edge_fraction_over"] == over and stats["edge_fraction_units"] == (units or len(filters))
     low, high = stats["edge_fraction_ci"]
     said = _filter_sentences(stats, "1×8×8", None)

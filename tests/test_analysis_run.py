@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from downpour.analysis import edges
 from downpour.analysis.report import write_report
 from downpour.analysis.report_guide import method_name
 from downpour.analysis.run import analyze_run
@@ -32,6 +33,7 @@ CONTROL_KEYS = {"negatives", "level", "method", "auc", "auc_ci", "accuracy_mean"
 BY_LAYER_KEYS = {"negatives", "auc", "auc_ci", "passes", "paired", "undecided", "tie_spread_limit",
                  "tie_rule"}   # controls_by_layer's
 LEARNED_UNIT = "learned unit"
+DECIDED: list[tuple[int, ...]] = []     # the shapes edges._edgy decided in run_dir's analysis
 NEGATIVES = ["lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops"]
 
 
@@ -40,8 +42,20 @@ def run_dir(tmp_path_factory) -> Path:
     """ufldl-sae trained 40 steps on a simulated 3-worker cluster (so it has staleness.json), then analysed."""
     path = simulated_run(tmp_path_factory.mktemp("analysis") / "run", "ufldl-sae", [
         "train.steps=40", "data.samples=2000", "train.log_every=5", "cluster.workers=3", 'cluster.delay="uniform:0:3"'])
-    analyze_run(path, **FAST)
+    decide = edges._edgy
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(edges, "_edgy", lambda f, scores: DECIDED.append(tuple(f.shape)) or decide(f, scores))
+        analyze_run(path, **FAST)
     return path
+
+
+def test_the_first_layer_filters_are_scored_once_for_the_summary_and_the_figures_frames(run_dir):
+    """Until 2026-12-07 analyze_run scored and decided them for edge_summary, then again for edge_like's frames in
+    filters.png: 3 decisions, of the filters twice. Once: the filters' and the noise filters' beside them, one each;
+    the frames are the summary's decision."""
+    a = json.loads((run_dir / "analysis.json").read_text())
+    assert a["filters"]["edge_fraction"] is not None                     # (measured: else nothing is scored)
+    assert DECIDED == [(a["filters"]["count"], *a["filters"]["shape"])] * 2
 
 
 def test_analysis_json_has_every_number(run_dir):
@@ -559,12 +573,12 @@ def test_a_designed_first_layer_is_said_so_and_its_repeats_are_not_called_a_coll
     from downpour.models.registry import create_model
 
     model = create_model("cat-demo", (1, 32, 32), first_layer="gabor")
-    stats = _filter_stats(model, model.first_layer_filters().numpy(), 0)
+    stats, _ = _filter_stats(model, model.first_layer_filters().numpy(), 0)
     assert stats["first_layer"] == "gabor"
     said = _filters(stats)
     assert "collapsed" not in said and "not learned" in said and "by construction" in said
     learned = create_model("cat-demo", (1, 32, 32))
-    assert _filter_stats(learned, learned.first_layer_filters().numpy(), 0)["first_layer"] == "learned"
+    assert _filter_stats(learned, learned.first_layer_filters().numpy(), 0)[0]["first_layer"] == "learned"
     assert "not learned" not in _filters({**stats, "first_layer": "learned"})
 
 
@@ -577,7 +591,7 @@ def test_a_gabor_started_first_layer_is_said_to_be_learned_and_its_edge_share_tr
     from downpour.models.registry import create_model
 
     model = create_model("cat-demo", (1, 32, 32), first_layer="gabor-init")
-    start = _filter_stats(model, model.first_layer_filters().numpy(), 0)
+    start, _ = _filter_stats(model, model.first_layer_filters().numpy(), 0)
     assert start["first_layer"] == "gabor-init" and start["edge_fraction"] == 1.0 and start["edge_distinct_fraction"] < 0.5
     said = _filters(start)
     assert "what training made of that start" in said and "not what training found" not in said

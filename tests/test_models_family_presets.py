@@ -104,7 +104,7 @@ def test_the_report_says_what_a_models_first_layer_filters_are_where_the_words_a
     from downpour.models.registry import create_model
 
     model = create_model(name)
-    stats = _filter_stats(model, model.first_layer_filters().numpy(), 0)
+    stats, _ = _filter_stats(model, model.first_layer_filters().numpy(), 0)
     said = html.unescape(_filters(stats))
     if words is None:
         # (no key at all: a model without the words, the main job's cat network among them, writes the analysis.json
@@ -121,5 +121,5 @@ def test_an_rbms_filters_are_not_called_whole_object_templates_on_image_patches(
     from downpour.models.registry import create_model
 
     model = create_model("grbm-patches")
-    what = _filter_stats(model, model.first_layer_filters().numpy(), 0)["what"]
+    what = _filter_stats(model, model.first_layer_filters().numpy(), 0)[0]["what"]
     assert "whole-object templates" not in what and "patch filters" in what and "whole-digit templates when" in what

@@ -274,13 +274,21 @@ def edge_summary(filters: Tensor | np.ndarray, seed: int = 0, groups: np.ndarray
         groups' shares can spread, so it holds however alike they are); over the filters where each is its own.
         Since 2026-12-06. It covers which filters (maps) the layer learned, not another training run's.
     """
+    return edge_measures(filters, seed, groups)[0]
+
+
+def edge_measures(filters: Tensor | np.ndarray, seed: int = 0,
+                  groups: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
+    """:func:`edge_summary` and the (n,) bool per-filter decision behind its ``edge_fraction`` (:func:`edge_like`'s;
+    None where it measured none), from one scoring: the analysis frames in its figure the filters its summary counted
+    (until 2026-12-07 it scored them twice, edge_summary's and again edge_like's for the frames)."""
     f = _as_filters(filters)
     summary: dict[str, Any] = {"count": int(f.shape[0]), "shape": [int(s) for s in f.shape[1:]],
                                "edge_fraction": None, "edge_fraction_noise": None, "coherence_mean": None,
                                "coherence_noise": None, "edge_orientation_agreement": None, "criteria": dict(CRITERIA),
                                "edge_fraction_ci": None, "edge_fraction_units": None}
     if f.shape[0] == 0 or _too_thin(f):
-        return summary
+        return summary, None
     noise = np.random.default_rng(seed).standard_normal(f.shape)
     ours, theirs = edge_scores(f), edge_scores(noise)
     edgy = _edgy(f, ours)
@@ -289,7 +297,7 @@ def edge_summary(filters: Tensor | np.ndarray, seed: int = 0, groups: np.ndarray
                    coherence_mean=float(ours["coherence"].mean()), coherence_noise=float(theirs["coherence"].mean()),
                    edge_orientation_agreement=orientation_agreement(ours["orientation"][edgy]),
                    **distinct_edges(f[edgy], seed), **_fraction_interval(edgy, groups))
-    return summary
+    return summary, edgy
 
 
 def _fraction_interval(edgy: np.ndarray, groups: np.ndarray | None) -> dict[str, Any]:

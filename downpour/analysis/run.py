@@ -31,7 +31,7 @@ from downpour.analysis.partial import Kept, inputs_key, resolved_options
 from downpour.analysis.poses import load_poses
 from downpour.analysis.passes import Passes
 from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
-from downpour.analysis.edges import edge_like, edge_summary
+from downpour.analysis.edges import edge_measures
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import over_splits, unchosen
 from downpour.analysis.report_notes import pictured_names
@@ -302,11 +302,10 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
 
     # 5. the training pictures
     filters = model.first_layer_filters()
-    filter_stats = _filter_stats(model, None if filters is None else filters.numpy(), seed)
+    filter_stats, edgy = _filter_stats(model, None if filters is None else filters.numpy(), seed)
     if filters is not None:
         colour = figures.colour_filters(tuple(filters.shape), getattr(model, "input_shape", None))
-        # framed: edge_summary's own per-filter decision (none framed where it measured none: filters under 3x3)
-        edgy = None if filter_stats.get("edge_fraction") is None else edge_like(filters.numpy())
+        # framed: the stats' own per-filter decision, scored once (none framed where it measured none: under 3x3)
         paths["filters"] = figures.filter_grid(filters.numpy(), fig_dir / "filters.png", colour=colour, edgy=edgy).name
     metrics = run.metrics()
     drawn, staleness = training_figures(run, metrics, fig_dir)
@@ -365,13 +364,15 @@ def _pictured(table: dict[str, Any], rows: list[dict[str, Any]], ties: dict[str,
             "tied": row["tied"], "tied_units": units, "tied_signs": signs}
 
 
-def _filter_stats(model: FeatureModel, filters: np.ndarray | None, seed: int) -> dict[str, Any]:
+def _filter_stats(model: FeatureModel, filters: np.ndarray | None,
+                  seed: int) -> tuple[dict[str, Any], np.ndarray | None]:
     """How edge-like the first-layer filters are (:func:`~downpour.analysis.edges.edge_summary`: the
     fraction that pass a test spikes, checkerboards and noise cannot, beside Gaussian noise's; its interval over the
     maps of a tiled or untied layer, ``edge_fraction_over``), how the first locally connected layer shares its filters,
-    and ``what`` they are where the model says (``filters_what``)."""
+    and ``what`` they are where the model says (``filters_what``); and the (n,) per-filter edge-like decision behind
+    the fraction (:func:`~downpour.analysis.edges.edge_measures`; None where none was measured)."""
     if filters is None:
-        return {"available": False}
+        return {"available": False}, None
     what = getattr(model, "filters_what", None)     # (None: no key, as in an analysis.json of before 2026-12-06)
     layer = next((m for m in model.modules() if isinstance(m, LocallyConnected2d)), None)
     banks = 1 if layer is None else layer.tile_shape[0] * layer.tile_shape[1]
@@ -379,11 +380,12 @@ def _filter_stats(model: FeatureModel, filters: np.ndarray | None, seed: int) ->
     # lie in different banks (all 4 of the main job's in one 3x3 pool; chained by overlapping pools beyond), so the
     # edge-like share's interval counts maps, not filters
     by_map = banks > 1 and len(filters) == banks * layer.maps
-    out = {"available": True, **edge_summary(filters, seed, np.arange(len(filters)) % layer.maps if by_map else None),
+    summary, edgy = edge_measures(filters, seed, np.arange(len(filters)) % layer.maps if by_map else None)
+    out = {"available": True, **summary,
            "edge_fraction_over": "maps" if by_map else "filters", **({"what": what} if what else {}),
            # gabor, random: not learned
            "first_layer": getattr(getattr(model, "config", None), "first_layer", "learned")}
     if layer is not None:
         kind = "untied" if layer.untied else "convolution" if banks == 1 else "tiled"
         out["sharing"] = {"kind": kind, "banks": banks, "positions": layer.out_size[0] * layer.out_size[1]}
-    return out
+    return out, edgy
