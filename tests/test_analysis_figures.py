@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from downpour.analysis import figures
+from downpour.config import ConfigError, load_config
 
 
 @pytest.mark.parametrize("shape", [(30, 1, 8, 8), (5000, 1, 8, 8), (10, 2, 6, 6), (12, 3, 5, 5), (16, 1, 1, 8)])
@@ -414,3 +415,23 @@ def test_the_top_images_responses_share_one_format(tmp_path, saved):
                                                           "1.00", "0.83"]
     assert figures.same_decimals([-3.13, -0.829]) == ["-3.13", "-0.83"]
     assert figures.same_decimals([123.4, 5.0]) == ["123", "5"]
+
+
+@pytest.mark.parametrize("k", [30, 31, 35, 36])
+def test_up_to_36_top_images_fit_the_reports_width(tmp_path, saved, k):
+    """31-35 top images were laid out 7 columns wide, 10.8 in: past SHOWN_WIDTH, shrunk in the report with their
+    labels. Every count analysis.top_k takes fits it, each image in its own cell inside the figure, none overlapping."""
+    figures.stimulus_and_top_images(np.zeros((1, 4, 4)), np.zeros((k, 1, 4, 4)), tmp_path / "s.png", "t", [1.0] * k)
+    fig = saved[0]
+    assert fig.get_size_inches()[0] <= figures.SHOWN_WIDTH + 1e-9
+    fig.canvas.draw()
+    boxes = [a.get_window_extent() for a in fig.axes[1:]]
+    assert len(boxes) == k and all(0 <= b.x0 and b.x1 <= fig.bbox.width and 0 <= b.y0 for b in boxes)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_more_top_images_than_the_figure_lays_out_are_refused_naming_the_key():
+    """analysis.top_k = 100 was taken and drawn 10 x 10, 14.4 in wide (1,000 would have been 100 x 100)."""
+    assert load_config("ufldl-sae", ["analysis.top_k=36"]).analysis.top_k == 36
+    with pytest.raises(ConfigError, match=r"analysis.top_k must be in \[1, 36\], got 37"):
+        load_config("ufldl-sae", ["analysis.top_k=37"])

@@ -181,7 +181,7 @@ def test_not_a_run_fails_clearly(tmp_path):
 def test_unknown_option_names_the_nearest(run_dir):
     with pytest.raises(ValueError, match="did you mean 'splits'"):
         analyze_run(run_dir, split=3)
-    with pytest.raises(ValueError, match="analysis.top_k must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"analysis.top_k must be in \[1, 36\], got 0"):
         analyze_run(run_dir, top_k=0)
 
 

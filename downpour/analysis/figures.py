@@ -278,7 +278,10 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
     k = len(top)
     rows = max(1, math.isqrt(k))            # about a square: the default 9 were 8 in a row and 1 alone (until 2026-12-06)
     cols = math.ceil(k / rows)
-    fig = _figure(1.2 * (cols + 2), 1.3 * rows + 0.5, laid_out=False)
+    # inches a column: 1.2 to 6 (36, top_k's most: 9.6 in); 31-35 images are 7, narrower to fit (10.8 in until 12-07)
+    cell = min(1.2, SHOWN_WIDTH / (cols + 2))
+    width = cell * (cols + 2)
+    fig = _figure(width, 1.3 / 1.2 * cell * rows + 0.5, laid_out=False)
     grid = fig.add_gridspec(rows, cols + 2)
     _show(fig.add_subplot(grid[:, :2]), stimulus, stimulus_label)
     labels = same_decimals(top_responses) if top_responses is not None else [None] * k
@@ -294,7 +297,7 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
                   Patch(facecolor="none", edgecolor=OTHER_FRAME, lw=1.5, label=f"other ({len(in_concept) - n})")]
         fig.legend(handles=frames,
                    loc="upper center", bbox_to_anchor=(0.5, fig.subplotpars.bottom), ncol=2, fontsize=8, frameon=False)
-    fig.suptitle(textwrap.fill(title, round(1.2 * (cols + 2) * 13)), fontsize=9)   # (about 13 characters an inch)
+    fig.suptitle(textwrap.fill(title, round(width * 13)), fontsize=9)   # (about 13 characters an inch)
     return _save(fig, path)
 
 

@@ -241,7 +241,9 @@ class AnalysisConfig(Section):
     poses: str = ""                # out-of-plane rotation: a folder with one sub-folder per angle in degrees (0 = frontal), the same objects in each
     no_faces_run: str = ""         # face test: a run of the same recipe, seed and split with data.train_faces = 0, scored as "the no-faces network"
     no_faces_twin: bool = False    # face test: that run is this run's twin, which downpour train trains after it into RUN/no-faces
-    top_k: int = setting(9, within=AT_LEAST_1)                # top activating images shown beside the optimal stimulus
+    # top activating images shown beside the optimal stimulus: at most 36, the 6 x 6 that fit the report's width at
+    # 1.2 in each (figures.stimulus_and_top_images; until 2026-12-07 any count, 100 a 14.4 in figure shrunk to fit)
+    top_k: int = setting(9, within="[1, 36]")
     stimulus_steps: int = setting(300, within=AT_LEAST_1)     # projected gradient ascent steps
     stimulus_restarts: int = setting(4, within=AT_LEAST_1)    # random starts; the best one is kept
     probes: list[str] = setting(factory=lambda: ["lfw", "digits"])   # labelled sets for linear probes
