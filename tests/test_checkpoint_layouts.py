@@ -125,8 +125,10 @@ def test_a_local_checkpoints_optimiser_state_names_its_parameter(tmp_path):
 
 @pytest.mark.parametrize("algorithm", ["downpour", "sandblaster"])
 def test_a_simulated_cluster_checkpoint_says_every_tensors_layout(tmp_path, algorithm):
+    # (Sandblaster's batches of 64 in 4 units, not its whole 10,000 samples in 32: the same tensors, 1/5 the CPU)
+    small = ["sandblaster.batch=64", "sandblaster.units=4"] if algorithm == "sandblaster" else []
     cfg = load_config("cat-demo", [*SMALL, "cluster.runner=simulated", "cluster.workers=2", "cluster.shards=2",
-                                   f"cluster.algorithm={algorithm}"])
+                                   f"cluster.algorithm={algorithm}", *small])
     train(cfg, RunDir.create(tmp_path / "run", cfg))
     stem = "server" if algorithm == "downpour" else "sandblaster"
     meta, tensors = _read(tmp_path / "run" / "checkpoints" / f"{stem}.safetensors")
