@@ -5,6 +5,8 @@ suspect, paired by seed, "what the faces gave" (``face_owed_controls``) measured
     .venv/bin/python bench/architectures_why_cat.py summary cells.jsonl
     .venv/bin/python bench/architectures_why_cat.py summary cells.jsonl --primary whole-pool \\
         --family whole-64,whole-pool-2,whole-pool:whole-64
+    .venv/bin/python bench/architectures_why_cat.py faces --out faces.jsonl 0 1 ... 11
+    .venv/bin/python bench/architectures_why_cat.py summary faces.jsonl --family cat:faces-18
 
 ``cat`` is Q7's own cell of the cat arm, unchanged (:meth:`ArchitecturesStudy.cell_config`, its 300 steps, one torch
 thread, ``train_and_measure``'s steps: the run, its no-faces twin ``data.train_faces = 0``, ``measure_run`` with the
@@ -15,8 +17,11 @@ read differs. The trained variants (``TRAINED``) are the study built with one ``
 cell), run as the cat cell is. ``summary`` prints, per variant, each figure's mean and Student's t 95% interval, its
 paired difference with the cat cell (variant - cat) and p (:mod:`downpour.studies.stats`), and Holm's adjusted p over
 the variants' differences in ``face_owed_controls`` (``--primary``: one pre-registered comparison left out of that
-family; ``--family``: the comparisons it adjusts, ``A:B`` pairing two variants). The page
-docs/studies/architectures-why-cat-2026-12-06.md is ``run`` and ``summary`` of its cells.
+family; ``--family``: the comparisons it adjusts, ``A:B`` pairing two variants). ``faces`` trains the cat cell and
+its ``FACES`` arms (fewer of lfw's training faces, ``data.train_faces``) on each seed against one no-faces twin, which
+is the same network for every arm; ``summary`` of such a file adds the slope of what the faces gave against log2 of
+the faces trained on (:func:`faces_slopes`). The page docs/studies/architectures-why-cat-2026-12-06.md is ``run``,
+``faces`` and ``summary`` of its cells.
 """
 from __future__ import annotations
 
@@ -52,6 +57,11 @@ TRAINED = {"maps-2": (("model.maps", (8, 2)),),      # stage 2 with 2 maps: a 72
            # 2x2 map pooled 2x2 (4 positions, at tile 2 each its own weights)
            "whole-pool": (("model.maps", (8, 64)), ("model.kernels", (8, 10)), ("model.pools", (3, 3))),
            "whole-pool-2": (("model.maps", (8, 64)), ("model.kernels", (8, 11)), ("model.pools", (3, 2)))}
+# part 5: the cat cell trained on the first N of the lfw training part's 70 faces (data.train_faces; the cat cell, -1,
+# trains on all 70), its 70 non-faces and data.faces_fraction kept: so fewer faces are also fewer face samples (0.3 *
+# 70/140 = 15% of the samples at 70 faces, 0.3 * 35/105 = 10% at 35, 0.3 * 18/88 = 6.1% at 18)
+FACES = {"faces-18": 18, "faces-35": 35}
+ALL_FACES = 70      # lfw_train_faces() of the fixed split: the cat cell's count
 FIGURES = ("face_owed_controls", "face_auc_controls", "face_auc_controls_no_faces", "face_owed_lfw", "face_auc_lfw")
 EXTRA = ("code_dims", "edge_fraction", "final_loss")
 
@@ -113,6 +123,74 @@ def _trained_cell(name: str, seed: int) -> dict:
     f = train_and_measure(cfg, measures, seed)
     return {"variant": name, "seed": seed, "sets": [list(s) for s in TRAINED[name]],
             "wall_s": round(time.time() - w0, 1), "cpu_s": round(time.process_time() - c0, 1), **f}
+
+
+def faces_config(study, name: str, seed: int):
+    """The cat cell's config of ``study`` on ``seed``, trained on ``FACES[name]`` faces (``cat``: all of them)."""
+    import dataclasses
+    from downpour.preflight import check_run_config
+
+    cfg = study.cell_config(_condition(study, "cat"), seed)
+    if name == "cat":
+        return cfg
+    return check_run_config(dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_faces=FACES[name])))
+
+
+def _faces_cells(study, seed: int, arms: list[str]) -> list[dict]:
+    """The cat cell and its ``FACES`` arms on ``seed``, each measured as ``train_and_measure`` measures a cell, all
+    against one no-faces twin: every arm's twin config is the cat cell's (data.train_faces = 0 whatever the count),
+    so it is trained once and what the faces gave is paired within the seed across the arms as well."""
+    from downpour.studies.measure import measure_run
+    from downpour.studies.trained import no_faces_twin, trained_run
+    from downpour.twins import no_faces_config
+
+    base, m = faces_config(study, "cat", seed), study.measures()
+    rows = []
+    w0, c0 = time.time(), time.process_time()
+    with no_faces_twin(base) as twin:
+        print(f"seed {seed}: the no-faces twin in {time.process_time() - c0:.1f} CPU-s", flush=True)
+        for name in arms:
+            cfg = faces_config(study, name, seed)
+            assert no_faces_config(cfg) == no_faces_config(base), f"{name}'s twin is not the cat cell's"
+            w0, c0 = time.time(), time.process_time()
+            with trained_run(cfg) as (run, model, summary):
+                f = measure_run(run, model, m, seed, twin)
+                f["final_loss"] = float(summary["final_loss"])
+            rows.append({"variant": name, "seed": seed, "faces": FACES.get(name, ALL_FACES),
+                         "wall_s": round(time.time() - w0, 1), "cpu_s": round(time.process_time() - c0, 1), **f})
+    return rows
+
+
+def faces(arms: list[str], out: str, seeds: list[int]) -> None:
+    import torch
+    from downpour.studies import study_class
+
+    torch.set_num_threads(1)
+    unknown = [a for a in arms if a != "cat" and a not in FACES]
+    if unknown:
+        sys.exit(f"architectures_why_cat.py faces: --arms {','.join(unknown)}: not cat or one of {', '.join(FACES)}")
+    study = study_class("architectures")()
+    for seed in seeds:
+        rows = _faces_cells(study, seed, arms)
+        with open(out, "a") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+        for r in rows:
+            print(r["variant"], seed, r["cpu_s"], {k: round(r[k], 4) for k in FIGURES + EXTRA if k in r}, flush=True)
+
+
+def faces_slopes(cells: dict[str, dict[int, dict]]) -> dict[int, float]:
+    """Per seed with the cat cell and every ``FACES`` arm of the file: the least-squares slope of what the faces
+    gave (``face_owed_controls``) against log2 of the faces trained on, per doubling of the faces."""
+    arms = ["cat", *(a for a in FACES if a in cells)]
+    seeds = sorted(set.intersection(*(set(cells[a]) for a in arms)))
+    x = [math.log2(FACES.get(a, ALL_FACES)) for a in arms]
+    mx = sum(x) / len(x)
+    slopes = {}
+    for s in seeds:
+        y = [cells[a][s]["face_owed_controls"] for a in arms]
+        my = sum(y) / len(y)
+        slopes[s] = sum((u - mx) * (v - my) for u, v in zip(x, y)) / sum((u - mx) ** 2 for u in x)
+    return slopes
 
 
 def run(variants: list[str], out: str, seeds: list[int]) -> None:
@@ -189,6 +267,15 @@ def summary(path: str, primary: str | None = None, family: list[str] | None = No
         seeds, difference, owed_p[c] = _versus(cells, name, base, "face_owed_controls")
         lines.append(f"{'primary (pre-registered, not adjusted): ' if c == primary else ''}{name} minus {base}: "
                      f"face_owed_controls {_fmt(difference)}  p {owed_p[c]:.2g}  ({len(seeds)} paired seeds)")
+    if any(a in cells for a in FACES):
+        from downpour.studies.stats import paired_p
+
+        slopes = faces_slopes(cells)
+        arms = ", ".join(f"{FACES.get(a, ALL_FACES)} ({a})" for a in ["cat", *FACES] if a in cells)
+        b = list(slopes.values())
+        lines.append(f"slope of face_owed_controls per doubling of the faces (faces: {arms}): {_fmt(mean_ci(b))}  "
+                     f"p {paired_p([0.0] * len(b), b):.2g}  ({len(b)} seeds; per seed "
+                     + ", ".join(f"{s}: {v:+.3f}" for s, v in slopes.items()) + ")")
     print("\n".join(lines))
     named = family or [n for n in owed_p if n != primary and ":" not in n]
     if named:
@@ -205,6 +292,10 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--variants", default="cat," + ",".join(TRAINED),
                    help=f"cat (with the read-outs {', '.join(READS)}) and any of {', '.join(TRAINED)}")
     r.add_argument("--out", default=os.environ.get("OUT", "cells.jsonl"))
+    f = sub.add_parser("faces", help="the cat cell and its FACES arms against one no-faces twin, appending to --out")
+    f.add_argument("seeds", nargs="+", type=int)
+    f.add_argument("--arms", default="cat," + ",".join(FACES), help=f"cat and any of {', '.join(FACES)}")
+    f.add_argument("--out", default=os.environ.get("OUT", "faces.jsonl"))
     s = sub.add_parser("summary", help="the paired table of a cells file")
     s.add_argument("cells")
     s.add_argument("--primary", help="the one pre-registered comparison (a variant, minus cat, or A:B), not adjusted")
@@ -213,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if a.cmd == "run":
         run(a.variants.split(","), a.out, a.seeds)
+    elif a.cmd == "faces":
+        faces(a.arms.split(","), a.out, a.seeds)
     else:
         summary(a.cells, a.primary, a.family.split(",") if a.family else None)
 

@@ -1,8 +1,8 @@
 """bench/architectures_why_cat.py: each variant paired seed by seed with the cat cell, Holm's p over the variants'
 face_owed_controls, a trained variant's --set reaching the cell's network, the whole-crop variants' field (32 pixels,
 the cat cell's 22; the three-stage and pooled whole-field ones' too), the three-stage one's greedy steps, a
-pre-registered primary comparison kept out of Holm's family, two variants paired with each other, and an unknown
-variant refused by name."""
+pre-registered primary comparison kept out of Holm's family, two variants paired with each other, an unknown
+variant refused by name, and part 5's arms: fewer faces and the cat cell's own twin, and the slope per doubling."""
 import json
 import sys
 from pathlib import Path
@@ -105,3 +105,40 @@ def test_run_refuses_an_unknown_variant_and_names_the_known_ones():
     known = "maps-2, no-pool, whole, whole-64, untied, tica-0.4, three, whole-pool, whole-pool-2"
     with pytest.raises(SystemExit, match=rf"--variants read-codes: not cat or one of {known}"):
         why.main(["run", "--variants", "cat,read-codes", "--out", "/dev/null", "0"])
+
+
+def test_summary_gives_each_seeds_slope_of_what_the_faces_gave_per_doubling_of_the_faces(tmp_path, capsys):
+    import math
+
+    cells = tmp_path / "cells.jsonl"
+    # seed s gains 0.01 * (s + 1) per doubling from a level of its own: slopes 0.01 .. 0.04, mean 0.025 (sd 0.0129:
+    # t(3) 3.182 * 0.0129 / 2 = 0.0205 either side)
+    for variant, n in (("cat", 70), ("faces-35", 35), ("faces-18", 18)):
+        _cells(cells, variant, range(4), lambda s, n=n: 0.1 * (s % 2) + 0.01 * (s + 1) * math.log2(n))
+    why.main(["summary", str(cells), "--family", "cat:faces-18"])
+    out = capsys.readouterr().out
+    slope = out.split("slope of face_owed_controls per doubling of the faces (faces: 70 (cat), 18 (faces-18), "
+                      "35 (faces-35)): ")[1]
+    assert slope.startswith("+0.025 [+0.004, +0.046]") and "(4 seeds; per seed 0: +0.010, 1: +0.020" in slope
+    # all the faces minus 18 of them: log2(70 / 18) = 1.96 doublings, 0.0196 .. 0.0784
+    assert "cat minus faces-18: face_owed_controls +0.049 [" in out
+
+
+def test_a_faces_arm_is_the_cat_cell_with_fewer_faces_and_the_cat_cells_twin():
+    from downpour.data.builtin import lfw_train_faces
+    from downpour.studies import study_class
+    from downpour.twins import no_faces_config
+
+    study = study_class("architectures")()
+    cat = why.faces_config(study, "cat", 3)
+    assert cat.data.train_faces == -1 and why.ALL_FACES == lfw_train_faces(cat.data.lfw_fold())
+    for name, n in why.FACES.items():
+        cfg = why.faces_config(study, name, 3)
+        assert cfg.data.train_faces == n < why.ALL_FACES and cfg.seed == 3
+        assert cfg.data.faces_fraction == cat.data.faces_fraction and cfg.model == cat.model and cfg.train == cat.train
+        assert no_faces_config(cfg) == no_faces_config(cat)    # one twin serves every arm of a seed
+
+
+def test_faces_refuses_an_arm_it_does_not_know():
+    with pytest.raises(SystemExit, match="--arms faces-5: not cat or one of faces-18, faces-35"):
+        why.main(["faces", "--arms", "cat,faces-5", "--out", "/dev/null", "0"])
