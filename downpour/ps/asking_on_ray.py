@@ -53,6 +53,7 @@ class Asking:
 
     ray_info: dict[str, Any] | None = None   # which Ray (:func:`~downpour.ps.connect_on_ray.joined`), set on start
     addresses: dict[str, str] = {}           # node id -> IP address, read once every actor is up (node_addresses)
+    nodes: dict[str, dict[str, Any]] | None = None   # environment.json's nodes (node_environments), set on start
 
     def info(self) -> dict[str, Any]:
         """Nodes and placement, each live worker's data report (a lost worker's is lost with it), and the first live

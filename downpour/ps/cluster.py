@@ -210,7 +210,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
         log.info("resuming %s at step %d", run.path, start)
         go_log.append(coord.resumed(n=numbered(go_log, ("resumed",))))
     try:
-        run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
+        run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"), driver.nodes)
         with restoring(run.checkpoints / SERVER):
             recorder = Recorder(cfg, run, coord, meta["elapsed"], meta.get("recorder"), cut_patches(setup.data),
                                 whole=resume and "sim" in meta, params=setup.layout,

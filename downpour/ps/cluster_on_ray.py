@@ -24,6 +24,7 @@ from downpour.ps.asking_on_ray import Asking, node_addresses
 from downpour.ps.connect_on_ray import connect, gathered, head_answers, joined, live_cpus, pinned, placer, spot
 from downpour.ps.coordinator import Coordinator, restarts_left
 from downpour.ps.laps import Laps
+from downpour.ps.node_environments import node_environments
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
 from downpour.ps.partition_restarts_on_ray import PartitionRestarts
 from downpour.ps.piped_on_ray import PipedRun
@@ -146,19 +147,21 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         self.piped = (len([nd for nd in ray.nodes() if nd["Alive"]]) == 1 and cfg.cluster.partitions == 1
                       and all(ln is not None and ln["node"] == here for ln in self.lanes))
         self.pusher = ShardPush(self.shard_actors, self.lanes)
-        self.placement = {"shards": ray.get([a.node.remote() for a in self.shard_actors]),
-                          "workers": gathered([a.node.remote() for a in self.worker_actors],
-                                              "worker actors", limit,
-                                              {"CPU": self.per_worker, "GPU": self.gpus},
-                                              pins=[self.pins[w, None] for w in range(n)])}
+        # each actor's node and the install there, in the answer placement waits for (no round trip of its own)
+        reports = {"shards": ray.get([a.start_report.remote() for a in self.shard_actors]),
+                   "workers": gathered([a.start_report.remote() for a in self.worker_actors], "worker actors", limit,
+                                       {"CPU": self.per_worker, "GPU": self.gpus},
+                                       pins=[self.pins[w, None] for w in range(n)])}
         self.addresses = node_addresses()   # read now: a lost shard's node is named where the head may not answer
         self.devices = ray.get([a.device.remote() for a in self.worker_actors])
         if self.partition_actors:   # worker w's partitions, in order: w*K .. w*K + K-1 (a worker's start does not
             #                         wait for them: until 2026-12-05 a plain ray.get waited here for good)
             parts = [a for w in sorted(self.partition_actors) for a in self.partition_actors[w]]
-            self.placement["partitions"] = gathered([a.node.remote() for a in parts], "partition actors", limit,
-                                                    pins=[self.pins[w, p] for w in sorted(self.partition_actors)
-                                                          for p in range(len(self.partition_actors[w]))])
+            reports["partitions"] = gathered([a.start_report.remote() for a in parts], "partition actors", limit,
+                                             pins=[self.pins[w, p] for w in sorted(self.partition_actors)
+                                                   for p in range(len(self.partition_actors[w]))])
+        self.placement = {kind: [r["node"] for r in answers] for kind, answers in reports.items()}
+        self.nodes = node_environments([r for answers in reports.values() for r in answers], self.addresses)
         for w in range(n if self.piped else 0):   # last: a serving actor answers nothing else until it stops
             self._open_channel(w)
 

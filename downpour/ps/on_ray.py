@@ -40,6 +40,7 @@ from downpour.ps import shm
 from downpour.ps.channel import STOP, WorkerEnd
 from downpour.ps.doorbell import Bell
 from downpour.ps.laps import Laps
+from downpour.ps.node_environments import start_report
 from downpour.ps.setup import make_worker, seed_rng
 from downpour.ps.shard import Shard
 from downpour.ps.shard_server import ShardServer
@@ -79,6 +80,10 @@ class ShardActor(ShardServer):
 
     def node(self) -> str:
         return _node()
+
+    def start_report(self) -> dict[str, Any]:
+        """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`)."""
+        return start_report(_node())
 
 
 class ShardLink:
@@ -356,6 +361,10 @@ class WorkerActor:
 
     def node(self) -> str:
         return _node()
+
+    def start_report(self) -> dict[str, Any]:
+        """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`)."""
+        return start_report(_node())
 
     def device(self) -> dict[str, Any]:
         """Where this worker computes: its replica's device, and the GPU ids Ray gave it ([] for none).

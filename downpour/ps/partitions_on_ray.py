@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from downpour.layers._lc_kernels import new_banks, untied_adjoint, untied_apply
 from downpour.layers.locally_connected import _expand_tiles, normalised
 from downpour.parallel.partition import BlockDecoder, Partition, PartitionedFilter, block_banks, stitch, sum_windows
+from downpour.ps.node_environments import start_report
 from downpour.ps.on_ray import ShardLink, _quiet_readonly, fetch_into, lanes_of
 from downpour.ps.worker import LocalParams
 from downpour.train.finite import applicable
@@ -186,6 +187,10 @@ class PartitionActor:
 
     def node(self) -> str:
         return ray.get_runtime_context().get_node_id()
+
+    def start_report(self) -> dict[str, Any]:
+        """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`)."""
+        return start_report(self.node())
 
     def stage_push(self, seq: int, bases: list[int], stages: tuple[int, ...] | None = None) -> list[np.ndarray | None]:
         """Hand this partition's summed gradient, which trained greedy ``stages``, to its shards: per shard None

@@ -35,6 +35,8 @@ STEP, ARRIVE = 0, 1
 class SimulatedCluster:
     """Runs ``coord``'s budget of steps with ``shards`` (already restored on resume), in this process."""
 
+    nodes: dict[str, dict[str, Any]] | None = None   # one process: environment.json's own record is all there is
+
     def __init__(self, setup: ClusterSetup, shards: list[Shard], coord: Coordinator,
                  stage_of: Callable[[int], int | None], start_step: int = 0, seqs: dict[int, int] | None = None,
                  saved: dict[str, Any] | None = None):

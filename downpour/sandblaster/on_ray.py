@@ -29,7 +29,9 @@ from torch import Tensor
 
 from downpour.config import RunConfig
 from downpour.errors import RunError
+from downpour.ps.asking_on_ray import node_addresses
 from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pinned, placer
+from downpour.ps.node_environments import node_environments, start_report
 from downpour.ps.placing_on_ray import worker_threads
 from downpour.ps.restarts_on_ray import first_ready, kill, silent_workers
 from downpour.ps.setup import ClusterSetup, worker_cpus
@@ -67,6 +69,10 @@ class ShardActor:
     def node(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
+    def start_report(self) -> dict[str, Any]:
+        """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`)."""
+        return start_report(self.node())
+
 
 @ray.remote
 class WorkerActor:
@@ -89,6 +95,10 @@ class WorkerActor:
 
     def node(self) -> str:
         return ray.get_runtime_context().get_node_id()
+
+    def start_report(self) -> dict[str, Any]:
+        """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`)."""
+        return start_report(self.node())
 
 
 class RayShards:
@@ -147,12 +157,16 @@ class RayPool:
         self.group = RayShards(self.shard_actors)
         limit = start_limit(0.0)   # (cluster.silent_seconds is Downpour's: the automatic limit, as self.silence)
         # the room on the node each actor was pinned to (until 2026-12-05 the cluster's, summed over its nodes)
-        self.placement = {"shards": gathered([a.node.remote() for a in self.shard_actors],
-                                             "shard actors", limit, longer=None,
-                                             pins=[pinned(o) for o in shard_options]),
-                          "workers": gathered([a.node.remote() for a in self.worker_actors],
-                                              "worker actors", limit, {"CPU": per_worker}, longer=None,
-                                              pins=[pinned(o) for o in options])}
+        # each actor's node and the install there, in the answer placement waits for (no round trip of its own)
+        reports = {"shards": gathered([a.start_report.remote() for a in self.shard_actors],
+                                      "shard actors", limit, longer=None,
+                                      pins=[pinned(o) for o in shard_options]),
+                   "workers": gathered([a.start_report.remote() for a in self.worker_actors],
+                                       "worker actors", limit, {"CPU": per_worker}, longer=None,
+                                       pins=[pinned(o) for o in options])}
+        self.placement = {kind: [r["node"] for r in answers] for kind, answers in reports.items()}
+        # (warned of only: environment.json was written before the pool started, and goes without the nodes)
+        node_environments(reports["shards"] + reports["workers"], node_addresses())
         self.t0 = time.perf_counter()
 
     def clock(self) -> float:

@@ -74,10 +74,14 @@ def warn_if_other(path: str | Path, doing: str) -> None:
                     path, ", ".join(found), doing, Path(path) / FILE)
 
 
-def record_environment(path: str | Path, step: int) -> None:
+def record_environment(path: str | Path, step: int, nodes: dict[str, dict[str, Any]] | None = None) -> None:
     """Write environment.json at a run's start (``step`` 0) or resume (``step``: its checkpoint's): the old record is
-    kept as it is where nothing but ``step`` would change, and moved into ``earlier`` where something would."""
+    kept as it is where nothing but ``step`` would change, and moved into ``earlier`` where something would.
+    ``nodes``: a Ray run's nodes, each with what its install has that the driver's has not
+    (:mod:`downpour.ps.node_environments`)."""
     now, old = environment(), recorded(path)
+    if nodes is not None:
+        now["nodes"] = nodes
     if old is not None:
         earlier = old.pop("earlier", [])
         if {k: v for k, v in old.items() if k != "step"} == now:

@@ -71,14 +71,15 @@ class RunBegin:
         return start == cfg.train.steps == self.config.train.steps and (saved is None or saved < start)
 
     def begin(self, cfg: RunConfig, preprocess: "Preprocess", start: int, resume: bool,
-              classes: list[str] | None = None) -> None:
+              classes: list[str] | None = None, nodes: dict[str, dict[str, Any]] | None = None) -> None:
         """What every runner does once its state is restored and before its first step: refuse a
         run that already reached ``cfg.train.steps``, save the config and the fitted preprocessing,
         and on a resume drop the metrics rows logged after the checkpoint (they are logged again). ``classes``: a
         labelled folder's, recorded with the preprocessing; a resume whose classes changed is refused first.
         Only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was.
         The analysis stays: it describes model.safetensors, which only the resume's end replaces
-        (:meth:`save_model` removes it then; a resume stopped before its end leaves both as they were)."""
+        (:meth:`save_model` removes it then; a resume stopped before its end leaves both as they were). ``nodes``: a
+        Ray run's, recorded in environment.json (:func:`~downpour.train.environment.record_environment`)."""
         self.refuse_reached(cfg, start)
         # (before anything is written: a preprocess.json that does not verify refuses the resume)
         refits = refits_after(self.path, preprocess, start, decode_change(self.path, cfg.data)) if resume else []
@@ -91,7 +92,7 @@ class RunBegin:
                                "move it away")
         if resume:
             warn_if_other(self.path, "the resume trains")
-        record_environment(self.path, start)
+        record_environment(self.path, start, nodes)
         self.save_config(cfg)
         self.trained_with = config_record(cfg)
         self.save_preprocess(preprocess, refits, classes)

@@ -1,0 +1,69 @@
+"""The install each node of a Ray run trains under, beside the driver's: environment.json's ``nodes``, and one warning
+for each node whose package versions or downpour commit are not the driver's (Ray-free).
+
+environment.json records the driver's install (:mod:`downpour.train.environment`); a worker or shard on another node
+runs that node's Python, packages and checkout, which Ray does not check (another torch computes other floats). Every
+actor answers its start's question (the one its placement is read from) with :func:`start_report`: its node and
+:func:`~downpour.train.environment.environment`; :func:`node_environments` compares them with the driver's::
+
+    reports = gathered([a.start_report.remote() for a in actors], ...)      # [{"node": id, "environment": {...}}, ...]
+    placement, nodes = [r["node"] for r in reports], node_environments(reports, node_addresses())
+
+``nodes`` lists every node an actor ran on, by its IP address (Ray's node id changes at every start of Ray, the
+address does not: a resume on the same machines keeps the record as it was), each with the keys of its record that
+are not the driver's, {} for a node that matches it: the record says which machines took part and that they matched,
+and stays short. A node whose actors differ among themselves (a ``runtime_env``) is listed once a record ("10.0.0.5
+(2 of 2)"); two nodes at one address (two raylets on one machine), each with its id's first 8 characters.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from downpour._names import node_named
+from downpour.train.environment import PACKAGES, environment
+
+log = logging.getLogger("downpour.ps.node_environments")
+
+# the keys a node's warning names: its code and the packages a run's bytes depend on (its CPU, OS and BLAS are
+# recorded, not warned of: a cluster's machines often differ in them, as a resume's warning leaves them too)
+WARNED = ("downpour", "commit", *PACKAGES)
+
+
+def start_report(node: str) -> dict[str, Any]:
+    """An actor's answer to its start's question, on ``node`` (Ray's node id, read by the actor)."""
+    return {"node": node, "environment": environment()}
+
+
+def node_environments(reports: list[dict[str, Any]], addresses: dict[str, str],
+                      here: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """environment.json's ``nodes`` from the actors' :func:`start_report` ``reports``: per node (its IP address from
+    ``addresses``, node id -> address; the id where Ray gives none) the keys of its record that differ from ``here``
+    (the driver's, :func:`environment` by default); one WARNING for each node whose :data:`WARNED` keys differ."""
+    here = environment() if here is None else here
+    seen: dict[tuple[str, str], dict[str, Any]] = {}     # (node, its record as text) -> its differences
+    for report in reports:
+        record = report["environment"]
+        key = (report["node"], repr(sorted(record.items())))
+        if key not in seen:
+            seen[key] = {k: v for k, v in record.items() if here.get(k) != v}
+    per_node = {node: [d for (n, _), d in seen.items() if n == node] for node, _ in seen}
+    named = {node: addresses.get(node) or node for node in per_node}
+    nodes: dict[str, dict[str, Any]] = {}
+    for node, found in per_node.items():
+        name = named[node]
+        if list(named.values()).count(name) > 1:     # two nodes at one address (two raylets on one machine)
+            name = f"{name} {node[:8]}"
+        for i, differs in enumerate(found):
+            _warn(node, differs, here, addresses)
+            nodes[name if len(found) == 1 else f"{name} ({i + 1} of {len(found)})"] = differs
+    return dict(sorted(nodes.items()))
+
+
+def _warn(node: str, differs: dict[str, Any], here: dict[str, Any], addresses: dict[str, str]) -> None:
+    """The warning of one node whose code or packages are not the driver's (none where they are)."""
+    named = [f"{k} {differs[k]} (driver {here.get(k, 'not recorded')})" for k in WARNED if k in differs]
+    if named:
+        log.warning("%s runs other versions than the driver's install: %s; its actors compute under them, so the "
+                    "run's floats need not match the same run on one install (recorded in environment.json's nodes)",
+                    node_named(node, addresses), ", ".join(named))
