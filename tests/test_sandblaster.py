@@ -524,6 +524,10 @@ def test_a_ray_run_trains_takes_the_reference_steps_and_backs_up_the_straggler(t
     assert summary["runner"] == "ray" and summary["backups"] >= 1 and summary["backups_won"] >= 1
     assert summary["per_worker"]["0"]["used"] == 8 * summary["evaluations"]        # every unit, once, from worker 0
     assert summary["per_worker"]["1"] == {"units": 0, "used": 0}
+    # the pool's node, its install the driver's (downpour.ps.node_environments: a node of another numpy is warned of)
+    here = ray.get_runtime_context().get_node_id()
+    address = next(n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == here)
+    assert json.loads((tmp_path / "r" / "environment.json").read_text())["nodes"] == {address: {}}
 
 
 def test_a_ray_start_with_no_room_fails_naming_no_setting_sandblaster_refuses(tmp_path, local_ray, monkeypatch):
@@ -573,7 +577,7 @@ def test_a_ray_start_on_several_nodes_names_the_room_on_the_node_each_worker_was
 
         def remote(self, *args):
             label = f"worker{args[1]}" if self.kind == "worker" else "shard"   # (cfg, w, ...) / (shard,)
-            return SimpleNamespace(node=SimpleNamespace(remote=lambda: label))
+            return SimpleNamespace(start_report=SimpleNamespace(remote=lambda: label))
 
     monkeypatch.setattr(on_ray, "ray", SimpleNamespace(nodes=stand_in.nodes, put=lambda value: value,
                                                        cluster_resources=stand_in.cluster_resources))

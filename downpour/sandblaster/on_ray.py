@@ -118,6 +118,8 @@ class RayPool:
     """The shard and worker actors of ``setup``'s run (Ray started, or ``cluster.address`` joined);
     :meth:`close` kills every actor and stops a Ray it started, whatever happened."""
 
+    nodes: dict[str, dict[str, Any]] | None = None   # environment.json's nodes (node_environments), set on start
+
     def __init__(self, setup: ClusterSetup, shards: list[HistoryShard]):
         self.cfg = cfg = setup.cfg
         self.shard_actors: list[Any] = []
@@ -165,8 +167,7 @@ class RayPool:
                                        "worker actors", limit, {"CPU": per_worker}, longer=None,
                                        pins=[pinned(o) for o in options])}
         self.placement = {kind: [r["node"] for r in answers] for kind, answers in reports.items()}
-        # (warned of only: environment.json was written before the pool started, and goes without the nodes)
-        node_environments(reports["shards"] + reports["workers"], node_addresses())
+        self.nodes = node_environments(reports["shards"] + reports["workers"], node_addresses())
         self.t0 = time.perf_counter()
 
     def clock(self) -> float:

@@ -177,8 +177,12 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
             log.warning("%s", saving_words(run.unsaved_words(stopped_at(start))))
             return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
         raise ConfigError(stopped_words(run, start, progress.stop["message"], new_batch))
-    run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
-    pool = _pool(setup, shards, progress.vtime)
+    pool = _pool(setup, shards, progress.vtime)   # first: a Ray pool's nodes go into environment.json
+    try:
+        run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"), pool.nodes)
+    except BaseException:
+        pool.close()
+        raise
     if pool_meta:
         pool.load_state(pool_meta)
     coord = Coordinator(pool.group, pool, s.history, s.line_search, torch.finfo(DTYPES[s.precision]).eps)

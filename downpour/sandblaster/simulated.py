@@ -45,6 +45,8 @@ class SimulatedPool:
     """``cluster.workers`` :class:`UnitWorker` replicas computing ``setup``'s units into ``shards``,
     their time simulated; ``start_time``: the virtual clock of a resumed run."""
 
+    nodes: dict[str, dict[str, Any]] | None = None   # one process: environment.json's own record is all there is
+
     def __init__(self, setup: ClusterSetup, shards: list[HistoryShard], start_time: float = 0.0):
         cfg = setup.cfg
         n = cfg.cluster.workers
