@@ -188,6 +188,11 @@ def test_a_node_holding_a_partition_alone_lost_restarts_that_partition_alone_pla
     placed = run.read_json("cluster.json")
     assert placed["nodes"] == 3 and placed["placement"] == {"shards": [2, 0], "workers": [1], "partitions": [0, 2]}
     assert placed["partition_restarts"] == events
+    # environment.json's nodes: the four the actors started on, one machine's address each told apart by its id
+    # (downpour.ps.node_environments), each running the driver's install; the replacement is not asked
+    recorded = run.read_json("environment.json")["nodes"]
+    assert sorted(name.split()[1] for name in recorded) == sorted(n[:8] for n in (first, second, third, fourth))
+    assert len({name.split()[0] for name in recorded}) == 1 and all(v == {} for v in recorded.values())
     assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0}    # the replica trains on
     states, meta = load_server(run.checkpoints / "server")
     assert meta["step"] == PART_STEPS and len(states) == 2

@@ -13,9 +13,10 @@ folder did not say which versions made which. ``environment.json`` says it::
 :func:`~downpour.train.machine.platform` (what a study's cell records) plus :data:`PACKAGES`, downpour's version
 and commit (:func:`~downpour.train.code_commit.code_commit`) and the OS; ``step``: the step the run started (or was
 resumed) from under it; ``nodes``: a Ray run's nodes, each with what its install has that the driver's has not
-(:mod:`downpour.ps.node_environments`). A resume under another record keeps the old one in ``earlier`` (oldest first). It is a file of
-its own, not a key of model.json: model.json and the safetensors files keep their bytes, so two runs of one seed on one
-install still write the same files, whatever commit string (``+changes``) or OS each records.
+(:mod:`downpour.ps.node_environments`). A resume under another record keeps the old one in ``earlier`` (oldest
+first). It is a file of its own, not a key of model.json: model.json and the safetensors files keep their bytes, so
+two runs of one seed on one install still write the same files, whatever commit string (``+changes``) or OS each
+records.
 """
 from __future__ import annotations
 
