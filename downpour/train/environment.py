@@ -41,8 +41,8 @@ PACKAGES = ("python", "torch", "numpy", "scipy", "scikit-image", "scikit-learn",
 
 def environment() -> dict[str, Any]:
     """This process's record: what :func:`record_environment` writes, less ``step``."""
-    return {"downpour": versions(("downpour",))["downpour"], "commit": code_commit() or "unknown",
-            "os": host.platform(), **platform(), **versions(PACKAGES)}
+    return {"commit": code_commit() or "unknown", "os": host.platform(), **platform(),
+            **versions(("downpour", *PACKAGES))}
 
 
 def recorded(path: str | Path) -> dict[str, Any] | None:
