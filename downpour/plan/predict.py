@@ -232,6 +232,12 @@ def _fits(part: dict[str, float], cl: Cluster) -> bool:
     return _need(part) <= cl.memory_gb * GB
 
 
+def _fits_alone(held: float, cl: Cluster) -> bool:
+    """Whether one process holding ``held`` bytes of the model fits a machine's memory beside its own
+    (:data:`~downpour.plan.one_machine.PROCESS_BYTES`, as :func:`_need` counts it)."""
+    return held + PROCESS_BYTES <= cl.memory_gb * GB
+
+
 def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1, n_fetch: int = 1,
             rule: str = "adagrad", on_replicas: Callable[[int], Network] | None = None) -> dict[str, Any]:
     """The plan of ``net`` on ``cl`` (module docstring); defaults of ``cl`` resolved and reported.
@@ -316,10 +322,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
             "push_bytes_replica": 4 * net.params, "push_bytes_partition": part["server_bytes"],
             "push_bytes_shared": part["shared_bytes"], "lend_bytes_partition": part["lend_bytes"],
             "lend_bytes_replica": part["lend_bytes_replica"], "memory_fallback": fallback,
-            # each process on its machine with its own memory beside what it holds of the model (_need)
-            "fits": {"partition": part["memory_bytes"] + PROCESS_BYTES <= cl.memory_gb * GB,
-                     "replica": part["replica_memory_bytes"] + PROCESS_BYTES <= cl.memory_gb * GB,
-                     "shard": shard_bytes + PROCESS_BYTES <= cl.memory_gb * GB,
+            "fits": {"partition": _fits_alone(part["memory_bytes"], cl),
+                     "replica": _fits_alone(part["replica_memory_bytes"], cl), "shard": _fits_alone(shard_bytes, cl),
                      "machines": _placeable(net, cl, r, k, s),
                      **({"together": together <= cl.memory_gb * GB} if one else {})},
             **timing}
