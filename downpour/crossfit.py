@@ -24,7 +24,6 @@ import json
 import logging
 import multiprocessing
 import os
-import re
 import signal
 import time
 import traceback
@@ -43,6 +42,7 @@ from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.go_on import crossfit_fold
 from downpour.train.rundir import RunDir
 from downpour.train.signals import sigterm_as_interrupt
+from downpour.train.telemetry import PROGRESS_LINE
 from downpour.twins import check_same_run, no_faces_config, recorded_failures, search_failures, shared_ray, train_kept
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,6 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int, ag
 
 
 PROGRESS_SECONDS = 15   # how often `--jobs N` looks for each running fold's newest step (its output goes to its log)
-STEP_LINE = re.compile(r"step\s+(\d+)/(\d+)\s+loss (\S+).*\beta (\S+)")   # telemetry's progress line
 
 
 def _say_progress(name: Path, log_path: Path, offset: int, last: str) -> tuple[int, str]:
@@ -189,7 +188,8 @@ def _say_progress(name: Path, log_path: Path, offset: int, last: str) -> tuple[i
     except OSError:         # (not created yet)
         return offset, last
     end = text.rfind(b"\n") + 1
-    steps = [found for line in text[:end].decode("utf-8", "replace").splitlines() if (found := STEP_LINE.match(line))]
+    lines = text[:end].decode("utf-8", "replace").splitlines()
+    steps = [found for line in lines if (found := PROGRESS_LINE.match(line))]
     now = f"step {steps[-1][1]}/{steps[-1][2]}, loss {steps[-1][3]}, eta {steps[-1][4]}" if steps else last
     if now != last:
         log.info("crossfit: %s: %s", name, now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -13,6 +14,10 @@ from typing import Any, TextIO
 from downpour.objectives import is_metric
 from downpour.settings import is_count
 from downpour.train.rundir import RunDir
+
+# print_progress's line, as `downpour crossfit --jobs N` reads each fold's newest from its log: the step, the steps,
+# the loss and the eta (kept beside the line it matches: a change to one is seen beside the other)
+PROGRESS_LINE = re.compile(r"step\s+(\d+)/(\d+)\s+loss (\S+).*\beta (\S+)")
 
 
 def _fmt_duration(seconds: float) -> str:
