@@ -18,6 +18,7 @@ and stays short. A node whose actors differ among themselves (a ``runtime_env``)
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from downpour._names import node_named
@@ -41,19 +42,17 @@ def node_environments(reports: list[dict[str, Any]], addresses: dict[str, str],
     ``addresses``, node id -> address; the id where Ray gives none) the keys of its record that differ from ``here``
     (the driver's, :func:`environment` by default); one WARNING for each node whose :data:`WARNED` keys differ."""
     here = environment() if here is None else here
-    seen: dict[tuple[str, str], dict[str, Any]] = {}     # (node, its record as text) -> its differences
+    per_node: dict[str, dict[str, dict[str, Any]]] = {}     # node -> its records as text -> their differences
     for report in reports:
         record = report["environment"]
-        key = (report["node"], repr(sorted(record.items())))
-        if key not in seen:
-            seen[key] = {k: v for k, v in record.items() if here.get(k) != v}
-    per_node = {node: [d for (n, _), d in seen.items() if n == node] for node, _ in seen}
+        per_node.setdefault(report["node"], {}).setdefault(
+            repr(sorted(record.items())), {k: v for k, v in record.items() if here.get(k) != v})
     named = {node: addresses.get(node) or node for node in per_node}
+    at = Counter(named.values())
     nodes: dict[str, dict[str, Any]] = {}
-    for node, found in per_node.items():
-        name = named[node]
-        if list(named.values()).count(name) > 1:     # two nodes at one address (two raylets on one machine)
-            name = f"{name} {node[:8]}"
+    for node, records in per_node.items():
+        name = named[node] if at[named[node]] == 1 else f"{named[node]} {node[:8]}"   # two raylets at one address
+        found = list(records.values())
         for i, differs in enumerate(found):
             _warn(node, differs, here, addresses)
             nodes[name if len(found) == 1 else f"{name} ({i + 1} of {len(found)})"] = differs
