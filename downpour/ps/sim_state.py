@@ -17,7 +17,7 @@ from torch import Tensor
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.shard import Shard, stages_with_gradient
 from downpour.ps.worker import Push, Worker
-from downpour.train.flat import ParamLayout
+from downpour.train.flat import FLAT_WORDS, ParamLayout
 from downpour.train.telemetry import PartsMean
 
 State = tuple[dict[str, Any], dict[str, Tensor]]
@@ -134,29 +134,32 @@ def restore_copies(shard: Shard, meta: dict[str, Any], tensors: dict[str, Tensor
     shard._next = {int(w): n for w, n in meta["next"].items()}
 
 
+# :func:`whole_state`'s tensor names and their words ({flat}: the flat vector's, with the layout where there is one)
+_SIM_WORDS = [(re.compile(r"sim\.w(\d+)\.params"), "worker {0}'s replica's parameters, {flat}"),
+              (re.compile(r"sim\.w(\d+)\.acc"), "the push worker {0} is building: its gradients summed, one per "
+               "element of sim.w{0}.params"),
+              (re.compile(r"sim\.w(\d+)\.buffer\.(.+)"), "worker {0}'s replica's buffer {1} (its state-dict name)"),
+              (re.compile(r"sim\.w(\d+)\.(torch|cuda)_rng"), "worker {0}'s torch random generator state ({1}, bytes)"),
+              (re.compile(r"sim\.h(\d+)\.grad(\d+)"), "the push of event {0} in flight (the heap's order): its "
+               "gradient for shard {1}, one per element of shard{1}.params"),
+              (re.compile(r"sim\.dc(\d+)\.(\d+)\.(\d+)"), "DC-ASGD's copy of shard{0}.params as worker {1} fetched "
+               "it at version {2}")]
+
+
 def sim_layouts(tensors: dict[str, Tensor], params: ParamLayout | None = None,
                 words: dict[str, str] | None = None) -> dict[str, str]:
     """:func:`whole_state`'s tensors' meanings in words, for the server checkpoint's metadata (a reader without
     downpour); ``params``: the flat layout of a replica's trainable parameters, listed where a tensor is one
     (``words``: :meth:`~downpour.train.flat.ParamLayout.describe`'s)."""
-    held = f": {params.describe(words=words)}" if params is not None else ""
-    flat = f"the model's trainable parameters laid end to end in named_parameters order, each row-major{held}"
-    patterns = [(re.compile(r"sim\.w(\d+)\.params"), "worker {0}'s replica's parameters, " + flat),
-                (re.compile(r"sim\.w(\d+)\.acc"), "the push worker {0} is building: its gradients summed, one per "
-                 "element of sim.w{0}.params"),
-                (re.compile(r"sim\.w(\d+)\.buffer\.(.+)"), "worker {0}'s replica's buffer {1} (its state-dict name)"),
-                (re.compile(r"sim\.w(\d+)\.(torch|cuda)_rng"),
-                 "worker {0}'s torch random generator state ({1}, bytes)"),
-                (re.compile(r"sim\.h(\d+)\.grad(\d+)"), "the push of event {0} in flight (the heap's order): its "
-                 "gradient for shard {1}, one per element of shard{1}.params"),
-                (re.compile(r"sim\.dc(\d+)\.(\d+)\.(\d+)"), "DC-ASGD's copy of shard{0}.params as worker {1} fetched "
-                 "it at version {2}")]
+    if not tensors:     # (a Ray run's checkpoints: no sim.*, and no layout to put in words)
+        return {}
+    flat = FLAT_WORDS + (f": {params.describe(words=words)}" if params is not None else "")
     out = {}
     for name, t in tensors.items():
-        for pattern, text in patterns:
+        for pattern, text in _SIM_WORDS:
             if m := pattern.fullmatch(name):
                 shape = f"(elements {t.numel()})" if t.dim() == 1 else f"(shape {list(t.shape)})"
-                out[name] = f"{shape}: {text.format(*m.groups())}"
+                out[name] = f"{shape}: {text.format(*m.groups(), flat=flat)}"
                 break
     return out
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+# the flat vector in words (a checkpoint's metadata: :func:`slice_words`, the simulator's replicas' sim.w<w>.params)
+FLAT_WORDS = ("the model's trainable parameters laid end to end, in the model's named_parameters order, each "
+              "flattened row-major")
+
 
 class ParamLayout:
     """Names, shapes and offsets of a model's trainable parameters (``requires_grad``), in
@@ -95,5 +99,4 @@ def slice_words(start: int, end: int, layout: ParamLayout | None = None, words: 
     """Elements [start, end) of the flat vector in words, for a checkpoint's metadata (a shard's slice): its length
     (``(elements N)``), its place, and with ``layout``, :meth:`ParamLayout.describe`'s list of what it holds."""
     held = f": {layout.describe(start, end, words)}" if layout is not None else ""
-    return (f"(elements {end - start}): elements [{start}, {end}) of the model's trainable parameters laid end to end, "
-            f"in the model's named_parameters order, each flattened row-major{held}")
+    return f"(elements {end - start}): elements [{start}, {end}) of {FLAT_WORDS}{held}"
