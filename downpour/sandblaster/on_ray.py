@@ -66,12 +66,9 @@ class ShardActor:
     def accumulate(self, evaluation: int, unit: int, grad: Tensor) -> bool:
         return self.shard.accumulate(evaluation, unit, grad)
 
-    def node(self) -> str:
-        return ray.get_runtime_context().get_node_id()
-
     def start_report(self) -> dict[str, Any]:
         """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`)."""
-        return start_report(self.node())
+        return start_report(ray.get_runtime_context().get_node_id())
 
 
 @ray.remote
@@ -93,12 +90,9 @@ class WorkerActor:
         grads = r.grads or [torch.empty(0)] * self.shards
         return (r.meta(), *grads)
 
-    def node(self) -> str:
-        return ray.get_runtime_context().get_node_id()
-
     def start_report(self) -> dict[str, Any]:
         """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`)."""
-        return start_report(self.node())
+        return start_report(ray.get_runtime_context().get_node_id())
 
 
 class RayShards:
