@@ -251,15 +251,15 @@ def partition_layouts(model: FeatureModel) -> dict[str, str]:
     stages = getattr(model, "stages", ())
     out = {}
     for p, part in enumerate(getattr(model, "partitions", ())):
-        for kind, group, at in (("filters", "weights", part.stages),
-                                ("untied decoder", "decoders", part.decoder_stages)):
+        for kind, group, merged, at in (("filters", "weights", "filter.weight", part.stages),
+                                        ("untied decoder", "decoders", "decoder_weight", part.decoder_stages)):
             for j, i in enumerate(at):
                 b, (h, w, m, c, k, _) = stages[i].filter.blocks[p], getattr(part, group)[j].shape
                 out[f"partitions.{p}.{group}.{j}"] = (
                     f"(block rows {h}, block columns {w}, maps {m}, input channels {c}, kernel rows {k}, kernel "
                     f"columns {k}): partition {p}'s block of stage {i + 1}'s {kind}, output rows [{b.rows.start}, "
                     f"{b.rows.stop}) and columns [{b.cols.start}, {b.cols.stop}) of the merged model's "
-                    f"stages.{i}.{'filter.weight' if group == 'weights' else 'decoder_weight'}")
+                    f"stages.{i}.{merged}")
     for group, kind, merged in (("shared_banks", "filters", "filter.weight"),
                                 ("shared_decoders", "untied decoder", "decoder_weight")):
         for i, banks in getattr(model, group, {}).items():
