@@ -1,19 +1,22 @@
 """Read a downpour run directory without downpour: json, numpy, torch and safetensors only.
 
     python docs/read_run.py RUN                 # every .safetensors (metadata, dtypes, shapes) and .json in RUN
-    python docs/read_run.py RUN images.npy      # and the cat network's stage-1 features of (N, C, H, W) images
+    python docs/read_run.py RUN images.npy      # and the cat network's features of (N, C, H, W) images, every stage
     python docs/read_run.py RUN images.npy features.safetensors      # and those features written there
 
-What each file holds is in docs/training.md, "Reading a run without downpour". The functions below rebuild,
-for a cat network (cat-demo, the main job), the input processing (preprocess.safetensors + .json) and stage 1
-(filter -> L2 pool -> LCN) from model.safetensors + model.json; tests/test_read_run.py checks them against
-downpour's own forward on a trained run. Images go in as training's samples came out of the data source:
-(N, C, H, W) = model.json's input_shape, float, grey in [0, 1] (docs/data.md).
+What each file holds is in docs/training.md, "Reading a run without downpour". The functions below rebuild, for a
+cat network (cat-demo, the main job), its parameters from the files and their layout words (model.safetensors, and
+a cluster run's server checkpoint, whose shards say which parameter each element is), the input processing
+(preprocess.safetensors + .json) and every stage (filter -> L2 pool -> LCN) from model.safetensors + model.json;
+tests/test_read_run.py checks them against downpour's own model and forward on trained runs. Images go in as
+training's samples came out of the data source: (N, C, H, W) = model.json's input_shape, float, grey in [0, 1]
+(docs/data.md). Not read here: a recurrent top stage (model.top = "gru", not the main job's).
 """
 from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -43,6 +46,46 @@ def describe(run: Path) -> None:
         elif path.suffix == ".json":
             record = json.loads(path.read_text())
             print(f"{name}: keys {sorted(record) if isinstance(record, dict) else type(record).__name__}")
+
+
+# --- the parameters, by the layout words --------------------------------------------------------------------------
+# a layout's shape words are its first parenthesis: "(tile rows 2, tile columns 2, maps 8, ...)" -> [2, 2, 8, ...]
+_SHAPE = re.compile(r"\(((?:[a-z][a-z ]*? \d+, )*[a-z][a-z ]*? \d+)[:)]")
+# a piece of a shard: "[0, 2048) stages.0.filter.weight [2, 2, 8, 1, 8, 8]" and, where the shard cuts the tensor,
+# " (its elements [0, 2176))": shard elements [a, b) are the tensor's row-major elements [lo, hi)
+_PIECE = re.compile(r"\[(\d+), (\d+)\) (\S+) \[([\d, ]*)\](?: \(its elements \[(\d+), (\d+)\)\))?")
+
+
+def shape_words(text: str) -> list[int] | None:
+    """The shape a layout's words give, None where they give none ("(shape [...])" and the like)."""
+    found = _SHAPE.search(text)
+    return [int(n) for n in re.findall(r"(\d+)(?:, |$)", found.group(1))] if found else None
+
+
+def parameters(run: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of model.safetensors by name, each checked against its layout's shape words."""
+    with safe_open(str(run / "model.safetensors"), "pt") as f:
+        meta, out = f.metadata() or {}, {key: f.get_tensor(key) for key in f.keys()}
+    for name, t in out.items():
+        said = shape_words(meta.get(f"layout.{name}", ""))
+        if said is not None and said != list(t.shape):
+            raise ValueError(f"{run / 'model.safetensors'}: {name} is {list(t.shape)}, its layout says {said}")
+    return out
+
+
+def from_shards(path: Path) -> dict[str, torch.Tensor]:
+    """The trainable parameters a server checkpoint's shards hold (``shard<j>.params``), each piece put where its
+    words say: a tensor of the shape they give, filled row-major."""
+    out: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+        for key in sorted((k for k in f.keys() if re.fullmatch(r"shard\d+\.params", k)), key=lambda k: int(k[5:-7])):
+            vec = f.get_tensor(key)
+            for a, b, name, shape, lo, hi in _PIECE.findall(meta[f"layout.{key}"]):
+                size = [int(n) for n in shape.split(", ")] if shape else []
+                flat = out.setdefault(name, torch.full(size, float("nan"), dtype=vec.dtype)).view(-1)
+                flat[int(lo or 0):int(hi or flat.numel())] = vec[int(a):int(b)]
+    return out
 
 
 # --- the input processing: preprocess.json's order, normalize "patch", then the whitening, then "ufldl" -------
@@ -90,7 +133,7 @@ def prepare(run: Path, images: torch.Tensor) -> torch.Tensor:
     return x
 
 
-# --- stage 1 of the cat network: filter -> L2 pool -> LCN -----------------------------------------------------
+# --- a stage of the cat network: filter -> L2 pool -> LCN -----------------------------------------------------
 def filters(weights: dict[str, torch.Tensor], options: dict, stage: int = 0) -> torch.Tensor:
     """Stage ``stage``'s filters as used, (tH, tW, M, C, k, k): the stored tensor is each filter's direction;
     with filter_norm r > 0 every filter is rescaled to L2 norm r * stride * sqrt(C / M)."""
@@ -125,12 +168,11 @@ def lcn(x: torch.Tensor, side: int) -> torch.Tensor:
     return v / torch.maximum(sigma, sigma.mean(dim=(1, 2, 3), keepdim=True))
 
 
-def stage1(run: Path, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Prepared inputs (N, C, H, W) -> stage 1's "codes" (N, M, Ho, Wo), "pooled" and "normalised" (N, M, Hp, Wp)."""
-    weights, meta = read_pair(run / "model")
-    o = meta["options"]
-    k, s, q, u = o["kernels"][0], o["strides"][0], o["pools"][0], o["pool_strides"][0]
-    w = filters(weights, o)
+def stage(weights: dict[str, torch.Tensor], o: dict, i: int, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Stage i + 1 (its input (N, C, H, W): the images prepared, or the stage below's normalised maps) ->
+    its codes (N, M, Ho, Wo), pooled and normalised maps (N, M, Hp, Wp)."""
+    k, s, q, u = o["kernels"][i], o["strides"][i], o["pools"][i], o["pool_strides"][i]
+    w = filters(weights, o, i)
     th, tw, m, c = w.shape[:4]
     n, _, h, width = x.shape
     ho, wo = (h - k) // s + 1, (width - k) // s + 1
@@ -139,17 +181,30 @@ def stage1(run: Path, x: torch.Tensor) -> dict[str, torch.Tensor]:
     codes = torch.einsum("bcuvij,ijmcuv->bmij", cols, full)
     pooled = torch.sqrt(F.avg_pool2d(codes * codes, q, u) * q * q + 1e-8)
     side = min(pooled.shape[2:])
-    return {"codes": codes, "pooled": pooled, "normalised": lcn(pooled, min(o["lcn"], side - 1 + side % 2))}
+    return codes, pooled, lcn(pooled, min(o["lcn"], side - 1 + side % 2))
+
+
+def features(run: Path, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Prepared inputs (N, C, H, W) -> every stage's "stage<K>/codes", "stage<K>/pooled" and "stage<K>" (its
+    normalised maps), K from 1: downpour's layer names (features_at)."""
+    weights, meta = parameters(run), read_pair(run / "model")[1]
+    out = {}
+    for i in range(len(meta["options"]["maps"])):
+        codes, pooled, x = stage(weights, meta["options"], i, x)
+        out |= {f"stage{i + 1}/codes": codes, f"stage{i + 1}/pooled": pooled, f"stage{i + 1}": x}
+    return out
 
 
 if __name__ == "__main__":
     run = Path(sys.argv[1])
     describe(run)
+    if (run / "checkpoints" / "server.safetensors").exists():
+        held = from_shards(run / "checkpoints" / "server.safetensors")
+        print(f"server checkpoint: {len(held)} parameters rebuilt from its shards' words: {sorted(held)}")
     if len(sys.argv) > 2:
         images = torch.from_numpy(np.load(sys.argv[2], allow_pickle=False))
-        features = stage1(run, prepare(run, images))
-        for name, value in features.items():
-            print(f"stage1 {name}: shape {list(value.shape)}, mean {float(value.mean()):.6g}, "
-                  f"std {float(value.std()):.6g}")
+        found = features(run, prepare(run, images))
+        for name, value in found.items():
+            print(f"{name}: shape {list(value.shape)}, mean {float(value.mean()):.6g}, std {float(value.std()):.6g}")
         if len(sys.argv) > 3:
-            save_file({name: value.contiguous() for name, value in features.items()}, sys.argv[3])
+            save_file({name: value.contiguous() for name, value in found.items()}, sys.argv[3])

@@ -41,6 +41,7 @@ _VARIANTS = [(entry.name, {}) for entry in list_models()] + [
     ("cnn-digits", {"tile": 2, "pools": (2, 1)}), ("rnn-rows", {"layers": 2}), ("rnn-rows", {"input_shape": (5, 7)}),
     ("cat-demo", {"top": "gru"}), ("cat-demo", {"decoder": "untied", "filter_norm": 1.0}),
     ("rica-local", {"bias": True, "decoder": "untied"}), ("rica-8x8", {"bias": True, "decoder": "untied"}),
+    ("ufldl-sae", {"encoder": "local", "kernel_size": 4, "decoder": "untied"}),
     ("pyramid-rica", {"pyramid": "gaussian", "tile": 2}), ("glimpse-rica", {"glimpse_scales": 3}),
     ("teacher-student", {"width": 5, "teacher_width": 3})]
 
@@ -51,6 +52,7 @@ def test_each_tensor_of_the_model_says_its_layout_and_its_shape_words_are_its_sh
     model = create_model(name, options.pop("input_shape", None), **options)
     write_model(tmp_path, model, name)
     meta, tensors = _read(tmp_path / "model.safetensors")
+    assert tensors, name
     for key, t in tensors.items():
         assert f"layout.{key}" in meta, (key, sorted(meta))
         text = meta[f"layout.{key}"]

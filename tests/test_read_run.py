@@ -1,7 +1,9 @@
 """docs/read_run.py reads a cat network's run without downpour (json, numpy, torch, safetensors) and gets downpour's
-stage-1 features of new images from the files alone; model.safetensors and preprocess.safetensors say in their
-metadata what each tensor's axes mean (docs/training.md, "Reading a run without downpour")."""
+parameters and every stage's features of new images from the files alone; model.safetensors and
+preprocess.safetensors say in their metadata what each tensor's axes mean, a server checkpoint's shards which
+parameter each element is (docs/training.md, "Reading a run without downpour")."""
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from downpour.config import load_config
+from downpour.runners import train
 from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir
 
@@ -25,11 +28,25 @@ RECIPES = {"tiled-spectral": ["model.filter_norm=[0.9,1.0]"],
                           "model.strides=[2,1]", "model.kernels=[6,3]", "model.pool_strides=[1,1]"]}
 
 
+# the main job's recipe on its cluster (2 workers, 2 shards, Adam on the server), simulated instead of on Ray
+CLUSTER = ["train.steps=3", "train.tensorboard=false", "train.threads=1", "cluster.runner=simulated",
+           "cluster.workers=2", "cluster.shards=2", "cluster.rule=adam", "model.filter_norm=[0.9,1.0]"]
+READER = runpy.run_path(str(ROOT / "docs" / "read_run.py"))     # its functions, its __main__ not run
+
+
 @pytest.fixture(scope="module", params=sorted(RECIPES))
 def trained(request, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("read") / "run"
     cfg = load_config("cat-demo", [*SMALL, *RECIPES[request.param]])
     run_local(cfg, RunDir.create(path, cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("read") / "run"
+    cfg = load_config("cat-demo", CLUSTER)
+    train(cfg, RunDir.create(path, cfg))
     return path
 
 
@@ -43,7 +60,7 @@ def _read_without_downpour(run: Path, images: Path, out: Path) -> str:
     return done.stdout
 
 
-def test_the_reader_gets_downpours_stage_1_features_from_the_files_alone(trained, tmp_path):
+def test_the_reader_gets_downpours_features_of_every_stage_from_the_files_alone(trained, tmp_path):
     images = np.random.default_rng(1).uniform(0, 1, (4, 1, 32, 32)).astype(np.float32)
     images[0] = np.linspace(0, 1, 32)[None, :, None] * np.linspace(0.5, 1, 32)[None, None, :]   # a smooth one
     np.save(tmp_path / "images.npy", images)
@@ -52,11 +69,34 @@ def test_the_reader_gets_downpours_stage_1_features_from_the_files_alone(trained
     run = RunDir(trained)
     model, prepare = run.load_model().eval(), run.load_preprocess()
     with torch.no_grad():
-        theirs = model.features_at(prepare(torch.from_numpy(images)), ["stage1/codes", "stage1/pooled", "stage1"])
-    for mine, layer in (("codes", "stage1/codes"), ("pooled", "stage1/pooled"), ("normalised", "stage1")):
-        assert ours[mine].shape == theirs[layer].shape, mine
-        torch.testing.assert_close(ours[mine], theirs[layer], atol=1e-5, rtol=1e-5, msg=mine)
-    assert "stage1 normalised: shape [4, 8," in said
+        theirs = model.features_at(prepare(torch.from_numpy(images)), model.feature_layers())
+    assert sorted(ours) == sorted(theirs) and len(theirs) == 6          # 2 stages' codes, pooled, normalised
+    for layer in theirs:
+        assert ours[layer].shape == theirs[layer].shape, layer
+        torch.testing.assert_close(ours[layer], theirs[layer], atol=1e-5, rtol=1e-5, msg=layer)
+    assert "stage2: shape [4, 8," in said
+
+
+def test_the_reader_rebuilds_every_tensor_of_the_model_and_a_cluster_runs_shards_by_their_words(clustered):
+    model = RunDir(clustered).load_model()
+    ours, theirs = READER["parameters"](clustered), model.state_dict()
+    assert sorted(ours) == sorted(theirs)
+    for name, t in theirs.items():
+        assert torch.equal(ours[name], t), name
+    held = READER["from_shards"](clustered / "checkpoints" / "server.safetensors")
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    assert sorted(held) == sorted(trainable) == ["stages.0.filter.weight", "stages.1.filter.weight"]
+    for name, p in trainable.items():             # the run ends on a checkpoint: the model is the shards' values
+        assert torch.equal(held[name], p.detach()), name
+
+
+def test_the_reader_refuses_a_tensor_whose_shape_is_not_its_words(clustered, tmp_path):
+    with safe_open(str(clustered / "model.safetensors"), "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta["layout.stages.1.filter.weight"] = meta["layout.stages.1.filter.weight"].replace("maps 8", "maps 9", 1)
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match=r"weight is \[2, 2, 8, 8, 5, 5\], its layout says \[2, 2, 9, 8, 5, 5\]"):
+        READER["parameters"](tmp_path)
 
 
 def test_every_tensor_of_the_model_and_its_input_processing_says_its_layout(trained):
@@ -68,19 +108,6 @@ def test_every_tensor_of_the_model_and_its_input_processing_says_its_layout(trai
         assert meta["json_sha256"] == "recorded"
     with safe_open(str(trained / "model.safetensors"), "pt") as f:
         assert "stage 1's filters: (tile rows " in f.metadata()["layout.stages.0.filter.weight"]
-
-
-@pytest.mark.parametrize("name,options", [("tica-8x8", {}), ("ufldl-sae", {}),
-                                          ("ufldl-sae", {"encoder": "local", "kernel_size": 4, "decoder": "untied"})])
-def test_the_autoencoders_tensors_say_their_layout_too(tmp_path, name, options):
-    from downpour.models.registry import create_model
-    from downpour.train.model_file import write_model
-
-    model = create_model(name, **options)
-    write_model(tmp_path, model, name)
-    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
-        meta, keys = f.metadata(), list(f.keys())
-    assert keys and all(f"layout.{k}" in meta for k in keys), (keys, sorted(meta))
 
 
 @pytest.mark.parametrize("options", [{}, {"tile": 0, "decoder": "untied"}])
