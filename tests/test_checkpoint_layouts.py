@@ -13,6 +13,7 @@ from safetensors import safe_open
 from downpour.config import load_config
 from downpour.models.registry import create_model, list_models
 from downpour.ps.checkpoint import save_server
+from downpour.ps.sim_state import sim_layouts
 from downpour.runners import train
 from downpour.train.flat import ParamLayout
 from downpour.train.loop import run_local
@@ -145,6 +146,36 @@ def test_a_simulated_cluster_checkpoint_says_every_tensors_layout(tmp_path, algo
     for key, p in model.named_parameters():
         if p.requires_grad:
             torch.testing.assert_close(rebuilt[key], p.detach(), rtol=0, atol=0, msg=key)
+    if algorithm == "downpour":     # each replica by the parameter list in the first worker's words, named by the rest
+        assert not _PIECE.search(meta["layout.sim.w1.params"])
+        assert meta["layout.sim.w1.params"].endswith("as sim.w0.params's words list them")
+        trainable = {key: p for key, p in model.named_parameters() if p.requires_grad}
+        for w in range(2):
+            replica = _rebuild([meta["layout.sim.w0.params"]], [tensors[f"sim.w{w}.params"]])
+            assert list(replica) == list(trainable), w
+            assert all(replica[k].shape == p.shape and not replica[k].isnan().any() for k, p in trainable.items())
+
+
+def test_a_checkpoint_whose_workers_each_list_the_parameters_resumes(tmp_path, monkeypatch):
+    """A simulator's checkpoint written with the parameter list in every sim.w<w>.params's words (as before
+    2026-12-07) resumes, and the checkpoint the resumed run writes lists it once."""
+    import downpour.ps.checkpoint as checkpoint
+
+    def every_worker_lists(tensors, params=None, words=None):
+        out = sim_layouts(tensors, params, words)
+        return out | {k: out["sim.w0.params"].replace("worker 0's", f"worker {k[5:-7]}'s") for k in out
+                      if re.fullmatch(r"sim\.w\d+\.params", k)}
+
+    sets = [*SMALL, "cluster.runner=simulated", "cluster.workers=2", "cluster.shards=2"]
+    monkeypatch.setattr(checkpoint, "sim_layouts", every_worker_lists)
+    cfg = load_config("rbm-digits", sets)
+    train(cfg, RunDir.create(tmp_path / "run", cfg))
+    stem = tmp_path / "run" / "checkpoints" / "server.safetensors"
+    assert _PIECE.search(_read(stem)[0]["layout.sim.w1.params"])         # written the old way
+    monkeypatch.undo()
+    summary = train(load_config("rbm-digits", [*sets, "train.steps=4"]), RunDir.open(tmp_path / "run"), resume=True)
+    assert summary["resumed_from"] == 2 and summary["steps"] == 4
+    assert not _PIECE.search(_read(stem)[0]["layout.sim.w1.params"])
 
 
 def test_a_model_parallel_servers_shards_say_where_each_block_goes_in_the_merged_model(tmp_path):
