@@ -4,13 +4,11 @@
     python docs/read_run.py RUN images.npy      # and the cat network's features of (N, C, H, W) images, every stage
     python docs/read_run.py RUN images.npy features.safetensors      # and those features written there
 
-What each file holds is in docs/training.md, "Reading a run without downpour". The functions below rebuild, for a
-cat network (cat-demo, the main job), its parameters from the files and their layout words (model.safetensors, and
-a cluster run's server checkpoint, whose shards say which parameter each element is), the input processing
-(preprocess.safetensors + .json) and every stage (filter -> L2 pool -> LCN) from model.safetensors + model.json;
-tests/test_read_run.py checks them against downpour's own model and forward on trained runs. Images go in as
-training's samples came out of the data source: (N, C, H, W) = model.json's input_shape, float, grey in [0, 1]
-(docs/data.md). Not read here: a recurrent top stage (model.top = "gru", not the main job's).
+What each file holds is in docs/training.md, "Reading a run without downpour". The functions below rebuild a cat
+network's (cat-demo, the main job) parameters by their layout words (model.safetensors; a cluster run's server
+shards), its input processing (preprocess.*) and every stage (filter -> L2 pool -> LCN; a recurrent top, not the
+main job's, is not read); tests/test_read_run.py checks them against downpour's own model and forward. Images go in
+as the data source gives them: (N, C, H, W) = model.json's input_shape, float, grey in [0, 1] (docs/data.md).
 """
 from __future__ import annotations
 
