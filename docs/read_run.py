@@ -77,12 +77,17 @@ def from_shards(path: Path) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
-        for key in sorted((k for k in f.keys() if re.fullmatch(r"shard\d+\.params", k)), key=lambda k: int(k[5:-7])):
+        for key in f.keys():
+            if not re.fullmatch(r"shard\d+\.params", key):     # the update rule's state, the simulator's own
+                continue
             vec = f.get_tensor(key)
             for a, b, name, shape, lo, hi in _PIECE.findall(meta[f"layout.{key}"]):
-                size = [int(n) for n in shape.split(", ")] if shape else []
-                flat = out.setdefault(name, torch.full(size, float("nan"), dtype=vec.dtype)).view(-1)
-                flat[int(lo or 0):int(hi or flat.numel())] = vec[int(a):int(b)]
+                if name not in out:                             # NaN until every shard holding a piece has filled it
+                    size = [int(n) for n in shape.split(", ")] if shape else []
+                    out[name] = torch.full(size, float("nan"), dtype=vec.dtype)
+                flat = out[name].view(-1)
+                start, end = (int(lo), int(hi)) if lo else (0, flat.numel())     # the whole tensor, uncut
+                flat[start:end] = vec[int(a):int(b)]
     return out
 
 
@@ -185,10 +190,10 @@ def stage(weights: dict[str, torch.Tensor], o: dict, i: int, x: torch.Tensor) ->
 def features(run: Path, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Prepared inputs (N, C, H, W) -> every stage's "stage<K>/codes", "stage<K>/pooled" and "stage<K>" (its
     normalised maps), K from 1: downpour's layer names (features_at)."""
-    weights, meta = parameters(run), read_pair(run / "model")[1]
+    weights, options = parameters(run), json.loads((run / "model.json").read_text())["options"]
     out = {}
-    for i in range(len(meta["options"]["maps"])):
-        codes, pooled, x = stage(weights, meta["options"], i, x)
+    for i in range(len(options["maps"])):
+        codes, pooled, x = stage(weights, options, i, x)
         out |= {f"stage{i + 1}/codes": codes, f"stage{i + 1}/pooled": pooled, f"stage{i + 1}": x}
     return out
 
