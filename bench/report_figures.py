@@ -6,9 +6,9 @@ old way, in turn.
 
 Until 2026-12-06 each figure of panels called ``tight_layout`` (its labels measured once to place the panels), then
 ``savefig(bbox_inches="tight")``, which drew it twice more (once to crop it), each pass with a fresh renderer, so
-every label was measured anew; since then :func:`downpour.analysis.figures._figure` lays it out once at the PNG's
+every label was measured anew; since then :func:`downpour.analysis.canvas.figure` lays it out once at the PNG's
 resolution on an Agg canvas of its own and the save draws it once, uncropped (the layout already fills it). The old
-way is put back here (``figures._figure`` and ``figures._save``), as it was; so is the first way of 2026-12-06
+way is put back here (``canvas.figure`` and ``canvas.save``), as it was; so is the first way of 2026-12-06
 (``prev``: ``layout="tight"``, whose engine measured every panel twice, the spines included), whose PNGs the new
 way's are compared with byte for byte (``pngs_same_as_prev``: the layout found more cheaply, not changed).
 
@@ -18,7 +18,7 @@ random pictures of its shape as the top images, and the staleness bars (analysis
 where the run had no parameter server), the response histogram of random responses. Both ways' PNGs are checked to
 be within 5% of each other in each side first (the layout's margin, 1.08 font sizes, against the crop's 0.1 inch).
 A fourth way, ``grid`` (since 2026-12-06, later), is the new way with every place of a grid of panels made and the
-unused ones turned off, as until then (``whole_grid``), against :func:`downpour.analysis.figures._panels`, which makes
+unused ones turned off, as until then (``whole_grid``), against :func:`downpour.analysis.canvas.panels`, which makes
 only the places drawn: ``cpu_ratio_vs_grid``, and ``pngs_same_as_grid`` byte for byte. ``cpu_s_per_figure``: each
 figure's CPU seconds per way. One row: ``cpu_ratio`` (this process's CPU, ``time.process_time``: the machine's load
 moves it least) and ``ratio`` (wall), new / old, < 1 faster, and the same new / prev (``cpu_ratio_vs_prev``,
@@ -41,10 +41,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from _protocol import emit, interleave, ratio, reps_and_threads, summary  # noqa: E402
-from downpour.analysis import figures  # noqa: E402
+from downpour.analysis import canvas, figures, training_plots  # noqa: E402
 from downpour.analysis.options import open_run  # noqa: E402
 
-NEW = figures._figure, figures._save, figures._panels
+NEW = canvas.figure, canvas.save, canvas.panels
 WAYS = ("new", "grid", "prev", "old")
 _LAID_OUT: weakref.WeakSet = weakref.WeakSet()      # the old way's figures that called tight_layout before saving
 
@@ -76,7 +76,7 @@ def whole_grid(fig: Figure, rows: int, cols: int, places: list[tuple[int, int]])
 def prev_figure(width: float, height: float, laid_out: bool = True) -> Figure:
     """The first 2026-12-06 way: the tight layout engine as ``layout="tight"`` makes it, whose ``rect=(0, 0, 1, 1)``
     measures every panel twice (the second pass places nothing the first did not), the spines measured too."""
-    fig = Figure(figsize=(width, height), dpi=figures.DPI, layout="tight" if laid_out else None)
+    fig = Figure(figsize=(width, height), dpi=canvas.DPI, layout="tight" if laid_out else None)
     FigureCanvasAgg(fig)
     return fig
 
@@ -87,7 +87,7 @@ def prev_save(fig: Figure, path: Path) -> Path:
     if engine is not None:
         engine.execute(fig)
         fig.set_layout_engine(None)
-    fig.savefig(path, dpi=figures.DPI, bbox_inches=None if engine is not None else "tight")
+    fig.savefig(path, dpi=canvas.DPI, bbox_inches=None if engine is not None else "tight")
     return path
 
 
@@ -106,11 +106,11 @@ def drawings(run_path: Path) -> dict[str, Callable[[Path], Path]]:
     staleness = analysis.get("staleness") or {"overall": {0: 40, 1: 90, 2: 50, 4: 9},
                                               **{f"worker {w}": {0: 20, 1: 45 + w, 2: 25, 4: 4} for w in range(2)}}
     out = {
-        "loss": lambda d: figures.loss_curves(metrics, d / "loss.png"),
+        "loss": lambda d: training_plots.loss_curves(metrics, d / "loss.png"),
         "invariance": lambda d: figures.invariance_plot(analysis["invariance"], d / "invariance.png"),
         "stimulus": lambda d: figures.stimulus_and_top_images(stimulus, pictures,
                                                               d / "optimal_stimulus.png", "unit 0: top images", top),
-        "staleness": lambda d: figures.staleness_histogram(staleness, d / "staleness.png"),
+        "staleness": lambda d: training_plots.staleness_histogram(staleness, d / "staleness.png"),
         "responses": lambda d: figures.response_histogram(*responses, 0.5, d / "face_neuron_responses.png"),
     }
     if filters is not None:
@@ -122,7 +122,7 @@ def draw_all(draw: dict[str, Callable[[Path], Path]], folder: Path, way: str, cp
              ) -> dict[str, tuple[int, int]]:
     """Every figure drawn into ``folder``, the ``way`` of :data:`WAYS`; their sizes in pixels. ``cpu``: each figure's
     CPU seconds (this process's) put in it, as ``cpu_s_NAME``."""
-    figures._figure, figures._save, figures._panels = {
+    canvas.figure, canvas.save, canvas.panels = {
         "new": NEW, "grid": (*NEW[:2], whole_grid),
         "prev": (prev_figure, prev_save, whole_grid), "old": (old_figure, old_save, whole_grid)}[way]
     try:
@@ -135,7 +135,7 @@ def draw_all(draw: dict[str, Callable[[Path], Path]], folder: Path, way: str, cp
                 cpu[f"cpu_s_{name}"] = time.process_time() - start
         return sizes
     finally:
-        figures._figure, figures._save, figures._panels = NEW
+        canvas.figure, canvas.save, canvas.panels = NEW
 
 
 def timed(draw: dict[str, Callable[[Path], Path]], folder: Path, way: str) -> dict[str, float]:
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
            "ratio_vs_prev": ratio(reps, "wall_s", "new", "prev"),
            "cpu_ratio_vs_prev": ratio(reps, "driver_cpu_s", "new", "prev"),
            "pngs_same_as_prev": same_as_prev,
-           # the panels made only where drawn (figures._panels), against the whole grid made (every other part new)
+           # the panels made only where drawn (canvas.panels), against the whole grid made (every other part new)
            "cpu_ratio_vs_grid": ratio(reps, "driver_cpu_s", "new", "grid"),
            "cpu_s_per_figure": {name: summary(reps, f"cpu_s_{name}")[f"cpu_s_{name}"] for name in draw},
            "pngs_same_as_grid": same_as_grid}

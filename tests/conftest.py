@@ -39,11 +39,11 @@ def one_thread():
 
 @pytest.fixture
 def saved(monkeypatch) -> list:
-    """The figures a test draws, in order, kept as they are laid out instead of saved (``figures._save``)."""
-    from downpour.analysis import figures     # (here, not at the top: most tests draw no figure)
+    """The figures a test draws, in order, kept as they are laid out instead of saved (``canvas.save``)."""
+    from downpour.analysis import canvas     # (here, not at the top: most tests draw no figure)
 
     kept: list = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: kept.append(fig) or path)
+    monkeypatch.setattr(canvas, "save", lambda fig, path: kept.append(fig) or path)
     return kept
 
 

@@ -1,7 +1,7 @@
-"""Figures of panels make a panel only where they draw one, each in its place (figures._panels)."""
+"""Figures of panels make a panel only where they draw one, each in its place (canvas.panels)."""
 from __future__ import annotations
 
-from downpour.analysis import figures
+from downpour.analysis import figures, training_plots
 
 
 def _place(ax) -> tuple[int, int]:
@@ -13,7 +13,7 @@ def test_the_loss_figure_makes_a_panel_per_cost_part_row_by_row_and_none_empty(t
     """cat-demo logs 5 cost parts: 2 rows of 3 places, 5 panels (until 2026-12-06 a 6th, turned off, was built,
     measured by the layout and drawn for nothing)."""
     parts = ["loss", "stage1/pooled_l2", "stage1/reconstruction", "stage2/pooled_l2", "stage2/reconstruction"]
-    figures.loss_curves([{"step": s, **{p: 10.0 + i + s for i, p in enumerate(parts)}} for s in range(1, 9)],
+    training_plots.loss_curves([{"step": s, **{p: 10.0 + i + s for i, p in enumerate(parts)}} for s in range(1, 9)],
                         tmp_path / "loss.png")
     axes = saved[0].axes
     assert [ax.get_title().removesuffix(" (log axis)") for ax in axes] == parts

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from downpour.analysis import figures
+from downpour.analysis import canvas, figures, training_plots
 from downpour.config import ConfigError, load_config
 
 
@@ -21,20 +21,20 @@ def test_filter_grid_draws_any_bank(tmp_path, shape):
 def test_cost_parts_leave_out_bookkeeping():
     rows = [{"step": 5, "time": 0.1, "loss": 3.0, "stage1/reconstruction": 2.0, "kl_sparsity": 1.0, "worker": 0,
              "staleness": 4.0, "version": 5, "samples_per_s": 100.0, "metric/sparsity": 0.1, "vtime": 1.2}]
-    assert figures.cost_parts(rows) == ["loss", "kl_sparsity", "metric/sparsity", "stage1/reconstruction"]
+    assert training_plots.cost_parts(rows) == ["loss", "kl_sparsity", "metric/sparsity", "stage1/reconstruction"]
 
 
 def test_loss_curves_average_workers_and_need_a_cost(tmp_path):
     rows = [{"step": s, "worker": w, "loss": 10.0 / s + w, "reconstruction": 1.0 / s} for s in (1, 2, 3) for w in (0, 1)]
-    assert figures.loss_curves(rows, tmp_path / "loss.png").stat().st_size > 1000
+    assert training_plots.loss_curves(rows, tmp_path / "loss.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="no numeric cost"):
-        figures.loss_curves([{"step": 1, "time": 0.0}], tmp_path / "none.png")
+        training_plots.loss_curves([{"step": 1, "time": 0.0}], tmp_path / "none.png")
 
 
 def test_loss_curves_show_a_run_with_one_logged_row(tmp_path, saved):
     """A run shorter than train.log_every logs one row; a line through one point draws nothing, so the
     panels were empty: few points are drawn as markers."""
-    figures.loss_curves([{"step": 30, "loss": -2.9, "contrastive_divergence": -2.9}], tmp_path / "loss.png")
+    training_plots.loss_curves([{"step": 30, "loss": -2.9, "contrastive_divergence": -2.9}], tmp_path / "loss.png")
     for ax in saved[0].axes[:2]:
         (line,) = ax.get_lines()
         assert line.get_marker() not in (None, "None", "", " ")
@@ -44,7 +44,7 @@ def test_loss_curves_label_a_log_axis_in_plain_numbers(tmp_path, saved):
     """The log axes' default labels ("3 x 10^2") are mathtext, whose parsing took half of the figure's time in
     every analysis: the labels are plain numbers (300)."""
     rows = [{"step": s, "loss": 1000.0 / s, "reconstruction": 150.0 + 1.0 / s} for s in range(1, 50)]
-    figures.loss_curves(rows, tmp_path / "loss.png")
+    training_plots.loss_curves(rows, tmp_path / "loss.png")
     fig = saved[0]
     fig.canvas.draw()
     for ax in fig.axes[:2]:
@@ -59,7 +59,7 @@ def test_a_log_axis_below_1_labels_each_tick_with_its_own_value(tmp_path, saved)
     reconstruction) every tick read "5e-01", and a weight decay from 0.00454 to 0.00483 "5e-03"."""
     rows = [{"step": s, "reconstruction": 0.467 - 0.016 * s / 10, "weight_l2": 0.00454 + 0.0003 * s / 10}
             for s in range(1, 11)]
-    figures.loss_curves(rows, tmp_path / "loss.png")
+    training_plots.loss_curves(rows, tmp_path / "loss.png")
     fig = saved[0]
     fig.canvas.draw()
     for ax in fig.axes[:2]:
@@ -75,7 +75,7 @@ def test_a_log_axis_below_1_labels_each_tick_with_its_own_value(tmp_path, saved)
 def test_a_log_axis_above_1000_labels_whole_numbers_in_one_style(tmp_path, saved):
     """LogFormatter's labels on a cost part from 12,000 to 2e6 read "1e4", "1e+05", "1e+06": two styles on
     one axis, neither a number as the log prints it."""
-    figures.loss_curves([{"step": s, "reconstruction": 12000.0 * 1.7 ** s} for s in range(11)], tmp_path / "l.png")
+    training_plots.loss_curves([{"step": s, "reconstruction": 12000.0 * 1.7 ** s} for s in range(11)], tmp_path / "l.png")
     fig = saved[0]
     fig.canvas.draw()
     ax = fig.axes[0]
@@ -91,7 +91,7 @@ def test_a_log_axis_within_a_decade_has_enough_labelled_ticks(tmp_path, saved):
     (the log locator's 100, 200, 300): a curve within a decade is ticked at round values, at least four labelled
     inside the panel, each its own value."""
     loss = [205.0 - 0.19 * s for s in range(0, 500, 10)] + [346.0 - 0.238 * s for s in range(0, 1000, 10)]
-    figures.loss_curves([{"step": s, "loss": v} for s, v in enumerate(loss)], tmp_path / "l.png")
+    training_plots.loss_curves([{"step": s, "loss": v} for s, v in enumerate(loss)], tmp_path / "l.png")
     fig = saved[0]
     fig.canvas.draw()
     ax = fig.axes[0]
@@ -107,7 +107,7 @@ def test_a_log_axis_within_a_decade_has_enough_labelled_ticks(tmp_path, saved):
 def test_a_log_axis_within_a_decade_near_zero_draws_and_labels_only_positive_ticks(tmp_path, saved, lo, hi):
     """The round-value ticks of a curve within a decade reach 0 and below the axis's view, where the log labels' digits
     took log10 of 0 (a math domain error that stopped the analysis of a short run)."""
-    figures.loss_curves([{"step": s, "loss": lo + (hi - lo) * s / 9} for s in range(10)], tmp_path / "l.png")
+    training_plots.loss_curves([{"step": s, "loss": lo + (hi - lo) * s / 9} for s in range(10)], tmp_path / "l.png")
     fig = saved[0]
     fig.canvas.draw()
     labels = [t.get_text() for t in saved[0].axes[0].get_yticklabels() if t.get_text()]
@@ -119,7 +119,7 @@ def test_a_log_axis_within_a_decade_has_a_label_at_or_below_its_lowest_point(tmp
     """cat-demo, 20 steps logged each (2026-12-06): its total loss dipped to 165 below the lowest label, 200, and a
     cost part logged once (133.8) sat under a lowest label of 200 on an axis running to about 70: a reader took the point
     for a value the labels bracket. The axis runs from a labelled tick at or below the curve to one at or above it."""
-    figures.loss_curves([{"step": s, "loss": v} for s, v in enumerate(values)], tmp_path / "l.png")
+    training_plots.loss_curves([{"step": s, "loss": v} for s, v in enumerate(values)], tmp_path / "l.png")
     fig = saved[0]
     fig.canvas.draw()
     ax = fig.axes[0]
@@ -133,7 +133,7 @@ def test_a_log_axis_near_a_decade_has_labels_that_do_not_overlap(tmp_path, saved
     """Round values a linear step apart bunch at the top of a log axis: a loss from 8.8 down to 0.9 was labelled 1, 2,
     ..., 9, and 7, 8 and 9 overlapped (until 2026-12-06). No two labels of the panel overlap, the ends still labelled."""
     values = list(np.geomspace(high, low, 30))
-    figures.loss_curves([{"step": s, "loss": v} for s, v in enumerate(values)], tmp_path / "l.png")
+    training_plots.loss_curves([{"step": s, "loss": v} for s, v in enumerate(values)], tmp_path / "l.png")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     canvas = FigureCanvasAgg(saved[0])
     canvas.draw()
@@ -155,13 +155,13 @@ def test_the_stimulus_panel_says_a_suppressing_stimulus_so(tmp_path, saved):
 
 def test_staleness_histogram(tmp_path):
     hist = {"overall": {0: 2, 1: 5, 4: 1}, "worker 0": {0: 1, 1: 3}, "worker 1": {1: 2, 4: 1}}
-    assert figures.staleness_histogram(hist, tmp_path / "s.png").stat().st_size > 1000
+    assert training_plots.staleness_histogram(hist, tmp_path / "s.png").stat().st_size > 1000
 
 
 def test_the_staleness_bars_say_each_series_mean_and_max_on_whole_number_ticks(tmp_path, saved):
     """A paper's paragraph quotes the mean: the legend named the series alone, and the ticks fell between the bars
     (-0.5, 0.5, 1.5, ...) of a whole-number quantity."""
-    figures.staleness_histogram({"overall": {0: 2, 2: 600, 3: 198}, "worker 1": {1: 2, 3: 48}}, tmp_path / "s.png")
+    training_plots.staleness_histogram({"overall": {0: 2, 2: 600, 3: 198}, "worker 1": {1: 2, 3: 48}}, tmp_path / "s.png")
     ax = saved[0].axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["overall: mean 2.24, max 3",
                                                                    "worker 1: mean 2.92, max 3"]
@@ -175,7 +175,7 @@ def test_sixteen_workers_staleness_bars_have_colours_of_their_own_and_a_legend_b
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     hist = {"overall": {15: 100, 16: 60}, **{f"worker {w}": {15 + w % 2: 10} for w in range(16)}}
-    figures.staleness_histogram(hist, tmp_path / "s.png")
+    training_plots.staleness_histogram(hist, tmp_path / "s.png")
     ax = saved[0].axes[0]
     assert len({tuple(c.patches[0].get_facecolor()) for c in ax.containers}) == 17
     canvas = FigureCanvasAgg(saved[0])
@@ -207,10 +207,10 @@ def _invariance_result() -> dict:
 
 
 @pytest.mark.parametrize("draw", [
-    lambda d: figures.loss_curves([{"step": s, "loss": 300.0 / s, "stage1/reconstruction": 2.0 / s,
+    lambda d: training_plots.loss_curves([{"step": s, "loss": 300.0 / s, "stage1/reconstruction": 2.0 / s,
                                     "stage1/pooled_l2": 150.0 + s} for s in range(1, 40)], d / "loss.png"),
     lambda d: figures.invariance_plot(_invariance_result(), d / "invariance.png"),
-    lambda d: figures.staleness_histogram({"overall": {0: 3, 1: 9}, **{f"worker {w}": {w % 2: 6} for w in range(12)}},
+    lambda d: training_plots.staleness_histogram({"overall": {0: 3, 1: 9}, **{f"worker {w}": {w % 2: 6} for w in range(12)}},
                                           d / "staleness.png"),
     lambda d: figures.response_histogram([1.0, 2.0, 2.5], [0.0, 0.5], 1.2, d / "responses.png"),
 ], ids=["loss", "invariance", "staleness", "responses"])
@@ -254,7 +254,7 @@ def _labels_overlap_or_squeeze(fig) -> list:
 def test_a_log_axis_over_one_to_three_decades_labels_no_two_ticks_on_each_other(tmp_path, saved, low, high):
     """LogFormatter labels 2, 3, 4 and 6 of every decade on an axis with up to two powers of 10 in view: a loss from 303
     down to 3 read 3, 4, 6, 10, 20, 30, 40, 60, ..., 3 on 4 and 30 on 40 (until 2026-12-06)."""
-    figures.loss_curves([{"step": s, "loss": low + (high - low) * np.exp(-s / 10)} for s in range(100)], tmp_path / "l.png")
+    training_plots.loss_curves([{"step": s, "loss": low + (high - low) * np.exp(-s / 10)} for s in range(100)], tmp_path / "l.png")
     assert not _labels_overlap_or_squeeze(saved[0])
     between = sum(1 for t in saved[0].axes[0].get_yticklabels(minor=True) if t.get_text())
     assert between >= 1 or high / low >= 100, between      # (still some between the powers of 10, below 2 decades)
@@ -263,14 +263,14 @@ def test_a_log_axis_over_one_to_three_decades_labels_no_two_ticks_on_each_other(
 def test_a_diverged_loss_is_labelled_in_powers_of_ten_not_in_thirty_digits(tmp_path, saved):
     """teacher-student on 3 simulated workers ran away to 3e31: its labels were whole numbers with thousands separators,
     1,000,000,000,000,000,019,884,624,838,656 among them, which squeezed the panel to a sliver."""
-    figures.loss_curves([{"step": s, "loss": 2.0 * 10 ** (s / 3)} for s in range(1, 100)], tmp_path / "l.png")
+    training_plots.loss_curves([{"step": s, "loss": 2.0 * 10 ** (s / 3)} for s in range(1, 100)], tmp_path / "l.png")
     assert not _labels_overlap_or_squeeze(saved[0])
     assert {"1e6", "1e12"} <= {t.get_text() for t in saved[0].axes[0].get_yticklabels()}
 
 
 def test_a_loss_falling_below_1e_minus_4_is_labelled_in_the_style_of_one_above_1e7(tmp_path, saved):
     """A loss from 1 down to 1e-6 read "1e\u221206" beside "0.0001": the exponent's 0, which "1e6" drops, kept."""
-    figures.loss_curves([{"step": s, "loss": 10.0 ** -s} for s in range(7)], tmp_path / "l.png")
+    training_plots.loss_curves([{"step": s, "loss": 10.0 ** -s} for s in range(7)], tmp_path / "l.png")
     saved[0].canvas.draw()
     labels = {t.get_text().replace("\u2212", "-") for t in saved[0].axes[0].get_yticklabels()}
     assert "1e-6" in labels and not any("e-0" in t for t in labels), labels
@@ -280,7 +280,7 @@ def test_a_loss_falling_below_1e_minus_4_is_labelled_in_the_style_of_one_above_1
 def test_a_log_axis_reaching_1e7_or_below_1e_minus_4_labels_every_tick_as_a_power_of_ten(tmp_path, saved, low, high):
     """One style per axis: a loss from 5 up to 2e7 read "10", "1e3", "1e5", "1e7", and one from 1e-7 to 0.1 read
     "1e-7", "1e-5", "0.001", "0.1" (until 2026-12-06)."""
-    figures.loss_curves([{"step": s, "loss": low * (high / low) ** (s / 50)} for s in range(51)], tmp_path / "l.png")
+    training_plots.loss_curves([{"step": s, "loss": low * (high / low) ** (s / 50)} for s in range(51)], tmp_path / "l.png")
     saved[0].canvas.draw()
     ax = saved[0].axes[0]
     lo, hi = ax.get_ylim()
@@ -296,7 +296,7 @@ def test_a_log_axis_reaching_1e7_or_below_1e_minus_4_labels_every_tick_as_a_powe
 def test_a_non_finite_row_changes_neither_a_loss_axis_scale_nor_its_ticks(tmp_path, saved, values, scale, labelled):
     """A NaN row first made a loss from 300 to 3 a linear axis (min() of a list starting with NaN is NaN); an inf row
     ticked a loss from 300 to 200 as one spanning decades, with no label between 200 and 300."""
-    figures.loss_curves([{"step": 10 * (i + 1), "loss": v} for i, v in enumerate(values)], tmp_path / "l.png")
+    training_plots.loss_curves([{"step": 10 * (i + 1), "loss": v} for i, v in enumerate(values)], tmp_path / "l.png")
     ax = saved[0].axes[0]
     saved[0].canvas.draw()
     assert ax.get_yscale() == scale
@@ -307,7 +307,7 @@ def test_a_log_axis_within_a_decade_labels_each_round_tick_with_its_value(tmp_pa
     """cat-demo on 3 simulated workers at train.lr = 0.5, its stage2/reconstruction from 2,250 down to 297: ticked every
     250, the ticks at 1,250 and 1,750 read "1,200" and "1,800" (two digits: until 2026-12-06)."""
     values = [1774.0, 2243.0, 703.0, 356.0, 297.0]
-    figures.loss_curves([{"step": 60 + 10 * i, "loss": v} for i, v in enumerate(values)], tmp_path / "l.png")
+    training_plots.loss_curves([{"step": 60 + 10 * i, "loss": v} for i, v in enumerate(values)], tmp_path / "l.png")
     fig = saved[0]
     fig.canvas.draw()
     shown = [(t.get_position()[1], t.get_text()) for t in fig.axes[0].get_yticklabels() if t.get_text()]
@@ -344,7 +344,7 @@ def test_the_invariance_legend_stands_above_the_auc_panel_not_on_its_curves(tmp_
                                             (2_000, {"0", "500", "2000"})])
 def test_a_step_axis_labels_steps_not_a_fraction_under_an_offset(tmp_path, saved, last, expected):
     """A run of a million steps read 0.0, 0.2, ..., 1.0 under an offset of "1e6": its steps are labelled 0.2M ... 1M."""
-    figures.loss_curves([{"step": s, "loss": 3.0 - s / last} for s in range(0, last + 1, last // 50)], tmp_path / "l.png")
+    training_plots.loss_curves([{"step": s, "loss": 3.0 - s / last} for s in range(0, last + 1, last // 50)], tmp_path / "l.png")
     fig = saved[0]
     fig.canvas.draw()
     ax = fig.axes[0]
@@ -373,11 +373,11 @@ def test_a_greedy_runs_loss_panel_marks_where_the_next_stage_starts(tmp_path, sa
     curve with nothing to say the jump was a new stage, not a divergence."""
     rows = [{"step": s, "loss": 200.0 - s, "stage1/reconstruction": 200.0 - s} for s in (10, 20, 30)]
     rows += [{"step": s, "loss": 500.0 - s, "stage2/reconstruction": 500.0 - s} for s in (40, 50, 60)]
-    figures.loss_curves(rows, tmp_path / "l.png")
+    training_plots.loss_curves(rows, tmp_path / "l.png")
     ax = saved[0].axes[0]
     assert [line.get_xdata()[0] for line in ax.get_lines()[1:]] == [30]
     assert [t.get_text() for t in ax.texts] == ["stage2 \u2192 "]
-    figures.loss_curves([{"step": s, "loss": 9.0 - s} for s in (1, 2)], tmp_path / "one.png")   # (one stage: none)
+    training_plots.loss_curves([{"step": s, "loss": 9.0 - s} for s in (1, 2)], tmp_path / "one.png")   # (one stage: none)
     assert len(saved[1].axes[0].get_lines()) == 1 and not saved[1].axes[0].texts
 
 
@@ -402,7 +402,7 @@ def test_the_invariance_panels_draw_the_levels_the_reports_ranges_are_read_at(tm
 def test_a_loss_panel_on_a_log_axis_says_so_in_its_title(tmp_path, saved):
     """cat-demo's stage-2 reconstruction fell from 300 to 10 on a log axis that nothing named (until 2026-12-06): read
     as linear, a 30-fold drop looks like a third."""
-    figures.loss_curves([{"step": s, "loss": 300.0 / s, "contrastive_divergence": 1.0 - s / 10} for s in range(1, 20)],
+    training_plots.loss_curves([{"step": s, "loss": 300.0 / s, "contrastive_divergence": 1.0 - s / 10} for s in range(1, 20)],
                         tmp_path / "loss.png")
     assert [ax.get_title() for ax in saved[0].axes[:2]] == ["loss (log axis)", "contrastive_divergence"]
 
@@ -423,7 +423,7 @@ def test_up_to_36_top_images_fit_the_reports_width(tmp_path, saved, k):
     labels. Every count analysis.top_k takes fits it, each image in its own cell inside the figure, none overlapping."""
     figures.stimulus_and_top_images(np.zeros((1, 4, 4)), np.zeros((k, 1, 4, 4)), tmp_path / "s.png", "t", [1.0] * k)
     fig = saved[0]
-    assert fig.get_size_inches()[0] <= figures.SHOWN_WIDTH + 1e-9
+    assert fig.get_size_inches()[0] <= canvas.SHOWN_WIDTH + 1e-9
     fig.canvas.draw()
     boxes = [a.get_window_extent() for a in fig.axes[1:]]
     assert len(boxes) == k and all(0 <= b.x0 and b.x1 <= fig.bbox.width and 0 <= b.y0 for b in boxes)

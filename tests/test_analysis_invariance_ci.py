@@ -271,7 +271,7 @@ def test_each_swept_values_auc_interval_holds_the_samples_auc_as_wide_as_hanley_
 
 
 def test_the_figure_draws_each_auc_curves_band_from_the_run_or_from_analysis_json(monkeypatch, tmp_path):
-    from downpour.analysis import figures
+    from downpour.analysis import canvas, figures
 
     model, images, others = _with_others()
     passes = Passes([1])
@@ -279,7 +279,7 @@ def test_the_figure_draws_each_auc_curves_band_from_the_run_or_from_analysis_jso
     ci = invariance_ci.selectivity_intervals(inv, passes, seed=0)
     for result in ({**inv, "selectivity_ci": ci}, {**inv, "selectivity": {"range_ci": ci}}):
         drawn = []
-        monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or path)
+        monkeypatch.setattr(canvas, "save", lambda fig, path: drawn.append(fig) or path)
         figures.invariance_plot(result, tmp_path / "inv.png")
         k = [c["transform"] for c in inv["curves"]].index("translation_x")
         ax = drawn[0].axes[len(inv["curves"]) + k]                          # its AUC panel

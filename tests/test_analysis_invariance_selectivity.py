@@ -150,7 +150,7 @@ def test_the_studies_do_not_count_a_unit_without_an_untransformed_auc_as_above_c
 def test_a_folder_concepts_invariance_auc_is_against_its_other_classes_not_non_faces(monkeypatch, tmp_path):
     """A folder's concept (cat images against the folder's other photos) had its AUC range headed "non-faces warped
     alike" in the report and its figure's panels labelled "faces vs non-faces" (until 2026-12-05)."""
-    from downpour.analysis import figures
+    from downpour.analysis import canvas, figures
     from downpour.analysis.report import _invariance
     faces, others = _images()
     model = _Units()
@@ -162,7 +162,7 @@ def test_a_folder_concepts_invariance_auc_is_against_its_other_classes_not_non_f
     assert "the other classes warped alike" in html and "non-faces" not in html
     assert "non-faces warped alike" in _invariance({**concept, "options": {"dataset": "lfw", "positive": 1}})
     drawn = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or path)
+    monkeypatch.setattr(canvas, "save", lambda fig, path: drawn.append(fig) or path)
     figures.invariance_plot(inv, tmp_path / "inv.png", ("cat", "the other classes"))
     ax = drawn[0].axes[len(inv["curves"])]                  # the first AUC panel
     assert ax.get_ylabel() == "AUC, cat vs the other classes"

@@ -63,10 +63,10 @@ def test_a_shift_of_the_whole_side_leaves_only_the_fill_and_its_width_bounds_the
 
 def test_the_scale_panels_read_in_octaves(monkeypatch, tmp_path):
     """1/32x to 8x on a linear axis put the 13 shrinks, where most units lose the face, in the panel's first eighth."""
-    from downpour.analysis import figures
+    from downpour.analysis import canvas, figures
     from downpour.analysis.invariance import DEFAULT_SCALES
     drawn = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or path)
+    monkeypatch.setattr(canvas, "save", lambda fig, path: drawn.append(fig) or path)
     ones = [1.0] * len(DEFAULT_SCALES)
     curves = [{"transform": "scale", "values": list(DEFAULT_SCALES), "response": ones, "sem": ones, "auc": ones,
                "auc_faces_only": ones},

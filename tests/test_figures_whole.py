@@ -5,17 +5,17 @@ import os
 import pytest
 from PIL import Image
 
-from downpour.analysis import figures as run_figures
+from downpour.analysis import canvas
 from downpour.studies import figures as study_figures
 
 
 def _drawn(save, path):
-    fig = (study_figures.figure if save is study_figures.save else run_figures._figure)(2, 2)
+    fig = (study_figures.figure if save is study_figures.save else canvas.figure)(2, 2)
     fig.subplots().plot([0, 1], [1, 0])
     return save(fig, path)
 
 
-@pytest.mark.parametrize("save", [study_figures.save, run_figures._save], ids=["study", "run report"])
+@pytest.mark.parametrize("save", [study_figures.save, canvas.save], ids=["study", "run report"])
 def test_a_kill_mid_save_leaves_the_figure_drawn_before_whole(monkeypatch, tmp_path, save):
     path = tmp_path / "figures" / "loss.png"
     _drawn(save, path)

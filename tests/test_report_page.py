@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-from downpour.analysis import figures
+from downpour.analysis import canvas, figures, training_plots
 from downpour.analysis.face_verdict import GRADIENT, LEARNED, NO_FACES, PIXEL, TWIN
 from downpour.analysis.report_parts import STYLE, page
 from downpour.analysis.verdict_figure import verdict_figure
@@ -42,7 +42,7 @@ def _draw_all(tmp_path) -> None:
     rng = np.random.default_rng(0)
     parts = ["stage1/reconstruction", "stage1/pooled_l2", "stage2/reconstruction", "stage2/pooled_l2"]
     metrics = [{"step": s, "loss": 100.0 / s, **{p: 50.0 / s for p in parts}} for s in range(1, 30)]
-    figures.loss_curves(metrics, tmp_path / "loss.png")
+    training_plots.loss_curves(metrics, tmp_path / "loss.png")
     figures.invariance_plot(_invariance(["scale", "translation_x", "translation_y", "rotation"]), tmp_path / "i.png")
     figures.invariance_plot(_invariance(["scale", "translation_x", "translation_y", "rotation",
                                          "out_of_plane_rotation"]), tmp_path / "i5.png")
@@ -50,7 +50,7 @@ def _draw_all(tmp_path) -> None:
             "spectrum-matched crops of photos"]
     verdict_figure([{"negatives": n, "method": m, "auc": 0.7, "auc_ci": [0.6, 0.8]} for n in sets
                     for m in (LEARNED, TWIN, NO_FACES, PIXEL, GRADIENT)], tmp_path / "v.png")
-    figures.staleness_histogram({"overall": {0: 5, 1: 3}, "worker 0": {0: 2, 1: 1}}, tmp_path / "s.png")
+    training_plots.staleness_histogram({"overall": {0: 5, 1: 3}, "worker 0": {0: 2, 1: 1}}, tmp_path / "s.png")
     figures.response_histogram(list(rng.random(20)), list(rng.random(20)), 0.5, tmp_path / "r.png")
     figures.stimulus_and_top_images(rng.random((1, 8, 8)), rng.random((9, 1, 8, 8)), tmp_path / "t.png", "unit 3",
                                     top_responses=list(rng.random(9)), in_concept=[True] * 5 + [False] * 4)
@@ -67,11 +67,11 @@ def test_every_figure_the_report_embeds_is_shown_at_its_own_size_with_text_of_8_
     assert len(saved) == 8
     for fig in saved:
         fig.canvas.draw()
-        width = fig.get_figwidth() * figures.DPI
+        width = fig.get_figwidth() * canvas.DPI
         shown = min(1.0, column / width)            # the page's img { max-width: 100% }
         texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "get_fontsize"))
                  if t.get_visible() and t.get_text().strip()]
-        points = [t.get_fontsize() * figures.DPI / 72 * shown * 0.75 for t in texts]
+        points = [t.get_fontsize() * canvas.DPI / 72 * shown * 0.75 for t in texts]
         assert width <= column, (fig._suptitle and fig._suptitle.get_text(), width)
         assert min(points) >= SMALLEST - 0.05, [(t.get_text(), p) for t, p in zip(texts, points) if p < SMALLEST - 0.05]
 
@@ -80,7 +80,7 @@ def test_each_loss_panel_says_what_it_plots_and_its_scale(tmp_path, saved):
     """The loss panels had no y label (until 2026-12-06): per-sample or per-batch, log or linear?"""
     metrics = [{"step": s, "loss": 10.0 / s, "reconstruction": 5.0 - s, "metric/recon_error": 1.0 / s}
                for s in range(1, 20)]
-    figures.loss_curves(metrics, tmp_path / "loss.png")
+    training_plots.loss_curves(metrics, tmp_path / "loss.png")
     labels = {ax.get_title(): ax.get_ylabel() for ax in saved[0].axes if ax.get_title()}
     assert labels == {"loss (log axis)": "total cost per sample\n(batch mean, log scale)",
                       "metric/recon_error (log axis)": "logged value, not a cost\n(batch mean, log scale)",

@@ -1,6 +1,6 @@
-"""The loss figure's log axes' ticks and labels (:func:`~downpour.analysis.figures.loss_curves`): which round values
-a log axis labels and how each label is written. Out of :mod:`downpour.analysis.figures` since 2026-12-06 (it had
-reached 399 lines).
+"""The loss figure's log axes' ticks and labels (:func:`~downpour.analysis.training_plots.loss_curves`): which round
+values a log axis labels and how each label is written. Out of :mod:`downpour.analysis.figures` since 2026-12-06 (it
+had reached 399 lines).
 """
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from downpour._names import pasted
-from downpour.analysis import figures
 from downpour.analysis.options import MIN_SIDE, is_image_input
 from downpour.analysis.report_cluster import cluster_faults, no_staleness
 from downpour.analysis.report_notes import data_note, loss_headline
@@ -23,6 +22,7 @@ from downpour.analysis.report_parts import esc, image, page
 from downpour.analysis.report_placement import placement_note
 from downpour.analysis.report_staleness import staleness_paragraph
 from downpour.analysis.training import frozen_stages, training_summary
+from downpour.analysis.training_plots import cost_parts, loss_curves, staleness_histogram
 from downpour.train.divergence import recorded
 from downpour.train.rundir import NotARunError, RunDir
 
@@ -66,11 +66,11 @@ def training_figures(run: RunDir, metrics: list[dict[str, Any]], folder: Path) -
     """The loss curves and staleness histogram drawn into ``folder`` (``{"loss": "loss.png", ...}``, each where the
     run has it) and the staleness histograms they show."""
     paths = {}
-    if figures.cost_parts(metrics):
-        paths["loss"] = figures.loss_curves(metrics, folder / "loss.png").name
+    if cost_parts(metrics):
+        paths["loss"] = loss_curves(metrics, folder / "loss.png").name
     staleness = staleness_histograms(run, metrics)
     if staleness:
-        paths["staleness"] = figures.staleness_histogram(staleness, folder / "staleness.png").name
+        paths["staleness"] = staleness_histogram(staleness, folder / "staleness.png").name
     return paths, staleness
 
 

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 from downpour.analysis.auc_words import auc_ci
 from downpour.analysis.face_verdict import GRADIENT, LEARNED, NO_FACES, PIXEL, TWIN
-from downpour.analysis import figures
+from downpour.analysis import canvas
 
 SHOWN = (LEARNED, TWIN, NO_FACES, PIXEL, GRADIENT)     # top to bottom in each panel; a method without rows is left out
 COLOURS = {LEARNED: "C3", TWIN: "C0", NO_FACES: "C2", PIXEL: "C7", GRADIENT: "C1"}
@@ -48,10 +48,10 @@ def verdict_figure(rows: list[dict[str, Any]], path: Path | BinaryIO,
         raise ValueError("no face test rows to draw (analysis.json's face_neuron.controls is empty)")
     labels = labels or {}
     methods = [m for m in SHOWN if any(m in group for group in sets.values())]
-    # no wider than the report's column (figures.SHOWN_WIDTH): 5 sets were 11.2 inches, 1232 px shrunk to 1068 (its
+    # no wider than the report's column (canvas.SHOWN_WIDTH): 5 sets were 11.2 inches, 1232 px shrunk to 1068 (its
     # 7-point labels read 7 points) until 2026-12-06; a narrower panel wraps its title
-    width = min(1.7 + 1.9 * len(sets), figures.SHOWN_WIDTH)
-    fig = figures._figure(width, 1.1 + 0.32 * len(methods))
+    width = min(1.7 + 1.9 * len(sets), canvas.SHOWN_WIDTH)
+    fig = canvas.figure(width, 1.1 + 0.32 * len(methods))
     axes = fig.subplots(1, len(sets), sharey=True, squeeze=False)[0]
     chars = round((width - 1.7) / len(sets) * 13)     # a panel title's line: about 13 characters an inch, as figures'
     for ax, (name, group) in zip(axes, sets.items()):
@@ -68,7 +68,7 @@ def verdict_figure(rows: list[dict[str, Any]], path: Path | BinaryIO,
     for tick, m in zip(axes[0].get_yticklabels(), methods):
         tick.set_color(COLOURS[m])
         tick.set_fontweight("bold" if m == LEARNED else "normal")
-    return figures._save(fig, path)
+    return canvas.save(fig, path)
 
 
 def marks(ax: Any, drawn: list[tuple[int, str, dict[str, Any]]]) -> None:
