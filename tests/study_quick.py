@@ -21,7 +21,7 @@ def run_quick(name, tmp_path_factory, seeds=2):
     process (``--jobs 1``): a pool of 2 worker processes cost the costs study 25 s of CPU where this process alone
     took 13 s (its fork server imports torch and the study again, each worker sets the study up anew; 2026-12-06),
     on a suite whose 2 cores are already busy with xdist's 2 processes. The pool is tested by
-    tests/test_studies_framework.py::test_cells_run_in_worker_processes."""
+    tests/test_studies_running.py::test_cells_run_in_worker_processes."""
     folder = run_study(name, tmp_path_factory.mktemp(name), quick=True, seeds=seeds, jobs=1)
     return folder, json.loads((folder / "study.json").read_text())
 

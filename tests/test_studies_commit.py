@@ -10,7 +10,7 @@ import pytest
 from downpour import studies
 from downpour.studies.run import run_study
 
-from test_studies_framework import Planted  # noqa: F401 (the planted study, by name below)
+from planted_study import Planted  # noqa: F401 (the planted study, by name below)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +34,7 @@ def test_each_cell_records_its_commit_and_the_page_says_it_beside_the_command(mo
     """Until 2026-12-06 a folder recorded the command, seeds and platform of its cells but not the code they ran:
     docs/studies.md's "cells at 4bb55163 and bc9970f8" were written by hand, and a folder resumed after a pull mixed
     two commits unsaid."""
-    monkeypatch.setitem(studies.STUDIES, "planted", "test_studies_framework:Planted")
+    monkeypatch.setitem(studies.STUDIES, "planted", "planted_study:Planted")
     run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)
     path = tmp_path / "cells.jsonl"
     header, *lines = path.read_text().splitlines()

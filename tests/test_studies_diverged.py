@@ -15,7 +15,7 @@ from downpour.studies.designs import costs as costs_design
 from downpour.studies.run import run_study
 from downpour.studies.stats import mean_ci
 
-from test_studies_framework import Planted
+from planted_study import Planted
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

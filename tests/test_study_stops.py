@@ -17,12 +17,12 @@ from downpour import studies
 from downpour.studies.run import run_study
 from downpour.studies.scratch import host_mark, scratch_folder, sweep_left
 
-from test_studies_framework import Planted  # noqa: F401 (the planted study, by name below)
+from planted_study import Planted  # noqa: F401 (the planted study, by name below)
 
 
 @pytest.fixture
 def planted(monkeypatch):
-    monkeypatch.setitem(studies.STUDIES, "planted", "test_studies_framework:Planted")
+    monkeypatch.setitem(studies.STUDIES, "planted", "planted_study:Planted")
 
 
 @pytest.mark.parametrize("page", ["study.json", "study.html", "study.md"])

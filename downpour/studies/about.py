@@ -11,7 +11,7 @@ from downpour.studies import QUESTIONS, STUDIES, design_class
 # name -> (its heading's number in docs/studies.md, Q1-Q7: MISSION.md's six questions, Q2 and Q3 the second; the full
 # setting's wall time on the project's 2-core VM at the default seeds, from the re-runs docs/studies.md records,
 # 2026-12-02 to 2026-12-05, and in brackets what a longer re-run took (beside other jobs, or at mechanisms'
-# --seeds 16): its section's **Time** line, which test_studies_framework holds equal to this one)
+# --seeds 16): its section's **Time** line, which test_studies_command_line holds equal to this one)
 ABOUT = {
     "staleness": (1, "about 40-50 min"),
     "templates": (2, "about 6 min (17 min beside other jobs)"),
@@ -25,7 +25,7 @@ ABOUT = {
 # name -> the quick setting's wall time on the project's 2 cores at its default seeds, measured on 2026-12-06
 # (`time downpour study NAME --quick --out DIR`): the first figure beside fewer other jobs at --jobs 1 (staleness at
 # --jobs 2; staleness, mechanisms and architectures at a load of 7-15), the second beside many at --jobs 2 (a load of
-# 14-27). The table at the top of docs/studies.md says the same (test_studies_framework).
+# 14-27). The table at the top of docs/studies.md says the same (test_studies_command_line).
 QUICK = {
     "staleness": "3-7 min",
     "templates": "1-3 min",
@@ -43,7 +43,7 @@ SECOND = ("templates", "flat-skipping")
 
 def list_heading() -> str:
     """What `downpour study list` prints above its lines, its Q numbers from ABOUT (the README and docs/studies.md
-    number the studies so: test_studies_framework holds the README's line to it)."""
+    number the studies so: test_studies_command_line holds the README's line to it)."""
     numbers = sorted(number for number, _ in ABOUT.values())
     first, second = (question_number(name) for name in SECOND)
     return (f"The mission's six questions as seven studies, Q{numbers[0]}-Q{numbers[-1]} of the README and "
