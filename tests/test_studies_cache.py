@@ -137,6 +137,51 @@ def test_cells_cached_before_their_platform_was_recorded_are_kept_and_counted_as
     assert result["platforms_note"] == "" and "Machines." not in (tmp_path / "study.html").read_text()
 
 
+def test_a_cell_records_its_install_beside_its_platform_and_a_folder_of_two_installs_says_so(planted, tmp_path,
+                                                                                              capsys):
+    """A cell recorded its platform (CPU, torch, numpy, scipy, scikit-learn) and commit, not the rest of the install a
+    run folder's environment.json holds (ray, scikit-image, pillow, downpour's version): a folder resumed under another
+    mixed cells of two installs unsaid. The install is beside the platform, so a cell cached without it keeps its
+    platform's id and is not run again."""
+    from importlib.metadata import version
+    run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)
+    path = tmp_path / "cells.jsonl"
+    header, *lines = path.read_text().splitlines()
+    cells = [json.loads(line) for line in lines]
+    here, install = cells[0]["cost"]["platform"], cells[0]["cost"]["install"]
+    assert install["ray"] == version("ray") and install["scikit-image"] == version("scikit-image")
+    assert install["downpour"] == version("downpour") and "os" in install
+    assert not install.keys() & here.keys() and "commit" not in install     # (the cell's own commit, beside it)
+    result = json.loads((tmp_path / "study.json").read_text())
+    assert result["installs"] == [{"id": platform_id(install), "install": install, "cells": 4}]
+    assert result["installs_note"] == ""
+    for cell in cells:                              # cached before the install was recorded
+        del cell["cost"]["install"]
+    path.write_text("\n".join([header, *map(json.dumps, cells)]) + "\n")
+    calls = len(CALLS)
+    run_study("planted", tmp_path, quick=True, seeds=3, jobs=1)
+    assert len(CALLS) == calls + 2 and "installs" not in capsys.readouterr().err
+    result = json.loads((tmp_path / "study.json").read_text())
+    assert result["platforms"] == [{"id": platform_id(here), "platform": here, "cells": 6}]
+    assert result["installs"] == [{"id": platform_id(install), "install": install, "cells": 2},
+                                  {"id": "unknown", "cells": 4}]
+    header, *lines = path.read_text().splitlines()
+    cells = [json.loads(line) for line in lines]
+    for cell in cells[:4]:                          # those four ran under another ray, on the same platform
+        cell["cost"]["install"] = {**install, "ray": "2.0.0"}
+    path.write_text("\n".join([header, *map(json.dumps, cells)]) + "\n")
+    run_study("planted", tmp_path, quick=True, seeds=3, jobs=1)
+    err = capsys.readouterr().err
+    other = platform_id({**install, "ray": "2.0.0"})
+    note = (f"its cells ran under 2 installs (ray differ: {other}: 2.0.0 (4 cells); {platform_id(install)}: "
+            f"{install['ray']} (2 cells)); a cell's figures are reproducible from its seed under its own install only")
+    assert note in err and "platforms" not in err
+    result = json.loads((tmp_path / "study.json").read_text())
+    assert result["installs_note"].startswith(note) and len(result["platforms"]) == 1
+    page = (tmp_path / "study.html").read_text()
+    assert "<b>Installs.</b> " + html.escape("Its" + note[3:]) in page and "Machines." not in page
+
+
 def test_the_cost_is_of_the_studys_own_seeds(planted, tmp_path):
     """Asked for fewer seeds than the folder holds, study.json said seeds [0, 1] and the cost of three."""
     run_study("planted", tmp_path, quick=True, seeds=3, jobs=1)

@@ -29,6 +29,7 @@ from downpour.errors import Diverged, DownpourError
 from downpour.parent_death import end_with
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.diverged import counted_out
+from downpour.studies.machine import install
 from downpour.studies.scratch import scratch_folder
 from downpour.train.code_commit import code_commit
 from downpour.train.machine import platform
@@ -253,7 +254,7 @@ def _run(task: tuple[str, int]) -> Result:
         raise
     return name, seed, figures, {"seconds": round(time.perf_counter() - wall, 4),
                                  "cpu_seconds": round(time.process_time() - cpu, 4), "platform": platform(),
-                                 "commit": code_commit()}
+                                 "install": install(), "commit": code_commit()}
 
 
 def _distinct(study: Study, tasks: list[tuple[str, int]], cache: CellCache) -> dict[tuple[str, int], list[str]]:

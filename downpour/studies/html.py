@@ -20,7 +20,8 @@ code{background:#f4f4f4;padding:2px 4px}img{max-width:100%;margin:1em 0}"""
 
 
 def _platforms(result: dict[str, Any]) -> str:
-    """The page's notes (:func:`~downpour.studies.table.page_notes`: the machines, the user's data), one paragraph each."""
+    """The page's notes (:func:`~downpour.studies.table.page_notes`: the machines, the installs, the user's data),
+    one paragraph each."""
     return "".join(f"<p><b>{head}.</b> {html.escape(text)}</p>\n" for head, text in table.page_notes(result))
 
 

@@ -13,7 +13,9 @@ seconds its cells took over every invocation (a resumed study counts them all on
 library installs its cells ran on (since 2026-12-05: each with its number of cells; since 2026-12-06 its short ``id``,
 and ``{"id": "unknown", ...}`` for cells cached before they recorded one), and ``platforms_note`` the sentence that
 says, on stderr and in study.html, that its cells ran on several (empty where they ran on one), since a cell
-reproduces bit for bit from its seed on its own platform only.
+reproduces bit for bit from its seed on its own platform only; ``installs`` and ``installs_note`` the same of the rest
+of their install (downpour's version, the OS, scikit-image, safetensors, pillow, ray:
+:func:`~downpour.studies.machine.install`).
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ from downpour.studies.compare import VERSIONS_APART, FigureMissing, versions_apa
 from downpour.studies.data_note import study_data
 from downpour.studies.html import write_html
 from downpour.studies.markdown import write_markdown
-from downpour.studies.machine import platforms_note
+from downpour.studies.machine import installs_note, platforms_note
 from downpour.studies.stats import (DIVERGED, family_paragraph, holm, nothing_trained,
                                     within_range)
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
@@ -115,8 +117,10 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         # (the cells' runs, and their data.json, are gone: where the data are the user's, what they skipped is said once)
         data = study_data(study, conditions, folder, header["sets"], ran=bool(todo))
         platforms, mixed = platforms_note(cache.costs, cells)
-        if mixed:
-            print(f"downpour study {name}: {str(cache.path)!r}: {mixed}", file=sys.stderr, flush=True)
+        installs, installs_mixed = installs_note(cache.costs, cells)
+        for note in (mixed, installs_mixed):
+            if note:
+                print(f"downpour study {name}: {str(cache.path)!r}: {note}", file=sys.stderr, flush=True)
         try:                # (a diverged cell read as not measured, counted out: studies/diverged.py)
             rows, cells = summarised(study, conditions, cells, seed_list)
         except KeyError as err:           # a cached line whose figure was renamed or lost (an edit, a damaged byte), or
@@ -138,7 +142,8 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
             "verdict": verdict_text(study, rows, trained, "train.lr" not in _varied(study, conditions)),
             "figures": [str(p.relative_to(folder)) for p in figures],
             "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo), "jobs": workers,
-            "cells_cost": cache.total_cost(cells), "platforms": platforms, "platforms_note": mixed, "data": data,
+            "cells_cost": cache.total_cost(cells), "platforms": platforms, "platforms_note": mixed,
+            "installs": installs, "installs_note": installs_mixed, "data": data,
             "commits": commits(cache.costs, cells),
         }
         # whole or not at all (a stop or kill mid-write left a torn study.json, and study.html, until 2026-12-06)

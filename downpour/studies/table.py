@@ -192,8 +192,10 @@ def cost(result: dict[str, Any]) -> str:
 
 def page_notes(result: dict[str, Any]) -> list[tuple[str, str]]:
     """The page's notes above its verdict, (heading, plain text): that the study's cells ran on several platforms
-    (study.json's ``platforms_note``), and what they did with data of the user's own (study.json's ``data``:
-    :func:`~downpour.studies.data_note.data_sentence`); none where neither applies."""
-    note = result.get("platforms_note", "")
+    (study.json's ``platforms_note``) or under several installs (``installs_note``), and what they did with data of
+    the user's own (study.json's ``data``: :func:`~downpour.studies.data_note.data_sentence`); none where none
+    applies."""
+    notes = [("Machines", result.get("platforms_note", "")), ("Installs", result.get("installs_note", ""))]
     data = data_sentence(result.get("data"))
-    return [*([("Machines", note[0].upper() + note[1:] + ".")] if note else []), *([("Data", data)] if data else [])]
+    return [*((head, note[0].upper() + note[1:] + ".") for head, note in notes if note),
+            *([("Data", data)] if data else [])]
