@@ -12,6 +12,7 @@ import downpour.ps.cluster_on_ray as driver_module
 import downpour.ps.restarts_on_ray as restarts_module
 from downpour.ps.cluster_on_ray import RayCluster
 from downpour.ps.coordinator import Coordinator
+from downpour.ps.node_environments import start_report
 
 
 class FakeRay:
@@ -50,10 +51,13 @@ class Ref:
 
 class FakeActor:
     """``actor.method.remote(*args)`` answers a :class:`Ref` of ``answers[method](*args)`` (a value, or an
-    exception ``ray.get`` raises)."""
+    exception ``ray.get`` raises); ``start_report``, where not given, answers ``node``'s node with this install's
+    record (``node``'s exception where it is one)."""
 
     def __init__(self, **answers: Any) -> None:
         self.answers = answers
+        if "node" in answers and "start_report" not in answers:
+            self.answers["start_report"] = lambda: _report(answers["node"]())
 
     def __getattr__(self, method: str) -> Any:
         answer = self.answers.get(method, lambda *a: None)
@@ -73,3 +77,8 @@ def fake_ray(monkeypatch):
     monkeypatch.setattr(asking_module, "ray", fake)
     monkeypatch.setattr(restarts_module, "ray", fake)
     return fake
+
+
+def _report(node: Any) -> Any:
+    """An actor's start_report on ``node`` (an exception passes through: the actor's answers fail)."""
+    return node if isinstance(node, BaseException) else start_report(node)

@@ -38,6 +38,7 @@ from downpour.ps.cluster_on_ray import RayCluster
 from downpour.ps.connect_on_ray import pinned, placer
 from downpour.ps.consistency import make_consistency
 from downpour.ps.coordinator import Coordinator
+from downpour.ps.node_environments import start_report
 
 
 class Hang(AssertionError):
@@ -188,6 +189,7 @@ class Worker:
         self.dead = self.dead_on_arrival
         self.cycle = _Method(self._cycle)
         self.node = _Method(lambda: self._answer("node-a", self.up, self.rt.later(self.starts)))
+        self.start_report = _Method(lambda: self._answer(start_report("node-a"), self.up, self.rt.later(self.starts)))
         self.device = _Method(lambda: self._answer("cpu"))
         self.data_report = _Method(lambda: self._answer({"worker": self.w}))
         self.profile = _Method(lambda: self._answer({}))
@@ -239,6 +241,7 @@ class Shard:
         self.flush = _Method(lambda: Ref(None))
         self.close = _Method(lambda: Ref(None))
         self.node = _Method(lambda: Ref(error=ActorDiedError()) if self.dead else Ref(node, when=up))
+        self.start_report = _Method(lambda: Ref(error=ActorDiedError()) if self.dead else Ref(start_report(node), when=up))
         self.profile = _Method(lambda: Ref({}))
         self.dropped: list[tuple[int, int]] = []     # (worker, seq) of each push it was told to drop from its inbox
         self.drop_inbox = _Method(lambda w, seq: self.dropped.append((w, seq)) or Ref(True))

@@ -54,9 +54,13 @@ def test_a_restart_still_coming_up_when_every_step_is_handed_out_trains_what_a_l
     d = stand_in(coord, [FakeActor()], [FakeActor(), FakeActor()], restarts=1)
     monkeypatch.setattr(d, "_spawn", lambda w, seq, step: FakeActor(node=lambda: "node-b"))
     monkeypatch.setattr(d, "_dispatch", lambda w: None)
-    held = ["node-b"]                    # the replacement's first answer: not come yet
+    held = ["node-b"]                    # the replacement's first answer (its start report): not come yet
+
+    def waiting(ref):
+        return isinstance(ref.value, dict) and ref.value.get("node") in held
+
     monkeypatch.setattr(fake_ray, "wait", lambda refs, num_returns=1, timeout=None:
-                        ([r for r in refs if r.value not in held], [r for r in refs if r.value in held]))
+                        ([r for r in refs if not waiting(r)], [r for r in refs if waiting(r)]))
     assert coord.begin_cycle(0) == coord.begin_cycle(1) == 1            # steps 0 and 1
     d._lost(1, RuntimeError("ActorDiedError"))                          # step 1 handed back; worker 1 restarting
     for step in (0, 1, 2):                                              # worker 0 trains 0, then 1 and 2
@@ -310,3 +314,41 @@ def test_a_stop_while_the_driver_asks_which_shards_died_in_a_held_block_is_not_h
     with pytest.raises(KeyboardInterrupt), signals_held():
         d._shard_lost(RuntimeError("ActorDiedError"))
     assert asked == [0]
+
+
+def test_a_worker_restarted_on_another_node_and_install_is_added_to_the_runs_record_and_warned_of(fake_ray,
+                                                                                                  monkeypatch, caplog):
+    """A restarted worker was asked its node alone: environment.json, written at the start, never listed the node its
+    replacement ran on nor the install there (another numpy computes other floats), and nothing was warned. Its
+    start_report is asked now: the record's ``nodes`` gains it (``on_nodes``), warned of as at the start; a second
+    replacement there under the same install changes nothing."""
+    import logging
+
+    from downpour.ps.node_environments import node_environments, start_report
+    from downpour.train.environment import environment
+
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=100)
+    d = stand_in(coord, [FakeActor()], [FakeActor(), FakeActor()], restarts=2)
+    fake_ray.node_list = [{"NodeID": node, "NodeManagerAddress": address, "Alive": True}
+                          for node, address in (("node-a", "10.0.0.4"), ("node-b", "10.0.0.5"))]
+    d.addresses = {"node-a": "10.0.0.4"}                          # node b joined the cluster after the start
+    d.reports = [start_report("node-a") for _ in range(3)]        # the start's: a shard and two workers, on node a
+    d.nodes = node_environments(d.reports, d.addresses)
+    written = []
+    d.on_nodes = written.append
+    moved = start_report("node-b")
+    moved["environment"]["numpy"] = "1.26.4"
+    monkeypatch.setattr(d, "_spawn", lambda w, seq, step: FakeActor(start_report=lambda: moved))
+    monkeypatch.setattr(d, "_dispatch", lambda w: None)
+    with caplog.at_level(logging.WARNING, logger="downpour.ps.node_environments"):
+        d._lost(1, RuntimeError("ActorDiedError"))                # restarted, and up at once (FakeRay: all ready)
+    assert coord.live == {0, 1} and d.placement["workers"] == ["n", "node-b"]
+    assert written == [{"10.0.0.4": {}, "10.0.0.5": {"numpy": "1.26.4"}}] and d.nodes == written[0]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "downpour.ps.node_environments"]
+    assert line.startswith("node node-b at 10.0.0.5 runs other versions than the driver's install: numpy 1.26.4 "
+                           f"(driver {environment()['numpy']})")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="downpour.ps.node_environments"):
+        d._lost(1, RuntimeError("ActorDiedError"))                # again there, the same install: known already
+    assert coord.live == {0, 1} and len(written) == 1
+    assert not [r for r in caplog.records if r.name == "downpour.ps.node_environments"]

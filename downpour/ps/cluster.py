@@ -211,6 +211,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
         go_log.append(coord.resumed(n=numbered(go_log, ("resumed",))))
     try:
         run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"), driver.nodes)
+        driver.on_nodes = run.record_nodes   # Ray's: a restarted actor's node or install (RayCluster._came_up)
         with restoring(run.checkpoints / SERVER):
             recorder = Recorder(cfg, run, coord, meta["elapsed"], meta.get("recorder"), cut_patches(setup.data),
                                 whole=resume and "sim" in meta, params=setup.layout,
@@ -258,8 +259,7 @@ def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coo
     tally = meta.get("recorder") or {}       # the run's push counts at its checkpoint, its last push's
     report = _save_model(setup, run, states, coord, start, data_info, saved_buffers(meta), tally.get("first_trained"))
     summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
-               **_counts(states, report), **_refused(tally),
-               "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
+               **_counts(states, report), **_refused(tally), "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
     run.write_json("cluster.json", {**summary, **_partition_shards(setup)})
     # (a run none of whose pushes was finite fails here as its uninterrupted end does: until 2026-12-06 it was saved)
     _none_finite(setup.cfg, run, tally, report)

@@ -87,6 +87,11 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         self.gpus, self.devices = 0.0, []                # set in _start: GPUs per worker actor; each one's device
         self.threads, self.node_cpus = 0, {}             # set in _start: train.threads; each live node's CPUs (Ray's)
         self.placed_first: dict[int, dict[str, Any]] = {}   # set in _start: each worker's options, until it starts
+        self.reports: list[dict[str, Any]] = []          # set in _start, added to by restarts: every actor's start_report
+        self.nodes: dict[str, dict[str, Any]] | None = None   # set in _start: environment.json's nodes (_came_up)
+        self.addresses: dict[str, str] = {}              # set in _start: node id -> IP address
+        # set by run_cluster once environment.json is written: called with its nodes anew after a restart (_came_up)
+        self.on_nodes: Callable[[dict[str, dict[str, Any]]], None] | None = None
         self._channels: dict[int, channel.DriverEnd] = {}
         self._credits: dict[int, int] = {}               # piped: cycles granted to each worker, not reported yet
         self._serving: dict[Any, tuple[int, Any]] = {}   # piped: serve task ref -> (worker, its actor)
@@ -161,7 +166,8 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
                                              pins=[self.pins[w, p] for w in sorted(self.partition_actors)
                                                    for p in range(len(self.partition_actors[w]))])
         self.placement = {kind: [r["node"] for r in answers] for kind, answers in reports.items()}
-        self.nodes = node_environments([r for answers in reports.values() for r in answers], self.addresses)
+        self.reports = [r for answers in reports.values() for r in answers]
+        self.nodes = node_environments(self.reports, self.addresses)
         for w in range(n if self.piped else 0):   # last: a serving actor answers nothing else until it stops
             self._open_channel(w)
 
@@ -185,6 +191,20 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
                          self.shard_actors, self.lanes, self._threads(w, nodes), parts, setup.shards_of,
                          frozen_params(setup.model), worker_rng(setup.rng, setup.cfg.seed, w, step)))
         return actor
+
+    def _came_up(self, reports: list[dict[str, Any]]) -> None:
+        """Restarted actors' start reports (a worker's, its partitions', or a partition's alone): where one came up on
+        a node, or under an install, that no actor of the run had, environment.json's ``nodes`` anew (``on_nodes``),
+        warned of as at the start where its code or packages are not the driver's (:func:`node_environments`).
+        Until 2026-12-07 a restart was asked its node alone: one on another machine or install went unrecorded."""
+        if any(r["node"] not in self.addresses for r in reports):      # a node that joined the cluster since
+            self.addresses = {**self.addresses, **node_addresses()}
+        nodes = node_environments(self.reports, self.addresses, new=reports)
+        self.reports += reports
+        if nodes != self.nodes:
+            self.nodes = nodes
+            if self.on_nodes is not None:
+                self.on_nodes(nodes)
 
     def _set_live(self) -> None:   # waited for, so no worker fetches before the shards know who is live
         ray.get([a.set_workers.remote(sorted(self.coord.live)) for a in self.shard_actors])

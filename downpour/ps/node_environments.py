@@ -14,6 +14,11 @@ address does not: a resume on the same machines keeps the record as it was), eac
 are not the driver's, {} for a node that matches it: the record says which machines took part and that they matched,
 and stays short. A node whose actors differ among themselves (a ``runtime_env``) is listed once a record ("10.0.0.5
 (2 of 2)"); two nodes at one address (two raylets on one machine), each with its id's first 8 characters.
+
+A worker or partition restarted mid-run answers its start's question too (``restarts_on_ray``,
+``partition_restarts_on_ray``): where it came up on a node, or under an install, that no actor of the run had, the
+driver computes ``nodes`` anew with its report among ``new`` (warned of as at the start; the others are not warned of
+again) and rewrites environment.json's ``nodes`` (:func:`~downpour.train.environment.record_nodes`).
 """
 from __future__ import annotations
 
@@ -36,27 +41,35 @@ def start_report(node: str) -> dict[str, Any]:
     return {"node": node, "environment": environment()}
 
 
-def node_environments(reports: list[dict[str, Any]], addresses: dict[str, str],
-                      here: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+def node_environments(reports: list[dict[str, Any]], addresses: dict[str, str], here: dict[str, Any] | None = None,
+                      new: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """environment.json's ``nodes`` from the actors' :func:`start_report` ``reports``: per node (its IP address from
     ``addresses``, node id -> address; the id where Ray gives none) the keys of its record that differ from ``here``
-    (the driver's, :func:`environment` by default); one WARNING for each node whose :data:`WARNED` keys differ."""
+    (the driver's, :func:`environment` by default); one WARNING for each node whose :data:`WARNED` keys differ.
+    ``new``: restarted actors' reports, beside ``reports`` (warned of already): only a node, or a record on a node,
+    that they bring is warned of."""
     here = environment() if here is None else here
     per_node: dict[str, dict[str, dict[str, Any]]] = {}     # node -> its records as text -> their differences
-    for report in reports:
+    for report in [*reports, *(new or [])]:
         record = report["environment"]
         per_node.setdefault(report["node"], {}).setdefault(
-            repr(sorted(record.items())), {k: v for k, v in record.items() if here.get(k) != v})
+            _text(record), {k: v for k, v in record.items() if here.get(k) != v})
+    warned = None if new is None else {(r["node"], _text(r["environment"])) for r in reports}
     named = {node: addresses.get(node) or node for node in per_node}
     at = Counter(named.values())
     nodes: dict[str, dict[str, Any]] = {}
     for node, records in per_node.items():
         name = named[node] if at[named[node]] == 1 else f"{named[node]} {node[:8]}"   # two raylets at one address
-        found = list(records.values())
-        for i, differs in enumerate(found):
-            _warn(node, differs, here, addresses)
-            nodes[name if len(found) == 1 else f"{name} ({i + 1} of {len(found)})"] = differs
+        for i, (text, differs) in enumerate(records.items()):
+            if warned is None or (node, text) not in warned:
+                _warn(node, differs, here, addresses)
+            nodes[name if len(records) == 1 else f"{name} ({i + 1} of {len(records)})"] = differs
     return dict(sorted(nodes.items()))
+
+
+def _text(record: dict[str, Any]) -> str:
+    """A record as a key: two actors' records are one where their texts are."""
+    return repr(sorted(record.items()))
 
 
 def _warn(node: str, differs: dict[str, Any], here: dict[str, Any], addresses: dict[str, str]) -> None:

@@ -66,6 +66,7 @@ class PartitionRestarts:
         step, why = self.coord.done, None
         dropped = self._drop_cycles(w)
         new: dict[int, Any] = {}
+        reports: list[dict[str, Any]] = []      # the new actors' start reports: their node and install
         for p in dead:
             kill(parts[p])      # (one that only did not answer in time would hold its filters' memory)
             if why is None:
@@ -75,7 +76,8 @@ class PartitionRestarts:
                 if isinstance(got, str):
                     why = got
                 else:
-                    new[p] = got
+                    new[p] = got[0]
+                    reports.append(got[1])
         if why is None:
             why = self._hand_over(w, new)
         if why is not None:
@@ -87,6 +89,7 @@ class PartitionRestarts:
             log.warning("partition %s of replica %d could not be restarted alone (%s): the replica is restarted",
                         ", ".join(map(str, dead)), w, why)
             return False
+        self._came_up(reports)
         cause = type(getattr(err, "cause", None) or err).__name__   # (the replica's cycle fails with the partition's)
         for p, a in new.items():
             self.partition_actors[w][p] = a
@@ -148,8 +151,9 @@ class PartitionRestarts:
             self.lanes[j] = got     # (the pusher's list too: its ring follows the new reply pipe)
         return None
 
-    def _restart_partition(self, w: int, p: int, step: int) -> Any:
-        """A new actor for worker ``w``'s partition ``p``, seeded from ``step``, up and placed; or why not (a str).
+    def _restart_partition(self, w: int, p: int, step: int) -> tuple[Any, dict[str, Any]] | str:
+        """A new actor for worker ``w``'s partition ``p``, seeded from ``step``, up and placed, with its start report
+        (its node and install); or why not (a str).
         One pinned to a node that died before Ray said so is placed again, once, off it."""
         k, why = len(self.partition_actors[w]), ""
         for _ in range(2):
@@ -158,7 +162,7 @@ class PartitionRestarts:
             actor = self._partition_actor(w, p, name, options, step)
             try:
                 with signals_let_through():
-                    node = ray.get(actor.node.remote(), timeout=PARTITION_SECONDS)
+                    report = ray.get(actor.start_report.remote(), timeout=PARTITION_SECONDS)
             except GetTimeoutError:
                 kill(actor)
                 return f"its new actor not up within {PARTITION_SECONDS:.0f} s (no node with room)"
@@ -169,8 +173,8 @@ class PartitionRestarts:
             except BaseException:
                 kill(actor)     # a stop cut the wait: not the run's yet, close would not find it
                 raise
-            self.placement["partitions"][w * k + p] = node
-            return actor
+            self.placement["partitions"][w * k + p] = report["node"]
+            return actor, report
         return why
 
     def partition_restarts(self) -> list[dict[str, Any]]:

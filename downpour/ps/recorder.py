@@ -42,7 +42,9 @@ class Driver(Protocol):
     implement it; both are built as ``Driver(setup, shards, coord, stage_of, start_step, seqs, saved)``, ``saved``
     being a resumed run's checkpoint meta (what :meth:`state` wrote, among the counters)."""
 
-    nodes: dict[str, dict[str, Any]] | None   # environment.json's nodes (Ray: node_environments); None: none
+    # environment.json's nodes (Ray: node_environments; a Ray driver's on_nodes rewrites them after a restart that
+    # brought another node or install); None: none
+    nodes: dict[str, dict[str, Any]] | None
 
     def run(self, on_push: OnPush) -> None:
         """Until the coordinator's budget is done, calling ``on_push`` for every push the shards applied."""

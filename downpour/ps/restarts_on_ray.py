@@ -100,7 +100,7 @@ class Restarts:
         which its ``worker-restarted`` event records as ``seed_step`` (since 2026-12-05; it may rejoin steps later)."""
         self._seeded_at[w] = self.coord.done
         self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
-        self._starting[w] = (self.worker_actors[w].node.remote(), time.monotonic() + RESTART_SECONDS)
+        self._starting[w] = (self.worker_actors[w].start_report.remote(), time.monotonic() + RESTART_SECONDS)
 
     def _pinned_to_gone_node(self, w: int) -> tuple[str, int | None] | None:
         """The first of worker ``w``'s actors (its own, then its partitions in order) pinned to a node gone
@@ -227,8 +227,9 @@ class Restarts:
         del self._starting[w]
         node = self.pins.get((w, None))     # where it was pinned (None: Ray chose), until it answers with its node
         try:
-            node = ray.get(ref)
-            self._place(w, node)
+            report = ray.get(ref)           # its node and install (start_report), as every actor's at the start
+            node = report["node"]
+            parts = self._place(w, node)
         except GetTimeoutError:      # up, but not its partition actors: given up, its restart given back (never up)
             self.restarts += 1
             self._give_up(w, f"its {'partition actors or ' if w in self.partition_actors else ''}device did not "
@@ -260,6 +261,7 @@ class Restarts:
             if not self._respawn(w):
                 self._give_up(w, self._why_not_respawned())
             return
+        self._came_up([report, *parts])
         self.silence.fresh(w)       # its first cycle is its warm-up
         if self.piped:
             self._open_channel(w)
@@ -269,20 +271,21 @@ class Restarts:
         for _ in range(self.coord.depth):
             self._dispatch(w)
 
-    def _place(self, w: int, node: str) -> None:
+    def _place(self, w: int, node: str) -> list[dict[str, Any]]:
         """cluster.json's placement and devices follow a restarted worker (and its partitions), placed as the actors
         they replace, elsewhere where those actors' node is gone (``RayCluster._placed``): until 2026-12-05 they named
         the first actor's node and device to the end. Its partition actors' first answers are waited for here (the
         worker's own came without them), with its device's: at most ``RESTART_SECONDS`` (GetTimeoutError), a wait
         that holds up every survivor (until 2026-12-05 a plain ``ray.get``, which waited for good on partition actors
-        Ray never started: 0 CPUs, pinned to a node)."""
+        Ray never started: 0 CPUs, pinned to a node). Returns the partitions' start reports (their node and install)."""
         parts = self.partition_actors.get(w, [])
         self.placement["workers"][w] = node     # first: a replacement that dies before its device answers is its own
-        device, *nodes = ray.get([self.worker_actors[w].device.remote(), *[a.node.remote() for a in parts]],
-                                 timeout=RESTART_SECONDS)
+        device, *reports = ray.get([self.worker_actors[w].device.remote(), *[a.start_report.remote() for a in parts]],
+                                   timeout=RESTART_SECONDS)
         self.devices[w] = device
         if parts:
-            self.placement["partitions"][w * len(parts):(w + 1) * len(parts)] = nodes
+            self.placement["partitions"][w * len(parts):(w + 1) * len(parts)] = [r["node"] for r in reports]
+        return reports
 
     def _give_up(self, w: int, why: str) -> None:
         """Worker ``w``'s replacement is given up (``why``): a ``restart-given-up`` event, after its ``worker-lost``.

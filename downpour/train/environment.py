@@ -13,8 +13,8 @@ folder did not say which versions made which. ``environment.json`` says it::
 :func:`~downpour.train.machine.platform` (what a study's cell records) plus :data:`PACKAGES`, downpour's version
 and commit (:func:`~downpour.train.code_commit.code_commit`) and the OS; ``step``: the step the run started (or was
 resumed) from under it; ``nodes``: a Ray run's nodes, each with what its install has that the driver's has not
-(:mod:`downpour.ps.node_environments`). A resume under another record keeps the old one in ``earlier`` (oldest
-first). It is a file of its own, not a key of model.json: model.json and the safetensors files keep their bytes, so
+(:mod:`downpour.ps.node_environments`; a worker or partition restarted mid-run on another node or install adds its
+own: :func:`record_nodes`). A resume under another record keeps the old one in ``earlier`` (oldest first). It is a file of its own, not a key of model.json: model.json and the safetensors files keep their bytes, so
 two runs of one seed on one install still write the same files, whatever commit string (``+changes``) or OS each
 records.
 """
@@ -90,3 +90,12 @@ def record_environment(path: str | Path, step: int, nodes: dict[str, dict[str, A
             return
         now["earlier"] = [*earlier, old] if isinstance(earlier, list) else [old]
     replace_text(Path(path) / FILE, json.dumps({**now, "step": step}, indent=1, sort_keys=True))
+
+
+def record_nodes(path: str | Path, nodes: dict[str, dict[str, Any]]) -> None:
+    """environment.json's ``nodes`` replaced by ``nodes``, the rest of its record as it is: a Ray run's worker or
+    partition restarted mid-run on a node, or under an install, that its start did not list
+    (:mod:`downpour.ps.node_environments`). Whole or not at all; a run without a record gets none."""
+    record = recorded(path)
+    if record is not None and record.get("nodes") != nodes:
+        replace_text(Path(path) / FILE, json.dumps({**record, "nodes": nodes}, indent=1, sort_keys=True))

@@ -13,7 +13,7 @@ from downpour.errors import NotARunError
 from downpour.train.checkpoint import denied, load_state
 from downpour.train.checkpoint_checks import check_streams
 from downpour.train.config_record import config_record
-from downpour.train.environment import record_environment, warn_if_other
+from downpour.train.environment import record_environment, record_nodes, warn_if_other
 from downpour.train.refit import check_classes, refits_after, saved_fit
 
 if TYPE_CHECKING:
@@ -98,6 +98,11 @@ class RunBegin:
         self.save_preprocess(preprocess, refits, classes)
         if resume:
             self.truncate_metrics(start)
+
+    def record_nodes(self, nodes: dict[str, dict[str, Any]]) -> None:
+        """environment.json's ``nodes`` anew, after :meth:`begin` wrote it: a Ray run's worker or partition restarted
+        on a node, or under an install, that its start did not list (:func:`~downpour.train.environment.record_nodes`)."""
+        record_nodes(self.path, nodes)
 
     def stamped(self, meta: dict[str, Any]) -> dict[str, Any]:
         """A checkpoint's ``meta`` with the config its weights train with (``config``, from :meth:`begin`): a resume
