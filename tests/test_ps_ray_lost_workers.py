@@ -119,6 +119,40 @@ def test_a_replacement_that_dies_coming_up_is_restarted_again(tmp_path, local_ra
     assert all(len(after) > 2 for after in _once_each_on_every_shard(out, tmp_path / "r", events))   # it trains on
 
 
+def test_a_replacement_under_another_environment_is_added_to_environment_json(tmp_path, local_ray, monkeypatch):
+    """environment.json is written at the start, from each actor's start_report; a worker restarted mid-run was asked
+    its node alone, so a replacement on another machine or install went unrecorded. Here the replacement's process
+    runs with another MKL_CBWR (a runtime_env; MKL's kernels of another CPU, part of a record's platform): the run's
+    record lists this node twice, the start's actors' record and the replacement's, the rest of it as it was."""
+    import json
+    import os
+
+    from downpour.ps import cluster_on_ray
+
+    mkl = "AUTO" if os.environ.get("MKL_CBWR") == "COMPATIBLE" else "COMPATIBLE"
+    real = cluster_on_ray.WorkerActor
+
+    class Spy:
+        @staticmethod
+        def options(**options):
+            if "-restart" in options["name"]:
+                options = {**options, "runtime_env": {"env_vars": {"MKL_CBWR": mkl}}}
+            return real.options(**options)
+
+    monkeypatch.setattr(cluster_on_ray, "WorkerActor", Spy)
+    _survivors_wait_for_restarts(monkeypatch)
+    cfg = run_cfg("train.steps=600", "cluster.shards=1", "cluster.restarts=1")
+    out = _killing_worker1(cfg, tmp_path / "e", 180)
+    assert out["steps"] == 600 and out["lost_workers"] == []
+    events = RunDir.open(tmp_path / "e").read_json("staleness.json")["events"]
+    assert [e["event"] for e in events] == ["worker-lost", "worker-restarted"]
+    record = json.loads((tmp_path / "e" / "environment.json").read_text())
+    here = ray.get_runtime_context().get_node_id()
+    address = next(n["NodeManagerAddress"] for n in ray.nodes() if n["NodeID"] == here)
+    assert record["nodes"] == {f"{address} (1 of 2)": {}, f"{address} (2 of 2)": {"MKL_CBWR": mkl}}
+    assert record["step"] == 0 and "earlier" not in record
+
+
 @pytest.mark.parametrize("extra", [(), ('cluster.compensation="dc-asgd"', "cluster.rule=sgd", "train.lr=0.01")],
                          ids=["channels", "tasks"])   # DC-ASGD sees every pull: the object store, Ray tasks per cycle
 def test_a_restart_ray_cannot_place_does_not_hold_up_the_others(tmp_path, local_ray, monkeypatch, caplog, extra):
