@@ -241,7 +241,8 @@ class Shard:
         self.flush = _Method(lambda: Ref(None))
         self.close = _Method(lambda: Ref(None))
         self.node = _Method(lambda: Ref(error=ActorDiedError()) if self.dead else Ref(node, when=up))
-        self.start_report = _Method(lambda: Ref(error=ActorDiedError()) if self.dead else Ref(start_report(node), when=up))
+        self.start_report = _Method(lambda: Ref(error=ActorDiedError()) if self.dead
+                                    else Ref(start_report(node), when=up))
         self.profile = _Method(lambda: Ref({}))
         self.dropped: list[tuple[int, int]] = []     # (worker, seq) of each push it was told to drop from its inbox
         self.drop_inbox = _Method(lambda w, seq: self.dropped.append((w, seq)) or Ref(True))

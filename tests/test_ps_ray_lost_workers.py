@@ -256,6 +256,9 @@ def test_a_restarted_worker_is_placed_where_its_new_actor_is(local_ray):
         def node(self):
             return "node-b"
 
+        def start_report(self):
+            return {"node": "node-b", "environment": {}}
+
         def device(self):
             return {"device": "cuda:1", "gpus": ["1"]}
 
@@ -264,7 +267,7 @@ def test_a_restarted_worker_is_placed_where_its_new_actor_is(local_ray):
     restarts.worker_actors, restarts.partition_actors = ["w0", actor], {1: [actor]}
     restarts.placement = {"shards": ["node-a"], "workers": ["node-a", "node-a"], "partitions": ["node-a", "node-a"]}
     restarts.devices = [{"device": "cpu", "gpus": []}] * 2
-    restarts._place(1, ray.get(actor.node.remote()))
+    assert restarts._place(1, ray.get(actor.node.remote())) == [{"node": "node-b", "environment": {}}]   # its part's
     assert restarts.placement == {"shards": ["node-a"], "workers": ["node-a", "node-b"],
                                   "partitions": ["node-a", "node-b"]}
     assert restarts.devices == [{"device": "cpu", "gpus": []}, {"device": "cuda:1", "gpus": ["1"]}]

@@ -87,7 +87,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking
         self.gpus, self.devices = 0.0, []                # set in _start: GPUs per worker actor; each one's device
         self.threads, self.node_cpus = 0, {}             # set in _start: train.threads; each live node's CPUs (Ray's)
         self.placed_first: dict[int, dict[str, Any]] = {}   # set in _start: each worker's options, until it starts
-        self.reports: list[dict[str, Any]] = []          # set in _start, added to by restarts: every actor's start_report
+        self.reports: list[dict[str, Any]] = []          # set in _start, with restarts': every start_report
         self.nodes: dict[str, dict[str, Any]] | None = None   # set in _start: environment.json's nodes (_came_up)
         self.addresses: dict[str, str] = {}              # set in _start: node id -> IP address
         # set by run_cluster once environment.json is written: called with its nodes anew after a restart (_came_up)

@@ -14,9 +14,9 @@ folder did not say which versions made which. ``environment.json`` says it::
 and commit (:func:`~downpour.train.code_commit.code_commit`) and the OS; ``step``: the step the run started (or was
 resumed) from under it; ``nodes``: a Ray run's nodes, each with what its install has that the driver's has not
 (:mod:`downpour.ps.node_environments`; a worker or partition restarted mid-run on another node or install adds its
-own: :func:`record_nodes`). A resume under another record keeps the old one in ``earlier`` (oldest first). It is a file of its own, not a key of model.json: model.json and the safetensors files keep their bytes, so
-two runs of one seed on one install still write the same files, whatever commit string (``+changes``) or OS each
-records.
+own: :func:`record_nodes`). A resume under another record keeps the old one in ``earlier`` (oldest first). It is a
+file of its own, not a key of model.json: model.json and the safetensors files keep their bytes, so two runs of one
+seed on one install still write the same files, whatever commit string (``+changes``) or OS each records.
 """
 from __future__ import annotations
 

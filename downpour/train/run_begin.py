@@ -101,7 +101,8 @@ class RunBegin:
 
     def record_nodes(self, nodes: dict[str, dict[str, Any]]) -> None:
         """environment.json's ``nodes`` anew, after :meth:`begin` wrote it: a Ray run's worker or partition restarted
-        on a node, or under an install, that its start did not list (:func:`~downpour.train.environment.record_nodes`)."""
+        on a node, or under an install, that its start did not list
+        (:func:`~downpour.train.environment.record_nodes`)."""
         record_nodes(self.path, nodes)
 
     def stamped(self, meta: dict[str, Any]) -> dict[str, Any]:
