@@ -705,6 +705,23 @@ def test_a_lost_partition_is_restarted_alone_its_cycles_dropped_and_trained_agai
     assert cluster.restarts == 0                                                 # one of cluster.restarts spent
 
 
+def test_a_partition_restarted_alone_on_another_node_is_added_to_the_runs_record(monkeypatch):
+    """The new partition answers its start's question (its node and install) as a restarted worker does: on a node
+    no actor of the run had, environment.json's ``nodes`` gain it (``on_nodes``), once. Until 2026-12-07 it was asked
+    its node alone, and the record listed the start's nodes to the end."""
+    from downpour.ps.node_environments import node_environments, start_report
+
+    cluster, coord = _losing_partition_1(monkeypatch)
+    cluster._partition_actor = lambda w, p, name, options, step: scripted_ray.Shard(None, "node-b")
+    cluster.reports = [start_report("node-a") for _ in range(7)]    # the start's: a shard, 2 workers, 4 partitions
+    cluster.nodes = node_environments(cluster.reports, {})
+    written = []
+    cluster.on_nodes = written.append
+    cluster.run_scripted()
+    assert [e["event"] for e in coord.events if e["event"] != "joined"] == ["partition-restarted"]
+    assert written == [{"node-a": {}, "node-b": {}}] and cluster.placement["partitions"][1] == "node-b"
+
+
 def test_a_partition_that_cannot_be_restarted_restarts_its_replica_and_says_why(monkeypatch):
     """The new partition never comes up (no node with room): a partition-restart-failed event says so, and the replica
     is lost and restarted as before, every step trained."""
