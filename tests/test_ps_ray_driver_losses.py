@@ -324,22 +324,11 @@ def test_a_worker_restarted_on_another_node_and_install_is_added_to_the_runs_rec
     replacement there under the same install changes nothing."""
     import logging
 
-    from downpour.ps.node_environments import node_environments, start_report
     from downpour.train.environment import environment
 
-    coord = Coordinator(make_consistency("async"), workers=2, total_steps=100)
-    d = stand_in(coord, [FakeActor()], [FakeActor(), FakeActor()], restarts=2)
-    fake_ray.node_list = [{"NodeID": node, "NodeManagerAddress": address, "Alive": True}
-                          for node, address in (("node-a", "10.0.0.4"), ("node-b", "10.0.0.5"))]
-    d.addresses = {"node-a": "10.0.0.4"}                          # node b joined the cluster after the start
-    d.reports = [start_report("node-a") for _ in range(3)]        # the start's: a shard and two workers, on node a
-    d.nodes = node_environments(d.reports, d.addresses)
+    coord, d = _restarting_on_node_b(fake_ray, monkeypatch)
     written = []
     d.on_nodes = written.append
-    moved = start_report("node-b")
-    moved["environment"]["numpy"] = "1.26.4"
-    monkeypatch.setattr(d, "_spawn", lambda w, seq, step: FakeActor(start_report=lambda: moved))
-    monkeypatch.setattr(d, "_dispatch", lambda w: None)
     with caplog.at_level(logging.WARNING, logger="downpour.ps.node_environments"):
         d._lost(1, RuntimeError("ActorDiedError"))                # restarted, and up at once (FakeRay: all ready)
     assert coord.live == {0, 1} and d.placement["workers"] == ["n", "node-b"]
@@ -352,3 +341,48 @@ def test_a_worker_restarted_on_another_node_and_install_is_added_to_the_runs_rec
         d._lost(1, RuntimeError("ActorDiedError"))                # again there, the same install: known already
     assert coord.live == {0, 1} and len(written) == 1
     assert not [r for r in caplog.records if r.name == "downpour.ps.node_environments"]
+
+
+def test_an_environment_json_that_cannot_be_rewritten_after_a_restart_is_warned_of_and_the_run_trains_on(
+        fake_ray, monkeypatch, caplog, tmp_path):
+    """The record's rewrite comes mid-run, from the driver's loop: a full disk there raised out of the restart and
+    ended the run. It is one WARNING naming the file; the replacement rejoins, the file as the start wrote it."""
+    import logging
+
+    import downpour.train.environment as environment_module
+    from downpour.train.environment import record_environment, record_nodes
+
+    coord, d = _restarting_on_node_b(fake_ray, monkeypatch)
+    record_environment(tmp_path, 0, d.nodes)
+    before = (tmp_path / "environment.json").read_text()
+    d.on_nodes = lambda nodes: record_nodes(tmp_path, nodes)
+
+    def full(path, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(environment_module, "replace_text", full)
+    with caplog.at_level(logging.WARNING, logger="downpour.train.environment"):
+        d._lost(1, RuntimeError("ActorDiedError"))
+    assert coord.live == {0, 1} and d.placement["workers"] == ["n", "node-b"]
+    assert (tmp_path / "environment.json").read_text() == before
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "downpour.train.environment"]
+    assert f"could not rewrite {tmp_path / 'environment.json'}" in line and "No space left on device" in line
+
+
+def _restarting_on_node_b(fake_ray, monkeypatch):
+    """A driver of two workers whose start's actors (a shard, the workers) ran on node a, and whose worker 1, once
+    lost, is restarted on node b (joined since; IP 10.0.0.5) under another numpy, up at once (FakeRay: all ready)."""
+    from downpour.ps.node_environments import node_environments, start_report
+
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=100)
+    d = stand_in(coord, [FakeActor()], [FakeActor(), FakeActor()], restarts=2)
+    fake_ray.node_list = [{"NodeID": node, "NodeManagerAddress": address, "Alive": True}
+                          for node, address in (("node-a", "10.0.0.4"), ("node-b", "10.0.0.5"))]
+    d.addresses = {"node-a": "10.0.0.4"}                          # node b joined the cluster after the start
+    d.reports = [start_report("node-a") for _ in range(3)]        # the start's: a shard and two workers, on node a
+    d.nodes = node_environments(d.reports, d.addresses)
+    moved = start_report("node-b")
+    moved["environment"]["numpy"] = "1.26.4"
+    monkeypatch.setattr(d, "_spawn", lambda w, seq, step: FakeActor(start_report=lambda: moved))
+    monkeypatch.setattr(d, "_dispatch", lambda w: None)
+    return coord, d

@@ -154,8 +154,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
     the run's data read already (the first go takes it)."""
     go_log, began = go_log if go_log is not None else [], began if began is not None else []
     setup = set_up_cluster(cfg, resume or run.again, opened)   # (a run trained again at a --resume keeps its workers)
-    init = setup.layout.params_to_vector(setup.model)
-    c = cfg.cluster
+    init, c = setup.layout.params_to_vector(setup.model), cfg.cluster
     restored, meta = None, {"step": 0, "clocks": {}, "elapsed": 0.0, "events": []}
     if resume:
         try:
@@ -211,7 +210,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
         go_log.append(coord.resumed(n=numbered(go_log, ("resumed",))))
     try:
         run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"), driver.nodes)
-        driver.on_nodes = run.record_nodes   # Ray's: a restarted actor's node or install (RayCluster._came_up)
+        if driver.nodes is not None:    # Ray's: a restarted actor's node or install, rewritten (RayCluster._came_up)
+            driver.on_nodes = run.record_nodes
         with restoring(run.checkpoints / SERVER):
             recorder = Recorder(cfg, run, coord, meta["elapsed"], meta.get("recorder"), cut_patches(setup.data),
                                 whole=resume and "sim" in meta, params=setup.layout,

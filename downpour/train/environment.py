@@ -95,7 +95,15 @@ def record_environment(path: str | Path, step: int, nodes: dict[str, dict[str, A
 def record_nodes(path: str | Path, nodes: dict[str, dict[str, Any]]) -> None:
     """environment.json's ``nodes`` replaced by ``nodes``, the rest of its record as it is: a Ray run's worker or
     partition restarted mid-run on a node, or under an install, that its start did not list
-    (:mod:`downpour.ps.node_environments`). Whole or not at all; a run without a record gets none."""
+    (:mod:`downpour.ps.node_environments`). Whole or not at all; a run without a record gets none. A write that
+    fails (a full disk, a folder gone) is one WARNING naming the file, not an error: it comes mid-run, and a record is
+    not worth the run it records (the file keeps the nodes it held)."""
     record = recorded(path)
-    if record is not None and record.get("nodes") != nodes:
-        replace_text(Path(path) / FILE, json.dumps({**record, "nodes": nodes}, indent=1, sort_keys=True))
+    if record is None or record.get("nodes") == nodes:
+        return
+    file = Path(path) / FILE
+    try:
+        replace_text(file, json.dumps({**record, "nodes": nodes}, indent=1, sort_keys=True))
+    except OSError as err:
+        log.warning("could not rewrite %s with a restarted actor's node or install (%s): the run trains on, the "
+                    "file's nodes those it held before", file, err)
