@@ -25,10 +25,18 @@ from downpour.train.signals import quit_at_next_stop, sigterm_as_interrupt
 def cmd_models(args: argparse.Namespace) -> int:
     from downpour.models.registry import list_models
 
-    if args.footprint:
+    if args.footprint is not None:
+        from downpour.config import load_config
+        from downpour.data.build import sample_shape
         from downpour.models.footprint import footprint_report
 
-        options = {}
+        if bool(args.footprint) == bool(args.config):
+            raise ConfigError(("--footprint NAME and --config: give one, " if args.config else "--footprint needs ")
+                              + "a model NAME (at its registry defaults) or --config PRESET (its model as it trains)")
+        name, options, shape = args.footprint, {}, None
+        if args.config:          # what the preset trains: its model, options and sample shape (`--config main`: tile 2)
+            cfg = load_config(args.config)
+            name, options, shape = cfg.model.name, dict(cfg.model.options), sample_shape(cfg.data)
         for item in args.set:
             path, value = parse_override(item)
             if len(path) != 2 or path[0] != "model":
@@ -37,12 +45,12 @@ def cmd_models(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--set {item}: the model is --footprint's NAME (downpour models --footprint {value})")
             options[path[1]] = value
         try:
-            print(footprint_report(args.footprint, **options))
+            print(footprint_report(name, shape, args.config, **options))
         except ConfigError as err:
             raise named_by_set(err, args.set) from None
         return 0
-    if args.set:
-        raise ConfigError("--set needs --footprint NAME")
+    if args.set or args.config:
+        raise ConfigError(f"{'--set' if args.set else '--config'} needs --footprint (NAME, or --config PRESET)")
     entries = list_models()
     width = max(len(e.name) for e in entries)
     family = max(len(e.family.__name__) for e in entries)
@@ -193,8 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     models = sub.add_parser("models", help="list the registered models")
-    models.add_argument("--footprint", "--costs", dest="footprint", metavar="NAME",
-                        help="per-layer parameters, memory and FLOPs of model NAME (--costs: its old name)")
+    models.add_argument("--footprint", "--costs", dest="footprint", metavar="NAME", nargs="?", const="",
+                        help="per-layer parameters, memory and FLOPs of model NAME, or with --config of what a preset "
+                             "trains (--costs: its old name)")
+    models.add_argument("--config", help="with --footprint: a preset or TOML file, its model as it trains (its "
+                                         "options and sample shape; `--footprint --config main`: the main job's)")
     models.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
                         help="with --footprint: a model option (e.g. model.maps=[16,16])")
     models.set_defaults(func=cmd_models)

@@ -138,3 +138,40 @@ def test_a_frozen_first_layer_costs_no_backward_as_torch_counts(name, kind):
         assert rows[-1]["flops_bwd"] == rows[-1]["torch_flops_bwd"] == 0
     learned = next(r for r in footprint_table(name) if r["params"])
     assert learned["flops_bwd"] == learned["flops_fwd"]    # trained: the weight gradient, no input gradient
+
+
+def test_the_footprint_of_a_preset_is_its_model_as_it_trains_beside_the_comparison(capsys):
+    """`--footprint NAME` compared untied / tile 4 / tied only: the main job's tile 2 was in no row, so "what does the
+    main job cost" had no answer there. Counted by hand: tile 2 is 2x2 = 4 banks; stage 1 4 banks x 8 maps x 8x8
+    filters of 1 channel = 2,048, stage 2 4 x 8 x 5x5 x 8 channels = 6,400; 8,448 in all, 33,792 bytes."""
+    from downpour.cli import main
+    assert main(["models", "--footprint", "--config", "main"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("main (model cat-demo): footprint per sample (float32), input 1x32x32")
+    first = next(line for line in out.splitlines() if line.startswith("stages.0.filter"))
+    assert first.split()[3] == "2.05k"
+    row = next(line for line in out.splitlines() if line.startswith("main: tiled t=2 (as configured)"))
+    assert row.split()[7:10] == ["8.45k", "0", "33.79kB"]
+    assert [line.split()[0] for line in out.splitlines()[-4:]] == ["main:", "untied", "tiled", "tied"]
+
+
+def test_a_tile_set_on_a_model_is_the_configured_row(capsys):
+    """`--set model.tile=2` changed the per-layer table, and the comparison dropped it (0 / 4 / 1 whatever was set)."""
+    from downpour.cli import main
+    assert main(["models", "--footprint", "cat-demo", "--set", "model.tile=2"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "(as configured)" in line)
+    assert row.startswith("cat-demo: tiled t=2 (as configured)") and "8.45k" in row.split()
+    assert main(["models", "--footprint", "cat-demo"]) == 0        # the registry's own: untied
+    row = next(line for line in capsys.readouterr().out.splitlines() if "(as configured)" in line)
+    assert row.startswith("cat-demo: untied (as configured)") and "422.40k" in row.split()
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["models", "--footprint"], "--footprint needs a model NAME"),
+    (["models", "--footprint", "cat-demo", "--config", "main"], "--footprint NAME and --config: give one"),
+    (["models", "--config", "main"], "--config needs --footprint"),
+])
+def test_the_footprint_takes_a_model_or_a_preset(capsys, argv, said):
+    from downpour.cli import main
+    assert main(argv) == 2
+    assert said in capsys.readouterr().err

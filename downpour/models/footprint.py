@@ -38,7 +38,7 @@ from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model, model_entry
 
 __all__ = ["compare_tilings", "create_checked", "footprint_report", "footprint_table", "format_table", "layer_flops",
-           "model_footprint"]
+           "model_footprint", "tiling_words"]
 
 _COLUMNS = ("layer", "type", "out_shape", "params", "frozen", "param_bytes", "act_bytes", "flops_fwd", "flops_bwd")
 
@@ -209,8 +209,7 @@ def compare_tilings(name: str, tiles: tuple[int, ...] = (0, 4, 1), input_shape: 
     out = []
     for t in tiles:
         total = footprint_table(name, input_shape, **{**options, "tile": t})[-1]
-        label = {0: "untied", 1: "tied (conv)"}.get(t, f"tiled t={t}")
-        out.append({**total, "layer": label})
+        out.append({**total, "layer": tiling_words(t)})
     return out
 
 
@@ -243,14 +242,32 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def footprint_report(name: str, **options: Any) -> str:
-    """What ``downpour models --footprint NAME`` prints: the per-layer table, then untied vs tiled vs
-    tied totals when the model has locally connected layers and a ``tile`` option."""
-    text = f"{name}: footprint per sample (float32)\n" + format_table(footprint_table(name, **options))
-    model = create_checked(name, None, options)
-    has_tile = "tile" in {f.name for f in dataclasses.fields(model.config)}
-    if has_tile and any(isinstance(m, LocallyConnected2d) for m in model.modules()):
+def tiling_words(tile: int) -> str:
+    """A ``tile`` as the comparison's rows say it: 0 untied, 1 tied (a convolution), t tiled (t x t banks)."""
+    return {0: "untied", 1: "tied (conv)"}.get(tile, f"tiled t={tile}")
+
+
+def footprint_report(name: str, input_shape: tuple[int, ...] | None = None, source: str | None = None,
+                     **options: Any) -> str:
+    """What ``downpour models --footprint NAME`` prints: the per-layer table, then, when the model has locally
+    connected layers and a ``tile`` option, its totals as configured (``options``: a preset's model options with
+    ``--set`` on top) beside the same net untied, tiled t=4 and tied. ``source``: the preset or file the options come
+    from (``"main"``), which names the configured row; None: the model's own name."""
+    said = source or name
+    head = f"{said} (model {name})" if source else name
+    model = create_checked(name, input_shape, options)
+    shape = "x".join(map(str, input_shape or model_entry(name).input_shape))
+    rows = model_footprint(model, name, input_shape)
+    text = f"{head}: footprint per sample (float32), input {shape}\n" + format_table(rows)
+    if "tile" in {f.name for f in dataclasses.fields(model.config)} and any(
+            isinstance(m, LocallyConnected2d) for m in model.modules()):
+        tile = model.config.tile
         opts = {k: v for k, v in options.items() if k != "tile"}
-        text += "\n\nthe same net, untied vs tiled vs tied (model.tile = 0 / 4 / 1):\n"
-        text += format_table(compare_tilings(name, **opts)).split("\ntorch's")[0]
+        # the configured row first, named by where its options come from: `--footprint --config main` is the main
+        # job's tile 2, which none of the comparison's 0 / 4 / 1 is
+        given = {**rows[-1],
+                 "layer": f"{said}: {tiling_words(tile)} (as configured)"}
+        text += (f"\n\n{said} as configured (model.tile = {tile}), then the same net untied vs tiled vs tied "
+                 "(model.tile = 0 / 4 / 1):\n")
+        text += format_table([given, *compare_tilings(name, input_shape=input_shape, **opts)]).split("\ntorch's")[0]
     return text
