@@ -20,9 +20,10 @@ Per step of B examples (train.batch_size), on the largest partition:
     windows  = B · every call's windows and codes through the replica's process, all K / bandwidth (the runner's way)
     lend     = the tiled stages' banks lent to the K blocks and their gradients back / bandwidth
                (:func:`~downpour.plan.hub.lends_banks`)
-    fetch    = the larger of the partition's own weights and the shared banks its replica fetches / bandwidth, every
-               n_fetch steps (blocks the next step; the two travel at once, on their own links)
-    push     = the same bytes' gradient / bandwidth, every n_push steps   (travels while it computes)
+    fetch    = the larger of the partition's own weights and the shared banks its replica fetches / bandwidth + a
+               remote call's own cost (:mod:`downpour.plan.calls`), every n_fetch steps (blocks the next step; the two
+               travel at once, on their own links)
+    push     = the same bytes' gradient / bandwidth + a call's cost, every n_push steps   (travels while it computes)
     step     = compute + replica + halo + windows + lend + fetch / n_fetch
 
 A cycle of p = n_push steps takes the longest of p·step, the partition's link (its push or p/f fetches, whichever is more,
@@ -43,6 +44,7 @@ from downpour._names import plural
 from downpour.errors import ConfigError
 from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
+from downpour.plan.calls import call_s
 from downpour.plan.hub import hub_runs, lends_banks, machines_of, replica_machines
 from downpour.plan.network import Network
 from downpour.plan.one_machine import COPY_BYTES_PER_S, PROCESS_BYTES, cores_each, on_one_machine, processes
@@ -97,8 +99,10 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
     bw = COPY_BYTES_PER_S if one else cl.bandwidth
     cores = cores_each(cl.cores, r * k + replica_machines(net, r, k)) if one else cl.cores
     full = 4 * net.params                                     # bytes of one replica's push (and fetch)
-    # the partitions' fetches (pushes) and the replica's of the shared banks travel at once, on their own links
-    moved = max(part["server_bytes"], part["shared_bytes"]) / bw
+    # the partitions' fetches (pushes) and the replica's of the shared banks travel at once, on their own links; each
+    # is a remote call too, whose own cost the bytes do not shrink (calls.py: cat-demo's 270.3 µs of bytes at 1 Gbit/s
+    # against a 5.74 ms round trip)
+    moved = max(part["server_bytes"], part["shared_bytes"]) / bw + call_s(one)
 
     def secs(flops: float, pool_lcn: float) -> float:     # per step: pooling and LCN at their rate, the rest the layer's
         return batch * ((flops - pool_lcn) / rates.flops_per_core + pool_lcn / rates.pool_lcn_flops_per_core) / cores
@@ -106,7 +110,7 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
     t = {"compute": secs(part["flops_train"], part["pool_lcn_flops_train"]),
          "replica_compute": secs(part["replica_flops"], part["pool_lcn_replica_flops"]),
          "halo": batch * part["halo_bytes"] / bw, "windows": batch * part["window_bytes_replica"] / bw,
-         "lend": part["lend_bytes_replica"] / bw, "fetch": moved, "push": moved,
+         "lend": part["lend_bytes_replica"] / bw, "fetch": moved, "push": moved, "call": call_s(one),
          "apply_one": full / s / ((1 if one else cl.cores) * rates.apply_bytes_per_core)}   # (a shard: 1 thread)
     t["step"] = t["compute"] + t["replica_compute"] + t["halo"] + t["windows"] + t["lend"] + t["fetch"] / f
     if "flops_by_stage" in part:     # greedy: stage i's steps run the stages below it forward only (their mean is t)

@@ -1,0 +1,32 @@
+"""The fixed cost of one remote call on the Ray runner, beside its bytes: a fetch and a push each take it.
+
+A plan times a fetch or a push as its bytes over the link (or, on one machine, through shared memory at
+:data:`~downpour.plan.one_machine.COPY_BYTES_PER_S`); each is also a remote call whose own cost does not shrink
+with the bytes. For a small model that cost is most of the transfer: cat-demo's 33.79 kB fetch is 270.3 µs at
+1 Gbit/s, where a round trip of it through Ray's object store takes 5.74 ms. So each fetch and each push takes
+:data:`CALL_S` more (the shards answer in parallel: one call's cost, not S), :data:`CALL_S_ONE_MACHINE` where every
+process is on one machine (the runner's shared-memory lanes, ps/shm.py: no object store). A shard's apply is timed
+as its bytes alone: its call is the push's.
+
+Each is half the median round trip (a push applied by the shards, then a fetch) of ``bench/parameter_server.py``
+at cat-demo's size, 2 shards (2026-12-07 04:06 UTC, the project's 2-core VM at load 20, 3 interleaved repetitions
+of 30 round trips each):
+
+    .venv/bin/python bench/parameter_server.py --sizes 0.0322 1 --shards 2 --repeats 30 --reps 3
+
+``ours_store`` (workers and shards on other nodes: the object store) 5.74 ms (5.59-6.37); ``ours`` (one machine: the
+lanes) 0.172 ms (0.161-0.263); a memcpy of the same bytes 0.002 ms. At 1 MB the same round trips take 14.2 and 0.61
+ms: at cat-demo's size the bytes are under 5% of it. The load inflates both (a quiet machine's Ray call is a few
+hundred µs): the constants are this machine's, as the rates' defaults are (docs/plan.md, 'A call's own cost').
+"""
+from __future__ import annotations
+
+__all__ = ["CALL_S", "CALL_S_ONE_MACHINE", "call_s"]
+
+CALL_S = 5.74e-3 / 2               # a fetch's or push's own cost across machines (the object store), seconds
+CALL_S_ONE_MACHINE = 0.172e-3 / 2  # the same on one machine (shared-memory lanes)
+
+
+def call_s(one_machine: bool) -> float:
+    """Seconds of one remote call's own cost, for a layout on one machine or across machines."""
+    return CALL_S_ONE_MACHINE if one_machine else CALL_S
