@@ -117,7 +117,8 @@ def test_a_path_given_empty_is_refused_not_read_as_left_out(tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []
 
 
-TAKE_CONFIG = [["train", "--dry-run"], ["crossfit", "--out", "x"], ["plan"], ["plan", "--check-simulated"]]
+TAKE_CONFIG = [["train", "--dry-run"], ["crossfit", "--out", "x"], ["plan"], ["plan", "--check-simulated"],
+               ["models", "--footprint"]]
 BAD_CONFIG = [(["--config", "nope"], "--config nope: no such preset or file; presets: cat-demo,"),
               (["--config", "nope.toml"], "--config nope.toml: no such file")]
 

@@ -1236,3 +1236,20 @@ def test_a_step_that_skips_a_stages_lcn_receives_no_lcn_halo_for_it():
     as_before = dataclasses.replace(net, stages=tuple(dataclasses.replace(s, lcn_trained=True) for s in net.stages))
     halo = [partition(n, 16, 100, "adagrad")["halo_bytes"] for n in (as_before, net)]
     assert halo[0] - halo[1] == 4 * 8 * (39 * 39 - 35 * 35)
+
+
+def test_a_plan_of_a_config_reads_the_file_once(monkeypatch):
+    """plan_for read its --config twice: plan_config for the model and the cluster, then again for the data a greedy
+    step's frozen cache counts on."""
+    import downpour.plan.network as network_module
+    import downpour.plan.report as report_module
+
+    reads = []
+
+    def counted(*args, **kwargs):
+        reads.append(args)
+        return load_config(*args, **kwargs)
+    monkeypatch.setattr(network_module, "load_config", counted)
+    monkeypatch.setattr(report_module, "load_config", counted)
+    plan = plan_for(None, ("train.steps=100",), Cluster(machines=4, cores=1), config="cat-demo")
+    assert reads == [("cat-demo",)] and plan["network"]["frozen_runs"]

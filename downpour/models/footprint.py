@@ -265,8 +265,7 @@ def footprint_report(name: str, input_shape: tuple[int, ...] | None = None, sour
         opts = {k: v for k, v in options.items() if k != "tile"}
         # the configured row first, named by where its options come from: `--footprint --config main` is the main
         # job's tile 2, which none of the comparison's 0 / 4 / 1 is
-        given = {**rows[-1],
-                 "layer": f"{said}: {tiling_words(tile)} (as configured)"}
+        given = {**rows[-1], "layer": f"{said}: {tiling_words(tile)} (as configured)"}
         text += (f"\n\n{said} as configured (model.tile = {tile}), then the same net untied vs tiled vs tied "
                  "(model.tile = 0 / 4 / 1):\n")
         text += format_table([given, *compare_tilings(name, input_shape=input_shape, **opts)]).split("\ntorch's")[0]

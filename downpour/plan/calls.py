@@ -6,7 +6,7 @@ with the bytes. For a small model that cost is most of the transfer: cat-demo's 
 1 Gbit/s, where a round trip of it through Ray's object store takes 5.74 ms. So each fetch and each push takes
 :data:`CALL_S` more (the shards answer in parallel: one call's cost, not S), :data:`CALL_S_ONE_MACHINE` where every
 process is on one machine (the runner's shared-memory lanes, ps/shm.py: no object store). A shard's apply is timed
-as its bytes alone: its call is the push's.
+as its bytes at the apply rate alone: its call is the push's.
 
 Each is half the median round trip (a push applied by the shards, then a fetch) of ``bench/parameter_server.py``
 at cat-demo's size, 2 shards (2026-12-07 04:06 UTC, the project's 2-core VM at load 20, 3 interleaved repetitions
@@ -16,8 +16,9 @@ of 30 round trips each):
 
 ``ours_store`` (workers and shards on other nodes: the object store) 5.74 ms (5.59-6.37); ``ours`` (one machine: the
 lanes) 0.172 ms (0.161-0.263); a memcpy of the same bytes 0.002 ms. At 1 MB the same round trips take 14.2 and 0.61
-ms: at cat-demo's size the bytes are under 5% of it. The load inflates both (a quiet machine's Ray call is a few
-hundred µs): the constants are this machine's, as the rates' defaults are (docs/plan.md, 'A call's own cost').
+ms: at cat-demo's size the bytes are under 5% of it. The load inflates both: the constants are this machine's, as
+the rates' defaults are (docs/plan.md, 'A call's own cost'). The calls between a split replica's own process and its
+partitions (windows, lent banks) are timed as their bytes alone.
 """
 from __future__ import annotations
 
