@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from downpour._names import closest, whole
+from downpour._names import closest, pasted, whole
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, RunConfig, preset_table, parse_override
 from downpour.cli_flags import check_as_typed, check_sets, named_by_set
 from downpour.cli_plan_flags import check_plan_flags
@@ -31,8 +31,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         from downpour.models.footprint import footprint_report
 
         if bool(args.footprint) == bool(args.config):
-            raise ConfigError(("--footprint NAME and --config: give one, " if args.config else "--footprint needs ")
-                              + "a model NAME (at its registry defaults) or --config PRESET (its model as it trains)")
+            said = f"--footprint {args.footprint} and --config {args.config}: give one of" if args.config else (
+                "--footprint needs")
+            raise ConfigError(f"{said} a model NAME (downpour models --footprint cat-demo: its registry defaults) or "
+                              "--config PRESET (downpour models --footprint --config main: the model as it trains)")
         name, options, shape = args.footprint, {}, None
         if args.config:          # what the preset trains: its model, options and sample shape (`--config main`: tile 2)
             cfg = load_config(args.config)
@@ -42,7 +44,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             if len(path) != 2 or path[0] != "model":
                 raise ConfigError(f"--set {item}: downpour models --footprint only takes model.KEY=VALUE overrides")
             if path[1] == "name":
-                raise ConfigError(f"--set {item}: the model is --footprint's NAME (downpour models --footprint {value})")
+                raise ConfigError(f"--set {item}: the model is --footprint's NAME" + (f" or the preset's (--config "
+                                  f"{args.config}: {name})" if args.config else "")
+                                  + f" (downpour models --footprint {value})")
             options[path[1]] = value
         try:
             print(footprint_report(name, shape, args.config, **options))
@@ -50,7 +54,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             raise named_by_set(err, args.set) from None
         return 0
     if args.set or args.config:
-        raise ConfigError(f"{'--set' if args.set else '--config'} needs --footprint (NAME, or --config PRESET)")
+        said = f"--config {pasted(args.config)}" if args.config else f"--set {pasted(args.set[0])}"
+        model = "" if args.config else "NAME "
+        raise ConfigError(f"{said} needs --footprint: downpour models --footprint {model}{said}")
     entries = list_models()
     width = max(len(e.name) for e in entries)
     family = max(len(e.family.__name__) for e in entries)

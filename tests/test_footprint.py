@@ -168,8 +168,11 @@ def test_a_tile_set_on_a_model_is_the_configured_row(capsys):
 
 @pytest.mark.parametrize("argv, said", [
     (["models", "--footprint"], "--footprint needs a model NAME"),
-    (["models", "--footprint", "cat-demo", "--config", "main"], "--footprint NAME and --config: give one"),
-    (["models", "--config", "main"], "--config needs --footprint"),
+    (["models", "--footprint", "cat-demo", "--config", "main"], "--footprint cat-demo and --config main: give one of"),
+    (["models", "--config", "main"], "--config main needs --footprint: downpour models --footprint --config main"),
+    (["models", "--set", "model.tile=2"], "needs --footprint: downpour models --footprint NAME --set model.tile=2"),
+    (["models", "--footprint", "--config", "main", "--set", "model.name=rbm"],
+     "model.name=rbm: the model is --footprint's NAME or the preset's (--config main: cat-demo)"),
 ])
 def test_the_footprint_takes_a_model_or_a_preset(capsys, argv, said):
     from downpour.cli import main

@@ -1240,9 +1240,8 @@ def test_a_step_that_skips_a_stages_lcn_receives_no_lcn_halo_for_it():
 
 def test_a_plan_of_a_config_reads_the_file_once(monkeypatch):
     """plan_for read its --config twice: plan_config for the model and the cluster, then again for the data a greedy
-    step's frozen cache counts on."""
+    step's frozen cache counts on. plan_config's config carries the file's data (and its steps as --set gave them)."""
     import downpour.plan.network as network_module
-    import downpour.plan.report as report_module
 
     reads = []
 
@@ -1250,6 +1249,7 @@ def test_a_plan_of_a_config_reads_the_file_once(monkeypatch):
         reads.append(args)
         return load_config(*args, **kwargs)
     monkeypatch.setattr(network_module, "load_config", counted)
-    monkeypatch.setattr(report_module, "load_config", counted)
+    cfg, _ = plan_config(None, ("train.steps=100",), "cat-demo")
+    assert reads == [("cat-demo",)] and cfg.data == load_config("cat-demo").data and cfg.train.steps == 100
     plan = plan_for(None, ("train.steps=100",), Cluster(machines=4, cores=1), config="cat-demo")
-    assert reads == [("cat-demo",)] and plan["network"]["frozen_runs"]
+    assert reads == [("cat-demo",)] * 2 and plan["network"]["frozen_runs"]

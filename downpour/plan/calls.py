@@ -14,16 +14,20 @@ of 30 round trips each):
 
     .venv/bin/python bench/parameter_server.py --sizes 0.0322 1 --shards 2 --repeats 30 --reps 3
 
-``ours_store`` (workers and shards on other nodes: the object store) 5.74 ms (5.59-6.37); ``ours`` (one machine: the
-lanes) 0.172 ms (0.161-0.263); a memcpy of the same bytes 0.002 ms. At 1 MB the same round trips take 14.2 and 0.61
-ms: at cat-demo's size the bytes are under 5% of it. The load inflates both: the constants are this machine's, as
-the rates' defaults are (docs/plan.md, 'A call's own cost'). The calls between a split replica's own process and its
-partitions (windows, lent banks) are timed as their bytes alone.
+(``--sizes 0.0322``: 8,441 float32, cat-demo's 8,448 within 0.1%.) ``ours_store`` (workers and shards on other nodes:
+the object store) 5.74 ms (5.59-6.37); ``ours`` (one machine: the lanes) 0.172 ms (0.161-0.263); a memcpy of the same
+bytes 0.002 ms. At 1 MB the same round trips take 14.2 and 0.61 ms: at cat-demo's size the bytes are under 5% of it.
+The load (1-minute load average 20 on 2 cores, the bench's ``load_1min``) inflates both: the constants are this
+machine's, as the rates' defaults are. To re-measure, run the command on a quiet machine and set each constant to half
+its row's ``ms.ours_store.median`` / ``ms.ours.median`` at size 0.0322, with the load and date here; the tests read
+the constants, and the docs' figures derived from them are listed in docs/plan.md, 'A call's own cost'. The calls
+between a split replica's own process and its partitions (windows, lent banks) are timed as their bytes alone.
 """
 from __future__ import annotations
 
 __all__ = ["CALL_S", "CALL_S_ONE_MACHINE", "call_s"]
 
+# half the round trips above (2026-12-07 04:06 UTC, load 20 on 2 cores: inflated; re-measure on a quiet machine)
 CALL_S = 5.74e-3 / 2               # a fetch's or push's own cost across machines (the object store), seconds
 CALL_S_ONE_MACHINE = 0.172e-3 / 2  # the same on one machine (shared-memory lanes)
 

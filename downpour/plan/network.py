@@ -170,18 +170,18 @@ def _cat_config(cfg: RunConfig, input_shape: tuple[int, ...]) -> CatConfig:
 
 
 def plan_config(model: str | None = "paper", sets: list[str] | tuple[str, ...] = (),
-                config: str | None = None, loaded: RunConfig | None = None) -> tuple[RunConfig, tuple[int, ...]]:
+                config: str | None = None) -> tuple[RunConfig, tuple[int, ...]]:
     """The run config a plan reads (model, train.batch_size / schedule, cluster.n_push / n_fetch / rule) and the
     input shape: ``model`` is ``"paper"`` or a registered model (its registry defaults), None for the default (the
     paper's network, said so in a refusal), or ``config`` a preset or TOML file (what it trains: its model options and
-    cost terms, batch, schedule, push and fetch, rule and sample shape); ``sets`` are ``--set`` strings. ``loaded``:
-    ``config`` as ``load_config`` read it, where the caller has it (plan_for reads its data too: one read, not two)."""
+    cost terms, batch, schedule, push and fetch, rule and sample shape; its seed, data and train.device too, which a
+    greedy step's frozen cache counts on); ``sets`` are ``--set`` strings."""
     typed = functools.partial(_typed, model, config)     # (bound now: model is named below, None or typed)
     named, model = model is not None or config is not None, model or "paper"
     table: dict[str, Any] = {"model": {"name": model}}
     shape: tuple[int, ...] | None = None
     if config is not None:
-        base = loaded or load_config(config)
+        base = load_config(config)
         c = base.cluster
         _refuse_unplanned(config, c.algorithm, c.consistency)
         _say_unread_layout(config, c)
@@ -229,6 +229,9 @@ def plan_config(model: str | None = "paper", sets: list[str] | tuple[str, ...] =
                 if model == "paper" else str(err))    # (untyped, the head already said which network)
         raise ConfigError(f"{typed(sets)}: {said}", key=err.key) from None
     _refuse_uncounted_terms(typed, cfg, terms)
+    if config is not None:      # what the frozen cache counts on (with_frozen_runs), as the file has it (no --set)
+        cfg = dataclasses.replace(cfg, seed=base.seed, data=base.data,
+                                  train=dataclasses.replace(cfg.train, device=base.train.device))
     return cfg, shape
 
 

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import replace
 from typing import Any, Callable
 
 from downpour._names import pasted, plural
-from downpour.config import load_config
 from downpour.plan.cache_hits import with_frozen_runs, without_cache
 from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
@@ -89,15 +87,13 @@ def plan_for(model: str | None = "paper", sets: list[str] | tuple[str, ...] = ()
     """What ``downpour plan`` computes: ``model`` ("paper" or a registered name; None: the paper's, not typed) or
     ``config`` (a preset or TOML file) with ``--set`` strings (model.*, train.batch_size / schedule, cluster.n_push /
     n_fetch / rule) on ``cluster``; ``measure``: calibrate this machine's rates first instead of the defaults."""
-    base = None if config is None else load_config(config)     # (read once: the plan's config and the data it trains on)
-    cfg, shape = plan_config(model, sets, config, loaded=base)
+    cfg, shape = plan_config(model, sets, config)
     paper = model in ("paper", None) and config is None
     net = bare = network_of(cfg, shape, paper=paper)
     on_replicas = None
-    if base is not None:       # the data it trains on: how often a greedy step's frozen stages come from the cache
-        # the file's data and device, the steps as --set gave them (until 2026-12-07 the file's alone)
-        trains = replace(base, train=replace(base.train, steps=cfg.train.steps))
-        of_replicas = functools.partial(with_frozen_runs, bare, trains, cfg.train.batch_size)
+    if config is not None:       # the data it trains on: how often a greedy step's frozen stages come from the cache
+        # (cfg: the file's data and device, the steps as --set gave them)
+        of_replicas = functools.partial(with_frozen_runs, bare, cfg, cfg.train.batch_size)
         net = of_replicas(1)
         if net.frozen_runs:
             # R replicas each fill their own cache over their shard, in their share of the steps: each layout judged on
