@@ -306,12 +306,19 @@ def _run_all(runs: dict[tuple[str, int], list[str]], args: tuple[Any, ...], cach
             progress.tick()
 
     if jobs <= 1:
-        before = tempfile.tempdir
+        before, environ = tempfile.tempdir, dict(os.environ)
         try:
             _init(*args)
             record(map(_run, runs))
         finally:
+            # what the cells set goes with them, as it goes with a worker: torch's first optimiser step sets
+            # TORCHINDUCTOR_CACHE_DIR to a folder in the temporary one, here the study's, and every process started
+            # after it (a test's subprocess, the next study's workers) made that folder again, the study's with it,
+            # once the study had removed it (until 2026-12-07: one a test run, its process's id, was never swept)
             tempfile.tempdir = before
+            for key in os.environ.keys() - environ.keys():
+                del os.environ[key]
+            os.environ.update(environ)
         return
     # not fork: a forked child of a process that has started torch's thread pools can hang. A fork server is a
     # fresh interpreter that only imports (PRELOAD and the study's module, once per process that runs studies,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
 from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator, Sequence
 
@@ -43,6 +42,7 @@ from downpour.errors import Diverged
 from downpour.models.base import FeatureModel
 from downpour.objectives import is_metric
 from downpour.runners import train
+from downpour.studies.scratch import cell_folder
 from downpour.train.divergence import diverged_words
 from downpour.train.rundir import RunDir
 from downpour.twins import no_faces_config
@@ -79,7 +79,7 @@ def trained_run(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel, dict[str
     non-finite does: every study counts both out (:mod:`downpour.studies.diverged`; until 2026-12-06 only the measured
     studies did, asking for it, and the others measured such a run, its probes and AUCs of weights near 1e+31 in the
     intervals)."""
-    with tempfile.TemporaryDirectory(prefix="downpour-cell-") as tmp:
+    with cell_folder() as tmp:         # swept by the next study if this process is killed (studies/scratch.py)
         run_path = f"{tmp}/run"
         summary = train(cfg, RunDir.create(run_path, cfg))
         if summary.get("diverged"):
