@@ -104,6 +104,32 @@ def test_workers_see_the_environment_of_the_study_they_run(planted, tmp_path, mo
         assert [row["figures"]["x"][0] for row in cells] == [float(value)] * 2
 
 
+class SetsTheEnvironment(Planted):
+    """Its cells change the environment, as torch's first optimiser step does (it sets TORCHINDUCTOR_CACHE_DIR to a
+    folder in the temporary one: a study's, in a cell)."""
+
+    def run_cell(self, condition, seed, context):
+        import tempfile
+
+        os.environ["DOWNPOUR_TEST_CACHE"] = os.path.join(tempfile.gettempdir(), "cache")
+        os.environ["DOWNPOUR_TEST_X"] = "changed"
+        os.environ.pop("DOWNPOUR_TEST_GONE", None)
+        return super().run_cell(condition, seed, context)
+
+
+def test_a_study_run_in_this_process_leaves_its_environment_as_it_found_it(planted, tmp_path, monkeypatch):
+    """What cells run in a worker change in the environment ends with the worker; run in the study's own process
+    (jobs 1) it stayed (until 2026-12-07): TORCHINDUCTOR_CACHE_DIR named the study's removed folder, and the next
+    process started from this one made it again (a test run left one in /tmp)."""
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:SetsTheEnvironment")
+    monkeypatch.setenv("DOWNPOUR_TEST_X", "1")
+    monkeypatch.setenv("DOWNPOUR_TEST_GONE", "kept")
+    monkeypatch.delenv("DOWNPOUR_TEST_CACHE", raising=False)
+    before = dict(os.environ)
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    assert dict(os.environ) == before
+
+
 class Twinned(Planted):
     """A third condition that is condition a's run under another name (``same_run``)."""
 

@@ -76,6 +76,47 @@ def test_the_temporary_runs_of_a_killed_study_are_removed_by_the_next(planted, t
     assert sweep_left("planted") == [] and os.path.isdir(mine)         # this process's own: running
 
 
+ALONE = '''
+import sys, time
+from downpour.config import load_config
+from downpour.studies import trained
+
+def slow(cfg, run):                 # (a cell's training, long enough to be killed in)
+    print("training", flush=True)
+    time.sleep(600)
+
+trained.train = slow
+with trained.trained_run(load_config("teacher-student")):
+    pass
+'''
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_a_cell_run_alone_and_killed_leaves_a_folder_the_next_study_removes(planted, tmp_path, monkeypatch, capsys,
+                                                                            how):
+    """A cell run outside a study (bench/architectures_why_cat.py's, a test's ``run_cell``) trains in the machine's
+    temporary folder; stopped by SIGTERM (no clean-up in Python) or SIGKILL it left its run there for ever (until
+    2026-12-07: 18 on the project's VM). Its folder names its process as a study's does: kept while the process
+    runs, removed by the next study once it is gone."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    os.makedirs(tempfile.tempdir)
+    cell = subprocess.Popen([sys.executable, "-c", ALONE], env={**os.environ, "TMPDIR": tempfile.tempdir},
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert cell.stdout.readline() == "training\n"
+        [left] = pathlib.Path(tempfile.tempdir).iterdir()
+        assert left.name.startswith(f"downpour-cell-{host_mark()}-{cell.pid}-")
+        assert sweep_left("planted") == [] and left.is_dir()           # its process runs: kept
+    finally:
+        cell.send_signal(how)
+        cell.wait()
+        cell.stdout.close()
+    assert left.is_dir()
+    run_study("planted", tmp_path / "study", quick=True, seeds=2, jobs=1)
+    assert not left.exists() and os.listdir(tempfile.tempdir) == []
+    assert f"removed 1 temporary folder of a cell killed before it could remove it ({left})" in capsys.readouterr().err
+
+
 def test_a_folder_resumed_with_another_set_names_the_sets_it_ran_with_and_those_given(planted, tmp_path):
     """Resumed the next morning with a --set changed (or left off), the study said only "sets differ" (until
     2026-12-06): the user was not told which --set their cells ran with."""
