@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from downpour.analysis.blas import one_blas_thread
+from scratch_left import no_scratch_left  # noqa: F401 (autouse: a test that leaves downpour's scratch fails)
+import scratch_left
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -119,6 +121,7 @@ def pytest_configure(config):
     # inherited the "ignore" too (a cross-fit's fold processes; test_crossfit.py's fixture did this for its test alone)
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    scratch_left.start(config)             # this session's temporary folder (tests/scratch_left.py)
     config.addinivalue_line("markers", "own_ray: the module's local_ray is a Ray of its own, started after the "
                                        "module's fixtures (what they put in os.environ reaches Ray's workers)")
 
@@ -217,6 +220,11 @@ def pytest_runtest_setup(item):
 
 def pytest_sessionfinish(session):
     _stop_shared()
+    scratch_left.finish(session)
+
+
+def pytest_terminal_summary(terminalreporter):
+    scratch_left.summary(terminalreporter)
 
 
 def _stop_shared() -> None:
