@@ -9,8 +9,9 @@ worker's running study is not read as another's test leaving it. pytest's own fo
 where they were (PYTEST_DEBUG_TEMPROOT, RAY_TMPDIR).
 
 After each test, a ``downpour-*`` that was not there before it fails the test (in its teardown); at the end, any left
-fails the session, named under the summary, and the folder stays for a look (it goes when none is left).
+fails the session, named under the summary, and the folder stays for a look (it goes at the exit where none is left).
 """
+import multiprocessing.util
 import os
 import shutil
 import tempfile
@@ -69,7 +70,10 @@ def finish(session) -> None:
     left = sorted(str(Path(folder, name)) for folder in [root, *map(str, Path(root).glob("gw*"))]
                   for name in left_in(folder))
     if not left:
-        shutil.rmtree(root, ignore_errors=True)
+        # at the exit, after multiprocessing's own folder in it (the fork server's socket, ``pymp-*``: its finalizer,
+        # exit priority -100, raised FileNotFoundError at the exit when the folder went here)
+        multiprocessing.util.Finalize(None, shutil.rmtree, args=(root,), kwargs={"ignore_errors": True},
+                                      exitpriority=-200)
         return
     _session["left"] = left
     if session.exitstatus == pytest.ExitCode.OK:
