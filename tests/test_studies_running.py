@@ -130,6 +130,25 @@ def test_a_study_run_in_this_process_leaves_its_environment_as_it_found_it(plant
     assert dict(os.environ) == before
 
 
+class Streams(Planted):
+    """Its cells read through a DataLoader with a process of its own, as a streamed run's data do (data.loader_workers
+    1, the default)."""
+
+    def run_cell(self, condition, seed, context):
+        from torch.utils.data import DataLoader
+
+        assert [int(x) for x in DataLoader(range(3), num_workers=1)] == [0, 1, 2]
+        return super().run_cell(condition, seed, context)
+
+
+def test_a_cell_in_a_worker_process_may_start_processes_of_its_own(planted, tmp_path, monkeypatch):
+    """A pool's workers are daemonic: a cell streaming its data with data.loader_workers >= 1 under --jobs 2 failed
+    with "daemonic processes are not allowed to have children" (until 2026-12-07)."""
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:Streams")
+    run_study("planted", tmp_path, quick=True, jobs=2)
+    assert json.loads((tmp_path / "study.json").read_text())["jobs"] == 2
+
+
 class Twinned(Planted):
     """A third condition that is condition a's run under another name (``same_run``)."""
 

@@ -225,7 +225,14 @@ def _init(target: str, quick: bool, sets: list[tuple[str, Any]], context: dict[s
 
 def _init_worker(study: int, *args: Any) -> None:
     """A pool worker's :func:`_init`, ended when the study's process ``study`` dies (:func:`end_with`): a SIGKILLed
-    study left its workers for ever (idle ones blocked on the pool's queue, whose writing end they hold too)."""
+    study left its workers for ever (idle ones blocked on the pool's queue, whose writing end they hold too).
+
+    A pool's worker is daemonic, and a daemonic process may start none (multiprocessing's "daemonic processes are not
+    allowed to have children"): a cell that streams its data with ``data.loader_workers`` >= 1 (data of the user's
+    over 1 GiB, or ``data.pipeline = "stream"``, at ``--jobs`` 2 or more) failed at its first batch. Its loader's
+    processes end with it, as a streamed run's do (DataLoader's workers watch their parent); the pool still ends the
+    worker itself (its object in the study's process stays daemonic)."""
+    multiprocessing.current_process().daemon = False
     end_with(study)
     _init(*args)
 
