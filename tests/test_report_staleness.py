@@ -122,6 +122,24 @@ def test_a_ray_runs_report_names_its_nodes_what_each_held_and_the_start_beside_t
     assert placement_note(RunDir.open(run)) == ""
 
 
+def test_a_sandblaster_ray_runs_report_names_its_nodes_from_sandblaster_json(tmp_path):
+    """A Sandblaster run writes sandblaster.json, no cluster.json: until 2026-12-07 the note read cluster.json alone and
+    a Sandblaster run's report said nothing of its nodes (a 3-node Ray run: 2 workers, 2 shards)."""
+    import html
+
+    from downpour.analysis.report_placement import placement_note
+
+    cfg = load_config("tica-8x8", ['model.name="rica-8x8"', 'cluster.algorithm="sandblaster"', 'cluster.runner="ray"'])
+    run = RunDir.create(tmp_path / "r", cfg)
+    a, b, c = "a" * 56, "b" * 56, "c" * 56
+    run.write_json("sandblaster.json", {"steps": 40, "seconds": 10.9, "nodes": 3, "node_ids": [a, b, c],
+                                        "node_addresses": ["10.0.0.1", "10.0.0.2", "10.0.0.3"],
+                                        "placement": {"shards": [2, 0], "workers": [0, 1]}})
+    assert html.unescape(placement_note(run)) == (
+        '<p class="note">Placement (sandblaster.json): 3 nodes; node aaaaaaaa at 10.0.0.1: shard 1, worker 0; '
+        "node bbbbbbbb at 10.0.0.2: worker 1; node cccccccc at 10.0.0.3: shard 0.</p>")
+
+
 def test_the_placement_note_names_each_partition_by_its_replica(sim_run, tmp_path):
     """cluster.json lists worker w's partition p at w·K + p; the note says "partition p of replica w", as the fault
     events do (until 2026-12-07 "partition 2", the flat index: which replica's was left to the reader)."""

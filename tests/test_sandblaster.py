@@ -605,6 +605,96 @@ def test_a_ray_start_on_several_nodes_names_the_room_on_the_node_each_worker_was
     assert threads == [4, 4]
 
 
+def _three_node_pool(monkeypatch):
+    """A RayPool started on a stand-in Ray of three 1-CPU nodes (ids a..., b..., c... at 10.0.0.1-3), 2 workers and 2
+    shards, every actor up at once and answering its start with the node it was pinned to (None: Ray's choice)."""
+    from types import SimpleNamespace
+
+    from downpour.ps import asking_on_ray, connect_on_ray
+    from downpour.sandblaster import on_ray
+
+    ids = [c * 56 for c in "abc"]
+    stand_in = SimpleNamespace(
+        wait=lambda refs, num_returns, timeout: (list(refs), []), get=lambda refs: refs, put=lambda value: value,
+        nodes=lambda: [{"NodeID": n, "Alive": True, "Resources": {"CPU": 1.0}, "NodeManagerAddress": f"10.0.0.{i + 1}"}
+                       for i, n in enumerate(ids)])
+    for module in (connect_on_ray, asking_on_ray, on_ray):
+        monkeypatch.setattr(module, "ray", stand_in)
+
+    class Actor:
+        def options(self, **options):
+            node = connect_on_ray.pinned(options)
+            return SimpleNamespace(remote=lambda *args: SimpleNamespace(
+                start_report=SimpleNamespace(remote=lambda: {"node": node, "environment": {}})))
+
+    monkeypatch.setattr(on_ray, "ShardActor", Actor())
+    monkeypatch.setattr(on_ray, "WorkerActor", Actor())
+    monkeypatch.setattr(on_ray, "speed_factors", lambda spec, n: [1.0] * n)
+    monkeypatch.setattr(on_ray, "ray_straggler_warning", lambda cfg: None)   # (reads keys the stand-in cfg lacks)
+    monkeypatch.setattr(on_ray, "frozen_params", lambda model: None)
+    pool = on_ray.RayPool.__new__(on_ray.RayPool)
+    pool.cfg = SimpleNamespace(cluster=SimpleNamespace(workers=2, spec=lambda key: ("constant", [0.0])),
+                               train=SimpleNamespace(threads=1))
+    pool.ray_info, pool.lost = {"address": "HEAD:6379"}, {}
+    pool._start(SimpleNamespace(data=SimpleNamespace(x=None, y=None), model=None, bounds=[]), [object(), object()])
+    return pool, ids
+
+
+def test_a_ray_pool_on_three_nodes_puts_its_shards_after_its_workers_and_names_the_nodes(monkeypatch):
+    """Two workers and two shards on three nodes, by Downpour's one running index over both kinds
+    (connect_on_ray.spot): workers on nodes 0, 1, shards on 2, 0. Until 2026-12-07 each kind counted from the first
+    node: shard j beside worker j, node c left empty (seen on a 3-node Ray: "nodes": 2). sandblaster.json names the
+    nodes its placement numbers stand for (node_ids, node_addresses: until then the numbers alone, which the report
+    could not read)."""
+    pool, (a, b, c) = _three_node_pool(monkeypatch)
+    assert pool.placement == {"shards": [c, a], "workers": [a, b]}
+    info = pool.info()
+    assert info["nodes"] == 3 and info["placement"] == {"shards": [2, 0], "workers": [0, 1]}
+    assert info["node_ids"] == [a, b, c] and info["node_addresses"] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+
+
+def test_a_lost_shard_ends_a_sandblaster_ray_run_naming_the_shard_and_its_node(monkeypatch):
+    """A shard's node removed mid-run (a 3-node Ray, 2026-12-07): the run ended in a traceback of Ray's ActorDiedError,
+    from the driver's wait for the shards' sums. Now a RunError says which shard, on which node, and why it ends."""
+    from types import SimpleNamespace
+
+    from ray.exceptions import ActorDiedError
+
+    from downpour.sandblaster import on_ray
+
+    pool, (a, b, c) = _three_node_pool(monkeypatch)
+    shard_ids = ["11" * 16, "22" * 16]
+    pool.group.actors = [SimpleNamespace(_actor_id=SimpleNamespace(hex=lambda i=i: i)) for i in shard_ids]
+
+    def died(refs):
+        err = ActorDiedError()
+        err.actor_id = shard_ids[1]
+        raise err
+
+    monkeypatch.setattr(on_ray.ray, "get", died)
+    with pytest.raises(RunError, match=r"^sandblaster shard 1 was lost on node aaaaaaaa at 10\.0\.0\.1 "
+                                       r"\(ActorDiedError\): the shards hold the parameters, the gradient and"):
+        pool.group.get(["ref"])
+    said = on_ray.shard_lost(ActorDiedError(), pool.group.actors, pool.group.nodes, pool.group.addresses)
+    assert str(said).startswith("a sandblaster shard was lost (ActorDiedError): ")   # an error naming no actor
+
+
+def test_a_stop_that_cannot_checkpoint_says_which_checkpoint_resume_goes_on_from(tmp_path):
+    """A shard's node lost at iteration 10 (a 3-node Ray, 2026-12-07): "could not checkpoint the shards (...)" and
+    nothing on what was kept; with cluster.checkpoint_every = 0 there was nothing to resume, unsaid."""
+    from downpour.sandblaster.run import CHECKPOINT, _kept
+    from downpour.train.checkpoint import save_state
+    from downpour.train.rundir import RunDir
+
+    cfg = _cfg("cluster.runner=ray")
+    run = RunDir.create(tmp_path / "run", cfg)
+    assert _kept(run, cfg) == "there is no checkpoint to resume from (cluster.checkpoint_every = 0: one at the end only)"
+    every = dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, checkpoint_every=5))
+    assert _kept(run, every).endswith("(cluster.checkpoint_every = 5: one every 5 iterations)")
+    save_state(run.checkpoints / CHECKPOINT, {"shard0.w": torch.zeros(3)}, run.stamped({"iteration": 5}))
+    assert _kept(run, every) == f"the checkpoint of L-BFGS iteration 5 is kept: --resume {run.path} goes on from it"
+
+
 def test_a_unit_that_raises_in_a_live_worker_ends_the_run_naming_the_cause_not_the_workers():
     """Every RayError counted the worker lost: a unit's ValueError went to each worker in turn, and the run
     ended "every worker was lost (worker 1: RayTaskError(ValueError), ...)", the cause only in Ray's log."""

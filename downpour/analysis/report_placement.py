@@ -1,7 +1,7 @@
-"""The report's note on where a Ray run ran, from its cluster.json: its nodes, which actor was on which node (by id and
-address, as the run's log lines name them), and the start (joining Ray, every actor up) beside the training's
-seconds. Until 2026-12-06 the report said only "Ray cluster, 2 workers, 2 shards". A run whose cluster.json has no
-``node_ids`` (older, simulated, local) gets no note.
+"""The report's note on where a Ray run ran, from its cluster.json (a Sandblaster run's sandblaster.json): its nodes,
+which actor was on which node (by id and address, as the run's log lines name them), and the start (joining Ray, every
+actor up) beside the training's seconds. Until 2026-12-06 the report said only "Ray cluster, 2 workers, 2 shards". A
+run whose summary has no ``node_ids`` (older, simulated, local) gets no note.
 
     placement_note(run)   # '<p class="note">Placement (cluster.json): 2 nodes; node aaaaaaaa at 10.0.0.1: shard 0,
                           #  worker 1; node bbbbbbbb at 10.0.0.2: shard 1, worker 0; start 8.3 s, training 42.1 s.</p>'
@@ -19,9 +19,12 @@ _EVENTS = {"shards-restarted": "restart", "shards-lost": "stop"}     # shard_eve
 
 
 def placement_note(run: RunDir) -> str:
-    """The note (HTML), or "" where cluster.json says nothing of nodes."""
+    """The note (HTML), or "" where the run's summary says nothing of nodes: cluster.json, or a Sandblaster run's
+    sandblaster.json (until 2026-12-07 read from cluster.json alone, which a Sandblaster run has not: its report said
+    nothing of its nodes)."""
+    name = "sandblaster.json" if run.config.cluster.algorithm == "sandblaster" else "cluster.json"
     try:
-        summary = run.read_json("cluster.json")
+        summary = run.read_json(name)
     except NotARunError:
         return ""
     if not isinstance(summary, dict):
@@ -33,7 +36,7 @@ def placement_note(run: RunDir) -> str:
     if isinstance(summary.get("start_seconds"), (int, float)) and isinstance(summary.get("seconds"), (int, float)):
         said.append(f"start {summary['start_seconds']:.1f} s (joining Ray, every actor up), training "
                     f"{summary['seconds']:.1f} s{_throughput(run, summary)}")
-    now = f"Placement (cluster.json): {'; '.join(said)}." if held else ""
+    now = f"Placement ({name}): {'; '.join(said)}." if held else ""
     before = f"Shards before each restart or stop (cluster.json shard_events): {'; '.join(earlier)}." if earlier else ""
     return f'<p class="note">{esc(" ".join(x for x in (now, before) if x))}</p>'
 

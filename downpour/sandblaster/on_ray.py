@@ -24,13 +24,14 @@ from typing import Any, Sequence
 
 import ray
 import torch
-from ray.exceptions import RayError, RayTaskError
+from ray.exceptions import RayActorError, RayError, RayTaskError
 from torch import Tensor
 
 from downpour.config import RunConfig
+from downpour._names import node_named
 from downpour.errors import RunError
-from downpour.ps.asking_on_ray import node_addresses
-from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pinned, placer
+from downpour.ps.asking_on_ray import node_addresses, node_key
+from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pinned, placer, spot
 from downpour.ps.node_environments import node_environments, start_report
 from downpour.ps.placing_on_ray import worker_threads
 from downpour.ps.restarts_on_ray import first_ready, kill, silent_workers
@@ -96,16 +97,27 @@ class WorkerActor:
 
 
 class RayShards:
-    """:class:`~downpour.sandblaster.lbfgs.ShardGroup` over shard actors: one actor call each per request."""
+    """:class:`~downpour.sandblaster.lbfgs.ShardGroup` over shard actors: one actor call each per request. A shard
+    lost (its process or node gone) ends the run in :func:`shard_lost`'s words: w, the gradient and the L-BFGS history
+    live on the shards, and none is restarted."""
 
-    def __init__(self, actors: list[Any]):
+    def __init__(self, actors: list[Any], nodes: list[str] | None = None, addresses: dict[str, str] | None = None):
         self.actors = actors
+        self.nodes, self.addresses = nodes or [], addresses or {}    # each shard's node id; node id -> IP address
 
     def run(self, ops: Sequence[Op]) -> list[float]:
-        return [sum(parts) for parts in zip(*ray.get([a.run.remote(ops) for a in self.actors]))]
+        return [sum(parts) for parts in zip(*self.get([a.run.remote(ops) for a in self.actors]))]
 
     def call(self, method: str, *args: Any) -> list[Any]:
-        return ray.get([a.call.remote(method, *args) for a in self.actors])
+        return self.get([a.call.remote(method, *args) for a in self.actors])
+
+    def get(self, refs: list[Any]) -> list[Any]:
+        """``ray.get`` of the shards' answers; a shard gone: :func:`shard_lost`'s RunError (until 2026-12-07 Ray's
+        ActorDiedError ended the run with a traceback: a node of a shard removed mid-run on a 3-node Ray)."""
+        try:
+            return ray.get(refs)
+        except RayActorError as err:
+            raise shard_lost(err, self.actors, self.nodes, self.addresses) from None
 
 
 class RayPool:
@@ -113,6 +125,7 @@ class RayPool:
     :meth:`close` kills every actor and stops a Ray it started, whatever happened."""
 
     nodes: dict[str, dict[str, Any]] | None = None   # environment.json's nodes (node_environments), set on start
+    addresses: dict[str, str] = {}                   # node id -> IP address, read once every actor is up
 
     def __init__(self, setup: ClusterSetup, shards: list[HistoryShard]):
         self.cfg = cfg = setup.cfg
@@ -138,19 +151,22 @@ class RayPool:
         nodes = ray.nodes()
         place = placer(nodes)
         per_worker = worker_cpus(n, list(live_cpus(nodes).values()))   # (until 2026-12-06 total / n)
-        shard_options = [place(j, 0.0) for j in range(len(shards))]
+        # one running index over both kinds, Downpour's unsplit layout (spot): the workers, then the shards. Until
+        # 2026-12-07 each kind counted from the first node: shard j beside worker j, and a third node of 2 workers and
+        # 2 shards left empty (measured on a 3-node Ray, docs/sandblaster.md)
+        shard_options = [place(spot("shard", j, n, 1), 0.0) for j in range(len(shards))]
         self.shard_actors = [ShardActor.options(**o).remote(s) for o, s in zip(shard_options, shards)]
         x, y = ray.put(setup.data.x), ray.put(setup.data.y)
         speeds = speed_factors(cfg.cluster.spec("delay"), n)
         if said := ray_straggler_warning(cfg):     # (from a config file or a resumed run: the flag is refused)
             log.warning("%s", said)
         frozen = frozen_params(setup.model)
-        options = [place(w, per_worker) for w in range(n)]
+        options = [place(spot("worker", w, n, 1), per_worker) for w in range(n)]
         pins, cpus = [pinned(o) for o in options], live_cpus(nodes)   # each worker's threads: its node's share
         self.worker_actors = [WorkerActor.options(num_cpus=per_worker, **options[w])
                               .remote(cfg, w, x, y, setup.bounds, worker_threads(cfg.train.threads, w, pins, cpus),
                                       speeds[w], frozen) for w in range(n)]
-        self.group = RayShards(self.shard_actors)
+        self.group = RayShards(self.shard_actors)   # (the shards' nodes once their start reports are in)
         limit = start_limit(0.0)   # (cluster.silent_seconds is Downpour's: the automatic limit, as self.silence)
         # the room on the node each actor was pinned to (until 2026-12-05 the cluster's, summed over its nodes)
         # each actor's node and the install there, in the answer placement waits for (no round trip of its own)
@@ -161,7 +177,9 @@ class RayPool:
                                        "worker actors", limit, {"CPU": per_worker}, longer=None,
                                        pins=[pinned(o) for o in options])}
         self.placement = {kind: [r["node"] for r in answers] for kind, answers in reports.items()}
-        self.nodes = node_environments(reports["shards"] + reports["workers"], node_addresses())
+        self.addresses = node_addresses()   # read now: what info's node_ids stand at, a node gone since named too
+        self.nodes = node_environments(reports["shards"] + reports["workers"], self.addresses)
+        self.group.nodes, self.group.addresses = self.placement["shards"], self.addresses
         self.t0 = time.perf_counter()
 
     def clock(self) -> float:
@@ -238,7 +256,7 @@ class RayPool:
                 if math.isfinite(meta["loss"]):   # the slices go from the worker's store to the shards, unread here
                     added += [a.accumulate.remote(evaluation, unit.index, g) for a, g in zip(self.shard_actors, grads)]
             dispatch_free()
-        if not all(ray.get(added)):
+        if not all(self.group.get(added)):
             raise RunError(f"evaluation {evaluation}: a shard refused a unit the driver counted once")
         wall = time.perf_counter() - wall0
         return Evaluation(loss, parts, wall, wall, sched.counts)
@@ -258,7 +276,7 @@ class RayPool:
         nodes = sorted(set(self.placement["shards"]) | set(self.placement["workers"]))
         return {"nodes": len(nodes), "ray": self.ray_info,
                 "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
-                "lost_workers": {str(w): r for w, r in self.lost.items()}}
+                **node_key(nodes, self.addresses), "lost_workers": {str(w): r for w, r in self.lost.items()}}
 
     def close(self) -> None:
         """Best effort (Ray itself may be going down); safe to call twice."""
@@ -268,6 +286,17 @@ class RayPool:
         if self.started:
             ray.shutdown()
             self.started = False
+
+
+def shard_lost(err: RayActorError, actors: list[Any], nodes: list[str], addresses: dict[str, str]) -> RunError:
+    """The error that ends a run whose shard actor is gone: which shard (the one ``err`` names among ``actors``, each on
+    ``nodes``, named with ``addresses`` as the log names nodes), its error's type, and why the run cannot go on."""
+    ids = [a._actor_id.hex() for a in actors]
+    j = ids.index(err.actor_id) if err.actor_id in ids else None
+    which = "a sandblaster shard" if j is None else f"sandblaster shard {j}"
+    where = f" on {node_named(nodes[j], addresses)}" if j is not None and j < len(nodes) else ""
+    return RunError(f"{which} was lost{where} ({type(err).__name__}): the shards hold the parameters, the gradient and "
+                    "the L-BFGS history, and a lost one is not restarted, so the run ends here")
 
 
 def lost_worker(w: int, unit: Unit, err: RayError) -> str:

@@ -250,12 +250,24 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
                 log.warning("stopped after L-BFGS iteration %d; checkpoint saved: %s goes on", progress.iteration,
                             go_on(run.path))
         except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
-            log.warning("could not checkpoint the shards (%s: %s)", type(err).__name__, err)
+            log.warning("could not checkpoint the shards (%s: %s); %s", type(err).__name__, err, _kept(run, cfg))
         raise
     finally:
         pool.close()
         telemetry.close()
     return _finish(setup, run, params, progress, start, last, info)
+
+
+def _kept(run: RunDir, cfg: RunConfig) -> str:
+    """What a run whose stop could not be checkpointed keeps: the last checkpoint, which ``--resume`` goes on from, or
+    none (until 2026-12-07 unsaid: a shard's node lost at iteration 10 left no checkpoint, and the log said nothing)."""
+    try:
+        meta = verified_meta(run.checkpoints / CHECKPOINT)
+    except CheckpointError:
+        every = cfg.cluster.checkpoint_every
+        return (f"there is no checkpoint to resume from (cluster.checkpoint_every = {every}: "
+                + (f"one every {every} iterations)" if every else "one at the end only)"))
+    return f"the checkpoint of L-BFGS iteration {meta.get('iteration')} is kept: {go_on(run.path)} goes on from it"
 
 
 def _resume_history(run: RunDir, coord: Coordinator, pairs: int, iteration: int, history: int) -> None:
