@@ -405,7 +405,8 @@ def test_the_report_says_why_a_run_has_no_staleness_histogram(tmp_path, sets, sa
 
 def test_the_report_names_a_cluster_runs_lost_and_restarted_workers(tmp_path):
     """staleness.json recorded a worker lost at step 167; the report showed only the histogram, worker 0's bars
-    smaller, and nothing said it was lost, when, or whether it came back."""
+    smaller, and nothing said it was lost, when, or whether it came back. A shard restart at step 0 is from the start
+    (until 2026-12-07 "from the checkpoint of step 0", where the run had none: its log says "no checkpoint yet")."""
     import json
 
     from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
@@ -419,8 +420,8 @@ def test_the_report_names_a_cluster_runs_lost_and_restarted_workers(tmp_path):
               {"event": "restart-given-up", "worker": 1, "step": 200, "reason": "not up within 120 s"}]
     (run.path / "staleness.json").write_text(json.dumps({"events": events}))
     assert _cluster_faults(run) == ('<p class="note">Faults: worker 0 lost at step 167 (ActorDiedError: the actor '
-                                    'died), restarted at step 170; the shards restarted from the checkpoint '
-                                    'of step 0 (ActorDiedError); worker ? lost at step ?; worker 1&#x27;s restart '
+                                    'died), restarted at step 170; the shards restarted from the start, '
+                                    'step 0 (ActorDiedError); worker ? lost at step ?; worker 1&#x27;s restart '
                                     'given up at step 200 (not up within 120 s).</p>')
     lost = {"event": "shards-lost", "step": 63, "reason": "shard 1 lost at step 63 (ConnectionError)"}
     (run.path / "staleness.json").write_text(json.dumps({"events": [lost]}))

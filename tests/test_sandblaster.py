@@ -994,6 +994,7 @@ def _timed_pool(monkeypatch, workers, units, unit, stall=lambda fake, index: Non
     pool.cfg = SimpleNamespace(cluster=SimpleNamespace(workers=workers),
                                sandblaster=SimpleNamespace(units=units, backup_after=1.0))
     pool.shard_actors, pool.worker_actors = [shard], [worker(w) for w in range(workers)]
+    pool.group = on_ray.RayShards(pool.shard_actors)     # (the driver reads the shards' answers through it)
     pool._pending, pool.busy, pool.lost = {}, set(), {}
     pool.silence, pool._unread = silence.Silence(workers=workers), []
     return fake, pool

@@ -23,6 +23,7 @@ _FAULT_WORDS = {"worker-lost": "worker {worker} lost at step {step}{where}{reaso
                 "partition-restarted": "partition {partition} of replica {worker} restarted at step {step}{reason}",
                 "partition-restart-failed": "partition {partition} of replica {worker} not restarted alone at step "
                                             "{step}{reason}"}
+_FROM_START = "the shards restarted from the start, step 0{reason}"
 # what came of a loss, said in its own entry ("worker 1 lost at step 21 (ActorDiedError), not restarted (...)")
 _OUTCOME_WORDS = {"worker-restarted": "restarted at step {step}",
                   "restart-failed": "its restart failed at step {step}{where}{reason}",
@@ -72,7 +73,11 @@ def cluster_faults(run: RunDir) -> str:
             if kind not in _NOT_AN_END:
                 del open_loss[w]
         else:
-            entries.append(_FAULT_WORDS[kind].format(**{"worker": w, "workers": "?", "back": "", **fill}))
+            # a restart at step 0 is from the start, as its log line says ("... from the start (no checkpoint yet)"):
+            # until 2026-12-07 "from the checkpoint of step 0", where no checkpoint was (a shard's node lost at step
+            # 1622 of a run under cluster.checkpoint_seconds)
+            words = _FROM_START if kind == "shards-restarted" and e.get("step") == 0 else _FAULT_WORDS[kind]
+            entries.append(words.format(**{"worker": w, "workers": "?", "back": "", **fill}))
             if kind == "worker-lost":
                 open_loss[w] = len(entries) - 1
         restarted = (len(entries) - 1, e.get("step")) if kind == "shards-restarted" else None

@@ -250,7 +250,8 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
                 log.warning("stopped after L-BFGS iteration %d; checkpoint saved: %s goes on", progress.iteration,
                             go_on(run.path))
         except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
-            log.warning("could not checkpoint the shards (%s: %s); %s", type(err).__name__, err, _kept(run, cfg))
+            why = (str(err).strip().splitlines() or [""])[0]    # (Ray's ActorDiedError runs to 7 lines)
+            log.warning("could not checkpoint the shards (%s: %s); %s", type(err).__name__, why, _kept(run, cfg))
         raise
     finally:
         pool.close()
