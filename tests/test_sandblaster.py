@@ -959,8 +959,9 @@ class _TimedRay(_FakeRay):
         return ready(), [r for r in refs if r not in ready()]
 
     def get(self, ref):
-        if isinstance(ref, _TimedRef) and ref.error is not None:
-            raise ref.error
+        for r in ref if isinstance(ref, list) else [ref]:     # (a list: Ray raises its first error)
+            if isinstance(r, _TimedRef) and r.error is not None:
+                raise r.error
         return super().get(ref)
 
 
@@ -1057,6 +1058,35 @@ def test_a_dead_workers_failed_unit_is_read_before_the_answers_that_came_after_i
     pools.append(_timed_pool(monkeypatch, 2, 4, unit)[1])
     pools[0].evaluate(1, torch.arange(8), 1.0, None)
     assert [lost for *_, lost in asked] == [[], [], [0], [0], [0]]    # (its unit handed out again, to worker 1)
+
+
+@pytest.mark.parametrize("shard_alive", [True, False])
+def test_a_unit_whose_shard_point_was_lost_asks_the_shards_before_blaming_the_worker(monkeypatch, shard_alive):
+    """A shard's node removed while a unit computes: the unit fails reading that shard's point (ObjectLostError, the
+    worker alive). It counted the worker lost, and each worker in turn, "every worker was lost", the shard unnamed.
+    Now the shards are asked first: a shard gone ends the run naming it; all alive, the worker is lost as before."""
+    from types import SimpleNamespace
+
+    from ray.exceptions import ActorDiedError, ObjectLostError
+
+    def unit(fake, w, index):
+        if w == 0:
+            return [_TimedRef(at=fake.now, error=ObjectLostError("00" * 28, "", "")) for _ in range(2)]
+        return [_TimedRef({"loss": 1.0, "parts": {}}, fake.now), _TimedRef(torch.zeros(1), fake.now)]
+
+    fake, pool = _timed_pool(monkeypatch, 2, 4, unit)
+    died = ActorDiedError()
+    died.actor_id = "ab" * 16
+    answer = _TimedRef({"pairs": 0}, 0.0) if shard_alive else _TimedRef(at=0.0, error=died)
+    shard = pool.shard_actors[0]
+    shard.call, shard._actor_id = SimpleNamespace(remote=lambda *args: answer), SimpleNamespace(hex=lambda: "ab" * 16)
+    pool.group.nodes, pool.group.addresses = ["c" * 56], {"c" * 56: "10.0.0.3"}
+    if shard_alive:
+        pool.evaluate(1, torch.arange(8), 1.0, None)
+        assert list(pool.lost) == [0]
+    else:
+        with pytest.raises(RunError, match=r"^sandblaster shard 0 was lost on node cccccccc at 10\.0\.0\.3 "):
+            pool.evaluate(1, torch.arange(8), 1.0, None)
 
 
 def test_a_batch_larger_than_the_patches_drawn_is_refused_not_run_as_the_whole_set():
