@@ -581,14 +581,7 @@ def test_a_ray_start_on_several_nodes_names_the_room_on_the_node_each_worker_was
 
     monkeypatch.setattr(on_ray, "ray", SimpleNamespace(nodes=stand_in.nodes, put=lambda value: value,
                                                        cluster_resources=stand_in.cluster_resources))
-    monkeypatch.setattr(on_ray, "ShardActor", Actor("shard"))
-    monkeypatch.setattr(on_ray, "WorkerActor", Actor("worker"))
-    monkeypatch.setattr(on_ray, "speed_factors", lambda spec, n: [1.0] * n)
-    monkeypatch.setattr(on_ray, "ray_straggler_warning", lambda cfg: None)   # (reads keys the stand-in cfg lacks)
-    monkeypatch.setattr(on_ray, "frozen_params", lambda model: None)
-    pool = on_ray.RayPool.__new__(on_ray.RayPool)
-    pool.cfg = SimpleNamespace(cluster=SimpleNamespace(workers=2, spec=lambda key: ("constant", [0.0])),
-                               train=SimpleNamespace(threads=1))
+    pool = _unstarted_pool(monkeypatch, Actor("shard"), Actor("worker"))
     setup = SimpleNamespace(data=SimpleNamespace(x=None, y=None), model=None, bounds=[])
     with pytest.raises(RunError, match=r"could not start 1 of 2 worker actors within \d+ s: each asks CPU 1; 1 pinned "
                                        r"to node aaaaaaaa, which has CPU 0 of 4 free\. "):
@@ -603,6 +596,24 @@ def test_a_ray_start_on_several_nodes_names_the_room_on_the_node_each_worker_was
     with pytest.raises(RunError, match="could not start 1 of 2 worker actors"):
         pool._start(setup, [object(), object()])
     assert threads == [4, 4]
+
+
+def _unstarted_pool(monkeypatch, shard_actor, worker_actor):
+    """A RayPool of 2 workers, not started (its ``_start`` is the test's), whose actors are the stand-ins given, its
+    speeds, straggler warning and frozen parameters none (its stand-in cfg lacks their keys)."""
+    from types import SimpleNamespace
+
+    from downpour.sandblaster import on_ray
+
+    monkeypatch.setattr(on_ray, "ShardActor", shard_actor)
+    monkeypatch.setattr(on_ray, "WorkerActor", worker_actor)
+    monkeypatch.setattr(on_ray, "speed_factors", lambda spec, n: [1.0] * n)
+    monkeypatch.setattr(on_ray, "ray_straggler_warning", lambda cfg: None)
+    monkeypatch.setattr(on_ray, "frozen_params", lambda model: None)
+    pool = on_ray.RayPool.__new__(on_ray.RayPool)
+    pool.cfg = SimpleNamespace(cluster=SimpleNamespace(workers=2, spec=lambda key: ("constant", [0.0])),
+                               train=SimpleNamespace(threads=1))
+    return pool
 
 
 def _three_node_pool(monkeypatch):
@@ -627,14 +638,7 @@ def _three_node_pool(monkeypatch):
             return SimpleNamespace(remote=lambda *args: SimpleNamespace(
                 start_report=SimpleNamespace(remote=lambda: {"node": node, "environment": {}})))
 
-    monkeypatch.setattr(on_ray, "ShardActor", Actor())
-    monkeypatch.setattr(on_ray, "WorkerActor", Actor())
-    monkeypatch.setattr(on_ray, "speed_factors", lambda spec, n: [1.0] * n)
-    monkeypatch.setattr(on_ray, "ray_straggler_warning", lambda cfg: None)   # (reads keys the stand-in cfg lacks)
-    monkeypatch.setattr(on_ray, "frozen_params", lambda model: None)
-    pool = on_ray.RayPool.__new__(on_ray.RayPool)
-    pool.cfg = SimpleNamespace(cluster=SimpleNamespace(workers=2, spec=lambda key: ("constant", [0.0])),
-                               train=SimpleNamespace(threads=1))
+    pool = _unstarted_pool(monkeypatch, Actor(), Actor())
     pool.ray_info, pool.lost = {"address": "HEAD:6379"}, {}
     pool._start(SimpleNamespace(data=SimpleNamespace(x=None, y=None), model=None, bounds=[]), [object(), object()])
     return pool, ids
