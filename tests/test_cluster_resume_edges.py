@@ -175,7 +175,7 @@ def _losing_shard_1(monkeypatch, losses, placed=None):
                             placed=placed)
 
     monkeypatch.setattr(recorder_module.Recorder, "on_push", on_push)
-    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", lambda self: None)
+    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", lambda self, err=None: None)
     return losses
 
 

@@ -42,7 +42,7 @@ def _stopped_and_resumed(tmp_path, monkeypatch, sets, stop):
             raise _Killed
 
     monkeypatch.setattr(recorder.Recorder, "checkpoint", killed)
-    monkeypatch.setattr(recorder.Recorder, "save_on_failure", lambda self: None)
+    monkeypatch.setattr(recorder.Recorder, "save_on_failure", lambda self, err=None: None)
     with pytest.raises(_Killed):
         _run(tmp_path / "b", *sets)
     monkeypatch.undo()
@@ -308,7 +308,7 @@ def test_a_run_with_a_lost_worker_resumes_as_the_uninterrupted_run(tmp_path, mon
             raise Killed
 
     monkeypatch.setattr(recorder.Recorder, "checkpoint", killed_after_the_fourth)
-    monkeypatch.setattr(recorder.Recorder, "save_on_failure", lambda self: None)
+    monkeypatch.setattr(recorder.Recorder, "save_on_failure", lambda self, err=None: None)
     with pytest.raises(Killed):
         _run(tmp_path / "b", *sets)
     monkeypatch.setattr(recorder.Recorder, "checkpoint", checkpoint)
@@ -489,7 +489,7 @@ def test_a_greedy_momentum_run_resumes_its_held_stage_as_the_uninterrupted_run(t
             raise Killed
 
     monkeypatch.setattr(recorder.Recorder, "checkpoint", killed_in_stage_two)
-    monkeypatch.setattr(recorder.Recorder, "save_on_failure", lambda self: None)
+    monkeypatch.setattr(recorder.Recorder, "save_on_failure", lambda self, err=None: None)
     with pytest.raises(Killed):
         run(tmp_path / "b")
     monkeypatch.undo()

@@ -113,7 +113,7 @@ def test_a_simulated_run_checkpointed_before_worker_0_drew_the_local_stream_resu
             monkeypatch.setattr(downpour.ps.setup, "batch_seed", lambda s, w, k, local_first=True: batch_seed(s, w, k, False))
         run(a)
         monkeypatch.setattr(recorder.Recorder, "checkpoint", killed_at_8)
-        monkeypatch.setattr(recorder.Recorder, "save_on_failure", lambda self: None)
+        monkeypatch.setattr(recorder.Recorder, "save_on_failure", lambda self, err=None: None)
         with pytest.raises(Killed):
             run(b)
         monkeypatch.undo()

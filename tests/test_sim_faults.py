@@ -65,6 +65,20 @@ def test_a_shard_lost_by_cluster_faults_restarts_every_shard_from_the_checkpoint
         "(cluster.faults 'shard 1 at 20')), its 2 workers started again.</p>")
 
 
+def test_a_shard_lost_before_the_first_checkpoint_is_not_said_to_leave_nothing_to_resume(tmp_path, caplog):
+    """'shard 1 at 5', the first checkpoint due at 8: the stop's warning said "there is no server checkpoint to resume
+    from", and the run then restarted its shards from step 0 and finished. What follows a lost shard is run_cluster's
+    to say (the restart from the start); the report says so too, not "from the checkpoint of step 0"."""
+    with caplog.at_level("WARNING"):
+        assert _sync_run(tmp_path / "r", *SHARD, "cluster.faults=['shard 1 at 5']")["steps"] == 31
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said == ["stopped at step 5; could not checkpoint the server (ShardLost: shard 1 is lost)",
+                    "shard 1 lost at step 5 (cluster.faults 'shard 1 at 5'); restarting every shard from the start "
+                    "(no checkpoint yet)"]
+    assert html.unescape(cluster_faults(RunDir.open(tmp_path / "r"))).startswith(
+        "<p class=\"note\">Faults: the shards restarted from the start, step 0 (shard 1 lost at step 5 ")
+
+
 def test_a_fault_run_stopped_by_its_shard_loss_resumes_without_losing_it_again(tmp_path):
     """cluster.shard_restarts = 0: the shard's loss stops the run (its shards-lost event); --resume goes on from the
     checkpoint of step 16 to the end, the loss taken once."""
@@ -308,9 +322,9 @@ def test_a_ctrl_c_while_the_replacement_waits_resumes_as_the_uninterrupted_run(t
 
     save_on_failure, unsaved = recorder_module.Recorder.save_on_failure, []
 
-    def saving(self):
+    def saving(self, err=None):
         unsaved.append(self._since_ckpt)        # pushes since the last periodic checkpoint: saved again
-        save_on_failure(self)
+        save_on_failure(self, err)
 
     monkeypatch.setattr(simulated_module.SimulatedCluster, "_event", interrupted)
     monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", saving)

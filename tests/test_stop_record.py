@@ -93,9 +93,9 @@ def test_a_second_ctrl_c_in_the_simulated_clusters_stop_checkpoint_waits_for_it(
     stopping = _ctrl_c_in_the_stops_write(monkeypatch)
     save = recorder_module.Recorder.save_on_failure
 
-    def saving(self):
+    def saving(self, err=None):
         stopping.append(True)
-        save(self)
+        save(self, err)
 
     monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", saving)
     run = RunDir.create(tmp_path / "twice", cfg)

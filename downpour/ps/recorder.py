@@ -204,9 +204,13 @@ class Recorder:
         self._whole = "sim" in driver
         write_staleness(self.run, self.cfg, states, self.coord)
 
-    def save_on_failure(self) -> None:
-        """Best effort, on an error or Ctrl-C: checkpoint the server as it is, so ``--resume`` loses
-        only the pushes in flight. Once per run; the runner calls it while its driver is still up."""
+    def save_on_failure(self, err: BaseException | None = None) -> None:
+        """Best effort, on an error or Ctrl-C (``err``): checkpoint the server as it is, so ``--resume`` loses
+        only the pushes in flight. Once per run; the runner calls it while its driver is still up. A lost shard
+        (:class:`ShardLost`) that cannot be checkpointed leaves what follows to ``run_cluster``, which knows it: the
+        shards restarted (from the start where there is no checkpoint) or the run's stop, with what ``--resume`` does
+        (until 2026-12-07 this said "there is no server checkpoint to resume from", and the run restarted from step 0
+        and finished)."""
         if self.driver is None or self._saved_on_failure:
             return
         self._saved_on_failure = True
@@ -222,17 +226,20 @@ class Recorder:
             self.checkpoint()
             log.warning("stopped at step %d; the server checkpoint was saved: %s goes on from it",
                         self.coord.done, go_on(self.run.path))
-        except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
+        except Exception as failed:  # noqa: BLE001  (the shards may be gone with the failure)
             # one line: Ray's ActorDiedError runs to 5 lines of its own. And where the last checkpoint is, which
             # the resume goes on from: "could not checkpoint" alone read as if nothing was kept
-            why = (str(err).strip().splitlines() or [""])[0]
-            try:
-                step = load_server(self.run.checkpoints / SERVER, meta_keys=("step",))[1]["step"]
-                kept = f"{go_on(self.run.path)} goes on from the last checkpoint, at step {step}"
-            except (CheckpointError, OSError):
-                kept = "there is no server checkpoint to resume from"
-            log.warning("stopped at step %d; could not checkpoint the server (%s: %s); %s", self.coord.done,
-                        type(err).__name__, why, kept)
+            why = (str(failed).strip().splitlines() or [""])[0]
+            log.warning("stopped at step %d; could not checkpoint the server (%s: %s)%s", self.coord.done,
+                        type(failed).__name__, why, "" if isinstance(err, ShardLost) else f"; {self._kept()}")
+
+    def _kept(self) -> str:
+        """What ``--resume`` goes on from where the stop could not be checkpointed: the last checkpoint, or none."""
+        try:
+            step = load_server(self.run.checkpoints / SERVER, meta_keys=("step",))[1]["step"]
+        except (CheckpointError, OSError):
+            return "there is no server checkpoint to resume from"
+        return f"{go_on(self.run.path)} goes on from the last checkpoint, at step {step}"
 
     def close(self) -> None:
         self.telemetry.close()
