@@ -323,7 +323,8 @@ def test_study_md_comparisons_align_as_study_htmls(tmp_path):
     result = {"study": "x", "question": "Q?", "quick": False, "seeds": [0, 1, 2], "seconds": 1.0, "cells_run": 3,
               "jobs": 1, "command": "downpour study x", "verdict": "One.", "cells": rows, "figures": []}
     page = write_markdown(result, tmp_path / "study.md").read_text()
-    assert "| condition | comparison | reading | p | Holm p | under Holm |\n| --- | --- | --- | ---: | ---: | --- |" in page
-    assert "| a | probe accuracy | higher |" in page       # the verdict's words for the figure, not its key "probe"
+    assert ("| condition | against | comparison | reading | p | Holm p | under Holm |\n"
+            "| --- | --- | --- | --- | ---: | ---: | --- |") in page
+    assert "| a |  | probe accuracy | higher |" in page       # the verdict's words for the figure, not its key "probe"
     assert tests_table(rows).endswith("<td>0.01</td><td>0.02</td><td class=l>holds</td></tr></table>")
     assert "<td class=l>probe accuracy</td>" in tests_table(rows)

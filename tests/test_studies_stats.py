@@ -153,7 +153,7 @@ def test_holm_adjusts_the_whole_study_and_says_which_readings_hold():
     # contradicting it: "Over 2 comparisons ..." then "Holm's correction over the 9 paired comparisons")
     assert said.startswith("Holm's correction over all 4 paired comparisons this verdict reads (every figure it "
                            "compares between a condition and its reference, in all its paragraphs): 1 of the 3 readings")
-    assert "hold (family-wise 5%): a: probe accuracy higher." in said      # (the key was printed: "a: d_probe higher")
+    assert "holds (family-wise 5%): a: probe accuracy higher." in said     # (the key was printed: "a: d_probe higher")
     assert "These are leads to recheck with more seeds, not findings: a: auc lower; b: probe accuracy higher." in said
     d, reading = paired_test(rows[1], "d_new", [0.0] * 6, [1.0] * 6, 0.1)
     assert (d, reading) == ([1.0, 1.0, 1.0], "higher") and rows[1]["tests"]["d_new"]["p"] == pytest.approx(0.03125)

@@ -185,3 +185,18 @@ def test_a_time_ratio_is_a_geometric_mean_with_its_interval_and_the_verdict_says
     assert f"digits {words.ratio(digits)} (inconclusive)" in verdict
     assert f"padded {words.ratio(padded)} (no detectable effect)" in verdict
     assert "network time x" not in verdict                      # no ratio without its interval and reading
+
+
+def test_each_comparison_names_its_ungated_twin_and_the_probe_change_is_in_points(study):
+    """Its conditions' "vs" is "off" (the threshold), not a condition: the comparisons table names the row each Δ is
+    paired with. And the verdict's probe Δ said "-8.3 [-29.5, +12.8]" with no unit beside the table's -0.0833."""
+    from downpour.studies import words
+
+    _, result, _ = study
+    for row in result["cells"]:
+        for test in row.get("tests", {}).values():
+            whiten, _, images = row["condition"].split("/")
+            assert test["against"] == f"{whiten}/off/{images}"
+    lfw = next(r for r in result["cells"] if r["condition"].endswith("/lfw") and "delta_probe" in r["figures"])
+    assert f"probe Δ lfw {words.points(lfw['figures']['delta_probe'])} (" not in result["verdict"]
+    assert f"probe Δ lfw {words.points(lfw['figures']['delta_probe'], unit=' points')} (" in result["verdict"]

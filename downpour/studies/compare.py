@@ -39,6 +39,7 @@ OWED_FIGURE = "face_owed_controls"   # what owed_paragraph and owed_figure read
 NO_TWIN = "no no-faces twin was measured: its data show it no lfw face, or every seed's twin diverged or had no unit"
 _TIE_STEP = 1.08           # a tradeoff figure's points at the same x, drawn this factor apart on its log axis
 OWED_RESOLUTION = 0.05     # AUC: a smaller gain from the faces is not worth reporting
+OWED_AGAINST = "its no-faces twin"    # what OWED_FIGURE's test compares each condition with (the comparisons table)
 
 
 def figure_ci(key: str, values: Sequence[float]) -> tuple[float, float, float]:
@@ -56,7 +57,7 @@ def owed_test(row: dict[str, Any], got: Sequence[dict[str, float]]) -> None:
     if OWED_FIGURE in row["figures"]:
         values = [g.get(OWED_FIGURE, math.nan) for g in got]
         record_test(row, OWED_FIGURE, effect_words(*row["figures"][OWED_FIGURE], resolution=OWED_RESOLUTION),
-                    paired_p([0.0] * len(values), values))
+                    paired_p([0.0] * len(values), values), against=OWED_AGAINST)
 
 
 def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
@@ -84,7 +85,7 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
             base = [cells[(vs, s)] for s in seeds]
             for key, res in resolution.items():
                 pair = uncensored_pairs(row, key, base, got)
-                row["figures"]["d_" + key], reading = paired_test(row, "d_" + key, *pair, res)
+                row["figures"]["d_" + key], reading = paired_test(row, "d_" + key, *pair, res, against=vs)
                 row["extra"]["d_" + key] = bounded_reading(row, "d_" + key, reading)
                 note_left_out(row, "d_" + key, *pair)
         rows.append(row)

@@ -124,7 +124,8 @@ class CostsStudy(CostsDesign, Study):
                 for k in COMPARED:
                     pair = [b[k] for b in base], [g[k] for g in got]
                     res = RESOLUTION.get(k) or 0.10 * abs(float(np.nanmean([b[k] for b in base])))
-                    row["figures"][f"delta_{k}"], row["extra"]["readings"][k] = paired_test(row, f"delta_{k}", *pair, res)
+                    row["figures"][f"delta_{k}"], row["extra"]["readings"][k] = paired_test(
+                        row, f"delta_{k}", *pair, res, against=vs)
                     note_left_out(row, f"delta_{k}", *pair)
             rows.append(row)
         for size in SIZES:

@@ -134,7 +134,7 @@ class FirstLayerStudy(FirstLayerDesign, Study):
                 for f in names:
                     pair = [b[f] for b in base], [g[f] for g in got]
                     row["figures"][f"delta_{f}"], row["extra"]["readings"][f] = paired_test(
-                        row, f"delta_{f}", *pair, _resolution(f, [b[f] for b in base]))
+                        row, f"delta_{f}", *pair, _resolution(f, [b[f] for b in base]), against=BASELINE)
                     note_left_out(row, f"delta_{f}", *pair)
             rows.append(row)
         return rows

@@ -188,7 +188,7 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
                             pair = [g[f"off/{k}"] for g in got], [g[f"{key}/{k}"] for g in got]
                             res = RESOLUTION["probe" if f == "probe" else "face_auc"]
                             row["figures"][f"delta_{f}"], row["extra"]["readings"][f] = paired_test(
-                                row, f"delta_{f}", *pair, res)
+                                row, f"delta_{f}", *pair, res, against=f"{c.name}/off/{name}")
                             note_left_out(row, f"delta_{f}", *pair)
                     rows.append(row)
         return rows
@@ -214,7 +214,9 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
                     + "; network FLOPs x" + "/".join(f"{r['figures']['net_flops_ratio'][0]:.2f}" for r in rs)
                     + "".join(f", {what} " + ", ".join(f"{r['params']['images']} {_time(r, f)}" for r in rs)
                               for what, f in (("layer time", "layer_time_ratio"), ("network time", "net_time_ratio")))
-                    + "; probe Δ " + ", ".join(f"{r['params']['images']} {words.points(r['figures']['delta_probe'])} "
+                    # (in points, as the paragraph below says them: the table holds the fraction, -0.0833 for -8.3)
+                    + "; probe Δ " + ", ".join(f"{r['params']['images']} "
+                                               f"{words.points(r['figures']['delta_probe'], unit=' points')} "
                                                f"({r['extra']['readings']['probe']}{lead_mark(r, 'delta_probe')})" for r in rs)
                     + f"; face AUC on the controls Δ {words.signed(rs[0]['figures']['delta_face_auc_controls'])} "
                       f"({rs[0]['extra']['readings']['face_auc_controls']}{lead_mark(rs[0], 'delta_face_auc_controls')})"

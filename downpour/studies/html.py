@@ -34,7 +34,7 @@ def rows_table(rows: list[dict[str, Any]], shown: Shown | None = None, headings:
 def tests_table(rows: list[dict[str, Any]]) -> str:
     """The comparisons the verdict reads (:func:`~downpour.studies.table.comparisons`) as HTML."""
     head, body = table.comparisons(rows, table.HTML)
-    return _html_table(head, body, 3, holds=True) if body else "<p>none</p>"
+    return _html_table(head, body, table.COMPARED_TEXT, holds=True) if body else "<p>none</p>"
 
 
 def _html_table(head: list[str], body: list[list[str]], text: int, holds: bool = False) -> str:

@@ -40,7 +40,7 @@ def write_markdown(result: dict[str, Any], path: Path, shown: Shown | None = Non
         md_table(head, body, text),
         table.intervals_note(rows),
         "## Comparisons",
-        md_table(compared, tests, 3, holds=True) if tests else "none",
+        md_table(compared, tests, table.COMPARED_TEXT, holds=True) if tests else "none",
         "## Figures",
         "\n\n".join(_figure(f, rows) for f in result["figures"]) or "none",
     ]

@@ -217,7 +217,7 @@ class StalenessStudy(StalenessDesign, Study):
                 if c.group == "sae":
                     pair = [b["final_cost"] for b in base], [g["final_cost"] for g in got]
                     row["figures"]["delta_vs_cost"], row["extra"]["reading"] = paired_test(
-                        row, "delta_vs_cost", *pair, 0.01 * abs(np.nanmean(pair[0])))
+                        row, "delta_vs_cost", *pair, 0.01 * abs(np.nanmean(pair[0])), against=vs)
                     note_left_out(row, "delta_vs_cost", *pair)
                 else:
                     pair = [b["success"] > 0 for b in base], [g["success"] > 0 for g in got]
@@ -225,7 +225,7 @@ class StalenessStudy(StalenessDesign, Study):
                     row["figures"]["delta_vs_success"] = list(d)
                     row["extra"].update(flips(*pair))
                     row["extra"]["reading"] = proportion_words(*d, RESOLUTION, row["extra"]["mcnemar_p"])
-                    record_test(row, "delta_vs_success", row["extra"]["reading"], row["extra"]["mcnemar_p"])
+                    record_test(row, "delta_vs_success", row["extra"]["reading"], row["extra"]["mcnemar_p"], against=vs)
                     was, now = [b["diverged"] > 0 for b in base], [g["diverged"] > 0 for g in got]
                     dd, p = paired_proportions(was, now), flips(was, now)["mcnemar_p"]   # did staleness itself make seeds diverge
                     row["extra"]["diverged_vs"] = {"seeds": [sum(was), sum(now), len(now)], "delta": list(dd),
@@ -233,7 +233,7 @@ class StalenessStudy(StalenessDesign, Study):
                     if c.group == "phase" and not c.params.get("control"):
                         # (what the verdict reads: every stale phase row, fixed by the design; until 2026-12-05 only
                         # those where most seeds diverged, so the outcome chose which tests entered Holm's family)
-                        record_test(row, "diverged_vs", row["extra"]["diverged_vs"]["reading"], p)
+                        record_test(row, "diverged_vs", row["extra"]["diverged_vs"]["reading"], p, against=vs)
             rows.append(row)
         return rows
 

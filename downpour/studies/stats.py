@@ -241,22 +241,27 @@ def paired_p(baseline: Sequence[float], other: Sequence[float], discrete: bool =
     return float(stats.ttest_1samp(d, 0.0).pvalue)
 
 
-def record_test(row: dict[str, Any], name: str, reading: str, p: float, correlation: bool = False) -> None:
+def record_test(row: dict[str, Any], name: str, reading: str, p: float, correlation: bool = False,
+                against: str = "") -> None:
     """Record one comparison a verdict reads, ``row["tests"][name]``, for :func:`holm` (a non-finite ``p``:
     not measured, whatever the interval's words). ``correlation``: the reading is a correlation's sign (above or
-    below 0), not a condition against its reference (:func:`family_paragraph` says which is which)."""
+    below 0), not a condition against its reference (:func:`family_paragraph` says which is which). ``against``: what
+    the condition is compared with (its reference condition, or "its no-faces twin"), which the comparisons table and
+    :func:`family_paragraph` name: one figure compared two ways (templates' "what the faces gave the face unit",
+    against the no-faces twin and against the reference condition) read as two identical lines without it."""
     test = {"reading": reading if math.isfinite(p) else "not measured", "p": p}
-    row.setdefault("tests", {})[name] = test | ({"correlation": True} if correlation else {})
+    row.setdefault("tests", {})[name] = (test | ({"correlation": True} if correlation else {})
+                                         | ({"against": against} if against else {}))
 
 
 def paired_test(row: dict[str, Any], name: str, baseline: Sequence[float], other: Sequence[float],
-                resolution: float) -> tuple[list[float], str]:
+                resolution: float, against: str = "") -> tuple[list[float], str]:
     """:func:`paired_difference` of ``other`` − ``baseline`` and how it reads (:func:`effect_words`),
-    recorded in ``row`` under ``name`` with its p-value; returns both. A figure :func:`is_discrete` names takes the
-    whole numbers' rule."""
+    recorded in ``row`` under ``name`` with its p-value and what ``baseline`` is (``against``, the reference
+    condition's name); returns both. A figure :func:`is_discrete` names takes the whole numbers' rule."""
     d = paired_difference(baseline, other, is_discrete(name))
     reading = effect_words(*d, resolution=resolution)
-    record_test(row, name, reading, paired_p(baseline, other, is_discrete(name)))
+    record_test(row, name, reading, paired_p(baseline, other, is_discrete(name)), against=against)
     return list(d), reading
 
 
@@ -349,12 +354,14 @@ def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = 0.05) -> str
 
     def reading(c: str, name: str, t: dict[str, Any]) -> str:    # a correlation reads positive or negative
         said = {"higher": "positive", "lower": "negative"}[t["reading"]] if t.get("correlation") else t["reading"]
-        return f"{c}: {figure_words(name)} {said}"
+        against = f" against {t['against']}" if t.get("against") else ""     # (recorded by :func:`record_test`)
+        return f"{c}{against}: {figure_words(name)} {said}"
 
     held = [reading(c, name, t) for c, name, t in read if t["p_holm"] < alpha]
     leads = [reading(c, name, t) for c, name, t in read if not t["p_holm"] < alpha]
-    kept = (f"{len(held)} of the {len(read)} readings higher or lower hold" if len(read) > 1 else   # (not "1 of the 1
-            f"the one reading higher or lower {'holds' if held else 'does not hold'}")             # readings hold")
+    kept = (f"{len(held)} of the {len(read)} readings higher or lower {'holds' if len(held) == 1 else 'hold'}"
+            if len(read) > 1 else f"the one reading higher or lower {'holds' if held else 'does not hold'}")
+    # (not "1 of the 1 readings hold"; nor "1 of the 4 readings higher or lower hold", the quick costs study's)
     text = f"{said}: {kept} (family-wise 5%)" + (f": {'; '.join(held)}." if held else ".")
     if leads:
         text += (f" {'These are leads' if len(leads) > 1 else 'This is a lead'} to recheck with more seeds, "

@@ -114,18 +114,28 @@ def conditions(rows: list[dict[str, Any]], shown: Shown | None = None, headings:
 
 
 def comparisons(rows: list[dict[str, Any]], markup: Markup = HTML) -> tuple[list[str], list[list[str]]]:
-    """One line per comparison the verdict reads (``row["tests"]``): its figure in the verdict's words
-    (:func:`~downpour.studies.figure_words.figure_words`), its reading, p and Holm's p."""
-    head = ["condition", "comparison", "reading", "p", "Holm p", "under Holm"]
-    body = [[markup.escape(r["condition"]), markup.escape(figure_words(name)), markup.escape(t["reading"]),
-             fmt(t["p"], markup), fmt(t["p_holm"], markup), _holds(t)]
+    """One line per comparison the verdict reads (``row["tests"]``): what the condition is compared with (the test's
+    ``against``; a correlation, with 0), its figure in the verdict's words (:func:`~downpour.studies.figure_words.
+    figure_words`), its reading, p and Holm's p. Without what it is against, templates' two comparisons of what the
+    faces gave the face unit (against the no-faces twin, against the reference condition) read as one line twice."""
+    head = ["condition", "against", "comparison", "reading", "p", "Holm p", "under Holm"]
+    body = [[markup.escape(r["condition"]), markup.escape(_against(t)), markup.escape(figure_words(name)),
+             markup.escape(t["reading"]), fmt(t["p"], markup), fmt(t["p_holm"], markup), _holds(t)]
             for r in rows for name, t in r.get("tests", {}).items()]
     return head, body
 
 
+COMPARED_TEXT = 4     # the comparisons table's text columns from the left: condition, against, comparison, reading
+
+
+def _against(test: dict[str, Any]) -> str:
+    return test.get("against") or ("0 (its sign)" if test.get("correlation") else "")
+
+
 def is_text(i: int, n: int, text: int, holds: bool = False) -> bool:
-    """Whether column ``i`` of ``n`` is set left as text: the first ``text`` (:func:`conditions`' count, or 3 for
-    :func:`comparisons`), and the last where ``holds`` (the comparisons' "under Holm"); the rest are numbers."""
+    """Whether column ``i`` of ``n`` is set left as text: the first ``text`` (:func:`conditions`' count, or
+    :data:`COMPARED_TEXT` for :func:`comparisons`), and the last where ``holds`` (the comparisons' "under Holm"); the
+    rest are numbers."""
     return i < text or (holds and i == n - 1)
 
 
