@@ -7,7 +7,7 @@ from downpour.studies.stats import family_paragraph, holm, record_test
 
 @pytest.mark.parametrize("name, said", [
     ("delta_heldout_recon", "held-out reconstruction error"), ("d_probe_digits", "digits probe accuracy"),
-    ("hoyer", "Hoyer sparsity"), ("d_inv_shift_auc", "translation range (by AUC)"),
+    ("hoyer", "Hoyer sparsity"), ("d_inv_shift_auc", "translation range of the AUC"),
     ("delta_probe_lfw_stage2", "lfw probe accuracy at stage2"), ("delta_vs_success", "success rate"),
     ("d_some_new_figure", "some new figure"),
 ])
@@ -22,3 +22,12 @@ def test_holms_paragraph_names_the_readings_it_keeps_in_words_not_by_their_keys(
     holm(rows)
     said = family_paragraph(rows)
     assert "more/l1=0.01: held-out reconstruction error higher." in said and "delta_" not in said
+
+
+def test_mechanisms_verdict_names_each_compared_figure_as_the_comparisons_table_does():
+    """The table said "scale range (by AUC)" where the verdict beside it said "scale range of the AUC (octaves)"."""
+    from downpour.studies.mechanisms import LABELS, RESOLUTION
+
+    for key in RESOLUTION:
+        assert LABELS[key].split(" (")[0] == figure_words("d_" + key).split(" (")[0]
+    assert figure_words("d_inv_scale_up_octaves_auc") == "scale range of the AUC's upper end"

@@ -129,3 +129,13 @@ def test_the_arms_outside_the_quick_setting_train_and_measure(arm):
 
 def test_a_condition_diverged_in_every_seed_is_named_not_a_crash(quick, tmp_path):
     check_every_condition_may_diverge(quick[0], "architectures", tmp_path)
+
+
+def test_the_verdict_says_the_cat_networks_edge_like_filters_as_the_fraction_it_is(quick):
+    """"0.000 edge-like filters" (0.154 [0.121, 0.187] at 16 seeds) read as a count of filters, not a share of them."""
+    from downpour.studies.compare import value
+
+    _, result = quick
+    cat = next(r for r in result["cells"] if r["condition"] == "cat")
+    assert f"an edge-like fraction of its filters {value(cat, 'edge_fraction')}, with " in result["verdict"]
+    assert "edge-like filters, with" not in result["verdict"]

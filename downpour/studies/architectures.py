@@ -105,7 +105,9 @@ class ArchitecturesStudy(ArchitecturesDesign, MeasuredStudy):
         best = max(rows, key=lambda r: r["figures"]["probe_digits"][0])
         paras.append(f"The cat network's top codes reached digits probe accuracy {value(cat, 'probe_digits')}, lfw probe "
                      f"{value(cat, 'probe_lfw')}, face AUC on the matched controls {value(cat, 'face_auc_controls')} and "
-                     f"{value(cat, 'edge_fraction')} edge-like filters, with {cat['figures']['params'][0]:,.0f} parameters "
+                     # (a share: "0.154 [0.121, 0.187] edge-like filters" read as a count of filters)
+                     f"an edge-like fraction of its filters {value(cat, 'edge_fraction')}, with "
+                     f"{cat['figures']['params'][0]:,.0f} parameters "
                      f"and {cat['figures']['flops_fwd'][0] / 1e6:.2f} MFLOP per sample forward (input pixels: digits "
                      f"{value(cat, 'probe_digits_pixels')}). The highest digits probe mean was {best['condition']}'s (a ranking "
                      "of means: which differences the seeds resolve is in the paired intervals below).")

@@ -25,16 +25,18 @@ WORDS = {
     "vs_cost": "final cost", "vs_success": "success rate", "diverged_vs": "seeds diverged",
     "inv_scale_octaves": "scale range", "inv_scale_up_octaves": "scale range's upper end",
     "inv_shift": "translation range", "inv_rotation": "rotation range",
+    # (the ranges of the AUC as mechanisms' verdict says them: the comparisons table said "scale range (by AUC)" beside
+    # its "scale range of the AUC (octaves)")
+    "inv_scale_octaves_auc": "scale range of the AUC", "inv_scale_up_octaves_auc": "scale range of the AUC's upper end",
+    "inv_shift_auc": "translation range of the AUC", "inv_rotation_auc": "rotation range of the AUC",
 }
 
 
 def figure_words(name: str) -> str:
-    """The words for figure ``name``, its "d_" / "delta_" prefix dropped; "_auc" after an invariance: "(by AUC)"."""
+    """The words for figure ``name``, its "d_" / "delta_" prefix dropped."""
     base = re.sub(r"^(d|delta)_", "", name)
     if base in WORDS:
         return WORDS[base]
-    if base.endswith("_auc") and base.removesuffix("_auc") in WORDS:
-        return f"{WORDS[base.removesuffix('_auc')]} (by AUC)"
     if probe := re.fullmatch(r"probe_(\w+?)_(\w+)", base):      # first-layer's probe_{set}_{layer}
         return f"{probe[1]} probe accuracy at {probe[2]}"
     return base.replace("_", " ")

@@ -42,14 +42,10 @@ RESOLUTION = {"probe_digits": 0.02, "probe_lfw": 0.05, "inv_scale_octaves": 0.25
               "inv_scale_up_octaves": 0.25, "inv_scale_up_octaves_auc": 0.25,
               "face_auc_controls": 0.05, "face_owed_controls": 0.05}
 # figure_words' words, each range's with its unit (its difference sentences give numbers in them)
+UNITS = {"inv_scale_octaves": "octaves", "inv_shift": "fraction of the side", "inv_rotation": "degrees",
+         "inv_scale_up_octaves": "octaves above 1x"}
 LABELS = {key: figure_words(key) for key in ("probe_digits", "probe_lfw", "face_auc_controls", "face_owed_controls")}
-LABELS |= {"inv_scale_octaves": "scale range (octaves)",
-           "inv_shift": "translation range (fraction of the side)", "inv_rotation": "rotation range (degrees)",
-           "inv_scale_octaves_auc": "scale range of the AUC (octaves)",
-           "inv_shift_auc": "translation range of the AUC (fraction of the side)",
-           "inv_rotation_auc": "rotation range of the AUC (degrees)",
-           "inv_scale_up_octaves": "scale range's upper end (octaves above 1x)",
-           "inv_scale_up_octaves_auc": "scale range of the AUC's upper end (octaves above 1x)"}
+LABELS |= {key + auc: f"{figure_words(key + auc)} ({unit})" for key, unit in UNITS.items() for auc in ("", "_auc")}
 FORMATS = {"inv_rotation": "{:+.0f}", "inv_scale_octaves": "{:+.2f}", "inv_shift": "{:+.3f}", "inv_scale_up_octaves": "{:+.2f}"}
 FORMATS.update({key + "_auc": f for key, f in FORMATS.items()})
 
