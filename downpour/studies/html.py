@@ -63,7 +63,7 @@ def write_html(result: dict[str, Any], path: Path, shown: Shown | None = None,
 <style>{STYLE}</style></head><body>
 <h1>Study: {html.escape(result['study'])}</h1>
 <p><b>Question.</b> {html.escape(result['question'])}</p>
-<p>{len(result['seeds'])} paired seeds per condition, {html.escape(table.setting(result))}; {table.cost(result)}.
+<p>{html.escape(table.seeds_said(result['seeds']))}, {html.escape(table.setting(result))}; {table.cost(result)}.
 Reproduce with <code>{html.escape(result['command'])}</code>. {html.escape(commits_sentence(result))}</p>
 {_platforms(result)}<h2>Verdict</h2><div class="verdict">{verdict}</div>
 <h2>Conditions</h2>{rows_table(result['cells'], shown, headings)}

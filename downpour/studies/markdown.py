@@ -31,7 +31,7 @@ def write_markdown(result: dict[str, Any], path: Path, shown: Shown | None = Non
     parts = [
         f"# Study: {result['study']}",
         f"**Question.** {md.escape(result['question'])}",
-        f"{len(result['seeds'])} paired seeds per condition, {table.setting(result)}; {table.cost(result)}. "
+        f"{table.seeds_said(result['seeds'])}, {table.setting(result)}; {table.cost(result)}. "
         f"Reproduce with `{result['command']}`. {commits_sentence(result)}".rstrip(),
         *(f"**{name}.** {md.escape(note)}" for name, note in table.page_notes(result)),
         "## Verdict",

@@ -173,6 +173,17 @@ def intervals_note(rows: list[dict[str, Any]]) -> str:
         "is a lead to recheck with more seeds, not a finding.")
 
 
+def seeds_said(seeds: list[int]) -> str:
+    """The page's first words: how many paired seeds and which, "2 paired seeds per condition (seeds 0 and 1)", or
+    "(seeds 0 to 159)" for a run of more than 2 (the page said the count alone; the seeds were in study.json only)."""
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        which = f"seeds {seeds[0]} to {seeds[-1]}"
+    else:
+        which = ("seed " if len(seeds) == 1 else "seeds ") + " and ".join(
+            [", ".join(map(str, seeds[:-1])), str(seeds[-1])] if len(seeds) > 1 else map(str, seeds))
+    return f"{plural(len(seeds), 'paired seed')} per condition ({which})"
+
+
 def setting(result: dict[str, Any]) -> str:
     """The page's words for its setting. The quick one says what answers the question instead: the full setting,
     its seeds and roughly how long it takes (``downpour study NAME --help``'s time; until 2026-12-06 the page said
