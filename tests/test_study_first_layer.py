@@ -139,7 +139,7 @@ def test_the_verdict_gives_the_stage1_cost_difference_that_holms_paragraph_reads
     verdict = json.loads((tmp_path / "study.json").read_text())["verdict"]
     half = stats.t.ppf(0.975, 3) * stats.tstd([2.0, 2.02, 2.0, 2.02]) / 2       # paired t over the 4 seeds
     assert f"Δ +2.01 [{2.01 - half:+.4g}, {2.01 + half:+.4g}] against learned: higher;" in verdict
-    assert "gabor: first stage's cost higher" in verdict.split("\n\n")[-1]     # (in words: figure_words)
+    assert "gabor against learned: first stage's cost higher" in verdict.split("\n\n")[-1]     # (in words)
     assert "Δ 0 (no seed differed: too few seeds to tell) against learned: inconclusive" in verdict    # random
 
 
