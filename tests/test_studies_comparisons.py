@@ -3,6 +3,7 @@ paragraph name it (studies/table.py, studies/stats.py)."""
 from downpour.studies.base import Condition
 from downpour.studies.compare import compare_rows
 from downpour.studies import html
+from downpour.studies.markdown import write_markdown
 from downpour.studies.stats import family_paragraph, holm, record_test
 from downpour.studies.table import MARKDOWN, comparisons
 
@@ -55,3 +56,15 @@ def test_one_of_several_readings_kept_by_holm_holds_in_the_singular():
     holm(rows)
     assert "1 of the 3 readings higher or lower holds (family-wise 5%): a against ref: probe accuracy higher." in \
         family_paragraph(rows)
+
+
+def test_a_study_json_written_before_against_still_renders_with_an_empty_against(tmp_path):
+    """Cells cached and study.json files written before each test recorded "against" have none: the page still renders,
+    the column empty, and Holm's paragraph names the condition alone."""
+    old = {"reading": "higher", "p": 0.001, "p_holm": 0.002}
+    rows = [{"condition": "a", "params": {"vs": "ref"}, "n": 3, "figures": {}, "tests": {"d_probe": old}}]
+    result = {"study": "x", "question": "Q?", "quick": False, "seeds": [0, 1, 2], "seconds": 1.0, "cells_run": 3,
+              "jobs": 1, "command": "downpour study x", "verdict": "One.", "cells": rows, "figures": []}
+    assert "| a |  | probe accuracy | higher |" in write_markdown(result, tmp_path / "study.md").read_text()
+    assert "<td class=l>a</td><td class=l></td><td class=l>probe accuracy</td>" in html.tests_table(rows)
+    assert "holds (family-wise 5%): a: probe accuracy higher." in family_paragraph(rows)

@@ -185,6 +185,9 @@ def test_a_time_ratio_is_a_geometric_mean_with_its_interval_and_the_verdict_says
     assert f"digits {words.ratio(digits)} (inconclusive)" in verdict
     assert f"padded {words.ratio(padded)} (no detectable effect)" in verdict
     assert "network time x" not in verdict                      # no ratio without its interval and reading
+    # (read "higher" or "lower", a time ratio is out of Holm's family, whose paragraph claimed every comparison)
+    assert "a timing of this machine outside Holm's correction in the last paragraph" in verdict
+    assert study[1]["verdict"].split("\n\n")[-1].startswith("Holm's correction")     # (study.json's: the last)
 
 
 def test_each_comparison_names_its_ungated_twin_and_the_probe_change_is_in_points(study):

@@ -387,6 +387,7 @@ def test_the_verdict_counts_per_front_the_seeds_whose_unit_lost_its_lead_in_the_
     words = disc_paragraph(rows)
     assert ("plain 1 of 2; glimpse 2 of 2 (2 with no tied unit above it either, left out of the paired rotation AUC "
             "comparison) seeds.") in words
+    assert "_auc" not in words                                  # in words, not the key inv_rotation_disc_auc
     assert disc_paragraph([{k: v for k, v in r.items() if k != "disc_at_chance"} for r in rows]) == ""
 
 

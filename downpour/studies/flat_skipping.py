@@ -227,7 +227,9 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
             paras.append(f"On the {cond} network (ratios are gated / ungated, listed for {', '.join(SETS)}; every Δ is "
                          f"paired with the same network ungated; a time ratio is the geometric mean over seeds "
                          f"[95% interval], read against x1 within "
-                         f"±{100 * RESOLUTION['time']:.0f}%): " + "; ".join(lines) + ".")
+                         # (Holm's paragraph counts the probe and face AUC Δs alone: it claimed every comparison)
+                         f"±{100 * RESOLUTION['time']:.0f}% at its own 95%, a timing of this machine outside Holm's "
+                         "correction in the last paragraph): " + "; ".join(lines) + ".")
             paras.append(f"In short, on the {cond} network: " + "; ".join(self._free(by, cond, n) for n in SETS) + ".")
         return "\n\n".join(p for p in paras if p)
 

@@ -201,5 +201,5 @@ def disc_paragraph(rows: list[dict[str, Any]]) -> str:
         return f"{r['condition']} {c['at_chance']} of {c['measured']}" + (dropped if c["dropped"] else "")
 
     return ("The rotation sweep shows the faces, the unturned ones too, in the inscribed disc (the face's mean outside "
-            "it): there the face unit's AUC against the non-faces (inv_rotation_disc_auc) was at or below 0.5, so it "
+            "it): there the face unit's AUC against the non-faces was at or below 0.5, so it "
             "had no AUC rotation range, in " + "; ".join(said(r) for r in counted) + " seeds.")
