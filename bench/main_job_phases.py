@@ -14,11 +14,14 @@ import cProfile
 import json
 import os
 import pstats
+import sys
 import threading
 import time
 from pathlib import Path
 
-from downpour.cli import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from downpour.cli import main  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 # the driver's phases: (row, the function whose cumulative CPU it is)
