@@ -5,6 +5,8 @@ suspect, paired by seed, "what the faces gave" (``face_owed_controls``) measured
     .venv/bin/python bench/architectures_why_cat.py summary cells.jsonl
     .venv/bin/python bench/architectures_why_cat.py summary cells.jsonl --primary whole-pool \\
         --family whole-64,whole-pool-2,whole-pool:whole-64
+    .venv/bin/python bench/architectures_why_cat.py summary cells.jsonl --primary whole-unpooled:whole-pool \\
+        --family whole-unpooled,whole-unpooled:whole-64,whole-64:whole-pool
     .venv/bin/python bench/architectures_why_cat.py faces --out faces.jsonl 0 1 ... 11
     .venv/bin/python bench/architectures_why_cat.py summary faces.jsonl --family cat:faces-18
 
@@ -56,7 +58,11 @@ TRAINED = {"maps-2": (("model.maps", (8, 2)),),      # stage 2 with 2 maps: a 72
            # whole crop, pooled over 9 positions; 64 maps, as whole-64. "whole-pool-2": an 11x11 filter (30 pixels), a
            # 2x2 map pooled 2x2 (4 positions, at tile 2 each its own weights)
            "whole-pool": (("model.maps", (8, 64)), ("model.kernels", (8, 10)), ("model.pools", (3, 3))),
-           "whole-pool-2": (("model.maps", (8, 64)), ("model.kernels", (8, 11)), ("model.pools", (3, 2)))}
+           "whole-pool-2": (("model.maps", (8, 64)), ("model.kernels", (8, 11)), ("model.pools", (3, 2))),
+           # part 6: whole-pool with its pooling alone taken away: the same 10x10 filter, 64 maps and tile 2, a 3x3
+           # map kept unpooled (pool 1: its sparsity term the per-unit L1, its top LCN a 3-wide window over the 3x3
+           # map): 576 units, each filter's field 10 + 9*2 = 28 pixels, not the pooled unit's 32
+           "whole-unpooled": (("model.maps", (8, 64)), ("model.kernels", (8, 10)), ("model.pools", (3, 1)))}
 # part 5: the cat cell trained on the first N of the lfw training part's 70 faces (data.train_faces; the cat cell, -1,
 # trains on all 70), its 70 non-faces and data.faces_fraction kept: so fewer faces are also fewer face samples (0.3 *
 # 70/140 = 15% of the samples at 70 faces, 0.3 * 35/105 = 10% at 35, 0.3 * 18/88 = 6.1% at 18)

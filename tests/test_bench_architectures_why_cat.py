@@ -1,8 +1,9 @@
 """bench/architectures_why_cat.py: each variant paired seed by seed with the cat cell, Holm's p over the variants'
 face_owed_controls, a trained variant's --set reaching the cell's network, the whole-crop variants' field (32 pixels,
-the cat cell's 22; the three-stage and pooled whole-field ones' too), the three-stage one's greedy steps, a
-pre-registered primary comparison kept out of Holm's family, two variants paired with each other, an unknown
-variant refused by name, and part 5's arms: fewer faces and the cat cell's own twin, and the slope per doubling."""
+the cat cell's 22; the three-stage and pooled whole-field ones' too; whole-pool unpooled, its pooling alone gone: 28),
+the three-stage one's greedy steps, a pre-registered primary comparison kept out of Holm's family, two variants
+paired with each other, an unknown variant refused by name, and part 5's arms: fewer faces and the cat cell's own
+twin, and the slope per doubling."""
 import json
 import sys
 from pathlib import Path
@@ -75,7 +76,8 @@ def test_a_trained_variant_builds_the_study_cell_with_its_setting():
         shapes[name] = build(cfg, (1, 32, 32))[0].stages[-1].out_shape
     assert shapes == {"maps-2": (2, 6, 6), "no-pool": (8, 9, 9), "whole": (8, 1, 1), "whole-64": (64, 1, 1),
                       "untied": (8, 6, 6), "tica-0.4": (8, 6, 6), "three": (64, 1, 1),
-                      "whole-pool": (64, 1, 1), "whole-pool-2": (64, 1, 1)}   # the cat cell's: (8, 6, 6)
+                      "whole-pool": (64, 1, 1), "whole-pool-2": (64, 1, 1),
+                      "whole-unpooled": (64, 3, 3)}   # the cat cell's: (8, 6, 6)
 
 
 def test_whole_crop_variants_reach_the_whole_crop_where_the_cat_cell_reaches_22_by_22():
@@ -88,6 +90,10 @@ def test_whole_crop_variants_reach_the_whole_crop_where_the_cat_cell_reaches_22_
     for name, positions in (("whole-pool", 3), ("whole-pool-2", 2)):   # a whole-crop top that pools a few positions
         cfg, _ = why.variant_config(name, 0)
         assert why.filter_field(cfg) == 32 and cfg.model.options["pools"][1] == positions
+    # whole-pool with its pooling alone taken away: the same filter, maps and stage 1; each unit's field 28, not 32
+    pooled, unpooled = (why.variant_config(v, 0)[0].model.options for v in ("whole-pool", "whole-unpooled"))
+    assert {k for k in pooled if pooled[k] != unpooled[k]} == {"pools"} and unpooled["pools"] == (3, 1)
+    assert why.filter_field(why.variant_config("whole-unpooled", 0)[0]) == 28
 
 
 def test_the_three_stage_variant_gives_each_greedy_stage_the_cat_cells_150_steps():
@@ -102,7 +108,7 @@ def test_the_three_stage_variant_gives_each_greedy_stage_the_cat_cells_150_steps
 
 
 def test_run_refuses_an_unknown_variant_and_names_the_known_ones():
-    known = "maps-2, no-pool, whole, whole-64, untied, tica-0.4, three, whole-pool, whole-pool-2"
+    known = "maps-2, no-pool, whole, whole-64, untied, tica-0.4, three, whole-pool, whole-pool-2, whole-unpooled"
     with pytest.raises(SystemExit, match=rf"--variants read-codes: not cat or one of {known}"):
         why.main(["run", "--variants", "cat,read-codes", "--out", "/dev/null", "0"])
 
