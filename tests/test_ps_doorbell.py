@@ -154,7 +154,7 @@ def test_a_late_write_into_a_retired_inbox_is_refused_counted_and_never_waited_o
     (``new_inbox``): the late slice lands in the retired one, is never applied and is counted (``fenced``, in what
     ``state_dict`` saves); the successor stages push 3 at once and its ring applies its own slice. Until 2026-12-06
     a late write there went unseen (a restarted partition kept the old inbox: the driver test is
-    tests/test_ps_restarts.py's)."""
+    tests/test_ps_restarts_partitions.py's)."""
     shard = Shard(0, torch.zeros(N), make_rule("sgd", 1.0), workers=[0])
     srv = ShardServer(shard, f"/dev/shm/downpour-test-{os.getpid()}-{tmp_path.name}", workers=1)
     try:

@@ -75,7 +75,7 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
     case of this test, 4 actor starts more.)"""
     # Where worker 1 is when it is killed (how many cycles it had finished, how far the others got while its
     # replacement came up) is Ray's timing, so what it trained after is bounded, not counted; each restart decision,
-    # with one outcome per scenario, is tests/test_ps_restarts.py's.
+    # with one outcome per scenario, is tests/test_ps_restarts_*.py's.
     pins = _pinning_every_actor(monkeypatch)
     # (two workers: one survivor shows the run goes on; two shards: each must apply the same pushes, once)
     cfg = run_cfg("train.steps=400", "cluster.restarts=0")
@@ -207,8 +207,9 @@ def test_a_worker_that_dies_waiting_for_the_warm_start_is_lost_when_it_dies(tmp_
 def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(tmp_path, local_ray):
     """cluster.warm_start past train.steps (run_cluster's callers; the CLI refuses it): workers 1 and 2 never join,
     and worker 1 is killed at step 20. Its death, on the piped path, was left for its join, which never came:
-    lost_workers was [] (and on the task loop too: tests/test_ps_restarts.py); until 2026-12-05 the run's end found
-    it, at its last step. Now its serve task's end is its loss, at the step it died: [1]; worker 2, alive, is not lost."""
+    lost_workers was [] (and on the task loop too: tests/test_ps_restarts_warm_start.py); until 2026-12-05 the run's end
+    found it, at its last step. Now its serve task's end is its loss, at the step it died: [1]; worker 2, alive, is not
+    lost."""
     # (600 steps, not 200: the death must be seen before the run's end; see the test above for the race)
     cfg = run_cfg("train.steps=600", "cluster.shards=1", "cluster.workers=3", "cluster.warm_start=900")
     run = RunDir.create(tmp_path / "never", cfg)

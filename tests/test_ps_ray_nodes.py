@@ -14,8 +14,8 @@ A node holding one partition actor alone (four nodes: the plan's layout leaves n
 node alive: the partition is restarted alone (since 2026-12-06; until then the replica was lost and restarted), the
 worker and its other partition kept, the partition placed off the gone node, free of its sibling (since 2026-12-05;
 the layout's change had left it untested).
-(The placement decisions alone, over stand-ins of ``ray.nodes()``, are tests/test_ps_restarts.py's; its scripted
-cluster never starts a real actor.)
+(The placement decisions alone, over stand-ins of ``ray.nodes()``, are tests/test_ps_restarts_placement.py's; its
+scripted cluster never starts a real actor.)
 
 Since 2026-12-06 the module's head checks its nodes' health every 0.5 s and has one dead after 3 failures
 (:data:`FAST_DEATH`; Ray's defaults: 3 s, 5), and a crash not seen within :data:`SEEN_WITHIN_S` stops the pacing and
@@ -243,7 +243,7 @@ def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node
     placed_again = [("restart-placed-again", 1)] if len(events) == 3 else []      # (as in the test above)
     assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), *placed_again, ("worker-restarted", 1)]
     # the Faults line names the first of worker 1's actors whose node was gone: its own (scripted, a partition's alone:
-    # tests/test_ps_restarts.py)
+    # tests/test_ps_restarts_placement.py)
     again = (f", its replacement placed again at step {events[1]['step']} (its node {third[:8]} gone ("
              if placed_again else ", restarted at step")
     faults = html.unescape(_cluster_faults(run))

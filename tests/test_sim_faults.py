@@ -184,14 +184,14 @@ def _without(events, kind):
 
 def test_a_worker_lost_with_cluster_restarts_is_restarted_as_on_ray(tmp_path):
     """cluster.restarts = 1: worker 1, lost at step 12, is restarted (its replacement seeded from step 12, rejoining
-    once the pushes it sent have landed), with the events Ray's driver records (test_ps_restarts: a worker-restarted
-    with worker, step and seed_step); the report's Faults line reads as on Ray; the run repeats bit for bit and is
-    not the run without the restart (until 2026-12-06 the simulator refused cluster.restarts)."""
+    once the pushes it sent have landed), with the events Ray's driver records (test_ps_restarts_replacements: a
+    worker-restarted with worker, step and seed_step); the report's Faults line reads as on Ray; the run repeats bit for
+    bit and is not the run without the restart (until 2026-12-06 the simulator refused cluster.restarts)."""
     summary, run = _run(tmp_path / "a", *RESTART)
     assert summary["lost_workers"] == [] and summary["steps"] == 48
     lost, restarted = _events(tmp_path / "a")
     assert lost == {"event": "worker-lost", "worker": 1, "step": 12, "reason": "cluster.faults 'worker 1 at 12'"}
-    assert set(restarted) == {"event", "worker", "step", "seed_step"}    # Ray's fields, test_ps_restarts
+    assert set(restarted) == {"event", "worker", "step", "seed_step"}    # Ray's fields, test_ps_restarts_replacements
     assert restarted["event"] == "worker-restarted" and restarted["worker"] == 1 and restarted["seed_step"] == 12
     assert restarted["step"] >= 12
     assert html.unescape(cluster_faults(run)) == (
