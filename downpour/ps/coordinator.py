@@ -257,7 +257,9 @@ class Coordinator:
         nor in its unapplied ``ranges``: a push a stop cut before the shards applied it, before 2026-12-06
         (:meth:`unapplied_state`). Which indices they were is not kept: the highest not in ``ranges`` are handed out
         again in their place, so the run still trains ``train.steps`` and finishes (such a run ended a push short,
-        and every resume after trained nothing and wrote its model again)."""
+        and every resume after trained nothing and wrote its model again). Consecutive indices go back as one range,
+        so a cycle takes up to ``n_push`` of them: a lost push of 10 steps (``n_push`` 10) came back as 10 cycles of
+        one step each until 2026-12-07, 9 more hand-offs and shard applies than one cycle."""
         missing = dispatched - self.done - sum(k for _, k in ranges)
         if missing <= 0:
             return []
@@ -270,7 +272,13 @@ class Coordinator:
                     "was" if one else "were", self.done, "index" if one else "indices",
                     ", ".join(map(str, free)) if len(free) <= 8 else f"{free[0]} to {free[-1]}",
                     "is" if one else "are", "its" if one else "their")
-        return [(i, 1) for i in free]
+        runs: list[list[int]] = []
+        for i in free:
+            if runs and runs[-1][0] + runs[-1][1] == i:
+                runs[-1][1] += 1
+            else:
+                runs.append([i, 1])
+        return [(first, k) for first, k in runs]
 
     def members(self) -> set[int]:
         """Whom a shard takes pushes from: the live workers, and a lost one while a push it sent is on its way
