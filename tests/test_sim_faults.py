@@ -79,6 +79,18 @@ def test_a_shard_lost_before_the_first_checkpoint_is_not_said_to_leave_nothing_t
         "<p class=\"note\">Faults: the shards restarted from the start, step 0 (shard 1 lost at step 5 ")
 
 
+def test_a_shard_lost_right_after_a_checkpoint_is_not_said_to_need_a_resume(tmp_path, caplog):
+    """'shard 1 at 16', a checkpoint every 8 pushes: the checkpoint of step 16 stands (no push since it), and the
+    stop's warning said "--resume RUN goes on from it" before the run restarted its shards from it itself. What
+    follows a lost shard is run_cluster's to say: the restart (or, restarts spent, the stop with what --resume does)."""
+    with caplog.at_level("WARNING"):
+        assert _sync_run(tmp_path / "r", *SHARD, "cluster.faults=['shard 1 at 16']")["steps"] == 31
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said == ["stopped at step 16; the server checkpoint of that step stands",
+                    "shard 1 lost at step 16 (cluster.faults 'shard 1 at 16'); restarting every shard from the "
+                    "checkpoint at step 16"]
+
+
 def test_a_fault_run_stopped_by_its_shard_loss_resumes_without_losing_it_again(tmp_path):
     """cluster.shard_restarts = 0: the shard's loss stops the run (its shards-lost event); --resume goes on from the
     checkpoint of step 16 to the end, the loss taken once."""

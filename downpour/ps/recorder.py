@@ -207,25 +207,24 @@ class Recorder:
     def save_on_failure(self, err: BaseException | None = None) -> None:
         """Best effort, on an error or Ctrl-C (``err``): checkpoint the server as it is, so ``--resume`` loses
         only the pushes in flight. Once per run; the runner calls it while its driver is still up. A lost shard
-        (:class:`ShardLost`) that cannot be checkpointed leaves what follows to ``run_cluster``, which knows it: the
-        shards restarted (from the start where there is no checkpoint) or the run's stop, with what ``--resume`` does
-        (until 2026-12-07 this said "there is no server checkpoint to resume from", and the run restarted from step 0
-        and finished)."""
+        (:class:`ShardLost`) leaves what follows to ``run_cluster``, which knows it: the shards restarted (from the
+        checkpoint, or from the start where there is none) or the run's stop, with what ``--resume`` does. Until
+        2026-12-07 its warning said what ``--resume`` goes on from, or "there is no server checkpoint to resume
+        from", and the run then restarted its shards itself (from that checkpoint, or from step 0) and finished."""
         if self.driver is None or self._saved_on_failure:
             return
         self._saved_on_failure = True
+        then = "" if isinstance(err, ShardLost) else f": {go_on(self.run.path)} goes on from it"
         if self._whole and not self._since_ckpt:
             # no push recorded since a checkpoint of the whole state (the simulator's, cluster.checkpoint_every):
             # it stands. Saved again mid-event (an error inside a push: some shards may have applied it) it lost
             # the workers' state and the resume went on from a restart, off the uninterrupted run
-            log.warning("stopped at step %d; the server checkpoint of that step stands: %s goes on from it",
-                        self.coord.done, go_on(self.run.path))
+            log.warning("stopped at step %d; the server checkpoint of that step stands%s", self.coord.done, then)
             return
         try:
             self.driver.settle(self.on_push)
             self.checkpoint()
-            log.warning("stopped at step %d; the server checkpoint was saved: %s goes on from it",
-                        self.coord.done, go_on(self.run.path))
+            log.warning("stopped at step %d; the server checkpoint was saved%s", self.coord.done, then)
         except Exception as failed:  # noqa: BLE001  (the shards may be gone with the failure)
             # one line: Ray's ActorDiedError runs to 5 lines of its own. And where the last checkpoint is, which
             # the resume goes on from: "could not checkpoint" alone read as if nothing was kept
