@@ -524,7 +524,9 @@ def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpo
     """SIGTERM reached only the parent: it said "terminated" and then waited while both fold processes
     trained on to their end (and a rerun meanwhile would have written into their folders). A SIGINT sent to
     the parent alone (`kill -INT`, not a terminal's Ctrl-C) did the same, then killed them after 120 s with
-    nothing saved; a SIGKILL left them training as orphans."""
+    nothing saved; a SIGKILL left them training as orphans. However it stops, it leaves nothing in the temporary
+    folder (a fold has no scratch there, unlike a study's cells: what it leaves is its fold folder in OUT, which the
+    same command goes on from)."""
     import os
     import signal
     import subprocess
@@ -534,13 +536,14 @@ def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpo
     group = stop.startswith("group")        # a terminal's Ctrl-C: every process of the group, inside a held block
     stop = getattr(signal, stop.split()[-1])
 
-    out = tmp_path / "cf"
+    out, scratch = tmp_path / "cf", tmp_path / "tmp"
+    scratch.mkdir()
     argv = [sys.executable, "-m", "downpour.cli", "crossfit", "--config", "cat-demo", "--runner",
             "simulated" if group else "local", "--steps", "100000", "--folds", "2", "--jobs", "2", "--control", "none",
             "--set", "train.log_every=5", "--set", "data.size=16", "--set", "model.kernels=[5,3]",
             "--set", "model.maps=[2,2]", "--out", str(out)]           # (the simulator holds signals at every event)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=group)
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch)}, start_new_session=group)
     logs = [out / "fold-0.log", out / "fold-1.log"]
     try:
         deadline = time.time() + 240
@@ -565,6 +568,7 @@ def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpo
     sizes = [p.stat().st_size for p in logs]
     time.sleep(1)                                         # (a fold logs every 5 steps: many lines a second)
     assert [p.stat().st_size for p in logs] == sizes      # nothing trains on after the command ended
+    assert list(scratch.iterdir()) == []
 
 
 def test_the_selection_names_every_folds_training_size_where_they_differ():
