@@ -14,8 +14,9 @@ way's are compared with byte for byte (``pngs_same_as_prev``: the layout found m
 
 The six figures ``analyze`` draws, from the run's own inputs where it keeps them: the loss curves (metrics.jsonl),
 the invariance plot (analysis.json), the first-layer filters (the model), the optimal stimulus (analysis.json) beside
-random pictures of its shape as the top images, and the staleness bars (analysis.json's, or two workers' made up
-where the run had no parameter server), the response histogram of random responses. Both ways' PNGs are checked to
+random pictures of its shape as the top images, and the staleness bars (the run's, as the report reads them:
+:func:`~downpour.analysis.report_training.staleness_histograms`; or two workers' made up where the run had no
+parameter server), the response histogram of random responses. Both ways' PNGs are checked to
 be within 5% of each other in each side first (the layout's margin, 1.08 font sizes, against the crop's 0.1 inch).
 A fourth way, ``grid`` (since 2026-12-06, later), is the new way with every place of a grid of panels made and the
 unused ones turned off, as until then (``whole_grid``), against :func:`downpour.analysis.canvas.panels`, which makes
@@ -43,6 +44,7 @@ from PIL import Image  # noqa: E402
 from _protocol import emit, interleave, ratio, reps_and_threads, summary  # noqa: E402
 from downpour.analysis import canvas, figures, training_plots  # noqa: E402
 from downpour.analysis.options import open_run  # noqa: E402
+from downpour.analysis.report_training import staleness_histograms  # noqa: E402
 
 NEW = canvas.figure, canvas.save, canvas.panels
 WAYS = ("new", "grid", "prev", "old")
@@ -103,8 +105,10 @@ def drawings(run_path: Path) -> dict[str, Callable[[Path], Path]]:
     # drawn once, so that every way draws the same pictures (the PNGs are compared)
     pictures = rng.random((len(top), *stimulus.shape))
     responses = rng.normal(1, 1, 300).tolist(), rng.normal(0, 1, 300).tolist()
-    staleness = analysis.get("staleness") or {"overall": {0: 40, 1: 90, 2: 50, 4: 9},
-                                              **{f"worker {w}": {0: 20, 1: 45 + w, 2: 25, 4: 4} for w in range(2)}}
+    made_up = {"overall": {0: 40, 1: 90, 2: 50, 4: 9},       # (a run without a parameter server has none)
+               **{f"worker {w}": {0: 20, 1: 45 + w, 2: 25, 4: 4} for w in range(2)}}
+    # read as the report reads them (whole-number keys): analysis.json's copy has JSON's string keys
+    staleness = staleness_histograms(run, metrics) or made_up
     out = {
         "loss": lambda d: training_plots.loss_curves(metrics, d / "loss.png"),
         "invariance": lambda d: figures.invariance_plot(analysis["invariance"], d / "invariance.png"),

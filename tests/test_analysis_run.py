@@ -219,6 +219,24 @@ def test_a_cluster_runs_report_says_its_staleness_in_words_beside_the_histogram(
             f"n_fetch 1, n_push 1, no compensation): mean {overall['mean']:.2f}, max {overall['max']}, "
             f"over {overall['pushes']} shard updates") in section
 
+
+def test_the_report_figures_bench_draws_a_cluster_runs_staleness_as_the_report_reads_it(run_dir, tmp_path):
+    """bench/report_figures.py took analysis.json's staleness, whose keys JSON made strings: on any run with staleness
+    it stopped at np.dot ("data type must provide an itemsize", until 2026-12-07). It draws the histograms the report
+    draws, from the run's staleness.json."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import report_figures
+
+    overall = json.loads((run_dir / "staleness.json").read_text())["overall"]["histogram"]
+    assert json.loads((run_dir / "analysis.json").read_text())["staleness"]["overall"] == overall   # (string keys)
+    draw, drawn = report_figures.training_plots.staleness_histogram, []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report_figures.training_plots, "staleness_histogram", lambda h, p: drawn.append(h) or draw(h, p))
+        assert report_figures.drawings(run_dir)["staleness"](tmp_path).is_file()
+    assert drawn[0]["overall"] == {int(k): v for k, v in overall.items()}      # the run's, not the made-up bars
+
 _CHECK = """<script>
 window.addEventListener("load", () => {
   const imgs = Array.from(document.images);
