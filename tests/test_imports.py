@@ -25,7 +25,7 @@ def _modules(*parts: str) -> list[Path]:
     return sorted(p for part in parts for p in ([ROOT / part] if part.endswith(".py") else (ROOT / part).glob("*.py")))
 
 
-@pytest.mark.parametrize("path", _modules("batch.py", "errors.py", "_names.py"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", _modules("batch.py", "errors.py", "_names.py", "scratch_names.py"), ids=lambda p: p.name)
 def test_the_ground_floor_imports_nothing_from_downpour(path):
     assert _imports(path) == set()
 
@@ -45,7 +45,7 @@ def test_the_parameter_server_and_analysis_use_neither_the_local_loop_nor_the_le
 
 
 # The house, bottom to top (docs/architecture.md). A module imports its own package or a lower floor.
-FLOORS = [("_names", "errors", "batch", "parent_death", "cli_log"), ("settings", "config_files"), ("config",), ("config_diff", "layers", "objectives", "data"), ("models",),
+FLOORS = [("_names", "errors", "batch", "parent_death", "cli_log", "scratch_names"), ("settings", "config_files"), ("config",), ("config_diff", "layers", "objectives", "data"), ("models",),
           ("train",), ("parallel",), ("ps", "analysis"), ("sandblaster", "learner_save"), ("cluster_checks",),
           ("learner", "preflight", "runners", "plan", "cli_flags", "cli_plan_flags"), ("twins", "crossfit_folds"), ("studies", "crossfit"), ("cli_study", "cli_analyze"), ("cli_train",), ("cli",),
           ("__main__",)]

@@ -15,7 +15,8 @@ import pytest
 
 from downpour import studies
 from downpour.studies.run import run_study
-from downpour.studies.scratch import host_mark, scratch_folder, sweep_left
+from downpour.scratch_names import host_mark
+from downpour.studies.scratch import scratch_folder, sweep_left
 
 from planted_study import Planted  # noqa: F401 (the planted study, by name below)
 
@@ -149,6 +150,35 @@ def test_a_zombie_studys_folder_is_removed_and_one_not_removed_is_not_said(tmp_p
     finally:
         child.wait()
     assert "removed 1 temporary folder of a study killed before it could remove it" in capsys.readouterr().err
+
+
+def test_a_plan_checks_temporary_run_names_its_host_and_process_and_a_killed_ones_is_swept(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """`downpour plan --check-simulated` without --out trains in a temporary folder named ``downpour-plan-*`` alone
+    (until 2026-12-07): one killed by SIGKILL stayed for ever, the sweep knowing no process of it. It names its host
+    and process as a study's folder does, and the sweep removes it with the studies' and cells' it finds."""
+    from downpour.plan import check
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    named = []
+
+    def stop(cfg, run):                              # (stopped where it would train: the folder is made)
+        named.append(pathlib.Path(run.path).parent.name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(check, "run_cluster", stop)
+    with pytest.raises(KeyboardInterrupt):
+        check.check_simulated(workers=4, shards=2, steps=20)
+    assert named[0].startswith(f"downpour-plan-{host_mark()}-{os.getpid()}-") and os.listdir(tmp_path) == []
+    pid = _dead_pid()
+    left = [pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-{kind}-{host_mark()}-{pid}-"))
+            for kind in ("plan", "study-costs", "cell", "plan")]
+    assert sweep_left("costs") == sorted(left) and os.listdir(tmp_path) == []
+    assert "removed 4 temporary folders of studies, cells and plan checks killed" in capsys.readouterr().err
+    plan = pathlib.Path(tempfile.mkdtemp(prefix=f"downpour-plan-{host_mark()}-{pid}-"))
+    assert sweep_left("costs") == [plan]
+    assert f"removed 1 temporary folder of a plan check killed before it could remove it ({plan})" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="gives a folder to another user: needs root")

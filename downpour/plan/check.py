@@ -20,6 +20,7 @@ from downpour.data.build import sample_shape
 from downpour.models.registry import create_model, resolve
 from downpour.plan.staleness import greedy_switches, predict_staleness
 from downpour.ps.cluster import run_cluster
+from downpour.scratch_names import prefix
 from downpour.train.folders import RunExistsError
 from downpour.train.lock import FolderBusy, training_in
 from downpour.train.rundir import RunDir
@@ -119,7 +120,7 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
     if out and (Path(out) / "config.toml").is_file() and not RunDir(out).never_started():   # (was told "--resume it")
         raise RunExistsError(f"--out {str(out)!r} already holds a run: pick another --out (a finished simulated run "
                              f"there is compared by `downpour plan --check-run {pasted(out)}`)")
-    with tempfile.TemporaryDirectory(prefix="downpour-plan-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix("plan")) as tmp:    # (swept by a study once this process is gone)
         path = Path(out) if out else Path(tmp) / "run"
         t0 = time.perf_counter()
         # (an --out named: locked before it is taken over, and a `downpour train --resume` of it refused while it trains)

@@ -11,56 +11,41 @@ is left.
 
 A process id means something only on its machine and in its pid namespace: a container sharing the temporary folder
 with another, each with its own pid namespace, read the other's running study as gone and removed its folder (until
-2026-12-07). ``HOST`` (:func:`host_mark`) names both, and only folders of this one are swept. A folder named before
-it (``downpour-study-NAME-PID-*``) is kept: it may be a running study's of another container, and a folder left is
-disk space, where a folder removed under a running study fails its cells. A machine's own pid namespace is the
-same after a reboot (its folders are swept as before); a container's is new at each start, and the folders a
-restarted container left before are kept too.
+2026-12-07). ``HOST`` (:func:`~downpour.scratch_names.host_mark`) names both, and only folders of this one are
+swept. A folder named before it (``downpour-study-NAME-PID-*``) is kept: it may be a running study's of another
+container, and a folder left is disk space, where a folder removed under a running study fails its cells. A
+machine's own pid namespace is the same after a reboot (its folders are swept as before); a container's is new at
+each start, and the folders a restarted container left before are kept too.
 
 A cell's run trains in a folder of its own (:func:`cell_folder`), inside the study's in a study's worker (its
 temporary folder) and in the machine's where a cell runs alone (``bench/architectures_why_cat.py``'s cells, a test's
 ``run_cell``). Those folders were named ``downpour-cell-*`` alone (until 2026-12-07): a cell run alone and stopped by
 SIGTERM (Python runs no clean-up for it) or SIGKILL left its run in the machine's temporary folder for ever (18 of
 them on the project's VM that day, a bench script's cells stopped at helpers' time limits). They name their host and
-process as a study's folder does, and the same sweep removes them.
+process as a study's folder does, and the same sweep removes them. So do `downpour plan --check`'s runs without
+``--out`` (``downpour-plan-HOST-PID-*``; named ``downpour-plan-*`` alone and never swept until 2026-12-07): the
+names are :mod:`downpour.scratch_names`'s, on the ground floor, which plan/ may import and studies/ is above.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import shutil
-import socket
 import sys
 import tempfile
-from functools import cache
 from pathlib import Path
 
 from downpour._names import plural
 from downpour.ps.shm import runs
-
-
-@cache
-def host_mark() -> str:
-    """This machine and its pid namespace, as 8 hex digits (no '-': the field is told apart from NAME's end): a
-    digest of the host name and ``/proc/self/ns/pid`` (two containers of one host name can have a pid namespace
-    each; where there is no /proc, the host name alone)."""
-    try:
-        pid_ns = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        pid_ns = ""
-    return hashlib.sha256(f"{socket.gethostname()}\n{pid_ns}".encode()).hexdigest()[:8]
+from downpour.scratch_names import owner, prefix
 
 
 def _left(path: Path) -> bool:
-    """Whether ``path`` is a folder of this user's and this host's (:func:`host_mark`) that a study whose process is
-    gone left (:func:`runs`: a zombie is gone; a live process that took the id again keeps it, as does one of another
-    user's). ``downpour-study-NAME-HOST-PID-RANDOM``: NAME may hold a '-', HOST and RANDOM do not; or a cell's,
-    ``downpour-cell-HOST-PID-RANDOM``."""
-    m = re.fullmatch(rf"downpour-(?:study-.+|cell)-{host_mark()}-(\d{{1,9}})-[^-]+", path.name)
-    if not m:
+    """Whether ``path`` is a folder of this user's and this host's (:func:`~downpour.scratch_names.owner`: a
+    study's, a cell's or a plan check's) whose process is gone (:func:`runs`: a zombie is gone; a live process that
+    took the id again keeps it, as does one of another user's)."""
+    pid = owner(path.name)
+    if pid is None:
         return False
-    pid = int(m.group(1))
     try:
         mine = path.stat().st_uid == os.getuid()
     except OSError:              # removed since (by a study beside this one)
@@ -69,8 +54,8 @@ def _left(path: Path) -> bool:
 
 
 def sweep_left(name: str) -> list[Path]:
-    """Remove this user's temporary folders of studies and cells whose process is gone, said on stderr for study
-    ``name``; returns those removed."""
+    """Remove this user's temporary folders of studies, cells and plan checks whose process is gone, said on stderr
+    for study ``name``; returns those removed."""
     root = Path(tempfile.gettempdir())
     left = []
     for path in sorted(p for p in root.glob("downpour-*") if _left(p)):
@@ -85,22 +70,26 @@ def sweep_left(name: str) -> list[Path]:
     return left
 
 
+KINDS = {"study": ("a study", "studies"), "cell": ("a cell", "cells"), "plan": ("a plan check", "plan checks")}
+
+
 def _whose(left: list[Path]) -> str:
-    """"a study", "a cell", "studies", "cells" or "studies and cells": what made the folders ``left``."""
-    studies = sum(p.name.startswith("downpour-study-") for p in left)
+    """What made the folders ``left``: "a study", "a cell", "a plan check", "studies", "cells", "plan checks" or those
+    kinds joined ("studies and cells", "studies, cells and plan checks")."""
     if len(left) == 1:
-        return "a study" if studies else "a cell"
-    return " and ".join(kind for n, kind in ((studies, "studies"), (len(left) - studies, "cells")) if n)
+        return KINDS[left[0].name.split("-")[1]][0]
+    kinds = [many for kind, (_, many) in KINDS.items() if any(p.name.split("-")[1] == kind for p in left)]
+    return " and ".join([", ".join(kinds[:-1]), kinds[-1]] if len(kinds) > 1 else kinds)
 
 
 def scratch_folder(name: str) -> str:
     """A new temporary folder for study ``name``'s cells, named with this host's mark and this process's id, after
     :func:`sweep_left`."""
     sweep_left(name)
-    return tempfile.mkdtemp(prefix=f"downpour-study-{name}-{host_mark()}-{os.getpid()}-")
+    return tempfile.mkdtemp(prefix=prefix(f"study-{name}"))
 
 
 def cell_folder() -> tempfile.TemporaryDirectory:
     """A new temporary folder for a cell's run, named with this host's mark and this process's id (swept by
     :func:`sweep_left` once the process is gone), removed when it is closed."""
-    return tempfile.TemporaryDirectory(prefix=f"downpour-cell-{host_mark()}-{os.getpid()}-")
+    return tempfile.TemporaryDirectory(prefix=prefix("cell"))

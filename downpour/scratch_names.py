@@ -1,0 +1,45 @@
+"""The names of downpour's temporary folders: ``downpour-KIND-HOST-PID-RANDOM``, KIND one of ``study-NAME`` (a study's
+cells' folder), ``cell`` (a cell's run) and ``plan`` (`downpour plan --check`'s run without ``--out``), HOST this
+machine and pid namespace (:func:`host_mark`), PID the process that made it. A process killed by SIGKILL removes
+none of its folders; the next study removes those of this host whose process is gone
+(:func:`downpour.studies.scratch.sweep_left`), by these names.
+
+On the ground floor, so that plan/ (below studies/) names its folders as studies/ does and its folders are swept
+with theirs: ``downpour-plan-*`` folders named with neither host nor process (until 2026-12-07) were never swept.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+from functools import cache
+
+KINDS = r"study-.+|cell|plan"       # (a study's NAME may hold a '-': HOST, PID and RANDOM do not)
+
+
+@cache
+def host_mark() -> str:
+    """This machine and its pid namespace, as 8 hex digits (no '-': the field is told apart from NAME's end): a
+    digest of the host name and ``/proc/self/ns/pid`` (two containers of one host name can have a pid namespace
+    each; where there is no /proc, the host name alone)."""
+    try:
+        pid_ns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pid_ns = ""
+    return hashlib.sha256(f"{socket.gethostname()}\n{pid_ns}".encode()).hexdigest()[:8]
+
+
+def prefix(kind: str) -> str:
+    """The start of a new temporary folder's name of ``kind`` (``"cell"``, ``"plan"``, ``"study-NAME"``) for this
+    process: ``downpour-KIND-HOST-PID-`` (``tempfile`` adds the random end)."""
+    if not re.fullmatch(KINDS, kind):
+        raise ValueError(f"temporary folder kind {kind!r}: not one of cell, plan, study-NAME")
+    return f"downpour-{kind}-{host_mark()}-{os.getpid()}-"
+
+
+def owner(name: str) -> int | None:
+    """The process id a folder named ``name`` was made by, where :func:`prefix` named it on this host; else None
+    (another host's or pid namespace's, or one named before its host was: their ids mean nothing here)."""
+    m = re.fullmatch(rf"downpour-(?:{KINDS})-{host_mark()}-(\d{{1,9}})-[^-]+", name)
+    return int(m.group(1)) if m else None
