@@ -136,7 +136,7 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int, ag
     running again resumes them."""
     ctx = multiprocessing.get_context("spawn")     # a fresh interpreter: no forked torch threads or Ray state
     pending, running, done, failed = list(range(len(configs))), {}, {}, {}
-    said: dict[int, tuple[int, str]] = {}   # each running fold's log: the offset read to, the progress said last
+    progress: dict[int, tuple[int, str]] = {}   # each running fold's log: the offset read to, the line logged last
     for i in list(pending):     # a finished fold is kept here: a process to say so cost 2-3 s (it imports torch)
         if _finished(configs[i], paths[i]):
             done[i] = train_fold(configs[i], paths[i])
@@ -151,14 +151,15 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int, ag
                 process = ctx.Process(target=_fold_child,
                                       args=(configs[i], paths[i], log_path, send, os.getpid(), again))
                 running[i] = (process, receive)     # before it starts: a stop during the start still stops it
-                said[i] = (_size(log_path), "")     # (a fold resumed appends to its log: its earlier steps not said)
+                progress[i] = (_size(log_path), "")   # (a resumed fold appends to its log: earlier steps not logged)
                 process.start()
                 send.close()
                 log.info("crossfit: run %d of %d -> %s (output: %s)", i + 1, len(configs), paths[i], log_path)
             wait([process.sentinel for process, _ in running.values()], timeout=PROGRESS_SECONDS)
             for i, (process, receive) in list(running.items()):
                 if process.is_alive():
-                    said[i] = _say_progress(paths[i].relative_to(paths[0].parent), output_log(paths[i]), *said[i])
+                    progress[i] = _log_progress(paths[i].relative_to(paths[0].parent), output_log(paths[i]),
+                                                *progress[i])
                     continue
                 process.join()
                 ended = FoldFailure(f"its process ended with exit code {process.exitcode}")
@@ -166,7 +167,7 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int, ag
                 receive.close()
                 del running[i]
                 (done if ok else failed)[i] = what
-                log.info("crossfit: %s %s", paths[i], "done" if ok else f"failed: {what.said()}")
+                log.info("crossfit: %s %s", paths[i], "done" if ok else f"failed: {what.message()}")
     except KeyboardInterrupt:   # stopped: every fold process stops too, with its checkpoint, before this one ends
         _stop([process for process, _ in running.values()])
         raise
@@ -177,10 +178,10 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int, ag
 PROGRESS_SECONDS = 15   # how often `--jobs N` looks for each running fold's newest step (its output goes to its log)
 
 
-def _say_progress(name: Path, log_path: Path, offset: int, last: str) -> tuple[int, str]:
+def _log_progress(name: Path, log_path: Path, offset: int, last: str) -> tuple[int, str]:
     """Log the newest progress line the fold ``name`` wrote to ``log_path`` past ``offset``, shortened
-    ("crossfit: fold-1: step 120/1000, loss 0.43, eta 2m10s"), unless it is ``last``, the one said before; the
-    offset read to and the progress said. A line half written is read on the next look."""
+    ("crossfit: fold-1: step 120/1000, loss 0.43, eta 2m10s"), unless it is ``last``, the one logged before; the
+    offset read to and the progress logged. A line half written is read on the next look."""
     try:
         with open(log_path, "rb") as f:
             f.seek(offset)
@@ -218,12 +219,13 @@ def train_in_turn(configs: list[RunConfig], paths: list[Path], again: str = AGAI
                 done.append(train_fold(cfg, path))
             except Exception as err:   # (not KeyboardInterrupt: a stop stops every fold)
                 failed[i] = fold_error(err)
-                log.error("crossfit: %s failed: %s", path, failed[i].said())
+                log.error("crossfit: %s failed: %s", path, failed[i].message())
     raise_failed(failed, paths, logs=False, again=again, note=note)
     return done
 
 
-# said after a fold refused for its settings (a ConfigError), whose advice (`--workers N`, `--set K=V`) is a new run's
+# put after the message of a fold that refused its settings (a ConfigError), whose advice (`--workers N`,
+# `--set K=V`) is a new run's
 REFUSED = "in a new --out: the folds trained in this one keep their settings and refuse others"
 
 
@@ -233,7 +235,7 @@ class FoldFailure(NamedTuple):
     what: str
     refused: bool = False
 
-    def said(self) -> str:
+    def message(self) -> str:
         """``what``, and for a refusal :data:`REFUSED`."""
         return self.what + (f" [{REFUSED}]" if self.refused else "")
 
@@ -248,14 +250,15 @@ def fold_error(err: Exception) -> FoldFailure:
 def raise_failed(failed: dict[int, FoldFailure], paths: list[Path], logs: bool, again: str = AGAIN,
                  note: str = "") -> None:
     """RunError naming every failed fold run (its folder, its error, and with ``logs`` its output log), then
-    ``again`` (the words to go on) and ``note`` (said once, after it)."""
+    ``again`` (the words to go on) and ``note`` (said once, after the clause they start: until 2026-12-07 it cut
+    the clause in two, "again (without --out ...) to train only those")."""
     if not failed:
         return
-    lines = "; ".join(f"{paths[i]}: {what.said()}" + (f" (see {output_log(paths[i])})" if logs else "")
+    lines = "; ".join(f"{paths[i]}: {what.message()}" + (f" (see {output_log(paths[i])})" if logs else "")
                       for i, what in sorted(failed.items()))
     refused = any(what.refused for what in failed.values())
-    raise RunError(f"{len(failed)} of {len(paths)} fold runs failed, the others are kept ({lines}); {again}{note} "
-                   "to train only those" + (", but a fold that refused its settings refuses them again: "
+    raise RunError(f"{len(failed)} of {len(paths)} fold runs failed, the others are kept ({lines}); {again} "
+                   f"to train only those{note}" + (", but a fold that refused its settings refuses them again: "
                                             "a cross-fit with changed ones goes in a new --out" if refused else ""))
 
 

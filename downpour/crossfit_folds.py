@@ -161,14 +161,14 @@ def _holds_folds(folder: Path) -> bool:
 
 
 def busy_words(err: FolderBusy) -> NotARunError:
-    """``err`` (a folder another process trains now) said as a cross-fit's where that process is a cross-fit: it
+    """``err`` (a folder another process trains now) worded as a cross-fit's where that process is a cross-fit: it
     goes on by the same ``downpour crossfit`` command, not ``downpour train --resume`` of the folder (what ``err``
     says, and what a folder of a run of one's own needs)."""
     return _crossfit_words(err.path) or err
 
 
 def analysis_words(err: FolderBusy, again: str) -> NotARunError:
-    """``err`` (a folder another process holds, found by an analysis of it) said as a live cross-fit's fold being read
+    """``err`` (a folder another process holds, found by an analysis of it) worded as a live cross-fit's fold being read
     by its pooled face test, where it is one being analysed (the test holds its folds as an analysis does): ``err``
     said it was its analysis.json and figures being written. ``again``: the command to run once it is done. Another
     ``downpour analyze`` of the fold (it holds config.toml whole, :func:`~downpour.train.lock.is_analysed`) is ``err``:

@@ -41,6 +41,8 @@ def test_a_crossfit_without_out_says_which_out_goes_on(tmp_path, monkeypatch, ca
     # every "run the same command again" names the --out (the first alone did: a fold stopped alone's, not the advice)
     assert AGAIN not in err and err.count(f"the same command with --out {folder[1]}") == 1 + (what is _fail_stopped), err
     assert err.count("without --out") == 1, err
+    if what is not _stop:    # the note after the clause it qualifies, not inside it ("again (without ...) to train")
+        assert "again to train only those (without --out it starts a new cross-fit" in err, err
 
 
 @pytest.mark.parametrize("what", [_stop, _fail, _fail_stopped])

@@ -1,5 +1,5 @@
 """`downpour crossfit --jobs N`: each fold's output goes to its log, and the command says each running fold's newest
-step from there (crossfit._say_progress), once per new step, prefixed by the fold. The progress lines are written by
+step from there (crossfit._log_progress), once per new step, prefixed by the fold. The progress lines are written by
 telemetry's own formatters (a local run's and a cluster's), so a change of their format fails here instead of
 silently ending the progress."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from downpour.crossfit import _say_progress
+from downpour.crossfit import _log_progress
 from downpour.ps.recorder import ClusterTelemetry
 from downpour.train.telemetry import Telemetry
 
@@ -43,20 +43,20 @@ def test_the_newest_step_past_the_offset_is_said_once_with_its_fold(tmp_path, ca
     caplog.set_level(logging.INFO, logger="downpour.crossfit")
     with log_path.open("a") as f:
         f.write("downpour: resuming from step 50\n" + sixty + seventy)     # (cli_log's form of a log line)
-    offset, said = _say_progress(Path("fold-1"), log_path, start, "")
+    offset, said = _log_progress(Path("fold-1"), log_path, start, "")
     assert said == f"step 70/100, loss 0.42, eta {_eta(seventy)}" and offset == log_path.stat().st_size
     assert caplog.messages == [f"crossfit: fold-1: {said}"]
     # nothing new (a warning, and a progress line half written): nothing said, the half line read next time
     with log_path.open("a") as f:
         f.write("downpour: warning: something\n" + eighty[:20])
-    offset, again = _say_progress(Path("fold-1"), log_path, offset, said)
+    offset, again = _log_progress(Path("fold-1"), log_path, offset, said)
     assert again == said and len(caplog.messages) == 1
     with log_path.open("a") as f:
         f.write(eighty[20:])
-    _, said = _say_progress(Path("fold-1/no-faces"), log_path, offset, said)
+    _, said = _log_progress(Path("fold-1/no-faces"), log_path, offset, said)
     assert caplog.messages[-1] == f"crossfit: fold-1/no-faces: step 80/100, loss 0.4, eta {_eta(eighty)}"
 
 
 def test_a_log_not_written_yet_says_nothing(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="downpour.crossfit")
-    assert _say_progress(Path("fold-0"), tmp_path / "fold-0.log", 0, "") == (0, "") and not caplog.messages
+    assert _log_progress(Path("fold-0"), tmp_path / "fold-0.log", 0, "") == (0, "") and not caplog.messages
