@@ -103,9 +103,9 @@ def test_in_short_calls_a_reading_holms_correction_does_not_keep_a_lead():
         rows.append(row)
     holm(rows)                                          # 18 tests: 0.0018 kept; 0.03 * 17 and 0.04 * 16 are not
     answer = study_class("first-layer")(quick=True)._answer({r["condition"]: r for r in rows})
-    assert "gabor: better than the learned layer on the digits probe on the top stage; worse on none" in answer
-    assert ("random: better than the learned layer on the digits probe on the top stage (a lead); worse on the lfw "
-            "probe on the top stage (a lead)") in answer
+    assert "gabor: better than the learned layer on the digits probe accuracy on the top stage; worse on none" in answer
+    assert ("random: better than the learned layer on the digits probe accuracy on the top stage (a lead); worse on "
+            "the lfw probe accuracy on the top stage (a lead)") in answer
 
 
 class StageOneCostPlanted(FirstLayerStudy):
@@ -141,6 +141,9 @@ def test_the_verdict_gives_the_stage1_cost_difference_that_holms_paragraph_reads
     assert f"Δ +2.01 [{2.01 - half:+.4g}, {2.01 + half:+.4g}] against learned: higher;" in verdict
     assert "gabor against learned: first stage's cost higher" in verdict.split("\n\n")[-1]     # (in words)
     assert "Δ 0 (no seed differed: too few seeds to tell) against learned: inconclusive" in verdict    # random
+    # each probe's difference named as the accuracy it is (until 2026-12-07 "digits probe Δ ...")
+    assert "paired on 4 seeds: digits probe accuracy Δ " in verdict and "; lfw probe accuracy Δ " in verdict
+    assert "; digits probe accuracy on stage 1 Δ " in verdict
 
 
 def test_the_stage1_cost_figure_has_a_log_axis(monkeypatch, tmp_path):

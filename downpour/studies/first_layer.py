@@ -50,8 +50,10 @@ BASELINE = "learned"
 PROBE_SETS = ("digits", "lfw")
 LAYERS = ("stage1", "stage2")
 # the figures a first layer serves, in words
-DOWNSTREAM = {"probe_digits_stage1": "the digits probe on stage 1", "probe_lfw_stage1": "the lfw probe on stage 1",
-              "probe_digits_stage2": "the digits probe on the top stage", "probe_lfw_stage2": "the lfw probe on the top stage",
+DOWNSTREAM = {"probe_digits_stage1": "the digits probe accuracy on stage 1",
+              "probe_lfw_stage1": "the lfw probe accuracy on stage 1",
+              "probe_digits_stage2": "the digits probe accuracy on the top stage",
+              "probe_lfw_stage2": "the lfw probe accuracy on the top stage",
               "face_auc_lfw": "the face AUC against lfw non-faces",
               "face_auc_controls": "the face AUC on the matched controls"}
 TARGET = 1.10                          # the given cost: 110% of the learned layer's final stage-1 cost
@@ -155,9 +157,9 @@ class FirstLayerStudy(FirstLayerDesign, Study):
                 continue
             read = by[k]["extra"]["readings"]
             parts = [f"{label} {_signed(fig(k, 'delta_' + f), points)} ({read[f]}{lead_mark(by[k], 'delta_' + f)})"
-                     for f, label, points in ((f"probe_digits_{top}", "digits probe", True),
-                                              (f"probe_lfw_{top}", "lfw probe", True),
-                                              (f"probe_digits_stage1", "digits probe on stage 1", True),
+                     for f, label, points in ((f"probe_digits_{top}", "digits probe accuracy", True),
+                                              (f"probe_lfw_{top}", "lfw probe accuracy", True),
+                                              (f"probe_digits_stage1", "digits probe accuracy on stage 1", True),
                                               ("face_auc_controls", "face AUC on the matched controls", False),
                                               ("face_auc_lfw", "face AUC vs lfw non-faces", False),
                                               ("face_owed_controls", "what the faces gave the face unit", False))]
