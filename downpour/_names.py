@@ -1,5 +1,5 @@
 """Helpful errors: the nearest valid name to a wrong one, a path as a command to paste takes it, and a flag's whole
-number, a Ray node as a log line names it."""
+number, a Ray node as a log line names it, counted nouns and lists in a sentence's words."""
 from __future__ import annotations
 
 import argparse
@@ -31,6 +31,13 @@ def pasted(path: str | Path) -> str:
     """``path`` as a command an error suggests takes it, pasted into a shell (quoted where it holds a space or a quote:
     until 2026-12-05 most suggested commands gave it bare, so `--resume runs/my run` was two words)."""
     return shlex.quote(str(path))
+
+
+def listed(words: Iterable[str], last: str = "and") -> str:
+    """``words`` as a sentence lists them: "a", "a and b", "a, b and c" (``last``: "or" for "a, b or c"). Joined with
+    " and " alone, three or more read "a and b and c" (the face test's criterion, until 2026-12-07)."""
+    words = list(words)
+    return f"{', '.join(words[:-1])} {last} {words[-1]}" if len(words) > 1 else "".join(words)
 
 
 def plural(n: int, noun: str, many: str | None = None) -> str:

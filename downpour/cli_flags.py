@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 from collections.abc import Sequence
 
+from downpour._names import listed
 from downpour.config import (CLUSTER_RUNNERS, AnalysisConfig, ClusterConfig, ConfigError, Override, RunConfig, TrainConfig,
                              is_cluster_runner, parse_override)
 from downpour.config.merge import merged_tables
@@ -85,7 +86,7 @@ def _values(cfg: RunConfig, settings: tuple[str, ...]) -> str:
     """"data.whiten is 'none'", or "cluster.runner is 'simulated', cluster.workers is 1 and ...": every setting a
     key's reading depends on, so the refusal names the one that turned it off."""
     said = [f"{key} is {getattr(getattr(cfg, key.split('.')[0]), key.split('.')[1])!r}" for key in settings]
-    return said[0] if len(said) == 1 else f"{', '.join(said[:-1])} and {said[-1]}"
+    return listed(said)
 
 
 def _supervised(model_name: str) -> bool:
@@ -166,7 +167,7 @@ def _runner_advice(args: argparse.Namespace) -> str:
     if getattr(args, "runner_fixed", None):
         return f"; {args.runner_fixed}"
     return ("; a resumed run keeps its runner" if getattr(args, "resume", None) else
-            "; add " + " or ".join(f"--runner {name}" for name in CLUSTER_RUNNERS))
+            "; add " + listed((f"--runner {name}" for name in CLUSTER_RUNNERS), "or"))
 
 
 def check_cluster_flags(args: argparse.Namespace, runner: str) -> None:
@@ -180,7 +181,7 @@ def check_cluster_flags(args: argparse.Namespace, runner: str) -> None:
     runners = [ONLY_ON[f] for f in given if f in ONLY_ON] or list(CLUSTER_RUNNERS)
     one = len(runners) == 1 and not getattr(args, "resume", None)
     other = f"; add --runner {runners[0]}" if one else _runner_advice(args)
-    raise ConfigError(f"{flags} only {'applies' if len(given) == 1 else 'apply'} to the {' and '.join(runners)} "
+    raise ConfigError(f"{flags} only {'applies' if len(given) == 1 else 'apply'} to the {listed(runners)} "
                       f"{'runners' if len(runners) > 1 else 'runner'}, and this run's runner is {runner!r}{other}")
 
 
@@ -316,7 +317,7 @@ def _check_algorithm(args: argparse.Namespace, typed: list[str], cfg: RunConfig)
         named = "; ".join(f"{where} sets {', '.join(sorted(sets))}" for where, sets in in_files.items())
         said = {item.split(" = ")[0] for sets in in_files.values() for item in sets}
         n = sum(len(sets) for sets in in_files.values())
-        drop = f"; drop {'it' if n == 1 else 'them'} from {' and '.join(in_files)}"
+        drop = f"; drop {'it' if n == 1 else 'them'} from {listed(in_files)}"
     if named:
         instead = "".join(f"; {words(cfg)}" for key, words in SANDBLASTER_INSTEAD.items() if key in said)
         raise ConfigError(f"{named}: Downpour's, and this run trains with Sandblaster L-BFGS, which reads of [cluster] "

@@ -3,7 +3,7 @@ calls): what its runner and algorithm cannot run, refused before its folder is m
 preflight.py, at its 400 lines."""
 from __future__ import annotations
 
-from downpour._names import plural
+from downpour._names import listed, plural
 from downpour.config import CLUSTER_RUNNERS, ConfigError, RunConfig, is_cluster_runner
 from downpour.errors import ValuesError
 from downpour.objectives import Objective
@@ -27,7 +27,7 @@ def check_cluster(cfg: RunConfig, resume: bool = False) -> None:
         for key, default in (("algorithm", "downpour"), ("partitions", 1)):
             if getattr(cfg.cluster, key) != default:
                 raise ConfigError(f"cluster.{key} = {getattr(cfg.cluster, key)!r} needs a cluster runner: "
-                                  f"set cluster.runner to {' or '.join(CLUSTER_RUNNERS)}")
+                                  f"set cluster.runner to {listed(CLUSTER_RUNNERS, 'or')}")
         return
     # (found at Ray's start until 2026-12-05, the run's folder made: a dry run passed it)
     if runner == "ray" and cfg.cluster.address and (problem := address_problem(cfg.cluster.address)):

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from downpour._names import listed
 from downpour.analysis.units import check_layer
 from downpour.data.preprocess import Preprocess
 from downpour.errors import CheckpointError, NotARunError
@@ -160,7 +161,7 @@ def load_learner(cls: type, path: str | Path) -> Any:
     if not isinstance(params, dict) or set(params) != want:
         have = set(params) if isinstance(params, dict) else set()
         wrong = [f"lacks {sorted(want - have)}"] * bool(want - have) + [f"holds unknown {sorted(have - want)}"] * bool(have - want)
-        raise CheckpointError(f"{str(where)!r}: params {' and '.join(wrong) if isinstance(params, dict) else 'is not a table'}")
+        raise CheckpointError(f"{str(where)!r}: params {listed(wrong) if isinstance(params, dict) else 'is not a table'}")
     if not isinstance(fitted, dict) or set(fitted) != set(FITTED):
         raise CheckpointError(f"{str(where)!r}: fitted holds {sorted(fitted) if isinstance(fitted, dict) else fitted!r}, "
                               f"not {', '.join(FITTED)}")

@@ -269,6 +269,17 @@ def test_the_verdict_follows_the_intervals():
     assert not controls_verdict(rows)["per_negatives"][0]["passes"]
 
 
+def test_the_criterion_lists_three_baselines_as_a_sentence_does():
+    """With a third baseline to beat on AUC the criterion read "above the AUCs of best single pixel and gradient energy
+    and mean intensity" (until 2026-12-07)."""
+    aucs = ((LEARNED, 0.8), (TWIN, 0.6), (PIXEL, 0.6), (GRADIENT, 0.6), ("mean intensity", 0.5))
+    rows = [{"negatives": "upside_down", "level": "low-level matched", "method": m, "auc": auc,
+             "auc_ci": [auc - 0.05, auc + 0.05]} for m, auc in aucs]
+    v = controls_verdict(rows, above_auc=(PIXEL, GRADIENT, "mean intensity"))
+    assert f"above the AUCs of {PIXEL}, {GRADIENT} and mean intensity, and its own interval" in v["criterion"]
+    assert f"above the random-weights twin, {PIXEL}, {GRADIENT} and mean intensity there." in v["sentences"][0]
+
+
 
 def test_a_beaten_baseline_below_chance_is_said_to_be_no_sign_of_faces():
     """The main job (20 steps) read "beats gradient energy (0.015 [0.001, 0.037])" of a unit at 0.424 [0.311, 0.529]

@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 import downpour
-from downpour._names import plural
+from downpour._names import listed, plural
 
 ROOT = Path(downpour.__file__).parent
 SUFFIXES = ("s", "es")
@@ -36,6 +36,25 @@ def test_no_f_string_adds_a_plural_s_by_hand():
     found = {path.relative_to(ROOT).as_posix(): _found(path.read_text()) for path in sorted(ROOT.rglob("*.py"))}
     assert not {k: v for k, v in found.items() if v}, "plurals built by hand (use downpour._names.plural)"
     assert plural(0, "worker machine") == "0 worker machines" and plural(1, "seed") == "1 seed"
+
+
+def _joined_by_hand(source: str) -> list[str]:
+    """``" and ".join(...)`` or ``" or ".join(...)``: three or more read "a and b and c"."""
+    return [f"line {node.lineno}: {ast.unparse(node)}" for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join"
+            and isinstance(node.func.value, ast.Constant) and node.func.value.value in (" and ", " or ")]
+
+
+def test_no_list_in_words_is_joined_with_and_by_hand():
+    """Lists in messages and sentences are said by downpour._names.listed ("a, b and c"): joined with " and " the face
+    test's criterion read "above the AUCs of a and b and c" with three baselines (until 2026-12-07)."""
+    assert _joined_by_hand("f\"{' and '.join(xs)}\"") and _joined_by_hand("' or '.join(xs)")      # (the scan sees them)
+    assert not _joined_by_hand("', '.join(xs)")
+    found = {path.relative_to(ROOT).as_posix(): _joined_by_hand(path.read_text())
+             for path in sorted(ROOT.rglob("*.py"))}
+    assert not {k: v for k, v in found.items() if v}, "lists joined by hand (use downpour._names.listed)"
+    assert [listed(w) for w in ([], ["a"], ["a", "b"], ["a", "b", "c"])] == ["", "a", "a and b", "a, b and c"]
+    assert listed(iter(["x", "y", "z"]), "or") == "x, y or z"
 
 
 def _hedged(source: str) -> list[str]:

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from downpour._names import listed
 from downpour.analysis.auc_words import auc_ci, listing, paired_words
 from downpour.analysis.negatives import CONTROLS, control_label
 from downpour.config import AnalysisConfig, DataConfig
@@ -106,7 +107,7 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
                     "to = that interval below 0; otherwise not separated (without a paired figure: its AUC above the "
                     "baseline's interval and its own interval above the baseline's AUC, and the mirror)",
             "criterion": (f"AUC above the upper end of the interval of \"{twin}\" (the random twin) and above the AUCs "
-                          f"of {' and '.join(above_auc)}, and its own interval above 0.5 (point AUCs: the summary also "
+                          f"of {listed(above_auc)}, and its own interval above 0.5 (point AUCs: the summary also "
                           "counts the controls where it beats each of them by the paired rule)"),
             "per_negatives": per, "passes_low_level": bool(low) and len(passed) == len(low),
             "sentences": [summary] + sentences}
@@ -132,9 +133,9 @@ def _clear_words(low: list[dict[str, Any]], twin: str, above_auc: tuple[str, ...
         return "."
     one = len(met) == 1     # one pass: "there", not "on 1 of those 1 (the control named again)" (until 2026-12-06)
     where = " there" if one else f" on {len(clear)} of those {len(met)}" + (f" ({', '.join(clear)})" if clear else "")
-    rest = f"; they leave it not separated from {' or '.join(short)}{' on the others' * bool(clear)}." if short else "."
+    rest = f"; they leave it not separated from {listed(short, 'or')}{' on the others' * bool(clear)}." if short else "."
     return (f", which compares point AUCs; the paired intervals {'do not put' if one and not clear else 'also put'} it "
-            f"above the random-weights twin, {' and '.join(above_auc)}{where}{rest}")
+            f"above the random-weights twin, {listed(above_auc)}{where}{rest}")
 
 
 def _from_faces_words(low: list[dict[str, Any]], labels: dict[str, str]) -> str:
@@ -180,7 +181,7 @@ def _below_chance(beaten: list[str], group: dict[str, dict[str, Any]]) -> str:
     if not under:
         return ""
     one = len(under) == 1
-    return (f" ({' and '.join(under)} {'is' if one else 'are'} below chance here, ranking these images above the "
+    return (f" ({listed(under)} {'is' if one else 'are'} below chance here, ranking these images above the "
             f"concept's: beating {'it' if one else 'them'} alone does not show the unit tells the two apart)")
 
 

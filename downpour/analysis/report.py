@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
-from downpour._names import pasted, plural
+from downpour._names import listed, pasted, plural
 from downpour.analysis.report_notes import (data_note, distinct as _distinct, edge_interval, faces_seen,
                                            first_layer_note, one_orientation)
 from downpour.analysis.report_invariance import (fill_words, invariance_rows, invariance_words, range_ci_cells,
@@ -369,13 +369,13 @@ def _sections(run: RunDir, a: dict[str, Any]) -> str:
 <h2 id="face-test">{esc(_controls_heading(a))}</h2>
 {_controls(a, faces_seen(run))}
 
-<h2 id="stimulus">{esc(' and '.join(pictured_names(stim['sign'])).capitalize())}</h2>
+<h2 id="stimulus">{esc(listed(pictured_names(stim['sign'])).capitalize())}</h2>
 <p>{_pictured_words(a)}</p>
 {image(run, figs.get('responses'), 'responses of the pictured unit')}
 <p>{'An' if several_optima(stim) else 'The'} input of L2 norm {stim['norm']:.3g} (the data's median) that {'excites' if stim['sign'] > 0 else 'suppresses'} unit
 {stim['unit']} most: response {stim['activation']:.4g}{_among_pool(stim, top)}, {_starts(stim)}; the unit depends on
 {stim.get('receptive_field_pixels', '?')} of the input's values). Beside it, {top_words(top, stim['sign'])}.</p>
-{image(run, figs.get('stimulus'), ' and '.join(pictured_names(stim['sign'])))}
+{image(run, figs.get('stimulus'), listed(pictured_names(stim['sign'])))}
 
 <h2 id="invariance">Invariance</h2>
 {_invariance(a)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from downpour._names import listed
 from downpour.analysis.face_verdict import LOW_LEVEL, PROBE
 from downpour.analysis.report_controls import tested_concept
 from downpour.analysis.report_notes import collapsed, one_orientation
@@ -121,7 +122,7 @@ def edge_caveat(f: dict[str, Any]) -> str:
     copied, of one orientation."""
     said = [words for words, note in (("most of them copies of a few", collapsed(f)),
                                       ("all of one orientation", bool(one_orientation(f)))) if note]
-    return f" (but {' and '.join(said)}: not a bank of edge detectors)" if said else ""
+    return f" (but {listed(said)}: not a bank of edge detectors)" if said else ""
 
 
 def contents(body: str) -> str:

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from downpour._names import nearest, pasted
+from downpour._names import listed, nearest, pasted
 from downpour.config.sections import SECTIONS, ModelSpec
 from downpour.config_files import base_of, read_toml
 from downpour.errors import ConfigError, ValuesError
@@ -214,5 +214,5 @@ def merge_table(into: dict[str, Any], table: dict[str, Any], where: str, origins
             valid = ["seed", "model", "objective", *SECTIONS]
             # a section's key given bare (`--set steps=3`) is that key, not the nearest section name ('cluster')
             owners = [f"{s}.{key}" for s, cls in SECTIONS.items() if key in {f.name for f in dataclasses.fields(cls)}]
-            hint = f" (did you mean {' or '.join(map(repr, owners))}?)" if owners else nearest(key, valid)
+            hint = f" (did you mean {listed(map(repr, owners), 'or')}?)" if owners else nearest(key, valid)
             raise ConfigError(f"{where}: unknown section or key {key!r}{hint}; valid: {', '.join(valid)}")

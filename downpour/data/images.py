@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from downpour._names import plural
+from downpour._names import listed, plural
 
 log = logging.getLogger("downpour.data")
 
@@ -130,7 +130,7 @@ def by_kind(reasons: dict[str, str], size: int) -> tuple[list[str], list[str], s
     kinds = [(len(small), "image", "images", " smaller than the patch"),
              (len(links), "link", "links", " to a file that is not there"),
              (len(reasons) - len(small) - len(links), "unreadable file", None, "")]
-    return small, links, "the " + " and ".join(plural(k, one, many) + tail for k, one, many, tail in kinds if k)
+    return small, links, "the " + listed(plural(k, one, many) + tail for k, one, many, tail in kinds if k)
 
 
 def nothing_read(whose: str, root: str, skipped: list[dict[str, str]], size: int = 0, shard: bool = False) -> str:

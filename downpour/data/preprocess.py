@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from downpour._names import plural
+from downpour._names import listed, plural
 from downpour.data.normalize import normalize
 from downpour.data.spectral import SpectralWhitener, check_contrast
 from downpour.data.whitening import ZCAWhitener
@@ -64,7 +64,7 @@ class Preprocess:
             spectral_strength: float = 1.0) -> tuple["Preprocess", Tensor, dict[str, Any]]:
         """Fit on the training samples x (N, C, H, W) -> (the fitted steps, processed x as float32 tensor, info)."""
         if whiten not in ("none", *WHITENERS):
-            raise ValueError(f"data.whiten must be none, {' or '.join(WHITENERS)}, got {whiten!r}")
+            raise ValueError(f"data.whiten must be none, {listed(WHITENERS, 'or')}, got {whiten!r}")
         stats = None
         if whiten == "spectral" and normalize_mode == "patch":   # it would blow flat images' round-off up to std 1
             check_contrast(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))   # (else the whitener judges)

@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from downpour._names import listed
 from downpour.batch import Batch
 from downpour.config import ConfigError
 from downpour.models.base import FeatureModel
@@ -58,7 +59,7 @@ def _check_kl_codes(name: str, model: FeatureModel, objective: Objective, shape:
         raise ConfigError(f"objective.kl_sparsity needs codes that stay in [0, 1] for any input (a sigmoid hidden "
                           f"layer, as ufldl-sae's): it reads each as a firing probability, and one outside is clamped "
                           f"and gets no gradient from it; the codes of model {name!r} range over [{low:.3g}, "
-                          f"{high:.3g}] on random batches at {' and '.join(f'{s:g}' for s in SCALES)} times unit size"
+                          f"{high:.3g}] on random batches at {listed(f'{s:g}' for s in SCALES)} times unit size"
                           f"{grew}; use l1 or pooled_l2 instead", key="objective.kl_sparsity")
 
 

@@ -40,7 +40,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from downpour._names import plural
+from downpour._names import listed, plural
 from downpour.errors import ConfigError
 from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
@@ -207,7 +207,7 @@ def _too_few_machines(net: Network, cl: Cluster, k: int | None = None, fits: boo
                                            ("shards", cl.shards, least if fits or cl.partitions else 1))
              if given and given > low]
     return (f"--machines {cl.machines} is too few: {workers} x {parts} = {machines}, plus {shards_said} = {need} "
-            f"machines; give --machines {need} or more" + (f", or fewer {' or '.join(fewer)}" if fewer else ""))
+            f"machines; give --machines {need} or more" + (f", or fewer {listed(fewer, 'or')}" if fewer else ""))
 
 
 def _placeable(net: Network, cl: Cluster, r: int, k: int, s: int) -> bool:

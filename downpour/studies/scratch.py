@@ -34,7 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from downpour._names import plural
+from downpour._names import listed, plural
 from downpour.ps.shm import runs
 from downpour.scratch_names import owner, prefix
 
@@ -79,7 +79,7 @@ def _whose(left: list[Path]) -> str:
     if len(left) == 1:
         return KINDS[left[0].name.split("-")[1]][0]
     kinds = [many for kind, (_, many) in KINDS.items() if any(p.name.split("-")[1] == kind for p in left)]
-    return " and ".join([", ".join(kinds[:-1]), kinds[-1]] if len(kinds) > 1 else kinds)
+    return listed(kinds)
 
 
 def scratch_folder(name: str) -> str:
