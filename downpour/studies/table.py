@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from downpour._names import plural
+from downpour._names import listed, plural
 from downpour.studies import STUDIES, design_class
 from downpour.studies.about import ABOUT
 from downpour.studies.data_note import data_sentence
@@ -179,8 +179,7 @@ def seeds_said(seeds: list[int]) -> str:
     if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
         which = f"seeds {seeds[0]} to {seeds[-1]}"
     else:
-        which = ("seed " if len(seeds) == 1 else "seeds ") + " and ".join(
-            [", ".join(map(str, seeds[:-1])), str(seeds[-1])] if len(seeds) > 1 else map(str, seeds))
+        which = ("seed " if len(seeds) == 1 else "seeds ") + listed(map(str, seeds))
     return f"{plural(len(seeds), 'paired seed')} per condition ({which})"
 
 
