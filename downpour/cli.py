@@ -223,12 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
                            add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter)
     study.add_argument("-h", "--help", action=StudyHelp, help="show this help and the studies; after NAME: that study's "
                                                               "question, conditions, seeds and time")
-    study.add_argument("name", help="a study name, or 'list'")
+    study.add_argument("name", help="a study name; 'list' (the studies); 'index' (index.html and index.md of the study "
+                                    "folders in --out, default studies: each study writes it again when it finishes)")
     study.add_argument("--quick", action="store_true",
                        help="the small setting (a smoke test: a few minutes on 2 cores; `downpour study NAME --help` "
                             "says how many)")
     study.add_argument("--seeds", type=whole, help="paired seeds per condition (default: the study's)")
-    study.add_argument("--out", help="study folder (default: studies/NAME, studies/NAME-quick with --quick); run again to resume")
+    study.add_argument("--out", help="study folder (default: studies/NAME, studies/NAME-quick with --quick); run again to "
+                                     "resume. With index: the folder of study folders (default: studies)")
     study.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override one config value in every cell")
     study.add_argument("--jobs", type=whole, help="worker processes (default: the cores available, at most 8)")

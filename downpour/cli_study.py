@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from downpour.config import ConfigError
+
+WHAT = {"list": "only lists the studies", "index": "only writes the index of a folder of studies (--out DIR)"}
 
 
 class StudyHelp(argparse.Action):
@@ -20,7 +23,7 @@ class StudyHelp(argparse.Action):
         from downpour.studies.about import describe, listing
 
         name = getattr(namespace, "name", None)     # set where the name came before --help
-        if name in (None, "list"):
+        if name in (None, *WHAT):
             parser.epilog = listing()
         else:
             try:
@@ -35,11 +38,21 @@ def cmd_study(args: argparse.Namespace) -> int:
     from downpour.studies import QUESTIONS, STUDIES, design_class
     from downpour.studies.about import list_heading, question_number
 
-    if args.name == "list":
+    if args.name in ("list", "index"):
+        taken = ("--out",) if args.name == "index" else ()
         given = [flag for flag, value in (("--quick", args.quick), ("--seeds", args.seeds is not None),
-                                          ("--jobs", args.jobs is not None), ("--out", args.out), ("--set", args.set)) if value]
+                                          ("--jobs", args.jobs is not None), ("--out", args.out), ("--set", args.set))
+                 if value and flag not in taken]
         if given:
-            raise ConfigError(f"{', '.join(given)}: `downpour study list` only lists the studies; give a study's name")
+            raise ConfigError(f"{', '.join(given)}: `downpour study {args.name}` {WHAT[args.name]}; give a study's "
+                              "name to run it")
+    if args.name == "index":
+        from downpour.studies.index import write_index
+
+        page, _ = write_index(Path(args.out or "studies"))
+        print(f"downpour: the study index written to {page} (and index.md beside it)")
+        return 0
+    if args.name == "list":
         print(list_heading())
         for name in STUDIES:     # (one without a line in QUESTIONS says its design's own question: imported)
             print(f"{name:<14} {question_number(name):<3} {QUESTIONS.get(name) or design_class(name).question}")

@@ -52,8 +52,14 @@ def list_heading() -> str:
 
 def listing() -> str:
     """One line per study: its name, question number and topic (the question's words before its colon)."""
-    lines = [f"  {name:<14} {_number(name)}{QUESTIONS.get(name, '').split(':')[0].lower()}" for name in STUDIES]
+    lines = [f"  {name:<14} {_number(name)}{topic(name).lower()}" for name in STUDIES]
     return "studies (`downpour study NAME --help`: its question, conditions, seeds and time):\n" + "\n".join(lines)
+
+
+def topic(name: str) -> str:
+    """"Local optima": the words of the study's question before its colon ("" for a study without a line in
+    QUESTIONS)."""
+    return QUESTIONS.get(name, "").split(":")[0]
 
 
 def question_number(name: str) -> str:

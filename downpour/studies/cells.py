@@ -52,6 +52,14 @@ def _row(line: str) -> dict[str, Any] | None:
     return row if ok else None
 
 
+def cached_cells(path: Path) -> list[tuple[str, int]]:
+    """The (condition, seed) of each whole cell line of a study's ``cells.jsonl`` (its header and damaged lines left
+    out, as the cache reads them), read without the cache's checks of its header or its rewrite of the file: what the
+    study index (:mod:`~downpour.studies.index`) counts as done."""
+    lines = path.read_text(errors="replace").splitlines()[1:] if path.is_file() else []
+    return list(dict.fromkeys((row["condition"], row["seed"]) for row in map(_row, lines) if row))
+
+
 def _upgraded(old: dict[str, Any], header: dict[str, Any], path: Path) -> dict[str, Any]:
     """A header written before the cache recorded what defines each cell (``cells_defined``) and put the
     --set overrides in key order, or before it recorded what each cell's config resolves to (``resolved``):

@@ -28,22 +28,30 @@ def _platforms(result: dict[str, Any]) -> str:
 def rows_table(rows: list[dict[str, Any]], shown: Shown | None = None, headings: dict[str, str] | None = None) -> str:
     """The conditions table (:func:`~downpour.studies.table.conditions`) as HTML."""
     head, body, text = table.conditions(rows, shown, headings, table.HTML)
-    return _html_table(head, body, text)
+    return html_table(head, body, text)
 
 
 def tests_table(rows: list[dict[str, Any]]) -> str:
     """The comparisons the verdict reads (:func:`~downpour.studies.table.comparisons`) as HTML."""
     head, body = table.comparisons(rows, table.HTML)
-    return _html_table(head, body, table.COMPARED_TEXT, holds=True) if body else "<p>none</p>"
+    return html_table(head, body, table.COMPARED_TEXT, holds=True) if body else "<p>none</p>"
 
 
-def _html_table(head: list[str], body: list[list[str]], text: int, holds: bool = False) -> str:
+def html_table(head: list[str], body: list[list[str]], text: int, holds: bool = False) -> str:
     """``text`` columns from the left (and the last, ``holds``) left-aligned, the rest numbers."""
     def cls(i: int, n: int) -> str:
         return " class=l" if table.is_text(i, n, text, holds) else ""
     row = "".join(f"<th{cls(i, len(head))}>{h}</th>" for i, h in enumerate(head))
     rows = "".join("<tr>" + "".join(f"<td{cls(i, len(r))}>{c}</td>" for i, c in enumerate(r)) + "</tr>" for r in body)
     return f"<table><tr>{row}</tr>{rows}</table>"
+
+
+def page(title: str, body: str) -> str:
+    """A whole page in the studies' style (study.html's, the index's): ``title`` plain text, ``body`` HTML."""
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{STYLE}</style></head><body>
+{body}</body></html>
+"""
 
 
 def _figure_block(name: str, rows: list[dict[str, Any]]) -> str:
@@ -59,9 +67,7 @@ def write_html(result: dict[str, Any], path: Path, shown: Shown | None = None,
     """The page of ``result`` (study.json's content); ``shown``, ``headings``: the study's own, for its table."""
     figures = "".join(_figure_block(f, result["cells"]) for f in result["figures"])
     verdict = "".join(f"<p>{html.escape(p)}</p>" for p in result["verdict"].split("\n\n"))
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>downpour study {html.escape(result['study'])}</title>
-<style>{STYLE}</style></head><body>
-<h1>Study: {html.escape(result['study'])}</h1>
+    body = f"""<h1>Study: {html.escape(result['study'])}</h1>
 <p><b>Question.</b> {html.escape(result['question'])}</p>
 <p>{html.escape(table.seeds_said(result['seeds']))}, {html.escape(table.setting(result))}; {table.cost(result)}.
 Reproduce with <code>{html.escape(result['command'])}</code>. {html.escape(commits_sentence(result))}</p>
@@ -70,7 +76,7 @@ Reproduce with <code>{html.escape(result['command'])}</code>. {html.escape(commi
 <p><small>{html.escape(table.intervals_note(result['cells']))}</small></p>
 <h2>Comparisons</h2>{tests_table(result['cells'])}
 <h2>Figures</h2>{figures or '<p>none</p>'}
-</body></html>
 """
-    replace_text(path, page)      # whole or not at all: a stop mid-write left a torn page read as the report
+    # whole or not at all: a stop mid-write left a torn page read as the report
+    replace_text(path, page(f"downpour study {result['study']}", body))
     return path

@@ -15,7 +15,8 @@ and ``{"id": "unknown", ...}`` for cells cached before they recorded one), and `
 says, on stderr and in study.html, that its cells ran on several (empty where they ran on one), since a cell
 reproduces bit for bit from its seed on its own platform only; ``installs`` and ``installs_note`` the same of the rest
 of their install (downpour's version, the OS, scikit-image, safetensors, pillow, ray:
-:func:`~downpour.studies.machine.install`).
+:func:`~downpour.studies.machine.install`); ``written``, when (UTC, to the minute). After its pages, the index of the
+folder's parent is written again (``index.html``, ``index.md``: :mod:`~downpour.studies.index`).
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ from downpour.studies.diverged import summarised
 from downpour.studies.compare import VERSIONS_APART, FigureMissing, versions_apart
 from downpour.studies.data_note import study_data
 from downpour.studies.html import write_html
+from downpour.studies.index import STUDY_FILES, refresh_index
 from downpour.studies.markdown import write_markdown
 from downpour.studies.machine import installs_note, platforms_note
 from downpour.studies.stats import (DIVERGED, family_paragraph, holm, nothing_trained,
@@ -51,7 +53,6 @@ from downpour.studies.stats import (DIVERGED, family_paragraph, holm, nothing_tr
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.model_file import replace_text
 
-STUDY_FILES = ("cells.jsonl", "context.json", "study.json")    # what marks a folder as a study's (its own or another's)
 
 
 def command_line(name: str, quick: bool, seeds: int, sets: list[Override], out: str) -> str:
@@ -145,11 +146,13 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
             "cells_cost": cache.total_cost(cells), "platforms": platforms, "platforms_note": mixed,
             "installs": installs, "installs_note": installs_mixed, "data": data,
             "commits": commits(cache.costs, cells),
+            "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),     # (the study index's "written")
         }
         # whole or not at all (a stop or kill mid-write left a torn study.json, and study.html, until 2026-12-06)
         replace_text(folder / "study.json", json.dumps(result, indent=1, allow_nan=True) + "\n")
         write_html(result, folder / "study.html", study.shown, study.headings)
         write_markdown(result, folder / "study.md", study.shown, study.headings)
+        refresh_index(folder.parent)    # the index of the studies beside it (studies/index.html by default)
     except KeyboardInterrupt:   # (until 2026-12-06 a Ctrl-C while the pages were written said "interrupted" alone)
         print(f"downpour study {name}: stopped while writing its pages; all {plural(len(names) * n, 'cell')} are kept in "
               f"{str(folder)!r} (cells.jsonl): `{command_line(name, quick, n, sets, str(out))}` writes the pages, running "

@@ -1,0 +1,226 @@
+"""``index.html`` and ``index.md`` of a folder of study folders (``studies/`` by default): one line per study folder
+beside them, so that several studies read on one page. Each line gives the study's question (its Q number and topic,
+:mod:`~downpour.studies.about`), its setting and the first sentence of its verdict (the quick setting's warning, which
+the setting says, left out), its seeds, its cells done and owed, when its study.json was written, the commits and
+installs its cells ran at, and links to its study.html and study.md.
+
+A study rewrites the index of its folder's parent after its own pages (:func:`refresh_index`, from
+:func:`~downpour.studies.run.run_study`, a resumed one too); ``downpour study index [--out DIR]`` rewrites it by hand
+(:func:`write_index`). A folder that holds none of :data:`STUDY_FILES` is left out; one whose study.json cannot be
+read is listed as unreadable, naming the file; one with cells and no study.json yet (stopped, or running) as
+unfinished. Each file is written whole or not at all, and an ``index.html`` or ``index.md`` that this module did not
+write (it lacks :data:`MARK`) is never overwritten.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from downpour._names import plural
+from downpour.config import ConfigError
+from downpour.studies import table
+from downpour.studies.about import question_number, topic
+from downpour.studies.cells import cached_cells
+from downpour.studies.html import html_table, page
+from downpour.studies.markdown import md_table
+from downpour.train.model_file import replace_text
+from downpour.train.rundir import study_command
+
+INDEX = ("index.html", "index.md")
+STUDY_FILES = ("cells.jsonl", "context.json", "study.json")    # what marks a folder as a study's (its own or another's)
+MARK = "<!-- the index of these study folders: `downpour study index` writes it again -->"
+HEAD = ["study", "Q", "question", "setting", "verdict (its first sentence)", "seeds", "cells", "written", "commits",
+        "installs"]
+TEXT = len(HEAD)        # every column is text (left-aligned)
+Entry = dict[str, str]  # a folder's line: its ``folder``, ``pages`` ("yes" where study.html is there), HEAD's cells
+
+
+def write_index(parent: Path) -> tuple[Path, Path]:
+    """index.html and index.md of the study folders in ``parent``; a ConfigError where ``parent`` is not a folder or
+    holds an index this module did not write."""
+    if not parent.is_dir():
+        raise ConfigError(f"{str(parent)!r} is not a folder: give the folder that holds the study folders")
+    paths = parent / INDEX[0], parent / INDEX[1]
+    for path in paths:
+        if path.is_file() and MARK not in path.read_text(errors="replace"):
+            raise ConfigError(f"{str(path)!r} was not written by `downpour study index`: left as it is")
+    # (Q1 first, Q7 before a Q10; folders of no known question last, by name)
+    entries = sorted(entries_of(parent), key=lambda e: (e["Q"] == "", int(e["Q"][1:] or 0), e["folder"]))
+    said = f"{plural(len(entries), 'study folder')} in {parent.resolve()}"
+    replace_text(paths[0], page(f"downpour studies: {parent.resolve().name}", _html(entries, said)))
+    replace_text(paths[1], _markdown(entries, said))
+    return paths
+
+
+def refresh_index(parent: Path) -> None:
+    """:func:`write_index` after a study's pages, where ``parent`` holds folders alone (besides its index and hidden
+    entries): a study run with ``--out q6`` in a project's checkout or ``--out /tmp/q6`` writes no index.md among
+    their files unasked (``downpour study index --out DIR`` does). An index that cannot be written (another's
+    index.html, a folder not writable) is said on stderr and left, never raised: the study's own pages are written."""
+    try:
+        files = sorted(p.name for p in parent.iterdir()
+                       if not p.name.startswith(".") and p.name not in INDEX and not p.is_dir())
+        if files:
+            print(f"downpour study: no index written in {str(parent)!r}: it holds {plural(len(files), 'file')} beside "
+                  f"its folders ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''}); `downpour study index "
+                  f"--out {shlex.quote(str(parent))}` writes it there", file=sys.stderr, flush=True)
+            return
+        write_index(parent)
+    except (OSError, ConfigError) as err:
+        print(f"downpour study: the index of {str(parent)!r} is not written: {err}", file=sys.stderr, flush=True)
+
+
+def entries_of(parent: Path) -> list[Entry]:
+    """One entry per study folder in ``parent`` (in no order), those whose files cannot be read among them."""
+    found = []
+    for folder in parent.iterdir():
+        try:
+            if not (folder.is_dir() and any((folder / name).is_file() for name in STUDY_FILES)):
+                continue
+        except OSError:             # a folder this user cannot look into: not known to be a study's
+            continue
+        try:
+            found.append(_entry(folder))
+        except OSError as err:      # (its message names the file)
+            found.append(_blank(folder, f"unreadable: {err}"))
+    return found
+
+
+def _entry(folder: Path) -> Entry:
+    path = folder / "study.json"
+    if not path.is_file():
+        return _unfinished(folder)
+    try:
+        result = json.loads(path.read_text(errors="replace"))
+        _check(result)
+    except ValueError as err:       # (json's JSONDecodeError is one)
+        return _blank(folder, f"unreadable: {path} ({err})")
+    grid = _grid(result)
+    cached = set(cached_cells(folder / "cells.jsonl"))
+    done = sum(key in cached for key in grid)
+    # (a resume with more --seeds stopped before its study.json, or a folder summarised at fewer)
+    extra = len({key for key in cached if key[0] in {c for c, _ in grid}} - set(grid))
+    cells = f"{done} done, {len(grid) - done} owed" + (f"; cells.jsonl holds {extra} more, which study.json leaves out"
+                                                       if extra else "")
+    name = result["study"]
+    sets = " ".join(f"--set {k}={v}" for k, v in _pairs(result.get("sets")))
+    return {**_blank(folder, first_sentence(result)), "pages": "yes" if (folder / "study.html").is_file() else "",
+            "study": name, "Q": question_number(name), "question": topic(name) or result["question"].split(":")[0],
+            "setting": ("quick (a smoke test)" if result.get("quick") else "full") + (f", {sets}" if sets else ""),
+            "seeds": table.seeds_said(result["seeds"]), "cells": cells, "written": _written(result, path),
+            "commits": _counted(result.get("commits"), "commit"), "installs": _installs(result.get("installs"))}
+
+
+def _check(result: Any) -> None:
+    """A ValueError naming what the index reads of study.json and this one lacks (a hand edit, another program's)."""
+    if not isinstance(result, dict):
+        raise ValueError("not a JSON object")
+    kinds = {"study": str, "question": str, "verdict": str, "seeds": list, "cells": list}
+    wrong = [key for key, kind in kinds.items() if not isinstance(result.get(key), kind)]
+    if not wrong and not all(isinstance(seed, int) for seed in result["seeds"]):
+        wrong.append("seeds")
+    if not wrong and not all(isinstance(row, dict) and isinstance(row.get("condition"), str) for row in result["cells"]):
+        wrong.append("cells")
+    if wrong:
+        raise ValueError(f"no readable {', '.join(map(repr, wrong))}")
+
+
+def _grid(result: dict[str, Any]) -> list[tuple[str, int]]:
+    """The cells study.json summarises: each condition on each seed."""
+    return [(row["condition"], seed) for row in result["cells"] for seed in result["seeds"]]
+
+
+def first_sentence(result: dict[str, Any]) -> str:
+    """The verdict's first sentence; of a quick study's, the first after its warning (which the runner puts first, a
+    paragraph of its own: the setting column says it)."""
+    paragraphs = [p for p in result["verdict"].split("\n\n") if p.strip()]
+    if result.get("quick") and len(paragraphs) > 1:
+        paragraphs = paragraphs[1:]
+    # a sentence ends at ".", "!" or "?" before a space and a capital: "0.07" and "e.g. the" go on
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z])", paragraphs[0].strip(), maxsplit=1)[0] if paragraphs else ""
+
+
+def _unfinished(folder: Path) -> Entry:
+    """A study folder without study.json: its cells so far, and the command that finishes it (where its header,
+    cells.jsonl's first line, says which study)."""
+    path = folder / "cells.jsonl"
+    try:
+        header = json.loads(path.read_text(errors="replace").partition("\n")[0]) if path.is_file() else {}
+    except ValueError as err:
+        return _blank(folder, f"unreadable: {path}'s first line, the study's settings ({err})")
+    header = header if isinstance(header, dict) else {}
+    name = header.get("study") if isinstance(header.get("study"), str) else ""
+    return {**_blank(folder, f"no study.json yet (stopped, or still running): `{study_command(header)} --out "
+                             f"{folder}` finishes it"),
+            "study": name, "Q": question_number(name), "question": topic(name),
+            "setting": "" if not name else "quick (a smoke test)" if header.get("quick") is True else "full",
+            "cells": f"{plural(len(cached_cells(path)), 'cell')} done"}
+
+
+def _blank(folder: Path, verdict: str) -> Entry:
+    return {"folder": folder.name, "pages": "", **dict.fromkeys(HEAD, ""), "verdict (its first sentence)": verdict}
+
+
+def _pairs(sets: Any) -> list[tuple[Any, Any]]:
+    return [(p[0], p[1]) for p in sets if isinstance(p, list) and len(p) == 2] if isinstance(sets, list) else []
+
+
+def _written(result: dict[str, Any], path: Path) -> str:
+    """When study.json was written: its ``written`` (UTC), or, for one written before it recorded that, the file's
+    modification time, said so (a copy of the folder has the copy's)."""
+    if isinstance(result.get("written"), str):
+        return result["written"]
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime)) + " (the file's time)"
+
+
+def _counted(found: Any, key: str) -> str:
+    """"48b8cdae" of study.json's ``commits`` (or ``installs``, by ``id``), each with its cells where several."""
+    found = [f for f in found if isinstance(f, dict) and key in f] if isinstance(found, list) else []
+    if len(found) == 1:
+        return str(found[0][key])
+    return ", ".join(f"{f[key]} ({plural(f.get('cells', 0), 'cell')})" for f in found) or "not recorded"
+
+
+def _installs(found: Any) -> str:
+    """study.json's ``installs`` by ``id``, with the downpour version each records."""
+    found = [dict(f, id=f"{f['id']} (downpour {f['install']['downpour']})")
+             if isinstance(f.get("install"), dict) and "downpour" in f["install"] else f
+             for f in found if isinstance(f, dict)] if isinstance(found, list) else []
+    return _counted(found, "id")
+
+
+def _html(entries: list[Entry], said: str) -> str:
+    def cell(entry: Entry, column: str) -> str:
+        if column == "study":     # (the folder's name is what the link opens; the study's, where it differs)
+            shown = html.escape(entry["folder"]) + (f" <small>{html.escape(entry['study'])}</small>"
+                                                    if entry["study"] not in ("", entry["folder"]) else "")
+            return f'<a href="{html.escape(entry["folder"])}/study.html">{shown}</a>' if entry["pages"] else shown
+        return html.escape(entry[column])
+    rows = [[cell(e, c) for c in HEAD] for e in entries]
+    return (f"{MARK}\n<h1>Studies</h1>\n<p>{html.escape(said)}, each a link to its study.html (its study.md "
+            f"beside it). {html.escape(_ABOUT)}</p>\n{html_table(HEAD, rows, TEXT) if rows else '<p>none</p>'}\n")
+
+
+def _markdown(entries: list[Entry], said: str) -> str:
+    escape = table.MARKDOWN.escape
+
+    def cell(entry: Entry, column: str) -> str:
+        if column == "study":
+            shown = escape(entry["folder"]) + (f" ({escape(entry['study'])})"
+                                               if entry["study"] not in ("", entry["folder"]) else "")
+            return f"[{shown}]({entry['folder']}/study.md)" if entry["pages"] else shown
+        return escape(entry[column])
+    rows = [[cell(e, c) for c in HEAD] for e in entries]
+    return "\n\n".join([MARK, "# Studies", f"{said}, each a link to its study.md. {_ABOUT}",
+                        md_table(HEAD, rows, TEXT) if rows else "none"]) + "\n"
+
+
+_ABOUT = ("A quick study's verdict begins with its warning, left out here: its setting says it. Cells: each condition "
+          "on each seed of study.json, done where cells.jsonl holds it; written: when study.json was. Every study "
+          "rewrites this index when it finishes or is resumed.")
