@@ -229,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the small setting (a smoke test: a few minutes on 2 cores; `downpour study NAME --help` "
                             "says how many)")
     study.add_argument("--seeds", type=whole, help="paired seeds per condition (default: the study's)")
-    study.add_argument("--out", help="study folder (default: studies/NAME, studies/NAME-quick with --quick); run again to "
-                                     "resume. With index: the folder of study folders (default: studies)")
+    study.add_argument("--out", help="study folder (default: studies/NAME, studies/NAME-quick with --quick); run "
+                                     "again to resume. With index: the folder of study folders (default: studies)")
     study.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override one config value in every cell")
     study.add_argument("--jobs", type=whole, help="worker processes (default: the cores available, at most 8)")

@@ -78,7 +78,7 @@ def test_a_damaged_study_json_is_listed_unreadable_and_a_folder_that_is_no_study
     assert listed["torn"][3].startswith(f"unreadable: {tmp_path / 'torn' / 'study.json'} (Unterminated string")
     assert listed["list"][3] == f"unreadable: {tmp_path / 'list' / 'study.json'} (not a JSON object)"
     assert listed["edited"][3] == (f"unreadable: {tmp_path / 'edited' / 'study.json'} (no readable 'question', "
-                                   "'verdict', 'seeds', 'cells')")
+                                   "'verdict', 'seeds')")
     assert "notes" not in (tmp_path / "index.html").read_text()
 
 
@@ -102,10 +102,15 @@ def test_the_index_is_written_again_when_a_study_resumes_with_its_cells_done_and
     (one / "cells.jsonl").write_text("\n".join(lines[:dropped] + lines[dropped + 1:]) + "\n")
     result = json.loads((one / "study.json").read_text())
     del result["written"]                       # a study.json written before it recorded when
+    for row in result["cells"]:                 # rows that are not the cells' conditions (flat-skipping's)
+        row["condition"] += "/lfw"
     (one / "study.json").write_text(json.dumps(result))
     write_index(tmp_path)
     cells = rows(tmp_path)["[one (planted)](one/study.md)"]
     assert cells[5].startswith("3 done, 1 owed") and cells[6].endswith(" UTC (the file's time)")
+    (one / "cells.jsonl").unlink()
+    write_index(tmp_path)
+    assert rows(tmp_path)["[one (planted)](one/study.md)"][5] == f"not known: {one / 'cells.jsonl'} is gone"
 
 
 def test_an_index_another_wrote_is_left_as_it_is(planted, tmp_path, capsys):

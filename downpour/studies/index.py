@@ -4,8 +4,8 @@ beside them, so that several studies read on one page. Each line gives the study
 the setting says, left out), its seeds, its cells done and owed, when its study.json was written, the commits and
 installs its cells ran at, and links to its study.html and study.md.
 
-A study rewrites the index of its folder's parent after its own pages (:func:`refresh_index`, from
-:func:`~downpour.studies.run.run_study`, a resumed one too); ``downpour study index [--out DIR]`` rewrites it by hand
+A study rewrites the index of its folder's parent after its own pages, where that parent holds folders alone
+(:func:`refresh_index`, from :func:`~downpour.studies.run.run_study`, a resumed one too); ``downpour study index [--out DIR]`` rewrites it by hand
 (:func:`write_index`). A folder that holds none of :data:`STUDY_FILES` is left out; one whose study.json cannot be
 read is listed as unreadable, naming the file; one with cells and no study.json yet (stopped, or running) as
 unfinished. Each file is written whole or not at all, and an ``index.html`` or ``index.md`` that this module did not
@@ -101,13 +101,7 @@ def _entry(folder: Path) -> Entry:
         _check(result)
     except ValueError as err:       # (json's JSONDecodeError is one)
         return _blank(folder, f"unreadable: {path} ({err})")
-    grid = _grid(result)
-    cached = set(cached_cells(folder / "cells.jsonl"))
-    done = sum(key in cached for key in grid)
-    # (a resume with more --seeds stopped before its study.json, or a folder summarised at fewer)
-    extra = len({key for key in cached if key[0] in {c for c, _ in grid}} - set(grid))
-    cells = f"{done} done, {len(grid) - done} owed" + (f"; cells.jsonl holds {extra} more, which study.json leaves out"
-                                                       if extra else "")
+    cells = _cells(folder / "cells.jsonl", result["seeds"])
     name = result["study"]
     sets = " ".join(f"--set {k}={v}" for k, v in _pairs(result.get("sets")))
     return {**_blank(folder, first_sentence(result)), "pages": "yes" if (folder / "study.html").is_file() else "",
@@ -121,19 +115,39 @@ def _check(result: Any) -> None:
     """A ValueError naming what the index reads of study.json and this one lacks (a hand edit, another program's)."""
     if not isinstance(result, dict):
         raise ValueError("not a JSON object")
-    kinds = {"study": str, "question": str, "verdict": str, "seeds": list, "cells": list}
+    kinds = {"study": str, "question": str, "verdict": str, "seeds": list}
     wrong = [key for key, kind in kinds.items() if not isinstance(result.get(key), kind)]
     if not wrong and not all(isinstance(seed, int) for seed in result["seeds"]):
         wrong.append("seeds")
-    if not wrong and not all(isinstance(row, dict) and isinstance(row.get("condition"), str) for row in result["cells"]):
-        wrong.append("cells")
     if wrong:
         raise ValueError(f"no readable {', '.join(map(repr, wrong))}")
 
 
-def _grid(result: dict[str, Any]) -> list[tuple[str, int]]:
-    """The cells study.json summarises: each condition on each seed."""
-    return [(row["condition"], seed) for row in result["cells"] for seed in result["seeds"]]
+def _cells(path: Path, seeds: list[int]) -> str:
+    """"6 done, 0 owed": the cells of study.json's seeds, each condition cells.jsonl's header names (a study's rows
+    need not be its cells' conditions: flat-skipping's are each condition's figures per image set) on each seed, done
+    where cells.jsonl holds it; and any more it holds, which study.json leaves out."""
+    try:
+        conditions = _header(path).get("conditions")
+    except ValueError as err:
+        return f"unreadable: {path}'s first line ({err})"
+    if not isinstance(conditions, list):
+        return f"not known: {path} {'names no conditions' if path.is_file() else 'is gone'}"
+    grid = {(c, seed) for c in conditions for seed in seeds}
+    cached = {key for key in cached_cells(path) if key[0] in conditions}
+    done = len(grid & cached)
+    # (a resume with more --seeds stopped before its study.json, or a folder summarised at fewer)
+    extra = f"; cells.jsonl holds {len(cached - grid)} more, which study.json leaves out" if cached - grid else ""
+    return f"{done} done, {len(grid) - done} owed{extra}"
+
+
+def _header(path: Path) -> dict[str, Any]:
+    """cells.jsonl's first line, the study's settings ({} where there is no cells.jsonl); a ValueError where it is
+    damaged."""
+    header = json.loads(path.read_text(errors="replace").partition("\n")[0]) if path.is_file() else {}
+    if not isinstance(header, dict):
+        raise ValueError("not a JSON object")
+    return header
 
 
 def first_sentence(result: dict[str, Any]) -> str:
@@ -151,10 +165,9 @@ def _unfinished(folder: Path) -> Entry:
     cells.jsonl's first line, says which study)."""
     path = folder / "cells.jsonl"
     try:
-        header = json.loads(path.read_text(errors="replace").partition("\n")[0]) if path.is_file() else {}
+        header = _header(path)
     except ValueError as err:
         return _blank(folder, f"unreadable: {path}'s first line, the study's settings ({err})")
-    header = header if isinstance(header, dict) else {}
     name = header.get("study") if isinstance(header.get("study"), str) else ""
     return {**_blank(folder, f"no study.json yet (stopped, or still running): `{study_command(header)} --out "
                              f"{folder}` finishes it"),
