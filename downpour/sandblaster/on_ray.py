@@ -166,7 +166,6 @@ class RayPool:
         self.worker_actors = [WorkerActor.options(num_cpus=per_worker, **options[w])
                               .remote(cfg, w, x, y, setup.bounds, worker_threads(cfg.train.threads, w, pins, cpus),
                                       speeds[w], frozen) for w in range(n)]
-        self.group = RayShards(self.shard_actors)   # (the shards' nodes once their start reports are in)
         limit = start_limit(0.0)   # (cluster.silent_seconds is Downpour's: the automatic limit, as self.silence)
         # the room on the node each actor was pinned to (until 2026-12-05 the cluster's, summed over its nodes)
         # each actor's node and the install there, in the answer placement waits for (no round trip of its own)
@@ -179,7 +178,7 @@ class RayPool:
         self.placement = {kind: [r["node"] for r in answers] for kind, answers in reports.items()}
         self.addresses = node_addresses()   # read now: what info's node_ids stand at, a node gone since named too
         self.nodes = node_environments(reports["shards"] + reports["workers"], self.addresses)
-        self.group.nodes, self.group.addresses = self.placement["shards"], self.addresses
+        self.group = RayShards(self.shard_actors, self.placement["shards"], self.addresses)
         self.t0 = time.perf_counter()
 
     def clock(self) -> float:
