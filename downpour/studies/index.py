@@ -144,7 +144,10 @@ def _cells(path: Path, seeds: list[int]) -> str:
 def _header(path: Path) -> dict[str, Any]:
     """cells.jsonl's first line, the study's settings ({} where there is no cells.jsonl); a ValueError where it is
     damaged."""
-    header = json.loads(path.read_text(errors="replace").partition("\n")[0]) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    with open(path, errors="replace") as f:     # (its first line alone: cached_cells reads the rest)
+        header = json.loads(f.readline())
     if not isinstance(header, dict):
         raise ValueError("not a JSON object")
     return header
