@@ -37,6 +37,7 @@ STUDY_FILES = ("cells.jsonl", "context.json", "study.json")    # what marks a fo
 MARK = "<!-- the index of these study folders: `downpour study index` writes it again -->"
 HEAD = ["study", "Q", "question", "setting", "verdict (its first sentence)", "seeds", "cells", "written", "commits",
         "installs"]
+WRITTEN = "%Y-%m-%d %H:%M UTC"     # study.json's ``written`` (run.py), and a file's time said as one
 TEXT = len(HEAD)        # every column is text (left-aligned)
 Entry = dict[str, str]  # a folder's line: its ``folder``, ``pages`` ("yes" where study.html is there), HEAD's cells
 
@@ -192,7 +193,7 @@ def _written(result: dict[str, Any], path: Path) -> str:
     modification time, said so (a copy of the folder has the copy's)."""
     if isinstance(result.get("written"), str):
         return result["written"]
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(path.stat().st_mtime)) + " (the file's time)"
+    return time.strftime(WRITTEN, time.gmtime(path.stat().st_mtime)) + " (the file's time)"
 
 
 def _counted(found: Any, key: str) -> str:

@@ -45,7 +45,7 @@ from downpour.studies.diverged import summarised
 from downpour.studies.compare import VERSIONS_APART, FigureMissing, versions_apart
 from downpour.studies.data_note import study_data
 from downpour.studies.html import write_html
-from downpour.studies.index import STUDY_FILES, refresh_index
+from downpour.studies.index import STUDY_FILES, WRITTEN, refresh_index
 from downpour.studies.markdown import write_markdown
 from downpour.studies.machine import installs_note, platforms_note
 from downpour.studies.stats import (DIVERGED, family_paragraph, holm, nothing_trained,
@@ -146,7 +146,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
             "cells_cost": cache.total_cost(cells), "platforms": platforms, "platforms_note": mixed,
             "installs": installs, "installs_note": installs_mixed, "data": data,
             "commits": commits(cache.costs, cells),
-            "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),     # (the study index's "written")
+            "written": time.strftime(WRITTEN, time.gmtime()),     # (the study index's "written")
         }
         # whole or not at all (a stop or kill mid-write left a torn study.json, and study.html, until 2026-12-06)
         replace_text(folder / "study.json", json.dumps(result, indent=1, allow_nan=True) + "\n")
