@@ -69,7 +69,6 @@ def save(fig: Figure, path: Path | BinaryIO) -> Path | BinaryIO:
     return path
 
 
-
 def panels(fig: Figure, rows: int, cols: int, places: list[tuple[int, int]]) -> list[Any]:
     """A panel at each (row, column) of ``places`` in a ``rows`` x ``cols`` grid, in that order. The places left over
     are not made: until 2026-12-06 they were panels turned off (``axis("off")``), each an axes built, measured by the
@@ -77,4 +76,3 @@ def panels(fig: Figure, rows: int, cols: int, places: list[tuple[int, int]]) -> 
     without them (an axes turned off adds none): the same PNGs, byte for byte (bench/report_figures.py)."""
     grid = fig.add_gridspec(rows, cols)
     return [fig.add_subplot(grid[r, c]) for r, c in places]
-

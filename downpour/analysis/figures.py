@@ -91,7 +91,6 @@ def filter_grid(filters: np.ndarray, path: Path, title: str = "first-layer filte
     return canvas.save(fig, path)
 
 
-
 CONCEPT_FRAME, OTHER_FRAME = "C1", "0.75"     # the top images' frames: the concept's (orange), any other (light grey)
 
 

@@ -84,7 +84,6 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
     return canvas.save(fig, path)
 
 
-
 def _loss_label(name: str, log: bool) -> str:
     """A loss panel's y label: what metrics.jsonl logged as ``name`` (objectives.py: each cost is a per-sample sum,
     averaged over the batch, and a part is weighted as the total adds it) and its axis's scale. The panels had none
@@ -125,4 +124,3 @@ def staleness_histogram(histograms: dict[str, dict[int, int]], path: Path) -> Pa
     ax.set_ylabel("shard updates (a push: one per shard)")   # staleness.json counts each shard's application
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + (n - 1) // 20)
     return canvas.save(fig, path)
-
