@@ -27,9 +27,9 @@ TICK = os.sysconf("SC_CLK_TCK")
 # the driver's phases: (row, the function whose cumulative CPU it is)
 DRIVER = [("analysis (measurements and figures)", "analysis/run.py", "analyze_run"),
           ("report rendering", "cli_analyze.py", "report_only"),
-          ("training, the driver's loop", "ps/cluster_on_ray.py", "run"),
+          ("training, the driver's loop", "ps/driving_on_ray.py", "run"),
           ("data builds (run and twin)", "data/build.py", "build_dataset"),
-          ("the actors' start, the driver's side (Ray's start too where no twin shares it)", "ps/cluster_on_ray.py",
+          ("the actors' start, the driver's side (Ray's start too where no twin shares it)", "ps/starting_on_ray.py",
            "_start"),
           ("Ray's start, the driver's side (a run and its twin share it)", "ps/connect_on_ray.py", "held")]
 

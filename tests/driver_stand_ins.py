@@ -9,7 +9,9 @@ from scripted_ray import HandedCluster
 
 import downpour.ps.asking_on_ray as asking_module
 import downpour.ps.cluster_on_ray as driver_module
+import downpour.ps.driving_on_ray as driving_module
 import downpour.ps.restarts_on_ray as restarts_module
+import downpour.ps.starting_on_ray as starting_module
 from downpour.ps.cluster_on_ray import RayCluster
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.node_environments import start_report
@@ -76,6 +78,8 @@ def fake_ray(monkeypatch):
     monkeypatch.setattr(driver_module, "ray", fake)
     monkeypatch.setattr(asking_module, "ray", fake)
     monkeypatch.setattr(restarts_module, "ray", fake)
+    monkeypatch.setattr(starting_module, "ray", fake)
+    monkeypatch.setattr(driving_module, "ray", fake)
     return fake
 
 

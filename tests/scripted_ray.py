@@ -5,8 +5,8 @@ as Ray's timing allows.
 
 What stands in (task path only: the piped path's channels are real shared memory):
 
-- ``Runtime`` for the ``ray`` module of ``cluster_on_ray``, ``asking_on_ray``, ``partition_restarts_on_ray`` and
-  ``restarts_on_ray`` (``wait``, ``get``,
+- ``Runtime`` for the ``ray`` module of ``cluster_on_ray``, ``starting_on_ray``, ``driving_on_ray``,
+  ``asking_on_ray``, ``partition_restarts_on_ray``, ``restarts_on_ray`` and ``tasks_on_ray`` (``wait``, ``get``,
   ``kill``, ``nodes``: one node unless a test gives several, ``lose_node`` marking one dead) and for ``time`` in
   ``restarts_on_ray`` and ``silence``: a future is ready when it is made, or when its ``when`` holds (a held first
   answer); a death is told some waits late (``Worker.told``: Ray tells
@@ -33,7 +33,8 @@ from typing import Any, Callable
 
 from ray.exceptions import ActorDiedError, GetTimeoutError
 
-from downpour.ps import asking_on_ray, cluster_on_ray, partition_restarts_on_ray, restarts_on_ray, silence, tasks_on_ray
+from downpour.ps import (asking_on_ray, cluster_on_ray, driving_on_ray, partition_restarts_on_ray, restarts_on_ray,
+                         silence, starting_on_ray, tasks_on_ray)
 from downpour.ps.cluster_on_ray import RayCluster
 from downpour.ps.connect_on_ray import pinned, placer
 from downpour.ps.consistency import make_consistency
@@ -293,10 +294,10 @@ def stubbed_spawns(monkeypatch: Any, cluster: RayCluster, workers: int, partitio
             made.append(pinned(options))
             return SimpleNamespace(remote=lambda *args: None)
 
-    for module, name in ((cluster_on_ray, "WorkerActor"), (partitions_on_ray, "PartitionActor")):
+    for module, name in ((starting_on_ray, "WorkerActor"), (partitions_on_ray, "PartitionActor")):
         monkeypatch.setattr(module, name, Actor)
     monkeypatch.setattr(partitions_on_ray, "stage_specs", lambda model, p: None)
-    monkeypatch.setattr(cluster_on_ray, "frozen_params", lambda model: None)
+    monkeypatch.setattr(starting_on_ray, "frozen_params", lambda model: None)
     keys = SimpleNamespace(workers=workers, partitions=partitions, n_fetch=1)
     cluster.setup = SimpleNamespace(cfg=SimpleNamespace(cluster=keys, train=SimpleNamespace(lr=0.1), seed=0),
                                     data=SimpleNamespace(shard=lambda w, n: None), bounds=[],
@@ -383,7 +384,8 @@ def scripted_runtime(monkeypatch: Any, tick: float = 0.0, nodes: list[str] | Non
     """Put a :class:`Runtime` (``tick``: seconds a wait takes; ``nodes``: its nodes' ids, one unless given) where the
     driver's modules call Ray and read the clock."""
     rt = Runtime(tick, nodes)
-    for module in (cluster_on_ray, asking_on_ray, partition_restarts_on_ray, restarts_on_ray, tasks_on_ray):
+    for module in (cluster_on_ray, starting_on_ray, driving_on_ray, asking_on_ray, partition_restarts_on_ray,
+                   restarts_on_ray, tasks_on_ray):
         monkeypatch.setattr(module, "ray", SimpleNamespace(wait=rt.wait, get=rt.get, kill=rt.kill, nodes=rt.nodes,
                                                            exceptions=module.ray.exceptions))
     for module in (restarts_on_ray, silence, asking_on_ray):

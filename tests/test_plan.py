@@ -778,8 +778,8 @@ def test_too_few_machines_for_the_workers_is_said_as_arithmetic_with_its_fix(cap
 
 
 def test_each_split_replicas_own_process_is_a_machine_of_the_layout(capsys):
-    """The Ray runner starts, for K >= 2, each replica's worker actor beside its K partition actors (ps/cluster_on_ray.py:
-    R + R·K + S actors); the plan gave it no machine: --replicas 3 --partitions 2 --shards 2 read 3 x 2 + 2 = 8
+    """The Ray runner starts, for K >= 2, each replica's worker actor beside its K partition actors
+    (ps/starting_on_ray.py: R + R·K + S actors); the plan gave it no machine: --replicas 3 --partitions 2 --shards 2 read 3 x 2 + 2 = 8
     machines, where 3 x 2 + 3 + 2 = 11 are used. With K = 1 that process is the partition: 3 + 2."""
     for k, used in ((2, 11), (1, 5)):
         assert main(["plan", "--config", "main", "--replicas", "3", "--partitions", str(k), "--shards", "2",

@@ -177,7 +177,7 @@ def test_a_late_write_into_a_retired_inbox_is_refused_counted_and_never_waited_o
 def test_a_fenced_slice_is_refused_but_not_counted_among_the_runs_pushes():
     """The run's summary counts its pushes as one shard's accepted and rejected ones; a slice a killed writer staged
     late (``fenced``, above) is no push a worker made: 3 pushes, not 4, where shard 0 also fenced one."""
-    from downpour.ps.cluster import _counts
+    from downpour.ps.finish import _counts
 
     meta = {"accepted": 3, "version": 3, "applied": 3}
     states = [({}, {**meta, "rejected": {"fenced": 1}}), ({}, {**meta, "rejected": {}})]

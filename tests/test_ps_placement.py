@@ -148,7 +148,7 @@ def test_the_drivers_start_and_a_restart_hand_each_worker_its_nodes_share_of_thr
     """4 workers on nodes a, b, c of 4 CPUs (stand-ins): the start places every worker before starting any, so worker
     0 counts worker 3 beside it on a (2 threads each; b's and c's worker 4). Node c lost, worker 2's replacement goes
     to a: 4 // 3 = 1 thread, the node table read at the restart."""
-    from downpour.ps import cluster_on_ray, connect_on_ray
+    from downpour.ps import connect_on_ray, starting_on_ray
     from downpour.ps.cluster_on_ray import RayCluster
 
     a, b, c = "a" * 56, "b" * 56, "c" * 56
@@ -161,7 +161,7 @@ def test_the_drivers_start_and_a_restart_hand_each_worker_its_nodes_share_of_thr
             made.append(pinned(options))
             return SimpleNamespace(remote=lambda *args: threads.append(args[9]))
 
-    monkeypatch.setattr(cluster_on_ray, "WorkerActor", Worker)
+    monkeypatch.setattr(starting_on_ray, "WorkerActor", Worker)
     cluster.threads, cluster.node_cpus = 0, connect_on_ray.live_cpus(rt.nodes())
     cluster.placed_first = {w: cluster._placed((w, None), spot("worker", w, 4, 1), 1.0, None) for w in range(4)}
     for w in range(4):                                # (as RayCluster._start: every worker placed, then started)

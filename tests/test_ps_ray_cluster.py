@@ -65,7 +65,7 @@ def test_a_worker_pinned_to_a_full_node_fails_the_start_naming_that_nodes_room(t
 
     from downpour.config import load_config
     from downpour.errors import RunError
-    from downpour.ps import cluster_on_ray
+    from downpour.ps import starting_on_ray
     from downpour.ps.cluster import run_cluster
 
     if not ray.is_initialized():
@@ -73,7 +73,7 @@ def test_a_worker_pinned_to_a_full_node_fails_the_start_naming_that_nodes_room(t
     first = sorted(nd["NodeID"] for nd in ray.nodes() if nd["Alive"])[0]   # where the placer pins worker 0
     hog = Hog.options(num_cpus=1, scheduling_strategy=NodeAffinitySchedulingStrategy(first, soft=False)).remote()
     ray.get(hog.ping.remote())
-    workers_start_within(monkeypatch, cluster_on_ray, 4.0)   # (it never starts: 12 s until 2026-12-06 waited 8 more)
+    workers_start_within(monkeypatch, starting_on_ray, 4.0)   # (it never starts: 12 s until 2026-12-06 waited 8 more)
     cfg = load_config("ufldl-sae", ["cluster.runner=ray", f"cluster.address={two_nodes.address}", "data.samples=64",
                                     "train.batch_size=8", "train.steps=4", "cluster.workers=1", "cluster.shards=1",
                                     "train.tensorboard=false"])

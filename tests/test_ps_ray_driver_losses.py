@@ -199,7 +199,7 @@ def test_the_summary_and_a_lost_shard_name_each_node_by_its_id_and_address(fake_
 def test_a_lost_workers_event_log_line_and_stop_name_its_node_as_a_lost_shards_message_does(fake_ray, caplog):
     """Until 2026-12-06 a lost worker's words named no node ("worker 1 was lost at step 0 (RuntimeError); the run
     went on without it") where a lost shard's named its own."""
-    from downpour.ps.cluster import _loss_reasons
+    from downpour.ps.finish import _loss_reasons
 
     a, b = "a" * 56, "b" * 56
     coord = Coordinator(make_consistency("async"), workers=2, total_steps=10)

@@ -6,7 +6,7 @@ import pytest
 import ray
 from ray_room import A_NODE, Hog, two_nodes_one_full, workers_start_within
 
-import downpour.ps.cluster_on_ray as driver_module
+import downpour.ps.starting_on_ray as starting
 
 
 def test_waiting_for_room_on_the_cluster_is_said(local_ray, caplog):
@@ -56,7 +56,7 @@ def test_a_start_ray_has_no_room_for_fails_after_the_limit_naming_the_room_asked
     from downpour.ps.cluster import run_cluster
     from downpour.train.rundir import RunDir
 
-    workers_start_within(monkeypatch, driver_module, 4.0)
+    workers_start_within(monkeypatch, starting, 4.0)
     hog = Hog.remote()
     ray.get(hog.ping.remote())                                   # every CPU taken
     cfg = load_config("ufldl-sae", ["cluster.runner=ray", "data.samples=64", "train.batch_size=8", "train.steps=12",
@@ -93,7 +93,7 @@ def test_partition_actors_ray_never_starts_fail_the_start_after_its_limit(local_
     real = partitions_on_ray.PartitionActor
     monkeypatch.setattr(partitions_on_ray, "PartitionActor",
                         SimpleNamespace(options=lambda **kw: real.options(resources={"nowhere": 1.0}, **kw)))
-    workers_start_within(monkeypatch, driver_module, 4.0, "partition actors")
+    workers_start_within(monkeypatch, starting, 4.0, "partition actors")
     cfg = load_config("cat-untied", ["cluster.runner=ray", "data.samples=32", "train.batch_size=8", "train.steps=4",
                                      "cluster.workers=1", "cluster.shards=2", "cluster.partitions=2",
                                      "train.tensorboard=false"])

@@ -41,11 +41,11 @@ def _pinning_every_actor(monkeypatch):
     returns the node each worker actor is pinned to, spawned in order (None: left to Ray)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from downpour.ps import cluster_on_ray
+    from downpour.ps import starting_on_ray
     from downpour.ps.connect_on_ray import pinned
 
-    node, real, pins = ray.get_runtime_context().get_node_id(), cluster_on_ray.WorkerActor, []
-    monkeypatch.setattr(cluster_on_ray, "placer", lambda nodes: lambda i, cpus: {
+    node, real, pins = ray.get_runtime_context().get_node_id(), starting_on_ray.WorkerActor, []
+    monkeypatch.setattr(starting_on_ray, "placer", lambda nodes: lambda i, cpus: {
         "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)})
 
     class Spy:
@@ -54,7 +54,7 @@ def _pinning_every_actor(monkeypatch):
             pins.append(pinned(options))
             return real.options(**options)
 
-    monkeypatch.setattr(cluster_on_ray, "WorkerActor", Spy)
+    monkeypatch.setattr(starting_on_ray, "WorkerActor", Spy)
     return pins
 
 
@@ -127,10 +127,10 @@ def test_a_replacement_under_another_environment_is_added_to_environment_json(tm
     import json
     import os
 
-    from downpour.ps import cluster_on_ray
+    from downpour.ps import starting_on_ray
 
     mkl = "AUTO" if os.environ.get("MKL_CBWR") == "COMPATIBLE" else "COMPATIBLE"
-    real = cluster_on_ray.WorkerActor
+    real = starting_on_ray.WorkerActor
 
     class Spy:
         @staticmethod
@@ -139,7 +139,7 @@ def test_a_replacement_under_another_environment_is_added_to_environment_json(tm
                 options = {**options, "runtime_env": {"env_vars": {"MKL_CBWR": mkl}}}
             return real.options(**options)
 
-    monkeypatch.setattr(cluster_on_ray, "WorkerActor", Spy)
+    monkeypatch.setattr(starting_on_ray, "WorkerActor", Spy)
     _survivors_wait_for_restarts(monkeypatch)
     cfg = run_cfg("train.steps=600", "cluster.shards=1", "cluster.restarts=1")
     out = _killing_worker1(cfg, tmp_path / "e", 180)

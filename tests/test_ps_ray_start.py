@@ -5,7 +5,7 @@ import ray
 import pytest
 from ray_room import Hog
 
-import downpour.ps.cluster_on_ray as driver_module
+import downpour.ps.starting_on_ray as starting
 
 
 class _Seen(Exception):
@@ -27,7 +27,7 @@ def test_the_workers_are_started_before_the_shards_first_answers_are_awaited(loc
         seen.extend(sorted(a for a in ray.util.list_named_actors() if "-worker" in a))
         raise _Seen(what)
 
-    monkeypatch.setattr(driver_module, "gathered", gathered)
+    monkeypatch.setattr(starting, "gathered", gathered)
     hog = Hog.remote()
     ray.get(hog.ping.remote())                                   # every CPU taken: the workers wait for room
     cfg = load_config("ufldl-sae", ["cluster.runner=ray", "data.samples=64", "train.batch_size=8", "train.steps=12",

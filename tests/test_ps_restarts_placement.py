@@ -134,13 +134,13 @@ def test_a_restart_reads_the_nodes_once_and_places_its_partitions_by_that_read(m
     and then its partitions' each read ray.nodes(): two reads a restart, between which a node could be lost. Now one,
     which places the partitions too: partition 0's node is gone, so b (free of its sibling on a); partition 1 stays
     on a; the worker, pinned to a, stays there."""
-    from downpour.ps import cluster_on_ray
+    from downpour.ps import starting_on_ray
     from downpour.ps.cluster_on_ray import RayCluster
 
     a, b, c = ("a" * 56, "b" * 56, "c" * 56)
     rt = scripted_runtime(monkeypatch, nodes=[a, b, c])
     reads = []
-    monkeypatch.setattr(cluster_on_ray.ray, "nodes", lambda: reads.append(1) or rt.nodes())
+    monkeypatch.setattr(starting_on_ray.ray, "nodes", lambda: reads.append(1) or rt.nodes())
     cluster = ScriptedCluster(rt, coordinator(2, STEPS), partitions=2)
     assert [cluster.pins[1, p] for p in (0, 1)] == [c, a]
     made = stubbed_spawns(monkeypatch, cluster, 2, 2)

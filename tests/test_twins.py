@@ -186,12 +186,12 @@ ONE_ACTOR_EACH = ["--runner", "ray", "--workers", "1", "--shards", "1"]
 @pytest.fixture
 def ray_starts(monkeypatch):
     """Every connection to Ray, in order: True where it started Ray, False where it found Ray up."""
-    from downpour.ps import cluster_on_ray, connect_on_ray
+    from downpour.ps import connect_on_ray, starting_on_ray
 
     starts = []
     real = connect_on_ray.connect
     counted = lambda address: starts.append(real(address)) or starts[-1]      # noqa: E731
-    for module in (connect_on_ray, cluster_on_ray):                            # the driver imported it by name
+    for module in (connect_on_ray, starting_on_ray):                           # the driver imported it by name
         monkeypatch.setattr(module, "connect", counted)
     return starts
 

@@ -1,0 +1,116 @@
+"""How the Ray driver's actors come up: Ray started or joined, every actor started at once (shards, workers, their
+partitions), their first answers awaited with a bounded wait (:func:`~downpour.ps.connect_on_ray.gathered`), and where
+each came up (environment.json's nodes: :func:`~downpour.ps.node_environments.node_environments`), at the start and
+after a restart. A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it sets (``pins``,
+``lanes``, ``placement``, ``reports``, ``nodes``, ...) and the calls it makes (``_placed``, ``_threads``,
+``_spawn_partitions``: :mod:`downpour.ps.placing_on_ray`; ``_open_channel``: :mod:`downpour.ps.piped_on_ray`)."""
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import ray
+
+from downpour.ps.asking_on_ray import node_addresses
+from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pinned, placer, spot
+from downpour.ps.node_environments import node_environments
+from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
+from downpour.ps.setup import worker_cpus, worker_gpus, worker_rng
+from downpour.ps.shard import Shard
+from downpour.ps.shm import sweep_stale_segments
+from downpour.ps.silence import start_limit
+from downpour.train.flat import frozen_params
+
+
+class Starting:
+    """``RayCluster``'s actors brought up: :meth:`_start` (every one, at the driver's start), :meth:`_spawn` (a
+    worker's, at the start or a restart) and :meth:`_came_up` (where restarted ones came up)."""
+
+    def _start(self, shards: list[Shard], start_step: int) -> None:
+        """Ray (started or joined), then every actor at once: shards, workers and their partitions (which wait
+        themselves for the shards' shared-memory lanes), their first answers awaited shards first.
+        Ray and actors are started here and in :meth:`_spawn` only: tests/scripted_ray.py overrides both (no Ray)."""
+        cfg, n = self.setup.cfg, self.setup.cfg.cluster.workers
+        self.started = connect(cfg.cluster.address)
+        self.ray_info = joined(cfg.cluster.address)   # cluster.json's record of which Ray
+        sweep_stale_segments()
+        self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"   # the driver's pid: what the sweep checks
+        nodes = ray.nodes()   # read once: the workers' CPU share and the placer fit the same nodes
+        self.per_worker = worker_cpus(n, list(live_cpus(nodes).values()))   # (until 2026-12-06 total / n)
+        self.gpus = worker_gpus(cfg, float(ray.cluster_resources().get("GPU", 0.0)))   # ConfigError: too few for cuda
+        self.threads, self.node_cpus = cfg.train.threads, live_cpus(nodes)   # (0: each worker's node's share)
+        self.place = placer(nodes)     # each actor by its index in the plan's layout (connect_on_ray.spot)
+        self.placed_first = {w: self._placed((w, None), spot("worker", w, n, cfg.cluster.partitions), self.per_worker,
+                                             None) for w in range(n)}   # every worker first: its threads share its node
+        options = [self.place(spot("shard", j, n, cfg.cluster.partitions), 0.0) for j in range(len(shards))]
+        for j, s in enumerate(shards):
+            self.shard_actors.append(ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0,
+                                                        **options[j])
+                                     .remote(s, f"/dev/shm/downpour-{self.run_id}", n))
+        # every actor starts now, the workers and their partitions beside the shards (each a fresh process importing
+        # torch: ~5.6 s of ~8 at load 12, 2026-12-06); until 2026-12-06 the workers were started only once every shard
+        # had answered. They are handed the shards' answers to come (object refs) and wait for them themselves before
+        # they link to the shards (on_ray.lanes_of): none fetches before the shards hold the weights, as before
+        self.lanes = [a.lanes.remote() for a in self.shard_actors]
+        for w in range(n):
+            self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
+        limit = start_limit(cfg.cluster.silent_seconds)
+        self.lanes = gathered(self.lanes, "shard actors", limit, pins=[pinned(o) for o in options])
+        here = ray.get_runtime_context().get_node_id()
+        self.piped = (len([nd for nd in ray.nodes() if nd["Alive"]]) == 1 and cfg.cluster.partitions == 1
+                      and all(ln is not None and ln["node"] == here for ln in self.lanes))
+        self.pusher = ShardPush(self.shard_actors, self.lanes)
+        # each actor's node and the install there, in the answer placement waits for (no round trip of its own)
+        reports = {"shards": ray.get([a.start_report.remote() for a in self.shard_actors]),
+                   "workers": gathered([a.start_report.remote() for a in self.worker_actors], "worker actors", limit,
+                                       {"CPU": self.per_worker, "GPU": self.gpus},
+                                       pins=[self.pins[w, None] for w in range(n)])}
+        self.addresses = node_addresses()   # read now: a lost shard's node is named where the head may not answer
+        self.devices = ray.get([a.device.remote() for a in self.worker_actors])
+        if self.partition_actors:   # worker w's partitions, in order: w*K .. w*K + K-1 (a worker's start does not
+            #                         wait for them: until 2026-12-05 a plain ray.get waited here for good)
+            parts = [a for w in sorted(self.partition_actors) for a in self.partition_actors[w]]
+            reports["partitions"] = gathered([a.start_report.remote() for a in parts], "partition actors", limit,
+                                             pins=[self.pins[w, p] for w in sorted(self.partition_actors)
+                                                   for p in range(len(self.partition_actors[w]))])
+        self.placement = {kind: [r["node"] for r in answers] for kind, answers in reports.items()}
+        self.reports = [r for answers in reports.values() for r in answers]
+        self.nodes = node_environments(self.reports, self.addresses)
+        for w in range(n if self.piped else 0):   # last: a serving actor answers nothing else until it stops
+            self._open_channel(w)
+
+    def _spawn(self, w: int, seq: int, step: int) -> Any:
+        """Start (or restart: new name, new inboxes, placed as the actor it replaces: :meth:`_placed`) worker ``w``'s
+        actor: a GPU worker wherever Ray finds a free GPU, a CPU one by its index in the plan's layout
+        (:func:`~downpour.ps.connect_on_ray.spot`: after every replica's partitions where K >= 2): at the start as
+        ``_start`` placed it already (``placed_first``), else placed here. Its torch threads: :meth:`_threads`."""
+        setup = self.setup
+        name, nodes = f"downpour-{self.run_id}-worker{w}", None
+        if self._incarnation[w]:
+            name, nodes = f"{name}-restart{self._incarnation[w]}", ray.nodes()
+            self.lanes[:] = ray.get([a.new_inbox.remote(w, self._incarnation[w]) for a in self.shard_actors])
+        self._incarnation[w] += 1
+        n = setup.cfg.cluster.workers
+        options = (self.placed_first.pop(w) if nodes is None and w in self.placed_first else
+                   self._placed((w, None), spot("worker", w, n, setup.cfg.cluster.partitions), self.per_worker, nodes))
+        parts = self._spawn_partitions(w, name, nodes, step) if setup.cfg.cluster.partitions > 1 else None
+        actor = (WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options)
+                 .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq,
+                         self.shard_actors, self.lanes, self._threads(w, nodes), parts, setup.shards_of,
+                         frozen_params(setup.model), worker_rng(setup.rng, setup.cfg.seed, w, step)))
+        return actor
+
+    def _came_up(self, reports: list[dict[str, Any]]) -> None:
+        """Restarted actors' start reports (a worker's, its partitions', or a partition's alone): where one came up on
+        a node, or under an install, that no actor of the run had, environment.json's ``nodes`` anew (``on_nodes``),
+        warned of as at the start where its code or packages are not the driver's (:func:`node_environments`).
+        Until 2026-12-07 a restart was asked its node alone: one on another machine or install went unrecorded."""
+        if any(r["node"] not in self.addresses for r in reports):      # a node that joined the cluster since
+            self.addresses = {**self.addresses, **node_addresses()}
+        nodes = node_environments(self.reports, self.addresses, new=reports)
+        self.reports += reports
+        if nodes != self.nodes:
+            self.nodes = nodes
+            if self.on_nodes is not None:
+                self.on_nodes(nodes)
