@@ -1,107 +1,26 @@
 """The ``downpour`` command: train, crossfit, analyze, report, models, presets, study, plan (train and crossfit in
-:mod:`~downpour.cli_train`, analyze and report in :mod:`~downpour.cli_analyze`, study in :mod:`~downpour.cli_study`)."""
+:mod:`~downpour.cli_train`, analyze and report in :mod:`~downpour.cli_analyze`, models and presets in
+:mod:`~downpour.cli_models`, study in :mod:`~downpour.cli_study`, plan in :mod:`~downpour.cli_plan`)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
 import sys
 
-from downpour._names import closest, pasted, whole
-from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, RunConfig, preset_table, parse_override
-from downpour.cli_flags import check_as_typed, check_sets, named_by_set
-from downpour.cli_plan_flags import check_plan_flags
+from downpour._names import closest, whole
+from downpour.config import CROSSFIT_CONTROLS, ClusterConfig
+from downpour.cli_flags import check_as_typed
 from downpour.cli_analyze import cmd_analyze, cmd_report
 from downpour.cli_log import configure_logging
+from downpour.cli_models import cmd_models, cmd_presets
+from downpour.cli_plan import cmd_plan
 from downpour.cli_study import StudyHelp, cmd_study
 from downpour.cli_train import SHORTHANDS, cmd_crossfit, cmd_train
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
 from downpour.train.signals import quit_at_next_stop, sigterm_as_interrupt
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    from downpour.models.registry import list_models
-
-    if args.footprint is not None:
-        from downpour.config import load_config
-        from downpour.data.build import sample_shape
-        from downpour.models.footprint import footprint_report
-
-        if bool(args.footprint) == bool(args.config):
-            said = f"--footprint {args.footprint} and --config {args.config}: give one of" if args.config else (
-                "--footprint needs")
-            raise ConfigError(f"{said} a model NAME (downpour models --footprint cat-demo: its registry defaults) or "
-                              "--config PRESET (downpour models --footprint --config main: the model as it trains)")
-        name, options, shape = args.footprint, {}, None
-        if args.config:          # what the preset trains: its model, options and sample shape (`--config main`: tile 2)
-            cfg = load_config(args.config)
-            name, options, shape = cfg.model.name, dict(cfg.model.options), sample_shape(cfg.data)
-        for item in args.set:
-            path, value = parse_override(item)
-            if len(path) != 2 or path[0] != "model":
-                raise ConfigError(f"--set {item}: downpour models --footprint only takes model.KEY=VALUE overrides")
-            if path[1] == "name":
-                raise ConfigError(f"--set {item}: the model is --footprint's NAME" + (f" or the preset's (--config "
-                                  f"{args.config}: {name})" if args.config else "")
-                                  + f" (downpour models --footprint {value})")
-            options[path[1]] = value
-        try:
-            print(footprint_report(name, shape, args.config, **options))
-        except ConfigError as err:
-            raise named_by_set(err, args.set) from None
-        return 0
-    if args.set or args.config:
-        said = f"--config {pasted(args.config)}" if args.config else f"--set {pasted(args.set[0])}"
-        model = "" if args.config else "NAME "
-        raise ConfigError(f"{said} needs --footprint: downpour models --footprint {model}{said}")
-    entries = list_models()
-    width = max(len(e.name) for e in entries)
-    family = max(len(e.family.__name__) for e in entries)
-    for e in entries:
-        shape = "x".join(map(str, e.input_shape))
-        print(f"{e.name:<{width}}  {e.family.__name__:<{family}}  {shape:<9} {e.description}")
-    return 0
-
-
-def cmd_presets(args: argparse.Namespace) -> int:
-    print(preset_table())
-    return 0
-
-
-def cmd_plan(args: argparse.Namespace) -> int:
-    from downpour.errors import NotARunError
-    from downpour.plan import Cluster, check_simulated, compare_run, format_check, format_plan, passed, plan_for
-
-    mode = check_plan_flags(args)
-    given = {"machines": args.machines, "cores": args.cores, "memory_gb": args.memory, "bandwidth_gbit": args.bandwidth}
-    cluster = Cluster(**{k: v for k, v in given.items() if v is not None},
-                      replicas=args.replicas, partitions=args.partitions, shards=args.shards)   # checks the flags
-    if mode != "plan":
-        from downpour.preflight import check_run_config
-
-        def check(cfg: RunConfig) -> RunConfig:       # what `downpour train` checks of the same --set keys
-            check_sets(args.set, cfg)
-            return check_run_config(cfg)
-
-        given = {"config": args.config, "workers": args.replicas, "shards": args.shards, "steps": args.steps}
-        try:
-            result = (compare_run(args.check_run) if args.check_run else
-                      check_simulated(**{k: v for k, v in given.items() if v is not None}, sets=args.set, out=args.out,
-                                      check=check))
-        except NotARunError as e:   # named the folder alone ("'/tmp/x' does not exist") until 2026-12-05
-            if not args.check_run:
-                raise
-            raise NotARunError(f"--check-run {args.check_run}: {e}") from None
-        print(json.dumps(result) if args.json else format_check(result))
-        return 0 if passed(result) else 1
-    plan = plan_for(args.model, args.set, cluster, args.calibrate, args.config)
-    print(json.dumps(plan) if args.json else format_plan(plan))
-    # 1 where the plan cannot run as laid out (a process past a machine's memory, more machines than given), as
-    # --check-simulated's 1 for a failed check; refusals are 2 (docs/plan.md, "Exit status"; until 2026-12-06 always 0)
-    return 0 if all(plan["fits"].values()) else 1
 
 
 def _run_flags(parser: argparse.ArgumentParser) -> None:
