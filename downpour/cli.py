@@ -9,13 +9,14 @@ import os
 import signal
 import sys
 
-from downpour._names import closest, whole
+from downpour._names import whole
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig
 from downpour.cli_flags import check_as_typed
 from downpour.cli_analyze import cmd_analyze, cmd_report
 from downpour.cli_log import configure_logging
 from downpour.cli_models import cmd_models, cmd_presets
 from downpour.cli_plan import cmd_plan
+from downpour.cli_refused import flags_of, nearest_flag, split_set
 from downpour.cli_study import StudyHelp, cmd_study
 from downpour.cli_train import SHORTHANDS, cmd_crossfit, cmd_train
 from downpour.settings import choices_of
@@ -206,54 +207,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     before = extra[:len(extra) - len(after)]
     if before:   # `downpour --quick study costs` was study's "--quick (did you mean '--quick'?)" until 2026-12-06
         flag = before[0].split("=")[0]
-        hint = (f" ({flag} is {args.command}'s: give it after `downpour {args.command}`)" if flag in _flags(command)
-                else _nearest_flag(flag, _flags(parser)))
+        hint = (f" ({flag} is {args.command}'s: give it after `downpour {args.command}`)" if flag in flags_of(command)
+                else nearest_flag(flag, flags_of(parser)))
         parser.error(f"unrecognized arguments: {' '.join(before)}{hint}")
-    hint = (_nearest_flag(after[0].split("=")[0], _flags(command)) if after[0].startswith("--")
-            else _split_set(words, after))
+    hint = (nearest_flag(after[0].split("=")[0], flags_of(command)) if after[0].startswith("--")
+            else split_set(words, after))
     command.error(f"unrecognized arguments: {' '.join(after)}{hint}")
-
-
-# one layout, two commands' words: `downpour plan` lays out replicas, `downpour train` starts that many workers
-SAME_AS = {"--replicas": "--workers", "--workers": "--replicas"}
-
-
-def _nearest_flag(flag: str, flags: list[str]) -> str:
-    """' (did you mean '--x'?)' for the long flag nearest ``flag``, or ''; matched without the dashes, which every
-    long flag shares (until 2026-12-06 they made `downpour plan --frobnicate` "did you mean '--replicas'?")."""
-    if not flag.startswith("--"):
-        return ""
-    if SAME_AS.get(flag) in flags:   # (train's --replicas was unknown bare; plan's --workers "did you mean '--cores'?")
-        return f" (this command calls them {SAME_AS[flag]})"
-    match = closest(flag[2:], [f[2:] for f in flags if f.startswith("--")])
-    return f" (did you mean {'--' + match!r}?)" if match else ""
-
-
-def _split_set(words: list[str], after: list[str]) -> str:
-    """' (...)' where ``after`` begins with the rest of a --set value the shell split at a space (`--set
-    model.maps=[4, 4]` unquoted: until 2026-12-06 "unrecognized arguments: 4]" alone), else ''."""
-    at = next((i for i in range(1, len(words)) if words[i] == after[0]
-               and (words[i - 1].startswith("--set=") or i > 1 and words[i - 2] == "--set")), None)
-    if at is None:
-        return ""
-    value = [words[at - 1].removeprefix("--set=")]
-    for word in words[at:]:        # the words up to the one that closes its brackets or quotes (a stray word after
-        if _closed(" ".join(value)) or word.startswith("--"):      # it is another leftover)
-            break
-        value.append(word)
-    if len(value) == 1:
-        return ""
-    return f" (the shell split a --set value at a space: quote it whole, --set '{' '.join(value)}')"
-
-
-def _closed(value: str) -> bool:
-    """Whether every bracket and double quote ``value`` opens it also closes (as counted, not parsed)."""
-    return value.count("[") + value.count("{") <= value.count("]") + value.count("}") and value.count('"') % 2 == 0
-
-
-def _flags(parser: argparse.ArgumentParser) -> list[str]:
-    """Every option string ``parser`` takes (argparse has no public list: tests/test_cli.py's refusals guard it)."""
-    return [flag for action in parser._actions for flag in action.option_strings]
 
 
 def main(argv: list[str] | None = None) -> int:
