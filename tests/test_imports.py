@@ -47,7 +47,9 @@ def test_the_parameter_server_and_analysis_use_neither_the_local_loop_nor_the_le
 # The house, bottom to top (docs/architecture.md). A module imports its own package or a lower floor.
 FLOORS = [("_names", "errors", "batch", "parent_death", "cli_log", "scratch_names"), ("settings", "config_files"), ("config",), ("config_diff", "layers", "objectives", "data"), ("models",),
           ("train",), ("parallel",), ("ps", "analysis"), ("sandblaster", "learner_save"), ("cluster_checks",),
-          ("learner", "preflight", "runners", "plan", "cli_flags", "cli_plan_flags", "cli_refused"), ("twins", "crossfit_folds"), ("studies", "crossfit"), ("cli_study", "cli_analyze", "cli_models", "cli_plan"), ("cli_train",), ("cli",),
+          ("learner", "preflight", "runners", "plan", "cli_flags", "cli_plan_flags", "cli_refused"),
+          ("twins", "crossfit_folds"), ("studies", "crossfit"), ("cli_study", "cli_analyze", "cli_models", "cli_plan"),
+          ("cli_train",), ("cli",),
           ("__main__",)]
 FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}
 
