@@ -7,23 +7,25 @@ suspect, paired by seed, "what the faces gave" (``face_owed_controls``) measured
         --family whole-64,whole-pool-2,whole-pool:whole-64
     .venv/bin/python bench/architectures_why_cat.py summary cells.jsonl --primary whole-unpooled:whole-pool \\
         --family whole-unpooled,whole-unpooled:whole-64,whole-64:whole-pool
+    .venv/bin/python bench/architectures_why_cat.py run --variants pool-read-codes,pool-no-tica --out cells.jsonl 0
     .venv/bin/python bench/architectures_why_cat.py faces --out faces.jsonl 0 1 ... 11
     .venv/bin/python bench/architectures_why_cat.py summary faces.jsonl --family cat:faces-18
 
 ``cat`` is Q7's own cell of the cat arm, unchanged (:meth:`ArchitecturesStudy.cell_config`, its 300 steps, one torch
 thread, ``train_and_measure``'s steps: the run, its no-faces twin ``data.train_faces = 0``, ``measure_run`` with the
-study's ``measures()``). The read-out variants (``READS``) score the face test again on those same two trained
-networks at a lower layer (the unit chosen the same way, on the same images): nothing retrained, so only the layer
-read differs. The trained variants (``TRAINED``) are the study built with one ``--set`` more
+study's ``measures()``). The read-out variants (``READS``) score the face test again on those same two trained networks
+at a lower layer (the unit chosen the same way, on the same images): nothing retrained, so only the layer read differs.
+The trained variants (``TRAINED``) are the study built with one ``--set`` more
 (``study_class("architectures")(sets=...)``, as ``downpour study architectures --set KEY=VALUE`` would build every
-cell), run as the cat cell is. ``summary`` prints, per variant, each figure's mean and Student's t 95% interval, its
-paired difference with the cat cell (variant - cat) and p (:mod:`downpour.studies.stats`), and Holm's adjusted p over
-the variants' differences in ``face_owed_controls`` (``--primary``: one pre-registered comparison left out of that
-family; ``--family``: the comparisons it adjusts, ``A:B`` pairing two variants). ``faces`` trains the cat cell and
-its ``FACES`` arms (fewer of lfw's training faces, ``data.train_faces``) on each seed against one no-faces twin, which
-is the same network for every arm; ``summary`` of such a file adds the slope of what the faces gave against log2 of
-the faces trained on (:func:`faces_slopes`). The page docs/studies/architectures-why-cat-2026-12-06.md is ``run``,
-``faces`` and ``summary`` of its cells.
+cell), run as the cat cell is. ``VARIANT_READS`` read a trained variant's two networks as ``READS`` read the cat cell's
+(the variant's own cell comes with them, trained once). ``summary`` prints, per variant, each figure's mean and
+Student's t 95% interval, its paired difference with the cat cell (variant - cat) and p (:mod:`downpour.studies.stats`),
+and Holm's adjusted p over the variants' differences in ``face_owed_controls`` (``--primary``: one pre-registered
+comparison left out of that family; ``--family``: the comparisons it adjusts, ``A:B`` pairing two variants). ``faces``
+trains the cat cell and its ``FACES`` arms (fewer of lfw's training faces, ``data.train_faces``) on each seed against
+one no-faces twin, which is the same network for every arm; ``summary`` of such a file adds the slope of what the faces
+gave against log2 of the faces trained on (:func:`faces_slopes`). The page
+docs/studies/architectures-why-cat-2026-12-06.md is ``run``, ``faces`` and ``summary`` of its cells.
 """
 from __future__ import annotations
 
@@ -62,7 +64,16 @@ TRAINED = {"maps-2": (("model.maps", (8, 2)),),      # stage 2 with 2 maps: a 72
            # part 6: whole-pool with its pooling alone taken away: the same 10x10 filter, 64 maps and tile 2, a 3x3
            # map kept unpooled (pool 1: its sparsity term the per-unit L1, its top LCN a 3-wide window over the 3x3
            # map): 576 units, each filter's field 10 + 9*2 = 28 pixels, not the pooled unit's 32
-           "whole-unpooled": (("model.maps", (8, 64)), ("model.kernels", (8, 10)), ("model.pools", (3, 1)))}
+           "whole-unpooled": (("model.maps", (8, 64)), ("model.kernels", (8, 10)), ("model.pools", (3, 1))),
+           # part 7: whole-pool trained without its pooled-L2 (TICA) sparsity term: weight 0 drops the term
+           # (objectives.Objective), and the objective is one for the network, so in both stages (stage 1 then differs
+           # from the cat cell's): reconstruction alone, at the fixed filter norm; pooling and the read-out kept
+           "pool-no-tica": (("model.maps", (8, 64)), ("model.kernels", (8, 10)), ("model.pools", (3, 3)),
+                            ("objective.pooled_l2.weight", 0.0))}
+# part 7: read-outs of a trained variant's own two networks (its run and its no-faces twin, read the same way), as READS
+# are of the cat cell's: "pool-read-codes" reads whole-pool's stage 2 before its L2 pooling and LCN (stage2/codes, as
+# read-codes does the cat cell's): 64 maps x 3 x 3 = 576 units. Its base variant's cell comes with it, trained once
+VARIANT_READS = {"pool-read-codes": ("whole-pool", "stage2/codes")}
 # part 5: the cat cell trained on the first N of the lfw training part's 70 faces (data.train_faces; the cat cell, -1,
 # trains on all 70), its 70 non-faces and data.faces_fraction kept: so fewer faces are also fewer face samples (0.3 *
 # 70/140 = 15% of the samples at 70 faces, 0.3 * 35/105 = 10% at 35, 0.3 * 18/88 = 6.1% at 18)
@@ -85,20 +96,24 @@ def filter_field(cfg) -> int:
 
 def _cat_cell(study, seed: int) -> list[dict]:
     """The cat arm's cell as ``train_and_measure`` runs it, and the read-out variants on its two trained networks."""
+    return _read_cells(study.cell_config(_condition(study, "cat"), seed), study.measures(), seed, "cat", READS)
+
+
+def _read_cells(cfg, m, seed: int, base: str, reads: dict[str, str], **said) -> list[dict]:
+    """The cell ``base`` of ``cfg`` measured as ``train_and_measure`` measures it (``said``: more of its row), and
+    each of ``reads`` (name -> layer) the face test read at that layer of the same two trained networks."""
     import torch
     from downpour.studies.measure import measure_run
     from downpour.studies.trained import face_aucs, face_pair, no_faces_twin, owed_figures, trained_run
 
-    cfg = study.cell_config(_condition(study, "cat"), seed)
-    m = study.measures()
     rows = []
     w0, c0 = time.time(), time.process_time()
     with trained_run(cfg) as (run, model, summary), no_faces_twin(cfg) as twin:
         f = measure_run(run, model, m, seed, twin)
         f["final_loss"] = float(summary["final_loss"])
-        rows.append({"variant": "cat", "seed": seed, "wall_s": round(time.time() - w0, 1),
+        rows.append({"variant": base, "seed": seed, **said, "wall_s": round(time.time() - w0, 1),
                      "cpu_s": round(time.process_time() - c0, 1), **f})
-        for name, layer in READS.items():
+        for name, layer in reads.items():
             w0, c0 = time.time(), time.process_time()
             faces = face_aucs(run, model, layer, control_draws=m.control_draws, random_filters=m.random_filters,
                               replicates=m.bootstrap, seed=seed, no_faces=twin)
@@ -204,14 +219,22 @@ def run(variants: list[str], out: str, seeds: list[int]) -> None:
     from downpour.studies import study_class
 
     torch.set_num_threads(1)
-    unknown = [v for v in variants if v != "cat" and v not in TRAINED]
+    unknown = [v for v in variants if v != "cat" and v not in TRAINED and v not in VARIANT_READS]
     if unknown:
         sys.exit(f"architectures_why_cat.py run: --variants {','.join(unknown)}: not cat or one of "
-                 f"{', '.join(TRAINED)} (the read-outs {', '.join(READS)} come with cat)")
+                 f"{', '.join([*TRAINED, *VARIANT_READS])} (the read-outs {', '.join(READS)} come with cat)")
     study = study_class("architectures")()
+    read = {}     # a trained variant -> the read-outs asked of its networks (it is trained once for them and itself)
+    for name in variants:
+        if name in VARIANT_READS:
+            base, layer = VARIANT_READS[name]
+            read.setdefault(base, {})[name] = layer
     for seed in seeds:
         rows = _cat_cell(study, seed) if "cat" in variants else []
-        rows += [_trained_cell(v, seed) for v in variants if v != "cat"]
+        for base, reads in read.items():
+            cfg, m = variant_config(base, seed)
+            rows += _read_cells(cfg, m, seed, base, reads, sets=[list(s) for s in TRAINED[base]])
+        rows += [_trained_cell(v, seed) for v in variants if v in TRAINED and v not in read]
         with open(out, "a") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in rows)
         for r in rows:
@@ -296,7 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     r = sub.add_parser("run", help="train and measure the cells, appending to --out")
     r.add_argument("seeds", nargs="+", type=int)
     r.add_argument("--variants", default="cat," + ",".join(TRAINED),
-                   help=f"cat (with the read-outs {', '.join(READS)}) and any of {', '.join(TRAINED)}")
+                   help=f"cat (with the read-outs {', '.join(READS)}) and any of {', '.join(TRAINED)}; "
+                        f"{', '.join(VARIANT_READS)} (with its trained variant's cell)")
     r.add_argument("--out", default=os.environ.get("OUT", "cells.jsonl"))
     f = sub.add_parser("faces", help="the cat cell and its FACES arms against one no-faces twin, appending to --out")
     f.add_argument("seeds", nargs="+", type=int)

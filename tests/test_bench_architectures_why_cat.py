@@ -77,7 +77,7 @@ def test_a_trained_variant_builds_the_study_cell_with_its_setting():
     assert shapes == {"maps-2": (2, 6, 6), "no-pool": (8, 9, 9), "whole": (8, 1, 1), "whole-64": (64, 1, 1),
                       "untied": (8, 6, 6), "tica-0.4": (8, 6, 6), "three": (64, 1, 1),
                       "whole-pool": (64, 1, 1), "whole-pool-2": (64, 1, 1),
-                      "whole-unpooled": (64, 3, 3)}   # the cat cell's: (8, 6, 6)
+                      "whole-unpooled": (64, 3, 3), "pool-no-tica": (64, 1, 1)}   # the cat cell's: (8, 6, 6)
 
 
 def test_whole_crop_variants_reach_the_whole_crop_where_the_cat_cell_reaches_22_by_22():
@@ -108,7 +108,8 @@ def test_the_three_stage_variant_gives_each_greedy_stage_the_cat_cells_150_steps
 
 
 def test_run_refuses_an_unknown_variant_and_names_the_known_ones():
-    known = "maps-2, no-pool, whole, whole-64, untied, tica-0.4, three, whole-pool, whole-pool-2, whole-unpooled"
+    known = ("maps-2, no-pool, whole, whole-64, untied, tica-0.4, three, whole-pool, whole-pool-2, whole-unpooled, "
+             "pool-no-tica, pool-read-codes")
     with pytest.raises(SystemExit, match=rf"--variants read-codes: not cat or one of {known}"):
         why.main(["run", "--variants", "cat,read-codes", "--out", "/dev/null", "0"])
 
@@ -148,3 +149,29 @@ def test_a_faces_arm_is_the_cat_cell_with_fewer_faces_and_the_cat_cells_twin():
 def test_faces_refuses_an_arm_it_does_not_know():
     with pytest.raises(SystemExit, match="--arms faces-5: not cat or one of faces-18, faces-35"):
         why.main(["faces", "--arms", "cat,faces-5", "--out", "/dev/null", "0"])
+
+
+def test_part_7s_arms_are_whole_pool_read_before_its_pooling_and_trained_without_its_pooled_cost():
+    import torch
+    from downpour.models.registry import build
+    from downpour.objectives import Objective
+
+    pooled, no_tica = (why.variant_config(v, 0)[0] for v in ("whole-pool", "pool-no-tica"))
+    assert no_tica.model == pooled.model and no_tica.train == pooled.train and no_tica.data == pooled.data
+    assert {k for k in pooled.objective if pooled.objective[k] != no_tica.objective[k]} == {"pooled_l2"}
+    assert list(Objective.from_config(no_tica.objective).terms) == ["reconstruction"]    # weight 0 drops the term
+    base, layer = why.VARIANT_READS["pool-read-codes"]
+    model = build(why.variant_config(base, 0)[0], (1, 32, 32))[0]
+    assert base == "whole-pool" and model.features(torch.zeros(1, 1, 32, 32), layer).numel() == 64 * 3 * 3
+
+
+def test_a_variants_read_out_comes_with_its_cell_trained_once(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(why, "_read_cells", lambda cfg, m, seed, base, reads, **said: calls.append(
+        (cfg.model.options["pools"], seed, base, reads, said)) or [{"variant": base, "seed": seed, "cpu_s": 0.0}])
+    monkeypatch.setattr(why, "_trained_cell",
+                        lambda name, seed: calls.append((name, seed)) or {"variant": name, "seed": seed, "cpu_s": 0.0})
+    why.main(["run", "--variants", "pool-read-codes,whole-pool,pool-no-tica", "--out", str(tmp_path / "c.jsonl"), "3"])
+    sets = [list(s) for s in why.TRAINED["whole-pool"]]
+    assert calls == [((3, 3), 3, "whole-pool", {"pool-read-codes": "stage2/codes"}, {"sets": sets}),
+                     ("pool-no-tica", 3)]     # whole-pool is not trained a second time on its own
