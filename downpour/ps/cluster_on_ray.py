@@ -2,7 +2,8 @@
 per shard, worker and partition (:mod:`downpour.ps.on_ray`, :mod:`downpour.ps.partitions_on_ray`; how they start:
 :mod:`downpour.ps.starting_on_ray`; where each goes: :mod:`downpour.ps.placing_on_ray`),
 drives the coordinator's budget (:mod:`downpour.ps.driving_on_ray`) and tears everything down, whatever happened.
-Its other parts are mixins, one idea each, of the state it declares here.
+Its other parts are mixins, one idea each, of the state it declares here and of what its start sets
+(:class:`~downpour.ps.starting_on_ray.Starting` names it).
 """
 from __future__ import annotations
 

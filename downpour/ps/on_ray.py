@@ -114,7 +114,7 @@ class ShardLink:
 
 def lanes_of(lanes: Sequence[Any]) -> list[dict[str, Any] | None]:
     """Per shard its lanes, as :meth:`ShardActor.lanes` returns them: ``lanes`` itself, or, where the driver handed
-    an actor it started beside the shards their answers to come (object refs: ``cluster_on_ray``'s start), those
+    an actor it started beside the shards their answers to come (object refs: ``starting_on_ray``'s start), those
     answers, waited for here. A shard answers once it is built, holding the weights, so an actor that links to
     the shards through this fetches nothing before they hold them (the start's order kept by this wait, not by the
     driver's starting the shards first)."""

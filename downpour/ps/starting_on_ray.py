@@ -1,9 +1,10 @@
 """How the Ray driver's actors come up: Ray started or joined, every actor started at once (shards, workers, their
 partitions), their first answers awaited with a bounded wait (:func:`~downpour.ps.connect_on_ray.gathered`), and where
 each came up (environment.json's nodes: :func:`~downpour.ps.node_environments.node_environments`), at the start and
-after a restart. A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it sets (``pins``,
-``lanes``, ``placement``, ``reports``, ``nodes``, ...) and the calls it makes (``_placed``, ``_threads``,
-``_spawn_partitions``: :mod:`downpour.ps.placing_on_ray`; ``_open_channel``: :mod:`downpour.ps.piped_on_ray`)."""
+after a restart. A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`, which declares most of the state it
+sets (``piped``, ``pusher``, ``reports``, ``nodes``, ...; the rest: :class:`Starting`) and, through its other
+mixins, the calls it makes (``_placed``, which sets ``pins``, ``_threads``, ``_spawn_partitions``:
+:mod:`downpour.ps.placing_on_ray`; ``_open_channel``: :mod:`downpour.ps.piped_on_ray`)."""
 from __future__ import annotations
 
 import os
@@ -25,7 +26,12 @@ from downpour.train.flat import frozen_params
 
 class Starting:
     """``RayCluster``'s actors brought up: :meth:`_start` (every one, at the driver's start), :meth:`_spawn` (a
-    worker's, at the start or a restart) and :meth:`_came_up` (where restarted ones came up)."""
+    worker's, at the start or a restart) and :meth:`_came_up` (where restarted ones came up).
+
+    :meth:`_start` alone sets, and ``RayCluster.__init__`` does not declare, ``run_id``, ``per_worker``, ``place``,
+    ``lanes`` and ``placement`` (``ray_info``: :class:`~downpour.ps.asking_on_ray.Asking`'s default): the other
+    mixins (placing, restarts, partition restarts, piped, asking) read them, so none may run before it
+    (``RayCluster.close`` reads ``run_id`` with a default, as a failed start calls it)."""
 
     def _start(self, shards: list[Shard], start_step: int) -> None:
         """Ray (started or joined), then every actor at once: shards, workers and their partitions (which wait
