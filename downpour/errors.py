@@ -6,6 +6,11 @@ Ground floor: imports nothing from downpour, so every layer can raise these.
 from __future__ import annotations
 
 
+def first_line(err: BaseException) -> str:
+    """An error's message's first line ("" for none): where a log line names an error (Ray's run to 5-7 lines)."""
+    return (str(err).strip().splitlines() or [""])[0]
+
+
 class DownpourError(Exception):
     """Base of every error that is the user's to fix (a config, a file, a run directory)."""
 

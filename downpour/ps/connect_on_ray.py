@@ -22,7 +22,7 @@ import ray
 from ray.util.client import ray as client_ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from downpour.errors import RunError
+from downpour.errors import RunError, first_line
 from downpour.ps.address import env_address_note
 from downpour.ps.head_token import token_hint
 from downpour.ps.reach import CONNECT_TIMEOUT_S, head_question
@@ -96,7 +96,7 @@ def _init(address: str) -> None:
         ray.init(address=address, log_to_driver=True)
         _quiet_dumps()
     except (ConnectionError, RuntimeError, ValueError) as err:   # e.g. a token-protected cluster without the token
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first_line(err) or type(err).__name__
         hint = (" (a cluster started with authentication needs its token in this environment: see "
                 "docs/parameter-server.md#faults)") if any(w in str(err).lower() for w in ("token", "auth")) else ""
         if not hint and address.startswith("ray://") and "timeout" in str(err).lower():   # (the GCS port, 36 s on)

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from torch import Tensor
 
 from downpour.config import RunConfig
-from downpour.errors import RunError
+from downpour.errors import RunError, first_line
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, save_server
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.staleness import StalenessLog, staleness_report
@@ -228,9 +228,9 @@ class Recorder:
         except Exception as failed:  # noqa: BLE001  (the shards may be gone with the failure)
             # one line: Ray's ActorDiedError runs to 5 lines of its own. And where the last checkpoint is, which
             # the resume goes on from: "could not checkpoint" alone read as if nothing was kept
-            why = (str(failed).strip().splitlines() or [""])[0]
             log.warning("stopped at step %d; could not checkpoint the server (%s: %s)%s", self.coord.done,
-                        type(failed).__name__, why, "" if isinstance(err, ShardLost) else f"; {self._kept()}")
+                        type(failed).__name__, first_line(failed),
+                        "" if isinstance(err, ShardLost) else f"; {self._kept()}")
 
     def _kept(self) -> str:
         """What ``--resume`` goes on from where the stop could not be checkpointed: the last checkpoint, or none."""

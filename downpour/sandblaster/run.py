@@ -23,6 +23,7 @@ import torch
 from downpour._names import pasted
 from downpour.config import ConfigError, RunConfig
 from downpour.data.opened import Opened
+from downpour.errors import first_line
 from downpour.ps.setup import ClusterSetup, set_up_cluster
 from downpour.sandblaster.checks import check_examples, check_sandblaster
 from downpour.sandblaster.history import HistoryShard
@@ -250,8 +251,8 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
                 log.warning("stopped after L-BFGS iteration %d; checkpoint saved: %s goes on", progress.iteration,
                             go_on(run.path))
         except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
-            why = (str(err).strip().splitlines() or [""])[0]    # (Ray's ActorDiedError runs to 7 lines)
-            log.warning("could not checkpoint the shards (%s: %s); %s", type(err).__name__, why, _kept(run, cfg))
+            log.warning("could not checkpoint the shards (%s: %s); %s", type(err).__name__, first_line(err),
+                        _kept(run, cfg))
         raise
     finally:
         pool.close()
