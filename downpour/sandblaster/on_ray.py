@@ -237,9 +237,10 @@ class RayPool:
             try:
                 meta = ray.get(ref)
             except RayError as err:   # the worker died: its units go back to the queue, the others go on
-                if not isinstance(err, RayActorError):   # an argument lost, not the worker: a shard gone with its
-                    self.group.call("stats")             # point? then the run ends in its words (RayShards.get), not
-                    # as "every worker was lost", each worker blamed in turn for the shard's point it could not read
+                # an argument lost, not the worker: a shard gone with its point? Then the run ends in its words
+                # (RayShards.get), not as "every worker was lost", each blamed in turn for the point it could not read
+                if not isinstance(err, RayActorError):
+                    self.group.call("stats")
                 self.lost[w] = lost_worker(w, unit, err)
                 self.silence.forget(w)
                 sched.abandon(w)
