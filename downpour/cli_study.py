@@ -38,7 +38,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     from downpour.studies import QUESTIONS, STUDIES, design_class
     from downpour.studies.about import list_heading, question_number
 
-    if args.name in ("list", "index"):
+    if args.name in WHAT:
         taken = ("--out",) if args.name == "index" else ()
         given = [flag for flag, value in (("--quick", args.quick), ("--seeds", args.seeds is not None),
                                           ("--jobs", args.jobs is not None), ("--out", args.out), ("--set", args.set))
