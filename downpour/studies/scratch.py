@@ -70,15 +70,16 @@ def sweep_left(name: str) -> list[Path]:
     return left
 
 
-KINDS = {"study": ("a study", "studies"), "cell": ("a cell", "cells"), "plan": ("a plan check", "plan checks")}
+# the kinds of :mod:`downpour.scratch_names`' folders, as who made them: (one, several)
+_WHOSE = {"study": ("a study", "studies"), "cell": ("a cell", "cells"), "plan": ("a plan check", "plan checks")}
 
 
 def _whose(left: list[Path]) -> str:
     """What made the folders ``left``: "a study", "a cell", "a plan check", "studies", "cells", "plan checks" or those
     kinds joined ("studies and cells", "studies, cells and plan checks")."""
     if len(left) == 1:
-        return KINDS[left[0].name.split("-")[1]][0]
-    kinds = [many for kind, (_, many) in KINDS.items() if any(p.name.split("-")[1] == kind for p in left)]
+        return _WHOSE[left[0].name.split("-")[1]][0]
+    kinds = [many for kind, (_, many) in _WHOSE.items() if any(p.name.split("-")[1] == kind for p in left)]
     return listed(kinds)
 
 
