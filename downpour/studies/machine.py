@@ -54,9 +54,10 @@ def _install() -> dict[str, Any]:
 
 
 def _grouped(costs: dict[tuple[str, int], dict[str, Any]], keys: Iterable[tuple[str, int]],
-             field: str) -> tuple[list[dict[str, Any]], int]:
+             field: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The records ``field`` ("platform", "install") of the runs behind the cells ``keys``, each with its ``id`` and
-    number of cells, records alike (:func:`_same`) counted as one; and the number of cells that recorded none."""
+    number of cells, records alike (:func:`_same`) counted as one; and the same list with, last where there are any,
+    ``{"id": "unknown", "cells": n}`` for the cells that recorded none (study.json's ``platforms``, ``installs``)."""
     seen: list[dict[str, Any]] = []
     unknown = 0
     for cost in runs(costs, keys):
@@ -69,7 +70,7 @@ def _grouped(costs: dict[tuple[str, int], dict[str, Any]], keys: Iterable[tuple[
             seen.append({"id": platform_id(record), field: record, "cells": 1})
         else:
             match["cells"] += 1
-    return seen, unknown
+    return seen, seen + ([{"id": "unknown", "cells": unknown}] if unknown else [])
 
 
 def _differ(seen: list[dict[str, Any]], field: str) -> str:
@@ -89,14 +90,14 @@ def platforms_note(costs: dict[tuple[str, int], dict[str, Any]],
     before 2026-12-05; a ``same_as`` copy is its original's run, counted once on its platform, unknown where the
     original is gone: :func:`~downpour.studies.same_as.runs`); and, where the known ones are
     several, one sentence naming them and what differs between them (empty otherwise)."""
-    seen, unknown = _grouped(costs, keys, "platform")
+    seen, listed = _grouped(costs, keys, "platform")
     note = ""
     if len(seen) >= 2:
         note = (f"its cells ran on {len(seen)} platforms ({_differ(seen, 'platform')}); a cell's figures are "
                 "reproducible from its seed on its own platform only, so seeds run on one need not match those run on "
                 "another, in their last digits and, after long training, by as much as the seeds' spread "
                 "(docs/studies.md, Q7)")
-    return seen + ([{"id": "unknown", "cells": unknown}] if unknown else []), note
+    return listed, note
 
 
 def installs_note(costs: dict[tuple[str, int], dict[str, Any]],
@@ -104,10 +105,10 @@ def installs_note(costs: dict[tuple[str, int], dict[str, Any]],
     """:func:`platforms_note` for the cells' ``install`` (:func:`install`): the installs the cells ``keys`` ran under,
     ``{"id": "unknown", "cells": n}`` last for those that recorded none (cached before 2026-12-07), and where the
     known ones are several, one sentence naming what differs between them (empty otherwise)."""
-    seen, unknown = _grouped(costs, keys, "install")
+    seen, listed = _grouped(costs, keys, "install")
     note = ""
     if len(seen) >= 2:
         note = (f"its cells ran under {len(seen)} installs ({_differ(seen, 'install')}); a cell's figures are "
                 "reproducible from its seed under its own install only (another package's version can read, decode or "
                 "compute otherwise), so seeds run under one need not match those run under another")
-    return seen + ([{"id": "unknown", "cells": unknown}] if unknown else []), note
+    return listed, note
