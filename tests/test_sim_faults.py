@@ -69,12 +69,10 @@ def test_a_shard_lost_before_the_first_checkpoint_is_not_said_to_leave_nothing_t
     """'shard 1 at 5', the first checkpoint due at 8: the stop's warning said "there is no server checkpoint to resume
     from", and the run then restarted its shards from step 0 and finished. What follows a lost shard is run_cluster's
     to say (the restart from the start); the report says so too, not "from the checkpoint of step 0"."""
-    with caplog.at_level("WARNING"):
-        assert _sync_run(tmp_path / "r", *SHARD, "cluster.faults=['shard 1 at 5']")["steps"] == 31
-    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert said == ["stopped at step 5; could not checkpoint the server (ShardLost: shard 1 is lost)",
-                    "shard 1 lost at step 5 (cluster.faults 'shard 1 at 5'); restarting every shard from the start "
-                    "(no checkpoint yet)"]
+    assert _warnings_of_a_shard_lost_at(5, tmp_path / "r", caplog) == [
+        "stopped at step 5; could not checkpoint the server (ShardLost: shard 1 is lost)",
+        "shard 1 lost at step 5 (cluster.faults 'shard 1 at 5'); restarting every shard from the start "
+        "(no checkpoint yet)"]
     assert html.unescape(cluster_faults(RunDir.open(tmp_path / "r"))).startswith(
         "<p class=\"note\">Faults: the shards restarted from the start, step 0 (shard 1 lost at step 5 ")
 
@@ -83,12 +81,17 @@ def test_a_shard_lost_right_after_a_checkpoint_is_not_said_to_need_a_resume(tmp_
     """'shard 1 at 16', a checkpoint every 8 pushes: the checkpoint of step 16 stands (no push since it), and the
     stop's warning said "--resume RUN goes on from it" before the run restarted its shards from it itself. What
     follows a lost shard is run_cluster's to say: the restart (or, restarts spent, the stop with what --resume does)."""
+    assert _warnings_of_a_shard_lost_at(16, tmp_path / "r", caplog) == [
+        "stopped at step 16; the server checkpoint of that step stands",
+        "shard 1 lost at step 16 (cluster.faults 'shard 1 at 16'); restarting every shard from the "
+        "checkpoint at step 16"]
+
+
+def _warnings_of_a_shard_lost_at(step, path, caplog):
+    """The warnings of a run (SHARD) whose shard 1 is lost at ``step``; the run restarts its shards and finishes."""
     with caplog.at_level("WARNING"):
-        assert _sync_run(tmp_path / "r", *SHARD, "cluster.faults=['shard 1 at 16']")["steps"] == 31
-    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert said == ["stopped at step 16; the server checkpoint of that step stands",
-                    "shard 1 lost at step 16 (cluster.faults 'shard 1 at 16'); restarting every shard from the "
-                    "checkpoint at step 16"]
+        assert _sync_run(path, *SHARD, f"cluster.faults=['shard 1 at {step}']")["steps"] == 31
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 
 
 def test_a_fault_run_stopped_by_its_shard_loss_resumes_without_losing_it_again(tmp_path):
