@@ -78,8 +78,5 @@ class EveryCellDiverges(Planted):
 
         return compare_rows(conditions, cells, seeds, {"x": 0.1})
 
-    def verdict(self, rows):
-        return f"b minus a: {rows[1]['figures']['x'][0] - rows[0]['figures']['x'][0]:.1f}"
-
     def figures(self, rows, cells, folder):
         return [folder / f"{rows[0]['figures']['x'][0]}.png"]
