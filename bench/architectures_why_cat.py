@@ -167,7 +167,7 @@ def _faces_cells(study, seed: int, arms: list[str]) -> list[dict]:
 
     base, m = faces_config(study, "cat", seed), study.measures()
     rows = []
-    w0, c0 = time.time(), time.process_time()
+    c0 = time.process_time()
     with no_faces_twin(base) as twin:
         print(f"seed {seed}: the no-faces twin in {time.process_time() - c0:.1f} CPU-s", flush=True)
         for name in arms:
@@ -192,11 +192,7 @@ def faces(arms: list[str], out: str, seeds: list[int]) -> None:
         sys.exit(f"architectures_why_cat.py faces: --arms {','.join(unknown)}: not cat or one of {', '.join(FACES)}")
     study = study_class("architectures")()
     for seed in seeds:
-        rows = _faces_cells(study, seed, arms)
-        with open(out, "a") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in rows)
-        for r in rows:
-            print(r["variant"], seed, r["cpu_s"], {k: round(r[k], 4) for k in FIGURES + EXTRA if k in r}, flush=True)
+        _append(out, _faces_cells(study, seed, arms), FIGURES + EXTRA)
 
 
 def faces_slopes(cells: dict[str, dict[int, dict]]) -> dict[int, float]:
@@ -235,10 +231,15 @@ def run(variants: list[str], out: str, seeds: list[int]) -> None:
             cfg, m = variant_config(base, seed)
             rows += _read_cells(cfg, m, seed, base, reads, sets=[list(s) for s in TRAINED[base]])
         rows += [_trained_cell(v, seed) for v in variants if v in TRAINED and v not in read]
-        with open(out, "a") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in rows)
-        for r in rows:
-            print(r["variant"], seed, r["cpu_s"], {k: round(r[k], 4) for k in FIGURES if k in r}, flush=True)
+        _append(out, rows, FIGURES)
+
+
+def _append(out: str, rows: list[dict], figures: tuple[str, ...]) -> None:
+    """A seed's cells appended to ``out``, one JSON line each, and printed with ``figures`` (those they have)."""
+    with open(out, "a") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in rows)
+    for r in rows:
+        print(r["variant"], r["seed"], r["cpu_s"], {k: round(r[k], 4) for k in figures if k in r}, flush=True)
 
 
 def _fmt(t: tuple[float, float, float]) -> str:
