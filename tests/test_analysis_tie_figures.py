@@ -265,7 +265,7 @@ def test_each_splits_tie_is_told_against_that_splits_own_interval_not_the_narrow
     (spread 0.125 on 20 + 20 test images, where one split's interval is 0.22-0.29 wide and the mean's 0.086) was
     undecided on all 10 splits by construction. The reference width: each split scored alone, its own ``auc_ci``.
     Since the bootstrap range (2026-12-05) that tie is undecided again, for another reason: its 5 units are one ramp
-    shifted, perfectly correlated, so their differences are real (chance spreads them 0.070, as many independent
+    shifted, perfectly correlated, so their differences are real (chance spreads them 0.048, as many independent
     units' range given one split's interval is wider than their 0.125); 5 identical units are decided."""
     y, splits, responses = _ten_folds(0.5, 0.8)
     others = {"others": np.flatnonzero(y == 0)}

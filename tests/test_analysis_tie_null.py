@@ -60,7 +60,7 @@ def _copies(shifts: list[float], seed: int = 0):
 def test_near_copies_with_a_small_real_difference_are_undecided_where_independent_units_range_called_them_decided():
     """Three near copies, two of them lowered a little on the faces: their test AUCs (0.764-0.812) differ by 0.048 for
     real. As many independent units would spread up to 0.197 (the rule of earlier on 2026-12-05: decided); the
-    copies' own replicates spread 0.028: undecided, in the table and in the face test."""
+    copies' own replicates, pooled, spread 0.026 in the table and 0.027 in the face test: undecided in both."""
     y, select, test, scores = _copies([0.0, 0.12, 0.24])
     row = best_unit(scores, y, select, test)
     t = row["tied_auc"]
