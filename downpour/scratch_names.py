@@ -15,7 +15,10 @@ import re
 import socket
 from functools import cache
 
-KINDS = r"study-.+|cell|plan"       # (a study's NAME may hold a '-': HOST, PID and RANDOM do not)
+# each kind of folder, with who makes it as a sentence says so (one, several)
+MAKERS = {"study": ("a study", "studies"), "cell": ("a cell", "cells"), "plan": ("a plan check", "plan checks")}
+# the kinds as a name holds them: a study's is "study-NAME" (NAME may hold a '-': HOST, PID and RANDOM do not)
+KINDS = "|".join(f"{kind}-.+" if kind == "study" else kind for kind in MAKERS)
 
 
 @cache

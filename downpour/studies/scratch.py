@@ -36,7 +36,7 @@ from pathlib import Path
 
 from downpour._names import listed, plural
 from downpour.ps.shm import runs
-from downpour.scratch_names import owner, prefix
+from downpour.scratch_names import MAKERS, owner, prefix
 
 
 def _left(path: Path) -> bool:
@@ -70,16 +70,12 @@ def sweep_left(name: str) -> list[Path]:
     return left
 
 
-# the kinds of :mod:`downpour.scratch_names`' folders, as who made them: (one, several)
-_WHOSE = {"study": ("a study", "studies"), "cell": ("a cell", "cells"), "plan": ("a plan check", "plan checks")}
-
-
 def _whose(left: list[Path]) -> str:
     """What made the folders ``left``: "a study", "a cell", "a plan check", "studies", "cells", "plan checks" or those
     kinds joined ("studies and cells", "studies, cells and plan checks")."""
     if len(left) == 1:
-        return _WHOSE[left[0].name.split("-")[1]][0]
-    kinds = [many for kind, (_, many) in _WHOSE.items() if any(p.name.split("-")[1] == kind for p in left)]
+        return MAKERS[left[0].name.split("-")[1]][0]
+    kinds = [many for kind, (_, many) in MAKERS.items() if any(p.name.split("-")[1] == kind for p in left)]
     return listed(kinds)
 
 
