@@ -57,7 +57,7 @@ def test_split_or_joint_or_augmented_every_step_runs_the_frozen_stages(capsys):
     run, and augmented rows never recur: each step runs the stages below its own."""
     base = load_config("cat-demo")
     cfg, shape = plan_config(None, ["model.tile=0"], "cat-demo")
-    net = with_frozen_runs(network_of(cfg, shape), base, 32)
+    net = with_frozen_runs(network_of(cfg, shape), base)
     assert 0 < net.frozen_runs[1] < 1
     every = replace(net, frozen_runs=())
     for k, same in ((1, False), (2, True)):
@@ -69,7 +69,7 @@ def test_split_or_joint_or_augmented_every_step_runs_the_frozen_stages(capsys):
     joint = _plan(capsys, "--config", "cat-demo", "--machines", "4", "--set", "train.schedule=joint")
     assert joint["network"]["frozen_runs"] == []
     shifted = replace(base, data=replace(base.data, shift=2))
-    assert with_frozen_runs(network_of(cfg, shape), shifted, 32).frozen_runs == ()
+    assert with_frozen_runs(network_of(cfg, shape), shifted).frozen_runs == ()
 
 
 @pytest.mark.parametrize("before", [0, 13, 40])
@@ -138,11 +138,11 @@ def test_patches_past_the_caches_bound_are_not_built_to_be_counted(monkeypatch):
         raise AssertionError("built the data")
 
     monkeypatch.setattr("downpour.data.build.build_dataset", refuse)
-    planned = with_frozen_runs(net, many, 32)
+    planned = with_frozen_runs(net, many)
     assert planned.frozen_runs == () and "data.samples = 1,000,000 rows of" in planned.assumptions[-1]
     monkeypatch.undo()
     few = replace(many, data=replace(many.data, samples=500))
-    assert 0 < with_frozen_runs(net, few, 32).frozen_runs[1] < 0.2           # 500 rows, 750 steps of stage 2
+    assert 0 < with_frozen_runs(net, few).frozen_runs[1] < 0.2           # 500 rows, 750 steps of stage 2
 
 
 def test_many_replicas_each_fill_their_own_cache_in_their_share_of_the_steps(capsys):
@@ -168,9 +168,9 @@ def test_a_cuda_run_has_no_frozen_cache_so_its_plan_runs_the_frozen_stages_every
     cfg, shape = plan_config(None, [], "cat-demo")
     net = network_of(cfg, shape)
     cuda = replace(base, train=replace(base.train, device="cuda"))
-    planned = with_frozen_runs(net, cuda, 32)
+    planned = with_frozen_runs(net, cuda)
     assert planned.frozen_runs == () and "train.device = 'cuda'" in planned.assumptions[-1]
-    assert with_frozen_runs(net, base, 32).frozen_runs[1] < 1                        # the same on the CPU: counted
+    assert with_frozen_runs(net, base).frozen_runs[1] < 1                        # the same on the CPU: counted
     cache, calls = FrozenCache(), []
     x = torch.rand(4, 1, 4, 4).to("meta")               # (any device but the CPU: the cache lets it through)
     for _ in range(3):

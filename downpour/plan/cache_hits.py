@@ -129,9 +129,9 @@ def without_cache(net: Network) -> Network:
     return replace(net, frozen_runs=(), assumptions=said)
 
 
-def with_frozen_runs(net: Network, cfg: RunConfig, batch: int, replicas: int = 1) -> Network:
-    """``net`` (a cat network counted on paper, planned from ``cfg``, a preset or file, at ``batch``) with the frozen
-    forward passes per step of its greedy stages (:func:`frozen_runs`, on the data ``cfg`` trains on, its
+def with_frozen_runs(net: Network, cfg: RunConfig, replicas: int = 1) -> Network:
+    """``net`` (a cat network counted on paper, planned from ``cfg``, a preset or file) with the frozen forward passes
+    per step of its greedy stages (:func:`frozen_runs`, on the data ``cfg`` trains on, its ``train.batch_size`` and
     ``train.steps``, shared by ``replicas``, each over its shard) and an assumption line saying so; ``net`` itself
     where nothing is frozen, and ``net`` with an assumption line saying why where the cache does not answer."""
     if net.counted or net.schedule != "greedy" or len(net.stages) < 2:
@@ -157,6 +157,7 @@ def with_frozen_runs(net: Network, cfg: RunConfig, batch: int, replicas: int = 1
             f"(data.source {d.source!r}" + (", augmented" if _augmented(d) else ": files, which the plan does not read")
             + ")")))
     rows, distinct = counted
+    batch = cfg.train.batch_size
     runs = frozen_runs(rows, batch, cfg.train.steps, sizes, replicas, distinct=distinct)
     said = (", ".join(str(i) for i in range(2, len(runs) + 1)) + ": " + ", ".join(f"{r:.3g}" for r in runs[1:]))
     return replace(net, frozen_runs=runs, assumptions=(*net.assumptions, (

@@ -93,7 +93,7 @@ def plan_for(model: str | None = "paper", sets: list[str] | tuple[str, ...] = ()
     on_replicas = None
     if config is not None:       # the data it trains on: how often a greedy step's frozen stages come from the cache
         # (cfg: the file's data and device, the steps as --set gave them)
-        of_replicas = functools.partial(with_frozen_runs, bare, cfg, cfg.train.batch_size)
+        of_replicas = functools.partial(with_frozen_runs, bare, cfg)
         net = of_replicas(1)
         if net.frozen_runs:
             # R replicas each fill their own cache over their shard, in their share of the steps: each layout judged on
