@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from downpour.analysis.labelled import BUILT_IN
 from downpour.config import AnalysisConfig
 from downpour.data.folder import walk_files
 from downpour.train.checkpoint import sha256_of
+from downpour.train.machine import versions
 from downpour.train.model_file import replace_text, temp_of
 from downpour.train.rundir import RunDir
 
@@ -119,14 +119,10 @@ def _named_folders(options: dict[str, Any]) -> Iterator[Path]:
 @functools.cache
 def code_digest() -> str:
     """The code an analysis measures with: :func:`source_digest` of the downpour package and the versions of the
-    :data:`LIBRARIES` (until 2026-12-05 a part kept by older code was read back after an upgrade)."""
-    versions = []
-    for name in LIBRARIES:
-        try:
-            versions.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            versions.append(f"{name} absent")
-    return source_digest(Path(__file__).resolve().parents[1]) + " " + ", ".join(versions)
+    :data:`LIBRARIES` as a run's environment.json records them (:func:`~downpour.train.machine.versions`; until
+    2026-12-05 a part kept by older code was read back after an upgrade)."""
+    libraries = ", ".join(f"{name} {v}" for name, v in versions(LIBRARIES).items())
+    return source_digest(Path(__file__).resolve().parents[1]) + " " + libraries
 
 
 def source_digest(root: Path) -> str:
