@@ -63,8 +63,20 @@ def _node() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
+class NodeAnswers:
+    """What every actor of a Ray run (a shard's, a worker's, a partition's; Sandblaster's shards' and workers') answers
+    about where it runs."""
+
+    def node(self) -> str:
+        return _node()
+
+    def start_report(self) -> dict[str, Any]:
+        """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`)."""
+        return start_report(_node())
+
+
 @ray.remote
-class ShardActor(ShardServer):
+class ShardActor(ShardServer, NodeAnswers):
     """A :class:`~downpour.ps.shard_server.ShardServer` (a shard with shared-memory lanes and a
     doorbell where it can have them) in its own process. Workers on this node use the lanes,
     workers elsewhere the object store."""
@@ -77,13 +89,6 @@ class ShardActor(ShardServer):
     def lanes(self) -> dict[str, Any] | None:
         lanes = super().lanes()
         return None if lanes is None else {**lanes, "node": _node()}
-
-    def node(self) -> str:
-        return _node()
-
-    def start_report(self) -> dict[str, Any]:
-        """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`)."""
-        return start_report(_node())
 
 
 class ShardLink:
@@ -244,7 +249,7 @@ class _TimedParams:
 
 
 @ray.remote
-class WorkerActor:
+class WorkerActor(NodeAnswers):
     """A :class:`~downpour.ps.worker.Worker` that fetches from the shard actors itself; with
     ``partitions`` (model parallelism) a replica whose filters live in those partition actors, which
     fetch and push their own shards (``ps.partitions_on_ray``).
@@ -358,13 +363,6 @@ class WorkerActor:
         """This worker's :class:`~downpour.ps.laps.Laps` report (phase seconds, cycles, steps, CPU seconds
         since its first cycle) and ``until``, when its last cycle returned (``perf_counter``)."""
         return {**self.laps.report(), "until": self._returned}
-
-    def node(self) -> str:
-        return _node()
-
-    def start_report(self) -> dict[str, Any]:
-        """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`)."""
-        return start_report(_node())
 
     def device(self) -> dict[str, Any]:
         """Where this worker computes: its replica's device, and the GPU ids Ray gave it ([] for none).

@@ -31,8 +31,7 @@ from torch import Tensor, nn
 from downpour.layers._lc_kernels import new_banks, untied_adjoint, untied_apply
 from downpour.layers.locally_connected import _expand_tiles, normalised
 from downpour.parallel.partition import BlockDecoder, Partition, PartitionedFilter, block_banks, stitch, sum_windows
-from downpour.ps.node_environments import start_report
-from downpour.ps.on_ray import ShardLink, _quiet_readonly, fetch_into, lanes_of
+from downpour.ps.on_ray import NodeAnswers, ShardLink, _quiet_readonly, fetch_into, lanes_of
 from downpour.ps.worker import LocalParams
 from downpour.train.finite import applicable
 from downpour.train.step import NonFiniteLoss
@@ -57,7 +56,7 @@ def stage_specs(model: nn.Module, p: int) -> list[dict[str, Any]]:
 
 
 @ray.remote
-class PartitionActor:
+class PartitionActor(NodeAnswers):
     """Partition ``p`` of replica ``wid``: block p's filters of every untied stage (then its block of their untied
     decoders), its shards' links, and the gradient accumulator of its slice of the push (a tiled stage's banks, and
     their untied decoder's, are the replica's, lent per call). ``seed``: its torch RNG's
@@ -184,13 +183,6 @@ class PartitionActor:
         """The replica's cycle failed (another of its partitions died): this partition's part of the push goes too."""
         self.params.drop()
         self.discard()
-
-    def node(self) -> str:
-        return ray.get_runtime_context().get_node_id()
-
-    def start_report(self) -> dict[str, Any]:
-        """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`)."""
-        return start_report(self.node())
 
     def stage_push(self, seq: int, bases: list[int], stages: tuple[int, ...] | None = None) -> list[np.ndarray | None]:
         """Hand this partition's summed gradient, which trained greedy ``stages``, to its shards: per shard None

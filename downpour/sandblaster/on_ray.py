@@ -32,7 +32,8 @@ from downpour._names import node_named
 from downpour.errors import RunError
 from downpour.ps.asking_on_ray import node_addresses, node_key
 from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pinned, placer, spot
-from downpour.ps.node_environments import node_environments, start_report
+from downpour.ps.node_environments import node_environments
+from downpour.ps.on_ray import NodeAnswers
 from downpour.ps.placing_on_ray import worker_threads
 from downpour.ps.restarts_on_ray import first_ready, kill, silent_workers
 from downpour.ps.setup import ClusterSetup, worker_cpus
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 
 
 @ray.remote(num_cpus=0)
-class ShardActor:
+class ShardActor(NodeAnswers):
     """A :class:`HistoryShard` in its own process: every method the coordinator calls, by name."""
 
     def __init__(self, shard: HistoryShard):
@@ -67,13 +68,9 @@ class ShardActor:
     def accumulate(self, evaluation: int, unit: int, grad: Tensor) -> bool:
         return self.shard.accumulate(evaluation, unit, grad)
 
-    def start_report(self) -> dict[str, Any]:
-        """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`)."""
-        return start_report(ray.get_runtime_context().get_node_id())
-
 
 @ray.remote
-class WorkerActor:
+class WorkerActor(NodeAnswers):
     """A :class:`UnitWorker` (a model replica over the whole dataset: any unit may come to any worker)."""
 
     def __init__(self, cfg: RunConfig, wid: int, x: Tensor, y: Tensor | None, bounds: list[tuple[int, int]],
@@ -90,10 +87,6 @@ class WorkerActor:
             time.sleep((self.slowdown - 1) * (time.perf_counter() - t0))
         grads = r.grads or [torch.empty(0)] * self.shards
         return (r.meta(), *grads)
-
-    def start_report(self) -> dict[str, Any]:
-        """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`)."""
-        return start_report(ray.get_runtime_context().get_node_id())
 
 
 class RayShards:
