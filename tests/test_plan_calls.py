@@ -1,7 +1,7 @@
 """A fetch and a push are each a remote call whose own cost does not shrink with the bytes (downpour/plan/calls.py).
 Without it a plan timed cat-demo's fetch as its 33.79 kB over the link alone, 270.3 µs at 1 Gbit/s, where a cycle's fetch
-on a 2-node Ray cluster took 7.5-7.9 ms and a round trip of the same bytes through the object store 5.74 ms
-(bench/parameter_server.py)."""
+on a 2-node Ray cluster took 7.5-7.9 ms and a round trip of the same bytes through the object store 5.07 ms quiet
+(5.74 ms at load 20; bench/parameter_server.py)."""
 import pytest
 
 from downpour.plan import Cluster, format_plan, plan_for

@@ -101,7 +101,7 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
     full = 4 * net.params                                     # bytes of one replica's push (and fetch)
     # the partitions' fetches (pushes) and the replica's of the shared banks travel at once, on their own links; each
     # is a remote call too, whose own cost the bytes do not shrink (calls.py: cat-demo's 270.3 µs of bytes at 1 Gbit/s
-    # against a 5.74 ms round trip)
+    # against a round trip of ~5 ms through the object store)
     moved = max(part["server_bytes"], part["shared_bytes"]) / bw + call_s(one)
 
     def secs(flops: float, pool_lcn: float) -> float:     # per step: pooling and LCN at their rate, the rest the layer's
