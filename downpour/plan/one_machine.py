@@ -3,10 +3,14 @@ replicas' own processes and the S shards share the machine's cores and memory, a
 
 What changes from a cluster of a machine per process (:mod:`downpour.plan.predict`):
 
-    cores      each worker process gets cores / (its R·K + replica processes) of them (the Ray runner's threads:
-               cpu_count // workers, at least 1, cluster_on_ray.py), and a bound is added, the machine's cores:
-               every process's core-seconds of a cycle (the workers' steps, the shards' apply of R pushes at one
-               thread each, the copies of the pushes and fetches) / cores
+    cores      each worker process computes on cores / (its R·K + the replicas' own processes) of them. Unsplit
+               (K = 1, no replica processes) that is the Ray runner's share: a one-node run's worker gets
+               cpu_count // R torch threads, at least 1 (ps/placing_on_ray.py, worker_threads; train.threads, which
+               the plan does not read, overrides it). Split, the runner gives each partition actor 1 thread and each
+               replica's own process (its worker actor) cpu_count // R; the plan shares the cores evenly among all
+               R·K + R processes instead. A bound is added, the machine's cores: every process's core-seconds of a
+               cycle (the workers' steps, the shards' apply of R pushes at one thread each, the copies of the pushes
+               and fetches) / cores
     transfers  pushes, fetches, windows and halos are copies through shared memory (the runner's lanes, ps/shm.py)
                at :data:`COPY_BYTES_PER_S`, one core each, not --bandwidth
     memory     every process's memory together against the one machine's, each process's own ~250 MiB too (the

@@ -218,28 +218,29 @@ def _placeable(net: Network, cl: Cluster, r: int, k: int, s: int) -> bool:
 def _together(net: Network, part: dict[str, float], r: int, k: int, s: int, rule: str) -> float:
     """Bytes every process of the layout needs together (on one machine, one memory): R·K partitions (each counted
     as the largest), the R replicas' own processes where they run, S shards of 1/S of the parameters and state, and
-    each process's own (:data:`~downpour.plan.one_machine.PROCESS_BYTES`, as the Ray runner's check counts it)."""
+    each process's own (:data:`~downpour.plan.one_machine.PROCESS_BYTES`, as the Ray runner's check counts it): once
+    a process, as :func:`_need` counts it once for the one process on a machine of its own."""
     return (r * k * part["memory_bytes"] + replica_machines(net, r, k) * part["replica_memory_bytes"]
             + 4 * net.params * (1 + RULE_STATE[rule])
             + processes(r * k, replica_machines(net, r, k), s) * PROCESS_BYTES)
 
 
-def _need(part: dict[str, float]) -> float:
-    """Bytes of a machine's memory the layout's largest process needs: a partition, or its replica's own process, with
-    the process's own (Python, torch, Ray's worker: :data:`~downpour.plan.one_machine.PROCESS_BYTES`). Without it a
-    machine of 0.1 GB "fit" cat-demo's 71.58 MB partition, where its Ray worker actor held 360 MB (RSS, 2026-12-07)."""
-    return max(part["memory_bytes"], part["replica_memory_bytes"]) + PROCESS_BYTES
+def _largest(part: dict[str, float]) -> float:
+    """Bytes of the model the layout's largest process holds: a partition, or its replica's own process."""
+    return max(part["memory_bytes"], part["replica_memory_bytes"])
 
 
-def _fits(part: dict[str, float], cl: Cluster) -> bool:
-    """Whether a partition and its replica's own process each fit a machine's memory."""
-    return _need(part) <= cl.memory_gb * GB
+def _need(held: float) -> float:
+    """Bytes of a machine's memory one process holding ``held`` bytes of the model needs, on a machine of its own:
+    those and the process's own (Python, torch, Ray's worker: :data:`~downpour.plan.one_machine.PROCESS_BYTES`), the
+    one place a machine's check adds it. Without it a machine of 0.1 GB "fit" cat-demo's 71.58 MB partition, where
+    its Ray worker actor held 360 MB (RSS, 2026-12-07)."""
+    return held + PROCESS_BYTES
 
 
-def _fits_alone(held: float, cl: Cluster) -> bool:
-    """Whether one process holding ``held`` bytes of the model fits a machine's memory beside its own
-    (:data:`~downpour.plan.one_machine.PROCESS_BYTES`, as :func:`_need` counts it)."""
-    return held + PROCESS_BYTES <= cl.memory_gb * GB
+def _fits(held: float, cl: Cluster) -> bool:
+    """Whether one process holding ``held`` bytes of the model fits a machine's memory beside its own."""
+    return _need(held) <= cl.memory_gb * GB
 
 
 def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1, n_fetch: int = 1,
@@ -287,13 +288,13 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     # The count taken is one the machines given lay out, where one is (until 2026-12-05 any count with a layout of
     # enough shards, however many machines it took: the main job on 3 machines of 0.1 MB was refused, "give --machines
     # 4", for 2 partitions that fit no better, where 1 partition lays out on 3)
-    fitting = [k for k in laid_out if _fits(parts[k], cl)]
+    fitting = [k for k in laid_out if _fits(_largest(parts[k]), cl)]
     fallback = not fitting and not cl.partitions and bool(laid_out)
     placed = [k for k in laid_out if any(s >= least[k] and (cl.replicas and cl.shards or _placeable(net, cl, r, k, s))
                                          for r, s in _splits(net, cl, k))]
     # (none placed: the smallest layout's count, the refusal's sum; until 2026-12-05 the one needing the least, whose
     # "give --machines 8" for the paper on 4 of 0.1 MB with --shards 4 hid that 5 plan 1 partition)
-    fitting = fitting or sorted(placed, key=lambda k: _need(parts[k]))[:1] or sorted(
+    fitting = fitting or sorted(placed, key=lambda k: _need(_largest(parts[k])))[:1] or sorted(
         laid_out, key=lambda k: machines_of(net, cl.replicas or 1, k, cl.shards or least[k]))[:1]
     layouts = [(k, r, s) for k in fitting for r, s in _splits(net, cl, k) if s >= least[k]]
     if not layouts:
@@ -305,7 +306,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
         layouts = [(k, r, s) for k, r, s in layouts if _placeable(net, cl, r, k, s)]
         if not layouts:       # (the fewest partitions that fit make the smallest layout)
             k = min(fitting)
-            raise ConfigError(_too_few_machines(net, cl, k, _fits(parts[k], cl), least[k]))
+            raise ConfigError(_too_few_machines(net, cl, k, _fits(_largest(parts[k]), cl), least[k]))
     # (until 2026-12-06 every layout on one replica's frozen count, the chosen one re-timed on its own: main on 64
     # machines laid out 40 replicas, 2.355 M samples/s, where 41 give 2.416 M; cat-demo on 1,000, 630 for 656's more)
     rate = {lay: _timing(net, judged(*lay[:2]), cl, lay[1], lay[0], lay[2], *args)["samples_per_s"] for lay in layouts}
@@ -326,8 +327,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
             "push_bytes_replica": 4 * net.params, "push_bytes_partition": part["server_bytes"],
             "push_bytes_shared": part["shared_bytes"], "lend_bytes_partition": part["lend_bytes"],
             "lend_bytes_replica": part["lend_bytes_replica"], "memory_fallback": fallback,
-            "fits": {"partition": _fits_alone(part["memory_bytes"], cl),
-                     "replica": _fits_alone(part["replica_memory_bytes"], cl), "shard": _fits_alone(shard_bytes, cl),
+            "fits": {"partition": _fits(part["memory_bytes"], cl),
+                     "replica": _fits(part["replica_memory_bytes"], cl), "shard": _fits(shard_bytes, cl),
                      "machines": _placeable(net, cl, r, k, s),
                      **({"together": together <= cl.memory_gb * GB} if one else {})},
             **timing}
