@@ -36,8 +36,9 @@ from downpour.train.config_record import splits_steps
 from downpour.train.divergence import first_entry, first_trained
 from downpour.train.flat import slice_words
 from downpour.train.go_on import go_on
-from downpour.train.rundir import RunDir, ends_at_stop
+from downpour.train.rundir import RunDir
 from downpour.train.run_begin import saving_words
+from downpour.train.run_progress import ends_at_stop
 from downpour.train.setup import stage_for_step
 from downpour.train.signals import signals_held, stop_record
 from downpour.train.telemetry import Telemetry
@@ -293,7 +294,7 @@ def stopped_at(iteration: int) -> str:
 
 def unsaved_stop(run: RunDir, steps: int) -> int | None:
     """The iteration a resume to ``steps`` writes the model at instead of training: its checkpoint a stop for good
-    (:func:`~downpour.train.rundir.ends_at_stop`), the model not saved there (:func:`run_sandblaster`'s test, found
+    (:func:`~downpour.train.run_progress.ends_at_stop`), the model not saved there (:func:`run_sandblaster`'s test, found
     from the checkpoint's JSON for ``--dry-run``); None otherwise, or without a checkpoint."""
     if not (run.checkpoints / f"{CHECKPOINT}.json").is_file():
         return None

@@ -33,7 +33,7 @@ from downpour.studies.machine import install
 from downpour.studies.scratch import scratch_folder
 from downpour.train.code_commit import code_commit
 from downpour.train.machine import platform
-from downpour.train.rundir import study_command
+from downpour.train.not_a_run import study_command
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from downpour.studies.cells import cached_cells
 from downpour.studies.html import html_table, page
 from downpour.studies.markdown import md_table
 from downpour.train.model_file import replace_text
-from downpour.train.rundir import study_command
+from downpour.train.not_a_run import study_command
 
 INDEX = ("index.html", "index.md")
 STUDY_FILES = ("cells.jsonl", "context.json", "study.json")    # what marks a folder as a study's (its own or another's)

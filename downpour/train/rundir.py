@@ -7,28 +7,31 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from downpour._names import closest, pasted
-from downpour.config import ConfigError, Override, RunConfig, config_to_toml, is_cluster_runner, load_config
+from downpour._names import pasted
+from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
 from downpour.data.pipeline import decode_began
 from downpour.errors import DownpourError, NotARunError
 from downpour.models.registry import resolve
 from downpour.train.environment import FILE as ENVIRONMENT
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
-from downpour.train.metrics_file import has_row, read_rows, truncate_rows
+from downpour.train.metrics_file import read_rows, truncate_rows
 from downpour.train.model_file import replace_text, temp_of
+from downpour.train.not_a_run import nearest_run, study_folder
 from downpour.train.recorded import config_fills, has_key, unread_resets
 from downpour.train.run_begin import CONFIG_KEY, RunBegin
 from downpour.train.run_model import RunModel
+from downpour.train.run_progress import RunProgress
 
-__all__ = ["CONFIG_KEY", "NotARunError", "RunDir", "RunExistsError", "ends_at_stop"]   # (NotARunError lives in errors, RunExistsError in folders)
+__all__ = ["CONFIG_KEY", "NotARunError", "RunDir", "RunExistsError"]   # (NotARunError lives in errors, RunExistsError in folders)
 
 log = logging.getLogger(__name__)
 
 
-class RunDir(RunBegin, RunModel):
-    """A run's folder: made new (:meth:`create`) or opened (:meth:`open`), its config, its files and where its
-    training stands; the model it holds (:class:`~downpour.train.run_model.RunModel`) and the start of a run or
-    a resume (:class:`~downpour.train.run_begin.RunBegin`) are methods of it too."""
+class RunDir(RunBegin, RunModel, RunProgress):
+    """A run's folder: made new (:meth:`create`) or opened (:meth:`open`), its config and its files; the model it
+    holds (:class:`~downpour.train.run_model.RunModel`), the start of a run or a resume
+    (:class:`~downpour.train.run_begin.RunBegin`) and where its training stands
+    (:class:`~downpour.train.run_progress.RunProgress`) are methods of it too."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -112,84 +115,6 @@ class RunDir(RunBegin, RunModel):
         return (f"it is finished: `downpour report {pasted(self.path)}` shows what it learned," if done else
                 "resume it with --resume")
 
-    def never_started(self) -> bool:
-        """True while nothing of this run's training exists yet: no checkpoint, no model, no metrics row.
-        Telemetry opens metrics.jsonl before the first step, so a run whose data failed there leaves it
-        empty: that file alone does not make the run one that trained."""
-        trained = (name for name in self.TRAINED if name != self.METRICS)
-        return not self.logged() and not any((self.path / name).exists() for name in trained)
-
-    def logged(self) -> bool:
-        """Whether metrics.jsonl holds at least one row (a torn line, a kill mid-write, is none); reads
-        only up to the first, so it is cheap on a long run."""
-        return has_row(self.path / self.METRICS)
-
-    def finished(self, steps: int) -> bool:
-        """Whether this run's model is saved at ``steps`` (its ``train.steps``), whole (:meth:`model_step`: one damaged
-        since, its SHA-256 not model.json's, counted until 2026-12-05), or its L-BFGS stopped for good."""
-        return self.model_step() == steps or self.stopped_for_good(steps) is not None
-
-    def stopped_for_good(self, steps: int | None = None) -> dict[str, Any] | None:
-        """The ``stop`` sandblaster.json records (gradient, precision, line search) when the model is saved where it
-        stopped (on the whole data set a resume would search again and end alike; on sampled batches the rule already
-        waited for the failure to recur), unless it samples batches and ``steps`` (a resume's) asks for more than the
-        run was trained to: sandblaster.json's ``train_steps`` (since 2026-12-05; config.toml's, which a resume past the
-        stop raises at once, before: interrupted before its first iteration's end, its dry run said "finished" where
-        the resume went on). None otherwise. (Until 2026-12-05 a run that sampled batches went on, a cross-fit fold
-        too, instead of being kept.)"""
-        record = self._sandblaster_record()
-        stop = record.get("stop") or {"reason": "steps"}
-        if stop["reason"] == "steps" or self.model_step() != record.get("steps"):
-            return None
-        trained_to = record.get("train_steps", self.config.train.steps)
-        return stop if ends_at_stop(stop, self.samples_batches(), steps, trained_to) else None
-
-    def samples_batches(self) -> bool:
-        """Whether the run's L-BFGS draws a new sample of examples every iteration: sandblaster.json's
-        ``samples_batches`` (recorded since 2026-12-05), else its sandblaster.batch > 0."""
-        return self._sandblaster_record().get("samples_batches", self.config.sandblaster.batch > 0)
-
-    def _sandblaster_record(self) -> dict[str, Any]:
-        return self.read_json("sandblaster.json") if (self.path / "sandblaster.json").is_file() else {}
-
-    def stopped_unsaved(self) -> bool:
-        """Whether the run trained but stopped before its first checkpoint (a kill, with
-        ``train.checkpoint_every = 0`` saving one only at the end): metrics rows, and no checkpoint or
-        model to go on from. Training it again from step 0 is then the run itself."""
-        return (self.logged() and self.reached() is None and not (self.path / "model.json").is_file()
-                and self.checkpoints_lost() is None)
-
-    def checkpoints_lost(self) -> str | None:
-        """What the folder shows of checkpoints that were written and are gone since (deleted or moved), said as what
-        it found; None where it shows none (a kill before the first checkpoint leaves a folder alike, and is trained
-        again from step 0: :meth:`stopped_unsaved`). Until 2026-12-05 a run whose checkpoints were deleted while it
-        trained, then killed before its model, was that run too, and trained again from step 0 over its rows.
-        The evidence: a local run's metrics.jsonl rows past step ``train.checkpoint_every`` (the loop saves that
-        step's checkpoint before it trains the next; the cluster runners' rows do not say: Downpour's server saves
-        by pushes and on Ray by time, and Sandblaster's greedy stages skip iterations). An empty checkpoints/ folder
-        is none: a kill during the first save leaves it so (:func:`~downpour.train.checkpoint.save_state` makes it,
-        then copies the tensors and lays them out before its temporary file exists: seconds of a large model, where an
-        out-of-memory kill lands), and until 2026-12-05 that was refused as checkpoints deleted."""
-        cfg = self.config
-        every = cfg.train.checkpoint_every
-        if self.has_checkpoint() or is_cluster_runner(cfg.cluster.runner) or not every:   # (no row says one was written)
-            return None
-        try:
-            last = max((row["step"] for row in self.metrics() if isinstance(row.get("step"), int)), default=0)
-        except NotARunError:    # a damaged line: no evidence (a run trained again from step 0 writes the file anew)
-            return None
-        if every < last:
-            where = "holds no checkpoint" if self.checkpoints.is_dir() else "is missing"
-            return (f"its folder {str(self.checkpoints)!r} {where}, though metrics.jsonl has rows to step {last}, past "
-                    f"step {every}, where train.checkpoint_every = {every} saved a checkpoint there: the checkpoints "
-                    "were deleted (or moved) after they were written, not lost to a kill before the first")
-        return None
-
-    def has_checkpoint(self) -> bool:
-        """Whether a resume has a checkpoint to start from (runs save one only every
-        ``checkpoint_every`` steps or ``checkpoint_seconds``, and at the end)."""
-        return self.checkpoints.is_dir() and any(self.checkpoints.glob("*.safetensors"))
-
     def discard_training(self) -> None:
         """Remove what training, the analysis and the report wrote, keeping the config: the run can
         then start over (:meth:`create` takes it over). Files downpour did not write stay."""
@@ -229,7 +154,7 @@ class RunDir(RunBegin, RunModel):
             raise NotARunError(f"{str(run.path)!r} does not exist, and it would be inside the run {str(inside)!r}, "
                                f"not a run; give {str(inside)!r}")
         if not run.path.is_dir():
-            raise NotARunError(f"{str(run.path)!r} does not exist{_nearest_run(run.path)}")
+            raise NotARunError(f"{str(run.path)!r} does not exist{nearest_run(run.path)}")
         if not (run.path / "config.toml").is_file():
             if (run.path / "crossfit.json").is_file():    # (a cross-fit's folder: its runs are its fold-I)
                 raise NotARunError(f"{str(run.path)!r} is a cross-fit's folder, not a run: its report is "
@@ -239,7 +164,7 @@ class RunDir(RunBegin, RunModel):
                                    f"each fold's run is {str(run.path / 'fold-I')!r}, and the same `downpour crossfit` "
                                    "command again finishes it")
             if (run.path / "cells.jsonl").is_file():    # (a study's folder: its cells are numbers, no run is kept)
-                raise NotARunError(_study_folder(run.path))
+                raise NotARunError(study_folder(run.path))
             raise NotARunError(f"{str(run.path)!r} is not a downpour run directory (no config.toml); "
                                "give the --out directory of a `downpour train` run")
         return run
@@ -328,44 +253,6 @@ def check_is_config(cfg: Any, caller: str) -> None:
                         f"got {cfg!r} ({type(cfg).__name__})")
 
 
-def ends_at_stop(stop: dict[str, Any] | None, samples_batches: bool, steps: int | None, trained_to: int) -> bool:
-    """Whether a resume asking for ``steps`` (None: as many as before) of an L-BFGS run that stopped early (``stop``, the
-    stop its checkpoint or sandblaster.json records; None: it did not) has nothing to train: on the whole data set it
-    would search again from the same point and fail alike; on sampled batches its rule already waited for the failure
-    to recur, so only more steps than the ``trained_to`` it ran to go on, on new batches. The one rule both the runner
-    (:func:`~downpour.sandblaster.run.run_sandblaster`) and :meth:`RunDir.stopped_for_good` (a dry run, a finished
-    run's checks) apply."""
-    return stop is not None and not (samples_batches and steps is not None and steps > trained_to)
-
-
-def study_command(header: dict[str, Any]) -> str:
-    """"downpour study NAME [--quick]" of a study folder's header (cells.jsonl's first line)."""
-    return f"downpour study {_study_name(header)}{' --quick' if header.get('quick') is True else ''}"
-
-
-def _study_name(header: dict[str, Any]) -> str:
-    return header.get("study") if isinstance(header.get("study"), str) else "NAME"
-
-
-def _study_folder(path: Path) -> str:
-    """What `analyze`, `report` or `--resume` of a `downpour study` folder says: which study, and its report or the
-    command that finishes it. Until 2026-12-05 it said "give the --out directory of a `downpour train` run", which
-    sent the user looking for a run the study never kept."""
-    try:
-        header = json.loads((path / "cells.jsonl").read_text(errors="replace").partition("\n")[0])
-    except ValueError:
-        header = None
-    header = header if isinstance(header, dict) else {}
-    name = _study_name(header)
-    command = (f"`{study_command(header)} --out {pasted(path)}`"
-               + (" (with its --set flags)" if header.get("sets") else ""))
-    if (path / "study.html").is_file():
-        return (f"{str(path)!r} is a `downpour study {name}` folder, not a run: its report is "
-                f"{str(path / 'study.html')!r} ({command} again writes it anew); a study keeps its cells' numbers, not their runs")
-    return (f"{str(path)!r} is a `downpour study {name}` folder, not a run, stopped before its report: {command} again "
-            "finishes it; a study keeps its cells' numbers, not their runs")
-
-
 def _no_twin(run: RunDir) -> str:
     """Why ``run``'s no-faces twin folder is not there: never trained, or none can be (:func:`twin_advice` says which).
     (Until 2026-12-05, later, a run on no lfw face read "has no no-faces twin, never trained; none can be trained".)"""
@@ -382,14 +269,3 @@ def twin_advice(run: RunDir) -> str:
     if data.trains_on_faces():
         return f"`downpour train --resume {pasted(run.path)} --set analysis.no_faces_twin=true` trains it"
     return f"none can be trained: the run saw no lfw face ({data.no_faces_setting()})"
-
-
-def _nearest_run(path: Path) -> str:
-    """'; did you mean 'runs/cat'?' for the run beside ``path`` whose name is nearest to its (a typo: `runs/cta`), or ''.
-    (Since 2026-12-05; a misspelt run folder was named alone.) Looks at the first 1,000 entries of its folder."""
-    try:
-        beside = [p.name for _, p in zip(range(1000), path.parent.iterdir()) if (p / "config.toml").is_file()]
-    except OSError:
-        return ""
-    close = closest(path.name, beside, cutoff=0.6)
-    return f"; did you mean {str(path.parent / close)!r}?" if close else ""
