@@ -1,6 +1,6 @@
 """What a refused command line is told beside argparse's "unrecognized arguments": the nearest flag the command
 takes (:func:`nearest_flag`), or that the shell split a ``--set`` value at a space (:func:`split_set`). Read by
-``cli._parse``; tests/test_cli_refusals.py runs each case through the command."""
+``cli._parse``; tests/test_cli.py runs each case through the command."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,6 @@
-"""analyze_run / write_report on a real (tiny, simulated-cluster) run directory, and the report in Chromium."""
+"""analyze_run / write_report on a real (tiny, simulated-cluster) run directory, and the report in Chromium;
+the analysis of other small runs (a stacked cat network, a run on no face, labelled folders of JPEGs). What the report
+says of analyses it is given: test_report_loss_headlines.py, test_report_words.py, test_report_cluster_faults.py."""
 from __future__ import annotations
 
 import json
@@ -208,7 +210,6 @@ def test_cli_report_writes_the_html(run_dir, capsys):
     assert by_layer.count("<tr") == 1 + len(json.loads((run_dir / "analysis.json").read_text())["face_neuron"]["controls_by_layer"])
 
 
-
 def test_a_cluster_runs_report_says_its_staleness_in_words_beside_the_histogram(run_dir):
     """staleness.json's mean and max, and the settings that made them, in the report's training section (until
     2026-12-06 the histogram alone: its legend's means, no delay, no setting)."""
@@ -236,6 +237,7 @@ def test_the_report_figures_bench_draws_a_cluster_runs_staleness_as_the_report_r
         patch.setattr(report_figures.training_plots, "staleness_histogram", lambda h, p: drawn.append(h) or draw(h, p))
         assert report_figures.drawings(run_dir)["staleness"](tmp_path).is_file()
     assert drawn[0]["overall"] == {int(k): v for k, v in overall.items()}      # the run's, not the made-up bars
+
 
 _CHECK = """<script>
 window.addEventListener("load", () => {
@@ -409,245 +411,6 @@ def test_a_split_that_cannot_hold_every_class_is_named_and_probes_report_the_fol
     assert all(len(r["folds"]) == 6 for r in table["rows"])
 
 
-@pytest.mark.parametrize("sets, said", [
-    ([], "Not a cluster run"),
-    (["cluster.runner=simulated", "cluster.algorithm=sandblaster"], "Sandblaster L-BFGS"),
-    (["cluster.runner=simulated"], "No staleness.json in this run"),
-])
-def test_the_report_says_why_a_run_has_no_staleness_histogram(tmp_path, sets, said):
-    from downpour.analysis.report_cluster import no_staleness as _no_staleness
-
-    run = RunDir.create(tmp_path / "r", load_config("tica-8x8", sets))
-    assert said in _no_staleness(run)
-
-
-def test_the_report_names_a_cluster_runs_lost_and_restarted_workers(tmp_path):
-    """staleness.json recorded a worker lost at step 167; the report showed only the histogram, worker 0's bars
-    smaller, and nothing said it was lost, when, or whether it came back. A shard restart at step 0 is from the start
-    (until 2026-12-07 "from the checkpoint of step 0", where the run had none: its log says "no checkpoint yet")."""
-    import json
-
-    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
-
-    run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
-    assert _cluster_faults(run) == ""                                    # no staleness.json: nothing said
-    events = [{"event": "joined", "workers": [1], "step": 3},
-              {"event": "worker-lost", "worker": 0, "step": 167, "reason": "ActorDiedError: the actor died\nmore"},
-              {"event": "worker-restarted", "worker": 0, "step": 170},
-              {"event": "shards-restarted", "step": 0, "reason": "ActorDiedError"}, {"event": "worker-lost"},
-              {"event": "restart-given-up", "worker": 1, "step": 200, "reason": "not up within 120 s"}]
-    (run.path / "staleness.json").write_text(json.dumps({"events": events}))
-    assert _cluster_faults(run) == ('<p class="note">Faults: worker 0 lost at step 167 (ActorDiedError: the actor '
-                                    'died), restarted at step 170; the shards restarted from the start, '
-                                    'step 0 (ActorDiedError); worker ? lost at step ?; worker 1&#x27;s restart '
-                                    'given up at step 200 (not up within 120 s).</p>')
-    lost = {"event": "shards-lost", "step": 63, "reason": "shard 1 lost at step 63 (ConnectionError)"}
-    (run.path / "staleness.json").write_text(json.dumps({"events": [lost]}))
-    assert _cluster_faults(run) == ('<p class="note">Faults: the run stopped at step 63, a shard lost with '
-                                    'cluster.shard_restarts spent (shard 1 lost at step 63 (ConnectionError)).</p>')
-    on = {**events[1], "where": "node bbbbbbbb at 10.0.0.2"}    # Ray's (since 2026-12-06): the node it ran on
-    (run.path / "staleness.json").write_text(json.dumps({"events": [on]}))
-    assert "worker 0 lost at step 167 on node bbbbbbbb at 10.0.0.2 (ActorDiedError: the actor died)" in \
-        _cluster_faults(run)
-    (run.path / "staleness.json").write_text(json.dumps({"events": events[1:2] * 300}))
-    assert _cluster_faults(run).count("lost at step 167") == 10 and "; and 290 more (staleness.json" in _cluster_faults(run)
-    (run.path / "staleness.json").write_text(json.dumps({"events": []}))
-    assert _cluster_faults(run) == ""
-
-
-def test_the_faults_line_says_a_replacement_placed_again_in_its_losss_entry(tmp_path):
-    """A replacement pinned to a node that crashed before Ray said so is started again off it (restarts_on_ray, since
-    2026-12-05): its ``restart-placed-again`` is said in the loss's entry, which stays open for what came of it."""
-    import json
-
-    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
-
-    run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
-    events = [{"event": "worker-lost", "worker": 1, "step": 20, "reason": "ActorUnavailableError"},
-              {"event": "restart-placed-again", "worker": 1, "step": 31,
-               "reason": "its node cccccccc gone (ActorDiedError)"},
-              {"event": "worker-restarted", "worker": 1, "step": 33}]
-    (run.path / "staleness.json").write_text(json.dumps({"events": events}))
-    assert _cluster_faults(run) == ('<p class="note">Faults: worker 1 lost at step 20 (ActorUnavailableError), its '
-                                    'replacement placed again at step 31 (its node cccccccc gone (ActorDiedError)), '
-                                    'restarted at step 33.</p>')
-
-
-def test_the_faults_line_says_a_shard_restart_and_its_resume_in_one_entry(tmp_path):
-    """A shard restart's ``resumed`` (same step, next event) goes into the restart's entry, the lost workers it
-    brought back named there; a resume of the user's own stays an entry of its own, and a simulated resume that
-    started one worker (the other still lost) says "1 worker" (it said "its 1 workers")."""
-    import json
-
-    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
-
-    run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
-    events = [{"event": "worker-lost", "worker": 1, "step": 21, "reason": "ActorDiedError"},
-              {"event": "not-restarted", "worker": 1, "step": 21, "reason": "cluster.restarts = 0"},
-              {"event": "shards-restarted", "step": 16, "reason": "shard 0 lost at step 30 (ConnectionError)", "n": 1},
-              {"event": "resumed", "step": 16, "workers": [0, 1]},
-              {"event": "resumed", "step": 40, "workers": [0]}]
-    (run.path / "staleness.json").write_text(json.dumps({"events": events}))
-    assert _cluster_faults(run) == (
-        '<p class="note">Faults: worker 1 lost at step 21 (ActorDiedError), not restarted (cluster.restarts = 0); '
-        'the shards restarted from the checkpoint of step 16 (shard 0 lost at step 30 (ConnectionError)), its 2 '
-        'workers started again (worker 1 back after its loss); the run resumed at step 40 with 1 worker started.</p>')
-
-
-def test_a_resume_that_started_no_worker_says_none_not_its_0_workers(tmp_path):
-    """A simulated resume whose workers were all lost starts none of them: the entry said "with its 0 workers
-    started"; an event without the list (written by no runner now) does not claim a count."""
-    import json
-
-    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
-
-    run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
-    events = [{"event": "resumed", "step": 40, "workers": []}, {"event": "resumed", "step": 50}]
-    (run.path / "staleness.json").write_text(json.dumps({"events": events}))
-    assert _cluster_faults(run) == ('<p class="note">Faults: the run resumed at step 40 with none of its workers started; '
-                                    'the run resumed at step 50 with its workers started.</p>')
-
-
-def test_a_greedy_runs_loss_headline_compares_each_stage_with_itself():
-    """A greedy run's ``loss`` is stage 1's cost first and stage 2's last: the headline gives each
-    stage's own first and last cost (the transition row counts for both), a joint run keeps one."""
-    from downpour.analysis.report import _loss_headline
-    from downpour.analysis.training import training_summary
-
-    greedy = [{"step": 10, "loss": 200.0, "stage1/reconstruction": 40.0, "stage1/pooled_l2": 160.0},
-              {"step": 20, "loss": 150.0, "stage1/reconstruction": 20.0, "stage1/pooled_l2": 140.0,
-               "stage2/reconstruction": 90.0, "stage2/pooled_l2": 200.0, "stage2/metric/code_std": 9.0},
-              {"step": 30, "loss": 280.0, "stage2/reconstruction": 60.0, "stage2/pooled_l2": 220.0}]
-    t = training_summary(greedy)
-    assert t["stages"] == [
-        {"stage": "stage1", "first_step": 10, "last_step": 20, "first_loss": 200.0, "last_loss": 160.0, "logged_rows": 2},
-        {"stage": "stage2", "first_step": 20, "last_step": 30, "first_loss": 290.0, "last_loss": 280.0, "logged_rows": 2}]
-    said = _loss_headline(t)
-    assert "stage1 200 → 160 (steps 10–20)" in said and "stage2 290 → 280 (steps 20–30)" in said and "3 logged rows" in said
-    joint = [{"step": s, "loss": l, "stage1/reconstruction": l / 2, "stage2/reconstruction": l / 2} for s, l in ((10, 9.0), (20, 5.0))]
-    assert training_summary(joint)["stages"] == [] and _loss_headline(training_summary(joint)).startswith("Loss 9 → 5 over 2")
-    plain = [{"step": 10, "loss": 3.0, "reconstruction": 3.0}]
-    assert training_summary(plain)["stages"] == []
-
-
-def test_a_joint_runs_loss_headline_gives_each_stages_share_and_names_a_frozen_one():
-    """cat-demo, joint, model.first_layer = "gabor", 300 steps: the headline read "Loss 5773 → 5392", about 5,300 of
-    it stage 1's cost, which has nothing to train and only moved with the batches, while stage 2's fell 319 → 117."""
-    from downpour.analysis.report import _loss_headline
-    from downpour.analysis.training import frozen_stages, training_summary
-    from downpour.models.registry import create_model
-
-    assert frozen_stages(create_model("cat-demo", first_layer="gabor")) == ["stage1"]
-    assert frozen_stages(create_model("cat-demo", first_layer="random")) == ["stage1"]
-    assert frozen_stages(create_model("cat-demo")) == frozen_stages(create_model("rica-8x8")) == []
-    joint = [{"step": 10, "loss": 5773.0, "stage1/reconstruction": 5214.0, "stage1/pooled_l2": 239.0,
-              "stage2/reconstruction": 203.0, "stage2/pooled_l2": 117.0, "stage2/metric/code_std": 9.0},
-             {"step": 300, "loss": 5392.0, "stage1/reconstruction": 5043.0, "stage1/pooled_l2": 233.0,
-              "stage2/reconstruction": 11.0, "stage2/pooled_l2": 105.0, "stage2/metric/code_std": 7.0}]
-    t = training_summary(joint, frozen=["stage1"])
-    assert t["stages"] == []                                   # not trained in turn: the loss is one sum throughout
-    assert [(s["stage"], s["first_loss"], s["last_loss"], s.get("frozen")) for s in t["joint_stages"]] == [
-        ("stage1", 5453.0, 5276.0, True), ("stage2", 320.0, 116.0, None)]
-    said = _loss_headline(t)
-    assert said.startswith("Loss 5773 → 5392 over 2 logged rows, the sum of each stage's own cost (trained together): ")
-    assert "stage1 5453 → 5276 (frozen: no parameter of it trains" in said and "stage2 320 → 116." in said
-    assert "(frozen" not in _loss_headline(training_summary(joint))      # nothing said frozen unless it is
-    greedy = [{"step": 10, "loss": 5453.0, "stage1/reconstruction": 5453.0}, {"step": 20, "loss": 320.0, "stage2/reconstruction": 320.0}]
-    assert "stage1 5453 (one logged row, step 10) (frozen: no parameter" in _loss_headline(training_summary(greedy, ["stage1"]))
-    # one stage is the loss itself; an analysis.json from before 2026-12-04 (no joint_stages) keeps the one sum
-    assert "joint_stages" not in training_summary([{"step": 10, "loss": 3.0, "stage1/reconstruction": 3.0}])
-    assert _loss_headline({**t, "joint_stages": None}).startswith("Loss 5773 → 5392 over 2 logged rows. Logged beside")
-
-
-def test_the_report_says_when_the_edge_like_filters_are_copies_of_a_few():
-    from downpour.analysis.report import _filters
-
-    base = {"available": True, "count": 100, "shape": [1, 8, 8], "edge_fraction": 1.0, "edge_fraction_noise": 0.0,
-            "coherence_mean": 0.78, "coherence_noise": 0.16, "criteria": {}}
-    collapsed = _filters({**base, "edge_distinct_fraction": 0.01, "edge_mean_abs_cosine": 0.95})
-    assert "1.0% are distinct" in collapsed and "collapsed onto 1 distinct filter," in collapsed
-    varied = _filters({**base, "edge_distinct_fraction": 0.9, "edge_mean_abs_cosine": 0.12})
-    assert "90.0% are distinct" in varied and "collapsed" not in varied
-    assert "distinct" not in _filters(base)                  # an analysis.json from before the measure
-
-
-def test_the_report_says_when_the_edge_like_filters_all_share_one_orientation():
-    """rbm-digits after 500 steps: 77% edge-like whole-digit templates, orientation agreement 0.99; the report
-    said only '77.0% are edge-like' and that they were 12 distinct, never that they were one vertical structure."""
-    from downpour.analysis.report import _filters
-
-    base = {"available": True, "count": 100, "shape": [1, 8, 8], "edge_fraction": 0.77, "edge_fraction_noise": 0.0,
-            "coherence_mean": 0.71, "coherence_noise": 0.16, "criteria": {}}
-    assert "share one orientation (agreement 0.99" in _filters({**base, "edge_orientation_agreement": 0.99})
-    assert "share one orientation" not in _filters({**base, "edge_orientation_agreement": 0.12})   # cat-demo: 0.08
-    assert "share one orientation" not in _filters({**base, "edge_fraction": 0.05, "edge_orientation_agreement": 1.0})
-    assert "share one orientation" not in _filters(base)            # an analysis.json from before the measure
-
-
-def test_a_designed_first_layer_is_said_so_and_its_repeats_are_not_called_a_collapse():
-    """cat-demo with model.first_layer = "gabor" puts the same 8-filter bank at each of its 4 tiled banks: the
-    report called that "collapsed onto 8 distinct filter(s)" and never said the filters were not learned."""
-    from downpour.analysis.report import _filters
-    from downpour.analysis.run import _filter_stats
-    from downpour.models.registry import create_model
-
-    model = create_model("cat-demo", (1, 32, 32), first_layer="gabor")
-    stats, _ = _filter_stats(model, model.first_layer_filters().numpy(), 0)
-    assert stats["first_layer"] == "gabor"
-    said = _filters(stats)
-    assert "collapsed" not in said and "not learned" in said and "by construction" in said
-    learned = create_model("cat-demo", (1, 32, 32))
-    assert _filter_stats(learned, learned.first_layer_filters().numpy(), 0)[0]["first_layer"] == "learned"
-    assert "not learned" not in _filters({**stats, "first_layer": "learned"})
-
-
-def test_a_gabor_started_first_layer_is_said_to_be_learned_and_its_edge_share_trainings():
-    """model.first_layer = "gabor-init" starts from the Gabor bank and learns: the report said its edge-like share
-    "says what the layer was given, not what training found" and its copies were "by construction". cat-demo with
-    it, 300 steps: 0.0% edge-like, from a bank whose every filter passes."""
-    from downpour.analysis.report import _filters
-    from downpour.analysis.run import _filter_stats
-    from downpour.models.registry import create_model
-
-    model = create_model("cat-demo", (1, 32, 32), first_layer="gabor-init")
-    start, _ = _filter_stats(model, model.first_layer_filters().numpy(), 0)
-    assert start["first_layer"] == "gabor-init" and start["edge_fraction"] == 1.0 and start["edge_distinct_fraction"] < 0.5
-    said = _filters(start)
-    assert "what training made of that start" in said and "not what training found" not in said
-    assert "by construction" not in said and "collapsed" not in said and "training has not moved them apart" in said
-    trained = _filters({**start, "edge_fraction": 0.0, "edge_distinct_fraction": None})
-    assert "not learned" not in trained and "what the layer was given, not what training found" not in trained
-
-
-def test_a_run_with_one_logged_row_does_not_report_an_unmoved_loss():
-    """rbm-digits --steps 30 logs one row (train.log_every = 50): the headline read "Loss -2.976 → -2.976 over
-    1 logged rows", a loss that did not move."""
-    from downpour.analysis.report import _loss_headline
-    from downpour.analysis.training import training_summary
-
-    said = _loss_headline(training_summary([{"step": 30, "loss": -2.976, "contrastive_divergence": -2.976}]))
-    assert "→" not in said and "at step 30" in said and "only logged row" in said
-
-
-def test_an_rbms_headline_gives_its_diagnostics_and_says_its_cost_is_a_free_energy_gap():
-    """rbm-digits (1500 steps) read "Loss -2.053 → 0.2474 over 30 logged rows" and nothing else: a cost that rose,
-    read as divergence, while the reconstruction error fell 2.562 → 1.38 and the pseudo-likelihood rose."""
-    from downpour.analysis.report import _loss_headline
-    from downpour.analysis.training import training_summary
-
-    rbm = [{"step": 50, "loss": -2.053, "contrastive_divergence": -2.053, "metric/reconstruction_error": 2.562,
-            "metric/pseudo_likelihood": -27.51},
-           {"step": 1500, "loss": 0.2474, "contrastive_divergence": 0.2474, "metric/reconstruction_error": 1.38,
-            "metric/pseudo_likelihood": -20.78}]
-    said = _loss_headline(training_summary(rbm))
-    assert said.startswith("Loss -2.053 → 0.2474 over 2 logged rows.")
-    assert "metric/reconstruction_error 2.562 → 1.38" in said and "metric/pseudo_likelihood -27.51 → -20.78" in said
-    assert "free-energy gap" in said and "not part of it" in said
-    plain = _loss_headline(training_summary([{"step": 10, "loss": 3.0, "reconstruction": 3.0},
-                                              {"step": 20, "loss": 2.0, "reconstruction": 2.0}]))
-    assert plain == "Loss 3 → 2 over 2 logged rows."
-
-
 def test_a_ufldl_runs_stimulus_is_drawn_in_pixels_without_the_mid_grey_offset():
     """normalize = "ufldl" maps the whitened values into [0.1, 0.9] around 0.5; the picture undid only the
     whitening, so the 0.5 went through it as a constant offset and the ufldl-sae stimulus looked washed out."""
@@ -660,15 +423,6 @@ def test_a_ufldl_runs_stimulus_is_drawn_in_pixels_without_the_mid_grey_offset():
     prepare, prepared, _ = Preprocess.fit(x, "ufldl", "zca", 0.01)
     shown = _in_pixels(prepare, prepared[3]).numpy()
     assert np.std(shown - x[3]) < 0.01      # the sample, up to its own mean (ufldl removes it; was 0.25 off)
-
-
-def test_a_layer_not_measured_says_why_escaped_once():
-    from downpour.analysis.report_controls import controls_by_layer as _controls_by_layer
-
-    html = _controls_by_layer([{"layer": "a", "negatives": [{"negatives": "upside_down", "auc": 0.5, "auc_ci": [0.4, 0.6],
-                                                            "passes": False}]},
-                               {"layer": "s", "negatives": [], "not_measured": "no unit of 's' <is> finite"}], {})
-    assert "no unit of &#x27;s&#x27; &lt;is&gt; finite" in html and "&amp;" not in html
 
 
 def test_the_report_says_how_many_files_the_run_skipped_and_names_the_first(run_dir, tmp_path):
@@ -687,16 +441,6 @@ def test_the_report_says_how_many_files_the_run_skipped_and_names_the_first(run_
     copy = shutil.copytree(run_dir, tmp_path / "run")
     (copy / "data.json").write_text(json.dumps(data))
     assert note in write_report(copy, analyze_if_missing=False).read_text()
-
-
-def test_the_report_says_the_symbolic_links_the_listing_did_not_follow():
-    """data.json's loops (links to a folder holding them, not followed) were said in the log alone (until
-    2026-12-06)."""
-    from downpour.analysis.report_notes import data_note
-
-    data = {"loops": [{"link": "/d/sub/up", "to": "/d"}, {"link": "/d/b/up", "to": "/d"}]}
-    assert data_note(data) == ('<p class="note">Data: 2 symbolic links to a folder holding them not followed, the '
-                               'files there read once (first: /d/sub/up -&gt; /d); data.json names every one.</p>')
 
 
 def test_the_report_names_the_labelled_folders_unreadable_images(run_dir, tmp_path):
@@ -755,34 +499,6 @@ def test_a_run_that_saw_no_face_is_not_told_to_train_a_no_faces_twin(run_dir):
     assert faces_seen(SimpleNamespace(config=both)) == both.data.no_faces_setting() == "data.faces_fraction = 0"
 
 
-def test_an_untied_layers_note_gives_the_runs_own_samples_and_claims_nothing_it_did_not_measure():
-    """lcn-digits (untied 3x3 filters, 1,797 digits) was told it had "the ~1,250 images that ship offline" and
-    "far too little data per filter": cat-untied's numbers, measured on another model and other data."""
-    from downpour.analysis.report import _filters
-
-    lcn = {"available": True, "count": 576, "shape": [1, 3, 3], "edge_fraction": 0.0, "edge_fraction_noise": 0.0,
-           "coherence_mean": 0.4, "coherence_noise": 0.3, "criteria": {},
-           "sharing": {"kind": "untied", "banks": 36, "positions": 36}}
-    said = _filters(lcn, 1797)
-    assert "36 positions" in said and "the run's 1,797 training samples" in said and "cat-untied" in said
-    assert "ship offline" not in said and "far too little" not in said
-    assert "each training image" in _filters(lcn) and "untied" not in _filters({**lcn, "sharing": {"kind": "tiled"}}, 1797)
-
-
-def test_a_stage_logged_once_is_not_said_to_have_gone_from_its_cost_to_itself():
-    """cat-3stage, 30 steps, log_every 10: each stage logged one row, and the headline read
-    "stage1 2255 → 2255 (steps 10–10)", a loss that did not move."""
-    from downpour.analysis.report import _loss_headline
-    from downpour.analysis.training import training_summary
-
-    rows = [{"step": 10, "loss": 2255.0, "stage1/reconstruction": 255.0, "stage1/pooled_l2": 2000.0},
-            {"step": 20, "loss": 2235.0, "stage2/reconstruction": 235.0, "stage2/pooled_l2": 2000.0},
-            {"step": 30, "loss": 1478.0, "stage3/reconstruction": 478.0, "stage3/pooled_l2": 1000.0}]
-    said = _loss_headline(training_summary(rows))
-    assert "stage1 2255 (one logged row, step 10)" in said and "stage3 1478 (one logged row, step 30)" in said
-    assert "→" not in said
-
-
 def test_a_unit_the_concept_lowers_is_shown_beside_the_images_it_answers_least_and_the_words_say_so(run_dir, tmp_path):
     """rbm-digits' unit 81 (sign -1): the figure showed "the 9 images it answers least", the words "its top 9 images"."""
     copy = tmp_path / "run"
@@ -812,6 +528,7 @@ def test_the_stimulus_heading_and_label_say_what_a_lowered_unit_is_shown_with(ru
     assert "top images" not in said.split('<h2 id="stimulus">')[1].split("<h2")[0]
     # (the pictured-unit sentence's list: "its images it answers least" until 2026-12-06)
     assert ", the images it answers least and its invariance below." in said, said.split('<h2 id="stimulus">')[1][:600]
+
 
 def _jpeg_classes(root: Path) -> Path:
     """Classes a/ and b/ of four 128x128 grey JPEGs each (quality 90), with structure down to 16 px."""
@@ -863,47 +580,6 @@ def test_a_probe_key_typed_where_no_probe_runs_is_refused_by_name(run_dir, key, 
     """analysis.probes = [] skips the probes; their keys typed beside it were taken and read by nothing."""
     with pytest.raises(ConfigError, match=rf"analysis.{key}: only the linear probes read it, and this analysis runs none"):
         analyze_run(run_dir, **{**NO_PROBES, key: value})
-
-
-def test_the_best_neuron_tables_plus_minus_is_said_to_be_the_std_across_splits():
-    """The table's "68.3% ± 7.8%" and "0.692 ± 0.094" were said to average over the splits, the ± not said at all
-    (a standard deviation across splits, not an error of the mean or an interval)."""
-    from downpour.analysis.report import _face_neuron
-
-    row = {"method": "learned unit", "unit": 7, "selection_auc": 0.8, "selection_accuracy": 0.8, "test_accuracy": 0.7,
-           "test_auc": 0.75}
-    fn = {"rows": [row], "over_splits": [{"method": "learned unit", "mean": 0.68, "std": 0.08, "auc_mean": 0.69,
-                                          "auc_std": 0.09}],
-          "paper_style": {"method": "learned unit, paper style", "unit": 3, "test_accuracy": 0.85},
-          "split": {"selection": 30, "test": 30, "seed": 0, "positives_in_test": 15}, "split_seeds": list(range(50)),
-          "positive_class": "face", "dataset": "lfw", "choice": {}}
-    html = _face_neuron({"face_neuron": fn, "layer": "stage2"})
-    assert "over 50 seeded splits, mean ± std across the splits" in html
-
-
-def test_the_top_images_words_say_what_the_number_above_each_image_is():
-    """The figure puts a number above each top image (0.426, 0.812, ...) and neither it nor the words said it was the
-    unit's response."""
-    from downpour.analysis.report_notes import top_words
-
-    top = {"indices": [1, 2, 3], "positive_in_top": 2, "pool": 60, "positive_in_pool": 30, "drawn_from": "60 held-out images"}
-    assert "the number above each is the unit's response to it" in top_words(top, sign=-1)
-
-
-def test_the_top_images_count_says_how_often_chance_draws_as_many():
-    """"6 of them from the concept's class, against 4.5 expected by chance" stood alone (until 2026-12-06): a reader
-    could not tell 6 of 9 from a finding. A random 9 of 60 images, 30 of the concept, hold 6 or more with probability
-    sum_x C(30, x) C(30, 9 - x) / C(60, 9) over x >= 6."""
-    from math import comb
-
-    from downpour.analysis.report_notes import top_words
-
-    top = {"indices": list(range(9)), "positive_in_top": 6, "pool": 60, "positive_in_pool": 30, "drawn_from": "them"}
-    p = sum(comb(30, x) * comb(30, 9 - x) for x in range(6, 10)) / comb(60, 9)
-    assert f"(the class is 50.0% of those images: a random 9 of them hold 6 or more in {100 * p:.1f}% of draws;" in (
-        top_words(top, sign=-1))
-    none = {**top, "positive_in_top": 0}            # 0 or more: every draw, not worth a clause
-    assert "of draws" not in top_words(none) and "(the class is 50.0% of those images; the number" in top_words(none)
 
 
 def test_the_report_opens_on_its_findings_links_its_sections_and_says_what_each_method_is(run_dir):

@@ -27,7 +27,7 @@ def test_a_ray_run_trains_takes_the_reference_steps_and_backs_up_the_straggler(t
     0 computes the other 7 units one after another while unit 1 runs, so unit 1 has run at least the 6 later
     ones' time, 3x their median or more (at least 3 of those 6 are >= it): late (1.5x), it is backed up.
     The straggler's T (5 s) is the simulator's latency, unread on Ray: --delay straggler:5:10 is refused on the
-    command line (tests/test_cli_refusals.py); from a config file, or a run started so before 2026-12-06 and resumed,
+    command line (tests/test_cli_refusals_runner_keys.py); from a config file, or a run started so before 2026-12-06 and resumed,
     T was taken and did nothing, unsaid: a WARNING says it, and the run is straggler:0:1e6's, the reference steps.
     (Until 2026-12-06 the WARNING was a test of its own, a second run: 3 actor processes more.)"""
     # float64, so the iterates must be the textbook ones: a unit added twice (or lost) on the way from

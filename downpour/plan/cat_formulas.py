@@ -1,7 +1,7 @@
 """The cat family (:class:`~downpour.models.cat.CatNet`) counted on paper: per-stage sizes, FLOPs and what a step holds.
 
 At the paper's size (1.2 billion weights) the network cannot be built to be measured, so its arithmetic is the
-formulas :mod:`downpour.models.footprint` uses on a built model (tests/test_plan.py checks the two agree exactly on
+formulas :mod:`downpour.models.footprint` uses on a built model (tests/test_plan_flops.py checks the two agree exactly on
 small networks), and its memory :mod:`downpour.plan.held`'s.
 """
 from __future__ import annotations
@@ -105,9 +105,9 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
     since 2026-12-06): ``schedule`` "greedy", every trained stage's (the stages below run forward, LCN included: their
     ``flops_fwd``); "joint", the top stage's alone. Until 2026-12-06 the plan counted it all the same: 122,112 FLOPs per
     example, 3.6% of cat-demo's stage 1 training FLOPs and 10% of the compute time it predicted for the step
-    (tests/test_plan.py counts each step as torch does). A frozen first layer drops its two encoder-side
+    (tests/test_plan_flops.py counts each step as torch does). A frozen first layer drops its two encoder-side
     backward Fs (and, with a tied decoder, the decoder's weight gradient too). torch's FLOP counter agrees
-    (tests/test_plan.py: its bmm count of a cat-demo training step is exactly 5F per example).
+    (tests/test_plan_flops.py: its bmm count of a cat-demo training step is exactly 5F per example).
     The cost terms themselves (a few FLOPs per pixel) are left out; normalising the filters (``model.filter_norm``
     > 0) is counted once a step, on ``batch`` examples (:func:`normalising_flops`). What a step holds for its backward
     (``act_floats`` per example, ``copy_floats`` per step, on ``batch`` examples, ``pooled_maps``: the cost's

@@ -17,7 +17,7 @@ Little's law a push sees λ·W arrivals in its window, itself included:
 
 (N = 4, p = f = 1: d = 0 gives 3, the N − 1 of a non-pipelined cluster; every unit of delay adds
 N·d/p for the pushes that land while one is in flight.) Two corrections make it exact for the
-simulator (tests/test_plan.py; docs/plan.md has the measurements):
+simulator (tests/test_plan_staleness.py; docs/plan.md has the measurements):
 
 - start-up: no push lands before p + d, so early rounds see fewer. The prediction counts round by
   round, c = 0, 1, ... (the last one possibly partial), and averages over every push of the run.
