@@ -6,7 +6,7 @@ from __future__ import annotations
 from downpour._names import listed, plural
 from downpour.config import CLUSTER_RUNNERS, ConfigError, RunConfig, is_cluster_runner
 from downpour.errors import ValuesError
-from downpour.objectives import Objective
+from downpour.objectives import Objective, split_part
 from downpour.ps.address import address_problem
 from downpour.ps.delays import make_delays
 from downpour.ps.faults import check_faults
@@ -63,8 +63,8 @@ def _check_ray_partition_terms(cfg: RunConfig) -> None:
                           f"encodes its own input again, which the partition actors cannot (each keeps one graph per "
                           f"stage, and the input's gradient stays in them); drop it, or use cluster.partitions = 1 or "
                           f"--runner simulated (which computes it)", key=f"objective.{again[0]}")
-    l2 = terms.get("weight_l2")
-    if l2 is not None and l2.weight:   # the partition actors hold the filters: the term sees none, 0 and no gradient
+    l2 = next((t for name, t in terms.items() if split_part(name)[1] == "weight_l2"), None)   # (shared or a part's)
+    if l2 is not None:   # the partition actors hold the filters: the term sees none, 0 and no gradient
         raise ConfigError(f"objective.weight_l2 = {l2.weight:g} with cluster.partitions = {cfg.cluster.partitions} on "
                           "Ray: the filters live in the partition actors, where the cost cannot see them (it would "
                           "be 0, with no gradient; the simulator applies it); drop the term, or use cluster.partitions "

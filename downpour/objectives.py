@@ -12,6 +12,13 @@ Conventions (UFLDL's): per-sample sums, averaged over the batch; squared errors 
 A model may also report diagnostics that are not costs (an RBM's reconstruction error and
 pseudo-likelihood): ``Outputs.extra`` entries named ``metric/<name>`` come back among the parts,
 detached, and are never added to the total (:func:`is_metric` tells them apart).
+
+A term named ``PART/TERM`` (``"stage2/l1"``, the name its part is logged under) is that part's own: it replaces the
+shared ``TERM`` in that part alone, and weight 0 turns ``TERM`` off there. Its fields are its own, not the shared
+term's (the config merges a partial table over the shared term's: :func:`downpour.models.registry.resolve_objective`):
+
+    >>> Objective.from_config({"reconstruction": 1.0, "pooled_l2": 0.1, "stage2/pooled_l2": 0, "stage2/l1": 0.1})
+    # stage1: reconstruction + pooled_l2; stage2: reconstruction + l1 (per-unit L1 on its codes, its pools unchanged)
 """
 from __future__ import annotations
 
@@ -238,13 +245,26 @@ TERMS: dict[str, type[Term]] = {t.name: t for t in (
 )}
 
 
+def split_part(name: str) -> tuple[str, str]:
+    """``"stage2/l1"`` -> ("stage2", "l1"); a shared term's part is "". A ``/`` with nothing before or after it is a
+    :class:`ConfigError` naming the key (``objective."/l1"`` read as a part named "")."""
+    part, _, term = name.rpartition("/")
+    if "/" in name and not (part and term):
+        raise ConfigError(f"objective.{name}: a part's own cost term is named PART/TERM (e.g. \"stage2/l1\", as "
+                          "its part is logged), with both halves", key=f"objective.{name}")
+    return part, term
+
+
 def make_term(name: str, spec: Any) -> Term:
-    """A term from its config form: a bare weight (``l1 = 0.1``) or a table (``kl_sparsity = {weight = 3, rho = 0.01}``).
+    """A term from its config form: a bare weight (``l1 = 0.1``) or a table (``kl_sparsity = {weight = 3, rho =
+    0.01}``); ``name`` a term (``l1``) or a part's own term (``stage2/l1``, :func:`split_part`).
     An unknown term or parameter is a one-line :class:`ConfigError` naming it and the valid ones (until 2026-12-04 a
     KeyError, which a caller that built an Objective directly, as FeatureLearner does, showed in quotes)."""
-    if name not in TERMS:
-        raise ConfigError(f"unknown cost term {name!r}{nearest(name, TERMS)}; known: {', '.join(TERMS)}", key=f"objective.{name}")
-    cls = TERMS[name]
+    term = split_part(name)[1]
+    if term not in TERMS:
+        raise ConfigError(f"unknown cost term {name!r}{nearest(term, TERMS)}; known: {', '.join(TERMS)}",
+                          key=f"objective.{name}")
+    cls = TERMS[term]
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return cls(weight=float(spec))
     if not isinstance(spec, dict):
@@ -265,12 +285,43 @@ def make_term(name: str, spec: Any) -> Term:
 
 
 class Objective:
-    """A weighted sum of named cost terms; terms with weight 0 are dropped."""
+    """A weighted sum of named cost terms; terms with weight 0 are dropped. ``terms`` may hold a part's own terms
+    (``"stage2/l1"``): ``self.terms`` lists every one on, ``self.own`` each part's, weight 0 (off there) included."""
 
     def __init__(self, terms: dict[str, Term]):
         self.terms = {name: t for name, t in terms.items() if t.weight != 0.0}
         if not self.terms:
             raise ValueError("the objective has no cost term with a non-zero weight")
+        self.own: dict[str, dict[str, Term]] = {}        # part -> term -> its own Term (weight 0: off in that part)
+        for name, t in terms.items():
+            part, term = split_part(name)
+            if part:
+                self.own.setdefault(part, {})[term] = t
+
+    def uses(self, term: str) -> bool:
+        """Whether ``term`` is on in some part: shared (``kl_sparsity``) or a part's own (``stage2/kl_sparsity``)."""
+        return any(split_part(name)[1] == term for name in self.terms)
+
+    def check_parts(self, parts: list[str]) -> None:
+        """ConfigError naming ``objective.PART/TERM`` for a part's own term whose part is not one of ``parts``, the
+        parts the model trains (its ``forward_train`` keys, every stage at once): it would never be read."""
+        for part, own in self.own.items():
+            if part not in parts:
+                named = [p for p in parts if p] or ["none: the model is one part, its terms the shared ones"]
+                raise ConfigError(f"objective.{part}/{next(iter(own))}: the model has no part {part!r}"
+                                  f"{nearest(part, parts)}; its parts: {', '.join(named)}",
+                                  key=f"objective.{part}/{next(iter(own))}")
+
+    def terms_of(self, part: str, costs: tuple[str, ...] | None = None) -> dict[str, Term]:
+        """The terms ``part`` takes (the logged name without the part): the shared ones its own replace, those of
+        weight 0 dropped; ``costs`` (``Outputs.costs``), the only terms the part can take (its own outside it:
+        ValueError)."""
+        own = self.own.get(part, {})
+        if costs is not None and (wrong := [n for n, t in own.items() if t.weight and n not in costs]):
+            raise ValueError(f"cost term '{part}/{wrong[0]}': model part '{part}' takes only the cost terms "
+                             f"{list(costs)}")
+        shared = {n: t for n, t in self.terms.items() if "/" not in n and n not in own}
+        return {n: t for n, t in (shared | own).items() if t.weight and (costs is None or n in costs)}
 
     @classmethod
     def from_config(cls, spec: dict[str, Any]) -> "Objective":
@@ -280,7 +331,7 @@ class Objective:
         """Total and parts; a part is named ``term`` for a one-part model, ``part/term`` otherwise."""
         parts: dict[str, Tensor] = {}
         for where, o in outputs.items():
-            terms = {n: t for n, t in self.terms.items() if o.costs is None or n in o.costs}
+            terms = self.terms_of(where, o.costs)
             if not terms:   # a part that takes none of the terms would never train, unsaid
                 raise ValueError(f"model part '{where or 'model'}' takes only the cost terms {list(o.costs or ())}, "
                                  f"and the objective has none of them ({', '.join(self.terms)})")

@@ -35,7 +35,7 @@ def _check_kl_codes(name: str, model: FeatureModel, objective: Objective, shape:
     above, pass 1 at some size. Until 2026-12-06 the batch was of size 1 alone, so a ReLU autoencoder's codes (up to
     3.1) were refused and cnn-digits' ReLU codes, under 1 at that size, were accepted. (A Bernoulli RBM takes only
     data in [0, 1]: its codes, sigmoid probabilities, are looked at on the uniform batch at size 1.)"""
-    if "kl_sparsity" not in objective.terms:
+    if not objective.uses("kl_sparsity"):
         return
     # normal batches (normalised data) and uniform ones (what a Bernoulli RBM takes, and refuses others of), each at
     # every scale, through a copy: a persistent-CD model's forward moves its chains
@@ -76,7 +76,7 @@ def _check_weight_decay(name: str, model: FeatureModel, objective: Objective) ->
     fixed = [i for i, stage in enumerate(getattr(model, "stages", ()), start=1)
              if getattr(getattr(stage, "filter", None), "norm", None) is not None
              and getattr(stage, "decoder_weight", False) is None]
-    if "weight_l2" in objective.terms and fixed:
+    if any("weight_l2" in objective.terms_of(f"stage{i}") for i in fixed):   # (a part's own too: stage2/weight_l2)
         raise ConfigError(f"objective.weight_l2 on model {name!r}: stage(s) {fixed} use their filters at a "
                           f"fixed norm (model.filter_norm) through a tied decoder, so the decay would only shrink the "
                           f"filters' free length and change nothing the network computes; set model.filter_norm = 0 "

@@ -17,7 +17,7 @@ from downpour._names import nearest
 from downpour.config import ConfigError, ModelSpec, RunConfig, merge_term
 from downpour.errors import UnreadOption
 from downpour.models.base import FeatureModel
-from downpour.objectives import Objective, TermFieldError, make_term
+from downpour.objectives import Objective, TermFieldError, make_term, split_part
 
 
 @dataclass(frozen=True)
@@ -109,14 +109,18 @@ def check_options(name: str, options: dict[str, Any]) -> None:
 
 
 def resolve_objective(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The variant's default cost terms with the run's overrides merged in (:func:`~downpour.config.merge_term`)."""
+    """The variant's default cost terms with the run's overrides merged in (:func:`~downpour.config.merge_term`). A
+    part's own term (``stage2/pooled_l2``) merges over the shared term's resolved spec where it has none yet: ``eps``
+    kept from ``pooled_l2`` when it sets only its weight (the shared terms first, so a shared override reaches it)."""
     merged = dict(model_entry(name).objective)
-    for term, spec in overrides.items():
-        if term not in merged and isinstance(spec, dict) and "weight" not in spec:   # it read as on at weight 1
+    for term, spec in sorted(overrides.items(), key=lambda item: "/" in item[0]):   # (stable: the order otherwise kept)
+        part, shared = split_part(term)
+        base = merged.get(term, merged.get(shared) if part else None)
+        if base is None and isinstance(spec, dict) and "weight" not in spec:   # it read as on at weight 1
             raise ConfigError(f"objective.{term} = {spec!r}: model {name!r} has no {term!r} cost term (its terms: "
                               f"{', '.join(merged) or 'none'}); give a weight to add it (objective.{term}.weight = W)",
                               key=f"objective.{term}")
-        merged[term] = merge_term(merged.get(term), spec)
+        merged[term] = merge_term(base, spec)
     return merged
 
 
