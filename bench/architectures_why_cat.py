@@ -69,11 +69,19 @@ TRAINED = {"maps-2": (("model.maps", (8, 2)),),      # stage 2 with 2 maps: a 72
            # (objectives.Objective), and the objective is one for the network, so in both stages (stage 1 then differs
            # from the cat cell's): reconstruction alone, at the fixed filter norm; pooling and the read-out kept
            "pool-no-tica": (("model.maps", (8, 64)), ("model.kernels", (8, 10)), ("model.pools", (3, 3)),
-                            ("objective.pooled_l2.weight", 0.0))}
+                            ("objective.pooled_l2.weight", 0.0)),
+           # part 8: whole-pool with stage 2's sparsity alone made per-unit: its own terms (objectives.Objective's
+           # PART/TERM) turn its pooled L2 off and put an L1 on its 576 codes at the pooled term's weight (0.2, what a
+           # pool of 1 gives whole-unpooled, but for eps: |h| for sqrt(0.01 + h²)); its pools, read-out, LCN and stage
+           # 1 (the shared pooled L2) are whole-pool's
+           "whole-pool-l1": (("model.maps", (8, 64)), ("model.kernels", (8, 10)), ("model.pools", (3, 3)),
+                             ("objective.stage2/pooled_l2.weight", 0.0), ("objective.stage2/l1.weight", 0.2))}
 # part 7: read-outs of a trained variant's own two networks (its run and its no-faces twin, read the same way), as READS
 # are of the cat cell's: "pool-read-codes" reads whole-pool's stage 2 before its L2 pooling and LCN (stage2/codes, as
-# read-codes does the cat cell's): 64 maps x 3 x 3 = 576 units. Its base variant's cell comes with it, trained once
-VARIANT_READS = {"pool-read-codes": ("whole-pool", "stage2/codes")}
+# read-codes does the cat cell's): 64 maps x 3 x 3 = 576 units. Part 8's "pool-l1-read-codes" reads whole-pool-l1's the
+# same way. Its base variant's cell comes with it, trained once
+VARIANT_READS = {"pool-read-codes": ("whole-pool", "stage2/codes"),
+                 "pool-l1-read-codes": ("whole-pool-l1", "stage2/codes")}
 # part 5: the cat cell trained on the first N of the lfw training part's 70 faces (data.train_faces; the cat cell, -1,
 # trains on all 70), its 70 non-faces and data.faces_fraction kept: so fewer faces are also fewer face samples (0.3 *
 # 70/140 = 15% of the samples at 70 faces, 0.3 * 35/105 = 10% at 35, 0.3 * 18/88 = 6.1% at 18)

@@ -77,7 +77,8 @@ def test_a_trained_variant_builds_the_study_cell_with_its_setting():
     assert shapes == {"maps-2": (2, 6, 6), "no-pool": (8, 9, 9), "whole": (8, 1, 1), "whole-64": (64, 1, 1),
                       "untied": (8, 6, 6), "tica-0.4": (8, 6, 6), "three": (64, 1, 1),
                       "whole-pool": (64, 1, 1), "whole-pool-2": (64, 1, 1),
-                      "whole-unpooled": (64, 3, 3), "pool-no-tica": (64, 1, 1)}   # the cat cell's: (8, 6, 6)
+                      "whole-unpooled": (64, 3, 3), "pool-no-tica": (64, 1, 1),
+                      "whole-pool-l1": (64, 1, 1)}   # the cat cell's: (8, 6, 6)
 
 
 def test_whole_crop_variants_reach_the_whole_crop_where_the_cat_cell_reaches_22_by_22():
@@ -109,7 +110,7 @@ def test_the_three_stage_variant_gives_each_greedy_stage_the_cat_cells_150_steps
 
 def test_run_refuses_an_unknown_variant_and_names_the_known_ones():
     known = ("maps-2, no-pool, whole, whole-64, untied, tica-0.4, three, whole-pool, whole-pool-2, whole-unpooled, "
-             "pool-no-tica, pool-read-codes")
+             "pool-no-tica, whole-pool-l1, pool-read-codes, pool-l1-read-codes")
     with pytest.raises(SystemExit, match=rf"--variants read-codes: not cat or one of {known}"):
         why.main(["run", "--variants", "cat,read-codes", "--out", "/dev/null", "0"])
 
@@ -163,6 +164,25 @@ def test_part_7s_arms_are_whole_pool_read_before_its_pooling_and_trained_without
     base, layer = why.VARIANT_READS["pool-read-codes"]
     model = build(why.variant_config(base, 0)[0], (1, 32, 32))[0]
     assert base == "whole-pool" and model.features(torch.zeros(1, 1, 32, 32), layer).numel() == 64 * 3 * 3
+
+
+def test_part_8s_arm_is_whole_pool_with_stage_2s_sparsity_alone_a_per_unit_l1_on_its_codes():
+    import torch
+    from downpour.batch import Batch
+    from downpour.models.registry import build
+
+    pooled, l1 = (why.variant_config(v, 0)[0] for v in ("whole-pool", "whole-pool-l1"))
+    assert l1.model == pooled.model and l1.train == pooled.train and l1.data == pooled.data
+    own = {"stage2/pooled_l2": {"weight": 0.0, "eps": 0.01}, "stage2/l1": {"weight": 0.2}}   # eps: the shared term's
+    assert l1.objective == {**pooled.objective, **own}
+    model, objective = build(l1, (1, 32, 32))
+    x = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        _, parts = objective(model.forward_train(Batch(x)))
+        codes = model.features(x, "stage2/codes")        # (3, 64, 3, 3): before the pool of 3, which stays
+    assert codes.shape == (3, 64, 3, 3) and model.config.pools == (3, 3)
+    assert set(parts) == {"stage1/reconstruction", "stage1/pooled_l2", "stage2/reconstruction", "stage2/l1"}
+    assert parts["stage2/l1"].item() == pytest.approx(0.2 * codes.abs().sum(dim=(1, 2, 3)).mean().item(), rel=1e-5)
 
 
 def test_a_variants_read_out_comes_with_its_cell_trained_once(monkeypatch, tmp_path):
