@@ -332,6 +332,10 @@ class Objective:
         parts: dict[str, Tensor] = {}
         for where, o in outputs.items():
             terms = self.terms_of(where, o.costs)
+            if not terms and o.costs is None:   # its own terms turned every shared one off: it would never train
+                own = ", ".join(f"{where}/{n}" for n in self.own.get(where, {}))
+                raise ValueError(f"model part '{where}' has no cost term with a non-zero weight: its own terms "
+                                 f"({own}) turn off the shared ones")
             if not terms:   # a part that takes none of the terms would never train, unsaid
                 raise ValueError(f"model part '{where or 'model'}' takes only the cost terms {list(o.costs or ())}, "
                                  f"and the objective has none of them ({', '.join(self.terms)})")

@@ -22,6 +22,13 @@ def test_a_parts_own_terms_replace_the_shared_one_there_and_nowhere_else():
     assert total.item() == 1.5 + 2.0
 
 
+def test_a_part_whose_own_terms_turn_every_shared_one_off_is_refused_naming_them():
+    o = Outputs(x=torch.zeros(2, 2), codes=torch.zeros(2, 2), recon=torch.zeros(2, 2))
+    objective = Objective.from_config({"reconstruction": 1.0, "stage2/reconstruction": 0})
+    with pytest.raises(ValueError, match=r"model part 'stage2' has no cost term .*\(stage2/reconstruction\)"):
+        objective({"stage1": o, "stage2": o})
+
+
 def test_the_cat_networks_stage_2_takes_a_per_unit_l1_on_its_own_codes_with_its_pools_kept():
     cfg = check_run_config(load_config("cat-demo", ["objective.stage2/pooled_l2=0", "objective.stage2/l1=0.3"]))
     model, objective = build(cfg, (1, 32, 32))
