@@ -161,3 +161,26 @@ def test_the_stage1_cost_figure_has_a_log_axis(monkeypatch, tmp_path):
     cells = {(n, 0): {"stage1_cost@8": 200.0, "stage1_cost@16": 5000.0} for n in names}
     study.figures(rows, cells, tmp_path)
     assert drawn.get("logy") is True
+
+
+def test_the_verdict_reports_every_difference_in_holms_family(monkeypatch, tmp_path):
+    """Holm's family held the lfw probe on stage 1 (and each kind's edge-fraction difference) and the verdict never
+    gave its difference or reading (until 2026-12-07): a family is what the verdict tests, so each is reported."""
+    from downpour import studies
+    from downpour.studies.figure_words import figure_words
+    from downpour.studies.first_layer import REPORTED
+    from downpour.studies.run import run_study
+
+    monkeypatch.setitem(studies.STUDIES, "first-layer", f"{__name__}:StageOneCostPlanted")
+    run_study("first-layer", tmp_path, quick=True, seeds=4, jobs=1)
+    result = json.loads((tmp_path / "study.json").read_text())
+    family = {key for row in result["cells"] for key in row.get("tests", {})}
+    # (the edge fraction's and stage-1 cost's differences have paragraphs of their own; face_owed_controls, against 0,
+    # the owed paragraph)
+    assert family == ({f"delta_{f}" for f, _, _ in REPORTED}
+                      | {"delta_edge_fraction", "delta_stage1_cost", "face_owed_controls"})
+    verdict = result["verdict"]
+    assert "; lfw probe accuracy on stage 1 Δ " in verdict
+    edges = next(p for p in verdict.split("\n\n") if p.startswith("Edge-like"))
+    assert "paired against learned: gabor Δ " in edges
+    assert figure_words("probe_lfw_stage1") == "lfw probe accuracy at stage1"
