@@ -75,10 +75,10 @@ def test_a_damaged_study_json_is_listed_unreadable_and_a_folder_that_is_no_study
     assert (tmp_path / "one" / "study.html").is_file()
     listed = rows(tmp_path)
     assert sorted(listed) == ["[one (planted)](one/study.md)", "edited", "list", "torn"]
-    assert listed["torn"][3].startswith(f"unreadable: {tmp_path / 'torn' / 'study.json'} (Unterminated string")
-    assert listed["list"][3] == f"unreadable: {tmp_path / 'list' / 'study.json'} (not a JSON object)"
-    assert listed["edited"][3] == (f"unreadable: {tmp_path / 'edited' / 'study.json'} (no readable 'question', "
-                                   "'verdict', 'seeds')")
+    # each file named within the folder, not by this machine's path (until 2026-12-07 "unreadable: /tmp/.../torn/...")
+    assert listed["torn"][3].startswith("unreadable: torn/study.json (Unterminated string")
+    assert listed["list"][3] == "unreadable: list/study.json (not a JSON object)"
+    assert listed["edited"][3] == "unreadable: edited/study.json (no readable 'question', 'verdict', 'seeds')"
     assert "notes" not in (tmp_path / "index.html").read_text()
 
 
@@ -93,7 +93,7 @@ def test_the_index_is_written_again_when_a_study_resumes_with_its_cells_done_and
                                                            "6 done, 0 owed"]
     assert listed["stopped (planted)"][2:6] == [
         "quick (a smoke test)", f"no study.json yet (stopped, or still running): `downpour study planted --quick "
-                                f"--out {tmp_path / 'stopped'}` finishes it", "", "4 cells done"]
+                                "--out stopped`, run here, finishes it", "", "4 cells done"]
     run_study("planted", one, quick=True, seeds=2, jobs=1)          # summarised at fewer seeds than it holds
     assert rows(tmp_path)["[one (planted)](one/study.md)"][5] == ("4 done, 0 owed; cells.jsonl holds 2 more, which "
                                                                   "study.json leaves out")
@@ -110,7 +110,7 @@ def test_the_index_is_written_again_when_a_study_resumes_with_its_cells_done_and
     assert cells[5].startswith("3 done, 1 owed") and cells[6].endswith(" UTC (the file's time)")
     (one / "cells.jsonl").unlink()
     write_index(tmp_path)
-    assert rows(tmp_path)["[one (planted)](one/study.md)"][5] == f"not known: {one / 'cells.jsonl'} is gone"
+    assert rows(tmp_path)["[one (planted)](one/study.md)"][5] == "not known: one/cells.jsonl is gone"
 
 
 def test_an_index_another_wrote_is_left_as_it_is(planted, tmp_path, capsys):
@@ -152,3 +152,23 @@ def test_study_index_writes_it_by_hand_and_refuses_a_studys_flags(planted, numbe
 
 def test_no_study_is_named_as_a_word_of_the_command():
     assert not {"list", "index"} & set(studies.STUDIES)
+
+
+def test_each_line_links_its_figures_and_the_index_names_no_machines_path(planted, tmp_path):
+    """The index linked no figure, and said "2 study folders in /tmp/..." (a path a copied folder carries as a false
+    one): its figures are linked (thumbnails in index.html) relative to the index, and no absolute path is in it."""
+    one = run_study("planted", tmp_path / "one", quick=True, seeds=2, jobs=1)
+    (one / "figures").mkdir()
+    (one / "figures" / "x.png").write_bytes(b"\x89PNG planted")
+    result = json.loads((one / "study.json").read_text())
+    (one / "study.json").write_text(json.dumps({**result, "figures": ["figures/x.png", "/etc/y.png"]}))
+    (tmp_path / "stopped").mkdir()
+    (tmp_path / "stopped" / "cells.jsonl").write_text((one / "cells.jsonl").read_text())
+    write_index(tmp_path)
+    assert rows(tmp_path)["[one (planted)](one/study.md)"][-1] == "[x](one/figures/x.png)"   # (/etc's left out)
+    page = (tmp_path / "index.html").read_text()
+    assert '<a href="one/figures/x.png"><img src="one/figures/x.png" alt="x" title="x"' in page
+    for name in ("index.html", "index.md"):
+        text = (tmp_path / name).read_text()
+        assert str(tmp_path) not in text and "/etc/" not in text, name
+        assert f"1 study folder in this folder ({tmp_path.name})" in text or "2 study folders in this folder" in text

@@ -67,10 +67,11 @@ def write_html(result: dict[str, Any], path: Path, shown: Shown | None = None,
     """The page of ``result`` (study.json's content); ``shown``, ``headings``: the study's own, for its table."""
     figures = "".join(_figure_block(f, result["cells"]) for f in result["figures"])
     verdict = "".join(f"<p>{html.escape(p)}</p>" for p in result["verdict"].split("\n\n"))
+    command, where = table.reproduce(result)
     body = f"""<h1>Study: {html.escape(result['study'])}</h1>
 <p><b>Question.</b> {html.escape(result['question'])}</p>
 <p>{html.escape(table.seeds_said(result['seeds']))}, {html.escape(table.setting(result))}; {table.cost(result)}.
-Reproduce with <code>{html.escape(result['command'])}</code>. {html.escape(commits_sentence(result))}</p>
+Reproduce with <code>{html.escape(command)}</code>{where}. {html.escape(commits_sentence(result))}</p>
 {_platforms(result)}<h2>Verdict</h2><div class="verdict">{verdict}</div>
 <h2>Conditions</h2>{rows_table(result['cells'], shown, headings)}
 <p><small>{html.escape(table.intervals_note(result['cells']))}</small></p>

@@ -2,13 +2,15 @@
 beside them, so that several studies read on one page. Each line gives the study's question (its Q number and topic,
 :mod:`~downpour.studies.about`), its setting and the first sentence of its verdict (the quick setting's warning, which
 the setting says, left out), its seeds, its cells done and owed, when its study.json was written, the commits and
-installs its cells ran at, and links to its study.html and study.md.
+installs its cells ran at, links to its study.html and study.md, and its figures (study.json's ``figures``: in
+index.html a thumbnail each, linking the image; in index.md a link each, by the figure's name).
 
 A study rewrites the index of its folder's parent after its own pages, where that parent holds folders alone
 (:func:`refresh_index`, from :func:`~downpour.studies.run.run_study`, a resumed one too); ``downpour study index [--out DIR]`` rewrites it by hand
 (:func:`write_index`). A folder that holds none of :data:`STUDY_FILES` is left out; one whose study.json cannot be
 read is listed as unreadable, naming the file; one with cells and no study.json yet (stopped, or running) as
-unfinished. Each file is written whole or not at all, and an ``index.html`` or ``index.md`` that this module did not
+unfinished. The index names no machine's path: its links are relative to its folder, its messages name a file by its
+study folder (``torn/study.json``), so the folder reads the same moved or copied. Each file is written whole or not at all, and an ``index.html`` or ``index.md`` that this module did not
 write (it lacks :data:`MARK`) is never overwritten.
 """
 from __future__ import annotations
@@ -36,10 +38,12 @@ INDEX = ("index.html", "index.md")
 STUDY_FILES = ("cells.jsonl", "context.json", "study.json")    # what marks a folder as a study's (its own or another's)
 MARK = "<!-- the index of these study folders: `downpour study index` writes it again -->"
 HEAD = ["study", "Q", "question", "setting", "verdict (its first sentence)", "seeds", "cells", "written", "commits",
-        "installs"]
+        "installs", "figures"]
 WRITTEN = "%Y-%m-%d %H:%M UTC"     # study.json's ``written`` (run.py), and a file's time said as one
 TEXT = len(HEAD)        # every column is text (left-aligned)
-Entry = dict[str, str]  # a folder's line: its ``folder``, ``pages`` ("yes" where study.html is there), HEAD's cells
+# a folder's line: its ``folder``, ``pages`` ("yes" where study.html is there), HEAD's cells (``figures`` the figures'
+# paths in the study folder, " "-separated, as study.json names them; the pages make them links)
+Entry = dict[str, str]
 
 
 def write_index(parent: Path) -> tuple[Path, Path]:
@@ -53,7 +57,8 @@ def write_index(parent: Path) -> tuple[Path, Path]:
             raise ConfigError(f"{str(path)!r} was not written by `downpour study index`: left as it is")
     # (Q1 first, Q7 before a Q10; folders of no known question last, by name)
     entries = sorted(entries_of(parent), key=lambda e: (e["Q"] == "", int(e["Q"][1:] or 0), e["folder"]))
-    said = f"{plural(len(entries), 'study folder')} in {parent.resolve()}"
+    # (not its absolute path, which a copy of the folder would carry as a false one: "in /tmp/q/real")
+    said = f"{plural(len(entries), 'study folder')} in this folder ({parent.resolve().name})"
     replace_text(paths[0], page(f"downpour studies: {parent.resolve().name}", _html(entries, said)))
     replace_text(paths[1], _markdown(entries, said))
     return paths
@@ -89,7 +94,7 @@ def entries_of(parent: Path) -> list[Entry]:
         try:
             found.append(_entry(folder))
         except OSError as err:      # (its message names the file)
-            found.append(_blank(folder, f"unreadable: {err}"))
+            found.append(_blank(folder, f"unreadable: {_here(folder, err)}"))
     return found
 
 
@@ -101,15 +106,28 @@ def _entry(folder: Path) -> Entry:
         result = json.loads(path.read_text(errors="replace"))
         _check(result)
     except ValueError as err:       # (json's JSONDecodeError is one)
-        return _blank(folder, f"unreadable: {path} ({err})")
-    cells = _cells(folder / "cells.jsonl", result["seeds"])
+        return _blank(folder, f"unreadable: {_here(folder, path)} ({err})")
+    cells = _cells(folder / "cells.jsonl", result["seeds"], folder)
     name = result["study"]
     sets = " ".join(f"--set {k}={v}" for k, v in _pairs(result.get("sets")))
     return {**_blank(folder, first_sentence(result)), "pages": "yes" if (folder / "study.html").is_file() else "",
             "study": name, "Q": question_number(name), "question": topic(name) or result["question"].split(":")[0],
             "setting": ("quick (a smoke test)" if result.get("quick") else "full") + (f", {sets}" if sets else ""),
             "seeds": table.seeds_said(result["seeds"]), "cells": cells, "written": _written(result, path),
-            "commits": _counted(result.get("commits"), "commit"), "installs": _installs(result.get("installs"))}
+            "commits": _counted(result.get("commits"), "commit"), "installs": _installs(result.get("installs")),
+            "figures": " ".join(_figures(result.get("figures")))}
+
+
+def _figures(names: Any) -> list[str]:
+    """study.json's ``figures``, the paths in its folder of the study's images (a name with a space, or one reaching
+    out of the folder, left out: the index links each within the folder)."""
+    names = names if isinstance(names, list) else []
+    return [n for n in names if isinstance(n, str) and n and " " not in n and not n.startswith(("/", ".."))]
+
+
+def _here(folder: Path, said: object) -> str:
+    """``said`` (a path, or an error naming one) with the folder's parent left out of it: "torn/study.json"."""
+    return str(said).replace(str(folder.parent) + "/", "")
 
 
 def _check(result: Any) -> None:
@@ -124,16 +142,16 @@ def _check(result: Any) -> None:
         raise ValueError(f"no readable {', '.join(map(repr, wrong))}")
 
 
-def _cells(path: Path, seeds: list[int]) -> str:
+def _cells(path: Path, seeds: list[int], folder: Path) -> str:
     """"6 done, 0 owed": the cells of study.json's seeds, each condition cells.jsonl's header names (a study's rows
     need not be its cells' conditions: flat-skipping's are each condition's figures per image set) on each seed, done
     where cells.jsonl holds it; and any more it holds, which study.json leaves out."""
     try:
         conditions = _header(path).get("conditions")
     except ValueError as err:
-        return f"unreadable: {path}'s first line ({err})"
+        return f"unreadable: {_here(folder, path)}'s first line ({err})"
     if not isinstance(conditions, list):
-        return f"not known: {path} {'names no conditions' if path.is_file() else 'is gone'}"
+        return f"not known: {_here(folder, path)} {'names no conditions' if path.is_file() else 'is gone'}"
     grid = {(c, seed) for c in conditions for seed in seeds}
     cached = {key for key in cached_cells(path) if key[0] in conditions}
     done = len(grid & cached)
@@ -171,10 +189,11 @@ def _unfinished(folder: Path) -> Entry:
     try:
         header = _header(path)
     except ValueError as err:
-        return _blank(folder, f"unreadable: {path}'s first line, the study's settings ({err})")
+        return _blank(folder, f"unreadable: {_here(folder, path)}'s first line, the study's settings ({err})")
     name = header.get("study") if isinstance(header.get("study"), str) else ""
+    # (its --out the folder's name: run in the index's folder, wherever that is now)
     return {**_blank(folder, f"no study.json yet (stopped, or still running): `{study_command(header)} --out "
-                             f"{folder}` finishes it"),
+                             f"{shlex.quote(folder.name)}`, run here, finishes it"),
             "study": name, "Q": question_number(name), "question": topic(name),
             "setting": "" if not name else "quick (a smoke test)" if header.get("quick") is True else "full",
             "cells": f"{plural(len(cached_cells(path)), 'cell')} done"}
@@ -218,10 +237,15 @@ def _html(entries: list[Entry], said: str) -> str:
             shown = html.escape(entry["folder"]) + (f" <small>{html.escape(entry['study'])}</small>"
                                                     if entry["study"] not in ("", entry["folder"]) else "")
             return f'<a href="{html.escape(entry["folder"])}/study.html">{shown}</a>' if entry["pages"] else shown
+        if column == "figures":      # (a thumbnail each, its name on hover, opening the image)
+            return " ".join(f'<a href="{src}"><img src="{src}" alt="{stem}" title="{stem}" loading="lazy" '
+                            f'style="height:48px;margin:0 2px"></a>'
+                            for src, stem in ((html.escape(f"{entry['folder']}/{f}"), html.escape(Path(f).stem))
+                                              for f in entry["figures"].split()))
         return html.escape(entry[column])
     rows = [[cell(e, c) for c in HEAD] for e in entries]
     return (f"{MARK}\n<h1>Studies</h1>\n<p>{html.escape(said)}, each a link to its study.html (its study.md "
-            f"beside it). {html.escape(_ABOUT)}</p>\n{html_table(HEAD, rows, TEXT) if rows else '<p>none</p>'}\n")
+            f"beside it) and its figures, a thumbnail each that opens the image. {html.escape(_ABOUT)}</p>\n{html_table(HEAD, rows, TEXT) if rows else '<p>none</p>'}\n")
 
 
 def _markdown(entries: list[Entry], said: str) -> str:
@@ -232,9 +256,11 @@ def _markdown(entries: list[Entry], said: str) -> str:
             shown = escape(entry["folder"]) + (f" ({escape(entry['study'])})"
                                                if entry["study"] not in ("", entry["folder"]) else "")
             return f"[{shown}]({entry['folder']}/study.md)" if entry["pages"] else shown
+        if column == "figures":
+            return ", ".join(f"[{escape(Path(f).stem)}]({entry['folder']}/{f})" for f in entry["figures"].split())
         return escape(entry[column])
     rows = [[cell(e, c) for c in HEAD] for e in entries]
-    return "\n\n".join([MARK, "# Studies", f"{said}, each a link to its study.md. {_ABOUT}",
+    return "\n\n".join([MARK, "# Studies", f"{said}, each a link to its study.md and to each of its figures. {_ABOUT}",
                         md_table(HEAD, rows, TEXT) if rows else "none"]) + "\n"
 
 

@@ -28,11 +28,12 @@ def write_markdown(result: dict[str, Any], path: Path, shown: Shown | None = Non
     rows = result["cells"]
     head, body, text = table.conditions(rows, shown, headings, md)
     compared, tests = table.comparisons(rows, md)
+    command, where = table.reproduce(result)     # (an absolute --out said as the folder's name)
     parts = [
         f"# Study: {result['study']}",
         f"**Question.** {md.escape(result['question'])}",
         f"{table.seeds_said(result['seeds'])}, {table.setting(result)}; {table.cost(result)}. "
-        f"Reproduce with `{result['command']}`. {commits_sentence(result)}".rstrip(),
+        f"Reproduce with `{command}`{where}. {commits_sentence(result)}".rstrip(),
         *(f"**{name}.** {md.escape(note)}" for name, note in table.page_notes(result)),
         "## Verdict",
         "\n>\n".join(f"> {md.escape(p)}" for p in result["verdict"].split("\n\n")),

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import html
 import math
+import os
+import shlex
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -208,6 +210,18 @@ def cost(result: dict[str, Any]) -> str:
         return this
     return (f"its cells took {spent['seconds']} s ({spent.get('cpu_seconds', 0)} CPU-s) over every run of the folder; "
             f"{this}")
+
+
+def reproduce(result: dict[str, Any]) -> tuple[str, str]:
+    """The command the page gives to reproduce the study, and where to run it ("" or " in the folder that holds this
+    one"): study.json's ``command``, an absolute ``--out`` said as the folder's name ("--out /tmp/q/real/costs" named
+    one machine's folder, and the page is read moved or copied)."""
+    parts = shlex.split(result["command"])
+    at = parts.index("--out") + 1 if "--out" in parts[:-1] else None
+    if at is None or not os.path.isabs(parts[at]):
+        return result["command"], ""
+    parts[at] = os.path.basename(os.path.normpath(parts[at]))
+    return shlex.join(parts), " in the folder that holds this one"
 
 
 def page_notes(result: dict[str, Any]) -> list[tuple[str, str]]:
