@@ -72,3 +72,32 @@ def test_a_time_ratios_curves_draw_the_line_of_no_change(drawn, tmp_path):
     ones = [line for line in ax.get_lines() if list(line.get_ydata()) == [1, 1] and line.get_linestyle() == "--"]
     assert len(ones) == 1 and ax.get_ylim()[0] < 1 and "1 (no change)" in [t.get_text() for t in
                                                                           ax.get_legend().get_texts()]
+
+
+def _diamonds(ax) -> list[tuple[float, float]]:
+    return [(float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in ax.get_lines()
+            if line.get_marker() == study_figures.SAME_MARK]
+
+
+def test_a_probe_the_same_in_every_seed_is_drawn_as_such_in_interval_bars(drawn, tmp_path):
+    """The quick first-layer study's probes.png drew a probe every seed read alike (t's interval of no width) as a
+    point measured exactly: it is an open diamond, and the title says what that means; a measured point is not."""
+    from downpour.studies.stats import mean_ci
+
+    triples = [list(mean_ci([0.9, 0.9])), list(mean_ci([0.8, 0.9])), list(mean_ci([0.5, 0.5, 0.5]))]
+    study_figures.interval_bars(["a", "b", "c"], triples, tmp_path / "probes.png", "probe accuracy", "accuracy")
+    ax = drawn["probes"].axes[0]
+    assert _diamonds(ax) == [(0.0, 0.9), (2.0, 0.5)]
+    assert study_figures.SAME_SAID in ax.get_title()
+    study_figures.interval_bars(["b"], triples[1:2], tmp_path / "spread.png", "probe accuracy", "accuracy")
+    assert not _diamonds(drawn["spread"].axes[0]) and "◇" not in drawn["spread"].axes[0].get_title()
+
+
+def test_a_point_with_a_figure_the_same_in_every_seed_is_drawn_as_such_in_a_scatter(drawn, tmp_path):
+    from downpour.studies import plots
+
+    points = {"l1": [("l1=0.1", (0.3, 0.2, 0.4), (0.7, 0.7, 0.7)), ("l1=1", (0.5, 0.4, 0.6), (0.6, 0.5, 0.7))],
+              "none": [("none", (0.2, 0.2, 0.2), (0.4, 0.3, 0.5))]}
+    plots.scatter_intervals(points, tmp_path / "tradeoff.png", "sparsity and probe", "Hoyer", "probe")
+    ax = drawn["tradeoff"].axes[0]
+    assert sorted(_diamonds(ax)) == [(0.2, 0.4), (0.3, 0.7)] and plots.SAME_SAID in ax.get_title()

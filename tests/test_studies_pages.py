@@ -1,9 +1,11 @@
 """What study.html and study.md show a reader: a page that names no machine's path, conditions columns headed in
 words (the key kept findable), and a measure that read the same in every seed marked in its figure."""
 import json
+from html import unescape
 
+from downpour import studies
 from downpour.studies.run import run_study
-from planted_study import planted  # noqa: F401 (a fixture)
+from planted_study import Planted, planted  # noqa: F401 (a fixture)
 
 
 def test_a_page_gives_its_command_without_this_machines_path(planted, tmp_path):
@@ -23,3 +25,44 @@ def test_a_relative_out_is_given_as_it_was_run(planted, tmp_path, monkeypatch):
     folder = run_study("planted", "studies/one", quick=True, seeds=2, jobs=1)
     assert "Reproduce with `downpour study planted --quick --seeds 2 --out studies/one`. " in (
         folder / "study.md").read_text()
+
+
+def test_the_conditions_columns_are_headed_in_words_their_keys_kept_findable():
+    """The conditions tables were headed "delta_heldout_recon", "probe_lfw_stage1": the keys study.json stores. They
+    read in words; study.html's heading carries its key as its title, and both pages list each key under the table."""
+    from downpour.studies import table
+
+    rows = [{"condition": "more/l1", "params": {"samples": 500}, "n": 3,
+             "figures": {"heldout_recon": [0.2, 0.1, 0.3], "delta_heldout_recon": [0.05, 0.01, 0.09],
+                         "probe_lfw_stage1": [0.8, 0.7, 0.9], "inv_shift_censored": [1.0, 0.0, 2.0]},
+             "extra": {"d_probe_digits": "lower"}}]
+    head, _, _ = table.conditions(rows, markup=table.MARKDOWN)
+    assert head == ["condition", "samples", "n", "held-out reconstruction error", "Δ held-out reconstruction error",
+                    "lfw probe accuracy on stage 1", "translation range: seeds at the sweep's end",
+                    "Δ digits probe accuracy"]
+    html_head, _, _ = table.conditions(rows, markup=table.HTML)
+    assert html_head[4] == '<span title="delta_heldout_recon">Δ held-out reconstruction error</span>'
+    assert html_head[1] == "samples"        # (words that are the key: no title)
+    note = table.keys_note(rows)
+    assert "Δ held-out reconstruction error: delta_heldout_recon;" in note and "samples:" not in note
+    assert "Δ: a paired difference" in note
+    own = table.keys_note(rows, {"heldout_recon": "error on held-out patches"})
+    assert "error on held-out patches: heldout_recon;" in own
+
+
+class DeltaPlanted(Planted):
+    """The planted study, its figure stored as a paired difference's key."""
+
+    def summarise(self, conditions, cells, seeds):
+        return [{**row, "figures": {**row["figures"], "delta_probe_digits": row["figures"]["x"]}}
+                for row in super().summarise(conditions, cells, seeds)]
+
+
+def test_both_pages_show_the_words_and_the_keys(planted, tmp_path, monkeypatch):
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:DeltaPlanted")
+    folder = run_study("planted", tmp_path / "one", quick=True, seeds=2, jobs=1)
+    html, md = (folder / "study.html").read_text(), (folder / "study.md").read_text()
+    assert '<th><span title="delta_probe_digits">Δ digits probe accuracy</span></th>' in html
+    assert "| condition | k | n | x | Δ digits probe accuracy |" in md
+    for page in (unescape(html), md):
+        assert "Columns by study.json's keys: Δ digits probe accuracy: delta_probe_digits." in page

@@ -175,10 +175,12 @@ def test_a_figure_the_same_in_every_seed_is_shown_as_such_not_as_a_zero_width_in
     rows = [{"condition": "a", "params": {}, "n": 2, "figures": {"probe": list(mean_ci([0.9, 0.9])),
                                                                  "loss": list(mean_ci([1.0, 2.0]))}}]
     cells = rows_table(rows).split("<tr>")[-1]
-    assert "0.9 <small>(the same in every seed)</small>" in cells and "[0.9, 0.9]" not in cells
+    same = "(the same in every seed: a degenerate measure, drawn ◇ in its figure)"
+    assert f"0.9 <small>{same}</small>" in cells and "[0.9, 0.9]" not in cells
     assert "1.5 <small>[" in cells                                  # spread: the interval as t gives it
     rows[0]["n"], rows[0]["missing"] = 3, {"probe": 1}                # a third seed not measured: not "every seed"
-    assert "(the same in every seed measured)</small> <small>(1 of 3 seeds left out)" in rows_table(rows)
+    assert ("(the same in every seed measured: a degenerate measure, drawn ◇ in its figure)</small> <small>(1 of 3 "
+            "seeds left out)") in rows_table(rows)
 
 
 def test_a_comparison_never_measured_is_not_in_holms_family_and_a_diverged_first_seed_is_counted():
@@ -269,7 +271,8 @@ def test_a_mean_with_no_spread_up_to_rounding_reads_the_same_in_every_seed():
            "figures": {"probe_lfw": [0.8999999999999999, 0.8999999999999989, 0.9000000000000009],
                        "probe_digits": [0.918, 0.886, 0.95]}}
     table = rows_table([row])
-    assert "0.9 <small>(the same in every seed)</small>" in table and "0.918 <small>[0.886, 0.95]</small>" in table
+    assert "0.9 <small>(the same in every seed: a degenerate measure, drawn ◇ in its figure)</small>" in table
+    assert "0.918 <small>[0.886, 0.95]</small>" in table
 
 
 def test_a_reading_named_as_its_figure_has_a_column_of_its_own_name():
@@ -280,8 +283,10 @@ def test_a_reading_named_as_its_figure_has_a_column_of_its_own_name():
     row = {"condition": "glimpse", "params": {}, "n": 2, "figures": {"d_probe_digits": [-0.44, -0.567, -0.313]},
            "extra": {"d_probe_digits": "lower", "steps": 30}}
     table = rows_table([row])
-    assert table.count("<th>d_probe_digits</th>") == 1
-    assert "<th>d_probe_digits reading</th>" in table and "<th>steps</th>" in table
+    # (headed in words since 2026-12-07, each key its heading's title)
+    assert table.count('<th><span title="d_probe_digits">Δ digits probe accuracy</span></th>') == 1
+    assert '<th><span title="d_probe_digits reading">Δ digits probe accuracy reading</span></th>' in table
+    assert "<th>steps</th>" in table
 
 
 def test_a_verdicts_mean_with_no_spread_reads_the_same_in_every_seed():

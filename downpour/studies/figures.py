@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from downpour.studies.words import no_spread
 from downpour.train.model_file import replace_bytes
 
 if TYPE_CHECKING:
@@ -73,6 +74,22 @@ def bar_lengths(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, limits: tuple[flo
     return [np.clip(np.nan_to_num(v - lo, nan=0.0), 0, None), np.clip(np.nan_to_num(hi - v, nan=0.0), 0, None)]
 
 
+# A mean the same in every seed (Student's t of no spread: an interval of no width, as certain as a thousand seeds)
+# is drawn as an open diamond, and the figure's title says so: it read as a point measured exactly (the quick
+# first-layer study's probes.png, 2026-12-07), where the measure itself was degenerate (every seed read the same).
+SAME_MARK = "D"
+SAME_SAID = "◇: the same in every seed (no spread: a degenerate measure, not an exact one)"
+
+
+def mark_the_same(ax: Any, x: Sequence[float], y: Sequence[float], flat: Sequence[bool], color: Any) -> bool:
+    """Redraw as an open diamond each point (``x``, ``y``) that is ``flat`` (a figure of it with no spread,
+    :func:`~downpour.studies.words.no_spread`); whether any was."""
+    same = [(xi, yi) for xi, yi, f in zip(x, y, flat) if f]
+    for xi, vi in same:
+        ax.plot([xi], [vi], SAME_MARK, mfc="white", mec=color, mew=1.5, ms=7, zorder=4)
+    return bool(same)
+
+
 def condition_colours(names: Sequence[str]) -> dict[str, str]:
     """A study's colour for each of its conditions, in its order: every figure of the study draws a condition in it
     (its tradeoff figures' points and its interval bars alike)."""
@@ -108,6 +125,7 @@ def interval_figure(labels: Sequence[str], triples: Sequence[Sequence[float]], t
     arrays = [np.array(t, dtype=float).reshape(-1, 3).T for _, t in series]        # each (3, labels): v, lo, hi
     limits = finite_limits(*(a for v_lo_hi in arrays for a in v_lo_hi), [reference if reference is not None else np.nan])
     x = np.arange(len(labels))
+    same = False
     for k, ((name, _), (v, lo, hi)) in enumerate(zip(series, arrays)):
         shift = 0.0 if len(series) == 1 else (k - 0.5) * 0.3
         # (named: the open markers below would take the next series' colour from the cycle; until 2026-12-06 every
@@ -120,6 +138,7 @@ def interval_figure(labels: Sequence[str], triples: Sequence[Sequence[float]], t
             ax.errorbar(x[j:j + 1] + shift, v[j:j + 1], yerr=[e[j:j + 1] for e in lengths], fmt="o", capsize=4,
                         label=name if j == 0 else None, color=color[j])
             _mark_lower_bounds(ax, x[j:j + 1] + shift, v[j:j + 1], top[j:j + 1], marks[j:j + 1], color[j])
+            same |= mark_the_same(ax, x[j:j + 1] + shift, v[j:j + 1], [no_spread((v[j], lo[j], hi[j]))], color[j])
     if any(np.isinf(lo).any() or np.isinf(hi).any() for _, lo, hi in arrays):
         ax.set_ylim(*limits)
     if whole is not None:           # (a little past its ends: a point at 0 or 1 drawn whole)
@@ -135,7 +154,8 @@ def interval_figure(labels: Sequence[str], triples: Sequence[Sequence[float]], t
         ax.axhline(reference, color="grey", lw=0.8, ls="--")
     ax.set_xticks(x, labels, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
-    ax.set_title(title + ("\nopen, ≥ k/n: a lower bound, k of n seeds at the sweep's end" if marked else ""))
+    ax.set_title(title + ("\nopen, ≥ k/n: a lower bound, k of n seeds at the sweep's end" if marked else "")
+                 + (f"\n{SAME_SAID}" if same else ""))
     return fig
 
 

@@ -74,6 +74,7 @@ def write_html(result: dict[str, Any], path: Path, shown: Shown | None = None,
 Reproduce with <code>{html.escape(command)}</code>{where}. {html.escape(commits_sentence(result))}</p>
 {_platforms(result)}<h2>Verdict</h2><div class="verdict">{verdict}</div>
 <h2>Conditions</h2>{rows_table(result['cells'], shown, headings)}
+<p><small>{html.escape(table.keys_note(result['cells'], headings))}</small></p>
 <p><small>{html.escape(table.intervals_note(result['cells']))}</small></p>
 <h2>Comparisons</h2>{tests_table(result['cells'])}
 <h2>Figures</h2>{figures or '<p>none</p>'}

@@ -39,6 +39,7 @@ def write_markdown(result: dict[str, Any], path: Path, shown: Shown | None = Non
         "\n>\n".join(f"> {md.escape(p)}" for p in result["verdict"].split("\n\n")),
         "## Conditions",
         md_table(head, body, text),
+        *([md.escape(note)] if (note := table.keys_note(rows, headings)) else []),
         table.intervals_note(rows),
         "## Comparisons",
         md_table(compared, tests, table.COMPARED_TEXT, holds=True) if tests else "none",

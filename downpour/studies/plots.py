@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from downpour.studies.figures import bar_lengths, figure, finite_limits, save
+from downpour.studies.figures import SAME_SAID, bar_lengths, figure, finite_limits, mark_the_same, save
+from downpour.studies.words import no_spread
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -98,10 +99,14 @@ def scatter_figure(points: dict[str, list[tuple[str, Sequence[float], Sequence[f
     xs, ys = (np.array([p[k] for p in every], dtype=float).reshape(-1, 3) for k in (1, 2))   # (n, 3): value, low, high
     xlim, ylim = finite_limits(xs), finite_limits(ys)
     named: dict[tuple[str, float, float], int] = {}        # one label per point: a condition in two series is one point
+    same = False
     for i, (group, items) in enumerate(points.items()):
         x, y = (np.array([p[k] for p in items], dtype=float).reshape(-1, 3) for k in (1, 2))
         ax.errorbar(x[:, 0], y[:, 0], xerr=bar_lengths(*x.T, xlim), yerr=bar_lengths(*y.T, ylim), fmt="o-", capsize=3,
                     lw=1, ms=4, label=group)
+        # (a point either of whose figures is the same in every seed)
+        flat = [no_spread(xt) or no_spread(yt) for xt, yt in zip(x, y)]
+        same |= mark_the_same(ax, x[:, 0], y[:, 0], flat, f"C{i % 10}")
         for label, xi, yi in zip((p[0] for p in items), x[:, 0], y[:, 0]):
             named[(label, float(xi), float(yi))] = i     # (in its last series' colour: the marker drawn on top)
     if np.isinf(xs).any():          # an unbounded interval's bar runs off the axes
@@ -112,7 +117,7 @@ def scatter_figure(points: dict[str, list[tuple[str, Sequence[float], Sequence[f
                                                                                    f"C{i % 10}")]
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(title + (f"\n{SAME_SAID}" if same else ""))
     # beside the axes, not on them: the costs study's 8 series cover the plot, and matplotlib's "best" place
     # (upper right) hid less/pooled_l2=0.003, at Hoyer 0.63 and gap 0.043, and its label (2026-12-04)
     ax.legend(fontsize=8, **BESIDE)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from downpour._names import listed, plural
 from downpour.studies import STUDIES, design_class
 from downpour.studies.about import ABOUT
+from downpour.studies.column_words import column_words
 from downpour.studies.data_note import data_sentence
 from downpour.studies.figure_words import figure_words
 from downpour.studies.words import no_spread, unbounded
@@ -26,15 +27,20 @@ class Markup:
     escape: Callable[[str], str]      # text as the page shows it
     small: Callable[[str], str]       # an aside after a figure, "(3 of 8 seeds left out)", with its leading space
     shown: Callable[[str], str]       # a study's own cell (HTML, :meth:`~downpour.studies.base.Study.shown`) here
+    head: Callable[[str, str], str]   # a column's heading (words, key): study.html's carries its key as its title
 
 
 def _unhtml(text: str) -> str:
     return html.unescape(text.replace("<small>", "").replace("</small>", ""))
 
 
-HTML = Markup(html.escape, lambda s: f" <small>{s}</small>", lambda s: s)
+def _titled(words: str, key: str) -> str:
+    return html.escape(words) if words == key else f'<span title="{html.escape(key)}">{html.escape(words)}</span>'
+
+
+HTML = Markup(html.escape, lambda s: f" <small>{s}</small>", lambda s: s, _titled)
 MARKDOWN = Markup(lambda s: s.replace("|", "\\|").replace("\n", " "), lambda s: f" {s}",
-                  lambda s: _unhtml(s).replace("|", "\\|"))
+                  lambda s: _unhtml(s).replace("|", "\\|"), lambda words, key: MARKDOWN.escape(words))
 
 
 def fmt(value: Any, markup: Markup = HTML) -> str:
@@ -46,6 +52,9 @@ def fmt(value: Any, markup: Markup = HTML) -> str:
     if not math.isfinite(value):
         return "–" if math.isnan(value) else ("∞" if value > 0 else "−∞")
     return f"{value:.3g}"
+
+
+DEGENERATE = "a degenerate measure, drawn ◇ in its figure"    # a figure with no spread over more than one seed
 
 
 def interval(triple: list[float] | tuple[float, float, float], difference: bool = False, markup: Markup = HTML) -> str:
@@ -68,7 +77,9 @@ def figure(row: dict[str, Any], key: str, markup: Markup = HTML) -> str:
         # (up to rounding: 0.8999999999999999 [0.8999999999999989, 0.9000000000000009] was shown as 0.9 [0.9, 0.9])
         # no spread: Student's t gives zero width however few the seeds (a probe's 27 of 30 right in both of 2
         # seeds read 0.900 [0.900, 0.900], as certain as a thousand seeds); say what it is instead
-        shown = fmt(value, markup) + markup.small(f"(the same in every seed{' measured' if left_out else ''})")
+        # (and its figures draw it ◇, figures.SAME_MARK: the table and the figure say the measure is degenerate)
+        shown = fmt(value, markup) + markup.small(f"(the same in every seed{' measured' if left_out else ''}: "
+                                                  f"{DEGENERATE})")
     else:
         shown = interval(row["figures"][key], key.startswith(("d_", "delta_")), markup)
     ended = row.get("censored", {}).get(key)     # (since 2026-12-05: a range at the sweep's end is a lower bound)
@@ -95,15 +106,10 @@ def conditions(rows: list[dict[str, Any]], shown: Shown | None = None, headings:
     text (the condition and its parameters; the rest are numbers). ``shown(row, key)``: the study's own HTML for a
     parameter's or an extra's cell (None: as stored); ``headings``: a column's heading by key."""
     own = shown or (lambda row, key: None)
-    heading = (headings or {}).get
-    params = list(dict.fromkeys(k for r in rows for k in r["params"]))
-    figures = list(dict.fromkeys(k for r in rows for k in r["figures"]))
-    extra = list(dict.fromkeys(k for r in rows for k in r.get("extra", {})))
-    # an extra named as a figure (the mechanisms study's readings of its paired differences) is that figure's reading:
-    # its column said "d_probe_digits" twice, once the interval and once "lower"
-    named = [f"{k} reading" if k in figures else k for k in extra]
-    head = [markup.escape(heading(k, k)) for k in ["condition", *params]] + ["n"]
-    head += [markup.escape(heading(k, k)) for k in [*figures, *named]]
+    params, figures, extra = _keys(rows)
+    said = dict(headed(rows, headings))
+    head = [markup.head(said.get(k, k), k) for k in ["condition", *params]] + ["n"]
+    head += [markup.head(said[k], k) for k in [*figures, *(_named(k, figures) for k in extra)]]
 
     def mine(row: dict[str, Any], key: str, stored: str) -> str:
         cell = own(row, key)
@@ -113,6 +119,41 @@ def conditions(rows: list[dict[str, Any]], shown: Shown | None = None, headings:
              str(r["n"]), *(figure(r, k, markup) for k in figures),
              *(mine(r, k, plain(r.get("extra", {}).get(k, ""), markup)) for k in extra)] for r in rows]
     return head, body, 1 + len(params)
+
+
+def _keys(rows: list[dict[str, Any]]) -> tuple[list[str], list[str], list[str]]:
+    """The conditions table's keys in its order: the rows' params, figures and extras."""
+    return tuple(list(dict.fromkeys(k for r in rows for k in r.get(part, {})))   # type: ignore[return-value]
+                 for part in ("params", "figures", "extra"))
+
+
+def _named(key: str, figures: list[str]) -> str:
+    # an extra named as a figure (the mechanisms study's readings of its paired differences) is that figure's reading:
+    # its column said "d_probe_digits" twice, once the interval and once "lower"
+    return f"{key} reading" if key in figures else key
+
+
+def headed(rows: list[dict[str, Any]], headings: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(column key, heading) for each of the conditions table's params, figures and extras: the study's own heading
+    (``headings``) or the key in words (:func:`~downpour.studies.column_words.column_words`)."""
+    params, figures, extra = _keys(rows)
+    own = headings or {}
+
+    def words(key: str) -> str:
+        if key.endswith(" reading"):
+            return own.get(key) or column_words(key[:-len(" reading")]) + " reading"
+        return own.get(key) or column_words(key)
+    return [(k, words(k)) for k in [*params, *figures, *(_named(k, figures) for k in extra)]]
+
+
+def keys_note(rows: list[dict[str, Any]], headings: dict[str, str] | None = None) -> str:
+    """Under the conditions table (plain text): each heading in words with the key study.json stores it by, where
+    they differ, so that a column is found in study.json and a reader's script."""
+    said = headed(rows, headings)
+    pairs = [f"{words}: {key}" for key, words in said if words != key]
+    delta = (" Δ: a paired difference, each seed's figure minus its reference condition's on the same seed."
+             if any(words.startswith("Δ ") for _, words in said) else "")
+    return f"Columns by study.json's keys: {'; '.join(pairs)}.{delta}" if pairs else ""
 
 
 def comparisons(rows: list[dict[str, Any]], markup: Markup = HTML) -> tuple[list[str], list[list[str]]]:
