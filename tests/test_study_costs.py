@@ -359,7 +359,8 @@ def test_the_tables_within_seed_rho_reads_as_an_interval_not_a_bare_list():
             for c, n, rho in (("less/none", 6, [0.38, 0.13, 0.64]), ("more/none", 2, [-0.5, -math.inf, math.inf]))]
     for markup in (table.MARKDOWN, table.HTML):
         head, body, _ = table.conditions(rows, study.shown, study.headings, markup)
-        assert head[-2:] == [markup.head("Hoyer-gap rank ρ within a seed [95% t interval]", "hoyer_gap_rank_correlation"),
+        assert head[-2:] == [markup.head("Hoyer-gap rank ρ within a seed [95% t interval]",
+                                         "hoyer_gap_rank_correlation"),
                              markup.head("Hoyer-gap rank ρ over the conditions' means",
                                          "hoyer_gap_rank_correlation_of_means")]
         assert [r[-2:] for r in body] == [["+0.38 [+0.13, +0.64]", "0.18"],

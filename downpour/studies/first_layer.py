@@ -160,7 +160,8 @@ class FirstLayerStudy(FirstLayerDesign, Study):
         paras = [("Edge-like first-layer filters (the analysis's edge test): "
                   + ", ".join(f"{k} {words.percent_ci(fig(k, 'edge_fraction'))}" for k in KINDS)
                   + "; paired against learned: "    # (the differences Holm's family holds, until 2026-12-07 unsaid)
-                  + ", ".join(f"{k} {_signed(fig(k, 'delta_edge_fraction'), True)} ({by[k]['extra']['readings']['edge_fraction']}"
+                  + ", ".join(f"{k} {_signed(fig(k, 'delta_edge_fraction'), True)} "
+                              f"({by[k]['extra']['readings']['edge_fraction']}"
                               f"{lead_mark(by[k], 'delta_edge_fraction')})" for k in KINDS if k != BASELINE)
                   + f". Stage 2 trained {s} steps in every condition; the learned kinds trained stage 1 for {s} more.")]
         for k in KINDS:

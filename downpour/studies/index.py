@@ -9,9 +9,10 @@ A study rewrites the index of its folder's parent after its own pages, where tha
 (:func:`refresh_index`, from :func:`~downpour.studies.run.run_study`, a resumed one too); ``downpour study index [--out DIR]`` rewrites it by hand
 (:func:`write_index`). A folder that holds none of :data:`STUDY_FILES` is left out; one whose study.json cannot be
 read is listed as unreadable, naming the file; one with cells and no study.json yet (stopped, or running) as
-unfinished. The index names no machine's path: its links are relative to its folder, its messages name a file by its
-study folder (``torn/study.json``), so the folder reads the same moved or copied. Each file is written whole or not at all, and an ``index.html`` or ``index.md`` that this module did not
-write (it lacks :data:`MARK`) is never overwritten.
+unfinished. The index names no machine's path: its links are relative to its folder, its messages name a file by
+its study folder (``torn/study.json``), so the folder reads the same moved or copied. Each file is written whole or
+not at all, and an ``index.html`` or ``index.md`` that this module did not write (it lacks :data:`MARK`) is never
+overwritten.
 """
 from __future__ import annotations
 
@@ -245,7 +246,8 @@ def _html(entries: list[Entry], said: str) -> str:
         return html.escape(entry[column])
     rows = [[cell(e, c) for c in HEAD] for e in entries]
     return (f"{MARK}\n<h1>Studies</h1>\n<p>{html.escape(said)}, each a link to its study.html (its study.md "
-            f"beside it) and its figures, a thumbnail each that opens the image. {html.escape(_ABOUT)}</p>\n{html_table(HEAD, rows, TEXT) if rows else '<p>none</p>'}\n")
+            f"beside it) and its figures, a thumbnail each that opens the image. "
+            f"{html.escape(_ABOUT)}</p>\n{html_table(HEAD, rows, TEXT) if rows else '<p>none</p>'}\n")
 
 
 def _markdown(entries: list[Entry], said: str) -> str:

@@ -44,6 +44,7 @@ from downpour.studies.code_commit import commits
 from downpour.studies.diverged import summarised
 from downpour.studies.compare import VERSIONS_APART, FigureMissing, versions_apart
 from downpour.studies.data_note import study_data
+from downpour.studies.headline import headline
 from downpour.studies.html import write_html
 from downpour.studies.index import STUDY_FILES, WRITTEN, refresh_index
 from downpour.studies.markdown import write_markdown
@@ -164,11 +165,13 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
 def verdict_text(study: Any, rows: list[dict[str, Any]], trained: bool, lr_fixed: bool) -> str:
     """study.json's verdict: the quick setting's warning first (:meth:`~downpour.studies.base.Study.quick_paragraph`,
     here once for every study), the study's own reading of its rows (where every cell diverged: that nothing trained;
-    ``lr_fixed``: the study does not vary train.lr), the conditions that diverged, and which readings hold under Holm's
+    ``lr_fixed``: the study does not vary train.lr) after its claim in one sentence (:func:`~downpour.studies.headline.
+    headline`), the conditions that diverged, and which readings hold under Holm's
     correction. (A quick study whose every cell diverged had no warning until 2026-12-05: its verdict, printed alone by
     ``downpour study``, did not say it was the quick setting's few steps and seeds.)"""
     reading = study.verdict(rows) if trained else nothing_trained(rows, lr_fixed)
-    return "\n\n".join(p for p in (study.quick_paragraph(rows), reading, study.diverged_paragraph(rows),
+    claim = headline(rows) if trained else ""     # (its first sentence, the index's: the answer before the figures)
+    return "\n\n".join(p for p in (study.quick_paragraph(rows), claim, reading, study.diverged_paragraph(rows),
                                     family_paragraph(rows)) if p)
 
 

@@ -1,0 +1,63 @@
+"""A verdict's first sentence is the study's claim in one short sentence with its number (what Holm's correction
+keeps), and the index of a folder of studies shows it: verdicts opened with their setup or a paragraph of every
+figure (mechanisms' ran to 700 characters in the index)."""
+import json
+
+from downpour import studies
+from downpour.studies.headline import headline
+from downpour.studies.index import write_index
+from downpour.studies.run import run_study
+from downpour.studies.stats import holm, paired_test
+from planted_study import Planted, planted  # noqa: F401 (a fixture)
+
+
+def _rows(*tests):
+    """One row per (condition, key, reading, p, interval), each a comparison against "a"."""
+    rows = []
+    for condition, key, reading, p, triple in tests:
+        rows.append({"condition": condition, "figures": {key: triple},
+                     "tests": {key: {"reading": reading, "p": p, "against": "a"}}})
+    holm(rows)
+    return rows
+
+
+def test_the_claim_names_how_many_comparisons_hold_and_the_surest():
+    rows = _rows(("b", "delta_heldout_recon", "higher", 0.001, [0.27, 0.26, 0.28]),
+                 ("c", "delta_probe_digits", "lower", 0.04, [-0.1, -0.2, -0.01]),
+                 ("d", "delta_gap", "inconclusive", 0.5, [0.0, -1.0, 1.0]))
+    assert headline(rows) == ("1 of the 3 comparisons holds under Holm's correction: b against a: held-out "
+                              "reconstruction error higher (Δ +0.27 [+0.26, +0.28]).")
+    rows = _rows(("b", "delta_stage1_cost", "higher", 0.001, [5316.2, 5159.0, 5473.0]),
+                 ("c", "delta_probe_digits", "lower", 0.002, [-0.1, -0.2, -0.01]))
+    assert headline(rows) == ("2 of the 2 comparisons hold under Holm's correction, the surest: b against a: first "
+                              "stage's cost higher (Δ +5316 [+5159, +5473]).")
+
+
+def test_where_none_holds_the_claim_says_so_with_the_nearest_holm_p():
+    rows = _rows(("b", "delta_probe_digits", "lower", 0.03, [-0.159, -0.175, -0.143]),
+                 ("c", "delta_gap", "inconclusive", 0.5, [0.0, -1.0, 1.0]))
+    assert headline(rows) == ("None of the 2 comparisons holds under Holm's correction; the nearest, b against a: "
+                              "digits probe accuracy lower (Δ -0.159 [-0.175, -0.143]), has Holm p 0.06.")
+    rows = _rows(("c", "delta_gap", "inconclusive", 0.5, [0.0, -1.0, 1.0]))
+    assert headline(rows) == "The one comparison reads neither higher nor lower: no effect is found at these seeds."
+    assert headline([{"condition": "a", "figures": {}}]) == ""       # no comparison: the study's own words lead
+
+
+class Compared(Planted):
+    """The planted study with b's x compared against a's, paired on each seed."""
+
+    def summarise(self, conditions, cells, seeds):
+        rows = super().summarise(conditions, cells, seeds)
+        a, b = ([cells[(c, s)]["x"] for s in seeds] for c in ("a", "b"))
+        rows[1]["figures"]["delta_x"], _ = paired_test(rows[1], "delta_x", a, b, 0.1, against="a")
+        return rows
+
+
+def test_the_index_shows_the_claim_first_and_the_verdict_keeps_the_rest(planted, tmp_path, monkeypatch):
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:Compared")
+    folder = run_study("planted", tmp_path / "one", quick=True, seeds=3, jobs=1)
+    paragraphs = json.loads((folder / "study.json").read_text())["verdict"].split("\n\n")
+    assert paragraphs[1].startswith("The one comparison ") and paragraphs[2] == "b minus a: 1.0"
+    write_index(tmp_path)
+    line = next(line for line in (tmp_path / "index.md").read_text().splitlines() if line.startswith("| [one"))
+    assert f"| {paragraphs[1]} |" in line and len(paragraphs[1]) < 200
