@@ -1,10 +1,10 @@
-"""A verdict's first sentence is the study's claim in one short sentence with its number (what Holm's correction
-keeps), and the index of a folder of studies shows it: verdicts opened with their setup or a paragraph of every
-figure (mechanisms' ran to 700 characters in the index)."""
+"""A verdict's first sentence is Holm's count over the study's comparisons with the one of smallest Holm p and its
+number, saying it is a count and not the study's answer, and the index of a folder of studies shows it: verdicts
+opened with their setup or a paragraph of every figure (mechanisms' ran to 700 characters in the index)."""
 import json
 
 from downpour import studies
-from downpour.studies.headline import headline
+from downpour.studies.headline import COUNT, headline
 from downpour.studies.index import write_index
 from downpour.studies.run import run_study
 from downpour.studies.stats import holm, paired_test
@@ -21,25 +21,37 @@ def _rows(*tests):
     return rows
 
 
-def test_the_claim_names_how_many_comparisons_hold_and_the_surest():
+def test_the_count_names_how_many_comparisons_hold_and_the_smallest_holm_p():
     rows = _rows(("b", "delta_heldout_recon", "higher", 0.001, [0.27, 0.26, 0.28]),
                  ("c", "delta_probe_digits", "lower", 0.04, [-0.1, -0.2, -0.01]),
                  ("d", "delta_gap", "inconclusive", 0.5, [0.0, -1.0, 1.0]))
-    assert headline(rows) == ("1 of the 3 comparisons holds under Holm's correction: b against a: held-out "
-                              "reconstruction error higher (Δ +0.27 [+0.26, +0.28]).")
+    assert headline(rows) == (f"{COUNT}: 1 of the 3 comparisons holds (family-wise 5%); smallest Holm p: b against a: "
+                              "held-out reconstruction error higher (Δ +0.27 [+0.26, +0.28]).")
     rows = _rows(("b", "delta_stage1_cost", "higher", 0.001, [5316.2, 5159.0, 5473.0]),
                  ("c", "delta_probe_digits", "lower", 0.002, [-0.1, -0.2, -0.01]))
-    assert headline(rows) == ("2 of the 2 comparisons hold under Holm's correction, the surest: b against a: first "
-                              "stage's cost higher (Δ +5316 [+5159, +5473]).")
+    assert headline(rows) == (f"{COUNT}: 2 of the 2 comparisons hold (family-wise 5%); smallest Holm p: b against a: "
+                              "first stage's cost higher (Δ +5316 [+5159, +5473]).")
+    assert COUNT == "Holm's count over every comparison, not the study's answer"
+    rows = [{"condition": "more", "figures": {"hoyer_gap_rank_correlation": [-0.8, -0.9, -0.7]},     # (a ρ, not a Δ)
+             "tests": {"hoyer_gap_rank_correlation": {"reading": "lower", "p": 0.001, "correlation": True}}}]
+    holm(rows)
+    assert headline(rows).endswith("its one comparison, more: rank correlation of Hoyer sparsity and the gap "
+                                   "negative (ρ -0.8 [-0.9, -0.7]), holds (Holm p 0.001).")
 
 
-def test_where_none_holds_the_claim_says_so_with_the_nearest_holm_p():
+def test_where_none_holds_the_count_says_so_with_the_smallest_holm_p():
     rows = _rows(("b", "delta_probe_digits", "lower", 0.03, [-0.159, -0.175, -0.143]),
                  ("c", "delta_gap", "inconclusive", 0.5, [0.0, -1.0, 1.0]))
-    assert headline(rows) == ("None of the 2 comparisons holds under Holm's correction; the nearest, b against a: "
-                              "digits probe accuracy lower (Δ -0.159 [-0.175, -0.143]), has Holm p 0.06.")
+    assert headline(rows) == (f"{COUNT}: none of the 2 comparisons holds (family-wise 5%); smallest Holm p, 0.06: "
+                              "b against a: digits probe accuracy lower (Δ -0.159 [-0.175, -0.143]).")
+    rows = _rows(("c", "delta_gap", "inconclusive", 0.5, [0.0, -1.0, 1.0]),
+                 ("d", "delta_gap", "inconclusive", 0.6, [0.0, -1.0, 1.0]))
+    assert headline(rows) == f"{COUNT}: none of the 2 comparisons reads higher or lower."
     rows = _rows(("c", "delta_gap", "inconclusive", 0.5, [0.0, -1.0, 1.0]))
-    assert headline(rows) == "The one comparison reads neither higher nor lower: no effect is found at these seeds."
+    assert headline(rows) == f"{COUNT}: its one comparison reads neither higher nor lower."
+    rows = _rows(("b", "delta_gap", "lower", 0.07, [-0.2, -0.3, -0.1]))
+    assert headline(rows) == (f"{COUNT}: its one comparison, b against a: over-fitting gap lower (Δ -0.2 [-0.3, "
+                              "-0.1]), does not hold (Holm p 0.07).")
     assert headline([{"condition": "a", "figures": {}}]) == ""       # no comparison: the study's own words lead
 
 
@@ -57,7 +69,7 @@ def test_the_index_shows_the_claim_first_and_the_verdict_keeps_the_rest(planted,
     monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:Compared")
     folder = run_study("planted", tmp_path / "one", quick=True, seeds=3, jobs=1)
     paragraphs = json.loads((folder / "study.json").read_text())["verdict"].split("\n\n")
-    assert paragraphs[1].startswith("The one comparison ") and paragraphs[2] == "b minus a: 1.0"
+    assert paragraphs[1].startswith(f"{COUNT}: its one comparison") and paragraphs[2] == "b minus a: 1.0"
     write_index(tmp_path)
     line = next(line for line in (tmp_path / "index.md").read_text().splitlines() if line.startswith("| [one"))
     assert f"| {paragraphs[1]} |" in line and len(paragraphs[1]) < 200

@@ -233,9 +233,9 @@ def test_quick_study_writes_what_the_issue_asks(quick):
             assert math.isnan(value) or low <= value <= high
     assert result["verdict"].startswith("This is the quick setting (")
     assert result["verdict"].count("This is the quick setting") == 1    # (the runner's alone, not the study's too)
-    # the claim in one sentence (what Holm's correction keeps), then the study's reading, then its overall reading
+    # Holm's count in one sentence, then the study's reading, then its overall reading
     paragraphs = result["verdict"].split("\n\n")
-    assert " under Holm's correction" in paragraphs[1] or "no effect is found" in paragraphs[1]
+    assert paragraphs[1].startswith("Holm's count over every comparison, not the study's answer: ")
     assert paragraphs[2].startswith("Over the phase diagram's ")
     conditions, comparisons = (out / "study.html").read_text().split("<h2>Comparisons</h2>")
     assert conditions.count("<tr>") == len(result["cells"]) + 1

@@ -1,12 +1,14 @@
-"""A verdict's first sentence: the study's answer as one short claim with its number, before the paragraphs that
-give every figure (:func:`~downpour.studies.run.verdict_text` puts it first, after the quick setting's warning; the
-index of a folder of studies shows it, :func:`~downpour.studies.index.first_sentence`). The verdicts opened with
-their setup or a paragraph of every figure ("Each arm trained on 1.2 GFLOP ...", mechanisms' 700 characters), and the
-index showed that.
+"""A verdict's first sentence: Holm's count over the study's comparisons, with the one of smallest Holm p and its
+difference and interval, before the paragraphs that give every figure (:func:`~downpour.studies.run.verdict_text`
+puts it first, after the quick setting's warning; the index of a folder of studies shows it,
+:func:`~downpour.studies.index.first_sentence`). The verdicts opened with their setup or a paragraph of every figure
+("Each arm trained on 1.2 GFLOP ...", mechanisms' 700 characters), and the index showed that.
 
-The claim is what Holm's correction over the study's comparisons keeps (:func:`~downpour.studies.stats.holm`, run
-first): how many of its comparisons hold, and the surest with its difference and interval; where none holds, the
-nearest with its Holm p; "" for a study that records no comparison (its own first sentence then leads)."""
+It is a count, not the study's answer, and says so: it reads every comparison alike, and the one of smallest Holm p
+can be one the design makes certain and the question does not ask about (the quick costs study's: L1 on the codes
+raises the held-out reconstruction error; the quick first-layer study's: a fixed Gabor bank's stage-1 cost is higher
+than the layer trained on that cost). Which comparisons answer the question is the study's own reading, in the
+paragraphs after it. "" for a study that records no comparison (its own first sentence then leads)."""
 from __future__ import annotations
 
 import math
@@ -19,31 +21,36 @@ from downpour.studies.words import difference
 __all__ = ["headline"]
 
 ALPHA = 0.05        # Holm's family-wise level, as the verdict's last paragraph reads it
+COUNT = "Holm's count over every comparison, not the study's answer"     # (what the sentence is, said first)
 
 
 def headline(rows: Sequence[dict[str, Any]]) -> str:
-    """One sentence: how many of the study's comparisons hold under Holm's correction, and its surest reading."""
+    """One sentence: how many of the study's comparisons hold under Holm's correction (family-wise 5%), and the one
+    reading higher or lower of smallest Holm p."""
     tests = [(r, name, t) for r in rows for name, t in r.get("tests", {}).items()
              if math.isfinite(t.get("p_holm", math.nan))]      # (one not measured is in no family)
     if not tests:
         return ""
     read = sorted((x for x in tests if x[2]["reading"] in ("higher", "lower")), key=lambda x: x[2]["p_holm"])
-    counted = plural(len(tests), "comparison")
-    none = f"None of the {counted}" if len(tests) > 1 else "The one comparison"     # ("None of the 1 comparison")
-    if not read:
-        reads = "reads higher or lower" if len(tests) > 1 else "reads neither higher nor lower"
-        return f"{none} {reads}: no effect is found at these seeds."
     held = [x for x in read if x[2]["p_holm"] < ALPHA]
+    if len(tests) == 1:
+        if not read:
+            return f"{COUNT}: its one comparison reads neither higher nor lower."
+        return (f"{COUNT}: its one comparison, {_said(*read[0])}, "
+                f"{'holds' if held else 'does not hold'} (Holm p {read[0][2]['p_holm']:.2g}).")
+    counted = plural(len(tests), "comparison")
+    if not read:
+        return f"{COUNT}: none of the {counted} reads higher or lower."
     if not held:
-        said = "holds" if len(tests) > 1 else "does not hold"
-        return (f"{none} {said} under Holm's correction; {'the nearest' if len(tests) > 1 else 'it'}, "
-                f"{_said(*read[0])}, has Holm p {read[0][2]['p_holm']:.2g}.")
-    hold = f"{len(held)} of the {counted} {'holds' if len(held) == 1 else 'hold'} under Holm's correction"
-    return f"{hold}{'' if len(held) == 1 else ', the surest'}: {_said(*held[0])}."
+        return (f"{COUNT}: none of the {counted} holds (family-wise 5%); "
+                f"smallest Holm p, {read[0][2]['p_holm']:.2g}: {_said(*read[0])}.")
+    hold = f"{len(held)} of the {counted} {'holds' if len(held) == 1 else 'hold'} (family-wise 5%)"
+    return f"{COUNT}: {hold}; smallest Holm p: {_said(*held[0])}."
 
 
 def _said(row: dict[str, Any], name: str, test: dict[str, Any]) -> str:
-    """"gabor against learned: first stage's cost higher (Δ +5316 [+5159, +5473])"; a correlation by its sign."""
+    """"gabor against learned: first stage's cost higher (Δ +5316 [+5159, +5473])"; a correlation by its sign,
+    with its ρ."""
     if test.get("correlation"):
         reading = {"higher": "positive", "lower": "negative"}[test["reading"]]
     else:
@@ -53,5 +60,6 @@ def _said(row: dict[str, Any], name: str, test: dict[str, Any]) -> str:
     if not (isinstance(triple, list) and len(triple) == 3):
         return f"{row['condition']}{against}: {figure_words(name)} {reading}"
     # (whole numbers from 100: a stage-1 cost's "+5.32e+03" read as code)
-    value = f" (Δ {difference(triple, '{:+.0f}' if abs(triple[0]) >= 100 else '{:+.3g}')})"
+    symbol = "ρ" if test.get("correlation") else "Δ"
+    value = f" ({symbol} {difference(triple, '{:+.0f}' if abs(triple[0]) >= 100 else '{:+.3g}')})"
     return f"{row['condition']}{against}: {figure_words(name)} {reading}{value}"
