@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from downpour.analysis.units import check_layer, model_input_shape, unit_response
+from downpour.layers import input_gradients_only
 from downpour.models.base import FeatureModel
 
 
@@ -55,7 +56,8 @@ def _project(x: Tensor, norm: float) -> Tensor:
 def _response_and_grad(model: FeatureModel, x: Tensor, unit: int, layer: str, sign: int) -> tuple[Tensor, Tensor]:
     x = x.detach().requires_grad_(True)
     response = sign * unit_response(model, x, unit, layer)                     # (R,)
-    (grad,) = torch.autograd.grad(response.sum(), x)
+    with input_gradients_only():      # the weights' gradients, which nothing reads, not computed (the same x gradient)
+        (grad,) = torch.autograd.grad(response.sum(), x)
     return response.detach(), grad
 
 

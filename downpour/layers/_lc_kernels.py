@@ -27,6 +27,10 @@ forces either (tests run the batched schedule on CPU against the threaded one).
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 from torch import Tensor
 from torch.autograd import Function
@@ -40,6 +44,31 @@ CHUNK_BYTES = 2 << 20
 # The batched schedule's budget: large enough that a 200x200 cat stage is a handful of bmm calls.
 GPU_CHUNK_BYTES = 256 << 20
 SCHEDULES = ("threads", "batched")
+_ASKED = threading.local()      # .inputs_only: set by input_gradients_only, on the thread that runs the backward
+
+
+@contextmanager
+def input_gradients_only() -> Iterator[None]:
+    """Within it, a backward through the untied kernel on this thread computes no weight gradient.
+
+    For ``torch.autograd.grad(out, x)`` of a model whose weights require grad: a custom Function's
+    ``needs_input_grad`` says which inputs require grad, not which gradients the call asked for, so the weight
+    gradient (a bmm as large as the input gradient's) was computed and dropped by autograd. The optimal stimulus asks
+    for the input's alone, 302 times an analysis (0.3 s of its 1.2 s CPU on the main job's network,
+    bench/stimulus_grad.py); the input gradient is the same, bit for bit. Only where the backward runs on the calling
+    thread (a CPU graph: a GPU's runs on autograd's device thread, which computes the weight gradient as before).
+    """
+    was = getattr(_ASKED, "inputs_only", False)
+    _ASKED.inputs_only = True
+    try:
+        yield
+    finally:
+        _ASKED.inputs_only = was
+
+
+def _weight_grad_wanted(ctx, index: int) -> bool:
+    """Whether a backward computes the gradient of its weight input ``index`` (:func:`input_gradients_only`)."""
+    return ctx.needs_input_grad[index] and not getattr(_ASKED, "inputs_only", False)
 
 
 def _plan(t: Tensor, out_rows: int, k: int, chunk_bytes: int, schedule: str | None) -> tuple[list[tuple[int, int]], int, bool]:
@@ -205,11 +234,12 @@ class _Apply(Function):
     def backward(ctx, g: Tensor):
         x, w = ctx.saved_tensors
         stride, chunk = ctx.conf
+        weight = _weight_grad_wanted(ctx, 1)
         if not torch.is_grad_enabled():  # plain backward: one fused pass over the output rows
             return (*lc_backward(g, stride, w.shape[-1], tuple(x.shape[2:]), w if ctx.needs_input_grad[0] else None,
-                                 x if ctx.needs_input_grad[1] else None, chunk, maps_last(w)), None, None)
+                                 x if weight else None, chunk, maps_last(w)), None, None)
         dx = _Adjoint.apply(g, w, stride, tuple(x.shape[2:]), chunk) if ctx.needs_input_grad[0] else None
-        dw = _WeightGrad.apply(x, g, stride, w.shape[-1], chunk) if ctx.needs_input_grad[1] else None
+        dw = _WeightGrad.apply(x, g, stride, w.shape[-1], chunk) if weight else None
         return dx, dw, None, None
 
 
