@@ -33,9 +33,9 @@ def find(model: Any, shape: tuple[int, ...], opts: Any, seed: int, saved: dict[s
     """The stimulus one way; a SystemExit unless it is the run's own, bit for bit."""
     stimulus.input_gradients_only = NEW if way == "new" else contextlib.nullcontext
     try:
-        s = stimulus.optimal_stimulus(model, saved["unit"], layer=saved["layer"], norm=saved["norm"], sign=saved["sign"],
-                                      steps=opts.stimulus_steps, restarts=opts.stimulus_restarts, seed=seed,
-                                      input_shape=shape)
+        s = stimulus.optimal_stimulus(model, saved["unit"], layer=saved["layer"], norm=saved["norm"],
+                                      sign=saved["sign"], steps=opts.stimulus_steps, restarts=opts.stimulus_restarts,
+                                      seed=seed, input_shape=shape)
     finally:
         stimulus.input_gradients_only = NEW
     if (s.image.tolist(), s.restarts, s.trace) != (saved["image"], saved["restarts"], saved["trace"]):
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     run, model = open_run(args.run)
     a = run.read_json("analysis.json")
     saved = {**a["optimal_stimulus"], "layer": a["layer"]}
-    opts = run.config.analysis          # (an analysis with overrides: the steps and restarts may differ, and the check says so)
+    opts = run.config.analysis      # (an analysis run with other steps or restarts: the check below says so)
     shape = tuple(run.read_json("model.json")["input_shape"])
     if run.config.train.threads:        # as analyze_run sets them: the sums, and so the bits, depend on it
         torch.set_num_threads(run.config.train.threads)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd import gradcheck, gradgradcheck
 
-from downpour.layers import LocallyConnected2d, locally_connected_reference
+from downpour.layers import LocallyConnected2d, input_gradients_only, locally_connected_reference
 from downpour.layers import _lc_kernels as kernels
 
 
@@ -230,6 +230,24 @@ def test_untied_decoder_weight_grad_in_either_layout():
         # d<A_w^T y, t>/dw = weight gradient of the forward map at input t with output gradient y
         want = kernels.lc_weight_grad(t, y, 1, 3)
         torch.testing.assert_close(w.grad, want)
+
+
+def test_input_gradients_only_leaves_the_dropped_weight_gradient_out_and_the_input_gradient_the_same(monkeypatch):
+    """``autograd.grad(out, x)`` of an untied layer whose weight requires grad (the optimal stimulus's 302 calls):
+    inside ``input_gradients_only`` the kernel computes no weight gradient (autograd drops it) and x's gradient is the same,
+    bit for bit; outside it, and after it, a backward computes the weight gradient as before."""
+    layer = LocallyConnected2d(2, 3, (8, 9), 3, stride=1)
+    x = torch.randn(2, 2, 8, 9, requires_grad=True)
+    asked = []       # per backward through the kernel: whether it was given x, to compute the weight gradient
+    real = kernels.lc_backward
+    monkeypatch.setattr(kernels, "lc_backward", lambda *a, **k: asked.append(a[5] is not None) or real(*a, **k))
+    (full,) = torch.autograd.grad(layer(x).square().sum(), x)
+    with input_gradients_only():
+        (only,) = torch.autograd.grad(layer(x).square().sum(), x)
+    assert asked == [True, False]
+    assert torch.equal(only, full)
+    layer(x).square().sum().backward()
+    assert asked[-1] and layer.weight.grad is not None
 
 
 @pytest.mark.parametrize("stride", [1, 2])
