@@ -11,6 +11,13 @@ def first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [""])[0]
 
 
+def stopped_by(err: BaseException) -> str:
+    """What stopped a run, as its stop records say (data.json's, sandblaster.json's ``stopped.by``): the error's type
+    and its message's first line ("RunError: sandblaster shard 1 was lost on ..."), the type alone without one."""
+    said = first_line(err)
+    return f"{type(err).__name__}: {said}" if said else type(err).__name__
+
+
 class DownpourError(Exception):
     """Base of every error that is the user's to fix (a config, a file, a run directory)."""
 

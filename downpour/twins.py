@@ -112,7 +112,7 @@ def search_failures(summary: dict[str, Any]) -> list[str]:
     """One line per L-BFGS line search that failed for real in the run of ``summary`` (:func:`train_with_twin`'s,
     or a cross-fit fold's) or in its twin: "RUN: L-BFGS failed at iteration N (greedy stage S): why"; [] for a
     run that is not Sandblaster's, or did not fail."""
-    from downpour.sandblaster.run import failed_searches
+    from downpour.sandblaster.record import failed_searches
 
     runs = [summary, *([summary["no_faces_twin"]] if isinstance(summary.get("no_faces_twin"), dict) else [])]
     return [_failure_line(run, stop) for run in runs for stop in failed_searches(run)]
@@ -173,7 +173,7 @@ def recorded_failures(path: str | Path) -> list[str]:
     """:func:`search_failures`' lines for every line search that failed for real in the training of the run kept in
     ``path``, as its sandblaster.json records them (said, and counted in the exit status, by the command that trained
     it); [] for a run that is not Sandblaster's."""
-    from downpour.sandblaster.run import failed_searches
+    from downpour.sandblaster.record import failed_searches
 
     run = RunDir.open(path)
     if not (run.path / "sandblaster.json").is_file():

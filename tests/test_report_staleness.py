@@ -140,6 +140,28 @@ def test_a_sandblaster_ray_runs_report_names_its_nodes_from_sandblaster_json(tmp
         "node bbbbbbbb at 10.0.0.2: worker 1; node cccccccc at 10.0.0.3: shard 0.</p>")
 
 
+def test_a_failed_sandblaster_runs_note_says_its_start_its_lost_workers_and_what_stopped_it(tmp_path):
+    """A Sandblaster run's sandblaster.json written by its failure (its ``stopped``) or with a worker lost: the note
+    says the start beside the training (Ray's ``start_seconds``), marks the lost worker with its reason, and says where
+    and by what the run stopped (until 2026-12-07 none of the three: a failed run had no sandblaster.json)."""
+    import html
+
+    from downpour.analysis.report_placement import placement_note
+
+    cfg = load_config("tica-8x8", ['model.name="rica-8x8"', 'cluster.algorithm="sandblaster"', 'cluster.runner="ray"'])
+    run = RunDir.create(tmp_path / "r", cfg)
+    a, b = "a" * 56, "b" * 56
+    run.write_json("sandblaster.json", {
+        "steps": 3, "seconds": 10.9, "start_seconds": 4.25, "nodes": 2, "node_ids": [a, b],
+        "node_addresses": ["10.0.0.1", "10.0.0.2"], "placement": {"shards": [1, 0], "workers": [0, 1]},
+        "lost_workers": {"1": "ActorDiedError"},
+        "stopped": {"step": 3, "steps": 10, "by": "RunError: sandblaster shard 0 was lost on node bbbbbbbb"}})
+    assert html.unescape(placement_note(run)) == (
+        '<p class="note">Placement (sandblaster.json): 2 nodes; node aaaaaaaa at 10.0.0.1: shard 1, worker 0; '
+        "node bbbbbbbb at 10.0.0.2: shard 0, worker 1 (lost: ActorDiedError); start 4.2 s (joining Ray, every actor "
+        "up), training 10.9 s. Stopped after L-BFGS iteration 3 of 10: RunError: sandblaster shard 0 was lost on node "
+        "bbbbbbbb.</p>")
+
 def test_the_placement_note_names_each_partition_by_its_replica(sim_run, tmp_path):
     """cluster.json lists worker w's partition p at w·K + p; the note says "partition p of replica w", as the fault
     events do (until 2026-12-07 "partition 2", the flat index: which replica's was left to the reader)."""

@@ -237,8 +237,8 @@ def test_a_unit_whose_shard_point_was_lost_asks_the_shards_before_blaming_the_wo
     died.actor_id = "ab" * 16
     answer = _TimedRef({"pairs": 0}, 0.0) if shard_alive else _TimedRef(at=0.0, error=died)
     shard = pool.shard_actors[0]
-    shard.call, shard._actor_id = SimpleNamespace(remote=lambda *args: answer), SimpleNamespace(hex=lambda: "ab" * 16)
-    pool.group.nodes, pool.group.addresses = ["c" * 56], {"c" * 56: "10.0.0.3"}
+    shard.call = SimpleNamespace(remote=lambda *args: answer)
+    pool.group.nodes, pool.group.addresses, pool.group.ids = ["c" * 56], {"c" * 56: "10.0.0.3"}, ["ab" * 16]
     if shard_alive:
         pool.evaluate(1, torch.arange(8), 1.0, None)
         assert list(pool.lost) == [0]

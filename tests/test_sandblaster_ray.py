@@ -78,6 +78,35 @@ def test_a_ray_start_with_no_room_fails_naming_no_setting_sandblaster_refuses(tm
         ray.kill(hog)
 
 
+
+def test_a_shard_killed_mid_run_ends_it_naming_the_shard_and_sandblaster_json_keeps_where_each_actor_ran(
+        tmp_path, local_ray, monkeypatch, caplog):
+    """A shard actor killed after the first iteration (as its node's loss does): the run ends naming that shard, found
+    by the actor id its start report gave against the error's ``actor_id`` (Ray's public ids, on a real Ray), and its
+    sandblaster.json keeps where each actor ran, how far it got and what stopped it. Until 2026-12-07 a failed run
+    wrote no sandblaster.json: its placement was only in the error's text."""
+    from downpour.sandblaster import lbfgs
+
+    cfg = _cfg("cluster.runner=ray", "cluster.workers=1", "cluster.shards=2", "sandblaster.units=2", "train.steps=4")
+    real, killed = lbfgs.Coordinator.commit, []
+
+    def commit_then_kill(self, step):
+        real(self, step)
+        if not killed:
+            killed.append(self.shards.ids[1])
+            ray.kill(self.shards.actors[1], no_restart=True)
+
+    monkeypatch.setattr(lbfgs.Coordinator, "commit", commit_then_kill)
+    here = ray.get_runtime_context().get_node_id()
+    with pytest.raises(RunError, match=rf"^sandblaster shard 1 was lost on node {here[:8]} at \S+ \(\w+Error\): the "
+                                       "shards hold the parameters") as err:
+        train(cfg, RunDir.create(tmp_path / "r", cfg))
+    record = json.loads((tmp_path / "r" / "sandblaster.json").read_text())
+    assert record["stopped"] == {"step": 1, "steps": 4, "by": f"RunError: {err.value}"}
+    assert record["steps"] == 1 and record["evaluations"] >= 2 and record["stop"] is None and not record["converged"]
+    assert record["node_ids"] == [here] and record["placement"] == {"shards": [0, 0], "workers": [0]}
+    assert record["lost_workers"] == {} and record["start_seconds"] > 0 and len(record["batches"]) >= 2
+
 def test_a_ray_start_on_several_nodes_names_the_room_on_the_node_each_worker_was_pinned_to(monkeypatch):
     """Two nodes of 4 CPUs, node a's all held by another job: worker 0, pinned to node a (the placer pins a CPU worker
     round-robin, hard, as Downpour's), cannot start. Its line read "the cluster has CPU 4 of 8 free", summed over the
@@ -141,7 +170,8 @@ def _unstarted_pool(monkeypatch, shard_actor, worker_actor):
 
 def _three_node_pool(monkeypatch):
     """A RayPool started on a stand-in Ray of three 1-CPU nodes (ids a..., b..., c... at 10.0.0.1-3), 2 workers and 2
-    shards, every actor up at once and answering its start with the node it was pinned to (None: Ray's choice)."""
+    shards, every actor up at once and answering its start with the node it was pinned to (None: Ray's choice) and an
+    actor id of its own ("actor-0", "actor-1", ... in the order they were made: the shards' first)."""
     from types import SimpleNamespace
 
     from downpour.ps import asking_on_ray, connect_on_ray
@@ -155,11 +185,13 @@ def _three_node_pool(monkeypatch):
     for module in (connect_on_ray, asking_on_ray, on_ray):
         monkeypatch.setattr(module, "ray", stand_in)
 
+    made = iter(range(100))
+
     class Actor:
         def options(self, **options):
             node = connect_on_ray.pinned(options)
-            return SimpleNamespace(remote=lambda *args: SimpleNamespace(
-                start_report=SimpleNamespace(remote=lambda: {"node": node, "environment": {}})))
+            return SimpleNamespace(remote=lambda *args, i=next(made): SimpleNamespace(start_report=SimpleNamespace(
+                remote=lambda: {"node": node, "environment": {}, "actor": f"actor-{i}"})))
 
     pool = _unstarted_pool(monkeypatch, Actor(), Actor())
     pool.ray_info, pool.lost = {"address": "HEAD:6379"}, {}
@@ -182,25 +214,24 @@ def test_a_ray_pool_on_three_nodes_puts_its_shards_after_its_workers_and_names_t
 
 def test_a_lost_shard_ends_a_sandblaster_ray_run_naming_the_shard_and_its_node(monkeypatch):
     """A shard's node removed mid-run (a 3-node Ray, 2026-12-07): the run ended in a traceback of Ray's ActorDiedError,
-    from the driver's wait for the shards' sums. Now a RunError says which shard, on which node, and why it ends."""
-    from types import SimpleNamespace
-
+    from the driver's wait for the shards' sums. Now a RunError says which shard, on which node, and why it ends. The
+    shard is found by the actor id its start report gave (Ray's public ``get_actor_id``) against the error's public
+    ``actor_id``; the stand-in handles here have no private ``_actor_id`` (until 2026-12-07 read from the handles)."""
     from ray.exceptions import ActorDiedError
 
     from downpour.sandblaster import on_ray
 
     pool, (a, b, c) = _three_node_pool(monkeypatch)
-    shard_ids = ["11" * 16, "22" * 16]
-    pool.group.actors = [SimpleNamespace(_actor_id=SimpleNamespace(hex=lambda i=i: i)) for i in shard_ids]
+    assert pool.group.ids == ["actor-0", "actor-1"] and not hasattr(pool.group.actors[1], "_actor_id")
 
     def died(refs):
         err = ActorDiedError()
-        err.actor_id = shard_ids[1]
+        err.actor_id = "actor-1"
         raise err
 
     monkeypatch.setattr(on_ray.ray, "get", died)
     with pytest.raises(RunError, match=r"^sandblaster shard 1 was lost on node aaaaaaaa at 10\.0\.0\.1 "
                                        r"\(ActorDiedError\): the shards hold the parameters, the gradient and"):
         pool.group.get(["ref"])
-    said = on_ray.shard_lost(ActorDiedError(), pool.group.actors, pool.group.nodes, pool.group.addresses)
+    said = on_ray.shard_lost(ActorDiedError(), pool.group.ids, pool.group.nodes, pool.group.addresses)
     assert str(said).startswith("a sandblaster shard was lost (ActorDiedError): ")   # an error naming no actor

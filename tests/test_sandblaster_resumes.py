@@ -101,10 +101,18 @@ def test_a_run_stopped_inside_an_iteration_resumes_in_the_same_virtual_time(tmp_
     monkeypatch.setattr(lbfgs.Coordinator, "_evaluate", stop_at_the_fourth)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, RunDir.create(tmp_path / "cut", cfg))
+    # its sandblaster.json says how far it got and what stopped it (until 2026-12-07 a stopped run wrote none); the
+    # resume rewrites it whole (the summaries compared below)
+    cut = RunDir.open(tmp_path / "cut")
+    record, done = cut.read_json("sandblaster.json"), len(cut.metrics())
+    assert record["stopped"] == {"step": done, "steps": 5, "by": "KeyboardInterrupt"} and 1 <= done <= 2
+    assert record["steps"] == done and record["evaluations"] == len(record["batches"]) == 3 and record["stop"] is None
+    assert record["final_loss"] == cut.metrics()[-1]["loss"] and record["speeds"] == whole["speeds"]
     monkeypatch.setattr(lbfgs.Coordinator, "_evaluate", real)
     resumed = train(cfg, RunDir.open(tmp_path / "cut"), resume=True)
     for key in ("evaluations", "vtime", "final_loss", "examples"):
         assert resumed.get(key) == whole.get(key), key
+    assert "stopped" not in cut.read_json("sandblaster.json")
     rows = [RunDir.open(tmp_path / name).metrics() for name in ("whole", "cut")]
     assert [{k: v for k, v in r.items() if k not in ("time", "samples_per_s")} for r in rows[1]] == \
            [{k: v for k, v in r.items() if k not in ("time", "samples_per_s")} for r in rows[0]]

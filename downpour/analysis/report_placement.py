@@ -1,6 +1,6 @@
 """The report's note on where a Ray run ran, from its cluster.json (a Sandblaster run's sandblaster.json): its nodes,
 which actor was on which node (by id and address, as the run's log lines name them), and the start (joining Ray, every
-actor up) beside the training's seconds. Until 2026-12-06 the report said only "Ray cluster, 2 workers, 2 shards". A
+actor up) beside the training's seconds, and where a run that failed or was stopped ended (its ``stopped``). Until 2026-12-06 the report said only "Ray cluster, 2 workers, 2 shards". A
 run whose summary has no ``node_ids`` (older, simulated, local) gets no note.
 
     placement_note(run)   # '<p class="note">Placement (cluster.json): 2 nodes; node aaaaaaaa at 10.0.0.1: shard 0,
@@ -38,7 +38,18 @@ def placement_note(run: RunDir) -> str:
                     f"{summary['seconds']:.1f} s{_throughput(run, summary)}")
     now = f"Placement ({name}): {'; '.join(said)}." if held else ""
     before = f"Shards before each restart or stop (cluster.json shard_events): {'; '.join(earlier)}." if earlier else ""
-    return f'<p class="note">{esc(" ".join(x for x in (now, before) if x))}</p>'
+    return f'<p class="note">{esc(" ".join(x for x in (now, before, _stopped(run, summary)) if x))}</p>'
+
+
+def _stopped(run: RunDir, summary: dict[str, Any]) -> str:
+    """Where and by what an error or a stop ended the run, from its summary's ``stopped`` {step, steps, by}: "Stopped
+    after L-BFGS iteration 3 of 10: RunError: sandblaster shard 1 was lost on ..." ("" for a run that ended). Until
+    2026-12-07 a Sandblaster run that failed had no sandblaster.json, and so no note."""
+    stopped = summary.get("stopped")
+    if not isinstance(stopped, dict) or not stopped.get("by"):
+        return ""
+    unit = "L-BFGS iteration" if run.config.cluster.algorithm == "sandblaster" else "step"
+    return f"Stopped after {unit} {stopped.get('step')} of {stopped.get('steps')}: {stopped['by']}."
 
 
 def _throughput(run: RunDir, summary: dict[str, Any]) -> str:
@@ -76,18 +87,30 @@ def earlier_shards(summary: dict[str, Any]) -> list[str]:
 
 def held_by_node(summary: dict[str, Any]) -> dict[str, list[str]]:
     """Each node as the log names it ("node aaaaaaaa at 10.0.0.1") -> the actors cluster.json's ``placement`` put
-    there ("shard 0", "worker 1", "partition 0 of replica 1"), in node order; {} where ``placement`` or ``node_ids``
+    there ("shard 0", "worker 1", "partition 0 of replica 1", a Sandblaster worker lost "worker 1 (lost:
+    ActorDiedError)"), in node order; {} where ``placement`` or ``node_ids``
     is missing or does not fit (an index past ``node_ids``)."""
     names, placement = _node_names(summary), summary.get("placement")
     if names is None or not isinstance(placement, dict):
         return {}
     held: dict[str, list[str]] = {name: [] for name in names}
+    lost = _lost_workers(summary)
     for kind, nodes in placement.items():
         for i, at in enumerate(nodes if isinstance(nodes, list) else []):
             if not _fits(at, names):
                 return {}
-            held[names[at]].append(_actor(kind, i, placement))
+            gone = f" (lost: {lost[i]})" if kind == "workers" and i in lost else ""
+            held[names[at]].append(_actor(kind, i, placement) + gone)
     return {node: actors for node, actors in held.items() if actors}
+
+
+def _lost_workers(summary: dict[str, Any]) -> dict[int, str]:
+    """The workers lost for good and why (Sandblaster's ``lost_workers``: {"1": "ActorDiedError"}); {} for another
+    form (Downpour's, a list of numbers: its log and staleness.json's events say why) or none."""
+    lost = summary.get("lost_workers")
+    if not isinstance(lost, dict):
+        return {}
+    return {int(w): str(why) for w, why in lost.items() if str(w).isdigit()}
 
 
 def _actor(kind: str, i: int, placement: dict[str, Any]) -> str:

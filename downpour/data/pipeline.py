@@ -30,7 +30,7 @@ from downpour.data.dataset import Dataset, shard_range
 from downpour.data.estimate import held_bytes
 from downpour.data.patches import decode_rule, say_enlarged
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
-from downpour.errors import CheckpointError, DownpourError, RunError
+from downpour.errors import CheckpointError, DownpourError, RunError, stopped_by
 from downpour.settings import is_count
 
 log = logging.getLogger(__name__)
@@ -344,8 +344,7 @@ def record_stopped(write_json: Callable[[str, Any], Any], cfg: DataConfig, info:
     the stop's own error is the one the user must see. ``workers``: the run's (:func:`run_data_info`)."""
     try:
         data_info = run_data_info(info, reports(), workers)
-        why = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-        record_data(write_json, cfg, {**data_info, "stopped": {"step": step, "steps": steps, "by": why}})
+        record_data(write_json, cfg, {**data_info, "stopped": {"step": step, "steps": steps, "by": stopped_by(err)}})
     except Exception as failure:  # noqa: BLE001 -- a report lost with its process, a full disk: said, not raised
         log.warning("the run's data.json could not be written on the way out (%s: %s)", type(failure).__name__, failure)
 

@@ -71,8 +71,10 @@ class NodeAnswers:
         return _node()
 
     def start_report(self) -> dict[str, Any]:
-        """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`)."""
-        return start_report(_node())
+        """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`), and its actor id
+        (hex, Ray's public ``get_actor_id``), which a lost actor's ``RayActorError.actor_id`` names (Sandblaster's
+        ``shard_lost``)."""
+        return {**start_report(_node()), "actor": ray.get_runtime_context().get_actor_id()}
 
 
 @ray.remote

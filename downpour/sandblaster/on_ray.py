@@ -94,9 +94,11 @@ class RayShards:
     lost (its process or node gone) ends the run in :func:`shard_lost`'s words: w, the gradient and the L-BFGS history
     live on the shards, and none is restarted."""
 
-    def __init__(self, actors: list[Any], nodes: list[str] | None = None, addresses: dict[str, str] | None = None):
+    def __init__(self, actors: list[Any], nodes: list[str] | None = None, addresses: dict[str, str] | None = None,
+                 ids: list[str] | None = None):
         self.actors = actors
         self.nodes, self.addresses = nodes or [], addresses or {}    # each shard's node id; node id -> IP address
+        self.ids = ids or []      # each shard's actor id (hex), as its start report read it
 
     def run(self, ops: Sequence[Op]) -> list[float]:
         return [sum(parts) for parts in zip(*self.get([a.run.remote(ops) for a in self.actors]))]
@@ -110,7 +112,7 @@ class RayShards:
         try:
             return ray.get(refs)
         except RayActorError as err:
-            raise shard_lost(err, self.actors, self.nodes, self.addresses) from None
+            raise shard_lost(err, self.ids, self.nodes, self.addresses) from None
 
 
 class RayPool:
@@ -119,6 +121,7 @@ class RayPool:
 
     nodes: dict[str, dict[str, Any]] | None = None   # environment.json's nodes (node_environments), set on start
     addresses: dict[str, str] = {}                   # node id -> IP address, read once every actor is up
+    start_seconds: float | None = None               # joining Ray, every actor up: set once started
 
     def __init__(self, setup: ClusterSetup, shards: list[HistoryShard]):
         self.cfg = cfg = setup.cfg
@@ -132,12 +135,13 @@ class RayPool:
         # a busy worker silent this long is lost: Downpour's auto limit (ps/silence.py); cluster.silent_seconds is
         # Downpour's, not read here (cli_flags.SANDBLASTER_READS: a --set of it is refused on a Sandblaster run)
         self.silence = Silence(workers=cfg.cluster.workers)
-        self.t0 = time.perf_counter()
+        self.t0 = asked = time.perf_counter()
         try:
             self._start(setup, shards)
         except BaseException:
             self.close()
             raise
+        self.start_seconds = round(self.t0 - asked, 2)
 
     def _start(self, setup: ClusterSetup, shards: list[HistoryShard]) -> None:
         cfg, n = self.cfg, self.cfg.cluster.workers
@@ -171,7 +175,8 @@ class RayPool:
         self.placement = {kind: [r["node"] for r in answers] for kind, answers in reports.items()}
         self.addresses = node_addresses()   # read now: what info's node_ids stand at, a node gone since named too
         self.nodes = node_environments(reports["shards"] + reports["workers"], self.addresses)
-        self.group = RayShards(self.shard_actors, self.placement["shards"], self.addresses)
+        self.group = RayShards(self.shard_actors, self.placement["shards"], self.addresses,
+                               [r["actor"] for r in reports["shards"]])
         self.t0 = time.perf_counter()
 
     def clock(self) -> float:
@@ -272,7 +277,8 @@ class RayPool:
         nodes = sorted(set(self.placement["shards"]) | set(self.placement["workers"]))
         return {"nodes": len(nodes), "ray": self.ray_info,
                 "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
-                **node_key(nodes, self.addresses), "lost_workers": {str(w): r for w, r in self.lost.items()}}
+                **node_key(nodes, self.addresses), "lost_workers": {str(w): r for w, r in self.lost.items()},
+                "start_seconds": self.start_seconds}
 
     def close(self) -> None:
         """Best effort (Ray itself may be going down); safe to call twice."""
@@ -284,10 +290,11 @@ class RayPool:
             self.started = False
 
 
-def shard_lost(err: RayActorError, actors: list[Any], nodes: list[str], addresses: dict[str, str]) -> RunError:
-    """The error that ends a run whose shard actor is gone: which shard (the one ``err`` names among ``actors``, each on
-    ``nodes``, named with ``addresses`` as the log names nodes), its error's type, and why the run cannot go on."""
-    ids = [a._actor_id.hex() for a in actors]
+def shard_lost(err: RayActorError, ids: list[str], nodes: list[str], addresses: dict[str, str]) -> RunError:
+    """The error that ends a run whose shard actor is gone: which shard (the one whose actor id, among ``ids``, is
+    ``err.actor_id``: Ray's public hex id, each shard's read by the actor itself at its start), on which of ``nodes``
+    (named with ``addresses`` as the log names nodes), its error's type, and why the run cannot go on. (Until
+    2026-12-07 the ids were read from the handles' private ``_actor_id``.)"""
     j = ids.index(err.actor_id) if err.actor_id in ids else None
     which = "a sandblaster shard" if j is None else f"sandblaster shard {j}"
     where = f" on {node_named(nodes[j], addresses)}" if j is not None and j < len(nodes) else ""

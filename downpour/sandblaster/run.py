@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 
 import logging
-import math
 import time
 from typing import Any
 
@@ -28,6 +27,7 @@ from downpour.ps.setup import ClusterSetup, set_up_cluster
 from downpour.sandblaster.checks import check_examples, check_sandblaster
 from downpour.sandblaster.history import HistoryShard
 from downpour.sandblaster.lbfgs import Coordinator
+from downpour.sandblaster.record import record_stopped, summary
 from downpour.sandblaster.units import UnitCounts, batch_rows
 from downpour.sandblaster.worker import DTYPES
 from downpour.train.checkpoint import CheckpointError, load_state, save_state, verified_meta
@@ -245,7 +245,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
         _save(run, pool, coord, progress, boundary, layouts)
         params = [p.cpu() for p in pool.group.call("params")]
         info = pool.info()
-    except BaseException:
+    except BaseException as stopped:
         try:   # keep the iterations done (the shards still hold the last accepted point); a second Ctrl-C waits
             with stop_record("the run's checkpoint"):
                 _save(run, pool, coord, progress, boundary, layouts)
@@ -254,6 +254,8 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
         except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
             log.warning("could not checkpoint the shards (%s: %s); %s", type(err).__name__, first_line(err),
                         _kept(run, cfg))
+        with stop_record("the run's sandblaster.json"):    # where each actor ran and how far it got, error or not
+            record_stopped(run, cfg, progress, start, pool, n, stopped)
         raise
     finally:
         pool.close()
@@ -334,37 +336,9 @@ def _finish(setup: ClusterSetup, run: RunDir, params: list[torch.Tensor], progre
     setup.model.set_stage(None)
     run.save_model(setup.model, progress.iteration, {"runner": cfg.cluster.runner, "algorithm": "sandblaster",
                                                      "data": setup.data.info, **first_entry(progress.first)})
-    c, batches = progress.counts, progress.batches
-    final = last["loss"] if last else run.last_loss()
-    # train_steps: the train.steps it ran to, what a resume past a stop must ask more than (RunDir.stopped_for_good)
-    summary = {"steps": progress.iteration, "train_steps": cfg.train.steps, "resumed_from": start, "runner": cfg.cluster.runner,
-               "algorithm": "sandblaster", "final_loss": final, "converged": progress.converged,
-               "stop": progress.stop or {"reason": "steps", "converged": False,
-                                         "message": f"train.steps: {progress.iteration} L-BFGS iterations done"},
-               "stops": progress.stops, "samples_batches": 0 < cfg.sandblaster.batch < len(setup.data),
-               "evaluations": len(batches), "units_dispatched": c.dispatched, "backups": c.backups,
-               "backups_won": c.backups_won, "duplicates_dropped": c.duplicates, "examples": c.examples,
-               **c.per_worker_summary(cfg.cluster.workers),
-               "batch_time_mean": _mean(b["span"] for b in batches), "batch_wall_mean": _mean(b["wall"] for b in batches),
-               "time_unit": "steps (virtual)" if cfg.cluster.runner == "simulated" else "seconds",
-               "seconds": round(progress.elapsed, 2), "run": str(run.path), **info}
-    if cfg.cluster.runner == "simulated":
-        summary["vtime"] = round(progress.vtime, 6)
-    run.write_json("sandblaster.json", {**summary, "batches": batches})
-    return summary
+    ended = progress.stop or {"reason": "steps", "converged": False,
+                              "message": f"train.steps: {progress.iteration} L-BFGS iterations done"}
+    out = summary(cfg, run, progress, start, last, info, len(setup.data), ended)
+    run.write_json("sandblaster.json", {**out, "batches": progress.batches})
+    return out
 
-
-def _mean(values: Any) -> float | None:
-    values = list(values)
-    return round(math.fsum(values) / len(values), 6) if values else None
-
-
-def failed_searches(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The stops in a run's ``summary`` that were line searches failed for real (``reason`` "line search": a greedy
-    stage's, or the run's end) in the command that wrote it: those at iterations past ``resumed_from``, and the end's
-    when a resume only saved the model; [] for a run that is not Sandblaster's."""
-    if summary.get("algorithm") != "sandblaster":
-        return []
-    ours = [s for s in summary["stops"] if s["reason"] == "line search" and s["iteration"] > summary["resumed_from"]]
-    end = summary["stop"]
-    return ours + [end] if end["reason"] == "line search" and end not in ours else ours
