@@ -148,8 +148,10 @@ def test_a_second_ctrl_c_in_sandblasters_stop_checkpoint_waits_for_it(tmp_path, 
         train(cfg, run)
     monkeypatch.undo()
     assert stopping == [True, False]
-    assert capsys.readouterr().err.count("saving the run's checkpoint first") == 1
+    assert capsys.readouterr().err.count("saving the run's checkpoint and sandblaster.json first") == 1
     assert sorted(p.name for p in run.checkpoints.iterdir()) == ["sandblaster.json", "sandblaster.safetensors"]
+    # the second Ctrl-C waited for the stop's sandblaster.json too (until 2026-12-07 a stopped run wrote none)
+    assert run.read_json("sandblaster.json")["stopped"]["by"] == "KeyboardInterrupt"
     summary = train(load_config(str(run.path / "config.toml")), RunDir.open(run.path), resume=True)
     assert summary["resumed_from"] > 0 and RunDir.open(run.path).model_step() == 5
 

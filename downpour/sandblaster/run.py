@@ -246,15 +246,15 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
         params = [p.cpu() for p in pool.group.call("params")]
         info = pool.info()
     except BaseException as stopped:
-        try:   # keep the iterations done (the shards still hold the last accepted point); a second Ctrl-C waits
-            with stop_record("the run's checkpoint"):
+        # a second Ctrl-C waits for both: the checkpoint, and sandblaster.json (where each actor ran, how far it got)
+        with stop_record("the run's checkpoint and sandblaster.json"):
+            try:   # keep the iterations done (the shards still hold the last accepted point)
                 _save(run, pool, coord, progress, boundary, layouts)
                 log.warning("stopped after L-BFGS iteration %d; checkpoint saved: %s goes on", progress.iteration,
                             go_on(run.path))
-        except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
-            log.warning("could not checkpoint the shards (%s: %s); %s", type(err).__name__, first_line(err),
-                        _kept(run, cfg))
-        with stop_record("the run's sandblaster.json"):    # where each actor ran and how far it got, error or not
+            except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
+                log.warning("could not checkpoint the shards (%s: %s); %s", type(err).__name__, first_line(err),
+                            _kept(run, cfg))
             record_stopped(run, cfg, progress, start, pool, n, stopped)
         raise
     finally:
