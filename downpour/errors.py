@@ -13,8 +13,9 @@ def first_line(err: BaseException) -> str:
 
 def stopped_by(err: BaseException) -> str:
     """What stopped a run, as its stop records say (data.json's, sandblaster.json's ``stopped.by``): the error's type
-    and its message's first line ("RunError: sandblaster shard 1 was lost on ..."), the type alone without one."""
-    said = first_line(err)
+    and its whole message ("RunError: sandblaster shard 1 was lost on ...", a worker's error through Ray with its
+    traceback's lines: the run directory keeps no log), the type alone without one."""
+    said = str(err).strip()
     return f"{type(err).__name__}: {said}" if said else type(err).__name__
 
 

@@ -155,12 +155,14 @@ def test_a_failed_sandblaster_runs_note_says_its_start_its_lost_workers_and_what
         "steps": 3, "seconds": 10.9, "start_seconds": 4.25, "nodes": 2, "node_ids": [a, b],
         "node_addresses": ["10.0.0.1", "10.0.0.2"], "placement": {"shards": [1, 0], "workers": [0, 1]},
         "lost_workers": {"1": "ActorDiedError"},
-        "stopped": {"step": 3, "steps": 10, "by": "RunError: sandblaster shard 0 was lost on node bbbbbbbb"}})
+        "stopped": {"step": 3, "steps": 10,
+                    "by": "RunError: sandblaster shard 0 was lost on node bbbbbbbb\n  and a line more"}})
     assert html.unescape(placement_note(run)) == (
         '<p class="note">Placement (sandblaster.json): 2 nodes; node aaaaaaaa at 10.0.0.1: shard 1, worker 0; '
         "node bbbbbbbb at 10.0.0.2: shard 0, worker 1 (lost: ActorDiedError); start 4.2 s (joining Ray, every actor "
         "up), training 10.9 s. Stopped after L-BFGS iteration 3 of 10: RunError: sandblaster shard 0 was lost on node "
-        "bbbbbbbb.</p>")
+        "bbbbbbbb.</p>")     # (the first line of ``by``, which keeps the error's whole message)
+
 
 def test_the_placement_note_names_each_partition_by_its_replica(sim_run, tmp_path):
     """cluster.json lists worker w's partition p at w·K + p; the note says "partition p of replica w", as the fault

@@ -78,7 +78,6 @@ def test_a_ray_start_with_no_room_fails_naming_no_setting_sandblaster_refuses(tm
         ray.kill(hog)
 
 
-
 def test_a_shard_killed_mid_run_ends_it_naming_the_shard_and_sandblaster_json_keeps_where_each_actor_ran(
         tmp_path, local_ray, monkeypatch, caplog):
     """A shard actor killed after the first iteration (as its node's loss does): the run ends naming that shard, found
@@ -106,6 +105,7 @@ def test_a_shard_killed_mid_run_ends_it_naming_the_shard_and_sandblaster_json_ke
     assert record["steps"] == 1 and record["evaluations"] >= 2 and record["stop"] is None and not record["converged"]
     assert record["node_ids"] == [here] and record["placement"] == {"shards": [0, 0], "workers": [0]}
     assert record["lost_workers"] == {} and record["start_seconds"] > 0 and len(record["batches"]) >= 2
+
 
 def test_a_ray_start_on_several_nodes_names_the_room_on_the_node_each_worker_was_pinned_to(monkeypatch):
     """Two nodes of 4 CPUs, node a's all held by another job: worker 0, pinned to node a (the placer pins a CPU worker

@@ -199,3 +199,14 @@ def test_a_second_ctrl_c_in_a_stop_with_no_step_to_checkpoint_names_the_stop_rec
     err = capsys.readouterr().err
     assert err.count("saving the run's stop record first") == 1 and "checkpoint and stop record" not in err
     assert not run.checkpoints.exists() or not list(run.checkpoints.iterdir())     # (none written: none to name)
+
+
+def test_a_stop_records_by_keeps_the_errors_whole_message():
+    """data.json's and sandblaster.json's ``stopped.by``: the error's type and every line of its message (a worker's
+    error raised through Ray carries its traceback's lines after a first line naming only the actor; the run directory
+    keeps no log to find them in), the type alone for a Ctrl-C."""
+    from downpour.errors import RunError, stopped_by
+
+    said = "ray::Worker.evaluate() (pid=7, ip=10.0.0.1)\n  File \"worker.py\", line 3\nValueError: a bad unit"
+    assert stopped_by(RunError(said)) == f"RunError: {said}"
+    assert stopped_by(KeyboardInterrupt()) == "KeyboardInterrupt"

@@ -1,7 +1,8 @@
 """The report's note on where a Ray run ran, from its cluster.json (a Sandblaster run's sandblaster.json): its nodes,
 which actor was on which node (by id and address, as the run's log lines name them), and the start (joining Ray, every
-actor up) beside the training's seconds, and where a run that failed or was stopped ended (its ``stopped``). Until 2026-12-06 the report said only "Ray cluster, 2 workers, 2 shards". A
-run whose summary has no ``node_ids`` (older, simulated, local) gets no note.
+actor up) beside the training's seconds, and where a run that failed or was stopped ended (its ``stopped``). Until
+2026-12-06 the report said only "Ray cluster, 2 workers, 2 shards". A run whose summary has no ``node_ids`` (older,
+simulated, local) gets no note.
 
     placement_note(run)   # '<p class="note">Placement (cluster.json): 2 nodes; node aaaaaaaa at 10.0.0.1: shard 0,
                           #  worker 1; node bbbbbbbb at 10.0.0.2: shard 1, worker 0; start 8.3 s, training 42.1 s.</p>'
@@ -43,13 +44,15 @@ def placement_note(run: RunDir) -> str:
 
 def _stopped(run: RunDir, summary: dict[str, Any]) -> str:
     """Where and by what an error or a stop ended the run, from its summary's ``stopped`` {step, steps, by}: "Stopped
-    after L-BFGS iteration 3 of 10: RunError: sandblaster shard 1 was lost on ..." ("" for a run that ended). Until
-    2026-12-07 a Sandblaster run that failed had no sandblaster.json, and so no note."""
+    after L-BFGS iteration 3 of 10: RunError: sandblaster shard 1 was lost on ..." ("" for a run that ended): the
+    first line of ``by``, which keeps the whole message (a traceback's lines). Until 2026-12-07 a Sandblaster run that
+    failed had no sandblaster.json, and so no note."""
     stopped = summary.get("stopped")
     if not isinstance(stopped, dict) or not stopped.get("by"):
         return ""
     unit = "L-BFGS iteration" if run.config.cluster.algorithm == "sandblaster" else "step"
-    return f"Stopped after {unit} {stopped.get('step')} of {stopped.get('steps')}: {stopped['by']}."
+    by = (str(stopped["by"]).strip().splitlines() or [""])[0]
+    return f"Stopped after {unit} {stopped.get('step')} of {stopped.get('steps')}: {by}."
 
 
 def _throughput(run: RunDir, summary: dict[str, Any]) -> str:
@@ -88,8 +91,8 @@ def earlier_shards(summary: dict[str, Any]) -> list[str]:
 def held_by_node(summary: dict[str, Any]) -> dict[str, list[str]]:
     """Each node as the log names it ("node aaaaaaaa at 10.0.0.1") -> the actors cluster.json's ``placement`` put
     there ("shard 0", "worker 1", "partition 0 of replica 1", a Sandblaster worker lost "worker 1 (lost:
-    ActorDiedError)"), in node order; {} where ``placement`` or ``node_ids``
-    is missing or does not fit (an index past ``node_ids``)."""
+    ActorDiedError)"), in node order; {} where ``placement`` or ``node_ids`` is missing or does not fit (an index past
+    ``node_ids``)."""
     names, placement = _node_names(summary), summary.get("placement")
     if names is None or not isinstance(placement, dict):
         return {}

@@ -47,9 +47,9 @@ def summary(cfg: RunConfig, run: RunDir, progress: Any, start: int, last: dict[s
 def record_stopped(run: RunDir, cfg: RunConfig, progress: Any, start: int, pool: Any, examples: int,
                    err: BaseException) -> None:
     """sandblaster.json for a command that ``err`` ended after its pool started (a lost shard, every worker lost,
-    Ctrl-C): :func:`summary` at the last iteration done, with ``pool``'s info (Ray's placement), ``stopped`` saying at which of ``cfg.train.steps`` and by
-    what (:func:`~downpour.errors.stopped_by`: the error's type and first line). A resume that ends rewrites it
-    whole. Never raises: the stop's own error is the one the user must see."""
+    Ctrl-C): :func:`summary` at the last iteration done, with ``pool``'s info (Ray's placement), ``stopped`` saying
+    at which of ``cfg.train.steps`` and by what (:func:`~downpour.errors.stopped_by`: the error's type and message).
+    A resume that ends rewrites it whole. Never raises: the stop's own error is the one the user must see."""
     try:
         record = summary(cfg, run, progress, start, None, pool.info(), examples, progress.stop)
         run.write_json("sandblaster.json", {**record, "stopped": {"step": progress.iteration, "steps": cfg.train.steps,

@@ -341,4 +341,3 @@ def _finish(setup: ClusterSetup, run: RunDir, params: list[torch.Tensor], progre
     out = summary(cfg, run, progress, start, last, info, len(setup.data), ended)
     run.write_json("sandblaster.json", {**out, "batches": progress.batches})
     return out
-
