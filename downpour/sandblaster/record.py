@@ -26,7 +26,8 @@ def summary(cfg: RunConfig, run: RunDir, progress: Any, start: int, last: dict[s
     """The run's summary (sandblaster.json less its ``batches``) from ``progress`` (the runner's ``_Progress``:
     iteration, counts, batches, stops, elapsed, vtime), ``start`` (the iteration this command began at), ``last`` (its
     last metrics row; None: the run's last), the pool's ``info`` (Ray's placement) and the data's ``examples``;
-    ``stop``: why it ended (None for a run stopped by an error: it did not end by L-BFGS's rule nor its steps)."""
+    ``stop``: why it ended (None for a run an error or a stop cut short: it did not end by L-BFGS's rule nor its
+    steps; :func:`record_stopped` passes L-BFGS's own stop where the error came after it, in the last save)."""
     c, batches = progress.counts, progress.batches
     # train_steps: the train.steps it ran to, what a resume past a stop must ask more than (RunDir.stopped_for_good)
     out = {"steps": progress.iteration, "train_steps": cfg.train.steps, "resumed_from": start,
