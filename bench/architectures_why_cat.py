@@ -8,6 +8,7 @@ suspect, paired by seed, "what the faces gave" (``face_owed_controls``) measured
     .venv/bin/python bench/architectures_why_cat.py summary cells.jsonl --primary whole-unpooled:whole-pool \\
         --family whole-unpooled,whole-unpooled:whole-64,whole-64:whole-pool
     .venv/bin/python bench/architectures_why_cat.py run --variants pool-read-codes,pool-no-tica --out cells.jsonl 0
+    .venv/bin/python bench/architectures_why_cat.py run --variants pool-read-codes,pool-read-codes-64 --out c.jsonl 0
     .venv/bin/python bench/architectures_why_cat.py faces --out faces.jsonl 0 1 ... 11
     .venv/bin/python bench/architectures_why_cat.py summary faces.jsonl --family cat:faces-18
 
@@ -18,13 +19,14 @@ at a lower layer (the unit chosen the same way, on the same images): nothing ret
 The trained variants (``TRAINED``) are the study built with one ``--set`` more
 (``study_class("architectures")(sets=...)``, as ``downpour study architectures --set KEY=VALUE`` would build every
 cell), run as the cat cell is. ``VARIANT_READS`` read a trained variant's two networks as ``READS`` read the cat cell's
-(the variant's own cell comes with them, trained once). ``summary`` prints, per variant, each figure's mean and
-Student's t 95% interval, its paired difference with the cat cell (variant - cat) and p (:mod:`downpour.studies.stats`),
-and Holm's adjusted p over the variants' differences in ``face_owed_controls`` (``--primary``: one pre-registered
-comparison left out of that family; ``--family``: the comparisons it adjusts, ``A:B`` pairing two variants). ``faces``
-trains the cat cell and its ``FACES`` arms (fewer of lfw's training faces, ``data.train_faces``) on each seed against
-one no-faces twin, which is the same network for every arm; ``summary`` of such a file adds the slope of what the faces
-gave against log2 of the faces trained on (:func:`faces_slopes`). The page
+(the variant's own cell comes with them, trained once); a read of ``(layer, n)`` gives the face test n of the layer's
+codes (:func:`code_subset`, :func:`code_reader`), as many candidates as a smaller read has. ``summary`` prints, per
+variant, each figure's mean and Student's t 95% interval, its paired difference with the cat cell (variant - cat) and
+p (:mod:`downpour.studies.stats`), and Holm's adjusted p over the variants' differences in ``face_owed_controls``
+(``--primary``: one pre-registered comparison left out of that family; ``--family``: the comparisons it adjusts,
+``A:B`` pairing two variants). ``faces`` trains the cat cell and its ``FACES`` arms (fewer of lfw's training faces,
+``data.train_faces``) on each seed against one no-faces twin, which is the same network for every arm; ``summary`` of
+such a file adds the slope of what the faces gave against log2 of the faces trained on (:func:`faces_slopes`). The page
 docs/studies/architectures-why-cat-2026-12-06.md is ``run``, ``faces`` and ``summary`` of its cells.
 """
 from __future__ import annotations
@@ -80,8 +82,11 @@ TRAINED = {"maps-2": (("model.maps", (8, 2)),),      # stage 2 with 2 maps: a 72
 # are of the cat cell's: "pool-read-codes" reads whole-pool's stage 2 before its L2 pooling and LCN (stage2/codes, as
 # read-codes does the cat cell's): 64 maps x 3 x 3 = 576 units. Part 8's "pool-l1-read-codes" reads whole-pool-l1's the
 # same way. Its base variant's cell comes with it, trained once
+# Part 9's "pool-read-codes-64" reads 64 of those 576 codes (a layer given as (layer, units): see CodeSubset), as many
+# candidates for the face unit's choice as whole-pool's pooled read has
 VARIANT_READS = {"pool-read-codes": ("whole-pool", "stage2/codes"),
-                 "pool-l1-read-codes": ("whole-pool-l1", "stage2/codes")}
+                 "pool-l1-read-codes": ("whole-pool-l1", "stage2/codes"),
+                 "pool-read-codes-64": ("whole-pool", ("stage2/codes", 64))}
 # part 5: the cat cell trained on the first N of the lfw training part's 70 faces (data.train_faces; the cat cell, -1,
 # trains on all 70), its 70 non-faces and data.faces_fraction kept: so fewer faces are also fewer face samples (0.3 *
 # 70/140 = 15% of the samples at 70 faces, 0.3 * 35/105 = 10% at 35, 0.3 * 18/88 = 6.1% at 18)
@@ -89,6 +94,41 @@ FACES = {"faces-18": 18, "faces-35": 35}
 ALL_FACES = 70      # lfw_train_faces() of the fixed split: the cat cell's count
 FIGURES = ("face_owed_controls", "face_auc_controls", "face_auc_controls_no_faces", "face_owed_lfw", "face_auc_lfw")
 EXTRA = ("code_dims", "edge_fraction", "final_loss")
+
+
+def code_subset(n_codes: int, units: int, seed: int) -> list[int]:
+    """``units`` of a layer's ``n_codes`` flattened codes drawn at random from ``seed`` (ascending): the same for a seed
+    whichever network reads them."""
+    import torch
+
+    if not 0 < units <= n_codes:
+        raise ValueError(f"a subset of {units} codes of {n_codes}: it takes 1 to {n_codes}")
+    return sorted(torch.randperm(n_codes, generator=torch.Generator().manual_seed(seed))[:units].tolist())
+
+
+def code_reader(model, layer: str, units: list[int]):
+    """``model`` read at ``units`` of its flattened codes at ``layer`` alone: the face test's candidates are then those
+    units (part 9: 64 of whole-pool's 576 stage-2 codes). A ``FeatureModel`` wrapping the trained one, so the face test
+    reads it unchanged; its random-weights twin (``randomized_copy``, a deep copy with the wrapped model's weights
+    reset as they would be unwrapped) keeps the same units, and the no-faces twin is wrapped with them too."""
+    import torch
+    from downpour.models.base import FeatureModel
+
+    class CodeSubset(FeatureModel):
+        def __init__(self):
+            super().__init__()
+            self.model, self.layer, self.input_shape = model, layer, model.input_shape
+            self.register_buffer("units", torch.tensor(units, dtype=torch.long))
+
+        def feature_layers(self) -> list[str]:
+            return [self.layer]
+
+        def features(self, x, layer: str | None = None):
+            if layer not in (None, self.layer):
+                raise KeyError(f"unknown layer {layer!r}; this read-out has [{self.layer!r}]")
+            return self.model.features(x, self.layer).reshape(x.shape[0], -1)[:, self.units]    # (B, units)
+
+    return CodeSubset().eval()
 
 
 def filter_field(cfg) -> int:
@@ -107,9 +147,11 @@ def _cat_cell(study, seed: int) -> list[dict]:
     return _read_cells(study.cell_config(_condition(study, "cat"), seed), study.measures(), seed, "cat", READS)
 
 
-def _read_cells(cfg, m, seed: int, base: str, reads: dict[str, str], **said) -> list[dict]:
+def _read_cells(cfg, m, seed: int, base: str, reads: dict[str, str | tuple[str, int]], **said) -> list[dict]:
     """The cell ``base`` of ``cfg`` measured as ``train_and_measure`` measures it (``said``: more of its row), and
-    each of ``reads`` (name -> layer) the face test read at that layer of the same two trained networks."""
+    each of ``reads`` (name -> layer) the face test read at that layer of the same two trained networks. A layer
+    ``(layer, n)``: n of its codes (:func:`code_subset`, drawn from the cell's seed, in the row as ``units`` with
+    ``subset_seed``), the same n for the run, its no-faces twin and its random-weights twin."""
     import torch
     from downpour.studies.measure import measure_run
     from downpour.studies.trained import face_aucs, face_pair, no_faces_twin, owed_figures, trained_run
@@ -123,11 +165,18 @@ def _read_cells(cfg, m, seed: int, base: str, reads: dict[str, str], **said) -> 
                      "cpu_s": round(time.process_time() - c0, 1), **f})
         for name, layer in reads.items():
             w0, c0 = time.time(), time.process_time()
-            faces = face_aucs(run, model, layer, control_draws=m.control_draws, random_filters=m.random_filters,
-                              replicates=m.bootstrap, seed=seed, no_faces=twin)
+            read, other, subset = model, twin, {}
+            if not isinstance(layer, str):
+                layer, n = layer
+                n_codes = model.features(torch.zeros((1, *model.input_shape)), layer).numel()
+                subset = {"subset_seed": seed, "units": code_subset(n_codes, n, seed)}
+                read = code_reader(model, layer, subset["units"])
+                other = twin and (twin[0], code_reader(twin[1], layer, subset["units"]))
+            faces = face_aucs(run, read, layer, control_draws=m.control_draws, random_filters=m.random_filters,
+                              replicates=m.bootstrap, seed=seed, no_faces=other)
             f = dict(zip(("face_auc_lfw", "face_auc_controls"), face_pair(faces)), **owed_figures(faces))
-            f["code_dims"] = float(model.features(torch.zeros((1, *model.input_shape)), layer).numel())  # measure_run's
-            rows.append({"variant": name, "seed": seed, "layer": layer, "wall_s": round(time.time() - w0, 1),
+            f["code_dims"] = float(read.features(torch.zeros((1, *model.input_shape)), layer).numel())  # measure_run's
+            rows.append({"variant": name, "seed": seed, "layer": layer, **subset, "wall_s": round(time.time() - w0, 1),
                          "cpu_s": round(time.process_time() - c0, 1), **f})
     return rows
 

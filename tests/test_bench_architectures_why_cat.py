@@ -2,8 +2,9 @@
 face_owed_controls, a trained variant's --set reaching the cell's network, the whole-crop variants' field (32 pixels,
 the cat cell's 22; the three-stage and pooled whole-field ones' too; whole-pool unpooled, its pooling alone gone: 28),
 the three-stage one's greedy steps, a pre-registered primary comparison kept out of Holm's family, two variants
-paired with each other, an unknown variant refused by name, and part 5's arms: fewer faces and the cat cell's own
-twin, and the slope per doubling."""
+paired with each other, an unknown variant refused by name, part 5's arms: fewer faces and the cat cell's own
+twin, and the slope per doubling, and part 9's read of 64 of whole-pool's 576 codes: the same 64 for the run, its
+no-faces twin and its random-weights twin."""
 import json
 import sys
 from pathlib import Path
@@ -110,7 +111,7 @@ def test_the_three_stage_variant_gives_each_greedy_stage_the_cat_cells_150_steps
 
 def test_run_refuses_an_unknown_variant_and_names_the_known_ones():
     known = ("maps-2, no-pool, whole, whole-64, untied, tica-0.4, three, whole-pool, whole-pool-2, whole-unpooled, "
-             "pool-no-tica, whole-pool-l1, pool-read-codes, pool-l1-read-codes")
+             "pool-no-tica, whole-pool-l1, pool-read-codes, pool-l1-read-codes, pool-read-codes-64")
     with pytest.raises(SystemExit, match=rf"--variants read-codes: not cat or one of {known}"):
         why.main(["run", "--variants", "cat,read-codes", "--out", "/dev/null", "0"])
 
@@ -195,3 +196,63 @@ def test_a_variants_read_out_comes_with_its_cell_trained_once(monkeypatch, tmp_p
     sets = [list(s) for s in why.TRAINED["whole-pool"]]
     assert calls == [((3, 3), 3, "whole-pool", {"pool-read-codes": "stage2/codes"}, {"sets": sets}),
                      ("pool-no-tica", 3)]     # whole-pool is not trained a second time on its own
+
+
+def test_part_9s_subset_is_64_of_the_576_codes_drawn_from_the_seed():
+    units = why.code_subset(576, 64, 5)
+    assert len(set(units)) == 64 and units == sorted(units) and 0 <= units[0] and units[-1] < 576
+    assert why.code_subset(576, 64, 5) == units and why.code_subset(576, 64, 6) != units
+    with pytest.raises(ValueError, match="a subset of 600 codes of 576: it takes 1 to 576"):
+        why.code_subset(576, 600, 5)
+
+
+def test_part_9s_read_out_is_the_same_64_codes_of_the_run_its_no_faces_twin_and_its_random_weights_twin():
+    import torch
+    from downpour.analysis.units import randomized_copy, unit_responses
+    from downpour.models.registry import build
+
+    cfg = why.variant_config("whole-pool", 0)[0]
+    run, no_faces = build(cfg, (1, 32, 32))[0], build(cfg, (1, 32, 32))[0]
+    with torch.no_grad():
+        for p in no_faces.parameters():      # another network of the same architecture
+            p.mul_(-1.5)
+    units = why.code_subset(576, 64, 3)
+    x = torch.randn(5, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    for net in (run, no_faces):
+        read = why.code_reader(net, "stage2/codes", units)
+        codes = net.features(x, "stage2/codes").reshape(5, -1)                         # (5, 576)
+        assert unit_responses(read, x, "stage2/codes").shape == (5, 64)
+        assert torch.equal(read.features(x), codes[:, units])
+        # the random-weights twin: the wrapped network's weights reset as the unwrapped one's are, the same 64 read
+        random, _ = randomized_copy(read, 7)
+        assert torch.equal(random.features(x), randomized_copy(net, 7)[0].features(x, "stage2/codes").reshape(5, -1)[
+            :, units])
+
+
+def test_part_9s_read_gives_the_face_test_the_same_64_units_in_the_run_and_its_no_faces_twin(monkeypatch):
+    import contextlib
+    import torch
+    from downpour.models.registry import build
+    from downpour.studies import measure, trained
+
+    cfg, m = why.variant_config("whole-pool", 4)
+    nets = [build(cfg, (1, 32, 32))[0] for _ in range(2)]
+    x = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    read = []
+
+    def face_aucs(run, model, layer, *, no_faces, **_):
+        read.append((layer, model.features(x), no_faces[1].features(x)))
+        return {"lfw": 0.9, "controls": 0.7, "lfw_no_faces": 0.8, "controls_no_faces": 0.6}
+
+    monkeypatch.setattr(trained, "trained_run", lambda c: contextlib.nullcontext(("run", nets[0], {"final_loss": 1})))
+    monkeypatch.setattr(trained, "no_faces_twin", lambda c: contextlib.nullcontext(("twin", nets[1])))
+    monkeypatch.setattr(measure, "measure_run", lambda *a: {})
+    monkeypatch.setattr(trained, "face_aucs", face_aucs)
+    rows = why._read_cells(cfg, m, 4, "whole-pool", {"pool-read-codes-64": ("stage2/codes", 64)})
+    units = why.code_subset(576, 64, 4)
+    assert rows[1]["units"] == units and rows[1]["subset_seed"] == 4 and rows[1]["code_dims"] == 64
+    assert rows[1]["face_owed_controls"] == pytest.approx(0.1)
+    (layer, codes, twin_codes), = read
+    assert layer == "stage2/codes"
+    for net, got in zip(nets, (codes, twin_codes)):
+        assert torch.equal(got, net.features(x, layer).reshape(3, -1)[:, units])
