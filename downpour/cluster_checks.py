@@ -63,12 +63,12 @@ def _check_ray_partition_terms(cfg: RunConfig) -> None:
                           f"encodes its own input again, which the partition actors cannot (each keeps one graph per "
                           f"stage, and the input's gradient stays in them); drop it, or use cluster.partitions = 1 or "
                           f"--runner simulated (which computes it)", key=f"objective.{again[0]}")
-    l2 = next((t for name, t in terms.items() if split_part(name)[1] == "weight_l2"), None)   # (shared or a part's)
+    l2 = next((name for name in terms if split_part(name)[1] == "weight_l2"), None)   # (shared or a part's)
     if l2 is not None:   # the partition actors hold the filters: the term sees none, 0 and no gradient
-        raise ConfigError(f"objective.weight_l2 = {l2.weight:g} with cluster.partitions = {cfg.cluster.partitions} on "
-                          "Ray: the filters live in the partition actors, where the cost cannot see them (it would "
-                          "be 0, with no gradient; the simulator applies it); drop the term, or use cluster.partitions "
-                          "= 1 or --runner simulated", key="objective.weight_l2")
+        raise ConfigError(f"objective.{l2} = {terms[l2].weight:g} with cluster.partitions = "
+                          f"{cfg.cluster.partitions} on Ray: the filters live in the partition actors, where the cost "
+                          "cannot see them (it would be 0, with no gradient; the simulator applies it); drop the term, "
+                          "or use cluster.partitions = 1 or --runner simulated", key=f"objective.{l2}")
 
 
 # Resident memory of one Ray actor process of ours (Ray's worker runtime + torch), measured for

@@ -57,7 +57,14 @@ def test_a_parts_own_term_merges_over_the_shared_terms_resolved_spec():
     ("cat-demo", ["objective.stage2/kl_sparsity.rho=0.1"], "give a weight", "objective.stage2/kl_sparsity"),
     ("cat-demo", ["model.top=gru", "objective.stage3/l1=0.1"], "'stage3/l1'.*takes only the cost terms "
      r"\['reconstruction'\]", None),
-    ("cat-demo", ["objective.stage2/weight_l2=0.1"], "fixed norm", "objective.weight_l2"),
+    ("cat-demo", ["objective.stage2/weight_l2=0.1"], "^objective.stage2/weight_l2 on .*fixed norm",
+     "objective.stage2/weight_l2"),
+    # the runners' refusals see a part's own term as the shared one, and name it
+    ("cat-untied", ["cluster.runner=ray", "cluster.workers=2", "cluster.shards=4", "cluster.partitions=2",
+                    "model.filter_norm=[0.0]", "objective.stage1/weight_l2=0.01"],
+     "^objective.stage1/weight_l2 = 0.01 with cluster.partitions = 2 on Ray", "objective.stage1/weight_l2"),
+    ("cat-demo", ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "objective.stage2/denoising=0.1"],
+     "cannot minimise cost term 'stage2/denoising': it corrupts the input", None),
 ])
 def test_a_parts_own_term_nothing_can_read_is_refused_naming_it(config, sets, message, key):
     with pytest.raises(ConfigError, match=message) as err:

@@ -76,8 +76,11 @@ def _check_weight_decay(name: str, model: FeatureModel, objective: Objective) ->
     fixed = [i for i, stage in enumerate(getattr(model, "stages", ()), start=1)
              if getattr(getattr(stage, "filter", None), "norm", None) is not None
              and getattr(stage, "decoder_weight", False) is None]
-    if any("weight_l2" in objective.terms_of(f"stage{i}") for i in fixed):   # (a part's own too: stage2/weight_l2)
-        raise ConfigError(f"objective.weight_l2 on model {name!r}: stage(s) {fixed} use their filters at a "
+    decayed = [i for i in fixed if "weight_l2" in objective.terms_of(f"stage{i}")]
+    if decayed:   # the key that put it there: a part's own (stage2/weight_l2) or the shared one
+        own = [f"objective.stage{i}/weight_l2" for i in decayed if "weight_l2" in objective.own.get(f"stage{i}", {})]
+        key = (own or ["objective.weight_l2"])[0]
+        raise ConfigError(f"{key} on model {name!r}: stage(s) {fixed} use their filters at a "
                           f"fixed norm (model.filter_norm) through a tied decoder, so the decay would only shrink the "
                           f"filters' free length and change nothing the network computes; set model.filter_norm = 0 "
-                          f"(free filters) or drop the term", key="objective.weight_l2")
+                          f"(free filters) or drop the term", key=key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from downpour.config import ConfigError, RunConfig
-from downpour.objectives import Contractive, make_term
+from downpour.objectives import Contractive, make_term, split_part
 
 # cost term -> why L-BFGS cannot minimise it (a resolved config lists every term with its weight)
 RANDOM_TERMS = {
@@ -29,11 +29,11 @@ def check_sandblaster(cfg: RunConfig, resume: bool = False) -> None:
         term = make_term(name, spec)               # (checked when the config was resolved)
         if term.weight == 0:
             continue
-        if name in RANDOM_TERMS:
-            raise ConfigError(f"cluster.algorithm = 'sandblaster' cannot minimise cost term {name!r}: {RANDOM_TERMS[name]}; "
-                              "use cluster.algorithm = 'downpour'")
+        if (shared := split_part(name)[1]) in RANDOM_TERMS:   # (a part's own too: stage2/denoising)
+            raise ConfigError(f"cluster.algorithm = 'sandblaster' cannot minimise cost term {name!r}: "
+                              f"{RANDOM_TERMS[shared]}; use cluster.algorithm = 'downpour'")
         if isinstance(term, Contractive) and term.probes != 0:   # (a bare weight too: its default probes = 1)
-            raise ConfigError("cluster.algorithm = 'sandblaster' needs contractive.probes = 0 (the exact penalty): "
+            raise ConfigError(f"cluster.algorithm = 'sandblaster' needs {name}.probes = 0 (the exact penalty): "
                               "Hutchinson's estimate draws new probes at every evaluation")
     if cfg.model.options.get("dropout", 0):
         raise ConfigError(f"cluster.algorithm = 'sandblaster' needs model.dropout = 0 (got {cfg.model.options['dropout']}): "
