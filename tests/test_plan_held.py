@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # (--config or --model, name, --set): untied filters at a fixed norm (a normalised copy of W1 each step), tiled
 # filters on the untied kernel (the banks expanded twice), a tiled step small enough to run banked, a convolution,
 # an untied decoder, free filters, a frozen Gabor first layer with and without a decoder of its own, every pixel
-# reconstructed, a joint three-stage network
+# reconstructed, a joint three-stage network; a stage's own pooled_l2 (off in stage 2; at ε = 0 in stage 1)
 CASES = [
     ("config", "cat-demo", []), ("config", "cat-untied", []), ("config", "main", []),
     ("config", "cat-demo", ["train.batch_size=2"]),
@@ -32,6 +32,8 @@ CASES = [
     ("model", "cat-3stage", ["train.batch_size=8", 'model.first_layer="gabor"']),
     ("model", "cat-3stage", ["train.batch_size=8", 'model.first_layer="gabor"', 'model.decoder="untied"']),
     ("model", "cat-demo", ["train.batch_size=8", 'model.recon="all"']),
+    ("model", "cat-3stage", ["train.batch_size=8", "objective.stage2/pooled_l2=0"]),
+    ("config", "cat-demo", ["objective.stage1/pooled_l2.eps=0"]),
 ]
 # every other shipped preset: built and measured, each layer's share by the module that saved it
 MEASURED = ["cnn-digits", "rbm-digits", "rnn-rows", "teacher-student", "tica-8x8", "ufldl-sae"]

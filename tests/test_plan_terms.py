@@ -1,6 +1,7 @@
 """downpour plan and what a cat step does besides its filters: normalising the filters each step (model.filter_norm),
 and the cost's terms a --config or --set gives it."""
 import json
+import re
 
 import pytest
 import torch
@@ -113,3 +114,26 @@ def test_a_cat_network_without_the_reconstruction_term_is_refused_not_planned_wi
     assert main(["plan", *argv, "--machines", "2"]) == 2
     err = capsys.readouterr().err
     assert "objective.reconstruction = 0" in err and "decoder" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("term, said", [
+    ("stage2/reconstruction=0", "objective.stage2/reconstruction = 0: the cat network is counted on paper with its "
+                                "decoder"),
+    ("stage2/l1=0.2", "only pooled_l2 is read .* so objective.stage2/l1 would not change the plan"),
+    ("stage3/pooled_l2=0", "objective.stage3/pooled_l2: the network has no part 'stage3'; its parts: stage1, stage2"),
+])
+def test_a_stages_own_cost_term_the_plan_cannot_count_is_refused_naming_it(capsys, term, said):
+    """A stage's own pooled_l2 is planned (test_plan_held.py); a stage's own reconstruction off, another term, or a
+    part the network lacks is refused as the shared term is. Until 2026-12-07 every stage's own term was refused as one
+    "would not change the plan", stage2/pooled_l2 included, and a --config's was planned as the shared one."""
+    assert main(["plan", "--config", "cat-demo", "--set", f"objective.{term}", "--machines", "2"]) == 2
+    assert re.search(said, capsys.readouterr().err)
+
+
+def test_a_stages_own_pooled_l2_in_a_config_file_is_planned_in_that_stage_alone(tmp_path):
+    path = tmp_path / "own.toml"
+    path.write_text('base = "cat-demo"\n\n[objective]\n"stage2/pooled_l2" = 0\n"stage2/l1" = 0.2\n')
+    own, plain, off = (network_of(*plan_config(config=c, sets=sets)).stages for c, sets in (
+        (str(path), []), ("cat-demo", []), ("cat-demo", ["objective.pooled_l2=0"])))
+    assert own[0].act_floats == plain[0].act_floats > off[0].act_floats       # stage 1 keeps the shared term
+    assert own[1].act_floats == off[1].act_floats < plain[1].act_floats       # stage 2's own turns it off there

@@ -93,7 +93,7 @@ def normalising_flops(weights: int, per_filter: int) -> tuple[int, int]:
 
 
 def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
-               pooled_maps: int = 2, schedule: str = "joint") -> list[Stage]:
+               pooled_maps: int | tuple[int, ...] = 2, schedule: str = "joint") -> list[Stage]:
     """Per-stage plan rows of a cat network, each stage as ``CatNet.forward_train`` trains it (a network's step over
     the joint or greedy schedule: :func:`over_schedule`).
 
@@ -111,7 +111,8 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
     The cost terms themselves (a few FLOPs per pixel) are left out; normalising the filters (``model.filter_norm``
     > 0) is counted once a step, on ``batch`` examples (:func:`normalising_flops`). What a step holds for its backward
     (``act_floats`` per example, ``copy_floats`` per step, on ``batch`` examples, ``pooled_maps``: the cost's
-    ``pooled_l2`` term keeps 2 pooled maps, 1 at ε = 0, 0 without it): :mod:`downpour.plan.held`. The stage's
+    ``pooled_l2`` term keeps 2 pooled maps, 1 at ε = 0, 0 without it; one for every stage, or each stage's where a
+    stage has its own term, ``stage2/pooled_l2``): :mod:`downpour.plan.held`. The stage's
     buffers (``state_floats``: its mask and LCN taps, as the built stage registers them) are model state.
     """
     stages = []
@@ -128,7 +129,8 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
         products = 2 * f + f * (2 * trained + decoder_trained)     # the filters' alone: what torch's counter sees
         (m, oh, ow), c = st["codes"], st["in"][0]
         norm = config.stage_filter_norm(st["i"]) > 0
-        acts, copies = stage_held(st, trained=trained, decoder_untied=untied_dec, pooled_maps=pooled_maps, batch=batch,
+        maps = pooled_maps[st["i"]] if isinstance(pooled_maps, tuple) else pooled_maps
+        acts, copies = stage_held(st, trained=trained, decoder_untied=untied_dec, pooled_maps=maps, batch=batch,
                                   norm=norm, interior=config.recon == "interior")
         # the stage's buffers: the reconstruction's interior mask (1 x 1 x H x W, recon "interior") and the LCN's taps
         state = (st["in"][1] * st["in"][2] if config.recon == "interior" else 0) + st["lcn"]

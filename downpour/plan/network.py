@@ -36,7 +36,7 @@ from downpour.errors import ConfigError
 from downpour.models.cat import CatConfig, CatNet
 from downpour.models.footprint import create_checked, model_footprint
 from downpour.models.registry import build_objective, model_entry, resolve
-from downpour.objectives import make_term
+from downpour.objectives import make_term, split_part
 from downpour.parallel.partition import cut_refusal
 from downpour.plan.cat_formulas import cat_footprint, cat_stages
 from downpour.plan.counted import COST, buffer_bytes, held_by_layer, step_flops
@@ -216,11 +216,13 @@ def plan_config(model: str | None = "paper", sets: list[str] | tuple[str, ...] =
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = value
+    parts: list[str] | None = None                   # the cat network's stages, each a part of its objective
     try:
         cfg = resolve(config_from_dict(table))      # every model field written out and checked
         shape = shape or model_entry(cfg.model.name).input_shape
         if issubclass(model_entry(cfg.model.name).family, CatNet):
-            _cat_config(cfg, shape)     # network_of's refusals, here where what was typed is known (they named no flag)
+            # network_of's refusals, here where what was typed is known (they named no flag)
+            parts = [f"stage{i}" for i in range(1, len(_cat_config(cfg, shape).maps) + 1)]
     except ConfigError as err:
         if config is not None and err.key and origin_of(err.key, config, sets) is None:
             err = with_origin(err, config, sets)   # a base-less file's default (cat-demo on 8x8 data), as train says
@@ -228,28 +230,36 @@ def plan_config(model: str | None = "paper", sets: list[str] | tuple[str, ...] =
         said = (str(err).replace(f"model {PAPER['name']!r}: ", "the paper's network: " if named else "")
                 if model == "paper" else str(err))    # (untyped, the head already said which network)
         raise ConfigError(f"{typed(sets)}: {said}", key=err.key) from None
-    _refuse_uncounted_terms(typed, cfg, terms)
+    _refuse_uncounted_terms(typed, cfg, terms, parts)
     if config is not None:      # what the frozen cache counts on (with_frozen_runs), as the file has it (no --set)
         cfg = dataclasses.replace(cfg, seed=base.seed, data=base.data,
                                   train=dataclasses.replace(cfg.train, device=base.train.device))
     return cfg, shape
 
 
-def _refuse_uncounted_terms(typed: Callable[[list[str]], str], cfg: RunConfig, terms: list[tuple[str, str]]) -> None:
-    """A --set cost term the plan would not read: the cat network's cost is counted on paper, where only
-    ``pooled_l2`` changes anything (what a step holds: its square root's output, :mod:`downpour.plan.held`); any
-    other model's training step is built with its cost and counted by torch, so every term is read there."""
-    if not issubclass(model_entry(cfg.model.name).family, CatNet):
+def _refuse_uncounted_terms(typed: Callable[[list[str]], str], cfg: RunConfig, terms: list[tuple[str, str]],
+                            parts: list[str] | None) -> None:
+    """A --set cost term the plan would not read: the cat network's cost (``parts``: its stages) is counted on paper,
+    where only ``pooled_l2`` changes anything, shared or a stage's own (``stage2/pooled_l2``; what a step holds: its
+    square root's output, :mod:`downpour.plan.held`); any other model's training step is built with its cost and
+    counted by torch, so every term is read there (a part the model lacks refused as train refuses it)."""
+    if parts is None:
         return
     # the formulas train every decoder by the reconstruction term; without it the decoder's backward and what it keeps
     # are gone (cat-untied's stage 1: 3.46 MFLOP planned, torch counts 1.93 M; 3.20 MB planned, 3.07 MB held)
-    if not make_term("reconstruction", cfg.objective.get("reconstruction", 0)).weight:   # (a weight, or the term's fields)
-        where = [item for item, term in terms if term == "reconstruction"][:1]
-        raise ConfigError(f"{typed(where)}: objective.reconstruction = 0: the cat network is counted on "
-                          "paper with its decoder trained by the reconstruction term (its backward, what it holds); a "
-                          "step without the term is not planned", key="objective.reconstruction")
+    for part in parts:
+        name = f"{part}/reconstruction" if f"{part}/reconstruction" in cfg.objective else "reconstruction"
+        if not make_term(name, cfg.objective.get(name, 0)).weight:   # (a weight, or the term's fields)
+            where = [item for item, term in terms if term == name][:1]
+            raise ConfigError(f"{typed(where)}: objective.{name} = 0: the cat network is counted on paper with "
+                              "its decoder trained by the reconstruction term (its backward, what it holds); a step "
+                              "without the term is not planned", key=f"objective.{name}")
     for item, term in terms:
-        if term != "pooled_l2":
+        part, shared = split_part(term)
+        if part and part not in parts:
+            raise ConfigError(f"{typed([item])}: objective.{term}: the network has no part {part!r}; its parts: "
+                              f"{', '.join(parts)}", key=f"objective.{term}")
+        if shared != "pooled_l2":
             raise ConfigError(f"{typed([item])}: the cat network is counted on paper, where of the "
                               "cost's terms only pooled_l2 is read (what its step holds; the others' few FLOPs per pixel "
                               f"are left out), so objective.{term} would not change the plan; leave it out",
@@ -292,6 +302,14 @@ def _refuse_unplanned(config: str, algorithm: str, consistency: str) -> None:
                           key="cluster.consistency")
 
 
+def _pooled_maps(objective: dict[str, Any], part: str) -> int:
+    """The pooled maps ``part``'s step holds for its ``pooled_l2`` (:mod:`downpour.plan.held`): 2, 1 at ε = 0, 0 without
+    it; a part's own term (``stage2/pooled_l2``, resolved over the shared one's table) in place of the shared one."""
+    pooled = objective.get(f"{part}/pooled_l2", objective.get("pooled_l2"))   # (a weight, or the term's fields)
+    spec = pooled if isinstance(pooled, dict) else {"weight": pooled}
+    return 0 if pooled is None or spec.get("weight", 1.0) == 0 else 1 + (spec.get("eps", 1e-4) > 0)
+
+
 def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False) -> Network:
     """Per-stage arithmetic of ``cfg``'s model on ``input_shape``: analytic for the cat family, else
     measured by ``footprint_table`` on the built model (one stage per layer)."""
@@ -299,9 +317,7 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
     if issubclass(entry.family, CatNet):
         name, assumptions = paper_assumptions(cfg) if paper else (cfg.model.name, ())
         config = _cat_config(cfg, tuple(input_shape))
-        pooled = cfg.objective.get("pooled_l2")            # (a weight, or the term's fields; weight 0 drops it)
-        spec = pooled if isinstance(pooled, dict) else {"weight": pooled}
-        pooled_maps = 0 if pooled is None or spec.get("weight", 1.0) == 0 else 1 + (spec.get("eps", 1e-4) > 0)
+        pooled_maps = tuple(_pooled_maps(cfg.objective, f"stage{i}") for i in range(1, len(config.maps) + 1))
         stages = cat_stages(config, input_shape, batch=cfg.train.batch_size, pooled_maps=pooled_maps,
                             schedule=cfg.train.schedule)
         # the runner's own refusal (the paper plan is the paper's pipeline, whose partitions own tiles and W2 too)
