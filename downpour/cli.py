@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "machine's memory, or more machines than given); 2 refused")
     plan.add_argument("--model", help="'paper' (Le et al. 2012, the default) or a registered model")
     plan.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                      help="model.KEY, objective.TERM (a cat network: pooled_l2 only), train.batch_size, train.schedule, "
+                      help="model.KEY, objective.TERM (a cat network: pooled_l2 only, or a stage's own, stage2/pooled_l2), "
+                           "train.batch_size, train.schedule, "
                            "train.steps (with --config: the frozen cache's count), cluster.n_push, cluster.n_fetch, "
                            "cluster.rule; with --check-simulated: any override of the simulated run (e.g. "
                            "cluster.delay=exponential:2)")
