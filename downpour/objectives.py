@@ -15,10 +15,11 @@ detached, and are never added to the total (:func:`is_metric` tells them apart).
 
 A term named ``PART/TERM`` (``"stage2/l1"``, the name its part is logged under) is that part's own: it replaces the
 shared ``TERM`` in that part alone, and weight 0 turns ``TERM`` off there. Its fields are its own, not the shared
-term's (the config merges a partial table over the shared term's: :func:`downpour.models.registry.resolve_objective`):
+term's (the config merges a partial table over the shared term's: :func:`downpour.models.registry.resolve_objective`).
+Stage 1 trained by reconstruction + pooled_l2, stage 2 by reconstruction + l1 (a per-unit L1 on its codes, its pools
+unchanged)::
 
-    >>> Objective.from_config({"reconstruction": 1.0, "pooled_l2": 0.1, "stage2/pooled_l2": 0, "stage2/l1": 0.1})
-    # stage1: reconstruction + pooled_l2; stage2: reconstruction + l1 (per-unit L1 on its codes, its pools unchanged)
+    Objective.from_config({"reconstruction": 1.0, "pooled_l2": 0.1, "stage2/pooled_l2": 0, "stage2/l1": 0.1})
 """
 from __future__ import annotations
 

@@ -59,6 +59,8 @@ def test_a_parts_own_term_merges_over_the_shared_terms_resolved_spec():
      r"\['reconstruction'\]", None),
     ("cat-demo", ["objective.stage2/weight_l2=0.1"], "^objective.stage2/weight_l2 on .*fixed norm",
      "objective.stage2/weight_l2"),
+    ("cat-demo", ["objective.stage2/kl_sparsity={weight=1, rho=0.05}"], "^objective.stage2/kl_sparsity needs codes",
+     "objective.stage2/kl_sparsity"),
     # the runners' refusals see a part's own term as the shared one, and name it
     ("cat-untied", ["cluster.runner=ray", "cluster.workers=2", "cluster.shards=4", "cluster.partitions=2",
                     "model.filter_norm=[0.0]", "objective.stage1/weight_l2=0.01"],

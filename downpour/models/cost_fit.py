@@ -46,7 +46,9 @@ def _check_kl_codes(name: str, model: FeatureModel, objective: Objective, shape:
             try:
                 with torch.no_grad():
                     out = probe.forward_train(Batch(x, torch.zeros(8, dtype=torch.int64)))
-                codes += [(scale, o.codes) for o in out.values()]
+                # the parts the term reaches (a part's own, stage2/kl_sparsity, reaches that part alone)
+                codes += [(scale, o.codes) for part, o in out.items() if "kl_sparsity" in objective.terms_of(part)
+                          and (o.costs is None or "kl_sparsity" in o.costs)]
             except ValueError:            # data this model does not take (an RBM's range): the others tell
                 continue
     if not codes:
@@ -56,11 +58,14 @@ def _check_kl_codes(name: str, model: FeatureModel, objective: Objective, shape:
         unit_low, unit_high = _range([c for s, c in codes if s == 1])
         grew = (" (in [0, 1] at unit size: they grow with the input, as a ReLU's do)"
                 if 0 <= unit_low <= unit_high <= 1 else "")
-        raise ConfigError(f"objective.kl_sparsity needs codes that stay in [0, 1] for any input (a sigmoid hidden "
+        own = [f"objective.{part}/kl_sparsity" for part, terms in objective.own.items()
+               if "kl_sparsity" in terms and terms["kl_sparsity"].weight]
+        key = (own or ["objective.kl_sparsity"])[0]
+        raise ConfigError(f"{key} needs codes that stay in [0, 1] for any input (a sigmoid hidden "
                           f"layer, as ufldl-sae's): it reads each as a firing probability, and one outside is clamped "
                           f"and gets no gradient from it; the codes of model {name!r} range over [{low:.3g}, "
                           f"{high:.3g}] on random batches at {listed(f'{s:g}' for s in SCALES)} times unit size"
-                          f"{grew}; use l1 or pooled_l2 instead", key="objective.kl_sparsity")
+                          f"{grew}; use l1 or pooled_l2 instead", key=key)
 
 
 def _range(codes: list[torch.Tensor]) -> tuple[float, float]:
