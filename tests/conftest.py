@@ -2,6 +2,7 @@
 import gc
 import json
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -244,6 +245,28 @@ def _left_clean(ray, wait_s: float = 10.0) -> bool:
         if clean or time.monotonic() > deadline:
             return clean
         time.sleep(0.2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_stray_ray(request):
+    """A module fails that leaves a Ray up that it did not start through :func:`local_ray` (a ``ray.get([])``
+    on stand-ins starts one of its own: Ray initialises itself at its first call), in its last test's teardown, named;
+    that Ray goes, so the next module's ``local_ray`` does not fail with "ray.init twice" and no clue where it came
+    from. (Ray's state is asked only where Ray was imported: most modules never import it.)"""
+    yield
+    if (stray := stray_ray(request.node.nodeid)) is not None:
+        pytest.fail(stray, pytrace=False)
+
+
+def stray_ray(module: str) -> str | None:
+    """What is wrong where a Ray is up that ``module`` did not start through :func:`local_ray` (that Ray shut down),
+    or None: none up, or local_ray's shared one (an ``own_ray`` one is down by the time this is asked)."""
+    ray = sys.modules.get("ray")
+    if ray is None or _shared["up"] or not ray.is_initialized():
+        return None
+    ray.shutdown()
+    return (f"{module} left a Ray running that it did not start through the local_ray fixture (a ray.get, ray.wait "
+            "or ray.kill that no stand-in took starts one)")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
 """How `make test` splits the suite between its processes (tests/conftest.py, pytest-xdist)."""
+import sys
 from pathlib import Path
 
-from conftest import SHARED_RAY, longest_first, scope, shared_ray_modules
+import conftest
+from conftest import SHARED_RAY, longest_first, scope, shared_ray_modules, stray_ray
 from module_seconds import finish_times, module_seconds
 
 TESTS = Path(__file__).parent
@@ -41,3 +43,37 @@ def test_the_module_seconds_table_sums_a_durations_outputs_lines_by_module():
     assert module_seconds(text) == {"tests/test_cli.py": 0.0, "tests/test_ps_ray.py": 42.8}
     assert finish_times({"tests/test_a.py": 3.0, "tests/test_b.py": 2.0, "tests/test_c.py": 2.0},
                         ["tests/test_b.py", "tests/test_c.py", "tests/test_a.py"], set()) == [2.0, 5.0]
+
+
+class _Ray:
+    """What :func:`stray_ray` asks of ``ray``: whether it is up, and to shut down."""
+
+    def __init__(self, up: bool) -> None:
+        self.up = up
+
+    def is_initialized(self) -> bool:
+        return self.up
+
+    def shutdown(self) -> None:
+        self.up = False
+
+
+def test_a_ray_a_module_left_up_without_local_ray_is_named_and_shut_down(monkeypatch):
+    monkeypatch.setitem(conftest._shared, "up", False)
+    stray = _Ray(up=True)
+    monkeypatch.setitem(sys.modules, "ray", stray)
+    assert "tests/test_x.py left a Ray running" in stray_ray("tests/test_x.py")
+    assert not stray.up                                  # gone: the next module's local_ray starts its own
+    assert stray_ray("tests/test_y.py") is None          # (and the next module is not blamed for it)
+
+
+def test_local_rays_shared_ray_or_none_up_is_no_stray(monkeypatch):
+    shared = _Ray(up=True)
+    monkeypatch.setitem(sys.modules, "ray", shared)
+    monkeypatch.setitem(conftest._shared, "up", True)
+    assert stray_ray("tests/test_x.py") is None and shared.up
+    monkeypatch.setitem(conftest._shared, "up", False)
+    monkeypatch.setitem(sys.modules, "ray", _Ray(up=False))
+    assert stray_ray("tests/test_x.py") is None
+    monkeypatch.delitem(sys.modules, "ray")
+    assert stray_ray("tests/test_x.py") is None          # Ray never imported: nothing asked
