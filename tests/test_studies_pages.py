@@ -27,6 +27,21 @@ def test_a_relative_out_is_given_as_it_was_run(planted, tmp_path, monkeypatch):
         folder / "study.md").read_text()
 
 
+def test_an_absolute_out_is_said_as_the_folders_name_in_either_of_its_forms():
+    """``--out=/tmp/q/real/costs`` named the machine's folder where ``--out /tmp/q/real/costs`` did not."""
+    from downpour.studies import table
+
+    where = " in the folder that holds this one"
+    for given, said in [("--out /tmp/q/real/costs", "--out costs"), ("--out=/tmp/q/real/costs/", "--out=costs"),
+                        ("'--out=/tmp/my runs/costs'", "--out=costs")]:
+        command = f"downpour study costs --quick --seeds 2 {given} --set train.steps=4"
+        assert table.reproduce({"command": command}) == (
+            f"downpour study costs --quick --seeds 2 {said} --set train.steps=4", where)
+    for relative in ["--out studies/costs", "--out=studies/costs", "--seeds 2"]:    # (as run: no machine's path)
+        command = f"downpour study costs {relative}"
+        assert table.reproduce({"command": command}) == (command, "")
+
+
 def test_the_conditions_columns_are_headed_in_words_their_keys_kept_findable():
     """The conditions tables were headed "delta_heldout_recon", "probe_lfw_stage1": the keys study.json stores. They
     read in words; study.html's heading carries its key as its title, and both pages list each key under the table."""

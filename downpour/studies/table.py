@@ -256,13 +256,17 @@ def cost(result: dict[str, Any]) -> str:
 def reproduce(result: dict[str, Any]) -> tuple[str, str]:
     """The command the page gives to reproduce the study, and where to run it ("" or " in the folder that holds this
     one"): study.json's ``command``, an absolute ``--out`` said as the folder's name ("--out /tmp/q/real/costs" named
-    one machine's folder, and the page is read moved or copied)."""
+    one machine's folder, and the page is read moved or copied), in either of argparse's forms, ``--out PATH`` or
+    ``--out=PATH`` (downpour writes the first; a command edited by hand may read the second)."""
     parts = shlex.split(result["command"])
-    at = parts.index("--out") + 1 if "--out" in parts[:-1] else None
-    if at is None or not os.path.isabs(parts[at]):
-        return result["command"], ""
-    parts[at] = os.path.basename(os.path.normpath(parts[at]))
-    return shlex.join(parts), " in the folder that holds this one"
+    for i, part in enumerate(parts):
+        if part == "--out" and i + 1 < len(parts) and os.path.isabs(parts[i + 1]):
+            parts[i + 1] = os.path.basename(os.path.normpath(parts[i + 1]))
+            return shlex.join(parts), " in the folder that holds this one"
+        if part.startswith("--out=") and os.path.isabs(path := part.removeprefix("--out=")):
+            parts[i] = "--out=" + os.path.basename(os.path.normpath(path))
+            return shlex.join(parts), " in the folder that holds this one"
+    return result["command"], ""
 
 
 def page_notes(result: dict[str, Any]) -> list[tuple[str, str]]:
