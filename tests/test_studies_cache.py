@@ -14,6 +14,27 @@ from planted_study import CALLS, Planted, edit_cells, quick_warning, rename
 from planted_study import planted  # noqa: F401 (a fixture)
 
 
+def test_the_cost_counts_each_run_behind_the_cells_once_and_says_how_many_have_none_recorded(tmp_path):
+    """A ``same_as`` copy adds nothing (one run answers both names); a run whose cost is gone (a loop of copies: its
+    original's line dropped as damaged and re-run from the copy; or a cell cached before costs were recorded) read as
+    0 s, unsaid."""
+    from downpour.studies.cells import CellCache
+    from downpour.studies.table import cost
+
+    cache = CellCache(tmp_path / "cells.jsonl", {"study": "planted"})
+    for (name, seed), spent in {("a", 0): {"seconds": 3.0, "cpu_seconds": 2.0}, ("a-again", 0): {"same_as": "a"},
+                                ("b", 0): {"same_as": "b-again"}, ("b-again", 0): {"same_as": "b"},
+                                ("c", 0): {}, ("d", 1): {"seconds": 0.5, "cpu_seconds": 0.5}}.items():
+        cache.add(name, seed, {"x": 1.0}, spent)
+    assert cache.total_cost([("a", 0), ("a-again", 0), ("d", 1)]) == {"seconds": 3.5, "cpu_seconds": 2.5}
+    assert cache.total_cost([("a-again", 0)]) == {"seconds": 3.0, "cpu_seconds": 2.0}   # its original's run
+    every = cache.total_cost(cache.cells)
+    assert every == {"seconds": 3.5, "cpu_seconds": 2.5, "unknown": 2}                 # b's run (once) and c's
+    said = cost({"cells_cost": every, "seconds": 0.1, "jobs": 0})
+    assert said.startswith("its cells took 3.5 s (2.5 CPU-s) over every run of the folder, and 2 runs whose cost is "
+                           "not recorded; this run 0.1 s")
+
+
 def test_cells_are_cached_and_resumed(planted, tmp_path):
     run_study("planted", tmp_path, quick=True, jobs=1)
     assert len(CALLS) == 6

@@ -30,6 +30,7 @@ from downpour.parent_death import end_with
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.diverged import counted_out
 from downpour.studies.machine import install
+from downpour.studies.same_as import runs
 from downpour.studies.scratch import scratch_folder
 from downpour.train.code_commit import code_commit
 from downpour.train.machine import platform
@@ -191,10 +192,17 @@ class CellCache:
             f.write(self._line(name, seed, figures, cost or {}))
 
     def total_cost(self, keys: Iterable[tuple[str, int]]) -> dict[str, float]:
-        """Wall and CPU seconds summed over the cells ``keys`` (a ``same_as`` copy cost nothing): the study's
-        own seeds, not every seed the folder ever ran."""
-        costs = [self.costs.get(key, {}) for key in set(keys)]
-        return {k: round(sum(float(c.get(k, 0.0)) for c in costs), 1) for k in ("seconds", "cpu_seconds")}
+        """Wall and CPU seconds of the runs behind the cells ``keys`` (the study's own seeds, not every seed the
+        folder ever ran), each run once: what the cells cost to compute. A ``same_as`` copy adds nothing of its own:
+        one run answers every name that trains alike (:func:`_run_all`), or the copy is taken from the cache
+        (:func:`_distinct`); it is never run again. ``unknown``, only where there are any: the runs whose cost is gone
+        (the original's line dropped as damaged, its re-run then copied from its copy: :mod:`.same_as`; or a cell
+        cached before cells recorded their cost), which the sums leave out: they read 0 s for such a run."""
+        costs = runs(self.costs, keys)
+        total: dict[str, float] = {k: round(sum(float(c.get(k, 0.0)) for c in costs), 1)
+                                   for k in ("seconds", "cpu_seconds")}
+        unknown = sum("seconds" not in c for c in costs)
+        return total | ({"unknown": unknown} if unknown else {})
 
 
 # --- running cells in worker processes -------------------------------------------------------------

@@ -9,7 +9,8 @@ comparison the verdict reads with its reading, ``p`` and Holm's ``p_holm`` over 
 whose last paragraph says which readings hold under Holm's correction),
 ``figures/*.png`` and ``study.html``. ``seconds`` is this invocation's wall time, ``cells_run`` the cells it
 ran and ``jobs`` the processes that ran them (1: this one; 0: none ran); ``cells_cost`` the wall and CPU
-seconds its cells took over every invocation (a resumed study counts them all once); ``platforms`` the machines and
+seconds its cells took over every invocation (a resumed study counts them all once; ``unknown``, where any, the
+runs with no cost recorded); ``platforms`` the machines and
 library installs its cells ran on (since 2026-12-05: each with its number of cells; since 2026-12-06 its short ``id``,
 and ``{"id": "unknown", ...}`` for cells cached before they recorded one), and ``platforms_note`` the sentence that
 says, on stderr and in study.html, that its cells ran on several (empty where they ran on one), since a cell

@@ -241,16 +241,19 @@ def setting(result: dict[str, Any]) -> str:
 
 
 def cost(result: dict[str, Any]) -> str:
-    """What the study cost: its cells over every run of the folder, and this run's own time (a resumed study's
-    last run may have run no cell: it read "0.4 s" for cells that took 32.6)."""
+    """What the study cost: its cells over every run of the folder (and how many runs of theirs have no cost
+    recorded: :meth:`~downpour.studies.cells.CellCache.total_cost`), and this run's own time (a resumed study's last
+    run may have run no cell: it read "0.4 s" for cells that took 32.6)."""
     spent = result.get("cells_cost", {})
     jobs = result.get("jobs", "?")
     where = "in this process" if jobs == 1 else "" if jobs == 0 else f"in {jobs} worker processes"
     this = f"this run {result['seconds']} s, {plural(result.get('cells_run', 0), 'cell')} {where}".rstrip()
     if "seconds" not in spent:
         return this
-    return (f"its cells took {spent['seconds']} s ({spent.get('cpu_seconds', 0)} CPU-s) over every run of the folder; "
-            f"{this}")
+    unknown = spent.get("unknown", 0)
+    gone = f", and {plural(unknown, 'run')} whose cost is not recorded" if unknown else ""
+    return (f"its cells took {spent['seconds']} s ({spent.get('cpu_seconds', 0)} CPU-s) over every run of the folder"
+            f"{gone}; {this}")
 
 
 def reproduce(result: dict[str, Any]) -> tuple[str, str]:
