@@ -82,6 +82,12 @@ class Study(Design):
     def verdict(self, rows: list[dict[str, Any]]) -> str:
         raise NotImplementedError
 
+    def claim(self, rows: list[dict[str, Any]]) -> str:
+        """The study's question answered in one sentence, with its headline number and interval, generated from the
+        rows (:mod:`~downpour.studies.claims`): the verdict's first sentence, after the quick setting's warning, and
+        the study index's line. "" for none (the verdict then opens with Holm's count)."""
+        return ""
+
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
         return []
 

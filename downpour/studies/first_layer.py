@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from downpour._names import listed
 from downpour.analysis.probe import INPUT
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
@@ -201,12 +202,12 @@ class FirstLayerStudy(FirstLayerDesign, Study):
         """The question answered in words: where each other kind beats or trails the learned layer."""
         said = []
         for k in KINDS[1:]:
-            read = by[k]["extra"]["readings"]
-            keys = [f for f in DOWNSTREAM if f in read]
+            read = _downstream(by[k])
+            keys = sum(read.values(), [])
             # (a reading Holm's correction does not keep is named as a lead: "better on" alone read as a finding)
-            better = [DOWNSTREAM[f] + lead_mark(by[k], f"delta_{f}", " (a lead)") for f in keys if read[f] == "higher"]
-            worse = [DOWNSTREAM[f] + lead_mark(by[k], f"delta_{f}", " (a lead)") for f in keys if read[f] == "lower"]
-            same = sum(read[f] == "no detectable effect" for f in keys)
+            better, worse = ([DOWNSTREAM[f] + lead_mark(by[k], f"delta_{f}", " (a lead)") for f in read[w]]
+                             for w in ("higher", "lower"))
+            same = len(read["no detectable effect"])
             open_ = len(keys) - len(better) - len(worse) - same
             said.append(f"{k}: " + (f"better than the learned layer on {', '.join(better)}" if better else "better on none")
                         + (f"; worse on {', '.join(worse)}" if worse else "; worse on none")
@@ -215,6 +216,21 @@ class FirstLayerStudy(FirstLayerDesign, Study):
         unseparated = all(by[k]["extra"]["readings"]["face_auc_controls"] not in ("higher", "lower") for k in KINDS[1:])
         return ("In short, against the learned (then frozen) first layer, paired on the same seeds: " + ". ".join(said)
                 + (". The face AUC on the matched controls separated none of them from it." if unseparated else "."))
+
+    def claim(self, rows: list[dict[str, Any]]) -> str:
+        """"Against the learned first layer, on the downstream probes and face AUCs: gabor is worse on 2, no different
+        on 3 and inconclusive on 1 of 6 (the top stage's digits probe Δ -3.0 points [-4.7, -1.3]); random ...": the
+        "In short" paragraph's counts (:func:`_downstream`), with the probe's difference."""
+        by = {r["condition"]: r for r in rows}
+        said = []
+        for k in KINDS[1:]:
+            read = _downstream(by[k])
+            counted = listed(f"{what} on {len(read[w])}" for w, what in CLAIMED.items() if read[w])
+            probe = words.points(by[k]["figures"]["delta_probe_digits_stage2"], 1, " points")
+            named = "digits probe" if said else "the top stage's digits probe"     # (in full the first time)
+            said.append(f"{k} is {counted or 'measured on none'} of {len(sum(read.values(), []))} ({named} Δ {probe}"
+                        f"{lead_mark(by[k], 'delta_probe_digits_stage2', ', a lead')})")
+        return f"Against the learned first layer, on the downstream probes and face AUCs: {'; '.join(said)}."
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
         names = [r["condition"] for r in rows]
@@ -243,6 +259,22 @@ class FirstLayerStudy(FirstLayerDesign, Study):
         out.append(curves(series, folder / "stage1_cost.png", "stage-1 cost during its training (mean over seeds)",
                           "step", "stage-1 cost (reconstruction + pooled L2)", logy=True))
         return out
+
+
+# how the claim counts each reading of a downstream figure
+CLAIMED = {"lower": "worse", "higher": "better", "no detectable effect": "no different", "inconclusive": "inconclusive"}
+
+
+def _downstream(row: dict[str, Any]) -> dict[str, list[str]]:
+    """The downstream figures (:data:`DOWNSTREAM`) a kind's row compares, by how each reads against the learned layer:
+    {"higher": [...], "lower": [...], "no detectable effect": [...], "inconclusive": [...]} (any other reading, "not
+    measured", counted inconclusive)."""
+    read = row["extra"]["readings"]
+    found: dict[str, list[str]] = {w: [] for w in ("higher", "lower", "no detectable effect", "inconclusive")}
+    for f in DOWNSTREAM:
+        if f in read:
+            found[read[f] if read[f] in found else "inconclusive"].append(f)
+    return found
 
 
 def _label(kind: str) -> str:

@@ -1,14 +1,12 @@
-"""A verdict's first sentence: Holm's count over the study's comparisons, with the one of smallest Holm p and its
-difference and interval, before the paragraphs that give every figure (:func:`~downpour.studies.run.verdict_text`
-puts it first, after the quick setting's warning; the index of a folder of studies shows it,
-:func:`~downpour.studies.index.first_sentence`). The verdicts opened with their setup or a paragraph of every figure
-("Each arm trained on 1.2 GFLOP ...", mechanisms' 700 characters), and the index showed that.
+"""Holm's count over a study's comparisons in one sentence, with the one of smallest Holm p and its difference and
+interval: the verdict's second sentence, after the study's claim (:meth:`~downpour.studies.base.Study.claim`, which
+answers its question; :func:`~downpour.studies.run.verdict_text` puts both first, after the quick setting's warning).
 
-It is a count, not the study's answer, and says so: it reads every comparison alike, and the one of smallest Holm p
-can be one the design makes certain and the question does not ask about (the quick costs study's: L1 on the codes
-raises the held-out reconstruction error; the quick first-layer study's: a fixed Gabor bank's stage-1 cost is higher
-than the layer trained on that cost). Which comparisons answer the question is the study's own reading, in the
-paragraphs after it. "" for a study that records no comparison (its own first sentence then leads)."""
+It is a count, not the study's answer: it reads every comparison alike, and the one of smallest Holm p can be one the
+design makes certain and the question does not ask about (the quick costs study's: L1 on the codes raises the held-out
+reconstruction error; the quick first-layer study's: a fixed Gabor bank's stage-1 cost is higher than the layer
+trained on that cost). It opened the verdict, saying so, until the claims did (2026-12-07). "" for a study that
+records no comparison."""
 from __future__ import annotations
 
 import math
@@ -21,7 +19,7 @@ from downpour.studies.words import difference
 __all__ = ["headline"]
 
 ALPHA = 0.05        # Holm's family-wise level, as the verdict's last paragraph reads it
-COUNT = "Holm's count over every comparison, not the study's answer"     # (what the sentence is, said first)
+COUNT = "Holm's count over every comparison"     # (what the sentence is, said first)
 
 
 def headline(rows: Sequence[dict[str, Any]]) -> str:

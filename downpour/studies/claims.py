@@ -1,0 +1,43 @@
+"""The words of a study's claim (:meth:`~downpour.studies.base.Study.claim`): its question answered in one sentence
+from its rows, the verdict's first (the index's line). A comparison is said by its reading, turned into a verb that
+follows the numbers ("raises the digits probe accuracy (Δ +0.066 [+0.050, +0.083], a lead)", "does not change ...",
+"has an inconclusive effect on ..."), so that the sentence changes with them; never a fixed conclusion.
+
+"a lead": the comparison reads higher or lower on its own interval but Holm's correction over the study does not keep
+it (:func:`~downpour.studies.stats.lead`), as the verdict's paragraphs mark it."""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from downpour.studies import words
+from downpour.studies.stats import lead
+
+__all__ = ["change", "reading_of", "triple"]
+
+# a reading -> how the claim says it of ``what`` ("{}": the figure's words)
+VERBS = {"higher": "raises {}", "lower": "lowers {}", "no detectable effect": "does not change {}",
+         "inconclusive": "has an inconclusive effect on {}", "not measured": "leaves {} unmeasured"}
+
+
+def reading_of(row: dict[str, Any], test: str) -> str:
+    """The reading recorded for ``test`` in ``row`` ("not measured" where none is)."""
+    return row.get("tests", {}).get(test, {}).get("reading", "not measured")
+
+
+def triple(row: dict[str, Any], key: str, fmt: str = "{:+.3f}", points: bool = False) -> str:
+    """'+0.066 [+0.050, +0.083]' (``points``: a fraction in percentage points, '-20.8 points [-31.4, -10.2]')."""
+    value = row["figures"][key]
+    return words.points(value, 1, " points") if points else words.difference(value, fmt)
+
+
+def change(row: dict[str, Any], test: str, what: str, fmt: str = "{:+.3f}", points: bool = False,
+           verbs: dict[str, str] | None = None) -> str:
+    """'lowers the digits probe accuracy (Δ -0.440 [-0.567, -0.313], a lead)': the comparison ``test`` of ``row`` (its
+    paired difference the row's figure of the same name) as a verb phrase; ``verbs`` overrides :data:`VERBS`."""
+    reading = reading_of(row, test)
+    said = {**VERBS, **(verbs or {})}.get(reading, VERBS["inconclusive"]).format(what)
+    figure: Sequence[float] = row["figures"].get(test, [math.nan] * 3)
+    if not math.isfinite(figure[0]):
+        return said
+    return f"{said} (Δ {triple(row, test, fmt, points)}{', a lead' if lead(row, test) else ''})"
