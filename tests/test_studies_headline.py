@@ -1,9 +1,11 @@
-"""A verdict's first sentence is Holm's count over the study's comparisons with the one of smallest Holm p and its
-number, saying it is a count and not the study's answer, and the index of a folder of studies shows it: verdicts
-opened with their setup or a paragraph of every figure (mechanisms' ran to 700 characters in the index)."""
+"""A verdict opens with the study's claim (its question answered from its rows, tests/test_studies_claims.py), then
+Holm's count over the study's comparisons with the one of smallest Holm p and its number; the index of a folder of
+studies shows the claim: verdicts opened with their setup or a paragraph of every figure (mechanisms' ran to 700
+characters in the index), then with the count alone, the same prefix on every line (until 2026-12-07)."""
 import json
 
 from downpour import studies
+from downpour.studies.claims import change
 from downpour.studies.headline import COUNT, headline
 from downpour.studies.index import write_index
 from downpour.studies.run import run_study
@@ -31,7 +33,7 @@ def test_the_count_names_how_many_comparisons_hold_and_the_smallest_holm_p():
                  ("c", "delta_probe_digits", "lower", 0.002, [-0.1, -0.2, -0.01]))
     assert headline(rows) == (f"{COUNT}: 2 of the 2 comparisons hold (family-wise 5%); smallest Holm p: b against a: "
                               "first stage's cost higher (Δ +5316 [+5159, +5473]).")
-    assert COUNT == "Holm's count over every comparison, not the study's answer"
+    assert COUNT == "Holm's count over every comparison"     # (the claim before it is the study's answer)
     rows = [{"condition": "more", "figures": {"hoyer_gap_rank_correlation": [-0.8, -0.9, -0.7]},     # (a ρ, not a Δ)
              "tests": {"hoyer_gap_rank_correlation": {"reading": "lower", "p": 0.001, "correlation": True}}}]
     holm(rows)
@@ -56,7 +58,7 @@ def test_where_none_holds_the_count_says_so_with_the_smallest_holm_p():
 
 
 class Compared(Planted):
-    """The planted study with b's x compared against a's, paired on each seed."""
+    """The planted study with b's x compared against a's, paired on each seed; its claim says how b's x reads."""
 
     def summarise(self, conditions, cells, seeds):
         rows = super().summarise(conditions, cells, seeds)
@@ -64,12 +66,19 @@ class Compared(Planted):
         rows[1]["figures"]["delta_x"], _ = paired_test(rows[1], "delta_x", a, b, 0.1, against="a")
         return rows
 
+    def claim(self, rows):
+        return f"Against a, b {change(rows[1], 'delta_x', 'x')}."
+
 
 def test_the_index_shows_the_claim_first_and_the_verdict_keeps_the_rest(planted, tmp_path, monkeypatch):
     monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:Compared")
     folder = run_study("planted", tmp_path / "one", quick=True, seeds=3, jobs=1)
     paragraphs = json.loads((folder / "study.json").read_text())["verdict"].split("\n\n")
-    assert paragraphs[1].startswith(f"{COUNT}: its one comparison") and paragraphs[2] == "b minus a: 1.0"
+    claim, count = paragraphs[1].split(" Holm's", 1)
+    # (b's x is a's plus 1 on every seed: no interval on 3 seeds, so no reading)
+    assert claim == "Against a, b has an inconclusive effect on x (Δ +1.000 (no interval: too few seeds to tell))."
+    assert count.startswith(COUNT.removeprefix("Holm's"))
+    assert paragraphs[2] == "b minus a: 1.0"
     write_index(tmp_path)
     line = next(line for line in (tmp_path / "index.md").read_text().splitlines() if line.startswith("| [one"))
-    assert f"| {paragraphs[1]} |" in line and len(paragraphs[1]) < 200
+    assert f"| {claim} |" in line and COUNT not in line

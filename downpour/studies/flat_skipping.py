@@ -244,8 +244,9 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
         rs = [by[f"{cond}/{t:g}/{n}"] for n in SETS]
         lfw = rs[0]["figures"]
         skipped = [f"{100 * r['figures']['skipped'][0]:.0f}%" for r in rs]
+        others = ", ".join(f"{share} on {n}" for share, n in zip(skipped[1:], SETS[1:]))
         return (f"At its largest threshold ({t:g}) the {cond} network's gate skips {skipped[0]} of stage-1 positions "
-                f"on {SETS[0]} ({', '.join(f'{k} on {n}' for k, n in zip(skipped[1:], SETS[1:]))}), for network FLOPs x{lfw['net_flops_ratio'][0]:.2f} and network time "
+                f"on {SETS[0]} ({others}), for network FLOPs x{lfw['net_flops_ratio'][0]:.2f} and network time "
                 f"{_time(rs[0], 'net_time_ratio')} on {SETS[0]}, and "
                 + change(rs[0], "delta_probe", f"{SETS[0]}'s probe accuracy", points=True) + ".")
 

@@ -168,8 +168,9 @@ def verdict_text(study: Any, rows: list[dict[str, Any]], trained: bool, lr_fixed
     here once for every study), the study's own reading of its rows (where every cell diverged: that nothing trained;
     ``lr_fixed``: the study does not vary train.lr) after its claim in one sentence (:meth:`~downpour.studies.base.
     Study.claim`) and Holm's count over its comparisons (:func:`~downpour.studies.headline.headline`), the conditions
-    that diverged, and which readings hold under Holm's correction. (A quick study whose every cell diverged had no warning until 2026-12-05: its verdict, printed alone by
-    ``downpour study``, did not say it was the quick setting's few steps and seeds.)"""
+    that diverged, and which readings hold under Holm's correction. (A quick study whose every cell diverged had no
+    warning until 2026-12-05: its verdict, printed alone by ``downpour study``, did not say it was the quick setting's
+    few steps and seeds.)"""
     reading = study.verdict(rows) if trained else nothing_trained(rows, lr_fixed)
     # its first sentence, the index's: the study's answer, then Holm's count over every comparison, before the figures
     claim = " ".join(s for s in (study.claim(rows), headline(rows)) if s) if trained else ""

@@ -322,7 +322,7 @@ class StalenessStudy(StalenessDesign, Study):
         compared = [r["extra"]["reading"] for r in rows if r["group"] == "phase" and r["params"]["vs"]]
         return (f"At learning rate {self._middle():g}, {WORKERS} asynchronous workers {said}: async4 reached "
                 f"{_against(row, by, 'sync')}{lead_mark(row, 'delta_vs_success', ', a lead')}); over the phase "
-                f"diagram's {len(compared)} success-rate comparisons staleness raised it in {compared.count('higher')} "
+                f"diagram's {plural(len(compared), 'success-rate comparison')} staleness raised it in {compared.count('higher')} "
                 f"and lowered it in {compared.count('lower')}.")
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:

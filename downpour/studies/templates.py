@@ -89,7 +89,8 @@ class TemplatesStudy(TemplatesDesign, MeasuredStudy):
         tied = min(maps, key=lambda r: r["figures"]["params"][0])
         n, n0 = tied["figures"]["params"][0], ref["figures"]["params"][0]
         flops = tied["figures"]["flops_fwd"][0] / ref["figures"]["flops_fwd"][0]
-        return (f"{tied['condition']} has {f'{n0 / n:.0f}x fewer' if n <= n0 else f'{n / n0:.2g}x more'} parameters than untied ({n:,.0f} against {n0:,.0f}) at "
+        fewer = f"{n0 / n:.0f}x fewer" if n <= n0 else f"{n / n0:.2g}x more"
+        return (f"{tied['condition']} has {fewer} parameters than untied ({n:,.0f} against {n0:,.0f}) at "
                 + ("the same forward FLOPs" if flops == 1 else f"{flops:.2f}x its forward FLOPs") + " and "
                 + change(tied, "d_probe_digits", "the digits probe accuracy") + ".")
 
