@@ -31,7 +31,7 @@ def _templates(triple, reading):
 
 def test_templates_claim_gives_the_tilings_parameters_and_follows_its_probe():
     up = _claim("templates", _templates(UP, "higher"))
-    assert up == ("tile2 has 50x fewer parameters than untied (8,448 against 422,400) at the same forward FLOPs and "
+    assert up == ("At equal maps, tile2 has 50x fewer parameters than untied (8,448 against 422,400) at the same forward FLOPs and "
                   "raises the digits probe accuracy (Δ +0.066 [+0.050, +0.083]).")
     assert "lowers the digits probe accuracy (Δ -0.066 [-0.083, -0.050])" in _claim("templates", _templates(DOWN, "lower"))
     same = _claim("templates", _templates([0.003, -0.010, 0.016], "no detectable effect"))

@@ -46,6 +46,7 @@ def test_every_design_says_its_quick_setting_and_the_runner_puts_it_first_once(n
     cls = study_class(name)
     assert isinstance(getattr(cls, "quick_what", None), str) and cls.quick_what.strip(), name
     monkeypatch.setattr(cls, "verdict", lambda self, rows: "The reading.\n\nIn short, nothing.")
+    monkeypatch.setattr(cls, "claim", lambda self, rows: "")     # (its own rows' words: tests/test_studies_claims.py)
     rows = [{"condition": "a", "n": 3}]
     quick = verdict_text(cls(quick=True), rows, trained=True, lr_fixed=True).split("\n\n")
     warning = f"This is the quick setting ({cls.quick_what}, 3 seeds): a smoke test of the machinery, not an answer."

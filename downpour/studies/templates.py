@@ -79,7 +79,7 @@ class TemplatesStudy(TemplatesDesign, MeasuredStudy):
         return "\n\n".join(p for p in paras if p)
 
     def claim(self, rows: list[dict[str, Any]]) -> str:
-        """"tile2 has 50x fewer parameters than untied (8,448 against 422,400) at the same forward FLOPs and raises
+        """"At equal maps, tile2 has 50x fewer parameters than untied (8,448 against 422,400) at the same forward FLOPs and raises
         the digits probe accuracy (Δ +0.066 [+0.050, +0.083], a lead)": the equal-maps tiling of fewest parameters,
         what it saves and what it learned (the equal-parameters comparison is the verdict's)."""
         by = {r["condition"]: r for r in rows}
@@ -90,7 +90,7 @@ class TemplatesStudy(TemplatesDesign, MeasuredStudy):
         n, n0 = tied["figures"]["params"][0], ref["figures"]["params"][0]
         flops = tied["figures"]["flops_fwd"][0] / ref["figures"]["flops_fwd"][0]
         fewer = f"{n0 / n:.0f}x fewer" if n <= n0 else f"{n / n0:.2g}x more"
-        return (f"{tied['condition']} has {fewer} parameters than untied ({n:,.0f} against {n0:,.0f}) at "
+        return (f"At equal maps, {tied['condition']} has {fewer} parameters than untied ({n:,.0f} against {n0:,.0f}) at "
                 + ("the same forward FLOPs" if flops == 1 else f"{flops:.2f}x its forward FLOPs") + " and "
                 + change(tied, "d_probe_digits", "the digits probe accuracy") + ".")
 
