@@ -47,7 +47,7 @@ def _fronts(triple, reading, p=0.001):
 
 def test_mechanisms_claim_says_what_each_front_does_to_the_probe_at_its_flops():
     down = _claim("mechanisms", _fronts([-0.44, -0.567, -0.313], "lower", p=0.2))
-    assert down == ("Against the plain stage (digits probe accuracy 0.916 [0.900, 0.930]), pyramid3 at 3.49x its "
+    assert down == ("Against the plain stage (digits probe accuracy 0.916 [0.900, 0.930]), pyramid3 at 3.49x the "
                     "forward FLOPs has an inconclusive effect on the digits probe accuracy (Δ +0.001 [-0.078, +0.080]) "
                     "and glimpse at 0.49x lowers it (Δ -0.440 [-0.567, -0.313], a lead).")
     assert "glimpse at 0.49x raises it (Δ +0.440 [+0.313, +0.567])." in _claim(

@@ -13,19 +13,19 @@ from typing import Any, Sequence
 from downpour.studies import words
 from downpour.studies.stats import lead
 
-__all__ = ["change", "reading_of", "triple"]
+__all__ = ["VERBS", "change"]
 
 # a reading -> how the claim says it of ``what`` ("{}": the figure's words)
 VERBS = {"higher": "raises {}", "lower": "lowers {}", "no detectable effect": "does not change {}",
          "inconclusive": "has an inconclusive effect on {}", "not measured": "leaves {} unmeasured"}
 
 
-def reading_of(row: dict[str, Any], test: str) -> str:
+def _reading(row: dict[str, Any], test: str) -> str:
     """The reading recorded for ``test`` in ``row`` ("not measured" where none is)."""
     return row.get("tests", {}).get(test, {}).get("reading", "not measured")
 
 
-def triple(row: dict[str, Any], key: str, fmt: str = "{:+.3f}", points: bool = False) -> str:
+def _triple(row: dict[str, Any], key: str, fmt: str = "{:+.3f}", points: bool = False) -> str:
     """'+0.066 [+0.050, +0.083]' (``points``: a fraction in percentage points, '-20.8 points [-31.4, -10.2]')."""
     value = row["figures"][key]
     return words.points(value, 1, " points") if points else words.difference(value, fmt)
@@ -35,9 +35,9 @@ def change(row: dict[str, Any], test: str, what: str, fmt: str = "{:+.3f}", poin
            verbs: dict[str, str] | None = None) -> str:
     """'lowers the digits probe accuracy (Δ -0.440 [-0.567, -0.313], a lead)': the comparison ``test`` of ``row`` (its
     paired difference the row's figure of the same name) as a verb phrase; ``verbs`` overrides :data:`VERBS`."""
-    reading = reading_of(row, test)
+    reading = _reading(row, test)
     said = {**VERBS, **(verbs or {})}.get(reading, VERBS["inconclusive"]).format(what)
     figure: Sequence[float] = row["figures"].get(test, [math.nan] * 3)
     if not math.isfinite(figure[0]):
         return said
-    return f"{said} (Δ {triple(row, test, fmt, points)}{', a lead' if lead(row, test) else ''})"
+    return f"{said} (Δ {_triple(row, test, fmt, points)}{', a lead' if lead(row, test) else ''})"

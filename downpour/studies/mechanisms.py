@@ -159,7 +159,7 @@ class MechanismsStudy(MechanismsDesign, MeasuredStudy):
         return "\n\n".join(p for p in paras if p)
 
     def claim(self, rows: list[dict[str, Any]]) -> str:
-        """"Against the plain stage (digits probe accuracy 0.916), pyramid3 at 3.49x its forward FLOPs has an
+        """"Against the plain stage (digits probe accuracy 0.916), pyramid3 at 3.49x the forward FLOPs has an
         inconclusive effect on the digits probe accuracy (Δ +0.001 [-0.078, +0.080]) and glimpse at 0.49x lowers it
         (Δ -0.440 [-0.567, -0.313], a lead)": what each front does to what the stage learned, at what compute."""
         ref = next(r for r in rows if r["condition"] == "plain")
@@ -169,7 +169,7 @@ class MechanismsStudy(MechanismsDesign, MeasuredStudy):
                 continue
             flops = f"{r['figures']['flops_fwd'][0] / ref['figures']['flops_fwd'][0]:.2f}x"
             # (the first names the figure and its FLOPs in full; the others say "it")
-            said.append(f"{r['condition']} at {flops} its forward FLOPs "
+            said.append(f"{r['condition']} at {flops} the forward FLOPs "
                         f"{change(r, 'd_probe_digits', 'the digits probe accuracy')}" if not said else
                         f"{r['condition']} at {flops} {change(r, 'd_probe_digits', 'it')}")
         return (f"Against the plain stage (digits probe accuracy {value(ref, 'probe_digits')}), {listed(said)}."

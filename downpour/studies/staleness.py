@@ -309,8 +309,8 @@ class StalenessStudy(StalenessDesign, Study):
     def claim(self, rows: list[dict[str, Any]]) -> str:
         """"At learning rate 0.5, 4 asynchronous workers lowered the share of seeds reaching the global optimum: async4
         reached 40% against sync's 75% (Δ -35 points [-60, -10]: lower, a lead); over the phase diagram's 12 comparisons
-        staleness raised it in 0 and lowered it in 3": the middle rate's async4 against synchronous SGD, the phase
-        diagram's count after it (the verdict's first paragraph)."""
+        staleness raised it in 0 and lowered it in 3": async4 against synchronous SGD at the rate of the controls (the
+        smallest, where every delay is stable), the phase diagram's count after it (the verdict's first paragraph)."""
         by = {r["condition"]: r for r in rows}
         row = by.get(f"lr{self._middle():g}/async4")
         if row is None or not row["params"].get("vs"):
