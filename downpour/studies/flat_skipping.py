@@ -243,7 +243,7 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
         cond, t = self.conditions()[0].name, max(self.thresholds())
         rs = [by[f"{cond}/{t:g}/{n}"] for n in SETS]
         lfw = rs[0]["figures"]
-        skipped = [f"{100 * r['figures']['skipped'][0]:.0f}%" for r in rs]
+        skipped = [words.percent(r["figures"]["skipped"][0]) for r in rs]      # ("–" where every seed diverged)
         others = ", ".join(f"{share} on {n}" for share, n in zip(skipped[1:], SETS[1:]))
         return (f"At its largest threshold ({t:g}) the {cond} network's gate skips {skipped[0]} of stage-1 positions "
                 f"on {SETS[0]} ({others}), for network FLOPs x{lfw['net_flops_ratio'][0]:.2f} and network time "
