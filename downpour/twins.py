@@ -138,13 +138,18 @@ def failed(failures: list[str], kept: list[str] = ()) -> int:
 
 def shared_ray(cfg: RunConfig, runs: int) -> contextlib.AbstractContextManager:
     """On the Ray runner, one Ray for ``runs`` runs of ``cfg``'s cluster trained one after another (a run
-    and its twin, a cross-fit's folds): its start-up and shutdown cost seconds each. Nothing to share
-    for one run, or on another runner."""
+    and its twin, a cross-fit's folds): its start-up and shutdown cost seconds each; and the actors a run that
+    ended well leaves are kept for the next one, rebuilt in place (:mod:`downpour.ps.keeping_on_ray`: each is a
+    process that imported torch). Nothing to share for one run, or on another runner."""
     if cfg.cluster.runner != "ray" or runs < 2:
         return contextlib.nullcontext()
     from downpour.ps.connect_on_ray import held
+    from downpour.ps.keeping_on_ray import keeping
 
-    return held(cfg.cluster.address)
+    shared = contextlib.ExitStack()
+    shared.enter_context(held(cfg.cluster.address))
+    shared.enter_context(keeping())       # left first: what is kept is killed before Ray is shut down
+    return shared
 
 
 def kept(run: RunDir, cfg: RunConfig) -> dict[str, Any]:

@@ -226,6 +226,35 @@ def test_on_ray_a_crossfit_shares_one_ray_over_its_folds(tmp_path, ray_starts):
     assert ray_starts == [] and not ray.is_initialized()
 
 
+def test_on_ray_the_twin_trains_on_the_runs_kept_actors_as_it_would_on_new_ones(tmp_path, monkeypatch):
+    """The twin's shard and worker are the run's processes, rebuilt (downpour.ps.keeping_on_ray: each actor is a
+    process importing torch), and its model is the one actors started anew train, bit for bit (sync, one thread)."""
+    from downpour import twins
+    from downpour.ps.connect_on_ray import held
+    from downpour.ps.keeping_on_ray import Keeping
+
+    sync = [*TINY_CAT, *ONE_ACTOR_EACH, "--no-report", *TWIN, "--set", "cluster.consistency=sync",
+            "--set", "train.threads=1"]
+    taken, take = [], Keeping.take
+
+    def counted(self, keys):
+        got = take(self, keys)
+        taken.append(sorted(key[0] for key in got))   # (the start pops what it takes from got)
+        return got
+
+    monkeypatch.setattr(Keeping, "take", counted)
+    assert main(["train", *sync, "--out", str(tmp_path / "kept")]) == 0
+    assert taken == [[], ["shard", "worker"]]   # none for the run; the twin took the run's
+    # the same command as before the keeping: one Ray, each run's actors started anew
+    monkeypatch.setattr(twins, "shared_ray", lambda cfg, runs: held(cfg.cluster.address))
+    assert main(["train", *sync, "--out", str(tmp_path / "anew")]) == 0
+    assert len(taken) == 2
+    for run in ("", "no-faces"):
+        kept, anew = (tmp_path / way / run / "model.safetensors" for way in ("kept", "anew"))
+        assert kept.read_bytes() == anew.read_bytes()
+    assert RunDir(tmp_path / "kept" / "no-faces").finished(4)
+
+
 def test_no_twin_is_trained_or_asked_for_where_no_face_test_runs(tmp_path, capsys, caplog):
     """With analysis.dataset = digits the preset's twin was trained (the main job's 80 s) for a face test
     that never runs, and `analyze --set analysis.dataset=digits` of a run without its twin was refused."""

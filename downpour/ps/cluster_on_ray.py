@@ -22,6 +22,7 @@ from downpour.ps.checkpoint import ShardState
 from downpour.ps.connect_on_ray import head_answers
 from downpour.ps.coordinator import Coordinator, restarts_left
 from downpour.ps.driving_on_ray import Driving
+from downpour.ps.keeping_on_ray import Keeping, kept
 from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardPush
 from downpour.ps.partition_restarts_on_ray import PartitionRestarts
@@ -71,6 +72,15 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
         self.pins: dict[tuple[int, int | None], str | None] = {}
         self.pusher: ShardPush | None = None
         self.started = False                             # set in _start: this driver started Ray (close shuts it down)
+        self.run_id = "-"                                # set in _start: its actors', shared memory's, channels' names
+        self.per_worker = 0.0                            # set in _start: the CPUs each worker actor asks
+        self.place: Callable[[int, float], dict[str, Any]] | None = None   # set in _start: connect_on_ray.placer's
+        self.lanes: list[Any] = []                       # set in _start: per shard its lanes (ShardActor.lanes), or None
+        self.placement: dict[str, list[str]] = {}        # set in _start: each actor's node, by kind ("shards", ...)
+        self.shard_pins: list[str | None] = []           # set in _start: the node each shard is pinned to (None: Ray's)
+        self.reused: dict[Any, Any] = {}                 # set in _start: the kept actors it takes (keeping_on_ray)
+        self.reborn: dict[int, Any] = {}                 # a kept worker's rebuild's answer (its start report), by worker
+        self.ran = False                                 # set by run once the budget is done: close may keep the actors
         self._incarnation = [0] * cfg.cluster.workers
         self._partition_lives: dict[tuple[int, int], int] = {}   # partition_restarts_on_ray: each one's restarts
         self._pending: dict[Any, tuple[str, int]] = {}   # future -> ("cycle" | "push", worker)
@@ -177,7 +187,8 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
         self._channels = {}
         # the workers and partitions killed before the shards remove their segments: a start that failed can leave one
         # linking to them still (they start beside the shards since 2026-12-06), whose traceback followed the error
-        for a in (*self.worker_actors, *(a for actors in self.partition_actors.values() for a in actors)):
+        keeping = self._keeping()   # the keeping its actors go to (the next run's start takes them), or None
+        for a in (*(() if keeping else self.worker_actors), *(a for ps in self.partition_actors.values() for a in ps)):
             kill(a)
         unclosed = False
         if self.shard_actors:
@@ -185,17 +196,29 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
                 ray.get([a.close.remote() for a in self.shard_actors], timeout=30)
             except Exception:  # noqa: BLE001
                 unclosed = True     # (a lost shard: its segments on this node are removed below)
-        for a in self.shard_actors:
-            kill(a)
+        if keeping is not None and not unclosed:
+            keeping.give(dict(zip(self.kept_keys(), [*self.shard_actors, *self.worker_actors])))
+        else:
+            for a in (*(self.worker_actors if keeping else ()), *self.shard_actors):
+                kill(a)
         self.shard_actors, self.worker_actors, self.partition_actors, self.pusher = [], [], {}, None
-        for path in SHM_DIR.glob(f"downpour-{getattr(self, 'run_id', '-')}-*"):   # what a dead shard left here
+        for path in SHM_DIR.glob(f"downpour-{self.run_id}-*"):   # what a dead shard left here
             path.unlink(missing_ok=True)
         if unclosed and _other_nodes():   # it warned on one node too, where nothing was left after the line above
             log.warning("a shard could not remove its shared memory: /dev/shm/downpour-%s-* may be left on the "
-                        "cluster's other nodes", getattr(self, "run_id", "-"))
+                        "cluster's other nodes", self.run_id)
         if self.started:
             ray.shutdown()
             self.started = False
+
+    def _keeping(self) -> Keeping | None:
+        """The keeping in force (:mod:`downpour.ps.keeping_on_ray`) where this run may leave it its actors: it ran
+        its budget, no worker was lost or restarted, no partitions, no GPUs, and every actor answers; else None."""
+        keeping = kept()
+        if keeping is None or not self.ran or self.coord.lost or self.partition_actors or self.gpus or self.started:
+            return None
+        whole = all(i == 1 for i in self._incarnation) and len(self.shard_actors) == len(self.shard_pins)
+        return keeping if whole and Keeping.keepable(self.worker_actors + self.shard_actors) else None
 
 
 def _other_nodes() -> bool:

@@ -105,6 +105,7 @@ class Driving:
         apply a partly filled sync round, as the simulator does."""
         self._drive(on_push)
         ray.get([a.flush.remote() for a in self.shard_actors], timeout=60)
+        self.ran = True
 
     def _drive(self, on_push: OnPush) -> None:
         self.laps.mark()

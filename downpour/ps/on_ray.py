@@ -88,6 +88,14 @@ class ShardActor(ShardServer, NodeAnswers):
         torch.set_num_threads(1)
         super().__init__(shard, lane_prefix, workers)
 
+    def again(self, shard: Shard, lane_prefix: str = "", workers: int = 0) -> dict[str, Any] | None:
+        """Become a new actor's shard, kept from a run that ended (:mod:`downpour.ps.keeping_on_ray`): the old one's
+        shared memory and doorbell gone, its state cleared, built as a new actor is; returns :meth:`lanes`."""
+        super().close()
+        self.__dict__.clear()
+        self.__init__(shard, lane_prefix, workers)
+        return self.lanes()
+
     def lanes(self) -> dict[str, Any] | None:
         lanes = super().lanes()
         return None if lanes is None else {**lanes, "node": _node()}
@@ -288,6 +296,14 @@ class WorkerActor(NodeAnswers):
         layout = self.worker.params.layout
         self.laps.count("params_as_views", params_as_views(self.worker.model, layout.names, layout.offsets, self.fetched))
         self.worker.params = _TimedParams(self.worker.params, self.laps)
+
+    def again(self, *args: Any) -> dict[str, Any]:
+        """Become a new actor's worker, built with ``args`` (``__init__``'s), kept from a run that ended
+        (:mod:`downpour.ps.keeping_on_ray`): its state cleared (the run's replica, data, laps and shared-memory links
+        let go), torch's threads and RNG set as a new actor sets them; returns :meth:`start_report`."""
+        self.__dict__.clear()
+        self.__init__(*args)
+        return self.start_report()
 
     def replace_partition(self, p: int, actor: Any) -> int:
         """Partition ``p`` died and ``actor`` replaces it (``ps.partition_restarts_on_ray``): the failed cycle's push

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any
+from typing import Any, Iterator
 
 import ray
 
 from downpour.ps.asking_on_ray import node_addresses
 from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pinned, placer, spot
+from downpour.ps.keeping_on_ray import kept
 from downpour.ps.node_environments import node_environments
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
 from downpour.ps.setup import worker_cpus, worker_gpus, worker_rng
@@ -28,10 +29,11 @@ class Starting:
     """``RayCluster``'s actors brought up: :meth:`_start` (every one, at the driver's start), :meth:`_spawn` (a
     worker's, at the start or a restart) and :meth:`_came_up` (where restarted ones came up).
 
-    :meth:`_start` alone sets, and ``RayCluster.__init__`` does not declare, ``run_id``, ``per_worker``, ``place``,
-    ``lanes`` and ``placement`` (``ray_info``: :class:`~downpour.ps.asking_on_ray.Asking`'s default): the other
-    mixins (placing, restarts, partition restarts, piped, asking) read them, so none may run before it
-    (``RayCluster.close`` reads ``run_id`` with a default, as a failed start calls it)."""
+    :meth:`_start` sets ``run_id``, ``per_worker``, ``place``, ``lanes``, ``placement`` and ``shard_pins``
+    (``RayCluster.__init__`` declares them, empty; ``ray_info``: :class:`~downpour.ps.asking_on_ray.Asking`'s
+    default): the other mixins (placing, restarts, partition restarts, piped, asking) read them, so none may run
+    before it. Inside :func:`~downpour.ps.keeping_on_ray.keeping` it takes the actors an earlier run kept where they
+    are placed as its own would be (``reused``), and has each rebuilt as a new one (``again``), not started anew."""
 
     def _start(self, shards: list[Shard], start_step: int) -> None:
         """Ray (started or joined), then every actor at once: shards, workers and their partitions (which wait
@@ -50,15 +52,24 @@ class Starting:
         self.placed_first = {w: self._placed((w, None), spot("worker", w, n, cfg.cluster.partitions), self.per_worker,
                                              None) for w in range(n)}   # every worker first: its threads share its node
         options = [self.place(spot("shard", j, n, cfg.cluster.partitions), 0.0) for j in range(len(shards))]
+        self.shard_pins = [pinned(o) for o in options]
+        keeping = kept()   # an earlier run's actors, where one kept them: taken where placed as these would be
+        self.reused = keeping.take([*self.kept_keys()]) if keeping is not None and cfg.cluster.partitions == 1 else {}
+        lanes = []
         for j, s in enumerate(shards):
-            self.shard_actors.append(ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0,
-                                                        **options[j])
-                                     .remote(s, f"/dev/shm/downpour-{self.run_id}", n))
+            actor, prefix = self.reused.pop(("shard", j, self.shard_pins[j]), None), f"/dev/shm/downpour-{self.run_id}"
+            if actor is None:
+                actor = (ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0, **options[j])
+                         .remote(s, prefix, n))
+                lanes.append(actor.lanes.remote())
+            else:        # a kept one (its name the run's that started it), rebuilt as a new one is
+                lanes.append(actor.again.remote(s, prefix, n))
+            self.shard_actors.append(actor)
         # every actor starts now, the workers and their partitions beside the shards (each a fresh process importing
         # torch: ~5.6 s of ~8 at load 12, 2026-12-06); until 2026-12-06 the workers were started only once every shard
         # had answered. They are handed the shards' answers to come (object refs) and wait for them themselves before
         # they link to the shards (on_ray.lanes_of): none fetches before the shards hold the weights, as before
-        self.lanes = [a.lanes.remote() for a in self.shard_actors]
+        self.lanes = lanes
         for w in range(n):
             self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
         limit = start_limit(cfg.cluster.silent_seconds)
@@ -69,7 +80,8 @@ class Starting:
         self.pusher = ShardPush(self.shard_actors, self.lanes)
         # each actor's node and the install there, in the answer placement waits for (no round trip of its own)
         reports = {"shards": ray.get([a.start_report.remote() for a in self.shard_actors]),
-                   "workers": gathered([a.start_report.remote() for a in self.worker_actors], "worker actors", limit,
+                   "workers": gathered([self.reborn.pop(w) if w in self.reborn else a.start_report.remote()
+                                        for w, a in enumerate(self.worker_actors)], "worker actors", limit,
                                        {"CPU": self.per_worker, "GPU": self.gpus},
                                        pins=[self.pins[w, None] for w in range(n)])}
         self.addresses = node_addresses()   # read now: a lost shard's node is named where the head may not answer
@@ -101,11 +113,23 @@ class Starting:
         options = (self.placed_first.pop(w) if nodes is None and w in self.placed_first else
                    self._placed((w, None), spot("worker", w, n, setup.cfg.cluster.partitions), self.per_worker, nodes))
         parts = self._spawn_partitions(w, name, nodes, step) if setup.cfg.cluster.partitions > 1 else None
-        actor = (WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options)
-                 .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq,
-                         self.shard_actors, self.lanes, self._threads(w, nodes), parts, setup.shards_of,
-                         frozen_params(setup.model), worker_rng(setup.rng, setup.cfg.seed, w, step)))
-        return actor
+        args = (setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq, self.shard_actors,
+                self.lanes, self._threads(w, nodes), parts, setup.shards_of, frozen_params(setup.model),
+                worker_rng(setup.rng, setup.cfg.seed, w, step))
+        actor = self.reused.pop(self.kept_key(w), None) if nodes is None and parts is None else None
+        if actor is not None:    # a kept one (its name the run's that started it), rebuilt with what a new one is given
+            self.reborn[w] = actor.again.remote(*args)
+            return actor
+        return WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options).remote(*args)
+
+    def kept_key(self, w: int) -> tuple:
+        """Worker ``w``'s key in a :class:`~downpour.ps.keeping_on_ray.Keeping`: its index, node, CPUs and GPUs."""
+        return "worker", w, self.pins.get((w, None)), self.per_worker, self.gpus
+
+    def kept_keys(self) -> Iterator[tuple]:
+        """Every shard's and worker's key in a :class:`~downpour.ps.keeping_on_ray.Keeping`, shards first."""
+        yield from (("shard", j, pin) for j, pin in enumerate(self.shard_pins))
+        yield from (self.kept_key(w) for w in range(self.setup.cfg.cluster.workers))
 
     def _came_up(self, reports: list[dict[str, Any]]) -> None:
         """Restarted actors' start reports (a worker's, its partitions', or a partition's alone): where one came up on
