@@ -37,9 +37,23 @@ def test_a_run_that_did_not_end_whole_keeps_nothing(changed):
         assert RayCluster._keeping(ended(**changed)) is None
 
 
-def test_a_start_takes_the_actors_placed_as_its_own_and_the_rest_are_let_go():
+def test_asking_no_actors_starts_no_ray():
+    import ray
+
+    assert Keeping.keepable([]) and not ray.is_initialized()   # (ray.get([]) started one, which the next module's
+    #                                                              local_ray found up: "ray.init twice")
+
+
+def test_a_start_takes_the_actors_placed_as_its_own_and_kills_the_rest(monkeypatch):
+    import ray
+
+    killed = []
+    monkeypatch.setattr(ray, "kill", killed.append)
     keep = Keeping()
     keep.give({("shard", 0, None): "s0", ("worker", 0, None, 1.0, 0.0): "w0", ("worker", 1, None, 1.0, 0.0): "w1"})
     taken = keep.take([("shard", 0, None), ("worker", 0, None, 2.0, 0.0), ("worker", 1, None, 1.0, 0.0)])
     assert taken == {("shard", 0, None): "s0", ("worker", 1, None, 1.0, 0.0): "w1"}   # w0 asked other CPUs
-    assert keep.actors == {}
+    assert keep.actors == {} and killed == ["w0"]
+    keep.give({("shard", 0, None): "s1"})
+    keep.close()
+    assert killed == ["w0", "s1"] and keep.actors == {}

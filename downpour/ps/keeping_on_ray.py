@@ -51,6 +51,8 @@ class Keeping:
     def keepable(actors: list[Any], timeout: float = 10.0) -> bool:
         """Whether every one of ``actors`` answers within ``timeout`` seconds (a worker still serving its channel
         answers nothing else: one kept would hold up the next start)."""
+        if not actors:   # (ray.get of none would start a Ray where none is up)
+            return True
         try:
             ray.get([a.node.remote() for a in actors], timeout=timeout)
         except Exception:  # noqa: BLE001
