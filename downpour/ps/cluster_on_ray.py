@@ -75,11 +75,11 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
         self.run_id = "-"                                # set in _start: its actors', shared memory's, channels' names
         self.per_worker = 0.0                            # set in _start: the CPUs each worker actor asks
         self.place: Callable[[int, float], dict[str, Any]] | None = None   # set in _start: connect_on_ray.placer's
-        self.lanes: list[Any] = []                       # set in _start: per shard its lanes (ShardActor.lanes), or None
+        self.lanes: list[Any] = []                       # set in _start: per shard its lanes (ShardActor.lanes) or None
         self.placement: dict[str, list[str]] = {}        # set in _start: each actor's node, by kind ("shards", ...)
         self.shard_pins: list[str | None] = []           # set in _start: the node each shard is pinned to (None: Ray's)
         self.reused: dict[Any, Any] = {}                 # set in _start: the kept actors it takes (keeping_on_ray)
-        self.reborn: dict[int, Any] = {}                 # a kept worker's rebuild's answer (its start report), by worker
+        self.reborn: dict[int, Any] = {}                 # by worker: a kept one's rebuild's answer (start report)
         self.ran = False                                 # set by run once the budget is done: close may keep the actors
         self._incarnation = [0] * cfg.cluster.workers
         self._partition_lives: dict[tuple[int, int], int] = {}   # partition_restarts_on_ray: each one's restarts

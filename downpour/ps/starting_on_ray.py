@@ -53,8 +53,11 @@ class Starting:
                                              None) for w in range(n)}   # every worker first: its threads share its node
         options = [self.place(spot("shard", j, n, cfg.cluster.partitions), 0.0) for j in range(len(shards))]
         self.shard_pins = [pinned(o) for o in options]
-        keeping = kept()   # an earlier run's actors, where one kept them: taken where placed as these would be
-        self.reused = keeping.take([*self.kept_keys()]) if keeping is not None and cfg.cluster.partitions == 1 else {}
+        # an earlier run's actors, where one kept them: taken where placed as these would be, the rest killed now (they
+        # hold their CPUs); none for a model-parallel run (a worker with partitions is started anew)
+        keeping = kept()
+        keys = [*self.kept_keys()] if cfg.cluster.partitions == 1 else []
+        self.reused = {} if keeping is None else keeping.take(keys)
         lanes = []
         for j, s in enumerate(shards):
             actor, prefix = self.reused.pop(("shard", j, self.shard_pins[j]), None), f"/dev/shm/downpour-{self.run_id}"
