@@ -11,8 +11,8 @@ a twin started anew paid it again for the same layout on the same Ray. A kept ac
 is given), so the twin trains as on fresh actors (bit for bit: tests/test_twins.py); its Ray name stays the one it
 was started with (the run's id), its shared memory, channels and restarts are the twin's own (its id).
 
-Kept only where nothing went wrong (:meth:`Keeping.keepable`, asked by ``RayCluster.close``): the run finished, no
-worker lost or restarted, no partitions, no GPU, every actor answering. An actor is taken by a start that places
+Kept only where nothing went wrong (``RayCluster._keeping``, asked by its close): the run finished, no worker lost
+or restarted, no partitions, no GPU, every actor answering (:meth:`Keeping.keepable`). An actor is taken by a start that places
 it as it was placed (its kind, index, node, CPUs and GPUs: the key); the start kills those it does not take
 before it starts its own (they hold their CPUs), and the keeping's end kills what is left.
 """
