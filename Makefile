@@ -35,7 +35,7 @@ test: setup           ## the whole test suite (what CI runs)
 # report_figures and verdict_figure too: they draw an analysed run's figures (--run RUN, required)
 bench: setup          ## every benchmark, one JSON line per row
 	for b in bench/[!_]*.py; do \
-	  case $$b in bench/sandblaster.py) args=backups ;; bench/rank_interval.py) continue ;; bench/report_figures.py) continue ;; bench/verdict_figure.py) continue ;; bench/stimulus_grad.py) continue ;; bench/analysis_parts.py) continue ;; bench/architectures_steps.py) continue ;; bench/architectures_why_cat.py) continue ;; bench/main_job_phases.py) continue ;; *) args= ;; esac; \
+	  case $$b in bench/sandblaster.py) args=backups ;; bench/rank_interval.py) continue ;; bench/report_figures.py) continue ;; bench/verdict_figure.py) continue ;; bench/stimulus_grad.py) continue ;; bench/analysis_parts.py) continue ;; bench/architectures_steps.py) continue ;; bench/architectures_why_cat.py) continue ;; bench/main_job_phases.py) continue ;; bench/twin_actors.py) continue ;; *) args= ;; esac; \
 	  $(BIN)/python $$b $$args || exit 1; \
 	done
 

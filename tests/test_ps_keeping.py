@@ -44,16 +44,54 @@ def test_asking_no_actors_starts_no_ray():
     #                                                              local_ray found up: "ray.init twice")
 
 
-def test_a_start_takes_the_actors_placed_as_its_own_and_kills_the_rest(monkeypatch):
+class Actor:
+    """A kept actor's stand-in: ``node.remote()`` is its own answer, which ``ray.get`` raises for a dead one and
+    ``ray.wait`` never has ready for a hung one."""
+
+    def __init__(self, name: str, state: str = "alive"):
+        self.name, self.state = name, state
+        self.node = SimpleNamespace(remote=lambda: self)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+@pytest.fixture
+def killed(monkeypatch):
+    """The stand-ins ``ray.kill`` was called with, in order (``ray.wait`` and ``ray.get`` answer for them)."""
     import ray
 
-    killed = []
-    monkeypatch.setattr(ray, "kill", killed.append)
+    def get(ref):
+        if ref.state == "dead":
+            raise RuntimeError(f"{ref.name} died")
+        return "node"
+
+    out = []
+    monkeypatch.setattr(ray, "kill", out.append)
+    monkeypatch.setattr(ray, "wait", lambda refs, num_returns, timeout: ([r for r in refs if r.state != "hung"],
+                                                                         [r for r in refs if r.state == "hung"]))
+    monkeypatch.setattr(ray, "get", get)
+    return out
+
+
+def test_a_start_takes_the_actors_placed_as_its_own_and_kills_the_rest(killed):
+    s0, w0, w1, s1 = Actor("s0"), Actor("w0"), Actor("w1"), Actor("s1")
     keep = Keeping()
-    keep.give({("shard", 0, None): "s0", ("worker", 0, None, 1.0, 0.0): "w0", ("worker", 1, None, 1.0, 0.0): "w1"})
+    keep.give({("shard", 0, None): s0, ("worker", 0, None, 1.0, 0.0): w0, ("worker", 1, None, 1.0, 0.0): w1})
     taken = keep.take([("shard", 0, None), ("worker", 0, None, 2.0, 0.0), ("worker", 1, None, 1.0, 0.0)])
-    assert taken == {("shard", 0, None): "s0", ("worker", 1, None, 1.0, 0.0): "w1"}   # w0 asked other CPUs
-    assert keep.actors == {} and killed == ["w0"]
-    keep.give({("shard", 0, None): "s1"})
+    assert taken == {("shard", 0, None): s0, ("worker", 1, None, 1.0, 0.0): w1}   # w0 asked other CPUs
+    assert keep.actors == {} and killed == [w0]
+    keep.give({("shard", 0, None): s1})
     keep.close()
-    assert killed == ["w0", "s1"] and keep.actors == {}
+    assert killed == [w0, s1] and keep.actors == {}
+
+
+def test_a_kept_actor_that_died_or_hangs_since_is_killed_not_taken(killed):
+    """One that died between the runs (its `again` failed the next run's start) or does not answer: started anew."""
+    alive, dead, hung = Actor("alive"), Actor("dead", "dead"), Actor("hung", "hung")
+    keep = Keeping()
+    keep.give({("shard", 0, None): alive, ("shard", 1, None): dead, ("worker", 0, None, 1.0, 0.0): hung})
+    taken = keep.take([("shard", 0, None), ("shard", 1, None), ("worker", 0, None, 1.0, 0.0)])
+    assert taken == {("shard", 0, None): alive}
+    assert sorted(map(repr, killed)) == ["dead", "hung"] and keep.actors == {}
+    assert not Keeping.keepable([alive, dead]) and Keeping.keepable([alive])

@@ -188,8 +188,10 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
         # the workers and partitions killed before the shards remove their segments: a start that failed can leave one
         # linking to them still (they start beside the shards since 2026-12-06), whose traceback followed the error
         keeping = self._keeping()   # the keeping its actors go to (the next run's start takes them), or None
-        for a in (*(() if keeping else self.worker_actors), *(a for ps in self.partition_actors.values() for a in ps)):
+        for a in (*(() if keeping else self.worker_actors), *(a for ps in self.partition_actors.values() for a in ps),
+                  *self.reused.values()):   # (kept ones a start that failed took and did not reach)
             kill(a)
+        self.reused = {}
         unclosed = False
         if self.shard_actors:
             try:

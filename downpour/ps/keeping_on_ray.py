@@ -12,9 +12,10 @@ is given), so the twin trains as on fresh actors (bit for bit: tests/test_twins.
 was started with (the run's id), its shared memory, channels and restarts are the twin's own (its id).
 
 Kept only where nothing went wrong (``RayCluster._keeping``, asked by its close): the run finished, no worker lost
-or restarted, no partitions, no GPU, every actor answering (:meth:`Keeping.keepable`). An actor is taken by a start that places
-it as it was placed (its kind, index, node, CPUs and GPUs: the key); the start kills those it does not take
-before it starts its own (they hold their CPUs), and the keeping's end kills what is left.
+or restarted, no partitions, no GPU, every actor answering (:meth:`Keeping.keepable`). An actor is taken by a start
+that places it as it was placed (its kind, index, node, CPUs and GPUs: the key) if it still answers (one that died
+since is started anew); the start kills those it does not take before it starts its own (they hold their CPUs), and
+the keeping's end kills what is left.
 """
 from __future__ import annotations
 
@@ -36,10 +37,13 @@ class Keeping:
         self.actors = dict(kept)
 
     def take(self, keys: list[Hashable]) -> dict[Hashable, Any]:
-        """The kept actors of ``keys`` (handed over: the caller owns them); the others are killed."""
+        """The kept actors of ``keys`` that answer (handed over: the caller owns them); the others are killed. One
+        that died since it was kept (or hangs) is not handed over: the start starts that one anew."""
         taken = {k: self.actors.pop(k) for k in keys if k in self.actors}
+        alive = dict(zip(taken, answering(list(taken.values()))))
+        self.actors.update((k, a) for k, a in taken.items() if not alive[k])
         self.close()
-        return taken
+        return {k: a for k, a in taken.items() if alive[k]}
 
     def close(self) -> None:
         for actor in self.actors.values():
@@ -48,16 +52,27 @@ class Keeping:
         self.actors = {}
 
     @staticmethod
-    def keepable(actors: list[Any], timeout: float = 10.0) -> bool:
-        """Whether every one of ``actors`` answers within ``timeout`` seconds (a worker still serving its channel
-        answers nothing else: one kept would hold up the next start)."""
-        if not actors:   # (ray.get of none would start a Ray where none is up)
-            return True
-        try:
-            ray.get([a.node.remote() for a in actors], timeout=timeout)
-        except Exception:  # noqa: BLE001
-            return False
-        return True
+    def keepable(actors: list[Any]) -> bool:
+        """Whether every one of ``actors`` answers (a worker still serving its channel answers nothing else: one
+        kept would hold up the next start)."""
+        return all(answering(actors))
+
+
+def answering(actors: list[Any], timeout: float = 10.0) -> list[bool]:
+    """Per actor whether it answers (``node``) within ``timeout`` seconds, all asked at once."""
+    if not actors:   # (a Ray call about none would start a Ray where none is up)
+        return []
+    asked = [a.node.remote() for a in actors]
+    ready, _ = ray.wait(asked, num_returns=len(asked), timeout=timeout)
+    return [ref in ready and _answered(ref) for ref in asked]
+
+
+def _answered(ref: Any) -> bool:
+    try:
+        ray.get(ref)
+    except Exception:  # noqa: BLE001   (a dead actor's answer is its error)
+        return False
+    return True
 
 
 _keeping: Keeping | None = None   # the keeping() in force: the runs it spans train one after another in this process
