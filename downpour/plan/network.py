@@ -36,7 +36,7 @@ from downpour.errors import ConfigError
 from downpour.models.cat import CatConfig, CatNet
 from downpour.models.footprint import create_checked, model_footprint
 from downpour.models.registry import build_objective, model_entry, resolve
-from downpour.objectives import make_term, split_part
+from downpour.objectives import Objective, make_term, split_part
 from downpour.parallel.partition import cut_refusal
 from downpour.plan.cat_formulas import cat_footprint, cat_stages
 from downpour.plan.counted import COST, buffer_bytes, held_by_layer, step_flops
@@ -302,12 +302,11 @@ def _refuse_unplanned(config: str, algorithm: str, consistency: str) -> None:
                           key="cluster.consistency")
 
 
-def _pooled_maps(objective: dict[str, Any], part: str) -> int:
+def _pooled_maps(objective: Objective, part: str) -> int:
     """The pooled maps ``part``'s step holds for its ``pooled_l2`` (:mod:`downpour.plan.held`): 2, 1 at ε = 0, 0 without
-    it; a part's own term (``stage2/pooled_l2``, resolved over the shared one's table) in place of the shared one."""
-    pooled = objective.get(f"{part}/pooled_l2", objective.get("pooled_l2"))   # (a weight, or the term's fields)
-    spec = pooled if isinstance(pooled, dict) else {"weight": pooled}
-    return 0 if pooled is None or spec.get("weight", 1.0) == 0 else 1 + (spec.get("eps", 1e-4) > 0)
+    it; a part's own term (``stage2/pooled_l2``) in place of the shared one, as training reads it (``terms_of``)."""
+    pooled = objective.terms_of(part).get("pooled_l2")
+    return 0 if pooled is None else 1 + (pooled.eps > 0)
 
 
 def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False) -> Network:
@@ -317,7 +316,8 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
     if issubclass(entry.family, CatNet):
         name, assumptions = paper_assumptions(cfg) if paper else (cfg.model.name, ())
         config = _cat_config(cfg, tuple(input_shape))
-        pooled_maps = tuple(_pooled_maps(cfg.objective, f"stage{i}") for i in range(1, len(config.maps) + 1))
+        objective = build_objective(cfg)
+        pooled_maps = tuple(_pooled_maps(objective, f"stage{i}") for i in range(1, len(config.maps) + 1))
         stages = cat_stages(config, input_shape, batch=cfg.train.batch_size, pooled_maps=pooled_maps,
                             schedule=cfg.train.schedule)
         # the runner's own refusal (the paper plan is the paper's pipeline, whose partitions own tiles and W2 too)
