@@ -58,14 +58,19 @@ def _check_kl_codes(name: str, model: FeatureModel, objective: Objective, shape:
         unit_low, unit_high = _range([c for s, c in codes if s == 1])
         grew = (" (in [0, 1] at unit size: they grow with the input, as a ReLU's do)"
                 if 0 <= unit_low <= unit_high <= 1 else "")
-        own = [f"objective.{part}/kl_sparsity" for part, terms in objective.own.items()
-               if "kl_sparsity" in terms and terms["kl_sparsity"].weight]
-        key = (own or ["objective.kl_sparsity"])[0]
+        key = _key(objective, "kl_sparsity", list(objective.own))
         raise ConfigError(f"{key} needs codes that stay in [0, 1] for any input (a sigmoid hidden "
                           f"layer, as ufldl-sae's): it reads each as a firing probability, and one outside is clamped "
                           f"and gets no gradient from it; the codes of model {name!r} range over [{low:.3g}, "
                           f"{high:.3g}] on random batches at {listed(f'{s:g}' for s in SCALES)} times unit size"
                           f"{grew}; use l1 or pooled_l2 instead", key=key)
+
+
+def _key(objective: Objective, term: str, parts: list[str]) -> str:
+    """The config key that puts ``term`` in one of ``parts``: the first of those parts' own (``objective.stage2/l1``)
+    that is on, else the shared one (``objective.l1``)."""
+    own = [p for p in parts if (t := objective.own.get(p, {}).get(term)) is not None and t.weight]
+    return f"objective.{own[0]}/{term}" if own else f"objective.{term}"
 
 
 def _range(codes: list[torch.Tensor]) -> tuple[float, float]:
@@ -82,9 +87,8 @@ def _check_weight_decay(name: str, model: FeatureModel, objective: Objective) ->
              if getattr(getattr(stage, "filter", None), "norm", None) is not None
              and getattr(stage, "decoder_weight", False) is None]
     decayed = [i for i in fixed if "weight_l2" in objective.terms_of(f"stage{i}")]
-    if decayed:   # the key that put it there: a part's own (stage2/weight_l2) or the shared one
-        own = [f"objective.stage{i}/weight_l2" for i in decayed if "weight_l2" in objective.own.get(f"stage{i}", {})]
-        key = (own or ["objective.weight_l2"])[0]
+    if decayed:
+        key = _key(objective, "weight_l2", [f"stage{i}" for i in decayed])
         raise ConfigError(f"{key} on model {name!r}: stage(s) {fixed} use their filters at a "
                           f"fixed norm (model.filter_norm) through a tied decoder, so the decay would only shrink the "
                           f"filters' free length and change nothing the network computes; set model.filter_norm = 0 "
