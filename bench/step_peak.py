@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from downpour.models.registry import build  # noqa: E402
 from downpour.plan import network_of, plan_config  # noqa: E402
-from downpour.plan.counted import _random_batch, step_held_bytes  # noqa: E402
+from downpour.plan.counted import random_batch, step_held_bytes  # noqa: E402
 
 STEPS = [("config", "cat-demo", [], 1), ("config", "cat-demo", [], 2), ("config", "cat-untied", [], 1),
          ("model", "cat-3stage", ["train.batch_size=8"], None), ("config", "cnn-digits", [], None),
@@ -42,7 +42,7 @@ def peak(cfg, shape, batch: int, stage: int | None) -> tuple[int, int, int]:
     model.set_stage(stage)
     model.train()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        data = _random_batch(shape, batch)        # (the batch is held too: the first layer saves it)
+        data = random_batch(shape, batch)        # (the batch is held too: the first layer saves it)
         total, _ = objective(model.forward_train(data))
         with record_function("backward"):
             total.backward()

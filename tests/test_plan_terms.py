@@ -130,6 +130,17 @@ def test_a_stages_own_cost_term_the_plan_cannot_count_is_refused_naming_it(capsy
     assert re.search(said, capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("model, term, said", [
+    ("tica-8x8", "stage2/l1=0.1", "objective.stage2/l1: the model has no part 'stage2'.*; its parts: none"),
+    ("rica-8x8", "stage1/l1=0.1", "objective.stage1/l1: the model has no part 'stage1'"),
+])
+def test_a_part_own_term_on_a_part_a_built_model_lacks_is_refused_as_train_refuses_it(capsys, model, term, said):
+    """A model other than the cat network is built and counted by torch: its terms are all read, but one a part of
+    its own names is read only where the model has that part. Until 2026-12-07 the plan took it unsaid."""
+    assert main(["plan", "--model", model, "--set", f"objective.{term}", "--machines", "2"]) == 2
+    assert re.search(said, capsys.readouterr().err)
+
+
 def test_a_stages_own_pooled_l2_in_a_config_file_is_planned_in_that_stage_alone(tmp_path):
     path = tmp_path / "own.toml"
     path.write_text('base = "cat-demo"\n\n[objective]\n"stage2/pooled_l2" = 0\n"stage2/l1" = 0.2\n')

@@ -33,7 +33,8 @@ __all__ = ["step_flops", "step_held_bytes", "held_by_layer", "buffer_bytes", "CO
 COST = "(the cost)"
 
 
-def _random_batch(input_shape: tuple[int, ...], batch: int) -> Batch:
+def random_batch(input_shape: tuple[int, ...], batch: int) -> Batch:
+    """``batch`` examples uniform in [0, 1] (a Bernoulli RBM's range; seed 0, the same each call), labels 0."""
     generator = torch.Generator().manual_seed(0)
     return Batch(torch.rand((batch, *input_shape), generator=generator), torch.zeros(batch, dtype=torch.long))
 
@@ -66,7 +67,7 @@ def _held(model: FeatureModel, objective: Objective, input_shape: tuple[int, ...
     the pack hook; it goes to the cost when the node saving it was made by the cost (autograd numbers its nodes in
     order), else to the model's own ops. Until 2026-12-04 every one went to "", and tica-8x8's memory line read
     "held whatever the batch 16.40kB": its 16.38 kB pooling matrix (a buffer) and its two terms' weights."""
-    data = _random_batch(input_shape, batch)
+    data = random_batch(input_shape, batch)
     params = {p.untyped_storage().data_ptr() for p in (*model.parameters(), *model.buffers())}
     names = {m: n for n, m in model.named_modules()}
     inside: list[str] = []              # the modules whose forward is running, innermost last
@@ -162,7 +163,7 @@ def held_by_layer(model: FeatureModel, objective: Objective, input_shape: tuple[
 
 def _count(model: FeatureModel, objective: Objective, input_shape: tuple[int, ...], batch: int) -> float:
     """torch's FLOPs of one training step on ``batch`` examples (all of them, not per example)."""
-    data = _random_batch(input_shape, batch)
+    data = random_batch(input_shape, batch)
     with FlopCounterMode(display=False) as counter:
         train_step(model, objective, data)
     return float(counter.get_total_flops())

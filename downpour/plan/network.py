@@ -28,6 +28,8 @@ import functools
 import logging
 from typing import Any, Callable
 
+import torch
+
 from downpour.config import (ClusterConfig, RunConfig, config_from_dict, load_config, merge_term, origin_of,
                              parse_override, with_origin)
 from downpour._names import pasted, whole_flag
@@ -39,7 +41,7 @@ from downpour.models.registry import build_objective, model_entry, resolve
 from downpour.objectives import Objective, make_term, split_part
 from downpour.parallel.partition import cut_refusal
 from downpour.plan.cat_formulas import cat_footprint, cat_stages
-from downpour.plan.counted import COST, buffer_bytes, held_by_layer, step_flops
+from downpour.plan.counted import COST, buffer_bytes, held_by_layer, random_batch, step_flops
 from downpour.plan.stage import Network, Stage, over_schedule
 
 __all__ = ["PAPER", "PAPER_INPUT", "paper_assumptions", "Stage", "Network", "plan_config", "network_of",
@@ -242,7 +244,8 @@ def _refuse_uncounted_terms(typed: Callable[[list[str]], str], cfg: RunConfig, t
     """A --set cost term the plan would not read: the cat network's cost (``parts``: its stages) is counted on paper,
     where only ``pooled_l2`` changes anything, shared or a stage's own (``stage2/pooled_l2``; what a step holds: its
     square root's output, :mod:`downpour.plan.held`); any other model's training step is built with its cost and
-    counted by torch, so every term is read there (a part the model lacks refused as train refuses it)."""
+    counted by torch, so every term is read there (a part the model lacks refused by :func:`network_of`, as train
+    refuses it)."""
     if parts is None:
         return
     # the formulas train every decoder by the reconstruction term; without it the decoder's backward and what it keeps
@@ -329,6 +332,8 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
     # builds, 1-10 ms each of tica-8x8's to rnn-rows' 0.1-0.6 s network_of); its buffers read before any step runs
     model = create_checked(cfg.model.name, tuple(input_shape), cfg.model.options)
     objective = build_objective(cfg)
+    with torch.no_grad():   # a part's own term on a part the model lacks, refused as train refuses it (preflight.py)
+        objective.check_parts(list(copy.deepcopy(model).forward_train(random_batch(tuple(input_shape), 2))))
     buffers = buffer_bytes(model)
     rows = model_footprint(model, cfg.model.name, tuple(input_shape))[:-1]
     # what the step holds for its backward, on the layer that saved it; a decoder's and a model's own arithmetic's on
