@@ -13,12 +13,11 @@ import math
 from typing import Any, Sequence
 
 from downpour._names import plural
-from downpour.studies.figure_words import figure_words
+from downpour.studies.stats import ALPHA, said_reading
 from downpour.studies.words import difference
 
 __all__ = ["headline"]
 
-ALPHA = 0.05        # Holm's family-wise level, as the verdict's last paragraph reads it
 COUNT = "Holm's count over every comparison"     # (what the sentence is, said first)
 
 
@@ -47,17 +46,13 @@ def headline(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _said(row: dict[str, Any], name: str, test: dict[str, Any]) -> str:
-    """"gabor against learned: first stage's cost higher (Δ +5316 [+5159, +5473])"; a correlation by its sign,
+    """"gabor against learned: first stage's cost higher (Δ +5316 [+5159, +5473])" (the reading as the verdict's last
+    paragraph names it, :func:`~downpour.studies.stats.said_reading`, with its difference); a correlation by its sign,
     with its ρ."""
-    if test.get("correlation"):
-        reading = {"higher": "positive", "lower": "negative"}[test["reading"]]
-    else:
-        reading = test["reading"]
-    against = f" against {test['against']}" if test.get("against") else ""
+    said = said_reading(row["condition"], name, test)
     triple = row.get("figures", {}).get(name)
     if not (isinstance(triple, list) and len(triple) == 3):
-        return f"{row['condition']}{against}: {figure_words(name)} {reading}"
+        return said
     # (whole numbers from 100: a stage-1 cost's "+5.32e+03" read as code)
     symbol = "ρ" if test.get("correlation") else "Δ"
-    value = f" ({symbol} {difference(triple, '{:+.0f}' if abs(triple[0]) >= 100 else '{:+.3g}')})"
-    return f"{row['condition']}{against}: {figure_words(name)} {reading}{value}"
+    return f"{said} ({symbol} {difference(triple, '{:+.0f}' if abs(triple[0]) >= 100 else '{:+.3g}')})"

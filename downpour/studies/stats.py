@@ -266,9 +266,10 @@ def paired_test(row: dict[str, Any], name: str, baseline: Sequence[float], other
 
 
 LEAD = " (a lead: not after Holm's correction)"   # beside a reading :func:`lead` holds (" (a lead)" in a list)
+ALPHA = 0.05      # Holm's family-wise level: a reading holds below it, else it is a lead
 
 
-def lead(row: dict[str, Any], test: str, alpha: float = 0.05) -> bool:
+def lead(row: dict[str, Any], test: str, alpha: float = ALPHA) -> bool:
     """Whether the comparison recorded as ``row["tests"][test]`` reads higher or lower on its own interval but not
     after Holm's correction over the study (:func:`holm`, run before the verdict): what :func:`family_paragraph`
     names a lead, and what every verdict marks beside the reading (:data:`LEAD`) or a conclusion drawn from it."""
@@ -330,7 +331,15 @@ def nothing_trained(rows: Sequence[dict[str, Any]], lr_settable: bool = True) ->
             f"activation memory). Rerun it {rerun}, in a fresh --out.")
 
 
-def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = 0.05) -> str:
+def said_reading(condition: str, name: str, test: dict[str, Any]) -> str:
+    """"gabor against learned: first stage's cost higher": a comparison's reading as the verdict names it (a
+    correlation by its sign, "positive" or "negative")."""
+    said = {"higher": "positive", "lower": "negative"}[test["reading"]] if test.get("correlation") else test["reading"]
+    against = f" against {test['against']}" if test.get("against") else ""     # (recorded by :func:`record_test`)
+    return f"{condition}{against}: {figure_words(name)} {said}"
+
+
+def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = ALPHA) -> str:
     """Which "higher" / "lower" readings hold under :func:`holm` (run first) over the whole study ("" when
     it recorded no comparison)."""
     tests = [(r["condition"], name, t) for r in rows for name, t in r.get("tests", {}).items()]
@@ -352,13 +361,8 @@ def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = 0.05) -> str
     if not read:
         return f"{said}: none reads higher or lower, so there is nothing for it to take back."
 
-    def reading(c: str, name: str, t: dict[str, Any]) -> str:    # a correlation reads positive or negative
-        said = {"higher": "positive", "lower": "negative"}[t["reading"]] if t.get("correlation") else t["reading"]
-        against = f" against {t['against']}" if t.get("against") else ""     # (recorded by :func:`record_test`)
-        return f"{c}{against}: {figure_words(name)} {said}"
-
-    held = [reading(c, name, t) for c, name, t in read if t["p_holm"] < alpha]
-    leads = [reading(c, name, t) for c, name, t in read if not t["p_holm"] < alpha]
+    held = [said_reading(c, name, t) for c, name, t in read if t["p_holm"] < alpha]
+    leads = [said_reading(c, name, t) for c, name, t in read if not t["p_holm"] < alpha]
     kept = (f"{len(held)} of the {len(read)} readings higher or lower {'holds' if len(held) == 1 else 'hold'}"
             if len(read) > 1 else f"the one reading higher or lower {'holds' if held else 'does not hold'}")
     # (not "1 of the 1 readings hold"; nor "1 of the 4 readings higher or lower hold", the quick costs study's)

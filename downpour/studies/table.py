@@ -17,6 +17,7 @@ from downpour.studies.about import ABOUT
 from downpour.studies.column_words import column_words
 from downpour.studies.data_note import data_sentence
 from downpour.studies.figure_words import figure_words
+from downpour.studies.stats import ALPHA
 from downpour.studies.words import no_spread, unbounded
 
 Shown = Callable[[dict[str, Any], str], "str | None"]   # a study's own HTML for a row's param or extra cell, or None
@@ -185,7 +186,7 @@ def is_text(i: int, n: int, text: int, holds: bool = False) -> bool:
 def _holds(test: dict[str, Any]) -> str:
     if test["reading"] not in ("higher", "lower"):
         return ""
-    return "holds" if test["p_holm"] < 0.05 else "a lead"
+    return "holds" if test["p_holm"] < ALPHA else "a lead"
 
 
 def chance(rows: list[dict[str, Any]]) -> str:
