@@ -8,10 +8,10 @@ it (:func:`~downpour.studies.stats.lead`), as the verdict's paragraphs mark it."
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any
 
 from downpour.studies import words
-from downpour.studies.stats import lead
+from downpour.studies.stats import lead_mark
 
 __all__ = ["VERBS", "change"]
 
@@ -25,19 +25,15 @@ def _reading(row: dict[str, Any], test: str) -> str:
     return row.get("tests", {}).get(test, {}).get("reading", "not measured")
 
 
-def _triple(row: dict[str, Any], key: str, fmt: str = "{:+.3f}", points: bool = False) -> str:
-    """'+0.066 [+0.050, +0.083]' (``points``: a fraction in percentage points, '-20.8 points [-31.4, -10.2]')."""
-    value = row["figures"][key]
-    return words.points(value, 1, " points") if points else words.difference(value, fmt)
-
-
 def change(row: dict[str, Any], test: str, what: str, fmt: str = "{:+.3f}", points: bool = False,
            verbs: dict[str, str] | None = None) -> str:
     """'lowers the digits probe accuracy (Δ -0.440 [-0.567, -0.313], a lead)': the comparison ``test`` of ``row`` (its
-    paired difference the row's figure of the same name) as a verb phrase; ``verbs`` overrides :data:`VERBS`."""
+    paired difference the row's figure of the same name, ``points``: a fraction said in percentage points, "-20.8 points
+    [-31.4, -10.2]") as a verb phrase; ``verbs`` overrides :data:`VERBS`."""
     reading = _reading(row, test)
     said = {**VERBS, **(verbs or {})}.get(reading, VERBS["inconclusive"]).format(what)
-    figure: Sequence[float] = row["figures"].get(test, [math.nan] * 3)
+    figure = row["figures"].get(test, [math.nan] * 3)
     if not math.isfinite(figure[0]):
         return said
-    return f"{said} (Δ {_triple(row, test, fmt, points)}{', a lead' if lead(row, test) else ''})"
+    shown = words.points(figure, 1, " points") if points else words.difference(figure, fmt)
+    return f"{said} (Δ {shown}{lead_mark(row, test, ', a lead')})"
