@@ -203,15 +203,13 @@ class FirstLayerStudy(FirstLayerDesign, Study):
         said = []
         for k in KINDS[1:]:
             read = _downstream(by[k])
-            keys = sum(read.values(), [])
             # (a reading Holm's correction does not keep is named as a lead: "better on" alone read as a finding)
             better, worse = ([DOWNSTREAM[f] + lead_mark(by[k], f"delta_{f}", " (a lead)") for f in read[w]]
                              for w in ("higher", "lower"))
-            same = len(read["no detectable effect"])
-            open_ = len(keys) - len(better) - len(worse) - same
+            same, open_, of = len(read["no detectable effect"]), len(read["inconclusive"]), sum(map(len, read.values()))
             said.append(f"{k}: " + (f"better than the learned layer on {', '.join(better)}" if better else "better on none")
                         + (f"; worse on {', '.join(worse)}" if worse else "; worse on none")
-                        + f"; {same} of the {len(keys)} downstream figures without a detectable difference, "
+                        + f"; {same} of the {of} downstream figures without a detectable difference, "
                         f"{open_} inconclusive")
         unseparated = all(by[k]["extra"]["readings"]["face_auc_controls"] not in ("higher", "lower") for k in KINDS[1:])
         return ("In short, against the learned (then frozen) first layer, paired on the same seeds: " + ". ".join(said)
@@ -228,7 +226,7 @@ class FirstLayerStudy(FirstLayerDesign, Study):
             counted = listed(f"{what} on {len(read[w])}" for w, what in CLAIMED.items() if read[w])
             probe = words.points(by[k]["figures"]["delta_probe_digits_stage2"], 1, " points")
             named = "digits probe" if said else "the top stage's digits probe"     # (in full the first time)
-            said.append(f"{k} is {counted or 'measured on none'} of {len(sum(read.values(), []))} ({named} Δ {probe}"
+            said.append(f"{k} is {counted or 'measured on none'} of {sum(map(len, read.values()))} ({named} Δ {probe}"
                         f"{lead_mark(by[k], 'delta_probe_digits_stage2', ', a lead')})")
         return f"Against the learned first layer, on the downstream probes and face AUCs: {'; '.join(said)}."
 
@@ -270,7 +268,7 @@ def _downstream(row: dict[str, Any]) -> dict[str, list[str]]:
     {"higher": [...], "lower": [...], "no detectable effect": [...], "inconclusive": [...]} (any other reading, "not
     measured", counted inconclusive)."""
     read = row["extra"]["readings"]
-    found: dict[str, list[str]] = {w: [] for w in ("higher", "lower", "no detectable effect", "inconclusive")}
+    found: dict[str, list[str]] = {w: [] for w in CLAIMED}
     for f in DOWNSTREAM:
         if f in read:
             found[read[f] if read[f] in found else "inconclusive"].append(f)
