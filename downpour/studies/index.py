@@ -108,7 +108,7 @@ def _entry(folder: Path) -> Entry:
         _check(result)
     except ValueError as err:       # (json's JSONDecodeError is one)
         return _blank(folder, f"unreadable: {_here(folder, path)} ({err})")
-    cells = _cells(folder / "cells.jsonl", result["seeds"], folder)
+    cells = _cells(folder / "cells.jsonl", result["seeds"])
     name = result["study"]
     sets = " ".join(f"--set {k}={v}" for k, v in _pairs(result.get("sets")))
     return {**_blank(folder, first_sentence(result)), "pages": "yes" if (folder / "study.html").is_file() else "",
@@ -143,16 +143,16 @@ def _check(result: Any) -> None:
         raise ValueError(f"no readable {', '.join(map(repr, wrong))}")
 
 
-def _cells(path: Path, seeds: list[int], folder: Path) -> str:
+def _cells(path: Path, seeds: list[int]) -> str:
     """"6 done, 0 owed": the cells of study.json's seeds, each condition cells.jsonl's header names (a study's rows
     need not be its cells' conditions: flat-skipping's are each condition's figures per image set) on each seed, done
     where cells.jsonl holds it; and any more it holds, which study.json leaves out."""
     try:
         conditions = _header(path).get("conditions")
     except ValueError as err:
-        return f"unreadable: {_here(folder, path)}'s first line ({err})"
+        return f"unreadable: {_here(path.parent, path)}'s first line ({err})"
     if not isinstance(conditions, list):
-        return f"not known: {_here(folder, path)} {'names no conditions' if path.is_file() else 'is gone'}"
+        return f"not known: {_here(path.parent, path)} {'names no conditions' if path.is_file() else 'is gone'}"
     grid = {(c, seed) for c in conditions for seed in seeds}
     cached = {key for key in cached_cells(path) if key[0] in conditions}
     done = len(grid & cached)
