@@ -168,10 +168,9 @@ class MechanismsStudy(MechanismsDesign, MeasuredStudy):
             if r is ref:
                 continue
             flops = f"{r['figures']['flops_fwd'][0] / ref['figures']['flops_fwd'][0]:.2f}x"
-            # (the first names the figure and its FLOPs in full; the others say "it")
-            said.append(f"{r['condition']} at {flops} the forward FLOPs "
-                        f"{change(r, 'd_probe_digits', 'the digits probe accuracy')}" if not said else
-                        f"{r['condition']} at {flops} {change(r, 'd_probe_digits', 'it')}")
+            first = not said        # (the first names the figure and its FLOPs in full; the others say "it")
+            said.append(f"{r['condition']} at {flops}{' the forward FLOPs' if first else ''} "
+                        + change(r, "d_probe_digits", "the digits probe accuracy" if first else "it"))
         return (f"Against the plain stage (digits probe accuracy {value(ref, 'probe_digits')}), {listed(said)}."
                 if said else "")
 
