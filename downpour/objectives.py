@@ -298,6 +298,7 @@ class Objective:
             part, term = split_part(name)
             if part:
                 self.own.setdefault(part, {})[term] = t
+        self._terms_of: dict[tuple[str, tuple[str, ...] | None], dict[str, Term]] = {}   # terms_of's answers
 
     def uses(self, term: str) -> bool:
         """Whether ``term`` is on in some part: shared (``kl_sparsity``) or a part's own (``stage2/kl_sparsity``)."""
@@ -309,14 +310,20 @@ class Objective:
         for part, own in self.own.items():
             if part not in parts:
                 named = [p for p in parts if p] or ["none: the model is one part, its terms the shared ones"]
-                raise ConfigError(f"objective.{part}/{next(iter(own))}: the model has no part {part!r}"
-                                  f"{nearest(part, parts)}; its parts: {', '.join(named)}",
-                                  key=f"objective.{part}/{next(iter(own))}")
+                key = f"objective.{part}/{next(iter(own))}"
+                raise ConfigError(f"{key}: the model has no part {part!r}{nearest(part, parts)}; its parts: "
+                                  f"{', '.join(named)}", key=key)
 
     def terms_of(self, part: str, costs: tuple[str, ...] | None = None) -> dict[str, Term]:
         """The terms ``part`` takes (the logged name without the part): the shared ones its own replace, those of
         weight 0 dropped; ``costs`` (``Outputs.costs``), the only terms the part can take (its own outside it:
-        ValueError)."""
+        ValueError). Fixed once the objective is built, so worked out on a part's first step and kept: the same dict
+        on every later call (read it, do not change it)."""
+        if (part, costs) not in self._terms_of:
+            self._terms_of[part, costs] = self._work_out_terms_of(part, costs)
+        return self._terms_of[part, costs]
+
+    def _work_out_terms_of(self, part: str, costs: tuple[str, ...] | None) -> dict[str, Term]:
         own = self.own.get(part, {})
         if costs is not None and (wrong := [n for n, t in own.items() if t.weight and n not in costs]):
             raise ValueError(f"cost term '{part}/{wrong[0]}': model part '{part}' takes only the cost terms "
