@@ -32,6 +32,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from downpour.analysis.units import check_layer
+from downpour.batch import Batch
 from downpour.config import TrainConfig
 from downpour.data.dataset import Dataset
 from downpour.errors import ConfigError
@@ -145,6 +146,7 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                     raise ValueError(f"FeatureLearner: {name!r} is a supervised model and fit trains without labels "
                                      "(y is ignored); use an unsupervised model, or a trained one with steps=0 "
                                      "(FeatureLearner.from_run)")
+                _check_parts(model, objective, shape)
                 check_cost_fits(self.model if isinstance(self.model, str) else type(self.model).__name__, model,
                                 objective, shape)
                 self.loss_curve_ = _train(model, objective, x, self)
@@ -233,6 +235,18 @@ def _objective(spec: Callable[[], dict[str, Any]]) -> Objective:
         return Objective.from_config(spec())
     except (TypeError, ValueError) as err:           # (a ConfigError is a ValueError)
         raise ConfigError(f"FeatureLearner: objective: {err}", key=getattr(err, "key", None)) from None
+
+
+def _check_parts(model: FeatureModel, objective: Objective, shape: tuple[int, ...]) -> None:
+    """Preflight's refusal of a part's own term on a part the model lacks (``"stage9/l1"``, never read), as one
+    ConfigError line naming the key. The parts are those of a forward on a copy (a persistent-CD model's forward moves
+    its chains) under a forked RNG (a forward may draw: dropout), so training starts as it would without the check."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        parts = list(copy.deepcopy(model).forward_train(Batch(torch.zeros(2, *shape))))
+    try:
+        objective.check_parts(parts)
+    except ConfigError as err:
+        raise ConfigError(f"FeatureLearner: {err}", key=err.key) from None
 
 
 def _plain(value: Any) -> Any:

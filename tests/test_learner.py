@@ -242,6 +242,21 @@ def test_a_wrong_cost_term_is_one_config_error_line_naming_it_and_the_valid_ones
         FeatureLearner("ufldl-sae", steps=1, objective="reconstruction").fit(np.zeros((4, 64), np.float32))
 
 
+@pytest.mark.parametrize("model, X, match", [
+    ("ufldl-sae", np.zeros((4, 64), np.float32), "its parts: none: the model is one part"),
+    (TinyAutoencoder((1, 8, 8), hidden=10), np.zeros((4, 64), np.float32), "its parts: none: the model is one part"),
+    ("cat-demo", np.random.default_rng(0).random((8, 1, 32, 32)),
+     r"\(did you mean 'stage2'\?\); its parts: stage1, stage2"),
+])
+def test_a_part_term_on_a_part_the_model_lacks_is_refused_naming_the_key(model, X, match):
+    """``stage9/l1`` would never be read: trained without it, unsaid, until the learner ran preflight's check."""
+    objective = {"reconstruction": 1.0, "stage9/l1": 0.1}
+    with pytest.raises(ConfigError, match=r"^FeatureLearner: objective\.stage9/l1: the model has no part 'stage9'.*"
+                                          + match) as err:
+        FeatureLearner(model, steps=1, objective=objective).fit(X)
+    assert err.value.key == "objective.stage9/l1"
+
+
 def test_rows_that_are_not_a_square_read_as_one_row_of_pixels_or_are_refused_with_the_advice():
     """Rows of 3 values were refused ('cannot read 3 columns as a square image') even by a dense autoencoder, which
     takes any vector: 24 of scikit-learn's 47 estimator checks failed on it (test_learner_sklearn_checks)."""
