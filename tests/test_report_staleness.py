@@ -218,6 +218,30 @@ def test_the_placement_note_says_where_the_shards_were_before_each_restart_and_t
                     "10.0.0.1.</p>")
 
 
+def test_a_stopped_downpour_runs_note_says_the_step_it_stopped_at_and_what_stopped_it(sim_run, tmp_path):
+    """A Downpour Ray run stopped by a lost shard writes a short cluster.json (``stopped``, ``shard_events``, no
+    top-level placement): the note says where the shards were and ends with the stop, in steps, and the first line
+    of ``by`` (as a failed Sandblaster run's says its L-BFGS iteration)."""
+    import html
+
+    from downpour.analysis.report_placement import placement_note
+
+    run = tmp_path / "run"
+    shutil.copytree(sim_run, run)
+    a, b = "a" * 56, "b" * 56
+    lost = {"event": "shards-lost", "step": 33, "n": 1, "nodes": 2, "node_ids": [a, b],
+            "node_addresses": ["10.0.0.1", "10.0.0.2"], "placement": {"shards": [0, 1], "workers": [1, 0]},
+            "lost_shards": [1]}
+    by = "shard 1 lost at step 33 on node bbbbbbbb at 10.0.0.2 (ActorDiedError)\n  and a line more"
+    stopped = {"step": 33, "steps": 60, "by": by}
+    (run / "cluster.json").write_text(json.dumps({"runner": "ray", "checkpoint": 30, "shard_restarts": 0,
+                                                  "shard_events": [lost], "stopped": stopped}))
+    assert html.unescape(placement_note(RunDir.open(run))) == (
+        '<p class="note">Shards before each restart or stop (cluster.json shard_events): stop at step 33: shard 0 on '
+        "node aaaaaaaa at 10.0.0.1, shard 1 (lost) on node bbbbbbbb at 10.0.0.2. Stopped after step 33 of 60: shard 1 "
+        "lost at step 33 on node bbbbbbbb at 10.0.0.2 (ActorDiedError).</p>")
+
+
 def test_a_split_runs_paragraph_gives_each_partitions_staleness_on_its_own_shards(tmp_path):
     """cluster.json's ``partition_shards`` (each partition's shards, written by the runner) and staleness.json's
     per-shard means give each partition's staleness; a split whose filters are all tiled owns no shard and says so
