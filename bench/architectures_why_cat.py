@@ -9,6 +9,8 @@ suspect, paired by seed, "what the faces gave" (``face_owed_controls``) measured
         --family whole-unpooled,whole-unpooled:whole-64,whole-64:whole-pool
     .venv/bin/python bench/architectures_why_cat.py run --variants pool-read-codes,pool-no-tica --out cells.jsonl 0
     .venv/bin/python bench/architectures_why_cat.py run --variants pool-read-codes,pool-read-codes-64 --out c.jsonl 0
+    .venv/bin/python bench/architectures_why_cat.py run --variants pool-l1-read-codes,pool-l1-read-codes-64 \\
+        --out c.jsonl 0
     .venv/bin/python bench/architectures_why_cat.py faces --out faces.jsonl 0 1 ... 11
     .venv/bin/python bench/architectures_why_cat.py summary faces.jsonl --family cat:faces-18
 
@@ -20,7 +22,8 @@ The trained variants (``TRAINED``) are the study built with one ``--set`` more
 (``study_class("architectures")(sets=...)``, as ``downpour study architectures --set KEY=VALUE`` would build every
 cell), run as the cat cell is. ``VARIANT_READS`` read a trained variant's two networks as ``READS`` read the cat cell's
 (the variant's own cell comes with them, trained once); a read of ``(layer, n)`` gives the face test n of the layer's
-codes (:func:`code_subset`, :func:`code_reader`), as many candidates as a smaller read has. ``summary`` prints, per
+codes (:func:`code_subset`, :func:`code_reader`), as many candidates as a smaller read has (each read's row names
+the unit it chose: :func:`chosen_code`). ``summary`` prints, per
 variant, each figure's mean and Student's t 95% interval, its paired difference with the cat cell (variant - cat) and
 p (:mod:`downpour.studies.stats`), and Holm's adjusted p over the variants' differences in ``face_owed_controls``
 (``--primary``: one pre-registered comparison left out of that family; ``--family``: the comparisons it adjusts,
@@ -84,9 +87,11 @@ TRAINED = {"maps-2": (("model.maps", (8, 2)),),      # stage 2 with 2 maps: a 72
 # same way. Its base variant's cell comes with it, trained once
 # Part 9's "pool-read-codes-64" reads 64 of those 576 codes (a layer given as (layer, units): see CodeSubset), as many
 # candidates for the face unit's choice as whole-pool's pooled read has
+# Part 10's "pool-l1-read-codes-64" reads whole-pool-l1's the same way (for a seed, the same 64 codes: code_subset)
 VARIANT_READS = {"pool-read-codes": ("whole-pool", "stage2/codes"),
                  "pool-l1-read-codes": ("whole-pool-l1", "stage2/codes"),
-                 "pool-read-codes-64": ("whole-pool", ("stage2/codes", 64))}
+                 "pool-read-codes-64": ("whole-pool", ("stage2/codes", 64)),
+                 "pool-l1-read-codes-64": ("whole-pool-l1", ("stage2/codes", 64))}
 # part 5: the cat cell trained on the first N of the lfw training part's 70 faces (data.train_faces; the cat cell, -1,
 # trains on all 70), its 70 non-faces and data.faces_fraction kept: so fewer faces are also fewer face samples (0.3 *
 # 70/140 = 15% of the samples at 70 faces, 0.3 * 35/105 = 10% at 35, 0.3 * 18/88 = 6.1% at 18)
@@ -129,6 +134,15 @@ def code_reader(model, layer: str, units: list[int]):
             return self.model.features(x, self.layer).reshape(x.shape[0], -1)[:, self.units]    # (B, units)
 
     return CodeSubset().eval()
+
+
+def chosen_code(faces: dict, subset: dict) -> dict[str, int | None]:
+    """The face unit a read chose (``face_aucs``' ``unit``, the first of those tied at the top): ``unit``, its index
+    among the read's candidates, and ``code``, its index among the layer's flattened codes (``subset``'s ``units``
+    [unit] for a read of some of them, else the unit itself), so that a full read's unit can be looked for in a
+    subset's ``units``; None where no unit was chosen."""
+    unit = (faces.get("unit", {}).get("tied_units") or [None])[0]
+    return {"unit": unit, "code": unit if unit is None or not subset else subset["units"][unit]}
 
 
 def filter_field(cfg) -> int:
@@ -176,8 +190,8 @@ def _read_cells(cfg, m, seed: int, base: str, reads: dict[str, str | tuple[str, 
                               replicates=m.bootstrap, seed=seed, no_faces=other)
             f = dict(zip(("face_auc_lfw", "face_auc_controls"), face_pair(faces)), **owed_figures(faces))
             f["code_dims"] = float(read.features(torch.zeros((1, *model.input_shape)), layer).numel())  # measure_run's
-            rows.append({"variant": name, "seed": seed, "layer": layer, **subset, "wall_s": round(time.time() - w0, 1),
-                         "cpu_s": round(time.process_time() - c0, 1), **f})
+            rows.append({"variant": name, "seed": seed, "layer": layer, **subset, **chosen_code(faces, subset),
+                         "wall_s": round(time.time() - w0, 1), "cpu_s": round(time.process_time() - c0, 1), **f})
     return rows
 
 

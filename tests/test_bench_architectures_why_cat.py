@@ -4,7 +4,8 @@ the cat cell's 22; the three-stage and pooled whole-field ones' too; whole-pool 
 the three-stage one's greedy steps, a pre-registered primary comparison kept out of Holm's family, two variants
 paired with each other, an unknown variant refused by name, part 5's arms: fewer faces and the cat cell's own
 twin, and the slope per doubling, and part 9's read of 64 of whole-pool's 576 codes: the same 64 for the run, its
-no-faces twin and its random-weights twin."""
+no-faces twin and its random-weights twin, and the unit each read chose (part 10), as its index among the read's
+candidates and among the layer's codes; none where the test chose none."""
 import json
 import sys
 from pathlib import Path
@@ -229,7 +230,8 @@ def test_part_9s_read_out_is_the_same_64_codes_of_the_run_its_no_faces_twin_and_
             :, units])
 
 
-def test_part_9s_read_gives_the_face_test_the_same_64_units_in_the_run_and_its_no_faces_twin(monkeypatch):
+def test_part_9s_read_gives_the_face_test_the_same_64_units_in_the_run_and_its_no_faces_twin_and_names_its_unit(
+        monkeypatch):
     import contextlib
     import torch
     from downpour.models.registry import build
@@ -242,17 +244,33 @@ def test_part_9s_read_gives_the_face_test_the_same_64_units_in_the_run_and_its_n
 
     def face_aucs(run, model, layer, *, no_faces, **_):
         read.append((layer, model.features(x), no_faces[1].features(x)))
-        return {"lfw": 0.9, "controls": 0.7, "lfw_no_faces": 0.8, "controls_no_faces": 0.6}
+        chosen = 5 if model is nets[0] else 10        # the full read's unit 5 of the 576, the subset's 10th of its 64
+        return {"lfw": 0.9, "controls": 0.7, "lfw_no_faces": 0.8, "controls_no_faces": 0.6,
+                "unit": {"tied_units": [chosen, 2], "tied_signs": [1, -1], "fold": 0}}
 
     monkeypatch.setattr(trained, "trained_run", lambda c: contextlib.nullcontext(("run", nets[0], {"final_loss": 1})))
     monkeypatch.setattr(trained, "no_faces_twin", lambda c: contextlib.nullcontext(("twin", nets[1])))
     monkeypatch.setattr(measure, "measure_run", lambda *a: {})
     monkeypatch.setattr(trained, "face_aucs", face_aucs)
-    rows = why._read_cells(cfg, m, 4, "whole-pool", {"pool-read-codes-64": ("stage2/codes", 64)})
+    rows = why._read_cells(cfg, m, 4, "whole-pool", {"pool-read-codes": "stage2/codes",
+                                                     "pool-read-codes-64": ("stage2/codes", 64)})
     units = why.code_subset(576, 64, 4)
-    assert rows[1]["units"] == units and rows[1]["subset_seed"] == 4 and rows[1]["code_dims"] == 64
-    assert rows[1]["face_owed_controls"] == pytest.approx(0.1)
-    (layer, codes, twin_codes), = read
+    assert rows[2]["units"] == units and rows[2]["subset_seed"] == 4 and rows[2]["code_dims"] == 64
+    assert rows[2]["face_owed_controls"] == pytest.approx(0.1)
+    # part 10: each read names the unit it chose, among its candidates and among the layer's 576 codes
+    assert (rows[1]["unit"], rows[1]["code"]) == (5, 5) and "units" not in rows[1]
+    assert (rows[2]["unit"], rows[2]["code"]) == (10, units[10]) and units[10] != 10
+    _, (layer, codes, twin_codes) = read
     assert layer == "stage2/codes"
     for net, got in zip(nets, (codes, twin_codes)):
         assert torch.equal(got, net.features(x, layer).reshape(3, -1)[:, units])
+
+
+def test_a_read_that_chose_no_unit_names_none():
+    assert why.chosen_code({}, {}) == {"unit": None, "code": None}
+    assert why.chosen_code({}, {"units": [3, 9]}) == {"unit": None, "code": None}
+    assert why.chosen_code({"unit": {"tied_units": [1]}}, {"units": [3, 9]}) == {"unit": 1, "code": 9}
+
+
+def test_part_10s_read_is_whole_pool_l1s_codes_through_the_same_64_as_part_9s():
+    assert why.VARIANT_READS["pool-l1-read-codes-64"] == ("whole-pool-l1", why.VARIANT_READS["pool-read-codes-64"][1])
