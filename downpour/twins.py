@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from downpour._names import pasted
 from downpour.config import ConfigError, RunConfig
@@ -146,10 +146,12 @@ def shared_ray(cfg: RunConfig, runs: int) -> contextlib.AbstractContextManager:
     from downpour.ps.connect_on_ray import held
     from downpour.ps.keeping_on_ray import keeping
 
-    shared = contextlib.ExitStack()
-    shared.enter_context(held(cfg.cluster.address))
-    shared.enter_context(keeping())       # left first: what is kept is killed before Ray is shut down
-    return shared
+    @contextlib.contextmanager
+    def one_ray() -> Iterator[None]:   # (entered at the caller's `with`, not here: Ray is joined there)
+        with held(cfg.cluster.address), keeping():   # the keeping left first: what it kept is killed before Ray goes
+            yield
+
+    return one_ray()
 
 
 def kept(run: RunDir, cfg: RunConfig) -> dict[str, Any]:
