@@ -58,9 +58,9 @@ class Starting:
         keeping = kept()
         keys = [*self.kept_keys()] if cfg.cluster.partitions == 1 else []
         self.reused = {} if keeping is None else keeping.take(keys)
-        lanes = []
+        lanes, prefix = [], f"/dev/shm/downpour-{self.run_id}"
         for j, s in enumerate(shards):
-            actor, prefix = self.reused.pop(("shard", j, self.shard_pins[j]), None), f"/dev/shm/downpour-{self.run_id}"
+            actor = self.reused.pop(("shard", j, self.shard_pins[j]), None)
             if actor is None:
                 actor = (ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0, **options[j])
                          .remote(s, prefix, n))
