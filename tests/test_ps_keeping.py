@@ -61,10 +61,10 @@ def killed(monkeypatch):
     """The stand-ins ``ray.kill`` was called with, in order (``ray.wait`` and ``ray.get`` answer for them)."""
     import ray
 
-    def get(ref):
-        if ref.state == "dead":
-            raise RuntimeError(f"{ref.name} died")
-        return "node"
+    def get(refs):
+        if any(ref.state == "dead" for ref in refs):
+            raise ray.exceptions.RayActorError()   # (a dead actor's answer)
+        return ["node"] * len(refs)
 
     out = []
     monkeypatch.setattr(ray, "kill", out.append)

@@ -21,8 +21,8 @@ DROP_ROUND_SECONDS = 0.05   # on a stop, the shards drop their inboxes again thi
 log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger
 
 
-def _answered(refs: list[Any], ready: set[Any]) -> bool:
-    """Whether a shard answered each of its ``refs`` (all in ``ready``) without an error (a lost shard's:
+def answered(refs: list[Any], ready: set[Any]) -> bool:
+    """Whether an actor answered each of its ``refs`` (all in ``ready``) without an error (a lost one's:
     ActorDiedError)."""
     if not all(ref in ready for ref in refs):
         return False
@@ -121,7 +121,7 @@ class Asking:
             asked = {a: [a.drop_inbox.remote(w, DROP_ANY) for w in live] for a in shards}
             every = [ref for refs in asked.values() for ref in refs]
             ready, _ = ray.wait(every, num_returns=len(every), timeout=5)
-            shards = [a for a, refs in asked.items() if _answered(refs, set(ready))]
+            shards = [a for a, refs in asked.items() if answered(refs, set(ready))]
             done, _ = ray.wait(busy, num_returns=len(busy), timeout=DROP_ROUND_SECONDS)
             self._read_served(set(done))
 

@@ -24,6 +24,8 @@ from typing import Any, Hashable, Iterator
 
 import ray
 
+from downpour.ps.asking_on_ray import answered
+
 
 class Keeping:
     """The actors kept for the next start, by key (``("shard", j, node)``, ``("worker", w, node, cpus, gpus)``)."""
@@ -63,16 +65,8 @@ def answering(actors: list[Any], timeout: float = 10.0) -> list[bool]:
     if not actors:   # (a Ray call about none would start a Ray where none is up)
         return []
     asked = [a.node.remote() for a in actors]
-    ready, _ = ray.wait(asked, num_returns=len(asked), timeout=timeout)
-    return [ref in ready and _answered(ref) for ref in asked]
-
-
-def _answered(ref: Any) -> bool:
-    try:
-        ray.get(ref)
-    except Exception:  # noqa: BLE001   (a dead actor's answer is its error)
-        return False
-    return True
+    ready = set(ray.wait(asked, num_returns=len(asked), timeout=timeout)[0])
+    return [answered([ref], ready) for ref in asked]   # (a dead actor's answer is its error)
 
 
 _keeping: Keeping | None = None   # the keeping() in force: the runs it spans train one after another in this process
