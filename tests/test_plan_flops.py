@@ -87,8 +87,8 @@ def _cached(model, x, cached: bool) -> None:
             model.forward_train(Batch(x))
 
 
-def _torch_step_flops(cfg, shape, stage, batch=3, cached=False):
-    """torch's count of one training step per example (matrix products only), ``stage`` trained (None: all);
+def _counted_step(cfg, shape, stage, batch, cached):
+    """torch's flop counter over one training step of ``batch`` examples, ``stage`` trained (None: all);
     ``cached``: a step whose frozen stages come from the cache."""
     model, objective = build(cfg, shape)
     model.set_stage(stage)
@@ -97,7 +97,13 @@ def _torch_step_flops(cfg, shape, stage, batch=3, cached=False):
     with FlopCounterMode(display=False) as counter:
         total, _ = objective(model.forward_train(Batch(x)))
         total.backward()
-    return counter.get_total_flops() / batch
+    return counter
+
+
+def _torch_step_flops(cfg, shape, stage, batch=3, cached=False):
+    """torch's count of one training step per example (matrix products only), ``stage`` trained (None: all);
+    ``cached``: a step whose frozen stages come from the cache."""
+    return _counted_step(cfg, shape, stage, batch, cached).get_total_flops() / batch
 
 
 def test_a_greedy_preset_is_planned_one_stage_per_step_as_torch_counts_it(capsys):
@@ -137,13 +143,7 @@ def test_a_greedy_preset_is_planned_one_stage_per_step_as_torch_counts_it(capsys
 def _torch_products_outside_lcn(cfg, shape, stage, batch=3, cached=False):
     """torch's count of one training step per example, ``stage`` trained, less what it files under the stages' LCN
     (its banded window products): the filters' products alone; ``cached``: its frozen stages from the cache."""
-    model, objective = build(cfg, shape)
-    model.set_stage(stage)
-    x = torch.rand(batch, *shape)
-    _cached(model, x, cached)
-    with FlopCounterMode(display=False) as counter:
-        total, _ = objective(model.forward_train(Batch(x)))
-        total.backward()
+    counter = _counted_step(cfg, shape, stage, batch, cached)
     counts = counter.get_flop_counts()
     lcn = sum(sum(by_op.values()) for name, by_op in counts.items() if name.endswith(".lcn"))
     return (counter.get_total_flops() - lcn) / batch
