@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from downpour.cli import main  # noqa: E402
+from downpour.cli import main as downpour  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 # the driver's phases: (row, the function whose cumulative CPU it is)
@@ -75,7 +75,7 @@ def main_job(out: Path, extra: list[str]) -> None:
     watcher.start()
     profile, wall, cpu = cProfile.Profile(time.process_time), time.perf_counter(), time.process_time()
     profile.enable()
-    code = main(["train", "--out", str(out), *extra])
+    code = downpour(["train", "--out", str(out), *extra])
     profile.disable()
     stop.set()
     watcher.join()
@@ -106,9 +106,13 @@ def main_job(out: Path, extra: list[str]) -> None:
         print(json.dumps(row))
 
 
-if __name__ == "__main__":
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True, help="the run's folder (a new one)")
     ap.add_argument("extra", nargs="*", help="more `downpour train` flags, after --")
     args = ap.parse_args()
     main_job(args.out, args.extra)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,6 @@ a deterministic run).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -23,7 +22,7 @@ import _protocol  # noqa: E402
 from _protocol import ChildCPU, interleave, ratio, summary  # noqa: E402
 
 from downpour import twins  # noqa: E402
-from downpour.cli import main  # noqa: E402
+from downpour.cli import main as downpour  # noqa: E402
 
 RUN = ["--config", "cat-demo", "--runner", "ray", "--workers", "2", "--shards", "2", "--seed", "0", "--no-report",
        "--set", "analysis.no_faces_twin=true", "--set", "cluster.consistency=sync", "--set", "train.threads=1",
@@ -46,7 +45,7 @@ def one(out: Path, steps: int, shared) -> dict:
     kept, twins.shared_ray = twins.shared_ray, shared
     try:
         with ChildCPU() as child:
-            code = main(["train", *RUN, "--steps", str(steps), "--out", str(out)])
+            code = downpour(["train", *RUN, "--steps", str(steps), "--out", str(out)])
     finally:
         twins.shared_ray = kept
     if code:
@@ -66,9 +65,8 @@ def _actor_processes(child: ChildCPU) -> int:
     return len(pids)
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=3)
+def main() -> None:
+    ap = _protocol.reps_and_threads(__doc__.splitlines()[0], threads=None, reps=3)
     ap.add_argument("--steps", type=int, default=40, help="train.steps of the run and of its twin")
     ap.add_argument("--out", type=Path, required=True, help="a scratch folder (runs are made and removed there)")
     args = ap.parse_args()
@@ -82,3 +80,7 @@ if __name__ == "__main__":
                       "twin_start_kept_vs_anew": ratio(reps, "twin_start_s", "kept", "anew"),
                       "wall_kept_vs_anew": ratio(reps, "wall_s", "kept", "anew"),
                       "twin_models_identical": same, "load": _protocol.load_1min()}))
+
+
+if __name__ == "__main__":
+    main()
