@@ -8,7 +8,7 @@ from downpour.studies.stats import family_paragraph, holm, record_test
 @pytest.mark.parametrize("name, said", [
     ("delta_heldout_recon", "held-out reconstruction error"), ("d_probe_digits", "digits probe accuracy"),
     ("hoyer", "Hoyer sparsity"), ("d_inv_shift_auc", "translation range of the AUC"),
-    ("delta_probe_lfw_stage2", "lfw probe accuracy at stage2"), ("delta_vs_success", "success rate"),
+    ("delta_probe_lfw_stage2", "lfw probe accuracy on stage 2"), ("delta_vs_success", "success rate"),
     ("d_some_new_figure", "some new figure"),
 ])
 def test_a_figure_reads_in_words_without_its_paired_prefix(name, said):

@@ -183,4 +183,4 @@ def test_the_verdict_reports_every_difference_in_holms_family(monkeypatch, tmp_p
     assert "; lfw probe accuracy on stage 1 Δ " in verdict
     edges = next(p for p in verdict.split("\n\n") if p.startswith("Edge-like"))
     assert "paired against learned: gabor Δ " in edges
-    assert figure_words("probe_lfw_stage1") == "lfw probe accuracy at stage1"
+    assert figure_words("probe_lfw_stage1") == "lfw probe accuracy on stage 1"

@@ -45,7 +45,4 @@ def column_words(key: str) -> str:
         return f"{column_words(ended[1])}: seeds at the sweep's end"
     if twin := re.fullmatch(r"(face_\w+)_no_faces", key):
         return f"{column_words(twin[1])}, trained without faces"
-    if probe := re.fullmatch(r"probe_(\w+?)_(raw_pixels|pixels|stage(\d))", key):
-        on = f"stage {probe[3]}" if probe[3] else "raw pixels"
-        return f"{probe[1]} probe accuracy on {on}"
     return figure_words(key)

@@ -37,6 +37,13 @@ def figure_words(name: str) -> str:
     base = re.sub(r"^(d|delta)_", "", name)
     if base in WORDS:
         return WORDS[base]
-    if probe := re.fullmatch(r"probe_(\w+?)_(\w+)", base):      # first-layer's probe_{set}_{layer}
-        return f"{probe[1]} probe accuracy at {probe[2]}"
+    if probe := re.fullmatch(r"probe_(\w+?)_(\w+)", base):      # a probe on a layer: first-layer's probe_{set}_{layer}
+        return f"{probe[1]} probe accuracy on {_layer_words(probe[2])}"
     return base.replace("_", " ")
+
+
+def _layer_words(layer: str) -> str:
+    """A probed layer in words: "stage1" -> "stage 1"; the input ("raw", "pixels", "raw_pixels") -> "raw pixels"."""
+    if layer in ("raw", "pixels", "raw_pixels"):
+        return "raw pixels"
+    return re.sub(r"^stage(\d+)$", r"stage \1", layer).replace("_", " ")
