@@ -81,3 +81,12 @@ def test_both_pages_show_the_words_and_the_keys(planted, tmp_path, monkeypatch):
     assert "| condition | k | n | x | Δ digits probe accuracy |" in md
     for page in (unescape(html), md):
         assert "Columns by study.json's keys: Δ digits probe accuracy: delta_probe_digits." in page
+
+
+def test_a_table_whose_headings_are_its_keys_has_no_keys_note_on_either_page(planted, tmp_path):
+    """study.html wrote an empty ``<p><small></small></p>`` under such a table; study.md wrote nothing."""
+    folder = run_study("planted", tmp_path / "one", quick=True, seeds=2, jobs=1)
+    html, md = (folder / "study.html").read_text(), (folder / "study.md").read_text()
+    assert "| condition | k | n | x |" in md and "<th>x</th>" in html      # (every heading is its key)
+    assert "<small></small>" not in html and "<p></p>" not in html
+    assert "Columns by study.json's keys" not in html and "Columns by study.json's keys" not in md

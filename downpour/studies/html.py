@@ -68,14 +68,15 @@ def write_html(result: dict[str, Any], path: Path, shown: Shown | None = None,
     figures = "".join(_figure_block(f, result["cells"]) for f in result["figures"])
     verdict = "".join(f"<p>{html.escape(p)}</p>" for p in result["verdict"].split("\n\n"))
     command, where = table.reproduce(result)
+    keys = table.keys_note(result["cells"], headings)     # (none where every heading is its key: no empty paragraph)
+    keys = f"<p><small>{html.escape(keys)}</small></p>\n" if keys else ""
     body = f"""<h1>Study: {html.escape(result['study'])}</h1>
 <p><b>Question.</b> {html.escape(result['question'])}</p>
 <p>{html.escape(table.seeds_said(result['seeds']))}, {html.escape(table.setting(result))}; {table.cost(result)}.
 Reproduce with <code>{html.escape(command)}</code>{where}. {html.escape(commits_sentence(result))}</p>
 {_platforms(result)}<h2>Verdict</h2><div class="verdict">{verdict}</div>
 <h2>Conditions</h2>{rows_table(result['cells'], shown, headings)}
-<p><small>{html.escape(table.keys_note(result['cells'], headings))}</small></p>
-<p><small>{html.escape(table.intervals_note(result['cells']))}</small></p>
+{keys}<p><small>{html.escape(table.intervals_note(result['cells']))}</small></p>
 <h2>Comparisons</h2>{tests_table(result['cells'])}
 <h2>Figures</h2>{figures or '<p>none</p>'}
 """

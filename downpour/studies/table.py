@@ -107,10 +107,9 @@ def conditions(rows: list[dict[str, Any]], shown: Shown | None = None, headings:
     text (the condition and its parameters; the rest are numbers). ``shown(row, key)``: the study's own HTML for a
     parameter's or an extra's cell (None: as stored); ``headings``: a column's heading by key."""
     own = shown or (lambda row, key: None)
-    params, figures, extra = _keys(rows)
-    said = dict(headed(rows, headings))
-    head = [markup.head(said.get(k, k), k) for k in ["condition", *params]] + ["n"]
-    head += [markup.head(said[k], k) for k in [*figures, *(_named(k, figures) for k in extra)]]
+    params, figures, extra = keys = _keys(rows)
+    columns = [markup.head(words, key) for key, words in headed(keys, headings)]    # params', figures', extras'
+    head = [markup.head("condition", "condition"), *columns[:len(params)], "n", *columns[len(params):]]
 
     def mine(row: dict[str, Any], key: str, stored: str) -> str:
         cell = own(row, key)
@@ -134,10 +133,11 @@ def _named(key: str, figures: list[str]) -> str:
     return f"{key} reading" if key in figures else key
 
 
-def headed(rows: list[dict[str, Any]], headings: dict[str, str] | None = None) -> list[tuple[str, str]]:
+def headed(keys: tuple[list[str], list[str], list[str]],
+           headings: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """(column key, heading) for each of the conditions table's params, figures and extras: the study's own heading
     (``headings``) or the key in words (:func:`~downpour.studies.column_words.column_words`)."""
-    params, figures, extra = _keys(rows)
+    params, figures, extra = keys
     own = headings or {}
 
     def words(key: str) -> str:
@@ -150,7 +150,7 @@ def headed(rows: list[dict[str, Any]], headings: dict[str, str] | None = None) -
 def keys_note(rows: list[dict[str, Any]], headings: dict[str, str] | None = None) -> str:
     """Under the conditions table (plain text): each heading in words with the key study.json stores it by, where
     they differ, so that a column is found in study.json and a reader's script."""
-    said = headed(rows, headings)
+    said = headed(_keys(rows), headings)
     pairs = [f"{words}: {key}" for key, words in said if words != key]
     delta = (" Δ: a paired difference, each seed's figure minus its reference condition's on the same seed."
              if any(words.startswith("Δ ") for _, words in said) else "")
