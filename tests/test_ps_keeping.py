@@ -51,6 +51,7 @@ class Actor:
     def __init__(self, name: str, state: str = "alive"):
         self.name, self.state = name, state
         self.node = SimpleNamespace(remote=lambda: self)
+        self.close = SimpleNamespace(remote=lambda: self)   # (a shard's: it removes its shared memory)
 
     def __repr__(self) -> str:
         return self.name
@@ -61,7 +62,7 @@ def killed(monkeypatch):
     """The stand-ins ``ray.kill`` was called with, in order (``ray.wait`` and ``ray.get`` answer for them)."""
     import ray
 
-    def get(refs):
+    def get(refs, timeout=None):
         if any(ref.state == "dead" for ref in refs):
             raise ray.exceptions.RayActorError()   # (a dead actor's answer)
         return ["node"] * len(refs)
@@ -95,3 +96,23 @@ def test_a_kept_actor_that_died_or_hangs_since_is_killed_not_taken(killed):
     assert taken == {("shard", 0, None): alive}
     assert sorted(map(repr, killed)) == ["dead", "hung"] and keep.actors == {}
     assert not Keeping.keepable([alive, dead]) and Keeping.keepable([alive])
+
+
+@pytest.mark.parametrize("pins", ["kept", "cleared"])
+def test_a_second_close_of_a_kept_run_kills_nothing_it_gave_the_keeping(killed, pins):
+    """A run that ended whole gives its 2 shards and 2 workers to the keeping at its close; a second close (the
+    driver's ``finally`` after a close that raised, say) keeps nothing and kills nothing. Until 2026-12-07 only the
+    start's ``shard_pins``, left set, told the second close that its shards were gone: with them cleared ("cleared")
+    it gave the keeping an empty run, whose ``give`` killed the 4 actors the first close had kept."""
+    run = object.__new__(RayCluster)   # (no start: the state a start and a whole run leave, with stand-in actors)
+    shards, workers = [Actor("s0"), Actor("s1")], [Actor("w0"), Actor("w1")]
+    vars(run).update(vars(ended(shard_actors=list(shards), shard_pins=[None, None], worker_actors=list(workers))),
+                     pusher=None, _channels={}, reused={}, run_id="no-such-run", pins={}, per_worker=1.0,
+                     setup=SimpleNamespace(cfg=SimpleNamespace(cluster=SimpleNamespace(workers=2))))
+    with keeping() as keep:
+        run.close()
+        assert sorted(map(repr, keep.actors.values())) == ["s0", "s1", "w0", "w1"] and killed == []
+        if pins == "cleared":
+            run.shard_pins = []
+        run.close()
+        assert sorted(map(repr, keep.actors.values())) == ["s0", "s1", "w0", "w1"] and killed == []

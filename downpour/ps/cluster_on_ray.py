@@ -179,7 +179,7 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
                 **({"listing": self.listing} if self.listing else {})}, {}
 
     def close(self) -> None:
-        """Best effort (Ray itself may be going down); safe to call twice."""
+        """Best effort (Ray itself may be going down); safe to call twice (the second one kills nothing kept)."""
         if self.pusher is not None:
             self.pusher.close()
         for end in self._channels.values():
@@ -204,6 +204,9 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
             for a in (*(self.worker_actors if keeping else ()), *self.shard_actors):
                 kill(a)
         self.shard_actors, self.worker_actors, self.partition_actors, self.pusher = [], [], {}, None
+        # its actors handed over or killed: a second close keeps nothing, so it cannot hand the keeping an empty run
+        # (``give`` kills what the first one gave). Until 2026-12-07 only ``shard_pins``, left set, stopped that
+        self.ran = False
         for path in SHM_DIR.glob(f"downpour-{self.run_id}-*"):   # what a dead shard left here
             path.unlink(missing_ok=True)
         if unclosed and _other_nodes():   # it warned on one node too, where nothing was left after the line above
