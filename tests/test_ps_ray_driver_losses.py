@@ -288,8 +288,29 @@ def test_a_stop_during_a_restarts_head_check_in_a_held_block_is_not_held_for_it(
     assert 1 in coord.lost                       # (the loss itself was recorded before the question)
 
 
+def test_the_shards_are_asked_whether_they_died_at_once_in_one_wait(fake_ray, monkeypatch):
+    """After a failure every shard is asked whether it answers: all at once, one wait of 10 s for them all (until
+    2026-12-07 one after another, up to 10 s each: a node gone silent with 4 of 8 shards held the driver 40 s). A dead
+    shard's answer is its error, a silent one's never comes: both are lost, named as before."""
+    waits = []
+
+    def wait(refs, num_returns=1, timeout=None):
+        waits.append((len(refs), num_returns, timeout))
+        ready = [r for r in refs if r.value != "silent"]
+        return ready, [r for r in refs if r not in ready]
+
+    monkeypatch.setattr(fake_ray, "wait", wait)
+    coord = Coordinator(make_consistency("async"), workers=1, total_steps=10)
+    answers = ["a", ray.exceptions.RayError("gone"), "silent", "a"]
+    d = stand_in(coord, [FakeActor(node=lambda x=x: x) for x in answers], [FakeActor(node=lambda: "a")])
+    d.placement = {"shards": ["a", "b", "c", "a"], "workers": ["a"]}
+    assert d._dead_shards() == [1, 2] and waits == [(4, 4, 10)]
+    with pytest.raises(ShardLost, match=r"^shard 1, 2 lost at step 0 on node b, node c \(RuntimeError\)$"):
+        d._shard_lost(RuntimeError("ActorDiedError"))
+
+
 def test_a_stop_while_the_driver_asks_which_shards_died_in_a_held_block_is_not_held_for_it(fake_ray):
-    """A failure in the task loop's held block asks every shard whether it answers (up to 10 s each). A Ctrl-C then
+    """A failure in the task loop's held block asks every shard whether it answers (up to 10 s). A Ctrl-C then
     waited for every answer (until 2026-12-06); now it stops the run during the question, the next shard not asked."""
     import os
     import signal

@@ -159,11 +159,32 @@ def test_a_killed_partitions_late_write_is_refused_and_its_successors_push_does_
             srv.close()
 
 
+def test_a_lost_partitions_replica_and_its_partitions_are_asked_whether_they_live_at_once(monkeypatch):
+    """Whether the replica's actor and each of its partitions lives: one question to them all, one wait of
+    ASK_SECONDS (until 2026-12-07 one after another, up to ASK_SECONDS each, every survivor held up meanwhile); the
+    dead partition found by it is the one restarted."""
+    asked = []
+
+    def answering(actors, timeout):
+        asked.append((list(actors), timeout))
+        return real(actors, timeout)
+
+    real = partition_restarts_on_ray.answering
+    monkeypatch.setattr(partition_restarts_on_ray, "answering", answering)
+    cluster, coord = _losing_partition_1(monkeypatch)
+    replica, parts = cluster.worker_actors[0], list(cluster.partition_actors[0])
+    cluster.run_scripted()
+    assert asked == [([replica, *parts], partition_restarts_on_ray.ASK_SECONDS)]
+    assert [(e["event"], e["partition"]) for e in coord.events if e["event"] != "joined"] == \
+        [("partition-restarted", 1)]
+
+
 def test_with_no_restart_left_a_lost_partition_asks_nothing_before_its_replica_is_lost(monkeypatch):
     """cluster.restarts = 0: a cycle failed by a dead partition loses its replica at once, as before partitions were
     restarted alone: no actor is asked whether it lives (each question may wait ASK_SECONDS, the driver held up)."""
     asked = []
-    monkeypatch.setattr(partition_restarts_on_ray, "_answers", lambda actor: asked.append(actor) or True)
+    monkeypatch.setattr(partition_restarts_on_ray, "answering", lambda actors, timeout: asked.extend(actors) or
+                        [True] * len(actors))
     cluster, coord = _losing_partition_1(monkeypatch, restarts=0)
     cluster.run_scripted()
     assert [(e["event"], e["worker"]) for e in coord.events if e["event"] != "joined"] == \

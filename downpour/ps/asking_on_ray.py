@@ -33,6 +33,16 @@ def answered(refs: list[Any], ready: set[Any]) -> bool:
     return True
 
 
+def answering(actors: list[Any], timeout: float = 10.0) -> list[bool]:
+    """Per actor whether it answers (``node``) within ``timeout`` seconds, all asked at once: one wait of ``timeout``
+    for them all, however many are silent."""
+    if not actors:   # (a Ray call about none would start a Ray where none is up)
+        return []
+    asked = [a.node.remote() for a in actors]
+    ready = set(ray.wait(asked, num_returns=len(asked), timeout=timeout)[0])
+    return [answered([ref], ready) for ref in asked]   # (a dead actor's answer is its error)
+
+
 def node_addresses() -> dict[str, str]:
     """Each node Ray knows, alive or not: its id -> its IP address."""
     return {nd["NodeID"]: nd.get("NodeManagerAddress", "") for nd in ray.nodes()}

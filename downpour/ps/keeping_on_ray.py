@@ -24,7 +24,7 @@ from typing import Any, Hashable, Iterator
 
 import ray
 
-from downpour.ps.asking_on_ray import answered
+from downpour.ps.asking_on_ray import answering
 
 
 class Keeping:
@@ -58,15 +58,6 @@ class Keeping:
         """Whether every one of ``actors`` answers (a worker still serving its channel answers nothing else: one
         kept would hold up the next start)."""
         return all(answering(actors))
-
-
-def answering(actors: list[Any], timeout: float = 10.0) -> list[bool]:
-    """Per actor whether it answers (``node``) within ``timeout`` seconds, all asked at once."""
-    if not actors:   # (a Ray call about none would start a Ray where none is up)
-        return []
-    asked = [a.node.remote() for a in actors]
-    ready = set(ray.wait(asked, num_returns=len(asked), timeout=timeout)[0])
-    return [answered([ref], ready) for ref in asked]   # (a dead actor's answer is its error)
 
 
 _keeping: Keeping | None = None   # the keeping() in force: the runs it spans train one after another in this process

@@ -31,6 +31,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayError
 
+from downpour.ps.asking_on_ray import answering
 from downpour.ps.restarts_on_ray import kill
 from downpour.train.signals import signals_let_through
 
@@ -56,11 +57,15 @@ class PartitionRestarts:
         partition died, its replica's actor dead too, ``cluster.restarts`` spent: the replica lost as before; the new
         partition not had: the replica restarted whole, a ``partition-restart-failed`` event saying why)."""
         parts = self.partition_actors.get(w)
-        if not parts or self.restarts < 1:   # none may be restarted: lost at once, nothing asked (each ask: ASK_SECONDS)
+        if not parts or self.restarts < 1:   # none may be restarted: lost at once, nothing asked (the ask: ASK_SECONDS)
             return False
-        if not _answers(self.worker_actors[w]):   # the replica's actor dead too: lost as before
+        # the replica's actor and its partitions asked at once, ASK_SECONDS for them all (until 2026-12-07 one after
+        # another, up to ASK_SECONDS each: the worker, then every partition)
+        with signals_let_through():
+            lives, *alive = answering([self.worker_actors[w], *parts], timeout=ASK_SECONDS)
+        if not lives:   # the replica's actor dead too: lost as before
             return False
-        dead = [p for p, a in enumerate(parts) if not _answers(a)]
+        dead = [p for p, ok in enumerate(alive) if not ok]
         if not dead or self.restarts < len(dead):   # none died; not all may be restarted: lost as before
             return False
         step, why = self.coord.done, None
@@ -180,14 +185,3 @@ class PartitionRestarts:
     def partition_restarts(self) -> list[dict[str, Any]]:
         """The run's partitions restarted alone (cluster.json's ``partition_restarts``)."""
         return [e for e in self.coord.events if e["event"] == "partition-restarted"]
-
-
-def _answers(actor: Any) -> bool:
-    """Whether ``actor`` lives (answers within :data:`ASK_SECONDS`)."""
-    ref = actor.node.remote()
-    try:
-        with signals_let_through():
-            ray.get(ref, timeout=ASK_SECONDS)
-        return True
-    except (RayError, GetTimeoutError):
-        return False
