@@ -23,7 +23,7 @@ from downpour.ps.coordinator import Coordinator, restarts_left
 from downpour.ps.driving_on_ray import Driving
 from downpour.ps.keeping_on_ray import Keeping, kept
 from downpour.ps.laps import Laps
-from downpour.ps.on_ray import ShardPush
+from downpour.ps.shards_on_ray import ShardPush
 from downpour.ps.partition_restarts_on_ray import PartitionRestarts
 from downpour.ps.piped_on_ray import PipedRun
 from downpour.ps.placing_on_ray import Placing

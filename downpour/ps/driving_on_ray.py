@@ -12,8 +12,8 @@ from typing import Any
 import ray
 from ray.exceptions import RayError
 
-from downpour.ps.on_ray import ShardPush
 from downpour.ps.recorder import ShardLost
+from downpour.ps.shards_on_ray import ShardPush
 from downpour.ps.worker import OnPush, Push, push_record
 from downpour.train.signals import signals_held
 

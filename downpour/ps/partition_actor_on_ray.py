@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from downpour.layers._lc_kernels import new_banks, untied_adjoint, untied_apply
 from downpour.layers.locally_connected import _expand_tiles, normalised
 from downpour.parallel.partition import BlockDecoder, Partition, PartitionedFilter
-from downpour.ps.on_ray import NodeAnswers, ShardLink, _quiet_readonly, fetch_into, lanes_of
+from downpour.ps.node_answers_on_ray import NodeAnswers, _quiet_readonly
+from downpour.ps.shards_on_ray import ShardLink, fetch_into, lanes_of
 from downpour.ps.worker import LocalParams
 from downpour.train.finite import applicable
 

@@ -10,7 +10,7 @@ import ray
 import torch
 from torch import Tensor, nn
 
-from downpour.ps.on_ray import ShardLink, fetch_into
+from downpour.ps.shards_on_ray import ShardLink, fetch_into
 from downpour.ps.worker import LocalParams
 
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from downpour.layers.locally_connected import normalised
 from downpour.parallel.partition import BlockDecoder, PartitionedFilter, block_banks, stitch, sum_windows
-from downpour.ps.on_ray import _quiet_readonly
+from downpour.ps.node_answers_on_ray import _quiet_readonly
 from downpour.train.step import NonFiniteLoss
 
 

@@ -27,7 +27,7 @@ from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 from downpour._names import node_named
 from downpour.errors import DownpourError
 from downpour.ps.connect_on_ray import CONNECT_TIMEOUT_S, head_answers
-from downpour.ps.on_ray import RESTART_SECONDS
+from downpour.ps.shards_on_ray import RESTART_SECONDS
 from downpour.ps.recorder import ShardLost
 from downpour.ps.silence import Silence, Silent
 from downpour.train.signals import signals_held, signals_let_through

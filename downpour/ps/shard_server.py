@@ -1,7 +1,7 @@
 """A shard served to the other processes of its machine: shared-memory lanes, a doorbell, one lock.
 
 :class:`ShardServer` is plain Python; the Ray runner's ``ShardActor`` is this class as a Ray actor
-(:mod:`downpour.ps.on_ray`). Two threads touch the shard: the actor's own (its methods, called by
+(:mod:`downpour.ps.shards_on_ray`). Two threads touch the shard: the actor's own (its methods, called by
 the driver, and by workers on other machines) and the doorbell's (pushes rung by a driver on this
 machine, :mod:`downpour.ps.doorbell`). Every access to the :class:`~downpour.ps.shard.Shard` holds
 ``_lock``; every change of the parameters is also inside the segment's seqlock, which is what the

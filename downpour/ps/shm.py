@@ -4,7 +4,7 @@ A shard's parameters live in a file under /dev/shm that co-located workers map: 
 memcpy out of it, guarded by a seqlock so a reader never sees a half-applied update. Each worker
 has an inbox per shard: the worker copies its gradient in, and the shard applies it straight from
 there when the driver says so. Nothing is pickled, no object is created per call; across machines
-the Ray runner uses the object store instead (see :mod:`downpour.ps.on_ray`).
+the Ray runner uses the object store instead (see :mod:`downpour.ps.shards_on_ray`).
 
 Layout of a segment: 8 int64 header words, then (n,) float32 data.
 - parameters: header[0] seqlock counter (odd while the shard writes), header[1] version.

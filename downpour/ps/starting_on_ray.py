@@ -17,11 +17,12 @@ from downpour.ps.asking_on_ray import node_addresses
 from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pinned, placer, spot
 from downpour.ps.keeping_on_ray import kept
 from downpour.ps.node_environments import node_environments
-from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
 from downpour.ps.setup import worker_cpus, worker_gpus, worker_rng
 from downpour.ps.shard import Shard
+from downpour.ps.shards_on_ray import ShardActor, ShardPush
 from downpour.ps.shm import sweep_stale_segments
 from downpour.ps.silence import start_limit
+from downpour.ps.worker_actor_on_ray import WorkerActor
 from downpour.train.flat import frozen_params
 
 
@@ -71,7 +72,7 @@ class Starting:
         # every actor starts now, the workers and their partitions beside the shards (each a fresh process importing
         # torch: ~5.6 s of ~8 at load 12, 2026-12-06); until 2026-12-06 the workers were started only once every shard
         # had answered. They are handed the shards' answers to come (object refs) and wait for them themselves before
-        # they link to the shards (on_ray.lanes_of): none fetches before the shards hold the weights, as before
+        # they link to the shards (shards_on_ray.lanes_of): none fetches before the shards hold the weights, as before
         self.lanes = lanes
         for w in range(n):
             self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))

@@ -12,9 +12,9 @@ from typing import Any
 import ray
 from ray.exceptions import RayError
 
-from downpour.ps.on_ray import ShardPush
 from downpour.ps.recorder import ShardLost
 from downpour.ps.restarts_on_ray import drain, first_ready, silent_workers
+from downpour.ps.shards_on_ray import ShardPush
 from downpour.ps.worker import OnPush
 from downpour.train.signals import signals_held
 

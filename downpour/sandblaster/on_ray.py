@@ -33,7 +33,7 @@ from downpour.errors import RunError
 from downpour.ps.asking_on_ray import node_addresses, node_key
 from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pinned, placer, spot
 from downpour.ps.node_environments import node_environments
-from downpour.ps.on_ray import NodeAnswers
+from downpour.ps.node_answers_on_ray import NodeAnswers
 from downpour.ps.placing_on_ray import worker_threads
 from downpour.ps.restarts_on_ray import first_ready, kill, silent_workers
 from downpour.ps.setup import ClusterSetup, worker_cpus
