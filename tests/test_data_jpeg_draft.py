@@ -224,7 +224,7 @@ def test_a_run_written_before_config_toml_kept_the_rule_reads_it_from_data_json_
     import json
 
     from downpour.data.patches import decode_rule
-    from downpour.data.pipeline import decode_began
+    from downpour.data.resumed import decode_began
 
     tiled = DataConfig(source="folder", path=str(tmp_path), mode="crops", size=32, tile=256)
     (tmp_path / "data.json").write_text(json.dumps({"jpeg_draft": True}))
@@ -242,7 +242,7 @@ def test_a_run_written_before_config_toml_kept_the_rule_reads_it_from_data_json_
 def test_a_resume_names_a_changed_decoder_rule_or_else_the_files(tmp_path):
     import json
 
-    from downpour.data.pipeline import decode_change
+    from downpour.data.resumed import decode_change
 
     cfg = DataConfig(source="folder", path=str(tmp_path), mode="crops", size=32, tile=256)
     record = {"jpeg_draft": True, "jpeg_decode": 1}

@@ -18,7 +18,8 @@ from downpour.analysis.report_notes import data_note
 from downpour.config import ConfigError, DataConfig, load_config
 from downpour.data import build_dataset
 from downpour.data.loader import StreamBatches, epoch_order, loader_shape
-from downpour.data.pipeline import open_data, run_data_info
+from downpour.data.pipeline import open_data
+from downpour.data.telemetry import run_data_info
 from downpour.data.estimate import Held, held_bytes
 from downpour.data.stream import StreamingData, list_items, open_stream
 from downpour.errors import DataError
@@ -689,7 +690,7 @@ def test_a_stopped_stream_none_of_whose_workers_reported_names_them_all_as_unrep
     what the driver's fitting sample skipped; a run in memory (no reports to miss) is left as it was."""
     import json
 
-    from downpour.data.pipeline import record_stopped
+    from downpour.data.telemetry import record_stopped
 
     root = _folder(tmp_path / "data", n=10, bad=["bad1.png"])
     data = open_data(_cfg(root, fit_sample=20, normalize="patch"), seed=0)

@@ -408,7 +408,8 @@ def test_a_video_too_small_for_a_patch_is_one_file_skipped_in_memory_as_streamed
     """In memory each of its frames was a skip ("small.mp4#frame0".."#frame2": 3), streamed its file (1)."""
     import torch
 
-    from downpour.data.pipeline import open_data, run_data_info
+    from downpour.data.pipeline import open_data
+    from downpour.data.telemetry import run_data_info
 
     _write_video(tmp_path / "big.mp4", size=32)
     _write_video(tmp_path / "small.mp4", size=16)
@@ -431,7 +432,8 @@ def test_a_truncated_video_is_recorded_in_data_json_in_memory_streamed_and_resum
     """Its frames before the break trained, and only the log said so: data.json named it nowhere."""
     import torch
 
-    from downpour.data.pipeline import open_data, run_data_info
+    from downpour.data.pipeline import open_data
+    from downpour.data.telemetry import run_data_info
     from downpour.data.positions import position_problem
 
     _write_cut_avi(tmp_path / "cut.avi")

@@ -185,7 +185,7 @@ DATA_JSON = "data.json"      # where a training run counts the files crops mode 
 def say_enlarged(entries: list[dict[str, str]], size: int, tile: int, total: int | None = None,
                  counted_in: str = DATA_JSON, whose: str = "this stream") -> None:
     """Warn once of the files crops mode enlarged to ``size`` x ``size``: ``total`` of them (in memory, and a stream's
-    run at its end: :func:`~downpour.data.pipeline.record_data`), or the first a stream met (``total`` None, ``whose``:
+    run at its end: :func:`~downpour.data.telemetry.record_data`), or the first a stream met (``total`` None, ``whose``:
     the stream, a worker's by its number; until 2026-12-06 each worker said it alike, and no line said how many).
     ``counted_in``: the record
     that counts them, another than a run's data.json for an analysis's labelled folder, whose size is the model's input

@@ -1,4 +1,5 @@
-"""Which data path a run takes (``data.pipeline``), and the run's data telemetry at its end.
+"""Which data path a run takes (``data.pipeline``), and the data a resumed run goes on with (:func:`keep_cut`). The
+run's data telemetry: :mod:`downpour.data.telemetry`; what a resume reads from its records: :mod:`downpour.data.resumed`.
 
 - ``memory``: :func:`~downpour.data.build.build_dataset`: every sample decoded once into one float32
   tensor, shuffled and whitened as a whole; simple and the fastest per batch. The built-in sources
@@ -15,23 +16,18 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterable
-
-import torch
+from typing import Any
 
 from downpour._names import plural
 from downpour.config import FILE_SOURCES, ConfigError, DataConfig
-from downpour.config.sections import JPEG_DECODE
 from downpour.data.build import build_dataset, check_config
-from downpour.data.dataset import Dataset, shard_range
+from downpour.data.dataset import Dataset
 from downpour.data.estimate import held_bytes
-from downpour.data.patches import decode_rule, say_enlarged
-from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
-from downpour.errors import CheckpointError, DownpourError, RunError, stopped_by
-from downpour.settings import is_count
+from downpour.data.resumed import _recorded_patches, cut_patches
+from downpour.data.stream import Listing, StreamingData, item_name, list_items, open_stream
+from downpour.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -200,194 +196,3 @@ def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | Non
     reopened = open_stream(cfg, seed, per_image=count, say=False)
     reopened.info["chosen"] = data.info.get("chosen")
     return reopened
-
-
-def say_resumed_at(data: Dataset | StreamingData, positions: list[dict[str, Any] | None], step: int,
-                   workers: int = 1) -> None:
-    """One INFO line: where a resumed stream picks up, from its checkpoint's ``positions`` (one a worker, each in its
-    share of the files; empty: a Ray run's, whose checkpoint keeps none). Until 2026-12-06 nothing said it.
-    ``workers``: the run's (a Ray run of one worker said "each worker" of it until 2026-12-07)."""
-    if not isinstance(data, StreamingData):
-        return
-    n, item = len(positions) or workers, data.info["item"]
-    if not any(positions):     # [None]: a local run's checkpoint without one; []: a Ray run's
-        who = "it starts a fresh pass over its" if n == 1 else "each worker starts a fresh pass over its own"
-        log.info("resuming the stream at step %d: its checkpoint keeps no stream position, so %s %ss", step, who, item)
-        return
-    at = []
-    for w, p in enumerate(positions):
-        start, stop = shard_range(w, n, len(data))      # (0, len) for one worker
-        said = f"pass {p['epoch'] + 1}, {item} {p['index'] + 1} of {stop - start}" if p else "a fresh pass"
-        at.append(f"worker {w}: {said}" if n > 1 else said)
-    log.info("resuming the stream at step %d where its checkpoint left it: %s%s", step, "; ".join(at),
-             " (each in its share of the files)" if n > 1 else "")
-
-
-def decode_change(run: Path, cfg: DataConfig) -> str:
-    """Why a resume of the run in ``run`` may find its input processing refitted on other pixels, from its data.json:
-    the JPEG decoder's rule (``jpeg_decode``) it records differs from the one the resume decodes by (``cfg``'s, set by
-    hand), or neither: its files changed. Until 2026-12-04 every refit said "the data changed since?", also where the
-    files had not and the decoder had."""
-    if not cfg.jpeg_shrink():
-        return "the data changed since?"     # JPEGs decoded in full, under every rule
-    began, now = recorded(run / "data.json", "jpeg_decode"), decode_rule(cfg)
-    if began is None and cfg.decode_rules_differ():
-        # the rule was given by hand (--set data.jpeg_decode, as the refusal asks): nothing of the run's vouches for it
-        # (until 2026-12-05 this said "decoded by the rule it began with" of a guess; a wrong one refits on other tiles)
-        other = 1 if now != 1 else 2     # (the rules 1 and 2: the only two such runs can have begun under)
-        return (f"its records predate jpeg_decode and data.jpeg_decode = {now} was given: if the run began under rule "
-                f"{other}, the steps from here train on other tiles (put the run back from a copy and resume with "
-                f"--set data.jpeg_decode={other}); else the files changed since?")
-    if began in (None, now):
-        return f"JPEGs decoded by the rule it began with, jpeg_decode {now}: the files changed since?"
-    return (f"its data.json records JPEGs decoded by rule jpeg_decode {began}, data.jpeg_decode is {now} "
-            "(docs/data.md): the decoder changed, or the files did")
-
-
-def decode_began(run: Path, cfg: DataConfig) -> int:
-    """The data.jpeg_decode a run's config.toml lacks (written before 2026-12-05) read as its start had it: its
-    data.json's ``jpeg_decode`` (recorded since 2026-12-04 22:23), else today's where the rules decode its crops alike
-    (``DataConfig.decode_rules_differ``), else 0, unknown: a tiled run with data.jpeg_draft = true begun
-    2026-12-04 15:25-17:05 decoded its tiles in full, one begun after reduced, and neither recorded which
-    (:func:`~downpour.data.patches.decode_rule` refuses it by name). Until 2026-12-05 a resume decoded by today's rule,
-    whatever the run began with: such a run trained on reduced tiles from the resume on."""
-    began = recorded(run / "data.json", "jpeg_decode")
-    if began in (1, 2):
-        return began
-    return 0 if cfg.decode_rules_differ() else JPEG_DECODE
-
-
-def cut_patches(data: Dataset | StreamingData) -> int | None:
-    """The patches per image a streamed patch run cuts (None for any other data): what a checkpoint records
-    for ``keep_cut``."""
-    return data.cut.patches if isinstance(data, StreamingData) and data.cut.mode == "patches" else None
-
-
-def _recorded_patches(path: Path) -> int | None:
-    """``patches_per_image`` of a run's data.json (None where it has none or cannot be read)."""
-    count = recorded(path, "patches_per_image")
-    return count if is_count(count, 1) else None
-
-
-def recorded(path: Path, key: str) -> Any:
-    """``key`` of the JSON object in ``path`` (None where it has none or cannot be read)."""
-    try:
-        return json.loads(path.read_text()).get(key)
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def batch_position(batches: Iterable[Any]) -> dict[str, Any] | None:
-    """Where a streamed batch iterator stands (None for the in-memory path, which replays instead)."""
-    position = getattr(batches, "position", None)
-    return position() if position is not None else None
-
-
-def close_stream(batches: Iterable[Any]) -> str | None:
-    """Stop a streamed batch iterator's loader processes (the in-memory path's generator just ends); returns
-    how one of them died, if one did (:meth:`StreamBatches.close`)."""
-    close = getattr(batches, "close", None)
-    died = close() if close is not None else None
-    return died if isinstance(died, str) else None
-
-
-def loader_died(died: str, cfg: DataConfig, err: BaseException) -> BaseException:
-    """What a runner raises when its batches' ``err`` came with a loader process's death (``died``, from
-    :func:`close_stream`): one line naming it and what to change (until 2026-12-04, torch's traceback from its
-    SIGCHLD handler). A DownpourError or an interrupt stays itself: it says what stopped the run."""
-    if not isinstance(err, Exception) or isinstance(err, DownpourError):
-        return err
-    return RunError(f"a DataLoader process decoding the run's files died ({died}; SIGKILL is what the system's "
-                    f"out-of-memory killer sends); the steps done so far are checkpointed: resume the run with less "
-                    f"memory taken, data.loader_workers or data.prefetch lower (now {cfg.loader_workers} and "
-                    f"{cfg.prefetch}, e.g. --set data.loader_workers=0), or more memory free")
-
-
-def data_report(batches: Iterable[Any]) -> dict[str, Any] | None:
-    """A streamed worker's reads and skipped files (None for the in-memory path)."""
-    report = getattr(batches, "report", None)
-    return report() if report is not None else None
-
-
-def report_at(data: Dataset | StreamingData, batch_size: int, seed: int,
-              position: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A stream's report as a checkpoint's ``position`` left it, reading nothing (None in memory): the
-    record of a run stopped after its last checkpoint and before it wrote its own. Reads count once per
-    epoch up to ``position``, as a resumed stream's do."""
-    if position is None:
-        return None
-    batches = data.batches(batch_size, torch.Generator().manual_seed(seed), position=position)
-    try:
-        return data_report(batches)
-    finally:
-        batches.close()
-
-
-def record_data(write_json: Callable[[str, Any], Any], cfg: DataConfig, info: dict[str, Any]) -> bool:
-    """Write ``info`` as the run's data.json (``write_json``: its run folder's) where the run has files to
-    account for (:func:`has_data_record`); returns whether it did."""
-    if not has_data_record(cfg, info):
-        return False
-    if "workers" in info and info.get("n_upscaled"):    # a stream's workers each said their first: here, how many
-        say_enlarged(info["upscaled"], cfg.size, cfg.tile, info["n_upscaled"])
-    write_json("data.json", info)
-    return True
-
-
-def record_stopped(write_json: Callable[[str, Any], Any], cfg: DataConfig, info: dict[str, Any],
-                   reports: Callable[[], list[dict[str, Any] | None]], step: int, steps: int, err: BaseException,
-                   workers: int | None = None) -> None:
-    """On a run's stop (Ctrl-C, a DataError, every worker lost), best effort: its data telemetry so far as data.json
-    (``reports``: each worker's, asked for now), with ``stopped`` saying at which ``step`` of ``steps`` and why, so the
-    files it skipped are named before any resume (whose end rewrites the file whole, its stream's report going on
-    from the checkpoint's). Until 2026-12-04 a stopped run had no data.json until it was resumed. Never raises:
-    the stop's own error is the one the user must see. ``workers``: the run's (:func:`run_data_info`)."""
-    try:
-        data_info = run_data_info(info, reports(), workers)
-        record_data(write_json, cfg, {**data_info, "stopped": {"step": step, "steps": steps, "by": stopped_by(err)}})
-    except Exception as failure:  # noqa: BLE001 -- a report lost with its process, a full disk: said, not raised
-        log.warning("the run's data.json could not be written on the way out (%s: %s)", type(failure).__name__, failure)
-
-
-def has_data_record(cfg: DataConfig, info: dict[str, Any]) -> bool:
-    """Whether a run writes ``data.json``: a stream (each worker's report), or files read into memory (what
-    was skipped, even when nothing was); a built-in set has no files to report."""
-    return "workers" in info or cfg.source in STREAMED
-
-
-def run_data_info(info: dict[str, Any], reports: list[dict[str, Any] | None],
-                  workers: int | None = None) -> dict[str, Any]:
-    """The run's data telemetry: the source's ``info`` plus, for a stream, each worker's report and
-    the sums; a file skipped by the driver's fitting sample and by its worker is named once, and so is a video
-    cut short (``truncated``: {file, frames, reason}, as the in-memory path records it) and one whose crops were
-    enlarged (``upscaled``: {file, size}, counted in ``n_upscaled``). ``workers``: the run's count (a cluster's), so
-    a stream none of whose reports came still says whose are missing (``workers_unreported``)."""
-    reports = [r for r in reports if r is not None]
-    of = reports[0].get("of", 1) if reports else workers
-    if not reports and not (of and info.get("pipeline") == "stream"):
-        return info
-    seen: dict[str, dict[str, str]] = {}
-    read = {name for r in reports for name in r.get("recovered", [])}     # skipped once, then read
-    for entry in [*info.get("fit_sample", {}).get("skipped", []), *(e for r in reports for e in r["skipped"])]:
-        if entry["file"] not in read:
-            seen.setdefault(entry["file"], entry)
-    cut, small = _once_per_file(info, reports, "truncated"), _once_per_file(info, reports, "upscaled")
-    totals = {key: sum(r[key] for r in reports) for key in ("reads", "samples", "items_read")}
-    # a worker whose report is not here (on Ray: lost, not restarted, or silent on a stop) read and skipped files the
-    # sums leave out; until 2026-12-06 nothing said so (2 workers, 1 killed: n_items 3003, items_read 1501, its 5 bad
-    # files dropped from n_skipped and skipped, without a word), and until later that day a stream none of whose reports
-    # came (a stop whose workers all missed its wait) had neither ``workers`` nor this, as if no worker had run
-    missing = sorted(set(range(of)) - {r.get("worker", 0) for r in reports})
-    return {**info, "workers": reports, **totals, "n_skipped": len(seen), "skipped": list(seen.values()),
-            **({"workers_unreported": missing} if missing else {}),
-            **({"truncated": cut} if cut else {}), **({"recovered": sorted(read)} if read else {}),
-            **({"n_upscaled": len(small), "upscaled": small} if small else {})}
-
-
-def _once_per_file(info: dict[str, Any], reports: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    """The entries under ``key`` ({file, ...}) of the driver's fitting sample and of every worker's report, each
-    file once, as first met: a video cut short (``truncated``), a file whose crops were enlarged (``upscaled``)."""
-    once: dict[str, dict[str, Any]] = {}
-    for entry in [*info.get("fit_sample", {}).get(key, []), *(e for r in reports for e in r.get(key, []))]:
-        once.setdefault(entry["file"], entry)
-    return list(once.values())

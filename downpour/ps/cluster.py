@@ -18,7 +18,9 @@ from typing import Any
 
 from downpour.config import ConfigError, RunConfig
 from downpour.data.opened import Opened
-from downpour.data.pipeline import check_resumed_on, cut_patches, keep_cut, record_stopped, say_resumed_at
+from downpour.data.pipeline import check_resumed_on, keep_cut
+from downpour.data.resumed import cut_patches, say_resumed_at
+from downpour.data.telemetry import record_stopped
 from downpour.errors import DownpourError, RunError
 from downpour.parallel.partition import partition_layouts
 from downpour.ps.checkpoint import SERVER, load_server, next_seqs, restoring

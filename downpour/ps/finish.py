@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from downpour.config import RunConfig
-from downpour.data.pipeline import record_data, report_at, run_data_info
+from downpour.data.telemetry import record_data, report_at, run_data_info
 from downpour.data.summary import summary_data
 from downpour.errors import Diverged, RunError
 from downpour.parallel.partition import merge_model

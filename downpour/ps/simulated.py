@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from downpour.data.pipeline import batch_position, close_stream, data_report, loader_died
+from downpour.data.telemetry import batch_position, close_stream, data_report, loader_died
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.coordinator import Coordinator, restarts_left
 from downpour.ps.delays import delay_rngs

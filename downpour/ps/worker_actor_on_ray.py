@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from downpour.config import RunConfig
-from downpour.data.pipeline import data_report
+from downpour.data.telemetry import data_report
 from downpour.ps.channel import STOP, WorkerEnd
 from downpour.ps.laps import Laps
 from downpour.ps.node_answers_on_ray import NodeAnswers, _quiet_readonly

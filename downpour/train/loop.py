@@ -13,8 +13,10 @@ import torch
 
 from downpour.config import RunConfig
 from downpour.data.opened import Opened, open_data_once
-from downpour.data.pipeline import (batch_position, check_resumed_on, close_stream, data_report, keep_cut, loader_died,
-                                    record_data, record_stopped, report_at, run_data_info, say_resumed_at)
+from downpour.data.pipeline import check_resumed_on, keep_cut
+from downpour.data.resumed import say_resumed_at
+from downpour.data.telemetry import (batch_position, close_stream, data_report, loader_died, record_data,
+                                     record_stopped, report_at, run_data_info)
 from downpour.data.summary import summary_data
 from downpour.errors import Diverged
 from downpour.models.registry import build

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from downpour.data.pipeline import recorded
+from downpour.data.resumed import recorded
 from downpour.errors import DataError
 from downpour.train.checkpoint import PREPROCESS_RECORD, CheckpointError, load_state
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def refits_after(path: Path, preprocess: "Preprocess", start: int, why: str = "the data changed since?") -> list[int]:
     """The steps at which the run in ``path`` refitted its input processing on resuming: the saved list, with
-    ``start`` added (and a warning, saying ``why``: :func:`~downpour.data.pipeline.decode_change`) when
+    ``start`` added (and a warning, saying ``why``: :func:`~downpour.data.resumed.decode_change`) when
     ``preprocess`` differs from the saved fit (files added or changed since, or the decoder)."""
     saved = saved_fit(path)
     if saved is None:

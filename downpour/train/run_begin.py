@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from downpour._names import pasted
 from downpour.config import ConfigError, RunConfig
-from downpour.data.pipeline import decode_change
+from downpour.data.resumed import decode_change
 from downpour.errors import NotARunError
 from downpour.train.checkpoint import denied, load_state
 from downpour.train.checkpoint_checks import check_streams

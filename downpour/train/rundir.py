@@ -9,7 +9,7 @@ from typing import Any
 
 from downpour._names import pasted
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
-from downpour.data.pipeline import decode_began
+from downpour.data.resumed import decode_began
 from downpour.errors import DownpourError, NotARunError
 from downpour.models.registry import resolve
 from downpour.train.environment import FILE as ENVIRONMENT
