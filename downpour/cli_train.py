@@ -89,8 +89,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from downpour.crossfit_folds import check_busy, check_not_crossfits
-    from downpour.preflight import (check_data_read, check_folder, check_resumable, check_run_config, new_run_config,
-                                    read_checked, resume_config, start_again)
+    from downpour.preflight import check_data_read, check_run_config, new_run_config, read_checked
+    from downpour.resume_checks import check_folder, check_resumable, resume_config, start_again
     from downpour.train.folders import fresh_folder, missing
     from downpour.train.lock import training_in
     from downpour.train.rundir import RunDir

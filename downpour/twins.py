@@ -193,7 +193,7 @@ def check_same_run(cfg: RunConfig, path: Path) -> RunDir | None:
     """The run ``cfg`` started in ``path`` (None: nothing there, or a run that never started);
     RunExistsError naming the key that differs when it is a run of another config. What
     :func:`train_kept` checks first, for a caller that checks every run before training any."""
-    from downpour.preflight import check_resume, unresumable
+    from downpour.resume_checks import check_resume, unresumable
 
     if not (path / "config.toml").is_file() or (run := RunDir.open(path)).never_started():
         return None

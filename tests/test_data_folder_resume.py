@@ -93,7 +93,7 @@ def test_a_resume_given_its_folder_in_other_words_goes_on_and_another_folder_is_
     """The command that began a run, given again with --resume, was refused: "cannot resume with data.path = 'images':
     the run was trained with '/.../images'" (config.toml records it absolute); a trailing slash alike."""
     from downpour.config import ConfigError
-    from downpour.preflight import resume_config
+    from downpour.resume_checks import resume_config
 
     folder, run = _start(tmp_path, "local", "stream")
     monkeypatch.chdir(tmp_path)

@@ -541,7 +541,7 @@ def test_a_shard_crosses_to_a_process_as_its_file_list_only(tmp_path):
 
 
 def test_the_loader_may_change_on_resume_but_not_what_is_read():
-    from downpour.preflight import check_resume
+    from downpour.resume_checks import check_resume
 
     saved = load_config("ufldl-sae", ["data.pipeline=stream"])
     check_resume(saved, load_config("ufldl-sae", ["data.pipeline=stream", "data.prefetch=8", "data.loader_workers=3"]))

@@ -31,7 +31,7 @@ def test_the_ground_floor_imports_nothing_from_downpour(path):
 
 
 ABOVE_MODELS = ("downpour.models", "downpour.train", "downpour.ps", "downpour.analysis", "downpour.learner",
-                "downpour.preflight", "downpour.cli")
+                "downpour.preflight", "downpour.resume_checks", "downpour.cli")
 
 
 @pytest.mark.parametrize("path", _modules("layers", "data", "objectives.py"), ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -47,7 +47,7 @@ def test_the_parameter_server_and_analysis_use_neither_the_local_loop_nor_the_le
 # The house, bottom to top (docs/architecture.md). A module imports its own package or a lower floor.
 FLOORS = [("_names", "errors", "batch", "parent_death", "cli_log", "scratch_names"), ("settings", "config_files"), ("config",), ("config_diff", "layers", "objectives", "data"), ("models",),
           ("train",), ("parallel",), ("ps", "analysis"), ("sandblaster", "learner_save"), ("cluster_checks",),
-          ("learner", "preflight", "runners", "plan", "cli_flags", "cli_plan_flags", "cli_refused"),
+          ("learner", "preflight", "resume_checks", "runners", "plan", "cli_flags", "cli_plan_flags", "cli_refused"),
           ("twins", "crossfit_folds"), ("studies", "crossfit"), ("cli_study", "cli_analyze", "cli_models", "cli_plan"),
           ("cli_train",), ("cli",),
           ("__main__",)]

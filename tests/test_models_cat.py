@@ -141,7 +141,7 @@ def test_a_normalised_layer_ignores_its_parameters_scale_and_keeps_the_untied_la
 def test_a_config_saved_with_one_filter_norm_resumes_as_the_same_run():
     from downpour.config import ConfigError, load_config
     from downpour.models.registry import resolve
-    from downpour.preflight import check_resume
+    from downpour.resume_checks import check_resume
 
     old = load_config("cat-demo", ["model.filter_norm=1.0"])     # config.toml as written before per-stage norms
     check_resume(old, resolve(load_config("cat-demo", [])))      # the same run: no error
