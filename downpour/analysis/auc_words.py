@@ -23,17 +23,17 @@ def paired_words(paired: dict[str, dict[str, Any]], methods: tuple[str, ...]) ->
 
 def off_zero(v: float, decimals: int = 2) -> str:
     """A paired difference or its interval's end to ``decimals`` (2), or to as many more (up to 2 more) as keep it off
-    zero (the studies' differences too, at their own decimals, since 2026-12-06: :func:`~downpour.studies.words.
-    difference` printed a Δ of 0.0002 as "0.000 [+0.000, +0.001]"):
-    the verdict's *beats* reads its sign, so '+0.003', not '+0.00' (since 2026-12-05: an interval [+0.0028, +0.23] read
-    "[+0.00, +0.23]" beside "beats gradient energy", as if it touched 0; and later that day the difference itself, which
-    read "+0.00 [+0.002, +0.01]", outside the interval beside it)."""
+    zero (the studies' differences too, at their own decimals: :func:`~downpour.studies.words.difference` prints a
+    Δ of 0.0002 so, not as "0.000 [+0.000, +0.001]"):
+    the verdict's *beats* reads its sign, so '+0.003', not '+0.00' (at 2 decimals an interval [+0.0028, +0.23] reads
+    "[+0.00, +0.23]" beside "beats gradient energy", as if it touched 0, and a difference "+0.00 [+0.002, +0.01]",
+    outside the interval beside it)."""
     return next((f"{v:+.{d}f}" for d in range(decimals, decimals + 3) if round(v, d) != 0), f"{v:+.{decimals}f}")
 
 
 def point_off_zero(v: float, low: float, high: float, decimals: int = 2) -> str:
     """A paired difference beside its interval [``low``, ``high``]: kept off zero (:func:`off_zero`) where the interval
     lies on one side of 0, else to ``decimals`` (the run report's and the studies' alike): its sign is then noise, and
-    "-0.03 points [-0.8, +0.8]" (the costs verdict's probe on 2026-12-06, where it had read "0.0 points") gave it two
-    decimals its interval does not support."""
+    "-0.03 points [-0.8, +0.8]" (the costs verdict's probe, "0.0 points" at two decimals) would give it two decimals
+    its interval does not support."""
     return off_zero(v, decimals) if low > 0 or high < 0 else f"{v:+.{decimals}f}"

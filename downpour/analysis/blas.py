@@ -4,7 +4,7 @@ On 2 cores, scikit-learn's small BLAS calls and torch's OpenMP pool fight over t
 threads spin while the other works), so an analysis runs its BLAS on one thread. ``threadpool_limits``
 only limits the libraries loaded when it is entered, and scipy (L-BFGS-B under every logistic-regression
 probe) ships an OpenBLAS of its own, loaded on its first import: scikit-learn is imported on the first
-probe (inside the limit), so that library ran on 2 threads until 2026-12-06. Loading it first puts it under
+probe (inside the limit), so that library would run on 2 threads. Loading it first puts it under
 the limit too (a probe's fit 4-8x faster on the 2-core VM under load: bench/probe_blas.py, docs/benchmarks.md).
 """
 from __future__ import annotations

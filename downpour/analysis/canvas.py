@@ -5,11 +5,11 @@ Drawn with matplotlib's object API (``Figure`` + Agg canvas, never ``pyplot``), 
 global backend state. The figures call these through the module (``canvas.save(...)``), so that a test or a benchmark
 that puts another in its place (``monkeypatch.setattr(canvas, "save", ...)``, bench/report_figures.py) reaches them all.
 
-Each figure is drawn once (since 2026-12-06, :func:`figure`): a figure of panels lays itself out (matplotlib's tight
-layout engine) as it is drawn at the PNG's resolution on its own Agg canvas, and is saved at its size; until then
-``tight_layout`` drew its labels once to place the panels, and ``savefig(bbox_inches="tight")`` twice more (once to
-crop), each time with a fresh renderer measuring every label anew. Only a figure of pictures, which an aspect ratio
-keeps from filling its size, is still cropped to what it drew.
+Each figure is drawn once (:func:`figure`): a figure of panels lays itself out (matplotlib's tight
+layout engine) as it is drawn at the PNG's resolution on its own Agg canvas, and is saved at its size, not placed
+by ``tight_layout`` (its labels drawn once) and cropped by ``savefig(bbox_inches="tight")`` (twice more), each time
+with a fresh renderer measuring every label anew. Only a figure of pictures, which an aspect ratio
+keeps from filling its size, is cropped to what it drew.
 """
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from downpour.train.model_file import replace_bytes
 DPI = 110       # the PNGs' resolution
 # The report's column (report_parts.STYLE: body max-width 1100 px less 2 x 1em = 32 px of padding) is 1068 CSS
 # pixels, 9.7 inches at DPI. A PNG up to it is shown a PNG pixel to a CSS pixel, so a 7-point label reads
-# 7 x 110/72 = 10.7 px, 8 points; a wider one is shrunk to fit, and so is its text: the invariance (1408 px) and loss
-# (1320 px) figures read 5-6 points on a laptop until 2026-12-06. Every figure of panels is drawn at most this wide,
+# 7 x 110/72 = 10.7 px, 8 points; a wider one is shrunk to fit, and so is its text: an invariance figure of 1408 px or a
+# loss figure of 1320 px reads 5-6 points on a laptop. Every figure of panels is drawn at most this wide,
 # its text at least 7 points.
 SHOWN_WIDTH = 9.6
 
@@ -71,8 +71,8 @@ def save(fig: Figure, path: Path | BinaryIO) -> Path | BinaryIO:
 
 def panels(fig: Figure, rows: int, cols: int, places: list[tuple[int, int]]) -> list[Any]:
     """A panel at each (row, column) of ``places`` in a ``rows`` x ``cols`` grid, in that order. The places left over
-    are not made: until 2026-12-06 they were panels turned off (``axis("off")``), each an axes built, measured by the
-    layout and drawn for nothing (the loss figure's 5 cost parts: 6 panels); the tight layout finds the same margins
+    are not made: panels turned off (``axis("off")``) would each be an axes built, measured by the layout and drawn
+    for nothing (the loss figure's 5 cost parts: 6 panels); the tight layout finds the same margins
     without them (an axes turned off adds none): the same PNGs, byte for byte (bench/report_figures.py)."""
     grid = fig.add_gridspec(rows, cols)
     return [fig.add_subplot(grid[r, c]) for r, c in places]

@@ -63,10 +63,10 @@ def auc_scores(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     Small sets (a 30-image selection split, 50 splits, thousands of columns) compare every pair
     directly, up to a million pairs x columns (a 30-image split of 512 units: 3.8x faster than ranking,
-    ``bench/face_test.py``); larger ones rank (lfw's 140 training images over 512 units compared pairs
-    1.3x slower than ranking until 2026-12-03, when the limit was 4 million). Both count the same
-    half-integers, so they agree bit for bit. NaN for every column where ``y`` lacks a class: no pair to rank (it
-    was 0, which the choice read as a perfect unit, "selection AUC 1.0", on images of one label).
+    ``bench/face_test.py``); larger ones rank (with a limit of 4 million, lfw's 140 training images over 512 units
+    compared pairs 1.3x slower than ranking). Both count the same
+    half-integers, so they agree bit for bit. NaN for every column where ``y`` lacks a class: no pair to rank (a 0
+    there would read to the choice as a perfect unit, "selection AUC 1.0", on images of one label).
     """
     y = np.asarray(y).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
@@ -193,7 +193,7 @@ def chance_spread(replicates: np.ndarray, observed: np.ndarray) -> float:
     replicate sd. (T, B) ``replicates`` share their resampled images, so the range is what chance alone spreads
     *these* units by, their correlation kept: near copies of one unit scoring the same images move together and spread
     far less than independent ones (the studentized range, bench/_tie_rules.py). Alike units have one true error;
-    each unit's own (the "bootstrap range" of bench/_tie_rules.py, the rule until 2026-12-05) reads it off its own
+    each unit's own (the "bootstrap range" of bench/_tie_rules.py, an older row's ``tie_rule``) reads it off its own
     AUC, and near saturation a unit that lost pairs by chance both spreads the tie and widens its own replicates, so
     the limit grew with the spread: alike ties read undecided in 0-2% of ties at true AUC 0.97-0.99, 5% meant
     (docs/analysis.md, bench/tie_calibration.py). A unit whose replicates do not move (AUC 1.0; an sd within
@@ -213,8 +213,9 @@ def chance_spread(replicates: np.ndarray, observed: np.ndarray) -> float:
     return float(np.quantile(np.ptp(d * scale[:, None], axis=0), ALIKE))
 
 
-TIE_RULE = "pooled bootstrap range"    # a row's ``tie_rule``: the limit is :func:`chance_spread`'s (since 2026-12-05;
-#                                        "bootstrap range" earlier that day, each unit's own error, bench/_tie_rules.py)
+TIE_RULE = "pooled bootstrap range"    # a row's ``tie_rule``: the limit is :func:`chance_spread`'s (rows written
+#                                        earlier on 2026-12-05 hold "bootstrap range", each unit's own error,
+#                                        bench/_tie_rules.py)
 
 
 def undecided(test_aucs: np.ndarray, limit: float) -> bool:
@@ -226,19 +227,18 @@ def undecided(test_aucs: np.ndarray, limit: float) -> bool:
     gives the tied set's test AUC beside the unit's). A tie whose units test alike within chance is not (nor is an
     unknown limit).
 
-    The limit is the tied units' bootstrap range, their errors pooled, since 2026-12-05 (``tie_rule`` "pooled
-    bootstrap range"; earlier that day "bootstrap range", each unit's own error, which under-called near saturation,
-    :func:`chance_spread`); before that it was the studentized range (``tie_spread_limit`` of bench/_tie_rules.py,
-    where it is kept as the reference), the range of T *independent* alike units given the chosen unit's 95%
-    interval. Tied units are mostly near copies, which correlate and spread less, so that limit was too wide for
-    them: 3 near copies of one unit on
+    The limit is the tied units' bootstrap range, their errors pooled (``tie_rule`` "pooled bootstrap range"), not
+    each unit's own error ("bootstrap range"), which under-calls near saturation (:func:`chance_spread`). Nor is it
+    the studentized range (``tie_spread_limit`` of bench/_tie_rules.py, kept there as the reference), the range of
+    T *independent* alike units given the chosen unit's 95% interval: tied units are mostly near copies, which
+    correlate and spread less, so that limit is too wide for them: 3 near copies of one unit on
     60 + 60 test images, two lowered a little on the faces, tested 0.764-0.812, a spread of 0.048 against its 0.197,
     decided; their own range is 0.028, undecided. For independent units the two agree
-    (tests/test_analysis_tie_null.py). Before, the spread was told against one unit's interval whatever the number
-    tied (alike units undecided in 0.6% of 2-unit ties, 38% of 20), and before that more than 1% of the candidates
-    tied was (any 2-unit tie of an 8-unit layer); over several splits each split's tie is told against that split's
-    own replicates (it was the row's ``auc_ci``, of the mean over the splits, ~1/sqrt(splits) as wide, until
-    2026-12-05)."""
+    (tests/test_analysis_tie_null.py). One unit's interval whatever the number tied would call alike units
+    undecided in 0.6% of 2-unit ties and 38% of 20; more than 1% of the candidates tied would call any 2-unit tie
+    of an 8-unit layer. Over several splits each split's tie is told against that split's own replicates, not the
+    row's ``auc_ci`` (of the mean over the splits, ~1/sqrt(splits) as wide). Rows written before 2026-12-05 hold
+    the older rules (:func:`tie_verdict`)."""
     a = np.asarray(test_aucs, dtype=np.float64)
     return bool(len(a) > 1 and np.ptp(a) > limit)
 
@@ -246,8 +246,8 @@ def undecided(test_aucs: np.ndarray, limit: float) -> bool:
 def tie_verdict(test_aucs: np.ndarray, replicates: np.ndarray) -> dict[str, Any]:
     """A tie's row keys from its units' (T,) test AUCs and (T, B) bootstrap replicates of them: ``undecided``
     (:func:`undecided`), the ``tie_spread_limit`` it was told against (:func:`chance_spread`) and the ``tie_rule``
-    that limit is (:data:`TIE_RULE`; a row's "bootstrap range" is the rule of earlier on 2026-12-05, each unit's own
-    error (bench/_tie_rules.py); a row without it is from before 2026-12-05's bootstrap: its limit is
+    that limit is (:data:`TIE_RULE`; a row written earlier on 2026-12-05 holds "bootstrap range", each unit's own
+    error (bench/_tie_rules.py); a row without ``tie_rule``, written before 2026-12-05, has as its limit
     the studentized range's (bench/_tie_rules.py), or, without a limit, one unit's interval), the same for the
     best-neuron table's rows, the face test's and its by-layer ones."""
     limit = chance_spread(replicates, test_aucs)
@@ -278,8 +278,8 @@ def choice(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = 
     """The candidate chosen for (n, K) scores and (n,) labels, with its rule and the candidates tied with it.
 
     The first of :func:`order`: the candidate that maximises :func:`ranking` (without ``against``: the AUC furthest
-    from 0.5; with it, the best worst AUC over the negative sets), ties to the largest :func:`separation` (since
-    2026-12-04; to the lowest index before); the threshold is the most accurate one for its sign on ``scores`` and
+    from 0.5; with it, the best worst AUC over the negative sets), ties to the largest :func:`separation` (not
+    the lowest index); the threshold is the most accurate one for its sign on ``scores`` and
     ``y``; the selection AUC is on ``y``.
     """
     labels = np.asarray(y) == 1

@@ -1,10 +1,10 @@
 """The walk out from the identity along a swept curve, round the circle where the sweep is the whole turn.
 
-A rotation sweep from -180 to +180 degrees has no ends: -180 and +180 are one angle, the same image. Since 2026-12-05
-the walk out from 0 that :func:`~downpour.analysis.invariance.invariance_summary` reads a range from goes on past one
-end at the other (skipping the duplicate end point) until the curve falls below the floor or the walk meets itself
-(the whole turn). Before, it stopped at +-180 and read such a range as a bound: a unit high everywhere but -67.5 to -30
-degrees read -15 … 180 (195 degrees, "at least this"), where it holds over 285 degrees, measured.
+A rotation sweep from -180 to +180 degrees has no ends: -180 and +180 are one angle, the same image. The walk out from 0
+that :func:`~downpour.analysis.invariance.invariance_summary` reads a range from goes on past one end at the other
+(skipping the duplicate end point) until the curve falls below the floor or the walk meets itself (the whole turn).
+Stopped at +-180, it would read such a range as a bound: a unit high everywhere but -67.5 to -30 degrees would read -15
+… 180 (195 degrees, "at least this"), where it holds over 285 degrees, measured.
 
 A range that went round is written as it was walked, so that it still holds the identity and its width is hi - lo: past
 +180 its upper end is above 180 (-15 … 270: 270 is the angle -90), past -180 its lower end is below -180.
@@ -30,8 +30,8 @@ def walk(ys: np.ndarray, at: int, level: float, round_: bool) -> tuple[int, int]
     they go on past either end: position p is the point p mod n, n = len(ys) - 1 the distinct angles, and a position at
     a multiple of n is the one angle -180 = +180, read as the lower of its two points from either side (the same image
     measured twice: were they to differ, it holds only where both do); the walk stops when it meets itself, hi - lo = n
-    (:func:`angle_at` gives a position's angle). Until 2026-12-05 (the day it went round) that angle read +180's point
-    going up and -180's going down, so two points a hair apart about the floor held it from one side, not the other."""
+    (:func:`angle_at` gives a position's angle). Read as +180's point going up and -180's going down, that angle
+    would hold from one side, not the other, where the two points lie a hair apart about the floor."""
     last = len(ys) - 1
     if round_:
         ys = np.asarray(ys).copy()
@@ -72,17 +72,17 @@ def went_round(transform: str, r: list[float] | None) -> bool:
 
 
 def round_through(a: float, b: float) -> str:
-    """An arc of angles that crosses +-180, from ``a`` up through 180 to ``b`` (both within +-180), in words: the
-    report read "[157.5, -135] (round ±180)" and "-180 … -90 and -15 … 180 degrees (... round ±180 ...)" until
-    2026-12-06, brackets a student read as an interval from 157.5 down to -135."""
+    """An arc of angles that crosses +-180, from ``a`` up through 180 to ``b`` (both within +-180), in words, not
+    "[157.5, -135] (round ±180)" or "-180 … -90 and -15 … 180 degrees (... round ±180 ...)", brackets a student reads as
+    an interval from 157.5 down to -135."""
     return f"from {a:g} round through 180 to {b:g}"
 
 
 def walks(ys: np.ndarray, at: int, levels: np.ndarray, round_: bool) -> tuple[np.ndarray, np.ndarray]:
     """:func:`walk` of B curves at once: ys (B, V), levels (B,) (NaN: a walk that holds nowhere); (B,) lo and hi,
-    position for position what :func:`walk` gives each row (its ``ys[at]`` is the caller's to check). Since
-    2026-12-06: the bootstrap intervals of a tie's mean widths walked 500 resamples x 8 curves x every tied unit one by
-    one, about 0.6 s of CPU a unit (20 s for a tie of 34)."""
+    position for position what :func:`walk` gives each row (its ``ys[at]`` is the caller's to check). Walked one
+    by one, the bootstrap intervals of a tie's mean widths (500 resamples x 8 curves x every tied unit) take about
+    0.6 s of CPU a unit (20 s for a tie of 34)."""
     ys, levels = np.asarray(ys, dtype=float), np.asarray(levels, dtype=float)
     last = ys.shape[1] - 1
     if round_:

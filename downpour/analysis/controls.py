@@ -57,9 +57,9 @@ TIE = 1e-6
 
 def comparisons(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     """Mann-Whitney kernel: (..., p) and (..., q) scores -> (..., p, q) with 1 (pos higher), 0.5 (tie, within
-    :data:`TIE` of their size), 0. (Until 2026-12-04 ties were exact only: a face and its own control scored 1 or 0
-    on rounding noise, and a 4-image concept's mean intensity read 0.500 [0.239, 0.743] against phase-scrambled
-    copies of itself.)"""
+    :data:`TIE` of their size), 0. (With exact ties only, a face and its own control would score 1 or 0 on rounding
+    noise, and a 4-image concept's mean intensity read 0.500 [0.239, 0.743] against phase-scrambled copies of
+    itself.)"""
     a, b = pos[..., :, None], neg[..., None, :]
     diff = a - b
     tied = np.abs(diff) <= TIE * np.maximum(np.abs(a), np.abs(b))
@@ -96,9 +96,10 @@ def tie_of(scores: np.ndarray, units: np.ndarray, signs: np.ndarray, faces: np.n
 
 def ties_once(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[int]]]]:
     """:func:`score_controls`' rows without their ``tied_units`` / ``tied_signs``, and those once per method:
-    ``{method: {"units", "signs"}}`` (analysis.json's ``controls_ties``, since 2026-12-05). A method's tie is one
-    choice, the same in every negative set's row (a 5,000-unit layer's 929 tied units were written 5 times over);
-    a row keeps its ``tied`` count, and its ``method`` names its entry (:func:`tied_set` reads either form)."""
+    ``{method: {"units", "signs"}}`` (analysis.json's ``controls_ties``; none in one written before 2026-12-05). A
+    method's tie is one choice, the same in every negative set's row (a 5,000-unit layer's 929 tied units were written 5
+    times over); a row keeps its ``tied`` count, and its ``method`` names its entry (:func:`tied_set` reads either
+    form)."""
     ties: dict[str, dict[str, list[int]]] = {}
     out = []
     for row in rows:
@@ -204,8 +205,8 @@ def _below_weights(lo: np.ndarray, hi: np.ndarray, negatives: np.ndarray, w_pos:
     weight each face outscores (below its run, and half of those in it)."""
     t, q = negatives.shape
     # whole counts (bootstrap_weights') sum to half-integers of at most a replicate's (faces' weight) x (negatives'
-    # weight): exact in float32, at half the memory traffic (until 2026-12-05 the bound was p x q x the largest count,
-    # a count short: counts of 7 and 8 on 700 + 700 images came out 1.8e-8 off the pairs')
+    # weight): exact in float32, at half the memory traffic (not p x q x the largest count, a bound a count short:
+    # counts of 7 and 8 on 700 + 700 images would come out 1.8e-8 off the pairs')
     counts = all(np.array_equal(w, np.round(w)) for w in (w_pos, w_neg))
     big = float((w_pos.sum(axis=1) * w_neg.sum(axis=1)).max(initial=0))
     exact = np.float32 if counts and big < 2 ** 22 else np.float64
@@ -258,8 +259,8 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     ``per_split``: rows also get ``split_auc`` (each split's AUC) and ``split_unit`` (its choice).
     ``networks``: methods whose candidates are another network's units in each split (a cross-fit's folds): over
     several splits, a unit index shared by them names no one unit, so their rows' ``unit`` and ``unit_share`` are
-    None (each split's unit: ``split_unit``) and ``sign``, ``threshold`` and the tie are the first split's (until
-    2026-12-06 the index chosen most often: unit 181, unit_share 0.5, as 2 of 4 folds chose their own 181st units).
+    None (each split's unit: ``split_unit``) and ``sign``, ``threshold`` and the tie are the first split's (not the
+    index chosen most often: unit 181, unit_share 0.5, where 2 of 4 folds chose their own 181st units).
     ``localizer``: negative sets that join the choice: every method is then chosen by its worst
     selection AUC over the selection non-faces and, for each set named, its images built from a
     *selection* source (:func:`~downpour.analysis.choice.ranking`); the test still scores only those built from test sources.
@@ -286,8 +287,8 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     acc = np.zeros_like(auc)
     chosen: dict[str, list[tuple]] = {m: [] for m in names}   # per split: unit, sign, selection AUC, K, threshold, tied
     # (negatives, method): per split, its tie (:func:`tie_of`), told against that split's own replicates (choice.
-    # undecided; until 2026-12-05 against its interval's width, and before, the row's auc_ci, of the mean over the
-    # splits, ~1/sqrt(S) as wide: a `downpour train` run's learned unit on lfw's non-faces, undecided on 10 of 10)
+    # undecided), not the row's auc_ci, of the mean over the splits, ~1/sqrt(S) as wide, against which a
+    # `downpour train` run's learned unit on lfw's non-faces read undecided on 10 of 10
     tied_test: dict[tuple[str, str], list[dict[str, Any]]] = {}
     sizes: dict[str, list[tuple[int, int]]] = {}   # (faces, negatives) tested, per split
     for s, (select, test) in enumerate(splits):
@@ -354,8 +355,8 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                         # its tied units' test AUCs spread wider than chance spreads them on that split's replicates
                         # (choice.undecided), that limit and its rule (tie_spread_limit, tie_rule)
                         **{k: ties[at][k] for k in ("undecided", "tie_spread_limit", "tie_rule")},
-                        # each split's own tie (a cross-fit's folds are different networks: the first one's said
-                        # nothing of the others; since 2026-12-05), each against its own split's replicates
+                        # each split's own tie (a cross-fit's folds are different networks: the first one's says
+                        # nothing of the others), each against its own split's replicates
                         "undecided_splits": sum(t["undecided"] for t in ties),
                         "tied_auc": tied_figures([t["aucs"] for t in ties]),
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),

@@ -272,7 +272,7 @@ def edge_summary(filters: Tensor | np.ndarray, seed: int = 0, groups: np.ndarray
         ``edge_fraction_ci``: its 95% interval, Wilson's over the ``edge_fraction_units`` groups, each group's share of
         edge-like filters counted as one unit's (as if a group's filters were copies of each other: the widest its
         groups' shares can spread, so it holds however alike they are); over the filters where each is its own.
-        Since 2026-12-06. It covers which filters (maps) the layer learned, not another training run's.
+        It covers which filters (maps) the layer learned, not another training run's.
     """
     return edge_measures(filters, seed, groups)[0]
 
@@ -281,7 +281,7 @@ def edge_measures(filters: Tensor | np.ndarray, seed: int = 0,
                   groups: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray | None]:
     """:func:`edge_summary` and the (n,) bool per-filter decision behind its ``edge_fraction`` (:func:`edge_like`'s;
     None where it measured none), from one scoring: the analysis frames in its figure the filters its summary counted
-    (until 2026-12-07 it scored them twice, edge_summary's and again edge_like's for the frames)."""
+    (one scoring, not edge_summary's and again edge_like's for the frames)."""
     f = _as_filters(filters)
     summary: dict[str, Any] = {"count": int(f.shape[0]), "shape": [int(s) for s in f.shape[1:]],
                                "edge_fraction": None, "edge_fraction_noise": None, "coherence_mean": None,

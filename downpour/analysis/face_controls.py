@@ -233,8 +233,7 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
 
 def _brief(layer: str, verdict: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One layer's face test in brief: the learned unit's AUC [CI] per negative set, whether it passes, and its
-    tie's ``undecided`` / ``tie_spread_limit`` / ``tie_rule`` (its row's in ``rows``, :func:`score_controls`; since
-    2026-12-05)."""
+    tie's ``undecided`` / ``tie_spread_limit`` / ``tie_rule`` (its row's in ``rows``, :func:`score_controls`)."""
     learned = {r["negatives"]: r for r in rows if r["method"] == LEARNED}
     return {"layer": layer, "passes_low_level": verdict["passes_low_level"],
             "negatives": [{"negatives": p["negatives"], "auc": p["learned_auc"], "auc_ci": p["learned_auc_ci"],

@@ -1,4 +1,4 @@
-"""The face test's names and its verdict in words (split from face_controls on 2026-12-05): what a control test is
+"""The face test's names and its verdict in words (apart from face_controls): what a control test is
 about (:class:`Subject`, lfw's faces: :data:`FACES`), the methods' names the rows carry, and which baselines the learned
 unit beats on each negative set, read from the rows' numbers (:func:`controls_verdict`: per set, and the summary line
 that ``downpour train`` and ``analyze`` print)."""
@@ -52,13 +52,13 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
     same images) has a 95% interval above 0, *loses to* it when that interval is below 0, and is *not
     separated* from it otherwise (rows without a paired figure: its AUC above the upper end of the
     baseline's interval and its own interval above the baseline's AUC, and the mirror for *loses to*).
-    Until 2026-12-03 *beats* read the baseline's interval alone, so a unit at chance, 0.508 [0.486,
+    Read off the baseline's interval alone, *beats* would let a unit at chance, 0.508 [0.486,
     0.546], "beat" mean intensity fixed at 0.500 on upside-down faces. ``above_interval_of`` /
     ``below_interval_of`` keep that one-sided reading (what the no-faces sentence counts): the unit's AUC above the
     upper end / below the lower end of the baseline's interval. The pass criterion (per negative set): AUC above the
     upper end of the random-weights twin's interval and above the AUCs of ``above_auc`` (best pixel,
-    gradient energy), and the unit's own interval above 0.5 (since 2026-12-02: baselines can sit below 0.5 on
-    a control, and a unit that could not tell the faces from it cleared them). Returns ``{"rule", "criterion",
+    gradient energy), and the unit's own interval above 0.5 (baselines can sit below 0.5 on a control, where a
+    unit that cannot tell the faces from it would clear them). Returns ``{"rule", "criterion",
     "per_negatives": [...], "passes_low_level", "sentences"}``: the summary first (the low-level-matched controls that
     meet the criterion, how many of those the unit also *beats* the twin and ``above_auc`` on, and, where the rows have
     the no-faces network, the one-sided reading against it), then one sentence per negative set. ``labels``: each
@@ -72,18 +72,18 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
         for method, r in group.items():
             if method != learned:
                 {1: beats, -1: loses, 0: unseparated}[_separated(unit, r, method)].append(method)
-        # the unit's AUC against the baseline's interval, either side (until 2026-12-04 "below" read the unit's own
-        # interval against the baseline's AUC, and the report's "below it on" counted 20 of 96 where "below that
-        # network's interval" holds on 24: the 24 main jobs of docs/analysis.md "Trained without a face")
+        # the unit's AUC against the baseline's interval, either side (not the unit's own interval against the
+        # baseline's AUC for "below": the report's "below it on" would count 20 of 96 where "below that network's
+        # interval" holds on 24: the 24 main jobs of docs/analysis.md "Trained without a face")
         above = [m for m, r in group.items() if m != learned and unit["auc"] > r["auc_ci"][1]]
         below = [m for m, r in group.items() if m != learned and unit["auc"] < r["auc_ci"][0]]
         # (and the unit must tell the faces from the set at all: a baseline can sit below 0.5 on a control,
-        # gradient energy at 0.01 on block-shuffled faces, and a unit at 0.45 cleared every bar)
+        # gradient energy at 0.01 on block-shuffled faces, where a unit at 0.45 would clear every bar)
         missed = _criterion_missed(unit, group, twin, above_auc)
         passes = not missed
         label = labels.get(name, name)
-        # (each clause only where it names a baseline: until 2026-12-06 one that beat none opened "beats no baseline;
-        # is not separated from ...", and one with no baseline row said only "beats no baseline")
+        # (each clause only where it names a baseline: not "beats no baseline; is not separated from ...", nor
+        # "beats no baseline" alone where the set has no baseline row)
         said = "; ".join(f"{verb} {listing(ms, group)}{after}" for verb, ms, after in
                          (("beats", beats, _below_chance(beats, group)), ("is not separated from", unseparated, ""),
                           ("loses to", loses, "")) if ms)
@@ -115,8 +115,8 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
 
 def said_faceless(controls: dict[str, Any], opts: AnalysisConfig, d: DataConfig) -> dict[str, Any]:
     """An analysis's face test (``opts``: its AnalysisConfig) whose summary says where the network saw no lfw face
-    (until 2026-12-05 it did not: 30 steps on a folder of noise images read "On 4 of 4 low-level-matched controls the
-    learned unit meets the criterion", and nothing else)."""
+    (without it, 30 steps on a folder of noise images read "On 4 of 4 low-level-matched controls the learned unit
+    meets the criterion", and nothing else)."""
     if opts.runs_face_test() and controls["controls"] and not d.trains_on_faces():
         controls["controls_verdict"]["sentences"][0] += (f" This network trained on no lfw face ({d.no_faces_setting()}): "
                                                          "what its unit tells faces from, it learned from other images.")
@@ -124,14 +124,14 @@ def said_faceless(controls: dict[str, Any], opts: AnalysisConfig, d: DataConfig)
 
 
 def _clear_words(low: list[dict[str, Any]], twin: str, above_auc: tuple[str, ...], labels: dict[str, str]) -> str:
-    """The stricter reading beside the criterion's count (since 2026-12-05): on how many of the passes the unit also
+    """The stricter reading beside the criterion's count: on how many of the passes the unit also
     *beats* the twin and each of ``above_auc`` by the paired rule (a pass at +0.07 [-0.06, +0.19] over best pixel is not)."""
     met, bars = [p for p in low if p["passes"]], (twin, *above_auc)
     clear = [labels.get(p["negatives"], p["negatives"]) for p in met if set(bars) <= set(p["beats"])]
     short = ["the twin" if b == twin else b for b in bars if any(b not in p["beats"] for p in met)]
     if not met:
         return "."
-    one = len(met) == 1     # one pass: "there", not "on 1 of those 1 (the control named again)" (until 2026-12-06)
+    one = len(met) == 1     # one pass: "there", not "on 1 of those 1 (the control named again)"
     where = " there" if one else f" on {len(clear)} of those {len(met)}" + (f" ({', '.join(clear)})" if clear else "")
     rest = f"; they leave it not separated from {listed(short, 'or')}{' on the others' * bool(clear)}." if short else "."
     return (f", which compares point AUCs; the paired intervals {'do not put' if one and not clear else 'also put'} it "
@@ -161,8 +161,8 @@ def _criterion_missed(unit: dict[str, Any], group: dict[str, dict[str, Any]], tw
     elif not auc > group[twin]["auc_ci"][1]:
         missed.append(f"its AUC {auc:.3f} is not above the upper end of the interval of \"{twin}\" "
                       f"({group[twin]['auc_ci'][1]:.3f})")
-    # (a bar without its row misses, as the twin's does: until 2026-12-05 it was skipped, and the summary then called
-    # the unit "not separated" from a baseline it had no row for)
+    # (a bar without its row misses, as the twin's does: skipped, it would let the summary call the unit "not
+    # separated" from a baseline it has no row for)
     missed += [f"no {m} row to compare with" if m not in group
                else f"its AUC is not above {m}'s ({group[m]['auc']:.3f})"
                for m in above_auc if m not in group or not auc > group[m]["auc"]]
@@ -174,9 +174,9 @@ def _criterion_missed(unit: dict[str, Any], group: dict[str, dict[str, Any]], tw
 def _below_chance(beaten: list[str], group: dict[str, dict[str, Any]]) -> str:
     """The words after the baselines the unit beats where some sit below chance, their whole interval under 0.5: they
     rank this set above the concept's images (faces, or a folder's class), so beating them alone does not show the unit
-    tells the two apart (its own interval above 0.5 does: the criterion's last part). Until 2026-12-06 the sentence read
-    "beats gradient energy (0.015 [0.001, 0.037])" of a unit at 0.424 [0.311, 0.529] against block-shuffled faces (the
-    main job, 20 steps), as if it were a finding."""
+    tells the two apart (its own interval above 0.5 does: the criterion's last part). Without these words the sentence
+    reads "beats gradient energy (0.015 [0.001, 0.037])" of a unit at 0.424 [0.311, 0.529] against block-shuffled faces
+    (the main job, 20 steps), as if it were a finding."""
     under = [m for m in beaten if group[m]["auc_ci"][1] < 0.5]
     if not under:
         return ""

@@ -49,7 +49,7 @@ def filter_grid(filters: np.ndarray, path: Path, title: str = "first-layer filte
     Untied layers have thousands of filters (maps × positions); an evenly spaced sample of
     ``max_filters`` is shown and the title says so. One image, not one axis per filter: fast.
     ``colour``: whether three channels are RGB (default: yes; :func:`colour_filters` decides for a model).
-    ``edgy``: (n,) bool, the filters to frame in orange, with the count in the title (since 2026-12-06: the run's
+    ``edgy``: (n,) bool, the filters to frame in orange, with the count in the title (the run's
     :func:`~downpour.analysis.edges.edge_like`, the per-filter decision behind analysis.json filters.edge_fraction).
     """
     filters = np.asarray(filters, dtype=np.float64)
@@ -99,12 +99,12 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
                             in_concept: list[bool] | None = None, concept: str = "concept") -> Path:
     """The optimal stimulus (C, H, W) beside the top-k images (k, C, H, W), like the paper's figure 3; ``stimulus_label``
     its panel's (:func:`~downpour.analysis.report_notes.pictured_names`). ``in_concept``: per top image, whether it is
-    one of ``concept``'s: framed in orange (the others in grey) with a legend of both counts (since 2026-12-06; the
-    title's count alone did not say which)."""
+    one of ``concept``'s: framed in orange (the others in grey) with a legend of both counts (the title's count alone
+    does not say which)."""
     k = len(top)
-    rows = max(1, math.isqrt(k))            # about a square: the default 9 were 8 in a row and 1 alone (until 2026-12-06)
+    rows = max(1, math.isqrt(k))            # about a square: the default 9 as 3 x 3, not 8 in a row and 1 alone
     cols = math.ceil(k / rows)
-    # inches a column: 1.2 to 6 (36, top_k's most: 9.6 in); 31-35 images are 7, narrower to fit (10.8 in until 12-07)
+    # inches a column: 1.2 to 6 (36, top_k's most: 9.6 in); 31-35 images are 7, narrower to fit (not 10.8 in)
     cell = min(1.2, canvas.SHOWN_WIDTH / (cols + 2))
     width = cell * (cols + 2)
     fig = canvas.figure(width, 1.3 / 1.2 * cell * rows + 0.5, laid_out=False)
@@ -129,7 +129,7 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
 
 def same_decimals(values: list[float], digits: int = 3) -> list[str]:
     """``values`` to one number of decimals, ``digits`` significant in the largest (2.70 ... 1.35, -3.13 ... -0.83):
-    ``.3g`` printed 1.1 beside 1.19 and 2.7 beside 2.11 over the top images (until 2026-12-06)."""
+    ``.3g`` prints 1.1 beside 1.19 and 2.7 beside 2.11 over the top images."""
     largest = max((abs(v) for v in values if math.isfinite(v)), default=0.0)
     decimals = max(0, digits - 1 - math.floor(math.log10(largest))) if largest > 0 else digits - 1
     return [f"{v:.{decimals}f}" for v in values]
@@ -137,11 +137,11 @@ def same_decimals(values: list[float], digits: int = 3) -> list[str]:
 
 def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str] = ("faces", "non-faces")) -> Path:
     """The invariance curves (mean over images ± its standard error), normalised to the untransformed response, and
-    below them (since 2026-12-05, where the sweep had the non-faces) the unit's AUC at each transform, the faces and
+    below them (where the sweep has the non-faces) the unit's AUC at each transform, the faces and
     non-faces warped alike, in its 95% band (``selectivity_ci``'s ``points``): its selectivity, which a unit that
     answers any blob loses as the faces shrink.
     ``against``: the concept and what its AUC is against, as the panels name them (a folder's class and the other
-    classes; since 2026-12-05, they said faces and non-faces of every concept)."""
+    classes, not faces and non-faces of every concept)."""
     curves = result["curves"]
     labels = {"scale": "scale factor", "translation_x": "horizontal shift (pixels)",
               "translation_y": "vertical shift (pixels)", "rotation": "in-plane rotation (degrees)",
@@ -151,7 +151,7 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
     bands = result.get("selectivity_ci") or result.get("selectivity", {}).get("range_ci") or {}
     floor, selective = (result.get("summary") or {}).get("floor"), result.get("selectivity") or {}   # table levels
     # at most 4 transforms side by side, more in even blocks one under another (5: 3 and 2; text as shown, SHOWN_WIDTH);
-    # until 2026-12-06 one row of 3.2 inches a transform, 1408 px for 4, shrunk by 3/4 on the page
+    # (one row of 3.2 inches a transform would be 1408 px for 4, shrunk by 3/4 on the page)
     per = math.ceil(len(curves) / math.ceil(len(curves) / 4))
     blocks = math.ceil(len(curves) / per)
     fig = canvas.figure(min(3.2 * per, canvas.SHOWN_WIDTH), 2.5 * rows * blocks)
@@ -166,7 +166,7 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
         ax.fill_between(v, r - s, r + s, alpha=0.2)
         ax.axhline(1.0, color="grey", lw=0.6, ls="--")
         ax.axhline(0.0, color="grey", lw=0.6, ls=":")
-        if floor is not None:     # (not drawn until 2026-12-06: where did the table's "-90 ... 157.5 degrees" end?)
+        if floor is not None:     # (where the table's "-90 ... 157.5 degrees" ends)
             ax.axhline(floor, color="C3", lw=0.8, ls="-.")
         ax.set_xlabel(labels.get(c["transform"], c["transform"]), fontsize=8)
         ax.grid(alpha=0.3)
@@ -175,7 +175,7 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
             if "auc" in c:
                 ax.plot(v, c["auc"], marker="o", ms=3, color="C2", label=f"{against[1]} warped too")
                 band = [p or [np.nan] * 2 for p in (bands.get(c["transform"]) or {}).get("points", [])]
-                if len(band) == len(v):     # its 95% bootstrap band, both classes' images resampled (2026-12-06)
+                if len(band) == len(v):     # its 95% bootstrap band, both classes' images resampled
                     ax.fill_between(v, *np.asarray(band, dtype=float).T, color="C2", alpha=0.2, lw=0)
                 ax.plot(v, c["auc_faces_only"], marker=".", ms=2, lw=0.8, color="C1", label=f"{against[0]} alone")
             if (level := kept_auc((selective.get("auc") or {}).get(c["transform"]), selective.get("keep", 0.5))):
@@ -193,7 +193,7 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
         if rows == 2:
             grid[1][k].set_ylabel(f"AUC, {against[0]} vs {against[1]}", fontsize=7)
     if rows == 2:
-        # above the panel, not over it: "best" put it on the curves' ends (tica-8x8's scale panel, until 2026-12-06)
+        # above the panel, not over it: "best" puts it on the curves' ends (tica-8x8's scale panel)
         grid[1][0].legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False,
                           borderaxespad=0.2)
     fig.suptitle(f"unit {result['unit']} of {result['layer']} over {result['images']} images", fontsize=9)
@@ -201,8 +201,8 @@ def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str]
 
 
 def _scale_axes(curve: dict[str, Any], column: Any) -> None:
-    """The scale panels' x-axis in octaves (log 2): the sweep runs 1/32x to 8x since 2026-12-05, and on a linear axis
-    its 13 shrinks, where most units lose the face, shared the first eighth of the panel with 1x."""
+    """The scale panels' x-axis in octaves (log 2): the sweep runs 1/32x to 8x, and on a linear axis
+    its 13 shrinks, where most units lose the face, would share the first eighth of the panel with 1x."""
     if curve["transform"] == "scale" and min(curve["values"]) > 0:
         for ax in column:
             ax.set_xscale("log", base=2)
@@ -215,12 +215,12 @@ def response_histogram(positive: list[float], negative: list[float], threshold: 
     ax = fig.subplots()
     both = np.concatenate([positive, negative]) if len(positive) + len(negative) else np.zeros(1)
     bins = np.linspace(both.min(), both.max() + 1e-9, 25)
-    # (each class's n in its label, and whole counts on the axis: until 2026-12-06 neither, and ticks read 2.5 images)
+    # (each class's n in its label, and whole counts on the axis, not ticks of 2.5 images)
     ax.hist(positive, bins=bins, alpha=0.6, label=f"{labels[0]} (n = {len(positive)})")
     ax.hist(negative, bins=bins, alpha=0.6, label=f"{labels[1]} (n = {len(negative)})")
     ax.axvline(threshold, color="k", lw=1, ls="--", label="threshold")
     ax.set_xlabel("unit response")
-    ax.set_ylabel("images")      # (a count: the axis had no label until 2026-12-06)
+    ax.set_ylabel("images")      # (a count)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7)
     return canvas.save(fig, path)

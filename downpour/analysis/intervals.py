@@ -1,6 +1,6 @@
 """The intervals the analysis and the studies share (:mod:`downpour.studies.stats` re-exports them): a proportion's
-Wilson 95% interval and a mean's Student's t one. Here, below both, since 2026-12-06: the analysis gave its probes,
-its table's splits and its edge-like share with no interval, and could not import the studies' helpers.
+Wilson 95% interval and a mean's Student's t one. Here, below both, so that the analysis gives its probes, its table's
+splits and its edge-like share an interval: it cannot import the studies' helpers.
 """
 from __future__ import annotations
 

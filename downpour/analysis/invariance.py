@@ -3,15 +3,15 @@
 Le et al. 2012 (figure 4) plot the face neuron's response against 3D rotation angle, scale factor
 and horizontal/vertical translation, each normalised to the response to the untransformed image.
 We do the same with in-plane transforms (one affine warp each, :mod:`downpour.analysis.warp`; what it uncovers is
-each image's mean since 2026-12-05, the edges repeated before; under the mean fill the rotation sweep's images, the
-unturned one too, are shown in the inscribed disc, since 2026-12-05, :func:`~downpour.analysis.warp.in_disc`): the mean response
+each image's mean by default; under the mean fill the rotation sweep's images, the
+unturned one too, are shown in the inscribed disc, :func:`~downpour.analysis.warp.in_disc`): the mean response
 over a set of test images at every transform, divided by the mean response to the originals (the rotation's: to the
 originals in the disc, where it has one), both
 measured above a baseline (the unit's level on non-concept images), since our units, unlike the
 paper's, need not be silent at rest.
 Out-of-plane rotation needs images of the same objects at known poses; the built-in sets have none,
 so without them it is reported as unavailable rather than faked.
-Since 2026-12-05 the sweep also measures selectivity (:func:`selectivity_summary`), the paper's own figure 4 axis: the
+The sweep also measures selectivity (:func:`selectivity_summary`), the paper's own figure 4 axis: the
 unit's AUC of the warped concept images against the non-concept ones at every transform. A unit that answers any blob
 keeps its response as a face shrinks to 8 pixels, but not its lead over the non-faces shrunk alike. Given posed images
 (``analysis.poses``: a folder with one sub-folder per angle in degrees, ``0`` the frontal view),
@@ -35,11 +35,11 @@ from downpour.errors import DataError
 from downpour.models.base import FeatureModel
 
 RELATIVE = "untransformed response"    # a :func:`sweep` result's ``normalised_to`` when its curves are relative to it
-# Each sweep runs to where the transform has taken the face away (since 2026-12-05): a shift of the whole side leaves
+# Each sweep runs to where the transform has taken the face away: a shift of the whole side leaves
 # only the fill, a shrink to 1/32 a 1-pixel dot of a 32-pixel face (8x: its central 4 pixels), 180 degrees is every angle.
-# It stopped at 0.375 of the side, 0.25x to 4x (0.5x to 2x earlier that day) and 90 degrees, and on the mechanisms study's
-# 16 seeds 28 of 32 glimpse cells' translation ranges, 23 scale ranges (all at 0.25x) and 15 rotation ranges ran to an
-# end: bounds. A range at an end is still flagged (``censored``): the unit answers the blank fill, or every angle.
+# Stopped at 0.375 of the side, 0.25x to 4x and 90 degrees, on the mechanisms study's 16 seeds 28 of 32 glimpse
+# cells' translation ranges, 23 scale ranges (all at 0.25x) and 15 rotation ranges ran to an end: bounds. A range at
+# an end is still flagged (``censored``): the unit answers the blank fill, or every angle.
 DEFAULT_SCALES = (0.03125, 0.0442, 0.0625, 0.0884, 0.125, 0.1768, 0.25, 0.3536, 0.5, 0.625, 0.75, 0.875, 1.0, 1.125,
                   1.25, 1.5, 1.75, 2.0, 2.828, 4.0, 5.657, 8.0)
 _TURNS = (15.0, 30.0, 45.0, 67.5, 90.0, 112.5, 135.0, 157.5, 180.0)
@@ -65,7 +65,7 @@ def _curve(model: FeatureModel, x: Tensor, units: Tensor, layer: str, signs: Ten
     passes = passes or Passes(units.tolist())
     means, stds, aucs, fixed = [], [], [], []
     still = None if negatives is None else passes.signed(("negatives", None), model, lambda: see(negatives), layer, units,
-                                                         signs)      # (M, T): one pass for the four curves (2026-12-05)
+                                                         signs)      # (M, T): one pass for the four curves
     for v in values:
         r = passes.signed(("x", name, v), model, lambda: see(warp(x, v)), layer, units, signs)       # (N, T)
         means.append((r.mean(dim=0) - base) / scale)
@@ -159,8 +159,8 @@ def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], ba
     scale = passes.signed(("x", None), model, lambda: see(x), layer, index, sign).mean(dim=0) - base     # (T,)
     relative = scale > 1e-12
     scale = torch.where(relative, scale, torch.ones_like(scale))
-    # the rotation sweep's images, the unturned one too, are in the disc under the mean fill (warp.in_disc, since
-    # 2026-12-05): its curve is relative to the unturned face in the disc, as the AUC range is to the AUC there.
+    # the rotation sweep's images, the unturned one too, are in the disc under the mean fill (warp.in_disc):
+    # its curve is relative to the unturned face in the disc, as the AUC range is to the AUC there.
     # Without the disc (the border fill) it is relative to the images themselves, as it was: a 0-degree warp is not
     # them bit for bit (1.4e-6 off on 24x24 images), and reading it moved a curve by 4e-5 of itself and cost a pass
     aperture = ROTATION_APERTURE[fill]
@@ -223,8 +223,8 @@ def pose_curve(model: FeatureModel, poses: dict[float, Tensor], unit: int, *, la
 def invariance_summary(result: dict[str, Any], floor: float = 0.5) -> dict[str, Any]:
     """For each curve, the unbroken range of transform values around the identity where the response stays >= ``floor``,
     and whether it is ``censored``: it runs to the first or last value swept, so the unit may hold up further and the
-    range (and its width) is only a lower bound. (Until 2026-12-05 only the report's table said so: analysis.json and
-    the studies gave such a range as if measured; 21 of the mechanisms study's 48 scale ranges were the whole sweep.)
+    range (and its width) is only a lower bound. (analysis.json and the studies carry the flag, not only the report's
+    table: unflagged, 21 of the mechanisms study's 48 scale ranges, the whole sweep, read as measured.)
 
     A range is ``None`` (and its ``censored`` None too) if the curve has no identity point or the unit is below the floor
     even there. ``scale_up``: the scale range's upper end alone (:func:`upper_scale`).
@@ -237,7 +237,7 @@ def invariance_summary(result: dict[str, Any], floor: float = 0.5) -> dict[str, 
 
 def upper_scale(curves: list[dict[str, Any]], ranges: dict[str, list[float] | None]) -> dict[str, Any]:
     """The scale range's upper end on its own: ``octaves`` above 1x (log2 of its end) and ``censored``, whether that
-    end is the sweep's largest scale; both None without a scale range. Since 2026-12-05: the two-sided range's flag
+    end is the sweep's largest scale; both None without a scale range. The two-sided range's flag
     cannot say which end it ran to, and on the mechanisms study the shrinking end (0.25x, an 8-pixel face) was reached
     in 36-37 of 48 cells while the enlarging end was reached by none of 18 units measured."""
     curve, r = next((c for c in curves if c["transform"] == "scale"), None), ranges.get("scale")
@@ -250,8 +250,8 @@ def _span(curve: dict[str, Any], key: str, floor: Callable[[float], float | None
     """The unbroken range around the identity where ``curve[key]`` stays >= ``floor(its value at the identity)``, and
     whether it ran to an end of the sweep; (None, None) without an identity point, without a floor (``floor`` gave
     None), or with the value there below it. A rotation sweep of the whole turn has no ends: the walk goes round past
-    +-180 (:mod:`~downpour.analysis.circle`, since 2026-12-05), and its range is measured, the whole turn (-180 … 180,
-    :func:`whole_turn`) flagged as before."""
+    +-180 (:mod:`~downpour.analysis.circle`), and its range is measured, the whole turn (-180 … 180,
+    :func:`whole_turn`) flagged as one that ran to both ends."""
     values, ys = np.asarray(curve["values"]), np.asarray(curve[key])
     at = identity_index(curve)
     level = floor(float(ys[at])) if at is not None else None
@@ -287,13 +287,13 @@ def selectivity_summary(result: dict[str, Any], key: str = SELECTIVE_KEY, keep: 
     """Like :func:`invariance_summary`, of the AUC curves (:func:`sweep` given ``negatives``): for each transform the
     range around the identity where the AUC stays >= 0.5 + ``keep`` x (its untransformed AUC - 0.5), halfway to chance
     by default, and ``censored``; ``auc``: the untransformed AUC. A unit at or below chance untransformed has no range
-    (its AUC has no lead over chance to keep). Since 2026-12-05: the response range alone could not tell a face
-    detector from a blob detector (most units kept half their response down to an 8-pixel face).
+    (its AUC has no lead over chance to keep). The response range alone cannot tell a face detector from a blob
+    detector (most units keep half their response down to an 8-pixel face).
 
     A curve without its identity value (a custom sweep: scale 1, shift or angle 0) has no untransformed AUC (``auc``
-    None) and no range, as :func:`invariance_summary` has none. Until 2026-12-05 ``auc`` was read at the value nearest
-    the identity (a sweep of 0.9x and 1.1x gave 0.9x's AUC as the untransformed one) while the range needed it
-    exactly. ``scale_up``: the scale range's upper end alone (:func:`upper_scale`)."""
+    None) and no range, as :func:`invariance_summary` has none, rather than an ``auc`` read at the value nearest
+    the identity (a sweep of 0.9x and 1.1x would give 0.9x's AUC as the untransformed one). ``scale_up``: the scale
+    range's upper end alone (:func:`upper_scale`)."""
     out, censored, at = {}, {}, {}
     for c in result["curves"]:
         if key not in c:
@@ -309,7 +309,7 @@ def selectivity_summary(result: dict[str, Any], key: str = SELECTIVE_KEY, keep: 
 def disc_auc(result: dict[str, Any], key: str = SELECTIVE_KEY) -> float | None:
     """The unit's AUC on the unturned images in the inscribed disc: the rotation curve's own 0-degree point, where
     its images were in the disc (``rotation_aperture`` "disc", the mean fill); None without the disc or that point.
-    At or below 0.5 the unit has no AUC rotation range (since 2026-12-05: the cells and analysis.json say why)."""
+    At or below 0.5 the unit has no AUC rotation range (the cells and analysis.json say why)."""
     curve = next((c for c in result["curves"] if c["transform"] == "rotation" and key in c), None)
     at = None if curve is None or result.get("rotation_aperture") != "disc" else identity_index(curve)
     return None if at is None else float(curve[key][at])
@@ -318,8 +318,8 @@ def disc_auc(result: dict[str, Any], key: str = SELECTIVE_KEY) -> float | None:
 def whole_turn(transform: str, r: list[float] | None) -> bool:
     """Whether ``r``, a range of ``transform``, is the whole turn (-180 to 180 degrees): the unit holds at every angle,
     so its width (360) is measured, not a lower bound, though :func:`invariance_summary` flags it ``censored`` (it ran
-    to both ends of the sweep). Since 2026-12-05, when the rotation sweep grew from 90 to 180 degrees: the report and
-    the studies read such a range as "at least this", and two of them as no measured difference. A range that went round
+    to both ends of the sweep). Read as a bound, such a range would be "at least this" in the report and the
+    studies, and two of them no measured difference. A range that went round
     past +-180 short of the whole turn (:mod:`~downpour.analysis.circle`) is narrower than 360: not this."""
     return transform == "rotation" and r is not None and r[1] - r[0] >= TURN - 1e-9
 
@@ -353,14 +353,15 @@ def tied_summary(results: list[dict[str, Any]], floor: float = 0.5) -> dict[str,
 
     A unit without a range is one no stronger on the untransformed images than on the other class, its baseline
     (``unresponsive``: those not :func:`responsive`). It has no response for a transform to keep: a width of 0 (a unit
-    that loses its answer at the first step) would misdescribe it, and leaving it out unsaid let the mean of the responsive ones speak for the tie. Since 2026-12-05 the widths
+    that loses its answer at the first step) would misdescribe it, and leaving it out unsaid would let the mean of the
+    responsive ones speak for the tie. The widths
     are over the units with a range, the count without one beside them (the report says it) and the median with the
-    mean; until then only ``measured`` said it."""
+    mean."""
     summaries = [invariance_summary(r, floor) for r in results]
     unresponsive = [r["unit"] for r in results if not responsive(r)]
     out = {"size": len(results), "units": [r["unit"] for r in results], "signs": [r["sign"] for r in results],
            "floor": floor, "unresponsive": unresponsive, **_tied_widths(summaries)}
-    if any(SELECTIVE_KEY in c for c in results[0]["curves"]):   # the AUC ranges too (since 2026-12-05): none, at chance
+    if any(SELECTIVE_KEY in c for c in results[0]["curves"]):   # the AUC ranges too: none, at chance
         out["selectivity"] = _tied_widths([selectivity_summary(r) for r in results])
     return out
 
@@ -373,7 +374,7 @@ def _tied_widths(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         w = [range_width(name, r[name]) for r in ranges]
         widths[name] = {**_stats(w), "censored": sum(bool(s["censored"][name]) for s in summaries),
                         "units": width_units(name)}
-    if "scale" in ranges[0]:     # the upper end alone (:func:`upper_scale`, since 2026-12-05)
+    if "scale" in ranges[0]:     # the upper end alone (:func:`upper_scale`)
         ups = [s["scale_up"] for s in summaries]
         widths["scale_up"] = {**_stats([math.nan if u["octaves"] is None else u["octaves"] for u in ups]),
                               "censored": sum(bool(u["censored"]) for u in ups), "units": "octaves above 1x"}

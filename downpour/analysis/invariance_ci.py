@@ -14,8 +14,7 @@ other units). The AUC ranges' intervals (:func:`selectivity_intervals`) resample
 itself, and recompute each AUC curve by ranks (:func:`~downpour.analysis.controls.ranked_aucs`); the tied units' mean
 widths' (:func:`tied_intervals`) average each replicate's widths over the units, every unit read on the same draw.
 Percentile interval, 2.5% and 97.5%; a range's ends are swept values, so its interval's are too (the lower quantile
-taken downward, the upper upward). Since 2026-12-06: the ranges were single numbers, while every
-AUC in the report carried an interval.
+taken downward, the upper upward). Every AUC in the report carries an interval, so the ranges do too.
 
     N   test images of the concept;  V   values swept of one transform;  B   replicates
 """
@@ -81,7 +80,7 @@ def auc_interval(transform: str, values: list[float], pos: np.ndarray, neg: np.n
     images' signed responses at each value swept, neg (V, M) the other class's warped alike; w_pos (B, N), w_neg (B, M)
     each class's resampling (:func:`range_weights`, :func:`negative_weights`). As :func:`curve_interval`, with ``auc``:
     the untransformed AUC's interval (None without an identity point), and ``points``: each swept value's AUC interval
-    (V, 2), from the same replicates (the figure's band round the AUC curve, since 2026-12-06)."""
+    (V, 2), from the same replicates (the figure's band round the AUC curve)."""
     ranges, censored, at, aucs = auc_replicate_ranges(transform, values, pos, neg, w_pos, w_neg, keep)
     seen = at[np.isfinite(at)]
     return {**_of_ranges(transform, ranges, censored), "keep": keep, "auc": _interval(seen) if seen.size else None,
@@ -170,8 +169,8 @@ def selectivity_intervals(result: dict[str, Any], passes: Passes, *, seed: int, 
                           keep: float = 0.5) -> dict[str, dict[str, Any]]:
     """Per in-plane transform with an AUC curve (a sweep given the other class's images), the :func:`auc_interval` of
     its AUC range: the concept's images resampled as :func:`range_intervals` draws them (the same draws), the other
-    class's within itself (its own stream of the seed), both read back from ``passes``. Since 2026-12-06: the AUC
-    ranges were single numbers beside intervals."""
+    class's within itself (its own stream of the seed), both read back from ``passes``, so the AUC ranges carry
+    intervals as the AUCs beside them do."""
     read = _reader(result, passes)
     w_pos, w_neg = _both_weights(read, replicates, seed)
     return {name: auc_interval(name, values, pos, neg, w_pos, w_neg, keep)
@@ -183,8 +182,8 @@ def tied_intervals(results: list[dict[str, Any]], passes: Passes, *, seed: int, 
     """The 95% intervals of the tied units' mean widths (:func:`~downpour.analysis.invariance.tied_summary`'s
     ``widths[name]["mean"]``, its ``selectivity`` one's under ``"selectivity"``) over the same resamples of the images:
     each replicate redraws the images once for every unit, reads each unit's range from them and averages the widths
-    of the units with a range (none: the replicate is left out). None where no replicate has one. Since 2026-12-06:
-    the tied units' mean ± std had no interval, and a std over the units says nothing of the images."""
+    of the units with a range (none: the replicate is left out). None where no replicate has one. A std over the
+    units, beside the tied units' mean, says nothing of the images."""
     read = _reader(results[0], passes)
     w_pos, w_neg = _both_weights(read, replicates, seed)
     response: dict[str, list[list[float]]] = {}

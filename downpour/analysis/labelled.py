@@ -143,8 +143,8 @@ def load_labelled(spec: str, input_shape: tuple[int, ...], *,
 
 
 # what a labelled folder's info keeps of the data layer's: its files and how they were decoded (jpeg_decode, the rule
-# that reduced its JPEGs, since 2026-12-05: data.json had it, analysis.json not), not the processing a training set gets
-# (n_upscaled, upscaled: its images enlarged to the model's input, since 2026-12-05)
+# that reduced its JPEGs, as data.json has it; an analysis.json written before 2026-12-05 lacks it), not the processing
+# a training set gets (n_upscaled, upscaled: its images enlarged to the model's input)
 _FOLDER_INFO = ("path", "classes", "grey", "mode", "size", "tile", "jpeg_draft", "jpeg_decode", "n_images", "n_samples",
                 "n_ignored", "n_skipped", "skipped", "n_upscaled", "upscaled")
 
@@ -152,8 +152,8 @@ _FOLDER_INFO = ("path", "classes", "grey", "mode", "size", "tile", "jpeg_draft",
 def _load_folder(path: str, input_shape: tuple[int, ...],
                  jpeg_draft: bool) -> tuple[Tensor, Tensor, list[str], dict[str, Any]]:
     """An image folder with one sub-folder per class, through the data layer's folder source, its JPEGs decoded
-    reduced or not as the run's ``jpeg_draft`` says (until 2026-12-04 always DataConfig's default, reduced: a
-    run trained with data.jpeg_draft = false was analysed on images it would not have seen)."""
+    reduced or not as the run's ``jpeg_draft`` says (not DataConfig's default, reduced, whatever the run: a
+    run trained with data.jpeg_draft = false would be analysed on images it has not seen)."""
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"labelled set {path!r} is neither a built-in set ({', '.join(BUILT_IN)}) nor a folder")

@@ -1,6 +1,6 @@
 """The loss figure's log axes' ticks and labels (:func:`~downpour.analysis.training_plots.loss_curves`): which round
-values a log axis labels and how each label is written. Out of :mod:`downpour.analysis.figures` since 2026-12-06 (it
-had reached 399 lines).
+values a log axis labels and how each label is written. A module of its own, apart from
+:mod:`downpour.analysis.figures`, which would otherwise pass 400 lines.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ LABELS_PER_AXIS = 11     # a tick label is about a 12th of a 2.6-inch panel high
 
 # The coefficients a log axis labels between its powers of 10, densest first: LogFormatter labels 2, 3, 4 and 6 of every
 # decade on an axis with up to two powers of 10 in view, which overlapped from about 1.4 decades up (3 and 4; a loss
-# from 300 down to 3 read 3, 4, 6, 10, 20, 30, 40, ..., with 3 on 4 and 30 on 40, until 2026-12-06).
+# from 300 down to 3 reads 3, 4, 6, 10, 20, 30, 40, ..., with 3 on 4 and 30 on 40 there).
 _BETWEEN_DECADES = ((2, 3, 4, 6), (2, 3), (3,), ())
 
 
@@ -33,8 +33,8 @@ class PlainLogFormatter(LogFormatter):
     LogFormatter writes a value below 1 or above 10,000 with one (every tick of a curve from 0.451 to 0.467
     read "5e-01"), and one axis mixed "1e4" with "1e+05"; from 1,000 up the labels are whole numbers with
     thousands separators (100,000), on an axis that stays below 10 million; on one that reaches it (or falls below
-    1e-4), every label a power of ten (1e9, 1e1): a run that diverged to 3e31 wrote
-    1,000,000,000,000,000,019,884,624,838,656, a label that squeezed its panel to a sliver (until 2026-12-06).
+    1e-4), every label a power of ten (1e9, 1e1): in plain numbers a run that diverged
+    to 3e31 would write 1,000,000,000,000,000,019,884,624,838,656, a label that squeezes its panel to a sliver.
     Between the powers of ten, only the coefficients that do not overlap (:func:`_coefficients`)."""
 
     def __call__(self, x: float, pos: int | None = None) -> str:
@@ -47,18 +47,18 @@ class PlainLogFormatter(LogFormatter):
                 and coeff not in _coefficients(math.log10(hi / lo)):
             return ""
         # one style per axis: powers of ten for every label of an axis that reaches 10 million or falls below 1e-4,
-        # where plain numbers grow too long (until 2026-12-06 one reaching 2e7 read "10", "1e3", "1e5", "1e7", and one
-        # from 1e-7 to 0.1 "1e-7", "1e-5", "0.001", "0.1"); plain numbers on any other
+        # where plain numbers grow too long (one style, not matplotlib's mix: one reaching 2e7 "10", "1e3", "1e5",
+        # "1e7", one from 1e-7 to 0.1 "1e-7", "1e-5", "0.001", "0.1"); plain numbers on any other
         powers = max(lo, hi) >= 1e7 or min(lo, hi) < 1e-4        # (an inverted axis has lo > hi)
         if not text or (1 <= x < 1000 and not powers):
             return text
         digits = 2 + max(0, math.ceil(math.log10(x / max(abs(hi - lo), x * 1e-6))))
         while digits < 15 and abs(float(f"{x:.{digits}g}") - x) > 1e-9 * x:   # (a round tick of few_ticks: 1750
-            digits += 1                                                         # read "1,800" until 2026-12-06)
+            digits += 1                                                         # reads "1,750", not "1,800")
         if powers:                                     # (the mantissa's digits as "g" keeps them: 1e6, 2.5e-5)
             mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
             mantissa = mantissa.rstrip("0").rstrip(".")                # ("1.50" -> "1.5", "1.0" -> "1"; "1" stays)
-            return self.fix_minus(f"{mantissa}e{int(exponent)}")     # (1e-06 read so until 2026-12-06)
+            return self.fix_minus(f"{mantissa}e{int(exponent)}")     # (1e-6, not "1e-06")
         if x >= 1000:
             return f"{float(f'{x:.{digits}g}'):,.0f}"
         return self.fix_minus(f"{x:.{digits}g}")
@@ -66,8 +66,8 @@ class PlainLogFormatter(LogFormatter):
 
 def _spaced(ticks: list[float], bottom: float, top: float) -> list[float]:
     """The round ``ticks`` of a log axis from ``bottom`` to ``top`` (both kept), each at least an 11th of the axis above
-    the one below: near a decade the linear steps bunch at the top (0.9 to 8.8 ticked 1, 2, ..., 9, whose 7, 8 and 9
-    overlapped, until 2026-12-06)."""
+    the one below: near a decade the linear steps bunch at the top (0.9 to 8.8 ticked 1, 2, ..., 9 has 7, 8 and 9
+    overlapping)."""
     if top <= bottom:
         return [bottom]
     least = math.log10(top / bottom) / LABELS_PER_AXIS
@@ -80,10 +80,10 @@ def _spaced(ticks: list[float], bottom: float, top: float) -> list[float]:
 
 def few_ticks(ax: Any, low: float, high: float) -> None:
     """A log axis whose curve (from ``low`` to ``high``) spans less than a decade, ticked as a linear one (round values,
-    each labelled): the log locator's 100, 200, 300 left cat-demo's total loss, 108 to 346, with two labels, 200 and 300
-    (until 2026-12-05). The axis runs from the round value at or below ``low`` to the one at or above ``high``, so a
-    label brackets every point (until 2026-12-06 cat-demo's loss dipped to 165 under a lowest label of 200, and a part
-    logged once, 133.8, sat under 200 on an axis running down to 70)."""
+    each labelled): the log locator's 100, 200, 300 leaves cat-demo's total loss, 108 to 346, with two labels, 200 and
+    300. The axis runs from the round value at or below ``low`` to the one at or above ``high``, so a label brackets
+    every point (otherwise cat-demo's loss dips to 165 under a lowest label of 200, and a part logged once, 133.8, sits
+    under 200 on an axis running down to 70)."""
     locator = MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10])
     if high <= low:                    # (one value: round values either side of it)
         low, high = low / 1.5, high * 1.5

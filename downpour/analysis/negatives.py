@@ -13,7 +13,7 @@ keeps some of its low-level statistics while destroying (or reordering) its conf
 Every function is pure: images (N, C, H, W) float32 in [0, 1] (outputs of the spectral ones are not
 clipped, so they may leave [0, 1]: clipping would change the spectrum), a seeded numpy Generator.
 :func:`build_controls` makes them and remembers, for every control image, the image it came from.
-Nothing here is about faces but the words and the photos' choice: since 2026-12-04 it takes any images
+Nothing here is about faces but the words and the photos' choice: it takes any images
 and names them (``noun``), so a labelled folder's concept gets the same controls
 (:mod:`downpour.analysis.concept_controls`); upside-down is offered there only when asked for, as it
 tests an upright orientation that a texture or a symmetric shape does not have.

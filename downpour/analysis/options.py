@@ -45,8 +45,8 @@ def has_analysis(cfg: RunConfig) -> bool:
 
 def next_step(run: RunDir) -> str:
     """What a user runs on ``run`` once it is trained, and what it does: `downpour analyze RUN` analyses it, or, for
-    a run with no analysis (:func:`has_analysis`), `downpour report RUN` reports its training (until 2026-12-06 such a
-    run stopped midway was told to be analysed then, which it cannot be)."""
+    a run with no analysis (:func:`has_analysis`), `downpour report RUN` reports its training (such a run stopped midway
+    is not told to be analysed, which it cannot be)."""
     if has_analysis(run.config):
         return f"`downpour analyze {pasted(run.path)}` analyses it"
     return f"`downpour report {pasted(run.path)}` reports its training (it has no image input to analyse)"
@@ -55,8 +55,8 @@ def next_step(run: RunDir) -> str:
 def absolute_paths(a: AnalysisConfig) -> AnalysisConfig:
     """``a`` with the folders it names (``dataset``, ``poses``, a probe's, ``no_faces_run``) made absolute, for a run's
     config.toml as its ``data.path`` is: an analysis from another folder (``downpour analyze RUN``, a resume's) reads
-    the same images. Until 2026-12-05 ``downpour train --set analysis.dataset=concept`` kept 'concept', and the run
-    analysed from elsewhere was refused ("neither a built-in labelled set ... nor a folder"), or read another 'concept'."""
+    the same images. Kept relative, ``downpour train --set analysis.dataset=concept`` would leave a run analysed
+    from elsewhere refused ("neither a built-in labelled set ... nor a folder"), or reading another 'concept'."""
     def fixed(name: str, always_folder: bool = False) -> str:    # (poses, no_faces_run: a folder called digits too)
         built_in = name in BUILT_IN and not always_folder
         return str(Path(name).absolute()) if name and not built_in and Path(name).exists() else name
@@ -101,8 +101,8 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
             if name not in BUILT_IN and (not name.strip() or not Path(name).is_dir()):   # ("": the working directory)
                 raise ConfigError(f"analysis.{key}: {name!r} is neither a built-in labelled set "
                                   f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders", key=f"analysis.{key}")
-    # (a probe's folder too, since 2026-12-05: one of one class, or none, failed after every other part was measured,
-    # in scikit-learn's words, "This solver needs samples of at least 2 classes", or unnamed by its key)
+    # (a probe's folder too: one of one class, or none, would fail after every other part was measured, in
+    # scikit-learn's words, "This solver needs samples of at least 2 classes", or unnamed by its key)
     for name in opts.probes:
         if name not in BUILT_IN:
             _classes("probes", name)
@@ -117,8 +117,8 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
 
 def _classes(key: str, name: str) -> list[str]:
     """The classes of ``analysis.{key}``'s labelled set ``name``, numbered as the loader numbers them; fewer than two is
-    refused by the key (until 2026-12-04 every sub-folder was counted, an empty or hidden one too, so a number past the
-    loader's classes passed and failed after loading: "no examples of both classes")."""
+    refused by the key (counting every sub-folder, an empty or hidden one too, would let a number past the loader's
+    classes pass and fail after loading: "no examples of both classes")."""
     try:
         classes = class_names(name)
     except DataError as err:
@@ -131,11 +131,11 @@ def _classes(key: str, name: str) -> list[str]:
 
 def concept_label(positive: int | str, dataset: str, classes: list[str]) -> int:
     """``analysis.positive`` as a label: a number among ``classes``' (0, 1, ...) or one of their names (a folder's
-    sub-folder, lfw's "face"); a ConfigError naming the key, the value and the classes otherwise. Until 2026-12-04 a
-    name was refused as not an int, though a folder's user knows its classes by their sub-folders' names."""
+    sub-folder, lfw's "face"); a ConfigError naming the key, the value and the classes otherwise. A name is taken,
+    as a folder's user knows its classes by their sub-folders' names."""
     if isinstance(positive, str):
         sub_folders = {p.name for p in Path(dataset).iterdir() if p.is_dir()} if dataset not in BUILT_IN else set()
-        # (a sub-folder the user sees was "no class of that name" until 2026-12-05)
+        # (a sub-folder the user sees is named as holding no images, not "no class of that name")
         if positive not in classes and positive in sub_folders and not positive.startswith("."):
             raise ConfigError(f"analysis.positive = {positive!r}: the sub-folder {str(Path(dataset) / positive)!r} "
                               f"holds no images, so it is no class of {dataset!r}; its classes: "
@@ -147,8 +147,8 @@ def concept_label(positive: int | str, dataset: str, classes: list[str]) -> int:
         return classes.index(positive)
     named = str(positive) in classes and classes.index(str(positive)) != positive    # a folder called "7"
     if named and 0 <= positive < len(classes):
-        # sub-folders 1/ and 2/ are classes 0 and 1: positive = 1 took the sub-folder called 2, and the report named
-        # that concept, with nothing to say the number and the name disagreed (until 2026-12-04)
+        # sub-folders 1/ and 2/ are classes 0 and 1: positive = 1 would take the sub-folder called 2, and the report
+        # name that concept, with nothing to say the number and the name disagree
         raise ConfigError(f"analysis.positive = {positive}: the labelled set {dataset!r} numbers its classes "
                           f"{_named(classes)[2:-1]}, so class number {positive} is {classes[positive]!r}, not the one "
                           f"named {str(positive)!r}; name the one meant, quoted: --set 'analysis.positive=\"{positive}\"' "
@@ -187,9 +187,9 @@ def open_run(run_path: str | Path) -> tuple[RunDir, FeatureModel]:
 
 
 def unfinished(run: RunDir) -> str:
-    """Where a run without a model stands and the command that goes on from there. It used to ask "has its
-    training finished?", which named neither the step it stopped at nor `--resume` (a run killed at step 848 of
-    8,000: the user had to guess that the analysis waits on a resume)."""
+    """Where a run without a model stands and the command that goes on from there: the step it stopped at and
+    `--resume`, not "has its training finished?" (a run killed at step 848 of 8,000 leaves the user to guess that
+    the analysis waits on a resume)."""
     reached, steps = run.reached(), run.config.train.steps
     if reached is not None and reached >= steps:
         return (f"its checkpoint is its last step ({reached}) but the model was not written; "
@@ -242,8 +242,7 @@ def no_faces_run(path: str, cfg: RunConfig, key: str = "analysis.no_faces_run") 
     try:
         run = RunDir.open(path)
         if not (run.path / "model.json").is_file():
-            # where it stands and what goes on from there, as the analysis of a run says (until 2026-12-05 it asked
-            # "has its training finished?")
+            # where it stands and what goes on from there, as the analysis of a run says
             raise NotARunError(f"{str(run.path)!r} has no model.json: {unfinished(run)}")
         other = run.config
     except NotARunError as err:

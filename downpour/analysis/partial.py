@@ -4,7 +4,7 @@
     neuron = kept.part("splits", lambda: over_splits(...))     # computed once; a rerun reads it back
 
 An analysis measures one part after another (the splits, the face test, the optimal stimulus, the invariance
-sweeps, the probes: ~17 s on the main job, minutes on bigger runs); a Ctrl-C used to lose them all. Each part's
+sweeps, the probes: ~17 s on the main job, minutes on bigger runs), which a Ctrl-C would otherwise lose. Each part's
 result is written here (whole or not at all) as it finishes, keyed by the SHA-256 of what it was measured from:
 the weights, the run's config and input processing, the analysis options a part reads (:data:`READ_BY_PARTS`, as
 resolved: the layer the model resolves ``layer = ""`` to, the probes in any order; not ``report`` or ``top_k``,
@@ -55,8 +55,8 @@ ALWAYS_FOLDER = ("poses",)                          # ... and the one that names
 NO_FACES = ("no_faces_run", "no_faces_twin")
 
 # Every AnalysisConfig field is one of these (tests/test_analysis_partial.py fails on one that is neither). The key
-# reads those some kept part's numbers are measured with; the others change no kept part: until 2026-12-05 they were
-# keyed too, and a rerun that changed only one (say --set analysis.report=true) measured everything anew.
+# reads those some kept part's numbers are measured with; the others change no kept part and are not keyed, so a
+# rerun that changes only one (say --set analysis.report=true) reuses every part.
 READ_BY_PARTS = (
     "layer", "dataset", "positive", "test_fraction", "splits", "random_filters",     # the splits (and the face test)
     "bootstrap", "control_draws", "face_select", "face_choice", "concept_controls",  # the face test, concept controls
@@ -77,7 +77,7 @@ def inputs_key(run: RunDir, options: dict[str, Any], no_faces: Path | None) -> s
     they name (:data:`FOLDER_OPTIONS`), the no-faces network's files when the face test scores one, the code
     (:func:`code_digest`) and torch's thread count (its sums' order: the optimal stimulus comes out otherwise on
     another count, :func:`~downpour.analysis.run.analyze_run`). One JSON document is hashed, each file a [name, digest]
-    pair (until 2026-12-05 names and digests were run together, and the boundary between them was not hashed)."""
+    pair (names and digests run together would leave the boundary between them unhashed)."""
     read = {key: value for key, value in options.items() if key in READ_BY_PARTS and key not in NO_FACES}
     read["probes"] = sorted(set(read.get("probes") or []))   # one part each, named by its set: their order changes none
     files = [(name, run.path / name) for name in RUN_FILES]    # (named as within their folder: a run moved keeps its key)
@@ -94,7 +94,7 @@ def inputs_key(run: RunDir, options: dict[str, Any], no_faces: Path | None) -> s
 def resolved_options(opts: AnalysisConfig, layer: str, probe_layers: list[str]) -> dict[str, Any]:
     """``opts`` as the parts read them, for :func:`inputs_key`: the layer and the probed layers as
     :func:`~downpour.analysis.units.check_layer` resolved them on the model (``analysis.layer = ""`` and the model's
-    :meth:`analysis_layer` spelled out are one analysis; until 2026-12-05 they were keyed as written, so one missed
+    :meth:`analysis_layer` spelled out are one analysis; keyed as written, one would miss
     the other's parts). ``dataset``, ``poses`` and ``probes`` stay as written: the parts name their sets so
     (``"dataset": "./images"``), and a folder's images are keyed by their files."""
     return {**dataclasses.asdict(opts), "layer": layer, "probe_layers": list(probe_layers)}
@@ -119,8 +119,8 @@ def _named_folders(options: dict[str, Any]) -> Iterator[Path]:
 @functools.cache
 def code_digest() -> str:
     """The code an analysis measures with: :func:`source_digest` of the downpour package and the versions of the
-    :data:`LIBRARIES` as a run's environment.json records them (:func:`~downpour.train.machine.versions`; until
-    2026-12-05 a part kept by older code was read back after an upgrade)."""
+    :data:`LIBRARIES` as a run's environment.json records them (:func:`~downpour.train.machine.versions`), so a
+    part kept by older code is not read back after an upgrade."""
     libraries = ", ".join(f"{name} {v}" for name, v in versions(LIBRARIES).items())
     return source_digest(Path(__file__).resolve().parents[1]) + " " + libraries
 
@@ -144,8 +144,8 @@ class Kept:
     def open(cls, run: RunDir, key: str) -> "Kept":
         """The parts kept in ``RUN/analysis.partial.json`` when they were measured from inputs ``key``; none otherwise:
         the file, of other inputs (another model, config, options or code) or unreadable, is removed then, so a stop
-        before this analysis's first part does not name its parts as kept (until 2026-12-05 it did). A
-        ``analysis.partial.json.tmp`` a kill mid-write left goes too (since 2026-12-05; nothing removed it)."""
+        before this analysis's first part does not name its parts as kept. A ``analysis.partial.json.tmp`` a kill
+        mid-write left goes too."""
         temp_of(run.path / NAME).unlink(missing_ok=True)   # left by a kill mid-write (the file is whole or the old one)
         saved = read(run.path)
         if saved.get("key") == key:
@@ -167,7 +167,7 @@ class Kept:
             self.said[name] = said
         if name in self.parts:
             log.info("%s: reusing the %s of the analysis stopped before", self.path, said or name)
-        else:      # (said as it starts since 2026-12-05: the main job's analysis was a minute or more of silence)
+        else:      # (said as it starts: the main job's analysis is a minute or more of work)
             log.info("%s: measuring the %s", self.path.parent, said or name)
             self.parts[name] = json.loads(json.dumps(encode(compute())))
             replace_text(self.path, json.dumps({"key": self.key, "parts": self.parts, "said": self.said}))
@@ -196,7 +196,7 @@ def read(run_path: Path) -> dict[str, Any]:
 
 def kept_words(run_path: str | Path) -> str:
     """What a stopped analysis of ``run_path`` kept, for the CLI's Ctrl-C line: "the splits, the face test" or "", each
-    part named as the log named it ("the controls for cat": until 2026-12-05 the stored name, "the face test")."""
+    part named as the log named it ("the controls for cat", not the stored name, "the face test")."""
     saved = read(Path(run_path))
     said = saved.get("said", {})
     return ", ".join(f"the {said.get(name, name)}" for name in saved.get("parts", {}))

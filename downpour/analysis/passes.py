@@ -5,10 +5,11 @@
     sweep(model, faces, [7, 3], [1, -1], [b7, b3], passes=passes, ...)   # none: every warp's codes are read back
 
 ``analyze_run`` sweeps the pictured unit (``invariance``) and then the units tied with it (``invariance.tied``), it
-among them, over the same images, warps and preparation; until 2026-12-05 the second sweep ran all 99 of the first's
-passes again (of the main job's 17 s analysis, 1.1 s, a 6th of it the negatives' unwarped pass each curve repeated).
+among them, over the same images, warps and preparation; the second sweep reads the first's 99 passes back instead of
+running them again (of the main job's 17 s analysis, 1.1 s, a 6th of it the negatives' unwarped pass each curve
+would repeat).
 A pass's codes are kept for the shared units only, so what a sweep reads from here is what it computed itself, bit
-for bit (the same column of the same forward pass); ``reuse=False`` is the old way, every read a new pass (the
+for bit (the same column of the same forward pass); ``reuse=False`` makes every read a new pass (the
 bench's and the tests' slow path).
 """
 from __future__ import annotations

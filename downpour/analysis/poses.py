@@ -21,13 +21,13 @@ def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess,
     the run's data.jpeg_draft)."""
     folder = path if path not in BUILT_IN else os.path.join(os.curdir, path)   # a folder named lfw or digits
     angles = sorted(p.name for p in Path(folder).iterdir() if p.is_dir()) if Path(folder).is_dir() else None
-    if angles is not None and len(angles) < 2:     # (until 2026-12-05 it read "one sub-folder per class")
+    if angles is not None and len(angles) < 2:     # (one sub-folder per pose, not per class)
         raise _too_few(path, angles)
     try:
         posed = load_labelled(folder, shape, prepare=prepare, jpeg_draft=jpeg_draft)
     except DataError as err:
         raise ConfigError(f"analysis.poses: {err}", key="analysis.poses") from None
-    if len(posed.classes) < 2:      # (an empty or hidden one is no pose: it read a one-point curve until 2026-12-05)
+    if len(posed.classes) < 2:      # (an empty or hidden one is no pose: it would give a one-point curve)
         raise _too_few(path, list(posed.classes), " holding images")
     out: dict[float, torch.Tensor] = {}
     named: dict[float, str] = {}

@@ -9,7 +9,7 @@ mean ± std is how much a fold moves the figure, not an interval of it: Student'
 it knows (Bengio & Grandvalet 2004: no unbiased estimate of that variance exists). Each row also gives ``accuracy``,
 every image predicted once by the probe fit on the other folds, with ``ci``: Wilson's 95% interval over the images
 (:func:`~downpour.analysis.intervals.wilson`). It covers which images were tested, given the fitted probes, not how
-another fit would have come out. Since 2026-12-06.
+another fit would have come out.
 """
 from __future__ import annotations
 
@@ -77,8 +77,8 @@ def probe_table(model: FeatureModel, data: LabelledSet, *, layers: list[str] | N
                             f"of its rarest class (of {len(classes)}); a probe needs at least 2 of each: raise it")
     layers = list(layers) if layers else model.feature_layers()
     rows = [{"features": INPUT, **cv_probe(x.reshape(len(y), -1).numpy(), y, folds=folds, seed=seed, C=C)}]
-    # every probed layer from one pass of the network (the same numbers as a pass per layer, bit for bit): until
-    # 2026-12-06 the main job's three probed layers ran stage 1 three times and stage 2 twice, per labelled set
+    # every probed layer from one pass of the network (the same numbers as a pass per layer, bit for bit): a pass a
+    # layer would run the main job's stage 1 three times and stage 2 twice for its three probed layers, per labelled set
     codes = layer_responses(model, x, layers)
     for layer in layers:
         rows.append({"features": layer, **cv_probe(codes[layer], y, folds=folds, seed=seed, C=C)})

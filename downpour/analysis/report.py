@@ -93,10 +93,10 @@ def _starts(stim: dict[str, Any]) -> str:
 
 
 def _among_pool(stim: dict[str, Any], top: dict[str, Any]) -> str:
-    """Where the stimulus's response stands among the pool's images' (analysis.json's ``optimal_stimulus.among_pool``,
-    since 2026-12-06; "" for a file before it): " (higher than the responses to 97% of the 60 images the top ones are
-    drawn from; the best image's 2.1)"; for a unit the concept lowers, " (lower than ...; the image that lowers it
-    most: -1.8)" (until 2026-12-06 "the best image's", which read as the image that excites it most)."""
+    """Where the stimulus's response stands among the pool's images' (analysis.json's ``optimal_stimulus.among_pool``;
+    "" for a file written before 2026-12-06, which lacks it): " (higher than the responses to 97% of the 60 images the
+    top ones are drawn from; the best image's 2.1)"; for a unit the concept lowers, " (lower than ...; the image that
+    lowers it most: -1.8)" (not "the best image's", which would read as the image that excites it most)."""
     rank = stim.get("among_pool")
     if not rank:
         return ""
@@ -115,7 +115,7 @@ def _pictured_words(a: dict[str, Any]) -> str:
              "analysis.json's invariance.tied each one's)" if n > 1 else "")
     sign = a["optimal_stimulus"]["sign"]
     stimulus, images = pictured_names(sign)
-    # ("the images it answers least": "its images it answers least" read as a clause of the list, until 2026-12-06)
+    # ("the images it answers least": "its images it answers least" would read as a clause of the list)
     return (f"Unit {esc(pictured['unit'])}, chosen by {esc(pictured['chosen_by'])}{among}: its responses to the labelled "
             f"images with its threshold, its {stimulus}, {'its' if sign > 0 else 'the'} {images} and its invariance below.")
 
@@ -162,15 +162,15 @@ def _invariance(a: dict[str, Any]) -> str:
     rows = invariance_rows(inv)
     header = ["transform", f"unbroken range around the identity with response ≥ {floor:g}"]
     cis = range_ci_cells(inv)
-    if cis:     # the range's interval over the test images (since 2026-12-06)
+    if cis:     # the range's interval over the test images
         rows = [r + [c] for r, c in zip(rows, cis)]
         header.append(f"its width, 95% bootstrap interval over the {esc(inv['images'])} images (the other class's mean "
                       "held fixed); its ends' intervals")
-    if inv.get("selectivity"):      # the unit's AUC against the other class, both warped (since 2026-12-05)
+    if inv.get("selectivity"):      # the unit's AUC against the other class, both warped
         rows = [r + [w] for r, w in zip(rows, selectivity_rows(inv))]
         header.append(f"range with AUC ({warped_against(a)[1]} warped alike) ≥ halfway from 0.5 to the untransformed AUC")
         sel_cis = selectivity_ci_cells(inv)
-        if sel_cis:     # its interval, both classes resampled (since 2026-12-06)
+        if sel_cis:     # its interval, both classes resampled
             rows = [r + [c] for r, c in zip(rows, sel_cis)]
             header.append("its width, 95% bootstrap interval (each class resampled within itself); its ends' "
                           "intervals; the untransformed AUC's")
@@ -182,7 +182,7 @@ def _invariance(a: dict[str, Any]) -> str:
         header.append(f"its width over the {tied['size']} units tied at the top of the choice (mean ± std, "
                       f"{'median, ' if median else ''}min–max)")
         last = "the last column says"
-        if tied.get("selectivity") and inv.get("selectivity"):    # the AUC ranges' widths (shown since 2026-12-05)
+        if tied.get("selectivity") and inv.get("selectivity"):    # the AUC ranges' widths
             rows = [r + [w] for r, w in zip(rows, tied_invariance(inv, selectivity=True))]
             header.append(f"the AUC range's width over the {tied['size']} tied units (mean ± std, median, min–max)")
             last = "the last two columns say"
@@ -308,7 +308,7 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
     """
     run = RunDir.open(run_path)
     run.check_analysed_model()   # (model.json edited, or its weights changed on disk, since: refused, analysis kept)
-    if shows_no_image(run):      # (teacher-student: no analysis.json, its training alone; refused until 2026-12-06)
+    if shows_no_image(run):      # (teacher-student: no analysis.json, its training alone)
         return write_training_report(run)
     if run.analysis_stale():     # (a run shared without whole weights: its analysis is all there is)
         run.drop_analysis(f"they describe the model at step {run.analysed_step()}, and the model saved is at step "

@@ -1,6 +1,6 @@
 """The report's cluster notes: a cluster run's faults in one line (staleness.json's events: lost workers and what
-came of each, resumes, shard restarts, partitions restarted alone) and why a run has no staleness histogram. Since
-2026-12-05 out of report.py, at its 400 lines."""
+came of each, resumes, shard restarts, partitions restarted alone) and why a run has no staleness histogram. A module
+of its own, as report.py is at its 400 lines."""
 from __future__ import annotations
 
 from typing import Any
@@ -36,11 +36,11 @@ MAX_FAULTS = 10     # a run that lost hundreds of workers: the first ten faults 
 
 def cluster_faults(run: RunDir) -> str:
     """One line on a cluster run's faults (staleness.json's events): each lost worker with what came of it, resumes
-    and shard restarts; or nothing: the histogram alone does not say that a worker was lost, or when. Until
-    2026-12-05 each event was an entry of its own and the cap counted entries: 6 losses with their outcomes showed 5.
-    A shard restart resumes the run from its checkpoint: its ``resumed`` is said in the restart's entry (since
-    2026-12-05; the line said "the shards restarted from the checkpoint of step 16 (...); the run resumed at step 16
-    with its 2 workers started", one fault twice)."""
+    and shard restarts; or nothing: the histogram alone does not say that a worker was lost, or when. A
+    loss and its outcome are one entry, so the cap counts faults (an entry an event, 6 losses with their outcomes
+    would show 5). A shard restart resumes the run from its checkpoint: its ``resumed`` is said in the restart's entry,
+    not as "the shards restarted from the checkpoint of step 16 (...); the run resumed at step 16 with its 2 workers
+    started", one fault twice."""
     try:
         events = run.read_json("staleness.json").get("events") or []
     except (NotARunError, AttributeError):
@@ -54,7 +54,7 @@ def cluster_faults(run: RunDir) -> str:
         if kind not in _FAULT_WORDS:
             continue
         reason = str(e.get("reason") or "").strip().split("\n")[0][:160]
-        if kind == "restart-given-up" and reason == "cluster.restarts = 0":   # (written 2026-12-05: none was tried)
+        if kind == "restart-given-up" and reason == "cluster.restarts = 0":   # (none was tried)
             kind = "not-restarted"
         w, fill = e.get("worker", "?"), {"step": e.get("step", "?"), "reason": f" ({reason})" if reason else "",
                                          "partition": e.get("partition", "?"),
@@ -73,9 +73,9 @@ def cluster_faults(run: RunDir) -> str:
             if kind not in _NOT_AN_END:
                 del open_loss[w]
         else:
-            # a restart at step 0 is from the start, as its log line says ("... from the start (no checkpoint yet)"):
-            # until 2026-12-07 "from the checkpoint of step 0", where no checkpoint was (a shard's node lost at step
-            # 1622 of a run under cluster.checkpoint_seconds)
+            # a restart at step 0 is from the start, as its log line says ("... from the start (no checkpoint yet)"),
+            # not "from the checkpoint of step 0", where there is none (a shard's node lost at step 1622 of a run
+            # under cluster.checkpoint_seconds)
             words = _FROM_START if kind == "shards-restarted" and e.get("step") == 0 else _FAULT_WORDS[kind]
             entries.append(words.format(**{"worker": w, "workers": "?", "back": "", **fill}))
             if kind == "worker-lost":

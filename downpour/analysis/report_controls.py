@@ -1,4 +1,4 @@
-"""The report's face test section (and, since 2026-12-04, a folder concept's controls): the table of AUC [95% CI]
+"""The report's face test section (and a folder concept's controls): the table of AUC [95% CI]
 per negative set and method, the verdict in words, and the same test for every feature layer."""
 from __future__ import annotations
 
@@ -117,8 +117,8 @@ def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
 
 
 def verdict_picture(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
-    """The table's intervals as a figure beside the verdict, and its caption from the same numbers (since 2026-12-06:
-    the verdict's intervals were in the table alone), drawn from the rows as the page is written."""
+    """The table's intervals as a figure beside the verdict, and its caption from the same numbers (the verdict's
+    intervals seen, not only read off the table), drawn from the rows as the page is written."""
     labels = set_labels(setup)
     picture = inline_png(verdict_png(rows, labels), "each method's AUC with its 95% interval, per negative set")
     return (f'<figure id="face-verdict">{picture}'
@@ -126,7 +126,7 @@ def verdict_picture(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
 
 
 def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
-    """Where the learned unit's tie was ``undecided`` (:func:`~downpour.analysis.choice.undecided`; since 2026-12-05),
+    """Where the learned unit's tie was ``undecided`` (:func:`~downpour.analysis.choice.undecided`),
     the note that says what that implies: the tied units' mean test AUC per negative set beside the unit's, the
     figures a tie-break cannot choose."""
     def undecided_in(r: dict[str, Any]) -> int:      # splits whose own tie was undecided (rows before: the first's)
@@ -138,25 +138,24 @@ def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
     r0 = learned[0]
     labels = set_labels(setup)
     fold = "fold" if setup.get("select") == "crossfit" else "split"
-    counts = sorted({undecided_in(r) for r in learned})   # (each negative set's; until 2026-12-05 the first's alone)
+    counts = sorted({undecided_in(r) for r in learned})   # (each negative set's, not the first's alone)
     span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
     each = "; ".join(f"{labels.get(r['negatives'], r['negatives'])} {r['tied_auc']['mean']:.3f} "
                      f"(median {r['tied_auc']['median']:.3f}; this unit {r['auc']:.3f}"
                      + (f"; undecided on {plural(undecided_in(r), fold)})" if len(counts) > 1 else ")")
                      for r in learned)
     over = f", each {fold}'s tie averaged over the {r0['splits']} {fold}s" if r0["splits"] > 1 else ""
-    # (several splits: each has its own tie, a cross-fit's fold its own network; until 2026-12-05 the first split that
-    # chose the row's unit spoke for all, and a second fold's 40 of 100 tied went unsaid)
+    # (several splits: each has its own tie, a cross-fit's fold its own network, so the first split that chose the
+    # row's unit does not speak for all: a second fold's 40 of 100 tied would go unsaid)
     # (undecided: the tied units' test AUCs spread wider than chance spreads them in 95% of bootstrap resamplings of
-    # the same split's test images, tie_rule "pooled bootstrap range", since 2026-12-05, "bootstrap range" earlier that
-    # day (each unit at its own error, said alike); earlier still wider than as many
-    # alike units' would in 95% of ties given the unit's 95% interval, before that wider than that interval, whatever
-    # the number tied; until 2026-12-05 more than 1% of the layer tied, which any 2-unit tie in an 8-unit layer was,
-    # and then, over several splits, against the interval of the mean over them, narrower than any one split's)
+    # the same split's test images, tie_rule "pooled bootstrap range"; rows written before 2026-12-05 hold older
+    # rules: "bootstrap range" (each unit at its own error, said alike), wider than as many alike units' would in
+    # 95% of ties given the unit's 95% interval, wider than that interval whatever the number tied, or more than 1%
+    # of the layer tied, over several splits against the interval of the mean over them)
     # (a row of an earlier rule is said against its own: tie_limit_words)
     one = r0["splits"] == 1
     against = tie_limit_words(r0, "as many", "its", limit=one, ci=True)
-    # (until 2026-12-05 "among units of the 288 tied", the layer's candidates read as the number tied)
+    # (not "among units of the 288 tied": the layer's candidates would read as the number tied)
     chosen = (f"On {span} of the {r0['splits']} {fold}s the learned unit was chosen among several of the layer's "
               f"{r0['candidates']} units tied at the top of the choice whose test AUCs spread wider than {against} "
               f"on that {fold}"

@@ -1,7 +1,7 @@
-"""What a reader new to downpour needs around the report's numbers (since 2026-12-06): the findings first, a list of
+"""What a reader new to downpour needs around the report's numbers: the findings first, a list of
 the sections, where each number is defined, and what each method in the two face tables is.
 
-Until then a student opening report.html met the loss first, the face test's verdict half-way down, baselines named
+Without it a student opening report.html meets the loss first, the face test's verdict half-way down, baselines named
 only by label ("random weights, same architecture", "gradient energy": what are they?) and no pointer to the docs.
 The pointers are text, not links: the page is sent on its own (every picture inlined), so a relative link to the
 source's docs/ would break once the file is moved; the in-page links always resolve."""
@@ -48,7 +48,7 @@ METHODS = {
                                          "ceiling for a linear read-out, not one unit",
 }
 # The accuracy table's rows (selectivity.py) name the face test's PROBE otherwise; analysis.json keeps each name (its
-# rows and over_splits are looked up by it), the page shows one: until 2026-12-06 the two tables named it two ways.
+# rows and over_splits are looked up by it), the page shows one, so the two tables name it one way.
 SHOWN_AS = {"linear probe on raw pixels (logistic regression)": PROBE}
 
 
@@ -91,16 +91,16 @@ def in_short(a: dict[str, Any], face_test: str) -> str:
               f'{edge_ci(a["filters"])}{edge_caveat(a["filters"])}.</li>'] if isinstance(edges, (int, float)) else [])
     if sentences:
         items.append(f'<li><a href="#face-test">{esc(face_test)}</a>: {esc(passed_words(verdict) + sentences[0])}</li>')
-    if sentences and verdict.get("criterion"):   # the word the line leans on, defined where it is first read (2026-12-06)
+    if sentences and verdict.get("criterion"):   # the word the line leans on, defined where it is first read
         items.append(f"<li>The criterion, on each control: the learned unit's {esc(verdict['criterion'])}.</li>")
     return f"<p>In short:</p><ul>{''.join(items)}</ul>" if items else ""
 
 
 def passed_words(verdict: dict[str, Any]) -> str:
-    """The test's outcome before its summary sentence (the report's and `downpour analyze`'s), from
-    ``passes_low_level`` (the criterion met on every low-level-matched control): the main job's "On 1 of 4 ... meets
-    the criterion (upside-down faces), which ..." opened the page without saying that one of four is a fail (until
-    2026-12-06). Nothing where it was not run."""
+    """The test's outcome before its summary sentence (the report's and `downpour analyze`'s), from ``passes_low_level``
+    (the criterion met on every low-level-matched control): without it the main job's "On 1 of 4 ... meets the criterion
+    (upside-down faces), which ..." opens the page without saying that one of four is a fail. Nothing where it was not
+    run."""
     low = [p for p in verdict.get("per_negatives") or [] if p.get("level") == LOW_LEVEL]
     if not low:
         return ""
@@ -110,8 +110,8 @@ def passed_words(verdict: dict[str, Any]) -> str:
 
 def edge_ci(f: dict[str, Any]) -> str:
     """", 95% interval 31%–72%" after the edge-like share where it was first said (the page's findings, `downpour
-    analyze`'s headline): only the filters section said it until 2026-12-06 (``filters.edge_fraction_ci``; "" for a
-    file before it)."""
+    analyze`'s headline), not only in the filters section (``filters.edge_fraction_ci``; "" for an analysis.json
+    written before 2026-12-06, which lacks it)."""
     ci = f.get("edge_fraction_ci")
     return f", 95% interval {ci[0]:.0%}–{ci[1]:.0%}" if ci else ""
 
@@ -134,7 +134,7 @@ def contents(body: str) -> str:
 
 def two_learned_units(a: dict[str, Any]) -> str:
     """A note where the best-neuron table's learned unit is not the unit the face test chose and the pictures show (the
-    main job: 482 in the table, 452 below it, unexplained until 2026-12-06): each is chosen on its own images."""
+    main job: 482 in the table, 452 below it): each is chosen on its own images."""
     fn = a.get("face_neuron") or {}
     table = next((r for r in fn.get("rows", []) if r.get("method") == "learned unit"), {}).get("unit")
     pictured = fn.get("pictured") or {}

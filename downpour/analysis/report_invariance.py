@@ -1,4 +1,4 @@
-"""The report's invariance sentences (split from report_notes on 2026-12-05): the table's rows (each transform's range,
+"""The report's invariance sentences (apart from report_notes): the table's rows (each transform's range,
 in its units, said to be a lower bound where it runs to the sweep's end), the AUC ranges beside them, the widths over
 the units tied at the top of the choice, what the curves' 1 and 0 are and what a warp put where it uncovers area
 outside the image (analysis.invariance_fill)."""
@@ -16,8 +16,8 @@ _UNITS = {"scale": "× {:g} … × {:g}", "translation_x": "{:g} … {:g} pixels
 
 def warped_against(a: dict[str, Any]) -> tuple[str, str]:
     """What the invariance sweep's AUC sets the concept's images against (analysis.json's object): lfw's faces against
-    its non-faces, any other concept (a folder's class, a digit) against the other classes. Since 2026-12-05: the
-    report and the figure said "non-faces" of a folder's cat images against its other photos."""
+    its non-faces, any other concept (a folder's class, a digit) against the other classes, so the report and
+    the figure do not say "non-faces" of a folder's cat images against its other photos."""
     options = a.get("options") or {}
     if options.get("dataset", "lfw") == "lfw" and options.get("positive", 1) in (1, "face"):
         return "faces", "non-faces"
@@ -34,14 +34,14 @@ def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
         curve = swept.get(name, {})
         if r is None:
             short = curve.get("normalised_to", inv.get("normalised_to", RELATIVE)) != RELATIVE   # (a pose curve's own)
-            unswept = curve.get("values") and identity_index(curve) is None    # (said since 2026-12-05: it read "–")
+            unswept = curve.get("values") and identity_index(curve) is None    # (said, not "–")
             rows.append([name, _no_identity(name) if unswept else
                          f"none: the unit is not {_side(inv)} its baseline even at the identity" if short else "–"])
             continue
         text = _range_text(name, r)
         values = curve.get("values")
-        # the summary's flag (a range that went round past +-180 ends beyond the sweep, measured: since 2026-12-05),
-        # read from the range where a file predates it (its ranges did not go round)
+        # the summary's flag (a range that went round past +-180 ends beyond the sweep, measured), read from the
+        # range in a file written before 2026-12-05, which has no flag (its ranges do not go round)
         flags = inv["summary"].get("censored")
         ended = bool(values) and bool(flags.get(name) if flags is not None else _at_an_end(r, values))
         rows.append([name, text + _end_words(name, r, ended, values)])
@@ -50,9 +50,8 @@ def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
 
 def _range_text(name: str, r: list[float]) -> str:
     """``name``'s range ``r`` in its units; a rotation range that went round past +-180 (walked as -15 … 270,
-    :mod:`~downpour.analysis.circle`) as the two signed arcs it covers, its width and the angles it leaves out. Until
-    2026-12-05 it read "-15 … 270 degrees (round the turn past ±180: 270 is the angle -90)", until 2026-12-06
-    "-180 … -90 and -15 … 180 degrees (285 wide round ±180: ...)"; now "from -15 round through 180 to -90 degrees"."""
+    :mod:`~downpour.analysis.circle`) as the two signed arcs it covers, its width and the angles it leaves out:
+    "from -15 round through 180 to -90 degrees", not the walk's "-15 … 270 degrees", an angle no sweep has."""
     if not went_round(name, r) or whole_turn(name, r):
         return _UNITS.get(name, "{:g} … {:g}").format(*r)
     lo, hi = r
@@ -91,7 +90,7 @@ def _end_words(name: str, r: list[float], ended: bool, values: list[float]) -> s
 
 def range_ci_cells(inv: dict[str, Any]) -> list[str] | None:
     """Per row of :func:`invariance_rows`, its range's width with the 95% bootstrap interval over the test images
-    (analysis.json's ``invariance.summary.range_ci``, since 2026-12-06: "2.5 octaves [1.5, 3]; ends × [0.177, 0.25]
+    (analysis.json's ``invariance.summary.range_ci``: "2.5 octaves [1.5, 3]; ends × [0.177, 0.25]
     and × [1.75, 2.828]"), "–" for a transform without one (a pose curve); None for a file without intervals."""
     summary = inv.get("summary", {})
     ranges = summary.get("ranges", {})
@@ -100,7 +99,7 @@ def range_ci_cells(inv: dict[str, Any]) -> list[str] | None:
 
 def selectivity_ci_cells(inv: dict[str, Any]) -> list[str] | None:
     """Per row of :func:`invariance_rows`, the AUC range's width with its 95% bootstrap interval, both classes
-    resampled (``invariance.selectivity.range_ci``, since 2026-12-06), and the untransformed AUC's: as
+    resampled (``invariance.selectivity.range_ci``), and the untransformed AUC's: as
     :func:`range_ci_cells`, "; untransformed AUC [0.61, 0.83]" after it."""
     sel = inv.get("selectivity") or {}
     cis, rows = sel.get("range_ci"), inv.get("summary", {}).get("ranges", {})
@@ -143,8 +142,8 @@ def _ci_cells(ranges: dict[str, Any], cis: dict[str, Any] | None, rows: Any) -> 
 
 def wide_intervals(inv: dict[str, Any]) -> str:
     """A sentence naming the transforms whose width's interval (``invariance.summary.range_ci``) is wider than the width
-    itself, "" where none is: on lfw's 30 held-out faces a cat-demo run's scale range read "0.17 octaves [0, 5.17]"
-    (2026-12-06), and a reader comparing two runs' widths had no word that one run's width says little."""
+    itself, "" where none is: on lfw's 30 held-out faces a cat-demo run's scale range reads "0.17 octaves [0, 5.17]",
+    and a reader comparing two runs' widths needs the word that one run's width says little."""
     summary = inv.get("summary", {})
     ranges, cis = summary.get("ranges", {}), summary.get("range_ci") or {}
     wide = [name for name, ci in cis.items() if ci and ci.get("width") is not None and ranges.get(name) is not None
@@ -159,11 +158,11 @@ def wide_intervals(inv: dict[str, Any]) -> str:
 def _ends(name: str, interval: list[float]) -> str:
     """One end's interval in :func:`_ci_cells`: "[a, b]"; for rotation, angles past +-180 (a resample's walk round the
     turn, :mod:`~downpour.analysis.circle`) as the angles they are, and an interval that crosses it in words, as
-    :func:`_range_text` writes a range: "[from 135 round through 180 to -45]". Until 2026-12-06 they were in the walk's
-    own coordinates ("[-225, -45]", an angle no sweep has), then "[135, -45] (round ±180)". An interval a whole turn
+    :func:`_range_text` writes a range: "[from 135 round through 180 to -45]", not in the walk's own coordinates
+    ("[-225, -45]", an angle no sweep has). An interval a whole turn
     wide or wider (-190 … 190) holds every angle, as :func:`~downpour.analysis.circle.walked_range` reads a walk that
     met itself, and is written as a range of the whole turn is (:data:`EVERY_ANGLE`): "[-180, 180] (every angle: the
-    whole turn)"; until 2026-12-06 it read "[170, -170]", a 20-degree arc."""
+    whole turn)", not "[170, -170]", which reads as a 20-degree arc."""
     if name != "rotation":
         return f"[{interval[0]:g}, {interval[1]:g}]"
     if whole_turn(name, interval):
@@ -178,7 +177,7 @@ def _ends(name: str, interval: list[float]) -> str:
 def selectivity_rows(inv: dict[str, Any]) -> list[str]:
     """Per row of :func:`invariance_rows`, the range where the unit's AUC of the warped concept images against the other
     class warped alike stays >= halfway between chance and its untransformed AUC (analysis.json's
-    ``invariance.selectivity``, since 2026-12-05), "–" for a transform it lacks (out-of-plane rotation)."""
+    ``invariance.selectivity``), "–" for a transform it lacks (out-of-plane rotation)."""
     sel = inv.get("selectivity") or {}
     swept = {c["transform"]: c for c in inv.get("curves", [])}
     out = []
@@ -187,7 +186,7 @@ def selectivity_rows(inv: dict[str, Any]) -> list[str]:
             out.append("–")
             continue
         r, auc = sel["ranges"][name], sel["auc"][name]
-        if auc is None:         # (a custom sweep without it; since 2026-12-05, it used to read the nearest value)
+        if auc is None:         # (a custom sweep without it: not the nearest value's)
             out.append(_no_identity(name))
             continue
         if r is None:
@@ -220,14 +219,13 @@ def invariance_words(inv: dict[str, Any]) -> str:
 
 def tied_invariance(inv: dict[str, Any], selectivity: bool = False) -> list[str]:
     """Per row of :func:`invariance_rows`, the range's width over the units tied with the pictured one (analysis.json's
-    ``invariance.tied``, since 2026-12-04): "0.85 ± 0.30 octaves, median 0.90 (0–1), over the 5 of 7 with a range",
+    ``invariance.tied``): "0.85 ± 0.30 octaves, median 0.90 (0–1), over the 5 of 7 with a range",
     and how many ran to the sweep's end (", 2 of them to the sweep's end: the mean is at least this"). A tied unit
     without a range answers the concept no more than its baseline: left out of the figures, and said
-    (:func:`tied_unresponsive`); a median beside the mean since 2026-12-05 (files before it have none).
+    (:func:`tied_unresponsive`); a median beside the mean (files written before 2026-12-05 have none).
     ``selectivity``: the widths of the AUC ranges (``invariance.tied.selectivity``, :func:`selectivity_rows`' ranges)
-    instead, in the same words; a unit at or below chance untransformed has none. Since 2026-12-05: analysis.json had
-    them and the report showed the response widths alone. Since 2026-12-06 the mean's 95% interval over resamples of
-    the images (``invariance.tied.mean_ci``, :func:`~downpour.analysis.invariance_ci.tied_intervals`) follows the ±:
+    instead, in the same words; a unit at or below chance untransformed has none. The mean's 95% interval over resamples
+    of the images (``invariance.tied.mean_ci``, :func:`~downpour.analysis.invariance_ci.tied_intervals`) follows the ±:
     the std is the units' spread, not how far another set of images would move the mean."""
     tied = inv.get("tied") or {}
     src = (tied.get("selectivity") or {}) if selectivity else tied
@@ -241,8 +239,8 @@ def tied_invariance(inv: dict[str, Any], selectivity: bool = False) -> list[str]
         elif w["mean"] is None:
             out.append(f"none of {tied['size']} has a range")
         else:
-            # (a range at the sweep's end is a lower bound, so the mean is too: since 2026-12-05 the column says so)
-            # (a rotation range of the whole turn ran to both ends but is measured: counted apart since 2026-12-05)
+            # (a range at the sweep's end is a lower bound, so the mean is too: the column says so)
+            # (a rotation range of the whole turn ran to both ends but is measured: counted apart)
             turns = sum(whole_turn(name, r) for r in src.get("ranges", {}).get(name) or [])
             ended = max(0, (w["censored"] if "censored" in w else _ended(inv, name)) - turns)
             at_end = f", {ended} of them to the sweep's end: the mean is at least this" if ended else ""
@@ -259,8 +257,8 @@ def tied_invariance(inv: dict[str, Any], selectivity: bool = False) -> list[str]
 
 
 def _upper_end(u: dict[str, Any]) -> str:
-    """The scale width's upper end alone over the tied units (``widths.scale_up``, since 2026-12-05; the report showed
-    only the two-sided width, whose sweep's-end count cannot say which end ran out, nearly always the shrinking one):
+    """The scale width's upper end alone over the tied units (``widths.scale_up``; the two-sided width's
+    sweep's-end count cannot say which end ran out, nearly always the shrinking one):
     "; its upper end 1 ± 0.5 octaves above 1x, median 1 (0.5–1.5), 1 of them at the sweep's largest scale"."""
     if u.get("mean") is None:
         return ""
@@ -272,8 +270,8 @@ def _upper_end(u: dict[str, Any]) -> str:
 
 
 def fill_words(inv: dict[str, Any]) -> str:
-    """What the warps put where they uncover area outside the image (analysis.json's ``invariance.fill``, since
-    2026-12-05; a file before it has none, and was measured with the edges repeated, the only fill then)."""
+    """What the warps put where they uncover area outside the image (analysis.json's ``invariance.fill``; a file
+    written before 2026-12-05 has none, and was measured with the edges repeated, the only fill then)."""
     fill = inv.get("fill", "border")
     if fill == "mean" and inv.get("rotation_aperture") == "disc":
         return ("What a shift or a shrink uncovers is each image's own mean, a plain canvas "
@@ -303,8 +301,8 @@ def _ended(inv: dict[str, Any], name: str) -> int:
 
 
 def tied_unresponsive(inv: dict[str, Any]) -> str:
-    """The sentence on the tied units without a range (analysis.json's ``invariance.tied.unresponsive``, since
-    2026-12-05), "" when every one has a range."""
+    """The sentence on the tied units without a range (analysis.json's ``invariance.tied.unresponsive``), "" when every
+    one has a range."""
     tied = inv.get("tied") or {}
     n = len(tied.get("unresponsive", []))
     if not n:

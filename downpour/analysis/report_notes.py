@@ -1,8 +1,7 @@
 """Sentences of report.html that depend on what the run was: the loss headline (one logged row, a greedy
 run's stages), the first-layer filters' notes (copies of one filter, a designed, random or Gabor-started
 layer, edge-like filters of one orientation), the top images' (what they were drawn from, and the concept's share
-of it) and what the face test can say of a run that saw no face (the invariance sentences are report_invariance's
-since 2026-12-05)."""
+of it) and what the face test can say of a run that saw no face (the invariance sentences are report_invariance's)."""
 from __future__ import annotations
 
 import math
@@ -90,7 +89,7 @@ def first_layer_note(f: dict[str, Any]) -> str:
 
 def edge_interval(f: dict[str, Any]) -> str:
     """' (95% interval 31%-72% over its 8 maps: ...)' after the edge-like share (analysis.json's
-    ``filters.edge_fraction_ci``, since 2026-12-06; "" for a file before it)."""
+    ``filters.edge_fraction_ci``; "" for a file written before 2026-12-06, which lacks it)."""
     ci, units = f.get("edge_fraction_ci"), f.get("edge_fraction_units")
     if not ci:
         return ""
@@ -160,10 +159,10 @@ def one_orientation(f: dict[str, Any]) -> str:
 def data_note(data: Any, heading: str = "Data", where: str = "data.json") -> str:
     """One line on the files a run could not use (data.json's ``skipped`` and ``unlisted``), the symbolic links it
     did not follow (``loops``: each to a folder holding it, its files read once), files used only later
-    (``recovered``) or enlarged to ``data.size`` (``upscaled``, crops mode: a blur), or nothing. The report said
-    nothing of them: a run whose folder lost a third of its images to bad files read like one that trained on all of
-    them, unless one opened data.json. ``heading`` and ``where``: a labelled folder's own line (analysis.json's
-    ``labelled_set``, since 2026-12-05: the concept's unreadable images were said in the log alone)."""
+    (``recovered``) or enlarged to ``data.size`` (``upscaled``, crops mode: a blur), or nothing. Without it a run
+    whose folder lost a third of its images to bad files reads like one that trained on all of them, unless one opens
+    data.json. ``heading`` and ``where``: a labelled folder's own line (analysis.json's ``labelled_set``: the
+    concept's unreadable images, said in the report, not the log alone)."""
     if not isinstance(data, dict):
         return ""
     skipped = [e for e in data.get("skipped") or [] if isinstance(e, dict)]
@@ -181,10 +180,10 @@ def data_note(data: Any, heading: str = "Data", where: str = "data.json") -> str
         parts.append(f"{plural(len(unlisted), 'folder')} that could not be listed left out (first: "
                      f"{unlisted[0].get('folder')}: {unlisted[0].get('reason')})")
     loops = [e for e in data.get("loops") or [] if isinstance(e, dict)]
-    if loops:         # (since 2026-12-06: the log said them, the report did not)
+    if loops:         # (said here, not in the log alone)
         parts.append(f"{plural(len(loops), 'symbolic link')} to a folder holding {'it' if len(loops) == 1 else 'them'}"
                      f" not followed, the files there read once (first: {loops[0].get('link')} -> {loops[0].get('to')})")
-    if upscaled:      # (since 2026-12-05: data.json counted them, the report did not say so)
+    if upscaled:      # (said here, not only counted in data.json)
         parts.append(f"{plural(data.get('n_upscaled', len(upscaled)), 'file')} enlarged to data.size in crops mode, "
                      f"a blur (first: {upscaled[0].get('file')}, {upscaled[0].get('size')})")
     return f'<p class="note">{esc(heading)}: {esc("; ".join(parts))}; {esc(where)} names every one.</p>' if parts else ""
@@ -193,8 +192,7 @@ def data_note(data: Any, heading: str = "Data", where: str = "data.json") -> str
 def pictured_names(sign: int) -> tuple[str, str]:
     """What the stimulus figure shows, by the pictured unit's sign: the input that excites it most and its top images,
     or (the concept lowers it, -1) the one that suppresses it most and the images it answers least; the figure's panel,
-    the report's heading and the image's label say them (until 2026-12-06 these three said "optimal stimulus and top
-    images" for either, the report's words alone changed on 2026-12-04)."""
+    the report's heading and the image's label say them alike, not "optimal stimulus and top images" for either."""
     return ("optimal stimulus", "top images") if sign > 0 else ("most suppressing stimulus", "images it answers least")
 
 
@@ -214,8 +212,8 @@ def top_words(top: dict[str, Any], sign: int = 1) -> str:
 
 def _by_chance(top: dict[str, Any]) -> str:
     """How often a random draw of as many images from the same pool holds as many of the concept's (hypergeometric
-    upper tail): ": a random 9 of them hold 6 or more in 25% of draws". Until 2026-12-06 the count stood beside its
-    expectation alone, and 6 of 9 against 4.5 (a 30-step cat-demo) read as a finding."""
+    upper tail): ": a random 9 of them hold 6 or more in 25% of draws". Beside its expectation alone the count
+    reads as a finding: 6 of 9 against 4.5 (a 30-step cat-demo)."""
     from scipy.stats import hypergeom
 
     k, hits, pool, positives = len(top["indices"]), top["positive_in_top"], top["pool"], top["positive_in_pool"]
@@ -225,17 +223,18 @@ def _by_chance(top: dict[str, Any]) -> str:
     return f": a random {k} of them hold {hits} or more in {pct(p)} of draws"
 
 
-# the ``tie_rule``s of a bootstrap range: the pooled one since 2026-12-05, each unit's own earlier that day
+# the ``tie_rule``s of a bootstrap range: the pooled one, and each unit's own of rows written earlier on 2026-12-05
 BOOTSTRAP_RULES = (TIE_RULE, "bootstrap range")
 
 
 def tie_limit_words(row: dict[str, Any], alike: str, own: str, limit: bool = True, ci: bool = False) -> str:
     """What an undecided tie's test AUCs spread wider than, in the words of the rule its row was told by
     (:func:`~downpour.analysis.choice.undecided`): its ``tie_rule``'s bootstrap range (:data:`BOOTSTRAP_RULES`: the
-    pooled one since 2026-12-05, each unit's own error earlier that day, said alike); a row without one (before that)
-    as many alike units' range given the unit's 95% interval (``alike`` counts them, ``own`` is whose); one without a
-    ``tie_spread_limit`` (earlier still) that interval itself. ``limit``: the row's figure beside it (the limit, or
-    with ``ci`` the interval; over several splits the row's is its first split's alone, so not given)."""
+    pooled one, or each unit's own error in a row written earlier on 2026-12-05, said alike); a row without one
+    (written before 2026-12-05) as many alike units' range given the unit's 95% interval (``alike`` counts them, ``own``
+    is whose); one without a ``tie_spread_limit`` (earlier still) that interval itself. ``limit``: the row's figure
+    beside it (the limit, or with ``ci`` the interval; over several splits the row's is its first split's alone, so not
+    given)."""
     figure = f" ({row['tie_spread_limit']:.3f})" if limit and "tie_spread_limit" in row else ""
     if row.get("tie_rule") in BOOTSTRAP_RULES:
         return "chance would in 95% of resamplings of the test images" + figure
@@ -247,15 +246,14 @@ def tie_limit_words(row: dict[str, Any], alike: str, own: str, limit: bool = Tru
 
 def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") -> str:
     """" (chosen among 7 units with selection AUC 1.000)" beside a chosen unit whose choice was tied (its row's
-    ``tied``, since 2026-12-04), "" where it was not (or analysis.json predates the count). ``localizer``: the tie was
-    on the worst AUC over the localizer's sets, not the selection AUC; ``first``: "split" or "fold", the row's unit was
-    chosen on several of them, its tie counted on the first that chose it (its ``selection_auc`` is their mean; a
-    cross-fit's folds were called splits until 2026-12-04). Since 2026-12-05 it also gives the tied units' test AUC
-    (the row's ``tied_auc``) and, when the tied units' test AUCs spread wider than chance would in 95% of resamplings
-    of the test images (on that split; the row's ``tie_spread_limit`` and ``tie_rule``; ``undecided``,
-    :func:`~downpour.analysis.choice.undecided`; earlier on 2026-12-05 as many alike units' range given the unit's
-    own 95% interval, said as such for a row of then; wider than that interval before, more than 1% of the
-    candidates tied before that), says the selection split could not tell them apart."""
+    ``tied``), "" where it was not (or analysis.json, written before 2026-12-04, lacks the count). ``localizer``: the
+    tie was on the worst AUC over the localizer's sets, not the selection AUC; ``first``: "split" or "fold", the row's
+    unit was chosen on several of them, its tie counted on the first that chose it (its ``selection_auc`` is their
+    mean). It also gives the tied units' test AUC (the row's ``tied_auc``) and, when the tied units' test AUCs spread
+    wider than chance would in 95% of resamplings of the test images (on that split; the row's ``tie_spread_limit`` and
+    ``tie_rule``; ``undecided``, :func:`~downpour.analysis.choice.undecided`), says the selection split could not tell
+    them apart. A row written earlier on 2026-12-05 was told against as many alike units' range given the unit's own 95%
+    interval, and is said as such; older rows against that interval, or more than 1% of the candidates tied."""
     n = row.get("tied", 1)
     if n <= 1:
         return ""
@@ -269,7 +267,7 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
         said = f"chosen among {n}{share} {noun} with selection AUC {row['selection_auc']:.3f}"
     if row.get("undecided"):
         there = f" on that {first}" if first else ""     # (several splits: told against that one's own interval)
-        against = tie_limit_words(row, str(n), "this one's")   # (each row in its own rule's words, 2026-12-05)
+        against = tie_limit_words(row, str(n), "this one's")   # (each row in its own rule's words)
         said += f": their test AUCs spread wider than {against}{there}, so the selection split cannot tell them apart"
     t = row.get("tied_auc")
     if t:
@@ -281,19 +279,19 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
 
 def faces_seen(run: Any) -> str | None:
     """"" when the run (a RunDir) trained on lfw faces; else the data keys that say it saw none
-    ("data.source = 'natural'"); None when its config.toml cannot be read (the report says what it used to)."""
+    ("data.source = 'natural'"); None when its config.toml cannot be read (the report's words then name no key)."""
     try:
         d = run.config.data
     except DownpourError:
         return None
-    # (the summary's and the twin refusal's words, DataConfig.no_faces_setting: until 2026-12-05 its own, which named
-    # data.train_faces = 0 where the summary above it named data.faces_fraction = 0, both set)
+    # (the summary's and the twin refusal's words, DataConfig.no_faces_setting: words of its own could name
+    # data.train_faces = 0 where the summary above it names data.faces_fraction = 0, both set)
     return "" if d.trains_on_faces() else d.no_faces_setting()
 
 
 def owed_note(seen: str | None) -> str:
     """The face test's note on what the unit owes to faces. A run that trained on none is its own no-faces
-    network: the twin the note used to suggest is refused for it (analysis.no_faces_twin names data.source)."""
+    network: the note suggests no twin, which is refused for it (analysis.no_faces_twin names data.source)."""
     if seen:
         return (f'<p class="note">This network trained on no lfw face ({esc(seen)}): whatever its unit separates '
                 "here it did not learn from faces, so it answers the question a no-faces twin asks of a network "
@@ -306,9 +304,9 @@ def owed_note(seen: str | None) -> str:
 
 
 def untied_note(sharing: dict[str, Any], samples: Any) -> str:
-    """What an untied first layer means, with this run's numbers and cat-untied's measured cost. It used to say
+    """What an untied first layer means, with this run's numbers and cat-untied's measured cost, not a general
     "with the ~1,250 images that ship offline that is far too little data per filter" of every untied layer:
-    lcn-digits (3x3 filters, 1,797 digits, supervised) trained on none of those images and measured no such thing."""
+    lcn-digits (3x3 filters, 1,797 digits, supervised) trains on none of those images and measured no such thing."""
     if sharing.get("kind") != "untied":
         return ""
     seen = (f"from their own window of each of the run's {samples:,} training samples (model.json)"

@@ -64,14 +64,14 @@ def table(rows: list[list[Any]], header: list[str], table_id: str, row_classes: 
     for i, row in enumerate(rows):
         cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
-    # (no whitespace in an id: a probe on "my cats" had one until 2026-12-06)
+    # (no whitespace in an id: a probe on "my cats" would have one)
     table_id = re.sub(r"\s+", "-", table_id)
     return f'<table id="{esc(table_id)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
 def page(title: str, body: str) -> str:
     """A whole self-contained page: ``title`` (escaped here) and ``body`` (HTML). The viewport line lays it out at the
-    device's width: without it (until 2026-12-06) a phone or tablet drew it as a 980-pixel desktop page, shrunk to
+    device's width: without it a phone or tablet draws it as a 980-pixel desktop page, shrunk to
     fit."""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -1,8 +1,7 @@
 """The report's note on where a Ray run ran, from its cluster.json (a Sandblaster run's sandblaster.json): its nodes,
 which actor was on which node (by id and address, as the run's log lines name them), and the start (joining Ray, every
-actor up) beside the training's seconds, and where a run that failed or was stopped ended (its ``stopped``). Until
-2026-12-06 the report said only "Ray cluster, 2 workers, 2 shards". A run whose summary has no ``node_ids`` (older,
-simulated, local) gets no note.
+actor up) beside the training's seconds, and where a run that failed or was stopped ended (its ``stopped``), beyond "Ray
+cluster, 2 workers, 2 shards". A run whose summary has no ``node_ids`` (older, simulated, local) gets no note.
 
     placement_note(run)   # '<p class="note">Placement (cluster.json): 2 nodes; node aaaaaaaa at 10.0.0.1: shard 0,
                           #  worker 1; node bbbbbbbb at 10.0.0.2: shard 1, worker 0; start 8.3 s, training 42.1 s.</p>'
@@ -21,8 +20,8 @@ _EVENTS = {"shards-restarted": "restart", "shards-lost": "stop"}     # shard_eve
 
 def placement_note(run: RunDir) -> str:
     """The note (HTML), or "" where the run's summary says nothing of nodes: cluster.json, or a Sandblaster run's
-    sandblaster.json (until 2026-12-07 read from cluster.json alone, which a Sandblaster run has not: its report said
-    nothing of its nodes)."""
+    sandblaster.json (a Sandblaster run has no cluster.json, so read from it alone its report would say nothing of
+    its nodes)."""
     name = "sandblaster.json" if run.config.cluster.algorithm == "sandblaster" else "cluster.json"
     try:
         summary = run.read_json(name)
@@ -45,8 +44,8 @@ def placement_note(run: RunDir) -> str:
 def _stopped(run: RunDir, summary: dict[str, Any]) -> str:
     """Where and by what an error or a stop ended the run, from its summary's ``stopped`` {step, steps, by}: "Stopped
     after L-BFGS iteration 3 of 10: RunError: sandblaster shard 1 was lost on ..." ("" for a run that ended): the
-    first line of ``by``, which keeps the whole message (a traceback's lines). Until 2026-12-07 a Sandblaster run that
-    failed had no sandblaster.json, and so no note."""
+    first line of ``by``, which keeps the whole message (a traceback's lines). A Sandblaster run that failed
+    before 2026-12-07 has no sandblaster.json, and so no note."""
     stopped = summary.get("stopped")
     if not isinstance(stopped, dict) or not stopped.get("by"):
         return ""
@@ -57,8 +56,8 @@ def _stopped(run: RunDir, summary: dict[str, Any]) -> str:
 
 def _throughput(run: RunDir, summary: dict[str, Any]) -> str:
     """Downpour's samples a second over the training's seconds: cluster.json's steps (every replica's together,
-    since the run's start) times train.batch_size, what a split replica's round trips cost shows here (until
-    2026-12-07 the report gave no rate: metrics.jsonl's samples_per_s is each logged interval's). "" for Sandblaster,
+    since the run's start) times train.batch_size, what a split replica's round trips cost shows here
+    (metrics.jsonl's samples_per_s is each logged interval's, not the run's). "" for Sandblaster,
     whose steps are L-BFGS iterations."""
     steps, seconds = summary.get("steps"), summary["seconds"]
     if run.config.cluster.algorithm != "downpour" or not isinstance(steps, int) or steps <= 0 or seconds <= 0:
@@ -71,8 +70,8 @@ def earlier_shards(summary: dict[str, Any]) -> list[str]:
     """Where each shard event of cluster.json's ``shard_events`` (a shard restart, the stop) found the shards of the go
     it ended, one entry an event: "restart at step 20: shard 0 on node aaaaaaaa at 10.0.0.1, shard 1 (lost) on node
     bbbbbbbb" (the lost shards marked, from its ``lost_shards``); events without a placement (off Ray, older files)
-    left out. Until 2026-12-06 the note showed the last go's placement alone: a restarted shard's previous node, and
-    a stopped run's nodes (its cluster.json has no top-level placement), went unsaid."""
+    left out. The last go's placement alone would leave a restarted shard's previous node, and a stopped run's
+    nodes (its cluster.json has no top-level placement), unsaid."""
     events = summary.get("shard_events")
     said = []
     for e in [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []:
@@ -119,8 +118,8 @@ def _lost_workers(summary: dict[str, Any]) -> dict[int, str]:
 def _actor(kind: str, i: int, placement: dict[str, Any]) -> str:
     """Actor ``i`` of ``kind`` as said: "shard 1", "worker 0"; a partition by its replica, as the fault events say it
     ("partition 1 of replica 0": cluster.json lists worker w's partition p at w·K + p, K the partitions per replica).
-    Until 2026-12-07 a partition was said by that flat index: 2 replicas x 2 partitions read "partition 0, partition
-    1, partition 2, partition 3", which replica's each was left to the reader."""
+    Said by that flat index, 2 replicas x 2 partitions would read "partition 0, partition 1, partition 2,
+    partition 3", which replica's each left to the reader."""
     workers, partitions = placement.get("workers"), placement.get("partitions")
     if kind == "partitions" and isinstance(workers, list) and isinstance(partitions, list) and workers \
             and len(partitions) % len(workers) == 0:

@@ -1,7 +1,7 @@
 """The report's "Staleness" paragraph: a cluster run's settings that make staleness, in words, and what staleness.json
-measured (mean and max, the per-worker means' range, the pushes counted, the clock gap a bounded run kept). Until
-2026-12-06 the report showed the histogram alone: a mean, a bound or the delay had to be read from staleness.json and
-config.toml. staleness.json holds histograms, not staleness by step, so nothing is said of its trend over the run."""
+measured (mean and max, the per-worker means' range, the pushes counted, the clock gap a bounded run kept), so a mean, a
+bound or the delay need not be read from staleness.json and config.toml. staleness.json holds histograms, not staleness
+by step, so nothing is said of its trend over the run."""
 from __future__ import annotations
 
 import math
@@ -86,8 +86,7 @@ def _per_partition(run: RunDir, report: dict[str, Any]) -> str:
     """A model-parallel run's staleness per partition, over the shards its own filters are on (cluster.json's
     ``partition_shards``: on Ray each partition pushes its block to them itself, so its staleness is its own: the
     cat-untied network split 2 x 2 on 4 shards, 40 steps, gave 1.44 and 1.40), or that the partitions own none
-    (every trained stage tiled: the replica pushes the shared banks). Until 2026-12-07 the report said only "2
-    partitions per replica"."""
+    (every trained stage tiled: the replica pushes the shared banks), not only "2 partitions per replica"."""
     try:
         cluster = run.read_json("cluster.json")
     except NotARunError:
@@ -118,8 +117,8 @@ def _clock_gap(report: dict[str, Any], consistency: str) -> str:
 
 def _rejected(rejected: Any) -> str:
     """The shard pushes refused (not in the histogram: staleness is of the applied ones), and apart from them the
-    late writes of a replaced partition (``fenced``: a slice a killed writer staged into its retired inbox, no push;
-    until 2026-12-06 counted among "shard pushes refused")."""
+    late writes of a replaced partition (``fenced``: a slice a killed writer staged into its retired inbox, no push,
+    so not counted among "shard pushes refused")."""
     if not isinstance(rejected, dict) or not sum(rejected.values()):
         return ""
     pushes = {k: v for k, v in rejected.items() if k != "fenced" and v}

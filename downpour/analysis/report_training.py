@@ -1,9 +1,8 @@
 """The report's training part, which every run gets: the loss and staleness pictures (:func:`training_figures`, drawn
 by the analysis or, for a run it has no image to show, by the report itself), the "Training curves" section and the
 config; and :func:`write_training_report`, the report of a run whose input is not an image (teacher-student's 8
-Gaussian numbers). Until 2026-12-06 such a run had no report at all: `downpour report` refused it with the analysis,
-and `downpour train --report` before it trained, so a run studied for its staleness (docs/studies.md, Q1) showed
-neither its loss curve, nor its staleness histogram, nor that it diverged. It has no analysis.json: nothing was
+Gaussian numbers), so a run studied for its staleness (docs/studies.md, Q1) shows its loss curve, its staleness
+histogram and whether it diverged. It has no analysis.json: nothing was
 measured (docs/analysis.md)."""
 from __future__ import annotations
 
@@ -44,7 +43,7 @@ def staleness_histograms(run: RunDir, metrics: list[dict[str, Any]]) -> dict[str
             report = {}
         report = report if isinstance(report, dict) else {}
         workers = report.get("per_worker") if isinstance(report.get("per_worker"), dict) else {}
-        ordered = sorted(workers.items(), key=lambda kv: (len(kv[0]), kv[0]))   # "10" after "9" (before 2026-12-06: "2")
+        ordered = sorted(workers.items(), key=lambda kv: (len(kv[0]), kv[0]))   # "10" after "9", not after "1"
         blocks = [("overall", report.get("overall")), *((f"worker {w}", v) for w, v in ordered)]
         for label, block in blocks:
             hist = block.get("histogram") if isinstance(block, dict) else None
@@ -154,7 +153,7 @@ def figures_folder(run: RunDir, who: str) -> Path:
 
 
 def title(run: RunDir) -> str:
-    """The report's title, the page's (a browser's tab) and its heading alike: until 2026-12-06 the tab read
+    """The report's title, the page's (a browser's tab) and its heading alike, not a tab reading
     "downpour report: RUN" over a heading "downpour run report: RUN"."""
     return f"downpour run report: {run.path.name}"
 

@@ -75,8 +75,8 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
     """The honest face test (held-out lfw faces against lfw non-faces and low-level-matched controls).
 
     It is about faces, so it runs when the analysed concept is lfw's faces; a folder's concept gets the
-    same test against controls of its own images (:mod:`~downpour.analysis.concept_controls`, since
-    2026-12-04); for digits, lfw's non-faces or ``analysis.concept_controls = []`` ``controls`` is empty
+    same test against controls of its own images (:mod:`~downpour.analysis.concept_controls`); for
+    digits, lfw's non-faces or ``analysis.concept_controls = []`` ``controls`` is empty
     and ``controls_verdict`` says why.
     """
     if opts.runs_concept_controls():
@@ -174,7 +174,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     cfg = run.config
     shape = tuple(run.read_json("model.json")["input_shape"])
     # before the analysis settings: a teacher-student run told to set analysis.layer (a typo in --set) has no analysis
-    # to set it for (until 2026-12-06 that came first)
+    # to set it for, so this is what it is told
     if not is_image_input(shape):
         raise DataError(f"{str(run.path / 'model.json')!r}: input_shape {list(shape)} (data.source = {cfg.data.source!r}) is "
                         f"not an image of at least {MIN_SIDE}x{MIN_SIDE}; the analysis shows images (lfw, digits) to the "
@@ -230,7 +230,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
         model, data, [seed + k for k in range(opts.splits)], layer=layer, positive=opts.positive,
         test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, random_model=twin))
     said = ("face test" if opts.runs_face_test() else f"controls for {data.classes[opts.positive]}" if opts.runs_controls()
-            else f"controls (none: analysis.dataset = {opts.dataset!r})")     # (said "face test" of every set until 2026-12-05)
+            else f"controls (none: analysis.dataset = {opts.dataset!r})")     # (not "face test" of every set)
     controls = kept.part("face test", lambda: said_faceless(_controls(model, twin, opts, layer, shape, prepare, neuron["seeds"],
                                                                   seed, fold, data, no_faces), opts, run.config.data), said=said)
     table = neuron["first"]
@@ -262,33 +262,33 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
          "images it answers least ") + f"({positive_in_top} are {labels[0]})", [float(responses[i]) for i in top],
         pictured_names(sign)[0], (data.y[top] == opts.positive).tolist(), labels[0]).name
 
-    # 3. invariance on the concept's images the unit was not chosen on (as its top images; every image until
-    # 2026-12-04), warped in pixels, then prepared as the run's training data was
+    # 3. invariance on the concept's images the unit was not chosen on (as its top images), warped in
+    # pixels, then prepared as the run's training data was
     unseen = np.isin(np.arange(len(is_positive)), pool)
     concept = data.pixels[torch.from_numpy(is_positive & unseen)]
     baseline = float(responses[~is_positive & unseen].mean())     # the unit's level on everything else
-    others = data.pixels[torch.from_numpy(~is_positive & unseen)]     # their AUC against these, warped too (2026-12-05)
+    others = data.pixels[torch.from_numpy(~is_positive & unseen)]     # their AUC against these, warped too
     # ... and of every unit tied with it at the top of the choice (it first), each against its own level on everything
-    # else: the same warps of the same images, so the tied sweep reads the first one's forward passes back (2026-12-05)
+    # else: the same warps of the same images, so the tied sweep reads the first one's forward passes back
     tied = pictured["tied_units"]
     passes, see = Passes([unit, *tied]), lambda t: prepare_images(t, shape, prepare)
 
     def invariance() -> dict[str, Any]:
         inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses,
                                 prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes)
-        inv["range_ci"] = range_intervals(inv, passes, seed=seed)     # its ranges' intervals (since 2026-12-06)
-        inv["selectivity_ci"] = selectivity_intervals(inv, passes, seed=seed)     # its AUC ranges' (the same day)
+        inv["range_ci"] = range_intervals(inv, passes, seed=seed)     # its ranges' intervals
+        inv["selectivity_ci"] = selectivity_intervals(inv, passes, seed=seed)     # its AUC ranges'
         baselines = every[~is_positive & unseen][:, tied].mean(axis=0).tolist()
         swept = sweep(model, concept, tied, pictured["tied_signs"], baselines, layer=layer, prepare=see,
                       negatives=others, fill=opts.invariance_fill, passes=passes)
         inv["tied"] = tied_summary(swept)
-        if len(tied) > 1:       # the mean widths' intervals over the images (since 2026-12-06)
+        if len(tied) > 1:       # the mean widths' intervals over the images
             inv["tied"]["mean_ci"] = tied_intervals(swept, passes, seed=seed)
         return inv
     inv = kept.part("invariance sweeps", invariance)
     against = ("faces", "non-faces") if opts.runs_face_test() else (labels[0], "the other classes")
-    # the levels the report's ranges are read at, in the result the figure is drawn from: until 2026-12-06 it was
-    # drawn before they were added, so the dash-dot lines the report's caption names were on no run's figure
+    # the levels the report's ranges are read at, in the result the figure is drawn from, so the figure draws the
+    # dash-dot lines the report's caption names
     levels = {"summary": invariance_summary(inv), "selectivity": selectivity_summary(inv)}
     paths["invariance"] = figures.invariance_plot({**inv, **levels}, fig_dir / "invariance.png", against).name
 
@@ -329,7 +329,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
                              "trace": stim.trace,
                              "receptive_field_pixels": stim.field_pixels,
                              "image": stim.image.tolist(),
-                             # its response among those of the images the top ones are drawn from (since 2026-12-06)
+                             # its response among those of the images the top ones are drawn from
                              "among_pool": stimulus_rank(stim.activation, responses[pool], sign)},
         "top_images": {"indices": top.tolist(), "responses": [float(responses[i]) for i in top],
                        "labels": data.y[top].tolist(), "positive_in_top": positive_in_top, "drawn_from": drawn_from,

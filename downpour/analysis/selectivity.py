@@ -3,7 +3,7 @@
 Le et al. 2012 report their face neuron's accuracy with the neuron and its threshold picked on the
 same images they score it on. Here a unit and its threshold are picked on a *selection* split and
 scored on a disjoint *test* split, and every baseline goes through the same two splits. A unit is picked
-by its selection AUC, as the face test picks (:func:`~downpour.analysis.choice.choice`; by accuracy until 2026-12-04, which a rare
+by its selection AUC, as the face test picks (:func:`~downpour.analysis.choice.choice`; not by accuracy, which a rare
 concept turns into a search for one concept image on top of a unit's range: :func:`best_unit`):
 
 - chance: always answer the selection split's majority class;
@@ -37,7 +37,7 @@ from downpour.errors import ConfigError, DataError, DeadLayer
 from downpour.models.base import FeatureModel
 
 
-BY = ("auc", "accuracy")     # how best_unit picks: the table's rule since 2026-12-04 | the paper's (paper_style)
+BY = ("auc", "accuracy")     # how best_unit picks: the table's rule | the paper's (paper_style)
 CHOICE = ("each unit-like row's unit: its selection AUC furthest from 0.5 (the face test's rule; ties to the larger Cohen's "
           "d), its sign the side that AUC falls on, its threshold the most accurate for that sign on the selection images")   # (the table's "choice")
 
@@ -49,15 +49,17 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
     ``by="auc"``: the face test's rule (:func:`~downpour.analysis.choice.choice`): the unit whose selection AUC is
     furthest from 0.5, its sign the side that AUC falls on, its threshold the most accurate one for that sign; ties to
     the largest separation. Its row also gives ``tied`` (how many candidates shared that AUC, the unit among them) and
-    ``tied_units`` / ``tied_signs`` (them, the unit first), since 2026-12-04; since 2026-12-05 ``tie_share`` (of the
-    candidates), ``undecided`` (:func:`~downpour.analysis.choice.undecided`: the tied units' test AUCs spread wider
-    than ``tie_spread_limit``, what chance spreads them by in 95% of bootstrap replicates of the test images,
-    :func:`~downpour.analysis.choice.chance_spread`, with its ``tie_rule``; earlier on 2026-12-05 as many independent
-    units' range given Hanley & McNeil's interval at the tied set's mean, ``auc_width`` of bench/_tie_rules.py,
-    before that the interval itself, more than 1% of the candidates tied before) and
-    ``tied_auc``, the tied units' test AUCs (mean, std, min, max, median), each in its own sign's direction.
+    ``tied_units`` / ``tied_signs`` (them, the unit first), ``tie_share`` (of the candidates), ``undecided``
+    (:func:`~downpour.analysis.choice.undecided`: the tied units' test AUCs spread wider than ``tie_spread_limit``,
+    what chance spreads them by in 95% of bootstrap replicates of the test images,
+    :func:`~downpour.analysis.choice.chance_spread`, with its ``tie_rule``) and
+    ``tied_auc``, the tied units' test AUCs (mean, std, min, max, median), each in its own sign's direction. Rows
+    written before 2026-12-04 lack the tied units, before 2026-12-05 the rest; rows of earlier that day read
+    ``undecided`` against as many independent units' range given Hanley & McNeil's interval at the tied set's mean
+    (``auc_width`` of bench/_tie_rules.py), older ones against the interval itself or more than 1% of the candidates
+    tied.
     ``by="accuracy"``: the unit with the most accurate threshold rule, ties to the AUC furthest from 0.5 (the
-    paper's choice, kept for ``paper_style``; the table's until 2026-12-04). A rare concept leaves nearly every unit
+    paper's choice, kept for ``paper_style``). A rare concept leaves nearly every unit
     at its majority rate, so accuracy picks the unit with one concept image on top of its range, whatever it does
     with the rest: over digits' ten classes (10% each, cat-demo's main job, 10 splits) the chosen units' test AUC
     read 0.794 (learned), 0.670 (best pixel; class 3's 0.126, its sign backwards) by accuracy and 0.848, 0.886 by AUC.
@@ -72,8 +74,8 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
         y_test = np.asarray(y)[test]
         v = scores[test][:, picked.tied] * picked.tied_signs                      # (test, T), the unit first
         aucs = auc_scores(v, y_test)                                               # (T,) on test
-        # the tie's chance range: its units' AUCs over seeded bootstrap replicates of the test images (until
-        # 2026-12-05, as many independent units' range given Hanley-McNeil's interval at the tied set's mean AUC)
+        # the tie's chance range: its units' AUCs over seeded bootstrap replicates of the test images (not as many
+        # independent units' range given Hanley-McNeil's interval at the tied set's mean AUC: choice.undecided)
         # (a unit tied with none has none: most rows, and drawing its replicates was ~1% of a main-job analyze)
         w = bootstrap_weights(y_test == 1, TIE_REPLICATES, np.random.default_rng(0)) if len(aucs) > 1 else None
         reps = (ranked_aucs(v[y_test == 1].T, v[y_test != 1].T, w[:, y_test == 1], w[:, y_test != 1], tie=0.0)
@@ -201,9 +203,8 @@ def over_splits(model: FeatureModel, data: LabelledSet, seeds: list[int], **tabl
 
 def _check_sizes(data: LabelledSet, positive: int, y: np.ndarray) -> None:
     """DataError naming the set, the class and the key unless the concept (y = 1) and the rest each have 2 images: a
-    unit chosen on some is scored on others. Until 2026-12-04 a folder's class of 1 image was "class 1" (the concept,
-    whatever its number) with advice about lfw folds, and a class none of whose files could be read "no examples of
-    both classes"."""
+    unit chosen on some is scored on others. A folder's class is named by its number and its sub-folder, its
+    unreadable files counted, with no advice about lfw folds (they give their own in split)."""
     name = data.classes[positive] if 0 <= positive < len(data.classes) else str(positive)
     root = Path(data.info.get("path", data.name))     # a folder's skipped files are named under its path
     skipped = sum(1 for e in data.info.get("skipped", []) if Path(e["file"]).is_relative_to(root)
@@ -221,8 +222,8 @@ def _check_sizes(data: LabelledSet, positive: int, y: np.ndarray) -> None:
 def _unit_of(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.ndarray, where: str,
              hint: str) -> dict[str, Any]:
     """:func:`best_unit` of a layer's units, a layer none of whose units can be chosen (a dead one) a DataError naming
-    it and ending with ``hint`` (:func:`~downpour.analysis.units.other_layers`); the accuracy rule, until 2026-12-04,
-    took its unit 0 and left the refusal to the face test."""
+    it and ending with ``hint`` (:func:`~downpour.analysis.units.other_layers`): a rule that took unit 0 there would
+    leave the refusal to the face test."""
     try:
         return best_unit(scores, y, select, test)
     except NoCandidate as err:
@@ -232,7 +233,7 @@ def _unit_of(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nda
 def _probe_figures(probe: Any, features: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """The fitted probe's accuracy and AUC on (features, y), from one ``decision_function``: its accuracy is
     ``probe.score``'s, bit for bit (the class its sign picks, as ``LogisticRegression.predict``, then the mean of the
-    hits). Until 2026-12-05 ``score`` computed the decision again, with scikit-learn's checks of the labels around it:
+    hits). ``score`` would compute the decision again, with scikit-learn's checks of the labels around it:
     0.3-0.4 s of the 50 splits' 1.6 s tables in the main job's analysis (docs/benchmarks.md ``probe_figures``)."""
     decision = probe.decision_function(features)
     predicted = probe.classes_[(decision > 0).astype(np.intp)]

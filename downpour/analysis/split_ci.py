@@ -6,8 +6,7 @@ Wilson's over the test images (:func:`~downpour.analysis.intervals.wilson`: each
 the rule); the AUC's a percentile bootstrap with each class resampled within itself
 (:func:`~downpour.analysis.controls.bootstrap_weights`, :func:`~downpour.analysis.controls.ranked_aucs`), as the face
 test's. The table's "over N splits" columns are no interval: the splits are drawn from the same images, so their
-spread is how far a split moves a figure, and Student's t over them would shrink with N without bound. Since
-2026-12-06 (before, the single split's figures stood bare).
+spread is how far a split moves a figure, and Student's t over them would shrink with N without bound.
 
     n   test images;  B   bootstrap replicates
 """
@@ -42,8 +41,9 @@ def row_intervals(rows: dict[str, dict[str, Any]], scores: dict[str, np.ndarray]
     """Add :func:`one_row_intervals` to each of the table's ``rows``, keyed by where its scores come from: "learned",
     "random", "pixel", "filters" (its unit of ``scores[key]`` (N, K)), "probe" (its (n,) ``probe_decision`` on the test
     images) and "chance" (one answer for every image); how many each got right from its own ``test_accuracy`` (the
-    rule is not applied a second time here). Until 2026-12-06 rows came as a list paired with the keys by position:
-    a row added or moved in :func:`~downpour.analysis.selectivity._table` took its neighbour's scores, silently."""
+    rule is not applied a second time here). Rows come keyed, not as a list paired with the keys by position, where
+    a row added or moved in :func:`~downpour.analysis.selectivity._table` would take its neighbour's scores,
+    silently."""
     yt = np.asarray(y)[test]
     for key, row in rows.items():
         if key == "probe":

@@ -133,8 +133,8 @@ def top_images(responses: np.ndarray, k: int, sign: int = 1) -> np.ndarray:
 def stimulus_rank(activation: float, responses: np.ndarray, sign: int = 1) -> dict[str, float]:
     """Where the optimal stimulus's response stands among the images': ``percentile``, the share (in %) of
     ``responses`` (N,) it drives the unit beyond (``sign``: which way is "beyond"; a tie counts half), and
-    ``best_image``, the response of the image that drives it most. Since 2026-12-06: the report gave the stimulus's
-    response alone, with nothing to read it against (an input of the data's norm need not beat a face)."""
+    ``best_image``, the response of the image that drives it most. The stimulus's response alone has nothing to read it
+    against (an input of the data's norm need not beat a face)."""
     r = sign * np.asarray(responses, dtype=np.float64)
     a = sign * float(activation)
     share = (np.sum(r < a) + 0.5 * np.sum(r == a)) / max(len(r), 1)

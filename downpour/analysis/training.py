@@ -48,7 +48,7 @@ def training_summary(metrics: list[dict[str, Any]], frozen: Iterable[str] = (), 
 
 def where_training_is(path: Path, metrics: list[dict[str, Any]]) -> str:
     """Where a run the analysis cannot measure (no image input: teacher-student) keeps its training, and whether it
-    diverged: until 2026-12-06 a run that ran away 2.047 -> 3.3e+31 was pointed to its metrics without a word."""
+    diverged, so a run that ran away 2.047 -> 3.3e+31 is not pointed to its metrics without a word."""
     gone = runaway(metrics, *recorded(path))
     return ("Its training is in metrics.jsonl" + (" and staleness.json" if (path / "staleness.json").is_file() else "")
             + (f"; {diverged_words(gone)}" if gone else ""))
@@ -56,9 +56,9 @@ def where_training_is(path: Path, metrics: list[dict[str, Any]]) -> str:
 
 def with_its_training(err: BaseException, path: Path, metrics: Callable[[], list[dict[str, Any]]]) -> BaseException:
     """A :class:`~downpour.errors.DeadLayer` with where the run keeps its training and whether it diverged (``metrics``:
-    its metrics.jsonl's rows); any other error as it is. cnn-digits on 3 simulated workers at cluster.lr = 5 ran away to
-    5e19 and skipped its last 220 steps: its analysis said only that no unit of 'fc' could be chosen and to set
-    analysis.layer to another layer (until 2026-12-06)."""
+    its metrics.jsonl's rows); any other error as it is. cnn-digits on 3 simulated workers at cluster.lr = 5 runs away
+    to 5e19 and skips its last 220 steps: without this its analysis would say only that no unit of 'fc' could be chosen
+    and to set analysis.layer to another layer."""
     return DataError(f"{err}. {where_training_is(path, metrics())}") if isinstance(err, DeadLayer) else err
 
 

@@ -48,7 +48,7 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
         raise ValueError("metrics.jsonl has no numeric cost fields to plot")
     cols = min(3, len(parts))
     rows = math.ceil(len(parts) / cols)
-    # (3 panels were 12 inches until 2026-12-06: 1320 px)
+    # (at most the report's column: 3 panels of 4 inches would be 12 inches, 1320 px)
     fig = canvas.figure(min(4 * cols, canvas.SHOWN_WIDTH), 2.6 * rows)
     axes = canvas.panels(fig, rows, cols, [divmod(i, cols) for i in range(len(parts))])
     for ax, name in zip(axes, parts):
@@ -71,12 +71,12 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
                 ax.yaxis.set_major_formatter(PlainLogFormatter(labelOnlyBase=False))
                 ax.yaxis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
         ax.xaxis.set_major_formatter(_step_labels(max(steps, default=0)))
-        ax.set_title(name + (" (log axis)" if ax.get_yscale() == "log" else ""), fontsize=9)  # (said since 2026-12-06)
+        ax.set_title(name + (" (log axis)" if ax.get_yscale() == "log" else ""), fontsize=9)  # (which scale, said)
         ax.set_xlabel("step", fontsize=8)
         ax.set_ylabel(_loss_label(name, ax.get_yscale() == "log"), fontsize=7)
         ax.grid(alpha=0.3)
-    stages = stage_losses(metrics)              # a greedy run's loss jumps to another sum: said where (until 2026-12-06
-    for before, stage in zip(stages, stages[1:]):     # the jump from stage 1's cost to stage 2's read as a divergence)
+    stages = stage_losses(metrics)              # a greedy run's loss jumps to another sum: said where (else
+    for before, stage in zip(stages, stages[1:]):     # the jump from stage 1's cost to stage 2's reads as a divergence)
         ax = axes[0]                                  # (after the last row of the stage before: where the rows change)
         ax.axvline(before["last_step"], color="grey", lw=0.8, ls="--")
         ax.text(before["last_step"], 0.97, f"{stage['stage']} \u2192 ", transform=ax.get_xaxis_transform(), fontsize=7,
@@ -86,8 +86,8 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
 
 def _loss_label(name: str, log: bool) -> str:
     """A loss panel's y label: what metrics.jsonl logged as ``name`` (objectives.py: each cost is a per-sample sum,
-    averaged over the batch, and a part is weighted as the total adds it) and its axis's scale. The panels had none
-    until 2026-12-06: a student could not tell a per-sample cost from a batch's sum, or log from linear."""
+    averaged over the batch, and a part is weighted as the total adds it) and its axis's scale. Without it a student
+    cannot tell a per-sample cost from a batch's sum, or log from linear."""
     what = ("logged value, not a cost" if is_metric(name) else "total cost per sample" if name == "loss"
             else "weighted cost per sample")
     return f"{what}\n(batch mean, {'log' if log else 'linear'} scale)"
@@ -95,19 +95,19 @@ def _loss_label(name: str, log: bool) -> str:
 
 def _step_labels(last: float) -> FuncFormatter:
     """A step axis's labels, in thousands (20k) from 10,000 steps up and in millions (0.2M, 1.5M) from a million, one unit on
-    the axis: a run of a million steps read 0.0 to 1.0 under an offset of 1e6, a step count a reader took for 1 (until
-    2026-12-06)."""
+    the axis: matplotlib's offset would show a run of a million steps as 0.0 to 1.0 under 1e6, a step count a reader
+    takes for 1."""
     size, unit = (1e6, "M") if last >= 1e6 else (1e3, "k") if last >= 1e4 else (1.0, "")
     return FuncFormatter(lambda x, pos=None: f"{x / size:g}{unit}" if x else "0")
 
 
 def staleness_histogram(histograms: dict[str, dict[int, int]], path: Path) -> Path:
     """Bars of push counts per staleness value, one series per label (``overall``, ``worker 0``, ...), each labelled
-    with its mean and max (staleness.json's, from its histogram), on whole-number ticks. Until 2026-12-06 the legend
-    named the series alone (the figure said no mean: staleness.json had to be opened for one) and the ticks fell
-    between the bars (-0.5, 0.5, ...: a staleness is a whole number of updates). The legend stands right of the bars
-    and past ten series their colours come from a colour map: with 16 workers it covered the bars, and the default
-    cycle of ten colours gave worker 9 the colour of ``overall`` (since 2026-12-06)."""
+    with its mean and max (staleness.json's, from its histogram), on whole-number ticks (a staleness is a whole number
+    of updates; matplotlib's ticks would fall between the bars, -0.5, 0.5, ...), so the figure says each mean without
+    staleness.json opened. The legend stands right of the bars (inside them, with 16 workers it covers them) and past
+    ten series their colours come from a colour map (the default cycle of ten colours gives worker 9 the colour of
+    ``overall``)."""
     fig = canvas.figure(7.5, 3.2)     # (the legend beside the bars)
     ax = fig.subplots()
     n = len(histograms)

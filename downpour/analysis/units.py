@@ -20,7 +20,7 @@ from downpour.models.base import FeatureModel
 def check_layer(model: FeatureModel, layer: str | None, key: str = "") -> str:
     """``layer`` if the model has it, else a clear error naming the valid ones (and ``key``, the setting that named it:
     ``analysis.layer``). Empty: the layer every analysis reads when none is named, the model's ``analysis_layer()``
-    (its top feature layer unless it declares another: the CNN's ``fc``, not its ``logits``, since 2026-12-04)."""
+    (its top feature layer unless it declares another: the CNN's ``fc``, not its ``logits``)."""
     if not layer:
         return model.analysis_layer()
     layers = model.feature_layers()
@@ -32,8 +32,8 @@ def check_layer(model: FeatureModel, layer: str | None, key: str = "") -> str:
 
 def other_layers(model: FeatureModel, layer: str) -> str:
     """What a dead ``layer`` (no unit can be chosen) is told to try: the model's other feature layers by name, or, for a
-    model of one (ufldl-sae's ``codes``), that it has none. Until 2026-12-06 every model was told to "set analysis.layer
-    to another layer", one that had no other too."""
+    model of one (ufldl-sae's ``codes``), that it has none, rather than "set analysis.layer
+    to another layer" to a model that has no other."""
     others = [name for name in model.feature_layers() if name != layer]
     if not others:
         return f"{layer!r} is {type(model).__name__}'s only feature layer: analysis.layer has no other to name"
@@ -73,9 +73,9 @@ def layer_responses(model: FeatureModel, x: Tensor, layers: Sequence[str | None]
     many layers; a float64 cast of them is :func:`unit_responses` exactly."""
     names = {layer: check_layer(model, layer) for layer in layers}    # as asked -> the model's name for it
     model.eval()
-    # each layer's (N, U) filled batch by batch: until 2026-12-04 a list of batches concatenated at the end held every
-    # layer twice at once (the face test on cat-demo's six layers, 8,000 images: peak RSS 1.82 GB over its start, the
-    # per-layer reads' 1.61; now 1.61; a 2-fold cross-fit of 3,000: 0.99 GB, per-layer 0.78, now 0.90)
+    # each layer's (N, U) filled batch by batch: a list of batches concatenated at the end holds every layer twice at
+    # once (the face test on cat-demo's six layers, 8,000 images: peak RSS over its start 1.61 GB filled, 1.82
+    # concatenated, 1.61 read per layer; a 2-fold cross-fit of 3,000: 0.90, 0.99 and 0.78)
     out: dict[str, np.ndarray] = {}
     for start in range(0, x.shape[0], batch_size):
         for name, codes in model.features_at(x[start:start + batch_size], list(dict.fromkeys(names.values()))).items():

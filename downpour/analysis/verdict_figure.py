@@ -1,10 +1,10 @@
-"""The face test's verdict as a picture (since 2026-12-06): per negative set, the learned unit's AUC with its 95%
+"""The face test's verdict as a picture: per negative set, the learned unit's AUC with its 95%
 interval beside the baselines' that the verdict weighs it against, chance (0.5) marked, and a caption written from
 the same numbers.
 
 Both read analysis.json's ``face_neuron.controls`` rows as they are (one per negative set and method, each with
-``auc`` and ``auc_ci``): nothing is measured again. Until then the verdict's intervals were only in a table of up to
-45 rows, where which interval clears which took reading five rows per set.
+``auc`` and ``auc_ci``): nothing is measured again. In the table alone, up to 45 rows, telling which interval clears
+which takes reading five rows per set.
 """
 from __future__ import annotations
 
@@ -48,8 +48,8 @@ def verdict_figure(rows: list[dict[str, Any]], path: Path | BinaryIO,
         raise ValueError("no face test rows to draw (analysis.json's face_neuron.controls is empty)")
     labels = labels or {}
     methods = [m for m in SHOWN if any(m in group for group in sets.values())]
-    # no wider than the report's column (canvas.SHOWN_WIDTH): 5 sets were 11.2 inches, 1232 px shrunk to 1068 (its
-    # 7-point labels read 7 points) until 2026-12-06; a narrower panel wraps its title
+    # no wider than the report's column (canvas.SHOWN_WIDTH): 5 sets at 11.2 inches would be 1232 px shrunk to 1068
+    # (its 7-point labels with it); a narrower panel wraps its title
     width = min(1.7 + 1.9 * len(sets), canvas.SHOWN_WIDTH)
     fig = canvas.figure(width, 1.1 + 0.32 * len(methods))
     axes = fig.subplots(1, len(sets), sharey=True, squeeze=False)[0]
@@ -73,8 +73,8 @@ def verdict_figure(rows: list[dict[str, Any]], path: Path | BinaryIO,
 
 def marks(ax: Any, drawn: list[tuple[int, str, dict[str, Any]]]) -> None:
     """Each (y, method, row) of ``drawn`` on ``ax``: its AUC a dot, its interval a bar with a cap at either end, in the
-    method's colour, the learned unit's larger. Three artists a panel (bars, caps, dots): until 2026-12-06 an
-    ``errorbar`` a method, 25 for 5 sets, whose lines, caps and collections were most of the figure's drawing and
+    method's colour, the learned unit's larger. Three artists a panel (bars, caps, dots), not an
+    ``errorbar`` a method, 25 for 5 sets, whose lines, caps and collections would be most of the figure's drawing and
     of its layout's measuring (bench/verdict_figure.py)."""
     ys = [y for y, _, _ in drawn]
     colours = [COLOURS[m] for _, m, _ in drawn]

@@ -3,7 +3,7 @@
 Where a warp uncovers area outside the image (a shift, a shrink, the corners of a rotation) it must put something
 there. ``fill`` chooses what (:data:`FILLS`):
 
-- ``"mean"`` (the default since 2026-12-05): each image's own mean, per channel, a plain canvas. The images are in
+- ``"mean"`` (the default): each image's own mean, per channel, a plain canvas. The images are in
   pixels here and prepared afterwards: patch normalisation (each image standardised over every channel) takes the
   canvas near 0, a colour image's to its average colour, flat: the warped image's mean is what is subtracted, and it
   keeps the original's under a shrink (the canvas within 0.001 of the std of 0) but moves with what a shift or turn
@@ -11,14 +11,14 @@ there. ``fill`` chooses what (:data:`FILLS`):
   at a shift of 0.1875 or 0.375 of the side, 0.56 at most; 0.18 at 45 degrees without the disc); a whitening alone
   passes it on at the image's own level, as it passes the untransformed image's mean (a canvas at the set's mean, the
   prepared 0, would move the image's level over the area uncovered, which the warp did not).
-- ``"border"``: the edge pixels repeated (F.grid_sample's ``padding_mode="border"``), the only fill until
-  2026-12-05. A face shifted by 0.375 of the side stays a face-like smear: on the mechanisms study 47 of its 48
-  cells' translation ranges ran to the sweep's end, by the response and by the AUC alike.
+- ``"border"``: the edge pixels repeated (F.grid_sample's ``padding_mode="border"``), the fill of analyses
+  written before 2026-12-05. A face shifted by 0.375 of the side stays a face-like smear: on the mechanisms study 47 of
+  its 48 cells' translation ranges ran to the sweep's end, by the response and by the AUC alike.
 
 A rotation's uncovered corners are a canvas of their own, and its edge with the image moves with the angle. Under the
 mean fill the rotation sweep therefore shows every image, the unturned reference too, inside the inscribed disc
-(``aperture="disc"``, :func:`in_disc`, since 2026-12-05): the canvas outside it is the image's mean at every angle and
-only the content inside turns. Without it the corners' flat wedges met the image in a step of high local variance: on
+(``aperture="disc"``, :func:`in_disc`): the canvas outside it is the image's mean at every angle and
+only the content inside turns. Without it the corners' flat wedges meet the image in a step of high local variance: on
 the mechanisms study's glimpse front (seed 0, 30 held-out lfw faces) a 15-degree turn put 59% of the glimpses on a
 wedge and its face unit's AUC fell from 0.68 to 0.42 (the edges repeated: 0.67), so 7 of its 8 seeds' rotation ranges
 of the AUC were 0. In the disc 4% lie over a corner and 66% follow the turned features (32% before); the disc is a
@@ -66,17 +66,17 @@ def transform(x: Tensor, *, scale: float = 1.0, shift: tuple[float, float] = (0.
             x = _blur(x, sigma)
         else:
             # the image on its canvas blurred, its edge into the canvas too (so the frame grows by the blur's reach).
-            # Until 2026-12-05 the blur repeated the edges under either fill, so a face shrunk onto its mean kept an
-            # unblurred step at its border: on 30 lfw faces at 0.354x, 0.014 RMS (0.23 at most) off the shrink of the
-            # face on a larger plain canvas, against 0.058 RMS of contrast in the shrunk face itself
+            # A blur that repeats the edges would leave a face shrunk onto its mean an unblurred step at its border:
+            # on 30 lfw faces at 0.354x, 0.014 RMS (0.23 at most) off the shrink of the face on a larger plain
+            # canvas, against 0.058 RMS of contrast in the shrunk face itself
             margin = _radius(sigma) if sigma >= MIN_SIGMA else 0
             centred = _blur(F.pad(centred, (margin,) * 4), sigma, "constant")
     a = math.radians(angle)
     cos, sin = math.cos(a) / scale, math.sin(a) / scale
     # affine_grid maps each output position to where it samples the input, in coordinates that run over [-1, 1]
     # along each side: x in units of w/2 pixels, y of h/2, so the rotation is conjugated by that scaling to turn
-    # pixels, not those units (until 2026-12-04 it turned the units: on a 16x32 image a dot 6 pixels right of the
-    # centre turned by 90 degrees landed 3 pixels above it, smeared 2x wide; square images are unchanged)
+    # pixels, not those units (turning the units, a dot 6 pixels right of the centre of a 16x32 image turned by 90
+    # degrees would land 3 pixels above it, smeared 2x wide; on square images the two agree)
     theta = torch.tensor([[cos, sin * h / w, -2.0 * shift[0] / w], [-sin * w / h, cos, -2.0 * shift[1] / h]],
                          dtype=x.dtype)
     grid = F.affine_grid(theta.expand(n, 2, 3), list(x.shape), align_corners=False)
@@ -114,7 +114,7 @@ def _blur(x: Tensor, sigma: float, pad: str = "replicate") -> Tensor:
     "replicate" repeats them, "constant" reads 0).
 
     The anti-aliasing of a shrink by s, sigma = (1/s - 1)/2 as scikit-image's ``rescale`` sets it: bilinear sampling
-    alone reads 2 of every 4 pixels at 0.25x (until 2026-12-05 the sweep stopped at 0.5x, where it reads every pixel)."""
+    alone reads 2 of every 4 pixels at 0.25x (at 0.5x and above it reads every pixel)."""
     if sigma < MIN_SIGMA:
         return x
     radius = _radius(sigma)
