@@ -1,6 +1,6 @@
 """What ``downpour study NAME --help`` says of one study: its question, conditions, default seeds, roughly how long
 it takes and where its results are written up. Only that study's design is imported (studies/designs/: no torch;
-the study's module imported torch, 3-4 s, until 2026-12-05); the list of ``downpour study --help`` reads
+the study's module imports torch, 3-4 s); the list of ``downpour study --help`` reads
 :data:`~downpour.studies.QUESTIONS` and :data:`ABOUT` alone."""
 from __future__ import annotations
 

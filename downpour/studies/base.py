@@ -92,10 +92,10 @@ class Study(Design):
         return []
 
     def quick_paragraph(self, rows: list[dict[str, Any]]) -> str:
-        """The verdict's warning on the quick setting ("" on the full one), with the seeds it really ran: it said
+        """The verdict's warning on the quick setting ("" on the full one), with the seeds it really ran, not
         "2 seeds" whatever --seeds gave; the rest of the setting is the design's ``quick_what``. The runner puts it
-        first, once, before :meth:`verdict` (:func:`~downpour.studies.run.verdict_text`; first since 2026-12-05: last,
-        it came after the conclusions it qualifies; each study's ``verdict`` inserted it itself until the runner did)."""
+        first, once, before :meth:`verdict` (:func:`~downpour.studies.run.verdict_text`; first, as last it would come
+        after the conclusions it qualifies; the runner, not each study's ``verdict``, inserts it)."""
         if not self.quick:
             return ""
         n = max((r["n"] for r in rows), default=0)

@@ -1,8 +1,7 @@
 """Means that are only lower bounds, as the figures and their captions say them: a condition's invariance range whose
 mean counts seeds where the range ran to the sweep's end (``row["censored"][key]``, :func:`~downpour.studies.compare.
-compare_rows`) is at least that, not measured. Until 2026-12-05 the figures drew such a mean like a measured one (Q4's
-16-seed run: glimpse's scale and translation means each counted 8 of 16 seeds at the end); the verdict and the table
-already said "at least that"."""
+compare_rows`) is at least that, not measured, as the verdict and the table say too; drawn like a measured one it would
+mislead (Q4's 16-seed run: glimpse's scale and translation means each counted 8 of 16 seeds at the end)."""
 from __future__ import annotations
 
 from typing import Any, Sequence

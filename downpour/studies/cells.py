@@ -92,8 +92,8 @@ def _same_configs(old: dict[str, Any], header: dict[str, Any], alike: dict[str, 
 
 def _whose(old: dict[str, Any], header: dict[str, Any]) -> str:
     """"the cells of `downpour study staleness --quick`: ", where the folder holds another study's or setting's cells.
-    Until 2026-12-05 only the differing header keys were named (``cells_defined, conditions, resolved, study``), so a
-    user who gave `study costs` the --out of `study staleness` was not told which study the folder holds."""
+    The differing header keys alone (``cells_defined, conditions, resolved, study``) would not tell a user who gave
+    `study costs` the --out of `study staleness` which study the folder holds."""
     if old.get("study") == header.get("study") and old.get("quick") == header.get("quick"):
         return ""
     return f"the cells of {_command(old)}, not of {_command(header)}: "
@@ -147,13 +147,13 @@ class CellCache:
                 moved = [name for name, digest in header.get("resolved", {}).items() if was.get(name, digest) != digest]
                 why = (f"; the configs of {', '.join(moved)} resolve differently now (a preset's file or a default "
                        "changed since those cells ran)" if moved and differs == ["resolved"] else "")
-                if "sets" in differs:           # which --set changed, not only that "sets" differ (until 2026-12-06)
+                if "sets" in differs:           # which --set changed, not only that "sets" differ
                     why += _sets_differ((old or {}).get("sets"), header.get("sets"))
                 if "measured_by" in differs:    # the measure changed under the same configs: say from what to what
                     why += (f"; its cells were measured by {(old or {}).get('measured_by', 'an unnamed earlier measure')!r}, "
                             f"this version measures {header.get('measured_by', 'without naming one')!r}, and the two are not mixed")
-                # (another study's folder: every key of its header differs, the measure too, which said "its cells were
-                # measured by 'an unnamed earlier measure'" of a study that names none, until 2026-12-06)
+                # (another study's folder: every key of its header differs, the measure too, which would say "its
+                # cells were measured by 'an unnamed earlier measure'" of a study that names none)
                 other = (old or {}).get("study") != header.get("study")
                 raise ConfigError(f"{str(path.parent)!r} holds {_whose(old or {}, header)}"
                                   + ("another study's folder" if other else
@@ -265,7 +265,7 @@ def _run(task: tuple[str, int]) -> Result:
     where = f"study {_STUDY.name}: cell {name!r}, seed {seed}"
     try:
         figures = _STUDY.run_cell(_BY_NAME[name], seed, _CONTEXT)
-    except Diverged as err:        # counted out, in every study (until 2026-12-06 the measured studies' alone)
+    except Diverged as err:        # counted out, in every study, not the measured studies' alone
         figures = counted_out(where, err)
     except StopIteration as err:   # escaping into map/imap it reads as "no more results": every cell after it lost, unsaid
         raise RuntimeError(f"study {_STUDY.name}: cell {name!r}, seed {seed}: StopIteration {err}".rstrip()) from err
@@ -337,7 +337,7 @@ def _run_all(runs: dict[tuple[str, int], list[str]], args: tuple[Any, ...], cach
             # what the cells set goes with them, as it goes with a worker: torch's first optimiser step sets
             # TORCHINDUCTOR_CACHE_DIR to a folder in the temporary one, here the study's, and every process started
             # after it (a test's subprocess, the next study's workers) made that folder again, the study's with it,
-            # once the study had removed it (until 2026-12-07: one a test run, its process's id, was never swept)
+            # once the study had removed it (one a test run, named by its process's id, would never be swept)
             tempfile.tempdir = before
             for key in os.environ.keys() - environ.keys():
                 del os.environ[key]

@@ -1,10 +1,10 @@
 """The commit of downpour's code a study's cell ran (its ``commit``, in the cell's ``cost`` in ``cells.jsonl``), and
 what a study's page says of it beside the command that reproduces it.
 
-A cell is bit for bit reproducible from its commit, seed and config on one platform (docs/studies.md), but until
-2026-12-06 a study folder recorded the seeds, the config and the platform and not the commit: a verdict cited from a
-folder could not be traced to the code that made it, and a folder resumed after a pull mixed cells of two commits
-unsaid (the docs' "cells at 4bb55163 and bc9970f8" were written by hand). The commit
+A cell is bit for bit reproducible from its commit, seed and config on one platform (docs/studies.md). Without the
+commit a verdict cited from a folder cannot be traced to the code that made it, and a folder resumed after a pull
+mixes cells of two commits unsaid (study folders written before 2026-12-06 record none: the docs' "cells at 4bb55163
+and bc9970f8" were written by hand). The commit
 (:func:`downpour.train.code_commit.code_commit`) is git's, of the checkout that
 holds the ``downpour`` package, with ``+changes`` where its files differ from that commit or a file of it is new, not
 yet tracked and not ignored (a cell of uncommitted code, a new module's too, is not reproducible from the commit alone);

@@ -93,8 +93,8 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
 
 
 class FigureMissing(KeyError):
-    """A cell that ran lacks a figure its condition's other seeds hold: read as NaN, its seed was left out of the
-    figure's interval and of every paired difference of it without a word (until 2026-12-05). ``args[0]``: the figure,
+    """A cell that ran lacks a figure its condition's other seeds hold: read as NaN, its seed would be left out of the
+    figure's interval and of every paired difference of it without a word. ``args[0]``: the figure,
     as a summary's KeyError gives it (run.py names the cells.jsonl lines to delete); ``cells``: (condition, seed);
     ``instead``: figures those cells hold that the seeds holding ``args[0]`` lack (:func:`versions_apart`)."""
 
@@ -114,8 +114,8 @@ class FigureMissing(KeyError):
 
 
 # what a refusal says where the cells lacking a figure hold another that those holding it lack (run.py's too): an edit,
-# or two versions, where running the lacking ones again records the same figures, refused again (until 2026-12-05 it
-# said to, whichever version they were)
+# or two versions, where running the lacking ones again records the same figures, refused again, so it does not say to
+# run them again whichever version they were)
 VERSIONS_APART = ("if those lines were edited or damaged, delete those lines and run again (their cells run again); "
                   "if the two were measured by two versions of the study (a figure renamed or retired between them), "
                   "running those cells again records the same figures: delete the older version's lines from the "
@@ -148,9 +148,9 @@ def _ended(cell: dict[str, float], key: str) -> bool:
     """Whether the cell's ``key`` (a width) ran to the sweep's end: its ``key`` + CENSORED, the share of the tied units
     whose range did, is above 0 (missing: not a width, or a cell from before the share; NaN: no unit had a range). A
     rotation width of the whole turn did not (:func:`~downpour.analysis.invariance.whole_turn`: every unit held at every
-    angle, 360 measured; since 2026-12-05, when the sweep reached 180 degrees, two of them were left out as bounds). A
-    cell measured since flags no such unit (:func:`~downpour.studies.measure.censored_widths`); this reads one measured
-    before, whose mean is 360 only where every tied unit held."""
+    angle, 360 measured; read as bounds, two of them would be left out). A cell measured from 2026-12-05 on, when the
+    sweep reached 180 degrees, flags no such unit (:func:`~downpour.studies.measure.censored_widths`); this reads one
+    measured before, whose mean is 360 only where every tied unit held."""
     if key in TURN_WIDTHS and whole_turn("rotation", [0.0, cell.get(key, math.nan)]):
         return False
     return cell.get(key + CENSORED, 0) > 0
@@ -161,8 +161,8 @@ def uncensored_pairs(row: dict[str, Any], key: str, base: Sequence[dict[str, flo
     """(baseline's, this condition's) ``key`` per seed, NaN (left out of the paired interval) where both ran to the
     sweep's end (their ``key`` + :data:`~downpour.studies.stats.CENSORED` > 0): two lower bounds have no measured
     difference (2.00 and 2.00 octaves is not 0). Their count goes in ``row["censored"]["d_" + key]``. A seed where one
-    side alone ran to the end stays: its difference is a bound in a known direction. Until 2026-12-05 every seed's
-    difference was read as measured (Q4: 21 of 48 scale ranges were the whole sweep, 0.5x to 2x)."""
+    side alone ran to the end stays: its difference is a bound in a known direction. Read as measured, every seed's
+    difference would mislead (Q4: 21 of 48 scale ranges were the whole sweep, 0.5x to 2x)."""
     a, b = [x.get(key, math.nan) for x in base], [x.get(key, math.nan) for x in got]
     ended = [(_ended(x, key), _ended(y, key)) for x, y in zip(base, got)]
     both = [e == (True, True) for e in ended]
@@ -183,8 +183,8 @@ def bounded_reading(row: dict[str, Any], name: str, reading: str) -> str:
     with one range at the sweep's end (``row["bounded"][name]``) leave it unsupported: "higher" with some difference
     only an upper bound (the reference's range ran to the end: the truth may be lower), "lower" with some only a lower
     bound, "no detectable effect" with any bound (the interval is not of measured differences). The test recorded for
-    the verdict (:func:`~downpour.studies.stats.record_test`) reads the same. (Until 2026-12-05 such seeds' differences
-    were read as measured: 8 seeds whose condition's range ran to the end, 1.5 octaves against 2.0, read "lower".)"""
+    the verdict (:func:`~downpour.studies.stats.record_test`) reads the same. (Read as measured, such seeds' differences
+    mislead: 8 seeds whose condition's range ran to the end, 1.5 octaves against 2.0, would read "lower".)"""
     b = row.get("bounded", {}).get(name)
     if not b or reading == "inconclusive":
         return reading
@@ -203,13 +203,13 @@ def difference_sentence(row: dict[str, Any], key: str, label: str, fmt: str = "{
     if reading:
         reading += lead_mark(row, "d_" + key)
     ended = row.get("censored", {}).get("d_" + key)
-    if ended:      # (and the seeds measured: others may be left out too, with no unit; until 2026-12-05 unsaid)
+    if ended:      # (and the seeds measured: others may be left out too, with no unit)
         left = row.get("missing", {}).get("d_" + key, ended)
         others = f", {left - ended} more not measured" if left > ended else ""
         reading += (f" ({ended} of {row['n']} seeds left out: both ranges ran to the sweep's end{others}; "
                     f"{row['n'] - left} measured)")
     b = row.get("bounded", {}).get("d_" + key)
-    if b:      # (since 2026-12-05: a seed with one range at the sweep's end gives a bound, not a difference)
+    if b:      # (a seed with one range at the sweep's end gives a bound, not a difference)
         reading += (f" ({b['at_least'] + b['at_most']} of the {b['kept']} seeds kept give only a bound, one range at the "
                     f"sweep's end: {b['at_least']} at least, {b['at_most']} at most their difference)")
     return f"{label} {words.difference(triple, fmt)}{reading}"
@@ -253,7 +253,7 @@ def tradeoff_figure(rows: Sequence[dict[str, Any]], x: str, y: str, title: str, 
     limits = finite_limits(*(t for _, _, t in shown))
     labels = []
     tied = {xv: [n for n, x2, _ in shown if x2 == xv] for _, xv, _ in shown}
-    colours = condition_colours([r["condition"] for r in rows])    # (by the shown ones' order until 2026-12-06)
+    colours = condition_colours([r["condition"] for r in rows])    # (by every row, not the shown ones' order)
     for name, xv, (v, lo, hi) in shown:
         colour = colours[name]
         # points at one x (templates' tile2 and conv32, 8,448 parameters each) drawn apart: one's bar hid the other's
@@ -271,8 +271,8 @@ def tradeoff_figure(rows: Sequence[dict[str, Any]], x: str, y: str, title: str, 
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(f"{title} (95% intervals){said}")     # (the bars were unexplained, as the studies' other figures say)
-    # (until 2026-12-06 each label sat 5 points up and right of its point: architectures' rbm and conv-ae printed
-    # as "rbmconv-ae", sae-288's label lay on cat's point, templates' tile2 on its own bar under conv32's)
+    # (placed, not 5 points up and right of its point: there architectures' rbm and conv-ae print as "rbmconv-ae",
+    # sae-288's label lies on cat's point, templates' tile2 on its own bar under conv32's)
     place_labels(ax, labels, fontsize=8, avoid=lines)     # (and off the dashed line: it struck through them)
     return fig
 
@@ -302,8 +302,8 @@ def owed_paragraph(rows: Sequence[dict[str, Any]], unit: str = "face unit") -> s
             said.append(f"{r['condition']} not measured ({why})")
             continue
         readings[r["condition"]] = effect_words(*owed, resolution=OWED_RESOLUTION)
-        marks[r["condition"]] = lead_mark(r, OWED_FIGURE, " (a lead)")     # (until 2026-12-05 unsaid: the quick
-        # architectures study's "owes something to the faces in: rbm, sae" where Holm's correction keeps neither)
+        marks[r["condition"]] = lead_mark(r, OWED_FIGURE, " (a lead)")     # (said: the quick architectures
+        # study's "owes something to the faces in: rbm, sae" where Holm's correction keeps neither)
         said.append(f"{r['condition']} {words.signed(owed)}, {readings[r['condition']]}{lead_mark(r, OWED_FIGURE)} "
                     f"(without a face: {value(r, 'face_auc_controls_no_faces')})")
     if not readings:

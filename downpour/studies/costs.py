@@ -52,8 +52,8 @@ from downpour.studies.stats import (effect_words, lead, lead_mark, leads_of, mea
                                     paired_p, paired_test, record_test)
 from downpour.studies.trained import probe_accuracies, trained_run
 
-# what the verdict's "In short" counts: every compared figure's reading, either way (until 2026-12-03 it left out
-# more active codes, weight decay's reading at 5 of 6 settings, and the probe's either way)
+# what the verdict's "In short" counts: every compared figure's reading, either way (more active codes, weight
+# decay's reading at 5 of 6 settings and the probe's either way included)
 IN_SHORT = {("hoyer", "higher"): "sparser codes (Hoyer)", ("hoyer", "lower"): "denser codes (Hoyer)",
             ("active", "lower"): "fewer active codes", ("active", "higher"): "more active codes",
             ("gap", "lower"): "less over-fitting (gap)", ("gap", "higher"): "more over-fitting (gap)",
@@ -82,7 +82,7 @@ class CostsStudy(CostsDesign, Study):
              # (the quick setting varies two penalties: a --set of another put it in every cell, "none" included)
              **{f"objective.{term}": "its baseline is reconstruction alone, and its conditions give each penalty "
                                      "its weights" for term in PENALTIES}}
-    # (until 2026-12-06 the table showed the within-seed ρ as a bare list, "0.38, 0.13, 0.64" or "-0.5, −∞, ∞")
+    # (the within-seed ρ as a figure with its interval, not a bare list, "0.38, 0.13, 0.64" or "-0.5, −∞, ∞")
     headings = {CORRELATION: "Hoyer-gap rank ρ within a seed [95% t interval]",
                 f"{CORRELATION}_of_means": "Hoyer-gap rank ρ over the conditions' means"}
 
@@ -134,8 +134,9 @@ class CostsStudy(CostsDesign, Study):
             row = rows[[r["condition"] for r in rows].index(f"{size}/none")]
             row["extra"]["hoyer_gap_rank_correlation_of_means"] = rho
             row["extra"]["hoyer_gap_rank_correlation"] = within   # [mean within-seed ρ, low, high]: the one read
-            # one of the verdict's readings (ρ above or below 0), so one of Holm's family (since 2026-12-05: Q6's "with less
-            # data ... sparser codes went with more over-fitting", ρ +0.38 [+0.13, +0.64], p ≈ 0.012, was outside it)
+            # one of the verdict's readings (ρ above or below 0), so one of Holm's family (Q6's "with less data ...
+            # sparser codes went with more over-fitting", ρ +0.38 [+0.13, +0.64], p ≈ 0.012, corrected
+            # with the rest)
             rhos = seed_rhos(cells, names, seeds, "hoyer", "gap")[1]
             record_test(row, CORRELATION, effect_words(*within, resolution=0.0), paired_p([0.0] * len(rhos), rhos),
                         correlation=True)
@@ -157,7 +158,7 @@ class CostsStudy(CostsDesign, Study):
             leads = dict.fromkeys(IN_SHORT.values(), 0)
             for size in SIZES:
                 rs = [by[f"{size}/{term}={w:g}"] for w in penalties[term]]
-                # (reconstruction alone's own figures first: each Δ is against them, which went unsaid until 2026-12-05)
+                # (reconstruction alone's own figures first: each Δ is against them, so they are said)
                 lines.append(f"with {size} data (reconstruction alone: {_said(by[f'{size}/none'])}), " + "; ".join(
                     f"weight {r['params']['weight']:g}: {_said(r, paired=True)}" for r in rs))
                 for r in rs:
@@ -182,9 +183,9 @@ class CostsStudy(CostsDesign, Study):
             means = words.difference((means, math.nan, math.nan), "{:+.2f}").removesuffix(" (no interval)")
             corr.append(f"with {size} data ρ within a seed = {words.difference((rho, lo, hi), '{:+.2f}')} (over the "
                         f"conditions' means: {means}): {word}")
-        # (the seeds named are the run's: until 2026-12-05 it said "6 seeds" whatever --seeds or --quick gave)
-        # (until 2026-12-04 the interval was a percentile bootstrap of the means' ρ over the seeds, which with 6
-        # seeds sat below its own estimate: "+0.78 [-0.19, +0.78]"; see rank_correlation)
+        # (the seeds named are the run's, not "6 seeds" whatever --seeds or --quick gave)
+        # (not a percentile bootstrap of the means' ρ over the seeds, which with 6 seeds sits below its own
+        # estimate: "+0.78 [-0.19, +0.78]"; see rank_correlation)
         paras.insert(2, "How the two are related, across all the conditions at one data size (Spearman's rank "
                         "correlation of Hoyer sparsity and the gap across the conditions within each seed, averaged "
                         "over the seeds with a t interval; and over the conditions' means, given without one: no "
@@ -274,7 +275,7 @@ def rank_correlation(cells: Cells, names: list[str], seeds: list[int], x: str,
     seed's noise), because with 6 seeds no bootstrap over the seeds gives the ρ of the means an honest
     interval. ``python bench/rank_interval.py studies/costs/cells.jsonl --study`` plants the study's
     measured condition means and seed noise (1,000 simulated studies a scenario): the percentile
-    bootstrap printed until 2026-12-04 covered a planted ρ of 0.78 in 26% of them ("+0.78 [-0.19,
+    bootstrap of the means' ρ over the seeds covered a planted ρ of 0.78 in 26% of them ("+0.78 [-0.19,
     +0.78]": resampled with repeats, 6 seeds make noisier means, whose ρ falls); BCa and BC, which shift
     it back, covered 35-74% and, with no relation planted, read one into 20-24% of studies each way.
     The within-seed ρ's t interval read one into at most 4.4% each way with none planted and covered its
@@ -297,7 +298,7 @@ def _related(within: list[float]) -> str:
     rho, lo, hi = within
     if not (math.isfinite(lo) and math.isfinite(hi)):
         # (every seed's ρ 0 on too few: its number already says "no seed differed: too few seeds to tell", as any
-        # paired difference's does, and the reading is theirs; until 2026-12-06 "...: too few seeds to tell" again)
+        # paired difference's does, and the reading is theirs, not "...: too few seeds to tell" again)
         return ("inconclusive" if words.unbounded((rho, lo, hi)) in (words.NO_SEED_DIFFERED, words.TOO_FEW)
                 else "too few seeds to tell")
     return ("sparser codes went with more over-fitting" if lo > 0 else
@@ -326,7 +327,7 @@ def _read(row: dict[str, Any], key: str) -> str:
 def _said(row: dict[str, Any], paired: bool = False) -> str:
     """'Hoyer 0.26, active 64%, gap 0.0334, held-out error 0.0812, probe 93.2%', each figure followed, ``paired``, by its
     difference from reconstruction alone and how that reads: "Hoyer 0.26 (Δ +0.202 [+0.164, +0.24], higher)". Every
-    COMPARED figure, named as "In short" names it (until 2026-12-05 the held-out error it counted was said nowhere)."""
+    COMPARED figure, named as "In short" names it (the held-out error it counts among them)."""
     said = {"hoyer": ("Hoyer", "{:.2f}", _d), "active": ("active", "{:.0%}", _points), "gap": ("gap", "{:.4f}", _d),
             "heldout_recon": ("held-out error", "{:.4f}", _d), "probe_digits": ("probe", "{:.1%}", _points)}
     return ", ".join(f"{label} {fmt.format(row['figures'][key][0])}"

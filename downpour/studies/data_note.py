@@ -8,13 +8,13 @@ read), and keeps every file it skipped in study.json's ``data`` (the Data senten
 ``downpour study``'s output). Where the settings skipped the same files it says "by every cell"; where they did not
 (patch mode skips an image smaller than ``data.size``, crops mode enlarges it: a study whose conditions vary
 ``data.size`` or ``data.mode``), the note's ``settings`` and the sentence say what each setting, and which
-conditions, read and skipped (until 2026-12-06 the first condition's load stood for every cell, and the sentence
-said "by every cell" whatever the others' settings). A re-run whose cells are all
+conditions, read and skipped (the first condition's load does not stand for every cell, nor the sentence say
+"by every cell" whatever the others' settings). A re-run whose cells are all
 cached keeps the note study.json holds for the same settings (it described the data those cells read, and the
 folder is not loaded again). A folder, video folder or array that streams (more than ``data.pipeline``'s 1 GiB
 decoded) is not loaded here: its cells' workers meet its bad files as they read, and the log names them. The load
-here says nothing of the files it skipped or enlarged (the cells' logs said it, and the note names every one): until
-2026-12-06 the log repeated each warning after the cells'.
+here says nothing of the files it skipped or enlarged (the cells' logs said it, and the note names every one), so the
+log does not repeat each warning after the cells'.
 """
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def _not_said_again(record: logging.LogRecord) -> bool:
 
 
 def data_note(cfg: RunConfig) -> dict[str, Any] | None:
-    """``{"path", "n_images", "n_skipped", "skipped"}`` (every file skipped, each ``{"file", "reason"}``; until
-    2026-12-06 the first 3, while the log names only the first 20 and the cells' data.json are gone) of ``cfg``'s
+    """``{"path", "n_images", "n_skipped", "skipped"}`` (every file skipped, each ``{"file", "reason"}``, not the first
+    few: the log names only the first 20 and the cells' data.json are gone) of ``cfg``'s
     data where it reads files of the user's and is held in memory; None where it is built in or streams."""
     if cfg.data.source not in FILE_SOURCES or choose_pipeline(cfg.data)[0] != "memory":
         return None
@@ -68,8 +68,8 @@ def _reading(cfg: RunConfig) -> tuple[tuple[str, Any], ...]:
 def study_data(study: Any, conditions: Any, folder: Path, sets: Any, ran: bool) -> dict[str, Any] | None:
     """study.json's ``data`` for ``study``'s ``conditions`` run in ``folder`` with header ``sets``: None without a
     data.* --set; where no cell ran now (``ran`` false) the note ``folder``'s study.json keeps for the same ``sets``;
-    otherwise :func:`settings_note` of the conditions' seed-0 configs (until 2026-12-06 the first condition's alone,
-    loaded on every run, a cached study's too)."""
+    otherwise :func:`settings_note` of the conditions' seed-0 configs (every condition's, not the first's alone,
+    and not loaded again for a cached study)."""
     if not any(key.startswith("data.") for key, _ in study.sets):
         return None
     if not ran:

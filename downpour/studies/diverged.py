@@ -9,11 +9,11 @@ loss ran away with finite numbers (its summary's ``diverged``: :func:`~downpour.
 ``Diverged`` for it too). The framework catches it around every cell (:mod:`downpour.studies.cells`), so no study
 copies a try/except: its cell is ``{"diverged": 1.0}`` (:data:`~downpour.studies.stats.DIVERGED`), with the design's
 figures where a study can give them without training (the measured studies, :mod:`downpour.studies.measure`), left out
-of every interval and named in the verdict (:func:`~downpour.studies.stats.diverged_paragraph`). Until 2026-12-06 only
-the measured studies counted one out: a costs, first-layer or flat-skipping cell whose every step was non-finite
-ended the study (the cells done kept in cells.jsonl, the same cell ending every rerun), and one whose loss ran away
-was measured as trained. The staleness study's ``diverged`` is an outcome it measures (its own line on the
-simulator), recorded beside every figure: its cells are not counted out (``Study.counts_out_diverged`` False).
+of every interval and named in the verdict (:func:`~downpour.studies.stats.diverged_paragraph`), in every study:
+otherwise a costs, first-layer or flat-skipping cell whose every step is non-finite would end the study (the cells done
+kept in cells.jsonl, the same cell ending every rerun), and one whose loss ran away would be measured as trained. The
+staleness study's ``diverged`` is an outcome it measures (its own line on the simulator), recorded beside every figure:
+its cells are not counted out (``Study.counts_out_diverged`` False).
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def summarised(study: Any, conditions: Sequence[Condition], cells: Cells,
     """``study``'s rows of ``cells`` and the cells its figures read: where it counts a diverged cell out
     (``Study.counts_out_diverged``), each read as not measured (:func:`with_counted_out`), the rows
     :func:`untrained_rows` where every cell was, and each row's ``diverged`` counted (:func:`count_diverged`): here
-    alone, for every study (the measured studies' ``compare_rows`` counted them again until 2026-12-06)."""
+    alone, for every study (the measured studies' ``compare_rows`` does not count them again)."""
     if not study.counts_out_diverged:
         return study.summarise(conditions, cells, seeds), cells
     cells = with_counted_out(cells)
@@ -86,7 +86,7 @@ def untrained_rows(conditions: Sequence[Condition], cells: Cells, seeds: Sequenc
 def count_diverged(rows: list[dict[str, Any]], cells: Cells, seeds: Sequence[int]) -> None:
     """Each row's ``diverged``, its seeds counted out (no study's summary counts them itself). A row
     that is not a condition's, one of several a condition's cells give (flat-skipping's threshold and image set),
-    counts its ``group``'s (until 2026-12-06 none: its counted-out seeds went unnamed in the verdict)."""
+    counts its ``group``'s, so its counted-out seeds are named in the verdict."""
     out = set(_counted_out(cells))
     for row in rows:
         name = row["condition"] if any((row["condition"], s) in cells for s in seeds) else row.get("group")

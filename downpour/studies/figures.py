@@ -43,7 +43,7 @@ def phase_diagram(values: np.ndarray, rows: Sequence[str], cols: Sequence[str], 
             if np.isfinite(values[i, j]):
                 ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center",
                         color="white" if values[i, j] < 0.6 else "black", fontsize=9)
-            else:       # (until 2026-12-06 a bare white cell: staleness' lr 0.5 row, delay4 to random4, read as lost)
+            else:       # (a bare white cell would read as lost: staleness' lr 0.5 row, delay4 to random4)
                 ax.text(j, i, "not run", ha="center", va="center", color="grey", fontsize=8)
     ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
     ax.set_yticks(range(len(rows)), rows)
@@ -74,9 +74,9 @@ def bar_lengths(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, limits: tuple[flo
     return [np.clip(np.nan_to_num(v - lo, nan=0.0), 0, None), np.clip(np.nan_to_num(hi - v, nan=0.0), 0, None)]
 
 
-# A mean the same in every seed (Student's t of no spread: an interval of no width, as certain as a thousand seeds)
-# is drawn as an open diamond, and the figure's title says so: it read as a point measured exactly (the quick
-# first-layer study's probes.png, 2026-12-07), where the measure itself was degenerate (every seed read the same).
+# A mean the same in every seed (Student's t of no spread: an interval of no width, as certain as a thousand seeds) is
+# drawn as an open diamond, and the figure's title says so: a filled point reads as one measured exactly (the quick
+# first-layer study's probes.png), where the measure itself was degenerate (every seed read the same).
 SAME_MARK = "D"
 SAME_SAID = "◇: the same in every seed (no spread: a degenerate measure, not an exact one)"
 
@@ -103,12 +103,12 @@ def interval_bars(labels: Sequence[str], triples: Sequence[Sequence[float]], pat
                   whole: tuple[float, float] | None = None) -> Path:
     """One point per label with its [low, high] interval; an optional horizontal reference line. ``beside``
     (name of ``triples``, name of the second, its triples): a second figure of the same units beside each label's
-    first, told apart by a legend (the mechanisms study's AUC ranges beside its response ranges, since 2026-12-05).
+    first, told apart by a legend (the mechanisms study's AUC ranges beside its response ranges).
     ``bounds``: per series, per label, "" or the mark of a mean that is only a lower bound ("≥ 8/16",
-    :func:`~downpour.studies.bounds.lower_bound_marks`), drawn open with its mark above it (since 2026-12-05).
+    :func:`~downpour.studies.bounds.lower_bound_marks`), drawn open with its mark above it.
     ``colours``: label -> colour, each point in its own (one series only; the study's :func:`condition_colours`,
     as its other figures draw the condition). ``whole``: the y axis' full range, shown whole (a probability's
-    (0, 1): staleness' controls.png was cut at 0.15-0.95 with no mark of it, until 2026-12-06)."""
+    (0, 1), where staleness' controls.png would otherwise be cut at 0.15-0.95 with no mark of it)."""
     return save(interval_figure(labels, triples, title, ylabel, reference, beside, bounds, colours, whole), path)
 
 
@@ -128,8 +128,8 @@ def interval_figure(labels: Sequence[str], triples: Sequence[Sequence[float]], t
     same = False
     for k, ((name, _), (v, lo, hi)) in enumerate(zip(series, arrays)):
         shift = 0.0 if len(series) == 1 else (k - 0.5) * 0.3
-        # (named: the open markers below would take the next series' colour from the cycle; until 2026-12-06 every
-        # condition was blue here while the study's tradeoff figures drew each in its own colour)
+        # (named: the open markers below would take the next series' colour from the cycle; each condition in its own
+        # colour, as the study's tradeoff figures draw it, not every one blue)
         color = [colours.get(label, "C0") for label in labels] if colours is not None else [f"C{k}"] * len(labels)
         lengths = bar_lengths(v, lo, hi, limits)
         marks = bounds[k] if bounds is not None else [""] * len(labels)
@@ -173,8 +173,8 @@ def distributions(groups: dict[str, Sequence[float]], path: Path, title: str, yl
     fig = figure(1.5 + 1.2 * len(groups), 3.6)
     ax = fig.subplots()
     data = [np.asarray([v for v in vals if np.isfinite(v)], dtype=float) for vals in groups.values()]
-    # medians black: matplotlib's orange (C1) lay on the second group's orange points (staleness' sae_cost.png, async4,
-    # until 2026-12-06)
+    # medians black: matplotlib's orange (C1) lies on the second group's orange points (staleness' sae_cost.png,
+    # async4)
     ax.boxplot(data, showfliers=False, medianprops={"color": "black"})
     rng = np.random.default_rng(0)
     for i, d in enumerate(data, start=1):

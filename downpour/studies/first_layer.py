@@ -58,8 +58,8 @@ DOWNSTREAM = {"probe_digits_stage1": "the digits probe accuracy on stage 1",
               "face_auc_lfw": "the face AUC against lfw non-faces",
               "face_auc_controls": "the face AUC on the matched controls"}
 # The paired differences each kind's paragraph reports, (figure, words, in points): every downstream figure Holm's
-# family holds (the edge fraction and the stage-1 cost have paragraphs of their own). Until 2026-12-07 the lfw probe
-# on stage 1 was tested and counted in Holm's family but never reported: its reading went unsaid.
+# family holds (the edge fraction and the stage-1 cost have paragraphs of their own), the lfw probe on stage 1
+# included: a test counted in Holm's family is reported.
 REPORTED = (("probe_digits_stage2", "digits probe accuracy", True), ("probe_lfw_stage2", "lfw probe accuracy", True),
             ("probe_digits_stage1", "digits probe accuracy on stage 1", True),
             ("probe_lfw_stage1", "lfw probe accuracy on stage 1", True),
@@ -160,7 +160,7 @@ class FirstLayerStudy(FirstLayerDesign, Study):
         s = self.steps()
         paras = [("Edge-like first-layer filters (the analysis's edge test): "
                   + ", ".join(f"{k} {words.percent_ci(fig(k, 'edge_fraction'))}" for k in KINDS)
-                  + "; paired against learned: "    # (the differences Holm's family holds, until 2026-12-07 unsaid)
+                  + "; paired against learned: "    # (the differences Holm's family holds)
                   + ", ".join(f"{k} {_signed(fig(k, 'delta_edge_fraction'), True)} "
                               f"({by[k]['extra']['readings']['edge_fraction']}"
                               f"{lead_mark(by[k], 'delta_edge_fraction')})" for k in KINDS if k != BASELINE)
@@ -177,16 +177,16 @@ class FirstLayerStudy(FirstLayerDesign, Study):
         said = []
         for k in KINDS:
             reach, steps, secs = fig(k, "reached_cost"), fig(k, "steps_to_cost"), fig(k, "seconds_to_cost")
-            # the seeds neither it nor the learned layer was counted out of (until 2026-12-06 its share times n: 2 of
-            # 3 measured read "3 of 4 seeds", and a kind diverged in every seed stopped the verdict, round(nan))
+            # the seeds neither it nor the learned layer was counted out of (not its share times n: 2 of 3 measured
+            # would read "3 of 4 seeds", a kind diverged in every seed stop the verdict, round(nan))
             m = by[k]["extra"].get("reached_cost_seeds", n)
             if not m:
                 said.append(f"{k} not measured (its run or the learned layer's diverged in every seed)")
                 continue
             when = ("" if not reach[0] else f" at step {steps[0]:.0f} on average" if k in ("gabor", "random")
                     else f" after {steps[0]:.0f} steps ({secs[0]:.1f} s) on average")
-            # the paired difference Holm's paragraph reads (until 2026-12-06 named there, "gabor: delta_stage1_cost
-            # higher", with no number or interval anywhere in the verdict)
+            # the paired difference Holm's paragraph reads, with its number and interval (that paragraph names it
+            # alone: "gabor: delta_stage1_cost higher")
             vs = ("" if k == BASELINE else f"; Δ {words.difference(fig(k, 'delta_stage1_cost'), '{:+.4g}')} against "
                   f"learned: {by[k]['extra']['readings']['stage1_cost']}{lead_mark(by[k], 'delta_stage1_cost')}")
             said.append(f"{k} in {round(reach[0] * m)} of {m} seeds{' measured' if m < n else ''}{when} (final stage-1 "
@@ -253,7 +253,7 @@ class FirstLayerStudy(FirstLayerDesign, Study):
         for n in names:
             steps = sorted(int(k.split("@")[1]) for k in cells[(n, seeds[0])] if k.startswith("stage1_cost@"))
             series[n] = (steps, [mean_ci([cells[(n, s)][f"stage1_cost@{k}"] for s in seeds])[0] for k in steps])
-        # log y: the Gabor banks' 5,000 pressed the learned and random banks' 200 into one line (until 2026-12-06)
+        # log y: on a linear one the Gabor banks' 5,000 press the learned and random banks' 200 into one line
         out.append(curves(series, folder / "stage1_cost.png", "stage-1 cost during its training (mean over seeds)",
                           "step", "stage-1 cost (reconstruction + pooled L2)", logy=True))
         return out

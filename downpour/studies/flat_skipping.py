@@ -221,7 +221,7 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
                                                f"({r['extra']['readings']['probe']}{lead_mark(r, 'delta_probe')})" for r in rs)
                     + f"; face AUC on the controls Δ {words.signed(rs[0]['figures']['delta_face_auc_controls'])} "
                       f"({rs[0]['extra']['readings']['face_auc_controls']}{lead_mark(rs[0], 'delta_face_auc_controls')})"
-                    # (until 2026-12-06 this Δ was tested, and named below when lower, but its number was not given)
+                    # (this Δ is tested, and named below when lower: its number is given here)
                     + f", vs non-faces Δ {words.signed(rs[0]['figures']['delta_face_auc_lfw'])} "
                       f"({rs[0]['extra']['readings']['face_auc_lfw']}{lead_mark(rs[0], 'delta_face_auc_lfw')})"
                     + (f" — lower: {', '.join(harmful)}" if harmful else ""))
@@ -259,8 +259,8 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
         """What the largest threshold judged free on ``images`` skips and saves: its probe change reads "no detectable
         effect" and no figure of it reads "lower" (on lfw its face AUCs). The thresholds are judged in a fixed order,
         the smallest (least skipped) up, and the first not free stops it (a fixed-sequence test): each judgement
-        keeps its own 95% without a correction for the several looks, where the largest free one of all (until
-        2026-12-05) picked whichever of the six happened to pass. One that reads free after the stop is named, not
+        keeps its own 95% without a correction for the several looks, where the largest free one of all would
+        pick whichever of the six happened to pass. One that reads free after the stop is named, not
         claimed."""
         def ok(t: float) -> bool:
             readings = by[f"{cond}/{t:g}/{images}"]["extra"]["readings"]
@@ -312,7 +312,7 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
 
 def _time(row: dict[str, Any], figure: str) -> str:
     """A time ratio as the verdict says it: "x2.21 [1.95, 2.5] (higher)"; one whose interval holds x1 never reads as
-    a change (a bare "network time x8.93" on 2 quick seeds had the interval [0, 98.3], until 2026-12-06)."""
+    a change (a bare "network time x8.93" on 2 quick seeds can stand for an interval as wide as [0, 98.3])."""
     triple = row["figures"][figure]
     return f"{words.ratio(triple)} ({ratio_words(triple, RESOLUTION['time'])})"
 

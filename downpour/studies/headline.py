@@ -5,7 +5,7 @@ answers its question; :func:`~downpour.studies.run.verdict_text` puts both first
 It is a count, not the study's answer: it reads every comparison alike, and the one of smallest Holm p can be one the
 design makes certain and the question does not ask about (the quick costs study's: L1 on the codes raises the held-out
 reconstruction error; the quick first-layer study's: a fixed Gabor bank's stage-1 cost is higher than the layer
-trained on that cost). It opened the verdict, saying so, until the claims did (2026-12-07). "" for a study that
+trained on that cost), so it follows the claim rather than opening the verdict, and says so. "" for a study that
 records no comparison."""
 from __future__ import annotations
 

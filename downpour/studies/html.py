@@ -56,7 +56,7 @@ def page(title: str, body: str) -> str:
 
 def _figure_block(name: str, rows: list[dict[str, Any]]) -> str:
     """A figure, captioned where it draws means that are only lower bounds (:func:`~downpour.studies.bounds.
-    bound_caption`; since 2026-12-05, when the figure alone drew them like measured ones)."""
+    bound_caption`: the figure alone draws them like measured ones)."""
     img = f'<img src="{html.escape(name)}" alt="{html.escape(Path(name).stem)}">'
     caption = bound_caption(rows, Path(name).stem)
     return f"<figure>{img}<figcaption><small>{html.escape(caption)}</small></figcaption></figure>" if caption else img

@@ -35,8 +35,8 @@ def platform_id(record: dict[str, Any]) -> str:
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Two platform records agree on every key both hold: a cell cached before a key was recorded (``cpu_id``, since
-    2026-12-05; ``simd``, ``onednn``, since 2026-12-06) is not another platform for lacking it."""
+    """Two platform records agree on every key both hold: a cell cached before a key was recorded (``cpu_id``, recorded
+    from 2026-12-05; ``simd``, ``onednn``, from 2026-12-06) is not another platform for lacking it."""
     return all(a[k] == b[k] for k in a.keys() & b.keys())
 
 

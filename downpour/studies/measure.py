@@ -27,24 +27,24 @@ inv_scale_octaves,     :func:`~downpour.analysis.invariance.sweep` and ``invaria
 inv_shift,             test's learned unit, the one ``face_auc_*`` score (chosen on lfw's training part): the width
 inv_rotation,          of the range where its response stays >= half, in octaves of scale, fractions of the image
 inv_tied               side (translation, x and y averaged) and degrees, averaged over the ``inv_tied`` units
-                       tied with it at the top of the choice (since 2026-12-04; the chosen unit's alone before),
+                       tied with it at the top of the choice (not the chosen unit's alone),
                        on lfw's 60 held-out images, which the choice never saw: its faces warped, its non-faces
-                       the baseline, as ``downpour analyze`` measures it (since 2026-12-04; the best-neuron
-                       table's unit before, chosen on 30 of those images, and measured on every lfw image)
-inv_ranged             how many of the ``inv_tied`` units have a range, the ones the widths average (since
-                       2026-12-05): a tied unit no stronger on the faces than on the non-faces has none
-inv_scale_up_octaves   the scale range's upper end alone, in octaves above 1x (``scale_up``, since 2026-12-05), with its
+                       the baseline, as ``downpour analyze`` measures it (the face test's unit, not the best-neuron
+                       table's, chosen on 30 of those images)
+inv_ranged             how many of the ``inv_tied`` units have a range, the ones the widths average: a tied unit
+                       no stronger on the faces than on the non-faces has none
+inv_scale_up_octaves   the scale range's upper end alone, in octaves above 1x (``scale_up``), with its
                        own ``_censored`` share: the two-sided width's flag cannot say which end ran out
-inv_*_censored         the share of those units whose range ran to an end of the sweep (since 2026-12-05): above 0,
+inv_*_censored         the share of those units whose range ran to an end of the sweep: above 0,
                        the width is a lower bound, and a paired difference leaves out the seeds where both sides
                        are (:func:`~downpour.studies.compare.compare_rows`)
-inv_*_auc,             the same widths of the selectivity ranges (``selectivity_summary``, since 2026-12-05): where
+inv_*_auc,             the same widths of the selectivity ranges (``selectivity_summary``): where
 inv_auc_ranged         the unit's AUC, faces vs non-faces both warped, stays >= halfway from 0.5 to its untransformed
                        AUC, over the ``inv_auc_ranged`` tied units above chance untransformed (a unit that answers
                        any blob keeps its response to an 8-pixel face, not its AUC), each with its ``_censored``
 inv_rotation_disc_auc  the chosen unit's AUC, faces vs non-faces, on the unturned images in the inscribed disc (the
-                       rotation curve's own 0-degree pass, ``disc_auc``; NaN under the border fill; since
-                       2026-12-05): at or below 0.5 the unit has no AUC rotation range, and a cell none of whose tied
+                       rotation curve's own 0-degree pass, ``disc_auc``; NaN under the border fill): at or below
+                       0.5 the unit has no AUC rotation range, and a cell none of whose tied
                        units is above it has no ``inv_rotation_auc``, so it leaves the paired rotation comparisons
 params, act_bytes,     :func:`~downpour.models.footprint.footprint_table`'s total row (one sample, float32):
 flops_fwd, flops_bwd   the design's figures (:func:`design_figures`), recorded for a run that diverged too
@@ -153,8 +153,8 @@ def flops_per_step(cfg: RunConfig, x: torch.Tensor) -> float:
 def train_and_measure(cfg: RunConfig, measures: Measures, seed: int) -> dict[str, float]:
     """Train ``cfg`` (resolved) with its runner into a temporary run directory and measure it (and, with
     ``measures.no_faces``, its no-faces twin's face unit beside it). A run that diverged, every step non-finite or
-    its loss run away with finite numbers (``runners.train``'s ``summary["diverged"]``; since 2026-12-06: until then
-    such a run was measured, teacher-student's 2.047 -> 3.3e+31 as trained), is ``{"diverged": 1.0}`` with its
+    its loss run away with finite numbers (``runners.train``'s ``summary["diverged"]``: measured, a run
+    such as teacher-student's 2.047 -> 3.3e+31 would count as trained), is ``{"diverged": 1.0}`` with its
     design's figures alone (:func:`design_figures`: they need no training), every trained figure missing (the study
     counts the seed out and says so: :mod:`~downpour.studies.diverged`, as every study's cell); a twin that diverged
     either way leaves only what the faces gave unmeasured (:func:`~downpour.studies.trained.no_faces_twin`)."""
@@ -216,15 +216,15 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
     ``unit``, chosen on lfw's training part), measured as ``analyze_run`` measures the unit it pictures: on the held-out
     part of lfw the face test scored it on (``unit["fold"]``'s; the choice never saw one of its images), the faces
     warped, each unit's baseline its mean on the non-faces; the mean of :func:`range_widths` over the units tied with it
-    at the top of the choice (``inv_tied`` of them) that have a range (``inv_ranged``; of the AUC's, ``inv_auc_ranged``,
-    since 2026-12-05), with the share of those at the sweep's end (``_censored``). Until 2026-12-04 they were the
-    chosen unit's alone, and a 30-image split saturates at AUC 1.0: 2 of the mechanisms study's 48 cells chose another
-    tied unit when the tie-break changed, and a scale range read +0.56 [+0.17, +0.95] (higher), then +0.53 [-0.07, +1.14] (inconclusive). Until 2026-12-04
-    too they were of another unit than the face AUCs': the best-neuron table's
-    (:func:`~downpour.analysis.selectivity.face_neuron_table`), chosen on 15 faces and 15 non-faces of the held-out part,
-    measured on every lfw image, then (for a day) on the other 15 faces only, where on the quick study glimpse seed 0's
-    unit kept half its response nowhere. ``fill``: the cell's analysis.invariance_fill (the warps' uncovered area is
-    each face's mean since 2026-12-05; its edges repeated before)."""
+    at the top of the choice (``inv_tied`` of them) that have a range (``inv_ranged``; of the AUC's,
+    ``inv_auc_ranged``), with the share of those at the sweep's end (``_censored``). The tied units, not the chosen
+    unit alone: a 30-image split saturates at AUC 1.0, and a change of tie-break moved 2 of the mechanisms study's 48
+    cells to another tied unit and a scale range from +0.56 [+0.17, +0.95] (higher) to +0.53 [-0.07, +1.14]
+    (inconclusive). The face AUCs' unit, not the best-neuron table's
+    (:func:`~downpour.analysis.selectivity.face_neuron_table`), chosen on 15 faces and 15 non-faces of the held-out part
+    and measured on every lfw image or on the other 15 faces only (where on the quick study glimpse seed 0's unit kept
+    half its response nowhere). ``fill``: the cell's analysis.invariance_fill (the warps' uncovered area is each face's
+    mean by default)."""
     lfw = load_labelled("lfw", shape, prepare=prepare, lfw_fold=unit["fold"])   # the face test's held-out images
     tied = unit["tied_units"]                                                     # the chosen unit first
     faces = lfw.pixels[torch.from_numpy(lfw.y == 1)]     # warped in pixels, then prepared (analyze_run's way)
@@ -235,11 +235,11 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
     out = _mean_widths([invariance_summary(r) for r in results], shape)
     selective = [selectivity_summary(r) for r in results]
     out.update(_mean_widths(selective, shape, "_auc"))     # inv_scale_octaves_auc, inv_scale_octaves_auc_censored, ...
-    # the units the means are over (since 2026-12-05): one no stronger on the faces than on the non-faces has no range
+    # the units the means are over: one no stronger on the faces than on the non-faces has no range
     ranged = sum(responsive(r) for r in results)
     # ... nor one at chance (or without an untransformed point: auc None) an AUC range
     above = sum((s["auc"].get("scale") or 0.5) > 0.5 for s in selective)
-    disc = disc_auc(results[0])     # the chosen unit's in the disc: at or below 0.5, no AUC rotation range (2026-12-05)
+    disc = disc_auc(results[0])     # the chosen unit's in the disc: at or below 0.5, no AUC rotation range
     return {**out, "inv_tied": float(len(tied)), "inv_ranged": float(ranged), "inv_auc_ranged": float(above),
             "inv_rotation_disc_auc": math.nan if disc is None else disc}
 
@@ -260,7 +260,7 @@ def _mean_widths(summaries: list[dict[str, Any]], shape: tuple[int, ...], suffix
 
 def no_invariance(shape: tuple[int, ...]) -> dict[str, float]:
     """:func:`_invariance`'s figures, every one NaN, where the face test chose no unit. ``inv_tied`` too: without it
-    (until 2026-12-04) a condition none of whose seeds had a face unit lacked the figure the verdict reads."""
+    a condition none of whose seeds had a face unit would lack the figure the verdict reads."""
     widths = range_widths({}, shape[-2:])
     keys = [*widths, *(key + "_auc" for key in widths)]
     return {**{key: math.nan for key in keys}, **{key + CENSORED: math.nan for key in keys}, "inv_tied": math.nan,
@@ -270,10 +270,10 @@ def no_invariance(shape: tuple[int, ...]) -> dict[str, float]:
 def range_widths(ranges: dict[str, list[float] | None], size: tuple[int, ...]) -> dict[str, float]:
     """``invariance_summary``'s ranges as widths: scale in octaves (log2 hi/lo), translation as a fraction
     of the image side it runs along (x of the width, y of the height, ``size`` (H, W), the two averaged),
-    rotation in degrees; NaN where the unit is below the floor even untransformed. (Until 2026-12-04 both
-    were fractions of the width: on a 16x32 image, ranges of a quarter side each way read 0.375, not 0.5.)
-    ``inv_scale_up_octaves``: the scale range's upper end alone, in octaves above 1x (since 2026-12-05: the width could
-    not say which end ran out, and the shrinking end is reached far more often)."""
+    rotation in degrees; NaN where the unit is below the floor even untransformed. (Each of its own side, not
+    both of the width: on a 16x32 image, ranges of a quarter side each way would read 0.375, not 0.5.)
+    ``inv_scale_up_octaves``: the scale range's upper end alone, in octaves above 1x (the width cannot say which end
+    ran out, and the shrinking end is reached far more often)."""
     height, width = size[-2:]
 
     def span(key: str) -> float:
@@ -288,9 +288,9 @@ def censored_widths(censored: dict[str, bool | None], scale_up: dict[str, Any] |
                     rotation: list[float] | None = None) -> dict[str, float]:
     """``invariance_summary``'s ``censored`` flags under :func:`range_widths`' keys, 1.0 where the range ran to an end of
     the sweep (translation: either axis's), else 0.0; ``inv_scale_up_octaves``: its ``scale_up`` flag, the upper end's
-    alone. (Until 2026-12-05 the studies read such a width as measured.) A ``rotation`` range of the whole turn is
-    measured, not ended (:func:`~downpour.analysis.invariance.whole_turn`; until 2026-12-05 it was flagged, and a cell
-    whose tied units held at every angle beside others measured short of the sweep's ends read as a lower bound)."""
+    alone, so the studies do not read such a width as measured. A ``rotation`` range of the whole turn is
+    measured, not ended (:func:`~downpour.analysis.invariance.whole_turn`; flagged, a cell whose tied units held at
+    every angle beside others measured short of the sweep's ends would read as a lower bound)."""
     def end(*keys: str) -> float:
         return float(any(censored.get(k) for k in keys))
 

@@ -100,7 +100,7 @@ class MechanismsStudy(MechanismsDesign, MeasuredStudy):
         ref = by["plain"]
         tied = value(ref, "inv_tied", "{:.3g}") if "inv_tied" in ref["figures"] else "n/a"   # (none: no face unit)
 
-        def ends(key: str) -> str:      # a range at the sweep's end is a lower bound (said since 2026-12-05)
+        def ends(key: str) -> str:      # a range at the sweep's end is a lower bound (said)
             n = ref.get("censored", {}).get(key)
             return f" (to the sweep's end in {n} of {ref['n']} seeds: at least that)" if n else ""
 
@@ -108,7 +108,7 @@ class MechanismsStudy(MechanismsDesign, MeasuredStudy):
             width, up = "inv_scale_octaves" + suffix, "inv_scale_up_octaves" + suffix
             said = [f"to the sweep's end in {n} of {ref['n']} seeds: at least that"
                     for n in [ref.get("censored", {}).get(width)] if n]
-            if up in ref["figures"]:        # (since 2026-12-05: the shrinking end is the one the width usually runs to)
+            if up in ref["figures"]:        # (the shrinking end is the one the width usually runs to)
                 n = ref.get("censored", {}).get(up)
                 said.append(f"its upper end {value(ref, up, '{:.2f}')} octaves above 1x"
                             + (f", at the sweep's largest scale in {n} of {ref['n']} seeds: at least that" if n else ""))
@@ -116,7 +116,7 @@ class MechanismsStudy(MechanismsDesign, MeasuredStudy):
 
         ranged = (f"that have a range ({value(ref, 'inv_ranged', '{:.3g}')} of {tied} per seed; one no stronger on the "
                   "faces than on the non-faces has none)" if "inv_ranged" in ref["figures"] else f"({tied} per seed)")
-        # its selectivity beside its response (since 2026-12-05): the response range cannot tell a face detector from a
+        # its selectivity beside its response: the response range cannot tell a face detector from a
         # blob detector, the AUC's can (faces vs non-faces both warped, over the tied units above chance untransformed)
         auc_ranges = ("; its AUC, faces vs non-faces both warped, kept half its lead over chance (over the "
                       f"{value(ref, 'inv_auc_ranged', '{:.3g}')} units above chance) over "
@@ -180,10 +180,10 @@ class MechanismsStudy(MechanismsDesign, MeasuredStudy):
         for key, label in (("probe_digits", "probe accuracy (digits)"), ("probe_lfw", "probe accuracy (lfw faces)"),
                            ("inv_scale_octaves", "scale range, octaves"), ("inv_shift", "translation range, fraction of side"),
                            ("inv_rotation", "rotation range, degrees"), ("flops_fwd", "forward FLOPs per sample")):
-            # the AUC range's width beside the response's (inv_*_auc, since 2026-12-05; a folder from before has none)
+            # the AUC range's width beside the response's (inv_*_auc; a folder measured before 2026-12-05 has none)
             auc = [r["figures"].get(key + "_auc") for r in rows] if key.startswith("inv_") else [None]
             beside = None if any(a is None for a in auc) else ("response", "AUC, non-faces warped alike", auc)
-            bounds = [lower_bound_marks(rows, key + s) for s in BESIDE[:1 if beside is None else 2]]   # (since 2026-12-05)
+            bounds = [lower_bound_marks(rows, key + s) for s in BESIDE[:1 if beside is None else 2]]
             reference, said = bar_reference(rows, key)
             out.append(interval_bars(names, [r["figures"][key] for r in rows], folder / f"{key}.png",
                                      f"{label}, 95% intervals over seeds{said}", label, reference=reference,
@@ -199,7 +199,7 @@ def disc_counts(got: list[dict[str, float]]) -> dict[str, int]:
     """Of a condition's cells: ``measured``, those with ``inv_rotation_disc_auc`` (the chosen unit's AUC on the unturned
     faces in the inscribed disc); ``at_chance``, those where it is <= 0.5, so the unit has no AUC rotation range; and
     ``dropped``, those of them with no ``inv_rotation_auc`` at all (no tied unit above chance there either), which the
-    paired rotation comparisons leave out. (Since 2026-12-05: a reader saw the seeds left out, not why.)"""
+    paired rotation comparisons leave out, so a reader sees why the seeds are left out, not only that they are."""
     disc = [g.get("inv_rotation_disc_auc", math.nan) for g in got]
     at = [d <= 0.5 for d in disc]
     return {"measured": sum(math.isfinite(d) for d in disc), "at_chance": sum(at),

@@ -58,7 +58,7 @@ def curves_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], ti
             low, high = (np.clip(np.nan_to_num(np.asarray(v, dtype=float), nan=far[0], posinf=far[1], neginf=far[0]),
                                  *far) for v in bands[name])
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
-    if reference is not None:       # (flat-skipping's net_time.png had none at x1 until 2026-12-06)
+    if reference is not None:       # (flat-skipping's net_time.png: x1, no change)
         ax.axhline(reference, color="grey", lw=0.8, ls="--", label=f"{reference:g} (no change)")
     if limits and reference is not None:       # the line in view
         margin = (reference / 1.2, reference * 1.2) if logy else (reference, reference)
@@ -72,8 +72,8 @@ def curves_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], ti
         for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):     # 0.5, 2: not "5 x 10^-1"
             axis(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "1235" else ""))   # (0.8, 0.9, 1 crowd)
     given = sorted({float(v) for x, _ in series.values() for v in x if np.isfinite(v)})
-    if logx and len(given) <= _TICKED:   # each x ticked and said (the flat-skipping study's 0.03 and 0.3 were drawn
-        ax.set_xticks(given, [f"{v:g}" for v in given])     # either side of a lone "10^-1", until 2026-12-06)
+    if logx and len(given) <= _TICKED:   # each x ticked and said (else the flat-skipping study's 0.03 and 0.3 sit
+        ax.set_xticks(given, [f"{v:g}" for v in given])     # either side of a lone "10^-1")
         ax.set_xticks([], minor=True)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -119,19 +119,19 @@ def scatter_figure(points: dict[str, list[tuple[str, Sequence[float], Sequence[f
     ax.set_ylabel(ylabel)
     ax.set_title(title + (f"\n{SAME_SAID}" if same else ""))
     # beside the axes, not on them: the costs study's 8 series cover the plot, and matplotlib's "best" place
-    # (upper right) hid less/pooled_l2=0.003, at Hoyer 0.63 and gap 0.043, and its label (2026-12-04)
+    # (upper right) hides less/pooled_l2=0.003, at Hoyer 0.63 and gap 0.043, and its label
     ax.legend(fontsize=8, **BESIDE)
-    # (until 2026-12-05 each label sat at its point: the quick costs study's none and l1=0.01, near the same
-    # sparsity and gap, printed one over the other in sparsity_vs_overfitting.png; until 2026-12-06 they were moved
-    # up in a column, "weight_l2=0.001, none, none, weight_l2=0.001, none, none", no label beside its point)
+    # (placed apart, each beside its point: at its point, the quick costs study's none and l1=0.01, near the same
+    # sparsity and gap, print one over the other in sparsity_vs_overfitting.png; moved up in a column they read
+    # "weight_l2=0.001, none, none, weight_l2=0.001, none, none", no label beside its point)
     place_labels(ax, [(label, (x, y), f"C{i % 10}") for (label, x, y), i in named.items()], avoid=words)
     return fig
 
 
 def _mark_unbounded(ax: Axes, triples: list[tuple[Sequence[float], Sequence[float]]], colour: str) -> list[Annotation]:
     """An arrow where each unbounded interval end (too few seeds) leaves the axes, in its point's colour, and the
-    word "unbounded" beside it: its bar alone ran the axes' full height, like a measured one (flat-skipping's
-    probe_cost.png, until 2026-12-06). Returns the words, for the labels to keep clear of."""
+    word "unbounded" beside it: its bar alone runs the axes' full height, like a measured one (flat-skipping's
+    probe_cost.png). Returns the words, for the labels to keep clear of."""
     said = []
     for (x, xlo, xhi), (y, ylo, yhi) in triples:
         if not (np.isfinite(x) and np.isfinite(y)):
@@ -165,7 +165,7 @@ def place_labels(ax: Axes, labels: list[tuple[str, tuple[float, float], str]], f
     of eight directions with a thin line back to its point (so a moved label is never read as a nearer point's).
     Where nothing is free, the place that overlaps fewest. Call it once the axes' limits are set; a point not
     drawn (NaN) gets no label; nor over a text or line in ``avoid`` (a scatter's "unbounded", a tradeoff's dashed
-    reference: until 2026-12-07 a label sat on it, the line struck through its text)."""
+    reference: a label on it would have the line strike through its text)."""
     from matplotlib.transforms import Bbox
 
     if not labels:

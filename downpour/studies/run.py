@@ -11,7 +11,7 @@ whose last paragraph says which readings hold under Holm's correction),
 ran and ``jobs`` the processes that ran them (1: this one; 0: none ran); ``cells_cost`` the wall and CPU
 seconds its cells took over every invocation (a resumed study counts them all once; ``unknown``, where any, the
 runs with no cost recorded); ``platforms`` the machines and
-library installs its cells ran on (since 2026-12-05: each with its number of cells; since 2026-12-06 its short ``id``,
+library installs its cells ran on (each with its number of cells and its short ``id``,
 and ``{"id": "unknown", ...}`` for cells cached before they recorded one), and ``platforms_note`` the sentence that
 says, on stderr and in study.html, that its cells ran on several (empty where they ran on one), since a cell
 reproduces bit for bit from its seed on its own platform only; ``installs`` and ``installs_note`` the same of the rest
@@ -109,7 +109,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
               f"this summary; --seeds {unused[-1] + 1} uses them", file=sys.stderr, flush=True)
     try:
         workers = run_cells(study, todo, context, cache, jobs or default_jobs())
-    except KeyboardInterrupt:   # (Ctrl-C or SIGTERM: until 2026-12-05 it said "downpour: interrupted" alone)
+    except KeyboardInterrupt:   # (Ctrl-C or SIGTERM: what is kept, not "downpour: interrupted" alone)
         kept = sum((c, s) in cache.cells for c in names for s in seed_list)
         print(f"downpour study {name}: stopped; {kept} of {len(names) * n} cells are kept in {str(folder)!r} "
               f"(cells.jsonl): `{command_line(name, quick, n, sets, str(out))}` resumes it, running only the others",
@@ -127,7 +127,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         try:                # (a diverged cell read as not measured, counted out: studies/diverged.py)
             rows, cells = summarised(study, conditions, cells, seed_list)
         except KeyError as err:           # a cached line whose figure was renamed or lost (an edit, a damaged byte), or
-            # one measured before the figure was recorded (compare.FigureMissing; until 2026-12-05 read as a seed left out)
+            # one measured before the figure was recorded (compare.FigureMissing, not read as a seed left out)
             refused = (_lacking(err.args[0], cells, cache.path, spare_diverged=isinstance(err, FigureMissing))
                        if err.args else None)
             if refused is None:
@@ -150,12 +150,12 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
             "commits": commits(cache.costs, cells),
             "written": time.strftime(WRITTEN, time.gmtime()),     # (the study index's "written")
         }
-        # whole or not at all (a stop or kill mid-write left a torn study.json, and study.html, until 2026-12-06)
+        # whole or not at all (a stop or kill mid-write would leave a torn study.json, and study.html)
         replace_text(folder / "study.json", json.dumps(result, indent=1, allow_nan=True) + "\n")
         write_html(result, folder / "study.html", study.shown, study.headings)
         write_markdown(result, folder / "study.md", study.shown, study.headings)
         refresh_index(folder.parent)    # the index of the studies beside it (studies/index.html by default)
-    except KeyboardInterrupt:   # (until 2026-12-06 a Ctrl-C while the pages were written said "interrupted" alone)
+    except KeyboardInterrupt:   # (a Ctrl-C while the pages are written: what is kept, not "interrupted" alone)
         print(f"downpour study {name}: stopped while writing its pages; all {plural(len(names) * n, 'cell')} are kept in "
               f"{str(folder)!r} (cells.jsonl): `{command_line(name, quick, n, sets, str(out))}` writes the pages, running "
               "no cell again", file=sys.stderr, flush=True)
@@ -168,9 +168,9 @@ def verdict_text(study: Any, rows: list[dict[str, Any]], trained: bool, lr_fixed
     here once for every study), the study's own reading of its rows (where every cell diverged: that nothing trained;
     ``lr_fixed``: the study does not vary train.lr) after its claim in one sentence (:meth:`~downpour.studies.base.
     Study.claim`) and Holm's count over its comparisons (:func:`~downpour.studies.headline.headline`), the conditions
-    that diverged, and which readings hold under Holm's correction. (A quick study whose every cell diverged had no
-    warning until 2026-12-05: its verdict, printed alone by ``downpour study``, did not say it was the quick setting's
-    few steps and seeds.)"""
+    that diverged, and which readings hold under Holm's correction. (A quick study whose every cell diverged gets the
+    warning too: its verdict, printed alone by ``downpour study``, says it is the quick setting's few steps and
+    seeds.)"""
     reading = study.verdict(rows) if trained else nothing_trained(rows, lr_fixed)
     # its first sentence, the index's: the study's answer, then Holm's count over every comparison, before the figures
     claim = " ".join(s for s in (study.claim(rows), headline(rows)) if s) if trained else ""
@@ -180,8 +180,8 @@ def verdict_text(study: Any, rows: list[dict[str, Any]], trained: bool, lr_fixed
 
 def _refuse_a_foreign_folder(folder: Path) -> None:
     """A folder that holds things but none of a study's files (``--out docs``, a home folder) is refused: the
-    study wrote its cells.jsonl, context.json, study.json, study.html and figures/ among them, and
-    figures/*.png over any of the same name (until 2026-12-04). Hidden entries (.gitkeep) do not count."""
+    study would write its cells.jsonl, context.json, study.json, study.html and figures/ among them, and
+    figures/*.png over any of the same name. Hidden entries (.gitkeep) do not count."""
     if not folder.is_dir():
         return
     held = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
@@ -219,7 +219,7 @@ def note_missing(rows: list[dict[str, Any]], cells: dict[tuple[str, int], dict[s
 
 
 def _pair(item: Override) -> tuple[str, Any]:
-    """``(key, value)`` of a --set; one typed as a string names itself in errors (was "the command line")."""
+    """``(key, value)`` of a --set; one typed as a string names itself in errors, not "the command line"."""
     path, value = parse_override(item)
     return FlagValue(".".join(path), value, f"--set {item}") if isinstance(item, str) else (".".join(path), value)
 
@@ -242,8 +242,9 @@ def _lacking(key: Any, cells: Cells, path: Path, spare_diverged: bool = False) -
     their condition holds it (some conditions never measure that figure); None where no cell does. ``spare_diverged``:
     a diverged cell is not named, the KeyError being :class:`~downpour.studies.compare.FigureMissing`, of a measured
     study, whose diverged cell holds its design's figures alone (else it is named: a staleness cell's ``diverged``, an
-    outcome, comes with every figure; until 2026-12-05 its edited line was a bare KeyError). Cells that hold a figure in its stead, which the cells
-    holding ``key`` lack, were edited or measured by another version (:func:`~downpour.studies.compare.versions_apart`)."""
+    outcome, comes with every figure, so its edited line is named, not a bare KeyError). Cells that hold a figure in
+    its stead, which the cells holding ``key`` lack, were edited or measured by another version
+    (:func:`~downpour.studies.compare.versions_apart`)."""
     measured = dict.fromkeys(c for (c, _), figures in cells.items() if key in figures)
     lacking = {(c, s): figures for (c, s), figures in cells.items()
                if c in measured and key not in figures and not (spare_diverged and figures.get(DIVERGED))}
@@ -296,8 +297,8 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
     if clash:
         raise ConfigError(f"--set {', '.join(clash)}: study {study.name!r} varies {'it' if len(clash) == 1 else 'them'} "
                           f"itself (its conditions set {', '.join(sorted(varied))}){_studies_taking_data(clash)}")
-    # building a cell refused it with "set data.source too", which this check then refused as the study's own (until
-    # 2026-12-06): the study's refusal, and the studies that would train on the path
+    # the study's refusal, and the studies that would train on the path: else building a cell refuses it with "set
+    # data.source too", which this check then refuses as the study's own
     if any(key == "data.path" for key, _ in study.sets) and _picks_its_data(study, conditions):
         raise ConfigError(f"--set data.path: study {study.name!r} sets its cells' data.source itself, so none of them "
                           f"reads data.path{_studies_taking_data(['data.path'])}")
@@ -347,7 +348,7 @@ def _context(study: Any, folder: Path, header: dict[str, Any], vouched: bool) ->
     computed again, not reused (it gave the controls another run's noise and momentum, unsaid). One without the
     digest (written before 2026-12-03, or the digest deleted) says nothing of its settings: kept where ``vouched``
     (cells.jsonl holds cells run with these settings, and with it: an old folder resumed), and given the digest;
-    computed again where no cell vouches for it (until 2026-12-05 reused, for whatever settings, unsaid)."""
+    computed again where no cell vouches for it (not reused, for whatever settings, unsaid)."""
     path = folder / "context.json"
     made_for = hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:16]
     if path.is_file():

@@ -1,8 +1,8 @@
 """The runs behind a study's cells: a ``same_as`` cell (a condition that trains as another does, on the same seed)
 reuses its original's result and cost, so it is counted as its original's run, once, even where the original is not
 among the cells summarised; where the original is gone (its line of ``cells.jsonl`` dropped as damaged, whose re-run
-then copied the copy), the run's cost is unknown, not lost: until 2026-12-06 such a cell counted under no commit and no
-platform in study.json."""
+then copied the copy), the run's cost is unknown, not lost: such a cell counts under the "unknown" commit and platform
+in study.json, not under none."""
 from __future__ import annotations
 
 from typing import Any, Iterable

@@ -4,14 +4,14 @@ those a killed process left.
 
 A study removes its folder when its cells end however they end (Ctrl-C, SIGTERM, a cell's failure), but a SIGKILL
 (the OOM killer, ``kill -9``, a machine's scheduler out of patience) removes nothing: each worker's run, up to 6.6 MB,
-stayed for ever (until 2026-12-06: on the project's VM that day, seven folders of studies of other sessions). The
+would stay for ever (seven folders of other sessions' studies on the project's VM on 2026-12-06). The
 folder's name holds the process id of the study that made it, so the next study finds those whose process is gone and
 removes them; a folder named before the id was (``downpour-study-NAME-*``) cannot be told from a running study's, and
 is left.
 
 A process id means something only on its machine and in its pid namespace: a container sharing the temporary folder
-with another, each with its own pid namespace, read the other's running study as gone and removed its folder (until
-2026-12-07). ``HOST`` (:func:`~downpour.scratch_names.host_mark`) names both, and only folders of this one are
+with another, each with its own pid namespace, would read the other's running study as gone and remove its folder.
+``HOST`` (:func:`~downpour.scratch_names.host_mark`) names both, and only folders of this one are
 swept. A folder named before it (``downpour-study-NAME-PID-*``) is kept: it may be a running study's of another
 container, and a folder left is disk space, where a folder removed under a running study fails its cells. A
 machine's own pid namespace is the same after a reboot (its folders are swept as before); a container's is new at
@@ -19,11 +19,11 @@ each start, and the folders a restarted container left before are kept too.
 
 A cell's run trains in a folder of its own (:func:`cell_folder`), inside the study's in a study's worker (its
 temporary folder) and in the machine's where a cell runs alone (``bench/architectures_why_cat.py``'s cells, a test's
-``run_cell``). Those folders were named ``downpour-cell-*`` alone (until 2026-12-07): a cell run alone and stopped by
-SIGTERM (Python runs no clean-up for it) or SIGKILL left its run in the machine's temporary folder for ever (18 of
-them on the project's VM that day, a bench script's cells stopped at helpers' time limits). They name their host and
-process as a study's folder does, and the same sweep removes them. So do `downpour plan --check`'s runs without
-``--out`` (``downpour-plan-HOST-PID-*``; named ``downpour-plan-*`` alone and never swept until 2026-12-07): the
+``run_cell``). Named ``downpour-cell-*`` alone, as those made before 2026-12-07 are, a cell run alone and stopped by
+SIGTERM (Python runs no clean-up for it) or SIGKILL would leave its run in the machine's temporary folder for ever (18
+of them on the project's VM on 2026-12-07, a bench script's cells stopped at helpers' time limits). They name their host
+and process as a study's folder does, and the same sweep removes them. So do `downpour plan --check`'s runs without
+``--out`` (``downpour-plan-HOST-PID-*``; those named ``downpour-plan-*`` alone, before 2026-12-07, are not swept): the
 names are :mod:`downpour.scratch_names`'s, on the ground floor, which plan/ may import and studies/ is above.
 """
 from __future__ import annotations

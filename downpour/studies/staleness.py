@@ -86,10 +86,10 @@ def _against(row: dict[str, Any], by: dict[str, dict[str, Any]], name: str = "")
 class StalenessStudy(StalenessDesign, Study):
     base = "teacher-student"
     counts_out_diverged = False     # P(diverged) is its outcome: every cell records it beside every figure (DIVERGED)
-    # the momentum control's server rule holds only a tensor pushed without a gradient since 2026-12-04 (it held every
-    # exactly-zero element: a dead ReLU unit's weights kept their velocity): cells cached before are refused, not mixed
-    # and worker 0 draws the local loop's batch order since 2026-12-05 (ps.setup.batch_seed; it drew its own): every
-    # cell's stream moved, so cells cached before are refused too
+    # the momentum control's server rule holds only a tensor pushed without a gradient (cells cached before 2026-12-04
+    # held every exactly-zero element: a dead ReLU unit's weights kept their velocity), and worker 0 draws the local
+    # loop's batch order (ps.setup.batch_seed; cells cached before 2026-12-05 drew their own): cells cached before
+    # either are refused, not mixed
     measured_by = ("server momentum: a tensor with no gradient held, exact zeros trained; worker 0 draws the local "
                    "loop's batches")
     # the noise and momentum controls' cells get these from the calibration (run_cell)
@@ -101,18 +101,18 @@ class StalenessStudy(StalenessDesign, Study):
     fixed.update({key: "the in-memory simulator writes nothing (no log, checkpoint or TensorBoard file) and loses no "
                        "worker or shard" for key in ("train.log_every", "train.tensorboard", "cluster.checkpoint_every",
                                                      "cluster.shard_restarts", "cluster.faults")})
-    # the server learns at cluster.lr where it is set (cluster.lr = 0.05: every cell learned at 0.05, its train.lr
-    # axis, the SAE arms' 0.02 and the momentum control's matched rate read by nothing; accepted until 2026-12-04)
+    # the server learns at cluster.lr where it is set (cluster.lr = 0.05: every cell would learn at 0.05, its train.lr
+    # axis, the SAE arms' 0.02 and the momentum control's matched rate read by nothing), so it is refused
     fixed["cluster.lr"] = ("the study varies the server's learning rate itself, as train.lr (its rate axis, the "
                            "sparse autoencoder's 0.02, the momentum control's matched rate), and cluster.lr would "
                            "replace it in every cell")
 
-    # (until 2026-12-05 the cell read "seeds 0, 0, 4": three counts that looked like seed numbers)
+    # (not "seeds 0, 0, 4": three counts that look like seed numbers)
     headings = {"diverged_vs": "diverged_vs: seeds diverged in its vs condition vs in this one"}
 
     def shown(self, row: dict[str, Any], key: str) -> str | None:
         """diverged_vs as "0 of 4 vs 1 of 4; Δ +25 points [-14, +62]: inconclusive", and a rate that averages k
-        gradients as "0.5 (4 × 0.125: a round averages 4 gradients)" (until 2026-12-05 a bare 0.5 beside the name
+        gradients as "0.5 (4 × 0.125: a round averages 4 gradients)" (not a bare 0.5 beside the name
         het/lr0.125/sync4, explained in docs/studies.md alone)."""
         extra = row.get("extra", {})
         if key == "diverged_vs" and key in extra:
@@ -231,8 +231,8 @@ class StalenessStudy(StalenessDesign, Study):
                     row["extra"]["diverged_vs"] = {"seeds": [sum(was), sum(now), len(now)], "delta": list(dd),
                                                    "reading": proportion_words(*dd, RESOLUTION, p)}
                     if c.group == "phase" and not c.params.get("control"):
-                        # (what the verdict reads: every stale phase row, fixed by the design; until 2026-12-05 only
-                        # those where most seeds diverged, so the outcome chose which tests entered Holm's family)
+                        # (what the verdict reads: every stale phase row, fixed by the design, not those where most
+                        # seeds diverged, which would let the outcome choose which tests enter Holm's family)
                         record_test(row, "diverged_vs", row["extra"]["diverged_vs"]["reading"], p, against=vs)
             rows.append(row)
         return rows

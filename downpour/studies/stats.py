@@ -41,11 +41,11 @@ def paired_difference(baseline: Sequence[float], other: Sequence[float],
     unbounded below that. A discrete figure's differences with a little spread whose nonzero ones are
     fewer than :data:`SIGN_TEST_N` (+1, +1, +1, +2; or 0, +1, +1, +1, +1, +2: a seed that did not move
     tells the sign test nothing) are unbounded too: the t interval would leave out 0 where no test of
-    their signs could. A discrete figure: ``discrete`` (a fraction of a count, :func:`is_discrete`: an edge
-    fraction moving +1/16, +1/16, +1/16, +2/16 read "higher", p = 0.015, until 2026-12-05), or
+    their signs could. A discrete figure: ``discrete`` (a fraction of a count, :func:`is_discrete`: by t an edge
+    fraction moving +1/16, +1/16, +1/16, +2/16 would read "higher", p = 0.015), or
     differences that are all whole numbers. Differences that are all 0 have no spread either: [0, 0] from
-    :data:`SIGN_TEST_N` seeds on (the sign test's interval of their median), unbounded below that (until 2026-12-05
-    [0, 0] on any number of seeds: two quick seeds that happened to agree read "no detectable effect");
+    :data:`SIGN_TEST_N` seeds on (the sign test's interval of their median), unbounded below that ([0, 0] on any
+    number of seeds would let two quick seeds that happen to agree read "no detectable effect");
     :func:`~downpour.studies.words.difference` says such a one "no seed differed: too few seeds to tell".
 
     From :data:`SIGN_TEST_N` nonzero differences on, a discrete figure's differences with a spread take Student's t
@@ -65,9 +65,9 @@ def paired_difference(baseline: Sequence[float], other: Sequence[float],
 def paired_ratio(ratios: Sequence[float]) -> tuple[float, float, float]:
     """(geometric mean, low, high) of per-seed ratios, each a figure over its reference on the same seed (gated /
     ungated time): :func:`paired_difference` of their logs against 0, taken back out of logs, so the interval is a
-    ratio's own (x2 and x0.5 lie as far from x1). A ratio's plain mean with Student's t ran below 0 and was cut there
-    (the quick flat-skipping study's network time x8.93 [0, 98.3] on 2 seeds; its verdict said x8.93 alone, until
-    2026-12-06). Ratios not above 0 or not finite are dropped, as non-finite pairs are."""
+    ratio's own (x2 and x0.5 lie as far from x1). A ratio's plain mean with Student's t would run below 0 and be cut
+    there (the quick flat-skipping study's network time x8.93 [0, 98.3] on 2 seeds). Ratios not above 0 or not finite
+    are dropped, as non-finite pairs are."""
     r = np.asarray(ratios, dtype=np.float64)
     logs = np.log(np.where(r > 0, r, np.nan))
     m, low, high = paired_difference(np.zeros(len(logs)), logs)
@@ -77,8 +77,8 @@ def paired_ratio(ratios: Sequence[float]) -> tuple[float, float, float]:
 def ratio_words(triple: Sequence[float], resolution: float) -> str:
     """How a :func:`paired_ratio` reads (:func:`effect_words` on its distance from x1): 'higher' / 'lower' when its
     interval leaves out x1; 'no detectable effect' when it lies within x(1 ± ``resolution``), x0.9-x1.1 at 0.1 as the
-    verdict says it; else 'inconclusive'. (Read on logs at first, its low end was x1/1.1 = x0.909: [0.905, 1.05] read
-    'inconclusive', until 2026-12-06.) An unbounded end (0 or inf, too few seeds) reads 'inconclusive'."""
+    verdict says it; else 'inconclusive'. (Not read on logs, where the low end would be x1/1.1 = x0.909 and [0.905,
+    1.05] 'inconclusive'.) An unbounded end (0 or inf, too few seeds) reads 'inconclusive'."""
     m, low, high = triple
     return effect_words(m - 1, low - 1, high - 1, resolution)
 
@@ -100,8 +100,8 @@ def _too_few_signs(d: np.ndarray, discrete: bool) -> bool:
     """Whether differences ``d`` of a discrete figure (``discrete``, or all whole numbers) that moved hold fewer
     nonzero ones than :data:`SIGN_TEST_N`: no sign test could tell them from 0, so no interval may. (Differences
     whose mean is 0 keep Student's t: centred on 0, it cannot read "higher" or "lower". Zero up to rounding: a
-    fraction of 1,352 filters moving +1 and -1 in two seeds has a mean of -7e-20, and read "inconclusive" where the
-    same moves of a fraction of 16 read "no detectable effect", until 2026-12-05.)"""
+    fraction of 1,352 filters moving +1 and -1 in two seeds has a mean of -7e-20, and without this would read
+    "inconclusive" where the same moves of a fraction of 16 read "no detectable effect".)"""
     moved = int(np.count_nonzero(d))
     if not 0 < moved < SIGN_TEST_N:      # (and no mean of no differences: numpy warned "Mean of empty slice")
         return False
@@ -113,7 +113,7 @@ def _too_few_signs(d: np.ndarray, discrete: bool) -> bool:
 # [-1, 1]). Student's t over few seeds runs past it (a probe accuracy of 0.867 [0.231, 1.502] on 2 seeds, an
 # edge-like fraction of 83% [-16, 182]); cut there, the interval still holds the figure whenever the uncut one did.
 IN_UNIT = ("probe", "face_auc", "edge_fraction", "skipped", "active", "hoyer", "reached_cost", "p_success", "p_diverged",
-           "inv_rotation_disc_auc")     # (an AUC, not a width: read as any inv_ figure, 0 to infinity, until 2026-12-05)
+           "inv_rotation_disc_auc")     # (an AUC, not a width: not 0 to infinity as other inv_ figures)
 SIGNED_UNIT = ("face_owed_",)            # an AUC minus an AUC, per seed
 NON_NEGATIVE = ("seconds", "train_seconds", "inv_", "mean_staleness", "steps_to_cost")   # and every "*_ratio"
 
@@ -121,12 +121,12 @@ NON_NEGATIVE = ("seconds", "train_seconds", "inv_", "mean_staleness", "steps_to_
 # the invariance widths (:func:`~downpour.studies.measure.range_widths`) span at most the default sweep
 SWEEP_WIDTH = {"inv_scale_octaves": math.log2(max(DEFAULT_SCALES) / min(DEFAULT_SCALES)),
                "inv_shift": max(DEFAULT_SHIFTS) - min(DEFAULT_SHIFTS), "inv_rotation": max(DEFAULT_ANGLES) - min(DEFAULT_ANGLES)}
-SWEEP_WIDTH["inv_scale_up_octaves"] = math.log2(max(DEFAULT_SCALES))         # the upper end alone (since 2026-12-05)
-SWEEP_WIDTH.update({key + "_auc": width for key, width in SWEEP_WIDTH.items()})   # the AUC ranges' (since 2026-12-05)
+SWEEP_WIDTH["inv_scale_up_octaves"] = math.log2(max(DEFAULT_SCALES))         # the upper end alone
+SWEEP_WIDTH.update({key + "_auc": width for key, width in SWEEP_WIDTH.items()})   # the AUC ranges'
 
 
 # the suffix of a width's companion figure: the share of a cell's units whose range ran to the sweep's end, where the
-# width is only a lower bound (:func:`~downpour.studies.measure.censored_widths`, since 2026-12-05)
+# width is only a lower bound (:func:`~downpour.studies.measure.censored_widths`)
 CENSORED = "_censored"
 
 
@@ -312,7 +312,7 @@ DIVERGED = "diverged"     # a measured cell whose run diverged: {"diverged": 1.0
 
 def diverged_paragraph(rows: Sequence[dict[str, Any]]) -> str:
     """Which conditions had seeds whose run diverged (``row["diverged"]``, left out of every interval): every step
-    non-finite, or (since 2026-12-06) the loss run away with finite numbers (``runners.train``'s summary)."""
+    non-finite, or the loss run away with finite numbers (``runners.train``'s summary)."""
     said = [f"{r['condition']} ({r['diverged']} of {r['n']} seeds)" for r in rows if r.get("diverged")]
     return ("Diverged (every step non-finite, or the loss ran away: left out of every trained figure's interval "
             "above): " + "; ".join(said) + ".") if said else ""
@@ -347,7 +347,7 @@ def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = ALPHA) -> st
         return ""
     m = sum(math.isfinite(t["p_holm"]) for _, _, t in tests)
     read = [(c, name, t) for c, name, t in tests if t["reading"] in ("higher", "lower")]
-    # (what it counts, said since 2026-12-05: a count in an earlier paragraph, over one kind of comparison, read as
+    # (what it counts, said: a count in an earlier paragraph, over one kind of comparison, would read as
     # contradicting it: "Over 2 comparisons ..." then "Holm's correction over the 9 paired comparisons")
     # ("all" of two or more: "over all 1 paired comparison" or "all 0" read wrong)
     corr = sum(math.isfinite(t["p_holm"]) and bool(t.get("correlation")) for _, _, t in tests)

@@ -61,7 +61,7 @@ DEGENERATE = "a degenerate measure, drawn ◇ in its figure"    # a figure with 
 def interval(triple: list[float] | tuple[float, float, float], difference: bool = False, markup: Markup = HTML) -> str:
     """'0.42 [0.38, 0.46]'; an interval with an end not finite in the verdicts' words (:func:`~downpour.studies.words.
     unbounded`; a paired ``difference`` 0 in every seed of too few: "0 (no seed differed: too few seeds to tell)"),
-    not "0 [−∞, ∞]" as until 2026-12-06."""
+    not "0 [−∞, ∞]"."""
     value, low, high = triple
     if math.isfinite(value) and not (math.isfinite(low) and math.isfinite(high)):
         return fmt(value, markup) + markup.small(f"({markup.escape(unbounded(triple, difference))})")
@@ -83,11 +83,11 @@ def figure(row: dict[str, Any], key: str, markup: Markup = HTML) -> str:
                                                   f"{DEGENERATE})")
     else:
         shown = interval(row["figures"][key], key.startswith(("d_", "delta_")), markup)
-    ended = row.get("censored", {}).get(key)     # (since 2026-12-05: a range at the sweep's end is a lower bound)
+    ended = row.get("censored", {}).get(key)     # (a range at the sweep's end is a lower bound)
     if ended and not key.startswith("d_"):
         shown += markup.small(f"({ended} of {row['n']} seeds at the sweep's end: at least this)")
     why = f", {ended} with both at the sweep's end" if ended and key.startswith("d_") else ""
-    b = row.get("bounded", {}).get(key)      # (since 2026-12-05: one range at the sweep's end gives only a bound)
+    b = row.get("bounded", {}).get(key)      # (one range at the sweep's end gives only a bound)
     if b:
         shown += markup.small(f"({b['at_least'] + b['at_most']} of the {b['kept']} seeds kept only a bound)")
     return shown + (markup.small(f"({left_out} of {row['n']} seeds left out{why})") if left_out else "")
@@ -197,7 +197,7 @@ def chance(rows: list[dict[str, Any]]) -> str:
 
 
 # How each kind of interval is made: the page's note opens with it, and docs/studies.md ("Intervals") quotes it as it
-# stands here (tests/test_stats_rules.py holds the two to one text). Until 2026-12-06 it left out the time ratios'.
+# stands here (tests/test_stats_rules.py holds the two to one text). The time ratios' is among them.
 INTERVAL_KINDS = (
     "Intervals are 95%: Wilson for proportions, Bonett & Price's adjusted Wald for paired differences of proportions, "
     "Student's t for means and paired differences of means (the sign test's for a paired difference with no spread), "
@@ -229,8 +229,8 @@ def seeds_said(seeds: list[int]) -> str:
 
 def setting(result: dict[str, Any]) -> str:
     """The page's words for its setting. The quick one says what answers the question instead: the full setting,
-    its seeds and roughly how long it takes (``downpour study NAME --help``'s time; until 2026-12-06 the page said
-    only "too few seeds to answer anything", and where the answer was, the help and docs/studies.md alone)."""
+    its seeds and roughly how long it takes (``downpour study NAME --help``'s time), not only "too few seeds to answer
+    anything", leaving where the answer is to the help and docs/studies.md."""
     if not result["quick"]:
         return "full setting"
     name = result["study"]

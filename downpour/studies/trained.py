@@ -54,9 +54,9 @@ __all__ = ["FACE_TEST", "FACE_TEST_WITH_TWIN", "OWED", "cost_curve", "edge_fract
 
 # What :func:`face_aucs` measures, in a few words: a study that reports it names it in its cell cache's header,
 # so a folder whose cells were measured by an earlier face test is refused, not mixed with new cells.
-# Until 2026-12-01 the studies chose the unit per split of the 60 held-out images, with one control draw; until
-# 2026-12-04 a tie on the selection AUC went to the lowest index (selectivity.choose took the larger Cohen's d that
-# day, and its cells were still read beside the old ones: this string had not changed).
+# Cells measured before 2026-12-01 chose the unit per split of the 60 held-out images, with one control draw; cells
+# measured before 2026-12-04 gave a tie on the selection AUC to the lowest index (and cells of that day, with the
+# larger Cohen's d, carry the same string as those before it: this header cannot tell them apart).
 FACE_TEST = "unit chosen on lfw's training part, ties to the larger Cohen's d, 5 control draws"
 # ... and with each cell's no-faces twin scored beside it (:func:`no_faces_twin`, :func:`owed_figures`): the header of
 # the studies whose cells train one (a folder measured before the twins lacks their figures: refused, not mixed)
@@ -76,9 +76,8 @@ def trained_run(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel, dict[str
     """Train ``cfg`` with its runner into a temporary run directory; yield (run, trained model, summary).
     A run whose summary says it diverged with finite numbers (``summary["diverged"]``: its loss ran away,
     :mod:`downpour.train.divergence`) raises :class:`~downpour.errors.Diverged` too, as one whose every step was
-    non-finite does: every study counts both out (:mod:`downpour.studies.diverged`; until 2026-12-06 only the measured
-    studies did, asking for it, and the others measured such a run, its probes and AUCs of weights near 1e+31 in the
-    intervals)."""
+    non-finite does: every study counts both out (:mod:`downpour.studies.diverged`), so no study measures such a run,
+    its probes and AUCs of weights near 1e+31 in the intervals."""
     with cell_folder() as tmp:         # swept by the next study if this process is killed (studies/scratch.py)
         run_path = f"{tmp}/run"
         summary = train(cfg, RunDir.create(run_path, cfg))
@@ -95,7 +94,7 @@ def no_faces_twin(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel] | None
     :func:`~downpour.twins.no_faces_config`) trained into a temporary run directory: (run, model); None
     where ``cfg``'s data show the network no lfw face, so there is nothing to take away, and where the twin diverged
     (:func:`trained_run`'s rule, said as a warning): only what the faces gave is then not measured, the cell's run
-    measured (every study's twin so, since 2026-12-06: the first-layer study's ended the study, or was scored)."""
+    measured (every study's twin so: it neither ends the study nor is scored)."""
     if not cfg.data.trains_on_faces():
         yield None
         return
@@ -160,7 +159,7 @@ def face_aucs(run: RunDir, model: FeatureModel, layer: str | None = None, *, con
     phase-scrambled, upside-down, block-shuffled faces, spectrum-matched crops, ``control_draws`` images
     per face each; 0.5 is chance). Only the run's model is trained; the labels choose the unit.
     ``no_faces``: the run's no-faces twin (:func:`no_faces_twin`), whose unit is chosen the same way and
-    scored on the same images: ``lfw_no_faces`` and ``controls_no_faces``. ``unit`` (since 2026-12-04): the learned
+    scored on the same images: ``lfw_no_faces`` and ``controls_no_faces``. ``unit``: the learned
     unit itself, for a measure of it on the images its choice never saw: ``tied_units``, ``tied_signs`` (the units tied
     at the top of its choice, it first) and ``fold``, the lfw fold whose held-out part the test scored on (every one of
     its images is unseen by the choice: ``load_labelled("lfw", lfw_fold=fold)`` loads them). Empty when no unit of the

@@ -11,12 +11,12 @@
 
 An interval that is not finite (one seed, or a difference with no spread from fewer seeds than the
 sign test needs) is said as "(no interval)" rather than printed as nan or inf, a difference's as "(no interval: too
-few seeds to tell)" (since 2026-12-06), or, for a difference that was 0 in every seed, as "0.000 (no seed differed:
+few seeds to tell)", or, for a difference that was 0 in every seed, as "0.000 (no seed differed:
 too few seeds to tell)"; a difference that is itself not finite (no seed
 had both figures) reads "not measured". An interval's end near zero takes up to 2 more decimals, as the run report's
-("[-2.1, -0.04]"; since 2026-12-06, :func:`difference`), and so does the difference where its interval is on one side
-of 0 ("+0.0002 [+0.0001, +0.001]"); a difference that rounds to zero is said unsigned ("0.0 points [-0.8, +0.8]"; until
-2026-12-04 "-0.0", a direction the rounding had taken away), and an end keeps its sign unless it is 0, even where 2 more
+("[-2.1, -0.04]"; :func:`difference`), and so does the difference where its interval is on one side
+of 0 ("+0.0002 [+0.0001, +0.001]"); a difference that rounds to zero is said unsigned ("0.0 points [-0.8, +0.8]", not
+"-0.0", a direction the rounding has taken away), and an end keeps its sign unless it is 0, even where 2 more
 decimals still round it to 0 ("[-2.1, -0.0], lower" for an end of -0.0003: it ends below 0, which the reading says).
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ def no_spread(triple: Sequence[float]) -> bool:
 
 
 def percent_ci(triple: Sequence[float]) -> str:
-    """As study.html's table says it (since 2026-12-05): a mean with no spread is "the same in every seed", not
+    """As study.html's table says it: a mean with no spread is "the same in every seed", not
     "0% [0, 0]" (the quick first-layer study's learned edge fraction, on 2 seeds)."""
     if no_spread(triple):
         return f"{percent(triple[0])} {SAME}"
@@ -54,18 +54,18 @@ def percent_ci(triple: Sequence[float]) -> str:
 
 
 def against(rate: float, reference: str, reference_rate: float) -> str:
-    """A rate said beside the rate of the condition it is compared with: a verdict's "reached 0% vs sync (Δ -75
-    points)" (until 2026-12-05) left the reader to work out sync's own 75% from the difference."""
+    """A rate said beside the rate of the condition it is compared with: "reached 0% vs sync (Δ -75 points)"
+    would leave the reader to work out sync's own 75% from the difference."""
     return f"{percent(rate)} against {reference}'s {percent(reference_rate)}"
 
 
 # a difference of exactly 0 unbounded both ways: every seed's was 0, on fewer seeds than the sign test needs
-# (:func:`~downpour.studies.stats.paired_difference`; it read "0.000 [0.000, 0.000], no detectable effect" on the quick
-# setting's 2 seeds until 2026-12-05)
+# (:func:`~downpour.studies.stats.paired_difference`; not "0.000 [0.000, 0.000], no detectable effect" on the quick
+# setting's 2 seeds)
 NO_SEED_DIFFERED = "no seed differed: too few seeds to tell"
 # any other difference unbounded both ways: one seed, or seeds that moved in lock-step, fewer than the sign test needs
-# (the quick flat-skipping study's padded probe, -1.7 points in both seeds, read "(no interval)" on 2 seeds until
-# 2026-12-06: as if one seed had been measured)
+# (the quick flat-skipping study's padded probe, -1.7 points in both seeds: "(no interval)" alone would read as if
+# one seed had been measured)
 TOO_FEW = "no interval: too few seeds to tell"
 
 
@@ -73,7 +73,7 @@ def unbounded(triple: Sequence[float], difference: bool = True) -> str:
     """Why a figure with an end not finite has no interval: a ``difference`` 0 unbounded both ways, every seed's 0 on
     too few seeds (:data:`NO_SEED_DIFFERED`), another unbounded both ways :data:`TOO_FEW`, else "no interval" (a mean
     of one seed, or ends not a number; the verdicts' words and study.html's table
-    alike: the table printed "0 [−∞, ∞]" until 2026-12-06)."""
+    alike, not "0 [−∞, ∞]")."""
     d, lo, hi = triple
     if difference and lo == -math.inf and hi == math.inf:
         return NO_SEED_DIFFERED if d == 0 else TOO_FEW
@@ -84,8 +84,7 @@ def difference(triple: Sequence[float], fmt: str = "{:+.3f}", unit: str = "") ->
     """A signed difference and its interval, ``fmt`` for each number (``unit`` after the value). A signed fixed-point
     ``fmt`` ("{:+.3f}") keeps an interval's end that is not 0 off zero with up to 2 more decimals, and the difference
     too where its interval is on one side of 0, as the run report's paired differences do (:func:`~downpour.analysis.
-    auc_words.point_off_zero`; until 2026-12-06 a Δ of 0.0002 read "0.000 [+0.000, +0.001]"; that day, for a while,
-    "-0.03 points [-0.8, +0.8]" too)."""
+    auc_words.point_off_zero`: a Δ of 0.0002 reads so, not "0.000 [+0.000, +0.001]")."""
     d, lo, hi = triple
     if not math.isfinite(d):
         return "not measured"

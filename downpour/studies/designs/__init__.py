@@ -2,8 +2,8 @@
 
 ``downpour study NAME --help`` says them from the study's design alone (:func:`downpour.studies.design_class`);
 the study's own module (:class:`~downpour.studies.base.Study`: running its cells, their rows, verdict and
-figures) subclasses it and imports torch, the model registry and the analysis, 3-4 s the help never used
-until 2026-12-05. A design imports none of them: the standard library and :mod:`downpour.studies` alone.
+figures) subclasses it and imports torch, the model registry and the analysis, 3-4 s the help does not
+need. A design imports none of them: the standard library and :mod:`downpour.studies` alone.
 """
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ QUICK_ARMS = ("cat", "rbm", "sae")
 class ArchitecturesDesign(MeasuredDesign):
     name = "architectures"
     question = QUESTIONS["architectures"]
-    # 16, not 8 (since 2026-12-06): the UFLDL autoencoder's 2,867 Adam steps at lr 0.03 are chaotic (another CPU's
+    # 16, not 8: the UFLDL autoencoder's 2,867 Adam steps at lr 0.03 are chaotic (another CPU's
     # rounding trains it as far from a cell as another seed does), and on 8 seeds its readings changed their words
     # with the machine; 16 held every 8-seed lead and settled them (docs/studies.md, Q7, "Why 16 seeds by
     # default"). For every arm, not sae's alone: each arm is paired with cat (or its own small arm) seed by seed, so
