@@ -1,12 +1,12 @@
 """A conditions table's column heading in words: ``column_words("delta_heldout_recon")`` -> "Δ held-out
-reconstruction error". study.html and study.md headed their columns with the keys study.json stores, which a reader
-had to decode; the key stays findable: study.html's heading carries it as its title, and both pages list each
-heading's key under the table (:func:`~downpour.studies.table.keys_note`).
+reconstruction error", where a key as study.json stores it would leave the reader to decode it; the key stays
+findable: study.html's heading carries it as its title, and both pages list each heading's key under the table
+(:func:`~downpour.studies.table.keys_note`).
 
-A figure's words are the verdicts' (:func:`~downpour.studies.figure_words.figure_words`); :data:`COLUMNS` adds the
-keys the verdicts never name (costs in bytes and FLOPs, counts, parameters), and the forms below read any key built
-on a figure's: a paired difference ("d_" / "delta_", "Δ ..."), a probe on a layer or on raw pixels, a face figure of
-the no-faces twin, a range's seeds at the sweep's end."""
+A figure's words are the verdicts' (:func:`~downpour.studies.figure_words.figure_words`, a probe on a layer or on raw
+pixels among them); :data:`COLUMNS` adds the keys the verdicts never name (costs in bytes and FLOPs, counts,
+parameters), and the forms below read any key built on a figure's: a paired difference ("d_" / "delta_", "Δ ..."), a
+face figure of the no-faces twin, a range's seeds at the sweep's end."""
 from __future__ import annotations
 
 import re
