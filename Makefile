@@ -32,10 +32,17 @@ test: setup           ## the whole test suite (what CI runs)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(TEST_JOBS) --no-loadscope-reorder $(ARGS)
 
 # rank_interval is skipped: a simulation over a costs study's cells.jsonl (its required argument), no speed figure;
-# report_figures and verdict_figure too: they draw an analysed run's figures (--run RUN, required)
+# report_figures, verdict_figure, stimulus_grad and analysis_parts too: they read an analysed run (--run RUN, required);
+# architectures_* (a subcommand, required), main_job_phases and twin_actors (--out, required: minutes of training)
 bench: setup          ## every benchmark, one JSON line per row
 	for b in bench/[!_]*.py; do \
-	  case $$b in bench/sandblaster.py) args=backups ;; bench/rank_interval.py) continue ;; bench/report_figures.py) continue ;; bench/verdict_figure.py) continue ;; bench/stimulus_grad.py) continue ;; bench/analysis_parts.py) continue ;; bench/architectures_steps.py) continue ;; bench/architectures_why_cat.py) continue ;; bench/main_job_phases.py) continue ;; bench/twin_actors.py) continue ;; *) args= ;; esac; \
+	  case $$b in \
+	    bench/sandblaster.py) args=backups ;; \
+	    bench/rank_interval.py|bench/report_figures.py|bench/verdict_figure.py|bench/stimulus_grad.py|\
+	    bench/analysis_parts.py|bench/architectures_steps.py|bench/architectures_why_cat.py|\
+	    bench/main_job_phases.py|bench/twin_actors.py) continue ;; \
+	    *) args= ;; \
+	  esac; \
 	  $(BIN)/python $$b $$args || exit 1; \
 	done
 

@@ -176,7 +176,9 @@ class _Parsed(Exception):
 def _make_bench_args() -> dict[str, list[str] | None]:
     """What ``make bench`` runs each bench script with, read from the Makefile's ``case`` (None: skipped)."""
     recipe = (BENCH.parent / "Makefile").read_text().split("\nbench:", 1)[1].split("\n\n", 1)[0]
-    arms = dict(re.findall(r"(bench/\w+\.py|\*)\) ([^;]*?) ;;", recipe))
+    recipe = re.sub(r"\\\n\s*", "", recipe)      # the shell's line continuations joined
+    pattern = r"((?:bench/\w+\.py\|)*(?:bench/\w+\.py|\*))\) ([^;]*?) ;;"     # names|names) action ;;
+    arms = {name: action for names, action in re.findall(pattern, recipe) for name in names.split("|")}
     out = {}
     for stem in sorted(p.stem for p in BENCH.glob("[!_]*.py")):
         arm = arms.get(f"bench/{stem}.py", arms["*"])
