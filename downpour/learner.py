@@ -240,7 +240,10 @@ def _objective(spec: Callable[[], dict[str, Any]]) -> Objective:
 def _check_parts(model: FeatureModel, objective: Objective, shape: tuple[int, ...]) -> None:
     """Preflight's refusal of a part's own term on a part the model lacks (``"stage9/l1"``, never read), as one
     ConfigError line naming the key. The parts are those of a forward on a copy (a persistent-CD model's forward moves
-    its chains) under a forked RNG (a forward may draw: dropout), so training starts as it would without the check."""
+    its chains) under a forked RNG (a forward may draw: dropout), so training starts as it would without the check; an
+    objective with no part's own term has nothing to check, and no copy is made."""
+    if not objective.own:
+        return
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         parts = list(copy.deepcopy(model).forward_train(Batch(torch.zeros(2, *shape))))
     try:

@@ -332,8 +332,10 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
     # builds, 1-10 ms each of tica-8x8's to rnn-rows' 0.1-0.6 s network_of); its buffers read before any step runs
     model = create_checked(cfg.model.name, tuple(input_shape), cfg.model.options)
     objective = build_objective(cfg)
-    with torch.no_grad():   # a part's own term on a part the model lacks, refused as train refuses it (preflight.py)
-        objective.check_parts(list(copy.deepcopy(model).forward_train(random_batch(tuple(input_shape), 2))))
+    if objective.own:       # a part's own term on a part the model lacks, refused as train refuses it (preflight.py)
+        with torch.no_grad():
+            objective.check_parts(list(copy.deepcopy(model).forward_train(
+                random_batch(tuple(input_shape), 2))))
     buffers = buffer_bytes(model)
     rows = model_footprint(model, cfg.model.name, tuple(input_shape))[:-1]
     # what the step holds for its backward, on the layer that saved it; a decoder's and a model's own arithmetic's on
