@@ -80,7 +80,7 @@ def cut_patches(data: Dataset | StreamingData) -> int | None:
     return data.cut.patches if isinstance(data, StreamingData) and data.cut.mode == "patches" else None
 
 
-def _recorded_patches(path: Path) -> int | None:
+def recorded_patches(path: Path) -> int | None:
     """``patches_per_image`` of a run's data.json (None where it has none or cannot be read)."""
     count = recorded(path, "patches_per_image")
     return count if is_count(count, 1) else None
