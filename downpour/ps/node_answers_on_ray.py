@@ -10,12 +10,12 @@ import ray
 from downpour.ps.node_environments import start_report
 
 
-def _quiet_readonly() -> None:
+def quiet_readonly() -> None:
     # object-store buffers are read-only; we only ever read them (or copy), so torch's warning is noise
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 
-def _node() -> str:
+def this_node() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
@@ -24,10 +24,10 @@ class NodeAnswers:
     about where it runs."""
 
     def node(self) -> str:
-        return _node()
+        return this_node()
 
     def start_report(self) -> dict[str, Any]:
         """Its start's answer: its node and the install there (:mod:`downpour.ps.node_environments`), and its actor id
         (hex, Ray's public ``get_actor_id``), which a lost actor's ``RayActorError.actor_id`` names (Sandblaster's
         ``shard_lost``)."""
-        return {**start_report(_node()), "actor": ray.get_runtime_context().get_actor_id()}
+        return {**start_report(this_node()), "actor": ray.get_runtime_context().get_actor_id()}

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from downpour.layers._lc_kernels import new_banks, untied_adjoint, untied_apply
 from downpour.layers.locally_connected import _expand_tiles, normalised
 from downpour.parallel.partition import BlockDecoder, Partition, PartitionedFilter
-from downpour.ps.node_answers_on_ray import NodeAnswers, _quiet_readonly
+from downpour.ps.node_answers_on_ray import NodeAnswers, quiet_readonly
 from downpour.ps.shards_on_ray import ShardLink, fetch_into, lanes_of
 from downpour.ps.worker import LocalParams
 from downpour.train.finite import applicable
@@ -47,7 +47,7 @@ class PartitionActor(NodeAnswers):
 
     def __init__(self, wid: int, p: int, specs: list[dict[str, Any]], shards: list[Any],
                  lanes: list[Any], bounds: list[tuple[int, int]], local_lr: float, n_fetch: int, seed: int):
-        _quiet_readonly()
+        quiet_readonly()
         torch.set_num_threads(1)
         torch.manual_seed(seed)      # (until 2026-12-05 never: a draw added here would not have repeated with --seed)
         self.wid, self.p, self.seed = wid, p, seed

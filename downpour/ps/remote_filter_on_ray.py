@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from downpour.layers.locally_connected import normalised
 from downpour.parallel.partition import BlockDecoder, PartitionedFilter, block_banks, stitch, sum_windows
-from downpour.ps.node_answers_on_ray import _quiet_readonly
+from downpour.ps.node_answers_on_ray import quiet_readonly
 from downpour.train.step import NonFiniteLoss
 
 
@@ -116,7 +116,7 @@ class RemoteFilter(nn.Module):
 def remote_replica(model: nn.Module, actors: list[Any]) -> None:
     """Point each stage of partitioned ``model`` at the partition actors, and drop its local filters and untied
     decoders (the shared banks of tiled stages stay: the replica lends them to the partitions)."""
-    _quiet_readonly()            # the partitions' answers arrive as read-only arrays; they are only read
+    quiet_readonly()            # the partitions' answers arrive as read-only arrays; they are only read
     for i, stage in enumerate(model.stages):
         decoder = stage.decoder_weight if isinstance(stage.decoder_weight, BlockDecoder) else None
         stage.filter = RemoteFilter(i, stage.filter, actors, decoder)

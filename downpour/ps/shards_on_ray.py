@@ -22,7 +22,7 @@ import torch
 
 from downpour.ps import shm
 from downpour.ps.doorbell import Bell
-from downpour.ps.node_answers_on_ray import NodeAnswers, _node, _quiet_readonly
+from downpour.ps.node_answers_on_ray import NodeAnswers, quiet_readonly, this_node
 from downpour.ps.shard import Shard
 from downpour.ps.shard_server import ShardServer
 
@@ -41,7 +41,7 @@ class ShardActor(ShardServer, NodeAnswers):
     workers elsewhere the object store."""
 
     def __init__(self, shard: Shard, lane_prefix: str = "", workers: int = 0):
-        _quiet_readonly()
+        quiet_readonly()
         torch.set_num_threads(1)
         super().__init__(shard, lane_prefix, workers)
 
@@ -55,7 +55,7 @@ class ShardActor(ShardServer, NodeAnswers):
 
     def lanes(self) -> dict[str, Any] | None:
         lanes = super().lanes()
-        return None if lanes is None else {**lanes, "node": _node()}
+        return None if lanes is None else {**lanes, "node": this_node()}
 
 
 class ShardLink:
@@ -64,7 +64,7 @@ class ShardLink:
 
     def __init__(self, actor: Any, lanes: dict[str, Any] | None, wid: int, n: int):
         self.actor, self.n, self.wid = actor, n, wid
-        local = lanes is not None and lanes["node"] == _node()
+        local = lanes is not None and lanes["node"] == this_node()
         self.params = shm.Segment(lanes["params"], n) if local else None
         self.inbox = shm.Segment(lanes["inbox"][wid], n, writer=True) if local else None
 
@@ -105,7 +105,7 @@ class ShardPush:
     """
 
     def __init__(self, actors: list[Any], lanes: list[dict[str, Any] | None]):
-        self.actors, self.lanes, self.here = actors, lanes, _node()
+        self.actors, self.lanes, self.here = actors, lanes, this_node()
         self._bells: dict[tuple[int, int], tuple[str, Bell]] = {}   # (shard, worker) -> (reply pipe, bell)
 
     def _bell(self, j: int, w: int) -> Bell | None:

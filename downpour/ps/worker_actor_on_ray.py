@@ -13,7 +13,7 @@ from downpour.config import RunConfig
 from downpour.data.telemetry import data_report
 from downpour.ps.channel import STOP, WorkerEnd
 from downpour.ps.laps import Laps
-from downpour.ps.node_answers_on_ray import NodeAnswers, _quiet_readonly
+from downpour.ps.node_answers_on_ray import NodeAnswers, quiet_readonly
 from downpour.ps.setup import make_worker, seed_rng
 from downpour.ps.shards_on_ray import ShardLink, fetch_into, lanes_of
 from downpour.train.setup import stage_for_step
@@ -81,7 +81,7 @@ class WorkerActor(NodeAnswers):
                  seq: int, shards: list[Any], lanes: list[Any], threads: int,
                  partitions: list[Any] | None = None, shards_of: list[list[int]] | None = None,
                  frozen: dict[str, Tensor] | None = None, rng: int | Tensor = 0):
-        _quiet_readonly()
+        quiet_readonly()
         torch.set_num_threads(threads)
         seed_rng(cfg.seed, rng)        # what its training draws (ps.setup.worker_rng): a sync run repeats
         self.laps, self._returned = Laps(), 0.0     # perf_counter when the last cycle returned (0: none yet)
