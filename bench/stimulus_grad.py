@@ -1,6 +1,7 @@
 """The optimal stimulus of an analysed run's pictured unit, as `downpour analyze` finds it: its 302 input gradients
-with the untied kernel's weight gradients left out (new, ``layers.input_gradients_only``) against computed and dropped
-(old: the way until 2026-12-07), in turn.
+(analysis.stimulus_steps 300, the redraw check's and the receptive field's) with the untied kernel's weight gradients
+left out (``layers.input_gradients_only``, what the analysis does) against computed and dropped (the plain
+``autograd.grad`` path), in turn.
 
     .venv/bin/python bench/stimulus_grad.py --run RUN              # RUN: an analysed run (its analysis.json read)
     .venv/bin/python bench/stimulus_grad.py --run RUN --reps 1     # a quick check that it runs
