@@ -8,7 +8,7 @@ import os
 
 # Ray's driver folds its workers' log lines that differ only in words holding a digit into one line "[repeated Nx across
 # cluster]": a stream's "skipped DIR/f0010.jpg: OSError: Truncated File Read" and f0500's and f0900's printed as one,
-# naming one file of three (until 2026-12-06). Off unless the user set it: Ray reads it as it is first imported, which
+# naming one file of three. Off unless the user set it: Ray reads it as it is first imported, which
 # every *_on_ray module (downpour.sandblaster's too) does after this package.
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 

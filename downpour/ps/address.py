@@ -1,6 +1,6 @@
 """The forms of ``cluster.address`` (Ray-free, so a config check reads it before the run's folder exists and
-``--dry-run`` refuses what the run would: until 2026-12-05 ``--address foo`` passed the dry run, and the run
-failed at Ray's start, leaving a run folder behind).
+``--dry-run`` refuses what the run would: ``--address foo`` fails the dry run, not Ray's start after the run
+folder is made).
 
     problem = address_problem("foo")      # "cluster.address='foo' is not a Ray address: ..." (None: a form Ray takes)
     said = env_address_note("10.0.0.5:6379", 8)   # what a run without --address says of a RAY_ADDRESS set
@@ -34,7 +34,7 @@ def address_problem(address: str) -> str | None:
     if scheme not in ("", "ray") or not host or not port.isdigit() or not 0 < int(port) < 65536:   # (head:70000 passed)
         web = (" (http is the dashboard's or job submission's; a driver joins the head's port, 6379)"
                if scheme.startswith("http") else "")
-        if not web and host and port.isdigit():   # (a port past 65535 read as a form error alone until 2026-12-06)
+        if not web and host and port.isdigit():   # (a port past 65535: said, not a bare form error)
             web = f" (its port, {int(port)}, is outside 1-65535)"
         return f"cluster.address={address!r} is not a Ray address: HOST:PORT, ray://HOST:PORT or auto (empty: a local Ray){web}"
     return None
@@ -45,8 +45,8 @@ def env_address_note(env: str, cores: int) -> str:
     `ray job submit` sets it to the cluster's head for its entrypoint), which it does not follow: it starts a local
     Ray of this machine's ``cores``. An http(s) address (the dashboard's, which the `ray job` commands read, and which
     Ray's job docs have users export) is no driver's: ``--address auto`` hands it to Ray, which refuses it ("Invalid
-    Ray address ... set RAY_ADDRESS to the GCS address"); until 2026-12-06 the note offered ``--address auto`` for it
-    too."""
+    Ray address ... set RAY_ADDRESS to the GCS address"), so the note offers ``--address auto`` only
+    for an address that is not http(s)."""
     start = (f"RAY_ADDRESS={env!r} is set here, but a run joins a Ray cluster only where --address (cluster.address) "
              f"says: this one starts a local Ray of this machine's {plural(cores, 'core')}")
     if env.lower().startswith(("http://", "https://")):

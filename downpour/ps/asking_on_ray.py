@@ -51,9 +51,8 @@ def node_addresses() -> dict[str, str]:
 def node_key(nodes: list[str], known: dict[str, str] | None = None) -> dict[str, list[str]]:
     """What cluster.json's placement numbers stand for: node i of ``placement`` is ``node_ids[i]`` (Ray's node id, as
     `ray status` and `ray list nodes` show it) at ``node_addresses[i]`` (its IP address; "" where Ray no longer knows
-    the node; ``known``: the addresses read already, else Ray is asked now). Until 2026-12-06 the numbers alone were
-    written (indices into the sorted ids of the nodes used), and a run over two machines did not say which of them held
-    worker 1."""
+    the node; ``known``: the addresses read already, else Ray is asked now). The numbers alone (indices into the sorted
+    ids of the nodes used) would not say which of a run's two machines held worker 1."""
     known = node_addresses() if known is None else known
     return {"node_ids": nodes, "node_addresses": [known.get(node, "") for node in nodes]}
 
@@ -70,10 +69,10 @@ class Asking:
         worker's replica's buffers (``model_buffers``: an RBM's persistent chains, as the simulator's first live worker
         gives them: asked again of the next live one where that worker was found dead here; none where none answers)."""
         # every worker asked at once, live and waiting, one wait of 60 s for them all: one at a time, a node gone
-        # silent cost 60 s a worker (until 2026-12-04: scripted, two silent waiting workers, 120 s), and until
-        # 2026-12-05 the waiting ones had a 60 s of their own after the live ones' (one silent of each: 120 s). A
+        # silent would cost 60 s a worker (scripted, two silent waiting workers: 120 s), as would a wait of the
+        # waiting ones' own after the live ones' (one silent of each: 120 s). A
         # worker the warm start never let join (cluster.warm_start past train.steps) is asked whether it lives: one
-        # that died unseen (the piped loop stopped its serve task first) is lost here (until 2026-12-04 never)
+        # that died unseen (the piped loop stopped its serve task first) is lost here, not kept as waiting
         live, waiting = sorted(self.coord.live), self.coord.waiting
         serving = [ref for ref, (w, _) in self._serving.items() if w in live]   # piped: ending (the loop's end stopped them)
         asked = {w: [self.worker_actors[w].data_report, self.worker_actors[w].profile] for w in live}
@@ -110,20 +109,20 @@ class Asking:
 
     def _unblock_staging(self) -> None:
         """On a stop: a worker whose cycle granted ahead stages its push while its last one waits in a shard's inbox,
-        which no ring will take now, so its ``put`` waited (60 s and more) and its serve task, or on the task path its
-        queued cycle and the data report behind it, never ended within the 5 s (until 2026-12-06: Ctrl-C of a
-        streamed one-node Ray run, data.json had no worker's report, its ``skipped`` none; the task path, over
-        several nodes or ``cluster.partitions``, until later that day). The shards drop what waits (the stop's
+        which no ring will take now, so its ``put`` would wait (60 s and more) and its serve task, or on the task path
+        its queued cycle and the data report behind it, would not end within the 5 s (scripted: Ctrl-C of a
+        streamed one-node Ray run left data.json without any worker's report, its ``skipped`` none; the task path,
+        over several nodes or ``cluster.partitions``, alike). The shards drop what waits (the stop's
         checkpoint is saved: nothing of it is lost), again every ``DROP_ROUND_SECONDS`` for up to 1 s a cycle a
         worker may have queued, until every worker's serve task or cycle has ended. A shard without inboxes (on
         another node) has nothing to drop. A shard lost (the stop's cause?) or silent is asked no more, the others'
-        rounds go on (until 2026-12-06 its error ended them all after the first, so a worker with a second cycle
-        queued behind a live shard's inbox missed the reports' wait); a worker waiting on a lost shard's inbox sees it
+        rounds go on (were its error to end them all after the first, a worker with a second cycle queued behind a
+        live shard's inbox would miss the reports' wait); a worker waiting on a lost shard's inbox sees it
         gone itself (``shm.ShardGone``)."""
         live, shards = sorted(self.coord.live), list(self.shard_actors)
-        # rounds of DROP_ROUND_SECONDS until the bound of 1 s a cycle a worker may have queued: until 2026-12-06 a
-        # round waited 1 s, so a worker blocked again by its next queued cycle cost the whole second (scripted: Ctrl-C
-        # of a 2-worker, 2-shard, queue_depth=2 run, its cycles ended 1.01-1.02 s after the stop began)
+        # rounds of DROP_ROUND_SECONDS until the bound of 1 s a cycle a worker may have queued: with rounds of
+        # 1 s, a worker blocked again by its next queued cycle costs the whole second (scripted: Ctrl-C of a
+        # 2-worker, 2-shard, queue_depth=2 run, its cycles ended 1.01-1.02 s after the stop began)
         # (and never fewer rounds than before, depth + 1, however long a loaded box takes to answer a drop)
         ends, rounds = time.monotonic() + self.coord.depth + 1, 0
         while (busy := self._busy(live)) and shards and (rounds <= self.coord.depth or time.monotonic() < ends):
@@ -165,8 +164,8 @@ class Asking:
         """On a stop: the data reports of the live workers that answer within 5 s (one mid-cycle answers after
         it; a lost worker's is lost with it, and a worker that raised a DataError is alive and answers). Piped, each
         is told to stop serving first (a serving actor answers nothing else) and its serve task is read in the same
-        wait: until 2026-12-05 none was, so a piped stop waited its 5 s and its data.json had no worker's report
-        (scripted: two live workers, data_reports [] after a 5 s wait; now both, at once)."""
+        wait: else a piped stop waits its 5 s and its data.json has no worker's report (scripted: two live
+        workers, data_reports [] after a 5 s wait without this; both, at once, with it)."""
         for w in sorted(self.coord.live) + self.coord.waiting if self.piped else ():
             if w in self._channels:
                 self._channels[w].stop()

@@ -117,8 +117,8 @@ class WorkerEnd:
 
     def report(self, meta: dict[str, Any]) -> bool:
         """Write the push's frame; False if the driver has closed its end (it is done with this worker: the serve
-        task ends). Until 2026-12-05 that raised BrokenPipeError, failing the serve task of a worker mid-cycle when
-        the driver closed on a stop, and Ray printed the failure, never read, as an "Unhandled error" traceback."""
+        task ends), not a BrokenPipeError: that would fail the serve task of a worker mid-cycle when the driver closes
+        on a stop, and Ray would print the failure, never read, as an "Unhandled error" traceback."""
         body = json.dumps(meta).encode()
         frame = memoryview(FRAME.pack(len(body)) + body)
         try:

@@ -78,7 +78,7 @@ def next_seqs(states: list[ShardState]) -> dict[int, int]:
 @contextmanager
 def restoring(stem: str | Path) -> Iterator[None]:
     """Restoring from the server checkpoint ``stem``: a key its JSON lacks or a value of the wrong kind
-    (valid JSON that verifies, its digest written anew by a tool, or from before 2026-12-05 without one: load_state
+    (valid JSON that verifies, its digest written anew by a tool, or written before 2026-12-05 without one: load_state
     refuses an edit that left the digest) is a CheckpointError naming the file and the key, not a bare KeyError from
     deep inside a restore."""
     where = str(Path(stem).with_suffix(".json"))

@@ -76,14 +76,14 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opene
         except ShardLost as err:
             lost, restarted = err, None
             if attempt == cfg.cluster.shard_restarts:
-                with stop_record(LOST_RECORD):    # (a Ctrl-C meanwhile waits: until 2026-12-06 it cut the record)
+                with stop_record(LOST_RECORD):    # (a Ctrl-C meanwhile waits: it must not cut the record)
                     why = recorded(err, attempt)
                 raise RunError(why) from None
         except DownpourError as err:
             # a restart that cannot start (the head of a joined cluster gone: it cannot rejoin; a ConfigError: a GPU
             # node gone, too few GPUs; its data or checkpoint unreadable) stops the run as the loss would have,
-            # recorded, the restart that never started neither among its events nor counted (until 2026-12-05 such
-            # an error ended the run unrecorded, a ConfigError, DataError or CheckpointError until 2026-12-06). A
+            # recorded, the restart that never started neither among its events nor counted (a ConfigError,
+            # DataError or CheckpointError alike: none ends the run unrecorded). A
             # started go's own error (every worker lost, Diverged) is itself.
             if lost is None or len(up) > tried:
                 raise
@@ -93,7 +93,7 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opene
             raise RunError(why) from None
         except KeyboardInterrupt as interrupt:
             # (and SIGTERM) a stop while the shards restart (their go not started), or while the go a lost shard
-            # ended winds up, is recorded as a failed restart is (until 2026-12-06 the loss went unrecorded); the
+            # ended winds up, is recorded as a failed restart is (the loss is never left unrecorded); the
             # interrupt itself goes on (the CLI's exit status, 130 or 143, as for any stop)
             with stop_record(LOST_RECORD):
                 if len(up) == tried and lost is not None:
@@ -200,9 +200,9 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
         raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
     if up is not None:
         up.append(getattr(driver, "ray_info", None) or {})
-    if resume:      # said by every cluster runner alike (the simulator said nothing until 2026-12-05); kept with the
-        # go events, so a go a lost shard stops before its next checkpoint keeps it (it lost it until 2026-12-05);
-        # said once its driver is up: a shard restart whose driver failed said "resuming" too (until 2026-12-06)
+    if resume:      # said by every cluster runner alike, the simulator too; kept with the go events, so a go a
+        # lost shard stops before its next checkpoint keeps it; said once its driver is up, so that a shard restart
+        # whose driver failed does not say "resuming"
         log.info("resuming %s at step %d", run.path, start)
         go_log.append(coord.resumed(n=numbered(go_log, ("resumed",))))
     try:
@@ -220,12 +220,12 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
         recorder.driver = driver
         recorder.mark_started()   # every process is up: rates and times count from here
         driver.run(recorder.on_push)
-        with signals_held():      # the last push's checkpoint first: a stop in the wrap-up after it lost the run
+        with signals_held():      # the last push's checkpoint first: a stop in the wrap-up after it would lose the run
             states, info = driver.snapshot(), driver.info()
-            info["start_seconds"] = round(recorder.t0 - asked, 2)   # (until 2026-12-06 not recorded)
+            info["start_seconds"] = round(recorder.t0 - asked, 2)   # the driver's start-up, recorded
             recorder.checkpoint(states)
     except BaseException as err:
-        with stop_record():              # (a second Ctrl-C waits for it: until 2026-12-06 it cut the checkpoint)
+        with stop_record():              # (a second Ctrl-C waits for it: it must not cut the checkpoint)
             recorder.save_on_failure(err)   # while the driver's shards are still up
             record_stopped(run.write_json, cfg.data, setup.data.info, driver.data_reports, coord.done, coord.total, err,
                            cfg.cluster.workers)
@@ -234,5 +234,5 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
         try:
             driver.close()
         finally:
-            recorder.close()   # (until 2026-12-06 a driver's close that raised left the recorder open)
+            recorder.close()   # (even where the driver's close raised)
     return finish(setup, run, states, coord, recorder, began[0], info)

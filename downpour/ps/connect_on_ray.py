@@ -51,12 +51,12 @@ def connect(address: str) -> bool:
 
     A plain run always starts its own local Ray (``address="local"``), so a stale
     /tmp/ray/ray_current_cluster left by a killed head, or a RAY_ADDRESS in the environment, does
-    not redirect it; a RAY_ADDRESS set is warned of (since 2026-12-06: `ray job submit` sets it for its entrypoint,
-    and `downpour train --runner ray` there started a second, local Ray in the job's process, unsaid).
+    not redirect it; a RAY_ADDRESS set is warned of (`ray job submit` sets it for its entrypoint, and
+    `downpour train --runner ray` there starts a second, local Ray in the job's process: said, not silent).
     Joining fails in one line, within :data:`CONNECT_TIMEOUT_S`, when nobody answers.
     A stop during the start (:func:`_own_stops`) ends it with Ray shut down again. Ray already up (runs that share
     one, :func:`held`) whose head no longer answers (:func:`head_answers`: a joined cluster's head stopped) is a
-    RunError (since 2026-12-05; the run's first question to it waited until Ray ended the process)."""
+    RunError (the run's first question to it would wait until Ray ended the process)."""
     if ray.is_initialized():
         if not head_answers(CONNECT_TIMEOUT_S):   # (a joining's wait: a slow network's live head is not refused)
             raise RunError(_head_gone(address))
@@ -74,8 +74,8 @@ def connect(address: str) -> bool:
 def _head_gone(address: str) -> str:
     """Why Ray already up cannot be used: its head no longer answers. A local Ray (``address`` empty: runs that share
     the one a ``held("")`` started; its processes stopped, killed, or ended out of memory) is this process's own,
-    which no `ray start --head` restarts (until 2026-12-05 the refusal named "cluster.address=''" and asked whether
-    the head node was running)."""
+    which no `ray start --head` restarts: the refusal does not name "cluster.address=''" nor ask whether the head
+    node is running."""
     if not address:
         return ("cannot go on with the local Ray this process started: its head (the GCS) no longer answers (its "
                 "processes were stopped, killed, or ended out of memory?); a new command starts a new one")
@@ -111,13 +111,13 @@ def _init(address: str) -> None:
 def head_answers(timeout: float = 2.0) -> bool:
     """Whether the head of the Ray cluster this process joined (its GCS) answers as a head's GCS does within
     ``timeout``: the question a join asks first (:func:`downpour.ps.reach.head_question`: a connection, then HTTP/2's
-    preface, or TLS's ClientHello where Ray's TLS is on; a live head answers at once). Until 2026-12-06 a connection
-    alone: a head whose gcs_server got SIGTERM but whose port still accepted, answering nothing, read as alive. A
+    preface, or TLS's ClientHello where Ray's TLS is on; a live head answers at once), not a connection alone: a head
+    whose gcs_server got SIGTERM but whose port still accepts, answering nothing, would read as alive. A
     question to Ray's GCS (``ray.nodes()``) once the head is gone blocks until Ray ends the process (its core
-    worker gives the GCS 60 s, then exits 1): a run whose head was stopped sat 60 s after saying where its resume goes
-    on and never wrote cluster.json (until 2026-12-05). True where the address cannot be read, and on a Ray Client
+    worker gives the GCS 60 s, then exits 1): a run whose head was stopped would sit 60 s after saying where its resume
+    goes on and never write cluster.json. True where the address cannot be read, and on a Ray Client
     connection (ray://): its address is the one the cluster's own nodes use (a private IP, a port the client does not
-    reach: a live head read as gone), and Ray is asked through the Ray Client server, as before. True where Ray is not
+    reach: a live head read as gone), and Ray is asked through the Ray Client server. True where Ray is not
     up: nothing is asked (reading the address started a local Ray)."""
     if not ray.is_initialized() or client_ray.is_connected():
         return True
@@ -135,8 +135,8 @@ def head_answers(timeout: float = 2.0) -> bool:
 def joined(address: str) -> dict[str, Any]:
     """Which Ray the run ran on, for its cluster.json (``ray``): ``address`` as the config gave it (empty: a local
     Ray), ``head`` the address of the head's GCS as Ray resolved it (the one its nodes join: for ``auto``, a host
-    name, a ``ray://`` client, the cluster actually used; None where Ray cannot say) and Ray's ``version``. Until
-    2026-12-06 a run folder said only what was typed (config.toml's ``cluster.address``)."""
+    name, a ``ray://`` client, the cluster actually used; None where Ray cannot say) and Ray's ``version``: more
+    than what was typed (config.toml's ``cluster.address``)."""
     try:
         head = ray.get_runtime_context().gcs_address
     except Exception:  # noqa: BLE001   (an answer lost with the head: the run goes on to its own end)
@@ -206,9 +206,9 @@ def spot(kind: str, i: int, workers: int, partitions: int) -> int:
     w·K + p: worker w's partition p), then the R replicas' own processes (``"worker"``: R·K + w; with K = 1 the
     replica's process is its partition, w), then the S shards (``"shard"``: R·K + R + j, R + j where K = 1). So on a
     cluster of the plan's R·K + R + S nodes (R + S where K = 1) every actor has a node of its own, and on fewer the
-    index wraps round-robin. Until 2026-12-05 each kind counted from the first node (shard j on node j, worker w on
-    node w, its partition p on node w·K + p): replica 0's process always shared a node with its partition 0 and
-    shard 0, and the higher nodes of a cluster the plan's size stayed empty. On fewer nodes a replica's process may
+    index wraps round-robin. Were each kind to count from the first node (shard j on node j, worker w on node w,
+    its partition p on node w·K + p), replica 0's process would always share a node with its partition 0 and
+    shard 0, and the higher nodes of a cluster the plan's size would stay empty. On fewer nodes a replica's process may
     wrap onto a node of one of its own partitions; that is left so (docs/plan.md): the two take turns (the process
     waits for its partitions' answers, they for its calls), where another node's actors compute while it does."""
     k = max(1, partitions)
@@ -259,11 +259,10 @@ def replacing(pin: str | None, i: int, cpus: float, nodes_info: list[dict[str, A
     count may not show), ``i`` the actor's index, those not in ``avoid`` first (a replacement's partitions: the
     nodes its other partitions are on, so they spread as at the start); Ray chooses where one node is alive or none
     has the room. The Ray driver's restarted workers and their partition actors.
-    Until 2026-12-05 a restarted worker was left to Ray, its pin dropped, and a replacement's partitions were
-    placed round-robin afresh, their pins dropped too (where their node was alive). Earlier that day a pin whose node
-    was gone went round-robin over the nodes alive by their size alone: a worker pinned to a full node while another
-    had room waited there until given up (Ray, choosing, had started it), and a replacement's partition stacked on
-    the node of another of its partitions kept there while a node free of them was alive."""
+    Why not simpler: left to Ray, or placed round-robin afresh, a restarted worker and its partitions lose their
+    pins; a pin whose node is gone, sent round-robin over the nodes alive by their size alone, puts a worker on a
+    full node while another has room (it waits there until given up; Ray, choosing, would start it), and stacks a
+    replacement's partition on the node of another of its partitions while a node free of them is alive."""
     if pin is None:
         return {}
     alive = sorted(nd["NodeID"] for nd in nodes_info if nd["Alive"] and nd["Resources"].get("CPU", 0) > 0)
@@ -290,14 +289,14 @@ def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | 
              pins: list[str | None] | None = None) -> list[Any]:
     """``ray.get(refs)`` (the first answers of actors just started), saying every ``every`` seconds what it
     still waits for: an actor Ray has no room for (a full cluster, one still adding nodes) waits, and
-    the run sat silent before its first step. Bounded since 2026-12-05 (it waited for good): after ``limit``
+    the run would sit silent before its first step. Bounded (unbounded, it would wait for good): after ``limit``
     seconds (:func:`downpour.ps.silence.start_limit`) with some still not started, RunError naming what each
     asks (``asks``: resource -> amount) and what the cluster has free, and the setting that waits ``longer`` (None:
-    none does; Sandblaster's run refuses cluster.silent_seconds, and its error asked for it). ``pins``: the node
+    none does; Sandblaster's run refuses cluster.silent_seconds, so its error must not ask for it). ``pins``: the node
     each actor was pinned to (:func:`pinned`), where the error names the room of the nodes the actors not started
     were pinned to: an actor needs what it asks on one node, and the cluster's free room, summed over its nodes,
-    read "CPU 4 of 8 free" for a worker pinned to a full node (since 2026-12-05). The warning every ``every``
-    seconds names the same room (until 2026-12-05 the cluster's CPUs, summed over its nodes)."""
+    would read "CPU 4 of 8 free" for a worker pinned to a full node. The warning every ``every`` seconds names the
+    same room, not the cluster's CPUs summed over its nodes."""
     pending, waited = list(refs), 0.0
     asked = [k for k, v in (asks or {}).items() if v > 0]     # (none: shards, partitions, 0-CPU workers)
     while pending:
@@ -312,15 +311,15 @@ def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | 
             fewer = f", ask for less ({keys})" if asked else ""   # (fewer shards or partitions, 0 CPUs, make no room)
             later = (f"set {longer} over {limit:.0f} (the start waits the larger of it and {start_limit(0.0):.0f} s)"
                      if longer else f"start the run once it has them (the start waits {limit:.0f} s)")
-            # (actors that ask nothing were told to "free room" until 2026-12-06: none is missing for them)
+            # (actors that ask nothing are not told to "free room": none is missing for them)
             free = ("Free room on the cluster (another job's actors, a node gone)" if asked else
                     "They ask for no room, so their processes did not start (a loaded machine, a node gone)")
             raise RunError(f"Ray could not start {len(pending)} of {len(refs)} {what} within {waited:.0f} s: "
                            f"{room}. {free}{fewer}, or, for a cluster still adding nodes, {later}")
         # an actor that asks nothing (a shard, a partition) is not waiting for room, and Ray holds the room of one it
-        # placed while its process starts: until 2026-12-06 the line said "it has no room for them yet" of 4 shards
-        # (no CPU asked, "CPU 2 of 2 free") and of 2 one-CPU workers ("CPU 0 of 2 free", their own) on a loaded
-        # 2-core machine, whose processes were only slow to start
+        # placed while its process starts: "it has no room for them yet" alone would be said of 4 shards (no CPU
+        # asked, "CPU 2 of 2 free") and of 2 one-CPU workers ("CPU 0 of 2 free", their own) on a loaded 2-core
+        # machine, whose processes were only slow to start
         why = ("it has no room for them yet, or holds it for them while their processes start (slow on a loaded "
                "machine)" if asked else
                "they ask for no room, so their processes are still starting (slow on a loaded machine)")

@@ -35,7 +35,7 @@ class Consistency:
         self.clocks[worker] = clock
 
     def leave(self, worker: int) -> None:
-        """A dead worker no longer holds the others back."""
+        """A dead worker holds the others back no more: its clock goes."""
         self.clocks.pop(worker, None)
 
     def tick(self, worker: int) -> None:

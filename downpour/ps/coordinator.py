@@ -35,8 +35,8 @@ class Coordinator:
         self.stage_of = stage_of
         self.done = self.dispatched = start_step   # dispatched: one past the highest step index handed out
         # (first, steps) of cycles a lost worker never computed: handed out again before any new index, lowest
-        # first. (Until 2026-12-04 a loss lowered ``dispatched`` instead: the next grants repeated indices still
-        # in flight elsewhere and the lost ones were never handed out.)
+        # first. (Lowering ``dispatched`` on a loss instead would make the next grants repeat indices still in
+        # flight elsewhere and never hand out the lost ones.)
         self.returned: list[tuple[int, int]] = []
         self.warm_start = warm_start
         self.live: set[int] = set()
@@ -151,9 +151,8 @@ class Coordinator:
         no longer holds anyone back.
 
         (Pushes it already sent are not the worker's any more: they are applied, and counted, as usual.)
-        A worker still waiting for the warm start (:attr:`waiting`) is lost too: it will not join. Until
-        2026-12-04 its loss was not taken, and a run it never joined (``warm_start`` past ``train.steps``) did
-        not list it in ``lost_workers``.
+        A worker still waiting for the warm start (:attr:`waiting`) is lost too: it will not join, and a run it
+        never joined (``warm_start`` past ``train.steps``) lists it in ``lost_workers``.
         """
         if w in self.lost:
             return          # its other queued cycles failed too: already counted
@@ -171,8 +170,8 @@ class Coordinator:
             return
         # the warm start's only worker died: the others start now (not once every step is done: the run's end asks
         # who lives, and a "joined" there trained nothing), and a replacement of one lost while it waited joins when
-        # it is up. (Until 2026-12-05 that one waited for cluster.warm_start still, as did one that had joined here
-        # and died since: scripted, warm_start 100, worker 0 lost at step 30, worker 1's replacement idle to 100.)
+        # it is up, as does one that had joined here and died since. (Waiting for cluster.warm_start still, it would
+        # idle: scripted, warm_start 100, worker 0 lost at step 30, worker 1's replacement idle to 100.)
         self._lost_waiting.clear()
         waiting = self.waiting
         if waiting:
@@ -187,8 +186,8 @@ class Coordinator:
     def holds_round(self, w: int) -> bool:
         """Does lost worker ``w`` keep its clock in a sync gate: a push of its still travels (the simulator's; on Ray a
         sent push is at the shards already), into the shards' open round, which waits for it. Until it lands no
-        survivor starts the next round: until 2026-12-06 the gate let them, and their pushes into the round still
-        open were rejected ("round"), their clocks a round ahead of the shards' from then on."""
+        survivor starts the next round: were the gate to let them, their pushes into the round still open would be
+        rejected ("round"), their clocks a round ahead of the shards' from then on."""
         return self.gate.name == "sync" and self.unapplied(w) > 0
 
     def drop_cycles(self, w: int) -> int:
@@ -202,7 +201,7 @@ class Coordinator:
         """A lost worker was restarted: live again, level with the slowest (like a late joiner), but never
         behind the clock it died with: under sync the round it pushed into may still be open, and a
         second push of its into that round would count it twice. One lost while it waited for the warm start
-        (noticed when it died, since 2026-12-05) waits again while the warm start runs. ``more``: the
+        (noticed when it died) waits again while the warm start runs. ``more``: the
         ``worker-restarted`` event's other fields (Ray's ``seed_step``)."""
         self.lost.remove(w)
         self.events.append({"event": "worker-restarted", "worker": w, "step": self.done, **more})
@@ -217,7 +216,7 @@ class Coordinator:
         """A resume (or a shard restart) has started its workers: a ``resumed`` event with the step and the workers
         running again, so each loss before it is followed by what came of it. Ray starts every worker afresh, ones
         lost for good too; the simulator goes on exactly where its checkpoint stood, its lost workers still lost.
-        Recorded here for every runner since 2026-12-05 (Ray's driver recorded its own, a simulated resume nothing).
+        Recorded here for every runner alike (Ray's driver records none of its own).
         ``more``: its other fields (``n``, its number among the run's resumes); returns it."""
         self.events.append({"event": "resumed", "step": self.done,
                             "workers": [w for w in range(self.workers) if w not in self.lost], **more})
@@ -229,19 +228,19 @@ class Coordinator:
         yet: lost with the actors, or in a push sent (:meth:`end_compute`) that the shards never applied).
         ``landed``: per worker, how many of its oldest sent pushes the shards applied all the same (their answers
         not read yet: in the snapshot, counted in its step). :meth:`restore_unapplied` hands them out again before
-        any new index. Until 2026-12-06 a sent push was left out: one the stop cut before the shards applied it
-        (Ray's driver, between :meth:`end_compute` and its held block) was neither applied nor handed out again, and
-        the resumed run ended a step short of ``train.steps``, unfinished for good (each rerun resumed at its last
-        step and trained nothing)."""
+        any new index. A sent push is kept too: left out, one the stop cut before the shards applied it (Ray's
+        driver, between :meth:`end_compute` and its held block) would be neither applied nor handed out again, and
+        the resumed run would end a step short of ``train.steps``, unfinished for good (each rerun resuming at its
+        last step and training nothing)."""
         sent = [r for w, rs in self._sent.items() for r in rs[(landed or {}).get(w, 0):]]
         ranges = self.returned + sent + [(first, k) for cycles in self._inflight.values() for k, _, first in cycles]
         return {"dispatched": self.dispatched, "unapplied": [list(r) for r in sorted(ranges)]}
 
     def restore_unapplied(self, saved: dict[str, Any], where: str | Path) -> None:
         """Take back :meth:`unapplied_state` (clipped to the budget: a resume may lower it) from ``saved``, the
-        checkpoint file ``where``'s JSON (named by the warning of a repair). A checkpoint from before
-        2026-12-04 kept only the step: new indices go on from it, as then (the indices of the cycles in flight at
-        the stop that landed out of order were trained twice and those still in flight never)."""
+        checkpoint file ``where``'s JSON (named by the warning of a repair). A checkpoint written before
+        2026-12-04 kept only the step: new indices go on from it, as that run's did (the indices of the cycles in
+        flight at the stop that landed out of order were trained twice and those still in flight never)."""
         if "unapplied" in saved:    # (a hand-damaged range could train steps twice: ValueError, named by the caller)
             ranges, dispatched = [tuple(r) for r in saved["unapplied"]], saved["dispatched"]
             if type(dispatched) is not int or not all(len(r) == 2 and all(type(v) is int for v in r) and r[0] >= 0
@@ -254,12 +253,13 @@ class Coordinator:
 
     def _untracked(self, ranges: list[tuple[int, int]], dispatched: int, where: str | Path) -> list[tuple[int, int]]:
         """The steps a checkpoint counts as handed out (``dispatched``) but neither applied (its step, :attr:`done`)
-        nor in its unapplied ``ranges``: a push a stop cut before the shards applied it, before 2026-12-06
-        (:meth:`unapplied_state`). Which indices they were is not kept: the highest not in ``ranges`` are handed out
-        again in their place, so the run still trains ``train.steps`` and finishes (such a run ended a push short,
-        and every resume after trained nothing and wrote its model again). Consecutive indices go back as one range,
-        so a cycle takes up to ``n_push`` of them: a lost push of 10 steps (``n_push`` 10) came back as 10 cycles of
-        one step each until 2026-12-07, 9 more hand-offs and shard applies than one cycle."""
+        nor in its unapplied ``ranges``: a push a stop cut before the shards applied it, in a checkpoint written
+        before 2026-12-06 (:meth:`unapplied_state`). Which indices they were is not kept: the highest not in
+        ``ranges`` are handed out again in their place, so the run still trains ``train.steps`` and finishes (left
+        so, such a run ends a push short, and every resume after trains nothing and writes its model again).
+        Consecutive indices go back as one range, so a cycle takes up to ``n_push`` of them: a lost push of 10
+        steps (``n_push`` 10) comes back as one cycle, not 10 cycles of one step each (9 more hand-offs and shard
+        applies)."""
         missing = dispatched - self.done - sum(k for _, k in ranges)
         if missing <= 0:
             return []

@@ -85,7 +85,7 @@ class Driving:
         assert self.pusher is not None
         # a stop between the shards' apply and its record would checkpoint a push the shards hold as not
         # made (a resume trains its steps again): the two finish first, as a simulator's event does
-        with signals_held():   # (and the push sent: until 2026-12-06 a stop just before this block lost its steps)
+        with signals_held():   # (and the push sent: a stop just before this block must not lose its steps)
             self.coord.end_compute(w)
             meta["clock_gap"] = self.coord.gaps[w]
             self.next_seq[w] = meta["seq"] + 1

@@ -77,12 +77,12 @@ def _check_lost_again(faults: list[Fault], restarts: int) -> None:
     order, so one past them is refused here (ConfigError naming the item). Whether its replacement has rejoined by the
     later step is the run's to say (:meth:`~downpour.ps.simulated.SimulatedCluster._fault`: a ``fault-missed`` event
     where not), so the rule is conservative: every worker item counts as a loss here, though one that finds its
-    worker lost still spends no restart in the run. Until 2026-12-06 every second item for a worker was refused."""
+    worker lost still spends no restart in the run. A second item for a worker is refused only past ``restarts``."""
     losses = [f for f in faults if f.kind == "worker"]
     for i, fault in enumerate(losses):
         again = next((f for f in losses[i + 1:] if f.index == fault.index), None)
         if again is not None and i >= restarts:
-            # (at 0 it read "restarts the first 0 worker losses in step order" until 2026-12-06)
+            # (at 0, "no worker loss": not "restarts the first 0 worker losses in step order")
             first = ("no worker loss" if restarts == 0 else "the first worker loss in step order" if restarts == 1
                      else f"the first {restarts} worker losses in step order")
             raise ConfigError(f"{KEY}: {again.item!r} loses worker {fault.index} again, but its loss by {fault.item!r} "

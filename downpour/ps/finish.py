@@ -49,7 +49,7 @@ def save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coor
     summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
                **_counts(states, report), **_refused(tally), "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
     run.write_json("cluster.json", {**summary, **_partition_shards(setup)})
-    # (a run none of whose pushes was finite fails here as its uninterrupted end does: until 2026-12-06 it was saved)
+    # (a run none of whose pushes was finite fails here as its uninterrupted end does: it is not saved as a good one)
     _none_finite(setup.cfg, run, tally, report)
     return summary
 
@@ -111,9 +111,8 @@ def _counts(states: list[ShardState], report: dict[str, Any]) -> dict[str, Any]:
 def _refused(tally: dict[str, int]) -> dict[str, Any]:
     """``{"refused_pushes": {"refused": N, "of": M}}`` where most of a run's pushes (``tally``: as :func:`_none_finite`)
     carried no finite gradient a shard accepted (it diverged: ``runners.train``'s one warning says so, read from
-    cluster.json by :func:`~downpour.train.divergence.recorded`), else nothing. In cluster.json and the summary alike
-    since 2026-12-06: until then it was in the printed summary alone, and not in a resume's that found the run's
-    pushes all made (:func:`save_at_end`)."""
+    cluster.json by :func:`~downpour.train.divergence.recorded`), else nothing. In cluster.json and the summary alike,
+    a resume's too that finds the run's pushes all made (:func:`save_at_end`)."""
     pushes = tally.get("pushes", 0)
     refused = pushes - tally.get("finite_pushes", 0)
     return {"refused_pushes": {"refused": refused, "of": pushes}} if refused * 2 > pushes else {}
@@ -165,8 +164,8 @@ def finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: Co
 
 def _no_worker_left(cfg: RunConfig) -> str:
     """What a run every worker was lost from can do. On the simulator its --resume goes on with them lost (its
-    cluster.faults lost them, and a resume keeps its config, cluster.restarts too): until 2026-12-06 it was told to
-    resume, and stopped again at once."""
+    cluster.faults lost them, and a resume keeps its config, cluster.restarts too), so it is not told to resume, which
+    would stop again at once."""
     if cfg.cluster.runner == "simulated":
         return ("a --resume goes on without them: to train past this step, start a new run with fewer worker losses in "
                 "cluster.faults, or cluster.restarts to restart them")
@@ -175,8 +174,8 @@ def _no_worker_left(cfg: RunConfig) -> str:
 
 def _final_losses(coord: Coordinator) -> list[dict[str, Any]]:
     """The last ``worker-lost`` event of each worker lost for good (in ``coord.lost``): a worker lost again has
-    earlier ones, each restarted. Until 2026-12-06 each of its losses was said: "worker 1 was lost at step 12 (...);
-    the run went on without it" of one restarted at step 22 and lost again at step 30 (cluster.faults)."""
+    earlier ones, each restarted, which are not said: else "worker 1 was lost at step 12 (...); the run went on
+    without it" would be said of one restarted at step 22 and lost again at step 30 (cluster.faults)."""
     last = {e["worker"]: e for e in coord.events if e["event"] == "worker-lost"}
     return [e for e in coord.events if e["event"] == "worker-lost" and last[e["worker"]] is e
             and e["worker"] in coord.lost]   # (in step order)

@@ -2,8 +2,8 @@
 before ``ray.init`` (Ray-free: sockets only). A head's GCS, and the Ray Client server of ``ray://``, are gRPC
 servers: HTTP/2, whose server opens with a SETTINGS frame; with Ray's TLS on (:func:`ray_tls`), HTTP/2 over TLS,
 which a gRPC server always chooses by ALPN ("h2"). Given another listener (the dashboard's port 8265 copied for the
-head's 6379), ``ray.init`` waited over 2 minutes printing Ray's "Timed out while waiting for GCS" warnings (until
-2026-12-06; with Ray's TLS on, until later that day).
+head's 6379), ``ray.init`` waits over 2 minutes printing Ray's "Timed out while waiting for GCS" warnings, with Ray's
+TLS on or off (seen 2026-12-06).
 
     with socket.create_connection((host, port), 10.0) as sock:
         problem = head_problem(sock, port, 10.0, host=host)   # None: a Ray head, or an answer that cannot tell
@@ -37,8 +37,8 @@ def head_problem(sock: socket.socket, port: int, timeout: float, client: bool = 
     """Why the listener on ``sock`` (connected to ``port``) is no Ray head, or None: asked with TLS where
     :func:`ray_tls`, else in the clear; up to ``timeout`` for its answer. ``client``: as :func:`not_a_head`'s.
     ``host``: the address's host, named in the ClientHello as Ray's gRPC client names it (:func:`tls_answer`).
-    A listener that says nothing at all within ``timeout`` is refused too (since 2026-12-06; it was left to Ray, whose
-    join then printed "Failed to connect to GCS ... within 5 seconds" warnings for minutes): a head's gRPC server
+    A listener that says nothing at all within ``timeout`` is refused too (left to Ray, its join prints
+    "Failed to connect to GCS ... within 5 seconds" warnings for minutes): a head's gRPC server
     answers at once (its SETTINGS frame, or its TLS ServerHello)."""
     # (in the clear, the answer to HTTP/2's preface is all there is to judge: as if TLS had chosen "h2")
     answer, chosen = tls_answer(sock, timeout, host) if ray_tls() else (first_answer(sock, timeout), "h2")
@@ -84,7 +84,7 @@ def tls_answer(sock: socket.socket, timeout: float, host: str | None = None) -> 
     certificate (Ray does, with ``RAY_TLS_CA_CERT``): it asks what is spoken there, not who speaks. Its bytes go
     through memory buffers, so an answer that is not TLS is seen as it came. ``host`` (a name; not an IP address) is
     named in the ClientHello (SNI), as Ray's gRPC client names it: a proxy that routes by it (an ingress's TLS
-    passthrough) answers one that names none from its own default server, and until 2026-12-06 that refused a head."""
+    passthrough) answers one that names none from its own default server, which would refuse a head."""
     if (context := _tls_context()) is None:
         return b"", None               # not asked: see _tls_context
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -133,7 +133,7 @@ def _tls_context() -> ssl.SSLContext | None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     context.set_alpn_protocols(["h2"])
-    try:   # (no pass phrase: OpenSSL's own prompt stopped a run at a terminal on an encrypted key until 2026-12-06)
+    try:   # (no pass phrase: OpenSSL's own prompt would stop a run at a terminal on an encrypted key)
         context.load_cert_chain(cert, key, password=b"")
     except (OSError, ssl.SSLError):
         return None

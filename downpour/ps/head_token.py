@@ -3,7 +3,7 @@ call, the head's own gRPC method, no Ray import), and what to do about it.
 
 A cluster started with token authentication (Ray >= 2.52; Ray 2.60's `ray start --head` turns it on by itself where
 ~/.ray/auth_token exists, and any local Ray run writes that file) refuses a driver without its token. Ray's own join
-then printed a `gcs_client.cc` warning a second for about 20 s ("Failed to get cluster ID from GCS server:
+then prints a `gcs_client.cc` warning a second for about 20 s ("Failed to get cluster ID from GCS server:
 Unauthenticated ...") before its error, which does not say why (`downpour train --config ufldl-sae --address
 127.0.0.1:PORT` against `ray start --head --port PORT`: 20 warnings, 31.6 s in all, 2026-12-06). The head answers
 the same question from here in milliseconds (26 ms measured): "UNAUTHENTICATED".
@@ -67,7 +67,7 @@ def token_hint(auto: bool = False) -> str:
                 "RAY_AUTH_MODE=token, and `ray start --head` turns token authentication on by itself where "
                 "~/.ray/auth_token exists: run with RAY_AUTH_MODE=token, or start the head with "
                 "RAY_AUTH_MODE=disabled; docs/parameter-server.md#faults)")
-    if _mode() == "disabled":   # (no hint until 2026-12-06)
+    if _mode() == "disabled":   # the driver presents no token: say so
         return (" (RAY_AUTH_MODE=disabled is set here, so this driver presents no token; a cluster started "
                 "with token authentication refuses such a driver: run with RAY_AUTH_MODE=token and the cluster's "
                 "token (RAY_AUTH_TOKEN, or ~/.ray/auth_token); docs/parameter-server.md#faults)")

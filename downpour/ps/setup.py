@@ -88,9 +88,9 @@ def check_cluster_data(cfg: RunConfig, data: Dataset, resume: bool = False) -> N
 
 def too_few_for_workers(cfg: RunConfig, data: Dataset, resume: bool = False) -> str:
     """Why a cluster of more workers than the data's samples (or a stream's items) cannot start, naming the data and
-    the most workers it takes (until 2026-12-05: "cluster.workers=30 but the data has only 23 samples", naming
-    neither the folder, its skipped files, nor what to do). A ``resume`` keeps its workers: fewer is a new run's (until
-    2026-12-06 offered first, "use at most 23 (--workers 23)", which the resume refused)."""
+    the most workers it takes (not a bare "cluster.workers=30 but the data has only 23 samples", naming neither the
+    folder, its skipped files, nor what to do). A ``resume`` keeps its workers: fewer is a new run's, not offered
+    first ("use at most 23 (--workers 23)" is what the resume would refuse)."""
     n, d = len(data), cfg.data
     item = data.info.get("item", "sample")   # a stream's are files or rows, each worker's its own
     where = f"data.path {d.path!r}" if d.source in FILE_SOURCES else f"data.source = {d.source!r}"
@@ -104,11 +104,10 @@ def too_few_for_workers(cfg: RunConfig, data: Dataset, resume: bool = False) -> 
 
 def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False) -> str | None:
     """Why a stream's worker would stop at its first pass, said before the run starts: the driver's fitting sample read
-    every file (data.fit_sample >= their count), and one worker's share holds only files it could not read. Until
-    2026-12-05 the run failed at step 0 ("none of the 1 items of worker 0's shard (12 workers) can be read"), leaving
-    a checkpoint its resume failed on alike, with no word of what to do (12 files, one corrupt, 12 workers). A
-    ``resume`` keeps its workers and data.size: what changes them is said as a new run's (until 2026-12-06 offered
-    first, as to a new run)."""
+    every file (data.fit_sample >= their count), and one worker's share holds only files it could not read. Else the
+    run fails at step 0 ("none of the 1 items of worker 0's shard (12 workers) can be read"), leaving a checkpoint
+    its resume fails on alike, with no word of what to do (12 files, one corrupt, 12 workers). A ``resume`` keeps
+    its workers and data.size: what changes them is said as a new run's, not offered first as to a new run."""
     fit, n = data.info.get("fit_sample") or {}, cfg.cluster.workers
     if data.info.get("pipeline") != "stream" or cfg.data.source == "array" or fit.get("items") != len(data):
         return None
@@ -130,8 +129,8 @@ def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False) -> str | N
              else f"files too small for the patch (data.size = {size}) or that cannot be read"
              if set(share) & set(small)
              else "files that cannot be read")
-    # (until 2026-12-06 an image too small for the patch was "unreadable", said nothing of data.size, and a link to
-    # nothing was a file to remove, not one whose target could be put back)
+    # (an image too small for the patch is not called "unreadable": data.size is said; and a link to nothing is
+    # one whose target could be put back, not a file to remove)
     # one remedy a clause, so that three or four stay apart in the one line an error is; data.size and the workers are
     # a new run's to change (a resume is refused both)
     smaller = ["lower data.size or use data.mode = 'crops'"] if small else []
@@ -157,7 +156,7 @@ def check_param_stages(cfg: RunConfig, model: FeatureModel) -> None:
     none coasted its held stage 1 on its velocity through stage 2 (tiny cat-demo, one worker, Momentum: 0.73 off
     the local loop); one leaving out stage 2's filters (they "train at every stage") had Adam count them through
     stage 1, their bias correction spent before they trained (40 steps, greedy: step count 40 after 20 pushes
-    that trained them; accepted until 2026-12-04)."""
+    that trained them)."""
     c, n = cfg.cluster, model.n_stages
     if (cfg.train.schedule != "greedy" or n <= 1 or not is_cluster_runner(c.runner) or c.algorithm != "downpour"
             or not RULES[c.rule].holds):
@@ -178,9 +177,9 @@ def check_param_stages(cfg: RunConfig, model: FeatureModel) -> None:
 
 def check_stage_count(cfg: RunConfig, model: FeatureModel) -> None:
     """ConfigError where a greedy Downpour run on Ray has more stages than a shared-memory inbox's stages word
-    carries (:data:`~downpour.ps.shm.MAX_STAGE`): the first push of the last stage failed to stage, after every
-    other stage had trained (63 one-map stages, 63 steps, one worker: "worker 0 lost at step 62", the run
-    stopped at 62 of 63 steps; until 2026-12-05). The simulator keeps a push's stages as a tuple: no limit."""
+    carries (:data:`~downpour.ps.shm.MAX_STAGE`): unchecked, the first push of the last stage fails to stage, after
+    every other stage has trained (63 one-map stages, 63 steps, one worker: "worker 0 lost at step 62", the run
+    stopped at 62 of 63 steps). The simulator keeps a push's stages as a tuple: no limit."""
     c, n = cfg.cluster, model.n_stages
     if cfg.train.schedule != "greedy" or n <= MAX_STAGE or c.runner != "ray" or c.algorithm != "downpour":
         return
@@ -216,9 +215,9 @@ def build_replica(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[Feature
 def make_shards(setup: ClusterSetup, init: torch.Tensor, live: set[int]) -> list[Shard]:
     """One :class:`Shard` per shard of ``setup.bounds``, holding its slice of ``init`` (numel,)."""
     c, lr = setup.cfg.cluster, setup.cfg.server_lr()
-    # a push names the stages it trained (Push.stages); the shards hold the others' tensors still. (Until
-    # 2026-12-04 they took any tensor piece pushed all exact zeros as held: a trained stage's piece that was all
-    # zeros for a batch, e.g. rows of units dead for it cut off by a shard boundary, kept its momentum)
+    # a push names the stages it trained (Push.stages); the shards hold the others' tensors still. (Were
+    # they to take any tensor piece pushed all exact zeros as held, a trained stage's piece that was all zeros for
+    # a batch, e.g. rows of units dead for it cut off by a shard boundary, would keep its momentum)
     return [Shard(j, init[a:b], make_rule(c.rule, lr, c.momentum), make_compensation(c.compensation, c.dc_lambda),
                   live, sync=setup.gate.sync, start=a, noise=c.grad_noise, seed=setup.cfg.seed,
                   noise_relative=c.grad_noise_relative,
@@ -248,9 +247,9 @@ def worker_seed(seed: int, wid: int, start_step: int) -> int:
 def partition_seed(seed: int, wid: int, p: int, start_step: int) -> int:
     """The seed of torch's RNG in the process of Ray worker ``wid``'s partition ``p`` (model parallelism), started with
     its worker at ``start_step``: :func:`worker_seed`'s, moved by a third multiplier, so no partition shares its
-    worker's seed or another's. A partition draws nothing today (its block's codes and reconstruction; the cost's noise
-    and dropout are its worker's, a frozen stage's filters come drawn from the run's model); seeded all the same (since
-    2026-12-05), a draw added there would repeat with ``--seed``."""
+    worker's seed or another's. A partition draws nothing (its block's codes and reconstruction; the cost's noise and
+    dropout are its worker's, a frozen stage's filters come drawn from the run's model); seeded all the same, a draw
+    added there would repeat with ``--seed``."""
     return worker_seed(seed, wid, start_step) + 32_452_843 * (p + 1)
 
 
@@ -258,9 +257,8 @@ def worker_rng(run_rng: torch.Tensor, seed: int, wid: int, start_step: int) -> i
     """What Ray worker ``wid``'s process seeds torch's RNG from (:func:`seed_rng`): worker 0 from step 0 draws on from
     the run's RNG state once its initial model is drawn (``run_rng``: :attr:`ClusterSetup.rng`), as the local loop
     does, so a one-worker run draws the local run's random numbers; every other worker, and every re-seed, from
-    :func:`worker_seed`; the simulator's workers too, each its own state (:mod:`downpour.ps.sim_rng`). (Until
-    2026-12-05 no Ray worker seeded torch: each process began at a random seed, and a sync run of rbm-digits never
-    repeated.)"""
+    :func:`worker_seed`; the simulator's workers too, each its own state (:mod:`downpour.ps.sim_rng`). (A Ray
+    worker that did not seed torch would begin at a random seed, and a sync run of rbm-digits would never repeat.)"""
     return run_rng if wid == 0 and start_step == 0 else worker_seed(seed, wid, start_step)
 
 
@@ -302,7 +300,7 @@ def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int,
     batches = (data.batches(cfg.train.batch_size, generator, position=stream["position"]) if stream
                else data.batches(cfg.train.batch_size, generator))
     # a model-parallel replica on Ray, whose push a partition restart drops: its batches are read again. Decided before
-    # the GPU branch sets ``params`` (until 2026-12-06 it was decided after: a whole GPU replica kept its push's batches)
+    # the GPU branch sets ``params`` (decided after, a whole GPU replica would keep its push's batches)
     reread = params is not None
     device = resolve_device(replica_device(cfg))    # 'cuda' where this process sees no GPU: ConfigError naming the key
     if device.type != "cpu":
@@ -324,8 +322,8 @@ def replica_device(cfg: RunConfig) -> str:
 def worker_cpus(workers: int, nodes: list[float]) -> float:
     """CPUs each Ray worker actor asks for, given each live node's CPUs (``nodes``): one, or where the cluster has
     fewer CPUs than workers the largest share whose actors still fit node by node (an actor needs what it asks on
-    one node), which is said. Until 2026-12-06 the share was the cluster's total over the workers, unsaid: 4 workers
-    on nodes of 1 and 2 CPUs asked 0.75 each, 3 fitted (1 + 2), and the start waited 600 s for the 4th and failed."""
+    one node), which is said. The cluster's total over the workers would not do: 4 workers on nodes of 1 and 2 CPUs
+    would ask 0.75 each, 3 fit (1 + 2), and the start would wait 600 s for the 4th and fail."""
     if sum(nodes) >= workers:
         return 1.0
     fits = [share for share in sorted({math.floor(c / k * 1e4) / 1e4 for c in nodes for k in range(1, workers + 1)},
