@@ -5,13 +5,13 @@ Each restart, and the stop once they are spent, is a *shard event* (``shards-res
 staleness.json's events. A go's events are gathered from the checkpoint it resumes from, from staleness.json
 (the commands before a ``--resume``) and from the command's own list, and the copies are told apart by comparing
 events whole; so each shard event is numbered in the run (``n``: 1, 2, ... over every command that trained it).
-Until 2026-12-04 they were not: two restarts alike in step and reason (a shard that dies at the same step from
-the same checkpoint, before a ``--resume`` and after it) were taken for one, and staleness.json kept the first.
+Unnumbered, two restarts alike in step and reason (a shard that dies at the same step from the same checkpoint,
+before a ``--resume`` and after it) would be taken for one, and staleness.json would keep the first.
 
 A go's ``resumed`` (every go but a new run's first: a ``--resume``, a shard restart) is kept with them, numbered
-among the run's resumes (``n``), since 2026-12-05: a go stopped by a lost shard before its next checkpoint lost it
-with the go's other events, so a restart followed by a stop read as no worker started again (the shards restarted
-from the checkpoint of step 16, stopped at step 18: staleness.json held the two shard events alone).
+among the run's resumes (``n``): a go stopped by a lost shard before its next checkpoint would lose it with the
+go's other events, and a restart followed by a stop would read as no worker started again (the shards restarted
+from the checkpoint of step 16, stopped at step 18: staleness.json would hold the two shard events alone).
 """
 from __future__ import annotations
 
@@ -57,8 +57,8 @@ def shard_event(events: list[dict[str, Any]], event: str, step: int | None, reas
 def shard_events(events: list[dict[str, Any]]) -> dict[str, Any]:
     """cluster.json's ``shard_events``: the run's shard restarts and its stop, each with where the go it ended had
     placed its actors, in the words cluster.json's own ``nodes``, ``placement``, ``node_ids`` and ``node_addresses``
-    say the last go's, and which shards were lost (``lost_shards``): on Ray, since 2026-12-06 (until then a restarted
-    run's cluster.json held the last go's placement alone, the lost node named only in the reason). {} where there
+    say the last go's, and which shards were lost (``lost_shards``): on Ray, where else a restarted run's
+    cluster.json would hold the last go's placement alone, the lost node named only in the reason. {} where there
     are none (a whole run's list is written only then; a stop's always has its own event)."""
     kept = [e for e in events if e.get("event") in SHARD_EVENTS]
     return {"shard_events": kept} if kept else {}
@@ -73,8 +73,8 @@ def checkpoint_step(run: RunDir) -> int | None:
 
 def _kept_step(run: RunDir) -> tuple[int | None, str | None]:
     """The step of the run's server checkpoint (None: none, or unreadable) and, where it is damaged, why (the error,
-    naming the file): the stop of a restart that failed reading it is recorded all the same (until 2026-12-06 the
-    record failed the same way, and the run stopped with the loss unrecorded)."""
+    naming the file): the stop of a restart that failed reading it is recorded all the same (the record must not
+    fail the same way, stopping the run with the loss unrecorded)."""
     try:
         return checkpoint_step(run), None
     except CheckpointError as err:
@@ -88,12 +88,12 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
     command) or its restart failed or interrupted: a ``shards-lost`` event after the run's go events (``events``,
     appended to) in staleness.json, and cluster.json saying where and why it stopped and what a resume goes on from
     (``began``: the step this command began at), and on which Ray (``ray``: the last go's, as a whole run's
-    cluster.json has it; none off Ray; until 2026-12-06 a stop's had none, a lost head's included); returns the stop's
+    cluster.json has it; none off Ray; a stop's has it too, a lost head's included); returns the stop's
     message. ``failed``: why the next restart could not start (its event's ``restart_failed``); ``how``: the stop
     (Ctrl-C, SIGTERM) that interrupted it, before its go started or while the lost go wound up (its event's
     ``restart_interrupted``). (The shards are gone: neither file can be written from them; staleness.json is the last
-    checkpoint's, which may predate the restarts since.) Until 2026-12-04 only the log said so; then staleness.json
-    did, and the run had no cluster.json."""
+    checkpoint's, which may predate the restarts since.) Both files, not the log alone, nor staleness.json without a
+    cluster.json."""
     step, (kept, unreadable) = err.step, _kept_step(run)
     more = ({"restart_failed": failed} if failed is not None else {"restart_interrupted": how} if how else {}) | (
         {"checkpoint_unreadable": unreadable} if unreadable else {})

@@ -49,7 +49,7 @@ class PartitionActor(NodeAnswers):
                  lanes: list[Any], bounds: list[tuple[int, int]], local_lr: float, n_fetch: int, seed: int):
         quiet_readonly()
         torch.set_num_threads(1)
-        torch.manual_seed(seed)      # (until 2026-12-05 never: a draw added here would not have repeated with --seed)
+        torch.manual_seed(seed)      # (so that a draw added here repeats with --seed)
         self.wid, self.p, self.seed = wid, p, seed
         untied = [i for i, s in enumerate(specs) if not s["tiled"]]
         decoded = [i for i in untied if specs[i]["decoded"]]
@@ -67,7 +67,7 @@ class PartitionActor(NodeAnswers):
             for w, i in zip(self.weights, untied):
                 if specs[i].get("frozen") is not None:
                     w.copy_(torch.from_numpy(specs[i]["frozen"]))
-        # the specs less a frozen stage's filters, copied into its weights: until 2026-12-05 kept here twice
+        # the specs less a frozen stage's filters, copied into its weights: not kept here twice
         self.specs = [{k: v for k, v in s.items() if k != "frozen"} for s in specs]
         # the push accumulator and local SGD of a whole worker (ps.worker.LocalParams), over this slice
         self.params = LocalParams(self.part, local_lr, n_fetch)
@@ -102,7 +102,7 @@ class PartitionActor(NodeAnswers):
         reconstruction, tied or through the untied decoder; with ``grad`` the graph is kept for :meth:`backward`. A
         tiled stage's ``banks``: the replica's banks that this block uses, normalised
         (:func:`~downpour.parallel.partition.block_banks`), and ``decoder_banks`` its untied decoder's, as they are:
-        lent only with ``decode`` (a forward-only call, since 2026-12-05, gets None: it decodes nothing)."""
+        lent only with ``decode`` (a forward-only call gets None: it decodes nothing)."""
         s = self.specs[stage]
         lent = []
         with torch.set_grad_enabled(grad):
@@ -133,8 +133,8 @@ class PartitionActor(NodeAnswers):
         the untied decoder's; [] when untied. ``grad_codes`` is None for a frozen encoder: its untied decoder's
         gradient needs the codes (kept in the graph) and the reconstruction's gradient, not the codes'. With them, what
         of this block's own gradients no rule could apply (NaN, Inf, a squared norm past the dtype: ``applicable``):
-        the replica's check sees only its own parameters (until 2026-12-05 such a step was not skipped: its NaN went
-        into the partition's push)."""
+        the replica's check sees only its own parameters (unchecked, such a step is not skipped: its NaN goes into
+        the partition's push)."""
         codes, recon, lent = self._graphs.pop(stage)
         pairs = [(codes, grad_codes), (recon, grad_recon)]
         # (a frozen encoder's codes have no graph: only its untied decoder's reconstruction is trained)
@@ -156,8 +156,8 @@ class PartitionActor(NodeAnswers):
     def discard(self) -> None:
         """Drop the step's filter (and untied decoder) gradients and the graphs its forward kept: after
         :meth:`add_grads`, and for a step the replica skipped (a non-finite cost, whose backward never ran, or a
-        non-finite gradient). The replica's ``zero_grad`` does not reach this process: until 2026-12-05 a skipped
-        step's gradients stayed, and the next step's backward added onto them (a NaN for good)."""
+        non-finite gradient). The replica's ``zero_grad`` does not reach this process: undropped, a skipped step's
+        gradients would stay, and the next step's backward add onto them (a NaN for good)."""
         self.part.zero_grad(set_to_none=True)
         self._graphs.clear()
 

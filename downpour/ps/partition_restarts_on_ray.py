@@ -18,9 +18,9 @@ actor maps: the killed one, perhaps still running a moment, writes late, if at a
 (staleness.json, and cluster.json's ``partition_restarts``) says "partition p of replica w restarted at step N" with
 the steps dropped. It spends one of ``cluster.restarts``, as a replica's restart does. Where the new partition cannot
 be had (not up within :data:`PARTITION_SECONDS`: no node with room; dead coming up twice) a ``partition-restart-failed``
-event says why, and the replica is lost and restarted as before (``restarts_on_ray``); with the replica's own actor
-dead too, or ``cluster.restarts`` spent, it is lost as before, with no such event. Until 2026-12-06 a lost partition
-always cost its replica's restart: every actor of it started anew, its other partitions' filters fetched again.
+event says why, and the replica is lost and restarted as any lost replica is (``restarts_on_ray``); with the
+replica's own actor dead too, or ``cluster.restarts`` spent, it is lost so, with no such event. Restarting the whole
+replica for every lost partition would start every actor of it anew, its other partitions' filters fetched again.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from downpour.ps.asking_on_ray import answering
 from downpour.ps.restarts_on_ray import kill
 from downpour.train.signals import signals_let_through
 
-log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
+log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: its records go where the driver's do
 PARTITION_SECONDS = 60.0    # the longest a new partition actor may take to answer (every survivor waits meanwhile)
 ASK_SECONDS = 10.0          # whether an actor lives: its answer awaited this long
 
@@ -54,19 +54,19 @@ class PartitionRestarts:
     def _partition_lost(self, w: int, err: BaseException) -> bool:
         """Worker ``w``'s cycle failed with ``err``: if one of its partition actors died and its own actor lives,
         restart that partition alone, drop ``w``'s cycles in flight and dispatch it again (True); else False (no
-        partition died, its replica's actor dead too, ``cluster.restarts`` spent: the replica lost as before; the new
+        partition died, its replica's actor dead too, ``cluster.restarts`` spent: the replica lost whole; the new
         partition not had: the replica restarted whole, a ``partition-restart-failed`` event saying why)."""
         parts = self.partition_actors.get(w)
         if not parts or self.restarts < 1:   # none may be restarted: lost at once, nothing asked (the ask: ASK_SECONDS)
             return False
-        # the replica's actor and its partitions asked at once, ASK_SECONDS for them all (until 2026-12-07 one after
-        # another, up to ASK_SECONDS each: the worker, then every partition)
+        # the replica's actor and its partitions asked at once, ASK_SECONDS for them all (not one after another,
+        # up to ASK_SECONDS each: the worker, then every partition)
         with signals_let_through():
             lives, *alive = answering([self.worker_actors[w], *parts], timeout=ASK_SECONDS)
-        if not lives:   # the replica's actor dead too: lost as before
+        if not lives:   # the replica's actor dead too: lost whole
             return False
         dead = [p for p, ok in enumerate(alive) if not ok]
-        if not dead or self.restarts < len(dead):   # none died; not all may be restarted: lost as before
+        if not dead or self.restarts < len(dead):   # none died; not all may be restarted: lost whole
             return False
         step, why = self.coord.done, None
         dropped = self._drop_cycles(w)
@@ -110,8 +110,8 @@ class PartitionRestarts:
     def _hand_over(self, w: int, new: dict[int, Any]) -> str | None:
         """Worker ``w`` takes its ``new`` partitions and drops its failed push, and the shards drop what of that push
         was staged in their inboxes already (the partitions that lived may have staged their slices before the dead
-        one failed the cycle: no ring ever takes them, and the next push, with the same seq, waited on them for
-        INBOX_WAIT_SECONDS until 2026-12-06); None, or why not. A stop may cut the wait (the new actors killed)."""
+        one failed the cycle: no ring ever takes them, and the next push, with the same seq, would wait on them
+        for INBOX_WAIT_SECONDS); None, or why not. A stop may cut the wait (the new actors killed)."""
         try:
             with signals_let_through():
                 seqs = ray.get([self.worker_actors[w].replace_partition.remote(p, a) for p, a in new.items()],
@@ -142,8 +142,8 @@ class PartitionRestarts:
         never into the inbox its successor stages the same seq in. The fence is the inbox's path, one per
         incarnation, as a restarted worker's: two writers never share a segment (an incarnation number in the
         header, checked by the shard, would not do: a late writer's ``put`` can race its successor's on one
-        segment). Until 2026-12-06 the inbox was kept, and such a late write after ``drop_inbox`` made the
-        retried push wait INBOX_WAIT_SECONDS, fail, and cost the replica's restart. None, or why not."""
+        segment). Were the inbox kept, such a late write after ``drop_inbox`` would make the retried push wait
+        INBOX_WAIT_SECONDS, fail, and cost the replica's restart. None, or why not."""
         shards = self.setup.shards_of[p]
         n = self._partition_lives[w, p] = self._partition_lives.get((w, p), 0) + 1
         try:

@@ -13,11 +13,12 @@ A tiled stage's banks are shared by the blocks: the replica holds the one copy a
 pushes its shards itself (:meth:`PartitionParams.link_shared`), sends each partition the banks its
 block uses with the input window, and gets back their gradient, which its autograd sums over the
 blocks: the push carries one summed gradient of the banks, and the server's rule runs once on it.
-An untied decoder (``model.decoder = 'untied'``, since 2026-12-05) goes with its encoder: a partition owns its block's
+An untied decoder (``model.decoder = 'untied'``) goes with its encoder: a partition owns its block's
 decoder weights beside its filters (one vector, fetched and pushed together) and answers with their reconstruction; a
 tiled stage's decoder banks (``model.shared_decoders``) are the replica's and lent as its encoder's are, to the calls
 that decode (not a forward-only one: a greedy step's stages below the trained one, an evaluation).
-The driver is unchanged: a replica's cycle returns one gradient entry per shard as before.
+The driver needs nothing of its own for them: a replica's cycle returns one gradient entry per shard, as a whole
+worker's does.
 
 This module is their public face; each part lives in a module of its own: the partition actor
 (:mod:`~downpour.ps.partition_actor_on_ray`), the replica's view of a stage the partitions compute

@@ -17,7 +17,7 @@ from downpour.ps.shm import SHM_DIR
 from downpour.ps.silence import Silent
 from downpour.ps.worker import OnPush
 
-log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
+log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: its records go where the driver's do
 
 
 class PipedRun:
@@ -41,8 +41,8 @@ class PipedRun:
     def _run_piped(self, on_push: OnPush) -> None:
         """Piped: poll the workers' channels for reports (and, when none came for a moment, their serve
         tasks for a death, and the busy workers for one silent past its limit: :mod:`downpour.ps.silence`) until no
-        live worker has a granted cycle left; then stop the workers. Until 2026-12-05 a worker whose cycle never
-        returned, its serve task running on, held a credit for good: the loop polled its channel forever."""
+        live worker has a granted cycle left; then stop the workers. A worker whose cycle never returns, its serve
+        task running on, would hold a credit for good, the loop polling its channel forever: it is lost as silent."""
         checked = time.perf_counter()
         while any(self._credits.get(w, 0) for w in self.coord.live) or self._starting:
             t = time.perf_counter()
@@ -63,8 +63,8 @@ class PipedRun:
                 self.poll_restarts()       # a restarted worker up: its channel opens and it is granted cycles
                 self._lose_silent_piped(on_push)
         # the live workers' serve tasks end once stopped; info() waits for them in its one 60 s wait (its questions
-        # queue behind them: a serving actor answers nothing else). Until 2026-12-05 they had a 60 s wait of their own
-        # here first: a stuck serve task cost 60 s, then 60 s more in info() (scripted: two end waits of 60 s, now one)
+        # queue behind them: a serving actor answers nothing else). No wait of their own here first: a stuck serve
+        # task would cost 60 s, then 60 s more in info() (scripted: two end waits of 60 s, against one)
         for w in sorted(self.coord.live) + self.coord.waiting:   # (one still waiting: asked in info whether it lives)
             self._channels[w].stop()
 
@@ -89,8 +89,8 @@ class PipedRun:
             w, actor = self._serving.pop(ref)
             if w in self.coord.lost or actor is not self.worker_actors[w]:
                 continue          # a replaced actor's task: its loss was handled
-            # one still waiting for the warm start is lost now, at this step: until 2026-12-05 its loss was taken when
-            # it joined, or at the run's end at its last step (until 2026-12-04 dropped: its first cycle awaited forever)
+            # one still waiting for the warm start is lost now, at this step, not when it joins or at the run's end at
+            # its last step (nor dropped: its first cycle would be awaited forever)
             try:
                 ray.get(ref)
                 err: Exception = RuntimeError(f"worker {w} stopped serving")

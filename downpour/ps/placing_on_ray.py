@@ -14,7 +14,7 @@ from typing import Any
 from downpour.ps.connect_on_ray import live_cpus, pinned, replacing, spot
 from downpour.ps.setup import partition_seed
 
-log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
+log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: its records go where the driver's do
 
 
 class Placing:
@@ -58,17 +58,17 @@ class Placing:
         """The actor options of worker ``w``'s ``k`` partitions: round-robin over the nodes, the first actors of the
         plan's layout (:func:`~downpour.ps.connect_on_ray.spot`). A
         replacement's (``nodes``: the ``ray.nodes()`` its worker was placed by; None at the start) placed as the
-        partitions they replace, over the nodes alive now (:meth:`_placed`): until 2026-12-05 the start's placer, built
-        from the nodes at the start, pinned them to a node lost since, where Ray never starts them (the replacement was
-        given up after RESTART_SECONDS, its survivors held up meanwhile). Read once a restart (earlier on 2026-12-05
-        here again, after its worker's read)."""
+        partitions they replace, over the nodes alive now (:meth:`_placed`): the start's placer, built from the
+        nodes at the start, would pin them to a node lost since, where Ray never starts them (the replacement given
+        up after RESTART_SECONDS, its survivors held up meanwhile). ``nodes``: read once a restart, for its worker, not
+        again here."""
         return [self._partition_place(w, p, k, nodes) for p in range(k)]
 
     def _partition_place(self, w: int, p: int, k: int, nodes: list[dict[str, Any]] | None) -> dict[str, Any]:
         """The options of worker ``w``'s partition ``p`` of ``k``, with its siblings' (at a restart: alone, in place of
         one that died, its siblings kept: ``ps.partition_restarts_on_ray``)."""
-        # one moved off a node gone avoids its siblings' (those placed already, those kept): until 2026-12-05 it
-        # could stack on the node of one kept there, with a node free of them alive
+        # one moved off a node gone avoids its siblings' (those placed already, those kept): else it could stack on
+        # the node of one kept there, with a node free of them alive
         siblings = frozenset(self.pins.get((w, q)) for q in range(k) if q != p)
         n = self.setup.cfg.cluster.workers
         return self._placed((w, p), spot("partition", w * k + p, n, k), 0.0, nodes, siblings)
@@ -105,9 +105,10 @@ def worker_threads(asked: int, w: int, pins: list[str | None], node_cpus: dict[s
     """Worker ``w``'s torch threads: ``asked`` (``train.threads``) where set; else, for a worker pinned to a node
     (``pins``: each worker's node, None where Ray chooses), that node's CPUs as Ray reports them (``node_cpus``) over
     the workers pinned there, at least 1; else (a one-node cluster, a GPU worker, a node without room at the start)
-    this machine's cores (``here``, else ``os.cpu_count()``) over the workers, at least 1, as every worker had until
-    2026-12-06 (a node of 16 CPUs holding 2 of 4 workers, driven from a laptop of 4 cores, ran 1 thread each, not 8).
-    A one-node run's workers are never pinned (:func:`~downpour.ps.connect_on_ray.placer`): its counts are as before."""
+    this machine's cores (``here``, else ``os.cpu_count()``) over the workers, at least 1. Not this machine's cores for
+    every worker: a node of 16 CPUs holding 2 of 4 workers, driven from a laptop of 4 cores, would run 1 thread each,
+    not 8. A one-node run's workers are never pinned (:func:`~downpour.ps.connect_on_ray.placer`): this machine's
+    cores over the workers."""
     if asked:
         return asked
     node = pins[w]

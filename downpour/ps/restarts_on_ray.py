@@ -6,13 +6,13 @@ makes (``_spawn``, ``_set_live``, ``_dispatch``, ``_open_channel``). Both drivin
 loop and the piped one) wait on a restart's first answer beside their other futures
 (:meth:`Restarts.restart_refs`, :meth:`Restarts.poll_restarts`).
 
-Until 2026-12-02 the driver waited for the new actor to come up (up to ``RESTART_SECONDS``) before it
-went on, and every survivor waited with it: their pushes unread, their next cycles not granted.
-Now the new actor's first answer is one more future: the worker rejoins when it comes, and is given
+The driver does not wait for the new actor to come up (up to ``RESTART_SECONDS``) before it goes on,
+which would hold every survivor with it: their pushes unread, their next cycles not granted.
+The new actor's first answer is one more future: the worker rejoins when it comes, and is given
 up if it has not come within ``RESTART_SECONDS`` (Ray found it no room), or once the run is over (every
-step applied). Until 2026-12-04 it was given up as soon as every step was handed out, though a later
-loss hands steps back (``Coordinator.returned``): when the last survivors died too, the run ended
-"every worker was lost" with steps the given-up restart would have trained. A restart given up gives
+step applied). Not as soon as every step is handed out: a later loss hands steps back
+(``Coordinator.returned``), and were the last survivors to die too, the run would end "every worker was
+lost" with steps the given-up restart would have trained. A restart given up gives
 ``cluster.restarts`` back (it never came up: :func:`restarts_left` counts none either).
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from downpour.ps.recorder import ShardLost
 from downpour.ps.silence import Silence, Silent
 from downpour.train.signals import signals_held, signals_let_through
 
-log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
+log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: its records go where the driver's do
 WATCH_SECONDS = 1.0   # how often a worker waiting for the warm start is asked whether it lives (task loop)
 WAITED = " while it waited for the warm start"   # a loss's reason, after its error's name, for a waiting worker
 
@@ -57,7 +57,7 @@ class Restarts:
             raise cause
         before, why = set(self.coord.live), WAITED if w in self.coord.waiting else ""
         name = err.reason if isinstance(err, Silent) else type(err).__name__    # "silent for 312 s, limit 300 s"
-        where = self.where("workers", [w])     # named as a lost shard's node is (until 2026-12-06 unsaid)
+        where = self.where("workers", [w])     # named as a lost shard's node is
         with signals_held():   # its cycles' ranges leave the flight and are given back together (not lost between)
             self.coord.lose(w, name + why, where)
         self.silence.forget(w)
@@ -97,7 +97,7 @@ class Restarts:
     def _start_replacement(self, w: int) -> None:
         """A new actor for worker ``w`` (:meth:`RayCluster._spawn`), its first answer awaited beside the others'. Its
         batch order and torch's RNG are seeded from the step it starts at (``ps.setup.batch_seed``, ``worker_seed``),
-        which its ``worker-restarted`` event records as ``seed_step`` (since 2026-12-05; it may rejoin steps later)."""
+        which its ``worker-restarted`` event records as ``seed_step`` (it may rejoin steps later)."""
         self._seeded_at[w] = self.coord.done
         self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
         self._starting[w] = (self.worker_actors[w].start_report.remote(), time.monotonic() + RESTART_SECONDS)
@@ -105,9 +105,9 @@ class Restarts:
     def _pinned_to_gone_node(self, w: int) -> tuple[str, int | None] | None:
         """The first of worker ``w``'s actors (its own, then its partitions in order) pinned to a node gone
         (``ray.nodes()`` has it dead, or not at all): ``(that node, None for the worker's own or the partition)``
-        (None: none was); the head asked first (:meth:`_head_answers`). Until 2026-12-05 the node alone: a
-        replacement's event and log said a partition's node as the worker's own ("its node cccccccc gone"), the
-        worker's node alive."""
+        (None: none was); the head asked first (:meth:`_head_answers`). Not the node alone: a replacement's
+        event and log would say a partition's node as the worker's own ("its node cccccccc gone"), the worker's
+        node alive."""
         self._head_answers(w)
         alive = {nd["NodeID"] for nd in ray.nodes() if nd["Alive"]}
         gone = [(node, p) for (v, p), node in self.pins.items() if v == w and node is not None and node not in alive]
@@ -115,11 +115,11 @@ class Restarts:
 
     def _head_answers(self, w: int) -> None:
         """Before a restart asks Ray (its nodes, a new actor): a joined cluster's head that no longer answers (stopped:
-        its actors died with it) makes worker ``w``'s loss the shards' (ShardLost), recorded as a lost shard's (until
-        2026-12-05 the question to the gone head waited until Ray ended the process after 60 s, exit 1, nothing
-        recorded). The check may wait up to ``CONNECT_TIMEOUT_S`` (a host that drops connections unanswered) inside
-        the task loop's held block, so it lets a Ctrl-C or SIGTERM through: the loss and its worker's kill are done
-        by then, the restart not begun (until 2026-12-06 the stop waited for the answer and the restart)."""
+        its actors died with it) makes worker ``w``'s loss the shards' (ShardLost), recorded as a lost shard's (a
+        question to the gone head would wait until Ray ended the process after 60 s, exit 1, nothing recorded).
+        The check may wait up to ``CONNECT_TIMEOUT_S`` (a host that drops connections unanswered) inside the task
+        loop's held block, so it lets a Ctrl-C or SIGTERM through: the loss and its worker's kill are done
+        by then, the restart not begun (the stop does not wait for the answer and the restart)."""
         with signals_let_through():
             answers = head_answers(CONNECT_TIMEOUT_S)
         if not answers:
@@ -133,10 +133,10 @@ class Restarts:
     def not_restarted(self, w: int, why: str | None = None) -> None:
         """Lost worker ``w`` gets no replacement, none tried: a ``not-restarted`` event naming why (``why``, else
         ``cluster.restarts = 0``, ``cluster.restarts spent`` or ``no steps left for it``), so every ``worker-lost`` is
-        followed by what came of it. (``restart-given-up`` is a replacement started and given up.) Until 2026-12-05 a
-        loss the driver did not restart was a ``worker-lost`` alone, which read the same as one whose replacement was
-        still coming up (a checkpoint's); then, that day, a ``restart-given-up``: with ``cluster.restarts = 0`` every
-        loss read as a restart tried and given up. Logged where a restart was asked for (cluster.restarts)."""
+        followed by what came of it. (``restart-given-up`` is a replacement started and given up.) A ``worker-lost``
+        alone would read the same as one whose replacement is still coming up (a checkpoint's), and a
+        ``restart-given-up`` would make every loss with ``cluster.restarts = 0`` read as a restart tried and given
+        up. Logged where a restart was asked for (cluster.restarts)."""
         asked = self.setup.cfg.cluster.restarts
         why = why or ("cluster.restarts = 0" if not asked else self._why_not_respawned())
         self.coord.events.append({"event": "not-restarted", "worker": w, "step": self.coord.done, "reason": why})
@@ -146,9 +146,9 @@ class Restarts:
     def watch_waiting(self) -> None:
         """Task loop: ask each worker still waiting for the warm start whether it lives, one question at a time, at
         most every ``WATCH_SECONDS``; one whose answer is an error is lost now, at this step (and restarted, to wait
-        again, if ``cluster.restarts`` allows). No cycle of its runs, so nothing else shows its death: until
-        2026-12-05 it was taken when it joined, or at the run's end, at its last step (scripted: worker 1 killed at
-        step 20 of 120, warm start past the run: lost at step 120). (The piped loop sees its serve task end.)"""
+        again, if ``cluster.restarts`` allows). No cycle of its runs, so nothing else shows its death: else it is
+        taken when it joins, or at the run's end, at its last step (scripted: worker 1 killed at step 20 of 120,
+        warm start past the run: lost at step 120). (The piped loop sees its serve task end.)"""
         self._drop_watches()
         now = time.monotonic()
         waiting = self.coord.waiting
@@ -175,7 +175,7 @@ class Restarts:
 
     def _drop_watches(self) -> None:
         """The questions asked of workers that have joined since, and a silent worker's cycles (``_lose_silent``):
-        each read once answered (until 2026-12-05 one unanswered at the join was never read). Tidiness, not a fix:
+        each read once answered, one unanswered at the join too. Tidiness, not a fix:
         their only error is a killed actor's ``ActorDiedError``, which Ray does not print unread (measured on Ray
         2.60; an actor task that raised is printed). (The death itself shows in the worker's cycles.)"""
         for w in [w for w in self._watching if w not in self.coord.waiting]:
@@ -217,9 +217,9 @@ class Restarts:
         for w, (_, deadline) in list(self._starting.items()):
             if now >= deadline or self._over():
                 del self._starting[w]
-                # never up: no restart, as restarts_left (a resume's, a shard restart's count) has it. Until 2026-12-04
-                # the driver kept it spent: a later loss was not restarted (restarts=1, worker 1's replacement never
-                # placed, worker 0 lost at step 300: "every worker was lost" after 300 of 400; now 400 of 400)
+                # never up: no restart, as restarts_left (a resume's, a shard restart's count) has it. Kept spent, a
+                # later loss would not be restarted (restarts=1, worker 1's replacement never placed, worker 0 lost
+                # at step 300: "every worker was lost" after 300 of 400; given back, 400 of 400)
                 self.restarts += 1
                 self._give_up(w, f"not up within {RESTART_SECONDS} s" if now >= deadline else "no steps left for it")
 
@@ -241,8 +241,8 @@ class Restarts:
                 whose = "" if p is None else f"partition {p}'s "       # its [partition 0's] node
                 # pinned to a node that crashed before ray.nodes() said so (Ray 2.60 has it dead some 14 s after the
                 # crash, the loss shows in 2-3 s as an ActorUnavailableError naming no node): the same restart, placed
-                # again off it, once Ray has it dead. Until 2026-12-05 a restart-failed, its restart spent; earlier
-                # that day said in the log alone (a run's files did not tell why its restart came 10-14 s late)
+                # again off it, once Ray has it dead: not a restart-failed, its restart spent; an event, not the
+                # log alone, so a run's files tell why its restart came 10-14 s late
                 self.coord.events.append({"event": "restart-placed-again", "worker": w, "step": self.coord.done,
                                           "reason": f"its {whose}node {gone[:8]} gone ({type(err).__name__})"})
                 log.warning("worker %d's replacement%s was pinned to node %s, gone since (%s): placed again", w,
@@ -250,8 +250,8 @@ class Restarts:
                 self._kill_worker(w)
                 self._start_replacement(w)
                 return
-            # named by its own node where known (answered, or pinned), never its predecessor's: until 2026-12-06
-            # unnamed, and cluster.json's placement kept the predecessor's node where the node answered first
+            # named by its own node where known (answered, or pinned), never its predecessor's, so cluster.json's
+            # placement does not keep the predecessor's node where the node answered first
             where = node_named(node, self.addresses) if node else ""
             self.coord.events.append({"event": "restart-failed", "worker": w, "step": self.coord.done,
                                       "reason": type(err).__name__, **({"where": where} if where else {})})
@@ -273,11 +273,11 @@ class Restarts:
 
     def _place(self, w: int, node: str) -> list[dict[str, Any]]:
         """cluster.json's placement and devices follow a restarted worker (and its partitions), placed as the actors
-        they replace, elsewhere where those actors' node is gone (``RayCluster._placed``): until 2026-12-05 they named
-        the first actor's node and device to the end. Its partition actors' first answers are waited for here (the
-        worker's own came without them), with its device's: at most ``RESTART_SECONDS`` (GetTimeoutError), a wait
-        that holds up every survivor (until 2026-12-05 a plain ``ray.get``, which waited for good on partition actors
-        Ray never started: 0 CPUs, pinned to a node). Returns the partitions' start reports (their node and install)."""
+        they replace, elsewhere where those actors' node is gone (``RayCluster._placed``), not the first actor's node
+        and device to the end. Its partition actors' first answers are waited for here (the worker's own came
+        without them), with its device's: at most ``RESTART_SECONDS`` (GetTimeoutError), a wait
+        that holds up every survivor (a plain ``ray.get`` would wait for good on partition actors Ray never started:
+        0 CPUs, pinned to a node). Returns the partitions' start reports (their node and install)."""
         parts = self.partition_actors.get(w, [])
         self.placement["workers"][w] = node     # first: a replacement that dies before its device answers is its own
         device, *reports = ray.get([self.worker_actors[w].device.remote(), *[a.start_report.remote() for a in parts]],
@@ -289,12 +289,12 @@ class Restarts:
 
     def _give_up(self, w: int, why: str) -> None:
         """Worker ``w``'s replacement is given up (``why``): a ``restart-given-up`` event, after its ``worker-lost``.
-        Until 2026-12-04 nothing in staleness.json said so: its ``worker-lost`` read the same as one whose
-        replacement was still coming up (a checkpoint's), and the report's faults line named no outcome."""
+        Without it nothing in staleness.json says so: its ``worker-lost`` reads the same as one whose
+        replacement is still coming up (a checkpoint's), and the report's faults line names no outcome."""
         self.coord.events.append({"event": "restart-given-up", "worker": w, "step": self.coord.done, "reason": why})
         log.warning("worker %d could not be restarted (%s); the run goes on without it", w, why)
-        # its partition actors too (model parallelism): until 2026-12-04 the worker actor alone was killed, and a
-        # replacement's partitions, placed where Ray found room, held its filters' memory to the run's end
+        # its partition actors too (model parallelism): were the worker actor alone killed, a replacement's
+        # partitions, placed where Ray found room, would hold its filters' memory to the run's end
         self._kill_worker(w)
 
 
@@ -331,7 +331,7 @@ def first_ready(refs: list[Any], timeout: float | None) -> list[Any]:
     answers read first each turn (tests/test_ps_ray_nodes.py). The wait first, then a look (``timeout=0``: the ready
     ones in the order given) only at those before the one it gave, none where it gave the first: a look that finds
     fewer ready than it asks for costs ~120-150 us, a wait answered at once ~10 us (bench/wait_order.py, 2026-12-06).
-    Until 2026-12-06 a look at them all came first, the wait only where none was ready: two looks where none was."""
+    So the wait comes first, not a look at them all with the wait only where none is ready: two looks where none is."""
     if not refs:
         return []
     ready = ray.wait(refs, num_returns=1, timeout=timeout)[0]       # some ready one, or none within the timeout
