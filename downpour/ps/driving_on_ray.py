@@ -81,7 +81,7 @@ class Driving:
         # rung shards have applied it when this returns; the others answer with object refs. The next
         # cycle is dispatched once the push is on its way, before the answers are read (async: the
         # worker computes while this push is applied; the coordinator hears of the push, end_cycle,
-        # only after the answers, as before)
+        # only after the answers are read)
         assert self.pusher is not None
         # a stop between the shards' apply and its record would checkpoint a push the shards hold as not
         # made (a resume trains its steps again): the two finish first, as a simulator's event does

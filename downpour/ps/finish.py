@@ -26,7 +26,7 @@ from downpour.ps.sim_state import saved_buffers
 from downpour.train.divergence import first_entry
 from downpour.train.rundir import RunDir
 
-log = logging.getLogger("downpour.ps.cluster")   # run_cluster's logger: same records as before
+log = logging.getLogger("downpour.ps.cluster")   # run_cluster's logger: its records go where run_cluster's do
 
 
 def save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coordinator, start: int,

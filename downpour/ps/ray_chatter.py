@@ -2,15 +2,15 @@
 
     quiet_start()      # before ray.init: Ray's logging drops the lines of CHATTER, every other record is kept
 
-Each ``ray.init`` of a local Ray (a plain ``--runner ray`` run) printed two lines of Ray's between the run's first line
-and its first step (until 2026-12-06):
+Each ``ray.init`` of a local Ray (a plain ``--runner ray`` run) prints two lines of Ray's between the run's first line
+and its first step, unfiltered:
 
     ... WARNING authentication_token_setup.py:85 -- Token authentication is enabled for this Ray cluster. Set ...
     ... INFO worker.py:2038 -- Started a local Ray instance.
 
 The first says that the Ray this process started for itself (or found here, ``--address auto``) takes a token, which
-Ray's start set up on its own; the second what the run's first line said. A ``ray://`` join printed a third (until
-2026-12-06), whatever the run passes: ``... INFO client_builder.py:262 -- Passing the following kwargs to ray.init()
+Ray's start set up on its own; the second what the run's first line said. A ``ray://`` join prints a third, whatever
+the run passes: ``... INFO client_builder.py:262 -- Passing the following kwargs to ray.init()
 on the server: log_to_driver`` (Ray 2.60's ``ray.init`` sets ``log_to_driver``, default None, to True before it
 hands the Ray Client server every argument that differs from the default). Only records that begin with those words
 (the third: that say just those words, so a join that hands the server more arguments still says which) are
@@ -22,9 +22,9 @@ refused, "Token authentication is disabled for this Ray cluster") still print.
 Ray forwards what its processes print to the driver (``log_to_driver``): a worker's own lines (``(WorkerActor
 pid=...)``, the run's), and each node's raylet's stderr, ``raylet.err`` (``(raylet)``, ``(raylet, ip=...)``). When a
 node dies the raylets dump their state there, ``[state-dump]`` line after line: 42 of the driver's 78 lines in a run
-over 2 nodes that lost one (until 2026-12-06). A batch of the raylet's loses its ``[state-dump]`` lines alone and
+over 2 nodes that lost one, unfiltered. A batch of the raylet's loses its ``[state-dump]`` lines alone and
 says how many in one line of its own, naming where they are kept (that node's ``raylet.err``); its other lines, and
-every line of any other process, print as before.
+every line of any other process, print as they come.
 """
 from __future__ import annotations
 

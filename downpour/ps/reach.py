@@ -1,7 +1,6 @@
 """Whether a Ray head answers at ``cluster.address``, asked before Ray is (Ray-free: sockets only), so that the run's
-join and ``downpour train --dry-run`` refuse the same addresses in the same one line. Until 2026-12-06 a dry run
-never asked: ``--address 127.0.0.1:PORT`` where nobody listens passed it ("config checked"), and the run then
-refused it.
+join and ``downpour train --dry-run`` refuse the same addresses in the same one line: a dry run that never asked
+would pass ``--address 127.0.0.1:PORT`` where nobody listens ("config checked"), and the run then refuse it.
 
     reachable("head:6379", CONNECT_TIMEOUT_S)   # RunError: "cannot reach the Ray cluster at cluster.address=..."
 """
@@ -22,14 +21,14 @@ _NO_SUCH_HOST = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") 
 
 
 def reachable(address: str, timeout: float) -> None:
-    """Raise RunError for an address that is no Ray address (Ray's parser printed a traceback), unless
+    """Raise RunError for an address that is no Ray address (Ray's parser prints a traceback), unless
     ``host:port`` (``ray://host:port`` too) accepts a TCP connection, and where what answers there is no Ray head or
     says nothing (:func:`downpour.ps.handshake.head_problem`; asked with TLS where Ray's TLS is on): ``ray.init``
-    itself waits minutes on an address nobody answers, and on one where the dashboard does (since 2026-12-06). A head
+    itself waits minutes on an address nobody answers, and on one where the dashboard does. A head
     that wants a token this driver will not present is refused too (:func:`downpour.ps.head_token.token_problem`;
-    Ray's join said so after 20 s of warnings, and not why, until 2026-12-06). The three questions share the one
-    ``timeout``: until 2026-12-06 each had its own, and a listener that accepted and said nothing cost the
-    handshake's 10 s and the token question's 10 s, then Ray's own wait."""
+    Ray's join says so after 20 s of warnings, and not why). The three questions share the one ``timeout``: with
+    one each, a listener that accepts and says nothing would cost the handshake's 10 s and the token question's
+    10 s, then Ray's own wait."""
     parts = host_port(address)
     if parts is None:
         return                   # forms Ray resolves itself

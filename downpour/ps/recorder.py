@@ -114,9 +114,9 @@ class Recorder:
         if saved:                    # the whole run's counts and running mean, the row in progress
             self.pushes, self.finite_pushes = saved["pushes"], saved["finite_pushes"]
             self.steps, self.skipped, self._stale_sum = saved["steps"], saved["skipped"], saved["stale_sum"]
-            self._stale_n = saved.get("stale_n", self.pushes)     # (a checkpoint from before 2026-12-02)
+            self._stale_n = saved.get("stale_n", self.pushes)     # (a checkpoint written before 2026-12-02 has none)
             self._mean = PartsMean.from_state(saved["row"])
-            self.first = saved.get("first_trained")      # (a checkpoint from before 2026-12-06 has none)
+            self.first = saved.get("first_trained")      # (a checkpoint written before 2026-12-06 has none)
             self.checkpoints, self.checkpoint_seconds = saved["checkpoints"], saved["checkpoint_seconds"]
         self._carried = self._mean.samples   # samples of a resumed row taken before: not this process's rate
         # the step of the last row written: behind the checkpoint's step when a log mark was crossed by pushes
@@ -208,17 +208,17 @@ class Recorder:
         """Best effort, on an error or Ctrl-C (``err``): checkpoint the server as it is, so ``--resume`` loses
         only the pushes in flight. Once per run; the runner calls it while its driver is still up. A lost shard
         (:class:`ShardLost`) leaves what follows to ``run_cluster``, which knows it: the shards restarted (from the
-        checkpoint, or from the start where there is none) or the run's stop, with what ``--resume`` does. Until
-        2026-12-07 its warning said what ``--resume`` goes on from, or "there is no server checkpoint to resume
-        from", and the run then restarted its shards itself (from that checkpoint, or from step 0) and finished."""
+        checkpoint, or from the start where there is none) or the run's stop, with what ``--resume`` does, so its
+        warning says neither what ``--resume`` goes on from nor "there is no server checkpoint to resume from": a
+        run that restarts its shards itself (from that checkpoint, or from step 0) finishes without one."""
         if self.driver is None or self._saved_on_failure:
             return
         self._saved_on_failure = True
         then = "" if isinstance(err, ShardLost) else f": {go_on(self.run.path)} goes on from it"
         if self._whole and not self._since_ckpt:
             # no push recorded since a checkpoint of the whole state (the simulator's, cluster.checkpoint_every):
-            # it stands. Saved again mid-event (an error inside a push: some shards may have applied it) it lost
-            # the workers' state and the resume went on from a restart, off the uninterrupted run
+            # it stands. Saved again mid-event (an error inside a push: some shards may have applied it) it would
+            # lose the workers' state and the resume go on from a restart, off the uninterrupted run
             log.warning("stopped at step %d; the server checkpoint of that step stands%s", self.coord.done, then)
             return
         try:
@@ -227,7 +227,7 @@ class Recorder:
             log.warning("stopped at step %d; the server checkpoint was saved%s", self.coord.done, then)
         except Exception as failed:  # noqa: BLE001  (the shards may be gone with the failure)
             # one line: Ray's ActorDiedError runs to 5 lines of its own. And where the last checkpoint is, which
-            # the resume goes on from: "could not checkpoint" alone read as if nothing was kept
+            # the resume goes on from: "could not checkpoint" alone reads as if nothing was kept
             log.warning("stopped at step %d; could not checkpoint the server (%s: %s)%s", self.coord.done,
                         type(failed).__name__, first_line(failed),
                         "" if isinstance(err, ShardLost) else f"; {self._kept()}")

@@ -41,8 +41,8 @@ class _RemoteStage(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_codes: Tensor, grad_recon: Tensor) -> tuple[Tensor | None, ...]:
         filt = ctx.filt
-        # a frozen encoder's codes have no graph in the partition: their gradient is not sent (until 2026-12-05 it was,
-        # and dropped there: a frozen Gabor layer with an untied decoder sent each block's codes' worth for nothing)
+        # a frozen encoder's codes have no graph in the partition: their gradient is not sent (it would be dropped
+        # there: a frozen Gabor layer with an untied decoder would send each block's codes' worth for nothing)
         of_codes = [grad_codes[:, :, b.rows, b.cols].contiguous().numpy() if filt.trainable else None
                     for b in filt.blocks]
         answers = ray.get([a.backward.remote(filt.stage, gc, grad_recon[:, :, b.in_rows, b.in_cols].contiguous().numpy())
@@ -89,7 +89,7 @@ class RemoteFilter(nn.Module):
 
     def _lent(self, decode: bool) -> tuple[Tensor, ...]:
         """Each block's share of the normalised banks, then (``decode``) of the untied decoder's banks (none for an
-        untied stage). A forward-only call decodes nothing: until 2026-12-05 it was lent the decoder's banks too."""
+        untied stage). A forward-only call decodes nothing, so it is not lent the decoder's banks."""
         if self.banks is None:
             return ()
         banks = normalised(self.banks, self.norm)
@@ -107,8 +107,8 @@ class RemoteFilter(nn.Module):
         if y is not self._codes:
             raise RuntimeError("a remote stage decodes only the codes it has just encoded, once (the reconstruction "
                                "comes back with them)")
-        # handed over, not kept: the step's outputs and graph hold them until its backward (until 2026-12-05 the filter
-        # held the last codes and reconstruction until the next step's forward: 984 kB on the main job split in 2)
+        # handed over, not kept: the step's outputs and graph hold them until its backward (kept by the filter, the last
+        # codes and reconstruction would stay until the next step's forward: 984 kB on the main job split in 2)
         recon, self._codes, self._recon = self._recon, None, None
         return recon
 

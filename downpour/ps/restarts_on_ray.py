@@ -175,9 +175,9 @@ class Restarts:
 
     def _drop_watches(self) -> None:
         """The questions asked of workers that have joined since, and a silent worker's cycles (``_lose_silent``):
-        each read once answered, one unanswered at the join too. Tidiness, not a fix:
-        their only error is a killed actor's ``ActorDiedError``, which Ray does not print unread (measured on Ray
-        2.60; an actor task that raised is printed). (The death itself shows in the worker's cycles.)"""
+        each read once answered, one unanswered at the join too. Tidiness, not a change of outcome: their only
+        error is a killed actor's ``ActorDiedError``, which Ray does not print unread (measured on Ray 2.60; an actor
+        task that raised is printed). (The death itself shows in the worker's cycles.)"""
         for w in [w for w in self._watching if w not in self.coord.waiting]:
             ref = self._watching.pop(w)[0]
             if ref is not None:

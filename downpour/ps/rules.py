@@ -50,8 +50,8 @@ class UpdateRule:
 def apply_live(rule: UpdateRule, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0,
                live: list[tuple[int, int]] | None = None) -> None:
     """``rule`` on the [a, b) ranges ``live`` of the slice (views of ``w``, ``g`` and the state), the rest left
-    as it is; ``live`` None: the whole slice. Whole ranges, not a mask: the masked Adam of before 2026-12-04
-    took 3.3x torch's time with a quarter of a 2 MB slice held (bench/server_rules.py)."""
+    as it is; ``live`` None: the whole slice. Whole ranges, not a mask: a masked Adam took 3.3x torch's time
+    with a quarter of a 2 MB slice held (bench/server_rules.py)."""
     if live is None:
         rule.apply(w, g, state, lr_scale)
         return
@@ -70,8 +70,8 @@ class SGD(UpdateRule):
 
 class Momentum(UpdateRule):
     """Heavy-ball SGD: v ← μ·v + g, w ← w − η·v (``cluster.momentum`` = μ), torch's SGD with momentum; a
-    tensor a push did not train keeps its velocity and stays still (``holds``: the velocity coasted on
-    until 2026-12-02, a greedy run's held stage 1 drifting by up to 0.53). The staleness study's
+    tensor a push did not train keeps its velocity and stays still (``holds``: a velocity left to coast on
+    would drift a greedy run's held stage 1 by up to 0.53). The staleness study's
     control: asynchrony with M workers acts like momentum 1 − 1/M at learning rate η/M
     (Mitliagkas et al. 2016). ``lr_scale`` (``staleness-lr``: 1/s for a push s updates stale) weighs
     this push's gradient as it joins the velocity, v ← μ·v + lr_scale·g: a stale push counts less,
@@ -108,8 +108,8 @@ class Adagrad(UpdateRule):
 
 class Adam(UpdateRule):
     """Kingma & Ba with bias correction, torch.optim.Adam's arithmetic on every element it is applied to, an
-    exactly-zero gradient too (until 2026-12-04 the rule was lazy about every exact 0, SparseAdam's way, so
-    a ReLU unit dead for one batch kept its moments and did not coast: cnn-digits, one simulated worker at
+    exactly-zero gradient too (a rule lazy about every exact 0, SparseAdam's way, would let a ReLU unit
+    dead for one batch keep its moments and not coast: cnn-digits, one simulated worker at
     staleness 0 given the local loop's batches, split from it at step 40, seed 3 ending at loss 0.065 against
     0.028). A tensor a push did not train (``holds``: a greedy schedule's held stage) does not move, its
     moments do not decay and its step count does not advance, as torch skips a parameter whose grad is None.
@@ -117,12 +117,12 @@ class Adam(UpdateRule):
     Each element counts its own steps, as torch counts a parameter's steps while it has a grad. With
     one count per shard, the cat network's stage 2 would start at step ~750 with its bias correction
     spent: steps 2-5x Adam's for hundreds of updates (stage-2 reconstruction 106 after 1,500 pushes
-    on Ray against 4 in the local loop, before this rule counted per element).
+    on Ray against 4 in the local loop, with one count per shard).
     """
 
     name = "adam"
     holds = True
-    state_names = ("exp_avg", "exp_avg_sq", "step")   # step: (n,) per element (a checkpoint's old (1,) broadcasts)
+    state_names = ("exp_avg", "exp_avg_sq", "step")   # step: (n,) per element (a checkpoint's (1,) broadcasts)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
 
     def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0) -> None:

@@ -212,12 +212,12 @@ class Shard:
         stage (pushed as zeros) stays still, as it would under staleness, whose error the noise stands in for
         (Adagrad and Adam make even tiny noise an lr-sized step), and so does an exact 0 inside a trained tensor
         (a ReLU unit dead for the batch: stale or not, its gradient is 0). The RMS is the trained ranges', so a
-        greedy stage's noise does not shrink with how much of a held stage shares its shard: until 2026-12-04 it
-        was the whole slice's, held zeros counted (tiny cat-demo, 2 shards: stage 2's 88 elements in shard 0
-        beside stage 1's 400 got sqrt(88/488) = 0.42x their RMS as noise)."""
+        greedy stage's noise does not shrink with how much of a held stage shares its shard: the whole slice's,
+        held zeros counted, would shrink it (tiny cat-demo, 2 shards: stage 2's 88 elements in shard 0 beside
+        stage 1's 400 would get sqrt(88/488) = 0.42x their RMS as noise)."""
         gen = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.index) * 1_000_033 + self.version) % 2**63)
         keep = g != 0
-        if trained is None:    # a joint push: the whole slice, as before 2026-12-04 bit for bit
+        if trained is None:    # a joint push: the whole slice's RMS
             rms = float(g.pow(2).mean().sqrt()) if self.noise_relative else 1.0
         else:
             live = torch.zeros_like(keep)
@@ -235,10 +235,10 @@ class Shard:
         stages' tensors (grad None, pushed as zeros), which Momentum and Adam leave alone as torch's optimisers
         skip them; None: the whole slice (``stages`` None, a joint schedule's push, or no tensor of the slice held).
 
-        Told by the push, never read off the gradient's values: until 2026-12-04 the shard took any tensor piece
-        whose pushed gradient was all exactly 0 as held, so a piece of a trained stage that was all zeros for a
-        batch (a tensor cut by a shard boundary, rows of units dead for it) kept its momentum and moments where
-        torch's would decay and coast them."""
+        Told by the push, never read off the gradient's values: a shard that took any tensor piece whose pushed
+        gradient was all exactly 0 as held would let a piece of a trained stage that was all zeros for a batch (a
+        tensor cut by a shard boundary, rows of units dead for it) keep its momentum and moments where torch's
+        would decay and coast them."""
         if stages is None or not self.stage_pieces:
             return None
         key = frozenset(stages)
@@ -347,7 +347,7 @@ class Shard:
             g = next(held).clone() if has else None
             if trained:
                 stages = None if trained[0] is None else tuple(int(k) for k in trained[0])
-            else:   # (a checkpoint from before 2026-12-04 kept no stages: held were the tensors pushed all zeros)
+            else:   # (a checkpoint written before 2026-12-04 kept no stages: held were the tensors pushed all zeros)
                 stages = None if g is None else stages_with_gradient(g, self.stage_pieces)
             self._round.append((int(w), int(seq), int(base), g, stages))
 
@@ -360,7 +360,7 @@ def tensor_pieces(ranges: Iterable[tuple[int, int]], start: int, stop: int) -> l
 
 def stages_with_gradient(g: Tensor, stage_pieces: dict[int, list[tuple[int, int]]]) -> tuple[int, ...] | None:
     """The stages of ``stage_pieces`` (ranges of ``g``) with a nonzero element in ``g``; None where there are no
-    stages. Only for a push recorded before 2026-12-04, which did not say what it trained: the shard then took a
+    stages. Only for a push recorded before 2026-12-04, which did not say what it trained: the shard that ran it took a
     stage whose pushed gradient was all exactly 0 as held, and a resume of it does the same."""
     if not stage_pieces:
         return None

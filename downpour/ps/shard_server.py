@@ -129,8 +129,8 @@ class ShardServer:
         predecessor, killed but possibly still running for a moment (or judged dead for not answering, and still
         running), may yet write into the old one. What waits in the old one now was staged before the restart: it
         goes, as ``drop_inbox`` drops it. The old one is kept, unlinked, while its writer runs, and what lands in it
-        is refused (:meth:`_fence`); until 2026-12-06 a partition restarted alone kept its inbox, and a late write of
-        its killed predecessor, after ``drop_inbox``, made the new one's push of the same seq wait INBOX_WAIT_SECONDS
+        is refused (:meth:`_fence`): were a partition restarted alone to keep its inbox, a late write of its killed
+        predecessor, after ``drop_inbox``, would make the new one's push of the same seq wait INBOX_WAIT_SECONDS
         and fail. Retired inboxes whose writer is gone are let go here (:meth:`_let_go`). Returns the lanes."""
         with self._lock:
             if worker in self.inboxes:
@@ -149,8 +149,8 @@ class ShardServer:
     def _let_go(self) -> None:
         """Close the retired inboxes whose writer is gone (``shm.Segment.writer_gone``), what it left there refused
         first (:meth:`_fence`): nothing more can land in one (unlinked, no process attaches to it again), so its
-        memory, a push's size, goes back. Until 2026-12-06 each stayed mapped until the shard closed: one per shard
-        of a partition per restart, for the whole run. The writer is asked before the fence: asked after, a slice it
+        memory, a push's size, goes back, not mapped until the shard closes: one per shard of a partition per
+        restart, for the whole run. The writer is asked before the fence: asked after, a slice it
         staged in between and then died would be lost uncounted. One whose writer still runs is kept (a late write
         may yet come, to be counted); keeping only the K newest instead would let a live writer's late write go
         uncounted, and that writer wait its put's timeout on a slot nobody frees. Under the lock."""

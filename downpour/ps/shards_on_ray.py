@@ -28,9 +28,9 @@ from downpour.ps.shard_server import ShardServer
 
 RESTART_SECONDS = 120   # how long a restarted worker's actor has to come up; longer: the run goes on without it
 # A worker's wait for its previous push to leave a shard's inbox. The driver rings the shards to take
-# pushes; when it waited for a restarted worker (up to RESTART_SECONDS) it rang none, and at 60 s every
-# survivor timed out and was lost with it ("every worker was lost"). It no longer waits
-# (downpour/ps/restarts_on_ray.py); the margin stays for a driver held up some other way.
+# pushes; waiting for a restarted worker (up to RESTART_SECONDS) it would ring none, and at 60 s every
+# survivor would time out and be lost with it ("every worker was lost"). It does not wait so
+# (downpour/ps/restarts_on_ray.py); the margin is for a driver held up some other way.
 INBOX_WAIT_SECONDS = RESTART_SECONDS + 60
 
 

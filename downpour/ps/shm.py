@@ -117,9 +117,9 @@ class Segment:
             stages: tuple[int, ...] | None = None) -> None:
         """Worker side: wait until the shard took the previous gradient, then leave this one (which trained
         greedy ``stages``; None: every stage). Raises :class:`ShardGone` once the shard that created the inbox no
-        longer runs: nothing will take what waits there. Until 2026-12-06 the put waited its ``timeout`` (the Ray
-        runner's: RESTART_SECONDS + 60 s) on a dead shard's inbox, the worker held that long: on a stop its data
-        report, asked for 5 s, was lost."""
+        longer runs: nothing will take what waits there. Waiting its ``timeout`` (the Ray runner's: RESTART_SECONDS +
+        60 s) on a dead shard's inbox would hold the worker that long: on a stop its data report, asked for 5 s,
+        would be lost."""
         now = time.monotonic()
         deadline, look = now + timeout, now + OWNER_LOOK_SECONDS
         while self.header[0] != 0:
@@ -161,10 +161,9 @@ class ShardGone(RuntimeError):
 def runs(pid: int, start: int = 0) -> bool:
     """Whether process ``pid``, started at ``start`` (:func:`start_time`; 0: unknown), still runs (pid 0: unknown,
     taken as running). A zombie (ended, not yet reaped by its parent, Ray's raylet) does not, nor a process that
-    reuses the pid of one that ended (its start time differs: until 2026-12-06 the pid alone was asked, and a dead
-    shard whose pid went to another process was taken as running for good). Where /proc is missing (macOS)
-    ``kill(pid, 0)`` alone answers, and a reused pid still reads as running: a waiting put then waits its timeout,
-    as it did before the owner was checked at all."""
+    reuses the pid of one that ended (its start time differs: asked by pid alone, a dead shard whose pid went to
+    another process would be taken as running for good). Where /proc is missing (macOS)
+    ``kill(pid, 0)`` alone answers, and a reused pid still reads as running: a waiting put then waits its timeout."""
     if pid <= 0:
         return True
     try:

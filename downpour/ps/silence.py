@@ -4,15 +4,15 @@ A worker is *busy* while it holds a cycle the driver granted and has not reporte
 report (or from the grant that made it busy: an idle worker, one a sync round or the warm start holds back, is
 never silent). Both driving loops, and Sandblaster's pool on Ray (a unit for a cycle), ask :meth:`Silence.overdue`
 after each turn and lose the workers it names as they lose a dead one: a cycle that never returns (a node gone
-silent, a hung data read, a deadlock in a worker) hung the whole run until 2026-12-05 (the task loop's ``ray.wait``
-had no timeout unless a restart was under way; the piped loop polled a worker's channel for as long as it held a
-credit).
+silent, a hung data read, a deadlock in a worker) would otherwise hang the whole run (the task loop's ``ray.wait``
+would have no timeout unless a restart was under way; the piped loop would poll a worker's channel for as long as it
+held a credit).
 
 The limit, ``cluster.silent_seconds`` > 0, is that many seconds for every cycle. Left at 0 (the default) it follows
 the run: :data:`FACTOR` times the longest silence any worker has ended so far, never under :data:`FLOOR`, and an
 actor's first cycle (a fresh actor's warm-up: the first fetch, CUDA, a stream's first files) gets
 :data:`FIRST_FLOOR` and is left out of that longest silence, though any cycle may take :data:`FIRST_FACTOR` times
-the longest first cycle (until 2026-12-05 not: where every cycle took 350 s, each worker's second was lost).
+the longest first cycle (else, where every cycle takes 350 s, each worker's second is lost).
 Measured (362 worker profiles of Ray runs in cluster.json on this machine, 2026-12-05): a cycle's mean wall time
 0.015 s at the median, 0.26 s at the slowest (video frames decoded in the cycle), so FLOOR is over 1000 such cycles,
 and only a model whose cycles take 15 s or more moves the limit off it.
@@ -26,14 +26,14 @@ from typing import Iterator
 FLOOR = 300.0         # seconds: the least any worker's silence may last before it is lost (auto)
 FIRST_FLOOR = 600.0   # seconds: an actor's first cycle (its warm-up), auto
 FACTOR = 20.0         # times the longest silence a worker ended, past its first cycle (auto)
-# times the longest first cycle (warm-up and a cycle together) any later cycle may take, auto: until 2026-12-05 the
-# first cycles taught the limit nothing, so where every cycle took 350 s (a big batch, many steps a push) each worker's
-# second was lost at FLOOR (scripted, 2 workers: both lost at step 2 of 24). 2x, not FACTOR: a 100 s warm-up (CUDA, a
-# stream's first files) leaves the limit at FLOOR; only a first cycle over 150 s moves it
+# times the longest first cycle (warm-up and a cycle together) any later cycle may take, auto: were the first
+# cycles to teach the limit nothing, where every cycle takes 350 s (a big batch, many steps a push) each worker's
+# second would be lost at FLOOR (scripted, 2 workers: both lost at step 2 of 24). 2x, not FACTOR: a 100 s warm-up
+# (CUDA, a stream's first files) leaves the limit at FLOOR; only a first cycle over 150 s moves it
 FIRST_FACTOR = 2.0
 # seconds: a driver turn (from its wait's return to its next wait) longer than this is a stall, and its time past this
-# is no worker's silence. A report that came during it is read only when the driver waits again, so until 2026-12-05 the
-# silence it ended counted the stall, and FACTOR times it became the limit (scripted: one 1000 s stall in a push's
+# is no worker's silence. A report that came during it is read only when the driver waits again: were the stall counted,
+# the silence it ended would hold it, and FACTOR times it become the limit (scripted: one 1000 s stall in a push's
 # record, a checkpoint on a slow disk: the next worker to hang was lost after 20000 s, not 300 s). A turn that records a
 # push takes milliseconds; shorter turns count in full, so a driver always busy with other pushes still loses a hung
 # worker
@@ -43,7 +43,7 @@ STALL = 1.0
 def start_limit(seconds: float) -> float:
     """Seconds the run's start waits for its actors' first answers (:func:`downpour.ps.connect_on_ray.gathered`):
     ``cluster.silent_seconds`` where it is over :data:`FIRST_FLOOR`, else FIRST_FLOOR. An actor Ray has no room for
-    says nothing, as a silent worker does, and until 2026-12-05 the start waited for it for good. Not less than
+    says nothing, as a silent worker does, and unbounded the start would wait for it for good. Not less than
     FIRST_FLOOR, what an actor's first cycle gets: the answer waits for the actor's start (a fresh process's imports,
     the model, its data shard), and a limit set for cycles is too short for it (a 0-CPU shard actor took over 3 s to
     answer on the 2-core machine under load; a 3 s limit failed that run)."""

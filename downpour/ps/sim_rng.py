@@ -4,9 +4,8 @@ worker 0 from step 0 goes on from the run's RNG once the initial model is drawn,
 re-seed from :func:`~downpour.ps.setup.worker_seed`), so a simulated run draws what the same run on Ray draws.
 
 The models draw from torch's global RNG, so :meth:`WorkerRngs.drawing` swaps a worker's state in around its step and
-out after (3.5 us of CPU a step: bench/sim_rng.py). Until 2026-12-05 every simulated worker drew on from one shared
-state, in the order the events ran: a one-worker run drew what it draws now, a run of 2+ workers other numbers than on
-Ray.
+out after (3.5 us of CPU a step: bench/sim_rng.py). One shared state for every simulated worker, drawn on in the
+order the events run, would give a run of 2+ workers other numbers than on Ray (a one-worker run the same).
 """
 from __future__ import annotations
 

@@ -39,7 +39,8 @@ def worker_state(worker: Worker, prefix: str) -> State:
 def restore_worker(worker: Worker, meta: dict[str, Any], tensors: dict[str, Tensor], prefix: str,
                    stage_ranges: dict[int, list[tuple[int, int]]] | None = None) -> None:
     """``stage_ranges`` (ClusterSetup's): read the stages of the push being built off its gradient, for a
-    checkpoint from before 2026-12-04, which kept none (the shards then took a stage pushed all zeros as held)."""
+    checkpoint written before 2026-12-04, which kept none (the shards that wrote it took a stage pushed all zeros as
+    held)."""
     params = worker.params
     with torch.no_grad():
         params.layout.vector_to_params_list(tensors[f"{prefix}params"], params._params)
@@ -49,7 +50,7 @@ def restore_worker(worker: Worker, meta: dict[str, Any], tensors: dict[str, Tens
     worker.seq, worker.steps, worker._since_fetch = meta["seq"], meta["steps"], meta["since_fetch"]
     worker._versions, worker._acc_steps, worker._base = list(meta["versions"]), meta["acc_steps"], list(meta["base"])
     worker._mean, worker._skipped = PartsMean.from_state(meta["mean"]), meta["skipped"]
-    worker._stage = meta.get("stage")      # (a checkpoint from before 2026-12-04: none, as the run then kept none)
+    worker._stage = meta.get("stage")      # (a checkpoint written before 2026-12-04: none)
     if "trained" in meta:
         worker._trained = {None} if meta["trained"] is None else set(meta["trained"])
     elif params._acc is None:
@@ -101,12 +102,12 @@ def coordinator_state(coord: Coordinator) -> dict[str, Any]:
 
 
 def restore_coordinator(coord: Coordinator, meta: dict[str, Any], step_index: list[int], left: list[int]) -> None:
-    """``step_index`` and ``left``: the simulator's per worker (a checkpoint from before 2026-12-04 kept no cycle's
+    """``step_index`` and ``left``: the simulator's per worker (a checkpoint written before 2026-12-04 kept no cycle's
     first step: the one in flight is its worker's current cycle, ``step_index - (steps - left)``)."""
     for w in set(meta["live"]) - coord.live:     # joined since: a warm start ended while pushes were in flight
         coord._join(w)
     coord._unapplied = {int(w): n for w, n in meta["unapplied"].items()}
-    for w in meta.get("lost", []):               # (before 2026-12-04 the simulator lost no worker)
+    for w in meta.get("lost", []):               # (a checkpoint written before 2026-12-04: none)
         coord.live.discard(w)
         if not coord.holds_round(w):
             coord.gate.leave(w)
@@ -218,7 +219,7 @@ def restore_whole_state(sim: Any, state: dict[str, Any], tensors: dict[str, Tens
     sim.restarts -= len(sim._starting)          # (spent, not yet in the events as a worker-restarted)
     for g, saved in zip(sim.rngs, state["rngs"]):
         g.bit_generator.state = saved
-    # (a checkpoint from before 2026-12-02 has no step_index: the index it would have gone on with)
+    # (a checkpoint written before 2026-12-02 has no step_index: the index it would have gone on with)
     sim._step_index = list(state.get("step_index", [state["coordinator"]["dispatched"] - left for left in sim._left]))
     restore_coordinator(sim.coord, state["coordinator"], sim._step_index, sim._left)
     if sim.coord.lost:                           # the shards were built knowing every worker

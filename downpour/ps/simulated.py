@@ -138,7 +138,7 @@ class SimulatedCluster:
         (``restarts_on_ray``): its replacement is seeded from the step it starts at (``seed_step``) and rejoins once
         the pushes ``w`` sent have landed (:meth:`_rejoin`: at once where none travels; on Ray a sent push is at the
         shards already), which stands in for the new actor coming up. A loss not restarted where restarts were asked
-        for: a ``not-restarted`` event, as Ray's (with ``cluster.restarts = 0`` none, as before 2026-12-06)."""
+        for: a ``not-restarted`` event, as Ray's (with ``cluster.restarts = 0`` none)."""
         if self.restarts <= 0 or self.coord.handed_out:
             if self.setup.cfg.cluster.restarts:
                 why = "cluster.restarts spent" if self.restarts <= 0 else "no steps left for it"

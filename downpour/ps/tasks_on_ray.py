@@ -30,14 +30,14 @@ class TaskRun:
     def _run_tasks(self, on_push: OnPush) -> None:
         """Until no cycle, push or restart is pending: take each future as it is ready, restarts first. The wait lasts
         until the next restart's deadline or busy worker's silence limit (:mod:`downpour.ps.silence`), whichever comes
-        first: until 2026-12-05 it had no timeout unless a restart was under way, so a cycle that never returned hung
-        the run (scripted: 3 workers, worker 1's cycle at step 21 never returning; the others trained on, then the
-        driver waited on its 2 futures for good)."""
+        first: with no timeout unless a restart is under way, a cycle that never returns would hang the run
+        (scripted: 3 workers, worker 1's cycle at step 21 never returning; the others trained on, then the driver
+        waited on its 2 futures for good)."""
         while self._pending or self._starting:
             t = time.perf_counter()
             limits = [s for s in (self.restart_timeout(), self.silence.timeout()) if s is not None]
             # restarts first, then the oldest future ready (first_ready: a plain ray.wait could leave a dead worker's
-            # failed cycle unread while the others' answers kept coming, until 2026-12-06)
+            # failed cycle unread while the others' answers keep coming)
             with self.silence.listening():   # (a long turn since the last wait was a stall: no worker's silence)
                 ready = first_ready([*self.restart_refs(), *self._pending], min(limits) if limits else None)
             self.laps.add("wait", t)
@@ -62,8 +62,8 @@ class TaskRun:
                 self.watch_waiting()   # (no cycle of a worker waiting for the warm start shows its death)
             if self.restart_timeout() == 0:
                 # a replacement's deadline passed while pushes kept the driver busy: given up now, at this step, as the
-                # piped loop does (it looks every 50 ms). Until 2026-12-04 only a wait with nothing ready, or a loss,
-                # looked: scripted, each wait 5 s, one never placed was given up at step 400 of 400, not near step 45
+                # piped loop does (it looks every 50 ms). Were only a wait with nothing ready, or a loss, to look, one
+                # never placed would be given up at step 400 of 400, not near step 45 (scripted, each wait 5 s)
                 self.poll_restarts()
             self._lose_silent()     # (after every push too, as the restarts' deadlines: a busy driver's waits return at once)
 

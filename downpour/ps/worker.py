@@ -132,7 +132,7 @@ class Worker:
     def fetch_due(self, stage: int | None = None) -> bool:
         """Fetch before the next step (which trains greedy stage ``stage``)? Every n_fetch steps; at a greedy
         run's first step of a new stage, which the coordinator let start once the stage before had landed
-        (until 2026-12-04, with n_fetch > 1, stage 2's first steps read a copy of stage 1 fetched before it
+        (else, with n_fetch > 1, stage 2's first steps would read a copy of stage 1 fetched before it
         finished); and ``gated`` (a gate that bounds clocks: bounded:K, sync) at the start of every push, so a
         push reads what the gate promises: a sync round's pushes start from one version, and bounded:K's read
         no update older than K clocks (with n_fetch > n_push a cached copy skipped whole cycles: 31 versions
@@ -170,8 +170,8 @@ class Worker:
             result = train_step(self.model, self.objective, batch)
         except NonFiniteLoss:
             self._skipped += 1  # the server never sees a poisoned gradient
-            # nor does the next step: partitions elsewhere drop what its backward left them (until 2026-12-05 their
-            # gradients stayed, and the next step's backward added onto them)
+            # nor does the next step: partitions elsewhere drop what its backward left them (kept, their gradients
+            # would stay, and the next step's backward add onto them)
             self.params.discard()
             return
         self.params.add_grads()
@@ -180,7 +180,7 @@ class Worker:
 
     def buffers(self) -> dict[str, Tensor]:
         """The replica's buffers, on the CPU (an RBM's persistent chains): what the run's model file keeps of them,
-        as the local loop's keeps its own (the driver's copy never trains: until 2026-12-05 it saved its zeros)."""
+        as the local loop's keeps its own (the driver's copy never trains: its buffers are zeros)."""
         return {name: b.detach().cpu().clone() for name, b in self.model.named_buffers()}
 
     def take_push(self) -> Push:
@@ -200,8 +200,8 @@ class Worker:
         model-parallel replica whose partition died mid-cycle (``ps.partition_restarts_on_ray``) goes on with a new
         partition, whose filters the fetch fills, and none of the dropped cycle's half-made gradient. Its batches
         (``reread``) are read again, first, by the next steps: its steps are handed out again
-        (``Coordinator.drop_cycles``, to this worker or another), and until 2026-12-06 this worker's stream went on
-        past them, so they were drawn and never trained (n_push batches a drop, more with cycles queued behind it)."""
+        (``Coordinator.drop_cycles``, to this worker or another); were this worker's stream to go on past them, they
+        would be drawn and never trained (n_push batches a drop, more with cycles queued behind it)."""
         self._again, self._drawn = self._drawn + self._again, []
         self.params.drop()
         self._mean.pop()
