@@ -77,7 +77,8 @@ def _check_lost_again(faults: list[Fault], restarts: int) -> None:
     order, so one past them is refused here (ConfigError naming the item). Whether its replacement has rejoined by the
     later step is the run's to say (:meth:`~downpour.ps.simulated.SimulatedCluster._fault`: a ``fault-missed`` event
     where not), so the rule is conservative: every worker item counts as a loss here, though one that finds its
-    worker lost still spends no restart in the run. A second item for a worker is refused only past ``restarts``."""
+    worker lost still spends no restart in the run. A worker's second item is refused only where its first is past
+    the first ``restarts`` losses."""
     losses = [f for f in faults if f.kind == "worker"]
     for i, fault in enumerate(losses):
         again = next((f for f in losses[i + 1:] if f.index == fault.index), None)

@@ -49,7 +49,7 @@ def save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coor
     summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
                **_counts(states, report), **_refused(tally), "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
     run.write_json("cluster.json", {**summary, **_partition_shards(setup)})
-    # (a run none of whose pushes was finite fails here as its uninterrupted end does: it is not saved as a good one)
+    # (a run none of whose pushes was finite fails here, as its uninterrupted end does)
     _none_finite(setup.cfg, run, tally, report)
     return summary
 

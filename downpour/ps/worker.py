@@ -180,7 +180,7 @@ class Worker:
 
     def buffers(self) -> dict[str, Tensor]:
         """The replica's buffers, on the CPU (an RBM's persistent chains): what the run's model file keeps of them,
-        as the local loop's keeps its own (the driver's copy never trains: its buffers are zeros)."""
+        as the local loop's keeps its own (not the driver's copy's: it never trains, its buffers stay zeros)."""
         return {name: b.detach().cpu().clone() for name, b in self.model.named_buffers()}
 
     def take_push(self) -> Push:
