@@ -180,8 +180,8 @@ def cut_refusal(model: str, *, cat: bool, top: bool = False) -> str:
     for the runner (:func:`partition_model`, on the built model) and ``downpour plan`` (on the config,
     plan/network.py), so a plan lays out only what the runner accepts (a grid too small to cut is
     :func:`~downpour.parallel.blocks.grid_shape`'s, shared alike). Untied, tiled and convolutional filters
-    are all split (a tiled stage's banks shared by the blocks, until 2026-12-05 refused), and so is the untied
-    decoder (each block its positions' decoder weights, a tiled one's banks shared: until 2026-12-05 refused)."""
+    are all split (a tiled stage's banks shared by the blocks), and so is the untied decoder (each block its
+    positions' decoder weights, a tiled one's banks shared)."""
     if not cat:
         return f"model parallelism splits the locally connected stages of the cat network; {model} has none"
     if top:
