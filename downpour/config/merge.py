@@ -103,8 +103,8 @@ def with_origin(err: ConfigError, name_or_path: str, overrides: list[Override] |
                  if (where := origin_of(key, name_or_path, overrides) or "").startswith("-")}
         return ValuesError(err.values, err.rest, {**err.names, **named})
     where = origin_of(err.key, name_or_path, overrides) if err.key else None
-    # (a base-less file: cat-demo on 8x8 data). Only a keyed value set nowhere is a default: until 2026-12-05 every
-    # keyless refusal (a resume's too, over its own config.toml) was said to be "the value is a default ... add base"
+    # (a base-less file: cat-demo on 8x8 data). Only a keyed value set nowhere is a default: a keyless refusal (a
+    # resume's too, over its own config.toml) is no default's, and "add base" would not fix it
     if where is None and err.key and (file := defaults_file(name_or_path)):
         return type(err)(f"{err} ({err.key} is a default: {file} has no base = \"PRESET\", so it starts "
                          "from the defaults of downpour/config/sections.py, not from a preset; add e.g. base = "

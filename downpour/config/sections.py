@@ -17,8 +17,9 @@ CONSISTENCY_FORMS = {"async": (), "bounded": (("K", int, "[0, inf)"),), "sync": 
 AT_LEAST_1, AT_LEAST_0 = "[1, inf)", "[0, inf)"
 # Which rule decides a folder's JPEG decode reductions under data.jpeg_draft (downpour.data.patches.decode_reduction):
 # 1, the centred square alone decoded reduced, a tile grid in full (2026-12-04 15:25, commit 6bf7f1f, to 17:05); 2, tile
-# grids reduced too (from 17:05, commit 7318aac). A run keeps the rule it began with (config.toml's data.jpeg_decode,
-# since 2026-12-05); raise it with any change to the rule, and keep the old ones decodable.
+# grids reduced too (from 17:05, commit 7318aac). A run keeps the rule it began with (config.toml's data.jpeg_decode;
+# a config.toml written before 2026-12-05 lacks it); raise it with any change to the rule, and keep the old ones
+# decodable.
 JPEG_DECODE = 2
 # Rule 2 reduces a tile only where its reduced side stays this many times the crop's: the resize after it then still
 # averages 4+ reduced pixels per output pixel. Measured against a full decode's tiles (bench/jpeg_draft.py --tile 256 /
@@ -32,8 +33,8 @@ FACE_SOURCES = ("faces", "natural+faces")     # the data sources that hold lfw's
 FILE_SOURCES = ("folder", "video", "array")   # the data sources that read data.path (and can stream)
 # The cluster.runner choices that run cluster.algorithm's entry of downpour.runners.ALGORITHMS on workers and shards;
 # every other choice trains in this process, its own entry of downpour.runners.RUNNERS, and reads no [cluster] key
-# but the runner. The one place a runner's kind is decided (is_cluster_runner): until 2026-12-06 a dozen checks
-# read "not 'local'" as a cluster, so a new in-process runner took `--workers 3` and the cluster checks unsaid.
+# but the runner. The one place a runner's kind is decided (is_cluster_runner), so that a new in-process runner is
+# no cluster: a check reading "not 'local'" as a cluster would have it take `--workers 3` and the cluster checks.
 CLUSTER_RUNNERS = ("simulated", "ray")
 
 
@@ -46,7 +47,8 @@ def is_cluster_runner(runner: str) -> bool:
 @dataclass(frozen=True)
 class DataConfig(Section):
     section: ClassVar[str] = "data"
-    # a stream before blocks: each item's samples in a row; a run before 2026-12-04 decoded every JPEG in full
+    # what a config.toml written before 2026-12-04 meant by leaving them out: a stream before blocks (each item's
+    # samples in a row), and every JPEG decoded in full
     absent_meant: ClassVar[dict[str, Any]] = {"mix_items": 1, "jpeg_draft": False}
     # gaussian: N(0, I) vectors of dimension `size` as (1, 1, size) samples, labelled by their largest coordinate
     source: str = setting("natural", choices=("natural", "faces", "natural+faces", "digits", "folder", "video", "array", "gaussian"))
@@ -174,7 +176,7 @@ class ClusterConfig(Section):
     # std of Gaussian noise each shard adds to every gradient it applies (seeded per shard and version); 0 = none
     grad_noise: float = setting(0.0, within=AT_LEAST_0)
     # grad_noise is a fraction of each applied gradient's RMS (it fades as gradients do); a greedy push's RMS is over
-    # the tensors of the stages it trained (until 2026-12-04 the whole shard slice's, a held stage's zeros counted)
+    # the tensors of the stages it trained (not the whole shard slice's, whose held stages' zeros would shrink it)
     grad_noise_relative: bool = False
     compensation: str = setting("none", choices=("none", "staleness-lr", "dc-asgd"))
     dc_lambda: float = setting(0.04, within=AT_LEAST_0)       # DC-ASGD's λ
@@ -235,14 +237,14 @@ class AnalysisConfig(Section):
     concept_controls: list[str] = setting(factory=lambda: ["phase_scrambled", "block_shuffled", "spectrum_matched_crops"])
     random_filters: int = setting(2000, within=AT_LEAST_1)    # random linear filters in that baseline
     # what the invariance warps put where they uncover area outside the image: each image's mean | its edges repeated
-    # (the only fill until 2026-12-05, under which a shifted face stayed a face-like smear and 47 of the mechanisms
-    # study's 48 translation ranges ran to the sweep's end)
+    # (under border a shifted face stays a face-like smear: 47 of the mechanisms study's 48 translation ranges ran to
+    # the sweep's end with it, hence mean by default)
     invariance_fill: str = setting("mean", choices=("mean", "border"))
     poses: str = ""                # out-of-plane rotation: a folder with one sub-folder per angle in degrees (0 = frontal), the same objects in each
     no_faces_run: str = ""         # face test: a run of the same recipe, seed and split with data.train_faces = 0, scored as "the no-faces network"
     no_faces_twin: bool = False    # face test: that run is this run's twin, which downpour train trains after it into RUN/no-faces
     # top activating images shown beside the optimal stimulus: at most 36, the 6 x 6 that fit the report's width at
-    # 1.2 in each (figures.stimulus_and_top_images; until 2026-12-07 any count, 100 a 14.4 in figure shrunk to fit)
+    # 1.2 in each (figures.stimulus_and_top_images; more would shrink the figure to fit: 100 make a 14.4 in one)
     top_k: int = setting(9, within="[1, 36]")
     stimulus_steps: int = setting(300, within=AT_LEAST_1)     # projected gradient ascent steps
     stimulus_restarts: int = setting(4, within=AT_LEAST_1)    # random starts; the best one is kept
