@@ -53,7 +53,7 @@ def input_gradients_only() -> Iterator[None]:
 
     For ``torch.autograd.grad(out, x)`` of a model whose weights require grad: a custom Function's
     ``needs_input_grad`` says which inputs require grad, not which gradients the call asked for, so the weight
-    gradient (a bmm as large as the input gradient's) was computed and dropped by autograd. The optimal stimulus asks
+    gradient (a bmm as large as the input gradient's) would be computed and dropped. The optimal stimulus asks
     for the input's alone, 302 times an analysis (0.3 s of its 1.2 s CPU on the main job's network,
     bench/stimulus_grad.py); the input gradient is the same, bit for bit. Only where the backward runs on the calling
     thread (a CPU graph: a GPU's runs on autograd's device thread, which computes the weight gradient as before).

@@ -44,7 +44,7 @@ def _up(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 def gaussian_pyramid(x: Tensor, levels: int) -> list[Tensor]:
     """[x, blur-and-halve(x), ...]: ``levels`` tensors (B, C, H/2^i, W/2^i) (sides rounded up)."""
-    if not is_count(levels, 1):   # 2.5 and "3" were TypeErrors naming nothing; True was one level
+    if not is_count(levels, 1):   # 2.5 and "3" would be TypeErrors naming nothing; True one level
         raise ValueError(f"gaussian_pyramid: levels must be a positive int, got {levels!r}")
     out = [x]
     for i in range(1, levels):
@@ -82,7 +82,7 @@ class PyramidFront(nn.Module):
         super().__init__()
         if kind not in ("gaussian", "laplacian"):
             raise ValueError(f"PyramidFront: kind must be 'gaussian' or 'laplacian', got {kind!r}")
-        if not is_count(levels, 1):   # (2.5 was taken here, and failed at the first batch naming nothing)
+        if not is_count(levels, 1):   # (2.5 would be taken here, and fail at the first batch naming nothing)
             raise ValueError(f"PyramidFront: levels must be a positive int, got {levels!r}")
         self.levels, self.kind = levels, kind
 
@@ -136,7 +136,7 @@ class GlimpseFront(nn.Module):
         out = []
         for _ in range(self.glimpses):
             # every corner suppressed (more glimpses than fit apart): a new round over the whole image,
-            # from its most salient place again (argmax of all -1 was the top-left corner, every time)
+            # from its most salient place again (argmax of all -1 would be the top-left corner, every time)
             spent = sal.view(b, -1).amax(dim=1) < 0
             if bool(spent.any()):
                 sal = torch.where(spent[:, None, None], salience, sal)
