@@ -201,7 +201,7 @@ class Autoencoder(FeatureModel):
     def forward_train(self, batch: Batch) -> dict[str, Outputs]:
         h = self.encode(batch.x)
         # the weights a penalty (weight_l2) may shrink: not a frozen first layer (model.first_layer = "gabor" or
-        # "random"), whose ½ΣW² was a constant in the logged part (ufldl-sae, gabor: 0.00125 of 0.0030 at the start)
+        # "random"), whose ½ΣW² is a constant in the logged part (ufldl-sae, gabor: 0.00125 of 0.0030 at the start)
         weights = tuple(w for w in (self.weight if self.filter is None else self.filter.weight, self.decoder_weight)
                         if w is not None and w.requires_grad)
         return {"": Outputs(x=batch.x, codes=h, recon=self.decode(h), pooled=self.pooled(h), weights=weights,

@@ -73,7 +73,7 @@ class FeatureModel(nn.Module):
 
     def param_stages(self) -> dict[str, int]:
         """The greedy stage (1-based) that trains each parameter, by ``named_parameters`` name; a parameter left
-        out trains at every stage, which a greedy Momentum or Adam cluster run refuses for a trainable one (since
-        2026-12-04: Adam counted a forgotten stage-2 tensor's steps through stage 1). One-stage models: none (the
+        out trains at every stage, which a greedy Momentum or Adam cluster run refuses for a trainable one (Adam
+        would count a forgotten stage-2 tensor's steps through stage 1). One-stage models: none (the
         parameter server then never holds a tensor)."""
         return {}

@@ -32,8 +32,8 @@ def _check_kl_codes(name: str, model: FeatureModel, objective: Objective, shape:
     """KL sparsity reads each code as a firing probability: codes outside (0, 1) are clamped there, and their units
     get no gradient from it. Refuse it on a model whose codes leave [0, 1] on a random batch it takes, at
     :data:`SCALES` times its size: codes must stay in [0, 1] for any input (a sigmoid's), and a ReLU's, unbounded
-    above, pass 1 at some size. Until 2026-12-06 the batch was of size 1 alone, so a ReLU autoencoder's codes (up to
-    3.1) were refused and cnn-digits' ReLU codes, under 1 at that size, were accepted. (A Bernoulli RBM takes only
+    above, pass 1 at some size. A batch of size 1 alone would refuse a ReLU autoencoder's codes (up to 3.1) and
+    accept cnn-digits' ReLU codes, under 1 at that size. (A Bernoulli RBM takes only
     data in [0, 1]: its codes, sigmoid probabilities, are looked at on the uniform batch at size 1.)"""
     if not objective.uses("kl_sparsity"):
         return

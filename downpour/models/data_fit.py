@@ -1,6 +1,6 @@
 """Model/data mismatches a run is not refused for but should hear of: what the model expects of its data,
 told at build time from the data config and sample shape the preflight already has (no pass over the data).
-Since 2026-12-06: `--set model.name=grbm-patches` on rbm-digits trained sigma = 1 Gaussian visibles on the
+Without them `--set model.name=grbm-patches` on rbm-digits trains sigma = 1 Gaussian visibles on the
 unstandardised [0, 1] digits, and `--set model.name=rnn-rows-faces` on the 8x8 digits, without a word.
 
 Not told: what an array source holds (``data.source = 'array'``: known only once it is read)."""

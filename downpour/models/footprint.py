@@ -106,8 +106,8 @@ def create_checked(name: str, input_shape: tuple[int, ...] | None, options: dict
 def _weights_in_graph(module: nn.Module, out: Tensor) -> bool:
     """Whether this call's ``out`` depends on a trainable weight matrix of ``module``: the ones whose gradient
     a backward pass computes as a product (a bias's is a sum: torch's counter counts none). Owning one is not
-    enough: ufldl-sae keeps its decoder's matrix beside a frozen (gabor, random) encoder's, and its forward
-    was counted 3.2k backward FLOPs where torch's own count, and the docs, say 0."""
+    enough: ufldl-sae keeps its decoder's matrix beside a frozen (gabor, random) encoder's, and counting by owning
+    would give its forward 3.2k backward FLOPs where torch's own count, and the docs, say 0."""
     weights = [p for p in module.parameters(recurse=False) if p.requires_grad and p.dim() > 1]
     if not weights or not out.requires_grad:
         return False

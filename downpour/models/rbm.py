@@ -225,7 +225,7 @@ class RBM(FeatureModel):
         return self.visible_mean(h).reshape(n, *self.input_shape)
 
     # (worded for any data: each unit spans the whole input, which is a whole digit for rbm-digits but a patch of a
-    # larger image for grbm-patches; until 2026-12-06 every RBM's said "whole-object templates")
+    # larger image for grbm-patches, so not "whole-object templates" of every RBM)
     filters_what = ("the RBM's weights, one image per hidden unit: the pattern of visible units (pixels) that turns "
                     "it on, each spanning the whole input (no local receptive field): whole-digit templates when the "
                     "input is a whole small image (the 8x8 digits), patch filters (edges, blobs) when it is a patch "

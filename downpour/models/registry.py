@@ -62,8 +62,8 @@ def _make_config(family: type[FeatureModel], values: dict[str, Any], where: str,
 
 def _without_unread_variant_keys(config: Any, values: dict[str, Any], base: Any) -> Any:
     """``config`` with every key the variant (``base``) set, the run did not (``values``), and the run's
-    other options leave unread reset to its default: ``--set model.persistent=false`` on rbm-digits was
-    refused as "model.chains = 32 is not read", a key only the variant had set. A key the run set itself
+    other options leave unread reset to its default, so that ``--set model.persistent=false`` on rbm-digits is not
+    refused as "model.chains = 32 is not read", a key only the variant set. A key the run set itself
     is still refused (:class:`~downpour.errors.UnreadOption`)."""
     while hasattr(config, "check_read"):
         try:

@@ -171,8 +171,8 @@ class RNNAutoencoder(FeatureModel):
         """The candidate ("new") gate's input weights as images, (hidden, C, 1, W) or (hidden, C, H, W); None for
         (T, F) sequences. The candidate gate is the one that writes the input into the state, h' = (1 - z)·n + z·h
         with n = tanh(W_in x + ...), so its rows are the features the code is built from; the reset and update
-        gates only weigh it (:meth:`gate_filters` gives all three). Until 2026-12-04 all 3·hidden rows came back,
-        the three gates side by side in one picture and one edge count."""
+        gates only weigh it (:meth:`gate_filters` gives all three): all 3·hidden rows would put the three gates
+        side by side in one picture and one edge count."""
         gates = self.gate_filters()
         return None if gates is None else gates["new"]
 
