@@ -53,7 +53,7 @@ def parse_override(item: Override, example: str | None = None) -> tuple[list[str
     """``"train.lr=0.1"`` or ``("train.lr", 0.1)`` -> (["train", "lr"], 0.1). ``example``: what the refusal of a
     string without ``=`` shows, for a command whose ``--set`` takes one section's keys (``analysis.splits=10``)."""
     if isinstance(item, tuple):
-        if len(item) != 2:      # (it was "not enough values to unpack")
+        if len(item) != 2:      # (else "not enough values to unpack")
             raise ConfigError(f"override {item!r}: a (key, value) pair has 2 items, not {len(item)}")
         key, value = item
         return key.split("."), value
@@ -133,7 +133,7 @@ def merged_tables(name_or_path: str, overrides: list[Override] | tuple[Override,
                   warn: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
     """The preset chain and overrides merged as plain tables, and where each ``section.key`` was set last
     (``warn``: say when a model's options carry over to another model)."""
-    if isinstance(overrides, (str, dict)):   # from Python: a str was read letter by letter, a dict by its keys
+    if isinstance(overrides, (str, dict)):   # from Python: a str would be read letter by letter, a dict by its keys
         fix = f"[{overrides!r}]" if isinstance(overrides, str) else "list(overrides.items())"
         raise ConfigError(f"overrides: a list of 'section.key=value' strings or (key, value) pairs, got a "
                           f"{type(overrides).__name__} {overrides!r}: {fix}")
