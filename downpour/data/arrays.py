@@ -92,15 +92,14 @@ def npz_keys(path: str | Path) -> set[str]:
 
 
 # the largest label a set may hold: a label is a class number, and the largest + 1 is how many classes a supervised
-# model scores (an .npz with y = 2**40 was accepted and asked for 2**40 + 1 outputs at the first batch)
+# model scores (an .npz with y = 2**40 would ask for 2**40 + 1 outputs at the first batch)
 MAX_LABEL = 2**20 - 1
 
 
 def check_labels(y: np.ndarray, where: str) -> np.ndarray:
     """``y`` as (N,) int64 class numbers, or DataError naming ``where``, the first label that is none and how many
-    are not. Until 2026-12-04 a negative label loaded: a supervised model failed at its first batch holding one
-    ("IndexError: Target -1 is out of bounds", a traceback, the run folder left behind), and a float y was refused
-    once the run folder existed."""
+    are not, before the run folder exists: a negative label let through fails a supervised model at its first batch
+    holding one ("IndexError: Target -1 is out of bounds", a traceback, the run folder left behind)."""
     if y.ndim != 1:
         raise DataError(f"{where}: y has shape {y.shape}; expected (N,), one label per image of x")
     if not np.issubdtype(y.dtype, np.integer):
@@ -139,7 +138,7 @@ def check_array_path(path: str | Path) -> None:
     p = Path(path)
     if not str(path):
         raise DataError("data.path is empty: the array source needs a .npy or .npz file")
-    if p.is_dir():      # (it said "must end in .npy or .npz" of a folder of images, until 2026-12-06)
+    if p.is_dir():      # (said as a folder, not as a name that does not end in .npy or .npz)
         raise DataError(f"data.path {str(p)!r} is a folder, and data.source = 'array' reads one .npy or .npz file "
                         "(a folder of images: data.source = 'folder'; of videos: 'video')")
     if p.suffix not in (".npy", ".npz"):

@@ -24,15 +24,15 @@ _NO_LENGTH = {0x00, 0x01, *range(0xD0, 0xD8)}     # stuffed byte, TEM, RSTn: mar
 
 def opened(path: Path, reducible: bool = False) -> Image.Image:
     """``Image.open(path)``; an empty file is named so (Pillow: "cannot identify image file", as for a format it
-    does not know; until 2026-12-04 the skip record said that of a 0-byte download or placeholder). ``reducible``
+    does not know, which would be a 0-byte download's or placeholder's skip record). ``reducible``
     (crops, data.jpeg_draft): a JPEG over Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS, ~179 MP) is
-    opened all the same, for :func:`within_bomb_limit` to judge at the reduction it decodes at (since 2026-12-05:
-    a 200 MP panorama cropped to 32 px was skipped as a bomb, though its 1/8 decode holds 3 MP). Any other file over
+    opened all the same, for :func:`within_bomb_limit` to judge at the reduction it decodes at (a 200 MP panorama
+    cropped to 32 px is no bomb: its 1/8 decode holds 3 MP). Any other file over
     it is refused saying what would let it be read (:func:`_advice`).
 
     An image over Image.MAX_IMAGE_PIXELS and within the limit (~89.5 MP to ~179 MP: a 108 or 120 MP phone or camera
-    photo) is read, as Pillow reads it, without Pillow's DecompressionBombWarning: until 2026-12-06
-    each process printed it once for the first such file, naming no file, calling a photo it went on to read a
+    photo) is read, as Pillow reads it, without Pillow's DecompressionBombWarning: shown, it is printed by
+    each process once for the first such file, naming no file, calling a photo it goes on to read a
     possible "decompression bomb DOS attack" (a streamed run: once per worker and loader process, in the middle of
     the training log). Such a photo is no attack; the files that are too large are refused and named."""
     try:
@@ -59,8 +59,8 @@ def opened(path: Path, reducible: bool = False) -> Image.Image:
 def _bomb_warning_dropped() -> Iterator[None]:
     """Pillow's DecompressionBombWarning is not shown meanwhile; every other warning is, as it would be. Not by
     ``warnings.catch_warnings``: any change of the filters makes Python show again every warning it showed once where
-    it was raised (until 2026-12-06 each file opened did that: a warning raised once per file at one place was shown
-    for every file). What shows a warning is replaced instead, which the filters do not see."""
+    it was raised (a change per file opened would show a warning raised once per file at one place for every
+    file). What shows a warning is replaced instead, which the filters do not see."""
     shown = warnings.showwarning
 
     def show(message, category, *args, **kwargs):   # (warnings.showwarning's arguments)
@@ -79,8 +79,8 @@ def within_bomb_limit(img: Image.Image, s: int) -> None:
     the decoder then holds no more than the limit allows, whatever size the file declares. Not a JPEG of several
     scans: libjpeg keeps every DCT coefficient of the whole image until its last scan, 2 bytes a pixel a component at
     any reduction, so it is judged at its native size. A progressive one (an 8000x8000 grey one decoded at 1/8 grew
-    the peak memory by 125 MB, its baseline twin's by 3 MB, a full decode holds 64 MB; until 2026-12-05 its 1/8 size
-    let a file declaring 65500 x 65500 through, for coefficients of 8.6 GB a component), and since 2026-12-05 a
+    the peak memory by 125 MB, its baseline twin's by 3 MB, a full decode holds 64 MB; judged at its 1/8 size a file
+    declaring 65500 x 65500 would pass, for coefficients of 8.6 GB a component), and so is a
     baseline one whose first scan lacks a component (an 8000x8000 RGB one of a scan per component grew it by 370 MB
     at 1/8, its one-scan twin by 4 MB; a 14000x14000 one raised a crops run's peak from 356 MB to 1,424 MB)."""
     limit = 2 * Image.MAX_IMAGE_PIXELS
@@ -103,8 +103,8 @@ def _advice(path: Path, reducible: bool) -> str:
     """What would let a file Pillow refused as a bomb at open be read: a smaller file. A region of it is not to be
     had cheaply: Pillow's crop of a lazily opened PNG or TIFF loads it whole (an 8000x8000 RGB PNG cropped to 32 px
     grew the peak memory by 245 MB, a full load by 244 MB; a striped TIFF alike), and crops mode's centred square
-    spans the rows of most images anyway. Until 2026-12-05 the refusal said only 'could be decompression bomb DOS
-    attack'."""
+    spans the rows of most images anyway. The refusal says what would let the file be read, not only Pillow's
+    'could be decompression bomb DOS attack'."""
     limit = 2 * Image.MAX_IMAGE_PIXELS
     if not reducible:
         return f"decoded whole here: downscale it below {limit} pixels"

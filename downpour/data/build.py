@@ -87,7 +87,7 @@ def check_config(cfg: DataConfig) -> None:
         home = Path(os.path.expanduser(cfg.path))
         tilde = f"; a ~ is not expanded here: data.path = {str(home)!r}" if home.exists() else ""
         raise ConfigError(f"data.path {cfg.path!r} does not exist (data.source = {cfg.source!r} reads it){tilde}",
-                          key="data.path")   # (keyless, a resume's was said to be a default of a base-less config.toml)
+                          key="data.path")   # (keyless, a resume's would be said to be a base-less file's default)
     if cfg.path and cfg.source not in FILE_SOURCES:   # it trained on the built-in set, silently
         raise ConfigError(f"data.path = {cfg.path!r} is read only by data.source = 'folder', 'video' or 'array'; "
                           f"data.source = {cfg.source!r} is built in: set data.source too, or drop data.path",
@@ -213,8 +213,8 @@ def _views(images: ImageSet, cfg: DataConfig, n: int, rng: np.random.Generator,
 def _upscaled(images: ImageSet, cfg: DataConfig, counted_in: str) -> dict[str, Any]:
     """data.json's ``n_upscaled`` and ``upscaled`` [{file, size}]: the files whose crops were enlarged to data.size,
     each once, and said once: a folder's, video's or array's. The built-in sets' are by design (lfw's 25-px faces) and
-    have no data.json: until 2026-12-05 a digits run in crops at size 16 listed 'digits[0]' ... 'digits[1796]' in
-    model.json, lfw's 140 alike, where natural+faces (the main job, the same faces) listed none."""
+    have no data.json, so a digits run in crops at size 16 does not list 'digits[0]' ... 'digits[1796]' in
+    model.json (nor lfw's 140), as natural+faces (the main job, the same faces) lists none."""
     if cfg.source not in FILE_SOURCES:
         return {}
     files: dict[str, str] = {}

@@ -38,7 +38,7 @@ LFW_TRAIN_PER_CLASS = 70   # the first 70 of each class train; the last 30 of ea
 
 # Each photograph's file in scikit-image's wheel (skimage/data/). Read with PIL, not ``skimage.data``: its loader
 # imports ``skimage.io``, which imports scipy, tifffile and imageio: 0.29-0.33 s of CPU after torch, 1.3-1.7 s of wall
-# on the loaded 2-core VM, in every training process until 2026-12-06. The pixels are the same, bit for bit
+# on the loaded 2-core VM, in every training process that reads one. The pixels are the same, bit for bit
 # (tests/test_data_builtin.py checks every one).
 _FILES = {"camera": "camera.png", "astronaut": "astronaut.png", "brick": "brick.png", "grass": "grass.png",
           "gravel": "gravel.png", "text": "text.png", "coins": "coins.png", "moon": "moon.png", "page": "page.png",

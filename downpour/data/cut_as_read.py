@@ -1,8 +1,8 @@
 """A folder's samples cut as each file is read, in memory: what the load holds of an image is its crops or patches and
 its size (a read-only view of one zero: its shape, what :func:`~downpour.data.patches.enlarged` and the patches' draws
-read), not its pixels. Until 2026-12-06 every decoded image was held until all were cut: 300 mixed images (131 MB of
-files) peaked at 805 MB RSS in crops mode and 838 MB in patches mode, now 324 and 332 MB (docs/data.md). The samples
-are the same.
+read), not its pixels. 300 mixed images (131 MB of files) peak at 324 MB RSS in crops mode and 332 MB in patches
+mode, where holding every decoded image until all are cut peaked at 805 and 838 MB (docs/data.md). The samples are the
+same.
 
 - crops: each image's (:func:`~downpour.data.patches.crop_images`) depend on it alone.
 - patches: their images and positions are drawn from every image's size (:func:`~downpour.data.patches.patch_draws`),
@@ -79,7 +79,7 @@ def _headers(cfg: DataConfig) -> ImageSet:
 
 def _patches(cfg: DataConfig, rng: Callable[[], np.random.Generator]) -> tuple[ImageSet, Views]:
     told = _headers(cfg)
-    try:        # said below, once, after the files' own skips (until 2026-12-06 a redraw said the small ones twice)
+    try:        # said below, once, after the files' own skips (a redraw does not say the small ones again)
         draws = patch_draws(told, cfg.size, cfg.samples, rng(), said=True)[1]
     except DataError:         # no size told fits a patch: the sizes read say it (or the load what it could not read)
         told, draws = ImageSet([], []), {}

@@ -76,7 +76,7 @@ class Dataset:
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (a shard sent to a Ray worker) with only its own rows: a view's pickle holds the whole
-        storage it views, so every worker was sent, and kept, every worker's samples."""
+        storage it views, so every worker would be sent, and keep, every worker's samples."""
         state = dict(self.__dict__)
         for key in ("x", "y"):
             t = state[key]

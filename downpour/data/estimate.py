@@ -4,11 +4,10 @@
 - folder: the load cuts each file as it reads it (:mod:`~downpour.data.cut_as_read`) and keeps the samples, float32
   (C, data.size, data.size): crops mode each image's squares (one, or its data.tile grid: :func:`crop_count`),
   patches mode data.samples; plus the largest image it decodes, one at a time (a JPEG at its data.jpeg_draft
-  reduction), from the probed headers and those of the :data:`LARGEST` largest files by bytes (a stat each: until
-  2026-12-06 only the evenly spaced probes, so a folder of small images with one huge one off them counted a small
-  one). Until 2026-12-06 it counted every decoded image, as the load held them before: 300 grey 1600x1200
-  JPEGs in patches mode were 2,197 MB and streamed, where the load holds 2.4 MB of patches and decodes 7.3 MB at a
-  time, 9.8 MB now, held in memory (docs/data.md).
+  reduction), from the probed headers and those of the :data:`LARGEST` largest files by bytes (a stat each: the
+  evenly spaced probes alone would count a small image for a folder of small ones with one huge one off them).
+  300 grey 1600x1200 JPEGs in patches mode count 9.8 MB and are held in memory: the load holds 2.4 MB of patches and
+  decodes 7.3 MB at a time (docs/data.md); counting every decoded image would make them 2,197 MB, streamed.
 - video: every frame it gives, decoded (the load holds them all before cutting): min(T, data.frames_per_video) a
   video, T its headers' count.
 - .npy: its rows.
@@ -89,7 +88,7 @@ def _probe(cfg: DataConfig, path: str) -> tuple[int, int]:
     try:
         if cfg.source == "folder":
             # the header only, reduced as read_image decodes it: a 4032x3024 JPEG cropped to 32 px holds 1/64 of its
-            # pixels (until 2026-12-04 counted in full, so 'auto' streamed folders 64x smaller than its threshold)
+            # pixels (counted in full, 'auto' would stream folders 64x smaller than its threshold)
             w, h, scale = decoded_size(Path(path), cfg.jpeg_shrink(), cfg.tile, decode_rule(cfg))
             return w * h, crop_count(h, w, cfg.tile, scale)
         return decoded_pixels(Path(path), cfg.frames_per_video), 0

@@ -126,8 +126,8 @@ def read_scaled(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0,
 
 def decoded_size(path: Path, shrink_to: int = 0, tile: int = 0, rule: int = JPEG_DECODE) -> tuple[int, int, int]:
     """(width, height, reduction) :func:`read_scaled` decodes ``path`` to, from its header; raises as it would on a
-    file over the bomb limit (data.pipeline's estimate: until 2026-12-05 a JPEG over it that read_scaled reads reduced
-    counted as 0 pixels, so a folder of them estimated at 0 bytes was held in memory by 'auto')."""
+    file over the bomb limit (data.pipeline's estimate: a JPEG over it that read_scaled reads reduced counts its
+    reduced pixels, not 0, which would estimate a folder of them at 0 bytes and hold it in memory under 'auto')."""
     with opened(path, reducible=shrink_to > 0) as img:
         s = _decode_scale(img, shrink_to, tile, rule)
         return img.width // s, img.height // s, s
@@ -164,8 +164,8 @@ def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None, links: 
     holds it (a loop: :func:`_followed`); a link to nothing counts as a file (reading it fails, naming it), one to a
     named pipe, socket or device does not. ``unlisted``: where a folder that cannot be listed (no permission) is
     recorded as {"folder", "reason"}, not logged: a run walks its folder two or three times (the checks, pipeline
-    "auto"'s count, the load), and the load says what it left out (:func:`say_left_out`); os.walk drops it without a
-    word (until 2026-12-04 its images did). ``links``: where the files that are symbolic links are added (for
+    "auto"'s count, the load), and the load says what it left out (:func:`say_left_out`); os.walk alone would drop it,
+    and its images, without a word. ``links``: where the files that are symbolic links are added (for
     :func:`once_each`, which then looks at no file again)."""
     links = set() if links is None else links
 
@@ -186,7 +186,7 @@ def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None, links: 
             kept = [p for p in (Path(top) / name for name in sorted(names)) if _listed(p, links)]
         except OSError as err:
             # listed but not entered: a folder with read but no search (x) permission, as `chmod -R 644` leaves
-            # every sub-folder; until 2026-12-04 the stat of its first file ended the run with a traceback
+            # every sub-folder; recorded, where the stat of its first file would end the run with a traceback
             unlistable(OSError(err.errno, f"{err.strerror}: its names can be read, not its files (no x permission)"
                                if err.errno == errno.EACCES else err.strerror, top))
             dirs[:] = []
@@ -197,8 +197,8 @@ def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None, links: 
 def _followed(folder: str, real: str, inside: str, unlisted: list[dict[str, str]] | None) -> bool:
     """Whether the walk enters ``folder``, in the one whose real path is ``real``: a folder, or a link to one outside
     the folder read (``inside``). A link to a folder holding it is a loop, put in ``unlisted`` as {"folder": the link,
-    "loop": its target} (data.json's ``loops``: :func:`left_out`); until 2026-12-06 it was left out unsaid, or where
-    it led above data.path followed: ``data/up -> ../..`` read every image beside and above ``data``."""
+    "loop": its target} (data.json's ``loops``: :func:`left_out`): not left out unsaid, nor followed where it leads
+    above data.path (``data/up -> ../..`` would read every image beside and above ``data``)."""
     if not os.path.islink(folder):
         return True
     target = os.path.realpath(folder)
@@ -212,17 +212,17 @@ def _followed(folder: str, real: str, inside: str, unlisted: list[dict[str, str]
 def _listed(p: Path, links: set[str]) -> bool:
     """Whether folder entry ``p`` is listed as a file: a file, or a link to nothing (or a loop), or an entry that
     cannot be looked at (a link's target out of reach: a name too long, a dead mount; a stale NFS handle), kept to
-    be named unreadable when read; a link to a named pipe, socket or device is none (until 2026-12-04 reading a link
-    to a pipe waited for a writer: the run hung, saying nothing). A link is added to ``links``. PermissionError where
+    be named unreadable when read; a link to a named pipe, socket or device is none (reading a link to a pipe
+    would wait for a writer: the run would hang, saying nothing). A link is added to ``links``. PermissionError where
     its folder cannot be entered (the entry's own lstat needs only the folder's x permission).
 
-    One lstat a file that is no link (since 2026-12-05: a stat here and an lstat in :func:`_real`, 2 a file: 20,000
-    files 2 folders deep listed with 41,378 stat calls, now 21,378, strace -c); a link's target is looked at once more."""
+    One lstat a file that is no link, not a stat here and an lstat in :func:`_real` (20,000 files 2 folders deep are
+    listed with 21,378 stat calls, where 2 a file took 41,378, strace -c); a link's target is looked at once more."""
     try:
         mode = os.lstat(p).st_mode
     except OSError as err:
-        # (until 2026-12-04 one such entry, 'File name too long' or a dead sshfs mount's 'Transport endpoint is not
-        # connected', left its whole folder out as one that cannot be entered)
+        # (kept as an entry: one such entry, 'File name too long' or a dead sshfs mount's 'Transport endpoint is not
+        # connected', does not leave its whole folder out as one that cannot be entered)
         if err.errno == errno.EACCES:
             raise
         return True
@@ -255,7 +255,7 @@ def image_files(path: str | Path, labels: bool = False, unlisted: list[dict[str,
     root = Path(path)
     if not str(path):
         raise DataError("data.path is empty: the folder source needs the folder to read")
-    if root.is_file():     # (until 2026-12-05 said as "does not exist or is not a folder")
+    if root.is_file():     # (said as a file, not as "does not exist or is not a folder")
         raise DataError(f"data.path {str(root)!r} is a file, and data.path takes the folder of images to read "
                         f"(data.path = {str(root.parent)!r}: every image in it)")
     if not root.is_dir():
@@ -284,8 +284,8 @@ def image_files(path: str | Path, labels: bool = False, unlisted: list[dict[str,
 def once_each(files: list[Path], aliases: list[dict[str, str]] | None = None,
               links: set[str] | None = None) -> list[Path]:
     """``files`` with each real file once, under its first name in sorted order (an image folder's and a video
-    folder's): a link to a file listed already (another name inside the folder, two links to one file) trained it
-    twice before 2026-12-04.
+    folder's): a link to a file listed already (another name inside the folder, two links to one file) would train it
+    twice.
     ``aliases``: where each dropped name is recorded as {"file": it, "is": the name kept}; ``links``: the files that
     are symbolic links, as :func:`walk_files` found them (None: each file is looked at)."""
     first: dict[str, Path] = {}

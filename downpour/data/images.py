@@ -93,8 +93,8 @@ def skip(skipped: list[dict[str, str]], file: str, reason: str, said: bool = Fal
 
 def say_unlogged(skipped: list[dict[str, str]]) -> None:
     """Log the skipped files past the first :data:`LOGGED`, for a run refused before it writes data.json: its
-    refusal says the log names them, and the user must remove them (until 2026-12-06 the log named 20 of 22 and
-    said data.json named every one, and no data.json was written)."""
+    refusal says the log names them, and the user must remove them (the log would otherwise name 20 of 22 and
+    point to a data.json that is not written)."""
     if len(skipped) <= LOGGED:
         return
     log.warning("this run stops before writing data.json, so the other %s are named here",
@@ -137,9 +137,9 @@ def nothing_read(whose: str, root: str, skipped: list[dict[str, str]], size: int
     """Why none of ``whose`` items ("the 4 items of this stream") gave a sample, from its skip records (``root`` "":
     an array's rows): the folder gone (unmounted, moved), its files gone from it, links to files that are not there,
     images smaller than the ``size`` x ``size`` patch, or files that are there and cannot be decoded, each named by
-    its first. Until 2026-12-04 files gone beside one bad file that stayed read as that file's fault: "(first:
-    bad.png: UnidentifiedImageError ...)"; until 2026-12-06 images too small for the patch were "unreadable", and
-    links to nothing were files "gone", "resume the run once they are back", where the links stay. ``shard``: the
+    its first: files gone beside one bad file that stayed are not read as that file's fault ("(first: bad.png:
+    UnidentifiedImageError ...)"), images too small for the patch are not "unreadable", and links to nothing are not
+    files "gone" ("resume the run once they are back"), as the links stay. ``shard``: the
     items are a cluster worker's share, which a resume keeps (and data.size): what to do says so."""
     def first(entries: list[dict[str, str]]) -> str:
         return f"(first: {entries[0]['file']}: {entries[0]['reason']})"
@@ -175,10 +175,10 @@ def nothing_read(whose: str, root: str, skipped: list[dict[str, str]], size: int
 
 
 # A worker's share that gives nothing fails at its first pass whatever is resumed: a resume keeps the workers, so
-# the share stays (until 2026-12-06 the error said nothing of what to do, beside "--resume RUN goes on from it").
+# the share stays, and the error says what to do, not only "--resume RUN goes on from it".
 SHARE_ENDS = "resume while as many files as workers remain, or start a new run with fewer workers"
-# ({remove}: by_kind's words, "the 2 unreadable files"; until 2026-12-06 "the unreadable files" of any, and of a share
-# mixing images smaller than the patch with files that cannot be read, said nothing of data.size)
+# ({remove}: by_kind's words, "the 2 unreadable files", which of a share mixing images smaller than the patch with
+# files that cannot be read say both, and so data.size)
 SHARE_FIX = ("each worker streams a share of its own, and a resumed run keeps its workers: remove {remove} from "
              f"data.path (data.json names them) and {SHARE_ENDS}")
 SMALL_SHARE_FIX = ("each worker streams a share of its own, and a resumed run keeps its workers and data.size: remove "

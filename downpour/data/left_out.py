@@ -27,9 +27,9 @@ def left_out(unlisted: list[dict[str, str]], aliases: list[dict[str, str]],
 
 def say_left_out(root: str | Path, info: dict[str, Any]) -> None:
     """Log what :func:`left_out` recorded in ``info``: called by the data's load (in memory, or the stream's
-    driver), once per listing a run trains on. The listings' own walks log nothing: until 2026-12-04 they warned
-    once per process, so a second run in one Python (a study's next cell, a second ``main([...])``) left an
-    unlisted folder, or an image under two names, unsaid while its data.json recorded them."""
+    driver), once per listing a run trains on. The listings' own walks log nothing: a warning once per process
+    would leave a second run in one Python (a study's next cell, a second ``main([...])``) with an unlisted folder,
+    or an image under two names, unsaid while its data.json recorded them."""
     for entry in info.get("unlisted", []):
         log.warning("folder %s: cannot list %s (%s): its files are left out", root, entry["folder"], entry["reason"])
     loops = info.get("loops", [])
@@ -44,7 +44,7 @@ def say_left_out(root: str | Path, info: dict[str, Any]) -> None:
                     plural(len(aliases), "file"), "names" if len(aliases) == 1 else "name", aliases[0]["file"],
                     aliases[0]["is"])
     kinds = info.get("ignored_extensions", {})
-    if kinds:   # (until 2026-12-06 only data.json's n_ignored counted them: a folder's .heic photos left out unsaid)
+    if kinds:   # (said, not only counted in data.json's n_ignored: a folder's .heic photos are not left out unsaid)
         n = sum(kinds.values())
         each = ", ".join(f"{k} {ext or 'with no extension'}" for ext, k in kinds.items())
         log.info("folder %s: %s not read, %s no image Pillow decodes here (%s; e.g. %s); data.json counts them "

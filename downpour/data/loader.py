@@ -127,7 +127,7 @@ class StreamBatches:
         self.listing = listing_digest(data.items)
         self.listing_changed = "listing" in pos and pos["listing"] != self.listing
         if self.listing_changed:
-            shard = data.info.get("shard")      # (each simulated worker said it alike, naming none: since 2026-12-05)
+            shard = data.info.get("shard")      # (each simulated worker names its shard: they would say it alike)
             log.warning("%s file list changed since the checkpoint (%s items now): the resumed stream reads another "
                         "order than the run would have, and will not reproduce from its start",
                         f"worker {shard['index']} of {shard['of']}: its" if shard else "the data's", len(data))
@@ -312,7 +312,7 @@ class StreamBatches:
         them ended before, if one died (``pid 12049 was killed by signal SIGKILL``: the out-of-memory killer),
         else None. A runner calls it first on a failure: while a dead process is registered with torch,
         torch's SIGCHLD handler raises its RuntimeError again wherever the main thread is (a checkpoint
-        being written: the run was lost), and the death surfaced as that or a ConnectionResetError."""
+        being written: the run would be lost), and the death would surface as that or a ConnectionResetError."""
         it, self._it = self._it, None
         if it is None or not hasattr(it, "_shutdown_workers"):
             return None

@@ -7,8 +7,8 @@
 - ``crops``: every image once, whole: its centred square, resized to ``size`` x ``size``. With
   ``tile`` > 0 an image is first cut into a centred grid of ``tile`` x ``tile`` squares (images with a
   side under ``tile`` give their centred square), so a large photo yields many views at one scale.
-  A square smaller than ``size`` is enlarged (bilinear: a blur), counted and said (:func:`enlarged`; until
-  2026-12-05 without a word: a 4x4 thumbnail trained as a 32x32 blur).
+  A square smaller than ``size`` is enlarged (bilinear: a blur), counted and said (:func:`enlarged`: a 4x4
+  thumbnail trains as a 32x32 blur, which the user should hear of).
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def patch_draws(images: ImageSet, size: int, n: int, rng: np.random.Generator, s
     if size < 1 or n < 1:
         raise ValueError(f"patches need size >= 1 and samples >= 1, got size={size}, samples={n}")
     # by file, as a stream skips its items: a video whose frames are too small is one file skipped, its frames unused
-    # (until 2026-12-04 each frame was a skip of its own, "clip.mp4#frame0".."#frame2": 3 in memory, 1 streamed)
+    # (not a skip per frame, "clip.mp4#frame0".."#frame2", which would count 3 in memory where a stream counts 1)
     files = [images.file(name) for name in images.names]
     small: dict[str, str] = {}          # file -> its first image too small, W x H
     for file, im in zip(files, images.images):
@@ -79,8 +79,9 @@ def cut_patches(image: np.ndarray, size: int, top: np.ndarray, left: np.ndarray)
 # The rules of :func:`decode_reduction` (data.jpeg_decode), and TILE_MARGIN with its measurements, are declared beside
 # the setting in :mod:`downpour.config.sections`; TILE_MARGIN is read from there at each call (bench/jpeg_draft.py
 # --margin sets it there, so DataConfig.decode_rules_differ sees the same margin). data.json records the rule as
-# ``jpeg_decode`` (since 2026-12-04), config.toml since 2026-12-05, and a resume decodes by it: until then a tiled run
-# begun under 1 and resumed under 2 trained on reduced tiles from the resume on.
+# ``jpeg_decode`` (one written before 2026-12-04 does not), and config.toml (one written before 2026-12-05 does not),
+# and a resume decodes by it: else a tiled run begun under 1 and resumed under 2 would train on reduced tiles from the
+# resume on.
 
 
 def decode_record(cfg: DataConfig) -> dict[str, Any]:
@@ -109,8 +110,8 @@ def decode_reduction(h: int, w: int, tile: int, size: int, rule: int = JPEG_DECO
     orientation (a centred square 4 native pixels off shifted a 3000x2000 photo's 250-px crop by half a pixel:
     mean error 0.021-0.027 from the full decode's, 0.0025 aligned; docs/data.md), and each crop still large enough:
     the centred square >= ``size`` at 1/s (the resize only shrinks), a ``tile`` grid's tiles (laid on native pixels:
-    :func:`crop_images`) >= :data:`~downpour.config.sections.TILE_MARGIN` x ``size`` (until 2026-12-04 a tiled
-    image decoded in full; ``rule`` 1 does so still, for a run begun under it)."""
+    :func:`crop_images`) >= :data:`~downpour.config.sections.TILE_MARGIN` x ``size`` (``rule`` 1 decodes a tiled
+    image in full, for a run begun under it)."""
     side, one = min(h, w), _one_square(h, w, tile)
     for s in (8, 4, 2):
         if h % s or w % s:
@@ -167,8 +168,8 @@ def crop_images(images: ImageSet, size: int, tile: int = 0) -> tuple[np.ndarray,
 
 def enlarged(images: ImageSet, size: int, tile: int = 0) -> list[tuple[int, str]]:
     """(index, what was enlarged) of each image whose crops (:func:`crop_images`) are squares smaller than ``size``:
-    'WxH', the image's, where it gives one square; 'WxH in TxT tiles' where it is cut in ``tile`` squares (until
-    2026-12-05 a 48x48 photo in 16x16 tiles at size 32 was called a file smaller than data.size, by its 48x48)."""
+    'WxH', the image's, where it gives one square; 'WxH in TxT tiles' where it is cut in ``tile`` squares (a 48x48
+    photo in 16x16 tiles at size 32 is no file smaller than data.size: its tiles are)."""
     found = []
     for i, im in enumerate(images.images):
         h, w, scale = im.shape[1], im.shape[2], images.scale(i)
@@ -186,10 +187,10 @@ def say_enlarged(entries: list[dict[str, str]], size: int, tile: int, total: int
                  counted_in: str = DATA_JSON, whose: str = "this stream") -> None:
     """Warn once of the files crops mode enlarged to ``size`` x ``size``: ``total`` of them (in memory, and a stream's
     run at its end: :func:`~downpour.data.telemetry.record_data`), or the first a stream met (``total`` None, ``whose``:
-    the stream, a worker's by its number; until 2026-12-06 each worker said it alike, and no line said how many).
+    the stream, a worker's by its number, so that the workers do not say it alike, and a line says how many).
     ``counted_in``: the record
     that counts them, another than a run's data.json for an analysis's labelled folder, whose size is the model's input
-    (until 2026-12-05 its warning named a data.json no analysis writes and said to lower data.size)."""
+    (its warning names no data.json, which no analysis writes, and does not say to lower data.size)."""
     first, many = entries[0], plural(total, "file") if total is not None else "a file"
     tiled = 0 < tile < size       # every tile enlarged: the files themselves need not be small
     what = f"the {tile}x{tile} tiles (data.tile) of {many}, smaller than data.size = {size}," if tiled else \

@@ -97,7 +97,7 @@ KEEPS_WORKERS = "a resumed run keeps its workers: restore the files it began wit
 def most_workers(n: int, resume: bool, then: str = "") -> str:
     """What to do where the data give only ``n`` items (or samples) for more workers, each training on a share of its
     own: use at most ``n``, ``then`` (a new run); a resume keeps its workers: restore the files it began with, fewer
-    workers being a new run's (until 2026-12-06 a resume was offered "use at most n (--workers n)" first, refused)."""
+    workers being a new run's (a resume is not offered "use at most n (--workers n)" first, which it refuses)."""
     return f"{KEEPS_WORKERS} (a new run can use at most {n}: --workers {n})" if resume else \
         f"use at most {n} (--workers {n}){then}"
 
@@ -105,8 +105,8 @@ def most_workers(n: int, resume: bool, then: str = "") -> str:
 def _check_memory_workers(cfg: DataConfig, listing: Listing | None, workers: int, resume: bool = False) -> None:
     """ConfigError where in-memory data give fewer samples than ``workers``, known without loading it: patches mode's
     ``data.samples``, or a folder's image files cut into one crop each (``tile = 0``; a listing, no image read).
-    Until 2026-12-05 it was found once the data were loaded, after config.toml was written into the run folder
-    (ps.setup's too_few_for_workers still says it where only the load can tell: tiles, a video's frames, bad files)."""
+    Found here, before config.toml is written into the run folder, not once the data are loaded (ps.setup's
+    too_few_for_workers says it where only the load can tell: tiles, a video's frames, bad files)."""
     if workers <= 1:
         return
     if cfg.mode == "patches":
@@ -192,7 +192,7 @@ def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | Non
         return data
     log.warning("%s: resumed cutting the %d patches per image it began with (data.samples over the %s now "
                 "gives %d)", run, count, data.info["item"] + "s", data.cut.patches)
-    # (the first open said what the listing left out: until 2026-12-04 this one said it again, twice a run)
+    # (the first open said what the listing left out: this one does not say it again)
     reopened = open_stream(cfg, seed, per_image=count, say=False)
     reopened.info["chosen"] = data.info.get("chosen")
     return reopened

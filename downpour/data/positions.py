@@ -13,8 +13,8 @@ _POSITION_COUNTS = (("epoch", 0), ("index", 0), ("skip", 0), ("batch", 0), ("sam
 
 def position_problem(position: Any) -> str | None:
     """What is wrong with a stream position read back from a checkpoint, as a phrase (None: nothing): the
-    table whose counts the resumed stream slices, adds and cuts by (a hand-edited ``"skip": 2.5`` was a
-    TypeError deep in the loader, ``"patches": true`` cut 1 per image)."""
+    table whose counts the resumed stream slices, adds and cuts by (a hand-edited ``"skip": 2.5`` would be a
+    TypeError deep in the loader, ``"patches": true`` would cut 1 per image)."""
     if not isinstance(position, dict):
         return f"its stream position is {position!r}, not a table"
     for key, low in _POSITION_COUNTS:

@@ -40,8 +40,7 @@ def fitted(whiten: str) -> str:
 
 def too_few_to_fit(where: str, items: int, item: str, samples: int, whiten: str) -> DataError:
     """What both pipelines say when all the data give fewer samples than :func:`fit_needs`: one message, so a
-    one-image folder is not trained on in memory and refused streamed (until 2026-12-04 the stream refused any
-    fit on one sample, and the in-memory path refused only ZCA's, as 'ZCA needs at least 2 samples, got 1')."""
+    one-image folder is not trained on in memory and refused streamed, and both say what the fit needs."""
     need, fit = fit_needs(whiten), fitted(whiten)
     other = ", or data.whiten = 'spectral' (defined on one image)" if whiten == "zca" else ""
     return DataError(f"{where}: its {plural(items, item)} gave {plural(samples, 'sample')}, and fitting {fit} needs at least "

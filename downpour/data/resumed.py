@@ -22,8 +22,8 @@ log = logging.getLogger("downpour.data.pipeline")   # the records keep the logge
 def say_resumed_at(data: Dataset | StreamingData, positions: list[dict[str, Any] | None], step: int,
                    workers: int = 1) -> None:
     """One INFO line: where a resumed stream picks up, from its checkpoint's ``positions`` (one a worker, each in its
-    share of the files; empty: a Ray run's, whose checkpoint keeps none). Until 2026-12-06 nothing said it.
-    ``workers``: the run's (a Ray run of one worker said "each worker" of it until 2026-12-07)."""
+    share of the files; empty: a Ray run's, whose checkpoint keeps none).
+    ``workers``: the run's (a Ray run of one worker is not told "each worker")."""
     if not isinstance(data, StreamingData):
         return
     n, item = len(positions) or workers, data.info["item"]
@@ -43,14 +43,14 @@ def say_resumed_at(data: Dataset | StreamingData, positions: list[dict[str, Any]
 def decode_change(run: Path, cfg: DataConfig) -> str:
     """Why a resume of the run in ``run`` may find its input processing refitted on other pixels, from its data.json:
     the JPEG decoder's rule (``jpeg_decode``) it records differs from the one the resume decodes by (``cfg``'s, set by
-    hand), or neither: its files changed. Until 2026-12-04 every refit said "the data changed since?", also where the
-    files had not and the decoder had."""
+    hand), or neither: its files changed. So a refit where the decoder changed and the files did not is not said to
+    be "the data changed since?"."""
     if not cfg.jpeg_shrink():
         return "the data changed since?"     # JPEGs decoded in full, under every rule
     began, now = recorded(run / "data.json", "jpeg_decode"), decode_rule(cfg)
     if began is None and cfg.decode_rules_differ():
         # the rule was given by hand (--set data.jpeg_decode, as the refusal asks): nothing of the run's vouches for it
-        # (until 2026-12-05 this said "decoded by the rule it began with" of a guess; a wrong one refits on other tiles)
+        # (not "decoded by the rule it began with", which of a guess could be wrong: a wrong one refits on other tiles)
         other = 1 if now != 1 else 2     # (the rules 1 and 2: the only two such runs can have begun under)
         return (f"its records predate jpeg_decode and data.jpeg_decode = {now} was given: if the run began under rule "
                 f"{other}, the steps from here train on other tiles (put the run back from a copy and resume with "
@@ -63,11 +63,11 @@ def decode_change(run: Path, cfg: DataConfig) -> str:
 
 def decode_began(run: Path, cfg: DataConfig) -> int:
     """The data.jpeg_decode a run's config.toml lacks (written before 2026-12-05) read as its start had it: its
-    data.json's ``jpeg_decode`` (recorded since 2026-12-04 22:23), else today's where the rules decode its crops alike
-    (``DataConfig.decode_rules_differ``), else 0, unknown: a tiled run with data.jpeg_draft = true begun
+    data.json's ``jpeg_decode`` (one written from 2026-12-04 22:23 on records it), else today's where the rules decode
+    its crops alike (``DataConfig.decode_rules_differ``), else 0, unknown: a tiled run with data.jpeg_draft = true begun
     2026-12-04 15:25-17:05 decoded its tiles in full, one begun after reduced, and neither recorded which
-    (:func:`~downpour.data.patches.decode_rule` refuses it by name). Until 2026-12-05 a resume decoded by today's rule,
-    whatever the run began with: such a run trained on reduced tiles from the resume on."""
+    (:func:`~downpour.data.patches.decode_rule` refuses it by name). A resume decoding by today's rule, whatever the
+    run began with, would train such a run on reduced tiles from the resume on."""
     began = recorded(run / "data.json", "jpeg_decode")
     if began in (1, 2):
         return began

@@ -148,7 +148,7 @@ def _fit(cfg: DataConfig, listing: Listing, cut: Cut, seed: int) -> tuple[Prepro
     for chunk in loader:
         xs.append(chunk["x"])
         for (_, _, k), bad in zip(chunk["keys"], chunk["bad"]):
-            if bad:       # logged as a worker's skip is (until 2026-12-05 only data.json and its count named them)
+            if bad:       # logged as a worker's skip is, not only named in data.json and its count
                 skip(skipped, reader.name(k), bad)
         truncated += [cut for cut in chunk["truncated"] if cut]
         upscaled += [small for small in chunk["upscaled"] if small]
@@ -160,8 +160,8 @@ def _fit(cfg: DataConfig, listing: Listing, cut: Cut, seed: int) -> tuple[Prepro
             raise DataError(f"data.fit_sample = {cfg.fit_sample}: its {plural(len(pick), 'item')} gave "
                             f"{plural(len(x), 'sample')}, and fitting {fitted(cfg.whiten)} needs at least "
                             f"{fit_needs(cfg.whiten)}; raise data.fit_sample")
-        # an image smaller than the patch is named first: the cause is then data.size (until 2026-12-06 a folder of
-        # 48x64 images under data.size = 100 was told of its one corrupt file, as the in-memory load is not)
+        # an image smaller than the patch is named first: the cause is then data.size (a folder of 48x64 images
+        # under data.size = 100 is not told of its one corrupt file, as the in-memory load is not)
         small = [e for e in skipped if is_too_small(e["reason"], cut.size)]
         first, fix = (small[0], '; lower data.size or use mode = "crops"') if small else (skipped[0], "")
         raise DataError(f"{cfg.path!r}: only {len(x)} of the {len(pick)} sampled items gave a sample to fit "
@@ -180,8 +180,8 @@ PROBED_VIDEOS = 64      # headers read to learn how many frames a video gives
 def _frames_per_item(cfg: DataConfig, items: Sequence[Any], seed: int) -> float | None:
     """Images per item, so data.samples stays samples per pass: 1, or for videos the mean of min(T, k) over a
     seeded sample of the frame counts their headers give (k = data.frames_per_video; Matroska and WebM: duration x
-    frame rate, since 2026-12-04). Until 2026-12-03 k was assumed: k = 100 on 24-frame videos gave a pass of 72
-    samples for data.samples = 300 (in memory: 300)."""
+    frame rate). Assuming k frames a video would give k = 100 on 24-frame videos a pass of 72 samples for
+    data.samples = 300 (in memory: 300)."""
     if cfg.source != "video":
         return 1.0
     pick = _rng(seed, _PROBE).choice(len(items), size=min(PROBED_VIDEOS, len(items)), replace=False)

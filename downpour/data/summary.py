@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 # how many files the run had (a stream's listed items and how many of them were read; in memory the images read),
-# the other files left out, then the sums of the reads: until 2026-12-06 only the sums and n_skipped were printed, so
-# no line of a run's console said how many of a folder's 3,010 image files it trained on
+# the other files left out, then the sums of the reads: the counts of files come first, as the sums and n_skipped
+# alone would say on no line of a run's console how many of a folder's 3,010 image files it trained on
 SUMMARY_KEYS = ("n_items", "items_read", "n_images", "n_ignored", "reads", "samples", "n_skipped",
                 "workers_unreported", "counted_from_step")
 

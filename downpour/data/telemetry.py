@@ -34,8 +34,8 @@ def close_stream(batches: Iterable[Any]) -> str | None:
 
 def loader_died(died: str, cfg: DataConfig, err: BaseException) -> BaseException:
     """What a runner raises when its batches' ``err`` came with a loader process's death (``died``, from
-    :func:`close_stream`): one line naming it and what to change (until 2026-12-04, torch's traceback from its
-    SIGCHLD handler). A DownpourError or an interrupt stays itself: it says what stopped the run."""
+    :func:`close_stream`): one line naming it and what to change, in place of torch's traceback from its
+    SIGCHLD handler. A DownpourError or an interrupt stays itself: it says what stopped the run."""
     if not isinstance(err, Exception) or isinstance(err, DownpourError):
         return err
     return RunError(f"a DataLoader process decoding the run's files died ({died}; SIGKILL is what the system's "
@@ -81,7 +81,7 @@ def record_stopped(write_json: Callable[[str, Any], Any], cfg: DataConfig, info:
     """On a run's stop (Ctrl-C, a DataError, every worker lost), best effort: its data telemetry so far as data.json
     (``reports``: each worker's, asked for now), with ``stopped`` saying at which ``step`` of ``steps`` and why, so the
     files it skipped are named before any resume (whose end rewrites the file whole, its stream's report going on
-    from the checkpoint's). Until 2026-12-04 a stopped run had no data.json until it was resumed. Never raises:
+    from the checkpoint's), not only once it is resumed. Never raises:
     the stop's own error is the one the user must see. ``workers``: the run's (:func:`run_data_info`)."""
     try:
         data_info = run_data_info(info, reports(), workers)
@@ -115,9 +115,9 @@ def run_data_info(info: dict[str, Any], reports: list[dict[str, Any] | None],
     cut, small = _once_per_file(info, reports, "truncated"), _once_per_file(info, reports, "upscaled")
     totals = {key: sum(r[key] for r in reports) for key in ("reads", "samples", "items_read")}
     # a worker whose report is not here (on Ray: lost, not restarted, or silent on a stop) read and skipped files the
-    # sums leave out; until 2026-12-06 nothing said so (2 workers, 1 killed: n_items 3003, items_read 1501, its 5 bad
-    # files dropped from n_skipped and skipped, without a word), and until later that day a stream none of whose reports
-    # came (a stop whose workers all missed its wait) had neither ``workers`` nor this, as if no worker had run
+    # sums leave out, so it is said (2 workers, 1 killed: n_items 3003, items_read 1501, its 5 bad files absent from
+    # n_skipped and skipped); a stream none of whose reports came (a stop whose workers all missed its wait) says it
+    # too, with ``workers``, not as if no worker had run
     missing = sorted(set(range(of)) - {r.get("worker", 0) for r in reports})
     return {**info, "workers": reports, **totals, "n_skipped": len(seen), "skipped": list(seen.values()),
             **({"workers_unreported": missing} if missing else {}),

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 def _decode_errors() -> tuple[type[BaseException], ...]:
     """What a file PyAV cannot read raises. PyAV is imported where a video is read, not with this module: every
-    training process and Ray actor imports this module (data.build, pipeline, stream) and until 2026-12-06 paid for
-    PyAV: 0.05-0.08 s of CPU after torch, 0.7-1.0 s of wall on the loaded 2-core VM."""
+    training process and Ray actor imports this module (data.build, pipeline, stream), and would pay for PyAV:
+    0.05-0.08 s of CPU after torch, 0.7-1.0 s of wall on the loaded 2-core VM."""
     import av
 
     return av.FFmpegError, OSError, ValueError, RuntimeError, EOFError
@@ -56,8 +56,8 @@ _CUT = ("was most likely cut short before its index, the 'moov' atom written las
 def _open(path: Path | str) -> av.container.InputContainer:
     """``av.open``; an .mp4 or .mov cut inside its first media box opens not at all ("Invalid data found when
     processing input"): where its top-level boxes begin with 'ftyp' and hold no 'moov', it says it was most likely cut
-    short, as one cut later does (:func:`video_stream`; since 2026-12-06: the first 500 bytes of a 12-frame .mp4 read
-    as FFmpeg's words alone)."""
+    short, as one cut later does (:func:`video_stream`; the first 500 bytes of a 12-frame .mp4 would read as
+    FFmpeg's words alone)."""
     import av
 
     try:
@@ -88,11 +88,11 @@ def _boxes(path: Path | str) -> list[bytes]:
 
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
     """The video stream a player shows: FFmpeg's best one (``av_find_best_stream``, as ffmpeg and ffplay choose:
-    not a cover picture, the one with the most frames probed). Until 2026-12-04 the first was read: a .mkv whose
-    cover JPEG was stored as a one-frame stream before the video gave that picture alone, whatever
+    not a cover picture, the one with the most frames probed). Not the first: a .mkv whose cover JPEG is stored
+    as a one-frame stream before the video would give that picture alone, whatever
     frames_per_video asked. ValueError when there is none, naming the streams there are: an .mp4 or .mov cut short
     before its index (the 'moov' atom a camera or phone writes last: a recording or a copy that stopped) opens with
-    no audio or video stream, and until 2026-12-04 was skipped as "no video stream" like a sound file."""
+    no audio or video stream, and is said to be cut short, not skipped as "no video stream" like a sound file."""
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams})
         if "mov" in container.format.name.split(",") and "audio" not in kinds:
@@ -106,7 +106,7 @@ def upright(rgb: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
     """A decoded (H, W, 3) frame turned by its display matrix (9 int32, FFmpeg's AV_FRAME_DATA_DISPLAYMATRIX)
     as FFmpeg's own players turn it (ffplay's and ffmpeg's autorotate: the angle, then a transpose or flips by
     the matrix's signs). An iPhone's portrait video is stored 1920x1080 with a matrix turning it 90 degrees
-    clockwise; until 2026-12-04 its frames were read lying on their side. An angle that is no multiple of 90
+    clockwise; unturned, its frames would lie on their side. An angle that is no multiple of 90
     raises DataError (the file is skipped and named: turning by it would invent the corners), not one of the
     decode errors, which after a first frame read as a file cut short."""
     if matrix is None:
@@ -136,14 +136,14 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
 
     Converted by one thread (``threads=1``): the frame's converter (an FFmpeg SwsContext) then owns no threads.
     By default it starts its own (2 a frame here); a DataLoader process forked while a frame awaited Python's
-    cyclic collector inherited the frame but not the threads, and when it collected the frame, freeing the
-    converter waited for those threads forever: the streamed run hung, with no error (until 2026-12-04). One thread
+    cyclic collector inherits the frame but not the threads, and when it collects the frame, freeing the
+    converter waits for those threads forever: the streamed run hangs, with no error. One thread
     converted 10 frames of a 1080p H.264 file in the same time (1.06 s decoding and converting; 1.08 s with 2).
 
     The display matrix is read from a 2x2 copy (:func:`_display_matrix`), not the frame: PyAV's side data and its
-    frame hold each other, so a frame whose side data was read was freed only by the cyclic collector, some hundred
-    frames later (until 2026-12-04: 400 reads of the middle frame of a 1080p .mp4 peaked at 670-747 MB of RSS, now
-    262 MB, as when collecting after every read; 2.6 s of CPU, 2.7 s before)."""
+    frame hold each other, so a frame whose side data was read would be freed only by the cyclic collector, some
+    hundred frames later (400 reads of the middle frame of a 1080p .mp4 peak at 262 MB of RSS, as when collecting
+    after every read, where reading the frame's side data peaked at 670-747 MB; 2.6 s of CPU against 2.7 s)."""
     rgb = frame.to_ndarray(format="rgb24", threads=1)
     return upright(rgb, _display_matrix(frame))
 
@@ -189,17 +189,18 @@ def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int, s
 
 def _frame_count(path: Path) -> int:
     """The frame count the container declares, else its video packets counted (:func:`_count`); once a file and
-    process while it is not rewritten (:func:`_key`). Until 2026-12-04 every :func:`sample_frames` read of a
-    file declaring no count demuxed all of it again: a streamed run reading a 58 MB 600-frame .mkv 50 times spent
+    process while it is not rewritten (:func:`_key`). Uncached, every :func:`sample_frames` read of a
+    file declaring no count demuxes all of it again: a streamed run reading a 58 MB 600-frame .mkv 50 times spent
     0.75 s of CPU counting it (0.015 s a read; 0.15 s for a 540 MB one, mostly disk time on cold storage)."""
     return _counted(*_key(path))
 
 
 def _key(path: Path) -> tuple[str, int, int, int, int]:
     """What the per-process counts are keyed by: the resolved path, size, mtime_ns, ctime_ns and inode (a rewritten
-    file counts anew). The ctime and inode since 2026-12-04: a file rewritten whole at its old size and given its
-    old mtime back (``cp -p``, ``rsync -t``, ``tar x``, ``touch -r`` set it) kept its old counts; a download that
-    allocates its full size first, cut, then complete, read 15 of its 30 frames and "truncated" to the end."""
+    file counts anew). The ctime and inode because size and mtime alone would keep the old counts of a file
+    rewritten whole at its old size and given its old mtime back (``cp -p``, ``rsync -t``, ``tar x``, ``touch -r``
+    set it): a download that allocates its full size first, cut, then complete, would read 15 of its 30 frames and
+    "truncated" to the end."""
     stat = Path(path).stat()                     # (a str is read too, as av.open reads one)
     if stat.st_size == 0:                        # (FFmpeg: "Invalid data found when processing input")
         raise ValueError("empty file (0 bytes)")
@@ -218,9 +219,9 @@ def _counted(resolved: str, *changed: int) -> int:
 
 # The frames that really decode, (count, why decoding broke off), of the files whose declared or demuxed count did
 # not all decode (truncated, damaged), keyed as :func:`_counted` is; a process's, 65,536 files at most (the oldest
-# goes first). Until 2026-12-04 such a file was decoded to its break to recount it at every read: 3 decodes a read
-# (the declared frames tried, the recount, the frames picked); 40 reads of a 640x360 H.264 .mp4 cut to 203 of its
-# 300 frames took 120 decodes, 11.4 s (a busy 2-core machine), now 42, 3.3 s (the first read's 3, then 1 a read).
+# goes first). Without it such a file is decoded to its break to recount it at every read: 3 decodes a read (the
+# declared frames tried, the recount, the frames picked); 40 reads of a 640x360 H.264 .mp4 cut to 203 of its 300
+# frames take 42 decodes, 3.3 s (the first read's 3, then 1 a read), against 120, 11.4 s (a busy 2-core machine).
 _DECODED: dict[tuple[str, int, int, int, int], tuple[int, str]] = {}
 _DECODED_MAX = 1 << 16
 
@@ -241,10 +242,9 @@ def _count(container: av.container.InputContainer, stream: av.video.stream.Video
     0.002-0.007 s of CPU where decoding the same 320x240 files took 0.05-0.35 s; 0.15 s for a 540 MB 60 s 720p
     .mkv. A damaged file counts the packets before the damage.
 
-    Matroska, WebM and MPEG-TS declare no count. Until 2026-12-04 the file's headers were taken to give one as the
-    container's duration times the stream's frame rate, which counts what the longest stream lasts and assumes
-    a constant rate: a 30-frame 10 fps .mkv or .webm with 60 s of audio counted 600 frames, one with 15 frames
-    at 10 fps and 15 at 1 fps 156 (both count 30 now)."""
+    Matroska, WebM and MPEG-TS declare no count. Their headers' duration times the stream's frame rate is none: it
+    counts what the longest stream lasts and assumes a constant rate (a 30-frame 10 fps .mkv or .webm with 60 s of
+    audio would count 600 frames, one with 15 frames at 10 fps and 15 at 1 fps 156; packets count both 30)."""
     if stream.frames:
         return int(stream.frames)
     count = 0
@@ -259,8 +259,8 @@ def _count(container: av.container.InputContainer, stream: av.video.stream.Video
 def decoded_pixels(path: Path, k: int) -> int:
     """Pixels ``sample_frames(path, k)`` decodes, counted without decoding: width x height x min(T, k) of the
     frame count :func:`_count` gives, k where it gives none. What ``data.pipeline = 'auto'`` estimates
-    memory by: until 2026-12-04 it counted k frames a video, so k = 100 on 40 12-frame 640x480 videos was
-    estimated at 4,688 MB (streamed, over the 1 GiB threshold) where memory held 563 MB."""
+    memory by: k frames a video would estimate k = 100 on 40 12-frame 640x480 videos at 4,688 MB (streamed, over
+    the 1 GiB threshold) where memory holds 563 MB."""
     frames = _frame_count(path)                  # (counted once with the reads that follow in this process)
     with _open(path) as container:
         stream = video_stream(container)
@@ -269,9 +269,9 @@ def decoded_pixels(path: Path, k: int) -> int:
 
 def frames_taken(paths: list[Path], k: int) -> float | None:
     """The mean frames per video ``sample_frames(path, k)`` gives over ``paths``, from the frame counts
-    :func:`_count` gives (nothing decoded): min(T, k) each; None when none gives one. Until 2026-12-04 a Matroska or
-    WebM file, which declares no count, gave none: k was assumed, and frames_per_video = 100 on 12-frame .mkv
-    files streamed 48 patches a pass for data.samples = 120 (now 96, the nearest whole count per frame)."""
+    :func:`_count` gives (nothing decoded): min(T, k) each; None when none gives one. A Matroska or WebM file,
+    which declares no count, gives its packets' count: assuming k, frames_per_video = 100 on 12-frame .mkv files
+    would stream 48 patches a pass for data.samples = 120 (counted, 96: the nearest whole count per frame)."""
     counts = []
     for path in paths:
         try:
@@ -288,10 +288,10 @@ def sample_frames(path: Path, k: int, truncated: list[dict[str, Any]] | None = N
     ``truncated``: given {file, frames, reason} when the file broke off before the frames a whole one would give
     (its frames are picked among the ``frames`` before the break), at every read; logged by the run that records it
     (:func:`say_truncated`), once a file, not here at every read."""
-    # Matroska and WebM (YouTube's formats) declare no count: their packets are counted instead. Until 2026-12-04
-    # the whole video was decoded to count its frames, then decoded again up to the frames taken: the middle frame
-    # of a 600-frame 320x240 H.264 .mkv cost 0.22 s of CPU against 0.08 s from an .mp4 of the same frames (which
-    # declares its count); now 0.08 s from both (a VP9 .webm: 0.52 s, now 0.18 s).
+    # Matroska and WebM (YouTube's formats) declare no count: their packets are counted instead, not the whole video
+    # decoded to count its frames and then again up to the frames taken: the middle frame of a 600-frame 320x240
+    # H.264 .mkv costs 0.08 s of CPU, as from an .mp4 of the same frames (which declares its count), where decoding
+    # twice cost 0.22 s (a VP9 .webm: 0.18 s against 0.52 s).
     key = _key(path)
     declared = _counted(*key)
     if declared > 0 and key not in _DECODED:
@@ -306,15 +306,15 @@ def sample_frames(path: Path, k: int, truncated: list[dict[str, Any]] | None = N
         raise ValueError("no decodable frames")
     wanted = frame_indices(total, k)
     kept, _, _ = _decode(path, set(wanted))
-    if broke and truncated is not None:       # recorded in data.json (until 2026-12-04 in the log alone)
+    if broke and truncated is not None:       # recorded in data.json, not in the log alone
         truncated.append({"file": str(path), "frames": total, "reason": broke})
     return [kept[i] for i in wanted if i in kept]
 
 
 def say_truncated(entry: dict[str, Any]) -> None:
     """Log one video cut short (a :func:`sample_frames` record): by the load in memory, by a stream when it first
-    records the file; so once a file and run. Until 2026-12-04 a read said it up to 3 times (302 lines for 40
-    streamed steps on one file), then once a process: a second run in one Python said nothing of it."""
+    records the file; so once a file and run: not at every read (up to 3 times a read, 302 lines for 40 streamed
+    steps on one file), nor once a process (a second run in one Python would say nothing of it)."""
     log.warning("%s: decoding stopped after frame %d (%s); the frames before it are used", entry["file"],
                 entry["frames"], entry["reason"])
 

@@ -8,8 +8,8 @@ from downpour._names import plural
 from downpour.data.folder import hidden, image_extensions, once_each, walk_files
 from downpour.errors import DataError
 
-# (.mts and .m2ts: camcorders' MPEG-TS; .vob: DVDs; .f4v, .divx, .asf, .mxf, .y4m: each decoded here, added on
-# 2026-12-04; until then a camcorder's .MTS files were left out of a folder without a word)
+# (.mts and .m2ts: camcorders' MPEG-TS; .vob: DVDs; .f4v, .divx, .asf, .mxf, .y4m: each decoded here; an extension
+# missing here leaves such files out of a folder, only counted as ignored)
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp",
                     ".ts", ".mts", ".m2ts", ".vob", ".f4v", ".divx", ".asf", ".mxf", ".y4m"}
 
@@ -30,10 +30,10 @@ def video_files(path: Path, unlisted: list[dict[str, str]] | None = None,
     if unlisted and unlisted[0]["folder"] == str(path):
         raise DataError(f"video folder {str(path)!r} cannot be listed: {unlisted[0]['reason']}")
     found = [p for p in every if p.suffix.lower() in VIDEO_EXTENSIONS and not hidden(p, path)]
-    # each real file once, as in an image folder: a video linked under two names trained twice until 2026-12-04
+    # each real file once, as in an image folder: a video linked under two names is not trained twice
     files = once_each(sorted(found), aliases, links)
     if not files:
-        # its images named, where it holds some (until 2026-12-05 a folder of images said only "holds no video files")
+        # its images named, where it holds some: a folder of images is told more than "holds no video files"
         known = image_extensions()
         images = sorted(p for p in every if p.suffix.lower() in known and not hidden(p, path))
         raise DataError(f"video folder {str(path)!r} holds no video files ({plural(len(every), 'other file')}; "
@@ -46,8 +46,8 @@ def video_files(path: Path, unlisted: list[dict[str, str]] | None = None,
 
 def _with_pyav(path: Path) -> Path:
     """``path``, a file the video source reads, once PyAV, which decodes it, imports; else DataError naming it and how
-    to install PyAV. Until 2026-12-06 every file was skipped as "ModuleNotFoundError: No module named 'av'", and a
-    streamed run's listing raised that bare, a traceback."""
+    to install PyAV, so that no file is skipped as "ModuleNotFoundError: No module named 'av'" and a streamed
+    run's listing does not raise that bare, a traceback."""
     try:
         import av  # noqa: F401
     except ImportError as err:
