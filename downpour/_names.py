@@ -29,13 +29,13 @@ def node_named(node: str, addresses: dict[str, str]) -> str:
 
 def pasted(path: str | Path) -> str:
     """``path`` as a command an error suggests takes it, pasted into a shell (quoted where it holds a space or a quote:
-    until 2026-12-05 most suggested commands gave it bare, so `--resume runs/my run` was two words)."""
+    given bare, `--resume runs/my run` would be two words)."""
     return shlex.quote(str(path))
 
 
 def listed(words: Iterable[str], last: str = "and") -> str:
     """``words`` as a sentence lists them: "a", "a and b", "a, b and c" (``last``: "or" for "a, b or c"). Joined with
-    " and " alone, three or more read "a and b and c" (the face test's criterion, until 2026-12-07)."""
+    " and " alone, three or more would read "a and b and c"."""
     words = list(words)
     return f"{', '.join(words[:-1])} {last} {words[-1]}" if len(words) > 1 else "".join(words)
 
@@ -61,7 +61,7 @@ def whole_number(value: object) -> int | None:
 
 def whole_flag(flag: str, value: object) -> str:
     """``flag`` with ``value``, a ``--set`` key's, for a flag that takes a whole number: ``--replicas 1000`` for
-    ``--set cluster.workers=1e3`` (TOML reads it as the float 1000.0, and until 2026-12-06 the advice said
+    ``--set cluster.workers=1e3`` (TOML reads it as the float 1000.0, and the advice does not say
     "--replicas 1000.0", which the flag refuses); ``--shards N (a whole number; 2.5 is not one)``."""
     meant = None if isinstance(value, str) else whole_number(value)   # (a --set value; a word is not a number)
     return f"{flag} N (a whole number; {value!r} is not one)" if meant is None else f"{flag} {meant}"
@@ -69,8 +69,8 @@ def whole_flag(flag: str, value: object) -> str:
 
 def whole(value: str) -> int:
     """argparse's type for a flag that takes a whole number: ``1e3`` and ``2.0`` read as 1000 and 2 (as ``--set``
-    reads them); anything else is refused with what the flag takes, after argparse's "argument --cores:" (until
-    2026-12-06 ``--cores 1.5`` got argparse's bare "invalid int value: '1.5'")."""
+    reads them); anything else is refused with what the flag takes, after argparse's "argument --cores:" (not
+    argparse's bare "invalid int value: '1.5'" for ``--cores 1.5``)."""
     try:
         return int(value)       # (exact: a float's reading of 9007199254740993 is ...992)
     except ValueError:

@@ -26,7 +26,7 @@ from downpour.train.signals import quit_at_next_stop, sigterm_as_interrupt
 
 def _run_flags(parser: argparse.ArgumentParser) -> None:
     """The shorthand flags (:data:`SHORTHANDS`) that train and crossfit share, each help naming the key it sets
-    (--workers, --steps and five others had none until 2026-12-05)."""
+    (so that --workers, --steps and the others each have one)."""
     helps = {"workers": "workers (model replicas: Downpour's, or Sandblaster's that compute its work units)",
              "partitions": "model parallelism: partitions per replica (the cat network's locally connected stages "
                            "split into blocks; `downpour plan --partitions`)",
@@ -61,7 +61,7 @@ def _version() -> str:
 
 class _Version(argparse.Action):
     """``--version``, the version looked up only when asked: argparse's own action takes it as a string when the parser
-    is built, and importlib.metadata (about 45 ms) was imported by every command's start, `--help` too (2026-12-05)."""
+    is built, and importlib.metadata (about 45 ms) would be imported by every command's start, `--help` too."""
 
     def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     """The arguments; a flag the command does not take is refused by that command, with its usage and the nearest flag
-    it does take (until 2026-12-06 `downpour study costs --quik` printed the top level's usage and
+    it does take (`downpour study costs --quik` does not print the top level's usage and
     "unrecognized arguments: --quik" alone)."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -206,7 +206,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     after = command.parse_known_args(words[words.index(args.command) + 1:])[1]
     # the top level's (its flags take no value: the command is the first word)
     before = extra[:len(extra) - len(after)]
-    if before:   # `downpour --quick study costs` was study's "--quick (did you mean '--quick'?)" until 2026-12-06
+    if before:   # `downpour --quick study costs`: study's, said so, not "--quick (did you mean '--quick'?)"
         flag = before[0].split("=")[0]
         hint = (f" ({flag} is {args.command}'s: give it after `downpour {args.command}`)" if flag in flags_of(command)
                 else nearest_flag(flag, flags_of(parser)))
@@ -219,9 +219,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """The ``downpour`` command with ``argv`` (None: ``sys.argv[1:]``) called from Python (a notebook, a script, a
     test): its exit status returned and the process's signal handlers left as they were, so a Ctrl-C after an
-    interrupted command interrupts the caller, as it would have. Until 2026-12-06 ``main()`` with no argv took itself
-    for the process's own command and, after an interrupt, set Ctrl-C to end the process: a notebook's kernel died at
-    its next Ctrl-C."""
+    interrupted command interrupts the caller, as it would have. ``main()`` with no argv does not take itself for
+    the process's own command: that one, after an interrupt, sets Ctrl-C to end the process, which would kill a
+    notebook's kernel at its next Ctrl-C."""
     return _main(argv, own=False)
 
 
@@ -240,7 +240,7 @@ def _main(argv: list[str] | None, own: bool) -> int:
     with sigterm_as_interrupt() as terms:
         code = _run(args, terms, own)
     # torch logs its FakeTensor cache stats at exit (an atexit hook) at INFO, ours: a stop that cut torch's imports
-    # short, before they set its loggers' levels, printed them after "downpour: interrupted" (until 2026-12-06)
+    # short, before they set its loggers' levels, would print them after "downpour: interrupted"
     logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.WARNING)
     return code
 
@@ -259,7 +259,7 @@ def _run(args: argparse.Namespace, terms: list[int], own: bool) -> int:
     except KeyboardInterrupt:   # Ctrl-C or SIGTERM: the runner has saved what it could and said how to resume
         terminated = bool(terms)   # (Ray re-raises a bare KeyboardInterrupt): the status a process killed by SIGTERM has
         code = 128 + signal.SIGTERM if terminated else 130
-        if own:     # before the line: a Ctrl-C that follows it lands in the exit (until 2026-12-06 a traceback)
+        if own:     # before the line: a Ctrl-C that follows it lands in the exit, not in a traceback
             quit_at_next_stop(code)
         print(f"downpour: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return code

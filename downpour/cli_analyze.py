@@ -19,10 +19,10 @@ from downpour.errors import DownpourError
 
 def analyze_and_report(path: Path, analysed: bool = False) -> int:
     """``downpour train``'s analysis and report of the run it trained in ``path`` (held by its training's lock), the
-    no-faces networks its face test scores held shared meanwhile (:func:`_no_faces_held`: until 2026-12-05 a
-    ``downpour train --resume RUN/no-faces`` from another terminal could train the twin on as this analysis scored
+    no-faces networks its face test scores held shared meanwhile (:func:`_no_faces_held`, so that a
+    ``downpour train --resume RUN/no-faces`` from another terminal cannot train the twin on as this analysis scores
     it). ``analysed``: a finished run kept with its analysis, only reported (analysed again first where it is stale,
-    :func:`~downpour.analysis.report.write_report`: until 2026-12-05 with nothing held; one not stale holds nothing)."""
+    :func:`~downpour.analysis.report.write_report`, with them held; one not stale holds nothing)."""
     from downpour.analysis.report_training import shows_no_image
     from downpour.analysis.run import analyze_run
     from downpour.train.rundir import RunDir
@@ -43,8 +43,8 @@ def analyze_and_report(path: Path, analysed: bool = False) -> int:
 
 def headline(path: Path) -> str:
     """What a user looks for first in a finished analysis, for the terminal: the first layer's edge-like share and the
-    face test's summary sentence (until 2026-12-05 `downpour train` ended on a JSON line and a report's path), or a
-    folder concept's, named as the report's section is ("controls for cat": until 2026-12-05 it said "face test")."""
+    face test's summary sentence (so `downpour train` ends on them, not on a JSON line and a report's path), or a
+    folder concept's, named as the report's section is ("controls for cat", not "face test")."""
     from downpour.analysis.report_controls import tested_concept
     from downpour.analysis.report_guide import edge_caveat, edge_ci, passed_words
 
@@ -92,12 +92,12 @@ def analysis_overrides(run_path: str, sets: Sequence[str]) -> dict[str, object]:
 @contextmanager
 def _analysis_held(path: str | Path, command: str, sets: Sequence[str] = (), analyses: bool = True) -> Iterator[None]:
     """Hold the run in ``path`` while ``command`` (``downpour analyze``, ``report``) writes into it: NotARunError
-    where another process trains it now (its files are still being written: until 2026-12-05 its analysis read them
-    half-written, or said a run without a model yet was to be resumed), or analyses it (both wrote figures.partial/).
+    where another process trains it now (its files are still being written: its analysis would read them
+    half-written, or say a run without a model yet was to be resumed), or analyses it (both write figures.partial/).
     The no-faces networks its face test scores (with ``sets``, its ``--set``) are held shared too
     (:func:`_no_faces_held`), where it analyses the run: ``analyses`` False (a report), only where the report analyses
-    it first (:func:`_report_analyses`; until 2026-12-05 a report of an analysis made was refused while its twin or
-    analysis.no_faces_run was trained, though it reads neither)."""
+    it first (:func:`_report_analyses`: a report of an analysis made reads neither its twin nor
+    analysis.no_faces_run, so it is not refused while they are trained)."""
     from downpour.crossfit_folds import analysis_words
     from downpour.train.lock import FolderBusy, analysing
 
@@ -119,10 +119,10 @@ def _analysis_held(path: str | Path, command: str, sets: Sequence[str] = (), ana
 
 def _check_saved(path: str | Path, analyses: bool) -> None:
     """A run whose model.json, model.safetensors or preprocess.* fail their SHA-256 check refused first, once it is held
-    (:meth:`~downpour.train.run_model.RunModel.check_saved`; a report in its words, ``analyses`` False): until
-    2026-12-05 ``downpour analyze`` asked nothing before it held the no-faces networks (a twin being trained was the
-    refusal it met) and read the config, and the weights were refused only once the model was loaded. The hashes are
-    cached for a big file: the loaders after it do not read it again. Not a run: the command says so."""
+    (:meth:`~downpour.train.run_model.RunModel.check_saved`; a report in its words, ``analyses`` False): before the
+    no-faces networks are held (a twin being trained would be the refusal met first) and the config read, not once
+    the model is loaded. The hashes are cached for a big file: the loaders after it do not read it again. Not a run:
+    the command says so."""
     from downpour.errors import NotARunError
     from downpour.train.rundir import RunDir
 
@@ -140,8 +140,8 @@ def _check_saved(path: str | Path, analyses: bool) -> None:
 def _no_faces_held(path: str | Path, again: str, sets: Sequence[str] = ()) -> Iterator[None]:
     """The no-faces networks the run ``path``'s face test may score held shared while its analysis reads them: its
     twin (``RUN/no-faces``) and ``analysis.no_faces_run`` (another run's folder; the run's config with ``sets`` over
-    it). FolderBusy naming the folder where another process trains it now (``downpour train --resume`` of it: until
-    2026-12-05 read half-trained, or said to hold no twin yet; a no_faces_run was not held at all), ``again`` the
+    it). FolderBusy naming the folder where another process trains it now (``downpour train --resume`` of it:
+    unheld, it would be read half-trained, or said to hold no twin yet), ``again`` the
     command to run once it is done; a training of either meanwhile is refused (:func:`~downpour.train.lock.reading`)."""
     from downpour.train.lock import reading
     from downpour.train.rundir import RunDir
@@ -171,8 +171,8 @@ def _no_faces_run(path: str | Path, sets: Sequence[str]) -> list[Path]:
 
 def _same_folder(one: str | Path, other: str | Path) -> bool:
     """Whether ``one`` and ``other`` name the same folder (the run its analysis.no_faces_run names: held by this
-    process already, whole by `downpour train`, where a second look at it was refused as "being trained now by another
-    downpour process" until 2026-12-05; its analysis says what is wrong with it)."""
+    process already, whole by `downpour train`, so a second look at it is not refused as "being trained now by
+    another downpour process"; its analysis says what is wrong with it)."""
     try:
         return os.path.samefile(one, other)
     except OSError:
@@ -181,8 +181,8 @@ def _same_folder(one: str | Path, other: str | Path) -> bool:
 
 def _has_analysis(path: str | Path) -> bool:
     """Whether the run in ``path`` can be analysed (:func:`~downpour.analysis.options.has_analysis`); True where its
-    config cannot be read (the command says what is wrong with it). Until 2026-12-06 `downpour analyze` of a
-    teacher-student run being trained was told to wait and then analyse it, which it cannot be."""
+    config cannot be read (the command says what is wrong with it). False for a teacher-student run, which has no
+    analysis: `downpour analyze` of one being trained is not told to wait and then analyse it."""
     from downpour.analysis.options import has_analysis
     from downpour.train.rundir import RunDir
 
@@ -220,7 +220,7 @@ def _analyze(args: argparse.Namespace) -> int:
     old = (Path(args.run) / "report.html").is_file()
     report = args.report or bool(asked) or (old and asked is None)   # a report of the old analysis: rewritten
     try:
-        analyze_run(args.run, **overrides)                          # (and removed: it no longer describes it)
+        analyze_run(args.run, **overrides)                          # (and removed: it describes the old analysis)
     except ConfigError as err:
         raise named_by_set(err, args.set) from None
     except KeyboardInterrupt:     # (and SIGTERM) the parts it finished are kept: the same command goes on from them
@@ -236,7 +236,7 @@ def _analyze(args: argparse.Namespace) -> int:
 def report_only(path: Path, said: bool = False) -> int:
     """Write the report (analysing the run first where it has no analysis.json, or a stale one) and print its path;
     ``said``: print the analysis's :func:`headline` before it, as `downpour analyze --report` and `downpour train` do
-    (until 2026-12-06 `downpour report` printed it after the path, so its last line was not the file to open)."""
+    (before it, so that the last line `downpour report` prints is the file to open)."""
     from downpour.analysis.report import write_report
 
     written = write_report(path)
@@ -251,7 +251,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     with _analysis_held(path, "downpour report", analyses=False):
         try:   # no analysis.json, or a stale one (read once held): the report analyses it first, and says so
             return report_only(path, said=_report_analyses(path))     # ... as `downpour analyze` does
-        except KeyboardInterrupt:        # (and SIGTERM) in that analysis: it said only "interrupted" until 2026-12-05
+        except KeyboardInterrupt:        # (and SIGTERM) in that analysis: said, not "interrupted" alone
             if not (path / "analysis.json").is_file():
                 stopped_analysis(path, f"downpour report {pasted(path)}")
             raise

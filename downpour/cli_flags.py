@@ -21,7 +21,7 @@ ONLY_ON = {"delay": "simulated", "address": "ray"}   # flags that mean something
 # --set keys only the Ray runner reads (the simulator's workers and shards live in one process, its time is virtual)
 RAY_ONLY = ("cluster.restarts", "cluster.checkpoint_seconds", "cluster.worker_gpus", "cluster.queue_depth",
             "cluster.shard_restarts", "cluster.silent_seconds")
-# ... but for the simulator's run whose cluster.faults loses such a thing (since 2026-12-06 a worker too)
+# ... but for the simulator's run whose cluster.faults loses such a thing (a shard or a worker)
 LOSES = {"cluster.shard_restarts": "shard", "cluster.restarts": "worker"}
 # What the cluster runners never read (their workers' update is the server's cluster.rule): set by hand on one, refused
 # (train.checkpoint_every on a cluster run: preflight refuses it, set anywhere)
@@ -32,7 +32,7 @@ LOCAL_ONLY = {"train.optimizer": "cluster.rule", "train.momentum": "cluster.mome
 READ_ONLY_WITH = {
     "train.momentum": ("train.optimizer", lambda c: c.train.optimizer == "sgd", "= 'sgd'"),
     # a Downpour cluster run whose cluster.lr is set learns at it on the server; train.lr then moves only a replica
-    # between fetches (cluster.n_fetch > 1): `--set train.lr` on cnn-digits' simulated run used to change nothing
+    # between fetches (cluster.n_fetch > 1): else `--set train.lr` on cnn-digits' simulated run would change nothing
     "train.lr": ("cluster.lr", lambda c: not is_cluster_runner(c.cluster.runner) or c.cluster.algorithm != "downpour"
                  or c.cluster.lr == 0 or c.cluster.n_fetch > 1,
                  "= 0 (the server's rate, else train.lr) or cluster.n_fetch > 1 (a replica's steps between fetches)",
@@ -62,7 +62,7 @@ READ_ONLY_WITH = {
                      "= 'patches' (or data.source = 'gaussian')", ("data.source",)),
     "data.faces_fraction": ("data.source", lambda c: c.data.source == "natural+faces", "= 'natural+faces'"),
     # which of lfw's training faces the faces source gives, where natural+faces takes none of its samples: a run with
-    # data.train_faces = 10 beside data.faces_fraction = 0 was bit for bit the run without it (cat-demo, 4 steps)
+    # data.train_faces = 10 beside data.faces_fraction = 0 is bit for bit the run without it (cat-demo, 4 steps)
     "data.train_faces": ("data.faces_fraction", lambda c: c.data.source != "natural+faces" or c.data.faces_fraction > 0,
                          "> 0 (where data.source = 'natural+faces')", ("data.source",)),
     "data.frames_per_video": ("data.source", lambda c: c.data.source == "video", "= 'video'"),
@@ -100,12 +100,12 @@ def _supervised(model_name: str) -> bool:
 # What Sandblaster L-BFGS reads of [cluster] (docs/sandblaster.md); the rest is Downpour's, and so is train.lr
 SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "cluster.shards", "cluster.address",
                      "cluster.checkpoint_every", "cluster.delay", "cluster.partitions")
-# as a refusal lists them: cluster.partitions is read only to refuse any but 1 (sandblaster/checks.py; until 2026-12-06
-# the list said "partitions" bare, as if Sandblaster split replicas)
+# as a refusal lists them: cluster.partitions is read only to refuse any but 1 (sandblaster/checks.py), so it is
+# listed as "partitions (= 1)", not bare, as if Sandblaster split replicas
 READS_SAID = ", ".join(k.split(".")[1] + (" (= 1)" if k == "cluster.partitions" else "") for k in SANDBLASTER_READS)
 DOWNPOUR_TRAIN = ("train.lr", "train.optimizer", "train.log_every")   # and of [train]: it finds its own step, logs each
-# each of them refused, said with its value and what Sandblaster reads in its place (until 2026-12-05 one generic
-# "(and finds its own step by line search, not train.lr or train.optimizer, ...)", naming neither)
+# each of them refused, said with its value and what Sandblaster reads in its place, not one generic
+# "(and finds its own step by line search, not train.lr or train.optimizer, ...)", naming neither
 SANDBLASTER_INSTEAD = {
     "train.lr": lambda cfg: (f"train.lr = {cfg.train.lr:g} is a fixed step size, and Sandblaster finds each iteration's "
                              f"step by a line search: its key is sandblaster.line_search = {cfg.sandblaster.line_search}, "
@@ -119,7 +119,7 @@ SANDBLASTER_INSTEAD = {
 
 
 # what sets how often each cluster runner saves a checkpoint (a run stopped before its first is trained again); a
-# one-process runner's is train.checkpoint_every (a runner outside this table was a KeyError until 2026-12-06)
+# one-process runner's is train.checkpoint_every (:func:`checkpoint_keys` asks is_cluster_runner, not this table)
 CHECKPOINT_KEYS = {"simulated": "cluster.checkpoint_every sets",
                    "ray": "cluster.checkpoint_every and cluster.checkpoint_seconds set"}
 SET_EXAMPLE = {"analyze": "analysis.splits=10", "models": "model.maps=[16,16]"}   # commands that take one section
@@ -132,18 +132,18 @@ def checkpoint_keys(runner: str) -> str:
 
 
 def check_as_typed(args: argparse.Namespace) -> None:
-    """ConfigError for a path given empty (``--resume "$RUN"`` with RUN unset): each was read as not given, so
-    ``--resume ""`` started a new main job, and ``--out ""`` wrote into runs/; for a ``--config`` that names no
+    """ConfigError for a path given empty (``--resume "$RUN"`` with RUN unset): read as not given, ``--resume ""``
+    would start a new main job, and ``--out ""`` write into runs/; for a ``--config`` that names no
     preset or readable file, and a ``--set`` not KEY=VALUE, naming the flag and its value."""
     for dest, flag in PATHS.items():
         if getattr(args, dest, None) == "":
             raise ConfigError(f"{flag} is empty: give a path (or leave the flag out)")
-    # each named as typed, before any work: the loader said "no preset or file named 'nope'" and the --set parser
+    # each named as typed, before any work: the loader says "no preset or file named 'nope'" and the --set parser
     # "override 'model.maps' must look like section.key=value", naming neither flag
     if getattr(args, "config", None):
         read_toml(args.config, named=f"--config {args.config}")
     # a command whose --set takes one section's keys: its own example (the parser's, train.lr=0.1, is refused
-    # there next: `downpour analyze RUN --set analysis.splits` was told "e.g. train.lr=0.1")
+    # there next: `downpour analyze RUN --set analysis.splits` is not told "e.g. train.lr=0.1")
     example = SET_EXAMPLE.get(getattr(args, "command", ""))
     for item in getattr(args, "set", None) or ():
         parse_override(item, example)
@@ -172,12 +172,12 @@ def _runner_advice(args: argparse.Namespace) -> str:
 
 def check_cluster_flags(args: argparse.Namespace, runner: str) -> None:
     """ConfigError naming the flags of :data:`CLUSTER_ONLY` that a one-process ``runner`` never reads (before the
-    config's checks too: they said "cluster.partitions = 2" for `--partitions 2`, its flag since 2026-12-06)."""
+    config's checks too, which would say "cluster.partitions = 2" for `--partitions 2`)."""
     given = [flag for flag in CLUSTER_ONLY if getattr(args, flag) is not None]
     if is_cluster_runner(runner) or not given:
         return
     flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
-    # (--delay is the simulator's alone: "--runner ray" was suggested, which then refused it)
+    # (--delay is the simulator's alone: "--runner ray" is not suggested, which would then refuse it)
     runners = [ONLY_ON[f] for f in given if f in ONLY_ON] or list(CLUSTER_RUNNERS)
     one = len(runners) == 1 and not getattr(args, "resume", None)
     other = f"; add --runner {runners[0]}" if one else _runner_advice(args)
@@ -196,7 +196,7 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None =
     blaster_on_ray = runner == "ray" and cfg.cluster.algorithm == "sandblaster"
     if blaster_on_ray and (args.delay or "cluster.delay" in typed):
         from downpour.sandblaster.checks import ray_straggler_problem   # (torch: a Sandblaster run's)
-        if problem := ray_straggler_problem(cfg):     # (taken, and without effect, until 2026-12-06)
+        if problem := ray_straggler_problem(cfg):     # (refused: taken, it would have no effect)
             raise ConfigError(problem)
     for flag, only in ONLY_ON.items():
         if runner == only or (flag == "delay" and blaster_on_ray and cfg.cluster.spec("delay")[0] == "straggler"):
@@ -282,7 +282,7 @@ def _check_schedule(typed: list[str], cfg: RunConfig) -> None:
 def _check_streamed(typed: list[str], cfg: RunConfig, given: str) -> None:
     """The stream's own keys where the data are held in memory. Checked on the resolved config, where
     ``data.pipeline = 'auto'`` has made its choice (``data.pipeline.resolve_data``); ``given``: the value before it,
-    said beside the choice (until 2026-12-05 an 'auto' given was said as "data.pipeline = 'memory'")."""
+    said beside the choice (an 'auto' given is not said as "data.pipeline = 'memory'")."""
     keys = [key for key in typed if key in STREAM_KEYS]
     d = cfg.data
     if not keys or (d.can_stream() and d.pipeline != "memory"):
@@ -370,9 +370,9 @@ def update_rule_words(cfg: RunConfig) -> str:
 
 
 def named_by_set(err: ConfigError, sets: Sequence[str]) -> ConfigError:
-    """``err`` prefixed with the ``--set`` that gave its key, as ``downpour train`` names it (until 2026-12-05
-    `analyze --set analysis.probes=["digitz"]` and `models --footprint cat-demo --set model.tile=abc` were refused
-    naming the key but not the flag), else ``err``. The last ``--set`` of the key, the one that took effect (it named
+    """``err`` prefixed with the ``--set`` that gave its key, as ``downpour train`` names it (so that
+    `analyze --set analysis.probes=["digitz"]` and `models --footprint cat-demo --set model.tile=abc` are refused
+    naming the flag, not the key alone), else ``err``. The last ``--set`` of the key, the one that took effect (it named
     the first of `--set model.tile=8 --set model.tile=abc`, refused for abc)."""
     item = next((item for item in reversed(sets) if err.key and ".".join(parse_override(item)[0]) == err.key), None)
     return err if item is None or str(err).startswith("--set") else type(err)(f"--set {item}: {err}", key=err.key)

@@ -6,7 +6,7 @@
     ray.worker: warning: ...                                                            (another library: its logger)
     downpour.twins: debug: ...                                        (--verbose: downpour's DEBUG, every logger's name)
 
-The format was ``"%(levelname)s %(name)s: %(message)s"``, which printed "INFO downpour.twins: ..." between the
+Not ``"%(levelname)s %(name)s: %(message)s"``, which would print "INFO downpour.twins: ..." between the
 command's own "downpour: ..." lines: a module's name is the code's business, not the user's.
 """
 from __future__ import annotations

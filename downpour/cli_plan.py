@@ -31,7 +31,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             result = (compare_run(args.check_run) if args.check_run else
                       check_simulated(**{k: v for k, v in given.items() if v is not None}, sets=args.set, out=args.out,
                                       check=check))
-        except NotARunError as e:   # named the folder alone ("'/tmp/x' does not exist") until 2026-12-05
+        except NotARunError as e:   # said as --check-run's, not the folder alone ("'/tmp/x' does not exist")
             if not args.check_run:
                 raise
             raise NotARunError(f"--check-run {args.check_run}: {e}") from None
@@ -40,5 +40,5 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = plan_for(args.model, args.set, cluster, args.calibrate, args.config)
     print(json.dumps(plan) if args.json else format_plan(plan))
     # 1 where the plan cannot run as laid out (a process past a machine's memory, more machines than given), as
-    # --check-simulated's 1 for a failed check; refusals are 2 (docs/plan.md, "Exit status"; until 2026-12-06 always 0)
+    # --check-simulated's 1 for a failed check; refusals are 2 (docs/plan.md, "Exit status")
     return 0 if all(plan["fits"].values()) else 1

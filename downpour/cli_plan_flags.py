@@ -1,5 +1,5 @@
 """``downpour plan``'s flags: each of its three modes (the plan, --check-simulated, --check-run) reads its own and
-refuses the others', naming them (moved out of cli_flags.py, which checks what `downpour train` reads, 2026-12-06)."""
+refuses the others', naming them (apart from cli_flags.py, which checks what `downpour train` reads)."""
 from __future__ import annotations
 
 import argparse
@@ -30,7 +30,7 @@ def check_plan_flags(args: argparse.Namespace) -> str:
         named = ", ".join("--" + flag for flag in given)
         what = "the plan itself" if mode == "plan" else f"plan {mode}"
         one = len(given) == 1
-        # the simulated run splits its replicas by the key (until 2026-12-06 --partitions 2 was told "drop it" alone)
+        # the simulated run splits its replicas by the key, so --partitions 2 is told that, not "drop it" alone
         split = (f"; to split the simulated run's replicas: --set cluster.partitions={args.partitions}"
                  if mode == "--check-simulated" and "partitions" in given else "")
         belongs = f" ({'it belongs' if one else 'they belong'} to --check-simulated)" if mode == "plan" else ""

@@ -14,10 +14,10 @@ SAME_AS = {"--replicas": "--workers", "--workers": "--replicas"}
 
 def nearest_flag(flag: str, flags: list[str]) -> str:
     """' (did you mean '--x'?)' for the long flag nearest ``flag``, or ''; matched without the dashes, which every
-    long flag shares (until 2026-12-06 they made `downpour plan --frobnicate` "did you mean '--replicas'?")."""
+    long flag shares (with them `downpour plan --frobnicate` would be told "did you mean '--replicas'?")."""
     if not flag.startswith("--"):
         return ""
-    if SAME_AS.get(flag) in flags:   # (train's --replicas was unknown bare; plan's --workers "did you mean '--cores'?")
+    if SAME_AS.get(flag) in flags:   # (train --replicas, plan --workers: not unknown, nor "--cores?")
         return f" (this command calls them {SAME_AS[flag]})"
     match = closest(flag[2:], [f[2:] for f in flags if f.startswith("--")])
     return f" (did you mean {'--' + match!r}?)" if match else ""
@@ -25,7 +25,7 @@ def nearest_flag(flag: str, flags: list[str]) -> str:
 
 def split_set(words: list[str], after: list[str]) -> str:
     """' (...)' where ``after`` begins with the rest of a --set value the shell split at a space (`--set
-    model.maps=[4, 4]` unquoted: until 2026-12-06 "unrecognized arguments: 4]" alone), else ''."""
+    model.maps=[4, 4]` unquoted, not "unrecognized arguments: 4]" alone), else ''."""
     at = next((i for i in range(1, len(words)) if words[i] == after[0]
                and (words[i - 1].startswith("--set=") or i > 1 and words[i - 2] == "--set")), None)
     if at is None:

@@ -1,6 +1,6 @@
 """``downpour train`` and ``downpour crossfit``: their shorthand flags (:data:`SHORTHANDS`) turned into typed
-overrides, a run checked, its folder taken (or resumed) and trained, then analysed. Since 2026-12-05 out of cli.py,
-at its 400 lines."""
+overrides, a run checked, its folder taken (or resumed) and trained, then analysed. Apart from cli.py, which is at
+its 400 lines."""
 from __future__ import annotations
 
 import argparse
@@ -99,7 +99,7 @@ def _train(args: argparse.Namespace) -> int:
     resume = bool(args.resume)
     if args.resume:
         if args.out or args.config:
-            # (not a run: said so first; its config.toml was offered to start a new run from)
+            # (not a run: said so first, before its config.toml is offered to start a new run from)
             RunDir.open(args.resume)
             flag = "--out" if args.out else "--config"
             raise ConfigError(f"{flag} with --resume: the run goes on in {args.resume!r} with its own config; drop "
@@ -138,10 +138,10 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     old = run if args.resume else None
     # a new run's data read (and refused) before its folder is made, which a refusal then never makes; its runner takes
-    # them, not reading them twice (until 2026-12-06 read only there, the folder made and then removed). A resume of a
+    # them, not reading them twice (read only there, the folder would be made and then removed). A resume of a
     # run stopped before its first checkpoint trains as a new one: its data are read (refused in a resume's words)
-    # before its rows are discarded, which a refusal then keeps (until 2026-12-06 discarded first: `--resume` then
-    # refused the folder, "never started training")
+    # before its rows are discarded, which a refusal then keeps (discarded first, a second `--resume` would refuse
+    # the folder, "never started training")
     opened = None if resume else read_checked(cfg, bool(args.resume), chosen)
     # the folders this command makes (the run's and those on the way to it, fresh_folder's runs/NAME-TIME or an --out
     # not there, a symbolic link counting as there), deepest first: a new run refused before it trains removes them
@@ -159,14 +159,14 @@ def _train(args: argparse.Namespace) -> int:
     check_not_crossfits(folder)   # a live cross-fit's fold, one it trains now or not
     # locked before a folder there is taken over (a run of this config started by another terminal, no row yet, had
     # its metrics.jsonl removed), while it trains (a --resume from another terminal is refused), and while it is
-    # analyzed (until 2026-12-05 let go before: the same command again took a finished run over as its analysis.json
-    # was being written)
+    # analyzed (let go before, the same command again could take a finished run over as its analysis.json is
+    # being written)
     with training_in(folder, lambda: old if resume else _new_run(folder, cfg, old)) as run:
         if resume:      # refused before the lines below say it resumes (as its --dry-run refuses it)
             check_resumable(run, cfg, twin is not None)
         then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
         if all(finished_with_twin(cfg, run, twin, resume)):
-            # (kept, as a resume of a finished run without a twin is refused: until 2026-12-06 it said "resuming")
+            # (kept, as a resume of a finished run without a twin is refused: not said to be "resuming")
             print(f"downpour: {run.path} and its no-faces twin are already finished: nothing to train, both kept",
                   file=sys.stderr)
         else:
@@ -175,7 +175,7 @@ def _train(args: argparse.Namespace) -> int:
         try:
             summary = train_with_twin(cfg, run, twin, resume=resume, opened=opened)
         except KeyboardInterrupt:   # (and SIGTERM) in the start (data, Ray): no runner has said what to do, and
-            if run.never_started():   # `--resume` refuses a run without a step; until 2026-12-06 "interrupted" alone
+            if run.never_started():   # `--resume` refuses a run without a step: so not "interrupted" alone
                 print("downpour: stopped before the run kept anything (a step's row or checkpoint): "
                       f"`{start_again(run.path)}` starts it again in that folder", file=sys.stderr)
             raise
@@ -228,11 +228,10 @@ def _drop_refused(folder: Path, made: list[Path]) -> None:
     --address no Ray answers at; its data, where not read before the folder was made): its config.toml, and the
     folders this command ``made`` for it (the run's and its parents, deepest first), each while it is empty, so the
     refusal leaves nothing behind, as its --dry-run's does (the lock still held: no command beside it takes the
-    folder meanwhile); a folder that was there stays. Until 2026-12-06 the folder stayed, holding only config.toml:
-    the same command took it over once the data were fixed, its --resume was refused ("never started training"), and
-    one without --out left a new runs/NAME-TIME folder at each try; and until 2026-12-06 too an --out a/b/c that made
-    a and b removed c alone. A refusal that wrote more (a stream's data.json naming its skipped files) keeps it all:
-    the error points there."""
+    folder meanwhile); a folder that was there stays. A folder left holding only config.toml would be taken over by
+    the same command once the data were fixed, its --resume refused ("never started training"), and one without
+    --out would leave a new runs/NAME-TIME folder at each try; an --out a/b/c that made a and b removes all three.
+    A refusal that wrote more (a stream's data.json naming its skipped files) keeps it all: the error points there."""
     if not folder.is_dir() or [p.name for p in folder.iterdir()] != ["config.toml"]:
         return
     (folder / "config.toml").unlink()

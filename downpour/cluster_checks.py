@@ -1,6 +1,6 @@
 """The preflight checks of a run's cluster (:func:`check_cluster`, which :func:`downpour.preflight.check_run_config`
-calls): what its runner and algorithm cannot run, refused before its folder is made. Since 2026-12-05 out of
-preflight.py, at its 400 lines."""
+calls): what its runner and algorithm cannot run, refused before its folder is made. Apart from preflight.py, which
+is at its 400 lines."""
 from __future__ import annotations
 
 from downpour._names import listed, plural
@@ -29,7 +29,7 @@ def check_cluster(cfg: RunConfig, resume: bool = False) -> None:
                 raise ConfigError(f"cluster.{key} = {getattr(cfg.cluster, key)!r} needs a cluster runner: "
                                   f"set cluster.runner to {listed(CLUSTER_RUNNERS, 'or')}")
         return
-    # (found at Ray's start until 2026-12-05, the run's folder made: a dry run passed it)
+    # (here, not at Ray's start, once the run's folder is made: a dry run would pass it)
     if runner == "ray" and cfg.cluster.address and (problem := address_problem(cfg.cluster.address)):
         raise ConfigError(problem, key="cluster.address")
     make_delays(cfg.cluster.spec("delay"), cfg.cluster.workers)   # uniform:A:B needs A <= B

@@ -53,11 +53,11 @@ AGAIN = "run the same command again"
 
 def fold_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """What crossfit.json keeps of a fold's training summary, and the line searches that failed for real in its
-    training (Sandblaster; :func:`~downpour.twins.search_failures`): the command's exit status reads them (until
-    2026-12-05 they were dropped here, and a cross-fit whose folds failed exited 0 where `downpour train` exits 1).
+    training (Sandblaster; :func:`~downpour.twins.search_failures`): the command's exit status reads them, so a
+    cross-fit whose folds failed exits 1, as `downpour train` does.
     A kept fold's are those its sandblaster.json records (:func:`~downpour.twins.recorded_failures`; none for a
-    Downpour fold). Every fold's record has the key. ``kept`` is true or false (until 2026-12-06 a fold this command
-    trained had ``"kept": null``, which read as unknown)."""
+    Downpour fold). Every fold's record has the key. ``kept`` is true or false, never ``null`` (which would read as
+    unknown)."""
     failures = recorded_failures(summary["run"]) if summary.get("kept") else search_failures(summary)
     return {"run": summary.get("run"), "kept": bool(summary.get("kept")),
             **{k: summary.get(k) for k in ("seconds", "final_loss")}, "line_search_failures": failures}
@@ -207,8 +207,8 @@ def _size(path: Path) -> int:
 def train_in_turn(configs: list[RunConfig], paths: list[Path], again: str = AGAIN,
                   note: str = "") -> list[dict[str, Any]]:
     """Train fold i of ``configs`` into ``paths[i]``, one after another in this process (on Ray, one start for
-    them all). A fold that fails does not stop the others, as side by side: until 2026-12-04 the first failure
-    ended the cross-fit, its later folds untrained, with an error that did not say which fold it was."""
+    them all). A fold that fails does not stop the others, as side by side, and the error names every fold that
+    failed (:func:`raise_failed`)."""
     done, failed = [], {}
     # only the runs left to train share a Ray: a cross-fit run again over finished folds (to test them again, with
     # another analysis.face_choice) started one for nothing (a minute on a loaded machine)
@@ -241,16 +241,16 @@ class FoldFailure(NamedTuple):
 
 
 def fold_error(err: Exception) -> FoldFailure:
-    """A fold's failure as :func:`raise_failed` names it; a refusal of its settings (until 2026-12-06 "use at most 19
-    (--workers 19)", and a cross-fit run again so was refused by every fold trained, their cluster.workers differing)
-    marked ``refused``."""
+    """A fold's failure as :func:`raise_failed` names it; a refusal of its settings (such as "use at most 19
+    (--workers 19)", which a cross-fit run again so would have every fold trained refuse, their cluster.workers
+    differing) marked ``refused``."""
     return FoldFailure(f"{type(err).__name__}: {err}", refused=isinstance(err, ConfigError))
 
 
 def raise_failed(failed: dict[int, FoldFailure], paths: list[Path], logs: bool, again: str = AGAIN,
                  note: str = "") -> None:
     """RunError naming every failed fold run (its folder, its error, and with ``logs`` its output log), then
-    ``again`` (the words to go on) and ``note`` (said once, after the clause they start: until 2026-12-07 it cut
+    ``again`` (the words to go on) and ``note`` (said once, after the clause they start, so that it does not cut
     the clause in two, "again (without --out ...) to train only those")."""
     if not failed:
         return
@@ -304,12 +304,12 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
         raise ConfigError(f"--control must be one of {', '.join(CROSSFIT_CONTROLS)}, got {control!r}")
     jobs = min(jobs, folds)
     out = folder_to_write(Path(out), "the cross-fit's folder")
-    if (out / "config.toml").is_file():          # (its folds and crossfit.json were written inside that run's folder)
+    if (out / "config.toml").is_file():          # (else its folds and crossfit.json go inside that run's folder)
         raise RunExistsError(f"{str(out)!r} holds a run (config.toml), not a cross-fit: a cross-fit's folder holds "
                              "its fold runs; pick another --out")
     check_crossfit_folder(out, folds)
     given = load_config(config, overrides)
-    # a twin asked for with --set is refused where there is none to train, as `downpour train` refuses it (it was
+    # a twin asked for with --set is refused where there is none to train, as `downpour train` refuses it (not
     # dropped unsaid), and so is one --control contradicts
     asked = [value for path, value in map(parse_override, overrides) if ".".join(path) == "analysis.no_faces_twin"]
     if asked and control is not None and bool(asked[-1]) != (control == "no-faces"):
@@ -323,8 +323,8 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     # (crossfit.json records the overrides as given: its page says these two in words, from the resolved config)
     settled = [*overrides, *parallel_threads(given, jobs), ("analysis.no_faces_twin", twins)]
     configs = [fold_config(config, settled, i, folds) for i in range(folds)]   # every config checked first
-    d = configs[0].data     # since 2026-12-05 refused here, before any training: the K folds held out nothing from it,
-    # trained the same network K times (bit for bit), and pooled a face test of them as if each were its own
+    d = configs[0].data     # refused here, before any training: the K folds would hold out nothing from it, train the
+    # same network K times (bit for bit), and pool a face test of them as if each were its own
     if not d.trains_on_lfw():   # (the no-faces twin's rule, trains_on_faces, is this and data.train_faces != 0)
         raise ConfigError(f"--config {config}: its training data hold no lfw image (data.source = {d.source!r}"
                           f"{f', data.faces_fraction = 0' if d.source in FACE_SOURCES else ''}), and cross-fitting holds "

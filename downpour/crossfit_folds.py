@@ -65,8 +65,8 @@ def refuse_own_keys(overrides: list[Override], folds: int) -> None:
 def check_crossfit_folder(out: Path, folds: int) -> None:
     """RunExistsError naming ``out`` and what is in it when it holds anything a cross-fit of ``folds`` folds
     did not write (its fold runs, their logs, ``crossfit.json`` and ``.html``), as ``downpour train`` refuses
-    a folder holding files it did not make. Until 2026-12-04 a cross-fit wrote among them: a ``crossfit.json``
-    there was overwritten, any other file left mixed in with the folds. The same command run again on its own
+    a folder holding files it did not make: written among them, it would overwrite a ``crossfit.json`` there
+    and mix any other file in with the folds. The same command run again on its own
     folder (to go on after a stop, or to test again) finds only its own names."""
     if not out.is_dir():
         return
@@ -100,7 +100,7 @@ def crossfitting(out: Path) -> Iterator[None]:
     try:
         held.enter_context(training(out, "the cross-fit's folder"))
     except FolderBusy as err:   # (its message names `downpour train --resume`: no command for a cross-fit)
-        if err.doing != "trained":   # (a `downpour analyze OUT`, briefly: until 2026-12-05 said "being cross-fitted")
+        if err.doing != "trained":   # (a `downpour analyze OUT`, briefly: said as such, not "being cross-fitted")
             raise RunExistsError(f"{err}; or pick another --out") from None
         raise RunExistsError(f"{str(out)!r} is being cross-fitted now by another downpour process: let it finish, or "
                              "stop it (Ctrl-C or SIGTERM save every fold's checkpoint), then run the same command again "
@@ -112,8 +112,8 @@ def crossfitting(out: Path) -> Iterator[None]:
 @contextmanager
 def testing(out: Path, paths: list[Path]) -> Iterator[None]:
     """Hold the cross-fit ``out``'s trained folds (and twins) in ``paths`` while its pooled test reads them, as an
-    analysis holds its run (shared): a `downpour analyze` of a fold meanwhile is refused (until 2026-12-05 it could
-    write into a fold as the pooled test read it), and one going on now refuses the test, naming the fold."""
+    analysis holds its run (shared): a `downpour analyze` of a fold meanwhile is refused (it would write into a fold
+    as the pooled test reads it), and one going on now refuses the test, naming the fold."""
     with ExitStack() as held:
         again = (f"let it finish, then run the same `downpour crossfit --out {pasted(out)}` command again: it keeps the "
                  "trained folds and tests them")
@@ -171,8 +171,8 @@ def analysis_words(err: FolderBusy, again: str) -> NotARunError:
     """``err`` (a folder another process holds, found by an analysis of it) worded as a live cross-fit's fold being read
     by its pooled face test, where it is one being analysed (the test holds its folds as an analysis does): ``err``
     said it was its analysis.json and figures being written. ``again``: the command to run once it is done. Another
-    ``downpour analyze`` of the fold (it holds config.toml whole, :func:`~downpour.train.lock.is_analysed`) is ``err``:
-    until 2026-12-05 either was said as "the pooled test (or another `downpour analyze`)"."""
+    ``downpour analyze`` of the fold (it holds config.toml whole, :func:`~downpour.train.lock.is_analysed`) is ``err``,
+    so neither is said as "the pooled test (or another `downpour analyze`)"."""
     out = live_crossfit(err.path) if err.doing == "analysed" and not is_analysed(err.path) else None
     if out is None:
         return err
@@ -183,9 +183,9 @@ def analysis_words(err: FolderBusy, again: str) -> NotARunError:
 
 def check_not_crossfits(path: str | Path) -> None:
     """NotARunError, as :func:`busy_words` says it, where ``path`` belongs to a cross-fit another process runs now,
-    trained at this moment or not: until 2026-12-05 ``downpour train --out OUT/fold-I`` (or ``--resume`` of a fold
-    stopped before) of a fold the cross-fit had not reached yet trained a run there, and the cross-fit, reaching it,
-    failed that fold as "another run"."""
+    trained at this moment or not: else ``downpour train --out OUT/fold-I`` (or ``--resume`` of a fold stopped
+    before) of a fold the cross-fit has not reached yet would train a run there, and the cross-fit, reaching it,
+    would fail that fold as "another run"."""
     refusal = _crossfit_words(Path(path))
     if refusal is not None:
         raise refusal
@@ -195,8 +195,8 @@ def check_busy(folder: str | Path | None, twin: bool) -> None:
     """What ``downpour train`` into ``folder`` (None: a new one) would be refused for by another process now, said
     without holding any lock (``--dry-run``: :func:`~downpour.train.lock.check_free` takes each and lets it go at
     once): a live cross-fit's folder or fold (:func:`check_not_crossfits`), a folder being trained or analysed, and
-    with its no-faces ``twin``, that being trained or read (until 2026-12-05 a dry run said none of these: "config
-    checked" where the command itself is refused)."""
+    with its no-faces ``twin``, that being trained or read (so a dry run does not say "config checked" where the
+    command itself is refused)."""
     if folder is None:
         return
     check_not_crossfits(folder)

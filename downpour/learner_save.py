@@ -83,8 +83,8 @@ def save_learner(learner: Any, path: str | Path, preprocess: bool = True) -> Pat
                          "would replace the run's, which records its step, seed and data; save into another folder, "
                          f"e.g. {str(folder / 'learner')!r}")
     _check_replaceable(folder)
-    # Written whole beside the folder, then swapped in by two renames: a save cut midway used to leave the new
-    # model pair beside the old learner.json (and stale start/ or preprocess files), which loaded as neither learner.
+    # Written whole beside the folder, then swapped in by two renames: written in place, a save cut midway would leave
+    # the new model pair beside the old learner.json (and stale start/ or preprocess files), which loads as neither.
     saving, replaced = _sibling(folder, SAVING), _sibling(folder, REPLACED)
     shutil.rmtree(saving, ignore_errors=True)       # (a save cut before its swap: never read)
     saving.mkdir(parents=True)
@@ -119,7 +119,7 @@ def _stem(name: str) -> str:
 
 def _check_replaceable(folder: Path) -> None:
     """Saving replaces the whole folder: refused, before anything is written, where that would delete what is not a
-    learner's (a save into a folder of results used to add its files there; now it would remove the results)."""
+    learner's (a save into a folder of results would remove the results)."""
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"FeatureLearner.save: {str(folder)!r} is a file, not a folder")
     if folder.resolve() in (Path.cwd(), *Path.cwd().parents):   # (renamed away and deleted under the process)
@@ -149,8 +149,8 @@ def load_learner(cls: type, path: str | Path) -> Any:
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         got = record.get("format") if isinstance(record, dict) else record
         raise CheckpointError(f"{str(where)!r}: format is {got!r}, not {FORMAT!r}")
-    # (a learner saved before 2026-12-05 records none: read as before, where its model.safetensors, saved with it, does
-    # not say that it was written with one)
+    # (a learner saved before 2026-12-05 records none: read without the check, as its model.safetensors, saved with
+    # it, does not say that it was written with one)
     problem = digest_problem(record, folder / "model.safetensors")
     if problem:
         raise CheckpointError(f"{str(where)!r} cannot be read back: {problem}; put an intact copy of the folder "

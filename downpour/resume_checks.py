@@ -37,10 +37,10 @@ def resume_config(path: str, overrides: list[Override],
                   flags: Callable[[RunConfig], None] | None = None) -> tuple[RunDir, RunConfig]:
     """The run in ``path`` and its config with ``overrides``, as ``--resume`` takes them: NotARunError
     for a run that never started, ConfigError for an override that would make it another run. ``flags``: the
-    command line's check of what the run never reads, first (a Sandblaster run's --set train.lr was told "the run
+    command line's check of what the run never reads, first (a Sandblaster run's --set train.lr is not told "the run
     was trained with 0.03; start a new run (--config RUN/config.toml --set ...)", which refuses it too)."""
     run = RunDir.open(path)
-    check_not_training(run.path)   # (a live run without a checkpoint yet was taken for one stopped before it)
+    check_not_training(run.path)   # (a live run without a checkpoint yet would be taken for one stopped before it)
     if run.never_started():   # e.g. its data failed, or its output's reader left before the first step
         raise NotARunError(f"{path!r} holds no checkpoint, model or metrics row: it never started training, or was "
                            "stopped before its first row and checkpoint (nothing of it was kept); nothing to resume. "
@@ -56,8 +56,8 @@ def resume_config(path: str, overrides: list[Override],
 
 def same_data_path(saved: RunConfig, cfg: RunConfig) -> RunConfig:
     """``cfg`` with the run's own ``data.path`` where a resume's ``--set data.path`` names that folder in other words
-    (relative, a trailing slash): config.toml records it absolute. Until 2026-12-06 the command that began the run,
-    given again with ``--resume``, was refused: "cannot resume with data.path = 'imgs': the run was trained with
+    (relative, a trailing slash): config.toml records it absolute, and the command that began the run, given again
+    with ``--resume``, is not refused as "cannot resume with data.path = 'imgs': the run was trained with
     '/home/me/imgs'"."""
     was, now = saved.data.path, cfg.data.path
     if now == was or not now or not was or os.path.abspath(now) != os.path.abspath(was):
@@ -67,13 +67,13 @@ def same_data_path(saved: RunConfig, cfg: RunConfig) -> RunConfig:
 
 def check_checkpoints_kept(run: RunDir, cfg: RunConfig) -> None:
     """NotARunError when the run's checkpoints/ folder, what a resume goes on from, is gone (moved or deleted):
-    what happened, what of the run is left and how to train it again. Until 2026-12-05 the resume said only
-    "checkpoint file 'RUN/checkpoints/local.safetensors' is missing". Not for a run that stopped before its first
+    what happened, what of the run is left and how to train it again, not only "checkpoint file
+    'RUN/checkpoints/local.safetensors' is missing". Not for a run that stopped before its first
     checkpoint (trained again from step 0), nor for a finished run whose no-faces twin is all that is left (one it
-    trains: :meth:`RunConfig.trains_twin`; until 2026-12-05 any ``no_faces_twin = true``, so a run with no lfw face,
-    whose twin is turned off, failed with the old message). A finished run it refuses as finished, with what the user
-    may have meant (analyse or report it; more --steps, which needs the checkpoints): until 2026-12-05 it was told to
-    put the folder back "to resume" a run with nothing left to train."""
+    trains: :meth:`RunConfig.trains_twin`, not any ``no_faces_twin = true``: a run with no lfw face has its twin
+    turned off). A finished run it refuses as finished, with what the user may have meant (analyse or report it;
+    more --steps, which needs the checkpoints), not told to put the folder back "to resume" a run with nothing left
+    to train."""
     if run.has_checkpoint() or run.stopped_unsaved() or (cfg.trains_twin() and run.finished(cfg.train.steps)):
         return
     step, why = run.saved_model()
@@ -115,7 +115,7 @@ def check_unedited(run: RunDir) -> None:
             record = meta.get(CONFIG_KEY) if digest_problem(meta, meta_path.with_suffix(".safetensors")) is None else None
         except (OSError, ValueError, AttributeError):
             continue                            # (a damaged checkpoint: the resume's load names it)
-        # (one edited by hand, not its digest, too: its config was told as config.toml's edit, to be copied back)
+        # (one edited by hand, not its digest, too: its config would be told as config.toml's edit, to be copied back)
         if not isinstance(record, dict):
             continue                            # (a run from before 2026-12-04 records none)
         for key, was, now in recorded_differences(record, run.config):
@@ -136,8 +136,8 @@ def check_resume(saved: RunConfig, new: RunConfig, changed: list[tuple[str, Any,
                  run_path: str | Path = "RUN", overrides: list[Override] | tuple[Override, ...] = ()) -> None:
     """Refuse overrides on ``--resume`` that would change what the run is, naming the key (``changed``:
     :func:`unresumable`'s answer, when the caller has it); the new run they suggest reads ``run_path``'s config.toml
-    (until 2026-12-05 it was written ``RUN/config.toml`` whatever the run's folder) with the command line's
-    ``overrides`` as typed, shell-quoted (until 2026-12-05 a literal ``--set ...``)."""
+    (the run's own folder, not a placeholder ``RUN/config.toml``) with the command line's ``overrides`` as typed,
+    shell-quoted (not a literal ``--set ...``)."""
     config, typed = pasted(Path(run_path) / "config.toml"), as_typed(overrides)
     for key, was, now in unresumable(saved, new) if changed is None else changed:
         raise ConfigError(f"cannot resume with {key} = {now!r}: the run was trained with {was!r}; start a new run "
@@ -153,7 +153,7 @@ def check_resume(saved: RunConfig, new: RunConfig, changed: list[tuple[str, Any,
 def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: bool) -> None:
     """What the run would refuse at its folder, found without writing anything (``--dry-run``): ``--out``
     a file or a folder holding a run (:meth:`RunDir.check_new`); what a resume refuses (:func:`check_resumable`), and
-    its warning where it would write the model from its last checkpoint (until 2026-12-05 the dry run said nothing)."""
+    its warning where it would write the model from its last checkpoint (said by the dry run as by the run)."""
     if out:
         RunDir.check_new(out)
     if resume is not None and (unsaved := check_resumable(resume, cfg, twin)) is not None:
@@ -164,8 +164,8 @@ def check_resumable(resume: RunDir, cfg: RunConfig, twin: bool) -> str | None:
     """What a resume of ``resume`` refuses at its folder, found without writing anything: nothing left to train
     (:meth:`RunDir.begin`), unless only its no-faces ``twin`` is left or its model is written from its last checkpoint
     (:meth:`RunDir.unsaved_at_end`: the words of the runner's warning then, else None); a labelled folder whose
-    classes changed (``check_classes``). ``downpour train --resume`` asks it before it says it resumes (until
-    2026-12-05 a finished run's printed "resuming RUN" and logged "resuming RUN at step N", then was refused)."""
+    classes changed (``check_classes``). ``downpour train --resume`` asks it before it says it resumes, so a finished
+    run is refused before any "resuming RUN" is printed or "resuming RUN at step N" logged."""
     saved_fit(resume.path)          # (a preprocess.json that does not verify refuses the resume: named now)
     if cfg.data.source == "folder" and cfg.data.labels:   # listed, nothing decoded
         check_classes((list_items(cfg.data).info or {}).get("classes"), resume.path)

@@ -48,8 +48,8 @@ def _load(target: str) -> Runner:
 
 def runner(cfg: RunConfig) -> Runner:
     """The runner of ``cfg``: its entry in :data:`RUNNERS` (the local loop), or for a cluster runner (simulated, Ray)
-    the cluster algorithm's. Until 2026-12-06 every runner but ``local`` ran the cluster algorithm: a new runner's
-    entry was never called."""
+    the cluster algorithm's, decided by :func:`~downpour.config.is_cluster_runner`, so that a new runner's
+    entry is called, not taken for a cluster's."""
     name = cfg.cluster.runner
     return _load(ALGORITHMS[cfg.cluster.algorithm] if is_cluster_runner(name) else RUNNERS[name])
 

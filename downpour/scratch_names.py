@@ -5,7 +5,7 @@ none of its folders; the next study removes those of this host whose process is 
 (:func:`downpour.studies.scratch.sweep_left`), by these names.
 
 On the ground floor, so that plan/ (below studies/) names its folders as studies/ does and its folders are swept
-with theirs: ``downpour-plan-*`` folders named with neither host nor process (until 2026-12-07) were never swept.
+with theirs. ``downpour-plan-*`` folders made before 2026-12-07 name neither host nor process: the sweep leaves them.
 """
 from __future__ import annotations
 

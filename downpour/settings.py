@@ -186,8 +186,8 @@ def parse_spec(text: str, forms: dict[str, Form], key: str) -> Spec:
 
 
 def _whole_spec(kind: str, raw: list[str], form: Form) -> str:
-    """'; write bounded:2' for 'bounded:2.0', as ``--set cluster.workers=1e3`` is told 1000 (until 2026-12-06 said
-    without the spec to write): each whole-number argument written as one; "" where one is no whole number in its
+    """'; write bounded:2' for 'bounded:2.0', as ``--set cluster.workers=1e3`` is told 1000 (the refusal then
+    says the spec to write): each whole-number argument written as one; "" where one is no whole number in its
     interval ('bounded:2.5', 'bounded:-2.0': what they meant is not known)."""
     meant = [whole_number(part) if kind_type is int else part for part, (_, kind_type, _) in zip(raw, form)]
     if any(m is None or (kind_type is int and m not in Interval.parse(within))

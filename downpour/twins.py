@@ -85,8 +85,8 @@ def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume:
     from downpour.runners import train
 
     finished, twin_done = finished_with_twin(cfg, run, twin, resume)
-    # (both finished, nothing trains: until 2026-12-05 a Ray run started Ray for them all the same, and the log said
-    # "training the no-faces twin" before "finished, kept")
+    # (both finished, nothing trains: a Ray run starts no Ray for them, and the log does not say "training the
+    # no-faces twin" before "finished, kept")
     with shared_ray(cfg, runs=0 if twin_done else 1 if twin is None else 2):
         if finished:
             summary = kept(run, cfg)
@@ -159,14 +159,14 @@ def kept(run: RunDir, cfg: RunConfig) -> dict[str, Any]:
     later is then scored), its training as it was trained (``check_resume`` lets train.threads and the
     reporting keys differ: the saved ones are what reproduces its model), and the summary of its
     training read back (``seconds``: the training time of its last metrics row): keys a trained summary has, and
-    ``kept``. Until 2026-12-05 it carried ``line_search_failures``, a key no trained summary has (a Downpour run's an
-    empty list; a Sandblaster run's, what a cross-fit reads of a kept fold: :func:`recorded_failures` now). Its
+    ``kept``; no ``line_search_failures``, a key no trained summary has (what a cross-fit reads of a kept fold's line
+    searches comes from :func:`recorded_failures`). Its
     analysis is dropped when ``cfg`` changes how it is made (any analysis key but ``report``): config.toml would name
     settings the analysis was not made with."""
     from downpour.analysis.options import absolute_paths
 
-    # (its folders as cfg's are: a run from before 2026-12-05 recorded analysis.dataset = "concept", cfg the same
-    # folder absolute, and its analysis was dropped for settings nothing changed)
+    # (its folders as cfg's are: a run from before 2026-12-05 records analysis.dataset = "concept", cfg the same
+    # folder absolute; compared as written, its analysis would be dropped for settings nothing changed)
     saved = absolute_paths(run.config.analysis)
     if dataclasses.replace(saved, report=cfg.analysis.report) != cfg.analysis:
         run.drop_analysis("they were made with the analysis settings this command changes")
@@ -217,9 +217,9 @@ def train_kept(cfg: RunConfig, path: Path) -> dict[str, Any]:
     """Train ``cfg`` into ``path``: skipped when a run with the same config finished there, resumed
     from its checkpoint when one started there (started over when it stopped before its first
     checkpoint); a different run there is an error naming the key that differs. NotARunError naming
-    ``path`` when another process trains it now (until 2026-12-05 a cross-fit run again beside a running
-    one resumed its fold there too, or took one without a checkpoint yet for stopped, removed its metrics
-    and trained it again from step 0 beside it)."""
+    ``path`` when another process trains it now (else a cross-fit run again beside a running one would resume
+    its fold there too, or take one without a checkpoint yet for stopped, remove its metrics and train it again
+    from step 0 beside it)."""
     with training(path):   # (made empty first: a new run is locked as it starts)
         return _train_kept(cfg, path)
 
@@ -238,6 +238,6 @@ def _train_kept(cfg: RunConfig, path: Path) -> dict[str, Any]:
         log.warning("%s: stopped before its first checkpoint; training it again", path)
         run.discard_training()
     # trained again from step 0 keeps its workers and data.size, as a `--resume` does (RunDir.again): its runner's
-    # refusal of its data is said as a resume's (until 2026-12-06 a cross-fit's fold was told it as a new run's), and
+    # refusal of its data is said as a resume's (a cross-fit's fold is not told it as a new run's), and
     # its folder, its own, is taken with the user's files in it
     return train(cfg, RunDir.create(path, cfg, again=run is not None))
