@@ -38,7 +38,7 @@ def _decode_errors() -> tuple[type[BaseException], ...]:
 
 
 # Each thread's maker of :func:`_display_matrix`'s 2x2 copies, keeping its converter from frame to frame of one
-# size (the frame's own converter makes the RGB copy: when both took turns in it, each was made anew, 4 ms a frame)
+# size (the frame's own converter makes the RGB copy: taking turns in one, each would be made anew, 4 ms a frame)
 _SMALL = threading.local()
 
 
