@@ -38,3 +38,40 @@ def test_the_workers_are_started_before_the_shards_first_answers_are_awaited(loc
     finally:
         ray.kill(hog)
     assert [name.rsplit("-", 1)[-1] for name in seen] == ["worker0", "worker1"]
+
+
+class _CountingRay:
+    """The ray module as starting_on_ray sees it, each ``ray.nodes()`` counted."""
+
+    def __init__(self, real):
+        self.real, self.asked = real, 0
+
+    def nodes(self):
+        self.asked += 1
+        return self.real.nodes()
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def test_the_start_reads_the_nodes_once_and_takes_the_piped_loop_on_one_node(local_ray, tmp_path, monkeypatch):
+    """The workers' CPU share, the placer and the piped choice come from one ``ray.nodes()`` (until 2026-12-07 it
+    was asked again after the shards' wait); on the one node of a local Ray the run takes the piped loop. The start is
+    stopped at its first channel (closed, its actors killed): the test costs one shard's and one worker's start."""
+    from downpour.config import load_config
+    from downpour.ps.cluster import run_cluster
+    from downpour.ps.piped_on_ray import PipedRun
+    from downpour.train.rundir import RunDir
+
+    counting = _CountingRay(ray)
+
+    def opened(self, w):
+        raise _Seen(f"channel of worker {w}")
+
+    monkeypatch.setattr(starting, "ray", counting)
+    monkeypatch.setattr(PipedRun, "_open_channel", opened)
+    cfg = load_config("ufldl-sae", ["cluster.runner=ray", "data.samples=64", "train.batch_size=8", "train.steps=12",
+                                    "cluster.workers=1", "cluster.shards=1", "train.tensorboard=false"])
+    with pytest.raises(_Seen, match="channel of worker 0"):
+        run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    assert counting.asked == 1

@@ -45,10 +45,11 @@ class Starting:
         self.ray_info = joined(cfg.cluster.address)   # cluster.json's record of which Ray
         sweep_stale_segments()
         self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"   # the driver's pid: what the sweep checks
-        nodes = ray.nodes()   # read once: the workers' CPU share and the placer fit the same nodes
-        self.per_worker = worker_cpus(n, list(live_cpus(nodes).values()))   # (until 2026-12-06 total / n)
+        nodes = ray.nodes()   # read once: the workers' CPU share, the placer and the piped choice see the same nodes
+        live = live_cpus(nodes)
+        self.per_worker = worker_cpus(n, list(live.values()))   # (until 2026-12-06 total / n)
         self.gpus = worker_gpus(cfg, float(ray.cluster_resources().get("GPU", 0.0)))   # ConfigError: too few for cuda
-        self.threads, self.node_cpus = cfg.train.threads, live_cpus(nodes)   # (0: each worker's node's share)
+        self.threads, self.node_cpus = cfg.train.threads, live   # (0: each worker's node's share)
         self.place = placer(nodes)     # each actor by its index in the plan's layout (connect_on_ray.spot)
         self.placed_first = {w: self._placed((w, None), spot("worker", w, n, cfg.cluster.partitions), self.per_worker,
                                              None) for w in range(n)}   # every worker first: its threads share its node
@@ -79,7 +80,8 @@ class Starting:
         limit = start_limit(cfg.cluster.silent_seconds)
         self.lanes = gathered(self.lanes, "shard actors", limit, pins=[pinned(o) for o in options])
         here = ray.get_runtime_context().get_node_id()
-        self.piped = (len([nd for nd in ray.nodes() if nd["Alive"]]) == 1 and cfg.cluster.partitions == 1
+        # one live node in the one read above (until 2026-12-07 ray.nodes() asked again, after the shards' wait)
+        self.piped = (len(live) == 1 and cfg.cluster.partitions == 1
                       and all(ln is not None and ln["node"] == here for ln in self.lanes))
         self.pusher = ShardPush(self.shard_actors, self.lanes)
         # each actor's node and the install there, in the answer placement waits for (no round trip of its own)
