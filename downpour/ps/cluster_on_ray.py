@@ -113,8 +113,8 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
             log.warning("the data's file list changed since the checkpoint (%d items now): each worker's share of the "
                         "files changed, and the run will not reproduce from its start", len(setup.data))
             setup.data.info["listing_changed_on_resume"] = True
-        # a resume's new streams report from its step on, and so do data.json's sums: until 2026-12-07 nothing said
-        # so (a run resumed at step 133 of 300 recorded 5,344 samples, its last 167 steps' alone)
+        # a resume's new streams report from its step on, and so do data.json's sums: counted_from_step says so (else a
+        # run resumed at step 133 of 300 records 5,344 samples, its last 167 steps' alone, unexplained)
         if self.listing and start_step:
             setup.data.info["counted_from_step"] = start_step
         try:
@@ -130,9 +130,9 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
     def _dead_shards(self) -> list[int]:
         """The shards whose actor no longer answers (asked after a failure, to tell a lost shard,
         which every worker's next fetch trips over, from a lost worker). All asked at once, 10 s for them all
-        (:func:`~downpour.ps.asking_on_ray.answering`; until 2026-12-07 one after another, up to 10 s each: 80 s for 8
+        (:func:`~downpour.ps.asking_on_ray.answering`; one after another, up to 10 s each, would take 80 s for 8
         silent shards), inside the task loop's held block, so a Ctrl-C or SIGTERM is let through: the failure is
-        handled by then and the question only reads (until 2026-12-06 the stop waited for every answer)."""
+        handled by then and the question only reads (else the stop would wait for every answer)."""
         with signals_let_through():
             alive = answering(self.shard_actors, timeout=10)
         return [j for j, ok in enumerate(alive) if not ok]
@@ -141,7 +141,7 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
         """Raise :class:`ShardLost` if a shard died (``err`` the failure that showed it); else return."""
         dead = self._dead_shards()
         if dead:
-            # where they ran (until 2026-12-06 unsaid: a stopped run's cluster.json has no placement)
+            # where they ran (a stopped run's cluster.json has no placement to say it)
             raise ShardLost(f"shard {', '.join(map(str, dead))} lost at step {self.coord.done} on "
                             f"{self.where('shards', dead)} ({type(err).__name__})", step=self.coord.done,
                             placed={**self.placed(self.addresses), "lost_shards": dead}) from err
@@ -181,7 +181,7 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
             end.close()
         self._channels = {}
         # the workers and partitions killed before the shards remove their segments: a start that failed can leave one
-        # linking to them still (they start beside the shards since 2026-12-06), whose traceback followed the error
+        # linking to them still (they start beside the shards), whose traceback would follow the error
         keeping = self._keeping()   # the keeping its actors go to (the next run's start takes them), or None
         for a in (*(() if keeping else self.worker_actors), *(a for ps in self.partition_actors.values() for a in ps),
                   *self.reused.values()):   # (kept ones a start that failed took and did not reach)
@@ -200,7 +200,7 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
                 kill(a)
         self.shard_actors, self.worker_actors, self.partition_actors, self.pusher = [], [], {}, None
         # its actors handed over or killed: a second close keeps nothing, so it cannot hand the keeping an empty run
-        # (``give`` kills what the first one gave). Until 2026-12-07 only ``shard_pins``, left set, stopped that
+        # (``give`` kills what the first one gave), not only ``shard_pins``, left set
         self.ran = False
         for path in SHM_DIR.glob(f"downpour-{self.run_id}-*"):   # what a dead shard left here
             path.unlink(missing_ok=True)

@@ -47,7 +47,7 @@ class Starting:
         self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"   # the driver's pid: what the sweep checks
         nodes = ray.nodes()   # read once: the workers' CPU share, the placer and the piped choice see the same nodes
         live = live_cpus(nodes)
-        self.per_worker = worker_cpus(n, list(live.values()))   # (until 2026-12-06 total / n)
+        self.per_worker = worker_cpus(n, list(live.values()))   # each node's share, not total / n
         self.gpus = worker_gpus(cfg, float(ray.cluster_resources().get("GPU", 0.0)))   # ConfigError: too few for cuda
         self.threads, self.node_cpus = cfg.train.threads, live   # (0: each worker's node's share)
         self.place = placer(nodes)     # each actor by its index in the plan's layout (connect_on_ray.spot)
@@ -71,16 +71,16 @@ class Starting:
                 lanes.append(actor.again.remote(s, prefix, n))
             self.shard_actors.append(actor)
         # every actor starts now, the workers and their partitions beside the shards (each a fresh process importing
-        # torch: ~5.6 s of ~8 at load 12, 2026-12-06); until 2026-12-06 the workers were started only once every shard
-        # had answered. They are handed the shards' answers to come (object refs) and wait for them themselves before
-        # they link to the shards (shards_on_ray.lanes_of): none fetches before the shards hold the weights, as before
+        # torch: ~5.6 s of ~8 at load 12, 2026-12-06), not one after the other once every shard has answered. They are
+        # handed the shards' answers to come (object refs) and wait for them themselves before
+        # they link to the shards (shards_on_ray.lanes_of): none fetches before the shards hold the weights
         self.lanes = lanes
         for w in range(n):
             self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
         limit = start_limit(cfg.cluster.silent_seconds)
         self.lanes = gathered(self.lanes, "shard actors", limit, pins=[pinned(o) for o in options])
         here = ray.get_runtime_context().get_node_id()
-        # one live node in the one read above (until 2026-12-07 ray.nodes() asked again, after the shards' wait)
+        # one live node in the one read above (a node that joins during the shards' wait is not seen)
         self.piped = (len(live) == 1 and cfg.cluster.partitions == 1
                       and all(ln is not None and ln["node"] == here for ln in self.lanes))
         self.pusher = ShardPush(self.shard_actors, self.lanes)
@@ -93,7 +93,7 @@ class Starting:
         self.addresses = node_addresses()   # read now: a lost shard's node is named where the head may not answer
         self.devices = ray.get([a.device.remote() for a in self.worker_actors])
         if self.partition_actors:   # worker w's partitions, in order: w*K .. w*K + K-1 (a worker's start does not
-            #                         wait for them: until 2026-12-05 a plain ray.get waited here for good)
+            #                         wait for them: a plain ray.get here could wait for good)
             parts = [a for w in sorted(self.partition_actors) for a in self.partition_actors[w]]
             reports["partitions"] = gathered([a.start_report.remote() for a in parts], "partition actors", limit,
                                              pins=[self.pins[w, p] for w in sorted(self.partition_actors)
@@ -141,7 +141,7 @@ class Starting:
         """Restarted actors' start reports (a worker's, its partitions', or a partition's alone): where one came up on
         a node, or under an install, that no actor of the run had, environment.json's ``nodes`` anew (``on_nodes``),
         warned of as at the start where its code or packages are not the driver's (:func:`node_environments`).
-        Until 2026-12-07 a restart was asked its node alone: one on another machine or install went unrecorded."""
+        Its node alone would leave a restart on another machine or install unrecorded."""
         if any(r["node"] not in self.addresses for r in reports):      # a node that joined the cluster since
             self.addresses = {**self.addresses, **node_addresses()}
         nodes = node_environments(self.reports, self.addresses, new=reports)
