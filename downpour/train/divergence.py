@@ -8,8 +8,8 @@
 
 Every runner skips a step (or rejects a push) whose cost or gradient is not finite, and a run where every one was
 fails with :class:`~downpour.errors.Diverged`. A run can also diverge with finite numbers: teacher-student with 3
-simulated workers at the preset's rate (0.25 × staleness 2) went 2.047 -> 3.3e+31 in 300 steps, every push finite,
-and until 2026-12-06 finished without a word, its summary a ``final_loss`` of 3.3e+31 beside ``"rejected": {}``.
+simulated workers at the preset's rate (0.25 × staleness 2) went 2.047 -> 3.3e+31 in 300 steps, every push finite:
+without this check it finishes without a word, its summary a ``final_loss`` of 3.3e+31 beside ``"rejected": {}``.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ GROWTH = 1e3
 # rows that stop this many steps or more before the run's end are a run that went past finite numbers: a skipped step
 # leaves the parameters as they were, so 10 skipped in a row are 10 batches each non-finite on the same parameters (an
 # update that blew them up), not a bad batch. Fewer are not said to diverge (the summary's skipped_steps counts them):
-# train.log_every = 1 logs a row every step, and one bad batch at the last step read "diverged" until 2026-12-06.
+# train.log_every = 1 logs a row every step, and one bad batch at the last step is not a run that diverged.
 # A run too short for TAIL is said to diverge when its last half (at least 2 steps) was skipped (tail_limit).
 TAIL = 10
 
@@ -33,7 +33,7 @@ TAIL = 10
 def tail_limit(steps: int) -> int:
     """How many steps skipped at a run of ``steps``' end say it diverged: :data:`TAIL`, or in a run shorter than
     2 x TAIL its last half (at least 2: one bad last batch is not). A 6-step cell whose steps 2-6 were skipped,
-    its summary the first step's loss, was measured as trained until 2026-12-06 (5 skipped, under TAIL)."""
+    its summary the first step's loss, is said to diverge (5 skipped, under TAIL, so TAIL alone misses it)."""
     return min(TAIL, max(2, steps // 2))
 
 
@@ -47,32 +47,32 @@ def runaway(rows: Iterable[dict[str, Any]], steps: int | None = None, skipped: i
     """The first and last logged loss when the last is not finite, or is over :data:`GROWTH` times the first's size
     (and over GROWTH itself); None otherwise. Rows of a greedy run are compared within each stage's rows (those that
     logged the same stages), the first stage that ran away said: its ``loss`` is a different sum in each stage, and a
-    stage 1 that ran away (0.05 -> 1e+9, finite) hands stage 2 an input whose cost is huge from its first row (until
-    2026-12-06 only the last row's stage was compared: such a run was not said to diverge).
+    stage 1 that ran away (0.05 -> 1e+9, finite) hands stage 2 an input whose cost is huge from its first row (comparing
+    only the last row's stage misses such a run).
 
     ``steps``: the run's last step, given where the run skipped steps (a non-finite cost or gradient). A run logs a
     row at its last step unless every step since its last row was skipped: rows that stop before ``steps`` are a
     run that blew past finite numbers and skipped the rest (then also ``"steps"``). teacher-student at train.lr = 20,
-    300 steps: one row, 1.6e+33 at step 50, 290 steps skipped, and until 2026-12-06 no word (its first and last row
-    were that one row). A shorter tail of skipped steps (:func:`tail_limit`) is not, unless its loss ran away as above.
+    300 steps: one row, 1.6e+33 at step 50, 290 steps skipped: its first and last row are that one row, so only
+    ``steps`` says it. A shorter tail of skipped steps (:func:`tail_limit`) is not, unless its loss ran away as above.
 
     ``skipped``: how many of its ``steps`` a local run skipped (model.json's ``skipped_steps``): more than half is a
     run that diverged wherever they fell (then also ``"skipped"``). Skipped steps that share a row with finite ones
     leave no trace in the rows: ufldl-sae, 6 steps, steps 2-6 non-finite, logged one row at step 1 with
-    train.log_every = 1 (said, its rows stop) but a row at step 6 with 50 (the studies' rate), and until 2026-12-06
-    that one was measured as trained. (A cluster run most of whose pushes were refused is said by ``refused``: a
+    train.log_every = 1 (said, its rows stop) but a row at step 6 with 50 (the studies' rate), which the rows alone
+    measure as trained. (A cluster run most of whose pushes were refused is said by ``refused``: a
     push is not a step.)
 
     ``first``: the run's first trained step alone (model.json's ``first_trained``: step, loss and cost parts), read
     as its first row where it comes before them: a row is the mean of its ``log_every`` steps, and a run shorter than
     that logs one. ufldl-sae at train.lr = 1000 with Adam, 6 steps, logged 2.1e+05 at step 6 alone (its step 1:
-    49.65), and until 2026-12-06 a study cell (log_every 50, 16-30 steps) that ran away so was measured as trained.
+    49.65): without ``first`` a study cell (log_every 50, 16-30 steps) that runs away so is measured as trained.
 
     ``refused``: a cluster run's ``{"refused": N, "of": M}``, where most of its M pushes carried no finite gradient a
     shard accepted (cluster.json's ``refused_pushes``): a run that diverged (then also ``"refused"`` and ``"pushes"``).
     Its rows are the means of the pushes whose cost was finite: ufldl-sae on 2 simulated workers at train.lr = 1e30,
-    30 steps, logged 49.78 at step 30 alone, its model's weights past 1e30 (26 of 30 pushes refused), and until
-    2026-12-06 its summary had no ``diverged`` (a study measured it as trained) and its report no word of it."""
+    30 steps, logged 49.78 at step 30 alone, its model's weights past 1e30 (26 of 30 pushes refused): without
+    ``refused`` its summary has no ``diverged`` (a study measures it as trained) and its report no word of it."""
     rows = [r for r in rows if isinstance(r.get("loss"), (int, float))]
     if rows and first and isinstance(first.get("loss"), (int, float)) and _before(first, rows[0]):
         rows.insert(0, first)

@@ -6,8 +6,8 @@ no-faces twin) that ``downpour crossfit`` trains, that cross-fit's own command, 
     log.warning("stopped after step %d; checkpoint saved, continue with %s", step, go_on(run.path))
 
 Every runner's stop warning says it through :func:`go_on` (the local loop, the parameter server's recorder and
-its lost-shards error, Sandblaster): until 2026-12-06 a cross-fit stopped with ``--jobs 1`` printed the fold's
-"continue with --resume OUT/fold-I", which finishes that fold alone, and then its own "the same command goes on".
+its lost-shards error, Sandblaster), so that a cross-fit stopped with ``--jobs 1`` names its own command, which
+resumes every fold, not the fold's "continue with --resume OUT/fold-I", which finishes that fold alone.
 """
 from __future__ import annotations
 

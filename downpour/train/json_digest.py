@@ -3,8 +3,8 @@
 The tensors file of a pair is checked against the SHA-256 its JSON records (``safetensors_sha256``); this is the
 JSON's own: over the canonical JSON of every other field (keys sorted, no spaces), so a changed digit in
 ``"step"`` or in an optimiser setting is refused on load instead of resumed from. A file written before
-2026-12-05 records none and is read as before; so that deleting the field is not the way past the check, the tensors
-file written with it says in its safetensors metadata that its JSON records one (:data:`MARK`, since 2026-12-05), and
+2026-12-05 records none and is read unchecked; so that deleting the field is not the way past the check, the tensors
+file written with a digested JSON says in its safetensors metadata that its JSON records one (:data:`MARK`), and
 a JSON without one beside such a file is refused as an edited one is.
 
     meta = digested({"step": 40})            # {"step": 40, "json_sha256": "..."}
@@ -40,7 +40,7 @@ def digested(record: dict[str, Any]) -> dict[str, Any]:
 def digest_problem(record: dict[str, Any], tensors: Path | None = None) -> str | None:
     """What is wrong with ``record``'s own digest, said for an error naming its file; None where it matches, or
     where it records none (written before 2026-12-05) and ``tensors``, the tensors file written with it, does not
-    say it does (:func:`marked`: a JSON whose digest was deleted with an edit is refused; until 2026-12-05 it passed
+    say it does (:func:`marked`: a JSON whose digest was deleted with an edit is refused, not passed
     as an old file), or is not the tensors file it records the SHA-256 of (a save cut between the two: the pair's own
     check says so)."""
     if JSON_KEY not in record:
@@ -75,9 +75,9 @@ MAX_HEADER = 100_000_000   # safetensors' own limit on a header: a larger length
 def _of_other_tensors(record: dict[str, Any], tensors: Path) -> bool:
     """Whether ``record`` records the SHA-256 of other tensors than ``tensors``, whole (``safetensors_sha256``): a save
     cut between its two files leaves the JSON of the save before beside the tensors written since, and the mark is
-    theirs, not its: the pair's own check names that as a cut write (until a later 2026-12-05 fix, a pair written
-    before digests and cut so by a resume since was refused as a JSON edited by hand, "written with" tensors it was
-    not). Tensors cut short are not told apart so: a JSON beside them is refused as before."""
+    theirs, not its: the pair's own check names that as a cut write, where calling a pair written before digests
+    and cut so by a later resume a JSON edited by hand would say it was "written with" tensors it was not. Tensors
+    cut short are not told apart so: a JSON beside them is refused as an edited one."""
     from downpour.train.checkpoint import PAIR_KEY, readable_tensors, sha256_of   # (checkpoint imports this module)
 
     return PAIR_KEY in record and readable_tensors(tensors) and record[PAIR_KEY] != sha256_of(tensors)

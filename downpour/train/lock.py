@@ -1,16 +1,16 @@
 """A run being trained holds a lock on its folder, so that ``downpour train --resume`` from another terminal is
-refused while it trains. Until 2026-12-05 that resume found no checkpoint yet (``train.checkpoint_every = 0``),
-said the run "stopped before its first checkpoint", removed its metrics and TensorBoard events and trained it
+refused while it trains. Unlocked, that resume finds no checkpoint yet (``train.checkpoint_every = 0``),
+says the run "stopped before its first checkpoint", removes its metrics and TensorBoard events and trains it
 again from step 0 in the same folder, beside the live run (what ``downpour analyze`` of such a run suggests).
 
 The lock is ``flock`` on the run's folder itself (no file is added to the run; the kernel lets it go when the
 process ends, a kill -9 included). ``flock`` locks belong to the open folder, which a forked process shares: a
 process forked while a run trains (a DataLoader worker) lets go of its copy at once, or it held the lock after
 the run had ended. Where ``fcntl`` is missing (not POSIX), or the filesystem locks nothing (``ENOLCK`` or
-``EOPNOTSUPP`` on some NFS mounts), nothing is locked: the run trains, as it did before the lock, and the log says
-so once for each such filesystem in a command (until 2026-12-05 once for each look: a ``--resume`` said it twice). A
+``EOPNOTSUPP`` on some NFS mounts), nothing is locked: the run trains unlocked, and the log says
+so once for each such filesystem in a command (not once for each look: a ``--resume`` looks twice). A
 folder that cannot be opened (this user cannot read it, it was removed meanwhile), or ``flock`` failing otherwise, is
-refused, naming it and why (until 2026-12-05 taken for a filesystem that locks nothing: the run trained unlocked).
+refused, naming it and why, not taken for a filesystem that locks nothing (the run would train unlocked).
 
 ``downpour train`` holds the lock through its twin's training and its run's analysis and report too (a command
 that took the folder over while ``analysis.json`` was being written would have removed a finished run's files),
@@ -18,8 +18,8 @@ and ``downpour analyze`` or ``report`` of a run being trained is refused: its fi
 
 ``downpour analyze`` and ``report`` hold the folder while they write into it (:func:`analysing`): a shared lock on it
 (a training takes it whole: refused, and told the run is being analysed) and the whole lock of its ``config.toml``
-(a second analysis is refused: both staged their figures in ``figures.partial/``, and until 2026-12-05 the second
-removed the first's as one a killed analysis left, and a training of the run took it over mid-analysis). They hold
+(a second analysis is refused: both stage their figures in ``figures.partial/``, and the second would remove the first's
+as one a killed analysis leaves; a training of the run would take it over mid-analysis). They hold
 its no-faces twin and ``analysis.no_faces_run`` shared (:func:`reading`), as ``downpour train``'s own analysis holds
 them (``cli_analyze._no_faces_held``; a report of a run analysed already reads neither, and holds neither), and a
 cross-fit its folds while its pooled test reads them (their config.toml shared: it writes nothing there, and an
@@ -98,8 +98,8 @@ def training_in(path: str | Path, make: Callable[[], T]) -> Iterator[T]:
     """``make()`` (what makes the run in the folder ``path``, or takes over what is there), then the block, the
     folder's lock held over both (what ``make`` takes over may be another process's live run); a folder not there
     yet is made first, empty (a run is written into an empty folder, so a failed start leaves one a rerun takes).
-    Until 2026-12-05 such a folder was locked only once ``make`` had made its run: the same command started beside
-    it in that moment took the run over as one that never started, its config.toml written over with its own."""
+    A folder locked only once ``make`` had made its run would let the same command started beside it in that moment
+    take the run over as one that never started, its config.toml written over with its own."""
     with training(path):
         yield make()
 
@@ -138,9 +138,9 @@ def reading(path: str | Path, then: str) -> Iterator[None]:
 def check_free(path: str | Path) -> None:
     """FolderBusy where :func:`training` of the folder ``path`` would be refused now (being trained, or analysed or
     read), in its words, found without holding it (``downpour train --dry-run``): a shared look, then a look for the
-    whole lock, each let go at once. Until 2026-12-05 only the shared look and one at its config.toml: a folder
-    :func:`reading` alone holds (a twin its run's analysis scores) was found free, and the dry run went ahead where
-    the command is refused."""
+    whole lock, each let go at once. The shared look and one at its config.toml alone would find a folder
+    :func:`reading` alone holds (a twin its run's analysis scores) free, the dry run going ahead where the command is
+    refused."""
     check_not_training(path)
     if fcntl is not None and Path(path).is_dir():
         try:
@@ -213,9 +213,9 @@ def _look(path: str | Path, how: int) -> None:
 def _locked(path: str | Path, how: int, then: str = "") -> int | None:
     """A descriptor of the folder ``path`` holding its lock ``how``; None where the filesystem locks nothing
     (:data:`_NO_LOCKS`, logged once a filesystem); FolderBusy naming the run where another process holds it;
-    NotARunError naming ``path`` and why where it cannot be opened, or flock fails otherwise (until 2026-12-05 such a
-    folder, one this user cannot read or one removed meanwhile, was taken for a filesystem that locks nothing: the run
-    trained unlocked, with a warning)."""
+    NotARunError naming ``path`` and why where it cannot be opened, or flock fails otherwise (such a folder, one this
+    user cannot read or one removed meanwhile, is not taken for a filesystem that locks nothing: the run would train
+    unlocked, with a warning)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as err:
@@ -234,7 +234,7 @@ def _locked(path: str | Path, how: int, then: str = "") -> int | None:
         if err.errno not in _NO_LOCKS:
             raise NotARunError(f"{str(path)!r} cannot be locked ({err.strerror or err}): downpour holds it while a run "
                                "there is trained or analysed, so that no other process takes it over") from None
-        if device not in _UNLOCKABLE:    # (NFS, some FUSE mounts): a run there trains unlocked, as before the lock
+        if device not in _UNLOCKABLE:    # (NFS, some FUSE mounts): a run there trains unlocked
             _UNLOCKABLE.add(device)
             log.warning("%s: its folder cannot be locked (%s): a `downpour train --resume` of it (or of a run beside "
                         "it, on the same filesystem) from another terminal is not refused while it trains", path,
@@ -245,8 +245,8 @@ def _locked(path: str | Path, how: int, then: str = "") -> int | None:
 def _flock(fd: int, how: int) -> None:
     """The lock ``how`` of ``fd``, tried again after each wait of :data:`_AGAIN` where another holds it (BlockingIOError
     once the last try fails): a look (:func:`_look`: a dry run's :func:`check_free`, a cross-fit's :func:`is_training`)
-    holds a lock for an instant, and until 2026-12-05 a command starting in that instant was refused, as if the folder
-    were being trained or analysed."""
+    holds a lock for an instant, and a command starting in that instant is not refused as if the folder were
+    being trained or analysed."""
     for wait in _AGAIN:
         try:
             fcntl.flock(fd, how | fcntl.LOCK_NB)

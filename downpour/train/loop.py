@@ -147,7 +147,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened 
                 last_skip = f"step {step + 1}: {err}"
                 log.warning("step %d skipped: %s", step + 1, err)
             # the update, its count and its row together: a checkpoint never holds step k+1 labelled k, and a
-            # signal in a log step's update no longer came before its row (the resume merged it into the next)
+            # signal in a log step's update never comes before its row (a resume would merge it into the next)
             with signals_held():
                 if result is not None:
                     opt.step()
@@ -167,7 +167,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened 
             _save_checkpoint(run, model, opt, total, skipped, elapsed, rng, at, first=first)
             saved = True
     except BaseException as err:   # Ctrl-C or a failure: keep the steps done so far, then let it propagate
-        # a second Ctrl-C waits for what is written (until 2026-12-06 it cut the checkpoint), its line naming just that
+        # a second Ctrl-C waits for what is written (not cutting the checkpoint), its line naming just that
         checkpoint = done > start and not saved
         with stop_record("the run's checkpoint and stop record" if checkpoint else "the run's stop record"):
             died = close_stream(batches)   # first: torch's handler raises again while a dead loader process is known

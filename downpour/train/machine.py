@@ -61,8 +61,9 @@ def cpu_fields(cpuinfo: str, fallback: str) -> dict[str, str]:
     """``cpu``: /proc/cpuinfo's first model name (``fallback`` without one); ``cpu_id``: its CPU family, model and
     stepping, where it has them; ``simd``: which of :data:`SIMD` its flags hold (space-separated), where it has flags.
     A VM's model name can be its maker's alone ("AMD EPYC" for the AVX-512 VM of 2026-12-04 and for the AVX2 one,
-    family 25 model 1, started at 06:23 on 2026-12-05), so the name could not tell two such machines apart; the id
-    can (since 2026-12-05), and the flags say which kernels either could take (since 2026-12-06)."""
+    family 25 model 1, started at 06:23 on 2026-12-05), so the name cannot tell two such machines apart; the id
+    can (a record written before 2026-12-05 has none), and the flags say which kernels either can take (none
+    before 2026-12-06)."""
     first: dict[str, str] = {}
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")

@@ -63,8 +63,8 @@ def replace_text(path: Path, text: str) -> None:
 
 
 def replace_bytes(path: Path, data: bytes) -> None:
-    """:func:`replace_text` for bytes: a figure's PNG, whole or not at all (a kill mid-save left a torn PNG, shown
-    broken in study.html or report.html until the figure was drawn again)."""
+    """:func:`replace_text` for bytes: a figure's PNG, whole or not at all (a kill mid-save would leave a torn PNG,
+    shown broken in study.html or report.html until the figure is drawn again)."""
     _replace(path, lambda tmp: tmp.write_bytes(data))
 
 

@@ -21,8 +21,8 @@ def _study_name(header: dict[str, Any]) -> str:
 
 def study_folder(path: Path) -> str:
     """What `analyze`, `report` or `--resume` of a `downpour study` folder says: which study, and its report or the
-    command that finishes it. Until 2026-12-05 it said "give the --out directory of a `downpour train` run", which
-    sent the user looking for a run the study never kept."""
+    command that finishes it, not "give the --out directory of a `downpour train` run", which would send the user
+    looking for a run the study never kept."""
     try:
         header = json.loads((path / "cells.jsonl").read_text(errors="replace").partition("\n")[0])
     except ValueError:
@@ -40,7 +40,7 @@ def study_folder(path: Path) -> str:
 
 def nearest_run(path: Path) -> str:
     """'; did you mean 'runs/cat'?' for the run beside ``path`` whose name is nearest to its (a typo: `runs/cta`), or ''.
-    (Since 2026-12-05; a misspelt run folder was named alone.) Looks at the first 1,000 entries of its folder."""
+    Looks at the first 1,000 entries of its folder."""
     try:
         beside = [p.name for _, p in zip(range(1000), path.parent.iterdir()) if (p / "config.toml").is_file()]
     except OSError:

@@ -8,7 +8,7 @@ says what absence meant in ``absent_meant`` (:class:`~downpour.settings.Section`
 a run fills those keys first, so an old run analyses and resumes as the network it trained, and a resume
 writes them out.
 
-The other way round, a model option a run saved that a check added since refuses as read by nothing (with
+The other way round, a model option a run saved that a check added after the run refuses as read by nothing (with
 the run's other options nothing reads it: the run trained bit for bit as without it) is dropped, and said:
 the run still resumes and analyses (:func:`without_unread`).
 """
@@ -63,7 +63,7 @@ def model_fills(path: Path, name: str, options: dict[str, Any]) -> dict[str, Any
 
 
 def _family_config(name: Any) -> Any:
-    """The config class of model ``name``'s family; None for a name no longer registered (its reader names it)."""
+    """The config class of model ``name``'s family; None for a name not in the registry (its reader names it)."""
     from downpour.models.registry import model_entry   # the registry imports every family: only when needed
 
     try:
@@ -80,7 +80,7 @@ def _tell(path: Path, keys: list[str], fills: list[tuple[str, Any]]) -> None:
 
 
 def without_unread(path: Path, name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` of model ``name`` that the run file at ``path`` saved, less the ones the model now refuses as
+    """``options`` of model ``name`` that the run file at ``path`` saved, less the ones the model refuses as
     read by nothing (``Section.refuse_unread``, added after the run: ``model.init_scale`` under a Gabor first layer
     and a tied decoder, 2026-12-03), each said once. Any other error is left to whoever builds the model."""
     from downpour.models.registry import check_options   # the registry imports every family: only when needed

@@ -44,10 +44,10 @@ def refits_after(path: Path, preprocess: "Preprocess", start: int, why: str = "t
 
 def saved_fit(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     """The run's saved input processing (``preprocess.*``) as a resume reads it; None where it has no preprocess.json.
-    One that does not verify (edited by hand, damaged) is a CheckpointError naming it: a resume wrote it anew over
-    it without a word until 2026-12-05, and the steps it recorded the fit was refitted at were lost with it. The
-    refusal says those steps where it records some (:func:`_recorded_refits`); else that a change of the data since
-    the run began would go unrecorded (until a later 2026-12-05 fix it spoke of steps it had none of)."""
+    One that does not verify (edited by hand, damaged) is a CheckpointError naming it, not written anew over without a
+    word: the steps it records the fit was refitted at would be lost with it. The refusal says those steps where it
+    records some (:func:`_recorded_refits`); else that a change of the data since the run began would go unrecorded
+    (it speaks of no steps it has none of)."""
     try:
         return load_state(path / "preprocess", kind=PREPROCESS_RECORD)
     except CheckpointError as err:
@@ -77,10 +77,10 @@ def check_classes(now: list[str] | None, run: Path) -> None:
     """A resume of a run trained on a folder's classes (``data.labels``) goes on with the classes it began with
     (``preprocess.json`` records them; a run from before it did: its data.json). A class folder added, removed or
     renamed since renumbers the classes (sorted names): the same images would train with other numbers, unsaid
-    (until 2026-12-04 a resume only warned that the file list changed). ``now``: the data's ``info["classes"]``
+    (a warning that the file list changed would not say so). ``now``: the data's ``info["classes"]``
     (None: not a labelled folder). DataError naming both lists. preprocess.json is read as the resume reads it
-    (:func:`saved_fit`): one that does not verify is refused naming it, its classes not read (until 2026-12-05 they
-    were, unchecked: compared, and said "then", from a file the resume then refused)."""
+    (:func:`saved_fit`): one that does not verify is refused naming it, its classes not read (not compared, and said
+    "then", from a file the resume refuses)."""
     if now is None:
         return
     saved = saved_fit(run)

@@ -19,7 +19,7 @@ from downpour.train.refit import check_classes, refits_after, saved_fit
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
 
-log = logging.getLogger("downpour.train.rundir")   # RunDir's logger: the same records as before the split
+log = logging.getLogger("downpour.train.rundir")   # RunDir's logger: its records under one name
 CONFIG_KEY = "config"   # a checkpoint's JSON: the resolved config its weights were trained with
 
 
@@ -46,11 +46,11 @@ class RunBegin:
         between the two): the runner writes the model from the checkpoint instead of training. The model
         may be missing, or an earlier one's: a resume that raised --steps keeps the old model until its end. Only
         at the run's own end: a checkpoint mid-way through a run resumed with --steps at or below it is refused
-        (:meth:`begin`), not saved as if the run had finished there (it wrote a step-50 model under a config of 100)."""
+        (:meth:`begin`), not saved as if the run had finished there (a step-50 model under a config of 100)."""
         if not resume or not self.ends_unsaved(cfg, start):
             return False
-        # a preprocess.json that does not verify refuses it, as its --dry-run does (until 2026-12-05 the model was
-        # saved beside it, and the analysis refused the run in turn)
+        # a preprocess.json that does not verify refuses it, as its --dry-run does (a model saved beside it would
+        # only have the analysis refuse the run in turn)
         saved_fit(self.path)
         log.warning("%s", saving_words(self.unsaved_words(last_step(start))))
         return True
@@ -58,9 +58,9 @@ class RunBegin:
     def unsaved_words(self, where: str) -> str:
         """Why a resume writes the model from the checkpoint ``where`` says, naming the file that is not whole
         (missing, unreadable, failing its SHA-256 check) or the step of the model left: what the resume warns, and
-        its ``--dry-run`` (until 2026-12-05 silent about it) and Sandblaster's stop for good (rewrote it unsaid) too."""
+        its ``--dry-run`` and Sandblaster's stop for good (which rewrites it) say too."""
         saved, why = self.saved_model()
-        if saved is None and denied(self.path / "model.safetensors"):   # (whole, maybe: "not saved whole" was untrue)
+        if saved is None and denied(self.path / "model.safetensors"):   # (maybe whole: not "not saved whole")
             return f"{self.path}: {where} but {why}"
         return (f"{self.path}: {where} but the model "
                 + (f"was not saved whole ({why})" if saved is None else f"is still step {saved}'s"))

@@ -32,16 +32,17 @@ class RunModel:
         """The step model.json records; None without a whole model (model.safetensors or model.json missing,
         model.json torn by a kill while it was written: :meth:`save_model` writes it last; model.safetensors
         cut short, or damaged inside its data, its SHA-256 not the one model.json records; model.json edited since, not
-        the SHA-256 it records of itself: a resume writes it again from its checkpoint, where it said the run "already
-        reached" its end; the damaged one counted as saved until 2026-12-05; one whose digest was deleted beside
+        the SHA-256 it records of itself: a resume writes it again from its checkpoint, not saying the run "already
+        reached" its end; the damaged one does not count as saved; one whose digest was deleted beside
         weights saved since, :func:`~downpour.train.json_digest.marked`, is edited too). A model from before 2026-12-02
         records no SHA-256 and counts as whole."""
         return self.saved_model()[0]
 
     def saved_model(self) -> tuple[int | None, str | None]:
         """:meth:`model_step`, and where it is None, why, said for a warning naming the file: missing, not readable
-        (cut short or damaged; or permission denied, said so since a later 2026-12-05 fix), or failing its SHA-256 check (model.json's of itself, or of model.safetensors). A
-        resume that writes the model again says it (until 2026-12-05 "was not saved (or was cut short or damaged)")."""
+        (cut short or damaged; or permission denied, said so), or failing its SHA-256 check (model.json's of itself, or
+        of model.safetensors). A resume that writes the model again says it, not a bare "was not saved (or was cut short
+        or damaged)"."""
         weights, record = self.path / "model.safetensors", self.path / "model.json"
         for path in (weights, record):
             if not path.is_file():
@@ -83,8 +84,8 @@ class RunModel:
     def check_analysed_model(self) -> None:
         """:meth:`check_saved`, said for `downpour report`: where the run has an analysis.json, the refusal adds that
         it is not reported meanwhile (it describes the model and input processing as they were saved, not the files on
-        disk now, and a report rendered it without a word until 2026-12-05: :meth:`model_step` is None for either, so
-        the analysis was not taken as stale; a preprocess.json edited since was not looked at). Nothing is removed: the
+        disk now; :meth:`model_step` is None for either, so the analysis is not taken as stale, and
+        :meth:`analysis_stale` alone does not look at a preprocess.json edited since). Nothing is removed: the
         resume that writes the model again leaves the analysis of its step. Without analysis.json the report analyses
         the run first, and its refusal is the analysis's own words."""
         try:
@@ -99,8 +100,8 @@ class RunModel:
         """A CheckpointError in :meth:`load_model`'s and :meth:`load_preprocess`'s words where a SHA-256 finds a file
         changed since it was written: model.json edited (its own), model.safetensors not the weights model.json
         records, preprocess.json edited or preprocess.safetensors not the one it records; found without loading the
-        model, so `downpour analyze` and `report` refuse the run before anything else is read or held (until 2026-12-05
-        an analysis asked first whether the analysis was stale, blind to it, and held the no-faces network). A file
+        model, so `downpour analyze` and `report` refuse the run before anything else is read or held (asking first
+        whether the analysis is stale is blind to it, and an analysis would hold the no-faces network meanwhile). A file
         missing, cut short, or a torn model.json is not refused here (a run shared with its analysis alone still
         reports; the analysis's loaders name them), a preprocess.json that is not JSON is (its save renames it in
         whole); a model.json or preprocess.json from before 2026-12-05 records no digest and passes (one that lost
@@ -160,8 +161,8 @@ class RunModel:
 
     def _model_json(self, rewrites: str | None = None) -> Any:
         """model.json, or a CheckpointError naming it where it does not match the SHA-256 it records of itself, with
-        what writes it again (``rewrites``, or as :meth:`_weights_again` says: until 2026-12-05 the resume, offered to a
-        run without the checkpoint it writes it from too)."""
+        what writes it again (``rewrites``, or as :meth:`_weights_again` says: the resume only where the run has the
+        checkpoint it writes it from)."""
         meta = self.read_json("model.json")
         problem = digest_problem(meta, self.path / "model.safetensors") if isinstance(meta, dict) else None
         if not problem:
@@ -192,8 +193,8 @@ class RunModel:
 
     def _read_weights(self, rewrites: str | None) -> dict[str, Any]:
         """model.safetensors' tensors; one cut short or damaged (a copy that did not finish, a full disk) is named
-        with what writes it again, as :meth:`_no_weights` says (until 2026-12-05 `analyze` and `report` named the
-        file and the library's words, "incomplete metadata, file not fully covered", and no way on)."""
+        with what writes it again, as :meth:`_no_weights` says, not only the file and the library's words
+        ("incomplete metadata, file not fully covered") with no way on."""
         try:
             return read_tensors(self.path / "model.safetensors")
         except UnreadableFile:       # (permission denied: not damaged, and nothing to write again)
@@ -209,7 +210,7 @@ class RunModel:
     def _no_weights(self) -> str:
         """model.json without model.safetensors, said as what it means and what writes the weights again. A cut
         save does not leave it (:func:`write_model` renames the weights in before it writes model.json): the file
-        was deleted, or left out of a copy. It used to ask "has its training finished?" of a run that had."""
+        was deleted, or left out of a copy: asking "has its training finished?" would be wrong of a run that had."""
         return self._weights_again(
             f"{str(self.path)!r} has model.json but not model.safetensors, the model's weights (deleted, or left out "
             "where the folder was copied: copy it back, or",

@@ -28,17 +28,17 @@ class RunProgress:
 
     def finished(self, steps: int) -> bool:
         """Whether this run's model is saved at ``steps`` (its ``train.steps``), whole (:meth:`model_step`: one damaged
-        since, its SHA-256 not model.json's, counted until 2026-12-05), or its L-BFGS stopped for good."""
+        since, its SHA-256 not model.json's, does not count), or its L-BFGS stopped for good."""
         return self.model_step() == steps or self.stopped_for_good(steps) is not None
 
     def stopped_for_good(self, steps: int | None = None) -> dict[str, Any] | None:
         """The ``stop`` sandblaster.json records (gradient, precision, line search) when the model is saved where it
         stopped (on the whole data set a resume would search again and end alike; on sampled batches the rule already
         waited for the failure to recur), unless it samples batches and ``steps`` (a resume's) asks for more than the
-        run was trained to: sandblaster.json's ``train_steps`` (since 2026-12-05; config.toml's, which a resume past the
-        stop raises at once, before: interrupted before its first iteration's end, its dry run said "finished" where
-        the resume went on). None otherwise. (Until 2026-12-05 a run that sampled batches went on, a cross-fit fold
-        too, instead of being kept.)"""
+        run was trained to: sandblaster.json's ``train_steps`` (one written before 2026-12-05 has none: config.toml's
+        then, which a resume past the stop raises at once, so a resume interrupted before its first iteration's end
+        can read as "finished" where the resume goes on). None otherwise. A run that sampled batches, a cross-fit fold
+        too, stopped so is kept, not trained on."""
         record = self._sandblaster_record()
         stop = record.get("stop") or {"reason": "steps"}
         if stop["reason"] == "steps" or self.model_step() != record.get("steps"):
@@ -48,7 +48,7 @@ class RunProgress:
 
     def samples_batches(self) -> bool:
         """Whether the run's L-BFGS draws a new sample of examples every iteration: sandblaster.json's
-        ``samples_batches`` (recorded since 2026-12-05), else its sandblaster.batch > 0."""
+        ``samples_batches`` (not recorded before 2026-12-05), else its sandblaster.batch > 0."""
         return self._sandblaster_record().get("samples_batches", self.config.sandblaster.batch > 0)
 
     def _sandblaster_record(self) -> dict[str, Any]:
@@ -64,14 +64,14 @@ class RunProgress:
     def checkpoints_lost(self) -> str | None:
         """What the folder shows of checkpoints that were written and are gone since (deleted or moved), said as what
         it found; None where it shows none (a kill before the first checkpoint leaves a folder alike, and is trained
-        again from step 0: :meth:`stopped_unsaved`). Until 2026-12-05 a run whose checkpoints were deleted while it
-        trained, then killed before its model, was that run too, and trained again from step 0 over its rows.
+        again from step 0: :meth:`stopped_unsaved`). A run whose checkpoints were deleted while it trained, then killed
+        before its model, is told apart from that run here, not trained again from step 0 over its rows.
         The evidence: a local run's metrics.jsonl rows past step ``train.checkpoint_every`` (the loop saves that
         step's checkpoint before it trains the next; the cluster runners' rows do not say: Downpour's server saves
         by pushes and on Ray by time, and Sandblaster's greedy stages skip iterations). An empty checkpoints/ folder
         is none: a kill during the first save leaves it so (:func:`~downpour.train.checkpoint.save_state` makes it,
         then copies the tensors and lays them out before its temporary file exists: seconds of a large model, where an
-        out-of-memory kill lands), and until 2026-12-05 that was refused as checkpoints deleted."""
+        out-of-memory kill lands), and that is not refused as checkpoints deleted."""
         cfg = self.config
         every = cfg.train.checkpoint_every
         if self.has_checkpoint() or is_cluster_runner(cfg.cluster.runner) or not every:   # (no row says one was written)

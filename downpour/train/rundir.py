@@ -37,7 +37,7 @@ class RunDir(RunBegin, RunModel, RunProgress):
         self.path = Path(path)
         self.trained_with: dict[str, Any] | None = None   # the config begin() saved: what checkpoints record
         # trained again from step 0 by a `--resume` (stopped before its first checkpoint): the runners' refusal of its
-        # data is said as a resume's, which keeps its workers and data.size (until 2026-12-06 as a new run's)
+        # data is said as a resume's, which keeps its workers and data.size (not as a new run's)
         self.again = False
 
     @classmethod
@@ -49,9 +49,9 @@ class RunDir(RunBegin, RunModel, RunProgress):
         model, no metrics row, e.g. the data failed to load) is taken over, so fixing the cause and
         running the same command again works. ``again``: the run's own folder, its training discarded
         (:meth:`discard_training`) to train it again from step 0: files the user put there since stay, as a resume
-        keeps them (until 2026-12-06 refused as "not an empty folder", its rows already discarded); its runner's
+        keeps them (not refused as "not an empty folder", its rows already discarded); its runner's
         refusals are then said as a resume's (:attr:`again`)."""
-        check_is_config(cfg, "RunDir.create")   # before the folder is made (a name made it, then failed inside)
+        check_is_config(cfg, "RunDir.create")   # before the folder is made (else a name makes it, then fails inside)
         run = cls(path) if again else cls.check_new(path)
         if (run.path / "config.toml").exists():
             (run.path / cls.METRICS).unlink(missing_ok=True)   # opened before the first step: no row in it
@@ -87,13 +87,13 @@ class RunDir(RunBegin, RunModel, RunProgress):
     # what training writes (and, after it, the analysis and the report)
     METRICS = "metrics.jsonl"
     STOPPED_DATA = "data.json"   # written too by a run that stopped before its first step (the files it skipped)
-    # (sandblaster.json is written with the model: since 2026-12-06 here, a Sandblaster run trained again from step 0
-    # carried its old one, which its folder's new run then refused as a file downpour did not make)
+    # (sandblaster.json is written with the model: listed here, or a Sandblaster run trained again from step 0 would
+    # carry its old one, which its folder's new run then refuses as a file downpour did not make)
     TRAINED = ("model.json", "model.safetensors", "checkpoints", METRICS, "staleness.json", "sandblaster.json")
     PARTIAL = "analysis.partial.json"   # a stopped analysis's finished parts (downpour.analysis.partial)
     STAGING = "figures.partial"         # a running analysis's figures, moved into figures/ with its analysis.json
-    # of the model as it is: stale once it trains on (the partial file's temp file too: a kill mid-write left it; and
-    # figures.partial/ a kill left, since 2026-12-05: a run trained again from step 0 kept it)
+    # of the model as it is: stale once it trains on (the partial file's temp file too, which a kill mid-write leaves;
+    # and figures.partial/ a kill leaves, which a run trained again from step 0 would otherwise keep)
     ANALYSIS = ("figures", "analysis.json", PARTIAL, temp_of(Path(PARTIAL)).name, STAGING, "report.html")
     AFTER = ("cluster.json", *ANALYSIS)
     # everything training wrote, and what was made of its model after it: removed for the run to start over (its
@@ -104,8 +104,8 @@ class RunDir(RunBegin, RunModel, RunProgress):
     TWIN = "no-faces"
 
     def _next_words(self) -> str:
-        """What to do with this run instead of starting another over it: a finished one's `--resume` is refused (until
-        2026-12-06 a new run into its folder was told "resume it with --resume" all the same)."""
+        """What to do with this run instead of starting another over it: a finished one's `--resume` is refused,
+        so a new run into its folder is not told "resume it with --resume"."""
         try:
             steps = self.config.train.steps          # (a twin left to train: its --resume trains it)
             done = self.finished(steps) and (not self.config.trains_twin()
@@ -150,7 +150,7 @@ class RunDir(RunBegin, RunModel, RunProgress):
             raise NotARunError(f"{str(run.path)!r} is a file, not a run directory")
         if not run.path.exists() and (inside / "config.toml").is_file():   # (`report runs/cat/analysis.json`, not yet there)
             if run.path == cls(inside).no_faces_twin:
-                raise NotARunError(_no_twin(cls(inside)))   # (until 2026-12-05: "give RUN", nothing else)
+                raise NotARunError(_no_twin(cls(inside)))   # (why it is missing, not just "give RUN")
             raise NotARunError(f"{str(run.path)!r} does not exist, and it would be inside the run {str(inside)!r}, "
                                f"not a run; give {str(inside)!r}")
         if not run.path.is_dir():
@@ -187,7 +187,8 @@ class RunDir(RunBegin, RunModel, RunProgress):
 
     def saved_reads(self) -> list[Override]:
         """What reading the run's config.toml puts before any ``--set``: keys it lacks read as their absence meant,
-        and model options refused since as read by nothing read as their defaults (:mod:`downpour.train.recorded`)."""
+        and model options refused after the run as read by nothing read as their defaults
+        (:mod:`downpour.train.recorded`)."""
         path = self.path / "config.toml"
         fills = config_fills(path)
         saved = load_config(str(path), fills)
@@ -255,7 +256,7 @@ def check_is_config(cfg: Any, caller: str) -> None:
 
 def _no_twin(run: RunDir) -> str:
     """Why ``run``'s no-faces twin folder is not there: never trained, or none can be (:func:`twin_advice` says which).
-    (Until 2026-12-05, later, a run on no lfw face read "has no no-faces twin, never trained; none can be trained".)"""
+    (A run on no lfw face does not read "has no no-faces twin, never trained; none can be trained".)"""
     never = ", never trained" if run.config.data.trains_on_faces() else ""
     return (f"{str(run.no_faces_twin)!r} does not exist: the run {str(run.path)!r} has no no-faces twin{never}; "
             f"{twin_advice(run)}")
@@ -263,8 +264,8 @@ def _no_twin(run: RunDir) -> str:
 
 def twin_advice(run: RunDir) -> str:
     """What trains ``run``'s no-faces twin, or why none can be: the setting by which it saw no lfw face (this refusal's
-    and the analysis's, :func:`downpour.analysis.options.no_faces_of`; until 2026-12-05 a run with data.train_faces = 0
-    read "data.source = 'natural+faces' holds no lfw face", its source holding them)."""
+    and the analysis's, :func:`downpour.analysis.options.no_faces_of`: a run with data.train_faces = 0 is told that
+    setting, not "data.source = 'natural+faces' holds no lfw face", its source holding them)."""
     data = run.config.data
     if data.trains_on_faces():
         return f"`downpour train --resume {pasted(run.path)} --set analysis.no_faces_twin=true` trains it"

@@ -42,8 +42,8 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
     a bare KeyboardInterrupt (a SIGTERM while the driver waited for its actors to start). At its end the handler
     before it is put back, unless the block set another (:func:`quit_at_next_stop`: that one stays). A SIGTERM that
     comes while the code that opened the block handles a stop (the CLI's ``except KeyboardInterrupt``, its exit not
-    armed yet) waits for the block's end and acts then, through the handler in place (the exit's): until 2026-12-06
-    it raised there, a traceback (one more acts at once). A no-op off the main thread, where Python cannot set
+    armed yet) waits for the block's end and acts then, through the handler in place (the exit's), instead of
+    raising there, a traceback (one more acts at once). A no-op off the main thread, where Python cannot set
     handlers."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
@@ -63,8 +63,8 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
     try:
         yield received
     finally:
-        # a handler set in the block stays: the command's exit (:func:`quit_at_next_stop`), which until 2026-12-06 this
-        # put back to SIG_DFL until the CLI set it again, a SIGTERM in between ending the process unsaid
+        # a handler set in the block stays: the command's exit (:func:`quit_at_next_stop`); put back to SIG_DFL until
+        # the CLI set it again, a SIGTERM in between would end the process unsaid
         if signal.getsignal(signal.SIGTERM) is terminate:
             signal.signal(signal.SIGTERM, before)
         if late:
@@ -84,7 +84,7 @@ def _opener() -> Any:
 def _stop_handled_by(opener: Any) -> bool:
     """Whether the stop being handled (a KeyboardInterrupt in an ``except`` or ``finally``) has reached ``opener`` or a
     function it called directly (the CLI's ``_run``): the head of its traceback is the frame handling it. A stop
-    handled deeper (a runner saving its checkpoint) is not: a further SIGTERM there acts at once, as before."""
+    handled deeper (a runner saving its checkpoint) is not: a further SIGTERM there acts at once."""
     stop = sys.exc_info()[1]
     where = stop.__traceback__.tb_frame if isinstance(stop, KeyboardInterrupt) and stop.__traceback__ else None
     return where is not None and opener in (where, where.f_back)
@@ -93,8 +93,8 @@ def _stop_handled_by(opener: Any) -> bool:
 def quit_at_next_stop(code: int) -> None:
     """The process's exit once a stopped command said so (``downpour: interrupted``): what it had to save is saved
     (:func:`stop_record`), and the rest (threads joined, the ``atexit`` hooks: Ray's shutdown, torch's) may take a
-    while; a Ctrl-C or SIGTERM then ends the process at once with ``code``, said in one line. Until 2026-12-06 it raised
-    into whichever hook ran ("Exception ignored in atexit callback ... KeyboardInterrupt" and its traceback). A no-op
+    while; a Ctrl-C or SIGTERM then ends the process at once with ``code``, said in one line, instead of raising
+    into whichever hook runs ("Exception ignored in atexit callback ... KeyboardInterrupt" and its traceback). A no-op
     off the main thread."""
     if threading.current_thread() is not threading.main_thread():
         return
@@ -116,11 +116,11 @@ def quit_at_next_stop(code: int) -> None:
 def stop_record(saving: str = "the run's checkpoint and stop record") -> Iterator[None]:
     """Around what a stopped run writes on its way out (its last checkpoint, data.json, cluster.json: ``saving``, as
     the line names it): a stop that comes meanwhile (an impatient second Ctrl-C) waits for the block's end, said in one
-    line (:data:`WAITING`; until 2026-12-06 it named a checkpoint and a stop record in every runner, where a lost
-    shard's stop wrote no checkpoint and Sandblaster's no stop record), and acts then; one more acts at once, so a
+    line (:data:`WAITING`, naming what this runner writes: a lost shard's stop writes no checkpoint and
+    Sandblaster's no stop record), and acts then; one more acts at once, so a
     write that hangs (a stalled file system) never keeps the user in (SIGKILL always ends it too). Every file written
-    there is replaced whole (a temporary file renamed), so a cut one keeps the one before. Until 2026-12-06 the second
-    Ctrl-C cut the record: the stop's checkpoint and data.json lost."""
+    there is replaced whole (a temporary file renamed), so a cut one keeps the one before. A second Ctrl-C that cut the
+    record would lose the stop's checkpoint and data.json."""
     with signals_held(waiting=WAITING.format(saving=saving)):
         yield
 
@@ -173,7 +173,7 @@ def signals_held(waiting: str | None = None) -> Iterator[None]:
 @contextmanager
 def signals_let_through() -> Iterator[None]:
     """Inside :func:`signals_held`: a wait that may be long, which a stop may cut (the head check of a lost worker's
-    restart, up to 10 s on a host that drops connections unanswered: until 2026-12-06 a Ctrl-C waited for it). The
+    restart, up to 10 s on a host that drops connections unanswered, which a Ctrl-C need not wait for). The
     held block's signals act here as they would outside it, one it noted before at once; at the end they are held
     again. (A stop raised here leaves the held block with it: only a wait whose cut leaves nothing half done belongs
     here.) A no-op outside a held block and off the main thread."""
@@ -205,8 +205,8 @@ def _holding() -> bool:
 
 def _put_back(handlers: dict[int, Any]) -> None:
     """Each of ``handlers`` in place again. A stop that one put back raises at once (a Ctrl-C that comes then) puts
-    the rest back before it goes on: until 2026-12-06 it left the held block's noting handler on SIGTERM, every SIGTERM
-    after it noted into a block long gone (the process no longer stopped by one)."""
+    the rest back before it goes on: else the held block's noting handler stays on SIGTERM, every SIGTERM after it
+    noted into a block long gone (the process not stopped by one)."""
     try:
         for s, handler in handlers.items():
             signal.signal(s, handler)

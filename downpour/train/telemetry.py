@@ -60,8 +60,8 @@ class PartsMean:
     def from_state(cls, state: dict[str, Any] | None) -> "PartsMean":
         mean = cls()
         if state:
-            # in the order the model gave them (sorted, the first row after a resume printed stage1/pooled_l2 before
-            # stage1/reconstruction, unlike every other row, until 2026-12-06); a checkpoint from before: as saved
+            # in the order the model gave them (sorted, the first row after a resume would print stage1/pooled_l2
+            # before stage1/reconstruction, unlike every other row); a checkpoint from before 2026-12-06: as saved
             mean.sums, mean.counts = dict(state["sums"]), dict(state["counts"])
             if isinstance(order := state.get("parts"), list) and sorted(order, key=str) == sorted(mean.sums):
                 mean.sums = {k: mean.sums[k] for k in order}
@@ -111,7 +111,7 @@ class Telemetry:
         if tensorboard:
             # purge_step drops earlier writers' events at steps >= it, so TensorBoard's curves do not double: a
             # resume's (the row at the checkpoint's own step stays), and a restart from step 0 (a shard lost
-            # before the first checkpoint: until 2026-12-03 nothing was purged there)
+            # before the first checkpoint, whose events from step 1 on are dropped too)
             self.writer = EventFile(run.path / "tb", purge_step=start_step + 1)
         # the clock starts once the writer is up: its start-up (0.12 s: protobuf) is not the first row's training time
         self.start = self.last_time = time.perf_counter()
@@ -158,9 +158,9 @@ def event_file_name(tb: Path) -> str:
 
     TensorBoard reads a folder's event files in name order and a purge (a restart's ``SessionLog.START``)
     drops only what was read before it, so name order has to be creation order. torch's names end with
-    the second, host, pid and a per-process count: two writers opened in one second as the count passed
-    9 -> 10 ("...9" sorts after "...10") were read the wrong way round and the restart's purge undone
-    (until 2026-12-05). Here: the second and how many event files the folder already holds (6 digits);
+    the second, host, pid and a per-process count: two writers opened in one second as the count passes
+    9 -> 10 ("...9" sorts after "...10") are read the wrong way round and the restart's purge undone.
+    Here: the second and how many event files the folder already holds (6 digits);
     should that not sort last (a clock set back, an older torch name in the same second), the folder's
     last name with that count appended, which does."""
     names = sorted(p.name for p in tb.iterdir() if "tfevents" in p.name)
