@@ -18,7 +18,7 @@ data, which the plan does not read), where the shard's distinct rows do not fit 
 it are not kept, so a batch of many rows is seldom all held; 1 is an upper bound there: 100 batches of 8 over 150
 distinct rows, 140 held, ran 48 forwards, not 100), or where the replica is cut into partitions (their filters live
 in remote actors, which drop the cache). An expectation (the rows' order is random), checked against the runner in
-:func:`fill_batches`. Until 2026-12-06 the plan ran them on every step.
+:func:`fill_batches`. Running them on every step overstates a greedy stage's cost.
 """
 from __future__ import annotations
 
@@ -60,15 +60,15 @@ def frozen_runs(rows: int, batch: int, total: int, row_bytes: Sequence[float], r
     out = [1.0]
     for i, size in enumerate(row_bytes[1:], start=1):
         per = lengths[i] / replicas
-        # (until 2026-12-06 all the rows were weighed: main's 2,180 rows against the 1,012 entries its cache holds)
+        # (the distinct rows, not all of them: main's 2,180 rows against the 1,012 entries its cache holds)
         if per <= 0 or kept * size > limit:
             out.append(1.0)
             continue
         fill = fill_batches(mine, batch, round(sum(lengths[:i]) / replicas) * batch % mine,
                             (distinct or rows) / rows)
         # the check's 2 forwards on the batch after the fill, where a replica runs one; a replica's share of the
-        # steps is a mean (R replicas of S/R steps), taken between the fill's end and one step past it. Until
-        # 2026-12-06 (F + 2)/S past the fill: 2.52 a step for cat-demo's 630 replicas of 1.19 stage-2 steps, where a
+        # steps is a mean (R replicas of S/R steps), taken between the fill's end and one step past it, not
+        # (F + 2)/S past the fill: that would read 2.52 a step for cat-demo's 630 replicas of 1.19 stage-2 steps, where a
         # step runs at most 1.5
         out.append((fill + min(2.0, 2 * (per - fill))) / per if per > fill else 1.0)
     return tuple(out)
@@ -120,9 +120,9 @@ SPLIT_RUNS = ("a greedy step runs the frozen stages below it on every step: the 
 
 def without_cache(net: Network) -> Network:
     """``net`` as a replica split into partitions runs it: no frozen forward answered by the cache, and its assumption
-    line saying so (until 2026-12-06 the line of one unsplit replica's cache stayed, "1 replica ... 0.0932 forward
-    passes per step of stage 2", under `--config cat-untied --replicas 2 --partitions 2`, whose figures ran every
-    step)."""
+    line saying so, in place of the line of one unsplit replica's cache ("1 replica ... 0.0932 forward passes per
+    step of stage 2"), which under `--config cat-untied --replicas 2 --partitions 2` would contradict figures that
+    run every step)."""
     if not net.frozen_runs:
         return net
     said = tuple(SPLIT_RUNS if line.startswith(FROM_CACHE) else line for line in net.assumptions)

@@ -11,8 +11,8 @@
   pooled 3x3 with step 2, LCN 5x5), their FLOPs as the plan counts them
   (:func:`~downpour.plan.cat_formulas.pool_lcn_flops`), one torch thread, best of the repeats, taking turns with the
   layer. This element-wise work
-  runs at half the layer's rate or less (0.12-0.52 of it at the main job's and the paper's shapes, bench/pool_lcn.py):
-  until 2026-12-06 the plan timed it at ``flops_per_core``.
+  runs at half the layer's rate or less (0.12-0.52 of it at the main job's and the paper's shapes, bench/pool_lcn.py),
+  so timing it at ``flops_per_core`` would overstate its speed.
 - ``apply_bytes_per_core``: gradient bytes per second one :class:`~downpour.ps.shard.Shard`
   takes in with the Adagrad rule (the finite check, h += g², w -= lr·g/(√h + ε)), 4 M values
   (16 MB) per push, one thread, median of the repeats.
@@ -43,9 +43,8 @@ __all__ = ["Rates", "DEFAULT_RATES", "calibrate", "best_seconds", "round_seconds
 
 # pooling + LCN's FLOP rate over the layer's, measured side by side at the main job's stage 1 (bench/pool_lcn.py's
 # pool_lcn_vs_lc, the median of 0.25-0.52 in four runs on the 2-core AMD EPYC VM under load 15-20, 2026-12-06; timed
-# as pool_lcn_step was until later that day: pooling forward and backward then LCN forward, not yet a frozen pass's;
-# re-checked the new way that day at load 10-28, 0.23-0.52 in four runs, and kept: docs/plan.md, "Pooling and LCN's
-# own rate")
+# as pooling forward and backward then LCN forward, without a frozen pass; re-checked the same day with pool_lcn_step's
+# frozen pass at load 10-28, 0.23-0.52 in four runs, and kept: docs/plan.md, "Pooling and LCN's own rate")
 POOL_LCN_RATIO = 0.32
 
 
@@ -106,9 +105,9 @@ def round_seconds(steps: dict[str, Callable[[], None]], repeats: int, round_s: f
 
 
 def best_seconds(steps: dict[str, Callable[[], None]], repeats: int, round_s: float = 0.02) -> dict[str, float]:
-    """The best of :func:`round_seconds`' rounds per step: until 2026-12-06 ``--calibrate`` timed 5 single calls of
-    the layer, then 5 of pooling + LCN, and the short calls' best found quiet moments that the layer's 0.1-0.3 s calls
-    did not (their ratio read 0.58-0.85 beside bench/pool_lcn.py's 0.29-0.37 in the same minutes under a load of 10)."""
+    """The best of :func:`round_seconds`' rounds per step, the steps taking turns: 5 single calls of the layer,
+    then 5 of pooling + LCN, let the short calls' best find quiet moments that the layer's 0.1-0.3 s calls do not
+    (their ratio read 0.58-0.85 beside bench/pool_lcn.py's 0.29-0.37 in the same minutes under a load of 10)."""
     return {name: min(s) for name, s in round_seconds(steps, repeats, round_s).items()}
 
 
@@ -139,9 +138,9 @@ def pool_lcn_step(batch: int = 32, maps: int = 8, side: int = 25, pool: int = 3,
     """A cat stage's pooling and LCN as a greedy schedule's steps run them, on ``batch`` x ``maps`` codes of ``side`` x
     ``side``: the step that trains it, L2 pooling forward and backward (its LCN, whose output feeds nothing, skipped:
     ``CatNet.forward_train``), and a step above it, pooling and LCN forward without autograd (a frozen stage); and
-    their FLOPs as the plan counts them (3 poolings and an LCN). Until 2026-12-06 it timed pooling forward and backward
-    then LCN forward (2 poolings and an LCN), what the plan counted for a trained stage, LCN included, before it
-    dropped the LCN a step skips; ``POOL_LCN_RATIO`` was measured that way."""
+    their FLOPs as the plan counts them (3 poolings and an LCN). ``POOL_LCN_RATIO`` was measured with pooling forward
+    and backward then LCN forward (2 poolings and an LCN), a trained stage counted with the LCN a step skips, and
+    re-checked with this step (its comment)."""
     l2, lcn = L2Pool2d(pool, stride=stride), LocalContrastNorm2d(maps, kernel_size=window)
     x = torch.randn(batch, maps, side, side, generator=torch.Generator().manual_seed(0), requires_grad=True)
     grad = torch.ones(l2(x).shape)
@@ -181,7 +180,7 @@ def apply_rate(repeats: int = 9, numel: int = 1 << 22, rule: str = "adagrad") ->
 
 def calibrate(rule: str = "adagrad") -> Rates:
     """The three rates, measured now on one torch thread (a few seconds), the apply with the run's update ``rule``
-    (until 2026-12-04 always Adagrad's: Adam's apply is about 1.5x dearer, docs/benchmarks.md server_rules);
+    (Adam's apply is about 1.5x dearer than Adagrad's, docs/benchmarks.md server_rules);
     the thread count is restored."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

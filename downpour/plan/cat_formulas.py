@@ -86,8 +86,8 @@ def normalising_flops(weights: int, per_filter: int) -> tuple[int, int]:
     ``r·V/‖V‖`` (``layers.locally_connected.normalised``), as torch runs it, per weight W and filter n = W/per_filter:
     forward V², their sum, V·(r/‖V‖) (3W) and the length's clamp, square root, reciprocal and r· (4n); backward the
     scale's gradient (a product and a sum, 2W), V's through the scale (W), through the length (V^1, 2·, a product:
-    3W) and the two added (W), and 8 per filter (tests/test_plan_terms.py counts the ops torch dispatches). Until
-    2026-12-04 it was not counted: 10 FLOPs per weight a step, 0.9% of the filters' own 10·B at the paper's batch."""
+    3W) and the two added (W), and 8 per filter (tests/test_plan_terms.py counts the ops torch dispatches): 10
+    FLOPs per weight a step, 0.9% of the filters' own 10·B at the paper's batch."""
     filters = weights // per_filter
     return 3 * weights + 4 * filters, 7 * weights + 8 * filters
 
@@ -101,10 +101,10 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
     decoder (untied W2, or the tied adjoint W1ᵀ) forward F; backward: the decoder's weight gradient
     F and its gradient into the codes F, the encoder's weight gradient F, and no input gradient (a
     stage's input is detached). So 5F, plus pooling forward and backward, and the LCN forward where the step reads it:
-    its output only feeds the next stage, so a step skips the LCN of the last stage it runs (``CatNet.forward_train``,
-    since 2026-12-06): ``schedule`` "greedy", every trained stage's (the stages below run forward, LCN included: their
-    ``flops_fwd``); "joint", the top stage's alone. Until 2026-12-06 the plan counted it all the same: 122,112 FLOPs per
-    example, 3.6% of cat-demo's stage 1 training FLOPs and 10% of the compute time it predicted for the step
+    its output only feeds the next stage, so a step skips the LCN of the last stage it runs (``CatNet.forward_train``):
+    ``schedule`` "greedy", every trained stage's (the stages below run forward, LCN included: their
+    ``flops_fwd``); "joint", the top stage's alone. Counting it all the same would add 122,112 FLOPs per
+    example, 3.6% of cat-demo's stage 1 training FLOPs and 10% of the compute time predicted for the step
     (tests/test_plan_flops.py counts each step as torch does). A frozen first layer drops its two encoder-side
     backward Fs (and, with a tied decoder, the decoder's weight gradient too). torch's FLOP counter agrees
     (tests/test_plan_flops.py: its bmm count of a cat-demo training step is exactly 5F per example).

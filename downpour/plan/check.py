@@ -104,8 +104,8 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
     owned = {"cluster.workers": "--replicas", "cluster.shards": "--shards", "train.steps": "--steps"}
     for path, value in map(parse_override, sets):
         key = ".".join(path)
-        if key in owned:   # the --set came last and won: --replicas 50 with --set cluster.workers=5 ran 5 workers
-            # (the flag with the value set: until 2026-12-06 "--replicas (N); give that instead")
+        if key in owned:   # the --set comes last and wins: --replicas 50 with --set cluster.workers=5 runs 5 workers
+            # (the flag with the value set, not a bare "--replicas (N); give that instead")
             raise ConfigError(f"--set {key}: the check sets it from {owned[key]}; give "
                               f"{whole_flag(owned[key], value)} instead")
     overrides = [*CHECK_RECIPE, FlagValue("cluster.workers", workers, f"--replicas {workers}"),
@@ -117,7 +117,7 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
         if value != wanted:
             raise ConfigError(f"{key} = {value!r}: the staleness check runs Downpour on the simulated runner "
                               f"({key} = {wanted!r})", key=key)
-    if out and (Path(out) / "config.toml").is_file() and not RunDir(out).never_started():   # (was told "--resume it")
+    if out and (Path(out) / "config.toml").is_file() and not RunDir(out).never_started():   # (not "--resume it")
         raise RunExistsError(f"--out {str(out)!r} already holds a run: pick another --out (a finished simulated run "
                              f"there is compared by `downpour plan --check-run {pasted(out)}`)")
     with tempfile.TemporaryDirectory(prefix=prefix("plan")) as tmp:    # (swept by a study once this process is gone)
@@ -127,8 +127,8 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
         try:
             with training_in(path, lambda: RunDir.create(path, cfg)) as run:
                 summary = run_cluster(cfg, run)
-        except FolderBusy as busy:   # (its words name `downpour train --resume`: until 2026-12-05 the same check again
-            # was told so; and one of a folder being analysed was said to be trained)
+        except FolderBusy as busy:   # (its words name `downpour train --resume`: wrong for the same check again, and
+            # for a folder being analysed, not trained)
             who = ("the same check started from another terminal, or a `downpour train`" if busy.doing == "trained"
                    else "a `downpour analyze`, `report` or `crossfit` reading it")
             raise RunExistsError(f"--out {str(out)!r} is being {busy.doing} now by another downpour process ({who}): "

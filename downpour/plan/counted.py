@@ -2,9 +2,9 @@
 
 ``footprint_table`` measures a model's inference path (``forward``) layer by layer; a training step runs
 ``forward_train`` and its objective instead: an autoencoder's decoder, a TICA cost's pooling product, an
-RBM's Gibbs chain, a GRU autoencoder's decoding pass. Planned from the inference path, tica-8x8's step read
+RBM's Gibbs chain, a GRU autoencoder's decoding pass. Planned from the inference path, tica-8x8's step would read
 16.4 kFLOP per example where torch counts 57.3 k (ufldl-sae 6.4 k against 16.0 k, rnn-rows 676 k against
-1.55 M), so the plan now counts the step itself, on the built model. (The cat network is counted on paper,
+1.55 M), so the plan counts the step itself, on the built model. (The cat network is counted on paper,
 :mod:`downpour.plan.cat_formulas`: at the paper's size it cannot be built.)
 
 Torch's counter counts matrix products and convolutions (a multiply-add is 2 FLOPs), not element-wise work.
@@ -52,8 +52,8 @@ def _saved(node) -> list[torch.Tensor]:
 
 def _order(node) -> int | None:
     """Autograd's creation number of ``node`` (torch's private ``Node._sequence_nr``, there from 2.1 to 2.13 at
-    least), or None where a torch has it no more: a cost term's weight then goes to the model's own ops ("", 8
-    bytes a term, "held whatever the batch"), as it did before 2026-12-04, and ``downpour plan`` still plans."""
+    least), or None where a torch lacks it: a cost term's weight then goes to the model's own ops ("", 8
+    bytes a term, "held whatever the batch"), and ``downpour plan`` still plans."""
     seq = getattr(node, "_sequence_nr", None)
     return seq() if callable(seq) else None
 
@@ -65,7 +65,7 @@ def _held(model: FeatureModel, objective: Objective, input_shape: tuple[int, ...
 
     A Python number an op saves (a cost term's weight: ``0.1 * term`` keeps 0.1 as an 8-byte float64) never passes
     the pack hook; it goes to the cost when the node saving it was made by the cost (autograd numbers its nodes in
-    order), else to the model's own ops. Until 2026-12-04 every one went to "", and tica-8x8's memory line read
+    order), else to the model's own ops. Were every one put under "", tica-8x8's memory line would read
     "held whatever the batch 16.40kB": its 16.38 kB pooling matrix (a buffer) and its two terms' weights."""
     data = random_batch(input_shape, batch)
     params = {p.untyped_storage().data_ptr() for p in (*model.parameters(), *model.buffers())}
@@ -130,8 +130,8 @@ def step_held_bytes(cfg: RunConfig, input_shape: tuple[int, ...], batch: int) ->
 def buffer_bytes(model: FeatureModel) -> dict[str, int]:
     """The built model's buffers, {name: bytes}: model state, held whatever a step's graph saves (tica-8x8's
     pooling matrix, 16.4 kB, is in memory with its pooled_l2 term off too; teacher-student's teacher, which no graph
-    saves, is in memory all the same). Until 2026-12-04 a buffer was counted only where a step's graph saved it, as
-    "held" by the step."""
+    saves, is in memory all the same): counted whether or not a step's graph saves it, and not as "held" by the
+    step."""
     return {name: b.nbytes for name, b in model.named_buffers()}
 
 
@@ -143,8 +143,8 @@ def held_by_layer(model: FeatureModel, objective: Objective, input_shape: tuple[
 
     Measured on 1, 2 and 3 examples and read at the batch, as :func:`step_flops`: a PCD RBM's persistent chains
     are held whatever the batch (any step whose three counts are no line is measured at the batch, all per example).
-    Until 2026-12-04 the plan read these models' memory off their inference path (each layer's output): ufldl-sae
-    at batch 100 held 10.0 kB where its step keeps 87.4 kB, rnn-rows at 32 69.6 kB for 1.04 MB."""
+    The inference path (each layer's output) understates it: ufldl-sae at batch 100 holds 10.0 kB there where its
+    step keeps 87.4 kB, rnn-rows at 32 69.6 kB for 1.04 MB."""
     model.train()
 
     def by_name(batch: int) -> dict[str, int]:
@@ -204,8 +204,8 @@ def step_flops(cfg: RunConfig, input_shape: tuple[int, ...],
     A step's count is a part per example and a part per step (a PCD RBM's persistent chains: rbm-digits' 32 chains
     cost 1.64 MFLOP a step, whatever the batch), so it is counted on 1, 2 and 3 examples and read at the batch:
     fixed / B + per example, exact where the three counts lie on a line (any other step is counted at B itself).
-    Until 2026-12-04 it was counted on 2 examples: rbm-digits read 896 kFLOP per example where its steps of 64 take
-    102.4 k, and the plan's step 8.7x too long (compute 210.8 µs for 24.1). ``built``: ``cfg``'s model and objective
+    Counted on 2 examples alone, rbm-digits would read 896 kFLOP per example where its steps of 64 take 102.4 k,
+    and the plan's step 8.7x too long (compute 210.8 µs for 24.1). ``built``: ``cfg``'s model and objective
     already built (a step leaves the parameters as they were: it sets only their ``.grad``)."""
     model, objective = built or build(cfg, input_shape)
     batch = cfg.train.batch_size

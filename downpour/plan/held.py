@@ -10,11 +10,11 @@ to the byte on cat-demo, cat-untied, main and a paper-like untied decoder, ``tes
 - the pooled maps (their square root's output) and the ``pooled_l2`` term's square root's output: 2·M·Hp·Wp (at its
   ε = 0, |p|, the pooled maps alone; without the term the pooling is not in the cost's graph: the codes once, no pooled).
 
-The LCN output feeds only the next stage, detached, so its graph is gone by the backward (until 2026-12-04 the plan
-counted it and one copy of the codes: cat-demo's stage 1 at batch 32 read 1.20 MB, where the step holds 1.84 MB
-of activations and 2.56 MB of copies).
+The LCN output feeds only the next stage, detached, so its graph is gone by the backward (counting it and one copy of
+the codes instead, cat-demo's stage 1 at batch 32 would read 1.20 MB, where the step holds 1.84 MB of activations and
+2.56 MB of copies).
 
-Per step, whatever the batch: weight copies the step makes and keeps (they were not counted before 2026-12-04),
+Per step, whatever the batch: weight copies the step makes and keeps,
 
 - ``model.filter_norm`` > 0: the filters at their norm, r·V/‖V‖, one copy of W1 (untied, or the banks), and four
   per-filter tensors (the squared length, its floor, its square root, r/length) of 1/(C·k²) of W1 each: the paper's

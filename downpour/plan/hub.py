@@ -5,7 +5,7 @@ With K >= 2 partitions the Ray runner (``ps/cluster_on_ray.py``, ``ps/partitions
 replica's K partition actors, the replica's own process (its worker actor): an actor of its own, the only one of the
 replica that reserves a CPU. The plan gives it a machine, as it gives every process one, and so does the runner on a
 cluster of that many nodes (``ps/connect_on_ray.spot``: partitions, then the replicas' processes, then the shards,
-one index round-robin over the nodes; since 2026-12-05, docs/plan.md). It keeps the
+one index round-robin over the nodes; docs/plan.md). It keeps the
 weightless pooling, LCN and cost of every stage and the tiled stages' shared banks, and each call of a stage goes
 through it:
 
@@ -14,8 +14,7 @@ through it:
   lent bank's gradient comes back (per example, a trained stage: 3 windows + 2 code blocks; forward only, a greedy
   step's stages below the trained one: a window and a code block; a frozen stage trained at its cost: 2 windows + a
   code block, no gradient to send, unless it has an untied decoder, whose gradient needs the reconstruction's: 3
-  windows + a code block, the codes' gradient not sent, as the frozen encoder drops it: ``Stage.decoder``. Until
-  2026-12-05 the runner sent it, and the plan counted 3 + 2);
+  windows + a code block, the codes' gradient not sent, as the frozen encoder drops it: ``Stage.decoder``);
 - every call lends each partition its block's share of a tiled stage's banks, and a call that decodes (not a
   forward-only one) its untied decoder's banks too (:func:`lends_banks`, :func:`lent`).
 
@@ -47,8 +46,8 @@ def hub_runs(net: Network, k: int) -> bool:
 
 def replica_machines(net: Network, r: int, k: int) -> int:
     """Machines the ``r`` replicas' own processes take beside their partitions (module docstring): a machine each,
-    as the plan gives every process, where :func:`hub_runs`. Until 2026-12-05 the plan gave them none:
-    ``--config main --replicas 3 --partitions 2 --shards 2`` read 8 machines, where the runner starts 11 actors."""
+    as the plan gives every process, where :func:`hub_runs`. Without them ``--config main
+    --replicas 3 --partitions 2 --shards 2`` would read 8 machines, where the runner starts 11 actors."""
     return r if hub_runs(net, k) else 0
 
 
@@ -61,11 +60,10 @@ def windows(net: Network, k: int) -> dict[str, Any]:
     """Floats per example a step moves between the replica and its ``k`` partitions for the stages' calls (module
     docstring), by the schedule: ``largest`` the most one partition sends and receives (stage by stage), ``replica``
     all K together, the replica's own link, and ``replica_by_stage`` that of a greedy step of each stage; 0 where
-    :func:`hub_runs` is not. Until 2026-12-05 the plan counted DistBelief's halo between partitions instead (the main
-    job split in 2: 2.98 kB per example on each partition's link; the runner moves 26.35 kB to and from the largest,
-    51.25 kB through the replica). Until 2026-12-05 too a frozen encoder's codes' gradient was counted (the runner
-    sent it): the main job at ``model.decoder=untied`` under a Gabor first layer read 51.25 kB through the replica,
-    where the runner moves 41.25 kB."""
+    :func:`hub_runs` is not. DistBelief's halo between partitions is not what the runner moves (the main job split in
+    2: 2.98 kB per example on each partition's link, where the runner moves 26.35 kB to and from the largest, 51.25 kB
+    through the replica). A frozen encoder's codes' gradient is not counted (the runner does not send it): the main
+    job at ``model.decoder=untied`` under a Gabor first layer moves 41.25 kB through the replica, 51.25 kB with it."""
     if not hub_runs(net, k):
         return {"largest": 0.0, "replica": 0.0, "replica_by_stage": [0.0] * len(net.stages)}
     trained = {"largest": [], "replica": []}
@@ -105,9 +103,9 @@ def block_held(stage: Stage, k: int) -> float:
     (``PartitionActor.encode``'s graph): the input window, which the encoder's weight gradient saves (not a frozen
     encoder's: its codes have no graph), the block's codes and the window's reconstruction (both kept for the backward
     call, whatever trains). Pooling, LCN and the cost run in the replica's process (:func:`replica_held`); a
-    forward-only call keeps nothing. Until 2026-12-05 the plan gave a partition DistBelief's share, the stage's
-    activations (pooling and the cost's included) over K plus the input, pooling and LCN halos: the main job split in 2
-    read 1.02 MB a step where its largest partition keeps 496.6 kB."""
+    forward-only call keeps nothing. DistBelief's share, the stage's activations (pooling and the cost's included) over
+    K plus the input, pooling and LCN halos, overstates it: the main job split in 2 would read 1.02 MB a step where its
+    largest partition keeps 496.6 kB."""
     return float(max(win * (stage.params > stage.decoder) + codes + win for win, codes in _block_floats(stage, k)))
 
 
@@ -115,10 +113,10 @@ def block_copies(stage: Stage, k: int) -> float:
     """Floats the largest of ``k`` partition actors keeps per trained call of tiled ``stage``, whatever the batch: the
     lent banks expanded to one per position of its block (``PartitionActor.encode`` expands them always), saved by the
     encoder where it trains and by the untied decoder (a tied one decodes with the encoder's same tensor). The replica
-    normalises the banks before lending them (``model.filter_norm``: those copies are its own). Until 2026-12-05 a
-    partition was given its share of the stage's copies (:mod:`downpour.plan.held`: encoder and decoder expanded
-    apart, as a whole replica's tiled layer runs on a CPU): the main job split in 2 read 1.33 MB where its largest
-    partition keeps 665.6 kB."""
+    normalises the banks before lending them (``model.filter_norm``: those copies are its own). A partition's share of
+    the stage's copies (:mod:`downpour.plan.held`: encoder and decoder expanded apart, as a whole replica's tiled layer
+    runs on a CPU) overstates it: the main job split in 2 would read 1.33 MB where its largest partition keeps
+    665.6 kB."""
     c, m = stage.in_shape[0], stage.out_shape[0]
     most = max((b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start)
                for b in split_blocks(codes_size(stage), stage.kernel, stage.stride, k))
@@ -142,12 +140,13 @@ def replica_memory(net: Network, k: int, batch: int) -> dict[str, float]:
     counting (weights and one gradient, the push; the optimiser's state is on the shards, and the replica's local
     steps between fetches are plain SGD, stateless): the tiled stages' shared banks (frozen ones too) and their
     gradient; its ``LocalParams`` of the trained banks (``PartitionParams.link_shared``): the fetch vector, apart from
-    the banks, and the push's summed gradient, beside the step's (not counted until 2026-12-05: the main job split in 2
-    read 67.58 kB less); the model's buffers (the stages' masks and LCN taps: the replica runs every stage whole);
+    the banks, and the push's summed gradient, beside the step's (67.58 kB for the main job
+    split in 2); the model's buffers (the stages' masks and LCN taps: the replica runs every stage whole);
     what the whole replica's maps keep for the backward (:func:`replica_held`: a greedy step's of its largest stage,
     as a partition's); and a step's windows, code blocks, reconstructions and their gradients to and from its
     partitions (:func:`windows`), counted as if all held at once (they are freed as each call returns). All 0 where
-    :func:`hub_runs` is not. Not counted until 2026-12-05, when the replica's process got a machine of its own."""
+    :func:`hub_runs` is not (where it runs, the replica's process has a machine of its own:
+    :func:`replica_machines`)."""
     keys = ("replica_weight_bytes", "replica_grad_bytes", "replica_fetch_push_bytes", "replica_state_bytes",
             "replica_act_bytes", "replica_calls_bytes", "replica_memory_bytes")
     if not hub_runs(net, k):
@@ -178,9 +177,9 @@ def replica_flops(net: Network, k: int) -> dict[str, Any]:
     """FLOPs per example the replica's process of ``k`` partitions runs itself, on the whole replica's maps, while its
     partitions wait (and they compute while it waits: ``RemoteFilter``'s calls return before it goes on): every
     stage's work but the filters' (:func:`filter_flops`), by the schedule (``train``) and a greedy step of each stage
-    (``by_stage``); 0 where :func:`hub_runs` is not. Not counted until 2026-12-05: the step was its largest partition's
-    share of every stage's FLOPs, pooling and LCN included, and the replica's process computed nothing (the main job
-    split in 2 read compute 157.9 µs, step 14.2 ms)."""
+    (``by_stage``); 0 where :func:`hub_runs` is not. Taking the step as its largest partition's share of every stage's
+    FLOPs, pooling and LCN included, with the replica's process computing nothing, misreads it (the main job split in
+    2 would read compute 157.9 µs, step 14.2 ms)."""
     if not hub_runs(net, k):
         return {"train": 0.0, "by_stage": [0.0] * len(net.stages)}
     own = [filter_flops(s) for s in net.stages]
@@ -209,8 +208,8 @@ def lent(net: Network, k: int) -> dict[str, float]:
     step lends the stages it runs, and gets back the trained one's gradient): ``largest`` the most one partition
     receives and returns, ``replica`` all K together (:func:`~downpour.parallel.partition.block_banks`: a block
     borrows min(tH, h) x min(tW, w) banks, frozen ones too, and a trained stage's untied decoder banks; the trained
-    ones' gradient comes back). A forward-only call borrows the encoder's banks alone (until 2026-12-05 the
-    decoder's too: the main job at ``model.decoder=untied``, split in 2, read 151.55 kB a step where the runner lends
+    ones' gradient comes back). A forward-only call borrows the encoder's banks alone (the decoder's too
+    would read 151.55 kB a step for the main job at ``model.decoder=untied``, split in 2, where the runner lends
     143.36 kB)."""
     borrowed = []       # per stage: the banks each block borrows (none where nothing is lent), of how many
     for stage in net.stages:

@@ -16,8 +16,8 @@ What changes from a cluster of a machine per process (:mod:`downpour.plan.predic
     memory     every process's memory together against the one machine's, each process's own ~250 MiB too (the
                local Ray run's own check, cluster_checks.py)
 
-Until 2026-12-06 ``--machines 1`` was refused ("1 replica x 1 partition = 1 worker machine, plus 1 shard = 2
-machines"): every process had a machine of its own, so the commonest case, one box, could not be planned.
+Were every process given a machine of its own, ``--machines 1`` would be refused ("1 replica x 1 partition = 1
+worker machine, plus 1 shard = 2 machines"), and the commonest case, one box, could not be planned.
 """
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def cores_each(cores: int, workers: int) -> float:
 
 def one_machine_words(plan: dict[str, Any]) -> str:
     """The layout line's end on one machine: its processes, what each worker computes on, their memory together and
-    the copies' rate, what the plan assumes of one box (until 2026-12-06 the cores a worker gets and the copies' rate
-    went unsaid: "sharing its 2 cores and 64 GB")."""
+    the copies' rate, what the plan assumes of one box (the cores a worker gets and the copies' rate said, not just
+    "sharing its 2 cores and 64 GB")."""
     c = plan["cluster"]
     workers, hubs = c["replicas"] * c["partitions"], c["replica_machines"]
     each = cores_each(c["cores"], workers + hubs)

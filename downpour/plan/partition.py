@@ -72,7 +72,7 @@ def partition_stage(stage: Stage, k: int, runner: bool = False) -> dict[str, flo
             "copy_floats": block_copies(stage, k) if runner and stage.tied_banks is not None
             else stage.copy_floats * share,       # normalised filters of its block (the runner needs them untied)
             # its block's share of the stage's mask (DistBelief's); the runner's actor holds no buffer: the replica's
-            # process runs the cost and LCN (hub.py replica_memory; until 2026-12-05 the main job split in 2 read 2.44 kB)
+            # process runs the cost and LCN (hub.py replica_memory; the share: 2.44 kB, the main job split in 2)
             "state_floats": 0.0 if runner else stage.state_floats * share,
             "halo_floats": float(halo_in + 2 * halo_pool + lcn_trained),     # trained: the pooling halo both ways
             "halo_fwd_floats": float(halo_in + halo_pool + halo_lcn)}        # forward only (below a greedy stage)
@@ -99,8 +99,7 @@ FLOP_KEYS = ("flops_train", "replica_flops", "flops_by_stage", "replica_flops_by
 def partition(net: Network, k: int, batch: int, rule: str) -> dict[str, Any]:
     """The largest of ``k`` partitions of ``net`` on a step of ``batch`` examples, shards applying ``rule``: what it
     holds, computes and moves (per example, or per step where said), and, of each of its FLOP figures (``FLOP_KEYS``),
-    the L2 pooling and LCN part (``pool_lcn_`` + the key), which the plan times at their own rate (since 2026-12-06;
-    before, at the filters')."""
+    the L2 pooling and LCN part (``pool_lcn_`` + the key), which the plan times at their own rate, not the filters'."""
     out = _counted(net, k, batch, rule)
     bare = _counted(net.without_pool_lcn(), k, batch, rule)
     for key in FLOP_KEYS:
@@ -136,15 +135,15 @@ def _counted(net: Network, k: int, batch: int, rule: str) -> dict[str, Any]:
            "halo_bytes": 4 * over("halo_floats", "halo_fwd_floats"),
            "flops_train": over("flops_fwd_bwd", "flops_fwd") if cat else net.flops_train}
     # the bytes that travel (the runner's way, lends_banks): the partition's own filters to and from its shards, the
-    # shared banks to and from the replica's once a fetch or push, and lent per step. Until 2026-12-05 each partition's
-    # fetch and push carried its block's banks: the main job split in 2 read 33.79 kB a partition for 0 (its blocks own
-    # nothing), with no bytes between the replica and its partitions
+    # shared banks to and from the replica's once a fetch or push, and lent per step. A partition's fetch and push carry
+    # none of its block's banks: counting them, the main job split in 2 would read 33.79 kB a partition for 0 (its
+    # blocks own nothing), with no bytes between the replica and its partitions
     banks = lent(net, k)
     out["server_bytes"] = 4 * sum(p["params"] for s, p in zip(net.stages, parts) if not lends_banks(net, s, k))
     out["shared_bytes"] = 4 * sum(s.params for s in net.stages if lends_banks(net, s, k))
     out["lend_bytes"], out["lend_bytes_replica"] = 4 * banks["largest"], 4 * banks["replica"]
     # each call's input windows and code blocks, through the replica's process; its partitions exchange no halo
-    # (hub.windows, which says what the plan counted before 2026-12-05)
+    # (hub.windows, which says why DistBelief's halo is not counted)
     calls = windows(net, k)
     out["window_bytes"], out["window_bytes_replica"] = 4 * calls["largest"], 4 * calls["replica"]
     if hub_runs(net, k):
@@ -163,12 +162,12 @@ def _counted(net: Network, k: int, batch: int, rule: str) -> dict[str, Any]:
         out["replica_flops_by_stage"] = hub["by_stage"]
     # a greedy cat step's frozen stages' output, kept per input row in the replica's process (models/frozen.py), at
     # its bound (what it holds depends on the data's distinct rows): only where one machine holds the whole replica;
-    # K > 1 partitions are remote, where the cache is dropped (ps/partitions_on_ray.py). Counted since 2026-12-05
+    # K > 1 partitions are remote, where the cache is dropped (ps/partitions_on_ray.py)
     out["frozen_cache_bytes"] = CACHE_BYTES if cat and net.schedule == "greedy" and k == 1 and len(parts) > 1 else 0
     out.update(replica_memory(net, k, batch))   # the replica's own process (hub.py), a machine of its own: 0 where none
     # a split partition actor's LocalParams over its own filters (ps/partitions_on_ray.py): the fetch vector, apart from
-    # its filters, and the push's summed gradient, beside the step's; its own shards' bytes each. Not counted until
-    # 2026-12-05: cat-untied split in 2 read 2.95 MB a partition where it holds 4.69 MB
+    # its filters, and the push's summed gradient, beside the step's; its own shards' bytes each. Without
+    # them, cat-untied split in 2 would read 2.95 MB a partition where it holds 4.69 MB
     out["fetch_push_bytes"] = 2 * out["server_bytes"] if hub_runs(net, k) else 0.0
     out["memory_bytes"] = (out["weight_bytes"] + out["frozen_bytes"] + out["state_bytes"] + out["grad_bytes"]
                            + out["fetch_push_bytes"] + out["act_bytes"] + out["copy_bytes"] + out["frozen_cache_bytes"])

@@ -10,8 +10,8 @@ Per step of B examples (train.batch_size), on the largest partition:
     compute  = B · (FLOPs_train(partition) less pooling and LCN / FLOP/s per core + its pooling and LCN FLOPs /
                their FLOP/s per core) / cores
                (cores scale linearly; the runner's way its block's filter work alone; the filters' FLOPs less pooling
-               and LCN at the locally connected layer's rate, pooling and LCN at theirs: Rates; until 2026-12-06 all at
-               the layer's)
+               and LCN at the locally connected layer's rate, pooling and LCN at theirs: Rates; element-wise work runs
+               at half the layer's rate or less)
     replica  = B · the replica's process's FLOPs (every stage's pooling, LCN, a tiled stage's banks normalised), at
                the same two rates, / cores: the runner's way, between its partitions' calls
                (:func:`~downpour.plan.hub.replica_flops`)
@@ -58,7 +58,7 @@ GB = 1e9
 
 CHOSEN = ("--replicas", "--partitions", "--shards")   # left out: the plan chooses them
 MOST_SEARCHED = 100_000    # machines whose replica counts the plan tries one by one (5 s on a 2-core VM; 10^6: 26 s;
-# a greedy --config counts each R's frozen forwards: cat-demo on 100,000 took 6.9 s where 4.1 s before, 2026-12-06)
+# a greedy --config counts each R's frozen forwards: cat-demo on 100,000 took 6.9 s, 4.1 s without, 2026-12-06)
 
 
 @dataclass(frozen=True)
@@ -162,9 +162,9 @@ def least_shards(net: Network, k: int) -> int:
     """The fewest shards ``k`` partitions of ``net`` run on, counted as the model-parallel runner counts them
     (:func:`~downpour.parallel.partition.least_shards`): one per partition where they own untied filters, one more for
     the tiled stages' shared banks, 1 where every trained stage is tiled (the replica pushes the banks; its
-    partitions own none). Until 2026-12-05 the plan asked K of every network: it refused ``--shards 1`` for the main
-    job split in 2 (tile 2), which the runner trains, and laid out 2 shards for cat-demo at ``model.tile=16`` split in
-    2 (stage 1 shared, stage 2 untied), which the runner refuses (it needs 3)."""
+    partitions own none). K for every network would refuse ``--shards 1`` for the main job split in 2 (tile 2), which
+    the runner trains, and lay out 2 shards for cat-demo at ``model.tile=16`` split in 2 (stage 1 shared, stage 2
+    untied), which the runner refuses (it needs 3)."""
     trained = [s for s in net.stages if s.in_shape and s.params]
     shared = net.banks_shared and any(s.tied_banks is not None for s in trained)
     owned = any(s.tied_banks is None or not net.banks_shared for s in trained)
@@ -176,9 +176,9 @@ def _too_few_machines(net: Network, cl: Cluster, k: int | None = None, fits: boo
     """Why no layout fits, as arithmetic: the smallest layout of ``k`` partitions (default the count given) and
     the counts given, and the machines it needs. A --partitions given with shards unset gets here where no layout
     has a shard per partition (given shards below partitions are refused before): unset shards are the machines the
-    workers leave. It used to say "add machines or shards" for --replicas 7 --partitions 3 --machines 10, where the
-    cause was 7 x 3 = 21 workers on 10 machines (and --shards cannot help there); and "no layout fits" for
-    --machines 1, where 1 replica and 1 shard need 2. ``fits``: ``k`` partitions fit a machine's memory (else none
+    workers leave. So --replicas 7 --partitions 3 --machines 10 is told of its 7 x 3 = 21 workers on 10 machines, not
+    "add machines or shards" (--shards cannot help there); and --machines 1 that 1 replica and 1 shard need 2, not
+    "no layout fits". ``fits``: ``k`` partitions fit a machine's memory (else none
     does and ``k`` is the count of the smallest layout, 1 unless given: said so, not "the fewest that fit"). Fewer
     shards are offered only where more than one per partition were given (below that the runner refuses them), unless
     no count fits the memory: fewer shards lay out fewer partitions. ``least``: the fewest shards ``k`` partitions run
@@ -280,20 +280,20 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     # round, not R
     least = {k: least_shards(net, k) for k in ks}
     laid_out = [k for k in ks if any(s >= least[k] for _, s in _splits(net, cl, k))]
-    # where no partition count fits a machine's memory (the replica's own process too, on its machine: counted since
-    # 2026-12-05), the plan of the count that can be laid out whose largest process needs the least, marked "does not
-    # fit" (the largest count may have no layout: then the shards were blamed, not the memory). Until 2026-12-05 it
-    # was the most partitions, whose own memory shrinks with K but the replica's process's grows: the main job on
-    # 40 machines of 3 MB planned 36 partitions, its replica's process needing 6.34 MB, where 2 need 3.61 MB.
-    # The count taken is one the machines given lay out, where one is (until 2026-12-05 any count with a layout of
-    # enough shards, however many machines it took: the main job on 3 machines of 0.1 MB was refused, "give --machines
-    # 4", for 2 partitions that fit no better, where 1 partition lays out on 3)
+    # where no partition count fits a machine's memory (the replica's own process too, on its machine), the plan of
+    # the count that can be laid out whose largest process needs the least, marked "does not fit" (the largest count
+    # may have no layout: then the shards would be blamed, not the memory). Not the most partitions, whose own memory
+    # shrinks with K but the replica's process's grows: the main job on 40 machines of 3 MB would plan 36 partitions,
+    # its replica's process needing 6.34 MB, where 2 need 3.61 MB.
+    # The count taken is one the machines given lay out, where one is (not any count with a layout of enough shards,
+    # however many machines it takes: the main job on 3 machines of 0.1 MB would be refused, "give --machines 4", for
+    # 2 partitions that fit no better, where 1 partition lays out on 3)
     fitting = [k for k in laid_out if _fits(_largest(parts[k]), cl)]
     fallback = not fitting and not cl.partitions and bool(laid_out)
     placed = [k for k in laid_out if any(s >= least[k] and (cl.replicas and cl.shards or _placeable(net, cl, r, k, s))
                                          for r, s in _splits(net, cl, k))]
-    # (none placed: the smallest layout's count, the refusal's sum; until 2026-12-05 the one needing the least, whose
-    # "give --machines 8" for the paper on 4 of 0.1 MB with --shards 4 hid that 5 plan 1 partition)
+    # (none placed: the smallest layout's count, the refusal's sum; the one needing the least would say "give
+    # --machines 8" for the paper on 4 of 0.1 MB with --shards 4, hiding that 5 plan 1 partition)
     fitting = fitting or sorted(placed, key=lambda k: _need(_largest(parts[k])))[:1] or sorted(
         laid_out, key=lambda k: machines_of(net, cl.replicas or 1, k, cl.shards or least[k]))[:1]
     layouts = [(k, r, s) for k in fitting for r, s in _splits(net, cl, k) if s >= least[k]]
@@ -307,8 +307,9 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
         if not layouts:       # (the fewest partitions that fit make the smallest layout)
             k = min(fitting)
             raise ConfigError(_too_few_machines(net, cl, k, _fits(_largest(parts[k]), cl), least[k]))
-    # (until 2026-12-06 every layout on one replica's frozen count, the chosen one re-timed on its own: main on 64
-    # machines laid out 40 replicas, 2.355 M samples/s, where 41 give 2.416 M; cat-demo on 1,000, 630 for 656's more)
+    # (each layout timed on its own R's frozen count; choosing on one replica's, the chosen one re-timed on its own,
+    # would lay main on 64 machines out as 40 replicas, 2.355 M samples/s, where 41 give 2.416 M; cat-demo on 1,000,
+    # 630 for 656's more)
     rate = {lay: _timing(net, judged(*lay[:2]), cl, lay[1], lay[0], lay[2], *args)["samples_per_s"] for lay in layouts}
     top = max(rate.values())
     k, r, s = min((lay for lay in layouts if rate[lay] >= 0.95 * top), key=lambda lay: (lay[1], -rate[lay]))

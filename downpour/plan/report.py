@@ -20,12 +20,12 @@ __all__ = ["plan_for", "make_plan", "format_plan", "format_check"]
 
 # Le et al. 2012's figures: its abstract's "1 billion connections" and the 1.15 billion parameters the count is checked
 # against (the abstracts of Le's 2012-13 talks on the network, "This network has 1.15 billion parameters": docs/plan.md;
-# until 2026-12-06 the plan called the 1.15 billion "connections", and its own 2.43 G parameters went unsaid beside
-# it); its data, 10 million images, and its 3 days on 1,000 machines (16,000 cores)
+# they are parameters, not "connections", and the plan says its own 2.43 G parameters beside them); its data,
+# 10 million images, and its 3 days on 1,000 machines (16,000 cores)
 PAPER_CONNECTIONS, PAPER_PARAMS, PAPER_IMAGES, PAPER_DAYS = 1e9, 1.15e9, 10_000_000, 3
-# where the measured peaks are, not the figures themselves (they change as the bench is rerun); until 2026-12-04 the
-# note read "measured from 23% under to 38% over acts + gradient", where the bench compares acts + copies + gradient
-# with a lower bound of the peak
+# where the measured peaks are, not the figures themselves (they change as the bench is rerun); not "measured from
+# 23% under to 38% over acts + gradient", as the bench compares acts + copies + gradient with a lower bound of the
+# peak
 PEAK_DOC = ("docs/plan.md, 'What this excludes', has bench/step_peak.py's lower bound of it against acts + copies + "
             "gradient, per preset")
 
@@ -47,7 +47,8 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
         stages.append({"stage": s.name, "out_shape": list(s.out_shape), "positions": s.positions,
                        "connections": s.connections, "params": s.params, "flops_fwd": s.flops_fwd,
                        # forward + backward of this row per example: a cat stage's training, a built model's layer on
-                       # its inference path; network.flops_train is the step's (until 2026-12-05 both were "flops_train")
+                       # its inference path; network.flops_train is the step's (a plan JSON from before 2026-12-05
+                       # names both "flops_train")
                        "flops_fwd_bwd": s.flops_fwd_bwd, "act_bytes": 4 * s.act_floats,
                        "push_bytes_replica": 4 * s.params,
                        "partition": {"params": round(part["params"]), "weight_bytes": round(4 * part["params"]),
@@ -57,7 +58,7 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
                                      "act_bytes_batch": round(4 * batch * part["act_floats"]
                                                               + (4 * part["copy_floats"] if net.counted else 0)),
                                      # the runner's way (hub.py), no halo: a trained call's windows, codes and
-                                     # their gradients instead (until 2026-12-05 DistBelief's halo was given here)
+                                     # their gradients instead (not DistBelief's halo, which the runner never sends)
                                      "halo_bytes": 0 if hub_runs(net, k) else round(4 * part["halo_floats"]),
                                      "calls_bytes": round(4 * stage_calls(net, s, k)),
                                      "flops_fwd_bwd": round(part["flops_fwd_bwd"]),
@@ -97,8 +98,8 @@ def plan_for(model: str | None = "paper", sets: list[str] | tuple[str, ...] = ()
         net = of_replicas(1)
         if net.frozen_runs:
             # R replicas each fill their own cache over their shard, in their share of the steps: each layout judged on
-            # its own R's count (until 2026-12-06 one replica's count: cat-demo on 64 machines, 40 replicas, 0.093 a
-            # stage-2 step for 0.16; and until later that day the layout was chosen on one replica's, then re-timed)
+            # its own R's count (one replica's count would read, for cat-demo on 64 machines, 40 replicas, 0.093 a
+            # stage-2 step for 0.16, and choosing on it, then re-timing, picks a slower layout: predict.py)
             on_replicas = of_replicas
     c = cfg.cluster
     rates = calibrate(c.rule) if measure else DEFAULT_RATES
@@ -113,8 +114,8 @@ def plan_for(model: str | None = "paper", sets: list[str] | tuple[str, ...] = ()
 
 def _train_command(config: str, sets: list[str] | tuple[str, ...], lay: dict[str, Any]) -> str:
     """The ``downpour train`` that runs the planned layout on a Ray cluster (its head at HEAD:6379), with the plan's
-    ``--set`` strings (each a key train reads): until 2026-12-06 the plan said the layout and left the flags, some
-    named otherwise (--replicas is train's --workers), to the reader."""
+    ``--set`` strings (each a key train reads), so that the reader need not turn the layout into flags, some named
+    otherwise (--replicas is train's --workers)."""
     # (one machine: a local Ray, started by the run itself)
     where = ["--runner", "ray"] if lay["one_machine"] else ["--address", "HEAD:6379"]
     words = ["downpour", "train", "--config", pasted(config), *where, "--workers", str(lay["replicas"])]
@@ -124,7 +125,7 @@ def _train_command(config: str, sets: list[str] | tuple[str, ...], lay: dict[str
 
 
 def _chosen_line(chosen: list[str], paper: bool, one: bool = False) -> str:
-    """Which of the layout's counts the plan chose (until 2026-12-06 a default layout read as if given, the paper's
+    """Which of the layout's counts the plan chose, so that a default layout does not read as if given (the paper's
     network's 33 x 16 + 472 as if the paper's)."""
     how = [] if chosen == ["shards"] else ["the layout within 5% of the most samples/s with the fewest replicas"]
     how += [("the fewest shards the runner takes (on one machine more add processes, not cores)" if one
@@ -174,10 +175,10 @@ def format_plan(plan: dict[str, Any]) -> str:
                      "the encoder's)")
     lines.append("")
     # a built model's rows are its inference path's layers (tica-8x8: 16.38k a row), the first line its training step's
-    # (57.34k: the decoder and the cost too), so the column says which it is (until 2026-12-05 both read "FLOPs/ex")
+    # (57.34k: the decoder and the cost too), so the column says which it is (not "FLOPs/ex" for both)
     flops = "FLOPs/ex" if n.get("on_paper", True) else "inference FLOPs/ex"
     # split the runner's way the partitions exchange no halo: the column gives a trained call's bytes through the
-    # replica instead (until 2026-12-05 it read "halo/ex", DistBelief's, where the summary said there was none)
+    # replica instead (not "halo/ex", DistBelief's, where the summary says there is none)
     calls = plan["partition"]["window_bytes_replica"] > 0
     header = ("stage", "output", "positions", "connections", "params", flops, "push/replica",
               "part: weights", "opt state", f"acts (B={b})", "calls/ex" if calls else "halo/ex", "push/part")
@@ -230,9 +231,9 @@ def format_plan(plan: dict[str, Any]) -> str:
            "no halo between partitions" if part["window_bytes_replica"] else
            f"; halo {_human(part['halo_bytes'], 'B')} per example" if part["halo_bytes"] else ""),   # (one partition)
         f"step (batch {b}): compute {_seconds(t['compute'])} + "
-        # the replica's process's own work, pooling, LCN and the tiled banks' norm (hub.py; since 2026-12-05)
+        # the replica's process's own work, pooling, LCN and the tiled banks' norm (hub.py)
         + (f"replica's process {_seconds(t['replica_compute'])} + " if t["replica_compute"] else "")
-        # one partition exchanges no halo (it read "halo 0.0 µs" until 2026-12-06)
+        # one partition exchanges no halo (no "halo 0.0 µs")
         + (f"windows {_seconds(t['windows'])} + " if t["windows"] else f"halo {_seconds(t['halo'])} + " if t["halo"]
            else "")
         + (f"lent banks {_seconds(t['lend'])} + " if t["lend"] else "") + "fetch "
@@ -243,7 +244,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"cycle of {plural(plan['n_push'], 'step')}: {_seconds(plan['cycle_s'])}, bound by {plan['bottleneck']} ("
         + ", ".join(f"{k} {_seconds(v)}" for k, v in bounds.items()) + ")",
         f"predicted: {_human(plan['samples_per_s'])} samples/s; push delay {plan['delay_steps']:.2f} steps; "
-        # its letters said (until 2026-12-06 the formula stood bare: docs/plan.md alone said what p, d and ā are)
+        # its letters said, not the formula bare (what p, d and ā are, not only in docs/plan.md)
         f"mean staleness {plan['staleness']:.1f} (R·(p + d + ā)/p − 1, steady state: R replicas, p = n_push = "
         f"{plan['n_push']}, d the push delay, ā the mean steps from a cycle's fetch to its start)",
     ]
@@ -268,8 +269,8 @@ BOUND_PAST = 16
 
 
 def _split_bound(k: int) -> str:
-    """Why a replica split past :data:`BOUND_PAST` partitions runs slower than planned (until 2026-12-06 the plan's
-    73x at K = 81 stood beside nothing; docs/plan.md alone set it against the paper's 12x)."""
+    """Why a replica split past :data:`BOUND_PAST` partitions runs slower than planned: the plan's 73x at K = 81 set
+    against the paper's 12x, beside the figure, not only in docs/plan.md."""
     return (f"{k} partitions per replica: the plan's speed-up over one partition is an upper bound, far above "
             "DistBelief's measured one (about 12x on 81 machines, 14x on 128: Dean et al. 2012 as Denil et al. 2013 "
             "quote it), because it splits the fetch evenly over the partitions' links and counts no per-partition "
@@ -277,9 +278,8 @@ def _split_bound(k: int) -> str:
 
 
 def _timing_assumption(net: Network, k: int) -> str:
-    """What the step time assumes, in the words of what this layout moves: until 2026-12-05 the line was printed
-    after the others only (not in --json's network.assumptions), with no heading where the network had no other,
-    and said "halo exchange" where the runner's partitions exchange none."""
+    """What the step time assumes, in the words of what this layout moves ("halo exchange" only where partitions
+    exchange one); one of the plan's network.assumptions, so that --json carries it too."""
     moved = ("the windows and banks sent through the replica's process and fetches" if hub_runs(net, k)
              else "halo exchange and fetches" if k > 1 else "fetches (one partition a replica)")
     return (f"cores scale the FLOP rates linearly; {moved} do not overlap compute; "
@@ -292,7 +292,7 @@ def _memory(plan: dict[str, Any]) -> list[str]:
     part, c = plan["partition"], plan["cluster"]
     # a step's per-step part: on paper, the copies of the filters; measured, part of what it holds (a PCD RBM's
     # chains' visible sample, the cost's weights' scalars), so said with the activations, not as a part of its own
-    # (until 2026-12-04 tica-8x8 read "held whatever the batch 16.40kB", 16.38 kB of it its pooling matrix)
+    # (not as tica-8x8's "held whatever the batch 16.40kB", 16.38 kB of it its pooling matrix, a buffer)
     held = (f"activations {_human(part['act_bytes'], 'B')}"
             + (f", the step's copies of the filters {_human(part['copy_bytes'], 'B')}" if part["copy_bytes"] else "")
             if plan["network"].get("on_paper", True) else
@@ -309,7 +309,7 @@ def _memory(plan: dict[str, Any]) -> list[str]:
            if part["frozen_cache_bytes"] else "")
         + ")"
         + ("" if plan["fits"]["partition"] else "  ** does not fit **")
-        # (sgd keeps none: until 2026-12-06 it read "parameters + sgd state")
+        # (sgd keeps none: no "parameters + sgd state")
         + f"; per shard {_human(plan['shard_bytes'], 'B')} "
         + (f"(parameters + {plan['rule']} state)" if RULE_STATE[plan["rule"]]
            else f"(parameters; {plan['rule']} keeps no state)")
@@ -324,7 +324,7 @@ def _memory(plan: dict[str, Any]) -> list[str]:
               f"{_human(part['replica_memory_bytes'], 'B')}, a partition {_human(part['memory_bytes'], 'B')}"
               if c["replica_machines"] else
               f"the count whose partitions need the least: {_human(part['memory_bytes'], 'B')} a partition")
-           # what it needs against what a machine has (since 2026-12-05: the line named neither)
+           # what it needs against what a machine has, both named
            + f", each process with its own ~{_human(PROCESS_BYTES, 'B')}, against {c['memory_gb']:g} GB a "
            "machine"] if plan["memory_fallback"] else [])]
 

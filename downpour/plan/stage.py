@@ -19,7 +19,7 @@ class Stage:
     ``positions``: output positions of the stage's filter (H x W); ``connections``: encoder weights;
     ``params``: trainable weights (encoder, plus the untied decoder); ``flops_fwd_bwd``: forward and
     backward per example (a cat stage's training step; a model's layer on its inference path; the plan JSON row's key
-    too, where ``network.flops_train`` is the step's: until 2026-12-05 this was ``flops_train``);
+    too, where ``network.flops_train`` is the step's; a plan JSON from before 2026-12-05 names it ``flops_train``);
     ``act_floats``: the values (bytes / 4) one example keeps for the
     backward pass of a training step (a model's layer: what autograd saved while the layer ran). The ``window`` fields describe the spatial layout model parallelism cuts.
     """
@@ -57,7 +57,7 @@ class Stage:
     norm_train: float = 0
     # of flops_fwd / flops_fwd_bwd, per example, L2 pooling (forward; trained, backward too) and LCN (forward, where the
     # step reads it: flops_fwd_bwd has it only in a joint step below the top stage, plan/cat_formulas.py cat_stages):
-    # timed at their own rate, not the filters' (Rates.pool_lcn_flops_per_core, since 2026-12-06); 0 elsewhere
+    # timed at their own rate, not the filters' (Rates.pool_lcn_flops_per_core); 0 elsewhere
     pool_lcn_fwd: float = 0
     pool_lcn_train: float = 0
     lcn_trained: bool = True          # a step that trains the stage runs its LCN (a cat stage: joint, below the top)
@@ -120,7 +120,7 @@ def over_schedule(schedule: str, train: list[float], forward: list[float], runs:
     """Per example, what a training step of stages costing ``train`` (trained) and ``forward`` (forward only) costs,
     averaged over the schedule's steps: joint, every stage trains on its own cost (the sum of ``train``); greedy,
     stage i trains for 1/n of the steps while the stages below it run forward only and the ones above it do not run
-    (``CatNet.forward_train``). Until 2026-12-04 every plan was joint: cat-demo (greedy) read 4.42 MFLOP per
+    (``CatNet.forward_train``). Planned as joint, cat-demo (greedy) would read 4.42 MFLOP per
     example, 1.7x the 2.60 M its steps take on average (torch counts 3.21 M at stage 1, 1.68 M at stage 2).
     ``runs[i]``: greedy, the forward passes of the stages below i per step of stage i (the frozen cache answers the
     rest: :mod:`downpour.plan.cache_hits`); () : one a step."""

@@ -197,8 +197,8 @@ def predict_staleness(workers: int, steps: int, n_push: int = 1, n_fetch: int = 
     ``switches``: step indices where every push before has landed when the next cycle starts (a greedy run's stage
     switches, :func:`greedy_switches`); the workers start again together there, so each part is a fresh start (a
     2-stage greedy run of 400 steps on 20 workers logs 35.10, two runs of 200 steps, where one run of 400 gives
-    37.05). With ``n_fetch`` > 1 too: a worker fetches at its first step of a new stage (``Worker.fetch_due``,
-    since 2026-12-04; before, its first stage-2 steps read a stage-1 copy, 53.58 measured against 48.15).
+    37.05). With ``n_fetch`` > 1 too: a worker fetches at its first step of a new stage (``Worker.fetch_due``:
+    a run whose first stage-2 steps read a stage-1 copy measured 53.58 against 48.15).
     """
     kind, args = parse_spec(consistency, CONSISTENCY_FORMS, "cluster.consistency")
     d = mean_delay(delay, workers) if isinstance(delay, str) else float(delay)

@@ -1,6 +1,6 @@
 """How the plan writes its quantities: value, a space, the unit ("9.73 GB", "5.44 s", "17.00 GFLOP/s"), sizes in
-decimal units throughout (said once, :data:`SIZES`). Until 2026-12-06 sizes had their units pasted on ("9.73GB")
-beside times spaced ("5.44 s"), and the frozen cache's one "64 MiB" stood among MB and GB."""
+decimal units throughout (said once, :data:`SIZES`): sizes and times alike spaced, no "9.73GB" beside "5.44 s",
+and the frozen cache in MB, not a lone "64 MiB" among MB and GB."""
 from __future__ import annotations
 
 __all__ = ["SIZES", "human", "seconds", "span", "size"]
@@ -11,10 +11,10 @@ SIZES = "sizes in decimal units, 1 MB = 10^6 bytes, 1 GB = 10^9 (the cluster's -
 
 def human(n: float, unit: str = "") -> str:
     """``n`` with a decimal prefix: value, a space, prefix and unit ("9.73 GB", "17.00 GFLOP/s", "0 B"); a bare count
-    keeps its prefix on ("422.40k"). Until 2026-12-06 units were pasted on ("9.73GB") beside "5.44 s" (SIZES)."""
+    keeps its prefix on ("422.40k"). A unit is never pasted on ("9.73GB" beside "5.44 s": SIZES)."""
     prefix, value = next(((p, n / scale) for p, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3))
                           if abs(n) >= scale), ("", n))
-    if not prefix and 0 < abs(n) < 0.005:      # (a throughput of 1e-290 read "0.00" until 2026-12-05)
+    if not prefix and 0 < abs(n) < 0.005:      # (a throughput of 1e-290 is not "0.00")
         digits = f"{value:.3g}"
     elif not prefix and n == int(n):
         digits = f"{value:.0f}"
@@ -26,7 +26,7 @@ def human(n: float, unit: str = "") -> str:
 def seconds(t: float) -> str:
     if t < 1e-3:
         return f"{t * 1e6:.1f} µs"
-    if t >= 1e6:                  # (--bandwidth 1e-300's step printed 300 digits until 2026-12-05)
+    if t >= 1e6:                  # (--bandwidth 1e-300's step: not 300 digits)
         return f"{t:.3g} s"
     return f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s"
 
