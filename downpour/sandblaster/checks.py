@@ -60,7 +60,7 @@ def check_sandblaster(cfg: RunConfig, resume: bool = False) -> None:
     if d.mode == "patches" and s.units > d.samples:   # patches: at most data.samples examples, known now
         raise ConfigError(f"sandblaster.units = {s.units} is more than the {d.samples} examples data.samples draws: "
                           "every unit needs at least one")
-    if d.mode == "patches" and s.batch > d.samples and not resume:   # (run whole, unsaid, until 2026-12-06)
+    if d.mode == "patches" and s.batch > d.samples and not resume:   # (else run whole, unsaid)
         raise ConfigError(f"sandblaster.batch = {s.batch} is more than the {d.samples} examples data.samples draws: "
                           + _whole_or_sample(d.samples))
 
@@ -98,7 +98,7 @@ def ray_straggler_problem(cfg: RunConfig) -> str | None:
 
 def ray_straggler_warning(cfg: RunConfig) -> str | None:
     """What a Sandblaster run on Ray says at its start (a WARNING) of a ``straggler:T:FACTOR`` it does not read
-    whole, and what its ``--dry-run`` says too (until 2026-12-06 that said nothing); None for any other run."""
+    whole, and what its ``--dry-run`` says too; None for any other run."""
     if cfg.cluster.runner != "ray" or cfg.cluster.algorithm != "sandblaster":
         return None
     problem = ray_straggler_problem(cfg)

@@ -107,8 +107,8 @@ class RayShards:
         return self.get([a.call.remote(method, *args) for a in self.actors])
 
     def get(self, refs: list[Any]) -> list[Any]:
-        """``ray.get`` of the shards' answers; a shard gone: :func:`shard_lost`'s RunError (until 2026-12-07 Ray's
-        ActorDiedError ended the run with a traceback: a node of a shard removed mid-run on a 3-node Ray)."""
+        """``ray.get`` of the shards' answers; a shard gone: :func:`shard_lost`'s RunError, not Ray's ActorDiedError
+        and a traceback (a node of a shard removed mid-run on a 3-node Ray)."""
         try:
             return ray.get(refs)
         except RayActorError as err:
@@ -147,10 +147,10 @@ class RayPool:
         cfg, n = self.cfg, self.cfg.cluster.workers
         nodes = ray.nodes()
         place = placer(nodes)
-        per_worker = worker_cpus(n, list(live_cpus(nodes).values()))   # (until 2026-12-06 total / n)
-        # one running index over both kinds, Downpour's unsplit layout (spot): the workers, then the shards. Until
-        # 2026-12-07 each kind counted from the first node: shard j beside worker j, and a third node of 2 workers and
-        # 2 shards left empty (measured on a 3-node Ray, docs/sandblaster.md)
+        per_worker = worker_cpus(n, list(live_cpus(nodes).values()))   # (the live nodes' cores, not total / n)
+        # one running index over both kinds, Downpour's unsplit layout (spot): the workers, then the shards. Each kind
+        # counted from the first node would put shard j beside worker j, and leave a third node of 2 workers and 2
+        # shards empty (measured on a 3-node Ray, docs/sandblaster.md)
         shard_options = [place(spot("shard", j, n, 1), 0.0) for j in range(len(shards))]
         self.shard_actors = [ShardActor.options(**o).remote(s) for o, s in zip(shard_options, shards)]
         x, y = ray.put(setup.data.x), ray.put(setup.data.y)
@@ -164,7 +164,7 @@ class RayPool:
                               .remote(cfg, w, x, y, setup.bounds, worker_threads(cfg.train.threads, w, pins, cpus),
                                       speeds[w], frozen) for w in range(n)]
         limit = start_limit(0.0)   # (cluster.silent_seconds is Downpour's: the automatic limit, as self.silence)
-        # the room on the node each actor was pinned to (until 2026-12-05 the cluster's, summed over its nodes)
+        # the room on the node each actor was pinned to (not the cluster's, summed over its nodes)
         # each actor's node and the install there, in the answer placement waits for (no round trip of its own)
         reports = {"shards": gathered([a.start_report.remote() for a in self.shard_actors],
                                       "shard actors", limit, longer=None,
@@ -216,14 +216,14 @@ class RayPool:
                 raise RunError(f"every worker was lost ({', '.join(f'worker {w}: {r}' for w, r in self.lost.items())})")
             free = len(self.busy) + len(self.lost) < self.cfg.cluster.workers
             due = sched.backup_due() if free else None
-            # until the next backup or busy worker's silence limit: with no free worker no backup is due, and until
-            # 2026-12-05 this wait then had no timeout, so a unit that never returned (every worker's, or the only
-            # one's) hung the run for good (stand-in: 1 worker, its third unit; now lost at 300 s, the run ends)
+            # until the next backup or busy worker's silence limit: with no free worker no backup is due, and
+            # without the silence limit a unit that never returns (every worker's, or the only one's) would hang the
+            # run for good (stand-in: 1 worker, its third unit: lost at 300 s, the run ends)
             limits = [s for s in (None if due is None else max(0.0, due - time.perf_counter()),
                                   self.silence.timeout()) if s is not None]
             with self.silence.listening():   # (a long turn since the last wait was a stall: no worker's silence)
-                # the oldest unit ready (first_ready: a plain ray.wait could leave a dead worker's failed unit unread
-                # while the others' kept coming, until 2026-12-06)
+                # the oldest unit ready (first_ready: a plain ray.wait can leave a dead worker's failed unit unread
+                # while the others' keep coming)
                 ready = first_ready(list(self._pending), min(limits) if limits else None)
             if not ready:            # a unit turned late before anything finished: back it up
                 self._lose_silent(sched)
@@ -245,8 +245,8 @@ class RayPool:
                 log.warning("sandblaster worker %d lost (%s); its units go to the others", w, type(err).__name__)
                 dispatch_free()
                 continue
-            # a unit read is a report, as in Downpour's loops: until 2026-12-05 a dead worker's time counted too (its
-            # first unit failing at 500 s held the next silent unit to 1000 s, not 300 s; stand-in clock)
+            # a unit read is a report, as in Downpour's loops, and a dead worker's time does not count (else its
+            # first unit failing at 500 s would hold the next silent unit to 1000 s, not 300 s; stand-in clock)
             self.silence.spoke(w, busy=False)
             if ev != evaluation:
                 sched.late(w, len(unit))
@@ -293,8 +293,8 @@ class RayPool:
 def shard_lost(err: RayActorError, ids: list[str], nodes: list[str], addresses: dict[str, str]) -> RunError:
     """The error that ends a run whose shard actor is gone: which shard (the one whose actor id, among ``ids``, is
     ``err.actor_id``: Ray's public hex id, each shard's read by the actor itself at its start), on which of ``nodes``
-    (named with ``addresses`` as the log names nodes), its error's type, and why the run cannot go on. (Until
-    2026-12-07 the ids were read from the handles' private ``_actor_id``.)"""
+    (named with ``addresses`` as the log names nodes), its error's type, and why the run cannot go on. (Not the
+    handles' private ``_actor_id``.)"""
     j = ids.index(err.actor_id) if err.actor_id in ids else None
     which = "a sandblaster shard" if j is None else f"sandblaster shard {j}"
     where = f" on {node_named(nodes[j], addresses)}" if j is not None and j < len(nodes) else ""

@@ -2,8 +2,8 @@
 (:func:`summary`), and, where an error or a stop ends it first, the same record so far (:func:`record_stopped`):
 where each actor ran (Ray's ``placement``, ``node_ids``, ``node_addresses``, ``lost_workers``), how far it got (the
 iterations, evaluations and units done) and ``stopped`` {step, steps, by}, as Downpour's cluster.json says a stopped
-run's (:func:`~downpour.ps.lost_shards.record_stop`). Until 2026-12-07 a failed run wrote no sandblaster.json: which
-node ran what was only in its error's text (a shard's node removed on a 3-node Ray).
+run's (:func:`~downpour.ps.lost_shards.record_stop`), so that which node ran what is not only in its error's text
+(a shard's node removed on a 3-node Ray). A run that failed before 2026-12-07 has no sandblaster.json.
 
     summary(cfg, run, progress, start, last, info, examples, stop)    # the dict the runner returns and writes
     record_stopped(run, cfg, progress, start, pool, examples, err)    # best effort, never raises

@@ -265,7 +265,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
 
 def _kept(run: RunDir, cfg: RunConfig) -> str:
     """What a run whose stop could not be checkpointed keeps: the last checkpoint, which ``--resume`` goes on from, or
-    none (until 2026-12-07 unsaid: a shard's node lost at iteration 10 left no checkpoint, and the log said nothing)."""
+    none, said too (a shard's node lost at iteration 10 leaves no checkpoint, and the log says so)."""
     try:
         meta = verified_meta(run.checkpoints / CHECKPOINT)
     except CheckpointError:
@@ -276,8 +276,8 @@ def _kept(run: RunDir, cfg: RunConfig) -> str:
 
 
 def _resume_history(run: RunDir, coord: Coordinator, pairs: int, iteration: int, history: int) -> None:
-    """Say where the resume goes on and with which L-BFGS history (until 2026-12-06 only the iteration: whether the
-    curvature pairs were kept went unsaid); drop it, saying so, where the shards' ``pairs`` and the coordinator's
+    """Say where the resume goes on and with which L-BFGS history (whether the curvature pairs were kept, not only
+    the iteration); drop it, saying so, where the shards' ``pairs`` and the coordinator's
     disagree (a checkpoint saved between the shards' step and the coordinator's: its next step is steepest descent)."""
     if pairs == len(coord.rho):
         log.info("resuming %s at L-BFGS iteration %d with its history: %d of sandblaster.history = %d curvature "

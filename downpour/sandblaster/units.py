@@ -64,7 +64,7 @@ class UnitCounts:
         """The summary's ``per_worker`` {units computed, units used}, and where its units add up to less than
         ``dispatched`` (on Ray: a copy, a backup's or its primary's, still computing when the run ended, never
         collected; one running at a checkpoint a resume went on from; one lost with its worker), how many were
-        not counted and why: until 2026-12-06 49 against units_dispatched 50, unsaid."""
+        not counted and why, so that 49 against units_dispatched 50 is not left unsaid."""
         out: dict[str, object] = {"per_worker": {str(w): {"units": self.per_worker[w], "used": self.won[w]}
                                                  for w in range(workers)}}
         missing = self.dispatched - sum(self.per_worker.values())
