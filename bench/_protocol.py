@@ -33,7 +33,7 @@ Rep = dict[str, dict[str, Any]]     # one repetition: configuration name -> its 
 
 def at_least(low: int) -> Callable[[str], int]:
     """argparse ``type`` for a count of at least ``low``: an int >= low, else argparse's one-line usage error
-    naming the option (the help and the check then say the same floor: since 2026-12-05)."""
+    naming the option (the help and the check say the same floor)."""
     def count(text: str) -> int:
         value = int(text)
         if value < low:
@@ -182,8 +182,8 @@ def interleave(configs: Mapping[str, Callable[[int], dict[str, Any]]], reps: int
 
 
 def _round(x: float) -> float:
-    """3 decimals (1 from 100 up); under 0.1, 3 significant digits: a figure of microseconds in seconds printed 0.0
-    (checkpoint_save's digests of the main job's model, until 2026-12-05)."""
+    """3 decimals (1 from 100 up); under 0.1, 3 significant digits: so a figure of microseconds in seconds does not
+    print 0.0 (checkpoint_save's digests of the main job's model)."""
     if 0 < abs(x) < 0.1:
         return float(f"{x:.3g}")
     return round(x, 3 if abs(x) < 100 else 1)

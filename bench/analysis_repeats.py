@@ -1,4 +1,4 @@
-"""Work the analysis did twice until 2026-12-05, each timed against the old way in the same run.
+"""Work the analysis does once that it did twice before 2026-12-05, each timed against that way in the same run.
 
     .venv/bin/python bench/analysis_repeats.py                          # 5 interleaved repetitions
     .venv/bin/python bench/analysis_repeats.py --reps 7 --run runs/main-...   # and the whole analysis of a run
@@ -6,16 +6,16 @@
 
 Two repeats, both removed with the same numbers, bit for bit:
 
-``downpour analyze`` sweeps the pictured unit over 83 warps (47 until 2026-12-05) (scale, both shifts, rotation) of the
-concept's held-out images and of the others (``invariance``), then every unit tied with it, it first
-(``invariance.tied``), over the same warps of the same images. Until 2026-12-05 each sweep made every pass itself (1 + 4
-+ 2 x 47 = 99: the unwarped negatives once per curve), so the tied sweep repeated the first's; since then they share
+``downpour analyze`` sweeps the pictured unit over 83 warps (47 before 2026-12-05) (scale, both shifts, rotation) of
+the concept's held-out images and of the others (``invariance``), then every unit tied with it, it first
+(``invariance.tied``), over the same warps of the same images. The two sweeps share
 :class:`~downpour.analysis.passes.Passes` (168 passes for both, against 344 the old way, over 83 warps: the rows'
-``passes``; 96 against 200 over 47; the disc's unturned images, later that day, are the rotation's 0-degree pass). Rows,
+``passes``; 96 against 200 over 47; the disc's unturned images are the rotation's 0-degree pass); the old way, each
+sweep making every pass itself (1 + 4 + 2 x 47 = 99: the unwarped negatives once per curve), has the tied sweep repeat
+the first's. Rows,
 each timed against the old way (``Passes(reuse=False)``) in the same run, interleaved (bench/_protocol.py). And the
 accuracy table's probe on raw pixels: each of its 50 splits asked ``Pipeline.score`` for the accuracy, which computed
-the decision function the AUC then computed again; since 2026-12-05 ``selectivity._probe_figures`` reads both from one
-decision. Rows:
+the decision function the AUC then computed again; ``selectivity._probe_figures`` reads both from one decision. Rows:
 
 - ``sweeps``: the two sweeps as ``analyze`` makes them, on lfw's held-out 30 faces and 30 non-faces at the main job's
   32x32, through the main job's network freshly initialised, ``--tied`` units in the tied set (the main job's run:

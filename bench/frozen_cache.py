@@ -5,7 +5,7 @@
     .venv/bin/python bench/frozen_cache.py --reps 1 --steps 4     # a quick check that it runs (the figures mean little)
 
 The main job (cat-demo, greedy) trains stage 1 for half its steps, then stage 2 on frozen stage 1's output;
-until 2026-12-05 each stage-2 step ran stage 1 on its batch again, though the in-memory data set's 2,180
+without a cache each stage-2 step runs stage 1 on its batch again, though the in-memory data set's 2,180
 crops are fixed (no augmentation) and recur every epoch. ``CatNet.frozen_cache``
 (downpour/models/frozen.py) keeps each crop's stage-1 output and answers a batch from it once every row is
 held. Two rows, each timed against ``frozen_cache = None`` (the old way) in the same run, interleaved

@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/help_start_up.py [--reps 5]
 
-``downpour study NAME --help`` imports that study's design for its conditions (studies/designs/: no torch); until
-2026-12-05 it imported the study's module, and with it torch, numpy and the machinery its cells run (before that,
-scipy.stats, matplotlib and scikit-learn too). Its rows run it against a baseline measured in the same run,
-interleaved (bench/_protocol.py): the same command after ``import`` of that study's module (``old_imports``, what
-it used to import). ``ratio`` < 1: the help starts faster without it. The other rows (``--help``, ``train --help``,
-``analyze --help``, ``study --help``) import no study and are timed alone. One JSON line per row.
+``downpour study NAME --help`` imports that study's design for its conditions (studies/designs/: no torch), not the
+study's module, which brings torch, numpy and the machinery its cells run. Its rows run it against a baseline
+measured in the same run, interleaved (bench/_protocol.py): the same command after ``import`` of that study's module
+(``old_imports``, what it imported before 2026-12-05). ``ratio`` < 1: the help starts faster without it. The other
+rows (``--help``, ``train --help``, ``analyze --help``, ``study --help``) import no study and are timed alone. One
+JSON line per row.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ COMMANDS = (["--help"], ["train", "--help"], ["analyze", "--help"], ["study", "-
 
 
 def old_imports(name: str) -> tuple[str, ...]:
-    """What ``downpour study NAME --help`` imported until 2026-12-05: the study's own module (torch with it)."""
+    """What ``downpour study NAME --help`` imported before 2026-12-05: the study's own module (torch with it)."""
     from downpour.studies import STUDIES
 
     return (STUDIES[name].split(":")[0],)

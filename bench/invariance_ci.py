@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/invariance_ci.py                # 5 interleaved repetitions, 1 thread
 
-Since 2026-12-06 ``downpour analyze`` gives each of the pictured unit's invariance ranges a 95% bootstrap interval over
+``downpour analyze`` gives each of the pictured unit's invariance ranges a 95% bootstrap interval over
 its test images (``downpour/analysis/invariance_ci.py``: 500 replicates recomputed from the sweep's kept per-image
 responses, no forward pass). Row ``intervals``: ``sweep``, :func:`~downpour.analysis.invariance.invariance_curves` of
 one unit as the analysis makes it (lfw's held-out faces, the non-faces for the AUC curves, the main job's network

@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/invariance_sweep.py                # 5 interleaved repetitions, 1 thread
 
-Since 2026-12-05 the sweeps run to where the face is gone (``downpour/analysis/invariance.py``: shifts to the whole
-side, scales 1/32x to 8x, turns to 180 degrees; 83 warps), where they stopped at 0.375 of the side, 0.25x to 4x and
-90 degrees (47 warps) and most of the glimpse fronts' ranges in the mechanisms study ran to an end. Row ``sweep``:
+The sweeps run to where the face is gone (``downpour/analysis/invariance.py``: shifts to the whole side, scales
+1/32x to 8x, turns to 180 degrees; 83 warps): at 0.375 of the side, 0.25x to 4x and 90 degrees (47 warps, the sweep
+before 2026-12-05) most of the glimpse fronts' ranges in the mechanisms study ran to an end. Row ``sweep``:
 :func:`~downpour.analysis.invariance.sweep` of one unit as the studies' cell measure makes it (its faces and the
 non-faces warped, prepared, the AUC curves too), on lfw's held-out 30 faces and 30 non-faces at the main job's 32x32,
 through the main job's network freshly initialised; ``new`` the default sweep, ``old`` the one before, interleaved

@@ -7,10 +7,10 @@ are from the full decode's.
 Writes a few large JPEGs (quality 90) into a temporary folder, removed at the end: 3000x2000 and
 4032x3024 (a 4:3 phone's), each a smooth random scene (a 12x18 grid of colours upsampled) plus stripes of
 periods 40 to 120 px and fine noise (sigma 12 of 255), so there is structure at every scale. Then, interleaved
-(``_protocol``), ``full`` (``read_image`` at native size, as before 2026-12-04) and ``draft`` (``read_image``
-with ``shrink_to = size``, what a folder's crops mode does now) each decode every image and cut its crop
+(``_protocol``), ``full`` (``read_image`` at native size, as the crops mode decoded before 2026-12-04) and ``draft``
+(``read_image`` with ``shrink_to = size``, what a folder's crops mode does) each decode every image and cut its crop
 (``crop_images``, centred square resized to size x size; ``--tile T``: the grid of T-px tiles, each resized,
-reduced where its tiles stay 4x the crop: since 2026-12-04; ``--margin M`` sets that 4, the measurement that chose
+reduced where its tiles stay 4x the crop; ``--margin M`` sets that 4, the measurement that chose
 it): ``ms_per_image`` and the draft/full ratio.
 
 Beside it, once: each image's reduction (``decode_reduction``: 8 for 4032x3024, 4 for 3000x2000, whose

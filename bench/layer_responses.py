@@ -10,9 +10,9 @@ other feature layer of the run's network and of its random-weights twin: on the 
 six layers (stage1/codes, stage1/pooled, stage1, then stage2's), on the face test's images (lfw's 200
 25x25 grey images and the controls built from its 30 held-out faces: 5 draws each of three random
 controls and one upside-down: 680, at 32x32).
-Until 2026-12-04 each layer was read with its own pass (``unit_responses``), so stage 1 ran six times
-and stage 2 three per network; since then the first read takes them all from one pass
-(``layer_responses``, ``CatNet.features_at``). Two rows, each timed against the old way in the same
+The first read takes them all from one pass (``layer_responses``, ``CatNet.features_at``); the old way
+(before 2026-12-04) read each layer with its own pass (``unit_responses``), so stage 1 ran six times
+and stage 2 three per network. Two rows, each timed against the old way in the same
 run, interleaved (bench/_protocol.py):
 
 - ``read``: the twelve reads alone (six layers, network and twin): ``one_pass`` against ``per_layer``.

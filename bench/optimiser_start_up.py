@@ -3,7 +3,7 @@
     .venv/bin/python bench/optimiser_start_up.py [--reps 5] [--optimisers sgd adagrad adam]
 
 Every ``torch.optim`` optimiser imports ``torch._dynamo`` when it is built (``add_param_group`` is wrapped by
-``torch._disable_dynamo``) and at each ``step``; since 2026-12-05 ``make_optimizer`` builds
+``torch._disable_dynamo``) and at each ``step``; ``make_optimizer`` builds
 ``downpour/train/optimisers.py``'s, which call the same kernels without it. Per ``train.optimizer`` choice
 (``sgd``, ``adagrad``, ``adam``; lr 0.01), each in a fresh interpreter after ``import torch``: an
 ``nn.Linear(256, 256)``, its optimiser built, one backward and ``step``. Figures, interleaved

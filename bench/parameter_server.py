@@ -43,8 +43,8 @@ from downpour.ps.shard import Shard, shard_bounds  # noqa: E402
 
 
 def start_ray() -> None:
-    """A local Ray of our own (not a running one), 2 CPUs, without Ray's start-up lines (a run's filter: a token
-    warning and "Started a local Ray instance" between the command and its JSON lines, until 2026-12-06)."""
+    """A local Ray of our own (not a running one), 2 CPUs, without Ray's start-up lines (a run's filter: else a token
+    warning and "Started a local Ray instance" come between the command and its JSON lines)."""
     quiet_start()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
 

@@ -11,7 +11,7 @@ the same run, interleaved, on the same input:
 - pooling against torch's own ``F.lp_pool2d(x, 2, k, stride)`` (the same sqrt of a window's sum of
   squares, without our eps floor); ``vs_torch`` = ours / torch's.
 - LCN (``sums="auto"``, what a stage runs) and its banded products (``"banded"``) against the direct
-  form (``"direct"``, the layer's only form until 2026-12-03): one ``(1, C, k, k)`` convolution of the
+  form (``"direct"``, the layer's only form before 2026-12-03): one ``(1, C, k, k)`` convolution of the
   2-D Gaussian over all channels per windowed sum, divided by the window's mass inside the map (another
   convolution); the banded form takes the channels' mean and multiplies it by a banded matrix on each
   side (``window_matrix``). ``lcn_vs_direct`` = auto / direct and ``banded_vs_direct`` (below 1: faster).
@@ -31,9 +31,9 @@ main job's model (forward, cost, backward), where that step is measured (the mai
 Prints one JSON line per shape.
 
 ``unread_lcn`` rows (first, and alone with ``--unread-lcn``): a greedy step of the main job's stage 1 and stage 2
-(``CatNet.forward_train``, which since 2026-12-06 skips the LCN of the last stage a step runs: nothing reads it)
-against the step as before (every stage normalised), checked equal first (loss and every gradient, torch.equal),
-then interleaved: ``new_vs_old`` (best of each) and ``new_vs_old_paired_median`` (the rounds' ratios, each pair run
+(``CatNet.forward_train``, which skips the LCN of the last stage a step runs: nothing reads it) against the step that
+normalises every stage (as it did before 2026-12-06), checked equal first (loss and every gradient, torch.equal), then
+interleaved: ``new_vs_old`` (best of each) and ``new_vs_old_paired_median`` (the rounds' ratios, each pair run
 back to back), in wall time and (``cpu_``) in this process's CPU time, which other jobs on the machine disturb less.
 """
 from __future__ import annotations
@@ -80,7 +80,7 @@ def rounds_ms(fns: dict[str, Callable[[], None]], reps: int,
 def main_step(stage: int | None = None, as_before: bool = False) -> Callable[[], tuple]:
     """One training step of the main job's model on a batch of 32 (as bench/step_check.py's plain step), training
     ``stage`` (None: all, joint; greedy stage 2 reads stage 1 from the frozen cache, as in a run); it returns the
-    loss and the gradients. ``as_before``: every stage normalises, read or not (until 2026-12-06)."""
+    loss and the gradients. ``as_before``: every stage normalises, read or not (the step before 2026-12-06)."""
     from downpour.batch import Batch
     from downpour.config import load_config
     from downpour.data.build import sample_shape
@@ -108,8 +108,8 @@ def step_ms(reps: int) -> float:
 
 
 def unread_lcn(stage: int, reps: int) -> dict:
-    """A greedy training step of the main job's ``stage``, its unread LCN skipped (since 2026-12-06) against the step
-    as before (the trained stage normalised its pooled codes for no reader), interleaved; checked equal first."""
+    """A greedy training step of the main job's ``stage``, its unread LCN skipped, against the step
+    that normalises the trained stage's pooled codes for no reader (``as_before``), interleaved; checked equal first."""
     new, old = main_step(stage), main_step(stage, as_before=True)
     (a, ga), (b, gb) = new(), old()
     if not (torch.equal(a, b) and all((x is None and y is None) or torch.equal(x, y) for x, y in zip(ga, gb))):

@@ -1,5 +1,5 @@
 """An analysis's linear probes with scipy's own OpenBLAS on one thread (downpour/analysis/blas.py) against it on its
-default count, as it ran until 2026-12-06, in the same run.
+default count, as it ran before 2026-12-06, in the same run.
 
     .venv/bin/python bench/probe_blas.py                 # 5 repetitions, torch on 1 thread
 

@@ -4,9 +4,10 @@
     .venv/bin/python bench/probe_layers.py --reps 9 --threads 2
 
 ``downpour analyze`` probes the analysed network's layers on each labelled set of ``analysis.probes`` (the main job:
-lfw and digits; its probed layers stage1, stage2 and stage2/codes, ``run.default_probe_layers``). Until 2026-12-06
-``probe.probe_table`` read each layer with its own pass (``unit_responses``): stage 1 three times and stage 2 twice per
-set; since then one pass reads them all (``units.layer_responses``, as the face test has since 2026-12-04). Two rows
+lfw and digits; its probed layers stage1, stage2 and stage2/codes, ``run.default_probe_layers``), one pass
+reading them all (``units.layer_responses``, as the face test does); the old way (``probe.probe_table`` before
+2026-12-06) reads each layer with its own pass (``unit_responses``): stage 1 three times and stage 2 twice per set. Two
+rows
 per labelled set, each timed against the old way in the same run, interleaved (bench/_protocol.py):
 
 - ``read``: the reads alone: ``one_pass`` against ``per_layer``.

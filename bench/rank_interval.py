@@ -14,7 +14,7 @@ means. Scenarios, each at both data sizes:
 - ``null-shuffled``: the measured gaps given to the conditions in the order whose ρ with Hoyer is
   nearest 0 (a relation of ρ ≈ 0, same spread of gaps).
 
-Candidates: the percentile bootstrap over seeds (what the study printed until 2026-12-04), the basic
+Candidates: the percentile bootstrap over seeds (what the study printed before 2026-12-04), the basic
 (reverse percentile) bootstrap, the bias-corrected percentile (BC), BCa, and the per-seed ρ (ρ across
 conditions within one seed) with a Student t interval over the seeds: a different estimand (the
 within-seed correlation, attenuated by each seed's noise), scored here only on its sign claims. For
@@ -136,7 +136,7 @@ def simulate(truth, draws: int, rng: np.random.Generator, study: bool) -> dict[s
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("cells", help="a costs study's cells.jsonl (the full setting)")
-    # simulated studies, not a bench's timed repetitions (bench/_protocol.py --reps): --reps until 2026-12-05
+    # simulated studies, not a bench's timed repetitions (bench/_protocol.py --reps), so not called --reps
     ap.add_argument("--draws", type=at_least_1, default=1000, help="simulated studies per scenario and data size "
                     "(default: %(default)s)")
     ap.add_argument("--study", action="store_true", help="score the study's own rank_correlation too (slower)")

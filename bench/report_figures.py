@@ -4,12 +4,12 @@ old way, in turn.
     .venv/bin/python bench/report_figures.py --run RUN              # RUN: an analysed run (`downpour analyze RUN`)
     .venv/bin/python bench/report_figures.py --run RUN --reps 1     # a quick check that it runs
 
-Until 2026-12-06 each figure of panels called ``tight_layout`` (its labels measured once to place the panels), then
-``savefig(bbox_inches="tight")``, which drew it twice more (once to crop it), each pass with a fresh renderer, so
-every label was measured anew; since then :func:`downpour.analysis.canvas.figure` lays it out once at the PNG's
-resolution on an Agg canvas of its own and the save draws it once, uncropped (the layout already fills it). The old
-way is put back here (``canvas.figure`` and ``canvas.save``), as it was; so is the first way of 2026-12-06
-(``prev``: ``layout="tight"``, whose engine measured every panel twice, the spines included), whose PNGs the new
+:func:`downpour.analysis.canvas.figure` lays each figure out once at the PNG's resolution on an Agg canvas of its
+own and the save draws it once, uncropped (the layout already fills it). The old way, the code before 2026-12-06, is
+put back here (``canvas.figure`` and ``canvas.save``): each figure of panels calls ``tight_layout`` (its labels
+measured once to place the panels), then ``savefig(bbox_inches="tight")``, which draws it twice more (once to crop
+it), each pass with a fresh renderer, so every label is measured anew. So is the first way of 2026-12-06
+(``prev``: ``layout="tight"``, whose engine measures every panel twice, the spines included), whose PNGs the new
 way's are compared with byte for byte (``pngs_same_as_prev``: the layout found more cheaply, not changed).
 
 The six figures ``analyze`` draws, from the run's own inputs where it keeps them: the loss curves (metrics.jsonl),
@@ -18,8 +18,8 @@ random pictures of its shape as the top images, and the staleness bars (the run'
 :func:`~downpour.analysis.report_training.staleness_histograms`; or two workers' made up where the run had no
 parameter server), the response histogram of random responses. Both ways' PNGs are checked to
 be within 5% of each other in each side first (the layout's margin, 1.08 font sizes, against the crop's 0.1 inch).
-A fourth way, ``grid`` (since 2026-12-06, later), is the new way with every place of a grid of panels made and the
-unused ones turned off, as until then (``whole_grid``), against :func:`downpour.analysis.canvas.panels`, which makes
+A fourth way, ``grid``, is the new way with every place of a grid of panels made and the unused ones turned off,
+as the three others do (``whole_grid``), against :func:`downpour.analysis.canvas.panels`, which makes
 only the places drawn: ``cpu_ratio_vs_grid``, and ``pngs_same_as_grid`` byte for byte. ``cpu_s_per_figure``: each
 figure's CPU seconds per way. One row: ``cpu_ratio`` (this process's CPU, ``time.process_time``: the machine's load
 moves it least) and ``ratio`` (wall), new / old, < 1 faster, and the same new / prev (``cpu_ratio_vs_prev``,
@@ -67,7 +67,7 @@ def old_save(fig: Figure, path: Path) -> Path:
 
 
 def whole_grid(fig: Figure, rows: int, cols: int, places: list[tuple[int, int]]) -> list:
-    """The panels as made until 2026-12-06 (the ``grid`` way, and the old and prev ones): every place of the grid made,
+    """The panels as the ``grid`` way, and the old and prev ones, make them: every place of the grid made,
     those not in ``places`` turned off."""
     grid = fig.subplots(rows, cols, squeeze=False)
     for r, c in set(np.ndindex(rows, cols)) - set(places):

@@ -86,8 +86,9 @@ def backups(args: argparse.Namespace) -> None:
 
 def _downpour(args: argparse.Namespace) -> list[str]:
     """Downpour's settings in ``figure`` and ``machines``: Adagrad on the shards at ``--lr``. The server's rate is
-    cluster.lr where it is set, and tica-8x8 sets it (0.05) for its cluster runs. Until 2026-12-06 this set train.lr,
-    which the server then does not read: from 2026-12-04 ``--lr`` changed nothing and Downpour learned at 0.05."""
+    cluster.lr where it is set, and tica-8x8 sets it (0.05) for its cluster runs, so ``--lr`` sets cluster.lr: train.lr,
+    which the server does not read, would change nothing, Downpour learning at 0.05 (as this bench's runs between
+    2026-12-04 and 2026-12-06 did)."""
     return ["cluster.rule=adagrad", f"cluster.lr={args.lr}", f"train.steps={args.downpour_steps}",
             "train.batch_size=100", "train.log_every=25"]
 
@@ -131,8 +132,7 @@ def machines(args: argparse.Namespace) -> None:
 def machines_figure(table: list[dict[str, Any]], targets: list[float]) -> Any:
     """Virtual time to each target cost against workers, a colour per method and a line style per target; a count
     whose run never reached a target a cross at the top of the axes (x, + per target), in the legend "not reached"
-    (until 2026-12-06 it was left out, and the legend printed the targets to 4 decimals, "cost 4.6345", where the
-    docs say 4.63)."""
+    (not left out); the legend prints the targets as the docs do, "cost 4.63", not to 4 decimals."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

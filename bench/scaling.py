@@ -263,7 +263,7 @@ def plot(rows_file: str, out: str) -> None:
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in Path(rows_file).read_text().splitlines() if line.strip()]
-    # 2 x 2, not 1 x 4 (16 inches, until 2026-12-06): shown at a docs page's width its 8-point legends read as 4
+    # 2 x 2, not 1 x 4 (16 inches wide): shown at a docs page's width its 8-point legends read as 4
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.4))
     for ax, what in zip(axes.ravel(), CURVES):
         done = [r for r in rows if r.get("what") == what and "ms" in r]

@@ -4,14 +4,14 @@ against the same step without, in the same run.
     .venv/bin/python bench/sim_rng.py                          # main, 200 steps, 2 workers, 5 repetitions, 1 thread
     .venv/bin/python bench/sim_rng.py --config rbm-digits      # a network that draws (Gibbs samples)
 
-The simulated runner steps each worker inside ``WorkerRngs.drawing(w)`` (since 2026-12-05; before, every worker drew
-on from torch's one global state). Here the preset's network takes ``--steps`` steps as the local runner does
-(``train_step`` and the preset's optimiser, the same batches each way), ``--workers`` workers' states swapped in turn
-around the steps (``swapped``) or not at all (``plain``), interleaved (bench/_protocol.py); each repetition starts
-from the same freshly initialised network. ``ratio``: swapped / plain per step (1.0: the swap costs nothing you can
-see beside a step); ``cpu_ratio`` the same of this process's CPU seconds. ``swap_us``: one swap in and out around
-an empty block (the median of ``--reps`` means of 2,000), the figure the swap adds to every simulated step whatever
-its network, and ``swap_cpu_us`` the same in this process's CPU time (the steadier figure on a shared machine).
+The simulated runner steps each worker inside ``WorkerRngs.drawing(w)``, so that no worker draws on from torch's one
+global state (as every worker did before 2026-12-05). Here the preset's network takes ``--steps`` steps as the local
+runner does (``train_step`` and the preset's optimiser, the same batches each way), ``--workers`` workers' states
+swapped in turn around the steps (``swapped``) or not at all (``plain``), interleaved (bench/_protocol.py); each
+repetition starts from the same freshly initialised network. ``ratio``: swapped / plain per step (1.0: the swap costs
+nothing you can see beside a step); ``cpu_ratio`` the same of this process's CPU seconds. ``swap_us``: one swap in and
+out around an empty block (the median of ``--reps`` means of 2,000), the figure the swap adds to every simulated step
+whatever its network, and ``swap_cpu_us`` the same in this process's CPU time (the steadier figure on a shared machine).
 One JSON line.
 """
 from __future__ import annotations

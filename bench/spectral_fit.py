@@ -1,12 +1,12 @@
-"""The spectral whitening's fit taking each chunk's spectrum once against twice (as until 2026-12-06), same run.
+"""The spectral whitening's fit taking each chunk's spectrum once against twice (as before 2026-12-06), same run.
 
     .venv/bin/python bench/spectral_fit.py [--reps 5] [--threads 2]
 
-``SpectralWhitener._fit`` makes two passes over the set: the mean power spectrum, then the whitened set's std. Each
-took every chunk's reflect-padded float64 ``rfft2``; since 2026-12-06 the second whitens the spectra the first took
-(up to ``spectral.KEEP_BYTES`` of them; the rest are taken again). The old way here is the same code with
-``_whitened`` handed no spectrum (it takes it again). Rows, interleaved (bench/_protocol.py), both ways' tensors
-first checked equal bit for bit:
+``SpectralWhitener._fit`` makes two passes over the set: the mean power spectrum, then the whitened set's std. The
+first takes every chunk's reflect-padded float64 ``rfft2``, and the second whitens the spectra the first took (up to
+``spectral.KEEP_BYTES`` of them; the rest are taken again), where before 2026-12-06 it took them all anew. The old
+way here is the same code with ``_whitened`` handed no spectrum (it takes it again). Rows, interleaved
+(bench/_protocol.py), both ways' tensors first checked equal bit for bit:
 
 - ``preprocess``: ``Preprocess.fit`` on the main job's shuffled crops (2,180 of 32x32, as bench/start_up.py);
 - ``build``: ``build_dataset`` of the run and of its no-faces twin (their decoding cached by a first build).

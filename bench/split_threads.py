@@ -1,5 +1,5 @@
 """A model-parallel replica on the simulated runner against the whole replica, with the untied kernel's one
-row range on its worker threads (now) and on the caller's thread (before 2026-12-05).
+row range on its worker threads (``now``) and on the caller's thread (``before``: the rule before 2026-12-05).
 
     .venv/bin/python bench/split_threads.py                        # cat-untied, 30 steps, 2 threads, K = 2
     .venv/bin/python bench/split_threads.py --config main --reps 5
@@ -8,10 +8,10 @@ Each configuration is one ``downpour train --config C --runner simulated --set c
 --set train.threads=T --steps S --no-report`` in a fresh process; the figure is its ``seconds`` (the run's
 training, not the process's start-up) and the CPU seconds the process used (``child_cpu_s``, all its threads:
 threads that spin while they wait show here). ``before`` runs the same code with the kernel's old rule put
-back: a layer (or a split replica's block) too short for two row ranges ran its one range on the caller's
+back: a layer (or a split replica's block) too short for two row ranges runs its one range on the caller's
 thread (cat-demo's 12- and 13-row blocks at k = 8; the whole 25-row layer gets two ranges, on the workers).
-The four configurations run interleaved (bench/_protocol.py); the ratios are ``split / whole`` now and
-before, and ``split now / split before``. The gap needs a busy machine: on an idle one the four agree.
+The four configurations run interleaved (bench/_protocol.py); the ratios are ``split / whole`` under ``now`` and
+under ``before``, and ``split now / split before``. The gap needs a busy machine: on an idle one the four agree.
 One JSON line.
 """
 from __future__ import annotations

@@ -5,10 +5,10 @@
 ``downpour train`` builds its data twice (the run, then its no-faces twin, ``data.train_faces = 0``). The
 photographs and lfw are decoded once per process already (``builtin._skimage_image`` and ``builtin._lfw`` are
 cached), so the twin pays only its own crops and its own fit: its spectral whitening is fitted on a set
-without the faces, a different spectrum, and shares nothing with the run's bit for bit. Until 2026-12-04
-``Preprocess.fit`` whitened the training set twice: once in ``SpectralWhitener.fit`` for the set's std, then
-again in ``transform``; since then ``fit_transform`` keeps the fit's chunks (up to ``spectral.KEEP_BYTES``)
-and only scales them. Rows, each against the old way in the same run, interleaved (bench/_protocol.py):
+without the faces, a different spectrum, and shares nothing with the run's bit for bit. ``fit_transform``
+keeps the fit's chunks (up to ``spectral.KEEP_BYTES``) and only scales them; the old way (``Preprocess.fit`` before
+2026-12-04) whitens the training set twice: once in ``SpectralWhitener.fit`` for the set's std, then again in
+``transform``. Rows, each against the old way in the same run, interleaved (bench/_protocol.py):
 
 - ``preprocess``: ``Preprocess.fit`` on the main job's shuffled crops (2,180 of 32x32), ``fit_transform``
   against ``fit(x).transform(x)``;
@@ -19,7 +19,7 @@ Both ways' tensors are first checked equal, bit for bit. ``ratio`` < 1: the new 
 Then, once, each in a fresh interpreter: ``import torch._dynamo`` after ``import torch``, and
 ``torch.optim.Adam`` built after it and without it: the 3 s ``make_optimizer`` took in the profile is that
 import (torch's ``Optimizer`` methods are wrapped by ``torch._disable_dynamo``, which imports it on first call,
-and every ``step`` imports it too). Since 2026-12-05 ``make_optimizer`` builds ``train/optimisers.py``'s
+and every ``step`` imports it too). ``make_optimizer`` builds ``train/optimisers.py``'s
 instead, which skip it (bench/optimiser_start_up.py times the two). One JSON line per row.
 """
 from __future__ import annotations

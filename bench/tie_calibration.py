@@ -10,8 +10,9 @@ lowered by ``--delta``. Seeded; one JSON line per cell.
     PYTHONPATH=. .venv/bin/python bench/tie_calibration.py --ties 200 --delta 0.4   # a planted difference: power
 
 Rules: ``pooled`` the tie rule, the bootstrap range of the units' centred replicates each scaled to the tied set's
-median replicate sd (since 2026-12-05); ``boot`` the bootstrap range at each unit's own error (200 replicates, as
-the table draws them; the rule earlier on 2026-12-05, ``own_range_spread`` of bench/_tie_rules.py); ``delong``
+median replicate sd; ``boot`` the bootstrap range at each unit's own error (200 replicates, as
+the table draws them; the rule before ``pooled``, on 2026-12-05, ``own_range_spread`` of bench/_tie_rules.py);
+``delong``
 DeLong's covariance of the T AUCs and the 95% point of the range of 4,000 seeded multivariate-normal draws with it;
 ``logit`` the bootstrap range on the logit scale (AUCs clipped half a pair from 0 and 1); ``asin`` and
 ``asin_pooled`` the bootstrap range and the pooled one on the arcsine-square-root scale (``asin_scale`` of

@@ -1,5 +1,5 @@
-"""A tie's chance range (``choice.chance_spread``, since 2026-12-05): what one tied set costs the face test, its units'
-AUCs over bootstrap replicates by ranks (``controls.ranked_aucs``), against the rule it replaced (the tied units' test
+"""A tie's chance range (``choice.chance_spread``): what one tied set costs the face test, its units'
+AUCs over bootstrap replicates by ranks (``controls.ranked_aucs``), against the rule before it (the tied units' test
 AUCs, ``controls.tied_aucs``, against as many independent units' range, ``tie_spread_limit`` of bench/_tie_rules.py: a formula) and
 against the same replicates by pairs (``controls.weighted_auc`` of ``comparisons``). The ranks' replicate AUCs are
 checked equal to the pairs' (to 1e-12) before anything is timed.

@@ -126,8 +126,8 @@ def breakdown(reps: list[dict[str, dict]], name: str, batch_size: int) -> dict[s
 def main(argv: list[str] | None = None) -> None:
     parser = reps_and_threads(__doc__.split("\n")[0], threads_floor=0)   # of the local loop and of each worker
     parser.add_argument("--config", default="cat-demo")
-    # steps are logged every 5: the steady rate needs two rows after the first tenth (it said "at least 1" for 0,
-    # and refused 1-9 only after parsing, until 2026-12-05)
+    # steps are logged every 5: the steady rate needs two rows after the first tenth (the flag says "at least 10"
+    # and refuses 1-9 while parsing)
     parser.add_argument("--steps", type=at_least(10), default=300, help="steps per run (at least 10: two logged rows)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)

@@ -31,7 +31,8 @@ ACTORS = ("ray::ShardActo", "ray::WorkerActo")   # as /proc/PID/stat names them 
 
 
 def anew(cfg, runs: int) -> contextlib.AbstractContextManager:
-    """``shared_ray`` as it was before the keeping: one Ray for the runs, each run's actors started anew."""
+    """``shared_ray`` without the keeping (the code before 2026-12-07): one Ray for the runs, each run's actors
+    started anew."""
     if cfg.cluster.runner != "ray" or runs < 2:
         return contextlib.nullcontext()
     from downpour.ps.connect_on_ray import held

@@ -1,5 +1,5 @@
 """The face test's verdict figure, drawn as every `downpour report` draws it: its marks as three artists a panel (new)
-against an ``errorbar`` a method (old, until 2026-12-06: 25 for 5 negative sets), in turn.
+against an ``errorbar`` a method (old, before 2026-12-06: 25 for 5 negative sets), in turn.
 
     .venv/bin/python bench/verdict_figure.py --run RUN              # RUN: an analysed run (its face_neuron.controls)
     .venv/bin/python bench/verdict_figure.py --run RUN --reps 1     # a quick check that it runs
@@ -30,7 +30,7 @@ NEW = verdict_figure.marks
 
 
 def old_marks(ax: Any, drawn: list[tuple[int, str, dict[str, Any]]]) -> None:
-    """The marks until 2026-12-06: one errorbar a method (a dot line, a bar collection, two cap lines)."""
+    """The marks before 2026-12-06: one errorbar a method (a dot line, a bar collection, two cap lines)."""
     for y, m, r in drawn:
         low, high = r["auc_ci"]
         ax.errorbar([r["auc"]], [y], xerr=[[r["auc"] - low], [high - r["auc"]]], fmt="o",

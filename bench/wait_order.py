@@ -10,10 +10,10 @@ answers already got), each case with the first ready at a given place:
 
 - ``plain``: the baseline, ``ray.wait(refs, num_returns=1, timeout)`` (fast, but not in order),
 - ``look_all``: a look at them all (``num_returns=len(refs), timeout=0``), the wait only where none is ready
-  (first_ready until 2026-12-06),
+  (first_ready before 2026-12-06),
 - ``look_all_nofetch``: the same with ``fetch_local=False``,
 - ``wait_then_prefix``: the plain wait first, then a look (``timeout=0``) only at the refs
-  before the one it gave (none where it gave the first): first_ready since 2026-12-06,
+  before the one it gave (none where it gave the first): first_ready's way,
 - ``futures``: each ref's ``future()`` made once and kept (dropped with its ref), the first one done taken.
 
 Each variant is checked to give the first ready before it is timed; ``futures_make_us``: what making the future of a
