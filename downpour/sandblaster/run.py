@@ -191,9 +191,9 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
     if coord_meta is not None:
         coord.load_state(coord_meta)
         if progress.stop is not None:   # going on past a stop (more --steps, sampled batches): the failures that stopped
-            coord.failures = 0          # it are spent; carried, the first failure ended the run, not one that recurs
+            coord.failures = 0          # it are spent; carried, the first failure ends the run, not one that recurs
             progress.stop = None        # (and it is gone: a checkpoint saved by a stop before the next iteration's end
-                                        # said the run stopped there, its config.toml's steps already the new ones)
+                                        # would say the run stopped there, its config.toml's steps already the new ones)
         coord.log = progress.batches
         _resume_history(run, coord, pool.group.call("stats")[0]["pairs"], progress.iteration, s.history)
     progress.batches = coord.log
