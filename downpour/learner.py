@@ -239,15 +239,10 @@ def _objective(spec: Callable[[], dict[str, Any]]) -> Objective:
 
 def _check_parts(model: FeatureModel, objective: Objective, shape: tuple[int, ...]) -> None:
     """Preflight's refusal of a part's own term on a part the model lacks (``"stage9/l1"``, never read), as one
-    ConfigError line naming the key. The parts are those of a forward on a copy (a persistent-CD model's forward moves
-    its chains) under a forked RNG (a forward may draw: dropout), so training starts as it would without the check; an
-    objective with no part's own term has nothing to check, and no copy is made."""
-    if not objective.own:
-        return
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        parts = list(copy.deepcopy(model).forward_train(Batch(torch.zeros(2, *shape))))
+    ConfigError line naming the key (:meth:`~downpour.objectives.Objective.check_model_parts`: the model and the RNG
+    left as they were, so training starts as it would without the check)."""
     try:
-        objective.check_parts(parts)
+        objective.check_model_parts(model, Batch(torch.zeros(2, *shape)))
     except ConfigError as err:
         raise ConfigError(f"FeatureLearner: {err}", key=err.key) from None
 

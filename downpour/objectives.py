@@ -23,6 +23,7 @@ unchanged)::
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, fields
 from typing import Any, Callable, ClassVar
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from downpour._names import nearest
-from downpour.batch import Outputs
+from downpour.batch import Batch, Outputs
 from downpour.errors import ConfigError
 
 
@@ -306,13 +307,26 @@ class Objective:
 
     def check_parts(self, parts: list[str]) -> None:
         """ConfigError naming ``objective.PART/TERM`` for a part's own term whose part is not one of ``parts``, the
-        parts the model trains (its ``forward_train`` keys, every stage at once): it would never be read."""
+        parts the model trains (its ``forward_train`` keys, every stage at once): it would never be read. The one
+        check of train's preflight, FeatureLearner.fit and ``downpour plan``, each its own words before it (the
+        plan's cat network gives its stages, counted on paper; the others :meth:`check_model_parts`)."""
         for part, own in self.own.items():
             if part not in parts:
                 named = [p for p in parts if p] or ["none: the model is one part, its terms the shared ones"]
                 key = f"objective.{part}/{next(iter(own))}"
                 raise ConfigError(f"{key}: the model has no part {part!r}{nearest(part, parts)}; its parts: "
                                   f"{', '.join(named)}", key=key)
+
+    def check_model_parts(self, model: torch.nn.Module, batch: Batch) -> None:
+        """:meth:`check_parts` on the parts ``model`` trains, its ``forward_train`` keys on ``batch``. The forward runs
+        on a copy (a persistent-CD model's moves its chains) without gradients under a forked RNG (it may draw:
+        dropout), so the model and the caller's RNG are left as they were; an objective with no part's own term has
+        nothing to check, and no copy is made."""
+        if not self.own:
+            return
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            parts = list(copy.deepcopy(model).forward_train(batch))
+        self.check_parts(parts)
 
     def terms_of(self, part: str, costs: tuple[str, ...] | None = None) -> dict[str, Term]:
         """The terms ``part`` takes (the logged name without the part): the shared ones its own replace, those of

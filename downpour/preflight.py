@@ -144,7 +144,9 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
                                   "data.whiten = 'none') or set model.visible = 'gaussian'", key=off[0])
             outputs = model.forward_train(Batch(torch.zeros(2, *shape), labels))
             objective(outputs)
-            objective.check_parts(list(outputs))     # (every part: a fresh model trains every stage at once)
+            # (every part: a fresh model trains every stage at once; this replica is built for the checks, so its
+            # forward's outputs serve, where FeatureLearner and the plan run check_model_parts on a copy)
+            objective.check_parts(list(outputs))
             if model.supervised:
                 _check_classes(cfg, outputs)
             check_cost_fits(cfg.model.name, model, objective, shape)

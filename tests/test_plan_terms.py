@@ -120,7 +120,9 @@ def test_a_cat_network_without_the_reconstruction_term_is_refused_not_planned_wi
     ("stage2/reconstruction=0", "objective.stage2/reconstruction = 0: the cat network is counted on paper with its "
                                 "decoder"),
     ("stage2/l1=0.2", "only pooled_l2 is read .* so objective.stage2/l1 would not change the plan"),
-    ("stage3/pooled_l2=0", "objective.stage3/pooled_l2: the network has no part 'stage3'; its parts: stage1, stage2"),
+    ("stage3/pooled_l2=0", r"^downpour: error: downpour plan --config cat-demo --set objective.stage3/pooled_l2=0: "
+                           r"objective.stage3/pooled_l2: the model has no part 'stage3' \(did you mean 'stage2'\?\); "
+                           "its parts: stage1, stage2$"),
 ])
 def test_a_stages_own_cost_term_the_plan_cannot_count_is_refused_naming_it(capsys, term, said):
     """A stage's own pooled_l2 is planned (test_plan_held.py); a stage's own reconstruction off, another term, or a
@@ -136,9 +138,25 @@ def test_a_stages_own_cost_term_the_plan_cannot_count_is_refused_naming_it(capsy
 ])
 def test_a_part_own_term_on_a_part_a_built_model_lacks_is_refused_as_train_refuses_it(capsys, model, term, said):
     """A model other than the cat network is built and counted by torch: its terms are all read, but one a part of
-    its own names is read only where the model has that part. Until 2026-12-07 the plan took it unsaid."""
-    assert main(["plan", "--model", model, "--set", f"objective.{term}", "--machines", "2"]) == 2
-    assert re.search(said, capsys.readouterr().err)
+    its own names is read only where the model has that part. Until 2026-12-07 the plan took it unsaid, and then
+    refused it without the command that was typed, which the plan's other refusals begin with."""
+    assert main(["plan", "--model", model, "--set", f"objective.{term}", "--set", "objective.l1=0.2",
+                 "--machines", "2"]) == 2
+    assert re.search(f"^downpour: error: downpour plan --model {model} --set objective.{term}: {said}",
+                     capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("base, said", [("cat-demo", r"the model has no part 'stage3' \(did you mean 'stage2'\?\); "
+                                                     "its parts: stage1, stage2$"),
+                                        ("tica-8x8", "the model has no part 'stage3'; its parts: none")])
+def test_a_config_files_own_term_on_a_part_the_network_lacks_is_refused_naming_the_file(capsys, tmp_path, base, said):
+    """The file's term, as a --set's: until 2026-12-07 the cat network's was planned unsaid (only a --set's was
+    refused), as if the file had no such term."""
+    path = tmp_path / "stage3.toml"
+    path.write_text(f'base = "{base}"\n\n[objective]\n"stage3/l1" = 0.2\n')
+    assert main(["plan", "--config", str(path), "--machines", "2"]) == 2
+    assert re.search(f"^downpour: error: downpour plan --config {re.escape(str(path))}: objective.stage3/l1: {said}",
+                     capsys.readouterr().err)
 
 
 def test_a_stages_own_pooled_l2_in_a_config_file_is_planned_in_that_stage_alone(tmp_path):

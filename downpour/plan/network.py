@@ -28,8 +28,6 @@ import functools
 import logging
 from typing import Any, Callable
 
-import torch
-
 from downpour.config import (ClusterConfig, RunConfig, config_from_dict, load_config, merge_term, origin_of,
                              parse_override, with_origin)
 from downpour._names import pasted, whole_flag
@@ -232,6 +230,7 @@ def plan_config(model: str | None = "paper", sets: list[str] | tuple[str, ...] =
         said = (str(err).replace(f"model {PAPER['name']!r}: ", "the paper's network: " if named else "")
                 if model == "paper" else str(err))    # (untyped, the head already said which network)
         raise ConfigError(f"{typed(sets)}: {said}", key=err.key) from None
+    _refuse_unread_parts(typed, cfg, shape, terms, parts)
     _refuse_uncounted_terms(typed, cfg, terms, parts)
     if config is not None:      # what the frozen cache counts on (with_frozen_runs), as the file has it (no --set)
         cfg = dataclasses.replace(cfg, seed=base.seed, data=base.data,
@@ -239,13 +238,32 @@ def plan_config(model: str | None = "paper", sets: list[str] | tuple[str, ...] =
     return cfg, shape
 
 
+def _refuse_unread_parts(typed: Callable[[list[str]], str], cfg: RunConfig, shape: tuple[int, ...],
+                         terms: list[tuple[str, str]], parts: list[str] | None) -> None:
+    """A part's own cost term on a part the network lacks (``stage9/l1``: never read), the --set's or the file's,
+    refused as train refuses it (``Objective.check_parts``), after the --set that gave it: the cat network's parts are
+    its stages (``parts``, counted on paper), any other model's the keys of its ``forward_train``, built here only
+    where a part has a term of its own (network_of builds it again to count it)."""
+    objective = build_objective(cfg)
+    if not objective.own:
+        return
+    model = None if parts is not None else create_checked(cfg.model.name, shape, cfg.model.options)
+    try:
+        if model is None:
+            objective.check_parts(parts)
+        else:
+            objective.check_model_parts(model, random_batch(shape, 2))
+    except ConfigError as err:
+        where = [item for item, term in terms if f"objective.{term}" == err.key][:1]
+        raise ConfigError(f"{typed(where)}: {err}", key=err.key) from None
+
+
 def _refuse_uncounted_terms(typed: Callable[[list[str]], str], cfg: RunConfig, terms: list[tuple[str, str]],
                             parts: list[str] | None) -> None:
     """A --set cost term the plan would not read: the cat network's cost (``parts``: its stages) is counted on paper,
     where only ``pooled_l2`` changes anything, shared or a stage's own (``stage2/pooled_l2``; what a step holds: its
     square root's output, :mod:`downpour.plan.held`); any other model's training step is built with its cost and
-    counted by torch, so every term is read there (a part the model lacks refused by :func:`network_of`, as train
-    refuses it)."""
+    counted by torch, so every term is read there (a part the network lacks: :func:`_refuse_unread_parts`)."""
     if parts is None:
         return
     # the formulas train every decoder by the reconstruction term; without it the decoder's backward and what it keeps
@@ -258,11 +276,7 @@ def _refuse_uncounted_terms(typed: Callable[[list[str]], str], cfg: RunConfig, t
                               "its decoder trained by the reconstruction term (its backward, what it holds); a step "
                               "without the term is not planned", key=f"objective.{name}")
     for item, term in terms:
-        part, shared = split_part(term)
-        if part and part not in parts:
-            raise ConfigError(f"{typed([item])}: objective.{term}: the network has no part {part!r}; its parts: "
-                              f"{', '.join(parts)}", key=f"objective.{term}")
-        if shared != "pooled_l2":
+        if split_part(term)[1] != "pooled_l2":
             raise ConfigError(f"{typed([item])}: the cat network is counted on paper, where of the "
                               "cost's terms only pooled_l2 is read (what its step holds; the others' few FLOPs per pixel "
                               f"are left out), so objective.{term} would not change the plan; leave it out",
@@ -314,7 +328,8 @@ def _pooled_maps(objective: Objective, part: str) -> int:
 
 def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False) -> Network:
     """Per-stage arithmetic of ``cfg``'s model on ``input_shape``: analytic for the cat family, else
-    measured by ``footprint_table`` on the built model (one stage per layer)."""
+    measured by ``footprint_table`` on the built model (one stage per layer). ``cfg`` as :func:`plan_config` gives it,
+    checked there (a part's own cost term on a part the model lacks, refused naming what was typed)."""
     entry = model_entry(cfg.model.name)
     if issubclass(entry.family, CatNet):
         name, assumptions = paper_assumptions(cfg) if paper else (cfg.model.name, ())
@@ -332,10 +347,6 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
     # builds, 1-10 ms each of tica-8x8's to rnn-rows' 0.1-0.6 s network_of); its buffers read before any step runs
     model = create_checked(cfg.model.name, tuple(input_shape), cfg.model.options)
     objective = build_objective(cfg)
-    if objective.own:       # a part's own term on a part the model lacks, refused as train refuses it (preflight.py)
-        with torch.no_grad():
-            objective.check_parts(list(copy.deepcopy(model).forward_train(
-                random_batch(tuple(input_shape), 2))))
     buffers = buffer_bytes(model)
     rows = model_footprint(model, cfg.model.name, tuple(input_shape))[:-1]
     # what the step holds for its backward, on the layer that saved it; a decoder's and a model's own arithmetic's on
