@@ -13,6 +13,7 @@ suspect, paired by seed, "what the faces gave" (``face_owed_controls``) measured
         --out c.jsonl 0
     .venv/bin/python bench/architectures_why_cat.py faces --out faces.jsonl 0 1 ... 11
     .venv/bin/python bench/architectures_why_cat.py summary faces.jsonl --family cat:faces-18
+    .venv/bin/python bench/architectures_why_cat.py run --variants cat,whole-pool --cache why-cat-cells --out c.jsonl 0
 
 ``cat`` is Q7's own cell of the cat arm, unchanged (:meth:`ArchitecturesStudy.cell_config`, its 300 steps, one torch
 thread, ``train_and_measure``'s steps: the run, its no-faces twin ``data.train_faces = 0``, ``measure_run`` with the
@@ -31,6 +32,12 @@ p (:mod:`downpour.studies.stats`), and Holm's adjusted p over the variants' diff
 ``data.train_faces``) on each seed against one no-faces twin, which is the same network for every arm; ``summary`` of
 such a file adds the slope of what the faces gave against log2 of the faces trained on (:func:`faces_slopes`). The page
 docs/studies/architectures-why-cat-2026-12-06.md is ``run``, ``faces`` and ``summary`` of its cells.
+
+``--cache DIR`` (``run`` and ``faces``) keeps each finished cell's rows in DIR (:mod:`_cell_cache`), keyed on its
+resolved config, seed, measures, read-outs and the code that trains and scores it (downpour's sources and
+``_why_cat_cells.py``): a later run reads a cell DIR holds ("cached: ...") and appends its rows as trained, so a part's
+reference arms (the cat cell, whole-pool) are trained once for every part at one code. The modules: the arms
+(``_why_cat_arms.py``), the cells (``_why_cat_cells.py``), the table (``_why_cat_summary.py``).
 """
 from __future__ import annotations
 import argparse
