@@ -55,23 +55,29 @@ def chosen_code(faces: dict, subset: dict) -> dict[str, int | None]:
     return {"unit": unit, "code": unit if unit is None or not subset else subset["units"][unit]}
 
 
-def _cat_cell(study, seed: int) -> list[dict]:
+def _cat_cell(study, seed: int, runs=None) -> list[dict]:
     """The cat arm's cell as ``train_and_measure`` runs it, and the read-out variants on its two trained networks."""
-    return _read_cells(study.cell_config(_condition(study, "cat"), seed), study.measures(), seed, "cat", READS)
+    return _read_cells(study.cell_config(_condition(study, "cat"), seed), study.measures(), seed, "cat", READS,
+                       runs=runs)
 
 
-def _read_cells(cfg, m, seed: int, base: str, reads: dict[str, str | tuple[str, int]], **said) -> list[dict]:
+def _read_cells(cfg, m, seed: int, base: str, reads: dict[str, str | tuple[str, int]], runs=None,
+                **said) -> list[dict]:
     """The cell ``base`` of ``cfg`` measured as ``train_and_measure`` measures it (``said``: more of its row), and
     each of ``reads`` (name -> layer) the face test read at that layer of the same two trained networks. A layer
     ``(layer, n)``: n of its codes (:func:`code_subset`, drawn from the cell's seed, in the row as ``units`` with
-    ``subset_seed``), the same n for the run, its no-faces twin and its random-weights twin."""
+    ``subset_seed``), the same n for the run, its no-faces twin and its random-weights twin. ``runs``: where the two
+    networks come from, ``trained_run`` and ``no_faces_twin`` (:class:`_kept_runs.KeptRuns`: kept from an earlier
+    run); by default :mod:`downpour.studies.trained`'s, trained here."""
     import torch
     from downpour.studies.measure import measure_run
-    from downpour.studies.trained import face_aucs, face_pair, no_faces_twin, owed_figures, trained_run
+    from downpour.studies import trained
+    from downpour.studies.trained import face_aucs, face_pair, owed_figures
 
     rows = []
     w0, c0 = time.time(), time.process_time()
-    with trained_run(cfg) as (run, model, summary), no_faces_twin(cfg) as twin:
+    runs = runs or trained
+    with runs.trained_run(cfg) as (run, model, summary), runs.no_faces_twin(cfg) as twin:
         f = measure_run(run, model, m, seed, twin)
         f["final_loss"] = float(summary["final_loss"])
         rows.append({"variant": base, "seed": seed, **said, "wall_s": round(time.time() - w0, 1),

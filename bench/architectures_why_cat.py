@@ -36,7 +36,9 @@ docs/studies/architectures-why-cat-2026-12-06.md is ``run``, ``faces`` and ``sum
 ``--cache DIR`` (``run`` and ``faces``) keeps each finished cell's rows in DIR (:mod:`_cell_cache`), keyed on its
 resolved config, seed, measures, read-outs and the code that trains and scores it (downpour's sources and
 ``_why_cat_cells.py``): a later run reads a cell DIR holds ("cached: ...") and appends its rows as trained, so a part's
-reference arms (the cat cell, whole-pool) are trained once for every part at one code. The modules: the arms
+reference arms (the cat cell, whole-pool) are trained once for every part at one code; ``--keep-networks`` keeps the
+cat cell's and each read variant's two networks there too (:mod:`_kept_runs`), so a new read-out of them trains nothing.
+The modules: the arms
 (``_why_cat_arms.py``), the cells (``_why_cat_cells.py``), the table (``_why_cat_summary.py``).
 """
 from __future__ import annotations
@@ -54,6 +56,7 @@ from _why_cat_arms import (ALL_FACES, EXTRA, FACES, FIGURES, READS, TRAINED, VAR
 from _why_cat_cells import (_cat_cell, _faces_cells, _read_cells, _trained_cell, chosen_code,  # noqa: E402,F401
                             code_reader, code_subset)
 from _why_cat_summary import faces_slopes, summary  # noqa: E402,F401
+from _kept_runs import KeptRuns  # noqa: E402
 
 CELL_CODE = [Path(__file__).resolve().parent / "_why_cat_cells.py"]   # the bench's code that trains and scores a cell
 
@@ -99,7 +102,10 @@ def _faces_seed(study, seed: int, arms: list[str], cache) -> list[dict]:
     return [row for a in arms for row in held[a]]
 
 
-def run(variants: list[str], out: str, seeds: list[int], cache: str | None = None) -> None:
+def run(variants: list[str], out: str, seeds: list[int], cache: str | None = None, keep: bool = False) -> None:
+    """The cells of ``variants`` on each of ``seeds``, appended to ``out``; with ``cache``, read from its folder where
+    it holds them, and with ``keep``, the cat cell's and the read variants' networks kept there too (:mod:`_kept_runs`:
+    a new read-out of them trains nothing)."""
     import torch
     from downpour.studies import study_class
 
@@ -108,7 +114,10 @@ def run(variants: list[str], out: str, seeds: list[int], cache: str | None = Non
     if unknown:
         sys.exit(f"architectures_why_cat.py run: --variants {','.join(unknown)}: not cat or one of "
                  f"{', '.join([*TRAINED, *VARIANT_READS])} (the read-outs {', '.join(READS)} come with cat)")
+    if keep and cache is None:
+        sys.exit("architectures_why_cat.py run: --keep-networks keeps them in the --cache folder: name one")
     study, cells = study_class("architectures")(), _cache(cache)
+    runs = KeptRuns(cells) if keep else None
     read = {}     # a trained variant -> the read-outs asked of its networks (it is trained once for them and itself)
     for name in variants:
         if name in VARIANT_READS:
@@ -119,11 +128,12 @@ def run(variants: list[str], out: str, seeds: list[int], cache: str | None = Non
         if "cat" in variants:
             cfg, m = study.cell_config(_condition(study, "cat"), seed), study.measures()
             rows += _cached(cells, lambda: cells.key("_cat_cell cat", cfg, seed, measures=m, reads=READS),
-                            lambda: _cat_cell(study, seed))
+                            lambda: _cat_cell(study, seed, runs=runs))
         for base, reads in read.items():
             cfg, m = variant_config(base, seed)
             rows += _cached(cells, lambda: cells.key(f"_read_cells {base}", cfg, seed, measures=m, reads=reads),
-                            lambda: _read_cells(cfg, m, seed, base, reads, sets=[list(s) for s in TRAINED[base]]))
+                            lambda: _read_cells(cfg, m, seed, base, reads, runs=runs,
+                                                sets=[list(s) for s in TRAINED[base]]))
         for v in (v for v in variants if v in TRAINED and v not in read):
             cfg, m = variant_config(v, seed)
             rows += _cached(cells, lambda: cells.key(f"_trained_cell {v}", cfg, seed, measures=m),
@@ -153,6 +163,9 @@ def main(argv: list[str] | None = None) -> None:
                         f"{', '.join(VARIANT_READS)} (with its trained variant's cell)")
     r.add_argument("--out", default=os.environ.get("OUT", "cells.jsonl"))
     r.add_argument("--cache", metavar="DIR", help=CACHE_HELP)
+    r.add_argument("--keep-networks", action="store_true",
+                   help="with --cache: keep the cat cell's and each read variant's two trained networks in "
+                        "DIR/networks (safetensors + JSON run folders), so a new read-out of them trains nothing")
     f = sub.add_parser("faces", help="the cat cell and its FACES arms against one no-faces twin, appending to --out")
     f.add_argument("seeds", nargs="+", type=int)
     f.add_argument("--arms", default="cat," + ",".join(FACES), help=f"cat and any of {', '.join(FACES)}")
@@ -165,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
                                     "default every variant but --primary")
     a = ap.parse_args(argv)
     if a.cmd == "run":
-        run(a.variants.split(","), a.out, a.seeds, a.cache)
+        run(a.variants.split(","), a.out, a.seeds, a.cache, a.keep_networks)
     elif a.cmd == "faces":
         faces(a.arms.split(","), a.out, a.seeds, a.cache)
     else:

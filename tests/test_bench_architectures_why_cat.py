@@ -189,7 +189,7 @@ def test_part_8s_arm_is_whole_pool_with_stage_2s_sparsity_alone_a_per_unit_l1_on
 
 def test_a_variants_read_out_comes_with_its_cell_trained_once(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(why, "_read_cells", lambda cfg, m, seed, base, reads, **said: calls.append(
+    monkeypatch.setattr(why, "_read_cells", lambda cfg, m, seed, base, reads, runs, **said: calls.append(
         (cfg.model.options["pools"], seed, base, reads, said)) or [{"variant": base, "seed": seed, "cpu_s": 0.0}])
     monkeypatch.setattr(why, "_trained_cell",
                         lambda name, seed: calls.append((name, seed)) or {"variant": name, "seed": seed, "cpu_s": 0.0})

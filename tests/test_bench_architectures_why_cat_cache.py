@@ -1,15 +1,24 @@
 """bench/architectures_why_cat.py's ``--cache DIR`` (bench/_cell_cache.py): a second run reads each cell instead of
 training it; a changed seed, config or code trains again; a damaged cache file is named, skipped and trained again;
-the faces arms are cached one by one, their shared twin trained only for the arms missing. The training functions are
-stand-ins that count their calls and number their rows, so a row read back is told from one trained again."""
+the faces arms are cached one by one, their shared twin trained only for the arms missing; ``--keep-networks`` keeps a
+cell's networks, opened instead of trained (a damaged one trained again). The training functions are stand-ins that
+count their calls and number their rows, so a row read back is told from one trained again."""
+import contextlib
 import json
+import shutil
 import sys
 from pathlib import Path
+
+import pytest
+import torch
+
+from small_run import trained  # noqa: F401 (a fixture)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import _cell_cache  # noqa: E402
 import _why_cat_arms  # noqa: E402
 import architectures_why_cat as why  # noqa: E402
+from _kept_runs import KeptRuns  # noqa: E402
 
 
 def _row(calls, variant, seed):
@@ -20,9 +29,9 @@ def _row(calls, variant, seed):
 def _stand_ins(monkeypatch):
     calls = []
     monkeypatch.setattr(why, "_cat_cell",
-                        lambda study, seed: [_row(calls, "cat", seed), _row(calls, "read-codes", seed)])
-    monkeypatch.setattr(why, "_read_cells", lambda cfg, m, seed, base, reads, **said: [_row(calls, base, seed)] + [
-        _row(calls, r, seed) for r in reads])
+                        lambda study, seed, runs: [_row(calls, "cat", seed), _row(calls, "read-codes", seed)])
+    monkeypatch.setattr(why, "_read_cells", lambda cfg, m, seed, base, reads, runs, **said: [
+        _row(calls, base, seed), *(_row(calls, r, seed) for r in reads)])
     monkeypatch.setattr(why, "_trained_cell", lambda name, seed: _row(calls, name, seed))
     return calls
 
@@ -144,3 +153,60 @@ def test_the_faces_arms_are_cached_one_by_one_and_only_the_missing_ones_trained(
     assert rows == [("cat", 1), ("faces-18", 1), ("faces-35", 2), ("cat", 1), ("faces-18", 1), ("cat", 1),
                     ("faces-35", 2)]
     assert "cached: _faces_cells faces-35 seed 5" in capsys.readouterr().out
+
+
+def test_keep_networks_needs_a_cache_folder(tmp_path):
+    with pytest.raises(SystemExit, match="--keep-networks keeps them in the --cache folder: name one"):
+        why.main(["run", "--variants", "cat", "--out", str(tmp_path / "c.jsonl"), "--keep-networks", "0"])
+
+
+def test_keep_networks_hands_the_kept_runs_to_the_cells_that_read_their_networks(monkeypatch, tmp_path):
+    handed = []
+    monkeypatch.setattr(why, "_cat_cell", lambda study, seed, runs: handed.append(runs) or [{"variant": "cat",
+                                                                                             "seed": seed, "cpu_s": 0}])
+    _run(tmp_path, "3", "--keep-networks", variants="cat")
+    _run(tmp_path, "4", variants="cat")
+    assert isinstance(handed[0], KeptRuns) and handed[0].cache.folder == tmp_path / "c" and handed[1] is None
+
+
+def test_a_kept_network_is_opened_instead_of_trained_and_a_damaged_one_trained_again(monkeypatch, trained, tmp_path,
+                                                                                      capsys):
+    """``trained``: a small run (tests/small_run.py), copied by the stand-in for ``trained_run`` as if trained."""
+    from downpour.analysis.options import open_run
+    from downpour.studies import trained as studies_trained
+    from downpour.train.rundir import RunDir
+
+    made = []
+
+    @contextlib.contextmanager
+    def trained_run(cfg):
+        path = tmp_path / f"trained-{len(made)}"
+        shutil.copytree(trained, path)
+        made.append(path)
+        yield (*open_run(path), {"final_loss": 2.5, "steps": 4})
+
+    monkeypatch.setattr(studies_trained, "trained_run", trained_run)
+    cfg = RunDir.open(trained).config
+    runs = KeptRuns(_cell_cache.CellCache(tmp_path / "c", "code-1"))
+    with runs.trained_run(cfg) as (run, model, summary):
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
+        assert run.path == made[0] and summary["final_loss"] == 2.5
+    kept = runs.path(runs.cache.key("network", cfg, cfg.seed))
+    assert (kept / "run" / "model.safetensors").is_file() and (kept / "run" / "checkpoints").is_dir()
+    with runs.trained_run(cfg) as (run, model, summary):
+        assert len(made) == 1 and run.path == kept / "run" and summary == {"final_loss": 2.5, "steps": 4}
+        assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert f"kept network: seed {cfg.seed} ({kept})" in capsys.readouterr().out
+    (kept / "run" / "model.safetensors").write_bytes(b"not a tensor file")
+    with runs.trained_run(cfg) as (run, model, summary):
+        assert len(made) == 2 and run.path == made[1]
+    assert f"cache: the network in {kept} cannot be opened (" in capsys.readouterr().out
+    with runs.trained_run(cfg):                           # kept again, whole
+        assert len(made) == 2
+    (kept / "key.json").write_text(json.dumps({**runs.cache.key("network", cfg, cfg.seed), "seed": 99}))
+    with runs.trained_run(cfg):
+        assert len(made) == 3
+    assert "(ValueError: its key.json is another network's)" in capsys.readouterr().out
+    other = KeptRuns(_cell_cache.CellCache(tmp_path / "c", "code-2"))     # other code: another network, trained
+    with other.trained_run(cfg):
+        assert len(made) == 4 and other.path(other.cache.key("network", cfg, cfg.seed)) != kept

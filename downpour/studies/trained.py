@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from contextlib import ExitStack, contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -89,18 +89,20 @@ def trained_run(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel, dict[str
 
 
 @contextmanager
-def no_faces_twin(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel] | None]:
+def no_faces_twin(cfg: RunConfig, train: Callable[[RunConfig], Any] | None = None
+                  ) -> Iterator[tuple[RunDir, FeatureModel] | None]:
     """``cfg``'s no-faces twin (the same recipe and seed with ``data.train_faces = 0``,
     :func:`~downpour.twins.no_faces_config`) trained into a temporary run directory: (run, model); None
     where ``cfg``'s data show the network no lfw face, so there is nothing to take away, and where the twin diverged
     (:func:`trained_run`'s rule, said as a warning): only what the faces gave is then not measured, the cell's run
-    measured (every study's twin so: it neither ends the study nor is scored)."""
+    measured (every study's twin so: it neither ends the study nor is scored). ``train``: the context that gives
+    the twin's (run, model, summary) in place of :func:`trained_run` (a bench's networks kept from an earlier run)."""
     if not cfg.data.trains_on_faces():
         yield None
         return
     with ExitStack() as stack:
         try:
-            run, model, _ = stack.enter_context(trained_run(no_faces_config(cfg)))
+            run, model, _ = stack.enter_context((train or trained_run)(no_faces_config(cfg)))
         except Diverged as err:
             log.warning("the no-faces twin diverged: %s", err)
             twin = None
