@@ -260,8 +260,8 @@ def split_part(name: str) -> tuple[str, str]:
 def make_term(name: str, spec: Any) -> Term:
     """A term from its config form: a bare weight (``l1 = 0.1``) or a table (``kl_sparsity = {weight = 3, rho =
     0.01}``); ``name`` a term (``l1``) or a part's own term (``stage2/l1``, :func:`split_part`).
-    An unknown term or parameter is a one-line :class:`ConfigError` naming it and the valid ones (until 2026-12-04 a
-    KeyError, which a caller that built an Objective directly, as FeatureLearner does, showed in quotes)."""
+    An unknown term or parameter is a one-line :class:`ConfigError` naming it and the valid ones (not a
+    KeyError, which a caller that builds an Objective directly, as FeatureLearner does, would show in quotes)."""
     term = split_part(name)[1]
     if term not in TERMS:
         raise ConfigError(f"unknown cost term {name!r}{nearest(term, TERMS)}; known: {', '.join(TERMS)}",

@@ -103,13 +103,12 @@ def read_checked(cfg: RunConfig, resume: bool = False, chosen: dict[str, Any] | 
     its runner (:mod:`~downpour.data.opened`); its --dry-run says what was read (:func:`check_data_read`). None for a
     built-in source (nothing on disk to refuse: the runner reads it). ``resume``: a resumed run's refusal. ``chosen``:
     why data.pipeline = 'auto' chose as it did, from :func:`check_run_config` (its estimate, not made again: a folder is
-    listed once), recorded in the data's info; until 2026-12-06 a CLI run's data.json said {"pipeline": "memory"}
-    alone."""
+    listed once), recorded in the data's info (else a CLI run's data.json says {"pipeline": "memory"} alone)."""
     d = cfg.data
     if d.source not in FILE_SOURCES:
         return None
     # said first: in memory this is the run's whole load (up to 1 GiB decoded where 'auto' chose it), a wait to explain
-    # (a new run's too: since 2026-12-06 it reads them before its "downpour: training ..." line)
+    # (a new run's too: it reads them before its "downpour: training ..." line)
     log.info("reading data.path %r as the run does before its first step (%s)", d.path,
              "every file, into memory" if d.pipeline == "memory" else f"at most data.fit_sample = {d.fit_sample} items")
     set_up_torch(cfg)     # the runner's seed and train.threads (its whitening's sums), as it reads them (set again)

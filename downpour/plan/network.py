@@ -92,7 +92,7 @@ def _reading(keys: tuple[str, ...], now: dict[str, Any], paper: dict[str, Any], 
 def paper_assumptions(cfg: RunConfig) -> tuple[str, tuple[str, ...]]:
     """The paper plan's name and assumption lines, read from ``cfg`` (the paper's network with any ``--set``):
     a value a ``--set`` changed is printed as set, with the paper's (or the plan's reading of it) beside it.
-    Until 2026-12-03 the lines were fixed: ``--set model.strides=[2,2,2]`` still printed "filter stride 1"."""
+    Fixed lines would print "filter stride 1" under ``--set model.strides=[2,2,2]``."""
     now, paper = _fields(cfg), _fields(_paper_config())
     changed = [k for k in now if now[k] != paper.get(k)]
     s = {k: _SAYS[k](now[k]) for k in _SAYS}
@@ -102,7 +102,7 @@ def paper_assumptions(cfg: RunConfig) -> tuple[str, tuple[str, ...]]:
         f"{s['maps']}" + _reading(("pools", "kernels", "tile", "maps"), now, paper, "the paper", "the paper"),
         f"{s['strides']} and {s['pool_strides']}" + _reading(
             ("strides", "pool_strides"), now, paper,
-            # (until 2026-12-06 "any larger step gives < 0.8 billion weights": stride 2 at stage 3 alone gives 0.91)
+            # (not "any larger step gives < 0.8 billion weights": stride 2 at stage 3 alone gives 0.91)
             "the paper does not say; a larger step, the top stage's pooling step aside (it moves no weight), gives at "
             "most 0.91 billion connections",
             "the plan's reading of the paper (the only steps that reach its count, the top stage's pooling step aside)"),
@@ -115,8 +115,8 @@ def paper_assumptions(cfg: RunConfig) -> tuple[str, tuple[str, ...]]:
         "every stage trained at every step on its own cost (assumed; --set train.schedule=greedy trains stage 1, "
         "then 2, ...)" if cfg.train.schedule == "joint" else
         "one stage trained at a time, stage 1 first (set by --set train.schedule; the plan assumes every stage at every step)",
-        # split, the paper's network is not what downpour's runner would run (until 2026-12-05 the layout line showed no
-        # replica machine here, where every other split network has one, and nothing said why)
+        # split, the paper's network is not what downpour's runner would run (the layout line shows no replica machine
+        # here, where every other split network has one: this says why)
         "split (K >= 2) as DistBelief's pipeline: each partition owns its block's filters (W2 too where untied), pooling "
         "and LCN and exchanges halos with its neighbours, and a replica has no process of its own, so no replica machine "
         "(downpour's Ray runner, which splits an untied decoder too, splits through each replica's "
@@ -142,8 +142,8 @@ def _paper_config() -> RunConfig:
 
 
 
-# beside model.*; train.steps with --config only: the frozen cache's count over the data it trains on (until 2026-12-07
-# refused, so a run of another length was planned only from a TOML file)
+# beside model.*; train.steps with --config only: the frozen cache's count over the data it trains on (read,
+# so a run of another length is planned without a TOML file)
 PLAN_READS = {"train.batch_size", "train.schedule", "train.steps", "cluster.n_push", "cluster.n_fetch", "cluster.rule"}
 
 
@@ -151,7 +151,7 @@ PLAN_READS = {"train.batch_size", "train.schedule", "train.steps", "cluster.n_pu
 def _typed(model: str | None, config: str | None, sets: list[str] | tuple[str, ...] = ()) -> str:
     """"downpour plan --model M --set K=V": what was typed, the head of a refusal; with neither --model nor --config,
     which network that is (it read "--model paper", which the user had not typed)."""
-    # each value shell-quoted: pasted, the line runs (until 2026-12-05 `--set model.maps=[8, 8, 8]` came back bare)
+    # each value shell-quoted: pasted, the line runs (bare, `--set model.maps=[8, 8, 8]` would not)
     flag = (f" --config {pasted(config)}" if config is not None else f" --model {pasted(model)}" if model is not None
             else "")
     said = f"downpour plan{flag}{''.join(' --set ' + pasted(str(s)) for s in sets)}"
@@ -204,7 +204,7 @@ def plan_config(model: str | None = "paper", sets: list[str] | tuple[str, ...] =
             terms.append((item, path[1]))
             continue
         if path[0] != "model" and ".".join(path) not in PLAN_READS:
-            flag = LAYOUT_FLAGS.get(path[-1]) if path[0] == "cluster" else None   # (listed alone until 2026-12-05)
+            flag = LAYOUT_FLAGS.get(path[-1]) if path[0] == "cluster" else None   # (with its flag, where it has one)
             raise ConfigError(f"{typed([item])}: " + (f"the plan lays out the cluster from its flags: give "
                               f"{whole_flag(flag, value)} instead" if flag else
                               f"a plan reads only model.KEY, objective.TERM, objective.TERM.KEY, "
@@ -285,7 +285,7 @@ def _refuse_uncounted_terms(typed: Callable[[list[str]], str], cfg: RunConfig, t
 
 # the file's cluster keys a plan does not read: the layout is the plan's to choose (or the flag's), the delays and the
 # warm start are the simulator's (the plan's time is the cluster's own step time), and Ray's queue depth is not
-# modelled (a push travels while the next steps compute; main.toml's queue_depth = 1 went unsaid until 2026-12-05)
+# modelled (a push travels while the next steps compute; main.toml's queue_depth = 1 is said, not read)
 LAYOUT_FLAGS = {"workers": "--replicas", "shards": "--shards", "partitions": "--partitions", "delay": None,
                 "warm_start": None, "queue_depth": None}
 _UNREAD_WHY = {"queue_depth": "pushes are timed travelling while the next steps compute, as at depth 2"}
