@@ -22,20 +22,35 @@ def _claim(name, rows, quick=False):
     return study_class(name)(quick=quick).claim(rows)
 
 
-def _templates(triple, reading):
+def _templates(triple, reading, maps=(8, 8)):
     cost = {"params": [422400.0] * 3, "flops_fwd": [1.02e6] * 3}
-    return [{"condition": "untied", "group": "equal maps", "figures": cost},
+    return [{"condition": "untied", "group": "equal maps", "params": {"maps": [8, 8], "vs": ""}, "figures": cost},
             _compared("tile2", "d_probe_digits", triple, reading, group="equal maps",
+                      params={"maps": list(maps), "vs": "untied"},
                       figures={"params": [8448.0] * 3, "flops_fwd": [1.02e6] * 3})]
 
 
 def test_templates_claim_gives_the_tilings_parameters_and_follows_its_probe():
     up = _claim("templates", _templates(UP, "higher"))
-    assert up == ("At equal maps, tile2 has 50x fewer parameters than untied (8,448 against 422,400) at the same forward FLOPs and "
-                  "raises the digits probe accuracy (Δ +0.066 [+0.050, +0.083]).")
+    assert up == ("At equal maps (8 per position), tile2 has 50x fewer parameters than untied (8,448 against 422,400) "
+                  "at the same forward FLOPs and raises the digits probe accuracy (Δ +0.066 [+0.050, +0.083]).")
     assert "lowers the digits probe accuracy (Δ -0.066 [-0.083, -0.050])" in _claim("templates", _templates(DOWN, "lower"))
     same = _claim("templates", _templates([0.003, -0.010, 0.016], "no detectable effect"))
     assert "does not change the digits probe accuracy (Δ +0.003 [-0.010, +0.016])" in same
+
+
+def test_templates_claim_says_each_pairs_maps_as_its_rows_give_them():
+    """It was written for arms of equal maps ("At equal maps, tile2 ..."), whatever the rows' maps, and left out the
+    equal-parameters arm, whose maps differ from its tiling's (32 stage-1 maps against tile2's 8)."""
+    conv32 = _compared("conv32", "d_probe_digits", [0.011, -0.004, 0.026], "inconclusive", group="equal parameters",
+                       params={"maps": [32, 8], "vs": "tile2"},
+                       figures={"params": [8448.0] * 3, "flops_fwd": [3.97e6] * 3})
+    both = _claim("templates", [*_templates(UP, "higher"), conv32])
+    assert both.endswith("(Δ +0.066 [+0.050, +0.083]); with 32 stage-1 maps against tile2's 8, conv32 has as many "
+                         "parameters as tile2 (8,448) at 3.89x tile2's forward FLOPs and has an inconclusive effect on "
+                         "it (Δ +0.011 [-0.004, +0.026]).")
+    odd = _claim("templates", _templates(UP, "higher", maps=(16, 8)))
+    assert odd.startswith("With 16 stage-1 maps against untied's 8, tile2 has 50x fewer parameters") and "equal" not in odd
 
 
 def _fronts(triple, reading, p=0.001):
@@ -99,13 +114,26 @@ def _kinds(reading, triple):
 
 def test_first_layers_claim_counts_where_each_kind_trails_the_learned_layer():
     worse = _claim("first-layer", _kinds("lower", [-0.05, -0.07, -0.03]))
-    assert worse.startswith("Against the learned first layer, on the downstream probes and face AUCs: gabor is worse "
-                            "on 1 and inconclusive on 5 of 6 (the top stage's digits probe Δ -5.0 points [-7.0, -3.0]); "
-                            "random is worse on 1")
+    assert worse.startswith("Against the first layer learned from a random start, on the downstream probes and face "
+                            "AUCs: the fixed Gabor bank (gabor) is worse on 1 and inconclusive on 5 of 6 (the top stage's "
+                            "digits probe Δ -5.0 points [-7.0, -3.0]); fixed random filters (random) are worse on 1")
     better = _claim("first-layer", _kinds("higher", [0.05, 0.03, 0.07]))
-    assert "gabor is better on 1 and inconclusive on 5 of 6 (the top stage's digits probe Δ +5.0 points" in better
-    assert "gabor is no different on 1 and inconclusive on 5" in _claim(
+    assert "(gabor) is better on 1 and inconclusive on 5 of 6 (the top stage's digits probe Δ +5.0 points" in better
+    assert "(gabor) is no different on 1 and inconclusive on 5" in _claim(
         "first-layer", _kinds("no detectable effect", [0.0, -0.01, 0.01]))
+
+
+def test_first_layers_claim_says_gabor_init_is_learned_from_a_gabor_start_and_marks_its_leads():
+    """It read "Against the learned first layer ...: ...; gabor-init is better on 1": gabor-init is learned too, from the
+    Gabor bank, which the claim did not say, and a count that held a lead did not say so."""
+    rows = _kinds("higher", [0.05, 0.03, 0.07])
+    for row in rows[1:]:
+        row["extra"]["readings"]["probe_lfw_stage1"] = "higher"
+        row["tests"]["delta_probe_lfw_stage1"] = {"reading": "higher", "p": 0.3}
+    said = _claim("first-layer", rows)
+    assert said.startswith("Against the first layer learned from a random start,")
+    assert said.endswith("; the layer learned from a Gabor start (gabor-init) is better on 2 (1 of them a lead) and "
+                         "inconclusive on 4 of 6 (digits probe Δ +5.0 points [+3.0, +7.0]).")
 
 
 def _gated(study, triple, reading):
@@ -131,18 +159,56 @@ def test_flat_skippings_claim_says_what_the_largest_threshold_skips_saves_and_co
     assert study.claim(rows).endswith("does not change lfw's probe accuracy (Δ +0.4 points [-1.0, +1.8]).")
 
 
-def _phase(reading, triple, rate):
+def _phase(reading, triple, rate, p=0.001):
     sync = {"condition": "lr0.125/sync", "group": "phase", "params": {"vs": ""}, "figures": {"p_success": [0.75] * 3}}
-    stale = _compared("lr0.125/async4", "delta_vs_success", triple, reading, group="phase", params={"vs": "lr0.125/sync"},
-                      figures={"p_success": [rate] * 3},
+    stale = _compared("lr0.125/async4", "delta_vs_success", triple, reading, p, group="phase",
+                      params={"vs": "lr0.125/sync"}, figures={"p_success": [rate] * 3},
                       extra={"reading": reading, "gained": 0, "lost": 3, "mcnemar_p": 0.25})
     return [sync, stale]
 
 
 def test_stalenesss_claim_follows_the_success_rate_of_asynchrony_against_sync():
     lower = _claim("staleness", _phase("lower", [-0.35, -0.6, -0.1], 0.4), quick=True)
-    assert lower == ("At learning rate 0.125, 4 asynchronous workers lowered the share of seeds reaching the global "
-                     "optimum: async4 reached 40% against sync's 75% (Δ -35 points [-60, -10]: lower); over the phase "
+    assert lower == ("At learning rate 0.125, asynchrony with 4 workers lowers the share of seeds reaching the global "
+                     "optimum (Δ -35 points [-60, -10]): async4 reached 40% against sync's 75%; over the phase "
                      "diagram's 1 success-rate comparison staleness raised it in 0 and lowered it in 1.")
     higher = _claim("staleness", _phase("higher", [0.2, 0.05, 0.35], 0.95), quick=True)
-    assert higher.startswith("At learning rate 0.125, 4 asynchronous workers raised the share") and "raised it in 1" in higher
+    assert higher.startswith("At learning rate 0.125, asynchrony with 4 workers raises the share") and "raised it in 1" in higher
+
+
+def test_stalenesss_claim_speaks_with_every_studys_verbs_and_marks_a_lead_once(monkeypatch):
+    """Its own table said "lowered" and "did not change ... (within ±10%)" where every other study says "lowers" and
+    "does not change", and a lead read "lower (a lead: not after Holm's correction), a lead)"."""
+    from downpour.studies import claims
+    same = _claim("staleness", _phase("no detectable effect", [0.0, -0.05, 0.05], 0.75), quick=True)
+    assert "with 4 workers does not change the share of seeds reaching the global optimum (Δ 0 points [-5, +5])" in same
+    lead = _claim("staleness", _phase("lower", [-0.35, -0.6, -0.1], 0.4, p=0.2), quick=True)
+    assert "(Δ -35 points [-60, -10], a lead): async4 reached 40%" in lead and lead.count("lead") == 2
+    assert lead.endswith("lowered it in 1 (a lead: not after Holm's correction).")
+    monkeypatch.setitem(claims.VERBS, "lower", "cuts {}")
+    assert "with 4 workers cuts the share" in _claim("staleness", _phase("lower", [-0.35, -0.6, -0.1], 0.4), quick=True)
+
+
+def _depth(text):
+    """How deep the parentheses of ``text`` nest (1: none inside another)."""
+    deepest = depth = 0
+    for c in text:
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        deepest = max(deepest, depth)
+    assert depth == 0, text
+    return deepest
+
+
+def test_no_claim_nests_parentheses_where_a_difference_has_no_interval():
+    """The quick setting's 2 seeds leave a difference or ρ without an interval, which read "(ρ -0.50 (no interval: too
+    few seeds to tell))" in the quick costs study's claim, and likewise in each claim that says a Δ."""
+    alone = [0.017, -float("inf"), float("inf")]
+    costs = _claim("costs", _penalties([-0.5, -float("inf"), float("inf")], 1.0), quick=True)
+    assert costs == ("Sparsity and over-fitting, across the penalties and their weights: with less data how the two "
+                     "relate is inconclusive (rank ρ of Hoyer sparsity and the gap within a seed -0.50, no interval: too "
+                     "few seeds to tell); with more data how the two relate is inconclusive (ρ -0.50, no interval: too "
+                     "few seeds to tell).")
+    said = [costs, _claim("templates", _templates(alone, "inconclusive")),
+            _claim("first-layer", _kinds("inconclusive", alone)), _claim("mechanisms", _fronts(alone, "inconclusive"))]
+    assert "(Δ +0.017, no interval: too few seeds to tell)" in said[1]
+    assert all(_depth(s) == 1 for s in said), said

@@ -235,7 +235,7 @@ def test_quick_study_writes_what_the_issue_asks(quick):
     assert result["verdict"].count("This is the quick setting") == 1    # (the runner's alone, not the study's too)
     # its claim and Holm's count, a sentence each, then the study's reading, then its overall reading
     paragraphs = result["verdict"].split("\n\n")
-    assert paragraphs[1].startswith("At learning rate 0.125, 4 asynchronous workers ")
+    assert paragraphs[1].startswith("At learning rate 0.125, asynchrony with 4 workers ")
     assert " Holm's count over every comparison: " in paragraphs[1]
     assert paragraphs[2].startswith("Over the phase diagram's ")
     conditions, comparisons = (out / "study.html").read_text().split("<h2>Comparisons</h2>")

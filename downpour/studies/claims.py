@@ -25,15 +25,15 @@ def _reading(row: dict[str, Any], test: str) -> str:
     return row.get("tests", {}).get(test, {}).get("reading", "not measured")
 
 
-def change(row: dict[str, Any], test: str, what: str, fmt: str = "{:+.3f}", points: bool = False,
-           verbs: dict[str, str] | None = None) -> str:
+def change(row: dict[str, Any], test: str, what: str, fmt: str = "{:+.3f}", points: int | None = None) -> str:
     """'lowers the digits probe accuracy (Δ -0.440 [-0.567, -0.313], a lead)': the comparison ``test`` of ``row`` (its
-    paired difference the row's figure of the same name, ``points``: a fraction said in percentage points, "-20.8 points
-    [-31.4, -10.2]") as a verb phrase; ``verbs`` overrides :data:`VERBS`."""
-    reading = _reading(row, test)
-    said = {**VERBS, **(verbs or {})}.get(reading, VERBS["inconclusive"]).format(what)
+    paired difference the row's figure of the same name; ``points``: a fraction said in percentage points with that
+    many decimals, "-20.8 points [-31.4, -10.2]") as a verb phrase of :data:`VERBS`, every study's. One parenthesis,
+    none inside it: a difference with no interval reads "(Δ -0.017, no interval: too few seeds to tell)"."""
+    said = VERBS.get(_reading(row, test), VERBS["inconclusive"]).format(what)
     figure = row["figures"].get(test, [math.nan] * 3)
     if not math.isfinite(figure[0]):
         return said
-    shown = words.points(figure, 1, " points") if points else words.difference(figure, fmt)
+    shown = (words.points(figure, points, " points", aside=", {}") if points is not None
+             else words.difference(figure, fmt, aside=", {}"))
     return f"{said} (Δ {shown}{lead_mark(row, test, ', a lead')})"

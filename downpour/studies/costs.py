@@ -196,15 +196,19 @@ class CostsStudy(CostsDesign, Study):
         """"Sparsity and over-fitting, across the penalties and their weights: with less data sparser codes went with
         more over-fitting (rank ρ of Hoyer sparsity and the gap within a seed +0.38 [+0.13, +0.64]); with more data no
         monotone relation shows (ρ +0.05 [-0.20, +0.30])": how the two are related, the question's second half, read
-        as the verdict's paragraph reads it (the first, what each penalty did, is its "In short")."""
+        as the verdict's paragraph reads it (the first, what each penalty did, is its "In short"). A ρ with no interval
+        (the quick setting's 2 seeds) reads "with less data how the two relate is inconclusive (rank ρ ... -0.50, no
+        interval: too few seeds to tell)": one parenthesis, none inside it."""
         by = {r["condition"]: r for r in rows}
         said = []
         for size in SIZES:
             row = by[f"{size}/none"]
             within = row["extra"]["hoyer_gap_rank_correlation"]
-            said.append(f"with {size} data {_related(within)} "
+            related = _related(within) if all(map(math.isfinite, within)) else "how the two relate is inconclusive"
+            rho = words.difference(within, "{:+.2f}", aside=", {}")
+            said.append(f"with {size} data {related} "
                         f"({'rank ρ of Hoyer sparsity and the gap within a seed ' if not said else 'ρ '}"
-                        f"{words.difference(within, '{:+.2f}')}{lead_mark(row, CORRELATION, ', a lead')})")
+                        f"{rho}{lead_mark(row, CORRELATION, ', a lead')})")
         return f"Sparsity and over-fitting, across the penalties and their weights: {'; '.join(said)}."
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:

@@ -248,7 +248,7 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
         return (f"At its largest threshold ({t:g}) the {cond} network's gate skips {skipped[0]} of stage-1 positions "
                 f"on {SETS[0]} ({others}), for network FLOPs x{lfw['net_flops_ratio'][0]:.2f} and network time "
                 f"{_time(rs[0], 'net_time_ratio')} on {SETS[0]}, and "
-                + change(rs[0], "delta_probe", f"{SETS[0]}'s probe accuracy", points=True) + ".")
+                + change(rs[0], "delta_probe", f"{SETS[0]}'s probe accuracy", points=1) + ".")
 
     def diverged_paragraph(self, rows: list[dict[str, Any]]) -> str:
         """Each network named once (its rows, a threshold and an image set each, share its seeds)."""

@@ -80,11 +80,12 @@ def unbounded(triple: Sequence[float], difference: bool = True) -> str:
     return "no interval"
 
 
-def difference(triple: Sequence[float], fmt: str = "{:+.3f}", unit: str = "") -> str:
-    """A signed difference and its interval, ``fmt`` for each number (``unit`` after the value). A signed fixed-point
-    ``fmt`` ("{:+.3f}") keeps an interval's end that is not 0 off zero with up to 2 more decimals, and the difference
-    too where its interval is on one side of 0, as the run report's paired differences do (:func:`~downpour.analysis.
-    auc_words.point_off_zero`: a Δ of 0.0002 reads so, not "0.000 [+0.000, +0.001]")."""
+def difference(triple: Sequence[float], fmt: str = "{:+.3f}", unit: str = "", aside: str = " ({})") -> str:
+    """A signed difference and its interval, ``fmt`` for each number (``unit`` after the value); ``aside`` says why an
+    interval is missing beside the value (", {}" inside a parenthesis: "(Δ -0.50, no interval: ...)", none nested).
+    A signed fixed-point ``fmt`` ("{:+.3f}") keeps an interval's end that is not 0 off zero with up to 2 more
+    decimals, and the difference too where its interval is on one side of 0, as the run report's paired differences do
+    (:func:`~downpour.analysis.auc_words.point_off_zero`: a Δ of 0.0002 reads so, not "0.000 [+0.000, +0.001]")."""
     d, lo, hi = triple
     if not math.isfinite(d):
         return "not measured"
@@ -93,7 +94,7 @@ def difference(triple: Sequence[float], fmt: str = "{:+.3f}", unit: str = "") ->
     # (the value itself off zero only where its interval is on one side of 0: its sign is noise otherwise)
     value = _unsigned_if_zero(fmt.format(d) if places is None else point_off_zero(d, lo, hi, places))
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return f"{value}{unit} ({unbounded(triple)})"
+        return f"{value}{unit}{aside.format(unbounded(triple))}"
     ends = (_unsigned_if_zero(number(e)) if e == 0 else number(e) for e in (lo, hi))
     return f"{value}{unit} [{', '.join(ends)}]"
 
@@ -113,9 +114,10 @@ def _unsigned_if_zero(text: str) -> str:
     return text[1:] if zero and text[:1] in "+-" else text
 
 
-def points(triple: Sequence[float], decimals: int = 1, unit: str = "") -> str:
-    """A difference of proportions in percentage points, signed: ``unit`` follows the value (" points")."""
-    return difference([100 * v for v in triple], f"{{:+.{decimals}f}}", unit)
+def points(triple: Sequence[float], decimals: int = 1, unit: str = "", aside: str = " ({})") -> str:
+    """A difference of proportions in percentage points, signed: ``unit`` follows the value (" points"); ``aside`` as
+    :func:`difference`'s."""
+    return difference([100 * v for v in triple], f"{{:+.{decimals}f}}", unit, aside)
 
 
 def signed(triple: Sequence[float], spec: str = ".3f") -> str:
