@@ -159,10 +159,11 @@ def test_flat_skippings_claim_says_what_the_largest_threshold_skips_saves_and_co
     assert study.claim(rows).endswith("does not change lfw's probe accuracy (Δ +0.4 points [-1.0, +1.8]).")
 
 
-def _phase(reading, triple, rate, p=0.001):
-    sync = {"condition": "lr0.125/sync", "group": "phase", "params": {"vs": ""}, "figures": {"p_success": [0.75] * 3}}
-    stale = _compared("lr0.125/async4", "delta_vs_success", triple, reading, p, group="phase",
-                      params={"vs": "lr0.125/sync"}, figures={"p_success": [rate] * 3},
+def _phase(reading, triple, rate, p=0.001, name="lr0.125/async4", diverged=0.0):
+    sync = {"condition": "lr0.125/sync", "group": "phase", "params": {"vs": ""},
+            "figures": {"p_success": [0.75] * 3, "p_diverged": [0.0] * 3}}
+    stale = _compared(name, "delta_vs_success", triple, reading, p, group="phase", params={"vs": "lr0.125/sync"},
+                      figures={"p_success": [rate] * 3, "p_diverged": [diverged] * 3},
                       extra={"reading": reading, "gained": 0, "lost": 3, "mcnemar_p": 0.25})
     return [sync, stale]
 
@@ -187,6 +188,18 @@ def test_stalenesss_claim_speaks_with_every_studys_verbs_and_marks_a_lead_once(m
     assert lead.endswith("lowered it in 1 (a lead: not after Holm's correction).")
     monkeypatch.setitem(claims.VERBS, "lower", "cuts {}")
     assert "with 4 workers cuts the share" in _claim("staleness", _phase("lower", [-0.35, -0.6, -0.1], 0.4), quick=True)
+
+
+def test_stalenesss_claim_says_where_a_lowered_success_rate_is_divergence():
+    """On the full setting's numbers (160 seeds, docs/studies/history.md's Q1 table) the claim says async4 "does not
+    change the share ... (Δ 0 points [-8, +8])" and staleness "lowered it in 8": all 8 are rates where most seeds
+    diverged (lr0.125/delay8, lr0.25/*, lr0.5/*), not worse optima, which the claim did not say."""
+    rows = _phase("no detectable effect", [0.0, -0.08, 0.08], 0.75)
+    rows += _phase("lower", [-0.75, -0.8, -0.7], 0.0, name="lr0.125/delay8", diverged=1.0)[1:]
+    rows += _phase("lower", [-0.35, -0.6, -0.1], 0.4, name="lr0.125/delay4")[1:]
+    said = _claim("staleness", rows, quick=True)
+    assert said.endswith("staleness raised it in 0 and lowered it in 2, 1 of them where most seeds diverged.")
+    assert _claim("staleness", rows[:3], quick=True).endswith("lowered it in 1, each where most seeds diverged.")
 
 
 def _depth(text):
