@@ -76,7 +76,7 @@ def test_the_index_shows_the_claim_first_and_the_verdict_keeps_the_rest(planted,
     paragraphs = json.loads((folder / "study.json").read_text())["verdict"].split("\n\n")
     claim, count = paragraphs[1].split(" Holm's", 1)
     # (b's x is a's plus 1 on every seed: no interval on 3 seeds, so no reading)
-    assert claim == "Against a, b has an inconclusive effect on x (Δ +1.000 (no interval: too few seeds to tell))."
+    assert claim == "Against a, b has an inconclusive effect on x (Δ +1.000, no interval: too few seeds to tell)."
     assert count.startswith(COUNT.removeprefix("Holm's"))
     assert paragraphs[2] == "b minus a: 1.0"
     write_index(tmp_path)

@@ -26,6 +26,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from downpour._names import listed
 from downpour.studies.base import Cells
 from downpour.studies.designs.templates import TemplatesDesign
 from downpour.studies.claims import change
@@ -135,7 +136,7 @@ def _pair(row: dict[str, Any], ref: dict[str, Any]) -> str:
 
 def _maps(maps: list[int]) -> str:
     """A network's maps per stage in words: "8" where every stage has 8, else "32 and 8"."""
-    return str(maps[0]) if len(set(maps)) == 1 else " and ".join(map(str, maps))
+    return str(maps[0]) if len(set(maps)) == 1 else listed(map(str, maps))
 
 
 def _state(row: dict[str, Any]) -> str:
