@@ -217,11 +217,11 @@ class FirstLayerStudy(FirstLayerDesign, Study):
 
     def claim(self, rows: list[dict[str, Any]]) -> str:
         """"Against the first layer learned from a random start, on the downstream probes and face AUCs: the fixed
-        Gabor bank (gabor) is worse on 3 (1 a lead), better on 1 and inconclusive on 2 of 6 (the top stage's digits
-        probe Δ -0.6 points [-3.2, +1.9]); ...; the layer learned from a Gabor start (gabor-init) is ...": the "In
-        short" paragraph's counts (:func:`_downstream`), with the probe's difference. gabor-init is learned too, from
-        the hand design (the question's "designed as a starting point"), so the claim says by their starts which two
-        layers it compares, not "gabor-init against the learned layer"."""
+        Gabor bank (gabor) is worse on 3 (1 of them a lead), better on 1 and inconclusive on 2 of 6 (the top stage's
+        digits probe Δ -0.6 points [-3.2, +1.9]); ...; the layer learned from a Gabor start (gabor-init) is ...": the
+        "In short" paragraph's counts (:func:`_downstream`), with the probe's difference. gabor-init is learned too,
+        from the hand design as its starting point, so the claim names both layers by their starts, not "gabor-init
+        against the learned layer" (as if gabor-init were not learned)."""
         by = {r["condition"]: r for r in rows}
         said = []
         for k in KINDS[1:]:
