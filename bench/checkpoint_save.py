@@ -24,6 +24,7 @@ import torch  # noqa: E402
 import downpour.train.checkpoint as checkpoint  # noqa: E402
 from downpour.train.config_record import config_record  # noqa: E402
 from downpour.train.json_digest import json_digest  # noqa: E402
+from downpour.train.optimizer_state import optimizer_state  # noqa: E402
 from _main_job import main_model  # noqa: E402
 from _protocol import emit, interleave, ratio, reps_and_threads, summary  # noqa: E402
 
@@ -78,7 +79,7 @@ def _checkpoint_meta(cfg, model) -> dict:
         p.grad = torch.zeros_like(p)
     opt.step()
     model.eval()
-    return {"step": 1, **checkpoint.optimizer_state(opt)[1], "config": config_record(cfg)}
+    return {"step": 1, **optimizer_state(opt)[1], "config": config_record(cfg)}
 
 
 if __name__ == "__main__":

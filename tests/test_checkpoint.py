@@ -5,8 +5,8 @@ import torch
 from safetensors import safe_open
 
 from downpour.errors import DownpourError
-from downpour.train.checkpoint import (CheckpointError, load_optimizer_state, load_state, optimizer_state, read_tensors,
-                                       save_state, write_tensors)
+from downpour.train.checkpoint import CheckpointError, load_state, read_tensors, save_state, write_tensors
+from downpour.train.optimizer_state import load_optimizer_state, optimizer_state
 
 
 def test_optimizer_state_round_trips_through_safetensors(tmp_path):

@@ -7,9 +7,10 @@ import torch
 
 from before_digests import as_written_before_digests
 from downpour.config import load_config
-from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
+from downpour.train.checkpoint import CheckpointError, load_state, save_state
 from downpour.train.json_digest import JSON_KEY, digested, rewrite_json
 from downpour.train.loop import run_local
+from downpour.train.optimizer_state import load_optimizer_state, optimizer_state
 from downpour.train.rundir import RunDir
 
 SAE = ["data.samples=500", "train.batch_size=20", "train.tensorboard=false", "train.threads=1"]

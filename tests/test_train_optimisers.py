@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from downpour.train import optimisers
-from downpour.train.checkpoint import load_optimizer_state, load_state, optimizer_state, save_state
+from downpour.train.checkpoint import load_state, save_state
+from downpour.train.optimizer_state import load_optimizer_state, optimizer_state
 
 # what configs reach (train.optimizer, train.lr, train.momentum), and the torch settings a checkpoint could carry
 CASES = [("SGD", {"lr": 0.1}), ("SGD", {"lr": 0.1, "momentum": 0.9}),

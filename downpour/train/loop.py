@@ -20,11 +20,12 @@ from downpour.data.telemetry import (batch_position, close_stream, data_report, 
 from downpour.data.summary import summary_data
 from downpour.errors import Diverged
 from downpour.models.registry import build
-from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
+from downpour.train.checkpoint import CheckpointError, load_state, save_state
 from downpour.train.checkpoint_checks import check_counts, check_dtypes, check_finite, check_streams
 from downpour.train.divergence import first_entry, first_trained
 from downpour.train.go_on import go_on
 from downpour.train.opt_layouts import optimizer_layouts
+from downpour.train.optimizer_state import load_optimizer_state, optimizer_state
 from downpour.train.rundir import RunDir
 from downpour.train.setup import make_optimizer, resolve_device, set_up_torch, stage_for_step
 from downpour.train.signals import signals_held, stop_record

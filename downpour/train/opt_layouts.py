@@ -1,12 +1,12 @@
 """A local checkpoint's optimiser state in words: what each ``opt.<i>.<key>`` tensor that
-:func:`~downpour.train.checkpoint.optimizer_state` writes is, written into the checkpoint's safetensors metadata
+:func:`~downpour.train.optimizer_state.optimizer_state` writes is, written into the checkpoint's safetensors metadata
 (``layout.opt.<i>.<key>``) for a reader without downpour (docs/training.md, "Reading a run without downpour").
 """
 from __future__ import annotations
 
 from torch import Tensor
 
-from downpour.train.checkpoint import AnyOptimiser
+from downpour.train.optimizer_state import AnyOptimiser
 
 # each optimiser state's meaning in words (torch's names; Adam with amsgrad: max_exp_avg_sq too)
 _OPT_WORDS = {"step": "the updates this parameter has had (a float)", "sum": "Adagrad's running sum of squared "
@@ -16,7 +16,7 @@ _OPT_WORDS = {"step": "the updates this parameter has had (a float)", "sum": "Ad
 
 
 def optimizer_layouts(opt: AnyOptimiser, names: dict[int, str]) -> dict[str, str]:
-    """:func:`~downpour.train.checkpoint.optimizer_state`'s tensors' meanings in words, for the checkpoint's
+    """:func:`~downpour.train.optimizer_state.optimizer_state`'s tensors' meanings in words, for the checkpoint's
     metadata: ``opt.<i>.<key>`` is ``key`` of the parameter numbered ``i`` in param_groups' order, named here as the
     model's state-dict name (``names``: ``id(parameter)`` -> name, e.g. ``model.`` + named_parameters' names)."""
     params = [p for group in opt.param_groups for p in group["params"]]

@@ -18,7 +18,7 @@ through the step, AMP) are refused, not ignored.
 
     opt = Adam(model.parameters(), lr=1e-3)
     loss.backward(); opt.step()
-    tensors, meta = optimizer_state(opt)        # train/checkpoint.py: the same files as torch.optim.Adam's
+    tensors, meta = optimizer_state(opt)        # train/optimizer_state.py: the same files as torch.optim.Adam's
 """
 from __future__ import annotations
 
