@@ -5,7 +5,7 @@ from downpour.batch import Batch
 from downpour.config import load_config
 from downpour.models.registry import build
 from downpour.ps.setup import set_up_cluster
-from downpour.sandblaster.lbfgs import Stop
+from downpour.sandblaster.stop import Stop
 from downpour.train.flat import ParamLayout
 from downpour.train.step import train_step
 

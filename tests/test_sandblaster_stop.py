@@ -16,6 +16,7 @@ from downpour.runners import train
 from downpour.sandblaster.history import HistoryShard
 from downpour.sandblaster import lbfgs
 from downpour.sandblaster.lbfgs import Coordinator, Evaluation, LocalShards
+from downpour.sandblaster.stop import failed_search
 from downpour.sandblaster.units import UnitCounts
 from downpour.train.json_digest import rewrite_json
 from downpour.train.rundir import RunDir
@@ -123,7 +124,7 @@ def test_a_search_that_ran_out_of_evaluations_far_from_the_minimum_is_a_failure_
     # f = 1000 |w|² from f = 1e-3: the first trial overshoots to f = 998, and what is left to gain (1e-3) is
     # far above float32's rounding of f (1e-10), so two evaluations that found no step are too few, not precision
     trials = [(0.5, 998.0), (0.05, 8.1)]
-    stop = lbfgs.failed_search(1e-3, -4.0, 2.0, 2.0, trials, torch.finfo(torch.float32).eps)
+    stop = failed_search(1e-3, -4.0, 2.0, 2.0, trials, torch.finfo(torch.float32).eps)
     assert stop.reason == "line search" and stop.numbers["promised_decrease"] == pytest.approx(1e-3, rel=1e-5)
     assert "sandblaster.line_search (2) allows too few evaluations" in stop.message
 
@@ -156,7 +157,7 @@ def test_the_run_directory_and_the_cli_say_why_it_stopped(tmp_path, capsys, capl
         if iteration != 2:
             return step
         gd = -1.2e-6 if reason == "precision" else -1.0
-        return dataclasses.replace(step, stop=lbfgs.failed_search(16.0, gd, 1e-3, 9.4, trials, self.eps))
+        return dataclasses.replace(step, stop=failed_search(16.0, gd, 1e-3, 9.4, trials, self.eps))
 
     monkeypatch.setattr(Coordinator, "search", stops_at_the_third)
     caplog.set_level(logging.INFO, logger="downpour.sandblaster.run")
@@ -221,7 +222,7 @@ def test_a_checkpoint_from_before_the_stop_was_recorded_resumes_and_reports_conv
         step = search(self, iteration, rows, stage, new_batch, new_stage)
         if iteration != 2:
             return step
-        return dataclasses.replace(step, stop=lbfgs.failed_search(16.0, -1.2e-6, 1e-3, 9.4, [(1.0, 16.0000026)],
+        return dataclasses.replace(step, stop=failed_search(16.0, -1.2e-6, 1e-3, 9.4, [(1.0, 16.0000026)],
                                                                   self.eps))
 
     monkeypatch.setattr(Coordinator, "search", stops_at_the_third)
@@ -251,7 +252,7 @@ def _fail_line_search(monkeypatch, when=lambda iteration, stage: True):
         step = search(self, iteration, rows, stage, new_batch, new_stage)
         if not when(iteration, stage):
             return step
-        return dataclasses.replace(step, stop=lbfgs.failed_search(16.0, -1.0, 1.0, 9.4, [(1.0, 16.5), (0.1, 16.05)],
+        return dataclasses.replace(step, stop=failed_search(16.0, -1.0, 1.0, 9.4, [(1.0, 16.5), (0.1, 16.05)],
                                                                   self.eps))
 
     monkeypatch.setattr(Coordinator, "search", failing)

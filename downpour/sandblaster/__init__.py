@@ -5,8 +5,9 @@ shards. ``cluster.algorithm = "sandblaster"``; see docs/sandblaster.md.
 Ray is imported only by :mod:`downpour.sandblaster.on_ray`, and only when the Ray runner asks for it.
 """
 from downpour.sandblaster.history import HistoryShard
-from downpour.sandblaster.lbfgs import Coordinator, Evaluation, LocalShards, Stop
+from downpour.sandblaster.lbfgs import Coordinator, Evaluation, LocalShards
 from downpour.sandblaster.run import run_sandblaster
+from downpour.sandblaster.stop import Stop
 from downpour.sandblaster.units import Unit, UnitCounts, UnitScheduler, split_units
 from downpour.sandblaster.worker import UnitResult, UnitWorker
 
