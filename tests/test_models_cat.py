@@ -49,7 +49,7 @@ def test_stage1_cost_parts_match_a_hand_computation():
 def test_the_interior_is_a_block_when_the_stride_does_not_divide_the_kernel():
     """With stride 3 and 8-pixel filters the windows over a pixel number 2 or 3 inside; "as many as any
     pixel" kept the lattice of 3s (196 of 1,024 pixels, weighted 5x), and the others cost nothing."""
-    from downpour.models.cat import _full_coverage
+    from downpour.models.cat_stage import _full_coverage
 
     def by_hand(n, k, s):   # every window that would cover the pixel exists, and at least one does
         n_out = (n - k) // s + 1
