@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from downpour.analysis.invariance import invariance_curves, invariance_summary, sweep, tied_summary, transform
+from downpour.analysis.invariance import invariance_curves, invariance_summary, sweep, transform
+from downpour.analysis.invariance_widths import tied_summary
 from downpour.analysis.report_invariance import invariance_rows, selectivity_rows, tied_invariance
 from downpour.errors import DataError
 from downpour.models.base import FeatureModel

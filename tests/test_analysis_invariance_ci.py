@@ -152,7 +152,8 @@ def test_the_untransformed_aucs_interval_covers_a_planted_auc():
 def test_the_tied_units_mean_widths_get_an_interval_that_one_resample_of_every_image_pins_to_the_mean(monkeypatch):
     """The tied units' widths were given as mean ± std over the units (until 2026-12-06), with nothing to say how far
     another set of test images moves the mean; one resample of every image once must give that mean itself."""
-    from downpour.analysis.invariance import sweep, tied_summary
+    from downpour.analysis.invariance import sweep
+    from downpour.analysis.invariance_widths import tied_summary
 
     model, images, others = _with_others()
     passes = Passes([1, 2])
@@ -168,7 +169,8 @@ def test_the_tied_units_mean_widths_get_an_interval_that_one_resample_of_every_i
 
 
 def test_the_report_gives_the_auc_ranges_and_the_tied_means_intervals():
-    from downpour.analysis.invariance import selectivity_summary, sweep, tied_summary
+    from downpour.analysis.invariance import selectivity_summary, sweep
+    from downpour.analysis.invariance_widths import tied_summary
     from downpour.analysis.report import _invariance
 
     model, images, others = _with_others()

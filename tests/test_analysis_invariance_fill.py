@@ -125,7 +125,8 @@ def test_the_report_says_which_fill_and_gives_the_tied_units_upper_scale_end():
     the edges repeated."""
     from html import escape as html_escape
 
-    from downpour.analysis.invariance import sweep, tied_summary
+    from downpour.analysis.invariance import sweep
+    from downpour.analysis.invariance_widths import tied_summary
     from downpour.analysis.report import _invariance
     torch.manual_seed(0)
     model = LinearModel((1, SIDE, SIDE), n_units=2)

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from downpour.analysis.invariance import invariance_curves, invariance_summary, selectivity_summary, sweep, tied_summary
+from downpour.analysis.invariance import invariance_curves, invariance_summary, selectivity_summary, sweep
+from downpour.analysis.invariance_widths import tied_summary
 from downpour.analysis.report_invariance import invariance_rows, selectivity_rows
 from downpour.models.base import FeatureModel
 from test_analysis_invariance_sweep import OLD_SWEEP

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from downpour.analysis.choice import choice, order, top_tie
-from downpour.analysis.invariance import invariance_curves, invariance_summary, range_width, sweep, tied_summary
+from downpour.analysis.invariance import invariance_curves, invariance_summary, sweep
+from downpour.analysis.invariance_widths import range_width, tied_summary
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.report_notes import chosen_among
 from downpour.analysis.selectivity import best_unit, face_neuron_table

@@ -15,7 +15,8 @@ from sklearn.metrics import roc_auc_score
 
 from downpour.analysis.choice import undecided
 from downpour.analysis.controls import score_controls, tied_set, ties_once
-from downpour.analysis.invariance import invariance_curves, invariance_summary, sweep, tied_summary
+from downpour.analysis.invariance import invariance_curves, invariance_summary, sweep
+from downpour.analysis.invariance_widths import tied_summary
 from downpour.analysis.report_notes import chosen_among
 from downpour.studies import measure
 from test_analysis_invariance_ties import _blobs, _ThreeWays, _widths

@@ -27,7 +27,8 @@ import torch
 
 from downpour.analysis.circle import covers_turn, walked_range, walks
 from downpour.analysis.controls import bootstrap_weights, ranked_aucs
-from downpour.analysis.invariance import SELECTIVE_KEY, identity_index, range_width, responsive
+from downpour.analysis.invariance import SELECTIVE_KEY, identity_index
+from downpour.analysis.invariance_widths import range_width, responsive
 from downpour.analysis.passes import Passes
 
 RANGE_REPLICATES = 500     # ~0.1 s of per-image arithmetic for the four in-plane curves (docs/analysis.md)
@@ -55,9 +56,9 @@ def curve_interval(transform: str, values: list[float], per_image: np.ndarray, r
     """The interval of one curve's range. per_image (V, N): each image's signed response at each value swept;
     reference (N,): each one's untransformed response (the curve's 1); base: the signed baseline (its 0); weights
     (B, N): :func:`range_weights`. ``low`` / ``high``: the intervals of the range's two ends, ``width``: of its
-    :func:`~downpour.analysis.invariance.range_width`; ``censored``: how many replicates ran to an end of the sweep
-    (their width is a lower bound); ``without_range``: how many had none (the resampled images no stronger than the
-    baseline untransformed, or below the floor there), left out of the percentiles."""
+    :func:`~downpour.analysis.invariance_widths.range_width`; ``censored``: how many replicates ran to an end of the
+    sweep (their width is a lower bound); ``without_range``: how many had none (the resampled images no stronger than
+    the baseline untransformed, or below the floor there), left out of the percentiles."""
     ranges, censored = replicate_ranges(transform, values, per_image, reference, base, weights, floor)
     return {**_of_ranges(transform, ranges, censored), "floor": floor}
 
@@ -179,7 +180,7 @@ def selectivity_intervals(result: dict[str, Any], passes: Passes, *, seed: int, 
 
 def tied_intervals(results: list[dict[str, Any]], passes: Passes, *, seed: int, replicates: int = RANGE_REPLICATES,
                    floor: float = 0.5, keep: float = 0.5) -> dict[str, dict[str, list[float] | None]]:
-    """The 95% intervals of the tied units' mean widths (:func:`~downpour.analysis.invariance.tied_summary`'s
+    """The 95% intervals of the tied units' mean widths (:func:`~downpour.analysis.invariance_widths.tied_summary`'s
     ``widths[name]["mean"]``, its ``selectivity`` one's under ``"selectivity"``) over the same resamples of the images:
     each replicate redraws the images once for every unit, reads each unit's range from them and averages the widths
     of the units with a range (none: the replicate is left out). None where no replicate has one. A std over the

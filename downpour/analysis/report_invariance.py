@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from downpour.analysis.circle import round_through, went_round
-from downpour.analysis.invariance import RELATIVE, identity_index, kept_auc, range_width, whole_turn, width_units
+from downpour.analysis.invariance import RELATIVE, identity_index, kept_auc, whole_turn
+from downpour.analysis.invariance_widths import range_width, width_units
 from downpour.analysis.report_parts import esc
 
 _UNITS = {"scale": "× {:g} … × {:g}", "translation_x": "{:g} … {:g} pixels", "translation_y": "{:g} … {:g} pixels",

@@ -24,8 +24,8 @@ from downpour.analysis.concept_controls import concept_part, concept_subject
 from downpour.analysis.controls import tied_set
 from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.face_verdict import said_faceless
-from downpour.analysis.invariance import (disc_auc, invariance_curves, invariance_summary, selectivity_summary, sweep,
-                                         tied_summary)
+from downpour.analysis.invariance import disc_auc, invariance_curves, invariance_summary, selectivity_summary, sweep
+from downpour.analysis.invariance_widths import tied_summary
 from downpour.analysis.invariance_ci import range_intervals, selectivity_intervals, tied_intervals
 from downpour.analysis.partial import Kept, inputs_key, resolved_options
 from downpour.analysis.poses import load_poses

@@ -65,8 +65,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from downpour.analysis.invariance import (disc_auc, invariance_summary, range_width, responsive, selectivity_summary,
-                                         sweep, whole_turn)
+from downpour.analysis.invariance import disc_auc, invariance_summary, selectivity_summary, sweep, whole_turn
+from downpour.analysis.invariance_widths import range_width, responsive
 from downpour.analysis.labelled import load_labelled, prepare_images
 from downpour.analysis.probe import INPUT
 from downpour.analysis.options import run_preprocess
