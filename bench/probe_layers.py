@@ -4,7 +4,7 @@
     .venv/bin/python bench/probe_layers.py --reps 9 --threads 2
 
 ``downpour analyze`` probes the analysed network's layers on each labelled set of ``analysis.probes`` (the main job:
-lfw and digits; its probed layers stage1, stage2 and stage2/codes, ``run.default_probe_layers``), one pass
+lfw and digits; its probed layers stage1, stage2 and stage2/codes, ``probe.default_probe_layers``), one pass
 reading them all (``units.layer_responses``, as the face test does); the old way (``probe.probe_table`` before
 2026-12-06) reads each layer with its own pass (``unit_responses``): stage 1 three times and stage 2 twice per set. Two
 rows
@@ -35,7 +35,7 @@ from _protocol import emit, interleave, ratio, summary, thread_settings  # noqa:
 from downpour.analysis import probe as pr  # noqa: E402
 from downpour.analysis.blas import one_blas_thread  # noqa: E402
 from downpour.analysis.labelled import load_labelled  # noqa: E402
-from downpour.analysis.run import default_probe_layers  # noqa: E402
+from downpour.analysis.probe import default_probe_layers  # noqa: E402
 from downpour.analysis.units import layer_responses  # noqa: E402
 
 

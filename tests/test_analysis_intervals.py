@@ -137,14 +137,14 @@ def test_the_edge_like_shares_interval_counts_a_tied_layers_maps_not_its_filters
                                                   ("ufldl-sae", "filters", None)])
 def test_the_analysis_groups_a_tiled_layers_filters_by_map_and_the_report_says_over_what(config, over, units):
     from downpour.analysis.report import _filter_sentences
-    from downpour.analysis.run import _filter_stats
+    from downpour.analysis.filter_stats import filter_stats
     from downpour.config import load_config
     from downpour.models.registry import create_model
 
     cfg = load_config(config)
     model = create_model(cfg.model.name, None, **cfg.model.options)
     filters = model.first_layer_filters().numpy()
-    stats, _ = _filter_stats(model, filters, 0)
+    stats, _ = filter_stats(model, filters, 0)
     assert stats["edge_fraction_over"] == over and stats["edge_fraction_units"] == (units or len(filters))
     low, high = stats["edge_fraction_ci"]
     said = _filter_sentences(stats, "1×8×8", None)

@@ -416,12 +416,12 @@ def test_a_ufldl_runs_stimulus_is_drawn_in_pixels_without_the_mid_grey_offset():
     whitening, so the 0.5 went through it as a constant offset and the ufldl-sae stimulus looked washed out."""
     import numpy as np
 
-    from downpour.analysis.run import _in_pixels
+    from downpour.analysis.stimulus import in_pixels
     from downpour.data.preprocess import Preprocess
 
     x = np.random.default_rng(0).random((500, 1, 8, 8)).astype(np.float32)
     prepare, prepared, _ = Preprocess.fit(x, "ufldl", "zca", 0.01)
-    shown = _in_pixels(prepare, prepared[3]).numpy()
+    shown = in_pixels(prepare, prepared[3]).numpy()
     assert np.std(shown - x[3]) < 0.01      # the sample, up to its own mean (ufldl removes it; was 0.25 off)
 
 

@@ -100,11 +100,11 @@ def test_the_report_says_what_a_models_first_layer_filters_are_where_the_words_a
     import html
 
     from downpour.analysis.report import _filters
-    from downpour.analysis.run import _filter_stats
+    from downpour.analysis.filter_stats import filter_stats
     from downpour.models.registry import create_model
 
     model = create_model(name)
-    stats, _ = _filter_stats(model, model.first_layer_filters().numpy(), 0)
+    stats, _ = filter_stats(model, model.first_layer_filters().numpy(), 0)
     said = html.unescape(_filters(stats))
     if words is None:
         # (no key at all: a model without the words, the main job's cat network among them, writes the analysis.json
@@ -117,9 +117,9 @@ def test_the_report_says_what_a_models_first_layer_filters_are_where_the_words_a
 def test_an_rbms_filters_are_not_called_whole_object_templates_on_image_patches():
     """An RBM's unit spans its whole input: on the 8x8 digits a whole digit, on grbm-patches' natural-image patches a
     patch filter. Until 2026-12-06 every RBM's report said "whole-object templates, not local filters"."""
-    from downpour.analysis.run import _filter_stats
+    from downpour.analysis.filter_stats import filter_stats
     from downpour.models.registry import create_model
 
     model = create_model("grbm-patches")
-    what = _filter_stats(model, model.first_layer_filters().numpy(), 0)[0]["what"]
+    what = filter_stats(model, model.first_layer_filters().numpy(), 0)[0]["what"]
     assert "whole-object templates" not in what and "patch filters" in what and "whole-digit templates when" in what

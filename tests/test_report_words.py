@@ -37,16 +37,16 @@ def test_a_designed_first_layer_is_said_so_and_its_repeats_are_not_called_a_coll
     """cat-demo with model.first_layer = "gabor" puts the same 8-filter bank at each of its 4 tiled banks: the
     report called that "collapsed onto 8 distinct filter(s)" and never said the filters were not learned."""
     from downpour.analysis.report import _filters
-    from downpour.analysis.run import _filter_stats
+    from downpour.analysis.filter_stats import filter_stats
     from downpour.models.registry import create_model
 
     model = create_model("cat-demo", (1, 32, 32), first_layer="gabor")
-    stats, _ = _filter_stats(model, model.first_layer_filters().numpy(), 0)
+    stats, _ = filter_stats(model, model.first_layer_filters().numpy(), 0)
     assert stats["first_layer"] == "gabor"
     said = _filters(stats)
     assert "collapsed" not in said and "not learned" in said and "by construction" in said
     learned = create_model("cat-demo", (1, 32, 32))
-    assert _filter_stats(learned, learned.first_layer_filters().numpy(), 0)[0]["first_layer"] == "learned"
+    assert filter_stats(learned, learned.first_layer_filters().numpy(), 0)[0]["first_layer"] == "learned"
     assert "not learned" not in _filters({**stats, "first_layer": "learned"})
 
 
@@ -55,11 +55,11 @@ def test_a_gabor_started_first_layer_is_said_to_be_learned_and_its_edge_share_tr
     "says what the layer was given, not what training found" and its copies were "by construction". cat-demo with
     it, 300 steps: 0.0% edge-like, from a bank whose every filter passes."""
     from downpour.analysis.report import _filters
-    from downpour.analysis.run import _filter_stats
+    from downpour.analysis.filter_stats import filter_stats
     from downpour.models.registry import create_model
 
     model = create_model("cat-demo", (1, 32, 32), first_layer="gabor-init")
-    start, _ = _filter_stats(model, model.first_layer_filters().numpy(), 0)
+    start, _ = filter_stats(model, model.first_layer_filters().numpy(), 0)
     assert start["first_layer"] == "gabor-init" and start["edge_fraction"] == 1.0 and start["edge_distinct_fraction"] < 0.5
     said = _filters(start)
     assert "what training made of that start" in said and "not what training found" not in said

@@ -86,3 +86,13 @@ def probe_table(model: FeatureModel, data: LabelledSet, *, layers: list[str] | N
     used = len(rows[0]["folds"])
     return {"dataset": data.name, "samples": int(len(y)), "classes": len(np.unique(y)), "folds": used,
             "folds_asked": folds, "seed": seed, "majority_class_rate": majority, "rows": rows}
+
+
+def default_probe_layers(model: FeatureModel, layer: str) -> list[str]:
+    """Each stage's output (layer names without a ``/`` part) plus the analysed layer, bottom to top.
+
+    Stacked models also expose every stage's codes and pooled maps (``stage1/codes``); probing all of
+    them multiplies the cost for little news, so they are probed only when asked for.
+    """
+    names = [n for n in model.feature_layers() if "/" not in n or n == layer]
+    return names or [layer]

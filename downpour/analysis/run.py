@@ -24,6 +24,7 @@ from downpour.analysis.concept_controls import concept_part, concept_subject
 from downpour.analysis.controls import tied_set
 from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.face_verdict import said_faceless
+from downpour.analysis.filter_stats import filter_stats
 from downpour.analysis.invariance import disc_auc, invariance_curves, invariance_summary, selectivity_summary, sweep
 from downpour.analysis.invariance_widths import tied_summary
 from downpour.analysis.invariance_ci import range_intervals, selectivity_intervals, tied_intervals
@@ -31,12 +32,11 @@ from downpour.analysis.partial import Kept, inputs_key, resolved_options
 from downpour.analysis.poses import load_poses
 from downpour.analysis.passes import Passes
 from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
-from downpour.analysis.edges import edge_measures
-from downpour.analysis.probe import probe_table
+from downpour.analysis.probe import default_probe_layers, probe_table
 from downpour.analysis.selectivity import over_splits, unchosen
 from downpour.analysis.report_notes import pictured_names
 from downpour.analysis.report_training import figures_folder, training_figures
-from downpour.analysis.stimulus import Stimulus, optimal_stimulus, stimulus_rank, top_images
+from downpour.analysis.stimulus import Stimulus, in_pixels, optimal_stimulus, stimulus_rank, top_images
 from downpour.analysis.training import frozen_stages, training_summary, where_training_is, with_its_training
 from downpour.analysis.options import (MIN_SIDE, analysis_options, is_image_input, no_faces_of, no_faces_path, open_run,
                                       run_preprocess)
@@ -44,22 +44,11 @@ from downpour.analysis.units import check_layer, describe_unit, other_layers, un
 from downpour.config import AnalysisConfig, ConfigError, RunConfig
 from downpour.data.preprocess import Preprocess
 from downpour.errors import DataError, DeadLayer
-from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
 from downpour.train.divergence import recorded
 from downpour.train.environment import warn_if_other
 from downpour.train.folders import check_writable
 from downpour.train.rundir import RunDir
-
-
-def default_probe_layers(model: FeatureModel, layer: str) -> list[str]:
-    """Each stage's output (layer names without a ``/`` part) plus the analysed layer, bottom to top.
-
-    Stacked models also expose every stage's codes and pooled maps (``stage1/codes``); probing all of
-    them multiplies the cost for little news, so they are probed only when asked for.
-    """
-    names = [n for n in model.feature_layers() if "/" not in n or n == layer]
-    return names or [layer]
 
 
 def random_twin(run: RunDir, seed: int) -> FeatureModel:
@@ -115,19 +104,6 @@ def _trained_on(cfg: RunConfig, model: FeatureModel, labelled: str) -> dict[str,
     if labelled != "digits" or cfg.data.source != "digits":
         return {}
     return {"trained_on": "images and labels" if model.supervised else "images"}
-
-
-def _in_pixels(prepare: Preprocess, image: torch.Tensor) -> torch.Tensor:
-    """A model-input image (C, H, W) as a picture: the steps after whitening undone, then whitening where
-    the run's whitener can (whitened space puts every frequency at the same power, so a stimulus there
-    looks like noise). ``normalize = "ufldl"`` maps the whitened values into [0.1, 0.9] around 0.5: left
-    in, that 0.5 went through the inverse whitening as a constant offset (a ufldl-sae stimulus drawn at
-    mean 0.70 instead of -0.24, washed out)."""
-    bound = prepare.stats.get("clip", 0.0) if prepare.normalize == "ufldl" else 0.0
-    if bound:
-        image = (image - 0.5) / 0.4 * bound
-    inverse = getattr(prepare.whitener, "inverse", None)
-    return inverse(image[None])[0] if inverse is not None else image
 
 
 def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
@@ -256,7 +232,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
     top = pool[top_images(responses[pool], opts.top_k, sign)]
     positive_in_top = int((data.y[top] == opts.positive).sum())
     paths["stimulus"] = figures.stimulus_and_top_images(
-        _in_pixels(prepare, stim.image).numpy(), data.raw[top].numpy(), fig_dir / "optimal_stimulus.png",
+        in_pixels(prepare, stim.image).numpy(), data.raw[top].numpy(), fig_dir / "optimal_stimulus.png",
         (f"unit {unit} of {layer}: optimal stimulus and top {len(top)} of {len(pool)} images " if sign > 0 else
          f"unit {unit} of {layer} (the concept lowers it): most suppressing stimulus and the {len(top)} of {len(pool)} "
          "images it answers least ") + f"({positive_in_top} are {labels[0]})", [float(responses[i]) for i in top],
@@ -302,7 +278,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
 
     # 5. the training pictures
     filters = model.first_layer_filters()
-    filter_stats, edgy = _filter_stats(model, None if filters is None else filters.numpy(), seed)
+    filter_summary, edgy = filter_stats(model, None if filters is None else filters.numpy(), seed)
     if filters is not None:
         colour = figures.colour_filters(tuple(filters.shape), getattr(model, "input_shape", None))
         # framed: the stats' own per-filter decision, scored once (none framed where it measured none: under 3x3)
@@ -340,7 +316,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
                        "selectivity_faces_only": selectivity_summary(inv, "auc_faces_only")},
         "probes": probes,
         "training": training_summary(metrics, frozen_stages(model), *recorded(run.path)),
-        "filters": filter_stats,
+        "filters": filter_summary,
         "staleness": {k: {str(s): c for s, c in v.items()} for k, v in staleness.items()},
         "figures": {k: f"figures/{v}" for k, v in paths.items()},
     }
@@ -362,30 +338,3 @@ def _pictured(table: dict[str, Any], rows: list[dict[str, Any]], ties: dict[str,
     units, signs = tied_set(ties, row)
     return {"unit": row["unit"], "sign": row["sign"], "threshold": row["threshold"], "chosen_by": chosen_by,
             "tied": row["tied"], "tied_units": units, "tied_signs": signs}
-
-
-def _filter_stats(model: FeatureModel, filters: np.ndarray | None,
-                  seed: int) -> tuple[dict[str, Any], np.ndarray | None]:
-    """How edge-like the first-layer filters are (:func:`~downpour.analysis.edges.edge_summary`: the
-    fraction that pass a test spikes, checkerboards and noise cannot, beside Gaussian noise's; its interval over the
-    maps of a tiled or untied layer, ``edge_fraction_over``), how the first locally connected layer shares its filters,
-    and ``what`` they are where the model says (``filters_what``); and the (n,) per-filter edge-like decision behind
-    the fraction (:func:`~downpour.analysis.edges.edge_measures`; None where none was measured)."""
-    if filters is None:
-        return {"available": False}, None
-    what = getattr(model, "filters_what", None)     # (None: no key, as in an analysis.json of before 2026-12-06)
-    layer = next((m for m in model.modules() if isinstance(m, LocallyConnected2d)), None)
-    banks = 1 if layer is None else layer.tile_shape[0] * layer.tile_shape[1]
-    # a tiled or untied layer's filters (banks, maps) flattened: the L2 pools sum a map's neighbouring positions, which
-    # lie in different banks (all 4 of the main job's in one 3x3 pool; chained by overlapping pools beyond), so the
-    # edge-like share's interval counts maps, not filters
-    by_map = banks > 1 and len(filters) == banks * layer.maps
-    summary, edgy = edge_measures(filters, seed, np.arange(len(filters)) % layer.maps if by_map else None)
-    out = {"available": True, **summary,
-           "edge_fraction_over": "maps" if by_map else "filters", **({"what": what} if what else {}),
-           # gabor, random: not learned
-           "first_layer": getattr(getattr(model, "config", None), "first_layer", "learned")}
-    if layer is not None:
-        kind = "untied" if layer.untied else "convolution" if banks == 1 else "tiled"
-        out["sharing"] = {"kind": kind, "banks": banks, "positions": layer.out_size[0] * layer.out_size[1]}
-    return out, edgy

@@ -1,4 +1,5 @@
-"""A unit's optimal stimulus (the input of fixed L2 norm that excites it most) and its top images.
+"""A unit's optimal stimulus (the input of fixed L2 norm that excites it most), its top images, and the stimulus
+as a picture (:func:`in_pixels`).
 
 Le et al. 2012 found their face neuron's optimal stimulus by optimising the input under a norm
 constraint: x* = argmax_x f(x) subject to ||x||₂ = r. We do projected gradient ascent on that
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor
 
 from downpour.analysis.units import check_layer, model_input_shape, unit_response
+from downpour.data.preprocess import Preprocess
 from downpour.layers import input_gradients_only
 from downpour.models.base import FeatureModel
 
@@ -139,3 +141,16 @@ def stimulus_rank(activation: float, responses: np.ndarray, sign: int = 1) -> di
     a = sign * float(activation)
     share = (np.sum(r < a) + 0.5 * np.sum(r == a)) / max(len(r), 1)
     return {"percentile": float(100.0 * share), "best_image": float(sign * r.max()) if len(r) else math.nan}
+
+
+def in_pixels(prepare: Preprocess, image: torch.Tensor) -> torch.Tensor:
+    """A model-input image (C, H, W) as a picture: the steps after whitening undone, then whitening where
+    the run's whitener can (whitened space puts every frequency at the same power, so a stimulus there
+    looks like noise). ``normalize = "ufldl"`` maps the whitened values into [0.1, 0.9] around 0.5: left
+    in, that 0.5 went through the inverse whitening as a constant offset (a ufldl-sae stimulus drawn at
+    mean 0.70 instead of -0.24, washed out)."""
+    bound = prepare.stats.get("clip", 0.0) if prepare.normalize == "ufldl" else 0.0
+    if bound:
+        image = (image - 0.5) / 0.4 * bound
+    inverse = getattr(prepare.whitener, "inverse", None)
+    return inverse(image[None])[0] if inverse is not None else image

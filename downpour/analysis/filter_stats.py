@@ -1,0 +1,39 @@
+"""What an analysis says of a model's first-layer filters (analysis.json's ``filters``): how edge-like they are,
+how the first locally connected layer shares them, and what they are where the model says.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from downpour.analysis.edges import edge_measures
+from downpour.layers import LocallyConnected2d
+from downpour.models.base import FeatureModel
+
+
+def filter_stats(model: FeatureModel, filters: np.ndarray | None,
+                 seed: int) -> tuple[dict[str, Any], np.ndarray | None]:
+    """How edge-like the first-layer filters are (:func:`~downpour.analysis.edges.edge_summary`: the
+    fraction that pass a test spikes, checkerboards and noise cannot, beside Gaussian noise's; its interval over the
+    maps of a tiled or untied layer, ``edge_fraction_over``), how the first locally connected layer shares its filters,
+    and ``what`` they are where the model says (``filters_what``); and the (n,) per-filter edge-like decision behind
+    the fraction (:func:`~downpour.analysis.edges.edge_measures`; None where none was measured)."""
+    if filters is None:
+        return {"available": False}, None
+    what = getattr(model, "filters_what", None)     # (None: no key, as in an analysis.json of before 2026-12-06)
+    layer = next((m for m in model.modules() if isinstance(m, LocallyConnected2d)), None)
+    banks = 1 if layer is None else layer.tile_shape[0] * layer.tile_shape[1]
+    # a tiled or untied layer's filters (banks, maps) flattened: the L2 pools sum a map's neighbouring positions, which
+    # lie in different banks (all 4 of the main job's in one 3x3 pool; chained by overlapping pools beyond), so the
+    # edge-like share's interval counts maps, not filters
+    by_map = banks > 1 and len(filters) == banks * layer.maps
+    summary, edgy = edge_measures(filters, seed, np.arange(len(filters)) % layer.maps if by_map else None)
+    out = {"available": True, **summary,
+           "edge_fraction_over": "maps" if by_map else "filters", **({"what": what} if what else {}),
+           # gabor, random: not learned
+           "first_layer": getattr(getattr(model, "config", None), "first_layer", "learned")}
+    if layer is not None:
+        kind = "untied" if layer.untied else "convolution" if banks == 1 else "tiled"
+        out["sharing"] = {"kind": kind, "banks": banks, "positions": layer.out_size[0] * layer.out_size[1]}
+    return out, edgy
