@@ -101,7 +101,7 @@ class CatConfig(Section):
         self.check_read()
         lists = ["kernels", "strides", "pools", "pool_strides"]
         lists += ["filter_norm"] if len(self.filter_norm) != 1 else []   # (one value: every stage's)
-        # (it said "model.maps has 1 stages but the per-stage lists have lengths {'kernels': 2, ...}" until 2026-12-06)
+        # (each list named with its values: "the per-stage lists have lengths {'kernels': 2, ...}" would not say which)
         if wrong := [f"model.{k} = {list(getattr(self, k))}" for k in lists if len(getattr(self, k)) != n]:
             raise ConfigError(f"model.maps = {list(self.maps)} gives {plural(n, 'stage')} but {', '.join(wrong)} "
                               f"{'does' if len(wrong) == 1 else 'do'} not: give every per-stage list "

@@ -25,7 +25,7 @@ def _full_coverage(n_in: int, k: int, stride: int) -> Tensor:
     if bool(inside.any()):
         return inside
     # too few windows for any pixel to have all of its (one window over most of the side, k >= 2·stride):
-    # the pixels covered by the most windows, as before
+    # the pixels covered by the most windows
     count = (last.clamp(max=n_out - 1) - first.clamp(min=0) + 1).clamp(min=0)
     return count == count.max()
 

@@ -42,7 +42,7 @@ def read_tensors(path: Path) -> dict[str, Tensor]:
 
 def denied(path: Path) -> bool:
     """Whether ``path`` cannot be opened for want of permission (chmod 000, another account's file). safetensors says
-    "No such file or directory" of it, and until 2026-12-05 it was called "cut short or damaged"; opened here, the
+    "No such file or directory" of it, which would be called "cut short or damaged"; opened here, the
     system's own error tells the two apart."""
     try:
         with open(path, "rb"):
@@ -78,8 +78,8 @@ def write_tensors(tensors: dict[str, Tensor], path: Path, layouts: dict[str, str
     it owner-only (0600), so on a shared file system no other account could read a run's model or checkpoint. Every
     file written here is the tensors of a pair whose JSON records its own digest, and says so (:data:`MARK`).
     ``layouts``: tensor name -> what its axes mean and how it is used, written into the safetensors metadata as
-    ``layout.<name>`` (since 2026-12-06), for a reader without downpour (docs/training.md, "Reading a run without
-    downpour"); metadata only, the tensors' bytes are the same."""
+    ``layout.<name>`` (files written before 2026-12-06 have none), for a reader without downpour (docs/training.md,
+    "Reading a run without downpour"); metadata only, the tensors' bytes are the same."""
     said = {f"layout.{name}": text for name, text in (layouts or {}).items() if name in tensors}
     save_file(tensors, str(path), metadata={**MARK, **said})
     _metadata_in_order(path)
@@ -206,7 +206,7 @@ def load_state(stem: str | Path, meta_keys: Iterable[str] = (), tensor_keys: Ite
     write was killed between its renames, or the JSON does not match its own digest, the previous pair
     ``stem.prev.*`` that :func:`save_state` kept); raises :class:`CheckpointError` naming the file when one is
     missing, damaged or lacks one of ``meta_keys`` / ``tensor_keys``. ``kind``: what its words call the pair
-    (:data:`PREPROCESS_RECORD` for a run's preprocess.*: until 2026-12-05 it was named a "checkpoint file")."""
+    (:data:`PREPROCESS_RECORD` for a run's preprocess.*, not a "checkpoint file")."""
     stem, verified = _verified_stem(Path(stem), kind)
     tensor_path, meta_path = _pair(stem)
     for p in (tensor_path, meta_path):
