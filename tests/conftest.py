@@ -18,7 +18,7 @@ import scratch_left
 def pytest_collection(session):
     """No garbage collection while the ~125 test modules are imported (22 full collections of a growing heap, 2.6 s
     of the collection's 12 s CPU, 2026-12-05), and what they left frozen after: a full collection while the tests run
-    no longer walks the modules, torch's and Ray's included. (Frozen objects are never collected: they live as long
+    does not walk the modules, torch's and Ray's included. (Frozen objects are never collected: they live as long
     as the session anyway.)"""
     gc.disable()
     try:
@@ -117,9 +117,9 @@ def _on_shared_ray(item: pytest.Item) -> bool:
 def pytest_configure(config):
     # SIGINT handled, as in a terminal, even where the suite was started with it ignored (`pytest ... &` from a script
     # or any shell without job control ignores it, and Python keeps an inherited "ignore"): there the tests' Ctrl-Cs
-    # (os.kill(os.getpid(), signal.SIGINT)) never came, and a run a test stopped at step 3 trained on to its end and
-    # returned 0 where 130 was asked (tests/test_analysis_bad_runs.py, 2026-12-06); and a command a test starts
-    # inherited the "ignore" too (a cross-fit's fold processes; test_crossfit.py's fixture did this for its test alone)
+    # (os.kill(os.getpid(), signal.SIGINT)) never come, and a run a test stops at step 3 trains on to its end and
+    # returns 0 where 130 is asked (tests/test_analysis_bad_runs.py); and a command a test starts
+    # inherits the "ignore" too (a cross-fit's fold processes; test_crossfit.py's fixture did this for its test alone)
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     scratch_left.start(config)             # this session's temporary folder (tests/scratch_left.py)
@@ -155,7 +155,7 @@ def pytest_xdist_make_scheduler(config, log):
     process is free, in the order the processes collected them, longest first (:func:`pytest_collection_modifyitems`;
     `make test`'s ``--no-loadscope-reorder`` keeps xdist from ordering them by test count instead). (xdist's own
     ``--dist loadgroup`` would do the latter from marks, but xdist 3.8 writes them into ``item._nodeid``, which
-    pytest 9 no longer reads: both processes started the shared Ray.)"""
+    pytest 9 does not read: both processes would start the shared Ray.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     shared = shared_ray_modules(TESTS)
@@ -185,7 +185,7 @@ def scope(nodeid: str, shared: set[str]) -> str:
 
 TESTS = Path(__file__).parent
 MODULE_SECONDS = TESTS / "module_seconds.json"   # written by tests/module_seconds.py from a --durations=0 output
-DEFAULT_SECONDS = 1.0   # a module the table lacks: added since, or its tests all under --durations' 5 ms
+DEFAULT_SECONDS = 1.0   # a module the table lacks: added after it, or its tests all under --durations' 5 ms
                         # (the median module: 1.3 s)
 
 

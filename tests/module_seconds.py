@@ -6,7 +6,7 @@ pytest ``--durations=0`` output, the table `make test`'s processes take the modu
     .venv/bin/python tests/module_seconds.py /tmp/suite.log
 
 It says too when two processes would end, each taking the next unit when free (xdist's LoadScope), in collection
-order (the shared Ray's modules first, as before 2026-12-06) and longest first.
+order (the shared Ray's modules first) and longest first.
 """
 from __future__ import annotations
 

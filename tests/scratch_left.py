@@ -3,7 +3,7 @@
 A study's folder, its cells' runs and a plan check's run (``downpour-study-*``, ``downpour-cell-*``,
 ``downpour-plan-*``: downpour/scratch_names.py) go when they end, and the next study sweeps those whose process is
 gone; what a test left (a killed cell's run, an environment variable naming a removed folder that a later process made
-again) went unseen among other sessions' in the machine's /tmp (19 there on 2026-12-07). The session's first
+again) would go unseen among other sessions' in the machine's /tmp (19 there on 2026-12-07). The session's first
 process (pytest-xdist's controller, or the only one) makes the folder and points TMPDIR at it before any worker
 starts; each worker takes a folder of its own inside it, so that one worker's running study is not read as another's
 test leaving it. pytest's own folders (``tmp_path``) and Ray's stay

@@ -44,7 +44,7 @@ def check_written(folder, result, name, seeds=2):
     assert result["verdict"].startswith("This is the quick setting (")
     assert f", {seeds} seeds): a smoke test of the machinery, not an answer.\n\n" in result["verdict"]
     assert result["verdict"].count("This is the quick setting") == 1    # (the runner's alone, not the study's too)
-    # both pages say where the answer is: the full setting, its seeds and time (until 2026-12-06 "too few seeds" alone)
+    # both pages say where the answer is: the full setting, its seeds and time (not "too few seeds" alone)
     full = (f"the answer is the full setting's, without --quick: {design_class(name).seeds_full} paired seeds per "
             f"condition, {ABOUT[name][1]} on 2 cores)")
     assert full in (folder / "study.md").read_text() and html.escape(full) in (folder / "study.html").read_text()
@@ -104,7 +104,7 @@ def check_every_condition_may_diverge(folder, name, tmp_path):
 
     design = (*DESIGN_FIGURES, "steps", "train_flops")    # what a diverged cell keeps (steps: the architectures')
     for victim in [c.name for c in study.conditions()]:
-        for kept in ((), design):         # a cell cached before diverged cells kept them, and one now
+        for kept in ((), design):         # a cell cached without the kept figures, and one with them
             planted = {**cells, **{(victim, s): {"diverged": 1.0, **{k: v for k, v in cells[(victim, s)].items()
                                                                      if k in kept}} for s in seeds}}
             rows, planted = summarised(study, study.conditions(), planted, seeds)

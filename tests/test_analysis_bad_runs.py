@@ -252,9 +252,9 @@ def test_a_probe_on_the_images_a_supervised_network_trained_on_says_so(tmp_path)
     run_local(cfg, RunDir.create(path, cfg))
     a = analyze_run(path, **{**FAST, "probes": ["digits", "lfw"], "probe_samples": 300})
     assert [p.get("trained_on") for p in a["probes"]] == ["images and labels", None]
-    # (the note's words now fit the best-unit table too: "this measures", not "this probe measures")
+    # (the note's words fit the best-unit table too: "this measures", not "this probe measures")
     assert write_report(path).read_text().count("this measures how well it fits them") == 1
-    # its best unit on digits is one of its fc codes (the default layer since 2026-12-04; its logits before),
+    # its best unit on digits is one of its fc codes (the default layer; not its logits),
     # trained on those labels: the table says so too
     no_face_test = {k: v for k, v in FAST.items() if k not in ("bootstrap", "control_draws")}
     b = analyze_run(path, **{**no_face_test, "dataset": "digits", "positive": 3, "probes": []})
@@ -342,8 +342,8 @@ def test_the_analysis_of_a_run_stopped_before_anything_was_kept_says_how_to_star
 
 
 def test_a_no_faces_run_without_a_model_says_where_it_stands_as_the_analysis_does(tmp_path):
-    """analysis.no_faces_run naming an unfinished run still asked "has its training finished?" after the analysis's
-    own refusal (2026-12-05) learnt to say where the run stands and the command that goes on."""
+    """analysis.no_faces_run naming an unfinished run says where the run stands and the command that goes on, as the
+    analysis's own refusal does (else it asks "has its training finished?")."""
     from downpour.analysis.options import no_faces_run
 
     cfg = load_config("tica-8x8", ["train.steps=8"])
@@ -381,10 +381,9 @@ def test_a_run_with_model_json_but_no_weights_says_they_are_missing_and_what_wri
 
 
 def test_a_cut_model_safetensors_says_what_writes_it_again(tmp_path, monkeypatch, capsys):
-    """model.safetensors cut to half its bytes (a copy that did not finish) was named with the library's words
-    ("incomplete metadata, file not fully covered") and no way on, by `analyze` and `report` alike; it now says
-    what the missing file's message says: the resume that writes the weights again, or, with no checkpoint,
-    training it again."""
+    """model.safetensors cut to half its bytes (a copy that did not finish) gets what the missing file's message says,
+    from `analyze` and `report` alike: the resume that writes the weights again, or, with no checkpoint, training it
+    again (else the library's words, "incomplete metadata, file not fully covered", and no way on)."""
     import shutil
 
     from downpour.cli import main

@@ -18,4 +18,4 @@ def test_an_auc_without_one_of_the_classes_is_not_a_number():
 def test_a_choice_on_images_of_one_label_is_refused_by_name(label):
     scores = np.random.default_rng(0).normal(size=(5, 3))
     with pytest.raises(ValueError, match="both labels: got .* of label 1"):
-        choice(scores, np.full(5, label))               # chose unit 0 with selection AUC 1.0 until 2026-12-05
+        choice(scores, np.full(5, label))               # else it chooses unit 0 with selection AUC 1.0

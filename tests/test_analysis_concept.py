@@ -228,7 +228,7 @@ def test_a_folder_concept_end_to_end_records_its_set_and_the_report_names_it(tmp
     assert a["options"]["positive"] == 2 and a["face_neuron"]["positive_class"] == "stripes"
     assert all("test_auc" in r and "selection_auc" in r for r in a["face_neuron"]["rows"])
     assert a["face_neuron"]["choice"].startswith("each unit-like row's unit: its selection AUC furthest from 0.5")
-    # the concept's controls (since 2026-12-04: none), named after it, from the best single neuron's split seeds
+    # the concept's controls, named after it, from the best single neuron's split seeds
     fn = a["face_neuron"]
     assert {r["negatives"] for r in fn["controls"]} == {"other_classes", "phase_scrambled", "block_shuffled",
                                                         "spectrum_matched_crops"}
@@ -248,7 +248,7 @@ def test_a_folder_concept_end_to_end_records_its_set_and_the_report_names_it(tmp
 def test_a_rare_concepts_unit_is_chosen_by_its_selection_auc_not_by_one_concept_image_on_top_of_a_decoy():
     # 5 concept images among 100 per split. Column 0 ranks them high, each just below some other image, so no threshold
     # beats the majority's 95%; each of 20 decoys has one concept image on top of its range (96%) and the others
-    # anywhere. Until 2026-12-04 accuracy chose a decoy (test AUC about 0.5); the face test's rule chooses column 0.
+    # anywhere. Accuracy would choose a decoy (test AUC about 0.5); the face test's rule chooses column 0.
     rng = np.random.default_rng(0)
     y = np.r_[np.ones(5), np.zeros(95), np.ones(5), np.zeros(95)].astype(int)
     real = np.r_[9.95 - 0.5 * np.arange(5), np.linspace(0, 10, 95)]          # AUC 0.895 on each split

@@ -122,9 +122,9 @@ def test_a_face_and_its_own_controls_count_once_per_copy_in_a_replicate():
 
 def test_the_interval_is_centred_on_the_auc_when_each_control_sits_above_its_own_face():
     """Each control 0.5 above its face: a face never beats its own control, 43% of the others. The replicates
-    weighed a face's own pairs w * w (about 2 on average, 1 for any other pair): the interval, [0.296, 0.346]
-    around an AUC of 0.342, was centred 0.020 below it (now [0.311, 0.363]; over 200 such samples it held the
-    AUC's mean 76% of the time, now 97.5%)."""
+    weigh a face's own pairs w, not w * w (about 2 on average, 1 for any other pair): the interval around an AUC of
+    0.342 is [0.311, 0.363] and over 200 such samples holds the AUC's mean 97.5% of the time (weighed w * w it is
+    [0.296, 0.346], centred 0.020 below it, and holds the mean 76% of the time)."""
     rng = np.random.default_rng(0)
     y = (np.arange(200) < 100).astype(int)
     owner = np.repeat(np.flatnonzero(y == 1), 5)                 # 5 controls per face
@@ -194,7 +194,7 @@ def brightness() -> dict:
 
 
 def test_the_bootstrap_record_names_the_seed_and_stream_its_replicates_are_drawn_from(brightness):
-    """analysis.json said how many replicates the face test's intervals drew, not from which seed (until 2026-12-05)."""
+    """analysis.json says from which seed the face test's intervals drew their replicates, not only how many."""
     got = brightness["bootstrap"]
     assert got["replicates"] == FAST["replicates"] and got["seed"] == 0
     assert got["stream"] == "numpy.random.default_rng(numpy.random.SeedSequence(seed).spawn(3)[1])"
@@ -202,7 +202,7 @@ def test_the_bootstrap_record_names_the_seed_and_stream_its_replicates_are_drawn
 
 def test_a_report_of_an_older_analysis_says_once_where_its_units_were_chosen(brightness):
     """analysis.json files written from 2026-11-30 to 2026-12-03 end the selection with ", once", which the report
-    now says itself: "picks its unit and sign once, on the 140 images ... (70 faces), once (faces vs non-faces)"."""
+    says itself: "picks its unit and sign once, on the 140 images ... (70 faces), once (faces vs non-faces)"."""
     from downpour.analysis.report import _controls
 
     setup = {k: brightness.get(k) for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection",
@@ -270,8 +270,8 @@ def test_the_verdict_follows_the_intervals():
 
 
 def test_the_criterion_lists_three_baselines_as_a_sentence_does():
-    """With a third baseline to beat on AUC the criterion read "above the AUCs of best single pixel and gradient energy
-    and mean intensity" (until 2026-12-07)."""
+    """With a third baseline to beat on AUC the criterion joins the baselines with commas (else "above the
+    AUCs of best single pixel and gradient energy and mean intensity")."""
     aucs = ((LEARNED, 0.8), (TWIN, 0.6), (PIXEL, 0.6), (GRADIENT, 0.6), ("mean intensity", 0.5))
     rows = [{"negatives": "upside_down", "level": "low-level matched", "method": m, "auc": auc,
              "auc_ci": [auc - 0.05, auc + 0.05]} for m, auc in aucs]
@@ -321,8 +321,8 @@ def test_beats_reads_the_paired_difference_not_the_baselines_interval_alone():
 
 
 def test_a_unit_that_beats_no_baseline_is_said_by_what_it_is():
-    """A unit inside mean intensity's interval opened "beats no baseline; is not separated from mean intensity ..."
-    until 2026-12-06, and one with no baseline row said only "beats no baseline": each clause is said where it names one."""
+    """Each clause is said where it names a baseline: else a unit inside mean intensity's interval opens "beats no
+    baseline; is not separated from mean intensity ...", and one with no baseline row says only "beats no baseline"."""
     def row(method, auc, ci):
         return {"negatives": "upside_down", "level": "low-level matched", "method": method, "auc": auc, "auc_ci": list(ci)}
 
@@ -363,9 +363,9 @@ def test_a_paired_difference_near_zero_is_kept_off_zero_as_its_intervals_ends_ar
 
 
 def test_below_the_no_faces_interval_mirrors_above_it_in_the_json_and_the_sentence():
-    """Until 2026-12-04 below_interval_of read the unit's interval against the baseline's AUC (0.68 is not above 0.70:
-    not below), while docs/analysis.md counted the unit's AUC below the baseline's interval (0.60 < 0.62): 20 of 96
-    against 24 on the same 24 main jobs."""
+    """below_interval_of counts the unit's AUC below the baseline's interval (0.60 < 0.62), as docs/analysis.md does;
+    reading the unit's interval against the baseline's AUC (0.68 is not above 0.70: not below) counts 20 of 96 against
+    24 on the same 24 main jobs."""
     def row(negatives, method, auc, ci, paired=None):
         r = {"negatives": negatives, "level": "low-level matched", "method": method, "auc": auc, "auc_ci": list(ci)}
         return {**r, "paired": paired} if paired else r
@@ -414,7 +414,7 @@ def test_a_unit_that_cannot_tell_the_faces_from_a_control_does_not_pass_however_
 
 def test_the_summary_says_on_how_many_passes_the_paired_intervals_also_separate_the_unit():
     """The summary counted passes of the criterion, which reads point AUCs: a pass at +0.07 [-0.06, +0.19] over best
-    pixel read as "meets the criterion" with nothing to say the paired interval reached below 0 (until 2026-12-05)."""
+    pixel would read as "meets the criterion" with nothing to say the paired interval reaches below 0."""
     def row(negatives, method, auc, ci, paired=None):
         r = {"negatives": negatives, "level": "low-level matched", "method": method, "auc": auc, "auc_ci": list(ci)}
         return {**r, "paired": paired} if paired else r
@@ -436,17 +436,17 @@ def test_the_summary_says_on_how_many_passes_the_paired_intervals_also_separate_
     assert v["sentences"][0].endswith(f"which compares point AUCs; the paired intervals do not put it above the "
                                       f"random-weights twin, {PIXEL} and {GRADIENT} there; they leave it not separated "
                                       f"from {PIXEL}.")
-    # one pass that the paired rule keeps too: "there", not "on 1 of those 1 (the control named again)" (a main job's
-    # summary, 2026-12-06)
+    # one pass that the paired rule keeps too: "there", not "on 1 of those 1 (the control named again)" (as a main job's
+    # summary read)
     v = controls_verdict(control("phase_scrambled", [0.01, 0.13]))
     assert v["sentences"][0].endswith(f"(phase-scrambled faces), which compares point AUCs; the paired intervals also "
                                       f"put it above the random-weights twin, {PIXEL} and {GRADIENT} there.")
 
 
 def test_a_control_without_a_bar_of_the_criterion_does_not_pass_it():
-    """A negative set with no gradient-energy row passed the criterion (that bar was skipped; a missing twin row missed
-    it), and the summary then said the paired intervals left the unit "not separated from gradient energy", a baseline
-    it had no row for (until 2026-12-05)."""
+    """A negative set with no gradient-energy row does not pass the criterion (as a missing twin row misses it): else
+    that bar is skipped, and the summary says the paired intervals leave the unit "not separated from gradient
+    energy", a baseline it has no row for."""
     rows = [{"negatives": "phase_scrambled", "level": "low-level matched", "method": LEARNED, "auc": 0.9,
              "auc_ci": [0.85, 0.95], "paired": {TWIN: {"delta": 0.3, "ci": [0.2, 0.4]},
                                                 PIXEL: {"delta": 0.3, "ci": [0.2, 0.4]}}},

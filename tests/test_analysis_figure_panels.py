@@ -10,8 +10,8 @@ def _place(ax) -> tuple[int, int]:
 
 
 def test_the_loss_figure_makes_a_panel_per_cost_part_row_by_row_and_none_empty(tmp_path, saved):
-    """cat-demo logs 5 cost parts: 2 rows of 3 places, 5 panels (until 2026-12-06 a 6th, turned off, was built,
-    measured by the layout and drawn for nothing)."""
+    """cat-demo logs 5 cost parts: 2 rows of 3 places, 5 panels (not a 6th, turned off, built, measured by the layout
+    and drawn for nothing)."""
     parts = ["loss", "stage1/pooled_l2", "stage1/reconstruction", "stage2/pooled_l2", "stage2/reconstruction"]
     training_plots.loss_curves([{"step": s, **{p: 10.0 + i + s for i, p in enumerate(parts)}} for s in range(1, 9)],
                         tmp_path / "loss.png")
@@ -23,7 +23,7 @@ def test_the_loss_figure_makes_a_panel_per_cost_part_row_by_row_and_none_empty(t
 
 def test_the_invariance_figure_makes_each_transforms_two_panels_in_its_block_and_none_empty(tmp_path, saved):
     """5 transforms: blocks of 3 and 2, each transform's response panel above its AUC panel; the second block's third
-    column has no panels (until 2026-12-06 two, turned off)."""
+    column has no panels (not two, turned off)."""
     transforms = ["scale", "translation_x", "translation_y", "rotation", "out_of_plane_rotation"]
     v = [-1.0, 0.0, 1.0]
     curves = [{"transform": t, "values": v, "response": [0.5] * 3, "sem": [0.1] * 3, "auc": [0.7] * 3,

@@ -116,9 +116,9 @@ def test_a_log_axis_within_a_decade_near_zero_draws_and_labels_only_positive_tic
 
 @pytest.mark.parametrize("values", [[233.0, 205.0, 165.0, 180.0, 525.0, 460.0, 386.0], [133.8], [49.0, 36.0, 24.0, 9.0], [0.5, 4.0]])
 def test_a_log_axis_within_a_decade_has_a_label_at_or_below_its_lowest_point(tmp_path, saved, values):
-    """cat-demo, 20 steps logged each (2026-12-06): its total loss dipped to 165 below the lowest label, 200, and a
-    cost part logged once (133.8) sat under a lowest label of 200 on an axis running to about 70: a reader took the point
-    for a value the labels bracket. The axis runs from a labelled tick at or below the curve to one at or above it."""
+    """The axis runs from a labelled tick at or below the curve to one at or above it: else (cat-demo, 20 steps logged
+    each) its total loss dips to 165 below the lowest label, 200, and a cost part logged once (133.8) sits under a
+    lowest label of 200 on an axis running to about 70, and a reader takes the point for a value the labels bracket."""
     training_plots.loss_curves([{"step": s, "loss": v} for s, v in enumerate(values)], tmp_path / "l.png")
     fig = saved[0]
     fig.canvas.draw()
@@ -131,7 +131,7 @@ def test_a_log_axis_within_a_decade_has_a_label_at_or_below_its_lowest_point(tmp
 @pytest.mark.parametrize("low, high", [(0.9, 8.8), (10.5, 100.0), (1.01, 9.9), (104.0, 342.0), (11.8, 31.2)])
 def test_a_log_axis_near_a_decade_has_labels_that_do_not_overlap(tmp_path, saved, low, high):
     """Round values a linear step apart bunch at the top of a log axis: a loss from 8.8 down to 0.9 was labelled 1, 2,
-    ..., 9, and 7, 8 and 9 overlapped (until 2026-12-06). No two labels of the panel overlap, the ends still labelled."""
+    ..., 9, and 7, 8 and 9 overlap. No two labels of the panel overlap, the ends still labelled."""
     values = list(np.geomspace(high, low, 30))
     training_plots.loss_curves([{"step": s, "loss": v} for s, v in enumerate(values)], tmp_path / "l.png")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -215,9 +215,9 @@ def _invariance_result() -> dict:
     lambda d: figures.response_histogram([1.0, 2.0, 2.5], [0.0, 0.5], 1.2, d / "responses.png"),
 ], ids=["loss", "invariance", "staleness", "responses"])
 def test_a_figure_of_panels_is_drawn_once_at_its_size_with_every_label_inside_it(tmp_path, monkeypatch, draw):
-    """tight_layout measured every label, then savefig(bbox_inches="tight") drew the figure twice (once to crop it),
-    each with a fresh renderer (until 2026-12-06: the figures were 8% of the main job). Laid out once, a figure is
-    drawn once, at its size, and no label is cut off."""
+    """Laid out once, a figure is drawn once, at its size, and no label is cut off: tight_layout measuring every label,
+    then savefig(bbox_inches="tight") drawing the figure twice (once to crop it), each with a fresh renderer, made the
+    figures 8% of the main job."""
     from matplotlib.figure import Figure
 
     drawn = []
@@ -253,7 +253,7 @@ def _labels_overlap_or_squeeze(fig) -> list:
 @pytest.mark.parametrize("low, high", [(3.0, 303.0), (0.9, 30.9), (1.1, 999.0), (1e-7, 1e-5), (0.27, 3.2)])
 def test_a_log_axis_over_one_to_three_decades_labels_no_two_ticks_on_each_other(tmp_path, saved, low, high):
     """LogFormatter labels 2, 3, 4 and 6 of every decade on an axis with up to two powers of 10 in view: a loss from 303
-    down to 3 read 3, 4, 6, 10, 20, 30, 40, 60, ..., 3 on 4 and 30 on 40 (until 2026-12-06)."""
+    down to 3 reads 3, 4, 6, 10, 20, 30, 40, 60, ..., 3 on 4 and 30 on 40."""
     training_plots.loss_curves([{"step": s, "loss": low + (high - low) * np.exp(-s / 10)} for s in range(100)], tmp_path / "l.png")
     assert not _labels_overlap_or_squeeze(saved[0])
     between = sum(1 for t in saved[0].axes[0].get_yticklabels(minor=True) if t.get_text())
@@ -278,8 +278,8 @@ def test_a_loss_falling_below_1e_minus_4_is_labelled_in_the_style_of_one_above_1
 
 @pytest.mark.parametrize("low, high", [(5.0, 2e7), (0.5, 3e7), (1e-3, 1e8), (1e-7, 0.1), (3.0, 4e9)])
 def test_a_log_axis_reaching_1e7_or_below_1e_minus_4_labels_every_tick_as_a_power_of_ten(tmp_path, saved, low, high):
-    """One style per axis: a loss from 5 up to 2e7 read "10", "1e3", "1e5", "1e7", and one from 1e-7 to 0.1 read
-    "1e-7", "1e-5", "0.001", "0.1" (until 2026-12-06)."""
+    """One style per axis: else a loss from 5 up to 2e7 reads "10", "1e3", "1e5", "1e7", and one from 1e-7 to 0.1 reads
+    "1e-7", "1e-5", "0.001", "0.1"."""
     training_plots.loss_curves([{"step": s, "loss": low * (high / low) ** (s / 50)} for s in range(51)], tmp_path / "l.png")
     saved[0].canvas.draw()
     ax = saved[0].axes[0]
@@ -305,7 +305,7 @@ def test_a_non_finite_row_changes_neither_a_loss_axis_scale_nor_its_ticks(tmp_pa
 
 def test_a_log_axis_within_a_decade_labels_each_round_tick_with_its_value(tmp_path, saved):
     """cat-demo on 3 simulated workers at train.lr = 0.5, its stage2/reconstruction from 2,250 down to 297: ticked every
-    250, the ticks at 1,250 and 1,750 read "1,200" and "1,800" (two digits: until 2026-12-06)."""
+    250, the ticks at 1,250 and 1,750 read "1,250" and "1,750" (else "1,200" and "1,800": two digits)."""
     values = [1774.0, 2243.0, 703.0, 356.0, 297.0]
     training_plots.loss_curves([{"step": 60 + 10 * i, "loss": v} for i, v in enumerate(values)], tmp_path / "l.png")
     fig = saved[0]
@@ -321,7 +321,8 @@ def test_the_response_histogram_says_what_it_counts(tmp_path, saved):
 
 
 def test_the_response_histogram_gives_each_class_its_n_and_whole_counts(tmp_path, saved):
-    """The legend read "face" and "other" with no count, and the axis ticked 0.5, 1.5, 2.5 images (until 2026-12-06)."""
+    """The legend gives each class's count (not "face" and "other" alone), and the axis ticks whole images (not 0.5, 1.5,
+    2.5)."""
     figures.response_histogram([1.0, 2.0, 2.5], [0.0, 0.5], 1.2, tmp_path / "r.png", ("face", "other"))
     ax = saved[0].axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["face (n = 3)", "other (n = 2)"]
@@ -383,7 +384,7 @@ def test_a_greedy_runs_loss_panel_marks_where_the_next_stage_starts(tmp_path, sa
 
 def test_the_invariance_panels_draw_the_levels_the_reports_ranges_are_read_at(tmp_path, saved):
     """The table gave "-90 ... 157.5 degrees" with response >= 0.5 and "AUC >= 0.647", and the panels drew lines at 1,
-    0 and 0.5 (chance) but not those levels (until 2026-12-06): a reader could not find the ranges' ends on the curves.
+    0 and 0.5 (chance) but not those levels: a reader cannot find the ranges' ends on the curves unless they are drawn.
     An AUC at chance untransformed keeps no level, so none is drawn (scale here)."""
     result = {**_invariance_result(), "summary": {"floor": 0.5},
               "selectivity": {"keep": 0.5, "auc": {"scale": 0.5, "translation_x": 0.8, "rotation": 0.9}}}
@@ -400,8 +401,8 @@ def test_the_invariance_panels_draw_the_levels_the_reports_ranges_are_read_at(tm
 
 
 def test_a_loss_panel_on_a_log_axis_says_so_in_its_title(tmp_path, saved):
-    """cat-demo's stage-2 reconstruction fell from 300 to 10 on a log axis that nothing named (until 2026-12-06): read
-    as linear, a 30-fold drop looks like a third."""
+    """A log axis is named: cat-demo's stage-2 reconstruction falls from 300 to 10, and read as linear, a 30-fold drop
+    looks like a third."""
     training_plots.loss_curves([{"step": s, "loss": 300.0 / s, "contrastive_divergence": 1.0 - s / 10} for s in range(1, 20)],
                         tmp_path / "loss.png")
     assert [ax.get_title() for ax in saved[0].axes[:2]] == ["loss (log axis)", "contrastive_divergence"]

@@ -1,5 +1,5 @@
 """A tie's chance spread is its own units' range over bootstrap replicates of the test images, not as many independent
-units' (since 2026-12-05): tied units are mostly near copies scoring the same images, which move together, so a small
+units': tied units are mostly near copies scoring the same images, which move together, so a small
 real difference between them is beyond their chance spread though well within independent units'."""
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def _copies(shifts: list[float], seed: int = 0):
 
 def test_near_copies_with_a_small_real_difference_are_undecided_where_independent_units_range_called_them_decided():
     """Three near copies, two of them lowered a little on the faces: their test AUCs (0.764-0.812) differ by 0.048 for
-    real. As many independent units would spread up to 0.197 (the rule of earlier on 2026-12-05: decided); the
+    real. As many independent units would spread up to 0.197 (by that rule: decided); the
     copies' own replicates, pooled, spread 0.026 in the table and 0.027 in the face test: undecided in both."""
     y, select, test, scores = _copies([0.0, 0.12, 0.24])
     row = best_unit(scores, y, select, test)
@@ -102,9 +102,9 @@ def test_for_independent_alike_units_the_bootstrap_range_agrees_with_the_student
 
 def test_alike_saturated_ties_read_undecided_near_the_nominal_rate():
     """200 seeded ties of 5 alike units at true AUC 0.97 on 30 + 30 test images, their scores correlated 0.5 (the
-    calibration bench's cell): each unit at its own bootstrap error (the rule earlier on 2026-12-05) called 0.5% of
-    them undecided, 5% meant: a unit that lost pairs by chance spread the tie and widened its own replicates alike.
-    At the tied set's median error 7.5% (binomial sd 1.5% at 5%)."""
+    calibration bench's cell): at the tied set's median error 7.5% are undecided (binomial sd 1.5% at 5%, the share
+    meant). Each unit at its own bootstrap error would call 0.5% of them undecided: a unit that lost pairs by chance
+    spreads the tie and widens its own replicates alike."""
     rng = np.random.default_rng(3)
     y = np.r_[np.ones(30), np.zeros(30)].astype(bool)
     d = np.sqrt(2) * norm.ppf(0.97)
@@ -122,9 +122,9 @@ def test_alike_saturated_ties_read_undecided_near_the_nominal_rate():
 
 def test_a_unit_whose_replicates_do_not_move_stays_at_0_whatever_its_rounding():
     """A still unit (every replicate alike, AUC 1.0) adds nothing to the range, and its replicates' rounding is not
-    chance: until 2026-12-05 one sitting a constant off its observed AUC (1/3 against 0.3: sd 5.6e-17 by rounding,
-    not 0) was scaled ~1e14-fold to the median sd, a limit of 3.6e12, and one an ulp from 1.0 in half the replicates
-    counted in the median (sd 5.6e-17), which halved the moving unit's error (0.031 against 0.037)."""
+    chance: else one sitting a constant off its observed AUC (1/3 against 0.3: sd 5.6e-17 by rounding, not 0) is
+    scaled ~1e14-fold to the median sd, a limit of 3.6e12, and one an ulp from 1.0 in half the replicates counts in
+    the median (sd 5.6e-17), which halves the moving unit's error (0.031 against 0.037)."""
     rng = np.random.default_rng(0)
     moving = 0.95 + 0.02 * rng.standard_normal(200)
     frozen = chance_spread(np.stack([np.ones(200), moving]), np.array([1.0, 0.95]))
@@ -136,8 +136,8 @@ def test_a_unit_whose_replicates_do_not_move_stays_at_0_whatever_its_rounding():
 
 
 def test_a_unit_tied_with_none_draws_no_replicates(monkeypatch):
-    """Most best-neuron rows tie nothing: their limit is 0 without drawing or scoring a replicate (each did, 200 of
-    them, until 2026-12-05: ~1% of a main-job analyze, 200 rows, none tied)."""
+    """Most best-neuron rows tie nothing: their limit is 0 without drawing or scoring a replicate (drawing 200 for each
+    is ~1% of a main-job analyze, 200 rows, none tied)."""
     def refuse(*args, **kwargs):
         raise AssertionError("a single unit's tie was bootstrapped")
 

@@ -21,8 +21,8 @@ WIDTH = 0.1     # one unit's 95% AUC interval
 
 
 def test_alike_units_are_called_undecided_equally_often_whatever_their_number():
-    """Ties of alike units (each test AUC one draw of the same normal, its 95% interval WIDTH wide): until 2026-12-05
-    the spread was told against WIDTH itself, undecided in 0.6% of 2-unit ties, 4.4% of 5 and 38% of 20; now 5%."""
+    """Ties of alike units (each test AUC one draw of the same normal, its 95% interval WIDTH wide) are undecided in 5%
+    of ties of any size; told against WIDTH itself, in 0.6% of 2-unit ties, 4.4% of 5 and 38% of 20."""
     rates = {}
     for tied in (2, 5, 20):
         draws = 0.8 + WIDTH / (2 * Z95) * np.random.default_rng(tied).normal(size=(4000, tied))
@@ -80,17 +80,17 @@ def test_the_face_test_stores_the_limit_it_told_the_spread_against():
 
 
 def test_a_row_from_before_the_limit_is_said_against_the_rule_it_was_flagged_by():
-    """An analysis.json written before 2026-12-05's limit flagged a tie whose spread passed one unit's interval: the
+    """An analysis.json written before 2026-12-05 flags a tie whose spread passes one unit's interval: the
     report, drawn again from it, says that rule, not the alike units' range the row has no limit of."""
     from downpour.analysis.controls import ties_once
     from downpour.analysis.report_controls import controls
 
     y, select, test, scores = _tie(12, np.linspace(0.0, 3.0, 12))
     row = best_unit(scores, y, select, test)
-    studentized = {k: v for k, v in row.items() if k != "tie_rule"}     # earlier on 2026-12-05: no tie_rule
+    studentized = {k: v for k, v in row.items() if k != "tie_rule"}     # written earlier on 2026-12-05: no tie_rule
     assert f"wider than 12 alike units' would in 95% of ties ({row['tie_spread_limit']:.3f})" in chosen_among(
         studentized)
-    own = {**row, "tie_rule": "bootstrap range"}     # earlier on 2026-12-05: each unit at its own error, said alike
+    own = {**row, "tie_rule": "bootstrap range"}     # written earlier on 2026-12-05: each unit at its own error, said alike
     assert (f"wider than chance would in 95% of resamplings of the test images ({row['tie_spread_limit']:.3f})"
             in chosen_among(own))
     old = {k: v for k, v in row.items() if k not in ("tie_spread_limit", "tie_rule")}

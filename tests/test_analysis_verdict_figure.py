@@ -30,7 +30,7 @@ def _rows() -> list[dict]:
 def _drawn(ax) -> dict[str, tuple[float, float, float]]:
     """Each method drawn on a panel (by its tick label): (its dot's AUC, its bar's two ends)."""
     names = {round(t.get_position()[1]): t.get_text() for t in ax.figure.axes[0].get_yticklabels()}
-    bars, _, dots = ax.collections      # (verdict_figure.marks: the bars, their caps, the dots; 2026-12-06)
+    bars, _, dots = ax.collections      # (verdict_figure.marks: the bars, their caps, the dots)
     out = {}
     for ((low, y), (high, _)), (auc, y_dot) in zip(bars.get_segments(), dots.get_offsets()):
         assert y == y_dot

@@ -44,8 +44,8 @@ def test_ratio_of_medians_differs_from_the_median_of_paired_ratios():
 
 
 def test_a_ratio_under_a_thousandth_keeps_its_digits():
-    """The ratio of the medians was rounded to 3 decimals: 0.0 under 0.0005 (parameter_server's memcpy against a round
-    trip of a small model), 0.018 beside a paired 0.0182, until 2026-12-06."""
+    """The ratio of the medians keeps its significant digits: rounded to 3 decimals it reads 0.0 under 0.0005
+    (parameter_server's memcpy against a round trip of a small model), 0.018 beside a paired 0.0182."""
     out = P.ratio(_reps([(0.0000123, 0.0421)]), "x", "fast", "slow")
     assert out["of_medians"] == out["paired"]["median"] == 0.000292
     assert P.ratio(_reps([(0.00182, 0.1)]), "x", "fast", "slow")["of_medians"] == 0.0182
@@ -118,8 +118,8 @@ def _help(script, capsys, monkeypatch):
 
 @pytest.mark.parametrize("script", sorted(FLAGGED))
 def test_every_bench_takes_reps_and_threads_from_the_shared_parser(script, capsys, monkeypatch):
-    """Nine benches declared their own: --threads without a floor, --reps with five help texts or none (until
-    2026-12-05)."""
+    """The benches share their flags: nine declaring their own had --threads without a floor, --reps with five help
+    texts or none."""
     reps, threads = FLAGGED[script]
     shown = _help(script, capsys, monkeypatch)
     zero = "; 0: torch's default" if script == "training_throughput" else ""     # (its workers' threads: train.threads)
@@ -136,7 +136,7 @@ def test_every_bench_takes_reps_and_threads_from_the_shared_parser(script, capsy
 @pytest.mark.parametrize("script", sorted(p.stem for p in BENCH.glob("[!_]*.py") if p.stem not in FLAGGED))
 def test_every_bench_showing_the_shared_flags_is_checked_above(script, capsys, monkeypatch):
     """checkpoint_save, help_start_up, invariance_sweep and split_threads took the shared flags but were missing from
-    FLAGGED, so nothing checked their defaults (until 2026-12-05)."""
+    FLAGGED, so nothing would check their defaults."""
     shown = _help(script, capsys, monkeypatch)
     assert "timed repetitions of each measurement" not in shown
     assert "torch intra-op threads of the timed work" not in shown
@@ -149,7 +149,7 @@ def test_no_bench_declares_reps_or_threads_itself():
 
 
 def test_rank_interval_counts_draws_not_reps(capsys, monkeypatch):
-    """Its 1,000 simulated studies are no timed repetitions: --reps until 2026-12-05."""
+    """Its 1,000 simulated studies are no timed repetitions: not --reps."""
     shown = _help("rank_interval", capsys, monkeypatch)
     assert "--draws DRAWS simulated studies per scenario and data size (default: 1000)" in shown
     assert "--reps" not in shown
@@ -157,8 +157,8 @@ def test_rank_interval_counts_draws_not_reps(capsys, monkeypatch):
 
 @pytest.mark.parametrize("script", sorted(p.stem for p in BENCH.glob("[!_]*.py")))
 def test_every_bench_answers_help_without_measuring(script, capsys, monkeypatch):
-    """``python bench/X.py --help`` prints its usage and exits: step_peak, with no parser, ran its whole measurement
-    (until 2026-12-05). (Through sys.argv: a few benches' main takes no argv.)"""
+    """``python bench/X.py --help`` prints its usage and exits: a bench with no parser (as step_peak was) runs its
+    whole measurement. (Through sys.argv: a few benches' main takes no argv.)"""
     import importlib
 
     monkeypatch.setattr(sys, "argv", [f"{script}.py", "--help"])
@@ -188,7 +188,7 @@ def _make_bench_args() -> dict[str, list[str] | None]:
 
 @pytest.mark.parametrize("script, argv", sorted(_make_bench_args().items()))
 def test_make_bench_runs_every_bench_with_arguments_it_accepts(script, argv, monkeypatch):
-    """``make bench`` stopped at rank_interval, whose study file is a required argument (until 2026-12-05)."""
+    """``make bench`` runs every bench: else it stops at rank_interval, whose study file is a required argument."""
     import argparse
     import importlib
 
@@ -207,22 +207,22 @@ def test_make_bench_runs_every_bench_with_arguments_it_accepts(script, argv, mon
 
 
 def test_a_figure_under_a_millisecond_keeps_its_digits():
-    """A time of microseconds in seconds printed 0.0 (checkpoint_save's digests of the main job's model: 'sha256_only':
-    {'median': 0.0}) until 2026-12-05."""
+    """A time of microseconds in seconds keeps its digits: else it prints 0.0 (checkpoint_save's digests of the main
+    job's model: 'sha256_only': {'median': 0.0})."""
     out = P.summary(_reps([(0.000123456, 0.0421), (0.000234, 0.0432), (0.0009, 0.05)]), "x")
     assert out["x"]["fast"] == {"median": 0.000234, "range": [0.000123, 0.0009]}
     assert out["x"]["slow"] == {"median": 0.0432, "range": [0.0421, 0.05]}
     assert P.summary(_reps([(123.456, 0.5)]), "x")["x"] == {"fast": {"median": 123.5, "range": [123.5, 123.5]},
                                                             "slow": {"median": 0.5, "range": [0.5, 0.5]}}
     run = P.measured(lambda: {})
-    assert run["wall_s"] > 0        # (a run of microseconds: 0.0 until 2026-12-05)
+    assert run["wall_s"] > 0        # (a run of microseconds: else 0.0)
 
 
 @pytest.mark.parametrize("script", sorted(p.stem for p in BENCH.glob("[!_]*.py")))
 def test_every_bench_puts_its_own_checkout_first_on_the_import_path(script, monkeypatch):
     """``python bench/X.py`` puts only bench/ on the path: seven benches (checkpoint_save, data_pipeline, jpeg_draft,
     parameter_server, sandblaster, training_throughput, variance_gate) run from a worktree without PYTHONPATH
-    imported the downpour the venv had installed, another checkout's (until 2026-12-05). Runs each script's opening
+    would import the downpour the venv has installed, another checkout's. Runs each script's opening
     (its top-level statements before its first import of downpour or of a bench module, leaving out other
     packages' imports) on the path ``python bench/X.py`` starts with from elsewhere, and asserts that downpour is
     then found in this checkout."""

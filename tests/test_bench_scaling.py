@@ -71,9 +71,9 @@ def test_a_curve_warms_up_on_a_point_it_measures_not_on_a_skipped_one(capsys, mo
 
 
 def test_a_points_planned_flops_are_those_of_its_batch():
-    """Normalising the filters is once a step, so per example it is divided by the step's batch: a + n/b. Until
-    2026-12-04 the bench planned every batch as batch 1 (`--batch 100`: the paper network's 24.44 GFLOP per example,
-    where its steps of 100 take 12.39)."""
+    """Normalising the filters is once a step, so per example it is divided by the step's batch: a + n/b. Planning
+    every batch as batch 1 overstates it (`--batch 100`: the paper network's 24.44 GFLOP per example, where its steps
+    of 100 take 12.39)."""
     flops = {b: scaling.cat_point("network", 64, b, 1, max_gb=0)["expected_gflop"] for b in (1, 2, 4)}
     once_a_step = 2 * (flops[1] - flops[2])                  # n, from b = 1 and 2
     assert once_a_step > 0

@@ -164,7 +164,7 @@ def test_invariance_ci_times_the_bootstrap_against_the_sweep_it_reads(capsys):
 
 
 def test_frozen_cache_runs_a_short_schedule_against_the_uncached_one(capsys):
-    """It ran the main job's 1,500 steps (and 100 of warm-up) each way, with no smaller size, until 2026-12-06."""
+    """--steps runs a short schedule, not only the main job's 1,500 steps (and 100 of warm-up) each way."""
     rows = frozen_cache.main(["--reps", "1", "--steps", "2"])
     assert _rows(capsys) == rows and [(r["row"], r["steps"]) for r in rows] == [("stage2", 1), ("greedy", 2)]
     for row in rows:
@@ -172,7 +172,7 @@ def test_frozen_cache_runs_a_short_schedule_against_the_uncached_one(capsys):
 
 
 def test_analysis_repeats_times_both_repeats_on_a_few_images_against_the_old_ways(capsys):
-    """Every run swept all 60 held-out images (18 s on 2 cores) until 2026-12-06: --images keeps a few."""
+    """--images keeps a few of the 60 held-out images (all of them take 18 s on 2 cores)."""
     rows = analysis_repeats.main(["--reps", "1", "--images", "3"])
     assert _rows(capsys) == rows and [r["row"] for r in rows] == ["sweeps", "probe_figures"]
     for row in rows:
@@ -182,7 +182,7 @@ def test_analysis_repeats_times_both_repeats_on_a_few_images_against_the_old_way
 
 
 def test_optimiser_start_up_times_downpours_first_step_against_torchs(capsys):
-    """Each optimiser costs two fresh interpreters: all three always ran until 2026-12-06 (--optimisers)."""
+    """Each optimiser costs two fresh interpreters: --optimisers runs fewer than all three."""
     optimiser_start_up.main(["--reps", "1", "--optimisers", "sgd"])
     (row,) = _rows(capsys)
     assert row["row"] == "sgd" and row["reps"] == 1
@@ -200,7 +200,7 @@ def test_help_start_up_times_a_studys_help_against_it_after_the_old_imports(monk
 
 
 def test_sandblaster_backups_times_a_straggler_batch_against_the_normal_clusters(monkeypatch, tmp_path, capsys):
-    """Its batch times carried no unit (virtual steps of the simulator's clock, not seconds) until 2026-12-06."""
+    """Its batch times carry their unit (virtual steps of the simulator's clock, not seconds)."""
     monkeypatch.setattr(sys, "argv", ["sandblaster.py", "backups", "--workers", "2", "--units", "2", "--steps", "1",
                                       "--backup-after", "1", "--out", str(tmp_path)])
     sandblaster.main()
@@ -219,8 +219,8 @@ class _Started(Exception):
                                    lambda: next(scaling.ps_points((0.01,), 1)), lambda: wait_order.main([])],
                          ids=["parameter_server", "scaling", "wait_order"])
 def test_the_ray_benches_start_a_ray_of_their_own(start, monkeypatch):
-    """Their ``ray.init(num_cpus=2)`` joined a Ray another process on the machine had started (`ray start`, another
-    session's run) and failed there ("num_cpus ... must not be provided") until 2026-12-06."""
+    """Their ``ray.init(num_cpus=2)`` starts a Ray of their own: else it joins a Ray another process on the machine
+    started (`ray start`, another session's run) and fails there ("num_cpus ... must not be provided")."""
     import ray
 
     asked = {}
@@ -236,8 +236,8 @@ def test_the_ray_benches_start_a_ray_of_their_own(start, monkeypatch):
 
 
 def test_layer_responses_times_the_one_pass_read_against_a_pass_per_layer(capsys):
-    """Every run drew 5 images per face for each control and ran the face test at 2,000 replicates and random
-    filters (two minutes on 2 loaded cores) until 2026-12-06: --draws and --replicates make it small."""
+    """--draws and --replicates make the face test small: 5 images per face for each control and 2,000 replicates and
+    random filters take two minutes on 2 loaded cores."""
     rows = layer_responses.main(["--reps", "1", "--draws", "1", "--replicates", "10"])
     assert _rows(capsys) == rows and [r["row"] for r in rows] == ["read", "face_controls"]
     for row in rows:

@@ -24,8 +24,9 @@ def test_a_steps_peak_holds_its_saved_tensors_at_the_end_of_its_forward_and_leav
 
 
 def test_the_plans_peak_note_says_what_the_bench_measured_and_points_to_its_table(capsys):
-    """Until 2026-12-04 the note under the plan's table read "measured from 23% under to 38% over acts + gradient":
-    the bench compares acts + copies + gradient with a lower bound of the peak, and its figures were hard-coded."""
+    """The note under the plan's table says what the bench measures and points to its table in docs/plan.md, with no
+    hard-coded figures (such as "measured from 23% under to 38% over acts + gradient"): the bench compares acts +
+    copies + gradient with a lower bound of the peak."""
     from downpour.cli import main
     assert main(["plan", "--config", "tica-8x8", "--machines", "2"]) == 0
     note = next(line for line in capsys.readouterr().out.splitlines() if "transient peak" in line)

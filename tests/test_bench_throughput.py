@@ -34,7 +34,7 @@ def test_the_apply_per_push_is_every_shards_part_of_one_push(shards):
 
 @pytest.mark.parametrize("steps", ["0", "5"])
 def test_steps_below_10_are_refused_with_the_floor_the_help_declares(steps, monkeypatch, capsys):
-    """--steps's help says at least 10 (two logged rows); 0 was refused as "must be at least 1" before 2026-12-05."""
+    """--steps's help says at least 10 (two logged rows), and the refusal says so too (not "must be at least 1")."""
     monkeypatch.setattr(sys, "argv", ["training_throughput.py", "--steps", steps])
     with pytest.raises(SystemExit) as exit_:
         training_throughput.main()
@@ -44,7 +44,7 @@ def test_steps_below_10_are_refused_with_the_floor_the_help_declares(steps, monk
 
 @pytest.mark.parametrize("steps, warned", [("10", True), ("99", True), ("100", False)])
 def test_a_short_run_warns_that_its_ratios_mean_little(steps, warned, monkeypatch, capsys):
-    """--steps 10 printed a Ray-vs-local ratio without a word that Ray's start-up weighs in it (until 2026-12-05).
+    """--steps 10 prints a Ray-vs-local ratio with a word that Ray's start-up weighs in it.
     The runs are stood in for: only what main prints around them is checked."""
     import json
 

@@ -78,8 +78,8 @@ def test_flags_pass_typed_and_a_string_flag_is_never_reparsed():
 
 
 def test_train_takes_the_plans_partitions_flag():
-    """`downpour plan --partitions 2` laid out a split replica; `downpour train --partitions 2`, the same layout
-    trained, was "unrecognized arguments: --partitions 2 (did you mean '--compensation'?)" until 2026-12-06."""
+    """`downpour plan --partitions 2` lays out a split replica; `downpour train --partitions 2` trains the same layout
+    (else "unrecognized arguments: --partitions 2 (did you mean '--compensation'?)")."""
     args = build_parser().parse_args(["train", "--config", "cat-untied", "--runner", "simulated", "--partitions", "2"])
     assert ("cluster.partitions", 2) in _overrides(args)
     assert load_config("cat-untied", _overrides(args)).cluster.partitions == 2
@@ -141,9 +141,9 @@ def test_resume_refuses_changes_that_make_another_run_and_keeps_the_config(tmp_p
 
 
 def test_a_run_refused_for_its_data_leaves_no_folder_and_runs_again_in_place(tmp_path, capsys, monkeypatch):
-    """No readable image is found once the data is read: until 2026-12-06 after the run folder was made, which stayed,
-    holding only config.toml (its --resume refused: "never started training"); now before it is made (and the runs/
-    NAME-TIME folder of a run without --out). A folder given empty stays (the user made it), empty."""
+    """No readable image is found once the data is read, before the run folder is made (and the runs/NAME-TIME folder
+    of a run without --out): else the folder stays, holding only config.toml (its --resume refused: "never started
+    training"). A folder given empty stays (the user made it), empty."""
     import numpy as np
     from PIL import Image
 
@@ -169,9 +169,8 @@ def test_a_run_refused_for_its_data_leaves_no_folder_and_runs_again_in_place(tmp
 
 def test_a_run_refused_in_its_runner_removes_the_parent_folders_its_out_made_and_none_that_were_there(
         tmp_path, capsys, monkeypatch):
-    """A new run refused by its runner, after its folder is made, with --out a/b/c where a and b were not there: until
-    2026-12-06 the refusal removed c alone, a/b left behind. Now every folder the command made goes, deepest first; a
-    parent that was there before stays. (The data are refused before the folder is made: that read left out here, the
+    """A new run refused by its runner, after its folder is made, with --out a/b/c where a and b were not there: every
+    folder the command made goes, deepest first (not c alone, a/b left behind); a parent that was there before stays. (The data are refused before the folder is made: that read left out here, the
     runner's own read refuses them.)"""
     monkeypatch.setattr("downpour.preflight.read_checked", lambda cfg, resume=False, chosen=None: None)
     images = tmp_path / "images"
@@ -210,8 +209,8 @@ def test_a_flag_of_another_runner_is_refused(tmp_path, capsys, flags, named):
 
 @pytest.mark.parametrize("command", [[], ["train"], ["crossfit"], ["analyze"], ["report"], ["study"], ["plan"]])
 def test_help_is_plain_text(command, capsys):
-    """The top help showed the module docstring's reStructuredText marks ("The ``downpour`` command"), and until
-    2026-12-05 its roles (":mod:`~downpour.cli_analyze`")."""
+    """The top help shows no reStructuredText marks of the module docstring: neither ("The ``downpour`` command") nor
+    its roles (":mod:`~downpour.cli_analyze`")."""
     with pytest.raises(SystemExit) as done:
         main([*command, "--help"])
     assert done.value.code == 0
@@ -220,8 +219,7 @@ def test_help_is_plain_text(command, capsys):
 
 
 def test_every_argument_of_every_command_has_its_help():
-    """`downpour analyze --help` and `downpour report --help` listed their one argument, `run`, with no word of what
-    it is (until 2026-12-06)."""
+    """`downpour analyze --help` and `downpour report --help` say what their one argument, `run`, is."""
     import argparse
 
     from downpour.cli import build_parser
@@ -456,10 +454,10 @@ def test_the_headline_names_a_folder_concepts_controls_not_a_face_test(tmp_path)
     (["train", "--stepz", "3"], "downpour train: error: unrecognized arguments: --stepz 3 (did you mean '--steps'?)"),
     (["study", "costs", "--jobz=2"], "downpour study: error: unrecognized arguments: --jobz=2 (did you mean '--jobs'?)"),
     (["-v", "train", "-v"], "downpour train: error: unrecognized arguments: -v"),
-    # matched with the "--" every flag shares: "did you mean '--replicas'?" until 2026-12-06
+    # not matched with the "--" every flag shares: else "did you mean '--replicas'?"
     (["plan", "--frobnicate"], "downpour plan: error: unrecognized arguments: --frobnicate"),
     (["plan", "--bandwith", "3"], "downpour plan: error: unrecognized arguments: --bandwith 3 (did you mean '--bandwidth'?)"),
-    # the plan's replicas are train's workers: bare, and "did you mean '--cores'?", until 2026-12-06
+    # the plan's replicas are train's workers (else bare, and "did you mean '--cores'?")
     (["train", "--replicas", "3"],
      "downpour train: error: unrecognized arguments: --replicas 3 (this command calls them --workers)"),
     (["plan", "--workers", "3"], "downpour plan: error: unrecognized arguments: --workers 3 (this command calls them "

@@ -22,8 +22,8 @@ SLOW_EXIT = ("import atexit, sys, time\n"
              "sys.exit(command())\n")
 
 # the process's own command interrupted before it does anything, and a SIGTERM sent the moment the CLI's own
-# `with sigterm_as_interrupt()` block has ended (where until 2026-12-06 SIGTERM's handler was SIG_DFL again, until the
-# CLI set the exit's once more)
+# `with sigterm_as_interrupt()` block has ended (where SIGTERM's handler must not be SIG_DFL again before the CLI
+# sets the exit's once more)
 TERM_AFTER_BLOCK = ("import contextlib, os, signal, sys, time\n"
                     "import downpour.cli as cli\n"
                     "from downpour.train.signals import sigterm_as_interrupt\n"
@@ -66,9 +66,9 @@ def _line_with(proc, marker: str, seen: list[str]) -> None:
 
 def test_a_second_ctrl_c_in_the_exit_of_a_stopped_run_quits_at_once_in_one_line(tmp_path):
     """A Ctrl-C stops the run (its checkpoint saved), "downpour: interrupted" is said, and a second Ctrl-C comes while
-    the process exits: it raised into what ran then, with a traceback (the CLI's own `with` block's end: a real
-    `downpour train` on Ray, 2026-12-06; an atexit hook: "Exception ignored in atexit callback", and the hook went
-    on). Now it quits at once with one line, the checkpoint kept."""
+    the process exits: it quits at once with one line, the checkpoint kept (else it raises into what runs then, with a
+    traceback: the CLI's own `with` block's end, as in a real `downpour train` on Ray; an atexit hook: "Exception
+    ignored in atexit callback", and the hook goes on)."""
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-c", SLOW_EXIT, "train", *TINY, "--steps", "1000000", "--out", str(out)],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
@@ -102,9 +102,9 @@ def test_a_sigterm_just_after_the_clis_own_block_quits_in_one_line_not_unsaid():
 
 
 def test_a_sigterm_while_the_cli_says_it_was_interrupted_quits_in_one_line_not_a_traceback():
-    """A SIGTERM in the CLI's `except KeyboardInterrupt`, before it arms the exit, raised there: a traceback
-    ("During handling of the above exception ..."), until 2026-12-06. It waits for the CLI's block to end, which
-    has said "interrupted", and acts then: the exit's one line."""
+    """A SIGTERM in the CLI's `except KeyboardInterrupt`, before it arms the exit, waits for the CLI's block to end,
+    which has said "interrupted", and acts then: the exit's one line (else it raises there: a traceback, "During
+    handling of the above exception ...")."""
     done = subprocess.run([sys.executable, "-c", TERM_BEFORE_EXIT, "models"], capture_output=True, text=True,
                           timeout=120)
     assert "Traceback" not in done.stderr and done.returncode == 130, done.stderr
@@ -145,9 +145,9 @@ def test_a_sigterm_waits_only_while_the_opener_or_its_callee_handles_the_stop(st
 
 
 def test_main_without_argv_in_a_long_lived_process_leaves_its_signal_handlers_as_they_were(monkeypatch):
-    """`main()` with no argv called from a notebook, interrupted: until 2026-12-06 it took itself for the process's
-    own command and set Ctrl-C and SIGTERM to end the process (os._exit), so the notebook's next Ctrl-C killed its
-    kernel. A caller's main() leaves the handlers it found; only command() (the script) arms the exit."""
+    """`main()` with no argv called from a notebook, interrupted: a caller's main() leaves the handlers it found; only
+    command() (the script) arms the exit. Else it takes itself for the process's own command and sets Ctrl-C and
+    SIGTERM to end the process (os._exit), so the notebook's next Ctrl-C kills its kernel."""
     def interrupted(args):
         raise KeyboardInterrupt
 

@@ -88,15 +88,15 @@ def test_a_sync_run_stopped_with_its_last_round_open_resumes_to_the_uninterrupte
 
 
 def test_a_run_whose_pushes_were_mostly_refused_says_it_diverged(tmp_path, caplog):
-    """lr 0.25 with dc-asgd and exponential delays: most pushes refused as non-finite (209 of 300 at 2026-12-06, the
-    logged loss 88.9 -> 1.6e+31 by step 300, 1.778 at its first push; when this test was written, 232 of 300 and metrics stopping at step
-    100), and the run ended with exit 0 and a final_loss, without a word."""
+    """lr 0.25 with dc-asgd and exponential delays: most pushes refused as non-finite (209 of 300 on 2026-12-06, the
+    logged loss 88.9 -> 1.6e+31 by step 300, 1.778 at its first push): the run says so, else it ends with exit 0 and a
+    final_loss, without a word."""
     cfg = load_config("teacher-student", ["cluster.runner=simulated", "cluster.workers=3", "cluster.shards=2",
                                           "cluster.delay=exponential:2", "cluster.compensation=dc-asgd",
                                           "train.steps=300", "train.tensorboard=false"])
     with caplog.at_level(logging.WARNING):
         summary = train(cfg, RunDir.create(tmp_path / "r", cfg))
-    # one warning (until 2026-12-06 ps.cluster's and the divergence one both said it), the refused count in it
+    # one warning (not ps.cluster's and the divergence one both), the refused count in it
     said = [r.getMessage() for r in caplog.records if "diverged" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("the run diverged: ")
     refused = summary["refused_pushes"]
@@ -180,8 +180,8 @@ def _losing_shard_1(monkeypatch, losses, placed=None):
 
 
 def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays_one_on_resume(tmp_path, monkeypatch):
-    """A shard lost with cluster.shard_restarts spent stopped the run with one log line; staleness.json (the last
-    checkpoint's) held no event of it, nor of a shard restart since that checkpoint. Here the driver loses a
+    """A shard lost with cluster.shard_restarts spent stops the run with its events recorded: else one log line, and
+    staleness.json (the last checkpoint's) holds no event of it, nor of a shard restart after that checkpoint. Here the driver loses a
     shard at step 20 (restarted from the checkpoint of step 16) and again at step 18 of the second go, with the
     shards' checkpoint on the way out failing as it does on Ray (the shard is gone)."""
     from downpour.errors import RunError
@@ -210,8 +210,8 @@ def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays
 
 
 def test_a_restarted_runs_cluster_json_keeps_where_the_lost_go_had_placed_its_actors(tmp_path, monkeypatch):
-    """Until 2026-12-06 a run whose shards restarted kept the last go's placement alone in cluster.json (``nodes: 1``
-    after a node was lost): the lost node was named only in the reason. Each shard event keeps its go's."""
+    """Each shard event keeps its go's placement in cluster.json: else a run whose shards restarted keeps the last go's
+    alone (``nodes: 1`` after a node was lost), and the lost node is named only in the reason."""
     placed = {"nodes": 2, "placement": {"shards": [0, 1], "workers": [0, 1]}, "node_ids": ["a" * 56, "b" * 56],
               "node_addresses": ["10.0.0.1", "10.0.0.2"], "lost_shards": [1]}
     _losing_shard_1(monkeypatch, [20], placed)
@@ -254,7 +254,7 @@ def test_two_shard_restarts_alike_in_step_and_reason_stay_two_events(tmp_path, m
     assert _run(tmp_path / "r", resume=True)["steps"] == 31
     events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
     # each go's resume too, alike as they are (step 16, both workers): the first restart's, the user's --resume's (its
-    # go stopped by the next loss before a checkpoint) and the second restart's. Until 2026-12-05 the last one alone
+    # go stopped by the next loss before a checkpoint) and the second restart's (not the last one alone)
     assert [(e["event"], e["step"]) for e in events] == [("shards-restarted", 16), ("resumed", 16), ("shards-lost", 20),
                                                          ("resumed", 16), ("shards-restarted", 16), ("resumed", 16)]
     shard = [e for e in events if e["event"] != "resumed"]
@@ -284,9 +284,9 @@ def _same_rows_and_model(a, b):
 @pytest.mark.parametrize("where", ["push", "step"])
 def test_an_error_mid_event_keeps_the_whole_checkpoint_of_the_last_push(tmp_path, monkeypatch, where):
     """``cluster.checkpoint_every = 1``: the checkpoint at push 4 holds the simulator's whole state. An error inside
-    the next event (push 5 reaching its second shard, its first having applied it; or a worker's step) saved the
-    server again mid-event over it, without the workers' state: the resume started them afresh, and row 5 on
-    and the model were off the uninterrupted run's. Nothing was recorded since, so that checkpoint stands."""
+    the next event (push 5 reaching its second shard, its first having applied it; or a worker's step) must not save
+    the server again mid-event over it, without the workers' state: the resume would start them afresh, and row 5 on
+    and the model would be off the uninterrupted run's. Nothing is recorded after it, so that checkpoint stands."""
     import downpour.ps.worker as worker_module
 
     sets = ["cluster.consistency=async", "cluster.checkpoint_every=1", "train.log_every=1"]
@@ -336,10 +336,9 @@ def _restart_driver(monkeypatch, start):
 
 
 def test_a_restart_that_cannot_rejoin_the_cluster_records_the_stop(tmp_path, monkeypatch):
-    """A joined cluster's head stopped mid-run: the shards were lost and their restart could not rejoin (`cannot
-    reach the Ray cluster`). Until 2026-12-05 that error alone ended the run: no shards-lost event, no cluster.json,
-    and the message did not say where a --resume goes on; then it recorded a shards-restarted event and one restart
-    for the restart that never started."""
+    """A joined cluster's head stopped mid-run: the shards are lost and their restart cannot rejoin (`cannot reach the
+    Ray cluster`). The run records the shards-lost event and cluster.json and says where a --resume goes on, and no
+    shards-restarted event or restart for the restart that never started (else that error alone ends the run)."""
     from downpour.errors import RunError
 
     def unreachable(*args):
@@ -350,7 +349,7 @@ def test_a_restart_that_cannot_rejoin_the_cluster_records_the_stop(tmp_path, mon
     with pytest.raises(RunError, match="restarting the shards failed .cannot reach the Ray cluster") as stop:
         _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
     assert "goes on from its last server checkpoint, at step 16" in str(stop.value)
-    # the restart never started: no shards-restarted event, none counted (until 2026-12-05 both said one did)
+    # the restart never started: no shards-restarted event, none counted
     events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
     assert [(e["event"], e["step"], e["n"], e.get("restarts")) for e in events] == [("shards-lost", 20, 1, 0)]
     assert events[0]["restart_failed"].startswith("cannot reach the Ray cluster")
@@ -361,8 +360,8 @@ def test_a_restart_that_cannot_rejoin_the_cluster_records_the_stop(tmp_path, mon
 
 def test_a_restart_refused_by_its_config_records_the_stop(tmp_path, monkeypatch):
     """A node lost with the shard took the cluster's GPUs with it: the restart's driver refuses the run
-    (ConfigError: too few GPUs). Until 2026-12-06 that ConfigError alone ended the run, as a failed rejoin did until
-    2026-12-05: no shards-lost event, no cluster.json, the shard's loss unsaid and no word of where --resume goes on."""
+    (ConfigError: too few GPUs). The run records it as it does a failed rejoin: else that ConfigError alone ends the
+    run, with no shards-lost event, no cluster.json, the shard's loss unsaid and no word of where --resume goes on."""
     from downpour.errors import RunError
 
     def refused(*args):
@@ -382,9 +381,9 @@ def test_a_restart_refused_by_its_config_records_the_stop(tmp_path, monkeypatch)
 
 def test_a_restarted_go_that_loses_every_worker_ends_as_such_not_as_a_failed_restart(tmp_path, monkeypatch):
     """The shards restarted from the checkpoint of step 16 and the go trained on; then every worker was lost at
-    step 24. Until 2026-12-05 (the handler of a restart that cannot rejoin took any RunError after a restart) that
-    read "shard 1 lost at step 20 ..., and restarting the shards failed (every worker was lost ...)": a shards-lost
-    event at step 20, and cluster.json's summary of the go overwritten with a stop at step 20."""
+    step 24: the stop is the workers' loss. If the handler of a restart that cannot rejoin took any RunError after a
+    restart, it would read "shard 1 lost at step 20 ..., and restarting the shards failed (every worker was lost ...)":
+    a shards-lost event at step 20, and cluster.json's summary of the go overwritten with a stop at step 20."""
     from downpour.errors import RunError
 
     _losing_shard_1(monkeypatch, [20])
@@ -421,8 +420,9 @@ def _interrupted_stop(path, how):
                                                  (signal.SIGTERM, "terminated (SIGTERM)", 143)])
 def test_a_stop_while_the_shards_restart_records_the_loss(tmp_path, monkeypatch, caplog, signum, how, status):
     """A Ctrl-C or SIGTERM after shard 1 was lost, while the restarted go's driver started (on Ray: its actors coming
-    up). Until 2026-12-06 the interrupt alone ended the run: no shards-lost event, no cluster.json, nothing said the
-    shard was lost (a --resume went on from the checkpoint all the same). The command exits as for any stop."""
+    up). The command exits as for any stop, the shard's loss recorded: else the interrupt alone ends the run, with no
+    shards-lost event, no cluster.json, nothing to say the shard was lost (a --resume goes on from the checkpoint all
+    the same)."""
     from downpour.cli import main
 
     def stopped(*args):
@@ -462,7 +462,7 @@ def _closed_then_stopped(monkeypatch, times: int | None = None) -> None:
 
 def test_a_stop_while_a_go_a_lost_shard_ended_winds_up_records_the_loss(tmp_path, monkeypatch):
     """A Ctrl-C in the wrap-up of the go shard 1's loss ended (its recorder's, its driver's close: on Ray the dead
-    shard's close waited up to 30 s): the ShardLost under it was dropped, unrecorded, until 2026-12-06."""
+    shard's close waits up to 30 s): the ShardLost under it is recorded, not dropped."""
     _closed_then_stopped(monkeypatch, times=1)
     _stopped_losing_shard_1(tmp_path / "r", monkeypatch, restarts=3)
     monkeypatch.undo()
@@ -481,8 +481,8 @@ def test_a_stop_while_the_last_go_a_lost_shard_ended_winds_up_is_the_stop_the_lo
 
 
 def test_a_stop_while_the_restart_is_prepared_records_the_loss(tmp_path, monkeypatch):
-    """A Ctrl-C while the restart read the checkpoint it goes on from (before its go began): until 2026-12-06 it came
-    in the handler of the loss, which nothing recorded."""
+    """A Ctrl-C while the restart reads the checkpoint it goes on from (before its go begins): the loss is recorded
+    (else the Ctrl-C comes in the handler of the loss, which nothing records)."""
     import downpour.ps.cluster as cluster
 
     def stopped(run):
@@ -496,8 +496,8 @@ def test_a_stop_while_the_restart_is_prepared_records_the_loss(tmp_path, monkeyp
 
 def test_a_restart_from_a_damaged_checkpoint_records_the_stop(tmp_path, monkeypatch):
     """The server checkpoint was damaged before the shards restarted from it: the restart could not read its step
-    (CheckpointError), and until 2026-12-06 the record of the stop failed the same way, so the run stopped with that
-    error and the shard's loss unrecorded. Now the stop is recorded, the checkpoint said unreadable, the file named."""
+    (CheckpointError). The stop is recorded, the checkpoint said unreadable, the file named (else the record of the stop
+    fails the same way, so the run stops with that error and the shard's loss unrecorded)."""
     from downpour.errors import RunError
 
     _losing_shard_1(monkeypatch, [20])
@@ -523,8 +523,8 @@ def test_a_restart_from_a_damaged_checkpoint_records_the_stop(tmp_path, monkeypa
 
 
 def test_a_restart_refused_by_an_error_without_a_message_says_so(tmp_path, monkeypatch):
-    """A restart's driver refused with an error whose message is empty: until 2026-12-06 the stop read as if the
-    restarts were spent ("already restarted 0 times") and its event had no restart_failed."""
+    """A restart's driver refused with an error whose message is empty: the stop says the restart failed and its event
+    has restart_failed (else it reads as if the restarts were spent, "already restarted 0 times")."""
     from downpour.errors import RunError
 
     def refused(*args):
@@ -540,8 +540,8 @@ def test_a_restart_refused_by_an_error_without_a_message_says_so(tmp_path, monke
 
 
 def test_a_driver_whose_close_fails_still_closes_the_recorder(tmp_path, monkeypatch):
-    """The driver's close raised at the end of a go: until 2026-12-06 the recorder was left open (its close
-    skipped). Both close now, the driver's error still raised."""
+    """The driver's close raises at the end of a go: the recorder closes too (its close not skipped), and the
+    driver's error is still raised."""
     import downpour.ps.cluster as cluster
 
     real, closed = cluster._driver, []
@@ -563,7 +563,7 @@ def test_a_driver_whose_close_fails_still_closes_the_recorder(tmp_path, monkeypa
 
 def test_a_second_ctrl_c_while_the_lost_shards_stop_is_recorded_waits_for_the_record(tmp_path, monkeypatch, capsys):
     """The stop of a go a lost shard ended, recorded (cluster.json, staleness.json) while an impatient user presses
-    Ctrl-C again: until 2026-12-06 it cut the record, and nothing said the shard was lost."""
+    Ctrl-C again: the record is whole (else the Ctrl-C cuts it, and nothing says the shard was lost)."""
     _ctrl_c_in_the_lost_shards_record(monkeypatch)
     _closed_then_stopped(monkeypatch, times=1)
     _stopped_losing_shard_1(tmp_path / "r", monkeypatch, restarts=3)
@@ -589,9 +589,9 @@ def _ctrl_c_in_the_lost_shards_record(monkeypatch):
 
 def test_a_ctrl_c_while_a_lost_shard_with_no_restarts_left_is_recorded_waits_for_the_record(tmp_path, monkeypatch,
                                                                                            capsys):
-    """Shard 1 lost at step 20 with cluster.shard_restarts spent (0): the stop's record (RunError's) was written
-    unshielded until 2026-12-06, so a Ctrl-C then cut it and nothing said the shard was lost; and the line of a Ctrl-C
-    while a lost shard's stop was recorded named a checkpoint, where none is written (the shards are gone)."""
+    """Shard 1 lost at step 20 with cluster.shard_restarts spent (0): the stop's record (RunError's) is written
+    shielded (else a Ctrl-C then cuts it and nothing says the shard was lost), and the line of a Ctrl-C while a lost
+    shard's stop is recorded names no checkpoint, since none is written (the shards are gone)."""
     _ctrl_c_in_the_lost_shards_record(monkeypatch)
     _stopped_losing_shard_1(tmp_path / "r", monkeypatch, restarts=0)     # (the Ctrl-C, at the record's end)
     monkeypatch.undo()
@@ -606,7 +606,7 @@ def test_a_ctrl_c_while_a_lost_shard_with_no_restarts_left_is_recorded_waits_for
 
 def test_a_ctrl_c_while_a_failed_shard_restart_is_recorded_waits_for_the_record(tmp_path, monkeypatch, capsys):
     """The restart after shard 1's loss cannot start (its ConfigError), and a Ctrl-C comes while that stop is recorded:
-    until 2026-12-06 it cut the record (RunError's), and nothing said the shard was lost."""
+    the record (RunError's) is whole (else the Ctrl-C cuts it, and nothing says the shard was lost)."""
     def refused(*args):
         raise ConfigError("train.device='cuda' but no GPU is visible")
 

@@ -25,9 +25,9 @@ def test_overrides_are_typed():
     # Python's True, and yes, were refused as "must be bool, got 'True' (str)", not said how to write one
     ("train.tensorboard=True", r"train.tensorboard must be bool, got 'True' \(str\); write true or false"),
     ("analysis.report=yes", "write true or false"),
-    # TOML reads 1e3 and 8.0 as floats: the whole number meant is said (until 2026-12-06 only "got 1000.0 (float)")
+    # TOML reads 1e3 and 8.0 as floats: the whole number meant is said (not only "got 1000.0 (float)")
     ("cluster.workers=1e3", r"cluster.workers must be int, got 1000.0 \(float\); write 1000$"),
-    # and a spec's whole part (until 2026-12-06 said without the spec to write)
+    # and a spec's whole part, with the spec to write
     ("cluster.consistency=bounded:2.0", r"'bounded:2.0': K must be a whole number, got '2.0'; write bounded:2$"),
     ("cluster.consistency=bounded:2.5", r"K must be a whole number, got '2.5'$"),
     ("cluster.consistency=bounded:-2.0", r"K must be a whole number, got '-2.0'$"),   # (-2 is refused too)

@@ -111,8 +111,8 @@ def test_each_fold_is_scored_by_its_own_run_and_a_memorised_unit_scores_chance()
         row = _learned(result, negatives)
         assert row["splits"] == k and row["selection_auc"] == 1.0 and row["split_unit"] == [0] * k
         assert row["auc_ci"][0] < 0.5 < row["auc_ci"][1], negatives
-    # each fold is its own network: no one unit index for the learned unit or the twin (until 2026-12-06 the
-    # index most folds chose, with its share), while a pixel is the same pixel in every fold
+    # each fold is its own network: no one unit index for the learned unit or the twin (not the index most folds
+    # chose, with its share), while a pixel is the same pixel in every fold
     for r in result["rows"]:
         if r["method"] in PER_NETWORK:
             assert r["unit"] is None and r["unit_share"] is None and len(r["split_unit"]) == k, r["method"]
@@ -204,7 +204,7 @@ def test_mismatched_views_or_responses_are_refused():
 
 NO_FACES_TINY = ["--config", "ufldl-sae", "--steps", "10", "--set", "data.samples=300", "--set", "train.tensorboard=false",
                  "--set", "analysis.bootstrap=200", "--set", "analysis.control_draws=1", "--set", "analysis.random_filters=50"]
-# ufldl-sae's natural patches hold no lfw image (refused since 2026-12-05: test_a_config_that_trains_on_no_lfw_...);
+# ufldl-sae's natural patches hold no lfw image (refused alone: test_a_config_that_trains_on_no_lfw_...);
 # mixed with lfw's training part (30% of the samples), each fold trains without its own held-out faces
 TINY = [*NO_FACES_TINY, "--set", "data.source=natural+faces"]
 
@@ -262,9 +262,9 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys,
 
 @pytest.mark.parametrize("mine", ["notes.txt", "crossfit.json"])
 def test_a_folder_holding_files_a_crossfit_did_not_write_is_refused_and_left_as_it_was(tmp_path, capsys, mine):
-    """`downpour crossfit --out` took a folder of unrelated files: their crossfit.json was overwritten with the
-    cross-fit's record, any other file was left mixed in with the folds. Refused now, naming the folder and
-    the file, before anything is trained (going on in its own folder: the test above)."""
+    """`downpour crossfit --out` a folder of unrelated files is refused, naming the folder and the file, before
+    anything is trained: else their crossfit.json is overwritten with the cross-fit's record, and any other file is
+    left mixed in with the folds (going on in its own folder: the test above)."""
     out = tmp_path / "mine"
     out.mkdir()
     (out / mine).write_text('{"my": "results"}')
@@ -327,7 +327,7 @@ def test_folds_trained_side_by_side_give_the_same_test_as_one_after_another(tmp_
 def test_a_failed_fold_does_not_stop_the_others_and_is_named(tmp_path, capsys):
     out = tmp_path / "cf"
     out.mkdir()
-    # fold 1 must fail once it starts (a file there is now refused before any fold trains): a link to nowhere
+    # fold 1 must fail once it starts (a file there is refused before any fold trains): a link to nowhere
     (out / "fold-1").symlink_to(tmp_path / "nowhere" / "fold-1")
     # (fold 0 on the simulator: its process never imports torch's compiler, as the local runner's optimiser does)
     assert main(["crossfit", *TINY, "--runner", "simulated", "--folds", "2", "--jobs", "2", "--out", str(out)]) == 2
@@ -465,8 +465,8 @@ def _no_training(monkeypatch) -> list[str]:
                                   [*FACES_TINY, "--control", "none", "--set", "data.faces_fraction=0"]])
 def test_a_config_that_trains_on_no_lfw_image_is_refused_before_any_fold_trains(tmp_path, capsys, monkeypatch, argv):
     """`downpour crossfit --config ufldl-sae` trained K folds that each held out nothing (the same network K
-    times: natural patches hold no lfw image) and printed a pooled face-test verdict. Refused since 2026-12-05,
-    naming the config and why; nothing is trained or written."""
+    times: natural patches hold no lfw image) and printed a pooled face-test verdict. It is refused, naming the
+    config and why; nothing is trained or written."""
     asked = _no_training(monkeypatch)
     assert main(["crossfit", *argv, "--folds", "2", "--out", str(tmp_path / "cf")]) == 2
     err = capsys.readouterr().err
@@ -488,7 +488,7 @@ def test_twins_added_to_finished_folds_are_scored_and_folds_without_faces_get_no
     first = json.loads((out / "crossfit.json").read_text())["runs"]
     assert main(["crossfit", *FACES_TINY, "--folds", "2", "--control", "no-faces", "--out", str(out)]) == 0
     record = json.loads((out / "crossfit.json").read_text())
-    # the kept folds' configs now ask for their twin (`downpour analyze fold-I` scores it), and their
+    # the kept folds' configs ask for their twin (`downpour analyze fold-I` scores it), and their
     # training record is read back, not erased (seconds and final_loss were None)
     assert all("no_faces_twin = true" in (out / f"fold-{i}" / "config.toml").read_text() for i in range(2))
     assert [(r["kept"], r["final_loss"]) for r in record["runs"]] == [(True, r["final_loss"]) for r in first]
@@ -621,7 +621,7 @@ def test_the_crossfit_report_of_a_folder_that_is_no_crossfit_says_what_it_is(tmp
 def test_the_pages_opening_lists_each_typed_override_once_and_not_what_it_says_in_words():
     from downpour.analysis.report import _typed_overrides
 
-    # a crossfit.json of before 2026-12-07 recorded the cross-fit's own settings among them
+    # a crossfit.json written before 2026-12-07 records the cross-fit's own settings among them
     typed = [["train.steps", 10], "seed=3", "data.samples=300", "train.steps=20", ["train.threads", 8],
              ["analysis.no_faces_twin", True], ["seed", 4]]
     assert _typed_overrides(typed) == "data.samples=300, train.steps=20"

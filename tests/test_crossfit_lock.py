@@ -1,8 +1,8 @@
 """A cross-fit holds a lock on its folder while it runs, and each fold run on its own folder while it trains
 (downpour.train.lock, as `downpour train` holds its run's): the same command run again from another terminal (how
-a cross-fit goes on) is refused, naming the folder. Until 2026-12-05 it resumed the folds being trained, two
-processes in one folder, and took a fold without a checkpoint yet for one stopped before it: its metrics removed,
-trained again from step 0 beside the live one."""
+a cross-fit goes on) is refused, naming the folder. Else it resumes the folds being trained, two processes in one
+folder, and takes a fold without a checkpoint yet for one stopped before it: its metrics removed, trained again from
+step 0 beside the live one."""
 from __future__ import annotations
 
 import shutil
@@ -78,7 +78,8 @@ def test_a_fold_without_a_checkpoint_yet_is_not_trained_again_beside_its_live_ru
 
 def test_a_crossfit_into_a_folder_being_analysed_says_so(tmp_path, capsys, monkeypatch):
     """A `downpour analyze OUT` holds the folder shared a moment (it then finds no run there): a cross-fit started
-    then was told OUT was "being cross-fitted now", and to run the same command again "to go on"."""
+    then is told OUT is being analysed, to let it finish (else "being cross-fitted now", and to run the same command
+    again "to go on")."""
     asked = _trains(monkeypatch)
     out = tmp_path / "cf"
     out.mkdir()
@@ -90,8 +91,8 @@ def test_a_crossfit_into_a_folder_being_analysed_says_so(tmp_path, capsys, monke
 
 
 def test_the_pooled_test_holds_the_folds_it_reads(tmp_path, capsys, monkeypatch):
-    """Once its folds were trained the cross-fit read each fold's model unlocked: a `downpour analyze OUT/fold-I`
-    meanwhile wrote into the fold as the pooled test read it. It is refused now, saying what reads the fold."""
+    """Once its folds are trained the cross-fit holds each fold's model as it reads it: a `downpour analyze OUT/fold-I`
+    meanwhile is refused, saying what reads the fold (else it writes into the fold as the pooled test reads it)."""
     from downpour.errors import DataError
 
     out, seen = tmp_path / "cf", []
@@ -113,8 +114,8 @@ def test_the_pooled_test_holds_the_folds_it_reads(tmp_path, capsys, monkeypatch)
 
 
 def test_a_fold_being_analysed_as_the_pooled_test_starts_refuses_the_test_naming_the_fold(tmp_path, capsys, monkeypatch):
-    """The pooled test read a fold another `downpour analyze` was writing into; it is refused now, and told that the
-    same command (keeping the trained folds) tests them again."""
+    """The pooled test of a fold another `downpour analyze` is writing into is refused, and told that the same
+    command (keeping the trained folds) tests them again."""
     from contextlib import ExitStack
 
     out, other = tmp_path / "cf", ExitStack()
@@ -135,9 +136,9 @@ def test_a_fold_being_analysed_as_the_pooled_test_starts_refuses_the_test_naming
 
 
 def test_a_fold_of_a_live_crossfit_another_analysis_writes_into_is_said_as_that_analysis(tmp_path, capsys):
-    """A `downpour analyze` of a live cross-fit's fold refused by another `downpour analyze` of it was told the
-    cross-fit's pooled test reads it "(or it is another `downpour analyze` of the fold)": both holders at once
-    (until 2026-12-05). The one that holds it is named now."""
+    """A `downpour analyze` of a live cross-fit's fold refused by another `downpour analyze` of it is told that one
+    holds it: the one that holds it is named, not both holders at once (the cross-fit's pooled test "(or it is
+    another `downpour analyze` of the fold)")."""
     out = tmp_path / "cf"
     fold = out / "fold-0"
     fold.mkdir(parents=True)
