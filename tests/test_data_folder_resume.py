@@ -72,8 +72,8 @@ def test_a_dry_run_of_the_resume_says_the_same(tmp_path, capsys):
 
 
 def test_the_classes_of_a_preprocess_json_edited_by_hand_are_not_read_and_the_dry_run_names_it(tmp_path, capsys):
-    """check_classes read preprocess.json's classes without its SHA-256: classes edited there to match a folder added
-    since passed the check (and a mismatch was told as the data's change, "then" being the edit)."""
+    """check_classes reads preprocess.json's classes with its SHA-256: else classes edited there to match a folder
+    added later pass the check (and a mismatch is told as the data's change, "then" being the edit)."""
     from downpour.cli import main
     from downpour.errors import CheckpointError
     from downpour.train.refit import check_classes

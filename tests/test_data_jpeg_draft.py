@@ -56,7 +56,7 @@ def test_a_jpeg_decodes_at_the_largest_reduction_whose_square_still_covers_the_c
 ])
 def test_a_tiled_crop_decodes_reduced_only_where_its_tiles_stay_four_crops_wide_on_whole_blocks(tmp_path, tile,
                                                                                                  size, scale):
-    """Until 2026-12-04 any grid (a side >= tile) decoded in full."""
+    """Not any grid (a side >= tile) decodes in full."""
     path = _photo(tmp_path / "a.jpg", 640, 480)
     assert read_scaled(path, True, shrink_to=size, tile=tile)[0].shape == (1, 480 // scale, 640 // scale)
     assert read_scaled(path, True, shrink_to=size, tile=tile)[1] == scale
@@ -127,7 +127,7 @@ def test_the_switch_is_a_checked_bool():
 
 
 def test_a_folder_crops_run_from_before_it_decoded_in_full_and_is_another_recipe_today(tmp_path):
-    """A run written before 2026-12-04 has no data.jpeg_draft: it read as false (full decode), so today's default
+    """A run written before 2026-12-04 has no data.jpeg_draft: it reads as false (full decode), so the default
     is another run's data where a folder is cropped, and no difference at all where nothing reads the key."""
     from downpour.config import load_config
     from downpour.config_diff import config_differences
@@ -187,7 +187,7 @@ def _as_written_before_the_record(run):
 def test_a_tiled_run_begun_when_tiles_decoded_in_full_resumes_on_full_tiles_or_is_refused_naming_the_rule(
         tmp_path, caplog, capsys):
     """Runs of 2026-12-04 15:25-17:05 decoded a tile grid's JPEGs in full, later ones reduced, both recording
-    jpeg_draft = true alone; until 2026-12-05 a resume of the first kind trained on reduced tiles from the resume on
+    jpeg_draft = true alone; a resume of the first kind must not train on reduced tiles from the resume on
     (refitted, warned). Its records cannot say which rule it began under: the resume is refused, naming the key, and
     resumes by the rule it is given, on the pixels it began with (no refit)."""
     import json
@@ -212,14 +212,14 @@ def test_a_tiled_run_begun_when_tiles_decoded_in_full_resumes_on_full_tiles_or_i
     with caplog.at_level(logging.WARNING, logger="downpour.train.refit"):
         assert _tiled_run(tmp_path, 4, resume=True, sets=["data.jpeg_decode=1"]) == 0
     assert not [r for r in caplog.records if r.name == "downpour.train.refit"]   # fitted on the pixels it began on
-    assert RunDir.open(run).config.data.jpeg_decode == 1                  # config.toml keeps it from now on
+    assert RunDir.open(run).config.data.jpeg_decode == 1                  # config.toml keeps it from here on
     assert json.loads((run / "data.json").read_text())["jpeg_decode"] == 1
     d = RunDir.open(run).config.data
     assert set(load_folder(d.path, d.grey, False, d.jpeg_shrink(), d.tile, d.jpeg_decode).scales) == {1}   # in full
 
 
 def test_a_run_written_before_config_toml_kept_the_rule_reads_it_from_data_json_or_where_rules_agree_today(tmp_path):
-    """A config.toml without data.jpeg_decode: its data.json's record (since 2026-12-04 22:23), else today's rule
+    """A config.toml without data.jpeg_decode: its data.json's record (runs from 2026-12-04 22:23 on), else the rule
     where both rules decode its crops alike; unknown (0) only for tiles rule 2 reduces, refused by name there."""
     import json
 
@@ -380,8 +380,8 @@ def test_pipeline_auto_counts_a_jpeg_over_the_bomb_limit_at_the_reduced_size_it_
 
 def test_a_resume_given_the_wrong_rule_for_a_run_whose_records_predate_it_says_the_rule_may_be_wrong(tmp_path, caplog):
     """A tiled run whose records predate jpeg_decode is resumed with the rule the user gives; given the wrong one
-    (it began under 2, told 1), its input processing is refitted on other pixels, and the warning said "JPEGs
-    decoded by the rule it began with, jpeg_decode 1: the files changed since?", vouching for the guess."""
+    (it began under 2, told 1), its input processing is refitted on other pixels, and the warning does not vouch for
+    the guess (as "JPEGs decoded by the rule it began with, jpeg_decode 1: the files changed since?" would)."""
     import logging
 
     (tmp_path / "photos").mkdir()
@@ -398,9 +398,9 @@ def test_a_resume_given_the_wrong_rule_for_a_run_whose_records_predate_it_says_t
 
 @pytest.mark.parametrize("tile", [256, 0])
 def test_a_new_run_with_jpeg_decode_0_is_refused_naming_the_key_before_anything_is_written(tmp_path, capsys, tile):
-    """0 is what an old run's resume reads where its rule is unknown. Until 2026-12-05 a new run took it: tiled, it
-    was refused with the resume's words ("... predate its record") after config.toml was written; untiled, it trained
-    and config.toml kept 0. Now a new run is refused, naming the key, and its folder is never made."""
+    """0 is what an old run's resume reads where its rule is unknown. A new run given it is refused, naming the key,
+    and its folder is never made: else, tiled, it is refused with the resume's words ("... predate its record") after
+    config.toml is written; untiled, it trains and config.toml keeps 0."""
     (tmp_path / "photos").mkdir()
     for i in range(4):
         _photo(tmp_path / "photos" / f"p{i:02d}.jpg", 512, 512, seed=i)
@@ -414,9 +414,8 @@ def test_a_new_run_with_jpeg_decode_0_is_refused_naming_the_key_before_anything_
 def test_a_photo_over_pillows_warning_size_and_within_its_limit_is_read_without_the_bomb_warning(tmp_path,
                                                                                                  monkeypatch, pipeline):
     """Pillow warns (DecompressionBombWarning) of an image over Image.MAX_IMAGE_PIXELS (~89.5 MP) and refuses one over
-    twice that. A 120 MP photo is read all the same; until 2026-12-06 each process printed the warning once for the
-    first such file, naming none and calling it a possible DOS attack. Now it is read quietly, and one over the limit
-    is still skipped and named. The limit is lowered so 64x64 files play the part."""
+    twice that. A 120 MP photo is read all the same, and quietly (not with the warning once a process for the first
+    such file, naming none and calling it a possible DOS attack); one over the limit is still skipped and named. The limit is lowered so 64x64 files play the part."""
     import warnings
 
     from PIL import Image
@@ -447,9 +446,9 @@ def _said_here() -> None:
 
 def test_reading_images_leaves_a_warning_shown_once_shown_once(tmp_path):
     """Python shows a warning once where it is raised (the default action) until its filters change, and a change
-    made them show it again. Until 2026-12-06 every file opened went through a change of the filters (the bomb
-    warning's ``catch_warnings``), so a warning raised once per file at one place (Pillow's, a loader's) was shown
-    once per file instead of once per process."""
+    makes them show it again. A file opened must not go through a change of the filters (such as the bomb warning's
+    ``catch_warnings``): a warning raised once per file at one place (Pillow's, a loader's) would be shown once per
+    file instead of once per process."""
     import warnings
 
     from downpour.data.bomb_limit import opened

@@ -159,8 +159,8 @@ def test_sample_shape_follows_grey_for_every_source_and_zca_size_is_checked_befo
 
     assert sample_shape(DataConfig(source="digits", grey=False, size=8)) == (3, 8, 8)   # digits become RGB too
     assert sample_shape(DataConfig(source="natural", size=16)) == (1, 16, 16)
-    # an array's images are cut into data.size squares with data.grey's channels too (was None: "only the
-    # file can tell", which turned off the dry batch and the ZCA limit for arrays)
+    # an array's images are cut into data.size squares with data.grey's channels too (not None: "only the
+    # file can tell", which would turn off the dry batch and the ZCA limit for arrays)
     assert sample_shape(DataConfig(source="array", path=str(tmp_path), size=12, grey=False)) == (3, 12, 12)
     with pytest.raises(ConfigError, match="limit 4096"):
         check_config(DataConfig(size=80, whiten="zca"))

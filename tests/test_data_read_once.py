@@ -1,5 +1,5 @@
 """`downpour train` reads a new run's file data once, before its folder is made: a run refused for its data makes no
-folder (until 2026-12-06 it was made, then removed: `downpour: removed RUN`), and one that trains is handed what was
+folder (not one made, then removed: `downpour: removed RUN`), and one that trains is handed what was
 read, its runner reading nothing again (an in-memory run's whole load, up to 1 GiB decoded)."""
 import pytest
 from PIL import Image

@@ -88,9 +88,10 @@ def test_a_poses_folder_called_digits_is_recorded_absolute_too(tmp_path, monkeyp
 
 
 def test_a_finished_run_from_before_keeps_its_analysis_of_a_relative_folder_on_a_resume(tmp_path, monkeypatch):
-    """A run from before 2026-12-05 recorded analysis.dataset = "concept"; a resume's config (checked) names that folder
+    """A run from before 2026-12-05 records analysis.dataset = "concept"; a resume's config (checked) names that folder
     absolute, and a finished run kept (`downpour train --resume RUN` of a run and twin both finished, a cross-fit's
-    fold) dropped its analysis "made with the analysis settings this command changes", though it changed none."""
+    fold) keeps its analysis (else dropped as "made with the analysis settings this command changes", though it
+    changes none)."""
     from downpour.preflight import check_run_config
     from downpour.train.rundir import RunDir
     from downpour.twins import train_kept
@@ -116,7 +117,7 @@ def test_autos_choice_is_recorded_and_kept_by_a_resume_whatever_the_data_size(tm
     monkeypatch.setattr("downpour.data.pipeline.held_bytes", lambda *a: estimates.append(a) or held_bytes(*a))
     assert main([*argv, "--steps", "4", "--out", str(tmp_path / "run")]) == 0
     assert _data(tmp_path / "run")["pipeline"] == "stream" and len(estimates) == 1, estimates
-    # data.json says why, as the log line does (until 2026-12-06 a CLI run's said {"pipeline": "stream"} alone)
+    # data.json says why, as the log line does (not {"pipeline": "stream"} alone)
     chosen = json.loads((tmp_path / "run" / "data.json").read_text())["chosen"]
     assert chosen["pipeline"] == "auto" and chosen["stream_above_mb"] == 0 and chosen["estimate_mb"] >= 0, chosen
     assert {"samples_mb", "decoding_mb"} <= set(chosen), chosen

@@ -180,8 +180,8 @@ def test_preprocess_whitens_the_training_set_once(monkeypatch):
 
 
 def test_fit_transform_keeps_at_most_keep_bytes(monkeypatch):
-    """The kept chunks hold KEEP_BYTES, not their padded irfft2's storage: until 2026-12-04 each was a view of it
-    (4x the counted bytes: 256 MB counted, ~1 GiB held)."""
+    """The kept chunks hold KEEP_BYTES, not their padded irfft2's storage: each a view of it would hold 4x the
+    counted bytes (256 MB counted, ~1 GiB held)."""
     x = _coloured(2 * spectral._CHUNK + 40, 16, seed=5)
     monkeypatch.setattr(spectral, "KEEP_BYTES", 2 * spectral._CHUNK * x[0].numel() * 8)
     kept = SpectralWhitener(0.75)._fit(x, spectral.KEEP_BYTES)
@@ -189,8 +189,8 @@ def test_fit_transform_keeps_at_most_keep_bytes(monkeypatch):
 
 
 def test_the_fit_takes_each_chunks_spectrum_once_with_the_bits_of_taking_it_twice(monkeypatch):
-    """The std pass whitens the spectra the power pass took (up to KEEP_BYTES of them); until 2026-12-06 it padded
-    and transformed every chunk again (a quarter of the main job's whitening: bench/start_up.py)."""
+    """The std pass whitens the spectra the power pass took (up to KEEP_BYTES of them), not padding and transforming
+    every chunk again (a quarter of the main job's whitening: bench/start_up.py)."""
     x = _coloured(2 * spectral._CHUNK + 40, 16, seed=6)
     taken, spectrum = [], spectral._padded_spectrum
     monkeypatch.setattr(spectral, "_padded_spectrum", lambda t: taken.append(len(t)) or spectrum(t))

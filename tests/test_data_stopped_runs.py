@@ -1,7 +1,7 @@
 """A run that stops early (its folder gone mid-run, Ctrl-C) writes data.json with what its data did so far
 (the files skipped, reads, samples) and ``stopped``; its resume's end writes the whole run's, without it.
-Until 2026-12-04 a stopped run had no data.json until it was resumed, though the log said data.json named
-every skipped file. (A worker's DataError on Ray: tests/test_data_stream_runners.py.)"""
+Else a stopped run has no data.json until it is resumed, though the log says data.json names every skipped file.
+(A worker's DataError on Ray: tests/test_data_stream_runners.py.)"""
 import numpy as np
 import pytest
 from PIL import Image

@@ -295,9 +295,9 @@ def test_a_shard_of_only_images_smaller_than_the_patch_names_data_size_not_unrea
 
 
 def test_a_shard_mixing_images_smaller_than_the_patch_with_corrupt_files_counts_each_kind(tmp_path):
-    """A worker's share of one 4x4 image under data.size = 8 and one corrupt file was "none of the 2 items ... can be
-    read", told to remove "the unreadable files", and nothing of data.size: now by kind, in the words of the
-    before-run refusal (ps.setup.unreadable_share)."""
+    """A worker's share of one 4x4 image under data.size = 8 and one corrupt file is refused by kind, in the words of
+    the before-run refusal (ps.setup.unreadable_share): not "none of the 2 items ... can be read", told to remove
+    "the unreadable files", and nothing of data.size."""
     _folder(tmp_path, n=2, size=(40, 40), bad=["x.png"])
     Image.new("L", (4, 4), 90).save(tmp_path / "s1.png")
     good = {str(tmp_path / "im000.png"), str(tmp_path / "im001.png")}
@@ -670,9 +670,9 @@ def test_tiles_smaller_than_the_size_name_the_tiles_not_the_file_as_smaller(tmp_
 
 
 def test_a_worker_whose_report_is_missing_is_named_in_the_run_data(tmp_path):
-    """On Ray a lost worker's report is lost with it: the sums then leave out the files it read and skipped. Until
-    2026-12-06 data.json did not say so (2 workers, worker 1 killed: items_read 1501 of n_items 3003, n_skipped 1 where
-    the console had named 6 bad files); now ``workers_unreported`` lists it, and none when every report came."""
+    """On Ray a lost worker's report is lost with it: the sums then leave out the files it read and skipped, and
+    data.json says so: ``workers_unreported`` lists it, and none when every report came (else, 2 workers, worker 1
+    killed: items_read 1501 of n_items 3003, n_skipped 1 where the console named 6 bad files, unexplained)."""
     root = _folder(tmp_path, n=10, bad=["bad1.png"])
     data = open_data(_cfg(root), seed=0)
     streams = [data.shard(w, 2).batches(4, torch.Generator().manual_seed(w)) for w in range(2)]
@@ -684,10 +684,10 @@ def test_a_worker_whose_report_is_missing_is_named_in_the_run_data(tmp_path):
 
 
 def test_a_stopped_stream_none_of_whose_workers_reported_names_them_all_as_unreported(tmp_path):
-    """A stop whose every worker missed the report's wait (on Ray: lost, or blocked past the 5 s). Until 2026-12-06
-    data.json then had neither ``workers`` nor ``workers_unreported``: only the source's info, as if no worker had
-    read a file, where the partial case named the missing ones. Now both are there, the sums 0 and ``skipped`` only
-    what the driver's fitting sample skipped; a run in memory (no reports to miss) is left as it was."""
+    """A stop whose every worker missed the report's wait (on Ray: lost, or blocked past the 5 s): data.json has both
+    ``workers`` and ``workers_unreported``, the sums 0 and ``skipped`` only what the driver's fitting sample skipped
+    (else only the source's info, as if no worker had read a file, where the partial case names the missing ones);
+    a run in memory (no reports to miss) is left as it is."""
     import json
 
     from downpour.data.telemetry import record_stopped

@@ -168,7 +168,7 @@ def test_a_resume_cuts_the_patches_per_image_the_run_began_with(tmp_path, folder
         rewrite_json(checkpoint, saved)
         if recorded == "server":
             (half.path / "data.json").unlink()
-    monkeypatch.setattr("downpour.data.stream._frames_per_item", lambda cfg, items, seed: 2.0)   # the rule now: 1
+    monkeypatch.setattr("downpour.data.stream._frames_per_item", lambda cfg, items, seed: 2.0)   # the rule in force: 1
     with caplog.at_level("WARNING", logger="downpour.data.pipeline"):
         train(whole_cfg, half, resume=True)
     assert "resumed cutting the 2 patches per image it began with (data.samples over the image files now gives 1)" in caplog.text
@@ -296,9 +296,10 @@ def test_a_resumed_cluster_run_goes_on_with_each_worker_on_its_own_files(tmp_pat
 
 @pytest.mark.parametrize("runner", ["simulated", "ray"])
 def test_a_worker_none_of_whose_files_can_be_read_ends_the_run_naming_them(tmp_path, runner, local_ray):
-    """On Ray the worker's DataError was counted as a lost worker ('RayTaskError(DataError)', exit 0): the run
-    trained on half the data without naming a file, and a restart met the same error again. (A fitting sample that
-    reads every file refuses such a share before the run, since 2026-12-05: this one reads 3 of the 4.)"""
+    """On Ray the worker's DataError stops the run, naming the file: counted as a lost worker
+    ('RayTaskError(DataError)', exit 0), the run would train on half the data without naming a file, and a restart
+    meet the same error again. (A fitting sample that reads every file refuses such a share before the run: this one
+    reads 3 of the 4.)"""
     rng = np.random.default_rng(1)
     for i in range(2):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.png")
@@ -314,7 +315,7 @@ def test_a_worker_none_of_whose_files_can_be_read_ends_the_run_naming_them(tmp_p
     run = RunDir.create(tmp_path / "run", cfg)
     with pytest.raises(DataError, match="none of the 2 items of worker 1's shard"):
         train(cfg, run)
-    data = run.read_json("data.json")   # written on the way out (since 2026-12-04): the worker that failed says why
+    data = run.read_json("data.json")   # written on the way out: the worker that failed says why
     assert data["stopped"]["by"].startswith("DataError: none of the 2 items of worker 1's shard")
     assert {e["file"] for e in data["skipped"]} == bad and 1 in [w["worker"] for w in data["workers"]]
 

@@ -83,8 +83,8 @@ def test_single_video_file_and_no_decodable_video_error(tmp_path):
 @pytest.mark.parametrize("pipeline", ["memory", "stream"])
 @pytest.mark.parametrize("one_file", [False, True])
 def test_a_video_source_without_pyav_names_the_file_and_how_to_install_it(tmp_path, monkeypatch, pipeline, one_file):
-    """Without PyAV every file was skipped as "ModuleNotFoundError: No module named 'av'" (in memory), or the stream's
-    listing raised that bare (a traceback), until 2026-12-06."""
+    """Without PyAV the data is refused in one line naming the file and the install: else every file is skipped as
+    "ModuleNotFoundError: No module named 'av'" (in memory), or the stream's listing raises that bare (a traceback)."""
     from downpour.data.stream import list_items
 
     _write_video(tmp_path / "b.mp4")
@@ -120,10 +120,10 @@ def test_truncated_video_without_frame_count_uses_the_frames_it_can_decode(tmp_p
 @pytest.mark.parametrize("ext", [".mp4", ".mkv"])
 @pytest.mark.parametrize("frames, per_image, per_pass", [(3, 10, 120), (100, 2, 96)])
 def test_streamed_video_patches_keep_samples_per_pass(tmp_path, frames, per_image, per_pass, ext):
-    """Each of a video's frames took samples / videos windows: 4 videos of 3 frames gave 3x the samples asked for.
-    And frames_per_video = 100 on 12-frame videos counted 100 frames each: a pass of 4 x 12 x 1 = 48 samples for
-    120; now the frames the headers declare count (120 / 48 = 2.5 windows: 2, 96 a pass, the nearest to 120).
-    A .mkv declares no count: until 2026-12-04 it still gave 48 (now its duration x frame rate counts)."""
+    """A video's frames share samples / videos windows (each taking them, 4 videos of 3 frames give 3x the samples
+    asked for). The frames the headers declare count, not frames_per_video = 100 on 12-frame videos (a pass of 4 x 12 x
+    1 = 48 samples for 120): 120 / 48 = 2.5 windows: 2, 96 a pass, the nearest to 120. A .mkv declares no count: its
+    duration x frame rate counts (else it gives 48)."""
     from downpour.data.reader import ItemReader
     from downpour.data.stream import open_stream
 
@@ -214,14 +214,14 @@ def test_a_video_sub_folder_that_cannot_be_listed_is_logged(tmp_path, monkeypatc
     with caplog.at_level(logging.WARNING, logger="downpour.data"):
         assert video_files(tmp_path) == ([tmp_path / "a.mp4"], 0)
         assert "cannot list" not in caplog.text      # the listing records it; the load says it, once per load
-        for _ in range(2):                           # (until 2026-12-04 once per process, and not recorded)
+        for _ in range(2):                           # (not once per process, unrecorded)
             videos = load_videos(tmp_path, 1)
     assert caplog.text.count(f"cannot list {tmp_path / 'locked'} (PermissionError: Permission denied)") == 2
     assert videos.info["unlisted"] == [{"folder": str(tmp_path / "locked"), "reason": "PermissionError: Permission denied"}]
 
 
 def test_a_video_sub_folder_that_cannot_be_listed_is_recorded_in_info(tmp_path, monkeypatch):
-    """Logged only, until 2026-12-04: an image folder's info (and so data.json) records it, a video folder's did not."""
+    """Recorded, not only logged: a video folder's info (and so data.json) records it, as an image folder's does."""
     import os
     from downpour.data.stream import list_items
 
@@ -323,8 +323,8 @@ def test_a_display_matrix_turning_by_an_odd_angle_is_skipped_and_named(tmp_path,
 
 @pytest.mark.parametrize("name", ["clip.mkv", "clip.webm"])
 def test_a_video_that_declares_no_frame_count_is_decoded_only_up_to_its_frames(tmp_path, monkeypatch, name):
-    """Matroska and WebM declare no frame count; the whole video was decoded to count its frames, then again up to
-    the middle one: 40 + 21 frames decoded for k = 1 of 40 (the packets, demuxed, count them now)."""
+    """Matroska and WebM declare no frame count: the packets, demuxed, count them, not the whole video decoded to count
+    its frames and then again up to the middle one (40 + 21 frames decoded for k = 1 of 40)."""
     import downpour.data.video as video
 
     path = tmp_path / name
@@ -390,8 +390,8 @@ def test_a_video_linked_under_two_names_is_read_once(tmp_path, caplog):
 
 
 def test_a_camcorders_mts_files_are_videos_and_other_files_are_counted(tmp_path):
-    """A camcorder's .MTS (MPEG-TS) files were left out without a word: 1 video of 2 trained, nothing said; the files
-    left out are counted in n_ignored now, in memory and streamed, as an image folder counts them."""
+    """A camcorder's .MTS (MPEG-TS) files left out are counted in n_ignored, in memory and streamed, as an image folder
+    counts them (else 1 video of 2 trains, nothing said)."""
     from downpour.data.stream import list_items
 
     _write_video(tmp_path / "a.mp4")
@@ -439,7 +439,7 @@ def test_a_truncated_video_is_recorded_in_data_json_in_memory_streamed_and_resum
     _write_cut_avi(tmp_path / "cut.avi")
     _write_video(tmp_path / "whole.mp4")
     kw = dict(source="video", path=str(tmp_path), frames_per_video=3, mode="crops", size=8, normalize="patch",
-              whiten="none", loader_workers=1)     # (forked: hung here after the other video tests until 2026-12-04)
+              whiten="none", loader_workers=1)     # (forked loaders hang here after the other video tests)
     memory = open_data(DataConfig(**kw, pipeline="memory"), seed=0).info
     stream = open_data(DataConfig(**kw, pipeline="stream"), seed=0)
     batches = stream.batches(3, torch.Generator().manual_seed(0))
@@ -595,8 +595,8 @@ def test_a_decoded_frame_is_freed_at_once_not_left_to_the_cyclic_collector(tmp_p
 
 
 def test_a_video_that_declares_no_frame_count_is_demuxed_once_a_process_until_it_changes(tmp_path, monkeypatch):
-    """Each streamed read of a .mkv demuxed the whole file again to count its packets (50 reads of a 58 MB one: 50
-    demuxes, 0.75 s of CPU); the count is kept by (path, size, mtime) now, and counted anew when the file changes."""
+    """The count of a .mkv's packets is kept by (path, size, mtime), and counted anew when the file changes: a demux of
+    the whole file at each streamed read costs 50 demuxes, 0.75 s of CPU, for 50 reads of a 58 MB one."""
     import os
 
     import downpour.data.video as video
@@ -623,8 +623,8 @@ def test_a_video_that_declares_no_frame_count_is_demuxed_once_a_process_until_it
 
 
 def test_a_truncated_video_is_decoded_to_recount_it_once_a_process_not_at_every_read(tmp_path, monkeypatch):
-    """Until 2026-12-04 each read of a file whose declared frames do not all decode tried them, decoded it to its
-    break to recount, then decoded the frames picked: 3 decodes a read (120 for 40 streamed reads, now 42)."""
+    """A file whose declared frames do not all decode is recounted once: 42 decodes for 40 streamed reads (trying
+    them, decoding to its break to recount, then the frames picked at each read: 3 decodes a read, 120)."""
     import downpour.data.video as video
 
     _write_cut_avi(tmp_path / "cut.avi")
@@ -646,8 +646,9 @@ def test_a_truncated_video_is_decoded_to_recount_it_once_a_process_not_at_every_
 
 
 def test_an_empty_a_sound_only_and_an_indexless_mp4_are_skipped_each_with_its_own_reason(tmp_path):
-    """All three read "no video stream" or FFmpeg's "Invalid data found" until 2026-12-04: an .mp4 cut before its
-    'moov' index (a phone's recording that stopped) read like a sound file, a 0-byte download like a damaged one."""
+    """Each says what it is (not "no video stream" or FFmpeg's "Invalid data found" for all three): else an .mp4 cut
+    before its 'moov' index (a phone's recording that stopped) reads like a sound file, a 0-byte download like a
+    damaged one."""
     _write_video(tmp_path / "ok.mp4")
     data = (tmp_path / "ok.mp4").read_bytes()
     (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])     # (PyAV writes the index last, as a camera does)
@@ -665,9 +666,9 @@ def test_an_empty_a_sound_only_and_an_indexless_mp4_are_skipped_each_with_its_ow
 
 
 def test_an_mp4_cut_inside_its_first_media_box_says_it_was_cut_short(tmp_path):
-    """Cut early (100 bytes: its 'ftyp' box and the start of 'mdat'), an .mp4 does not open at all: until 2026-12-06
-    its skip read FFmpeg's "Invalid data found when processing input" alone, where one cut later said it was most
-    likely cut short before its index. A file of other bytes keeps FFmpeg's words."""
+    """Cut early (100 bytes: its 'ftyp' box and the start of 'mdat'), an .mp4 does not open at all: its skip says it
+    was most likely cut short before its index, as one cut later does, not FFmpeg's "Invalid data found when
+    processing input" alone. A file of other bytes keeps FFmpeg's words."""
     _write_video(tmp_path / "ok.mp4")
     (tmp_path / "cut.mp4").write_bytes((tmp_path / "ok.mp4").read_bytes()[:100])
     (tmp_path / "junk.mp4").write_bytes(bytes(range(256)) * 2)
@@ -678,9 +679,9 @@ def test_an_mp4_cut_inside_its_first_media_box_says_it_was_cut_short(tmp_path):
 
 def test_a_video_rewritten_whole_at_its_old_size_and_mtime_is_counted_anew(tmp_path):
     """A download that allocates the file's full size first (zeros past what has come), read while cut, then
-    complete, its mtime set back as ``cp -p``, ``rsync -t`` or ``tar x`` leave it: until 2026-12-04 the counts kept
-    by (path, size, mtime_ns) held its 15 frames of 30, so every later read picked among the first half and
-    recorded it truncated."""
+    complete, its mtime set back as ``cp -p``, ``rsync -t`` or ``tar x`` leave it: counts kept by (path, size,
+    mtime_ns) alone would hold its 15 frames of 30, so every later read would pick among the first half and record
+    it truncated."""
     _write_video(tmp_path / "whole.avi", n_frames=30, step=8, format="avi")
     whole = (tmp_path / "whole.avi").read_bytes()
     path = tmp_path / "video.avi"

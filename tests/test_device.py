@@ -195,8 +195,8 @@ def test_a_resumed_run_draws_the_devices_random_numbers_where_it_stopped(tmp_pat
 
 
 def test_auto_with_partitions_computes_on_cpu_on_every_runner(monkeypatch):
-    """On a machine with a GPU, train.device = 'auto' with cluster.partitions > 1 was refused on the simulator and
-    ran on CPU on Ray; both now take the CPU the partitions compute on."""
+    """On a machine with a GPU, train.device = 'auto' with cluster.partitions > 1 takes the CPU the partitions compute
+    on, on the simulator and on Ray alike (not refused on one and run on CPU on the other)."""
     from downpour.preflight import check_run_config
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

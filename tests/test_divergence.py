@@ -1,7 +1,7 @@
 """A run whose loss ran away with every number finite says so: in the training summary and the report's headline.
 
 teacher-student with 3 simulated workers at the preset's rate (0.25, staleness 2) went 2.047 -> 3.3e+31 in 300
-steps, every push finite and accepted, and until 2026-12-06 finished without a word."""
+steps, every push finite and accepted: without this it finishes without a word."""
 from __future__ import annotations
 
 import json
@@ -92,7 +92,7 @@ def test_teacher_student_on_three_stale_workers_at_the_presets_rate_is_said_to_d
 def test_rows_that_stop_before_the_runs_end_with_its_steps_skipped_are_a_runaway():
     """A run that went past finite numbers skips every step after (NonFiniteLoss, a non-finite push) and logs no
     row after its last finite one: teacher-student at train.lr = 20 logged one row, 1.6e+33 at step 50, and skipped
-    the other 290 steps; until 2026-12-06 its first and last row were that one row, and it was not said to diverge."""
+    the other 290 steps: its first and last row are that one row, and it is said to diverge all the same."""
     one = [{"step": 50, "loss": 1.58e33}]
     assert runaway(one) is None                                         # (no steps given: no skipped steps known)
     gone = runaway(one, steps=300)
@@ -130,8 +130,8 @@ def test_a_cluster_runs_skipped_steps_are_read_from_its_rejected_pushes(tmp_path
 
 
 def test_a_few_skipped_steps_at_the_end_of_a_run_whose_loss_was_fine_are_not_a_divergence():
-    """train.log_every = 1 logs a row every step: one bad batch at the last step left the rows one step short, and
-    until 2026-12-06 that read as a run that diverged. Ten or more skipped in a row are batches each non-finite on the
+    """train.log_every = 1 logs a row every step: one bad batch at the last step leaves the rows one step short, and
+    that does not read as a run that diverged. Ten or more skipped in a row are batches each non-finite on the
     same parameters: still said."""
     rows = [{"step": s, "loss": 2.0 - s / 1000} for s in range(1, 300)]
     assert runaway(rows, steps=300) is None                                  # step 300 alone skipped
@@ -142,7 +142,7 @@ def test_a_few_skipped_steps_at_the_end_of_a_run_whose_loss_was_fine_are_not_a_d
 
 def test_a_short_run_whose_last_half_was_skipped_is_a_runaway_and_one_bad_last_batch_is_not():
     """A study cell of 6 steps whose steps 2-6 were skipped (non-finite) ended with its first step's loss as its
-    final loss: 5 skipped, under TAIL, and until 2026-12-06 it was measured as trained."""
+    final loss: 5 skipped, under TAIL, and it is not measured as trained."""
     first = [{"step": 1, "loss": 0.8998}]
     assert runaway(first, steps=6)["steps"] == 6                             # steps 2-6 skipped
     assert runaway([*first, {"step": 2, "loss": 0.8}, {"step": 3, "loss": 0.7}], steps=6)["steps"] == 6   # 3 of 6
@@ -163,9 +163,9 @@ def test_a_loss_that_fell_far_below_zero_is_said_to_have_fallen_not_grown():
 
 def test_a_cluster_run_mostly_refused_whose_loss_did_not_run_away_is_said_once_with_its_refused_count(tmp_path, caplog,
                                                                                                      monkeypatch):
-    """ps.cluster leaves the words to runners.train (until 2026-12-06 both warned of the same run): with no runaway
-    in the rows, the refused pushes (cluster.json's, as the cluster runners write it) are the warning, and since
-    2026-12-06 the summary's ``diverged`` (a study read such a run as trained)."""
+    """ps.cluster leaves the words to runners.train (not both warning of the same run): with no runaway in the rows,
+    the refused pushes (cluster.json's, as the cluster runners write it) are the warning, and the summary's
+    ``diverged`` (else a study reads such a run as trained)."""
     cfg = load_config("teacher-student", ["cluster.runner=simulated", "train.steps=300"])
     run = RunDir.create(tmp_path / "run", cfg)
     (run.path / RunDir.METRICS).write_text("".join(json.dumps({"step": s, "loss": 2.0}) + "\n" for s in (150, 300)))
@@ -186,8 +186,8 @@ def test_a_cluster_run_mostly_refused_whose_loss_did_not_run_away_is_said_once_w
 
 def test_a_run_most_of_whose_steps_were_skipped_is_said_to_diverge_though_a_row_logged_its_end(tmp_path, caplog):
     """ufldl-sae at train.lr = 1e30 for 6 steps: steps 2-6 non-finite (weight_l2 inf) and skipped, yet train.log_every
-    = 50 (the studies' rate) logged one row, at step 6, finite: its rows do not stop early, and until 2026-12-06 the
-    run was not said to diverge (a study measured it as trained). More than half skipped is; half or fewer are not."""
+    = 50 (the studies' rate) logged one row, at step 6, finite: its rows do not stop early, and the run is said to
+    diverge all the same (else a study measures it as trained). More than half skipped is; half or fewer are not."""
     cfg = load_config("ufldl-sae", ["train.lr=1e30", "train.steps=6", "train.log_every=50", "train.threads=1",
                                     "train.tensorboard=false"])
     with caplog.at_level(logging.WARNING, logger="downpour.runners"):
@@ -207,9 +207,9 @@ def test_a_run_most_of_whose_steps_were_skipped_is_said_to_diverge_though_a_row_
 def test_a_run_shorter_than_log_every_whose_loss_ran_away_is_said_to_diverge_from_its_first_step(tmp_path, caplog,
                                                                                                    runner, rate):
     """ufldl-sae at Adam's rate 1000 for 6 steps, train.log_every = 50 (the studies' rate): one row, at step 6, the
-    mean of the 6 steps (2.1e+05), every number finite; its step 1 logged 49.65. Growth needs two rows, and until
-    2026-12-06 the run was not said to diverge (a study cell of 16-30 steps that ran away so was measured as
-    trained): model.json's first_trained is its first trained step, alone."""
+    mean of the 6 steps (2.1e+05), every number finite; its step 1 logged 49.65. Growth needs two rows, so the run is
+    said to diverge from model.json's first_trained, its first trained step, alone (else a study cell of 16-30 steps
+    that runs away so is measured as trained)."""
     cfg = load_config("ufldl-sae", [f"cluster.runner={runner}", *rate, "train.steps=6", "train.log_every=50",
                                     "train.threads=1", "train.tensorboard=false"])
     with caplog.at_level(logging.WARNING, logger="downpour.runners"):
@@ -242,9 +242,9 @@ def test_a_resumed_run_keeps_its_first_trained_step(tmp_path, runner, rate):
 
 def test_a_simulated_run_whose_pushes_were_nearly_all_refused_is_said_to_diverge_in_pushes(tmp_path, caplog):
     """ufldl-sae on 2 simulated workers at train.lr = 1e30, 30 steps: 26 of its 30 pushes refused (non-finite), its
-    one row (step 30) the mean of the 4 that were not, 49.78, its first push's loss: no runaway in the rows. Until
-    2026-12-06 the warning said its "metrics stop at step 30", where they did not, and the summary had no
-    ``diverged`` (a study measured such a cell as trained), nor its analysis a word of it."""
+    one row (step 30) the mean of the 4 that were not, 49.78, its first push's loss: no runaway in the rows. The
+    warning does not say its "metrics stop at step 30", where they do not, and the summary has ``diverged`` (else a
+    study measures such a cell as trained), and its analysis a word of it."""
     cfg = load_config("ufldl-sae", ["cluster.runner=simulated", "cluster.workers=2", "train.lr=1e30", "train.steps=30",
                                     "train.log_every=50", "train.threads=1", "train.tensorboard=false"])
     with caplog.at_level(logging.WARNING, logger="downpour.runners"):
@@ -262,8 +262,8 @@ def test_a_simulated_run_whose_pushes_were_nearly_all_refused_is_said_to_diverge
 
 
 def test_a_sandblaster_run_records_the_cost_its_first_iteration_started_from_and_keeps_it_on_resume(tmp_path):
-    """A Sandblaster row is the cost where an L-BFGS iteration ended: the initial model's cost was in no file, and
-    model.json had no first_trained (the other runners' since 2026-12-06) for the divergence check to compare with.
+    """A Sandblaster row is the cost where an L-BFGS iteration ended: model.json has the initial model's cost as
+    first_trained (as the other runners' do), for the divergence check to compare with.
     Its reference: the initial model's cost on the whole batch, computed here by the shared step."""
     import torch
 

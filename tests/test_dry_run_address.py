@@ -1,7 +1,6 @@
 """`downpour train --address HOST:PORT --dry-run` asks whether a Ray head answers there, as the run's join does
-before Ray is asked, and refuses what the run would refuse in the same line. Until 2026-12-06 it only read the
-address's form: `--address 127.0.0.1:PORT` where nobody listens passed it ("config checked"), and the run then
-refused it."""
+before Ray is asked, and refuses what the run would refuse in the same line. Reading only the address's form,
+`--address 127.0.0.1:PORT` where nobody listens would pass it ("config checked"), and the run then refuse it."""
 import socket
 
 import pytest

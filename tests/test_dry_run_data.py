@@ -1,7 +1,7 @@
 """`downpour train --dry-run` reads a file source's data as the run reads them before its first step: it refuses
 what the run refuses (every file unreadable, a worker's share that gives nothing), in the run's words, and says how
-many files the run would skip. Until 2026-12-06 it read no image: a folder of only corrupt files passed it, and the
-run then refused, its folder made."""
+many files the run would skip. Reading no image, it would pass a folder of only corrupt files, and the run then
+refuse it, its folder made."""
 import logging
 
 import pytest

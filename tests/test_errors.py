@@ -64,8 +64,8 @@ def test_a_resume_without_a_checkpoint_is_said_in_one_line(tmp_path, capsys):
     run = RunDir.create(tmp_path / "run", cfg)   # made, never trained: nothing to resume, and how to start it
     assert main(["train", "--resume", str(run.path)]) == 2
     assert "never started training" in capsys.readouterr().err
-    # it trained, and has no checkpoint (killed before its first): it was "local.safetensors' is missing", and a new
-    # run into the folder "already holds a run; resume it"; now it trains again from step 0, saying so
+    # it trained, and has no checkpoint (killed before its first): it trains again from step 0, saying so (not
+    # "local.safetensors' is missing", and a new run into the folder "already holds a run; resume it")
     (run.path / "metrics.jsonl").write_text('{"step": 2, "loss": 1.0}\n')
     assert main(["train", "--resume", str(run.path), "--no-report"]) == 0
     assert "stopped before its first checkpoint (train.checkpoint_every sets how often" in capsys.readouterr().err

@@ -20,12 +20,12 @@ BASE = ["cluster.runner=ray", "data.samples=600", "train.batch_size=16", "train.
 
 
 def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tmp_path, local_ray, monkeypatch):
-    # 600 steps once finished before the first timed checkpoint (0.5 s) on a fast machine, and the kill found no
-    # shard left to kill; 2,000 steps made room for it, most of them trained after it. Now a checkpoint comes by
-    # push 40 whatever the clock says, and the driver holds still 10 pushes past its last checkpoint (2 rows logged
+    # A timed checkpoint alone (0.5 s) can come after a fast machine's whole run, and the kill then finds no shard
+    # left to kill. A checkpoint comes by push 40 whatever the clock says, and the driver holds still 10 pushes past
+    # its last checkpoint (2 rows logged
     # past it, to be truncated and logged once again) until the shard is killed: the kill lands mid-run however
     # fast the machine, 50 steps or more before the end. (One worker: the shards are the point, and two actors fewer
-    # start, twice. Push 100, 30 pushes and 300 steps until 2026-12-06: the same moments, three times the steps.)
+    # start, twice. Push 100, 30 pushes and 300 steps would be the same moments, three times the steps.)
     steps, killed = 100, threading.Event()
     held_until(monkeypatch, killed, lambda rec: rec.coord.done >= 40 and rec.checkpoints and rec._since_ckpt >= 10)
     cfg = load_config("ufldl-sae", [*BASE, f"train.steps={steps}", "cluster.workers=1", "cluster.shards=2",
@@ -91,7 +91,7 @@ def test_a_driver_killed_by_sigkill_leaves_a_run_that_resume_finishes(tmp_path, 
                                "--set", f"cluster.address={ray.get_runtime_context().gcs_address}",
                                "--set", "cluster.workers=1", "--set", "cluster.shards=1"],
                               # (one worker and one shard: 2 actors a run, not 4; one shard's segments are swept all
-                              # the same, and the resume is from its checkpoint, 2026-12-06)
+                              # the same, and the resume is from its checkpoint)
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         t0 = time.monotonic()

@@ -1,5 +1,5 @@
 """A figure's PNG is written whole or not at all: a study's figures/*.png and a run's report figures, each drawn
-over the last one, were torn by a kill mid-save (shown broken in study.html or report.html until drawn again)."""
+over the last one, would be torn by a kill mid-save (shown broken in study.html or report.html until drawn again)."""
 import os
 
 import pytest

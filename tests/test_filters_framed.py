@@ -1,5 +1,5 @@
-"""filters.png frames the filters the edge-like metric counts (since 2026-12-06): the framed tiles are the ones behind
-analysis.json filters.edge_fraction, so its share can be checked by eye. Until then no tile was marked."""
+"""filters.png frames the filters the edge-like metric counts: the framed tiles are the ones behind analysis.json
+filters.edge_fraction, so its share can be checked by eye."""
 from __future__ import annotations
 
 import numpy as np

@@ -91,7 +91,7 @@ def test_a_model_that_learns_only_its_first_layer_is_refused_a_frozen_one(name):
 @pytest.mark.parametrize("kind", ["gabor", "random", "gabor-init"])
 def test_weight_decay_reads_only_the_weights_that_train(kind):
     """ufldl-sae's weight_l2 is ½ΣW² of its trained matrices: with a frozen first layer, the decoder's alone.
-    It used to add the frozen encoder's ½ΣW², a constant (0.00125 of the 0.0030 logged at the start with gabor)."""
+    It leaves out the frozen encoder's ½ΣW², a constant (0.00125 of the 0.0030 logged at the start with gabor)."""
     torch.manual_seed(0)
     model = create_model("ufldl-sae", first_layer=kind)
     objective = Objective.from_config({"reconstruction": 1.0, "weight_l2": 1.0})

@@ -1,6 +1,6 @@
 """The head's address asked with Ray's TLS on (RAY_USE_TLS=1; downpour/ps/handshake.py): a TLS ClientHello offering
-HTTP/2 ("h2"), as a gRPC client's. Until 2026-12-06 such an address was only reached (a TCP connection), so a web
-server there, or a TLS server that speaks no HTTP/2, went into ray.init's wait of minutes."""
+HTTP/2 ("h2"), as a gRPC client's. Only reached (a TCP connection), a web server there, or a TLS server that speaks
+no HTTP/2, would go into ray.init's wait of minutes."""
 from __future__ import annotations
 
 import queue
@@ -136,8 +136,8 @@ def test_with_rays_tls_on_a_head_is_asked_with_rays_certificate_and_left_to_ray(
 def test_with_rays_tls_on_a_head_behind_a_proxy_that_routes_by_name_is_asked_by_that_name(tls_env):
     """A head reached by name through a TLS proxy that routes by the name the client asks for (SNI: an ingress with
     TLS passthrough, as a `ray://` head on Kubernetes often is) and answers a ClientHello naming no host from its own
-    default server, an HTTPS one. Ray's gRPC client names the address's host, so it reaches the head; until
-    2026-12-06 the probe named none, met the default server (no HTTP/2) and refused a real head."""
+    default server, an HTTPS one. Ray's gRPC client names the address's host, so it reaches the head, and the
+    probe names it too (naming none, it meets the default server, no HTTP/2, and refuses a real head)."""
     pytest.importorskip("ray")
     from downpour.ps.connect_on_ray import _reachable
 
@@ -158,9 +158,9 @@ def test_with_rays_tls_on_a_head_behind_a_proxy_that_routes_by_name_is_asked_by_
 
 
 def test_with_rays_tls_on_a_key_that_asks_for_a_pass_phrase_is_not_asked_for_one_at_the_terminal(tmp_path):
-    """RAY_TLS_SERVER_KEY names an encrypted key (Ray's gRPC takes no pass phrase). Until 2026-12-06 the probe
-    loaded it with OpenSSL's own prompt, so `downpour train --address ...` run at a terminal stopped at "Enter PEM pass
-    phrase:" before Ray was asked; now the key is taken as one that does not load (the head left to Ray). Run at a
+    """RAY_TLS_SERVER_KEY names an encrypted key (Ray's gRPC takes no pass phrase). The probe takes the key
+    as one that does not load (the head left to Ray): loaded with OpenSSL's own prompt, `downpour train --address ...`
+    run at a terminal stops at "Enter PEM pass phrase:" before Ray is asked. Run at a
     terminal of its own (a pty), where OpenSSL prompts."""
     import sys
 
@@ -206,8 +206,8 @@ print(said.decode(errors="replace"))
 def test_with_rays_tls_on_a_joined_head_is_asked_with_tls_as_a_join_asks(tls_env, monkeypatch):
     """The check of a joined head while a run goes on (connect_on_ray.head_answers) asks what a join asks: with Ray's
     TLS on, a ClientHello with Ray's certificate. A TLS head that chooses "h2" answers; one that accepts connections
-    and says nothing (its gcs_server sent SIGTERM, the port not yet closed) is gone (until 2026-12-06 a connection
-    alone read it as alive, and Ray ended the run after 60 s)."""
+    and says nothing (its gcs_server sent SIGTERM, the port not yet closed) is gone (a connection alone would read
+    it as alive, and Ray end the run after 60 s)."""
     ray = pytest.importorskip("ray")
     from types import SimpleNamespace
 

@@ -1,7 +1,7 @@
 """A head started with token authentication refuses a driver that presents no token: the join (and its --dry-run) asks
-the head's own gRPC method first and refuses in one line, with what to do. Until 2026-12-06 Ray's join printed a
+the head's own gRPC method first and refuses in one line, with what to do. Ray's join alone prints a
 `gcs_client.cc` warning a second for about 20 s ("Failed to get cluster ID from GCS server: Unauthenticated") before
-its error, which did not say why where no token was set up here. A grpcio server stands in for the head's GCS."""
+its error, which does not say why where no token is set up here. A grpcio server stands in for the head's GCS."""
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest

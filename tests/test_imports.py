@@ -94,10 +94,10 @@ def test_a_training_process_starts_without_the_analysis_libraries():
 
 
 def test_the_listing_commands_and_every_help_start_without_torch():
-    """`downpour presets`, `--help` and `study list` print at once: the command-line checks imported the model
-    registry and the data package at module level, and `study list` every study, so each listing imported torch
-    first (2-4 s). Every command's `--help` too: `study NAME --help` imported the study's module for its conditions,
-    and torch with it, until 2026-12-05 (its design module, studies/designs/, says them). Each command runs in the
+    """`downpour presets`, `--help` and `study list` print at once: with the command-line checks importing the model
+    registry and the data package at module level, and `study list` every study, each listing imports torch first
+    (2-4 s). Every command's `--help` too: `study NAME --help` reads its conditions from its design module
+    (studies/designs/), not the study's module, which imports torch. Each command runs in the
     same interpreter, after the one before it: the first that imports torch, numpy or ray is named."""
     import subprocess
     import sys
@@ -142,8 +142,8 @@ def test_a_local_training_process_never_imports_torch_dynamo_pyav_or_skimage_io(
     3 s on 2 busy cores, in every local run, study worker and cross-fit fold): a local run, its resume and each
     of train.optimizer's choices step without it (train/optimisers.py). Nor PyAV (data/video.py imports it where a
     video is read) or skimage.io (data/builtin.py reads the built-in photographs with PIL), which a run on the
-    built-in images does not use: until 2026-12-06 each process imported both (0.35 s of CPU, 2-2.7 s of wall on
-    the loaded 2-core VM)."""
+    built-in images does not use: importing both costs each process 0.35 s of CPU, 2-2.7 s of wall on the loaded
+    2-core VM."""
     import subprocess
     import sys
 
@@ -171,6 +171,6 @@ def test_a_local_training_process_never_imports_torch_dynamo_pyav_or_skimage_io(
 
 @pytest.mark.parametrize("path", sorted(ROOT.rglob("*.py")), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_module_is_at_most_400_lines(path):
-    # docs/architecture.md: past 400 lines a module is split by idea (until 2026-12-06 only review checked it)
+    # docs/architecture.md: past 400 lines a module is split by idea (checked here, not left to review)
     lines = len(path.read_text().splitlines())
     assert lines <= 400, f"{path.relative_to(ROOT)} is {lines} lines: split it by idea (docs/architecture.md)"

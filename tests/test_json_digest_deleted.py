@@ -1,7 +1,7 @@
 """A JSON of a run folder (checkpoint, preprocess.json, model.json, learner.json) whose own SHA-256 (json_sha256) was
-deleted along with an edit: until 2026-12-05 it loaded as a file written before digests, the edit accepted silently.
-Its tensors file, written in the same save, now says in its safetensors metadata that the JSON records one, so the
-deletion is refused in an edit's words; a pair written as it was before digests (no such metadata) still loads."""
+deleted along with an edit must not load as a file written before digests, the edit accepted silently. Its tensors
+file, written in the same save, says in its safetensors metadata that the JSON records one, so the deletion is
+refused in an edit's words; a pair written as it was before digests (no such metadata) still loads."""
 from __future__ import annotations
 
 import json
@@ -160,9 +160,9 @@ def _cut_by_a_save_since(tensors: Path) -> None:
 
 
 def test_a_pair_written_before_digests_and_cut_by_a_save_since_is_named_a_cut_write_not_an_edit(run, tmp_path):
-    """A run from before 2026-12-05 resumed now, killed between the weights' rename and model.json's: the weights are
-    marked, the JSON of the save before records no digest. It was refused as a JSON edited by hand and its digest
-    deleted, "written with" weights it was not; its SHA-256 of the weights tells the cut write, in a cut write's words."""
+    """A run from before 2026-12-05 resumed by this code, killed between the weights' rename and model.json's: the
+    weights are marked, the JSON of the save before records no digest. Its SHA-256 of the weights tells the cut write,
+    in a cut write's words (not as a JSON edited by hand and its digest deleted, "written with" weights it was not)."""
     as_written_before_digests(run / "model.safetensors", run / "model.json")
     _cut_by_a_save_since(run / "model.safetensors")
     folder = RunDir.open(run)

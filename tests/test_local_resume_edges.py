@@ -145,8 +145,8 @@ def test_a_checkpoint_whose_optimiser_state_does_not_fit_is_named_before_anythin
 
 
 def test_a_resume_stopped_before_its_end_keeps_the_analysis_of_the_model_still_saved(tmp_path, monkeypatch):
-    """The resume's start removed analysis.json and report.html, though model.safetensors (what they describe)
-    stays the old model until the resume's end saves another."""
+    """The resume's start keeps analysis.json and report.html, since model.safetensors (what they describe) stays the
+    old model until the resume's end saves another."""
     _run(tmp_path / "r", "train.steps=10", "train.checkpoint_every=5")
     run = RunDir.open(tmp_path / "r")
     run.write_json("analysis.json", {"trained_steps": 10})

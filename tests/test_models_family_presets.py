@@ -95,8 +95,8 @@ def test_a_resolved_config_records_the_reset_so_its_resume_reads_the_same(capsys
 @pytest.mark.parametrize("name, words", [("rnn-rows", "an RNN has no image filters"),
                                          ("rbm-digits", "the RBM's weights"), ("cnn-digits", None)])
 def test_the_report_says_what_a_models_first_layer_filters_are_where_the_words_alone_mislead(name, words):
-    """rnn-rows' report read "First-layer filters: 64 filters of shape 1×1×8" under a picture of 64 strips, nothing
-    saying they are its GRU's input weights, one image row each (2026-12-06)."""
+    """rnn-rows' report says its filters are its GRU's input weights, one image row each: "First-layer filters: 64
+    filters of shape 1×1×8" alone under a picture of 64 strips says nothing of what they are."""
     import html
 
     from downpour.analysis.report import _filters
@@ -116,7 +116,7 @@ def test_the_report_says_what_a_models_first_layer_filters_are_where_the_words_a
 
 def test_an_rbms_filters_are_not_called_whole_object_templates_on_image_patches():
     """An RBM's unit spans its whole input: on the 8x8 digits a whole digit, on grbm-patches' natural-image patches a
-    patch filter. Until 2026-12-06 every RBM's report said "whole-object templates, not local filters"."""
+    patch filter. Not every RBM's report says "whole-object templates, not local filters"."""
     from downpour.analysis.filter_stats import filter_stats
     from downpour.models.registry import create_model
 

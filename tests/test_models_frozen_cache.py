@@ -116,8 +116,8 @@ def test_a_runner_trains_the_same_weights_with_and_without_the_cache(runner, tmp
         return made[-1]
 
     # 30 steps of 256: stage 2's 15 go past its first epoch of cat-demo's 2,180 crops (~9 steps on one worker), 4 of
-    # its batches answered from the cache on the local runner, 1-3 per worker on the simulator (60 steps until
-    # 2026-12-06: 20 and 9 hits, twice the CPU)
+    # its batches answered from the cache on the local runner, 1-3 per worker on the simulator (60 steps give
+    # 20 and 9 hits, for twice the CPU)
     args = ["train", "--config", "cat-demo", "--steps", "30", *runner, "--no-report",
             "--set", "train.tensorboard=false", "--set", "train.batch_size=256"]
     monkeypatch.setattr(cat, "FrozenCache", counted)

@@ -145,8 +145,8 @@ def test_bernoulli_rbm_rejects_data_outside_unit_interval():
 ])
 def test_cli_says_in_one_line_that_a_bernoulli_rbm_needs_unit_interval_data(tmp_path, capsys, sets, named):
     """Patch-normalised, whitened or Gaussian data leave [0, 1]: the user's to fix, so one line naming the setting
-    and exit 2, not a traceback from inside the training step (as until 2026-12-04), and before the run folder
-    (it was made first: config.toml, metrics.jsonl and the preprocessing written, then the first batch refused)."""
+    and exit 2, not a traceback from inside the training step, and before the run folder is made (not after
+    config.toml, metrics.jsonl and the preprocessing are written, at the first batch)."""
     out = tmp_path / "r"
     assert main(["train", "--config", "rbm-digits", *[a for s in sets for a in ("--set", s)],
                  "--steps", "2", "--out", str(out)]) == 2

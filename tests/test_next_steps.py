@@ -1,8 +1,8 @@
 """What a user is told to run on a run once it is trained: `downpour analyze RUN`, or for a run whose input is no
-image (teacher-student's N(0, I) vectors), which has no analysis, `downpour report RUN` (its training alone). Until
-2026-12-06 a stopped teacher-student run was told to be resumed and "analyse it then", a finished one whose
-checkpoints were gone that `downpour analyze RUN` analyses it, one being trained to wait and then analyse it, and
-`downpour analyze RUN --set analysis.layer=X` of one to name another layer: none of which it can be."""
+image (teacher-student's N(0, I) vectors), which has no analysis, `downpour report RUN` (its training alone). A
+teacher-student run is not told to "analyse it then" once resumed (stopped), that `downpour analyze RUN` analyses it
+(finished, its checkpoints gone), to wait and then analyse it (being trained), or `downpour analyze RUN --set
+analysis.layer=X` to name another layer: none of which it can be."""
 from __future__ import annotations
 
 import shutil
