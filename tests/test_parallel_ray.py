@@ -23,10 +23,10 @@ from test_runner_equivalence import TINY_CAT, _losses, _model
 
 # (1, 2, 4, 9 in process: tests/test_parallel.py; each actor is a process that imports torch, seconds on 2 cores:
 # 4 splits both axes, as 9 does, for half its time here). A frozen first layer never travels through the
-# shards: the partitions once computed with uninitialised filters. Tiled (2026-12-05): the main recipe's tile 2, every
+# shards, and the partitions must not compute with uninitialised filters. Tiled: the main recipe's tile 2, every
 # bank lent to both partitions and their gradients summed in the replica; tile 16, stage 1's banks shared (blocks of
 # 12 and 13 rows, smaller than the period) and stage 2 untied, its blocks the partitions' own. The untied decoder
-# (2026-12-05) at tile 16: stage 1's decoder banks lent with its filter banks, stage 2's blocks the partitions' own;
+# at tile 16: stage 1's decoder banks lent with its filter banks, stage 2's blocks the partitions' own;
 # under a frozen Gabor first layer, whose decoder trains alone (the replica's anchor must still reach the partitions:
 # with the frozen layer's anchor, stage 1's decoder had no gradient).
 @pytest.mark.parametrize("k, first_layer, tile, decoder", [(2, "learned", 0, "tied"), (4, "learned", 0, "tied"),
@@ -37,7 +37,7 @@ def test_a_replica_with_partition_actors_equals_the_whole_network(local_ray, req
 
     # 4 partitions run their actors in this process (``actors_in_process``): what Ray carries between a replica and
     # its partitions is the 2-partition cases', and 4 actor processes cost ~10 s of a 2-core suite (2026-12-06).
-    # So do three of the 2-partition cases since 2026-12-06 (2 actor processes, ~5 s CPU, each): what Ray carries for
+    # So do three of the 2-partition cases (2 actor processes, ~5 s CPU, each): what Ray carries for
     # them, Ray carries for the three kept on it. Tile 2 (every bank lent, the partitions own no filter: nothing
     # loaded) and tile 16 untied (stage 1's filter and decoder banks lent, stage 2's blocks the partitions' own,
     # loaded and their gradients sent back) carry all that tile 0, tied, and tile 16, tied, carry; the frozen Gabor
@@ -148,7 +148,7 @@ def test_a_tiled_replica_split_on_ray_trains_what_the_simulator_trains(local_ray
     """The main recipe (tile 2, Adam) shrunk to tiny crops, 1 replica x 2 partitions in sync rounds, on Ray and on
     the simulator. Tile 2: every bank is shared, so the partitions own no shard and the replica fetches and pushes
     both itself, the blocks' bank gradients summed before the push (on one shard: a replica's own fetch and push over
-    several shards is every plain run's, and a shard fewer is an actor fewer to start, 2026-12-06). Tile 8 (16x16
+    several shards is every plain run's, and a shard fewer is an actor fewer to start). Tile 8 (16x16
     codes, then 5x5 untied): stage 1's banks on the replica's shard 2, stage 2's blocks on the partitions' shards 0 and
     1. A replica that pushed each block's partial gradient, or lent a block the wrong banks, trains other numbers than
     the simulator."""
@@ -192,9 +192,9 @@ def test_a_partition_is_sent_only_what_it_uses(actors_in_process):
     """A frozen Gabor first layer with an untied decoder, tiled (tile 2: every bank lent), split in 2. The partition
     drops a frozen encoder's code gradient (its decoder's gradient needs the codes it kept and the reconstruction's
     gradient), and a forward-only call (a greedy step's stages below the trained one, an evaluation) decodes
-    nothing: until 2026-12-05 the replica sent each block both, the code gradient and the decoder's banks, for
-    nothing. The partitions' answers are unchanged (the whole network's, 1e-10 in float64). The actors run in this
-    process (``actors_in_process``: a partition actor seeds torch, and until 2026-12-05 reseeded this process's)."""
+    nothing: the replica sends no block either, the code gradient or the decoder's banks, for nothing. The partitions'
+    answers are the whole network's (1e-10 in float64). The actors run in this process (``actors_in_process``: a
+    partition actor seeds torch, and must not reseed this process's)."""
     from downpour.ps.partitions_on_ray import PartitionActor, remote_replica, stage_specs
 
     torch.manual_seed(0)
@@ -227,9 +227,9 @@ def test_a_killed_partition_actor_is_restarted_alone_its_replica_kept(local_ray,
     started in its place (its filters fetched from its shard by the replica's next step), the replica's actor and
     partition 0 kept, and the cycle in flight dropped, its steps trained again: the run finishes every step with no
     worker lost or restarted, and staleness.json and cluster.json say "partition 1 of replica 0 restarted at step N".
-    Until 2026-12-06 the replica was lost and restarted whole (worker-lost, worker-restarted). The driver holds
-    still from step 10 until the kill (``run_killing``'s ``monkeypatch``), so 48 steps do, 38 of them after it, the
-    stage switch (step 24) among them: 400 (until 2026-12-06) only outlasted the kill, some 10 s of the test."""
+    The replica is not lost and restarted whole (worker-lost, worker-restarted). The driver holds still from step 10
+    until the kill (``run_killing``'s ``monkeypatch``), so 48 steps do, 38 of them after it, the stage switch (step
+    24) among them (400 steps, without the hold, only outlast the kill, some 10 s of the test)."""
     from ray_kill import run_killing
 
     from downpour.analysis.report_cluster import cluster_faults as _cluster_faults

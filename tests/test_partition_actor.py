@@ -44,7 +44,7 @@ def _held_bytes(module: torch.nn.Module) -> int:
 
 def test_a_remote_stage_keeps_no_codes_or_reconstruction_after_a_step(actors_in_process):
     """The replica's stand-in for a stage's filters (RemoteFilter) hands its reconstruction to the stage's decode and
-    keeps neither it nor the codes: until 2026-12-05 both stayed until the next step's forward (the main job's, batch
+    keeps neither it nor the codes, which would otherwise stay until the next step's forward (the main job's, batch
     32 in float32: 984 kB over its two stages; 185 kB here in float64, batch 3). Two steps (the second forward finds
     nothing left over), each the whole network's loss."""
     full, replica, _ = _replica(2, tile=0)
@@ -59,9 +59,9 @@ def test_a_remote_stage_keeps_no_codes_or_reconstruction_after_a_step(actors_in_
 
 def test_a_partition_actor_keeps_no_copy_of_a_frozen_stages_filters(actors_in_process):
     """A frozen Gabor first layer's block of filters comes with the stage's specs (the shards hold only what trains)
-    and is copied into the partition's weights; until 2026-12-05 the actor kept the specs as they came, that block a
-    second time (a NumPy array: in float32, 614 kB and 666 kB in cat-demo's two partitions). The weights hold the
-    whole network's block."""
+    and is copied into the partition's weights; the actor does not keep the specs as they came, that block a second
+    time (a NumPy array: in float32, 614 kB and 666 kB in cat-demo's two partitions). The weights hold the whole
+    network's block."""
     full, replica, actors = _replica(2, first_layer="gabor", tile=0)
     for p, actor in enumerate(actors):
         assert not [k for s in actor.specs for k, v in s.items() if isinstance(v, np.ndarray)]
@@ -72,7 +72,7 @@ def test_a_partition_actor_keeps_no_copy_of_a_frozen_stages_filters(actors_in_pr
 
 def test_a_partition_actor_seeds_torch_and_its_calls_draw_nothing(actors_in_process):
     """A partition seeds its process's torch RNG from the run's seed, its worker, its index and the step it started at
-    (``partition_seed``; until 2026-12-05 never, so a draw added to it would not have repeated with ``--seed``), a
+    (``partition_seed``; else a draw added to it would not repeat with ``--seed``), a
     seed apart from every worker's and partition's; and a trained call (encode, backward, add_grads) draws nothing:
     the state it was seeded to is left as it was."""
     from downpour.ps.partitions_on_ray import PartitionActor, stage_specs
@@ -169,10 +169,10 @@ def _link(n: int):
 def test_a_skipped_step_leaves_the_partitions_nothing_of_it(actors_in_process, nan_first):
     """A step the replica skips (``Worker.step``: a NaN cost, or a finite cost with a NaN gradient of the replica's
     shared banks or of the partitions' filters) leaves the partition actors no gradient and no graph: the next finite
-    step's push equals a fresh run's. Until 2026-12-05 the partitions' gradients stayed (the replica's ``zero_grad``
-    does not reach them, and no ``add_grads`` took them), and the next backward added onto them; a NaN cost's graphs
-    stayed until the next forward; and a NaN gradient of the partitions' filters was not seen: the step was not
-    skipped, its NaN went into the push."""
+    step's push equals a fresh run's. Else the partitions' gradients stay (the replica's ``zero_grad`` does not reach
+    them, and no ``add_grads`` takes them), and the next backward adds onto them; a NaN cost's graphs stay until the
+    next forward; and a NaN gradient of the partitions' filters goes unseen: the step is not skipped, its NaN goes
+    into the push."""
     fresh, _ = _pushed(None)
     got, kept = _pushed(nan_first)
     assert kept == [0, 0]

@@ -1,5 +1,5 @@
-"""Counted nouns are said by downpour._names.plural ('1 seed', '2 seeds'), not built by hand in each f-string: until
-2026-12-05 seven f-strings added the s themselves, each its own way (`'s' * (n != 1)`, `'s' if n > 1 else ''`, ...)."""
+"""Counted nouns are said by downpour._names.plural ('1 seed', '2 seeds'), not built by hand in each f-string, each its
+own way (`'s' * (n != 1)`, `'s' if n > 1 else ''`, ...)."""
 import ast
 import re
 from pathlib import Path
@@ -46,8 +46,8 @@ def _joined_by_hand(source: str) -> list[str]:
 
 
 def test_no_list_in_words_is_joined_with_and_by_hand():
-    """Lists in messages and sentences are said by downpour._names.listed ("a, b and c"): joined with " and " the face
-    test's criterion read "above the AUCs of a and b and c" with three baselines (until 2026-12-07)."""
+    """Lists in messages and sentences are said by downpour._names.listed ("a, b and c"): joined with " and ", the face
+    test's criterion would read "above the AUCs of a and b and c" with three baselines."""
     assert _joined_by_hand("f\"{' and '.join(xs)}\"") and _joined_by_hand("' or '.join(xs)")      # (the scan sees them)
     assert not _joined_by_hand("', '.join(xs)")
     found = {path.relative_to(ROOT).as_posix(): _joined_by_hand(path.read_text())
@@ -70,8 +70,8 @@ def _hedged(source: str) -> list[str]:
 
 
 def test_no_f_string_counts_a_noun_with_s_in_brackets():
-    """The report on an RBM of 200 steps said "the layer has collapsed onto 1 distinct filter(s)" (until 2026-12-06),
-    and fifteen other messages counted "(s)" the same way."""
+    """No f-string counts a noun with "(s)": the report on an RBM of 200 steps would say "the layer has collapsed onto 1
+    distinct filter(s)"."""
     assert _hedged("f'onto {n} distinct filter(s), which'") and _hedged("f'its {n} {noun}(s) give'")
     assert not _hedged("f'onto {plural(n, \"filter\")}'")
     found = {path.relative_to(ROOT).as_posix(): _hedged(path.read_text()) for path in sorted(ROOT.rglob("*.py"))}

@@ -76,8 +76,8 @@ def test_a_lost_workers_steps_are_handed_out_again_by_their_own_indices():
 
 
 def test_a_lost_greedy_stage_1_range_is_trained_before_stage_2_starts():
-    """Steps 2 and 3 (stage 1 of 2) in flight, worker 0 lost with step 2: the next grant repeated step 3 and the
-    stage switch let stage 2 start with stage 1 one step short. Step 2 comes first now, and stage 2 waits for it."""
+    """Steps 2 and 3 (stage 1 of 2) in flight, worker 0 lost with step 2: step 2 comes first, and stage 2 waits for it
+    (else the next grant repeats step 3 and the stage switch lets stage 2 start with stage 1 one step short)."""
     coord = Coordinator(make_consistency("async"), workers=3, total_steps=8, stage_of=lambda i: 1 + i * 2 // 8)
     for w in (0, 1):                           # steps 0 and 1 applied
         coord.begin_cycle(w)
@@ -165,9 +165,9 @@ def test_delay_models_are_seeded_and_validated():
 
 
 def test_a_greedy_stages_first_cycle_waits_until_the_stage_before_has_landed():
-    """A cycle of stage 2 was handed out while pushes of stage 1 were still on their way: they landed
-    among stage 2's (on Ray a metrics row averaged both stages, and stage 1 went on moving under stage 2).
-    The first cycle of a stage now waits for every step handed out before it; later ones do not."""
+    """The first cycle of a stage waits for every step handed out before it; later ones do not. Else a cycle of stage
+    2 handed out while pushes of stage 1 are still on their way lands them among stage 2's (on Ray a metrics row
+    averages both stages, and stage 1 goes on moving under stage 2)."""
     def greedy(total):
         return lambda i: 1 + i * 2 // total
 

@@ -152,9 +152,9 @@ def test_a_late_write_into_a_retired_inbox_is_refused_counted_and_never_waited_o
     """A writer judged dead and killed (a partition actor that did not answer within ASK_SECONDS) may still run a
     moment and stage its slice of push 3 after the driver's ``drop_inbox``. Its successor was given a fresh inbox
     (``new_inbox``): the late slice lands in the retired one, is never applied and is counted (``fenced``, in what
-    ``state_dict`` saves); the successor stages push 3 at once and its ring applies its own slice. Until 2026-12-06
-    a late write there went unseen (a restarted partition kept the old inbox: the driver test is
-    tests/test_ps_restarts_partitions.py's)."""
+    ``state_dict`` saves); the successor stages push 3 at once and its ring applies its own slice. (A restarted
+    partition keeping the old inbox, a late write there would go unseen: the driver test is
+    tests/test_ps_restarts_partitions.py's.)"""
     shard = Shard(0, torch.zeros(N), make_rule("sgd", 1.0), workers=[0])
     srv = ShardServer(shard, f"/dev/shm/downpour-test-{os.getpid()}-{tmp_path.name}", workers=1)
     try:
@@ -194,7 +194,7 @@ def _mapped(prefix):
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="no /proc")
 def test_retired_inboxes_are_let_go_once_their_writers_ended_their_late_writes_counted_first(tmp_path):
     """A long run restarts worker 0's partition again and again: each restart retires an inbox, a push's size of
-    shared memory. Until 2026-12-06 every one stayed mapped until the shard closed. Here each killed writer (a forked
+    shared memory, which must not stay mapped until the shard closes. Here each killed writer (a forked
     process) attached before its restart, writes late into its retired inbox and ends: the shard counts that write
     (``fenced``) and lets the inbox go at the next restart (or checkpoint). The last writer still runs: its inbox is
     kept, since a late write may yet come."""

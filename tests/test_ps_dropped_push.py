@@ -46,8 +46,8 @@ def test_a_dropped_push_has_its_batches_trained_again_and_the_stream_goes_on_aft
     """The replica drew batches 0 and 1 for a push, and the second step's partition died: the push is dropped
     (``drop_push``), its steps handed out again. Its next push trains batches 0 and 1 (as a replica that never
     failed trains them), with the dropped push's seq, and the one after it batches 2 and 3: none skipped, none twice.
-    Until 2026-12-06 the stream went on past the dropped batches: the next push trained 2 and 3, and 0 and 1 were
-    drawn and never trained."""
+    (Else the stream goes on past the dropped batches: the next push trains 2 and 3, and 0 and 1 are drawn and never
+    trained.)"""
     torch.manual_seed(1)
     batches = [Batch(torch.randn(4, 1, 16, 16)) for _ in range(6)]
     worker, flat = _worker(batches, dies_at=1)
@@ -69,8 +69,8 @@ def test_a_dropped_push_leaves_dc_asgd_no_copy_for_good_and_the_retried_push_cor
     """DC-ASGD keeps worker 0's fetched copy per version until no push of it can be based on it. Its cycle fetched
     version 1 and was dropped (never pushed); its retried push, with the same seq, fetched version 2 afresh and lands
     at version 3: it is corrected with the copy of version 2 (not the dropped cycle's), and once it lands only that
-    copy is kept: the dropped fetch's went (a seq never pushed would have held every later copy for the rest of the
-    run). Checked 2026-12-06: right as it was, since the retried push keeps the dropped seq (the test above)."""
+    copy is kept: the dropped fetch's goes (a seq never pushed would hold every later copy for the rest of the run),
+    since the retried push keeps the dropped seq (the test above)."""
     lr, lam = 0.5, 0.25
     shard = Shard(0, torch.zeros(3), make_rule("sgd", lr), make_compensation("dc-asgd", lam), workers=[0, 1])
     g = torch.tensor([1.0, -2.0, 0.5])
@@ -111,8 +111,8 @@ def test_only_a_model_parallel_replica_keeps_its_pushs_batches():
 
 def test_a_whole_replica_on_a_gpu_keeps_no_batch_either(monkeypatch):
     """A GPU replica's parameters are a DeviceParams make_worker builds itself: it is a whole replica, whose push is
-    never dropped, and holds no batch (on the GPU) past its step. Until 2026-12-06 reread was read after the GPU
-    branch had set ``params``, and every GPU replica kept its push's batches. (The device here is "meta": the branch
+    never dropped, and holds no batch (on the GPU) past its step (as every GPU replica would if reread were read
+    after the GPU branch set ``params``). (The device here is "meta": the branch
     taken without a GPU.)"""
     from downpour.ps import setup
 

@@ -23,8 +23,8 @@ def _closed_port() -> int:
 
 
 def test_a_head_that_is_gone_is_not_asked_for_its_nodes(monkeypatch):
-    """Until 2026-12-05 the close of a run whose head was stopped asked ray.nodes(), which waited until Ray's core
-    worker gave the GCS up after 60 s and ended the process (exit 1, no cluster.json)."""
+    """The close of a run whose head was stopped does not ask ray.nodes(), which waits until Ray's core worker gives
+    the GCS up after 60 s and ends the process (exit 1, no cluster.json)."""
     _context(monkeypatch, f"127.0.0.1:{_closed_port()}")
     asked = []
     monkeypatch.setattr(ray, "nodes", lambda: asked.append(1) or [{"Alive": True}, {"Alive": True}])
@@ -41,9 +41,9 @@ def test_a_head_that_answers_is_asked(monkeypatch, gcs_like):
 
 
 def test_a_head_that_accepts_connections_but_says_nothing_is_gone(monkeypatch):
-    """A head whose gcs_server got SIGTERM while its port still accepted connections, answering nothing: a connection
-    alone read it as alive (until 2026-12-06), the run went on to ask it, and Ray ended the run after 60 s (exit 1, no
-    shards-lost record, no cluster.json). It is asked as a join asks (the handshake), within the check's bound."""
+    """A head whose gcs_server got SIGTERM while its port still accepted connections, answering nothing, is asked as a
+    join asks (the handshake), within the check's bound: a connection alone would read it as alive, the run go on to
+    ask it, and Ray end the run after 60 s (exit 1, no shards-lost record, no cluster.json)."""
     import time
 
     from downpour.errors import RunError
@@ -74,9 +74,9 @@ def test_where_the_heads_address_cannot_be_read_ray_is_asked_as_before(monkeypat
 
 def test_ray_already_up_whose_head_is_gone_is_not_joined_again(monkeypatch):
     """Runs that share one Ray (a run and its twin, a cross-fit's folds: connect_on_ray.held) joined to a cluster
-    whose head stopped: a shard restart or the next run found Ray up and went on to ask it for its resources, which
-    waited until Ray's core worker ended the process (exit 1, nothing recorded). Now it is a RunError, which a shard
-    restart records as the stop."""
+    whose head stopped: a shard restart or the next run finding Ray up gets a RunError, which a shard restart records
+    as the stop (else it asks Ray for its resources, which waits until Ray's core worker ends the process: exit 1,
+    nothing recorded)."""
     from downpour.errors import RunError
 
     _context(monkeypatch, f"127.0.0.1:{_closed_port()}")

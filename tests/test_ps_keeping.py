@@ -101,9 +101,9 @@ def test_a_kept_actor_that_died_or_hangs_since_is_killed_not_taken(killed):
 @pytest.mark.parametrize("pins", ["kept", "cleared"])
 def test_a_second_close_of_a_kept_run_kills_nothing_it_gave_the_keeping(killed, pins):
     """A run that ended whole gives its 2 shards and 2 workers to the keeping at its close; a second close (the
-    driver's ``finally`` after a close that raised, say) keeps nothing and kills nothing. Until 2026-12-07 only the
-    start's ``shard_pins``, left set, told the second close that its shards were gone: with them cleared ("cleared")
-    it gave the keeping an empty run, whose ``give`` killed the 4 actors the first close had kept."""
+    driver's ``finally`` after a close that raised, say) keeps nothing and kills nothing, even with the start's
+    ``shard_pins`` cleared ("cleared"): else the second close gives the keeping an empty run, whose ``give`` kills the
+    4 actors the first close kept."""
     run = object.__new__(RayCluster)   # (no start: the state a start and a whole run leave, with stand-in actors)
     shards, workers = [Actor("s0"), Actor("s1")], [Actor("w0"), Actor("w1")]
     vars(run).update(vars(ended(shard_actors=list(shards), shard_pins=[None, None], worker_actors=list(workers))),

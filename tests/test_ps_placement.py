@@ -37,9 +37,9 @@ def _start(n, r, k, s):
 @pytest.mark.parametrize("r, k, s", [(2, 2, 2), (3, 2, 2), (2, 1, 1), (3, 1, 2), (1, 4, 4)])
 def test_a_cluster_of_the_plans_machines_puts_every_actor_on_a_node_of_its_own(r, k, s):
     """The plan's count of machines (``machines_of``: a machine each for a split replica's own process) is the number
-    of nodes the start uses, each actor alone on one. Until 2026-12-05 each kind counted from the first node: replica
-    0's process shared a node with its partition 0 and shard 0, and the higher nodes stayed empty (the main job split
-    in 2, 2 x 2 + 2 + 2: its 8 actors on 4 of 8 nodes)."""
+    of nodes the start uses, each actor alone on one. Each kind counting from the first node, replica 0's process
+    would share a node with its partition 0 and shard 0, and the higher nodes stay empty (the main job split in 2,
+    2 x 2 + 2 + 2: its 8 actors on 4 of 8 nodes)."""
     n = machines_of(SimpleNamespace(banks_shared=True), r, k, s)
     placed = _start(n, r, k, s)
     every = [i for v in placed.values() for i in v]
@@ -78,8 +78,8 @@ def _driver(monkeypatch, nodes, r, k):
 
 def test_the_drivers_start_places_each_worker_and_partition_by_its_index_in_the_layout(monkeypatch):
     """``RayCluster._spawn`` at the start, 2 x 2 on nodes a, b, c: worker w's partitions (indices 2w, 2w + 1), then
-    the worker (4 + w). Each kind counting from the first node (until 2026-12-05) put the workers on a and b, worker 0
-    beside its partition 0."""
+    the worker (4 + w). Each kind counting from the first node would put the workers on a and b, worker 0 beside its
+    partition 0."""
     from downpour.ps.cluster_on_ray import RayCluster
 
     a, b, c = ("a" * 56, "b" * 56, "c" * 56)
@@ -110,7 +110,7 @@ def test_a_replacement_whose_node_is_gone_goes_round_robin_by_its_index_in_the_l
 
 def test_workers_sharing_the_clusters_cpus_ask_a_share_that_fits_node_by_node_and_it_is_said(caplog):
     """4 workers on nodes of 1 and 2 CPUs ask 2/3 CPU each (1 fits on the first, 3 on the second), said in the log;
-    until 2026-12-06 they asked 3/4 (the total over the workers): 3 fitted and the start waited 600 s for the 4th.
+    asking 3/4 (the total over the workers), 3 fit and the start waits 600 s for the 4th.
     2 workers on 2 CPUs ask 1 each, unsaid."""
     import logging
 
@@ -130,9 +130,9 @@ def test_workers_sharing_the_clusters_cpus_ask_a_share_that_fits_node_by_node_an
 
 def test_each_worker_runs_its_nodes_cpus_over_the_workers_placed_there_not_the_drivers_cores():
     """``train.threads = 0``: a worker pinned to a node runs that node's CPUs (as Ray reports them) over the workers
-    pinned there; until 2026-12-06 every worker ran the driver machine's cores over all the workers (here 4 // 4 = 1
-    thread each on a node of 16 CPUs). Where Ray chooses (a one-node cluster's workers, a GPU worker) the driver's share
-    stays: a one-node run's counts are as before."""
+    pinned there, not the driver machine's cores over all the workers (here 4 // 4 = 1 thread each on a node of 16
+    CPUs). Where Ray chooses (a one-node cluster's workers, a GPU worker) the driver's share stays: a one-node run's
+    counts are unchanged."""
     from downpour.ps.placing_on_ray import worker_threads
 
     a, b = "a" * 56, "b" * 56

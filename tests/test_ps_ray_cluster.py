@@ -30,19 +30,19 @@ def test_train_with_address_uses_both_nodes(tmp_path, two_nodes):
     assert summary["nodes"] == 2 and summary["steps"] == 24
     assert sorted(summary["placement"]["shards"]) == [0, 1] and sorted(summary["placement"]["workers"]) == [0, 1]
     assert summary["applied"] == summary["accepted"] == [24, 24]
-    # which machine each placement number is: node i is the i-th of the nodes used, by Ray's id (until 2026-12-06
-    # cluster.json held the numbers alone, and nothing said which node held worker 1)
+    # which machine each placement number is: node i is the i-th of the nodes used, by Ray's id (the numbers
+    # alone would not say which node held worker 1)
     nodes = sorted(two_nodes.list_all_nodes(), key=lambda node: node.node_id)
     assert summary["node_ids"] == [node.node_id for node in nodes]
     assert summary["node_addresses"] == [node.node_ip_address for node in nodes]
-    # which cluster the run joined: the address as given and the head Ray resolved it to (until 2026-12-06 only
-    # config.toml's cluster.address said, as typed: `auto` or a host name named no cluster)
+    # which cluster the run joined: the address as given and the head Ray resolved it to (config.toml's
+    # cluster.address alone is as typed: `auto` or a host name names no cluster)
     assert summary["ray"] == {"address": two_nodes.address, "head": two_nodes.address, "version": ray.__version__}
 
 
 def test_model_parallel_partitions_spread_over_both_nodes(tmp_path, two_nodes):
     """A replica split in 2 places its partition actors on both nodes. The tiny cat network (TINY_CAT, as the other
-    partition tests on Ray have it, since 2026-12-06): where the partitions go does not hang on the network's size,
+    partition tests on Ray have it): where the partitions go does not hang on the network's size,
     and the full-size network's steps cost seconds more."""
     from test_runner_equivalence import TINY_CAT
 
@@ -58,8 +58,8 @@ def test_model_parallel_partitions_spread_over_both_nodes(tmp_path, two_nodes):
 def test_a_worker_pinned_to_a_full_node_fails_the_start_naming_that_nodes_room(tmp_path, two_nodes, monkeypatch):
     """Another job's actor holds the first node's CPU; the run's one worker is pinned to that node (the placer pins a
     CPU worker round-robin, hard, counting only the run's own actors), so it cannot start while the other node has its
-    CPU free. Until 2026-12-05 the line then read "the cluster has CPU 1 of 2 free" (summed over the nodes); now it
-    names the node it was pinned to and that node's room."""
+    CPU free. The line names the node it was pinned to and that node's room (not "the cluster has CPU 1 of 2 free",
+    summed over the nodes)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     from ray_room import Hog, workers_start_within
 
@@ -73,7 +73,7 @@ def test_a_worker_pinned_to_a_full_node_fails_the_start_naming_that_nodes_room(t
     first = sorted(nd["NodeID"] for nd in ray.nodes() if nd["Alive"])[0]   # where the placer pins worker 0
     hog = Hog.options(num_cpus=1, scheduling_strategy=NodeAffinitySchedulingStrategy(first, soft=False)).remote()
     ray.get(hog.ping.remote())
-    workers_start_within(monkeypatch, starting_on_ray, 4.0)   # (it never starts: 12 s until 2026-12-06 waited 8 more)
+    workers_start_within(monkeypatch, starting_on_ray, 4.0)   # (it never starts: 12 s would wait 8 more)
     cfg = load_config("ufldl-sae", ["cluster.runner=ray", f"cluster.address={two_nodes.address}", "data.samples=64",
                                     "train.batch_size=8", "train.steps=4", "cluster.workers=1", "cluster.shards=1",
                                     "train.tensorboard=false"])

@@ -98,8 +98,8 @@ def test_a_push_the_stop_cut_before_the_shards_applied_it_is_handed_out_again_an
 
 def test_a_checkpoint_that_lost_a_push_before_the_fix_hands_out_the_last_steps_again_and_finishes(caplog, tmp_path):
     """A checkpoint written by that stop before 2026-12-06 counts the lost push as handed out and keeps no range of
-    it (cross-fit fold-0 of 300 steps: step 299, dispatched 300, unapplied []): every resume trained nothing, the run
-    never finished. Now the count missing is handed out again, the highest indices not in flight, and it finishes."""
+    it (cross-fit fold-0 of 300 steps: step 299, dispatched 300, unapplied []): the count missing is handed out again,
+    the highest indices not in flight, and it finishes (else every resume trains nothing, the run never finishing)."""
     coord = Coordinator(make_consistency("async"), workers=2, total_steps=300, start_step=299)
     coord.restore_unapplied({"step": 299, "dispatched": 300, "unapplied": []}, tmp_path / "checkpoints/server.json")
     assert coord.begin_cycle(0) == 1                            # (it was 0: nothing left to hand out)
@@ -116,8 +116,8 @@ def test_a_checkpoint_that_lost_a_push_before_the_fix_hands_out_the_last_steps_a
 
 
 def test_a_push_of_n_push_steps_a_damaged_checkpoint_lost_is_handed_out_again_in_one_cycle(caplog):
-    """The steps the repair hands out again went back one range each: the push of 10 steps (n_push 10) that a stop
-    before 2026-12-06 lost came back as 10 cycles of one step, each a hand-off and an apply at every shard."""
+    """The steps the repair hands out again go back as whole pushes: the push of 10 steps (n_push 10) that a stop
+    before 2026-12-06 lost does not come back as 10 cycles of one step, each a hand-off and an apply at every shard."""
     coord = Coordinator(make_consistency("async"), workers=2, total_steps=300, n_push=10, start_step=280)
     coord.restore_unapplied({"dispatched": 300, "unapplied": [[280, 10]]}, "server.json")
     assert coord.returned == [(280, 10), (290, 10)]
@@ -197,7 +197,7 @@ class _StoppedMidway(dict):
 def test_a_stop_as_a_restart_or_a_loss_hands_out_or_gives_back_a_cycle_keeps_its_steps(fake_ray):
     """A restart's or a loss's dispatch, and a loss, run outside the loops' held blocks: a Ctrl-C between the count
     handed out and the cycle's record in flight (begin_cycle), or between a lost worker's cycles leaving the flight and
-    being given back (lose), lost their steps as the push before the shards did (until 2026-12-06)."""
+    being given back (lose), would lose their steps as the push before the shards does."""
     coord = Coordinator(make_consistency("async"), workers=2, total_steps=12, n_push=2)
     d = stand_in(coord, [FakeActor(set_workers=lambda live: None)], [FakeActor(), FakeActor()])
     coord._inflight = _StoppedMidway()

@@ -119,8 +119,8 @@ def test_a_worker_lost_with_nothing_left_to_hand_out_is_not_restarted_and_a_late
 
 
 def test_a_lost_workers_partition_actors_go_with_it(fake_ray, monkeypatch):
-    """Model parallelism: a worker lost and not restarted left its partition actors (its filters'
-    memory) alive until the run ended."""
+    """Model parallelism: a worker lost and not restarted takes its partition actors with it (else they, and their
+    filters' memory, stay alive until the run ends)."""
     coord = Coordinator(make_consistency("async"), workers=2, total_steps=100)
     d = stand_in(coord, [FakeActor(set_workers=lambda live: None)], [FakeActor(), FakeActor()])
     parts = [FakeActor(), FakeActor()]
@@ -132,8 +132,9 @@ def test_a_lost_workers_partition_actors_go_with_it(fake_ray, monkeypatch):
 
 
 def test_the_stand_in_driver_has_a_field_the_driver_gains_without_being_mended(monkeypatch):
-    """The stand-in driver was object.__new__ with its fields set by hand: each field the driver gained (``_seeded_at``,
-    ``silence``, ``devices`` ...) broke these tests with an AttributeError until the stub learned it too."""
+    """The stand-in driver is built by the driver's own __init__, not object.__new__ with its fields set by hand: then
+    each field the driver gains (``_seeded_at``, ``silence``, ``devices`` ...) breaks these tests with an
+    AttributeError until the stub learns it too."""
     init = RayCluster.__init__
 
     def gains_a_field(self, *args, **kwargs):
@@ -163,7 +164,7 @@ def test_a_worker_dead_after_its_last_push_is_a_loss_not_a_failed_run(fake_ray):
 
 def test_the_model_file_keeps_the_buffers_of_the_first_worker_alive_at_the_end(fake_ray):
     """Worker 0 found dead at the run's end is lost there: worker 1, now the first live one, gives the buffers (an
-    RBM's chains), as the simulator's first live worker does (only worker 0 was asked: none, the driver's zeros)."""
+    RBM's chains), as the simulator's first live worker does (asking only worker 0 gives none: the driver's zeros)."""
     coord = Coordinator(make_consistency("async"), workers=2, total_steps=10)
     dead = FakeActor(data_report=lambda: ray.exceptions.ActorDiedError(), profile=lambda: {},
                      buffers=lambda: ray.exceptions.ActorDiedError())
@@ -174,7 +175,7 @@ def test_the_model_file_keeps_the_buffers_of_the_first_worker_alive_at_the_end(f
 
 def test_the_summary_and_a_lost_shard_name_each_node_by_its_id_and_address(fake_ray):
     """cluster.json's placement numbers index node_ids and node_addresses, and a lost shard's message names the node
-    it ran on (until 2026-12-06 neither: over two machines nothing said which held worker 1, or the lost shard)."""
+    it ran on (else over two machines nothing says which held worker 1, or the lost shard)."""
     a, b = "a" * 56, "b" * 56
     fake_ray.node_list = [{"NodeID": b, "NodeManagerAddress": "10.0.0.2"},
                           {"NodeID": a, "NodeManagerAddress": "10.0.0.1"}]
@@ -187,7 +188,7 @@ def test_the_summary_and_a_lost_shard_name_each_node_by_its_id_and_address(fake_
     assert info["placement"] == {"shards": [0, 1], "workers": [1, 0]}
     assert info["node_ids"] == [a, b] and info["node_addresses"] == ["10.0.0.1", "10.0.0.2"]
     d.addresses = {a: "10.0.0.1", b: "10.0.0.2"}     # (read at the start, when every actor was up)
-    fake_ray.node_list = []                          # (Ray knows neither now: the loss reads the start's)
+    fake_ray.node_list = []                          # (Ray knows neither by then: the loss reads the start's)
     with pytest.raises(ShardLost, match=r"^shard 1 lost at step 0 on node bbbbbbbb at 10\.0\.0\.2 \(RuntimeError\)$") \
             as lost:
         d._shard_lost(RuntimeError("its node is gone"))
@@ -197,8 +198,8 @@ def test_the_summary_and_a_lost_shard_name_each_node_by_its_id_and_address(fake_
 
 
 def test_a_lost_workers_event_log_line_and_stop_name_its_node_as_a_lost_shards_message_does(fake_ray, caplog):
-    """Until 2026-12-06 a lost worker's words named no node ("worker 1 was lost at step 0 (RuntimeError); the run
-    went on without it") where a lost shard's named its own."""
+    """A lost worker's words name its node, as a lost shard's do (not "worker 1 was lost at step 0 (RuntimeError); the
+    run went on without it")."""
     from downpour.ps.finish import _loss_reasons
 
     a, b = "a" * 56, "b" * 56
@@ -213,9 +214,9 @@ def test_a_lost_workers_event_log_line_and_stop_name_its_node_as_a_lost_shards_m
 
 
 def test_a_worker_lost_with_the_clusters_head_gone_stops_as_a_shard_loss_not_a_restart(fake_ray, monkeypatch):
-    """A joined cluster's head stopped, a worker's loss seen before a shard's: its restart asked the gone head for
-    its nodes, which waited until Ray ended the process after 60 s (exit 1, nothing recorded). Now the loss is the
-    shards' (ShardLost: run_cluster records the stop where it cannot rejoin)."""
+    """A joined cluster's head stopped, a worker's loss seen before a shard's: the loss is the shards' (ShardLost:
+    run_cluster records the stop where it cannot rejoin). Else its restart asks the gone head for its nodes, which
+    waits until Ray ends the process after 60 s (exit 1, nothing recorded)."""
     from downpour.ps.recorder import ShardLost
 
     coord = Coordinator(make_consistency("async"), workers=2, total_steps=100)
@@ -233,9 +234,9 @@ def test_a_worker_lost_with_the_clusters_head_gone_stops_as_a_shard_loss_not_a_r
 
 
 def test_a_worker_lost_with_a_head_that_accepts_but_says_nothing_stops_as_a_shard_loss(fake_ray, monkeypatch):
-    """The head's gcs_server got SIGTERM, its port still accepting connections and answering nothing: the restart's
-    check (a connection alone) read it as alive, asked it for its nodes, and Ray ended the run after 60 s (exit 1, no
-    shards-lost record, no cluster.json; until 2026-12-06). Asked as a join asks, it is gone: the shards' loss."""
+    """The head's gcs_server got SIGTERM, its port still accepting connections and answering nothing: asked as a join
+    asks, it is gone: the shards' loss. (The restart's check by a connection alone would read it as alive, ask it for
+    its nodes, and Ray end the run after 60 s: exit 1, no shards-lost record, no cluster.json.)"""
     import socket
 
     from downpour.ps import connect_on_ray
@@ -260,8 +261,8 @@ def test_a_worker_lost_with_a_head_that_accepts_but_says_nothing_stops_as_a_shar
 
 def test_a_stop_during_a_restarts_head_check_in_a_held_block_is_not_held_for_it(fake_ray, monkeypatch):
     """The task loop handles a failed cycle in a held block (popped and counted together); the lost worker's restart
-    asks the head first, up to 10 s where the host drops connections unanswered. A Ctrl-C then waited for the answer
-    and for the restart it started (until 2026-12-06); now it stops the run during the question, no restart begun."""
+    asks the head first, up to 10 s where the host drops connections unanswered. A Ctrl-C then stops the run during
+    the question, no restart begun (not waiting for the answer and the restart it starts)."""
     import os
     import signal
     import time
@@ -289,9 +290,9 @@ def test_a_stop_during_a_restarts_head_check_in_a_held_block_is_not_held_for_it(
 
 
 def test_the_shards_are_asked_whether_they_died_at_once_in_one_wait(fake_ray, monkeypatch):
-    """After a failure every shard is asked whether it answers: all at once, one wait of 10 s for them all (until
-    2026-12-07 one after another, up to 10 s each: a node gone silent with 4 of 8 shards held the driver 40 s). A dead
-    shard's answer is its error, a silent one's never comes: both are lost, named as before."""
+    """After a failure every shard is asked whether it answers: all at once, one wait of 10 s for them all (one after
+    another, up to 10 s each, a node gone silent with 4 of 8 shards would hold the driver 40 s). A dead shard's answer
+    is its error, a silent one's never comes: both are lost, and named."""
     waits = []
 
     def wait(refs, num_returns=1, timeout=None):
@@ -310,8 +311,8 @@ def test_the_shards_are_asked_whether_they_died_at_once_in_one_wait(fake_ray, mo
 
 
 def test_a_stop_while_the_driver_asks_which_shards_died_in_a_held_block_is_not_held_for_it(fake_ray):
-    """A failure in the task loop's held block asks every shard whether it answers (up to 10 s). A Ctrl-C then
-    waited for every answer (until 2026-12-06); now it stops the run during the question, the next shard not asked."""
+    """A failure in the task loop's held block asks every shard whether it answers (up to 10 s). A Ctrl-C then stops
+    the run during the question, the next shard not asked (not waiting for every answer)."""
     import os
     import signal
     import time
@@ -339,10 +340,10 @@ def test_a_stop_while_the_driver_asks_which_shards_died_in_a_held_block_is_not_h
 
 def test_a_worker_restarted_on_another_node_and_install_is_added_to_the_runs_record_and_warned_of(fake_ray,
                                                                                                   monkeypatch, caplog):
-    """A restarted worker was asked its node alone: environment.json, written at the start, never listed the node its
-    replacement ran on nor the install there (another numpy computes other floats), and nothing was warned. Its
-    start_report is asked now: the record's ``nodes`` gains it (``on_nodes``), warned of as at the start; a second
-    replacement there under the same install changes nothing."""
+    """A restarted worker is asked its start_report, not its node alone: the record's ``nodes`` gains it
+    (``on_nodes``), warned of as at the start; a second replacement there under the same install changes nothing.
+    Else environment.json, written at the start, never lists the node its replacement ran on nor the install there
+    (another numpy computes other floats), and nothing is warned."""
     import logging
 
     from downpour.train.environment import environment

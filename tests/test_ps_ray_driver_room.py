@@ -10,8 +10,8 @@ import downpour.ps.starting_on_ray as starting
 
 
 def test_waiting_for_room_on_the_cluster_is_said(local_ray, caplog):
-    """An actor Ray had no room for (a full cluster, one still adding nodes) held the run silent before
-    its first step; the wait is now said, with what it waits for and the CPUs free."""
+    """An actor Ray has no room for (a full cluster, one still adding nodes) holds the run before its first step: the
+    wait is said, with what it waits for and the CPUs free."""
     import threading
 
     from downpour.ps.connect_on_ray import gathered
@@ -28,8 +28,8 @@ def test_waiting_for_room_on_the_cluster_is_said(local_ray, caplog):
 
 
 def test_the_wait_for_room_names_the_room_on_the_node_each_actor_was_pinned_to(monkeypatch, caplog):
-    """The warning every minute of a start named the cluster's CPUs summed over its nodes ("4 of its 8 CPUs free")
-    for actors pinned to a full node; now it names each pinned node's room, as the no-room failure does. (Stand-in
+    """The warning every minute of a start names each pinned node's room, as the no-room failure does, not the
+    cluster's CPUs summed over its nodes ("4 of its 8 CPUs free") for actors pinned to a full node. (Stand-in
     two-node Ray.)"""
     from downpour.errors import RunError
     from downpour.ps import connect_on_ray
@@ -45,8 +45,8 @@ def test_the_wait_for_room_names_the_room_on_the_node_each_actor_was_pinned_to(m
 
 def test_a_start_ray_has_no_room_for_fails_after_the_limit_naming_the_room_asked_and_free(local_ray, tmp_path,
                                                                                           monkeypatch):
-    """Every CPU held by another job's actor: the workers (1 CPU each) cannot be placed. Until 2026-12-05 the start
-    waited for them for good, a warning a minute; now it fails after the start's limit (cluster.silent_seconds, at
+    """Every CPU held by another job's actor: the workers (1 CPU each) cannot be placed. The start does not wait for
+    them for good, a warning a minute: it fails after the start's limit (cluster.silent_seconds, at
     least FIRST_FLOOR: 5 s here, the run's), saying what each worker asks and what the cluster has free, and
     leaves no actor of the run behind."""
     import time
@@ -69,7 +69,7 @@ def test_a_start_ray_has_no_room_for_fails_after_the_limit_naming_the_room_asked
             run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
         # the run's actors (downpour-<run>-shard0, -worker0, ...) killed, though ``err`` holds the driver. (It asked
         # for the CPUs back once the hog went, which held without the start's close() too: the dropped handles killed
-        # the actors; tried 2026-12-05)
+        # the actors, as tried on 2026-12-05)
         for _ in range(100):
             if not set(ray.util.list_named_actors()) - before:
                 break
@@ -81,8 +81,8 @@ def test_a_start_ray_has_no_room_for_fails_after_the_limit_naming_the_room_asked
 
 def test_partition_actors_ray_never_starts_fail_the_start_after_its_limit(local_ray, tmp_path, monkeypatch):
     """Model parallelism: the partition actors (0 CPUs, pinned to a node) answer after the worker actors, whose start
-    does not wait for them; until 2026-12-05 a plain ray.get waited for their first answers for good. Now the start's
-    limit (4 s here) holds for them too. (Stand-in for an actor Ray never starts: one asking a resource no node
+    does not wait for them: the start's limit (4 s here) holds for them too (a plain ray.get would wait for their first
+    answers for good). (Stand-in for an actor Ray never starts: one asking a resource no node
     has.)"""
     from downpour.config import load_config
     from downpour.errors import RunError
@@ -127,16 +127,17 @@ def test_actors_that_ask_no_resource_are_not_told_to_ask_for_less(monkeypatch):
     with pytest.raises(RunError, match=r"could not start 1 of 1 shard actors within 1 s: each asks no CPU") as err:
         connect_on_ray.gathered(["s0"], "shard actors", 1.0, pins=[A_NODE])
     assert "ask for less" not in str(err.value), err.value
-    assert "so their processes did not start" in str(err.value) and "Free room" not in str(err.value)  # (2026-12-06)
+    assert "so their processes did not start" in str(err.value) and "Free room" not in str(err.value)
     with pytest.raises(RunError, match=r"ask for less \(cluster\.workers\)"):
         connect_on_ray.gathered(["w0"], "worker actors", 1.0, {"CPU": 1.0}, pins=[A_NODE])
 
 
 def test_the_wait_for_actors_that_ask_nothing_does_not_say_there_is_no_room(monkeypatch, caplog):
-    """Sandblaster on Ray on a loaded 2-core machine: "still waiting for Ray to start 2 of 2 shard actors after 60 s
-    (each asks no CPU; the cluster has CPU 0 of 2 free): it has no room for them yet" (2026-12-06); a shard asks no
-    room, so none is missing: its process is slow to start. A worker's wait says no room, or its own held while its
-    process starts (its 2 workers' read "CPU 0 of 2 free" of their own CPUs). (Stand-in Ray.)"""
+    """Sandblaster on Ray on a loaded 2-core machine waits for its shard actors: a shard asks no room, so none is
+    missing, and the wait says its process is slow to start (not "still waiting for Ray to start 2 of 2 shard actors
+    after 60 s (each asks no CPU; the cluster has CPU 0 of 2 free): it has no room for them yet"). A worker's wait
+    says no room, or its own held while its process starts (its 2 workers' read "CPU 0 of 2 free" of their own CPUs).
+    (Stand-in Ray.)"""
     from downpour.errors import RunError
     from downpour.ps import connect_on_ray
 

@@ -130,7 +130,7 @@ def test_closing_after_a_shard_died_warns_of_shared_memory_only_where_some_may_b
         def close(self):
             return None
 
-    actor = Dead.remote()      # (one dead shard for both closes: an actor start fewer than one each, 2026-12-06)
+    actor = Dead.remote()      # (one dead shard for both closes: an actor start fewer than one each)
     ray.get(actor.close.remote())
     ray.kill(actor)
     for _ in range(600):     # ray.kill returns before the actor is gone: a call may still be answered (CI did)

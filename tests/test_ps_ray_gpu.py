@@ -30,7 +30,7 @@ def test_auto_gives_each_worker_its_own_gpu(tmp_path, two_declared_gpus):
 
 
 def test_cpu_workers_ask_for_no_gpu(tmp_path, two_declared_gpus):
-    """One worker (until 2026-12-06 two, an actor more to start): a CPU worker that asked for a GPU would be given
+    """One worker (two would be an actor more to start): a CPU worker that asked for a GPU would be given
     one of the two free here, and name it."""
     assert _train(tmp_path / "run", workers=1) == 0
     devices = RunDir.open(tmp_path / "run").read_json("cluster.json")["worker_devices"]

@@ -71,8 +71,8 @@ def _once_each_on_every_shard(out, path, events):
 
 def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_path, local_ray, monkeypatch):
     """The end-to-end loss on a real Ray, no restarts: the survivor trains the run to its end, worker 1 is lost and
-    not restarted. (Its restart: test_a_replacement_that_dies_coming_up_is_restarted_again, until 2026-12-06 a second
-    case of this test, 4 actor starts more.)"""
+    not restarted. (Its restart: test_a_replacement_that_dies_coming_up_is_restarted_again, not a second case of this
+    test, 4 actor starts more.)"""
     # Where worker 1 is when it is killed (how many cycles it had finished, how far the others got while its
     # replacement came up) is Ray's timing, so what it trained after is bounded, not counted; each restart decision,
     # with one outcome per scenario, is tests/test_ps_restarts_*.py's.
@@ -90,11 +90,11 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
 
 
 def test_a_replacement_that_dies_coming_up_is_restarted_again(tmp_path, local_ray, monkeypatch):
-    """A replacement actor that died before its first answer gave the worker up, with restarts left
-    (and nothing in staleness.json said so). Here the first replacement is killed as it is created; the second
-    comes up, pinned where worker 1 was, and trains on, the run losing no worker and each of its two shards applying
-    each push once. (Until 2026-12-06 the restart that comes up, pins and shards were a case of the test above: one
-    run with restarts now shows both, 4 actor starts fewer.)"""
+    """A replacement actor that dies before its first answer does not give the worker up with restarts left (nothing
+    in staleness.json saying so). Here the first replacement is killed as it is created; the second comes up, pinned
+    where worker 1 was, and trains on, the run losing no worker and each of its two shards applying each push once.
+    (The restart that comes up, its pins and the shards are checked in this run too, not in a case of the test above:
+    4 actor starts fewer.)"""
     from downpour.ps.cluster_on_ray import RayCluster
 
     real_spawn = RayCluster._spawn
@@ -110,7 +110,7 @@ def test_a_replacement_that_dies_coming_up_is_restarted_again(tmp_path, local_ra
     pins = _pinning_every_actor(monkeypatch)
     cfg = run_cfg("train.steps=600", "cluster.restarts=2")     # (600: the survivor waits for each restart)
     out = _killing_worker1(cfg, tmp_path / "r", 180)
-    # each replacement pinned where worker 1 was, its node alive: until 2026-12-05 it was left to Ray, pin dropped
+    # each replacement pinned where worker 1 was, its node alive: not left to Ray, pin dropped
     assert pins == [ray.get_runtime_context().get_node_id()] * 4
     assert out["steps"] == 600 and out["lost_workers"] == [] and out["applied"] == out["accepted"]
     events = RunDir.open(tmp_path / "r").read_json("staleness.json")["events"]
@@ -189,10 +189,10 @@ def test_a_restart_ray_cannot_place_does_not_hold_up_the_others(tmp_path, local_
 
 
 def test_a_worker_that_dies_waiting_for_the_warm_start_is_lost_when_it_dies(tmp_path, local_ray):
-    """On the piped path a worker whose actor died while it waited for the warm start to end was never noticed:
-    its serve task's end was dropped (not live: "already handled"), and when it joined its first cycle was granted
-    to the dead actor and awaited forever (the run hung, worker 0 done with its steps). Until 2026-12-05 its loss
-    was taken when it joined (step 100); now when its serve task ends, before the warm start is over."""
+    """On the piped path a worker whose actor died while it waited for the warm start to end is lost when its serve
+    task ends, before the warm start is over (not when it joins, step 100). Else its serve task's end is dropped (not
+    live: "already handled"), and when it joins its first cycle is granted to the dead actor and awaited forever (the
+    run hangs, worker 0 done with its steps)."""
     # (a warm start of 500 steps, not 100: worker 0 alone runs ~250 steps/s, and on a loaded machine Ray took longer
     # than 80 steps to end the killed actor's serve task, so the death was seen after the join: a flaky 'joined' event)
     cfg = run_cfg("train.steps=600", "cluster.shards=1", "cluster.warm_start=500")
@@ -206,10 +206,9 @@ def test_a_worker_that_dies_waiting_for_the_warm_start_is_lost_when_it_dies(tmp_
 
 def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(tmp_path, local_ray):
     """cluster.warm_start past train.steps (run_cluster's callers; the CLI refuses it): workers 1 and 2 never join,
-    and worker 1 is killed at step 20. Its death, on the piped path, was left for its join, which never came:
-    lost_workers was [] (and on the task loop too: tests/test_ps_restarts_warm_start.py); until 2026-12-05 the run's end
-    found it, at its last step. Now its serve task's end is its loss, at the step it died: [1]; worker 2, alive, is not
-    lost."""
+    and worker 1 is killed at step 20. Its serve task's end is its loss, at the step it died: [1]; worker 2, alive, is
+    not lost. (Its death, on the piped path, left for its join, which never comes, gives lost_workers [] (on the task
+    loop too: tests/test_ps_restarts_warm_start.py), or found at the run's end, its last step.)"""
     # (600 steps, not 200: the death must be seen before the run's end; see the test above for the race)
     cfg = run_cfg("train.steps=600", "cluster.shards=1", "cluster.workers=3", "cluster.warm_start=900")
     run = RunDir.create(tmp_path / "never", cfg)

@@ -5,27 +5,26 @@ address, and a node of a worker's crashes (its processes killed, not stopped gra
 
 Worker 1's own node: its replacement must be placed off the gone node, on the one alive node with a CPU free, and the
 run must finish and say so. A crash shows (ActorUnavailableError) seconds before ``ray.nodes()`` has the node dead, so
-the replacement is pinned to it first, dies coming up once Ray has it dead, and must be placed again (until 2026-12-05
-a ``restart-failed``, its restart spent: the run went on without it).
+the replacement is pinned to it first, dies coming up once Ray has it dead, and must be placed again (not a
+``restart-failed``, its restart spent, the run going on without it).
 The node of worker 1's partition 0 (model parallelism), which holds worker 1's own actor too (8 actors on 3 nodes, by
 the plan's layout): the partition is placed again on an alive node free of its sibling partition, the sibling kept
-where it was, the worker on the node with a CPU free (until 2026-12-05 only scripted).
+where it was, the worker on the node with a CPU free (on a real Ray, not only scripted).
 A node holding one partition actor alone (four nodes: the plan's layout leaves none such on three), the worker's own
-node alive: the partition is restarted alone (since 2026-12-06; until then the replica was lost and restarted), the
-worker and its other partition kept, the partition placed off the gone node, free of its sibling (since 2026-12-05;
-the layout's change had left it untested).
+node alive: the partition is restarted alone (the replica is not lost and restarted), the worker and its other
+partition kept, the partition placed off the gone node, free of its sibling.
 (The placement decisions alone, over stand-ins of ``ray.nodes()``, are tests/test_ps_restarts_placement.py's; its
 scripted cluster never starts a real actor.)
 
-Since 2026-12-06 the module's head checks its nodes' health every 0.5 s and has one dead after 3 failures
-(:data:`FAST_DEATH`; Ray's defaults: 3 s, 5), and a crash not seen within :data:`SEEN_WITHIN_S` stops the pacing and
-fails the test, saying so. The slow runs (once past pytest's 600 s in CI, once 9 minutes alone) were the driver's:
-its ``ray.wait(num_returns=1)`` answered with the survivor's answers before the lost worker's failed cycles (ready
-2-3 s after the crash); it now takes the oldest ready (``restarts_on_ray.first_ready``,
-tests/test_ray_wait_order.py). Measured 2026-12-06 (load 6-13 on 2 cores) with a copy of this module printing when
-the driver first had the loss: 101 and 121 s after the crash before the fix (the first test, Ray's health checks;
-ray.nodes() had the node dead at 14.5 s); 3.1, 4.5 and 14.7 s after it (the three tests, Ray's health checks);
-2.5, 2.5 and 5.6 s with FAST_DEATH too (the partition's alone waits for Ray to have its node dead)."""
+The module's head checks its nodes' health every 0.5 s and has one dead after 3 failures (:data:`FAST_DEATH`; Ray's
+defaults: 3 s, 5), and a crash not seen within :data:`SEEN_WITHIN_S` stops the pacing and fails the test, saying so.
+The driver takes the oldest ready answer (``restarts_on_ray.first_ready``, tests/test_ray_wait_order.py): a
+``ray.wait(num_returns=1)`` alone answers with the survivor's answers before the lost worker's failed cycles (ready
+2-3 s after the crash), and such runs went past pytest's 600 s in CI once, to 9 minutes alone once. Measured 2026-12-06
+(load 6-13 on 2 cores) with a copy of this module printing when the driver first had the loss: 101 and 121 s after
+the crash with ``ray.wait`` alone (the first test, Ray's health checks; ray.nodes() had the node dead at 14.5 s);
+3.1, 4.5 and 14.7 s with the oldest first (the three tests, Ray's health checks); 2.5, 2.5 and 5.6 s with FAST_DEATH
+too (the partition's alone waits for Ray to have its node dead)."""
 import html
 import logging
 import time
@@ -42,17 +41,17 @@ cluster_utils = pytest.importorskip("ray.cluster_utils")
 STEPS, LOST_AT, RESTART_S = 200, 20, 40     # RESTART_S: a replacement never up is given up, not waited on for good
 # the survivor's pace (a cycle granted) between the crash and the driver seeing it: 180 cycles left at 0.2 s outlast
 # Ray's time to have the node dead (its actors with it): ~14 s on a loaded machine with Ray's own health checks, 3-5 s
-# with this module's (FAST_DEATH); at 0.05 s (until 2026-12-05) 9 s did not (the survivor could finish, and the
-# replacement have no step left to train)
+# with this module's (FAST_DEATH); at 0.05 s, 9 s do not (the survivor can finish, and the replacement have no step
+# left to train)
 PACE_S = 0.2
 # in the run's second half the survivor slows to LATE_PACE_S a cycle: the loss was once seen 110 s after the crash (a
-# fresh-clone CI, 2026-12-06: at step 196 of 200, the replacement left no step to train; put down to Ray then, the
-# driver's wait since: see the module's docstring); 100 cycles at 2 s give it over 3 minutes more, and cost nothing
+# fresh-clone CI, 2026-12-06: at step 196 of 200, the replacement left no step to train; the driver's wait: see the
+# module's docstring); 100 cycles at 2 s give it over 3 minutes more, and cost nothing
 # where the crash shows in the first half
 LATE_PACE_S = 2.0
-# the crash not seen this long after it: the pacing stops (the run ends in seconds) and the test fails saying so. Until
-# 2026-12-06 the survivor crawled on, two sleeps a push (its own dispatch and the lost worker's, blocked), past
-# pytest's 600 s timeout once in CI and to 9 minutes once alone
+# the crash not seen this long after it: the pacing stops (the run ends in seconds) and the test fails saying so (else the
+# survivor crawls on, two sleeps a push, its own dispatch and the lost worker's, blocked: past pytest's 600 s timeout
+# once in CI and to 9 minutes once alone)
 SEEN_WITHIN_S = 120
 # the GCS's health checks of the nodes (Ray 2.60's keys; its defaults: every 3 s, dead after 5 failures, each check
 # given 10 s): a node crashed is dead in ray.nodes(), its actors with it, in 3-5 s rather than ~15 s, measured
@@ -162,11 +161,11 @@ def _split_in_2(cluster, workers):
 
 def test_a_node_holding_a_partition_alone_lost_restarts_that_partition_alone_placed_off_it(tmp_path, four_nodes,
                                                                                            monkeypatch, caplog):
-    """Model parallelism, a node holding one partition actor and nothing else (the plan's layout left none such on
+    """Model parallelism, a node holding one partition actor and nothing else (the plan's layout leaves none such on
     three nodes with partitions, shards >= partitions): 1 replica x 2 partitions on 2 shards, 6 actors over four sorted
     nodes, partition 0 on the first, partition 1 on the second (alone), the worker on the third, the shards on the
     fourth and first. The second crashes at step 20: the worker's cycle fails through its partition (its own node
-    alive), and partition 1 alone is restarted (since 2026-12-06; until then the replica was lost and restarted whole),
+    alive), and partition 1 alone is restarted (the replica is not lost and restarted whole),
     the worker kept on the third and partition 0 on the first, the new partition 1 off the gone node (at first pinned
     there while Ray has it alive, then placed again), free of its sibling: on the fourth (round-robin alone, index 1
     over the three alive, would put it on the third). The run finishes every step with a readable server checkpoint of
@@ -201,7 +200,7 @@ def test_a_node_holding_a_partition_alone_lost_restarts_that_partition_alone_pla
 def test_a_worker_whose_node_is_removed_is_replaced_on_the_node_alive_with_a_cpu_free(tmp_path, three_nodes,
                                                                                         monkeypatch, caplog):
     """Worker 0 sits on the first node (sorted ids), worker 1 on the second, shard 0 on the third (the plan's layout:
-    a node each; until 2026-12-05 beside worker 0, the third node free). The second crashes at step 20: worker 1 is
+    a node each, not beside worker 0 with the third node free). The second crashes at step 20: worker 1 is
     lost, and its replacement goes to the third node (the first has no CPU free, the shard reserves none), where it
     trains on; cluster.json places the two workers on two nodes, neither the gone one."""
     cluster, nodes = three_nodes
@@ -232,8 +231,7 @@ def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node
     is lost with its partition 0, and its replacement keeps its partition 1 on the first (alive); the worker goes to
     the first (the one node with a CPU free), and partition 0 off the gone node to the second, free of its sibling
     (round-robin alone, index 2 over the two alive, would have stacked it on the first, beside partition 1). The run
-    finishes, worker 1 training on, and staleness.json and cluster.json say so. (Until 2026-12-05 the workers sat on
-    the first and second, and the worker was kept on the second.)"""
+    finishes, worker 1 training on, and staleness.json and cluster.json say so."""
     from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
 
     first, second, third = sorted(three_nodes[1])
