@@ -14,8 +14,8 @@ from downpour.train.json_digest import JSON_KEY
 
 def as_written_before_digests(tensors: Path, record: Path, pair_key: bool = True) -> None:
     """The pair as the code wrote it before 2026-12-05: safetensors' save_file without metadata, a JSON without
-    json_sha256; with the tensors' SHA-256 (as pairs saved from 2026-12-02 on have it), or (``pair_key`` false) without it,
-    as older pairs are."""
+    json_sha256; with the tensors' SHA-256 (as pairs saved from 2026-12-02 on have it), or (``pair_key`` false) without
+    it, as older pairs are."""
     save_file(load_file(str(tensors)), str(tensors))
     meta = json.loads(record.read_text())
     meta.pop(JSON_KEY, None)

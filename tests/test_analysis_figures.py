@@ -321,8 +321,8 @@ def test_the_response_histogram_says_what_it_counts(tmp_path, saved):
 
 
 def test_the_response_histogram_gives_each_class_its_n_and_whole_counts(tmp_path, saved):
-    """The legend gives each class's count (not "face" and "other" alone), and the axis ticks whole images (not 0.5, 1.5,
-    2.5)."""
+    """The legend gives each class's count (not "face" and "other" alone), and the axis ticks whole images (not 0.5,
+    1.5, 2.5)."""
     figures.response_histogram([1.0, 2.0, 2.5], [0.0, 0.5], 1.2, tmp_path / "r.png", ("face", "other"))
     ax = saved[0].axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["face (n = 3)", "other (n = 2)"]

@@ -87,10 +87,10 @@ def test_a_row_from_before_the_limit_is_said_against_the_rule_it_was_flagged_by(
 
     y, select, test, scores = _tie(12, np.linspace(0.0, 3.0, 12))
     row = best_unit(scores, y, select, test)
-    studentized = {k: v for k, v in row.items() if k != "tie_rule"}     # written earlier on 2026-12-05: no tie_rule
+    studentized = {k: v for k, v in row.items() if k != "tie_rule"}     # (earlier on 2026-12-05: no tie_rule)
     assert f"wider than 12 alike units' would in 95% of ties ({row['tie_spread_limit']:.3f})" in chosen_among(
         studentized)
-    own = {**row, "tie_rule": "bootstrap range"}     # written earlier on 2026-12-05: each unit at its own error, said alike
+    own = {**row, "tie_rule": "bootstrap range"}     # (earlier on 2026-12-05: each unit at its own error, said alike)
     assert (f"wider than chance would in 95% of resamplings of the test images ({row['tie_spread_limit']:.3f})"
             in chosen_among(own))
     old = {k: v for k, v in row.items() if k not in ("tie_spread_limit", "tie_rule")}

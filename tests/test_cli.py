@@ -170,8 +170,8 @@ def test_a_run_refused_for_its_data_leaves_no_folder_and_runs_again_in_place(tmp
 def test_a_run_refused_in_its_runner_removes_the_parent_folders_its_out_made_and_none_that_were_there(
         tmp_path, capsys, monkeypatch):
     """A new run refused by its runner, after its folder is made, with --out a/b/c where a and b were not there: every
-    folder the command made goes, deepest first (not c alone, a/b left behind); a parent that was there before stays. (The data are refused before the folder is made: that read left out here, the
-    runner's own read refuses them.)"""
+    folder the command made goes, deepest first (not c alone, a/b left behind); a parent that was there before stays.
+    (The data are refused before the folder is made: that read left out here, the runner's own read refuses them.)"""
     monkeypatch.setattr("downpour.preflight.read_checked", lambda cfg, resume=False, chosen=None: None)
     images = tmp_path / "images"
     images.mkdir()

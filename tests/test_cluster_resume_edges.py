@@ -181,9 +181,9 @@ def _losing_shard_1(monkeypatch, losses, placed=None):
 
 def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays_one_on_resume(tmp_path, monkeypatch):
     """A shard lost with cluster.shard_restarts spent stops the run with its events recorded: else one log line, and
-    staleness.json (the last checkpoint's) holds no event of it, nor of a shard restart after that checkpoint. Here the driver loses a
-    shard at step 20 (restarted from the checkpoint of step 16) and again at step 18 of the second go, with the
-    shards' checkpoint on the way out failing as it does on Ray (the shard is gone)."""
+    staleness.json (the last checkpoint's) holds no event of it, nor of a shard restart after that checkpoint. Here the
+    driver loses a shard at step 20 (restarted from the checkpoint of step 16) and again at step 18 of the second go,
+    with the shards' checkpoint on the way out failing as it does on Ray (the shard is gone)."""
     from downpour.errors import RunError
 
     _losing_shard_1(monkeypatch, [20, 18])      # the first go's loss, then the second's

@@ -414,8 +414,9 @@ def test_a_new_run_with_jpeg_decode_0_is_refused_naming_the_key_before_anything_
 def test_a_photo_over_pillows_warning_size_and_within_its_limit_is_read_without_the_bomb_warning(tmp_path,
                                                                                                  monkeypatch, pipeline):
     """Pillow warns (DecompressionBombWarning) of an image over Image.MAX_IMAGE_PIXELS (~89.5 MP) and refuses one over
-    twice that. A 120 MP photo is read all the same, and quietly (not with the warning once a process for the first
-    such file, naming none and calling it a possible DOS attack); one over the limit is still skipped and named. The limit is lowered so 64x64 files play the part."""
+    twice that. A 120 MP photo is read all the same, and quietly (not with the warning once a process for the first such
+    file, naming none and calling it a possible DOS attack); one over the limit is still skipped and named. The limit is
+    lowered so 64x64 files play the part."""
     import warnings
 
     from PIL import Image

@@ -1,7 +1,8 @@
 """A Ray run stopped by a lost shard, or by its cluster's head gone (the shards' restart cannot rejoin it), writes a
 short cluster.json (where and why it stopped, what a resume goes on from): it says which Ray the run ran on (``ray``:
-address, head, version) as a whole run's cluster.json does. And a restart that fails does not log "resuming RUN at
-step 16" before its driver fails to start, then the stop. The simulated runner stands in for Ray's driver, its ``ray_info`` set as RayCluster sets it."""
+address, head, version) as a whole run's cluster.json does. And a restart that fails does not log "resuming RUN at step
+16" before its driver fails to start, then the stop. The simulated runner stands in for Ray's driver, its ``ray_info``
+set as RayCluster sets it."""
 import json
 import logging
 

@@ -49,9 +49,9 @@ PACE_S = 0.2
 # module's docstring); 100 cycles at 2 s give it over 3 minutes more, and cost nothing
 # where the crash shows in the first half
 LATE_PACE_S = 2.0
-# the crash not seen this long after it: the pacing stops (the run ends in seconds) and the test fails saying so (else the
-# survivor crawls on, two sleeps a push, its own dispatch and the lost worker's, blocked: past pytest's 600 s timeout
-# once in CI and to 9 minutes once alone)
+# the crash not seen this long after it: the pacing stops (the run ends in seconds) and the test fails saying so (else
+# the survivor crawls on, two sleeps a push, its own dispatch and the lost worker's, blocked: past pytest's 600 s
+# timeout once in CI and to 9 minutes once alone)
 SEEN_WITHIN_S = 120
 # the GCS's health checks of the nodes (Ray 2.60's keys; its defaults: every 3 s, dead after 5 failures, each check
 # given 10 s): a node crashed is dead in ray.nodes(), its actors with it, in 3-5 s rather than ~15 s, measured
