@@ -45,8 +45,8 @@ def _losing_partition_1(monkeypatch, restarts=1, new_parts_up=None):
 def test_a_lost_partition_is_restarted_alone_its_cycles_dropped_and_trained_again(monkeypatch):
     """Worker 0's partition 1 dies mid-cycle, the worker alive: a new partition 1 replaces it alone (the worker's actor
     kept, handed the new one), the worker's cycles in flight are dropped and their steps handed out again, so every
-    step is trained once; one partition-restarted event, no worker lost. Until 2026-12-06 worker 0 was lost and
-    restarted whole."""
+    step is trained once; one partition-restarted event, no worker lost (worker 0 is not lost and restarted
+    whole)."""
     cluster, coord = _losing_partition_1(monkeypatch)
     old = list(cluster.partition_actors[0])
     cluster.run_scripted()
@@ -61,8 +61,8 @@ def test_a_lost_partition_is_restarted_alone_its_cycles_dropped_and_trained_agai
 
 def test_a_partition_restarted_alone_on_another_node_is_added_to_the_runs_record(monkeypatch):
     """The new partition answers its start's question (its node and install) as a restarted worker does: on a node
-    no actor of the run had, environment.json's ``nodes`` gain it (``on_nodes``), once. Until 2026-12-07 it was asked
-    its node alone, and the record listed the start's nodes to the end."""
+    no actor of the run had, environment.json's ``nodes`` gain it (``on_nodes``), once (asked its node alone, the
+    record would list the start's nodes to the end)."""
     from downpour.ps.node_environments import node_environments, start_report
 
     cluster, coord = _losing_partition_1(monkeypatch)
@@ -94,9 +94,9 @@ def test_a_partition_that_cannot_be_restarted_restarts_its_replica_and_says_why(
 def test_a_partition_restart_has_the_shards_drop_what_the_failed_push_staged(monkeypatch):
     """The failed cycle may have staged some of its slices in the shards' inboxes (the partitions that lived staged
     theirs before the dead one failed it): every shard is told to drop worker 0's push of that seq, the one its next
-    push takes again, after the worker took the new partition. Until 2026-12-06 nothing dropped them, and an inbox is
-    never overwritten: the next push's stage waited on the stale slice, which no ring takes, and failed after
-    INBOX_WAIT_SECONDS (tests/test_ps_doorbell.py shows the inbox)."""
+    push takes again, after the worker took the new partition. An inbox is never overwritten: undropped, the next
+    push's stage would wait on the stale slice, which no ring takes, and fail after INBOX_WAIT_SECONDS
+    (tests/test_ps_doorbell.py shows the inbox)."""
     rt = scripted_runtime(monkeypatch)
     coord = coordinator(2, STEPS)
     cluster = ScriptedCluster(rt, coord, restarts=1, partitions=2, shards=2)
@@ -114,11 +114,11 @@ def test_a_partition_restart_has_the_shards_drop_what_the_failed_push_staged(mon
 def test_a_killed_partitions_late_write_is_refused_and_its_successors_push_does_not_wait(monkeypatch, tmp_path):
     """Worker 0's partition 1 is judged dead and killed, and may still run a moment: here it stages its slice of the
     failed push in its shard's inbox after the driver's drop_inbox (the run is over by then). The shards behind the
-    stand-ins are real (shared memory): partition 1's shard gave worker 0 a fresh inbox before the new partition
-    started, which maps it, so the late slice lands in the retired one, refused and counted (``fenced``), and the new
-    partition stages the same seq at once, its own slice applied. Until 2026-12-06 the inbox was kept: the late slice
-    sat where the retried push stages, which waited INBOX_WAIT_SECONDS on it and failed (the replica then
-    restarted); shard 0, of partition 0, which lived, keeps its inbox."""
+    stand-ins are real (shared memory): partition 1's shard gives worker 0 a fresh inbox before the new partition
+    starts, which maps it, so the late slice lands in the retired one, refused and counted (``fenced``), and the new
+    partition stages the same seq at once, its own slice applied. (With the inbox kept, the late slice would sit where
+    the retried push stages, which would wait INBOX_WAIT_SECONDS on it and fail, the replica then restarted.) Shard
+    0, of partition 0, which lived, keeps its inbox."""
     rt = scripted_runtime(monkeypatch)
     coord = coordinator(2, STEPS)
     cluster = ScriptedCluster(rt, coord, restarts=1, partitions=2, shards=2)
@@ -161,7 +161,7 @@ def test_a_killed_partitions_late_write_is_refused_and_its_successors_push_does_
 
 def test_a_lost_partitions_replica_and_its_partitions_are_asked_whether_they_live_at_once(monkeypatch):
     """Whether the replica's actor and each of its partitions lives: one question to them all, one wait of
-    ASK_SECONDS (until 2026-12-07 one after another, up to ASK_SECONDS each, every survivor held up meanwhile); the
+    ASK_SECONDS (not one after another, up to ASK_SECONDS each, every survivor held up meanwhile); the
     dead partition found by it is the one restarted."""
     asked = []
 
@@ -196,8 +196,7 @@ def test_with_no_restart_left_a_lost_partition_asks_nothing_before_its_replica_i
 def test_a_stop_while_a_new_partition_comes_up_is_let_through(monkeypatch, wait):
     """A Ctrl-C while the driver waits (up to PARTITION_SECONDS each, every survivor held up) for the new partition's
     first answer, or for the worker to take it, stops the run there, not once the restart is done: nothing is recorded
-    as restarted, and the new partition's actor, not the run's yet, is killed. Until the 2026-12-06 review the
-    hand-over's wait held the stop, and a stop in the first wait left the new actor running."""
+    as restarted, and the new partition's actor, not the run's yet, is killed (not left running)."""
     import signal
 
     cluster, coord = _losing_partition_1(monkeypatch)

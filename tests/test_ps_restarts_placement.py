@@ -13,12 +13,11 @@ from downpour.ps.on_ray import RESTART_SECONDS
 
 def test_a_replacements_partition_actors_are_pinned_to_the_nodes_alive_at_its_restart(monkeypatch, caplog):
     """Model parallelism on three nodes: worker 1's partitions are pinned round-robin, its first to node c. Node c is
-    lost, and worker 1 with it. Until 2026-12-05 its replacement's partitions were pinned by the start's placer, built
-    from the nodes at the start: the first to node c again, where Ray never starts it, and the replacement was given
-    up after RESTART_SECONDS. Now each is placed as the one it replaces: the second on node a, where it was, the
-    first, whose node is gone, round-robin over the nodes alive at the restart free of its siblings (b: earlier on
-    2026-12-05 index 2 over a and b, node a, stacking both on one node with b alive), said in the log, and it
-    rejoins."""
+    lost, and worker 1 with it. Each of its replacement's partitions is placed as the one it replaces: the second on
+    node a, where it was, the first, whose node is gone, round-robin over the nodes alive at the restart free of its
+    siblings (b, not index 2 over a and b, node a, stacking both on one node with b alive), said in the log, and it
+    rejoins. (Pinned by the start's placer, built from the nodes at the start, the first would go to node c again,
+    where Ray never starts it, and the replacement be given up after RESTART_SECONDS.)"""
     a, b, c = ("a" * 56, "b" * 56, "c" * 56)
     rt = scripted_runtime(monkeypatch, nodes=[a, b, c])
 
@@ -40,10 +39,10 @@ def test_a_replacements_partition_actors_are_pinned_to_the_nodes_alive_at_its_re
 
 def test_a_replacement_pinned_to_a_node_that_crashed_before_ray_said_so_is_placed_again_off_it(monkeypatch, caplog):
     """Node c crashes with worker 1 (its first partition there), and Ray tells of the loss before ray.nodes() has c dead
-    (on a real Ray 2.60: 2-3 s against some 14 s), so the replacement's first partition is pinned to c again; once
-    Ray has c dead the replacement dies coming up. Until 2026-12-05 that was a restart-failed, the one restart spent,
-    and the run went on without worker 1; now it is the same restart, placed again off c (partition 0 on b), and
-    worker 1 trains on. (On a real multi-node Ray: tests/test_ps_ray_nodes.py.)"""
+    (on a real Ray 2.60: 2-3 s against some 14 s), so the replacement's first partition is pinned to c again; once Ray
+    has c dead the replacement dies coming up. That is the same restart, placed again off c (partition 0 on b), and
+    worker 1 trains on (not a restart-failed, the one restart spent, the run going on without worker 1). (On a real
+    multi-node Ray: tests/test_ps_ray_nodes.py.)"""
     a, b, c = ("a" * 56, "b" * 56, "c" * 56)
     rt = scripted_runtime(monkeypatch, nodes=[a, b, c])
     spawn = ScriptedCluster._spawn
@@ -62,9 +61,9 @@ def test_a_replacement_pinned_to_a_node_that_crashed_before_ray_said_so_is_place
     cluster.run_scripted()
     # worker 1's partitions: the lost actor's, its first replacement's (pinned as before: c "alive"), then off c
     assert [[p.node.fn().value for p in parts] for parts in cluster.parts[1:]] == [[c, a], [c, a], [b, a]]
-    # staleness.json says the first replacement was placed again, and why (until 2026-12-05 the log alone did)
+    # staleness.json says the first replacement was placed again, and why (not the log alone)
     assert [e[0] for e in _events(coord)] == ["worker-lost", "restart-placed-again", "worker-restarted"]
-    # its partition 0's node, not the worker's (on b, alive): until 2026-12-05 "its node cccccccc gone"
+    # its partition 0's node, not the worker's (on b, alive): not "its node cccccccc gone"
     assert coord.events[1]["reason"] == "its partition 0's node cccccccc gone (ActorDiedError)" and coord.lost == []
     assert coord.done == STEPS and cluster.trained() == list(range(STEPS)) and cluster.restarts == 0
     assert cluster.placement["partitions"][2:] == [b, a]
@@ -91,9 +90,9 @@ def test_a_replacement_is_placed_as_the_actor_it_replaces_and_elsewhere_where_it
 
 def test_a_replacement_whose_node_is_gone_goes_only_to_a_node_with_room(monkeypatch):
     """Nodes a, b and d alive, c gone; node a full (Ray's per-node free CPUs), b and d with room. A worker pinned to c
-    is placed round-robin over the nodes with its CPUs free (index 0: b), not a; with no node free, Ray chooses. Earlier
-    on 2026-12-05 it went round-robin over the nodes alive by their size: index 0 pinned it to the full node a, where it
-    waited until given up after RESTART_SECONDS (Ray, choosing, had started it on b or d)."""
+    is placed round-robin over the nodes with its CPUs free (index 0: b), not a; with no node free, Ray chooses.
+    Round-robin over the nodes alive by their size, index 0 would pin it to the full node a, where it would wait
+    until given up after RESTART_SECONDS (Ray, choosing, starts it on b or d)."""
     from downpour.ps import connect_on_ray
     from downpour.ps.connect_on_ray import pinned, replacing
 
@@ -111,8 +110,8 @@ def test_a_replacement_whose_node_is_gone_goes_only_to_a_node_with_room(monkeypa
 def test_replacements_moved_off_one_lost_node_count_those_not_up_yet(monkeypatch):
     """Node c lost with workers 1 and 3 (per worker 1 CPU); a full, b and d with 1 CPU free each (Ray's count). Worker
     1's replacement is pinned to d (index 1 over b, d) and not up yet, so Ray's count still shows d free: worker 3's
-    (index 3) goes to b. Counting Ray's free CPUs alone, it went to d as well, where one of the two waited until
-    given up after RESTART_SECONDS (Ray, choosing, had started both)."""
+    (index 3) goes to b. Counting Ray's free CPUs alone, it would go to d as well, where one of the two would wait
+    until given up after RESTART_SECONDS (Ray, choosing, starts both)."""
     from downpour.ps import connect_on_ray
     from downpour.ps.connect_on_ray import pinned
 
@@ -130,10 +129,9 @@ def test_replacements_moved_off_one_lost_node_count_those_not_up_yet(monkeypatch
 
 def test_a_restart_reads_the_nodes_once_and_places_its_partitions_by_that_read(monkeypatch):
     """RayCluster._spawn itself (the scripted cluster's stands in for it elsewhere), actors stubbed: worker 1's
-    replacement, its two partitions first on nodes c and a, node c lost. Earlier on 2026-12-05 the worker's placement
-    and then its partitions' each read ray.nodes(): two reads a restart, between which a node could be lost. Now one,
-    which places the partitions too: partition 0's node is gone, so b (free of its sibling on a); partition 1 stays
-    on a; the worker, pinned to a, stays there."""
+    replacement, its two partitions first on nodes c and a, node c lost. One read of ray.nodes() places the worker and
+    its partitions (not two reads a restart, between which a node could be lost): partition 0's node is gone, so b (free
+    of its sibling on a); partition 1 stays on a; the worker, pinned to a, stays there."""
     from downpour.ps import starting_on_ray
     from downpour.ps.cluster_on_ray import RayCluster
 

@@ -17,10 +17,10 @@ from downpour.ps.on_ray import RESTART_SECONDS
 
 def test_a_restart_outlives_the_last_handout_and_trains_the_step_a_later_loss_gives_back(runtime):
     """Worker 1 dies at step 20; its replacement answers only once worker 0 is lost, and worker 0 dies as it is
-    granted the run's last step. Until 2026-12-04 the replacement was given up once every step was handed out: the
-    run ended "every worker was lost after 119 of 120 steps". Now it rejoins and trains that step. (On a real Ray,
-    whether worker 0's last step had reached the shard before its actor died was Ray's timing: the test there
-    accepted lost_workers [0] or [1, 0].)"""
+    granted the run's last step. The replacement rejoins and trains that step (given up once every step is handed
+    out, the run would end "every worker was lost after 119 of 120 steps"). (On a real Ray, whether worker 0's last
+    step reaches the shard before its actor dies is Ray's timing: a test there would accept lost_workers [0] or
+    [1, 0].)"""
     coord = coordinator(2, STEPS)
     # (told=3: the driver looks at its restarts once between worker 0's death and Ray telling it of it)
     c = ScriptedCluster(runtime, coord, restarts=1, script={(1, 0): _dies_at(20), (1, 1): {"up": lambda: 0 in coord.lost},
@@ -65,8 +65,7 @@ def test_a_replacement_up_while_the_others_push_without_a_pause_rejoins_at_once(
 def test_a_replacement_records_the_step_its_seeds_were_derived_from(runtime):
     """A replacement's batch order and torch's RNG are seeded from the step it was started at (``ps.setup.batch_seed``,
     ``worker_seed``), which its ``worker-restarted`` event records as ``seed_step``: it rejoins later (here a step
-    later: up six waits after its start), so the event's own step does not say it. Until 2026-12-05 nothing recorded
-    it."""
+    later: up six waits after its start), so the event's own step does not say it."""
     coord = coordinator(2, STEPS)
     c = ScriptedCluster(runtime, coord, restarts=1, script={(1, 0): _dies_at(20), (1, 1): {"starts": 6}})
     c.run_scripted()
@@ -76,7 +75,7 @@ def test_a_replacement_records_the_step_its_seeds_were_derived_from(runtime):
 
 def test_a_replacement_that_dies_coming_up_is_named_by_its_own_node_not_its_predecessors(monkeypatch):
     """Worker 1 on node a lost; its replacement, pinned to node b, dies coming up: the restart-failed event and the log
-    name node b (until 2026-12-06 nothing named it; the worker-lost before names a, the lost actor's own)."""
+    name node b (the worker-lost before names a, the lost actor's own)."""
 
     class Pinned(ScriptedCluster):
         def _spawn(self, w, seq, step):
@@ -102,9 +101,9 @@ def test_a_replacement_that_dies_coming_up_is_restarted_again_from_the_same_budg
 
 
 def test_a_replacement_given_up_is_an_event_naming_why_and_when_and_the_report_shows_it(runtime, tmp_path):
-    """restarts=1: worker 1's replacement dies coming up (restart-failed, the restart spent), so none follows. Until
-    2026-12-04 staleness.json then held its worker-lost and restart-failed and nothing after: read the same as a
-    replacement still coming up at a checkpoint. Now a restart-given-up event says why, at which step."""
+    """restarts=1: worker 1's replacement dies coming up (restart-failed, the restart spent), so none follows. A
+    restart-given-up event says why, at which step: with its worker-lost and restart-failed and nothing after,
+    staleness.json would read the same as a replacement still coming up at a checkpoint."""
     from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
     from downpour.config import load_config
     from downpour.train.rundir import RunDir
@@ -136,9 +135,9 @@ def test_a_restart_ray_cannot_place_is_given_up_at_its_deadline(runtime, caplog)
 
 
 def test_a_replacement_given_up_takes_its_partition_actors_with_it(runtime):
-    """Model parallelism: a replacement comes with partition actors of its own (holding its filters' memory). Until
-    2026-12-04 giving it up killed the worker actor alone, and its partition actors lived on to the run's end (as
-    the replacement that died coming up had its own killed). Now they go with it."""
+    """Model parallelism: a replacement comes with partition actors of its own (holding its filters' memory). Giving
+    it up kills them with the worker actor, as a replacement that dies coming up has its own killed (else they live
+    on to the run's end)."""
     coord = coordinator(2, STEPS)
     c = ScriptedCluster(runtime, coord, restarts=1, partitions=2,
                         script={(1, 0): _dies_at(20), (1, 1): {"up": lambda: False}})
@@ -149,11 +148,10 @@ def test_a_replacement_given_up_takes_its_partition_actors_with_it(runtime):
 
 
 def test_a_replacement_whose_partition_actors_never_answer_is_given_up_and_its_restart_given_back(runtime, caplog):
-    """Model parallelism: worker 1's replacement answers, but its partition actors (0 CPUs, pinned to a node) never
-    do. Until 2026-12-05 the driver waited for them with a plain ray.get, for good, every survivor with it (the
-    stand-in's get raises instead: a real driver would block there). Now it waits RESTART_SECONDS, then gives the
-    replacement up, its partitions killed and its restart given back (never up, as restarts_left has it), and the
-    others train the rest."""
+    """Model parallelism: worker 1's replacement answers, but its partition actors (0 CPUs, pinned to a node) never do.
+    The driver waits RESTART_SECONDS, not for good with a plain ray.get, every survivor with it (the stand-in's get
+    raises instead: a real driver would block there), then gives the replacement up, its partitions killed and its
+    restart given back (never up, as restarts_left has it), and the others train the rest."""
     from downpour.ps.on_ray import RESTART_SECONDS
 
     coord = coordinator(2, STEPS)
@@ -214,9 +212,9 @@ def test_a_checkpoint_taken_while_a_replacement_comes_up_resumes_every_step_once
 def test_a_replacement_ray_never_places_gives_its_restart_back_for_a_later_loss(monkeypatch, caplog):
     """restarts=1: worker 1 is lost at step 20 and Ray never places its replacement; worker 0 is lost at step 300.
     A replacement given up for no room is no restart: restarts_left (the count a resume or a shard restart starts
-    from) leaves it out, as docs/parameter-server.md says. The driver itself kept it spent until 2026-12-04: worker 0
-    was not restarted and the run ended "every worker was lost" after 300 of 400 steps (lost_workers [1, 0]); now
-    worker 0's replacement trains the last 100. (Each wait takes 5 s of the driver's clock: the first replacement's
+    from) leaves it out, as docs/parameter-server.md says, and so does the driver: worker 0's replacement trains the
+    last 100 (kept spent, worker 0 would not be restarted and the run end "every worker was lost" after 300 of 400
+    steps, lost_workers [1, 0]). (Each wait takes 5 s of the driver's clock: the first replacement's
     120 s run out while worker 0 pushes.)"""
     runtime = scripted_runtime(monkeypatch, tick=5.0)
     coord = coordinator(2, 400)
@@ -266,10 +264,9 @@ def _faults(coord, tmp_path):
 
 
 def test_with_no_restarts_each_loss_says_it_was_not_restarted_and_the_report_shows_every_loss(runtime, tmp_path):
-    """cluster.restarts = 0, 7 workers, workers 1..6 lost. Until 2026-12-05 each loss was followed by a
-    restart-given-up "cluster.restarts = 0" (a restart never tried read as one given up), and the report's Faults
-    line, ten entries at most, an event each, showed 5 of the 6 losses. Now the outcome is "not-restarted", and each
-    loss is one entry with what came of it."""
+    """cluster.restarts = 0, 7 workers, workers 1..6 lost: each outcome is "not-restarted", not a restart-given-up
+    "cluster.restarts = 0" (a restart never tried read as one given up), and each loss is one entry of the report's
+    Faults line with what came of it (at ten entries at most, an event each, it would show 5 of the 6 losses)."""
     coord = coordinator(7, 240)
     c = ScriptedCluster(runtime, coord, restarts=0, script={(w, 0): _dies_at(20 * w) for w in range(1, 7)})
     c.run_scripted()
@@ -285,9 +282,8 @@ def test_with_no_restarts_each_loss_says_it_was_not_restarted_and_the_report_sho
 
 def test_a_resume_records_the_workers_it_started_again_and_the_report_says_which_came_back(runtime, tmp_path):
     """restarts=0: worker 1 is lost at step 20 (not restarted) and the run is checkpointed at step 40, then resumed.
-    The resume starts every worker again, worker 1 too; until 2026-12-05 nothing in the events said so, and its
-    worker-lost / not-restarted read as gone for good while it trained again. Now a ``resumed`` event names the
-    workers started, and the report says worker 1 is back."""
+    The resume starts every worker again, worker 1 too: a ``resumed`` event names the workers started, and the report
+    says worker 1 is back (else its worker-lost / not-restarted reads as gone for good while it trains again)."""
     coord = coordinator(2, STEPS)
     saved = {}
 

@@ -9,9 +9,9 @@ from scripted_ray import ScriptedCluster, coordinator
 
 
 def test_the_piped_loops_end_and_the_run_end_share_one_wait_for_a_stuck_serve_task(runtime, monkeypatch):
-    """Worker 1's serve task never ends at the piped loop's end (a stuck task: its actor answers nothing else). Until
-    2026-12-05 the loop's end waited 60 s for the live serve tasks, then info() 60 s for the workers' answers: two
-    end waits. Now info() waits once for both; worker 1 is lost there, no restart left for it."""
+    """Worker 1's serve task never ends at the piped loop's end (a stuck task: its actor answers nothing else). info()
+    waits once for both the live serve tasks and the workers' answers (not 60 s for each: two end waits); worker 1 is
+    lost there, no restart left for it."""
     from types import SimpleNamespace
 
     from downpour.ps import asking_on_ray, cluster_on_ray, piped_on_ray
@@ -44,9 +44,9 @@ def test_the_piped_loops_end_and_the_run_end_share_one_wait_for_a_stuck_serve_ta
 
 def test_a_piped_stop_tells_the_workers_to_stop_serving_before_it_asks_their_data_reports(runtime, monkeypatch):
     """On a stop (Ctrl-C, an error) ``data_reports`` asks each live worker its data report, 5 s in all. Piped, a
-    worker serves until told to stop, and a serving actor answers nothing else: until 2026-12-05 nothing told it, so
-    the wait ran out and data.json had no worker's report (scripted: [] after 5 s of the stand-in clock). Now each is
-    told to stop first, its serve task ends and is read in the same wait, and both reports come."""
+    worker serves until told to stop, and a serving actor answers nothing else: each is told to stop first, its serve
+    task ends and is read in the same wait, and both reports come (untold, the wait runs out and data.json has no
+    worker's report; scripted: [] after 5 s of the stand-in clock)."""
     from types import SimpleNamespace
 
     from downpour.ps import cluster_on_ray, piped_on_ray
@@ -68,11 +68,11 @@ def test_a_piped_stop_tells_the_workers_to_stop_serving_before_it_asks_their_dat
 
 def test_a_piped_stop_frees_the_inboxes_a_worker_staging_ahead_waits_on(runtime, monkeypatch):
     """A piped worker granted cycles ahead (queue depth 2) stages each push in its shards' inboxes, and the next
-    ``put`` waits until the shard takes the last one: on a stop no ring takes it, so the worker waited 60 s mid-cycle,
-    its serve task (and its data report behind it) did not end within the 5 s, and data.json had no worker's report
-    (until 2026-12-06: Ctrl-C of a streamed one-node Ray run, 3,003 files, 6 skipped: data.json named none). Now the
-    shards drop what waits, again every 0.05 s, and both reports come: the queued cycle's staging, blocked again
-    by the first drop, costs one short round, not (until later that day) a round's whole 1 s wait."""
+    ``put`` waits until the shard takes the last one: on a stop no ring takes it, so the shards drop what waits, again
+    every 0.05 s, and both reports come; the queued cycle's staging, blocked again by the first drop, costs one short
+    round, not a round's whole 1 s wait. (Else the worker waits 60 s mid-cycle, its serve task, and its data report
+    behind it, does not end within the 5 s, and data.json has no worker's report: a Ctrl-C of a streamed one-node Ray
+    run, 3,003 files, 6 skipped, with data.json naming none.)"""
     from types import SimpleNamespace
 
     from downpour.ps import asking_on_ray, cluster_on_ray, piped_on_ray
@@ -123,8 +123,8 @@ def test_a_piped_stop_with_a_shard_lost_still_asks_the_workers_their_data_report
 def test_a_stop_on_ray_tasks_frees_the_inboxes_a_worker_staging_ahead_waits_on(runtime, monkeypatch):
     """The same stop on Ray's task path (a run over more than one node, or cluster.partitions > 1: no channels): a
     worker on a shard's node stages in its inbox, its next queued cycle (queue depth 2) waits for the shard to take
-    the last push, which no ring will now, and its data report, queued behind that cycle on the actor, did not come
-    within the 5 s (until 2026-12-06 only the piped path dropped what waits). Now the shards drop it here too."""
+    the last push, which no ring will then: the shards drop it here too, as on the piped path, else its data report,
+    queued behind that cycle on the actor, does not come within the 5 s."""
     from downpour.ps import asking_on_ray, cluster_on_ray
 
     monkeypatch.setattr(asking_on_ray, "ray", cluster_on_ray.ray)
@@ -145,9 +145,9 @@ def test_a_stop_on_ray_tasks_frees_the_inboxes_a_worker_staging_ahead_waits_on(r
 def test_a_stop_with_a_shard_lost_goes_on_freeing_the_live_shards_inboxes_for_every_queued_cycle(runtime, monkeypatch):
     """Shard 0 is lost (its drop answers ActorDiedError; a worker waiting on its inbox sees it gone itself:
     tests/test_ps_shm.py), shard 1 lives, and each worker has a second cycle queued (queue depth 2) that waits on
-    shard 1's inbox once the first is let through. Until 2026-12-06 the lost shard's error ended the drops after the
-    first round, the second cycle stayed blocked, and its worker's data report, queued behind it, was lost to the
-    stop's 5 s wait (data.json: no worker's report). Now the lost shard is asked no more and the rounds go on."""
+    shard 1's inbox once the first is let through. The lost shard is asked no more and the rounds go on (if its
+    error ended the drops after the first round, the second cycle would stay blocked, and its worker's data report,
+    queued behind it, be lost to the stop's 5 s wait: data.json with no worker's report)."""
     from downpour.ps import asking_on_ray, cluster_on_ray
 
     monkeypatch.setattr(asking_on_ray, "ray", cluster_on_ray.ray)

@@ -20,10 +20,10 @@ def _kill_first_actor(coord, w, step):
 
 def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost_at_the_step_it_died(monkeypatch):
     """cluster.warm_start past train.steps: workers 1 and 2 never join, and worker 1's actor dies at step 20. No cycle
-    of its failed, so its death went unseen: until 2026-12-04 lost_workers was [] (on a real Ray too, on both loops;
-    the piped one is tests/test_ps_ray_lost_workers.py's), and until 2026-12-05 the run's end found it, and recorded
-    its loss at step 120. Now the driver asks each waiting worker whether it lives every WATCH_SECONDS (here a wait is
-    0.1 s: 10 waits, about 10 steps) and takes its loss then; worker 2, alive, is not lost."""
+    of its failed, so nothing else sees its death (lost_workers [], on a real Ray too, on both loops: the piped one is
+    tests/test_ps_ray_lost_workers.py's; or found at the run's end, its loss recorded at step 120). The driver asks
+    each waiting worker whether it lives every WATCH_SECONDS (here a wait is 0.1 s: 10 waits, about 10 steps) and
+    takes its loss then; worker 2, alive, is not lost."""
     from downpour.ps.restarts_on_ray import WATCH_SECONDS
 
     runtime = scripted_runtime(monkeypatch, tick=0.1)
@@ -41,8 +41,8 @@ def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost_
 
 def test_the_workers_waiting_for_the_warm_start_are_looked_at_in_one_wait(monkeypatch):
     """Five workers wait for a warm start past the run, each asked whether it lives every WATCH_SECONDS: each loop
-    turn looked at their unanswered questions one ray.wait each (until 2026-12-05: up to 5 looks a turn); now one
-    look over all of them (and one over the answers of workers that joined)."""
+    turn looks at their unanswered questions in one look over all of them (and one over the answers of workers that
+    joined), not one ray.wait each (up to 5 looks a turn)."""
     runtime = scripted_runtime(monkeypatch, tick=0.1)
     coord = coordinator(6, STEPS, warm_start=STEPS + 100)
     c = ScriptedCluster(runtime, coord, restarts=0)
@@ -78,9 +78,9 @@ def test_a_worker_lost_waiting_for_the_warm_start_is_restarted_and_waits_again(m
 def test_once_the_warm_starts_only_worker_dies_a_replacement_of_a_waiting_worker_waits_no_more(monkeypatch,
                                                                                                replacement_up):
     """warm_start 100 of 120, restarts=3: worker 1 dies at step 10 while it waits, worker 0 at step 30, which ends the
-    warm start (worker 2, and worker 1's replacement if up and waiting again, join at step 30). Until 2026-12-05
-    worker 1's replacement, up after that, waited for step 100 while 0 and 2 trained (its first step 104); one up
-    before it joined at 30, but died at step 50 and its next replacement waited for step 100 too (a stale mark)."""
+    warm start (worker 2, and worker 1's replacement if up and waiting again, join at step 30). A replacement up
+    after that joins at once, not waiting for step 100 while 0 and 2 train (its first step 104), and one replacing a
+    worker that joined at 30 and died at step 50 does not wait for step 100 either (a stale mark)."""
     runtime = scripted_runtime(monkeypatch, tick=0.1)
     coord = coordinator(3, STEPS, warm_start=100)
     script = {(0, 0): _dies_at(30)}
@@ -99,8 +99,8 @@ def test_once_the_warm_starts_only_worker_dies_a_replacement_of_a_waiting_worker
 
 def test_the_run_end_asks_live_and_waiting_workers_in_one_wait(runtime):
     """Worker 0 trains (live), workers 1 and 2 wait for a warm start past the run; at its end worker 0 and worker 1
-    hang (a node gone silent). Until 2026-12-05 the live ones had their 60 s, then the waiting ones 60 s more: 120 s
-    of the stand-in clock. Now one wait of 60 s for all; both silent ones are lost, no restart left for them."""
+    hang (a node gone silent). One wait of 60 s for all (not 60 s for the live ones, then 60 s more for the waiting
+    ones: 120 s of the stand-in clock); both silent ones are lost, no restart left for them."""
     coord = coordinator(3, STEPS, warm_start=STEPS + 100)
     c = ScriptedCluster(runtime, coord, restarts=1)
     c.run_scripted()
@@ -117,8 +117,8 @@ def test_the_run_end_asks_live_and_waiting_workers_in_one_wait(runtime):
 
 def test_the_run_end_asks_every_worker_still_waiting_at_once(runtime):
     """Workers 1, 2 and 3 never join (warm start past the run); 1 and 2 hang (a node gone silent: their answer never
-    comes), 3 answers. Until 2026-12-04 info() asked one at a time, 60 s each: 120 s of the stand-in clock for two
-    silent workers (16 on a lost node: 16 minutes). Now one wait of 60 s for all of them, and the same outcome."""
+    comes), 3 answers. info() waits once, 60 s, for all of them, not one at a time, 60 s each (120 s of the
+    stand-in clock for two silent workers; 16 on a lost node: 16 minutes)."""
     coord = coordinator(4, STEPS, warm_start=STEPS + 100)
     c = ScriptedCluster(runtime, coord, restarts=1)
     c.run_scripted()
@@ -134,8 +134,8 @@ def test_the_run_end_asks_every_worker_still_waiting_at_once(runtime):
 
 def test_a_watch_question_unanswered_when_its_worker_joins_is_read_once_it_answers(monkeypatch):
     """warm_start 60 of 120: worker 2 waits, and the driver asks it once a second whether it lives; its answer is
-    held back to step 80, past its join. Until 2026-12-05 a question left when its worker joined was never read: had
-    the actor died, Ray would print its error as "Unhandled error" at clean-up. Now it is read once it answers."""
+    held back to step 80, past its join. A question left when its worker joined is read once it answers (unread, an
+    actor that died would have Ray print its error as "Unhandled error" at clean-up)."""
     runtime = scripted_runtime(monkeypatch, tick=0.1)
     coord = coordinator(3, STEPS, warm_start=60)
     c = ScriptedCluster(runtime, coord, restarts=0, script={(2, 0): {"up": lambda: coord.done >= 80}})

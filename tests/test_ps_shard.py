@@ -315,8 +315,8 @@ def test_an_adam_checkpoint_with_one_step_count_per_shard_still_loads():
 
 
 def test_a_push_whose_every_step_was_skipped_takes_its_turn_without_a_gradient():
-    """A worker whose only step had a NaN cost pushed zeros, which the sync round averaged in: the
-    round's step was half the other worker's. It now pushes no gradient (NaN: rejected, its turn taken)."""
+    """A worker whose only step had a NaN cost pushes no gradient (NaN: rejected, its turn taken): pushing zeros, the
+    sync round would average them in, its step half the other worker's."""
     from downpour.batch import Batch
     from downpour.models.registry import create_model, model_entry
     from downpour.objectives import Objective
@@ -554,11 +554,11 @@ def test_a_joint_runs_tensor_split_across_shards_gets_torchs_update_where_its_pi
 
 @pytest.mark.parametrize("rule", ["momentum", "adam"])
 def test_a_greedy_runs_trained_piece_that_is_all_zero_for_a_batch_gets_torchs_update(rule):
-    """The shards took any tensor piece pushed all exact zeros as held. A letterboxed batch (its top 7 rows 0)
-    gives the untied stage-1 filters of the top position rows an exact-zero gradient, and shard 0 holds only
-    those: its momentum and Adam state were left as they were where torch.optim's decay and coast them (velocity
-    0.077 off, the weights 0.035, and stage 2, trained on those outputs, 0.02 (momentum) to 0.29 (Adam)). The push
-    now says which stages it trained: the server run is the local loop's, bit for bit."""
+    """The push says which stages it trained, so the shards do not take a tensor piece pushed all exact zeros as held:
+    the server run is the local loop's, bit for bit. A letterboxed batch (its top 7 rows 0) gives the untied stage-1
+    filters of the top position rows an exact-zero gradient, and shard 0 holds only those: held, its momentum and
+    Adam state would be left as they were where torch.optim's decay and coast them (velocity 0.077 off, the weights
+    0.035, and stage 2, trained on those outputs, 0.02 (momentum) to 0.29 (Adam))."""
     from downpour.batch import Batch
     from downpour.config import load_config
     from downpour.models.registry import resolve

@@ -57,9 +57,9 @@ def test_inbox_holds_one_gradient_until_taken(prefix):
 
 def test_a_put_waiting_on_a_dead_shards_inbox_fails_at_once_not_at_its_timeout(prefix):
     """The shard's process created the inbox, a gradient waits in it, and the process ended (killed, as a lost shard
-    is): nothing will take that gradient. Until 2026-12-06 the worker's next put waited its whole timeout (on Ray
-    RESTART_SECONDS + 60 s), its actor answering nothing meanwhile: a stop's 5 s wait for its data report missed it.
-    Now the put sees the shard gone and says so."""
+    is): nothing will take that gradient. The worker's next put sees the shard gone and says so (else it waits its
+    whole timeout, on Ray RESTART_SECONDS + 60 s, its actor answering nothing meanwhile, and a stop's 5 s wait for
+    its data report misses it)."""
     import subprocess
     import sys
 
@@ -96,9 +96,9 @@ def test_stage_bits_round_trip_and_refuse_what_a_word_cannot_hold():
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="no /proc")
 def test_a_put_waiting_on_an_inbox_whose_shards_pid_went_to_another_process_fails_too(prefix):
-    """A shard ended and its pid went to another process (pids are reused): until 2026-12-06 the owner check asked the
-    pid alone, took the shard for running, and the put waited its whole timeout. The header keeps the shard's start
-    time beside its pid; one that differs (as a reused pid's does) says the shard is gone within the look's 0.5 s."""
+    """A shard ended and its pid went to another process (pids are reused): the owner check asking the pid alone would
+    take the shard for running, and the put wait its whole timeout. The header keeps the shard's start time beside
+    its pid; one that differs (as a reused pid's does) says the shard is gone within the look's 0.5 s."""
     import os
 
     shard_side = shm.Segment(f"{prefix}-reused", 3, create=True)

@@ -1,8 +1,8 @@
 """A worker whose cycle never returns (a node gone silent, a hung data read, a deadlock) is lost after
 ``cluster.silent_seconds`` (:mod:`downpour.ps.silence`), on both driving loops, and the run goes on: the real driver
 on stand-in actors (tests/scripted_ray.py), the seconds the stand-in clock's (no real time passes or is asserted).
-Until 2026-12-05 the task loop's wait had no timeout unless a restart was under way, and the piped loop polled a
-credit that never came back: the run hung for good."""
+Else the task loop's wait has no timeout unless a restart is under way, and the piped loop polls a credit that never
+comes back: the run hangs for good."""
 from types import SimpleNamespace
 
 import pytest
@@ -46,8 +46,8 @@ def test_a_worker_whose_cycle_never_returns_is_lost_and_the_others_train_every_s
 
 
 def test_a_silent_loss_reads_plainly_in_the_reports_faults_line(runtime, tmp_path):
-    """The report's Faults line puts a loss's reason in brackets: until 2026-12-05 a silent loss's own brackets nested in
-    them ("worker 1 lost at step 118 (silent for 300 s (limit 300 s)), not restarted (cluster.restarts = 0)")."""
+    """The report's Faults line puts a loss's reason in brackets, and a silent loss's own do not nest in them (not
+    "worker 1 lost at step 118 (silent for 300 s (limit 300 s)), not restarted (cluster.restarts = 0)")."""
     import html
 
     from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
@@ -209,8 +209,8 @@ def test_a_run_whose_every_cycle_is_slow_loses_no_worker(runtime):
 
 def test_a_driver_stall_is_no_workers_silence_but_its_short_turns_are(monkeypatch):
     """A report that came while the driver was away from its wait (a 100 s stall) is read only when it waits again: the
-    silence it ends counted the stall until 2026-12-05. Now the turn's time past STALL is left out; a driver busy with
-    short turns (0.5 s each, 10 of them) still counts every second of them."""
+    silence it ends leaves out the turn's time past STALL, not counting the stall; a driver busy with short turns
+    (0.5 s each, 10 of them) still counts every second of them."""
     clock = SimpleNamespace(now=0.0)
     monkeypatch.setattr("downpour.ps.silence.time", SimpleNamespace(monotonic=lambda: clock.now))
     s = Silence()
@@ -230,8 +230,8 @@ def test_a_driver_stall_is_no_workers_silence_but_its_short_turns_are(monkeypatc
 
 def test_a_driver_stall_does_not_raise_the_auto_limit(runtime):
     """The driver stalls 1000 s recording a push (a checkpoint on a slow disk), its workers' answers waiting; then worker
-    1's cycle at step 60 never returns. Until 2026-12-05 the silences the stall's reports ended counted it, FACTOR x
-    1000 s became the limit and worker 1 was lost after 20000 s; now the stall is no silence and it is lost at FLOOR."""
+    1's cycle at step 60 never returns. The stall is no silence and worker 1 is lost at FLOOR (counted in the silences
+    the stall's reports end, FACTOR x 1000 s would be the limit and worker 1 lost after 20000 s)."""
     coord = coordinator(2, STEPS)
     c = ScriptedCluster(runtime, coord, restarts=0, script={(1, 0): _hangs_at(60)})
 
@@ -246,8 +246,8 @@ def test_a_driver_stall_does_not_raise_the_auto_limit(runtime):
 
 def test_a_driver_stall_does_not_raise_the_auto_limit_on_the_piped_loop_either(runtime, monkeypatch):
     """As on the task loop (above): the piped loop's driver stalls 1000 s recording a push, then worker 1's cycle at
-    step 60 never returns. Its stall counted in the silences its reports ended (FACTOR x 1000 s the limit: the loop
-    polled on past the stand-in's 6000 s), though the task loop left it out; now worker 1 is lost at FLOOR here too."""
+    step 60 never returns. Its stall counts in no silence, and worker 1 is lost at FLOOR here too (counted, FACTOR x
+    1000 s would be the limit, and the loop poll on past the stand-in's 6000 s)."""
     coord = coordinator(2, STEPS)
     c = ScriptedCluster(runtime, coord, restarts=0, script={(1, 0): _hangs_at(60)})
 

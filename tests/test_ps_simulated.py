@@ -253,9 +253,9 @@ def test_a_run_killed_after_a_periodic_checkpoint_resumes_as_the_uninterrupted_r
 
 
 def test_a_lost_workers_steps_are_trained_once_each_by_the_others():
-    """A lost worker's cycle went back by lowering coord.dispatched, and the next cycle started at dispatched - k:
-    with 3 workers, steps in flight elsewhere were trained twice and the lost ones never (a greedy run's stage
-    of each step follows from its index). Each index is asked once now, the lost worker's by another."""
+    """Each index is asked once, the lost worker's by another: if a lost worker's cycle went back by lowering
+    coord.dispatched, and the next cycle started at dispatched - k, with 3 workers steps in flight elsewhere would be
+    trained twice and the lost ones never (a greedy run's stage of each step follows from its index)."""
     from downpour.ps.coordinator import Coordinator
     from downpour.ps.setup import make_shards, set_up_cluster
     from downpour.ps.simulated import SimulatedCluster
@@ -283,7 +283,7 @@ def test_a_lost_workers_steps_are_trained_once_each_by_the_others():
                                   ["cluster.consistency=sync"]], ids=["async", "sync"])
 def test_a_run_with_a_lost_worker_resumes_as_the_uninterrupted_run(tmp_path, monkeypatch, sets):
     """The checkpoint keeps who was lost, the step ranges it gave back and each cycle's first step (a checkpoint
-    kept only ``dispatched``; one from before 2026-12-04 still loads: its cycles' first steps are derived)."""
+    keeping only ``dispatched``, from before 2026-12-04, still loads: its cycles' first steps are derived)."""
     import downpour.ps.recorder as recorder
 
     class Killed(Exception):
@@ -348,17 +348,17 @@ def test_every_replica_computes_with_the_drivers_frozen_first_layer(algorithm):
 
 
 def test_a_bounded_gate_bounds_what_a_worker_reads_with_a_long_fetch_interval_too(tmp_path):
-    """bounded:0 bounded the clocks, but with n_fetch = 16 a worker computed on a copy that skipped whole
-    cycles: 31 versions stale (SSP's reads lost). Its workers now fetch at the start of every push."""
+    """bounded:0 bounds the clocks, and its workers fetch at the start of every push: with n_fetch = 16 a worker would
+    compute on a copy that skipped whole cycles, 31 versions stale (SSP's reads lost)."""
     summary, _ = _run(tmp_path / "b", "cluster.workers=2", "cluster.consistency=\"bounded:0\"", "cluster.n_fetch=16",
                       "train.steps=64", 'cluster.delay="constant:1"')
     assert summary["max_staleness"] <= 1
 
 
 def test_each_step_asks_for_its_own_greedy_stage(tmp_path):
-    """The simulator asked stage_of for coord.dispatched - left, which counts the cycles handed to the other
-    workers since: with 3 workers steps 0-1 were never asked, 29 three times, and a greedy stage 1 trained
-    13 of its 15 steps. Every index is asked once now."""
+    """The simulator asks stage_of for every index once: asking it for coord.dispatched - left, which counts the
+    cycles handed to the other workers meanwhile, with 3 workers steps 0-1 would never be asked, 29 three times, and
+    a greedy stage 1 train 13 of its 15 steps."""
     from downpour.ps.coordinator import Coordinator
     from downpour.ps.setup import make_shards, set_up_cluster
     from downpour.ps.simulated import SimulatedCluster
@@ -439,11 +439,11 @@ def test_the_first_row_after_a_resume_rates_only_this_processs_samples(tmp_path,
 
 @pytest.mark.parametrize("consistency", ["async", "sync"])
 def test_a_greedy_run_with_random_delays_logs_each_stage_in_its_own_rows(tmp_path, consistency):
-    """Pushes of stage 1 still travelling when stage 2 began landed in stage 2's rows (and stage 2's early
-    ones in stage 1's): with 3 workers and exponential delays the rows at steps 20 and 30 of 40 averaged
-    both stages. Stage 2's first cycle now waits for stage 1's pushes, so each row is one stage's, as on
-    the local runner, and the analysis finds both stages' costs (it found none: every row held both).
-    Sync: the wait does not hold up a round."""
+    """Stage 2's first cycle waits for stage 1's pushes, so each row is one stage's, as on the local runner, and the
+    analysis finds both stages' costs. Else pushes of stage 1 still travelling when stage 2 begins land in stage 2's
+    rows (and stage 2's early ones in stage 1's): with 3 workers and exponential delays the rows at steps 20 and 30
+    of 40 average both stages, and the analysis finds neither (every row holds both). Sync: the wait does not hold
+    up a round."""
     from downpour.analysis.training import stage_losses
 
     cfg = load_config("cat-demo", ["cluster.runner=simulated", "cluster.workers=3", "cluster.shards=1",
@@ -463,7 +463,7 @@ def test_a_greedy_run_with_random_delays_logs_each_stage_in_its_own_rows(tmp_pat
 def test_a_greedy_momentum_run_resumes_its_held_stage_as_the_uninterrupted_run(tmp_path, monkeypatch, legacy):
     """The checkpoint keeps the stages each travelling push and each half-built push trained, so a resumed push
     holds the same tensors still (resumed as trained by every stage, a held stage 1 coasted on its velocity).
-    A checkpoint from before 2026-12-04 kept none: its pushes' stages are read off their gradients, as its
+    A checkpoint from before 2026-12-04 keeps none: its pushes' stages are read off their gradients, as its
     shards did then."""
     import downpour.ps.recorder as recorder
     from safetensors.torch import load_file as load_tensors
@@ -669,8 +669,8 @@ def test_a_refused_cluster_names_every_unreadable_file_in_the_log_as_it_writes_n
 
 def test_the_summary_gives_the_drivers_start_apart_from_the_runs_seconds(tmp_path, monkeypatch):
     """cluster.json's start_seconds is the driver's start (on Ray: joining the cluster, every actor up), which its
-    seconds, counted from the first step, leave out (until 2026-12-06 unrecorded: a run joined to a 2-node Ray said
-    8.7 s of a 63 s command and nothing of the rest)."""
+    seconds, counted from the first step, leave out (unrecorded, a run joined to a 2-node Ray would say 8.7 s of a
+    63 s command and nothing of the rest)."""
     import time
 
     import downpour.ps.cluster as cluster

@@ -1,7 +1,7 @@
 """A RAY_ADDRESS in the environment (Ray's own default address; `ray job submit` sets it for its entrypoint) does not
 move a run without cluster.address off its own local Ray (a stale one must not redirect it), but it is said, with
-how to join that cluster: until 2026-12-06 `RAY_ADDRESS=HEAD:PORT downpour train --runner ray` started a local Ray
-unsaid, and inside `ray job submit` a second Ray in the job's process."""
+how to join that cluster: else `RAY_ADDRESS=HEAD:PORT downpour train --runner ray` starts a local Ray unsaid, and
+inside `ray job submit` a second Ray in the job's process."""
 import logging
 
 import pytest
@@ -36,8 +36,8 @@ def test_a_ray_address_in_the_environment_is_said_and_the_run_starts_its_own_ray
 
 
 def test_a_dashboard_address_in_ray_address_is_not_offered_to_address_auto(monkeypatch, caplog, init_asked):
-    """RAY_ADDRESS=http://HEAD:8265, as Ray's job docs have users export it for `ray job submit`: the note said
-    "--address auto joins the cluster RAY_ADDRESS names", and `--address auto` hands it to Ray, which refuses it
+    """RAY_ADDRESS=http://HEAD:8265, as Ray's job docs have users export it for `ray job submit`: the note does not
+    say "--address auto joins the cluster RAY_ADDRESS names", since `--address auto` hands it to Ray, which refuses it
     ("Invalid Ray address: 'http://127.0.0.1:8265' ... set RAY_ADDRESS to the GCS address", Ray 2.60, 2026-12-06)."""
     import os
 

@@ -74,8 +74,8 @@ def test_a_record_of_rays_whose_arguments_do_not_fit_its_text_does_not_raise_out
 @pytest.mark.parametrize("given, folds", [(None, False), ("1", True)])
 def test_rays_driver_prints_every_workers_line_unless_the_user_asks_it_to_fold_them(given, folds):
     """Ray's driver folds worker lines that differ only in words holding a digit into one "[repeated Nx across
-    cluster]": a stream's skipped files f0010.jpg, f0500.jpg and f0900.jpg, truncated alike, printed as one line naming
-    one file (until 2026-12-06). Importing the runner's Ray modules turns that off, unless RAY_DEDUP_LOGS is set."""
+    cluster]": a stream's skipped files f0010.jpg, f0500.jpg and f0900.jpg, truncated alike, would print as one line
+    naming one file. Importing the runner's Ray modules turns that off, unless RAY_DEDUP_LOGS is set."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_DEDUP_LOGS"} | ({"RAY_DEDUP_LOGS": given} if given else {})
     code = ("import downpour.ps.connect_on_ray\nfrom ray._private import ray_logging\n"
             "print(ray_logging.RAY_DEDUP_LOGS)")
@@ -85,8 +85,8 @@ def test_rays_driver_prints_every_workers_line_unless_the_user_asks_it_to_fold_t
 
 
 def test_the_benches_that_start_a_local_ray_keep_its_start_up_chatter_off(monkeypatch):
-    """bench/parameter_server.py, and bench/scaling.py's ps_round_trip curve through its start_ray, started Ray
-    without the run's filter: Ray's two start-up lines came before their JSON lines (until 2026-12-06)."""
+    """bench/parameter_server.py, and bench/scaling.py's ps_round_trip curve through its start_ray, start Ray with the
+    run's filter: else Ray's two start-up lines come before their JSON lines."""
     from pathlib import Path
 
     import ray
@@ -105,7 +105,7 @@ def test_the_benches_that_start_a_local_ray_keep_its_start_up_chatter_off(monkey
 
 def test_a_raylets_state_dump_is_one_line_and_every_other_line_prints_as_before():
     """Ray's own dispatcher, its printing handler stood in for: the raylet's [state-dump] lines (42 of the driver's 78
-    in a 2-node run that lost a node, until 2026-12-06) are one line naming where they are kept; the raylet's other
+    in a 2-node run that lost a node) are one line naming where they are kept; the raylet's other
     lines and a worker's own (the run's) all print, in order."""
     from ray._private.ray_logging import WorkerStandardStreamDispatcher
 

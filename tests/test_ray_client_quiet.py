@@ -1,7 +1,7 @@
 """Joining over ``ray://`` says nothing of Ray's own plumbing: Ray 2.60's ``ray.init`` turns its default log_to_driver
 (None) into True, hands every argument that differs from the default to the Ray Client server's ``ray.init``, and
 logs "Passing the following kwargs to ray.init() on the server: log_to_driver", which every `downpour train --address
-ray://HOST:10001` printed until 2026-12-06. Ray's own ``ray.init`` runs here up to the client's connection."""
+ray://HOST:10001` would print. Ray's own ``ray.init`` runs here up to the client's connection."""
 import logging
 
 import pytest

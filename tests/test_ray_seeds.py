@@ -1,7 +1,7 @@
 """A Ray run of a model that draws random numbers while it trains (the RBM's Gibbs chain) is seeded by the run's
 seed: each worker actor seeds torch's RNG in its own process (``ps.setup.worker_rng``), so a sync run repeats,
-and one worker draws the local loop's random numbers. Until 2026-12-05 no worker actor seeded it: each process
-began at a random seed, and two sync runs of rbm-digits, seed 0, 40 steps, ended 0.094 apart in their weights."""
+and one worker draws the local loop's random numbers. Unseeded, each process begins at a random seed, and two sync
+runs of rbm-digits, seed 0, 40 steps, end 0.094 apart in their weights."""
 from __future__ import annotations
 
 import functools
@@ -45,8 +45,8 @@ def test_a_sync_ray_run_of_a_model_drawing_random_numbers_repeats(tmp_path, two_
     """Two workers in sync rounds: a round's mean of two pushes is the same sum whichever arrives first, so with
     every worker's draws seeded the whole run repeats; a logged row is a round's two pushes, in arrival order. The Ray
     run is the simulator's of the same seed bit for bit, and the simulator's repeats: a Ray run is the seed's run.
-    (Until 2026-12-06 a second Ray run, 3 actor starts, was compared with the first: a worker process left unseeded
-    draws apart from the simulator's seeded worker as it would from another Ray run's, so two simulated runs do.)"""
+    (The simulator stands in for a second Ray run, 3 actor starts: a worker process left unseeded draws apart from
+    the simulator's seeded worker as it would from another Ray run's.)"""
     ray_run, ray_losses = two_ray_workers()
     a, losses_a = _run(tmp_path / "a", *TWO_WORKERS, "cluster.runner=simulated")
     b, losses_b = _run(tmp_path / "b", *TWO_WORKERS, "cluster.runner=simulated")
@@ -67,8 +67,8 @@ def test_one_ray_worker_draws_the_local_loops_random_numbers(tmp_path):
 
 def test_two_simulated_workers_draw_what_two_ray_workers_draw(tmp_path, two_ray_workers):
     """The simulator's workers each draw from their own RNG, seeded as the Ray workers' processes are: the same sync
-    run on both runners is bit for bit the same model, the first worker's persistent chains included (until
-    2026-12-05 the simulator's workers drew on from one shared RNG, and the model files kept the driver's zeros)."""
+    run on both runners is bit for bit the same model, the first worker's persistent chains included (not drawn from
+    one shared RNG, nor the driver's zeros in the model files)."""
     ray_run, ray_losses = two_ray_workers()
     sim, sim_losses = _run(tmp_path / "sim", *TWO_WORKERS, "cluster.runner=simulated")
     assert sim.keys() == ray_run.keys() and all(torch.equal(sim[k], ray_run[k]) for k in sim)

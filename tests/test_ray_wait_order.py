@@ -1,7 +1,7 @@
 """The task loop's wait takes the oldest ready future (:func:`~downpour.ps.restarts_on_ray.first_ready`), on a real
 local Ray: a plain ``ray.wait(refs, num_returns=1)`` answers with some ready one, not the first, and a dead actor's
-failed call the driver had waited on while it ran could be left behind later answers. Until 2026-12-06 a crashed
-node's worker was seen lost 101-121 s after its cycles had failed, the survivor's answers read first
+failed call the driver waited on while it ran can be left behind later answers. With such a wait a crashed node's
+worker was seen lost 101-121 s after its cycles had failed, the survivor's answers read first
 (tests/test_ps_ray_nodes.py, measured 2026-12-06)."""
 import time
 

@@ -1,7 +1,7 @@
 """The questions asked of ``cluster.address`` before Ray is (a TCP connection, what answers there, whether the head
-wants a token) share one bound, and a listener that accepts and says nothing is refused in one line at its end. Until
-2026-12-06 each question had its own 10 s: such a listener cost 20 s of probing (10 s for the handshake, 10 s for the
-token question), then Ray's own join, which printed "Failed to connect to GCS ... within 5 seconds" warnings for
+wants a token) share one bound, and a listener that accepts and says nothing is refused in one line at its end. With
+10 s for each question, such a listener costs 20 s of probing (10 s for the handshake, 10 s for the token question),
+then Ray's own join, which prints "Failed to connect to GCS ... within 5 seconds" warnings for
 minutes (a bare socket that accepted and never answered, `ray.init` still waiting after 130 s, 2026-12-06)."""
 import socket
 import threading

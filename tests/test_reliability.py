@@ -87,7 +87,7 @@ def test_more_ray_processes_than_memory_holds_is_refused_before_any_starts(monke
     monkeypatch.setattr(cluster_checks, "_available_mb", lambda: 2000.0)     # a 2 GB machine
     assert main(["train", *TINY, "--runner", "ray", "--shards", "8", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
-    # each value named as typed (until 2026-12-06 "cluster.shards=8, cluster.workers=2" for `--shards 8`)
+    # each value named as typed (not "cluster.shards=8, cluster.workers=2" for `--shards 8`)
     assert "--shards 8 and cluster.workers=2 start 10 Ray processes" in err and not (tmp_path / "r").exists()
     assert main(["train", *TINY, "--runner", "ray", "--set", "cluster.workers=9", "--dry-run"]) == 2
     assert "cluster.shards=2 and --set cluster.workers=9 start 11 Ray processes" in capsys.readouterr().err
@@ -132,7 +132,7 @@ def test_an_ipv6_head_address_is_reached(tmp_path):
         server = socket.create_server(("::1", 0), family=socket.AF_INET6)
     except OSError:
         pytest.skip("no IPv6 loopback here")
-    def answer():   # as a head's GCS opens (a silent listener is refused since 2026-12-06: test_reach_bound.py)
+    def answer():   # as a head's GCS opens (a silent listener is refused: test_reach_bound.py)
         conn, _ = server.accept()
         with conn:
             conn.recv(64)
@@ -404,7 +404,7 @@ def test_a_refused_join_with_auth_disabled_says_how_to_present_a_token(monkeypat
 
 
 def test_a_head_with_rays_tls_on_is_sent_nothing_in_the_clear(monkeypatch):
-    """RAY_USE_TLS=1: a head's GCS answered the HTTP/2 preface sent in the clear with "Handshake failed with fatal
+    """RAY_USE_TLS=1: a head's GCS answers the HTTP/2 preface sent in the clear with "Handshake failed with fatal
     error SSL_ERROR_SSL ... WRONG_VERSION_NUMBER" in its gcs_server.err, which Ray shows on every driver joined to the
     cluster (a local Ray 2.60 with TLS on, 2026-12-06): such a head is asked only with TLS, and only with Ray's
     certificate to present (tests/test_head_tls.py); without one, as here, it is reached, not asked."""

@@ -24,9 +24,9 @@ def test_the_report_says_why_a_run_has_no_staleness_histogram(tmp_path, sets, sa
 
 
 def test_the_report_names_a_cluster_runs_lost_and_restarted_workers(tmp_path):
-    """staleness.json recorded a worker lost at step 167; the report showed only the histogram, worker 0's bars
-    smaller, and nothing said it was lost, when, or whether it came back. A shard restart at step 0 is from the start
-    (until 2026-12-07 "from the checkpoint of step 0", where the run had none: its log says "no checkpoint yet")."""
+    """staleness.json records a worker lost at step 167: the report says it was lost, when, and whether it came back
+    (not only the histogram, worker 0's bars smaller). A shard restart at step 0 is from the start (not "from the
+    checkpoint of step 0", where the run has none: its log says "no checkpoint yet")."""
     import json
 
     from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
@@ -47,7 +47,7 @@ def test_the_report_names_a_cluster_runs_lost_and_restarted_workers(tmp_path):
     (run.path / "staleness.json").write_text(json.dumps({"events": [lost]}))
     assert _cluster_faults(run) == ('<p class="note">Faults: the run stopped at step 63, a shard lost with '
                                     'cluster.shard_restarts spent (shard 1 lost at step 63 (ConnectionError)).</p>')
-    on = {**events[1], "where": "node bbbbbbbb at 10.0.0.2"}    # Ray's (since 2026-12-06): the node it ran on
+    on = {**events[1], "where": "node bbbbbbbb at 10.0.0.2"}    # Ray's: the node it ran on
     (run.path / "staleness.json").write_text(json.dumps({"events": [on]}))
     assert "worker 0 lost at step 167 on node bbbbbbbb at 10.0.0.2 (ActorDiedError: the actor died)" in \
         _cluster_faults(run)
@@ -58,8 +58,8 @@ def test_the_report_names_a_cluster_runs_lost_and_restarted_workers(tmp_path):
 
 
 def test_the_faults_line_says_a_replacement_placed_again_in_its_losss_entry(tmp_path):
-    """A replacement pinned to a node that crashed before Ray said so is started again off it (restarts_on_ray, since
-    2026-12-05): its ``restart-placed-again`` is said in the loss's entry, which stays open for what came of it."""
+    """A replacement pinned to a node that crashed before Ray said so is started again off it (restarts_on_ray): its
+    ``restart-placed-again`` is said in the loss's entry, which stays open for what came of it."""
     import json
 
     from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
@@ -97,8 +97,8 @@ def test_the_faults_line_says_a_shard_restart_and_its_resume_in_one_entry(tmp_pa
 
 
 def test_a_resume_that_started_no_worker_says_none_not_its_0_workers(tmp_path):
-    """A simulated resume whose workers were all lost starts none of them: the entry said "with its 0 workers
-    started"; an event without the list (written by no runner now) does not claim a count."""
+    """A simulated resume whose workers were all lost starts none of them: the entry says so, not "with its 0 workers
+    started"; an event without the list (which no runner writes) does not claim a count."""
     import json
 
     from downpour.analysis.report_cluster import cluster_faults as _cluster_faults

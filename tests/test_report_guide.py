@@ -1,4 +1,4 @@
-"""report_guide: what a reader new to downpour gets around the report's numbers (since 2026-12-06) — a line for each
+"""report_guide: what a reader new to downpour gets around the report's numbers — a line for each
 method the face tables name, the findings first with links to their sections, and pointers to docs that exist."""
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _glossary(names: list[str], paper: str = PAPER) -> dict[str, str]:
 
 
 def test_every_method_the_face_tables_can_name_is_said_what_it_is():
-    """A student met "random weights, same architecture" and "gradient energy" as bare labels (until 2026-12-06)."""
+    """"random weights, same architecture" and "gradient energy" each get a line, not bare labels a student meets."""
     statistics = list(baselines.statistics(np.random.default_rng(0).random((4, 1, 25, 25))))
     names = [LEARNED, TWIN, NO_FACES, PIXEL, GRADIENT, PROBE, *statistics, *BEST_NEURON]
     said = _glossary(names)
@@ -34,8 +34,9 @@ def test_every_method_the_face_tables_can_name_is_said_what_it_is():
 
 
 def test_logistic_regression_is_named_one_way_in_both_tables_and_the_glossary():
-    """The accuracy table said "linear probe on raw pixels (logistic regression)", the face test "logistic regression
-    on raw pixels" (until 2026-12-06); analysis.json keeps the row's own name, which over_splits is keyed by."""
+    """The accuracy table and the face test name the raw-pixel probe alike (not "linear probe on raw pixels (logistic
+    regression)" in one, "logistic regression on raw pixels" in the other); analysis.json keeps the row's own name,
+    which over_splits is keyed by."""
     from downpour.analysis.report import _face_neuron
 
     old = BEST_NEURON[1]
@@ -61,7 +62,7 @@ def test_the_findings_come_first_with_links_to_their_sections():
     assert ('<a href="#face-test">Controls for cats &amp; dogs</a>: On 1 of 4 controls &lt;it&gt; meets the '
             "criterion.</li>") in html and "more" not in html
     assert in_short({"filters": {"edge_fraction": None}}, "x") == ""
-    # the summary leans on "the criterion", which the page defined only half-way down (a new user, 2026-12-06)
+    # the summary leans on "the criterion", which the page would otherwise define only half-way down (a new user's read)
     a["face_neuron"]["controls_verdict"]["criterion"] = "AUC above <the twin> interval"
     assert "<li>The criterion, on each control: the learned unit's AUC above &lt;the twin&gt; interval.</li>" in (
         in_short(a, "x"))
@@ -92,7 +93,7 @@ def test_two_different_learned_units_are_said_to_be_chosen_on_different_images()
 
 def test_the_edge_share_first_on_the_page_carries_the_filter_sections_warnings():
     """rbm-digits after 30 steps: "100% edge-like" opened the page, while the filters section said they were copies
-    of one filter, all of one orientation (until 2026-12-06 the opening line had no such clause)."""
+    of one filter, all of one orientation: the opening line says so too."""
     rbm = {"count": 100, "edge_fraction": 1.0, "edge_distinct_fraction": 0.01, "edge_mean_abs_cosine": 0.92,
            "edge_orientation_agreement": 1.0}
     said = in_short({"filters": rbm}, "x")
@@ -111,7 +112,7 @@ def test_analyzes_headline_says_the_same_caveat(tmp_path):
     (tmp_path / "analysis.json").write_text(json.dumps({"filters": rbm}))
     assert headline(tmp_path) == ("downpour: first-layer filters edge-like: 100% (but most of them copies of a few and all "
                                   "of one orientation: not a bank of edge detectors) (analysis.json filters.edge_fraction)\n")
-    # its interval, as the report's filters section says it (filters.edge_fraction_ci, since 2026-12-06)
+    # its interval, as the report's filters section says it (filters.edge_fraction_ci)
     (tmp_path / "analysis.json").write_text(json.dumps({"filters": {**rbm, "edge_fraction_ci": [0.93, 1.0]}}))
     assert headline(tmp_path).startswith("downpour: first-layer filters edge-like: 100%, 95% interval 93%–100% (but ")
     assert headline(tmp_path).endswith(" (analysis.json filters.edge_fraction and edge_fraction_ci)\n")
@@ -120,7 +121,7 @@ def test_analyzes_headline_says_the_same_caveat(tmp_path):
 
 
 def test_a_tables_id_holds_no_whitespace():
-    """A probe on a folder with a space in its name made id="probe-table-/data/my cats" (until 2026-12-06)."""
+    """A probe on a folder with a space in its name makes a valid id (not id="probe-table-/data/my cats")."""
     from downpour.analysis.report_parts import table
 
     assert table([[1]], ["a"], "probe-table-/data/my cats & dogs").startswith(
@@ -135,8 +136,8 @@ def _verdict(passes: list[bool]) -> dict:
 
 def test_the_opening_says_plainly_whether_the_face_test_passed():
     """The main job's unit meets the criterion on 1 of 4 controls, and the opening read "On 1 of 4 low-level-matched
-    controls the learned unit meets the criterion (upside-down faces), which compares point AUCs; ..." with no word
-    that this is a fail (until 2026-12-06)."""
+    controls the learned unit meets the criterion (upside-down faces), which compares point AUCs; ..." alone would
+    give no word that this is a fail."""
     failed = in_short({"face_neuron": {"controls_verdict": _verdict([False, True, False, False])}}, "The face test")
     assert ('The face test</a>: Not passed (passing needs the criterion met on every low-level-matched control). '
             "On 1 of 4 low-level-matched controls ...</li>") in failed

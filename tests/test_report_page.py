@@ -12,12 +12,12 @@ from downpour.analysis.verdict_figure import verdict_figure
 
 
 def test_the_page_is_laid_out_at_a_phones_width_not_shrunk_from_a_desktops():
-    """Without a viewport line (until 2026-12-06) a phone drew the report 980 pixels wide, shrunk to its screen."""
+    """The report has a viewport line: without one a phone draws it 980 pixels wide, shrunk to its screen."""
     head = page("run", "<p>x</p>").split("</head>")[0]
     assert re.search(r'<meta name="viewport" content="width=device-width, initial-scale=1">', head)
 
 
-# ---- every figure the report embeds, drawn for the width it is shown at (since 2026-12-06) -------------------------
+# ---- every figure the report embeds, drawn for the width it is shown at ------------------------------------------
 
 SMALLEST = 8      # points, as a laptop shows the page (a CSS pixel is 3/4 of a point)
 
@@ -58,10 +58,9 @@ def _draw_all(tmp_path) -> None:
 
 
 def test_every_figure_the_report_embeds_is_shown_at_its_own_size_with_text_of_8_points_or_more(tmp_path, saved):
-    """The invariance (1408 px) and loss (1320 px) figures, and the verdict's with 5 negative sets (1232 px), were
-    wider than the report's 1068-pixel column, shrunk to fit: their labels read 5-7 points on a laptop (until
-    2026-12-06). A PNG pixel shown as a CSS pixel (3/4 of a point), each label's points at DPI are what a reader
-    sees."""
+    """Each figure fits the report's 1068-pixel column: the invariance (1408 px) and loss (1320 px) figures, and the
+    verdict's with 5 negative sets (1232 px), shrunk to fit, would have labels of 5-7 points on a laptop. A PNG pixel
+    shown as a CSS pixel (3/4 of a point), each label's points at DPI are what a reader sees."""
     _draw_all(tmp_path)
     column = _column_px()
     assert len(saved) == 8
@@ -77,7 +76,7 @@ def test_every_figure_the_report_embeds_is_shown_at_its_own_size_with_text_of_8_
 
 
 def test_each_loss_panel_says_what_it_plots_and_its_scale(tmp_path, saved):
-    """The loss panels had no y label (until 2026-12-06): per-sample or per-batch, log or linear?"""
+    """The loss panels have a y label: else per-sample or per-batch, log or linear?"""
     metrics = [{"step": s, "loss": 10.0 / s, "reconstruction": 5.0 - s, "metric/recon_error": 1.0 / s}
                for s in range(1, 20)]
     training_plots.loss_curves(metrics, tmp_path / "loss.png")

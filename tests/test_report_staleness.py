@@ -1,5 +1,5 @@
-"""The report's "Staleness" paragraph (analysis/report_staleness.py): until 2026-12-06 a cluster run's report showed
-the staleness histogram with no mean, no bound, no setting that made it."""
+"""The report's "Staleness" paragraph (analysis/report_staleness.py): a cluster run's staleness histogram comes with
+its mean, its bound and the setting that made it."""
 from __future__ import annotations
 
 import json
@@ -68,8 +68,8 @@ def test_a_local_or_sandblaster_run_has_no_staleness_paragraph(sim_run, tmp_path
 
 
 def test_no_hand_value_where_a_push_was_refused(sim_run, tmp_path):
-    """A refused push makes no version, so the rule's value is not exact after it: the paragraph gives none (until
-    2026-12-06 it gave it beside the refused pushes)."""
+    """A refused push makes no version, so the rule's value is not exact after it: the paragraph gives none (not
+    beside the refused pushes)."""
     shutil.copytree(sim_run, tmp_path / "r")
     run = RunDir.open(tmp_path / "r")
     run.write_json("staleness.json", {**run.read_json("staleness.json"), "rejected": {"non-finite": 3}})
@@ -78,8 +78,8 @@ def test_no_hand_value_where_a_push_was_refused(sim_run, tmp_path):
 
 
 def test_a_replaced_partitions_late_writes_are_not_called_shard_pushes(sim_run, tmp_path):
-    """A fenced slice is a write a killed partition staged into its retired inbox, not a push: until 2026-12-06 the
-    paragraph read "2 shard pushes refused and not counted (fenced: 2)"."""
+    """A fenced slice is a write a killed partition staged into its retired inbox, not a push: the paragraph does
+    not read "2 shard pushes refused and not counted (fenced: 2)"."""
     shutil.copytree(sim_run, tmp_path / "r")
     run = RunDir.open(tmp_path / "r")
     run.write_json("staleness.json", {**run.read_json("staleness.json"), "rejected": {"fenced": 2}})
@@ -92,8 +92,8 @@ def test_a_replaced_partitions_late_writes_are_not_called_shard_pushes(sim_run, 
 
 
 def test_a_ray_runs_report_names_its_nodes_what_each_held_and_the_start_beside_the_training(sim_run, tmp_path):
-    """From cluster.json's node_ids, node_addresses, placement and start_seconds (until 2026-12-06 the report said only
-    "Ray cluster, 2 workers, 2 shards"); a run whose cluster.json has none of them (older, simulated) gets no note."""
+    """From cluster.json's node_ids, node_addresses, placement and start_seconds (not only "Ray cluster, 2 workers, 2
+    shards"); a run whose cluster.json has none of them (older, simulated) gets no note."""
     import html
 
     from downpour.analysis.report_placement import placement_note
@@ -123,8 +123,8 @@ def test_a_ray_runs_report_names_its_nodes_what_each_held_and_the_start_beside_t
 
 
 def test_a_sandblaster_ray_runs_report_names_its_nodes_from_sandblaster_json(tmp_path):
-    """A Sandblaster run writes sandblaster.json, no cluster.json: until 2026-12-07 the note read cluster.json alone and
-    a Sandblaster run's report said nothing of its nodes (a 3-node Ray run: 2 workers, 2 shards)."""
+    """A Sandblaster run writes sandblaster.json, no cluster.json: the note reads it, so a Sandblaster run's report says
+    where it ran (a 3-node Ray run: 2 workers, 2 shards)."""
     import html
 
     from downpour.analysis.report_placement import placement_note
@@ -143,7 +143,7 @@ def test_a_sandblaster_ray_runs_report_names_its_nodes_from_sandblaster_json(tmp
 def test_a_failed_sandblaster_runs_note_says_its_start_its_lost_workers_and_what_stopped_it(tmp_path):
     """A Sandblaster run's sandblaster.json written by its failure (its ``stopped``) or with a worker lost: the note
     says the start beside the training (Ray's ``start_seconds``), marks the lost worker with its reason, and says where
-    and by what the run stopped (until 2026-12-07 none of the three: a failed run had no sandblaster.json)."""
+    and by what the run stopped."""
     import html
 
     from downpour.analysis.report_placement import placement_note
@@ -166,7 +166,7 @@ def test_a_failed_sandblaster_runs_note_says_its_start_its_lost_workers_and_what
 
 def test_the_placement_note_names_each_partition_by_its_replica(sim_run, tmp_path):
     """cluster.json lists worker w's partition p at w·K + p; the note says "partition p of replica w", as the fault
-    events do (until 2026-12-07 "partition 2", the flat index: which replica's was left to the reader)."""
+    events do (not "partition 2", the flat index, which leaves the replica to the reader)."""
     import html
 
     from downpour.analysis.report_placement import placement_note
@@ -187,8 +187,8 @@ def test_the_placement_note_names_each_partition_by_its_replica(sim_run, tmp_pat
 
 def test_the_placement_note_says_where_the_shards_were_before_each_restart_and_the_stop(sim_run, tmp_path):
     """cluster.json's ``shard_events`` keep each ended go's placement (a restarted shard's previous node): the note
-    says them in one line, the lost shards marked (until 2026-12-06 it showed the last go's placement alone, and
-    nothing for a stopped run, whose cluster.json has no top-level placement)."""
+    says them in one line, the lost shards marked (not the last go's placement alone, and
+    something for a stopped run too, whose cluster.json has no top-level placement)."""
     import html
 
     from downpour.analysis.report_placement import placement_note
@@ -245,7 +245,7 @@ def test_a_stopped_downpour_runs_note_says_the_step_it_stopped_at_and_what_stopp
 def test_a_split_runs_paragraph_gives_each_partitions_staleness_on_its_own_shards(tmp_path):
     """cluster.json's ``partition_shards`` (each partition's shards, written by the runner) and staleness.json's
     per-shard means give each partition's staleness; a split whose filters are all tiled owns no shard and says so
-    (until 2026-12-07 the paragraph said only "2 partitions per replica")."""
+    (not only "2 partitions per replica")."""
     import html
 
     tiny = ["data.size=20", "model.kernels=[5,3]", "model.maps=[2,2]", "train.batch_size=8", "train.steps=8",

@@ -1,7 +1,7 @@
 """The report of a run whose input is not an image (analysis/report_training.py): teacher-student's, the staleness
-study's model. Until 2026-12-06 it got no report at all (`downpour train --report` refused it before training,
-`downpour report` and `analyze` with the analysis), so a run studied for its stale updates showed no loss curve, no
-staleness histogram and no "diverged"."""
+study's model: a run studied for its stale updates shows its loss curve, its staleness histogram and any
+"diverged" (not refused by `downpour train --report` before training, nor by `downpour report` and `analyze` with the
+analysis)."""
 from __future__ import annotations
 
 import pytest
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")   # (the run trains in this p
 
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory):
-    """teacher-student on 2 simulated workers, 20 steps, --report (refused before training until 2026-12-06)."""
+    """teacher-student on 2 simulated workers, 20 steps, --report (not refused before training)."""
     run = tmp_path_factory.mktemp("ts") / "run"
     assert main(["train", "--config", "teacher-student", "--report", "--runner", "simulated", "--workers", "2", "--steps", "20",
                  "--set", "train.log_every=5", "--set", "train.threads=1", "--out", str(run)]) == 0
@@ -23,7 +23,7 @@ def reported(tmp_path_factory):
 
 def test_a_teacher_student_run_ends_with_a_report_of_its_training_and_says_why_nothing_else(reported):
     html = (reported / "report.html").read_text()
-    # one title, the tab's and the heading's (until 2026-12-06 the tab read "downpour report: run")
+    # one title, the tab's and the heading's (not "downpour report: run" in the tab)
     assert "<title>downpour run report: run</title>" in html and "<h1>downpour run report: run</h1>" in html
     assert '<h2 id="training">Training curves</h2>' in html and 'alt="loss curves per cost part"' in html
     assert 'alt="staleness histogram"' in html and "<b>Staleness</b> (simulated cluster, 2 workers" in html
@@ -31,7 +31,7 @@ def test_a_teacher_student_run_ends_with_a_report_of_its_training_and_says_why_n
     assert ("This run's input is not an image: each sample is 1x1x8 (data.source = gaussian)" in html
             and "no first-layer filter picture" in html)
     assert 'id="filters"' not in html and 'id="face-neuron"' not in html and 'id="probes"' not in html   # no empty panels
-    # the command from the folder holding the run, relative: an absolute path broke once the run was moved (2026-12-06)
+    # the command from the folder holding the run, relative: an absolute path breaks once the run is moved
     assert ("How the run trained, seed 0: from the folder that holds <code>run/</code>,\n<code>downpour train --config "
             "run/config.toml --out NEW_FOLDER</code>") in html and str(reported) not in html
     assert sorted(p.name for p in (reported / "figures").iterdir()) == ["loss.png", "staleness.png"]
@@ -49,8 +49,8 @@ def test_report_draws_it_again_and_analyze_points_to_it(reported, capsys):
 
 
 def test_a_teacher_student_run_writes_its_report_by_default(tmp_path):
-    """The preset's analysis.report is on since 2026-12-06, as the main preset's (it was off so as not to move the
-    staleness study's cell hashes, which now hash it as off whatever it is: studies/run.py, HASHED_AS)."""
+    """The preset's analysis.report is on, as the main preset's; the staleness study's cell hashes hash it as off
+    whatever it is, so they do not move (studies/run.py, HASHED_AS)."""
     run = tmp_path / "run"
     assert main(["train", "--config", "teacher-student", "--runner", "simulated", "--workers", "2", "--steps", "60",
                  "--set", "train.threads=1", "--out", str(run)]) == 0

@@ -78,8 +78,8 @@ def test_a_layer_not_measured_says_why_escaped_once():
 
 
 def test_the_report_says_the_symbolic_links_the_listing_did_not_follow():
-    """data.json's loops (links to a folder holding them, not followed) were said in the log alone (until
-    2026-12-06)."""
+    """data.json's loops (links to a folder holding them, not followed) are said in the report, not in the log
+    alone."""
     from downpour.analysis.report_notes import data_note
 
     data = {"loops": [{"link": "/d/sub/up", "to": "/d"}, {"link": "/d/b/up", "to": "/d"}]}
@@ -127,8 +127,8 @@ def test_the_top_images_words_say_what_the_number_above_each_image_is():
 
 
 def test_the_top_images_count_says_how_often_chance_draws_as_many():
-    """"6 of them from the concept's class, against 4.5 expected by chance" stood alone (until 2026-12-06): a reader
-    could not tell 6 of 9 from a finding. A random 9 of 60 images, 30 of the concept, hold 6 or more with probability
+    """"6 of them from the concept's class, against 4.5 expected by chance" comes with its chance: alone, a reader
+    cannot tell 6 of 9 from a finding. A random 9 of 60 images, 30 of the concept, hold 6 or more with probability
     sum_x C(30, x) C(30, 9 - x) / C(60, 9) over x >= 6."""
     from math import comb
 

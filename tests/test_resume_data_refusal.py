@@ -1,7 +1,7 @@
 """A resume refused before it starts for its data (a streamed worker's share of only images smaller than the patch,
-more workers than the data give) offers only what a resume can do: it keeps data.size and its workers. Until
-2026-12-06 it offered "lower data.size or use data.mode = 'crops'" and "use at most N workers (--workers N)" first,
-which the resume then refused ("cannot resume with data.size = 4")."""
+more workers than the data give) offers only what a resume can do: it keeps data.size and its workers. It does not
+offer "lower data.size or use data.mode = 'crops'" and "use at most N workers (--workers N)" first, which the resume
+would then refuse ("cannot resume with data.size = 4")."""
 import re
 import shutil
 
@@ -80,8 +80,8 @@ def test_a_resume_whose_folder_lost_files_below_its_workers_offers_fewer_workers
 def test_a_resume_of_a_run_stopped_before_its_first_checkpoint_refused_for_its_data_keeps_its_rows(
         tmp_path, capsys, pipeline, sets):
     """Trained again from step 0, its data are checked before its rows are discarded, and refused in a resume's words
-    (it keeps its workers); the same --resume trains it once the files are back. Until 2026-12-06 the rows went first:
-    the folder then held nothing to resume, and `--resume` refused it ("never started training")."""
+    (it keeps its workers); the same --resume trains it once the files are back. (The rows discarded first, the folder
+    would hold nothing to resume, and `--resume` refuse it: "never started training".)"""
     images, out = _trained(tmp_path, pipeline, sets)
     for name in ("model.json", "model.safetensors", "checkpoints", "sandblaster.json"):   # as a kill before the first
         path = out / name                                                                 # checkpoint leaves it

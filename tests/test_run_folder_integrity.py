@@ -32,9 +32,8 @@ def _damage_weights(run: Path) -> None:
 
 
 def test_the_report_of_a_run_whose_preprocess_json_was_edited_since_its_analysis_is_refused_naming_it(run, capsys):
-    """An edited model.json was refused; an edited preprocess.json (what the analysis prepared its images with) was
-    not looked at, and the analysis was rendered as the run's without a word. Refused now as model.json is: named,
-    json_sha256 said, the analysis kept."""
+    """An edited preprocess.json (what the analysis prepared its images with) is refused as an edited model.json is:
+    named, json_sha256 said, the analysis kept (else the analysis is rendered as the run's without a word)."""
     (run / "analysis.json").write_text(json.dumps({"trained_steps": 4}))
     _edit_by_hand(run / "preprocess.json", normalize="none")
     assert main(["report", str(run)]) == 2
@@ -69,7 +68,8 @@ def test_a_resume_that_writes_the_model_again_says_which_check_the_saved_one_fai
 
 def test_a_resume_after_a_kill_between_the_weights_and_model_json_says_the_write_was_cut(run, caplog, monkeypatch):
     """write_model renames the new weights in, then writes model.json: a kill between leaves the previous model.json
-    beside them. The resume that writes the model again said only "bytes changed on disk since it was written"."""
+    beside them. The resume that writes the model again says the weights are not the ones model.json records, or a
+    write was cut between the two (not only "bytes changed on disk since it was written")."""
     replace_text = model_file.replace_text
     monkeypatch.setattr(model_file, "replace_text",   # the kill: model.json (step 4's) never replaced
                         lambda path, text: None if path.name == "model.json" else replace_text(path, text))
@@ -154,8 +154,9 @@ def test_damaged_weights_beside_a_broken_config_toml_are_still_named_with_it(run
 @pytest.mark.parametrize("command", ["analyze", "report"])
 def test_an_analysis_of_a_run_whose_weights_fail_their_check_is_refused_for_them_first(run, capsys, command):
     """The decision to analyse (RunModel.analysis_stale) is blind to weights that are not the ones model.json records:
-    `downpour analyze` (and a report of a run not analysed yet) held the no-faces twin first, and a training of it met
-    them as the refusal ("is being trained now"), the weights named only after that, once the model was loaded."""
+    the weights are named first: `downpour analyze` (and a report of a run not analysed yet) holding the no-faces twin
+    first, a training of it would meet them as the refusal ("is being trained now"), the weights named only after
+    that, once the model was loaded."""
     _damage_weights(run)
     RunDir(run).no_faces_twin.mkdir()
     with lock.training(RunDir(run).no_faces_twin):     # `downpour train --resume RUN/no-faces`, from another terminal
@@ -243,7 +244,7 @@ def test_weights_this_account_may_not_read_are_not_said_unsaved_by_the_resume(ru
 def test_the_words_of_a_resume_that_writes_its_model_are_written_once():
     """A resume that writes the model from its checkpoint warns "...; saving it now" (the Downpour runners' and
     Sandblaster's) and its --dry-run "...; the resume would save it from there": the tails were written at each place
-    that warns, so one could change without the others. run_begin.saving_words says both."""
+    that warns, one could change without the others: run_begin.saving_words says both."""
     import downpour
     from downpour.train.run_begin import saving_words
 

@@ -76,8 +76,8 @@ def test_a_refused_cluster_resume_leaves_the_config_untouched(tmp_path):
 @pytest.mark.parametrize("runner", ["local", "cluster"])
 def test_a_run_stopped_between_its_last_checkpoint_and_its_model_writes_the_model_on_resume(tmp_path, runner):
     """The last checkpoint is written before the model: a run killed between the two is finished, and
-    --resume writes its model from the checkpoint (it used to refuse: 'already reached', and a greedy run
-    could not raise its steps)."""
+    --resume writes its model from the checkpoint (not refused as 'already reached', which would leave a
+    greedy run unable to raise its steps)."""
     go = _local if runner == "local" else _cluster
     go(tmp_path / "r", "train.steps=16")
     weights = (tmp_path / "r/model.safetensors").read_bytes()
@@ -190,9 +190,9 @@ def test_a_local_run_whose_every_step_is_non_finite_fails_after_saving(tmp_path,
 
 
 def test_a_finite_cost_with_a_non_finite_gradient_is_refused_and_nothing_is_left_to_apply(monkeypatch):
-    """sqrt(0) in the pooled term (eps = 0, a blank batch): cost 0, gradient NaN. The local loop applied it:
-    the model went all NaN, the later steps were skipped, and the run ended 'successfully'. (pooled_l2 with
-    eps = 0 now takes |p|; the test puts sqrt(p²) back: the NaN gradient a user's own term can make.)"""
+    """sqrt(0) in the pooled term (eps = 0, a blank batch): cost 0, gradient NaN. The local loop must not apply it:
+    the model would go all NaN, the later steps be skipped, and the run end 'successfully'. (pooled_l2 with
+    eps = 0 takes |p|; the test puts sqrt(p²) back: the NaN gradient a user's own term can make.)"""
     from downpour.batch import Batch
     from downpour.models.registry import create_model
     from downpour.objectives import Objective, PooledL2, _per_sample_sum

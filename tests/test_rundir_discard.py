@@ -1,7 +1,7 @@
 """A run trained again from step 0 (a `--resume` of one stopped before its first checkpoint, a cross-fit fold alike)
 starts from its config alone: everything its training wrote is removed first (RunDir.WRITTEN), a Sandblaster run's
-sandblaster.json too: until 2026-12-06 it stayed behind, and the run's own folder was then refused ("not an empty
-folder (sandblaster.json)"), its rows already discarded."""
+sandblaster.json too: left behind, it would have the run's own folder refused ("not an empty folder
+(sandblaster.json)"), its rows already discarded."""
 import shutil
 
 from downpour.cli import main
@@ -31,7 +31,7 @@ def test_a_sandblaster_run_stopped_unsaved_trains_again_without_its_old_record_b
     for name in ("model.json", "model.safetensors", "checkpoints"):   # as a kill before the first checkpoint leaves it
         shutil.rmtree(out / name) if (out / name).is_dir() else (out / name).unlink()
     old = (out / "sandblaster.json").read_text()
-    (out / "notes.txt").write_text("mine")   # the user's, put there since: it stays (until 2026-12-06 the folder was
+    (out / "notes.txt").write_text("mine")   # the user's, put there meanwhile: it stays (and the folder is not
     capsys.readouterr()                      # refused as "not an empty folder (notes.txt)", its rows discarded)
     assert main(["train", "--resume", str(out), "--steps", "3"]) == 0, capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "mine"

@@ -1,6 +1,6 @@
 """A run written before a key existed reads as the network it trained (downpour.train.recorded): the
 cat network's filter_norm and recon (2026-11-29) default to what older runs did not do, so an old
-run's weights were analysed and resumed as a different network, without a word."""
+run's weights would be analysed and resumed as a different network, without a word."""
 import dataclasses
 import json
 import shutil

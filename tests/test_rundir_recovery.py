@@ -72,7 +72,7 @@ def test_a_resume_stopped_before_its_model_rewrites_the_stale_model(tmp_path, mo
 
 
 def _model_files(path, step):
-    """model.json at ``step`` beside a safetensors file (whole: since 2026-12-05 one cut short is no saved model)."""
+    """model.json at ``step`` beside a safetensors file (whole: one cut short is no saved model)."""
     from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(2)}, str(path / "model.safetensors"))
@@ -140,7 +140,7 @@ def test_a_streamed_run_whose_data_failed_is_taken_over_once_the_data_is_fixed(t
     with pytest.raises(DownpourError, match="can be read"):
         run_local(cfg, RunDir.create(path, cfg))
     assert not RunDir(path).metrics() and not RunDir(path).has_checkpoint()
-    assert RunDir(path).read_json("data.json")["n_skipped"] == 2     # what it skipped, said before the fix
+    assert RunDir(path).read_json("data.json")["n_skipped"] == 2     # what it skipped, said before the files are fixed
     rng = np.random.default_rng(0)
     for i in range(12):
         Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(images / f"g{i:02d}.png")
@@ -148,7 +148,7 @@ def test_a_streamed_run_whose_data_failed_is_taken_over_once_the_data_is_fixed(t
     assert not (path / "data.json").exists()
     summary = run_local(cfg, RunDir.create(path, cfg))                 # the same command, fixed
     assert summary["steps"] == 5 and [r["step"] for r in RunDir(path).metrics()] == [5]
-    with pytest.raises(RunExistsError, match="already holds a run"):  # now it trained: never overwritten
+    with pytest.raises(RunExistsError, match="already holds a run"):  # once it has trained: never overwritten
         RunDir.create(path, cfg)
 
 
@@ -496,8 +496,8 @@ def test_a_folder_not_there_yet_is_locked_before_its_run_is_made_in_it(tmp_path)
 
 
 def test_a_process_forked_while_a_run_trains_lets_go_of_its_lock(tmp_path):
-    """flock locks belong to the open folder, and a forked child (a DataLoader worker) shared it: the run's lock
-    outlived its training while the child lived, and the next --resume was told it is being trained now."""
+    """flock locks belong to the open folder, and a forked child (a DataLoader worker) shares it: the run's lock must
+    not outlive its training while the child lives (the next --resume would be told it is being trained now)."""
     import multiprocessing
 
     from downpour.train.lock import check_not_training, training
@@ -655,8 +655,8 @@ def test_a_hand_edited_run_file_is_named_not_a_traceback(tmp_path, damage, named
 
 
 def test_a_run_saved_with_an_option_refused_since_as_unread_still_resumes_and_loads(tmp_path, caplog):
-    """model.init_scale under a Gabor first layer and a tied decoder was accepted (and read by nothing) until
-    2026-12-03; such a run's resume and analysis were then refused ("model.init_scale = 0.1 is not read")."""
+    """model.init_scale under a Gabor first layer and a tied decoder was accepted (and read by nothing) before
+    2026-12-03: such a run's resume and analysis are not refused ("model.init_scale = 0.1 is not read")."""
     from downpour.runners import train
 
     cfg = load_config("tica-8x8", ["cluster.runner=local", "train.steps=4", "data.samples=300", "train.tensorboard=false",

@@ -42,9 +42,8 @@ def test_one_worker_one_shard_server_sgd_is_the_local_loop_bit_for_bit(tmp_path)
     """What has to match, and why it then matches bit for bit on CPU:
 
     - the initial parameters: both runners seed torch with ``seed``, build the data, then the model;
-    - the batch order: the local loop draws it from ``Generator(seed + 1)``, and so, since 2026-12-05, does
-      worker 0 from step 0 (``batch_seed``; the other workers and re-seeds differ; before, worker 0 drew
-      another stream and this test pointed it at the local loop's by hand);
+    - the batch order: the local loop draws it from ``Generator(seed + 1)``, and so does worker 0 from step 0
+      (``batch_seed``; the other workers and re-seeds differ), without this test pointing it there by hand;
     - the learning rate: ``train.lr`` is both the local optimiser's and the shard rule's; momentum 0,
       as the server's SGD has none;
     - n_fetch = n_push = 1 and no delay: the worker fetches before every step (so it never moves its
@@ -67,11 +66,10 @@ def test_one_worker_server_sgd_draws_the_local_loops_random_numbers(tmp_path):
     """A model that draws random numbers while it trains (the RBM's Gibbs chain) draws them from torch's global
     RNG, which both runners seed with ``seed``. The simulator's worker builds its own replica, whose initial
     weights its first fetch overwrites: built under ``fork_rng`` it draws nothing, so the worker's chain draws
-    what the local loop's does and the run is the local run bit for bit. Until 2026-12-05 the replica's
-    initialisation drew 6,400 normals first: same data, same parameters at step 1, other negative samples
-    (step 1's cost -0.19 against -0.17, rbm-digits, seed 0). The model file keeps the worker's persistent chains
-    (``chains_h``, its replica's buffer), as the local run's keeps its own: until 2026-12-05 it kept the driver's
-    copy's, zeros never trained."""
+    what the local loop's does and the run is the local run bit for bit (an initialisation drawing 6,400 normals
+    first gives the same data, the same parameters at step 1, other negative samples: step 1's cost -0.19 against
+    -0.17, rbm-digits, seed 0). The model file keeps the worker's persistent chains (``chains_h``, its replica's
+    buffer), as the local run's keeps its own, not the driver's copy's, zeros never trained."""
     sets = [*SGD, "train.steps=6", "train.log_every=1"]
     local_cfg = load_config("rbm-digits", [*sets, "cluster.runner=local"])
     train(local_cfg, RunDir.create(tmp_path / "local", local_cfg))
@@ -84,9 +82,9 @@ def test_one_worker_server_sgd_draws_the_local_loops_random_numbers(tmp_path):
 
 def test_a_simulated_run_checkpointed_before_worker_0_drew_the_local_stream_resumes_its_own_stream(tmp_path,
                                                                                                  monkeypatch):
-    """A checkpoint written before 2026-12-05 recorded worker 0's seed step, not its seed: resumed now it goes on
-    with the stream it began (the old formula), not the local loop's, so the resume is still its uninterrupted
-    run bit for bit; a checkpoint written since says so (``LOCAL_FIRST``) and goes on with the local loop's."""
+    """A checkpoint written before 2026-12-05 records worker 0's seed step, not its seed: resumed, it goes on with the
+    stream it began (the old formula), not the local loop's, so the resume is still its uninterrupted run bit for
+    bit; a checkpoint written from then on says so (``LOCAL_FIRST``) and goes on with the local loop's."""
     import downpour.ps.recorder as recorder
     from downpour.ps.cluster import run_cluster
     from downpour.ps.setup import LOCAL_FIRST, batch_seed, seeds_local_first

@@ -67,8 +67,8 @@ def mine(monkeypatch):
     (["--set", "cluster.shards=3"], "--set cluster.shards: the mine runner reads no [cluster] setting but the runner"),
 ])
 def test_a_new_in_process_runner_is_refused_cluster_flags_as_local_is(mine, capsys, argv, named):
-    # docs/architecture.md, "Adding things": until 2026-12-06 every check read "not 'local'" as a cluster, so a new
-    # runner of RUNNERS took --workers 3 and a [cluster] key without a word
+    # docs/architecture.md, "Adding things": a check reading "not 'local'" as a cluster would have a new runner of
+    # RUNNERS take --workers 3 and a [cluster] key without a word
     from downpour.cli import main
 
     assert main(["train", "--dry-run", "--config", "ufldl-sae", "--runner", mine, *argv]) == 2

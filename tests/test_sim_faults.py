@@ -1,5 +1,5 @@
 """cluster.faults: the simulator loses a worker or a shard at a step, as the config says, through the paths a real
-loss takes (until 2026-12-06 only a test could lose one: SimulatedCluster.lose, a ShardLost raised by hand)."""
+loss takes (not only a test's SimulatedCluster.lose, a ShardLost raised by hand)."""
 import html
 import json
 import os
@@ -79,7 +79,7 @@ def test_a_shard_lost_before_the_first_checkpoint_is_not_said_to_leave_nothing_t
 
 def test_a_shard_lost_right_after_a_checkpoint_is_not_said_to_need_a_resume(tmp_path, caplog):
     """'shard 1 at 16', a checkpoint every 8 pushes: the checkpoint of step 16 stands (no push since it), and the
-    stop's warning said "--resume RUN goes on from it" before the run restarted its shards from it itself. What
+    stop's warning does not say "--resume RUN goes on from it" before the run restarts its shards from it itself. What
     follows a lost shard is run_cluster's to say: the restart (or, restarts spent, the stop with what --resume does)."""
     assert _warnings_of_a_shard_lost_at(16, tmp_path / "r", caplog) == [
         "stopped at step 16; the server checkpoint of that step stands",
@@ -97,7 +97,7 @@ def _warnings_of_a_shard_lost_at(step, path, caplog):
 def test_a_fault_run_stopped_by_its_shard_loss_resumes_without_losing_it_again(tmp_path):
     """cluster.shard_restarts = 0: the shard's loss stops the run (its shards-lost event); --resume goes on from the
     checkpoint of step 16 to the end, the loss taken once."""
-    # (until 2026-12-06 "the shards were already restarted 0 times")
+    # (not "the shards were already restarted 0 times")
     off = r"shard 1 lost at step 20 .*, and shard restarts are off \(cluster\.shard_restarts = 0\): the run stopped"
     with pytest.raises(RunError, match=off):
         _sync_run(tmp_path / "r", *SHARD, "cluster.shard_restarts=0", "cluster.faults=['shard 1 at 20']")
@@ -140,8 +140,8 @@ def test_a_bad_fault_is_refused_naming_the_key_and_the_item(tmp_path, capsys, va
 
 
 def test_a_loss_past_one_restart_is_refused_saying_the_first_worker_loss(tmp_path, capsys):
-    """cluster.restarts = 1: "restarts the first worker loss in step order" (it read "the first 1 worker loss" until
-    2026-12-06; at 0, "the first 0 worker losses", above)."""
+    """cluster.restarts = 1: "restarts the first worker loss in step order" (not "the first 1 worker loss"; at 0, not
+    "the first 0 worker losses", above)."""
     argv = ["train", "--dry-run", "--config", "teacher-student", "--runner", "simulated", "--workers", "3", "--shards",
             "2", "--steps", "200", "--set", "cluster.faults=worker 0 at 20, worker 1 at 50, worker 1 at 90",
             "--set", "cluster.restarts=1", "--out", str(tmp_path / "r")]
@@ -177,8 +177,8 @@ def test_shard_restarts_may_be_set_on_the_simulator_with_a_shard_fault(capsys):
 
 def test_a_run_whose_faults_lose_every_worker_stops_saying_what_can_go_on(tmp_path):
     """Every worker lost by cluster.faults: the run stops, its losses recorded, and the error says what can train on.
-    Until 2026-12-06 it said "resume with --resume, or set cluster.restarts": on the simulator the resume stopped
-    again at once (its workers still lost) and cluster.restarts is Ray's."""
+    Not "resume with --resume, or set cluster.restarts": on the simulator the resume would stop again at once (its
+    workers still lost), and cluster.restarts is Ray's."""
     faults = "cluster.faults=['worker 0 at 8', 'worker 1 at 12', 'worker 2 at 16', 'worker 3 at 16']"
     with pytest.raises(RunError, match="every worker was lost") as stopped:
         _run(tmp_path / "r", *SETS, faults)
@@ -201,7 +201,7 @@ def test_a_worker_lost_with_cluster_restarts_is_restarted_as_on_ray(tmp_path):
     """cluster.restarts = 1: worker 1, lost at step 12, is restarted (its replacement seeded from step 12, rejoining
     once the pushes it sent have landed), with the events Ray's driver records (test_ps_restarts_replacements: a
     worker-restarted with worker, step and seed_step); the report's Faults line reads as on Ray; the run repeats bit for
-    bit and is not the run without the restart (until 2026-12-06 the simulator refused cluster.restarts)."""
+    bit and is not the run without the restart (the simulator takes cluster.restarts)."""
     summary, run = _run(tmp_path / "a", *RESTART)
     assert summary["lost_workers"] == [] and summary["steps"] == 48
     lost, restarted = _events(tmp_path / "a")
@@ -263,9 +263,9 @@ def test_restarts_may_be_set_on_the_simulator_with_a_worker_fault(capsys):
 @pytest.mark.parametrize("restarts", ["0", "1"])
 def test_a_sync_worker_lost_with_its_push_travelling_holds_its_round_until_it_lands(tmp_path, restarts):
     """Sync, worker 2 lost at step 10 with its push into round 3 still travelling: no survivor starts round 4 until it
-    lands, and its replacement (cluster.restarts = 1) starts past round 3. Until 2026-12-06 the gate let worker 0
-    start round 4 at once: its push into round 3, still open, was rejected ("round"), its clock a round ahead of the
-    shards' from then on."""
+    lands, and its replacement (cluster.restarts = 1) starts past round 3. (A gate letting worker 0 start round 4 at
+    once would have its push into round 3, still open, rejected ("round"), its clock a round ahead of the shards' from
+    then on.)"""
     summary = _sync_run(tmp_path / "r", "cluster.faults=['worker 2 at 10']", f"cluster.restarts={restarts}")
     assert summary["steps"] == 31 and summary["lost_workers"] == ([] if restarts == "1" else [2])
     staleness = RunDir(tmp_path / "r").read_json("staleness.json")
@@ -279,7 +279,7 @@ AGAIN = [*SETS, "cluster.faults=['worker 1 at 12', 'worker 1 at 30']", "cluster.
 def test_a_worker_lost_again_loses_its_replacement_once_it_has_rejoined(tmp_path):
     """'worker 1 at 12, worker 1 at 30' with cluster.restarts = 2: worker 1's replacement (rejoined at step 22) is lost
     at step 30 and restarted in turn, each loss's reason naming its item; the report's Faults line says both; the run
-    repeats bit for bit and is not the run that lost worker 1 once (until 2026-12-06 the second item was refused)."""
+    repeats bit for bit and is not the run that lost worker 1 once (the second item is taken, not refused)."""
     summary, run = _run(tmp_path / "a", *AGAIN)
     assert summary["lost_workers"] == [] and summary["steps"] == 48
     events = _events(tmp_path / "a")
@@ -355,7 +355,7 @@ def test_a_ctrl_c_while_the_replacement_waits_resumes_as_the_uninterrupted_run(t
 def test_a_worker_lost_again_for_good_is_said_once_not_its_restarted_loss(tmp_path, caplog):
     """cluster.restarts = 1, worker 1 lost at step 12 (restarted) and again at step 30 (not): the warning that the run
     went on without it names step 30 alone, and where every worker is lost the error names each one's last loss.
-    Until 2026-12-06 each loss of the worker was said, the restarted one too."""
+    Not each loss of the worker is said, the restarted one too."""
     _run(tmp_path / "a", *SETS, "cluster.faults=['worker 1 at 12', 'worker 1 at 30']", "cluster.restarts=1")
     went_on = [r.getMessage() for r in caplog.records if "went on without it" in r.getMessage()]
     assert went_on == ["worker 1 was lost at step 30 (cluster.faults 'worker 1 at 30'); the run went on without it"]

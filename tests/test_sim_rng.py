@@ -1,7 +1,7 @@
 """Each simulated worker draws its random numbers (the RBM's Gibbs samples) from its own torch RNG, seeded as a Ray
 worker's process seeds its own (``ps.setup.worker_rng``), kept in the whole-state checkpoint; an old checkpoint's one
-shared state still resumes. Until 2026-12-05 the simulator's workers drew on from one shared state in event order:
-a run of 2+ workers drew other numbers than the same run on Ray."""
+shared state still resumes. Drawing on from one shared state in event order, a run of 2+ workers would draw other
+numbers than the same run on Ray."""
 import pytest
 import torch
 from ctrl_c import ctrl_c_after_push

@@ -63,16 +63,16 @@ def test_a_verdicts_sentence_says_the_arms_did_not_differ_on_two_quick_seeds():
 
 
 def test_a_difference_near_zero_is_kept_off_zero_as_the_run_reports_are():
-    """A Δ of 0.0002 read "0.000 [+0.000, +0.001]" until 2026-12-06 (the run report's paired differences, by
-    auc_words.off_zero, kept it off zero): the studies' words take up to 2 more decimals the same way."""
+    """The studies' words take up to 2 more decimals to keep a Δ off zero, as the run report's paired differences do
+    (auc_words.off_zero): a Δ of 0.0002 would read "0.000 [+0.000, +0.001]"."""
     assert words.signed([0.0002, 0.0001, 0.0009]) == "+0.0002 [+0.0001, +0.001]"
     assert words.points([0.0003, -0.01, 0.02], 1, " points") == "0.0 points [-1.0, +2.0]"    # (0 inside: sign is noise)
     assert words.signed([0.031, -0.01, 0.07]) == "+0.031 [-0.010, +0.070]"      # (not near zero: as it was)
 
 
 def test_study_html_says_an_unbounded_interval_in_the_verdicts_words():
-    """study.html's table printed "0 [−∞, ∞]" for a difference 0 in every one of 2 seeds, and "0.3 [−∞, ∞]" for a
-    figure of one seed (until 2026-12-06); it says them as the verdict does."""
+    """study.html's table says a difference 0 in every one of 2 seeds, and a figure of one seed, as the verdict does
+    (not "0 [−∞, ∞]" and "0.3 [−∞, ∞]")."""
     from downpour.studies.html import rows_table
 
     inf = math.inf
@@ -84,8 +84,8 @@ def test_study_html_says_an_unbounded_interval_in_the_verdicts_words():
 
 
 def test_a_difference_whose_interval_holds_zero_keeps_its_figures_decimals():
-    """The costs verdict's probe read "Δ -0.03 points [-0.8, +0.8]" on 2026-12-06 (it had read "0.0 points", as
-    docs/studies.md quotes it): a sign and two decimals its interval does not support. Only a difference whose interval is
+    """The costs verdict's probe must not read "Δ -0.03 points [-0.8, +0.8]" (docs/studies.md quotes "0.0 points"): a
+    sign and two decimals its interval does not support. Only a difference whose interval is
     on one side of 0 is kept off zero, in the studies' words and the run report's paired differences alike."""
     from downpour.analysis.auc_words import paired_words
 

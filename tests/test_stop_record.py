@@ -1,6 +1,6 @@
 """A second Ctrl-C while a stopped run writes what it did (its last checkpoint, data.json): it waits for the record,
-said in one line, and a third leaves at once. Until 2026-12-06 the second cut the record: the stop's checkpoint lost
-(a run without an earlier one trained again from step 0), a temporary file left beside it."""
+said in one line, and a third leaves at once. Else the second cuts the record: the stop's checkpoint lost (a run
+without an earlier one trained again from step 0), a temporary file left beside it."""
 import json
 import os
 import signal
@@ -150,7 +150,7 @@ def test_a_second_ctrl_c_in_sandblasters_stop_checkpoint_waits_for_it(tmp_path, 
     assert stopping == [True, False]
     assert capsys.readouterr().err.count("saving the run's checkpoint and sandblaster.json first") == 1
     assert sorted(p.name for p in run.checkpoints.iterdir()) == ["sandblaster.json", "sandblaster.safetensors"]
-    # the second Ctrl-C waited for the stop's sandblaster.json too (until 2026-12-07 a stopped run wrote none)
+    # the second Ctrl-C waited for the stop's sandblaster.json too (a stopped run writes one)
     assert run.read_json("sandblaster.json")["stopped"]["by"] == "KeyboardInterrupt"
     summary = train(load_config(str(run.path / "config.toml")), RunDir.open(run.path), resume=True)
     assert summary["resumed_from"] > 0 and RunDir.open(run.path).model_step() == 5

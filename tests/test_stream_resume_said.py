@@ -19,7 +19,7 @@ SETS = ["data.source=folder", "data.mode=crops", "data.size=8", "data.pipeline=s
     ("local", "at step 5 where its checkpoint left it: pass 2, image file 17 of 24"),
     ("simulated", "worker 0: pass ")])
 def test_a_resumed_stream_says_the_pass_and_file_it_picks_up_at(tmp_path, caplog, runner, said):
-    """Until 2026-12-06 a --resume of a streamed run said only its step."""
+    """A --resume of a streamed run says the pass and the file its stream picks up at, not only its step."""
     rng = np.random.default_rng(0)
     (tmp_path / "imgs").mkdir()
     for i in range(24):

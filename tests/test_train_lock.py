@@ -57,7 +57,7 @@ def test_analyze_or_report_of_a_run_being_trained_is_refused_saying_so(tmp_path,
 
 @pytest.mark.parametrize("where", ["its folder", "a fold", "a fold's twin", "--resume a fold"])
 def test_downpour_train_into_a_live_crossfit_says_it_is_a_crossfit(tmp_path, capsys, where):
-    """A cross-fit's folder, or a fold it trains, was said to be "trained now by another downpour process ... then
+    """A cross-fit's folder, or a fold it trains, is not said to be "trained now by another downpour process ... then
     `downpour train --resume` it": a cross-fit goes on by its own command, and a fold resumed alone is not it."""
     out = tmp_path / "cf"
     fold = out / "fold-0"
@@ -111,8 +111,9 @@ def test_a_filesystem_that_locks_nothing_is_said_once_in_a_command(tmp_path, mon
 
 
 def test_a_second_analysis_of_a_run_being_analysed_is_refused(tmp_path, monkeypatch, capsys):
-    """Two `downpour analyze RUN` at once both staged their figures in RUN/figures.partial/: the second removed the
-    first's (as one a killed analysis left) and both wrote analysis.json. The second is refused now, saying so."""
+    """Of two `downpour analyze RUN` at once the second is refused, saying so: else both stage their figures in
+    RUN/figures.partial/, the second removes the first's (as one a killed analysis left) and both write
+    analysis.json."""
     path, seen = tmp_path / "run", []
     RunDir.create(path, load_config("ufldl-sae"))
 
@@ -154,9 +155,9 @@ def test_a_training_of_a_run_being_analysed_is_refused_saying_so(tmp_path, monke
 
 @pytest.mark.parametrize("held", ["analysed", "read"])
 def test_the_simulated_check_into_a_folder_being_analysed_says_so(tmp_path, capsys, held):
-    """Its words were written for a folder being trained: one being analysed was said to be "trained now". One held
-    shared by a reader (a cross-fit's pooled test of its folds, an analysis of the run it is the twin of) was said to be
-    a `downpour analyze` or `report` of it (until 2026-12-05)."""
+    """The refusal says what holds the folder: one being analysed is not said to be "trained now", and one held shared
+    by a reader (a cross-fit's pooled test of its folds, an analysis of the run it is the twin of) is not said to be a
+    `downpour analyze` or `report` of it."""
     path = tmp_path / "run"
     path.mkdir()
     holding = (lock.analysing(path, then="", then_analysed="") if held == "analysed"    # from another terminal
@@ -258,9 +259,9 @@ def test_an_analysis_of_a_run_whose_twin_is_being_trained_is_refused_naming_the_
 
 
 def test_downpour_train_holds_its_twin_through_its_analysis(tmp_path, monkeypatch):
-    """`downpour train`'s own analysis scores the twin it trained as its no-faces network; the twin's lock was let go
-    once the twin had trained: a `downpour train --resume RUN/no-faces --steps MORE` from another terminal then
-    trained it on while the run's analysis read it (as `downpour analyze RUN` refuses since 2026-12-05)."""
+    """`downpour train`'s own analysis scores the twin it trained as its no-faces network, and holds it: with the
+    twin's lock let go once the twin had trained, a `downpour train --resume RUN/no-faces --steps MORE` from another
+    terminal would train it on while the run's analysis reads it (as `downpour analyze RUN` refuses too)."""
     path, seen = tmp_path / "run", []
 
     def analyze_run(run, **overrides):              # another terminal trains the twin on meanwhile
@@ -279,8 +280,8 @@ def test_downpour_train_holds_its_twin_through_its_analysis(tmp_path, monkeypatc
 
 def test_a_dry_run_resume_of_a_twin_its_run_analysis_reads_is_refused_as_the_command_is(tmp_path, capsys):
     """`downpour train --resume RUN/no-faces` is refused while RUN's analysis holds the twin shared (it scores it), but
-    its --dry-run looked only for a whole lock (a training's) and at config.toml (an analysis's): it said "config
-    checked" (until 2026-12-05)."""
+    its --dry-run says so too (looking only for a whole lock, a training's, and at config.toml, an analysis's, it
+    would say "config checked")."""
     twin = RunDir(tmp_path / "run").no_faces_twin
     RunDir.create(twin, load_config("ufldl-sae"))
     (twin / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')      # (started: a resume goes on from it)
@@ -295,8 +296,8 @@ def test_a_dry_run_resume_of_a_twin_its_run_analysis_reads_is_refused_as_the_com
 
 def test_downpour_train_of_a_finished_run_holds_its_twin_while_its_stale_analysis_is_made_again(tmp_path, monkeypatch):
     """A finished run and its twin kept: only its report was written, and write_report makes a stale analysis again
-    (the model saved is at another step) with the twin not held: a `downpour train --resume RUN/no-faces` from another
-    terminal trained it on as that analysis scored it (until 2026-12-05)."""
+    (the model saved is at another step), the twin held: else a `downpour train --resume RUN/no-faces` from another
+    terminal trains it on as that analysis scores it."""
     path, seen = tmp_path / "run", []
 
     def train_with_twin(cfg, run, twin, resume=False, opened=None):     # both finished before: kept, with an analysis
@@ -322,8 +323,8 @@ def test_downpour_train_of_a_finished_run_holds_its_twin_while_its_stale_analysi
 
 @pytest.mark.parametrize("named", ["in config.toml", "--set"])
 def test_an_analysis_holds_its_no_faces_run_and_is_refused_while_it_is_trained(tmp_path, monkeypatch, capsys, named):
-    """analysis.no_faces_run (another run's folder) was not held: an analysis read it half-trained, and a
-    `downpour train --resume` of it could start while the analysis scored it (until 2026-12-05)."""
+    """analysis.no_faces_run (another run's folder) is held: else an analysis reads it half-trained, and a
+    `downpour train --resume` of it can start while the analysis scores it."""
     path, other, seen = tmp_path / "run", tmp_path / "nf", []
     sets = [("analysis.no_faces_run", str(other))] if named == "in config.toml" else []
     RunDir.create(path, load_config("ufldl-sae", sets))
@@ -348,8 +349,8 @@ def test_an_analysis_holds_its_no_faces_run_and_is_refused_while_it_is_trained(t
 def test_the_analysis_downpour_train_makes_of_a_run_naming_itself_its_no_faces_run_is_not_refused_by_itself(
         tmp_path, monkeypatch):
     """A run's analysis.no_faces_run naming the run itself (a run that saw no face passes its checks): `downpour
-    train`'s analysis held it shared beside the training's whole lock on it, a second lock of this process's own, and
-    was refused as "being trained now by another downpour process" (until 2026-12-05)."""
+    train`'s analysis must not hold it shared beside the training's whole lock on it, a second lock of this process's
+    own, and be refused as "being trained now by another downpour process"."""
     path, seen = tmp_path / "run", []
     RunDir.create(path, load_config("ufldl-sae", [("analysis.no_faces_run", f"{path}/.")]))
     monkeypatch.setattr("downpour.analysis.run.analyze_run", lambda run, **overrides: seen.append("analysed"))
@@ -361,8 +362,8 @@ def test_the_analysis_downpour_train_makes_of_a_run_naming_itself_its_no_faces_r
 
 @pytest.mark.parametrize("held", ["twin", "analysis.no_faces_run"])
 def test_a_report_of_an_analysed_run_is_not_refused_while_its_no_faces_network_is_trained(tmp_path, monkeypatch, held):
-    """`downpour report` of a run analysed already reads its analysis.json, not its no-faces networks: it was refused
-    while its twin or analysis.no_faces_run was trained (until 2026-12-05)."""
+    """`downpour report` of a run analysed already reads its analysis.json, not its no-faces networks, so it is not
+    refused while its twin or analysis.no_faces_run is trained."""
     path, other = tmp_path / "run", tmp_path / "nf"
     RunDir.create(path, load_config("ufldl-sae", [("analysis.no_faces_run", str(other))]))
     (path / "analysis.json").write_text("{}")
@@ -376,8 +377,8 @@ def test_a_report_of_an_analysed_run_is_not_refused_while_its_no_faces_network_i
 @pytest.mark.parametrize("command", ["train", "analyze"])
 def test_a_command_starting_as_another_looks_at_its_folder_is_not_refused(tmp_path, monkeypatch, command):
     """A look at a folder (`downpour train --dry-run`'s check_free, a cross-fit's is_training) takes its lock for an
-    instant: a `downpour train` or `analyze` of it starting in that instant was refused as if it were being trained or
-    analysed (until 2026-12-05); it tries again a moment later."""
+    instant: a `downpour train` or `analyze` of it starting in that instant tries again a moment later, not refused as
+    if it were being trained or analysed."""
     import fcntl
 
     path, real, looked = tmp_path / "run", fcntl.flock, []

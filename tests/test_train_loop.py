@@ -196,8 +196,8 @@ def test_ctrl_c_during_an_update_checkpoints_after_it_and_resumes_bit_for_bit(tm
 
 
 def test_a_stopped_runs_warning_gives_its_folder_as_a_shell_takes_it(tmp_path, monkeypatch, caplog):
-    """"continue with --resume runs/my run" was two words pasted into a shell: the folder is quoted (_names.pasted),
-    as every suggested command since 2026-12-05."""
+    """The folder is quoted (_names.pasted), as in every suggested command: "continue with --resume runs/my run" is
+    two words pasted into a shell."""
     import os
     import signal
 
@@ -244,8 +244,9 @@ def test_a_signal_another_thread_takes_still_waits_for_the_held_block():
 
 
 def test_a_held_signal_the_process_ignores_does_not_swallow_a_sigterm_after_it():
-    """A cross-fit's fold ignores SIGINT; the terminal's Ctrl-C reached it inside a held block, then the parent's
-    SIGTERM: only the first was delivered, to "ignore", and the fold trained on until it was killed, unsaved."""
+    """A cross-fit's fold ignores SIGINT; the terminal's Ctrl-C reaches it inside a held block, then the parent's
+    SIGTERM, which the fold acts on (delivering only the first, to "ignore", the fold would train on until it was
+    killed, unsaved)."""
     import os
     import signal
 

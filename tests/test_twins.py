@@ -270,7 +270,7 @@ def test_no_twin_is_trained_or_asked_for_where_no_face_test_runs(tmp_path, capsy
     assert main(["analyze", str(out), "--set", "analysis.dataset=digits", "--set", "analysis.positive=0"]) == 0
     assert json.loads((out / "analysis.json").read_text())["face_neuron"]["controls"] == []
     assert main(["analyze", str(out), "--set", "analysis.dataset=digits", "--set", "analysis.control_draws=2"]) == 2
-    # (since 2026-12-04 a folder's concept reads it too: "only the face test reads it" before)
+    # (a folder's concept reads it too: not "only the face test reads it")
     assert ("analysis.control_draws: only the face test (analysis.dataset = 'lfw' with positive = 1) and a folder "
             "concept's controls (analysis.concept_controls) read it (this analysis: 'digits', 1)") in capsys.readouterr().err
 
@@ -303,7 +303,7 @@ def test_a_run_stopped_in_its_twin_says_the_resume_of_the_run_finishes_it(tmp_pa
 def test_a_run_train_kept_trains_again_from_step_0_reaches_its_runner_as_one_trained_again(tmp_path, monkeypatch):
     """A cross-fit's fold (or a twin) stopped before its first checkpoint keeps its workers and data.size when the
     same command trains it again, as a `--resume` does: its runner is told so (RunDir.again, which says a refusal of
-    its data as a resume's). Until 2026-12-06 train_kept made it as a new run, and a new run's remedies were offered."""
+    its data as a resume's), not a new run's remedies."""
     from downpour.config import load_config
     from downpour.twins import train_kept
 
