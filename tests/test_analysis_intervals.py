@@ -1,4 +1,4 @@
-"""The analysis's intervals beside its point figures (since 2026-12-06): the probes' accuracy over images, the
+"""The analysis's intervals beside its point figures: the probes' accuracy over images, the
 best-single-neuron table's test figures over its test images, and the edge-like share over what the layer ties."""
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def _squares(n: int = 120):
 
 
 def test_the_first_splits_rows_get_intervals_over_its_test_images_that_hold_their_figures():
-    """The table's single-split accuracy and AUC stood bare (until 2026-12-06): each row now has Wilson's interval of
+    """The table's single-split accuracy and AUC do not stand bare: each row has Wilson's interval of
     its test accuracy (scipy's, from its own hits) and a bootstrap one of its test AUC, as wide as Hanley & McNeil's
     within a third; the other splits' tables have none (only the first is shown)."""
     from downpour.analysis import selectivity
@@ -117,7 +117,7 @@ def _tied_bank(edge_maps: int, banks: int = 4, maps: int = 8) -> np.ndarray:
 
 
 def test_the_edge_like_shares_interval_counts_a_tied_layers_maps_not_its_filters():
-    """The edge-like share had no interval (until 2026-12-06); a tied layer's 32 filters are 8 maps pooled across its 4
+    """The edge-like share has an interval; a tied layer's 32 filters are 8 maps pooled across its 4
     banks, so the interval is Wilson's over the 8 maps (scipy's), wider than the 32 filters' would claim."""
     from downpour.analysis.edges import edge_summary
 
@@ -153,8 +153,8 @@ def test_the_analysis_groups_a_tiled_layers_filters_by_map_and_the_report_says_o
 
 
 def test_each_rows_interval_is_from_its_own_scores_whatever_order_the_rows_come_in():
-    """row_intervals paired the rows with their score sources by position (until 2026-12-06): a row added or moved in
-    the table took its neighbour's scores. Given in reverse, each row still gets the interval of its own unit."""
+    """row_intervals pairs the rows with their score sources by unit, not by position (a row added or moved in the
+    table would take its neighbour's scores): given in reverse, each row still gets the interval of its own unit."""
     from downpour.analysis.split_ci import one_row_intervals, row_intervals
 
     rng = np.random.default_rng(0)

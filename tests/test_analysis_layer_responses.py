@@ -17,7 +17,7 @@ def _cat() -> torch.nn.Module:
 
 
 def per_layer(model, x, layers, batch_size=256, dtype=np.float64):
-    """The reference: one pass per layer, as the face test read them until 2026-12-04."""
+    """The reference: one pass per layer, each read alone."""
     return {layer: unit_responses(model, x, layer, batch_size).astype(dtype) for layer in layers}
 
 
@@ -63,9 +63,9 @@ def test_the_face_test_reads_each_network_once_and_scores_what_a_read_per_layer_
 
 
 def test_the_one_pass_holds_each_layer_once_not_its_batches_and_their_concatenation():
-    """Until 2026-12-04 each layer's batches were kept in a list and concatenated at the end: every layer the pass
-    read was held twice at once (numpy's allocations, traced: 2.0x the reads' bytes). Now each layer's array is
-    filled batch by batch: the face test on cat-demo, 8,000 images, peaked 211 MB lower (as the per-layer reads did)."""
+    """Each layer's array is filled batch by batch: kept in a list and concatenated at the end, every layer the pass
+    reads would be held twice at once (numpy's allocations, traced: 2.0x the reads' bytes); filled, the face test on
+    cat-demo, 8,000 images, peaked 211 MB lower (as the per-layer reads did)."""
     import tracemalloc
 
     model = _cat()
@@ -84,8 +84,8 @@ def test_the_one_pass_holds_each_layer_once_not_its_batches_and_their_concatenat
 
 
 def test_the_probe_table_reads_the_network_once_and_probes_what_a_read_per_layer_probes(monkeypatch):
-    """Until 2026-12-06 ``probe_table`` read each probed layer with a pass of its own (the main job's three: stage 1
-    three times per labelled set)."""
+    """``probe_table`` reads the probed layers in one pass, not each with a pass of its own (the main job's three:
+    stage 1 three times per labelled set)."""
     from downpour.analysis import probe as pr
     from downpour.analysis.labelled import LabelledSet
 

@@ -65,9 +65,8 @@ def test_downpour_report_stopped_in_its_analysis_says_what_finishes_it(trained, 
 
 def test_downpour_report_that_analyses_first_says_the_headline_then_the_reports_path(trained, tmp_path, monkeypatch,
                                                                                        capsys):
-    """`downpour report RUN` of a run without analysis.json analyses it, and said only where the report went; then
-    (until 2026-12-06) it said the headline after the path, while `downpour analyze --report` and `downpour train`
-    end on the path: the last line is the file to open."""
+    """`downpour report RUN` of a run without analysis.json analyses it, and ends on the path, not the headline after
+    it, as `downpour analyze --report` and `downpour train` do: the last line is the file to open."""
     import downpour.analysis.report as report
 
     run, whole = trained
@@ -112,7 +111,7 @@ def test_a_stopped_analysis_keeps_its_finished_parts_and_the_rerun_reuses_them(t
             _stop_in(m, name)
         assert main(["analyze", str(run), *FAST]) == 0
     assert _same(json.loads((run / "analysis.json").read_text()), whole)
-    assert not (run / NAME).exists()                 # analysis.json holds every part now
+    assert not (run / NAME).exists()                 # analysis.json holds every part by then
     assert not (run / "figures.partial").exists()
 
 
@@ -425,9 +424,9 @@ def test_an_analysis_ends_by_saying_its_edge_share_and_face_test_summary(trained
                                            ("shapes", "controls for stripes")])
 def test_the_log_names_a_concepts_controls_as_the_report_does_not_the_face_test(trained, tmp_path, monkeypatch, caplog,
                                                                                 capsys, dataset, said):
-    """A folder concept's analysis logged "measuring the face test" (its report titles the part "Controls for
-    stripes"), and so did digits', which runs no controls at all (until 2026-12-05); its Ctrl-C line said "kept the
-    splits, the face test" (the stored part's name) after the log had said the controls (until 2026-12-05)."""
+    """A folder concept's analysis does not log "measuring the face test" (its report titles the part "Controls for
+    stripes"), nor does digits', which runs no controls at all; its Ctrl-C line names the part as the log did, not
+    "kept the splits, the face test" (the stored part's name) after the log said the controls."""
     from PIL import Image
 
     run, _ = trained

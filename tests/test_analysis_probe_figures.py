@@ -1,5 +1,5 @@
 """The accuracy table's linear probe on raw pixels reads each part's decision function once: its accuracy is
-``Pipeline.score``'s, bit for bit, without ``score`` computing the decision a second time (it did until 2026-12-05).
+``Pipeline.score``'s, bit for bit, without ``score`` computing the decision a second time.
 Counts calls, not time."""
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_the_probes_accuracy_and_auc_are_scores_and_its_decisions_bit_for_bit(se
 
 
 def test_the_table_asks_each_split_part_for_its_decision_once(monkeypatch):
-    """Four decisions per split until 2026-12-05 (score's two, then the AUC's two); two now, and no score."""
+    """Two decisions per split, and no score (not four: score's two, then the AUC's two)."""
     calls = {"decision_function": 0, "score": 0}
     for name in calls:
         original = getattr(Pipeline, name)

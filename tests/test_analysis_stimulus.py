@@ -136,7 +136,7 @@ def test_starts_that_end_on_different_inputs_are_called_one_of_several_not_the_o
 
 
 def test_the_stimulus_is_ranked_among_the_images_responses_and_the_report_says_where():
-    """The report gave the stimulus's response alone (since 2026-12-06 also where it stands among the images')."""
+    """The report gives the stimulus's response and where it stands among the images', not the response alone."""
     from downpour.analysis.report import _among_pool
 
     responses = np.arange(100.0)                          # images answering 0 … 99

@@ -29,8 +29,8 @@ def _saturated(perfect: int = 40, noise: int = 60, seed: int = 0):
     """y (80,) faces first; one split, selection = the first 20 of each class; (80, perfect + noise) responses whose
     first ``perfect`` units rank every selection face above every selection non-face (the odd ones below: sign -1)
     and are noise elsewhere, so they tie at selection AUC 1.000, and carry a trace of faces from against them to
-    strong, so they test far apart. (Until 2026-12-05 they carried the same faint trace: alike units, whose 40 test
-    AUCs spread 0.345, called undecided against one unit's interval; as many alike units' 95% range is 0.479.)"""
+    strong, so they test far apart. (With the same faint trace they would be alike units, whose 40 test AUCs spread
+    0.345: undecided against one unit's interval, though as many alike units' 95% range is 0.479.)"""
     rng = np.random.default_rng(seed)
     y = np.repeat([1, 0], 40)
     select = np.r_[0:20, 40:60]
@@ -81,8 +81,9 @@ def test_a_unit_chosen_alone_is_decided_and_its_tied_figures_are_its_own():
 
 
 def test_undecided_reads_the_tied_units_test_aucs_against_the_measurements_precision_not_the_layers_size():
-    """Until 2026-12-05 a tie was undecided when more than 1% of the candidates tied: an 8-unit layer's 2 twins that
-    test alike were (25%), 50 of 5,000 units that test from chance to perfect were not (1%)."""
+    """A tie's share of the candidates does not decide it: undecided when more than 1% of the candidates tie, an
+    8-unit layer's 2 twins that test alike would be (25%), 50 of 5,000 units that test from chance to perfect not
+    (1%)."""
     from downpour.analysis.selectivity import best_unit
     rng = np.random.default_rng(3)
     y = np.repeat([1, 0], 40)
@@ -118,7 +119,7 @@ def test_tied_units_without_a_range_are_counted_not_averaged_and_the_report_says
     tied = tied_summary(sweep(model, faces, [0, 1, 2], [1, 1, 1], baseline[:3]))
     assert tied["unresponsive"] == [2]
     reference = _widths(model, faces, [0, 1], baseline)                # each unit's own curves, one at a time
-    for name in reference[0]:        # (the widths have the scale range's upper end too, since 2026-12-05)
+    for name in reference[0]:        # (the widths have the scale range's upper end too)
         w = tied["widths"][name]
         assert w["measured"] == 2 and w["without_range"] == 1
         got = [r[name] for r in reference]
@@ -166,13 +167,13 @@ def test_the_face_test_section_says_what_an_undecided_tie_implies_with_the_tied_
 
 def test_each_fold_s_own_tie_is_judged_not_only_the_first_that_chose_the_rows_unit():
     """A cross-fit's folds are different networks, each with its own tie. Fold 0's network has one unit that separates
-    the selection faces, fold 1's 40 of 100 tied at 1.000: the row's unit is fold 0's, and until 2026-12-05 its
-    ``undecided`` (False) was the only one, so the page said nothing of fold 1's tie."""
+    the selection faces, fold 1's 40 of 100 tied at 1.000: the row's unit is fold 0's, and the page says fold 1's tie
+    too (fold 0's ``undecided``, False, alone would say nothing of it)."""
     from downpour.analysis.report_controls import controls
     y, select, test, one, _ = _saturated(perfect=1, noise=99)
     _, _, _, many, flip = _saturated(perfect=40, noise=60, seed=1)
-    # fold 1's tied units test from against the faces to perfect (until 2026-12-05 the fixture's units were alike, and
-    # this made them differ)
+    # fold 1's tied units test from against the faces to perfect (alike units would not differ, and this makes
+    # them differ)
     many[test, :40] += np.linspace(0, 3, 40) * np.where(y[test] == 1, 1.0, -1.0)[:, None] * flip
     rows = score_controls({"learned unit": [one, many]}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
                           [(select, test), (select, test)], replicates=20)
@@ -209,9 +210,9 @@ def test_the_undecided_note_counts_each_negative_sets_splits_and_does_not_call_t
 
 
 def test_the_best_neuron_tables_tie_is_judged_at_the_tied_sets_mean_auc_not_a_perfect_units_zero_width():
-    """Hanley-McNeil's error is 0 at AUC 1.000: asked at the chosen unit's perfect test AUC (until 2026-12-05), a tied
-    unit one test pair short of it (1 - 1/225 on 15 x 15) read as disagreeing beyond the measurement. Asked at the tied
-    set's mean AUC the interval is ~0.035 wide, and the two agree."""
+    """Hanley-McNeil's error is 0 at AUC 1.000: asked at the chosen unit's perfect test AUC, a tied unit one test pair
+    short of it (1 - 1/225 on 15 x 15) would read as disagreeing beyond the measurement. Asked at the tied set's mean
+    AUC the interval is ~0.035 wide, and the two agree."""
     from downpour.analysis.selectivity import best_unit
     y = np.array(([1] * 15 + [0] * 15) * 2)
     select, test = np.arange(30), np.arange(30, 60)
@@ -223,8 +224,8 @@ def test_the_best_neuron_tables_tie_is_judged_at_the_tied_sets_mean_auc_not_a_pe
     assert row["unit"] == 0 and row["tied"] == 2
     assert abs(row["tied_auc"]["min"] - (1 - 1 / 225)) < 1e-12 and row["tied_auc"]["max"] == 1.0
     assert not row["undecided"]
-    # the face test on the same split: its bootstrap interval of a perfect unit is [1, 1], width 0, and until
-    # 2026-12-05 the same two units read undecided there, alike in the table
+    # the face test on the same split: its bootstrap interval of a perfect unit is [1, 1], width 0, and the same
+    # two units must not read undecided there, alike in the table
     face, = score_controls({"learned unit": np.stack([unit0, unit1], axis=1)}, y, {"others": np.flatnonzero(y == 0)},
                            np.arange(60), [(select, test)], replicates=200)
     assert face["unit"] == 0 and face["tied"] == 2 and face["auc_ci"] == [1.0, 1.0]
@@ -232,8 +233,8 @@ def test_the_best_neuron_tables_tie_is_judged_at_the_tied_sets_mean_auc_not_a_pe
 
 
 def test_a_tie_averaged_over_splits_says_so_in_brackets_before_its_figure():
-    """It read "the tied units' test AUC, each split's tie averaged over the 10 0.966 ± 0.033": the count ran into the
-    figure (the main job's stage1/pooled, 10 splits, 2026-12-05)."""
+    """The count of splits is bracketed, not run into the figure ("the tied units' test AUC, each split's tie averaged
+    over the 10 0.966 ± 0.033", as the main job's stage1/pooled, 10 splits, read)."""
     t = {"mean": 0.966, "std": 0.033, "min": 0.854, "max": 1.0, "median": 0.973}
     words = chosen_among({"unit": 3, "tied": 61, "selection_auc": 1.0, "splits": 10, "tied_auc": t, "auc": 0.983})
     assert "the tied units' test AUC (each split's tie averaged over the 10) 0.966 ± 0.033 (0.854–1.000)" in words
@@ -261,12 +262,11 @@ def _ten_folds(low: float, high: float, seed: int = 0):
 
 
 def test_each_splits_tie_is_told_against_that_splits_own_interval_not_the_narrower_one_of_the_mean():
-    """Over 10 splits the row's ``auc_ci`` is the interval of the mean AUC, ~1/sqrt(10) as wide as one split's. Until
-    2026-12-05 each split's tie was told against it, so a tie whose 5 units tested within one split's own precision
-    (spread 0.125 on 20 + 20 test images, where one split's interval is 0.22-0.29 wide and the mean's 0.086) was
-    undecided on all 10 splits by construction. The reference width: each split scored alone, its own ``auc_ci``.
-    Since the bootstrap range (2026-12-05) that tie is undecided again, for another reason: its 5 units are one ramp
-    shifted, perfectly correlated, so their differences are real (chance spreads them 0.048, as many independent
+    """Over 10 splits the row's ``auc_ci`` is the interval of the mean AUC, ~1/sqrt(10) as wide as one split's. Each
+    split's tie is not told against it: a tie whose 5 units test within one split's own precision (spread 0.125 on
+    20 + 20 test images, where one split's interval is 0.22-0.29 wide and the mean's 0.086) would be undecided on all
+    10 splits by construction. The reference width: each split scored alone, its own ``auc_ci``. By the bootstrap
+    range that tie is undecided all the same, for another reason: its 5 units are one ramp shifted, perfectly correlated, so their differences are real (chance spreads them 0.048, as many independent
     units' range given one split's interval is wider than their 0.125); 5 identical units are decided."""
     y, splits, responses = _ten_folds(0.5, 0.8)
     others = {"others": np.flatnonzero(y == 0)}

@@ -212,8 +212,9 @@ def test_a_resume_over_a_changed_file_list_is_said_and_recorded(tmp_path, caplog
 
 
 def test_a_workers_resume_over_a_changed_file_list_names_the_worker(tmp_path, caplog):
-    """On the simulator every worker said "the data's file list changed since the checkpoint (125 items now)", the
-    same line once per worker, naming none (until 2026-12-05): 125 read as the whole folder's count."""
+    """On the simulator each worker names itself and its own count ("worker 1 of 2: its file list changed since the
+    checkpoint ..."): not "the data's file list changed since the checkpoint (125 items now)", the same line once per
+    worker, naming none, 125 read as the whole folder's count."""
     mine = _stream_folder(tmp_path).shard(1, 2)
     first = mine.batches(7, torch.Generator().manual_seed(3))
     next(first)
@@ -226,8 +227,8 @@ def test_a_workers_resume_over_a_changed_file_list_names_the_worker(tmp_path, ca
 
 
 def test_a_resume_over_a_changed_file_list_names_the_files_it_skipped_not_their_old_numbers(tmp_path):
-    """The skipped files were saved by item number and named from the new list: a good file named with
-    a bad one's reason, and the bad one, now at another number, never named (data.json: 2 for 1)."""
+    """The skipped files are not saved by item number and named from the new list: a good file would be named with
+    a bad one's reason, and the bad one, by then at another number, never named (data.json: 2 for 1)."""
     data = _stream_folder(tmp_path)
     first = data.batches(7, torch.Generator().manual_seed(3))
     while not first.report()["skipped"]:
@@ -266,9 +267,9 @@ def test_a_run_that_read_files_into_memory_writes_its_data_record_too(tmp_path, 
 
 
 def test_a_non_finite_row_of_an_array_is_skipped_in_memory_as_when_streamed(tmp_path):
-    """One NaN in row 7 of a float .npy stopped the whole in-memory run ("x holds NaN or Inf values",
-    no row named), while the streamed path skipped and named that row: whether a file worked depended
-    on its size. It is skipped and named on both paths now."""
+    """One NaN in row 7 of a float .npy is skipped and named on both paths, the in-memory and the streamed: whether a
+    file works must not depend on its size (else the in-memory run stops whole, "x holds NaN or Inf values", no row
+    named)."""
     x = np.random.default_rng(0).random((50, 1, 8, 8)).astype(np.float32)
     x[7, 0, 3, 3] = np.nan
     np.save(tmp_path / "rows.npy", x)

@@ -1,6 +1,6 @@
 """A streamed run's files enlarged in crops mode: each stream says the first it met (a cluster's workers, each by its
-number), and the run's end says how many, once: until 2026-12-06 each worker said 'a file', alike, and no line gave
-the count data.json's n_upscaled holds."""
+number), and the run's end says how many, once: the count data.json's n_upscaled holds (not 'a file' from each
+worker, alike)."""
 import logging
 
 import numpy as np

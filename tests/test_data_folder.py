@@ -155,7 +155,7 @@ def test_symbolic_links_to_folders_are_followed_once_and_a_dangling_one_is_named
     images = load_folder(root)
     assert images.names == ["linked/r0.png", "linked/r1.png", "linked/r2.png", "own/a.png"]
     assert [s["file"] for s in images.skipped] == [str(root / "own" / "dangling.png")]
-    # (it said "No such file or directory: '.../dangling.png'" of a name `ls` lists, until 2026-12-06)
+    # (not "No such file or directory: '.../dangling.png'" of a name `ls` lists)
     gone = str(tmp_path / "gone.png")
     assert images.skipped[0]["reason"] == f"FileNotFoundError: a symbolic link to {gone!r}, which is not there"
 
@@ -191,7 +191,7 @@ def _unlistable(monkeypatch, folder):
 @pytest.mark.parametrize("pipeline", ["memory", "stream"])
 def test_a_sub_folder_that_can_be_listed_but_not_entered_is_named_not_a_traceback(tmp_path, monkeypatch, pipeline):
     """`chmod -R 644` leaves every sub-folder readable but not searchable: os.walk lists its names, and the stat of
-    its first file raised PermissionError out of the listing (until 2026-12-04). Root ignores the mode bits (a
+    its first file must not raise PermissionError out of the listing. Root ignores the mode bits (a
     non-root user, or root without CAP_DAC_OVERRIDE, meets it), so the stat is refused here as the kernel would."""
     import os
 
@@ -256,8 +256,8 @@ def test_an_image_under_two_names_is_read_once(tmp_path, caplog):
 
 
 def test_an_empty_image_file_is_skipped_as_empty_not_as_an_unknown_format(tmp_path):
-    """Pillow says "cannot identify image file" of a 0-byte file as of a format it does not know (until 2026-12-04
-    the skip record said so of a failed download); a file it cannot identify still says that."""
+    """Pillow says "cannot identify image file" of a 0-byte file as of a format it does not know: the skip record
+    says what a failed download is; a file it cannot identify still says that."""
     _png(tmp_path / "ok.png", 0)
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "text.png").write_bytes(b"not an image")
@@ -267,8 +267,8 @@ def test_an_empty_image_file_is_skipped_as_empty_not_as_an_unknown_format(tmp_pa
 
 
 def test_a_link_to_a_named_pipe_is_no_image_file_and_a_link_loop_is_one_named_unreadable(tmp_path):
-    """Reading a link to a pipe waited for a writer forever (until 2026-12-04: the run hung, saying nothing); only
-    the listing is asked here, so the test cannot hang."""
+    """A link to a pipe is not read: reading it waits for a writer forever (the run hangs, saying nothing); only the
+    listing is asked here, so the test cannot hang."""
     import os
 
     from downpour.data.folder import image_files
@@ -286,9 +286,9 @@ def test_a_link_to_a_named_pipe_is_no_image_file_and_a_link_loop_is_one_named_un
 @pytest.mark.parametrize("pipeline", ["memory", "stream"])
 def test_a_link_whose_target_cannot_be_looked_at_is_one_file_named_not_its_folder_left_out(tmp_path, pipeline):
     """A link's target whose stat fails with an error pathlib does not take for "no such file" (a name too long here,
-    as root meets it too; a dead sshfs mount's ENOTCONN, a folder it may not enter) raised out of the listing, and
-    since the sub-folder rule (63b4421) left the link's whole folder out, its good images with it, named "cannot
-    list" (until 2026-12-04). Now the link is listed, and skipped and named when read, as a link to nothing is."""
+    as root meets it too; a dead sshfs mount's ENOTCONN, a folder it may not enter) is listed, and skipped and named
+    when read, as a link to nothing is: raised out of the listing, under the sub-folder rule (63b4421) it would leave
+    the link's whole folder out, its good images with it, named "cannot list"."""
     from downpour.data.folder import image_files
     from downpour.data.pipeline import open_data
     _png(tmp_path / "data" / "0.png", 0)
@@ -305,8 +305,8 @@ def test_a_link_whose_target_cannot_be_looked_at_is_one_file_named_not_its_folde
 
 
 def test_an_entry_that_cannot_be_looked_at_is_listed_its_folder_kept(tmp_path, monkeypatch):
-    """A stale NFS handle on one file (its stat and lstat fail, ESTALE) left its whole folder out as one that cannot
-    be entered (until 2026-12-04); only EACCES on an entry's own lstat says its folder cannot be entered."""
+    """A stale NFS handle on one file (its stat and lstat fail, ESTALE) does not leave its whole folder out as one that
+    cannot be entered; only EACCES on an entry's own lstat says its folder cannot be entered."""
     import errno
     import os
 
@@ -353,8 +353,8 @@ def test_a_listing_resolves_each_folder_once_not_every_file_and_still_finds_alia
 
 @pytest.mark.parametrize("pipeline", ["memory", "stream"])
 def test_every_run_in_one_process_says_what_its_folder_left_out(tmp_path, monkeypatch, caplog, pipeline):
-    """Said once per process until 2026-12-04: the second of two `main([...])` calls, or a study's second cell, was
-    silent about the unlisted folder and the image under two names while its data.json recorded them."""
+    """Said once per run, not once per process: else the second of two `main([...])` calls, or a study's second cell,
+    is silent about the unlisted folder and the image under two names while its data.json records them."""
     from downpour.cli import main
     for i in range(6):
         _png(tmp_path / "data" / "ok" / f"{i}.png", i)
@@ -376,8 +376,8 @@ def test_every_run_in_one_process_says_what_its_folder_left_out(tmp_path, monkey
 
 
 def test_a_resumed_stream_cutting_its_old_patch_count_says_what_its_folder_left_out_once(tmp_path, caplog):
-    """A resume whose patches per image changed (files added since) reopens its stream with the count it began with:
-    the image under two names was said twice in that run, by each open."""
+    """A resume whose patches per image changed (files added since) reopens its stream with the count it began with,
+    and the image under two names is said once in that run, not by each open."""
     from downpour.data.pipeline import keep_cut, open_data
     for i in range(4):
         _png(tmp_path / f"{i}.png", i)
@@ -399,8 +399,8 @@ def test_a_folder_that_cannot_be_listed_is_an_error_saying_so(tmp_path, monkeypa
 
 
 def test_a_listing_looks_at_each_plain_file_once(tmp_path, monkeypatch):
-    """A stat call is a round trip on network storage: the listing looked at each file twice (its stat, then
-    once_each's lstat), 41,378 calls for 20,000 files; now one lstat each, a link's target once more."""
+    """A stat call is a round trip on network storage: the listing makes one lstat each, a link's target once more,
+    not two looks at each file (its stat, then once_each's lstat: 41,378 calls for 20,000 files)."""
     import os
 
     from downpour.data.folder import image_files

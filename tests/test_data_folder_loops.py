@@ -16,8 +16,9 @@ def _png(path, seed):
 
 @pytest.mark.parametrize("pipeline", ["memory", "stream"])
 def test_a_link_loop_is_not_followed_and_data_json_and_the_log_name_it(tmp_path, caplog, pipeline):
-    """``data/sub/up -> ..`` was left out unsaid, and ``data/up2 -> ../..`` (a folder above data.path) was followed:
-    the run read the images beside data.path (here other/o.png) as its own, and nothing said so (until 2026-12-06)."""
+    """``data/sub/up -> ..`` and ``data/up2 -> ../..`` (a folder above data.path) are not followed, and said: else the
+    first is left out unsaid, and through the second the run reads the images beside data.path (here other/o.png) as
+    its own, and nothing says so."""
     root = tmp_path / "top" / "data"
     for i in range(3):
         _png(root / "sub" / f"{i}.png", i)

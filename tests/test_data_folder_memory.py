@@ -1,6 +1,6 @@
 """A folder in crops mode is cut as each file is read: the in-memory load holds the crops and each image's size, not
-every decoded image at full size until all were read (until 2026-12-06: 3,010 files peaked at 622 MB RSS for ~12 MB
-of crops), and gives the same samples and record as cutting them all at the end."""
+every decoded image at full size until all are read (3,010 files so peak at 622 MB RSS for ~12 MB of crops), and
+gives the same samples and record as cutting them all at the end."""
 import tracemalloc
 
 import numpy as np
@@ -47,7 +47,7 @@ def test_crops_of_a_folder_hold_no_decoded_image_and_are_the_crops_cut_from_all(
 
 
 def _all_at_once(root, cfg, seed):
-    """The patches as cut before 2026-12-06: every image loaded, then drawn and cut."""
+    """The patches as cut all at the end: every image loaded, then drawn and cut."""
     from downpour.data.build import _NATURAL, _rng
     from downpour.data.patches import sample_patches
     return sample_patches(load_folder(root, grey=True), cfg.size, cfg.samples, _rng(seed, _NATURAL))
