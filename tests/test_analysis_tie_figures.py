@@ -263,11 +263,12 @@ def _ten_folds(low: float, high: float, seed: int = 0):
 
 def test_each_splits_tie_is_told_against_that_splits_own_interval_not_the_narrower_one_of_the_mean():
     """Over 10 splits the row's ``auc_ci`` is the interval of the mean AUC, ~1/sqrt(10) as wide as one split's. Each
-    split's tie is not told against it: a tie whose 5 units test within one split's own precision (spread 0.125 on
-    20 + 20 test images, where one split's interval is 0.22-0.29 wide and the mean's 0.086) would be undecided on all
-    10 splits by construction. The reference width: each split scored alone, its own ``auc_ci``. By the bootstrap
-    range that tie is undecided all the same, for another reason: its 5 units are one ramp shifted, perfectly correlated, so their differences are real (chance spreads them 0.048, as many independent
-    units' range given one split's interval is wider than their 0.125); 5 identical units are decided."""
+    split's tie is not told against it: a tie whose 5 units test within one split's own precision (spread 0.125 on 20 +
+    20 test images, where one split's interval is 0.22-0.29 wide and the mean's 0.086) would be undecided on all 10
+    splits by construction. The reference width: each split scored alone, its own ``auc_ci``. By the bootstrap range
+    that tie is undecided all the same, for another reason: its 5 units are one ramp shifted, perfectly correlated, so
+    their differences are real (chance spreads them 0.048, as many independent units' range given one split's interval
+    is wider than their 0.125); 5 identical units are decided."""
     y, splits, responses = _ten_folds(0.5, 0.8)
     others = {"others": np.flatnonzero(y == 0)}
     row, = score_controls({"learned unit": responses}, y, others, np.arange(400), splits, replicates=400)
