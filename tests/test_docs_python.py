@@ -1,7 +1,7 @@
 """The ```python blocks of README.md and docs/*.md, as a user pastes them: every block parses and every
 name it imports from downpour exists, and the blocks that need no run, data set or minutes of training
-run as written, one file's blocks in order in one fresh namespace (layers.md's used torch it never
-imported, designs.md's gate was called on an ``x`` it never made). The others train or read a finished
+run as written, one file's blocks in order in one fresh namespace (so a block that uses torch it never
+imports, or calls a gate on an ``x`` it never made, fails). The others train or read a finished
 run (analysis.md's needs runs/main, training.md's a cross-validation of 5 trainings): run by hand."""
 import ast
 import importlib

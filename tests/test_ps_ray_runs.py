@@ -64,9 +64,8 @@ def test_a_replicas_parameters_become_views_of_the_fetch_buffer_only_on_its_devi
 
 
 def test_a_random_first_layer_is_the_drivers_on_ray_too(tmp_path, local_ray):
-    """Each worker actor drew its frozen random first layer from its own process's generator: the
-    workers trained against filters the saved model lacks. One sync worker on Ray now takes the
-    simulator's steps, cost for cost."""
+    """The workers train against the frozen random first layer the saved model has, not one each drew from its own
+    process's generator: one sync worker on Ray takes the simulator's steps, cost for cost."""
     losses = {}
     for runner in ("ray", "simulated"):
         cfg = run_cfg("train.steps=8", "train.log_every=1", "cluster.workers=1", "cluster.shards=1",
@@ -77,13 +76,12 @@ def test_a_random_first_layer_is_the_drivers_on_ray_too(tmp_path, local_ray):
 
 
 def test_a_greedy_cycle_across_the_stage_switch_switches_with_it_as_on_the_simulator(tmp_path, local_ray):
-    """A Ray cycle trained every one of its steps at the stage of its first: the push of steps 7-9 of
-    15 (stage 2 from step 9) trained stage 1 on all three. Each step now trains its own stage, as the
-    simulator's do: one sync worker takes the simulator's steps, cost for cost. With momentum the shards
-    hold still the stage a push did not train: the push's stages reach them through the inbox as on the
-    simulator (a push taken as training every stage coasts stage 1 on its velocity through stage 2). (One shard,
-    holding both stages' tensors, shows both: an actor fewer to start than two, 2026-12-06. Momentum alone, not also
-    adagrad as until 2026-12-06: its case trains each step at its own stage, as adagrad's did, and adds the held stage;
+    """Each step of a Ray cycle trains its own stage, not the stage of the cycle's first (the push of steps 7-9 of 15,
+    stage 2 from step 9, training stage 1 on all three), as the simulator's do: one sync worker takes the simulator's
+    steps, cost for cost. With momentum the shards hold still the stage a push did not train: the push's stages reach
+    them through the inbox as on the simulator (a push taken as training every stage coasts stage 1 on its velocity
+    through stage 2). (One shard, holding both stages' tensors, shows both: an actor fewer to start than two. Momentum
+    alone, not also adagrad: its case trains each step at its own stage, as adagrad's would, and adds the held stage;
     adagrad's untrained stage, a zero gradient, is left as it was held or not: two actors fewer.)"""
     rows = {}
     for runner in ("ray", "simulated"):
@@ -99,11 +97,11 @@ def test_a_greedy_cycle_across_the_stage_switch_switches_with_it_as_on_the_simul
 
 
 def test_a_short_greedy_run_logs_each_stage_in_its_own_rows_as_on_the_simulator(tmp_path, local_ray):
-    """cat-demo, 3 async workers, 20 steps: a cycle of stage 2 was handed out while stage 1's pushes were
-    still coming back, so they landed out of order: both rows averaged pushes of both stages, and the
-    analysis's per-stage costs (``training.stages``) came out []. Stage 2's first cycle now waits for stage
-    1's pushes on both runners: the rows hold one stage each. (One shard: the race is the workers', and without the
-    wait the Ray run's rows still mixed both stages, 2026-12-06; an actor fewer to start than two.)"""
+    """cat-demo, 3 async workers, 20 steps: stage 2's first cycle waits for stage 1's pushes on both runners, so the
+    rows hold one stage each. (Handed out while stage 1's pushes are still coming back, they land out of order: both
+    rows average pushes of both stages, and the analysis's per-stage costs, ``training.stages``, come out [].) (One
+    shard: the race is the workers', and without the wait the Ray run's rows still mix both stages, as seen on
+    2026-12-06; an actor fewer to start than two.)"""
     from downpour.analysis.training import stage_losses
 
     stages = {}

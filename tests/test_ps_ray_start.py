@@ -1,6 +1,6 @@
 """The Ray driver's start: every actor of a run started at once, the shards' first answers awaited with the workers'
-processes already starting (until 2026-12-06 the workers were started only once every shard had answered: a fresh
-process importing torch each, one after the other, most of a short run's start)."""
+processes already starting, not once every shard has answered (a fresh process importing torch each, one after the
+other, would be most of a short run's start)."""
 import ray
 import pytest
 from ray_room import Hog
@@ -55,8 +55,8 @@ class _CountingRay:
 
 
 def test_the_start_reads_the_nodes_once_and_takes_the_piped_loop_on_one_node(local_ray, tmp_path, monkeypatch):
-    """The workers' CPU share, the placer and the piped choice come from one ``ray.nodes()`` (until 2026-12-07 it
-    was asked again after the shards' wait); on the one node of a local Ray the run takes the piped loop. The start is
+    """The workers' CPU share, the placer and the piped choice come from one ``ray.nodes()`` (not asked again after
+    the shards' wait); on the one node of a local Ray the run takes the piped loop. The start is
     stopped at its first channel (closed, its actors killed): the test costs one shard's and one worker's start."""
     from downpour.config import load_config
     from downpour.ps.cluster import run_cluster

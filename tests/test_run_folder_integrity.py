@@ -1,6 +1,6 @@
 """What `analyze`, `report` and a resume say of a run folder whose files fail their SHA-256 check (model.json's and
 preprocess.json's own, json_sha256; model.safetensors' as model.json records it): the file named, and what failed,
-before anything else is read or held (an audit of 2026-12-05 found each of these silent, vague or late)."""
+before anything else is read or held, not silent, vague or late."""
 from __future__ import annotations
 
 import builtins
@@ -153,10 +153,10 @@ def test_damaged_weights_beside_a_broken_config_toml_are_still_named_with_it(run
 
 @pytest.mark.parametrize("command", ["analyze", "report"])
 def test_an_analysis_of_a_run_whose_weights_fail_their_check_is_refused_for_them_first(run, capsys, command):
-    """The decision to analyse (RunModel.analysis_stale) is blind to weights that are not the ones model.json records:
-    the weights are named first: `downpour analyze` (and a report of a run not analysed yet) holding the no-faces twin
-    first, a training of it would meet them as the refusal ("is being trained now"), the weights named only after
-    that, once the model was loaded."""
+    """The decision to analyse (RunModel.analysis_stale) is blind to weights that are not the ones model.json records,
+    so the weights are checked and named first: else `downpour analyze` (and a report of a run not analysed yet) holds
+    the no-faces twin first, a training of it meets that as the refusal ("is being trained now"), and the weights are
+    named only after that, once the model is loaded."""
     _damage_weights(run)
     RunDir(run).no_faces_twin.mkdir()
     with lock.training(RunDir(run).no_faces_twin):     # `downpour train --resume RUN/no-faces`, from another terminal
@@ -243,8 +243,8 @@ def test_weights_this_account_may_not_read_are_not_said_unsaved_by_the_resume(ru
 
 def test_the_words_of_a_resume_that_writes_its_model_are_written_once():
     """A resume that writes the model from its checkpoint warns "...; saving it now" (the Downpour runners' and
-    Sandblaster's) and its --dry-run "...; the resume would save it from there": the tails were written at each place
-    that warns, one could change without the others: run_begin.saving_words says both."""
+    Sandblaster's) and its --dry-run "...; the resume would save it from there": run_begin.saving_words says both,
+    since tails written at each place that warns could change one without the others."""
     import downpour
     from downpour.train.run_begin import saving_words
 
