@@ -1,6 +1,6 @@
 """What the analysis and the report do with runs and settings they cannot use: one line naming the file,
-key or layer, before the work where it can be found before (an audit found each of these as a
-traceback, or as an error after the whole analysis, or as a misleading message)."""
+key or layer, before the work where it can be found before (else each of these is a traceback, or an
+error after the whole analysis, or a misleading message)."""
 from __future__ import annotations
 
 import json
@@ -189,8 +189,8 @@ def test_a_dead_layer_is_a_data_error_naming_it_not_a_traceback(run):
 
 
 def test_a_dead_layer_of_a_one_layer_model_says_it_has_no_other(tmp_path):
-    """ufldl-sae at train.lr = 200 (its codes all saturated) was told to "set analysis.layer to another layer": its
-    model has one feature layer, 'codes'."""
+    """ufldl-sae at train.lr = 200 (its codes all saturated) is told its model has no other feature layer than
+    'codes', not to "set analysis.layer to another layer"."""
     cfg = load_config("ufldl-sae", ["train.steps=2", "train.tensorboard=false", "data.samples=500", "train.threads=1"])
     path = tmp_path / "sae"
     run_local(cfg, RunDir.create(path, cfg))
@@ -202,8 +202,9 @@ def test_a_dead_layer_of_a_one_layer_model_says_it_has_no_other(tmp_path):
 
 
 def test_a_dead_layer_of_a_run_that_diverged_says_it_diverged(run):
-    """cnn-digits on 3 simulated workers at cluster.lr = 5 ran away to 5e19: its analysis said only that no unit of 'fc'
-    could be chosen and to set analysis.layer to another layer, not where its training was nor that it had diverged."""
+    """cnn-digits on 3 simulated workers at cluster.lr = 5 runs away to 5e19: its analysis says where its training
+    went and that it diverged, not only that no unit of 'fc' can be chosen and to set analysis.layer to another
+    layer."""
     _set_weights(run, lambda t: t["stages.1.filter.weight"].zero_())
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     with (run / "metrics.jsonl").open("a") as f:       # (the same stages as the last row: one stage's loss ran away)
@@ -245,8 +246,8 @@ def test_a_crossfit_config_file_setting_a_key_the_pooled_test_ignores_is_refused
 
 
 def test_a_probe_on_the_images_a_supervised_network_trained_on_says_so(tmp_path):
-    """cnn-digits trains with labels on every digit; its digits probe then cross-validated on those same images
-    and the report gave the accuracy as if held out."""
+    """cnn-digits trains with labels on every digit, so its digits probe cross-validates on those same images: the
+    report says so, else it gives the accuracy as if held out."""
     path = tmp_path / "cnn"
     cfg = load_config("cnn-digits", ["train.steps=4", "train.tensorboard=false"])
     run_local(cfg, RunDir.create(path, cfg))
@@ -264,8 +265,8 @@ def test_a_probe_on_the_images_a_supervised_network_trained_on_says_so(tmp_path)
 
 
 def test_lfw_is_never_called_trained_on_it_is_the_part_the_run_held_out(analysed):
-    """A cat network trained on lfw's training part: its lfw probe's note said its features were learned on these
-    images, which were the held-out ones."""
+    """A cat network trained on lfw's training part: its lfw probe's note must not say its features were learned on
+    these images, which are the held-out ones."""
     from downpour.analysis.run import _trained_on
 
     cfg = RunDir.open(analysed).config
@@ -273,8 +274,8 @@ def test_lfw_is_never_called_trained_on_it_is_the_part_the_run_held_out(analysed
 
 
 def test_a_model_whose_input_is_not_an_image_is_refused_before_any_measurement(tmp_path):
-    """teacher-student's inputs are 8 numbers (1x1x8): lfw resized to them was one grey value per face, and the
-    report gave a face-test verdict on that."""
+    """teacher-student's inputs are 8 numbers (1x1x8): lfw resized to them is one grey value per face, and the report
+    would give a face-test verdict on that."""
     path = tmp_path / "ts"
     cfg = load_config("teacher-student", ["train.steps=2", "train.tensorboard=false"])
     run_local(cfg, RunDir.create(path, cfg))

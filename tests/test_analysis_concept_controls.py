@@ -155,8 +155,9 @@ def test_a_control_the_folder_cannot_have_is_refused_by_its_key(rings, tmp_path)
 
 
 def test_a_folder_concept_with_no_controls_asked_for_is_not_told_about_the_face_test(rings):
-    """analysis.concept_controls = [] on a folder: the section was headed "The face test" and said "the face test needs
-    analysis.dataset = lfw ...; a folder's concept gets its controls from analysis.concept_controls", the key just set."""
+    """analysis.concept_controls = [] on a folder: the section is not headed "The face test", nor says "the face test
+    needs analysis.dataset = lfw ...; a folder's concept gets its controls from analysis.concept_controls", the key
+    just set."""
     from downpour.analysis.report_controls import heading
     from downpour.analysis.run import _controls
 

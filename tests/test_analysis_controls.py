@@ -303,8 +303,8 @@ def test_a_beaten_baseline_below_chance_is_said_to_be_no_sign_of_faces():
 
 
 def test_beats_reads_the_paired_difference_not_the_baselines_interval_alone():
-    """A unit at chance, 0.508 [0.486, 0.546], "beat" mean intensity fixed at 0.500 [0.500, 0.500] on
-    upside-down faces (rbm-digits), in the sentence that then gave the paired difference +0.01 [-0.01, +0.05]."""
+    """A unit at chance, 0.508 [0.486, 0.546], does not "beat" mean intensity fixed at 0.500 [0.500, 0.500] on
+    upside-down faces (rbm-digits), in a sentence that gives the paired difference +0.01 [-0.01, +0.05]."""
     def row(method, auc, ci, paired=None):
         r = {"negatives": "upside_down", "level": "low-level matched", "method": method, "auc": auc, "auc_ci": list(ci)}
         return {**r, "paired": paired} if paired else r
@@ -384,7 +384,8 @@ def test_below_the_no_faces_interval_mirrors_above_it_in_the_json_and_the_senten
 
 
 def test_a_sentence_that_beats_the_twin_paired_but_misses_the_criterion_says_why():
-    """The paired interval is usually the narrower: "beats random weights ... Criterion not met." gave no reason."""
+    """The paired interval is usually the narrower: "beats random weights ... Criterion not met." alone gives no
+    reason."""
     def row(method, auc, ci):
         return {"negatives": "upside_down", "level": "low-level matched", "method": method, "auc": auc, "auc_ci": list(ci)}
 

@@ -383,9 +383,9 @@ def test_a_greedy_runs_loss_panel_marks_where_the_next_stage_starts(tmp_path, sa
 
 
 def test_the_invariance_panels_draw_the_levels_the_reports_ranges_are_read_at(tmp_path, saved):
-    """The table gave "-90 ... 157.5 degrees" with response >= 0.5 and "AUC >= 0.647", and the panels drew lines at 1,
-    0 and 0.5 (chance) but not those levels: a reader cannot find the ranges' ends on the curves unless they are drawn.
-    An AUC at chance untransformed keeps no level, so none is drawn (scale here)."""
+    """The table gives "-90 ... 157.5 degrees" with response >= 0.5 and "AUC >= 0.647", and the panels draw those levels
+    beside lines at 1, 0 and 0.5 (chance): a reader cannot find the ranges' ends on the curves unless they are drawn. An
+    AUC at chance untransformed keeps no level, so none is drawn (scale here)."""
     result = {**_invariance_result(), "summary": {"floor": 0.5},
               "selectivity": {"keep": 0.5, "auc": {"scale": 0.5, "translation_x": 0.8, "rotation": 0.9}}}
     figures.invariance_plot(result, tmp_path / "invariance.png")

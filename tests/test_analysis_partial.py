@@ -53,8 +53,8 @@ def _same(a, b):
 
 
 def test_downpour_report_stopped_in_its_analysis_says_what_finishes_it(trained, monkeypatch, capsys):
-    """`downpour report RUN` of a run without analysis.json analyses it first; stopped there it said only
-    "downpour: interrupted", where `downpour analyze` says what it kept and the command that finishes it."""
+    """`downpour report RUN` of a run without analysis.json analyses it first; stopped there it says what it kept and
+    the command that finishes it, as `downpour analyze` does, not only "downpour: interrupted"."""
     run, _ = trained
     _stop_in(monkeypatch, "over_splits")         # the first part
     assert main(["report", str(run)]) == 130
@@ -85,7 +85,8 @@ def test_downpour_report_that_analyses_first_says_the_headline_then_the_reports_
 
 
 def test_an_analysis_says_each_part_as_it_starts_measuring_it(trained, monkeypatch, caplog):
-    """The main job's analysis (its run's, then its twin's) printed nothing for a minute or more after the training."""
+    """Else the main job's analysis (its run's, then its twin's) prints nothing for a minute or more after the
+    training."""
     run, _ = trained
     _stop_in(monkeypatch, "face_controls")       # the second part
     with caplog.at_level(logging.INFO, logger="downpour.analysis.partial"):
@@ -237,7 +238,7 @@ def test_a_temp_file_left_by_a_kill_mid_write_goes_with_the_next_analysis_and_it
 
 
 def test_a_stop_before_the_first_part_names_no_part_kept_for_other_inputs(trained, monkeypatch, capsys):
-    """It said "kept the splits in ...: `...` finishes it from there" of another analysis's parts, never reused."""
+    """Not "kept the splits in ...: `...` finishes it from there" of another analysis's parts, never reused."""
     run, _ = trained
     (run / NAME).write_text(json.dumps({"key": "another model's", "parts": {"splits": {}}}))
     _stop_in(monkeypatch, "over_splits")
@@ -391,7 +392,7 @@ def test_an_analysis_that_fails_as_it_moves_its_figures_leaves_no_figures_partia
 
 def test_a_poses_folder_named_digits_is_keyed_by_its_images(trained, tmp_path, monkeypatch):
     """analysis.poses names nothing but a folder, so a folder called ``digits`` is read as one (analysis/poses.py);
-    the key took the name for the built-in set and hashed none of its images."""
+    the key must not take the name for the built-in set and hash none of its images."""
     from downpour.analysis.partial import inputs_key
     from downpour.train.rundir import RunDir
 

@@ -195,9 +195,9 @@ def test_each_fold_s_own_tie_is_judged_not_only_the_first_that_chose_the_rows_un
 
 
 def test_the_undecided_note_counts_each_negative_sets_splits_and_does_not_call_the_layer_tied():
-    """A 200-step cat-demo on rings (docs/analysis.md) said "On 2 of the 10 splits the learned unit was chosen among
-    units of the 288 tied": 288 was stage2's every unit, none of them tied on most splits, and 2 was phase-scrambled's
-    count alone, block-shuffled's being 1, under one sentence naming both."""
+    """Else a 200-step cat-demo on rings (docs/analysis.md) says "On 2 of the 10 splits the learned unit was chosen
+    among units of the 288 tied": 288 is stage2's every unit, none of them tied on most splits, and 2 is
+    phase-scrambled's count alone, block-shuffled's being 1, under one sentence naming both."""
     from downpour.analysis.report_controls import undecided_note
     rows = [{"method": "learned unit", "negatives": n, "undecided_splits": k, "splits": 10, "candidates": 288, "tied": 1,
              "auc": 0.53, "tied_auc": {"mean": 0.54, "median": 0.54}, "tie_rule": "pooled bootstrap range"}

@@ -75,7 +75,7 @@ def test_child_cpu_counts_a_busy_child_by_name_and_window():
     ("start_up", ["--threads", "0"], "argument --threads: must be at least 1, got 0"),
 ])
 def test_a_bad_bench_option_is_a_usage_error_naming_it(script, argv, named, capsys):
-    """They crashed in min() of nothing, divided by zero, or printed a traceback."""
+    """Not a crash in min() of nothing, a division by zero, or a traceback."""
     import importlib
 
     with pytest.raises(SystemExit) as stop:
@@ -135,8 +135,8 @@ def test_every_bench_takes_reps_and_threads_from_the_shared_parser(script, capsy
 
 @pytest.mark.parametrize("script", sorted(p.stem for p in BENCH.glob("[!_]*.py") if p.stem not in FLAGGED))
 def test_every_bench_showing_the_shared_flags_is_checked_above(script, capsys, monkeypatch):
-    """checkpoint_save, help_start_up, invariance_sweep and split_threads took the shared flags but were missing from
-    FLAGGED, so nothing would check their defaults."""
+    """Every bench that takes the shared flags is in FLAGGED, else nothing checks its defaults (as for
+    checkpoint_save, help_start_up, invariance_sweep and split_threads, missing from it)."""
     shown = _help(script, capsys, monkeypatch)
     assert "timed repetitions of each measurement" not in shown
     assert "torch intra-op threads of the timed work" not in shown

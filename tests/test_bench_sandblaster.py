@@ -54,8 +54,8 @@ def test_machines_final_cost_is_each_saved_models_cost_on_the_whole_training_set
 
 
 def test_the_machines_figure_says_its_targets_as_the_text_does_and_marks_those_never_reached():
-    """sandblaster-machines.png's legend printed "cost 4.6345" and "cost 3.893" for the text's 4.63 and 3.89, and a
-    count whose run never reached a cost was left out of its line with nothing to say so."""
+    """sandblaster-machines.png's legend says the text's 4.63 and 3.89 (not "cost 4.6345" and "cost 3.893"), and a
+    count whose run never reached a cost is marked, not left out of its line with nothing to say so."""
     at = lambda v: {"vtime": v}                                               # noqa: E731
     table = [{"workers": w, "downpour": {"reached": {"4.6345": at(50) if w < 16 else None, "3.893": at(500) if w < 8
                                                      else None}},

@@ -263,8 +263,8 @@ def test_version_says_the_installed_packages_version(capsys):
 
 
 def test_only_version_looks_the_version_up():
-    """The parser took the version as a string when it was built: every command's start, `--help` too, imported
-    importlib.metadata (about 45 ms) for it."""
+    """The parser does not take the version as a string when it is built: every command's start, `--help` too, would
+    import importlib.metadata (about 45 ms) for it."""
     import subprocess
     import sys
 
@@ -285,9 +285,9 @@ def test_every_shorthand_flag_s_help_names_the_key_it_sets(command):
 
 
 def test_train_help_says_what_steps_and_workers_mean_for_sandblaster():
-    """--steps said "training steps" and --workers "Downpour workers" on a command that also trains Sandblaster
-    L-BFGS, whose steps are L-BFGS iterations (docs/sandblaster.md): a user setting --steps 1500 to match Downpour's
-    budget asked for 1,500 line searches over the whole set."""
+    """--steps and --workers say what they mean for Sandblaster L-BFGS too, whose steps are L-BFGS iterations
+    (docs/sandblaster.md), not "training steps" and "Downpour workers": a user setting --steps 1500 to match
+    Downpour's budget would ask for 1,500 line searches over the whole set."""
     sub = next(a for a in build_parser()._actions if a.choices and "train" in a.choices).choices["train"]
     helps = {a.dest: a.help or "" for a in sub._actions}
     assert "L-BFGS iterations with cluster.algorithm = sandblaster" in helps["steps"]
@@ -416,8 +416,8 @@ def test_a_presets_cluster_lr_is_its_servers_rate_on_a_cluster_run_and_its_local
 
 
 def test_the_start_line_names_what_was_asked_and_then_the_model(tmp_path, capsys, monkeypatch):
-    """It named the model alone ("training 'cat-demo'" for `downpour train`, the main preset), which read like the
-    wrong preset: it names the preset, the file or the run folder resumed, then the model."""
+    """It names the preset, the file or the run folder resumed, then the model: the model alone ("training 'cat-demo'"
+    for `downpour train`, the main preset) reads like the wrong preset."""
     def start() -> str:
         return next(line for line in capsys.readouterr().err.splitlines() if line.startswith("downpour: "))
 
@@ -464,13 +464,13 @@ def test_the_headline_names_a_folder_concepts_controls_not_a_face_test(tmp_path)
                                  "--replicas)"),
 ])
 def test_a_flag_the_command_does_not_take_is_refused_by_it_naming_the_nearest(argv, said, capsys):
-    """It was the top level's refusal, under `downpour [-h] [-v] [--version] {train,...}`: no command, no hint."""
+    """Not the top level's refusal, under `downpour [-h] [-v] [--version] {train,...}`: no command, no hint."""
     err = _refused(argv, capsys)
     assert err.rstrip().endswith(said) and f"usage: downpour {said.split()[1][:-1]} " in err
 
 
 def _refused(argv: list[str], capsys) -> str:
-    """What ``downpour ARGV`` printed on stderr, refused by argparse (exit status 2)."""
+    """What ``downpour ARGV`` prints on stderr, refused by argparse (exit status 2)."""
     with pytest.raises(SystemExit) as stop:
         main(argv)
     assert stop.value.code == 2

@@ -20,7 +20,7 @@ def record(name, level, message):
     ("ray.worker", logging.ERROR, "ray.worker: error: training the no-faces twin"),
 ])
 def test_a_record_reads_as_the_commands_own_lines_do(name, level, said):
-    """It read "INFO downpour.twins: ..." between the command's "downpour: ..." lines."""
+    """Not "INFO downpour.twins: ..." between the command's "downpour: ..." lines."""
     assert CliFormatter().format(record(name, level, "training the no-faces twin")) == said
 
 

@@ -1,6 +1,6 @@
 """The simulated cluster runner at the end of a run: a stop after the last push keeps it, and a resume of a sync
-run stopped with its last round still open applies that round (an audit found the run lost to a restart from
-step 0, and the resumed model one push short, with no cluster.json)."""
+run stopped with its last round still open applies that round (else the run is lost to a restart from step 0, and
+the resumed model is one push short, with no cluster.json)."""
 import json
 import logging
 import os
@@ -224,8 +224,9 @@ def test_a_restarted_runs_cluster_json_keeps_where_the_lost_go_had_placed_its_ac
 
 def test_a_shard_restart_is_one_entry_in_the_reports_faults_line_with_the_workers_it_started(tmp_path, monkeypatch):
     """A shard lost at step 20 restarts every shard from the checkpoint of step 16, and the run resumes there
-    (``shards-restarted``, then ``resumed``, both at step 16). The Faults line said the one fault twice: "the shards
-    restarted from the checkpoint of step 16 (...); the run resumed at step 16 with its 2 workers started"."""
+    (``shards-restarted``, then ``resumed``, both at step 16). The Faults line says the one fault once, not twice as
+    in "the shards restarted from the checkpoint of step 16 (...); the run resumed at step 16 with its 2 workers
+    started"."""
     import html
 
     from downpour.analysis.report_cluster import cluster_faults as _cluster_faults

@@ -287,9 +287,9 @@ def test_its_own_folder_run_again_with_fewer_folds_is_refused_as_such_not_as_for
 
 
 def test_its_own_folder_run_again_with_more_folds_is_refused_naming_its_folds(tmp_path):
-    """--folds 3 on a cross-fit of 2 was told "fold-0 holds another run: its config differs in data.lfw_heldout;
-    ... give the config it was trained with", a key the user never typed; a fold-0 holding no fold is left to
-    the run's own check."""
+    """--folds 3 on a cross-fit of 2 is refused naming its folds, not as "fold-0 holds another run: its config differs
+    in data.lfw_heldout; ... give the config it was trained with", a key the user never typed; a fold-0 holding no
+    fold is left to the run's own check."""
     from downpour.crossfit import check_crossfit_folder
     from downpour.train.folders import RunExistsError
 
@@ -361,8 +361,8 @@ def test_a_failed_fold_one_after_another_does_not_stop_the_later_folds_and_is_na
 
 
 def test_a_fold_refused_its_settings_is_told_they_change_in_a_new_out(tmp_path, capsys, monkeypatch):
-    """A fold refused for its data's size was told "use at most 19 (--workers 19)", and the same cross-fit with
-    --workers 19 refused every fold trained (their cluster.workers differ): the advice names a new --out."""
+    """A fold refused for its data's size is told to use fewer workers in a new --out: the same cross-fit with
+    --workers 19 ("use at most 19 (--workers 19)") would refuse every fold trained (their cluster.workers differ)."""
     from downpour.errors import ConfigError
 
     def train_kept(cfg, path):       # the bookkeeping only: no fold is trained
@@ -379,8 +379,8 @@ def test_a_fold_refused_its_settings_is_told_they_change_in_a_new_out(tmp_path, 
 
 
 def test_a_stopped_fold_names_the_cross_fits_command_not_its_own_resume(tmp_path, capsys, caplog, monkeypatch):
-    """With --jobs 1 a Ctrl-C said the fold's "continue with --resume OUT/fold-0" (which finishes that fold alone),
-    then the cross-fit's "the same command goes on": the fold's warning names the cross-fit's command too."""
+    """With --jobs 1 a Ctrl-C's fold warning names the cross-fit's command too, not only the fold's "continue with
+    --resume OUT/fold-0" (which finishes that fold alone) before the cross-fit's "the same command goes on"."""
     import os
     import signal
 
@@ -464,9 +464,9 @@ def _no_training(monkeypatch) -> list[str]:
 @pytest.mark.parametrize("argv", [[*NO_FACES_TINY], [*NO_FACES_TINY, "--control", "no-faces"],
                                   [*FACES_TINY, "--control", "none", "--set", "data.faces_fraction=0"]])
 def test_a_config_that_trains_on_no_lfw_image_is_refused_before_any_fold_trains(tmp_path, capsys, monkeypatch, argv):
-    """`downpour crossfit --config ufldl-sae` trained K folds that each held out nothing (the same network K
-    times: natural patches hold no lfw image) and printed a pooled face-test verdict. It is refused, naming the
-    config and why; nothing is trained or written."""
+    """`downpour crossfit --config ufldl-sae` is refused, naming the config and why; nothing is trained or written.
+    Else it trains K folds that each hold out nothing (the same network K times: natural patches hold no lfw image)
+    and prints a pooled face-test verdict."""
     asked = _no_training(monkeypatch)
     assert main(["crossfit", *argv, "--folds", "2", "--out", str(tmp_path / "cf")]) == 2
     err = capsys.readouterr().err
@@ -521,12 +521,12 @@ def test_twins_added_to_finished_folds_are_scored_and_folds_without_faces_get_no
 
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT", "SIGKILL", "group SIGINT"])
 def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpoints(tmp_path, stop):
-    """SIGTERM reached only the parent: it said "terminated" and then waited while both fold processes
-    trained on to their end (and a rerun meanwhile would have written into their folders). A SIGINT sent to
-    the parent alone (`kill -INT`, not a terminal's Ctrl-C) did the same, then killed them after 120 s with
-    nothing saved; a SIGKILL left them training as orphans. However it stops, it leaves nothing in the temporary
-    folder (a fold has no scratch there, unlike a study's cells: what it leaves is its fold folder in OUT, which the
-    same command goes on from)."""
+    """A stop reaches the fold processes, which save their checkpoints: else a SIGTERM reaching only the parent says
+    "terminated" and then waits while both fold processes train on to their end (and a rerun meanwhile would write into
+    their folders); a SIGINT sent to the parent alone (`kill -INT`, not a terminal's Ctrl-C) does the same, then kills
+    them after 120 s with nothing saved; a SIGKILL leaves them training as orphans. However it stops, it leaves nothing
+    in the temporary folder (a fold has no scratch there, unlike a study's cells: what it leaves is its fold folder in
+    OUT, which the same command goes on from)."""
     import os
     import signal
     import subprocess
@@ -572,9 +572,10 @@ def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpo
 
 
 def test_the_selection_names_every_folds_training_size_where_they_differ():
-    """It gave fold 0's (132 images, 66 faces) for every fold; with 3 folds the others trained on 134. It names them
-    as the fold's training part, not as images the run trained on: a run of natural patches (data.source = natural)
-    or one without faces (data.train_faces = 0) did not, and its page said it had trained on 66 faces."""
+    """Each fold's own size, not fold 0's (132 images, 66 faces) for every fold: with 3 folds the others train on 134.
+    It names them as the fold's training part, not as images the run trained on: a run of natural patches
+    (data.source = natural) or one without faces (data.train_faces = 0) does not, and its page would say it had
+    trained on 66 faces."""
     k = 3
     result = crossfit_controls(_views([Memoriser(lfw_indices((i, k))["train"]) for i in range(k)]), layer=None, seed=0,
                                **FAST)

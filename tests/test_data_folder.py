@@ -391,7 +391,7 @@ def test_a_resumed_stream_cutting_its_old_patch_count_says_what_its_folder_left_
 
 
 def test_a_folder_that_cannot_be_listed_is_an_error_saying_so(tmp_path, monkeypatch):
-    """It was 'holds no image files (0 other files)'."""
+    """Not 'holds no image files (0 other files)'."""
     _png(tmp_path / "a.png", 0)
     _unlistable(monkeypatch, tmp_path)
     with pytest.raises(DataError, match="cannot be listed: PermissionError: Permission denied"):

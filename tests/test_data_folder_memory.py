@@ -86,7 +86,8 @@ def test_patches_of_a_file_whose_header_misled_are_drawn_from_the_sizes_read(tmp
 
 
 def test_a_redrawn_folder_says_each_small_file_once(tmp_path, caplog):
-    """The draw from the headers is quiet: a folder drawn again (a file cut short) said its small files twice."""
+    """The draw from the headers is quiet: a folder drawn again (a file cut short) says its small files once, not
+    twice."""
     root = _folder(tmp_path, n=4, side=100)
     whole = (root / "im0.png").read_bytes()
     (root / "cut.png").write_bytes(whole[:len(whole) // 2])

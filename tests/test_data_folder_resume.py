@@ -1,6 +1,6 @@
-"""A resume of a run trained on a labelled image folder, after the folder changed (an audit found a class folder
-added between a run and its --resume renumbered the classes, the sorted folder names: 'cat' 0 -> 1, 'dog' 1 -> 2,
-and the resumed steps trained every image under another label, said only as 'the file list changed')."""
+"""A resume of a run trained on a labelled image folder, after the folder changed (else a class folder added between
+a run and its --resume renumbers the classes, the sorted folder names: 'cat' 0 -> 1, 'dog' 1 -> 2, and the resumed
+steps train every image under another label, said only as 'the file list changed')."""
 import json
 
 import numpy as np
@@ -61,7 +61,8 @@ def test_a_resume_over_more_images_of_the_same_classes_goes_on(tmp_path):
 
 
 def test_a_dry_run_of_the_resume_says_the_same(tmp_path, capsys):
-    """`downpour train --resume RUN --dry-run` said 'config checked' where the resume then refused."""
+    """`downpour train --resume RUN --dry-run` says what the resume says, not 'config checked' where the resume then
+    refuses."""
     from downpour.cli import main
 
     folder, run = _start(tmp_path, "local", "stream")

@@ -11,8 +11,8 @@ from downpour.config import DataConfig
 
 @pytest.mark.parametrize("pipeline", ["memory", "stream"])
 def test_files_left_out_for_their_extension_are_said_by_extension(tmp_path, caplog, pipeline):
-    """A phone's .heic photos beside JPEGs were left out counted only in data.json's n_ignored: 3,010 images and
-    2 notes in a run's folder said nothing of the notes; 3 .HEIC files were as silent."""
+    """Files left out for their extension are said by extension, not only counted in data.json's n_ignored: else a
+    phone's .heic photos beside JPEGs, or 2 notes among 3,010 images in a run's folder, go unsaid."""
     from downpour.data.pipeline import open_data
     for i in range(4):
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (16, 16), dtype=np.uint8)).save(tmp_path / f"{i}.png")

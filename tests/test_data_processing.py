@@ -169,8 +169,8 @@ def test_sample_shape_follows_grey_for_every_source_and_zca_size_is_checked_befo
 
 
 def test_a_data_path_under_an_unexpanded_tilde_says_the_path_it_meant(tmp_path, monkeypatch):
-    """`--set data.path=~/images` reaches downpour as typed (no shell expands a ~ after `data.path=`), and was told
-    only "data.path '~/images' does not exist", of a folder that is there."""
+    """`--set data.path=~/images` reaches downpour as typed (no shell expands a ~ after `data.path=`): it is told
+    the path it meant, not only "data.path '~/images' does not exist", of a folder that is there."""
     from downpour.data.build import check_config
 
     monkeypatch.setenv("HOME", str(tmp_path))

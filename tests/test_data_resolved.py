@@ -36,7 +36,7 @@ def _data(run):
 
 
 def test_a_relative_path_is_recorded_absolute_and_a_resume_elsewhere_reads_the_same_files(tmp_path, monkeypatch):
-    """It was recorded as typed: a resume from another folder read that folder's own `imgs`, or none."""
+    """Recorded as typed, a resume from another folder would read that folder's own `imgs`, or none."""
     _images(tmp_path / "imgs", 4)
     monkeypatch.chdir(tmp_path)
     assert main(["train", *RUN, "--steps", "4", "--set", "data.path=imgs", "--out", "run"]) == 0
@@ -77,8 +77,9 @@ def test_the_analysis_folders_are_recorded_absolute_as_data_path_is(tmp_path, mo
 
 
 def test_a_poses_folder_called_digits_is_recorded_absolute_too(tmp_path, monkeypatch):
-    """analysis.poses names a folder whatever its name (poses.py reads "digits" as ./digits): it stayed 'digits' in
-    config.toml, taken for the built-in set's name, and an analysis from another folder read that folder's own."""
+    """analysis.poses names a folder whatever its name (poses.py reads "digits" as ./digits): config.toml records it
+    absolute, else 'digits' is taken for the built-in set's name, and an analysis from another folder reads that
+    folder's own."""
     _images(tmp_path / "imgs", 4)
     _classes(tmp_path / "digits", ("0", "30"), 2)
     monkeypatch.chdir(tmp_path)
@@ -147,8 +148,9 @@ def test_more_streaming_workers_than_files_is_refused_on_a_dry_run_naming_the_fi
                                                  ("patches", 201, "data.samples = 200 gives only 200 patches")])
 def test_more_in_memory_workers_than_samples_is_refused_before_the_run_folder_is_made(tmp_path, capsys, mode, workers,
                                                                                        said):
-    """The in-memory case loaded the images first, after config.toml was written into --out ("cluster.workers=30
-    but the data has only 23 samples"), where the streamed case was refused on the dry run."""
+    """The in-memory case is refused before the run folder is made, as the streamed case is on the dry run, not after
+    loading the images with config.toml written into --out ("cluster.workers=30 but the data has only 23
+    samples")."""
     _images(tmp_path / "imgs", 3)
     argv = ["train", *RUN, "--runner", "simulated", "--workers", str(workers), "--set", "data.pipeline=memory",
             "--set", f"data.mode={mode}", "--set", f"data.path={tmp_path / 'imgs'}", "--out", str(tmp_path / "run")]
@@ -159,8 +161,8 @@ def test_more_in_memory_workers_than_samples_is_refused_before_the_run_folder_is
 
 
 def test_an_in_memory_resume_whose_folder_lost_files_below_its_workers_is_told_to_restore_them(tmp_path, capsys):
-    """It was told to use --workers 2, which a resume refuses ("cannot resume with cluster.workers = 2"), where the
-    streamed case says a resumed run keeps its workers."""
+    """Not told to use --workers 2, which a resume refuses ("cannot resume with cluster.workers = 2"): as in the
+    streamed case, a resumed run keeps its workers."""
     _images(tmp_path / "imgs", 4)
     run = tmp_path / "run"
     argv = ["train", "--config", "tica-8x8", "--no-report", "--runner", "simulated", "--workers", "3", "--steps", "2",

@@ -259,8 +259,8 @@ def test_a_shard_of_only_bad_files_is_an_error_not_an_endless_loop(tmp_path):
 
 
 def test_a_shard_of_only_bad_files_says_what_to_do_as_a_resume_keeps_its_workers(tmp_path):
-    """The error said nothing of what to do, after "--resume RUN goes on from it", and a resume met it again (its
-    workers kept): a by-label split of more files than data.fit_sample puts a class of unreadable files there."""
+    """The error says what to do, as a resume keeps its workers (after "--resume RUN goes on from it" alone, a resume
+    meets it again): a by-label split of more files than data.fit_sample puts a class of unreadable files there."""
     root = _folder(tmp_path, n=1, bad=["x.png", "y.png", "z.png"])
     data = open_data(_cfg(root), seed=0)
     only_bad = next(w for w in range(2) if str(root / "im000.png") not in data.shard(w, 2).items)
@@ -341,7 +341,7 @@ def test_a_shard_of_links_to_nothing_names_where_they_point_and_promises_no_resu
 
 def test_a_local_stream_of_only_images_smaller_than_the_patch_says_so_when_it_trains(tmp_path):
     """With nothing to fit (data.normalize and data.whiten 'none') no image is read before training: its first pass
-    found only 4x4 images under data.size = 8, and said "none of the 3 items of this stream can be read"."""
+    finds only 4x4 images under data.size = 8, and says so (not "none of the 3 items of this stream can be read")."""
     for name in ("s1.png", "s2.png", "s3.png"):
         Image.new("L", (4, 4), 90).save(tmp_path / name)
     data = open_data(_cfg(tmp_path, mode="patches", samples=8, whiten="none", normalize="none"), seed=0)
@@ -354,8 +354,8 @@ def test_a_local_stream_of_only_images_smaller_than_the_patch_says_so_when_it_tr
 
 
 def test_a_stream_whose_images_are_all_smaller_than_the_patch_names_data_size_not_a_bad_file(tmp_path):
-    """A folder of 24x20 images and one corrupt file under data.size = 32 was told of the corrupt file alone ("first
-    bad: a.png: UnidentifiedImageError"), as if it were the cause; in memory it says no patch can be cut."""
+    """A folder of 24x20 images and one corrupt file under data.size = 32 is told no patch can be cut, as in memory,
+    not of the corrupt file alone ("first bad: a.png: UnidentifiedImageError"), as if it were the cause."""
     root = _folder(tmp_path, n=3, bad=["a.png"])       # sorts first: the sample's first skip
     with pytest.raises(DataError, match=r"\(first bad: .*im00\d.png: DataError: 24x20 image is smaller than the 32x32 "
                                         r'patch\); lower data.size or use mode = "crops"$'):
@@ -364,7 +364,8 @@ def test_a_stream_whose_images_are_all_smaller_than_the_patch_names_data_size_no
 
 @pytest.mark.parametrize("outage", ["folder moved", "files deleted"])
 def test_a_folder_gone_mid_run_is_named_as_gone_not_as_one_bad_file(tmp_path, outage):
-    """After an outage the error named only the first file and its FileNotFoundError: it read as one bad image."""
+    """After an outage the error says the folder is gone: naming only the first file and its FileNotFoundError, it
+    would read as one bad image."""
     root = _folder(tmp_path / "photos", n=4)
     batches = open_data(_cfg(root), seed=0).batches(2, torch.Generator().manual_seed(0))
     _take(batches, 2)
@@ -395,7 +396,7 @@ def test_files_gone_beside_a_bad_one_that_stayed_are_named_as_gone_and_the_bad_o
 
 
 def test_a_fitting_sample_of_only_bad_files_names_the_first_as_file_and_reason(tmp_path):
-    """It printed the skip record, a Python dict."""
+    """Not the skip record, a Python dict."""
     root = _folder(tmp_path, n=0, bad=["x.png", "y.png"])
     with pytest.raises(DataError, match=r"first bad: \S+x\.png: \w+Error") as err:
         open_data(_cfg(root, normalize="patch"), seed=0)
@@ -449,7 +450,7 @@ def test_a_memory_mapped_npy_streams_its_rows(tmp_path):
 
 
 def test_a_npy_of_complex_numbers_is_refused_before_any_row_is_read(tmp_path):
-    """It was accepted as "numeric" and then skipped row by row: a million rows, a million warnings."""
+    """Accepted as "numeric", it would be skipped row by row: a million rows, a million warnings."""
     np.save(tmp_path / "cx.npy", np.ones((6, 8, 8), np.complex64))
     cfg = DataConfig(source="array", path=str(tmp_path / "cx.npy"), mode="crops", size=8, pipeline="stream",
                      normalize="none", whiten="none", loader_workers=0)
@@ -584,8 +585,9 @@ def test_a_folder_of_one_image_trains_the_same_model_streamed_as_in_memory(tmp_p
 
 @pytest.mark.parametrize("pipeline_", ["memory", "stream"])
 def test_a_folder_of_one_image_is_refused_zca_alike_on_both_paths_naming_the_folder(tmp_path, pipeline_):
-    """ZCA's covariance of one sample is zero: in memory that was 'ZCA needs at least 2 samples, got 1', naming
-    nothing; streamed the same data said it otherwise. Not told to raise data.fit_sample, which cannot help."""
+    """ZCA's covariance of one sample is zero: refused alike on both paths, naming the folder (not 'ZCA needs at least
+    2 samples, got 1', naming nothing, in memory, and other words streamed). Not told to raise data.fit_sample, which
+    cannot help."""
     root = _folder(tmp_path, n=1)
     cfg = _cfg(root, normalize="patch", whiten="zca")
     with pytest.raises(DataError, match=rf"'{root}': its 1 image file gave 1 sample, and fitting "

@@ -184,7 +184,7 @@ def test_a_resume_cuts_the_patches_per_image_the_run_began_with(tmp_path, folder
 
 @pytest.mark.parametrize("damaged", ["x", 0, 2.5, True])
 def test_a_damaged_patch_count_in_a_server_checkpoint_is_named(tmp_path, folder, damaged):
-    """It was a bare ValueError ("x"), a DataError about fitting (0), or read as 2 (2.5)."""
+    """Not a bare ValueError ("x"), a DataError about fitting (0), or read as 2 (2.5)."""
     import json
 
     from downpour.train.checkpoint import CheckpointError
@@ -322,11 +322,12 @@ def test_a_worker_none_of_whose_files_can_be_read_ends_the_run_naming_them(tmp_p
 
 def test_a_ray_resume_says_its_streams_start_afresh_counts_from_the_resume_and_says_a_changed_file_list(
         tmp_path, local_ray, caplog):
-    """Its checkpoint keeps no stream position: the resume line said "each worker" of one worker, and data.json's
-    sums, the new streams' alone, did not say they began at the resume (5,344 samples recorded of a 300-step run
-    of batch 32 resumed at step 133, where the uninterrupted run's recorded 9,600). Its workers start new streams,
-    but the shards are cut from the list: a file added gave each worker other files without a word (the simulator
-    and the local runner said so). One run resumed twice, the Ray starts of its runs costing most of the test."""
+    """Its checkpoint keeps no stream position: the resume line says the streams start afresh (not "each worker" of one
+    worker), and data.json's sums, the new streams' alone, say they begin at the resume (5,344 samples recorded of a
+    300-step run of batch 32 resumed at step 133, where the uninterrupted run's records 9,600). Its workers start new
+    streams, but the shards are cut from the list: a file added gives each worker other files, and that is said, as the
+    simulator and the local runner say it. One run resumed twice, the Ray starts of its runs costing most of the
+    test."""
     rng = np.random.default_rng(2)
     (tmp_path / "imgs").mkdir()
     for i in range(8):

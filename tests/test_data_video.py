@@ -97,7 +97,8 @@ def test_a_video_source_without_pyav_names_the_file_and_how_to_install_it(tmp_pa
 
 
 def test_a_folder_of_images_read_as_videos_names_the_source_that_reads_them(tmp_path):
-    """`--set data.source=video` on a folder of photos said "holds no video files (3 other files; extensions ...)"."""
+    """`--set data.source=video` on a folder of photos names the source that reads them, not only "holds no video
+    files (3 other files; extensions ...)"."""
     from PIL import Image
 
     for name in ("b.png", "a.jpg"):
@@ -167,8 +168,8 @@ def test_truncated_video_that_declares_its_frame_count_uses_the_frames_before_th
 
 
 def test_a_truncated_video_is_logged_once_by_every_run_that_reads_it(tmp_path, caplog):
-    """Once a read said it up to 3 times (302 lines in 40 streamed steps); then once a process, so a second run in
-    one Python (a study's next cell, a second main([...])) said nothing while its data.json recorded it."""
+    """Once a run: not up to 3 times a read (302 lines in 40 streamed steps), nor once a process, so that a second run
+    in one Python (a study's next cell, a second main([...])) says nothing while its data.json records it."""
     import torch
 
     from downpour.data.pipeline import open_data
@@ -571,8 +572,8 @@ def test_a_video_without_a_declared_count_counts_its_own_frames_not_the_longest_
 
 
 def test_a_decoded_frame_is_freed_at_once_not_left_to_the_cyclic_collector(tmp_path):
-    """PyAV's side data and its frame hold each other: every frame whose display matrix was read waited for the cyclic
-    collector (400 reads of a 1080p frame peaked at 670-747 MB of RSS, 262 MB when each is freed at once)."""
+    """PyAV's side data and its frame hold each other: every frame whose display matrix is read would wait for the
+    cyclic collector (400 reads of a 1080p frame peaked at 670-747 MB of RSS, 262 MB when each is freed at once)."""
     import gc
 
     path = tmp_path / "portrait.mp4"
@@ -698,7 +699,7 @@ def test_a_video_rewritten_whole_at_its_old_size_and_mtime_is_counted_anew(tmp_p
 
 
 def test_a_folder_of_one_other_file_says_one_other_file(tmp_path):
-    """It said "holds no video files (1 other files; extensions ...)"."""
+    """Not "holds no video files (1 other files; extensions ...)"."""
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DataError, match=r"holds no video files \(1 other file; extensions"):
         load_videos(tmp_path)

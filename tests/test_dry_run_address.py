@@ -39,7 +39,8 @@ def test_a_dry_run_says_a_head_answers_and_not_that_it_joined(capsys, gcs_like):
 
 @pytest.mark.parametrize("address", ["head:70000", "127.0.0.1:0", "ray://head:99999"])
 def test_an_address_whose_port_is_out_of_range_says_so(capsys, address):
-    """`--address 127.0.0.1:99999` read only "is not a Ray address: HOST:PORT, ...", which it has the form of."""
+    """`--address 127.0.0.1:99999` is told its port is out of range, not only "is not a Ray address: HOST:PORT, ...",
+    which it has the form of."""
     assert main([*TINY, "--address", address]) == 2
     port = int(address.rpartition(":")[2])
     assert f"cluster.address={address!r} is not a Ray address" in (err := capsys.readouterr().err)

@@ -32,7 +32,7 @@ def test_a_users_mistake_is_one_line_and_a_bug_keeps_its_traceback(monkeypatch, 
 
 
 def test_a_misspelt_run_folder_names_the_run_beside_it(tmp_path, capsys):
-    """`downpour analyze runs/cta` said only that it does not exist, with runs/cat beside it."""
+    """`downpour analyze runs/cta` names runs/cat beside it, not only that it does not exist."""
     (tmp_path / "cat").mkdir()
     (tmp_path / "cat" / "config.toml").write_text("seed = 0\n")
     (tmp_path / "car").mkdir()                  # a folder that holds no run is not suggested
@@ -78,8 +78,9 @@ def test_a_resume_without_a_checkpoint_is_said_in_one_line(tmp_path, capsys):
 
 
 def test_a_run_stopped_before_its_first_step_says_how_to_start_it_again(tmp_path, capsys, monkeypatch):
-    """Ctrl-C while the main job loads its data or starts Ray (a minute on a busy 2-core machine) said only
-    "downpour: interrupted"; `--resume`, what the README says a stopped run takes, is refused for a run with no step."""
+    """Ctrl-C while the main job loads its data or starts Ray (a minute on a busy 2-core machine) says how to start it
+    again, not only "downpour: interrupted": `--resume`, what the README says a stopped run takes, is refused for a
+    run with no step."""
     import re
     import shlex
 

@@ -272,9 +272,9 @@ def test_worker_threads_split_rows_without_changing_results(stride):
 
 
 def test_a_stop_while_the_workers_start_leaves_no_worker_waiting(monkeypatch):
-    """A Ctrl-C (or SIGTERM) that reaches the caller while it waits for the pool's workers to start: they
-    waited on their barrier for it forever, and the process, its runner's checkpoint saved, never exited
-    (Python joins a pool's threads at exit). Now they end, and the next call starts a pool that works."""
+    """A Ctrl-C (or SIGTERM) that reaches the caller while it waits for the pool's workers to start: they end, and the
+    next call starts a pool that works (else they wait on their barrier for it forever, and the process, its
+    runner's checkpoint saved, never exits: Python joins a pool's threads at exit)."""
     import threading
 
     from downpour.layers import _lc_threads

@@ -1,7 +1,7 @@
 """The local loop at the edges of a run: a signal after its last step, a resume whose own steps are all
 skipped, the first metrics row after a resume, and checkpoints whose files match but whose optimiser
-state does not (an audit found each: a run lost, a false failure, a rate up to log_every x too high,
-tracebacks or a silent fresh optimiser)."""
+state does not (else, in turn: a run lost, a false failure, a rate up to log_every x too high, tracebacks or a
+silent fresh optimiser)."""
 import json
 import math
 
@@ -175,8 +175,8 @@ def test_weights_of_another_dtype_are_named_not_cast(tmp_path, dtype):
 
 
 def test_a_model_damaged_inside_its_data_is_written_again_by_the_resume(tmp_path):
-    """model.safetensors of a finished run with a byte changed inside its data (size and header intact) counted as
-    saved: `analyze` said `--resume` writes it again, and the resume said the run "already reached" its end."""
+    """model.safetensors of a finished run with a byte changed inside its data (size and header intact) is not counted
+    as saved: the resume writes it again, as `analyze` says, not refusing a run that "already reached" its end."""
     _run(tmp_path / "r", "train.steps=20")
     weights = tmp_path / "r/model.safetensors"
     whole = weights.read_bytes()

@@ -56,7 +56,7 @@ def test_persistent_chains_are_saved_with_the_rbm(tmp_path):
     ("ufldl-sae", {"first_layer": "random", "decoder": "tied", "init_scale": 5.0}, "model.init_scale = 5.0 is not read"),
 ])
 def test_an_option_the_model_would_not_read_is_refused_naming_it(name, option, named):
-    """Each was accepted and did nothing: a run that says it used sigma 0.1 used none."""
+    """Accepted, each would do nothing: a run that says it used sigma 0.1 would use none."""
     from downpour.errors import ConfigError
     from downpour.models.registry import create_model
 

@@ -125,7 +125,7 @@ def test_sparsity_target_pulls_mean_activation_to_rho(split):
 
 def test_a_zero_init_std_is_refused_as_every_hidden_unit_would_learn_one_filter():
     """At init_std = 0 every hidden unit has the same weights and gets the same CD gradient: 200 steps of
-    rbm-digits left 100 copies of one filter (2e-8 apart). It was accepted ("[0, inf)")."""
+    rbm-digits leave 100 copies of one filter (2e-8 apart), so it is refused, not accepted as in "[0, inf)"."""
     with pytest.raises(ConfigError, match=r"model.init_std must be > 0, got 0"):
         create_model("rbm-digits", init_std=0.0)
     assert create_model("rbm-digits", init_std=1e-3).weight.std() > 0

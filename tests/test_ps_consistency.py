@@ -53,8 +53,8 @@ def test_coordinator_budget_warm_start_and_loss():
 
 
 def test_a_lost_workers_steps_are_handed_out_again_by_their_own_indices():
-    """A loss lowered ``dispatched``, and the drivers took a cycle's first step as ``dispatched - k``: a later
-    grant repeated steps 2-3, still in flight at worker 1, and steps 0-1 were never handed out."""
+    """A loss does not lower ``dispatched`` for the drivers to take a cycle's first step as ``dispatched - k``: a later
+    grant would repeat steps 2-3, still in flight at worker 1, and steps 0-1 never be handed out."""
     coord = Coordinator(make_consistency("async"), workers=3, total_steps=8, n_push=2)
     firsts = []
 

@@ -103,8 +103,8 @@ def test_a_ray_client_connection_is_not_judged_by_the_clusters_own_gcs_address(m
 
 def test_ray_not_up_is_asked_nothing(monkeypatch):
     """With no Ray up (a fake one's tests, a driver whose start failed), reading the runtime context's GCS address
-    started a local Ray instance (measured: `head_answers()` in a fresh process printed "Started a local Ray
-    instance")."""
+    starts a local Ray instance (measured: `head_answers()` in a fresh process printed "Started a local Ray
+    instance"), so it is not read."""
     asked = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "get_runtime_context", lambda: asked.append(1) or SimpleNamespace(gcs_address="x:1"))

@@ -133,10 +133,10 @@ def test_a_push_of_n_push_steps_a_damaged_checkpoint_lost_is_handed_out_again_in
                                      {"unapplied": [[24, 4]]}, {"dispatched": 28, "unapplied": [[24, 8]]},
                                      {"dispatched": 32, "unapplied": [[24, -4]]}])
 def test_a_damaged_unapplied_range_in_a_ray_checkpoint_is_a_checkpoint_error(tmp_path, damaged):
-    """A hand-damaged 'unapplied' or 'dispatched' in server.json was a bare ValueError, TypeError or KeyError from
-    the resumed driver (`downpour train --resume` printed a traceback), or, a range past the steps handed out or of
-    no steps, taken: a range handed out again that was applied trains its steps twice. Now a CheckpointError
-    naming the file, as every other damaged key of it is."""
+    """A hand-damaged 'unapplied' or 'dispatched' in server.json is a CheckpointError naming the file, as every other
+    damaged key of it is: not a bare ValueError, TypeError or KeyError from the resumed driver (`downpour train
+    --resume` printing a traceback), nor, a range past the steps handed out or of no steps, taken (a range handed
+    out again that was applied trains its steps twice)."""
     from downpour.errors import CheckpointError
     from downpour.ps.checkpoint import restoring
 

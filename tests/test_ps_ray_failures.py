@@ -75,9 +75,9 @@ def test_a_driver_failure_checkpoints_the_server_before_the_actors_go(tmp_path, 
 
 @pytest.mark.parametrize("path", ["doorbell", "object-store"])
 def test_a_stop_while_the_shards_apply_a_push_checkpoints_it_counted(tmp_path, local_ray, monkeypatch, path):
-    """Ctrl-C while the driver waited for the shards' answers to a push: the shards applied it, the
-    checkpoint did not count it (step and clocks one push short; a resume trained its steps again). On
-    the object-store path (DC-ASGD) the step was right but the recorder's pushes were one short."""
+    """Ctrl-C while the driver waits for the shards' answers to a push: the shards apply it, and the checkpoint counts
+    it (else step and clocks are one push short, and a resume trains its steps again; on the object-store path,
+    DC-ASGD, the recorder's pushes one short)."""
     import os
     import signal
 

@@ -156,8 +156,8 @@ def test_a_replacement_under_another_environment_is_added_to_environment_json(tm
 @pytest.mark.parametrize("extra", [(), ('cluster.compensation="dc-asgd"', "cluster.rule=sgd", "train.lr=0.01")],
                          ids=["channels", "tasks"])   # DC-ASGD sees every pull: the object store, Ray tasks per cycle
 def test_a_restart_ray_cannot_place_does_not_hold_up_the_others(tmp_path, local_ray, monkeypatch, caplog, extra):
-    """The driver waited for a restarted worker's actor to come up (up to RESTART_SECONDS) before it
-    went on, its survivors' pushes unread. Here Ray can never place the restart (it asks for 64 CPUs)
+    """The driver does not wait for a restarted worker's actor to come up (up to RESTART_SECONDS) before it goes on,
+    its survivors' pushes unread. Here Ray can never place the restart (it asks for 64 CPUs)
     and RESTART_SECONDS is beyond any test's patience: the survivors finish the run, and the restart
     is given up once no steps are left for it."""
     import logging

@@ -50,10 +50,9 @@ def test_a_restart_still_coming_up_when_the_run_is_over_is_given_up(runtime, cap
 
 
 def test_a_replacement_up_while_the_others_push_without_a_pause_rejoins_at_once(runtime):
-    """The driver took a restart's first answer only when none of its workers' pushes was ready: in a run whose
-    driver was the slowest part (here every cycle is done by the time the driver waits) a replacement up three
-    waits after its start was given up at the run's end, "no steps left for it", and never trained. Now a
-    restart's answer is taken first."""
+    """A restart's answer is taken first, not only when none of its workers' pushes is ready: in a run whose driver is
+    the slowest part (here every cycle is done by the time the driver waits) a replacement up three waits after its
+    start would be given up at the run's end, "no steps left for it", and never train."""
     coord = coordinator(2, STEPS)
     c = ScriptedCluster(runtime, coord, restarts=1, script={(1, 0): _dies_at(20), (1, 1): {"starts": 3}})
     c.run_scripted()

@@ -369,8 +369,8 @@ def test_a_gradient_that_is_finite_only_as_pushed_is_rejected_and_applies_nothin
 
 
 def test_dc_asgd_frees_its_copies_after_a_restore_that_lost_a_push_in_flight():
-    """A checkpoint taken while push 1 was in flight (push 2 landed first) is restored without it: the
-    shard waited for push 1 for ever and kept one parameter copy per fetch (200 after 200 cycles)."""
+    """A checkpoint taken while push 1 was in flight (push 2 landed first) is restored without it: the shard does not
+    wait for push 1 for ever, keeping one parameter copy per fetch (200 after 200 cycles)."""
     def dc_shard():
         return Shard(0, torch.zeros(100), make_rule("sgd", 0.01), make_compensation("dc-asgd", 0.04), workers=[0])
 
@@ -524,7 +524,7 @@ def test_a_greedy_runs_held_stage_stays_still_on_the_shards_the_cluster_builds(r
 def test_a_joint_runs_tensor_split_across_shards_gets_torchs_update_where_its_piece_is_all_zero():
     """A piece of a tensor cut by a shard boundary can be all exact zeros while its tensor has a gradient
     (cnn-digits, 8 shards: shard 2 holds only fc.weight's first 340 elements, rows of fc units dead for the
-    batch, all 0 in 178 of 200 pushes): Adam took the piece as held, so the shard count changed the weights
+    batch, all 0 in 178 of 200 pushes): taken as held by Adam, the shard count would change the weights
     (fc.weight by up to 0.48 after 200 steps against one shard). No tensor of a run that trains every stage
     at every step is ever held: every element gets torch's Adam, bit for bit."""
     from downpour.config import load_config

@@ -558,8 +558,8 @@ def test_a_greedy_adam_run_of_a_model_that_leaves_a_trainable_parameter_out_of_i
 
 
 def test_more_workers_than_samples_names_the_data_and_the_most_workers_it_takes(tmp_path):
-    """A folder of 3 images (one unreadable) under 4 workers said "cluster.workers=4 but the data has only 2
-    samples": not which data, that a file was skipped, nor what to do."""
+    """A folder of 3 images (one unreadable) under 4 workers names the data, the file skipped and what to do, not only
+    "cluster.workers=4 but the data has only 2 samples"."""
     from PIL import Image
 
     from downpour.ps.setup import set_up_cluster
@@ -609,9 +609,9 @@ def test_a_streamed_workers_share_of_only_unreadable_files_is_refused_before_the
 
 @pytest.mark.parametrize("kind", ["small", "link"])
 def test_a_streamed_workers_share_of_images_too_small_or_links_to_nothing_is_refused_for_what_they_are(tmp_path, kind):
-    """A share of only 4x4 images under data.size = 8 (patches) was refused as "files that cannot be read", told to
-    "remove the 1 unreadable file", with no word of data.size; a share of only a link to nothing was told to remove
-    it, not that putting back what it points to would do."""
+    """A share of only 4x4 images under data.size = 8 (patches) is refused naming data.size, not as "files that cannot
+    be read", told to "remove the 1 unreadable file"; a share of only a link to nothing is told that putting back
+    what it points to would do, not only to remove it."""
     import os
     import re
 
@@ -645,9 +645,9 @@ def test_a_streamed_workers_share_of_images_too_small_or_links_to_nothing_is_ref
 
 
 def test_a_refused_cluster_names_every_unreadable_file_in_the_log_as_it_writes_no_data_json(tmp_path, caplog):
-    """22 unreadable files, all one streaming worker's share: the refusal said "the log names them", the log named 20
-    and said data.json named every one, and the refused run wrote no data.json: 2 files the user had to remove were
-    named nowhere."""
+    """22 unreadable files, all one streaming worker's share: the log names every one, since the refused run writes no
+    data.json (else the refusal says "the log names them", the log names 20 and says data.json names every one, and
+    2 files the user has to remove are named nowhere)."""
     import logging
 
     from PIL import Image

@@ -208,8 +208,8 @@ def test_a_stop_during_rays_start_is_the_processs_own_and_one_the_start_swallows
 
 def test_a_survivor_outwaits_the_drivers_wait_for_a_restarted_worker():
     """While the driver waits for a restarted worker's actor (up to RESTART_SECONDS) it rings no shard;
-    the other workers' pushes wait in the inboxes. At 60 s each gave up and was lost: a replacement Ray
-    could not place at once took the whole run down (measured: 'every worker was lost' after 520 steps;
+    the other workers' pushes wait in the inboxes. At 60 s each would give up and be lost: a replacement Ray
+    cannot place at once would take the whole run down (measured: 'every worker was lost' after 520 steps;
     with the longer wait the survivor trained on to the end, 135 s)."""
     pytest.importorskip("ray")
     from downpour.ps.on_ray import INBOX_WAIT_SECONDS, RESTART_SECONDS
@@ -267,8 +267,8 @@ def test_an_empty_address_is_refused_not_a_local_run(tmp_path, capsys):
 
 
 def test_an_address_whose_host_is_unknown_says_so_not_that_the_head_is_down():
-    """`--address HEAD:6379` copied from the docs said "cannot reach ... within 10 s (gaierror: ...); is its head node
-    running?": the host is no name at all, which no head started would mend."""
+    """`--address HEAD:6379` copied from the docs is told the host is unknown, not "cannot reach ... within 10 s
+    (gaierror: ...); is its head node running?": the host is no name at all, which no head started would mend."""
     pytest.importorskip("ray")
     from downpour.errors import RunError
     from downpour.ps.connect_on_ray import _reachable
@@ -281,7 +281,7 @@ def test_an_address_whose_host_is_unknown_says_so_not_that_the_head_is_down():
 
 def test_a_ray_client_address_that_times_out_names_the_client_port(monkeypatch):
     """`--address ray://HEAD:PORT` with the port `ray start --head --port` set (the GCS's, not the Ray Client
-    server's) waited 36 s and said only "ray client connection timeout"."""
+    server's) names the client port, not only "ray client connection timeout" after 36 s."""
     pytest.importorskip("ray")
     from downpour.errors import RunError
     from downpour.ps import connect_on_ray

@@ -78,7 +78,7 @@ def test_the_faults_line_says_a_replacement_placed_again_in_its_losss_entry(tmp_
 def test_the_faults_line_says_a_shard_restart_and_its_resume_in_one_entry(tmp_path):
     """A shard restart's ``resumed`` (same step, next event) goes into the restart's entry, the lost workers it
     brought back named there; a resume of the user's own stays an entry of its own, and a simulated resume that
-    started one worker (the other still lost) says "1 worker" (it said "its 1 workers")."""
+    started one worker (the other still lost) says "1 worker" (not "its 1 workers")."""
     import json
 
     from downpour.analysis.report_cluster import cluster_faults as _cluster_faults

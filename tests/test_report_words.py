@@ -21,8 +21,8 @@ def test_the_report_says_when_the_edge_like_filters_are_copies_of_a_few():
 
 
 def test_the_report_says_when_the_edge_like_filters_all_share_one_orientation():
-    """rbm-digits after 500 steps: 77% edge-like whole-digit templates, orientation agreement 0.99; the report
-    said only '77.0% are edge-like' and that they were 12 distinct, never that they were one vertical structure."""
+    """rbm-digits after 500 steps: 77% edge-like whole-digit templates, orientation agreement 0.99; the report says
+    they are one vertical structure, not only '77.0% are edge-like' and that they are 12 distinct."""
     from downpour.analysis.report import _filters
 
     base = {"available": True, "count": 100, "shape": [1, 8, 8], "edge_fraction": 0.77, "edge_fraction_noise": 0.0,
@@ -35,7 +35,7 @@ def test_the_report_says_when_the_edge_like_filters_all_share_one_orientation():
 
 def test_a_designed_first_layer_is_said_so_and_its_repeats_are_not_called_a_collapse():
     """cat-demo with model.first_layer = "gabor" puts the same 8-filter bank at each of its 4 tiled banks: the
-    report called that "collapsed onto 8 distinct filter(s)" and never said the filters were not learned."""
+    report says the filters are designed, not learned, and does not call that "collapsed onto 8 distinct filter(s)"."""
     from downpour.analysis.report import _filters
     from downpour.analysis.filter_stats import filter_stats
     from downpour.models.registry import create_model
@@ -51,9 +51,9 @@ def test_a_designed_first_layer_is_said_so_and_its_repeats_are_not_called_a_coll
 
 
 def test_a_gabor_started_first_layer_is_said_to_be_learned_and_its_edge_share_trainings():
-    """model.first_layer = "gabor-init" starts from the Gabor bank and learns: the report said its edge-like share
-    "says what the layer was given, not what training found" and its copies were "by construction". cat-demo with
-    it, 300 steps: 0.0% edge-like, from a bank whose every filter passes."""
+    """model.first_layer = "gabor-init" starts from the Gabor bank and learns: the report calls it learned, not an
+    edge-like share that "says what the layer was given, not what training found", nor its copies "by construction".
+    cat-demo with it, 300 steps: 0.0% edge-like, from a bank whose every filter passes."""
     from downpour.analysis.report import _filters
     from downpour.analysis.filter_stats import filter_stats
     from downpour.models.registry import create_model
@@ -88,8 +88,8 @@ def test_the_report_says_the_symbolic_links_the_listing_did_not_follow():
 
 
 def test_an_untied_layers_note_gives_the_runs_own_samples_and_claims_nothing_it_did_not_measure():
-    """lcn-digits (untied 3x3 filters, 1,797 digits) was told it had "the ~1,250 images that ship offline" and
-    "far too little data per filter": cat-untied's numbers, measured on another model and other data."""
+    """lcn-digits (untied 3x3 filters, 1,797 digits) is given its own samples, not "the ~1,250 images that ship
+    offline" and "far too little data per filter": cat-untied's numbers, measured on another model and other data."""
     from downpour.analysis.report import _filters
 
     lcn = {"available": True, "count": 576, "shape": [1, 3, 3], "edge_fraction": 0.0, "edge_fraction_noise": 0.0,
@@ -118,8 +118,8 @@ def test_the_best_neuron_tables_plus_minus_is_said_to_be_the_std_across_splits()
 
 
 def test_the_top_images_words_say_what_the_number_above_each_image_is():
-    """The figure puts a number above each top image (0.426, 0.812, ...) and neither it nor the words said it was the
-    unit's response."""
+    """The figure puts a number above each top image (0.426, 0.812, ...), and the words say it is the unit's
+    response."""
     from downpour.analysis.report_notes import top_words
 
     top = {"indices": [1, 2, 3], "positive_in_top": 2, "pool": 60, "positive_in_pool": 30, "drawn_from": "60 held-out images"}

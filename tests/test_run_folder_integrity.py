@@ -50,8 +50,8 @@ def test_the_report_of_a_run_whose_preprocess_json_was_edited_since_its_analysis
     ("model.json's step edited to a string", "model.json' fails its SHA-256 check: its content is not what it held"),
 ])
 def test_a_resume_that_writes_the_model_again_says_which_check_the_saved_one_failed(run, caplog, damage, said):
-    """It said the model "was not saved (or was cut short or damaged)" whatever it was: not which file, nor that
-    one failed its SHA-256 check."""
+    """It says which file failed its SHA-256 check, not that the model "was not saved (or was cut short or damaged)"
+    whatever it was."""
     if damage == "model.json edited":
         _edit_by_hand(run / "model.json", step=7)
     elif damage == "weights changed":
@@ -96,8 +96,8 @@ def test_a_resume_without_checkpoints_says_why_the_model_beside_it_is_not_whole(
 
 def test_a_pair_gone_on_from_its_previous_copy_is_said_once(run, caplog):
     """`downpour analyze` checks preprocess.* (check_saved), then loads it; `report` checks it twice; a resume reads its
-    checkpoint twice (reached, then the restore): each said the same warning each time (and the second half of the
-    report's, of a file it does not read)."""
+    checkpoint twice (reached, then the restore): each says its warning once (not at each look, nor the second half
+    of the report's, of a file it does not read)."""
     for stem in (run / "preprocess", run / "checkpoints" / "local"):   # a save killed between its two renames
         for path in (stem.with_suffix(".json"), stem.with_suffix(".safetensors")):
             shutil.copy(path, path.with_name(path.name.replace(".", ".prev.", 1)))
@@ -113,7 +113,7 @@ def test_a_pair_gone_on_from_its_previous_copy_is_said_once(run, caplog):
 
 @pytest.mark.parametrize("command", ["analyze", "report"])
 def test_an_edited_model_json_of_a_run_without_checkpoints_is_not_told_to_be_resumed(run, capsys, command):
-    """It was told "`downpour train --resume RUN` writes it again", which refuses a run without its checkpoint."""
+    """Not told "`downpour train --resume RUN` writes it again", which refuses a run without its checkpoint."""
     shutil.rmtree(run / "checkpoints")
     _edit_by_hand(run / "model.json", seed=1)
     assert main([command, str(run)]) == 2
@@ -139,8 +139,9 @@ def test_the_preprocessing_record_is_not_called_a_checkpoint_file(run):
 
 
 def test_damaged_weights_beside_a_broken_config_toml_are_still_named_with_it(run, capsys):
-    """What writes the weights again reads config.toml (the run's steps): a broken one gave the resume's words as if
-    the resume could run, and `downpour analyze` said only that config.toml cannot be read, the weights unsaid."""
+    """What writes the weights again reads config.toml (the run's steps): with a broken one the damaged weights are
+    still named, not the resume's words as if the resume could run, nor, from `downpour analyze`, only that
+    config.toml cannot be read."""
     _damage_weights(run)
     (run / "config.toml").write_text("[train\nsteps = ")
     with pytest.raises(CheckpointError) as err:
@@ -168,7 +169,7 @@ def test_an_analysis_of_a_run_whose_weights_fail_their_check_is_refused_for_them
 
 def test_the_dry_run_of_a_resume_says_what_the_resume_will_say_of_the_model_it_writes_again(run, caplog):
     """The resume warns that the model was not saved whole, naming the file, and writes it again from its checkpoint;
-    its --dry-run, which says what the resume would do, said nothing of it."""
+    its --dry-run, which says what the resume would do, says so too."""
     _edit_by_hand(run / "model.json", seed=1)
     with caplog.at_level("WARNING"):
         assert main(["train", "--resume", str(run), "--dry-run"]) == 0
@@ -183,7 +184,7 @@ def test_the_dry_run_of_a_resume_says_what_the_resume_will_say_of_the_model_it_w
 
 @pytest.mark.parametrize("refits", [None, [2]])
 def test_a_resume_refused_for_its_preprocess_json_speaks_of_refits_only_where_it_records_some(run, capsys, refits):
-    """It said the resume would "lose the steps it records the input processing was refitted at" of a file that
+    """Not that the resume would "lose the steps it records the input processing was refitted at", of a file that
     records none."""
     _edit_by_hand(run / "preprocess.json", normalize="none", **({"refit_on_resume": refits} if refits else {}))
     assert main(["train", "--resume", str(run), "--steps", "6", "--no-report"]) == 2

@@ -210,7 +210,7 @@ def test_a_finite_cost_with_a_non_finite_gradient_is_refused_and_nothing_is_left
 
 def test_a_gradient_whose_sum_overflows_is_named_as_too_large_not_as_a_nan():
     """Every element finite (1e37), their float32 sum not: the step is skipped, as the shards refuse
-    such a push, but the message said "a non-finite gradient of" and named no parameter."""
+    such a push, and the message names the parameter as too large, not "a non-finite gradient of" naming none."""
     from downpour.batch import Batch
     from downpour.models.registry import create_model
     from downpour.objectives import Objective

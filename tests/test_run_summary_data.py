@@ -14,8 +14,8 @@ SETTINGS = ["data.source=folder", "data.mode=crops", "data.size=8", "data.fit_sa
 @pytest.mark.parametrize("runner", ["local", "simulated"])
 @pytest.mark.parametrize("pipeline", ["memory", "stream"])
 def test_the_summary_counts_the_files_listed_read_and_left_out(tmp_path, runner, pipeline):
-    """It printed the reads, samples and n_skipped alone (in memory n_skipped alone): no line of the console said
-    how many of a folder's 3,010 image files the run had, nor that 2 other files were left out."""
+    """The console says how many of a folder's 3,010 image files the run had, and that 2 other files were left out,
+    not the reads, samples and n_skipped alone (in memory n_skipped alone)."""
     root = tmp_path / "images"
     root.mkdir()
     for i in range(9):

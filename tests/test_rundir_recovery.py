@@ -254,7 +254,7 @@ def test_the_run_directorys_own_files_are_written_whole_or_not_at_all(tmp_path, 
     (lambda m: m.update(step="16"), "step is '16', not a step number"),
 ])
 def test_a_server_checkpoint_damaged_but_still_json_is_named_not_a_bare_key_error(tmp_path, damage, named):
-    """Its checksum covers the tensors only: a key removed by hand gave a bare KeyError naming no file."""
+    """Its checksum covers the tensors only: a key removed by hand is named with the file, not a bare KeyError."""
     run = tmp_path / "run"
     _go("simulated", run, "train.steps=16", "cluster.checkpoint_every=8")
     RunDir(run).save_config(load_config(str(run / "config.toml"), ["train.steps=24"]))
@@ -295,7 +295,8 @@ def test_only_a_finished_run_going_on_is_recorded_as_extended(tmp_path):
                                          (b'{"step": 4, "loss": "\xff"}', "is not text"),
                                          (b"\n\nGARBAGE", "line 4 is not JSON")])     # (blank lines counted: was "line 2")
 def test_a_damaged_metrics_line_is_named_wherever_the_rows_are_read(tmp_path, line, named):
-    """A JSON line that is not a row, or bytes that are not UTF-8, gave a traceback in the resume and the report."""
+    """A JSON line that is not a row, or bytes that are not UTF-8, is named, not a traceback in the resume and the
+    report."""
     from downpour.train.rundir import NotARunError
 
     path = tmp_path / "r"
@@ -436,8 +437,8 @@ def test_a_run_being_trained_now_is_not_taken_for_one_killed_before_its_first_ch
 
 
 def test_a_folder_being_trained_is_not_taken_over_by_a_new_run_of_its_config(tmp_path, capsys):
-    """The same command again in another terminal, while the first run had no metrics row yet (its data loading),
-    took its folder over as one that never started: its metrics.jsonl removed, then refused by the lock."""
+    """The same command again in another terminal, while the first run has no metrics row yet (its data loading), does
+    not take its folder over as one that never started (its metrics.jsonl removed, then refused by the lock)."""
     from downpour.cli import main
     from downpour.train.lock import training
 
@@ -477,9 +478,10 @@ def test_a_twin_or_a_fold_trained_into_its_folder_holds_its_lock(tmp_path, monke
 
 
 def test_a_folder_not_there_yet_is_locked_before_its_run_is_made_in_it(tmp_path):
-    """training_in (`downpour train --out NEW`, plan --check-simulated --out NEW) made the run in a folder not there
-    yet, then locked it: the same command started beside it in that moment found the run unlocked and never
-    started, took it over and wrote its own config.toml over the first's, which trained on under it."""
+    """training_in (`downpour train --out NEW`, plan --check-simulated --out NEW) locks a folder not there yet before
+    it makes the run in it: made first, the same command started beside it in that moment would find the run
+    unlocked and never started, take it over and write its own config.toml over the first's, which trains on under
+    it."""
     from downpour.train.lock import check_not_training, training_in
     from downpour.train.rundir import NotARunError
 
@@ -642,8 +644,8 @@ def test_a_run_stopped_before_its_data_record_writes_it_when_resumed(tmp_path, m
     (lambda p: ((p / "metrics.jsonl").unlink(), (p / "metrics.jsonl").mkdir()), "metrics.jsonl' is a folder"),
 ], ids=["input_shape", "options", "row", "skipped", "metrics-folder"])
 def test_a_hand_edited_run_file_is_named_not_a_traceback(tmp_path, damage, named):
-    """Each of these gave a TypeError, a KeyError at a later log step (saved again on the way out), a
-    false 'every step was skipped', or an IsADirectoryError."""
+    """Each of these is named, not a TypeError, a KeyError at a later log step (saved again on the way out), a false
+    'every step was skipped', or an IsADirectoryError."""
     path = tmp_path / "r"
     _go("local", path, "train.steps=8")
     damage(path)

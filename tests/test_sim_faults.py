@@ -66,8 +66,8 @@ def test_a_shard_lost_by_cluster_faults_restarts_every_shard_from_the_checkpoint
 
 
 def test_a_shard_lost_before_the_first_checkpoint_is_not_said_to_leave_nothing_to_resume(tmp_path, caplog):
-    """'shard 1 at 5', the first checkpoint due at 8: the stop's warning said "there is no server checkpoint to resume
-    from", and the run then restarted its shards from step 0 and finished. What follows a lost shard is run_cluster's
+    """'shard 1 at 5', the first checkpoint due at 8: the stop's warning does not say "there is no server checkpoint to
+    resume from" of a run that restarts its shards from step 0 and finishes. What follows a lost shard is run_cluster's
     to say (the restart from the start); the report says so too, not "from the checkpoint of step 0"."""
     assert _warnings_of_a_shard_lost_at(5, tmp_path / "r", caplog) == [
         "stopped at step 5; could not checkpoint the server (ShardLost: shard 1 is lost)",

@@ -115,9 +115,10 @@ def test_a_ratio_takes_its_interval_on_logs_and_reads_against_x1():
 
 
 def test_the_interval_note_says_how_a_time_ratios_interval_is_made_in_the_page_and_the_docs_alike():
-    """Every study page's "Intervals are 95%: ..." note named Wilson, Bonett & Price and Student's t, never the time
-    ratios' (the flat-skipping study's: Student's t on the seeds' log ratios, stats.paired_ratio), and docs/studies.md
-    said it in words of its own. One text, table.INTERVAL_KINDS: the page opens its note with it, the docs quote it."""
+    """Every study page's "Intervals are 95%: ..." note names the time ratios' interval too (the flat-skipping study's:
+    Student's t on the seeds' log ratios, stats.paired_ratio), not only Wilson, Bonett & Price and Student's t, and
+    docs/studies.md says it in the same words. One text, table.INTERVAL_KINDS: the page opens its note with it, the docs
+    quote it."""
     from pathlib import Path
 
     from downpour.studies.table import INTERVAL_KINDS, intervals_note

@@ -20,8 +20,9 @@ SAE = ["--config", "ufldl-sae", "--set", "data.samples=500", "--set", "train.bat
 
 
 def test_downpour_train_holds_its_lock_through_its_analysis_and_report(tmp_path, monkeypatch):
-    """The lock was let go once the run (and its twin) had trained: the same command again, or a `--resume`, from
-    another terminal took the folder over while analysis.json and the figures were being written."""
+    """The lock is held through the analysis and report: let go once the run (and its twin) had trained, the same
+    command again, or a `--resume`, from another terminal would take the folder over while analysis.json and the
+    figures are being written."""
     path, held = tmp_path / "run", []
 
     def train(cfg, run, resume=False, opened=None):
@@ -44,7 +45,7 @@ def test_downpour_train_holds_its_lock_through_its_analysis_and_report(tmp_path,
 
 @pytest.mark.parametrize("command", ["analyze", "report"])
 def test_analyze_or_report_of_a_run_being_trained_is_refused_saying_so(tmp_path, capsys, command):
-    """It read the live run's files half-written; before its model was saved it said the run had none."""
+    """Else it reads the live run's files half-written, and before its model is saved says the run has none."""
     path = tmp_path / "run"
     RunDir.create(path, load_config("ufldl-sae"))
     with lock.training(path):                       # the other process, training it
@@ -81,8 +82,8 @@ def test_downpour_train_into_a_live_crossfit_says_it_is_a_crossfit(tmp_path, cap
 
 
 def test_the_simulated_check_into_a_folder_being_trained_is_told_to_pick_another_out(tmp_path, capsys):
-    """The same `plan --check-simulated --out RUN` again from another terminal was told to `downpour train --resume`
-    the first's run."""
+    """The same `plan --check-simulated --out RUN` again from another terminal is told to pick another --out, not to
+    `downpour train --resume` the first's run."""
     path = tmp_path / "run"
     path.mkdir()
     with lock.training(path):                       # the first check, training it
@@ -95,8 +96,8 @@ def test_the_simulated_check_into_a_folder_being_trained_is_told_to_pick_another
 
 
 def test_a_filesystem_that_locks_nothing_is_said_once_in_a_command(tmp_path, monkeypatch, caplog):
-    """`downpour train --resume` looked at the lock (resume_config), then took it (training_in), and its twin took
-    its own: "cannot be locked" was logged for each."""
+    """`downpour train --resume` looks at the lock (resume_config), then takes it (training_in), and its twin takes
+    its own: "cannot be locked" is logged once, not for each."""
     def flock(fd, how):
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
 
@@ -133,8 +134,9 @@ def test_a_second_analysis_of_a_run_being_analysed_is_refused(tmp_path, monkeypa
 
 @pytest.mark.parametrize("command", ["analyze", "report"])
 def test_a_training_of_a_run_being_analysed_is_refused_saying_so(tmp_path, monkeypatch, command):
-    """`downpour analyze` looked at the lock as it started and let it go: a `downpour train` of the folder from
-    another terminal took the run over (removed its files, or its analysis.json) while it was being analysed."""
+    """`downpour analyze` holds the lock while it analyses: looked at as it starts and let go, a `downpour train` of
+    the folder from another terminal would take the run over (remove its files, or its analysis.json) while it is
+    being analysed."""
     path, seen = tmp_path / "run", []
     RunDir.create(path, load_config("ufldl-sae"))
 
@@ -208,8 +210,8 @@ def test_a_folder_above_the_out_that_cannot_be_listed_is_no_crossfit(tmp_path, m
 @pytest.mark.parametrize("where", ["an --out being trained", "an --out being analysed", "--resume a run being analysed",
                                    "a live cross-fit's fold", "--resume a run whose twin is being trained"])
 def test_a_dry_run_is_refused_as_the_command_would_be_by_another_process(tmp_path, capsys, where):
-    """`downpour train --dry-run` (check before you spend) said "config checked" where the command itself is refused
-    by the folder's lock (or a live cross-fit's), or said the folder "holds a run" where it is being analysed."""
+    """`downpour train --dry-run` (check before you spend) is refused as the command itself is by the folder's lock (or
+    a live cross-fit's), not "config checked", nor that the folder "holds a run" where it is being analysed."""
     path, out = tmp_path / "run", tmp_path / "cf"
     path.mkdir()
     if where.startswith("--resume") or where == "an --out being analysed":
@@ -234,8 +236,9 @@ def test_a_dry_run_is_refused_as_the_command_would_be_by_another_process(tmp_pat
 @pytest.mark.parametrize("command", ["analyze", "report"])
 def test_an_analysis_of_a_run_whose_twin_is_being_trained_is_refused_naming_the_twin(tmp_path, monkeypatch, capsys,
                                                                                      command):
-    """`downpour analyze RUN` while `downpour train --resume RUN/no-faces` trained the twin read it as the no-faces
-    network half-trained (or said it held no twin yet); and a training of the twin could start mid-analysis."""
+    """`downpour analyze RUN` while `downpour train --resume RUN/no-faces` trains the twin is refused naming the twin:
+    else it reads it as the no-faces network half-trained (or says it holds no twin yet); and a training of the twin
+    can start mid-analysis."""
     path, seen = tmp_path / "run", []
     RunDir.create(path, load_config("ufldl-sae"))
     twin = RunDir(path).no_faces_twin

@@ -102,7 +102,7 @@ def test_a_resume_of_a_finished_run_and_twin_keeps_their_analysis(reported, tmp_
 
 def test_a_new_run_into_a_finished_run_is_told_of_its_report_and_one_whose_twin_is_left_of_resume(reported, tmp_path,
                                                                                                     capsys):
-    """A finished run was told "resume it with --resume", which refuses a finished run."""
+    """A finished run is not told "resume it with --resume", which refuses a finished run."""
     out = _copy(reported, tmp_path)
     argv = ["train", *TINY_CAT, *TWIN, "--dry-run", "--out", str(out)]
     assert main(argv) == 2
@@ -276,8 +276,8 @@ def test_no_twin_is_trained_or_asked_for_where_no_face_test_runs(tmp_path, capsy
 
 
 def test_a_run_stopped_in_its_twin_says_the_resume_of_the_run_finishes_it(tmp_path, monkeypatch, caplog):
-    """Ctrl-C in the twin said only the twin's own `--resume RUN/no-faces` (which skips the run's analysis and
-    report), or, in the twin's set-up, nothing."""
+    """Ctrl-C in the twin says the run's own --resume, not only the twin's `--resume RUN/no-faces` (which skips the
+    run's analysis and report), nor, in the twin's set-up, nothing."""
     import os
     import signal
 
