@@ -357,8 +357,8 @@ def test_a_no_faces_run_without_a_model_says_where_it_stands_as_the_analysis_doe
 
 
 def test_a_run_with_model_json_but_no_weights_says_they_are_missing_and_what_writes_them(tmp_path, monkeypatch, capsys):
-    """A finished run whose model.safetensors was deleted (or left out of a copy) was asked "has no model.safetensors
-    yet: has its training finished?": it had, and the resume it did not name writes the weights again."""
+    """A finished run whose model.safetensors was deleted (or left out of a copy) is told the weights are missing and
+    the resume that writes them again, not asked "has no model.safetensors yet: has its training finished?"."""
     import shutil
 
     from downpour.cli import main

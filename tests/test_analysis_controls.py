@@ -657,8 +657,8 @@ def test_the_localizer_sees_only_the_controls_of_the_selection_faces():
 
 
 def test_many_small_folds_keep_a_finite_interval():
-    """With 50 folds of 2 faces, every bootstrap replicate left some fold's faces without weight: its
-    AUC was NaN, the replicate dropped, and the interval NaN. Now such a fold sits out that replicate."""
+    """With 50 folds of 2 faces, every bootstrap replicate leaves some fold's faces without weight: such a fold sits
+    out that replicate (else its AUC is NaN, the replicate dropped, and the interval NaN)."""
     from downpour.data import lfw_indices
 
     rng = np.random.default_rng(0)

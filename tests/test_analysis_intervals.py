@@ -17,7 +17,7 @@ def _wilson(k: int, n: int) -> list[float]:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_probes_pooled_accuracy_is_every_image_held_out_once_with_wilsons_interval_over_the_images(seed):
-    """The probes gave mean ± std over 5 folds, which share their training images (no interval of anything); the pooled
+    """Not mean ± std over 5 folds, which share their training images (no interval of anything): the pooled
     accuracy counts each image once, its interval is Wilson's over the images, and the fold figures stay as they were
     (cross_val_score's, the same fits)."""
     from sklearn.linear_model import LogisticRegression

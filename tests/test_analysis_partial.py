@@ -291,7 +291,7 @@ def test_a_run_that_trains_on_drops_the_partial_file_and_its_temp_file(trained, 
 
 def test_the_default_layer_spelled_out_shares_the_parts(trained, monkeypatch, capsys):
     """analysis.layer = "" and the layer the model resolves it to (probe_layers = [] and the default list spelled out)
-    are one analysis; they were keyed as written, so the rerun of one measured the other's parts anew."""
+    are one analysis: keyed as written, the rerun of one would measure the other's parts anew."""
     run, whole = trained
     spelled = ["--set", 'analysis.layer="codes"', "--set", 'analysis.probe_layers=["codes"]']   # ufldl-sae's defaults
     with monkeypatch.context() as m:
@@ -326,8 +326,9 @@ def test_the_no_faces_network_is_keyed_by_its_files_not_its_spelling(trained, tm
 
 
 def test_a_class_folder_linked_in_is_keyed_by_its_images(trained, tmp_path):
-    """The loader reads a class sub-folder that is a symbolic link; the key's rglob did not enter it, so an image
-    edited there left the key as it was and the parts measured on the old image were read back."""
+    """The loader reads a class sub-folder that is a symbolic link, and so does the key: an rglob that does not enter
+    it leaves the key as it was when an image there is edited, and the parts measured on the old image are read
+    back."""
     from downpour.analysis.partial import inputs_key
     from downpour.train.rundir import RunDir
 

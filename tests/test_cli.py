@@ -482,6 +482,6 @@ def _refused(argv: list[str], capsys) -> str:
     (["--verbse", "train", "--stepz=3"], "unrecognized arguments: --verbse (did you mean '--verbose'?)"),
 ])
 def test_a_flag_before_the_command_is_refused_by_the_top_level(argv, said, capsys):
-    """They were the command's: `--quick study costs` read "--quick (did you mean '--quick'?)" under study's usage."""
+    """Not the command's: `--quick study costs` would read "--quick (did you mean '--quick'?)" under study's usage."""
     err = _refused(argv, capsys)
     assert err.rstrip().endswith(f"downpour: error: {said}") and "usage: downpour [-h]" in err

@@ -91,9 +91,9 @@ def test_a_second_ctrl_c_in_the_exit_of_a_stopped_run_quits_at_once_in_one_line(
 
 
 def test_a_sigterm_just_after_the_clis_own_block_quits_in_one_line_not_unsaid():
-    """An interrupted command's exit is armed inside the CLI's `with sigterm_as_interrupt()` block; the block's end put
-    SIGTERM's handler back to SIG_DFL and the CLI armed it again after, so a SIGTERM in between ended the process by
-    the signal, with no line (status -15). Now the exit's handler outlives the block."""
+    """An interrupted command's exit is armed inside the CLI's `with sigterm_as_interrupt()` block, and its handler
+    outlives the block: if the block's end put SIGTERM's handler back to SIG_DFL and the CLI armed it again after, a
+    SIGTERM in between would end the process by the signal, with no line (status -15)."""
     done = subprocess.run([sys.executable, "-c", TERM_AFTER_BLOCK, "models"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 130, done.stderr

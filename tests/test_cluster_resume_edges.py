@@ -242,10 +242,10 @@ def test_a_shard_restart_is_one_entry_in_the_reports_faults_line_with_the_worker
 
 
 def test_two_shard_restarts_alike_in_step_and_reason_stay_two_events(tmp_path, monkeypatch):
-    """The shard events of a go are gathered from its checkpoint, staleness.json and the command's own list, and
-    copies were told apart by comparing the events whole. A shard lost at step 20 from the checkpoint of step 16,
-    once before a stop and once after its --resume, made two restarts alike in every field: staleness.json kept
-    one (shards-restarted, shards-lost, and no second restart). Now each shard event is numbered in the run."""
+    """The shard events of a go are gathered from its checkpoint, staleness.json and the command's own list, and each
+    is numbered in the run: told apart by comparing the events whole, a shard lost at step 20 from the checkpoint of
+    step 16, once before a stop and once after its --resume, would make two restarts alike in every field, and
+    staleness.json keep one (shards-restarted, shards-lost, and no second restart)."""
     from downpour.errors import RunError
 
     losses = _losing_shard_1(monkeypatch, [20, 20])   # a restart, then the stop (restarts spent)
@@ -305,7 +305,7 @@ def test_an_error_mid_event_keeps_the_whole_checkpoint_of_the_last_push(tmp_path
 
 def test_an_error_before_a_resumes_first_push_keeps_the_checkpoint_it_resumed_from(tmp_path, monkeypatch):
     """A Ctrl-C at push 7 saves the whole state; the resume fails in its first worker step: the checkpoint it
-    went on from stands (it was saved again mid-event, without the workers), and the next resume is exact."""
+    went on from stands (not saved again mid-event, without the workers), and the next resume is exact."""
     import downpour.ps.worker as worker_module
 
     sets = ["cluster.consistency=async", "train.log_every=1"]

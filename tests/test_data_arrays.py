@@ -104,9 +104,9 @@ def test_big_endian_uint16_is_scaled_like_little_endian(tmp_path):
 
 
 def test_an_array_sources_run_is_checked_before_its_folder_is_made(tmp_path):
-    """preflight skipped its dry batch and the ZCA limit for arrays (their shape was 'only the file can
-    tell'), and checked the file only when it was an existing .npy/.npz: each of these failed after the
-    run's folder was written."""
+    """preflight runs its dry batch and the ZCA limit for arrays too (their shape is not 'only the file can tell'),
+    and checks the file whatever it is, not only an existing .npy/.npz: else each of these fails after the run's
+    folder is written."""
     from downpour.config import ConfigError
     from downpour.preflight import check_run_config, new_run_config
 

@@ -33,8 +33,8 @@ def test_reads_recursively_png_and_jpeg_and_ignores_other_files(tmp_path):
 
 
 def test_files_pillow_only_names_or_writes_are_ignored_not_skipped_as_corrupt(tmp_path):
-    """.pdf (Pillow writes it), .h5 (a stub), .eps (needs Ghostscript) are not images to read: beside a
-    labelled folder's classes they were 'images at its top level' and refused the run."""
+    """.pdf (Pillow writes it), .h5 (a stub), .eps (needs Ghostscript) are not images to read: beside a labelled
+    folder's classes they are not 'images at its top level' that refuse the run."""
     _png(tmp_path / "cat" / "a.png", 0)
     _png(tmp_path / "dog" / "b.png", 1)
     for name in ("README.pdf", "features.h5", "figure.eps"):
@@ -114,7 +114,7 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
 
 @pytest.mark.parametrize("orientation, bright", [(1, "left"), (3, "right"), (6, "top"), (8, "bottom")])
 def test_an_exif_orientation_is_applied_so_the_image_is_upright(tmp_path, orientation, bright):
-    """A phone's portrait JPEG is stored sideways with an Orientation tag; it was read sideways."""
+    """A phone's portrait JPEG is stored sideways with an Orientation tag, which the read applies."""
     pixels = np.zeros((20, 40), np.uint8)
     pixels[:, :10] = 255                               # a bright strip at the stored image's left
     exif = Image.Exif()

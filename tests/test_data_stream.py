@@ -624,8 +624,8 @@ def test_a_data_samples_below_one_patch_per_image_is_warned_by_name(tmp_path, ca
 
 
 def test_crops_of_an_image_smaller_than_the_size_are_counted_and_said_once_in_memory_streamed_and_resumed(tmp_path, caplog):
-    """A 4x4 thumbnail among 24x20 photos trained as an 8x8 blur with no word in the log or data.json, alike in memory
-    and streamed (and a folder whose only readable file it was trained on it alone)."""
+    """A 4x4 thumbnail among 24x20 photos trains as an 8x8 blur: it is counted and said once, in the log and
+    data.json, alike in memory and streamed (a folder whose only readable file it is trains on it alone)."""
     from downpour.data.positions import position_problem
 
     root = _folder(tmp_path, n=5)

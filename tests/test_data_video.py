@@ -551,9 +551,9 @@ def _write_unevenly_timed(path, n_frames=12, audio_s=0.0, vfr=False, size=16):
                                                 ("longer_audio.ts", 6, False), ("variable_rate.mkv", 0, True)])
 def test_a_video_without_a_declared_count_counts_its_own_frames_not_the_longest_streams_time(
         tmp_path, name, audio_s, vfr):
-    """Matroska, WebM and MPEG-TS declare no frame count; it was taken as the container's duration x the frame rate:
-    12 frames at 10 fps under 6 s of audio counted 60 (the memory estimate 5x, the patches a frame 1/5), 6 frames at
-    10 fps then 6 at 1 fps counted 57."""
+    """Matroska, WebM and MPEG-TS declare no frame count: the video counts its own frames, not the container's duration
+    x the frame rate (12 frames at 10 fps under 6 s of audio would count 60, the memory estimate 5x, the patches a
+    frame 1/5; 6 frames at 10 fps then 6 at 1 fps, 57)."""
     from downpour.data.stream import open_stream
     from downpour.data.video import decoded_pixels, frames_taken
 

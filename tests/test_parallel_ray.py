@@ -120,8 +120,8 @@ def test_a_partition_holding_two_shards_trains_what_the_simulator_trains(local_r
     partition 1's one shard starts at its vector's 0. The simulator computes the partitions in process and
     fetches the whole flat vector: it never rebases. A partition that fetches a shard into the wrong slice
     of its filters, or pushes the wrong slice of its gradient, trains other numbers than the simulator.
-    (2 greedy steps per stage: each stage's first fetch and its pushes. When written the losses were equal
-    bit for bit and the parameters to 2.4e-7 of 0.39: an actor's float32 gradient is an ulp from the
+    (2 greedy steps per stage: each stage's first fetch and its pushes. The losses are equal bit for bit
+    and the parameters to 2.4e-7 of 0.39: an actor's float32 gradient is an ulp from the
     in-process partition's, presumably its terms summed in another order. Shard 1 rebased one value
     early moved them by 0.08, and every loss. With momentum, a partition's push says which stage it trained, so
     its shards hold the other still, as the simulator's do.)"""

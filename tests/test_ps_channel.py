@@ -75,8 +75,8 @@ def test_a_report_written_in_parts_arrives_whole(ends, monkeypatch):
 
 def test_a_report_after_the_driver_closed_its_end_says_so_and_raises_nothing(ends):
     """The driver closes its ends on a stop (``RayCluster.close``) while a worker may be mid-cycle: the worker's
-    report then met a pipe with no reader, and BrokenPipeError failed its serve task, which Ray printed, never read,
-    as an "Unhandled error" traceback. Now the report says the driver is gone (False) and the serve task ends."""
+    report then meets a pipe with no reader: the report says the driver is gone (False) and the serve task ends (a
+    BrokenPipeError would fail the serve task, which Ray prints, never read, as an "Unhandled error" traceback)."""
     driver, worker = ends
     driver.grant(1, 0)
     assert worker.next_grant() == (1, 0)

@@ -24,10 +24,10 @@ def test_a_checkpoint_counts_the_pushes_the_shards_applied_before_the_driver_rea
 
 
 def test_a_resumed_checkpoint_hands_out_again_the_steps_in_flight_at_the_stop_and_each_stage_gets_its_share():
-    """A Ray checkpoint kept only the step count: the resume handed out new indices from it. Greedy, 60 steps
-    (stage 2 from index 30), 4 steps a push: the cycle of steps 28-31 (two of each stage) landed before that of
-    24-27, and the run stopped there. The resume trained 28-31 again and 24-27 never: stage 1 got 28 steps, stage
-    2 got 32. Now the checkpoint keeps the ranges not applied, and the resumed driver hands them out first."""
+    """The checkpoint keeps the ranges not applied, and the resumed driver hands them out first. Greedy, 60 steps
+    (stage 2 from index 30), 4 steps a push: the cycle of steps 28-31 (two of each stage) lands before that of 24-27,
+    and the run stops there. A checkpoint of the step count alone, the resume handing out new indices from it, would
+    train 28-31 again and 24-27 never: stage 1 would get 28 steps, stage 2 32."""
     from functools import partial
 
     from downpour.train.setup import stage_for_step

@@ -25,8 +25,9 @@ def _cycle(coord: Coordinator, shard: Shard, w: int, seq: int) -> None:
 
 
 def test_a_worker_lost_mid_round_under_sync_lets_the_round_close_before_it_rejoins(fake_ray, monkeypatch):
-    """Workers 0 and 2 pushed round 1, worker 1 died before it did: restarted level with them, their next
-    pushes went into the still open round 1 and were refused (2 steps counted, never applied)."""
+    """Workers 0 and 2 pushed round 1, worker 1 died before it did: the round closes before it rejoins (restarted
+    level with them, their next pushes would go into the still open round 1 and be refused: 2 steps counted, never
+    applied)."""
     coord = Coordinator(make_consistency("sync"), workers=3, total_steps=100)
     shard = Shard(0, torch.zeros(4), make_rule("sgd", 0.1), workers=coord.live, sync=True)
     old = FakeActor()

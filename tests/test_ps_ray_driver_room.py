@@ -103,9 +103,9 @@ def test_partition_actors_ray_never_starts_fail_the_start_after_its_limit(local_
 
 def test_a_start_on_several_nodes_names_the_room_on_the_node_each_actor_was_pinned_to(monkeypatch):
     """Two nodes of 4 CPUs, another job's actors on all of node a's: worker actors pinned to node a (the placer pins
-    a CPU worker round-robin, hard) cannot start while node b has 4 free. The line read "the cluster has CPU 4 of 8
-    free", a contradiction: free room summed over the nodes. Now it names the room of the node they were pinned to,
-    and says the sum is one for those Ray places itself. (Stand-in Ray: one machine has one node.)"""
+    a CPU worker round-robin, hard) cannot start while node b has 4 free. The line names the room of the node they
+    were pinned to, not "the cluster has CPU 4 of 8 free", a contradiction (free room summed over the nodes), and
+    says the sum is one for those Ray places itself. (Stand-in Ray: one machine has one node.)"""
     from downpour.errors import RunError
     from downpour.ps import connect_on_ray
 
@@ -117,9 +117,9 @@ def test_a_start_on_several_nodes_names_the_room_on_the_node_each_actor_was_pinn
 
 
 def test_actors_that_ask_no_resource_are_not_told_to_ask_for_less(monkeypatch):
-    """Shard and partition actors ask no CPU (0), so no fewer of them makes room; the no-room line told them to 'ask for
-    less (cluster.workers)', a key that does not count shards at all. Now it says so only to actors that ask
-    something. (Stand-in two-node Ray: a shard pinned to the full node.)"""
+    """Shard and partition actors ask no CPU (0), so no fewer of them makes room: the no-room line tells only actors
+    that ask something to 'ask for less (cluster.workers)', a key that does not count shards at all. (Stand-in two-node
+    Ray: a shard pinned to the full node.)"""
     from downpour.errors import RunError
     from downpour.ps import connect_on_ray
 

@@ -120,10 +120,11 @@ def test_a_replacement_that_dies_coming_up_is_restarted_again(tmp_path, local_ra
 
 
 def test_a_replacement_under_another_environment_is_added_to_environment_json(tmp_path, local_ray, monkeypatch):
-    """environment.json is written at the start, from each actor's start_report; a worker restarted mid-run was asked
-    its node alone, so a replacement on another machine or install went unrecorded. Here the replacement's process
-    runs with another MKL_CBWR (a runtime_env; MKL's kernels of another CPU, part of a record's platform): the run's
-    record lists this node twice, the start's actors' record and the replacement's, the rest of it as it was."""
+    """environment.json is written at the start, from each actor's start_report, and a worker restarted mid-run is asked
+    its start_report too (asked its node alone, a replacement on another machine or install goes unrecorded). Here the
+    replacement's process runs with another MKL_CBWR (a runtime_env; MKL's kernels of another CPU, part of a record's
+    platform): the run's record lists this node twice, the start's actors' record and the replacement's, the rest of it
+    as it was."""
     import json
     import os
 

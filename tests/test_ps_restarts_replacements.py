@@ -231,10 +231,10 @@ def test_a_replacement_ray_never_places_gives_its_restart_back_for_a_later_loss(
 @pytest.mark.parametrize("consistency", ["async", "sync", "bounded:2"])
 def test_a_replacement_past_its_deadline_is_given_up_then_while_the_others_keep_the_driver_busy(monkeypatch,
                                                                                               consistency):
-    """The task loop checked a replacement's deadline only when no push was ready (or a worker was lost): a driver
-    kept busy (each wait 5 s of its clock, a push always ready) gave one never placed up at the run's end, step 400
-    of 400, "no steps left for it", though its 120 s ran out near step 45. The piped loop looks every 50 ms. Now the
-    task loop looks after every push too, and the give-up lands at the step its deadline passed."""
+    """The task loop looks at a replacement's deadline after every push, as the piped loop looks every 50 ms, and the
+    give-up lands at the step its deadline passed. Looking only when no push is ready (or a worker is lost), a driver
+    kept busy (each wait 5 s of its clock, a push always ready) would give one never placed up at the run's end, step
+    400 of 400, "no steps left for it", though its 120 s ran out near step 45."""
     from downpour.ps.on_ray import RESTART_SECONDS
 
     runtime = scripted_runtime(monkeypatch, tick=5.0)

@@ -95,7 +95,8 @@ def test_a_sync_rounds_mean_is_the_same_whatever_order_its_pushes_arrive_in():
 
 
 def test_a_sync_round_whose_mean_overflows_applies_nothing():
-    """Two finite pushes of 3e38: their mean is inf in float32, and it was applied (every parameter -inf)."""
+    """Two finite pushes of 3e38: their mean is inf in float32, and nothing is applied (else every parameter is
+    -inf)."""
     shard = _shard(workers=(0, 1), sync=True)
     w0 = shard.params.clone()
     shard.push(0, torch.full((6,), 3e38), 0, 0)
@@ -388,9 +389,9 @@ def test_dc_asgd_frees_its_copies_after_a_restore_that_lost_a_push_in_flight():
 
 
 def test_momentum_leaves_a_frozen_stage_still_and_resumes_it_like_torch():
-    """Elements pushed zeros (a greedy schedule's held stage) kept coasting on their velocity: stage 1 of
-    cat-demo moved by up to 0.53 after the switch. Now they stay still and keep their velocity, as torch's
-    SGD with momentum skips a parameter whose grad is None."""
+    """Elements pushed zeros (a greedy schedule's held stage) stay still and keep their velocity, as torch's SGD with
+    momentum skips a parameter whose grad is None (coasting on it, stage 1 of cat-demo moves by up to 0.53 after the
+    switch)."""
     torch.manual_seed(4)
     w0 = torch.randn(10)
     shard = Shard(0, w0.clone(), make_rule("momentum", 0.05, momentum=0.9), workers=[0],
@@ -429,9 +430,9 @@ def test_a_finite_push_that_would_overflow_as_applied_is_rejected_and_changes_no
 @pytest.mark.parametrize("rule", ["adam", "momentum"])
 def test_a_relu_models_exact_zero_gradients_get_torchs_update_on_the_server(rule):
     """cnn-digits' ReLU units dead for a batch give exact-zero gradient elements while their tensors have
-    a gradient: torch's Adam and momentum still decay the moments and coast them. The server's rules were
-    lazy about every exact 0, so one worker at staleness 0 learned otherwise than the local loop (loss
-    0.047 against 0.021 after 400 steps). Now the two are torch's arithmetic, bit for bit here."""
+    a gradient: torch's Adam and momentum still decay the moments and coast them, and so do the server's
+    rules, torch's arithmetic bit for bit here (rules lazy about every exact 0 have one worker at staleness 0 learn
+    otherwise than the local loop: loss 0.047 against 0.021 after 400 steps)."""
     from downpour.batch import Batch
     from downpour.models.registry import create_model, model_entry
     from downpour.objectives import Objective

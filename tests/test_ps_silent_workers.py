@@ -30,9 +30,9 @@ def runtime(monkeypatch):
 
 
 def test_a_worker_whose_cycle_never_returns_is_lost_and_the_others_train_every_step(runtime):
-    """3 workers, worker 1's cycle at step 21 never returns: the driver hung (scripted: ``Hang``, waiting with no
-    timeout on its 2 futures once the others had trained the rest). Now it is lost once silent for 300 s (FLOOR: its
-    first cycle is past, every other was instant), killed, and the steps it held are trained by the others."""
+    """3 workers, worker 1's cycle at step 21 never returns: it is lost once silent for 300 s (FLOOR: its first cycle
+    is past, every other was instant), killed, and the steps it held are trained by the others (else the driver
+    hangs; scripted: ``Hang``, waiting with no timeout on its 2 futures once the others have trained the rest)."""
     coord = coordinator(3, STEPS)
     c = ScriptedCluster(runtime, coord, restarts=0, script={(1, 0): _hangs_at(20)})
     c.run_scripted()
@@ -166,8 +166,8 @@ def _drive_piped(c, runtime, monkeypatch, on_push=lambda cluster: None):
 
 
 def test_the_piped_loop_loses_a_silent_worker_too(runtime, monkeypatch):
-    """The piped loop (a one-node Ray) polled a silent worker's channel for as long as it held a credit: for good. Now
-    it is lost after FLOOR, its channel closed, and the other trains every step."""
+    """The piped loop (a one-node Ray) loses a silent worker after FLOOR, its channel closed, and the other trains
+    every step (else it polls the channel for as long as the worker holds a credit: for good)."""
     coord = coordinator(2, STEPS)
     c = ScriptedCluster(runtime, coord, restarts=0, script={(1, 0): _hangs_at(20)})
     ends = _drive_piped(c, runtime, monkeypatch)

@@ -353,7 +353,7 @@ def test_what_answers_at_a_head_address_tells_a_ray_head_from_another_listener(a
 
 def test_a_head_whose_settings_frame_comes_in_two_pieces_is_not_refused():
     """A gRPC head whose first bytes arrive cut short (a proxy's or a loaded link's segments), the rest after the
-    probe gave up waiting, was refused as "not a Ray head" on the bytes it had."""
+    probe gives up waiting, is not refused as "not a Ray head" on the bytes it has."""
     import socket
     import threading
 

@@ -92,8 +92,8 @@ def test_two_different_learned_units_are_said_to_be_chosen_on_different_images()
 
 
 def test_the_edge_share_first_on_the_page_carries_the_filter_sections_warnings():
-    """rbm-digits after 30 steps: "100% edge-like" opened the page, while the filters section said they were copies
-    of one filter, all of one orientation: the opening line says so too."""
+    """rbm-digits after 30 steps: "100% edge-like" opens the page, and the filters section says they are copies of one
+    filter, all of one orientation: the opening line says so too."""
     rbm = {"count": 100, "edge_fraction": 1.0, "edge_distinct_fraction": 0.01, "edge_mean_abs_cosine": 0.92,
            "edge_orientation_agreement": 1.0}
     said = in_short({"filters": rbm}, "x")

@@ -275,8 +275,8 @@ def test_two_runs_started_in_the_same_second_get_a_folder_each(tmp_path):
 
 
 def test_only_a_finished_run_going_on_is_recorded_as_extended(tmp_path):
-    """A run whose every worker was lost saves its model at the step it reached; its resume was recorded
-    as "extended", as if it had finished there."""
+    """A run whose every worker was lost saves its model at the step it reached; its resume is not recorded as
+    "extended", as if it had finished there."""
     def events(path):
         return [e for e in json.loads((path / "staleness.json").read_text())["events"] if e["event"] == "extended"]
 
@@ -362,8 +362,8 @@ def test_checkpoints_deleted_while_a_run_trained_are_told_from_a_kill_before_the
 def test_a_kill_during_the_first_save_trains_again_from_step_0_not_told_as_checkpoints_deleted(tmp_path, capsys,
                                                                                                monkeypatch):
     """save_state makes checkpoints/ before its temporary file exists (it copies the tensors first: seconds of a large
-    model, where an out-of-memory kill lands): a kill there left an empty checkpoints/ folder, which `--resume` took for
-    checkpoints deleted after they were written and refused, where it is a kill before the first checkpoint."""
+    model, where an out-of-memory kill lands): a kill there leaves an empty checkpoints/ folder, which `--resume` takes
+    for a kill before the first checkpoint, not for checkpoints deleted after they were written, refused."""
     import downpour.train.checkpoint as checkpoint
     from downpour.cli import main
 

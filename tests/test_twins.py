@@ -71,8 +71,8 @@ def test_a_resume_of_a_finished_run_trains_only_its_twin(tmp_path, capsys):
 
 
 def test_a_kept_downpour_runs_summary_has_the_keys_of_a_trained_one_and_no_sandblaster_field(tmp_path, capsys):
-    """The summary of a run kept as it was carried "line_search_failures": [] for a Downpour run, a Sandblaster field
-    its freshly trained summary has not; a cross-fit's record still gives every fold the key."""
+    """The summary of a Downpour run kept as it was has no "line_search_failures": [], a Sandblaster field its freshly
+    trained summary has not; a cross-fit's record still gives every fold the key."""
     from downpour.crossfit import fold_summary
 
     out = tmp_path / "run"
