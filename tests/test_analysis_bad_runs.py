@@ -399,7 +399,7 @@ def test_a_cut_model_safetensors_says_what_writes_it_again(tmp_path, monkeypatch
         assert f"{str(weights)!r} is not a readable safetensors file" in err and "(cut short or damaged: copy a whole one " \
             f"back, or `downpour train --resume {path}` writes them again from its checkpoint at its last " \
             "step, 8)" in err
-    # as it says: it said the run "already reached step 8 of 8; raise train.steps (--steps) to go on"
+    # as it says (not that the run "already reached step 8 of 8; raise train.steps (--steps) to go on")
     assert main(["train", "--resume", str(path)]) == 0 and RunDir.open(path).load_model() is not None
     weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
     shutil.rmtree(path / "checkpoints")

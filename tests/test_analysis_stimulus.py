@@ -150,5 +150,5 @@ def test_the_stimulus_is_ranked_among_the_images_responses_and_the_report_says_w
     assert said == " (higher than the responses to 96% of the 100 images the top ones are drawn from; the best image's 99)"
     down = _among_pool({"sign": -1, "among_pool": lowered}, {"pool": 100})
     assert down == (" (lower than the responses to 100% of the 100 images the top ones are drawn from; the image that "
-                    "lowers it most: 0)")      # (it said "the best image's 0": the image that excites it most?)
+                    "lowers it most: 0)")      # (not "the best image's 0": the image that excites it most?)
     assert _among_pool({"sign": 1}, {"pool": 100}) == ""           # an analysis.json from before: nothing to say

@@ -105,7 +105,7 @@ def test_train_then_resume_from_the_command_line(tmp_path, capsys):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows][-2:] == [25, 30]
     assert main(["train", *TINY, "--out", str(out)]) == 2          # an existing run is never overwritten
-    err = capsys.readouterr().err                                    # (a finished one was told "resume it with --resume")
+    err = capsys.readouterr().err              # (a finished one is not told "resume it with --resume")
     assert "already holds a run; it is finished: `downpour report" in err and "--resume" not in err
     (out / "model.json").unlink()                                    # (as if stopped before its end)
     assert main(["train", *TINY, "--out", str(out)]) == 2
@@ -119,7 +119,7 @@ def test_analyze_overrides_are_typed_and_limited_to_analysis(tmp_path):
         "splits": 3, "probes": ["digits"]}
     with pytest.raises(ConfigError, match=r"--set train.steps=3: downpour analyze only takes analysis"):
         analysis_overrides(str(out), ["train.steps=3"])
-    with pytest.raises(ConfigError, match=r"did you mean --set analysis.splits=3\?"):   # (it named no way out)
+    with pytest.raises(ConfigError, match=r"did you mean --set analysis.splits=3\?"):   # (a way out named)
         analysis_overrides(str(out), ["splits=3"])
     with pytest.raises(ConfigError, match="analysis.split"):
         analysis_overrides(str(out), ["analysis.split=3"])
@@ -233,7 +233,7 @@ def test_every_argument_of_every_command_has_its_help():
     (["train", "--set", "model.maps=[4,", "4,", "4]", "--steps", "3"], "--set 'model.maps=[4, 4, 4]'"),
     (["analyze", "RUN", "--set", 'analysis.probes=["my', 'faces"]'], """--set 'analysis.probes=["my faces"]'"""),
     (["train", "--set=model.maps=[4,", "4]"], "--set 'model.maps=[4, 4]'"),
-    # a stray word after it is not the value's: it said --set 'model.maps=[4, 4] junk'
+    # a stray word after it is not the value's (not --set 'model.maps=[4, 4] junk')
     (["train", "--set", "model.maps=[4,", "4]", "--set", "train.lr=0.1", "junk"], "--set 'model.maps=[4, 4]')"),
 ])
 def test_a_set_value_the_shell_split_at_a_space_is_said_so(capsys, argv, whole):
@@ -427,7 +427,7 @@ def test_the_start_line_names_what_was_asked_and_then_the_model(tmp_path, capsys
     assert main(["train", *TINY, "--steps", "5", "--config", str(out / "config.toml"), "--out", str(tmp_path / "b")]) == 0
     assert start().startswith(f"downpour: training {out / 'config.toml'} (model 'ufldl-sae') with the local runner")
     (tmp_path / "main").write_text((out / "config.toml").read_text())     # a file named as the main preset is
-    monkeypatch.chdir(tmp_path)                                          # (it said "training main": the preset)
+    monkeypatch.chdir(tmp_path)                                          # (not "training main": the preset)
     assert main(["train", *TINY, "--steps", "5", "--config", "./main", "--out", str(tmp_path / "c")]) == 0
     assert start().startswith("downpour: training ./main (model 'ufldl-sae')")
     assert main(["train", "--resume", str(out), "--steps", "10"]) == 0

@@ -248,8 +248,8 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys,
     # another config into the same folder is refused, naming what differs
     assert main(["crossfit", *TINY, "--seed", "9", "--folds", "2", "--out", str(out)]) == 2
     assert "seed" in capsys.readouterr().err
-    # side by side too, in this process, before a fold process starts (it said "2 of 2 fold runs
-    # failed ... run the same command again", which failed the same way)
+    # side by side too, in this process, before a fold process starts (not "2 of 2 fold runs
+    # failed ... run the same command again", which would fail the same way)
     assert main(["crossfit", *TINY, "--set", "train.lr=0.5", "--folds", "2", "--jobs", "2", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "holds another run" in err and "train.lr" in err and "fold runs failed" not in err
@@ -501,7 +501,7 @@ def test_twins_added_to_finished_folds_are_scored_and_folds_without_faces_get_no
     assert main(["crossfit", *tiny, "--folds", "2", "--set", "data.train_faces=0", "--out", str(none)]) == 0
     assert json.loads((none / "crossfit.json").read_text())["control"] == "none"
     assert not (none / "fold-0" / "no-faces").exists()
-    # asked for with --set, it is refused, as `downpour train` refuses it (it was dropped unsaid), and so is a
+    # asked for with --set, it is refused, as `downpour train` refuses it (not dropped unsaid), and so is a
     # --control that contradicts it
     capsys.readouterr()
     assert main(["crossfit", *FACES_TINY, "--folds", "2", "--set", "analysis.no_faces_twin=true",
@@ -511,7 +511,7 @@ def test_twins_added_to_finished_folds_are_scored_and_folds_without_faces_get_no
                  "--out", str(tmp_path / "both")]) == 2
     assert "--control none and --set analysis.no_faces_twin=true both say" in capsys.readouterr().err
     assert not (tmp_path / "asked").exists() and not (tmp_path / "both").exists()
-    # its folder is no run: analyze says what it is, also where the cross-fit stopped before its report (it said
+    # its folder is no run: analyze says what it is, also where the cross-fit stopped before its report (not
     # "not a downpour run directory (no config.toml)", where a user stopped would try it)
     assert main(["analyze", str(out)]) == 2 and "is a cross-fit's folder, not a run" in capsys.readouterr().err
     (out / "crossfit.json").unlink()
@@ -611,7 +611,7 @@ def test_a_run_folder_as_the_cross_fits_out_is_refused_before_any_fold_trains(tm
      r"'[^']*cf' holds no crossfit\.json: it is a run \(config\.toml\); `downpour report [^`]*cf` writes its report"),
 ])
 def test_the_crossfit_report_of_a_folder_that_is_no_crossfit_says_what_it_is(tmp_path, make, message):
-    # docs/analysis.md's Python API: it was a bare FileNotFoundError of crossfit.json
+    # docs/analysis.md's Python API: not a bare FileNotFoundError of crossfit.json
     from downpour.analysis.report import write_crossfit_report
     from downpour.errors import NotARunError
     make(tmp_path / "cf")

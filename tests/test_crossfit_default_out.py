@@ -36,7 +36,7 @@ def test_a_crossfit_without_out_says_which_out_goes_on(tmp_path, monkeypatch, ca
     assert main(ARGS) == (130 if what is _stop else 2)
     err = capsys.readouterr().err
     folder = re.search(r"--out (runs/crossfit-cat-demo-\d{8}-\d{6})", err)
-    assert folder, err       # it said "the same command goes on (--out ...)": the same command started a new folder
+    assert folder, err       # not "the same command goes on (--out ...)": the same command starts a new folder
     assert "without --out it starts a new cross-fit" in err, err
     # every "run the same command again" names the --out (the first alone did: a fold stopped alone's, not the advice)
     assert AGAIN not in err and err.count(f"the same command with --out {folder[1]}") == 1 + (what is _fail_stopped), err

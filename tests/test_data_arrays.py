@@ -123,7 +123,7 @@ def test_an_array_sources_run_is_checked_before_its_folder_is_made(tmp_path):
         check(("data.path", str(tmp_path / "rgb.npy")), ("data.size", 64), ("data.grey", False), ("data.whiten", "zca"))
     with pytest.raises(DataError, match=r"notes.txt' must end in \.npy or \.npz"):
         check(("data.path", str(tmp_path / "notes.txt")))
-    (tmp_path / "photos").mkdir()          # a folder of images given to the array source: it said "must end in .npy"
+    (tmp_path / "photos").mkdir()          # a folder of images given to the array source: not "must end in .npy"
     with pytest.raises(DataError, match=r"photos' is a folder, and data.source = 'array' reads one \.npy or \.npz "
                                         r"file \(a folder of images: data.source = 'folder'"):
         check(("data.path", str(tmp_path / "photos")))

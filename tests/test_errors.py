@@ -69,7 +69,7 @@ def test_a_resume_without_a_checkpoint_is_said_in_one_line(tmp_path, capsys):
     (run.path / "metrics.jsonl").write_text('{"step": 2, "loss": 1.0}\n')
     assert main(["train", "--resume", str(run.path), "--no-report"]) == 0
     assert "stopped before its first checkpoint (train.checkpoint_every sets how often" in capsys.readouterr().err
-    # a cluster run's checkpoints are cluster.checkpoint_every's (it named the local runner's key)
+    # a cluster run's checkpoints are cluster.checkpoint_every's (not the local runner's key)
     cluster = RunDir.create(tmp_path / "cluster", load_config("ufldl-sae", ['cluster.runner="simulated"', "train.steps=5",
                                                                             "data.samples=200"]))
     (cluster.path / "metrics.jsonl").write_text('{"step": 2, "loss": 1.0}\n')

@@ -113,7 +113,7 @@ def test_costs_is_an_alias_and_an_option_the_model_refuses_is_one_line(capsys):
     assert main(["models", "--costs", "rica-local"]) == 0      # the flag's old name still works
     assert "rica-local: footprint per sample" in capsys.readouterr().out
     assert main(["models", "--footprint", "cat-demo", "--set", "model.maps=[4]"]) == 2   # one stage, two kernels
-    err = capsys.readouterr().err                             # (it said "has 1 stages ... lengths {'kernels': 2, ...}")
+    err = capsys.readouterr().err                             # (not "has 1 stages ... lengths {'kernels': 2, ...}")
     assert "model.maps = [4] gives 1 stage but model.kernels = [8, 5], model.strides = [1, 1]" in err
     assert "give every per-stage list 1 entry" in err
 

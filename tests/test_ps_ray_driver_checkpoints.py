@@ -102,7 +102,7 @@ def test_a_checkpoint_that_lost_a_push_before_the_fix_hands_out_the_last_steps_a
     the highest indices not in flight, and it finishes (else every resume trains nothing, the run never finishing)."""
     coord = Coordinator(make_consistency("async"), workers=2, total_steps=300, start_step=299)
     coord.restore_unapplied({"step": 299, "dispatched": 300, "unapplied": []}, tmp_path / "checkpoints/server.json")
-    assert coord.begin_cycle(0) == 1                            # (it was 0: nothing left to hand out)
+    assert coord.begin_cycle(0) == 1                            # (not 0: nothing left to hand out)
     assert (coord.first_step(0), coord.handed_out) == (299, True)
     coord.end_cycle(0, coord.end_compute(0))
     assert coord.finished

@@ -70,7 +70,7 @@ def test_a_restart_still_coming_up_when_every_step_is_handed_out_trains_what_a_l
         assert coord.begin_cycle(0) == 1 and coord.first_step(0) == step + 1
     assert coord.handed_out
     d.poll_restarts()
-    assert 1 in d._starting                                             # (it was given up here)
+    assert 1 in d._starting                                             # (not given up here)
     d._lost(0, RuntimeError("ActorDiedError"))                          # step 3 handed back; no restart left
     assert coord.live == set() and coord.returned == [(3, 1)] and d.restart_timeout() > 0
     held.clear()

@@ -103,7 +103,7 @@ def test_a_malformed_address_is_one_line_naming_it(tmp_path, capsys, address):
     captured = capsys.readouterr()
     assert f"cluster.address={address!r} is not a Ray address" in captured.err
     assert "Traceback" not in captured.err + captured.out and "token" not in captured.err
-    # refused with the config's checks, as a --dry-run refuses it: it was found at Ray's start, the folder made
+    # refused with the config's checks, as a --dry-run refuses it, not at Ray's start, the folder made
     assert not (tmp_path / "r").exists()
     assert main(["train", *TINY, "--runner", "ray", "--address", address, "--dry-run"]) == 2
     assert f"--address {address}: cluster.address={address!r} is not a Ray address" in capsys.readouterr().err

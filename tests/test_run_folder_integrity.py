@@ -56,7 +56,7 @@ def test_a_resume_that_writes_the_model_again_says_which_check_the_saved_one_fai
         _edit_by_hand(run / "model.json", step=7)
     elif damage == "weights changed":
         _damage_weights(run)
-    elif damage == "model.json's step edited to a string":     # (it said "records no step number": the edit unsaid)
+    elif damage == "model.json's step edited to a string":     # (not "records no step number": the edit unsaid)
         _edit_by_hand(run / "model.json", step="4")
     else:
         (run / "model.json").unlink()

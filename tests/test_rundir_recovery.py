@@ -675,7 +675,7 @@ def test_a_run_saved_with_an_option_refused_since_as_unread_still_resumes_and_lo
     assert "model.init_scale = 0.1 is not read" in caplog.text and "read as its default" in caplog.text
     summary = train(again.config_with(["train.steps=6"]), again, resume=True)      # as `--resume RUN --steps 6`
     assert summary["resumed_from"] == 4 and summary["steps"] == 6
-    # only what the run saved is dropped: typed on a resume, the option is refused as in a new run (it was dropped,
+    # only what the run saved is dropped: typed on a resume, the option is refused as in a new run (not dropped,
     # blamed on config.toml); and a new run from the file (what a refused resume advises) reads it as the resume does
     from downpour.cli import main
     from downpour.errors import UnreadOption

@@ -7,7 +7,7 @@ from downpour.train.rundir import RunDir
 
 
 def test_a_path_for_the_run_is_refused_with_how_to_make_one(tmp_path):
-    # it failed inside the runner with "'str' object has no attribute 'unsaved_at_end'"
+    # else it fails inside the runner with "'str' object has no attribute 'unsaved_at_end'"
     cfg = load_config("ufldl-sae", [("train.steps", 2)])
     with pytest.raises(TypeError, match=r"run must be a RunDir.*RunDir\.create\(path, cfg\).*got '.*x' \(str\)"):
         train(cfg, str(tmp_path / "x"))
@@ -15,7 +15,7 @@ def test_a_path_for_the_run_is_refused_with_how_to_make_one(tmp_path):
 
 
 def test_a_preset_name_for_the_config_is_refused_with_how_to_load_it(tmp_path):
-    # it failed in resolve with "'str' object has no attribute 'model'"
+    # else it fails in resolve with "'str' object has no attribute 'model'"
     cfg = load_config("ufldl-sae", [("train.steps", 2)])
     with pytest.raises(TypeError, match=r"cfg must be a RunConfig.*load_config\('ufldl-sae'\).*got 'ufldl-sae' \(str\)"):
         train("ufldl-sae", RunDir.create(tmp_path / "y", cfg))

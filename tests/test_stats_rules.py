@@ -67,7 +67,7 @@ def test_a_difference_near_zero_is_kept_off_zero_as_the_run_reports_are():
     (auc_words.off_zero): a Δ of 0.0002 would read "0.000 [+0.000, +0.001]"."""
     assert words.signed([0.0002, 0.0001, 0.0009]) == "+0.0002 [+0.0001, +0.001]"
     assert words.points([0.0003, -0.01, 0.02], 1, " points") == "0.0 points [-1.0, +2.0]"    # (0 inside: sign is noise)
-    assert words.signed([0.031, -0.01, 0.07]) == "+0.031 [-0.010, +0.070]"      # (not near zero: as it was)
+    assert words.signed([0.031, -0.01, 0.07]) == "+0.031 [-0.010, +0.070]"      # (not near zero: as it is)
 
 
 def test_study_html_says_an_unbounded_interval_in_the_verdicts_words():

@@ -93,7 +93,7 @@ def test_a_resume_of_a_finished_run_and_twin_keeps_their_analysis(reported, tmp_
     analysis = (out / "analysis.json").read_text()
     assert main(["train", "--resume", str(out), "--no-report"]) == 0
     assert (out / "analysis.json").read_text() == analysis and (out / "report.html").is_file()
-    err = capsys.readouterr().err     # (it said "resuming RUN ..., then its no-faces twin", and trained nothing)
+    err = capsys.readouterr().err     # (not "resuming RUN ..., then its no-faces twin", training nothing)
     assert f"{out} and its no-faces twin are already finished: nothing to train, both kept" in err
     assert "resuming" not in err
     assert main(["train", "--resume", str(out), "--report"]) == 0     # the report asked for: written, not analysed again
@@ -140,7 +140,7 @@ def test_a_kept_run_keeps_the_training_settings_that_reproduce_it(tmp_path):
 
 
 def test_the_presets_twin_is_turned_off_for_data_without_lfw_faces(capsys, caplog):
-    # the README's "your own images" command (the main preset, a folder source) was refused
+    # the README's "your own images" command (the main preset, a folder source) is not refused
     with caplog.at_level("INFO", logger="downpour.twins"):
         assert main(["train", "--runner", "local", "--dry-run", "--set", "data.source=natural"]) == 0
     assert "no_faces_twin = false" in capsys.readouterr().out
