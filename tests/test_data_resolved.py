@@ -141,7 +141,8 @@ def test_more_streaming_workers_than_files_is_refused_on_a_dry_run_naming_the_fi
     if refused:
         err = capsys.readouterr().err
         assert "cluster.workers = 4, but data.path" in err and "holds only 3 image files" in err, err
-        assert "use at most 3 (--workers 3); a resumed run keeps its workers" in err, err  # (not "at most 3 (a resumed")
+        # (not "at most 3 (a resumed")
+        assert "use at most 3 (--workers 3); a resumed run keeps its workers" in err, err
 
 
 @pytest.mark.parametrize("mode, workers, said", [("crops", 4, "holds only 3 image files, one crop each"),
