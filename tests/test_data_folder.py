@@ -257,7 +257,7 @@ def test_an_image_under_two_names_is_read_once(tmp_path, caplog):
 
 def test_an_empty_image_file_is_skipped_as_empty_not_as_an_unknown_format(tmp_path):
     """Pillow says "cannot identify image file" of a 0-byte file as of a format it does not know: the skip record
-    says what a failed download is; a file it cannot identify still says that."""
+    of a 0-byte file (a failed download) says it is empty; a file it cannot identify still says that."""
     _png(tmp_path / "ok.png", 0)
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "text.png").write_bytes(b"not an image")

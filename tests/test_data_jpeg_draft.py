@@ -56,7 +56,8 @@ def test_a_jpeg_decodes_at_the_largest_reduction_whose_square_still_covers_the_c
 ])
 def test_a_tiled_crop_decodes_reduced_only_where_its_tiles_stay_four_crops_wide_on_whole_blocks(tmp_path, tile,
                                                                                                  size, scale):
-    """Not any grid (a side >= tile) decodes in full."""
+    """A grid (a side >= tile) decodes reduced where its tiles stay four crops wide on whole blocks, not always in
+    full."""
     path = _photo(tmp_path / "a.jpg", 640, 480)
     assert read_scaled(path, True, shrink_to=size, tile=tile)[0].shape == (1, 480 // scale, 640 // scale)
     assert read_scaled(path, True, shrink_to=size, tile=tile)[1] == scale

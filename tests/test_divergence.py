@@ -1,7 +1,7 @@
 """A run whose loss ran away with every number finite says so: in the training summary and the report's headline.
 
 teacher-student with 3 simulated workers at the preset's rate (0.25, staleness 2) went 2.047 -> 3.3e+31 in 300
-steps, every push finite and accepted: without this it finishes without a word."""
+steps, every push finite and accepted: else it finishes without a word."""
 from __future__ import annotations
 
 import json

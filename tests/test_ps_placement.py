@@ -110,7 +110,7 @@ def test_a_replacement_whose_node_is_gone_goes_round_robin_by_its_index_in_the_l
 
 def test_workers_sharing_the_clusters_cpus_ask_a_share_that_fits_node_by_node_and_it_is_said(caplog):
     """4 workers on nodes of 1 and 2 CPUs ask 2/3 CPU each (1 fits on the first, 3 on the second), said in the log;
-    asking 3/4 (the total over the workers), 3 fit and the start waits 600 s for the 4th.
+    asking 3/4 (the total over the workers), 3 would fit and the start wait 600 s for the 4th.
     2 workers on 2 CPUs ask 1 each, unsaid."""
     import logging
 

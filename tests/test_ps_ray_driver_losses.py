@@ -133,8 +133,8 @@ def test_a_lost_workers_partition_actors_go_with_it(fake_ray, monkeypatch):
 
 
 def test_the_stand_in_driver_has_a_field_the_driver_gains_without_being_mended(monkeypatch):
-    """The stand-in driver is built by the driver's own __init__, not object.__new__ with its fields set by hand: then
-    each field the driver gains (``_seeded_at``, ``silence``, ``devices`` ...) breaks these tests with an
+    """The stand-in driver is built by the driver's own __init__, not object.__new__ with its fields set by hand, where
+    each field the driver gains (``_seeded_at``, ``silence``, ``devices`` ...) would break these tests with an
     AttributeError until the stub learns it too."""
     init = RayCluster.__init__
 

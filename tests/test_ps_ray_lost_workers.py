@@ -208,8 +208,8 @@ def test_a_worker_that_dies_waiting_for_the_warm_start_is_lost_when_it_dies(tmp_
 def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(tmp_path, local_ray):
     """cluster.warm_start past train.steps (run_cluster's callers; the CLI refuses it): workers 1 and 2 never join,
     and worker 1 is killed at step 20. Its serve task's end is its loss, at the step it died: [1]; worker 2, alive, is
-    not lost. (Its death, on the piped path, left for its join, which never comes, gives lost_workers [] (on the task
-    loop too: tests/test_ps_restarts_warm_start.py), or found at the run's end, its last step.)"""
+    not lost. (Left for its join, which never comes, its death on the piped path would give lost_workers [], as on the
+    task loop too (tests/test_ps_restarts_warm_start.py), or be found at the run's end, at its last step.)"""
     # (600 steps, not 200: the death must be seen before the run's end; see the test above for the race)
     cfg = run_cfg("train.steps=600", "cluster.shards=1", "cluster.workers=3", "cluster.warm_start=900")
     run = RunDir.create(tmp_path / "never", cfg)

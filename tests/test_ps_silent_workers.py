@@ -247,7 +247,7 @@ def test_a_driver_stall_does_not_raise_the_auto_limit(runtime):
 def test_a_driver_stall_does_not_raise_the_auto_limit_on_the_piped_loop_either(runtime, monkeypatch):
     """As on the task loop (above): the piped loop's driver stalls 1000 s recording a push, then worker 1's cycle at
     step 60 never returns. Its stall counts in no silence, and worker 1 is lost at FLOOR here too (counted, FACTOR x
-    1000 s would be the limit, and the loop poll on past the stand-in's 6000 s)."""
+    1000 s would be the limit, and the loop would poll on past the stand-in's 6000 s)."""
     coord = coordinator(2, STEPS)
     c = ScriptedCluster(runtime, coord, restarts=0, script={(1, 0): _hangs_at(60)})
 

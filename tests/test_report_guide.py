@@ -121,7 +121,8 @@ def test_analyzes_headline_says_the_same_caveat(tmp_path):
 
 
 def test_a_tables_id_holds_no_whitespace():
-    """A probe on a folder with a space in its name makes a valid id (not id="probe-table-/data/my cats")."""
+    """A probe on a folder with a space in its name makes an id without whitespace (not id="probe-table-/data/my
+    cats")."""
     from downpour.analysis.report_parts import table
 
     assert table([[1]], ["a"], "probe-table-/data/my cats & dogs").startswith(
@@ -135,9 +136,9 @@ def _verdict(passes: list[bool]) -> dict:
 
 
 def test_the_opening_says_plainly_whether_the_face_test_passed():
-    """The main job's unit meets the criterion on 1 of 4 controls, and the opening read "On 1 of 4 low-level-matched
-    controls the learned unit meets the criterion (upside-down faces), which compares point AUCs; ..." alone would
-    give no word that this is a fail."""
+    """The main job's unit meets the criterion on 1 of 4 controls, and the opening says plainly that this is a fail:
+    "On 1 of 4 low-level-matched controls the learned unit meets the criterion (upside-down faces), which compares
+    point AUCs; ..." alone gives no word of it."""
     failed = in_short({"face_neuron": {"controls_verdict": _verdict([False, True, False, False])}}, "The face test")
     assert ('The face test</a>: Not passed (passing needs the criterion met on every low-level-matched control). '
             "On 1 of 4 low-level-matched controls ...</li>") in failed

@@ -355,7 +355,7 @@ def test_a_ctrl_c_while_the_replacement_waits_resumes_as_the_uninterrupted_run(t
 def test_a_worker_lost_again_for_good_is_said_once_not_its_restarted_loss(tmp_path, caplog):
     """cluster.restarts = 1, worker 1 lost at step 12 (restarted) and again at step 30 (not): the warning that the run
     went on without it names step 30 alone, and where every worker is lost the error names each one's last loss.
-    Not each loss of the worker is said, the restarted one too."""
+    (Not each loss of the worker, the restarted one too.)"""
     _run(tmp_path / "a", *SETS, "cluster.faults=['worker 1 at 12', 'worker 1 at 30']", "cluster.restarts=1")
     went_on = [r.getMessage() for r in caplog.records if "went on without it" in r.getMessage()]
     assert went_on == ["worker 1 was lost at step 30 (cluster.faults 'worker 1 at 30'); the run went on without it"]
