@@ -209,8 +209,8 @@ def test_a_flag_of_another_runner_is_refused(tmp_path, capsys, flags, named):
 
 @pytest.mark.parametrize("command", [[], ["train"], ["crossfit"], ["analyze"], ["report"], ["study"], ["plan"]])
 def test_help_is_plain_text(command, capsys):
-    """The top help shows no reStructuredText marks of the module docstring: neither its literals ("The ``downpour`` command") nor
-    its roles (":mod:`~downpour.cli_analyze`")."""
+    """The top help shows no reStructuredText marks of the module docstring: neither its literals ("The ``downpour``
+    command") nor its roles (":mod:`~downpour.cli_analyze`")."""
     with pytest.raises(SystemExit) as done:
         main([*command, "--help"])
     assert done.value.code == 0

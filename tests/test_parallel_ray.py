@@ -191,10 +191,10 @@ class _Recorded:
 def test_a_partition_is_sent_only_what_it_uses(actors_in_process):
     """A frozen Gabor first layer with an untied decoder, tiled (tile 2: every bank lent), split in 2. The partition
     drops a frozen encoder's code gradient (its decoder's gradient needs the codes it kept and the reconstruction's
-    gradient), and a forward-only call (a greedy step's stages below the trained one, an evaluation) decodes
-    nothing, so the replica sends a block neither the code gradient nor the decoder's banks for nothing. The
-    partitions' answers are the whole network's (1e-10 in float64). The actors run in this process (``actors_in_process``: a
-    partition actor seeds torch, and must not reseed this process's)."""
+    gradient), and a forward-only call (a greedy step's stages below the trained one, an evaluation) decodes nothing, so
+    the replica sends a block neither the code gradient nor the decoder's banks for nothing. The partitions' answers are
+    the whole network's (1e-10 in float64). The actors run in this process (``actors_in_process``: a partition actor
+    seeds torch, and must not reseed this process's)."""
     from downpour.ps.partitions_on_ray import PartitionActor, remote_replica, stage_specs
 
     torch.manual_seed(0)
