@@ -1,4 +1,4 @@
-"""bench/tiled.py, bench/server_rules.py, bench/face_test.py and bench/pool_lcn.py: a quick run prints every row the docs read, and the
+"""bench/tiled.py, bench/server_rules.py, bench/shard_apply.py, bench/face_test.py and bench/pool_lcn.py: a quick run prints every row the docs read, and the
 tiled bench's forced paths are undone (the layer routes by lc.runs_banked again afterwards)."""
 import json
 import sys
@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import pool_lcn  # noqa: E402
 import server_rules  # noqa: E402
+import shard_apply  # noqa: E402
 import tiled  # noqa: E402
 
 from downpour.layers import locally_connected as lc  # noqa: E402
@@ -45,6 +46,26 @@ def test_tiled_inference_times_the_forward_and_the_rule_chooses_without_gradient
     assert summary["inference"] and all(r["timed"] == "forward" for r in shapes)
     # without a weight gradient stage 1 (156 positions per bank) runs its convolutions, stage 2 (16) does not
     assert [r["chosen"] for r in shapes] == ["banked", "expanded"]
+
+
+def test_shard_apply_prints_each_rules_fixed_cost_against_torch_and_checks_the_model(capsys):
+    shard_apply.main(["--sizes", "1", "64", "65536", "--reps", "1", "--round-s", "0.001", "--rules", "sgd", "adam"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    *rules, summary = rows
+    assert [r["rule"] for r in rules] == ["sgd", "adam"]
+    for r in rules:
+        assert set(r["us"]) == {"1", "64", "65536"}
+        assert all(v[name]["median"] > 0 for v in r["us"].values() for name in ("shard", "rule", "torch"))
+        assert r["fixed_us"] == r["us"]["1"]["shard"]["median"]      # a push of 1 value: the plan's APPLY_S
+        # the model (fixed + bytes at the slope) is checked only between the sizes it was fitted to
+        assert r["model_check"] is None or set(r["model_check"]) == {"64"}
+    assert summary["fixed_us"] == {r["rule"]: r["fixed_us"] for r in rules}
+
+
+@pytest.mark.parametrize("argv", [["--sizes", "8", "8"], ["--round-s", "0"], ["--rules", "rmsprop"]])
+def test_shard_apply_refuses_sizes_that_give_no_rate_and_an_empty_round(argv):
+    with pytest.raises(SystemExit):
+        shard_apply.parse_args(argv)
 
 
 def test_server_rules_prints_each_rule_against_torch(capsys):

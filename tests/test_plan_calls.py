@@ -1,11 +1,14 @@
 """A fetch and a push are each a remote call whose own cost does not shrink with the bytes (downpour/plan/calls.py).
 Without it a plan timed cat-demo's fetch as its 33.79 kB over the link alone, 270.3 µs at 1 Gbit/s, where a cycle's fetch
 on a 2-node Ray cluster took 7.5-7.9 ms and a round trip of the same bytes through the object store 5.07 ms quiet
-(5.74 ms at load 20; bench/parameter_server.py)."""
+(5.74 ms at load 20; bench/parameter_server.py). A shard's apply has its own cost too, per update rule (APPLY_S):
+timed as its bytes alone, cat-demo's 4,224 values a shard were 11.3 µs, where the shard took 480-507 µs inside a Ray
+shard actor and 40-48 µs with Adagrad in bench/shard_apply.py."""
 import pytest
 
 from downpour.plan import Cluster, format_plan, plan_for
-from downpour.plan.calls import CALL_S, CALL_S_ONE_MACHINE
+from downpour.plan.calibrate import DEFAULT_RATES, Rates
+from downpour.plan.calls import APPLY_S, CALL_S, CALL_S_ONE_MACHINE, apply_s
 from downpour.plan.units import seconds
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -34,3 +37,42 @@ def test_the_step_line_says_the_calls_cost():
     # (the constants' own values, so that a re-measured CALL_S changes calls.py alone)
     assert f"fetch {seconds(BYTES / (1e9 / 8) + CALL_S)}/1" in step
     assert f"a remote call, its own {seconds(CALL_S)} beside the bytes" in step
+
+
+@pytest.mark.parametrize("machines, cores", [(4, 3), (1, 2)])
+@pytest.mark.parametrize("rule", ["sgd", "momentum", "adagrad", "adam"])
+def test_a_shards_apply_takes_its_rules_own_cost_beside_its_bytes(rule, machines, cores):
+    plan = plan_for(None, [f"cluster.rule={rule}"], Cluster(machines=machines, cores=cores, replicas=2, shards=2),
+                    config="cat-demo")
+    t = plan["times_s"]
+    # each of 2 shards applies half the push: on a machine of its own at its cores' rate, on one machine on one thread
+    threads = cores if machines > 1 else 1
+    assert t["apply_fixed"] == APPLY_S[rule]
+    assert t["apply_one"] == pytest.approx(APPLY_S[rule] + BYTES / 2 / (threads * DEFAULT_RATES.apply_bytes_per_core),
+                                           rel=1e-9)
+    assert plan["cycle_bounds_s"]["shard apply"] == pytest.approx(2 * t["apply_one"], rel=1e-9)   # 2 replicas' pushes
+
+
+def test_a_tiny_pushs_apply_is_its_rules_own_cost_however_fast_the_bytes(monkeypatch):
+    """At an apply rate with no end a push's apply took no time at all: its bytes were all of it."""
+    monkeypatch.setattr("downpour.plan.report.calibrate", lambda rule: Rates(17e9, 1e300, "test", rule))
+    for rule in ("sgd", "adam"):
+        plan = plan_for(None, [f"cluster.rule={rule}"], Cluster(machines=4, cores=1, replicas=2, shards=2),
+                        measure=True, config="cat-demo")
+        assert plan["times_s"]["apply_one"] == pytest.approx(APPLY_S[rule], rel=1e-9) and APPLY_S[rule] > 1e-6
+        # the push's delay carries it, so the staleness does
+        t = plan["times_s"]
+        assert plan["delay_steps"] == pytest.approx((t["push"] + APPLY_S[rule]) / plan["cycle_s"], rel=1e-9)
+
+
+def test_the_step_line_says_the_applys_own_cost():
+    text = format_plan(plan_for(None, ["cluster.rule=adam"], Cluster(machines=4, cores=1, replicas=2, shards=2),
+                                config="cat-demo"))
+    step = next(line for line in text.splitlines() if line.startswith("step (batch 32)"))
+    apply = APPLY_S["adam"] + BYTES / 2 / DEFAULT_RATES.apply_bytes_per_core
+    assert f"one shard's apply {seconds(apply)} (adam's own {seconds(APPLY_S['adam'])} an apply beside the bytes" in step
+
+
+def test_a_rule_without_an_apply_cost_is_named():
+    with pytest.raises(ValueError, match="'rmsprop'.*sgd, momentum, adagrad, adam"):
+        apply_s("rmsprop")

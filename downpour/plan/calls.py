@@ -1,12 +1,13 @@
-"""The fixed cost of one remote call on the Ray runner, beside its bytes: a fetch and a push each take it.
+"""The fixed costs beside the bytes: a remote call's on the Ray runner (a fetch and a push each take it), and a
+shard's apply of a push (:data:`APPLY_S`, per update rule).
 
 A plan times a fetch or a push as its bytes over the link (or, on one machine, through shared memory at
 :data:`~downpour.plan.one_machine.COPY_BYTES_PER_S`); each is also a remote call whose own cost does not shrink
 with the bytes. For a small model that cost is most of the transfer: cat-demo's 33.79 kB fetch is 270.3 µs at
 1 Gbit/s, where a round trip of it through Ray's object store takes 5.07 ms. So each fetch and each push takes
 :data:`CALL_S` more (the shards answer in parallel: one call's cost, not S), :data:`CALL_S_ONE_MACHINE` where every
-process is on one machine (the runner's shared-memory lanes, ps/shm.py: no object store). A shard's apply is timed
-as its bytes at the apply rate alone: its call is the push's.
+process is on one machine (the runner's shared-memory lanes, ps/shm.py: no object store). A shard's apply of a push is
+its rule's :data:`APPLY_S` beside its bytes at the apply rate (its call is the push's, above).
 
 Each is half the median round trip (a push applied by the shards, then a fetch) of ``bench/parameter_server.py``
 at cat-demo's size, 2 shards (2026-12-07 06:55 UTC, main at b9f6a62a, the project's 2-core VM quiet: load 1.74,
@@ -27,10 +28,29 @@ a quiet machine and set each constant to half its row's ``ms.ours_store.median``
 with the load and date here; the tests read the constants, and the docs' figures derived from them are listed in
 docs/plan.md, 'A call's own cost'. The calls between a split replica's own process and its partitions (windows, lent
 banks) are timed as their bytes alone.
+
+A shard's apply (:meth:`~downpour.ps.shard.Shard.push`: the checks, the finite test, the rule, the push's record) has
+a cost of its own too, torch's per-op cost and the shard's Python, which the bytes do not shrink: timed as its bytes at
+the apply rate alone, cat-demo's 4,224 values a shard were 11.3 µs, where the shard took 44.7 µs applying them with
+Adagrad in the bench below and 480-507 µs inside a Ray shard actor at load 9-15 (docs/plan.md, "Against a Ray cluster
+of nodes"). So each apply takes :data:`APPLY_S` of its rule beside its bytes: the median of ``bench/shard_apply.py``'s
+rounds for a push of 1 value (all of it the fixed cost), the mean of two runs' (2026-12-07 09:53-09:54 UTC, main at
+fc3cb285, the 2-core VM loaded by other jobs: load 6.9-7.6, the bench under ``nice -n 10``, 21 rounds each):
+
+    nice -n 10 .venv/bin/python bench/shard_apply.py --reps 21
+
+SGD 21.5 and 18.1 µs, momentum 34.0 and 28.7, Adagrad 43.5 and 40.0, Adam 101.9 and 107.3: the rules differ by
+their state's passes (Adam's two moments and step count against SGD's none). Torch's own optimiser step of 1 value,
+the bench's baseline in the same rounds, took 31.8-130.5 µs (SGD 38.7 and 31.8, Adam 130.5 and 105.9): the shard's
+apply of a tiny push costs what torch's does. The model's check in the same runs, the fixed cost plus 4,224 values at
+the slope between 1 and 1 M values, read 1.16-1.81 times the time measured at 4,224 (the slope at 1 M values falls
+out of the cache; the plan's rate is ``--calibrate``'s at 4 M). Measured loaded, as the Ray runs the plan is checked
+against were: a quiet machine's figures are lower. To re-measure, run the command on a quiet machine and set each
+rule's constant to the mean of its ``fixed_us``, with the load and date here.
 """
 from __future__ import annotations
 
-__all__ = ["CALL_S", "CALL_S_ONE_MACHINE", "call_s"]
+__all__ = ["APPLY_S", "CALL_S", "CALL_S_ONE_MACHINE", "apply_s", "call_s"]
 
 # half the round trips above (2026-12-07 06:55 UTC, load 1.74 on 2 cores)
 CALL_S = 5.072e-3 / 2              # a fetch's or push's own cost across machines (the object store), seconds
@@ -40,3 +60,15 @@ CALL_S_ONE_MACHINE = 0.273e-3 / 2  # the same on one machine (shared-memory lane
 def call_s(one_machine: bool) -> float:
     """Seconds of one remote call's own cost, for a layout on one machine or across machines."""
     return CALL_S_ONE_MACHINE if one_machine else CALL_S
+
+
+# a shard's apply of a push of 1 value per update rule, seconds: the mean of two runs' medians above (2026-12-07
+# 09:53-09:54 UTC, load 6.9-7.6 on 2 cores)
+APPLY_S = {"sgd": 19.8e-6, "momentum": 31.3e-6, "adagrad": 41.7e-6, "adam": 104.6e-6}
+
+
+def apply_s(rule: str) -> float:
+    """Seconds of a shard's apply of one push beside its bytes, with update ``rule`` (cluster.rule)."""
+    if rule not in APPLY_S:
+        raise ValueError(f"cluster.rule: no apply cost for update rule {rule!r}; the plan knows {', '.join(APPLY_S)}")
+    return APPLY_S[rule]

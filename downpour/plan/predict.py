@@ -29,7 +29,8 @@ Per step of B examples (train.batch_size), on the largest partition:
 A cycle of p = n_push steps takes the longest of p·step, the partition's link (its push or p/f fetches, whichever is more,
 and its halos or windows and the banks lent to it), the replica's process's link (the runner's way: all K's windows, the lent
 banks, the shared banks' fetch and push), a shard's link (R pushes and R·p/f fetches of its 1/S of the parameters) and
-a shard's apply (R pushes at the calibrated Adagrad rate times its cores). Examples/s = R·p·B /
+a shard's apply (R pushes, each the update rule's fixed cost per apply, :data:`~downpour.plan.calls.APPLY_S`, and
+its 1/S of the bytes at the apply rate times its cores). Examples/s = R·p·B /
 cycle. The push's delay in steps, d = (push + one shard's apply) / (cycle / p), and R replicas
 give the steady-state staleness N·(p + d + ā)/p − 1 of :mod:`downpour.plan.staleness` (N = R:
 each partition pushes only to its own shards, and every shard sees the R replicas' pushes).
@@ -44,7 +45,7 @@ from downpour._names import listed, plural
 from downpour.errors import ConfigError
 from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
-from downpour.plan.calls import call_s
+from downpour.plan.calls import apply_s, call_s
 from downpour.plan.hub import hub_runs, lends_banks, machines_of, replica_machines
 from downpour.plan.network import Network
 from downpour.plan.one_machine import COPY_BYTES_PER_S, PROCESS_BYTES, cores_each, on_one_machine, processes
@@ -93,7 +94,7 @@ class Cluster:
 
 
 def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s: int, batch: int,
-            n_push: int, n_fetch: int, rates: Rates) -> dict[str, Any]:
+            n_push: int, n_fetch: int, rates: Rates, rule: str) -> dict[str, Any]:
     p, f, one = n_push, n_fetch, on_one_machine(cl.machines)
     # one machine: copies through shared memory, and its cores split among the workers (one_machine.py)
     bw = COPY_BYTES_PER_S if one else cl.bandwidth
@@ -111,7 +112,10 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
          "replica_compute": secs(part["replica_flops"], part["pool_lcn_replica_flops"]),
          "halo": batch * part["halo_bytes"] / bw, "windows": batch * part["window_bytes_replica"] / bw,
          "lend": part["lend_bytes_replica"] / bw, "fetch": moved, "push": moved, "call": call_s(one),
-         "apply_one": full / s / ((1 if one else cl.cores) * rates.apply_bytes_per_core)}   # (a shard: 1 thread)
+         # a shard's apply of a push: the rule's fixed cost (torch's per-op cost, the shard's checks: calls.py) and
+         # its 1/S of the bytes at the apply rate (one machine: a thread a shard)
+         "apply_fixed": apply_s(rule),
+         "apply_one": apply_s(rule) + full / s / ((1 if one else cl.cores) * rates.apply_bytes_per_core)}
     t["step"] = t["compute"] + t["replica_compute"] + t["halo"] + t["windows"] + t["lend"] + t["fetch"] / f
     if "flops_by_stage" in part:     # greedy: stage i's steps run the stages below it forward only (their mean is t)
         t["step_by_stage"] = [secs(fl, pfl) + secs(hub, phub) + batch * (h + w) / bw + t["lend"] + t["fetch"] / f
@@ -253,7 +257,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     whose largest process needs the least memory (``memory_fallback``). ``on_replicas``: ``net`` as R replicas of one
     partition each run it (a greedy cat step's frozen forwards depend on R: :mod:`downpour.plan.cache_hits`), so each
     unsplit layout is judged and timed with its own R; None: ``net`` on any R."""
-    args = (batch, n_push, n_fetch, rates)
+    args = (batch, n_push, n_fetch, rates, rule)
     own: dict[tuple[float, ...], dict[str, Any]] = {}     # frozen count -> the one partition of net so run
 
     def judged(k: int, r: int) -> dict[str, Any]:
@@ -314,7 +318,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     top = max(rate.values())
     k, r, s = min((lay for lay in layouts if rate[lay] >= 0.95 * top), key=lambda lay: (lay[1], -rate[lay]))
     part = judged(k, r)
-    timing = _timing(net, part, cl, r, k, s, batch, n_push, n_fetch, rates)
+    timing = _timing(net, part, cl, r, k, s, batch, n_push, n_fetch, rates, rule)
     shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
     one, together, hubs = on_one_machine(cl.machines), _together(net, part, r, k, s, rule), replica_machines(net, r, k)
     cut = next((stage for stage in net.stages if stage.in_shape), None)      # (the first cut stage's layout)
