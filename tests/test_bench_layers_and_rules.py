@@ -1,5 +1,6 @@
-"""bench/tiled.py, bench/server_rules.py, bench/shard_apply.py, bench/face_test.py and bench/pool_lcn.py: a quick run prints every row the docs read, and the
-tiled bench's forced paths are undone (the layer routes by lc.runs_banked again afterwards)."""
+"""bench/tiled.py, bench/server_rules.py, bench/shard_apply.py, bench/face_test.py and bench/pool_lcn.py: a quick run
+prints every row the docs read, and the tiled bench's forced paths are undone (the layer routes by lc.runs_banked again
+afterwards)."""
 import json
 import sys
 from pathlib import Path

@@ -70,7 +70,8 @@ def test_the_step_line_says_the_applys_own_cost():
                                 config="cat-demo"))
     step = next(line for line in text.splitlines() if line.startswith("step (batch 32)"))
     apply = APPLY_S["adam"] + BYTES / 2 / DEFAULT_RATES.apply_bytes_per_core
-    assert f"one shard's apply {seconds(apply)} (adam's own {seconds(APPLY_S['adam'])} an apply beside the bytes" in step
+    own = seconds(APPLY_S["adam"])
+    assert f"one shard's apply {seconds(apply)} (adam's own {own} an apply beside the bytes" in step
 
 
 def test_a_rule_without_an_apply_cost_is_named():
