@@ -242,7 +242,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         # 11.3 µs of bytes, where the shard took 480-507 µs; a fetch as 270.3 µs, where it took 7.5-7.9 ms)
         f"one shard's apply {_seconds(t['apply_one'])} ({plan['rule']}'s own {_seconds(t['apply_fixed'])} an apply "
         f"beside the bytes; a fetch and a push each a remote call, its own {_seconds(t['call'])} beside the bytes: "
-        "docs/plan.md, 'A call's own cost')"
+        "docs/plan.md, 'A call's own cost', 'A shard's own apply cost')"
         + ("; by greedy stage: " + ", ".join(_seconds(x) for x in t["step_by_stage"]) if "step_by_stage" in t else ""),
         f"cycle of {plural(plan['n_push'], 'step')}: {_seconds(plan['cycle_s'])}, bound by {plan['bottleneck']} ("
         + ", ".join(f"{k} {_seconds(v)}" for k, v in bounds.items()) + ")",
