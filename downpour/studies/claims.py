@@ -13,7 +13,7 @@ from typing import Any
 from downpour.studies import words
 from downpour.studies.stats import lead_mark
 
-__all__ = ["VERBS", "change"]
+__all__ = ["VERBS", "change", "delta"]
 
 # a reading -> how the claim says it of ``what`` ("{}": the figure's words)
 VERBS = {"higher": "raises {}", "lower": "lowers {}", "no detectable effect": "does not change {}",
@@ -31,9 +31,16 @@ def change(row: dict[str, Any], test: str, what: str, fmt: str = "{:+.3f}", poin
     many decimals, "-20.8 points [-31.4, -10.2]") as a verb phrase of :data:`VERBS`, every study's. One parenthesis,
     none inside it: a difference with no interval reads "(Δ -0.017, no interval: too few seeds to tell)"."""
     said = VERBS.get(_reading(row, test), VERBS["inconclusive"]).format(what)
+    shown = delta(row, test, fmt, points)
+    return f"{said} ({shown})" if shown else said
+
+
+def delta(row: dict[str, Any], test: str, fmt: str = "{:+.3f}", points: int | None = None) -> str:
+    """"Δ -0.440 [-0.567, -0.313], a lead": what :func:`change` puts in its parenthesis (``fmt`` and ``points`` as
+    there), for a verdict that says the reading in its own words; "" where the difference was not measured."""
     figure = row["figures"].get(test, [math.nan] * 3)
     if not math.isfinite(figure[0]):
-        return said
+        return ""
     shown = (words.points(figure, points, " points", aside=", {}") if points is not None
              else words.difference(figure, fmt, aside=", {}"))
-    return f"{said} (Δ {shown}{lead_mark(row, test, ', a lead')})"
+    return f"Δ {shown}{lead_mark(row, test, ', a lead')}"

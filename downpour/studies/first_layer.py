@@ -39,8 +39,10 @@ from downpour._names import listed
 from downpour.analysis.probe import INPUT
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
+from downpour.studies.claims import delta
 from downpour.studies.designs.first_layer import KINDS, FirstLayerDesign
 from downpour.studies.compare import figure_ci, owed_figure, owed_paragraph, owed_test
+from downpour.studies.figure_words import figure_words
 from downpour.studies.figures import interval_bars
 from downpour.studies.stats import DIVERGED, lead, lead_mark, mean_ci, note_left_out, paired_test, wilson
 from downpour.studies.plots import curves
@@ -50,22 +52,18 @@ from downpour.studies.trained import (FACE_TEST_WITH_TWIN, OWED, cost_curve, edg
 BASELINE = "learned"
 PROBE_SETS = ("digits", "lfw")
 LAYERS = ("stage1", "stage2")
-# the figures a first layer serves, in words
-DOWNSTREAM = {"probe_digits_stage1": "the digits probe accuracy on stage 1",
-              "probe_lfw_stage1": "the lfw probe accuracy on stage 1",
-              "probe_digits_stage2": "the digits probe accuracy on the top stage",
-              "probe_lfw_stage2": "the lfw probe accuracy on the top stage",
-              "face_auc_lfw": "the face AUC against lfw non-faces",
-              "face_auc_controls": "the face AUC on the matched controls"}
-# The paired differences each kind's paragraph reports, (figure, words, in points): every downstream figure Holm's
-# family holds (the edge fraction and the stage-1 cost have paragraphs of their own), the lfw probe on stage 1
-# included: a test counted in Holm's family is reported.
-REPORTED = (("probe_digits_stage2", "digits probe accuracy", True), ("probe_lfw_stage2", "lfw probe accuracy", True),
-            ("probe_digits_stage1", "digits probe accuracy on stage 1", True),
-            ("probe_lfw_stage1", "lfw probe accuracy on stage 1", True),
-            ("face_auc_controls", "face AUC on the matched controls", False),
-            ("face_auc_lfw", "face AUC vs lfw non-faces", False),
-            ("face_owed_controls", "what the faces gave the face unit", False))
+# The figures a first layer serves. Every figure is said in :func:`~downpour.studies.figure_words.figure_words`'
+# words ("digits probe accuracy on stage 2"), as Holm's paragraph and the comparisons table name the same tests.
+DOWNSTREAM = ("probe_digits_stage1", "probe_lfw_stage1", "probe_digits_stage2", "probe_lfw_stage2", "face_auc_lfw",
+              "face_auc_controls")
+# The paired differences each kind's paragraph reports, (figure, in points): every downstream figure Holm's family
+# holds (the edge fraction and the stage-1 cost have paragraphs of their own), the lfw probe on stage 1 included: a
+# test counted in Holm's family is reported.
+REPORTED = (("probe_digits_stage2", True), ("probe_lfw_stage2", True), ("probe_digits_stage1", True),
+            ("probe_lfw_stage1", True), ("face_auc_controls", False), ("face_auc_lfw", False),
+            ("face_owed_controls", False))
+# the reference every other kind is paired with, as the verdict and the claim name it: learned too, as gabor-init is
+AGAINST = "the first layer learned from a random start"
 TARGET = 1.10                          # the given cost: 110% of the learned layer's final stage-1 cost
 # A difference whose interval holds 0 and stays inside these reads "no detectable effect" (else
 # "inconclusive"): by the figure name's first word; stage 1's cost relative, 5% of learned's.
@@ -161,18 +159,13 @@ class FirstLayerStudy(FirstLayerDesign, Study):
         paras = [("Edge-like first-layer filters (the analysis's edge test): "
                   + ", ".join(f"{k} {words.percent_ci(fig(k, 'edge_fraction'))}" for k in KINDS)
                   + "; paired against learned: "    # (the differences Holm's family holds)
-                  + ", ".join(f"{k} {_signed(fig(k, 'delta_edge_fraction'), True)} "
-                              f"({by[k]['extra']['readings']['edge_fraction']}"
-                              f"{lead_mark(by[k], 'delta_edge_fraction')})" for k in KINDS if k != BASELINE)
+                  + ", ".join(f"{k} {_reading(by[k], 'edge_fraction', True)}" for k in KINDS if k != BASELINE)
                   + f". Stage 2 trained {s} steps in every condition; the learned kinds trained stage 1 for {s} more.")]
         for k in KINDS:
             if k == BASELINE:
                 continue
-            read = by[k]["extra"]["readings"]
-            parts = [f"{label} {_signed(fig(k, 'delta_' + f), points)} ({read[f]}{lead_mark(by[k], 'delta_' + f)})"
-                     for f, label, points in REPORTED]
-            paras.append(f"{_label(k)} against the learned first layer, paired on {by[k]['n']} seeds: "
-                         + "; ".join(parts) + ".")
+            parts = [f"{figure_words(f)} {_reading(by[k], f, points)}" for f, points in REPORTED]
+            paras.append(f"{_label(k)} against {AGAINST}, paired on {by[k]['n']} seeds: " + "; ".join(parts) + ".")
         n = by[BASELINE]["n"]
         said = []
         for k in KINDS:
@@ -186,12 +179,11 @@ class FirstLayerStudy(FirstLayerDesign, Study):
             when = ("" if not reach[0] else f" at step {steps[0]:.0f} on average" if k in ("gabor", "random")
                     else f" after {steps[0]:.0f} steps ({secs[0]:.1f} s) on average")
             # the paired difference Holm's paragraph reads, with its number and interval (that paragraph names it
-            # alone: "gabor: delta_stage1_cost higher")
-            vs = ("" if k == BASELINE else f"; Δ {words.difference(fig(k, 'delta_stage1_cost'), '{:+.4g}')} against "
-                  f"learned: {by[k]['extra']['readings']['stage1_cost']}{lead_mark(by[k], 'delta_stage1_cost')}")
-            said.append(f"{k} in {round(reach[0] * m)} of {m} seeds{' measured' if m < n else ''}{when} (final stage-1 "
-                        f"cost {words.value_ci(fig(k, 'stage1_cost'))}{vs}; whole training "
-                        f"{fig(k, 'train_seconds')[0]:.1f} s)")
+            # alone: "gabor against learned: first stage's cost higher")
+            vs = "" if k == BASELINE else f", against learned {_reading(by[k], 'stage1_cost', fmt='{:+.4g}')}"
+            said.append(f"{k} in {round(reach[0] * m)} of {m} seeds{' measured' if m < n else ''}{when}, final stage-1 "
+                        f"cost {words.value_ci(fig(k, 'stage1_cost'))}{vs}, whole training "
+                        f"{fig(k, 'train_seconds')[0]:.1f} s")
         paras.append(f"Time to a given cost (stage 1's own cost within {TARGET - 1:.0%} of what the learned layer reaches "
                      f"in {s} steps, on the same batches): " + "; ".join(said) + ".")
         paras.insert(1, self._answer(by))
@@ -199,20 +191,22 @@ class FirstLayerStudy(FirstLayerDesign, Study):
         return "\n\n".join(p for p in paras if p)
 
     def _answer(self, by: dict[str, dict[str, Any]]) -> str:
-        """The question answered in words: where each other kind beats or trails the learned layer."""
+        """The question answered in words: where each other kind beats or trails the learned layer, each named as the
+        claim names it (gabor-init is learned too: "better than the learned layer" read as if it were not)."""
         said = []
         for k in KINDS[1:]:
             read = _downstream(by[k])
             # (a reading Holm's correction does not keep is named as a lead: "better on" alone read as a finding)
-            better, worse = ([DOWNSTREAM[f] + lead_mark(by[k], f"delta_{f}", " (a lead)") for f in read[w]]
+            better, worse = ([f"the {figure_words(f)}" + lead_mark(by[k], f"delta_{f}", " (a lead)") for f in read[w]]
                              for w in ("higher", "lower"))
             same, open_, of = len(read["no detectable effect"]), len(read["inconclusive"]), sum(map(len, read.values()))
-            said.append(f"{k}: " + (f"better than the learned layer on {', '.join(better)}" if better else "better on none")
+            said.append(f"{CLAIMED_KINDS[k]} " + (f"better on {', '.join(better)}" if better else "better on none")
                         + (f"; worse on {', '.join(worse)}" if worse else "; worse on none")
                         + f"; {same} of the {of} downstream figures without a detectable difference, "
                         f"{open_} inconclusive")
         unseparated = all(by[k]["extra"]["readings"]["face_auc_controls"] not in ("higher", "lower") for k in KINDS[1:])
-        return ("In short, against the learned (then frozen) first layer, paired on the same seeds: " + ". ".join(said)
+        return (f"In short, against {AGAINST} (then frozen), paired on the same seeds: "
+                + ". ".join(s if i == 0 else s[0].upper() + s[1:] for i, s in enumerate(said))
                 + (". The face AUC on the matched controls separated none of them from it." if unseparated else "."))
 
     def claim(self, rows: list[dict[str, Any]]) -> str:
@@ -232,8 +226,7 @@ class FirstLayerStudy(FirstLayerDesign, Study):
             named = "digits probe" if said else "the top stage's digits probe"     # (in full the first time)
             said.append(f"{CLAIMED_KINDS[k]} {counted or 'measured on none'} of {sum(map(len, read.values()))} "
                         f"({named} Δ {probe}{lead_mark(by[k], 'delta_probe_digits_stage2', ', a lead')})")
-        return ("Against the first layer learned from a random start, on the downstream probes and face AUCs: "
-                + "; ".join(said) + ".")
+        return f"Against {AGAINST}, on the downstream probes and face AUCs: " + "; ".join(said) + "."
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
         names = [r["condition"] for r in rows]
@@ -299,5 +292,10 @@ def _label(kind: str) -> str:
             "gabor-init": "The Gabor-initialised, then learned first layer"}[kind]
 
 
-def _signed(triple: list[float], points: bool) -> str:
-    return "Δ " + (words.points(triple, 1, " points") if points else words.signed(triple))
+def _reading(row: dict[str, Any], figure: str, points: bool = False, fmt: str = "{:+.3f}") -> str:
+    """"higher (Δ +6.6 points [+5.0, +8.3], a lead)": how ``figure`` reads against the learned layer, with its paired
+    difference as the claims give it (:func:`~downpour.studies.claims.delta`; in percentage points where ``points``).
+    One parenthesis, none inside it: "(lower (a lead: not after Holm's correction))" read so."""
+    shown = delta(row, f"delta_{figure}", fmt, 1 if points else None)
+    reading = row["extra"]["readings"][figure]
+    return f"{reading} ({shown})" if shown else reading
