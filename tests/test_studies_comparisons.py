@@ -68,3 +68,21 @@ def test_a_study_json_written_before_against_still_renders_with_an_empty_against
     assert "| a |  | probe accuracy | higher |" in write_markdown(result, tmp_path / "study.md").read_text()
     assert "<td class=l>a</td><td class=l></td><td class=l>probe accuracy</td>" in html.tests_table(rows)
     assert "holds (family-wise 5%): a: probe accuracy higher." in family_paragraph(rows)
+
+
+def test_the_table_holms_paragraph_and_the_verdicts_lead_mark_read_each_comparison_alike():
+    """The table's "under Holm" column and :func:`~downpour.studies.stats.lead` (each verdict's mark) decided the same
+    thing by two copies of one rule: both ask :func:`~downpour.studies.stats.under_holm` now. Holm p 0.02 holds, 0.05
+    (at the level) and NaN do not; a reading neither higher nor lower is neither."""
+    from downpour.studies.stats import lead, under_holm
+
+    tests = {"kept": ("higher", 0.02), "at_level": ("lower", 0.05), "nan": ("higher", float("nan")),
+             "open": ("inconclusive", 0.001)}
+    row = {"condition": "a", "tests": {n: {"reading": r, "p": p, "p_holm": p} for n, (r, p) in tests.items()}}
+    column = {line[2]: line[-1] for line in comparisons([row], MARKDOWN)[1]}
+    assert column == {"kept": "holds", "at level": "a lead", "nan": "a lead", "open": ""}
+    assert [under_holm(row["tests"][n]) for n in tests] == ["holds", "a lead", "a lead", ""]
+    assert [lead(row, n) for n in tests] == [False, True, True, False]
+    said = family_paragraph([row])
+    assert "holds (family-wise 5%): a: kept higher." in said
+    assert "not findings: a: at level lower; a: nan higher" in said

@@ -13,7 +13,7 @@ import math
 from typing import Any, Sequence
 
 from downpour._names import plural
-from downpour.studies.stats import ALPHA, said_reading
+from downpour.studies.stats import said_reading, under_holm
 from downpour.studies.words import difference
 
 __all__ = ["headline"]
@@ -29,7 +29,7 @@ def headline(rows: Sequence[dict[str, Any]]) -> str:
     if not tests:
         return ""
     read = sorted((x for x in tests if x[2]["reading"] in ("higher", "lower")), key=lambda x: x[2]["p_holm"])
-    held = [x for x in read if x[2]["p_holm"] < ALPHA]
+    held = [x for x in read if under_holm(x[2]) == "holds"]
     if len(tests) == 1:
         if not read:
             return f"{COUNT}: its one comparison reads neither higher nor lower."

@@ -269,12 +269,23 @@ LEAD = " (a lead: not after Holm's correction)"   # beside a reading :func:`lead
 ALPHA = 0.05      # Holm's family-wise level: a reading holds below it, else it is a lead
 
 
+def under_holm(test: dict[str, Any], alpha: float = ALPHA) -> str:
+    """What Holm's correction (:func:`holm`) makes of one recorded comparison, ``row["tests"][name]``: "holds" where it
+    reads higher or lower and its Holm p is under ``alpha``, "a lead" where it reads so and its Holm p is not (NaN
+    included), "" for any other reading. The one rule: :func:`lead`, :func:`family_paragraph`, the headline and the
+    comparisons table's "under Holm" column all ask it. (No Holm p recorded, :func:`holm` not run: "holds", as
+    :func:`lead` has always read it, so a verdict tested without Holm's step marks no lead.)"""
+    if test.get("reading") not in ("higher", "lower"):
+        return ""
+    return "holds" if test.get("p_holm", 0.0) < alpha else "a lead"
+
+
 def lead(row: dict[str, Any], test: str, alpha: float = ALPHA) -> bool:
     """Whether the comparison recorded as ``row["tests"][test]`` reads higher or lower on its own interval but not
-    after Holm's correction over the study (:func:`holm`, run before the verdict): what :func:`family_paragraph`
-    names a lead, and what every verdict marks beside the reading (:data:`LEAD`) or a conclusion drawn from it."""
-    t = row.get("tests", {}).get(test, {})
-    return t.get("reading") in ("higher", "lower") and not t.get("p_holm", 0.0) < alpha
+    after Holm's correction over the study (:func:`holm`, run before the verdict; :func:`under_holm`): what
+    :func:`family_paragraph` names a lead, and what every verdict marks beside the reading (:data:`LEAD`) or a
+    conclusion drawn from it."""
+    return under_holm(row.get("tests", {}).get(test, {}), alpha) == "a lead"
 
 
 def lead_mark(row: dict[str, Any], test: str, mark: str = LEAD) -> str:
@@ -361,8 +372,8 @@ def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = ALPHA) -> st
     if not read:
         return f"{said}: none reads higher or lower, so there is nothing for it to take back."
 
-    held = [said_reading(c, name, t) for c, name, t in read if t["p_holm"] < alpha]
-    leads = [said_reading(c, name, t) for c, name, t in read if not t["p_holm"] < alpha]
+    held = [said_reading(c, name, t) for c, name, t in read if under_holm(t, alpha) == "holds"]
+    leads = [said_reading(c, name, t) for c, name, t in read if under_holm(t, alpha) == "a lead"]
     kept = (f"{len(held)} of the {len(read)} readings higher or lower {'holds' if len(held) == 1 else 'hold'}"
             if len(read) > 1 else f"the one reading higher or lower {'holds' if held else 'does not hold'}")
     # (not "1 of the 1 readings hold"; nor "1 of the 4 readings higher or lower hold", the quick costs study's)

@@ -17,7 +17,7 @@ from downpour.studies.about import ABOUT
 from downpour.studies.column_words import column_words
 from downpour.studies.data_note import data_sentence
 from downpour.studies.figure_words import figure_words
-from downpour.studies.stats import ALPHA
+from downpour.studies.stats import under_holm
 from downpour.studies.words import no_spread, unbounded
 
 Shown = Callable[[dict[str, Any], str], "str | None"]   # a study's own HTML for a row's param or extra cell, or None
@@ -164,7 +164,7 @@ def comparisons(rows: list[dict[str, Any]], markup: Markup = HTML) -> tuple[list
     faces gave the face unit (against the no-faces twin, against the reference condition) read as one line twice."""
     head = ["condition", "against", "comparison", "reading", "p", "Holm p", "under Holm"]
     body = [[markup.escape(r["condition"]), markup.escape(_against(t)), markup.escape(figure_words(name)),
-             markup.escape(t["reading"]), fmt(t["p"], markup), fmt(t["p_holm"], markup), _holds(t)]
+             markup.escape(t["reading"]), fmt(t["p"], markup), fmt(t["p_holm"], markup), under_holm(t)]
             for r in rows for name, t in r.get("tests", {}).items()]
     return head, body
 
@@ -181,12 +181,6 @@ def is_text(i: int, n: int, text: int, holds: bool = False) -> bool:
     :data:`COMPARED_TEXT` for :func:`comparisons`), and the last where ``holds`` (the comparisons' "under Holm"); the
     rest are numbers."""
     return i < text or (holds and i == n - 1)
-
-
-def _holds(test: dict[str, Any]) -> str:
-    if test["reading"] not in ("higher", "lower"):
-        return ""
-    return "holds" if test["p_holm"] < ALPHA else "a lead"
 
 
 def chance(rows: list[dict[str, Any]]) -> str:
