@@ -6,9 +6,11 @@ Ground floor: imports nothing from downpour, so every layer can raise these.
 from __future__ import annotations
 
 
-def first_line(err: BaseException) -> str:
-    """An error's message's first line ("" for none): where a log line names an error (Ray's run to 5-7 lines)."""
-    return (str(err).strip().splitlines() or [""])[0]
+def first_line(message: object) -> str:
+    """The first line of a message, an error's or one a record keeps (a stop's ``by``, a skipped file's reason), past
+    any blank lines before it ("" for none): where a log line or a report's sentence names it (Ray's run to 5-7
+    lines, a traceback's more)."""
+    return (str(message).strip().splitlines() or [""])[0]
 
 
 def stopped_by(err: BaseException) -> str:

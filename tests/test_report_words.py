@@ -87,6 +87,16 @@ def test_the_report_says_the_symbolic_links_the_listing_did_not_follow():
                                'files there read once (first: /d/sub/up -&gt; /d); data.json names every one.</p>')
 
 
+def test_a_skipped_files_reason_is_said_by_its_first_line_of_text():
+    """A reason kept with a blank line before it (a message that opens on a newline, then its traceback) read
+    "(first: a.jpg: )": its first line, "", where the report's other notes take errors.first_line's (past blank
+    lines)."""
+    from downpour.analysis.report_notes import data_note
+
+    data = {"n_skipped": 1, "skipped": [{"file": "a.jpg", "reason": "\ncannot identify image file\nTraceback ..."}]}
+    assert "(first: a.jpg: cannot identify image file)" in data_note(data)
+
+
 def test_an_untied_layers_note_gives_the_runs_own_samples_and_claims_nothing_it_did_not_measure():
     """lcn-digits (untied 3x3 filters, 1,797 digits) is given its own samples, not "the ~1,250 images that ship
     offline" and "far too little data per filter": cat-untied's numbers, measured on another model and other data."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from downpour.analysis.report_parts import esc
 from downpour.config import is_cluster_runner
+from downpour.errors import first_line
 from downpour.train.rundir import NotARunError, RunDir
 
 
@@ -53,7 +54,7 @@ def cluster_faults(run: RunDir) -> str:
         kind = e.get("event") if isinstance(e, dict) else None
         if kind not in _FAULT_WORDS:
             continue
-        reason = str(e.get("reason") or "").strip().split("\n")[0][:160]
+        reason = first_line(e.get("reason") or "")[:160]
         if kind == "restart-given-up" and reason == "cluster.restarts = 0":   # (none was tried)
             kind = "not-restarted"
         w, fill = e.get("worker", "?"), {"step": e.get("step", "?"), "reason": f" ({reason})" if reason else "",

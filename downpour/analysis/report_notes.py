@@ -11,7 +11,7 @@ from downpour._names import plural
 from downpour.analysis.choice import TIE_RULE
 from downpour.analysis.edges import ONE_ORIENTATION, ONE_ORIENTATION_MIN
 from downpour.analysis.report_parts import esc, num, pct
-from downpour.errors import DownpourError
+from downpour.errors import DownpourError, first_line
 from downpour.train.divergence import diverged_words
 
 # model.first_layer kinds whose filters were not learned from the data (downpour/layers/gabor.py)
@@ -170,7 +170,7 @@ def data_note(data: Any, heading: str = "Data", where: str = "data.json") -> str
     upscaled = [e for e in data.get("upscaled") or [] if isinstance(e, dict)]
     parts = []
     if skipped:
-        reason = str(skipped[0].get("reason") or "?").split("\n")[0][:160]
+        reason = first_line(skipped[0].get("reason") or "?")[:160]
         parts.append(f"{plural(data.get('n_skipped', len(skipped)), 'file')} skipped, unreadable or too small "
                      f"(first: {skipped[0].get('file')}: {reason})")
     recovered = [name for name in data.get("recovered") or [] if isinstance(name, str)]

@@ -12,6 +12,7 @@ from typing import Any
 
 from downpour._names import node_named, plural
 from downpour.analysis.report_parts import esc
+from downpour.errors import first_line
 from downpour.train.rundir import NotARunError, RunDir
 
 _KINDS = {"shards": "shard", "workers": "worker", "partitions": "partition"}   # placement's keys, as said
@@ -50,8 +51,7 @@ def _stopped(run: RunDir, summary: dict[str, Any]) -> str:
     if not isinstance(stopped, dict) or not stopped.get("by"):
         return ""
     unit = "L-BFGS iteration" if run.config.cluster.algorithm == "sandblaster" else "step"
-    by = (str(stopped["by"]).strip().splitlines() or [""])[0]
-    return f"Stopped after {unit} {stopped.get('step')} of {stopped.get('steps')}: {by}."
+    return f"Stopped after {unit} {stopped.get('step')} of {stopped.get('steps')}: {first_line(stopped['by'])}."
 
 
 def _throughput(run: RunDir, summary: dict[str, Any]) -> str:
