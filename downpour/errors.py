@@ -75,6 +75,9 @@ class ValuesError(ConfigError):
 
     def __init__(self, values: dict[str, object], rest: str, names: dict[str, str] | None = None):
         shown = [(names or {}).get(key) or f"{key}={value}" for key, value in values.items()]
+        # (_names.listed's "a, b and c" by hand: errors.py and _names.py are both the ground floor, which imports
+        # nothing from downpour (tests/test_imports.py), so neither may import the other; a module beneath them for
+        # one line would move the floor every layer counts on)
         both = f"{', '.join(shown[:-1])} and {shown[-1]}" if len(shown) > 1 else shown[0]
         super().__init__(f"{both} {rest}")
         self.values, self.rest, self.names = dict(values), rest, dict(names or {})
