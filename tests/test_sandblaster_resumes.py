@@ -76,6 +76,8 @@ def test_a_stop_that_cannot_checkpoint_says_which_checkpoint_resume_goes_on_from
     assert _kept(run, cfg) == "there is no checkpoint to resume from (cluster.checkpoint_every = 0: one at the end only)"
     every = dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, checkpoint_every=5))
     assert _kept(run, every).endswith("(cluster.checkpoint_every = 5: one every 5 iterations)")
+    every_one = dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, checkpoint_every=1))
+    assert _kept(run, every_one).endswith("(cluster.checkpoint_every = 1: one every iteration)")   # not "1 iterations"
     save_state(run.checkpoints / CHECKPOINT, {"shard0.w": torch.zeros(3)}, run.stamped({"iteration": 5}))
     assert _kept(run, every) == f"the checkpoint of L-BFGS iteration 5 is kept: --resume {run.path} goes on from it"
 

@@ -270,8 +270,8 @@ def _kept(run: RunDir, cfg: RunConfig) -> str:
         meta = verified_meta(run.checkpoints / CHECKPOINT)
     except CheckpointError:
         every = cfg.cluster.checkpoint_every
-        return (f"there is no checkpoint to resume from (cluster.checkpoint_every = {every}: "
-                + (f"one every {every} iterations)" if every else "one at the end only)"))
+        often = {0: "one at the end only", 1: "one every iteration"}.get(every, f"one every {every} iterations")
+        return f"there is no checkpoint to resume from (cluster.checkpoint_every = {every}: {often})"
     return f"the checkpoint of L-BFGS iteration {meta.get('iteration')} is kept: {go_on(run.path)} goes on from it"
 
 
