@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from downpour.ps.cluster_on_ray import RayCluster
-from downpour.ps.keeping_on_ray import Keeping, kept, keeping
+from downpour.ps.keeping_on_ray import Keeping, died, kept, keeping
 
 
 def ended(**changed):
@@ -116,3 +116,30 @@ def test_a_second_close_of_a_kept_run_kills_nothing_it_gave_the_keeping(killed, 
             run.shard_pins = []
         run.close()
         assert sorted(map(repr, keep.actors.values())) == ["s0", "s1", "w0", "w1"] and killed == []
+
+
+@pytest.mark.parametrize("cause", [ValueError("a bug in again"), "an actor it asked died"])
+def test_a_rebuild_that_died_is_told_from_one_that_raised(monkeypatch, cause):
+    """``died``: a kept actor's ``again`` whose actor died (RayActorError: the start starts a new one in its place) is
+    told from an error ``again`` raised (RayTaskError, even of a RayActorError: a worker's rebuild waits for a shard
+    that died), which fails the start; an answer not ready yet is left to the start's wait."""
+    import ray
+    from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
+
+    raised = RayTaskError("again", "Traceback", RayActorError() if isinstance(cause, str) else cause)
+    errors = {"dead": ActorDiedError(), "raised": raised.as_instanceof_cause()}
+
+    def get(ref, timeout=None):
+        if ref in errors:
+            raise errors[ref]
+        return {"node": "n"}
+
+    monkeypatch.setattr(ray, "wait", lambda refs, num_returns, timeout: ([r for r in refs if r != "slow"],
+                                                                         [r for r in refs if r == "slow"]))
+    monkeypatch.setattr(ray, "get", get)
+    assert died({}, 1.0) == {}
+    assert died({("shard", 0): "alive", ("shard", 1): "dead", ("worker", 0): "slow"}, 1.0) == {
+        ("shard", 1): errors["dead"]}
+    with pytest.raises(RayTaskError) as caught:
+        died({("shard", 0): "dead", ("worker", 0): "raised"}, 1.0)
+    assert caught.value is errors["raised"]

@@ -255,6 +255,40 @@ def test_on_ray_the_twin_trains_on_the_runs_kept_actors_as_it_would_on_new_ones(
     assert RunDir(tmp_path / "kept" / "no-faces").finished(4)
 
 
+@pytest.mark.parametrize("kind", ["shard", "worker"])
+def test_on_ray_a_kept_actor_that_dies_before_its_rebuild_is_replaced_by_a_new_one(tmp_path, monkeypatch, caplog, kind):
+    """The twin's start took the run's actors (they answered), then one died before its ``again`` (killed here, as a
+    node gone would): a new actor takes its place, said once, and the twin's cluster.json says which were fresh. Its
+    death failed the twin's start ("ActorDiedError")."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    from downpour.ps.keeping_on_ray import Keeping
+
+    take = Keeping.take
+
+    def killing(self, keys):
+        got = take(self, keys)
+        for key, actor in got.items():
+            if key[0] == kind:          # between take's check and the start's rebuild
+                ray.kill(actor, no_restart=True)
+                with pytest.raises(RayActorError):
+                    ray.get(actor.node.remote(), timeout=60)
+        return got
+
+    monkeypatch.setattr(Keeping, "take", killing)
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING", logger="downpour.ps.cluster_on_ray"):
+        assert main(["train", *TINY_CAT, *ONE_ACTOR_EACH, "--no-report", *TWIN, "--out", str(out)]) == 0
+    assert RunDir(out / "no-faces").finished(4) and not ray.is_initialized()
+    said = [r.getMessage() for r in caplog.records if "died before its rebuild" in r.getMessage()]
+    assert said == [f"the kept {kind} 0 (an earlier run's actor, taken for this run) died before its rebuild "
+                    "(ActorDiedError): a new one is started in its place"]
+    starts = {"shards": ["kept"], "workers": ["kept"], kind + "s": ["fresh: the kept one died"]}
+    assert RunDir.open(out / "no-faces").read_json("cluster.json")["actor_starts"] == starts
+    assert RunDir.open(out).read_json("cluster.json")["actor_starts"] == {"shards": ["fresh"], "workers": ["fresh"]}
+
+
 def test_no_twin_is_trained_or_asked_for_where_no_face_test_runs(tmp_path, capsys, caplog):
     """With analysis.dataset = digits the preset's twin was trained (the main job's 80 s) for a face test
     that never runs, and `analyze --set analysis.dataset=digits` of a run without its twin was refused."""

@@ -96,6 +96,7 @@ class Asking:
         return {**self.placed(), **({"ray": self.ray_info} if self.ray_info else {}), "queue_depth": self.coord.depth,
                 "worker_devices": self.devices, "data_workers": [reports[w] for w in sorted(reports)],
                 **({"model_buffers": buffers} if buffers else {}),
+                **({"actor_starts": self.actor_starts} if self.actor_starts else {}),
                 **({"partition_restarts": parts} if (parts := self.partition_restarts()) else {}),
                 "profile": {"driver": self.laps.report(), "workers": [profiles[w] for w in sorted(profiles)],
                             "shards": ray.get([a.profile.remote() for a in self.shard_actors], timeout=60)}}

@@ -79,6 +79,8 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
         self.shard_pins: list[str | None] = []           # set in _start: the node each shard is pinned to (None: Ray's)
         self.reused: dict[Any, Any] = {}                 # set in _start: the kept actors it takes (keeping_on_ray)
         self.reborn: dict[int, Any] = {}                 # by worker: a kept one's rebuild's answer (start report)
+        self.anew: dict[tuple[str, int], Any] = {}       # set in _start: a kept one's new actor, should it have died
+        self.actor_starts: dict[str, list[str]] = {}     # set in _start in a keeping: each actor kept or fresh, by kind
         self.ran = False                                 # set by run once the budget is done: close may keep the actors
         self._incarnation = [0] * cfg.cluster.workers
         self._partition_lives: dict[tuple[int, int], int] = {}   # partition_restarts_on_ray: each one's restarts

@@ -15,7 +15,9 @@ Kept only where nothing went wrong (``RayCluster._keeping``, asked by its close)
 or restarted, no partitions, no GPU, every actor answering (:meth:`Keeping.keepable`). An actor is taken by a start
 that places it as it was placed (its kind, index, node, CPUs and GPUs: the key) if it still answers (one that died
 since is started anew); the start kills those it does not take before it starts its own (they hold their CPUs), and
-the keeping's end kills what is left.
+the keeping's end kills what is left. One that dies after it answered, before its rebuild (:func:`died`: a kill, its
+node gone), is replaced at the start by an actor started anew, said in a warning and in cluster.json's
+``actor_starts``; an error its ``again`` raises (a bug in it) fails the start.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import contextlib
 from typing import Any, Hashable, Iterator
 
 import ray
+from ray.exceptions import RayActorError, RayTaskError
 
 from downpour.ps.asking_on_ray import answering
 
@@ -58,6 +61,27 @@ class Keeping:
         """Whether every one of ``actors`` answers (a worker still serving its channel answers nothing else: one
         kept would hold up the next start)."""
         return all(answering(actors))
+
+
+def died(answers: dict[Hashable, Any], timeout: float) -> dict[Hashable, RayActorError]:
+    """Which of ``answers`` (key -> the ref of a kept actor's ``again``) failed because the actor died (Ray's
+    RayActorError: killed, or its node gone, since :meth:`Keeping.take` found it answering): key -> the error, for the
+    start to start a new actor in its place. An error ``again`` raised (RayTaskError, even one wrapping a RayActorError:
+    a bug, or an actor it asked that died) is raised here; an answer not ready within ``timeout`` seconds is left to the
+    start's own bounded wait (``connect_on_ray.gathered``), which says what it waits for."""
+    if not answers:   # (a Ray call about none would start a Ray where none is up)
+        return {}
+    ready = set(ray.wait(list(answers.values()), num_returns=len(answers), timeout=timeout)[0])
+    dead = {}
+    for key, ref in answers.items():
+        try:
+            if ref in ready:
+                ray.get(ref)
+        except RayTaskError:
+            raise
+        except RayActorError as e:
+            dead[key] = e
+    return dead
 
 
 _keeping: Keeping | None = None   # the keeping() in force: the runs it spans train one after another in this process

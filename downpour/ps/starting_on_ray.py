@@ -7,15 +7,17 @@ mixins, the calls it makes (``_placed``, which sets ``pins``, ``_threads``, ``_s
 :mod:`downpour.ps.placing_on_ray`; ``_open_channel``: :mod:`downpour.ps.piped_on_ray`)."""
 from __future__ import annotations
 
+import logging
 import os
 import uuid
+from functools import partial
 from typing import Any, Iterator
 
 import ray
 
 from downpour.ps.asking_on_ray import node_addresses
 from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pinned, placer, spot
-from downpour.ps.keeping_on_ray import kept
+from downpour.ps.keeping_on_ray import died, kept
 from downpour.ps.node_environments import node_environments
 from downpour.ps.setup import worker_cpus, worker_gpus, worker_rng
 from downpour.ps.shard import Shard
@@ -24,6 +26,8 @@ from downpour.ps.shm import sweep_stale_segments
 from downpour.ps.silence import start_limit
 from downpour.ps.worker_actor_on_ray import WorkerActor
 from downpour.train.flat import frozen_params
+
+log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger
 
 
 class Starting:
@@ -34,7 +38,8 @@ class Starting:
     (``RayCluster.__init__`` declares them, empty; ``ray_info``: :class:`~downpour.ps.asking_on_ray.Asking`'s
     default): the other mixins (placing, restarts, partition restarts, piped, asking) read them, so none may run
     before it. Inside :func:`~downpour.ps.keeping_on_ray.keeping` it takes the actors an earlier run kept where they
-    are placed as its own would be (``reused``), and has each rebuilt as a new one (``again``), not started anew."""
+    are placed as its own would be (``reused``), and has each rebuilt as a new one (``again``), not started anew; one
+    that died since it was taken is replaced by a new one (:meth:`_replace_dead`; ``actor_starts`` says which)."""
 
     def _start(self, shards: list[Shard], start_step: int) -> None:
         """Ray (started or joined), then every actor at once: shards, workers and their partitions (which wait
@@ -62,22 +67,32 @@ class Starting:
         self.reused = {} if keeping is None else keeping.take(keys)
         lanes, prefix = [], f"/dev/shm/downpour-{self.run_id}"
         for j, s in enumerate(shards):
+            anew = partial(ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0, **options[j]).remote,
+                           s, prefix, n)
             actor = self.reused.pop(("shard", j, self.shard_pins[j]), None)
             if actor is None:
-                actor = (ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0, **options[j])
-                         .remote(s, prefix, n))
+                actor = anew()
                 lanes.append(actor.lanes.remote())
             else:        # a kept one (its name the run's that started it), rebuilt as a new one is
                 lanes.append(actor.again.remote(s, prefix, n))
+                self.anew["shard", j] = anew
             self.shard_actors.append(actor)
+        self.lanes, limit = lanes, start_limit(cfg.cluster.silent_seconds)
+        if keeping is not None:
+            self.actor_starts = {"shards": ["kept" if ("shard", j) in self.anew else "fresh"
+                                            for j in range(len(shards))]}
+        # a kept shard that died since it was taken is replaced before any worker is handed the shards (the kept
+        # workers' rebuilds wait for the shards' answers anyway)
+        self._replace_dead("shard", self.lanes, limit)
         # every actor starts now, the workers and their partitions beside the shards (each a fresh process importing
         # torch: ~5.6 s of ~8 at load 12, 2026-12-06), not one after the other once every shard has answered. They are
         # handed the shards' answers to come (object refs) and wait for them themselves before
         # they link to the shards (shards_on_ray.lanes_of): none fetches before the shards hold the weights
-        self.lanes = lanes
         for w in range(n):
             self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
-        limit = start_limit(cfg.cluster.silent_seconds)
+        if keeping is not None:
+            self.actor_starts["workers"] = ["kept" if w in self.reborn else "fresh" for w in range(n)]
+        self._replace_dead("worker", self.reborn, limit)
         self.lanes = gathered(self.lanes, "shard actors", limit, pins=[pinned(o) for o in options])
         here = ray.get_runtime_context().get_node_id()
         # one live node in the one read above (a node that joins during the shards' wait is not seen)
@@ -122,11 +137,33 @@ class Starting:
         args = (setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq, self.shard_actors,
                 self.lanes, self._threads(w, nodes), parts, setup.shards_of, frozen_params(setup.model),
                 worker_rng(setup.rng, setup.cfg.seed, w, step))
+        anew = partial(WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options).remote,
+                       *args)
         actor = self.reused.pop(self.kept_key(w), None) if nodes is None and parts is None else None
         if actor is not None:    # a kept one (its name the run's that started it), rebuilt with what a new one is given
             self.reborn[w] = actor.again.remote(*args)
+            self.anew["worker", w] = anew
             return actor
-        return WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options).remote(*args)
+        return anew()
+
+    def _replace_dead(self, kind: str, answers: dict[int, Any] | list[Any], limit: float) -> None:
+        """The kept actors of ``kind`` ("shard" or "worker") whose rebuild (``answers``: by index, its ``again``'s
+        answer) failed because they died after :meth:`Keeping.take <downpour.ps.keeping_on_ray.Keeping.take>` found them
+        answering (:func:`~downpour.ps.keeping_on_ray.died`; a kill, a node gone): each replaced by an actor started as
+        a start without a keeping starts it (``anew``), said once, and recorded in ``actor_starts``: the start would
+        fail else, at the wait for the dead actor's answer."""
+        kept_ones = {i: answers[i] for k, i in self.anew if k == kind}
+        for i, error in died(kept_ones, limit).items():
+            log.warning("the kept %s %d (an earlier run's actor, taken for this run) died before its rebuild (%s): "
+                        "a new one is started in its place", kind, i, type(error).__name__)
+            actor = self.anew[kind, i]()
+            if kind == "shard":
+                self.shard_actors[i], self.lanes[i] = actor, actor.lanes.remote()
+            else:
+                self.worker_actors[i] = actor
+                del self.reborn[i]      # its answer: the new actor's start_report
+            self.actor_starts[kind + "s"][i] = "fresh: the kept one died"
+        self.anew = {k: a for k, a in self.anew.items() if k[0] != kind}   # (each holds its actor's arguments)
 
     def kept_key(self, w: int) -> tuple:
         """Worker ``w``'s key in a :class:`~downpour.ps.keeping_on_ray.Keeping`: its index, node, CPUs and GPUs."""
