@@ -88,7 +88,8 @@ def test_a_start_takes_the_actors_placed_as_its_own_and_kills_the_rest(killed):
 
 
 def test_a_kept_actor_that_died_or_hangs_since_is_killed_not_taken(killed):
-    """One that died between the runs (its `again` failed the next run's start) or does not answer: started anew."""
+    """One that died between the runs or does not answer is not handed over: the start starts it anew (one that dies
+    after this check: ``died``)."""
     alive, dead, hung = Actor("alive"), Actor("dead", "dead"), Actor("hung", "hung")
     keep = Keeping()
     keep.give({("shard", 0, None): alive, ("shard", 1, None): dead, ("worker", 0, None, 1.0, 0.0): hung})
