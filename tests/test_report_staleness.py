@@ -142,11 +142,12 @@ def test_a_sandblaster_ray_runs_report_names_its_nodes_from_sandblaster_json(tmp
 
 def test_a_failed_sandblaster_runs_note_says_its_start_its_lost_workers_and_what_stopped_it(tmp_path):
     """A Sandblaster run's sandblaster.json written by its failure (its ``stopped``) or with a worker lost: the note
-    says the start beside the training (Ray's ``start_seconds``), marks the lost worker with its reason, and says where
-    and by what the run stopped."""
+    says the start beside the training (Ray's ``start_seconds``) and marks the lost worker with its reason; where and
+    by what the run stopped is the stop note's (every runner's, said once: tests/test_report_stop.py)."""
     import html
 
     from downpour.analysis.report_placement import placement_note
+    from downpour.analysis.report_stop import stop_note
 
     cfg = load_config("tica-8x8", ['model.name="rica-8x8"', 'cluster.algorithm="sandblaster"', 'cluster.runner="ray"'])
     run = RunDir.create(tmp_path / "r", cfg)
@@ -160,8 +161,9 @@ def test_a_failed_sandblaster_runs_note_says_its_start_its_lost_workers_and_what
     assert html.unescape(placement_note(run)) == (
         '<p class="note">Placement (sandblaster.json): 2 nodes; node aaaaaaaa at 10.0.0.1: shard 1, worker 0; '
         "node bbbbbbbb at 10.0.0.2: shard 0, worker 1 (lost: ActorDiedError); start 4.2 s (joining Ray, every actor "
-        "up), training 10.9 s. Stopped after L-BFGS iteration 3 of 10: RunError: sandblaster shard 0 was lost on node "
-        "bbbbbbbb.</p>")     # (the first line of ``by``, which keeps the error's whole message)
+        "up), training 10.9 s.</p>")
+    assert stop_note(run) == ('<p class="note">Stopped after L-BFGS iteration 3 of 10: RunError: sandblaster shard 0 '
+                              "was lost on node bbbbbbbb.</p>")     # (the first line of ``by``, which keeps it whole)
 
 
 def test_the_placement_note_names_each_partition_by_its_replica(sim_run, tmp_path):
@@ -220,11 +222,12 @@ def test_the_placement_note_says_where_the_shards_were_before_each_restart_and_t
 
 def test_a_stopped_downpour_runs_note_says_the_step_it_stopped_at_and_what_stopped_it(sim_run, tmp_path):
     """A Downpour Ray run stopped by a lost shard writes a short cluster.json (``stopped``, ``shard_events``, no
-    top-level placement): the note says where the shards were and ends with the stop, in steps, and the first line
-    of ``by`` (as a failed Sandblaster run's says its L-BFGS iteration)."""
+    top-level placement): the note says where the shards were; the stop note says the stop, in steps, and the first
+    line of ``by`` (as a failed Sandblaster run's says its L-BFGS iteration)."""
     import html
 
     from downpour.analysis.report_placement import placement_note
+    from downpour.analysis.report_stop import stop_note
 
     run = tmp_path / "run"
     shutil.copytree(sim_run, run)
@@ -238,8 +241,10 @@ def test_a_stopped_downpour_runs_note_says_the_step_it_stopped_at_and_what_stopp
                                                   "shard_events": [lost], "stopped": stopped}))
     assert html.unescape(placement_note(RunDir.open(run))) == (
         '<p class="note">Shards before each restart or stop (cluster.json shard_events): stop at step 33: shard 0 on '
-        "node aaaaaaaa at 10.0.0.1, shard 1 (lost) on node bbbbbbbb at 10.0.0.2. Stopped after step 33 of 60: shard 1 "
-        "lost at step 33 on node bbbbbbbb at 10.0.0.2 (ActorDiedError).</p>")
+        "node aaaaaaaa at 10.0.0.1, shard 1 (lost) on node bbbbbbbb at 10.0.0.2.</p>")
+    assert html.unescape(stop_note(RunDir.open(run))) == (
+        '<p class="note">Stopped after step 33 of 60: shard 1 lost at step 33 on node bbbbbbbb at 10.0.0.2 '
+        "(ActorDiedError).</p>")
 
 
 def test_a_split_runs_paragraph_gives_each_partitions_staleness_on_its_own_shards(tmp_path):

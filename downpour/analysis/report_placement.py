@@ -1,7 +1,8 @@
 """The report's note on where a Ray run ran, from its cluster.json (a Sandblaster run's sandblaster.json): its nodes,
 which actor was on which node (by id and address, as the run's log lines name them), and the start (joining Ray, every
-actor up) beside the training's seconds, and where a run that failed or was stopped ended (its ``stopped``), beyond "Ray
-cluster, 2 workers, 2 shards". A run whose summary has no ``node_ids`` (older, simulated, local) gets no note.
+actor up) beside the training's seconds, beyond "Ray cluster, 2 workers, 2 shards". A run whose summary has no
+``node_ids`` (older, simulated, local) gets no note; where a stopped run ended (its ``stopped``) is every runner's,
+said by :mod:`~downpour.analysis.report_stop`.
 
     placement_note(run)   # '<p class="note">Placement (cluster.json): 2 nodes; node aaaaaaaa at 10.0.0.1: shard 0,
                           #  worker 1; node bbbbbbbb at 10.0.0.2: shard 1, worker 0; start 8.3 s, training 42.1 s.</p>'
@@ -12,7 +13,6 @@ from typing import Any
 
 from downpour._names import node_named, plural
 from downpour.analysis.report_parts import esc
-from downpour.errors import first_line
 from downpour.train.rundir import NotARunError, RunDir
 
 _KINDS = {"shards": "shard", "workers": "worker", "partitions": "partition"}   # placement's keys, as said
@@ -39,19 +39,7 @@ def placement_note(run: RunDir) -> str:
                     f"{summary['seconds']:.1f} s{_throughput(run, summary)}")
     now = f"Placement ({name}): {'; '.join(said)}." if held else ""
     before = f"Shards before each restart or stop (cluster.json shard_events): {'; '.join(earlier)}." if earlier else ""
-    return f'<p class="note">{esc(" ".join(x for x in (now, before, _stopped(run, summary)) if x))}</p>'
-
-
-def _stopped(run: RunDir, summary: dict[str, Any]) -> str:
-    """Where and by what an error or a stop ended the run, from its summary's ``stopped`` {step, steps, by}: "Stopped
-    after L-BFGS iteration 3 of 10: RunError: sandblaster shard 1 was lost on ..." ("" for a run that ended): the
-    first line of ``by``, which keeps the whole message (a traceback's lines). A Sandblaster run that failed
-    before 2026-12-07 has no sandblaster.json, and so no note."""
-    stopped = summary.get("stopped")
-    if not isinstance(stopped, dict) or not stopped.get("by"):
-        return ""
-    unit = "L-BFGS iteration" if run.config.cluster.algorithm == "sandblaster" else "step"
-    return f"Stopped after {unit} {stopped.get('step')} of {stopped.get('steps')}: {first_line(stopped['by'])}."
+    return f'<p class="note">{esc(" ".join(x for x in (now, before) if x))}</p>'
 
 
 def _throughput(run: RunDir, summary: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from downpour.analysis.report_notes import data_note, loss_headline
 from downpour.analysis.report_parts import esc, image, page
 from downpour.analysis.report_placement import placement_note
 from downpour.analysis.report_staleness import staleness_paragraph
+from downpour.analysis.report_stop import stop_note
 from downpour.analysis.training import frozen_stages, training_summary
 from downpour.analysis.training_plots import cost_parts, loss_curves, staleness_histogram
 from downpour.train.divergence import recorded
@@ -74,9 +75,11 @@ def training_figures(run: RunDir, metrics: list[dict[str, Any]], folder: Path) -
 
 
 def training_section(run: RunDir, figs: dict[str, str]) -> str:
-    """The "Training curves" section: ``figs`` as analysis.json's ``figures`` names them (``figures/loss.png``)."""
+    """The "Training curves" section: ``figs`` as analysis.json's ``figures`` names them (``figures/loss.png``), led
+    by where a stopped run ended (:func:`~downpour.analysis.report_stop.stop_note`), above its curves."""
     return f"""
 <h2 id="training">Training curves</h2>
+{stop_note(run)}
 {image(run, figs.get('loss'), 'loss curves per cost part')}
 {image(run, figs.get('staleness'), 'staleness histogram') if figs.get('staleness') else f'<p class="note">{no_staleness(run)}</p>'}
 {staleness_paragraph(run)}

@@ -153,7 +153,9 @@ def finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: Co
             "checkpoints": recorder.checkpoints, "checkpoint_seconds": round(recorder.checkpoint_seconds, 3),
             **({"compensation_idle": idle} if idle else {}), **_refused(tally), **shard_events(coord.events),
             **info}
-    run.write_json("cluster.json", {**summary, **_partition_shards(setup)})  # placement, counts, lost workers
+    # placement, counts, lost workers; and where every worker was lost, the stop, as data.json says it (a run on a
+    # built-in set writes no data.json, and its report would not say it stopped)
+    run.write_json("cluster.json", {**summary, **stopped, **_partition_shards(setup)})
     summary.pop("profile", None)             # per-phase timers: cluster.json only, not the printed summary
     if coord.done < coord.total and not coord.live:
         raise RunError(f"every worker was lost ({', '.join(_loss_reasons(coord))}) after {coord.done} of {coord.total} steps; "
