@@ -1,5 +1,6 @@
 """A study's quick setting, run once per test module, and what it must have written (issue 10): the
-shared part of the tests/test_study_*.py modules; check_owed only for the face-test studies with twins."""
+shared part of the tests/test_study_*.py modules; check_owed only for the face-test studies with twins; what
+check_written reads for parentheses inside one another: tests/nesting.py."""
 import contextlib
 import html
 import json
@@ -12,6 +13,7 @@ import pytest
 from downpour.studies import design_class
 from downpour.studies.about import ABOUT
 from downpour.studies.run import run_study
+from nesting import check_verdict_nests_nothing, nested
 
 KEYS = ("study", "question", "cells", "seeds", "verdict", "command")
 
@@ -46,8 +48,13 @@ def check_written(folder, result, name, seeds=2):
     assert result["verdict"].count("This is the quick setting") == 1    # (the runner's alone, not the study's too)
     # both pages say where the answer is: the full setting, its seeds and time (not "too few seeds" alone)
     full = (f"the answer is the full setting's, without --quick: {design_class(name).seeds_full} paired seeds per "
-            f"condition, {ABOUT[name][1]} on 2 cores)")
+            f"condition, {ABOUT[name][1]} on 2 cores;")     # (no parenthesis around it: the time holds one)
     assert full in (folder / "study.md").read_text() and html.escape(full) in (folder / "study.html").read_text()
+    # no parenthesis inside another: the page's words (its table's cells and the quoted verdict aside) and the verdict
+    # from its rows as they are, with every interval unbounded and every reading a lead (tests/nesting.py)
+    page = [line for line in (folder / "study.md").read_text().splitlines() if not line.startswith(("|", ">"))]
+    assert nested("\n\n".join(page)) == []
+    check_verdict_nests_nothing(name, result["cells"])
 
 
 def check_markdown(folder, result):

@@ -24,6 +24,7 @@ from downpour.studies.cell_hash import ADDED_KEYS, digest, digests
 from downpour.studies.run import _context, cells_header, run_study
 from downpour.analysis.options import open_run
 from downpour.train.rundir import RunDir
+from nesting import check_verdict_nests_nothing
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -233,6 +234,7 @@ def test_quick_study_writes_what_the_issue_asks(quick):
             assert math.isnan(value) or low <= value <= high
     assert result["verdict"].startswith("This is the quick setting (")
     assert result["verdict"].count("This is the quick setting") == 1    # (the runner's alone, not the study's too)
+    check_verdict_nests_nothing("staleness", result["cells"])     # ("(Δ -25 points (no interval: ...): ...)")
     # its claim and Holm's count, a sentence each, then the study's reading, then its overall reading
     paragraphs = result["verdict"].split("\n\n")
     assert paragraphs[1].startswith("At learning rate 0.125, asynchrony with 4 workers ")

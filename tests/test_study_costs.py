@@ -187,7 +187,8 @@ def test_in_short_counts_every_reading_of_every_compared_figure():
     # Hoyer said before any of its figures, with what it measures (it went undefined: "sparser codes (Hoyer)")
     paragraphs = study.verdict(rows).split("\n\n")
     first = next(i for i, p in enumerate(paragraphs) if "Hoyer" in p)
-    assert paragraphs[first] == short and "Hoyer sparsity is how unevenly an image's codes fire (Hoyer 2004)" in short
+    assert paragraphs[first] == short
+    assert "Hoyer sparsity, Hoyer's 2004 measure, is how unevenly an image's codes fire" in short
 
 
 def test_each_penalty_sentence_gives_the_interval_its_active_and_probe_readings_rest_on():

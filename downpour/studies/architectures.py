@@ -117,9 +117,10 @@ class ArchitecturesStudy(ArchitecturesDesign, MeasuredStudy):
             if r is cat:
                 continue
             f = r["figures"]
-            paras.append(f"{r['condition']} ({r['params']['arm']}; {f['params'][0]:,.0f} parameters, "
+            # (its arm's words hold a parenthesis, "Gaussian-Bernoulli RBM (grbm-patches)": said outside one)
+            paras.append(f"{r['condition']}, {r['params']['arm']}: {f['params'][0]:,.0f} parameters, "
                          f"{f['flops_fwd'][0] / 1e6:.3f} MFLOP per sample, {value(r, 'seconds_per_step', '{:.4f}')} s per "
-                         f"step), paired against {r['params']['vs']}: "
+                         f"step; paired against {r['params']['vs']}: "
                          + "; ".join(difference_sentence(r, k, LABELS[k]) for k in RESOLUTION) + ".")
         paras.append("Probe accuracy depends on the code's size as well as on what it learned (each arm's code is "
                      "the registered design's); the table gives every arm's parameters and FLOPs beside it.")

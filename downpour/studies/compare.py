@@ -304,7 +304,10 @@ def owed_paragraph(rows: Sequence[dict[str, Any]], unit: str = "face unit") -> s
         readings[r["condition"]] = effect_words(*owed, resolution=OWED_RESOLUTION)
         marks[r["condition"]] = lead_mark(r, OWED_FIGURE, " (a lead)")     # (said: the quick architectures
         # study's "owes something to the faces in: rbm, sae" where Holm's correction keeps neither)
-        said.append(f"{r['condition']} {words.signed(owed)}, {readings[r['condition']]}{lead_mark(r, OWED_FIGURE)} "
+        # (", a lead", not stats.LEAD's parenthesis: "higher (a lead: ...) (without a face: ...)" read as one inside
+        # the other)
+        said.append(f"{r['condition']} {words.signed(owed)}, {readings[r['condition']]}"
+                    f"{lead_mark(r, OWED_FIGURE, ', a lead')} "
                     f"(without a face: {value(r, 'face_auc_controls_no_faces')})")
     if not readings:
         return "What the faces gave the " + unit + " was not measured: " + "; ".join(said) + "."

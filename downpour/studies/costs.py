@@ -49,7 +49,7 @@ from downpour.studies.designs.costs import PENALTIES, QUICK_PENALTIES, SIZES, Co
 from downpour.studies.figures import interval_bars
 from downpour.studies.plots import scatter_intervals
 from downpour.studies.stats import (effect_words, lead, lead_mark, leads_of, mean_ci, note_left_out, paired_difference,
-                                    paired_p, paired_test, record_test)
+                                    paired_p, paired_test, reading_in_aside, record_test)
 from downpour.studies.trained import probe_accuracies, trained_run
 
 # what the verdict's "In short" counts: every compared figure's reading, either way (more active codes, weight
@@ -64,9 +64,10 @@ HELD_OUT = {False: 5000, True: 1000}
 _HELD_STREAM = 99                                           # numpy stream of the held-out windows (build.py uses 1-4)
 COMPARED = ("hoyer", "active", "gap", "heldout_recon", "probe_digits")
 RESOLUTION = {"hoyer": 0.02, "active": 0.02, "probe_digits": 0.02}   # absolute; gap and held-out error: 10% of the baseline's
-# Hoyer sparsity in words, where the verdict first uses it (downpour.analysis.sparsity has the formula)
-HOYER_DEFINED = ("Hoyer sparsity is how unevenly an image's codes fire (Hoyer 2004), 0 when every unit responds "
-                 "equally and 1 when a single unit does; \"active\" is the share of codes above 0.1")
+# Hoyer sparsity in words, where the verdict first uses it (downpour.analysis.sparsity has the formula); said inside
+# a parenthesis, so it opens none
+HOYER_DEFINED = ("Hoyer sparsity, Hoyer's 2004 measure, is how unevenly an image's codes fire: 0 when every unit "
+                 "responds equally and 1 when a single unit does; \"active\" is the share of codes above 0.1")
 CORRELATION = "hoyer_gap_rank_correlation"     # the test the verdict's "How the two are related" reads, per data size
 
 
@@ -148,7 +149,7 @@ class CostsStudy(CostsDesign, Study):
         less, more = by["less/none"], by["more/none"]
         paras.append(f"Data alone: reconstruction alone's over-fitting gap (held-out minus training error) is "
                      f"{_v(less, 'gap')} with {SIZES['less']} patches and {_v(more, 'gap')} with {SIZES['more']:,} "
-                     f"(paired difference {_d(more, 'gap')}, {_read(more, 'gap')}; a gap at or below 0 "
+                     f"(paired difference {_d(more, 'gap')}, {reading_in_aside(more, 'gap')}; a gap at or below 0 "
                      f"is no over-fitting).")
         penalties = QUICK_PENALTIES if self.quick else PENALTIES
         roles = []
@@ -315,17 +316,13 @@ def _v(row: dict[str, Any], key: str) -> str:
 
 
 def _d(row: dict[str, Any], key: str) -> str:
-    return f"Δ {words.difference(row['figures'][f'delta_{key}'], '{:+.3g}')}"
+    return f"Δ {words.difference(row['figures'][f'delta_{key}'], '{:+.3g}', aside=', {}')}"
 
 
 def _points(row: dict[str, Any], key: str) -> str:
     """A fraction's paired difference in percentage points (its reading was said without it: "active 1% (lower)")."""
-    return f"Δ {words.points(row['figures'][f'delta_{key}'], 1, ' points')}"
+    return f"Δ {words.points(row['figures'][f'delta_{key}'], 1, ' points', aside=', {}')}"
 
-
-def _read(row: dict[str, Any], key: str) -> str:
-    """How the row's paired difference in ``key`` reads, marked where Holm's correction does not keep it."""
-    return row["extra"]["readings"][key] + lead_mark(row, f"delta_{key}")
 
 
 def _said(row: dict[str, Any], paired: bool = False) -> str:
@@ -335,5 +332,5 @@ def _said(row: dict[str, Any], paired: bool = False) -> str:
     said = {"hoyer": ("Hoyer", "{:.2f}", _d), "active": ("active", "{:.0%}", _points), "gap": ("gap", "{:.4f}", _d),
             "heldout_recon": ("held-out error", "{:.4f}", _d), "probe_digits": ("probe", "{:.1%}", _points)}
     return ", ".join(f"{label} {fmt.format(row['figures'][key][0])}"
-                     + (f" ({delta(row, key)}, {_read(row, key)})" if paired else "")
+                     + (f" ({delta(row, key)}, {reading_in_aside(row, key)})" if paired else "")
                      for key in COMPARED for label, fmt, delta in [said[key]])

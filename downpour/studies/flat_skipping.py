@@ -50,7 +50,7 @@ from downpour.studies.claims import change
 from downpour.studies.designs.flat_skipping import BLOCK, FlatSkippingDesign
 from downpour.studies.plots import curves, scatter_intervals
 from downpour.studies.stats import (diverged_paragraph, lead_mark, mean_ci, note_left_out, paired_ratio, paired_test,
-                                    ratio_words)
+                                    ratio_words, reading_in_aside)
 from downpour.studies.trained import FACE_TEST, face_aucs, face_draws, face_pair, trained_run
 
 SETS = ("lfw", "padded", "digits")
@@ -218,12 +218,12 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
                     # (in points, as the paragraph below says them: the table holds the fraction, -0.0833 for -8.3)
                     + "; probe Δ " + ", ".join(f"{r['params']['images']} "
                                                f"{words.points(r['figures']['delta_probe'], unit=' points')} "
-                                               f"({r['extra']['readings']['probe']}{lead_mark(r, 'delta_probe')})" for r in rs)
+                                               f"({reading_in_aside(r, 'probe')})" for r in rs)
                     + f"; face AUC on the controls Δ {words.signed(rs[0]['figures']['delta_face_auc_controls'])} "
-                      f"({rs[0]['extra']['readings']['face_auc_controls']}{lead_mark(rs[0], 'delta_face_auc_controls')})"
+                      f"({reading_in_aside(rs[0], 'face_auc_controls')})"
                     # (this Δ is tested, and named below when lower: its number is given here)
                     + f", vs non-faces Δ {words.signed(rs[0]['figures']['delta_face_auc_lfw'])} "
-                      f"({rs[0]['extra']['readings']['face_auc_lfw']}{lead_mark(rs[0], 'delta_face_auc_lfw')})"
+                      f"({reading_in_aside(rs[0], 'face_auc_lfw')})"
                     + (f" — lower: {', '.join(harmful)}" if harmful else ""))
             paras.append(f"On the {cond} network (ratios are gated / ungated, listed for {', '.join(SETS)}; every Δ is "
                          f"paired with the same network ungated; a time ratio is the geometric mean over seeds "
@@ -274,7 +274,8 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
         if not free:
             # (a drop the paragraph above reads "lower" is said here too: "no change confirmed" alone read as harmless)
             rows = {t: by[f"{cond}/{t:g}/{images}"] for t in self.thresholds()}
-            fell = [f"{t:g} ({words.points(r['figures']['delta_probe'], unit=' points')}{lead_mark(r, 'delta_probe', ', a lead')})"
+            fell = [f"{t:g} ({words.points(r['figures']['delta_probe'], unit=' points', aside=', {}')}"
+                    f"{lead_mark(r, 'delta_probe', ', a lead')})"
                     for t, r in rows.items() if r["extra"]["readings"]["probe"] == "lower"]
             return (f"on {images} no threshold's probe change is confirmed within ±{100 * RESOLUTION['probe']:.0f} "
                     f"points" + (f", and the probe fell at threshold {', '.join(fell)}" if fell else "") + unclaimed)

@@ -55,4 +55,5 @@ def _said(row: dict[str, Any], name: str, test: dict[str, Any]) -> str:
         return said
     # (whole numbers from 100: a stage-1 cost's "+5.32e+03" read as code)
     symbol = "ρ" if test.get("correlation") else "Δ"
-    return f"{said} ({symbol} {difference(triple, '{:+.0f}' if abs(triple[0]) >= 100 else '{:+.3g}')})"
+    shown = difference(triple, '{:+.0f}' if abs(triple[0]) >= 100 else '{:+.3g}', aside=", {}")   # (no nesting)
+    return f"{said} ({symbol} {shown})"

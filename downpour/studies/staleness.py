@@ -67,7 +67,7 @@ def _reading(row: dict[str, Any]) -> str:
     """A success-rate comparison's reading, with McNemar's p where it, not the interval, made it inconclusive:
     "Δ -100 points [-100, -7]: inconclusive" read as a contradiction (4 of 4 seeds lost: p = 0.125)."""
     why = _mcnemar(row)
-    return f"inconclusive, {why}" if why else row["extra"]["reading"] + lead_mark(row, "delta_vs_success")
+    return f"inconclusive, {why}" if why else row["extra"]["reading"] + lead_mark(row, "delta_vs_success", ", a lead")
 
 
 def _mcnemar(row: dict[str, Any]) -> str:
@@ -87,7 +87,7 @@ def _against(row: dict[str, Any], by: dict[str, dict[str, Any]], name: str = "")
     its reading, the parenthesis left open for what else the sentence says of the row."""
     vs = row["params"]["vs"]
     return (f"{words.against(row['figures']['p_success'][0], name or vs, by[vs]['figures']['p_success'][0])} "
-            f"(Δ {words.points(row['figures']['delta_vs_success'], 0, ' points')}: {_reading(row)}")
+            f"(Δ {words.points(row['figures']['delta_vs_success'], 0, ' points', aside=', {}')}: {_reading(row)}")
 
 
 class StalenessStudy(StalenessDesign, Study):
@@ -251,7 +251,7 @@ class StalenessStudy(StalenessDesign, Study):
             p = f"lr{lr:g}/"
             base = by[p + "sync"]["figures"]["p_success"]
             parts = [f"{r['condition'].split('/')[-1]} {words.percent(r['figures']['p_success'][0])} "
-                     f"(Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}: {_reading(r)})"
+                     f"(Δ {words.points(r['figures']['delta_vs_success'], 0, ' points', aside=', {}')}: {_reading(r)})"
                      for r in rows if r["condition"].startswith(p) and r["params"]["vs"] == p + "sync"]
             paras.append(f"At learning rate {lr:g}, plain SGD reached the global optimum in {words.percent(base[0])} of seeds "
                          f"[{words.percent(base[1])}, {words.percent(base[2])}]; with staleness: " + "; ".join(parts) + ".")
@@ -306,8 +306,8 @@ class StalenessStudy(StalenessDesign, Study):
         said = "; ".join(f"{k} {r['figures']['final_cost'][0]:.4g} (sd {r['extra']['cost_sd']:.2g} over seeds"
                          + (f"; {r['extra']['diverged']} of {r['n']} seeds diverged, left out of the mean and the pairs"
                             if r["extra"].get("diverged") else "")
-                         + (f"; vs serial {words.signed(r['figures']['delta_vs_cost'], '.3g')}, {r['extra']['reading']}"
-                            f"{lead_mark(r, 'delta_vs_cost')})"
+                         + (f"; vs serial {words.difference(r['figures']['delta_vs_cost'], '{:+.3g}', aside=', {}')}, "
+                            f"{r['extra']['reading']}{lead_mark(r, 'delta_vs_cost', ', a lead')})"
                             if r["params"]["vs"] else ")") for k, r in sae.items())
         paras.append(f"On the real objective (the UFLDL sparse autoencoder, Adam on the server at {SAE_LR:g}, the same "
                      f"examples in each condition), the final cost on the whole training set was: {said}.")

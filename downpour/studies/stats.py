@@ -294,6 +294,12 @@ def lead_mark(row: dict[str, Any], test: str, mark: str = LEAD) -> str:
     return mark if lead(row, test) else ""
 
 
+def reading_in_aside(row: dict[str, Any], key: str) -> str:
+    """"lower, a lead": how ``row``'s paired difference ``delta_KEY`` reads (``row["extra"]["readings"][key]``) where
+    a verdict says it inside a parenthesis, so its lead mark opens none of its own."""
+    return row["extra"]["readings"][key] + lead_mark(row, f"delta_{key}", ", a lead")
+
+
 def leads_of(n: int, of: int) -> str:
     """What to say beside a count of ``of`` readings, ``n`` of them leads (:func:`lead`): a conclusion that
     counts them says so rather than passing them off as findings ("" when ``n`` is 0)."""

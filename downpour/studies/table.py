@@ -224,15 +224,17 @@ def seeds_said(seeds: list[int]) -> str:
 def setting(result: dict[str, Any]) -> str:
     """The page's words for its setting. The quick one says what answers the question instead: the full setting,
     its seeds and roughly how long it takes (``downpour study NAME --help``'s time), not only "too few seeds to answer
-    anything", leaving where the answer is to the help and docs/studies.md."""
+    anything", leaving where the answer is to the help and docs/studies.md. No parenthesis: the help's time holds
+    one ("about 6 min (17 min beside other jobs)")."""
     if not result["quick"]:
         return "full setting"
     name = result["study"]
     full = ""
     if name in STUDIES:
         took = f", {ABOUT[name][1]} on 2 cores" if name in ABOUT else ""
-        full = f"; the answer is the full setting's, without --quick: {design_class(name).seeds_full} paired seeds per condition{took}"
-    return f"quick setting (a smoke test: too few seeds to answer anything{full})"
+        full = (f"; the answer is the full setting's, without --quick: {design_class(name).seeds_full} paired "
+                f"seeds per condition{took}")
+    return f"quick setting, a smoke test with too few seeds to answer anything{full}"
 
 
 def cost(result: dict[str, Any]) -> str:
