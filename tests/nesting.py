@@ -52,3 +52,14 @@ def check_verdict_nests_nothing(name, rows):
         holm(variant)
         text = verdict_text(study_class(name)(quick=True), variant, True, False)
         assert nested(text) == [], (name, nested(text))
+
+
+def page_text(html):
+    """An HTML page's words, each paragraph, list item, table cell, heading and caption a paragraph of its own (for
+    :func:`nested`), scripts and styles left out."""
+    import html as entities
+    import re
+
+    html = re.sub(r"<(script|style)\b.*?</\1>", "", html, flags=re.S)
+    html = re.sub(r"<(p|li|dd|dt|td|th|h\d|div|caption|figcaption|tr|br)\b[^>]*>", "\n\n", html)
+    return entities.unescape(re.sub(r"<[^>]+>", "", html))

@@ -19,6 +19,7 @@ from downpour.analysis.run import analyze_run
 from downpour.config import ConfigError, load_config, save_config
 from downpour.train.rundir import NotARunError, RunDir
 from sim_run import simulated_run
+from nesting import nested, page_text
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # (its trainings and analyses run in this process)
 
@@ -210,13 +211,19 @@ def test_cli_report_writes_the_html(run_dir, capsys):
     assert by_layer.count("<tr") == 1 + len(json.loads((run_dir / "analysis.json").read_text())["face_neuron"]["controls_by_layer"])
 
 
+def test_the_reports_words_hold_no_parenthesis_inside_another(run_dir):
+    """Every paragraph, cell, caption and note of the report: the face test's, the guide's, the controls' and the
+    staleness paragraph's ("(simulated cluster, ..., delay uniform:0:3 (virtual time), ...)" nested; tests/nesting.py)."""
+    assert nested(page_text(write_report(run_dir).read_text())) == []
+
+
 def test_a_cluster_runs_report_says_its_staleness_in_words_beside_the_histogram(run_dir):
     """staleness.json's mean and max, and the settings that made them, in the report's training section (until
     2026-12-06 the histogram alone: its legend's means, no delay, no setting)."""
     html = write_report(run_dir).read_text()
     overall = json.loads((run_dir / "staleness.json").read_text())["overall"]
     section = html.split('id="training"')[1].split('id="filters"')[0]
-    assert (f"<b>Staleness</b> (simulated cluster, 3 workers, 2 shards, async, delay uniform:0:3 (virtual time), "
+    assert (f"<b>Staleness</b> (simulated cluster, 3 workers, 2 shards, async, delay uniform:0:3 in virtual time, "
             f"n_fetch 1, n_push 1, no compensation): mean {overall['mean']:.2f}, max {overall['max']}, "
             f"over {overall['pushes']} shard updates") in section
 

@@ -20,6 +20,7 @@ from downpour.analysis.invariance_widths import tied_summary
 from downpour.analysis.report_notes import chosen_among
 from downpour.studies import measure
 from test_analysis_invariance_ties import _blobs, _ThreeWays, _widths
+from nesting import nested
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from _tie_rules import auc_width, tie_spread_limit  # noqa: E402
@@ -59,7 +60,7 @@ def test_a_saturated_tie_is_said_undecided_and_its_test_auc_is_the_tied_units_ow
     assert math.isclose(row["auc"], reference[row["unit"]])            # the chosen one is one of them
     words = chosen_among(row)
     assert ("chosen among 40 of 100 units with selection AUC 1.000: their test AUCs spread wider than chance would in "
-            f"95% of resamplings of the test images ({row['tie_spread_limit']:.3f})") in words
+            f"95% of resamplings of the test images, {row['tie_spread_limit']:.3f}, so") in words
     assert "cannot tell them apart" in words and t["max"] - t["min"] > row["tie_spread_limit"]
     assert f"test AUC {reference.mean():.3f} ± {reference.std():.3f}" in words and f"this one's {row['auc']:.3f}" in words
     # the tie stored once per method (the same in both negative sets' rows), read back from either form
@@ -158,7 +159,7 @@ def test_the_face_test_section_says_what_an_undecided_tie_implies_with_the_tied_
     assert r["tied_auc"]["max"] - r["tied_auc"]["min"] > r["tie_spread_limit"]
     assert ("The learned unit was chosen among 40 of 100 units tied at the top of the choice (40.0% of the layer), "
             f"whose test AUCs spread {t['min']:.3f}–{t['max']:.3f}, wider than chance would in 95% of resamplings of "
-            f"the test images ({r['tie_spread_limit']:.3f}): the selection images cannot tell them apart") in html
+            f"the test images, {r['tie_spread_limit']:.3f}: the selection images cannot tell them apart") in html
     assert f"the others {t['mean']:.3f} (median {t['median']:.3f}; this unit {rows[0]['auc']:.3f})" in html
     rows[0]["undecided"], rows[0]["undecided_splits"] = False, 0      # a tie the selection could tell apart: no note
     assert "cannot tell them apart" not in controls({"face_neuron": {"controls": rows, "controls_verdict": verdict,
@@ -232,12 +233,14 @@ def test_the_best_neuron_tables_tie_is_judged_at_the_tied_sets_mean_auc_not_a_pe
     assert face["undecided"] is False and face["undecided_splits"] == 0
 
 
-def test_a_tie_averaged_over_splits_says_so_in_brackets_before_its_figure():
-    """The count of splits is bracketed, not run into the figure ("the tied units' test AUC, each split's tie averaged
-    over the 10 0.966 ± 0.033", as the main job's stage1/pooled, 10 splits, read)."""
+def test_a_tie_averaged_over_splits_says_so_before_its_figure():
+    """The count of splits is set off, not run into the figure ("the tied units' test AUC, each split's tie averaged
+    over the 10 0.966 ± 0.033", as the main job's stage1/pooled, 10 splits, read), and by commas: the words sit in
+    chosen_among's parenthesis ("(each split's ...)" and "(0.854–1.000)" nested in it)."""
     t = {"mean": 0.966, "std": 0.033, "min": 0.854, "max": 1.0, "median": 0.973}
     words = chosen_among({"unit": 3, "tied": 61, "selection_auc": 1.0, "splits": 10, "tied_auc": t, "auc": 0.983})
-    assert "the tied units' test AUC (each split's tie averaged over the 10) 0.966 ± 0.033 (0.854–1.000)" in words
+    assert ("the tied units' test AUC, each split's tie averaged over the 10 splits, 0.966 ± 0.033, range 0.854–1.000, "
+            "this one's 0.983)") in words and nested(words) == []
 
 
 def _ten_folds(low: float, high: float, seed: int = 0):

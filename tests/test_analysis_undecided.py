@@ -60,7 +60,7 @@ def test_the_table_stores_the_limit_it_told_the_spread_against():
     assert row["tie_spread_limit"] == best_unit(scores, y, select, test)["tie_spread_limit"]      # seeded
     assert 0 < row["tie_spread_limit"] < t["max"] - t["min"]
     words = chosen_among(row)
-    assert f"wider than chance would in 95% of resamplings of the test images ({row['tie_spread_limit']:.3f})" in words
+    assert f"wider than chance would in 95% of resamplings of the test images, {row['tie_spread_limit']:.3f}," in words
     y, select, test, scores = _tie(1, [3.0])
     alone = best_unit(scores, y, select, test)
     assert alone["tied"] == 1 and alone["undecided"] is False and alone["tie_spread_limit"] == 0.0
@@ -88,10 +88,10 @@ def test_a_row_from_before_the_limit_is_said_against_the_rule_it_was_flagged_by(
     y, select, test, scores = _tie(12, np.linspace(0.0, 3.0, 12))
     row = best_unit(scores, y, select, test)
     studentized = {k: v for k, v in row.items() if k != "tie_rule"}     # (earlier on 2026-12-05: no tie_rule)
-    assert f"wider than 12 alike units' would in 95% of ties ({row['tie_spread_limit']:.3f})" in chosen_among(
+    assert f"wider than 12 alike units' would in 95% of ties, {row['tie_spread_limit']:.3f}, given" in chosen_among(
         studentized)
     own = {**row, "tie_rule": "bootstrap range"}     # (earlier on 2026-12-05: each unit at its own error, said alike)
-    assert (f"wider than chance would in 95% of resamplings of the test images ({row['tie_spread_limit']:.3f})"
+    assert (f"wider than chance would in 95% of resamplings of the test images, {row['tie_spread_limit']:.3f},"
             in chosen_among(own))
     old = {k: v for k, v in row.items() if k not in ("tie_spread_limit", "tie_rule")}
     words = chosen_among(old)

@@ -13,6 +13,7 @@ from downpour.analysis.report_staleness import staleness_paragraph
 from downpour.config import load_config
 from downpour.train.rundir import RunDir
 from sim_run import simulated_run
+from nesting import nested
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # (the run trains in this process)
 
@@ -31,7 +32,7 @@ def test_the_paragraph_gives_staleness_jsons_numbers_and_the_settings_in_words(s
     means = {int(w): v["mean"] for w, v in report["per_worker"].items()}
     low, high = min(means, key=lambda w: (means[w], w)), max(means, key=lambda w: (means[w], -w))
     assert said.startswith("<p><b>Staleness</b> (simulated cluster, 4 workers, 2 shards, async, delay constant:1.5 "
-                           "(virtual time), n_fetch 1, n_push 1, no compensation): ")
+                           "in virtual time, n_fetch 1, n_push 1, no compensation): ")
     assert f"mean {overall['mean']:.2f}, max {overall['max']}, over {overall['pushes']} shard updates " \
            f"({shards['0']['pushes']} pushes, each applied by both shards)" in said
     assert f"per-worker means from {means[low]:.2f} (worker {low}) to {means[high]:.2f} (worker {high})" in said
@@ -48,12 +49,13 @@ def test_a_bounded_ray_run_says_its_bound_queue_and_refused_pushes(sim_run, tmp_
     report = {**json.loads((sim_run / "staleness.json").read_text()), "max_clock_gap": 1, "rejected": {"nan": 3}}
     run.write_json("staleness.json", report)
     said = staleness_paragraph(run)
-    assert "(Ray cluster, 4 workers, 2 shards, bounded:1, n_fetch 1, n_push 4, compensation dc-asgd (lambda 0.04))" in said
+    assert "(Ray cluster, 4 workers, 2 shards, bounded:1, n_fetch 1, n_push 4, compensation dc-asgd at lambda 0.04)" in said
     assert "max clock gap 1 (bound 1)" in said and "3 shard pushes refused and not counted (nan: 3)" in said
     assert "by hand" not in said and "delay" not in said
     run = RunDir.create(tmp_path / "a", load_config("ufldl-sae", ['cluster.runner="ray"', "cluster.queue_depth=1"]))
     run.write_json("staleness.json", report)
-    assert ", async, 1 queued push cycle per worker (queue_depth 1), n_fetch 1," in staleness_paragraph(run)
+    assert ", async, queue_depth 1: 1 queued push cycle per worker, n_fetch 1," in staleness_paragraph(run)
+    assert nested(staleness_paragraph(run)) == [] and nested(said) == []      # (its settings sit in a parenthesis)
 
 
 @pytest.mark.parametrize("sets", [[], ['cluster.runner="simulated"', 'cluster.algorithm="sandblaster"']])

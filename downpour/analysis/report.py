@@ -198,7 +198,8 @@ def _invariance(a: dict[str, Any]) -> str:
             f"the response{', and under it the AUC each AUC range keeps' if inv.get('selectivity') else ''}. "
             f"{fill_words(inv)}{esc(wide_intervals(inv))}</p>"
             + table(rows, header, "invariance-table") + note
-            + (f'<p class="note">Out-of-plane rotation: not measured ({esc(oop.get("reason", ""))}).</p>'
+            # (its reason outside a parenthesis: it holds one, "known poses (analysis.poses)")
+            + (f'<p class="note">Out-of-plane rotation: not measured: {esc(oop.get("reason", "no reason given"))}.</p>'
                if not oop.get("available", False) else ""))
 
 

@@ -234,8 +234,8 @@ def tie_limit_words(row: dict[str, Any], alike: str, own: str, limit: bool = Tru
     (written before 2026-12-05) as many alike units' range given the unit's 95% interval (``alike`` counts them, ``own``
     is whose); one without a ``tie_spread_limit`` (earlier still) that interval itself. ``limit``: the row's figure
     beside it (the limit, or with ``ci`` the interval; over several splits the row's is its first split's alone, so not
-    given)."""
-    figure = f" ({row['tie_spread_limit']:.3f})" if limit and "tie_spread_limit" in row else ""
+    given). The figure follows a comma, not in a parenthesis: :func:`chosen_among` says it inside its own."""
+    figure = f", {row['tie_spread_limit']:.3f}" if limit and "tie_spread_limit" in row else ""
     if row.get("tie_rule") in BOOTSTRAP_RULES:
         return "chance would in 95% of resamplings of the test images" + figure
     if "tie_spread_limit" in row:
@@ -271,9 +271,10 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
         said += f": their test AUCs spread wider than {against}{there}, so the selection split cannot tell them apart"
     t = row.get("tied_auc")
     if t:
-        each = f" (each split's tie averaged over the {row['splits']})" if row.get("splits", 1) > 1 else ""
-        said += (f"; the tied {noun}' test AUC{each} {t['mean']:.3f} ± {t['std']:.3f} ({t['min']:.3f}–{t['max']:.3f}), "
-                 f"this one's {row.get('auc', row.get('test_auc', math.nan)):.3f}")
+        # (said inside this parenthesis, so with none of its own: "(each split's ...)", "(0.854–1.000)" nested)
+        each = f", each split's tie averaged over the {row['splits']} splits," if row.get("splits", 1) > 1 else ""
+        said += (f"; the tied {noun}' test AUC{each} {t['mean']:.3f} ± {t['std']:.3f}, range {t['min']:.3f}–"
+                 f"{t['max']:.3f}, this one's {row.get('auc', row.get('test_auc', math.nan)):.3f}")
     return f" ({said})"
 
 

@@ -36,19 +36,20 @@ def staleness_paragraph(run: RunDir) -> str:
 
 def settings_words(run: RunDir) -> str:
     """The settings that make a cluster run's staleness, as the paragraph says them: "simulated cluster, 4 workers,
-    2 shards, async, delay constant:1.5 (virtual time), n_fetch 1, n_push 1, no compensation"."""
+    2 shards, async, delay constant:1.5 in virtual time, n_fetch 1, n_push 1, no compensation" (no parenthesis: the
+    paragraph says them inside one)."""
     c = run.config.cluster
     words = [_RUNNERS.get(c.runner, f"{c.runner} cluster"), plural(c.workers, "worker"), plural(c.shards, "shard")]
     if c.partitions > 1:
         words.append(f"{c.partitions} partitions per replica")
     words.append(c.consistency)
     if c.runner == "simulated":
-        words.append(f"delay {c.delay} (virtual time)")
+        words.append(f"delay {c.delay} in virtual time")
     elif c.consistency == "async":      # (bounded:K and sync hold it at 1)
         depth = c.queue_depth or 2
-        words.append(f"{plural(depth, 'queued push cycle')} per worker (queue_depth {c.queue_depth})")
+        words.append(f"queue_depth {c.queue_depth}: {plural(depth, 'queued push cycle')} per worker")
     words += [f"n_fetch {c.n_fetch}", f"n_push {c.n_push}"]
-    words.append({"none": "no compensation", "dc-asgd": f"compensation dc-asgd (lambda {c.dc_lambda:g})"}.get(
+    words.append({"none": "no compensation", "dc-asgd": f"compensation dc-asgd at lambda {c.dc_lambda:g}"}.get(
         c.compensation, f"compensation {c.compensation}"))
     if c.warm_start:
         words.append(f"worker 0 alone for the first {c.warm_start} steps")
