@@ -239,7 +239,7 @@ def test_a_reading_holms_correction_does_not_keep_is_called_a_lead_in_the_senten
     decay = next(p for p in paras if p.startswith("L2 weight decay against"))
     less, more = decay.split("with more data")
     assert "Hoyer 0.30 (Δ +0.05 [+0.01, +0.09], higher)" in less and "lead" not in less
-    assert "Hoyer 0.30 (Δ +0.05 [+0.01, +0.09], higher (a lead: not after Holm's correction))" in more
+    assert "Hoyer 0.30 (Δ +0.05 [+0.01, +0.09], higher, a lead)" in more      # (one parenthesis, none inside)
     short = next(p for p in paras if p.startswith("In short"))
     assert ("L2 weight decay: sparser codes (Hoyer) at 2 of 2 settings (1 of them a lead: not after Holm's "
             "correction)") in short

@@ -63,7 +63,7 @@ def test_in_short_says_where_the_probe_fell_not_only_that_no_threshold_was_harml
     short = next(p for p in paras if p.startswith("In short, on the whitened network"))
     assert "the probe fell at threshold 0.3 (-44.5 points [-51.5, -37.5], a lead)" in short
     whitened = next(p for p in paras if p.startswith("On the whitened network"))
-    assert "digits -44.5 points [-51.5, -37.5] (lower (a lead: not after Holm's correction))" in whitened
+    assert "digits -44.5 points [-51.5, -37.5] (lower, a lead)" in whitened      # (one parenthesis, none inside)
 
 
 def _judged(readings):
