@@ -213,7 +213,8 @@ def test_cli_report_writes_the_html(run_dir, capsys):
 
 def test_the_reports_words_hold_no_parenthesis_inside_another(run_dir):
     """Every paragraph, cell, caption and note of the report: the face test's, the guide's, the controls' and the
-    staleness paragraph's ("(simulated cluster, ..., delay uniform:0:3 (virtual time), ...)" nested; tests/nesting.py)."""
+    staleness paragraph's ("(simulated cluster, ..., delay uniform:0:3 (virtual time), ...)" nested;
+    tests/nesting.py)."""
     assert nested(page_text(write_report(run_dir).read_text())) == []
 
 

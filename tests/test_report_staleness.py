@@ -49,7 +49,8 @@ def test_a_bounded_ray_run_says_its_bound_queue_and_refused_pushes(sim_run, tmp_
     report = {**json.loads((sim_run / "staleness.json").read_text()), "max_clock_gap": 1, "rejected": {"nan": 3}}
     run.write_json("staleness.json", report)
     said = staleness_paragraph(run)
-    assert "(Ray cluster, 4 workers, 2 shards, bounded:1, n_fetch 1, n_push 4, compensation dc-asgd at lambda 0.04)" in said
+    assert ("(Ray cluster, 4 workers, 2 shards, bounded:1, n_fetch 1, n_push 4, compensation dc-asgd at lambda 0.04)"
+            in said)
     assert "max clock gap 1 (bound 1)" in said and "3 shard pushes refused and not counted (nan: 3)" in said
     assert "by hand" not in said and "delay" not in said
     run = RunDir.create(tmp_path / "a", load_config("ufldl-sae", ['cluster.runner="ray"', "cluster.queue_depth=1"]))
