@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the registered models")
     models.add_argument("--footprint", "--costs", dest="footprint", metavar="NAME", nargs="?", const="",
                         help="per-layer parameters, memory and FLOPs of model NAME, or with --config of what a preset "
-                             "trains (--costs: its old name)")
+                             "trains (also accepted as --costs)")
     models.add_argument("--config", help="with --footprint: a preset or TOML file, its model as it trains (its "
                                          "options and sample shape; `--footprint --config main`: the main job's)")
     models.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",

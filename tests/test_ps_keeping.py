@@ -138,9 +138,55 @@ def test_a_rebuild_that_died_is_told_from_one_that_raised(monkeypatch, cause):
     monkeypatch.setattr(ray, "wait", lambda refs, num_returns, timeout: ([r for r in refs if r != "slow"],
                                                                          [r for r in refs if r == "slow"]))
     monkeypatch.setattr(ray, "get", get)
-    assert died({}, 1.0) == {}
-    assert died({("shard", 0): "alive", ("shard", 1): "dead", ("worker", 0): "slow"}, 1.0) == {
-        ("shard", 1): errors["dead"]}
+    assert died({}, 1.0) == ({}, [])
+    assert died({("shard", 0): "alive", ("shard", 1): "dead", ("worker", 0): "slow"}, 1.0) == (
+        {("shard", 1): errors["dead"]}, [("worker", 0)])
     with pytest.raises(RayTaskError) as caught:
         died({("shard", 0): "dead", ("worker", 0): "raised"}, 1.0)
     assert caught.value is errors["raised"]
+
+
+
+@pytest.mark.parametrize("kind", ["shard", "worker"])
+@pytest.mark.parametrize("rebuild", ["hung", "died"])
+def test_a_kept_rebuild_that_hangs_costs_the_start_its_limit_once(monkeypatch, kind, rebuild):
+    """A kept actor's ``again`` that hangs (not ready in the start's limit) was waited for twice before the start
+    failed: the limit in ``died``, then the limit again in the kind's own wait (``gathered``). It gets the limit once
+    in all (the timeouts Ray's wait was given, summed), and the start fails naming it. One that died is replaced, and
+    the new actor's wait gets the whole limit (the timeouts: ``died``'s, the wait's)."""
+    from ray.exceptions import ActorDiedError
+    from ray_room import two_nodes_one_full
+
+    from downpour.errors import RunError
+    from downpour.ps import keeping_on_ray
+    from downpour.ps.connect_on_ray import gathered
+
+    stand_in = two_nodes_one_full(monkeypatch, ready=lambda ref: ref != "hung")
+    waits, answered = [], stand_in.wait
+
+    def wait(refs, num_returns, timeout):
+        waits.append(timeout)
+        return answered(refs, num_returns, timeout)
+
+    def get(refs):
+        if refs == "died":
+            raise ActorDiedError()
+        return refs
+
+    stand_in.wait, stand_in.get = wait, get
+    monkeypatch.setattr(keeping_on_ray, "ray", stand_in)
+    answer = SimpleNamespace(remote=lambda: "new")
+    new = SimpleNamespace(lanes=answer, start_report=answer)
+    run = object.__new__(RayCluster)   # (the state a start leaves: kind's actor 0 kept and rebuilding, 1 fresh)
+    vars(run).update(anew={(kind, 0): lambda: new}, actor_starts={kind + "s": ["kept", "fresh"]},
+                     shard_actors=["kept", "fresh"], worker_actors=["kept", "fresh"], lanes=[rebuild, "fresh"],
+                     reborn={0: rebuild})
+    spent = run._replace_dead(kind, run.lanes if kind == "shard" else run.reborn, 60.0)
+    refs = run.lanes if kind == "shard" else [run.reborn.get(0) or run.worker_actors[0].start_report.remote(), "fresh"]
+    if rebuild == "hung":
+        with pytest.raises(RunError, match=f"could not start 1 of 2 {kind} actors within 60 s"):
+            gathered(refs, f"{kind} actors", 60.0, waited=spent)
+        assert sum(waits) == 60.0
+    else:
+        assert gathered(refs, f"{kind} actors", 60.0, waited=spent) == ["new", "fresh"]
+        assert waits == [60.0, 60.0] and run.actor_starts[kind + "s"] == ["fresh: the kept one died", "fresh"]

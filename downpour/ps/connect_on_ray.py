@@ -286,7 +286,7 @@ def pinned(options: dict[str, Any]) -> str | None:
 
 def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | None = None,
              every: float = 60.0, longer: str | None = "cluster.silent_seconds",
-             pins: list[str | None] | None = None) -> list[Any]:
+             pins: list[str | None] | None = None, waited: float = 0.0) -> list[Any]:
     """``ray.get(refs)`` (the first answers of actors just started), saying every ``every`` seconds what it
     still waits for: an actor Ray has no room for (a full cluster, one still adding nodes) waits, and
     the run would sit silent before its first step. Bounded (unbounded, it would wait for good): after ``limit``
@@ -296,8 +296,10 @@ def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | 
     each actor was pinned to (:func:`pinned`), where the error names the room of the nodes the actors not started
     were pinned to: an actor needs what it asks on one node, and the cluster's free room, summed over its nodes,
     would read "CPU 4 of 8 free" for a worker pinned to a full node. The warning every ``every`` seconds names the
-    same room, not the cluster's CPUs summed over its nodes."""
-    pending, waited = list(refs), 0.0
+    same room, not the cluster's CPUs summed over its nodes. ``waited``: seconds of ``limit`` spent on these refs
+    already (a kept actor's rebuild that :func:`~downpour.ps.keeping_on_ray.died` saw hang for all of it: one look
+    more, then the error), so a start waits ``limit`` once."""
+    pending = list(refs)
     asked = [k for k, v in (asks or {}).items() if v > 0]     # (none: shards, partitions, 0-CPU workers)
     while pending:
         wait = min(every, limit - waited)

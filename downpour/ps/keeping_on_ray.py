@@ -63,14 +63,15 @@ class Keeping:
         return all(answering(actors))
 
 
-def died(answers: dict[Hashable, Any], timeout: float) -> dict[Hashable, RayActorError]:
+def died(answers: dict[Hashable, Any], timeout: float) -> tuple[dict[Hashable, RayActorError], list[Hashable]]:
     """Which of ``answers`` (key -> the ref of a kept actor's ``again``) failed because the actor died (Ray's
     RayActorError: killed, or its node gone, since :meth:`Keeping.take` found it answering): key -> the error, for the
-    start to start a new actor in its place. An error ``again`` raised (RayTaskError, even one wrapping a RayActorError:
-    a bug, or an actor it asked that died) is raised here; an answer not ready within ``timeout`` seconds is left to the
-    start's own bounded wait (``connect_on_ray.gathered``), which says what it waits for."""
+    start to start a new actor in its place; and the keys of the answers not ready within ``timeout`` seconds (a
+    rebuild that hangs), left to the start's own bounded wait (``connect_on_ray.gathered``, which says what it waits
+    for) with none of its limit left: they were waited for ``timeout`` here. An error ``again`` raised (RayTaskError,
+    even one wrapping a RayActorError: a bug, or an actor it asked that died) is raised here."""
     if not answers:   # (a Ray call about none would start a Ray where none is up)
-        return {}
+        return {}, []
     ready = set(ray.wait(list(answers.values()), num_returns=len(answers), timeout=timeout)[0])
     dead = {}
     for key, ref in answers.items():
@@ -81,7 +82,7 @@ def died(answers: dict[Hashable, Any], timeout: float) -> dict[Hashable, RayActo
             raise
         except RayActorError as e:
             dead[key] = e
-    return dead
+    return dead, [key for key, ref in answers.items() if ref not in ready]
 
 
 _keeping: Keeping | None = None   # the keeping() in force: the runs it spans train one after another in this process

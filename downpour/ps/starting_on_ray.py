@@ -83,7 +83,7 @@ class Starting:
                                             for j in range(len(shards))]}
         # a kept shard that died since it was taken is replaced before any worker is handed the shards (the kept
         # workers' rebuilds wait for the shards' answers anyway)
-        self._replace_dead("shard", self.lanes, limit)
+        spent = self._replace_dead("shard", self.lanes, limit)
         # every actor starts now, the workers and their partitions beside the shards (each a fresh process importing
         # torch: ~5.6 s of ~8 at load 12, 2026-12-06), not one after the other once every shard has answered. They are
         # handed the shards' answers to come (object refs) and wait for them themselves before
@@ -92,8 +92,10 @@ class Starting:
             self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
         if keeping is not None:
             self.actor_starts["workers"] = ["kept" if w in self.reborn else "fresh" for w in range(n)]
-        self._replace_dead("worker", self.reborn, limit)
-        self.lanes = gathered(self.lanes, "shard actors", limit, pins=[pinned(o) for o in options])
+        # the shards awaited before the kept workers' rebuilds (which wait for the shards' answers): a shard that hangs
+        # fails the start here, not after the workers' wait for it too
+        self.lanes = gathered(self.lanes, "shard actors", limit, pins=[pinned(o) for o in options], waited=spent)
+        spent = self._replace_dead("worker", self.reborn, limit)
         here = ray.get_runtime_context().get_node_id()
         # one live node in the one read above (a node that joins during the shards' wait is not seen)
         self.piped = (len(live) == 1 and cfg.cluster.partitions == 1
@@ -104,7 +106,7 @@ class Starting:
                    "workers": gathered([self.reborn.pop(w) if w in self.reborn else a.start_report.remote()
                                         for w, a in enumerate(self.worker_actors)], "worker actors", limit,
                                        {"CPU": self.per_worker, "GPU": self.gpus},
-                                       pins=[self.pins[w, None] for w in range(n)])}
+                                       pins=[self.pins[w, None] for w in range(n)], waited=spent)}
         self.addresses = node_addresses()   # read now: a lost shard's node is named where the head may not answer
         self.devices = ray.get([a.device.remote() for a in self.worker_actors])
         if self.partition_actors:   # worker w's partitions, in order: w*K .. w*K + K-1 (a worker's start does not
@@ -146,14 +148,17 @@ class Starting:
             return actor
         return anew()
 
-    def _replace_dead(self, kind: str, answers: dict[int, Any] | list[Any], limit: float) -> None:
+    def _replace_dead(self, kind: str, answers: dict[int, Any] | list[Any], limit: float) -> float:
         """The kept actors of ``kind`` ("shard" or "worker") whose rebuild (``answers``: by index, its ``again``'s
         answer) failed because they died after :meth:`Keeping.take <downpour.ps.keeping_on_ray.Keeping.take>` found them
         answering (:func:`~downpour.ps.keeping_on_ray.died`; a kill, a node gone): each replaced by an actor started as
         a start without a keeping starts it (``anew``), said once, and recorded in ``actor_starts``: the start would
-        fail else, at the wait for the dead actor's answer."""
+        fail else, at the wait for the dead actor's answer. Returned: the seconds of ``limit`` spent, for the kind's
+        wait (``gathered``'s ``waited``): all of it where a rebuild hangs (not ready within it), else none (every
+        rebuild answered; the new actors are given the whole limit)."""
         kept_ones = {i: answers[i] for k, i in self.anew if k == kind}
-        for i, error in died(kept_ones, limit).items():
+        dead, hung = died(kept_ones, limit)
+        for i, error in dead.items():
             log.warning("the kept %s %d (an earlier run's actor, taken for this run) died before its rebuild (%s): "
                         "a new one is started in its place", kind, i, type(error).__name__)
             actor = self.anew[kind, i]()
@@ -164,6 +169,7 @@ class Starting:
                 del self.reborn[i]      # its answer: the new actor's start_report
             self.actor_starts[kind + "s"][i] = "fresh: the kept one died"
         self.anew = {k: a for k, a in self.anew.items() if k[0] != kind}   # (each holds its actor's arguments)
+        return limit if hung else 0.0
 
     def kept_key(self, w: int) -> tuple:
         """Worker ``w``'s key in a :class:`~downpour.ps.keeping_on_ray.Keeping`: its index, node, CPUs and GPUs."""
