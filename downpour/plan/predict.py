@@ -114,8 +114,8 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
          "lend": part["lend_bytes_replica"] / bw, "fetch": moved, "push": moved, "call": call_s(one),
          # a shard's apply of a push: the rule's fixed cost (torch's per-op cost, the shard's checks: calls.py) and
          # its 1/S of the bytes at the apply rate (one machine: a thread a shard)
-         "apply_fixed": apply_s(rule),
-         "apply_one": apply_s(rule) + full / s / ((1 if one else cl.cores) * rates.apply_bytes_per_core)}
+         "apply_fixed": (fixed := apply_s(rule)),
+         "apply_one": fixed + full / s / ((1 if one else cl.cores) * rates.apply_bytes_per_core)}
     t["step"] = t["compute"] + t["replica_compute"] + t["halo"] + t["windows"] + t["lend"] + t["fetch"] / f
     if "flops_by_stage" in part:     # greedy: stage i's steps run the stages below it forward only (their mean is t)
         t["step_by_stage"] = [secs(fl, pfl) + secs(hub, phub) + batch * (h + w) / bw + t["lend"] + t["fetch"] / f
@@ -150,8 +150,9 @@ _PARTITIONS = (1, 2, 4, 8, 9, 16, 25, 32, 36, 49, 64, 100, 128, 144, 256, 512, 1
 def _splits(net: Network, cl: Cluster, k: int) -> list[tuple[int, int]]:
     """(replicas, shards) pairs for ``k`` partitions: a count given is kept; unset replicas run from 1 to as many
     as the machines allow, unset shards are the machines left (more shards never slow a plan: a shard's link and
-    apply take 1/S of a push). With only --shards given, replicas were once the machines left too: --shards 10
-    planned 110 replicas (staleness 110) where 2 gave the same samples/s (staleness 2)."""
+    its apply's bytes take 1/S of a push, its apply's own cost a push whatever S). With only --shards given, replicas
+    were once the machines left too: --shards 10 planned 110 replicas (staleness 110) where 2 gave the same samples/s
+    (staleness 2)."""
     per = k + replica_machines(net, 1, k)    # a replica's machines: its partitions, and its own process (hub.py)
     if on_one_machine(cl.machines):          # all on it: up to a worker a core (more take turns), the fewest shards
         shards = cl.shards or least_shards(net, k)
