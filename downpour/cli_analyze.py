@@ -182,7 +182,8 @@ def _same_folder(one: str | Path, other: str | Path) -> bool:
 def _has_analysis(path: str | Path) -> bool:
     """Whether the run in ``path`` can be analysed (:func:`~downpour.analysis.options.has_analysis`); True where its
     config cannot be read (the command says what is wrong with it). False for a teacher-student run, which has no
-    analysis: `downpour analyze` of one being trained is not told to wait and then analyse it."""
+    analysis: `downpour analyze` of one being trained is told to wait and then run `downpour report`, not to analyse
+    it."""
     from downpour.analysis.options import has_analysis
     from downpour.train.rundir import RunDir
 

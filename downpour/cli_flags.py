@@ -119,7 +119,8 @@ SANDBLASTER_INSTEAD = {
 
 
 # what sets how often each cluster runner saves a checkpoint (a run stopped before its first is trained again); a
-# one-process runner's is train.checkpoint_every (:func:`checkpoint_keys` asks is_cluster_runner, not this table)
+# one-process runner's is train.checkpoint_every (:func:`checkpoint_keys` asks is_cluster_runner first, so a runner
+# outside this table gets it)
 CHECKPOINT_KEYS = {"simulated": "cluster.checkpoint_every sets",
                    "ray": "cluster.checkpoint_every and cluster.checkpoint_seconds set"}
 SET_EXAMPLE = {"analyze": "analysis.splits=10", "models": "model.maps=[16,16]"}   # commands that take one section

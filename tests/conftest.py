@@ -116,10 +116,10 @@ def _on_shared_ray(item: pytest.Item) -> bool:
 
 def pytest_configure(config):
     # SIGINT handled, as in a terminal, even where the suite was started with it ignored (`pytest ... &` from a script
-    # or any shell without job control ignores it, and Python keeps an inherited "ignore"): there the tests' Ctrl-Cs
-    # (os.kill(os.getpid(), signal.SIGINT)) never come, and a run a test stops at step 3 trains on to its end and
-    # returns 0 where 130 is asked (tests/test_analysis_bad_runs.py); and a command a test starts
-    # inherits the "ignore" too (a cross-fit's fold processes; test_crossfit.py's fixture did this for its test alone)
+    # or any shell without job control ignores it, and Python keeps an inherited "ignore"): left ignored, the tests'
+    # Ctrl-Cs (os.kill(os.getpid(), signal.SIGINT)) would never come, a run a test stops at step 3 would train on to
+    # its end and return 0 where 130 is asked (tests/test_analysis_bad_runs.py), and a command a test starts would
+    # inherit the "ignore" too (a cross-fit's fold processes; test_crossfit.py's fixture did this for its test alone)
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     scratch_left.start(config)             # this session's temporary folder (tests/scratch_left.py)

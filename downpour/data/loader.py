@@ -127,7 +127,7 @@ class StreamBatches:
         self.listing = listing_digest(data.items)
         self.listing_changed = "listing" in pos and pos["listing"] != self.listing
         if self.listing_changed:
-            shard = data.info.get("shard")      # (each simulated worker names its shard: they would say it alike)
+            shard = data.info.get("shard")      # (each simulated worker names its shard: else all say it alike)
             log.warning("%s file list changed since the checkpoint (%s items now): the resumed stream reads another "
                         "order than the run would have, and will not reproduce from its start",
                         f"worker {shard['index']} of {shard['of']}: its" if shard else "the data's", len(data))

@@ -93,7 +93,7 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opene
             raise RunError(why) from None
         except KeyboardInterrupt as interrupt:
             # (and SIGTERM) a stop while the shards restart (their go not started), or while the go a lost shard
-            # ended winds up, is recorded as a failed restart is (the loss is never left unrecorded); the
+            # ended winds up, is recorded as a failed restart is (its shard's loss recorded with it); the
             # interrupt itself goes on (the CLI's exit status, 130 or 143, as for any stop)
             with stop_record(LOST_RECORD):
                 if len(up) == tried and lost is not None:

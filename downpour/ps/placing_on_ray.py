@@ -60,8 +60,8 @@ class Placing:
         replacement's (``nodes``: the ``ray.nodes()`` its worker was placed by; None at the start) placed as the
         partitions they replace, over the nodes alive now (:meth:`_placed`): the start's placer, built from the
         nodes at the start, would pin them to a node lost since, where Ray never starts them (the replacement given
-        up after RESTART_SECONDS, its survivors held up meanwhile). ``nodes``: read once a restart, for its worker, not
-        again here."""
+        up after RESTART_SECONDS, its survivors held up meanwhile). ``nodes``: the one ``ray.nodes()`` read of the
+        worker's restart (``_spawn``), which places its partitions too: none is read again here."""
         return [self._partition_place(w, p, k, nodes) for p in range(k)]
 
     def _partition_place(self, w: int, p: int, k: int, nodes: list[dict[str, Any]] | None) -> dict[str, Any]:

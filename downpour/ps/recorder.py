@@ -208,9 +208,9 @@ class Recorder:
         """Best effort, on an error or Ctrl-C (``err``): checkpoint the server as it is, so ``--resume`` loses
         only the pushes in flight. Once per run; the runner calls it while its driver is still up. A lost shard
         (:class:`ShardLost`) leaves what follows to ``run_cluster``, which knows it: the shards restarted (from the
-        checkpoint, or from the start where there is none) or the run's stop, with what ``--resume`` does, so its
-        warning says neither what ``--resume`` goes on from nor "there is no server checkpoint to resume from": a
-        run that restarts its shards itself (from that checkpoint, or from step 0) finishes without one."""
+        checkpoint, or from the start where there is none) or the run's stop, with what ``--resume`` does. So on a
+        lost shard its warning names no ``--resume`` (neither what it goes on from nor "there is no server checkpoint
+        to resume from"): the run may restart its shards itself and finish, with no resume to run."""
         if self.driver is None or self._saved_on_failure:
             return
         self._saved_on_failure = True

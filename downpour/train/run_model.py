@@ -84,8 +84,8 @@ class RunModel:
     def check_analysed_model(self) -> None:
         """:meth:`check_saved`, said for `downpour report`: where the run has an analysis.json, the refusal adds that
         it is not reported meanwhile (it describes the model and input processing as they were saved, not the files on
-        disk now; :meth:`model_step` is None for either, so the analysis is not taken as stale, and
-        :meth:`analysis_stale` alone does not look at a preprocess.json edited since). Nothing is removed: the
+        disk now). :meth:`analysis_stale` would not catch it: :meth:`model_step` is None for a model that fails its
+        check (so not stale), and a preprocess.json edited since is not looked at there. Nothing is removed: the
         resume that writes the model again leaves the analysis of its step. Without analysis.json the report analyses
         the run first, and its refusal is the analysis's own words."""
         try:
