@@ -222,10 +222,10 @@ class FirstLayerStudy(FirstLayerDesign, Study):
             read = _downstream(by[k])
             counted = listed(f"{what} on {len(read[w])}{_leads(by[k], read[w])}"
                              for w, what in CLAIMED.items() if read[w])
-            probe = words.points(by[k]["figures"]["delta_probe_digits_stage2"], 1, " points", aside=", {}")
+            probe = delta(by[k], "delta_probe_digits_stage2", points=1) or "Δ not measured"
             named = "digits probe" if said else "the top stage's digits probe"     # (in full the first time)
             said.append(f"{CLAIMED_KINDS[k]} {counted or 'measured on none'} of {sum(map(len, read.values()))} "
-                        f"({named} Δ {probe}{lead_mark(by[k], 'delta_probe_digits_stage2', ', a lead')})")
+                        f"({named} {probe})")
         return f"Against {AGAINST}, on the downstream probes and face AUCs: " + "; ".join(said) + "."
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
