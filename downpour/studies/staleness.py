@@ -90,6 +90,17 @@ def _against(row: dict[str, Any], by: dict[str, dict[str, Any]], name: str = "")
             f"(Δ {words.points(row['figures']['delta_vs_success'], 0, ' points', aside=', {}')}: {_reading(row)}")
 
 
+def _raised_lowered(compared: list[dict[str, Any]]) -> dict[str, str]:
+    """{"higher": "0", "lower": "3 (2 of them leads: not after Holm's correction)"}: how many of the phase diagram's
+    success-rate comparisons ``compared`` read higher and lower, with the leads among them (:func:`~downpour.studies.
+    stats.leads_of`), as the verdict and the claim count them."""
+    said = {}
+    for w in ("higher", "lower"):
+        got = [r for r in compared if r["extra"]["reading"] == w]
+        said[w] = f"{len(got)}{leads_of(sum(lead(r, 'delta_vs_success') for r in got), len(got))}"
+    return said
+
+
 class StalenessStudy(StalenessDesign, Study):
     base = "teacher-student"
     counts_out_diverged = False     # P(diverged) is its outcome: every cell records it beside every figure (DIVERGED)
@@ -262,9 +273,8 @@ class StalenessStudy(StalenessDesign, Study):
                 paras[-1] += " Without any delay, " + "; ".join(said) + "."
         compared = [r for r in rows if r["group"] == "phase" and r["params"]["vs"]]
         counted = [r["extra"]["reading"] for r in compared]
-        tally = {w: counted.count(w) for w in ("higher", "lower", "no detectable effect", "inconclusive")}
-        counts = {w: f"{n}{leads_of(sum(r['extra']['reading'] == w and lead(r, 'delta_vs_success') for r in compared), n)}"
-                for w, n in tally.items()}
+        tally = {w: counted.count(w) for w in ("no detectable effect", "inconclusive")}
+        counts = _raised_lowered(compared)
         # stale conditions where most seeds diverged: staleness made them diverge only where the paired test says
         # so (more seeds diverged than at the same rate and seeds without it, McNemar p < 0.05)
         # (not the controls: their baseline is async4, itself stale)
@@ -328,13 +338,12 @@ class StalenessStudy(StalenessDesign, Study):
         sync = by[row["params"]["vs"]]["figures"]["p_success"][0]
         why = _mcnemar(row)
         compared = [r for r in rows if r["group"] == "phase" and r["params"]["vs"]]
-        read = [r["extra"]["reading"] for r in compared]
-        leads = [r["extra"]["reading"] for r in compared if lead(r, "delta_vs_success")]
-        counts = {w: f"{read.count(w)}{leads_of(leads.count(w), read.count(w))}" for w in ("higher", "lower")}
+        counts = _raised_lowered(compared)
+        lowered = sum(r["extra"]["reading"] == "lower" for r in compared)
         # (a rate lowered because most seeds diverged is a step too large for staleness, not a worse optimum: the full
         # setting's 8 lowered are all such, beside "does not change" at this rate)
         diverged = sum(r["extra"]["reading"] == "lower" and r["figures"]["p_diverged"][0] > 0.5 for r in compared)
-        how = ("" if not diverged else ", each where most seeds diverged" if diverged == read.count("lower") else
+        how = ("" if not diverged else ", each where most seeds diverged" if diverged == lowered else
                f", {diverged} of them where most seeds diverged")
         return (f"At learning rate {self._middle():g}, asynchrony with {WORKERS} workers {said}: async4 reached "
                 f"{words.against(row['figures']['p_success'][0], 'sync', sync)}{', ' + why if why else ''}; over the "
