@@ -223,9 +223,9 @@ def test_the_verdicts_readings_nest_no_parenthesis_in_another(monkeypatch, tmp_p
     monkeypatch.setitem(studies.STUDIES, "first-layer", f"{__name__}:DigitsProbeLead")
     run_study("first-layer", tmp_path, quick=True, seeds=4, jobs=1)
     paras = json.loads((tmp_path / "study.json").read_text())["verdict"].split("\n\n")
-    gabor = next(p for p in paras if p.startswith("The Gabor bank against"))
+    gabor = next(p for p in paras if p.startswith("The fixed Gabor bank (gabor) against"))
     assert "digits probe accuracy on stage 2 higher (Δ +4.0 points [+1.1, +6.9], a lead);" in gabor
     assert "Fixed random filters (random) are" in next(p for p in paras if p.startswith("In short"))
     # (the first-layer study's own paragraphs: not the owed paragraph, compare.py's, shared with other studies)
-    own = [p for p in paras if p.startswith(("Edge-like", "In short", "The ", "Random filters", "Time to"))]
+    own = [p for p in paras if p.startswith(("Edge-like", "In short", "The ", "Fixed random filters", "Time to"))]
     assert len(own) == 6 and all(_deepest(p) == 1 for p in own), [p for p in own if _deepest(p) != 1]

@@ -165,7 +165,9 @@ class FirstLayerStudy(FirstLayerDesign, Study):
             if k == BASELINE:
                 continue
             parts = [f"{figure_words(f)} {_reading(by[k], f, points)}" for f, points in REPORTED]
-            paras.append(f"{_label(k)} against {AGAINST}, paired on {by[k]['n']} seeds: " + "; ".join(parts) + ".")
+            name = _named(k)        # (as "In short" and the claim name it)
+            paras.append(f"{name[0].upper()}{name[1:]} against {AGAINST}, paired on {by[k]['n']} seeds: "
+                         + "; ".join(parts) + ".")
         n = by[BASELINE]["n"]
         said = []
         for k in KINDS:
@@ -200,7 +202,7 @@ class FirstLayerStudy(FirstLayerDesign, Study):
             better, worse = ([f"the {figure_words(f)}" + lead_mark(by[k], f"delta_{f}", " (a lead)") for f in read[w]]
                              for w in ("higher", "lower"))
             same, open_, of = len(read["no detectable effect"]), len(read["inconclusive"]), sum(map(len, read.values()))
-            said.append(f"{CLAIMED_KINDS[k]} " + (f"better on {', '.join(better)}" if better else "better on none")
+            said.append(f"{_named(k, verb=True)} " + (f"better on {', '.join(better)}" if better else "better on none")
                         + (f"; worse on {', '.join(worse)}" if worse else "; worse on none")
                         + f"; {same} of the {of} downstream figures without a detectable difference, "
                         f"{open_} inconclusive")
@@ -224,7 +226,7 @@ class FirstLayerStudy(FirstLayerDesign, Study):
                              for w, what in CLAIMED.items() if read[w])
             probe = delta(by[k], "delta_probe_digits_stage2", points=1) or "Δ not measured"
             named = "digits probe" if said else "the top stage's digits probe"     # (in full the first time)
-            said.append(f"{CLAIMED_KINDS[k]} {counted or 'measured on none'} of {sum(map(len, read.values()))} "
+            said.append(f"{_named(k, verb=True)} {counted or 'measured on none'} of {sum(map(len, read.values()))} "
                         f"({named} {probe})")
         return f"Against {AGAINST}, on the downstream probes and face AUCs: " + "; ".join(said) + "."
 
@@ -259,9 +261,10 @@ class FirstLayerStudy(FirstLayerDesign, Study):
 
 # how the claim counts each reading of a downstream figure
 CLAIMED = {"lower": "worse", "higher": "better", "no detectable effect": "no different", "inconclusive": "inconclusive"}
-# how the claim names each kind against the learned layer, with its verb: by what it starts from and whether it learns
-CLAIMED_KINDS = {"gabor": "the fixed Gabor bank (gabor) is", "random": "fixed random filters (random) are",
-                 "gabor-init": "the layer learned from a Gabor start (gabor-init) is"}
+# how the verdict and the claim name each kind against the learned layer, with its verb: by what it starts from and
+# whether it learns
+NAMES = {"gabor": ("the fixed Gabor bank (gabor)", "is"), "random": ("fixed random filters (random)", "are"),
+         "gabor-init": ("the layer learned from a Gabor start (gabor-init)", "is")}
 
 
 def _leads(row: dict[str, Any], figures: list[str]) -> str:
@@ -287,9 +290,10 @@ def _downstream(row: dict[str, Any]) -> dict[str, list[str]]:
     return found
 
 
-def _label(kind: str) -> str:
-    return {"learned": "The learned first layer", "gabor": "The Gabor bank", "random": "Random filters",
-            "gabor-init": "The Gabor-initialised, then learned first layer"}[kind]
+def _named(kind: str, verb: bool = False) -> str:
+    """"the fixed Gabor bank (gabor)", with its verb ("... is") where ``verb``: :data:`NAMES`."""
+    name, is_ = NAMES[kind]
+    return f"{name} {is_}" if verb else name
 
 
 def _reading(row: dict[str, Any], figure: str, points: bool = False, fmt: str = "{:+.3f}") -> str:
