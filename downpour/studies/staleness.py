@@ -63,11 +63,14 @@ CALIBRATION_SEEDS = (10_001, 10_002, 10_003, 10_004)   # disjoint from the study
 RESOLUTION = 0.10       # a difference interval within ±10 points that holds 0 reads "no detectable effect"
 
 
-def _reading(row: dict[str, Any]) -> str:
-    """A success-rate comparison's reading, with McNemar's p where it, not the interval, made it inconclusive:
-    "Δ -100 points [-100, -7]: inconclusive" read as a contradiction (4 of 4 seeds lost: p = 0.125)."""
+def _difference(row: dict[str, Any]) -> str:
+    """"Δ -35 points [-60, -10]: lower, a lead": a success-rate comparison's paired difference and its reading, with
+    McNemar's p where it, not the interval, made it inconclusive: "Δ -100 points [-100, -7]: inconclusive" read as a
+    contradiction (4 of 4 seeds lost: p = 0.125)."""
     why = _mcnemar(row)
-    return f"inconclusive, {why}" if why else row["extra"]["reading"] + lead_mark(row, "delta_vs_success", ", a lead")
+    reading = (f"inconclusive, {why}" if why else
+               row["extra"]["reading"] + lead_mark(row, "delta_vs_success", ", a lead"))
+    return f"Δ {words.points(row['figures']['delta_vs_success'], 0, ' points', aside=', {}')}: {reading}"
 
 
 def _mcnemar(row: dict[str, Any]) -> str:
@@ -87,7 +90,7 @@ def _against(row: dict[str, Any], by: dict[str, dict[str, Any]], name: str = "")
     its reading, the parenthesis left open for what else the sentence says of the row."""
     vs = row["params"]["vs"]
     return (f"{words.against(row['figures']['p_success'][0], name or vs, by[vs]['figures']['p_success'][0])} "
-            f"(Δ {words.points(row['figures']['delta_vs_success'], 0, ' points', aside=', {}')}: {_reading(row)}")
+            f"({_difference(row)}")
 
 
 def _raised_lowered(compared: list[dict[str, Any]]) -> dict[str, str]:
@@ -261,8 +264,7 @@ class StalenessStudy(StalenessDesign, Study):
         for lr in self._lrs():
             p = f"lr{lr:g}/"
             base = by[p + "sync"]["figures"]["p_success"]
-            parts = [f"{r['condition'].split('/')[-1]} {words.percent(r['figures']['p_success'][0])} "
-                     f"(Δ {words.points(r['figures']['delta_vs_success'], 0, ' points', aside=', {}')}: {_reading(r)})"
+            parts = [f"{r['condition'].split('/')[-1]} {words.percent(r['figures']['p_success'][0])} ({_difference(r)})"
                      for r in rows if r["condition"].startswith(p) and r["params"]["vs"] == p + "sync"]
             paras.append(f"At learning rate {lr:g}, plain SGD reached the global optimum in {words.percent(base[0])} of seeds "
                          f"[{words.percent(base[1])}, {words.percent(base[2])}]; with staleness: " + "; ".join(parts) + ".")
