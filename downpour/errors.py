@@ -14,7 +14,8 @@ def first_line(message: object) -> str:
 
 
 def stopped_by(err: BaseException) -> str:
-    """What stopped a run, as its stop records say (data.json's, sandblaster.json's ``stopped.by``): the error's type
+    """What stopped a run, as its stop records say (data.json's, cluster.json's on a lost shard, sandblaster.json's
+    ``stopped.by``, so that two records of one stop word it alike): the error's type
     and its whole message ("RunError: sandblaster shard 1 was lost on ...", a worker's error through Ray with its
     traceback's lines: the run directory keeps no log), the type alone without one."""
     said = str(err).strip()

@@ -1,7 +1,7 @@
 """The report's line on where a stopped run ended (analysis/report_stop.py), first in its training section whichever
-runner trained it, from the stop records the runners write: data.json's ``stopped`` (a local or simulated run on
-files), cluster.json's (every worker lost; a Ray run's lost shard), sandblaster.json's. Said once where two records
-say one stop; a run that ended says nothing."""
+runner trained it, from the stop records the runners write: data.json's ``stopped`` (a local or simulated run, on
+files or a built-in set), cluster.json's (every worker lost; a Ray run's lost shard), sandblaster.json's. Said once
+where two records say one stop; a run that ended says nothing."""
 from __future__ import annotations
 
 import html
@@ -24,6 +24,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")   # (the runs train in this p
 FILES = ["data.source=folder", "data.mode=crops", "data.size=8", "data.fit_sample=8", "data.normalize=patch",
          "data.whiten=none", "train.batch_size=8", "train.log_every=2", "train.tensorboard=false", "train.threads=1",
          "train.steps=4"]
+BUILT_IN = ["data.samples=400", "train.batch_size=20", "train.log_every=2", "train.tensorboard=false",
+            "train.threads=1", "train.steps=4"]
 
 
 def _said(run) -> str:
@@ -40,10 +42,12 @@ def _folder(root):
     return root
 
 
-def _trained_then_stopped(tmp_path, monkeypatch, sets, stop_in, name):
-    """A run on files trained to its end (4 steps, a model), then resumed to 12 steps and stopped by Ctrl-C at the 7th
-    call of ``stop_in``'s ``name`` (its loop's step, the simulator's push): the report is the model's, at step 4."""
-    cfg = load_config("ufldl-sae", [*FILES, f"data.path={_folder(tmp_path / 'imgs')}", *sets])
+def _trained_then_stopped(tmp_path, monkeypatch, sets, stop_in, name, files=True):
+    """A run on files (``files``; else the built-in set) trained to its end (4 steps, a model), then resumed to 12
+    steps and stopped by Ctrl-C at the 7th call of ``stop_in``'s ``name`` (its loop's step, the simulator's push): the
+    report is the model's, at step 4."""
+    data = [*FILES, f"data.path={_folder(tmp_path / 'imgs')}"] if files else BUILT_IN
+    cfg = load_config("ufldl-sae", [*data, *sets])
     run = RunDir.create(tmp_path / "run", cfg)
     train(cfg, run)
     assert "Stopped" not in _said(run)                             # a run that ended says nothing
@@ -62,15 +66,17 @@ def _trained_then_stopped(tmp_path, monkeypatch, sets, stop_in, name):
     return RunDir.open(run.path)
 
 
+@pytest.mark.parametrize("files", [True, False], ids=["files", "built-in"])
 @pytest.mark.parametrize("runner, stop_in, name, checkpoint", [
     ("local", loop_module, "train_step", "local.json"),
     ("simulated", recorder_module.Recorder, "on_push", "server.json")])
 def test_a_run_stopped_past_its_model_says_where_first_in_its_training_section_and_its_resume_to_the_end_nothing(
-        tmp_path, monkeypatch, runner, stop_in, name, checkpoint):
-    """A resume stopped by Ctrl-C, its model the earlier go's: the local and the simulated runner alike, from
-    data.json's ``stopped`` (neither has node_ids, which the placement note needs, nor does a local run a summary
-    file); the line before the curves and the staleness, where a reader looks first."""
-    run = _trained_then_stopped(tmp_path, monkeypatch, [f"cluster.runner={runner}"], stop_in, name)
+        tmp_path, monkeypatch, runner, stop_in, name, checkpoint, files):
+    """A resume stopped by Ctrl-C, its model the earlier go's: the local and the simulated runner alike, on files or
+    a built-in set, from data.json's ``stopped`` (neither has node_ids, which the placement note needs, nor does a
+    local run a summary file); the line before the curves and the staleness, where a reader looks first. The resume
+    that ends rewrites data.json without it, or, on a built-in set, removes it."""
+    run = _trained_then_stopped(tmp_path, monkeypatch, [f"cluster.runner={runner}"], stop_in, name, files)
     step = run.read_json(f"checkpoints/{checkpoint}")["step"]
     assert 4 < step < 12 and run.model_step() == 4
     said = _said(run)
@@ -78,19 +84,20 @@ def test_a_run_stopped_past_its_model_says_where_first_in_its_training_section_a
     assert said.count("Stopped after") == 1 and line in said
     assert said.split("</h2>")[1].lstrip().startswith(f'<p class="note">{line}</p>')     # the section's first words
     train(load_config(str(run.path / "config.toml"), ["train.steps=12"]), run, resume=True)
-    assert "Stopped" not in _said(run)
+    assert "Stopped" not in _said(run) and (run.path / "data.json").exists() == files
 
 
 def test_a_simulated_run_whose_every_worker_was_lost_says_it_stopped_though_it_read_no_files(tmp_path):
-    """Every worker lost: the model is saved at the step reached and cluster.json records the stop as data.json does,
-    so a run on a built-in set (no data.json) says it too, beside the fault that caused it."""
+    """Every worker lost: the model is saved at the step reached and cluster.json records the stop as data.json does
+    (a run on a built-in set writes one to say it), said once, beside the fault that caused it."""
     cfg = load_config("ufldl-sae", ["cluster.runner=simulated", "cluster.workers=1", "cluster.shards=1",
                                     'cluster.faults=["worker 0 at 10"]', "train.steps=20", "train.tensorboard=false",
                                     "train.threads=1", "data.samples=400", "train.batch_size=20"])
     run = RunDir.create(tmp_path / "run", cfg)
     with pytest.raises(RunError, match="every worker was lost"):
         train(cfg, run)
-    assert not (run.path / "data.json").exists() and run.model_step() == 10
+    assert run.read_json("data.json")["stopped"] == run.read_json("cluster.json")["stopped"]
+    assert run.model_step() == 10
     said = _said(run)
     assert said.count("Stopped after") == 1 and "Stopped after step 10 of 20: every worker was lost." in said
     assert said.index("Stopped after") < said.index("Faults: worker 0 lost at step 10")

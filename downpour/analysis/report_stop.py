@@ -4,9 +4,9 @@ first thing its training section says, whichever runner trained it:
     stop_note(run)   # '<p class="note">Stopped after step 131 of 400: KeyboardInterrupt.</p>'; "" for a run that ended
 
 Read from the ``stopped`` {step, steps, by} of the runner's summary (cluster.json; a Sandblaster run's
-sandblaster.json) and of data.json, the record every runner writes on a stop where the run reads files (a local run
-has no summary file: data.json is its only one). Both of a run say the same stop: it is said once, the later step's
-(a cluster.json kept from a stop that a resume's Ctrl-C went past), the summary's at a tie. A run that a stop left
+sandblaster.json) and of data.json, the record a local or cluster run writes on any stop, on files or a built-in set
+(a local run has no summary file: data.json is its only one). Both of a run say the same stop: it is said once, the
+later step's (a cluster.json kept from a stop that a resume's Ctrl-C went past), the summary's at a tie. A run that a stop left
 with no model has no report (`downpour report` says where its checkpoint stands), so the line shows on a stop's model
 (every worker lost) or on a resume stopped past the model reported.
 """

@@ -5,15 +5,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 
 from downpour.config import DataConfig
 from downpour.data.dataset import Dataset
-from downpour.data.patches import say_enlarged
+from downpour.data.patches import DATA_JSON, say_enlarged
 from downpour.data.stream import STREAMED, StreamingData
 from downpour.errors import DownpourError, RunError, stopped_by
+
+if TYPE_CHECKING:   # only for annotations: the run folder's module reads data's records
+    from downpour.train.rundir import RunDir
 
 log = logging.getLogger("downpour.data.pipeline")   # the records keep the logger they had before the split
 
@@ -64,35 +67,41 @@ def report_at(data: Dataset | StreamingData, batch_size: int, seed: int,
         batches.close()
 
 
-def record_data(write_json: Callable[[str, Any], Any], cfg: DataConfig, info: dict[str, Any]) -> bool:
-    """Write ``info`` as the run's data.json (``write_json``: its run folder's) where the run has files to
-    account for (:func:`has_data_record`); returns whether it did."""
-    if not has_data_record(cfg, info):
+def record_data(run: RunDir, cfg: DataConfig, info: dict[str, Any]) -> bool:
+    """Write ``info`` as ``run``'s data.json where the run has files to account for (:func:`has_data_record`) or it
+    says where the run stopped (``stopped``: :func:`record_stopped`, any data); returns whether the run has files to
+    account for (its summary sums them). Elsewhere (a built-in set's end) a stop's data.json of an earlier go goes:
+    the run's end supersedes it, as a run on files rewrites its own whole."""
+    files = has_data_record(cfg, info)
+    if not files and "stopped" not in info:
+        (run.path / DATA_JSON).unlink(missing_ok=True)
         return False
     if "workers" in info and info.get("n_upscaled"):    # a stream's workers each said their first: here, how many
         say_enlarged(info["upscaled"], cfg.size, cfg.tile, info["n_upscaled"])
-    write_json("data.json", info)
-    return True
+    run.write_json(DATA_JSON, info)
+    return files
 
 
-def record_stopped(write_json: Callable[[str, Any], Any], cfg: DataConfig, info: dict[str, Any],
+def record_stopped(run: RunDir, cfg: DataConfig, info: dict[str, Any],
                    reports: Callable[[], list[dict[str, Any] | None]], step: int, steps: int, err: BaseException,
                    workers: int | None = None) -> None:
-    """On a run's stop (Ctrl-C, a DataError, every worker lost), best effort: its data telemetry so far as data.json
-    (``reports``: each worker's, asked for now), with ``stopped`` saying at which ``step`` of ``steps`` and why, so the
-    files it skipped are named before any resume (whose end rewrites the file whole, its stream's report going on
-    from the checkpoint's), not only once it is resumed. Never raises:
-    the stop's own error is the one the user must see. ``workers``: the run's (:func:`run_data_info`)."""
+    """On a run's stop (Ctrl-C, SIGTERM, a DataError, every worker lost), best effort, whatever its data: data.json
+    with ``stopped`` saying at which ``step`` of ``steps`` and why (the report's stop line reads it: a local run has
+    no other record), and its data telemetry so far (``reports``: each worker's, asked for now; a built-in set's
+    source info alone), so the files it skipped are named before any resume (whose end rewrites the file whole, its
+    stream's report going on from the checkpoint's, or removes a built-in set's), not only once it is resumed. Never
+    raises: the stop's own error is the one the user must see. ``workers``: the run's (:func:`run_data_info`)."""
     try:
         data_info = run_data_info(info, reports(), workers)
-        record_data(write_json, cfg, {**data_info, "stopped": {"step": step, "steps": steps, "by": stopped_by(err)}})
+        record_data(run, cfg, {**data_info, "stopped": {"step": step, "steps": steps, "by": stopped_by(err)}})
     except Exception as failure:  # noqa: BLE001 -- a report lost with its process, a full disk: said, not raised
         log.warning("the run's data.json could not be written on the way out (%s: %s)", type(failure).__name__, failure)
 
 
 def has_data_record(cfg: DataConfig, info: dict[str, Any]) -> bool:
-    """Whether a run writes ``data.json``: a stream (each worker's report), or files read into memory (what
-    was skipped, even when nothing was); a built-in set has no files to report."""
+    """Whether a run writes ``data.json`` at its end: a stream (each worker's report), or files read into memory
+    (what was skipped, even when nothing was); a built-in set has no files to report (its data.json says a stop
+    alone: :func:`record_stopped`)."""
     return "workers" in info or cfg.source in STREAMED
 
 

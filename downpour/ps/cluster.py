@@ -227,7 +227,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
     except BaseException as err:
         with stop_record():              # (a second Ctrl-C waits for it: it must not cut the checkpoint)
             recorder.save_on_failure(err)   # while the driver's shards are still up
-            record_stopped(run.write_json, cfg.data, setup.data.info, driver.data_reports, coord.done, coord.total, err,
+            record_stopped(run, cfg.data, setup.data.info, driver.data_reports, coord.done, coord.total, err,
                            cfg.cluster.workers)
         raise
     finally:

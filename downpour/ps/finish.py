@@ -43,7 +43,7 @@ def save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coor
     data_info = run_data_info(setup.data.info, [
         report_at(setup.data.shard(w, n), cfg.train.batch_size, batch_seed(cfg.seed, w, s["seed_step"], local_first), s["position"])
         for w, s in enumerate(streams or [])], n)
-    record_data(run.write_json, cfg.data, data_info)
+    record_data(run, cfg.data, data_info)
     tally = meta.get("recorder") or {}       # the run's push counts at its checkpoint, its last push's
     report = _save_model(setup, run, states, coord, start, data_info, saved_buffers(meta), tally.get("first_trained"))
     summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
@@ -138,7 +138,7 @@ def finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: Co
     data_info = run_data_info(setup.data.info, info.pop("data_workers", []), cfg.cluster.workers)
     stopped = {"stopped": {"step": coord.done, "steps": coord.total, "by": "every worker was lost"}} \
         if coord.done < coord.total and not coord.live else {}     # (the error below says so; the file too)
-    if record_data(run.write_json, cfg.data, {**data_info, **stopped}):   # files: each worker's reads (streamed), the skipped ones
+    if record_data(run, cfg.data, {**data_info, **stopped}):   # files: each worker's reads (streamed), the skipped ones
         info["data"] = summary_data(data_info)
     report = _save_model(setup, run, states, coord, coord.done, data_info, info.pop("model_buffers", {}),
                          recorder.first)
@@ -153,8 +153,8 @@ def finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: Co
             "checkpoints": recorder.checkpoints, "checkpoint_seconds": round(recorder.checkpoint_seconds, 3),
             **({"compensation_idle": idle} if idle else {}), **_refused(tally), **shard_events(coord.events),
             **info}
-    # placement, counts, lost workers; and where every worker was lost, the stop, as data.json says it (a run on a
-    # built-in set writes no data.json, and its report would not say it stopped)
+    # placement, counts, lost workers; and where every worker was lost, the stop, as data.json says it (the runner's
+    # summary says how its run ended, whatever its data)
     run.write_json("cluster.json", {**summary, **stopped, **_partition_shards(setup)})
     summary.pop("profile", None)             # per-phase timers: cluster.json only, not the printed summary
     if coord.done < coord.total and not coord.live:

@@ -117,7 +117,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened 
     if run.unsaved_at_end(cfg, start, resume):   # its data record too: the stream's, from the checkpoint
         model.set_stage(None)
         data_info = run_data_info(data.info, [report_at(data, cfg.train.batch_size, cfg.seed + 1, position)])
-        record_data(run.write_json, cfg.data, data_info)
+        record_data(run, cfg.data, data_info)
         run.save_model(model, start, {"skipped_steps": skipped, "data": data_info, **first_entry(first)})
         return _summary(run, start, start, skipped, elapsed, run.last_loss())
     run.begin(cfg, data.preprocess, start, resume, data.info.get("classes"))
@@ -178,7 +178,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened 
                                  first)
                 log.warning("stopped after step %d; checkpoint saved, continue with %s", done, go_on(run.path))
             # and what the data did so far (the files skipped): the stream's live report, its reads ahead included
-            record_stopped(run.write_json, cfg.data, data.info, lambda: [data_report(batches)], done, total, stop)
+            record_stopped(run, cfg.data, data.info, lambda: [data_report(batches)], done, total, stop)
         if stop is not err:
             raise stop from None
         raise
@@ -186,7 +186,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened 
         telemetry.close()
         batches.close()                         # streamed: stops the loader's processes (a generator: nothing)
     data_info = run_data_info(data.info, [data_report(batches)])
-    recorded = record_data(run.write_json, cfg.data, data_info)
+    recorded = record_data(run, cfg.data, data_info)
     run.save_model(model, total, {"skipped_steps": skipped, "data": data_info, **first_entry(first)})
     if skipped >= total:   # no step of the run had a finite cost (a resume's own steps alone: the run trained)
         raise Diverged(f"every one of the {total} steps 1..{total} had a non-finite cost or gradient and was skipped "
