@@ -197,6 +197,8 @@ def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays
     # the folder says it stopped, where, why and from where a resume goes on (it had no cluster.json)
     summary = json.loads((tmp_path / "r/cluster.json").read_text())
     assert summary["stopped"] == {"step": 18, "steps": 31, "by": "ShardLost: shard 1 lost at step 18 (ConnectionError)"}
+    # data.json (written on any stop, a built-in set's too) words the one stop alike: the report says it once
+    assert json.loads((tmp_path / "r/data.json").read_text())["stopped"]["by"] == summary["stopped"]["by"]
     assert summary["checkpoint"] == 16 and summary["shard_events"] == [events[0], events[2]]
     assert summary["resumed_from"] == 0
     import shlex                                # (as a shell takes it: Python's repr quoted it, '$' and all)

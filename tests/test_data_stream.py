@@ -691,14 +691,15 @@ def test_a_stopped_stream_none_of_whose_workers_reported_names_them_all_as_unrep
     (else only the source's info, as if no worker had read a file, where the partial case names the missing ones);
     a run in memory (no reports to miss) is left as it is."""
     import json
+    from types import SimpleNamespace
 
     from downpour.data.telemetry import record_stopped
 
     root = _folder(tmp_path / "data", n=10, bad=["bad1.png"])
     data = open_data(_cfg(root, fit_sample=20, normalize="patch"), seed=0)
     written = {}
-    record_stopped(lambda name, obj: written.update({name: json.loads(json.dumps(obj))}), data.cfg, data.info,
-                   lambda: [], 3, 10, KeyboardInterrupt(), 2)
+    run = SimpleNamespace(path=tmp_path, write_json=lambda name, obj: written.update({name: json.loads(json.dumps(obj))}))
+    record_stopped(run, data.cfg, data.info, lambda: [], 3, 10, KeyboardInterrupt(), 2)
     got = written["data.json"]
     assert got["workers"] == [] and got["workers_unreported"] == [0, 1]
     assert (got["reads"], got["samples"], got["items_read"]) == (0, 0, 0)

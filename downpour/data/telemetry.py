@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 
@@ -15,10 +16,14 @@ from downpour.data.patches import DATA_JSON, say_enlarged
 from downpour.data.stream import STREAMED, StreamingData
 from downpour.errors import DownpourError, RunError, stopped_by
 
-if TYPE_CHECKING:   # only for annotations: the run folder's module reads data's records
-    from downpour.train.rundir import RunDir
-
 log = logging.getLogger("downpour.data.pipeline")   # the records keep the logger they had before the split
+
+
+class RunFolder(Protocol):
+    """Where data.json goes: a :class:`~downpour.train.rundir.RunDir` (named by its shape: train/ is a floor above)."""
+    path: Path
+
+    def write_json(self, name: str, obj: Any) -> Any: ...
 
 
 def batch_position(batches: Iterable[Any]) -> dict[str, Any] | None:
@@ -67,7 +72,7 @@ def report_at(data: Dataset | StreamingData, batch_size: int, seed: int,
         batches.close()
 
 
-def record_data(run: RunDir, cfg: DataConfig, info: dict[str, Any]) -> bool:
+def record_data(run: RunFolder, cfg: DataConfig, info: dict[str, Any]) -> bool:
     """Write ``info`` as ``run``'s data.json where the run has files to account for (:func:`has_data_record`) or it
     says where the run stopped (``stopped``: :func:`record_stopped`, any data); returns whether the run has files to
     account for (its summary sums them). Elsewhere (a built-in set's end) a stop's data.json of an earlier go goes:
@@ -82,7 +87,7 @@ def record_data(run: RunDir, cfg: DataConfig, info: dict[str, Any]) -> bool:
     return files
 
 
-def record_stopped(run: RunDir, cfg: DataConfig, info: dict[str, Any],
+def record_stopped(run: RunFolder, cfg: DataConfig, info: dict[str, Any],
                    reports: Callable[[], list[dict[str, Any] | None]], step: int, steps: int, err: BaseException,
                    workers: int | None = None) -> None:
     """On a run's stop (Ctrl-C, SIGTERM, a DataError, every worker lost), best effort, whatever its data: data.json
