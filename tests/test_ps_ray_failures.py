@@ -75,13 +75,19 @@ def test_a_driver_failure_checkpoints_the_server_before_the_actors_go(tmp_path, 
 
 @pytest.mark.parametrize("path", ["doorbell", "object-store"])
 def test_a_stop_while_the_shards_apply_a_push_checkpoints_it_counted(tmp_path, local_ray, monkeypatch, path):
-    """Ctrl-C while the driver waits for the shards' answers to a push: the shards apply it, and the checkpoint counts
-    it (else step and clocks are one push short, and a resume trains its steps again; on the object-store path,
-    DC-ASGD, the recorder's pushes one short)."""
+    """Ctrl-C (SIGTERM on the object-store path) while the driver waits for the shards' answers to a push: the shards
+    apply it, and the checkpoint counts it (else step and clocks are one push short, and a resume trains its steps
+    again; on the object-store path, DC-ASGD, the recorder's pushes one short). The stop is recorded as the other
+    runners record theirs on a built-in set (tests/test_report_stop.py): data.json's ``stopped`` at the checkpoint's
+    step (a Ctrl-C writes no cluster.json: only a lost shard's stop does), and the report's training section says it
+    first."""
+    import html
     import os
     import signal
 
+    from downpour.analysis.report_training import training_section
     from downpour.ps import doorbell, on_ray
+    from downpour.train.signals import sigterm_as_interrupt
 
     calls = [0]
     if path == "doorbell":
@@ -102,18 +108,27 @@ def test_a_stop_while_the_shards_apply_a_push_checkpoints_it_counted(tmp_path, l
             answers = real(self, *args, **kwargs)
             calls[0] += 1
             if calls[0] == 30:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)      # (`timeout`, SLURM, `docker stop`)
             return answers
 
         monkeypatch.setattr(on_ray.ShardPush, "apply", apply)
         extra = ('cluster.compensation="dc-asgd"', "cluster.rule=sgd", "train.lr=0.01")
     # (the two shards are the point)
     cfg = run_cfg("train.steps=5000", "train.log_every=10", "cluster.workers=1", *extra)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stop, sigterm_as_interrupt():    # (the CLI's handler, as `train` sets it)
         run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
     states, meta = load_server(tmp_path / "r/checkpoints/server")
     applied = [m["applied"] for _, m in states]
     assert applied[0] == applied[1] == meta["step"] == meta["recorder"]["pushes"] == sum(meta["clocks"].values())
+    run = RunDir.open(tmp_path / "r")
+    by = "KeyboardInterrupt" if path == "doorbell" else f"Terminated: signal {int(signal.SIGTERM)}"
+    assert stop.type.__name__ == by.split(":")[0]
+    assert run.read_json("data.json")["stopped"] == {"step": meta["step"], "steps": 5000, "by": by}
+    assert not (run.path / "cluster.json").exists()
+    said = html.unescape(training_section(run, {}))
+    line = f"Stopped after step {meta['step']} of 5000: {by}."
+    assert said.count("Stopped after") == 1
+    assert said.split("</h2>")[1].lstrip().startswith(f'<p class="note">{line}</p>')       # the section's first words
 
 
 def test_closing_after_a_shard_died_warns_of_shared_memory_only_where_some_may_be_left(local_ray, monkeypatch, caplog):
