@@ -321,7 +321,7 @@ def test_posed_images_add_the_out_of_plane_curve_to_analysis_and_report(run_dir,
     assert curve["transform"] == "out_of_plane_rotation" and curve["values"] == [-45.0, 0.0, 45.0]
     assert a["invariance"]["out_of_plane_rotation"]["images"] == {"-45.0": 3, "0.0": 3, "45.0": 3}
     html = write_report(copy).read_text()
-    assert "out_of_plane_rotation" in html and "Out-of-plane rotation: not measured" not in html
+    assert "out_of_plane_rotation" in html and "Out-of-plane rotation was not measured" not in html
     (poses / "sideways").mkdir()
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(poses / "sideways" / "x.png")
     with pytest.raises(ValueError, match="'sideways'.*not an angle"):
@@ -622,3 +622,12 @@ def test_the_invariance_figure_is_drawn_with_the_levels_its_ranges_are_read_at(r
     assert len(drawn) == 1
     assert drawn[0]["summary"]["floor"] == a["invariance"]["summary"]["floor"] == 0.5
     assert drawn[0]["selectivity"]["auc"] == a["invariance"]["selectivity"]["auc"]
+
+
+def test_a_report_without_posed_images_says_why_out_of_plane_rotation_was_not_measured_in_one_clause(run_dir):
+    """It read "Out-of-plane rotation: not measured: needs images of one object at known poses (analysis.poses); none
+    were given.": a label on a label, the reason after a second colon."""
+    html = write_report(run_dir).read_text()
+    note = html.split("Out-of-plane rotation")[1].split("</p>")[0]
+    assert note == (" was not measured, as it needs images of one object at known poses (analysis.poses); none were "
+                    "given.")

@@ -198,9 +198,15 @@ def _invariance(a: dict[str, Any]) -> str:
             f"the response{', and under it the AUC each AUC range keeps' if inv.get('selectivity') else ''}. "
             f"{fill_words(inv)}{esc(wide_intervals(inv))}</p>"
             + table(rows, header, "invariance-table") + note
-            # (its reason outside a parenthesis: it holds one, "known poses (analysis.poses)")
-            + (f'<p class="note">Out-of-plane rotation: not measured: {esc(oop.get("reason", "no reason given"))}.</p>'
-               if not oop.get("available", False) else ""))
+            + (f'<p class="note">{esc(_unmeasured_rotation(oop))}</p>' if not oop.get("available", False) else ""))
+
+
+def _unmeasured_rotation(oop: dict[str, Any]) -> str:
+    """"Out-of-plane rotation was not measured, as it needs images of one object at known poses (analysis.poses); none
+    were given.": the reason (invariance's, a clause that starts "needs") outside a parenthesis, as it holds one, and
+    after no second colon ("Out-of-plane rotation: not measured: needs ..." read as a label of a label)."""
+    reason = oop.get("reason")
+    return "Out-of-plane rotation was not measured" + (f", as it {reason}." if reason else ".")
 
 
 def _filters(f: dict[str, Any], samples: Any = None) -> str:
