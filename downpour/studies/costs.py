@@ -181,7 +181,8 @@ class CostsStudy(CostsDesign, Study):
             rho, lo, hi = extra["hoyer_gap_rank_correlation"]
             word = _related(extra["hoyer_gap_rank_correlation"]) + lead_mark(by[f"{size}/none"], CORRELATION)
             means = extra.get("hoyer_gap_rank_correlation_of_means", math.nan)
-            means = words.difference((means, math.nan, math.nan), "{:+.2f}").removesuffix(" (no interval)")
+            # (the paragraph says why these have no interval: none beside each, "0.00 (no interval)" said it again)
+            means = words.difference((means, math.nan, math.nan), "{:+.2f}", aside="")
             corr.append(f"with {size} data ρ within a seed = {words.difference((rho, lo, hi), '{:+.2f}')} (over the "
                         f"conditions' means: {means}): {word}")
         # (the seeds named are the run's, not "6 seeds" whatever --seeds or --quick gave)
