@@ -32,7 +32,7 @@ def test_the_count_names_how_many_comparisons_hold_and_the_smallest_holm_p():
     rows = _rows(("b", "delta_stage1_cost", "higher", 0.001, [5316.2, 5159.0, 5473.0]),
                  ("c", "delta_probe_digits", "lower", 0.002, [-0.1, -0.2, -0.01]))
     assert headline(rows) == (f"{COUNT}: 2 of the 2 comparisons hold (family-wise 5%); smallest Holm p: b against a: "
-                              "first stage's cost higher (Δ +5316 [+5159, +5473]).")
+                              "final stage-1 cost higher (Δ +5316 [+5159, +5473]).")
     assert COUNT == "Holm's count over every comparison"     # (the claim before it is the study's answer)
     rows = [{"condition": "more", "figures": {"hoyer_gap_rank_correlation": [-0.8, -0.9, -0.7]},     # (a ρ, not a Δ)
              "tests": {"hoyer_gap_rank_correlation": {"reading": "lower", "p": 0.001, "correlation": True}}}]

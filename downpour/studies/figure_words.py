@@ -21,7 +21,7 @@ WORDS = {
     "probe": "probe accuracy", "probe_digits": "digits probe accuracy", "probe_lfw": "lfw probe accuracy",
     "face_auc_lfw": "face AUC vs lfw non-faces", "face_auc_controls": "face AUC on the matched controls",
     "face_owed_controls": "what the faces gave the face unit", "edge_fraction": "edge-like fraction",
-    "seconds_per_step": "seconds per step", "time": "time", "stage1_cost": "first stage's cost",
+    "seconds_per_step": "seconds per step", "time": "time", "stage1_cost": "final stage-1 cost",
     "vs_cost": "final cost", "vs_success": "success rate", "diverged_vs": "seeds diverged",
     "inv_scale_octaves": "scale range", "inv_scale_up_octaves": "scale range's upper end",
     "inv_shift": "translation range", "inv_rotation": "rotation range",

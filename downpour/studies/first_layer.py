@@ -44,7 +44,8 @@ from downpour.studies.designs.first_layer import KINDS, FirstLayerDesign
 from downpour.studies.compare import figure_ci, owed_figure, owed_paragraph, owed_test
 from downpour.studies.figure_words import figure_words
 from downpour.studies.figures import interval_bars
-from downpour.studies.stats import DIVERGED, lead, lead_mark, mean_ci, note_left_out, paired_test, wilson
+from downpour.studies.stats import (DIVERGED, lead, lead_mark, leads_of, mean_ci, note_left_out, paired_test,
+                                    wilson)
 from downpour.studies.plots import curves
 from downpour.studies.trained import (FACE_TEST_WITH_TWIN, OWED, cost_curve, edge_fraction, face_aucs, face_draws,
                                       face_pair, no_faces_twin, owed_figures, probe_accuracies, trained_run)
@@ -169,25 +170,26 @@ class FirstLayerStudy(FirstLayerDesign, Study):
             paras.append(f"{name[0].upper()}{name[1:]} against {AGAINST}, paired on {by[k]['n']} seeds: "
                          + "; ".join(parts) + ".")
         n = by[BASELINE]["n"]
-        said = []
+        reached, costs, seconds = [], [], []
         for k in KINDS:
             reach, steps, secs = fig(k, "reached_cost"), fig(k, "steps_to_cost"), fig(k, "seconds_to_cost")
             # the seeds neither it nor the learned layer was counted out of (not its share times n: 2 of 3 measured
             # would read "3 of 4 seeds", a kind diverged in every seed stop the verdict, round(nan))
             m = by[k]["extra"].get("reached_cost_seeds", n)
             if not m:
-                said.append(f"{k} not measured (its run or the learned layer's diverged in every seed)")
+                reached.append(f"{k} not measured (its run or the learned layer's diverged in every seed)")
                 continue
             when = ("" if not reach[0] else f" at step {steps[0]:.0f} on average" if k in ("gabor", "random")
                     else f" after {steps[0]:.0f} steps ({secs[0]:.1f} s) on average")
-            # the paired difference Holm's paragraph reads, with its number and interval (that paragraph names it
-            # alone: "gabor against learned: first stage's cost higher")
-            vs = "" if k == BASELINE else f", against learned {_reading(by[k], 'stage1_cost', fmt='{:+.4g}')}"
-            said.append(f"{k} in {round(reach[0] * m)} of {m} seeds{' measured' if m < n else ''}{when}, final stage-1 "
-                        f"cost {words.value_ci(fig(k, 'stage1_cost'))}{vs}, whole training "
-                        f"{fig(k, 'train_seconds')[0]:.1f} s")
-        paras.append(f"Time to a given cost (stage 1's own cost within {TARGET - 1:.0%} of what the learned layer reaches "
-                     f"in {s} steps, on the same batches): " + "; ".join(said) + ".")
+            reached.append(f"{k} in {round(reach[0] * m)} of {m} seeds{' measured' if m < n else ''}{when}")
+            costs.append(f"{k} {words.value_ci(fig(k, 'stage1_cost'))}" + ("" if k == BASELINE else _than(by[k])))
+            seconds.append(f"{fig(k, 'train_seconds')[0]:.1f} s for {k}")
+        said = [f"Time to a given cost (stage 1's own cost within {TARGET - 1:.0%} of what the learned layer reaches "
+                f"in {s} steps, on the same batches): " + "; ".join(reached) + "."]
+        if costs:           # (none where every kind's run or the learned layer's diverged in every seed)
+            said += [f"The {figure_words('stage1_cost')}: " + "; ".join(costs) + ".",
+                     f"The whole training took {listed(seconds)}."]
+        paras.append(" ".join(said))
         paras.insert(1, self._answer(by))
         paras.append(owed_paragraph(rows, unit="top stage's face unit"))
         return "\n\n".join(p for p in paras if p)
@@ -199,13 +201,17 @@ class FirstLayerStudy(FirstLayerDesign, Study):
         for k in KINDS[1:]:
             read = _downstream(by[k])
             # (a reading Holm's correction does not keep is named as a lead: "better on" alone read as a finding)
-            better, worse = ([f"the {figure_words(f)}" + lead_mark(by[k], f"delta_{f}", " (a lead)") for f in read[w]]
-                             for w in ("higher", "lower"))
-            same, open_, of = len(read["no detectable effect"]), len(read["inconclusive"]), sum(map(len, read.values()))
-            said.append(f"{_named(k, verb=True)} " + (f"better on {', '.join(better)}" if better else "better on none")
-                        + (f"; worse on {', '.join(worse)}" if worse else "; worse on none")
-                        + f"; {same} of the {of} downstream figures without a detectable difference, "
-                        f"{open_} inconclusive")
+            parts = [f"{what} on " + ", ".join(f"the {figure_words(f)}" + lead_mark(by[k], f"delta_{f}", " (a lead)")
+                                               for f in read[w])
+                     for w, what in (("higher", "better"), ("lower", "worse")) if read[w]]
+            # the rest, neither better nor worse: "(6 inconclusive)", "(2 with no detectable effect, 4 inconclusive)"
+            rest = [f"{n} {how}" for n, how in ((len(read["no detectable effect"]), "with no detectable effect"),
+                                                (len(read["inconclusive"]), "inconclusive")) if n]
+            if rest:
+                of = (f"the other {len(read['no detectable effect']) + len(read['inconclusive'])}" if parts
+                      else f"any of the {sum(map(len, read.values()))} downstream figures")
+                parts.append(f"not detectably different on {of} ({', '.join(rest)})")
+            said.append(f"{_named(k, verb=True)} " + "; ".join(parts))
         unseparated = all(by[k]["extra"]["readings"]["face_auc_controls"] not in ("higher", "lower") for k in KINDS[1:])
         return (f"In short, against {AGAINST} (then frozen), paired on the same seeds: "
                 + ". ".join(s if i == 0 else s[0].upper() + s[1:] for i, s in enumerate(said))
@@ -213,21 +219,23 @@ class FirstLayerStudy(FirstLayerDesign, Study):
 
     def claim(self, rows: list[dict[str, Any]]) -> str:
         """"Against the first layer learned from a random start, on the downstream probes and face AUCs: the fixed
-        Gabor bank (gabor) is worse on 3 (1 of them a lead), better on 1 and inconclusive on 2 of 6 (the top stage's
-        digits probe Δ -0.6 points [-3.2, +1.9]); ...; the layer learned from a Gabor start (gabor-init) is ...": the
-        "In short" paragraph's counts (:func:`_downstream`), with the probe's difference. gabor-init is learned too,
-        from the hand design as its starting point, so the claim names both layers by their starts, not "gabor-init
-        against the learned layer" (as if gabor-init were not learned)."""
+        Gabor bank (gabor) is worse on 3 (1 of them a lead: not after Holm's correction), better on 1 and inconclusive
+        on 2 of 6 (digits probe accuracy on stage 2 Δ -0.6 points [-3.2, +1.9]); ...; the layer learned from a Gabor
+        start (gabor-init) is ...": the "In short" paragraph's counts (:func:`_downstream`), with the probe's difference
+        (named as every paragraph names it, :func:`~downpour.studies.figure_words.figure_words`). gabor-init is learned
+        too, from the hand design as its starting point, so the claim names both layers by their starts, not
+        "gabor-init against the learned layer" (as if gabor-init were not learned)."""
         by = {r["condition"]: r for r in rows}
         said = []
         for k in KINDS[1:]:
             read = _downstream(by[k])
-            counted = listed(f"{what} on {len(read[w])}{_leads(by[k], read[w])}"
+            # (a count resting on readings Holm's correction does not keep says how many, as staleness's and costs' do)
+            leads = {w: sum(lead(by[k], f"delta_{f}") for f in read[w]) for w in CLAIMED}
+            counted = listed(f"{what} on {len(read[w])}{leads_of(leads[w], len(read[w]))}"
                              for w, what in CLAIMED.items() if read[w])
             probe = delta(by[k], "delta_probe_digits_stage2", points=1) or "Δ not measured"
-            named = "digits probe" if said else "the top stage's digits probe"     # (in full the first time)
             said.append(f"{_named(k, verb=True)} {counted or 'measured on none'} of {sum(map(len, read.values()))} "
-                        f"({named} {probe})")
+                        f"({figure_words('probe_digits_stage2')} {probe})")
         return f"Against {AGAINST}, on the downstream probes and face AUCs: " + "; ".join(said) + "."
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
@@ -267,17 +275,6 @@ NAMES = {"gabor": ("the fixed Gabor bank (gabor)", "is"), "random": ("fixed rand
          "gabor-init": ("the layer learned from a Gabor start (gabor-init)", "is")}
 
 
-def _leads(row: dict[str, Any], figures: list[str]) -> str:
-    """What to say beside a count of ``figures`` read higher or lower where Holm's correction does not keep some
-    (:func:`~downpour.studies.stats.lead`): " (1 of them a lead)", " (all leads)", " (a lead)" of one; "" for none."""
-    n = sum(lead(row, f"delta_{f}") for f in figures)
-    if not n:
-        return ""
-    if len(figures) == 1:
-        return " (a lead)"
-    return " (all leads)" if n == len(figures) else f" ({n} of them {'a lead' if n == 1 else 'leads'})"
-
-
 def _downstream(row: dict[str, Any]) -> dict[str, list[str]]:
     """The downstream figures (:data:`DOWNSTREAM`) a kind's row compares, by how each reads against the learned layer:
     {"higher": [...], "lower": [...], "no detectable effect": [...], "inconclusive": [...]} (any other reading, "not
@@ -294,6 +291,15 @@ def _named(kind: str, verb: bool = False) -> str:
     """"the fixed Gabor bank (gabor)", with its verb ("... is") where ``verb``: :data:`NAMES`."""
     name, is_ = NAMES[kind]
     return f"{name} {is_}" if verb else name
+
+
+def _than(row: dict[str, Any]) -> str:
+    """", higher than learned's (Δ +5316 [+5159, +5473])": the paired difference of the final stage-1 cost that Holm's
+    paragraph reads, with its number and interval (that paragraph names it alone: "gabor against learned: final
+    stage-1 cost higher"); "inconclusive against learned's (Δ ...)" where it reads neither higher nor lower."""
+    reading, shown = row["extra"]["readings"]["stage1_cost"], delta(row, "delta_stage1_cost", "{:+.4g}")
+    than = "than" if reading in ("higher", "lower") else "against"
+    return f", {reading} {than} {BASELINE}'s" + (f" ({shown})" if shown else "")
 
 
 def _reading(row: dict[str, Any], figure: str, points: bool = False, fmt: str = "{:+.3f}") -> str:

@@ -46,7 +46,7 @@ def headline(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _said(row: dict[str, Any], name: str, test: dict[str, Any]) -> str:
-    """"gabor against learned: first stage's cost higher (Δ +5316 [+5159, +5473])" (the reading as the verdict's last
+    """"gabor against learned: final stage-1 cost higher (Δ +5316 [+5159, +5473])" (the reading as the verdict's last
     paragraph names it, :func:`~downpour.studies.stats.said_reading`, with its difference); a correlation by its sign,
     with its ρ."""
     said = said_reading(row["condition"], name, test)

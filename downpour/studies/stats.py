@@ -349,7 +349,7 @@ def nothing_trained(rows: Sequence[dict[str, Any]], lr_settable: bool = True) ->
 
 
 def said_reading(condition: str, name: str, test: dict[str, Any]) -> str:
-    """"gabor against learned: first stage's cost higher": a comparison's reading as the verdict names it (a
+    """"gabor against learned: final stage-1 cost higher": a comparison's reading as the verdict names it (a
     correlation by its sign, "positive" or "negative")."""
     said = {"higher": "positive", "lower": "negative"}[test["reading"]] if test.get("correlation") else test["reading"]
     against = f" against {test['against']}" if test.get("against") else ""     # (recorded by :func:`record_test`)
