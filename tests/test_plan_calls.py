@@ -3,7 +3,7 @@ Without it a plan timed cat-demo's fetch as its 33.79 kB over the link alone, 27
 on a 2-node Ray cluster took 7.5-7.9 ms and a round trip of the same bytes through the object store 5.07 ms quiet
 (5.74 ms at load 20; bench/parameter_server.py). A shard's apply has its own cost too, per update rule (APPLY_S):
 timed as its bytes alone, cat-demo's 4,224 values a shard were 11.3 µs, where the shard took 480-507 µs inside a Ray
-shard actor and 40-48 µs with Adagrad in bench/shard_apply.py."""
+shard actor at load 9-15 and 16.0-16.3 µs with Adagrad in bench/shard_apply.py quiet (40-48 µs at load 7)."""
 import pytest
 
 from downpour.plan import Cluster, format_plan, plan_for

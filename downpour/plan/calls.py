@@ -31,22 +31,23 @@ banks) are timed as their bytes alone.
 
 A shard's apply (:meth:`~downpour.ps.shard.Shard.push`: the checks, the finite test, the rule, the push's record) has
 a cost of its own too, torch's per-op cost and the shard's Python, which the bytes do not shrink: timed as its bytes at
-the apply rate alone, cat-demo's 4,224 values a shard were 11.3 µs, where the shard took 44.7 µs applying them with
-Adagrad in the bench below and 480-507 µs inside a Ray shard actor at load 9-15 (docs/plan.md, "Against a Ray cluster
-of nodes"). So each apply takes :data:`APPLY_S` of its rule beside its bytes: the median of ``bench/shard_apply.py``'s
-rounds for a push of 1 value (all of it the fixed cost), the mean of two runs' (2026-12-07 09:53-09:54 UTC, main at
-fc3cb285, the 2-core VM loaded by other jobs: load 6.9-7.6, the bench under ``nice -n 10``, 21 rounds each):
+the apply rate alone, cat-demo's 4,224 values a shard were 11.3 µs, where the shard took 16.0-16.3 µs applying them
+with Adagrad in the bench below and 480-507 µs inside a Ray shard actor at load 9-15 (docs/plan.md, "Against a Ray
+cluster of nodes"). So each apply takes :data:`APPLY_S` of its rule beside its bytes: the median of
+``bench/shard_apply.py``'s rounds for a push of 1 value (all of it the fixed cost), the mean of two runs' (2026-12-07
+10:51-10:52 UTC, main at 86e36549, the 2-core VM quiet: the bench's ``load_1min`` 1.1-1.5, not niced, 21 rounds each):
 
-    nice -n 10 .venv/bin/python bench/shard_apply.py --reps 21
+    .venv/bin/python bench/shard_apply.py --reps 21
 
-SGD 21.5 and 18.1 µs, momentum 34.0 and 28.7, Adagrad 43.5 and 40.0, Adam 101.9 and 107.3: the rules differ by
+SGD 7.07 and 6.79 µs, momentum 10.69 and 10.73, Adagrad 14.28 and 12.99, Adam 28.26 and 28.19: the rules differ by
 their state's passes (Adam's two moments and step count against SGD's none). Torch's own optimiser step of 1 value,
-the bench's baseline in the same rounds, took 31.8-130.5 µs (SGD 38.7 and 31.8, Adam 130.5 and 105.9): the shard's
-apply of a tiny push costs what torch's does. The model's check in the same runs, the fixed cost plus 4,224 values at
-the slope between 1 and 1 M values, read 1.16-1.81 times the time measured at 4,224 (the slope at 1 M values falls
-out of the cache; the plan's rate is ``--calibrate``'s at 4 M). Measured loaded, as the Ray runs the plan is checked
-against were: a quiet machine's figures are lower. To re-measure, run the command on a quiet machine and set each
-rule's constant to the mean of its ``fixed_us``, with the load and date here.
+the bench's baseline in the same rounds, took 11.9-37.4 µs (SGD 11.87 and 11.93, Adam 37.20 and 37.41): the shard's
+apply of a tiny push costs 0.51-0.76 of torch's. The model's check in the same runs, the fixed cost plus 4,224 values
+at the slope between 1 and 1 M values, read 1.17-1.27 times the time measured at 4,224 (the slope at 1 M values falls
+out of the cache; the plan's rate is ``--calibrate``'s at 4 M). The same command at load 6.9-7.6 under ``nice -n 10``
+(09:53-09:54 UTC) read 2.9-3.7 times these (Adagrad 43.5 and 40.0 µs, Adam 101.9 and 107.3), as loaded as the Ray
+runs the plan is checked against were: the constants are the quiet machine's. To re-measure, run the command on a
+quiet machine and set each rule's constant to the mean of its ``fixed_us``, with the load and date here.
 """
 from __future__ import annotations
 
@@ -63,8 +64,8 @@ def call_s(one_machine: bool) -> float:
 
 
 # a shard's apply of a push of 1 value per update rule, seconds: the mean of two runs' medians above (2026-12-07
-# 09:53-09:54 UTC, load 6.9-7.6 on 2 cores)
-APPLY_S = {"sgd": 19.8e-6, "momentum": 31.3e-6, "adagrad": 41.7e-6, "adam": 104.6e-6}
+# 10:51-10:52 UTC, load 1.1-1.5 on 2 cores, not niced)
+APPLY_S = {"sgd": 6.93e-6, "momentum": 10.71e-6, "adagrad": 13.64e-6, "adam": 28.22e-6}
 
 
 def apply_s(rule: str) -> float:
