@@ -10,12 +10,12 @@ import logging
 
 import pytest
 from sandblaster_runs import SMALL
+from two_nodes import two_node_cluster
 
 from downpour.cli import main
 from downpour.train.rundir import RunDir
 
 ray = pytest.importorskip("ray")
-cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,17 +28,7 @@ FAST_ANALYSIS = [a for o in ["analysis.splits=1", "analysis.probes=[]", "analysi
                              "analysis.random_filters=50"] for a in ("--set", o)]
 
 
-@pytest.fixture(scope="module")
-def two_nodes():
-    """A head and one node, 1 CPU each (a worker's), and their ids sorted, as the placer counts them."""
-    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "include_dashboard": False, "object_store_memory": 100 * 2 ** 20})
-    cluster.add_node(num_cpus=1, object_store_memory=100 * 2 ** 20)
-    cluster.wait_for_nodes()
-    yield cluster, sorted(node.node_id for node in cluster.list_all_nodes())
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster.shutdown()
+two_nodes = pytest.fixture(scope="module")(two_node_cluster)   # (cluster, node ids sorted)
 
 
 def _train(two_nodes, out, steps, *more):

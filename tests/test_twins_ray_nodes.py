@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 from test_twins import TINY_CAT, TWIN
+from two_nodes import two_node_cluster
 
 from downpour.cli import main
 from downpour.train.rundir import RunDir
 
 ray = pytest.importorskip("ray")
-cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,17 +21,7 @@ SYNC = ["--runner", "ray", "--workers", "2", "--shards", "2", "--no-report", *TW
         "--set", "cluster.consistency=sync", "--set", "train.threads=1"]
 
 
-@pytest.fixture(scope="module")
-def two_nodes():
-    """A head and one node, 1 CPU each (a worker's), and their ids sorted (cluster.json's node_ids)."""
-    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "include_dashboard": False, "object_store_memory": 100 * 2 ** 20})
-    cluster.add_node(num_cpus=1, object_store_memory=100 * 2 ** 20)
-    cluster.wait_for_nodes()
-    yield cluster, sorted(node.node_id for node in cluster.list_all_nodes())
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster.shutdown()
+two_nodes = pytest.fixture(scope="module")(two_node_cluster)   # (cluster, node ids sorted)
 
 
 @pytest.fixture(scope="module")
