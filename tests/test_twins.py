@@ -227,14 +227,17 @@ def test_on_ray_a_crossfit_shares_one_ray_over_its_folds(tmp_path, ray_starts):
 
 
 def test_on_ray_the_twin_trains_on_the_runs_kept_actors_as_it_would_on_new_ones(tmp_path, monkeypatch):
-    """The twin's shard and worker are the run's processes, rebuilt (downpour.ps.keeping_on_ray: each actor is a
-    process importing torch), and its model is the one actors started anew train, bit for bit (sync, one thread)."""
+    """The twin's shard and workers are the run's processes, rebuilt (downpour.ps.keeping_on_ray: each actor is a
+    process importing torch), and its model is the one actors started anew train, bit for bit (sync, one thread).
+    Its workers draw from torch's RNG while they train (a denoising term's masks), worker 0 from the run's state and
+    worker 1 from its seed (ps.setup.worker_rng): a kept worker whose ``again`` did not re-seed its process's RNG as
+    a new actor's start does (it drew on from where the run left it, or from another seed) trains another model."""
     from downpour import twins
     from downpour.ps.connect_on_ray import held
     from downpour.ps.keeping_on_ray import Keeping
 
-    sync = [*TINY_CAT, *ONE_ACTOR_EACH, "--no-report", *TWIN, "--set", "cluster.consistency=sync",
-            "--set", "train.threads=1"]
+    sync = [*TINY_CAT, "--runner", "ray", "--workers", "2", "--shards", "1", "--no-report", *TWIN,
+            "--set", "cluster.consistency=sync", "--set", "train.threads=1", "--set", "objective.denoising.weight=0.5"]
     taken, take = [], Keeping.take
 
     def counted(self, keys):
@@ -244,7 +247,7 @@ def test_on_ray_the_twin_trains_on_the_runs_kept_actors_as_it_would_on_new_ones(
 
     monkeypatch.setattr(Keeping, "take", counted)
     assert main(["train", *sync, "--out", str(tmp_path / "kept")]) == 0
-    assert taken == [[], ["shard", "worker"]]   # none for the run; the twin took the run's
+    assert taken == [[], ["shard", "worker", "worker"]]   # none for the run; the twin took the run's
     # the same command as before the keeping: one Ray, each run's actors started anew
     monkeypatch.setattr(twins, "shared_ray", lambda cfg, runs: held(cfg.cluster.address))
     assert main(["train", *sync, "--out", str(tmp_path / "anew")]) == 0

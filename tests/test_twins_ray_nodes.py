@@ -16,9 +16,10 @@ ray = pytest.importorskip("ray")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# a worker and a shard on each node; sync and one torch thread: a run trained twice gives the same bytes
+# a worker and a shard on each node; sync and one torch thread: a run trained twice gives the same bytes. A denoising
+# term draws from each worker's torch RNG as it trains: a kept worker not re-seeded as a new one is trains another twin
 SYNC = ["--runner", "ray", "--workers", "2", "--shards", "2", "--no-report", *TWIN,
-        "--set", "cluster.consistency=sync", "--set", "train.threads=1"]
+        "--set", "cluster.consistency=sync", "--set", "train.threads=1", "--set", "objective.denoising.weight=0.5"]
 
 
 two_nodes = pytest.fixture(scope="module")(two_node_cluster)   # (cluster, node ids sorted)
