@@ -157,7 +157,7 @@ def finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: Co
     # summary says how its run ended, whatever its data)
     run.write_json("cluster.json", {**summary, **stopped, **_partition_shards(setup)})
     summary.pop("profile", None)             # per-phase timers: cluster.json only, not the printed summary
-    if coord.done < coord.total and not coord.live:
+    if stopped:
         raise RunError(f"every worker was lost ({', '.join(_loss_reasons(coord))}) after {coord.done} of {coord.total} steps; "
                        f"what was done is saved in {str(run.path)!r} ({_no_worker_left(cfg)})")
     _none_finite(cfg, run, tally, report)
