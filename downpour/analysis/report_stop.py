@@ -6,9 +6,9 @@ first thing its training section says, whichever runner trained it:
 Read from the ``stopped`` {step, steps, by} of the runner's summary (cluster.json; a Sandblaster run's
 sandblaster.json) and of data.json, the record a local or cluster run writes on any stop, on files or a built-in set
 (a local run has no summary file: data.json is its only one). Both of a run say the same stop: it is said once, the
-later step's (a cluster.json kept from a stop that a resume's Ctrl-C went past), the summary's at a tie. A run that a stop left
-with no model has no report (`downpour report` says where its checkpoint stands), so the line shows on a stop's model
-(every worker lost) or on a resume stopped past the model reported.
+later step's (a cluster.json kept from a stop that a resume's Ctrl-C went past), the summary's at a tie. A run that a
+stop left with no model has no report (`downpour report` says where its checkpoint stands), so the line shows on a
+stop's model (every worker lost) or on a resume stopped past the model reported.
 """
 from __future__ import annotations
 
