@@ -146,7 +146,6 @@ def test_a_rebuild_that_died_is_told_from_one_that_raised(monkeypatch, cause):
     assert caught.value is errors["raised"]
 
 
-
 @pytest.mark.parametrize("kind", ["shard", "worker"])
 @pytest.mark.parametrize("rebuild", ["hung", "died"])
 def test_a_kept_rebuild_that_hangs_costs_the_start_its_limit_once(monkeypatch, kind, rebuild):
