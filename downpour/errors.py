@@ -5,6 +5,8 @@ Ground floor: imports nothing from downpour, so every layer can raise these.
 """
 from __future__ import annotations
 
+from typing import Any
+
 
 def first_line(message: object) -> str:
     """The first line of a message, an error's or one a record keeps (a stop's ``by``, a skipped file's reason), past
@@ -20,6 +22,12 @@ def stopped_by(err: BaseException) -> str:
     traceback's lines: the run directory keeps no log), the type alone without one."""
     said = str(err).strip()
     return f"{type(err).__name__}: {said}" if said else type(err).__name__
+
+
+def stop_record(step: int | None, steps: int, err: BaseException) -> dict[str, Any]:
+    """A stop record's ``stopped`` (data.json's, cluster.json's on a lost shard, sandblaster.json's: what the report's
+    stop line reads): at which ``step`` of ``steps``, and by what (:func:`stopped_by`)."""
+    return {"step": step, "steps": steps, "by": stopped_by(err)}
 
 
 class DownpourError(Exception):
