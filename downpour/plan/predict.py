@@ -47,6 +47,7 @@ from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
 from downpour.plan.calls import apply_s, call_s
 from downpour.plan.hub import hub_runs, lends_banks, machines_of, replica_machines
+from downpour.plan.idle import fewest_shards, idle_why
 from downpour.plan.network import Network
 from downpour.plan.one_machine import COPY_BYTES_PER_S, PROCESS_BYTES, cores_each, on_one_machine, processes
 from downpour.plan.partition import RULE_STATE, grid, partition, uncuttable
@@ -319,12 +320,24 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     top = max(rate.values())
     k, r, s = min((lay for lay in layouts if rate[lay] >= 0.95 * top), key=lambda lay: (lay[1], -rate[lay]))
     part = judged(k, r)
+    idle = ""
+    if cl.shards is None and not on_one_machine(cl.machines):    # the fewest shards that give as much (idle.py)
+        def rate_of(n: int) -> float:
+            return _timing(net, part, cl, r, k, n, *args)["samples_per_s"]
+        full, top_lay = s, max(rate, key=rate.get)
+        s = fewest_shards(rate_of, lambda n: machines_of(net, r, k, n), least[k], full)
+        idle = idle_why(cl.machines, machines_of(net, r, k, s), full, rate[k, r, full] / rate_of(s) - 1, r,
+                        top_lay[1], top / rate[k, r, full] - 1,
+                        _timing(net, judged(*top_lay[:2]), cl, top_lay[1], top_lay[0], top_lay[2], *args)["bottleneck"],
+                        rule, apply_s(rule))
     timing = _timing(net, part, cl, r, k, s, batch, n_push, n_fetch, rates, rule)
     shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
     one, together, hubs = on_one_machine(cl.machines), _together(net, part, r, k, s, rule), replica_machines(net, r, k)
     cut = next((stage for stage in net.stages if stage.in_shape), None)      # (the first cut stage's layout)
     resolved = {**asdict(cl), "replicas": r, "partitions": k, "shards": s, "grid": list(grid(k, cut)),
                 "replica_machines": hubs, "machines_used": 1 if one else machines_of(net, r, k, s),
+                # the machines the layout leaves idle and why (idle.py): "" where it uses them all
+                "machines_idle": 0 if one else max(0, cl.machines - machines_of(net, r, k, s)), "idle_why": idle,
                 # one machine: its processes, and their memory together (one_machine.py)
                 "one_machine": one, "processes": processes(r * k, hubs, s),
                 "memory_together_bytes": together}

@@ -129,7 +129,7 @@ def _chosen_line(chosen: list[str], paper: bool, one: bool = False) -> str:
     network's 33 x 16 + 472 as if the paper's)."""
     how = [] if chosen == ["shards"] else ["the layout within 5% of the most samples/s with the fewest replicas"]
     how += [("the fewest shards the runner takes (on one machine more add processes, not cores)" if one
-             else "shards on the machines left")] if "shards" in chosen else []
+             else "the fewest shards within 1% of the machines left's samples/s")] if "shards" in chosen else []
     how += ["not a layout from the paper"] if paper else []
     return (f"  {', '.join(chosen)} chosen by the plan, not given: {'; '.join(how)} (docs/plan.md, 'The formulas'; "
             f"set {'it' if len(chosen) == 1 else 'them'} with {', '.join('--' + name for name in chosen)})")
@@ -213,6 +213,7 @@ def format_plan(plan: dict[str, Any]) -> str:
                                                   plural(c["machines_used"], "machine"))
         + ("" if plan["fits"]["machines"] else "  ** more than the cluster has **"),
         *([_chosen_line(plan["chosen"], "paper_params" in n, c["one_machine"])] if plan["chosen"] else []),
+        *([f"  {c['idle_why']}"] if c.get("idle_why") else []),      # the machines left idle (idle.py)
         *([f"note: {bound}"] if bound else []),
         f"rates: {_human(plan['rates']['flops_per_core'], 'FLOP/s')} per core (locally connected layer: the filters), "
         f"{_human(plan['rates']['pool_lcn_flops_per_core'], 'FLOP/s')} per core (L2 pooling + LCN), "

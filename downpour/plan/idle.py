@@ -1,0 +1,57 @@
+"""The machines a chosen layout leaves idle, and why.
+
+Unset shards were the machines the replicas leave, "more shards never slow a plan". True, but past the cycle's own
+bound they add nothing either: every replica's push reaches every shard, so a shard applies R pushes a cycle however
+many shards share the parameters (:data:`~downpour.plan.calls.APPLY_S`), and once a shard's link carries its 1/S of
+the pushes inside the cycle, more shards only shrink terms that do not bind. The main job on 1,000 machines laid out
+105 replicas + 895 shards, its cycle bound by the worker's step, where 10 shards gave the same samples/s: a reader
+costing the plan would buy 885 parameter servers that add nothing. So unset shards are the fewest among those within
+:data:`SHARDS_TOLERANCE` of the samples/s the machines left give that make the most samples/s a machine used
+(:func:`fewest_shards`), and the plan says the machines it leaves idle and why (:func:`idle_why`).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from downpour._names import plural
+from downpour.plan.units import human, seconds
+
+__all__ = ["SHARDS_TOLERANCE", "fewest_shards", "idle_why"]
+
+SHARDS_TOLERANCE = 0.01    # the samples/s that fewer shards may give up, of what the machines left give
+
+
+def fewest_shards(rate: Callable[[int], float], used: Callable[[int], int], least: int, most: int) -> int:
+    """The shards of a layout whose replicas are chosen: among ``least`` .. ``most`` (the machines left) those whose
+    samples/s (``rate`` of a shard count) are within :data:`SHARDS_TOLERANCE` of ``most``'s, the one with the most
+    samples/s a machine used (``used`` of a shard count), the fewest shards of equals. A layout whose shards' link
+    binds its cycle keeps them: its samples/s grow with S as fast as its machines (the paper's network on 1,000
+    machines keeps its 472 shards, where 1% fewer would give up 1% of its samples/s)."""
+    floor = (1 - SHARDS_TOLERANCE) * rate(most)
+    lo, hi = least, most            # (samples/s never fall as shards are added: the fewest within floor, bisected)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if rate(mid) >= floor else (mid + 1, hi)
+    return max(range(lo, most + 1), key=lambda s: (rate(s) / used(s), -s))
+
+
+def idle_why(machines: int, used: int, shards_full: int, gained: float, r: int, top_r: int, top_gain: float,
+             top_bound: str, rule: str, fixed: float) -> str:
+    """Why ``used`` of ``machines`` are used: the ``shards_full`` shards the machines left would make add ``gained``
+    of the samples/s, more replicas at most ``top_gain`` (the fastest layout, ``top_r`` replicas, bound by
+    ``top_bound``), and where a shard's applies bind it, the cap (:data:`~downpour.plan.calls.APPLY_S` of ``rule``,
+    ``fixed``) and what lifts it. "" where every machine is used."""
+    if used >= machines:
+        return ""
+    said = [f"uses {used:,} of {machines:,} machines: {shards_full:,} shards (the machines left) would add "
+            + ("under 0.1%" if gained < 1e-3 else f"{gained:.1%}") + " samples/s"]
+    if top_r > r:
+        said.append(f"more replicas at most {top_gain:.1%} (the fastest layout: {plural(top_r, 'replica')}; the "
+                    "fewest within 5% of it are planned, the least staleness)")
+    if top_bound == "shard apply":
+        said.append(f"past {plural(top_r, 'replica')} a shard's applies bind ({human(1 / fixed)} pushes a second, "
+                    f"{rule}'s own {seconds(fixed)} an apply, each replica's push applied alone); more machines add "
+                    "nothing at this n_push, batch and rule: a push every n_push steps (--set cluster.n_push), larger "
+                    "batches (--set train.batch_size) or a cheaper rule (--set cluster.rule=sgd) lift it "
+                    "(docs/plan.md, 'A shard's own apply cost')")
+    return "; ".join(said)
