@@ -198,6 +198,6 @@ def test_the_layout_line_says_which_counts_the_plan_chose(capsys, given, chosen)
     assert under.startswith(f"  {', '.join(chosen)} chosen by the plan, not given: ") == bool(chosen)
     if chosen:
         assert under.endswith(", ".join("--" + name for name in chosen) + ")") and "from the paper" not in under
-        assert ("shards on the machines left" in under) == ("shards" in chosen)
+        assert ("the fewest shards within 1% of the machines left's samples/s" in under) == ("shards" in chosen)
     paper, _ = _plan(capsys, ["plan"])
     assert "replicas, partitions, shards chosen by the plan, not given" in paper and "not a layout from the paper" in paper

@@ -71,7 +71,8 @@ class Cluster:
     bandwidth_gbit: float = 1.0
     replicas: int | None = None      # None: chosen (see :func:`predict`)
     partitions: int | None = None    # None: chosen among the counts that fit in memory
-    shards: int | None = None        # None: the machines left after R·K (and the replicas' own, hub.replica_machines)
+    shards: int | None = None        # None: the fewest of the machines left after R·K (and the replicas' own,
+    # hub.replica_machines) that give their samples/s (idle.py)
 
     def __post_init__(self) -> None:
         for flag, value, low in (("--machines", self.machines, 1), ("--cores", self.cores, 1),
@@ -151,7 +152,8 @@ _PARTITIONS = (1, 2, 4, 8, 9, 16, 25, 32, 36, 49, 64, 100, 128, 144, 256, 512, 1
 def _splits(net: Network, cl: Cluster, k: int) -> list[tuple[int, int]]:
     """(replicas, shards) pairs for ``k`` partitions: a count given is kept; unset replicas run from 1 to as many
     as the machines allow, unset shards are the machines left (more shards never slow a plan: a shard's link and
-    its apply's bytes take 1/S of a push, its apply's own cost a push whatever S). With only --shards given, replicas
+    its apply's bytes take 1/S of a push, its apply's own cost a push whatever S; the chosen layout's are then cut to
+    the fewest that give as much, :mod:`downpour.plan.idle`). With only --shards given, replicas
     were once the machines left too: --shards 10 planned 110 replicas (staleness 110) where 2 gave the same samples/s
     (staleness 2)."""
     per = k + replica_machines(net, 1, k)    # a replica's machines: its partitions, and its own process (hub.py)
@@ -255,9 +257,11 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
 
     Whatever of partitions, replicas and shards is unset is chosen: of the layouts whose partitions
     fit in a machine's memory, those within 5% of the most samples/s, and of these the one with the
-    fewest replicas (the least staleness). Where no partition count fits, the count that the machines given lay out
-    whose largest process needs the least memory (``memory_fallback``). ``on_replicas``: ``net`` as R replicas of one
-    partition each run it (a greedy cat step's frozen forwards depend on R: :mod:`downpour.plan.cache_hits`), so each
+    fewest replicas (the least staleness); unset shards, searched as the machines left, are then the fewest that give
+    as much (:func:`~downpour.plan.idle.fewest_shards`), the machines left idle said (``idle_why``). Where no
+    partition count fits, the count that the machines given lay out whose largest process needs the least memory
+    (``memory_fallback``). ``on_replicas``: ``net`` as R replicas of one partition each run it (a greedy cat step's
+    frozen forwards depend on R: :mod:`downpour.plan.cache_hits`), so each
     unsplit layout is judged and timed with its own R; None: ``net`` on any R."""
     args = (batch, n_push, n_fetch, rates, rule)
     own: dict[tuple[float, ...], dict[str, Any]] = {}     # frozen count -> the one partition of net so run
