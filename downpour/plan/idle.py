@@ -5,14 +5,15 @@ bound they add nothing either: every replica's push reaches every shard, so a sh
 many shards share the parameters (:data:`~downpour.plan.calls.APPLY_S`), and once a shard's link carries its 1/S of
 the pushes inside the cycle, more shards only shrink terms that do not bind. The main job on 1,000 machines laid out
 105 replicas + 895 shards, its cycle bound by the worker's step, where 10 shards gave the same samples/s: a reader
-costing the plan would buy 885 parameter servers that add nothing. So unset shards are the fewest within :data:`SHARDS_TOLERANCE` of the
-samples/s the machines left give, unless those give more samples/s a machine used (:func:`fewest_shards`), and the plan says the machines it leaves idle and why (:func:`idle_why`).
+costing the plan would buy 885 parameter servers that add nothing. So unset shards are the fewest within
+:data:`SHARDS_TOLERANCE` of the samples/s the machines left give, unless those give more samples/s a machine used
+(:func:`fewest_shards`), and the plan says the machines it leaves idle and why (:func:`idle_why`).
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from downpour._names import plural
+from downpour._names import listed, plural
 from downpour.plan.units import human, seconds
 
 __all__ = ["SHARDS_TOLERANCE", "fewest_shards", "idle_why"]
@@ -51,7 +52,8 @@ def idle_why(machines: int, used: int, shards_full: int, gained: float, r: int, 
     if top_bound == "shard apply":
         said.append(f"past {plural(top_r, 'replica')} a shard's applies bind ({human(1 / fixed)} pushes a second, "
                     f"{rule}'s own {seconds(fixed)} an apply, each replica's push applied alone); more machines add "
-                    "nothing at this n_push, batch and rule: a push every n_push steps (--set cluster.n_push), larger "
-                    "batches (--set train.batch_size) or a cheaper rule (--set cluster.rule=sgd) lift it "
-                    "(docs/plan.md, 'A shard's own apply cost')")
+                    "nothing at this n_push, batch and rule: " + listed(
+                        ["a push every n_push steps (--set cluster.n_push)", "larger batches (--set train.batch_size)",
+                         *([] if rule == "sgd" else ["a cheaper rule (--set cluster.rule=sgd)"])], "or")
+                    + " lift it (docs/plan.md, 'A shard's own apply cost')")
     return "; ".join(said)
