@@ -1,7 +1,8 @@
 """Errors downpour reports to its user. The CLI prints a :class:`DownpourError` as one line and
 lets anything else (a bug) show its traceback.
 
-Ground floor: imports nothing from downpour, so every layer can raise these.
+Ground floor: imports nothing from downpour, so every layer can raise these (and word a stop by SIGTERM,
+:class:`Terminated`, alike).
 """
 from __future__ import annotations
 
@@ -15,11 +16,20 @@ def first_line(message: object) -> str:
     return (str(message).strip().splitlines() or [""])[0]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, SLURM, ``docker stop``, ``kill``) raised as an interrupt (by
+    :func:`downpour.train.signals.sigterm_as_interrupt`), so a run stopped that way checkpoints what it has done
+    exactly as on Ctrl-C, instead of dying with nothing saved since its start."""
+
+
 def stopped_by(err: BaseException) -> str:
     """What stopped a run, as its stop records say (data.json's, cluster.json's on a lost shard, sandblaster.json's
-    ``stopped.by``, so that two records of one stop word it alike): the error's type
+    ``stopped.by``, a cluster's ``shards-lost`` event's ``restart_interrupted``, so that two records of one stop word
+    it alike): "terminated (SIGTERM)" for a :class:`Terminated`, else the error's type
     and its whole message ("RunError: sandblaster shard 1 was lost on ...", a worker's error through Ray with its
     traceback's lines: the run directory keeps no log), the type alone without one."""
+    if isinstance(err, Terminated):
+        return "terminated (SIGTERM)"
     said = str(err).strip()
     return f"{type(err).__name__}: {said}" if said else type(err).__name__
 

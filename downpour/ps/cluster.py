@@ -21,7 +21,7 @@ from downpour.data.opened import Opened
 from downpour.data.pipeline import check_resumed_on, keep_cut
 from downpour.data.resumed import cut_patches, say_resumed_at
 from downpour.data.telemetry import record_stopped
-from downpour.errors import DownpourError, RunError
+from downpour.errors import DownpourError, RunError, Terminated, stopped_by
 from downpour.parallel.partition import partition_layouts
 from downpour.ps.checkpoint import SERVER, load_server, next_seqs, restoring
 from downpour.ps.coordinator import Coordinator
@@ -32,7 +32,7 @@ from downpour.ps.setup import make_shards, set_up_cluster
 from downpour.train.checkpoint import CheckpointError
 from downpour.train.rundir import RunDir
 from downpour.train.setup import stages_of
-from downpour.train.signals import Terminated, signals_held, stop_record
+from downpour.train.signals import signals_held, stop_record
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,10 @@ def _unstarted(events: list[dict[str, Any]], restarted: dict[str, Any] | None) -
 
 
 def _how(stop: KeyboardInterrupt) -> str:
-    """What stopped the run, for its ``shards-lost`` event (Ray re-raises a SIGTERM as a bare KeyboardInterrupt while
-    a driver waits for its actors to start)."""
-    return "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted (Ctrl-C or SIGTERM)"
+    """What stopped the run, for its ``shards-lost`` event: a :class:`Terminated` worded as the stop records word it
+    (:func:`~downpour.errors.stopped_by`); Ray re-raises a SIGTERM as a bare KeyboardInterrupt while a driver waits for
+    its actors to start."""
+    return stopped_by(stop) if isinstance(stop, Terminated) else "interrupted (Ctrl-C or SIGTERM)"
 
 
 def _loss_under(stop: BaseException) -> ShardLost | None:

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from downpour.errors import Terminated
+
 
 # the held blocks open, outermost first: each one's signals noted and the handlers it replaced
 _open: list[tuple[list[int], dict[int, Any]]] = []
@@ -28,11 +30,6 @@ _open: list[tuple[list[int], dict[int, Any]]] = []
 # said on stderr when a stop comes while a stopped run writes what it did (:func:`stop_record`), naming what it writes
 WAITING = ("downpour: stopping: saving {saving} first; "
            "press Ctrl-C again to quit at once, unsaved (the last checkpoint written stays whole)")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``timeout``, SLURM, ``docker stop``, ``kill``) raised as an interrupt, so a run stopped that way
-    checkpoints what it has done exactly as on Ctrl-C, instead of dying with nothing saved since its start."""
 
 
 @contextmanager
