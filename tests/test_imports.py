@@ -174,3 +174,12 @@ def test_every_module_is_at_most_400_lines(path):
     # docs/architecture.md: past 400 lines a module is split by idea (checked here, not left to review)
     lines = len(path.read_text().splitlines())
     assert lines <= 400, f"{path.relative_to(ROOT)} is {lines} lines: split it by idea (docs/architecture.md)"
+
+
+def test_the_run_folders_data_json_is_named_by_one_constant():
+    """data.json, which the data, the runners, a resume and the report all read or write, is named once
+    (``downpour.data.patches.DATA_JSON``): two spellings of one file's name drift apart unseen."""
+    named = [path.relative_to(ROOT).as_posix() for path in sorted(ROOT.rglob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Constant) and node.value == "data.json"]
+    assert named == ["data/patches.py"]

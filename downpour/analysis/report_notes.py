@@ -11,6 +11,7 @@ from downpour._names import plural
 from downpour.analysis.choice import TIE_RULE
 from downpour.analysis.edges import ONE_ORIENTATION, ONE_ORIENTATION_MIN
 from downpour.analysis.report_parts import esc, num, pct
+from downpour.data.patches import DATA_JSON
 from downpour.errors import DownpourError, first_line
 from downpour.train.divergence import diverged_words
 
@@ -156,7 +157,7 @@ def one_orientation(f: dict[str, Any]) -> str:
             f"because a digit's tall silhouette is one vertical bar at that scale): look at the filter picture.</p>")
 
 
-def data_note(data: Any, heading: str = "Data", where: str = "data.json") -> str:
+def data_note(data: Any, heading: str = "Data", where: str = DATA_JSON) -> str:
     """One line on the files a run could not use (data.json's ``skipped`` and ``unlisted``), the symbolic links it
     did not follow (``loops``: each to a folder holding it, its files read once), files used only later
     (``recovered``) or enlarged to ``data.size`` (``upscaled``, crops mode: a blur), or nothing. Without it a run

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from downpour.analysis.report_parts import esc
+from downpour.data.patches import DATA_JSON
 from downpour.errors import first_line
 from downpour.train.rundir import NotARunError, RunDir
 
@@ -29,7 +30,7 @@ def run_stop(run: RunDir) -> dict[str, Any] | None:
     """The run's last stop as its records keep it ({step, steps, by}), or None: the summary's and data.json's
     ``stopped``, the later step's (max keeps the first of a tie: the summary's, in the runner's own words)."""
     summary = "sandblaster.json" if run.config.cluster.algorithm == "sandblaster" else "cluster.json"
-    found = [s for s in (_stopped(run, summary), _stopped(run, "data.json")) if s is not None]
+    found = [s for s in (_stopped(run, summary), _stopped(run, DATA_JSON)) if s is not None]
     return max(found, key=lambda s: s["step"] if isinstance(s.get("step"), int) else -1, default=None)
 
 

@@ -23,6 +23,7 @@ from downpour.analysis.report_staleness import staleness_paragraph
 from downpour.analysis.report_stop import stop_note
 from downpour.analysis.training import frozen_stages, training_summary
 from downpour.analysis.training_plots import cost_parts, loss_curves, staleness_histogram
+from downpour.data.patches import DATA_JSON
 from downpour.train.divergence import recorded
 from downpour.train.rundir import NotARunError, RunDir
 
@@ -85,7 +86,7 @@ def training_section(run: RunDir, figs: dict[str, str]) -> str:
 {staleness_paragraph(run)}
 {cluster_faults(run)}
 {placement_note(run)}
-{data_note(run_json(run, 'data.json'))}
+{data_note(run_json(run, DATA_JSON))}
 """
 
 

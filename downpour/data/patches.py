@@ -180,7 +180,9 @@ def enlarged(images: ImageSet, size: int, tile: int = 0) -> list[tuple[int, str]
     return found
 
 
-DATA_JSON = "data.json"      # where a training run counts the files crops mode enlarged
+# the run folder's record of what its data did (data.telemetry writes it; a stopped run's ``stopped`` too): the
+# files it skipped, read and enlarged (where crops mode counts them), the decoder's rule, the patches per image
+DATA_JSON = "data.json"
 
 
 def say_enlarged(entries: list[dict[str, str]], size: int, tile: int, total: int | None = None,

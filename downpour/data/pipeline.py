@@ -25,6 +25,7 @@ from downpour.config import FILE_SOURCES, ConfigError, DataConfig
 from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
 from downpour.data.estimate import held_bytes
+from downpour.data.patches import DATA_JSON
 from downpour.data.resumed import recorded_patches, cut_patches
 from downpour.data.stream import Listing, StreamingData, item_name, list_items, open_stream
 from downpour.errors import CheckpointError
@@ -177,7 +178,7 @@ def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | Non
     if cut_patches(data) is None:
         return data
     recorded = [p for p in positions if p]          # (on Ray, its server checkpoint's count: its streams start afresh)
-    began = {p.get("patches") for p in recorded} - {None} or {recorded_patches(run / "data.json")} - {None}
+    began = {p.get("patches") for p in recorded} - {None} or {recorded_patches(run / DATA_JSON)} - {None}
     if not began:
         if recorded and data.info["source"] == "video":
             log.warning("%s: neither its checkpoint nor a data.json records the patches per image it began with; "

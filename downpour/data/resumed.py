@@ -12,7 +12,7 @@ from typing import Any
 from downpour.config import DataConfig
 from downpour.config.sections import JPEG_DECODE
 from downpour.data.dataset import Dataset, shard_range
-from downpour.data.patches import decode_rule
+from downpour.data.patches import DATA_JSON, decode_rule
 from downpour.data.stream import StreamingData
 from downpour.settings import is_count
 
@@ -47,7 +47,7 @@ def decode_change(run: Path, cfg: DataConfig) -> str:
     be "the data changed since?"."""
     if not cfg.jpeg_shrink():
         return "the data changed since?"     # JPEGs decoded in full, under every rule
-    began, now = recorded(run / "data.json", "jpeg_decode"), decode_rule(cfg)
+    began, now = recorded(run / DATA_JSON, "jpeg_decode"), decode_rule(cfg)
     if began is None and cfg.decode_rules_differ():
         # the rule was given by hand (--set data.jpeg_decode, as the refusal asks): nothing of the run's vouches for it
         # (not "decoded by the rule it began with", which of a guess could be wrong: a wrong one refits on other tiles)
@@ -68,7 +68,7 @@ def decode_began(run: Path, cfg: DataConfig) -> int:
     2026-12-04 15:25-17:05 decoded its tiles in full, one begun after reduced, and neither recorded which
     (:func:`~downpour.data.patches.decode_rule` refuses it by name). A resume decoding by today's rule, whatever the
     run began with, would train such a run on reduced tiles from the resume on."""
-    began = recorded(run / "data.json", "jpeg_decode")
+    began = recorded(run / DATA_JSON, "jpeg_decode")
     if began in (1, 2):
         return began
     return 0 if cfg.decode_rules_differ() else JPEG_DECODE

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from downpour.data.patches import DATA_JSON
 from downpour.data.resumed import recorded
 from downpour.errors import DataError
 from downpour.train.checkpoint import PREPROCESS_RECORD, CheckpointError, load_state
@@ -84,7 +85,7 @@ def check_classes(now: list[str] | None, run: Path) -> None:
     if now is None:
         return
     saved = saved_fit(run)
-    began = (saved[1].get("classes") if saved is not None else None) or recorded(run / "data.json", "classes")
+    began = (saved[1].get("classes") if saved is not None else None) or recorded(run / DATA_JSON, "classes")
     if began is not None and list(began) != list(now):
         raise DataError(f"cannot resume {str(run)!r}: the classes under data.path changed since it began ({began} then, "
                         f"{now} now), so its images would train with other class numbers; restore the class folders, "

@@ -9,6 +9,7 @@ from typing import Any
 
 from downpour._names import pasted
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
+from downpour.data.patches import DATA_JSON
 from downpour.data.resumed import decode_began
 from downpour.errors import DownpourError, NotARunError
 from downpour.models.registry import resolve
@@ -55,7 +56,8 @@ class RunDir(RunBegin, RunModel, RunProgress):
         run = cls(path) if again else cls.check_new(path)
         if (run.path / "config.toml").exists():
             (run.path / cls.METRICS).unlink(missing_ok=True)   # opened before the first step: no row in it
-            (run.path / cls.STOPPED_DATA).unlink(missing_ok=True)   # what the failed start's data did (the fixed run's own follows)
+            # what the failed start's data did (the fixed run's own follows)
+            (run.path / DATA_JSON).unlink(missing_ok=True)
         # the failed start's record (a folder holding it alone too, its config.toml deleted): this start records its
         # own, not that one as its ``earlier``
         (run.path / ENVIRONMENT).unlink(missing_ok=True)
@@ -72,7 +74,7 @@ class RunDir(RunBegin, RunModel, RunProgress):
         if taken_over and not run.never_started():
             raise RunExistsError(f"{str(run.path)!r} already holds a run; {run._next_words()} or pick another --out")
         if run.path.exists():
-            ours = (*cls.NEVER_STARTED, cls.TWIN, *((cls.METRICS, cls.STOPPED_DATA) if taken_over else ()))   # (they go)
+            ours = (*cls.NEVER_STARTED, cls.TWIN, *((cls.METRICS, DATA_JSON) if taken_over else ()))   # (they go)
             others = sorted(p.name for p in run.path.iterdir() if p.name not in ours) if run.path.is_dir() else []
             if not run.path.is_dir() or others:
                 shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
@@ -86,7 +88,6 @@ class RunDir(RunBegin, RunModel, RunProgress):
 
     # what training writes (and, after it, the analysis and the report)
     METRICS = "metrics.jsonl"
-    STOPPED_DATA = "data.json"   # written too by a run that stopped before its first step (the files it skipped)
     # (sandblaster.json is written with the model: listed here, or a Sandblaster run trained again from step 0 would
     # carry its old one, which its folder's new run then refuses as a file downpour did not make)
     TRAINED = ("model.json", "model.safetensors", "checkpoints", METRICS, "staleness.json", "sandblaster.json")
@@ -98,7 +99,8 @@ class RunDir(RunBegin, RunModel, RunProgress):
     AFTER = ("cluster.json", *ANALYSIS)
     # everything training wrote, and what was made of its model after it: removed for the run to start over (its
     # TensorBoard events too: they would show twice)
-    WRITTEN = (*TRAINED, STOPPED_DATA, ENVIRONMENT, "tb", *AFTER)
+    # (data.json: written too by a run that stopped before its first step, the files it skipped)
+    WRITTEN = (*TRAINED, DATA_JSON, ENVIRONMENT, "tb", *AFTER)
     # a run of its own inside this one (analysis.no_faces_twin): it may be there before this run trains
     # (crossfit trains folds and twins side by side), and a run trained again keeps it (same recipe)
     TWIN = "no-faces"
