@@ -8,7 +8,8 @@ For each update rule and each gradient size, three ways of applying one push, ta
 other round, so a load that comes and goes reaches them alike):
 
 - ``shard``: :meth:`~downpour.ps.shard.Shard.push`, what the Ray runner's shard times as its ``apply`` (the checks,
-  the finite test, the rule, the push's record), and what ``--calibrate``'s apply rate times at 4 M values;
+  the finite test, the rule, the push's record; ``downpour.plan.calibrate.push_step``), and what ``--calibrate``
+  times at 4 M values (the apply rate) and at 1 value (the apply's own cost: ``apply_fixed_seconds``, alone);
 - ``rule``: the rule's arithmetic alone (``apply_live``), so ``shard`` less ``rule`` is the shard's bookkeeping;
 - ``torch``: the baseline, torch's optimiser of the same rule stepping a parameter of the same size (single-tensor,
   ``foreach=False``, as bench/server_rules.py builds it): torch's own cost per step.
@@ -22,7 +23,6 @@ the fixed cost, the plan's ``APPLY_S``); ``bytes_per_s``, the slope between the 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 from pathlib import Path
@@ -35,9 +35,8 @@ import torch  # noqa: E402
 from _protocol import at_least_1, load_1min, reps_and_threads, spread  # noqa: E402
 from server_rules import LR, _torch  # noqa: E402
 
-from downpour.plan.calibrate import round_seconds  # noqa: E402
+from downpour.plan.calibrate import push_step, round_seconds  # noqa: E402
 from downpour.ps.rules import apply_live, make_rule  # noqa: E402
-from downpour.ps.shard import Shard  # noqa: E402
 
 RULES = ("sgd", "momentum", "adagrad", "adam")
 CAT_DEMO_SLICE = 4_224      # cat-demo's 8,448 parameters over 2 shards: each shard's push
@@ -58,12 +57,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return a
 
 
-def _shard(rule: str, g: torch.Tensor) -> Callable[[], None]:
-    shard = Shard(0, torch.randn(g.numel()), make_rule(rule, LR), workers=[0])
-    seq = itertools.count()
-    return lambda: shard.push(0, g, shard.version, next(seq))
-
-
 def _rule(rule: str, g: torch.Tensor) -> Callable[[], None]:
     r = make_rule(rule, LR)
     w, state = torch.randn(g.numel()), r.init_state(g.numel())
@@ -75,7 +68,7 @@ def measure(rule: str, sizes: list[int], reps: int, round_s: float) -> dict[str,
     us: dict[int, dict[str, dict[str, Any]]] = {}
     for n in sizes:
         g = torch.randn(n, generator=torch.Generator().manual_seed(n))
-        rounds = round_seconds({"shard": _shard(rule, g), "rule": _rule(rule, g), "torch": _torch(rule, g)},
+        rounds = round_seconds({"shard": push_step(rule, g, LR), "rule": _rule(rule, g), "torch": _torch(rule, g)},
                                reps, round_s)
         us[n] = {name: spread([s * 1e6 for s in times]) for name, times in rounds.items()}
     small, large = min(sizes), max(sizes)

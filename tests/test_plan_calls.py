@@ -4,12 +4,18 @@ on a 2-node Ray cluster took 7.5-7.9 ms and a round trip of the same bytes throu
 (5.74 ms at load 20; bench/parameter_server.py). A shard's apply has its own cost too, per update rule (APPLY_S):
 timed as its bytes alone, cat-demo's 4,224 values a shard were 11.3 µs, where the shard took 480-507 µs inside a Ray
 shard actor at load 9-15 and 16.0-16.3 µs with Adagrad in bench/shard_apply.py quiet (40-48 µs at load 7)."""
+import importlib
+import json
+
 import pytest
 
+from downpour.cli import main
 from downpour.plan import Cluster, format_plan, plan_for
 from downpour.plan.calibrate import DEFAULT_RATES, Rates
 from downpour.plan.calls import APPLY_S, CALL_S, CALL_S_ONE_MACHINE, apply_s
 from downpour.plan.units import seconds
+
+calibrate = importlib.import_module("downpour.plan.calibrate")    # the module (downpour.plan.calibrate: its function)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -85,3 +91,52 @@ def test_more_shards_do_not_shrink_a_cycles_applies_below_their_own_cost():
     for shards in (2, 200):
         plan = plan_for(None, (), Cluster(machines=400, cores=1, replicas=100, shards=shards), config="cat-demo")
         assert plan["cycle_bounds_s"]["shard apply"] >= 100 * APPLY_S["adagrad"]
+
+
+@pytest.mark.parametrize("rule", ["adagrad", "adam"])
+def test_a_calibrated_plans_apply_takes_the_measured_own_cost(monkeypatch, capsys, rule):
+    """--calibrate measures the apply's own cost with the run's rule (calibrate.apply_fixed_seconds, bench/shard_apply's
+    core), and the step, its line, the rates line and --json's rates take it, where the constant APPLY_S took its
+    place beside the measured rates."""
+    planted = 0.5e-3                          # 500 µs: none of the rules' constants
+    monkeypatch.setattr(calibrate, "filter_rates", lambda: (17e9, 5e9))
+    monkeypatch.setattr(calibrate, "apply_rate", lambda rule: 1.5e9)
+    monkeypatch.setattr(calibrate, "apply_fixed_seconds", lambda rule: planted)
+    argv = ["plan", "--config", "cat-demo", "--machines", "4", "--cores", "1", "--replicas", "2", "--shards", "2",
+            "--set", f"cluster.rule={rule}", "--calibrate"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    step = next(line for line in lines if line.startswith("step (batch 32)"))
+    rates = next(line for line in lines if line.startswith("rates: "))
+    assert f"one shard's apply {seconds(planted + BYTES / 2 / 1.5e9)} ({rule}'s own {seconds(planted)} an apply" in step
+    assert f"(shard apply, {rule}; {rule}'s own {seconds(planted)} an apply, measured)" in rates
+    assert main([*argv, "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["times_s"]["apply_fixed"] == planted
+    assert plan["times_s"]["apply_one"] == pytest.approx(planted + BYTES / 2 / 1.5e9, rel=1e-9)
+    assert plan["rates"]["apply_fixed_s"] == planted and plan["rates"]["apply_fixed_from"] == "measured"
+    assert plan["defaults"]["apply_fixed_s"] == APPLY_S["adagrad"]
+    assert plan["defaults"]["apply_fixed_from"].startswith("APPLY_S")
+
+
+def test_an_uncalibrated_plans_rates_line_says_the_apply_cost_is_the_constant():
+    text = format_plan(plan_for(None, ["cluster.rule=adam"], Cluster(machines=4, cores=1, replicas=2, shards=2),
+                                config="cat-demo"))
+    rates = next(line for line in text.splitlines() if line.startswith("rates: "))
+    assert f"adam's own {seconds(APPLY_S['adam'])} an apply, APPLY_S)" in rates
+
+
+def test_the_measured_own_cost_is_a_push_of_one_value_with_the_rule(monkeypatch):
+    """What apply_fixed_seconds times: a shard's push of 1 value with the run's rule (bench/shard_apply.py's
+    ``shard`` at its smallest size), the median of its rounds."""
+    pushed = []
+
+    def push_step(rule, grad, lr=0.01):
+        pushed.append((rule, grad.numel()))
+        return lambda: None
+
+    monkeypatch.setattr(calibrate, "push_step", push_step)
+    monkeypatch.setattr(calibrate, "round_seconds", lambda steps, repeats, round_s: {
+        name: [3e-6, 1e-6, 2e-6][:repeats] for name in steps})
+    assert calibrate.apply_fixed_seconds("adam", repeats=3) == 2e-6
+    assert pushed == [("adam", 1)]

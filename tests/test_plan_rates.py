@@ -67,7 +67,8 @@ def test_the_pooling_and_lcn_flops_are_the_built_networks_pool_and_lcn_layers():
 
 
 @pytest.mark.parametrize("bad", [0.0, -1e9, math.nan, math.inf])
-@pytest.mark.parametrize("name", ["flops_per_core", "apply_bytes_per_core", "pool_lcn_flops_per_core"])
+@pytest.mark.parametrize("name", ["flops_per_core", "apply_bytes_per_core", "pool_lcn_flops_per_core",
+                                  "apply_fixed_s"])
 def test_a_bad_rate_is_refused_naming_it(name, bad):
     """A rate of 0 planned an infinite step (or divided by zero); one below 0, a negative one."""
     with pytest.raises(ValueError, match=rf"Rates: {name} must be a positive finite rate, got .* \(test\)"):

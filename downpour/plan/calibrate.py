@@ -16,15 +16,20 @@
 - ``apply_bytes_per_core``: gradient bytes per second one :class:`~downpour.ps.shard.Shard`
   takes in with the Adagrad rule (the finite check, h += g², w -= lr·g/(√h + ε)), 4 M values
   (16 MB) per push, one thread, median of the repeats.
+- ``apply_fixed_s``: seconds of that shard's push of 1 value with the run's rule, all of it the apply's own cost beside
+  its bytes (:data:`~downpour.plan.calls.APPLY_S`, measured the same way by bench/shard_apply.py:
+  :func:`apply_fixed_seconds`), one thread, median of 9 rounds of at least 20 ms of calls.
 
 The defaults, used without ``--calibrate``, were measured the same way on the project's shared
 2-core Xeon (AVX-512, torch CPU): docs/benchmarks.md's ``locally_connected`` row, 1 thread (585
 MFLOP in 34.3 ms: 17 GFLOP/s) and 1.2-1.9 GB/s for the Adagrad apply (docs/plan.md); the pooling and LCN rate is the
 layer's default times the two's ratio measured side by side at the main job's stage 1 (``POOL_LCN_RATIO``:
-``bench/pool_lcn.py``'s ``pool_lcn_vs_lc``, docs/benchmarks.md, 2026-12-06).
+``bench/pool_lcn.py``'s ``pool_lcn_vs_lc``, docs/benchmarks.md, 2026-12-06); the apply's own cost is the rule's
+``APPLY_S``.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import time
@@ -34,12 +39,13 @@ from typing import Callable
 import torch
 
 from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
+from downpour.plan.calls import APPLY_S, apply_s
 from downpour.plan.cat_formulas import pool_lcn_flops
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
 
 __all__ = ["Rates", "DEFAULT_RATES", "calibrate", "best_seconds", "round_seconds", "filter_rates", "layer_rate",
-           "layer_step", "pool_lcn_rate", "pool_lcn_step"]
+           "layer_step", "pool_lcn_rate", "pool_lcn_step", "push_step", "apply_fixed_seconds"]
 
 # pooling + LCN's FLOP rate over the layer's, measured side by side at the main job's stage 1 (bench/pool_lcn.py's
 # pool_lcn_vs_lc, the median of 0.25-0.52 in four runs on the 2-core AMD EPYC VM under load 15-20, 2026-12-06; timed
@@ -56,19 +62,32 @@ class Rates:
     apply_rule: str = "adagrad"    # the update rule the apply rate was measured with
     # L2 pooling + LCN as a step runs them, FLOP/s on one core; None: the layer's times POOL_LCN_RATIO
     pool_lcn_flops_per_core: float | None = None
+    # a shard's apply of a push with ``apply_rule``, its own cost beside the bytes, seconds; None: the rule's APPLY_S
+    apply_fixed_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.pool_lcn_flops_per_core is None and isinstance(self.flops_per_core, (int, float)):
             object.__setattr__(self, "pool_lcn_flops_per_core", self.flops_per_core * POOL_LCN_RATIO)
-        for name in ("flops_per_core", "apply_bytes_per_core", "pool_lcn_flops_per_core"):
+        for name in ("flops_per_core", "apply_bytes_per_core", "pool_lcn_flops_per_core", "apply_fixed_s"):
             value = getattr(self, name)
+            if name == "apply_fixed_s" and value is None:
+                continue
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"Rates: {name} must be a positive finite rate, got {value!r} ({self.source})")
 
+    def apply_fixed(self, rule: str) -> float:
+        """Seconds of a shard's apply of one push with ``rule`` beside its bytes: the measured one where it was
+        measured with ``rule``, else the rule's ``APPLY_S``."""
+        return self.apply_fixed_s if self.apply_fixed_s is not None and rule == self.apply_rule else apply_s(rule)
+
     def as_dict(self) -> dict[str, float | str]:
+        measured = self.apply_fixed_s is not None
         return {"flops_per_core": round(self.flops_per_core),
                 "pool_lcn_flops_per_core": round(self.pool_lcn_flops_per_core),
-                "apply_bytes_per_core": round(self.apply_bytes_per_core), "source": self.source, "apply_rule": self.apply_rule}
+                "apply_bytes_per_core": round(self.apply_bytes_per_core), "source": self.source,
+                "apply_rule": self.apply_rule,
+                "apply_fixed_s": self.apply_fixed_s if measured else APPLY_S.get(self.apply_rule),
+                "apply_fixed_from": "measured" if measured else "APPLY_S (downpour/plan/calls.py)"}
 
 
 DEFAULT_RATES = Rates(17e9, 1.5e9, "defaults (the project's 2-core Xeon, docs/benchmarks.md and docs/plan.md; "
@@ -170,23 +189,39 @@ def filter_rates(repeats: int = 5) -> tuple[float, float]:
     return layer_flops / best["layer"], pool_flops / best["pool_lcn"]
 
 
+def push_step(rule: str, grad: torch.Tensor, lr: float = 0.01) -> Callable[[], None]:
+    """One :meth:`~downpour.ps.shard.Shard.push` of ``grad`` with update ``rule`` (the checks, the finite test, the
+    rule, the push's record), to a shard of as many values: what the Ray runner's shard times as its apply."""
+    shard = Shard(0, torch.randn(grad.numel(), generator=torch.Generator().manual_seed(1)), make_rule(rule, lr),
+                  workers=[0])
+    seq = itertools.count()
+    return lambda: shard.push(0, grad, shard.version, next(seq))
+
+
 def apply_rate(repeats: int = 9, numel: int = 1 << 22, rule: str = "adagrad") -> float:
     """Gradient bytes/s of one shard's push with update ``rule`` (checks and update) on one thread."""
-    shard = Shard(0, torch.zeros(numel), make_rule(rule, 0.01), workers=[0])
     grad = torch.randn(numel, generator=torch.Generator().manual_seed(0))
-    seq = iter(range(repeats + 2))
-    return 4 * numel / statistics.median(_times(lambda: shard.push(0, grad, shard.version, next(seq)), repeats))
+    return 4 * numel / statistics.median(_times(push_step(rule, grad), repeats))
+
+
+def apply_fixed_seconds(rule: str = "adagrad", repeats: int = 9, round_s: float = 0.02) -> float:
+    """Seconds of one shard's push of 1 value with update ``rule`` on the current threads, the median of ``repeats``
+    rounds of at least ``round_s`` of calls (:func:`round_seconds`): all of it the apply's own cost beside its bytes,
+    the plan's ``APPLY_S`` (bench/shard_apply.py's ``fixed_us``, timed there taking turns with the rule alone and
+    torch's optimiser)."""
+    return statistics.median(round_seconds({"shard": push_step(rule, torch.ones(1))}, repeats, round_s)["shard"])
 
 
 def calibrate(rule: str = "adagrad") -> Rates:
-    """The three rates, measured now on one torch thread (a few seconds), the apply with the run's update ``rule``
-    (Adam's apply is about 1.5x dearer than Adagrad's, docs/benchmarks.md server_rules);
+    """The three rates and the apply's own cost, measured now on one torch thread (a few seconds), the apply with
+    the run's update ``rule`` (Adam's apply is about 1.5x dearer than Adagrad's, docs/benchmarks.md server_rules);
     the thread count is restored."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         layer, pool_lcn = filter_rates()
         return Rates(layer, apply_rate(rule=rule), "measured on this machine (--calibrate, 1 thread: the layer and "
-                     "pooling + LCN at the main job's stage 1 taking turns, the apply)", rule, pool_lcn)
+                     "pooling + LCN at the main job's stage 1 taking turns, the apply and its own cost)", rule,
+                     pool_lcn, apply_fixed_seconds(rule))
     finally:
         torch.set_num_threads(threads)

@@ -29,8 +29,8 @@ Per step of B examples (train.batch_size), on the largest partition:
 A cycle of p = n_push steps takes the longest of p·step, the partition's link (its push or p/f fetches, whichever is more,
 and its halos or windows and the banks lent to it), the replica's process's link (the runner's way: all K's windows, the lent
 banks, the shared banks' fetch and push), a shard's link (R pushes and R·p/f fetches of its 1/S of the parameters) and
-a shard's apply (R pushes, each the update rule's fixed cost per apply, :data:`~downpour.plan.calls.APPLY_S`, and
-its 1/S of the bytes at the apply rate times its cores). Examples/s = R·p·B /
+a shard's apply (R pushes, each the update rule's fixed cost per apply, :data:`~downpour.plan.calls.APPLY_S` or
+``--calibrate``'s, and its 1/S of the bytes at the apply rate times its cores). Examples/s = R·p·B /
 cycle. The push's delay in steps, d = (push + one shard's apply) / (cycle / p), and R replicas
 give the steady-state staleness N·(p + d + ā)/p − 1 of :mod:`downpour.plan.staleness` (N = R:
 each partition pushes only to its own shards, and every shard sees the R replicas' pushes).
@@ -45,7 +45,7 @@ from downpour._names import listed, plural
 from downpour.errors import ConfigError
 from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
-from downpour.plan.calls import apply_s, call_s
+from downpour.plan.calls import call_s
 from downpour.plan.hub import hub_runs, lends_banks, machines_of, replica_machines
 from downpour.plan.idle import fewest_shards, idle_why
 from downpour.plan.network import Network
@@ -116,7 +116,7 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
          "lend": part["lend_bytes_replica"] / bw, "fetch": moved, "push": moved, "call": call_s(one),
          # a shard's apply of a push: the rule's fixed cost (torch's per-op cost, the shard's checks: calls.py) and
          # its 1/S of the bytes at the apply rate (one machine: a thread a shard)
-         "apply_fixed": (fixed := apply_s(rule)),
+         "apply_fixed": (fixed := rates.apply_fixed(rule)),
          "apply_one": fixed + full / s / ((1 if one else cl.cores) * rates.apply_bytes_per_core)}
     t["step"] = t["compute"] + t["replica_compute"] + t["halo"] + t["windows"] + t["lend"] + t["fetch"] / f
     if "flops_by_stage" in part:     # greedy: stage i's steps run the stages below it forward only (their mean is t)
@@ -333,7 +333,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
         idle = idle_why(cl.machines, machines_of(net, r, k, s), full, rate[k, r, full] / rate_of(s) - 1, r,
                         top_lay[1], top / rate[k, r, full] - 1,
                         _timing(net, judged(*top_lay[:2]), cl, top_lay[1], top_lay[0], top_lay[2], *args)["bottleneck"],
-                        rule, apply_s(rule))
+                        rule, rates.apply_fixed(rule))
     timing = _timing(net, part, cl, r, k, s, batch, n_push, n_fetch, rates, rule)
     shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
     one, together, hubs = on_one_machine(cl.machines), _together(net, part, r, k, s, rule), replica_machines(net, r, k)

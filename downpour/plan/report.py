@@ -150,6 +150,12 @@ def _apply_rule(plan: dict[str, Any]) -> str:
     return f"{measured}'s rate, not the run's {plan['rule']}: --calibrate measures {plan['rule']}'s"
 
 
+def _apply_fixed_from(plan: dict[str, Any]) -> str:
+    """Where the apply's own cost in the step comes from: measured with the run's rule, or the rule's constant."""
+    measured = plan["rates"].get("apply_fixed_from") == "measured" and plan["rates"]["apply_rule"] == plan["rule"]
+    return "measured" if measured else "APPLY_S"
+
+
 def format_plan(plan: dict[str, Any]) -> str:
     n, c, b = plan["network"], plan["cluster"], plan["batch"]
     hub = ("replica process", "replica processes") if c["one_machine"] else ("replica machine",)   # (one box: no machine)
@@ -217,7 +223,8 @@ def format_plan(plan: dict[str, Any]) -> str:
         *([f"note: {bound}"] if bound else []),
         f"rates: {_human(plan['rates']['flops_per_core'], 'FLOP/s')} per core (locally connected layer: the filters), "
         f"{_human(plan['rates']['pool_lcn_flops_per_core'], 'FLOP/s')} per core (L2 pooling + LCN), "
-        f"{_human(plan['rates']['apply_bytes_per_core'], 'B/s')} per core (shard apply, {_apply_rule(plan)}): "
+        f"{_human(plan['rates']['apply_bytes_per_core'], 'B/s')} per core (shard apply, {_apply_rule(plan)}; "
+        f"{plan['rule']}'s own {_seconds(plan['times_s']['apply_fixed'])} an apply, {_apply_fixed_from(plan)}): "
         f"{plan['rates']['source']}",
         *_memory(plan),
         f"bytes per push (= per fetch): {_human(plan['push_bytes_replica'], 'B')} per replica, "
