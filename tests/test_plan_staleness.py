@@ -10,7 +10,9 @@ from downpour.cli import main
 from downpour.config import ConfigError, load_config, save_config
 from downpour.ps.rules import make_rule
 from downpour.plan import Cluster, Rates, check_simulated, plan_for, predict_staleness
+from downpour.plan.calls import APPLY_S
 from downpour.plan.check import compare_run
+from downpour.plan.units import seconds
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -90,10 +92,12 @@ def test_the_apply_rate_is_measured_with_the_runs_rule_and_a_default_of_another_
     assert apply_rate(repeats=1, numel=1000, rule="adam") > 0 and seen == ["adam"]
     monkeypatch.setattr("downpour.plan.report.calibrate", lambda rule: Rates(1e9, 1e8, "test", rule))
     measured = format_plan(plan_for("paper", ["cluster.rule=adam"], measure=True))
-    assert "(shard apply, adam): test" in measured
+    own = {rule: f"{rule}'s own {seconds(APPLY_S[rule])} an apply, APPLY_S"
+           for rule in ("adam", "adagrad")}                    # (a Rates without a measured one: the constant)
+    assert f"(shard apply, adam; {own['adam']}): test" in measured
     default = format_plan(plan_for("paper", ["cluster.rule=adam"]))
-    assert "(shard apply, adagrad's rate, not the run's adam: --calibrate measures adam's)" in default
-    assert "(shard apply, adagrad): defaults" in format_plan(plan_for("paper"))
+    assert f"(shard apply, adagrad's rate, not the run's adam: --calibrate measures adam's; {own['adam']})" in default
+    assert f"(shard apply, adagrad; {own['adagrad']}): defaults" in format_plan(plan_for("paper"))
 
 
 def test_a_run_resumed_past_its_end_is_not_checked_against_one_schedule(tmp_path, capsys):
