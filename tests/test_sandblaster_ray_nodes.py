@@ -2,11 +2,13 @@
 started once for the module), joined by address as a user does (`downpour train --address`). The placer puts worker
 w on node w and shard j on node (2 + j) mod 2 of the nodes sorted by id: a worker and a shard on each
 (docs/sandblaster.md, "On Ray the actors are placed"; tests/test_sandblaster_ray.py checks that rule on stand-in
-nodes). A run finishes, its sandblaster.json and its report name both nodes; shard 1's actor, on the second node,
-killed in the second iteration ends the run naming that shard and that node, keeps the first iteration's
-checkpoint, and `--resume` goes on from it on both nodes, to the steps asked for."""
+nodes). A run finishes, its sandblaster.json and its report name both nodes; worker 1's actor, on the second node,
+killed between two of its units leaves the run to worker 0, which finishes it, the lost worker named in both; shard
+1's actor, on the second node, killed in the second iteration ends the run naming that shard and that node, keeps the
+first iteration's checkpoint, and `--resume` goes on from it on both nodes, to the steps asked for."""
 import json
 import logging
+import time
 
 import pytest
 from sandblaster_runs import SMALL
@@ -38,6 +40,20 @@ def _train(two_nodes, out, steps, *more):
                  "--steps", str(steps), "--out", str(out), *TINY, *more])
 
 
+def _killed(actor):
+    """``ray.kill`` of ``actor``, returning once the kill has taken (``ray.kill`` returns before: a shard killed in an
+    iteration's commit answered that iteration's checkpoint, at times, and the run stopped an iteration late): a call
+    to it fails then."""
+    ray.kill(actor, no_restart=True)
+    for _ in range(1000):
+        try:
+            ray.get(actor.node.remote(), timeout=60)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{actor} still answers after ray.kill")
+
+
 def _on_both_nodes(record, ids):
     """sandblaster.json's nodes: the two, by id, a worker and a shard on each."""
     assert record["nodes"] == 2 and record["node_ids"] == ids
@@ -59,6 +75,44 @@ def test_a_run_joined_by_address_finishes_and_its_record_and_report_name_both_no
             "start ") in report
 
 
+def test_a_worker_lost_on_the_second_node_leaves_the_run_to_the_other_which_finishes(
+        tmp_path, two_nodes, monkeypatch, caplog):
+    """Worker 1's actor, on the second node, killed once it is free after its second unit, so that its third (in the
+    second evaluation or later) goes to a dead actor: docs/sandblaster.md, a worker that dies does not end the run,
+    its units go back to the queue. Backups off, so that the queue is the only way that unit is computed (without the
+    requeue the run ends "every worker was lost", exit 2). The command exits 0 with its 3 iterations, the log says the
+    worker was lost and its units go to the others, sandblaster.json lists it in `lost_workers` with its reason, its
+    placement on the second node, the lost copy uncounted, and the report's placement note marks it lost there."""
+    from downpour.sandblaster.on_ray import RayPool
+
+    _, ids = two_nodes
+    real, handed, killed = RayPool._dispatch, [], []
+
+    def kill_as_its_third_is_handed(self, w, *args):
+        if w == 1 and len(handed) == 2 and not killed:   # (before the call, so that the unit cannot finish first)
+            killed.append(self.placement["workers"][1])
+            _killed(self.worker_actors[1])
+        before = len(self._pending)
+        real(self, w, *args)
+        if w == 1 and len(self._pending) > before:
+            handed.append(w)
+
+    monkeypatch.setattr(RayPool, "_dispatch", kill_as_its_third_is_handed)
+    run = tmp_path / "r"
+    with caplog.at_level(logging.WARNING, logger="downpour.sandblaster.on_ray"):
+        assert _train(two_nodes, run, 3, "--set", "sandblaster.backup_after=1", "--report", *FAST_ANALYSIS) == 0
+    assert killed == [ids[1]] and len(handed) == 3      # (no unit handed to it once lost)
+    assert "sandblaster worker 1 lost (ActorDiedError); its units go to the others" in caplog.text
+    record = json.loads((run / "sandblaster.json").read_text())
+    assert record["steps"] == 3 and "stopped" not in record and record["lost_workers"] == {"1": "ActorDiedError"}
+    _on_both_nodes(record, ids)
+    assert record["backups"] == 0 and record["uncounted_copies"] == 1
+    assert record["per_worker"]["1"]["units"] == 2
+    assert [r["step"] for r in RunDir.open(run).metrics()] == [1, 2, 3]
+    second = f"node {ids[1][:8]} at {record['node_addresses'][1]}"
+    assert f"{second}: shard 1, worker 1 (lost: ActorDiedError); start " in (run / "report.html").read_text()
+
+
 def test_a_shard_lost_on_the_second_node_ends_the_run_naming_it_and_the_resume_goes_on_on_both(
         tmp_path, two_nodes, monkeypatch, capsys, caplog):
     """Shard 1's actor, on the second node, killed in the second iteration (as its node's loss would): the
@@ -76,7 +130,7 @@ def test_a_shard_lost_on_the_second_node_ends_the_run_naming_it_and_the_resume_g
         commits.append(step.move)
         if len(commits) == 2:     # (in the first, iteration 1's checkpoint, which the resume needs, is not yet saved)
             killed.append(self.shards.nodes[1])
-            ray.kill(self.shards.actors[1], no_restart=True)
+            _killed(self.shards.actors[1])
 
     monkeypatch.setattr(lbfgs.Coordinator, "commit", kill_in_the_second)
     run = tmp_path / "r"
