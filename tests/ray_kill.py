@@ -59,3 +59,18 @@ def held_until(monkeypatch, event, when):
             event.wait(120)
 
     monkeypatch.setattr(Recorder, "on_push", on_push)
+
+
+def kill_and_wait(actor, tries=600):
+    """Kill ``actor`` (no restart) and return once a call to it fails; AssertionError if it still answers. ``ray.kill``
+    returns before the actor is gone: a call made just after it can still be answered (a shard killed in an
+    iteration's commit answered that iteration's checkpoint, at times, and the run stopped an iteration late; a
+    killed kept worker answered its rebuild)."""
+    ray.kill(actor, no_restart=True)
+    for _ in range(tries):
+        try:
+            ray.get(actor.__ray_call__.remote(lambda self: None), timeout=60)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{actor} still answers after ray.kill")

@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+from ray_kill import kill_and_wait
 from sandblaster_runs import _cfg, _full_batch, _reference_lbfgs
 
 from downpour.errors import RunError
@@ -93,7 +94,7 @@ def test_a_shard_killed_mid_run_ends_it_naming_the_shard_and_sandblaster_json_ke
         real(self, step)
         if not killed:
             killed.append(self.shards.ids[1])
-            ray.kill(self.shards.actors[1], no_restart=True)
+            kill_and_wait(self.shards.actors[1])     # (ray.kill alone: the run could stop an iteration late)
 
     monkeypatch.setattr(lbfgs.Coordinator, "commit", commit_then_kill)
     here = ray.get_runtime_context().get_node_id()

@@ -8,9 +8,9 @@ killed between two of its units leaves the run to worker 0, which finishes it, t
 first iteration's checkpoint, and `--resume` goes on from it on both nodes, to the steps asked for."""
 import json
 import logging
-import time
 
 import pytest
+from ray_kill import kill_and_wait
 from sandblaster_runs import SMALL
 from two_nodes import two_node_cluster
 
@@ -38,20 +38,6 @@ def _train(two_nodes, out, steps, *more):
     cluster, _ = two_nodes
     return main(["train", "--config", "tica-8x8", "--address", cluster.address, "--workers", "2", "--shards", "2",
                  "--steps", str(steps), "--out", str(out), *TINY, *more])
-
-
-def _killed(actor):
-    """``ray.kill`` of ``actor``, returning once the kill has taken (``ray.kill`` returns before: a shard killed in an
-    iteration's commit answered that iteration's checkpoint, at times, and the run stopped an iteration late): a call
-    to it fails then."""
-    ray.kill(actor, no_restart=True)
-    for _ in range(1000):
-        try:
-            ray.get(actor.node.remote(), timeout=60)
-        except ray.exceptions.RayActorError:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{actor} still answers after ray.kill")
 
 
 def _on_both_nodes(record, ids):
@@ -91,7 +77,7 @@ def test_a_worker_lost_on_the_second_node_leaves_the_run_to_the_other_which_fini
     def kill_as_its_third_is_handed(self, w, *args):
         if w == 1 and len(handed) == 2 and not killed:   # (before the call, so that the unit cannot finish first)
             killed.append(self.placement["workers"][1])
-            _killed(self.worker_actors[1])
+            kill_and_wait(self.worker_actors[1])
         before = len(self._pending)
         real(self, w, *args)
         if w == 1 and len(self._pending) > before:
@@ -130,7 +116,7 @@ def test_a_shard_lost_on_the_second_node_ends_the_run_naming_it_and_the_resume_g
         commits.append(step.move)
         if len(commits) == 2:     # (in the first, iteration 1's checkpoint, which the resume needs, is not yet saved)
             killed.append(self.shards.nodes[1])
-            _killed(self.shards.actors[1])
+            kill_and_wait(self.shards.actors[1])
 
     monkeypatch.setattr(lbfgs.Coordinator, "commit", kill_in_the_second)
     run = tmp_path / "r"

@@ -263,10 +263,8 @@ def test_on_ray_a_kept_actor_that_dies_before_its_rebuild_is_replaced_by_a_new_o
     """The twin's start took the run's actors (they answered), then one died before its ``again`` (killed here, as a
     node gone would): a new actor takes its place, said once, and the twin's cluster.json says which were fresh. Its
     death failed the twin's start ("ActorDiedError")."""
-    import time
-
     import ray
-    from ray.exceptions import RayActorError
+    from ray_kill import kill_and_wait
 
     from downpour.ps.keeping_on_ray import Keeping
 
@@ -276,15 +274,7 @@ def test_on_ray_a_kept_actor_that_dies_before_its_rebuild_is_replaced_by_a_new_o
         got = take(self, keys)
         for key, actor in got.items():
             if key[0] == kind:          # between take's check and the start's rebuild
-                ray.kill(actor, no_restart=True)
-                for _ in range(600):     # ray.kill returns before the actor is gone: a call may still be answered
-                    try:
-                        ray.get(actor.node.remote(), timeout=60)
-                    except RayActorError:
-                        break
-                    time.sleep(0.05)
-                else:
-                    pytest.fail(f"the killed {kind} still answers 30 s on")
+                kill_and_wait(actor)
         return got
 
     monkeypatch.setattr(Keeping, "take", killing)
