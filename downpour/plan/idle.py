@@ -16,8 +16,9 @@ from typing import Callable
 from downpour._names import listed, plural
 from downpour.plan.units import human, seconds
 
-__all__ = ["SHARDS_TOLERANCE", "fewest_shards", "idle_why"]
+__all__ = ["REPLICAS_TOLERANCE", "SHARDS_TOLERANCE", "fewest_shards", "idle_why"]
 
+REPLICAS_TOLERANCE = 0.05  # the samples/s that fewer replicas may give up, of the fastest layout's (predict)
 SHARDS_TOLERANCE = 0.01    # the samples/s that fewer shards may give up, of what the machines left give
 
 
@@ -48,7 +49,7 @@ def idle_why(machines: int, used: int, shards_full: int, gained: float, r: int, 
             + ("under 0.1%" if gained < 1e-3 else f"{gained:.1%}") + " samples/s"]
     if top_r > r:
         said.append(f"more replicas at most {top_gain:.1%} (the fastest layout: {plural(top_r, 'replica')}; the "
-                    "fewest within 5% of it are planned, the least staleness)")
+                    f"fewest within {REPLICAS_TOLERANCE:.0%} of it are planned, the least staleness)")
     if top_bound == "shard apply":
         said.append(f"past {plural(top_r, 'replica')} a shard's applies bind ({human(1 / fixed)} pushes a second, "
                     f"{rule}'s own {seconds(fixed)} an apply, each replica's push applied alone); more machines add "

@@ -47,7 +47,7 @@ from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
 from downpour.plan.calls import call_s
 from downpour.plan.hub import hub_runs, lends_banks, machines_of, replica_machines
-from downpour.plan.idle import fewest_shards, idle_why
+from downpour.plan.idle import REPLICAS_TOLERANCE, fewest_shards, idle_why
 from downpour.plan.network import Network
 from downpour.plan.one_machine import COPY_BYTES_PER_S, PROCESS_BYTES, cores_each, on_one_machine, processes
 from downpour.plan.partition import RULE_STATE, grid, partition, uncuttable
@@ -256,7 +256,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     """The plan of ``net`` on ``cl`` (module docstring); defaults of ``cl`` resolved and reported.
 
     Whatever of partitions, replicas and shards is unset is chosen: of the layouts whose partitions
-    fit in a machine's memory, those within 5% of the most samples/s, and of these the one with the
+    fit in a machine's memory, those within 5% of the most samples/s
+    (``REPLICAS_TOLERANCE``), and of these the one with the
     fewest replicas (the least staleness); unset shards, searched as the machines left, are then the fewest that give
     as much (:func:`~downpour.plan.idle.fewest_shards`), the machines left idle said (``idle_why``). Where no
     partition count fits, the count that the machines given lay out whose largest process needs the least memory
@@ -322,7 +323,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     # 630 for 656's more)
     rate = {lay: _timing(net, judged(*lay[:2]), cl, lay[1], lay[0], lay[2], *args)["samples_per_s"] for lay in layouts}
     top = max(rate.values())
-    k, r, s = min((lay for lay in layouts if rate[lay] >= 0.95 * top), key=lambda lay: (lay[1], -rate[lay]))
+    near = [lay for lay in layouts if rate[lay] >= (1 - REPLICAS_TOLERANCE) * top]
+    k, r, s = min(near, key=lambda lay: (lay[1], -rate[lay]))
     part = judged(k, r)
     idle = ""
     if cl.shards is None and not on_one_machine(cl.machines):    # the fewest shards that give as much (idle.py)

@@ -10,6 +10,7 @@ from downpour.plan.cache_hits import with_frozen_runs, without_cache
 from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
 from downpour.plan.hub import hub_runs, lends_banks, stage_calls
+from downpour.plan.idle import REPLICAS_TOLERANCE, SHARDS_TOLERANCE
 from downpour.plan.network import Network, network_of, plan_config
 from downpour.plan.one_machine import PROCESS_BYTES, one_machine_words
 from downpour.plan.partition import RULE_STATE, partition_stage
@@ -127,9 +128,11 @@ def _train_command(config: str, sets: list[str] | tuple[str, ...], lay: dict[str
 def _chosen_line(chosen: list[str], paper: bool, one: bool = False) -> str:
     """Which of the layout's counts the plan chose, so that a default layout does not read as if given (the paper's
     network's 33 x 16 + 472 as if the paper's)."""
-    how = [] if chosen == ["shards"] else ["the layout within 5% of the most samples/s with the fewest replicas"]
+    how = [] if chosen == ["shards"] else [f"the layout within {REPLICAS_TOLERANCE:.0%} of the most samples/s with the "
+                                           "fewest replicas"]
     how += [("the fewest shards the runner takes (on one machine more add processes, not cores)" if one
-             else "the fewest shards within 1% of the machines left's samples/s")] if "shards" in chosen else []
+             else f"the fewest shards within {SHARDS_TOLERANCE:.0%} of the machines left's samples/s")
+            ] if "shards" in chosen else []
     how += ["not a layout from the paper"] if paper else []
     return (f"  {', '.join(chosen)} chosen by the plan, not given: {'; '.join(how)} (docs/plan.md, 'The formulas'; "
             f"set {'it' if len(chosen) == 1 else 'them'} with {', '.join('--' + name for name in chosen)})")
