@@ -39,7 +39,7 @@ from typing import Callable
 import torch
 
 from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
-from downpour.plan.calls import APPLY_S, apply_s
+from downpour.plan.calls import apply_s
 from downpour.plan.cat_formulas import pool_lcn_flops
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
@@ -81,13 +81,11 @@ class Rates:
         return self.apply_fixed_s if self.apply_fixed_s is not None and rule == self.apply_rule else apply_s(rule)
 
     def as_dict(self) -> dict[str, float | str]:
-        measured = self.apply_fixed_s is not None
         return {"flops_per_core": round(self.flops_per_core),
                 "pool_lcn_flops_per_core": round(self.pool_lcn_flops_per_core),
                 "apply_bytes_per_core": round(self.apply_bytes_per_core), "source": self.source,
-                "apply_rule": self.apply_rule,
-                "apply_fixed_s": self.apply_fixed_s if measured else APPLY_S.get(self.apply_rule),
-                "apply_fixed_from": "measured" if measured else "APPLY_S (downpour/plan/calls.py)"}
+                "apply_rule": self.apply_rule, "apply_fixed_s": self.apply_fixed(self.apply_rule),
+                "apply_fixed_from": "APPLY_S (downpour/plan/calls.py)" if self.apply_fixed_s is None else "measured"}
 
 
 DEFAULT_RATES = Rates(17e9, 1.5e9, "defaults (the project's 2-core Xeon, docs/benchmarks.md and docs/plan.md; "
