@@ -336,7 +336,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
                         top_lay[1], top / rate[k, r, full] - 1,
                         _timing(net, judged(*top_lay[:2]), cl, top_lay[1], top_lay[0], top_lay[2], *args)["bottleneck"],
                         rule, rates.apply_fixed(rule))
-    timing = _timing(net, part, cl, r, k, s, batch, n_push, n_fetch, rates, rule)
+    timing = _timing(net, part, cl, r, k, s, *args)
     shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
     one, together, hubs = on_one_machine(cl.machines), _together(net, part, r, k, s, rule), replica_machines(net, r, k)
     cut = next((stage for stage in net.stages if stage.in_shape), None)      # (the first cut stage's layout)
