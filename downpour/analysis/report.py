@@ -22,9 +22,9 @@ from downpour.analysis.report_notes import untied_note
 from downpour.analysis.crossfit import crossfit_record
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
 from downpour.analysis.report_guide import contents, in_short, method_name, methods_glossary, two_learned_units
-from downpour.analysis.report_parts import auc, ends, esc, image, num, page, pct, table
-from downpour.analysis.report_training import (config_section, run_json, shows_no_image, training_section,
-                                               title, write_page, write_training_report)
+from downpour.analysis.report_parts import auc, ends, esc, image, num, page, pct, run_json, table
+from downpour.analysis.report_training import (config_section, shows_no_image, training_section, title, write_page,
+                                               write_training_report)
 from downpour.errors import DownpourError
 from downpour.train.json_digest import digest_problem
 from downpour.train.rundir import NotARunError, RunDir

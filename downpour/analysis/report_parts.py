@@ -52,6 +52,19 @@ def image(run: RunDir, rel: str | None, alt: str) -> str:
     return inline_png(path.read_bytes(), alt, rel)
 
 
+def run_json(run: RunDir, name: str) -> Any:
+    """A JSON file of the run, or None where it has none or it cannot be read (a note then says nothing)."""
+    try:
+        return run.read_json(name)
+    except NotARunError:
+        return None
+
+
+def summary_name(run: RunDir) -> str:
+    """The runner's summary file: a Sandblaster run's sandblaster.json (it has no cluster.json), else cluster.json."""
+    return "sandblaster.json" if run.config.cluster.algorithm == "sandblaster" else "cluster.json"
+
+
 def inline_png(png: bytes, alt: str, title: str = "") -> str:
     """An <img> of a PNG's bytes, inlined as a base64 data URI."""
     data = base64.b64encode(png).decode("ascii")

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from downpour._names import node_named, plural
-from downpour.analysis.report_parts import esc
-from downpour.train.rundir import NotARunError, RunDir
+from downpour.analysis.report_parts import esc, run_json, summary_name
+from downpour.train.rundir import RunDir
 
 _KINDS = {"shards": "shard", "workers": "worker", "partitions": "partition"}   # placement's keys, as said
 _EVENTS = {"shards-restarted": "restart", "shards-lost": "stop"}     # shard_events' events, as said
@@ -23,11 +23,8 @@ def placement_note(run: RunDir) -> str:
     """The note (HTML), or "" where the run's summary says nothing of nodes: cluster.json, or a Sandblaster run's
     sandblaster.json (a Sandblaster run has no cluster.json, so read from it alone its report would say nothing of
     its nodes)."""
-    name = "sandblaster.json" if run.config.cluster.algorithm == "sandblaster" else "cluster.json"
-    try:
-        summary = run.read_json(name)
-    except NotARunError:
-        return ""
+    name = summary_name(run)
+    summary = run_json(run, name)
     if not isinstance(summary, dict):
         return ""
     held, earlier = held_by_node(summary), earlier_shards(summary)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from downpour.analysis.report_parts import esc
+from downpour.analysis.report_parts import esc, run_json, summary_name
 from downpour.data.patches import DATA_JSON
 from downpour.errors import first_line
-from downpour.train.rundir import NotARunError, RunDir
+from downpour.train.rundir import RunDir
 
 
 def stop_note(run: RunDir) -> str:
@@ -29,8 +29,7 @@ def stop_note(run: RunDir) -> str:
 def run_stop(run: RunDir) -> dict[str, Any] | None:
     """The run's last stop as its records keep it ({step, steps, by}), or None: the summary's and data.json's
     ``stopped``, the later step's (max keeps the first of a tie: the summary's, in the runner's own words)."""
-    summary = "sandblaster.json" if run.config.cluster.algorithm == "sandblaster" else "cluster.json"
-    found = [s for s in (_stopped(run, summary), _stopped(run, DATA_JSON)) if s is not None]
+    found = [s for s in (_stopped(run_json(run, summary_name(run))), _stopped(run_json(run, DATA_JSON))) if s is not None]
     return max(found, key=lambda s: s["step"] if isinstance(s.get("step"), int) else -1, default=None)
 
 
@@ -41,11 +40,8 @@ def stopped_line(run: RunDir, stopped: dict[str, Any]) -> str:
     return f"Stopped after {unit} {stopped.get('step')} of {stopped.get('steps')}: {first_line(stopped['by'])}."
 
 
-def _stopped(run: RunDir, name: str) -> dict[str, Any] | None:
-    """``name``'s ``stopped``, where the file is there, reads as JSON and says by what; else None."""
-    try:
-        record = run.read_json(name)
-    except NotARunError:
-        return None
+def _stopped(record: Any) -> dict[str, Any] | None:
+    """A record's ``stopped`` (:func:`~downpour.analysis.report_parts.run_json`'s: None where the file is not there
+    or not JSON), where it says by what; else None."""
     stopped = record.get("stopped") if isinstance(record, dict) else None
     return stopped if isinstance(stopped, dict) and stopped.get("by") else None

@@ -17,7 +17,7 @@ from downpour._names import pasted
 from downpour.analysis.options import MIN_SIDE, is_image_input
 from downpour.analysis.report_cluster import cluster_faults, no_staleness
 from downpour.analysis.report_notes import data_note, loss_headline
-from downpour.analysis.report_parts import esc, image, page
+from downpour.analysis.report_parts import esc, image, page, run_json
 from downpour.analysis.report_placement import placement_note
 from downpour.analysis.report_staleness import staleness_paragraph
 from downpour.analysis.report_stop import stop_note
@@ -99,14 +99,6 @@ def config_section(run: RunDir, said: str = "") -> str:
 from its start (a path relative to there, so the command still holds once the run is moved).{said}</p>
 <pre>{esc((run.path / 'config.toml').read_text())}</pre>
 """
-
-
-def run_json(run: RunDir, name: str) -> Any:
-    """A JSON file of the run, or None where it has none or it cannot be read (a note then says nothing)."""
-    try:
-        return run.read_json(name)
-    except NotARunError:
-        return None
 
 
 def input_shape(run: RunDir) -> tuple[int, ...] | None:
