@@ -301,10 +301,10 @@ def _than(row: dict[str, Any]) -> str:
     return f", {reading} {than} {BASELINE}'s" + (f" ({shown})" if shown else "")
 
 
-def _reading(row: dict[str, Any], figure: str, points: bool = False, fmt: str = "{:+.3f}") -> str:
+def _reading(row: dict[str, Any], figure: str, points: bool = False) -> str:
     """"higher (Δ +6.6 points [+5.0, +8.3], a lead)": how ``figure`` reads against the learned layer, with its paired
     difference as the claims give it (:func:`~downpour.studies.claims.delta`; in percentage points where ``points``).
     One parenthesis, none inside it: "(lower (a lead: not after Holm's correction))" read so."""
-    shown = delta(row, f"delta_{figure}", fmt, 1 if points else None)
+    shown = delta(row, f"delta_{figure}", points=1 if points else None)
     reading = row["extra"]["readings"][figure]
     return f"{reading} ({shown})" if shown else reading
