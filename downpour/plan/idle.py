@@ -1,11 +1,11 @@
 """The machines a chosen layout leaves idle, and why.
 
-Unset shards were the machines the replicas leave, "more shards never slow a plan". True, but past the cycle's own
-bound they add nothing either: every replica's push reaches every shard, so a shard applies R pushes a cycle however
-many shards share the parameters (:data:`~downpour.plan.calls.APPLY_S`), and once a shard's link carries its 1/S of
-the pushes inside the cycle, more shards only shrink terms that do not bind. The main job on 1,000 machines laid out
-105 replicas + 895 shards, its cycle bound by the worker's step, where 10 shards gave the same samples/s: a reader
-costing the plan would buy 885 parameter servers that add nothing. So unset shards are the fewest within
+More shards never slow a plan, but past the cycle's own bound they add nothing either: every replica's push reaches
+every shard, so a shard applies R pushes a cycle however many shards share the parameters
+(:data:`~downpour.plan.calls.APPLY_S`), and once a shard's link carries its 1/S of the pushes inside the cycle, more
+shards only shrink terms that do not bind. Filling the machines left, the main job on 1,000 machines would be 105
+replicas + 895 shards, its cycle bound by the worker's step, where 10 shards give the same samples/s: a reader costing
+the plan would buy 885 parameter servers that add nothing. So unset shards are the fewest within
 :data:`SHARDS_TOLERANCE` of the samples/s the machines left give, unless those give more samples/s a machine used
 (:func:`fewest_shards`), and the plan says the machines it leaves idle and why (:func:`idle_why`).
 """
@@ -33,7 +33,7 @@ def fewest_shards(rate: Callable[[int], float], used: Callable[[int], int], leas
     while lo < hi:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if rate(mid) >= floor else (mid + 1, hi)
-    # (the two ends, not every count between: --machines 100000 took 10 minutes scanning them)
+    # (the two ends, not every count between: scanning them all takes minutes at --machines 100000)
     return most if rate(most) / used(most) > rate(lo) / used(lo) else lo
 
 
