@@ -94,7 +94,7 @@ class Starting:
             self.actor_starts["workers"] = ["kept" if w in self.reborn else "fresh" for w in range(n)]
         # the shards awaited before the kept workers' rebuilds (which wait for the shards' answers): a shard that hangs
         # fails the start here, not after the workers' wait for it too
-        self.lanes = gathered(self.lanes, "shard actors", limit, pins=[pinned(o) for o in options], waited=spent)
+        self.lanes = gathered(self.lanes, "shard actors", limit, pins=self.shard_pins, waited=spent)
         spent = self._replace_dead("worker", self.reborn, limit)
         here = ray.get_runtime_context().get_node_id()
         # one live node in the one read above (a node that joins during the shards' wait is not seen)
