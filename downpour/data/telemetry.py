@@ -121,11 +121,8 @@ def run_data_info(info: dict[str, Any], reports: list[dict[str, Any] | None],
     of = reports[0].get("of", 1) if reports else workers
     if not reports and not (of and info.get("pipeline") == "stream"):
         return info
-    seen: dict[str, dict[str, str]] = {}
     read = {name for r in reports for name in r.get("recovered", [])}     # skipped once, then read
-    for entry in [*info.get("fit_sample", {}).get("skipped", []), *(e for r in reports for e in r["skipped"])]:
-        if entry["file"] not in read:
-            seen.setdefault(entry["file"], entry)
+    skipped = [e for e in _once_per_file(info, reports, "skipped") if e["file"] not in read]
     cut, small = _once_per_file(info, reports, "truncated"), _once_per_file(info, reports, "upscaled")
     totals = {key: sum(r[key] for r in reports) for key in ("reads", "samples", "items_read")}
     # a worker whose report is not here (on Ray: lost, not restarted, or silent on a stop) read and skipped files the
@@ -133,7 +130,7 @@ def run_data_info(info: dict[str, Any], reports: list[dict[str, Any] | None],
     # n_skipped and skipped); a stream none of whose reports came (a stop whose workers all missed its wait) says it
     # too, with ``workers``, not as if no worker had run
     missing = sorted(set(range(of)) - {r.get("worker", 0) for r in reports})
-    return {**info, "workers": reports, **totals, "n_skipped": len(seen), "skipped": list(seen.values()),
+    return {**info, "workers": reports, **totals, "n_skipped": len(skipped), "skipped": skipped,
             **({"workers_unreported": missing} if missing else {}),
             **({"truncated": cut} if cut else {}), **({"recovered": sorted(read)} if read else {}),
             **({"n_upscaled": len(small), "upscaled": small} if small else {})}
@@ -141,7 +138,8 @@ def run_data_info(info: dict[str, Any], reports: list[dict[str, Any] | None],
 
 def _once_per_file(info: dict[str, Any], reports: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     """The entries under ``key`` ({file, ...}) of the driver's fitting sample and of every worker's report, each
-    file once, as first met: a video cut short (``truncated``), a file whose crops were enlarged (``upscaled``)."""
+    file once, as first met: a file skipped (``skipped``), a video cut short (``truncated``), a file whose crops were
+    enlarged (``upscaled``)."""
     once: dict[str, dict[str, Any]] = {}
     for entry in [*info.get("fit_sample", {}).get(key, []), *(e for r in reports for e in r.get(key, []))]:
         once.setdefault(entry["file"], entry)
