@@ -34,7 +34,7 @@ def stopped_by(err: BaseException) -> str:
     return f"{type(err).__name__}: {said}" if said else type(err).__name__
 
 
-def stop_record(step: int | None, steps: int, err: BaseException) -> dict[str, Any]:
+def stopped_entry(step: int | None, steps: int, err: BaseException) -> dict[str, Any]:
     """A stop record's ``stopped`` (data.json's, cluster.json's on a lost shard, sandblaster.json's: what the report's
     stop line reads): at which ``step`` of ``steps``, and by what (:func:`stopped_by`)."""
     return {"step": step, "steps": steps, "by": stopped_by(err)}

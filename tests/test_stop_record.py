@@ -215,11 +215,11 @@ def test_a_stop_records_by_keeps_the_errors_whole_message():
 def test_a_stop_by_sigterm_is_worded_alike_in_the_stop_record_and_the_shards_lost_event():
     """A SIGTERM (raised as Terminated) in data.json's ``stopped.by`` and the report's stop line reads as a cluster's
     ``shards-lost`` event words it, not as the exception's type and its "signal 15"."""
-    from downpour.errors import stop_record, stopped_by
+    from downpour.errors import stopped_by, stopped_entry
     from downpour.ps.cluster import _how
     from downpour.train.signals import Terminated
 
     stop = Terminated(f"signal {int(signal.SIGTERM)}")
     assert stopped_by(stop) == _how(stop) == "terminated (SIGTERM)"
-    assert stop_record(3, 10, stop) == {"step": 3, "steps": 10, "by": "terminated (SIGTERM)"}
+    assert stopped_entry(3, 10, stop) == {"step": 3, "steps": 10, "by": "terminated (SIGTERM)"}
     assert _how(KeyboardInterrupt()) == "interrupted (Ctrl-C or SIGTERM)"

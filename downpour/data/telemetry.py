@@ -14,7 +14,7 @@ from downpour.config import DataConfig
 from downpour.data.dataset import Dataset
 from downpour.data.patches import DATA_JSON, say_enlarged
 from downpour.data.stream import STREAMED, StreamingData
-from downpour.errors import DownpourError, RunError, stop_record
+from downpour.errors import DownpourError, RunError, stopped_entry
 
 log = logging.getLogger("downpour.data.pipeline")   # the records keep the logger they had before the split
 
@@ -98,7 +98,7 @@ def record_stopped(run: RunFolder, cfg: DataConfig, info: dict[str, Any],
     raises: the stop's own error is the one the user must see. ``workers``: the run's (:func:`run_data_info`)."""
     try:
         data_info = run_data_info(info, reports(), workers)
-        record_data(run, cfg, {**data_info, "stopped": stop_record(step, steps, err)})
+        record_data(run, cfg, {**data_info, "stopped": stopped_entry(step, steps, err)})
     except Exception as failure:  # noqa: BLE001 -- a report lost with its process, a full disk: said, not raised
         log.warning("the run's data.json could not be written on the way out (%s: %s)", type(failure).__name__, failure)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from downpour._names import plural
 from downpour.config import RunConfig
-from downpour.errors import CheckpointError, NotARunError, stop_record
+from downpour.errors import CheckpointError, NotARunError, stopped_entry
 from downpour.ps.checkpoint import SERVER, load_server
 from downpour.ps.recorder import ShardLost
 from downpour.train.go_on import go_on
@@ -105,7 +105,7 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
     run.write_json("staleness.json", report)
     run.write_json("cluster.json", {"runner": cfg.cluster.runner, **({"ray": ray} if ray else {}),
                                     "resumed_from": began,
-                                    "stopped": stop_record(step, cfg.train.steps, err),
+                                    "stopped": stopped_entry(step, cfg.train.steps, err),
                                     "checkpoint": kept, "shard_restarts": restarts,
                                     **shard_events(events),
                                     "run": str(run.path)})

@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from downpour.config import RunConfig
-from downpour.errors import stop_record
+from downpour.errors import stopped_entry
 from downpour.train.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,8 @@ def record_stopped(run: RunDir, cfg: RunConfig, progress: Any, start: int, pool:
     A resume that ends rewrites it whole. Never raises: the stop's own error is the one the user must see."""
     try:
         record = summary(cfg, run, progress, start, None, pool.info(), examples, progress.stop)
-        run.write_json("sandblaster.json", {**record, "stopped": stop_record(progress.iteration, cfg.train.steps, err),
-                                            "batches": progress.batches})
+        stopped = stopped_entry(progress.iteration, cfg.train.steps, err)
+        run.write_json("sandblaster.json", {**record, "stopped": stopped, "batches": progress.batches})
     except Exception as failure:  # noqa: BLE001 -- a full disk, say: said, not raised
         log.warning("the run's sandblaster.json could not be written on the way out (%s: %s)",
                     type(failure).__name__, failure)
