@@ -1,0 +1,160 @@
+"""A whole node of a Downpour run removed mid-run on a real two-node Ray (``ray.cluster_utils.Cluster`` on this
+machine, tests/two_nodes.py: a head and one added node, 1 CPU each), the run joined by address as a user's is
+(`downpour train --address`). The added node (the one a cluster can lose: the head cannot be removed) crashes, its
+processes killed, not stopped gracefully, every actor on it gone at once (tests/test_ps_ray_lost_workers.py kills one
+actor; tests/test_ps_ray_nodes.py crashes a node of runs that restart what it held).
+
+The placer puts worker w at index w and shard j at index R + j (R workers) of the nodes sorted by id, round-robin
+(``downpour.ps.connect_on_ray.spot``); which of the two the added node is, first or second, is Ray's draw, so a test
+picks R from it. Only workers on the added node: the run finishes on the head's, and cluster.json, the log and the
+report's Faults line name the workers lost. A shard and a worker on it: the run stops with the one line
+docs/parameter-server.md gives a lost shard with restarts off, naming the shard and its node, and `--resume` finishes
+the run on the head alone from the checkpoint it names.
+
+The module's head has a crashed node dead in seconds (tests/test_ps_ray_nodes.py's FAST_DEATH); a test that needs
+the added node again adds one in place of the one removed (some 4 s)."""
+import html
+import logging
+import re
+import shlex
+import time
+
+import pytest
+from test_ps_ray_nodes import FAST_DEATH
+from two_nodes import STORE, two_node_cluster
+
+from downpour.cli import main
+from downpour.train.rundir import RunDir
+
+ray = pytest.importorskip("ray")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+STEPS, LOST_AT = 200, 20
+# after the crash each cycle granted waits PACE_S until the driver has the loss (2-5 s with FAST_DEATH): the survivors
+# alone would finish 180 tiny steps first on a fast machine, and no worker would be lost; a loss not seen within
+# SEEN_WITHIN_S stops the pacing, and the test fails saying so
+PACE_S, SEEN_WITHIN_S = 0.2, 60
+TINY = ["--config", "ufldl-sae", "--runner", "ray", "--steps", str(STEPS), "--no-report",
+        *[a for o in ["data.samples=256", "train.batch_size=16", "train.log_every=4", "train.tensorboard=false",
+                      "train.threads=1"] for a in ("--set", o)]]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The module's cluster (tests/two_nodes.py), its head having a crashed node dead in seconds."""
+    yield from two_node_cluster(FAST_DEATH)
+
+
+@pytest.fixture
+def two_nodes(cluster):
+    """The module's cluster with its added node alive (one added in place of one a test before removed), the nodes'
+    ids sorted, and the added node's; Ray shut down after the test."""
+    cluster, _ = cluster
+    if not cluster.worker_nodes:
+        cluster.add_node(num_cpus=1, object_store_memory=STORE)
+        cluster.wait_for_nodes()
+    added = next(iter(cluster.worker_nodes))
+    yield cluster, sorted(node.node_id for node in cluster.list_all_nodes()), added
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _removing(monkeypatch, cluster, node, when, seen):
+    """The driver removes ``node`` (a crash) before it grants the first cycle at which ``when(driver)`` holds, and
+    paces every cycle after it (:data:`PACE_S`) until ``seen(driver)`` (at most :data:`SEEN_WITHIN_S`). Returns a dict
+    that holds the step of the removal (``at``) and, past SEEN_WITHIN_S, the step the pacing stopped at (``unseen``)."""
+    from downpour.ps.cluster_on_ray import RayCluster
+
+    real, crash = RayCluster._dispatch, {}
+
+    def dispatch(self, w):
+        if not crash and when(self):
+            crash.update(at=self.coord.done, t=time.monotonic())
+            cluster.remove_node(node, allow_graceful=False)      # its processes killed, the actors on it with them
+        if crash and not seen(self):
+            if time.monotonic() - crash["t"] < SEEN_WITHIN_S:
+                time.sleep(PACE_S)
+            else:
+                crash.setdefault("unseen", self.coord.done)
+        real(self, w)
+
+    monkeypatch.setattr(RayCluster, "_dispatch", dispatch)
+    return crash
+
+
+def test_a_node_holding_only_workers_removed_leaves_the_run_to_the_heads_which_finish_it(
+        tmp_path, two_nodes, monkeypatch, caplog):
+    """One shard, on the head's node; the workers at the added node's place in the round-robin (worker 1 where the
+    added node sorts second: R = 2; workers 0 and 2 where it sorts first: R = 3, the shard at index 3) are lost with
+    it at step 20 (no restarts: cluster.restarts = 0), and the head's worker trains the run to its end. cluster.json
+    lists the lost workers and keeps the placement of the start, the log says each was lost and the run went on, and
+    the report's Faults line names each with its step and its node."""
+    from downpour.analysis.report_cluster import cluster_faults
+
+    cluster, ids, added = two_nodes
+    place = ids.index(added.node_id)          # the added node's index among the sorted nodes
+    workers = 3 - place                       # the shard (index R) on the head's node, 1 - place
+    lost = [w for w in range(workers) if w % 2 == place]
+    crash = _removing(monkeypatch, cluster, added, lambda d: d.coord.done >= LOST_AT,
+                      lambda d: set(lost) <= set(d.coord.lost))
+    run = tmp_path / "r"
+    with caplog.at_level(logging.WARNING, logger="downpour.ps"):
+        code = main(["train", *TINY, "--address", cluster.address, "--workers", str(workers), "--shards", "1",
+                     "--out", str(run)])
+    assert "unseen" not in crash, f"the crash at step {crash['at']} was not seen in {SEEN_WITHIN_S} s"
+    assert code == 0 and crash["at"] >= LOST_AT
+    summary = RunDir.open(run).read_json("cluster.json")
+    assert summary["steps"] == STEPS and sorted(summary["lost_workers"]) == lost and "stopped" not in summary
+    assert summary["node_ids"] == ids and summary["placement"] == {"shards": [1 - place],
+                                                                   "workers": [w % 2 for w in range(workers)]}
+    where = rf"on node {added.node_id[:8]} at {re.escape(summary['node_addresses'][place])} \((Actor\w+Error)\)"
+    faults = html.unescape(cluster_faults(RunDir.open(run)))
+    for w in lost:
+        assert re.search(rf"worker {w} was lost at step \d+ {where}; the run went on without it", caplog.text)
+        assert re.search(rf"worker {w} lost at step \d+ {where}, not restarted \(cluster\.restarts = 0\)", faults)
+    assert caplog.text.count("; the run went on without it") == faults.count("lost at step") == len(lost)
+    survivors = {w for w in range(workers) if w not in lost}
+    assert {r["worker"] for r in RunDir.open(run).metrics() if r["step"] > crash["at"] + 8} == survivors
+
+
+def test_a_node_holding_a_shard_removed_stops_the_run_naming_it_and_the_resume_finishes_on_the_head(
+        tmp_path, two_nodes, monkeypatch, capsys, caplog):
+    """Two workers and two shards, a worker and a shard on each node; the added node is removed at step 20 or later,
+    once a server checkpoint is written (every 10 pushes). With shard restarts off the command exits 2 with the one line
+    docs/parameter-server.md gives ("shard J lost at step N on node ... (...), and shard restarts are off
+    (cluster.shard_restarts = 0): the run stopped; --resume 'RUN' goes on from its last server checkpoint, at step
+    M ..."), cluster.json and staleness.json record the stop, and `--resume RUN` finishes the run on the head alone
+    (its two workers sharing its CPU), from that checkpoint."""
+    from downpour.ps.checkpoint import load_server
+
+    cluster, ids, added = two_nodes
+    place, run = ids.index(added.node_id), tmp_path / "r"
+    crash = _removing(monkeypatch, cluster, added,
+                      lambda d: d.coord.done >= LOST_AT and (run / "checkpoints" / "server.json").is_file(),
+                      lambda d: True)     # (no pacing: the survivor cannot train on without the lost shard)
+    code = main(["train", *TINY, "--address", cluster.address, "--workers", "2", "--shards", "2", "--out", str(run),
+                 "--set", "cluster.checkpoint_every=10", "--set", "cluster.shard_restarts=0"])
+    error = capsys.readouterr().err
+    assert code == 2 and crash["at"] >= LOST_AT
+    kept = load_server(run / "checkpoints" / "server", meta_keys=("step",))[1]["step"]
+    summary = RunDir.open(run).read_json("cluster.json")
+    (event,) = summary["shard_events"]
+    assert event["event"] == "shards-lost" and event["lost_shards"] == [place] and event["node_ids"] == ids
+    node = f"node {added.node_id[:8]} at {re.escape(event['node_addresses'][place])}"
+    said = re.search(rf"downpour: error: (shard {place} lost at step (\d+) on {node} \(Actor\w+Error\)), and shard "
+                     r"restarts are off \(cluster\.shard_restarts = 0\): the run stopped; --resume "
+                     rf"{re.escape(shlex.quote(str(run)))} goes on from its last server checkpoint, at step {kept} "
+                     r"\(its cluster\.json and staleness\.json say what happened\)\n", error)
+    assert said, error
+    assert summary["stopped"] == {"step": int(said[2]), "steps": STEPS, "by": f"ShardLost: {said[1]}"}
+    assert summary["checkpoint"] == kept and crash["at"] - 10 <= kept <= int(said[2])     # (a checkpoint every 10)
+    assert RunDir.open(run).read_json("staleness.json")["events"][-1] == event
+
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run), "--no-report"]) == 0
+    summary = RunDir.open(run).read_json("cluster.json")
+    assert summary["steps"] == STEPS and summary["resumed_from"] == kept and "stopped" not in summary
+    assert summary["nodes"] == 1 and summary["node_ids"] == [ids[1 - place]]
+    assert summary["applied"] == summary["accepted"] == [STEPS, STEPS]
+    assert [r["step"] for r in RunDir.open(run).metrics()][-1] == STEPS
