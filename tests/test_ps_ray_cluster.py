@@ -1,27 +1,19 @@
-"""The path a user with a real cluster takes: a two-node Ray cluster on this machine, and
+"""The path a user with a real cluster takes: a two-node Ray cluster on this machine (tests/two_nodes.py), and
 `downpour train --address ...` with shards and workers placed on both nodes."""
 import pytest
+from two_nodes import two_node_cluster
 
 from downpour.cli import main
 from downpour.train.rundir import RunDir
 
 ray = pytest.importorskip("ray")
-cluster_utils = pytest.importorskip("ray.cluster_utils")
 
-
-@pytest.fixture(scope="module")
-def two_nodes():
-    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    yield cluster
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster.shutdown()
+two_nodes = pytest.fixture(scope="module")(two_node_cluster)   # (cluster, node ids sorted)
 
 
 def test_train_with_address_uses_both_nodes(tmp_path, two_nodes):
-    code = main(["train", "--config", "ufldl-sae", "--runner", "ray", "--address", two_nodes.address,
+    cluster, ids = two_nodes
+    code = main(["train", "--config", "ufldl-sae", "--runner", "ray", "--address", cluster.address,
                  "--workers", "2", "--shards", "2", "--steps", "24", "--out", str(tmp_path / "run"),
                  "--no-report", "--set", "data.samples=256", "--set", "train.batch_size=16",
                  "--set", "train.tensorboard=false"])
@@ -32,12 +24,12 @@ def test_train_with_address_uses_both_nodes(tmp_path, two_nodes):
     assert summary["applied"] == summary["accepted"] == [24, 24]
     # which machine each placement number is: node i is the i-th of the nodes used, by Ray's id (the numbers
     # alone would not say which node held worker 1)
-    nodes = sorted(two_nodes.list_all_nodes(), key=lambda node: node.node_id)
-    assert summary["node_ids"] == [node.node_id for node in nodes]
+    nodes = sorted(cluster.list_all_nodes(), key=lambda node: node.node_id)
+    assert summary["node_ids"] == ids == [node.node_id for node in nodes]
     assert summary["node_addresses"] == [node.node_ip_address for node in nodes]
     # which cluster the run joined: the address as given and the head Ray resolved it to (config.toml's
     # cluster.address alone is as typed: `auto` or a host name names no cluster)
-    assert summary["ray"] == {"address": two_nodes.address, "head": two_nodes.address, "version": ray.__version__}
+    assert summary["ray"] == {"address": cluster.address, "head": cluster.address, "version": ray.__version__}
 
 
 def test_model_parallel_partitions_spread_over_both_nodes(tmp_path, two_nodes):
@@ -46,7 +38,8 @@ def test_model_parallel_partitions_spread_over_both_nodes(tmp_path, two_nodes):
     and the full-size network's steps cost seconds more."""
     from test_runner_equivalence import TINY_CAT
 
-    code = main(["train", "--config", "cat-untied", "--runner", "ray", "--address", two_nodes.address,
+    cluster, _ = two_nodes
+    code = main(["train", "--config", "cat-untied", "--runner", "ray", "--address", cluster.address,
                  "--workers", "1", "--shards", "2", "--steps", "8", "--out", str(tmp_path / "mp"), "--no-report",
                  *[a for o in [*TINY_CAT, "cluster.partitions=2"] for a in ("--set", o)]])
     assert code == 0
@@ -68,13 +61,13 @@ def test_a_worker_pinned_to_a_full_node_fails_the_start_naming_that_nodes_room(t
     from downpour.ps import starting_on_ray
     from downpour.ps.cluster import run_cluster
 
+    cluster, (first, _) = two_nodes      # the placer pins worker 0 to the first node by id
     if not ray.is_initialized():
-        ray.init(address=two_nodes.address)
-    first = sorted(nd["NodeID"] for nd in ray.nodes() if nd["Alive"])[0]   # where the placer pins worker 0
+        ray.init(address=cluster.address)
     hog = Hog.options(num_cpus=1, scheduling_strategy=NodeAffinitySchedulingStrategy(first, soft=False)).remote()
     ray.get(hog.ping.remote())
     workers_start_within(monkeypatch, starting_on_ray, 4.0)   # (it never starts: 12 s would wait 8 more)
-    cfg = load_config("ufldl-sae", ["cluster.runner=ray", f"cluster.address={two_nodes.address}", "data.samples=64",
+    cfg = load_config("ufldl-sae", ["cluster.runner=ray", f"cluster.address={cluster.address}", "data.samples=64",
                                     "train.batch_size=8", "train.steps=4", "cluster.workers=1", "cluster.shards=1",
                                     "train.tensorboard=false"])
     try:
