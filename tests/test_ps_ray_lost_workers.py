@@ -222,9 +222,18 @@ def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(
 
 
 def test_losing_every_worker_is_an_error_that_keeps_what_was_done(tmp_path, local_ray):
+    """The run stops with the error; the server checkpoint and the model of the work before the loss are kept, and
+    `downpour report RUN` on the folder opens its training section with where the run stopped, as cluster.json says
+    it (analysis at settings that cost seconds: its own tests are elsewhere)."""
+    import html
+
+    from downpour.cli import main
     from downpour.errors import RunError
 
-    cfg = run_cfg("train.steps=3000", "cluster.workers=1", "cluster.shards=1")   # bounded, should the kill miss: ~30 s
+    fast = ["analysis.splits=1", "analysis.probes=[]", "analysis.stimulus_steps=5", "analysis.stimulus_restarts=1",
+            "analysis.bootstrap=200", "analysis.control_draws=1", "analysis.random_filters=50"]
+    # bounded, should the kill miss: ~30 s
+    cfg = run_cfg("train.steps=3000", "cluster.workers=1", "cluster.shards=1", *fast)
     run = RunDir.create(tmp_path / "all", cfg)
     out = {}
     earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
@@ -245,6 +254,12 @@ def test_losing_every_worker_is_an_error_that_keeps_what_was_done(tmp_path, loca
     states, meta = load_server(done.path / "checkpoints/server")
     assert meta["step"] >= 20 and states[0][1]["version"] >= 20    # the work before the loss is kept
     done.load_model()
+    stopped = done.read_json("cluster.json")["stopped"]
+    assert stopped["steps"] == 3000 and stopped["by"] == "every worker was lost" and stopped["step"] >= 20
+    assert main(["report", str(done.path)]) == 0
+    training = html.unescape((done.path / "report.html").read_text()).split('<h2 id="training">Training curves</h2>')
+    assert training[1].lstrip().startswith(
+        f'<p class="note">Stopped after step {stopped["step"]} of 3000: every worker was lost.</p>')
 
 
 def test_a_restarted_worker_is_placed_where_its_new_actor_is(local_ray):
