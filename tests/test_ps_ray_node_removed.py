@@ -119,11 +119,11 @@ def test_a_node_holding_only_workers_removed_leaves_the_run_to_the_heads_which_f
 
 
 def test_a_node_holding_a_shard_removed_stops_the_run_naming_it_and_the_resume_finishes_on_the_head(
-        tmp_path, two_nodes, monkeypatch, capsys, caplog):
+        tmp_path, two_nodes, monkeypatch, capsys):
     """Two workers and two shards, a worker and a shard on each node; the added node is removed at step 20 or later,
     once a server checkpoint is written (every 10 pushes). With shard restarts off the command exits 2 with the one line
     docs/parameter-server.md gives ("shard J lost at step N on node ... (...), and shard restarts are off
-    (cluster.shard_restarts = 0): the run stopped; --resume 'RUN' goes on from its last server checkpoint, at step
+    (cluster.shard_restarts = 0): the run stopped; --resume RUN goes on from its last server checkpoint, at step
     M ..."), cluster.json and staleness.json record the stop, and `--resume RUN` finishes the run on the head alone
     (its two workers sharing its CPU), from that checkpoint."""
     from downpour.ps.checkpoint import load_server
