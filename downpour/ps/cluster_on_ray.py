@@ -48,9 +48,9 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
 
     The driving loop is Ray's parameter-server example (:mod:`downpour.ps.tasks_on_ray`): ``pending`` maps
     each future to what it is (a worker's cycle, or the shards' answers to a push), and ``ray.wait`` takes the next one.
-    On a one-node Ray with shared memory (a local Ray: the common case) the cycles go over each
-    worker's channel instead (``piped``, :mod:`downpour.ps.piped_on_ray`): the same coordinator calls in the
-    same order, without a Ray task per cycle.
+    Where every shard (with shared memory) and every worker says at its start that it runs on the driver's node (a
+    local Ray: the common case) the cycles go over each worker's channel instead (``piped``,
+    :mod:`downpour.ps.piped_on_ray`): the same coordinator calls in the same order, without a Ray task per cycle.
     ``laps`` times the driver's phases (``wait`` in ``ray.wait``, ``get_meta``, ``push_apply``: ring
     the shards and read their answers, ``dispatch``: submit a cycle, ``record``: the recorder);
     :meth:`info` (:mod:`downpour.ps.asking_on_ray`) reports them with every actor's own (``profile``).

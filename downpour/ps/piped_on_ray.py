@@ -1,8 +1,8 @@
-"""The Ray driver's loop over the workers' channels (:mod:`downpour.ps.channel`), for a one-node Ray
-with shared memory: one long serve task per worker, a credit per granted cycle, a report per push,
-polled here. A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it
-reads (``_channels``, ``_credits``, ``_serving``, the coordinator) and the calls it makes
-(``_pushed``, ``_lost``, ``_shard_lost``, ``poll_restarts``)."""
+"""The Ray driver's loop over the workers' channels (:mod:`downpour.ps.channel`), for a run whose shards (with shared
+memory) and workers all run on the driver's node: one long serve task per worker, a credit per granted cycle, a report
+per push, polled here. A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it reads
+(``_channels``, ``_credits``, ``_serving``, the coordinator) and the calls it makes (``_pushed``, ``_lost``,
+``_shard_lost``, ``poll_restarts``)."""
 from __future__ import annotations
 
 import logging

@@ -18,6 +18,7 @@ import ray
 from downpour.ps.asking_on_ray import node_addresses
 from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pinned, placer, spot
 from downpour.ps.keeping_on_ray import died, kept
+from downpour.ps.node_answers_on_ray import this_node
 from downpour.ps.node_environments import node_environments
 from downpour.ps.setup import worker_cpus, worker_gpus, worker_rng
 from downpour.ps.shard import Shard
@@ -50,7 +51,7 @@ class Starting:
         self.ray_info = joined(cfg.cluster.address)   # cluster.json's record of which Ray
         sweep_stale_segments()
         self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"   # the driver's pid: what the sweep checks
-        nodes = ray.nodes()   # read once: the workers' CPU share, the placer and the piped choice see the same nodes
+        nodes = ray.nodes()   # read once: the workers' CPU share and the placer see the same nodes
         live = live_cpus(nodes)
         self.per_worker = worker_cpus(n, list(live.values()))   # each node's share, not total / n
         self.gpus = worker_gpus(cfg, float(ray.cluster_resources().get("GPU", 0.0)))   # ConfigError: too few for cuda
@@ -96,10 +97,6 @@ class Starting:
         # fails the start here, not after the workers' wait for it too
         self.lanes = gathered(self.lanes, "shard actors", limit, pins=self.shard_pins, waited=spent)
         spent = self._replace_dead("worker", self.reborn, limit)
-        here = ray.get_runtime_context().get_node_id()
-        # one live node in the one read above (a node that joins during the shards' wait is not seen)
-        self.piped = (len(live) == 1 and cfg.cluster.partitions == 1
-                      and all(ln is not None and ln["node"] == here for ln in self.lanes))
         self.pusher = ShardPush(self.shard_actors, self.lanes)
         # each actor's node and the install there, in the answer placement waits for (no round trip of its own)
         reports = {"shards": ray.get([a.start_report.remote() for a in self.shard_actors]),
@@ -118,8 +115,19 @@ class Starting:
         self.placement = {kind: [r["node"] for r in answers] for kind, answers in reports.items()}
         self.reports = [r for answers in reports.values() for r in answers]
         self.nodes = node_environments(self.reports, self.addresses)
+        self.piped = cfg.cluster.partitions == 1 and self._all_here()   # (a replica with partitions: the task loop)
         for w in range(n if self.piped else 0):   # last: a serving actor answers nothing else until it stops
             self._open_channel(w)
+
+    def _all_here(self) -> bool:
+        """Whether every shard has shared memory and every shard and every worker said at its start (``placement``)
+        that it runs on the driver's node, where a worker's channel (:mod:`downpour.ps.piped_on_ray`) and the shards'
+        inboxes are: what lets the cycles go over channels. Not from the start's one ``ray.nodes()`` read: a node that
+        joins while the shards start is not in it, and a worker Ray places there, handed a channel, has no inbox to
+        stage its push in (its first cycle fails, the worker lost)."""
+        here = this_node()
+        return (all(ln is not None for ln in self.lanes)
+                and set(self.placement["shards"]) | set(self.placement["workers"]) == {here})
 
     def _spawn(self, w: int, seq: int, step: int) -> Any:
         """Start (or restart: new name, new inboxes, placed as the actor it replaces: :meth:`_placed`) worker ``w``'s

@@ -1,9 +1,10 @@
 """The Ray driver's loop over Ray tasks: one actor call per cycle, its metadata and gradients as futures, and the
 shards' answers to a push as more (Ray's parameter-server example: a ``{future: what}`` dict and ``ray.wait``).
-The loop a run takes where the piped one (:mod:`downpour.ps.piped_on_ray`) cannot: several nodes, model
-parallelism, a shard that answers by object ref (DC-ASGD). A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`,
-which owns the state it reads (``_pending``, ``_pushes``, ``_grads``, ``_owner``, the coordinator) and the calls
-it makes (``_pushed``, ``_applied``, ``_lost``, ``_shard_lost``, and the restarts' futures and deadlines)."""
+The loop a run takes where the piped one (:mod:`downpour.ps.piped_on_ray`) cannot: a shard or a worker off the
+driver's node, model parallelism, a shard that answers by object ref (DC-ASGD). A mixin of
+:class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it reads (``_pending``, ``_pushes``, ``_grads``,
+``_owner``, the coordinator) and the calls it makes (``_pushed``, ``_applied``, ``_lost``, ``_shard_lost``, and the
+restarts' futures and deadlines)."""
 from __future__ import annotations
 
 import time
