@@ -147,3 +147,25 @@ def test_a_restart_reads_the_nodes_once_and_places_its_partitions_by_that_read(m
     reads.clear()
     RayCluster._spawn(cluster, 1, 0, 20)
     assert len(reads) == 1 and made == [b, a, a]      # partitions 0 and 1, then the worker
+
+
+def test_a_piped_runs_replacement_is_pinned_to_the_drivers_node(monkeypatch):
+    """RayCluster._spawn itself, actors stubbed: worker 1, left to Ray at the start (a one-node start pins none), is
+    replaced on a cluster of two nodes now (b joined since). On the piped loop its replacement is pinned to the
+    driver's node a, where its channel and the shards' inboxes are (on b its first cycle would fail, the worker lost
+    again); on the task loop it is left to Ray, as it was, and on the piped loop too once b is gone (one node alive:
+    Ray has no other choice, and a hard pin would fail at once where Ray's choice waits for room). Its pin stays Ray's
+    choice in ``pins``, so its torch threads are counted as the start counted them."""
+    from downpour.ps import starting_on_ray
+    from downpour.ps.cluster_on_ray import RayCluster
+
+    a, b = "a" * 56, "b" * 56
+    rt = scripted_runtime(monkeypatch, nodes=[a, b])
+    cluster = ScriptedCluster(rt, coordinator(2, STEPS))
+    made = stubbed_spawns(monkeypatch, cluster, 2, 1)
+    monkeypatch.setattr(starting_on_ray, "this_node", lambda: a)
+    cluster.pins[1, None] = None
+    for piped, b_alive in ((False, True), (True, True), (True, False)):
+        cluster.piped, rt.alive[b] = piped, b_alive
+        RayCluster._spawn(cluster, 1, 0, 20)
+    assert made == [None, a, None] and cluster.pins[1, None] is None

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import ray
 
 from downpour.ps.asking_on_ray import node_addresses
-from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pinned, placer, spot
+from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pin_to, pinned, placer, spot
 from downpour.ps.keeping_on_ray import died, kept
 from downpour.ps.node_answers_on_ray import this_node
 from downpour.ps.node_environments import node_environments
@@ -133,7 +133,8 @@ class Starting:
         """Start (or restart: new name, new inboxes, placed as the actor it replaces: :meth:`_placed`) worker ``w``'s
         actor: a GPU worker wherever Ray finds a free GPU, a CPU one by its index in the plan's layout
         (:func:`~downpour.ps.connect_on_ray.spot`: after every replica's partitions where K >= 2): at the start as
-        ``_start`` placed it already (``placed_first``), else placed here. Its torch threads: :meth:`_threads`."""
+        ``_start`` placed it already (``placed_first``), else placed here (a piped run's on the driver's node: see
+        :meth:`_all_here`). Its torch threads: :meth:`_threads`."""
         setup = self.setup
         name, nodes = f"downpour-{self.run_id}-worker{w}", None
         if self._incarnation[w]:
@@ -143,6 +144,13 @@ class Starting:
         n = setup.cfg.cluster.workers
         options = (self.placed_first.pop(w) if nodes is None and w in self.placed_first else
                    self._placed((w, None), spot("worker", w, n, setup.cfg.cluster.partitions), self.per_worker, nodes))
+        if nodes is not None and self.piped and len(live_cpus(nodes)) > 1:
+            # a piped run's replacement on the driver's node, where its channel and the shards' inboxes are: left to
+            # Ray (a one-node start's workers are), it could start on a node that joined since and fail its first
+            # cycle. Not pinned with one node alive: there Ray has no other choice, and a hard pin to a node that can
+            # never hold it fails at once (ActorUnschedulableError) where Ray's own choice waits for room. (pins keeps
+            # what _placed says, Ray's choice: its torch threads are counted as the start counted them.)
+            options = pin_to(this_node())
         parts = self._spawn_partitions(w, name, nodes, step) if setup.cfg.cluster.partitions > 1 else None
         args = (setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq, self.shard_actors,
                 self.lanes, self._threads(w, nodes), parts, setup.shards_of, frozen_params(setup.model),
