@@ -140,6 +140,23 @@ def new_banks(ho: int, wo: int, m: int, c: int, k: int, like: Tensor | None = No
 
 def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES, schedule: str | None = None) -> Tensor:
     """(B, C, H, W), (Ho, Wo, M, C, k, k) -> (B, M, Ho, Wo)."""
+    return _apply_pass(x, w, stride, chunk_bytes, schedule)[0]
+
+
+def lc_apply_and_weight_grad(x: Tensor, w: Tensor, y: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES,
+                             grad_maps_last: bool = True, schedule: str | None = None) -> tuple[Tensor, Tensor]:
+    """(apply(x, w), weight_grad(x, y)) from one copy of x's receptive fields: what the tied decoder's backward
+    needs (its input gradient is the layer applied to the output gradient x, its weight gradient weight_grad with x
+    as the input), each the same, bit for bit, as :func:`lc_apply` and :func:`lc_backward` give it (the same chunks,
+    the same GEMMs); the copy is a quarter of a cat stage's receptive-field copies (bench/adjoint_backward.py).
+    y (B, M, Ho, Wo); the weight gradient stored as :func:`lc_backward` stores it (``grad_maps_last``)."""
+    out, dw = _apply_pass(x, w, stride, chunk_bytes, schedule, y, grad_maps_last)
+    return out, dw
+
+
+def _apply_pass(x: Tensor, w: Tensor, stride: int, chunk_bytes: int, schedule: str | None, y: Tensor | None = None,
+                grad_maps_last: bool = True) -> tuple[Tensor, Tensor | None]:
+    """(apply(x, w), weight_grad(x, y) if ``y`` is given, else None) in one pass over x's receptive fields."""
     ho, wo, m, c, k, _ = w.shape
     b = x.shape[0]
     q = c * k * k
@@ -148,16 +165,28 @@ def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES, 
     wf = _bank_matrices(w)                                           # (P, M, Q)
     out = x.new_empty(ho * wo, m, b)  # position-major, so each bmm writes a contiguous slab
     rows = _rows_per_chunk(wo, b, q, x.element_size(), chunk_bytes)
+    if y is not None:
+        g = _positions_major(y)                                      # (P, M, B)
+        dw = y.new_empty(ho * wo, q, m) if grad_maps_last else y.new_empty(ho * wo, m, q)
 
     def part(span: tuple[int, int]) -> None:
         for i0 in range(span[0], span[1], rows):
             i1 = min(span[1], i0 + rows)
             p0, p1 = i0 * wo, i1 * wo
+            cols = _windows(xt, k, stride, i0, i1, wo)                       # (L, Q, B)
             # (L, M, Q) @ (L, Q, B): the (M x B) output tile per position suits MKL better than (B x M).
-            torch.bmm(wf[p0:p1], _windows(xt, k, stride, i0, i1, wo), out=out[p0:p1])
+            torch.bmm(wf[p0:p1], cols, out=out[p0:p1])
+            if y is not None:   # as lc_backward's weight gradient
+                if grad_maps_last:  # (L, Q, B) @ (L, B, M)
+                    torch.bmm(cols, g[p0:p1].transpose(1, 2), out=dw[p0:p1])
+                else:               # (L, M, B) @ (L, B, Q)
+                    torch.bmm(g[p0:p1], cols.transpose(1, 2), out=dw[p0:p1])
 
     _run(part, spans, threaded)
-    return out.view(ho, wo, m, b).permute(3, 2, 0, 1).contiguous()
+    out = out.view(ho, wo, m, b).permute(3, 2, 0, 1).contiguous()
+    if y is None:
+        return out, None
+    return out, (dw.view(ho, wo, c, k, k, m).permute(0, 1, 5, 2, 3, 4) if grad_maps_last else dw.view(ho, wo, m, c, k, k))
 
 
 def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Tensor | None = None,
@@ -254,6 +283,9 @@ class _Adjoint(Function):
     def backward(ctx, g: Tensor):
         y, w = ctx.saved_tensors
         stride, chunk = ctx.conf
+        if ctx.needs_input_grad[0] and ctx.needs_input_grad[1] and not torch.is_grad_enabled():
+            # plain backward of both (a tied decoder's, every training step): one copy of g's receptive fields
+            return (*lc_apply_and_weight_grad(g, w, y, stride, chunk, maps_last(w)), None, None, None)
         dy = _Apply.apply(g, w, stride, chunk) if ctx.needs_input_grad[0] else None
         # <g, A_w^T y> = <A_w g, y>, so the weight gradient is weight_grad with g as the input.
         if not ctx.needs_input_grad[1]:
