@@ -232,6 +232,50 @@ def test_untied_decoder_weight_grad_in_either_layout():
         torch.testing.assert_close(w.grad, want)
 
 
+@pytest.mark.parametrize("stride, chunk_bytes, threads", [(1, 1 << 20, 1), (2, 1, 1), (3, 1, 3), (1, 300, 2)])
+def test_the_layer_and_its_weight_gradient_from_one_pass_are_the_two_passes_bit_for_bit(stride, chunk_bytes, threads):
+    """``lc_apply_and_weight_grad`` (the tied decoder's backward) against ``lc_apply`` and ``lc_weight_grad``, torch.equal,
+    in both weight-gradient layouts, one chunk or many, on the caller or split over worker threads; and against the
+    loops (the layer) and autograd of the plain einsum (the weight gradient), independent of the kernel."""
+    torch.set_num_threads(threads)
+    try:
+        x = torch.randn(3, 2, 10, 9, dtype=torch.float64)
+        w = torch.randn(*[(n - 3) // stride + 1 for n in (10, 9)], 4, 2, 3, 3, dtype=torch.float64)
+        y = torch.randn(3, 4, *w.shape[:2], dtype=torch.float64)
+        for maps_last in (True, False):
+            out, dw = kernels.lc_apply_and_weight_grad(x, w, y, stride, chunk_bytes, grad_maps_last=maps_last)
+            assert torch.equal(out, kernels.lc_apply(x, w, stride, chunk_bytes))
+            want = kernels.lc_backward(y, stride, 3, (10, 9), x=x, chunk_bytes=chunk_bytes, grad_maps_last=maps_last)[1]
+            assert torch.equal(dw, want) and dw.stride() == want.stride()
+    finally:
+        torch.set_num_threads(1)
+    torch.testing.assert_close(out, loop_reference(x, w, stride))
+    leaf = w.clone().requires_grad_(True)
+    (locally_connected_reference(x, leaf, stride) * y).sum().backward()
+    torch.testing.assert_close(dw, leaf.grad)
+
+
+def test_a_tied_reconstruction_copies_its_receptive_fields_three_times_a_step(monkeypatch):
+    """adjoint(apply(x, w), w)'s step: the forward's copy of x's fields, one of the reconstruction's gradient g for
+    both halves of the adjoint's backward (it was two), one of x for the weight gradient; gradients as before."""
+    layer = LocallyConnected2d(2, 3, (9, 8), 3).double()
+    x = torch.randn(2, 2, 9, 8, dtype=torch.float64)
+    copies = []     # one chunk of rows a copy: the layer's 7 output rows at the kernel's default budget
+    real = kernels._windows
+    monkeypatch.setattr(kernels, "_windows", lambda *a: copies.append(a[3:5]) or real(*a))
+    w = layer.weight
+    (layer.adjoint(layer(x, w), w) - x).square().sum().backward()
+    assert copies == [(0, 7)] * 3      # x's fields (forward), g's (the adjoint's backward), x's (the weight gradient)
+    got = layer.weight.grad.clone()
+    layer.weight.grad = None
+    leaf = w.detach().clone().requires_grad_(True)
+    codes, probe = locally_connected_reference(x, leaf, 1), torch.zeros_like(x, requires_grad=True)
+    # the einsum's transpose applied to the codes, A_w^T A_w x: d<A_w p, codes>/dp (linear in p)
+    recon = torch.autograd.grad((locally_connected_reference(probe, leaf, 1) * codes).sum(), probe, create_graph=True)[0]
+    (recon - x).square().sum().backward()
+    torch.testing.assert_close(got, leaf.grad)
+
+
 def test_input_gradients_only_leaves_the_dropped_weight_gradient_out_and_the_input_gradient_the_same(monkeypatch):
     """``autograd.grad(out, x)`` of an untied layer whose weight requires grad (the optimal stimulus's 302 calls):
     inside ``input_gradients_only`` the kernel computes no weight gradient (autograd drops it) and x's gradient is the same,
