@@ -74,7 +74,8 @@ def paired(new: Callable[[], object], old: Callable[[], object], reps: int) -> d
     """Medians of the rounds and their paired ratios, by wall clock and by this process's CPU time."""
     row: dict = {}
     for clock, key in ((time.perf_counter, ""), (time.process_time, "cpu_")):
-        ms = {name: [t * 1e3 for t in ts] for name, ts in round_seconds({"new": new, "old": old}, reps, clock=clock).items()}
+        rounds = round_seconds({"new": new, "old": old}, reps, clock=clock)
+        ms = {name: [t * 1e3 for t in ts] for name, ts in rounds.items()}
         ratios = sorted(n / o for n, o in zip(ms["new"], ms["old"]))
         med = {name: sorted(v)[len(v) // 2] for name, v in ms.items()}
         row |= {f"{key}ms_new": round(med["new"], 3), f"{key}ms_old": round(med["old"], 3),

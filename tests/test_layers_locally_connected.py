@@ -234,9 +234,10 @@ def test_untied_decoder_weight_grad_in_either_layout():
 
 @pytest.mark.parametrize("stride, chunk_bytes, threads", [(1, 1 << 20, 1), (2, 1, 1), (3, 1, 3), (1, 300, 2)])
 def test_the_layer_and_its_weight_gradient_from_one_pass_are_the_two_passes_bit_for_bit(stride, chunk_bytes, threads):
-    """``lc_apply_and_weight_grad`` (the tied decoder's backward) against ``lc_apply`` and ``lc_weight_grad``, torch.equal,
-    in both weight-gradient layouts, one chunk or many, on the caller or split over worker threads; and against the
-    loops (the layer) and autograd of the plain einsum (the weight gradient), independent of the kernel."""
+    """``lc_apply_and_weight_grad`` (the tied decoder's backward) against ``lc_apply`` and ``lc_backward``'s weight
+    gradient, torch.equal, in both weight-gradient layouts, one chunk or many, on the caller or split over worker
+    threads; and against the loops (the layer) and autograd of the plain einsum (the weight gradient), independent of
+    the kernel."""
     torch.set_num_threads(threads)
     try:
         x = torch.randn(3, 2, 10, 9, dtype=torch.float64)
@@ -271,7 +272,8 @@ def test_a_tied_reconstruction_copies_its_receptive_fields_three_times_a_step(mo
     leaf = w.detach().clone().requires_grad_(True)
     codes, probe = locally_connected_reference(x, leaf, 1), torch.zeros_like(x, requires_grad=True)
     # the einsum's transpose applied to the codes, A_w^T A_w x: d<A_w p, codes>/dp (linear in p)
-    recon = torch.autograd.grad((locally_connected_reference(probe, leaf, 1) * codes).sum(), probe, create_graph=True)[0]
+    recon = torch.autograd.grad((locally_connected_reference(probe, leaf, 1) * codes).sum(), probe,
+                                create_graph=True)[0]
     (recon - x).square().sum().backward()
     torch.testing.assert_close(got, leaf.grad)
 

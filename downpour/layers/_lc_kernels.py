@@ -18,7 +18,9 @@ few output rows at a time are copied from a batch-innermost (C, H, W, B) copy of
 the GEMM layout (R*Wo, Q, B) (one copy, sized to stay in cache); each bmm writes its result in
 place into the output / weight gradient; col2im is a few large adds (``_lc_fold``); the output
 rows are split over worker threads (``_lc_threads``). The only full-size temporaries are
-the ones autograd needs anyway. docs/benchmarks.md (## locally_connected) has the numbers.
+the ones autograd needs anyway. Two results that read the same fields come from one copy of them (the
+backward's input and weight gradients; a tied decoder's backward, :func:`lc_apply_and_weight_grad`).
+docs/benchmarks.md (## locally_connected, ## adjoint_backward) has the numbers.
 
 On a GPU (any non-CPU tensor) the same loop runs with the ``batched`` schedule: no thread pool (a
 GPU runs one kernel over all its cores), and chunks of GPU_CHUNK_BYTES, so each step is a few large
@@ -145,12 +147,15 @@ def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES, 
 
 def lc_apply_and_weight_grad(x: Tensor, w: Tensor, y: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES,
                              grad_maps_last: bool = True, schedule: str | None = None) -> tuple[Tensor, Tensor]:
-    """(apply(x, w), weight_grad(x, y)) from one copy of x's receptive fields: what the tied decoder's backward
-    needs (its input gradient is the layer applied to the output gradient x, its weight gradient weight_grad with x
-    as the input), each the same, bit for bit, as :func:`lc_apply` and :func:`lc_backward` give it (the same chunks,
-    the same GEMMs); the copy is a quarter of a cat stage's receptive-field copies (bench/adjoint_backward.py).
-    y (B, M, Ho, Wo); the weight gradient stored as :func:`lc_backward` stores it (``grad_maps_last``)."""
+    """(apply(x, w), weight_grad(x, y)) from one copy of x's receptive fields, each the same, bit for bit, as
+    :func:`lc_apply` and :func:`lc_backward` give it (the same chunks, the same GEMMs).
+
+    What the adjoint's backward needs, with x its output gradient and y its input (a tied decoder's codes): the
+    layer applied to x, and the weight gradient with x as the input. The copy saved is a quarter of a cat stage's
+    receptive-field copies a step (bench/adjoint_backward.py). y (B, M, Ho, Wo); the weight gradient stored as
+    :func:`lc_backward` stores it (``grad_maps_last``)."""
     out, dw = _apply_pass(x, w, stride, chunk_bytes, schedule, y, grad_maps_last)
+    assert dw is not None
     return out, dw
 
 
@@ -186,7 +191,9 @@ def _apply_pass(x: Tensor, w: Tensor, stride: int, chunk_bytes: int, schedule: s
     out = out.view(ho, wo, m, b).permute(3, 2, 0, 1).contiguous()
     if y is None:
         return out, None
-    return out, (dw.view(ho, wo, c, k, k, m).permute(0, 1, 5, 2, 3, 4) if grad_maps_last else dw.view(ho, wo, m, c, k, k))
+    if grad_maps_last:
+        return out, dw.view(ho, wo, c, k, k, m).permute(0, 1, 5, 2, 3, 4)
+    return out, dw.view(ho, wo, m, c, k, k)
 
 
 def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Tensor | None = None,
