@@ -140,6 +140,15 @@ def new_banks(ho: int, wo: int, m: int, c: int, k: int, like: Tensor | None = No
     return make(ho, wo, c, k, k, m, **kw).permute(0, 1, 5, 2, 3, 4)
 
 
+def _weight_grad_rows(cols: Tensor, g: Tensor, out: Tensor, maps_last: bool) -> None:
+    """A chunk's weight gradient, written straight into ``out``: receptive fields cols (L, Q, B), output gradient
+    g (L, M, B) -> (L, Q, M) if ``maps_last`` else (L, M, Q)."""
+    if maps_last:   # (L, Q, B) @ (L, B, M)
+        torch.bmm(cols, g.transpose(1, 2), out=out)
+    else:           # (L, M, B) @ (L, B, Q)
+        torch.bmm(g, cols.transpose(1, 2), out=out)
+
+
 def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES, schedule: str | None = None) -> Tensor:
     """(B, C, H, W), (Ho, Wo, M, C, k, k) -> (B, M, Ho, Wo)."""
     return _apply_pass(x, w, stride, chunk_bytes, schedule)[0]
@@ -181,11 +190,8 @@ def _apply_pass(x: Tensor, w: Tensor, stride: int, chunk_bytes: int, schedule: s
             cols = _windows(xt, k, stride, i0, i1, wo)                       # (L, Q, B)
             # (L, M, Q) @ (L, Q, B): the (M x B) output tile per position suits MKL better than (B x M).
             torch.bmm(wf[p0:p1], cols, out=out[p0:p1])
-            if y is not None:   # as lc_backward's weight gradient
-                if grad_maps_last:  # (L, Q, B) @ (L, B, M)
-                    torch.bmm(cols, g[p0:p1].transpose(1, 2), out=dw[p0:p1])
-                else:               # (L, M, B) @ (L, B, Q)
-                    torch.bmm(g[p0:p1], cols.transpose(1, 2), out=dw[p0:p1])
+            if y is not None:
+                _weight_grad_rows(cols, g[p0:p1], dw[p0:p1], grad_maps_last)
 
     _run(part, spans, threaded)
     out = out.view(ho, wo, m, b).permute(3, 2, 0, 1).contiguous()
@@ -224,12 +230,8 @@ def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Ten
         for i0 in range(span[0], span[1], rows):
             i1 = min(span[1], i0 + rows)
             p0, p1 = i0 * wo, i1 * wo
-            if x is not None:   # written straight into the weight gradient
-                cols = _windows(xt, k, stride, i0, i1, wo)                   # (L, Q, B)
-                if grad_maps_last:  # (L, Q, B) @ (L, B, M)
-                    torch.bmm(cols, g[p0:p1].transpose(1, 2), out=dw[p0:p1])
-                else:               # (L, M, B) @ (L, B, Q)
-                    torch.bmm(g[p0:p1], cols.transpose(1, 2), out=dw[p0:p1])
+            if x is not None:
+                _weight_grad_rows(_windows(xt, k, stride, i0, i1, wo), g[p0:p1], dw[p0:p1], grad_maps_last)
             if fold is not None:    # (L, Q, M) @ (L, M, B): per-position input gradients, then col2im
                 fold.add_rows(i0, i1, wf, g)
         return fold.result() if fold is not None else None
