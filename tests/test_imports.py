@@ -183,3 +183,21 @@ def test_the_run_folders_data_json_is_named_by_one_constant():
              for node in ast.walk(ast.parse(path.read_text()))
              if isinstance(node, ast.Constant) and node.value == "data.json"]
     assert named == ["data/patches.py"]
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.rglob("__init__.py")), ids=lambda p: p.parent.relative_to(ROOT).as_posix())
+def test_no_package_rebinds_the_name_of_one_of_its_modules(path):
+    """A package that re-exports a function named like its module (``downpour.plan`` re-exported ``calibrate`` from
+    ``plan/calibrate.py``) makes ``from downpour.plan import calibrate`` the function and a monkeypatch string
+    "downpour.plan.calibrate.X" unable to reach the module's X."""
+    package = ".".join(("downpour", *path.parent.relative_to(ROOT).parts))
+    modules = {p.stem for p in path.parent.glob("*.py")} | {p.parent.name for p in path.parent.glob("*/__init__.py")}
+    bound = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module != package:      # (importing the module itself is fine)
+            bound.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.Assign):
+            bound.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    assert not bound & modules, f"{package} binds {sorted(bound & modules)}, the name of its own module"

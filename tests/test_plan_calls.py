@@ -4,18 +4,15 @@ on a 2-node Ray cluster took 7.5-7.9 ms and a round trip of the same bytes throu
 (5.74 ms at load 20; bench/parameter_server.py). A shard's apply has its own cost too, per update rule (APPLY_S):
 timed as its bytes alone, cat-demo's 4,224 values a shard were 11.3 µs, where the shard took 480-507 µs inside a Ray
 shard actor at load 9-15 and 16.0-16.3 µs with Adagrad in bench/shard_apply.py quiet (40-48 µs at load 7)."""
-import importlib
 import json
 
 import pytest
 
 from downpour.cli import main
-from downpour.plan import Cluster, format_plan, plan_for
+from downpour.plan import Cluster, calibrate, format_plan, plan_for
 from downpour.plan.calibrate import DEFAULT_RATES, Rates
 from downpour.plan.calls import APPLY_S, CALL_S, CALL_S_ONE_MACHINE, apply_s
 from downpour.plan.units import seconds
-
-calibrate = importlib.import_module("downpour.plan.calibrate")    # the module (downpour.plan.calibrate: its function)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,7 +58,7 @@ def test_a_shards_apply_takes_its_rules_own_cost_beside_its_bytes(rule, machines
 
 def test_a_tiny_pushs_apply_is_its_rules_own_cost_however_fast_the_bytes(monkeypatch):
     """At an apply rate with no end a push's apply took no time at all: its bytes were all of it."""
-    monkeypatch.setattr("downpour.plan.report.calibrate", lambda rule: Rates(17e9, 1e300, "test", rule))
+    monkeypatch.setattr("downpour.plan.report.measure_rates", lambda rule: Rates(17e9, 1e300, "test", rule))
     for rule in ("sgd", "adam"):
         plan = plan_for(None, [f"cluster.rule={rule}"], Cluster(machines=4, cores=1, replicas=2, shards=2),
                         measure=True, config="cat-demo")

@@ -1,7 +1,6 @@
 """downpour plan's rates: L2 pooling and LCN timed at their own FLOP rate, not the locally connected layer's (until
 2026-12-06 the plan assumed they ran at the filters' rate; bench/pool_lcn.py measures the two side by side)."""
 import dataclasses
-import importlib
 import math
 
 import pytest
@@ -91,7 +90,7 @@ def test_the_calibration_times_the_layer_and_pooling_taking_turns(monkeypatch):
     """Their ratio splits a step: timed one after the other (5 single layer calls, then 5 of pooling + LCN), a load
     that came and went reached them unalike, and a loaded run read 0.58-0.85 where bench/pool_lcn.py's interleaved
     rounds read 0.29-0.37 in the same minutes."""
-    cal = importlib.import_module("downpour.plan.calibrate")     # (downpour.plan.calibrate is also its function)
+    from downpour.plan import calibrate as cal
     calls: list[str] = []
 
     def fake(name):
@@ -100,7 +99,7 @@ def test_the_calibration_times_the_layer_and_pooling_taking_turns(monkeypatch):
     monkeypatch.setattr(cal, "layer_step", fake("layer"))
     monkeypatch.setattr(cal, "pool_lcn_step", fake("pool"))
     monkeypatch.setattr(cal, "apply_rate", lambda **_: 1e9)
-    rates = cal.calibrate()
+    rates = cal.measure_rates()
     first_pool, last_layer = calls.index("pool"), len(calls) - 1 - calls[::-1].index("layer")
     assert first_pool < last_layer, calls                   # turns: a pooling call before the layer's last
     assert rates.pool_lcn_flops_per_core > 0 and rates.flops_per_core > 0

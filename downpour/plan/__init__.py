@@ -6,19 +6,20 @@
 
 The network a plan is made for (:mod:`~downpour.plan.network`: its stages, :mod:`~downpour.plan.stage`; the cat
 family on paper, :mod:`~downpour.plan.cat_formulas` and :mod:`~downpour.plan.held`; any other model's training step
-as torch counts it, :mod:`~downpour.plan.counted`), the staleness of asynchronous
-replicas (:mod:`~downpour.plan.staleness`), a partition's share (:mod:`~downpour.plan.partition`), the cluster's step time (:mod:`~downpour.plan.predict`; a split replica's
-own process, as the Ray runner runs it, :mod:`~downpour.plan.hub`),
-this machine's speeds (:mod:`~downpour.plan.calibrate`) and the simulated check
-(:mod:`~downpour.plan.check`) are one file each.
+as torch counts it, :mod:`~downpour.plan.counted`), the staleness of asynchronous replicas
+(:mod:`~downpour.plan.staleness`), a partition's share (:mod:`~downpour.plan.partition`), the cluster's step time
+(:mod:`~downpour.plan.predict`; a split replica's own process, as the Ray runner runs it, :mod:`~downpour.plan.hub`),
+this machine's speeds (:mod:`~downpour.plan.calibrate`: :func:`~downpour.plan.calibrate.measure_rates`) and the
+simulated check (:mod:`~downpour.plan.check`) are one file each; no name here is one of theirs, so that
+``downpour.plan.calibrate`` is the module (tests/test_imports.py).
 """
-from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
+from downpour.plan.calibrate import DEFAULT_RATES, Rates, measure_rates
 from downpour.plan.check import check_simulated, compare_run, passed
 from downpour.plan.network import PAPER, PAPER_INPUT, Network, Stage, cat_footprint, network_of, plan_config
-from downpour.plan.predict import Cluster, predict
+from downpour.plan.predict import Cluster
 from downpour.plan.report import format_check, format_plan, make_plan, plan_for
 from downpour.plan.staleness import StalenessPrediction, predict_staleness, steady_staleness
 
-__all__ = ["DEFAULT_RATES", "Rates", "calibrate", "check_simulated", "compare_run", "passed", "PAPER", "PAPER_INPUT", "Network",
-           "Stage", "cat_footprint", "network_of", "plan_config", "Cluster", "predict", "format_check", "format_plan",
-           "make_plan", "plan_for", "StalenessPrediction", "predict_staleness", "steady_staleness"]
+__all__ = ["DEFAULT_RATES", "Rates", "measure_rates", "check_simulated", "compare_run", "passed", "PAPER",
+           "PAPER_INPUT", "Network", "Stage", "cat_footprint", "network_of", "plan_config", "Cluster", "format_check",
+           "format_plan", "make_plan", "plan_for", "StalenessPrediction", "predict_staleness", "steady_staleness"]

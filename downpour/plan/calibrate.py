@@ -44,7 +44,7 @@ from downpour.plan.cat_formulas import pool_lcn_flops
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
 
-__all__ = ["Rates", "DEFAULT_RATES", "calibrate", "best_seconds", "round_seconds", "filter_rates", "layer_rate",
+__all__ = ["Rates", "DEFAULT_RATES", "measure_rates", "best_seconds", "round_seconds", "filter_rates", "layer_rate",
            "layer_step", "pool_lcn_rate", "pool_lcn_step", "push_step", "apply_fixed_seconds"]
 
 # pooling + LCN's FLOP rate over the layer's, measured side by side at the main job's stage 1 (bench/pool_lcn.py's
@@ -210,7 +210,7 @@ def apply_fixed_seconds(rule: str = "adagrad", repeats: int = 9, round_s: float 
     return statistics.median(round_seconds({"shard": push_step(rule, torch.ones(1))}, repeats, round_s)["shard"])
 
 
-def calibrate(rule: str = "adagrad") -> Rates:
+def measure_rates(rule: str = "adagrad") -> Rates:
     """The three rates and the apply's own cost, measured now on one torch thread (a few seconds), the apply with
     the run's update ``rule`` (Adam's apply is about 1.5x dearer than Adagrad's, docs/benchmarks.md server_rules);
     the thread count is restored."""

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from downpour._names import pasted, plural
 from downpour.plan.cache_hits import with_frozen_runs, without_cache
-from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
+from downpour.plan.calibrate import DEFAULT_RATES, Rates, measure_rates
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
 from downpour.plan.hub import hub_runs, lends_banks, stage_calls
 from downpour.plan.idle import REPLICAS_TOLERANCE, SHARDS_TOLERANCE
@@ -103,7 +103,7 @@ def plan_for(model: str | None = "paper", sets: list[str] | tuple[str, ...] = ()
             # stage-2 step for 0.16, and choosing on it, then re-timing, picks a slower layout: predict.py)
             on_replicas = of_replicas
     c = cfg.cluster
-    rates = calibrate(c.rule) if measure else DEFAULT_RATES
+    rates = measure_rates(c.rule) if measure else DEFAULT_RATES
     plan = make_plan(net, cluster, rates, cfg.train.batch_size, c.n_push, c.n_fetch, c.rule, paper=paper,
                      on_replicas=on_replicas)
     plan["defaults"] = DEFAULT_RATES.as_dict()
