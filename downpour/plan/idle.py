@@ -11,12 +11,13 @@ the plan would buy 885 parameter servers that add nothing. So unset shards are t
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from downpour._names import listed, plural
 from downpour.plan.units import human, seconds
 
-__all__ = ["REPLICAS_TOLERANCE", "SHARDS_TOLERANCE", "fewest_shards", "idle_why"]
+__all__ = ["REPLICAS_TOLERANCE", "SHARDS_TOLERANCE", "Timed", "fewest_shards", "idle_why"]
 
 REPLICAS_TOLERANCE = 0.05  # the samples/s that fewer replicas may give up, of the fastest layout's (predict)
 SHARDS_TOLERANCE = 0.01    # the samples/s that fewer shards may give up, of what the machines left give
@@ -37,20 +38,35 @@ def fewest_shards(rate: Callable[[int], float], used: Callable[[int], int], leas
     return most if rate(most) / used(most) > rate(lo) / used(lo) else lo
 
 
-def idle_why(machines: int, used: int, shards_full: int, gained: float, r: int, top_r: int, top_gain: float,
-             top_bound: str, rule: str, fixed: float) -> str:
-    """Why ``used`` of ``machines`` are used: the ``shards_full`` shards the machines left would make add ``gained``
-    of the samples/s, more replicas at most ``top_gain`` (the fastest layout, ``top_r`` replicas, bound by
-    ``top_bound``), and where a shard's applies bind it, the cap (:data:`~downpour.plan.calls.APPLY_S` of ``rule``,
-    ``fixed``) and what lifts it. "" where every machine is used."""
+@dataclass(frozen=True)
+class Timed:
+    """A layout's replicas and shards, and its timing as :func:`~downpour.plan.predict.predict` times it (its
+    ``samples_per_s``, ``bottleneck`` and ``times_s``)."""
+    replicas: int
+    shards: int
+    timing: dict[str, Any]
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.timing["samples_per_s"]
+
+
+def idle_why(machines: int, used: int, planned: Timed, filled: Timed, fastest: Timed, rule: str) -> str:
+    """Why ``used`` of ``machines`` are used by the ``planned`` layout: the shards the machines left would make (its
+    replicas so ``filled``) add so many samples/s, more replicas at most the ``fastest`` layout's, and where a shard's
+    applies bind that one, the cap (its own cost, :data:`~downpour.plan.calls.APPLY_S` of ``rule`` or the measured
+    one) and what lifts it. "" where every machine is used."""
     if used >= machines:
         return ""
-    said = [f"uses {used:,} of {machines:,} machines: {shards_full:,} shards (the machines left) would add "
+    gained, top_r = filled.samples_per_s / planned.samples_per_s - 1, fastest.replicas
+    said = [f"uses {used:,} of {machines:,} machines: {filled.shards:,} shards (the machines left) would add "
             + ("under 0.1%" if gained < 1e-3 else f"{gained:.1%}") + " samples/s"]
-    if top_r > r:
-        said.append(f"more replicas at most {top_gain:.1%} (the fastest layout: {plural(top_r, 'replica')}; the "
-                    f"fewest within {REPLICAS_TOLERANCE:.0%} of it are planned, the least staleness)")
-    if top_bound == "shard apply":
+    if top_r > planned.replicas:
+        said.append(f"more replicas at most {fastest.samples_per_s / filled.samples_per_s - 1:.1%} (the fastest "
+                    f"layout: {plural(top_r, 'replica')}; the fewest within {REPLICAS_TOLERANCE:.0%} of it are "
+                    "planned, the least staleness)")
+    if fastest.timing["bottleneck"] == "shard apply":
+        fixed = fastest.timing["times_s"]["apply_fixed"]
         said.append(f"past {plural(top_r, 'replica')} a shard's applies bind ({human(1 / fixed)} pushes a second, "
                     f"{rule}'s own {seconds(fixed)} an apply, each replica's push applied alone); more machines add "
                     "nothing at this n_push, batch and rule: " + listed(

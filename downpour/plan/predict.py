@@ -47,7 +47,7 @@ from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
 from downpour.plan.calls import call_s
 from downpour.plan.hub import hub_runs, lends_banks, machines_of, replica_machines
-from downpour.plan.idle import REPLICAS_TOLERANCE, fewest_shards, idle_why
+from downpour.plan.idle import REPLICAS_TOLERANCE, Timed, fewest_shards, idle_why
 from downpour.plan.network import Network
 from downpour.plan.one_machine import COPY_BYTES_PER_S, PROCESS_BYTES, cores_each, on_one_machine, processes
 from downpour.plan.partition import RULE_STATE, grid, partition, uncuttable
@@ -321,22 +321,23 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     # (each layout timed on its own R's frozen count; choosing on one replica's, the chosen one re-timed on its own,
     # would lay main on 64 machines out as 40 replicas, 2.355 M samples/s, where 41 give 2.416 M; cat-demo on 1,000,
     # 630 for 656's more)
-    rate = {lay: _timing(net, judged(*lay[:2]), cl, lay[1], lay[0], lay[2], *args)["samples_per_s"] for lay in layouts}
+    timed = {lay: _timing(net, judged(*lay[:2]), cl, lay[1], lay[0], lay[2], *args) for lay in layouts}
+    rate = {lay: t["samples_per_s"] for lay, t in timed.items()}
     top = max(rate.values())
     near = [lay for lay in layouts if rate[lay] >= (1 - REPLICAS_TOLERANCE) * top]
     k, r, s = min(near, key=lambda lay: (lay[1], -rate[lay]))
-    part = judged(k, r)
-    idle = ""
-    if cl.shards is None and not on_one_machine(cl.machines):    # the fewest shards that give as much (idle.py)
+    part, full = judged(k, r), s
+    chosen = cl.shards is None and not on_one_machine(cl.machines)
+    if chosen:    # the fewest shards that give as much (idle.py)
         def rate_of(n: int) -> float:
             return _timing(net, part, cl, r, k, n, *args)["samples_per_s"]
-        full, top_lay = s, max(rate, key=rate.get)
         s = fewest_shards(rate_of, lambda n: machines_of(net, r, k, n), least[k], full)
-        idle = idle_why(cl.machines, machines_of(net, r, k, s), full, rate[k, r, full] / rate_of(s) - 1, r,
-                        top_lay[1], top / rate[k, r, full] - 1,
-                        _timing(net, judged(*top_lay[:2]), cl, top_lay[1], top_lay[0], top_lay[2], *args)["bottleneck"],
-                        rule, rates.apply_fixed(rule))
     timing = _timing(net, part, cl, r, k, s, *args)
+    idle = ""
+    if chosen:    # the machines left idle, against the machines left as shards and the fastest layout
+        k_top, r_top, s_top = max(rate, key=rate.get)
+        idle = idle_why(cl.machines, machines_of(net, r, k, s), Timed(r, s, timing), Timed(r, full, timed[k, r, full]),
+                        Timed(r_top, s_top, timed[k_top, r_top, s_top]), rule)
     shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
     one, together, hubs = on_one_machine(cl.machines), _together(net, part, r, k, s, rule), replica_machines(net, r, k)
     cut = next((stage for stage in net.stages if stage.in_shape), None)      # (the first cut stage's layout)
