@@ -112,8 +112,27 @@ def test_a_calibrated_plans_apply_takes_the_measured_own_cost(monkeypatch, capsy
     assert plan["times_s"]["apply_fixed"] == planted
     assert plan["times_s"]["apply_one"] == pytest.approx(planted + BYTES / 2 / 1.5e9, rel=1e-9)
     assert plan["rates"]["apply_fixed_s"] == planted and plan["rates"]["apply_fixed_from"] == "measured"
-    assert plan["defaults"]["apply_fixed_s"] == APPLY_S["adagrad"]
+    assert plan["rates"]["apply_fixed_rule"] == plan["defaults"]["apply_fixed_rule"] == rule
+    assert plan["defaults"]["apply_fixed_s"] == APPLY_S[rule]
     assert plan["defaults"]["apply_fixed_from"].startswith("APPLY_S")
+
+
+def test_a_plans_rates_say_the_apply_cost_is_the_constant_where_the_rule_is_not_the_measured_one(monkeypatch):
+    """Rates measured with Adagrad (own cost planted) in an Adam plan: the step takes Adam's APPLY_S, and --json's
+    rates said "measured" beside the measured Adagrad figure, which no part of the plan used."""
+    planted = 0.5e-3
+    monkeypatch.setattr("downpour.plan.report.measure_rates",
+                        lambda rule: Rates(17e9, 1.5e9, "test", "adagrad", apply_fixed_s=planted))
+    layout = Cluster(machines=4, cores=1, replicas=2, shards=2)
+    adam = plan_for(None, ["cluster.rule=adam"], layout, measure=True, config="cat-demo")
+    assert adam["times_s"]["apply_fixed"] == APPLY_S["adam"]
+    assert (adam["rates"]["apply_fixed_rule"], adam["rates"]["apply_fixed_s"]) == ("adam", APPLY_S["adam"])
+    assert adam["rates"]["apply_fixed_from"].startswith("APPLY_S") and adam["rates"]["apply_rule"] == "adagrad"
+    assert f"adam's own {seconds(APPLY_S['adam'])} an apply, APPLY_S)" in format_plan(adam)
+    adagrad = plan_for(None, ["cluster.rule=adagrad"], layout, measure=True, config="cat-demo")
+    assert adagrad["times_s"]["apply_fixed"] == adagrad["rates"]["apply_fixed_s"] == planted
+    assert adagrad["rates"]["apply_fixed_from"] == "measured"
+    assert f"adagrad's own {seconds(planted)} an apply, measured)" in format_plan(adagrad)
 
 
 def test_an_uncalibrated_plans_rates_line_says_the_apply_cost_is_the_constant():

@@ -75,17 +75,25 @@ class Rates:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"Rates: {name} must be a positive finite rate, got {value!r} ({self.source})")
 
+    def measured_apply(self, rule: str) -> bool:
+        """Whether the apply's own cost with ``rule`` was measured (with ``rule``), not the rule's ``APPLY_S``."""
+        return self.apply_fixed_s is not None and rule == self.apply_rule
+
     def apply_fixed(self, rule: str) -> float:
         """Seconds of a shard's apply of one push with ``rule`` beside its bytes: the measured one where it was
         measured with ``rule``, else the rule's ``APPLY_S``."""
-        return self.apply_fixed_s if self.apply_fixed_s is not None and rule == self.apply_rule else apply_s(rule)
+        return self.apply_fixed_s if self.measured_apply(rule) else apply_s(rule)
 
-    def as_dict(self) -> dict[str, float | str]:
+    def as_dict(self, rule: str | None = None) -> dict[str, float | str]:
+        """The rates as ``--json`` has them, the apply's own cost ``rule``'s (None: ``apply_rule``'s), and
+        ``apply_fixed_from`` whether that figure is measured or the rule's ``APPLY_S``: an Adam plan on rates measured
+        with Adagrad takes Adam's constant, not the measured Adagrad cost."""
+        rule = rule or self.apply_rule
         return {"flops_per_core": round(self.flops_per_core),
                 "pool_lcn_flops_per_core": round(self.pool_lcn_flops_per_core),
                 "apply_bytes_per_core": round(self.apply_bytes_per_core), "source": self.source,
-                "apply_rule": self.apply_rule, "apply_fixed_s": self.apply_fixed(self.apply_rule),
-                "apply_fixed_from": "APPLY_S (downpour/plan/calls.py)" if self.apply_fixed_s is None else "measured"}
+                "apply_rule": self.apply_rule, "apply_fixed_rule": rule, "apply_fixed_s": self.apply_fixed(rule),
+                "apply_fixed_from": "measured" if self.measured_apply(rule) else "APPLY_S (downpour/plan/calls.py)"}
 
 
 DEFAULT_RATES = Rates(17e9, 1.5e9, "defaults (the project's 2-core Xeon, docs/benchmarks.md and docs/plan.md; "

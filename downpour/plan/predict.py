@@ -349,7 +349,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
                 "one_machine": one, "processes": processes(r * k, hubs, s),
                 "memory_together_bytes": together}
     return {"cluster": resolved, "batch": batch, "n_push": n_push, "n_fetch": n_fetch, "rule": rule,
-            "rates": rates.as_dict(), "partition": part, "shard_bytes": shard_bytes,
+            "rates": rates.as_dict(rule), "partition": part, "shard_bytes": shard_bytes,
             "push_bytes_replica": 4 * net.params, "push_bytes_partition": part["server_bytes"],
             "push_bytes_shared": part["shared_bytes"], "lend_bytes_partition": part["lend_bytes"],
             "lend_bytes_replica": part["lend_bytes_replica"], "memory_fallback": fallback,

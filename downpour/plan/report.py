@@ -106,7 +106,7 @@ def plan_for(model: str | None = "paper", sets: list[str] | tuple[str, ...] = ()
     rates = measure_rates(c.rule) if measure else DEFAULT_RATES
     plan = make_plan(net, cluster, rates, cfg.train.batch_size, c.n_push, c.n_fetch, c.rule, paper=paper,
                      on_replicas=on_replicas)
-    plan["defaults"] = DEFAULT_RATES.as_dict()
+    plan["defaults"] = DEFAULT_RATES.as_dict(c.rule)
     if config is not None:            # what the preset trains, not the registry's defaults of its model
         plan["network"]["name"] = f"{config} (model {cfg.model.name}, batch {cfg.train.batch_size})"
         plan["train_command"] = _train_command(config, sets, plan["cluster"])
@@ -154,9 +154,9 @@ def _apply_rule(plan: dict[str, Any]) -> str:
 
 
 def _apply_fixed_from(plan: dict[str, Any]) -> str:
-    """Where the apply's own cost in the step comes from: measured with the run's rule, or the rule's constant."""
-    measured = plan["rates"].get("apply_fixed_from") == "measured" and plan["rates"]["apply_rule"] == plan["rule"]
-    return "measured" if measured else "APPLY_S"
+    """Where the apply's own cost in the step comes from: measured with the run's rule, or the rule's constant
+    (``Rates.as_dict`` of the run's rule says which)."""
+    return "measured" if plan["rates"]["apply_fixed_from"] == "measured" else "APPLY_S"
 
 
 def format_plan(plan: dict[str, Any]) -> str:
