@@ -9,10 +9,13 @@ import json
 import pytest
 
 from downpour.cli import main
-from downpour.plan import Cluster, calibrate, format_plan, plan_for
+from downpour.config import ClusterConfig, ConfigError
+from downpour.plan import Cluster, calibrate, format_plan, plan_config, plan_for
 from downpour.plan.calibrate import DEFAULT_RATES, Rates
-from downpour.plan.calls import APPLY_S, CALL_S, CALL_S_ONE_MACHINE, apply_s
+from downpour.plan.calls import APPLY_S, CALL_S, CALL_S_ONE_MACHINE
+from downpour.plan.partition import RULE_STATE
 from downpour.plan.units import seconds
+from downpour.settings import choices_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -77,9 +80,12 @@ def test_the_step_line_says_the_applys_own_cost():
     assert f"one shard's apply {seconds(apply)} (adam's own {own} an apply beside the bytes" in step
 
 
-def test_a_rule_without_an_apply_cost_is_named():
-    with pytest.raises(ValueError, match="'rmsprop'.*sgd, momentum, adagrad, adam"):
-        apply_s("rmsprop")
+def test_every_rule_the_config_takes_has_an_apply_cost_and_no_other():
+    """The plan looks a rule's own apply cost and state up without a refusal of its own: cluster.rule's choices refuse
+    any other where the config is loaded, before a plan is made (apply_s refused it a second time, unreachable)."""
+    assert list(APPLY_S) == list(RULE_STATE) == list(choices_of(ClusterConfig, "rule"))
+    with pytest.raises(ConfigError, match="cluster.rule must be one of sgd, momentum, adagrad, adam, got 'rmsprop'"):
+        plan_config("cat-demo", ["cluster.rule=rmsprop"])
 
 
 def test_more_shards_do_not_shrink_a_cycles_applies_below_their_own_cost():

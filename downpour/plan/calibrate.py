@@ -39,7 +39,7 @@ from typing import Callable
 import torch
 
 from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
-from downpour.plan.calls import apply_s
+from downpour.plan.calls import APPLY_S
 from downpour.plan.cat_formulas import pool_lcn_flops
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
@@ -82,7 +82,7 @@ class Rates:
     def apply_fixed(self, rule: str) -> float:
         """Seconds of a shard's apply of one push with ``rule`` beside its bytes: the measured one where it was
         measured with ``rule``, else the rule's ``APPLY_S``."""
-        return self.apply_fixed_s if self.measured_apply(rule) else apply_s(rule)
+        return self.apply_fixed_s if self.measured_apply(rule) else APPLY_S[rule]
 
     def as_dict(self, rule: str | None = None) -> dict[str, float | str]:
         """The rates as ``--json`` has them, the apply's own cost ``rule``'s (None: ``apply_rule``'s), and

@@ -51,7 +51,7 @@ quiet machine and set each rule's constant to the mean of its ``fixed_us``, with
 """
 from __future__ import annotations
 
-__all__ = ["APPLY_S", "CALL_S", "CALL_S_ONE_MACHINE", "apply_s", "call_s"]
+__all__ = ["APPLY_S", "CALL_S", "CALL_S_ONE_MACHINE", "call_s"]
 
 # half the round trips above (2026-12-07 06:55 UTC, load 1.74 on 2 cores)
 CALL_S = 5.072e-3 / 2              # a fetch's or push's own cost across machines (the object store), seconds
@@ -63,13 +63,7 @@ def call_s(one_machine: bool) -> float:
     return CALL_S_ONE_MACHINE if one_machine else CALL_S
 
 
-# a shard's apply of a push of 1 value per update rule, seconds: the mean of two runs' medians above (2026-12-07
+# a shard's apply of a push of 1 value per update rule (cluster.rule, whose choices refuse any other rule where the
+# config is loaded: one key each, tests/test_plan_calls.py), seconds: the mean of two runs' medians above (2026-12-07
 # 10:51-10:52 UTC, load 1.1-1.5 on 2 cores, not niced)
 APPLY_S = {"sgd": 6.93e-6, "momentum": 10.71e-6, "adagrad": 13.64e-6, "adam": 28.22e-6}
-
-
-def apply_s(rule: str) -> float:
-    """Seconds of a shard's apply of one push beside its bytes, with update ``rule`` (cluster.rule)."""
-    if rule not in APPLY_S:
-        raise ValueError(f"cluster.rule: no apply cost for update rule {rule!r}; the plan knows {', '.join(APPLY_S)}")
-    return APPLY_S[rule]
