@@ -319,8 +319,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
             k = min(fitting)
             raise ConfigError(_too_few_machines(net, cl, k, _fits(_largest(parts[k]), cl), least[k]))
     # (each layout timed on its own R's frozen count; choosing on one replica's, the chosen one re-timed on its own,
-    # would lay main on 64 machines out as 40 replicas, 2.355 M samples/s, where 41 give 2.416 M; cat-demo on 1,000,
-    # 630 for 656's more)
+    # would lay main on 256 machines out as 104 replicas, 1.065 M samples/s, where 105 give 1.086 M; cat-demo on 1,000,
+    # 214 for 218's more: docs/plan.md, "The frozen stages' cache")
     timed = {lay: _timing(net, judged(*lay[:2]), cl, lay[1], lay[0], lay[2], *args) for lay in layouts}
     rate = {lay: t["samples_per_s"] for lay, t in timed.items()}
     top = max(rate.values())

@@ -99,8 +99,8 @@ def plan_for(model: str | None = "paper", sets: list[str] | tuple[str, ...] = ()
         net = of_replicas(1)
         if net.frozen_runs:
             # R replicas each fill their own cache over their shard, in their share of the steps: each layout judged on
-            # its own R's count (one replica's count would read, for cat-demo on 64 machines, 40 replicas, 0.093 a
-            # stage-2 step for 0.16, and choosing on it, then re-timing, picks a slower layout: predict.py)
+            # its own R's count (one replica's count would read, for cat-demo on 64 machines, 56 replicas, 0.093 a
+            # stage-2 step for 0.273, and choosing on it, then re-timing, can pick a slower layout: predict.py)
             on_replicas = of_replicas
     c = cfg.cluster
     rates = measure_rates(c.rule) if measure else DEFAULT_RATES
