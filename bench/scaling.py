@@ -8,7 +8,7 @@ round trip vs model size, simulator vs number of workers. One JSON line per poin
 
 Curves (``what``):
 
-- ``stage``: the paper's stage 1 (``downpour.plan.network.PAPER``: 3 channels, 18x18 untied fields,
+- ``stage``: the paper's stage 1 (``downpour.plan.run_config.PAPER``: 3 channels, 18x18 untied fields,
   8 maps, stride 1, 5x5 L2 pooling step 1, 5x5 LCN, untied decoder) as a one-stage CatNet on
   ``side`` x ``side`` inputs, sides 32, 64, 128, 200;
 - ``network``: the paper's three stages at the sides where they fit (at 32, stage 2's 18x18 field is
@@ -65,7 +65,8 @@ import torch  # noqa: E402
 from downpour.batch import Batch  # noqa: E402
 from downpour.config import ConfigError, config_from_dict, load_config  # noqa: E402
 from downpour.models.registry import resolve  # noqa: E402
-from downpour.plan.network import PAPER, network_of  # noqa: E402
+from downpour.plan.network import network_of  # noqa: E402
+from downpour.plan.run_config import PAPER  # noqa: E402
 from downpour.ps.in_memory import simulate  # noqa: E402
 from _protocol import at_least_1, emit, reps_and_threads  # noqa: E402
 from downpour.ps.setup import build_replica  # noqa: E402

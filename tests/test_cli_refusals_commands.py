@@ -18,7 +18,8 @@ from downpour.crossfit import fold_config
 from downpour.config import ClusterConfig
 from downpour.plan import Cluster
 from downpour.plan.calibrate import DEFAULT_RATES
-from downpour.plan.network import network_of, plan_config
+from downpour.plan.network import network_of
+from downpour.plan.run_config import plan_config
 from downpour.plan.partition import RULE_STATE, grid
 from downpour.plan.predict import predict
 from downpour.settings import choices_of

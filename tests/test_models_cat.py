@@ -198,7 +198,8 @@ def test_the_top_stage_trains_alone_in_its_greedy_share_and_takes_only_the_recon
 def test_what_cannot_handle_the_top_stage_says_so():
     from downpour.errors import ConfigError
     from downpour.parallel import partition_model
-    from downpour.plan.network import network_of, plan_config
+    from downpour.plan.network import network_of
+    from downpour.plan.run_config import plan_config
 
     from downpour.config import load_config
 

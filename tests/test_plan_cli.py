@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_the_plans_help_names_every_key_a_plan_reads(capsys):
     """train.schedule joined the keys a plan reads on 2026-12-04; --help still listed the others only."""
-    from downpour.plan.network import PLAN_READS
+    from downpour.plan.run_config import PLAN_READS
 
     with pytest.raises(SystemExit):
         main(["plan", "--help"])
@@ -83,11 +83,11 @@ def test_a_configs_layout_the_plan_does_not_read_is_said(tmp_path, capsys, caplo
     """cluster.workers = 8 and a delay in the file were dropped without a word: the plan chooses its own layout."""
     path = tmp_path / "eight.toml"
     path.write_text('base = "cat-demo"\n[cluster]\nrunner = "simulated"\nworkers = 8\ndelay = "constant:2"\n')
-    with caplog.at_level("WARNING", logger="downpour.plan.network"):
+    with caplog.at_level("WARNING", logger="downpour.plan.run_config"):
         assert main(["plan", "--config", str(path), "--machines", "20"]) == 0
     assert "the file's cluster.workers = 8 (--replicas sets it), cluster.delay = 'constant:2' are not read" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="downpour.plan.network"):
+    with caplog.at_level("WARNING", logger="downpour.plan.run_config"):
         assert main(["plan", "--config", "cat-demo", "--machines", "20"]) == 0      # nothing of the kind set
     assert "not read" not in caplog.text
 
@@ -143,14 +143,14 @@ def test_the_paper_plans_assumptions_say_what_a_set_changed(capsys):
 def test_a_plan_of_a_config_reads_the_file_once(monkeypatch):
     """plan_for read its --config twice: plan_config for the model and the cluster, then again for the data a greedy
     step's frozen cache counts on. plan_config's config carries the file's data (and its steps as --set gave them)."""
-    import downpour.plan.network as network_module
+    import downpour.plan.run_config as run_config
 
     reads = []
 
     def counted(*args, **kwargs):
         reads.append(args)
         return load_config(*args, **kwargs)
-    monkeypatch.setattr(network_module, "load_config", counted)
+    monkeypatch.setattr(run_config, "load_config", counted)
     cfg, _ = plan_config(None, ("train.steps=100",), "cat-demo")
     assert reads == [("cat-demo",)] and cfg.data == load_config("cat-demo").data and cfg.train.steps == 100
     plan = plan_for(None, ("train.steps=100",), Cluster(machines=4, cores=1), config="cat-demo")

@@ -5,7 +5,7 @@ import pytest
 
 from downpour.models.registry import build
 from downpour.plan import counted
-from downpour.plan.network import plan_config
+from downpour.plan.run_config import plan_config
 
 
 def _built_only(*args):

@@ -67,7 +67,7 @@ def test_a_cluster_too_slow_to_finish_a_step_says_its_figures_in_a_few_digits(ca
 def test_the_main_jobs_queue_depth_the_plan_does_not_model_is_said(capsys, caplog):
     """main.toml sets cluster.queue_depth = 1 (a Ray worker waits for fresh parameters before its next cycle), and
     the plan, which times a push travelling while the next steps compute, dropped it without a word."""
-    with caplog.at_level("WARNING", logger="downpour.plan.network"):
+    with caplog.at_level("WARNING", logger="downpour.plan.run_config"):
         assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8"]) == 0
     assert "cluster.queue_depth = 1" in caplog.text and "not read" in caplog.text
 

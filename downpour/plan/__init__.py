@@ -4,7 +4,8 @@
     print(format_plan(plan))
     print(format_check(check_simulated(workers=1000, shards=100)))     # staleness: predicted vs measured
 
-The network a plan is made for (:mod:`~downpour.plan.network`: its stages, :mod:`~downpour.plan.stage`; the cat
+The run config a plan reads (:mod:`~downpour.plan.run_config`), the network it is made for
+(:mod:`~downpour.plan.network`: its stages, :mod:`~downpour.plan.stage`; the cat
 family on paper, :mod:`~downpour.plan.cat_formulas` and :mod:`~downpour.plan.held`; any other model's training step
 as torch counts it, :mod:`~downpour.plan.counted`), the staleness of asynchronous replicas
 (:mod:`~downpour.plan.staleness`), a partition's share (:mod:`~downpour.plan.partition`), the cluster's step time
@@ -15,9 +16,10 @@ simulated check (:mod:`~downpour.plan.check`) are one file each; no name here is
 """
 from downpour.plan.calibrate import DEFAULT_RATES, Rates, measure_rates
 from downpour.plan.check import check_simulated, compare_run, passed
-from downpour.plan.network import PAPER, PAPER_INPUT, Network, Stage, cat_footprint, network_of, plan_config
+from downpour.plan.network import Network, Stage, cat_footprint, network_of
 from downpour.plan.predict import Cluster
 from downpour.plan.report import format_check, format_plan, make_plan, plan_for
+from downpour.plan.run_config import PAPER, PAPER_INPUT, plan_config
 from downpour.plan.staleness import StalenessPrediction, predict_staleness, steady_staleness
 
 __all__ = ["DEFAULT_RATES", "Rates", "measure_rates", "check_simulated", "compare_run", "passed", "PAPER",

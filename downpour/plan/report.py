@@ -11,10 +11,11 @@ from downpour.plan.calibrate import DEFAULT_RATES, Rates, measure_rates
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
 from downpour.plan.hub import hub_runs, lends_banks, stage_calls
 from downpour.plan.idle import REPLICAS_TOLERANCE, SHARDS_TOLERANCE
-from downpour.plan.network import Network, network_of, plan_config
+from downpour.plan.network import Network, network_of
 from downpour.plan.one_machine import PROCESS_BYTES, one_machine_words
 from downpour.plan.partition import RULE_STATE, partition_stage
 from downpour.plan.predict import Cluster, predict
+from downpour.plan.run_config import plan_config
 from downpour.plan.units import SIZES, human as _human, seconds as _seconds, span as _span
 
 __all__ = ["plan_for", "make_plan", "format_plan", "format_check"]
