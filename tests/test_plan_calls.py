@@ -61,7 +61,7 @@ def test_a_shards_apply_takes_its_rules_own_cost_beside_its_bytes(rule, machines
 
 def test_a_tiny_pushs_apply_is_its_rules_own_cost_however_fast_the_bytes(monkeypatch):
     """At an apply rate with no end a push's apply took no time at all: its bytes were all of it."""
-    monkeypatch.setattr("downpour.plan.report.measure_rates", lambda rule: Rates(17e9, 1e300, "test", rule))
+    monkeypatch.setattr("downpour.plan.assemble.measure_rates", lambda rule: Rates(17e9, 1e300, "test", rule))
     for rule in ("sgd", "adam"):
         plan = plan_for(None, [f"cluster.rule={rule}"], Cluster(machines=4, cores=1, replicas=2, shards=2),
                         measure=True, config="cat-demo")
@@ -127,7 +127,7 @@ def test_a_plans_rates_say_the_apply_cost_is_the_constant_where_the_rule_is_not_
     """Rates measured with Adagrad (own cost planted) in an Adam plan: the step takes Adam's APPLY_S, and --json's
     rates said "measured" beside the measured Adagrad figure, which no part of the plan used."""
     planted = 0.5e-3
-    monkeypatch.setattr("downpour.plan.report.measure_rates",
+    monkeypatch.setattr("downpour.plan.assemble.measure_rates",
                         lambda rule: Rates(17e9, 1.5e9, "test", "adagrad", apply_fixed_s=planted))
     layout = Cluster(machines=4, cores=1, replicas=2, shards=2)
     adam = plan_for(None, ["cluster.rule=adam"], layout, measure=True, config="cat-demo")

@@ -67,7 +67,7 @@ def test_a_faster_network_and_more_replicas_move_the_prediction_the_right_way():
 
 def test_measured_rates_reach_the_prediction(monkeypatch):
     slow = Rates(1e9, 1e8, "test")
-    monkeypatch.setattr("downpour.plan.report.measure_rates", lambda rule: slow)
+    monkeypatch.setattr("downpour.plan.assemble.measure_rates", lambda rule: slow)
     measured = plan_for("paper", cluster=Cluster(replicas=10, partitions=16, shards=200), measure=True)
     default = plan_for("paper", cluster=Cluster(replicas=10, partitions=16, shards=200))
     assert measured["rates"]["source"] == "test"
@@ -88,7 +88,7 @@ def test_the_apply_rate_is_measured_with_the_runs_rule_and_a_default_of_another_
     seen = []
     monkeypatch.setattr("downpour.plan.calibrate.make_rule", lambda rule, lr: seen.append(rule) or make_rule(rule, lr))
     assert apply_rate(repeats=1, numel=1000, rule="adam") > 0 and seen == ["adam"]
-    monkeypatch.setattr("downpour.plan.report.measure_rates", lambda rule: Rates(1e9, 1e8, "test", rule))
+    monkeypatch.setattr("downpour.plan.assemble.measure_rates", lambda rule: Rates(1e9, 1e8, "test", rule))
     measured = format_plan(plan_for("paper", ["cluster.rule=adam"], measure=True))
     own = {rule: f"{rule}'s own {seconds(APPLY_S[rule])} an apply, APPLY_S"
            for rule in ("adam", "adagrad")}                    # (a Rates without a measured one: the constant)

@@ -14,11 +14,12 @@ this machine's speeds (:mod:`~downpour.plan.calibrate`: :func:`~downpour.plan.ca
 simulated check (:mod:`~downpour.plan.check`) are one file each; no name here is one of theirs, so that
 ``downpour.plan.calibrate`` is the module (tests/test_imports.py).
 """
+from downpour.plan.assemble import make_plan, plan_for
 from downpour.plan.calibrate import DEFAULT_RATES, Rates, measure_rates
 from downpour.plan.check import check_simulated, compare_run, passed
 from downpour.plan.network import Network, Stage, cat_footprint, network_of
 from downpour.plan.predict import Cluster
-from downpour.plan.report import format_check, format_plan, make_plan, plan_for
+from downpour.plan.report import format_check, format_plan
 from downpour.plan.run_config import PAPER, PAPER_INPUT, plan_config
 from downpour.plan.staleness import StalenessPrediction, predict_staleness, steady_staleness
 
