@@ -211,6 +211,44 @@ def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays
     assert "stopped" not in json.loads((tmp_path / "r/cluster.json").read_text())   # the finished run's summary
 
 
+def test_a_lost_shards_stop_gives_the_step_it_was_lost_at_in_its_warning_its_error_and_its_records(
+        tmp_path, monkeypatch, caplog):
+    """A shard's node removed on a 2-node Ray (2026-12-07): the error, cluster.json and staleness.json said "shard 1
+    lost at step 22", but the warning "stopped at step 24; could not checkpoint the server", and so did data.json,
+    whose later step the report's stop line gives: the checkpoint on the way out first recorded the two pushes whose
+    answers were in hand, which no checkpoint can hold (the snapshot needs every shard). Here the driver's settle
+    records two more steps as Ray's does, and its snapshot fails once the shard is lost, as Ray's does: the warning,
+    the error, cluster.json, staleness.json, data.json and the report give one step."""
+    from downpour.analysis.report_stop import run_stop
+    from downpour.errors import RunError
+    from downpour.ps.recorder import ShardLost
+    from downpour.ps.simulated import SimulatedCluster
+
+    save_on_failure = recorder_module.Recorder.save_on_failure
+    losses = _losing_shard_1(monkeypatch, [20])
+    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", save_on_failure)   # the real one, here
+    real_snapshot = SimulatedCluster.snapshot
+
+    def snapshot(self):
+        if not losses:
+            raise ShardLost("shard 1 is lost", step=self.coord.done)
+        return real_snapshot(self)
+
+    def settle(self, on_push):          # two pushes' answers in hand, recorded (Ray: a shard on another node's)
+        self.coord.done += 2
+
+    monkeypatch.setattr(SimulatedCluster, "snapshot", snapshot)
+    monkeypatch.setattr(SimulatedCluster, "settle", settle)
+    with caplog.at_level("WARNING"), pytest.raises(RunError, match="shard restarts are off") as stop:
+        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=0")
+    step = int(str(stop.value).split("lost at step ")[1].split()[0])
+    assert step >= 20 and [r.getMessage() for r in caplog.records if r.name == recorder_module.__name__] == [
+        f"stopped at step {step}; could not checkpoint the server (ShardLost: shard 1 is lost)"]
+    run = RunDir.open(tmp_path / "r")
+    assert run.read_json("cluster.json")["stopped"]["step"] == run.read_json("data.json")["stopped"]["step"] == step
+    assert run.read_json("staleness.json")["events"][-1]["step"] == run_stop(run)["step"] == step
+
+
 def test_a_restarted_runs_cluster_json_keeps_where_the_lost_go_had_placed_its_actors(tmp_path, monkeypatch):
     """Each shard event keeps its go's placement in cluster.json: else a run whose shards restarted keeps the last go's
     alone (``nodes: 1`` after a node was lost), and the lost node is named only in the reason."""

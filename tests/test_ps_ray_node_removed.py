@@ -119,13 +119,16 @@ def test_a_node_holding_only_workers_removed_leaves_the_run_to_the_heads_which_f
 
 
 def test_a_node_holding_a_shard_removed_stops_the_run_naming_it_and_the_resume_finishes_on_the_head(
-        tmp_path, two_nodes, monkeypatch, capsys):
+        tmp_path, two_nodes, monkeypatch, capsys, caplog):
     """Two workers and two shards, a worker and a shard on each node; the added node is removed at step 20 or later,
     once a server checkpoint is written (every 10 pushes). With shard restarts off the command exits 2 with the one line
     docs/parameter-server.md gives ("shard J lost at step N on node ... (...), and shard restarts are off
     (cluster.shard_restarts = 0): the run stopped; --resume RUN goes on from its last server checkpoint, at step
     M ..."), cluster.json and staleness.json record the stop, and `--resume RUN` finishes the run on the head alone
-    (its two workers sharing its CPU), from that checkpoint."""
+    (its two workers sharing its CPU), from that checkpoint. The warning of the checkpoint on the way out, data.json and
+    the report's stop line give the step the error gives (they said 24 of a shard lost at step 22: the checkpoint first
+    recorded the two pushes whose answers were in hand)."""
+    from downpour.analysis.report_stop import run_stop
     from downpour.ps.checkpoint import load_server
 
     cluster, ids, added = two_nodes
@@ -150,6 +153,9 @@ def test_a_node_holding_a_shard_removed_stops_the_run_naming_it_and_the_resume_f
     assert summary["stopped"] == {"step": int(said[2]), "steps": STEPS, "by": f"ShardLost: {said[1]}"}
     assert summary["checkpoint"] == kept and crash["at"] - 10 <= kept <= int(said[2])     # (a checkpoint every 10)
     assert RunDir.open(run).read_json("staleness.json")["events"][-1] == event
+    assert f"stopped at step {said[2]}; could not checkpoint the server (" in caplog.text
+    stopped = RunDir.open(run).read_json("data.json")["stopped"]
+    assert stopped["step"] == run_stop(RunDir.open(run))["step"] == int(said[2])
 
     monkeypatch.undo()
     assert main(["train", "--resume", str(run), "--no-report"]) == 0

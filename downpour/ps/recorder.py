@@ -210,7 +210,8 @@ class Recorder:
         (:class:`ShardLost`) leaves what follows to ``run_cluster``, which knows it: the shards restarted (from the
         checkpoint, or from the start where there is none) or the run's stop, with what ``--resume`` does. So on a
         lost shard its warning names no ``--resume`` (neither what it goes on from nor "there is no server checkpoint
-        to resume from"): the run may restart its shards itself and finish, with no resume to run."""
+        to resume from"): the run may restart its shards itself and finish, with no resume to run. Its step is the
+        loss's, as the stop's records give it (the pushes answered but not read yet are not counted)."""
         if self.driver is None or self._saved_on_failure:
             return
         self._saved_on_failure = True
@@ -222,7 +223,12 @@ class Recorder:
             log.warning("stopped at step %d; the server checkpoint of that step stands%s", self.coord.done, then)
             return
         try:
-            self.driver.settle(self.on_push)
+            # a lost shard: the pushes whose answers are in hand are not recorded. No checkpoint holds them (the
+            # snapshot needs every shard), and its stop is recorded at the step it was found lost (ShardLost.step:
+            # the error, cluster.json, staleness.json), which they would take this line and data.json past (a
+            # shard's node removed on a 2-node Ray: "lost at step 22", and this line "stopped at step 24")
+            if not isinstance(err, ShardLost):
+                self.driver.settle(self.on_push)
             self.checkpoint()
             log.warning("stopped at step %d; the server checkpoint was saved%s", self.coord.done, then)
         except Exception as failed:  # noqa: BLE001  (the shards may be gone with the failure)
