@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from downpour.studies import words
-from downpour.studies.stats import lead_mark
+from downpour.studies.stats import LEAD_IN_ASIDE, lead_mark
 
 __all__ = ["VERBS", "change", "delta"]
 
@@ -43,4 +43,4 @@ def delta(row: dict[str, Any], test: str, fmt: str = "{:+.3f}", points: int | No
         return ""
     shown = (words.points(figure, points, " points", aside=", {}") if points is not None
              else words.difference(figure, fmt, aside=", {}"))
-    return f"Δ {shown}{lead_mark(row, test, ', a lead')}"
+    return f"Δ {shown}{lead_mark(row, test, LEAD_IN_ASIDE)}"

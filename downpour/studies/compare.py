@@ -27,8 +27,8 @@ from downpour.studies import words
 from downpour.studies.base import Cells, Condition
 from downpour.studies.figures import bar_lengths, condition_colours, figure, finite_limits, interval_bars, save
 from downpour.studies.plots import place_labels
-from downpour.studies.stats import (CENSORED, DIVERGED, effect_words, lead_mark, mean_ci, note_left_out, paired_difference, paired_p,
-                                    paired_test, record_test)
+from downpour.studies.stats import (CENSORED, DIVERGED, LEAD_IN_ASIDE, LEAD_IN_LIST, effect_words, lead_mark, mean_ci,
+                                    note_left_out, paired_difference, paired_p, paired_test, record_test)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -232,7 +232,7 @@ def tally(rows: list[dict[str, Any]], key: str) -> dict[str, list[str]]:
     for r in rows:
         word = r["extra"].get("d_" + key)
         if word:
-            out[word].append(r["condition"] + lead_mark(r, "d_" + key, " (a lead)"))
+            out[word].append(r["condition"] + lead_mark(r, "d_" + key, LEAD_IN_LIST))
     return out
 
 
@@ -302,12 +302,12 @@ def owed_paragraph(rows: Sequence[dict[str, Any]], unit: str = "face unit") -> s
             said.append(f"{r['condition']} not measured ({why})")
             continue
         readings[r["condition"]] = effect_words(*owed, resolution=OWED_RESOLUTION)
-        marks[r["condition"]] = lead_mark(r, OWED_FIGURE, " (a lead)")     # (said: the quick architectures
+        marks[r["condition"]] = lead_mark(r, OWED_FIGURE, LEAD_IN_LIST)     # (said: the quick architectures
         # study's "owes something to the faces in: rbm, sae" where Holm's correction keeps neither)
-        # (", a lead", not stats.LEAD's parenthesis: "higher (a lead: ...) (without a face: ...)" read as one inside
-        # the other)
+        # (LEAD_IN_ASIDE, not stats.LEAD's parenthesis: "higher (a lead: ...) (without a face: ...)" read as one
+        # inside the other)
         said.append(f"{r['condition']} {words.signed(owed)}, {readings[r['condition']]}"
-                    f"{lead_mark(r, OWED_FIGURE, ', a lead')} "
+                    f"{lead_mark(r, OWED_FIGURE, LEAD_IN_ASIDE)} "
                     f"(without a face: {value(r, 'face_auc_controls_no_faces')})")
     if not readings:
         return "What the faces gave the " + unit + " was not measured: " + "; ".join(said) + "."

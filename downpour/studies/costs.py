@@ -48,8 +48,8 @@ from downpour.studies.base import LOCAL_CELLS, Cells, Condition, Study
 from downpour.studies.designs.costs import PENALTIES, QUICK_PENALTIES, SIZES, CostsDesign
 from downpour.studies.figures import interval_bars
 from downpour.studies.plots import scatter_intervals
-from downpour.studies.stats import (effect_words, lead, lead_mark, leads_of, mean_ci, note_left_out, paired_difference,
-                                    paired_p, paired_test, reading_in_aside, record_test)
+from downpour.studies.stats import (LEAD_IN_ASIDE, effect_words, lead, lead_mark, leads_of, mean_ci, note_left_out,
+                                    paired_difference, paired_p, paired_test, reading_in_aside, record_test)
 from downpour.studies.trained import probe_accuracies, trained_run
 
 # what the verdict's "In short" counts: every compared figure's reading, either way (more active codes, weight
@@ -210,7 +210,7 @@ class CostsStudy(CostsDesign, Study):
             rho = words.difference(within, "{:+.2f}", aside=", {}")
             said.append(f"with {size} data {related} "
                         f"({'rank ρ of Hoyer sparsity and the gap within a seed ' if not said else 'ρ '}"
-                        f"{rho}{lead_mark(row, CORRELATION, ', a lead')})")
+                        f"{rho}{lead_mark(row, CORRELATION, LEAD_IN_ASIDE)})")
         return f"Sparsity and over-fitting, across the penalties and their weights: {'; '.join(said)}."
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:

@@ -44,7 +44,8 @@ from downpour.studies.designs.first_layer import KINDS, FirstLayerDesign
 from downpour.studies.compare import figure_ci, owed_figure, owed_paragraph, owed_test
 from downpour.studies.figure_words import figure_words
 from downpour.studies.figures import interval_bars
-from downpour.studies.stats import DIVERGED, lead, lead_mark, leads_of, mean_ci, note_left_out, paired_test, wilson
+from downpour.studies.stats import (DIVERGED, LEAD_IN_LIST, lead, lead_mark, leads_of, mean_ci, note_left_out,
+                                    paired_test, wilson)
 from downpour.studies.plots import curves
 from downpour.studies.trained import (FACE_TEST_WITH_TWIN, OWED, cost_curve, edge_fraction, face_aucs, face_draws,
                                       face_pair, no_faces_twin, owed_figures, probe_accuracies, trained_run)
@@ -200,7 +201,7 @@ class FirstLayerStudy(FirstLayerDesign, Study):
         for k in KINDS[1:]:
             read = _downstream(by[k])
             # (a reading Holm's correction does not keep is named as a lead: "better on" alone read as a finding)
-            parts = [f"{what} on " + ", ".join(f"the {figure_words(f)}" + lead_mark(by[k], f"delta_{f}", " (a lead)")
+            parts = [f"{what} on " + ", ".join(f"the {figure_words(f)}" + lead_mark(by[k], f"delta_{f}", LEAD_IN_LIST)
                                                for f in read[w])
                      for w, what in (("higher", "better"), ("lower", "worse")) if read[w]]
             # the rest, neither better nor worse: "(6 inconclusive)", "(2 with no detectable effect, 4 inconclusive)"

@@ -49,8 +49,8 @@ from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.claims import change
 from downpour.studies.designs.flat_skipping import BLOCK, FlatSkippingDesign
 from downpour.studies.plots import curves, scatter_intervals
-from downpour.studies.stats import (diverged_paragraph, lead_mark, mean_ci, note_left_out, paired_ratio, paired_test,
-                                    ratio_words, reading_in_aside)
+from downpour.studies.stats import (LEAD_IN_ASIDE, LEAD_IN_LIST, diverged_paragraph, lead_mark, mean_ci, note_left_out,
+                                    paired_ratio, paired_test, ratio_words, reading_in_aside)
 from downpour.studies.trained import FACE_TEST, face_aucs, face_draws, face_pair, trained_run
 
 SETS = ("lfw", "padded", "digits")
@@ -207,8 +207,8 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
             lines = []
             for t in self.thresholds():
                 rs = [by[f"{cond}/{t:g}/{n}"] for n in SETS]
-                harmful = [f"{r['params']['images']} {READ_AS[k]}{lead_mark(r, f'delta_{k}', ' (a lead)')}" for r in rs
-                           for k, w in r["extra"]["readings"].items() if w == "lower"]
+                harmful = [f"{r['params']['images']} {READ_AS[k]}{lead_mark(r, f'delta_{k}', LEAD_IN_LIST)}"
+                           for r in rs for k, w in r["extra"]["readings"].items() if w == "lower"]
                 lines.append(
                     f"threshold {t:g}: skipped " + ", ".join(f"{r['params']['images']} {words.percent_ci(r['figures']['skipped'])}"
                                                            for r in rs)
@@ -275,7 +275,7 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
             # (a drop the paragraph above reads "lower" is said here too: "no change confirmed" alone read as harmless)
             rows = {t: by[f"{cond}/{t:g}/{images}"] for t in self.thresholds()}
             fell = [f"{t:g} ({words.points(r['figures']['delta_probe'], unit=' points', aside=', {}')}"
-                    f"{lead_mark(r, 'delta_probe', ', a lead')})"
+                    f"{lead_mark(r, 'delta_probe', LEAD_IN_ASIDE)})"
                     for t, r in rows.items() if r["extra"]["readings"]["probe"] == "lower"]
             return (f"on {images} no threshold's probe change is confirmed within ±{100 * RESOLUTION['probe']:.0f} "
                     f"points" + (f", and the probe fell at threshold {', '.join(fell)}" if fell else "") + unclaimed)

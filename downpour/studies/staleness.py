@@ -52,8 +52,8 @@ from downpour.studies.claims import change
 from downpour.studies.designs.staleness import SAE_LR, WORKERS, StalenessDesign
 from downpour.studies.figures import distributions, interval_bars, phase_diagram
 from downpour.studies.matching import implicit_momentum, stale_error
-from downpour.studies.stats import (LEAD, flips, lead, lead_mark, leads_of, mean_ci, note_left_out, paired_proportions,
-                                    paired_test, proportion_words, record_test, wilson)
+from downpour.studies.stats import (LEAD, LEAD_IN_ASIDE, flips, lead, lead_mark, leads_of, mean_ci, note_left_out,
+                                    paired_proportions, paired_test, proportion_words, record_test, wilson)
 
 SUCCESS = 1e-3          # population loss below this: the global optimum
 DIVERGED = 1e3          # population loss above this (or not finite, or a gradient a shard refused): diverged
@@ -69,7 +69,7 @@ def _difference(row: dict[str, Any]) -> str:
     contradiction (4 of 4 seeds lost: p = 0.125)."""
     why = _mcnemar(row)
     reading = (f"inconclusive, {why}" if why else
-               row["extra"]["reading"] + lead_mark(row, "delta_vs_success", ", a lead"))
+               row["extra"]["reading"] + lead_mark(row, "delta_vs_success", LEAD_IN_ASIDE))
     return f"Δ {words.points(row['figures']['delta_vs_success'], 0, ' points', aside=', {}')}: {reading}"
 
 
@@ -319,7 +319,7 @@ class StalenessStudy(StalenessDesign, Study):
                          + (f"; {r['extra']['diverged']} of {r['n']} seeds diverged, left out of the mean and the pairs"
                             if r["extra"].get("diverged") else "")
                          + (f"; vs serial {words.difference(r['figures']['delta_vs_cost'], '{:+.3g}', aside=', {}')}, "
-                            f"{r['extra']['reading']}{lead_mark(r, 'delta_vs_cost', ', a lead')})"
+                            f"{r['extra']['reading']}{lead_mark(r, 'delta_vs_cost', LEAD_IN_ASIDE)})"
                             if r["params"]["vs"] else ")") for k, r in sae.items())
         paras.append(f"On the real objective (the UFLDL sparse autoencoder, Adam on the server at {SAE_LR:g}, the same "
                      f"examples in each condition), the final cost on the whole training set was: {said}.")

@@ -265,7 +265,9 @@ def paired_test(row: dict[str, Any], name: str, baseline: Sequence[float], other
     return list(d), reading
 
 
-LEAD = " (a lead: not after Holm's correction)"   # beside a reading :func:`lead` holds (" (a lead)" in a list)
+LEAD = " (a lead: not after Holm's correction)"   # beside a reading :func:`lead` holds
+LEAD_IN_LIST = " (a lead)"      # beside each name in a list of them, where the whole mark would repeat
+LEAD_IN_ASIDE = ", a lead"      # inside a parenthesis already open ("lower, a lead"): no second one (tests/nesting.py)
 ALPHA = 0.05      # Holm's family-wise level: a reading holds below it, else it is a lead
 
 
@@ -290,14 +292,15 @@ def lead(row: dict[str, Any], test: str, alpha: float = ALPHA) -> bool:
 
 def lead_mark(row: dict[str, Any], test: str, mark: str = LEAD) -> str:
     """``mark`` where the comparison ``test`` of ``row`` is a lead (:func:`lead`), else "": what a verdict puts
-    beside its reading (" (a lead)" in a list of them)."""
+    beside its reading (:data:`LEAD_IN_LIST` in a list of them, :data:`LEAD_IN_ASIDE` inside a
+    parenthesis)."""
     return mark if lead(row, test) else ""
 
 
 def reading_in_aside(row: dict[str, Any], key: str) -> str:
     """"lower, a lead": how ``row``'s paired difference ``delta_KEY`` reads (``row["extra"]["readings"][key]``) where
     a verdict says it inside a parenthesis, so its lead mark opens none of its own."""
-    return row["extra"]["readings"][key] + lead_mark(row, f"delta_{key}", ", a lead")
+    return row["extra"]["readings"][key] + lead_mark(row, f"delta_{key}", LEAD_IN_ASIDE)
 
 
 def leads_of(n: int, of: int) -> str:
