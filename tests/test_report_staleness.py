@@ -66,6 +66,8 @@ def test_a_local_or_sandblaster_run_has_no_staleness_paragraph(sim_run, tmp_path
     assert staleness_paragraph(run) == ""
     simulated = RunDir.create(tmp_path / "s", load_config("ufldl-sae", ['cluster.runner="simulated"']))
     assert staleness_paragraph(simulated) == ""                          # no staleness.json: nothing to say
+    (simulated.path / "staleness.json").write_text('{"overall": ')
+    assert staleness_paragraph(simulated) == ""                          # nor where it cannot be read (cut short)
     shutil.copy(sim_run / "staleness.json", simulated.path / "staleness.json")
     assert re.search(r"<b>Staleness</b> .*: mean \d+\.\d\d, max \d+", staleness_paragraph(simulated))
 

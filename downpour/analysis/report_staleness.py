@@ -8,9 +8,9 @@ import math
 from typing import Any
 
 from downpour._names import plural
-from downpour.analysis.report_parts import esc
+from downpour.analysis.report_parts import esc, run_json
 from downpour.config import is_cluster_runner
-from downpour.train.rundir import NotARunError, RunDir
+from downpour.train.rundir import RunDir
 
 _RUNNERS = {"simulated": "simulated cluster", "ray": "Ray cluster"}
 
@@ -20,9 +20,8 @@ def staleness_paragraph(run: RunDir) -> str:
     c = run.config.cluster
     if not is_cluster_runner(c.runner) or c.algorithm != "downpour":
         return ""
-    try:
-        report = run.read_json("staleness.json")
-    except NotARunError:
+    report = run_json(run, "staleness.json")
+    if report is None:
         return ""
     overall = report.get("overall") if isinstance(report, dict) else None
     if not isinstance(overall, dict) or not overall.get("pushes"):
@@ -88,10 +87,7 @@ def _per_partition(run: RunDir, report: dict[str, Any]) -> str:
     ``partition_shards``: on Ray each partition pushes its block to them itself, so its staleness is its own: the
     cat-untied network split 2 x 2 on 4 shards, 40 steps, gave 1.44 and 1.40), or that the partitions own none
     (every trained stage tiled: the replica pushes the shared banks), not only "2 partitions per replica"."""
-    try:
-        cluster = run.read_json("cluster.json")
-    except NotARunError:
-        return ""
+    cluster = run_json(run, "cluster.json")
     owned = cluster.get("partition_shards") if isinstance(cluster, dict) else None
     per_shard = report.get("per_shard")
     if not isinstance(owned, list) or not isinstance(per_shard, dict):
