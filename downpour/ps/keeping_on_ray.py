@@ -22,7 +22,7 @@ node gone), is replaced at the start by an actor started anew, said in a warning
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Hashable, Iterator
+from typing import Any, Hashable, Iterable, Iterator
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
@@ -44,16 +44,14 @@ class Keeping:
     def take(self, keys: list[Hashable]) -> dict[Hashable, Any]:
         """The kept actors of ``keys`` that answer (handed over: the caller owns them); the others are killed. One
         that died since it was kept (or hangs) is not handed over: the start starts that one anew."""
-        taken = {k: self.actors.pop(k) for k in keys if k in self.actors}
-        alive = dict(zip(taken, answering(list(taken.values()))))
-        self.actors.update((k, a) for k, a in taken.items() if not alive[k])
-        self.close()
-        return {k: a for k, a in taken.items() if alive[k]}
+        asked = {k: self.actors.pop(k) for k in keys if k in self.actors}
+        up = dict(zip(asked, answering(list(asked.values()))))
+        self.close()                                        # those not asked for
+        _kill(a for k, a in asked.items() if not up[k])    # those that died or hang since
+        return {k: a for k, a in asked.items() if up[k]}
 
     def close(self) -> None:
-        for actor in self.actors.values():
-            with contextlib.suppress(Exception):   # (best effort: it may be dead already)
-                ray.kill(actor)
+        _kill(self.actors.values())
         self.actors = {}
 
     @staticmethod
@@ -61,6 +59,12 @@ class Keeping:
         """Whether every one of ``actors`` answers (a worker still serving its channel answers nothing else: one
         kept would hold up the next start)."""
         return all(answering(actors))
+
+
+def _kill(actors: Iterable[Any]) -> None:
+    for actor in actors:
+        with contextlib.suppress(Exception):   # (best effort: it may be dead already)
+            ray.kill(actor)
 
 
 def died(answers: dict[Hashable, Any], timeout: float) -> tuple[dict[Hashable, RayActorError], list[Hashable]]:
