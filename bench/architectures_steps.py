@@ -58,8 +58,8 @@ def run(arm: str, out: str, seeds: list[int], steps: list[int] | None, times: in
 
 
 def holm_adjusted(ps: list[float]) -> list[float]:
-    """Holm's step-down adjusted p of each of ``ps`` (one family), by the studies' own :func:`stats.holm`."""
-    from downpour.studies.stats import holm
+    """Holm's step-down adjusted p of each of ``ps`` (one family), by the studies' own :func:`holm.holm`."""
+    from downpour.studies.holm import holm
 
     tests = [{"p": p} for p in ps]
     holm([{"tests": dict(enumerate(tests))}])

@@ -1,7 +1,7 @@
 """What the studies' verdicts, their pages and the run report say holds no parenthesis inside another: "(Δ -0.44 (no
 interval: too few seeds to tell))" and "(lower (a lead: not after Holm's correction))" read as a tangle where one
 parenthesis, "(Δ -0.44, no interval: too few seeds to tell)", says it all (words.difference's ``aside``,
-stats.lead_mark's ``mark``). Square brackets, an interval's, may sit inside one."""
+holm.lead_mark's ``mark``). Square brackets, an interval's, may sit inside one."""
 import copy
 import math
 
@@ -32,7 +32,7 @@ def unbounded(rows):
 
 def leads(rows):
     """``rows`` with every comparison that reads higher or lower at p 0.04: with more than one, Holm's correction
-    keeps none (once :func:`~downpour.studies.stats.holm` has run), so each is marked a lead."""
+    keeps none (once :func:`~downpour.studies.holm.holm` has run), so each is marked a lead."""
     rows = copy.deepcopy(rows)
     for row in rows:
         for test in row.get("tests", {}).values():
@@ -46,7 +46,7 @@ def check_verdict_nests_nothing(name, rows):
     unbounded, with every reading a lead, and with both: no parenthesis inside another in any of them."""
     from downpour.studies import study_class
     from downpour.studies.run import verdict_text
-    from downpour.studies.stats import holm
+    from downpour.studies.holm import holm
 
     for variant in (copy.deepcopy(rows), unbounded(rows), leads(rows), leads(unbounded(rows))):
         holm(variant)

@@ -101,7 +101,8 @@ def check_every_condition_may_diverge(folder, name, tmp_path):
     from downpour.studies import study_class
     from downpour.studies.diverged import summarised
     from downpour.studies.run import note_missing
-    from downpour.studies.stats import diverged_paragraph, holm
+    from downpour.studies.holm import holm
+    from downpour.studies.stats import diverged_paragraph
 
     study = study_class(name)(quick=True)
     lines = (folder / "cells.jsonl").read_text().splitlines()[1:]

@@ -5,7 +5,7 @@ index line, none answering its study's question."""
 import pytest
 
 from downpour.studies import study_class
-from downpour.studies.stats import holm
+from downpour.studies.holm import holm
 
 UP, DOWN = [0.066, 0.050, 0.083], [-0.066, -0.083, -0.050]
 
@@ -133,7 +133,7 @@ def test_first_layers_claim_says_gabor_init_is_learned_from_a_gabor_start_and_ma
         row["tests"]["delta_probe_lfw_stage1"] = {"reading": "higher", "p": 0.3}
     said = _claim("first-layer", rows)
     assert said.startswith("Against the first layer learned from a random start,")
-    # (the lead counted in staleness's, costs' and the verdicts' words: stats.leads_of)
+    # (the lead counted in staleness's, costs' and the verdicts' words: holm.leads_of)
     assert said.endswith("; the layer learned from a Gabor start (gabor-init) is better on 2 (1 of them a lead: not "
                          "after Holm's correction) and inconclusive on 4 of 6 (digits probe accuracy on stage 2 Δ +5.0 "
                          "points [+3.0, +7.0]).")

@@ -4,7 +4,8 @@ from downpour.studies.base import Condition
 from downpour.studies.compare import compare_rows
 from downpour.studies import html
 from downpour.studies.markdown import write_markdown
-from downpour.studies.stats import family_paragraph, holm, record_test
+from downpour.studies.holm import family_paragraph, holm
+from downpour.studies.stats import record_test
 from downpour.studies.table import MARKDOWN, comparisons
 
 
@@ -71,10 +72,10 @@ def test_a_study_json_written_before_against_still_renders_with_an_empty_against
 
 
 def test_the_table_holms_paragraph_and_the_verdicts_lead_mark_read_each_comparison_alike():
-    """The table's "under Holm" column and :func:`~downpour.studies.stats.lead` (each verdict's mark) decided the same
-    thing by two copies of one rule: both ask :func:`~downpour.studies.stats.under_holm` now. Holm p 0.02 holds, 0.05
+    """The table's "under Holm" column and :func:`~downpour.studies.holm.lead` (each verdict's mark) decided the same
+    thing by two copies of one rule: both ask :func:`~downpour.studies.holm.under_holm` now. Holm p 0.02 holds, 0.05
     (at the level) and NaN do not; a reading neither higher nor lower is neither."""
-    from downpour.studies.stats import lead, under_holm
+    from downpour.studies.holm import lead, under_holm
 
     tests = {"kept": ("higher", 0.02), "at_level": ("lower", 0.05), "nan": ("higher", float("nan")),
              "open": ("inconclusive", 0.001)}

@@ -2,7 +2,8 @@
 import pytest
 
 from downpour.studies.figure_words import figure_words
-from downpour.studies.stats import family_paragraph, holm, record_test
+from downpour.studies.holm import family_paragraph, holm
+from downpour.studies.stats import record_test
 
 
 @pytest.mark.parametrize("name, said", [

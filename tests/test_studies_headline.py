@@ -9,7 +9,8 @@ from downpour.studies.claims import change
 from downpour.studies.headline import COUNT, headline
 from downpour.studies.index import write_index
 from downpour.studies.run import run_study
-from downpour.studies.stats import holm, paired_test
+from downpour.studies.holm import holm
+from downpour.studies.stats import paired_test
 from planted_study import Planted, planted  # noqa: F401 (a fixture)
 
 

@@ -5,7 +5,7 @@ import math
 
 from downpour.studies.compare import owed_paragraph
 from downpour.studies.headline import headline
-from downpour.studies.stats import holm
+from downpour.studies.holm import holm
 from downpour.studies.table import setting
 from nesting import nested
 

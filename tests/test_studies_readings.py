@@ -10,7 +10,8 @@ from downpour.config import ConfigError
 from downpour.studies.base import Condition
 from downpour.studies import study_class
 from downpour.studies.run import run_study
-from downpour.studies.stats import holm, mean_ci, paired_difference
+from downpour.studies.holm import holm
+from downpour.studies.stats import mean_ci, paired_difference
 from planted_study import EveryCellDiverges, Planted, edit_cells, quick_warning, rename
 from planted_study import planted  # noqa: F401 (a fixture)
 
@@ -191,7 +192,7 @@ def test_a_comparison_never_measured_is_not_in_holms_family_and_a_diverged_first
     from downpour.studies.base import Condition
     from downpour.studies.compare import compare_rows
     from downpour.studies.run import note_missing
-    from downpour.studies.stats import holm
+    from downpour.studies.holm import holm
 
     conditions = [Condition("ref", {"vs": ""}), Condition("arm", {"vs": "ref"})]
     seeds = [0, 1, 2, 3, 4, 5]

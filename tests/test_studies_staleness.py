@@ -326,7 +326,7 @@ def test_a_compared_rate_is_said_beside_its_baselines_and_each_count_says_what_i
     """'wide/lr0.125/async4 reached 0% vs wide/lr0.125/sync (Δ -75 points)': 0% against what; and 'Over 2
     comparisons ...' above 'Holm's correction over the 9 paired comparisons' in the same verdict, neither saying
     which comparisons it counted."""
-    from downpour.studies.stats import family_paragraph, holm
+    from downpour.studies.holm import family_paragraph, holm
     out, result = quick
     cells = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()[1:]]
     by = {(c["condition"], s): c["figures"] for c in cells for s in range(4) if c["seed"] == s % 2}
@@ -471,7 +471,7 @@ def test_holms_family_is_fixed_by_the_design_not_by_which_conditions_diverged():
     """diverged_vs entered Holm's family only where most of a condition's seeds diverged: the outcome chose the
     family (the quick study's 9 comparisons with no divergence, 10 with lr0.125/delay4's), so the other readings'
     correction depended on it. Every stale phase row's divergence test enters now, whatever diverged."""
-    from downpour.studies.stats import holm
+    from downpour.studies.holm import holm
 
     study, calm = _planted_rows(8, lambda c, s: (True, False))
     _, stormy = _planted_rows(8, lambda c, s: (c.name != "lr0.125/delay4", c.name == "lr0.125/delay4"))
@@ -484,7 +484,7 @@ def test_holms_family_is_fixed_by_the_design_not_by_which_conditions_diverged():
 def test_a_success_reading_holms_correction_does_not_keep_is_called_a_lead():
     """'async4 38% (Δ +38 points [...]: higher)' and 'staleness raised the success rate in 2' while Holm's
     paragraph below called one of the two a lead to recheck (McNemar p = 0.031 over a family of 9)."""
-    from downpour.studies.stats import holm
+    from downpour.studies.holm import holm
 
     # synchronous SGD never succeeds; delay4 at 0.125 always, async4 in 6 of 16 seeds
     study, rows = _planted_rows(16, lambda c, s: (c.name == "lr0.125/delay4" or (c.name == "lr0.125/async4" and s < 6),
@@ -502,7 +502,7 @@ def test_a_success_reading_holms_correction_does_not_keep_is_called_a_lead():
 def test_a_divergence_holms_correction_does_not_keep_is_not_blamed_on_staleness_as_a_finding():
     """8 of 8 stale seeds diverged against 0 of 8 (McNemar p = 0.0078, 0.0078 * 10 after Holm's correction) was
     told as 'significantly more ...: there staleness lowered the stable learning rate'."""
-    from downpour.studies.stats import holm
+    from downpour.studies.holm import holm
 
     study, rows = _planted_rows(8, lambda c, s: (c.name != "lr0.125/delay4", c.name == "lr0.125/delay4"))
     holm(rows)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from downpour.studies.stats import (effect_words, family_paragraph, flips, holm, paired_difference, paired_p,
-                                    paired_proportions, paired_test, proportion_words, record_test, wilson)
+from downpour.studies.holm import family_paragraph, holm
+from downpour.studies.stats import (effect_words, flips, paired_difference, paired_p, paired_proportions, paired_test,
+                                    proportion_words, record_test, wilson)
 
 
 def test_wilson_known_values():

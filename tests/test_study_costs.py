@@ -216,7 +216,8 @@ def test_a_reading_holms_correction_does_not_keep_is_called_a_lead_in_the_senten
     """'weight 0.001: Hoyer 0.30 (Δ ..., higher)' and 'In short ... sparser codes (Hoyer) at 2 of 2 settings',
     while Holm's paragraph below called one of the two readings a lead to recheck."""
     from downpour.studies.costs import QUICK_PENALTIES, CostsStudy
-    from downpour.studies.stats import holm, record_test
+    from downpour.studies.holm import holm
+    from downpour.studies.stats import record_test
 
     def row(name, p=None):
         r = {"condition": name, "n": 6, "params": {"weight": 0.001}, "figures": { "heldout_recon": [0.0812, 0.07, 0.09], "delta_heldout_recon": [0.0, -0.1, 0.1],
@@ -295,7 +296,7 @@ def test_the_rank_correlations_reading_is_one_of_holms_family_and_marked_where_i
     over-fitting" (ρ +0.38 [+0.13, +0.64] over 6 seeds, p ≈ 0.012): a reading of an interval like any Δ, which until
     2026-12-05 Holm's correction over the study (125 comparisons, 70 held) never counted nor marked."""
     from scipy import stats
-    from downpour.studies.stats import LEAD, holm
+    from downpour.studies.holm import LEAD, holm
 
     study = CostsStudy()                # (its full conditions: 13 a data size, no cell run)
     conditions, seeds = study.conditions(), list(range(6))
@@ -330,7 +331,7 @@ def test_a_rank_correlation_of_0_in_every_seed_reads_as_a_paired_difference_that
     """Every seed's ρ exactly 0 on 2 seeds: its number says "no seed differed: too few seeds to tell" as any all-zero
     paired difference's does, and the reading is theirs, "inconclusive" (until 2026-12-06 it said "too few seeds to
     tell" twice)."""
-    from downpour.studies.stats import holm
+    from downpour.studies.holm import holm
 
     study = CostsStudy(quick=True)
     conditions, seeds = study.conditions(), [0, 1]

@@ -89,7 +89,8 @@ def test_in_short_calls_a_reading_holms_correction_does_not_keep_a_lead():
     paragraph below called a lead to recheck, not a finding."""
     from downpour.studies import study_class
     from downpour.studies.first_layer import DOWNSTREAM, KINDS
-    from downpour.studies.stats import holm, record_test
+    from downpour.studies.holm import holm
+    from downpour.studies.stats import record_test
 
     rows = []
     for k in KINDS:

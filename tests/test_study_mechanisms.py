@@ -500,7 +500,7 @@ def test_the_study_html_captions_a_figure_of_lower_bounds(tmp_path):
     """The html's figure says what the figure marks: its caption names the conditions and seeds at the sweep's end;
     a figure with none has no caption."""
     from downpour.studies.html import write_html
-    from downpour.studies.stats import holm
+    from downpour.studies.holm import holm
     rows = _planted_bounds_rows()
     holm(rows)
     result = {"study": "mechanisms", "question": "q", "command": "c", "quick": False, "seeds": list(range(6)),

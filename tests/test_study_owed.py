@@ -255,7 +255,7 @@ def test_diverged_seeds_are_counted_and_said_not_read_as_a_figure(monkeypatch):
 def test_a_gain_from_the_faces_that_holms_correction_does_not_keep_is_called_a_lead():
     """The quick architectures verdict said "rbm +0.159 [+0.059, +0.260], higher" and "The face unit owes something
     to the faces in: rbm, sae." while its last paragraph named both gains leads, not findings."""
-    from downpour.studies.stats import holm
+    from downpour.studies.holm import holm
 
     kept, lead = row("a", [0.10, 0.04, 0.16]), row("b", [0.10, 0.04, 0.16])
     kept["tests"] = {"face_owed_controls": {"reading": "higher", "p": 0.001}}

@@ -4,14 +4,14 @@ follows the numbers ("raises the digits probe accuracy (Δ +0.066 [+0.050, +0.08
 "has an inconclusive effect on ..."), so that the sentence changes with them; never a fixed conclusion.
 
 "a lead": the comparison reads higher or lower on its own interval but Holm's correction over the study does not keep
-it (:func:`~downpour.studies.stats.lead`), as the verdict's paragraphs mark it."""
+it (:func:`~downpour.studies.holm.lead`), as the verdict's paragraphs mark it."""
 from __future__ import annotations
 
 import math
 from typing import Any
 
 from downpour.studies import words
-from downpour.studies.stats import LEAD_IN_ASIDE, lead_mark
+from downpour.studies.holm import LEAD_IN_ASIDE, lead_mark
 
 __all__ = ["VERBS", "change", "delta"]
 

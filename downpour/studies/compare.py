@@ -27,8 +27,9 @@ from downpour.studies import words
 from downpour.studies.base import Cells, Condition
 from downpour.studies.figures import bar_lengths, condition_colours, figure, finite_limits, interval_bars, save
 from downpour.studies.plots import place_labels
-from downpour.studies.stats import (CENSORED, DIVERGED, LEAD_IN_ASIDE, LEAD_IN_LIST, effect_words, lead_mark, mean_ci,
-                                    note_left_out, paired_difference, paired_p, paired_test, record_test)
+from downpour.studies.holm import LEAD_IN_ASIDE, LEAD_IN_LIST, lead_mark
+from downpour.studies.stats import (CENSORED, DIVERGED, effect_words, mean_ci, note_left_out, paired_difference,
+                                    paired_p, paired_test, record_test)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -304,7 +305,7 @@ def owed_paragraph(rows: Sequence[dict[str, Any]], unit: str = "face unit") -> s
         readings[r["condition"]] = effect_words(*owed, resolution=OWED_RESOLUTION)
         marks[r["condition"]] = lead_mark(r, OWED_FIGURE, LEAD_IN_LIST)     # (said: the quick architectures
         # study's "owes something to the faces in: rbm, sae" where Holm's correction keeps neither)
-        # (LEAD_IN_ASIDE, not stats.LEAD's parenthesis: "higher (a lead: ...) (without a face: ...)" read as one
+        # (LEAD_IN_ASIDE, not holm.LEAD's parenthesis: "higher (a lead: ...) (without a face: ...)" read as one
         # inside the other)
         said.append(f"{r['condition']} {words.signed(owed)}, {readings[r['condition']]}"
                     f"{lead_mark(r, OWED_FIGURE, LEAD_IN_ASIDE)} "

@@ -48,8 +48,9 @@ from downpour.studies.base import LOCAL_CELLS, Cells, Condition, Study
 from downpour.studies.designs.costs import PENALTIES, QUICK_PENALTIES, SIZES, CostsDesign
 from downpour.studies.figures import interval_bars
 from downpour.studies.plots import scatter_intervals
-from downpour.studies.stats import (LEAD_IN_ASIDE, effect_words, lead, lead_mark, leads_of, mean_ci, note_left_out,
-                                    paired_difference, paired_p, paired_test, reading_in_aside, record_test)
+from downpour.studies.holm import LEAD_IN_ASIDE, lead, lead_mark, leads_of, reading_in_aside
+from downpour.studies.stats import (effect_words, mean_ci, note_left_out, paired_difference, paired_p, paired_test,
+                                    record_test)
 from downpour.studies.trained import probe_accuracies, trained_run
 
 # what the verdict's "In short" counts: every compared figure's reading, either way (more active codes, weight

@@ -44,8 +44,8 @@ from downpour.studies.designs.first_layer import KINDS, FirstLayerDesign
 from downpour.studies.compare import figure_ci, owed_figure, owed_paragraph, owed_test
 from downpour.studies.figure_words import figure_words
 from downpour.studies.figures import interval_bars
-from downpour.studies.stats import (DIVERGED, LEAD_IN_LIST, lead, lead_mark, leads_of, mean_ci, note_left_out,
-                                    paired_test, wilson)
+from downpour.studies.holm import LEAD_IN_LIST, lead, lead_mark, leads_of
+from downpour.studies.stats import DIVERGED, mean_ci, note_left_out, paired_test, wilson
 from downpour.studies.plots import curves
 from downpour.studies.trained import (FACE_TEST_WITH_TWIN, OWED, cost_curve, edge_fraction, face_aucs, face_draws,
                                       face_pair, no_faces_twin, owed_figures, probe_accuracies, trained_run)

@@ -49,8 +49,8 @@ from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.claims import change
 from downpour.studies.designs.flat_skipping import BLOCK, FlatSkippingDesign
 from downpour.studies.plots import curves, scatter_intervals
-from downpour.studies.stats import (LEAD_IN_ASIDE, LEAD_IN_LIST, diverged_paragraph, lead_mark, mean_ci, note_left_out,
-                                    paired_ratio, paired_test, ratio_words, reading_in_aside)
+from downpour.studies.holm import LEAD_IN_ASIDE, LEAD_IN_LIST, lead_mark, reading_in_aside
+from downpour.studies.stats import diverged_paragraph, mean_ci, note_left_out, paired_ratio, paired_test, ratio_words
 from downpour.studies.trained import FACE_TEST, face_aucs, face_draws, face_pair, trained_run
 
 SETS = ("lfw", "padded", "digits")

@@ -13,7 +13,7 @@ import math
 from typing import Any, Sequence
 
 from downpour._names import plural
-from downpour.studies.stats import said_reading, under_holm
+from downpour.studies.holm import said_reading, under_holm
 from downpour.studies.words import difference
 
 __all__ = ["headline"]
@@ -47,7 +47,7 @@ def headline(rows: Sequence[dict[str, Any]]) -> str:
 
 def _said(row: dict[str, Any], name: str, test: dict[str, Any]) -> str:
     """"gabor against learned: final stage-1 cost higher (Δ +5316 [+5159, +5473])" (the reading as the verdict's last
-    paragraph names it, :func:`~downpour.studies.stats.said_reading`, with its difference); a correlation by its sign,
+    paragraph names it, :func:`~downpour.studies.holm.said_reading`, with its difference); a correlation by its sign,
     with its ρ."""
     said = said_reading(row["condition"], name, test)
     triple = row.get("figures", {}).get(name)

@@ -50,8 +50,8 @@ from downpour.studies.html import write_html
 from downpour.studies.index import STUDY_FILES, WRITTEN, refresh_index
 from downpour.studies.markdown import write_markdown
 from downpour.studies.machine import installs_note, platforms_note
-from downpour.studies.stats import (DIVERGED, family_paragraph, holm, nothing_trained,
-                                    within_range)
+from downpour.studies.holm import family_paragraph, holm
+from downpour.studies.stats import DIVERGED, nothing_trained, within_range
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.model_file import replace_text
 

@@ -52,8 +52,9 @@ from downpour.studies.claims import change
 from downpour.studies.designs.staleness import SAE_LR, WORKERS, StalenessDesign
 from downpour.studies.figures import distributions, interval_bars, phase_diagram
 from downpour.studies.matching import implicit_momentum, stale_error
-from downpour.studies.stats import (LEAD, LEAD_IN_ASIDE, flips, lead, lead_mark, leads_of, mean_ci, note_left_out,
-                                    paired_proportions, paired_test, proportion_words, record_test, wilson)
+from downpour.studies.holm import LEAD, LEAD_IN_ASIDE, lead, lead_mark, leads_of
+from downpour.studies.stats import (flips, mean_ci, note_left_out, paired_proportions, paired_test, proportion_words,
+                                    record_test, wilson)
 
 SUCCESS = 1e-3          # population loss below this: the global optimum
 DIVERGED = 1e3          # population loss above this (or not finite, or a gradient a shard refused): diverged
@@ -96,7 +97,7 @@ def _against(row: dict[str, Any], by: dict[str, dict[str, Any]], name: str = "")
 def _raised_lowered(compared: list[dict[str, Any]]) -> dict[str, str]:
     """{"higher": "0", "lower": "3 (2 of them leads: not after Holm's correction)"}: how many of the phase diagram's
     success-rate comparisons ``compared`` read higher and lower, with the leads among them (:func:`~downpour.studies.
-    stats.leads_of`), as the verdict and the claim count them."""
+    holm.leads_of`), as the verdict and the claim count them."""
     said = {}
     for w in ("higher", "lower"):
         got = [r for r in compared if r["extra"]["reading"] == w]

@@ -10,9 +10,8 @@
 
 Every comparison a verdict reads is also recorded with its p-value (:func:`paired_test`,
 :func:`record_test`: the test its interval inverts, so p < 0.05 exactly when the interval leaves out
-0; for a paired proportion McNemar's exact p, which the reading needs as well as the interval), and :func:`holm` adjusts a study's comparisons together: with 35 comparisons at 95% and no effect
-anywhere, about 1.75 would read "higher" or "lower"; Holm's step-down keeps the chance of any such
-false reading in the whole study under 5%. :func:`family_paragraph` says which readings hold.
+0; for a paired proportion McNemar's exact p, which the reading needs as well as the interval), for
+:mod:`downpour.studies.holm` to adjust a study's comparisons together and say which readings hold.
 """
 from __future__ import annotations
 
@@ -21,10 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from downpour._names import plural
 from downpour.analysis.intervals import Z95, mean_ci, wilson   # (below the studies, shared with the analysis)
 from downpour.analysis.invariance import DEFAULT_ANGLES, DEFAULT_SCALES, DEFAULT_SHIFTS
-from downpour.studies.figure_words import figure_words
 
 SIGN_TEST_N = 6    # the fewest paired seeds whose common sign a two-sided 95% sign test can tell
 
@@ -223,8 +220,8 @@ def paired_p(baseline: Sequence[float], other: Sequence[float], discrete: bool =
     differences; with no spread, the sign test's (2 · 0.5ⁿ from :data:`SIGN_TEST_N` seeds, else 1);
     a discrete figure (``discrete``, or whole numbers) with spread and fewer than :data:`SIGN_TEST_N` nonzero
     differences, 1 (its interval is unbounded);
-    nothing moved, or one pair, 1; no finite pair at all, NaN: not measured, so not in :func:`holm`'s
-    family (a p of 1 there made every other comparison's adjusted p larger)."""
+    nothing moved, or one pair, 1; no finite pair at all, NaN: not measured, so not in
+    :func:`~downpour.studies.holm.holm`'s family (a p of 1 there made every other comparison's adjusted p larger)."""
     a, b = np.asarray(baseline, dtype=np.float64), np.asarray(other, dtype=np.float64)
     d = (b - a)[np.isfinite(a) & np.isfinite(b)]
     if len(d) == 0:
@@ -243,12 +240,13 @@ def paired_p(baseline: Sequence[float], other: Sequence[float], discrete: bool =
 
 def record_test(row: dict[str, Any], name: str, reading: str, p: float, correlation: bool = False,
                 against: str = "") -> None:
-    """Record one comparison a verdict reads, ``row["tests"][name]``, for :func:`holm` (a non-finite ``p``:
-    not measured, whatever the interval's words). ``correlation``: the reading is a correlation's sign (above or
-    below 0), not a condition against its reference (:func:`family_paragraph` says which is which). ``against``: what
-    the condition is compared with (its reference condition, or "its no-faces twin"), which the comparisons table and
-    :func:`family_paragraph` name: one figure compared two ways (templates' "what the faces gave the face unit",
-    against the no-faces twin and against the reference condition) read as two identical lines without it."""
+    """Record one comparison a verdict reads, ``row["tests"][name]``, for :func:`~downpour.studies.holm.holm` (a
+    non-finite ``p``: not measured, whatever the interval's words). ``correlation``: the reading is a correlation's sign
+    (above or below 0), not a condition against its reference (:func:`~downpour.studies.holm.family_paragraph` says
+    which is which). ``against``: what the condition is compared with (its reference condition, or "its no-faces twin"),
+    which the comparisons table and :func:`~downpour.studies.holm.family_paragraph` name: one figure compared two ways
+    (templates' "what the faces gave the face unit", against the no-faces twin and against the reference condition) read
+    as two identical lines without it."""
     test = {"reading": reading if math.isfinite(p) else "not measured", "p": p}
     row.setdefault("tests", {})[name] = (test | ({"correlation": True} if correlation else {})
                                          | ({"against": against} if against else {}))
@@ -263,68 +261,6 @@ def paired_test(row: dict[str, Any], name: str, baseline: Sequence[float], other
     reading = effect_words(*d, resolution=resolution)
     record_test(row, name, reading, paired_p(baseline, other, is_discrete(name)), against=against)
     return list(d), reading
-
-
-LEAD = " (a lead: not after Holm's correction)"   # beside a reading :func:`lead` holds
-LEAD_IN_LIST = " (a lead)"      # beside each name in a list of them, where the whole mark would repeat
-LEAD_IN_ASIDE = ", a lead"      # inside a parenthesis already open ("lower, a lead"): no second one (tests/nesting.py)
-ALPHA = 0.05      # Holm's family-wise level: a reading holds below it, else it is a lead
-
-
-def under_holm(test: dict[str, Any], alpha: float = ALPHA) -> str:
-    """What Holm's correction (:func:`holm`) makes of one recorded comparison, ``row["tests"][name]``: "holds" where it
-    reads higher or lower and its Holm p is under ``alpha``, "a lead" where it reads so and its Holm p is not (NaN
-    included), "" for any other reading. The one rule: :func:`lead`, :func:`family_paragraph`, the headline and the
-    comparisons table's "under Holm" column all ask it. (No Holm p recorded, :func:`holm` not run: "holds", as
-    :func:`lead` has always read it, so a verdict tested without Holm's step marks no lead.)"""
-    if test.get("reading") not in ("higher", "lower"):
-        return ""
-    return "holds" if test.get("p_holm", 0.0) < alpha else "a lead"
-
-
-def lead(row: dict[str, Any], test: str, alpha: float = ALPHA) -> bool:
-    """Whether the comparison recorded as ``row["tests"][test]`` reads higher or lower on its own interval but not
-    after Holm's correction over the study (:func:`holm`, run before the verdict; :func:`under_holm`): what
-    :func:`family_paragraph` names a lead, and what every verdict marks beside the reading (:data:`LEAD`) or a
-    conclusion drawn from it."""
-    return under_holm(row.get("tests", {}).get(test, {}), alpha) == "a lead"
-
-
-def lead_mark(row: dict[str, Any], test: str, mark: str = LEAD) -> str:
-    """``mark`` where the comparison ``test`` of ``row`` is a lead (:func:`lead`), else "": what a verdict puts
-    beside its reading (:data:`LEAD_IN_LIST` in a list of them, :data:`LEAD_IN_ASIDE` inside a
-    parenthesis)."""
-    return mark if lead(row, test) else ""
-
-
-def reading_in_aside(row: dict[str, Any], key: str) -> str:
-    """"lower, a lead": how ``row``'s paired difference ``delta_KEY`` reads (``row["extra"]["readings"][key]``) where
-    a verdict says it inside a parenthesis, so its lead mark opens none of its own."""
-    return row["extra"]["readings"][key] + lead_mark(row, f"delta_{key}", LEAD_IN_ASIDE)
-
-
-def leads_of(n: int, of: int) -> str:
-    """What to say beside a count of ``of`` readings, ``n`` of them leads (:func:`lead`): a conclusion that
-    counts them says so rather than passing them off as findings ("" when ``n`` is 0)."""
-    if not n:
-        return ""
-    return LEAD if of == 1 else (f" ({'all' if n == of else n} of them {'a lead' if n == 1 else 'leads'}: "
-                                 "not after Holm's correction)")
-
-
-def holm(rows: Sequence[dict[str, Any]]) -> int:
-    """Holm's step-down adjustment over every comparison recorded in ``rows`` (one family: a study's
-    verdict), written beside each as ``p_holm``; returns the family's size. A comparison that was not
-    measured (a non-finite p) is not in the family."""
-    tests = [t for r in rows for t in r.get("tests", {}).values()]
-    family = sorted((t for t in tests if math.isfinite(t["p"])), key=lambda t: t["p"])
-    m, running = len(family), 0.0
-    for i, t in enumerate(family):
-        running = max(running, min(1.0, (m - i) * t["p"]))
-        t["p_holm"] = running
-    for t in tests:
-        t.setdefault("p_holm", float("nan"))
-    return m
 
 
 DIVERGED = "diverged"     # a measured cell whose run diverged: {"diverged": 1.0}, beside its design's figures alone
@@ -349,45 +285,3 @@ def nothing_trained(rows: Sequence[dict[str, Any]], lr_settable: bool = True) ->
     return (f"Every one of the {cells} cells diverged (every step non-finite, or the loss ran away), so no condition trained and this "
             "study concludes nothing about them: its table gives only what needs no training (parameters, FLOPs, "
             f"activation memory). Rerun it {rerun}, in a fresh --out.")
-
-
-def said_reading(condition: str, name: str, test: dict[str, Any]) -> str:
-    """"gabor against learned: final stage-1 cost higher": a comparison's reading as the verdict names it (a
-    correlation by its sign, "positive" or "negative")."""
-    said = {"higher": "positive", "lower": "negative"}[test["reading"]] if test.get("correlation") else test["reading"]
-    against = f" against {test['against']}" if test.get("against") else ""     # (recorded by :func:`record_test`)
-    return f"{condition}{against}: {figure_words(name)} {said}"
-
-
-def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = ALPHA) -> str:
-    """Which "higher" / "lower" readings hold under :func:`holm` (run first) over the whole study ("" when
-    it recorded no comparison)."""
-    tests = [(r["condition"], name, t) for r in rows for name, t in r.get("tests", {}).items()]
-    if not tests:
-        return ""
-    m = sum(math.isfinite(t["p_holm"]) for _, _, t in tests)
-    read = [(c, name, t) for c, name, t in tests if t["reading"] in ("higher", "lower")]
-    # (what it counts, said: a count in an earlier paragraph, over one kind of comparison, would read as
-    # contradicting it: "Over 2 comparisons ..." then "Holm's correction over the 9 paired comparisons")
-    # ("all" of two or more: "over all 1 paired comparison" or "all 0" read wrong)
-    corr = sum(math.isfinite(t["p_holm"]) and bool(t.get("correlation")) for _, _, t in tests)
-    what = ("every figure it compares between a condition and its reference" if not corr else
-            f"{plural(m - corr, 'figure')} compared between a condition and its reference and "
-            f"{plural(corr, 'rank correlation')}, each read for its sign" if m > corr else
-            f"{'every' if corr > 1 else 'the'} rank correlation it reads for its sign")
-    counted = plural(m, "reading" if corr else "paired comparison")
-    said = (f"Holm's correction over {'all' if m > 1 else 'the'} {counted} this "
-            f"verdict reads ({what}, in all its paragraphs)")
-    if not read:
-        return f"{said}: none reads higher or lower, so there is nothing for it to take back."
-
-    held = [said_reading(c, name, t) for c, name, t in read if under_holm(t, alpha) == "holds"]
-    leads = [said_reading(c, name, t) for c, name, t in read if under_holm(t, alpha) == "a lead"]
-    kept = (f"{len(held)} of the {len(read)} readings higher or lower {'holds' if len(held) == 1 else 'hold'}"
-            if len(read) > 1 else f"the one reading higher or lower {'holds' if held else 'does not hold'}")
-    # (not "1 of the 1 readings hold"; nor "1 of the 4 readings higher or lower hold", the quick costs study's)
-    text = f"{said}: {kept} (family-wise 5%)" + (f": {'; '.join(held)}." if held else ".")
-    if leads:
-        text += (f" {'These are leads' if len(leads) > 1 else 'This is a lead'} to recheck with more seeds, "
-                 f"not {'findings' if len(leads) > 1 else 'a finding'}: {'; '.join(leads)}.")
-    return text

@@ -17,7 +17,7 @@ from downpour.studies.about import ABOUT
 from downpour.studies.column_words import column_words
 from downpour.studies.data_note import data_sentence
 from downpour.studies.figure_words import figure_words
-from downpour.studies.stats import under_holm
+from downpour.studies.holm import under_holm
 from downpour.studies.words import no_spread, unbounded
 
 Shown = Callable[[dict[str, Any], str], "str | None"]   # a study's own HTML for a row's param or extra cell, or None
