@@ -249,7 +249,7 @@ def _drop_refused(folder: Path, made: list[Path]) -> None:
 
 
 def cmd_crossfit(args: argparse.Namespace) -> int:
-    from downpour.analysis.report import write_crossfit_report
+    from downpour.analysis.report_crossfit import write_crossfit_report
     from downpour.crossfit import line_search_failures, run_crossfit
     from downpour.crossfit_folds import refuse_own_keys
     from downpour.twins import failed

@@ -612,7 +612,7 @@ def test_a_run_folder_as_the_cross_fits_out_is_refused_before_any_fold_trains(tm
 ])
 def test_the_crossfit_report_of_a_folder_that_is_no_crossfit_says_what_it_is(tmp_path, make, message):
     # docs/analysis.md's Python API: not a bare FileNotFoundError of crossfit.json
-    from downpour.analysis.report import write_crossfit_report
+    from downpour.analysis.report_crossfit import write_crossfit_report
     from downpour.errors import NotARunError
     make(tmp_path / "cf")
     with pytest.raises(NotARunError, match=message):
@@ -620,7 +620,7 @@ def test_the_crossfit_report_of_a_folder_that_is_no_crossfit_says_what_it_is(tmp
 
 
 def test_the_pages_opening_lists_each_typed_override_once_and_not_what_it_says_in_words():
-    from downpour.analysis.report import _typed_overrides
+    from downpour.analysis.report_crossfit import _typed_overrides
 
     # a crossfit.json written before 2026-12-07 records the cross-fit's own settings among them
     typed = [["train.steps", 10], "seed=3", "data.samples=300", "train.steps=20", ["train.threads", 8],
