@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 
 from downpour._names import whole
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig
@@ -252,8 +253,8 @@ def _run(args: argparse.Namespace, terms: list[int], own: bool) -> int:
         check_as_typed(args)
         return args.func(args)
     except DownpourError as err:   # the user's to fix, said in one line; anything else is a bug: a traceback
-        if args.verbose:
-            raise
+        if args.verbose:   # its traceback too, then the same line and status (raised, a script saw Python's 1)
+            traceback.print_exc()
         print(f"downpour: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:   # Ctrl-C or SIGTERM: the runner has saved what it could and said how to resume

@@ -485,3 +485,13 @@ def test_a_flag_before_the_command_is_refused_by_the_top_level(argv, said, capsy
     """Not the command's: `--quick study costs` would read "--quick (did you mean '--quick'?)" under study's usage."""
     err = _refused(argv, capsys)
     assert err.rstrip().endswith(f"downpour: error: {said}") and "usage: downpour [-h]" in err
+
+
+def test_verbose_shows_a_user_errors_traceback_and_keeps_its_one_line_and_exit_status(capsys):
+    """`downpour -v train --set train.stepz=3` raised out of main: a script saw exit status 1 (Python's, for an
+    uncaught exception) where the same mistake without -v is 2, and the one line that names the key was gone."""
+    assert main(["-v", "train", "--config", "cat-demo", "--set", "train.stepz=3", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ConfigError" in err
+    said = "downpour: error: --set train.stepz=3: unknown key 'train.stepz' (did you mean 'steps'?)"
+    assert err.rstrip().endswith(said)
