@@ -120,3 +120,20 @@ def test_a_folder_with_a_trained_run_and_its_record_is_still_refused(tmp_path):
     run = _trained(tmp_path / "r")
     with pytest.raises(RunExistsError, match="already holds a run"):
         RunDir.create(run, load_config("ufldl-sae", [*SAE, "train.steps=2"]))
+
+
+def test_a_damaged_record_is_said_once_by_name_where_the_version_check_cannot_run(tmp_path, caplog):
+    """A cut-short environment.json read as no record at all: the analysis, or a resume under other package versions,
+    said nothing, and the resume wrote a new record over the damaged one without a word."""
+    run = _trained(tmp_path / "r")
+    (run / FILE).write_text('{"numpy": "1.0')
+    with caplog.at_level(logging.WARNING):
+        warn_if_other(run, "the analysis runs")
+    said = _warnings(caplog)
+    assert len(said) == 1 and str(run / FILE) in said[0] and "not checked" in said[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        _resume(run)
+    said = _warnings(caplog)
+    assert len(said) == 1 and str(run / FILE) in said[0] and "written again" in said[0]
+    assert json.loads((run / FILE).read_text())["step"] == 2

@@ -64,16 +64,32 @@ def differences(record: dict[str, Any], now: dict[str, str]) -> list[str]:
 
 def warn_if_other(path: str | Path, doing: str) -> None:
     """One WARNING where the run in ``path`` was trained with other versions of :data:`PACKAGES` than this process's
-    (``doing``: what goes on under them, "the resume trains" or "the analysis runs"); nothing for a run without a
-    record."""
+    (``doing``: what goes on under them, "the resume trains" or "the analysis runs"), or where its record is there but
+    unreadable (cut short, edited), so that the check cannot run; nothing for a run without a record."""
     record = recorded(path)
     if record is None:
+        _warn_if_damaged(Path(path) / FILE, doing)
         return
     found = differences(record, versions(PACKAGES))
     if found:
         log.warning("%s was trained with other package versions than this install's: %s; %s under these, so its "
                     "floats need not match the same run on its own install (recorded in %s)",
                     path, ", ".join(found), doing, Path(path) / FILE)
+
+
+def _warn_if_damaged(file: Path, doing: str) -> None:
+    """One WARNING where ``file`` is there but no record: read as none, silently, a run trained under other package
+    versions was analysed or resumed without a word (and a resume wrote a new record over the damaged one)."""
+    try:
+        json.loads(file.read_text())
+        why = "not a JSON object"
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as err:
+        why = f"{type(err).__name__}: {err}"
+    then = "; it is written again, with this install's" if doing.startswith("the resume") else ""
+    log.warning("%s is not a record downpour wrote (%s): the package versions the run was trained with are unknown, "
+                "so whether %s under other ones is not checked%s", file, why, doing, then)
 
 
 def record_environment(path: str | Path, step: int, nodes: dict[str, dict[str, Any]] | None = None) -> None:
