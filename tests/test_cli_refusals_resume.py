@@ -115,7 +115,9 @@ def test_a_resume_of_a_finished_run_is_refused_before_it_says_it_resumes(tmp_pat
             caplog.clear()
             assert main(["train", "--resume", str(out), "--steps", steps, *dry]) == 2
             said.append(capsys.readouterr().err)
-            assert "resuming" not in said[-1] + caplog.text and f"already reached step 6 of {steps}" in said[-1]
+            # (--steps 3 read "already reached step 6 of 3")
+            reached = "step 6 of 6" if steps == "6" else "step 6, past its train.steps = 3"
+            assert "resuming" not in said[-1] + caplog.text and f"already reached {reached};" in said[-1]
         assert said[0] == said[1]
 
 
@@ -242,7 +244,7 @@ def test_a_finished_joint_run_says_the_command_that_goes_on_and_the_one_that_sho
     assert f"already reached step 4 of 4; raise train.steps above 4 to go on (downpour train --resume '{out}' --steps M); " \
         f"what it learned: downpour report '{out}'" in err
     assert main(["train", "--resume", str(out), "--steps", "2"]) == 2          # (fewer: how many is enough)
-    assert "already reached step 4 of 2; raise train.steps above 4 to go on" in capsys.readouterr().err
+    assert "already reached step 4, past its train.steps = 2; raise train.steps above 4 to go on" in capsys.readouterr().err
 
 
 def test_the_commands_a_run_in_a_folder_with_a_space_is_told_paste_into_a_shell(tmp_path, capsys):

@@ -118,7 +118,10 @@ class RunBegin:
                      else "it is finished: a greedy schedule gives each stage its share of train.steps, so more steps means "
                      f"a new run (downpour train --config {pasted(self.path / 'config.toml')} --steps M --out "
                      "NEW); a joint run could be resumed with more --steps instead")
-            raise ConfigError(f"the run in {str(self.path)!r} already reached step {start} of {cfg.train.steps}; {go_on}; "
+            # (past its steps, "step 3000 of 100" read as a miscount)
+            reached = (f"step {start} of {cfg.train.steps}" if start == cfg.train.steps
+                       else f"step {start}, past its train.steps = {cfg.train.steps}")
+            raise ConfigError(f"the run in {str(self.path)!r} already reached {reached}; {go_on}; "
                               f"what it learned: downpour report {run}")
 
     def reached(self) -> int | None:
