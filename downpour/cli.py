@@ -73,6 +73,19 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+class _OnOrOff(argparse.BooleanOptionalAction):
+    """``--report`` / ``--no-report``, refused when both are given: argparse's own action let the last one win
+    without a word, where every other pair of flags that disagree is refused."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        before = getattr(namespace, self.dest)
+        super().__call__(parser, namespace, values, option_string)
+        if before is not None and before != getattr(namespace, self.dest):
+            on, off = self.option_strings
+            parser.error(f"{on} and {off}: give one")
+
+
 def build_parser() -> argparse.ArgumentParser:
     # (not the module docstring: its rST marks and the modules it names are the code's, not a user's)
     parser = argparse.ArgumentParser(prog="downpour", description="The downpour command: train, crossfit, analyze, "
@@ -87,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
     train.add_argument("--out", help="run directory (default: runs/<config>-<time>)")
     train.add_argument("--resume", metavar="RUN", help="continue the run in this directory")
-    train.add_argument("--report", action=argparse.BooleanOptionalAction, default=None,
+    train.add_argument("--report", action=_OnOrOff, default=None,
                        help="analyse and write report.html at the end (default: the preset's analysis.report)")
     train.add_argument("--dry-run", action="store_true",
                        help="check the config (building the model once, reading a file source's data as the run "

@@ -495,3 +495,11 @@ def test_verbose_shows_a_user_errors_traceback_and_keeps_its_one_line_and_exit_s
     assert "Traceback (most recent call last)" in err and "ConfigError" in err
     said = "downpour: error: --set train.stepz=3: unknown key 'train.stepz' (did you mean 'steps'?)"
     assert err.rstrip().endswith(said)
+
+
+@pytest.mark.parametrize("both", [["--report", "--no-report"], ["--no-report", "--report"]])
+def test_report_and_no_report_together_are_refused_not_the_last_one_taken(both, capsys):
+    """Both were taken, the last one winning without a word (`--dry-run` printed the config with it)."""
+    err = _refused(["train", "--config", "cat-demo", *both, "--dry-run"], capsys)
+    assert err.rstrip().endswith("downpour train: error: --report and --no-report: give one")
+    assert main(["train", "--config", "cat-demo", "--report", "--report", "--dry-run"]) == 0    # (the same twice: one)
