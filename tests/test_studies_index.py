@@ -142,8 +142,11 @@ def test_study_index_writes_it_by_hand_and_refuses_a_studys_flags(planted, numbe
     assert rows(tmp_path)["[one (planted)](one/study.md)"][0] == "Q8"
     assert main(["study", "index", "--out", str(tmp_path), "--seeds", "3", "--quick"]) == 2
     assert "--quick, --seeds: `downpour study index` only writes the index" in capsys.readouterr().err
-    assert main(["study", "index", "--out", str(tmp_path / "none")]) == 2
-    assert "none' is not a folder" in capsys.readouterr().err
+    assert main(["study", "index", "--out", str(tmp_path / "none")]) == 2   # (it read "is not a folder")
+    assert "none' does not exist: no study has written its folder there yet" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("")
+    assert main(["study", "index", "--out", str(tmp_path / "a-file")]) == 2
+    assert "a-file' is not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):                   # the command's help, not "unknown study 'index'"
         main(["study", "index", "--help"])
     said = " ".join(capsys.readouterr().out.split())

@@ -50,6 +50,9 @@ Entry = dict[str, str]
 def write_index(parent: Path) -> tuple[Path, Path]:
     """index.html and index.md of the study folders in ``parent``; a ConfigError where ``parent`` is not a folder or
     holds an index this module did not write."""
+    if not parent.exists():   # (the default 'studies' before any study ran: "not a folder" read as a wrong path)
+        raise ConfigError(f"{str(parent)!r} does not exist: no study has written its folder there yet (`downpour "
+                          "study list` names them); or give --out, the folder that holds the study folders")
     if not parent.is_dir():
         raise ConfigError(f"{str(parent)!r} is not a folder: give the folder that holds the study folders")
     paths = parent / INDEX[0], parent / INDEX[1]
