@@ -631,3 +631,22 @@ def test_a_report_without_posed_images_says_why_out_of_plane_rotation_was_not_me
     note = html.split("Out-of-plane rotation")[1].split("</p>")[0]
     assert note == (" was not measured, as it needs images of one object at known poses (analysis.poses); none were "
                     "given.")
+
+
+def test_a_probe_folders_unreadable_image_is_skipped_and_counted_in_its_probe(run_dir, tmp_path):
+    """`--set 'analysis.probes=["DIR"]'` with a corrupt image: skipped and said in the log, but analysis.json's probe
+    kept no count of it (the labelled set's and the training data's are kept)."""
+    from PIL import Image
+
+    folder = tmp_path / "probe"
+    for k, name in enumerate(("a", "b")):
+        (folder / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(torch.full((20, 20), 60 * k + 10 * i, dtype=torch.uint8).numpy()).save(
+                folder / name / f"{i}.png")
+    (folder / "a" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\ncut short")
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    a = analyze_run(copy, **{**FAST, "probes": [str(folder)], "probe_folds": 2, "stimulus_steps": 5})
+    probe = a["probes"][0]
+    assert probe["n_skipped"] == 1 and probe["skipped"][0]["file"].endswith("bad.png") and probe["samples"] == 12
+    assert "n_skipped" not in analyze_run(copy, **FAST)["probes"][0]      # (lfw: nothing skipped, no count)

@@ -272,8 +272,10 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
     def probe(name: str) -> dict[str, Any]:
         probe_data = data if name == opts.dataset else load_labelled(name, shape, prepare=prepare, lfw_fold=fold,
                                                                      jpeg_draft=run.config.data.jpeg_draft)
+        # a folder's unreadable images, counted as the labelled set's are (only said in the log, they were lost)
+        unread = {k: probe_data.info[k] for k in ("n_skipped", "skipped") if probe_data.info.get("n_skipped")}
         return {**probe_table(model, probe_data, layers=probe_layers, folds=opts.probe_folds, seed=seed,
-                              max_samples=opts.probe_samples), **_trained_on(run.config, model, name)}
+                              max_samples=opts.probe_samples), **_trained_on(run.config, model, name), **unread}
     probes = [kept.part(f"probe on {name}", lambda name=name: probe(name)) for name in opts.probes]
 
     # 5. the training pictures
