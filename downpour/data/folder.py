@@ -353,7 +353,9 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False, shrin
         names.append(rel)
         y.append(label)
     if not images:
-        raise DataError(f"image folder {str(root)!r}: none of its {len(candidates)} image files could be read "
+        said = ("its one image file could not be read" if len(candidates) == 1    # (not "none of its 1 image files")
+                else f"none of its {len(candidates)} image files could be read")
+        raise DataError(f"image folder {str(root)!r}: {said} "
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
     if labels:
         info["classes"] = classes

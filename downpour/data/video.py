@@ -341,7 +341,9 @@ def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) 
         images += [to_chw(fr, grey) for fr in frames]
         names += [f"{f}#frame{j}" for j in range(len(frames))]
     if not images:
-        raise DataError(f"video path {str(root)!r}: none of its {len(files)} video files could be decoded "
+        said = ("its one video file could not be decoded" if len(files) == 1    # (not "none of its 1 video files")
+                else f"none of its {len(files)} video files could be decoded")
+        raise DataError(f"video path {str(root)!r}: {said} "
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
     return ImageSet(images, names, skipped=skipped,
                     info={"path": str(root), "n_videos": len(files) - len(skipped), "frames_per_video": frames_per_video,
