@@ -650,3 +650,13 @@ def test_a_probe_folders_unreadable_image_is_skipped_and_counted_in_its_probe(ru
     probe = a["probes"][0]
     assert probe["n_skipped"] == 1 and probe["skipped"][0]["file"].endswith("bad.png") and probe["samples"] == 12
     assert "n_skipped" not in analyze_run(copy, **FAST)["probes"][0]      # (lfw: nothing skipped, no count)
+
+
+def test_a_damaged_data_json_is_said_by_name_where_the_report_leaves_its_note_out(run_dir, tmp_path, caplog):
+    """A data.json cut short dropped the report's note of the skipped files without a word."""
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    (copy / "data.json").write_text('{"n_skipped": 2, "skipped": [')
+    with caplog.at_level("WARNING", logger="downpour.analysis.report_parts"):
+        write_report(copy, analyze_if_missing=False)
+    said = [r.getMessage() for r in caplog.records if "data.json" in r.getMessage()]
+    assert len(said) == 1 and "is not valid JSON" in said[0] and str(copy / "data.json") in said[0]

@@ -21,7 +21,7 @@ from downpour.analysis.report_notes import pictured_names, several_optima, top_w
 from downpour.analysis.report_notes import untied_note
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
 from downpour.analysis.report_guide import contents, in_short, method_name, methods_glossary, two_learned_units
-from downpour.analysis.report_parts import auc, ends, esc, image, pct, run_json, table
+from downpour.analysis.report_parts import auc, ends, esc, image, pct, run_json, say_damaged, table
 from downpour.analysis.report_training import (config_section, shows_no_image, training_section, title, write_page,
                                                write_training_report)
 from downpour.errors import DownpourError
@@ -243,6 +243,7 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
     """
     run = RunDir.open(run_path)
     run.check_analysed_model()   # (model.json edited, or its weights changed on disk, since: refused, analysis kept)
+    say_damaged(run)             # (the notes the report leaves out for it)
     if shows_no_image(run):      # (teacher-student: no analysis.json, its training alone)
         return write_training_report(run)
     if run.analysis_stale():     # (a run shared without whole weights: its analysis is all there is)

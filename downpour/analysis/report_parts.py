@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import html
+import logging
 import re
 from typing import Any
 
+from downpour.data.patches import DATA_JSON
 from downpour.train.rundir import NotARunError, RunDir
+
+log = logging.getLogger("downpour.analysis.report_parts")
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -58,6 +62,18 @@ def run_json(run: RunDir, name: str) -> Any:
         return run.read_json(name)
     except NotARunError:
         return None
+
+
+def say_damaged(run: RunDir) -> None:
+    """One WARNING for each record the report's notes read (data.json, the runner's summary) that is there but not
+    JSON: :func:`run_json` reads it as none, and a data.json cut short dropped the note of the skipped files without
+    a word."""
+    for name in (DATA_JSON, summary_name(run)):
+        try:
+            run.read_json(name)
+        except NotARunError as err:
+            if (run.path / name).is_file():
+                log.warning("%s: the report leaves out what it would say of it", err)
 
 
 def summary_name(run: RunDir) -> str:
