@@ -58,7 +58,7 @@ def test_the_start_reads_the_nodes_once_and_takes_the_piped_loop_on_one_node(loc
     """The workers' CPU share and the placer come from one ``ray.nodes()`` (not asked again after the shards' wait;
     the piped choice asks none: the actors' start reports make it); on the one node of a local Ray the run takes the
     piped loop. The start is stopped at its first channel (closed, its actors killed): the test costs one shard's and
-    one worker's start. (A node that joins during the start: tests/test_ps_ray_late_node.py.)"""
+    one worker's start. (A node that joins during the start: tests/test_ps_ray_node_changes.py.)"""
     from downpour.config import load_config
     from downpour.ps.cluster import run_cluster
     from downpour.ps.piped_on_ray import PipedRun

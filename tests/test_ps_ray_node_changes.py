@@ -1,8 +1,9 @@
-"""A whole node of a Downpour run removed mid-run on a real two-node Ray (``ray.cluster_utils.Cluster`` on this
-machine, tests/two_nodes.py: a head and one added node, 1 CPU each), the run joined by address as a user's is
-(`downpour train --address`). The added node (the one a cluster can lose: the head cannot be removed) crashes, its
-processes killed, not stopped gracefully, every actor on it gone at once (tests/test_ps_ray_lost_workers.py kills one
-actor; tests/test_ps_ray_nodes.py crashes a node of runs that restart what it held).
+"""A whole node of a Downpour run removed mid-run, or added during its start, on a real two-node Ray
+(``ray.cluster_utils.Cluster`` on this machine, tests/two_nodes.py: a head and one added node, 1 CPU each), the run
+joined by address as a user's is (`downpour train --address`). The added node (the one a cluster can lose: the head
+cannot be removed) crashes, its processes killed, not stopped gracefully, every actor on it gone at once
+(tests/test_ps_ray_lost_workers.py kills one actor; tests/test_ps_ray_nodes.py crashes a node of runs that restart
+what it held).
 
 The placer puts worker w at index w and shard j at index R + j (R workers) of the nodes sorted by id, round-robin
 (``downpour.ps.connect_on_ray.spot``); which of the two the added node is, first or second, is Ray's draw, so a test
@@ -11,8 +12,17 @@ report's Faults line name the workers lost. A shard and a worker on it: the run 
 docs/parameter-server.md gives a lost shard with restarts off, naming the shard and its node, and `--resume` finishes
 the run on the head alone from the checkpoint it names.
 
-The module's head has a crashed node dead in seconds (tests/test_ps_ray_nodes.py's FAST_DEATH); a test that needs
-the added node again adds one in place of the one removed (some 4 s)."""
+A node added while a run starts, after its one ``ray.nodes()`` read, to the head alone (its 1 CPU held by another
+job's actor, ``Hog``): the run's one worker, with no room on the head, starts on the new node, away from the shard and
+the driver. It has no inbox on the shard's node to stage its pushes in, so its cycles must go as Ray tasks, not over a
+channel (the piped loop, :mod:`downpour.ps.piped_on_ray`): the start chooses from where the shards and the workers said
+they run, not from the nodes it read (one node, there: the piped loop's channel handed to that worker failed its first
+cycle, the run ending with every worker lost).
+
+The module's head has a crashed node dead in seconds (tests/test_ps_ray_nodes.py's FAST_DEATH). Its tests share it in
+their order: the workers' test crashes the added node, the start's test finds the head alone and adds the node the
+shard's test loses (a test run alone removes or adds the node it needs, some 4 s; a head of its own cost 7 s, 2026-12-07
+at load 9-12)."""
 import html
 import logging
 import re
@@ -24,6 +34,9 @@ from test_ps_ray_nodes import FAST_DEATH
 from two_nodes import STORE, two_node_cluster
 
 from downpour.cli import main
+from downpour.config import load_config
+from downpour.ps import starting_on_ray
+from downpour.ps.cluster import run_cluster
 from downpour.train.rundir import RunDir
 
 ray = pytest.importorskip("ray")
@@ -56,6 +69,18 @@ def two_nodes(cluster):
         cluster.wait_for_nodes()
     added = next(iter(cluster.worker_nodes))
     yield cluster, sorted(node.node_id for node in cluster.list_all_nodes()), added
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture
+def head_alone(cluster):
+    """The module's cluster with its head alone (an added node, where one is alive, removed); Ray shut down after the
+    test."""
+    cluster, _ = cluster
+    for node in list(cluster.worker_nodes):
+        cluster.remove_node(node)
+    yield cluster
     if ray.is_initialized():
         ray.shutdown()
 
@@ -116,6 +141,36 @@ def test_a_node_holding_only_workers_removed_leaves_the_run_to_the_heads_which_f
     assert caplog.text.count("; the run went on without it") == faults.count("lost at step") == len(lost)
     survivors = {w for w in range(workers) if w not in lost}
     assert {r["worker"] for r in RunDir.open(run).metrics() if r["step"] > crash["at"] + 8} == survivors
+
+
+def test_a_worker_on_a_node_that_joined_during_the_start_gets_its_cycles_as_ray_tasks(
+        tmp_path, head_alone, monkeypatch):
+    from ray_room import Hog
+
+    ray.init(address=head_alone.address)
+    head = ray.get_runtime_context().get_node_id()
+    hog = Hog.options(num_cpus=1).remote()      # the head's CPU: the worker waits for room
+    ray.get(hog.ping.remote())
+    real, added = starting_on_ray.gathered, []
+
+    def gathered(refs, what, *more, **named):
+        if what == "shard actors":     # after the start's ray.nodes() and the actors asked of Ray
+            added.append(head_alone.add_node(num_cpus=1, object_store_memory=STORE).node_id)
+            head_alone.wait_for_nodes()
+        return real(refs, what, *more, **named)
+
+    monkeypatch.setattr(starting_on_ray, "gathered", gathered)
+    cfg = load_config("ufldl-sae", ["cluster.runner=ray", f"cluster.address={head_alone.address}", "data.samples=64",
+                                    "train.batch_size=8", "train.steps=12", "cluster.workers=1", "cluster.shards=1",
+                                    "train.tensorboard=false"])
+    try:
+        run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    finally:
+        ray.kill(hog)
+    summary = RunDir.open(tmp_path / "r").read_json("cluster.json")
+    where = {kind: [summary["node_ids"][i] for i in nodes] for kind, nodes in summary["placement"].items()}
+    assert where == {"shards": [head], "workers": added}     # the shard beside the driver, the worker on the new node
+    assert summary["applied"] == summary["accepted"] == [12]
 
 
 def test_a_node_holding_a_shard_removed_stops_the_run_naming_it_and_the_resume_finishes_on_the_head(
