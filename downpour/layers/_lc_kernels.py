@@ -140,6 +140,17 @@ def new_banks(ho: int, wo: int, m: int, c: int, k: int, like: Tensor | None = No
     return make(ho, wo, c, k, k, m, **kw).permute(0, 1, 5, 2, 3, 4)
 
 
+def _new_weight_grad(like: Tensor, ho: int, wo: int, m: int, c: int, k: int, maps_last: bool) -> tuple[Tensor, Tensor]:
+    """An uninitialised weight gradient twice over, the same memory: per position, the matrices
+    :func:`_weight_grad_rows` writes, (P, Q, M) if ``maps_last`` else (P, M, Q); and the banks (Ho, Wo, M, C, k, k)
+    they make, stored maps-innermost if ``maps_last`` (the weight's layout, so autograd does not copy it)."""
+    if maps_last:
+        rows = like.new_empty(ho * wo, c * k * k, m)
+        return rows, rows.view(ho, wo, c, k, k, m).permute(0, 1, 5, 2, 3, 4)
+    rows = like.new_empty(ho * wo, m, c * k * k)
+    return rows, rows.view(ho, wo, m, c, k, k)
+
+
 def _weight_grad_rows(cols: Tensor, g: Tensor, out: Tensor, maps_last: bool) -> None:
     """A chunk's weight gradient, written straight into ``out``: receptive fields cols (L, Q, B), output gradient
     g (L, M, B) -> (L, Q, M) if ``maps_last`` else (L, M, Q)."""
@@ -181,7 +192,7 @@ def _apply_pass(x: Tensor, w: Tensor, stride: int, chunk_bytes: int, schedule: s
     rows = _rows_per_chunk(wo, b, q, x.element_size(), chunk_bytes)
     if y is not None:
         g = _positions_major(y)                                      # (P, M, B)
-        dw = y.new_empty(ho * wo, q, m) if grad_maps_last else y.new_empty(ho * wo, m, q)
+        dw, banks = _new_weight_grad(y, ho, wo, m, c, k, grad_maps_last)
 
     def part(span: tuple[int, int]) -> None:
         for i0 in range(span[0], span[1], rows):
@@ -194,12 +205,7 @@ def _apply_pass(x: Tensor, w: Tensor, stride: int, chunk_bytes: int, schedule: s
                 _weight_grad_rows(cols, g[p0:p1], dw[p0:p1], grad_maps_last)
 
     _run(part, spans, threaded)
-    out = out.view(ho, wo, m, b).permute(3, 2, 0, 1).contiguous()
-    if y is None:
-        return out, None
-    if grad_maps_last:
-        return out, dw.view(ho, wo, c, k, k, m).permute(0, 1, 5, 2, 3, 4)
-    return out, dw.view(ho, wo, m, c, k, k)
+    return out.view(ho, wo, m, b).permute(3, 2, 0, 1).contiguous(), banks if y is not None else None
 
 
 def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Tensor | None = None,
@@ -223,7 +229,7 @@ def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Ten
         wf = _bank_matrices(w)                                       # (P, M, Q)
     if x is not None:
         xt = _to_chwb(x)
-        dw = y.new_empty(ho * wo, q, m) if grad_maps_last else y.new_empty(ho * wo, m, q)
+        dw, banks = _new_weight_grad(y, ho, wo, m, c, k, grad_maps_last)
 
     def part(span: tuple[int, int]) -> tuple[int, Tensor] | None:
         fold = RowsFirstFold(y, c, k, span, wo, width, b, stride) if w is not None else None
@@ -243,11 +249,7 @@ def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Ten
         for top, piece in parts:
             image[top:top + piece.shape[0]].add_(piece)
         dx = image.permute(3, 2, 0, 1).contiguous()
-    if x is None:
-        return dx, None
-    if grad_maps_last:
-        return dx, dw.view(ho, wo, c, k, k, m).permute(0, 1, 5, 2, 3, 4)
-    return dx, dw.view(ho, wo, m, c, k, k)
+    return dx, banks if x is not None else None
 
 
 def lc_adjoint(y: Tensor, w: Tensor, stride: int, in_size: tuple[int, int],
