@@ -84,11 +84,10 @@ class Rates:
         measured with ``rule``, else the rule's ``APPLY_S``."""
         return self.apply_fixed_s if self.measured_apply(rule) else APPLY_S[rule]
 
-    def as_dict(self, rule: str | None = None) -> dict[str, float | str]:
-        """The rates as ``--json`` has them, the apply's own cost ``rule``'s (None: ``apply_rule``'s), and
-        ``apply_fixed_from`` whether that figure is measured or the rule's ``APPLY_S``: an Adam plan on rates measured
-        with Adagrad takes Adam's constant, not the measured Adagrad cost."""
-        rule = rule or self.apply_rule
+    def as_dict(self, rule: str) -> dict[str, float | str]:
+        """The rates as ``--json`` has them, the apply's own cost the plan's ``rule``'s, and ``apply_fixed_from``
+        whether that figure is measured or the rule's ``APPLY_S``: an Adam plan on rates measured with Adagrad takes
+        Adam's constant, not the measured Adagrad cost."""
         return {"flops_per_core": round(self.flops_per_core),
                 "pool_lcn_flops_per_core": round(self.pool_lcn_flops_per_core),
                 "apply_bytes_per_core": round(self.apply_bytes_per_core), "source": self.source,

@@ -175,7 +175,6 @@ def format_plan(plan: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-
 def _memory(plan: dict[str, Any]) -> list[str]:
     """The memory lines: the largest partition's and the shards', a split replica's own process's, and where no
     partition count fits, which the plan took (``memory_fallback``)."""
