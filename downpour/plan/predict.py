@@ -320,9 +320,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
             raise ConfigError(_too_few_machines(net, cl, k, _fits(_largest(parts[k]), cl), least[k]))
     # (each layout timed on its own R's frozen count; choosing on one replica's, the chosen one re-timed on its own,
     # would lay main on 256 machines out as 104 replicas, 1.065 M samples/s, where 105 give 1.086 M; cat-demo on 1,000,
-    # 214 for 218's more: docs/plan.md, "The frozen stages' cache")
-    timed = {lay: _timing(net, judged(*lay[:2]), cl, lay[1], lay[0], lay[2], *args) for lay in layouts}
-    rate = {lay: t["samples_per_s"] for lay, t in timed.items()}
+    # 214 for 218's more: docs/plan.md, "The frozen stages' cache"); only their rates kept
+    rate = {lay: _timing(net, judged(*lay[:2]), cl, lay[1], lay[0], lay[2], *args)["samples_per_s"] for lay in layouts}
     top = max(rate.values())
     near = [lay for lay in layouts if rate[lay] >= (1 - REPLICAS_TOLERANCE) * top]
     k, r, s = min(near, key=lambda lay: (lay[1], -rate[lay]))
@@ -335,9 +334,12 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     timing = _timing(net, part, cl, r, k, s, *args)
     idle = ""
     if chosen:    # the machines left idle, against the machines left as shards and the fastest layout
-        k_top, r_top, s_top = max(rate, key=rate.get)
-        idle = idle_why(cl.machines, machines_of(net, r, k, s), Timed(r, s, timing), Timed(r, full, timed[k, r, full]),
-                        Timed(r_top, s_top, timed[k_top, r_top, s_top]), rule)
+        # (the two re-timed: keeping every layout's timing for them made cat-demo on 100,000 machines, 193,458
+        # layouts, 1.5x slower to plan, the garbage collector scanning them)
+        def timed(k: int, r: int, s: int) -> Timed:
+            return Timed(r, s, _timing(net, judged(k, r), cl, r, k, s, *args))
+        idle = idle_why(cl.machines, machines_of(net, r, k, s), Timed(r, s, timing), timed(k, r, full),
+                        timed(*max(rate, key=rate.get)), rule)
     shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
     one, together, hubs = on_one_machine(cl.machines), _together(net, part, r, k, s, rule), replica_machines(net, r, k)
     cut = next((stage for stage in net.stages if stage.in_shape), None)      # (the first cut stage's layout)
