@@ -32,8 +32,7 @@ import torch  # noqa: E402
 
 from _protocol import emit, load_1min, reps_and_threads, thread_settings  # noqa: E402
 from downpour.layers import _lc_kernels as K  # noqa: E402
-from downpour.plan.calibrate import round_seconds  # noqa: E402
-from pool_lcn import main_step  # noqa: E402
+from pool_lcn import main_step, rounds_ms  # noqa: E402
 
 # stage: (g: the reconstruction's gradient (B, C, H, W); the expanded banks (Ho, Wo, M, C, k, k)) of the main job
 SHAPES = {1: ((32, 1, 32, 32), (25, 25, 8, 1, 8, 8)), 2: ((32, 8, 12, 12), (8, 8, 8, 8, 5, 5))}
@@ -74,8 +73,7 @@ def paired(new: Callable[[], object], old: Callable[[], object], reps: int) -> d
     """Medians of the rounds and their paired ratios, by wall clock and by this process's CPU time."""
     row: dict = {}
     for clock, key in ((time.perf_counter, ""), (time.process_time, "cpu_")):
-        rounds = round_seconds({"new": new, "old": old}, reps, clock=clock)
-        ms = {name: [t * 1e3 for t in ts] for name, ts in rounds.items()}
+        ms = rounds_ms({"new": new, "old": old}, reps, clock)
         ratios = sorted(n / o for n, o in zip(ms["new"], ms["old"]))
         med = {name: sorted(v)[len(v) // 2] for name, v in ms.items()}
         row |= {f"{key}ms_new": round(med["new"], 3), f"{key}ms_old": round(med["old"], 3),
