@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     # (not the module docstring: its rST marks and the modules it names are the code's, not a user's)
     parser = argparse.ArgumentParser(prog="downpour", description="The downpour command: train, crossfit, analyze, "
                                      "report, models, presets, study, plan (`downpour COMMAND --help` for one)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging; a user error's traceback above its one line")
     parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
 
