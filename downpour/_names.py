@@ -45,6 +45,12 @@ def plural(n: int, noun: str, many: str | None = None) -> str:
     return f"{n} {noun if n == 1 else many or noun + 's'}"
 
 
+def none_could(n: int, noun: str, done: str) -> str:
+    """"none of its 3 image files could be read", or of one "its one image file could not be read" (not "none of its
+    1 image files"): what a source says where ``n`` files were tried and none was ``done``."""
+    return f"its one {noun} could not {done}" if n == 1 else f"none of its {plural(n, noun)} could {done}"
+
+
 def whole_number(value: object) -> int | None:
     """The whole number ``value`` means where a whole number is asked for: an int itself, a float that is one (1e3 and
     1000.0 are TOML's floats, and "2.0" a spec's part read as one: 1000 and 2 were meant); None otherwise (2.5, a bool,

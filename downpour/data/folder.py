@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageFile
 from PIL.JpegImagePlugin import JpegImageFile
 
-from downpour._names import plural
+from downpour._names import none_could, plural
 from downpour.config.sections import JPEG_DECODE
 from downpour.data.bomb_limit import opened, within_bomb_limit
 from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
@@ -353,9 +353,7 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False, shrin
         names.append(rel)
         y.append(label)
     if not images:
-        said = ("its one image file could not be read" if len(candidates) == 1    # (not "none of its 1 image files")
-                else f"none of its {len(candidates)} image files could be read")
-        raise DataError(f"image folder {str(root)!r}: {said} "
+        raise DataError(f"image folder {str(root)!r}: {none_could(len(candidates), 'image file', 'be read')} "
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
     if labels:
         info["classes"] = classes

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from downpour._names import none_could
 from downpour.data.left_out import left_out, say_left_out
 from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
 from downpour.data.video_list import video_files
@@ -341,9 +342,7 @@ def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) 
         images += [to_chw(fr, grey) for fr in frames]
         names += [f"{f}#frame{j}" for j in range(len(frames))]
     if not images:
-        said = ("its one video file could not be decoded" if len(files) == 1    # (not "none of its 1 video files")
-                else f"none of its {len(files)} video files could be decoded")
-        raise DataError(f"video path {str(root)!r}: {said} "
+        raise DataError(f"video path {str(root)!r}: {none_could(len(files), 'video file', 'be decoded')} "
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
     return ImageSet(images, names, skipped=skipped,
                     info={"path": str(root), "n_videos": len(files) - len(skipped), "frames_per_video": frames_per_video,
