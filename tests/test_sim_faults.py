@@ -77,6 +77,19 @@ def test_a_shard_lost_before_the_first_checkpoint_is_not_said_to_leave_nothing_t
         "<p class=\"note\">Faults: the shards restarted from the start, step 0 (shard 1 lost at step 5 ")
 
 
+def test_a_shard_event_says_the_step_its_shard_was_lost_at_beside_the_step_the_shards_restarted_from(tmp_path):
+    """'shard 1 at 5' before the first checkpoint, then (shard_restarts spent) 'shard 1 at 20': cluster.json's
+    shard_events give the restart's "step": 0 (the start it went back to) with "lost_at": 5, and the stop's "step": 20
+    with "lost_at": 20, the same key on every shard event; the loss's step is not left to the reason's words."""
+    with pytest.raises(RunError, match="the shards were already restarted 1 time"):
+        _sync_run(tmp_path / "r", *SHARD, "cluster.shard_restarts=1",
+                  "cluster.faults=['shard 1 at 5', 'shard 1 at 20']")
+    shard_events = RunDir.open(tmp_path / "r").read_json("cluster.json")["shard_events"]
+    assert [(e["event"], e["step"], e["lost_at"]) for e in shard_events] == [("shards-restarted", 0, 5),
+                                                                             ("shards-lost", 20, 20)]
+    assert [e for e in _events(tmp_path / "r") if e["event"].startswith("shards")] == shard_events   # (staleness.json)
+
+
 def test_a_shard_lost_right_after_a_checkpoint_is_not_said_to_need_a_resume(tmp_path, caplog):
     """'shard 1 at 16', a checkpoint every 8 pushes: the checkpoint of step 16 stands (no push since it), and the
     stop's warning does not say "--resume RUN goes on from it" before the run restarts its shards from it itself. What

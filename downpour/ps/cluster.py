@@ -109,14 +109,17 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opene
 
 def _restart_from(run: RunDir, events: list[dict[str, Any]], lost: ShardLost) -> tuple[bool, dict[str, Any]]:
     """Every shard restarted after ``lost``: from the server checkpoint, or from step 0 where there is none (the metrics
-    dropped); a ``shards-restarted`` event appended to ``events``. Returns whether the go resumes, and the event."""
+    dropped); a ``shards-restarted`` event appended to ``events``, its ``step`` the step restarted from (as the
+    ``resumed`` after it) and ``lost_at`` the loss's, which the reason alone said (``"step": 0`` read as a loss at 0).
+    Returns whether the go resumes, and the event."""
     resume = (run.checkpoints / f"{SERVER}.json").is_file()
     if not resume:
         run.truncate_metrics(0)        # no checkpoint yet: start again from step 0
     step = checkpoint_step(run) or 0
     log.warning("%s; restarting every shard from %s", lost,
                 f"the checkpoint at step {step}" if resume else "the start (no checkpoint yet)")
-    events.append(restarted := shard_event(events, "shards-restarted", step, str(lost), **lost.placed))
+    events.append(restarted := shard_event(events, "shards-restarted", step, str(lost), lost_at=lost.step,
+                                           **lost.placed))
     return resume, restarted
 
 

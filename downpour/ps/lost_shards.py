@@ -5,6 +5,8 @@ Each restart, and the stop once they are spent, is a *shard event* (``shards-res
 staleness.json's events. A go's events are gathered from the checkpoint it resumes from, from staleness.json
 (the commands before a ``--resume``) and from the command's own list, and the copies are told apart by comparing
 events whole; so each shard event is numbered in the run (``n``: 1, 2, ... over every command that trained it).
+Every shard event has ``lost_at``, the step the shard was lost at (a restart's ``step`` is the step it restarted
+from, a stop's the loss's).
 Unnumbered, two restarts alike in step and reason (a shard that dies at the same step from the same checkpoint,
 before a ``--resume`` and after it) would be taken for one, and staleness.json would keep the first.
 
@@ -97,8 +99,8 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
     step, (kept, unreadable) = err.step, _kept_step(run)
     more = ({"restart_failed": failed} if failed is not None else {"restart_interrupted": how} if how else {}) | (
         {"checkpoint_unreadable": unreadable} if unreadable else {})
-    events.append(shard_event(events, "shards-lost", step, str(err), restarts=restarts, checkpoint=kept, **more,
-                              **err.placed))
+    events.append(shard_event(events, "shards-lost", step, str(err), lost_at=step, restarts=restarts, checkpoint=kept,
+                              **more, **err.placed))
     report = staleness(run)
     had = report.get("events") if isinstance(report.get("events"), list) else []
     report["events"] = [*had, *(e for e in events if e not in had)]
