@@ -49,6 +49,9 @@ def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tm
     restarted = [e for e in run.read_json("staleness.json")["events"] if e["event"] == "shards-restarted"]
     assert out["steps"] == steps and out["resumed_from"] == 0 and len(restarted) == 1 and restarted[0]["step"] > 0
     assert "-shard1" in restarted[0]["reason"] or "lost" in restarted[0]["reason"]
+    # its step the checkpoint's it went back to, lost_at the loss's past it (the driver held past the checkpoint), as
+    # the simulator's record has them
+    assert restarted[0]["lost_at"] > restarted[0]["step"]
     assert out["accepted"] == out["applied"] and out["lost_workers"] == []
     states, meta = load_server(run.checkpoints / "server")
     for tensors, _ in states:
