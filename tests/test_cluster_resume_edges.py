@@ -211,17 +211,38 @@ def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays
     assert "stopped" not in json.loads((tmp_path / "r/cluster.json").read_text())   # the finished run's summary
 
 
+def test_a_lost_shard_whose_shards_still_answer_is_checkpointed_and_restarted_from_that_checkpoint(
+        tmp_path, monkeypatch, caplog):
+    """Ray takes a shard silent for 10 s for lost (or the shards' head gone), and it may answer the snapshot on the way
+    out still: that checkpoint is kept and said without "stopped" (the run restarts its shards from it and finishes),
+    at the loss's step, the pushes answered but not read not recorded (settle not called). Here the loss is raised by
+    hand, the simulator's shards all alive."""
+    save_on_failure = recorder_module.Recorder.save_on_failure
+    _losing_shard_1(monkeypatch, [20])
+    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", save_on_failure)   # the real one, here
+    settled = []
+    monkeypatch.setattr("downpour.ps.simulated.SimulatedCluster.settle", lambda self, on_push: settled.append(1))
+    with caplog.at_level("WARNING"):
+        assert _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8",
+                    "cluster.shard_restarts=1")["steps"] == 31
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said == ["the server was checkpointed at step 20",
+                    "shard 1 lost at step 20 (ConnectionError); restarting every shard from the checkpoint at step 20"]
+    assert settled == []
+
+
 def test_a_lost_shards_stop_gives_the_step_it_was_lost_at_in_its_warning_its_error_and_its_records(
         tmp_path, monkeypatch, caplog):
     """A shard's node removed on a 2-node Ray (2026-12-07): the error, cluster.json and staleness.json said "shard 1
     lost at step 22", but the warning "stopped at step 24; could not checkpoint the server", and so did data.json,
     whose later step the report's stop line gives: the checkpoint on the way out first recorded the two pushes whose
     answers were in hand, which no checkpoint can hold (the snapshot needs every shard). Here the driver's settle
-    records two more steps as Ray's does, and its snapshot fails once the shard is lost, as Ray's does: the warning,
-    the error, cluster.json, staleness.json, data.json and the report give one step."""
+    records two more steps as Ray's does, and its snapshot fails once the shard is lost, as Ray's does (an error of
+    its own, not the simulator's ShardLost, which is said nothing of): the warning, the error, cluster.json,
+    staleness.json, data.json and the report give one step, and the warning does not say "stopped" (a run with
+    shard restarts left goes on)."""
     from downpour.analysis.report_stop import run_stop
     from downpour.errors import RunError
-    from downpour.ps.recorder import ShardLost
     from downpour.ps.simulated import SimulatedCluster
 
     save_on_failure = recorder_module.Recorder.save_on_failure
@@ -231,7 +252,7 @@ def test_a_lost_shards_stop_gives_the_step_it_was_lost_at_in_its_warning_its_err
 
     def snapshot(self):
         if not losses:
-            raise ShardLost("shard 1 is lost", step=self.coord.done)
+            raise RuntimeError("The actor died unexpectedly before finishing this task.\n\tclass_name: Shard")
         return real_snapshot(self)
 
     def settle(self, on_push):          # two pushes' answers in hand, recorded (Ray: a shard on another node's)
@@ -243,7 +264,8 @@ def test_a_lost_shards_stop_gives_the_step_it_was_lost_at_in_its_warning_its_err
         _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=0")
     step = int(str(stop.value).split("lost at step ")[1].split()[0])
     assert step >= 20 and [r.getMessage() for r in caplog.records if r.name == recorder_module.__name__] == [
-        f"stopped at step {step}; could not checkpoint the server (ShardLost: shard 1 is lost)"]
+        f"could not checkpoint the server at step {step} (RuntimeError: The actor died unexpectedly before finishing "
+        "this task.)"]
     run = RunDir.open(tmp_path / "r")
     assert run.read_json("cluster.json")["stopped"]["step"] == run.read_json("data.json")["stopped"]["step"] == step
     assert run.read_json("staleness.json")["events"][-1]["step"] == run_stop(run)["step"] == step

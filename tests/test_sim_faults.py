@@ -66,11 +66,11 @@ def test_a_shard_lost_by_cluster_faults_restarts_every_shard_from_the_checkpoint
 
 
 def test_a_shard_lost_before_the_first_checkpoint_is_not_said_to_leave_nothing_to_resume(tmp_path, caplog):
-    """'shard 1 at 5', the first checkpoint due at 8: the stop's warning does not say "there is no server checkpoint to
-    resume from" of a run that restarts its shards from step 0 and finishes. What follows a lost shard is run_cluster's
-    to say (the restart from the start); the report says so too, not "from the checkpoint of step 0"."""
+    """'shard 1 at 5', the first checkpoint due at 8: no warning says "there is no server checkpoint to resume from",
+    nor "stopped at step 5; could not checkpoint the server (ShardLost: shard 1 is lost)", of a run that restarts its
+    shards from step 0 and finishes: the simulator's lost shard is gone, no checkpoint can be taken, and what follows is
+    run_cluster's to say (the restart from the start); the report says so too, not "from the checkpoint of step 0"."""
     assert _warnings_of_a_shard_lost_at(5, tmp_path / "r", caplog) == [
-        "stopped at step 5; could not checkpoint the server (ShardLost: shard 1 is lost)",
         "shard 1 lost at step 5 (cluster.faults 'shard 1 at 5'); restarting every shard from the start "
         "(no checkpoint yet)"]
     assert html.unescape(cluster_faults(RunDir.open(tmp_path / "r"))).startswith(
@@ -91,11 +91,10 @@ def test_a_shard_event_says_the_step_its_shard_was_lost_at_beside_the_step_the_s
 
 
 def test_a_shard_lost_right_after_a_checkpoint_is_not_said_to_need_a_resume(tmp_path, caplog):
-    """'shard 1 at 16', a checkpoint every 8 pushes: the checkpoint of step 16 stands (no push since it), and the
-    stop's warning does not say "--resume RUN goes on from it" before the run restarts its shards from it itself. What
+    """'shard 1 at 16', a checkpoint every 8 pushes: the checkpoint of step 16 stands (no push since it), and no warning
+    says "stopped at step 16" or "--resume RUN goes on from it" before the run restarts its shards from it itself. What
     follows a lost shard is run_cluster's to say: the restart (or, restarts spent, the stop with what --resume does)."""
     assert _warnings_of_a_shard_lost_at(16, tmp_path / "r", caplog) == [
-        "stopped at step 16; the server checkpoint of that step stands",
         "shard 1 lost at step 16 (cluster.faults 'shard 1 at 16'); restarting every shard from the "
         "checkpoint at step 16"]
 

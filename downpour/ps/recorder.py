@@ -209,34 +209,51 @@ class Recorder:
         only the pushes in flight. Once per run; the runner calls it while its driver is still up. A lost shard
         (:class:`ShardLost`) leaves what follows to ``run_cluster``, which knows it: the shards restarted (from the
         checkpoint, or from the start where there is none) or the run's stop, with what ``--resume`` does. So on a
-        lost shard its warning names no ``--resume`` (neither what it goes on from nor "there is no server checkpoint
-        to resume from"): the run may restart its shards itself and finish, with no resume to run. Its step is the
-        loss's, as the stop's records give it (the pushes answered but not read yet are not counted)."""
+        lost shard its warning says neither "stopped" (the run may restart its shards itself and finish) nor what
+        ``--resume`` goes on from, and where the driver's snapshot says the shard is lost (the simulator's: its lost
+        shard is gone for good) it says nothing. Its step is the loss's, as the stop's records give it (the pushes
+        answered but not read yet are not counted)."""
         if self.driver is None or self._saved_on_failure:
             return
         self._saved_on_failure = True
-        then = "" if isinstance(err, ShardLost) else f": {go_on(self.run.path)} goes on from it"
+        lost = isinstance(err, ShardLost)
         if self._whole and not self._since_ckpt:
             # no push recorded since a checkpoint of the whole state (the simulator's, cluster.checkpoint_every):
             # it stands. Saved again mid-event (an error inside a push: some shards may have applied it) it would
-            # lose the workers' state and the resume go on from a restart, off the uninterrupted run
-            log.warning("stopped at step %d; the server checkpoint of that step stands%s", self.coord.done, then)
+            # lose the workers' state and the resume go on from a restart, off the uninterrupted run. (A lost
+            # shard: run_cluster's line names that checkpoint, restarting from it or stopping)
+            if not lost:
+                log.warning("stopped at step %d; the server checkpoint of that step stands: %s goes on from it",
+                            self.coord.done, go_on(self.run.path))
             return
         try:
             # a lost shard: the pushes whose answers are in hand are not recorded. No checkpoint holds them (the
             # snapshot needs every shard), and its stop is recorded at the step it was found lost (ShardLost.step:
             # the error, cluster.json, staleness.json), which they would take this line and data.json past (a
             # shard's node removed on a 2-node Ray: "lost at step 22", and this line "stopped at step 24")
-            if not isinstance(err, ShardLost):
+            if not lost:
                 self.driver.settle(self.on_push)
             self.checkpoint()
-            log.warning("stopped at step %d; the server checkpoint was saved%s", self.coord.done, then)
         except Exception as failed:  # noqa: BLE001  (the shards may be gone with the failure)
             # one line: Ray's ActorDiedError runs to 5 lines of its own. And where the last checkpoint is, which
-            # the resume goes on from: "could not checkpoint" alone reads as if nothing was kept
-            log.warning("stopped at step %d; could not checkpoint the server (%s: %s)%s", self.coord.done,
-                        type(failed).__name__, first_line(failed),
-                        "" if isinstance(err, ShardLost) else f"; {self._kept()}")
+            # the resume goes on from: "could not checkpoint" alone reads as if nothing was kept. A lost shard on Ray
+            # (silent 10 s, or its head gone: it may answer the snapshot still) is tried and said without "stopped"
+            why = f"({type(failed).__name__}: {first_line(failed)})"
+            if lost and isinstance(failed, ShardLost):
+                # the driver knows its shard is gone (the simulator's snapshot): run_cluster's next line says what
+                # follows ("stopped at step 15" here read false before "restarting every shard from the start")
+                return
+            if lost:
+                log.warning("could not checkpoint the server at step %d %s", self.coord.done, why)
+            else:
+                log.warning("stopped at step %d; could not checkpoint the server %s; %s", self.coord.done, why,
+                            self._kept())
+        else:
+            if lost:
+                log.warning("the server was checkpointed at step %d", self.coord.done)
+            else:
+                log.warning("stopped at step %d; the server checkpoint was saved: %s goes on from it",
+                            self.coord.done, go_on(self.run.path))
 
     def _kept(self) -> str:
         """What ``--resume`` goes on from where the stop could not be checkpointed: the last checkpoint, or none."""
