@@ -660,3 +660,23 @@ def test_a_damaged_data_json_is_said_by_name_where_the_report_leaves_its_note_ou
         write_report(copy, analyze_if_missing=False)
     said = [r.getMessage() for r in caplog.records if "data.json" in r.getMessage()]
     assert len(said) == 1 and "is not valid JSON" in said[0] and str(copy / "data.json") in said[0]
+
+
+@pytest.mark.parametrize("analysed", [True, False], ids=["analysed", "analysed-by-the-report"])
+def test_a_damaged_staleness_json_is_said_once_by_name_where_the_report_leaves_its_paragraph_out(
+        run_dir, tmp_path, caplog, monkeypatch, analysed):
+    """A staleness.json cut short dropped the Staleness paragraph without a word (the analysis said it, drawing its
+    histogram); a report that analyses the run first says it once, not the analysis's warning and its own."""
+    from downpour.analysis import run as analysis_run
+
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    (copy / "staleness.json").write_text('{"overall": {"pushes": 30, "mean"')
+    if not analysed:
+        (copy / "analysis.json").unlink()
+        monkeypatch.setattr(analysis_run, "analyze_run", lambda path: analyze_run(path, **NO_PROBES))
+    with caplog.at_level("WARNING"):
+        html = write_report(copy, analyze_if_missing=not analysed).read_text()
+    said = [r.getMessage() for r in caplog.records if "staleness.json" in r.getMessage()]
+    assert len(said) == 1 and str(copy / "staleness.json") in said[0]
+    assert ("is not valid JSON" in said[0]) if analysed else ("not JSON" in said[0])
+    assert "<b>Staleness</b>" not in html

@@ -4,6 +4,8 @@ study's model: a run studied for its stale updates shows its loss curve, its sta
 analysis)."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from downpour.analysis.report import write_report
@@ -46,6 +48,18 @@ def test_report_draws_it_again_and_analyze_points_to_it(reported, capsys):
     err = capsys.readouterr().err
     assert "is not an image of at least 4x4" in err and f"`downpour report {reported}` writes its report" in err
     assert not (reported / "analysis.json").exists()
+
+
+def test_a_damaged_staleness_json_is_said_once_by_name(reported, tmp_path, caplog):
+    """Cut short: the Staleness paragraph and the faults are left out (the histogram is drawn from metrics.jsonl's
+    staleness), and the file is named once, by the histogram's drawing, not again for the paragraph."""
+    copy = shutil.copytree(reported, tmp_path / "run")
+    (copy / "staleness.json").write_text('{"overall": {"pushes": 40, "mean"')
+    with caplog.at_level("WARNING"):
+        html = write_report(copy).read_text()
+    said = [r.getMessage() for r in caplog.records if "staleness.json" in r.getMessage()]
+    assert len(said) == 1 and str(copy / "staleness.json") in said[0]
+    assert "<b>Staleness</b>" not in html and 'alt="staleness histogram"' in html
 
 
 def test_a_teacher_student_run_writes_its_report_by_default(tmp_path):

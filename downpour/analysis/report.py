@@ -243,8 +243,10 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
     """
     run = RunDir.open(run_path)
     run.check_analysed_model()   # (model.json edited, or its weights changed on disk, since: refused, analysis kept)
-    say_damaged(run)             # (the notes the report leaves out for it)
+    # the records the report leaves notes out for, each named once: a staleness.json by the histogram's drawing
+    # (report_training.staleness_histograms) where the report, or the analysis it runs first, draws it
     if shows_no_image(run):      # (teacher-student: no analysis.json, its training alone)
+        say_damaged(run, but=("staleness.json",))
         return write_training_report(run)
     if run.analysis_stale():     # (a run shared without whole weights: its analysis is all there is)
         run.drop_analysis(f"they describe the model at step {run.analysed_step()}, and the model saved is at step "
@@ -255,6 +257,9 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
         from downpour.analysis.run import analyze_run
 
         analyze_run(run.path)
+        say_damaged(run, but=("staleness.json",))
+    else:
+        say_damaged(run)
     try:
         a = run.read_json("analysis.json")
     except NotARunError as err:      # cut short by a kill or an edit: the same way back as a missing field

@@ -64,11 +64,14 @@ def run_json(run: RunDir, name: str) -> Any:
         return None
 
 
-def say_damaged(run: RunDir) -> None:
-    """One WARNING for each record the report's notes read (data.json, the runner's summary) that is there but not
-    JSON: :func:`run_json` reads it as none, and a data.json cut short dropped the note of the skipped files without
-    a word."""
-    for name in (DATA_JSON, summary_name(run)):
+def say_damaged(run: RunDir, but: tuple[str, ...] = ()) -> None:
+    """One WARNING for each record the report's notes read (data.json, staleness.json, the runner's summary) that is
+    there but not JSON: :func:`run_json` reads it as none, and a data.json cut short dropped the note of the skipped
+    files, a staleness.json the Staleness paragraph and the faults, without a word. ``but``: the records a warning
+    of this report has named already (a staleness.json its histogram was drawn from: the drawing says it)."""
+    for name in (DATA_JSON, "staleness.json", summary_name(run)):
+        if name in but:
+            continue
         try:
             run.read_json(name)
         except NotARunError as err:
