@@ -465,6 +465,25 @@ def test_the_report_names_the_labelled_folders_unreadable_images(run_dir, tmp_pa
             "every one.</p>") in write_report(copy, analyze_if_missing=False).read_text()
 
 
+def test_the_report_names_a_probe_folders_unreadable_images_under_its_probe(run_dir, tmp_path):
+    """A probe folder's unreadable images were counted in analysis.json's probe (n_skipped, skipped) and said in the
+    log alone; the report says them under that probe's table, in the training data's words, and nothing where a probe
+    skipped none."""
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    a = json.loads((copy / "analysis.json").read_text())
+    lfw, digits = a["probes"]
+    a["probes"] = [{**lfw, "n_skipped": 0, "skipped": []},
+                   {**digits, "dataset": "shapes", "n_skipped": 2,
+                    "skipped": [{"file": "shapes/a/bad.png", "reason": "UnidentifiedImageError: cannot identify\nmore"},
+                                {"file": "shapes/b/cut.png", "reason": "OSError: truncated"}]}]
+    (copy / "analysis.json").write_text(json.dumps(a))
+    probes = write_report(copy, analyze_if_missing=False).read_text().split('<h2 id="probes">')[1].split("<h2")[0]
+    note = ('<p class="note">The probe set shapes: 2 files skipped, unreadable or too small (first: shapes/a/bad.png: '
+            "UnidentifiedImageError: cannot identify); its entry in analysis.json&#x27;s probes names every one.</p>")
+    assert probes.count("skipped") == 1 and note in probes
+    assert probes.index('id="probe-table-shapes"') < probes.index(note)       # under its own probe's table
+
+
 def test_top_images_come_from_images_the_pictured_unit_was_not_chosen_on(run_dir, tmp_path):
     """On digits the pictured unit is the first split's best, chosen on half the images; its top images were
     drawn from all of them, so the images it was chosen to rank first could fill the row (and its count of the

@@ -151,7 +151,9 @@ def _probes(a: dict[str, Any]) -> str:
                      f"{p['folds']}-fold CV (majority class {pct(p['majority_class_rate'])})</h3>"
                      + (PROBE_WORDS.format(n=p["samples"]) if pooled else "")
                      + table(rows, header, f"probe-table-{p['dataset']}")
-                     + (f'<p class="note">{TRAINED_ON[p["trained_on"]]}</p>' if p.get("trained_on") in TRAINED_ON else ""))
+                     + (f'<p class="note">{TRAINED_ON[p["trained_on"]]}</p>' if p.get("trained_on") in TRAINED_ON else "")
+                     # a probe folder's unreadable images (n_skipped, skipped), as the training data's are said
+                     + data_note(p, f"The probe set {p['dataset']}", "its entry in analysis.json's probes"))
     return "".join(parts) or '<p class="note">No probes were run: analysis.probes is empty.</p>'
 
 
