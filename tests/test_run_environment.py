@@ -137,3 +137,17 @@ def test_a_damaged_record_is_said_once_by_name_where_the_version_check_cannot_ru
     said = _warnings(caplog)
     assert len(said) == 1 and str(run / FILE) in said[0] and "written again" in said[0]
     assert json.loads((run / FILE).read_text())["step"] == 2
+
+
+def test_written_again_is_said_where_the_caller_rewrites_the_record_not_read_from_its_words(tmp_path, caplog):
+    """Whether "it is written again" was decided by ``doing`` starting "the resume": a resume's check said in other
+    words lost it, and an analysis said "the resume ..." would have claimed it."""
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / FILE).write_text('{"numpy": "1.0')
+    with caplog.at_level(logging.WARNING):
+        warn_if_other(run, "training goes on", rewritten=True)
+        warn_if_other(run, "the resume's analysis runs")
+    rewritten, kept = _warnings(caplog)
+    assert "whether training goes on under other ones is not checked; it is written again" in rewritten
+    assert "the resume's analysis runs" in kept and "written again" not in kept

@@ -62,13 +62,15 @@ def differences(record: dict[str, Any], now: dict[str, str]) -> list[str]:
             if name in record and name in now and record[name] != now[name]]
 
 
-def warn_if_other(path: str | Path, doing: str) -> None:
+def warn_if_other(path: str | Path, doing: str, *, rewritten: bool = False) -> None:
     """One WARNING where the run in ``path`` was trained with other versions of :data:`PACKAGES` than this process's
     (``doing``: what goes on under them, "the resume trains" or "the analysis runs"), or where its record is there but
-    unreadable (cut short, edited), so that the check cannot run; nothing for a run without a record."""
+    unreadable (cut short, edited), so that the check cannot run; nothing for a run without a record.
+    ``rewritten``: the caller writes the record again next (a resume, :func:`record_environment`), which that
+    warning then says."""
     record = recorded(path)
     if record is None:
-        _warn_if_damaged(Path(path) / FILE, doing)
+        _warn_if_damaged(Path(path) / FILE, doing, rewritten)
         return
     found = differences(record, versions(PACKAGES))
     if found:
@@ -77,7 +79,7 @@ def warn_if_other(path: str | Path, doing: str) -> None:
                     path, ", ".join(found), doing, Path(path) / FILE)
 
 
-def _warn_if_damaged(file: Path, doing: str) -> None:
+def _warn_if_damaged(file: Path, doing: str, rewritten: bool) -> None:
     """One WARNING where ``file`` is there but no record: read as none, silently, a run trained under other package
     versions was analysed or resumed without a word (and a resume wrote a new record over the damaged one)."""
     try:
@@ -87,7 +89,7 @@ def _warn_if_damaged(file: Path, doing: str) -> None:
         return
     except (OSError, ValueError) as err:
         why = f"{type(err).__name__}: {err}"
-    then = "; it is written again, with this install's" if doing.startswith("the resume") else ""
+    then = "; it is written again, with this install's" if rewritten else ""
     log.warning("%s is not a record downpour wrote (%s): the package versions the run was trained with are unknown, "
                 "so whether %s under other ones is not checked%s", file, why, doing, then)
 

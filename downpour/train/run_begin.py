@@ -91,7 +91,7 @@ class RunBegin:
             raise NotARunError(f"{str(self.path / 'metrics.jsonl')!r} is a folder where the run's metrics file goes; "
                                "move it away")
         if resume:
-            warn_if_other(self.path, "the resume trains")
+            warn_if_other(self.path, "the resume trains", rewritten=True)     # (record_environment, next)
         record_environment(self.path, start, nodes)
         self.save_config(cfg)
         self.trained_with = config_record(cfg)
