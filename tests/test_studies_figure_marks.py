@@ -101,3 +101,17 @@ def test_a_point_with_a_figure_the_same_in_every_seed_is_drawn_as_such_in_a_scat
     plots.scatter_intervals(points, tmp_path / "tradeoff.png", "sparsity and probe", "Hoyer", "probe")
     ax = drawn["tradeoff"].axes[0]
     assert sorted(_diamonds(ax)) == [(0.2, 0.4), (0.3, 0.7)] and plots.SAME_SAID in ax.get_title()
+
+
+def test_a_scatters_series_keeps_its_colour_after_a_point_the_same_in_every_seed():
+    """probe_cost.png drew 5 of its 6 series, and their legend, in a later series' colour: each open diamond took a
+    colour from the cycle, so the next series' line and its legend entry no longer matched its labels and diamonds."""
+    from downpour.studies.plots import scatter_figure
+
+    points = {"a": [("0.1", (0.2, 0.2, 0.2), (0.01, 0.0, 0.02)), ("0.3", (0.5, 0.5, 0.5), (0.0, -0.01, 0.01))],
+              "b": [("0.1", (0.3, 0.2, 0.4), (-0.02, -0.03, -0.01))], "c": [("0.1", (0.4, 0.3, 0.5), (0.1, 0.0, 0.2))]}
+    ax = scatter_figure(points, "t", "x", "y").axes[0]
+    handles, names = ax.get_legend_handles_labels()          # (the legend's entries: each series' error bars)
+    assert names == ["a", "b", "c"]
+    assert [to_hex(h.lines[0].get_color()) for h in handles] == [to_hex(f"C{i}") for i in range(3)]
+    assert len(_diamonds(ax)) == 2

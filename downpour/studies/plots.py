@@ -102,8 +102,10 @@ def scatter_figure(points: dict[str, list[tuple[str, Sequence[float], Sequence[f
     same = False
     for i, (group, items) in enumerate(points.items()):
         x, y = (np.array([p[k] for p in items], dtype=float).reshape(-1, 3) for k in (1, 2))
+        # (named: each open diamond below takes a colour from the cycle, and the next series would draw in the one
+        # after: on flat-skipping's probe_cost.png 5 of 6 series, their legend too, not the colour of their labels)
         ax.errorbar(x[:, 0], y[:, 0], xerr=bar_lengths(*x.T, xlim), yerr=bar_lengths(*y.T, ylim), fmt="o-", capsize=3,
-                    lw=1, ms=4, label=group)
+                    lw=1, ms=4, label=group, color=f"C{i % 10}")
         # (a point either of whose figures is the same in every seed)
         flat = [no_spread(xt) or no_spread(yt) for xt, yt in zip(x, y)]
         same |= mark_the_same(ax, x[:, 0], y[:, 0], flat, f"C{i % 10}")
