@@ -38,7 +38,7 @@ def analyze_and_report(path: Path, analysed: bool = False) -> int:
                 stopped_analysis(path, again)
                 raise
             print(headline(path), end="")
-        return report_only(path)
+        return report_only(path, analysed=not analysed)
 
 
 def headline(path: Path) -> str:
@@ -231,16 +231,17 @@ def _analyze(args: argparse.Namespace) -> int:
     print(headline(Path(args.run)), end="")
     print(f"downpour: analysis written to {Path(args.run) / 'analysis.json'}"
           + ("; the old report.html was removed (analysis.report = false)" if old and not report else ""))
-    return report_only(Path(args.run)) if report else 0
+    return report_only(Path(args.run), analysed=True) if report else 0
 
 
-def report_only(path: Path, said: bool = False) -> int:
+def report_only(path: Path, said: bool = False, analysed: bool = False) -> int:
     """Write the report (analysing the run first where it has no analysis.json, or a stale one) and print its path;
     ``said``: print the analysis's :func:`headline` before it, as `downpour analyze --report` and `downpour train` do
-    (before it, so that the last line `downpour report` prints is the file to open)."""
+    (before it, so that the last line `downpour report` prints is the file to open); ``analysed``: this process has
+    just analysed the run, and said what it found damaged (:func:`~downpour.analysis.report.write_report`'s)."""
     from downpour.analysis.report import write_report
 
-    written = write_report(path)
+    written = write_report(path, analysed=analysed)
     if said:
         print(headline(path), end="")
     print(f"downpour: report written to {written}")

@@ -72,7 +72,7 @@ def test_downpour_report_that_analyses_first_says_the_headline_then_the_reports_
     run, whole = trained
     copy = Path(shutil.copytree(run, tmp_path / "run"))
 
-    def analysed_and_written(path):
+    def analysed_and_written(path, **how):
         (Path(path) / "analysis.json").write_text(json.dumps(whole))
         return Path(path) / "report.html"
     monkeypatch.setattr(report, "write_report", analysed_and_written)

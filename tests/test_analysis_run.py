@@ -699,3 +699,19 @@ def test_a_damaged_staleness_json_is_said_once_by_name_where_the_report_leaves_i
     assert len(said) == 1 and str(copy / "staleness.json") in said[0]
     assert ("is not valid JSON" in said[0]) if analysed else ("not JSON" in said[0])
     assert "<b>Staleness</b>" not in html
+
+
+def test_analyze_report_says_a_damaged_staleness_json_once(run_dir, tmp_path, caplog, monkeypatch, capsys):
+    """`downpour analyze RUN --report` analyses, then reports the analysis.json it wrote: the analysis's drawing names
+    the damaged staleness.json ("skipping ... not JSON"), and the report's own warning of it said it again."""
+    from downpour.analysis import run as analysis_run
+    from downpour.cli import main
+
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    (copy / "staleness.json").write_text('{"overall": {"pushes": 30, "mean"')
+    monkeypatch.setattr(analysis_run, "analyze_run", lambda path, **o: analyze_run(path, **{**NO_PROBES, **o}))
+    with caplog.at_level("WARNING"):
+        assert main(["analyze", str(copy), "--report"]) == 0
+    said = [r.getMessage() for r in caplog.records if "staleness.json" in r.getMessage()]
+    assert len(said) == 1 and str(copy / "staleness.json") in said[0] and "not JSON" in said[0]
+    assert "<b>Staleness</b>" not in (copy / "report.html").read_text()

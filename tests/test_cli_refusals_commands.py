@@ -151,7 +151,7 @@ def test_the_crossfit_refuses_an_override_of_the_keys_it_sets(key):
 def test_analyze_takes_analysis_report_as_report(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr("downpour.analysis.run.analyze_run", lambda run, **o: calls.append(("analyze", o)))
-    monkeypatch.setattr("downpour.cli_analyze.report_only", lambda path: calls.append(("report", path)) or 0)
+    monkeypatch.setattr("downpour.cli_analyze.report_only", lambda path, **how: calls.append(("report", path)) or 0)
     monkeypatch.setattr("downpour.cli_analyze.analysis_overrides", lambda run, sets: {"report": True, "splits": 3})
     assert main(["analyze", str(tmp_path), "--set", "analysis.report=true"]) == 0
     assert calls == [("analyze", {"splits": 3}), ("report", tmp_path)]

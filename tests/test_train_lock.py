@@ -31,7 +31,7 @@ def test_downpour_train_holds_its_lock_through_its_analysis_and_report(tmp_path,
     def analyze_run(run, **overrides):           # another terminal looks while the analysis writes
         held.append(("analysis", lock.is_training(run)))
 
-    def write_report(run):
+    def write_report(run, **how):
         held.append(("report", lock.is_training(run)))
         return os.path.join(run, "report.html")
 
@@ -275,7 +275,7 @@ def test_downpour_train_holds_its_twin_through_its_analysis(tmp_path, monkeypatc
 
     monkeypatch.setattr("downpour.runners.train", lambda cfg, run, resume=False, opened=None: {"run": str(run.path)})
     monkeypatch.setattr("downpour.analysis.run.analyze_run", analyze_run)
-    monkeypatch.setattr("downpour.analysis.report.write_report", lambda run: os.path.join(run, "report.html"))
+    monkeypatch.setattr("downpour.analysis.report.write_report", lambda run, **how: os.path.join(run, "report.html"))
     assert main(["train", *SAE, "--set", "data.source=natural+faces", "--set", "analysis.no_faces_twin=true",
                  "--report", "--out", str(path)]) == 0
     assert seen == ["refused"] and not lock.is_training(RunDir(path).no_faces_twin)   # let go once it ends
@@ -308,7 +308,7 @@ def test_downpour_train_of_a_finished_run_holds_its_twin_while_its_stale_analysi
         (run.path / "analysis.json").write_text('{"trained_steps": 1}')
         return {"run": str(run.path), "kept": True}
 
-    def write_report(run):                                 # its analysis found stale, made again in here
+    def write_report(run, **how):                          # its analysis found stale, made again in here
         with pytest.raises(lock.FolderBusy, match="being analysed now"):
             with lock.training(RunDir(run).no_faces_twin):
                 pass
@@ -357,7 +357,7 @@ def test_the_analysis_downpour_train_makes_of_a_run_naming_itself_its_no_faces_r
     path, seen = tmp_path / "run", []
     RunDir.create(path, load_config("ufldl-sae", [("analysis.no_faces_run", f"{path}/.")]))
     monkeypatch.setattr("downpour.analysis.run.analyze_run", lambda run, **overrides: seen.append("analysed"))
-    monkeypatch.setattr("downpour.analysis.report.write_report", lambda run: os.path.join(run, "report.html"))
+    monkeypatch.setattr("downpour.analysis.report.write_report", lambda run, **how: os.path.join(run, "report.html"))
     with lock.training(path):                       # `downpour train`, at its end
         assert analyze_and_report(path) == 0
     assert seen == ["analysed"]
@@ -372,7 +372,7 @@ def test_a_report_of_an_analysed_run_is_not_refused_while_its_no_faces_network_i
     (path / "analysis.json").write_text("{}")
     folder = RunDir(path).no_faces_twin if held == "twin" else other
     folder.mkdir()
-    monkeypatch.setattr("downpour.analysis.report.write_report", lambda run: os.path.join(run, "report.html"))
+    monkeypatch.setattr("downpour.analysis.report.write_report", lambda run, **how: os.path.join(run, "report.html"))
     with lock.training(folder):                     # `downpour train --resume` of it, from another terminal
         assert main(["report", str(path)]) == 0
 

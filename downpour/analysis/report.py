@@ -237,16 +237,18 @@ def _filter_sentences(f: dict[str, Any], shape: str, samples: Any) -> str:
     return text + untied_note(f.get("sharing", {}), samples)
 
 
-def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
+def write_report(run_path: str | Path, analyze_if_missing: bool = True, analysed: bool = False) -> Path:
     """Write ``report.html`` into the run directory and return its path.
 
     Runs the analysis first when ``analysis.json`` is missing (unless ``analyze_if_missing`` is
-    False, then that is an error). Raises ``NotARunError`` for a directory that is not a run.
+    False, then that is an error). ``analysed``: the caller ran the analysis just before (`downpour analyze --report`,
+    `downpour train`'s report), whose histogram's drawing named a damaged staleness.json already. Raises
+    ``NotARunError`` for a directory that is not a run.
     """
     run = RunDir.open(run_path)
     run.check_analysed_model()   # (model.json edited, or its weights changed on disk, since: refused, analysis kept)
     # the records the report leaves notes out for, each named once: a staleness.json by the histogram's drawing
-    # (report_training.staleness_histograms) where the report, or the analysis it runs first, draws it
+    # (report_training.staleness_histograms) where the report, or the analysis it or its caller runs first, draws it
     if shows_no_image(run):      # (teacher-student: no analysis.json, its training alone)
         say_damaged(run, but=("staleness.json",))
         return write_training_report(run)
@@ -261,7 +263,7 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
         analyze_run(run.path)
         say_damaged(run, but=("staleness.json",))
     else:
-        say_damaged(run)
+        say_damaged(run, but=("staleness.json",) if analysed else ())
     try:
         a = run.read_json("analysis.json")
     except NotARunError as err:      # cut short by a kill or an edit: the same way back as a missing field
