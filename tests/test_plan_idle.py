@@ -27,6 +27,22 @@ def test_where_a_shards_applies_bind_the_plan_leaves_the_shards_that_add_nothing
     assert "--set cluster.n_push" in c["idle_why"]
 
 
+def test_the_chosen_layouts_full_and_fewest_shards_are_timed_once_each(monkeypatch):
+    """fewest_shards timed the full-shard layout twice (its floor, its end's comparison), the idle note once more, and
+    the shards chosen twice more after the bisection had timed them: cat-demo on 16 machines, 3 replicas, 13 shards
+    timed 4 times, 1 shard 3 times. Once each after the layouts' rates (the full one is among them)."""
+    from downpour.plan import predict
+
+    monkeypatch.setitem(calls.APPLY_S, "adagrad", 1e-3)    # (the layout of the test above: 1 of 13 shards kept)
+    timed, timing = [], predict._timing
+    monkeypatch.setattr(predict, "_timing", lambda net, part, cl, r, k, s, *a: timed.append((r, k, s))
+                        or timing(net, part, cl, r, k, s, *a))
+    c = plan_for(None, config="cat-demo", cluster=Cluster(machines=16))["cluster"]
+    r, k = c["replicas"], c["partitions"]
+    assert (k, c["shards"], c["machines_used"]) == (1, 1, r + 1)
+    assert timed.count((r, k, 16 - r)) == 2 and timed.count((r, k, 1)) == 1
+
+
 def test_the_main_job_on_1000_machines_uses_the_machines_that_add_samples_per_s(capsys):
     """105 replicas + 895 shards was the main job's layout on 1,000 machines, its cycle the worker's step: 10 shards
     carry its pushes as fast. The printout and --json say the machines used, and the apply's cap past them."""

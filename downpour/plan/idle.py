@@ -29,13 +29,14 @@ def fewest_shards(rate: Callable[[int], float], used: Callable[[int], int], leas
     ``most`` gives more samples/s a machine used (``used`` of a shard count). A layout whose shards' link
     binds its cycle keeps them: its samples/s grow with S as fast as its machines (the paper's network on 1,000
     machines keeps its 472 shards, where 1% fewer would give up 1% of its samples/s)."""
-    floor = (1 - SHARDS_TOLERANCE) * rate(most)
+    top = rate(most)
+    floor = (1 - SHARDS_TOLERANCE) * top
     lo, hi = least, most            # (samples/s never fall as shards are added: the fewest within floor, bisected)
     while lo < hi:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if rate(mid) >= floor else (mid + 1, hi)
     # (the two ends, not every count between: scanning them all takes minutes at --machines 100000)
-    return most if rate(most) / used(most) > rate(lo) / used(lo) else lo
+    return most if top / used(most) > rate(lo) / used(lo) else lo
 
 
 @dataclass(frozen=True)

@@ -327,19 +327,24 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     k, r, s = min(near, key=lambda lay: (lay[1], -rate[lay]))
     part, full = judged(k, r), s
     chosen = cl.shards is None and not on_one_machine(cl.machines)
+    # this layout's timings by shard count: the bisection's (about log2 of the machines) and the full-shard one, which
+    # the bisection, its end and the idle machines' note would each time again
+    timings: dict[int, dict[str, Any]] = {}
+
+    def timing_of(n: int) -> dict[str, Any]:
+        if n not in timings:
+            timings[n] = _timing(net, part, cl, r, k, n, *args)
+        return timings[n]
     if chosen:    # the fewest shards that give as much (idle.py)
-        def rate_of(n: int) -> float:
-            return _timing(net, part, cl, r, k, n, *args)["samples_per_s"]
-        s = fewest_shards(rate_of, lambda n: machines_of(net, r, k, n), least[k], full)
-    timing = _timing(net, part, cl, r, k, s, *args)
+        s = fewest_shards(lambda n: timing_of(n)["samples_per_s"], lambda n: machines_of(net, r, k, n), least[k], full)
+    timing = timing_of(s)
     idle = ""
     if chosen:    # the machines left idle, against the machines left as shards and the fastest layout
-        # (the two re-timed: keeping every layout's timing for them made cat-demo on 100,000 machines, 193,458
+        # (the fastest re-timed: keeping every layout's timing for it made cat-demo on 100,000 machines, 193,458
         # layouts, 1.5x slower to plan, the garbage collector scanning them)
-        def timed(k: int, r: int, s: int) -> Timed:
-            return Timed(r, s, _timing(net, judged(k, r), cl, r, k, s, *args))
-        idle = idle_why(cl.machines, machines_of(net, r, k, s), Timed(r, s, timing), timed(k, r, full),
-                        timed(*max(rate, key=rate.get)), rule)
+        k_top, r_top, s_top = max(rate, key=rate.get)
+        idle = idle_why(cl.machines, machines_of(net, r, k, s), Timed(r, s, timing), Timed(r, full, timing_of(full)),
+                        Timed(r_top, s_top, _timing(net, judged(k_top, r_top), cl, r_top, k_top, s_top, *args)), rule)
     shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
     one, together, hubs = on_one_machine(cl.machines), _together(net, part, r, k, s, rule), replica_machines(net, r, k)
     cut = next((stage for stage in net.stages if stage.in_shape), None)      # (the first cut stage's layout)
