@@ -138,11 +138,17 @@ def test_a_node_holding_only_workers_removed_leaves_the_run_to_the_heads_which_f
     where = rf"on node {added.node_id[:8]} at {re.escape(summary['node_addresses'][place])} \((Actor\w+Error)\)"
     faults = html.unescape(cluster_faults(RunDir.open(run)))
     for w in lost:
-        assert re.search(rf"worker {w} was lost at step \d+ {where}; the run went on without it", caplog.text)
-        assert re.search(rf"worker {w} lost at step \d+ {where}, not restarted \(cluster\.restarts = 0\)", faults)
+        said = re.search(rf"worker {w} was lost at step (\d+) {where}; the run went on without it", caplog.text)
+        assert said and re.search(rf"worker {w} lost at step {said[1]} {where}, not restarted "
+                                  rf"\(cluster\.restarts = 0\)", faults)
     assert caplog.text.count("; the run went on without it") == faults.count("lost at step") == len(lost)
+    # the run's second half is the head's workers' alone. Not "every row past the loss": a row carries a step of the
+    # range its cycle was granted, so the cycle a lost worker returned before it died can write rows a few steps past
+    # the step it was found lost at (seen: lost at 23, rows at 24 and 28; at the step the crash was seen + 8, 1 run in
+    # 2 on an idle machine)
+    rows = RunDir.open(run).metrics()
     survivors = {w for w in range(workers) if w not in lost}
-    assert {r["worker"] for r in RunDir.open(run).metrics() if r["step"] > crash["at"] + 8} == survivors
+    assert {r["worker"] for r in rows if r["step"] > STEPS // 2} == survivors
 
 
 def test_a_worker_on_a_node_that_joined_during_the_start_gets_its_cycles_as_ray_tasks(
