@@ -4,6 +4,7 @@ study's model: a run studied for its stale updates shows its loss curve, its sta
 analysis)."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -60,6 +61,18 @@ def test_a_damaged_staleness_json_is_said_once_by_name(reported, tmp_path, caplo
     said = [r.getMessage() for r in caplog.records if "staleness.json" in r.getMessage()]
     assert len(said) == 1 and str(copy / "staleness.json") in said[0]
     assert "<b>Staleness</b>" not in html and 'alt="staleness histogram"' in html
+
+
+def test_a_cluster_json_that_is_not_an_object_is_named_not_dropped_without_a_word(reported, tmp_path, caplog):
+    """Valid JSON but a list: the notes read it as none, as a file cut short, so it is named as one is."""
+    copy = shutil.copytree(reported, tmp_path / "run")
+    assert isinstance(json.loads((copy / "cluster.json").read_text()), dict)   # (the runner wrote one)
+    (copy / "cluster.json").write_text("[1, 2]")
+    with caplog.at_level("WARNING"):
+        write_report(copy)
+    said = [r.getMessage() for r in caplog.records if "cluster.json" in r.getMessage()]
+    assert said == [f"{str(copy / 'cluster.json')!r} is not a JSON object (it holds an array): the report leaves out "
+                    "what it would say of it"]
 
 
 def test_a_teacher_student_run_writes_its_report_by_default(tmp_path):

@@ -64,19 +64,28 @@ def run_json(run: RunDir, name: str) -> Any:
         return None
 
 
+_JSON_KINDS = {list: "an array", str: "a string", bool: "true or false", type(None): "null"}   # (else a number)
+
+
 def say_damaged(run: RunDir, but: tuple[str, ...] = ()) -> None:
     """One WARNING for each record the report's notes read (data.json, staleness.json, the runner's summary) that is
-    there but not JSON: :func:`run_json` reads it as none, and a data.json cut short dropped the note of the skipped
-    files, a staleness.json the Staleness paragraph and the faults, without a word. ``but``: the records a warning
-    of this report has named already (a staleness.json its histogram was drawn from: the drawing says it)."""
+    there but not JSON, or JSON but not an object (a cluster.json overwritten with a list): the notes read either as
+    none, and a data.json cut short dropped the note of the skipped files, a staleness.json the Staleness paragraph
+    and the faults, a cluster.json the placement, without a word. ``but``: the records a warning of this report has
+    named already (a staleness.json its histogram was drawn from: the drawing says it)."""
     for name in (DATA_JSON, "staleness.json", summary_name(run)):
         if name in but:
             continue
         try:
-            run.read_json(name)
+            record = run.read_json(name)
         except NotARunError as err:
             if (run.path / name).is_file():
                 log.warning("%s: the report leaves out what it would say of it", err)
+            continue
+        if not isinstance(record, dict):
+            held = _JSON_KINDS.get(type(record), "a number")
+            log.warning("%r is not a JSON object (it holds %s): the report leaves out what it would say of it",
+                        str(run.path / name), held)
 
 
 def summary_name(run: RunDir) -> str:
