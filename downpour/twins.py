@@ -193,7 +193,8 @@ def check_same_run(cfg: RunConfig, path: Path) -> RunDir | None:
     """The run ``cfg`` started in ``path`` (None: nothing there, or a run that never started);
     RunExistsError naming the key that differs when it is a run of another config. What
     :func:`train_kept` checks first, for a caller that checks every run before training any."""
-    from downpour.resume_checks import check_resume, unresumable
+    from downpour.resume_checks import unresumable
+    from downpour.train.config_record import splits_steps
 
     if not (path / "config.toml").is_file() or (run := RunDir.open(path)).never_started():
         return None
@@ -206,10 +207,13 @@ def check_same_run(cfg: RunConfig, path: Path) -> RunDir | None:
     if reached is not None and reached > cfg.train.steps:   # found now, not when its turn to resume comes
         raise RunExistsError(f"{str(path)!r} holds a run trained to step {reached}, past train.steps = {cfg.train.steps}; "
                              "give its steps (or more), or pick another --out")
-    try:
-        check_resume(run.config, cfg, changed, run.path)   # (what else a resume refuses: a greedy run's steps changed)
-    except ConfigError as err:
-        raise RunExistsError(f"{str(path)!r} holds another run ({err}); pick another --out") from None
+    if run.config.train.steps != cfg.train.steps and splits_steps(cfg):   # (as a resume refuses: a greedy run's)
+        # its own words, not check_resume's "start a new run (downpour train --config FOLD/config.toml ...)": the
+        # command typed was a cross-fit's (or the run's whose twin this is), which trains these runs itself
+        raise RunExistsError(f"{str(path)!r} holds another run: its config differs in train.steps "
+                             f"({run.config.train.steps} -> {cfg.train.steps}; a greedy run splits its steps between "
+                             f"its stages by it); give its train.steps = {run.config.train.steps} (--steps "
+                             f"{run.config.train.steps}), or pick another --out")
     return run
 
 

@@ -286,6 +286,25 @@ def test_its_own_folder_run_again_with_fewer_folds_is_refused_as_such_not_as_for
         check_crossfit_folder(tmp_path, 2)
 
 
+def test_a_greedy_fold_run_again_with_other_steps_is_refused_in_the_cross_fits_words(tmp_path):
+    """A cat-demo fold trained for 20 steps, its cross-fit run again with --steps 30: a greedy run cannot change its
+    steps, and the refusal says which and what to type (its steps or another --out), not check_resume's "start a new
+    run (downpour train --config FOLD/config.toml --steps 30 --out NEW)", a run outside the cross-fit."""
+    from downpour.config import load_config
+    from downpour.train.folders import RunExistsError
+    from downpour.train.rundir import RunDir
+    from downpour.twins import check_same_run
+
+    run = RunDir.create(tmp_path / "fold-0", load_config("cat-demo", ["train.steps=20"]))
+    (run.path / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')   # (a fold that trained)
+    assert check_same_run(load_config("cat-demo", ["train.steps=20"]), run.path).path == run.path
+    with pytest.raises(RunExistsError) as refused:
+        check_same_run(load_config("cat-demo", ["train.steps=30"]), run.path)
+    said = str(refused.value)
+    assert "its config differs in train.steps (20 -> 30;" in said and "(--steps 20), or pick another --out" in said
+    assert "downpour train" not in said
+
+
 def test_its_own_folder_run_again_with_more_folds_is_refused_naming_its_folds(tmp_path):
     """--folds 3 on a cross-fit of 2 is refused naming its folds, not as "fold-0 holds another run: its config differs
     in data.lfw_heldout; ... give the config it was trained with", a key the user never typed; a fold-0 holding no
