@@ -15,7 +15,7 @@ from downpour.config import (ConfigError, FlagValue, Override, RunConfig, as_typ
                              parse_override, with_origin)
 from downpour.cli_flags import check_cluster_flags, check_flags, checkpoint_keys, set_keys, update_rule_words
 from downpour.cli_analyze import analyze_and_report
-from downpour.errors import DownpourError, RunError
+from downpour.errors import DownpourError, NotARunError, RunError
 
 if TYPE_CHECKING:
     from downpour.train.rundir import RunDir
@@ -98,9 +98,11 @@ def _train(args: argparse.Namespace) -> int:
 
     resume = bool(args.resume)
     if args.resume:
-        if args.out or args.config:
-            # (not a run: said so first, before its config.toml is offered to start a new run from)
+        try:    # (not a run: said so first, before its config.toml is offered to start a new run from)
             RunDir.open(args.resume)
+        except NotARunError as e:   # said as --resume's, not the folder alone ("'runs/x' does not exist")
+            raise NotARunError(f"--resume {args.resume}: {e}") from None
+        if args.out or args.config:
             flag = "--out" if args.out else "--config"
             raise ConfigError(f"{flag} with --resume: the run goes on in {args.resume!r} with its own config; drop "
                               f"{flag} (or start a new run: downpour train --config {pasted(Path(args.resume) / 'config.toml')} "

@@ -29,6 +29,13 @@ def test_resume_on_a_file_says_it_is_a_file(tmp_path, capsys):
     assert "is a file, not a run directory" in capsys.readouterr().err
 
 
+def test_a_resume_of_a_folder_that_is_not_there_names_the_flag(tmp_path, capsys):
+    """The refusal names --resume (as `downpour plan --check-run` names its flag), not the folder alone."""
+    missing = tmp_path / "nosuchdir"
+    assert main(["train", "--resume", str(missing)]) == 2
+    assert capsys.readouterr().err.strip() == f"downpour: error: --resume {missing}: {str(missing)!r} does not exist"
+
+
 def test_sigterm_stops_a_run_with_its_checkpoint_so_it_resumes(tmp_path):
     """The process is killed as `timeout` or a batch scheduler kills it; the run's steps so far are kept."""
     out = tmp_path / "run"
