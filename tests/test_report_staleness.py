@@ -56,6 +56,10 @@ def test_a_bounded_ray_run_says_its_bound_queue_and_refused_pushes(sim_run, tmp_
     run = RunDir.create(tmp_path / "a", load_config("ufldl-sae", ['cluster.runner="ray"', "cluster.queue_depth=1"]))
     run.write_json("staleness.json", report)
     assert ", async, queue_depth 1: 1 queued push cycle per worker, n_fetch 1," in staleness_paragraph(run)
+    # the default's 0 says it is the default, beside the 2 it means (cluster.json records the 2)
+    run = RunDir.create(tmp_path / "d", load_config("ufldl-sae", ['cluster.runner="ray"']))
+    run.write_json("staleness.json", report)
+    assert ", async, the default queue_depth 0: 2 queued push cycles per worker," in staleness_paragraph(run)
     assert nested(staleness_paragraph(run)) == [] and nested(said) == []      # (its settings sit in a parenthesis)
 
 

@@ -45,8 +45,9 @@ def settings_words(run: RunDir) -> str:
     if c.runner == "simulated":
         words.append(f"delay {c.delay} in virtual time")
     elif c.consistency == "async":      # (bounded:K and sync hold it at 1)
-        depth = c.queue_depth or 2
-        words.append(f"queue_depth {c.queue_depth}: {plural(depth, 'queued push cycle')} per worker")
+        depth = c.queue_depth or 2     # 0 is the default, 2 (cluster.json records the depth used)
+        said = ("the default " if not c.queue_depth else "") + f"queue_depth {c.queue_depth}"   # (no nested brackets)
+        words.append(f"{said}: {plural(depth, 'queued push cycle')} per worker")
     words += [f"n_fetch {c.n_fetch}", f"n_push {c.n_push}"]
     words.append({"none": "no compensation", "dc-asgd": f"compensation dc-asgd at lambda {c.dc_lambda:g}"}.get(
         c.compensation, f"compensation {c.compensation}"))
