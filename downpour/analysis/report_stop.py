@@ -29,7 +29,8 @@ def stop_note(run: RunDir) -> str:
 def run_stop(run: RunDir) -> dict[str, Any] | None:
     """The run's last stop as its records keep it ({step, steps, by}), or None: the summary's and data.json's
     ``stopped``, the later step's (max keeps the first of a tie: the summary's, in the runner's own words)."""
-    found = [s for s in (_stopped(run_json(run, summary_name(run))), _stopped(run_json(run, DATA_JSON))) if s is not None]
+    records = (run_json(run, summary_name(run)), run_json(run, DATA_JSON))
+    found = [s for s in map(_stopped, records) if s is not None]
     return max(found, key=lambda s: s["step"] if isinstance(s.get("step"), int) else -1, default=None)
 
 
