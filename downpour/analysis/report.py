@@ -261,9 +261,8 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True, analysed
         from downpour.analysis.run import analyze_run
 
         analyze_run(run.path)
-        say_damaged(run, but=("staleness.json",))
-    else:
-        say_damaged(run, but=("staleness.json",) if analysed else ())
+        analysed = True
+    say_damaged(run, but=("staleness.json",) if analysed else ())
     try:
         a = run.read_json("analysis.json")
     except NotARunError as err:      # cut short by a kill or an edit: the same way back as a missing field
