@@ -326,7 +326,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     near = [lay for lay in layouts if rate[lay] >= (1 - REPLICAS_TOLERANCE) * top]
     k, r, s = min(near, key=lambda lay: (lay[1], -rate[lay]))
     part, full = judged(k, r), s
-    chosen = cl.shards is None and not on_one_machine(cl.machines)
+    one = on_one_machine(cl.machines)
+    chosen = cl.shards is None and not one
     # this layout's timings by shard count: the bisection's (about log2 of the machines) and the full-shard one, which
     # the bisection, its end and the idle machines' note would each time again
     timings: dict[int, dict[str, Any]] = {}
@@ -337,21 +338,21 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
         return timings[n]
     if chosen:    # the fewest shards that give as much (idle.py)
         s = fewest_shards(lambda n: timing_of(n)["samples_per_s"], lambda n: machines_of(net, r, k, n), least[k], full)
-    timing = timing_of(s)
+    timing, used = timing_of(s), 1 if one else machines_of(net, r, k, s)
     idle = ""
     if chosen:    # the machines left idle, against the machines left as shards and the fastest layout
         # (the fastest re-timed: keeping every layout's timing for it made cat-demo on 100,000 machines, 193,458
         # layouts, 1.5x slower to plan, the garbage collector scanning them)
         k_top, r_top, s_top = max(rate, key=rate.get)
-        idle = idle_why(cl.machines, machines_of(net, r, k, s), Timed(r, s, timing), Timed(r, full, timing_of(full)),
+        idle = idle_why(cl.machines, used, Timed(r, s, timing), Timed(r, full, timing_of(full)),
                         Timed(r_top, s_top, _timing(net, judged(k_top, r_top), cl, r_top, k_top, s_top, *args)), rule)
     shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
-    one, together, hubs = on_one_machine(cl.machines), _together(net, part, r, k, s, rule), replica_machines(net, r, k)
+    together, hubs = _together(net, part, r, k, s, rule), replica_machines(net, r, k)
     cut = next((stage for stage in net.stages if stage.in_shape), None)      # (the first cut stage's layout)
     resolved = {**asdict(cl), "replicas": r, "partitions": k, "shards": s, "grid": list(grid(k, cut)),
-                "replica_machines": hubs, "machines_used": 1 if one else machines_of(net, r, k, s),
+                "replica_machines": hubs, "machines_used": used,
                 # the machines the layout leaves idle and why (idle.py): "" where it uses them all
-                "machines_idle": 0 if one else max(0, cl.machines - machines_of(net, r, k, s)), "idle_why": idle,
+                "machines_idle": max(0, cl.machines - used), "idle_why": idle,
                 # one machine: its processes, and their memory together (one_machine.py)
                 "one_machine": one, "processes": processes(r * k, hubs, s),
                 "memory_together_bytes": together}
