@@ -106,6 +106,25 @@ def test_a_restarted_worker_rejoins_level_with_the_slowest():
     assert coord.begin_cycle(1) == 1 and coord.events[-1]["event"] == "worker-restarted"
 
 
+def test_a_worker_lost_before_a_resumes_checkpoint_joins_the_resume_level_with_the_slowest():
+    """Ray's resume starts every worker afresh, one lost for good too, from the checkpoint's clocks (``clocks()``),
+    which no longer hold the lost one's: it joins at the slowest saved clock, not at 0 (worker 0 did: the other's
+    gap read its 5 pushes, and under bounded:1 it could not start until worker 0 had pushed 5 times alone)."""
+    for spec in ("async", "bounded:1"):
+        coord = Coordinator(make_consistency(spec), workers=2, total_steps=20)
+        coord.lose(0, "killed")
+        for _ in range(5):
+            coord.begin_cycle(1)
+            _cycle(coord, 1)
+        saved = coord.clocks()
+        assert saved == {1: 5} and coord.done == 5
+        resumed = Coordinator(make_consistency(spec), workers=2, total_steps=20, start_step=5, clocks=saved)
+        assert resumed.clocks() == {0: 5, 1: 5}, spec
+        assert resumed.begin_cycle(1) == 1 and resumed.begin_cycle(0) == 1
+        resumed.end_compute(1)
+        assert resumed.gaps[1] == 0 and resumed.max_gap == 0, spec
+
+
 def test_a_restarted_worker_is_not_let_into_the_sync_round_it_already_pushed_into():
     """Worker 2 pushed into round 1 and died before it closed: restarted level with the slowest it would
     push into round 1 again, and the round's mean would count it twice."""

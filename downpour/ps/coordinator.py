@@ -51,10 +51,13 @@ class Coordinator:
         self._lost_clock: dict[int, int] = {}  # the clock a lost worker died with (see rejoin)
         self._lost_waiting: set[int] = set()   # lost before the warm start let them join (see rejoin)
         self.depth = depth if gate.bound is None else 1
-        self._join(0)
-        if start_step >= warm_start:
-            for w in range(1, workers):
-                self._join(w)
+        # a resume's workers with a saved clock first: one without (lost before the checkpoint, which Ray starts afresh)
+        # then joins level with the slowest of them, as a restarted worker does (:meth:`rejoin`). Worker 0 joined
+        # first at the empty gate's 0: every other worker's clock gap was its whole clock (max_clock_gap that
+        # run's pushes, not a stall), and under bounded:K none of them could start until worker 0 caught up alone
+        joining = [0] + (list(range(1, workers)) if start_step >= warm_start else [])
+        for w in sorted(joining, key=lambda w: w not in self._clocks):
+            self._join(w)
 
     def _join(self, w: int) -> None:
         self.live.add(w)
