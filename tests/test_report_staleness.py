@@ -119,13 +119,18 @@ def test_a_ray_runs_report_names_its_nodes_what_each_held_and_the_start_beside_t
     said = html.unescape(placement_note(RunDir.open(run)))
     batch = load_config(str(run / "config.toml")).train.batch_size
     assert summary["steps"] == 24 and batch > 1       # the rate: the 4 replicas' 24 steps of `batch` over 42.1 s
+    last = RunDir.open(run).metrics()[-1]
+    assert last["step"] == 24 and last["time"] < 2     # of the 42.1 s, those after the last step's row
     assert said == ('<p class="note">Placement (cluster.json): 2 nodes; node aaaaaaaa at 10.0.0.1: shard 0, worker 1; '
                     "node bbbbbbbb: shard 1, worker 0, worker 2, worker 3; start 8.3 s (joining Ray, every actor up), "
-                    f"training 42.1 s ({24 * batch:,} samples, {24 * batch / 42.1:.0f} samples/s).</p>")
+                    f"training 42.1 s ({24 * batch:,} samples, {24 * batch / 42.1:.0f} samples/s over those seconds: "
+                    f"the whole training, its start left out; {42.1 - last['time']:.1f} s of them after its last "
+                    "step, saving the server and the model and closing the actors: "
+                    f"{24 * batch / last['time']:,.0f} samples/s up to it).</p>")
     assert "Placement (cluster.json): 2 nodes" in training_section(RunDir.open(run), {})
     # a rate past 999 is grouped as the samples are (a 2-node cat-demo run read "6,400 samples, 1698 samples/s")
     (run / "cluster.json").write_text(json.dumps({**summary, "seconds": 24 * batch / 1698}))
-    assert "samples, 1,698 samples/s)." in html.unescape(placement_note(RunDir.open(run)))
+    assert "samples, 1,698 samples/s over those seconds" in html.unescape(placement_note(RunDir.open(run)))
     summary["placement"]["workers"][0] = 2            # an index past node_ids: nothing said rather than a wrong node
     (run / "cluster.json").write_text(json.dumps(summary))
     assert placement_note(RunDir.open(run)) == ""

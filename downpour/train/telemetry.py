@@ -25,6 +25,11 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+def _over_last(steps: int) -> str:
+    """The steps a progress line's samples/s is over: "over the last 5 steps", "over the last step"."""
+    return "over the last step" if steps == 1 else f"over the last {steps} steps"
+
+
 class PartsMean:
     """Averages step results between two log lines, so the curve is not one noisy batch.
 
@@ -90,10 +95,12 @@ class Telemetry:
     """``log(step, parts, samples, **fields)`` appends
     ``{"step", "time", "loss", <every part>, "samples_per_s", **fields}`` to metrics.jsonl.
 
-    ``samples`` counts the samples processed since the previous ``log`` call; ``time`` is seconds
-    since this object was made (plus ``time_offset`` when a run resumes; ``start_step`` is the step it
-    resumed at, so the ETA counts only this process's steps, and TensorBoard drops events logged past
-    it; the runner truncates metrics.jsonl itself, :meth:`RunDir.truncate_metrics`). Progress is printed about
+    ``samples`` counts the samples processed since the previous ``log`` call, and ``samples_per_s`` divides them
+    by the wall seconds since that call (since this object was made, for the first): the rate over the row's own
+    steps (``train.log_every`` of them), which the progress line says it is ("over the last 5 steps"), not the
+    whole run's. ``time`` is seconds since this object was made (plus ``time_offset`` when a run resumes;
+    ``start_step`` is the step it resumed at, so the ETA counts only this process's steps, and TensorBoard drops
+    events logged past it; the runner truncates metrics.jsonl itself, :meth:`RunDir.truncate_metrics`). Progress is printed about
     ``progress_lines`` times over the run, so logs stay readable in CI.
     """
 
@@ -107,6 +114,8 @@ class Telemetry:
         self.offset = time_offset
         self.last_printed = -1
         self.start_step = start_step  # where this process began (a resumed run's step), for the ETA
+        self.last_step = start_step   # the previous row's step: the steps a row's samples/s is over
+        self.rate_steps = 0           # ... those steps, of the row just logged
         self.writer = None
         if tensorboard:
             # purge_step drops earlier writers' events at steps >= it, so TensorBoard's curves do not double: a
@@ -123,6 +132,7 @@ class Telemetry:
         now = time.perf_counter()
         rate = samples / max(now - self.last_time, 1e-9)
         self.last_time = now
+        self.rate_steps, self.last_step = step - self.last_step, step
         loss = total_loss(parts) if loss is None else loss
         row = {"step": step, "time": round(self.offset + now - self.start, 4), "loss": loss,
                **parts, "samples_per_s": round(rate, 2), **fields}
@@ -139,13 +149,15 @@ class Telemetry:
         return row
 
     def print_progress(self, row: dict[str, Any], extra: str = "") -> None:
+        """The row's line; its samples/s is the row's own (:meth:`log`), said over how many steps."""
         step = row["step"]
         elapsed = time.perf_counter() - self.start
         eta = elapsed / max(step - self.start_step, 1) * (self.total - step)
         skip = {"step", "time", "loss", "samples_per_s", "worker", "staleness", "version"}
         parts = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in skip and isinstance(v, float))
-        print(f"step {step:>6}/{self.total}  loss {row['loss']:.4g}  [{parts}]  "
-              f"{row['samples_per_s']:.0f} samples/s  eta {_fmt_duration(eta)}{extra}", file=self.stream, flush=True)
+        rate = f"{row['samples_per_s']:.0f} samples/s {_over_last(self.rate_steps)}"
+        print(f"step {step:>6}/{self.total}  loss {row['loss']:.4g}  [{parts}]  {rate}  "
+              f"eta {_fmt_duration(eta)}{extra}", file=self.stream, flush=True)
 
     def close(self) -> None:
         self.file.close()
