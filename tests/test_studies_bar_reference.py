@@ -48,7 +48,7 @@ def test_a_condition_has_one_colour_in_every_figure_of_its_study(name, monkeypat
 
     drawn = {}
     for module in (compare, study_figures):
-        monkeypatch.setattr(module, "save", lambda fig, path: drawn.update({path.stem: fig}) or path)
+        monkeypatch.setattr(module, "save", lambda fig, path, caption="": drawn.update({path.stem: fig}) or path)
     study = study_class(name)(quick=True)
     keys = ("probe_digits", "probe_lfw", "face_auc_controls", "edge_fraction", "seconds_per_step", "face_owed_controls")
     rows = [{"condition": c.name, "n": 2, "extra": {}, "params": {},

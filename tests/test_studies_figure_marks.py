@@ -15,7 +15,7 @@ def drawn(monkeypatch) -> dict:
 
     kept: dict = {}
     for module in (study_figures, plots):
-        monkeypatch.setattr(module, "save", lambda fig, path: kept.update({path.stem: fig}) or path)
+        monkeypatch.setattr(module, "save", lambda fig, path, caption="": kept.update({path.stem: fig}) or path)
     return kept
 
 

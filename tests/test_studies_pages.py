@@ -90,3 +90,32 @@ def test_a_table_whose_headings_are_its_keys_has_no_keys_note_on_either_page(pla
     assert "| condition | k | n | x |" in md and "<th>x</th>" in html      # (every heading is its key)
     assert "<small></small>" not in html and "<p></p>" not in html
     assert "Columns by study.json's keys" not in html and "Columns by study.json's keys" not in md
+
+
+class Drawn(Planted):
+    """Planted with two figures: its x per condition with intervals, and a curve of x over the conditions."""
+
+    def figures(self, rows, cells, folder):
+        from downpour.studies.figures import interval_bars
+        from downpour.studies.plots import curves
+
+        names = [r["condition"] for r in rows]
+        return [interval_bars(names, [r["figures"]["x"] for r in rows], folder / "x.png", "x (95% intervals)",
+                              "planted x", reference=0.0),
+                curves({"x": ([1, 2], [r["figures"]["x"][0] for r in rows])}, folder / "x_curve.png", "x", "k", "x")]
+
+
+def test_each_figure_is_captioned_with_what_it_draws_and_the_seeds_of_the_study_it_reads(monkeypatch, tmp_path):
+    """study.html showed its figures with no caption (the lower-bound note aside): each now says what it plots, what
+    its points, bars and lines are, from the numbers it drew, and the study's seeds from its own study.json (3, as
+    run_study was asked: not the 2 seeds every other test here runs)."""
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:Drawn")
+    folder = run_study("planted", tmp_path / "one", quick=True, seeds=3, jobs=1)
+    html, md = unescape((folder / "study.html").read_text()), (folder / "study.md").read_text()
+    bars = "Each point: a condition's mean planted x over its seeds, for 2 conditions; its bar: the 95% interval of that"
+    curve = "x against k, one line per series: x."
+    seeds = "Seeds: 3 paired seeds per condition (seeds 0 to 2)."
+    assert html.count("<figcaption>") == 2
+    for said in (bars, "dashed line: 0.", curve, seeds):
+        assert said in html and said in md, said
+    assert html.count(seeds) == 2 and md.count(seeds) == 2        # under each figure

@@ -44,7 +44,7 @@ def test_a_tradeoffs_title_says_what_its_bars_are(monkeypatch, tmp_path):
     from downpour.studies import compare
 
     drawn = []
-    monkeypatch.setattr(compare, "save", lambda fig, path: drawn.append(fig) or path)
+    monkeypatch.setattr(compare, "save", lambda fig, path, caption="": drawn.append(fig) or path)
     rows = [{"condition": "cat", "figures": {"flops_fwd": [1e6] * 3, "probe_digits": [0.9, 0.75, 1.0]}}]
     compare.tradeoff(rows, "flops_fwd", "probe_digits", tmp_path / "t.png", "FLOPs vs probe", "FLOPs", "accuracy")
     assert drawn[0].axes[0].get_title() == "FLOPs vs probe (95% intervals)"
@@ -160,7 +160,7 @@ def test_a_phase_diagrams_blank_cell_says_not_run(monkeypatch, tmp_path):
     from downpour.studies import figures
 
     drawn = []
-    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig) or path)
+    monkeypatch.setattr(figures, "save", lambda fig, path, caption="": drawn.append(fig) or path)
     figures.phase_diagram(np.array([[0.83, 0.0], [0.8, np.nan]]), ["lr 0.125", "lr 0.5"], ["sync", "delay4"],
                           tmp_path / "phase.png", "P(global optimum)", "P(global optimum)")
     assert [t.get_text() for t in drawn[0].axes[0].texts] == ["0.83", "0.00", "0.80", "not run"]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from downpour.analysis.invariance import whole_turn
-from downpour.studies import words
+from downpour.studies import captions, words
 from downpour.studies.base import Cells, Condition
 from downpour.studies.figures import bar_lengths, condition_colours, figure, finite_limits, interval_bars, save
 from downpour.studies.plots import place_labels
@@ -240,7 +240,9 @@ def tally(rows: list[dict[str, Any]], key: str) -> dict[str, list[str]]:
 def tradeoff(rows: Sequence[dict[str, Any]], x: str, y: str, path: Path, title: str, xlabel: str,
              ylabel: str, log_x: bool = True) -> Path:
     """One point per condition: figure ``x`` (e.g. parameters) against figure ``y`` with its interval."""
-    return save(tradeoff_figure(rows, x, y, title, xlabel, ylabel, log_x), path)
+    shown = sum(math.isfinite(r["figures"][x][0]) and math.isfinite(r["figures"][y][0]) for r in rows)
+    said = captions.tradeoff(shown, len(rows), xlabel, ylabel, bar_reference(rows, y)[1])
+    return save(tradeoff_figure(rows, x, y, title, xlabel, ylabel, log_x), path, said)
 
 
 def tradeoff_figure(rows: Sequence[dict[str, Any]], x: str, y: str, title: str, xlabel: str, ylabel: str,

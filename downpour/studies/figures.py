@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from downpour.studies import captions
 from downpour.studies.words import no_spread
 from downpour.train.model_file import replace_bytes
 
@@ -22,11 +23,12 @@ def figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height))
 
 
-def save(fig: Figure, path: Path) -> Path:
-    """``fig`` as a PNG at ``path``, written whole or not at all (:func:`replace_bytes`)."""
+def save(fig: Figure, path: Path, caption: str = "") -> Path:
+    """``fig`` as a PNG at ``path``, written whole or not at all (:func:`replace_bytes`); ``caption``, what it draws
+    in words (:mod:`~downpour.studies.captions`), kept in the PNG for the study's pages to print under it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(png, format="png", dpi=110, bbox_inches="tight", metadata={captions.KEY: caption} if caption else None)
     replace_bytes(path, png.getvalue())
     return path
 
@@ -49,7 +51,7 @@ def phase_diagram(values: np.ndarray, rows: Sequence[str], cols: Sequence[str], 
     ax.set_yticks(range(len(rows)), rows)
     ax.set_title(title)
     fig.colorbar(im, ax=ax, label=label)
-    return save(fig, path)
+    return save(fig, path, captions.phase(rows, cols, label))
 
 
 def finite_limits(*arrays: np.ndarray) -> tuple[float, float]:
@@ -109,7 +111,9 @@ def interval_bars(labels: Sequence[str], triples: Sequence[Sequence[float]], pat
     ``colours``: label -> colour, each point in its own (one series only; the study's :func:`condition_colours`,
     as its other figures draw the condition). ``whole``: the y axis' full range, shown whole (a probability's
     (0, 1), where staleness' controls.png would otherwise be cut at 0.15-0.95 with no mark of it)."""
-    return save(interval_figure(labels, triples, title, ylabel, reference, beside, bounds, colours, whole), path)
+    marked = bounds is not None and any(m for b in bounds for m in b)
+    said = captions.bars(labels, ylabel, reference, beside[:2] if beside else None, marked)
+    return save(interval_figure(labels, triples, title, ylabel, reference, beside, bounds, colours, whole), path, said)
 
 
 def interval_figure(labels: Sequence[str], triples: Sequence[Sequence[float]], title: str, ylabel: str,
@@ -182,4 +186,4 @@ def distributions(groups: dict[str, Sequence[float]], path: Path, title: str, yl
     ax.set_xticks(range(1, len(groups) + 1), list(groups))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    return save(fig, path)
+    return save(fig, path, captions.distributions({name: len(d) for name, d in zip(groups, data)}, ylabel))

@@ -9,6 +9,7 @@ from typing import Any
 
 from downpour.studies import table
 from downpour.studies.bounds import bound_caption
+from downpour.studies.captions import page_caption
 from downpour.studies.code_commit import commits_sentence
 from downpour.studies.table import Shown
 from downpour.train.model_file import replace_text
@@ -54,18 +55,19 @@ def page(title: str, body: str) -> str:
 """
 
 
-def _figure_block(name: str, rows: list[dict[str, Any]]) -> str:
-    """A figure, captioned where it draws means that are only lower bounds (:func:`~downpour.studies.bounds.
-    bound_caption`: the figure alone draws them like measured ones)."""
+def _figure_block(name: str, result: dict[str, Any], folder: Path) -> str:
+    """A figure and its caption (:func:`~downpour.studies.captions.page_caption`: what it draws, the study's seeds,
+    and where it draws means that are only lower bounds, which the figure alone draws like measured ones)."""
     img = f'<img src="{html.escape(name)}" alt="{html.escape(Path(name).stem)}">'
-    caption = bound_caption(rows, Path(name).stem)
+    bound = bound_caption(result["cells"], Path(name).stem)
+    caption = page_caption(folder, name, table.seeds_said(result["seeds"]), bound)
     return f"<figure>{img}<figcaption><small>{html.escape(caption)}</small></figcaption></figure>" if caption else img
 
 
 def write_html(result: dict[str, Any], path: Path, shown: Shown | None = None,
                headings: dict[str, str] | None = None) -> Path:
     """The page of ``result`` (study.json's content); ``shown``, ``headings``: the study's own, for its table."""
-    figures = "".join(_figure_block(f, result["cells"]) for f in result["figures"])
+    figures = "".join(_figure_block(f, result, path.parent) for f in result["figures"])
     verdict = "".join(f"<p>{html.escape(p)}</p>" for p in result["verdict"].split("\n\n"))
     command, where = table.reproduce(result)
     keys = table.keys_note(result["cells"], headings)     # (none where every heading is its key: no empty paragraph)

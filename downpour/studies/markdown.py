@@ -8,6 +8,7 @@ from typing import Any
 
 from downpour.studies import table
 from downpour.studies.bounds import bound_caption
+from downpour.studies.captions import page_caption
 from downpour.studies.code_commit import commits_sentence
 from downpour.studies.table import Shown
 from downpour.train.model_file import replace_text
@@ -44,13 +45,14 @@ def write_markdown(result: dict[str, Any], path: Path, shown: Shown | None = Non
         "## Comparisons",
         md_table(compared, tests, table.COMPARED_TEXT, holds=True) if tests else "none",
         "## Figures",
-        "\n\n".join(_figure(f, rows) for f in result["figures"]) or "none",
+        "\n\n".join(_figure(f, result, path.parent) for f in result["figures"]) or "none",
     ]
     replace_text(path, "\n\n".join(parts) + "\n")    # whole or not at all, as study.html
     return path
 
 
-def _figure(name: str, rows: list[dict[str, Any]]) -> str:
-    """A figure, with study.html's caption where it draws means that are only lower bounds."""
-    caption = bound_caption(rows, Path(name).stem)
+def _figure(name: str, result: dict[str, Any], folder: Path) -> str:
+    """A figure, with study.html's caption (:func:`~downpour.studies.captions.page_caption`)."""
+    bound = bound_caption(result["cells"], Path(name).stem)
+    caption = page_caption(folder, name, table.seeds_said(result["seeds"]), bound)
     return f"![{Path(name).stem}]({name})" + (f"\n\n*{table.MARKDOWN.escape(caption)}*" if caption else "")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from downpour.studies import captions
 from downpour.studies.figures import SAME_SAID, bar_lengths, figure, finite_limits, mark_the_same, save
 from downpour.studies.words import no_spread
 
@@ -38,7 +39,8 @@ def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Pat
            logy: bool = False, reference: float | None = None) -> Path:
     """One line per name: ``series[name] = (x, y)``; ``bands[name] = (low, high)``, its 95% interval, shaded;
     ``reference``: a grey dashed line at that y (a ratio's 1, no change), named in the legend."""
-    return save(curves_figure(series, title, xlabel, ylabel, logx, bands, logy, reference), path)
+    said = captions.curves(list(series), xlabel, ylabel, bool(bands), reference)
+    return save(curves_figure(series, title, xlabel, ylabel, logx, bands, logy, reference), path, said)
 
 
 def curves_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, xlabel: str, ylabel: str,
@@ -87,7 +89,8 @@ def scatter_intervals(points: dict[str, list[tuple[str, Sequence[float], Sequenc
                       xlabel: str, ylabel: str) -> Path:
     """One series per group: ``points[group] = [(label, (x, xlow, xhigh), (y, ylow, yhigh)), ...]``, each
     point with its two 95% intervals as error bars, joined in the order given (e.g. a penalty's weights)."""
-    return save(scatter_figure(points, title, xlabel, ylabel), path)
+    said = captions.scatter({group: len(items) for group, items in points.items()}, xlabel, ylabel)
+    return save(scatter_figure(points, title, xlabel, ylabel), path, said)
 
 
 def scatter_figure(points: dict[str, list[tuple[str, Sequence[float], Sequence[float]]]], title: str, xlabel: str,
