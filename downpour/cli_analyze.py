@@ -17,11 +17,11 @@ from downpour.config import AnalysisConfig, ConfigError, as_typed, parse_overrid
 from downpour.errors import DownpourError
 
 
-def analyze_and_report(path: Path, analysed: bool = False) -> int:
+def analyze_and_report(path: Path, kept: bool = False) -> int:
     """``downpour train``'s analysis and report of the run it trained in ``path`` (held by its training's lock), the
     no-faces networks its face test scores held shared meanwhile (:func:`_no_faces_held`, so that a
     ``downpour train --resume RUN/no-faces`` from another terminal cannot train the twin on as this analysis scores
-    it). ``analysed``: a finished run kept with its analysis, only reported (analysed again first where it is stale,
+    it). ``kept``: a finished run kept with its analysis, only reported (analysed again first where it is stale,
     :func:`~downpour.analysis.report.write_report`, with them held; one not stale holds nothing)."""
     from downpour.analysis.report_training import shows_no_image
     from downpour.analysis.run import analyze_run
@@ -30,15 +30,15 @@ def analyze_and_report(path: Path, analysed: bool = False) -> int:
     again = f"downpour analyze {pasted(path)} --report"
     if shows_no_image(RunDir.open(path)):      # (teacher-student: nothing to analyse, its training reported)
         return report_only(path)
-    with _no_faces_held(path, again) if not analysed or _report_analyses(path) else nullcontext():
-        if not analysed:
+    with _no_faces_held(path, again) if not kept or _report_analyses(path) else nullcontext():
+        if not kept:
             try:
                 analyze_run(path)
             except KeyboardInterrupt:     # (and SIGTERM) the trained run is whole: only its analysis is left
                 stopped_analysis(path, again)
                 raise
             print(headline(path), end="")
-        return report_only(path, analysed=not analysed)
+        return report_only(path, analysed=not kept)
 
 
 def headline(path: Path) -> str:

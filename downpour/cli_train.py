@@ -191,7 +191,7 @@ def _train(args: argparse.Namespace) -> int:
             raise
         print(json.dumps(summary))
         if cfg.analysis.report:            # nothing trained (a finished run and its twin): its analysis stays
-            analyze_and_report(run.path, analysed=bool(summary.get("kept")) and (run.path / "analysis.json").is_file())
+            analyze_and_report(run.path, kept=bool(summary.get("kept")) and (run.path / "analysis.json").is_file())
     return failed(search_failures(summary))   # 1: an L-BFGS line search failed for real (its model saved all the same)
 
 
