@@ -715,3 +715,25 @@ def test_analyze_report_says_a_damaged_staleness_json_once(run_dir, tmp_path, ca
     said = [r.getMessage() for r in caplog.records if "staleness.json" in r.getMessage()]
     assert len(said) == 1 and str(copy / "staleness.json") in said[0] and "not JSON" in said[0]
     assert "<b>Staleness</b>" not in (copy / "report.html").read_text()
+
+
+def test_train_report_says_a_staleness_json_damaged_before_its_analysis_once(tmp_path, caplog, monkeypatch):
+    """`downpour train --report` analyses the run it trained, then reports it (cli_analyze.analyze_and_report): a
+    staleness.json damaged between the two is said once by name, and the Staleness paragraph left out, as
+    `downpour analyze --report` says it (the test above)."""
+    from downpour.analysis import run as analysis_run
+    from downpour.cli import main
+
+    path = tmp_path / "run"
+
+    def damaged_first(run, **o):       # the run trained, its staleness.json cut short before the analysis reads it
+        (Path(run) / "staleness.json").write_text('{"overall": {"pushes": 30, "mean"')
+        return analyze_run(run, **{**NO_PROBES, **o})
+    monkeypatch.setattr(analysis_run, "analyze_run", damaged_first)
+    with caplog.at_level("WARNING"):
+        assert main(["train", "--config", "ufldl-sae", "--out", str(path), "--report", "--set",
+                     'cluster.runner="simulated"', "--set", "train.tensorboard=false", "--set", "train.steps=40",
+                     "--set", "data.samples=2000", "--set", "cluster.workers=3"]) == 0
+    said = [r.getMessage() for r in caplog.records if "staleness.json" in r.getMessage()]
+    assert len(said) == 1 and str(path / "staleness.json") in said[0] and "not JSON" in said[0]
+    assert "<b>Staleness</b>" not in (path / "report.html").read_text()
