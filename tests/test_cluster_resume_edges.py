@@ -299,8 +299,8 @@ def test_a_shard_restart_is_one_entry_in_the_reports_faults_line_with_the_worker
     events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
     assert [(e["event"], e["step"]) for e in events] == [("shards-restarted", 16), ("resumed", 16)]
     assert html.unescape(_cluster_faults(RunDir.open(tmp_path / "r"))) == (
-        '<p class="note">Faults: the shards restarted from the checkpoint of step 16 (shard 1 lost at step 20 '
-        '(ConnectionError)), its 2 workers started again.</p>')
+        '<p class="note">Faults: a shard lost at step 20, the shards restarted from the checkpoint of step 16 (shard 1 '
+        'lost at step 20 (ConnectionError)), its 2 workers started again.</p>')
 
 
 def test_two_shard_restarts_alike_in_step_and_reason_stay_two_events(tmp_path, monkeypatch):

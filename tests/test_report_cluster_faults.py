@@ -108,3 +108,27 @@ def test_a_resume_that_started_no_worker_says_none_not_its_0_workers(tmp_path):
     (run.path / "staleness.json").write_text(json.dumps({"events": events}))
     assert _cluster_faults(run) == ('<p class="note">Faults: the run resumed at step 40 with none of its workers started; '
                                     'the run resumed at step 50 with its workers started.</p>')
+
+
+def test_the_faults_line_says_the_step_a_shard_was_lost_at_before_the_step_restarted_from(tmp_path):
+    """A shard restart's ``step`` is the checkpoint's it restarted from; the step it was lost at (``lost_at``) was
+    said only inside the reason, and not at all where the reason names no step (the simulator's dead shard: "shard 0
+    is lost"). An event without ``lost_at`` reads as before."""
+    import json
+
+    from downpour.analysis.report_cluster import cluster_faults as _cluster_faults
+
+    run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
+    events = [{"event": "shards-restarted", "step": 16, "lost_at": 30, "reason": "shard 0 is lost", "n": 1},
+              {"event": "resumed", "step": 16, "workers": [0, 1]},
+              {"event": "shards-restarted", "step": 0, "lost_at": 7, "reason": "ActorDiedError", "n": 2},
+              {"event": "shards-lost", "step": 63, "lost_at": 63, "reason": "shard 1 lost at step 63", "n": 3}]
+    (run.path / "staleness.json").write_text(json.dumps({"events": events}))
+    assert _cluster_faults(run) == (
+        '<p class="note">Faults: a shard lost at step 30, the shards restarted from the checkpoint of step 16 (shard 0 '
+        'is lost), its 2 workers started again; a shard lost at step 7, the shards restarted from the start, step 0 '
+        '(ActorDiedError); the run stopped at step 63, a shard lost with cluster.shard_restarts spent (shard 1 lost '
+        'at step 63).</p>')
+    (run.path / "staleness.json").write_text(json.dumps({"events": [{**events[0], "lost_at": None}]}))
+    assert _cluster_faults(run) == ('<p class="note">Faults: the shards restarted from the checkpoint of step 16 '
+                                    '(shard 0 is lost).</p>')

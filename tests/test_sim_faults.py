@@ -61,8 +61,8 @@ def test_a_shard_lost_by_cluster_faults_restarts_every_shard_from_the_checkpoint
         == [("shards-restarted", 16), ("resumed", 16)]
     assert events[0]["reason"] == "shard 1 lost at step 20 (cluster.faults 'shard 1 at 20')"
     assert html.unescape(cluster_faults(RunDir.open(tmp_path / "by-key"))) == (
-        '<p class="note">Faults: the shards restarted from the checkpoint of step 16 (shard 1 lost at step 20 '
-        "(cluster.faults 'shard 1 at 20')), its 2 workers started again.</p>")
+        '<p class="note">Faults: a shard lost at step 20, the shards restarted from the checkpoint of step 16 (shard 1 '
+        "lost at step 20 (cluster.faults 'shard 1 at 20')), its 2 workers started again.</p>")
 
 
 def test_a_shard_lost_before_the_first_checkpoint_is_not_said_to_leave_nothing_to_resume(tmp_path, caplog):
@@ -74,7 +74,8 @@ def test_a_shard_lost_before_the_first_checkpoint_is_not_said_to_leave_nothing_t
         "shard 1 lost at step 5 (cluster.faults 'shard 1 at 5'); restarting every shard from the start "
         "(no checkpoint yet)"]
     assert html.unescape(cluster_faults(RunDir.open(tmp_path / "r"))).startswith(
-        "<p class=\"note\">Faults: the shards restarted from the start, step 0 (shard 1 lost at step 5 ")
+        "<p class=\"note\">Faults: a shard lost at step 5, the shards restarted from the start, step 0 (shard 1 lost at "
+        "step 5 ")
 
 
 def test_a_shard_event_says_the_step_its_shard_was_lost_at_beside_the_step_the_shards_restarted_from(tmp_path):

@@ -19,12 +19,12 @@ _FAULT_WORDS = {"worker-lost": "worker {worker} lost at step {step}{where}{reaso
                 "not-restarted": "worker {worker} not restarted at step {step}{reason}",
                 "fault-missed": "worker {worker} not lost again at step {step}{reason}",
                 "resumed": "the run resumed at step {step} with {workers} started{back}",
-                "shards-restarted": "the shards restarted from the checkpoint of step {step}{reason}",
+                "shards-restarted": "{lost}the shards restarted from the checkpoint of step {step}{reason}",
                 "shards-lost": "the run stopped at step {step}, a shard lost with cluster.shard_restarts spent{reason}",
                 "partition-restarted": "partition {partition} of replica {worker} restarted at step {step}{reason}",
                 "partition-restart-failed": "partition {partition} of replica {worker} not restarted alone at step "
                                             "{step}{reason}"}
-_FROM_START = "the shards restarted from the start, step 0{reason}"
+_FROM_START = "{lost}the shards restarted from the start, step 0{reason}"
 # what came of a loss, said in its own entry ("worker 1 lost at step 21 (ActorDiedError), not restarted (...)")
 _OUTCOME_WORDS = {"worker-restarted": "restarted at step {step}",
                   "restart-failed": "its restart failed at step {step}{where}{reason}",
@@ -59,7 +59,8 @@ def cluster_faults(run: RunDir) -> str:
             kind = "not-restarted"
         w, fill = e.get("worker", "?"), {"step": e.get("step", "?"), "reason": f" ({reason})" if reason else "",
                                          "partition": e.get("partition", "?"),
-                                         "where": f" on {e['where']}" if e.get("where") else ""}   # (Ray's)
+                                         "where": f" on {e['where']}" if e.get("where") else "",   # (Ray's)
+                                         "lost": _lost_at(e)}
         if kind == "resumed":
             started = e.get("workers") if isinstance(e.get("workers"), list) else []
             back = sorted(gone & set(started), key=str)
@@ -89,6 +90,14 @@ def cluster_faults(run: RunDir) -> str:
     if len(entries) > MAX_FAULTS:
         entries = [*entries[:MAX_FAULTS], f"and {len(entries) - MAX_FAULTS} more (staleness.json's events)"]
     return f'<p class="note">Faults: {esc("; ".join(entries))}.</p>' if entries else ""
+
+
+def _lost_at(event: dict[str, Any]) -> str:
+    """The loss a ``shards-restarted`` event restarted after, where it has its ``lost_at`` (lost_shards.py): said
+    before the checkpoint's step, which is not the loss's ("the shards restarted from the checkpoint of step 16"
+    left the loss at step 30 to the reason's text, and a simulated dead shard's says no step: "shard 0 is lost")."""
+    lost = event.get("lost_at")
+    return f"a shard lost at step {lost}, " if isinstance(lost, int) and not isinstance(lost, bool) else ""
 
 
 def _workers(started: Any) -> str:
