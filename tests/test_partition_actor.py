@@ -14,7 +14,7 @@ from downpour.batch import Batch
 from downpour.config import load_config
 from downpour.models.registry import build, create_model
 from downpour.parallel import partition_model
-from downpour.ps.setup import partition_seed, worker_seed
+from downpour.ps.seeds import partition_seed, worker_seed
 from downpour.train.step import NonFiniteLoss, train_step
 from test_parallel_ray import _Recorded
 

@@ -62,7 +62,7 @@ def test_a_replacement_up_while_the_others_push_without_a_pause_rejoins_at_once(
 
 
 def test_a_replacement_records_the_step_its_seeds_were_derived_from(runtime):
-    """A replacement's batch order and torch's RNG are seeded from the step it was started at (``ps.setup.batch_seed``,
+    """A replacement's batch order and torch's RNG are seeded from the step it was started at (``ps.seeds.batch_seed``,
     ``worker_seed``), which its ``worker-restarted`` event records as ``seed_step``: it rejoins later (here a step
     later: up six waits after its start), so the event's own step does not say it."""
     coord = coordinator(2, STEPS)

@@ -1,5 +1,5 @@
 """A Ray run of a model that draws random numbers while it trains (the RBM's Gibbs chain) is seeded by the run's
-seed: each worker actor seeds torch's RNG in its own process (``ps.setup.worker_rng``), so a sync run repeats,
+seed: each worker actor seeds torch's RNG in its own process (``ps.seeds.worker_rng``), so a sync run repeats,
 and one worker draws the local loop's random numbers. Unseeded, each process begins at a random seed, and two sync
 runs of rbm-digits, seed 0, 40 steps, end 0.094 apart in their weights."""
 from __future__ import annotations

@@ -87,7 +87,7 @@ def test_a_simulated_run_checkpointed_before_worker_0_drew_the_local_stream_resu
     bit; a checkpoint written from then on says so (``LOCAL_FIRST``) and goes on with the local loop's."""
     import downpour.ps.recorder as recorder
     from downpour.ps.cluster import run_cluster
-    from downpour.ps.setup import LOCAL_FIRST, batch_seed, seeds_local_first
+    from downpour.ps.seeds import LOCAL_FIRST, batch_seed, seeds_local_first
 
     sets = [*SGD, "train.steps=16", "cluster.runner=simulated", "cluster.workers=2", "cluster.shards=1",
             'cluster.delay="exponential:1.5"', "cluster.checkpoint_every=2"]

@@ -1,5 +1,5 @@
 """Each simulated worker draws its random numbers (the RBM's Gibbs samples) from its own torch RNG, seeded as a Ray
-worker's process seeds its own (``ps.setup.worker_rng``), kept in the whole-state checkpoint; an old checkpoint's one
+worker's process seeds its own (``ps.seeds.worker_rng``), kept in the whole-state checkpoint; an old checkpoint's one
 shared state still resumes. Drawing on from one shared state in event order, a run of 2+ workers would draw other
 numbers than the same run on Ray."""
 import pytest
@@ -11,7 +11,7 @@ import downpour.ps.recorder as recorder
 from downpour.config import load_config
 from downpour.errors import CheckpointError
 from downpour.ps.cluster import run_cluster
-from downpour.ps.setup import worker_seed
+from downpour.ps.seeds import worker_seed
 from downpour.ps.worker import Worker
 from downpour.train.checkpoint import load_state, save_state
 from downpour.train.rundir import RunDir

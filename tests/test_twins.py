@@ -230,7 +230,7 @@ def test_on_ray_the_twin_trains_on_the_runs_kept_actors_as_it_would_on_new_ones(
     """The twin's shard and workers are the run's processes, rebuilt (downpour.ps.keeping_on_ray: each actor is a
     process importing torch), and its model is the one actors started anew train, bit for bit (sync, one thread).
     Its workers draw from torch's RNG while they train (a denoising term's masks), worker 0 from the run's state and
-    worker 1 from its seed (ps.setup.worker_rng): a kept worker whose ``again`` did not re-seed its process's RNG as
+    worker 1 from its seed (ps.seeds.worker_rng): a kept worker whose ``again`` did not re-seed its process's RNG as
     a new actor's start does (it drew on from where the run left it, or from another seed) trains another model."""
     from downpour import twins
     from downpour.ps.connect_on_ray import held

@@ -21,7 +21,8 @@ from downpour.ps.compensation import make_compensation
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.lost_shards import shard_events
 from downpour.ps.recorder import Recorder, write_staleness
-from downpour.ps.setup import ClusterSetup, batch_seed, seeds_local_first
+from downpour.ps.seeds import batch_seed, seeds_local_first
+from downpour.ps.setup import ClusterSetup
 from downpour.ps.sim_state import saved_buffers
 from downpour.train.divergence import first_entry
 from downpour.train.rundir import RunDir
@@ -34,7 +35,7 @@ def save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coor
     """A run stopped after its last push, before its model was saved: the model, staleness.json, cluster.json
     and data.json from its checkpoint (``meta``), a sync round still open there applied first (as the run's end would
     have). Its ``streams``: the simulator's workers' stream positions there (a Ray resume starts them afresh), seeded
-    as :func:`~downpour.ps.setup.seeds_local_first` reads the checkpoint."""
+    as :func:`~downpour.ps.seeds.seeds_local_first` reads the checkpoint."""
     streams, local_first = meta.get("streams"), seeds_local_first(meta)
     for s in shards:
         s.flush()

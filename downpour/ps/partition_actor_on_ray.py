@@ -42,7 +42,7 @@ class PartitionActor(NodeAnswers):
     """Partition ``p`` of replica ``wid``: block p's filters of every untied stage (then its block of their untied
     decoders), its shards' links, and the gradient accumulator of its slice of the push (a tiled stage's banks, and
     their untied decoder's, are the replica's, lent per call). ``seed``: its torch RNG's
-    (:func:`~downpour.ps.setup.partition_seed`), kept as ``seed``; a partition draws nothing so far (``encode`` and
+    (:func:`~downpour.ps.seeds.partition_seed`), kept as ``seed``; a partition draws nothing so far (``encode`` and
     ``backward`` leave the RNG as they found it: ``tests/test_partition_actor.py``)."""
 
     def __init__(self, wid: int, p: int, specs: list[dict[str, Any]], shards: list[Any],

@@ -7,7 +7,7 @@ A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state
 
 Partition p of replica w died (its actor killed, its node gone) and the replica's own actor answers: a new partition
 actor is started in its place (placed as the lost one was, off its node where that is gone, free of its siblings'
-nodes: ``Placing._partition_place``), its RNG seeded by :func:`~downpour.ps.setup.partition_seed` from the step it
+nodes: ``Placing._partition_place``), its RNG seeded by :func:`~downpour.ps.seeds.partition_seed` from the step it
 starts at. The replica's cycles in flight are dropped, unpushed (a push half made by the partitions that lived would
 train a model none of its steps computed; what of it the partitions that lived staged already, the shards drop:
 ``ShardServer.drop_inbox``): their steps are handed out again (``Coordinator.drop_cycles``), their batches read

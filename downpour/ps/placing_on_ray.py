@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from downpour.ps.connect_on_ray import live_cpus, pinned, replacing, spot
-from downpour.ps.setup import partition_seed
+from downpour.ps.seeds import partition_seed
 
 log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: its records go where the driver's do
 
@@ -34,7 +34,7 @@ class Placing:
 
     def _spawn_partitions(self, w: int, name: str, nodes: list[dict[str, Any]] | None, step: int) -> list[Any]:
         """Worker ``w``'s K partition actors (model parallelism), started at ``step`` (their RNGs' seeds:
-        :func:`~downpour.ps.setup.partition_seed`), each linked to its own shards only;
+        :func:`~downpour.ps.seeds.partition_seed`), each linked to its own shards only;
         spread over the nodes like the shards (they need no CPU reserved: the replica waits on them); ``nodes``: as
         :meth:`_partition_places`'s."""
         options = self._partition_places(w, len(self.setup.shards_of), nodes)

@@ -96,7 +96,7 @@ class Restarts:
 
     def _start_replacement(self, w: int) -> None:
         """A new actor for worker ``w`` (:meth:`RayCluster._spawn`), its first answer awaited beside the others'. Its
-        batch order and torch's RNG are seeded from the step it starts at (``ps.setup.batch_seed``, ``worker_seed``),
+        batch order and torch's RNG are seeded from the step it starts at (``ps.seeds.batch_seed``, ``worker_seed``),
         which its ``worker-restarted`` event records as ``seed_step`` (it may rejoin steps later)."""
         self._seeded_at[w] = self.coord.done
         self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)

@@ -1,7 +1,7 @@
 """Each simulated worker's own torch RNG: the random numbers its training draws (an RBM's Gibbs samples, a
-denoising cost's noise, dropout), seeded as a Ray worker's process seeds its own (:func:`~downpour.ps.setup.worker_rng`:
+denoising cost's noise, dropout), seeded as a Ray worker's process seeds its own (:func:`~downpour.ps.seeds.worker_rng`:
 worker 0 from step 0 goes on from the run's RNG once the initial model is drawn, every other worker and every
-re-seed from :func:`~downpour.ps.setup.worker_seed`), so a simulated run draws what the same run on Ray draws.
+re-seed from :func:`~downpour.ps.seeds.worker_seed`), so a simulated run draws what the same run on Ray draws.
 
 The models draw from torch's global RNG, so :meth:`WorkerRngs.drawing` swaps a worker's state in around its step and
 out after (3.5 us of CPU a step: bench/sim_rng.py). One shared state for every simulated worker, drawn on in the
@@ -15,13 +15,13 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from downpour.ps.setup import seed_rng, worker_rng, worker_seed
+from downpour.ps.seeds import seed_rng, worker_rng, worker_seed
 
 State = tuple[Tensor, Tensor | None]   # torch's CPU state, and the current GPU's (None: no GPU in use)
 
 
 def seeded(start: int | Tensor, seed: int, gpu: bool) -> State:
-    """The states :func:`~downpour.ps.setup.seed_rng` leaves from ``start``; the global RNG is left as it was."""
+    """The states :func:`~downpour.ps.seeds.seed_rng` leaves from ``start``; the global RNG is left as it was."""
     with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if gpu else []):   # (manual_seed seeds each)
         seed_rng(seed, start)
         return torch.get_rng_state(), torch.cuda.get_rng_state() if gpu else None
@@ -69,7 +69,7 @@ class WorkerRngs:
 
         A checkpoint written before 2026-12-05 kept one state, ``{prefix}torch_rng`` (``cuda_rng``), which every
         worker drew on from in turn: worker 0 goes on from it and the others keep their re-seeds (each from
-        :func:`~downpour.ps.setup.worker_seed` at the resume's step, as a Ray resume seeds them). A one-worker run
+        :func:`~downpour.ps.seeds.worker_seed` at the resume's step, as a Ray resume seeds them). A one-worker run
         goes on bit for bit; one of 2+ workers draws other numbers than it would have without the stop (its shared
         draws cannot be replayed by per-worker states), which only such an old file does."""
         per_worker = f"{prefix}w0.torch_rng" in tensors     # (then every worker's state is there: one missing is

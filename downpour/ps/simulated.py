@@ -21,7 +21,8 @@ from downpour.ps.coordinator import Coordinator, restarts_left
 from downpour.ps.delays import delay_rngs
 from downpour.ps.faults import Fault, parse_faults
 from downpour.ps.recorder import ShardLost
-from downpour.ps.setup import LOCAL_FIRST, ClusterSetup, make_worker, seeds_local_first
+from downpour.ps.seeds import LOCAL_FIRST, seeds_local_first
+from downpour.ps.setup import ClusterSetup, make_worker
 from downpour.ps.shard import Shard
 from downpour.ps.sim_rng import WorkerRngs
 from downpour.ps.sim_state import restore_whole_state, whole_state
@@ -151,7 +152,7 @@ class SimulatedCluster:
     def _rejoin(self, w: int) -> None:
         """Worker ``w``'s replacement rejoins if it is starting and none of the lost worker's pushes travels: a fresh
         replica (filled by its first fetch), the push numbers going on, its batch order and torch RNG seeded from its
-        seed step (``ps.setup.batch_seed``, ``worker_seed``: Ray's), and a ``worker-restarted`` event with it."""
+        seed step (``ps.seeds.batch_seed``, ``worker_seed``: Ray's), and a ``worker-restarted`` event with it."""
         if w not in self._starting or self.coord.unapplied(w):
             return
         seed_step, cfg, n = self._starting.pop(w), self.setup.cfg, len(self.workers)

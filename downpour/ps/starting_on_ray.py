@@ -20,7 +20,8 @@ from downpour.ps.connect_on_ray import connect, gathered, joined, live_cpus, pin
 from downpour.ps.keeping_on_ray import died, kept
 from downpour.ps.node_answers_on_ray import this_node
 from downpour.ps.node_environments import node_environments
-from downpour.ps.setup import worker_cpus, worker_gpus, worker_rng
+from downpour.ps.seeds import worker_rng
+from downpour.ps.setup import worker_cpus, worker_gpus
 from downpour.ps.shard import Shard
 from downpour.ps.shards_on_ray import ShardActor, ShardPush
 from downpour.ps.shm import sweep_stale_segments

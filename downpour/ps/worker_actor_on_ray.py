@@ -14,7 +14,8 @@ from downpour.data.telemetry import data_report
 from downpour.ps.channel import STOP, WorkerEnd
 from downpour.ps.laps import Laps
 from downpour.ps.node_answers_on_ray import NodeAnswers, quiet_readonly
-from downpour.ps.setup import make_worker, seed_rng
+from downpour.ps.seeds import seed_rng
+from downpour.ps.setup import make_worker
 from downpour.ps.shards_on_ray import ShardLink, fetch_into, lanes_of
 from downpour.train.setup import stage_for_step
 
@@ -75,7 +76,7 @@ class WorkerActor(NodeAnswers):
     training step with its ``grad_flatten``; ``push_copy``: the gradient into the inboxes;
     ``between_cycles``: from returning a cycle to starting the next, Ray's hand-off and any wait
     for the driver); :meth:`profile` reports them. ``rng``: what it seeds torch's RNG from
-    (:func:`~downpour.ps.setup.worker_rng`)."""
+    (:func:`~downpour.ps.seeds.worker_rng`)."""
 
     def __init__(self, cfg: RunConfig, wid: int, data: Any, bounds: list[tuple[int, int]], gated: bool, start_step: int,
                  seq: int, shards: list[Any], lanes: list[Any], threads: int,
@@ -83,7 +84,7 @@ class WorkerActor(NodeAnswers):
                  frozen: dict[str, Tensor] | None = None, rng: int | Tensor = 0):
         quiet_readonly()
         torch.set_num_threads(threads)
-        seed_rng(cfg.seed, rng)        # what its training draws (ps.setup.worker_rng): a sync run repeats
+        seed_rng(cfg.seed, rng)        # what its training draws (ps.seeds.worker_rng): a sync run repeats
         self.laps, self._returned = Laps(), 0.0     # perf_counter when the last cycle returned (0: none yet)
         self.remote = None
         self._schedule = (cfg.train.steps, cfg.train.schedule)

@@ -22,7 +22,7 @@ import torch
 from downpour.config import RunConfig
 from downpour.data import build_dataset
 from downpour.models.registry import build
-from downpour.ps.setup import batch_seed
+from downpour.ps.seeds import batch_seed
 from downpour.train.flat import ParamLayout
 
 

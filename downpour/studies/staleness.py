@@ -110,7 +110,7 @@ class StalenessStudy(StalenessDesign, Study):
     counts_out_diverged = False     # P(diverged) is its outcome: every cell records it beside every figure (DIVERGED)
     # the momentum control's server rule holds only a tensor pushed without a gradient (cells cached before 2026-12-04
     # held every exactly-zero element: a dead ReLU unit's weights kept their velocity), and worker 0 draws the local
-    # loop's batch order (ps.setup.batch_seed; cells cached before 2026-12-05 drew their own): cells cached before
+    # loop's batch order (ps.seeds.batch_seed; cells cached before 2026-12-05 drew their own): cells cached before
     # either are refused, not mixed
     measured_by = ("server momentum: a tensor with no gradient held, exact zeros trained; worker 0 draws the local "
                    "loop's batches")
