@@ -14,7 +14,7 @@ from downpour.models.frozen import FrozenCache
 from downpour.plan import network_of, plan_config, plan_for
 from downpour.plan.cache_hits import fill_batches, frozen_runs, with_frozen_runs
 from downpour.plan.partition import partition
-from downpour.plan.predict import Cluster
+from downpour.plan.cluster import Cluster
 
 
 def _plan(capsys, *argv: str) -> dict:

@@ -34,8 +34,8 @@ def test_the_chosen_layouts_full_and_fewest_shards_are_timed_once_each(monkeypat
     from downpour.plan import predict
 
     monkeypatch.setitem(calls.APPLY_S, "adagrad", 1e-3)    # (the layout of the test above: 1 of 13 shards kept)
-    timed, timing = [], predict._timing
-    monkeypatch.setattr(predict, "_timing", lambda net, part, cl, r, k, s, *a: timed.append((r, k, s))
+    timed, timing = [], predict.layout_timing
+    monkeypatch.setattr(predict, "layout_timing", lambda net, part, cl, r, k, s, *a: timed.append((r, k, s))
                         or timing(net, part, cl, r, k, s, *a))
     c = plan_for(None, config="cat-demo", cluster=Cluster(machines=16))["cluster"]
     r, k = c["replicas"], c["partitions"]

@@ -11,10 +11,11 @@ from typing import Any, Callable
 from downpour._names import pasted
 from downpour.plan.cache_hits import with_frozen_runs, without_cache
 from downpour.plan.calibrate import DEFAULT_RATES, Rates, measure_rates
+from downpour.plan.cluster import Cluster
 from downpour.plan.hub import hub_runs, lends_banks, stage_calls
 from downpour.plan.network import Network, network_of
 from downpour.plan.partition import partition_stage
-from downpour.plan.predict import Cluster, predict
+from downpour.plan.predict import predict
 from downpour.plan.run_config import plan_config
 
 __all__ = ["PAPER_CONNECTIONS", "PAPER_PARAMS", "PAPER_IMAGES", "PAPER_DAYS", "BOUND_PAST", "make_plan", "plan_for",

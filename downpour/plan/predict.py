@@ -1,151 +1,29 @@
-"""A network on a cluster: memory per partition, bytes per push, step time, samples/s, staleness.
-
-The layout is DistBelief's: R model replicas of K partitions each, one machine per partition, plus S parameter-server
-shard machines; and, split the Ray runner's way (every network but the paper's pipeline), one machine per replica for
-its own process (:mod:`downpour.plan.hub`). What the largest of a replica's K partitions holds, computes and exchanges
-is :mod:`downpour.plan.partition`'s. Every number is for the largest block.
-
-Per step of B examples (train.batch_size), on the largest partition:
-
-    compute  = B · (FLOPs_train(partition) less pooling and LCN / FLOP/s per core + its pooling and LCN FLOPs /
-               their FLOP/s per core) / cores
-               (cores scale linearly; the runner's way its block's filter work alone; the filters' FLOPs less pooling
-               and LCN at the locally connected layer's rate, pooling and LCN at theirs: Rates; element-wise work runs
-               at half the layer's rate or less)
-    replica  = B · the replica's process's FLOPs (every stage's pooling, LCN, a tiled stage's banks normalised), at
-               the same two rates, / cores: the runner's way, between its partitions' calls
-               (:func:`~downpour.plan.hub.replica_flops`)
-    halo     = B · halo bytes / bandwidth                                 (exchanged, not overlapped; the paper's
-               pipeline: the runner's partitions exchange none)
-    windows  = B · every call's windows and codes through the replica's process, all K / bandwidth (the runner's way)
-    lend     = the tiled stages' banks lent to the K blocks and their gradients back / bandwidth
-               (:func:`~downpour.plan.hub.lends_banks`)
-    fetch    = the larger of the partition's own weights and the shared banks its replica fetches / bandwidth + a
-               remote call's own cost (:mod:`downpour.plan.calls`), every n_fetch steps (blocks the next step; the two
-               travel at once, on their own links)
-    push     = the same bytes' gradient / bandwidth + a call's cost, every n_push steps   (travels while it computes)
-    step     = compute + replica + halo + windows + lend + fetch / n_fetch
-
-A cycle of p = n_push steps takes the longest of p·step, the partition's link (its push or p/f fetches, whichever is more,
-and its halos or windows and the banks lent to it), the replica's process's link (the runner's way: all K's windows, the lent
-banks, the shared banks' fetch and push), a shard's link (R pushes and R·p/f fetches of its 1/S of the parameters) and
-a shard's apply (R pushes, each the update rule's fixed cost per apply, :data:`~downpour.plan.calls.APPLY_S` or
-``--calibrate``'s, and its 1/S of the bytes at the apply rate times its cores). Examples/s = R·p·B /
-cycle. The push's delay in steps, d = (push + one shard's apply) / (cycle / p), and R replicas
-give the steady-state staleness N·(p + d + ā)/p − 1 of :mod:`downpour.plan.staleness` (N = R:
-each partition pushes only to its own shards, and every shard sees the R replicas' pushes).
+"""A network's layout on a cluster chosen (:func:`predict`): the partition counts that fit a machine's memory, the
+replicas and shards the machines allow, timed (:mod:`~downpour.plan.timing`, whose docstring has the formulas) and the
+fastest with the fewest replicas kept, its shards cut to the fewest that give as much (:mod:`~downpour.plan.idle`);
+refused, as arithmetic, where no layout fits the machines; and the plan's dict of it: memory per partition, bytes per
+push, what fits, step time, samples/s, staleness.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Callable
 
 from downpour._names import listed, plural
 from downpour.errors import ConfigError
 from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
-from downpour.plan.calls import call_s
-from downpour.plan.hub import hub_runs, lends_banks, machines_of, replica_machines
+from downpour.plan.cluster import Cluster
+from downpour.plan.hub import machines_of, replica_machines
 from downpour.plan.idle import REPLICAS_TOLERANCE, Timed, fewest_shards, idle_why
 from downpour.plan.network import Network
-from downpour.plan.one_machine import COPY_BYTES_PER_S, PROCESS_BYTES, cores_each, on_one_machine, processes
+from downpour.plan.one_machine import PROCESS_BYTES, on_one_machine, processes
 from downpour.plan.partition import RULE_STATE, grid, partition, uncuttable
-from downpour.plan.staleness import steady_staleness
+from downpour.plan.timing import layout_timing
 
-__all__ = ["Cluster", "predict"]
+__all__ = ["predict"]
 
 GB = 1e9
-
-
-CHOSEN = ("--replicas", "--partitions", "--shards")   # left out: the plan chooses them
-MOST_SEARCHED = 100_000    # machines whose replica counts the plan tries one by one (5 s on a 2-core VM; 10^6: 26 s;
-# a greedy --config counts each R's frozen forwards: cat-demo on 100,000 took 6.9 s, 4.1 s without, 2026-12-06)
-
-
-@dataclass(frozen=True)
-class Cluster:
-    machines: int = 1000
-    cores: int = 16
-    memory_gb: float = 64.0
-    bandwidth_gbit: float = 1.0
-    replicas: int | None = None      # None: chosen (see :func:`predict`)
-    partitions: int | None = None    # None: chosen among the counts that fit in memory
-    shards: int | None = None        # None: the fewest of the machines left after R·K (and the replicas' own,
-    # hub.replica_machines) that give their samples/s (idle.py)
-
-    def __post_init__(self) -> None:
-        for flag, value, low in (("--machines", self.machines, 1), ("--cores", self.cores, 1),
-                                 ("--replicas", self.replicas, 1), ("--partitions", self.partitions, 1),
-                                 ("--shards", self.shards, 1)):
-            if value is not None and value < low:
-                raise ConfigError(f"{flag} must be >= {low}" + (" (or left out: the plan chooses it; a check takes its default)" if flag in CHOSEN else "")
-                                  + f", got {value}")
-        for flag, value in (("--memory", self.memory_gb), ("--bandwidth", self.bandwidth_gbit)):
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"{flag} must be a positive number, got {value}")
-        if self.replicas is None and self.machines > MOST_SEARCHED:   # (--machines 10**20 ran for ever, silent)
-            raise ConfigError(f"--machines {self.machines}: the plan tries every replica count from 1 up, too many "
-                              f"above {MOST_SEARCHED:,} machines; give --replicas too, or --machines {MOST_SEARCHED} "
-                              "or fewer")
-
-    @property
-    def bandwidth(self) -> float:    # bytes/s
-        return self.bandwidth_gbit * 1e9 / 8
-
-
-
-def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s: int, batch: int,
-            n_push: int, n_fetch: int, rates: Rates, rule: str) -> dict[str, Any]:
-    p, f, one = n_push, n_fetch, on_one_machine(cl.machines)
-    # one machine: copies through shared memory, and its cores split among the workers (one_machine.py)
-    bw = COPY_BYTES_PER_S if one else cl.bandwidth
-    cores = cores_each(cl.cores, r * k + replica_machines(net, r, k)) if one else cl.cores
-    full = 4 * net.params                                     # bytes of one replica's push (and fetch)
-    # the partitions' fetches (pushes) and the replica's of the shared banks travel at once, on their own links; each
-    # is a remote call too, whose own cost the bytes do not shrink (calls.py: cat-demo's 270.3 µs of bytes at 1 Gbit/s
-    # against a round trip of ~5 ms through the object store)
-    moved = max(part["server_bytes"], part["shared_bytes"]) / bw + call_s(one)
-
-    def secs(flops: float, pool_lcn: float) -> float:     # per step: pooling and LCN at their rate, the rest the layer's
-        return batch * ((flops - pool_lcn) / rates.flops_per_core + pool_lcn / rates.pool_lcn_flops_per_core) / cores
-
-    t = {"compute": secs(part["flops_train"], part["pool_lcn_flops_train"]),
-         "replica_compute": secs(part["replica_flops"], part["pool_lcn_replica_flops"]),
-         "halo": batch * part["halo_bytes"] / bw, "windows": batch * part["window_bytes_replica"] / bw,
-         "lend": part["lend_bytes_replica"] / bw, "fetch": moved, "push": moved, "call": call_s(one),
-         # a shard's apply of a push: the rule's fixed cost (torch's per-op cost, the shard's checks: calls.py) and
-         # its 1/S of the bytes at the apply rate (one machine: a thread a shard)
-         "apply_fixed": (fixed := rates.apply_fixed(rule)),
-         "apply_one": fixed + full / s / ((1 if one else cl.cores) * rates.apply_bytes_per_core)}
-    t["step"] = t["compute"] + t["replica_compute"] + t["halo"] + t["windows"] + t["lend"] + t["fetch"] / f
-    if "flops_by_stage" in part:     # greedy: stage i's steps run the stages below it forward only (their mean is t)
-        t["step_by_stage"] = [secs(fl, pfl) + secs(hub, phub) + batch * (h + w) / bw + t["lend"] + t["fetch"] / f
-                              for fl, pfl, hub, phub, h, w in zip(
-                                  part["flops_by_stage"], part["pool_lcn_flops_by_stage"], part["replica_flops_by_stage"],
-                                  part["pool_lcn_replica_flops_by_stage"], part["halo_by_stage"], part["window_by_stage"])]
-    bounds = {"worker step": p * t["step"],
-              "partition link": (max(part["server_bytes"], p / f * part["server_bytes"])
-                                 + p * (batch * (part["halo_bytes"] + part["window_bytes"]) + part["lend_bytes"])) / bw,
-              "shard link": r * full / s * max(1.0, p / f) / bw,
-              "shard apply": r * t["apply_one"]}
-    if one:     # no links: every process's core-seconds of a cycle on the machine's cores (one_machine.py)
-        # (a cycle is p steps: p/f fetches and one push a partition; the steps' windows, halos and lent banks)
-        del bounds["partition link"], bounds["shard link"]
-        copies = r * k * (p / f * t["fetch"] + t["push"]) + r * p * (t["windows"] + k * t["halo"] + t["lend"])
-        worked = r * p * (k * t["compute"] + t["replica_compute"]) * cores + r * s * t["apply_one"] + copies
-        bounds["machine's cores"] = worked / cl.cores
-    elif hub_runs(net, k):    # the replica's own process: every partition's calls, the lent banks, the shared banks
-        bounds["replica link"] = (max(part["shared_bytes"], p / f * part["shared_bytes"])
-                                  + p * (batch * part["window_bytes_replica"] + part["lend_bytes_replica"])) / bw
-    bottleneck = max(bounds, key=bounds.get)
-    cycle = bounds[bottleneck]
-    delay = (t["push"] + t["apply_one"]) / (cycle / p) if cycle > 0 else 0.0
-    return {"times_s": t, "cycle_bounds_s": bounds, "bottleneck": bottleneck, "cycle_s": cycle,
-            "samples_per_s": r * p * batch / cycle if cycle > 0 else math.inf, "delay_steps": delay,
-            "staleness": steady_staleness(r, p, f, delay)}
-
-
 _PARTITIONS = (1, 2, 4, 8, 9, 16, 25, 32, 36, 49, 64, 100, 128, 144, 256, 512, 1024)
 
 
@@ -321,7 +199,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     # (each layout timed on its own R's frozen count; choosing on one replica's, the chosen one re-timed on its own,
     # would lay main on 256 machines out as 104 replicas, 1.065 M samples/s, where 105 give 1.086 M; cat-demo on 1,000,
     # 214 for 218's more: docs/plan.md, "The frozen stages' cache"); only their rates kept
-    rate = {lay: _timing(net, judged(*lay[:2]), cl, lay[1], lay[0], lay[2], *args)["samples_per_s"] for lay in layouts}
+    rate = {lay: layout_timing(net, judged(*lay[:2]), cl, lay[1], lay[0], lay[2], *args)["samples_per_s"]
+            for lay in layouts}
     top = max(rate.values())
     near = [lay for lay in layouts if rate[lay] >= (1 - REPLICAS_TOLERANCE) * top]
     k, r, s = min(near, key=lambda lay: (lay[1], -rate[lay]))
@@ -334,7 +213,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
 
     def timing_of(n: int) -> dict[str, Any]:
         if n not in timings:
-            timings[n] = _timing(net, part, cl, r, k, n, *args)
+            timings[n] = layout_timing(net, part, cl, r, k, n, *args)
         return timings[n]
     if chosen:    # the fewest shards that give as much (idle.py)
         s = fewest_shards(lambda n: timing_of(n)["samples_per_s"], lambda n: machines_of(net, r, k, n), least[k], full)
@@ -344,8 +223,9 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
         # (the fastest re-timed: keeping every layout's timing for it made cat-demo on 100,000 machines, 193,458
         # layouts, 1.5x slower to plan, the garbage collector scanning them)
         k_top, r_top, s_top = max(rate, key=rate.get)
+        top_timing = layout_timing(net, judged(k_top, r_top), cl, r_top, k_top, s_top, *args)
         idle = idle_why(cl.machines, used, Timed(r, s, timing), Timed(r, full, timing_of(full)),
-                        Timed(r_top, s_top, _timing(net, judged(k_top, r_top), cl, r_top, k_top, s_top, *args)), rule)
+                        Timed(r_top, s_top, top_timing), rule)
     shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
     together, hubs = _together(net, part, r, k, s, rule), replica_machines(net, r, k)
     cut = next((stage for stage in net.stages if stage.in_shape), None)      # (the first cut stage's layout)
