@@ -24,6 +24,21 @@ from downpour.train.telemetry import PartsMean, Telemetry
 
 log = logging.getLogger(__name__)
 
+# what Recorder.save_on_failure says (its docstring says why), by what became of the stop's checkpoint ("stands": the
+# whole state's of this step, "saved", "failed", "gone": the driver knows its shard is gone) and whether a shard was
+# lost. None: nothing said (run_cluster's next line names the checkpoint the shards restart from; where the shard is
+# gone, "stopped at step 15" read false before its "restarting every shard from the start"). A stop that could not
+# be checkpointed says where the last checkpoint is (Recorder._kept): "could not checkpoint" alone reads as if
+# nothing was kept
+_FAILURE_WORDS: dict[tuple[str, bool], str | None] = {
+    ("stands", False): "stopped at step {step}; the server checkpoint of that step stands: {go_on} goes on from it",
+    ("stands", True): None,
+    ("saved", False): "stopped at step {step}; the server checkpoint was saved: {go_on} goes on from it",
+    ("saved", True): "the server was checkpointed at step {step}",
+    ("failed", False): "stopped at step {step}; could not checkpoint the server {why}; {kept}",
+    ("failed", True): "could not checkpoint the server at step {step} {why}",
+    ("gone", True): None}
+
 
 class ShardLost(RunError):
     """A server shard died at ``step``: the run can go on from the last server checkpoint (``run_cluster``
@@ -216,44 +231,32 @@ class Recorder:
         if self.driver is None or self._saved_on_failure:
             return
         self._saved_on_failure = True
-        lost = isinstance(err, ShardLost)
+        lost, why = isinstance(err, ShardLost), ""
         if self._whole and not self._since_ckpt:
             # no push recorded since a checkpoint of the whole state (the simulator's, cluster.checkpoint_every):
             # it stands. Saved again mid-event (an error inside a push: some shards may have applied it) it would
-            # lose the workers' state and the resume go on from a restart, off the uninterrupted run. (A lost
-            # shard: run_cluster's line names that checkpoint, restarting from it or stopping)
-            if not lost:
-                log.warning("stopped at step %d; the server checkpoint of that step stands: %s goes on from it",
-                            self.coord.done, go_on(self.run.path))
-            return
-        try:
-            # a lost shard: the pushes whose answers are in hand are not recorded. No checkpoint holds them (the
-            # snapshot needs every shard), and its stop is recorded at the step it was found lost (ShardLost.step:
-            # the error, cluster.json, staleness.json), which they would take this line and data.json past (a
-            # shard's node removed on a 2-node Ray: "lost at step 22", and this line "stopped at step 24")
-            if not lost:
-                self.driver.settle(self.on_push)
-            self.checkpoint()
-        except Exception as failed:  # noqa: BLE001  (the shards may be gone with the failure)
-            # one line: Ray's ActorDiedError runs to 5 lines of its own. And where the last checkpoint is, which
-            # the resume goes on from: "could not checkpoint" alone reads as if nothing was kept. A lost shard on Ray
-            # (silent 10 s, or its head gone: it may answer the snapshot still) is tried and said without "stopped"
-            why = f"({type(failed).__name__}: {first_line(failed)})"
-            if lost and isinstance(failed, ShardLost):
-                # the driver knows its shard is gone (the simulator's snapshot): run_cluster's next line says what
-                # follows ("stopped at step 15" here read false before "restarting every shard from the start")
-                return
-            if lost:
-                log.warning("could not checkpoint the server at step %d %s", self.coord.done, why)
-            else:
-                log.warning("stopped at step %d; could not checkpoint the server %s; %s", self.coord.done, why,
-                            self._kept())
+            # lose the workers' state and the resume go on from a restart, off the uninterrupted run
+            became = "stands"
         else:
-            if lost:
-                log.warning("the server was checkpointed at step %d", self.coord.done)
-            else:
-                log.warning("stopped at step %d; the server checkpoint was saved: %s goes on from it",
-                            self.coord.done, go_on(self.run.path))
+            try:
+                # a lost shard: the pushes whose answers are in hand are not recorded. No checkpoint holds them (the
+                # snapshot needs every shard), and its stop is recorded at the step it was found lost (ShardLost.step:
+                # the error, cluster.json, staleness.json), which they would take this line and data.json past (a
+                # shard's node removed on a 2-node Ray: "lost at step 22", and this line "stopped at step 24")
+                if not lost:
+                    self.driver.settle(self.on_push)
+                self.checkpoint()
+                became = "saved"
+            except Exception as failed:  # noqa: BLE001  (the shards may be gone with the failure)
+                # one line: Ray's ActorDiedError runs to 5 lines of its own. A lost shard on Ray (silent 10 s, or its
+                # head gone: it may answer the snapshot still) is tried; one the driver knows is gone (the
+                # simulator's snapshot raises ShardLost) is not said at all
+                why = f"({type(failed).__name__}: {first_line(failed)})"
+                became = "gone" if lost and isinstance(failed, ShardLost) else "failed"
+        words = _FAILURE_WORDS[became, lost]
+        if words:
+            log.warning("%s", words.format(step=self.coord.done, go_on=go_on(self.run.path), why=why,
+                                           kept=self._kept() if "{kept}" in words else ""))
 
     def _kept(self) -> str:
         """What ``--resume`` goes on from where the stop could not be checkpointed: the last checkpoint, or none."""
