@@ -33,14 +33,14 @@ test: setup           ## the whole test suite (what CI runs)
 
 # rank_interval is skipped: a simulation over a costs study's cells.jsonl (its required argument), no speed figure;
 # report_figures, verdict_figure, stimulus_grad and analysis_parts too: they read an analysed run (--run RUN, required);
-# architectures_* (a subcommand, required), main_job_phases and twin_actors (--out, required: minutes of training)
+# architectures_* (a subcommand, required), main_job_phases, twin_actors and step_profile (--out, required: training)
 bench: setup          ## every benchmark, one JSON line per row
 	for b in bench/[!_]*.py; do \
 	  case $$b in \
 	    bench/sandblaster.py) args=backups ;; \
 	    bench/rank_interval.py|bench/report_figures.py|bench/verdict_figure.py|bench/stimulus_grad.py|\
 	    bench/analysis_parts.py|bench/architectures_steps.py|bench/architectures_why_cat.py|\
-	    bench/main_job_phases.py|bench/twin_actors.py) continue ;; \
+	    bench/main_job_phases.py|bench/twin_actors.py|bench/step_profile.py) continue ;; \
 	    *) args= ;; \
 	  esac; \
 	  $(BIN)/python $$b $$args || exit 1; \

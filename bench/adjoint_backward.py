@@ -41,7 +41,7 @@ SHAPES = {1: ((32, 1, 32, 32), (25, 25, 8, 1, 8, 8)), 2: ((32, 8, 12, 12), (8, 8
 def two_passes(g: torch.Tensor, w: torch.Tensor, y: torch.Tensor, stride: int, chunk_bytes: int = K.CHUNK_BYTES,
                grad_maps_last: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """What ``_Adjoint.backward`` computed before: the layer on g, then the weight gradient, each its own pass."""
-    dy = K._Apply.apply(g, w, stride, chunk_bytes)
+    dy = K._Apply.apply(g, w, stride, chunk_bytes, False)
     dw = K.lc_backward(y, stride, w.shape[-1], tuple(g.shape[2:]), x=g, chunk_bytes=chunk_bytes,
                        grad_maps_last=grad_maps_last)[1]
     return dy, dw

@@ -256,18 +256,26 @@ def test_the_layer_and_its_weight_gradient_from_one_pass_are_the_two_passes_bit_
     torch.testing.assert_close(dw, leaf.grad)
 
 
-def test_a_tied_reconstruction_copies_its_receptive_fields_three_times_a_step(monkeypatch):
-    """adjoint(apply(x, w), w)'s step: the forward's copy of x's fields, one of the reconstruction's gradient g for
-    both halves of the adjoint's backward (it was two), one of x for the weight gradient; gradients as before."""
+def test_a_tied_reconstruction_copies_its_receptive_fields_twice_a_step(monkeypatch):
+    """adjoint(apply(x, w), w)'s step: the forward's copy of x's fields, kept for the weight gradient
+    (``keeps_fields``), and one of the reconstruction's gradient g for both halves of the adjoint's backward (it was
+    two); with nothing kept (``KEEP_BYTES = 0``) one more of x for the weight gradient; gradients as before."""
     layer = LocallyConnected2d(2, 3, (9, 8), 3).double()
     x = torch.randn(2, 2, 9, 8, dtype=torch.float64)
-    copies = []     # one chunk of rows a copy: the layer's 7 output rows at the kernel's default budget
+    copies = []     # (rows, into the kept fields?) a copy: the layer's 7 output rows, one chunk at the default budget
     real = kernels._windows
-    monkeypatch.setattr(kernels, "_windows", lambda *a: copies.append(a[3:5]) or real(*a))
+    monkeypatch.setattr(kernels, "_windows", lambda *a: copies.append((a[3:5], len(a) > 6 and a[6] is not None))
+                        or real(*a))
     w = layer.weight
     (layer.adjoint(layer(x, w), w) - x).square().sum().backward()
-    assert copies == [(0, 7)] * 3      # x's fields (forward), g's (the adjoint's backward), x's (the weight gradient)
+    assert copies == [((0, 7), True), ((0, 7), False)]      # x's fields (forward, kept), g's (the adjoint's backward)
     got = layer.weight.grad.clone()
+    layer.weight.grad = None
+    monkeypatch.setattr(kernels, "KEEP_BYTES", 0)
+    copies.clear()
+    (layer.adjoint(layer(x, w), w) - x).square().sum().backward()
+    assert copies == [((0, 7), False)] * 3                   # and x's again, for the weight gradient
+    assert torch.equal(layer.weight.grad, got)
     layer.weight.grad = None
     leaf = w.detach().clone().requires_grad_(True)
     codes, probe = locally_connected_reference(x, leaf, 1), torch.zeros_like(x, requires_grad=True)

@@ -50,7 +50,7 @@ def test_a_split_replicas_own_process_memory_is_counted_and_checked_by_hand(caps
 
 
 def test_each_machines_process_needs_its_own_memory_beside_the_models(capsys):
-    """A partition of cat-demo holds 71.58 MB of the model, but its process holds Python, torch and Ray's worker too:
+    """A partition of cat-demo holds 76.70 MB of the model, but its process holds Python, torch and Ray's worker too:
     on 2 nodes of a Ray cluster (2026-12-07, 2 workers, 2 shards) the worker actors' RSS peaked at 360 MB and the
     shards' at 310 MB, where a shard holds 33.79 kB of the model. Until 2026-12-07 a plan of many machines compared the
     model's share alone with --memory, so machines of 0.1 GB "fit"; the one-machine plan counted each process's own."""
@@ -86,7 +86,7 @@ def test_where_no_partition_count_fits_the_plan_takes_the_one_whose_largest_proc
 
 def test_where_no_partition_count_fits_the_plan_takes_one_the_machines_lay_out_and_says_what_it_needs(capsys):
     """The main job on 3 machines of 0.1 MB: nothing fits (2 partitions need 3.61 MB for each replica's process, one
-    71.58 MB). The fallback took the count that needs the least of those with shards enough, 2, which needs 4 machines,
+    76.70 MB). The fallback took the count that needs the least of those with shards enough, 2, which needs 4 machines,
     and was refused "give --machines 4", where 4 would not fit it either; it takes one that the 3 machines lay out, 1
     partition, and says what it needs against the machine's memory. Where a count fits the memory but not the
     machines (0.004 GB: 2 partitions' 3.61 MB), the sum is still refused: more machines would fit it."""
@@ -94,7 +94,7 @@ def test_where_no_partition_count_fits_the_plan_takes_one_the_machines_lay_out_a
     assert plan["memory_fallback"] and plan["cluster"]["partitions"] == 1 and plan["cluster"]["machines_used"] == 3
     assert main(["plan", "--config", "main", "--machines", "3", "--memory", "0.0001"]) == 1
     assert ("no partition count that can be laid out fits a machine's 0.0001 GB: planned 1 partition, the count whose "
-            "partitions need the least: 71.58 MB a partition, each process with its own ~262.14 MB, against 0.0001 GB "
+            "partitions need the least: 76.70 MB a partition, each process with its own ~262.14 MB, against 0.0001 GB "
             "a machine") in capsys.readouterr().out
     assert main(["plan", "--config", "main", "--machines", "40", "--memory", f"{OWN_GB + 0.003:g}"]) == 1
     assert ("needs the least: each replica's process 3.61 MB, a partition 1.23 MB, each process with its own "

@@ -53,7 +53,7 @@ def test_workers_on_one_machine_split_its_cores_as_on_machines_of_their_share():
 
 
 def test_one_machines_memory_is_every_process_together(capsys):
-    """A partition of cat-demo needs 71.58 MB (its frozen cache at most 67.11 MB) and its process's own ~262.14 MB: 2
+    """A partition of cat-demo needs 76.70 MB (its frozen cache at most 67.11 MB) and its process's own ~262.14 MB: 2
     replicas on one machine need twice that and the shards, where each process fitted a machine of its own."""
     plan = plan_for(None, (), Cluster(machines=1, replicas=2, shards=1, memory_gb=0.4), config="cat-demo")
     part = plan["partition"]["memory_bytes"] + PROCESS_BYTES

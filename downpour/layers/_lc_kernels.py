@@ -19,8 +19,9 @@ the GEMM layout (R*Wo, Q, B) (one copy, sized to stay in cache); each bmm writes
 place into the output / weight gradient; col2im is a few large adds (``_lc_fold``); the output
 rows are split over worker threads (``_lc_threads``). The only full-size temporaries are
 the ones autograd needs anyway. Two results that read the same fields come from one copy of them (the
-backward's input and weight gradients; a tied decoder's backward, :func:`lc_apply_and_weight_grad`).
-docs/benchmarks.md (## locally_connected, ## adjoint_backward) has the numbers.
+backward's input and weight gradients; a tied decoder's backward, :func:`lc_apply_and_weight_grad`), and a layer's
+training forward keeps its copies whole for the weight gradient where they are small (:func:`keeps_fields`).
+docs/benchmarks.md (## locally_connected, ## adjoint_backward, ## kept_fields) has the numbers.
 
 On a GPU (any non-CPU tensor) the same loop runs with the ``batched`` schedule: no thread pool (a
 GPU runs one kernel over all its cores), and chunks of GPU_CHUNK_BYTES, so each step is a few large
@@ -45,6 +46,12 @@ from downpour.layers._lc_threads import run_parts, split_rows, streams
 CHUNK_BYTES = 2 << 20
 # The batched schedule's budget: large enough that a 200x200 cat stage is a handful of bmm calls.
 GPU_CHUNK_BYTES = 256 << 20
+# The forward keeps x's receptive fields (P, Q, B) for its weight gradient, instead of the backward copying them
+# again, where they take at most this much (on a CPU, and where the weight gradient is wanted: :func:`keeps_fields`).
+# Kept, the backward's GEMMs read them from memory instead of from a cache-sized copy: the layer's forward + weight
+# gradient took 0.82 of the CPU at 5.1 MB of fields, 0.89 at 10.2 MB, 0.94 at 20.5 MB and 1.2-1.4 at 49 MB
+# (bench/kept_fields.py, docs/benchmarks.md#kept_fields).
+KEEP_BYTES = 8 << 20
 SCHEDULES = ("threads", "batched")
 _ASKED = threading.local()      # .inputs_only: set by input_gradients_only, on the thread that runs the backward
 
@@ -107,13 +114,29 @@ def _positions_major(y: Tensor) -> Tensor:
     return y.permute(2, 3, 1, 0).contiguous().view(ho * wo, m, b)
 
 
-def _windows(xt: Tensor, k: int, stride: int, i0: int, i1: int, wo: int) -> Tensor:
-    """Receptive fields of output rows i0..i1-1 of xt (C, H, W, B), copied to (R*Wo, C*k*k, B)."""
+def _windows(xt: Tensor, k: int, stride: int, i0: int, i1: int, wo: int, out: Tensor | None = None) -> Tensor:
+    """Receptive fields of output rows i0..i1-1 of xt (C, H, W, B), copied to (R*Wo, C*k*k, B) (into ``out``, a
+    contiguous tensor of that shape, if given)."""
     c, b = xt.shape[0], xt.shape[3]
     sc, sh, sw, sb = xt.stride()
     view = xt.as_strided((i1 - i0, wo, c, k, k, b), (stride * sh, stride * sw, sc, sh, sw, sb),
                          xt.storage_offset() + i0 * stride * sh)
-    return view.reshape((i1 - i0) * wo, c * k * k, b)
+    if out is None:
+        return view.reshape((i1 - i0) * wo, c * k * k, b)
+    out.view(view.shape).copy_(view)
+    return out
+
+
+def keeps_fields(positions: int, reduction: int, batch: int, itemsize: int, device: torch.device) -> bool:
+    """Whether a training forward of the untied kernel (``positions`` P = Ho*Wo, ``reduction`` Q = C*k*k, ``batch``
+    B, whose weight gradient is wanted) keeps its receptive fields, P*Q*B numbers, for the backward.
+
+    The weight gradient reads the same fields as the forward; kept, the backward does not copy them again (a
+    quarter of a cat stage's field copies a step, bench/kept_fields.py), for P*Q*B numbers held from the forward
+    to the backward (the main job's stage 1 at batch 32: 5.1 MB; the plan counts them, ``plan/held.py``). On a CPU
+    up to :data:`KEEP_BYTES`, where it pays; a GPU runs as before (its batched schedule's few large copies, not
+    measured here)."""
+    return device.type == "cpu" and positions * reduction * batch * itemsize <= KEEP_BYTES
 
 
 def maps_last(w: Tensor) -> bool:
@@ -160,9 +183,11 @@ def _weight_grad_rows(cols: Tensor, g: Tensor, out: Tensor, maps_last: bool) -> 
         torch.bmm(g, cols.transpose(1, 2), out=out)
 
 
-def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES, schedule: str | None = None) -> Tensor:
-    """(B, C, H, W), (Ho, Wo, M, C, k, k) -> (B, M, Ho, Wo)."""
-    return _apply_pass(x, w, stride, chunk_bytes, schedule)[0]
+def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES, schedule: str | None = None,
+             fields: Tensor | None = None) -> Tensor:
+    """(B, C, H, W), (Ho, Wo, M, C, k, k) -> (B, M, Ho, Wo). ``fields``: an uninitialised contiguous (Ho*Wo, C*k*k, B)
+    tensor that receives x's receptive fields (for :func:`lc_backward`'s weight gradient), the same bits out."""
+    return _apply_pass(x, w, stride, chunk_bytes, schedule, fields=fields)[0]
 
 
 def lc_apply_and_weight_grad(x: Tensor, w: Tensor, y: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES,
@@ -180,8 +205,9 @@ def lc_apply_and_weight_grad(x: Tensor, w: Tensor, y: Tensor, stride: int, chunk
 
 
 def _apply_pass(x: Tensor, w: Tensor, stride: int, chunk_bytes: int, schedule: str | None, y: Tensor | None = None,
-                grad_maps_last: bool = True) -> tuple[Tensor, Tensor | None]:
-    """(apply(x, w), weight_grad(x, y) if ``y`` is given, else None) in one pass over x's receptive fields."""
+                grad_maps_last: bool = True, fields: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """(apply(x, w), weight_grad(x, y) if ``y`` is given, else None) in one pass over x's receptive fields; each
+    chunk's fields copied into their rows of ``fields`` (P, Q, B) if given, else into a chunk-sized buffer."""
     ho, wo, m, c, k, _ = w.shape
     b = x.shape[0]
     q = c * k * k
@@ -198,7 +224,7 @@ def _apply_pass(x: Tensor, w: Tensor, stride: int, chunk_bytes: int, schedule: s
         for i0 in range(span[0], span[1], rows):
             i1 = min(span[1], i0 + rows)
             p0, p1 = i0 * wo, i1 * wo
-            cols = _windows(xt, k, stride, i0, i1, wo)                       # (L, Q, B)
+            cols = _windows(xt, k, stride, i0, i1, wo, None if fields is None else fields[p0:p1])   # (L, Q, B)
             # (L, M, Q) @ (L, Q, B): the (M x B) output tile per position suits MKL better than (B x M).
             torch.bmm(wf[p0:p1], cols, out=out[p0:p1])
             if y is not None:
@@ -209,14 +235,15 @@ def _apply_pass(x: Tensor, w: Tensor, stride: int, chunk_bytes: int, schedule: s
 
 
 def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Tensor | None = None,
-                x: Tensor | None = None, chunk_bytes: int = CHUNK_BYTES,
-                grad_maps_last: bool = True, schedule: str | None = None) -> tuple[Tensor | None, Tensor | None]:
+                x: Tensor | None = None, chunk_bytes: int = CHUNK_BYTES, grad_maps_last: bool = True,
+                schedule: str | None = None, fields: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
     """Both halves of the layer's backward in one pass over the output rows (reads ``y`` once).
 
     y (B, M, Ho, Wo) is the output gradient. Returns (adjoint(y, w) if ``w`` is given, else None;
     weight_grad(x, y) if ``x`` is given, else None), shapes (B, C, H, W) and (Ho, Wo, M, C, k, k);
     the weight gradient is stored maps-innermost if ``grad_maps_last`` (match the weight's layout,
-    or autograd copies it), else contiguous.
+    or autograd copies it), else contiguous. ``fields``: x's receptive fields as :func:`lc_apply` kept them (P, Q, B),
+    read instead of copied again from x (the same bits).
     """
     b, m, ho, wo = y.shape
     c = w.shape[3] if w is not None else x.shape[1]
@@ -228,7 +255,7 @@ def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Ten
     if w is not None:
         wf = _bank_matrices(w)                                       # (P, M, Q)
     if x is not None:
-        xt = _to_chwb(x)
+        xt = _to_chwb(x) if fields is None else None
         dw, banks = _new_weight_grad(y, ho, wo, m, c, k, grad_maps_last)
 
     def part(span: tuple[int, int]) -> tuple[int, Tensor] | None:
@@ -237,7 +264,8 @@ def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Ten
             i1 = min(span[1], i0 + rows)
             p0, p1 = i0 * wo, i1 * wo
             if x is not None:
-                _weight_grad_rows(_windows(xt, k, stride, i0, i1, wo), g[p0:p1], dw[p0:p1], grad_maps_last)
+                cols = _windows(xt, k, stride, i0, i1, wo) if fields is None else fields[p0:p1]   # (L, Q, B)
+                _weight_grad_rows(cols, g[p0:p1], dw[p0:p1], grad_maps_last)
             if fold is not None:    # (L, Q, M) @ (L, M, B): per-position input gradients, then col2im
                 fold.add_rows(i0, i1, wf, g)
         return fold.result() if fold is not None else None
@@ -265,22 +293,27 @@ def lc_weight_grad(x: Tensor, y: Tensor, stride: int, k: int, chunk_bytes: int =
 
 class _Apply(Function):
     @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor, stride: int, chunk_bytes: int) -> Tensor:
-        ctx.save_for_backward(x, w)
+    def forward(ctx, x: Tensor, w: Tensor, stride: int, chunk_bytes: int, keep: bool) -> Tensor:
+        ho, wo, _, c, k, _ = w.shape
+        fields = None           # x's receptive fields (P, Q, B), kept for the weight gradient (keeps_fields)
+        if keep and ctx.needs_input_grad[1] and keeps_fields(ho * wo, c * k * k, x.shape[0], x.element_size(),
+                                                             x.device):
+            fields = x.new_empty(ho * wo, c * k * k, x.shape[0])
+        ctx.save_for_backward(x, w, fields)
         ctx.conf = (stride, chunk_bytes)
-        return lc_apply(x, w, stride, chunk_bytes)
+        return lc_apply(x, w, stride, chunk_bytes, fields=fields)
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        x, w = ctx.saved_tensors
+        x, w, fields = ctx.saved_tensors
         stride, chunk = ctx.conf
         weight = _weight_grad_wanted(ctx, 1)
         if not torch.is_grad_enabled():  # plain backward: one fused pass over the output rows
             return (*lc_backward(g, stride, w.shape[-1], tuple(x.shape[2:]), w if ctx.needs_input_grad[0] else None,
-                                 x if weight else None, chunk, maps_last(w)), None, None)
+                                 x if weight else None, chunk, maps_last(w), fields=fields), None, None, None)
         dx = _Adjoint.apply(g, w, stride, tuple(x.shape[2:]), chunk) if ctx.needs_input_grad[0] else None
         dw = _WeightGrad.apply(x, g, stride, w.shape[-1], chunk) if weight else None
-        return dx, dw, None, None
+        return dx, dw, None, None, None
 
 
 class _Adjoint(Function):
@@ -297,7 +330,7 @@ class _Adjoint(Function):
         if ctx.needs_input_grad[0] and ctx.needs_input_grad[1] and not torch.is_grad_enabled():
             # plain backward of both (a tied decoder's, every training step): one copy of g's receptive fields
             return (*lc_apply_and_weight_grad(g, w, y, stride, chunk, maps_last(w)), None, None, None)
-        dy = _Apply.apply(g, w, stride, chunk) if ctx.needs_input_grad[0] else None
+        dy = _Apply.apply(g, w, stride, chunk, False) if ctx.needs_input_grad[0] else None
         # <g, A_w^T y> = <A_w g, y>, so the weight gradient is weight_grad with g as the input.
         if not ctx.needs_input_grad[1]:
             dw = None
@@ -321,13 +354,18 @@ class _WeightGrad(Function):
         x, y = ctx.saved_tensors
         stride, chunk = ctx.conf
         dx = _Adjoint.apply(y, gw, stride, tuple(x.shape[2:]), chunk) if ctx.needs_input_grad[0] else None
-        dy = _Apply.apply(x, gw, stride, chunk) if ctx.needs_input_grad[1] else None
+        dy = _Apply.apply(x, gw, stride, chunk, False) if ctx.needs_input_grad[1] else None
         return dx, dy, None, None, None
 
 
-def untied_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES) -> Tensor:
-    """Differentiable (to any order) untied layer: (B, C, H, W) -> (B, M, Ho, Wo)."""
-    return _Apply.apply(x, w, stride, chunk_bytes)
+def untied_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES, keep_fields: bool = False
+                 ) -> Tensor:
+    """Differentiable (to any order) untied layer: (B, C, H, W) -> (B, M, Ho, Wo). ``keep_fields``: a training
+    forward keeps x's receptive fields for the weight gradient where :func:`keeps_fields` says so (a whole layer's
+    calls, which the plan counts so, ``plan/held.py``; a model-parallel block's keep none, ``plan/hub.py``)."""
+    # (a Function's forward runs with grad off and sees needs_input_grad under no_grad too: a frozen stage's forward,
+    # an analysis's, makes no graph to keep the fields for)
+    return _Apply.apply(x, w, stride, chunk_bytes, keep_fields and torch.is_grad_enabled())
 
 
 def untied_adjoint(y: Tensor, w: Tensor, stride: int, in_size: tuple[int, int],

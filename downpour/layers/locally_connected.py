@@ -261,7 +261,7 @@ class LocallyConnected2d(nn.Module):
         if self._n_classes() == 1:
             return F.conv2d(x, w[0, 0], stride=s)
         if self._expanded(w, x.shape[0]):
-            return untied_apply(x, _expand_tiles(w, self.out_size), s, self.chunk_bytes)
+            return untied_apply(x, _expand_tiles(w, self.out_size), s, self.chunk_bytes, keep_fields=True)
         return banked_conv(x, w, s, self.out_size)
 
     def _linear_t(self, y: Tensor, w: Tensor) -> Tensor:

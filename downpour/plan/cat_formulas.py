@@ -11,7 +11,7 @@ from typing import Any
 
 from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.cat import CatConfig
-from downpour.plan.held import stage_held
+from downpour.plan.held import kept_fields, stage_held
 from downpour.plan.stage import Stage
 
 __all__ = ["cat_footprint", "cat_stages", "normalising_flops", "pool_lcn_flops"]
@@ -147,5 +147,6 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
             copy_floats=copies, state_floats=state, products_fwd=f, products_train=products,
             norm_fwd=norm_fwd, norm_train=norm_fwd + norm_bwd,
             pool_lcn_fwd=st["pool_flops"] + st["lcn_flops"],
-            pool_lcn_train=st["pool_flops"] * (1 + trained) + lcn_read, lcn_trained=read))
+            pool_lcn_train=st["pool_flops"] * (1 + trained) + lcn_read, lcn_trained=read,
+            fields_floats=kept_fields(st, batch) if trained else 0))
     return stages

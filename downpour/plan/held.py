@@ -6,13 +6,17 @@ to the byte on cat-demo, cat-untied, main and a paper-like untied decoder, ``tes
 (C, H, W), codes (M, Ho, Wo), pooled (M, Hp, Wp):
 
 - the input (the filter's weight gradient) and the reconstruction's residual: 2·C·H·W;
+- on the untied kernel (untied filters, or tiled ones expanded), the input's receptive fields, which the forward
+  keeps for the weight gradient where they take at most ``KEEP_BYTES`` a step
+  (:func:`~downpour.layers._lc_kernels.keeps_fields`): Ho·Wo·C·k² (the main job's stage 1: 40,000 floats, 39 times
+  its 32x32 input; the paper's, 32.5 M, is not kept);
 - the codes (the decoder's weight gradient, the pooling's squares) and their squares (the pooling's window sums): 2·M·Ho·Wo;
 - the pooled maps (their square root's output) and the ``pooled_l2`` term's square root's output: 2·M·Hp·Wp (at its
   ε = 0, |p|, the pooled maps alone; without the term the pooling is not in the cost's graph: the codes once, no pooled).
 
 The LCN output feeds only the next stage, detached, so its graph is gone by the backward (counting it and one copy of
-the codes instead, cat-demo's stage 1 at batch 32 would read 1.20 MB, where the step holds 1.84 MB of activations and
-2.56 MB of copies).
+the codes instead, cat-demo's stage 1 at batch 32 would read 1.20 MB, where the step holds 1.84 MB of activations
+besides 5.12 MB of receptive fields, and 2.56 MB of copies).
 
 Per step, whatever the batch: weight copies the step makes and keeps,
 
@@ -33,9 +37,10 @@ from typing import Any
 
 import torch
 
+from downpour.layers._lc_kernels import keeps_fields
 from downpour.layers.locally_connected import runs_banked
 
-__all__ = ["stage_held", "expands_tiles"]
+__all__ = ["stage_held", "expands_tiles", "kept_fields"]
 
 
 def expands_tiles(st: dict[str, Any], batch: int) -> bool:
@@ -46,6 +51,15 @@ def expands_tiles(st: dict[str, Any], batch: int) -> bool:
         return False
     return not runs_banked(th * tw, oh * ow, st["in"][0] * st["kernel"] ** 2, torch.device("cpu"), batch=batch,
                            maps=m, weight_grad=True)
+
+
+def kept_fields(st: dict[str, Any], batch: int) -> int:
+    """Floats per example a training forward of stage ``st`` keeps of its input's receptive fields (module docstring):
+    Ho·Wo·C·k² where its filters run on the untied kernel and :func:`keeps_fields` keeps them at ``batch``, else 0."""
+    (th, tw), (m, oh, ow) = st["banks"], st["codes"]
+    untied = (th, tw) == (oh, ow) or expands_tiles(st, batch)
+    q = st["in"][0] * st["kernel"] ** 2
+    return oh * ow * q if untied and keeps_fields(oh * ow, q, batch, 4, torch.device("cpu")) else 0
 
 
 def stage_held(st: dict[str, Any], *, trained: bool, decoder_untied: bool, norm: bool, interior: bool,
@@ -64,7 +78,7 @@ def stage_held(st: dict[str, Any], *, trained: bool, decoder_untied: bool, norm:
         if not decoder_untied:                   # nothing in the stage trains
             return 0, 0
         return m * oh * ow + c * h * w, full * expanded + h * w * interior
-    per_example = 2 * c * h * w + m * oh * ow * (1 + (pooled_maps > 0)) + pooled * pooled_maps
+    per_example = 2 * c * h * w + m * oh * ow * (1 + (pooled_maps > 0)) + pooled * pooled_maps + kept_fields(st, batch)
     copies = 2 * full if expanded else 0
     if norm:
         untied = (th, tw) == (oh, ow)

@@ -101,7 +101,8 @@ def _block_floats(stage: Stage, k: int) -> list[tuple[int, int]]:
 def block_held(stage: Stage, k: int) -> float:
     """Floats per example the largest of ``k`` partition actors keeps from a trained call of ``stage`` to its backward
     (``PartitionActor.encode``'s graph): the input window, which the encoder's weight gradient saves (not a frozen
-    encoder's: its codes have no graph), the block's codes and the window's reconstruction (both kept for the backward
+    encoder's: its codes have no graph; a block's untied kernel keeps no receptive fields, ``untied_apply``'s
+    ``keep_fields``), the block's codes and the window's reconstruction (both kept for the backward
     call, whatever trains). Pooling, LCN and the cost run in the replica's process (:func:`replica_held`); a
     forward-only call keeps nothing. DistBelief's share, the stage's activations (pooling and the cost's included) over
     K plus the input, pooling and LCN halos, overstates it: the main job split in 2 would read 1.02 MB a step where its
@@ -132,7 +133,8 @@ def replica_held(stage: Stage) -> float:
         return 0.0
     c, h, w = stage.in_shape
     m, (oh, ow) = stage.out_shape[0], codes_size(stage)
-    return stage.act_floats - (c * h * w if stage.params > stage.decoder else m * oh * ow)
+    # (and the receptive fields a whole stage's encoder keeps, plan/held.py: the partitions run it, keeping none)
+    return stage.act_floats - stage.fields_floats - (c * h * w if stage.params > stage.decoder else m * oh * ow)
 
 
 def replica_memory(net: Network, k: int, batch: int) -> dict[str, float]:

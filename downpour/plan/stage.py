@@ -61,6 +61,8 @@ class Stage:
     pool_lcn_fwd: float = 0
     pool_lcn_train: float = 0
     lcn_trained: bool = True          # a step that trains the stage runs its LCN (a cat stage: joint, below the top)
+    fields_floats: float = 0          # of act_floats, the input's receptive fields the untied kernel's forward keeps
+                                      # for the weight gradient (plan/held.py kept_fields); 0 elsewhere
 
 
 @dataclass(frozen=True)
