@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from _protocol import at_least_1, emit, load_1min  # noqa: E402
+from _protocol import emit, load_1min, reps_and_threads  # noqa: E402
 from downpour import cli  # noqa: E402
 from downpour.layers import _lc_kernels as K  # noqa: E402
 from downpour.layers.lcn import LocalContrastNorm2d  # noqa: E402
@@ -143,10 +143,8 @@ def md5(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = reps_and_threads(__doc__.splitlines()[0], threads=None, reps=1)     # (a rep: one whole run)
     parser.add_argument("--out", type=Path, required=True, help="a folder for the runs (OUT/rep-N each)")
-    parser.add_argument("--reps", type=at_least_1, default=1, help="runs, one after another (default: %(default)s)")
     parser.add_argument("--keep-bytes", type=int, default=None,
                         help="the odd repetitions' _lc_kernels.KEEP_BYTES (default: every run at the kernel's own)")
     parser.add_argument("train", nargs="*", help="train flags after --, in place of the reference run's")

@@ -95,13 +95,14 @@ FLAGGED = {"actor_start": (5, None), "adjoint_backward": (30, 1), "analysis_repe
            "edge_metric": (3, None), "face_test": (7, None),
            "filter_norm": (30, 1), "frozen_cache": (5, 1), "help_start_up": (5, None), "invariance_ci": (5, 1),
            "invariance_sweep": (5, 1),
-           "jpeg_draft": (5, None), "layer_responses": (5, 1), "locally_connected": (9, 1), "model_parallel": (7, 1),
+           "jpeg_draft": (5, None), "kept_fields": (30, 1), "layer_responses": (5, 1), "locally_connected": (9, 1), "model_parallel": (7, 1),
            "optimiser_start_up": (5, None), "parameter_server": (5, None), "partitions_ray": (3, 1),
            "pool_lcn": (15, 1), "probe_blas": (5, 1),
            "probe_layers": (5, 1), "ray_start": (3, 1), "report_figures": (5, None),
            "scaling": (None, 1), "server_rules": (7, 1), "shard_apply": (9, 1), "shm_copy": (9, 1), "sim_rng": (5, 1),
            "spectral_fit": (5, 2),
-           "split_threads": (3, 2), "start_up": (5, 2), "step_check": (9, 1), "stimulus_grad": (5, None),
+           "split_threads": (3, 2), "start_up": (5, 2), "step_check": (9, 1), "step_profile": (1, None),
+           "stimulus_grad": (5, None),
            "tie_null": (7, None), "tiled": (5, 1), "twin_actors": (3, None),
            "training_throughput": (5, 1), "variance_gate": (5, 1), "verdict_figure": (7, None), "wait_order": (5, None)}
 BENCH = Path(__file__).resolve().parents[1] / "bench"

@@ -49,8 +49,9 @@ GPU_CHUNK_BYTES = 256 << 20
 # The forward keeps x's receptive fields (P, Q, B) for its weight gradient, instead of the backward copying them
 # again, where they take at most this much (on a CPU, and where the weight gradient is wanted: :func:`keeps_fields`).
 # Kept, the backward's GEMMs read them from memory instead of from a cache-sized copy: the layer's forward + weight
-# gradient took 0.82 of the CPU at 5.1 MB of fields, 0.89 at 10.2 MB, 0.94 at 20.5 MB and 1.2-1.4 at 49 MB
-# (bench/kept_fields.py, docs/benchmarks.md#kept_fields).
+# gradient took 0.83 of the CPU at 5.1 MB of fields, 0.85 at 10.2 MB, 0.90 at 20.5 MB and 1.26 at 49 MB (paired
+# medians, bench/kept_fields.py, docs/benchmarks.md#kept_fields): the gain shrinks as the memory held grows, and this
+# budget keeps the main job's stages (5.1 and 1.6 MB at batch 32), not larger fields.
 KEEP_BYTES = 8 << 20
 SCHEDULES = ("threads", "batched")
 _ASKED = threading.local()      # .inputs_only: set by input_gradients_only, on the thread that runs the backward
