@@ -118,7 +118,16 @@ def check_unedited(run: RunDir) -> None:
         # (one edited by hand, not its digest, too: its config would be told as config.toml's edit, to be copied back)
         if not isinstance(record, dict):
             continue                            # (a run from before 2026-12-04 records none)
-        for key, was, now in recorded_differences(record, run.config):
+        differences = recorded_differences(record, run.config)
+        for key, was, now in [d for d in differences if d[0] == "model.name"]:
+            # (not the first key that differs, cluster.lr = 0.02 against 0.0 for an RBM's checkpoint in a CNN's run,
+            # whose "put 0.0 back" would only lead to the next key: the checkpoint trains another network)
+            raise ConfigError(f"{str(meta_path)!r} is a checkpoint of model {was!r}, but "
+                              f"{str(run.path / 'config.toml')!r} trains {now!r}: one of the two is another run's "
+                              f"(a checkpoint copied in, or the model edited in config.toml). Put the run's own "
+                              f"checkpoints/ and config.toml back to resume it, or train {now!r} anew (downpour train "
+                              f"--config {pasted(run.path / 'config.toml')} --out NEW)", key=key)
+        for key, was, now in differences:
             raise ConfigError(f"{str(run.path / 'config.toml')!r} has {key} = {now!r}, but the run's checkpoint "
                               f"({str(meta_path)!r}) was trained with {was!r}: the file was edited since. Put {was!r} "
                               f"back to resume the run, or train a new one from the edited file (downpour train "
