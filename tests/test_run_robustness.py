@@ -278,6 +278,17 @@ def test_a_damaged_local_checkpoint_is_named(tmp_path):
         _local(run, "train.steps=20", resume=True)
 
 
+def test_another_models_model_json_in_a_run_is_named_by_both_models_not_its_first_other_option(tmp_path):
+    """An RBM's model.json (rbm-digits) in a cnn-digits run: it said "model.json builds model.hidden = 100,
+    config.toml says 64: one of them was edited", the first option the two differ in, not that it is another
+    model's file. No training: the check compares model.json's record with config.toml before any weight is read."""
+    run = RunDir.create(tmp_path / "r", load_config("cnn-digits"))
+    rbm = {"model": "rbm-digits", "input_shape": [1, 8, 8], "options": {"hidden": 100, "k": 1, "chains": 32}}
+    with pytest.raises(CheckpointError, match=r"model.json' builds model.name = 'rbm-digits', .*config.toml' says "
+                                              r"'cnn-digits': one of the two is another run's"):
+        run.new_model(rbm)
+
+
 def test_a_damaged_model_is_named(tmp_path):
     run = tmp_path / "r"
     _local(run, "train.steps=10")

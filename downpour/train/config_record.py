@@ -43,8 +43,10 @@ def splits_steps(cfg: RunConfig) -> bool:
 def model_differences(name: str, options: dict[str, Any], cfg: RunConfig) -> list[tuple[str, Any, Any]]:
     """``(model.KEY, model.json's value, cfg's)`` for the model name and every option a model.json (``name``,
     ``options``, as read back) gives another value than the run's resolved config ``cfg``: one of the two files was
-    edited, and the network built from model.json is not the one config.toml describes."""
+    edited, and the network built from model.json is not the one config.toml describes. The name comes first:
+    another model's model.json differs in options too, and the first of them alone (``model.hidden = 100``, an RBM's
+    in a CNN's run) would not say that the file is another model's."""
     recorded = json.loads(json.dumps({"name": name, **options}))
     resolved = config_record(cfg)["model"]
-    return [(f"model.{key}", was, resolved[key]) for key, was in sorted(recorded.items())
+    return [(f"model.{key}", was, resolved[key]) for key, was in sorted(recorded.items(), key=lambda kv: kv[0] != "name")
             if key in resolved and resolved[key] != was]

@@ -141,7 +141,9 @@ class RunModel:
         for key, was, now in model_differences(meta["model"], options, self.config) if config.is_file() else ():
             why = ("lacks it, read as its absence meant in runs from before it existed; a run made in Python by "
                    f"older code wrote only the options it set: write {key.split('.', 1)[1]} = {was!r} into its [model]"
-                   if key in dict(config_fills(config)) else "one of them was edited (a run writes both alike); put it back")
+                   if key in dict(config_fills(config)) else
+                   "one of the two is another run's (copied in, or edited; a run writes both alike): put the run's own back"
+                   if key == "model.name" else "one of them was edited (a run writes both alike); put it back")
             raise CheckpointError(f"{str(self.path / 'model.json')!r} builds {key} = {was!r}, {str(config)!r} says "
                                   f"{now!r}: {why}")
         return create_model(meta["model"], tuple(meta["input_shape"]), **options)
