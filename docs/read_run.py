@@ -198,15 +198,42 @@ def features(run: Path, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return out
 
 
+def refusal(run: Path, images: np.ndarray | None = None) -> str | None:
+    """Why ``run`` (and ``images``, where given) cannot be read as asked, in one line; None where they can. A folder
+    that is not a run would list nothing and exit 0; another model's run, or images of another shape, would end in
+    a KeyError or a tensor-size error deep in :func:`features`."""
+    if not run.is_dir() or not any((run / name).is_file() for name in ("config.toml", "model.json")):
+        what = "does not exist" if not run.exists() else "is not a folder" if not run.is_dir() else (
+            "holds no config.toml: not a downpour run directory (give the --out directory of a `downpour train` run)")
+        return f"{str(run)!r} {what}"
+    if images is None:
+        return None
+    if not (run / "model.json").is_file():      # (a run stopped before it wrote its model: its files still list)
+        return f"{str(run)!r} holds no model.json yet (written when training ends): no model to compute features with"
+    meta = json.loads((run / "model.json").read_text())
+    if "maps" not in meta.get("options", {}):
+        return (f"{str(run / 'model.json')!r} is of model {meta.get('model')!r}, and this script rebuilds the features "
+                "of the cat network only (cat-demo, the main job); the other models' layouts in model.safetensors "
+                "give their formulas (docs/training.md, \"Reading a run without downpour\")")
+    shape = list(meta["input_shape"])
+    if images.ndim != 4 or list(images.shape[1:]) != shape:
+        return (f"the images are {list(images.shape)}, and the run's model.json takes (N, C, H, W) images of "
+                f"input_shape {shape}: (N, {', '.join(map(str, shape))})")
+    return None
+
+
 if __name__ == "__main__":
     run = Path(sys.argv[1])
+    images = np.load(sys.argv[2], allow_pickle=False) if len(sys.argv) > 2 else None
+    if (why := refusal(run, images)) is not None:
+        print(f"read_run.py: error: {why}", file=sys.stderr)
+        sys.exit(2)
     describe(run)
     if (run / "checkpoints" / "server.safetensors").exists():
         held = from_shards(run / "checkpoints" / "server.safetensors")
         print(f"server checkpoint: {len(held)} parameters rebuilt from its shards' words: {sorted(held)}")
     if len(sys.argv) > 2:
-        images = torch.from_numpy(np.load(sys.argv[2], allow_pickle=False))
-        found = features(run, prepare(run, images))
+        found = features(run, prepare(run, torch.from_numpy(images)))
         for name, value in found.items():
             print(f"{name}: shape {list(value.shape)}, mean {float(value.mean()):.6g}, std {float(value.std()):.6g}")
         if len(sys.argv) > 3:

@@ -2,6 +2,7 @@
 parameters and every stage's features of new images from the files alone; model.safetensors and
 preprocess.safetensors say in their metadata what each tensor's axes mean, a server checkpoint's shards which
 parameter each element is (docs/training.md, "Reading a run without downpour")."""
+import json
 import re
 import runpy
 import subprocess
@@ -132,3 +133,28 @@ def test_a_partitioned_cat_network_says_what_its_blocks_and_shared_banks_are(opt
             target = re.search(r"merged model's (\S+)$", said[name]).group(1)
             assert torch.equal(full[target][rows[0]:rows[1], cols[0]:cols[1]], p), name
     assert "stage 1's filters: (tile rows " in merged.tensor_layouts()["stages.0.filter.weight"]
+
+
+@pytest.mark.parametrize("name, images, said", [
+    (None, None, "'{run}' does not exist"),
+    ("config.toml", None, None),                # a run stopped before its model.json: its files still list
+    ("config.toml", (2, 1, 32, 32), "'{run}' holds no model.json yet"),
+    ("notes.txt", None, "'{run}' holds no config.toml: not a downpour run directory"),
+    ("rbm", (2, 1, 8, 8), "'{run}/model.json' is of model 'rbm-digits', and this script rebuilds the features of "
+                          "the cat network only"),
+    ("cat", (2, 1, 8, 8), "the images are [2, 1, 8, 8], and the run's model.json takes (N, C, H, W) images of "
+                          "input_shape [1, 32, 32]: (N, 1, 32, 32)"),
+    ("cat", (2, 1, 32, 32), None)])
+def test_the_reader_refuses_what_it_cannot_read_in_one_line(tmp_path, name, images, said):
+    """A folder that is no run listed nothing and exited 0; an RBM's run with images ended in KeyError: 'maps', images
+    of another shape in a tensor-size error inside the spectral whitening: each is said in one line instead."""
+    run = tmp_path / "run"
+    if name is not None:
+        run.mkdir()
+        model = {"rbm": {"model": "rbm-digits", "input_shape": [1, 8, 8], "options": {"hidden": 100}},
+                 "cat": {"model": "cat-demo", "input_shape": [1, 32, 32], "options": {"maps": [8, 8]}}}.get(name)
+        (run / ("model.json" if model else name)).write_text(json.dumps(model) if model else "")
+    x = None if images is None else np.zeros(images, np.float32)
+    got = READER["refusal"](run, x)                 # (the script prints it after "read_run.py: error: ", exit 2)
+    assert got is None if said is None else got.startswith(said.format(run=run)), got
+
