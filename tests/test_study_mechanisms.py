@@ -10,7 +10,7 @@ from downpour.models.base import FeatureModel
 from downpour.studies import study_class
 from downpour.studies.measure import range_widths
 
-from study_quick import check_every_condition_may_diverge, check_owed, check_written, run_quick
+from study_quick import check_every_condition_may_diverge, check_owed, check_written, drawn_not_saved, run_quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -334,7 +334,8 @@ def test_the_invariance_figures_plot_the_auc_ranges_beside_the_response_ranges(t
     assert drawn["probe_lfw.png"] is None and drawn["flops_fwd.png"] is None
     for r in rows:                                  # a study folder from before the AUC ranges
         r["figures"] = {k: v for k, v in r["figures"].items() if not k.endswith("_auc")}
-    study.figures(rows, {}, tmp_path)
+    with drawn_not_saved():      # (drawn, not written: the files are checked above, what is drawn is read here)
+        study.figures(rows, {}, tmp_path)
     assert drawn["inv_scale_octaves.png"] is None
 
 
@@ -482,7 +483,8 @@ def test_the_invariance_figures_mark_a_mean_over_seeds_at_the_sweeps_end_as_a_lo
     for r in rows:
         r["figures"].update({k: [0.5, 0.4, 0.6] for k in ("probe_digits", "probe_lfw", "inv_rotation", "flops_fwd",
                                                            "inv_shift_auc", "inv_rotation_auc")})
-    study_class("mechanisms")(quick=True).figures(rows, {}, tmp_path)
+    with drawn_not_saved():      # (what each figure is given is read, and one drawn below: not its file)
+        study_class("mechanisms")(quick=True).figures(rows, {}, tmp_path)
     assert drawn["inv_scale_octaves.png"] == [["", "≥ 3/6"], ["", "≥ 1/6"]]
     assert drawn["inv_shift.png"] == [["", ""], ["", ""]]
     # the figure itself: the marked point alone is drawn open, its mark above it, the title says what it means
