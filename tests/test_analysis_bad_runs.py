@@ -214,7 +214,9 @@ def test_a_dead_layer_of_a_run_that_diverged_says_it_diverged(run):
         analyze_run(run, **FAST)
 
 
-def test_too_few_probe_samples_names_the_key(run):
+def test_too_few_probe_samples_names_the_key(run, monkeypatch):
+    """Before the measurements: it came after the face test and the invariance sweeps (part 4 of the analysis)."""
+    monkeypatch.setattr("downpour.analysis.run._measure", lambda *a: pytest.fail("measured"))
     with pytest.raises(DataError, match=r"linear probe on 'lfw': analysis.probe_samples = 3 keeps \d image"):
         analyze_run(run, **{**FAST, "probes": ["lfw"], "probe_samples": 3})
 

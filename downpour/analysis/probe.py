@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 from downpour._names import plural
 from downpour.analysis.intervals import wilson
@@ -56,6 +57,22 @@ def cv_probe(features: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int =
             "dims": int(features.shape[1]), "accuracy": accuracy, "ci": [low, high]}
 
 
+def probe_sample(data: LabelledSet, max_samples: int, seed: int = 0) -> tuple[Tensor, np.ndarray]:
+    """The images (N, C, H, W) and labels (N,) a probe of ``data`` reads: at most ``max_samples`` of them, a seeded
+    random subset (not stratified: the recorded figures were made with it). One that leaves a class fewer than 2
+    images is a DataError naming ``analysis.probe_samples`` (``analyze_run`` asks before it measures anything)."""
+    x, y = data.x, data.y
+    if len(y) > max_samples:
+        keep = np.sort(np.random.default_rng(seed).permutation(len(y))[:max_samples])
+        x, y = x[keep], y[keep]
+        classes = np.unique(data.y)
+        rarest = min(int((y == c).sum()) for c in classes)
+        if rarest < 2:
+            raise DataError(f"linear probe on {data.name!r}: analysis.probe_samples = {max_samples} keeps {plural(rarest, 'image')} "
+                            f"of its rarest class (of {len(classes)}); a probe needs at least 2 of each: raise it")
+    return x, y
+
+
 def probe_table(model: FeatureModel, data: LabelledSet, *, layers: list[str] | None = None, folds: int = 5,
                 seed: int = 0, max_samples: int = 2000, C: float = 1.0) -> dict[str, Any]:
     """Probe every layer in ``layers`` (default: all the model's feature layers) and the input pixels (:data:`INPUT`).
@@ -66,15 +83,7 @@ def probe_table(model: FeatureModel, data: LabelledSet, *, layers: list[str] | N
     one row per feature set with ``mean``/``std`` accuracy and the majority-class rate for reference;
     ``folds`` is the number used (``folds`` capped by the rarest class), ``folds_asked`` the one asked for.
     """
-    x, y = data.x, data.y
-    if len(y) > max_samples:
-        keep = np.sort(np.random.default_rng(seed).permutation(len(y))[:max_samples])
-        x, y = x[keep], y[keep]
-        classes = np.unique(data.y)
-        rarest = min(int((y == c).sum()) for c in classes)
-        if rarest < 2:
-            raise DataError(f"linear probe on {data.name!r}: analysis.probe_samples = {max_samples} keeps {plural(rarest, 'image')} "
-                            f"of its rarest class (of {len(classes)}); a probe needs at least 2 of each: raise it")
+    x, y = probe_sample(data, max_samples, seed)
     layers = list(layers) if layers else model.feature_layers()
     rows = [{"features": INPUT, **cv_probe(x.reshape(len(y), -1).numpy(), y, folds=folds, seed=seed, C=C)}]
     # every probed layer from one pass of the network (the same numbers as a pass per layer, bit for bit): a pass a
