@@ -499,8 +499,8 @@ def test_the_invariance_figures_mark_a_mean_over_seeds_at_the_sweeps_end_as_a_lo
 
 
 def test_the_study_html_captions_a_figure_of_lower_bounds(tmp_path):
-    """The html's figure says what the figure marks: its caption names the conditions and seeds at the sweep's end;
-    a figure with none has no caption."""
+    """The html's figure says what the figure marks: its caption names the conditions and seeds at the sweep's end
+    after the study's seeds; a figure with none says its seeds alone."""
     from downpour.studies.html import write_html
     from downpour.studies.holm import holm
     rows = _planted_bounds_rows()
@@ -509,7 +509,9 @@ def test_the_study_html_captions_a_figure_of_lower_bounds(tmp_path):
               "verdict": "v", "cells": rows, "seconds": 1.0,
               "figures": ["figures/inv_scale_octaves.png", "figures/inv_shift.png"]}
     page = write_html(result, tmp_path / "study.html").read_text()
-    assert ('<figure><img src="figures/inv_scale_octaves.png" alt="inv_scale_octaves"><figcaption><small>Open markers '
+    seeds = "<figcaption><small>Seeds: 6 paired seeds per condition (seeds 0 to 5)."
+    assert ('<figure><img src="figures/inv_scale_octaves.png" alt="inv_scale_octaves">' + seeds + " Open markers "
             "(≥ k/n: k of n seeds at the sweep&#x27;s end) are lower bounds, not measured means: inv_scale_octaves ran "
             "to the sweep&#x27;s end for glimpse in 3 of 6 seeds: at least that;") in page
-    assert page.count("<figcaption>") == 1 and '<img src="figures/inv_shift.png" alt="inv_shift">' in page
+    assert ('<figure><img src="figures/inv_shift.png" alt="inv_shift">' + seeds + "</small></figcaption></figure>"
+            in page) and page.count("Open markers") == 1
