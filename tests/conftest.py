@@ -230,8 +230,9 @@ def pytest_terminal_summary(terminalreporter):
 
 def _stop_shared() -> None:
     if _shared["up"]:
-        import ray
-        ray.shutdown()
+        from downpour.ps.shutdown_on_ray import shut_down
+
+        shut_down()   # (ray.shutdown(), a second sooner: its monitor killed first)
         _shared["up"] = False
 
 
@@ -286,5 +287,7 @@ def local_ray(request):
         _shared["up"] = not own
     yield
     if own or not (ray.is_initialized() and _left_clean(ray)):
-        ray.shutdown()
+        from downpour.ps.shutdown_on_ray import shut_down
+
+        shut_down()
         _shared["up"] = False

@@ -32,6 +32,7 @@ from downpour.ps.restarts_on_ray import Restarts, kill
 from downpour.ps.setup import ClusterSetup
 from downpour.ps.shard import Shard
 from downpour.ps.shm import SHM_DIR
+from downpour.ps.shutdown_on_ray import shut_down
 from downpour.ps.silence import Silence
 from downpour.ps.starting_on_ray import Starting
 from downpour.ps.tasks_on_ray import TaskRun
@@ -210,7 +211,7 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
             log.warning("a shard could not remove its shared memory: /dev/shm/downpour-%s-* may be left on the "
                         "cluster's other nodes", self.run_id)
         if self.started:
-            ray.shutdown()
+            shut_down()
             self.started = False
 
     def _keeping(self) -> Keeping | None:

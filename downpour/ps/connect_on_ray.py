@@ -29,6 +29,7 @@ from downpour.ps.reach import CONNECT_TIMEOUT_S, head_question
 from downpour.ps.reach import reachable as _reachable   # (the tests patch it here)
 from downpour.ps.ray_chatter import quiet_dumps, quiet_start
 from downpour.ps.silence import start_limit
+from downpour.ps.shutdown_on_ray import shut_down
 from downpour.train.signals import deliver
 
 try:   # Ray's private printer of what its processes print (a Ray without it: the raylets' dumps print as Ray prints)
@@ -66,7 +67,7 @@ def connect(address: str) -> bool:
             _init(address)
     except BaseException:
         if ray.is_initialized():
-            ray.shutdown()
+            shut_down()
         raise
     return True
 
@@ -197,7 +198,7 @@ def held(address: str) -> Iterator[None]:
         yield
     finally:
         if started:
-            ray.shutdown()
+            shut_down()
 
 
 def spot(kind: str, i: int, workers: int, partitions: int) -> int:

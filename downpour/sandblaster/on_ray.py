@@ -37,6 +37,7 @@ from downpour.ps.node_answers_on_ray import NodeAnswers
 from downpour.ps.placing_on_ray import worker_threads
 from downpour.ps.restarts_on_ray import first_ready, kill, silent_workers
 from downpour.ps.setup import ClusterSetup, worker_cpus
+from downpour.ps.shutdown_on_ray import shut_down
 from downpour.ps.silence import Silence, start_limit
 from downpour.sandblaster.checks import ray_straggler_warning
 from downpour.sandblaster.history import HistoryShard, Op
@@ -286,7 +287,7 @@ class RayPool:
             kill(a)
         self.shard_actors, self.worker_actors, self._pending = [], [], {}
         if self.started:
-            ray.shutdown()
+            shut_down()
             self.started = False
 
 
