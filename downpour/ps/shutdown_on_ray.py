@@ -3,7 +3,8 @@
 ``ray.shutdown()`` stops a local Ray's processes one after another, each sent SIGTERM and given a second to exit:
 the raylet, then the GCS, then the autoscaler's monitor. The monitor's SIGTERM handler first writes "the autoscaler
 failed" to the GCS, which is gone by then: it never exits by itself, and Ray kills it once its second is out
-(measured on Ray 2.60, a 20-step ``tica-8x8`` run: 1.01 s of its 2.2 s close, at every load; docs/benchmarks.md#close).
+(Ray 2.60: its fixed one-second grace, waited out whole: 1.01 s of a 20-step ``tica-8x8`` run's 2.2 s close at
+load 20-33 on 2 cores; docs/benchmarks.md#ray_close).
 A local Ray's monitor (``max_workers: 0``, a read-only node provider) has nothing to clean up, and its handler's
 write never lands: it is killed first here, SIGKILL as Ray ends it, a second sooner, and ``ray.shutdown()`` stops
 the rest in its own order (the raylet first, which ends the actors' processes).
@@ -18,7 +19,7 @@ from typing import Any
 
 import ray
 
-MONITOR = "monitor"   # ray._private.ray_constants.PROCESS_TYPE_MONITOR: the autoscaler's, on a head this process started
+MONITOR = "monitor"   # ray._private.ray_constants.PROCESS_TYPE_MONITOR: the autoscaler's, on a head this process ran
 
 
 def shut_down() -> None:
