@@ -68,8 +68,8 @@ def probe_sample(data: LabelledSet, max_samples: int, seed: int = 0) -> tuple[Te
         classes = np.unique(data.y)
         rarest = min(int((y == c).sum()) for c in classes)
         if rarest < 2:
-            raise DataError(f"linear probe on {data.name!r}: analysis.probe_samples = {max_samples} keeps {plural(rarest, 'image')} "
-                            f"of its rarest class (of {len(classes)}); a probe needs at least 2 of each: raise it")
+            raise DataError(f"linear probe on {data.name!r}: analysis.probe_samples = {max_samples} keeps "
+                            f"{plural(rarest, 'image')} of its rarest class (of {len(classes)}); a probe needs at least 2 of each: raise it")
     return x, y
 
 

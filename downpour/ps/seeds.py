@@ -40,8 +40,8 @@ def partition_seed(seed: int, wid: int, p: int, start_step: int) -> int:
 
 def worker_rng(run_rng: torch.Tensor, seed: int, wid: int, start_step: int) -> int | torch.Tensor:
     """What Ray worker ``wid``'s process seeds torch's RNG from (:func:`seed_rng`): worker 0 from step 0 draws on from
-    the run's RNG state once its initial model is drawn (``run_rng``: :attr:`~downpour.ps.setup.ClusterSetup.rng`), as the local loop
-    does, so a one-worker run draws the local run's random numbers; every other worker, and every re-seed, from
+    the run's RNG state once its initial model is drawn (``run_rng``: :attr:`~downpour.ps.setup.ClusterSetup.rng`),
+    as the local loop does, so a one-worker run draws the local run's random numbers; every other worker, and every re-seed, from
     :func:`worker_seed`; the simulator's workers too, each its own state (:mod:`downpour.ps.sim_rng`). (A Ray
     worker that did not seed torch would begin at a random seed, and a sync run of rbm-digits would never repeat.)"""
     return run_rng if wid == 0 and start_step == 0 else worker_seed(seed, wid, start_step)

@@ -142,7 +142,8 @@ class RunModel:
             why = ("lacks it, read as its absence meant in runs from before it existed; a run made in Python by "
                    f"older code wrote only the options it set: write {key.split('.', 1)[1]} = {was!r} into its [model]"
                    if key in dict(config_fills(config)) else
-                   "one of the two is another run's (copied in, or edited; a run writes both alike): put the run's own back"
+                   "one of the two is another run's (copied in, or edited; a run writes both alike): "
+                   "put the run's own back"
                    if key == "model.name" else "one of them was edited (a run writes both alike); put it back")
             raise CheckpointError(f"{str(self.path / 'model.json')!r} builds {key} = {was!r}, {str(config)!r} says "
                                   f"{now!r}: {why}")

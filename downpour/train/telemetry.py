@@ -100,8 +100,8 @@ class Telemetry:
     steps (``train.log_every`` of them), which the progress line says it is ("over the last 5 steps"), not the
     whole run's. ``time`` is seconds since this object was made (plus ``time_offset`` when a run resumes;
     ``start_step`` is the step it resumed at, so the ETA counts only this process's steps, and TensorBoard drops
-    events logged past it; the runner truncates metrics.jsonl itself, :meth:`RunDir.truncate_metrics`). Progress is printed about
-    ``progress_lines`` times over the run, so logs stay readable in CI.
+    events logged past it; the runner truncates metrics.jsonl itself, :meth:`RunDir.truncate_metrics`). Progress is
+    printed about ``progress_lines`` times over the run, so logs stay readable in CI.
     """
 
     def __init__(self, run: RunDir, total_steps: int, tensorboard: bool = True, progress_lines: int = 20,
