@@ -63,13 +63,15 @@ def test_a_ray_start_with_no_room_fails_naming_no_setting_sandblaster_refuses(tm
 
     from downpour.sandblaster import on_ray
 
-    workers_start_within(monkeypatch, on_ray, 4.0)
+    # 1 s, not 4: the Hog holds every CPU for good, so no worker starts however long the start waits (its shard's
+    # own wait keeps 600 s: workers_start_within)
+    workers_start_within(monkeypatch, on_ray, 1.0)
     hog = Hog.remote()
     ray.get(hog.ping.remote())                                   # every CPU taken
     # (one shard: its 0-CPU actor starts all the same, and the line is the workers'; a shard fewer to start, 2026-12-06)
     cfg = _cfg("cluster.runner=ray", "cluster.workers=2", "cluster.shards=1", "train.steps=3")
     try:
-        with pytest.raises(RunError, match=r"could not start 2 of 2 worker actors within 4 s: each asks CPU 1; the "
+        with pytest.raises(RunError, match=r"could not start 2 of 2 worker actors within 1 s: each asks CPU 1; the "
                                            r"cluster has CPU 0 of 2 free\. .* ask for less \(cluster\.workers\), "
                                            r"or, for a cluster still adding nodes, start the run once it has them"
                            ) as err:

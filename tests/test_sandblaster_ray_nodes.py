@@ -68,7 +68,10 @@ def test_a_worker_lost_on_the_second_node_leaves_the_run_to_the_other_which_fini
     its units go back to the queue. Backups off, so that the queue is the only way that unit is computed (without the
     requeue the run ends "every worker was lost", exit 2). The command exits 0 with its 3 iterations, the log says the
     worker was lost and its units go to the others, sandblaster.json lists it in `lost_workers` with its reason, its
-    placement on the second node, the lost copy uncounted, and the report's placement note marks it lost there."""
+    placement on the second node, the lost copy uncounted, and the report's training section marks it lost there in
+    its placement note (the section, not a report: the test above writes a whole report, whose analysis costs seconds
+    and reads no placement)."""
+    from downpour.analysis.report_training import training_section
     from downpour.sandblaster.on_ray import RayPool
 
     _, ids = two_nodes
@@ -86,7 +89,7 @@ def test_a_worker_lost_on_the_second_node_leaves_the_run_to_the_other_which_fini
     monkeypatch.setattr(RayPool, "_dispatch", kill_as_its_third_is_handed)
     run = tmp_path / "r"
     with caplog.at_level(logging.WARNING, logger="downpour.sandblaster.on_ray"):
-        assert _train(two_nodes, run, 3, "--set", "sandblaster.backup_after=1", "--report", *FAST_ANALYSIS) == 0
+        assert _train(two_nodes, run, 3, "--set", "sandblaster.backup_after=1", "--no-report") == 0
     assert killed == [ids[1]] and len(handed) == 3      # (no unit handed to it once lost)
     assert "sandblaster worker 1 lost (ActorDiedError); its units go to the others" in caplog.text
     record = json.loads((run / "sandblaster.json").read_text())
@@ -96,7 +99,7 @@ def test_a_worker_lost_on_the_second_node_leaves_the_run_to_the_other_which_fini
     assert record["per_worker"]["1"]["units"] == 2
     assert [r["step"] for r in RunDir.open(run).metrics()] == [1, 2, 3]
     second = f"node {ids[1][:8]} at {record['node_addresses'][1]}"
-    assert f"{second}: shard 1, worker 1 (lost: ActorDiedError); start " in (run / "report.html").read_text()
+    assert f"{second}: shard 1, worker 1 (lost: ActorDiedError); start " in training_section(RunDir.open(run), {})
 
 
 def test_a_shard_lost_on_the_second_node_ends_the_run_naming_it_and_the_resume_goes_on_on_both(
