@@ -46,11 +46,17 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 STEPS, LOST_AT = 200, 20
 # after the crash each cycle granted waits PACE_S until the driver has the loss (2-5 s with FAST_DEATH): the survivors
 # alone would finish 180 tiny steps first on a fast machine, and no worker would be lost; a loss not seen within
-# SEEN_WITHIN_S stops the pacing, and the test fails saying so. The shard's test needs them too, unpaced: at 60 steps
-# its run once finished, exit 0 and nothing lost (1 of 5 runs, load 12-16, 2026-12-07; the crashed node's shard may
-# answer a moment after its node is removed, and 40 tiny steps take 1-2 s)
+# SEEN_WITHIN_S stops the pacing, and the test fails saying so
 PACE_S, SEEN_WITHIN_S = 0.2, 60
-TINY = ["--config", "ufldl-sae", "--runner", "ray", "--steps", str(STEPS), "--no-report",
+# the shard's test: SHARD_STEPS, its crash at step SHARD_LOST_AT, each cycle after it paced SHARD_PACE_S until the run
+# stops. Unpaced, at 60 steps its run once finished, exit 0 and nothing lost (1 of 5 runs, load 12-16, 2026-12-07; the
+# crashed node's shard may answer a moment after its node is removed, and 40 tiny steps take 1-2 s): 200 steps (4-9 s)
+# were its margin, and the resume's 180 steps its price. Paced, the 35 cycles left take 17 s or more, and the resume
+# trains some 40 (the stop comes when Ray has the node dead, paced or not: the pacing costs a cycle's 0.5 s at most).
+# The crash comes between two checkpoints (every 10): one written with a push in flight counts it (step 21), and a
+# crash at step 20, just after it, stopped the run at step 20, before the checkpoint it kept (paced, 1 run of 1)
+SHARD_STEPS, SHARD_PACE_S, SHARD_LOST_AT = 60, 0.5, 25
+TINY = ["--config", "ufldl-sae", "--runner", "ray", "--no-report",
         *[a for o in ["data.samples=256", "train.batch_size=16", "train.log_every=4", "train.tensorboard=false",
                       "train.threads=1"] for a in ("--set", o)]]
 
@@ -87,9 +93,9 @@ def head_alone(cluster):
         ray.shutdown()
 
 
-def _removing(monkeypatch, cluster, node, when, seen):
+def _removing(monkeypatch, cluster, node, when, seen, pace=PACE_S):
     """The driver removes ``node`` (a crash) before it grants the first cycle at which ``when(driver)`` holds, and
-    paces every cycle after it (:data:`PACE_S`) until ``seen(driver)`` (at most :data:`SEEN_WITHIN_S`). Returns a dict
+    paces every cycle after it (``pace`` s) until ``seen(driver)`` (at most :data:`SEEN_WITHIN_S`). Returns a dict
     that holds the step of the removal (``at``) and, past SEEN_WITHIN_S, the step the pacing stopped at (``unseen``)."""
     from downpour.ps.cluster_on_ray import RayCluster
 
@@ -101,7 +107,7 @@ def _removing(monkeypatch, cluster, node, when, seen):
             cluster.remove_node(node, allow_graceful=False)      # its processes killed, the actors on it with them
         if crash and not seen(self):
             if time.monotonic() - crash["t"] < SEEN_WITHIN_S:
-                time.sleep(PACE_S)
+                time.sleep(pace)
             else:
                 crash.setdefault("unseen", self.coord.done)
         real(self, w)
@@ -127,8 +133,8 @@ def test_a_node_holding_only_workers_removed_leaves_the_run_to_the_heads_which_f
                       lambda d: set(lost) <= set(d.coord.lost))
     run = tmp_path / "r"
     with caplog.at_level(logging.WARNING, logger="downpour.ps"):
-        code = main(["train", *TINY, "--address", cluster.address, "--workers", str(workers), "--shards", "1",
-                     "--out", str(run)])
+        code = main(["train", *TINY, "--steps", str(STEPS), "--address", cluster.address, "--workers", str(workers),
+                     "--shards", "1", "--out", str(run)])
     assert "unseen" not in crash, f"the crash at step {crash['at']} was not seen in {SEEN_WITHIN_S} s"
     assert code == 0 and crash["at"] >= LOST_AT
     summary = RunDir.open(run).read_json("cluster.json")
@@ -183,7 +189,7 @@ def test_a_worker_on_a_node_that_joined_during_the_start_gets_its_cycles_as_ray_
 
 def test_a_node_holding_a_shard_removed_stops_the_run_naming_it_and_the_resume_finishes_on_the_head(
         tmp_path, two_nodes, monkeypatch, capsys, caplog):
-    """Two workers and two shards, a worker and a shard on each node; the added node is removed at step 20 or later,
+    """Two workers and two shards, a worker and a shard on each node; the added node is removed at step 25 or later,
     once a server checkpoint is written (every 10 pushes). With shard restarts off the command exits 2 with the one line
     docs/parameter-server.md gives ("shard J lost at step N on node ... (...), and shard restarts are off
     (cluster.shard_restarts = 0): the run stopped; --resume RUN goes on from its last server checkpoint, at step
@@ -197,12 +203,13 @@ def test_a_node_holding_a_shard_removed_stops_the_run_naming_it_and_the_resume_f
     cluster, ids, added = two_nodes
     place, run = ids.index(added.node_id), tmp_path / "r"
     crash = _removing(monkeypatch, cluster, added,
-                      lambda d: d.coord.done >= LOST_AT and (run / "checkpoints" / "server.json").is_file(),
-                      lambda d: True)     # (no pacing: the survivor cannot train on without the lost shard)
-    code = main(["train", *TINY, "--address", cluster.address, "--workers", "2", "--shards", "2", "--out", str(run),
-                 "--set", "cluster.checkpoint_every=10", "--set", "cluster.shard_restarts=0"])
+                      lambda d: d.coord.done >= SHARD_LOST_AT and (run / "checkpoints" / "server.json").is_file(),
+                      lambda d: False, SHARD_PACE_S)     # (paced until the run stops: SHARD_STEPS)
+    code = main(["train", *TINY, "--steps", str(SHARD_STEPS), "--address", cluster.address, "--workers", "2",
+                 "--shards", "2", "--out", str(run), "--set", "cluster.checkpoint_every=10",
+                 "--set", "cluster.shard_restarts=0"])
     error = capsys.readouterr().err
-    assert code == 2 and crash["at"] >= LOST_AT
+    assert code == 2 and crash["at"] >= SHARD_LOST_AT
     kept = load_server(run / "checkpoints" / "server", meta_keys=("step",))[1]["step"]
     summary = RunDir.open(run).read_json("cluster.json")
     (event,) = summary["shard_events"]
@@ -213,7 +220,7 @@ def test_a_node_holding_a_shard_removed_stops_the_run_naming_it_and_the_resume_f
                      rf"{re.escape(shlex.quote(str(run)))} goes on from its last server checkpoint, at step {kept} "
                      r"\(its cluster\.json and staleness\.json say what happened\)\n", error)
     assert said, error
-    assert summary["stopped"] == {"step": int(said[2]), "steps": STEPS, "by": f"ShardLost: {said[1]}"}
+    assert summary["stopped"] == {"step": int(said[2]), "steps": SHARD_STEPS, "by": f"ShardLost: {said[1]}"}
     assert summary["checkpoint"] == kept and crash["at"] - 10 <= kept <= int(said[2])     # (a checkpoint every 10)
     assert RunDir.open(run).read_json("staleness.json")["events"][-1] == event
     assert f"could not checkpoint the server at step {said[2]} (" in caplog.text
@@ -224,7 +231,7 @@ def test_a_node_holding_a_shard_removed_stops_the_run_naming_it_and_the_resume_f
     monkeypatch.undo()
     assert main(["train", "--resume", str(run), "--no-report"]) == 0
     summary = RunDir.open(run).read_json("cluster.json")
-    assert summary["steps"] == STEPS and summary["resumed_from"] == kept and "stopped" not in summary
+    assert summary["steps"] == SHARD_STEPS and summary["resumed_from"] == kept and "stopped" not in summary
     assert summary["nodes"] == 1 and summary["node_ids"] == [ids[1 - place]]
-    assert summary["applied"] == summary["accepted"] == [STEPS, STEPS]
-    assert [r["step"] for r in RunDir.open(run).metrics()][-1] == STEPS
+    assert summary["applied"] == summary["accepted"] == [SHARD_STEPS, SHARD_STEPS]
+    assert [r["step"] for r in RunDir.open(run).metrics()][-1] == SHARD_STEPS
