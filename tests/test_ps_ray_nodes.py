@@ -38,16 +38,17 @@ from downpour.train.rundir import RunDir
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 
-STEPS, LOST_AT, RESTART_S = 200, 20, 40     # RESTART_S: a replacement never up is given up, not waited on for good
-# the survivor's pace (a cycle granted) between the crash and the driver seeing it: 180 cycles left at 0.2 s outlast
+STEPS, LOST_AT, RESTART_S = 120, 20, 40     # RESTART_S: a replacement never up is given up, not waited on for good
+# the survivor's pace (a cycle granted) between the crash and the driver seeing it: 100 cycles left at 0.2 s outlast
 # Ray's time to have the node dead (its actors with it): ~14 s on a loaded machine with Ray's own health checks, 3-5 s
 # with this module's (FAST_DEATH); at 0.05 s, 9 s do not (the survivor can finish, and the replacement have no step
 # left to train)
 PACE_S = 0.2
 # in the run's second half the survivor slows to LATE_PACE_S a cycle: the loss was once seen 110 s after the crash (a
 # fresh-clone CI, 2026-12-06: at step 196 of 200, the replacement left no step to train; the driver's wait: see the
-# module's docstring); 100 cycles at 2 s give it over 3 minutes more, and cost nothing
-# where the crash shows in the first half
+# module's docstring); the 60 cycles of a run of 120 steps at 2 s give it 2 minutes more, and cost nothing
+# where the crash shows in the first half (8 s after it at PACE_S: 1.4-5.6 s with FAST_DEATH, below). 120 steps,
+# not 200 (the worker's test until 2026-12-07): the 80 more ran at full speed once the loss was seen, proving nothing
 LATE_PACE_S = 2.0
 # the crash not seen this long after it: the pacing stops (the run ends in seconds) and the test fails saying so (else
 # the survivor crawls on, two sleeps a push, its own dispatch and the lost worker's, blocked: past pytest's 600 s
@@ -62,7 +63,7 @@ SEEN_WITHIN_S = 120
 # against 2.6-3.3 s, 2.9 s and 8.9 s at 1 s (load 10-15 on 2 cores, 2026-12-06). A live node is taken for dead only
 # after 3 checks in a row unanswered for 10 s each, at either period: the period does not shorten that
 FAST_DEATH = {"health_check_period_ms": 500, "health_check_failure_threshold": 3}
-PART_STEPS = 120    # the partitioned run's: 100 cycles left at PACE_S outlast Ray's ~14 s too (each step ~25 ms after)
+PART_STEPS = 120    # the partitioned run's: as STEPS (each step ~25 ms after the replacement is up)
 
 
 @pytest.fixture(scope="module")
