@@ -68,14 +68,15 @@ def check_run_config(cfg: RunConfig, resume: bool = False, chosen: dict[str, Any
     return cfg
 
 
-def check_data_read(cfg: RunConfig, resume: bool = False) -> str:
+def check_data_read(cfg: RunConfig, resume: bool = False, began: int | None = None) -> str:
     """For ``downpour train --dry-run`` of resolved ``cfg``: read a file source's data as the run reads them before
     its first step (in memory every file; streamed the fitting sample, data.fit_sample items), refusing with the run's
     own error (no file gives an image; more workers than samples; a streamed share of only files that give none),
     each skipped file logged as the run logs it; -> what it read and would skip, for the dry run to say. Until
     2026-12-06 a dry run read no image: a folder of only corrupt files passed it ("config checked"), and the run
-    then refused, its folder made. ("" for a built-in source: nothing on disk to go wrong.)"""
-    opened = read_checked(cfg, resume)
+    then refused, its folder made. ("" for a built-in source: nothing on disk to go wrong.) ``began``: a resume's item
+    count at the run's last start (:func:`~downpour.data.resumed.listed`), which its refusal says where it shrank."""
+    opened = read_checked(cfg, resume, began=began)
     if opened is None:
         return ""
     d, data = cfg.data, opened.data
@@ -96,7 +97,8 @@ def check_data_read(cfg: RunConfig, resume: bool = False) -> str:
     return f"data.path {d.path!r} read as the run reads it ({what}): {skipped}{later}"
 
 
-def read_checked(cfg: RunConfig, resume: bool = False, chosen: dict[str, Any] | None = None) -> Opened | None:
+def read_checked(cfg: RunConfig, resume: bool = False, chosen: dict[str, Any] | None = None,
+                 began: int | None = None) -> Opened | None:
     """A file source's data read as the run reads them before its first step, or the run's own refusal of them (no
     file gives an image; more workers than samples; a streamed share of only files that give none), each skipped file
     logged as the run logs it: ``downpour train`` reads a new run's here, before its folder is made, and hands them to
@@ -116,7 +118,7 @@ def read_checked(cfg: RunConfig, resume: bool = False, chosen: dict[str, Any] | 
     if chosen:
         opened.data.info["chosen"] = chosen
     if is_cluster_runner(cfg.cluster.runner):
-        check_cluster_data(cfg, opened.data, resume)    # (a resume's: it keeps its workers and data.size)
+        check_cluster_data(cfg, opened.data, resume, began)    # (a resume's: it keeps its workers and data.size)
     return opened
 
 

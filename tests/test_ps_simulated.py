@@ -598,8 +598,10 @@ def test_a_streamed_workers_share_of_only_unreadable_files_is_refused_before_the
     bad = str(tmp_path / "bad.png")
     assert re.fullmatch(rf"cluster.workers = 4, but worker \d's share of data.path {re.escape(repr(str(tmp_path)))} "
                         rf"\(1 file\) holds only files that cannot be read \(first: {re.escape(bad)}: "
-                        r"UnidentifiedImageError: .*\), and each worker streams a share of its own; do one of "
-                        r"these: remove the 1 unreadable file from data.path \(the log names it\); or use at most (\d) "
+                        r"UnidentifiedImageError: .*\), and each worker streams a share of its own; data.path lists 4 "
+                        r"files, 3 of them readable, where the workers need 4 \(one each\); do one of these: remove "
+                        r"the 1 unreadable file from data.path \(the log names it\) and add readable files until at "
+                        r"least 4 are there; or use at most (\d) "
                         r"workers? \(--workers \1; a resumed run keeps its workers: restore the files it began with\)",
                         str(err.value))
     most = int(re.search(r"--workers (\d)", str(err.value)).group(1))
@@ -639,7 +641,9 @@ def test_a_streamed_workers_share_of_images_too_small_or_links_to_nothing_is_ref
     }[kind]
     assert re.fullmatch(rf"cluster.workers = 4, but worker \d's share of data.path {re.escape(repr(str(tmp_path)))} "
                         rf"\(1 file\) holds only {re.escape(holds)} \(first: {re.escape(f'{odd}: {why}')}\), and each "
-                        rf"worker streams a share of its own; do one of these: {re.escape(todo)} \(the log names it\); "
+                        rf"worker streams a share of its own; data.path lists 4 files, 3 of them readable, where the workers "
+                        rf"need 4 \(one each\); do one of these: {re.escape(todo)} \(the log names it\) and add "
+                        r"readable files until at least 4 are there; "
                         r"or use at most (\d) workers? \(--workers \1; a resumed run keeps its workers: restore the files "
                         r"it began with\)", str(err.value)), str(err.value)
 

@@ -36,7 +36,9 @@ def test_a_resume_refused_for_a_share_of_images_too_small_offers_only_what_a_res
         assert main(["train", "--resume", str(out), "--steps", "4", *dry]) == 2
         err = capsys.readouterr().err
         todo = err.split("do one of these: ")[-1] if "do one of these" in err else err.split("of its own; ")[-1]
-        assert todo.startswith("remove the 3 images smaller than the patch from data.path (the log names them) (a "
+        # (removing the 3 alone leaves 1 file for 2 workers: readable ones are to be added, or the old put back)
+        assert todo.startswith("restore the files it began with; or remove the 3 images smaller than the patch from "
+                               "data.path (the log names them) and add readable files until at least 2 are there (a "
                                "resumed run keeps its workers and data.size; a new run can also lower data.size or use "
                                "data.mode = 'crops'"), err
         assert not re.search(r"--workers \d+;", err), err
@@ -51,8 +53,10 @@ def test_a_resume_refused_for_unreadable_files_offers_fewer_workers_to_a_new_run
     capsys.readouterr()
     assert main(["train", "--resume", str(out), "--steps", "4"]) == 2
     err = capsys.readouterr().err.splitlines()[-1]
-    end = {"stream": "of its own; remove the 3 unreadable files from data.path (the log "
-                     "names them) (a resumed run keeps its workers; a new run can also use at most 1 worker (--workers 1))",
+    end = {"stream": "of its own; data.path lists 4 files, 1 of them readable, where the workers need 2 (one "
+                     "each); do one of these: restore the files it began with; or remove the 3 unreadable files from "
+                     "data.path (the log names them) and add readable files until at least 2 are there (a resumed run "
+                     "keeps its workers; a new run can also use at most 1 worker (--workers 1))",
            "memory": "a resumed run keeps its workers: restore the files it began with (a new run can use at most 1: "
                      "--workers 1)"}[pipeline]
     assert err.endswith(end), err
@@ -102,3 +106,27 @@ def test_a_resume_of_a_run_stopped_before_its_first_checkpoint_refused_for_its_d
     assert main(["train", "--resume", str(out)]) == 0
     assert "training it again from step 0" in capsys.readouterr().err
     assert (out / "model.safetensors").is_file()
+
+
+def test_a_resume_whose_folder_shrank_to_fewer_readable_files_than_workers_says_the_counts_and_what_would_do(
+        tmp_path, capsys):
+    """17 files at the start, 14 since deleted, of the 3 left one too small for the patch and one corrupt: removing
+    those two alone (all it was told) leaves 1 file for 2 workers, and it was not told that its list shrank."""
+    images, out = tmp_path / "images", tmp_path / "run"
+    images.mkdir()
+    for i in range(17):
+        Image.new("L", (40, 40), 10 * i).save(images / f"{i:02d}.png")
+    args = [*SETS, "--set", "data.loader_workers=0", "--set", "data.source=folder", "--set", f"data.path={images}"]
+    assert main(["train", *args, "--steps", "1", "--out", str(out)]) == 0
+    for i in range(3, 17):
+        (images / f"{i:02d}.png").unlink()
+    Image.new("L", (4, 4), 90).save(images / "01.png")
+    (images / "02.png").write_bytes(b"not a png")
+    capsys.readouterr()
+    for dry in ([], ["--dry-run"]):
+        assert main(["train", "--resume", str(out), "--steps", "4", *dry]) == 2
+        err = capsys.readouterr().err.splitlines()[-1]
+        assert ("data.path lists 3 files, down from 17 at the run's last start (its data.json), 1 of them readable, "
+                "where the workers need 2 (one each); do one of these: restore the files it began with; or remove the "
+                "1 image smaller than the patch and 1 unreadable file from data.path (the log names them) and add "
+                "readable files until at least 2 are there (a resumed run keeps its workers and data.size") in err, err

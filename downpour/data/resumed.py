@@ -80,6 +80,13 @@ def cut_patches(data: Dataset | StreamingData) -> int | None:
     return data.cut.patches if isinstance(data, StreamingData) and data.cut.mode == "patches" else None
 
 
+def listed(run: Path) -> int | None:
+    """The items (files, rows) a run's data.json counts, ``n_items``: its list at its last start, against which a
+    resume's refusal says that its list shrank (None where it has none or it cannot be read)."""
+    count = recorded(run / DATA_JSON, "n_items")
+    return count if is_count(count, 0) else None
+
+
 def recorded_patches(path: Path) -> int | None:
     """``patches_per_image`` of a run's data.json (None where it has none or cannot be read)."""
     count = recorded(path, "patches_per_image")

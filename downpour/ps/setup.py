@@ -51,13 +51,15 @@ class ClusterSetup:
     rng: torch.Tensor              # torch's RNG state once the initial model is drawn: the local loop's at its step 0
 
 
-def set_up_cluster(cfg: RunConfig, resume: bool = False, opened: Opened | None = None) -> ClusterSetup:
+def set_up_cluster(cfg: RunConfig, resume: bool = False, opened: Opened | None = None,
+                   began: int | None = None) -> ClusterSetup:
     """Seeded data and initial model, the shard layout and the cluster's policies, for resolved ``cfg`` (``resume``: a
-    resumed run's, whose refusal of its data offers what a resume can do; ``opened``: its data read already, taken)."""
+    resumed run's, whose refusal of its data offers what a resume can do; ``opened``: its data read already, taken;
+    ``began``: a resume's item count at the run's last start, its data.json's, :func:`~downpour.data.resumed.listed`)."""
     c = cfg.cluster
     set_up_torch(cfg)   # the seed, and train.threads for the simulator (Ray workers set their own)
     data = open_data_once(cfg.data, cfg.seed, c.algorithm == "downpour", opened)   # Sandblaster indexes one tensor
-    check_cluster_data(cfg, data, resume)
+    check_cluster_data(cfg, data, resume, began)
     model = build_replica(cfg, data.input_shape)[0]
     rng = torch.get_rng_state()     # what worker 0 draws on from, on Ray and on the simulator (worker_rng)
     layout = ParamLayout(model)
@@ -74,15 +76,16 @@ def set_up_cluster(cfg: RunConfig, resume: bool = False, opened: Opened | None =
                         make_delays(c.spec("delay"), c.workers), shards_of, stage_ranges(model, layout), rng)
 
 
-def check_cluster_data(cfg: RunConfig, data: Dataset, resume: bool = False) -> None:
+def check_cluster_data(cfg: RunConfig, data: Dataset, resume: bool = False, began: int | None = None) -> None:
     """ConfigError where the workers cannot each train on a share of ``data`` of their own: fewer samples (or a
     stream's items) than workers, or a streamed share of only files that give no sample. Said by the run before
     it starts, and by its --dry-run (:func:`~downpour.preflight.check_data_read`); ``resume``: a resumed run's, which
-    keeps its workers and data.size, so that what only a new run can do is said as that."""
+    keeps its workers and data.size, so that what only a new run can do is said as that; ``began``: its item count at
+    the run's last start (data.json's), said where the list shrank."""
     if len(data) < cfg.cluster.workers:
         say_unlogged(data.info.get("skipped", []))
         raise ConfigError(too_few_for_workers(cfg, data, resume), key="cluster.workers")
-    if (barren := unreadable_share(cfg, data, resume)) is not None:
+    if (barren := unreadable_share(cfg, data, resume, began)) is not None:
         say_unlogged(data.info["fit_sample"]["skipped"])
         raise ConfigError(barren, key="cluster.workers")
 
@@ -103,12 +106,16 @@ def too_few_for_workers(cfg: RunConfig, data: Dataset, resume: bool = False) -> 
                else f"use at most {n} (--workers {n})"))
 
 
-def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False) -> str | None:
+def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False, began: int | None = None) -> str | None:
     """Why a stream's worker would stop at its first pass, said before the run starts: the driver's fitting sample read
     every file (data.fit_sample >= their count), and one worker's share holds only files it could not read. Else the
     run fails at step 0 ("none of the 1 items of worker 0's shard (12 workers) can be read"), leaving a checkpoint
     its resume fails on alike, with no word of what to do (12 files, one corrupt, 12 workers). A ``resume`` keeps
-    its workers and data.size: what changes them is said as a new run's, not offered first as to a new run."""
+    its workers and data.size: what changes them is said as a new run's, not offered first as to a new run. Removing
+    the files that give nothing is offered alone only where as many files as workers stay: a resume whose folder lost
+    14 of its 17 files, one of the three left too small for the patch and one corrupt, was told to remove both, which
+    leaves one file for two workers (refused again), and not that its list shrank: the counts are said (the list,
+    ``began``: the run's at its last start, the readable files, the workers') and what would do."""
     fit, n = data.info.get("fit_sample") or {}, cfg.cluster.workers
     if data.info.get("pipeline") != "stream" or cfg.data.source == "array" or fit.get("items") != len(data):
         return None
@@ -137,16 +144,25 @@ def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False) -> str | N
     smaller = ["lower data.size or use data.mode = 'crops'"] if small else []
     keeps = "" if resume else f"; {KEEPS_WORKERS}"     # (said after the fewer workers, below, to a resume)
     fewer = [f"use at most {plural(most, 'worker')} (--workers {most}{keeps})"] if most else []
-    ways = (["put back what the links point to"] if links else []) + [
-        f"remove {remove} from data.path (the log names {'it' if len(reasons) == 1 else 'them'})"]
+    readable = len(data) - len(reasons)
+    drop = f"remove {remove} from data.path (the log names {'it' if len(reasons) == 1 else 'them'})"
+    if readable < n:      # removing them alone leaves fewer files than workers: the resume (or run) is refused again
+        drop += f" and add readable files until at least {n} are there"
+    ways = (["put back what the links point to"] if links else []) + (
+        ["restore the files it began with"] if resume and readable < n else []) + [drop]
     ways = ways if resume else smaller + ways + fewer
     todo = "do one of these: " + "; ".join(ways[:-1]) + f"; or {ways[-1]}" if len(ways) > 1 else ways[0]
     if resume and (smaller or fewer):
         todo += (f" (a resumed run keeps its workers{' and data.size' if small else ''}; a new run can also "
                  f"{', or '.join(smaller + fewer)})")
+    counts = ""
+    if readable < n:      # what the folder holds against what the workers need, and, where it shrank, what it held
+        was = f", down from {began} at the run's last start (its data.json)" if began and began > len(data) else ""
+        counts = (f"; data.path lists {plural(len(data), 'file')}{was}, {readable} of them readable, where the "
+                  f"workers need {n} (one each)")
     return (f"cluster.workers = {n}, but worker {w}'s share of data.path {cfg.data.path!r} ({plural(b - a, 'file')}) "
             f"holds only {holds} (first: {data.items[a]}: {reasons[data.items[a]]}), and each worker streams a share "
-            f"of its own; {todo}")
+            f"of its own{counts}; {todo}")
 
 
 def check_param_stages(cfg: RunConfig, model: FeatureModel) -> None:
