@@ -13,6 +13,7 @@ from typing import Any
 
 from downpour._names import node_named, plural
 from downpour.analysis.report_parts import esc, run_json, summary_name
+from downpour.settings import is_count
 from downpour.train.rundir import RunDir
 
 _KINDS = {"shards": "shard", "workers": "worker", "partitions": "partition"}   # placement's keys, as said
@@ -32,8 +33,11 @@ def placement_note(run: RunDir) -> str:
         return ""
     said = [plural(len(held), "node")] + [f"{node}: {', '.join(actors)}" for node, actors in held.items()]
     if isinstance(summary.get("start_seconds"), (int, float)) and isinstance(summary.get("seconds"), (int, float)):
+        # a resume's seconds are every go's (the checkpoint's and its own), not its go's: a resume of 29 s said 411
+        goes = (f", every go's together (the last a resume at step {summary['resumed_from']}; the time between them "
+                "left out)" if is_count(summary.get("resumed_from"), 1) else "")
         said.append(f"start {summary['start_seconds']:.1f} s (joining Ray, every actor up), training "
-                    f"{summary['seconds']:.1f} s{_throughput(run, summary)}")
+                    f"{summary['seconds']:.1f} s{goes}{_throughput(run, summary)}")
     now = f"Placement ({name}): {'; '.join(said)}." if held else ""
     before = f"Shards before each restart or stop (cluster.json shard_events): {'; '.join(earlier)}." if earlier else ""
     return f'<p class="note">{esc(" ".join(x for x in (now, before) if x))}</p>'
