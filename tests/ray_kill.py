@@ -5,30 +5,36 @@ import time
 import ray
 
 
-def kill_when(run, step, suffix, earlier, timeout=120.0, checkpointed=False):
+def kill_when(run, step, suffix, earlier, timeout=120.0, checkpointed=False, dead=False):
     """Once ``run`` has logged ``step`` (and, with ``checkpointed``, written a server checkpoint),
     kill this run's actor whose name ends with ``suffix`` (not one of ``earlier``, the names of actors
     earlier runs left); its name, or None if that moment did not come within ``timeout`` seconds
     (on a loaded machine the actors alone can take 30 s to start) or the run had ended by then (on a
-    fast one a short run can finish between two looks)."""
+    fast one a short run can finish between two looks). With ``dead`` it returns once the actor is gone (a call to
+    it fails: :func:`kill_and_wait`), not as soon as ``ray.kill`` has returned."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         rows = run.metrics()
         if rows and rows[-1]["step"] >= step and (not checkpointed or (run.checkpoints / "server.json").is_file()):
             victim = next((a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                            if a["name"].endswith(suffix) and a["name"] not in earlier), None)
-            if victim is not None:
+            if victim is not None and dead:
+                kill_and_wait(ray.get_actor(victim))
+            elif victim is not None:
                 ray.kill(ray.get_actor(victim))
             return victim
         time.sleep(0.05)
     return None
 
 
-def run_killing(cfg, run, step, suffix, timeout, monkeypatch=None):
+def run_killing(cfg, run, step, suffix, timeout, monkeypatch=None, dead=False):
     """Run ``cfg`` into ``run`` in a thread, kill its actor named ``...suffix`` once ``step`` is logged
     (:func:`kill_when`), and return the run's summary once it ended within ``timeout`` seconds. With ``monkeypatch``
     the driver holds still once it logged ``step`` until the kill (:func:`held_until`): the kill lands mid-run however
-    fast the machine, so a run need not be long to outlast the moments the kill takes."""
+    fast the machine, so a run need not be long to outlast the moments the kill takes. With ``dead`` too it holds
+    until the actor is gone (a call to it fails): Ray knows it dead before the driver goes on, so the driver's next
+    turns see the loss (not Ray's time to end its tasks after ``ray.kill``, over 80 steps of one worker under load),
+    and few steps need follow the kill."""
     from downpour.ps.cluster import run_cluster
 
     out, killed = {}, threading.Event()
@@ -38,7 +44,7 @@ def run_killing(cfg, run, step, suffix, timeout, monkeypatch=None):
     thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)), daemon=True)
     thread.start()
     try:
-        victim = kill_when(run, step, suffix, earlier)
+        victim = kill_when(run, step, suffix, earlier, dead=dead)
     finally:
         killed.set()
     thread.join(timeout=timeout)

@@ -14,10 +14,12 @@ from downpour.train.rundir import RunDir
 ray = pytest.importorskip("ray")
 
 
-def _killing_worker1(cfg, path, timeout):
-    """Run ``cfg`` into ``path`` in a thread, kill its worker 1 once step 40 is logged (training under way),
-    and return the run's summary once it ended (within ``timeout`` seconds)."""
-    return run_killing(cfg, RunDir.create(path, cfg), 40, "-worker1", timeout)
+def _killing_worker1(cfg, path, timeout, monkeypatch):
+    """Run ``cfg`` into ``path`` in a thread, kill its worker 1 once step 40 is logged (training under way), the
+    driver held still from there until the actor is gone (:func:`ray_kill.run_killing`'s ``dead``: the steps after the
+    kill see its loss however slow Ray is to end it), and return the run's summary once it ended (within ``timeout``
+    seconds)."""
+    return run_killing(cfg, RunDir.create(path, cfg), 40, "-worker1", timeout, monkeypatch, dead=True)
 
 
 def _survivors_wait_for_restarts(monkeypatch):
@@ -78,10 +80,11 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
     # with one outcome per scenario, is tests/test_ps_restarts_*.py's.
     pins = _pinning_every_actor(monkeypatch)
     # (two workers: one survivor shows the run goes on; two shards: each must apply the same pushes, once)
-    cfg = run_cfg("train.steps=400", "cluster.restarts=0")
-    out = _killing_worker1(cfg, tmp_path / "k", 120)
+    # (160 steps, not 400: the driver holds at step 40 until worker 1 is gone, and 120 steps of the survivor follow)
+    cfg = run_cfg("train.steps=160", "cluster.restarts=0")
+    out = _killing_worker1(cfg, tmp_path / "k", 120, monkeypatch)
     assert pins == [ray.get_runtime_context().get_node_id()] * 2
-    assert out["steps"] == 400 and out["lost_workers"] == [1]
+    assert out["steps"] == 160 and out["lost_workers"] == [1]
     assert out["applied"] == out["accepted"]
     events = RunDir.open(tmp_path / "k").read_json("staleness.json")["events"]
     assert [e["event"] for e in events] == ["worker-lost", "not-restarted"] and all(e["worker"] == 1 for e in events)
@@ -108,11 +111,13 @@ def test_a_replacement_that_dies_coming_up_is_restarted_again(tmp_path, local_ra
     monkeypatch.setattr(RayCluster, "_spawn", spawn)
     _survivors_wait_for_restarts(monkeypatch)
     pins = _pinning_every_actor(monkeypatch)
-    cfg = run_cfg("train.steps=600", "cluster.restarts=2")     # (600: the survivor waits for each restart)
-    out = _killing_worker1(cfg, tmp_path / "r", 180)
+    # (240 steps, not 600: the survivor waits for each restart, and the loss is seen at step 40, held there: the
+    # second replacement has 200 steps to share with it, over 2 pushes however they fall)
+    cfg = run_cfg("train.steps=240", "cluster.restarts=2")
+    out = _killing_worker1(cfg, tmp_path / "r", 180, monkeypatch)
     # each replacement pinned where worker 1 was, its node alive: not left to Ray, pin dropped
     assert pins == [ray.get_runtime_context().get_node_id()] * 4
-    assert out["steps"] == 600 and out["lost_workers"] == [] and out["applied"] == out["accepted"]
+    assert out["steps"] == 240 and out["lost_workers"] == [] and out["applied"] == out["accepted"]
     events = RunDir.open(tmp_path / "r").read_json("staleness.json")["events"]
     assert [e["event"] for e in events] == ["worker-lost", "restart-failed", "worker-restarted"]
     assert all(e["worker"] == 1 for e in events) and events[1]["reason"] == "ActorDiedError"
@@ -142,9 +147,9 @@ def test_a_replacement_under_another_environment_is_added_to_environment_json(tm
 
     monkeypatch.setattr(starting_on_ray, "WorkerActor", Spy)
     _survivors_wait_for_restarts(monkeypatch)
-    cfg = run_cfg("train.steps=600", "cluster.shards=1", "cluster.restarts=1")
-    out = _killing_worker1(cfg, tmp_path / "e", 180)
-    assert out["steps"] == 600 and out["lost_workers"] == []
+    cfg = run_cfg("train.steps=240", "cluster.shards=1", "cluster.restarts=1")    # (240: as in the test above)
+    out = _killing_worker1(cfg, tmp_path / "e", 180, monkeypatch)
+    assert out["steps"] == 240 and out["lost_workers"] == []
     events = RunDir.open(tmp_path / "e").read_json("staleness.json")["events"]
     assert [e["event"] for e in events] == ["worker-lost", "worker-restarted"]
     record = json.loads((tmp_path / "e" / "environment.json").read_text())
@@ -178,10 +183,11 @@ def test_a_restart_ray_cannot_place_does_not_hold_up_the_others(tmp_path, local_
 
     monkeypatch.setattr(RayCluster, "_start", start)
     caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
-    # one survivor, one shard: enough
-    cfg = run_cfg("train.steps=400", "cluster.shards=1", "cluster.restarts=1", *extra)
-    out = _killing_worker1(cfg, tmp_path / "n", 120)
-    assert out["steps"] == 400 and out["lost_workers"] == [1]
+    # one survivor, one shard: enough (160 steps, not 400: the loss is seen at step 40, held there, and the restart
+    # asked then; the survivor's 120 steps end the run with it unplaced)
+    cfg = run_cfg("train.steps=160", "cluster.shards=1", "cluster.restarts=1", *extra)
+    out = _killing_worker1(cfg, tmp_path / "n", 120, monkeypatch)
+    assert out["steps"] == 160 and out["lost_workers"] == [1]
     assert "worker 1 could not be restarted (no steps left for it)" in caplog.text
     assert piped == [not extra]                  # each driving loop was tested
     events = RunDir.open(tmp_path / "n").read_json("staleness.json")["events"]
@@ -189,35 +195,38 @@ def test_a_restart_ray_cannot_place_does_not_hold_up_the_others(tmp_path, local_
     assert events[1]["worker"] == 1 and events[1]["reason"] == "no steps left for it"
 
 
-def test_a_worker_that_dies_waiting_for_the_warm_start_is_lost_when_it_dies(tmp_path, local_ray):
+def test_a_worker_that_dies_waiting_for_the_warm_start_is_lost_when_it_dies(tmp_path, local_ray, monkeypatch):
     """On the piped path a worker whose actor died while it waited for the warm start to end is lost when its serve
     task ends, before the warm start is over (not when it joins, step 100). Else its serve task's end is dropped (not
     live: "already handled"), and when it joins its first cycle is granted to the dead actor and awaited forever (the
     run hangs, worker 0 done with its steps)."""
-    # (a warm start of 500 steps, not 100: worker 0 alone runs ~250 steps/s, and on a loaded machine Ray took longer
-    # than 80 steps to end the killed actor's serve task, so the death was seen after the join: a flaky 'joined' event)
-    cfg = run_cfg("train.steps=600", "cluster.shards=1", "cluster.warm_start=500")
+    # (the driver held at step 20 until the killed actor is gone: unheld, worker 0 alone runs ~250 steps/s, and on a
+    # loaded machine Ray took longer than 80 steps to end the killed actor's serve task, so the death was seen after
+    # the join, a flaky 'joined' event, and the warm start had to be 500 steps; held, Ray knows it dead before
+    # worker 0 goes on, and 180 steps are left to see it in before the join)
+    cfg = run_cfg("train.steps=300", "cluster.shards=1", "cluster.warm_start=200")
     run = RunDir.create(tmp_path / "w", cfg)
-    out = run_killing(cfg, run, 20, "-worker1", 120)      # worker 0 alone until step 500
-    assert out["steps"] == 600 and out["lost_workers"] == [1]
+    out = run_killing(cfg, run, 20, "-worker1", 120, monkeypatch, dead=True)      # worker 0 alone until step 200
+    assert out["steps"] == 300 and out["lost_workers"] == [1]
     events = run.read_json("staleness.json")["events"]
     assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), ("not-restarted", 1)]
-    assert 20 <= events[0]["step"] < 500 and events[0]["reason"] == "ActorDiedError while it waited for the warm start"
+    assert 20 <= events[0]["step"] < 200 and events[0]["reason"] == "ActorDiedError while it waited for the warm start"
 
 
-def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(tmp_path, local_ray):
+def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(tmp_path, local_ray, monkeypatch):
     """cluster.warm_start past train.steps (run_cluster's callers; the CLI refuses it): workers 1 and 2 never join,
     and worker 1 is killed at step 20. Its serve task's end is its loss, at the step it died: [1]; worker 2, alive, is
     not lost. (Left for its join, which never comes, its death on the piped path would give lost_workers [], as on the
     task loop too (tests/test_ps_restarts_warm_start.py), or be found at the run's end, at its last step.)"""
-    # (600 steps, not 200: the death must be seen before the run's end; see the test above for the race)
-    cfg = run_cfg("train.steps=600", "cluster.shards=1", "cluster.workers=3", "cluster.warm_start=900")
+    # (200 steps: the death must be seen before the run's end, and the driver holds at step 20 until the actor is
+    # gone; see the test above for the race)
+    cfg = run_cfg("train.steps=200", "cluster.shards=1", "cluster.workers=3", "cluster.warm_start=900")
     run = RunDir.create(tmp_path / "never", cfg)
-    out = run_killing(cfg, run, 20, "-worker1", 120)
-    assert out["steps"] == 600 and out["lost_workers"] == [1] == run.read_json("cluster.json")["lost_workers"]
+    out = run_killing(cfg, run, 20, "-worker1", 120, monkeypatch, dead=True)
+    assert out["steps"] == 200 and out["lost_workers"] == [1] == run.read_json("cluster.json")["lost_workers"]
     events = run.read_json("staleness.json")["events"]
     assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), ("not-restarted", 1)]
-    assert 20 <= events[0]["step"] < 600
+    assert 20 <= events[0]["step"] < 200
     assert events[0]["reason"] == "ActorDiedError while it waited for the warm start"
 
 
