@@ -66,12 +66,12 @@ def test_a_worker_pinned_to_a_full_node_fails_the_start_naming_that_nodes_room(t
         ray.init(address=cluster.address)
     hog = Hog.options(num_cpus=1, scheduling_strategy=NodeAffinitySchedulingStrategy(first, soft=False)).remote()
     ray.get(hog.ping.remote())
-    workers_start_within(monkeypatch, starting_on_ray, 4.0)   # (it never starts: 12 s would wait 8 more)
+    workers_start_within(monkeypatch, starting_on_ray, 1.0)   # (it never starts: 4 s would wait 3 more)
     cfg = load_config("ufldl-sae", ["cluster.runner=ray", f"cluster.address={cluster.address}", "data.samples=64",
                                     "train.batch_size=8", "train.steps=4", "cluster.workers=1", "cluster.shards=1",
                                     "train.tensorboard=false"])
     try:
-        with pytest.raises(RunError, match=rf"could not start 1 of 1 worker actors within 4 s: each asks CPU 1; 1 "
+        with pytest.raises(RunError, match=rf"could not start 1 of 1 worker actors within 1 s: each asks CPU 1; 1 "
                                            rf"pinned to node {first[:8]}, which has CPU 0 of 1 free\. "):
             run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
     finally:
