@@ -109,6 +109,7 @@ def test_a_second_close_of_a_kept_run_kills_nothing_it_gave_the_keeping(killed, 
     shards, workers = [Actor("s0"), Actor("s1")], [Actor("w0"), Actor("w1")]
     vars(run).update(vars(ended(shard_actors=list(shards), shard_pins=[None, None], worker_actors=list(workers))),
                      pusher=None, _channels={}, reused={}, run_id="no-such-run", pins={}, per_worker=1.0,
+                     lanes=[None, None],   # (the shards' answers: no shared memory)
                      setup=SimpleNamespace(cfg=SimpleNamespace(cluster=SimpleNamespace(workers=2))))
     with keeping() as keep:
         run.close()

@@ -1,6 +1,9 @@
 """The Ray driver's start: every actor of a run started at once, the shards' first answers awaited with the workers'
 processes already starting, not once every shard has answered (a fresh process importing torch each, one after the
 other, would be most of a short run's start)."""
+import os
+from pathlib import Path
+
 import ray
 import pytest
 from ray_room import Hog
@@ -15,16 +18,20 @@ class _Seen(Exception):
 def test_the_workers_are_started_before_the_shards_first_answers_are_awaited(local_ray, tmp_path, monkeypatch):
     """The worker actors exist (named, asked of Ray) when the driver first waits, for the shards; the start is then
     stopped there (closed, its actors killed). Ray has no room for the workers (another job holds every CPU), so
-    their processes never start: the test costs the shards' start alone. (The failed start's words, with the
-    workers started beside the shards: test_ps_ray_driver_room's tests.)"""
+    their processes never start. The stopped start's close does not wait for the shards, still coming up, only to
+    close them: it kills them (their first answers are errors, not their lanes) and leaves none of their shared
+    memory. (The failed start's words, with the workers started beside the shards: test_ps_ray_driver_room's tests.)"""
     from downpour.config import load_config
     from downpour.ps.cluster import run_cluster
     from downpour.train.rundir import RunDir
 
     seen: list[str] = []
+    lanes: list = []
+    segments = set(Path("/dev/shm").glob(f"downpour-{os.getpid()}-*"))
 
     def gathered(refs, what, *more, **named):
         seen.extend(sorted(a for a in ray.util.list_named_actors() if "-worker" in a))
+        lanes.extend(refs)
         raise _Seen(what)
 
     monkeypatch.setattr(starting, "gathered", gathered)
@@ -38,6 +45,11 @@ def test_the_workers_are_started_before_the_shards_first_answers_are_awaited(loc
     finally:
         ray.kill(hog)
     assert [name.rsplit("-", 1)[-1] for name in seen] == ["worker0", "worker1"]
+    assert len(lanes) == 2
+    for ref in lanes:      # killed coming up (a fresh process importing torch: seconds), not brought up and closed
+        with pytest.raises(ray.exceptions.RayActorError):
+            ray.get(ref, timeout=60)
+    assert set(Path("/dev/shm").glob(f"downpour-{os.getpid()}-*")) == segments
 
 
 class _CountingRay:

@@ -11,6 +11,7 @@ import logging
 from typing import Any, Callable
 
 import ray
+from ray import ObjectRef   # (bound here: the tests' stand-ins for ``ray`` have no ObjectRef)
 
 from downpour._names import node_named
 from downpour.data.loader import listing_digest
@@ -190,10 +191,15 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
                   *self.reused.values()):   # (kept ones a start that failed took and did not reach)
             kill(a)
         self.reused = {}
-        unclosed = False
-        if self.shard_actors:
+        # a shard still coming up (a start stopped before it answered) is killed, not waited for only to be closed:
+        # its process's imports took 10 s of test_ps_ray_start's 13 s at load 30 (2026-12-07). Gone before this
+        # node's segments are removed below, it makes none after; on another node some may be left (said below)
+        starting = _still_starting(self.shard_actors, self.lanes)
+        _gone(starting)
+        unclosed = bool(starting)
+        if up := [a for j, a in enumerate(self.shard_actors) if j not in starting]:
             try:
-                ray.get([a.close.remote() for a in self.shard_actors], timeout=30)
+                ray.get([a.close.remote() for a in up], timeout=30)
             except Exception:  # noqa: BLE001
                 unclosed = True     # (a lost shard: its segments on this node are removed below)
         if keeping is not None and not unclosed:
@@ -222,6 +228,24 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
             return None
         whole = all(i == 1 for i in self._incarnation) and len(self.shard_actors) == len(self.shard_pins)
         return keeping if whole and Keeping.keepable(self.worker_actors + self.shard_actors) else None
+
+
+def _still_starting(shards: list[Any], lanes: list[Any]) -> dict[int, Any]:
+    """The shard actors (by index) whose first answer, their ``lanes`` (:meth:`ShardActor.lanes` or ``again``), is
+    still an object ref not ready: their processes are still coming up. None where the start got no refs yet."""
+    refs = {j: ref for j, ref in enumerate(lanes[:len(shards)]) if isinstance(ref, ObjectRef)}
+    ready = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=0)[0]) if refs else set()
+    return {j: shards[j] for j, ref in refs.items() if ref not in ready}
+
+
+def _gone(actors: dict[int, Any], timeout: float = 30.0) -> None:
+    """``actors`` killed, and awaited until a call to each fails (``ray.kill`` returns before the process is gone;
+    a process still starting could go on making its shared memory), ``timeout`` seconds at most."""
+    for a in actors.values():
+        kill(a)
+    asked = [a.node.remote() for a in actors.values()]
+    if asked:
+        ray.wait(asked, num_returns=len(asked), timeout=timeout)     # (a dead actor's answer is its error)
 
 
 def _other_nodes() -> bool:
