@@ -2,36 +2,26 @@
 against the padded conv2d it stands for, an impulse's response and what it reads beyond the edges."""
 from __future__ import annotations
 
+import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from downpour.analysis import warp
 from downpour.analysis.invariance import DEFAULT_SCALES
-from downpour.analysis.warp import MIN_SIGMA, _blur, transform
+from downpour.analysis.warp import _blur, transform
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import warp_blur  # noqa: E402
+from warp_blur import conv_blur  # noqa: E402  (the padded conv2d per axis: the code the product replaced)
 
 SHAPES = [(6, 1, 16, 16), (3, 3, 32, 32), (2, 1, 24, 40)]     # the digits', the main job's, and not square
 EPS = 2e-6      # float32 rounding of sums of up to 95 products on images in [0, 1]: a few ulps of 1
-
-
-def _conv_blur(x: Tensor, sigma: float, pad: str = "replicate", grow: int = 0) -> Tensor:
-    """The blur as a padded conv2d per axis (the code at main's 0cb34bef): zeros ``grow`` pixels a side, then each
-    axis padded by the kernel's reach in ``pad`` mode and convolved."""
-    x = F.pad(x, (grow,) * 4)
-    if sigma < MIN_SIGMA:
-        return x
-    radius = max(1, math.ceil(3 * sigma))
-    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype) / sigma) ** 2)
-    k = k / k.sum()
-    n, c, h, w = x.shape
-    flat = x.reshape(n * c, 1, h, w)
-    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode=pad), k.view(1, 1, 1, -1))
-    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode=pad), k.view(1, 1, -1, 1))
-    return flat.reshape(n, c, h, w)
 
 
 def _planted(shape: tuple[int, ...]) -> Tensor:
@@ -58,7 +48,7 @@ def test_the_blur_equals_the_padded_convolution_on_planted_images(shape, scale):
     sigma = (1 / scale - 1) / 2
     reach = max(1, math.ceil(3 * sigma))
     for pad, grow in (("replicate", 0), ("constant", 0), ("constant", reach)):
-        got, want = _blur(x, sigma, pad, grow=grow), _conv_blur(x, sigma, pad, grow)
+        got, want = _blur(x, sigma, pad, grow=grow), conv_blur(x, sigma, pad, grow)
         assert got.shape == want.shape == (*shape[:2], shape[2] + 2 * grow, shape[3] + 2 * grow)
         assert (got - want).abs().max().item() < EPS, (pad, grow)
 
@@ -68,7 +58,7 @@ def test_the_blur_equals_the_padded_convolution_on_planted_images(shape, scale):
 def test_every_scale_of_the_sweep_warps_as_under_the_padded_convolution(monkeypatch, shape, fill):
     x = _planted(shape)
     got = [transform(x, scale=s, fill=fill) for s in DEFAULT_SCALES]
-    monkeypatch.setattr(warp, "_blur", _conv_blur)
+    monkeypatch.setattr(warp, "_blur", conv_blur)
     want = [transform(x, scale=s, fill=fill) for s in DEFAULT_SCALES]
     worst = max((a - b).abs().max().item() for a, b in zip(got, want))
     assert worst < EPS
@@ -114,3 +104,13 @@ def test_beyond_the_edges_constant_reads_zero_and_replicate_repeats_the_edge():
 def test_a_pad_it_does_not_know_is_named():
     with pytest.raises(ValueError, match="reflect"):
         _blur(torch.zeros(1, 1, 8, 8), 1.0, "reflect")
+
+
+@pytest.mark.usefixtures("one_thread")       # the bench sets torch's threads: this puts them back
+def test_the_bench_prints_old_and_new_of_each_row_with_their_ratio_and_difference(capsys):
+    warp_blur.main(["--reps", "1", "--shapes", "16x16"])
+    assert warp._blur is _blur                    # the bench put the warp's own blur back
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["row"] for r in rows] == ["sweep", "smallest"] and [r["warps"] for r in rows] == [22, 1]
+    for r in rows:
+        assert set(r["wall_s"]) == {"new", "old"} and r["ratio"]["of_medians"] > 0 and r["max_abs_diff"] < EPS
