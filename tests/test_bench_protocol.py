@@ -104,7 +104,8 @@ FLAGGED = {"actor_start": (5, None), "adjoint_backward": (30, 1), "analysis_repe
            "split_threads": (3, 2), "start_up": (5, 2), "step_check": (9, 1), "step_profile": (1, None),
            "stimulus_grad": (5, None),
            "tie_null": (7, None), "tiled": (5, 1), "twin_actors": (3, None),
-           "training_throughput": (5, 1), "variance_gate": (5, 1), "verdict_figure": (7, None), "wait_order": (5, None)}
+           "training_throughput": (5, 1), "variance_gate": (5, 1), "verdict_figure": (7, None), "wait_order": (5, None),
+           "warp_blur": (5, 1)}
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
