@@ -90,6 +90,7 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
         self._grads: dict[Any, list[Any]] = {}           # a cycle's metadata ref -> its gradient refs
         self._owner: dict[Any, Any] = {}                 # a cycle's metadata ref -> the worker actor running it
         self._pushes: dict[Any, tuple[list[Any], dict[str, Any]]] = {}   # last answer ref -> (all answers, metadata)
+        self._snapshotted: dict[Any, int] = {}   # answer ref -> worker: the pushes out at the last snapshot (snapshot)
         self._blocked: set[int] = set()
         self.laps = Laps()
         self.silence = Silence(cfg.cluster.silent_seconds, cfg.cluster.workers)   # a busy worker silent this long is lost
@@ -145,6 +146,7 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
         """Raise :class:`ShardLost` if a shard died (``err`` the failure that showed it); else return."""
         dead = self._dead_shards()
         if dead:
+            self._count_snapshotted()
             # where they ran (a stopped run's cluster.json has no placement to say it)
             raise ShardLost(f"shard {', '.join(map(str, dead))} lost at step {self.coord.done} on "
                             f"{self.where('shards', dead)} ({type(err).__name__})", step=self.coord.done,
@@ -158,8 +160,26 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
 
     # -- the driver protocol's other half -----------------------------------------------------------
     def snapshot(self) -> list[ShardState]:
-        """The shards' states now (after :meth:`run`: final, a partial sync round applied)."""
-        return ray.get([a.state_dict.remote() for a in self.shard_actors], timeout=60)
+        """The shards' states now (after :meth:`run`: final, a partial sync round applied). The pushes whose answers
+        are still out are in every one (a shard runs the driver's calls in order): kept, for a loss after it to count
+        as the checkpoint counts them (:meth:`state`, :meth:`_count_snapshotted`)."""
+        out = {ref: w for ref, (kind, w) in self._pending.items() if kind == "push"}
+        states = ray.get([a.state_dict.remote() for a in self.shard_actors], timeout=60)
+        self._snapshotted = out
+        return states
+
+    def _count_snapshotted(self) -> None:
+        """Before a lost shard is raised: the pushes whose answers are still out that a snapshot found in every shard
+        are recorded in the coordinator, their answers unread (a lost shard's never come), so that the loss's step is
+        the one the server held, as its checkpoint counted it (:meth:`state`); else a checkpoint written at step 20
+        with a push in flight held step 21, and a shard lost just after it stopped the run "at step 20", before the
+        checkpoint it kept (a 2-node Ray, 2026-12-07). Those no snapshot saw are not counted: no checkpoint holds
+        them, and the restart or the resume trains them again."""
+        for ref, w in self._snapshotted.items():
+            if ref in self._pushes:     # not read yet, or its read failed (the task loop's: it stays there)
+                self._pending.pop(ref, None)
+                self.coord.end_cycle(w, self._pushes.pop(ref)[1]["steps"])
+        self._snapshotted = {}
 
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The step and clocks the shards' snapshot holds. A push whose answers the driver has not read yet

@@ -123,6 +123,7 @@ class Restarts:
         with signals_let_through():
             answers = head_answers(CONNECT_TIMEOUT_S)
         if not answers:
+            self._count_snapshotted()     # (the shards went with the head: the loss is at the step they held)
             raise ShardLost(f"the Ray cluster's head no longer answers (worker {w} lost at step {self.coord.done})",
                             step=self.coord.done)
 

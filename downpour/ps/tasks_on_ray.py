@@ -52,8 +52,10 @@ class TaskRun:
                     if kind == "cycle":
                         self._cycle_done(ready[0], w, on_push)
                     else:
-                        answers, meta = self._pushes.pop(ready[0])
-                        self._applied(w, ShardPush.results(answers), meta, on_push)
+                        answers, meta = self._pushes[ready[0]]
+                        results = ShardPush.results(answers)   # (one that fails stays: _count_snapshotted may count it)
+                        del self._pushes[ready[0]]
+                        self._applied(w, results, meta, on_push)
                 except ShardLost:
                     raise
                 except (RayError, ConnectionError, OSError) as err:   # a closed doorbell, a shard call that failed
