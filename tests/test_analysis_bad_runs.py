@@ -248,15 +248,19 @@ def test_a_crossfit_config_file_setting_a_key_the_pooled_test_ignores_is_refused
 
 
 def test_a_probe_on_the_images_a_supervised_network_trained_on_says_so(tmp_path):
-    """cnn-digits trains with labels on every digit, so its digits probe cross-validates on those same images: the
-    report says so, else it gives the accuracy as if held out."""
+    """cnn-digits trains with labels on 1,438 of the digits (data.digits_heldout = 0.2), so its digits probe
+    cross-validates mostly on those same images: the report says so, else it gives the accuracy as if held out; its
+    classifier's accuracy on the 359 held out stands beside its training digits' (analysis.json's classifier)."""
     path = tmp_path / "cnn"
     cfg = load_config("cnn-digits", ["train.steps=4", "train.tensorboard=false"])
     run_local(cfg, RunDir.create(path, cfg))
     a = analyze_run(path, **{**FAST, "probes": ["digits", "lfw"], "probe_samples": 300})
     assert [p.get("trained_on") for p in a["probes"]] == ["images and labels", None]
+    assert (a["classifier"]["train"]["n"], a["classifier"]["heldout"]["n"]) == (1438, 359)
     # (the note's words fit the best-unit table too: "this measures", not "this probe measures")
-    assert write_report(path).read_text().count("this measures how well it fits them") == 1
+    page = write_report(path).read_text()
+    assert page.count("this measures how well it fits them") == 1
+    assert '<h2 id="classifier">Classifier accuracy</h2>' in page and "held-out digits (never trained on)" in page
     # its best unit on digits is one of its fc codes (the default layer; not its logits),
     # trained on those labels: the table says so too
     no_face_test = {k: v for k, v in FAST.items() if k not in ("bootstrap", "control_draws")}

@@ -157,6 +157,26 @@ def _probes(a: dict[str, Any]) -> str:
     return "".join(parts) or '<p class="note">No probes were run: analysis.probes is empty.</p>'
 
 
+def _classifier(a: dict[str, Any]) -> str:
+    """The network's own classifier on its training digits and on the held-out ones (analysis.json's classifier)."""
+    c = a.get("classifier")
+    if not c:
+        return ""
+    split, rows = c["split"], []
+    for name, part in (("training digits", c["train"]), ("held-out digits (never trained on)", c["heldout"])):
+        if part:
+            rows.append([name, part["n"], pct(part["accuracy"]) + ends(part["ci"], pct)])
+    held = c["heldout"]
+    words = (f"The network's own classifier (its logits' argmax) on the {split['heldout']} digits data.digits_heldout = "
+             f"{split['fraction']:g} held out of training (drawn with seed {split['seed']}) and on the {split['train']} "
+             f"it trained on; the gap between them is how much of the training accuracy is fit."
+             if held else f"Held-out accuracy: none: {esc(c['note'])}; <code>--set data.digits_heldout=0.2</code> "
+             "holds a fifth out (the cnn-digits preset does).")
+    return (f'<h2 id="classifier">Classifier accuracy</h2><p>{words} Wilson\'s 95% interval over the images; the '
+            f"majority class is {pct(c['chance'])} of the digits.</p>"
+            + table(rows, ["digits", "images", "accuracy [95% interval]"], "classifier-table"))
+
+
 def _invariance(a: dict[str, Any]) -> str:
     inv = a["invariance"]
     floor = inv.get("summary", {}).get("floor", 0.5)
@@ -325,7 +345,7 @@ def _sections(run: RunDir, a: dict[str, Any]) -> str:
 {_invariance(a)}
 {image(run, figs.get('invariance'), 'invariance curves')}
 
-<h2 id="probes">Linear probes</h2>
+{_classifier(a)}<h2 id="probes">Linear probes</h2>
 {_probes(a)}
 {config_section(run, _ASKED)}<details><summary>the options this analysis used (analysis.json)</summary><pre>{esc(json.dumps(a['options'], indent=1))}</pre></details>
 """

@@ -23,6 +23,7 @@ from downpour.analysis.blas import one_blas_thread
 from downpour.analysis.concept_controls import concept_part, concept_subject
 from downpour.analysis.controls import tied_set
 from downpour.analysis.face_controls import LEARNED, face_controls
+from downpour.analysis.heldout import classifier_part
 from downpour.analysis.face_verdict import said_faceless
 from downpour.analysis.filter_stats import filter_stats
 from downpour.analysis.invariance import disc_auc, invariance_curves, invariance_summary, selectivity_summary, sweep
@@ -189,6 +190,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     try:
         result = _measure(run, model, opts, (layer, probe_layers), shape, prepare, fold, data, poses, twin, no_faces,
                           fig_dir, kept, probe_sets)
+        result.update(classifier_part(cfg, model, shape, prepare))   # a supervised digits run's own classifier
         result["seconds"] = round(time.time() - started, 2)
         _publish(run, fig_dir, result, kept)     # (a move that fails leaves no figures.partial/ either)
     except BaseException as err:

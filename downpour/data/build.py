@@ -29,6 +29,7 @@ from downpour.data.arrays import array_header, check_array_path, load_array, npz
 from downpour.data.augment import Augment
 from downpour.data.builtin import digit_images, lfw_images, lfw_train_faces, natural_images
 from downpour.data.dataset import Dataset
+from downpour.data.digits_split import digits_split, split_record
 from downpour.data.cut_as_read import folder_views
 from downpour.data.folder import class_labels, hidden, image_extensions, image_files, walk_files
 from downpour.data.gaussian import gaussian_samples
@@ -116,6 +117,9 @@ def check_config(cfg: DataConfig) -> None:
     if cfg.train_faces > lfw_train_faces(cfg.lfw_fold()):
         raise ConfigError(f"data.train_faces = {cfg.train_faces}: the lfw training part ({cfg.lfw_heldout!r} split) "
                           f"holds only {lfw_train_faces(cfg.lfw_fold())} faces", key="data.train_faces")
+    if cfg.digits_heldout and cfg.source != "digits":
+        raise ConfigError(f"data.digits_heldout = {cfg.digits_heldout:g} only applies to data.source = 'digits' (the "
+                          f"digits it holds out); data.source = {cfg.source!r} has none", key="data.digits_heldout")
     shape = sample_shape(cfg)
     if cfg.whiten == "zca" and math.prod(shape) > MAX_DIM:   # before any sampling
         raise ConfigError(f"data.whiten = 'zca' on {'x'.join(map(str, shape))} samples needs a {math.prod(shape)}-square "
@@ -179,16 +183,27 @@ def sample_shape(cfg: DataConfig) -> tuple[int, int, int]:
     return (1 if cfg.grey else 3, cfg.size, cfg.size)
 
 
-def _load(cfg: DataConfig) -> ImageSet:
+def _load(cfg: DataConfig, seed: int) -> ImageSet:
     if cfg.source == "natural":
         return natural_images(cfg.grey)
     if cfg.source == "faces":
         return lfw_images(25, cfg.grey, cfg.lfw_fold(), cfg.train_faces)
     if cfg.source == "digits":
-        return digit_images() if cfg.grey else _to_rgb(digit_images())
+        images = _trained_digits(cfg.digits_heldout, seed)
+        return images if cfg.grey else _to_rgb(images)
     if cfg.source == "video":
         return load_videos(cfg.path, cfg.frames_per_video, cfg.grey)
     return load_array(cfg.path, cfg.grey)
+
+
+def _trained_digits(fraction: float, seed: int) -> ImageSet:
+    """The digits a run trains on: all of them, less the ``fraction`` data.digits_heldout holds out with ``seed``
+    (data.json's digits_heldout records the split)."""
+    every = digit_images()
+    keep = digits_split(len(every), fraction, seed)["train"]
+    info = {**every.info, "digits_heldout": split_record(len(every), fraction, seed)}
+    return ImageSet([every.images[i] for i in keep], [every.names[i] for i in keep],
+                    [every.labels[i] for i in keep], info=info)
 
 
 def _to_rgb(images: ImageSet) -> ImageSet:
@@ -283,7 +298,7 @@ def build_dataset(cfg: DataConfig, seed: int, counted_in: str = DATA_JSON) -> Da
         if cfg.source == "folder":    # cut as each file is read: no decoded image held
             images, (x, owner, skipped) = folder_views(cfg, lambda: _rng(seed, _NATURAL))
         else:
-            images = _load(cfg)
+            images = _load(cfg, seed)
             tile = natural_tile(cfg) if cfg.source == "natural" else None
             x, owner, skipped = _views(images, cfg, cfg.samples, _rng(seed, _NATURAL), tile)
         y = _labels(images, owner)
