@@ -8,7 +8,7 @@ import torch
 
 from downpour.analysis.heldout import classifier_part, scored
 from downpour.analysis.options import open_run, run_preprocess
-from downpour.config import ConfigError, load_config
+from downpour.config import load_config
 from downpour.data import build_dataset
 from downpour.data.builtin import digits
 from downpour.data.digits_split import digits_split
@@ -76,8 +76,3 @@ def test_a_run_that_held_out_no_digit_says_so_and_gives_no_held_out_figure():
     assert "trained on every digit shipped (1,797" in c["note"]
     assert classifier_part(load_config("cnn-digits"), object(), (1, 8, 8), None) == {}    # no classifier of its own
 
-
-def test_digits_heldout_on_another_source_is_refused_naming_the_key():
-    cfg = load_config("cat-demo", ["data.digits_heldout=0.2"])
-    with pytest.raises(ConfigError, match="data.digits_heldout = 0.2 only applies to data.source = 'digits'"):
-        build_dataset(cfg.data, seed=0)

@@ -92,7 +92,8 @@ class DataConfig(Section):
     # non-faces 170-199) | fold:I:K (every K-th image of each class from I; `downpour crossfit` runs all K)
     lfw_heldout: str = setting("fixed", forms=LFW_HELDOUT_FORMS)
     # digits: the share of the 1,797 digits held out from training (drawn with the run's seed), on which the analysis
-    # scores a supervised network's own classifier (analysis.json's classifier); 0 = every digit trains
+    # scores a supervised network's own classifier (analysis.json's classifier); 0 = every digit trains. Read by the
+    # digits source alone: the cnn-digits preset sets it, and its --set data.source=... variants train on their own set
     digits_heldout: float = setting(0.0, within="[0, 1)")
 
     def __post_init__(self) -> None:

@@ -117,9 +117,6 @@ def check_config(cfg: DataConfig) -> None:
     if cfg.train_faces > lfw_train_faces(cfg.lfw_fold()):
         raise ConfigError(f"data.train_faces = {cfg.train_faces}: the lfw training part ({cfg.lfw_heldout!r} split) "
                           f"holds only {lfw_train_faces(cfg.lfw_fold())} faces", key="data.train_faces")
-    if cfg.digits_heldout and cfg.source != "digits":
-        raise ConfigError(f"data.digits_heldout = {cfg.digits_heldout:g} only applies to data.source = 'digits' (the "
-                          f"digits it holds out); data.source = {cfg.source!r} has none", key="data.digits_heldout")
     shape = sample_shape(cfg)
     if cfg.whiten == "zca" and math.prod(shape) > MAX_DIM:   # before any sampling
         raise ConfigError(f"data.whiten = 'zca' on {'x'.join(map(str, shape))} samples needs a {math.prod(shape)}-square "
