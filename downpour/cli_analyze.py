@@ -42,11 +42,12 @@ def analyze_and_report(path: Path, kept: bool = False) -> int:
 
 
 def headline(path: Path) -> str:
-    """What a user looks for first in a finished analysis, for the terminal: the first layer's edge-like share and the
+    """What a user looks for first in a finished analysis, for the terminal: a supervised digits run's held-out accuracy
+    (:func:`~downpour.analysis.report_guide.classifier_words`), the first layer's edge-like share and the
     face test's summary sentence (so `downpour train` ends on them, not on a JSON line and a report's path), or a
     folder concept's, named as the report's section is ("controls for cat", not "face test")."""
     from downpour.analysis.report_controls import tested_concept
-    from downpour.analysis.report_guide import edge_caveat, edge_ci, passed_words
+    from downpour.analysis.report_guide import classifier_words, edge_caveat, edge_ci, passed_words
 
     file = Path(path) / "analysis.json"
     found = json.loads(file.read_text()) if file.is_file() else {}
@@ -57,7 +58,9 @@ def headline(path: Path) -> str:
     caveat = edge_ci(found["filters"]) + edge_caveat(found["filters"]) if edges is not None else ""
     test = f"controls for {concept}" if concept else "face test"
     keys = "filters.edge_fraction" + (" and edge_fraction_ci" if edge_ci(found.get("filters") or {}) else "")
-    said = ([f"first-layer filters edge-like: {edges:.0%}{caveat} (analysis.json {keys})"]
+    held = classifier_words(found.get("classifier"))
+    said = ([f"classifier: {held} (analysis.json classifier)"] if held else [])
+    said += ([f"first-layer filters edge-like: {edges:.0%}{caveat} (analysis.json {keys})"]
             if edges is not None else []) + ([f"{test}: {passed_words(verdict)}{sentences[0]}"] if sentences else [])
     return "".join(f"downpour: {line}\n" for line in said)
 

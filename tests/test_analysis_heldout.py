@@ -1,6 +1,9 @@
-"""A supervised digits run's own classifier, on the digits it trained on and on those data.digits_heldout kept from it
-(analysis.json's classifier): the split is the run's, disjoint from what it trained on, and a memoriser scores chance."""
+"""A supervised digits run's own classifier, on the digits it trained on and on those data.digits_heldout kept from
+it (analysis.json's classifier): the split is the run's, disjoint from what it trained on, and a memoriser scores
+chance."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -76,3 +79,24 @@ def test_a_run_that_held_out_no_digit_says_so_and_gives_no_held_out_figure():
     assert "trained on every digit shipped (1,797" in c["note"]
     assert classifier_part(load_config("cnn-digits"), object(), (1, 8, 8), None) == {}    # no classifier of its own
 
+
+
+def test_the_terminal_and_the_report_say_the_held_out_accuracy_first(tmp_path):
+    """`downpour analyze`'s headline and the report's "In short" open on it, beside the training digits' figure."""
+    from downpour.analysis.report import _classifier
+    from downpour.analysis.report_guide import in_short
+    from downpour.cli_analyze import headline
+
+    y = digits().y.numpy()
+    predicted, wrong = y.copy(), digits_split(len(y), 0.2, 0)["heldout"][:36]     # 323 of the 359 right: 90.0%
+    predicted[wrong] = (y[wrong] + 1) % 10
+    (tmp_path / "analysis.json").write_text(json.dumps({"classifier": scored(predicted, y, 0.2, 0)}))
+    said = headline(tmp_path).splitlines()[0]
+    assert said.startswith("downpour: classifier: 90.0% [") and "on 359 held-out digits, against 100.0% [" in said
+    assert "on the 1,438 trained on" in said
+    assert "Classifier accuracy</a>: 90.0% [" in in_short({"classifier": scored(predicted, y, 0.2, 0)}, "face test")
+    (tmp_path / "analysis.json").write_text(json.dumps({"classifier": scored(y, y, 0.0, 0)}))
+    assert "no held-out digit (data.digits_heldout = 0): 100.0% [" in headline(tmp_path)
+    page = _classifier({"classifier": scored(y, y, 0.0, 0)})
+    assert "Held-out accuracy: none: the run trained on every digit shipped (1,797" in page
+    assert "held-out digits (never trained on)" not in page and "<td>1,797</td><td>100.0% [" in page

@@ -165,13 +165,14 @@ def _classifier(a: dict[str, Any]) -> str:
     split, rows = c["split"], []
     for name, part in (("training digits", c["train"]), ("held-out digits (never trained on)", c["heldout"])):
         if part:
-            rows.append([name, part["n"], pct(part["accuracy"]) + ends(part["ci"], pct)])
+            rows.append([name, f"{part['n']:,}", pct(part["accuracy"]) + ends(part["ci"], pct)])
     held = c["heldout"]
-    words = (f"The network's own classifier (its logits' argmax) on the {split['heldout']} digits data.digits_heldout = "
-             f"{split['fraction']:g} held out of training (drawn with seed {split['seed']}) and on the {split['train']} "
-             f"it trained on; the gap between them is how much of the training accuracy is fit."
-             if held else f"Held-out accuracy: none: {esc(c['note'])}; <code>--set data.digits_heldout=0.2</code> "
-             "holds a fifth out (the cnn-digits preset does).")
+    words = (f"The network's own classifier (its logits' argmax) on the {split['heldout']} digits "
+             f"data.digits_heldout = {split['fraction']:g} held out of training (drawn with seed {split['seed']}) "
+             f"and on the {split['train']:,} it trained on: the gap between them is how far the training figure "
+             "overstates the accuracy on new digits."
+             if held else f"Held-out accuracy: none: {esc(c['note'])}; trained again with "
+             "<code>--set data.digits_heldout=0.2</code>, a run holds a fifth out (the cnn-digits preset does).")
     return (f'<h2 id="classifier">Classifier accuracy</h2><p>{words} Wilson\'s 95% interval over the images; the '
             f"majority class is {pct(c['chance'])} of the digits.</p>"
             + table(rows, ["digits", "images", "accuracy [95% interval]"], "classifier-table"))

@@ -87,13 +87,29 @@ def in_short(a: dict[str, Any], face_test: str) -> str:
     edges = (a.get("filters") or {}).get("edge_fraction")
     verdict = (a.get("face_neuron") or {}).get("controls_verdict") or {}
     sentences = verdict.get("sentences") or []
-    items = ([f'<li><a href="#filters">First-layer filters</a>: {100 * edges:.0f}% edge-like'
+    held = classifier_words(a.get("classifier"))      # a supervised digits run's first figure
+    items = ([f'<li><a href="#classifier">Classifier accuracy</a>: {esc(held)}.</li>'] if held else [])
+    items += ([f'<li><a href="#filters">First-layer filters</a>: {100 * edges:.0f}% edge-like'
               f'{edge_ci(a["filters"])}{edge_caveat(a["filters"])}.</li>'] if isinstance(edges, (int, float)) else [])
     if sentences:
         items.append(f'<li><a href="#face-test">{esc(face_test)}</a>: {esc(passed_words(verdict) + sentences[0])}</li>')
     if sentences and verdict.get("criterion"):   # the word the line leans on, defined where it is first read
         items.append(f"<li>The criterion, on each control: the learned unit's {esc(verdict['criterion'])}.</li>")
     return f"<p>In short:</p><ul>{''.join(items)}</ul>" if items else ""
+
+
+def classifier_words(c: dict[str, Any] | None) -> str:
+    """A supervised digits run's own classifier on the held-out digits against its training ones (analysis.json's
+    ``classifier``), or that it held none out; "" without one (an unsupervised network)."""
+    if not c:
+        return ""
+    train = c["train"]
+    trained = f"{train['accuracy']:.1%} [{train['ci'][0]:.1%}, {train['ci'][1]:.1%}] on the {train['n']:,} trained on"
+    held = c.get("heldout")
+    if not held:
+        return f"no held-out digit (data.digits_heldout = 0): {trained}, which measures fit"
+    return (f"{held['accuracy']:.1%} [{held['ci'][0]:.1%}, {held['ci'][1]:.1%}] on {held['n']:,} held-out digits, "
+            f"against {trained}")
 
 
 def passed_words(verdict: dict[str, Any]) -> str:
