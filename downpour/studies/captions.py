@@ -1,7 +1,7 @@
 """A study figure's caption in words: what it plots, what its points, bars, lines and shading are, and over how many
 seeds, from the numbers it draws. Each drawing function says its own (:func:`bars`, :func:`curves`, ...) and
 :func:`~downpour.studies.figures.save` keeps it in the PNG, as its "Description" text; study.html and study.md print
-it under the figure with the study's seeds (:func:`page_caption`), so a caption cannot drift from its figure.
+it under the figure with the study's seeds (:func:`~downpour.studies.table.figure_caption`), so a caption cannot drift from its figure.
 
     bars(["a", "b"], "held-out − training error", reference=0.0)
     # "Each point: a condition's mean held-out − training error over its seeds, for 2 conditions; its bar: the 95%
@@ -14,7 +14,7 @@ from typing import Sequence
 
 from downpour._names import listed, plural
 
-__all__ = ["KEY", "bars", "curves", "scatter", "phase", "distributions", "tradeoff", "caption_of", "page_caption"]
+__all__ = ["KEY", "bars", "curves", "scatter", "phase", "distributions", "tradeoff", "caption_of"]
 
 KEY = "Description"     # the PNG text a figure's caption is kept under
 INTERVAL = "the 95% interval of that mean, made as the note under the conditions table says"
@@ -97,10 +97,3 @@ def caption_of(path: Path) -> str:
             return str(getattr(png, "text", {}).get(KEY, ""))
     except (OSError, ValueError):
         return ""
-
-
-def page_caption(folder: Path, name: str, seeds: str, bound: str = "") -> str:
-    """Figure ``name``'s caption on the study's pages: what it draws (its PNG's, in ``folder``), the study's
-    ``seeds`` as its page says them (:func:`~downpour.studies.table.seeds_said` of its study.json's), and ``bound``
-    (:func:`~downpour.studies.bounds.bound_caption`) where it draws lower bounds."""
-    return " ".join(s for s in (caption_of(folder / name), f"Seeds: {seeds}." if seeds else "", bound) if s)

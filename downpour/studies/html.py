@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from downpour.studies import table
-from downpour.studies.bounds import bound_caption
-from downpour.studies.captions import page_caption
 from downpour.studies.code_commit import commits_sentence
 from downpour.studies.table import Shown
 from downpour.train.model_file import replace_text
@@ -56,11 +54,9 @@ def page(title: str, body: str) -> str:
 
 
 def _figure_block(name: str, result: dict[str, Any], folder: Path) -> str:
-    """A figure and its caption (:func:`~downpour.studies.captions.page_caption`: what it draws, the study's seeds,
-    and where it draws means that are only lower bounds, which the figure alone draws like measured ones)."""
+    """A figure and its caption (:func:`~downpour.studies.table.figure_caption`)."""
     img = f'<img src="{html.escape(name)}" alt="{html.escape(Path(name).stem)}">'
-    bound = bound_caption(result["cells"], Path(name).stem)
-    caption = page_caption(folder, name, table.seeds_said(result["seeds"]), bound)
+    caption = table.figure_caption(result, name, folder)
     return f"<figure>{img}<figcaption><small>{html.escape(caption)}</small></figcaption></figure>" if caption else img
 
 

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from downpour.studies import table
-from downpour.studies.bounds import bound_caption
-from downpour.studies.captions import page_caption
 from downpour.studies.code_commit import commits_sentence
 from downpour.studies.table import Shown
 from downpour.train.model_file import replace_text
@@ -52,7 +50,6 @@ def write_markdown(result: dict[str, Any], path: Path, shown: Shown | None = Non
 
 
 def _figure(name: str, result: dict[str, Any], folder: Path) -> str:
-    """A figure, with study.html's caption (:func:`~downpour.studies.captions.page_caption`)."""
-    bound = bound_caption(result["cells"], Path(name).stem)
-    caption = page_caption(folder, name, table.seeds_said(result["seeds"]), bound)
+    """A figure, with study.html's caption (:func:`~downpour.studies.table.figure_caption`)."""
+    caption = table.figure_caption(result, name, folder)
     return f"![{Path(name).stem}]({name})" + (f"\n\n*{table.MARKDOWN.escape(caption)}*" if caption else "")

@@ -9,11 +9,14 @@ import math
 import os
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from downpour._names import listed, plural
 from downpour.studies import STUDIES, design_class
 from downpour.studies.about import ABOUT
+from downpour.studies.bounds import bound_caption
+from downpour.studies.captions import caption_of
 from downpour.studies.column_words import column_words
 from downpour.studies.data_note import data_sentence
 from downpour.studies.figure_words import figure_words
@@ -219,6 +222,16 @@ def seeds_said(seeds: list[int]) -> str:
     else:
         which = ("seed " if len(seeds) == 1 else "seeds ") + listed(map(str, seeds))
     return f"{plural(len(seeds), 'paired seed')} per condition ({which})"
+
+
+def figure_caption(result: dict[str, Any], name: str, folder: Path) -> str:
+    """Figure ``name``'s caption on both pages: what it draws (its PNG's, in ``folder``:
+    :func:`~downpour.studies.captions.caption_of`), the seeds of ``result`` (study.json's content) as its page says
+    them, and where it draws means that are only lower bounds (:func:`~downpour.studies.bounds.bound_caption`: the
+    figure alone draws them like measured ones)."""
+    said = (caption_of(folder / name), f"Seeds: {seeds_said(result['seeds'])}.",
+            bound_caption(result["cells"], Path(name).stem))
+    return " ".join(s for s in said if s)
 
 
 def setting(result: dict[str, Any]) -> str:
