@@ -289,6 +289,18 @@ def test_another_models_model_json_in_a_run_is_named_by_both_models_not_its_firs
         run.new_model(rbm)
 
 
+def test_model_json_differences_say_the_name_first_then_the_options_by_name_whatever_the_files_order():
+    """The name first (an RBM's file in a CNN's run), then the options by key, as before the name was put first:
+    not in model.json's own order, which its writer chose (a hand-edited file's: reversed here)."""
+    from downpour.train.config_record import config_record, model_differences
+
+    cfg = load_config("cnn-digits")
+    options = {k: v for k, v in reversed(config_record(cfg)["model"].items()) if k != "name"}
+    edited = {**options, **{key: options[key] + 1 for key in ("tile", "classes", "kernel")}}
+    said = [key for key, _, _ in model_differences("rbm-digits", edited, cfg)]
+    assert said == ["model.name", "model.classes", "model.kernel", "model.tile"]
+
+
 def test_a_damaged_model_is_named(tmp_path):
     run = tmp_path / "r"
     _local(run, "train.steps=10")

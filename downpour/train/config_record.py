@@ -48,5 +48,5 @@ def model_differences(name: str, options: dict[str, Any], cfg: RunConfig) -> lis
     in a CNN's run) would not say that the file is another model's."""
     recorded = json.loads(json.dumps({"name": name, **options}))
     resolved = config_record(cfg)["model"]
-    name_first = sorted(recorded.items(), key=lambda kv: kv[0] != "name")
+    name_first = sorted(recorded.items(), key=lambda kv: (kv[0] != "name", kv[0]))     # (the options by name)
     return [(f"model.{key}", was, resolved[key]) for key, was in name_first if key in resolved and resolved[key] != was]
