@@ -17,6 +17,8 @@ from downpour.train.model_file import fit_weights, write_model
 from downpour.train.recorded import config_fills, model_fills, without_unread
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from downpour.data.preprocess import Preprocess
 
 # why model.safetensors is not the one model.json records: a save killed between the two (write_model renames the
@@ -139,14 +141,8 @@ class RunModel:
         options = without_unread(self.path / "model.json", meta["model"], options)
         config = self.path / "config.toml"
         for key, was, now in model_differences(meta["model"], options, self.config) if config.is_file() else ():
-            why = ("lacks it, read as its absence meant in runs from before it existed; a run made in Python by "
-                   f"older code wrote only the options it set: write {key.split('.', 1)[1]} = {was!r} into its [model]"
-                   if key in dict(config_fills(config)) else
-                   "one of the two is another run's (copied in, or edited; a run writes both alike): "
-                   "put the run's own back"
-                   if key == "model.name" else "one of them was edited (a run writes both alike); put it back")
             raise CheckpointError(f"{str(self.path / 'model.json')!r} builds {key} = {was!r}, {str(config)!r} says "
-                                  f"{now!r}: {why}")
+                                  f"{now!r}: {_why_differs(config, key, was)}")
         return create_model(meta["model"], tuple(meta["input_shape"]), **options)
 
     def load_model(self, rewrites: str | None = None) -> FeatureModel:
@@ -264,6 +260,17 @@ class RunModel:
         except (ValueError, KeyError, TypeError) as err:    # a hand-edited file: a traceback in every analysis
             why = err if isinstance(err, ValueError) else repr(err)      # (a KeyError's str() is the bare key)
             raise CheckpointError(f"{str(self.path / 'preprocess.json')!r} cannot be read back: {why}") from None
+
+
+def _why_differs(config: Path, key: str, was: Any) -> str:
+    """Why model.json's ``key`` (``was``) differs from ``config``'s (config.toml), and what to do: the first of
+    :func:`~downpour.train.config_record.model_differences`."""
+    if key in dict(config_fills(config)):
+        return ("lacks it, read as its absence meant in runs from before it existed; a run made in Python by older "
+                f"code wrote only the options it set: write {key.split('.', 1)[1]} = {was!r} into its [model]")
+    if key == "model.name":
+        return "one of the two is another run's (copied in, or edited; a run writes both alike): put the run's own back"
+    return "one of them was edited (a run writes both alike); put it back"
 
 
 def _is_shape(value: Any) -> bool:
