@@ -91,7 +91,7 @@ def test_emit_prints_a_row_as_one_json_line_and_keeps_it(capsys):
 
 
 # every bench reading --reps / --threads, with its own defaults (None: the bench has no such flag)
-FLAGGED = {"actor_start": (5, None), "adjoint_backward": (30, 1), "analysis_repeats": (5, 1), "checkpoint_save": (7, 1), "data_pipeline": (3, None),
+FLAGGED = {"actor_preload": (3, None), "actor_start": (5, None), "adjoint_backward": (30, 1), "analysis_repeats": (5, 1), "checkpoint_save": (7, 1), "data_pipeline": (3, None),
            "edge_metric": (3, None), "face_test": (7, None),
            "filter_norm": (30, 1), "frozen_cache": (5, 1), "help_start_up": (5, None), "invariance_ci": (5, 1),
            "invariance_sweep": (5, 1),
