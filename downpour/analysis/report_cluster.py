@@ -8,6 +8,7 @@ from typing import Any
 from downpour.analysis.report_parts import esc
 from downpour.config import is_cluster_runner
 from downpour.errors import first_line
+from downpour.settings import is_count
 from downpour.train.rundir import NotARunError, RunDir
 
 
@@ -97,7 +98,7 @@ def _lost_at(event: dict[str, Any]) -> str:
     before the checkpoint's step, which is not the loss's ("the shards restarted from the checkpoint of step 16"
     left the loss at step 30 to the reason's text, and a simulated dead shard's says no step: "shard 0 is lost")."""
     lost = event.get("lost_at")
-    return f"a shard lost at step {lost}, " if isinstance(lost, int) and not isinstance(lost, bool) else ""
+    return f"a shard lost at step {lost}, " if is_count(lost) else ""
 
 
 def _workers(started: Any) -> str:
