@@ -13,7 +13,6 @@ images (float32 rounding). Prints one JSON line a row.
 """
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -38,7 +37,7 @@ def conv_blur(x: Tensor, sigma: float, pad: str = "replicate", grow: int = 0) ->
     x = F.pad(x, (grow,) * 4)
     if sigma < warp.MIN_SIGMA:
         return x
-    radius = max(1, math.ceil(3 * sigma))
+    radius = warp._radius(sigma)
     k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype) / sigma) ** 2)
     k = k / k.sum()
     n, c, h, w = x.shape
