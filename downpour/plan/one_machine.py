@@ -1,7 +1,7 @@
 """One machine running every process of a layout (``--machines 1``: one box, a local Ray): its R·K workers, the
 replicas' own processes and the S shards share the machine's cores and memory, and no network lies between them.
 
-What changes from a cluster of a machine per process (:mod:`downpour.plan.predict`):
+What changes from a cluster of a machine per process (:mod:`downpour.plan.timing`):
 
     cores      each worker process computes on cores / (its R·K + the replicas' own processes) of them. Unsplit
                (K = 1, no replica processes) that is the Ray runner's share: a one-node run's worker gets
