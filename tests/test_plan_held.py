@@ -34,6 +34,8 @@ CASES = [
     ("model", "cat-demo", ["train.batch_size=8", 'model.recon="all"']),
     ("model", "cat-3stage", ["train.batch_size=8", "objective.stage2/pooled_l2=0"]),
     ("config", "cat-demo", ["objective.stage1/pooled_l2.eps=0"]),
+    # an untied stage of one position (stage 3's codes 1x1): a convolution, which keeps no receptive fields
+    ("model", "cat-3stage", ["train.batch_size=8", "model.kernels=[10,6,19]", "model.pools=[3,3,1]"]),
 ]
 # every other shipped preset: built and measured, each layer's share by the module that saved it
 MEASURED = ["cnn-digits", "rbm-digits", "rnn-rows", "teacher-student", "tica-8x8", "ufldl-sae"]

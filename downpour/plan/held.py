@@ -55,9 +55,10 @@ def expands_tiles(st: dict[str, Any], batch: int) -> bool:
 
 def kept_fields(st: dict[str, Any], batch: int) -> int:
     """Floats per example a training forward of stage ``st`` keeps of its input's receptive fields (module docstring):
-    Ho·Wo·C·k² where its filters run on the untied kernel and :func:`keeps_fields` keeps them at ``batch``, else 0."""
+    Ho·Wo·C·k² where its filters run on the untied kernel and :func:`keeps_fields` keeps them at ``batch``, else 0
+    (an untied layer of one position runs as a convolution, ``LocallyConnected2d``, keeping none)."""
     (th, tw), (m, oh, ow) = st["banks"], st["codes"]
-    untied = (th, tw) == (oh, ow) or expands_tiles(st, batch)
+    untied = (th, tw) == (oh, ow) != (1, 1) or expands_tiles(st, batch)
     q = st["in"][0] * st["kernel"] ** 2
     return oh * ow * q if untied and keeps_fields(oh * ow, q, batch, 4, torch.device("cpu")) else 0
 
