@@ -252,7 +252,7 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
 
 def _still_starting(shards: list[Any], lanes: list[Any]) -> dict[int, Any]:
     """The shard actors (by index) whose first answer, their ``lanes`` (:meth:`ShardActor.lanes` or ``again``), is
-    still an object ref not ready: their processes are still coming up. None where the start got no refs yet."""
+    still an object ref not ready: their processes are still coming up. {} where the start got no refs yet."""
     refs = {j: ref for j, ref in enumerate(lanes[:len(shards)]) if isinstance(ref, ObjectRef)}
     ready = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=0)[0]) if refs else set()
     return {j: shards[j] for j, ref in refs.items() if ref not in ready}
@@ -263,9 +263,7 @@ def _gone(actors: dict[int, Any], timeout: float = 30.0) -> None:
     a process still starting could go on making its shared memory), ``timeout`` seconds at most."""
     for a in actors.values():
         kill(a)
-    asked = [a.node.remote() for a in actors.values()]
-    if asked:
-        ray.wait(asked, num_returns=len(asked), timeout=timeout)     # (a dead actor's answer is its error)
+    answering(list(actors.values()), timeout)     # (a dead actor's answer is its error: one wait for them all)
 
 
 def _other_nodes() -> bool:
