@@ -18,10 +18,8 @@ def kill_when(run, step, suffix, earlier, timeout=120.0, checkpointed=False, dea
         if rows and rows[-1]["step"] >= step and (not checkpointed or (run.checkpoints / "server.json").is_file()):
             victim = next((a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
                            if a["name"].endswith(suffix) and a["name"] not in earlier), None)
-            if victim is not None and dead:
-                kill_and_wait(ray.get_actor(victim))
-            elif victim is not None:
-                ray.kill(ray.get_actor(victim))
+            if victim is not None:
+                (kill_and_wait if dead else ray.kill)(ray.get_actor(victim))
             return victim
         time.sleep(0.05)
     return None
