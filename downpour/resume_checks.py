@@ -118,10 +118,11 @@ def check_unedited(run: RunDir) -> None:
         # (one edited by hand, not its digest, too: its config would be told as config.toml's edit, to be copied back)
         if not isinstance(record, dict):
             continue                            # (a run from before 2026-12-04 records none)
-        differences = recorded_differences(record, run.config)
-        for key, was, now in [d for d in differences if d[0] == "model.name"]:
-            # (not the first key that differs, cluster.lr = 0.02 against 0.0 for an RBM's checkpoint in a CNN's run,
-            # whose "put 0.0 back" would only lead to the next key: the checkpoint trains another network)
+        differences = recorded_differences(record, run.config)   # (model.name first: config_record.name_first)
+        if differences and differences[0][0] == "model.name":
+            key, was, now = differences[0]
+            # (not "put 0.0 back" for cluster.lr = 0.02 against 0.0, an RBM's checkpoint in a CNN's run, which would
+            # only lead to the next key: the checkpoint trains another network)
             raise ConfigError(f"{str(meta_path)!r} is a checkpoint of model {was!r}, but "
                               f"{str(run.path / 'config.toml')!r} trains {now!r}: one of the two is another run's "
                               f"(a checkpoint copied in, or the model edited in config.toml). Put the run's own "

@@ -143,6 +143,16 @@ def test_a_recorded_auto_pipeline_matches_the_choice_a_resume_is_told_to_write()
     assert recorded_differences(memory, auto) == [("data.pipeline", "memory", "auto")]
 
 
+def test_a_checkpoint_of_another_model_has_its_name_told_first_before_keys_that_sort_before_it():
+    """An RBM's checkpoint in a CNN's run differs in cluster.lr too, a key before model.name by name: the name comes
+    first (the resume's refusal says the checkpoint is another model's, not "put cluster.lr back")."""
+    from downpour.train.config_record import config_record, recorded_differences
+
+    rbm = config_record(load_config("rbm-digits", ["cluster.lr=0.02"]))
+    said = [key for key, _, _ in recorded_differences(rbm, load_config("cnn-digits", ["cluster.lr=0.0"]))]
+    assert said[0] == "model.name" and "cluster.lr" in said and said[1:] == sorted(said[1:])
+
+
 def test_a_python_made_run_from_before_resolution_is_told_which_option_to_write_back(tmp_path):
     """Such a run's config.toml lacks filter_norm (it wrote only the options set), read as an old run's 0; its
     model.json says what it trained: the refusal says so and what to write, not that a file was edited."""

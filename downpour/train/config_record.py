@@ -23,13 +23,13 @@ def recorded_differences(record: dict[str, Any], cfg: RunConfig) -> list[tuple[s
     """``(key, recorded value, value in cfg)`` for every key of a checkpoint's ``record`` (:func:`config_record`)
     that ``cfg`` gives another value and a resume may not change (not in RESUMABLE, nor ``analysis.*``, nor a
     stream's own keys where ``cfg`` does not stream), and ``train.steps`` of a run whose stages split them (greedy,
-    more than one stage). Keys the record lacks (it predates them) are not compared, nor a recorded
+    more than one stage), in :func:`name_first`'s order. Keys the record lacks (it predates them) are not compared, nor a recorded
     ``data.pipeline = "auto"``: a run made in Python chooses when it opens its data, and a resume that finds the
     choice changed says to write the one it made (:func:`downpour.data.pipeline.check_resumed_on`)."""
     before, after = flat_keys(record), flat_keys(config_record(cfg))
     unread = () if may_stream(cfg) else STREAM_KEYS
     fixed = {"train.steps"} if splits_steps(cfg) else set()
-    return [(key, was, after.get(key)) for key, was in sorted(before.items())
+    return [(key, was, after.get(key)) for key, was in sorted(before.items(), key=lambda kv: name_first(kv[0]))
             if after.get(key) != was and (key not in RESUMABLE or key in fixed) and not key.startswith("analysis.")
             and key not in unread and not (key == "data.pipeline" and was == "auto")]
 
@@ -43,10 +43,16 @@ def splits_steps(cfg: RunConfig) -> bool:
 def model_differences(name: str, options: dict[str, Any], cfg: RunConfig) -> list[tuple[str, Any, Any]]:
     """``(model.KEY, model.json's value, cfg's)`` for the model name and every option a model.json (``name``,
     ``options``, as read back) gives another value than the run's resolved config ``cfg``: one of the two files was
-    edited, and the network built from model.json is not the one config.toml describes. The name comes first:
-    another model's model.json differs in options too, and the first of them alone (``model.hidden = 100``, an RBM's
-    in a CNN's run) would not say that the file is another model's."""
+    edited, and the network built from model.json is not the one config.toml describes; in :func:`name_first`'s
+    order."""
     recorded = json.loads(json.dumps({"name": name, **options}))
     resolved = config_record(cfg)["model"]
-    name_first = sorted(recorded.items(), key=lambda kv: (kv[0] != "name", kv[0]))     # (the options by name)
-    return [(f"model.{key}", was, resolved[key]) for key, was in name_first if key in resolved and resolved[key] != was]
+    ordered = sorted(recorded.items(), key=lambda kv: name_first(f"model.{kv[0]}"))
+    return [(f"model.{key}", was, resolved[key]) for key, was in ordered if key in resolved and resolved[key] != was]
+
+
+def name_first(key: str) -> tuple[bool, str]:
+    """The order in which a config's differences are told: ``model.name`` first, then the keys by name. Another
+    model's file differs in options too, and the first of them alone (``model.hidden = 100``, an RBM's in a CNN's
+    run; ``cluster.lr``, before ``model.name`` by name) would not say that the file is another model's."""
+    return key != "model.name", key
