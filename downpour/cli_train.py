@@ -89,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from downpour.crossfit_folds import check_busy, check_not_crossfits
-    from downpour.data.resumed import listed
+    from downpour.data.resumed import files_listed_at_start
     from downpour.preflight import check_data_read, check_run_config, new_run_config, read_checked
     from downpour.resume_checks import check_folder, check_resumable, resume_config, start_again
     from downpour.train.folders import fresh_folder, missing
@@ -131,7 +131,7 @@ def _train(args: argparse.Namespace) -> int:
         check_folder(args.out, run if resume else None, cfg, twin is not None)   # refused as the run would be
     if args.dry_run:
         # the run's own refusal of its files, its folder not made
-        read = check_data_read(cfg, bool(args.resume), listed(run.path) if args.resume else None)
+        read = check_data_read(cfg, bool(args.resume), files_listed_at_start(run.path) if args.resume else None)
         head = _head_dry(cfg)     # a head nobody answers for: refused as the run's join refuses it
         print(config_to_toml(cfg), end="")
         for said in (read, head, _warned_at_start(cfg)):

@@ -75,7 +75,8 @@ def check_data_read(cfg: RunConfig, resume: bool = False, began: int | None = No
     each skipped file logged as the run logs it; -> what it read and would skip, for the dry run to say. Until
     2026-12-06 a dry run read no image: a folder of only corrupt files passed it ("config checked"), and the run
     then refused, its folder made. ("" for a built-in source: nothing on disk to go wrong.) ``began``: a resume's item
-    count at the run's last start (:func:`~downpour.data.resumed.listed`), which its refusal says where it shrank."""
+    count at the run's last start (:func:`~downpour.data.resumed.files_listed_at_start`), which its refusal says where
+    it shrank."""
     opened = read_checked(cfg, resume, began=began)
     if opened is None:
         return ""

@@ -80,7 +80,7 @@ def cut_patches(data: Dataset | StreamingData) -> int | None:
     return data.cut.patches if isinstance(data, StreamingData) and data.cut.mode == "patches" else None
 
 
-def listed(run: Path) -> int | None:
+def files_listed_at_start(run: Path) -> int | None:
     """The items (files, rows) a run's data.json counts, ``n_items``: its list at its last start, against which a
     resume's refusal says that its list shrank (None where it has none or it cannot be read)."""
     count = recorded(run / DATA_JSON, "n_items")

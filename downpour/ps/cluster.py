@@ -19,7 +19,7 @@ from typing import Any
 from downpour.config import ConfigError, RunConfig
 from downpour.data.opened import Opened
 from downpour.data.pipeline import check_resumed_on, keep_cut
-from downpour.data.resumed import cut_patches, listed, say_resumed_at
+from downpour.data.resumed import cut_patches, files_listed_at_start, say_resumed_at
 from downpour.data.telemetry import record_stopped
 from downpour.errors import DownpourError, RunError, Terminated, stopped_by
 from downpour.parallel.partition import partition_layouts
@@ -155,7 +155,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
     the run's data read already (the first go takes it)."""
     go_log, began = go_log if go_log is not None else [], began if began is not None else []
     # (a run trained again at a --resume keeps its workers; its refusal says a list shrunk since its last start)
-    setup = set_up_cluster(cfg, resume or run.again, opened, listed(run.path) if resume or run.again else None)
+    at_start = files_listed_at_start(run.path) if resume or run.again else None
+    setup = set_up_cluster(cfg, resume or run.again, opened, at_start)
     init, c = setup.layout.params_to_vector(setup.model), cfg.cluster
     restored, meta = None, {"step": 0, "clocks": {}, "elapsed": 0.0, "events": []}
     if resume:

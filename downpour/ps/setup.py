@@ -55,7 +55,8 @@ def set_up_cluster(cfg: RunConfig, resume: bool = False, opened: Opened | None =
                    began: int | None = None) -> ClusterSetup:
     """Seeded data and initial model, the shard layout and the cluster's policies, for resolved ``cfg`` (``resume``: a
     resumed run's, whose refusal of its data offers what a resume can do; ``opened``: its data read already, taken;
-    ``began``: a resume's item count at the run's last start, its data.json's, :func:`~downpour.data.resumed.listed`)."""
+    ``began``: a resume's item count at the run's last start, its data.json's,
+    :func:`~downpour.data.resumed.files_listed_at_start`)."""
     c = cfg.cluster
     set_up_torch(cfg)   # the seed, and train.threads for the simulator (Ray workers set their own)
     data = open_data_once(cfg.data, cfg.seed, c.algorithm == "downpour", opened)   # Sandblaster indexes one tensor
