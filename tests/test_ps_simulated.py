@@ -633,7 +633,7 @@ def test_a_streamed_workers_share_of_images_too_small_or_links_to_nothing_is_ref
     with pytest.raises(ConfigError) as err:
         set_up_cluster(load_config("ufldl-sae", sets))
     holds, why, todo = {
-        "small": ("images smaller than the 8x8 patch (data.size = 8)", "DataError: 4x4 image is smaller than the 8x8 patch",
+        "small": ("images smaller than the 8x8 patch (data.size = 8)", "4x4 image is smaller than the 8x8 patch",
                   "lower data.size or use data.mode = 'crops'; remove the 1 image smaller than the patch from data.path"),
         "link": ("symbolic links to files that are not there",
                  f"FileNotFoundError: a symbolic link to {str(tmp_path / 'unplugged.png')!r}, which is not there",

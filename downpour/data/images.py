@@ -110,7 +110,7 @@ def too_small(side: str, size: int) -> str:
 
 
 def is_too_small(reason: str, size: int) -> bool:
-    """Whether a skip record's ``reason`` is :func:`too_small`'s (after any error type before it)."""
+    """Whether a skip record's ``reason`` is :func:`too_small`'s, whatever the image's side."""
     return reason.endswith(too_small("", size))
 
 

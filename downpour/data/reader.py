@@ -26,7 +26,7 @@ from torch.utils.data import Dataset as TorchDataset
 from downpour.config.sections import JPEG_DECODE
 from downpour.data.arrays import _as_float
 from downpour.data.folder import read_scaled
-from downpour.data.images import UNREADABLE, ImageSet, match_channels, to_chw, too_small
+from downpour.data.images import UNREADABLE, ImageSet, is_too_small, match_channels, to_chw, too_small
 from downpour.data.patches import crop_images, enlarged, sample_patches
 from downpour.data.video import sample_frames
 from downpour.errors import DataError
@@ -116,7 +116,9 @@ class ItemReader(TorchDataset):
             truncated = (images.info.get("truncated") or [None])[0]
             x = self.samples(images, epoch, k)
         except UNREADABLE as err:      # a bad file is skipped, never fatal
-            return {"key": key, "x": None, "bad": f"{type(err).__name__}: {err}", "truncated": truncated, "upscaled": None}
+            # (too small for the patch: too_small's words alone, as the in-memory path's skip records them)
+            bad = str(err) if is_too_small(str(err), self.cut.size) else f"{type(err).__name__}: {err}"
+            return {"key": key, "x": None, "bad": bad, "truncated": truncated, "upscaled": None}
         small = enlarged(images, self.cut.size, self.cut.tile) if self.cut.mode == "crops" else []
         upscaled = {"file": self.name(k), "size": small[0][1]} if small else None
         return {"key": key, "x": x, "bad": None, "truncated": truncated, "upscaled": upscaled}
