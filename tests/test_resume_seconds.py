@@ -52,6 +52,11 @@ def test_a_resumes_seconds_are_every_gos_training_together_without_the_time_betw
     assert 0 < first["seconds"] < resumed["seconds"]
     # the first go's seconds, then at most one a read of the resume's clock: never the 1000 between them
     assert resumed["seconds"] - first["seconds"] <= clock.reads - before
+    # this go's own beside them: its own ticks, never the 1000 between; the rest the first go's as its checkpoint
+    # carried them (taken before its summary's last reads); a first go's own are all its seconds
+    assert first["seconds_this_go"] == first["seconds"]
+    assert 0 < resumed["seconds_this_go"] <= clock.reads - before
+    assert 0 < resumed["seconds"] - resumed["seconds_this_go"] <= first["seconds"]
 
 
 def test_the_placement_note_of_a_resumed_run_says_its_training_seconds_are_every_gos(tmp_path):

@@ -48,7 +48,8 @@ def save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coor
     tally = meta.get("recorder") or {}       # the run's push counts at its checkpoint, its last push's
     report = _save_model(setup, run, states, coord, start, data_info, saved_buffers(meta), tally.get("first_trained"))
     summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
-               **_counts(states, report), **_refused(tally), "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
+               **_counts(states, report), **_refused(tally), "seconds": round(meta["elapsed"], 2),
+               "seconds_this_go": 0.0, "run": str(run.path)}      # (nothing trained: the model from its checkpoint)
     run.write_json("cluster.json", {**summary, **_partition_shards(setup)})
     # (a run none of whose pushes was finite fails here, as its uninterrupted end does)
     _none_finite(setup.cfg, run, tally, report)
@@ -148,9 +149,10 @@ def finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: Co
                     _on(e), e["reason"])
     counts = _counts(states, report)
     idle = _idle_compensation(cfg, report["overall"]["max"], counts["pushes"])
-    tally = recorder.tally()
+    tally, elapsed = recorder.tally(), recorder.elapsed()
     summary = {"steps": coord.done, "resumed_from": start, "runner": cfg.cluster.runner,
-            "final_loss": run.last_loss(), **counts, "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path),
+            "final_loss": run.last_loss(), **counts, "lost_workers": list(coord.lost), "seconds": round(elapsed, 2),
+            "seconds_this_go": round(elapsed - recorder.elapsed0, 2), "run": str(run.path),
             "checkpoints": recorder.checkpoints, "checkpoint_seconds": round(recorder.checkpoint_seconds, 3),
             **({"compensation_idle": idle} if idle else {}), **_refused(tally), **shard_events(coord.events),
             **info}

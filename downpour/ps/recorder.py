@@ -111,7 +111,7 @@ class Recorder:
         self.params, self.words = params, words
         self.telemetry = ClusterTelemetry(run, cfg.train.steps, tensorboard=cfg.train.tensorboard, time_offset=elapsed,
                                           start_step=coord.done)
-        self.elapsed0 = elapsed
+        self.elapsed0 = elapsed       # the training seconds of the goes before this one (the summary says both)
         self.t0 = time.perf_counter()
         self.driver: Driver | None = None   # set by the runner once the driver is up
         self._saved_on_failure = False

@@ -39,7 +39,8 @@ def summary(cfg: RunConfig, run: RunDir, progress: Any, start: int, last: dict[s
            **c.per_worker_summary(cfg.cluster.workers),
            "batch_time_mean": _mean(b["span"] for b in batches), "batch_wall_mean": _mean(b["wall"] for b in batches),
            "time_unit": "steps (virtual)" if cfg.cluster.runner == "simulated" else "seconds",
-           "seconds": round(progress.elapsed, 2), "run": str(run.path), **info}
+           "seconds": round(progress.elapsed, 2),
+           "seconds_this_go": round(progress.elapsed - progress.elapsed_before, 2), "run": str(run.path), **info}
     if cfg.cluster.runner == "simulated":
         out["vtime"] = round(progress.vtime, 6)
     return out

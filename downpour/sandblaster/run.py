@@ -74,6 +74,7 @@ class _Progress:
         self.stage = meta.get("stage", -1)                  # -1: no stage trained yet
         self.vtime = meta.get("vtime", 0.0)
         self.elapsed = meta.get("elapsed", 0.0)
+        self.elapsed_before = self.elapsed                  # the goes before this one's (a resume's summary says both)
         self.stop: dict[str, Any] | None = meta.get("stop")  # why it ended (Stop.as_dict); None: it did not
         # a checkpoint from before 2026-12-04 said only "converged" (its summary said "steps", not converged)
         if self.stop is None and meta.get("converged", False):

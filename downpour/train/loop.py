@@ -113,13 +113,13 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened 
         data = keep_cut(data, [position], cfg.data, cfg.seed, run.path, run.checkpoints / "local.json")
         say_resumed_at(data, [position], start)
         log.info("resuming %s at step %d", run.path, start)
-    total = cfg.train.steps
+    total, before = cfg.train.steps, elapsed     # (before: the training seconds of the goes before this one)
     if run.unsaved_at_end(cfg, start, resume):   # its data record too: the stream's, from the checkpoint
         model.set_stage(None)
         data_info = run_data_info(data.info, [report_at(data, cfg.train.batch_size, cfg.seed + 1, position)])
         record_data(run, cfg.data, data_info)
         run.save_model(model, start, {"skipped_steps": skipped, "data": data_info, **first_entry(first)})
-        return _summary(run, start, start, skipped, elapsed, run.last_loss())
+        return _summary(run, start, start, skipped, elapsed, elapsed, run.last_loss())
     run.begin(cfg, data.preprocess, start, resume, data.info.get("classes"))
 
     generator = torch.Generator().manual_seed(cfg.seed + 1)
@@ -193,12 +193,15 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened 
                        f"(last, {last_skip}); nothing was applied. Lower train.lr or check the data; the run is saved "
                        f"in {str(run.path)!r}")
     # final_loss is the last logged row's: the mean over its log_every steps, as the cluster runner reports
-    summary = _summary(run, total, start, skipped, elapsed, last_row["loss"] if last_row else run.last_loss())
+    summary = _summary(run, total, start, skipped, elapsed, before, last_row["loss"] if last_row else run.last_loss())
     if recorded:    # files read: their sums, the files skipped among them, as the cluster runners print them
         summary["data"] = summary_data(data_info)
     return summary
 
 
-def _summary(run: RunDir, total: int, start: int, skipped: int, elapsed: float, loss: float | None) -> dict[str, Any]:
-    return {"steps": total, "resumed_from": start, "final_loss": loss,
-            "skipped_steps": skipped, "seconds": round(elapsed, 2), "run": str(run.path)}
+def _summary(run: RunDir, total: int, start: int, skipped: int, elapsed: float, before: float,
+             loss: float | None) -> dict[str, Any]:
+    """``seconds``: the training's over every go (``elapsed``); ``seconds_this_go``: this go's own, less the
+    ``before`` its checkpoint carried (a resume of 29 s reads 411 in ``seconds``, its first go's 382 counted in)."""
+    return {"steps": total, "resumed_from": start, "final_loss": loss, "skipped_steps": skipped,
+            "seconds": round(elapsed, 2), "seconds_this_go": round(elapsed - before, 2), "run": str(run.path)}
