@@ -44,18 +44,21 @@ from downpour.train.setup import resolve_device, set_up_torch
 log = logging.getLogger(__name__)
 
 
-def check_run_config(cfg: RunConfig, resume: bool = False, chosen: dict[str, Any] | None = None) -> RunConfig:
+def check_run_config(cfg: RunConfig, resume: bool = False, chosen: dict[str, Any] | None = None,
+                     began: int | None = None) -> RunConfig:
     """``cfg`` resolved (see :func:`~downpour.models.registry.resolve`), or ConfigError naming the
     first thing in it that does not fit together: the data files, the model on the data's shape,
     the device for the runner, the cluster's delay model, the analysis sets (``resume``: a resumed run's, which keeps
     its workers: a refusal for too few files says so). ``chosen``: filled with why data.pipeline = 'auto' chose as it
-    did (:func:`~downpour.data.pipeline.resolve_data`), for :func:`read_checked`."""
+    did (:func:`~downpour.data.pipeline.resolve_data`), for :func:`read_checked`. ``began``: a resume's item count at
+    the run's last start (:func:`~downpour.data.resumed.files_listed_at_start`), which that refusal says where it
+    shrank."""
     cfg = resolve(cfg)
     check_data(cfg.data)
     check_files(cfg.data)
     workers = cfg.cluster.workers if is_cluster_runner(cfg.cluster.runner) else 1
     cfg = dataclasses.replace(cfg, data=resolve_data(cfg.data, stream_ok=cfg.cluster.algorithm == "downpour",
-                                                     workers=workers, resume=resume, chosen=chosen))
+                                                     workers=workers, resume=resume, chosen=chosen, began=began))
     cfg = dataclasses.replace(cfg, analysis=absolute_paths(cfg.analysis))   # (as data.path: read from any folder)
     # 'cuda' where this process sees no GPU: refused, naming the key. On Ray the workers' nodes have the GPUs,
     # not necessarily this driver: the cluster's GPUs are counted when it starts (ps.setup.worker_gpus).

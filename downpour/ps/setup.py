@@ -19,6 +19,7 @@ from downpour.data.opened import Opened, open_data_once
 from downpour.data.pipeline import KEEPS_WORKERS, most_workers
 from downpour.data.dataset import Dataset, shard_range
 from downpour.data.images import by_kind, say_unlogged
+from downpour.data.resumed import shrunk_from
 from downpour.models.base import FeatureModel
 from downpour.models.registry import build
 from downpour.objectives import Objective
@@ -158,9 +159,8 @@ def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False, began: int
                  f"{', or '.join(smaller + fewer)})")
     counts = ""
     if readable < n:      # what the folder holds against what the workers need, and, where it shrank, what it held
-        was = f", down from {began} at the run's last start (its data.json)" if began and began > len(data) else ""
-        counts = (f"; data.path lists {plural(len(data), 'file')}{was}, {readable} of them readable, where the "
-                  f"workers need {n} (one each)")
+        counts = (f"; data.path lists {plural(len(data), 'file')}{shrunk_from(began, len(data))}, {readable} of them "
+                  f"readable, where the workers need {n} (one each)")
     return (f"cluster.workers = {n}, but worker {w}'s share of data.path {cfg.data.path!r} ({plural(b - a, 'file')}) "
             f"holds only {holds} (first: {data.items[a]}: {reasons[data.items[a]]}), and each worker streams a share "
             f"of its own{counts}; {todo}")
