@@ -210,6 +210,25 @@ def test_a_concept_class_of_one_image_or_of_unreadable_files_is_named_with_its_k
         face_neuron_tables(model, data, [0], positive=2, n_random_filters=5)
 
 
+def test_a_concept_class_too_small_to_split_is_refused_before_training(tmp_path, capsys):
+    """A concept of one image file (or the other classes one together) is refused by the options, which
+    `downpour train` checks before it makes its run folder: the split's own refusal (above) came after the training."""
+    from downpour.cli import main
+    root = make_folder(tmp_path / "one", {"blobs": 6, "stripes": 1})
+    with pytest.raises(ConfigError, match=r"labelled set '.*one': class 1 \('stripes', analysis.positive\) holds 1 image "
+                                          r"file; .* at least 2 of each") as err:
+        analysis_options(RunConfig(), {"dataset": str(root), "positive": "stripes"})
+    assert err.value.key == "analysis.dataset"
+    with pytest.raises(ConfigError, match=r"every class but 'blobs' together holds 1 image file"):
+        analysis_options(RunConfig(), {"dataset": str(root), "positive": 0})
+    assert analysis_options(RunConfig(), {"dataset": str(make_folder(tmp_path / "two", {"blobs": 2, "stripes": 2})),
+                                          "positive": 1}).positive == 1
+    out = tmp_path / "run"
+    assert main(["train", "--config", "cat-demo", "--runner", "local", "--report", "--out", str(out), "--set",
+                 f'analysis.dataset="{root}"', "--set", 'analysis.positive="stripes"']) == 2
+    assert "holds 1 image file" in capsys.readouterr().err and not out.exists()
+
+
 def test_a_folder_concept_end_to_end_records_its_set_and_the_report_names_it(tmp_path):
     from downpour.analysis.report import write_report
     from downpour.analysis.run import analyze_run

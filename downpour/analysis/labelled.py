@@ -92,13 +92,20 @@ def class_names(spec: str) -> list[str]:
         return ["non-face", "face"]
     if spec == "digits":
         return [str(k) for k in range(10)]
+    return folder_classes(spec)[0]
+
+
+def folder_classes(spec: str) -> tuple[list[str], list[int]]:
+    """(a folder's classes as :func:`class_names` numbers them; the image files each holds, readable or not): listed,
+    not decoded, so a class too small to be split is refused before a run trains (:mod:`downpour.analysis.options`)."""
     from downpour.data.folder import class_labels, image_files
     files = image_files(spec)[0]
     loose = [p for p in files if p.parent == Path(spec)]
     if loose:
         raise DataError(f"{spec!r} holds {len(loose)} images at its top level (e.g. {loose[0].name!r}): a labelled set "
                         "takes each image's class from the sub-folder it is in")
-    return class_labels(spec, files)[0]
+    classes, class_of = class_labels(spec, files)
+    return classes, np.bincount(np.asarray(class_of, dtype=int), minlength=len(classes)).tolist()
 
 
 def load_labelled(spec: str, input_shape: tuple[int, ...], *,

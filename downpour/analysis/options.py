@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from downpour._names import nearest, pasted
-from downpour.analysis.labelled import BUILT_IN, class_names
+from downpour._names import nearest, pasted, plural
+from downpour.analysis.labelled import BUILT_IN, class_names, folder_classes
 from downpour.analysis.units import check_layer
 from downpour.config import AnalysisConfig, ConfigError, RunConfig
 from downpour.config_diff import RESUMABLE, config_differences
@@ -106,7 +106,10 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
     for name in opts.probes:
         if name not in BUILT_IN:
             _classes("probes", name)
-    opts = dataclasses.replace(opts, positive=concept_label(opts.positive, opts.dataset, _classes("dataset", opts.dataset)))
+    classes, counts = _classes("dataset", opts.dataset)
+    opts = dataclasses.replace(opts, positive=concept_label(opts.positive, opts.dataset, classes))
+    if counts:
+        _splittable(opts.dataset, classes, counts, opts.positive)
     if opts.poses and not Path(opts.poses).is_dir():
         raise ConfigError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)",
                           key="analysis.poses")
@@ -115,18 +118,32 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
     return opts
 
 
-def _classes(key: str, name: str) -> list[str]:
-    """The classes of ``analysis.{key}``'s labelled set ``name``, numbered as the loader numbers them; fewer than two is
-    refused by the key (counting every sub-folder, an empty or hidden one too, would let a number past the loader's
-    classes pass and fail after loading: "no examples of both classes")."""
+def _classes(key: str, name: str) -> tuple[list[str], list[int]]:
+    """(the classes of ``analysis.{key}``'s labelled set ``name``, numbered as the loader numbers them; a folder's
+    image files in each, [] for a built-in set); fewer than two classes is refused by the key (counting every
+    sub-folder, an empty or hidden one too, would let a number past the loader's classes pass and fail after loading:
+    "no examples of both classes")."""
     try:
-        classes = class_names(name)
+        classes, counts = (class_names(name), []) if name in BUILT_IN else folder_classes(name)
     except DataError as err:
         raise ConfigError(f"analysis.{key}: {err}", key=f"analysis.{key}") from None
     if len(classes) < 2:
         raise ConfigError(f"analysis.{key}: {name!r} needs a sub-folder of images for each class, at least 2; "
                           f"its images are in {classes}", key=f"analysis.{key}")
-    return classes
+    return classes, counts
+
+
+def _splittable(dataset: str, classes: list[str], counts: list[int], positive: int) -> None:
+    """ConfigError by ``analysis.dataset`` unless the concept and the other classes together each hold 2 image files,
+    as the split needs: counted from the listing, so ``downpour train`` refuses before training a run whose analysis
+    would stop at its first part (the split says so again of the readable ones, an unreadable file counted here)."""
+    name = classes[positive]
+    for n, which in ((counts[positive], f"class {positive} ({name!r}, analysis.positive)"),
+                     (sum(counts) - counts[positive], f"every class but {name!r} together")):
+        if n < 2:
+            raise ConfigError(f"analysis.dataset: labelled set {dataset!r}: {which} holds {plural(n, 'image file')}; "
+                              "choosing a unit on some images and scoring it on others needs at least 2 of each",
+                              key="analysis.dataset")
 
 
 def concept_label(positive: int | str, dataset: str, classes: list[str]) -> int:
