@@ -133,7 +133,8 @@ def test_the_concepts_number_is_the_loaders_not_a_count_of_every_sub_folder(tmp_
         analysis_options(RunConfig(), {"dataset": str(root), "positive": 2})     # 4 sub-folders, 2 classes
     only = make_folder(tmp_path / "one", {"stripes": 3})
     (only / "empty").mkdir()
-    with pytest.raises(ConfigError, match=r"analysis.dataset: .*at least 2; its images are in \['stripes'\]"):
+    with pytest.raises(ConfigError, match=r"analysis.dataset: .*at least 2; its images are in \['stripes'\]; the "
+                                          r"sub-folder 'empty' holds no images$"):
         analysis_options(RunConfig(), {"dataset": str(only), "positive": 0})
     with pytest.raises(ConfigError, match=r"analysis.dataset: .* holds 2 images at its top level"):
         analysis_options(RunConfig(), {"dataset": str(only / "stripes"), "positive": 0})
@@ -145,7 +146,11 @@ def test_a_probe_folder_of_fewer_than_two_classes_is_refused_before_anything_is_
     rc 1); a folder with no sub-folder failed there too, without its key."""
     only = make_folder(tmp_path / "one", {"cat": 3})
     (only / "other").mkdir()
-    with pytest.raises(ConfigError, match=r"analysis.probes: .*at least 2; its images are in \['cat'\]"):
+    with pytest.raises(ConfigError, match=r"analysis.probes: .*at least 2; its images are in \['cat'\]; the sub-folder "
+                                          r"'other' holds no images$"):
+        analysis_options(RunConfig(), {"probes": [str(only)]})
+    (only / "more").mkdir()
+    with pytest.raises(ConfigError, match=r"\['cat'\]; the sub-folders 'more', 'other' hold no images$"):
         analysis_options(RunConfig(), {"probes": [str(only)]})
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match=r"analysis.probes: image folder .*empty' holds no image files"):

@@ -128,8 +128,13 @@ def _classes(key: str, name: str) -> tuple[list[str], list[int]]:
     except DataError as err:
         raise ConfigError(f"analysis.{key}: {err}", key=f"analysis.{key}") from None
     if len(classes) < 2:
+        # (an empty sub-folder is named: the user made it a class, and the listing says only where the images are)
+        empty = sorted(p.name for p in Path(name).iterdir() if p.is_dir() and not p.name.startswith(".")
+                       and p.name not in classes)
+        said = "" if not empty else (f"; the sub-folder {empty[0]!r} holds no images" if len(empty) == 1 else
+                                     f"; the sub-folders {', '.join(map(repr, empty))} hold no images")
         raise ConfigError(f"analysis.{key}: {name!r} needs a sub-folder of images for each class, at least 2; "
-                          f"its images are in {classes}", key=f"analysis.{key}")
+                          f"its images are in {classes}{said}", key=f"analysis.{key}")
     return classes, counts
 
 
