@@ -129,3 +129,20 @@ def test_an_array_sources_run_is_checked_before_its_folder_is_made(tmp_path):
         check(("data.path", str(tmp_path / "photos")))
     with pytest.raises(ConfigError, match="gone.npz' does not exist"):
         check(("data.path", str(tmp_path / "gone.npz")))
+
+
+def test_an_arrays_enlarged_and_skipped_rows_are_counted_as_rows_not_files(tmp_path, caplog):
+    """Crops of 4x4 rows at data.size 8 are enlarged, and a NaN row skipped: the log and the report counted them as
+    "files" of a single .npy ("crops mode enlarged 3 files ... leave such files out", "1 file skipped, unreadable")."""
+    from downpour.analysis.report_notes import data_note
+    x = np.random.default_rng(0).random((4, 4, 4)).astype(np.float32)
+    x[1, 0, 0] = np.nan
+    np.save(tmp_path / "small.npy", x)
+    ds = build_dataset(DataConfig(source="array", path=str(tmp_path / "small.npy"), mode="crops", size=8,
+                                  normalize="none", whiten="none"), seed=0)
+    said = [m for m in caplog.messages if "crops mode enlarged" in m]
+    assert len(said) == 1 and "enlarged 3 rows smaller than data.size = 8" in said[0], said
+    assert "leave such rows out" in said[0]
+    note = data_note(ds.info)
+    assert "3 rows enlarged to data.size" in note and "1 row skipped (first: " in note and "file" not in note, note
+    assert "2 files enlarged" in data_note({"upscaled": [{"file": "a.png", "size": "4x4"}] * 2, "n_upscaled": 2})

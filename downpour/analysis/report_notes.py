@@ -11,6 +11,7 @@ from downpour._names import plural
 from downpour.analysis.choice import TIE_RULE
 from downpour.analysis.edges import ONE_ORIENTATION, ONE_ORIENTATION_MIN
 from downpour.analysis.report_parts import esc, num, pct
+from downpour.data.images import item_noun
 from downpour.data.patches import DATA_JSON
 from downpour.errors import DownpourError, first_line
 from downpour.train.divergence import diverged_words
@@ -172,8 +173,9 @@ def data_note(data: Any, heading: str = "Data", where: str = DATA_JSON) -> str:
     parts = []
     if skipped:
         reason = first_line(skipped[0].get("reason") or "?")[:160]
-        parts.append(f"{plural(data.get('n_skipped', len(skipped)), 'file')} skipped, unreadable or too small "
-                     f"(first: {skipped[0].get('file')}: {reason})")
+        noun = item_noun(str(skipped[0].get("file")))     # (an array's row is skipped for NaN, not as unreadable)
+        parts.append(f"{plural(data.get('n_skipped', len(skipped)), noun)} skipped"
+                     f"{', unreadable or too small' if noun == 'file' else ''} (first: {skipped[0].get('file')}: {reason})")
     recovered = [name for name in data.get("recovered") or [] if isinstance(name, str)]
     if recovered:
         parts.append(f"{plural(len(recovered), 'file')} unreadable for a while and read later (first: {recovered[0]})")
@@ -185,7 +187,8 @@ def data_note(data: Any, heading: str = "Data", where: str = DATA_JSON) -> str:
         parts.append(f"{plural(len(loops), 'symbolic link')} to a folder holding {'it' if len(loops) == 1 else 'them'}"
                      f" not followed, the files there read once (first: {loops[0].get('link')} -> {loops[0].get('to')})")
     if upscaled:      # (said here, not only counted in data.json)
-        parts.append(f"{plural(data.get('n_upscaled', len(upscaled)), 'file')} enlarged to data.size in crops mode, "
+        parts.append(f"{plural(data.get('n_upscaled', len(upscaled)), item_noun(str(upscaled[0].get('file'))))} "
+                     "enlarged to data.size in crops mode, "
                      f"a blur (first: {upscaled[0].get('file')}, {upscaled[0].get('size')})")
     return f'<p class="note">{esc(heading)}: {esc("; ".join(parts))}; {esc(where)} names every one.</p>' if parts else ""
 

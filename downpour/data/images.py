@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,12 @@ UNREADABLE: tuple[type[BaseException], ...] = (Exception,)
 
 
 LOGGED = 20   # skipped files of one list each logged by name; the rest are in the list (data.json) alone
+
+
+def item_noun(name: str) -> str:
+    """"row" for a row of an array source (``data.npy[3]``, as :mod:`~downpour.data.arrays` names it), "file" for an
+    image or video file: what the warnings and the report count ("10 rows enlarged", not "10 files" of one .npy)."""
+    return "row" if re.search(r"\.np[yz]\[\d+\]$", name) else "file"
 
 
 def skip(skipped: list[dict[str, str]], file: str, reason: str, said: bool = False) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 import downpour.config.sections as sections
 from downpour.config.sections import JPEG_DECODE
-from downpour.data.images import ImageSet, resize, skip, too_small
+from downpour.data.images import ImageSet, item_noun, resize, skip, too_small
 from downpour._names import plural
 from downpour.errors import ConfigError, DataError
 
@@ -193,12 +193,14 @@ def say_enlarged(entries: list[dict[str, str]], size: int, tile: int, total: int
     ``counted_in``: the record
     that counts them, another than a run's data.json for an analysis's labelled folder, whose size is the model's input
     (its warning names no data.json, which no analysis writes, and does not say to lower data.size)."""
-    first, many = entries[0], plural(total, "file") if total is not None else "a file"
+    first = entries[0]
+    noun = item_noun(first["file"])
+    many = plural(total, noun) if total is not None else f"a {noun}"
     tiled = 0 < tile < size       # every tile enlarged: the files themselves need not be small
     what = f"the {tile}x{tile} tiles (data.tile) of {many}, smaller than data.size = {size}," if tiled else \
         f"{many} smaller than data.size = {size}"
-    fix = ((f"raise data.tile to {size} or more, " if tiled else "") + "lower data.size, or leave such files out"
-           if counted_in == DATA_JSON else f"the model takes {size}x{size}: leave such files out")
+    fix = ((f"raise data.tile to {size} or more, " if tiled else "") + f"lower data.size, or leave such {noun}s out"
+           if counted_in == DATA_JSON else f"the model takes {size}x{size}: leave such {noun}s out")
     log.warning("crops mode enlarged %s to %dx%d (bilinear: a blur), e.g. %s (%s)%s; %s counts them (n_upscaled) "
                 "and names them (upscaled); %s", what, size, size, first["file"], first["size"],
                 "" if total is not None else f", the first {whose} met (the run's end says how many)", counted_in, fix)
