@@ -5,11 +5,13 @@
 A shrink by s blurs first (sigma = (1/s - 1)/2, downpour/analysis/warp.py ``_blur``); under the mean fill on a frame
 grown by the kernel's reach, so at 1/32x a 16-pixel image is blurred onto 110x110 by a 95-tap kernel. ``old``
 (:func:`conv_blur`, the code at main's 0cb34bef) zero-pads to that frame, pads each axis again by the reach and runs a
-conv2d per axis; ``new`` is ``_blur``, one product per axis. Per image shape (60 images of uniform noise, seed 0: the
+conv2d per axis; ``new`` is ``_blur``, one product per axis, a square image's matrix built once for both axes;
+``before`` (:func:`two_matrix_blur`, the code at main's 056ec73e) builds the matrix per axis. Per image shape (60 images of uniform noise, seed 0: the
 held-out 30 faces and 30 non-faces of a sweep; the cost does not depend on the content) two rows: ``sweep``, the
 scale curve's 22 warps of :data:`~downpour.analysis.invariance.DEFAULT_SCALES` under the default fill, and
-``smallest``, the 1/32x warp alone. ``ratio``: new / old; ``max_abs_diff``: the largest difference of their warped
-images (float32 rounding). Prints one JSON line a row.
+``smallest``, the 1/32x warp alone. ``ratio``: new / old, ``vs_before``: new / before; ``max_abs_diff``: the largest
+difference of new's and old's warped images (float32 rounding; new and before agree bit for bit). Prints one JSON line
+a row.
 """
 from __future__ import annotations
 
@@ -47,6 +49,16 @@ def conv_blur(x: Tensor, sigma: float, pad: str = "replicate", grow: int = 0) ->
     return flat.reshape(n, c, h, w)
 
 
+def two_matrix_blur(x: Tensor, sigma: float, pad: str = "replicate", grow: int = 0) -> Tensor:
+    """``_blur`` as it was before a square image's matrix was built once: one matrix per axis, whatever the shape."""
+    if sigma < warp.MIN_SIGMA:
+        return F.pad(x, (grow,) * 4) if grow else x
+    _, _, h, w = x.shape
+    rows = warp._blur_matrix(h, sigma, pad, grow, x.dtype)
+    cols = warp._blur_matrix(w, sigma, pad, grow, x.dtype)
+    return rows @ x @ cols.T
+
+
 def warped(x: Tensor, scales: tuple[float, ...], blur) -> list[Tensor]:
     """x under each of ``scales`` (the default fill), the warp's blur being ``blur``."""
     kept = warp._blur
@@ -73,9 +85,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 warped(x, scales, blur)
                 return {}
 
-            reps = interleave({"new": lambda r: run(new), "old": lambda r: run(conv_blur)}, reps=args.reps)
+            reps = interleave({"new": lambda r: run(new), "old": lambda r: run(conv_blur),
+                               "before": lambda r: run(two_matrix_blur)}, reps=args.reps)
             emit({"bench": "warp_blur", "row": row, "shape": list(SHAPES[name]), "warps": len(scales),
-                  **summary(reps, "wall_s"), "ratio": ratio(reps, "wall_s", "new", "old"), "max_abs_diff": diff,
+                  **summary(reps, "wall_s"), "ratio": ratio(reps, "wall_s", "new", "old"),
+                  "vs_before": ratio(reps, "wall_s", "new", "before"), "max_abs_diff": diff,
                   "threads": thread_settings()}, out)
     return out
 

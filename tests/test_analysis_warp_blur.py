@@ -18,7 +18,7 @@ from downpour.analysis.warp import _blur, transform
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import warp_blur  # noqa: E402
-from warp_blur import conv_blur  # noqa: E402  (the padded conv2d per axis: the code the product replaced)
+from warp_blur import conv_blur, two_matrix_blur  # noqa: E402  (the padded conv2d per axis; a matrix per axis)
 
 SHAPES = [(6, 1, 16, 16), (3, 3, 32, 32), (2, 1, 24, 40)]     # the digits', the main job's, and not square
 EPS = 2e-6      # float32 rounding of sums of up to 95 products on images in [0, 1]: a few ulps of 1
@@ -51,6 +51,19 @@ def test_the_blur_equals_the_padded_convolution_on_planted_images(shape, scale):
         got, want = _blur(x, sigma, pad, grow=grow), conv_blur(x, sigma, pad, grow)
         assert got.shape == want.shape == (*shape[:2], shape[2] + 2 * grow, shape[3] + 2 * grow)
         assert (got - want).abs().max().item() < EPS, (pad, grow)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_square_image_builds_one_matrix_and_gets_the_same_bits_as_one_per_axis(monkeypatch, shape):
+    x = _planted(shape)
+    built = []
+    make = warp._blur_matrix
+    monkeypatch.setattr(warp, "_blur_matrix", lambda n, *a: built.append(n) or make(n, *a))
+    for pad, grow in (("replicate", 0), ("constant", 0), ("constant", 47)):
+        assert torch.equal(_blur(x, 15.5, pad, grow=grow), two_matrix_blur(x, 15.5, pad, grow))
+    h, w = shape[2:]
+    by_blur = [h] if h == w else [h, w]                 # then two_matrix_blur's [h, w]
+    assert built == (by_blur + [h, w]) * 3
 
 
 @pytest.mark.parametrize("fill", ["mean", "border"])
@@ -113,4 +126,5 @@ def test_the_bench_prints_old_and_new_of_each_row_with_their_ratio_and_differenc
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["row"] for r in rows] == ["sweep", "smallest"] and [r["warps"] for r in rows] == [22, 1]
     for r in rows:
-        assert set(r["wall_s"]) == {"new", "old"} and r["ratio"]["of_medians"] > 0 and r["max_abs_diff"] < EPS
+        assert set(r["wall_s"]) == {"new", "old", "before"} and r["ratio"]["of_medians"] > 0 and r["max_abs_diff"] < EPS
+        assert r["vs_before"]["of_medians"] > 0

@@ -124,7 +124,7 @@ def _blur(x: Tensor, sigma: float, pad: str = "replicate", grow: int = 0) -> Ten
         return F.pad(x, (grow,) * 4) if grow else x
     _, _, h, w = x.shape
     rows = _blur_matrix(h, sigma, pad, grow, x.dtype)        # (H + 2 grow, H)
-    cols = _blur_matrix(w, sigma, pad, grow, x.dtype)        # (W + 2 grow, W)
+    cols = rows if w == h else _blur_matrix(w, sigma, pad, grow, x.dtype)       # (W + 2 grow, W): a square's once
     return rows @ x @ cols.T
 
 
