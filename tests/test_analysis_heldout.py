@@ -3,13 +3,16 @@ it (analysis.json's classifier): the split is the run's, disjoint from what it t
 chance."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from downpour.analysis import heldout
 from downpour.analysis.heldout import classifier_part, scored
+from downpour.analysis.labelled import load_labelled
 from downpour.analysis.options import open_run, run_preprocess
 from downpour.config import load_config
 from downpour.data import build_dataset
@@ -100,3 +103,16 @@ def test_the_terminal_and_the_report_say_the_held_out_accuracy_first(tmp_path):
     page = _classifier({"classifier": scored(y, y, 0.0, 0)})
     assert "Held-out accuracy: none: the run trained on every digit shipped (1,797" in page
     assert "held-out digits (never trained on)" not in page and "<td>1,797</td><td>100.0% [" in page
+
+
+def test_the_digits_the_analysis_has_loaded_are_scored_as_those_it_would_load(monkeypatch):
+    cfg = load_config("cnn-digits", ["seed=5"])
+    trained = build_dataset(cfg.data, seed=5)
+    model = _Memoriser(trained.x, trained.y)
+    loaded = load_labelled("digits", (1, 8, 8), prepare=None)
+    fresh = classifier_part(cfg, model, (1, 8, 8), None)
+    monkeypatch.setattr(heldout, "load_labelled", lambda *a, **k: pytest.fail("loaded the digits again"))
+    assert classifier_part(cfg, model, (1, 8, 8), None, loaded) == fresh
+    lfw_named = dataclasses.replace(loaded, name="lfw")
+    with pytest.raises(ValueError, match="'lfw'"):
+        classifier_part(cfg, model, (1, 8, 8), None, lfw_named)

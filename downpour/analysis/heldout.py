@@ -12,17 +12,23 @@ import numpy as np
 import torch
 
 from downpour.analysis.intervals import wilson
-from downpour.analysis.labelled import load_labelled
+from downpour.analysis.labelled import LabelledSet, load_labelled
 from downpour.config import RunConfig
 from downpour.data.digits_split import digits_split, split_record
 
 
-def classifier_part(cfg: RunConfig, model: Any, shape: tuple[int, ...], prepare: Any) -> dict[str, Any]:
+def classifier_part(cfg: RunConfig, model: Any, shape: tuple[int, ...], prepare: Any,
+                    loaded: LabelledSet | None = None) -> dict[str, Any]:
     """``{"classifier": ...}`` (:func:`scored`) for a supervised network trained on the digits; ``{}`` otherwise
-    (an unsupervised network has no classifier of its own; another source's split is not this one)."""
+    (an unsupervised network has no classifier of its own; another source's split is not this one). ``loaded``: the
+    digits as ``load_labelled("digits", shape, prepare=prepare)`` gives them, where the analysis has them already
+    (its dataset or a probe's); without it they are loaded here."""
     if not getattr(model, "supervised", False) or cfg.data.source != "digits":
         return {}
-    data = load_labelled("digits", shape, prepare=prepare)     # every digit, in scikit-learn's order, prepared
+    if loaded is not None and loaded.name != "digits":
+        raise ValueError(f"classifier_part scores the digits; it was given the labelled set {loaded.name!r}")
+    # every digit, in scikit-learn's order, prepared
+    data = loaded if loaded is not None else load_labelled("digits", shape, prepare=prepare)
     with torch.no_grad():
         predicted = model.predict(data.x).numpy()
     return {"classifier": scored(predicted, data.y, cfg.data.digits_heldout, cfg.seed)}

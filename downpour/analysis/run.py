@@ -190,7 +190,9 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     try:
         result = _measure(run, model, opts, (layer, probe_layers), shape, prepare, fold, data, poses, twin, no_faces,
                           fig_dir, kept, probe_sets)
-        result.update(classifier_part(cfg, model, shape, prepare))   # a supervised digits run's own classifier
+        # a supervised digits run's own classifier, on the digits loaded above where the analysis or a probe uses them
+        # (lfw_fold and jpeg_draft do not touch the digits: the same prepared set)
+        result.update(classifier_part(cfg, model, shape, prepare, {opts.dataset: data, **probe_sets}.get("digits")))
         result["seconds"] = round(time.time() - started, 2)
         _publish(run, fig_dir, result, kept)     # (a move that fails leaves no figures.partial/ either)
     except BaseException as err:
