@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from downpour.analysis.probe import cv_probe
+from downpour.config import load_config
 
 
 def _wilson(k: int, n: int) -> list[float]:
@@ -43,11 +44,29 @@ def test_the_report_gives_the_probes_interval_over_images_and_says_what_the_fold
     row = {"features": "input pixels", "dims": 64, "mean": 0.8, "std": 0.05, "folds": [0.8] * 5, "accuracy": 0.8,
            "ci": [0.72, 0.86]}
     table = {"dataset": "lfw", "samples": 100, "classes": 2, "folds": 5, "majority_class_rate": 0.5, "rows": [row]}
-    said = _probes({"probes": [table]})
+    data = load_config("cat-demo").data
+    said = _probes({"probes": [table]}, data)
     assert "80.0% [72.0%, 86.0%]" in said and "each of the 100 images predicted once" in said
     assert "not an interval of it" in said and "accuracy over folds (mean ± std)" in said
     old = {**table, "rows": [{k: v for k, v in row.items() if k not in ("accuracy", "ci")}]}   # a file from before
-    assert "interval over images" not in _probes({"probes": [old]})
+    assert "interval over images" not in _probes({"probes": [old]}, data)
+
+
+def test_the_report_says_the_probes_images_go_through_the_run_s_own_preparation():
+    from downpour.analysis.report import _probes
+
+    row = {"features": "input pixels", "dims": 64, "mean": 0.8, "std": 0.05, "folds": [0.8] * 5}
+    table = {"dataset": "lfw", "samples": 100, "classes": 2, "folds": 5, "majority_class_rate": 0.5, "rows": [row]}
+    cat = _probes({"probes": [table]}, load_config("cat-demo").data)           # patch, then spectral
+    assert "unit standard deviation (data.normalize = 'patch'), then divided by the training set's mean power " \
+        "spectrum (data.whiten = 'spectral')" in cat
+    assert "brightness or contrast, which a logistic regression on the raw pixels can use, is gone" in cat
+    sae = _probes({"probes": [table]}, load_config("ufldl-sae").data)          # ufldl, then zca
+    assert "(data.normalize = 'ufldl'), then ZCA-whitened (data.whiten = 'zca')" in sae
+    assert "A cue of overall brightness, which" in sae and "contrast, which" not in sae
+    digits = _probes({"probes": [table]}, load_config("cnn-digits").data)      # none
+    assert "this run prepares none" in digits and "is gone" not in digits
+    assert "as the network does" not in _probes({"probes": []}, load_config("cat-demo").data)    # no probes, no words
 
 
 def _squares(n: int = 120):

@@ -24,6 +24,7 @@ from downpour.analysis.report_guide import contents, in_short, method_name, meth
 from downpour.analysis.report_parts import auc, ends, esc, image, pct, run_json, say_damaged, table
 from downpour.analysis.report_training import (config_section, shows_no_image, training_section, title, write_page,
                                                write_training_report)
+from downpour.config import DataConfig
 from downpour.errors import DownpourError
 from downpour.train.json_digest import digest_problem
 from downpour.train.rundir import NotARunError, RunDir
@@ -139,8 +140,32 @@ PROBE_WORDS = ('<p class="note">Accuracy: each of the {n} images predicted once,
                "accuracy, not an interval of it.</p>")
 
 
-def _probes(a: dict[str, Any]) -> str:
-    parts = []
+NORMALIZED = {"patch": "each image set to zero mean and unit standard deviation (data.normalize = 'patch')",
+              "ufldl": "each image's mean taken away, clipped at 3 standard deviations and put into [0.1, 0.9] "
+                       "(data.normalize = 'ufldl')"}
+WHITENED = {"zca": "ZCA-whitened (data.whiten = 'zca')",
+            "spectral": "divided by the training set's mean power spectrum (data.whiten = 'spectral')"}
+
+
+def probe_input_words(data: DataConfig) -> str:
+    """What the probes' images go through before every row, ``input pixels`` too: the run's own preparation (its
+    ``data.normalize`` and ``data.whiten``, fitted on its training data)."""
+    steps = [NORMALIZED[data.normalize]] if data.normalize in NORMALIZED else []
+    steps += [WHITENED[data.whiten]] if data.whiten in WHITENED else []
+    if not steps:
+        return ('<p class="note">Every row, <code>input pixels</code> too, reads the images as the network does: this '
+                "run prepares none (data.normalize = 'none', data.whiten = 'none'), so they are the pixels as "
+                "loaded, their brightness and contrast with them.</p>")
+    gone = (" A cue of overall brightness or contrast, which a logistic regression on the raw pixels can use, is gone "
+            "from every row." if data.normalize == "patch" else
+            " A cue of overall brightness, which a logistic regression on the raw pixels can use, is gone from every "
+            "row." if data.normalize == "ufldl" else "")
+    return ('<p class="note">Every row, <code>input pixels</code> too, reads the images as the network does, through '
+            f"this run's own preparation fitted on its training data: {', then '.join(steps)}.{gone}</p>")
+
+
+def _probes(a: dict[str, Any], data: DataConfig) -> str:
+    parts = [probe_input_words(data)] if a["probes"] else []
     for p in a["probes"]:
         pooled = all("ci" in r for r in p["rows"])      # (an analysis.json before 2026-12-06 has the folds' alone)
         rows = [[r["features"], r["dims"], *([pct(r["accuracy"]) + ends(r["ci"], pct)] if pooled else []),
@@ -347,6 +372,6 @@ def _sections(run: RunDir, a: dict[str, Any]) -> str:
 {image(run, figs.get('invariance'), 'invariance curves')}
 
 {_classifier(a)}<h2 id="probes">Linear probes</h2>
-{_probes(a)}
+{_probes(a, run.config.data)}
 {config_section(run, _ASKED)}<details><summary>the options this analysis used (analysis.json)</summary><pre>{esc(json.dumps(a['options'], indent=1))}</pre></details>
 """
