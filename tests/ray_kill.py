@@ -50,9 +50,9 @@ def run_killing(cfg, run, step, suffix, timeout, monkeypatch=None, dead=False):
     return out
 
 
-def held_until(monkeypatch, event, when):
+def held_until(monkeypatch, event, when, holding=None):
     """The driver (its ``Recorder.on_push``) holds still after a push that leaves ``when(recorder)`` true, until
-    ``event`` is set (at most 120 s)."""
+    ``event`` is set (at most 120 s); ``holding`` (an Event), if given, is set as the hold begins."""
     from downpour.ps.recorder import Recorder
 
     real = Recorder.on_push
@@ -60,6 +60,8 @@ def held_until(monkeypatch, event, when):
     def on_push(self, push, record):
         real(self, push, record)
         if not event.is_set() and when(self):
+            if holding is not None:
+                holding.set()
             event.wait(120)
 
     monkeypatch.setattr(Recorder, "on_push", on_push)

@@ -26,8 +26,12 @@ def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tm
     # past it, to be truncated and logged once again) until the shard is killed: the kill lands mid-run however
     # fast the machine, 50 steps or more before the end. (One worker: the shards are the point, and two actors fewer
     # start, twice. Push 100, 30 pushes and 300 steps would be the same moments, three times the steps.)
-    steps, killed = 100, threading.Event()
-    held_until(monkeypatch, killed, lambda rec: rec.coord.done >= 40 and rec.checkpoints and rec._since_ckpt >= 10)
+    # The kill waits for the hold: killed as soon as step 40 was logged with a checkpoint on disk, the shard could
+    # go down just after the checkpoint of step 40, before the hold, and the loss came at the checkpoint's own step
+    # (lost_at 40, restarted from 40: 1 run in the suite on three processes, 2026-12-07)
+    steps, killed, holding = 100, threading.Event(), threading.Event()
+    held_until(monkeypatch, killed, lambda rec: rec.coord.done >= 40 and rec.checkpoints and rec._since_ckpt >= 10,
+               holding)
     cfg = load_config("ufldl-sae", [*BASE, f"train.steps={steps}", "cluster.workers=1", "cluster.shards=2",
                                     "cluster.checkpoint_seconds=0.5", "cluster.checkpoint_every=40"])
     run = RunDir.create(tmp_path / "s", cfg)
@@ -38,7 +42,8 @@ def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tm
     try:
         # (300 s: at 1 update a second, a 2-core VM also running a study and the suite, step 100 and its checkpoint
         # came after kill_when's default 120 s, counted from before the actors start)
-        victim = kill_when(run, 40, "-shard1", earlier, timeout=300.0, checkpointed=True)
+        victim = kill_when(run, 40, "-shard1", earlier, timeout=300.0, checkpointed=True) \
+            if holding.wait(300) else None
     finally:
         killed.set()
     thread.join(timeout=240)
