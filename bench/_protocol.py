@@ -26,7 +26,8 @@ import os
 import statistics
 import threading
 import time
-from typing import Any, Callable, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 Rep = dict[str, dict[str, Any]]     # one repetition: configuration name -> its figures
 
@@ -158,6 +159,18 @@ class ChildCPU:
             before = start[pid][1] if pid in start else 0.0   # born inside the window: all of its CPU counts
             out[name] = round(out.get(name, 0.0) + cpu - before, 3)
         return out, self.samples[last][0] - self.samples[first][0]
+
+
+@contextmanager
+def swapped(module: Any, name: str, value: Any) -> Iterator[None]:
+    """``module.name`` set to ``value`` inside the block, put back after (the old path of a bench's pair: a budget
+    set to 0, a function swapped for the code it replaced)."""
+    was = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, was)
 
 
 def measured(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from _protocol import emit, load_1min, reps_and_threads, thread_settings  # noqa: E402
+from _protocol import emit, load_1min, reps_and_threads, swapped, thread_settings  # noqa: E402
 from downpour.layers import _lc_kernels as K  # noqa: E402
 from pool_lcn import main_step, rounds_ms  # noqa: E402
 
@@ -50,12 +50,8 @@ def two_passes(g: torch.Tensor, w: torch.Tensor, y: torch.Tensor, stride: int, c
 def as_before(fn: Callable[[], tuple]) -> Callable[[], tuple]:
     """``fn`` with the adjoint's backward in two passes (the kernel's module function swapped for the call)."""
     def run() -> tuple:
-        one = K.lc_apply_and_weight_grad
-        K.lc_apply_and_weight_grad = two_passes
-        try:
+        with swapped(K, "lc_apply_and_weight_grad", two_passes):
             return fn()
-        finally:
-            K.lc_apply_and_weight_grad = one
     return run
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from _protocol import emit, load_1min, reps_and_threads, thread_settings  # noqa: E402
+from _protocol import emit, load_1min, reps_and_threads, swapped, thread_settings  # noqa: E402
 from adjoint_backward import paired, same  # noqa: E402
 from downpour.layers import _lc_kernels as K  # noqa: E402
 from pool_lcn import main_step  # noqa: E402
@@ -44,12 +44,8 @@ SHAPES = {"main stage 1": ((32, 1, 32, 32), (25, 25, 8, 1, 8, 8)),
 def with_budget(fn: Callable[[], tuple], budget: int) -> Callable[[], tuple]:
     """``fn`` with ``KEEP_BYTES`` set to ``budget`` for the call (0: the old path, nothing kept)."""
     def run() -> tuple:
-        was = K.KEEP_BYTES
-        K.KEEP_BYTES = budget
-        try:
+        with swapped(K, "KEEP_BYTES", budget):
             return fn()
-        finally:
-            K.KEEP_BYTES = was
     return run
 
 

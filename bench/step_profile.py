@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from _protocol import emit, load_1min, reps_and_threads  # noqa: E402
+from _protocol import emit, load_1min, reps_and_threads, swapped  # noqa: E402
 from downpour import cli  # noqa: E402
 from downpour.layers import _lc_kernels as K  # noqa: E402
 from downpour.layers.lcn import LocalContrastNorm2d  # noqa: E402
@@ -154,15 +154,9 @@ def main(argv: list[str] | None = None) -> None:
         run = args.out / f"rep-{rep}"
         timers = Timers()
         load = load_1min()
-        budget = K.KEEP_BYTES
-        if args.keep_bytes is not None and rep % 2:
-            K.KEEP_BYTES = args.keep_bytes
-        try:
-            keep_bytes = K.KEEP_BYTES
-            with patched(timers):
-                code = cli.main(["train", *(args.train or REFERENCE), "--out", str(run)])
-        finally:
-            K.KEEP_BYTES = budget
+        keep_bytes = args.keep_bytes if args.keep_bytes is not None and rep % 2 else K.KEEP_BYTES
+        with swapped(K, "KEEP_BYTES", keep_bytes), patched(timers):
+            code = cli.main(["train", *(args.train or REFERENCE), "--out", str(run)])
         if code != 0:
             raise SystemExit(f"step_profile: downpour train exited {code}")
         model = run / "model.safetensors"
