@@ -215,7 +215,9 @@ def test_a_node_holding_a_shard_removed_stops_the_run_naming_it_and_the_resume_f
     (event,) = summary["shard_events"]
     assert event["event"] == "shards-lost" and event["lost_shards"] == [place] and event["node_ids"] == ids
     node = f"node {added.node_id[:8]} at {re.escape(event['node_addresses'][place])}"
-    said = re.search(rf"downpour: error: (shard {place} lost at step (\d+) on {node} \(Actor\w+Error\)), and shard "
+    # (the loss shows as the dead actor's error, or as a worker's relayed ShardGone where its push's read shows it)
+    lost = r"\((?:Actor\w+Error|RayTaskError\(ShardGone\))\)"
+    said = re.search(rf"downpour: error: (shard {place} lost at step (\d+) on {node} {lost}), and shard "
                      r"restarts are off \(cluster\.shard_restarts = 0\): the run stopped; --resume "
                      rf"{re.escape(shlex.quote(str(run)))} goes on from its last server checkpoint, at step {kept} "
                      r"\(its cluster\.json and staleness\.json say what happened\)\n", error)
