@@ -116,12 +116,12 @@ def _train(args: argparse.Namespace) -> int:
         cfg = new_run_config(source, _overrides(args))
         check_cluster_flags(args, cfg.cluster.runner)   # before the config's checks: they name the key, not the flag
     pipeline = cfg.data.pipeline      # ('auto' resolves to its choice: the refusals say both)
-    began = files_listed_at_start(run.path) if args.resume else None    # (a refusal for too few files says it)
+    listed_at_start = files_listed_at_start(run.path) if args.resume else None   # (a refusal of too few files says it)
     chosen: dict[str, Any] = {}       # why 'auto' chose it (its estimate), for the run's data.json
     try:
         # resolved; before the run directory exists: a typo leaves nothing behind (a resume's refusals say what it
         # keeps)
-        cfg = check_run_config(cfg, bool(args.resume), chosen, began)
+        cfg = check_run_config(cfg, bool(args.resume), chosen, listed_at_start)
     except ConfigError as err:        # the model's and the cost terms' own checks: name what set the value
         raise with_origin(err, source, _overrides(args)) from None
     check_flags(args, cfg, pipeline)  # resolved: what data.pipeline = 'auto' chose is known
@@ -132,7 +132,7 @@ def _train(args: argparse.Namespace) -> int:
         check_folder(args.out, run if resume else None, cfg, twin is not None)   # refused as the run would be
     if args.dry_run:
         # the run's own refusal of its files, its folder not made
-        read = check_data_read(cfg, bool(args.resume), began)
+        read = check_data_read(cfg, bool(args.resume), listed_at_start)
         head = _head_dry(cfg)     # a head nobody answers for: refused as the run's join refuses it
         print(config_to_toml(cfg), end="")
         for said in (read, head, _warned_at_start(cfg)):

@@ -45,20 +45,21 @@ log = logging.getLogger(__name__)
 
 
 def check_run_config(cfg: RunConfig, resume: bool = False, chosen: dict[str, Any] | None = None,
-                     began: int | None = None) -> RunConfig:
+                     listed_at_start: int | None = None) -> RunConfig:
     """``cfg`` resolved (see :func:`~downpour.models.registry.resolve`), or ConfigError naming the
     first thing in it that does not fit together: the data files, the model on the data's shape,
     the device for the runner, the cluster's delay model, the analysis sets (``resume``: a resumed run's, which keeps
     its workers: a refusal for too few files says so). ``chosen``: filled with why data.pipeline = 'auto' chose as it
-    did (:func:`~downpour.data.pipeline.resolve_data`), for :func:`read_checked`. ``began``: a resume's item count at
-    the run's last start (:func:`~downpour.data.resumed.files_listed_at_start`), which that refusal says where it
-    shrank."""
+    did (:func:`~downpour.data.pipeline.resolve_data`), for :func:`read_checked`. ``listed_at_start``: a resume's
+    item count at the run's last start (:func:`~downpour.data.resumed.files_listed_at_start`), which that refusal says
+    where it shrank."""
     cfg = resolve(cfg)
     check_data(cfg.data)
     check_files(cfg.data)
     workers = cfg.cluster.workers if is_cluster_runner(cfg.cluster.runner) else 1
     cfg = dataclasses.replace(cfg, data=resolve_data(cfg.data, stream_ok=cfg.cluster.algorithm == "downpour",
-                                                     workers=workers, resume=resume, chosen=chosen, began=began))
+                                                     workers=workers, resume=resume, chosen=chosen,
+                                                     listed_at_start=listed_at_start))
     cfg = dataclasses.replace(cfg, analysis=absolute_paths(cfg.analysis))   # (as data.path: read from any folder)
     # 'cuda' where this process sees no GPU: refused, naming the key. On Ray the workers' nodes have the GPUs,
     # not necessarily this driver: the cluster's GPUs are counted when it starts (ps.setup.worker_gpus).
@@ -71,16 +72,16 @@ def check_run_config(cfg: RunConfig, resume: bool = False, chosen: dict[str, Any
     return cfg
 
 
-def check_data_read(cfg: RunConfig, resume: bool = False, began: int | None = None) -> str:
+def check_data_read(cfg: RunConfig, resume: bool = False, listed_at_start: int | None = None) -> str:
     """For ``downpour train --dry-run`` of resolved ``cfg``: read a file source's data as the run reads them before
     its first step (in memory every file; streamed the fitting sample, data.fit_sample items), refusing with the run's
     own error (no file gives an image; more workers than samples; a streamed share of only files that give none),
     each skipped file logged as the run logs it; -> what it read and would skip, for the dry run to say. Until
     2026-12-06 a dry run read no image: a folder of only corrupt files passed it ("config checked"), and the run
-    then refused, its folder made. ("" for a built-in source: nothing on disk to go wrong.) ``began``: a resume's item
-    count at the run's last start (:func:`~downpour.data.resumed.files_listed_at_start`), which its refusal says where
-    it shrank."""
-    opened = read_checked(cfg, resume, began=began)
+    then refused, its folder made. ("" for a built-in source: nothing on disk to go wrong.) ``listed_at_start``: a
+    resume's item count at the run's last start (:func:`~downpour.data.resumed.files_listed_at_start`), which its
+    refusal says where it shrank."""
+    opened = read_checked(cfg, resume, listed_at_start=listed_at_start)
     if opened is None:
         return ""
     d, data = cfg.data, opened.data
@@ -102,7 +103,7 @@ def check_data_read(cfg: RunConfig, resume: bool = False, began: int | None = No
 
 
 def read_checked(cfg: RunConfig, resume: bool = False, chosen: dict[str, Any] | None = None,
-                 began: int | None = None) -> Opened | None:
+                 listed_at_start: int | None = None) -> Opened | None:
     """A file source's data read as the run reads them before its first step, or the run's own refusal of them (no
     file gives an image; more workers than samples; a streamed share of only files that give none), each skipped file
     logged as the run logs it: ``downpour train`` reads a new run's here, before its folder is made, and hands them to
@@ -122,7 +123,7 @@ def read_checked(cfg: RunConfig, resume: bool = False, chosen: dict[str, Any] | 
     if chosen:
         opened.data.info["chosen"] = chosen
     if is_cluster_runner(cfg.cluster.runner):
-        check_cluster_data(cfg, opened.data, resume, began)    # (a resume's: it keeps its workers and data.size)
+        check_cluster_data(cfg, opened.data, resume, listed_at_start)   # (a resume's: it keeps its workers, data.size)
     return opened
 
 

@@ -172,7 +172,8 @@ def test_a_run_refused_in_its_runner_removes_the_parent_folders_its_out_made_and
     """A new run refused by its runner, after its folder is made, with --out a/b/c where a and b were not there: every
     folder the command made goes, deepest first (not c alone, a/b left behind); a parent that was there before stays.
     (The data are refused before the folder is made: that read left out here, the runner's own read refuses them.)"""
-    monkeypatch.setattr("downpour.preflight.read_checked", lambda cfg, resume=False, chosen=None, began=None: None)
+    monkeypatch.setattr("downpour.preflight.read_checked",
+                        lambda cfg, resume=False, chosen=None, listed_at_start=None: None)
     images = tmp_path / "images"
     images.mkdir()
     (images / "broken.png").write_text("not an image")

@@ -59,8 +59,8 @@ def test_each_simulated_worker_draws_what_its_ray_process_draws(tmp_path, monkey
     runs = []
     set_up = setup_module.set_up_cluster
     monkeypatch.setattr("downpour.ps.cluster.set_up_cluster",
-                        lambda cfg, resume=False, opened=None, began=None:
-                        runs.append(set_up(cfg, resume, opened, began)) or runs[-1])
+                        lambda cfg, resume=False, opened=None, listed_at_start=None:
+                        runs.append(set_up(cfg, resume, opened, listed_at_start)) or runs[-1])
     seen = _draws(monkeypatch)
     _run(tmp_path / "a", "seed=3")
     assert torch.equal(seen[0][0], runs[0].rng)

@@ -57,16 +57,16 @@ def _mb(n: int) -> float:
 
 
 def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1, resume: bool = False,
-                 chosen: dict[str, Any] | None = None, began: int | None = None) -> DataConfig:
+                 chosen: dict[str, Any] | None = None, listed_at_start: int | None = None) -> DataConfig:
     """``cfg`` with what it reads fixed once, for the run's config.toml: a file source's ``data.path``
     made absolute (a resume from another folder, or a Ray worker, reads the same files), and
     ``data.pipeline = 'auto'`` replaced by its choice, so a resume takes the path the run began on
     whatever the data's size is by then. ``workers`` > 1 each stream items of their own: a stream
     with fewer items than workers is a ConfigError (``check_config`` first; ``resume``: a resumed run's, which keeps
     its workers: :func:`most_workers`). ``chosen``: filled with 'auto''s why (its estimate and parts), for the data
-    the run then reads to record (``info["chosen"]``) without listing the folder again. ``began``: a resume's item
-    count at the run's last start (:func:`~downpour.data.resumed.files_listed_at_start`), which a refusal for too few
-    files says beside the count now, where its list shrank."""
+    the run then reads to record (``info["chosen"]``) without listing the folder again. ``listed_at_start``: a
+    resume's item count at the run's last start (:func:`~downpour.data.resumed.files_listed_at_start`), which a refusal
+    for too few files says beside the count now, where its list shrank."""
     if cfg.source not in FILE_SOURCES:
         _check_memory_workers(cfg, None, workers)
         return cfg                          # built in: always in memory, whatever 'auto' says
@@ -85,12 +85,13 @@ def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1, resu
     if pipeline == "stream" and workers > 1:
         n = len((listing or list_items(resolved)).items)
         if n < workers:
+            shrunk = shrunk_from(listed_at_start, n)
             raise ConfigError(f"cluster.workers = {workers}, but data.path {cfg.path!r} holds only "
-                              f"{plural(n, item_name(cfg.source))}{shrunk_from(began, n)}, and each streaming "
+                              f"{plural(n, item_name(cfg.source))}{shrunk}, and each streaming "
                               f"worker reads items of its own; {most_workers(n, resume, '; ' + KEEPS_WORKERS)}",
                               key="cluster.workers")
     if pipeline == "memory":
-        _check_memory_workers(resolved, listing, workers, resume, began)
+        _check_memory_workers(resolved, listing, workers, resume, listed_at_start)
     return resolved
 
 
@@ -106,7 +107,7 @@ def most_workers(n: int, resume: bool, then: str = "") -> str:
 
 
 def _check_memory_workers(cfg: DataConfig, listing: Listing | None, workers: int, resume: bool = False,
-                          began: int | None = None) -> None:
+                          listed_at_start: int | None = None) -> None:
     """ConfigError where in-memory data give fewer samples than ``workers``, known without loading it: patches mode's
     ``data.samples``, or a folder's image files cut into one crop each (``tile = 0``; a listing, no image read).
     Found here, before config.toml is written into the run folder, not once the data are loaded (ps.setup's
@@ -119,7 +120,8 @@ def _check_memory_workers(cfg: DataConfig, listing: Listing | None, workers: int
         todo = f"use at most {n} (--workers {n}) or raise data.samples"
     elif cfg.source == "folder" and cfg.tile == 0:
         n = len((listing or list_items(cfg)).items)
-        what = f"data.path {cfg.path!r} holds only {plural(n, 'image file')}{shrunk_from(began, n)}, one crop each"
+        shrunk = shrunk_from(listed_at_start, n)
+        what = f"data.path {cfg.path!r} holds only {plural(n, 'image file')}{shrunk}, one crop each"
         todo = most_workers(n, resume, f"; {KEEPS_WORKERS}")   # (a folder's resume, refused --workers, is told so)
     else:
         return

@@ -87,11 +87,13 @@ def files_listed_at_start(run: Path) -> int | None:
     return count if is_count(count, 0) else None
 
 
-def shrunk_from(began: int | None, n: int) -> str:
-    """", down from ``began`` at the run's last start (its data.json)" where a resume's list of ``n`` items is
-    shorter than its :func:`files_listed_at_start` (``began``; "" where it is not, or unknown): what its refusal for
-    too few files says of the counts."""
-    return f", down from {began} at the run's last start (its data.json)" if began and began > n else ""
+def shrunk_from(listed_at_start: int | None, n: int) -> str:
+    """", down from ``listed_at_start`` at the run's last start (its data.json)" where a resume's list of ``n`` items
+    is shorter than its :func:`files_listed_at_start` ("" where it is not, or unknown): what its refusal for too few
+    files says of the counts."""
+    if not listed_at_start or listed_at_start <= n:
+        return ""
+    return f", down from {listed_at_start} at the run's last start (its data.json)"
 
 
 def recorded_patches(path: Path) -> int | None:

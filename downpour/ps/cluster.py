@@ -58,21 +58,22 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opene
     up to ``cluster.shard_restarts`` times."""
     # the run's go events: a resumed run's (staleness.json), then this command's resumes, restarts and stop
     events = go_events(run) if resume else []
-    began: list[int] = []                      # the step the user's own run or resume began at (the first go's)
+    resumed_from: list[int] = []               # the step the user's own run or resume began at (the first go's)
     lost: ShardLost | None = None              # the loss a restart is for
     restarted: dict[str, Any] | None = None    # its shards-restarted event, once appended
     up: list[dict[str, Any]] = []              # each go whose driver started: which Ray it ran on (_run_once)
 
     def recorded(err: ShardLost, restarts: int, **how: Any) -> str:
         """The loss's stop (record_stop), on the last started go's Ray (a failed restart's: the go before it)."""
-        return record_stop(run, cfg, events, err, restarts, began[0] if began else 0, up[-1] if up else None, **how)
+        return record_stop(run, cfg, events, err, restarts, resumed_from[0] if resumed_from else 0,
+                           up[-1] if up else None, **how)
 
     for attempt in range(cfg.cluster.shard_restarts + 1):
         tried = len(up)                        # (more after _run_once: this go's driver started)
         try:
             if lost is not None:   # (in the try: a stop or an error while it is prepared is the restart's, below)
                 resume, restarted = _restart_from(run, events, lost)
-            return _run_once(cfg, run, resume, events, began, up, opened)
+            return _run_once(cfg, run, resume, events, resumed_from, up, opened)
         except ShardLost as err:
             lost, restarted = err, None
             if attempt == cfg.cluster.shard_restarts:
@@ -145,15 +146,15 @@ def _loss_under(stop: BaseException) -> ShardLost | None:
 
 
 def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, Any]] | None = None,
-              began: list[int] | None = None, up: list[dict[str, Any]] | None = None,
+              resumed_from: list[int] | None = None, up: list[dict[str, Any]] | None = None,
               opened: Opened | None = None) -> dict[str, Any]:
     """One go at the run; ``go_log``: the run's go events before it (:mod:`downpour.ps.lost_shards`: restarts, a
-    stop, resumes; the checkpoint it resumes from may predate them), its own ``resumed`` appended; ``began``: the
+    stop, resumes; the checkpoint it resumes from may predate them), its own ``resumed`` appended; ``resumed_from``: the
     first go's start step, noted by it (a restart resumes from a checkpoint itself, and the summary's
     ``resumed_from`` is the user's); ``up``: appended to once the go's driver has started (an error before it: the go
     could not start), with which Ray it ran on (its ``ray_info``, cluster.json's ``ray``; {} off Ray); ``opened``:
     the run's data read already (the first go takes it)."""
-    go_log, began = go_log if go_log is not None else [], began if began is not None else []
+    go_log, resumed_from = go_log if go_log is not None else [], resumed_from if resumed_from is not None else []
     # (a run trained again at a --resume keeps its workers; its refusal says a list shrunk since its last start)
     at_start = files_listed_at_start(run.path) if resume or run.again else None
     setup = set_up_cluster(cfg, resume or run.again, opened, at_start)
@@ -174,7 +175,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
                               run.checkpoints / f"{SERVER}.json")
         say_resumed_at(setup.data, streams, meta["step"], c.workers)
     start = meta["step"]
-    began[:] = began or [start]
+    resumed_from[:] = resumed_from or [start]
     stage_of = stages_of(cfg, setup.model.n_stages)
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, start_step=start,
                         warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()},
@@ -241,4 +242,4 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
             driver.close()
         finally:
             recorder.close()   # (even where the driver's close raised)
-    return finish(setup, run, states, coord, recorder, began[0], info)
+    return finish(setup, run, states, coord, recorder, resumed_from[0], info)

@@ -84,12 +84,12 @@ def _kept_step(run: RunDir) -> tuple[int | None, str | None]:
 
 
 def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: ShardLost, restarts: int,
-                began: int, ray: dict[str, Any] | None = None, failed: str | None = None,
+                resumed_from: int, ray: dict[str, Any] | None = None, failed: str | None = None,
                 how: str | None = None) -> str:
     """A lost shard stopped the run at ``err.step``, ``cluster.shard_restarts`` spent (``restarts`` of them, by this
     command) or its restart failed or interrupted: a ``shards-lost`` event after the run's go events (``events``,
     appended to) in staleness.json, and cluster.json saying where and why it stopped and what a resume goes on from
-    (``began``: the step this command began at), and on which Ray (``ray``: the last go's, as a whole run's
+    (``resumed_from``: the step this command began at), and on which Ray (``ray``: the last go's, as a whole run's
     cluster.json has it; none off Ray; a stop's has it too, a lost head's included); returns the stop's
     message. ``failed``: why the next restart could not start (its event's ``restart_failed``); ``how``: the stop
     (Ctrl-C, SIGTERM) that interrupted it, before its go started or while the lost go wound up (its event's
@@ -106,7 +106,7 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
     report["events"] = [*had, *(e for e in events if e not in had)]
     run.write_json("staleness.json", report)
     run.write_json("cluster.json", {"runner": cfg.cluster.runner, **({"ray": ray} if ray else {}),
-                                    "resumed_from": began,
+                                    "resumed_from": resumed_from,
                                     "stopped": stopped_entry(step, cfg.train.steps, err),
                                     "checkpoint": kept, "shard_restarts": restarts,
                                     **shard_events(events),

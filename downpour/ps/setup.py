@@ -53,15 +53,15 @@ class ClusterSetup:
 
 
 def set_up_cluster(cfg: RunConfig, resume: bool = False, opened: Opened | None = None,
-                   began: int | None = None) -> ClusterSetup:
+                   listed_at_start: int | None = None) -> ClusterSetup:
     """Seeded data and initial model, the shard layout and the cluster's policies, for resolved ``cfg`` (``resume``: a
     resumed run's, whose refusal of its data offers what a resume can do; ``opened``: its data read already, taken;
-    ``began``: a resume's item count at the run's last start, its data.json's,
+    ``listed_at_start``: a resume's item count at the run's last start, its data.json's,
     :func:`~downpour.data.resumed.files_listed_at_start`)."""
     c = cfg.cluster
     set_up_torch(cfg)   # the seed, and train.threads for the simulator (Ray workers set their own)
     data = open_data_once(cfg.data, cfg.seed, c.algorithm == "downpour", opened)   # Sandblaster indexes one tensor
-    check_cluster_data(cfg, data, resume, began)
+    check_cluster_data(cfg, data, resume, listed_at_start)
     model = build_replica(cfg, data.input_shape)[0]
     rng = torch.get_rng_state()     # what worker 0 draws on from, on Ray and on the simulator (worker_rng)
     layout = ParamLayout(model)
@@ -78,16 +78,16 @@ def set_up_cluster(cfg: RunConfig, resume: bool = False, opened: Opened | None =
                         make_delays(c.spec("delay"), c.workers), shards_of, stage_ranges(model, layout), rng)
 
 
-def check_cluster_data(cfg: RunConfig, data: Dataset, resume: bool = False, began: int | None = None) -> None:
+def check_cluster_data(cfg: RunConfig, data: Dataset, resume: bool = False, listed_at_start: int | None = None) -> None:
     """ConfigError where the workers cannot each train on a share of ``data`` of their own: fewer samples (or a
     stream's items) than workers, or a streamed share of only files that give no sample. Said by the run before
     it starts, and by its --dry-run (:func:`~downpour.preflight.check_data_read`); ``resume``: a resumed run's, which
-    keeps its workers and data.size, so that what only a new run can do is said as that; ``began``: its item count at
-    the run's last start (data.json's), said where the list shrank."""
+    keeps its workers and data.size, so that what only a new run can do is said as that; ``listed_at_start``: its
+    item count at the run's last start (data.json's), said where the list shrank."""
     if len(data) < cfg.cluster.workers:
         say_unlogged(data.info.get("skipped", []))
         raise ConfigError(too_few_for_workers(cfg, data, resume), key="cluster.workers")
-    if (barren := unreadable_share(cfg, data, resume, began)) is not None:
+    if (barren := unreadable_share(cfg, data, resume, listed_at_start)) is not None:
         say_unlogged(data.info["fit_sample"]["skipped"])
         raise ConfigError(barren, key="cluster.workers")
 
@@ -108,7 +108,7 @@ def too_few_for_workers(cfg: RunConfig, data: Dataset, resume: bool = False) -> 
                else f"use at most {n} (--workers {n})"))
 
 
-def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False, began: int | None = None) -> str | None:
+def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False, listed_at_start: int | None = None) -> str | None:
     """Why a stream's worker would stop at its first pass, said before the run starts: the driver's fitting sample read
     every file (data.fit_sample >= their count), and one worker's share holds only files it could not read. Else the
     run fails at step 0 ("none of the 1 items of worker 0's shard (12 workers) can be read"), leaving a checkpoint
@@ -117,7 +117,7 @@ def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False, began: int
     the files that give nothing is offered alone only where as many files as workers stay: a resume whose folder lost
     14 of its 17 files, one of the three left too small for the patch and one corrupt, was told to remove both, which
     leaves one file for two workers (refused again), and not that its list shrank: the counts are said (the list,
-    ``began``: the run's at its last start, the readable files, the workers') and what would do."""
+    ``listed_at_start``: the run's at its last start, the readable files, the workers') and what would do."""
     fit, n = data.info.get("fit_sample") or {}, cfg.cluster.workers
     if data.info.get("pipeline") != "stream" or cfg.data.source == "array" or fit.get("items") != len(data):
         return None
@@ -159,7 +159,8 @@ def unreadable_share(cfg: RunConfig, data: Any, resume: bool = False, began: int
                  f"{', or '.join(smaller + fewer)})")
     counts = ""
     if readable < n:      # what the folder holds against what the workers need, and, where it shrank, what it held
-        counts = (f"; data.path lists {plural(len(data), 'file')}{shrunk_from(began, len(data))}, {readable} of them "
+        shrunk = shrunk_from(listed_at_start, len(data))
+        counts = (f"; data.path lists {plural(len(data), 'file')}{shrunk}, {readable} of them "
                   f"readable, where the workers need {n} (one each)")
     return (f"cluster.workers = {n}, but worker {w}'s share of data.path {cfg.data.path!r} ({plural(b - a, 'file')}) "
             f"holds only {holds} (first: {data.items[a]}: {reasons[data.items[a]]}), and each worker streams a share "
