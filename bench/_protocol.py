@@ -162,15 +162,16 @@ class ChildCPU:
 
 
 @contextmanager
-def swapped(module: Any, name: str, value: Any) -> Iterator[None]:
-    """``module.name`` set to ``value`` inside the block, put back after (the old path of a bench's pair: a budget
-    set to 0, a function swapped for the code it replaced)."""
-    was = getattr(module, name)
-    setattr(module, name, value)
+def swapped(owner: Any, name: str, value: Any) -> Iterator[None]:
+    """``owner.name`` (a module's or a class's own attribute) set to ``value`` inside the block, put back after as it
+    was stored: a class's staticmethod as one, not the bare function ``getattr`` gives (the old path of a bench's pair:
+    a budget set to 0, a function swapped for the code it replaced; a step's parts wrapped in timers)."""
+    was = vars(owner)[name]
+    setattr(owner, name, value)
     try:
         yield
     finally:
-        setattr(module, name, was)
+        setattr(owner, name, was)
 
 
 def measured(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:

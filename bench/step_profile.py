@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -83,12 +83,11 @@ class Timers:
 
 @contextmanager
 def patched(timers: Timers) -> Iterator[None]:
-    """The step's parts timed (module attributes swapped for the run, put back after)."""
+    """The step's parts timed (module and class attributes swapped for the run, put back after)."""
     swaps: list[tuple[object, str, object]] = []
 
     def swap(owner: object, name: str, new: object) -> None:
-        swaps.append((owner, name, owner.__dict__[name]))
-        setattr(owner, name, new)
+        swaps.append((owner, name, new))
 
     stage_for_step = loop.stage_for_step
 
@@ -131,11 +130,10 @@ def patched(timers: Timers) -> Iterator[None]:
         swap(cls, "forward", staticmethod(timers.wrap(cls.forward, name, kernel=True)))
         swap(cls, "backward", staticmethod(timers.wrap(cls.backward, f"{name}'s backward", kernel=True)))
     swap(Objective, "__call__", timers.wrap(Objective.__call__, "cost"))
-    try:
+    with ExitStack() as stack:
+        for owner, name, new in swaps:
+            stack.enter_context(swapped(owner, name, new))
         yield
-    finally:
-        for owner, name, old in reversed(swaps):
-            setattr(owner, name, old)
 
 
 def md5(path: Path) -> str:

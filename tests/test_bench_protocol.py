@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,21 @@ def test_every_bench_puts_its_own_checkout_first_on_the_import_path(script, monk
     found = PathFinder.find_spec("downpour", sys.path)
     assert found and Path(found.origin).resolve().is_relative_to(BENCH.parent), \
         f"bench/{script}.py imports downpour from {found and found.origin}"
+
+
+def test_swapped_puts_a_class_staticmethod_back_as_one_and_a_module_value_back_even_after_an_error():
+    class Kernel:
+        @staticmethod
+        def forward(x):
+            return x + 1
+
+    stored = vars(Kernel)["forward"]
+    with P.swapped(Kernel, "forward", staticmethod(lambda x: x * 10)):
+        assert Kernel.forward(2) == 20
+    assert vars(Kernel)["forward"] is stored and Kernel().forward(2) == 3   # (a bare function: self taken for x)
+    kernels = types.ModuleType("kernels")
+    kernels.KEEP_BYTES = 1 << 20
+    with pytest.raises(RuntimeError), P.swapped(kernels, "KEEP_BYTES", 0):
+        assert kernels.KEEP_BYTES == 0
+        raise RuntimeError("the bench failed mid-run")
+    assert kernels.KEEP_BYTES == 1 << 20
