@@ -22,7 +22,6 @@ adjoint backward makes the two (``as_before``), loss and every gradient equal. `
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -30,9 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from _paired import paired, same  # noqa: E402
 from _protocol import emit, load_1min, reps_and_threads, swapped, thread_settings  # noqa: E402
 from downpour.layers import _lc_kernels as K  # noqa: E402
-from pool_lcn import main_step, rounds_ms  # noqa: E402
+from pool_lcn import main_step  # noqa: E402
 
 # stage: (g: the reconstruction's gradient (B, C, H, W); the expanded banks (Ho, Wo, M, C, k, k)) of the main job
 SHAPES = {1: ((32, 1, 32, 32), (25, 25, 8, 1, 8, 8)), 2: ((32, 8, 12, 12), (8, 8, 8, 8, 5, 5))}
@@ -53,30 +53,6 @@ def as_before(fn: Callable[[], tuple]) -> Callable[[], tuple]:
         with swapped(K, "lc_apply_and_weight_grad", two_passes):
             return fn()
     return run
-
-
-def tensors(out: tuple) -> list[torch.Tensor | None]:
-    """A row's results as a flat list: (dy, dw) of the kernel, (loss, [every gradient]) of a step."""
-    return [t for part in out for t in (part if isinstance(part, list) else [part])]
-
-
-def same(a: tuple, b: tuple) -> bool:
-    ta, tb = tensors(a), tensors(b)
-    return len(ta) == len(tb) and all((x is None and y is None) or torch.equal(x, y) for x, y in zip(ta, tb))
-
-
-def paired(new: Callable[[], object], old: Callable[[], object], reps: int) -> dict:
-    """Medians of the rounds and their paired ratios, by wall clock and by this process's CPU time."""
-    row: dict = {}
-    for clock, key in ((time.perf_counter, ""), (time.process_time, "cpu_")):
-        ms = rounds_ms({"new": new, "old": old}, reps, clock)
-        ratios = sorted(n / o for n, o in zip(ms["new"], ms["old"]))
-        med = {name: sorted(v)[len(v) // 2] for name, v in ms.items()}
-        row |= {f"{key}ms_new": round(med["new"], 3), f"{key}ms_old": round(med["old"], 3),
-                f"{key}new_vs_old": round(med["new"] / med["old"], 3),
-                f"{key}paired_median": round(ratios[len(ratios) // 2], 3),
-                f"{key}paired_range": [round(ratios[0], 3), round(ratios[-1], 3)]}
-    return row
 
 
 def kernel_pair(stage: int) -> tuple[Callable[[], tuple], Callable[[], tuple]]:

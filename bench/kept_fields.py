@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from _paired import paired, same  # noqa: E402
 from _protocol import emit, load_1min, reps_and_threads, swapped, thread_settings  # noqa: E402
-from adjoint_backward import paired, same  # noqa: E402
 from downpour.layers import _lc_kernels as K  # noqa: E402
 from pool_lcn import main_step  # noqa: E402
 

@@ -33,13 +33,13 @@ Prints one JSON line per shape.
 ``unread_lcn`` rows (first, and alone with ``--unread-lcn``): a greedy step of the main job's stage 1 and stage 2
 (``CatNet.forward_train``, which skips the LCN of the last stage a step runs: nothing reads it) against the step that
 normalises every stage (as it did before 2026-12-06), checked equal first (loss and every gradient, torch.equal), then
-interleaved: ``new_vs_old`` (best of each) and ``new_vs_old_paired_median`` (the rounds' ratios, each pair run
-back to back), in wall time and (``cpu_``) in this process's CPU time, which other jobs on the machine disturb less.
+interleaved (bench/_paired.py): ``ms_new`` and ``ms_old`` (best of each side's rounds), ``new_vs_old`` (their ratio) and
+``paired_median`` (the rounds' ratios, each pair run back to back), in wall time and (``cpu_``) in this process's CPU
+time, which other jobs on the machine disturb less.
 """
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -48,9 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from _paired import paired, same  # noqa: E402
 from _protocol import emit, load_1min, reps_and_threads, thread_settings  # noqa: E402
 from downpour.layers import L2Pool2d, LocalContrastNorm2d  # noqa: E402
-from downpour.plan.calibrate import best_seconds, layer_step, pool_lcn_step, round_seconds  # noqa: E402
+from downpour.plan.calibrate import best_seconds, layer_step, pool_lcn_step  # noqa: E402
 
 # name: (batch, maps, side, pool kernel, pool stride, LCN window) of a stage's codes
 SHAPES = {"main stage 1": (32, 8, 25, 3, 2, 5), "main stage 2": (32, 8, 8, 3, 1, 5),
@@ -68,13 +69,6 @@ def best_ms(fns: dict[str, Callable[[], None]], reps: int) -> dict[str, float]:
     """Best of ``reps`` rounds per function (each round at least 20 ms of calls), the functions interleaved (the way
     ``downpour plan --calibrate`` times the layer and pooling + LCN: ``best_seconds``), in ms."""
     return {name: s * 1e3 for name, s in best_seconds(fns, reps).items()}
-
-
-def rounds_ms(fns: dict[str, Callable[[], None]], reps: int,
-              clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
-    """ms per call of each function in each of ``reps`` rounds (:func:`~downpour.plan.calibrate.round_seconds`, by
-    ``clock``: wall, or ``time.process_time``, this process's CPU in all its threads)."""
-    return {name: [t * 1e3 for t in ts] for name, ts in round_seconds(fns, reps, clock=clock).items()}
 
 
 def main_step(stage: int | None = None, as_before: bool = False) -> Callable[[], tuple]:
@@ -111,18 +105,10 @@ def unread_lcn(stage: int, reps: int) -> dict:
     """A greedy training step of the main job's ``stage``, its unread LCN skipped, against the step
     that normalises the trained stage's pooled codes for no reader (``as_before``), interleaved; checked equal first."""
     new, old = main_step(stage), main_step(stage, as_before=True)
-    (a, ga), (b, gb) = new(), old()
-    if not (torch.equal(a, b) and all((x is None and y is None) or torch.equal(x, y) for x, y in zip(ga, gb))):
+    if not same(new(), old()):
         raise SystemExit(f"pool_lcn: stage {stage}: the step without its unread LCN differs from the step before")
-    row = {"bench": "pool_lcn", "row": "unread_lcn", "stage": stage, "equal": True}
-    for clock, key in ((time.perf_counter, ""), (time.process_time, "cpu_")):     # CPU: what a loaded machine's
-        ms = rounds_ms({"new": new, "old": old}, reps, clock)                     # other jobs leave unchanged
-        paired = sorted(n / o for n, o in zip(ms["new"], ms["old"]))
-        row |= {f"{key}step_ms_new": round(min(ms["new"]), 3), f"{key}step_ms_old": round(min(ms["old"]), 3),
-                f"{key}new_vs_old": round(min(ms["new"]) / min(ms["old"]), 3),
-                f"{key}new_vs_old_paired_median": round(paired[len(paired) // 2], 3),
-                f"{key}paired_range": [round(paired[0], 3), round(paired[-1], 3)]}
-    return row
+    # (the best of each side's rounds, as every other figure of this bench: best_ms)
+    return {"bench": "pool_lcn", "row": "unread_lcn", "stage": stage, "equal": True, **paired(new, old, reps, pick=min)}
 
 
 def check_lcn(maps: int, side: int, window: int) -> float:

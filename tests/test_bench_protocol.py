@@ -270,3 +270,25 @@ def test_swapped_puts_a_class_staticmethod_back_as_one_and_a_module_value_back_e
         assert kernels.KEEP_BYTES == 0
         raise RuntimeError("the bench failed mid-run")
     assert kernels.KEEP_BYTES == 1 << 20
+
+
+def test_paired_gives_each_side_by_its_pick_and_the_rounds_own_ratios(monkeypatch):
+    import _paired
+    rounds = {"new": [0.004, 0.001, 0.003], "old": [0.002, 0.004, 0.006]}     # s a call; paired: 2, 0.25, 0.5
+    monkeypatch.setattr(_paired, "round_seconds", lambda fns, reps, clock: rounds)
+    by_median = _paired.paired(lambda: None, lambda: None, reps=3)
+    best = _paired.paired(lambda: None, lambda: None, reps=3, pick=min)
+    for key in ("", "cpu_"):
+        assert (by_median[f"{key}ms_new"], by_median[f"{key}ms_old"], by_median[f"{key}new_vs_old"]) == (3.0, 4.0, 0.75)
+        assert (best[f"{key}ms_new"], best[f"{key}ms_old"], best[f"{key}new_vs_old"]) == (1.0, 2.0, 0.5)
+        assert best[f"{key}paired_median"] == by_median[f"{key}paired_median"] == 0.5
+        assert best[f"{key}paired_range"] == [0.25, 2.0]
+
+
+def test_same_needs_every_tensor_equal_to_the_bit_and_none_where_the_other_has_none():
+    import torch
+    from _paired import same
+    loss, grads = torch.tensor(1.0), [torch.ones(2), None]
+    assert same((loss, grads), (loss.clone(), [torch.ones(2), None]))
+    assert not same((loss, grads), (loss, [torch.ones(2) + 1e-7, None]))
+    assert not same((loss, grads), (loss, [torch.ones(2)]))                  # a gradient missing
