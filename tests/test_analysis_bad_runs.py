@@ -221,6 +221,18 @@ def test_too_few_probe_samples_names_the_key(run, monkeypatch):
         analyze_run(run, **{**FAST, "probes": ["lfw"], "probe_samples": 3})
 
 
+def test_the_probe_sets_are_checked_from_their_labels_and_loaded_only_when_probed(run, monkeypatch):
+    """The up-front check of probe_samples holds no probe set's images through the face test and the sweeps (the main
+    preset's digits: 15.2 MB): its refusal comes from the labels; the analysis's own set (lfw) is loaded once."""
+    import downpour.analysis.run as analysis_run
+    loaded, real = [], analysis_run.load_labelled
+    monkeypatch.setattr(analysis_run, "load_labelled", lambda name, *a, **k: loaded.append(name) or real(name, *a, **k))
+    monkeypatch.setattr(analysis_run, "_measure", lambda *a: pytest.fail("measured"))
+    with pytest.raises(DataError, match=r"linear probe on 'digits': analysis.probe_samples = 12 keeps \d image"):
+        analyze_run(run, **{**FAST, "probes": ["lfw", "digits"], "probe_samples": 12})
+    assert loaded == ["lfw"]
+
+
 def test_a_set_with_one_image_of_a_class_blames_the_set_not_test_fraction():
     with pytest.raises(DataError, match="holds 1 image of class 1.*fold:I:K"):
         split(np.array([0, 0, 0, 1]), 0.5, seed=0)

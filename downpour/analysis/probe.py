@@ -59,18 +59,26 @@ def cv_probe(features: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int =
 
 def probe_sample(data: LabelledSet, max_samples: int, seed: int = 0) -> tuple[Tensor, np.ndarray]:
     """The images (N, C, H, W) and labels (N,) a probe of ``data`` reads: at most ``max_samples`` of them, a seeded
-    random subset (not stratified: the recorded figures were made with it). One that leaves a class fewer than 2
-    images is a DataError naming ``analysis.probe_samples`` (``analyze_run`` asks before it measures anything)."""
-    x, y = data.x, data.y
-    if len(y) > max_samples:
-        keep = np.sort(np.random.default_rng(seed).permutation(len(y))[:max_samples])
-        x, y = x[keep], y[keep]
-        classes = np.unique(data.y)
-        rarest = min(int((y == c).sum()) for c in classes)
-        if rarest < 2:
-            raise DataError(f"linear probe on {data.name!r}: analysis.probe_samples = {max_samples} keeps "
-                            f"{plural(rarest, 'image')} of its rarest class (of {len(classes)}); a probe needs at least 2 of each: raise it")
-    return x, y
+    random subset (not stratified: the recorded figures were made with it; :func:`probe_subset`)."""
+    keep = probe_subset(data.name, data.y, max_samples, seed)
+    return (data.x, data.y) if keep is None else (data.x[keep], data.y[keep])
+
+
+def probe_subset(name: str, y: np.ndarray, max_samples: int, seed: int = 0) -> np.ndarray | None:
+    """The indices (sorted) of the seeded random subset of at most ``max_samples`` images that a probe of the set
+    ``name`` with labels ``y`` (N,) reads; None: all of them. One that leaves a class fewer than 2 images is a
+    DataError naming ``analysis.probe_samples``: ``analyze_run`` asks from the labels alone, before it measures
+    anything."""
+    if len(y) <= max_samples:
+        return None
+    keep = np.sort(np.random.default_rng(seed).permutation(len(y))[:max_samples])
+    classes = np.unique(y)
+    rarest = min(int((y[keep] == c).sum()) for c in classes)
+    if rarest < 2:
+        raise DataError(f"linear probe on {name!r}: analysis.probe_samples = {max_samples} keeps "
+                        f"{plural(rarest, 'image')} of its rarest class (of {len(classes)}); a probe needs at least 2 "
+                        "of each: raise it")
+    return keep
 
 
 def probe_table(model: FeatureModel, data: LabelledSet, *, layers: list[str] | None = None, folds: int = 5,

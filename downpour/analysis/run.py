@@ -32,8 +32,8 @@ from downpour.analysis.invariance_ci import range_intervals, selectivity_interva
 from downpour.analysis.partial import Kept, inputs_key, resolved_options
 from downpour.analysis.poses import load_poses
 from downpour.analysis.passes import Passes
-from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
-from downpour.analysis.probe import default_probe_layers, probe_sample, probe_table
+from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, load_labels, prepare_images
+from downpour.analysis.probe import default_probe_layers, probe_subset, probe_table
 from downpour.analysis.selectivity import over_splits, unchosen
 from downpour.analysis.report_notes import pictured_names
 from downpour.analysis.report_training import figures_folder, training_figures
@@ -167,12 +167,12 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     draft = cfg.data.jpeg_draft             # a folder's JPEGs decoded as the run decoded its own
     data = load_labelled(opts.dataset, shape, prepare=prepare, lfw_fold=fold, jpeg_draft=draft)
     poses = load_poses(opts.poses, shape, prepare, draft) if opts.poses else None     # named now, not after the face test
-    # the probes' sets too, and a probe_samples too few for one of them: a DataError after the face test and the
-    # invariance sweeps (part 4 of _measure) cost a user the whole analysis before it
-    probe_sets = {name: data if name == opts.dataset else load_labelled(name, shape, prepare=prepare, lfw_fold=fold,
-                                                                       jpeg_draft=draft) for name in opts.probes}
-    for probe_data in probe_sets.values():
-        probe_sample(probe_data, opts.probe_samples, seed)
+    # a probe_samples too few for a probe set, and a set that cannot be read, refused now: a DataError after the face
+    # test and the invariance sweeps (part 4 of _measure) cost a user the whole analysis before it. From its labels
+    # alone: the set's images are loaded when its probe runs (held from here, the main preset's digits were 15.2 MB)
+    for name in opts.probes:
+        labels = data.y if name == opts.dataset else load_labels(name, shape, lfw_fold=fold, jpeg_draft=draft)
+        probe_subset(name, labels, opts.probe_samples, seed)
     twin = random_twin(run, seed + 1)      # not seed: that would be the run's own initial weights
     no_faces = no_faces_of(run, opts, layer) if opts.runs_face_test() else None   # (only the face test scores it)
     if opts.runs_concept_controls():        # a grid block_shuffled cannot cut, refused before the measurements
@@ -189,10 +189,10 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
                                      no_faces_path(run, opts) if no_faces else None))
     try:
         result = _measure(run, model, opts, (layer, probe_layers), shape, prepare, fold, data, poses, twin, no_faces,
-                          fig_dir, kept, probe_sets)
-        # a supervised digits run's own classifier, on the digits loaded above where the analysis or a probe uses them
-        # (lfw_fold and jpeg_draft do not touch the digits: the same prepared set)
-        result.update(classifier_part(cfg, model, shape, prepare, {opts.dataset: data, **probe_sets}.get("digits")))
+                          fig_dir, kept)
+        # a supervised digits run's own classifier, on the digits loaded above where the analysis uses them (lfw_fold
+        # and jpeg_draft do not touch the digits: the same prepared set)
+        result.update(classifier_part(cfg, model, shape, prepare, data if opts.dataset == "digits" else None))
         result["seconds"] = round(time.time() - started, 2)
         _publish(run, fig_dir, result, kept)     # (a move that fails leaves no figures.partial/ either)
     except BaseException as err:
@@ -204,12 +204,10 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
 def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tuple[str, list[str]],
              shape: tuple[int, ...], prepare: Preprocess, fold: tuple[int, int] | None, data: LabelledSet,
              poses: dict[float, torch.Tensor] | None, twin: FeatureModel,
-             no_faces: tuple[FeatureModel, Preprocess] | None, fig_dir: Path, kept: Kept,
-             probe_sets: dict[str, LabelledSet]) -> dict[str, Any]:
+             no_faces: tuple[FeatureModel, Preprocess] | None, fig_dir: Path, kept: Kept) -> dict[str, Any]:
     """Every measurement and figure of :func:`analyze_run` (figures into ``fig_dir``); the result dict. Each
     measurement is a part of ``kept``: one an analysis stopped before had finished is read back, not measured.
-    ``layers``: the analysed layer and the probed ones, resolved (as ``kept``'s key reads them); ``probe_sets``: each
-    of analysis.probes' labelled sets, loaded."""
+    ``layers``: the analysed layer and the probed ones, resolved (as ``kept``'s key reads them)."""
     seed, (layer, probe_layers) = run.config.seed, layers
     paths: dict[str, str] = {}
 
@@ -282,7 +280,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
 
     # 4. linear probes
     def probe(name: str) -> dict[str, Any]:
-        probe_data = probe_sets[name]
+        probe_data = data if name == opts.dataset else load_labelled(
+            name, shape, prepare=prepare, lfw_fold=fold, jpeg_draft=run.config.data.jpeg_draft)
         # a folder's unreadable images, counted as the labelled set's are (only said in the log, they were lost)
         unread = {k: probe_data.info[k] for k in ("n_skipped", "skipped") if probe_data.info.get("n_skipped")}
         return {**probe_table(model, probe_data, layers=probe_layers, folds=opts.probe_folds, seed=seed,
