@@ -1,6 +1,7 @@
 """downpour plan's rates: L2 pooling and LCN timed at their own FLOP rate, not the locally connected layer's (until
 2026-12-06 the plan assumed they ran at the filters' rate; bench/pool_lcn.py measures the two side by side)."""
 import dataclasses
+import json
 import math
 
 import pytest
@@ -103,3 +104,38 @@ def test_the_calibration_times_the_layer_and_pooling_taking_turns(monkeypatch):
     first_pool, last_layer = calls.index("pool"), len(calls) - 1 - calls[::-1].index("layer")
     assert first_pool < last_layer, calls                   # turns: a pooling call before the layer's last
     assert rates.pool_lcn_flops_per_core > 0 and rates.flops_per_core > 0
+
+
+def test_a_calibration_says_how_loaded_the_machine_was_and_what_it_did_not_measure(monkeypatch, capsys):
+    """--calibrate printed "measured on this machine" alike at load 0.3 (the layer 10.4 GFLOP/s) and at load 12 on 2
+    cores (4.8): nothing said that the second was the load's share. Its one thread's share of a core (CPU over wall
+    time) and the load average are said now; here the stand-in's rates are timed asleep, on no CPU at all."""
+    import time
+
+    from downpour.cli import main
+    from downpour.plan import calibrate as cal
+
+    def asleep():
+        time.sleep(0.05)                       # wall time, no CPU: a share of a core far below SHARE_QUIET
+        return 17e9, 5e9
+
+    monkeypatch.setattr(cal, "filter_rates", asleep)
+    monkeypatch.setattr(cal, "apply_rate", lambda rule: 1.5e9)
+    monkeypatch.setattr(cal, "apply_fixed_seconds", lambda rule: 14e-6)
+    monkeypatch.setattr(cal.os, "getloadavg", lambda: (12.4, 11.6, 7.9))
+    argv = ["plan", "--config", "cat-demo", "--machines", "4", "--cores", "1", "--replicas", "2", "--shards", "2"]
+    assert main([*argv, "--calibrate"]) == 0
+    rates = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("rates: "))
+    assert f"while it measured: load 12.4 on {cal.os.cpu_count()} core" in rates
+    assert "of a core (CPU over wall time): the rates are the load's share of this machine" in rates
+    assert "a call's own cost, the links (--bandwidth) and one machine's copies are the plan's constants" in rates
+    assert main([*argv, "--calibrate", "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)["rates"]
+    assert measured["load_1min"] == 12.4 and 0 <= measured["core_share"] < cal.SHARE_QUIET
+    quiet = Rates(17e9, 1.5e9, "test", core_share=0.98, load_1min=0.3, cores=2)
+    monkeypatch.setattr("downpour.plan.assemble.measure_rates", lambda rule: quiet)
+    assert main([*argv, "--calibrate"]) == 0
+    assert "load 0.3 on 2 cores, its one thread got 0.98 of a core (CPU over wall time): the rates are the hardware's" \
+        in capsys.readouterr().out
+    assert main([*argv, "--json"]) == 0                                 # the defaults: nothing measured, nothing said
+    assert json.loads(capsys.readouterr().out)["rates"]["core_share"] is None

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -44,14 +45,18 @@ from downpour.plan.cat_formulas import pool_lcn_flops
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
 
-__all__ = ["Rates", "DEFAULT_RATES", "measure_rates", "best_seconds", "round_seconds", "filter_rates", "layer_rate",
-           "layer_step", "pool_lcn_rate", "pool_lcn_step", "push_step", "apply_fixed_seconds"]
+__all__ = ["Rates", "DEFAULT_RATES", "SHARE_QUIET", "measure_rates", "best_seconds", "round_seconds", "filter_rates",
+           "layer_rate", "layer_step", "pool_lcn_rate", "pool_lcn_step", "push_step", "apply_fixed_seconds"]
 
 # pooling + LCN's FLOP rate over the layer's, measured side by side at the main job's stage 1 (bench/pool_lcn.py's
 # pool_lcn_vs_lc, the median of 0.25-0.52 in four runs on the 2-core AMD EPYC VM under load 15-20, 2026-12-06; timed
 # as pooling forward and backward then LCN forward, without a frozen pass; re-checked the same day with pool_lcn_step's
 # frozen pass at load 10-28, 0.23-0.52 in four runs, and kept: docs/plan.md, "Pooling and LCN's own rate")
 POOL_LCN_RATIO = 0.32
+
+# the share of a core (CPU over wall time) at which a calibration's one thread measured the hardware, not the load it
+# shared the machine with: the rates line says which (docs/plan.md, "Calibration", has the shares read quiet and loaded)
+SHARE_QUIET = 0.9
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,12 @@ class Rates:
     pool_lcn_flops_per_core: float | None = None
     # a shard's apply of a push with ``apply_rule``, its own cost beside the bytes, seconds; None: the rule's APPLY_S
     apply_fixed_s: float | None = None
+    # how loaded the machine was while it measured (None: not measured): the 1-minute load average, the cores, and
+    # the share of a core its one thread got (CPU over wall time). The rates are wall-clock rates, so at a share of
+    # 0.40 they are 0.40 of what the core does alone (load 12 on 2 cores: 4.1 GFLOP/s for the layer, 10.4 quiet)
+    load_1min: float | None = None
+    cores: int | None = None
+    core_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.pool_lcn_flops_per_core is None and isinstance(self.flops_per_core, (int, float)):
@@ -92,7 +103,8 @@ class Rates:
                 "pool_lcn_flops_per_core": round(self.pool_lcn_flops_per_core),
                 "apply_bytes_per_core": round(self.apply_bytes_per_core), "source": self.source,
                 "apply_rule": self.apply_rule, "apply_fixed_rule": rule, "apply_fixed_s": self.apply_fixed(rule),
-                "apply_fixed_from": "measured" if self.measured_apply(rule) else "APPLY_S (downpour/plan/calls.py)"}
+                "apply_fixed_from": "measured" if self.measured_apply(rule) else "APPLY_S (downpour/plan/calls.py)",
+                "load_1min": self.load_1min, "cores": self.cores, "core_share": self.core_share}
 
 
 DEFAULT_RATES = Rates(17e9, 1.5e9, "defaults (the project's 2-core Xeon, docs/benchmarks.md and docs/plan.md; "
@@ -219,14 +231,20 @@ def apply_fixed_seconds(rule: str = "adagrad", repeats: int = 9, round_s: float 
 
 def measure_rates(rule: str = "adagrad") -> Rates:
     """The three rates and the apply's own cost, measured now on one torch thread (a few seconds), the apply with
-    the run's update ``rule`` (Adam's apply is about 1.5x dearer than Adagrad's, docs/benchmarks.md server_rules);
+    the run's update ``rule`` (Adam's apply is about 1.5x dearer than Adagrad's, docs/benchmarks.md server_rules),
+    with how loaded the machine was meanwhile (its load average, cores, and the share of a core the thread got);
     the thread count is restored."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    wall, cpu = time.perf_counter(), time.process_time()
     try:
         layer, pool_lcn = filter_rates()
-        return Rates(layer, apply_rate(rule=rule), "measured on this machine (--calibrate, 1 thread: the layer and "
-                     "pooling + LCN at the main job's stage 1 taking turns, the apply and its own cost)", rule,
-                     pool_lcn, apply_fixed_seconds(rule))
+        apply, fixed = apply_rate(rule=rule), apply_fixed_seconds(rule)
     finally:
         torch.set_num_threads(threads)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return Rates(layer, apply, "measured on this machine (--calibrate, 1 thread: the layer and pooling + LCN at the "
+                 "main job's stage 1 taking turns, the apply and its own cost; a call's own cost, the links "
+                 "(--bandwidth) and one machine's copies are the plan's constants, not measured)", rule, pool_lcn,
+                 fixed, os.getloadavg()[0] if hasattr(os, "getloadavg") else None, os.cpu_count(),
+                 min(cpu / wall, 1.0) if wall > 0 else None)

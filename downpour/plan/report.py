@@ -7,6 +7,7 @@ from typing import Any
 
 from downpour._names import plural
 from downpour.plan.assemble import BOUND_PAST, PAPER_DAYS, PAPER_IMAGES, split_bound
+from downpour.plan.calibrate import SHARE_QUIET
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
 from downpour.plan.idle import REPLICAS_TOLERANCE, SHARDS_TOLERANCE
 from downpour.plan.one_machine import PROCESS_BYTES, one_machine_words
@@ -48,6 +49,23 @@ def _apply_rule(plan: dict[str, Any]) -> str:
     if measured == plan["rule"]:
         return measured
     return f"{measured}'s rate, not the run's {plan['rule']}: --calibrate measures {plan['rule']}'s"
+
+
+def _load_words(rates: dict[str, Any]) -> str:
+    """How loaded the machine was while --calibrate measured, and so how far its rates are the hardware's: its one
+    thread's share of a core (CPU over wall time) and the load average; "" for the defaults. At load 12 on 2 cores the
+    share read 0.33-0.44 and the layer 3.2-5.4 GFLOP/s, 10.4-10.9 at load 0.3 (2026-12-07): the rates move with the
+    load, and the share says by how much."""
+    share = rates.get("core_share")
+    if share is None:
+        return ""
+    cores = f" on {plural(rates['cores'], 'core')}" if rates["cores"] else ""
+    load = "" if rates["load_1min"] is None else f"load {rates['load_1min']:.1f}{cores}, "
+    said = f"; while it measured: {load}its one thread got {share:.2f} of a core (CPU over wall time)"
+    if share >= SHARE_QUIET:
+        return said + ": the rates are the hardware's"
+    return (said + ": the rates are the load's share of this machine, not its hardware's, and move with the load "
+            "(docs/plan.md, 'Calibration')")
 
 
 def _apply_fixed_from(plan: dict[str, Any]) -> str:
@@ -125,7 +143,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"{_human(plan['rates']['pool_lcn_flops_per_core'], 'FLOP/s')} per core (L2 pooling + LCN), "
         f"{_human(plan['rates']['apply_bytes_per_core'], 'B/s')} per core (shard apply, {_apply_rule(plan)}; "
         f"{plan['rule']}'s own {_seconds(plan['times_s']['apply_fixed'])} an apply, {_apply_fixed_from(plan)}): "
-        f"{plan['rates']['source']}",
+        f"{plan['rates']['source']}" + _load_words(plan["rates"]),
         *_memory(plan),
         f"bytes per push (= per fetch): {_human(plan['push_bytes_replica'], 'B')} per replica, "
         f"{_human(plan['push_bytes_partition'], 'B')} per partition"
