@@ -95,7 +95,7 @@ def test_where_no_partition_count_fits_the_plan_takes_one_the_machines_lay_out_a
     assert main(["plan", "--config", "main", "--machines", "3", "--memory", "0.0001"]) == 1
     assert ("no partition count that can be laid out fits a machine's 0.0001 GB: planned 1 partition, the count whose "
             "partitions need the least: 76.70 MB a partition, each process with its own ~262.14 MB, against 0.0001 GB "
-            "a machine") in capsys.readouterr().out
+            "a machine (--memory)") in capsys.readouterr().out       # the flag named beside its value
     assert main(["plan", "--config", "main", "--machines", "40", "--memory", f"{OWN_GB + 0.003:g}"]) == 1
     assert ("needs the least: each replica's process 3.61 MB, a partition 1.23 MB, each process with its own "
             "~262.14 MB, against 0.265144 GB a machine" in capsys.readouterr().out)

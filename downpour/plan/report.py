@@ -233,7 +233,7 @@ def _memory(plan: dict[str, Any]) -> list[str]:
               f"the count whose partitions need the least: {_human(part['memory_bytes'], 'B')} a partition")
            # what it needs against what a machine has, both named
            + f", each process with its own ~{_human(PROCESS_BYTES, 'B')}, against {c['memory_gb']:g} GB a "
-           "machine"] if plan["memory_fallback"] else [])]
+           "machine (--memory)"] if plan["memory_fallback"] else [])]
 
 
 def _replica_memory(plan: dict[str, Any]) -> list[str]:
