@@ -54,3 +54,12 @@ def test_one_machines_processes_together_are_quoted_as_planned(capsys):
                  "--shards", "2")
     said = f"and 64 GB ({human(plan['cluster']['memory_together_bytes'], 'B')} together, each process's own"
     assert said in _page()
+
+
+def test_one_replica_split_81_ways_is_quoted_as_its_speed_up_over_one_partition(capsys):
+    """The table against Dean et al.: the plan's step and its compute + halo alone at K = 81 over K = 1's."""
+    one, split = (_plan(capsys, "--replicas", "1", "--partitions", k, "--machines", "2000")["times_s"]
+                  for k in ("1", "81"))
+    work = [t["compute"] + t["halo"] for t in (one, split)]
+    said = f"| 81 | 12x | {one['step'] / split['step']:.1f}x | {work[0] / work[1]:.1f}x |"
+    assert said in _page()
