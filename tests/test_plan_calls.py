@@ -102,7 +102,7 @@ def test_a_calibrated_plans_apply_takes_the_measured_own_cost(monkeypatch, capsy
     core), and the step, its line, the rates line and --json's rates take it, where the constant APPLY_S took its
     place beside the measured rates."""
     planted = 0.5e-3                          # 500 µs: none of the rules' constants
-    monkeypatch.setattr(calibrate, "filter_rates", lambda: (17e9, 5e9))
+    monkeypatch.setattr(calibrate, "filter_rounds", lambda: {"layer": [17e9], "pool_lcn": [5e9]})
     monkeypatch.setattr(calibrate, "apply_rate", lambda rule: 1.5e9)
     monkeypatch.setattr(calibrate, "apply_fixed_seconds", lambda rule: planted)
     argv = ["plan", "--config", "cat-demo", "--machines", "4", "--cores", "1", "--replicas", "2", "--shards", "2",

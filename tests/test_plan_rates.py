@@ -109,7 +109,8 @@ def test_the_calibration_times_the_layer_and_pooling_taking_turns(monkeypatch):
 def test_a_calibration_says_how_loaded_the_machine_was_and_what_it_did_not_measure(monkeypatch, capsys):
     """--calibrate printed "measured on this machine" alike at load 0.3 (the layer 10.4 GFLOP/s) and at load 12 on 2
     cores (4.8): nothing said that the second was the load's share. Its one thread's share of a core (CPU over wall
-    time) and the load average are said now; here the stand-in's rates are timed asleep, on no CPU at all."""
+    time), the load average and the layer's rounds are said now; here the stand-in's rounds are timed asleep, on no
+    CPU at all."""
     import time
 
     from downpour.cli import main
@@ -117,9 +118,9 @@ def test_a_calibration_says_how_loaded_the_machine_was_and_what_it_did_not_measu
 
     def asleep():
         time.sleep(0.05)                       # wall time, no CPU: a share of a core far below SHARE_QUIET
-        return 17e9, 5e9
+        return {"layer": [9e9, 17e9, 12e9], "pool_lcn": [5e9, 4e9, 3e9]}
 
-    monkeypatch.setattr(cal, "filter_rates", asleep)
+    monkeypatch.setattr(cal, "filter_rounds", asleep)
     monkeypatch.setattr(cal, "apply_rate", lambda rule: 1.5e9)
     monkeypatch.setattr(cal, "apply_fixed_seconds", lambda rule: 14e-6)
     monkeypatch.setattr(cal.os, "getloadavg", lambda: (12.4, 11.6, 7.9))
@@ -127,11 +128,14 @@ def test_a_calibration_says_how_loaded_the_machine_was_and_what_it_did_not_measu
     assert main([*argv, "--calibrate"]) == 0
     rates = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("rates: "))
     assert f"while it measured: load 12.4 on {cal.os.cpu_count()} core" in rates
-    assert "of a core (CPU over wall time): the rates are the load's share of this machine" in rates
+    assert ("of a core (CPU over wall time), the layer's 3 rounds 9.00 GFLOP/s to 17.00 GFLOP/s (the best taken): "
+            "the rates are the load's share of this machine") in rates
+    assert rates.startswith("rates: 17.00 GFLOP/s per core (locally connected layer: the filters), 5.00 GFLOP/s")
     assert "a call's own cost, the links (--bandwidth) and one machine's copies are the plan's constants" in rates
     assert main([*argv, "--calibrate", "--json"]) == 0
     measured = json.loads(capsys.readouterr().out)["rates"]
     assert measured["load_1min"] == 12.4 and 0 <= measured["core_share"] < cal.SHARE_QUIET
+    assert measured["layer_rounds"] == [9e9, 17e9, 12e9]
     quiet = Rates(17e9, 1.5e9, "test", core_share=0.98, load_1min=0.3, cores=2)
     monkeypatch.setattr("downpour.plan.assemble.measure_rates", lambda rule: quiet)
     assert main([*argv, "--calibrate"]) == 0

@@ -45,7 +45,8 @@ from downpour.plan.cat_formulas import pool_lcn_flops
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
 
-__all__ = ["Rates", "DEFAULT_RATES", "SHARE_QUIET", "measure_rates", "best_seconds", "round_seconds", "filter_rates",
+__all__ = ["Rates", "DEFAULT_RATES", "SHARE_QUIET", "measure_rates", "best_seconds", "round_seconds", "filter_rounds",
+           "filter_rates",
            "layer_rate", "layer_step", "pool_lcn_rate", "pool_lcn_step", "push_step", "apply_fixed_seconds"]
 
 # pooling + LCN's FLOP rate over the layer's, measured side by side at the main job's stage 1 (bench/pool_lcn.py's
@@ -75,6 +76,9 @@ class Rates:
     load_1min: float | None = None
     cores: int | None = None
     core_share: float | None = None
+    # the layer's FLOP/s in each of the calibration's rounds, of which flops_per_core is the best: how far apart they
+    # are says how steady the machine was (None: not measured)
+    layer_rounds: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.pool_lcn_flops_per_core is None and isinstance(self.flops_per_core, (int, float)):
@@ -104,7 +108,8 @@ class Rates:
                 "apply_bytes_per_core": round(self.apply_bytes_per_core), "source": self.source,
                 "apply_rule": self.apply_rule, "apply_fixed_rule": rule, "apply_fixed_s": self.apply_fixed(rule),
                 "apply_fixed_from": "measured" if self.measured_apply(rule) else "APPLY_S (downpour/plan/calls.py)",
-                "load_1min": self.load_1min, "cores": self.cores, "core_share": self.core_share}
+                "load_1min": self.load_1min, "cores": self.cores, "core_share": self.core_share,
+                "layer_rounds": None if self.layer_rounds is None else [round(r) for r in self.layer_rounds]}
 
 
 DEFAULT_RATES = Rates(17e9, 1.5e9, "defaults (the project's 2-core Xeon, docs/benchmarks.md and docs/plan.md; "
@@ -197,13 +202,21 @@ def pool_lcn_rate(repeats: int = 5, **shape: int) -> float:
     return flops / best_seconds({"pool_lcn": step}, repeats)["pool_lcn"]
 
 
+def filter_rounds(repeats: int = 5) -> dict[str, list[float]]:
+    """FLOP/s of each of ``repeats`` rounds of :func:`layer_step` (``"layer"``) and :func:`pool_lcn_step`
+    (``"pool_lcn"``) at their defaults, on the current threads, timed taking turns (:func:`round_seconds`)."""
+    (layer, layer_flops), (pool, pool_flops) = layer_step(), pool_lcn_step()
+    rounds = round_seconds({"layer": layer, "pool_lcn": pool}, repeats)
+    return {"layer": [layer_flops / s for s in rounds["layer"]],
+            "pool_lcn": [pool_flops / s for s in rounds["pool_lcn"]]}
+
+
 def filter_rates(repeats: int = 5) -> tuple[float, float]:
     """(the layer's, pooling + LCN's) FLOP/s of :func:`layer_step` and :func:`pool_lcn_step` at their defaults, on
-    the current threads, timed taking turns (:func:`best_seconds`): their ratio is what the plan's split of a step
-    rests on."""
-    (layer, layer_flops), (pool, pool_flops) = layer_step(), pool_lcn_step()
-    best = best_seconds({"layer": layer, "pool_lcn": pool}, repeats)
-    return layer_flops / best["layer"], pool_flops / best["pool_lcn"]
+    the current threads, the best of :func:`filter_rounds`' rounds (:func:`best_seconds`' choice): their ratio is what
+    the plan's split of a step rests on."""
+    rounds = filter_rounds(repeats)
+    return max(rounds["layer"]), max(rounds["pool_lcn"])
 
 
 def push_step(rule: str, grad: torch.Tensor, lr: float = 0.01) -> Callable[[], None]:
@@ -238,13 +251,15 @@ def measure_rates(rule: str = "adagrad") -> Rates:
     torch.set_num_threads(1)
     wall, cpu = time.perf_counter(), time.process_time()
     try:
-        layer, pool_lcn = filter_rates()
+        rounds = filter_rounds()
         apply, fixed = apply_rate(rule=rule), apply_fixed_seconds(rule)
     finally:
         torch.set_num_threads(threads)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return Rates(layer, apply, "measured on this machine (--calibrate, 1 thread: the layer and pooling + LCN at the "
-                 "main job's stage 1 taking turns, the apply and its own cost; a call's own cost, the links "
-                 "(--bandwidth) and one machine's copies are the plan's constants, not measured)", rule, pool_lcn,
-                 fixed, os.getloadavg()[0] if hasattr(os, "getloadavg") else None, os.cpu_count(),
-                 min(cpu / wall, 1.0) if wall > 0 else None)
+    source = ("measured on this machine (--calibrate, 1 thread: the layer and pooling + LCN at the main job's stage 1 "
+              "taking turns, the apply and its own cost; a call's own cost, the links (--bandwidth) and one machine's "
+              "copies are the plan's constants, not measured)")
+    return Rates(max(rounds["layer"]), apply, source, rule, pool_lcn_flops_per_core=max(rounds["pool_lcn"]),
+                 apply_fixed_s=fixed, load_1min=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+                 cores=os.cpu_count(), core_share=min(cpu / wall, 1.0) if wall > 0 else None,
+                 layer_rounds=tuple(rounds["layer"]))

@@ -62,6 +62,10 @@ def _load_words(rates: dict[str, Any]) -> str:
     cores = f" on {plural(rates['cores'], 'core')}" if rates["cores"] else ""
     load = "" if rates["load_1min"] is None else f"load {rates['load_1min']:.1f}{cores}, "
     said = f"; while it measured: {load}its one thread got {share:.2f} of a core (CPU over wall time)"
+    if rates.get("layer_rounds"):
+        rounds = rates["layer_rounds"]
+        said += (f", the layer's {plural(len(rounds), 'round')} {_human(min(rounds), 'FLOP/s')} to "
+                 f"{_human(max(rounds), 'FLOP/s')} (the best taken)")
     if share >= SHARE_QUIET:
         return said + ": the rates are the hardware's"
     return (said + ": the rates are the load's share of this machine, not its hardware's, and move with the load "
