@@ -657,9 +657,10 @@ def test_a_report_without_posed_images_says_why_out_of_plane_rotation_was_not_me
                     "given.")
 
 
-def test_a_probe_folders_unreadable_image_is_skipped_and_counted_in_its_probe(run_dir, tmp_path):
+def test_a_probe_folders_unreadable_image_is_skipped_and_counted_in_its_probe(run_dir, tmp_path, caplog):
     """`--set 'analysis.probes=["DIR"]'` with a corrupt image: skipped and said in the log, but analysis.json's probe
-    kept no count of it (the labelled set's and the training data's are kept)."""
+    kept no count of it (the labelled set's and the training data's are kept). Said once: the folder is read for its
+    labels at the start and again for its probe, and the log named the file twice."""
     from PIL import Image
 
     folder = tmp_path / "probe"
@@ -670,7 +671,10 @@ def test_a_probe_folders_unreadable_image_is_skipped_and_counted_in_its_probe(ru
                 folder / name / f"{i}.png")
     (folder / "a" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\ncut short")
     copy = shutil.copytree(run_dir, tmp_path / "run")
-    a = analyze_run(copy, **{**FAST, "probes": [str(folder)], "probe_folds": 2, "stimulus_steps": 5})
+    with caplog.at_level("WARNING", logger="downpour.data"):
+        a = analyze_run(copy, **{**FAST, "probes": [str(folder)], "probe_folds": 2, "stimulus_steps": 5})
+    assert [r.getMessage() for r in caplog.records].count(
+        f"skipped {folder / 'a' / 'bad.png'}: {a['probes'][0]['skipped'][0]['reason']}") == 1
     probe = a["probes"][0]
     assert probe["n_skipped"] == 1 and probe["skipped"][0]["file"].endswith("bad.png") and probe["samples"] == 12
     # (lfw: nothing skipped, no count; its probe alone and 5 stimulus steps, as above: only the probe is read)

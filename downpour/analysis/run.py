@@ -43,6 +43,7 @@ from downpour.analysis.options import (MIN_SIDE, analysis_options, is_image_inpu
                                       run_preprocess)
 from downpour.analysis.units import check_layer, describe_unit, other_layers, unit_responses
 from downpour.config import AnalysisConfig, ConfigError, RunConfig
+from downpour.data.images import unsaid
 from downpour.data.preprocess import Preprocess
 from downpour.errors import DataError, DeadLayer
 from downpour.models.base import FeatureModel
@@ -280,8 +281,12 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
 
     # 4. linear probes
     def probe(name: str) -> dict[str, Any]:
-        probe_data = data if name == opts.dataset else load_labelled(
-            name, shape, prepare=prepare, lfw_fold=fold, jpeg_draft=run.config.data.jpeg_draft)
+        if name == opts.dataset:
+            probe_data = data
+        else:
+            with unsaid():          # its skipped files said once: by the check of its labels at the start (_analyze)
+                probe_data = load_labelled(name, shape, prepare=prepare, lfw_fold=fold,
+                                           jpeg_draft=run.config.data.jpeg_draft)
         # a folder's unreadable images, counted as the labelled set's are (only said in the log, they were lost)
         unread = {k: probe_data.info[k] for k in ("n_skipped", "skipped") if probe_data.info.get("n_skipped")}
         return {**probe_table(model, probe_data, layers=probe_layers, folds=opts.probe_folds, seed=seed,

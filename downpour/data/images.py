@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -96,6 +97,20 @@ def skip(skipped: list[dict[str, str]], file: str, reason: str, said: bool = Fal
         log.warning("skipped %s: %s", file, reason)
     if len(skipped) == LOGGED:
         log.warning("%d files skipped so far; any more are not logged one by one (data.json names every one)", LOGGED)
+
+
+@contextmanager
+def unsaid() -> Iterator[None]:
+    """The data layer's warnings (skipped files, classes none of whose images could be read, files left out) not
+    logged inside the block: a set read a second time, whose first read said them (an analysis's probe folder, its
+    labels checked at the start, its images loaded when its probe runs), says each once."""
+    def drop(record: logging.LogRecord) -> bool:
+        return False
+    log.addFilter(drop)
+    try:
+        yield
+    finally:
+        log.removeFilter(drop)
 
 
 def say_unlogged(skipped: list[dict[str, str]]) -> None:
