@@ -31,9 +31,10 @@ def tensors(out: tuple) -> list[torch.Tensor | None]:
 
 
 def same(a: tuple, b: tuple) -> bool:
-    """Whether two paths' results are the same tensors to the bit (``torch.equal``; a gradient None in both)."""
+    """Whether two paths' results are the same tensors to the bit (``torch.equal``; a gradient None in both, and a
+    gradient None in one of them is a difference, not torch.equal's TypeError)."""
     ta, tb = tensors(a), tensors(b)
-    return len(ta) == len(tb) and all((x is None and y is None) or torch.equal(x, y) for x, y in zip(ta, tb))
+    return len(ta) == len(tb) and all(x is y if x is None or y is None else torch.equal(x, y) for x, y in zip(ta, tb))
 
 
 def median(values: Sequence[float]) -> float:

@@ -292,3 +292,4 @@ def test_same_needs_every_tensor_equal_to_the_bit_and_none_where_the_other_has_n
     assert same((loss, grads), (loss.clone(), [torch.ones(2), None]))
     assert not same((loss, grads), (loss, [torch.ones(2) + 1e-7, None]))
     assert not same((loss, grads), (loss, [torch.ones(2)]))                  # a gradient missing
+    assert not same((loss, grads), (loss, [None, None]))                     # one path's gradient None
