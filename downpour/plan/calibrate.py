@@ -46,8 +46,8 @@ from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
 
 __all__ = ["Rates", "DEFAULT_RATES", "SHARE_QUIET", "measure_rates", "best_seconds", "round_seconds", "filter_rounds",
-           "filter_rates",
-           "layer_rate", "layer_step", "pool_lcn_rate", "pool_lcn_step", "push_step", "apply_fixed_seconds"]
+           "filter_rates", "layer_rate", "layer_step", "pool_lcn_rate", "pool_lcn_step", "push_step",
+           "apply_fixed_seconds"]
 
 # pooling + LCN's FLOP rate over the layer's, measured side by side at the main job's stage 1 (bench/pool_lcn.py's
 # pool_lcn_vs_lc, the median of 0.25-0.52 in four runs on the 2-core AMD EPYC VM under load 15-20, 2026-12-06; timed
