@@ -42,7 +42,7 @@ def analyze_and_report(path: Path, kept: bool = False) -> int:
 
 
 def headline(path: Path) -> str:
-    """What a user looks for first in a finished analysis, for the terminal: a supervised digits run's held-out accuracy
+    """What a user looks for first in a finished analysis, for the terminal: a supervised run's held-out accuracy
     (:func:`~downpour.analysis.report_guide.classifier_words`), the first layer's edge-like share and the
     face test's summary sentence (so `downpour train` ends on them, not on a JSON line and a report's path), or a
     folder concept's, named as the report's section is ("controls for cat", not "face test")."""

@@ -20,7 +20,8 @@ from downpour.analysis.report_notes import chosen_among, loss_headline as _loss_
 from downpour.analysis.report_notes import pictured_names, several_optima, top_words
 from downpour.analysis.report_notes import untied_note
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
-from downpour.analysis.report_guide import contents, in_short, method_name, methods_glossary, two_learned_units
+from downpour.analysis.report_guide import (IMAGES, contents, in_short, method_name, methods_glossary,
+                                              two_learned_units)
 from downpour.analysis.report_parts import auc, ends, esc, image, pct, run_json, say_damaged, table
 from downpour.analysis.report_training import (config_section, shows_no_image, training_section, title, write_page,
                                                write_training_report)
@@ -183,24 +184,28 @@ def _probes(a: dict[str, Any], data: DataConfig) -> str:
 
 
 def _classifier(a: dict[str, Any]) -> str:
-    """The network's own classifier on its training digits and on the held-out ones (analysis.json's classifier)."""
+    """The network's own classifier on its training images and on the held-out ones (analysis.json's classifier)."""
     c = a.get("classifier")
     if not c:
         return ""
-    split, rows = c["split"], []
-    for name, part in (("training digits", c["train"]), ("held-out digits (never trained on)", c["heldout"])):
+    split, rows, images = c["split"], [], IMAGES.get(c.get("dataset"), "images")
+    for name, part in ((f"training {images}", c["train"]), (f"held-out {images} (never trained on)", c["heldout"])):
         if part:
             rows.append([name, f"{part['n']:,}", pct(part["accuracy"]) + ends(part["ci"], pct)])
     held = c["heldout"]
-    words = (f"The network's own classifier (its logits' argmax) on the {split['heldout']} digits "
-             f"data.digits_heldout = {split['fraction']:g} held out of training (drawn with seed {split['seed']}) "
-             f"and on the {split['train']:,} it trained on: the gap between them is how far the training figure "
-             "overstates the accuracy on new digits."
+    if "lfw_heldout" in split:      # lfw: the face test's held-out faces and non-faces
+        source = (f"on the {split['heldout']} lfw images data.lfw_heldout = {esc(repr(split['lfw_heldout']))} holds out "
+                  "of training (the held-out faces and non-faces the face test scores)")
+    else:
+        source = (f"on the {split['heldout']} digits data.digits_heldout = {split['fraction']:g} held out of training "
+                  f"(drawn with seed {split['seed']})")
+    words = (f"The network's own classifier (its logits' argmax) {source} and on the {split['train']:,} it trained "
+             f"on: the gap between them is how far the training figure overstates the accuracy on new {images}."
              if held else f"Held-out accuracy: none: {esc(c['note'])}; trained again with "
              "<code>--set data.digits_heldout=0.2</code>, a run holds a fifth out (the cnn-digits preset does).")
     return (f'<h2 id="classifier">Classifier accuracy</h2><p>{words} Wilson\'s 95% interval over the images; the '
-            f"majority class is {pct(c['chance'])} of the digits.</p>"
-            + table(rows, ["digits", "images", "accuracy [95% interval]"], "classifier-table"))
+            f"majority class is {pct(c['chance'])} of the {images}.</p>"
+            + table(rows, [images, "images", "accuracy [95% interval]"], "classifier-table"))
 
 
 def _invariance(a: dict[str, Any]) -> str:

@@ -87,7 +87,7 @@ def in_short(a: dict[str, Any], face_test: str) -> str:
     edges = (a.get("filters") or {}).get("edge_fraction")
     verdict = (a.get("face_neuron") or {}).get("controls_verdict") or {}
     sentences = verdict.get("sentences") or []
-    held = classifier_words(a.get("classifier"))      # a supervised digits run's first figure
+    held = classifier_words(a.get("classifier"))      # a supervised digits or faces run's first figure
     items = ([f'<li><a href="#classifier">Classifier accuracy</a>: {esc(held)}.</li>'] if held else [])
     items += ([f'<li><a href="#filters">First-layer filters</a>: {100 * edges:.0f}% edge-like'
               f'{edge_ci(a["filters"])}{edge_caveat(a["filters"])}.</li>'] if isinstance(edges, (int, float)) else [])
@@ -98,9 +98,12 @@ def in_short(a: dict[str, Any], face_test: str) -> str:
     return f"<p>In short:</p><ul>{''.join(items)}</ul>" if items else ""
 
 
+IMAGES = {"digits": "digits", "lfw": "lfw images"}   # what analysis.json's classifier.dataset scored, in words
+
+
 def classifier_words(c: dict[str, Any] | None) -> str:
-    """A supervised digits run's own classifier on the held-out digits against its training ones (analysis.json's
-    ``classifier``), or that it held none out; "" without one (an unsupervised network)."""
+    """A supervised run's own classifier on its held-out images (digits or lfw's) against its training ones
+    (analysis.json's ``classifier``), or that it held none out; "" without one (an unsupervised network)."""
     if not c:
         return ""
     train = c["train"]
@@ -108,8 +111,8 @@ def classifier_words(c: dict[str, Any] | None) -> str:
     held = c.get("heldout")
     if not held:
         return f"no held-out digit (data.digits_heldout = 0): {trained}, which measures fit"
-    return (f"{held['accuracy']:.1%} [{held['ci'][0]:.1%}, {held['ci'][1]:.1%}] on {held['n']:,} held-out digits, "
-            f"against {trained}")
+    return (f"{held['accuracy']:.1%} [{held['ci'][0]:.1%}, {held['ci'][1]:.1%}] on {held['n']:,} held-out "
+            f"{IMAGES.get(c.get('dataset'), 'images')}, against {trained} (majority class {c['chance']:.1%})")
 
 
 def passed_words(verdict: dict[str, Any]) -> str:

@@ -191,8 +191,8 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     try:
         result = _measure(run, model, opts, (layer, probe_layers), shape, prepare, fold, data, poses, twin, no_faces,
                           fig_dir, kept)
-        # a supervised digits run's own classifier, on the digits loaded above where the analysis uses them (lfw_fold
-        # and jpeg_draft do not touch the digits: the same prepared set)
+        # a supervised digits or faces run's own classifier, on the digits loaded above where the analysis uses them
+        # (lfw_fold and jpeg_draft do not touch the digits: the same prepared set); lfw's 200 loaded there
         result.update(classifier_part(cfg, model, shape, prepare, data if opts.dataset == "digits" else None))
         result["seconds"] = round(time.time() - started, 2)
         _publish(run, fig_dir, result, kept)     # (a move that fails leaves no figures.partial/ either)

@@ -130,18 +130,26 @@ def lfw_train_faces(fold: Fold | None = None) -> int:
     return int((lfw_indices(fold)["train"] < LFW_FACES).sum())
 
 
+def lfw_trained(fold: Fold | None = None, faces: int = -1) -> np.ndarray:
+    """(n,) indices into ``lfw_subset`` of the images the ``faces`` source trains on, faces first: the training part
+    of the split (or of ``fold``), less every face past its first ``faces`` where ``faces`` >= 0 (-1 keeps them all;
+    ``data.train_faces``). The held-out part is ``lfw_indices(fold)["heldout"]`` whatever ``faces`` keeps."""
+    if faces > lfw_train_faces(fold):
+        raise ValueError(f"lfw_images: {faces} training faces asked for, the split holds {lfw_train_faces(fold)}")
+    idx = lfw_indices(fold)["train"]
+    keep = np.ones(len(idx), bool) if faces < 0 else (idx >= LFW_FACES) | (np.cumsum(idx < LFW_FACES) <= faces)
+    return idx[keep]
+
+
 def lfw_images(size: int = 25, grey: bool = True, fold: Fold | None = None, faces: int = -1) -> ImageSet:
     """The training part of the lfw split (or of ``fold``) as an ImageSet (the ``faces`` source); labels kept.
 
     ``faces`` >= 0 keeps only the part's first ``faces`` faces (all its non-faces stay): 0 is training
     data without a face, the control for a face unit. -1 keeps every one.
     """
-    if faces > lfw_train_faces(fold):
-        raise ValueError(f"lfw_images: {faces} training faces asked for, the split holds {lfw_train_faces(fold)}")
-    x, y = _lfw_part("train", size, grey, fold)
-    idx = lfw_indices(fold)["train"]
-    keep = np.ones(len(idx), bool) if faces < 0 else (idx >= LFW_FACES) | (np.cumsum(idx < LFW_FACES) <= faces)
-    x, y, idx = x[keep], y[keep], idx[keep]
+    idx = lfw_trained(fold, faces)
+    every = lfw_all(size, grey)
+    x, y = every.x.numpy()[idx], every.y.numpy()[idx]
     return ImageSet(list(x), [f"lfw_subset[{i}]" for i in idx], labels=[int(v) for v in y],
                     info={"lfw_split": describe_split(fold), "faces_trained_on": int(y.sum())})
 
