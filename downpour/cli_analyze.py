@@ -47,7 +47,7 @@ def headline(path: Path) -> str:
     face test's summary sentence (so `downpour train` ends on them, not on a JSON line and a report's path), or a
     folder concept's, named as the report's section is ("controls for cat", not "face test")."""
     from downpour.analysis.report_controls import tested_concept
-    from downpour.analysis.report_guide import classifier_words, edge_caveat, edge_ci, passed_words
+    from downpour.analysis.report_guide import classifier_words, edge_caveat, edge_ci, passed_words, trained_words
 
     file = Path(path) / "analysis.json"
     found = json.loads(file.read_text()) if file.is_file() else {}
@@ -61,7 +61,8 @@ def headline(path: Path) -> str:
     held = classifier_words(found.get("classifier"))
     said = ([f"classifier: {held} (analysis.json classifier)"] if held else [])
     said += ([f"first-layer filters edge-like: {edges:.0%}{caveat} (analysis.json {keys})"]
-            if edges is not None else []) + ([f"{test}: {passed_words(verdict)}{sentences[0]}"] if sentences else [])
+            if edges is not None else []) + ([f"{test}: {passed_words(verdict)}{sentences[0]}{trained_words(found)}"]
+                                             if sentences else [])
     return "".join(f"downpour: {line}\n" for line in said)
 
 

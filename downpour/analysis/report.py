@@ -18,7 +18,7 @@ from downpour.analysis.report_invariance import (fill_words, invariance_rows, in
                                                 tied_unresponsive, warped_against, wide_intervals)
 from downpour.analysis.report_notes import chosen_among, loss_headline as _loss_headline
 from downpour.analysis.report_notes import pictured_names, several_optima, top_words
-from downpour.analysis.report_notes import untied_note
+from downpour.analysis.report_notes import TRAINED_ON, untied_note
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
 from downpour.analysis.report_guide import (IMAGES, contents, in_short, method_name, methods_glossary,
                                               two_learned_units)
@@ -127,12 +127,6 @@ def _samples(run: RunDir) -> Any:
     meta = run_json(run, "model.json")
     data = meta.get("data") if isinstance(meta, dict) and digest_problem(meta, run.path / "model.safetensors") is None else None
     return data.get("n_samples") if isinstance(data, dict) else None
-
-
-TRAINED_ON = {   # a probe on the very images the network trained on (analysis.json's probes[].trained_on)
-    "images and labels": "The network trained on these images with their labels: this measures how well it "
-                         "fits them, not how it does on images it has not seen.",
-    "images": "The network's features were learned on these images (not their labels)."}
 
 
 PROBE_WORDS = ('<p class="note">Accuracy: each of the {n} images predicted once, by the probe fit on the other folds, '

@@ -112,7 +112,8 @@ def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
                "narrower intervals, and the spread from training to training.</p>"
                if setup.get("select") == "train" else "")
             + undecided_note(rows, setup)
-            + ("" if concept or any(r["method"] == NO_FACES for r in rows) else owed_note(seen_faces))
+            + ("" if concept or any(r["method"] == NO_FACES for r in rows)
+               else owed_note(seen_faces, fn.get("trained_on")))
             + controls_by_layer(fn.get("controls_by_layer") or [], setup))
 
 

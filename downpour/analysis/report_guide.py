@@ -92,7 +92,8 @@ def in_short(a: dict[str, Any], face_test: str) -> str:
     items += ([f'<li><a href="#filters">First-layer filters</a>: {100 * edges:.0f}% edge-like'
               f'{edge_ci(a["filters"])}{edge_caveat(a["filters"])}.</li>'] if isinstance(edges, (int, float)) else [])
     if sentences:
-        items.append(f'<li><a href="#face-test">{esc(face_test)}</a>: {esc(passed_words(verdict) + sentences[0])}</li>')
+        items.append(f'<li><a href="#face-test">{esc(face_test)}</a>: {esc(passed_words(verdict) + sentences[0])}'
+                     f'{esc(trained_words(a))}</li>')
     if sentences and verdict.get("criterion"):   # the word the line leans on, defined where it is first read
         items.append(f"<li>The criterion, on each control: the learned unit's {esc(verdict['criterion'])}.</li>")
     return f"<p>In short:</p><ul>{''.join(items)}</ul>" if items else ""
@@ -113,6 +114,15 @@ def classifier_words(c: dict[str, Any] | None) -> str:
         return f"no held-out digit (data.digits_heldout = 0): {trained}, which measures fit"
     return (f"{held['accuracy']:.1%} [{held['ci'][0]:.1%}, {held['ci'][1]:.1%}] on {held['n']:,} held-out "
             f"{IMAGES.get(c.get('dataset'), 'images')}, against {trained} (majority class {c['chance']:.1%})")
+
+
+def trained_words(a: dict[str, Any]) -> str:
+    """After the face test's summary (the page's and `downpour analyze`'s): that a supervised network trained on the
+    face labels (analysis.json's ``face_neuron.trained_on`` "labels") has its unit from them; "" otherwise."""
+    if (a.get("face_neuron") or {}).get("trained_on") != "labels":
+        return ""
+    return (" The network was trained on the face labels: its unit answers what it was trained to, not a face found "
+            "without labels; the classifier's held-out accuracy is its figure.")
 
 
 def passed_words(verdict: dict[str, Any]) -> str:

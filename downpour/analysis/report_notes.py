@@ -294,9 +294,24 @@ def faces_seen(run: Any) -> str | None:
     return "" if d.trains_on_faces() else d.no_faces_setting()
 
 
-def owed_note(seen: str | None) -> str:
+TRAINED_ON = {   # what the network trained on of a labelled set (analysis.json's face_neuron and probes[] trained_on)
+    "images and labels": "The network trained on these images with their labels: this measures how well it "
+                         "fits them, not how it does on images it has not seen.",
+    "images": "The network's features were learned on these images (not their labels).",
+    "labels": "The network was trained on these labels (face against non-face, on lfw's training part; not on "
+              "these held-out images): what of it tells them apart, a unit or a probe of a layer, does what the "
+              "labels trained it to do, not what the paper's face neuron did, found without any label (its logits "
+              "layer is the classifier's answer itself). Its own classifier's held-out accuracy (Classifier "
+              "accuracy) is this network's figure."}
+
+
+def owed_note(seen: str | None, trained_on: str | None = None) -> str:
     """The face test's note on what the unit owes to faces. A run that trained on none is its own no-faces
-    network: the note suggests no twin, which is refused for it (analysis.no_faces_twin names data.source)."""
+    network: the note suggests no twin, which is refused for it (analysis.no_faces_twin names data.source). A
+    supervised network trained on the face labels (``trained_on`` "labels", analysis.json's face_neuron's) is told
+    that, not to train a twin without faces: its unit answers the labels, and a twin would train on one class."""
+    if trained_on == "labels":
+        return f'<p class="note">{TRAINED_ON["labels"]}</p>'
     if seen:
         return (f'<p class="note">This network trained on no lfw face ({esc(seen)}): whatever its unit separates '
                 "here it did not learn from faces, so it answers the question a no-faces twin asks of a network "

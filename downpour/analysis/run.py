@@ -102,7 +102,11 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
 def _trained_on(cfg: RunConfig, model: FeatureModel, labelled: str) -> dict[str, str]:
     """``{"trained_on": ...}`` when the network trained on the labelled set's own images: digits (loaded
     whole) on a run of ``data.source = "digits"``; with their labels (a supervised model), a probe or a
-    best unit there is not a held-out measure. lfw never is: it is loaded as the part the run held out."""
+    best unit there is not a held-out measure. lfw's images never are (it is loaded as the part the run held
+    out), but a supervised network of ``data.source = "faces"`` trained on its labels (``"labels"``): its face
+    unit is the target it was trained to answer, not one found without labels."""
+    if labelled == "lfw" and cfg.data.source == "faces" and model.supervised:
+        return {"trained_on": "labels"}
     if labelled != "digits" or cfg.data.source != "digits":
         return {}
     return {"trained_on": "images and labels" if model.supervised else "images"}
