@@ -43,3 +43,14 @@ def test_the_page_and_the_terminal_say_it_beside_the_face_test_s_summary(tmp_pat
         (tmp_path / "analysis.json").write_text(json.dumps(a))
         line = headline(tmp_path)
         assert line.startswith("downpour: face test: On 2 of 4") and (said in line) == shown
+
+
+def test_a_supervised_faces_run_s_no_faces_twin_is_refused_by_name():
+    """Its twin (data.train_faces = 0) would train a classifier on one class: every label non-face."""
+    from downpour.config import ConfigError
+    from downpour.twins import no_faces_config
+
+    cfg = load_config("cnn-digits", ["model.name=cnn-faces", "data.source=faces", "data.size=25"])
+    with pytest.raises(ConfigError, match="model 'cnn-faces' is supervised, .* one class to learn"):
+        no_faces_config(cfg)
+    assert no_faces_config(load_config("cat-demo")).data.train_faces == 0      # an unsupervised network keeps it
