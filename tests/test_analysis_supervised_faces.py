@@ -15,11 +15,12 @@ from downpour.cli_analyze import headline
 from downpour.config import load_config
 
 SUPERVISED, UNSUPERVISED = SimpleNamespace(supervised=True), SimpleNamespace(supervised=False)
+FACES = ["model.name=cnn-faces", "data.source=faces", "data.size=25"]     # the cnn-faces preset's model and data
 
 
 @pytest.mark.parametrize("preset, sets, model, said", [
     ("cnn-faces", [], SUPERVISED, {"trained_on": "labels"}),
-    ("cnn-faces", ["data.lfw_heldout=fold:2:5"], SUPERVISED, {"trained_on": "labels"}),
+    ("cnn-digits", [*FACES, "data.lfw_heldout=fold:2:5"], SUPERVISED, {"trained_on": "labels"}),
     ("cat-demo", [], UNSUPERVISED, {}),                         # faces seen without a label: the paper's question
     ("cnn-digits", [], SUPERVISED, {}),                         # trained on digit labels, never on a face's
 ])
@@ -50,7 +51,7 @@ def test_a_supervised_faces_run_s_no_faces_twin_is_refused_by_name():
     from downpour.config import ConfigError
     from downpour.twins import no_faces_config
 
-    cfg = load_config("cnn-digits", ["model.name=cnn-faces", "data.source=faces", "data.size=25"])
+    cfg = load_config("cnn-digits", FACES)
     with pytest.raises(ConfigError, match="model 'cnn-faces' is supervised, .* one class to learn"):
         no_faces_config(cfg)
     assert no_faces_config(load_config("cat-demo")).data.train_faces == 0      # an unsupervised network keeps it
