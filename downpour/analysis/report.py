@@ -199,7 +199,7 @@ def _classifier(a: dict[str, Any]) -> str:
              "<code>--set data.digits_heldout=0.2</code>, a run holds a fifth out (the cnn-digits preset does).")
     return (f'<h2 id="classifier">Classifier accuracy</h2><p>{words} Wilson\'s 95% interval over the images; the '
             f"majority class is {pct(c['chance'])} of the {images}.</p>"
-            + table(rows, [images, "images", "accuracy [95% interval]"], "classifier-table"))
+            + table(rows, [c.get("dataset", "digits"), "images", "accuracy [95% interval]"], "classifier-table"))
 
 
 def _invariance(a: dict[str, Any]) -> str:
