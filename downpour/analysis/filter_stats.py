@@ -40,3 +40,21 @@ def filter_stats(model: FeatureModel, filters: np.ndarray | None,
         kind = "untied" if layer.untied else "convolution" if banks == 1 else "tiled"
         out["sharing"] = {"kind": kind, "banks": banks, "positions": layer.out_size[0] * layer.out_size[1]}
     return out, edgy
+
+
+def from_start(filters: np.ndarray, start: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    """How far training moved each first-layer filter from the weights it started from: the cosine between each of
+    ``filters`` (n, ...) and the same filter of ``start`` (the run's architecture built with its own seed, as
+    training built it), mean, min and max; beside it ``other_draw``, the mean cosine with ``other`` (another seed's
+    draw, the random twin's): what an unrelated start gives. 1: unmoved but for scale; near ``other_draw``: moved
+    as far as another draw is."""
+    def cosines(b: np.ndarray) -> np.ndarray:
+        a, b = filters.reshape(len(filters), -1), b.reshape(len(b), -1)
+        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+        return np.sum(a * b, axis=1) / np.where(norms > 0, norms, 1.0)   # (n,); 0 for an all-zero filter
+
+    if filters.shape != start.shape or filters.shape != other.shape:
+        raise ValueError(f"from_start: filters {filters.shape}, start {start.shape}, other {other.shape} differ")
+    own = cosines(start)
+    return {"mean": float(own.mean()), "min": float(own.min()), "max": float(own.max()),
+            "other_draw": float(cosines(other).mean())}

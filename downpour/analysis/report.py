@@ -12,7 +12,7 @@ from typing import Any
 
 from downpour._names import listed, pasted
 from downpour.analysis.report_notes import (data_note, distinct as _distinct, edge_interval, faces_seen,
-                                           first_layer_note, one_orientation)
+                                           first_layer_note, moved_note, one_orientation)
 from downpour.analysis.report_invariance import (fill_words, invariance_rows, invariance_words, range_ci_cells,
                                                 selectivity_ci_cells, selectivity_rows, tied_invariance,
                                                 tied_unresponsive, warped_against, wide_intervals)
@@ -278,7 +278,7 @@ def _filter_sentences(f: dict[str, Any], shape: str, samples: Any) -> str:
             f"{c.get('peak_frequency_max', '?')} cycles/pixel, and orientation coherence at least {c.get('coherence_min', '?')}: single "
             f"pixels, corner spikes, checkerboards, blobs and noise all fail. Mean coherence {f['coherence_mean']:.3f} "
             f"(noise {f['coherence_noise']:.3f}).</p>")
-    text += first_layer_note(f) + _distinct(f) + one_orientation(f)
+    text += first_layer_note(f) + moved_note(f) + _distinct(f) + one_orientation(f)
     return text + untied_note(f.get("sharing", {}), samples)
 
 

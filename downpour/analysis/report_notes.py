@@ -89,6 +89,19 @@ def first_layer_note(f: dict[str, Any]) -> str:
             f"their edge-like share says what the layer was given, not what training found.</p>")
 
 
+def moved_note(f: dict[str, Any]) -> str:
+    """How far training moved the filters from the weights it started from (analysis.json's ``filters.from_start``;
+    "" without it: a given first layer, or an analysis.json written before 2026-12-07): a picture of filters still
+    near their random start shows the start, whatever the edge test finds in it."""
+    m = f.get("from_start")
+    if not m:
+        return ""
+    return (f'<p class="note">Each filter against the weights training started from (the run\'s architecture built '
+            f"with its own seed): cosine {m['mean']:.2f} on average, {m['min']:.2f}–{m['max']:.2f} (1: unmoved but "
+            f"for scale); against another random draw (the random twin's), {m['other_draw']:.2f}. Near 1, the "
+            "picture shows mostly the random start, which training left in place.</p>")
+
+
 def edge_interval(f: dict[str, Any]) -> str:
     """' (95% interval 31%-72% over its 8 maps: ...)' after the edge-like share (analysis.json's
     ``filters.edge_fraction_ci``; "" for a file written before 2026-12-06, which lacks it)."""
