@@ -46,10 +46,11 @@ def no_faces_config(cfg: RunConfig) -> RunConfig:
     from downpour.models.registry import model_entry
 
     if "supervised" in model_entry(cfg.model.name).tags:   # its cost reads the labels: one class left, all non-face
-        raise ConfigError(f"analysis.no_faces_twin: model {cfg.model.name!r} is supervised, trained on the face labels; "
-                          "its twin, without a face (data.train_faces = 0), would have one class to learn, non-face, "
-                          "and nothing of a face unit to compare (the run's classifier accuracy is its held-out figure); "
-                          "set analysis.no_faces_twin = false (a cross-fit: --control none)", key="analysis.no_faces_twin")
+        raise ConfigError(f"analysis.no_faces_twin: model {cfg.model.name!r} is supervised, trained on the face "
+                          "labels; its twin, without a face (data.train_faces = 0), would have one class to learn, "
+                          "non-face, and nothing of a face unit to compare (the run's classifier accuracy is its "
+                          "held-out figure); set analysis.no_faces_twin = false (a cross-fit: --control none)",
+                          key="analysis.no_faces_twin")
     twin = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_faces=0),
                                analysis=dataclasses.replace(cfg.analysis, report=False, no_faces_twin=False,
                                                             no_faces_run=""))

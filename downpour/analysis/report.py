@@ -188,8 +188,9 @@ def _classifier(a: dict[str, Any]) -> str:
             rows.append([name, f"{part['n']:,}", pct(part["accuracy"]) + ends(part["ci"], pct)])
     held = c["heldout"]
     if "lfw_heldout" in split:      # lfw: the face test's held-out faces and non-faces
-        source = (f"on the {split['heldout']} lfw images data.lfw_heldout = {esc(repr(split['lfw_heldout']))} holds out "
-                  "of training (the held-out faces and non-faces the face test scores)")
+        spec = esc(repr(split["lfw_heldout"]))
+        source = (f"on the {split['heldout']} lfw images data.lfw_heldout = {spec} holds out of training (the "
+                  "held-out faces and non-faces the face test scores)")
     else:
         source = (f"on the {split['heldout']} digits data.digits_heldout = {split['fraction']:g} held out of training "
                   f"(drawn with seed {split['seed']})")
