@@ -27,9 +27,6 @@ def filter_stats(model: FeatureModel, filters: np.ndarray | None,
     # a tiled or untied layer's filters (banks, maps) flattened: the L2 pools sum a map's neighbouring positions, which
     # lie in different banks (all 4 of the main job's in one 3x3 pool; chained by overlapping pools beyond), so the
     # edge-like share's interval counts maps, not filters
-    # a tiled or untied layer's filters (banks, maps) flattened: the L2 pools sum a map's neighbouring positions, which
-    # lie in different banks (all 4 of the main job's in one 3x3 pool; chained by overlapping pools beyond), so the
-    # edge-like share's interval counts maps, not filters
     by_map = banks > 1 and len(filters) == banks * layer.maps
     summary, edgy = edge_measures(filters, seed, np.arange(len(filters)) % layer.maps if by_map else None)
     out = {"available": True, **summary,
