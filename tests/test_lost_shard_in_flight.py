@@ -57,7 +57,7 @@ def test_a_shard_lost_after_a_checkpoint_with_a_push_in_flight_is_lost_at_the_ch
         else:
             monkeypatch.setattr(shards_module, "ray", fake_ray)
             d._run_tasks(lambda push, record: None)
-    assert lost.value.step == d.coord.done == 21 == d.state()[0]["step"] - 1     # (worker 0's push: still out)
+    assert lost.value.step == d.coord.done == 21 == d.state()[0]["step"]     # (worker 0's push, still out: in neither)
     assert d.coord.clocks() == {0: 10, 1: 11}
 
 
@@ -80,3 +80,33 @@ def test_a_shard_lost_with_no_checkpoint_since_its_push_was_sent_is_lost_at_the_
     with pytest.raises(ShardLost, match=r"^shard 1 lost at step 21 on ") as lost:
         d._shard_lost(RuntimeError("its node is gone"))
     assert lost.value.step == d.coord.done == 21
+
+
+def test_a_shard_taken_for_lost_that_answers_is_not_checkpointed_on_the_way_out_ahead_of_its_stop(fake_ray):
+    """Shard 1 silent 10 s is taken for lost at step 21 (the push the checkpoint counted), yet its stand-in answers the
+    checkpoint on the way out: the shards then hold worker 0's push sent after the snapshot, which the stop does not
+    count. The checkpoint is refused (the warning says "could not checkpoint the server at step 21 (RuntimeError:
+    ...)"), and a resume goes on from the last one, at most the stop's step: counted, it held step 22, a stop at 21
+    whose resume went on "from step 22" (the 2-node shard test's race); at step 21, it would hold that push's update
+    and counters all the same, and the resume would apply those steps twice."""
+    d, _ = _checkpointed_at_20_with_a_push_in_flight()
+    d._dead_shards = lambda: [1]        # (silent: its stand-in's state_dict still answers)
+    with pytest.raises(ShardLost, match=r"^shard 1 lost at step 21 ") as lost:
+        d._shard_lost(ray.exceptions.GetTimeoutError("no answer within 10 s"))
+    with pytest.raises(RuntimeError, match=r"^the shards hold 1 push sent after step 21, the lost shard's, whose "
+                                           r"answers were not read$"):
+        d.snapshot()
+    assert lost.value.step == d.coord.done == 21
+
+
+def test_a_shard_taken_for_lost_that_answers_with_no_push_sent_since_is_checkpointed_at_the_stops_step(fake_ray):
+    """With no push sent after the snapshot, the shards hold what the stop counts: the checkpoint on the way out is
+    taken, at the stop's step, and a restart or resume goes on from it."""
+    d, in_flight = _checkpointed_at_20_with_a_push_in_flight()
+    (later,) = [ref for ref in d._pushes if ref is not in_flight]
+    del d._pending[later], d._pushes[later]      # worker 0's: read, as every push is
+    d.coord.end_cycle(0, 1)
+    d._dead_shards = lambda: [1]
+    with pytest.raises(ShardLost, match=r"^shard 1 lost at step 22 ") as lost:
+        d._shard_lost(ray.exceptions.GetTimeoutError("no answer within 10 s"))
+    assert len(d.snapshot()) == 2 and d.state()[0]["step"] == lost.value.step == 22

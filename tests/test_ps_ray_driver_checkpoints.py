@@ -11,7 +11,7 @@ from downpour.ps.consistency import make_consistency
 from downpour.ps.coordinator import Coordinator
 
 
-def test_a_checkpoint_counts_the_pushes_the_shards_applied_before_the_driver_read_their_answers():
+def test_a_checkpoint_counts_the_pushes_the_shards_applied_before_the_driver_read_their_answers(fake_ray):
     coord = Coordinator(make_consistency("async"), workers=2, total_steps=100)
     for w in (0, 1):
         coord.begin_cycle(w)
@@ -19,6 +19,7 @@ def test_a_checkpoint_counts_the_pushes_the_shards_applied_before_the_driver_rea
         coord.end_cycle(w, 1)
     d = stand_in(coord, [], [FakeActor(), FakeActor()])
     d._pending, d._pushes = {"ref": ("push", 1), "cycle": ("cycle", 0)}, {"ref": ([None], {"steps": 3})}
+    d.snapshot()      # (the pushes out at it are the ones its state counts)
     meta, tensors = d.state()
     assert meta == {"step": 5, "clocks": {"0": 1, "1": 2}, "dispatched": 2, "unapplied": []} and tensors == {}
 
@@ -63,7 +64,7 @@ def test_a_resumed_checkpoint_hands_out_again_the_steps_in_flight_at_the_stop_an
     assert (old.dispatched, old.returned, old.begin_cycle(0), old.first_step(0)) == (28, [], 1, 28)
 
 
-def test_a_push_the_stop_cut_before_the_shards_applied_it_is_handed_out_again_and_the_resume_finishes():
+def test_a_push_the_stop_cut_before_the_shards_applied_it_is_handed_out_again_and_the_resume_finishes(fake_ray):
     """A Ray checkpoint listed as unapplied the ranges given back and those of cycles not pushed yet, but not a push
     sent (end_compute) that the shards never applied: a Ctrl-C between the two (the driver's window before its held
     block) lost its steps. The resume ended one push short of train.steps and never counted as finished: each rerun
@@ -86,6 +87,7 @@ def test_a_push_the_stop_cut_before_the_shards_applied_it_is_handed_out_again_an
     trained.extend(range(4, 6))
     d = stand_in(coord, [], [FakeActor(), FakeActor(), FakeActor()])
     d._pending, d._pushes = {"ref": ("push", 2)}, {"ref": ([None], {"steps": 2})}
+    d.snapshot()
     meta, _ = d.state()
     assert (meta["step"], meta["dispatched"], meta["unapplied"]) == (4, 8, [[2, 2], [6, 2]])
 

@@ -225,7 +225,9 @@ def test_a_node_holding_a_shard_removed_stops_the_run_naming_it_and_the_resume_f
     assert summary["stopped"] == {"step": int(said[2]), "steps": SHARD_STEPS, "by": f"ShardLost: {said[1]}"}
     assert summary["checkpoint"] == kept and crash["at"] - 10 <= kept <= int(said[2])     # (a checkpoint every 10)
     assert RunDir.open(run).read_json("staleness.json")["events"][-1] == event
-    assert f"could not checkpoint the server at step {said[2]} (" in caplog.text
+    # (a shard taken for lost that answers is checkpointed on the way out, at the stop's step, where no push was sent
+    # since the last snapshot; else the checkpoint is refused or fails, and says so)
+    assert re.search(rf"(could not checkpoint the server|the server was checkpointed) at step {said[2]}\b", caplog.text)
     assert "stopped at step" not in caplog.text      # (the error says the run stopped; a restart would go on)
     stopped = RunDir.open(run).read_json("data.json")["stopped"]
     assert stopped["step"] == run_stop(RunDir.open(run))["step"] == int(said[2])

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import ray
 from ray import ObjectRef   # (bound here: the tests' stand-ins for ``ray`` have no ObjectRef)
 
-from downpour._names import node_named
+from downpour._names import node_named, plural
 from downpour.data.loader import listing_digest
 from downpour.data.stream import StreamingData
 from downpour.ps import channel
@@ -91,6 +91,7 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
         self._owner: dict[Any, Any] = {}                 # a cycle's metadata ref -> the worker actor running it
         self._pushes: dict[Any, tuple[list[Any], dict[str, Any]]] = {}   # last answer ref -> (all answers, metadata)
         self._snapshotted: dict[Any, int] = {}   # answer ref -> worker: the pushes out at the last snapshot (snapshot)
+        self._uncounted = 0     # pushes sent that a lost shard's step does not count (_count_snapshotted): no snapshot
         self._blocked: set[int] = set()
         self.laps = Laps()
         self.silence = Silence(cfg.cluster.silent_seconds, cfg.cluster.workers)   # a busy worker silent this long is lost
@@ -162,7 +163,13 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
     def snapshot(self) -> list[ShardState]:
         """The shards' states now (after :meth:`run`: final, a partial sync round applied). The pushes whose answers
         are still out are in every one (a shard runs the driver's calls in order): kept, for a loss after it to count
-        as the checkpoint counts them (:meth:`state`, :meth:`_count_snapshotted`)."""
+        as the checkpoint counts them (:meth:`state`, :meth:`_count_snapshotted`). After a lost shard (the checkpoint on
+        the way out), refused where pushes its step does not count were sent: a shard taken for lost (silent 10 s)
+        that answers holds them, so a checkpoint counting them is ahead of the stop (a stop at step 21 whose resume
+        went on "from step 22"), and one at the loss's step would hold their updates and counters all the same."""
+        if self._uncounted:
+            raise RuntimeError(f"the shards hold {plural(self._uncounted, 'push')} sent after step {self.coord.done}, "
+                               "the lost shard's, whose answers were not read")
         out = {ref: w for ref, (kind, w) in self._pending.items() if kind == "push"}
         states = ray.get([a.state_dict.remote() for a in self.shard_actors], timeout=60)
         self._snapshotted = out
@@ -174,22 +181,23 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
         the one the server held, as its checkpoint counted it (:meth:`state`); else a checkpoint written at step 20
         with a push in flight held step 21, and a shard lost just after it stopped the run "at step 20", before the
         checkpoint it kept (a 2-node Ray, 2026-12-07). Those no snapshot saw are not counted: no checkpoint holds
-        them, and the restart or the resume trains them again."""
+        them (none is taken after this where they were sent: :meth:`snapshot`), and the restart or the resume trains
+        them again."""
         for ref, w in self._snapshotted.items():
             if ref in self._pushes:     # not read yet, or its read failed (the task loop's: it stays there)
                 self._pending.pop(ref, None)
                 self.coord.end_cycle(w, self._pushes.pop(ref)[1]["steps"])
-        self._snapshotted = {}
+        self._snapshotted, self._uncounted = {}, len(self._pushes)
 
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The step and clocks the shards' snapshot holds. A push whose answers the driver has not read yet
+        """The step and clocks the shards' last snapshot holds. A push whose answers the driver had not read at it
         (object refs: a shard on another node, DC-ASGD; :meth:`settle` reads them on a stop) is in it (a
         shard runs the driver's calls in order, the push before the snapshot) but not yet in the
         coordinator: counted here, or a resume trains its steps again. A resume starts the workers afresh:
         the ranges of their cycles in flight, lost with the actors, are kept to be handed out again first."""
         step, clocks, landed = self.coord.done, self.coord.clocks(), {}
-        for ref, (kind, w) in self._pending.items():
-            if kind == "push":
+        for ref, w in self._snapshotted.items():
+            if ref in self._pushes:     # (one read since is in the coordinator's count)
                 step += self._pushes[ref][1]["steps"]
                 landed[w] = landed.get(w, 0) + 1
                 if w in clocks:
