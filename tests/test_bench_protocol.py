@@ -100,6 +100,7 @@ FLAGGED = {"actor_preload": (3, None), "actor_start": (5, None), "adjoint_backwa
            "optimiser_start_up": (5, None), "parameter_server": (5, None), "partitions_ray": (3, 1),
            "pool_lcn": (15, 1), "probe_blas": (5, 1),
            "probe_layers": (5, 1), "ray_close": (3, 1), "ray_start": (3, 1), "report_figures": (5, None),
+           "replacement_seconds": (3, 1),
            "scaling": (None, 1), "server_rules": (7, 1), "shard_apply": (9, 1), "shm_copy": (9, 1), "sim_rng": (5, 1),
            "spectral_fit": (5, 2),
            "split_threads": (3, 2), "start_up": (5, 2), "step_check": (9, 1), "step_profile": (1, None),

@@ -10,7 +10,8 @@ The placer puts worker w at index w and shard j at index R + j (R workers) of th
 picks R from it. Only workers on the added node: the run finishes on the head's, and cluster.json, the log and the
 report's Faults line name the workers lost. A shard and a worker on it: the run stops with the one line
 docs/parameter-server.md gives a lost shard with restarts off, naming the shard and its node, and `--resume` finishes
-the run on the head alone from the checkpoint it names.
+the run on the head alone from the checkpoint it names. A worker on it with a restart left: its replacement goes to
+the head, not to the crashed node that Ray lists alive still (the restart's one read of the nodes made to say so).
 
 A node added while a run starts, after its one ``ray.nodes()`` read, to the head alone (its 1 CPU held by another
 job's actor, ``Hog``): the run's one worker, with no room on the head, starts on the new node, away from the shard and
@@ -20,9 +21,9 @@ they run, not from the nodes it read (one node, there: the piped loop's channel 
 cycle, the run ending with every worker lost).
 
 The module's head has a crashed node dead in seconds (tests/test_ps_ray_nodes.py's FAST_DEATH). Its tests share it in
-their order: the workers' test crashes the added node, the start's test finds the head alone and adds the node the
-shard's test loses (a test run alone removes or adds the node it needs, some 4 s; a head of its own cost 7 s, 2026-12-07
-at load 9-12)."""
+their order: the workers' test crashes the added node, the replacement's test adds one (anew until it sorts first)
+and crashes it, the start's test finds the head alone and adds the node the shard's test loses (a test run alone
+removes or adds the node it needs, some 4 s; a head of its own cost 7 s, 2026-12-07 at load 9-12)."""
 import html
 import logging
 import re
@@ -155,6 +156,50 @@ def test_a_node_holding_only_workers_removed_leaves_the_run_to_the_heads_which_f
     rows = RunDir.open(run).metrics()
     survivors = {w for w in range(workers) if w not in lost}
     assert {r["worker"] for r in rows if r["step"] > STEPS // 2} == survivors
+
+
+def test_a_replacement_avoids_the_crashed_node_that_ray_still_lists_alive(tmp_path, two_nodes, monkeypatch, caplog):
+    """One worker, on the added node (added anew until it sorts first: worker 0's place, the shard's on the head), one
+    restart; the added node crashes at step 20. Ray's default health checks list a crashed node alive for some 14 s
+    after its actors' loss shows: the restart's one ``ray.nodes()`` read is made to say so (this head has the node dead
+    in seconds). The node's raylet no longer answers, so the replacement is pinned to the head, where the lost worker's
+    CPU is free, said in the log: staleness.json holds no ``restart-placed-again`` (pinned to the crashed node, the
+    replacement died coming up and was placed again: 1 run of 1 on the code before it), and the run ends 60 of 60 on
+    the head."""
+    from downpour.ps.cluster_on_ray import RayCluster
+
+    cluster, _, added = two_nodes
+    while sorted(node.node_id for node in cluster.list_all_nodes()).index(added.node_id):
+        cluster.remove_node(added)
+        added = cluster.add_node(num_cpus=1, object_store_memory=STORE)
+        cluster.wait_for_nodes()
+    head = cluster.head_node.node_id
+    # (paced until the loss is seen: the crashed node's worker trained on some 36 tiny steps before its death showed)
+    crash = _removing(monkeypatch, cluster, added, lambda d: d.coord.done >= LOST_AT,
+                      lambda d: any(e["event"] == "worker-lost" for e in d.coord.events))
+    spawn, nodes, listed = RayCluster._spawn, ray.nodes, []
+
+    def spawned(self, w, seq, step):      # the restart's read lists the crashed node alive, once (as Ray would)
+        with monkeypatch.context() as m:
+            if self._incarnation[w] and not listed:
+                listed.append(w)
+                m.setattr(ray, "nodes", lambda: [{**nd, "Alive": True, "Resources": {"CPU": 1.0}}
+                                                 if nd["NodeID"] == added.node_id else nd for nd in nodes()])
+            return spawn(self, w, seq, step)
+
+    monkeypatch.setattr(RayCluster, "_spawn", spawned)
+    run = tmp_path / "r"
+    with caplog.at_level(logging.WARNING, logger="downpour.ps"):
+        code = main(["train", *TINY, "--steps", "60", "--address", cluster.address, "--workers", "1", "--shards", "1",
+                     "--out", str(run), "--set", "cluster.restarts=1"])
+    assert "unseen" not in crash, f"the crash at step {crash['at']} was not seen in {SEEN_WITHIN_S} s"
+    assert code == 0 and listed == [0]
+    summary = RunDir.open(run).read_json("cluster.json")
+    events = [e["event"] for e in RunDir.open(run).read_json("staleness.json")["events"]]
+    assert events == ["worker-lost", "worker-restarted"] and summary["steps"] == 60 and summary["lost_workers"] == []
+    assert summary["node_ids"][summary["placement"]["workers"][0]] == head
+    assert (f"worker 0's node {added.node_id[:8]} does not answer (Ray lists it alive): its replacement is pinned to "
+            f"node {head[:8]}") in caplog.text
 
 
 def test_a_worker_on_a_node_that_joined_during_the_start_gets_its_cycles_as_ray_tasks(

@@ -127,6 +127,43 @@ def test_replacements_moved_off_one_lost_node_count_those_not_up_yet(monkeypatch
     assert pinned(cluster._placed((3, None), 3, 1.0, rt.nodes())) == b
 
 
+def test_a_replacement_whose_node_is_listed_alive_but_does_not_answer_goes_to_a_node_with_room(monkeypatch, caplog):
+    """Node c crashed with worker 1, and Ray lists it alive still (its health checks have not failed yet): its raylet's
+    port refuses the connection, and the replacement is pinned to a node that answers with its CPUs free (b, not a,
+    full), said in the log, as where c is gone. Where no other node has the room, it is pinned to c still (the room the
+    lost actor held: Ray may have the node back), and so is one whose node answers (a live raylet: the actor alone
+    died). Pinned to c, as before, it died coming up once Ray had c dead, and was placed again (15 s late)."""
+    import socket
+
+    from downpour.ps import connect_on_ray
+    from downpour.ps.connect_on_ray import pinned
+
+    a, b, c = ("a" * 56, "b" * 56, "c" * 56)
+    rt = scripted_runtime(monkeypatch, nodes=[a, b, c])
+    free = {a: {"CPU": 0.0}, b: {"CPU": 1.0}, c: {"CPU": 1.0}}
+    monkeypatch.setattr(connect_on_ray, "_free_per_node", lambda: free)
+    cluster = ScriptedCluster(rt, coordinator(2, STEPS))
+    cluster.per_worker = 1.0
+    with socket.socket() as live, socket.socket() as gone:
+        live.bind(("127.0.0.1", 0))
+        live.listen()
+        gone.bind(("127.0.0.1", 0))      # bound, not listening: a connection is refused, as a crashed raylet's
+        nodes = [{**nd, "NodeManagerAddress": "127.0.0.1", "NodeManagerPort": sock.getsockname()[1]}
+                 for nd, sock in zip(rt.nodes(), (live, live, gone))]
+        caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
+        cluster.pins[1, None] = c
+        assert pinned(cluster._placed((1, None), 1, 1.0, nodes)) == b
+        assert "worker 1's node cccccccc does not answer (Ray lists it alive): its replacement is pinned to node " \
+               "bbbbbbbb" in caplog.text
+        free[b] = {"CPU": 0.0}
+        cluster.pins[1, None] = c
+        assert pinned(cluster._placed((1, None), 1, 1.0, nodes)) == c
+        assert "its replacement is pinned to node cccccccc still (no other node has its CPUs free)" in caplog.text
+        free[b] = {"CPU": 1.0}
+        cluster.pins[1, None] = a     # (its node answers: the actor alone died)
+        assert pinned(cluster._placed((1, None), 1, 1.0, nodes)) == a
+
+
 def test_a_restart_reads_the_nodes_once_and_places_its_partitions_by_that_read(monkeypatch):
     """RayCluster._spawn itself (the scripted cluster's stands in for it elsewhere), actors stubbed: worker 1's
     replacement, its two partitions first on nodes c and a, node c lost. One read of ray.nodes() places the worker and

@@ -251,7 +251,8 @@ def pin_to(node: str) -> dict[str, Any]:
 
 
 def replacing(pin: str | None, i: int, cpus: float, nodes_info: list[dict[str, Any]],
-              avoid: frozenset[str | None] = frozenset(), coming: dict[str, float] | None = None) -> dict[str, Any]:
+              avoid: frozenset[str | None] = frozenset(), coming: dict[str, float] | None = None,
+              silent: bool = False) -> dict[str, Any]:
     """The options of an actor restarted in place of one pinned to ``pin`` (None: Ray chose its node), placed as
     that one was: Ray chooses again where Ray chose (a GPU worker, a one-node cluster, a node with no room at the
     start); pinned to the same node where ``nodes_info`` (``ray.nodes()`` read at the restart) has it alive (the room
@@ -259,7 +260,9 @@ def replacing(pin: str | None, i: int, cpus: float, nodes_info: list[dict[str, A
     :func:`_free_per_node`, less ``coming``: node -> CPUs of replacements pinned there and not up yet, which Ray's
     count may not show), ``i`` the actor's index, those not in ``avoid`` first (a replacement's partitions: the
     nodes its other partitions are on, so they spread as at the start); Ray chooses where one node is alive or none
-    has the room. The Ray driver's restarted workers and their partition actors.
+    has the room. ``silent``: ``pin``'s node, listed alive, does not answer (its raylet: a crash Ray has not seen yet,
+    :func:`~downpour.ps.placing_on_ray.unanswered`): placed as where its node is gone, over the other nodes, and
+    pinned to it still where none of them has the room. The Ray driver's restarted workers and their partition actors.
     Why not simpler: left to Ray, or placed round-robin afresh, a restarted worker and its partitions lose their
     pins; a pin whose node is gone, sent round-robin over the nodes alive by their size alone, puts a worker on a
     full node while another has room (it waits there until given up; Ray, choosing, would start it), and stacks a
@@ -267,15 +270,18 @@ def replacing(pin: str | None, i: int, cpus: float, nodes_info: list[dict[str, A
     if pin is None:
         return {}
     alive = sorted(nd["NodeID"] for nd in nodes_info if nd["Alive"] and nd["Resources"].get("CPU", 0) > 0)
-    if pin in alive:
+    if pin in alive and not silent:
         return pin_to(pin)
-    if len(alive) < 2:
+    if pin not in alive and len(alive) < 2:
         return {}
     free = _free_per_node() if cpus > 0 else {}
     coming = coming or {}
-    room = [node for node in alive if cpus <= 0 or free.get(node, {}).get("CPU", 0.0) - coming.get(node, 0.0) >= cpus]
+    room = [node for node in alive if node != pin and
+            (cpus <= 0 or free.get(node, {}).get("CPU", 0.0) - coming.get(node, 0.0) >= cpus)]
     spread = [node for node in room if node not in avoid] or room
-    return pin_to(spread[i % len(spread)]) if spread else {}
+    if spread:
+        return pin_to(spread[i % len(spread)])
+    return pin_to(pin) if pin in alive else {}     # (a silent node with the only room: Ray may have it back)
 
 
 def pinned(options: dict[str, Any]) -> str | None:

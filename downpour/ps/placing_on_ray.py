@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from downpour.ps.connect_on_ray import live_cpus, pinned, replacing, spot
+from downpour.ps.reach import RAYLET_TIMEOUT_S, answers_at
 from downpour.ps.seeds import partition_seed
 
 log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: its records go where the driver's do
@@ -79,7 +80,8 @@ class Placing:
         (:func:`~downpour.ps.connect_on_ray.spot`), and the node they pin it to in :attr:`pins`. At the start
         (``nodes`` None) the start's placer's (a GPU worker:
         Ray's); a replacement's (``nodes``: ``ray.nodes()`` read at its restart) placed as the actor it replaces
-        (:func:`~downpour.ps.connect_on_ray.replacing`), said where that one's node is gone."""
+        (:func:`~downpour.ps.connect_on_ray.replacing`), said where that one's node is gone or does not answer
+        (:func:`unanswered`)."""
         w, p = key
         if nodes is None:
             options = {} if p is None and self.gpus else self.place(i, cpus)
@@ -89,15 +91,31 @@ class Placing:
             for v in self._starting:
                 if (node := self.pins.get((v, None))) is not None:
                     coming[node] = coming.get(node, 0.0) + self.per_worker
-            options = replacing(before, i, cpus, nodes, avoid, coming)
-            if before is not None and pinned(options) != before:
+            silent = unanswered(before, nodes)
+            options = replacing(before, i, cpus, nodes, avoid, coming, silent)
+            if before is not None and (silent or pinned(options) != before):
                 what = f"worker {w}" if p is None else f"worker {w}'s partition {p}"
                 now = pinned(options)
-                log.warning("%s's node %s is gone: its replacement is %s", what, before[:8],
-                            f"pinned to node {now[:8]}" if now else
-                            "left to Ray (one node alive, or none with its CPUs free)")
+                where = ("left to Ray (one node alive, or none with its CPUs free)" if now is None else
+                         f"pinned to node {now[:8]} still (no other node has its CPUs free)" if now == before else
+                         f"pinned to node {now[:8]}")
+                log.warning("%s's node %s %s: its replacement is %s", what, before[:8],
+                            "does not answer (Ray lists it alive)" if silent else "is gone", where)
         self.pins[key] = pinned(options)
         return options
+
+
+def unanswered(node: str | None, nodes: list[dict[str, Any]]) -> bool:
+    """Whether ``node``, which ``nodes`` (``ray.nodes()``) lists alive, does not answer: its raylet accepts no
+    connection within :data:`~downpour.ps.reach.RAYLET_TIMEOUT_S`. A crashed node's actors show their loss in 2-3 s
+    (``ActorUnavailableError``), and Ray lists the node alive until its health checks have failed (14 s on Ray 2.60's
+    defaults): a replacement pinned there meanwhile dies coming up once Ray has the node dead, and is placed again
+    (back 17.2 s after the crash against 4.8 s placed off it: bench/replacement_seconds.py). False where Ray lists no
+    address for it (asked nothing)."""
+    info = next((nd for nd in nodes if nd["NodeID"] == node and nd["Alive"]), None)
+    if info is None or not info.get("NodeManagerAddress") or not info.get("NodeManagerPort"):
+        return False
+    return not answers_at(info["NodeManagerAddress"], int(info["NodeManagerPort"]), RAYLET_TIMEOUT_S)
 
 
 def worker_threads(asked: int, w: int, pins: list[str | None], node_cpus: dict[str, float],

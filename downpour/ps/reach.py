@@ -1,8 +1,10 @@
 """Whether a Ray head answers at ``cluster.address``, asked before Ray is (Ray-free: sockets only), so that the run's
 join and ``downpour train --dry-run`` refuse the same addresses in the same one line: a dry run that never asked
-would pass ``--address 127.0.0.1:PORT`` where nobody listens ("config checked"), and the run then refuse it.
+would pass ``--address 127.0.0.1:PORT`` where nobody listens ("config checked"), and the run then refuse it. And
+whether a node's raylet answers, which a replacement's placement asks of the node its lost actor was on.
 
     reachable("head:6379", CONNECT_TIMEOUT_S)   # RunError: "cannot reach the Ray cluster at cluster.address=..."
+    answers_at("10.0.0.2", 41234, RAYLET_TIMEOUT_S)   # False: nothing accepts a connection there within the time
 """
 from __future__ import annotations
 
@@ -14,9 +16,12 @@ from downpour.ps.address import address_problem, host_port
 from downpour.ps.handshake import head_problem
 from downpour.ps.head_token import token_problem
 
-__all__ = ["CONNECT_TIMEOUT_S", "head_question", "reachable"]
+__all__ = ["CONNECT_TIMEOUT_S", "RAYLET_TIMEOUT_S", "answers_at", "head_question", "reachable"]
 
 CONNECT_TIMEOUT_S = 10.0
+# a live raylet accepts at once (a LAN's round trip); a crashed node's port refuses at once, or, its machine gone,
+# nothing answers: a replacement's start waits this long at most for each node it asks about
+RAYLET_TIMEOUT_S = 2.0
 _NO_SUCH_HOST = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
 
 
@@ -63,6 +68,16 @@ def head_question(host: str, port: int, deadline: float, client: bool = False) -
     join (:func:`reachable`) and of a joined head (``connect_on_ray.head_answers``)."""
     with socket.create_connection((host, port), timeout=_left(deadline)) as sock:
         return head_problem(sock, port, _left(deadline), client=client, host=host)
+
+
+def answers_at(host: str, port: int, timeout: float) -> bool:
+    """Whether ``host:port`` accepts a TCP connection within ``timeout`` seconds (a node's raylet, at the
+    ``NodeManagerAddress`` and ``NodeManagerPort`` that ``ray.nodes()`` lists)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _left(deadline: float) -> float:
