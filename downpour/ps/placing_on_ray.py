@@ -11,6 +11,8 @@ import logging
 import os
 from typing import Any
 
+from ray.util.client import ray as client_ray
+
 from downpour.ps.connect_on_ray import live_cpus, pinned, replacing, spot
 from downpour.ps.reach import RAYLET_TIMEOUT_S, answers_at
 from downpour.ps.seeds import partition_seed
@@ -111,7 +113,10 @@ def unanswered(node: str | None, nodes: list[dict[str, Any]]) -> bool:
     (``ActorUnavailableError``), and Ray lists the node alive until its health checks have failed (14 s on Ray 2.60's
     defaults): a replacement pinned there meanwhile dies coming up once Ray has the node dead, and is placed again
     (back 17.2 s after the crash against 4.8 s placed off it: bench/replacement_seconds.py). False where Ray lists no
-    address for it (asked nothing)."""
+    address for it, and on a Ray Client connection (ray://), whose driver may reach no node's private address (as
+    ``connect_on_ray.head_answers``): asked nothing."""
+    if client_ray.is_connected():
+        return False
     info = next((nd for nd in nodes if nd["NodeID"] == node and nd["Alive"]), None)
     if info is None or not info.get("NodeManagerAddress") or not info.get("NodeManagerPort"):
         return False
