@@ -357,7 +357,9 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
             result = crossfit_controls(views, layer=layer, other_layers=others, n_random_filters=a.random_filters,
                                        seed=configs[0].seed, replicates=a.bootstrap, other_replicates=min(a.bootstrap, 500),
                                        control_draws=a.control_draws, choice=a.face_choice)
-        config_record = config_to_dict(configs[0])
+        # as fold 0 was trained, not as this command would train it: a fold kept from an earlier command keeps the
+        # train.threads it trained with (a resume may change them, and --jobs sets them), and that is what repeats it
+        config_record = config_to_dict(RunDir.open(paths[0]).config)
         config_record["data"].pop("lfw_heldout")
         record = {"config": config, "overrides": [list(o) if isinstance(o, tuple) else o for o in overrides],
                   "resolved": config_record, "folds": folds, "runs": trained[:folds], "control": control,

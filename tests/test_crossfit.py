@@ -260,6 +260,19 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys,
     assert "--folds must be in [2, 100]" in capsys.readouterr().err
 
 
+def test_folds_kept_from_a_command_with_other_threads_are_recorded_as_they_were_trained(tmp_path):
+    """crossfit.json's ``resolved`` (and the page's "N threads a fold") is how the folds were trained: run again with
+    another train.threads (``--jobs N`` sets it), finished folds are kept with theirs, and the record said the new
+    command's, so the folder named a setting that does not repeat its folds bit for bit."""
+    out = tmp_path / "cf"
+    assert main(["crossfit", *TINY, "--set", "train.threads=1", "--folds", "2", "--out", str(out)]) == 0
+    assert main(["crossfit", *TINY, "--set", "train.threads=2", "--folds", "2", "--out", str(out)]) == 0
+    record = json.loads((out / "crossfit.json").read_text())
+    assert [r["kept"] for r in record["runs"]] == [True, True]
+    assert record["resolved"]["train"]["threads"] == 1 and "lfw_heldout" not in record["resolved"]["data"]
+    assert "1 thread a fold" in (out / "crossfit.html").read_text()
+
+
 @pytest.mark.parametrize("mine", ["notes.txt", "crossfit.json"])
 def test_a_folder_holding_files_a_crossfit_did_not_write_is_refused_and_left_as_it_was(tmp_path, capsys, mine):
     """`downpour crossfit --out` a folder of unrelated files is refused, naming the folder and the file, before
