@@ -73,7 +73,8 @@ def check_crossfit_folder(out: Path, folds: int) -> None:
     own = {f"fold-{i}{end}" for i in range(folds) for end in ("", ".log", f".{RunDir.TWIN}.log")}
     others = sorted(p.name for p in out.iterdir() if p.name not in own | {"crossfit.json", "crossfit.html"})
     record, page = out / "crossfit.json", out / "crossfit.html"
-    if record.is_file() and not _is_crossfit_record(record):
+    unreadable = _unreadable(record) if record.is_file() else None
+    if record.is_file() and unreadable is None and not _is_crossfit_record(record):
         others.append(record.name)
     if page.is_file() and "<title>downpour crossfit: " not in page.read_text(encoding="utf-8", errors="replace"):
         others.append(page.name)
@@ -89,6 +90,11 @@ def check_crossfit_folder(out: Path, folds: int) -> None:
         shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
         raise RunExistsError(f"{str(out)!r} holds files a cross-fit of {folds} folds did not write ({shown}): a "
                              "cross-fit is written only into a new or empty folder, or its own; pick another --out")
+    if unreadable is not None:   # (its command stopped as it wrote it: "did not write ... pick another --out" left
+        # every trained fold behind)
+        raise RunExistsError(f"{str(record)!r} cannot be read (cut short or damaged: {unreadable}): the cross-fit "
+                             "writes it from its trained folds once they are tested; remove it and run the same command "
+                             "again")
 
 
 @contextmanager
@@ -130,6 +136,17 @@ def _folds_of(config: Path) -> int | None:
         return None
     found = re.fullmatch(r"fold:\d+:(\d+)", held) if isinstance(held, str) else None
     return int(found.group(1)) if found else None
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why the JSON file ``path`` does not parse; None where it does (or cannot be opened: said as a foreign file)."""
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:       # (and UnicodeDecodeError)
+        return str(err)
+    except OSError:
+        return None
+    return None
 
 
 def _is_crossfit_record(path: Path) -> bool:

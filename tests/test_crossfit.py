@@ -287,6 +287,19 @@ def test_a_folder_holding_files_a_crossfit_did_not_write_is_refused_and_left_as_
     assert [p.name for p in out.iterdir()] == [mine] and (out / mine).read_text() == '{"my": "results"}'
 
 
+def test_a_crossfit_json_cut_short_is_said_as_such_with_the_way_on_not_as_foreign(tmp_path, capsys):
+    """A crossfit.json that does not parse (its command killed as it wrote it, a full disk) is no file of someone
+    else's: the refusal said "did not write ... pick another --out", which leaves every trained fold behind. It names
+    the file as unreadable and says that removing it lets the same command write it again from the folds."""
+    out = tmp_path / "cf"
+    out.mkdir()
+    (out / "crossfit.json").write_text('{"config": "cat-demo", "overrides": [], "res')
+    assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "did not write" not in err and "pick another --out" not in err
+    assert f"{str(out / 'crossfit.json')!r} cannot be read" in err and "remove it and run the same command again" in err
+    assert [p.name for p in out.iterdir()] == ["crossfit.json"]
+
 def test_its_own_folder_run_again_with_fewer_folds_is_refused_as_such_not_as_foreign_files(tmp_path):
     from downpour.crossfit import check_crossfit_folder
     from downpour.train.folders import RunExistsError
