@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import traceback
+from typing import Any
 
 from downpour._names import whole
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig
@@ -25,9 +26,9 @@ from downpour.errors import DownpourError
 from downpour.train.signals import quit_at_next_stop, sigterm_as_interrupt
 
 
-def _run_flags(parser: argparse.ArgumentParser) -> None:
+def _run_flags(parser: argparse.ArgumentParser, seed: str = "the run's seed") -> None:
     """The shorthand flags (:data:`SHORTHANDS`) that train and crossfit share, each help naming the key it sets
-    (so that --workers, --steps and the others each have one)."""
+    (so that --workers, --steps and the others each have one); ``seed``: what --seed is to the command."""
     helps = {"workers": "workers (model replicas: Downpour's, or Sandblaster's that compute its work units)",
              "partitions": "model parallelism: partitions per replica (the cat network's locally connected stages "
                            "split into blocks; `downpour plan --partitions`)",
@@ -41,7 +42,7 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
                       "worker's delay T*FACTOR; Sandblaster's also computes FACTOR times slower, and on Ray takes "
                       "straggler:0:FACTOR)",
              "steps": "training steps (L-BFGS iterations with cluster.algorithm = sandblaster)",
-             "seed": "the run's seed"}
+             "seed": seed}
     types = {flag: whole for flag in ("workers", "partitions", "shards", "n_fetch", "n_push", "steps", "seed")}
     choices = {"runner": choices_of(ClusterConfig, "runner")}      # (--runner's usage lists them: no words)
     for flag, key in SHORTHANDS.items():
@@ -49,6 +50,13 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--" + flag.replace("_", "-"), dest=flag, type=types.get(flag, str),
                             metavar="N" if flag in ("n_fetch", "n_push") else None, choices=choices.get(flag),
                             help=f"{words}sets {key} (default: the config's)")
+
+
+def _command(sub: Any, name: str, words: str, more: str = "") -> argparse.ArgumentParser:
+    """The subcommand ``name``: ``words`` in the top help's list and at the head of its own ``--help`` (argparse
+    shows ``help`` only in the list: `downpour crossfit --help` said nothing of what the command does), ``more``
+    after them there."""
+    return sub.add_parser(name, help=words, description=f"{words[0].upper()}{words[1:]}. {more}".strip())
 
 
 def _version() -> str:
@@ -95,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a model (no arguments: the main job)")
+    train = _command(sub, "train", "train a model (no arguments: the main job)")
     train.add_argument("--config", help="a preset name (`downpour presets`) or a TOML file (default: main; "
                                         "not with --resume, which keeps the run's own)")
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
@@ -109,12 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     _run_flags(train)
     train.set_defaults(func=cmd_train)
 
-    crossfit = sub.add_parser("crossfit", help="the face test on all 100 lfw faces: one run per fold, each "
-                                               "trained without the faces it is tested on")
+    crossfit = _command(sub, "crossfit", "the face test on all 100 lfw faces: one run per fold, each trained without "
+                                         "the faces it is tested on",
+                        more="Writes OUT/fold-I (fold I's run), OUT/crossfit.json (the pooled test, with the config "
+                             "and overrides that repeat it) and OUT/crossfit.html. Stopped, the same command with the "
+                             "same --out goes on: finished folds are kept, a stopped one resumes from its checkpoint.")
     crossfit.add_argument("--config", default="main", help="a preset name or a TOML file (as for train) that trains on "
                           "lfw (data.source = faces or natural+faces); one that does not (ufldl-sae, tica-8x8) is refused")
     crossfit.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
-    crossfit.add_argument("--folds", type=whole, default=5, help="folds of lfw_subset (default 5: 20 faces each)")
+    crossfit.add_argument("--folds", type=whole, default=5,
+                          help="folds of lfw_subset, 2 to 100 (default 5: 20 faces each, 100 // K or one more)")
     crossfit.add_argument("--out", help="folder for the fold runs, crossfit.json and .html (default: runs/crossfit-<config>-<time>); "
                                         "run again with the same --out to resume")
     crossfit.add_argument("--jobs", type=whole, default=1,
@@ -125,10 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
                                "= 0) into OUT/fold-I/no-faces and score that network's unit beside the learned one: "
                                "is the face unit learned from the faces? (twice the training); none: no twin. "
                                "Default: the config's analysis.no_faces_twin (the main job: no-faces)")
-    _run_flags(crossfit)
+    _run_flags(crossfit, seed="every fold's seed (the folds differ only in the faces they hold out)")
     crossfit.set_defaults(func=cmd_crossfit, report=None)
 
-    analyze = sub.add_parser("analyze", help="what did a run learn: writes analysis.json and figures/")
+    analyze = _command(sub, "analyze", "what did a run learn: writes analysis.json and figures/")
     run_help = "a run directory: the --out of `downpour train` (RUN/no-faces for its no-faces twin)"
     analyze.add_argument("run", help=run_help)
     analyze.add_argument("--set", action="append", default=[], metavar="analysis.KEY=VALUE",
@@ -137,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="also write report.html (rewritten anyway where the run has one: it showed the old analysis)")
     analyze.set_defaults(func=cmd_analyze)
 
-    report = sub.add_parser("report", help="write report.html for a run (analysing it first if needed)")
+    report = _command(sub, "report", "write report.html for a run (analysing it first if needed)")
     report.add_argument("run", help=run_help)
     report.set_defaults(func=cmd_report)
 

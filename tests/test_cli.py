@@ -219,6 +219,20 @@ def test_help_is_plain_text(command, capsys):
     assert "usage: downpour" in out and "``" not in out and not re.search(r":[a-z]+:`", out)
 
 
+@pytest.mark.parametrize("command, says", [
+    ("crossfit", "The face test on all 100 lfw faces: one run per fold"),
+    ("train", "Train a model"), ("analyze", "What did a run learn"), ("report", "Write report.html for a run")])
+def test_a_commands_own_help_says_what_it_does(command, says, capsys):
+    """argparse shows a command's ``help`` only in the top list: `downpour crossfit --help` listed its flags and
+    said nothing of what it does, where it writes, how it goes on, --folds' range or whose seed --seed is."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert says in out.split("options:")[0]
+    if command == "crossfit":
+        assert "OUT/crossfit.json" in out and "same --out goes on" in out and "2 to 100" in out
+        assert "every fold's seed" in out
+
 def test_every_argument_of_every_command_has_its_help():
     """`downpour analyze --help` and `downpour report --help` say what their one argument, `run`, is."""
     import argparse
