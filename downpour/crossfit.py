@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from downpour.cli_log import configure_logging
-from downpour.config import (CROSSFIT_CONTROLS, FACE_SOURCES, ConfigError, Override, RunConfig, config_to_dict,
-                             load_config, parse_override)
+from downpour._names import pasted
+from downpour.config import (CROSSFIT_CONTROLS, FACE_SOURCES, ConfigError, Override, RunConfig, as_typed,
+                             config_to_dict, load_config, parse_override)
 from downpour.crossfit_folds import check_crossfit_folder, crossfitting, fold_config, testing
 from downpour.errors import RunError
 from downpour.parent_death import die_with_parent
@@ -284,6 +285,14 @@ def _stop(processes: list[Any]) -> None:
             process.kill()
 
 
+def repeat_command(config: str, overrides: list[Override], folds: int, jobs: int, control: str, out: Path) -> str:
+    """The ``downpour crossfit`` command that repeats a cross-fit (crossfit.json's ``command``, shell-quoted): run in
+    its folder, it keeps every fold and tests them again; with another ``--out``, it trains them as they were."""
+    flags = [f"--config {pasted(config)}", as_typed(overrides), f"--folds {folds}",
+             f"--jobs {jobs}" if jobs > 1 else "", f"--control {control}", f"--out {pasted(out)}"]
+    return " ".join(["downpour crossfit", *filter(None, flags)])
+
+
 def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds: int = 5, jobs: int = 1,
                  control: str | None = None, again: str = AGAIN, note: str = "") -> dict[str, Any]:
     """Train every fold of ``config`` into ``out`` (``jobs`` at a time, each in its own process), and
@@ -361,7 +370,8 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
         # train.threads it trained with (a resume may change them, and --jobs sets them), and that is what repeats it
         config_record = config_to_dict(RunDir.open(paths[0]).config)
         config_record["data"].pop("lfw_heldout")
-        record = {"config": config, "overrides": [list(o) if isinstance(o, tuple) else o for o in overrides],
+        record = {"config": config, "command": repeat_command(config, overrides, folds, jobs, control, out),
+                  "overrides": [list(o) if isinstance(o, tuple) else o for o in overrides],
                   "resolved": config_record, "folds": folds, "runs": trained[:folds], "control": control,
                   **({"no_faces_runs": trained[folds:]} if twins else {}),
                   "training_seconds": round(training_seconds, 1),

@@ -273,6 +273,23 @@ def test_folds_kept_from_a_command_with_other_threads_are_recorded_as_they_were_
     assert "1 thread a fold" in (out / "crossfit.html").read_text()
 
 
+def test_crossfit_json_holds_the_command_that_repeats_it(tmp_path):
+    """The folder alone says how to repeat the cross-fit: crossfit.json's ``command`` (and the page) is the command
+    line, shell-quoted, that trains its folds as they were (in its own folder: keeps them all, the same test)."""
+    import html
+    import shlex
+
+    out = tmp_path / "my cf"
+    assert main(["crossfit", *TINY, "--folds", "2", "--seed", "3", "--out", str(out)]) == 0
+    record = json.loads((out / "crossfit.json").read_text())
+    command = shlex.split(record["command"])
+    assert command[:2] == ["downpour", "crossfit"] and command[-2:] == ["--out", str(out)]
+    assert ["--seed", "3"] == command[command.index("--seed"):][:2] and "--folds 2 --control none" in record["command"]
+    assert main(command[1:]) == 0
+    again = json.loads((out / "crossfit.json").read_text())
+    assert [r["kept"] for r in again["runs"]] == [True, True] and again["rows"] == record["rows"]
+    assert html.escape(record["command"]) in (out / "crossfit.html").read_text()
+
 @pytest.mark.parametrize("mine", ["notes.txt", "crossfit.json"])
 def test_a_folder_holding_files_a_crossfit_did_not_write_is_refused_and_left_as_it_was(tmp_path, capsys, mine):
     """`downpour crossfit --out` a folder of unrelated files is refused, naming the folder and the file, before

@@ -69,7 +69,8 @@ def write_crossfit_report(folder: str | Path) -> Path:
                if c.get("control") == "no-faces" else "")
             + f" ({num(_folds_seconds(c))} s of training in all, {num(c['training_seconds'])} s by the command that "
               "wrote this page: a fold finished before is kept).</p>"
-            f'<h2 id="face-test">The face test on all {c["faces"]} faces</h2>{test}'
+            + (f"<p>The command that repeats it: <code>{esc(c['command'])}</code></p>" if c.get("command") else "")
+            + f'<h2 id="face-test">The face test on all {c["faces"]} faces</h2>{test}'
             f'<h2 id="folds">Each fold\'s learned unit</h2><p>Its AUC on its own fold\'s faces against each negative '
             f"set: how much one training differs from the next. The last three columns peek at the test, as a "
             f"diagnostic and never in the verdict: the chosen unit's worst low-level control, the best worst control "
