@@ -274,5 +274,16 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
               file=sys.stderr)
         raise
     print("\n".join(result["verdict"]["sentences"]))
-    print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")
+    print(f"downpour: cross-fitted face test ({tested(result)}) written to {Path(out) / 'crossfit.json'} and "
+          f"{write_crossfit_report(out)}")
     return failed(line_search_failures(result), kept=line_search_failures(result, kept=True))   # 1 as train: a line search failed for real (everything is written)
+
+
+def tested(record: dict[str, Any]) -> str:
+    """What a cross-fit's pooled test was, for its last line: its folds, the faces each tests, the folds' seed and the
+    intervals ("5 folds of 20 faces, seed 0, percentile 95% intervals over 2000 bootstrap replicates"): the verdict's
+    sentences give the intervals alone, and the console said neither the folds nor the seed."""
+    faces = sorted({fold["test_faces"] for fold in record["per_fold"]})    # (100 // K, or one more for some folds)
+    each = plural(faces[0], "face") if len(faces) == 1 else f"{faces[0]}-{faces[-1]} faces"   # (--folds 100: 1 face)
+    return (f"{record['folds']} folds of {each}, seed {record['resolved']['seed']}, "
+            f"{record['bootstrap']['interval']} intervals over {record['bootstrap']['replicates']} bootstrap replicates")

@@ -290,6 +290,18 @@ def test_crossfit_json_holds_the_command_that_repeats_it(tmp_path):
     assert [r["kept"] for r in again["runs"]] == [True, True] and again["rows"] == record["rows"]
     assert html.escape(record["command"]) in (out / "crossfit.html").read_text()
 
+def test_the_last_line_says_the_folds_their_faces_the_seed_and_the_intervals(tmp_path, capsys):
+    """The console gave the verdict's intervals and the files written, not how many folds tested how many faces each,
+    nor the seed: "cross-fitted face test written to ..." alone."""
+    assert main(["crossfit", *TINY, "--folds", "3", "--seed", "2", "--out", str(tmp_path / "cf")]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("downpour: cross-fitted face test (3 folds of 33-34 faces, seed 2, percentile 95% "
+                           "intervals over 200 bootstrap replicates) written to ")
+    from downpour.cli_train import tested      # --folds 100: one face a fold, not "1 faces"
+    one = {"folds": 100, "per_fold": [{"test_faces": 1}] * 100, "resolved": {"seed": 0},
+           "bootstrap": {"interval": "percentile 95%", "replicates": 2000}}
+    assert tested(one).startswith("100 folds of 1 face, seed 0")
+
 @pytest.mark.parametrize("mine", ["notes.txt", "crossfit.json"])
 def test_a_folder_holding_files_a_crossfit_did_not_write_is_refused_and_left_as_it_was(tmp_path, capsys, mine):
     """`downpour crossfit --out` a folder of unrelated files is refused, naming the folder and the file, before
