@@ -25,6 +25,7 @@ from typing import Any, Iterator
 from downpour._names import pasted
 from downpour.config import ConfigError, RunConfig
 from downpour.data.opened import Opened
+from downpour.errors import CheckpointError
 from downpour.train.lock import training
 from downpour.train.rundir import RunDir, RunExistsError
 
@@ -211,7 +212,13 @@ def check_same_run(cfg: RunConfig, path: Path) -> RunDir | None:
         raise RunExistsError(f"{str(path)!r} holds another run: its config differs in "
                              f"{', '.join(key for key, _, _ in changed)}; pick another --out, or give the config it "
                              "was trained with")
-    reached = run.reached()
+    try:
+        reached = run.reached()
+    except CheckpointError as err:
+        if not run.finished(cfg.train.steps):   # (its checkpoint is what a resume starts from)
+            raise CheckpointError(f"{err}: {str(path)!r} cannot resume from it; remove {pasted(run.checkpoints)} and "
+                                  "run the same command again to train it again from its start") from None
+        reached = None     # finished, its model whole: its checkpoint, read only to resume, stopped the keeping
     if reached is not None and reached > cfg.train.steps:   # found now, not when its turn to resume comes
         raise RunExistsError(f"{str(path)!r} holds a run trained to step {reached}, past train.steps = {cfg.train.steps}; "
                              "give its steps (or more), or pick another --out")

@@ -302,6 +302,24 @@ def test_the_last_line_says_the_folds_their_faces_the_seed_and_the_intervals(tmp
            "bootstrap": {"interval": "percentile 95%", "replicates": 2000}}
     assert tested(one).startswith("100 folds of 1 face, seed 0")
 
+def test_a_damaged_checkpoint_keeps_a_finished_fold_and_says_the_way_on_for_an_unfinished_one(tmp_path, capsys):
+    """An empty checkpoint file stopped the whole cross-fit ("not a readable safetensors file", exit 2), even in a
+    fold whose model was whole (read to resume, and for a warning of the pooled test), and said no way on."""
+    out = tmp_path / "cf"
+    assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 0
+    record = json.loads((out / "crossfit.json").read_text())
+    for weights in (out / "fold-0" / "checkpoints").glob("*.safetensors"):
+        weights.write_bytes(b"")
+    assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 0
+    again = json.loads((out / "crossfit.json").read_text())
+    assert [r["kept"] for r in again["runs"]] == [True, True] and again["rows"] == record["rows"]
+    (out / "fold-0" / "model.safetensors").write_bytes(b"")      # unfinished now: its checkpoint is what it resumes from
+    capsys.readouterr()
+    assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable safetensors file" in err and f"remove {out / 'fold-0' / 'checkpoints'}" in err
+    assert "run the same command again to train it again from its start" in err
+
 @pytest.mark.parametrize("mine", ["notes.txt", "crossfit.json"])
 def test_a_folder_holding_files_a_crossfit_did_not_write_is_refused_and_left_as_it_was(tmp_path, capsys, mine):
     """`downpour crossfit --out` a folder of unrelated files is refused, naming the folder and the file, before

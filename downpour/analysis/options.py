@@ -21,7 +21,7 @@ from downpour.config import AnalysisConfig, ConfigError, RunConfig
 from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import sample_shape
 from downpour.data.preprocess import Preprocess
-from downpour.errors import DataError
+from downpour.errors import CheckpointError, DataError
 from downpour.models.base import FeatureModel
 from downpour.train.rundir import NotARunError, RunDir, twin_advice
 
@@ -196,7 +196,12 @@ def open_run(run_path: str | Path) -> tuple[RunDir, FeatureModel]:
     if not (run.path / "model.json").is_file():
         raise NotARunError(f"{str(run.path)!r} has no model.json: {unfinished(run)}")
     model = run.load_model()
-    reached, saved = run.reached(), run.model_step()
+    saved = run.model_step()
+    try:
+        reached = run.reached()
+    except CheckpointError as err:   # (read for the warning below alone: the model is what is analysed, not refused)
+        log.warning("%s; the model saved at step %s is analysed", err, saved)
+        reached = None
     if reached is not None and saved is not None and reached > saved:   # a resume stopped before its end
         log.warning("%s: its checkpoint is at step %d of %d, past the model saved at step %d, which is what is "
                     "analysed; `downpour train --resume %s` trains it to its end", run.path, reached,
