@@ -41,6 +41,7 @@ from downpour.errors import RunError
 from downpour.parent_death import die_with_parent
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.go_on import crossfit_fold
+from downpour.train.model_file import replace_text
 from downpour.train.rundir import RunDir
 from downpour.train.signals import sigterm_as_interrupt
 from downpour.train.telemetry import PROGRESS_LINE
@@ -377,5 +378,5 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
                   "training_seconds": round(training_seconds, 1),
                   "test_seconds": round(time.time() - started - training_seconds, 1),
                   **result}
-        (out / "crossfit.json").write_text(json.dumps(record, indent=1))
+        replace_text(out / "crossfit.json", json.dumps(record, indent=1))   # (a kill mid-write leaves the old one)
     return record

@@ -18,6 +18,7 @@ from downpour.config import AnalysisConfig, ConfigError, Override, RunConfig, lo
 from downpour.errors import NotARunError
 from downpour.train.folders import RunExistsError
 from downpour.train.lock import FolderBusy, analysing, check_free, is_analysed, is_training, training
+from downpour.train.model_file import temp_of
 from downpour.train.rundir import RunDir
 
 CROSSFIT_OWNS = {"data.lfw_heldout", "analysis.report"}   # what fold_config sets in every fold
@@ -71,7 +72,9 @@ def check_crossfit_folder(out: Path, folds: int) -> None:
     if not out.is_dir():
         return
     own = {f"fold-{i}{end}" for i in range(folds) for end in ("", ".log", f".{RunDir.TWIN}.log")}
-    others = sorted(p.name for p in out.iterdir() if p.name not in own | {"crossfit.json", "crossfit.html"})
+    written = {"crossfit.json", "crossfit.html"}
+    own |= written | {temp_of(Path(name)).name for name in written}    # (.tmp: a kill as it wrote one)
+    others = sorted(p.name for p in out.iterdir() if p.name not in own)
     record, page = out / "crossfit.json", out / "crossfit.html"
     unreadable = _unreadable(record) if record.is_file() else None
     if record.is_file() and unreadable is None and not _is_crossfit_record(record):

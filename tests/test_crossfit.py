@@ -347,6 +347,22 @@ def test_a_crossfit_json_cut_short_is_said_as_such_with_the_way_on_not_as_foreig
     assert f"{str(out / 'crossfit.json')!r} cannot be read" in err and "remove it and run the same command again" in err
     assert [p.name for p in out.iterdir()] == ["crossfit.json"]
 
+def test_the_record_and_page_are_written_whole_and_a_kill_as_they_were_written_leaves_its_own_folder(tmp_path):
+    """crossfit.json and crossfit.html go through a temporary file moved in (a kill mid-write left a cut-short
+    crossfit.json); the temporary file a kill leaves behind is the cross-fit's own, not a foreign file."""
+    from downpour.crossfit import check_crossfit_folder
+    from downpour.train.folders import RunExistsError
+    from downpour.train.model_file import temp_of
+
+    (tmp_path / "fold-0").mkdir()
+    for name in ("crossfit.json", "crossfit.html"):
+        temp_of(tmp_path / name).write_text("{")
+    check_crossfit_folder(tmp_path, 2)
+    (tmp_path / "notes.txt.tmp").write_text("")
+    with pytest.raises(RunExistsError, match=r"did not write \(notes.txt.tmp\)"):
+        check_crossfit_folder(tmp_path, 2)
+
+
 def test_its_own_folder_run_again_with_fewer_folds_is_refused_as_such_not_as_foreign_files(tmp_path):
     from downpour.crossfit import check_crossfit_folder
     from downpour.train.folders import RunExistsError

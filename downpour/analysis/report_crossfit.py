@@ -10,6 +10,7 @@ from downpour._names import plural
 from downpour.analysis.crossfit import crossfit_record
 from downpour.analysis.report_controls import controls as _controls
 from downpour.analysis.report_parts import esc, num, page, table
+from downpour.train.model_file import replace_text
 
 
 def _headroom_cells(h: dict[str, Any] | None) -> list[str]:
@@ -80,5 +81,5 @@ def write_crossfit_report(folder: str | Path) -> Path:
             + table(folds, ["fold", "test faces", "unit", *labels, "chosen: worst control",
                              "best unit: worst control (peeking)", "its rank in the choice"], "crossfit-folds"))
     out = folder / "crossfit.html"
-    out.write_text(page(f"downpour crossfit: {folder.name}", body), encoding="utf-8")
+    replace_text(out, page(f"downpour crossfit: {folder.name}", body))
     return out
