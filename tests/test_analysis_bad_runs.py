@@ -273,6 +273,9 @@ def test_a_probe_on_the_images_a_supervised_network_trained_on_says_so(tmp_path)
     page = write_report(path).read_text()
     assert page.count("this measures how well it fits them") == 1
     assert '<h2 id="classifier">Classifier accuracy</h2>' in page and "held-out digits (never trained on)" in page
+    # the figure a classifier is trained for comes first, before the training curves (an unsupervised run has none)
+    assert page.index('<h2 id="classifier">') < page.index('<h2 id="training">') < page.index('<h2 id="invariance">')
+    assert 'Sections: <a href="#classifier">Classifier accuracy</a> · <a href="#training">' in page
     # its best unit on digits is one of its fc codes (the default layer; not its logits),
     # trained on those labels: the table says so too
     no_face_test = {k: v for k, v in FAST.items() if k not in ("bootstrap", "control_draws")}

@@ -342,12 +342,14 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 
 
 def _sections(run: RunDir, a: dict[str, Any]) -> str:
-    """The report's sections, from the training curves to the config."""
+    """The report's sections, from the training curves (a supervised network's classifier accuracy before them) to the
+    config."""
     figs = a["figures"]
     stim = a["optimal_stimulus"]
     top = a["top_images"]
+    # a supervised network's own classifier first: the figure such a network is trained for ("" for any other)
     return f"""
-{training_section(run, figs)}
+{_classifier(a)}{training_section(run, figs)}
 <h2 id="filters">First-layer filters</h2>
 {_filters(a['filters'], _samples(run))}
 {image(run, figs.get('filters'), 'first-layer filters')}
@@ -371,7 +373,7 @@ def _sections(run: RunDir, a: dict[str, Any]) -> str:
 {_invariance(a)}
 {image(run, figs.get('invariance'), 'invariance curves')}
 
-{_classifier(a)}<h2 id="probes">Linear probes</h2>
+<h2 id="probes">Linear probes</h2>
 {_probes(a, run.config.data)}
 {config_section(run, _ASKED)}<details><summary>the options this analysis used (analysis.json)</summary><pre>{esc(json.dumps(a['options'], indent=1))}</pre></details>
 """
