@@ -36,6 +36,7 @@ def no_faces_config(cfg: RunConfig) -> RunConfig:
     """``cfg``'s twin, resolved and checked: ``data.train_faces = 0`` (lfw's non-faces stay in the mix),
     no report and no twin of its own. A source without lfw faces is refused, naming
     ``analysis.no_faces_twin``, and so is a supervised model (its twin would train on one class)."""
+    from downpour.models.registry import model_entry
     from downpour.preflight import check_run_config
 
     if not cfg.data.trains_on_faces():   # its twin would be the run itself, trained twice
@@ -44,9 +45,7 @@ def no_faces_config(cfg: RunConfig) -> RunConfig:
                           f"data.train_faces = {d.train_faces}, data.faces_fraction = {d.faces_fraction:g}): there are "
                           "none to leave out, and its twin would be the run itself; set analysis.no_faces_twin = false "
                           "(a cross-fit: --control none)", key="analysis.no_faces_twin")
-    from downpour.models.registry import model_entry
-
-    if "supervised" in model_entry(cfg.model.name).tags:   # its cost reads the labels: one class left, all non-face
+    if model_entry(cfg.model.name).family.supervised:   # its cost reads the labels: one class left, all non-face
         raise ConfigError(f"analysis.no_faces_twin: model {cfg.model.name!r} is supervised, trained on the face "
                           "labels; its twin, without a face (data.train_faces = 0), would have one class to learn, "
                           "non-face, and nothing of a face unit to compare (the run's classifier accuracy is its "
