@@ -119,8 +119,8 @@ def describe_split(fold: Fold | None = None) -> str:
     return f"fold {fold[0]} of {fold[1]}: every {fold[1]}-th face and non-face from {fold[0]} held out, the rest train"
 
 
-def _lfw_part(part: str, size: int, grey: bool, fold: Fold | None = None) -> tuple[np.ndarray, np.ndarray]:
-    idx = lfw_indices(fold)[part]
+def _lfw_part(idx: np.ndarray, size: int, grey: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The images ``idx`` (n,) of ``lfw_subset`` and their labels."""
     every = lfw_all(size, grey)
     return every.x.numpy()[idx], every.y.numpy()[idx]     # (n, C, size, size), 1 = face / 0 = non-face
 
@@ -148,8 +148,7 @@ def lfw_images(size: int = 25, grey: bool = True, fold: Fold | None = None, face
     data without a face, the control for a face unit. -1 keeps every one.
     """
     idx = lfw_trained(fold, faces)
-    every = lfw_all(size, grey)
-    x, y = every.x.numpy()[idx], every.y.numpy()[idx]
+    x, y = _lfw_part(idx, size, grey)
     return ImageSet(list(x), [f"lfw_subset[{i}]" for i in idx], labels=[int(v) for v in y],
                     info={"lfw_split": describe_split(fold), "faces_trained_on": int(y.sum())})
 
@@ -165,8 +164,8 @@ def lfw_split(size: int = 25, grey: bool = True, fold: Fold | None = None) -> di
         raise ValueError(f"lfw_split: size must be >= 1, got {size}")
     out = {}
     for part in ("train", "heldout"):
-        x, y = _lfw_part(part, size, grey, fold)
         idx = lfw_indices(fold)[part]
+        x, y = _lfw_part(idx, size, grey)
         info = {"source": f"lfw_subset/{part}", "n_images": len(x), "n_samples": len(x), "n_skipped": 0,
                 "skipped": [], "faces": int(y.sum()), "non_faces": int(len(y) - y.sum()),
                 "indices": [int(i) for i in idx], "size": size}
