@@ -12,6 +12,7 @@ from downpour.analysis.options import open_run
 from downpour.analysis.report_notes import moved_note
 from downpour.analysis.run import random_twin
 from downpour.config import load_config
+from downpour.ps.cluster import run_cluster
 from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir
 
@@ -32,12 +33,16 @@ def test_the_cosine_to_the_start_is_one_when_unmoved_and_that_of_an_unrelated_dr
         from_start(start[:4], start, other)
 
 
-def test_a_run_s_start_is_its_architecture_built_with_its_own_seed(tmp_path):
+@pytest.mark.parametrize("runner", ["local", "simulated"])
+def test_a_run_s_start_is_its_architecture_built_with_its_own_seed(tmp_path, runner):
     """What the analysis compares with is what training began from: after one Adam step of 1e-12 the filters are
-    their start, and another seed's draw is unrelated (a start rebuilt wrong would read as moved)."""
-    cfg = load_config("cnn-faces", ["train.steps=1", "train.lr=1e-12", "train.tensorboard=false", "seed=4"])
+    their start, and another seed's draw is unrelated (a start rebuilt wrong would read as moved). The cluster's
+    start is built on its driver (set_up_cluster, the simulator's and Ray's alike), after the run's seed."""
+    sets = ["train.steps=1", "train.lr=1e-12", "train.tensorboard=false", "seed=4"]
+    sets += ["cluster.runner=simulated", "cluster.workers=2", "cluster.shards=2"] if runner == "simulated" else []
+    cfg = load_config("cnn-faces", sets)
     run = RunDir.create(tmp_path / "r", cfg)
-    run_local(cfg, run)
+    (run_local if runner == "local" else run_cluster)(cfg, run)
     run, model = open_run(tmp_path / "r")
     filters = model.first_layer_filters().numpy()
     m = from_start(filters, random_twin(run, 4).first_layer_filters().numpy(),
