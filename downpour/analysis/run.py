@@ -46,6 +46,7 @@ from downpour.config import AnalysisConfig, ConfigError, RunConfig
 from downpour.data.images import unsaid
 from downpour.data.preprocess import Preprocess
 from downpour.errors import DataError, DeadLayer
+from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.base import FeatureModel
 from downpour.train.divergence import recorded
 from downpour.train.environment import warn_if_other
@@ -300,7 +301,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
     # 5. the training pictures
     filters = model.first_layer_filters()
     filter_summary, edgy = filter_stats(model, None if filters is None else filters.numpy(), seed)
-    if filters is not None and filter_summary["first_layer"] in ("learned", "gabor-init"):   # (a given one: not moved)
+    if filters is not None and filter_summary["first_layer"] not in FROZEN_KINDS:   # (a given one: not moved)
         # the weights training started from (random_twin with the run's own seed builds them) and another draw's
         start = random_twin(run, seed).first_layer_filters()
         filter_summary["from_start"] = from_start(filters.numpy(), start.numpy(), twin.first_layer_filters().numpy())
