@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             RayCluster._dispatch, RayCluster._restarted = crashing, rejoining
             with tempfile.TemporaryDirectory() as tmp, \
                     swapped(placing_on_ray, "unanswered", placing_on_ray.unanswered if asked else
-                            lambda node, nodes: False):
+                            lambda node, nodes, silent: False):
                 code = downpour(["train", *flags, "--address", cluster.address, "--out", f"{tmp}/r"])
                 events = [e["event"] for e in RunDir.open(f"{tmp}/r").read_json("staleness.json")["events"]]
         finally:

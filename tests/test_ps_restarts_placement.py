@@ -169,6 +169,26 @@ def test_a_replacement_whose_node_is_listed_alive_but_does_not_answer_goes_to_a_
         assert pinned(cluster._placed((1, None), 1, 1.0, nodes)) == c
 
 
+def test_the_actors_lost_with_a_node_that_answers_nothing_ask_it_once(monkeypatch):
+    """Workers 0 and 1 were both on node c, listed alive still, whose machine answers nothing (each question waits its
+    2 s out, the driver's loop with it): the first replacement asks c's raylet, the second takes that answer, and both
+    are placed off c."""
+    from downpour.ps import connect_on_ray, placing_on_ray
+    from downpour.ps.connect_on_ray import pinned
+
+    a, b, c = ("a" * 56, "b" * 56, "c" * 56)
+    rt = scripted_runtime(monkeypatch, nodes=[a, b, c])
+    monkeypatch.setattr(connect_on_ray, "_free_per_node", lambda: {a: {"CPU": 1.0}, b: {"CPU": 1.0}, c: {"CPU": 2.0}})
+    asked = []
+    monkeypatch.setattr(placing_on_ray, "answers_at", lambda host, port, timeout: asked.append((host, port)) and False)
+    cluster = ScriptedCluster(rt, coordinator(2, STEPS))
+    cluster.per_worker = 1.0
+    nodes = [{**nd, "NodeManagerAddress": "192.0.2.3", "NodeManagerPort": 41234} for nd in rt.nodes()]
+    cluster.pins[0, None] = cluster.pins[1, None] = c
+    assert {pinned(cluster._placed((w, None), w, 1.0, nodes)) for w in (0, 1)} <= {a, b}
+    assert asked == [("192.0.2.3", 41234)]
+
+
 def test_a_restart_reads_the_nodes_once_and_places_its_partitions_by_that_read(monkeypatch):
     """RayCluster._spawn itself (the scripted cluster's stands in for it elsewhere), actors stubbed: worker 1's
     replacement, its two partitions first on nodes c and a, node c lost. One read of ray.nodes() places the worker and

@@ -71,6 +71,7 @@ class RayCluster(Starting, Driving, TaskRun, PipedRun, Restarts, PartitionRestar
         # (worker, None) for worker w's actor, (worker, p) for its partition p -> the node its latest actor was pinned
         # to (None: Ray chose): read by _start's wait, and by a restart, placed as the actor it replaces (_placed)
         self.pins: dict[tuple[int, int | None], str | None] = {}
+        self.silent_nodes: set[str] = set()   # listed alive, their raylet silent at a restart's question (_placed)
         self.pusher: ShardPush | None = None
         self.started = False                             # set in _start: this driver started Ray (close shuts it down)
         self.run_id = "-"                                # set in _start: its actors', shared memory's, channels' names

@@ -3,7 +3,7 @@ node, at the start by the plan's layout and, for a replacement, as the actor it 
 
 A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it reads (``setup``, ``pins``,
 ``place``, ``per_worker``, ``gpus``, ``threads``, ``node_cpus``, ``lanes``, ``shard_actors``, ``partition_actors``,
-``_starting``).
+``silent_nodes``, ``_starting``).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ class Placing:
     """``RayCluster``'s half that places actors."""
 
     pins: dict[tuple[int, int | None], str | None]   # actor -> the node its latest incarnation was pinned to
+    silent_nodes: set[str]
     partition_actors: dict[int, list[Any]]
     _starting: dict[int, tuple[Any, float]]
 
@@ -93,7 +94,7 @@ class Placing:
             for v in self._starting:
                 if (node := self.pins.get((v, None))) is not None:
                     coming[node] = coming.get(node, 0.0) + self.per_worker
-            silent = unanswered(before, nodes)
+            silent = unanswered(before, nodes, self.silent_nodes)
             options = replacing(before, i, cpus, nodes, avoid, coming, silent)
             if before is not None and (silent or pinned(options) != before):
                 what = f"worker {w}" if p is None else f"worker {w}'s partition {p}"
@@ -107,20 +108,27 @@ class Placing:
         return options
 
 
-def unanswered(node: str | None, nodes: list[dict[str, Any]]) -> bool:
+def unanswered(node: str | None, nodes: list[dict[str, Any]], silent: set[str]) -> bool:
     """Whether ``node``, which ``nodes`` (``ray.nodes()``) lists alive, does not answer: its raylet accepts no
     connection within :data:`~downpour.ps.reach.RAYLET_TIMEOUT_S`. A crashed node's actors show their loss in 2-3 s
     (``ActorUnavailableError``), and Ray lists the node alive until its health checks have failed (14 s on Ray 2.60's
     defaults): a replacement pinned there meanwhile dies coming up once Ray has the node dead, and is placed again
     (back 17.2 s after the crash against 4.8 s placed off it: bench/replacement_seconds.py). False where Ray lists no
     address for it, and on a Ray Client connection (ray://), whose driver may reach no node's private address (as
-    ``connect_on_ray.head_answers``): asked nothing."""
+    ``connect_on_ray.head_answers``): asked nothing. ``silent``: the nodes found so already (added to here), asked no
+    more while Ray lists them alive: the actors lost with one node ask once, not 2 s each where its machine answers
+    nothing at all (the driver's loop waits meanwhile)."""
     if client_ray.is_connected():
         return False
     info = next((nd for nd in nodes if nd["NodeID"] == node and nd["Alive"]), None)
     if info is None or not info.get("NodeManagerAddress") or not info.get("NodeManagerPort"):
         return False
-    return not answers_at(info["NodeManagerAddress"], int(info["NodeManagerPort"]), RAYLET_TIMEOUT_S)
+    if node in silent:
+        return True
+    if answers_at(info["NodeManagerAddress"], int(info["NodeManagerPort"]), RAYLET_TIMEOUT_S):
+        return False
+    silent.add(node)
+    return True
 
 
 def worker_threads(asked: int, w: int, pins: list[str | None], node_cpus: dict[str, float],
