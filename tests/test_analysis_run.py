@@ -76,6 +76,13 @@ def test_the_first_layer_filters_are_scored_once_for_the_summary_and_the_figures
     assert DECIDED == [(a["filters"]["count"], *a["filters"]["shape"])] * 2
 
 
+def test_the_start_from_start_compares_with_is_checked_against_the_one_training_recorded(run_dir):
+    """analyze_run's filters.from_start: its start, rebuilt from the seed, is the one the simulated run fingerprinted
+    at its step 0 (environment.json's start_weights), so it is said verified."""
+    f = json.loads((run_dir / "analysis.json").read_text())["filters"]
+    assert f["from_start"]["verified"] is True and "from_start_left_out" not in f
+
+
 def test_analysis_json_has_every_number(run_dir):
     a = json.loads((run_dir / "analysis.json").read_text())
     methods = [r["method"] for r in a["face_neuron"]["rows"]]

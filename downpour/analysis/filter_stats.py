@@ -3,13 +3,18 @@ how the first locally connected layer shares them, and what they are where the m
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from downpour.analysis.edges import edge_measures
 from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
+from downpour.train.environment import FILE as ENVIRONMENT, PACKAGES, differences, recorded
+from downpour.train.machine import versions
+from downpour.train.start_weights import check_start
 
 
 def filter_stats(model: FeatureModel, filters: np.ndarray | None,
@@ -55,3 +60,19 @@ def from_start(filters: np.ndarray, start: np.ndarray, other: np.ndarray) -> dic
     own = cosines(start)
     return {"mean": float(own.mean()), "min": float(own.min()), "max": float(own.max()),
             "other_draw": float(cosines(other).mean())}
+
+
+def start_part(path: str | Path, filters: torch.Tensor, start: torch.Tensor, other: torch.Tensor,
+               seed: int) -> dict[str, Any]:
+    """analysis.json's ``filters.from_start`` of the run in ``path`` (:func:`from_start`), ``verified`` where
+    ``start``, rebuilt from its ``seed``, is the start its environment.json fingerprinted
+    (:mod:`~downpour.train.start_weights`), false where the run recorded none (trained before 2026-12-07); or, where
+    it is another start, ``from_start_left_out``: why (a cosine with the wrong start would read as moved as far as
+    another draw, whatever training did), with the package versions the run was trained under that are not these."""
+    record = recorded(path)
+    verified, wrong = check_start(record, start, seed, str(Path(path) / ENVIRONMENT))
+    if wrong is not None:
+        other = differences(record, versions(PACKAGES)) if record is not None else []
+        return {"from_start_left_out": wrong + (f" (trained under {', '.join(other)})" if other else "")}
+    moved = from_start(filters.numpy(), start.numpy(), other.numpy())
+    return {"from_start": {**moved, "verified": verified}}

@@ -92,14 +92,18 @@ def first_layer_note(f: dict[str, Any]) -> str:
 def moved_note(f: dict[str, Any]) -> str:
     """How far training moved the filters from the weights it started from (analysis.json's ``filters.from_start``;
     "" without it: a given first layer, or an analysis.json written before 2026-12-07): a picture of filters still
-    near their random start shows the start, whatever the edge test finds in it."""
+    near their random start shows the start, whatever the edge test finds in it. Where the start rebuilt from the
+    run's seed is not the one training recorded (``filters.from_start_left_out``), why, in one line."""
     m = f.get("from_start")
+    if why := f.get("from_start_left_out"):
+        return f'<p class="note">{esc(why[:1].upper() + why[1:])}.</p>'
     if not m:
         return ""
+    checked = ", checked against the fingerprint training recorded of its start" if m.get("verified") else ""
     return (f'<p class="note">Each filter against the weights training started from (the run\'s architecture built '
-            f"with its own seed): cosine {m['mean']:.2f} on average, {m['min']:.2f}–{m['max']:.2f} (1: unmoved but "
-            f"for scale); against another random draw (the random twin's), {m['other_draw']:.2f}. Near 1, the "
-            "picture shows mostly the random start, which training left in place.</p>")
+            f"with its own seed{checked}): cosine {m['mean']:.2f} on average, {m['min']:.2f}–{m['max']:.2f} "
+            f"(1: unmoved but for scale); against another random draw (the random twin's), {m['other_draw']:.2f}. "
+            "Near 1, the picture shows mostly the random start, which training left in place.</p>")
 
 
 def edge_interval(f: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ from downpour.analysis.controls import tied_set
 from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.heldout import classifier_part
 from downpour.analysis.face_verdict import said_faceless
-from downpour.analysis.filter_stats import filter_stats, from_start
+from downpour.analysis.filter_stats import filter_stats, start_part
 from downpour.analysis.invariance import disc_auc, invariance_curves, invariance_summary, selectivity_summary, sweep
 from downpour.analysis.invariance_widths import tied_summary
 from downpour.analysis.invariance_ci import range_intervals, selectivity_intervals, tied_intervals
@@ -302,9 +302,10 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
     filters = model.first_layer_filters()
     filter_summary, edgy = filter_stats(model, None if filters is None else filters.numpy(), seed)
     if filters is not None and filter_summary["first_layer"] not in FROZEN_KINDS:   # (a given one: not moved)
-        # the weights training started from (random_twin with the run's own seed builds them) and another draw's
+        # the weights training started from (random_twin with the run's own seed builds them, checked against the
+        # fingerprint training recorded of its start) and another draw's
         start = random_twin(run, seed).first_layer_filters()
-        filter_summary["from_start"] = from_start(filters.numpy(), start.numpy(), twin.first_layer_filters().numpy())
+        filter_summary.update(start_part(run.path, filters, start, twin.first_layer_filters(), seed))
     if filters is not None:
         colour = figures.colour_filters(tuple(filters.shape), getattr(model, "input_shape", None))
         # framed: the stats' own per-filter decision, scored once (none framed where it measured none: under 3x3)

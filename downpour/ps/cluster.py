@@ -33,6 +33,7 @@ from downpour.train.checkpoint import CheckpointError
 from downpour.train.rundir import RunDir
 from downpour.train.setup import stages_of
 from downpour.train.signals import signals_held, stop_record
+from downpour.train.start_weights import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
     # (a run trained again at a --resume keeps its workers; its refusal says a list shrunk since its last start)
     at_start = files_listed_at_start(run.path) if resume or run.again else None
     setup = set_up_cluster(cfg, resume or run.again, opened, at_start)
+    start_weights = None if resume else fingerprint(setup.model)     # the driver's copy, as built: the run's start
     init, c = setup.layout.params_to_vector(setup.model), cfg.cluster
     restored, meta = None, {"step": 0, "clocks": {}, "elapsed": 0.0, "events": []}
     if resume:
@@ -213,7 +215,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
         log.info("resuming %s at step %d", run.path, start)
         go_log.append(coord.resumed(n=numbered(go_log, ("resumed",))))
     try:
-        run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"), driver.nodes)
+        run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"), driver.nodes,
+                  start_weights)
         if driver.nodes is not None:    # Ray's: a restarted actor's node or install, rewritten (RayCluster._came_up)
             driver.on_nodes = run.record_nodes
         with restoring(run.checkpoints / SERVER):

@@ -41,6 +41,7 @@ from downpour.train.run_begin import saving_words
 from downpour.train.run_progress import ends_at_stop
 from downpour.train.setup import stage_for_step
 from downpour.train.signals import signals_held, stop_record
+from downpour.train.start_weights import fingerprint
 from downpour.train.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
     """Train ``cfg`` with Sandblaster L-BFGS on the simulated cluster or on Ray; returns the summary."""
     check_sandblaster(cfg, resume)
     setup = set_up_cluster(cfg, resume or run.again, opened)   # (a run trained again at a --resume keeps its workers)
+    start_weights = None if resume else fingerprint(setup.model)     # the driver's copy, as built: the run's start
     n = len(setup.data)
     check_examples(cfg, n, resume)
     shards = make_shards(setup)
@@ -182,7 +184,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False, opened: O
         raise ConfigError(stopped_words(run, start, progress.stop["message"], new_batch))
     pool = _pool(setup, shards, progress.vtime)   # first: a Ray pool's nodes go into environment.json
     try:
-        run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"), pool.nodes)
+        run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"), pool.nodes, start_weights)
     except BaseException:
         pool.close()
         raise

@@ -14,7 +14,9 @@ folder did not say which versions made which. ``environment.json`` says it::
 and commit (:func:`~downpour.train.code_commit.code_commit`) and the OS; ``step``: the step the run started (or was
 resumed) from under it; ``nodes``: a Ray run's nodes, each with what its install has that the driver's has not
 (:mod:`downpour.ps.node_environments`; a worker or partition restarted mid-run on another node or install adds its
-own: :func:`record_nodes`). A resume under another record keeps the old one in ``earlier`` (oldest first). It is a
+own: :func:`record_nodes`); ``start_weights``: a fingerprint of the weights the run started from
+(:mod:`~downpour.train.start_weights`), the first go's, which a resume keeps. A resume under another record keeps the
+old one in ``earlier`` (oldest first). It is a
 file of its own, not a key of model.json: model.json and the safetensors files keep their bytes, so two runs of one
 seed on one install still write the same files, whatever commit string (``+changes``) or OS each records.
 """
@@ -29,6 +31,7 @@ from typing import Any
 from downpour.train.code_commit import code_commit
 from downpour.train.machine import platform, versions
 from downpour.train.model_file import replace_text
+from downpour.train.start_weights import KEY as START
 
 log = logging.getLogger("downpour.train.environment")
 
@@ -94,14 +97,20 @@ def _warn_if_damaged(file: Path, doing: str, rewritten: bool) -> None:
                 "so whether %s under other ones is not checked%s", file, why, doing, then)
 
 
-def record_environment(path: str | Path, step: int, nodes: dict[str, dict[str, Any]] | None = None) -> None:
+def record_environment(path: str | Path, step: int, nodes: dict[str, dict[str, Any]] | None = None,
+                       start_weights: dict[str, Any] | None = None) -> None:
     """Write environment.json at a run's start (``step`` 0) or resume (``step``: its checkpoint's): the old record is
     kept as it is where nothing but ``step`` would change, and moved into ``earlier`` where something would.
     ``nodes``: a Ray run's nodes, each with what its install has that the driver's has not
-    (:mod:`downpour.ps.node_environments`)."""
+    (:mod:`downpour.ps.node_environments`); ``start_weights``: a new run's fingerprint of its starting weights
+    (:func:`~downpour.train.start_weights.fingerprint`); None (a resume) keeps the old record's, the first go's."""
     now, old = environment(), recorded(path)
     if nodes is not None:
         now["nodes"] = nodes
+    if start_weights is None and old is not None and START in old:
+        start_weights = old[START]
+    if start_weights is not None:
+        now[START] = start_weights
     if old is not None:
         earlier = old.pop("earlier", [])
         if {k: v for k, v in old.items() if k != "step"} == now:

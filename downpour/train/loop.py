@@ -29,6 +29,7 @@ from downpour.train.optimizer_state import load_optimizer_state, optimizer_state
 from downpour.train.rundir import RunDir
 from downpour.train.setup import make_optimizer, resolve_device, set_up_torch, stage_for_step
 from downpour.train.signals import signals_held, stop_record
+from downpour.train.start_weights import fingerprint
 from downpour.train.step import NonFiniteLoss, train_step
 from downpour.train.telemetry import PartsMean, Telemetry
 
@@ -103,6 +104,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened 
     data = open_data_once(cfg.data, cfg.seed, opened=opened)     # (read before its folder was made: taken)
     device = resolve_device(cfg.train.device)
     model, objective = build(cfg, data.input_shape)
+    start_weights = None if resume else fingerprint(model)     # (on the CPU, as the analysis rebuilds it)
     model.to(device)
     opt = make_optimizer(cfg.train, model.parameters())
     start, skipped, elapsed, position, mean, first = 0, 0, 0.0, None, PartsMean(), None
@@ -120,7 +122,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False, opened: Opened 
         record_data(run, cfg.data, data_info)
         run.save_model(model, start, {"skipped_steps": skipped, "data": data_info, **first_entry(first)})
         return _summary(run, start, start, skipped, elapsed, elapsed, run.last_loss())
-    run.begin(cfg, data.preprocess, start, resume, data.info.get("classes"))
+    run.begin(cfg, data.preprocess, start, resume, data.info.get("classes"), start_weights=start_weights)
 
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     if position is not None:   # streamed: continue where the stream stood, reading nothing twice

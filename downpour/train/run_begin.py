@@ -71,7 +71,8 @@ class RunBegin:
         return start == cfg.train.steps == self.config.train.steps and (saved is None or saved < start)
 
     def begin(self, cfg: RunConfig, preprocess: "Preprocess", start: int, resume: bool,
-              classes: list[str] | None = None, nodes: dict[str, dict[str, Any]] | None = None) -> None:
+              classes: list[str] | None = None, nodes: dict[str, dict[str, Any]] | None = None,
+              start_weights: dict[str, Any] | None = None) -> None:
         """What every runner does once its state is restored and before its first step: refuse a
         run that already reached ``cfg.train.steps``, save the config and the fitted preprocessing,
         and on a resume drop the metrics rows logged after the checkpoint (they are logged again). ``classes``: a
@@ -79,7 +80,9 @@ class RunBegin:
         Only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was.
         The analysis stays: it describes model.safetensors, which only the resume's end replaces
         (:meth:`save_model` removes it then; a resume stopped before its end leaves both as they were). ``nodes``: a
-        Ray run's, recorded in environment.json (:func:`~downpour.train.environment.record_environment`)."""
+        Ray run's, recorded in environment.json (:func:`~downpour.train.environment.record_environment`), as is
+        ``start_weights``, a new run's fingerprint of the weights it starts from
+        (:func:`~downpour.train.start_weights.fingerprint`; a resume keeps the first go's, whatever it is given)."""
         self.refuse_reached(cfg, start)
         # (before anything is written: a preprocess.json that does not verify refuses the resume)
         refits = refits_after(self.path, preprocess, start, decode_change(self.path, cfg.data)) if resume else []
@@ -92,7 +95,7 @@ class RunBegin:
                                "move it away")
         if resume:
             warn_if_other(self.path, "the resume trains", rewritten=True)     # (record_environment, next)
-        record_environment(self.path, start, nodes)
+        record_environment(self.path, start, nodes, None if resume else start_weights)
         self.save_config(cfg)
         self.trained_with = config_record(cfg)
         self.save_preprocess(preprocess, refits, classes)
