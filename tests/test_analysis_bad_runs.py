@@ -354,6 +354,21 @@ def test_the_analysis_of_a_run_stopped_between_its_last_checkpoint_and_its_model
     assert main(["train", "--resume", str(path)]) == 0 and (path / "model.json").is_file()
 
 
+def test_the_analysis_of_a_run_without_a_model_whose_checkpoint_is_damaged_says_the_way_on(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """Its checkpoint's error alone (exit 2) named neither the missing model nor a way on: `--resume` refuses it."""
+    from downpour.cli import main
+
+    path = _stopped_tica(tmp_path, monkeypatch, at=3)
+    for weights in (path / "checkpoints").glob("*.safetensors"):
+        weights.write_bytes(b"")
+    capsys.readouterr()
+    assert main(["analyze", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "has no model.json" in err and "not a readable safetensors file" in err and "\n" not in err.strip()
+    assert f"downpour train --config {path / 'config.toml'} --out NEW" in err
+
+
 def test_the_analysis_of_a_run_stopped_before_anything_was_kept_says_how_to_start_it_again(tmp_path, capsys):
     from downpour.cli import main
 

@@ -217,7 +217,11 @@ def unfinished(run: RunDir) -> str:
     """Where a run without a model stands and the command that goes on from there: the step it stopped at and
     `--resume`, not "has its training finished?" (a run killed at step 848 of 8,000 leaves the user to guess that
     the analysis waits on a resume)."""
-    reached, steps = run.reached(), run.config.train.steps
+    try:
+        reached, steps = run.reached(), run.config.train.steps
+    except CheckpointError as err:   # (said alone, it named no way on: the model is missing, and a resume refuses it)
+        return (f"{err}, and that checkpoint is what a resume goes on from: copy a whole one back, or train the run "
+                f"again from step 0, `downpour train --config {pasted(run.path / 'config.toml')} --out NEW`")
     if reached is not None and reached >= steps:
         return (f"its checkpoint is its last step ({reached}) but the model was not written; "
                 f"`downpour train --resume {pasted(run.path)}` writes it")
