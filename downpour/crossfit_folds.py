@@ -76,8 +76,8 @@ def check_crossfit_folder(out: Path, folds: int) -> None:
     own |= written | {temp_of(Path(name)).name for name in written}    # (.tmp: a kill as it wrote one)
     others = sorted(p.name for p in out.iterdir() if p.name not in own)
     record, page = out / "crossfit.json", out / "crossfit.html"
-    unreadable = _unreadable(record) if record.is_file() else None
-    if record.is_file() and unreadable is None and not _is_crossfit_record(record):
+    ours, unreadable = _crossfit_record(record) if record.is_file() else (True, None)
+    if not ours:
         others.append(record.name)
     if page.is_file() and "<title>downpour crossfit: " not in page.read_text(encoding="utf-8", errors="replace"):
         others.append(page.name)
@@ -141,23 +141,17 @@ def _folds_of(config: Path) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _unreadable(path: Path) -> str | None:
-    """Why the JSON file ``path`` does not parse; None where it does (or cannot be opened: said as a foreign file)."""
-    try:
-        json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:       # (and UnicodeDecodeError)
-        return str(err)
-    except OSError:
-        return None
-    return None
-
-
-def _is_crossfit_record(path: Path) -> bool:
+def _crossfit_record(path: Path) -> tuple[bool, str | None]:
+    """(whether the file ``path`` is a cross-fit's crossfit.json, why it does not parse): (True, None) one a cross-fit
+    wrote, (True, why) one cut short or damaged (its command stopped as it wrote it), (False, None) another JSON file
+    or one that cannot be opened (said as a foreign file)."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(record, dict) and {"config", "folds", "runs"} <= record.keys()
+    except ValueError as err:       # (and UnicodeDecodeError)
+        return True, str(err)
+    except OSError:
+        return False, None
+    return isinstance(record, dict) and {"config", "folds", "runs"} <= record.keys(), None
 
 
 def live_crossfit(path: str | Path) -> Path | None:
