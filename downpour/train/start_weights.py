@@ -36,7 +36,7 @@ def fingerprint(model: FeatureModel) -> dict[str, Any] | None:
 
 
 def check_start(record: dict[str, Any] | None, rebuilt: torch.Tensor, seed: int,
-                   file: str) -> tuple[bool, str | None]:
+                file: str) -> tuple[bool, str | None]:
     """(verified, why not): the filters ``rebuilt`` from the run's ``seed`` against the fingerprint its
     environment.json (``record``, named ``file``) holds. (True, None): the same; (False, None): no fingerprint (a run
     trained before 2026-12-07), so nothing to check; (False, reason): another start, or a fingerprint that cannot be
