@@ -196,7 +196,8 @@ def test_dry_run_checks_and_prints_the_resolved_config_and_writes_nothing(tmp_pa
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--dry-run", "--set", "train.lr=0.03"]) == 0
     cfg = tomllib.loads(capsys.readouterr().out)
-    assert cfg["train"]["lr"] == 0.03 and cfg["model"]["maps"] == [8, 8] and "pooled_l2" in cfg["objective"]
+    assert cfg["train"]["lr"] == 0.03 and cfg["model"]["maps"] == [8, 64] and cfg["model"]["pools"] == [3, 1]
+    assert "pooled_l2" in cfg["objective"]
     assert cfg["cluster"]["runner"] == "ray" and list(tmp_path.iterdir()) == []
     assert main(["train", "--dry-run", "--set", "model.maps=[4]"]) == 2
 

@@ -143,7 +143,7 @@ def test_a_frozen_first_layer_costs_no_backward_as_torch_counts(name, kind):
 def test_the_footprint_of_a_preset_is_its_model_as_it_trains_beside_the_comparison(capsys):
     """`--footprint NAME` compared untied / tile 4 / tied only: the main job's tile 2 was in no row, so "what does the
     main job cost" had no answer there. Counted by hand: tile 2 is 2x2 = 4 banks; stage 1 4 banks x 8 maps x 8x8
-    filters of 1 channel = 2,048, stage 2 4 x 8 x 5x5 x 8 channels = 6,400; 8,448 in all, 33,792 bytes."""
+    filters of 1 channel = 2,048, stage 2 4 x 64 x 10x10 x 8 channels = 204,800; 206,848 in all, 827,392 bytes."""
     from downpour.cli import main
     assert main(["models", "--footprint", "--config", "main"]) == 0
     out = capsys.readouterr().out
@@ -151,7 +151,7 @@ def test_the_footprint_of_a_preset_is_its_model_as_it_trains_beside_the_comparis
     first = next(line for line in out.splitlines() if line.startswith("stages.0.filter"))
     assert first.split()[3] == "2.05k"
     row = next(line for line in out.splitlines() if line.startswith("main: tiled t=2 (as configured)"))
-    assert row.split()[7:10] == ["8.45k", "0", "33.79kB"]
+    assert row.split()[7:10] == ["206.85k", "0", "827.39kB"]
     assert [line.split()[0] for line in out.splitlines()[-4:]] == ["main:", "untied", "tiled", "tied"]
 
 

@@ -76,7 +76,8 @@ def test_partitioned_forward_backward_and_step_equal_the_whole_network(name, opt
     full, part = _pair(name, k, **options)
     norms = [0.9] + [1.0] * (len(full.stages) - 1)      # the main preset's stage-1 norm, one value per stage
     decay = ["objective.weight_l2=1e-3"] if options.get("decoder") == "untied" else []   # reads the whole decoder
-    _, objective = build(load_config("main", [f"model.name={name}", ("model.filter_norm", norms), *decay]),
+    own = [(f"model.{key}", list(getattr(full.config, key))) for key in ("maps", "kernels", "pools")]   # not main's
+    _, objective = build(load_config("main", [f"model.name={name}", ("model.filter_norm", norms), *own, *decay]),
                          full.input_shape)
     x = torch.randn(3, *full.input_shape, dtype=torch.float64)
     torch.testing.assert_close(part(x), full(x), rtol=0, atol=1e-10)

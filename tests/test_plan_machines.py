@@ -25,7 +25,7 @@ def test_a_split_replicas_own_process_memory_is_counted_and_checked_by_hand(caps
     partitions (stage 1's step 13,744, stage 2's 6,248 + 5,632 = 11,880 floats per example: the larger), and its
     LocalParams of the banks: the fetch vector and the push's summed gradient (8,448 floats each). It was not
     counted until 2026-12-05: a machine of 2 MB fits the partitions (1.23 MB) but not the replica's 3.61 MB."""
-    plan = plan_for(None, (), Cluster(machines=8, partitions=2, memory_gb=OWN_GB + 0.002), config="main")
+    plan = plan_for(None, (), Cluster(machines=8, partitions=2, memory_gb=OWN_GB + 0.002), config="main-pooled")
     part = plan["partition"]
     assert (part["replica_weight_bytes"], part["replica_grad_bytes"], part["replica_state_bytes"]) == (
         4 * 8448, 4 * 8448, 4 * 1178)
@@ -33,18 +33,18 @@ def test_a_split_replicas_own_process_memory_is_counted_and_checked_by_hand(caps
     assert part["replica_fetch_push_bytes"] == 4 * 2 * 8448
     assert part["replica_memory_bytes"] == 4 * (4 * 8448 + 1178 + 32 * 13328 + 32 * 13744) == 3_605_096
     assert plan["fits"]["partition"] and not plan["fits"]["replica"]
-    assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8", "--memory", f"{OWN_GB + 0.002:g}"]
+    assert main(["plan", "--config", "main-pooled", "--partitions", "2", "--machines", "8", "--memory", f"{OWN_GB + 0.002:g}"]
                 ) == 1
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("memory of each replica's process"))
     assert line.startswith("memory of each replica's process: 3.61 MB (shared banks 33.79 kB") and \
         line.endswith("** does not fit **")
     # chosen, a count whose replica's process does not fit is not taken: at 3 MB none fits (each replica's holds the
     # whole replica's maps, whatever K), where 2 partitions were taken; at 4 MB 2 are
-    assert not plan_for(None, (), Cluster(machines=40, memory_gb=OWN_GB + 0.003), config="main")["fits"]["replica"]
-    four = plan_for(None, (), Cluster(machines=40, memory_gb=OWN_GB + 0.004), config="main")
+    assert not plan_for(None, (), Cluster(machines=40, memory_gb=OWN_GB + 0.003), config="main-pooled")["fits"]["replica"]
+    four = plan_for(None, (), Cluster(machines=40, memory_gb=OWN_GB + 0.004), config="main-pooled")
     assert four["cluster"]["partitions"] == 2
     # one partition runs no such process, and the paper's pipeline has none
-    whole = plan_for(None, (), Cluster(machines=8, partitions=1), config="main")
+    whole = plan_for(None, (), Cluster(machines=8, partitions=1), config="main-pooled")
     assert whole["partition"]["replica_memory_bytes"] == 0
     assert plan_for("paper", (), Cluster(machines=1000, partitions=16))["partition"]["replica_memory_bytes"] == 0
 
@@ -73,13 +73,13 @@ def test_where_no_partition_count_fits_the_plan_takes_the_one_whose_largest_proc
     """The main job on 40 machines of 3 MB: no count fits (each replica's process holds the whole replica's maps, and
     its windows and codes grow with K). The plan took the most partitions that can be laid out, 36, whose replica's
     process needs 6.34 MB, where 2 partitions' needs 3.61 MB (a partition's 1.23 MB); it takes 2 now, and says why."""
-    plan = plan_for(None, (), Cluster(machines=40, memory_gb=OWN_GB + 0.003), config="main")
+    plan = plan_for(None, (), Cluster(machines=40, memory_gb=OWN_GB + 0.003), config="main-pooled")
     assert plan["cluster"]["partitions"] == 2 and plan["memory_fallback"]
     assert plan["partition"]["replica_memory_bytes"] == 3_605_096 and not plan["fits"]["replica"]
-    assert not plan_for(None, (), Cluster(machines=40, memory_gb=OWN_GB + 0.004), config="main")["memory_fallback"]
+    assert not plan_for(None, (), Cluster(machines=40, memory_gb=OWN_GB + 0.004), config="main-pooled")["memory_fallback"]
     assert not plan_for(None, (), Cluster(machines=40, partitions=36, memory_gb=OWN_GB + 0.003),
-                        config="main")["memory_fallback"]
-    assert main(["plan", "--config", "main", "--machines", "40", "--memory", f"{OWN_GB + 0.003:g}"]) == 1   # no fit
+                        config="main-pooled")["memory_fallback"]
+    assert main(["plan", "--config", "main-pooled", "--machines", "40", "--memory", f"{OWN_GB + 0.003:g}"]) == 1   # no fit
     assert ("no partition count that can be laid out fits a machine's 0.265144 GB: planned 2 partitions, whose largest "
             "process (a partition, or each replica's own) needs the least") in capsys.readouterr().out
 
@@ -90,16 +90,16 @@ def test_where_no_partition_count_fits_the_plan_takes_one_the_machines_lay_out_a
     and was refused "give --machines 4", where 4 would not fit it either; it takes one that the 3 machines lay out, 1
     partition, and says what it needs against the machine's memory. Where a count fits the memory but not the
     machines (0.004 GB: 2 partitions' 3.61 MB), the sum is still refused: more machines would fit it."""
-    plan = plan_for(None, (), Cluster(machines=3, memory_gb=0.0001), config="main")
+    plan = plan_for(None, (), Cluster(machines=3, memory_gb=0.0001), config="main-pooled")
     assert plan["memory_fallback"] and plan["cluster"]["partitions"] == 1 and plan["cluster"]["machines_used"] == 3
-    assert main(["plan", "--config", "main", "--machines", "3", "--memory", "0.0001"]) == 1
+    assert main(["plan", "--config", "main-pooled", "--machines", "3", "--memory", "0.0001"]) == 1
     assert ("no partition count that can be laid out fits a machine's 0.0001 GB: planned 1 partition, the count whose "
             "partitions need the least: 76.70 MB a partition, each process with its own ~262.14 MB, against 0.0001 GB "
             "a machine (--memory)") in capsys.readouterr().out       # the flag named beside its value
-    assert main(["plan", "--config", "main", "--machines", "40", "--memory", f"{OWN_GB + 0.003:g}"]) == 1
+    assert main(["plan", "--config", "main-pooled", "--machines", "40", "--memory", f"{OWN_GB + 0.003:g}"]) == 1
     assert ("needs the least: each replica's process 3.61 MB, a partition 1.23 MB, each process with its own "
             "~262.14 MB, against 0.265144 GB a machine" in capsys.readouterr().out)
-    assert main(["plan", "--config", "main", "--machines", "3", "--memory", f"{OWN_GB + 0.004:g}"]) == 2
+    assert main(["plan", "--config", "main-pooled", "--machines", "3", "--memory", f"{OWN_GB + 0.004:g}"]) == 2
     assert "2 partitions (the fewest that fit a machine's memory)" in capsys.readouterr().err
 
 
@@ -123,19 +123,19 @@ def test_each_split_replicas_own_process_is_a_machine_of_the_layout(capsys):
     (ps/starting_on_ray.py: R + R·K + S actors); the plan gave it no machine: --replicas 3 --partitions 2 --shards 2 read 3 x 2 + 2 = 8
     machines, where 3 x 2 + 3 + 2 = 11 are used. With K = 1 that process is the partition: 3 + 2."""
     for k, used in ((2, 11), (1, 5)):
-        assert main(["plan", "--config", "main", "--replicas", "3", "--partitions", str(k), "--shards", "2",
+        assert main(["plan", "--config", "main-pooled", "--replicas", "3", "--partitions", str(k), "--shards", "2",
                      "--machines", str(used), "--json"]) == 0
         cluster = json.loads(capsys.readouterr().out)["cluster"]
         assert (cluster["machines_used"], cluster["replica_machines"]) == (used, 3 if k > 1 else 0)
-    assert main(["plan", "--config", "main", "--replicas", "3", "--partitions", "2", "--shards", "2",
+    assert main(["plan", "--config", "main-pooled", "--replicas", "3", "--partitions", "2", "--shards", "2",
                  "--machines", "10"]) == 1
     assert ("3 replicas x 2 partitions (2x1 blocks) + 3 replica machines (each replica's own process: pooling, LCN, cost, "
             "shared banks) + 2 shards = 11 machines  ** more than the cluster has **") in capsys.readouterr().out
-    assert main(["plan", "--config", "main", "--partitions", "2", "--shards", "2", "--machines", "4"]) == 2
+    assert main(["plan", "--config", "main-pooled", "--partitions", "2", "--shards", "2", "--machines", "4"]) == 2
     assert ("1 replica (the fewest) x --partitions 2 = 2 worker machines, plus 1 replica machine (each replica's own "
             "process beside its partitions), plus --shards 2 = 5 machines; give --machines 5 or more") in capsys.readouterr().err
     for machines in (9, 12, 40):      # a chosen layout of 2 partitions fits the machines given, the replicas' too
-        assert main(["plan", "--config", "main", "--partitions", "2", "--machines", str(machines), "--json"]) == 0
+        assert main(["plan", "--config", "main-pooled", "--partitions", "2", "--machines", str(machines), "--json"]) == 0
         c = json.loads(capsys.readouterr().out)["cluster"]
         assert c["replicas"] * 3 + c["shards"] == c["machines_used"] <= machines
 
@@ -150,7 +150,7 @@ def test_the_paper_plan_says_its_split_has_no_replica_machine_and_why(capsys):
     assert plan["cluster"]["partitions"] > 1 and plan["cluster"]["replica_machines"] == 0
     said = [line for line in plan["network"]["assumptions"] if "DistBelief's pipeline" in line]
     assert len(said) == 1 and "no replica machine" in said[0] and "halos" in said[0]
-    assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8", "--json"]) == 0
+    assert main(["plan", "--config", "main-pooled", "--partitions", "2", "--machines", "8", "--json"]) == 0
     assert not [line for line in json.loads(capsys.readouterr().out)["network"]["assumptions"] if "DistBelief" in line]
 
 
@@ -189,9 +189,9 @@ def test_too_few_machines_where_no_partition_count_fits_the_memory_names_the_few
     assert "1 replica (the fewest) x 1 partition (the fewest) = 1 worker machine, plus --shards 4 = 5 machines" in err
     assert err.rstrip().endswith("give --machines 5 or more, or fewer shards")
     assert main(["plan", "--machines", "5", "--shards", "4", "--memory", "0.0001"]) == 1      # the fewest: no fit
-    assert main(["plan", "--config", "main", "--machines", "2", "--shards", "2", "--memory", "0.0001"]) == 2
+    assert main(["plan", "--config", "main-pooled", "--machines", "2", "--shards", "2", "--memory", "0.0001"]) == 2
     assert capsys.readouterr().err.rstrip().endswith("= 3 machines; give --machines 3 or more, or fewer shards")
-    assert main(["plan", "--config", "main", "--machines", "3", "--shards", "2", "--memory", "0.0001"]) == 1
+    assert main(["plan", "--config", "main-pooled", "--machines", "3", "--shards", "2", "--memory", "0.0001"]) == 1
 
 
 def test_too_few_machines_offers_fewer_shards_only_above_one_per_partition(capsys):

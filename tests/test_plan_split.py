@@ -155,7 +155,7 @@ def test_a_split_replicas_calls_go_through_its_own_process_counted_by_hand():
     stage 2's. The largest partition: (7,120 + 3,240 + 2,816) / 2 = 6,588 floats; the replica's link (13,744 + 6,248 +
     5,632) / 2 = 12,812. Until 2026-12-05 the plan counted DistBelief's halo between the partitions, 2,976 B per
     example, and nothing through the replica, whose process had no machine."""
-    plan = plan_for(None, (), Cluster(machines=8, partitions=2), config="main")
+    plan = plan_for(None, (), Cluster(machines=8, partitions=2), config="main-pooled")
     part = plan["partition"]
     assert (part["window_bytes"], part["window_bytes_replica"], part["halo_bytes"]) == (4 * 6588, 4 * 12812, 0)
     assert part["window_by_stage"] == [4 * 13744, 4 * (6248 + 5632)]
@@ -178,7 +178,7 @@ def test_a_split_partition_holds_only_its_blocks_filter_work_counted_by_hand():
     same tensor), stage 1's 8 maps x 64 x 13·25 positions = 166,400 floats, stage 2's 8 x 200 x 4·8 = 51,200. Greedy:
     the larger step's, stage 1's. Until 2026-12-05 it was DistBelief's partition: the stage's activations over K with
     the pooling and LCN halos (1.02 MB), the replica's copies over K (1.33 MB) and its block's share of the buffers."""
-    plan = plan_for(None, (), Cluster(machines=8, partitions=2), config="main")
+    plan = plan_for(None, (), Cluster(machines=8, partitions=2), config="main-pooled")
     part = plan["partition"]
     assert [s["partition"]["act_bytes_batch"] for s in plan["stages"]] == [32 * 4 * 3880, 32 * 4 * 1792]
     assert (part["act_bytes"], part["copy_bytes"]) == (32 * 4 * 3880, 4 * 166400)
@@ -198,7 +198,7 @@ def test_a_split_replicas_own_process_computes_its_pooling_lcn_and_banks_norm_in
     pooling and LCN included, and nothing of the replica's process (compute 157.9 µs; then 147.6 + 19.9 µs). Of the
     92,674, all but the banks' norm ((652 + 196 + 2,012) / 2 = 1,430) is pooling and LCN, at their own rate since
     2026-12-06 (until then the layer's: 19.9 µs; now 33.7 µs at the defaults)."""
-    plan = plan_for(None, (), Cluster(machines=8, partitions=2), config="main")
+    plan = plan_for(None, (), Cluster(machines=8, partitions=2), config="main-pooled")
     part, t = plan["partition"], plan["times_s"]
     assert part["replica_flops"] == (35_996 + 17_672 + 122_112 + 196 + 2 * 3_680 + 2_012) / 2 == 92_674
     assert part["flops_train"] == pytest.approx((13 / 25 * 3_200_000 + 13 / 25 * 640_000 + 1_024_000 / 2) / 2)
@@ -214,12 +214,12 @@ def test_a_split_replicas_own_process_computes_its_pooling_lcn_and_banks_norm_in
     assert one.norm_fwd and untied["partition"]["replica_flops"] == pytest.approx(
         net.flops_train - net.products_train - (one.norm_train + one.norm_fwd + two.norm_train) / 2)
     # one partition is the replica: its step is the whole network's, no process beside it
-    whole = plan_for(None, (), Cluster(machines=8, partitions=1), config="main")
+    whole = plan_for(None, (), Cluster(machines=8, partitions=1), config="main-pooled")
     assert whole["times_s"]["replica_compute"] == 0
     assert whole["partition"]["flops_train"] == whole["network"]["flops_train"]
     # (counted without the frozen cache; with it, less by the forwards of stage 1 it answers: test_plan_cache_hits.py)
-    assert network_of(*plan_config(None, (), "main")).flops_train == 2_524_674
-    assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8"]) == 0
+    assert network_of(*plan_config(None, (), "main-pooled")).flops_train == 2_524_674
+    assert main(["plan", "--config", "main-pooled", "--partitions", "2", "--machines", "8"]) == 0
     assert "step (batch 32): compute 147.6 µs + replica's process 33.7 µs + windows 13.1 ms + " in capsys.readouterr().out
 
 
@@ -248,7 +248,7 @@ def test_a_split_frozen_layers_untied_decoder_is_sent_only_what_it_uses_counted_
     step stage 1 forward only, its filters' 2,048 (no decoder: 4,096 until 2026-12-05), and stage 2's 2·6,400 out and
     back (25,600): the largest (6,144 + 27,648) / 2 = 16,896 floats, the replica's twice that."""
     plan = plan_for(None, ('model.first_layer="gabor"', 'model.decoder="untied"'), Cluster(machines=8, partitions=2),
-                    config="main")
+                    config="main-pooled")
     part = plan["partition"]
     assert (part["window_bytes"], part["window_bytes_replica"]) == (4 * 5288, 4 * 10312)
     assert part["window_by_stage"] == [4 * 8744, 4 * (6248 + 5632)]
@@ -259,12 +259,12 @@ def test_the_table_of_a_split_on_the_runners_way_gives_each_stages_calls_not_a_h
     """The main job split in 2 has no halo between its partitions (the summary says so), so its table's column gives
     each stage's trained call through the replica, the largest block's (hand counts above: 7,120 and 2,816 floats);
     until 2026-12-05 it read "halo/ex" with DistBelief's halo, 2.05 kB and 1.86 kB. The paper's split keeps its halo."""
-    assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8"]) == 0
+    assert main(["plan", "--config", "main-pooled", "--partitions", "2", "--machines", "8"]) == 0
     out = capsys.readouterr().out
     header, _, one, two = out.splitlines()[3:7]
     assert "calls/ex" in header and "halo/ex" not in header and "no halo between partitions" in out
     assert one.split()[-4:-2] == ["28.48", "kB"] and two.split()[-4:-2] == ["11.26", "kB"]
-    assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8", "--json"]) == 0
+    assert main(["plan", "--config", "main-pooled", "--partitions", "2", "--machines", "8", "--json"]) == 0
     stages = json.loads(capsys.readouterr().out)["stages"]
     assert [(s["partition"]["calls_bytes"], s["partition"]["halo_bytes"]) for s in stages] == [(4 * 7120, 0),
                                                                                                (4 * 2816, 0)]
